@@ -1,0 +1,829 @@
+//! The commands, and the only place that knows the order of the stages: ingest the sources,
+//! store what was read, select each provider's delta, enrich, cut the excerpt, render, then
+//! record and send under the ledger's rules.
+//!
+//! Ledger rules: a report row, its IPs and the exact message are written with status `sending`
+//! before a transport sees them, and marked `sent` only after the transport accepted. Reports
+//! left `sending` (a crash) or `failed` (a transient error) are sent again, as stored, before
+//! anything new. A rejected report gives its IPs back to the next one. An IP is in at most one
+//! report per provider that is not rejected.
+
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
+use std::net::IpAddr;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::cli::{Cli, Command};
+use crate::clock::{self, utc_text};
+use crate::config::{self, Settings};
+use crate::enrich::{AsnDb, enrich};
+use crate::error::{ConfigError, EXIT_ERROR, EXIT_OK, TransientError, exit_code, one_line};
+use crate::excerpt::{EvidenceLine, Window, densest};
+use crate::ingest::{Attribution, Ingest, Observation, Summary};
+use crate::parse::LineParser;
+use crate::provider::Provider;
+use crate::render::{Envelope, Report, Templates, fnv1a, message};
+use crate::select::{delta, is_ignored, is_reportable};
+use crate::send::{SendError, Transport, transport};
+use crate::source::{self, Cursor};
+use crate::state::{HistoryFilter, ReportRecord, ReportedIp, State, Status};
+
+/// Runs the command line and returns the exit status; errors are printed as one line.
+pub fn main(cli: Cli) -> u8 {
+    match dispatch(&cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("abuse-mailer: {}", one_line(&e));
+            exit_code(&e)
+        }
+    }
+}
+
+/// How much a command says on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verbosity {
+    Quiet,
+    Normal,
+    Verbose,
+}
+
+fn dispatch(cli: &Cli) -> Result<u8> {
+    let verbosity = match (cli.quiet, cli.verbose) {
+        (true, _) => Verbosity::Quiet,
+        (_, true) => Verbosity::Verbose,
+        _ => Verbosity::Normal,
+    };
+    let path = config::locate(cli.config.as_deref());
+    let settings = config::load(&path)?;
+    let now = clock::now()?;
+    match &cli.command {
+        Command::Run {
+            dry_run: true,
+            provider,
+            json,
+        }
+        | Command::Preview { provider, json } => {
+            preview(&settings, now, provider.as_deref(), *json, verbosity)
+        }
+        Command::Run {
+            dry_run: false,
+            provider,
+            json,
+        } => run(&settings, now, provider.as_deref(), *json, verbosity),
+        Command::History { ip, provider, json } => history(&settings, *ip, provider.clone(), *json),
+        Command::Show { report_id } => show(&settings, report_id),
+        Command::Check { smtp } => crate::check::check(&settings, now, *smtp),
+        Command::Firewall {
+            provider,
+            format,
+            ports,
+        } => crate::firewall::print(&settings, provider, *format, ports.as_deref()),
+    }
+}
+
+/// What every run needs loaded before it reads a line.
+struct World<'s> {
+    settings: &'s Settings,
+    providers: Vec<Provider>,
+    asn_db: Option<AsnDb>,
+    templates: Templates,
+    now: DateTime<Utc>,
+}
+
+impl<'s> World<'s> {
+    fn load(settings: &'s Settings, now: DateTime<Utc>, only: Option<&str>) -> Result<Self> {
+        if let Some(name) = only
+            && settings.provider(name).is_none()
+        {
+            let known: Vec<&str> = settings.providers.iter().map(|p| p.name.as_str()).collect();
+            return Err(ConfigError(format!(
+                "no provider {name:?} configured (known: {})",
+                known.join(", ")
+            ))
+            .into());
+        }
+        let providers = settings
+            .providers
+            .iter()
+            .map(|p| Provider::load(p).map_err(|e| ConfigError(one_line(&e)).into()))
+            .collect::<Result<Vec<_>>>()?;
+        let asn_db = match &settings.asn_db {
+            Some(path) => Some(AsnDb::open(path).map_err(|e| ConfigError(one_line(&e)))?),
+            None => None,
+        };
+        let names: Vec<&str> = providers.iter().map(|p| p.name()).collect();
+        let templates = Templates::load(settings.report.templates_dir.as_deref(), &names)
+            .map_err(|e| ConfigError(one_line(&e)))?;
+        Ok(World {
+            settings,
+            providers,
+            asn_db,
+            templates,
+            now,
+        })
+    }
+
+    /// The time from which a sent report still counts (`rereport_after_days`).
+    fn rereport_since(&self) -> Option<DateTime<Utc>> {
+        self.settings
+            .report
+            .rereport_after_days
+            .map(|d| self.now - chrono::Duration::days(i64::from(d)))
+    }
+}
+
+/// What the ledger says each provider must not be sent again.
+struct Ledger {
+    reported: Vec<HashSet<IpAddr>>,
+    ever_sent: Vec<HashSet<IpAddr>>,
+    thread_roots: Vec<Option<String>>,
+}
+
+impl Ledger {
+    fn read(world: &World<'_>, state: Option<&State>) -> Result<Self> {
+        let since = world.rereport_since().map(utc_text);
+        let mut ledger = Ledger {
+            reported: Vec::new(),
+            ever_sent: Vec::new(),
+            thread_roots: Vec::new(),
+        };
+        for p in &world.providers {
+            match state {
+                Some(s) => {
+                    ledger
+                        .reported
+                        .push(s.reported(p.name(), since.as_deref())?);
+                    ledger.ever_sent.push(s.ever_sent(p.name())?);
+                    ledger.thread_roots.push(s.thread_root(p.name())?);
+                }
+                None => {
+                    ledger.reported.push(HashSet::new());
+                    ledger.ever_sent.push(HashSet::new());
+                    ledger.thread_roots.push(None);
+                }
+            }
+        }
+        Ok(ledger)
+    }
+}
+
+/// Everything read this run, merged with what was known before.
+struct Intake {
+    summary: Summary,
+    observations: HashMap<IpAddr, Observation>,
+    /// IPs whose totals changed this run (to store).
+    touched: Vec<IpAddr>,
+    cursors: Vec<(String, Cursor)>,
+    /// Evidence to keep per provider, and the full pool the excerpt is cut from.
+    evidence: Vec<Vec<EvidenceLine>>,
+}
+
+fn ingest(
+    world: &World<'_>,
+    state: Option<&State>,
+    ledger: &Ledger,
+    verbosity: Verbosity,
+) -> Result<Intake> {
+    let settings = world.settings;
+    let attribute = |ip: IpAddr| {
+        let mut a = Attribution::default();
+        let reportable = is_reportable(ip) && !is_ignored(ip, &settings.report.ignore);
+        for (i, p) in world.providers.iter().enumerate() {
+            if p.lookup(ip).is_some() {
+                a.providers |= 1 << i;
+                if reportable && !ledger.reported[i].contains(&ip) {
+                    a.candidates |= 1 << i;
+                }
+            }
+        }
+        a
+    };
+    let mut cursors = Vec::new();
+    let parser = |prefixes: &[String]| LineParser::new(prefixes, settings.zone, world.now);
+    let mut scan = Ingest::new(
+        parser(&[]),
+        world.providers.len(),
+        settings.report.sample_seconds,
+        settings.report.max_excerpt_lines,
+        &attribute,
+    );
+    for source_cfg in &settings.sources {
+        let key = source_cfg.path.to_string_lossy().to_string();
+        let cursor = match state {
+            Some(s) => s.cursor(&key)?,
+            None => None,
+        };
+        scan.begin_source(parser(&source_cfg.prefixes));
+        let read = source::read(&source_cfg.path, cursor.as_ref(), &mut scan).map_err(|e| {
+            if cursor.is_none() && !source_cfg.path.exists() {
+                anyhow::Error::from(ConfigError(one_line(&e)))
+            } else {
+                e
+            }
+        })?;
+        if verbosity == Verbosity::Verbose {
+            eprintln!("abuse-mailer: source {key}: {:?}", read.decision);
+        }
+        if let Some(c) = read.cursor {
+            cursors.push((key, c));
+        }
+    }
+    let batch = scan.finish();
+
+    let mut observations = match state {
+        Some(s) => s.observations()?,
+        None => HashMap::new(),
+    };
+    let mut touched = Vec::with_capacity(batch.observations.len());
+    for (ip, o) in batch.observations {
+        touched.push(ip);
+        observations
+            .entry(ip)
+            .and_modify(|known| known.merge(&o))
+            .or_insert(o);
+    }
+    touched.sort();
+
+    let mut evidence = Vec::new();
+    for (i, p) in world.providers.iter().enumerate() {
+        let mut pool = match state {
+            Some(s) => s.evidence(p.name())?,
+            None => Vec::new(),
+        };
+        if let Some(w) = batch.windows.get(i).and_then(Option::as_ref) {
+            pool.extend(w.lines.iter().cloned());
+        }
+        pool.retain(|l| !ledger.reported[i].contains(&l.ip));
+        let keep = densest(
+            pool,
+            settings.report.sample_seconds,
+            settings.report.max_excerpt_lines,
+        )
+        .map(|w| w.lines)
+        .unwrap_or_default();
+        evidence.push(keep);
+    }
+    Ok(Intake {
+        summary: batch.summary,
+        observations,
+        touched,
+        cursors,
+        evidence,
+    })
+}
+
+/// One report ready to be recorded and sent (or printed).
+struct Planned {
+    provider: usize,
+    report: Report,
+    record: ReportRecord,
+}
+
+fn plan(
+    world: &World<'_>,
+    intake: &Intake,
+    ledger: &Ledger,
+    only: Option<&str>,
+    state: Option<&State>,
+) -> Result<Vec<Planned>> {
+    let settings = world.settings;
+    let since = world.rereport_since().map(|t| t.timestamp());
+    let mut planned = Vec::new();
+    for (i, provider) in world.providers.iter().enumerate() {
+        if only.is_some_and(|o| o != provider.name()) {
+            continue;
+        }
+        let selected = delta(
+            &intake.observations,
+            provider,
+            &ledger.reported[i],
+            &ledger.ever_sent[i],
+            since,
+            &settings.report,
+        );
+        if selected.is_empty() {
+            continue;
+        }
+        let attackers = enrich(&selected, provider, world.asn_db.as_ref());
+        let ips: HashSet<IpAddr> = attackers.iter().map(|a| a.observation.ip).collect();
+        let pool: Vec<EvidenceLine> = intake.evidence[i]
+            .iter()
+            .filter(|l| ips.contains(&l.ip))
+            .cloned()
+            .collect();
+        let window: Option<Window> = densest(
+            pool,
+            settings.report.sample_seconds,
+            settings.report.max_excerpt_lines,
+        );
+        let report = Report::new(
+            provider.name(),
+            &provider.config.to,
+            &attackers,
+            window.as_ref(),
+            &settings.report,
+            settings.zone,
+            world.now,
+        );
+        let (subject, body) = world.templates.render(&report)?;
+        let id = report_id(
+            world.now,
+            provider.name(),
+            &attackers
+                .iter()
+                .map(|a| a.observation.ip)
+                .collect::<Vec<_>>(),
+            state,
+        )?;
+        let message_id = format!("<{id}@{}>", settings.report.from.email.domain());
+        let head = Envelope {
+            from: &settings.report.from,
+            to: &provider.config.to,
+            cc: &settings.report.cc,
+            reply_to: settings.report.reply_to.as_ref(),
+            message_id: &message_id,
+            thread_root: ledger.thread_roots[i].as_deref(),
+            date: world.now,
+        };
+        let bytes = message(&head, &subject, &body, &report, &settings.report)?;
+        let recipients = provider
+            .config
+            .to
+            .iter()
+            .chain(&settings.report.cc)
+            .map(|m| m.email.to_string())
+            .collect();
+        let record = ReportRecord {
+            id,
+            provider: provider.name().to_string(),
+            recipients,
+            subject,
+            message_id,
+            status: Status::Sending,
+            created_at: utc_text(world.now),
+            sent_at: None,
+            attempts: 0,
+            last_error: None,
+            server_reply: None,
+            ips: attackers
+                .iter()
+                .map(|a| ReportedIp {
+                    ip: a.observation.ip,
+                    hits: a.observation.hits,
+                    first_seen: a.observation.first_seen,
+                    last_seen: a.observation.last_seen,
+                })
+                .collect(),
+            message: bytes,
+        };
+        planned.push(Planned {
+            provider: i,
+            report,
+            record,
+        });
+    }
+    Ok(planned)
+}
+
+/// `20260125T235125Z-aws-1a2b3c4d`: time, provider and a hash of the IPs, so that ids from
+/// several writers do not collide; a taken id gets a counter.
+fn report_id(
+    now: DateTime<Utc>,
+    provider: &str,
+    ips: &[IpAddr],
+    state: Option<&State>,
+) -> Result<String> {
+    let text = ips
+        .iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let base = format!(
+        "{}-{provider}-{:08x}",
+        now.format("%Y%m%dT%H%M%SZ"),
+        fnv1a(text.as_bytes()) as u32
+    );
+    let Some(state) = state else {
+        return Ok(base);
+    };
+    let mut id = base.clone();
+    let mut n = 2;
+    while state.report_exists(&id)? {
+        id = format!("{base}-{n}");
+        n += 1;
+    }
+    Ok(id)
+}
+
+#[derive(Serialize)]
+struct JsonOutput<'a> {
+    reports: Vec<JsonReport<'a>>,
+    summary: Summary,
+}
+
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    provider: &'a str,
+    to: &'a [String],
+    subject: &'a str,
+    ips: Vec<JsonIp<'a>>,
+    excerpt: &'a [String],
+}
+
+#[derive(Serialize)]
+struct JsonIp<'a> {
+    ip: &'a str,
+    hits: u64,
+    first_seen: &'a str,
+    last_seen: &'a str,
+    asn: Option<u32>,
+    as_org: Option<&'a str>,
+    ports: &'a [u16],
+}
+
+fn print_json(planned: &[Planned], summary: Summary) -> Result<()> {
+    let reports = planned
+        .iter()
+        .map(|p| JsonReport {
+            provider: &p.report.provider,
+            to: &p.report.to,
+            subject: &p.record.subject,
+            ips: p
+                .report
+                .ips
+                .iter()
+                .map(|i| JsonIp {
+                    ip: &i.ip,
+                    hits: i.hits,
+                    first_seen: &i.first_seen,
+                    last_seen: &i.last_seen,
+                    asn: i.asn,
+                    as_org: i.as_org.as_deref(),
+                    ports: &i.ports,
+                })
+                .collect(),
+            excerpt: &p.report.excerpt,
+        })
+        .collect();
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, &JsonOutput { reports, summary })?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// Messages in mbox form: each after a `From ` line, with Unix line ends and `From ` quoting.
+fn print_mbox(planned: &[Planned], now: DateTime<Utc>) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    for p in planned {
+        writeln!(
+            out,
+            "From abuse-mailer {}",
+            now.format("%a %b %e %H:%M:%S %Y")
+        )?;
+        let text = String::from_utf8_lossy(&p.record.message).replace("\r\n", "\n");
+        for line in text.lines() {
+            if line.trim_start_matches('>').starts_with("From ") {
+                write!(out, ">")?;
+            }
+            writeln!(out, "{line}")?;
+        }
+        writeln!(out)?;
+    }
+    Ok(())
+}
+
+fn preview(
+    settings: &Settings,
+    now: DateTime<Utc>,
+    only: Option<&str>,
+    json: bool,
+    verbosity: Verbosity,
+) -> Result<u8> {
+    let started = Instant::now();
+    let world = World::load(settings, now, only)?;
+    let state = State::open_read_only(&settings.state_dir)?;
+    let ledger = Ledger::read(&world, state.as_ref())?;
+    let intake = ingest(&world, state.as_ref(), &ledger, verbosity)?;
+    let planned = plan(&world, &intake, &ledger, only, state.as_ref())?;
+    if json {
+        print_json(&planned, intake.summary)?;
+    } else {
+        print_mbox(&planned, now)?;
+    }
+    if let Some(s) = &state {
+        let waiting = s.pending()?.len();
+        if waiting > 0 && verbosity != Verbosity::Quiet {
+            eprintln!(
+                "abuse-mailer: {waiting} earlier report(s) wait to be sent again by the next run"
+            );
+        }
+    }
+    if verbosity != Verbosity::Quiet {
+        let reports = planned
+            .iter()
+            .map(|p| (p.record.provider.as_str(), p.record.ips.len()))
+            .collect::<Vec<_>>();
+        eprintln!(
+            "{}",
+            summary_line("preview", &intake.summary, &reports, 0, started)
+        );
+    }
+    Ok(EXIT_OK)
+}
+
+/// The one line every run ends with.
+fn summary_line(
+    what: &str,
+    s: &Summary,
+    reports: &[(&str, usize)],
+    sent: usize,
+    started: Instant,
+) -> String {
+    let new = if reports.is_empty() {
+        "nothing new to report".to_string()
+    } else {
+        reports
+            .iter()
+            .map(|(p, n)| format!("{p}: {n} new"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "abuse-mailer {what}: read {} lines ({} bytes), {} matched, {} malformed, {} IPs ({} in no provider); {new}; {sent} sent; {:.2}s",
+        s.lines_read,
+        s.bytes_read,
+        s.lines_matched,
+        s.lines_malformed,
+        s.ips_observed,
+        s.ips_unattributed,
+        started.elapsed().as_secs_f64()
+    )
+}
+
+fn run(
+    settings: &Settings,
+    now: DateTime<Utc>,
+    only: Option<&str>,
+    json: bool,
+    verbosity: Verbosity,
+) -> Result<u8> {
+    let started = Instant::now();
+    let world = World::load(settings, now, only)?;
+    let transport = transport(&settings.mail.transport).map_err(|e| ConfigError(one_line(&e)))?;
+    let Some(_lock) = crate::lock::acquire(&settings.state_dir, verbosity != Verbosity::Quiet)?
+    else {
+        return Ok(EXIT_OK);
+    };
+    let mut state = State::open(&settings.state_dir)?;
+
+    // Store what the logs say before any mail goes out: a mail outage must not lose lines
+    // that rotate away meanwhile.
+    let ledger = Ledger::read(&world, Some(&state))?;
+    let intake = ingest(&world, Some(&state), &ledger, verbosity)?;
+    let touched: Vec<&Observation> = intake
+        .touched
+        .iter()
+        .filter_map(|ip| intake.observations.get(ip))
+        .collect();
+    let evidence: Vec<(String, Vec<EvidenceLine>)> = world
+        .providers
+        .iter()
+        .zip(&intake.evidence)
+        .map(|(p, lines)| (p.name().to_string(), lines.clone()))
+        .collect();
+    state.commit_ingest(&touched, &intake.cursors, &evidence, &utc_text(now))?;
+
+    let mut budget = settings.mail.max_messages_per_run;
+    let mut outcome = Outcome::default();
+    for record in state.pending()? {
+        if only.is_some_and(|o| o != record.provider) {
+            continue;
+        }
+        if budget == 0 || outcome.transient.is_some() {
+            outcome.waiting += 1;
+            continue;
+        }
+        budget -= 1;
+        deliver(
+            &mut state,
+            transport.as_ref(),
+            settings,
+            &record,
+            now,
+            &mut outcome,
+            verbosity,
+        )?;
+    }
+
+    // The ledger changed if a resend was rejected (its IPs are free again): read it anew.
+    let ledger = Ledger::read(&world, Some(&state))?;
+    let planned = if outcome.transient.is_some() {
+        Vec::new()
+    } else {
+        plan(&world, &intake, &ledger, only, Some(&state))?
+    };
+    let mut made = Vec::new();
+    for p in planned {
+        if budget == 0 || outcome.transient.is_some() {
+            outcome.held += 1;
+            continue;
+        }
+        budget -= 1;
+        state.insert_report(&p.record)?;
+        deliver(
+            &mut state,
+            transport.as_ref(),
+            settings,
+            &p.record,
+            now,
+            &mut outcome,
+            verbosity,
+        )?;
+        let _ = p.provider;
+        made.push(p);
+    }
+    if json {
+        print_json(&made, intake.summary)?;
+    }
+    if verbosity != Verbosity::Quiet {
+        if outcome.held > 0 || outcome.waiting > 0 {
+            eprintln!(
+                "abuse-mailer: {} report(s) wait for the next run (max_messages_per_run = {}, or the mail server is unavailable)",
+                outcome.held + outcome.waiting,
+                settings.mail.max_messages_per_run
+            );
+        }
+        let reports = made
+            .iter()
+            .map(|p| (p.record.provider.as_str(), p.record.ips.len()))
+            .collect::<Vec<_>>();
+        eprintln!(
+            "{}",
+            summary_line("run", &intake.summary, &reports, outcome.sent, started)
+        );
+    }
+    if let Some(reason) = outcome.transient {
+        return Err(TransientError(format!(
+            "mail not delivered, will retry on the next run: {reason}"
+        ))
+        .into());
+    }
+    if let Some(reason) = outcome.rejected {
+        bail!("mail rejected: {reason}");
+    }
+    Ok(EXIT_OK)
+}
+
+#[derive(Default)]
+struct Outcome {
+    sent: usize,
+    transient: Option<String>,
+    rejected: Option<String>,
+    /// New reports not made this run (budget or outage); their IPs stay in the delta.
+    held: usize,
+    /// Stored reports not retried this run.
+    waiting: usize,
+}
+
+fn deliver(
+    state: &mut State,
+    transport: &dyn Transport,
+    settings: &Settings,
+    record: &ReportRecord,
+    now: DateTime<Utc>,
+    outcome: &mut Outcome,
+    verbosity: Verbosity,
+) -> Result<()> {
+    let at = utc_text(clock::now().unwrap_or(now));
+    let result = transport.send(
+        &record.id,
+        &settings.report.from,
+        &record.recipients,
+        &record.message,
+    );
+    let (status, detail) = match &result {
+        Ok(reply) => (Status::Sent, reply.clone()),
+        Err(SendError::Transient(e)) => (Status::Failed, e.clone()),
+        Err(SendError::Rejected(e)) => (Status::Rejected, e.clone()),
+    };
+    state
+        .mark(&record.id, status, &detail, &at)
+        .with_context(|| {
+            format!(
+                "report {} was {}, but recording that failed",
+                record.id,
+                status.as_str()
+            )
+        })?;
+    match status {
+        Status::Sent => {
+            outcome.sent += 1;
+            if verbosity != Verbosity::Quiet {
+                println!(
+                    "report {} to {} ({} IPs): sent: {detail}",
+                    record.id,
+                    record.recipients.join(", "),
+                    record.ips.len()
+                );
+            }
+        }
+        Status::Failed => {
+            eprintln!(
+                "abuse-mailer: report {} not delivered (will retry): {detail}",
+                record.id
+            );
+            outcome.transient = Some(detail);
+        }
+        Status::Rejected => {
+            eprintln!("abuse-mailer: report {} rejected: {detail}", record.id);
+            outcome.rejected = Some(detail);
+        }
+        Status::Sending => {}
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct JsonHistory<'a> {
+    id: &'a str,
+    provider: &'a str,
+    to: &'a [String],
+    subject: &'a str,
+    message_id: &'a str,
+    status: &'a str,
+    created_at: &'a str,
+    sent_at: Option<&'a str>,
+    ips: Vec<String>,
+}
+
+fn history(
+    settings: &Settings,
+    ip: Option<IpAddr>,
+    provider: Option<String>,
+    json: bool,
+) -> Result<u8> {
+    let state = State::open_read_only(&settings.state_dir)?;
+    let records = match &state {
+        Some(s) => s.history(&HistoryFilter { ip, provider })?,
+        None => Vec::new(),
+    };
+    let mut out = std::io::stdout().lock();
+    if json {
+        let rows: Vec<JsonHistory<'_>> = records
+            .iter()
+            .map(|r| JsonHistory {
+                id: &r.id,
+                provider: &r.provider,
+                to: &r.recipients,
+                subject: &r.subject,
+                message_id: &r.message_id,
+                status: r.status.as_str(),
+                created_at: &r.created_at,
+                sent_at: r.sent_at.as_deref(),
+                ips: r.ips.iter().map(|i| i.ip.to_string()).collect(),
+            })
+            .collect();
+        serde_json::to_writer_pretty(&mut out, &rows)?;
+        writeln!(out)?;
+        return Ok(EXIT_OK);
+    }
+    if records.is_empty() {
+        writeln!(out, "no reports")?;
+        return Ok(EXIT_OK);
+    }
+    writeln!(
+        out,
+        "{:<40} {:<20} {:<12} {:<8} {:>5}  subject",
+        "id", "created (UTC)", "provider", "status", "ips"
+    )?;
+    for r in &records {
+        writeln!(
+            out,
+            "{:<40} {:<20} {:<12} {:<8} {:>5}  {}",
+            r.id,
+            r.created_at,
+            r.provider,
+            r.status.as_str(),
+            r.ips.len(),
+            r.subject
+        )?;
+        if let Some(e) = r.last_error.as_deref().filter(|_| r.status != Status::Sent) {
+            writeln!(out, "{:<40} last error: {e}", "")?;
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+fn show(settings: &Settings, id: &str) -> Result<u8> {
+    let state = State::open_read_only(&settings.state_dir)?;
+    let Some(record) = state.as_ref().map(|s| s.report(id)).transpose()?.flatten() else {
+        eprintln!("abuse-mailer: no report {id:?} in the ledger (see `abuse-mailer history`)");
+        return Ok(EXIT_ERROR);
+    };
+    std::io::stdout().lock().write_all(&record.message)?;
+    Ok(EXIT_OK)
+}

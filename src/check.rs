@@ -1,0 +1,238 @@
+//! `check`: validates everything a run will touch and prints one line per item, so that a
+//! broken part is found before a timer runs into it. Exit 78 when the configuration (or a file
+//! it names) is wrong, 1 when something else is (the state database, the mail server).
+
+use std::io::{Read, Seek, SeekFrom};
+use std::time::Instant;
+
+use anyhow::Result;
+use chrono::{DateTime, Utc};
+
+use crate::config::{Security, Settings, TransportConfig};
+use crate::enrich::AsnDb;
+use crate::error::{EXIT_CONFIG, EXIT_ERROR, EXIT_OK, one_line};
+use crate::provider::Provider;
+use crate::render::{Report, Templates};
+use crate::send::Smtp;
+use crate::state::State;
+
+/// A database older than this is worth a warning: AS assignments move.
+pub const ASN_DB_MAX_AGE_DAYS: i64 = 60;
+
+#[derive(Default)]
+struct Tally {
+    config_errors: usize,
+    other_errors: usize,
+}
+
+impl Tally {
+    fn ok(&self, item: &str, text: &str) {
+        println!("ok      {item:<10} {text}");
+    }
+    fn warn(&self, item: &str, text: &str) {
+        println!("warning {item:<10} {text}");
+    }
+    fn config(&mut self, item: &str, text: &str) {
+        println!("error   {item:<10} {text}");
+        self.config_errors += 1;
+    }
+    fn other(&mut self, item: &str, text: &str) {
+        println!("error   {item:<10} {text}");
+        self.other_errors += 1;
+    }
+}
+
+/// How many of the last MiB's lines carry one of the prefixes.
+fn recent_matches(path: &std::path::Path, prefixes: &[String]) -> std::io::Result<(usize, usize)> {
+    let mut file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    let from = len.saturating_sub(1 << 20);
+    file.seek(SeekFrom::Start(from))?;
+    let mut tail = Vec::new();
+    file.read_to_end(&mut tail)?;
+    let lines: Vec<&[u8]> = tail
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
+    let finders: Vec<_> = prefixes
+        .iter()
+        .map(|p| memchr::memmem::Finder::new(p.as_bytes()))
+        .collect();
+    let hits = lines
+        .iter()
+        .filter(|l| finders.iter().any(|f| f.find(l).is_some()))
+        .count();
+    Ok((hits, lines.len()))
+}
+
+pub fn check(settings: &Settings, now: DateTime<Utc>, smtp: bool) -> Result<u8> {
+    let mut t = Tally::default();
+    t.ok(
+        "config",
+        &format!(
+            "{} ({} sources, {} providers, time zone {})",
+            settings.file.display(),
+            settings.sources.len(),
+            settings.providers.len(),
+            settings.zone.name()
+        ),
+    );
+    for s in &settings.sources {
+        let shown = s.path.display();
+        match recent_matches(&s.path, &s.prefixes) {
+            Ok((hits, lines)) => t.ok(
+                "source",
+                &format!(
+                    "{shown}: {hits} of the last {lines} lines carry {}",
+                    s.prefixes.join(" or ")
+                ),
+            ),
+            Err(e) => t.config("source", &format!("{shown}: {e}")),
+        }
+    }
+    let mut names = Vec::new();
+    for p in &settings.providers {
+        match Provider::load(p) {
+            Ok(provider) => {
+                t.ok(
+                    "ranges",
+                    &format!(
+                        "{}: {} ({:?} format, {} prefixes)",
+                        p.name,
+                        p.ranges
+                            .as_ref()
+                            .map(|r| r.display().to_string())
+                            .unwrap_or_default(),
+                        provider.format,
+                        provider.ranges.len()
+                    ),
+                );
+                names.push(p.name.as_str());
+            }
+            Err(e) => t.config("ranges", &one_line(&e)),
+        }
+    }
+    match &settings.asn_db {
+        None => t.ok("asn_db", "not configured: reports carry no AS numbers"),
+        Some(path) => match AsnDb::open(path) {
+            Ok(db) => {
+                let built = db
+                    .built
+                    .map(|b| b.format("%Y-%m-%d").to_string())
+                    .unwrap_or_default();
+                let age = db.age_days(now).unwrap_or(0);
+                let text = format!(
+                    "{}: {} built {built} ({age} days ago)",
+                    path.display(),
+                    db.database_type
+                );
+                if age > ASN_DB_MAX_AGE_DAYS {
+                    t.warn(
+                        "asn_db",
+                        &format!("{text}: older than {ASN_DB_MAX_AGE_DAYS} days, update it"),
+                    );
+                } else {
+                    t.ok("asn_db", &text);
+                }
+            }
+            Err(e) => t.config("asn_db", &one_line(&e)),
+        },
+    }
+    match Templates::load(settings.report.templates_dir.as_deref(), &names) {
+        Ok(templates) => {
+            let sample = Report::new(
+                "sample",
+                &[],
+                &[],
+                None,
+                &settings.report,
+                settings.zone,
+                now,
+            );
+            match templates.render(&sample) {
+                Ok(_) => t.ok("templates", "render with sample data"),
+                Err(e) => t.config("templates", &one_line(&e)),
+            }
+        }
+        Err(e) => t.config("templates", &one_line(&e)),
+    }
+    match State::open_read_only(&settings.state_dir) {
+        Ok(Some(state)) => {
+            let pending = state.pending().map(|p| p.len()).unwrap_or(0);
+            t.ok(
+                "state",
+                &format!(
+                    "{}: {pending} report(s) waiting to be sent again",
+                    settings.state_db().display()
+                ),
+            );
+        }
+        Ok(None) => t.ok(
+            "state",
+            &format!(
+                "{}: not created yet (the first run creates it)",
+                settings.state_db().display()
+            ),
+        ),
+        Err(e) => t.other("state", &one_line(&e)),
+    }
+    match &settings.mail.transport {
+        TransportConfig::Smtp(c) => {
+            let security = match c.security {
+                Security::None => "no TLS",
+                Security::StartTls => "STARTTLS",
+                Security::Tls => "implicit TLS",
+            };
+            let auth = c
+                .username
+                .as_deref()
+                .map(|u| format!(", AUTH as {u}"))
+                .unwrap_or_default();
+            let text = format!("smtp {}:{} ({security}{auth})", c.host, c.port);
+            if smtp {
+                let started = Instant::now();
+                match Smtp::new(c)
+                    .map_err(|e| one_line(&e))
+                    .and_then(|s| s.probe().map_err(|e| format!("{e:?}")))
+                {
+                    Ok(()) => t.ok(
+                        "mail",
+                        &format!(
+                            "{text}: connected, EHLO{}{} ok in {} ms",
+                            if c.security == Security::StartTls {
+                                ", STARTTLS"
+                            } else {
+                                ""
+                            },
+                            if auth.is_empty() { "" } else { ", AUTH" },
+                            started.elapsed().as_millis()
+                        ),
+                    ),
+                    Err(e) => t.other("mail", &format!("{text}: {e}")),
+                }
+            } else {
+                t.ok("mail", &format!("{text} (not contacted; add --smtp)"));
+            }
+        }
+        TransportConfig::Sendmail { path } => {
+            if path.is_file() {
+                t.ok("mail", &format!("sendmail {}", path.display()));
+            } else {
+                t.config(
+                    "mail",
+                    &format!("sendmail {}: no such file", path.display()),
+                );
+            }
+        }
+        TransportConfig::File { dir } => {
+            t.ok("mail", &format!("file: .eml files into {}", dir.display()))
+        }
+    }
+    Ok(if t.config_errors > 0 {
+        EXIT_CONFIG
+    } else if t.other_errors > 0 {
+        EXIT_ERROR
+    } else {
+        EXIT_OK
+    })
+}

@@ -1,0 +1,94 @@
+//! The command line as clap sees it: flags and subcommands mirrored one to one. Checking what
+//! they mean (does the provider exist, is the config valid) is `app`'s job.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Report attacking cloud hosts seen in netfilter logs to their provider's abuse desk.
+#[derive(Debug, Parser)]
+#[command(name = "abuse-mailer", version, about, long_about = None)]
+pub struct Cli {
+    /// Configuration file [default: $ABUSE_MAILER_CONFIG, else /etc/abuse-mailer/config.toml]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// Say less: only errors (the run summary line is not printed)
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Say more: what was read from each source and why
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Read new log lines, report new attackers to their providers, record what was sent
+    Run {
+        /// Print the messages that would be sent and change nothing (same as `preview`)
+        #[arg(long)]
+        dry_run: bool,
+        /// Report to this provider only (all sources are still read)
+        #[arg(long, value_name = "NAME")]
+        provider: Option<String>,
+        /// With --dry-run: print the reports as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the messages a run would send now, changing nothing
+    Preview {
+        /// Only this provider's report
+        #[arg(long, value_name = "NAME")]
+        provider: Option<String>,
+        /// Print the reports as one JSON object
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the reports in the ledger
+    History {
+        /// Only reports that list this IP
+        #[arg(long)]
+        ip: Option<IpAddr>,
+        /// Only reports to this provider
+        #[arg(long, value_name = "NAME")]
+        provider: Option<String>,
+        /// Print a JSON array
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the exact message of a report, as it was sent
+    Show {
+        /// The report's id, as `history` lists it
+        report_id: String,
+    },
+    /// Check the configuration and everything it names
+    Check {
+        /// Also connect to the SMTP server (EHLO, STARTTLS, AUTH) without sending
+        #[arg(long)]
+        smtp: bool,
+    },
+    /// Print firewall rules that block and log a provider's ranges
+    Firewall {
+        /// The provider whose ranges to block
+        #[arg(long, value_name = "NAME")]
+        provider: String,
+        /// Rule syntax
+        #[arg(long, value_enum, default_value_t = FirewallFormat::Iptables)]
+        format: FirewallFormat,
+        /// Block only these destination ports (e.g. 80,443), so other traffic still flows
+        #[arg(long, value_name = "LIST")]
+        ports: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FirewallFormat {
+    Iptables,
+    Nft,
+    Ipset,
+}

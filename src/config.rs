@@ -1,0 +1,653 @@
+//! The configuration file: loaded with the `config` crate (TOML plus `ABUSE_MAILER__SECTION__KEY`
+//! environment overrides) into raw structs that reject unknown keys, then checked into
+//! [`Settings`], which the rest of the program uses without checking again.
+//!
+//! Every error names the file and the key. Relative paths are relative to the config file's
+//! folder, so a configuration can be moved together with its data.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use lettre::message::Mailbox;
+use serde::Deserialize;
+
+use crate::clock::Zone;
+use crate::error::ConfigError;
+
+/// Where the configuration is when neither `--config` nor `ABUSE_MAILER_CONFIG` says.
+pub const DEFAULT_PATH: &str = "/etc/abuse-mailer/config.toml";
+/// The environment variable naming the configuration file.
+pub const PATH_VAR: &str = "ABUSE_MAILER_CONFIG";
+/// The LOG prefix a source matches when it names none.
+pub const DEFAULT_PREFIX: &str = "INPUT-DROP:";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    state_dir: Option<PathBuf>,
+    timezone: Option<String>,
+    #[serde(default)]
+    source: Vec<RawSource>,
+    #[serde(default)]
+    provider: Vec<RawProvider>,
+    report: Option<RawReport>,
+    #[serde(default)]
+    enrich: RawEnrich,
+    #[serde(default)]
+    mail: RawMail,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    path: Option<PathBuf>,
+    prefixes: Option<Vec<String>>,
+    journald: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProvider {
+    name: String,
+    to: Vec<String>,
+    ranges: Option<PathBuf>,
+    format: Option<String>,
+    services: Option<Vec<String>>,
+    asns: Option<Vec<u32>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReport {
+    from: String,
+    sample_seconds: Option<u32>,
+    min_hits: Option<u64>,
+    rereport_after_days: Option<u32>,
+    max_excerpt_lines: Option<usize>,
+    redact: Option<Vec<String>>,
+    cc: Option<Vec<String>>,
+    reply_to: Option<String>,
+    templates_dir: Option<PathBuf>,
+    ignore: Option<Vec<String>>,
+    xarf: Option<bool>,
+    attach_csv: Option<bool>,
+    attach_excerpt: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEnrich {
+    asn_db: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMail {
+    transport: Option<String>,
+    host: Option<String>,
+    port: Option<u16>,
+    security: Option<String>,
+    username: Option<String>,
+    password_file: Option<PathBuf>,
+    password: Option<String>,
+    timeout_secs: Option<u64>,
+    helo_name: Option<String>,
+    ca_file: Option<PathBuf>,
+    dir: Option<PathBuf>,
+    sendmail_path: Option<PathBuf>,
+    max_messages_per_run: Option<u32>,
+}
+
+/// The checked configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The file it was read from.
+    pub file: PathBuf,
+    pub state_dir: PathBuf,
+    pub zone: Zone,
+    pub sources: Vec<SourceConfig>,
+    pub providers: Vec<ProviderConfig>,
+    pub report: ReportConfig,
+    pub asn_db: Option<PathBuf>,
+    pub mail: MailConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    pub path: PathBuf,
+    pub prefixes: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    pub name: String,
+    pub to: Vec<Mailbox>,
+    pub ranges: Option<PathBuf>,
+    pub format: Option<RangeFormat>,
+    /// Only these services of a ranges file that names services (empty: all).
+    pub services: Vec<String>,
+    pub asns: Vec<u32>,
+}
+
+/// The layout of a provider's ranges file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeFormat {
+    Aws,
+    Cidr,
+}
+
+impl RangeFormat {
+    fn parse(text: &str) -> Option<Self> {
+        match text {
+            "aws" => Some(RangeFormat::Aws),
+            "cidr" => Some(RangeFormat::Cidr),
+            _ => None,
+        }
+    }
+}
+
+/// What the operator's own packets carry and a report should not show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Redact {
+    Mac,
+    Dst,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReportConfig {
+    pub from: Mailbox,
+    pub cc: Vec<Mailbox>,
+    pub reply_to: Option<Mailbox>,
+    pub sample_seconds: u32,
+    pub min_hits: u64,
+    pub rereport_after_days: Option<u32>,
+    pub max_excerpt_lines: usize,
+    pub redact: Vec<Redact>,
+    pub templates_dir: Option<PathBuf>,
+    /// Never reported, whatever provider they are in.
+    pub ignore: Vec<IpNet>,
+    pub attach_csv: bool,
+    pub attach_excerpt: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct MailConfig {
+    pub transport: TransportConfig,
+    pub max_messages_per_run: u32,
+}
+
+#[derive(Debug, Clone)]
+pub enum TransportConfig {
+    Smtp(SmtpConfig),
+    Sendmail { path: PathBuf },
+    File { dir: PathBuf },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Security {
+    None,
+    StartTls,
+    Tls,
+}
+
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub security: Security,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub timeout: Duration,
+    pub helo_name: Option<String>,
+    pub ca_file: Option<PathBuf>,
+}
+
+/// A password: never shown by `Debug` or `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// Which configuration file to read: `--config`, else `$ABUSE_MAILER_CONFIG`, else the default.
+pub fn locate(flag: Option<&Path>) -> PathBuf {
+    if let Some(path) = flag {
+        return path.to_path_buf();
+    }
+    match std::env::var_os(PATH_VAR) {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from(DEFAULT_PATH),
+    }
+}
+
+/// Reads and checks the configuration at `path`, with environment overrides.
+pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+    let shown = path.display();
+    if !path.is_file() {
+        return Err(ConfigError(format!(
+            "{shown}: configuration file not found (give --config PATH or set {PATH_VAR})"
+        )));
+    }
+    let raw: RawConfig = config::Config::builder()
+        .add_source(config::File::from(path).format(config::FileFormat::Toml))
+        .add_source(
+            config::Environment::with_prefix("ABUSE_MAILER")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true),
+        )
+        .build()
+        .and_then(|c| c.try_deserialize())
+        .map_err(|e| ConfigError(format!("{shown}: {}", describe(&e))))?;
+    check(path, raw)
+}
+
+/// The `config` crate's message, with its key named the way the file spells it.
+fn describe(err: &config::ConfigError) -> String {
+    let text = err.to_string();
+    let text = text.replace(" in the configuration file", "");
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn check(file: &Path, raw: RawConfig) -> Result<Settings, ConfigError> {
+    let base = file.parent().unwrap_or(Path::new("."));
+    let err = |key: &str, what: String| ConfigError(format!("{}: {key}: {what}", file.display()));
+    let resolve = |p: &Path| -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            base.join(p)
+        }
+    };
+    let zone =
+        Zone::parse(raw.timezone.as_deref().unwrap_or("local")).map_err(|e| err("timezone", e))?;
+
+    let mut sources = Vec::new();
+    for (i, s) in raw.source.into_iter().enumerate() {
+        let key = format!("source[{i}]");
+        if s.journald == Some(true) {
+            return Err(err(
+                &key,
+                "journald sources are not supported yet; give path".into(),
+            ));
+        }
+        let Some(path) = s.path else {
+            return Err(err(
+                &format!("{key}.path"),
+                "missing: the log file to read".into(),
+            ));
+        };
+        let prefixes = s
+            .prefixes
+            .unwrap_or_else(|| vec![DEFAULT_PREFIX.to_string()]);
+        if prefixes.is_empty() || prefixes.iter().any(|p| p.trim().is_empty()) {
+            return Err(err(
+                &format!("{key}.prefixes"),
+                "expected at least one non-empty LOG prefix".into(),
+            ));
+        }
+        sources.push(SourceConfig {
+            path: resolve(&path),
+            prefixes,
+        });
+    }
+    if sources.is_empty() {
+        return Err(err(
+            "source",
+            "no [[source]] configured: add one with path = \"/var/log/messages\"".into(),
+        ));
+    }
+
+    let mut providers: Vec<ProviderConfig> = Vec::new();
+    for (i, p) in raw.provider.into_iter().enumerate() {
+        let key = format!("provider[{i}]");
+        let name = p.name.trim().to_string();
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(err(
+                &format!("{key}.name"),
+                format!("{:?}: expected letters, digits, - or _", p.name),
+            ));
+        }
+        if providers.iter().any(|q| q.name == name) {
+            return Err(err(
+                &format!("{key}.name"),
+                format!("provider {name:?} is configured twice"),
+            ));
+        }
+        if p.to.is_empty() {
+            return Err(err(
+                &format!("{key}.to"),
+                "expected at least one abuse address".into(),
+            ));
+        }
+        let to =
+            p.to.iter()
+                .map(|a| mailbox(a).map_err(|e| err(&format!("{key}.to"), e)))
+                .collect::<Result<Vec<_>, _>>()?;
+        let format = match p.format.as_deref() {
+            None => None,
+            Some(f) => Some(RangeFormat::parse(f).ok_or_else(|| {
+                err(
+                    &format!("{key}.format"),
+                    format!("{f:?}: expected \"aws\" or \"cidr\""),
+                )
+            })?),
+        };
+        if p.ranges.is_none() {
+            return Err(err(
+                &format!("{key}.ranges"),
+                "missing: the provider's IP range file".into(),
+            ));
+        }
+        if p.asns.as_ref().is_some_and(|a| !a.is_empty()) {
+            return Err(err(
+                &format!("{key}.asns"),
+                "matching by ASN is not supported yet; use ranges".into(),
+            ));
+        }
+        providers.push(ProviderConfig {
+            name,
+            to,
+            ranges: p.ranges.as_deref().map(resolve),
+            format,
+            services: p.services.unwrap_or_default(),
+            asns: p.asns.unwrap_or_default(),
+        });
+    }
+    if providers.is_empty() {
+        return Err(err(
+            "provider",
+            "no [[provider]] configured: add one with name, to and ranges".into(),
+        ));
+    }
+    if providers.len() > 64 {
+        return Err(err("provider", "at most 64 providers".into()));
+    }
+
+    let Some(r) = raw.report else {
+        return Err(err(
+            "report",
+            "missing [report] section with from = \"Name <address>\"".into(),
+        ));
+    };
+    let from = mailbox(&r.from).map_err(|e| err("report.from", e))?;
+    let cc =
+        r.cc.unwrap_or_default()
+            .iter()
+            .map(|a| mailbox(a).map_err(|e| err("report.cc", e)))
+            .collect::<Result<Vec<_>, _>>()?;
+    let reply_to = match r.reply_to.as_deref() {
+        None => None,
+        Some(a) => Some(mailbox(a).map_err(|e| err("report.reply_to", e))?),
+    };
+    let sample_seconds = r.sample_seconds.unwrap_or(5);
+    if sample_seconds == 0 || sample_seconds > 3600 {
+        return Err(err(
+            "report.sample_seconds",
+            format!("{sample_seconds}: expected 1 to 3600"),
+        ));
+    }
+    let max_excerpt_lines = r.max_excerpt_lines.unwrap_or(50);
+    if max_excerpt_lines == 0 || max_excerpt_lines > 10_000 {
+        return Err(err(
+            "report.max_excerpt_lines",
+            format!("{max_excerpt_lines}: expected 1 to 10000"),
+        ));
+    }
+    let min_hits = r.min_hits.unwrap_or(1).max(1);
+    let redact = r
+        .redact
+        .unwrap_or_default()
+        .iter()
+        .map(|x| match x.to_ascii_uppercase().as_str() {
+            "MAC" => Ok(Redact::Mac),
+            "DST" => Ok(Redact::Dst),
+            _ => Err(err(
+                "report.redact",
+                format!("{x:?}: expected \"MAC\" or \"DST\""),
+            )),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let ignore = r
+        .ignore
+        .unwrap_or_default()
+        .iter()
+        .map(|c| parse_net(c).map_err(|e| err("report.ignore", e)))
+        .collect::<Result<Vec<_>, _>>()?;
+    if r.xarf == Some(true) {
+        return Err(err(
+            "report.xarf",
+            "XARF reports are not supported yet".into(),
+        ));
+    }
+    let report = ReportConfig {
+        from,
+        cc,
+        reply_to,
+        sample_seconds,
+        min_hits,
+        rereport_after_days: r.rereport_after_days,
+        max_excerpt_lines,
+        redact,
+        templates_dir: r.templates_dir.as_deref().map(resolve),
+        ignore,
+        attach_csv: r.attach_csv.unwrap_or(true),
+        attach_excerpt: r.attach_excerpt.unwrap_or(true),
+    };
+
+    let m = raw.mail;
+    let transport = match m.transport.as_deref().unwrap_or("smtp") {
+        "smtp" => {
+            let security = match m.security.as_deref().unwrap_or("none") {
+                "none" => Security::None,
+                "starttls" => Security::StartTls,
+                "tls" => Security::Tls,
+                other => {
+                    return Err(err(
+                        "mail.security",
+                        format!("{other:?}: expected \"none\", \"starttls\" or \"tls\""),
+                    ));
+                }
+            };
+            let password = match (&m.password_file, &m.password) {
+                (Some(_), Some(_)) => {
+                    return Err(err(
+                        "mail.password_file",
+                        "give password_file or password, not both".into(),
+                    ));
+                }
+                (Some(file), None) => {
+                    let file = resolve(file);
+                    let text = std::fs::read_to_string(&file).map_err(|e| {
+                        err(
+                            "mail.password_file",
+                            format!("cannot read {}: {e}", file.display()),
+                        )
+                    })?;
+                    Some(Secret(text.trim_end_matches(['\r', '\n']).to_string()))
+                }
+                (None, Some(p)) => Some(Secret(p.clone())),
+                (None, None) => None,
+            };
+            if password.is_some() && m.username.is_none() {
+                return Err(err(
+                    "mail.username",
+                    "a password is set but no username".into(),
+                ));
+            }
+            let timeout_secs = m.timeout_secs.unwrap_or(30);
+            if timeout_secs == 0 {
+                return Err(err("mail.timeout_secs", "expected at least 1".into()));
+            }
+            TransportConfig::Smtp(SmtpConfig {
+                host: m.host.unwrap_or_else(|| "localhost".to_string()),
+                port: m.port.unwrap_or(match security {
+                    Security::Tls => 465,
+                    Security::StartTls => 587,
+                    Security::None => 25,
+                }),
+                security,
+                username: m.username,
+                password,
+                timeout: Duration::from_secs(timeout_secs),
+                helo_name: m.helo_name,
+                ca_file: m.ca_file.as_deref().map(resolve),
+            })
+        }
+        "sendmail" => TransportConfig::Sendmail {
+            path: m
+                .sendmail_path
+                .map(|p| resolve(&p))
+                .unwrap_or_else(|| PathBuf::from("/usr/sbin/sendmail")),
+        },
+        "file" => match m.dir {
+            Some(dir) => TransportConfig::File { dir: resolve(&dir) },
+            None => {
+                return Err(err(
+                    "mail.dir",
+                    "transport = \"file\" needs dir, the folder to write .eml files into".into(),
+                ));
+            }
+        },
+        other => {
+            return Err(err(
+                "mail.transport",
+                format!("{other:?}: expected \"smtp\", \"sendmail\" or \"file\""),
+            ));
+        }
+    };
+    let max_messages_per_run = m.max_messages_per_run.unwrap_or(10);
+
+    Ok(Settings {
+        file: file.to_path_buf(),
+        state_dir: resolve(
+            raw.state_dir
+                .as_deref()
+                .unwrap_or(Path::new("/var/lib/abuse-mailer")),
+        ),
+        zone,
+        sources,
+        providers,
+        report,
+        asn_db: raw.enrich.asn_db.as_deref().map(resolve),
+        mail: MailConfig {
+            transport,
+            max_messages_per_run,
+        },
+    })
+}
+
+fn mailbox(text: &str) -> Result<Mailbox, String> {
+    text.parse::<Mailbox>()
+        .map_err(|e| format!("{text:?} is not a mail address: {e}"))
+}
+
+/// A CIDR (`198.51.100.0/24`) or a single address.
+pub fn parse_net(text: &str) -> Result<IpNet, String> {
+    let text = text.trim();
+    text.parse::<IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map(|n| n.trunc())
+        .map_err(|_| format!("{text:?} is not a CIDR or IP address"))
+}
+
+impl Settings {
+    /// The state database's path.
+    pub fn state_db(&self) -> PathBuf {
+        self.state_dir.join("state.db")
+    }
+
+    pub fn provider(&self, name: &str) -> Option<&ProviderConfig> {
+        self.providers.iter().find(|p| p.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_text(text: &str) -> Result<Settings, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, text).unwrap();
+        load(&path)
+    }
+
+    const MINIMAL: &str = r#"
+state_dir = "state"
+timezone = "UTC"
+[[source]]
+path = "/var/log/messages"
+[[provider]]
+name = "aws"
+to = ["ec2-abuse@amazon.com"]
+ranges = "ranges.json"
+[report]
+from = "Abuse desk <abuse@example.org>"
+[mail]
+transport = "file"
+dir = "outbox"
+"#;
+
+    #[test]
+    fn minimal_config_gets_defaults_and_relative_paths() {
+        let s = load_text(MINIMAL).unwrap();
+        assert!(s.state_dir.ends_with("state") && s.state_dir.is_absolute());
+        assert_eq!(s.sources[0].prefixes, vec!["INPUT-DROP:".to_string()]);
+        assert_eq!(s.report.sample_seconds, 5);
+        assert_eq!(s.report.max_excerpt_lines, 50);
+        assert_eq!(s.report.min_hits, 1);
+        assert_eq!(s.mail.max_messages_per_run, 10);
+        assert!(matches!(s.mail.transport, TransportConfig::File { .. }));
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let text = MINIMAL.replace("[mail]", "[mail]\nhots = \"x\"");
+        let e = load_text(&text).unwrap_err().0;
+        assert!(e.contains("hots"), "{e}");
+        assert!(e.contains("config.toml"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let text = MINIMAL.replace("[report]", "[report]\nmin_hits = \"many\"");
+        let e = load_text(&text).unwrap_err().0;
+        assert!(e.contains("min_hits"), "{e}");
+    }
+
+    #[test]
+    fn bad_address_names_the_key() {
+        let text = MINIMAL.replace("ec2-abuse@amazon.com", "not an address");
+        let e = load_text(&text).unwrap_err().0;
+        assert!(e.contains("provider[0].to"), "{e}");
+    }
+
+    #[test]
+    fn missing_report_from_is_named() {
+        let text = MINIMAL.replace("from = \"Abuse desk <abuse@example.org>\"", "");
+        let e = load_text(&text).unwrap_err().0;
+        assert!(e.contains("from"), "{e}");
+    }
+
+    #[test]
+    fn secret_debug_hides_the_password() {
+        let s = Secret("hunter2".into());
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,92 @@
+//! The few error kinds a caller must tell apart, and the exit status each one maps to.
+//!
+//! Everything else travels as `anyhow::Error` with context; only these two change what an
+//! operator (or cron, or systemd) should do next.
+
+use std::fmt;
+
+/// Exit status: success, also when there was nothing new to report.
+pub const EXIT_OK: u8 = 0;
+/// Exit status: any other error.
+pub const EXIT_ERROR: u8 = 1;
+/// Exit status (EX_TEMPFAIL): mail could not be delivered now; nothing was lost, try again later.
+pub const EXIT_TEMPFAIL: u8 = 75;
+/// Exit status (EX_CONFIG): the configuration is wrong; retrying will not help.
+pub const EXIT_CONFIG: u8 = 78;
+
+/// The configuration (file, key, value or a file it names) is wrong.
+#[derive(Debug)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A mail transport failed in a way that may pass: the report is kept and sent again later.
+#[derive(Debug)]
+pub struct TransientError(pub String);
+
+impl fmt::Display for TransientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TransientError {}
+
+/// The exit status for an error: the kind found first in its chain decides.
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    for cause in err.chain() {
+        if cause.is::<ConfigError>() {
+            return EXIT_CONFIG;
+        }
+        if cause.is::<TransientError>() {
+            return EXIT_TEMPFAIL;
+        }
+    }
+    EXIT_ERROR
+}
+
+/// An error as one line: the context chain joined with `: `, newlines folded.
+pub fn one_line(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for (i, cause) in err.chain().enumerate() {
+        let part = cause.to_string();
+        if i > 0 {
+            // anyhow wraps with context; skip a cause already spelled out by its wrapper.
+            if text.ends_with(&part) {
+                continue;
+            }
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context;
+
+    #[test]
+    fn kinds_map_to_exit_codes_through_context() {
+        let config: anyhow::Result<()> = Err(ConfigError("bad key".into()).into());
+        let config = config.context("loading").unwrap_err();
+        assert_eq!(exit_code(&config), EXIT_CONFIG);
+        let mail = anyhow::Error::from(TransientError("421".into()));
+        assert_eq!(exit_code(&mail), EXIT_TEMPFAIL);
+        assert_eq!(exit_code(&anyhow::anyhow!("other")), EXIT_ERROR);
+    }
+
+    #[test]
+    fn one_line_joins_the_chain_and_folds_newlines() {
+        let err: anyhow::Result<()> = Err(anyhow::anyhow!("line one\nline two"));
+        let err = err.context("outer").unwrap_err();
+        assert_eq!(one_line(&err), "outer: line one line two");
+    }
+}

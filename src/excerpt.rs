@@ -1,0 +1,269 @@
+//! The log excerpt a report carries as evidence: the `sample_seconds` window holding the most
+//! lines from the reported IPs, capped in lines, cleaned of control characters and, if asked,
+//! of the operator's own MAC and addresses.
+//!
+//! [`WindowTracker`] finds that window in one pass over time-ordered lines while holding at most
+//! `sample_seconds × max_lines` lines, however long the log: a window is judged when its first
+//! second can no longer gain lines, and only the best one seen is kept.
+
+use std::collections::VecDeque;
+use std::net::IpAddr;
+
+use crate::config::Redact;
+
+/// One log line kept as evidence, with the second it was logged and its source address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvidenceLine {
+    pub time: i64,
+    pub ip: IpAddr,
+    /// The line as logged, with control characters removed.
+    pub text: String,
+}
+
+/// A window of the log: its first second, how many lines fell in it, and the first of them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Window {
+    pub start: i64,
+    pub count: u64,
+    pub lines: Vec<EvidenceLine>,
+}
+
+struct Bucket {
+    second: i64,
+    count: u64,
+    lines: Vec<EvidenceLine>,
+}
+
+/// Finds the densest window of a stream of lines in time order.
+pub struct WindowTracker {
+    seconds: i64,
+    cap: usize,
+    buckets: VecDeque<Bucket>,
+    sum: u64,
+    best: Option<Window>,
+}
+
+impl WindowTracker {
+    pub fn new(seconds: u32, cap: usize) -> Self {
+        Self {
+            seconds: i64::from(seconds.max(1)),
+            cap: cap.max(1),
+            buckets: VecDeque::new(),
+            sum: 0,
+            best: None,
+        }
+    }
+
+    /// Counts a line logged at `time`; `line` builds its evidence only if it may be shown.
+    /// A line older than the one before it (several hosts' clocks, a reordered relay) counts
+    /// with the newest second instead of reopening closed windows.
+    pub fn push(&mut self, time: i64, line: impl FnOnce() -> EvidenceLine) {
+        let second = match self.buckets.back() {
+            Some(last) if time <= last.second => last.second,
+            _ => {
+                while self
+                    .buckets
+                    .front()
+                    .is_some_and(|f| f.second <= time - self.seconds)
+                {
+                    self.close_front();
+                }
+                self.buckets.push_back(Bucket {
+                    second: time,
+                    count: 0,
+                    lines: Vec::new(),
+                });
+                time
+            }
+        };
+        debug_assert_eq!(self.buckets.back().map(|b| b.second), Some(second));
+        if let Some(bucket) = self.buckets.back_mut() {
+            bucket.count += 1;
+            if bucket.lines.len() < self.cap {
+                bucket.lines.push(line());
+            }
+        }
+        self.sum += 1;
+    }
+
+    /// The densest window seen (the earliest of equals), or `None` if no line was pushed.
+    pub fn finish(mut self) -> Option<Window> {
+        while !self.buckets.is_empty() {
+            self.close_front();
+        }
+        self.best
+    }
+
+    /// Every bucket left lies within `seconds` of the front: together they are the window
+    /// that starts at the front, complete now that a later second has arrived.
+    fn close_front(&mut self) {
+        let Some(front_second) = self.buckets.front().map(|b| b.second) else {
+            return;
+        };
+        if self.best.as_ref().is_none_or(|b| self.sum > b.count) {
+            let lines = self
+                .buckets
+                .iter()
+                .flat_map(|b| b.lines.iter())
+                .take(self.cap)
+                .cloned()
+                .collect();
+            self.best = Some(Window {
+                start: front_second,
+                count: self.sum,
+                lines,
+            });
+        }
+        if let Some(front) = self.buckets.pop_front() {
+            self.sum -= front.count;
+        }
+    }
+}
+
+/// The densest window among lines already kept (from earlier runs and this one).
+pub fn densest(mut lines: Vec<EvidenceLine>, seconds: u32, cap: usize) -> Option<Window> {
+    lines.sort_by(|a, b| a.time.cmp(&b.time).then_with(|| a.text.cmp(&b.text)));
+    lines.dedup();
+    let mut tracker = WindowTracker::new(seconds, cap);
+    for line in lines {
+        tracker.push(line.time, || line);
+    }
+    tracker.finish()
+}
+
+/// Log text made safe to show: invalid UTF-8 replaced, control characters (and Unicode line
+/// separators) removed, tabs turned into spaces.
+pub fn clean(text: &[u8]) -> String {
+    let text = String::from_utf8_lossy(text);
+    text.chars()
+        .filter_map(|c| match c {
+            '\t' => Some(' '),
+            '\u{2028}' | '\u{2029}' => None,
+            c if c.is_control() => None,
+            c => Some(c),
+        })
+        .collect()
+}
+
+/// Hides the operator's own details in a line: `MAC=` values, and for `DST` the destination
+/// address and the quoted source of an ICMP error (which is also the operator's address).
+pub fn redact(line: &str, what: &[Redact]) -> String {
+    if what.is_empty() {
+        return line.to_string();
+    }
+    let mut inner = false;
+    line.split(' ')
+        .map(|token| {
+            if token.starts_with('[') {
+                inner = true;
+            }
+            let bare = token.trim_start_matches('[');
+            let hide = (what.contains(&Redact::Mac) && bare.starts_with("MAC="))
+                || (what.contains(&Redact::Dst)
+                    && ((!inner && bare.starts_with("DST="))
+                        || (inner && bare.starts_with("SRC="))));
+            if hide {
+                let eq = token.find('=').unwrap_or(0);
+                format!("{}redacted", &token[..=eq])
+            } else {
+                token.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(time: i64, text: &str) -> EvidenceLine {
+        EvidenceLine {
+            time,
+            ip: "3.5.140.2".parse().unwrap(),
+            text: text.into(),
+        }
+    }
+
+    fn run(times: &[i64], seconds: u32, cap: usize) -> Window {
+        let mut t = WindowTracker::new(seconds, cap);
+        for (i, &time) in times.iter().enumerate() {
+            t.push(time, || line(time, &format!("l{i}")));
+        }
+        t.finish().unwrap()
+    }
+
+    #[test]
+    fn finds_the_densest_burst_among_sparse_lines() {
+        let w = run(
+            &[0, 100, 200, 300, 301, 302, 303, 304, 305, 400, 500],
+            5,
+            50,
+        );
+        assert_eq!(w.start, 300);
+        assert_eq!(w.count, 5);
+        let texts: Vec<_> = w.lines.iter().map(|l| l.text.as_str()).collect();
+        assert_eq!(texts, ["l3", "l4", "l5", "l6", "l7"]);
+    }
+
+    #[test]
+    fn cap_keeps_the_first_lines_but_counts_all() {
+        let w = run(&[10, 10, 10, 11, 11, 12], 5, 4);
+        assert_eq!(w.count, 6);
+        assert_eq!(w.lines.len(), 4);
+        assert_eq!(w.lines[3].text, "l3");
+    }
+
+    #[test]
+    fn earliest_of_equal_windows_wins_and_out_of_order_lines_count() {
+        let w = run(&[0, 1, 50, 51], 5, 10);
+        assert_eq!((w.start, w.count), (0, 2));
+        let w = run(&[100, 99, 100, 200], 5, 10);
+        assert_eq!((w.start, w.count), (100, 3));
+    }
+
+    #[test]
+    fn brute_force_agrees_on_random_streams() {
+        let mut seed = 7u64;
+        let mut next = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) % 7
+        };
+        for _ in 0..200 {
+            let mut times = Vec::new();
+            let mut t = 0;
+            for _ in 0..40 {
+                t += next() as i64;
+                times.push(t);
+            }
+            let w = run(&times, 5, 1000);
+            let best = times
+                .iter()
+                .map(|&s| times.iter().filter(|&&x| x >= s && x < s + 5).count() as u64)
+                .max()
+                .unwrap();
+            assert_eq!(w.count, best, "{times:?}");
+        }
+    }
+
+    #[test]
+    fn clean_strips_control_characters_and_bad_bytes() {
+        assert_eq!(
+            clean(b"a\r\nBcc: x\x1b[31m\tz\xff"),
+            "aBcc: x[31m z\u{fffd}"
+        );
+        assert_eq!(clean("a\u{2028}b\u{85}c".as_bytes()), "abc");
+    }
+
+    #[test]
+    fn redact_hides_own_mac_and_addresses() {
+        let l = "h kernel: D:IN=eth0 OUT= MAC=aa:bb SRC=3.5.140.2 DST=192.0.2.1 PROTO=ICMP TYPE=3 [SRC=192.0.2.1 DST=3.5.140.2 ]";
+        assert_eq!(
+            redact(l, &[Redact::Mac, Redact::Dst]),
+            "h kernel: D:IN=eth0 OUT= MAC=redacted SRC=3.5.140.2 DST=redacted PROTO=ICMP TYPE=3 [SRC=redacted DST=3.5.140.2 ]"
+        );
+        assert_eq!(redact(l, &[]), l);
+    }
+}

@@ -1,0 +1,175 @@
+//! `firewall`: the rules that produce the logs this tool reads, from a provider's range file.
+//! Ranges are aggregated first (adjacent and nested prefixes merged), so the rule count is
+//! the smallest that covers exactly the same addresses.
+
+use std::fmt::Write as _;
+
+use anyhow::Result;
+use ipnet::IpNet;
+
+use crate::cli::FirewallFormat;
+use crate::config::{DEFAULT_PREFIX, Settings};
+use crate::error::{ConfigError, EXIT_OK, one_line};
+use crate::provider::Provider;
+
+/// The provider's ranges, aggregated, IPv4 then IPv6.
+pub fn aggregated(provider: &Provider) -> (Vec<IpNet>, Vec<IpNet>) {
+    let nets: Vec<IpNet> = provider.ranges.infos().iter().map(|i| i.prefix).collect();
+    IpNet::aggregate(&nets)
+        .into_iter()
+        .partition(|n| matches!(n, IpNet::V4(_)))
+}
+
+fn ports(list: Option<&str>) -> Result<Vec<u16>> {
+    let Some(list) = list else {
+        return Ok(Vec::new());
+    };
+    list.split(',')
+        .map(|p| {
+            p.trim()
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| anyhow::anyhow!("--ports: {p:?} is not a port number"))
+        })
+        .collect()
+}
+
+/// Prints the rules for `provider` in `format`.
+pub fn print(
+    settings: &Settings,
+    provider: &str,
+    format: FirewallFormat,
+    port_list: Option<&str>,
+) -> Result<u8> {
+    let Some(config) = settings.provider(provider) else {
+        return Err(ConfigError(format!("no provider {provider:?} configured")).into());
+    };
+    let provider = Provider::load(config).map_err(|e| ConfigError(one_line(&e)))?;
+    let ports = ports(port_list)?;
+    let prefix = settings
+        .sources
+        .first()
+        .and_then(|s| s.prefixes.first())
+        .map_or(DEFAULT_PREFIX, String::as_str);
+    let text = render(&provider, format, &ports, prefix);
+    print!("{text}");
+    Ok(EXIT_OK)
+}
+
+/// The rules as text.
+pub fn render(
+    provider: &Provider,
+    format: FirewallFormat,
+    ports: &[u16],
+    log_prefix: &str,
+) -> String {
+    let (v4, v6) = aggregated(provider);
+    let name = provider.name();
+    let mut out = String::new();
+    let port_text = ports
+        .iter()
+        .map(u16::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    // A LOG prefix is at most 29 characters; quotes would end the argument.
+    let log_prefix: String = log_prefix.chars().filter(|c| *c != '"').take(29).collect();
+    match format {
+        FirewallFormat::Iptables => {
+            let chain = format!("abuse-{name}");
+            let drop = format!("abuse-{name}-drop");
+            let _ = writeln!(out, "# iptables-restore --noflush < this-file");
+            let _ = writeln!(
+                out,
+                "# {} IPv4 ranges of {name} (aggregated); hook the chain in with: iptables -I INPUT -j {chain}",
+                v4.len()
+            );
+            if !v6.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "# {} IPv6 ranges are not listed here: use --format nft, or ipset with ip6tables",
+                    v6.len()
+                );
+            }
+            let _ = writeln!(out, "*filter");
+            let _ = writeln!(out, ":{chain} - [0:0]");
+            let _ = writeln!(out, ":{drop} - [0:0]");
+            let _ = writeln!(
+                out,
+                "-A {drop} -j LOG --log-level warning --log-prefix \"{log_prefix}\""
+            );
+            let _ = writeln!(out, "-A {drop} -j DROP");
+            for net in &v4 {
+                if ports.is_empty() {
+                    let _ = writeln!(out, "-A {chain} -s {net} -j {drop}");
+                } else {
+                    for proto in ["tcp", "udp"] {
+                        let _ = writeln!(
+                            out,
+                            "-A {chain} -s {net} -p {proto} -m multiport --dports {port_text} -j {drop}"
+                        );
+                    }
+                }
+            }
+            let _ = writeln!(out, "COMMIT");
+        }
+        FirewallFormat::Nft => {
+            let table = format!("abuse_{}", name.replace('-', "_"));
+            let _ = writeln!(out, "# nft -f this-file");
+            let _ = writeln!(out, "table inet {table} {{");
+            for (set, kind, nets) in [("v4", "ipv4_addr", &v4), ("v6", "ipv6_addr", &v6)] {
+                let _ = writeln!(out, "\tset {set} {{\n\t\ttype {kind}\n\t\tflags interval");
+                if !nets.is_empty() {
+                    let list = nets
+                        .iter()
+                        .map(|n| n.to_string())
+                        .collect::<Vec<_>>()
+                        .join(",\n\t\t\t");
+                    let _ = writeln!(out, "\t\telements = {{\n\t\t\t{list}\n\t\t}}");
+                }
+                let _ = writeln!(out, "\t}}");
+            }
+            let _ = writeln!(
+                out,
+                "\tchain input {{\n\t\ttype filter hook input priority filter - 10; policy accept;"
+            );
+            let port_match = if ports.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "meta l4proto {{ tcp, udp }} th dport {{ {} }} ",
+                    ports
+                        .iter()
+                        .map(u16::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
+            for (family, set) in [("ip", "v4"), ("ip6", "v6")] {
+                let _ = writeln!(
+                    out,
+                    "\t\t{family} saddr @{set} {port_match}log prefix \"{log_prefix}\" level warn drop"
+                );
+            }
+            let _ = writeln!(out, "\t}}\n}}");
+        }
+        FirewallFormat::Ipset => {
+            let _ = writeln!(out, "# ipset restore < this-file; then for example:");
+            let _ = writeln!(
+                out,
+                "#   iptables -I INPUT -m set --match-set abuse-{name}-v4 src -j LOG --log-prefix \"{log_prefix}\""
+            );
+            for (family, set, nets) in [("inet", "v4", &v4), ("inet6", "v6", &v6)] {
+                let _ = writeln!(
+                    out,
+                    "create abuse-{name}-{set} hash:net family {family} maxelem {} -exist",
+                    (nets.len() + 1).next_power_of_two().max(65536)
+                );
+                for net in nets.iter() {
+                    let _ = writeln!(out, "add abuse-{name}-{set} {net} -exist");
+                }
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,391 @@
+//! Ingest: turns the bytes of a log into per-IP [`Observation`]s, run counters and evidence
+//! windows, in memory that grows with the number of distinct IPs, not with the log.
+//!
+//! The scan reads large buffers, counts lines with `memchr`, and looks for the configured
+//! prefixes across the whole buffer, so only lines that carry a prefix are split out and parsed.
+//! Reading files and remembering where they stopped is `source`'s job; storing what was seen
+//! is `state`'s.
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::{self, Read};
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use crate::excerpt::{EvidenceLine, Window, WindowTracker, clean};
+use crate::parse::{Line, LineParser, Packet};
+
+/// Distinct values kept per IP and field: enough for a report, bounded for a port scan.
+pub const MAX_PORTS: usize = 64;
+pub const MAX_SMALL_SET: usize = 16;
+
+/// What the logs say about one source address, over every run so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observation {
+    pub ip: IpAddr,
+    /// Unix seconds of the first and last dropped packet.
+    pub first_seen: i64,
+    pub last_seen: i64,
+    /// Dropped packets (log lines).
+    pub hits: u64,
+    pub protocols: BTreeSet<String>,
+    pub dst_ports: BTreeSet<u16>,
+    pub src_ports: BTreeSet<u16>,
+    pub dsts: BTreeSet<IpAddr>,
+    pub hosts: BTreeSet<String>,
+}
+
+fn insert_capped<T: Ord>(set: &mut BTreeSet<T>, value: T, cap: usize) {
+    if set.len() < cap {
+        set.insert(value);
+    }
+}
+
+impl Observation {
+    pub fn new(ip: IpAddr, time: i64) -> Self {
+        Self {
+            ip,
+            first_seen: time,
+            last_seen: time,
+            hits: 0,
+            protocols: BTreeSet::new(),
+            dst_ports: BTreeSet::new(),
+            src_ports: BTreeSet::new(),
+            dsts: BTreeSet::new(),
+            hosts: BTreeSet::new(),
+        }
+    }
+
+    fn record(&mut self, p: &Packet<'_>) {
+        self.hits += 1;
+        self.first_seen = self.first_seen.min(p.time);
+        self.last_seen = self.last_seen.max(p.time);
+        if !self.protocols.contains(p.proto) {
+            insert_capped(&mut self.protocols, p.proto.to_string(), MAX_SMALL_SET);
+        }
+        if let Some(port) = p.dpt {
+            insert_capped(&mut self.dst_ports, port, MAX_PORTS);
+        }
+        if let Some(port) = p.spt {
+            insert_capped(&mut self.src_ports, port, MAX_SMALL_SET);
+        }
+        insert_capped(&mut self.dsts, p.dst, MAX_SMALL_SET);
+        if !self.hosts.contains(p.host) {
+            insert_capped(&mut self.hosts, p.host.to_string(), MAX_SMALL_SET);
+        }
+    }
+
+    /// Adds what another observation of the same IP saw.
+    pub fn merge(&mut self, other: &Observation) {
+        self.hits += other.hits;
+        self.first_seen = self.first_seen.min(other.first_seen);
+        self.last_seen = self.last_seen.max(other.last_seen);
+        for p in &other.protocols {
+            insert_capped(&mut self.protocols, p.clone(), MAX_SMALL_SET);
+        }
+        for p in &other.dst_ports {
+            insert_capped(&mut self.dst_ports, *p, MAX_PORTS);
+        }
+        for p in &other.src_ports {
+            insert_capped(&mut self.src_ports, *p, MAX_SMALL_SET);
+        }
+        for d in &other.dsts {
+            insert_capped(&mut self.dsts, *d, MAX_SMALL_SET);
+        }
+        for h in &other.hosts {
+            insert_capped(&mut self.hosts, h.clone(), MAX_SMALL_SET);
+        }
+    }
+}
+
+/// Counters about the lines one run read (the `summary` of `preview --json`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    pub lines_read: u64,
+    pub lines_matched: u64,
+    pub lines_malformed: u64,
+    pub bytes_read: u64,
+    pub ips_observed: u64,
+    pub ips_unattributed: u64,
+}
+
+/// Which providers an IP belongs to, as bit masks over the configured providers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Attribution {
+    /// Providers whose ranges hold the IP.
+    pub providers: u64,
+    /// Of those, the ones it may still be reported to: evidence is kept for these.
+    pub candidates: u64,
+}
+
+struct Seen {
+    observation: Observation,
+    attribution: Attribution,
+}
+
+/// Everything one run learned from the logs, before it is stored.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub observations: HashMap<IpAddr, Observation>,
+    pub summary: Summary,
+    /// The densest evidence window per provider (same order as the configured providers).
+    pub windows: Vec<Option<Window>>,
+}
+
+/// The scan of one run over any number of sources.
+pub struct Ingest<'a> {
+    parser: LineParser,
+    finders: Vec<memchr::memmem::Finder<'static>>,
+    attribute: &'a dyn Fn(IpAddr) -> Attribution,
+    seen: HashMap<IpAddr, Seen>,
+    summary: Summary,
+    sample_seconds: u32,
+    max_lines: usize,
+    /// Trackers of the source being read; each source's times are ordered only within it.
+    trackers: Vec<WindowTracker>,
+    windows: Vec<Option<Window>>,
+    starts: Vec<usize>,
+}
+
+/// Read size: large enough that a syscall and a prefix search cost little per line.
+const BUFFER: usize = 1 << 20;
+
+impl<'a> Ingest<'a> {
+    /// A scan for `providers` providers; `attribute` is asked once per new IP.
+    pub fn new(
+        parser: LineParser,
+        providers: usize,
+        sample_seconds: u32,
+        max_lines: usize,
+        attribute: &'a dyn Fn(IpAddr) -> Attribution,
+    ) -> Self {
+        let finders = parser.prefix_finders().to_vec();
+        Self {
+            parser,
+            finders,
+            attribute,
+            seen: HashMap::new(),
+            summary: Summary::default(),
+            sample_seconds,
+            max_lines,
+            trackers: Vec::new(),
+            windows: vec![None; providers],
+            starts: Vec::new(),
+        }
+    }
+
+    /// Starts a source with its own prefixes: the files read until [`Ingest::end_source`]
+    /// form one timeline.
+    pub fn begin_source(&mut self, parser: LineParser) {
+        self.finders = parser.prefix_finders().to_vec();
+        self.parser = parser;
+        self.end_source();
+        self.trackers = (0..self.windows.len())
+            .map(|_| WindowTracker::new(self.sample_seconds, self.max_lines))
+            .collect();
+    }
+
+    /// Keeps the source's densest window per provider if it beats the ones from other sources.
+    pub fn end_source(&mut self) {
+        for (i, tracker) in std::mem::take(&mut self.trackers).into_iter().enumerate() {
+            if let Some(w) = tracker.finish()
+                && self.windows[i]
+                    .as_ref()
+                    .is_none_or(|best| w.count > best.count)
+            {
+                self.windows[i] = Some(w);
+            }
+        }
+    }
+
+    /// Reads complete lines from `reader` until its end and returns how many bytes they took.
+    /// A last line without its newline is left unread: it may still be being written.
+    pub fn feed(&mut self, mut reader: impl Read) -> io::Result<u64> {
+        let mut buf = vec![0u8; BUFFER];
+        let mut filled = 0;
+        let mut consumed = 0u64;
+        loop {
+            let n = match reader.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            filled += n;
+            let end = match memchr::memrchr(b'\n', &buf[..filled]) {
+                Some(i) => i + 1,
+                // A whole buffer without a newline is junk, not a line being written.
+                None if filled == buf.len() => filled,
+                None => continue,
+            };
+            self.scan(&buf[..end]);
+            consumed += end as u64;
+            buf.copy_within(end..filled, 0);
+            filled -= end;
+        }
+        Ok(consumed)
+    }
+
+    /// Counts every line of `region` (complete lines) and parses those carrying a prefix.
+    fn scan(&mut self, region: &[u8]) {
+        self.summary.bytes_read += region.len() as u64;
+        self.summary.lines_read += memchr::memchr_iter(b'\n', region).count() as u64;
+        if region.last() != Some(&b'\n') {
+            self.summary.lines_read += 1;
+        }
+        let mut starts = std::mem::take(&mut self.starts);
+        starts.clear();
+        for finder in &self.finders {
+            let mut after = 0;
+            for at in finder.find_iter(region) {
+                if at < after {
+                    continue;
+                }
+                let start = memchr::memrchr(b'\n', &region[..at]).map_or(0, |i| i + 1);
+                starts.push(start);
+                after = memchr::memchr(b'\n', &region[at..]).map_or(region.len(), |i| at + i + 1);
+            }
+        }
+        if self.finders.len() > 1 {
+            starts.sort_unstable();
+            starts.dedup();
+        }
+        for &start in &starts {
+            let end = memchr::memchr(b'\n', &region[start..]).map_or(region.len(), |i| start + i);
+            self.line(&region[start..end]);
+        }
+        self.starts = starts;
+    }
+
+    fn line(&mut self, text: &[u8]) {
+        let packet = match self.parser.parse(text) {
+            Line::Packet(p) => p,
+            Line::Malformed(_) => {
+                self.summary.lines_malformed += 1;
+                return;
+            }
+            Line::Other => return,
+        };
+        self.summary.lines_matched += 1;
+        let attribute = self.attribute;
+        let seen = self.seen.entry(packet.src).or_insert_with(|| Seen {
+            observation: Observation::new(packet.src, packet.time),
+            attribution: attribute(packet.src),
+        });
+        seen.observation.record(&packet);
+        let mut candidates = seen.attribution.candidates;
+        while candidates != 0 {
+            let i = candidates.trailing_zeros() as usize;
+            candidates &= candidates - 1;
+            if let Some(tracker) = self.trackers.get_mut(i) {
+                tracker.push(packet.time, || EvidenceLine {
+                    time: packet.time,
+                    ip: packet.src,
+                    text: clean(text),
+                });
+            }
+        }
+    }
+
+    /// What the run saw.
+    pub fn finish(mut self) -> Batch {
+        self.end_source();
+        self.summary.ips_observed = self.seen.len() as u64;
+        self.summary.ips_unattributed = self
+            .seen
+            .values()
+            .filter(|s| s.attribution.providers == 0)
+            .count() as u64;
+        Batch {
+            observations: self
+                .seen
+                .into_iter()
+                .map(|(ip, s)| (ip, s.observation))
+                .collect(),
+            summary: self.summary,
+            windows: self.windows,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::Zone;
+    use chrono::Utc;
+
+    fn ingest_text(text: &str, attribute: &dyn Fn(IpAddr) -> Attribution) -> Batch {
+        let parser = || LineParser::new(&["INPUT-DROP:".to_string()], Zone::Utc, Utc::now());
+        let mut ingest = Ingest::new(parser(), 1, 5, 50, attribute);
+        ingest.begin_source(parser());
+        let consumed = ingest.feed(text.as_bytes()).unwrap();
+        assert_eq!(consumed as usize, text.rfind('\n').map_or(0, |i| i + 1));
+        ingest.finish()
+    }
+
+    const AWS: Attribution = Attribution {
+        providers: 1,
+        candidates: 1,
+    };
+
+    #[test]
+    fn counts_lines_and_aggregates_per_ip() {
+        let text = "Jan 25 23:51:25 h kernel: INPUT-DROP:IN=eth0 OUT= SRC=3.5.140.2 DST=192.0.2.1 PROTO=UDP SPT=5 DPT=53\n\
+                    Jan 25 23:51:25 h sshd[1]: hello\n\
+                    Jan 25 23:51:26 h kernel: INPUT-DROP:IN=eth0 OUT= SRC=3.5.140.2 DST=192.0.2.1 PROTO=TCP SPT=6 DPT=80\n\
+                    Jan 25 23:51:27 h kernel: INPUT-DROP:IN=eth0 OUT= SRC=3.5.14\n\
+                    Jan 25 23:51:28 h2 kernel: INPUT-DROP:IN=eth0 OUT= SRC=9.9.9.9 DST=192.0.2.1 PROTO=TCP SPT=6 DPT=22\n\
+                    Jan 25 23:51:29 h kernel: INPUT-DROP:IN=eth0 OUT= SRC=3.5.140.2 DST=192.0.2.1 PROTO=TCP";
+        let attribute = |ip: IpAddr| {
+            if ip.to_string() == "3.5.140.2" {
+                AWS
+            } else {
+                Attribution::default()
+            }
+        };
+        let batch = ingest_text(text, &attribute);
+        assert_eq!(
+            batch.summary,
+            Summary {
+                lines_read: 5,
+                lines_matched: 3,
+                lines_malformed: 1,
+                bytes_read: text.rfind('\n').unwrap() as u64 + 1,
+                ips_observed: 2,
+                ips_unattributed: 1,
+            }
+        );
+        let o = &batch.observations[&"3.5.140.2".parse::<IpAddr>().unwrap()];
+        assert_eq!(o.hits, 2);
+        assert_eq!(
+            o.dst_ports.iter().copied().collect::<Vec<_>>(),
+            vec![53, 80]
+        );
+        assert_eq!(
+            o.protocols.iter().cloned().collect::<Vec<_>>(),
+            vec!["TCP", "UDP"]
+        );
+        assert_eq!(o.last_seen - o.first_seen, 1);
+        let w = batch.windows[0].as_ref().unwrap();
+        assert_eq!(w.count, 2, "only candidate IPs are evidence");
+        assert!(w.lines.iter().all(|l| l.text.contains("SRC=3.5.140.2")));
+    }
+
+    #[test]
+    fn line_longer_than_the_buffer_and_no_prefix_lines_do_not_break_the_count() {
+        let mut text = String::new();
+        text.push_str(&"x".repeat(BUFFER + 10));
+        text.push('\n');
+        text.push_str("Jan 25 23:51:25 h kernel: INPUT-DROP:IN=eth0 OUT= SRC=3.5.140.2 DST=192.0.2.1 PROTO=UDP SPT=5 DPT=53\n");
+        let batch = ingest_text(&text, &|_| AWS);
+        assert_eq!(batch.summary.lines_matched, 1);
+        assert_eq!(batch.summary.bytes_read as usize, text.len());
+    }
+
+    #[test]
+    fn prefix_twice_on_one_line_counts_once() {
+        let text = "Jan 25 23:51:25 h kernel: INPUT-DROP:IN=eth0 OUT= SRC=3.5.140.2 DST=192.0.2.1 PROTO=UDP INPUT-DROP: x\n";
+        let batch = ingest_text(text, &|_| AWS);
+        assert_eq!(batch.summary.lines_matched, 1);
+    }
+}

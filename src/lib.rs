@@ -1,0 +1,26 @@
+//! abuse-mailer: reads what is new in netfilter firewall logs, finds the attacking IPs that
+//! belong to a configured cloud provider and were not reported yet, and mails the provider's
+//! abuse desk one report with the IP list and a log excerpt, recording exactly what it sent.
+//!
+//! The stages are modules, in the order a run calls them (`app` alone knows that order):
+//! `source` → `parse` → `ingest` → `state` → `select` → `enrich` → `excerpt` → `render` →
+//! `send`, with `config`, `clock`, `provider` and `error` beside them.
+
+pub mod app;
+pub mod check;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod enrich;
+pub mod error;
+pub mod excerpt;
+pub mod firewall;
+pub mod ingest;
+pub mod lock;
+pub mod parse;
+pub mod provider;
+pub mod render;
+pub mod select;
+pub mod send;
+pub mod source;
+pub mod state;

@@ -1,0 +1,62 @@
+//! One run at a time: an advisory lock on `state_dir/run.lock`, held for the whole run.
+//!
+//! A second run waits a bounded time for the first to finish (then reads what is new since),
+//! and gives up quietly if it does not: under a timer the next tick will try again, and two
+//! runs must never send the same report twice.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+/// How long a run waits for another one to finish.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// The held lock; dropping it releases it.
+pub struct RunLock {
+    _file: File,
+}
+
+/// Takes the lock, waiting up to [`WAIT`]; `None` if another run still holds it then.
+pub fn acquire(state_dir: &Path, say: bool) -> Result<Option<RunLock>> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(state_dir)
+        .with_context(|| format!("cannot create state_dir {}", state_dir.display()))?;
+    let path = state_dir.join("run.lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    let started = Instant::now();
+    let mut told = false;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(Some(RunLock { _file: file })),
+            Err(TryLockError::WouldBlock) => {}
+            Err(TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("cannot lock {}", path.display()));
+            }
+        }
+        if started.elapsed() >= WAIT {
+            if say {
+                eprintln!(
+                    "abuse-mailer: another run is in progress (lock {}); not running",
+                    path.display()
+                );
+            }
+            return Ok(None);
+        }
+        if say && !told {
+            eprintln!("abuse-mailer: waiting for another run to finish");
+            told = true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

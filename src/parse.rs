@@ -1,0 +1,600 @@
+//! Netfilter LOG lines as syslog writes them, parsed into a borrowed [`Packet`].
+//!
+//! This module owns the line format only: syslog framing (optional `<N>` priority, BSD or
+//! RFC 3339 timestamp, host, the `kernel:` tag, the kernel's `[uptime]` stamp), the configured
+//! LOG prefixes and the `KEY=VALUE` fields the kernel prints after them. It does not read files,
+//! count lines or decide what a packet means; that is `ingest`'s job.
+//!
+//! Only the outer packet counts: an ICMP error carries the packet that caused it inside
+//! `[SRC=... DST=... ]`, and those addresses are the operator's own, never the attacker's.
+
+use std::net::IpAddr;
+
+use chrono::{DateTime, Datelike, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use memchr::memmem;
+
+use crate::clock::Zone;
+
+/// One dropped packet, borrowing its text fields from the log line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Packet<'a> {
+    /// Seconds since the Unix epoch (UTC) of the syslog timestamp.
+    pub time: i64,
+    /// The host that logged the line (syslog's HOSTNAME field).
+    pub host: &'a str,
+    /// Which configured prefix matched (index into the prefixes the parser was built with).
+    pub prefix: usize,
+    pub in_iface: &'a str,
+    pub out_iface: &'a str,
+    pub mac: Option<&'a str>,
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    /// As the kernel prints it: `TCP`, `UDP`, `ICMP`, `ICMPv6`, or a protocol number.
+    pub proto: &'a str,
+    pub spt: Option<u16>,
+    pub dpt: Option<u16>,
+}
+
+/// What one log line turned out to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Line<'a> {
+    /// A dropped packet with a configured prefix.
+    Packet(Packet<'a>),
+    /// No configured prefix in a kernel message: someone else's log line.
+    Other,
+    /// A configured prefix, but the line is not a whole netfilter LOG line.
+    Malformed(&'static str),
+}
+
+/// Parses lines for a fixed set of LOG prefixes, inferring the year of BSD timestamps
+/// from `now` in `zone`.
+pub struct LineParser {
+    prefixes: Vec<memmem::Finder<'static>>,
+    zone: Zone,
+    now: DateTime<Utc>,
+    /// The last timestamp text and its value: a busy log repeats the same second many times.
+    cached_stamp: Vec<u8>,
+    cached_time: i64,
+}
+
+impl LineParser {
+    pub fn new(prefixes: &[String], zone: Zone, now: DateTime<Utc>) -> Self {
+        Self {
+            prefixes: prefixes
+                .iter()
+                .map(|p| memmem::Finder::new(p.as_bytes()).into_owned())
+                .collect(),
+            zone,
+            now,
+            cached_stamp: Vec::new(),
+            cached_time: 0,
+        }
+    }
+
+    /// The prefixes, as finders, for scanning whole buffers before splitting lines.
+    pub fn prefix_finders(&self) -> &[memmem::Finder<'static>] {
+        &self.prefixes
+    }
+
+    /// Parses one line, without its trailing newline (a trailing `\r` is ignored).
+    pub fn parse<'a>(&mut self, line: &'a [u8]) -> Line<'a> {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some((prefix, prefix_at)) = self.find_prefix(line) else {
+            return Line::Other;
+        };
+        let mut rest = line;
+        // `<N>` priority, as forwarded syslog and some collectors keep it.
+        if let Some(after) = rest.strip_prefix(b"<") {
+            match memchr::memchr(b'>', &after[..after.len().min(4)]) {
+                Some(end) if end > 0 && after[..end].iter().all(u8::is_ascii_digit) => {
+                    rest = &after[end + 1..];
+                }
+                _ => return Line::Malformed("bad syslog priority"),
+            }
+        }
+        let Some((time, after_time)) = self.timestamp(rest) else {
+            return Line::Malformed("no syslog timestamp");
+        };
+        let Some((host, after_host)) = token(after_time) else {
+            return Line::Malformed("no host name");
+        };
+        let Some((tag, mut message)) = token(after_host) else {
+            return Line::Malformed("no message");
+        };
+        if tag != b"kernel:" {
+            // The prefix text in another program's message (an SSH user name, a web path):
+            // not a packet, and not a broken one either.
+            return Line::Other;
+        }
+        if let Some(after) = message.strip_prefix(b"[") {
+            // The kernel's uptime stamp, `[12345.678901]` or `[  341.399450]`.
+            match memchr::memchr(b']', after) {
+                Some(end)
+                    if after[..end]
+                        .iter()
+                        .all(|b| b.is_ascii_digit() || *b == b'.' || *b == b' ') =>
+                {
+                    message = trim_start(&after[end + 1..]);
+                }
+                _ => {}
+            }
+        }
+        let message_at = line.len() - message.len();
+        // The prefix found first may sit in the host or tag; look again inside the message.
+        let fields_at = if prefix_at >= message_at {
+            prefix_at + self.prefixes[prefix].needle().len()
+        } else {
+            match self.prefixes[prefix].find(message) {
+                Some(at) => message_at + at + self.prefixes[prefix].needle().len(),
+                None => return Line::Other,
+            }
+        };
+        let Ok(host) = std::str::from_utf8(host) else {
+            return Line::Malformed("host name is not UTF-8");
+        };
+        match fields(trim_start(&line[fields_at..])) {
+            Ok(f) => Line::Packet(Packet {
+                time,
+                host,
+                prefix,
+                in_iface: f.in_iface,
+                out_iface: f.out_iface,
+                mac: f.mac,
+                src: f.src,
+                dst: f.dst,
+                proto: f.proto,
+                spt: f.spt,
+                dpt: f.dpt,
+            }),
+            Err(reason) => Line::Malformed(reason),
+        }
+    }
+
+    /// The first configured prefix found in the line, and where.
+    fn find_prefix(&self, line: &[u8]) -> Option<(usize, usize)> {
+        self.prefixes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| f.find(line).map(|at| (i, at)))
+            .min_by_key(|&(_, at)| at)
+    }
+
+    /// A BSD (`Jan  5 23:51:25`) or RFC 3339 timestamp at the start of `text`, and the rest.
+    fn timestamp<'a>(&mut self, text: &'a [u8]) -> Option<(i64, &'a [u8])> {
+        let end = memchr::memchr(b' ', text)?;
+        let (stamp, rest) = if text.first()?.is_ascii_digit() {
+            (&text[..end], &text[end..])
+        } else {
+            // `Mmm dd HH:MM:SS`: 15 bytes, the day padded with a space.
+            if text.len() < 16 || text[15] != b' ' {
+                return None;
+            }
+            (&text[..15], &text[15..])
+        };
+        if stamp == self.cached_stamp.as_slice() {
+            return Some((self.cached_time, rest));
+        }
+        let time = if stamp[0].is_ascii_digit() {
+            rfc3339(stamp)?
+        } else {
+            self.bsd(stamp)?
+        };
+        self.cached_stamp.clear();
+        self.cached_stamp.extend_from_slice(stamp);
+        self.cached_time = time;
+        Some((time, rest))
+    }
+
+    /// BSD syslog timestamps carry no year and no zone: the zone is configured, and the year
+    /// is the latest one that does not put the line in the future (so December lines read
+    /// in January belong to last year).
+    fn bsd(&self, stamp: &[u8]) -> Option<i64> {
+        let month = match &stamp[0..3] {
+            b"Jan" => 1,
+            b"Feb" => 2,
+            b"Mar" => 3,
+            b"Apr" => 4,
+            b"May" => 5,
+            b"Jun" => 6,
+            b"Jul" => 7,
+            b"Aug" => 8,
+            b"Sep" => 9,
+            b"Oct" => 10,
+            b"Nov" => 11,
+            b"Dec" => 12,
+            _ => return None,
+        };
+        if stamp[3] != b' ' || stamp[6] != b' ' {
+            return None;
+        }
+        let day = match (stamp[4], stamp[5]) {
+            (b' ', d) if d.is_ascii_digit() => u32::from(d - b'0'),
+            (t, d) if t.is_ascii_digit() && d.is_ascii_digit() => {
+                u32::from(t - b'0') * 10 + u32::from(d - b'0')
+            }
+            _ => return None,
+        };
+        let (h, m, s) = hms(&stamp[7..15])?;
+        let year = self.zone.year_of(self.now);
+        // A day of slack for clocks that disagree a little.
+        let limit = self.now.timestamp() + 86_400;
+        for y in [year, year - 1] {
+            // Feb 29 exists only in some years: try the previous one too.
+            let Some(local) =
+                NaiveDate::from_ymd_opt(y, month, day).and_then(|d| d.and_hms_opt(h, m, s))
+            else {
+                continue;
+            };
+            let t = self.zone.to_utc(local)?;
+            if t <= limit {
+                return Some(t);
+            }
+        }
+        None
+    }
+}
+
+/// `HH:MM:SS`
+fn hms(text: &[u8]) -> Option<(u32, u32, u32)> {
+    if text.len() != 8 || text[2] != b':' || text[5] != b':' {
+        return None;
+    }
+    Some((two(&text[0..2])?, two(&text[3..5])?, two(&text[6..8])?))
+}
+
+fn two(text: &[u8]) -> Option<u32> {
+    match text {
+        [a, b] if a.is_ascii_digit() && b.is_ascii_digit() => {
+            Some(u32::from(a - b'0') * 10 + u32::from(b - b'0'))
+        }
+        _ => None,
+    }
+}
+
+/// `2021-03-12T14:10:18Z`, `2015-03-07T05:09:30.045015+02:00`: rsyslog's high-precision format.
+fn rfc3339(stamp: &[u8]) -> Option<i64> {
+    let text = std::str::from_utf8(stamp).ok()?;
+    let parsed = DateTime::parse_from_rfc3339(text).ok()?;
+    Some(parsed.timestamp())
+}
+
+/// The next space-separated token and the rest after it (leading spaces skipped).
+fn token(text: &[u8]) -> Option<(&[u8], &[u8])> {
+    let text = trim_start(text);
+    if text.is_empty() {
+        return None;
+    }
+    match memchr::memchr(b' ', text) {
+        Some(end) => Some((&text[..end], &text[end..])),
+        None => Some((text, &[])),
+    }
+}
+
+fn trim_start(text: &[u8]) -> &[u8] {
+    let skip = text.iter().take_while(|b| **b == b' ').count();
+    &text[skip..]
+}
+
+struct Fields<'a> {
+    in_iface: &'a str,
+    out_iface: &'a str,
+    mac: Option<&'a str>,
+    src: IpAddr,
+    dst: IpAddr,
+    proto: &'a str,
+    spt: Option<u16>,
+    dpt: Option<u16>,
+}
+
+/// The kernel's `IN=eth0 OUT= MAC=... SRC=... DST=... PROTO=TCP SPT=1 DPT=2 ...` fields,
+/// up to the quoted inner packet of an ICMP error (`[SRC=... ]`), which is not ours.
+fn fields(text: &[u8]) -> Result<Fields<'_>, &'static str> {
+    if !text.starts_with(b"IN=") {
+        return Err("no IN= after the prefix");
+    }
+    let (mut in_iface, mut out_iface, mut mac) = (None, None, None);
+    let (mut src, mut dst, mut proto, mut spt, mut dpt) = (None, None, None, None, None);
+    for item in text.split(|b| *b == b' ') {
+        if item.first() == Some(&b'[') {
+            break;
+        }
+        let Some(eq) = memchr::memchr(b'=', item) else {
+            continue; // flags such as DF, SYN, ACK
+        };
+        let (key, value) = (&item[..eq], &item[eq + 1..]);
+        let slot = match key {
+            b"IN" => &mut in_iface,
+            b"OUT" => &mut out_iface,
+            b"MAC" => &mut mac,
+            b"SRC" => &mut src,
+            b"DST" => &mut dst,
+            b"PROTO" => &mut proto,
+            b"SPT" => &mut spt,
+            b"DPT" => &mut dpt,
+            _ => continue,
+        };
+        // The first occurrence wins (UDP lines print LEN= twice; ICMP prints ID= twice).
+        if slot.is_none() {
+            *slot = Some(std::str::from_utf8(value).map_err(|_| "a field is not UTF-8")?);
+        }
+    }
+    let ip = |v: Option<&str>, missing: &'static str, bad: &'static str| {
+        v.ok_or(missing)?.parse::<IpAddr>().map_err(|_| bad)
+    };
+    let port = |v: Option<&str>| match v {
+        None => Ok(None),
+        Some(v) => v.parse::<u16>().map(Some).map_err(|_| "bad port"),
+    };
+    let proto = match proto {
+        Some(p) if !p.is_empty() => p,
+        _ => return Err("no PROTO="),
+    };
+    Ok(Fields {
+        in_iface: in_iface.unwrap_or_default(),
+        out_iface: out_iface.unwrap_or_default(),
+        mac: mac.filter(|m| !m.is_empty()),
+        src: ip(src, "no SRC=", "bad SRC= address")?,
+        dst: ip(dst, "no DST=", "bad DST= address")?,
+        proto,
+        spt: port(spt)?,
+        dpt: port(dpt)?,
+    })
+}
+
+impl Zone {
+    /// The calendar year of `now` in this zone.
+    fn year_of(&self, now: DateTime<Utc>) -> i32 {
+        match self {
+            Zone::Utc => now.year(),
+            Zone::Local => now.with_timezone(&chrono::Local).year(),
+            Zone::Named(tz) => now.with_timezone(tz).year(),
+        }
+    }
+
+    /// A wall-clock time in this zone as Unix seconds. In a DST gap the time is read as if the
+    /// clock had not jumped yet; in a repeated hour, the first of the two.
+    pub fn to_utc(&self, local: NaiveDateTime) -> Option<i64> {
+        fn pick<T: TimeZone>(tz: &T, local: NaiveDateTime) -> Option<i64> {
+            match tz.from_local_datetime(&local) {
+                LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => Some(t.timestamp()),
+                LocalResult::None => tz
+                    .from_local_datetime(&(local + chrono::Duration::hours(1)))
+                    .earliest()
+                    .map(|t| t.timestamp() - 3600),
+            }
+        }
+        match self {
+            Zone::Utc => Some(local.and_utc().timestamp()),
+            Zone::Local => pick(&chrono::Local, local),
+            Zone::Named(tz) => pick(tz, local),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    fn parser(prefixes: &[&str]) -> LineParser {
+        let now = DateTime::parse_from_rfc3339("2026-02-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let prefixes: Vec<String> = prefixes.iter().map(|p| p.to_string()).collect();
+        LineParser::new(&prefixes, Zone::Utc, now)
+    }
+
+    fn packet<'a>(p: &mut LineParser, line: &'a str) -> Packet<'a> {
+        match p.parse(line.as_bytes()) {
+            Line::Packet(packet) => packet,
+            other => panic!("not a packet: {other:?} for {line}"),
+        }
+    }
+
+    fn at(text: &str) -> i64 {
+        DateTime::parse_from_rfc3339(text).unwrap().timestamp()
+    }
+
+    #[test]
+    fn bsd_line_with_kernel_stamp_gives_every_field() {
+        let mut p = parser(&["INPUT-DROP:"]);
+        let line = "Jan 25 23:51:25 web1 kernel: [810294.788657] INPUT-DROP:IN=eth0 OUT= \
+                    MAC=23:87:fc:c6:24:58:00:21:3f:98:99:78:08:00 SRC=34.223.47.190 DST=192.0.2.10 \
+                    LEN=40 TOS=0x00 PREC=0x00 TTL=49 ID=53123 PROTO=UDP SPT=37933 DPT=53 LEN=20";
+        let got = packet(&mut p, line);
+        assert_eq!(
+            got,
+            Packet {
+                time: at("2026-01-25T23:51:25Z"),
+                host: "web1",
+                prefix: 0,
+                in_iface: "eth0",
+                out_iface: "",
+                mac: Some("23:87:fc:c6:24:58:00:21:3f:98:99:78:08:00"),
+                src: IpAddr::V4(Ipv4Addr::new(34, 223, 47, 190)),
+                dst: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10)),
+                proto: "UDP",
+                spt: Some(37933),
+                dpt: Some(53),
+            }
+        );
+    }
+
+    #[test]
+    fn icmp_error_reports_the_outer_source_not_the_quoted_one() {
+        let mut p = parser(&["INPUT-DROP:"]);
+        let line = "Jan  8 03:37:09 gw kernel: INPUT-DROP: IN=eth0 OUT= MAC=90:10:28:5f:62:24:90:10:18:5a:89:2a:08:00 \
+                    SRC=52.94.1.7 DST=192.0.2.83 LEN=88 TOS=0x00 PREC=0x00 TTL=118 ID=21684 PROTO=ICMP TYPE=3 CODE=3 \
+                    [SRC=192.0.2.83 DST=52.94.1.7 LEN=60 TOS=0x00 PREC=0x00 TTL=54 ID=0 DF PROTO=UDP SPT=21458 DPT=62936 LEN=40 ]";
+        let got = packet(&mut p, line);
+        assert_eq!(got.src, "52.94.1.7".parse::<IpAddr>().unwrap());
+        assert_eq!(got.dst, "192.0.2.83".parse::<IpAddr>().unwrap());
+        assert_eq!(got.proto, "ICMP");
+        assert_eq!((got.spt, got.dpt), (None, None));
+        assert_eq!(got.time, at("2026-01-08T03:37:09Z"));
+    }
+
+    #[test]
+    fn ipv6_source_is_a_whole_address() {
+        let mut p = parser(&["INPUT-DROP:"]);
+        let line = "Mar 17 13:39:13 linux kernel: [956932.482352] INPUT-DROP:IN=eth0 OUT= \
+                    MAC=00:13:46:3a:41:36:00:1b:b9:76:9c:e4:86:dd SRC=2600:1f18:0000:f101:0000:0000:0000:0002 \
+                    DST=2001:0db8:0000:f101:0000:0000:0000:0001 LEN=80 TC=0 HOPLIMIT=64 FLOWLBL=0 PROTO=TCP \
+                    SPT=46395 DPT=80 WINDOW=5760 RES=0x00 SYN URGP=0 ";
+        let got = packet(&mut p, line);
+        assert_eq!(
+            got.src,
+            IpAddr::V6(Ipv6Addr::new(0x2600, 0x1f18, 0, 0xf101, 0, 0, 0, 2))
+        );
+        assert_eq!(got.dpt, Some(80));
+        assert_eq!(
+            got.time,
+            at("2025-03-17T13:39:13Z"),
+            "March is after now: last year"
+        );
+    }
+
+    #[test]
+    fn rfc3339_stamp_with_fraction_and_offset() {
+        let mut p = parser(&["DROP:"]);
+        let line = "2015-03-07T05:09:30.045015+02:00 servername kernel: DROP: IN=eth0 OUT= \
+                    MAC=00:00:00:00:00:00:00:00:00:00:00:00:00:00 SRC=4.4.4.4 DST=1.2.3.4 LEN=40 \
+                    TOS=0x00 PREC=0x00 TTL=228 ID=54321 PROTO=TCP SPT=58923 DPT=21 WINDOW=65535 RES=0x00 SYN URGP=0 ";
+        let got = packet(&mut p, line);
+        assert_eq!(got.time, at("2015-03-07T03:09:30Z"));
+        assert_eq!(got.host, "servername");
+        assert_eq!(got.src, "4.4.4.4".parse::<IpAddr>().unwrap());
+        assert_eq!((got.spt, got.dpt), (Some(58923), Some(21)));
+    }
+
+    #[test]
+    fn priority_before_rfc3339_stamp_and_bracketed_prefix() {
+        let mut p = parser(&["[wan-lan-default-D]"]);
+        let line = "<6>2021-03-12T14:10:18Z Hostname kernel: [wan-lan-default-D]IN=eth0 OUT= \
+                    MAC=90:10:20:76:8d:20:90:10:65:29:b6:2a:08:00 SRC=67.43.156.15 DST=10.4.0.5 LEN=52 \
+                    TOS=0x00 PREC=0x00 TTL=63 ID=0 DF PROTO=TCP SPT=38842 DPT=443 WINDOW=2853 RES=0x00 ACK URGP=0";
+        let got = packet(&mut p, line);
+        assert_eq!(got.time, at("2021-03-12T14:10:18Z"));
+        assert_eq!(got.host, "Hostname");
+        assert_eq!(got.src, "67.43.156.15".parse::<IpAddr>().unwrap());
+        assert_eq!(got.dpt, Some(443));
+    }
+
+    #[test]
+    fn priority_before_bsd_stamp() {
+        let mut p = parser(&["INPUT-DROP:"]);
+        let line = "<4>Jan 25 23:51:25 web1 kernel: INPUT-DROP:IN=eth0 OUT= SRC=3.5.140.2 DST=192.0.2.1 PROTO=TCP SPT=1 DPT=22";
+        let got = packet(&mut p, line);
+        assert_eq!(got.src, "3.5.140.2".parse::<IpAddr>().unwrap());
+        assert_eq!(got.mac, None);
+        assert_eq!(got.time, at("2026-01-25T23:51:25Z"));
+    }
+
+    #[test]
+    fn ufw_prefix_with_space_and_brackets() {
+        let mut p = parser(&["[UFW BLOCK] "]);
+        let line = "May 29 06:53:55 vultr kernel: [547219.375133] [UFW BLOCK] IN=ens3 OUT= \
+                    MAC=56:00:03:85:82:df:fe:00:03:85:82:df:08:00 SRC=192.241.219.198 DST=158.247.223.84 \
+                    LEN=40 TOS=0x00 PREC=0x00 TTL=241 ID=54321 PROTO=TCP SPT=60834 DPT=5985 WINDOW=65535 RES=0x00 SYN URGP=0 ";
+        let got = packet(&mut p, line);
+        assert_eq!(got.host, "vultr");
+        assert_eq!(got.in_iface, "ens3");
+        assert_eq!(got.src, "192.241.219.198".parse::<IpAddr>().unwrap());
+        assert_eq!(got.dpt, Some(5985));
+    }
+
+    #[test]
+    fn second_of_several_prefixes_is_found() {
+        let mut p = parser(&["INPUT-DROP:", "[UFW BLOCK] "]);
+        let line = "May 29 06:53:55 vultr kernel: [UFW BLOCK] IN=ens3 OUT= SRC=1.2.3.4 DST=5.6.7.8 PROTO=UDP SPT=1 DPT=2";
+        assert_eq!(packet(&mut p, line).prefix, 1);
+    }
+
+    #[test]
+    fn truncated_lines_are_malformed() {
+        let mut p = parser(&["INPUT-DROP:"]);
+        let base = "Jan 25 23:51:25 web1 kernel: INPUT-DROP:IN=eth0 OUT= SRC=34.223.47.190 DST=192.0.2.10 LEN=40 PROTO=TCP SPT=1 DPT=80";
+        for cut in [
+            "Jan 25 23:51:25 web1 kernel: INPUT-DROP:",
+            "Jan 25 23:51:25 web1 kernel: INPUT-DROP:IN=eth0 OUT= SRC=34.22",
+            "Jan 25 23:51:25 web1 kernel: INPUT-DROP:IN=eth0 OUT= SRC=34.223.47.190 DST=192.0",
+            "Jan 25 23:51:25 web1 kernel: INPUT-DROP:IN=eth0 OUT= SRC=34.223.47.190 DST=192.0.2.10 LEN=40",
+        ] {
+            assert!(base.starts_with(cut));
+            assert!(
+                matches!(p.parse(cut.as_bytes()), Line::Malformed(_)),
+                "{cut}"
+            );
+        }
+        assert!(matches!(p.parse(base.as_bytes()), Line::Packet(_)));
+    }
+
+    #[test]
+    fn a_field_other_than_in_first_is_malformed() {
+        let mut p = parser(&["DROP:"]);
+        let line = "Jun  8 14:34:33 sd-126005 kernel: [50028442.088484] DROP: XX=enp1s0 OUT= SRC=195.54.160.107 DST=51.15.166.67 PROTO=TCP SPT=8080 DPT=8123";
+        assert_eq!(
+            p.parse(line.as_bytes()),
+            Line::Malformed("no IN= after the prefix")
+        );
+    }
+
+    #[test]
+    fn crlf_line_ending_is_ignored() {
+        let mut p = parser(&["INPUT-DROP:"]);
+        let line = "Jan 25 23:51:25 web1 kernel: INPUT-DROP:IN=eth0 OUT= SRC=34.223.47.190 DST=192.0.2.10 PROTO=TCP SPT=1 DPT=443\r";
+        assert_eq!(packet(&mut p, line).dpt, Some(443));
+    }
+
+    #[test]
+    fn prefix_in_another_programs_message_is_not_a_packet() {
+        let mut p = parser(&["INPUT-DROP:"]);
+        let line = "Jan 25 23:51:26 web1 sshd[812]: Invalid user INPUT-DROP:IN=eth0 SRC=6.6.6.6 DST=1.1.1.1 PROTO=TCP from 203.0.113.9 port 4242";
+        assert_eq!(p.parse(line.as_bytes()), Line::Other);
+        let line = "Jan 25 23:51:26 web1 kernel: some other message";
+        assert_eq!(p.parse(line.as_bytes()), Line::Other);
+    }
+
+    #[test]
+    fn binary_junk_and_invalid_utf8_do_not_panic() {
+        let mut p = parser(&["INPUT-DROP:"]);
+        let mut line = b"Jan 25 23:51:25 web\xff1 kernel: INPUT-DROP:IN=eth0 OUT= SRC=34.223.47.190 DST=192.0.2.10 PROTO=TCP".to_vec();
+        assert!(matches!(p.parse(&line), Line::Malformed(_)));
+        line = b"\x00\x01INPUT-DROP:\xfe\xff".to_vec();
+        assert!(matches!(p.parse(&line), Line::Malformed(_)));
+        for len in 0..200 {
+            let junk: Vec<u8> = (0..len).map(|i| (i * 37 % 256) as u8).collect();
+            let mut with_prefix = junk.clone();
+            with_prefix.extend_from_slice(b"INPUT-DROP:IN=");
+            with_prefix.extend_from_slice(&junk);
+            let _ = p.parse(&junk);
+            let _ = p.parse(&with_prefix);
+        }
+    }
+
+    #[test]
+    fn december_read_in_january_is_last_year() {
+        let mut p = parser(&["D:"]);
+        let dec = "Dec 31 23:59:59 h kernel: D:IN=eth0 OUT= SRC=1.2.3.4 DST=5.6.7.8 PROTO=TCP";
+        let jan = "Jan  1 00:00:01 h kernel: D:IN=eth0 OUT= SRC=1.2.3.4 DST=5.6.7.8 PROTO=TCP";
+        assert_eq!(packet(&mut p, dec).time, at("2025-12-31T23:59:59Z"));
+        assert_eq!(packet(&mut p, jan).time, at("2026-01-01T00:00:01Z"));
+    }
+
+    #[test]
+    fn named_zone_applies_to_bsd_stamps_only() {
+        let now = Utc::now();
+        let prefixes = vec!["D:".to_string()];
+        let mut p = LineParser::new(&prefixes, Zone::Named(chrono_tz::Europe::Berlin), now);
+        let bsd = "Jan 15 12:00:00 h kernel: D:IN=eth0 OUT= SRC=1.2.3.4 DST=5.6.7.8 PROTO=TCP";
+        let got = packet(&mut p, bsd).time;
+        let expected_year = if now.month() == 1 && now.day() < 15 {
+            now.year() - 1
+        } else {
+            now.year()
+        };
+        assert_eq!(got, at(&format!("{expected_year}-01-15T11:00:00Z")));
+        let rfc = "2026-01-15T12:00:00Z h kernel: D:IN=eth0 OUT= SRC=1.2.3.4 DST=5.6.7.8 PROTO=TCP";
+        assert_eq!(packet(&mut p, rfc).time, at("2026-01-15T12:00:00Z"));
+    }
+}

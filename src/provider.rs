@@ -1,0 +1,327 @@
+//! Providers and their published IP ranges: loading range files (AWS `ip-ranges.json`, or one
+//! CIDR a line) and answering "which provider's range holds this IP, and what does the file say
+//! about that range" without a linear scan.
+//!
+//! Lookups go through a small routing table: one hash map per prefix length, longest first, so
+//! the most specific range wins and a lookup costs at most one probe per length present.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use crate::config::{ProviderConfig, RangeFormat};
+
+/// What a provider's range file says about one of its prefixes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RangeInfo {
+    pub prefix: IpNet,
+    pub region: Option<String>,
+    /// The services the file lists for this prefix (AWS lists a prefix once per service).
+    pub services: Vec<String>,
+    pub network_border_group: Option<String>,
+}
+
+/// A set of prefixes with longest-prefix-match lookup.
+#[derive(Debug, Default)]
+pub struct RangeTable {
+    /// (prefix length, masked address → index into `infos`), longest first; v4 and v6 apart.
+    v4: Vec<(u8, HashMap<u128, usize>)>,
+    v6: Vec<(u8, HashMap<u128, usize>)>,
+    infos: Vec<RangeInfo>,
+}
+
+fn bits(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(a) => u128::from(u32::from(a)),
+        IpAddr::V6(a) => u128::from(a),
+    }
+}
+
+fn mask(value: u128, len: u8, width: u8) -> u128 {
+    if len == 0 {
+        0
+    } else {
+        let keep = u32::from(width - len);
+        (value >> keep) << keep
+    }
+}
+
+impl RangeTable {
+    /// Builds the table; a prefix listed twice keeps its first metadata and merges services.
+    pub fn new(infos: impl IntoIterator<Item = RangeInfo>) -> Self {
+        let mut table = RangeTable::default();
+        let mut index: HashMap<IpNet, usize> = HashMap::new();
+        for info in infos {
+            let prefix = info.prefix.trunc();
+            if let Some(&i) = index.get(&prefix) {
+                let existing = &mut table.infos[i];
+                for s in info.services {
+                    if !existing.services.contains(&s) {
+                        existing.services.push(s);
+                    }
+                }
+                continue;
+            }
+            let i = table.infos.len();
+            index.insert(prefix, i);
+            table.infos.push(RangeInfo { prefix, ..info });
+            let (levels, width) = match prefix {
+                IpNet::V4(_) => (&mut table.v4, 32),
+                IpNet::V6(_) => (&mut table.v6, 128),
+            };
+            let len = prefix.prefix_len();
+            let key = mask(bits(prefix.addr()), len, width);
+            match levels.iter_mut().find(|(l, _)| *l == len) {
+                Some((_, map)) => {
+                    map.insert(key, i);
+                }
+                None => {
+                    levels.push((len, HashMap::from([(key, i)])));
+                    levels.sort_by_key(|l| std::cmp::Reverse(l.0));
+                }
+            }
+        }
+        for info in &mut table.infos {
+            info.services.sort();
+        }
+        table
+    }
+
+    /// The most specific range holding `ip`.
+    pub fn lookup(&self, ip: IpAddr) -> Option<&RangeInfo> {
+        let ip = canonical(ip);
+        let (levels, width) = match ip {
+            IpAddr::V4(_) => (&self.v4, 32),
+            IpAddr::V6(_) => (&self.v6, 128),
+        };
+        let value = bits(ip);
+        levels
+            .iter()
+            .find_map(|(len, map)| map.get(&mask(value, *len, width)))
+            .map(|&i| &self.infos[i])
+    }
+
+    pub fn len(&self) -> usize {
+        self.infos.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.infos.is_empty()
+    }
+
+    pub fn infos(&self) -> &[RangeInfo] {
+        &self.infos
+    }
+}
+
+/// IPv4-mapped IPv6 addresses (`::ffff:1.2.3.4`) are the IPv4 host they name.
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// A configured provider with its ranges loaded.
+#[derive(Debug)]
+pub struct Provider {
+    pub config: ProviderConfig,
+    pub ranges: RangeTable,
+    pub format: RangeFormat,
+}
+
+impl Provider {
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// Loads the provider's range file.
+    pub fn load(config: &ProviderConfig) -> Result<Self> {
+        let Some(path) = &config.ranges else {
+            bail!("provider {}: no ranges file configured", config.name);
+        };
+        let (format, ranges) = load_ranges(path, config.format, &config.services)
+            .with_context(|| format!("provider {}: ranges {}", config.name, path.display()))?;
+        Ok(Provider {
+            config: config.clone(),
+            ranges,
+            format,
+        })
+    }
+
+    /// The provider's range holding `ip`, if any.
+    pub fn lookup(&self, ip: IpAddr) -> Option<&RangeInfo> {
+        self.ranges.lookup(ip)
+    }
+}
+
+/// Reads a range file, detecting its format unless one is given.
+pub fn load_ranges(
+    path: &Path,
+    format: Option<RangeFormat>,
+    services: &[String],
+) -> Result<(RangeFormat, RangeTable)> {
+    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read: {e}"))?;
+    let format = format.unwrap_or_else(|| detect(&text));
+    let infos = match format {
+        RangeFormat::Aws => parse_aws(&text, services)?,
+        RangeFormat::Cidr => parse_cidr(&text)?,
+    };
+    if infos.is_empty() {
+        bail!("no prefixes found");
+    }
+    Ok((format, RangeTable::new(infos)))
+}
+
+fn detect(text: &str) -> RangeFormat {
+    if text.trim_start().starts_with('{') {
+        RangeFormat::Aws
+    } else {
+        RangeFormat::Cidr
+    }
+}
+
+#[derive(Deserialize)]
+struct AwsFile {
+    #[serde(default)]
+    prefixes: Vec<AwsPrefix>,
+    #[serde(default)]
+    ipv6_prefixes: Vec<AwsPrefix>,
+}
+
+#[derive(Deserialize)]
+struct AwsPrefix {
+    #[serde(alias = "ipv6_prefix")]
+    ip_prefix: String,
+    region: Option<String>,
+    service: Option<String>,
+    network_border_group: Option<String>,
+}
+
+fn parse_aws(text: &str, services: &[String]) -> Result<Vec<RangeInfo>> {
+    let file: AwsFile = serde_json::from_str(text).context("not an AWS ip-ranges.json file")?;
+    let wanted = |s: &Option<String>| {
+        services.is_empty()
+            || s.as_ref()
+                .is_some_and(|s| services.iter().any(|w| w.eq_ignore_ascii_case(s)))
+    };
+    let mut infos = Vec::new();
+    for p in file.prefixes.into_iter().chain(file.ipv6_prefixes) {
+        if !wanted(&p.service) {
+            continue;
+        }
+        let prefix: IpNet = p
+            .ip_prefix
+            .parse()
+            .with_context(|| format!("bad prefix {:?}", p.ip_prefix))?;
+        infos.push(RangeInfo {
+            prefix,
+            region: p.region,
+            services: p.service.into_iter().collect(),
+            network_border_group: p.network_border_group,
+        });
+    }
+    Ok(infos)
+}
+
+fn parse_cidr(text: &str) -> Result<Vec<RangeInfo>> {
+    let mut infos = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let prefix =
+            crate::config::parse_net(line).map_err(|e| anyhow::anyhow!("line {}: {e}", n + 1))?;
+        infos.push(RangeInfo {
+            prefix,
+            region: None,
+            services: Vec::new(),
+            network_border_group: None,
+        });
+    }
+    Ok(infos)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(net: &str, region: &str) -> RangeInfo {
+        RangeInfo {
+            prefix: net.parse().unwrap(),
+            region: Some(region.into()),
+            services: vec![],
+            network_border_group: None,
+        }
+    }
+
+    #[test]
+    fn most_specific_prefix_wins() {
+        let t = RangeTable::new([info("52.0.0.0/10", "wide"), info("52.94.0.0/22", "narrow")]);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            t.lookup(ip("52.94.1.7")).unwrap().region.as_deref(),
+            Some("narrow")
+        );
+        assert_eq!(
+            t.lookup(ip("52.1.1.1")).unwrap().region.as_deref(),
+            Some("wide")
+        );
+        assert!(t.lookup(ip("51.1.1.1")).is_none());
+        assert!(t.lookup(ip("2600::1")).is_none());
+    }
+
+    #[test]
+    fn ipv6_and_mapped_ipv4() {
+        let t = RangeTable::new([info("2600:1f00::/24", "v6"), info("3.5.0.0/16", "v4")]);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            t.lookup(ip("2600:1f18::2")).unwrap().region.as_deref(),
+            Some("v6")
+        );
+        assert_eq!(
+            t.lookup(ip("::ffff:3.5.1.1")).unwrap().region.as_deref(),
+            Some("v4")
+        );
+    }
+
+    #[test]
+    fn aws_file_merges_services_and_filters() {
+        let text = r#"{"syncToken":"1","createDate":"x","prefixes":[
+            {"ip_prefix":"3.5.140.0/22","region":"ap-northeast-2","service":"AMAZON","network_border_group":"ap-northeast-2"},
+            {"ip_prefix":"3.5.140.0/22","region":"ap-northeast-2","service":"EC2","network_border_group":"ap-northeast-2"},
+            {"ip_prefix":"13.34.37.64/27","region":"ap-southeast-4","service":"AMAZON","network_border_group":"ap-southeast-4"}],
+            "ipv6_prefixes":[{"ipv6_prefix":"2600:1f18::/33","region":"us-east-1","service":"EC2","network_border_group":"us-east-1"}]}"#;
+        let all = RangeTable::new(parse_aws(text, &[]).unwrap());
+        assert_eq!(all.len(), 3);
+        let hit = all.lookup("3.5.141.9".parse().unwrap()).unwrap();
+        assert_eq!(hit.services, vec!["AMAZON".to_string(), "EC2".to_string()]);
+        let ec2 = RangeTable::new(parse_aws(text, &["ec2".to_string()]).unwrap());
+        assert_eq!(ec2.len(), 2);
+        assert!(ec2.lookup("13.34.37.70".parse().unwrap()).is_none());
+        assert_eq!(
+            ec2.lookup("2600:1f18::1".parse().unwrap())
+                .unwrap()
+                .region
+                .as_deref(),
+            Some("us-east-1")
+        );
+    }
+
+    #[test]
+    fn cidr_file_with_comments_and_a_bad_line() {
+        let ok =
+            parse_cidr("# ranges\n\n198.51.100.0/24  # lab\n2001:db8::/32\n203.0.113.7\n").unwrap();
+        assert_eq!(ok.len(), 3);
+        assert_eq!(ok[2].prefix, "203.0.113.7/32".parse::<IpNet>().unwrap());
+        let e = parse_cidr("10.0.0.0/8\nnonsense\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2"), "{e}");
+    }
+}

@@ -1,0 +1,449 @@
+//! Render: a provider's enriched attackers and excerpt become a [`Report`] (what a template
+//! sees), the templates turn it into a subject and a body, and those become the exact MIME
+//! [`Message`] bytes that are stored and sent.
+//!
+//! Default templates are compiled in; `templates_dir` may override any of them, per provider
+//! in `templates_dir/<provider>/`. Nothing from a log line reaches a header: the subject is
+//! rendered from counts and names, then stripped of control characters, and every header value
+//! is encoded by lettre.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+use lettre::message::header::ContentTransferEncoding;
+use lettre::message::header::{ContentType, HeaderName, HeaderValue};
+use lettre::message::{Attachment, Body, Mailbox, MultiPart, SinglePart};
+use serde::Serialize;
+
+use crate::clock::Zone;
+use crate::config::ReportConfig;
+use crate::enrich::Attacker;
+use crate::excerpt::{Window, clean, redact};
+
+/// The version that `User-Agent` and report footers name.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The templates a report is rendered from, by file name.
+pub const TEMPLATE_NAMES: [&str; 2] = ["subject.txt", "body.txt"];
+const DEFAULT_SUBJECT: &str = include_str!("../templates/subject.txt");
+const DEFAULT_BODY: &str = include_str!("../templates/body.txt");
+
+/// One attacker as a template sees it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ReportIp {
+    pub ip: String,
+    pub hits: u64,
+    pub first_seen: String,
+    pub last_seen: String,
+    pub asn: Option<u32>,
+    pub as_org: Option<String>,
+    /// Destination ports.
+    pub ports: Vec<u16>,
+    pub source_ports: Vec<u16>,
+    pub protocols: Vec<String>,
+    /// The operator's addresses it targeted.
+    pub targets: Vec<String>,
+    pub hosts: Vec<String>,
+    pub range: Option<String>,
+    pub region: Option<String>,
+    pub services: Vec<String>,
+    pub network_border_group: Option<String>,
+    /// Reported to this provider before, and still attacking.
+    pub rereport: bool,
+}
+
+/// Who reports.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Reporter {
+    pub name: String,
+    pub email: String,
+    pub domain: String,
+}
+
+/// Everything a report's templates can use.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Report {
+    pub provider: String,
+    pub to: Vec<String>,
+    pub cc: Vec<String>,
+    pub reporter: Reporter,
+    /// When the report was made, and the zone every time in it is given in.
+    pub generated_at: String,
+    pub timezone: String,
+    pub ip_count: usize,
+    pub rereport_count: usize,
+    pub total_hits: u64,
+    pub first_seen: String,
+    pub last_seen: String,
+    pub protocols: Vec<String>,
+    pub ports: Vec<u16>,
+    pub targets: Vec<String>,
+    pub hosts: Vec<String>,
+    pub ips: Vec<ReportIp>,
+    pub excerpt: Vec<String>,
+    pub excerpt_seconds: u32,
+    pub excerpt_start: Option<String>,
+    /// How many lines from these IPs the excerpt's window held (the excerpt may show fewer).
+    pub excerpt_window_lines: u64,
+    /// The names of the files attached (`ips.csv`, `excerpt.log`), as configured.
+    pub attachments: Vec<String>,
+    pub version: String,
+}
+
+impl Report {
+    /// Builds the report for a provider from its attackers (sorted) and evidence window.
+    pub fn new(
+        provider: &str,
+        to: &[Mailbox],
+        attackers: &[Attacker],
+        window: Option<&Window>,
+        cfg: &ReportConfig,
+        zone: Zone,
+        now: DateTime<Utc>,
+    ) -> Self {
+        let mut protocols = std::collections::BTreeSet::new();
+        let mut ports = std::collections::BTreeSet::new();
+        let mut targets = std::collections::BTreeSet::new();
+        let mut hosts = std::collections::BTreeSet::new();
+        for a in attackers {
+            let o = &a.observation;
+            protocols.extend(o.protocols.iter().cloned());
+            ports.extend(o.dst_ports.iter().copied());
+            targets.extend(o.dsts.iter().copied());
+            hosts.extend(o.hosts.iter().cloned());
+        }
+        let first = attackers
+            .iter()
+            .map(|a| a.observation.first_seen)
+            .min()
+            .unwrap_or(0);
+        let last = attackers
+            .iter()
+            .map(|a| a.observation.last_seen)
+            .max()
+            .unwrap_or(0);
+        let ips = attackers
+            .iter()
+            .map(|a| {
+                let o = &a.observation;
+                ReportIp {
+                    ip: o.ip.to_string(),
+                    hits: o.hits,
+                    first_seen: zone.rfc3339(o.first_seen),
+                    last_seen: zone.rfc3339(o.last_seen),
+                    asn: a.asn.as_ref().map(|x| x.asn),
+                    as_org: a.asn.as_ref().and_then(|x| x.org.clone()),
+                    ports: o.dst_ports.iter().copied().collect(),
+                    source_ports: o.src_ports.iter().copied().collect(),
+                    protocols: o.protocols.iter().cloned().collect(),
+                    targets: o.dsts.iter().map(|d| d.to_string()).collect(),
+                    hosts: o.hosts.iter().map(|h| clean(h.as_bytes())).collect(),
+                    range: a.range.as_ref().map(|r| r.prefix.to_string()),
+                    region: a.range.as_ref().and_then(|r| r.region.clone()),
+                    services: a
+                        .range
+                        .as_ref()
+                        .map(|r| r.services.clone())
+                        .unwrap_or_default(),
+                    network_border_group: a
+                        .range
+                        .as_ref()
+                        .and_then(|r| r.network_border_group.clone()),
+                    rereport: a.rereport,
+                }
+            })
+            .collect::<Vec<_>>();
+        let excerpt = window
+            .map(|w| {
+                w.lines
+                    .iter()
+                    .map(|l| redact(&l.text, &cfg.redact))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let email = cfg.from.email.to_string();
+        Report {
+            provider: provider.to_string(),
+            to: to.iter().map(|m| m.email.to_string()).collect(),
+            cc: cfg.cc.iter().map(|m| m.email.to_string()).collect(),
+            reporter: Reporter {
+                name: cfg.from.name.clone().unwrap_or_else(|| email.clone()),
+                domain: cfg.from.email.domain().to_string(),
+                email,
+            },
+            generated_at: zone.rfc3339(now.timestamp()),
+            timezone: zone.name(),
+            ip_count: ips.len(),
+            rereport_count: ips.iter().filter(|i| i.rereport).count(),
+            total_hits: attackers.iter().map(|a| a.observation.hits).sum(),
+            first_seen: zone.rfc3339(first),
+            last_seen: zone.rfc3339(last),
+            protocols: protocols.into_iter().collect(),
+            ports: ports.into_iter().collect(),
+            targets: targets.into_iter().map(|t| t.to_string()).collect(),
+            hosts: hosts.into_iter().map(|h| clean(h.as_bytes())).collect(),
+            ips,
+            excerpt,
+            excerpt_seconds: cfg.sample_seconds,
+            excerpt_start: window.map(|w| zone.rfc3339(w.start)),
+            excerpt_window_lines: window.map_or(0, |w| w.count),
+            attachments: [
+                (cfg.attach_csv, "ips.csv"),
+                (cfg.attach_excerpt, "excerpt.log"),
+            ]
+            .into_iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, name)| name.to_string())
+            .collect(),
+            version: VERSION.to_string(),
+        }
+    }
+
+    /// The IP list as CSV: one row per IP, with what an abuse desk asks for.
+    pub fn csv(&self) -> String {
+        let mut out = String::from(
+            "ip,first_seen,last_seen,hits,protocols,dst_ports,dst_ips,src_ports,asn,as_org,range,region,service\n",
+        );
+        for i in &self.ips {
+            let fields = [
+                i.ip.clone(),
+                i.first_seen.clone(),
+                i.last_seen.clone(),
+                i.hits.to_string(),
+                i.protocols.join(" "),
+                join_numbers(&i.ports),
+                i.targets.join(" "),
+                join_numbers(&i.source_ports),
+                i.asn.map(|a| a.to_string()).unwrap_or_default(),
+                i.as_org.clone().unwrap_or_default(),
+                i.range.clone().unwrap_or_default(),
+                i.region.clone().unwrap_or_default(),
+                i.services.join(" "),
+            ];
+            let row: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
+            out.push_str(&row.join(","));
+            out.push('\n');
+        }
+        out
+    }
+}
+
+fn join_numbers(values: &[u16]) -> String {
+    values
+        .iter()
+        .map(|v| v.to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_string()
+    }
+}
+
+/// The report templates, defaults overridden from a folder.
+pub struct Templates {
+    tera: tera::Tera,
+}
+
+impl Templates {
+    /// Loads the defaults and any override in `dir` (`dir/NAME` for every provider,
+    /// `dir/PROVIDER/NAME` for one).
+    pub fn load(dir: Option<&Path>, providers: &[&str]) -> Result<Self> {
+        let mut tera = tera::Tera::new();
+        tera.autoescape_on(Vec::<&str>::new());
+        tera.register_filter("pad", pad);
+        for name in TEMPLATE_NAMES {
+            let default = match name {
+                "subject.txt" => DEFAULT_SUBJECT,
+                _ => DEFAULT_BODY,
+            };
+            let shared = read_override(dir, None, name)?;
+            add(&mut tera, name, shared.as_deref().unwrap_or(default), dir)?;
+            for provider in providers {
+                let own = read_override(dir, Some(provider), name)?;
+                let text = own.as_deref().or(shared.as_deref()).unwrap_or(default);
+                add(&mut tera, &format!("{provider}/{name}"), text, dir)?;
+            }
+        }
+        Ok(Templates { tera })
+    }
+
+    /// The subject (one line, control characters removed) and body for a report.
+    pub fn render(&self, report: &Report) -> Result<(String, String)> {
+        let context = tera::Context::from_serialize(report).context("template context")?;
+        let render = |name: &str| -> Result<String> {
+            let key = format!("{}/{name}", report.provider);
+            let key = if self.tera.contains_template(&key) {
+                key
+            } else {
+                name.to_string()
+            };
+            self.tera
+                .render(&key, &context)
+                .map_err(|e| anyhow::anyhow!("template {name}: {}", tera_message(&e)))
+        };
+        let subject = render("subject.txt")?;
+        let subject = clean(subject.as_bytes())
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let body = render("body.txt")?;
+        Ok((subject, body))
+    }
+}
+
+fn read_override(dir: Option<&Path>, provider: Option<&str>, name: &str) -> Result<Option<String>> {
+    let Some(dir) = dir else {
+        return Ok(None);
+    };
+    let path = match provider {
+        Some(p) => dir.join(p).join(name),
+        None => dir.join(name),
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(anyhow::anyhow!("template {}: {e}", path.display())),
+    }
+}
+
+fn add(tera: &mut tera::Tera, name: &str, text: &str, dir: Option<&Path>) -> Result<()> {
+    tera.add_raw_template(name, text).map_err(|e| {
+        let place = dir.map(|d| format!("{}/", d.display())).unwrap_or_default();
+        anyhow::anyhow!("template {place}{name}: {}", tera_message(&e))
+    })
+}
+
+/// Tera's error with its causes, on one line.
+fn tera_message(e: &tera::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// `{{ value | pad(width=15) }}`: left-aligned in a column of at least `width` characters
+/// (`right=true` aligns right), for plain-text tables.
+fn pad(value: tera::Value, kwargs: tera::Kwargs, _: &tera::State) -> tera::TeraResult<String> {
+    let width = kwargs.get::<usize>("width")?.unwrap_or(0);
+    let right = kwargs.get::<bool>("right")?.unwrap_or(false);
+    let text = match value.as_str() {
+        Some(s) => s.to_string(),
+        None if value.is_none() => String::new(),
+        None => value.to_string(),
+    };
+    Ok(if right {
+        format!("{text:>width$}")
+    } else {
+        format!("{text:<width$}")
+    })
+}
+
+/// Header fields of one message.
+#[derive(Debug, Clone)]
+pub struct Envelope<'a> {
+    pub from: &'a Mailbox,
+    pub to: &'a [Mailbox],
+    pub cc: &'a [Mailbox],
+    pub reply_to: Option<&'a Mailbox>,
+    pub message_id: &'a str,
+    /// The first report to this provider, for `In-Reply-To`/`References`.
+    pub thread_root: Option<&'a str>,
+    pub date: DateTime<Utc>,
+}
+
+/// The complete message: headers, the text body, and the attachments the config asks for.
+pub fn message(
+    head: &Envelope<'_>,
+    subject: &str,
+    body: &str,
+    report: &Report,
+    cfg: &ReportConfig,
+) -> Result<Vec<u8>> {
+    let date = SystemTime::UNIX_EPOCH + Duration::from_secs(head.date.timestamp().max(0) as u64);
+    let mut builder = lettre::Message::builder()
+        .from(head.from.clone())
+        .subject(subject)
+        .date(date)
+        .message_id(Some(head.message_id.to_string()))
+        .user_agent(format!("abuse-mailer/{VERSION}"))
+        .raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str("Auto-Submitted"),
+            "auto-generated".to_string(),
+        ));
+    for to in head.to {
+        builder = builder.to(to.clone());
+    }
+    for cc in head.cc {
+        builder = builder.cc(cc.clone());
+    }
+    if let Some(reply_to) = head.reply_to {
+        builder = builder.reply_to(reply_to.clone());
+    }
+    if let Some(root) = head.thread_root {
+        builder = builder
+            .in_reply_to(root.to_string())
+            .references(root.to_string());
+    }
+    let text = SinglePart::builder()
+        .header(ContentType::TEXT_PLAIN)
+        .body(readable(body));
+    let message = if cfg.attach_csv || cfg.attach_excerpt {
+        // A boundary from the message's own id: unique, and the same bytes on every render.
+        let boundary = format!("=_abuse-mailer_{:016x}", fnv1a(head.message_id.as_bytes()));
+        let mut parts = MultiPart::mixed().boundary(boundary).singlepart(text);
+        if cfg.attach_csv {
+            parts = parts.singlepart(Attachment::new("ips.csv".to_string()).body(
+                readable(&report.csv()),
+                ContentType::parse("text/csv; charset=utf-8")?,
+            ));
+        }
+        if cfg.attach_excerpt {
+            let mut log = report.excerpt.join("\n");
+            log.push('\n');
+            parts = parts.singlepart(
+                Attachment::new("excerpt.log".to_string())
+                    .body(readable(&log), ContentType::TEXT_PLAIN),
+            );
+        }
+        builder.multipart(parts)
+    } else {
+        builder.singlepart(text)
+    }
+    .context("building the message")?;
+    Ok(message.formatted())
+}
+
+/// Text as the reader will see it: 7bit when it is ASCII with lines a mail server accepts
+/// (log lines are longer than quoted-printable's 76 columns, and readable as they are),
+/// quoted-printable otherwise.
+fn readable(text: &str) -> Body {
+    let unix = text.replace("\r\n", "\n");
+    let plain = unix.bytes().all(|b| b.is_ascii() && b != 0 && b != b'\r')
+        && unix.lines().all(|l| l.len() <= 998);
+    if plain {
+        Body::dangerous_pre_encoded(
+            unix.replace('\n', "\r\n").into_bytes(),
+            ContentTransferEncoding::SevenBit,
+        )
+    } else {
+        Body::new(unix)
+    }
+}
+
+/// FNV-1a: a small stable hash for ids and boundaries (not for security).
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}

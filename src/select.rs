@@ -1,0 +1,149 @@
+//! Select: which observed IPs are a provider's attackers, and which of them it has not been
+//! sent yet (the delta).
+//!
+//! An attacker is an observed IP inside the provider's ranges, with at least `min_hits`
+//! dropped packets, that is a public address and not in the operator's `ignore` list. The delta
+//! is the attackers minus those already in a report to that provider that was sent (or is
+//! waiting to be sent again); with `rereport_after_days`, an IP reported longer ago than that
+//! comes back if it was seen again since.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use ipnet::IpNet;
+
+use crate::config::ReportConfig;
+use crate::ingest::Observation;
+use crate::provider::{Provider, canonical};
+
+/// Whether an address can belong to someone an abuse desk could act on: not private,
+/// loopback, link-local, CGNAT, documentation, benchmarking, multicast or reserved.
+pub fn is_reportable(ip: IpAddr) -> bool {
+    match canonical(ip) {
+        IpAddr::V4(a) => public_v4(a),
+        IpAddr::V6(a) => public_v6(a),
+    }
+}
+
+fn public_v4(a: Ipv4Addr) -> bool {
+    let [x, y, ..] = a.octets();
+    !(a.is_private()
+        || a.is_loopback()
+        || a.is_link_local()
+        || a.is_broadcast()
+        || a.is_documentation()
+        || a.is_multicast()
+        || a.is_unspecified()
+        || x == 0
+        || (x == 100 && (64..128).contains(&y)) // CGNAT 100.64.0.0/10
+        || (x == 198 && (y == 18 || y == 19)) // benchmarking 198.18.0.0/15
+        || (x == 192 && y == 0 && a.octets()[2] == 0) // IETF protocol assignments
+        || x >= 240)
+}
+
+fn public_v6(a: Ipv6Addr) -> bool {
+    let s = a.segments();
+    !(a.is_loopback()
+        || a.is_unspecified()
+        || a.is_multicast()
+        || (s[0] & 0xfe00) == 0xfc00 // unique local
+        || (s[0] & 0xffc0) == 0xfe80 // link-local
+        || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+        || (s[0] == 0x3fff && s[1] < 0x1000) // documentation 3fff::/20
+        || (s[0] == 0x0100 && s[1] == 0 && s[2] == 0 && s[3] == 0) // discard 100::/64
+        || (s[0] & 0xe000) != 0x2000) // outside global unicast 2000::/3
+}
+
+/// Whether the operator asked never to report this address.
+pub fn is_ignored(ip: IpAddr, ignore: &[IpNet]) -> bool {
+    let ip = canonical(ip);
+    ignore.iter().any(|net| net.contains(&ip))
+}
+
+/// One IP of a provider's delta.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selected<'a> {
+    pub observation: &'a Observation,
+    /// It was sent to this provider before, longer ago than `rereport_after_days`.
+    pub rereport: bool,
+}
+
+/// The provider's attackers not yet reported to it, sorted by address (IPv4 first).
+pub fn delta<'a>(
+    observations: &'a HashMap<IpAddr, Observation>,
+    provider: &Provider,
+    reported: &HashSet<IpAddr>,
+    ever_sent: &HashSet<IpAddr>,
+    rereport_since: Option<i64>,
+    report: &ReportConfig,
+) -> Vec<Selected<'a>> {
+    let mut out: Vec<Selected<'a>> = observations
+        .values()
+        .filter(|o| o.hits >= report.min_hits)
+        .filter(|o| is_reportable(o.ip) && !is_ignored(o.ip, &report.ignore))
+        .filter(|o| provider.lookup(o.ip).is_some())
+        .filter(|o| !reported.contains(&o.ip))
+        .filter_map(|o| {
+            let rereport = ever_sent.contains(&o.ip);
+            // A re-report is for an attacker still at it, not for history.
+            if rereport && rereport_since.is_some_and(|since| o.last_seen < since) {
+                return None;
+            }
+            Some(Selected {
+                observation: o,
+                rereport,
+            })
+        })
+        .collect();
+    out.sort_by_key(|s| s.observation.ip);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn special_addresses_are_never_reportable() {
+        for ip in [
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "127.0.0.1",
+            "169.254.1.1",
+            "100.64.0.1",
+            "192.0.2.1",
+            "198.51.100.7",
+            "203.0.113.9",
+            "224.0.0.1",
+            "255.255.255.255",
+            "0.0.0.0",
+            "198.18.0.1",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "2001:db8::1",
+            "ff02::1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert!(!is_reportable(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in [
+            "34.223.47.190",
+            "3.5.140.2",
+            "2600:1f18::1",
+            "::ffff:52.94.1.7",
+            "100.128.0.1",
+        ] {
+            assert!(is_reportable(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    #[test]
+    fn ignore_list_matches_networks_and_mapped_addresses() {
+        let ignore = vec!["52.94.0.0/16".parse().unwrap()];
+        assert!(is_ignored("52.94.1.7".parse().unwrap(), &ignore));
+        assert!(is_ignored("::ffff:52.94.1.7".parse().unwrap(), &ignore));
+        assert!(!is_ignored("52.95.1.7".parse().unwrap(), &ignore));
+    }
+}

@@ -1,0 +1,664 @@
+//! The state database (`state_dir/state.db`, SQLite): the tool's memory between runs.
+//!
+//! It holds the cursor of each source, what was observed per IP, the evidence lines kept for
+//! the next excerpt, and the ledger of reports with their IPs and exact message bytes. Schema
+//! changes are numbered migrations (`PRAGMA user_version`); a file that is not ours
+//! (`PRAGMA application_id`) or is newer than this binary is refused, never reset.
+//!
+//! Times are stored in UTC: Unix seconds for log times, RFC 3339 text for the ledger.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::net::IpAddr;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
+
+use crate::excerpt::EvidenceLine;
+use crate::ingest::Observation;
+use crate::source::Cursor;
+
+/// `ABML` in ASCII: marks the file as ours.
+const APPLICATION_ID: i32 = 0x4142_4d4c;
+
+/// Each migration takes the schema from its index to the next version.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE cursor (
+    source      TEXT PRIMARY KEY,
+    dev         INTEGER NOT NULL,
+    ino         INTEGER NOT NULL,
+    fingerprint BLOB NOT NULL,
+    offset      INTEGER NOT NULL,
+    updated_at  TEXT NOT NULL
+);
+CREATE TABLE observation (
+    ip         TEXT PRIMARY KEY,
+    first_seen INTEGER NOT NULL,
+    last_seen  INTEGER NOT NULL,
+    hits       INTEGER NOT NULL,
+    protocols  TEXT NOT NULL,
+    dst_ports  TEXT NOT NULL,
+    src_ports  TEXT NOT NULL,
+    dsts       TEXT NOT NULL,
+    hosts      TEXT NOT NULL
+);
+CREATE TABLE evidence (
+    provider TEXT NOT NULL,
+    time     INTEGER NOT NULL,
+    seq      INTEGER NOT NULL,
+    ip       TEXT NOT NULL,
+    line     TEXT NOT NULL,
+    PRIMARY KEY (provider, seq)
+);
+CREATE TABLE report (
+    id           TEXT PRIMARY KEY,
+    provider     TEXT NOT NULL,
+    recipients   TEXT NOT NULL,
+    subject      TEXT NOT NULL,
+    message_id   TEXT NOT NULL,
+    status       TEXT NOT NULL CHECK (status IN ('sending', 'sent', 'failed', 'rejected')),
+    created_at   TEXT NOT NULL,
+    sent_at      TEXT,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    last_error   TEXT,
+    server_reply TEXT,
+    message      BLOB NOT NULL
+);
+CREATE TABLE report_ip (
+    report_id  TEXT NOT NULL REFERENCES report(id),
+    ip         TEXT NOT NULL,
+    hits       INTEGER NOT NULL,
+    first_seen INTEGER NOT NULL,
+    last_seen  INTEGER NOT NULL,
+    PRIMARY KEY (report_id, ip)
+);
+CREATE INDEX report_ip_by_ip ON report_ip (ip);
+CREATE INDEX report_by_provider ON report (provider, created_at);
+"#];
+
+/// Where a report stands. `sending` and `failed` are resent as stored; `rejected` gives its
+/// IPs back to the next report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Sending,
+    Sent,
+    Failed,
+    Rejected,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Sending => "sending",
+            Status::Sent => "sent",
+            Status::Failed => "failed",
+            Status::Rejected => "rejected",
+        }
+    }
+
+    fn parse(text: &str) -> Result<Self> {
+        Ok(match text {
+            "sending" => Status::Sending,
+            "sent" => Status::Sent,
+            "failed" => Status::Failed,
+            "rejected" => Status::Rejected,
+            other => bail!("unknown report status {other:?}"),
+        })
+    }
+}
+
+/// One IP as a report listed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportedIp {
+    pub ip: IpAddr,
+    pub hits: u64,
+    pub first_seen: i64,
+    pub last_seen: i64,
+}
+
+/// A ledger row: one report to one provider, and the exact message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportRecord {
+    pub id: String,
+    pub provider: String,
+    pub recipients: Vec<String>,
+    pub subject: String,
+    pub message_id: String,
+    pub status: Status,
+    pub created_at: String,
+    pub sent_at: Option<String>,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub server_reply: Option<String>,
+    pub ips: Vec<ReportedIp>,
+    pub message: Vec<u8>,
+}
+
+/// Which reports `history` lists.
+#[derive(Debug, Default, Clone)]
+pub struct HistoryFilter {
+    pub ip: Option<IpAddr>,
+    pub provider: Option<String>,
+}
+
+/// The open state database.
+pub struct State {
+    conn: Connection,
+}
+
+fn join<T: ToString>(items: impl IntoIterator<Item = T>) -> String {
+    items
+        .into_iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn split<T: std::str::FromStr + Ord>(text: &str) -> BTreeSet<T> {
+    text.split(' ').filter_map(|t| t.parse().ok()).collect()
+}
+
+fn ip(text: &str) -> rusqlite::Result<IpAddr> {
+    text.parse().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+impl State {
+    /// Opens the database for writing, creating the folder (0700) and file (0600) if needed,
+    /// and brings its schema up to date.
+    pub fn open(dir: &Path) -> Result<Self> {
+        if !dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .with_context(|| format!("cannot create state_dir {}", dir.display()))?;
+        }
+        let path = dir.join("state.db");
+        let fresh = !path.exists();
+        if fresh {
+            create_private(&path)?;
+        }
+        let conn =
+            Connection::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+        let mut state = State { conn };
+        state.setup(&path)?;
+        Ok(state)
+    }
+
+    /// Opens an existing database without changing it (for previews); `None` if there is none.
+    pub fn open_read_only(dir: &Path) -> Result<Option<Self>> {
+        let path = dir.join("state.db");
+        if !path.exists() {
+            return Ok(None);
+        }
+        let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        let state = State { conn };
+        let version = state.check_identity(&path)?;
+        if version < MIGRATIONS.len() as i64 {
+            bail!(
+                "{}: written by an older abuse-mailer (schema {version}); run `abuse-mailer run` once to upgrade it",
+                path.display()
+            );
+        }
+        Ok(Some(state))
+    }
+
+    fn check_identity(&self, path: &Path) -> Result<i64> {
+        let read = |pragma: &str| -> Result<i64> {
+            self.conn
+                .query_row(&format!("PRAGMA {pragma}"), [], |r| r.get(0))
+                .with_context(|| format!("{}: not a readable SQLite database", path.display()))
+        };
+        let app = read("application_id")?;
+        let version = read("user_version")?;
+        if app != i64::from(APPLICATION_ID) && !(app == 0 && version == 0 && self.is_empty()?) {
+            bail!(
+                "{}: not an abuse-mailer state database (application_id {app:#x})",
+                path.display()
+            );
+        }
+        if version > MIGRATIONS.len() as i64 {
+            bail!(
+                "{}: written by a newer abuse-mailer (schema {version}, this one knows {})",
+                path.display(),
+                MIGRATIONS.len()
+            );
+        }
+        Ok(version)
+    }
+
+    fn is_empty(&self) -> Result<bool> {
+        let tables: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
+        Ok(tables == 0)
+    }
+
+    fn setup(&mut self, path: &Path) -> Result<()> {
+        self.conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        self.conn.pragma_update(None, "foreign_keys", true)?;
+        let version = self.check_identity(path)?;
+        let tx = self.conn.transaction()?;
+        for (i, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            tx.execute_batch(migration)
+                .with_context(|| format!("{}: migration to schema {}", path.display(), i + 1))?;
+        }
+        tx.pragma_update(None, "application_id", APPLICATION_ID)?;
+        tx.pragma_update(None, "user_version", MIGRATIONS.len() as i64)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn cursor(&self, source: &str) -> Result<Option<Cursor>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT dev, ino, fingerprint, offset FROM cursor WHERE source = ?1",
+                [source],
+                |r| {
+                    Ok(Cursor {
+                        dev: r.get::<_, i64>(0)? as u64,
+                        ino: r.get::<_, i64>(1)? as u64,
+                        fingerprint: r.get(2)?,
+                        offset: r.get::<_, i64>(3)? as u64,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Every observation so far.
+    pub fn observations(&self) -> Result<HashMap<IpAddr, Observation>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT ip, first_seen, last_seen, hits, protocols, dst_ports, src_ports, dsts, hosts FROM observation",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            let ip = ip(&r.get::<_, String>(0)?)?;
+            Ok(Observation {
+                ip,
+                first_seen: r.get(1)?,
+                last_seen: r.get(2)?,
+                hits: r.get::<_, i64>(3)? as u64,
+                protocols: split(&r.get::<_, String>(4)?),
+                dst_ports: split(&r.get::<_, String>(5)?),
+                src_ports: split(&r.get::<_, String>(6)?),
+                dsts: split(&r.get::<_, String>(7)?),
+                hosts: split(&r.get::<_, String>(8)?),
+            })
+        })?;
+        let mut all = HashMap::new();
+        for row in rows {
+            let o = row?;
+            all.insert(o.ip, o);
+        }
+        Ok(all)
+    }
+
+    /// The evidence lines kept for a provider's next excerpt.
+    pub fn evidence(&self, provider: &str) -> Result<Vec<EvidenceLine>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT time, ip, line FROM evidence WHERE provider = ?1 ORDER BY seq")?;
+        let rows = stmt.query_map([provider], |r| {
+            Ok(EvidenceLine {
+                time: r.get(0)?,
+                ip: ip(&r.get::<_, String>(1)?)?,
+                text: r.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Stores what one run read, all or nothing: observations (merged totals for the IPs it
+    /// saw), cursors and evidence.
+    pub fn commit_ingest(
+        &mut self,
+        observations: &[&Observation],
+        cursors: &[(String, Cursor)],
+        evidence: &[(String, Vec<EvidenceLine>)],
+        now: &str,
+    ) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut put = tx.prepare(
+                "INSERT OR REPLACE INTO observation (ip, first_seen, last_seen, hits, protocols, dst_ports, src_ports, dsts, hosts)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?;
+            for o in observations {
+                put.execute(params![
+                    o.ip.to_string(),
+                    o.first_seen,
+                    o.last_seen,
+                    o.hits as i64,
+                    join(&o.protocols),
+                    join(&o.dst_ports),
+                    join(&o.src_ports),
+                    join(&o.dsts),
+                    join(&o.hosts),
+                ])?;
+            }
+            let mut put = tx.prepare(
+                "INSERT OR REPLACE INTO cursor (source, dev, ino, fingerprint, offset, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for (source, c) in cursors {
+                put.execute(params![
+                    source,
+                    c.dev as i64,
+                    c.ino as i64,
+                    c.fingerprint,
+                    c.offset as i64,
+                    now
+                ])?;
+            }
+            for (provider, lines) in evidence {
+                replace_evidence(&tx, provider, lines)?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// IPs that a report to `provider` holds and that must not go into another one: those
+    /// sent, and those still waiting to be sent again (`sending`, `failed`). With `since`,
+    /// only reports created at or after that time count as sent.
+    pub fn reported(&self, provider: &str, since: Option<&str>) -> Result<HashSet<IpAddr>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT DISTINCT i.ip FROM report_ip i JOIN report r ON r.id = i.report_id
+             WHERE r.provider = ?1 AND (r.status IN ('sending', 'failed')
+                                        OR (r.status = 'sent' AND (?2 IS NULL OR r.created_at >= ?2)))",
+        )?;
+        let rows = stmt.query_map(params![provider, since], |r| ip(&r.get::<_, String>(0)?))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Every IP a provider was ever sent, for marking re-reports.
+    pub fn ever_sent(&self, provider: &str) -> Result<HashSet<IpAddr>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT DISTINCT i.ip FROM report_ip i JOIN report r ON r.id = i.report_id
+             WHERE r.provider = ?1 AND r.status = 'sent'",
+        )?;
+        let rows = stmt.query_map([provider], |r| ip(&r.get::<_, String>(0)?))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Writes a new report with status `sending`, before any transport sees it.
+    pub fn insert_report(&mut self, r: &ReportRecord) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO report (id, provider, recipients, subject, message_id, status, created_at, sent_at, attempts, message)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            params![
+                r.id,
+                r.provider,
+                serde_json::to_string(&r.recipients)?,
+                r.subject,
+                r.message_id,
+                r.status.as_str(),
+                r.created_at,
+                r.sent_at,
+                r.attempts,
+                r.message,
+            ],
+        )?;
+        {
+            let mut put = tx.prepare(
+                "INSERT INTO report_ip (report_id, ip, hits, first_seen, last_seen) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for i in &r.ips {
+                put.execute(params![
+                    r.id,
+                    i.ip.to_string(),
+                    i.hits as i64,
+                    i.first_seen,
+                    i.last_seen
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Whether a report id is taken.
+    pub fn report_exists(&self, id: &str) -> Result<bool> {
+        Ok(self
+            .conn
+            .query_row("SELECT 1 FROM report WHERE id = ?1", [id], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
+    /// Records the outcome of one delivery attempt.
+    pub fn mark(&mut self, id: &str, status: Status, detail: &str, at: &str) -> Result<()> {
+        let changed = match status {
+            Status::Sent => self.conn.execute(
+                "UPDATE report SET status = 'sent', sent_at = ?2, server_reply = ?3, attempts = attempts + 1 WHERE id = ?1",
+                params![id, at, detail],
+            )?,
+            Status::Failed | Status::Rejected => self.conn.execute(
+                "UPDATE report SET status = ?2, last_error = ?3, attempts = attempts + 1 WHERE id = ?1",
+                params![id, status.as_str(), detail],
+            )?,
+            Status::Sending => self
+                .conn
+                .execute("UPDATE report SET status = 'sending' WHERE id = ?1", [id])?,
+        };
+        if changed != 1 {
+            bail!("report {id} is not in the ledger");
+        }
+        Ok(())
+    }
+
+    /// Reports waiting to be sent again (`sending` after a crash, `failed` after a transient
+    /// error), oldest first.
+    pub fn pending(&self) -> Result<Vec<ReportRecord>> {
+        self.query_reports("WHERE status IN ('sending', 'failed')", params![])
+    }
+
+    /// The first report sent to a provider: follow-ups reply to it, to keep one thread.
+    pub fn thread_root(&self, provider: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT message_id FROM report WHERE provider = ?1 AND status = 'sent' ORDER BY created_at, id LIMIT 1",
+                [provider],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    pub fn report(&self, id: &str) -> Result<Option<ReportRecord>> {
+        Ok(self
+            .query_reports("WHERE id = ?1", params![id])?
+            .into_iter()
+            .next())
+    }
+
+    pub fn history(&self, filter: &HistoryFilter) -> Result<Vec<ReportRecord>> {
+        self.query_reports(
+            "WHERE (?1 IS NULL OR provider = ?1)
+               AND (?2 IS NULL OR id IN (SELECT report_id FROM report_ip WHERE ip = ?2))",
+            params![filter.provider, filter.ip.map(|i| i.to_string())],
+        )
+    }
+
+    fn query_reports(
+        &self,
+        filter: &str,
+        args: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<ReportRecord>> {
+        let sql = format!(
+            "SELECT id, provider, recipients, subject, message_id, status, created_at, sent_at, attempts,
+                    last_error, server_reply, message
+             FROM report {filter} ORDER BY created_at, id"
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let mut rows = stmt.query(args)?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let recipients: String = r.get(2)?;
+            let status: String = r.get(5)?;
+            out.push(ReportRecord {
+                id: r.get(0)?,
+                provider: r.get(1)?,
+                recipients: serde_json::from_str(&recipients).context("ledger: bad recipients")?,
+                subject: r.get(3)?,
+                message_id: r.get(4)?,
+                status: Status::parse(&status)?,
+                created_at: r.get(6)?,
+                sent_at: r.get(7)?,
+                attempts: r.get(8)?,
+                last_error: r.get(9)?,
+                server_reply: r.get(10)?,
+                ips: Vec::new(),
+                message: r.get(11)?,
+            });
+        }
+        let mut stmt = self.conn.prepare(
+            "SELECT ip, hits, first_seen, last_seen FROM report_ip WHERE report_id = ?1",
+        )?;
+        for record in &mut out {
+            let rows = stmt.query_map([&record.id], |r| {
+                Ok(ReportedIp {
+                    ip: ip(&r.get::<_, String>(0)?)?,
+                    hits: r.get::<_, i64>(1)? as u64,
+                    first_seen: r.get(2)?,
+                    last_seen: r.get(3)?,
+                })
+            })?;
+            record.ips = rows.collect::<rusqlite::Result<_>>()?;
+            record.ips.sort_by_key(|i| i.ip);
+        }
+        Ok(out)
+    }
+}
+
+fn replace_evidence(tx: &Transaction<'_>, provider: &str, lines: &[EvidenceLine]) -> Result<()> {
+    tx.execute("DELETE FROM evidence WHERE provider = ?1", [provider])?;
+    let mut put = tx.prepare(
+        "INSERT INTO evidence (provider, time, seq, ip, line) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for (seq, l) in lines.iter().enumerate() {
+        put.execute(params![
+            provider,
+            l.time,
+            seq as i64,
+            l.ip.to_string(),
+            l.text
+        ])?;
+    }
+    Ok(())
+}
+
+/// Creates an empty file only its owner can read: it will hold the messages sent.
+fn create_private(path: &Path) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, provider: &str, ips: &[&str], status: Status) -> ReportRecord {
+        ReportRecord {
+            id: id.into(),
+            provider: provider.into(),
+            recipients: vec!["abuse@example.net".into()],
+            subject: "s".into(),
+            message_id: format!("<{id}@example.org>"),
+            status,
+            created_at: "2026-01-01T00:00:00Z".into(),
+            sent_at: None,
+            attempts: 0,
+            last_error: None,
+            server_reply: None,
+            ips: ips
+                .iter()
+                .map(|i| ReportedIp {
+                    ip: i.parse().unwrap(),
+                    hits: 1,
+                    first_seen: 0,
+                    last_seen: 0,
+                })
+                .collect(),
+            message: b"msg".to_vec(),
+        }
+    }
+
+    #[test]
+    fn ledger_statuses_decide_what_counts_as_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = State::open(dir.path()).unwrap();
+        s.insert_report(&record("a", "aws", &["3.5.140.2"], Status::Sending))
+            .unwrap();
+        s.insert_report(&record("b", "aws", &["3.5.140.3"], Status::Sending))
+            .unwrap();
+        s.insert_report(&record("c", "gcp", &["34.1.1.1"], Status::Sending))
+            .unwrap();
+        s.mark("a", Status::Sent, "250 ok", "2026-01-01T00:00:01Z")
+            .unwrap();
+        s.mark("b", Status::Rejected, "550 no", "2026-01-01T00:00:01Z")
+            .unwrap();
+        let aws = s.reported("aws", None).unwrap();
+        assert_eq!(aws, HashSet::from(["3.5.140.2".parse().unwrap()]));
+        assert_eq!(s.pending().unwrap().len(), 1, "gcp is still sending");
+        assert_eq!(
+            s.thread_root("aws").unwrap().as_deref(),
+            Some("<a@example.org>")
+        );
+        let history = s
+            .history(&HistoryFilter {
+                ip: Some("3.5.140.3".parse().unwrap()),
+                provider: None,
+            })
+            .unwrap();
+        assert_eq!(history.len(), 1);
+        assert_eq!(history[0].status, Status::Rejected);
+        assert!(s.mark("zzz", Status::Sent, "", "").is_err());
+    }
+
+    #[test]
+    fn foreign_and_newer_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let other = Connection::open(&path).unwrap();
+        other.execute_batch("CREATE TABLE t (x)").unwrap();
+        drop(other);
+        let e = State::open(dir.path()).err().unwrap().to_string();
+        assert!(e.contains("not an abuse-mailer state database"), "{e}");
+
+        std::fs::remove_file(&path).unwrap();
+        drop(State::open(dir.path()).unwrap());
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
+        let e = State::open(dir.path()).err().unwrap().to_string();
+        assert!(e.contains("newer"), "{e}");
+
+        std::fs::write(&path, b"this is not sqlite at all, just text").unwrap();
+        let e = format!("{:#}", State::open(dir.path()).err().unwrap());
+        assert!(e.contains("state.db"), "{e}");
+    }
+
+    #[test]
+    fn files_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let state_dir = dir.path().join("state");
+        drop(State::open(&state_dir).unwrap());
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&state_dir), 0o700);
+        assert_eq!(mode(&state_dir.join("state.db")), 0o600);
+    }
+}
