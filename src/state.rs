@@ -463,7 +463,7 @@ impl State {
         Ok(self
             .conn
             .query_row(
-                "SELECT message_id FROM report WHERE provider = ?1 AND status = 'sent' ORDER BY created_at, id LIMIT 1",
+                "SELECT message_id FROM report WHERE provider = ?1 AND status = 'sent' ORDER BY created_at, rowid LIMIT 1",
                 [provider],
                 |r| r.get(0),
             )
@@ -493,7 +493,7 @@ impl State {
         let sql = format!(
             "SELECT id, provider, recipients, subject, message_id, status, created_at, sent_at, attempts,
                     last_error, server_reply, message
-             FROM report {filter} ORDER BY created_at, id"
+             FROM report {filter} ORDER BY created_at, rowid"
         );
         let mut stmt = self.conn.prepare(&sql)?;
         let mut rows = stmt.query(args)?;

@@ -1,0 +1,205 @@
+//! Helpers for driving the `abuse-mailer` binary as a process: a temporary setup with its own
+//! config, state folder and outbox, and a pinned clock.
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A file from the shared data set beside the repository (`../shared/data`).
+pub fn shared_data(rel: &str) -> PathBuf {
+    let path = repo().join("../shared/data").join(rel);
+    assert!(
+        path.exists(),
+        "shared test data missing: {} (clone ../shared beside the repository)",
+        path.display()
+    );
+    path
+}
+
+/// The clock every test run uses unless it says otherwise.
+pub const NOW: &str = "2026-01-26T08:00:00Z";
+
+/// What a finished process said.
+pub struct Ran {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub raw_stdout: Vec<u8>,
+}
+
+impl Ran {
+    fn from(out: Output) -> Self {
+        Ran {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            raw_stdout: out.stdout,
+        }
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", self.stdout, self.stderr))
+    }
+
+    /// Asserts success and returns self.
+    pub fn ok(self) -> Self {
+        assert_eq!(
+            self.code, 0,
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        assert!(!self.stderr.contains("panicked"), "{}", self.stderr);
+        self
+    }
+}
+
+/// A temporary installation: `dir/config.toml`, `dir/state`, `dir/outbox`, `dir/messages`.
+pub struct Setup {
+    pub dir: tempfile::TempDir,
+    pub now: String,
+    pub env: Vec<(String, String)>,
+}
+
+impl Setup {
+    /// A setup whose config is `config` (TOML); `{dir}` in it is replaced by the folder.
+    pub fn new(config: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let text = config
+            .replace("{dir}", dir.path().to_str().unwrap())
+            .replace("{repo}", repo().to_str().unwrap());
+        fs::write(dir.path().join("config.toml"), text).unwrap();
+        Setup {
+            dir,
+            now: NOW.to_string(),
+            env: Vec::new(),
+        }
+    }
+
+    /// The usual setup: one log at `dir/messages`, the fixture AWS ranges (EC2 only), file transport.
+    pub fn standard() -> Self {
+        Self::new(&standard_config(""))
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn write(&self, rel: &str, text: &str) {
+        fs::write(self.path(rel), text).unwrap();
+    }
+
+    pub fn append(&self, rel: &str, text: &str) {
+        let mut f = fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(self.path(rel))
+            .unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_abuse-mailer"));
+        cmd.arg("--config").arg(self.path("config.toml")).args(args);
+        cmd.env("ABUSE_MAILER_NOW", &self.now);
+        cmd.env_remove("ABUSE_MAILER_CONFIG");
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Ran {
+        Ran::from(self.command(args).output().unwrap())
+    }
+
+    /// The `.eml` files in the outbox, sorted by name.
+    pub fn outbox(&self) -> Vec<PathBuf> {
+        let Ok(entries) = fs::read_dir(self.path("outbox")) else {
+            return Vec::new();
+        };
+        let mut files: Vec<PathBuf> = entries
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+            .collect();
+        files.sort();
+        files
+    }
+
+    /// The IPs of each report in the ledger, oldest first.
+    pub fn reported(&self) -> Vec<Vec<String>> {
+        let history = self.run(&["history", "--json"]).ok().json();
+        history
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                r["ips"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|i| i.as_str().unwrap().to_string())
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+/// A config with one source at `{dir}/messages`, AWS fixture ranges and the file transport;
+/// `extra_report` goes into `[report]`.
+pub fn standard_config(extra_report: &str) -> String {
+    format!(
+        r#"
+state_dir = "{{dir}}/state"
+timezone = "UTC"
+
+[[source]]
+path = "{{dir}}/messages"
+
+[[provider]]
+name = "aws"
+to = ["ec2-abuse@amazon.com"]
+ranges = "{{repo}}/fixtures/ranges/aws-ip-ranges.json"
+services = ["EC2"]
+
+[report]
+from = "Abuse desk <abuse@example.org>"
+{extra_report}
+
+[mail]
+transport = "file"
+dir = "{{dir}}/outbox"
+"#
+    )
+}
+
+/// A kernel LOG line as the default prefix writes it.
+pub fn drop_line(time: &str, src: &str, proto: &str, dpt: u16) -> String {
+    format!(
+        "Jan 25 {time} web1 kernel: [810294.788657] INPUT-DROP:IN=eth0 OUT= MAC=52:54:00:12:34:56:fe:54:00:ab:cd:ef:08:00 SRC={src} DST=198.51.100.10 LEN=60 TOS=0x00 PREC=0x00 TTL=241 ID=54321 PROTO={proto} SPT=40000 DPT={dpt} \n"
+    )
+}
+
+/// Every file below `dir` with its bytes, for before/after comparisons.
+pub fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                out.extend(snapshot(&p));
+            } else {
+                out.push((p.clone(), fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}

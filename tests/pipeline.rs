@@ -1,0 +1,544 @@
+//! The core pipeline through the binary: preview, JSON contract, run with the file transport,
+//! the delta across runs, and bad input.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::net::IpAddr;
+use std::process::Command;
+
+use common::*;
+
+/// The EC2 addresses of `fixtures/logs/messages`, in numeric order.
+const EXAMPLE_IPS: [&str; 6] = [
+    "3.5.140.2",
+    "18.206.107.24",
+    "34.223.47.190",
+    "35.180.1.1",
+    "52.80.174.40",
+    "2600:1f18:4a3:6901::1",
+];
+
+fn example(args: &[&str]) -> Ran {
+    let out = Command::new(env!("CARGO_BIN_EXE_abuse-mailer"))
+        .current_dir(repo())
+        .args(["--config", "config/example.toml"])
+        .args(args)
+        .env("ABUSE_MAILER_NOW", NOW)
+        .output()
+        .unwrap();
+    let ran = Ran {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        raw_stdout: out.stdout,
+    };
+    ran.ok()
+}
+
+#[test]
+fn example_preview_prints_a_complete_message() {
+    let out = example(&["preview"]);
+    let text = &out.stdout;
+    assert!(
+        text.starts_with("From abuse-mailer "),
+        "mbox separator first"
+    );
+    assert!(text.contains("\nTo: ec2-abuse@amazon.com\n"), "{text}");
+    assert!(text.contains("\nFrom: \"Example Hosting abuse desk\" <abuse@example.org>\n"));
+    assert!(
+        text.contains("\nSubject: Abuse report: 6 hosts in your network attacking example.org")
+    );
+    assert!(text.contains("\nMessage-ID: <20260126T080000Z-aws-"));
+    assert!(text.contains("\nDate: Mon, 26 Jan 2026 08:00:00 +0000\n"));
+    let body = text.split("\n\n").skip(1).collect::<Vec<_>>().join("\n\n");
+    for ip in EXAMPLE_IPS {
+        assert!(
+            body.contains(&format!("  {ip} ")),
+            "{ip} missing from the table"
+        );
+    }
+    // Not EC2 (AMAZON only), not in any range, a LAN address: never reported.
+    for ip in [
+        "54.239.28.85",
+        "81.2.69.143",
+        "192.168.1.20",
+        "203.0.113.77",
+    ] {
+        assert!(
+            !text.contains(&format!("SRC={ip} ")) && !text.contains(&format!("  {ip} ")),
+            "{ip}"
+        );
+    }
+    assert!(
+        body.contains("Log excerpt: the 5 seconds from 2026-01-25T23:51:25+00:00 held 10 lines")
+    );
+    assert!(body.contains("SRC=34.223.47.190 DST=198.51.100.10"));
+    assert!(
+        body.contains("MAC=redacted"),
+        "redact = [\"MAC\"] in the example"
+    );
+    assert!(out.stderr.contains("aws: 6 new"), "{}", out.stderr);
+}
+
+#[test]
+fn example_preview_matches_the_golden_file() {
+    let out = example(&["preview"]);
+    let golden = repo().join("fixtures/expected/example-preview.mbox");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        fs::write(&golden, &out.raw_stdout).unwrap();
+    }
+    let expected = fs::read_to_string(&golden).unwrap();
+    assert_eq!(
+        out.stdout, expected,
+        "set UPDATE_GOLDEN=1 to accept a deliberate change"
+    );
+}
+
+#[test]
+fn run_dry_run_prints_the_same_as_preview() {
+    assert_eq!(
+        example(&["run", "--dry-run"]).stdout,
+        example(&["preview"]).stdout
+    );
+    assert_eq!(
+        example(&["run", "--dry-run", "--json"]).stdout,
+        example(&["preview", "--json"]).stdout
+    );
+}
+
+#[test]
+fn preview_json_matches_the_contract() {
+    let v = example(&["preview", "--json"]).json();
+    let top: BTreeSet<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(top, BTreeSet::from(["reports", "summary"]));
+    let reports = v["reports"].as_array().unwrap();
+    assert_eq!(reports.len(), 1);
+    let r = &reports[0];
+    let keys: BTreeSet<&str> = r.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        BTreeSet::from(["provider", "to", "subject", "ips", "excerpt"])
+    );
+    assert_eq!(r["provider"], "aws");
+    assert_eq!(r["to"], serde_json::json!(["ec2-abuse@amazon.com"]));
+    assert!(
+        r["subject"]
+            .as_str()
+            .unwrap()
+            .starts_with("Abuse report: 6 hosts")
+    );
+    let ips: Vec<&str> = r["ips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["ip"].as_str().unwrap())
+        .collect();
+    assert_eq!(ips, EXAMPLE_IPS, "numeric order, IPv4 before IPv6");
+    let first = &r["ips"][2];
+    let keys: BTreeSet<&str> = first
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        BTreeSet::from([
+            "ip",
+            "hits",
+            "first_seen",
+            "last_seen",
+            "asn",
+            "as_org",
+            "ports"
+        ])
+    );
+    assert_eq!(first["ip"], "34.223.47.190");
+    assert_eq!(first["hits"], 7, "the truncated line is not a hit");
+    assert_eq!(first["first_seen"], "2026-01-25T23:51:25+00:00");
+    assert_eq!(first["last_seen"], "2026-01-25T23:53:05+00:00");
+    assert_eq!(first["ports"], serde_json::json!([53]));
+    assert!(
+        first["asn"].is_null() && first["as_org"].is_null(),
+        "no asn_db configured"
+    );
+    assert_eq!(
+        r["ips"][3]["ip"], "35.180.1.1",
+        "the ICMP error's outer source"
+    );
+    assert_eq!(r["ips"][3]["ports"], serde_json::json!([]));
+    let excerpt: Vec<&str> = r["excerpt"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert_eq!(excerpt.len(), 10);
+    assert!(
+        excerpt.iter().all(|l| l.starts_with("Jan 25 23:51:2")),
+        "{excerpt:?}"
+    );
+    assert_eq!(
+        v["summary"],
+        serde_json::json!({
+            "lines_read": 25, "lines_matched": 20, "lines_malformed": 1,
+            "bytes_read": fs::metadata(repo().join("fixtures/logs/messages")).unwrap().len(),
+            "ips_observed": 9, "ips_unattributed": 3
+        })
+    );
+}
+
+#[test]
+fn run_writes_one_message_then_reports_only_new_ips() {
+    let s = Setup::standard();
+    s.write(
+        "messages",
+        &[
+            drop_line("10:00:00", "3.5.140.2", "TCP", 22),
+            drop_line("10:00:01", "34.223.47.190", "UDP", 53),
+            drop_line("10:00:02", "81.2.69.143", "TCP", 80),
+        ]
+        .concat(),
+    );
+    let first = s.run(&["run"]).ok();
+    assert!(first.stdout.contains("sent"), "{}", first.stdout);
+    let outbox = s.outbox();
+    assert_eq!(outbox.len(), 1);
+    let history = s.run(&["history", "--json"]).ok().json();
+    let rows = history.as_array().unwrap();
+    assert_eq!(rows.len(), 1);
+    let row = &rows[0];
+    let keys: BTreeSet<&str> = row
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        BTreeSet::from([
+            "id",
+            "provider",
+            "to",
+            "subject",
+            "message_id",
+            "status",
+            "created_at",
+            "sent_at",
+            "ips"
+        ])
+    );
+    assert_eq!(row["status"], "sent");
+    assert_eq!(
+        row["ips"],
+        serde_json::json!(["3.5.140.2", "34.223.47.190"])
+    );
+    assert_eq!(row["created_at"], NOW);
+    let id = row["id"].as_str().unwrap();
+    assert_eq!(
+        outbox[0].file_name().unwrap().to_str().unwrap(),
+        format!("{id}.eml")
+    );
+    let shown = s.run(&["show", id]).ok();
+    assert_eq!(
+        shown.raw_stdout,
+        fs::read(&outbox[0]).unwrap(),
+        "show prints the exact message"
+    );
+    let eml = String::from_utf8(shown.raw_stdout).unwrap();
+    assert!(eml.contains(&format!(
+        "Message-ID: {}\r\n",
+        row["message_id"].as_str().unwrap()
+    )));
+
+    let second = s.run(&["run"]).ok();
+    assert!(
+        second.stderr.contains("nothing new to report"),
+        "{}",
+        second.stderr
+    );
+    assert_eq!(s.outbox().len(), 1, "a second run sends nothing");
+
+    s.append(
+        "messages",
+        &[
+            drop_line("10:05:00", "34.223.47.190", "UDP", 53),
+            drop_line("10:05:01", "18.206.107.24", "TCP", 443),
+            drop_line("10:05:02", "2600:1f18:4a3:6901::1", "TCP", 443),
+            drop_line("10:05:03", "3.5.140.2", "TCP", 22),
+        ]
+        .concat(),
+    );
+    s.run(&["run"]).ok();
+    assert_eq!(s.outbox().len(), 2);
+    assert_eq!(
+        s.reported(),
+        vec![
+            vec!["3.5.140.2".to_string(), "34.223.47.190".to_string()],
+            vec![
+                "18.206.107.24".to_string(),
+                "2600:1f18:4a3:6901::1".to_string()
+            ],
+        ],
+        "the follow-up holds exactly the new IPs"
+    );
+    let third = fs::read_to_string(
+        s.outbox()
+            .into_iter()
+            .find(|p| !p.ends_with(format!("{id}.eml")))
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        third.contains(&format!(
+            "In-Reply-To: {}",
+            row["message_id"].as_str().unwrap()
+        )),
+        "one thread per provider"
+    );
+}
+
+#[test]
+fn preview_changes_nothing_in_the_state_dir() {
+    let s = Setup::standard();
+    s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    s.run(&["preview"]).ok();
+    assert!(
+        !s.path("state").exists(),
+        "a preview before the first run creates nothing"
+    );
+    s.run(&["run"]).ok();
+    s.append(
+        "messages",
+        &drop_line("10:00:05", "34.223.47.190", "UDP", 53),
+    );
+    let before = snapshot(&s.path("state"));
+    assert!(!before.is_empty());
+    let preview = s.run(&["preview", "--json"]).ok().json();
+    assert_eq!(preview["reports"][0]["ips"][0]["ip"], "34.223.47.190");
+    s.run(&["run", "--dry-run"]).ok();
+    assert_eq!(
+        snapshot(&s.path("state")),
+        before,
+        "byte-identical after preview and run --dry-run"
+    );
+    assert_eq!(s.outbox().len(), 1);
+    s.run(&["run"]).ok();
+    assert_eq!(
+        s.reported().len(),
+        2,
+        "the previewed report is sent by the next run"
+    );
+}
+
+#[test]
+fn reported_set_equals_the_seed_pipeline_on_ipv4_tcp_udp_lines() {
+    let ufw = fs::read_to_string(shared_data("iptables-logs/vultr-ufw-2022/ufw.log")).unwrap();
+    let log: String = ufw
+        .lines()
+        .filter(|l| {
+            l.contains("[UFW BLOCK]") && (l.contains("PROTO=TCP") || l.contains("PROTO=UDP"))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(log.lines().count() > 1000);
+    let ranges = shared_data("cloud-ranges/aws-ip-ranges-2025-07-24.json");
+    for (name, ranges_line) in [
+        ("aws", format!("ranges = \"{}\"", ranges.display())),
+        ("everything", "ranges = \"{dir}/all.txt\"".to_string()),
+    ] {
+        let s = Setup::new(&format!(
+            r#"
+state_dir = "{{dir}}/state"
+timezone = "UTC"
+[[source]]
+path = "{{dir}}/messages"
+prefixes = ["[UFW BLOCK] "]
+[[provider]]
+name = "{name}"
+to = ["abuse@example.net"]
+{ranges_line}
+[report]
+from = "abuse@example.org"
+[mail]
+transport = "file"
+dir = "{{dir}}/outbox"
+"#
+        ));
+        s.write("all.txt", "0.0.0.0/0\n");
+        s.write("messages", &log);
+        let seed = Command::new("bash")
+            .arg("-c")
+            .arg(
+                "grep '\\[UFW BLOCK\\] ' messages | sed -rn 's,.* SRC=([0-9.]+).*,\\1,p' | sort -u",
+            )
+            .current_dir(s.dir.path())
+            .output()
+            .unwrap();
+        let seed: BTreeSet<IpAddr> = String::from_utf8(seed.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| l.parse().unwrap())
+            .collect();
+        let table = abuse_mailer::provider::load_ranges(&s.path("all.txt"), None, &[])
+            .unwrap()
+            .1;
+        let table = if name == "aws" {
+            abuse_mailer::provider::load_ranges(&ranges, None, &[])
+                .unwrap()
+                .1
+        } else {
+            table
+        };
+        let expected: BTreeSet<IpAddr> = seed
+            .iter()
+            .copied()
+            .filter(|ip| table.lookup(*ip).is_some() && abuse_mailer::select::is_reportable(*ip))
+            .collect();
+        let got: BTreeSet<IpAddr> = s.run(&["preview", "--json"]).ok().json()["reports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| {
+                r["ips"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|i| i["ip"].as_str().unwrap().parse().unwrap())
+            })
+            .collect();
+        assert!(!expected.is_empty());
+        assert_eq!(got, expected, "provider {name}");
+    }
+}
+
+#[test]
+fn unknown_config_key_exits_78_naming_the_key() {
+    let s =
+        Setup::new(&standard_config("").replace("[mail]", "[mail]\nhots = \"smtp.example.org\""));
+    let out = s.run(&["preview"]);
+    assert_eq!(out.code, 78, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("hots") && out.stderr.contains("config.toml"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        out.stderr.trim().lines().count(),
+        1,
+        "one line: {}",
+        out.stderr
+    );
+}
+
+#[test]
+fn environment_overrides_a_key_and_a_bad_value_is_named() {
+    let s = Setup::standard();
+    s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    let mut cmd = s.command(&["preview", "--json"]);
+    cmd.env("ABUSE_MAILER__REPORT__MIN_HITS", "2");
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["reports"],
+        serde_json::json!([]),
+        "min_hits = 2 from the environment"
+    );
+
+    let mut cmd = s.command(&["preview"]);
+    cmd.env("ABUSE_MAILER__MAIL__TRANSPORT", "pigeon");
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("mail.transport"));
+}
+
+#[test]
+fn missing_source_and_ranges_files_are_named() {
+    let s = Setup::standard();
+    let out = s.run(&["preview"]);
+    assert_eq!(out.code, 78);
+    assert!(
+        out.stderr
+            .contains(&format!("{}", s.path("messages").display())),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(out.stderr.trim().lines().count(), 1);
+
+    let s = Setup::new(&standard_config("").replace(
+        "fixtures/ranges/aws-ip-ranges.json",
+        "fixtures/ranges/nope.json",
+    ));
+    s.write("messages", "");
+    let out = s.run(&["run"]);
+    assert_eq!(out.code, 78);
+    assert!(
+        out.stderr.contains("nope.json") && out.stderr.contains("provider aws"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(out.stderr.trim().lines().count(), 1);
+    assert!(
+        !s.path("state").exists(),
+        "nothing is written before the config checks out"
+    );
+}
+
+#[test]
+fn missing_config_file_is_a_config_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_abuse-mailer"))
+        .args(["--config", "/nonexistent/abuse-mailer.toml", "preview"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/abuse-mailer.toml"));
+}
+
+#[test]
+fn real_and_hostile_logs_never_panic() {
+    let mut inputs: Vec<Vec<u8>> = Vec::new();
+    for dir in ["iptables-logs/psad", "iptables-logs/edge-cases"] {
+        for e in fs::read_dir(shared_data(dir)).unwrap() {
+            let p = e.unwrap().path();
+            if !p
+                .file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("LICENSE")
+            {
+                inputs.push(fs::read(p).unwrap());
+            }
+        }
+    }
+    inputs.push(fs::read(shared_data("iptables-logs/vultr-ufw-2022/kern.log")).unwrap());
+    inputs.push(fs::read(shared_data("iptables-logs/vultr-ufw-2022/ufw.log.2.gz")).unwrap());
+    let mut junk = Vec::new();
+    let mut x = 12345u32;
+    for _ in 0..200_000 {
+        x = x.wrapping_mul(1103515245).wrapping_add(12345);
+        junk.push((x >> 16) as u8);
+        if x.is_multiple_of(97) {
+            junk.extend_from_slice(b"INPUT-DROP:IN=eth0 SRC=");
+        }
+        if x.is_multiple_of(89) {
+            junk.extend_from_slice(b"DROP SRC=52.80.174.40 [UFW BLOCK] IN=");
+        }
+    }
+    inputs.push(junk);
+    let s = Setup::new(&standard_config("").replace(
+        "path = \"{dir}/messages\"",
+        "path = \"{dir}/messages\"\nprefixes = [\"INPUT-DROP:\", \"DROP\", \"[UFW BLOCK] \", \"DENY:\"]",
+    ));
+    for input in inputs {
+        s.write("messages", "");
+        fs::write(s.path("messages"), &input).unwrap();
+        let out = s.run(&["preview", "--json"]).ok();
+        let summary = &out.json()["summary"];
+        assert!(summary["lines_read"].as_u64().unwrap() > 0);
+        s.run(&["run"]).ok();
+    }
+}
