@@ -122,8 +122,8 @@ impl WindowTracker {
 
 /// The densest window among lines already kept (from earlier runs and this one).
 pub fn densest(mut lines: Vec<EvidenceLine>, seconds: u32, cap: usize) -> Option<Window> {
-    lines.sort_by(|a, b| a.time.cmp(&b.time).then_with(|| a.text.cmp(&b.text)));
-    lines.dedup();
+    // Stable: lines of one second keep their log order. Identical lines are separate packets.
+    lines.sort_by_key(|l| l.time);
     let mut tracker = WindowTracker::new(seconds, cap);
     for line in lines {
         tracker.push(line.time, || line);
@@ -246,6 +246,15 @@ mod tests {
                 .unwrap();
             assert_eq!(w.count, best, "{times:?}");
         }
+    }
+
+    #[test]
+    fn densest_keeps_identical_lines_and_log_order() {
+        let pool = vec![line(5, "b"), line(5, "a"), line(5, "a"), line(1, "z")];
+        let w = densest(pool, 5, 10).unwrap();
+        let texts: Vec<_> = w.lines.iter().map(|l| l.text.as_str()).collect();
+        assert_eq!(texts, ["z", "b", "a", "a"]);
+        assert_eq!(w.count, 4);
     }
 
     #[test]
