@@ -624,7 +624,10 @@ fn run(
     let planned = if outcome.transient.is_some() {
         Vec::new()
     } else {
-        plan(&world, &intake, &ledger, only, Some(&state))?
+        let mut planned = plan(&world, &intake, &ledger, only, Some(&state))?;
+        // A desk that just refused a report is not sent its IPs again in the same run.
+        planned.retain(|p| !outcome.rejected_providers.contains(&p.record.provider));
+        planned
     };
     let mut made = Vec::new();
     for p in planned {
@@ -683,6 +686,7 @@ struct Outcome {
     sent: usize,
     transient: Option<String>,
     rejected: Option<String>,
+    rejected_providers: HashSet<String>,
     /// New reports not made this run (budget or outage); their IPs stay in the delta.
     held: usize,
     /// Stored reports not retried this run.
@@ -741,6 +745,7 @@ fn deliver(
         Status::Rejected => {
             eprintln!("abuse-mailer: report {} rejected: {detail}", record.id);
             outcome.rejected = Some(detail);
+            outcome.rejected_providers.insert(record.provider.clone());
         }
         Status::Sending => {}
     }
