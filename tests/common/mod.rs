@@ -2,6 +2,8 @@
 //! config, state folder and outbox, and a pinned clock.
 #![allow(dead_code)]
 
+pub mod smtp;
+
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};

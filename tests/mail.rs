@@ -1,0 +1,529 @@
+//! Mail delivery through the binary to a real SMTP server on loopback: plain, STARTTLS with a
+//! test CA, AUTH with a password file, implicit TLS; transient and permanent failures; a crash
+//! between acceptance and recording; header injection; the sending budget; the golden message.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+
+use common::smtp::{self, Security};
+use common::*;
+use mail_parser::{MessageParser, MimeHeaders};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+fn smtp_config(port: u16, security: &str, extra_mail: &str) -> String {
+    standard_config("").replace(
+        "[mail]\ntransport = \"file\"\ndir = \"{dir}/outbox\"",
+        &format!(
+            "[mail]\ntransport = \"smtp\"\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"{security}\"\n\
+             timeout_secs = 5\nca_file = \"{{repo}}/fixtures/tls/ca.pem\"\n{extra_mail}"
+        ),
+    )
+}
+
+fn attack_log() -> String {
+    [
+        drop_line("10:00:00", "3.5.140.2", "TCP", 22),
+        drop_line("10:00:01", "34.223.47.190", "UDP", 53),
+        drop_line("10:00:01", "34.223.47.190", "UDP", 53),
+        drop_line("10:00:02", "2600:1f18:4a3:6901::1", "TCP", 443),
+        drop_line("10:00:03", "81.2.69.143", "TCP", 80),
+    ]
+    .concat()
+}
+
+const ATTACKERS: [&str; 3] = ["3.5.140.2", "34.223.47.190", "2600:1f18:4a3:6901::1"];
+
+fn history(s: &Setup) -> Vec<serde_json::Value> {
+    s.run(&["history", "--json"])
+        .ok()
+        .json()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// Checks a delivered message header by header, and its body and attachments.
+fn check_message(data: &[u8], stored_id: &str) {
+    let msg = MessageParser::default()
+        .parse(data)
+        .expect("a parseable message");
+    assert_eq!(
+        msg.from().unwrap().first().unwrap().address(),
+        Some("abuse@example.org")
+    );
+    assert_eq!(
+        msg.from().unwrap().first().unwrap().name(),
+        Some("Abuse desk")
+    );
+    assert_eq!(
+        msg.to().unwrap().first().unwrap().address(),
+        Some("ec2-abuse@amazon.com")
+    );
+    assert_eq!(msg.to().unwrap().iter().count(), 1);
+    assert_eq!(
+        msg.subject(),
+        Some("Abuse report: 3 hosts in your network attacking example.org (ports 22, 53, 443)")
+    );
+    assert_eq!(msg.date().unwrap().to_rfc3339(), "2026-01-26T08:00:00Z");
+    assert_eq!(format!("<{}>", msg.message_id().unwrap()), stored_id);
+    assert!(
+        stored_id.ends_with("@example.org>"),
+        "Message-ID on the sender's domain"
+    );
+    assert_eq!(
+        msg.header("Auto-Submitted").unwrap().as_text(),
+        Some("auto-generated")
+    );
+    assert!(
+        msg.header_raw("User-Agent")
+            .unwrap()
+            .trim()
+            .starts_with("abuse-mailer/")
+    );
+    assert!(msg.bcc().is_none());
+    let body = msg.body_text(0).unwrap();
+    for ip in ATTACKERS {
+        assert!(body.contains(ip), "{ip} in the body");
+    }
+    assert!(!body.contains("81.2.69.143"));
+    assert!(
+        body.contains("SRC=34.223.47.190 DST=198.51.100.10"),
+        "the excerpt"
+    );
+    let names: Vec<String> = msg
+        .attachments()
+        .map(|a| a.attachment_name().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["ips.csv", "excerpt.log"]);
+    let csv = msg
+        .attachments()
+        .next()
+        .unwrap()
+        .text_contents()
+        .unwrap()
+        .to_string();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "ip,first_seen,last_seen,hits,protocols,dst_ports,dst_ips,src_ports,asn,as_org,range,region,service"
+    );
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(
+        rows[1],
+        "34.223.47.190,2026-01-25T10:00:01+00:00,2026-01-25T10:00:01+00:00,2,UDP,53,198.51.100.10,40000,,,34.208.0.0/12,us-west-2,EC2"
+    );
+    for (row, ip) in rows.iter().zip(ATTACKERS) {
+        assert!(row.starts_with(&format!("{ip},")));
+    }
+    let excerpt = msg
+        .attachments()
+        .nth(1)
+        .unwrap()
+        .text_contents()
+        .unwrap()
+        .to_string();
+    assert!(
+        excerpt.lines().all(|l| l.contains("INPUT-DROP:")) && excerpt.lines().count() == 4,
+        "{excerpt}"
+    );
+}
+
+#[test]
+fn plain_smtp_delivers_a_message_checked_header_by_header() {
+    let server = smtp::start(Security::Plain, None, 0);
+    let s = Setup::new(&smtp_config(server.port, "none", ""));
+    s.write("messages", &attack_log());
+    let out = s.run(&["run"]).ok();
+    assert!(out.stdout.contains("sent: 250"), "{}", out.stdout);
+    let got = server.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].from, "abuse@example.org");
+    assert_eq!(got[0].to, vec!["ec2-abuse@amazon.com".to_string()]);
+    let h = history(&s);
+    assert_eq!(h[0]["status"], "sent");
+    check_message(&got[0].data, h[0]["message_id"].as_str().unwrap());
+    // The ledger keeps exactly what went over the wire.
+    let stored = s
+        .run(&["show", h[0]["id"].as_str().unwrap()])
+        .ok()
+        .raw_stdout;
+    let wire = MessageParser::default().parse(&got[0].data).unwrap();
+    let kept = MessageParser::default().parse(&stored).unwrap();
+    assert_eq!(wire.message_id(), kept.message_id());
+    assert_eq!(wire.body_text(0), kept.body_text(0));
+}
+
+#[test]
+fn starttls_with_auth_from_a_password_file_never_shows_the_password() {
+    let server = smtp::start(Security::StartTls, Some(("abuse", PASSWORD)), 0);
+    let s = Setup::new(&smtp_config(
+        server.port,
+        "starttls",
+        "username = \"abuse\"\npassword_file = \"{dir}/smtp-password\"",
+    ));
+    s.write("smtp-password", &format!("{PASSWORD}\n"));
+    fs::set_permissions(s.path("smtp-password"), fs::Permissions::from_mode(0o600)).unwrap();
+    s.write("messages", &attack_log());
+    let check = s.run(&["check", "--smtp"]);
+    assert_eq!(check.code, 0, "{}", check.stdout);
+    assert!(
+        check.stdout.contains("STARTTLS, AUTH ok"),
+        "{}",
+        check.stdout
+    );
+    let out = s.run(&["-v", "run"]).ok();
+    let got = server.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        got[0].user.as_deref(),
+        Some("abuse"),
+        "authenticated before MAIL"
+    );
+    check_message(&got[0].data, history(&s)[0]["message_id"].as_str().unwrap());
+    for text in [&out.stdout, &out.stderr, &check.stdout, &check.stderr] {
+        assert!(!text.contains(PASSWORD));
+    }
+    for (path, bytes) in snapshot(&s.path("state")) {
+        assert!(
+            !bytes
+                .windows(PASSWORD.len())
+                .any(|w| w == PASSWORD.as_bytes()),
+            "{}",
+            path.display()
+        );
+    }
+    assert!(!String::from_utf8_lossy(&got[0].data).contains(PASSWORD));
+}
+
+#[test]
+fn wrong_password_is_reported_without_the_password() {
+    let server = smtp::start(Security::StartTls, Some(("abuse", PASSWORD)), 0);
+    let mut s = Setup::new(&smtp_config(
+        server.port,
+        "starttls",
+        "username = \"abuse\"",
+    ));
+    s.env.push((
+        "ABUSE_MAILER__MAIL__PASSWORD".into(),
+        "not-the-password-42".into(),
+    ));
+    s.write("messages", &attack_log());
+    let out = s.run(&["run"]);
+    assert_ne!(out.code, 0);
+    assert!(
+        !out.stderr.contains("not-the-password-42") && !out.stdout.contains("not-the-password-42")
+    );
+    assert!(out.stderr.contains("535"), "{}", out.stderr);
+    assert!(server.received().is_empty());
+}
+
+#[test]
+fn implicit_tls_delivers() {
+    let server = smtp::start(Security::ImplicitTls, Some(("abuse", PASSWORD)), 0);
+    let mut s = Setup::new(&smtp_config(server.port, "tls", "username = \"abuse\""));
+    s.env
+        .push(("ABUSE_MAILER__MAIL__PASSWORD".into(), PASSWORD.into()));
+    s.write("messages", &attack_log());
+    s.run(&["run"]).ok();
+    let got = server.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].user.as_deref(), Some("abuse"));
+    check_message(&got[0].data, history(&s)[0]["message_id"].as_str().unwrap());
+}
+
+#[test]
+fn tls_to_an_unknown_ca_is_transient_and_sends_nothing() {
+    let server = smtp::start(Security::StartTls, None, 0);
+    let s = Setup::new(
+        &smtp_config(server.port, "starttls", "")
+            .replace("ca_file = \"{repo}/fixtures/tls/ca.pem\"\n", ""),
+    );
+    s.write("messages", &attack_log());
+    let out = s.run(&["run"]);
+    assert_eq!(out.code, 75, "{}", out.stderr);
+    assert!(server.received().is_empty());
+    assert_eq!(history(&s)[0]["status"], "failed");
+}
+
+#[test]
+fn server_down_exits_75_then_the_same_message_is_delivered() {
+    let port = smtp::free_port();
+    let s = Setup::new(&smtp_config(port, "none", ""));
+    s.write("messages", &attack_log());
+    let out = s.run(&["run"]);
+    assert_eq!(out.code, 75, "{}", out.stderr);
+    assert_eq!(
+        out.stderr
+            .trim()
+            .lines()
+            .last()
+            .unwrap()
+            .matches("abuse-mailer:")
+            .count(),
+        1
+    );
+    let h = history(&s);
+    assert_eq!(h.len(), 1);
+    assert_eq!(h[0]["status"], "failed");
+    assert!(h[0]["sent_at"].is_null());
+    let message_id = h[0]["message_id"].as_str().unwrap().to_string();
+
+    // Still down, and new lines arrive: they are stored, nothing new is queued.
+    s.append(
+        "messages",
+        &drop_line("10:10:00", "18.206.107.24", "TCP", 80),
+    );
+    assert_eq!(s.run(&["run"]).code, 75);
+    assert_eq!(
+        history(&s).len(),
+        1,
+        "no new report while the old one waits"
+    );
+
+    let server = smtp::start(Security::Plain, None, port);
+    s.run(&["run"]).ok();
+    let got = server.received();
+    assert_eq!(got.len(), 2, "the stored report first, then the new one");
+    let first = MessageParser::default().parse(&got[0].data).unwrap();
+    assert_eq!(format!("<{}>", first.message_id().unwrap()), message_id);
+    check_message(&got[0].data, &message_id);
+    let h = history(&s);
+    assert_eq!(h.len(), 2);
+    assert_eq!(h[0]["status"], "sent");
+    assert_eq!(h[1]["ips"], serde_json::json!(["18.206.107.24"]));
+    s.run(&["run"]).ok();
+    assert_eq!(server.received().len(), 2, "nothing sent twice");
+}
+
+#[test]
+fn rcpt_451_is_transient_and_550_is_rejected() {
+    let server = smtp::start(Security::Plain, None, 0);
+    let mut s = Setup::new(&smtp_config(server.port, "none", ""));
+    s.write("messages", &attack_log());
+
+    *server.rcpt.lock().unwrap() = Some((451, "try again later".into()));
+    let out = s.run(&["run"]);
+    assert_eq!(out.code, 75, "{}", out.stderr);
+    assert!(out.stderr.contains("451"), "{}", out.stderr);
+    let h = history(&s);
+    assert_eq!(h[0]["status"], "failed");
+    let first_id = h[0]["message_id"].as_str().unwrap().to_string();
+
+    *server.rcpt.lock().unwrap() = Some((550, "no such user here".into()));
+    let out = s.run(&["run"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("550") && out.stderr.contains("no such user here"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(history(&s)[0]["status"], "rejected");
+    assert!(server.received().is_empty());
+
+    // The rejected report's IPs are still unreported: the next run makes a new report of them.
+    *server.rcpt.lock().unwrap() = None;
+    s.now = "2026-01-26T09:00:00Z".into();
+    s.run(&["run"]).ok();
+    let got = server.received();
+    assert_eq!(got.len(), 1);
+    let h = history(&s);
+    assert_eq!(h.len(), 2);
+    assert_eq!(h[1]["status"], "sent");
+    assert_eq!(h[1]["ips"], serde_json::json!(ATTACKERS));
+    assert_ne!(h[1]["message_id"].as_str().unwrap(), first_id);
+}
+
+#[test]
+fn crash_after_acceptance_resends_the_same_message_and_never_splits_an_ip() {
+    let server = smtp::start(Security::Plain, None, 0);
+    let s = Setup::new(&smtp_config(server.port, "none", ""));
+    s.write("messages", &attack_log());
+    s.run(&["run"]).ok();
+    let h = history(&s);
+    let (id, message_id) = (
+        h[0]["id"].as_str().unwrap().to_string(),
+        h[0]["message_id"].as_str().unwrap().to_string(),
+    );
+    // The server accepted, then the process died before it could record that: the row is
+    // exactly as it was written before the transport was called.
+    let db = rusqlite::Connection::open(s.path("state/state.db")).unwrap();
+    db.execute(
+        "UPDATE report SET status = 'sending', sent_at = NULL, server_reply = NULL WHERE id = ?1",
+        [&id],
+    )
+    .unwrap();
+    drop(db);
+
+    s.append(
+        "messages",
+        &[
+            drop_line("10:20:00", "3.5.140.2", "TCP", 22),
+            drop_line("10:20:01", "18.206.107.24", "TCP", 443),
+        ]
+        .concat(),
+    );
+    s.run(&["run"]).ok();
+    let got = server.received();
+    assert_eq!(got.len(), 3, "resent once, then the new report");
+    let ids: Vec<String> = got
+        .iter()
+        .map(|d| {
+            format!(
+                "<{}>",
+                MessageParser::default()
+                    .parse(&d.data)
+                    .unwrap()
+                    .message_id()
+                    .unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(ids[0], message_id);
+    assert_eq!(
+        ids[1], message_id,
+        "at least once: the same Message-ID, so the desk can drop the copy"
+    );
+    let reports = s.reported();
+    assert_eq!(reports.len(), 2);
+    assert_eq!(reports[1], vec!["18.206.107.24".to_string()]);
+    let mut seen = BTreeSet::new();
+    for ip in reports.iter().flatten() {
+        assert!(seen.insert(ip.clone()), "{ip} is in two reports");
+    }
+}
+
+#[test]
+fn a_log_line_cannot_inject_a_header() {
+    let server = smtp::start(Security::Plain, None, 0);
+    let s = Setup::new(&smtp_config(server.port, "none", ""));
+    let evil = drop_line("10:00:00", "3.5.140.2", "TCP", 22)
+        .replace(" \n", " \r\nBcc: someone@example.org\rX-Evil: 1\n");
+    s.write(
+        "messages",
+        &format!("{evil}{}", drop_line("10:00:01", "3.5.140.2", "TCP", 22)),
+    );
+    let evil_host = "Jan 25 10:00:02 web1\u{1b}]0;x kernel: INPUT-DROP:IN=eth0 OUT= SRC=3.5.140.3 DST=198.51.100.10 PROTO=TCP SPT=1 DPT=22\n";
+    s.append("messages", evil_host);
+    s.run(&["run"]).ok();
+    let got = server.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        got[0].to,
+        vec!["ec2-abuse@amazon.com".to_string()],
+        "no extra envelope recipient"
+    );
+    let msg = MessageParser::default().parse(&got[0].data).unwrap();
+    assert!(msg.bcc().is_none());
+    assert!(msg.header("X-Evil").is_none());
+    let raw = String::from_utf8_lossy(&got[0].data);
+    assert!(
+        !raw.lines()
+            .any(|l| l.starts_with("Bcc:") || l.starts_with("X-Evil:")),
+        "{raw}"
+    );
+    assert!(!raw.contains('\u{1b}'), "control characters are stripped");
+}
+
+#[test]
+fn the_sending_budget_holds_the_rest_for_the_next_run() {
+    let server = smtp::start(Security::Plain, None, 0);
+    let config = smtp_config(server.port, "none", "max_messages_per_run = 1").replace(
+        "[report]",
+        "[[provider]]\nname = \"other\"\nto = [\"abuse@other.example\"]\nranges = \"{repo}/fixtures/ranges/other-cloud.txt\"\n\n[report]",
+    );
+    let s = Setup::new(&config);
+    s.write("messages", &attack_log());
+    let out = s.run(&["run"]).ok();
+    assert!(
+        out.stderr.contains("1 report(s) wait for the next run"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(server.received().len(), 1);
+    assert_eq!(
+        server.received()[0].to,
+        vec!["ec2-abuse@amazon.com".to_string()]
+    );
+    s.run(&["run"]).ok();
+    let got = server.received();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[1].to, vec!["abuse@other.example".to_string()]);
+    let reports = s.reported();
+    assert_eq!(reports[1], vec!["81.2.69.143".to_string()]);
+    s.run(&["run"]).ok();
+    assert_eq!(server.received().len(), 2);
+}
+
+#[test]
+fn check_smtp_reports_an_unreachable_server() {
+    let s = Setup::new(&smtp_config(smtp::free_port(), "none", ""));
+    s.write("messages", &attack_log());
+    let out = s.run(&["check", "--smtp"]);
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.starts_with("error") && l.contains("mail")),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn sendmail_transport_pipes_the_message_to_sendmail_t_i() {
+    let s = Setup::new(&standard_config("").replace(
+        "transport = \"file\"\ndir = \"{dir}/outbox\"",
+        "transport = \"sendmail\"\nsendmail_path = \"{dir}/fake-sendmail\"",
+    ));
+    s.write(
+        "fake-sendmail",
+        &format!(
+            "#!/bin/sh\necho \"$@\" > {0}/args\ncat > {0}/message\n",
+            s.dir.path().display()
+        ),
+    );
+    fs::set_permissions(s.path("fake-sendmail"), fs::Permissions::from_mode(0o755)).unwrap();
+    s.write("messages", &attack_log());
+    s.run(&["run"]).ok();
+    assert_eq!(
+        fs::read_to_string(s.path("args")).unwrap().trim(),
+        "-t -i -f abuse@example.org"
+    );
+    let message = fs::read(s.path("message")).unwrap();
+    assert!(
+        !message.contains(&b'\r'),
+        "Unix line ends for the local MTA"
+    );
+    let msg = MessageParser::default().parse(&message).unwrap();
+    assert_eq!(
+        msg.to().unwrap().first().unwrap().address(),
+        Some("ec2-abuse@amazon.com")
+    );
+    assert_eq!(history(&s)[0]["status"], "sent");
+}
+
+#[test]
+fn file_transport_message_matches_the_golden_eml() {
+    let s = Setup::new(
+        &standard_config("redact = [\"MAC\"]")
+            .replace("{dir}/messages", "{repo}/fixtures/logs/messages"),
+    );
+    s.run(&["run"]).ok();
+    let files = s.outbox();
+    assert_eq!(files.len(), 1);
+    let golden = repo().join("fixtures/expected/example-report.eml");
+    let bytes = fs::read(&files[0]).unwrap();
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        fs::write(&golden, &bytes).unwrap();
+    }
+    assert_eq!(
+        String::from_utf8(bytes).unwrap(),
+        fs::read_to_string(&golden).unwrap(),
+        "set UPDATE_GOLDEN=1 to accept a deliberate change"
+    );
+}
