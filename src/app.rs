@@ -11,6 +11,7 @@
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -19,18 +20,19 @@ use serde::Serialize;
 
 use crate::cli::{Cli, Command};
 use crate::clock::{self, utc_text};
-use crate::config::{self, Settings};
+use crate::config::{self, Settings, SourceKind};
 use crate::enrich::{AsnDb, enrich};
 use crate::error::{ConfigError, EXIT_ERROR, EXIT_OK, TransientError, exit_code, one_line};
 use crate::excerpt::{EvidenceLine, Window, densest};
 use crate::ingest::{Attribution, Ingest, Observation, Summary};
+use crate::journal;
 use crate::parse::LineParser;
 use crate::provider::Provider;
 use crate::render::{Envelope, Report, Templates, fnv1a, message};
 use crate::select::{delta, is_ignored, is_reportable};
 use crate::send::{SendError, Transport, transport};
-use crate::source::{self, Cursor};
-use crate::state::{HistoryFilter, ReportRecord, ReportedIp, State, Status};
+use crate::source;
+use crate::state::{HistoryFilter, ReportRecord, ReportedIp, State, Status, StoredCursor};
 
 /// Runs the command line and returns the exit status; errors are printed as one line.
 pub fn main(cli: Cli) -> u8 {
@@ -62,18 +64,29 @@ fn dispatch(cli: &Cli) -> Result<u8> {
     let now = clock::now()?;
     match &cli.command {
         Command::Run {
-            dry_run: true,
+            dry_run,
             provider,
             json,
+            since,
         }
-        | Command::Preview { provider, json } => {
-            preview(&settings, now, provider.as_deref(), *json, verbosity)
-        }
-        Command::Run {
-            dry_run: false,
+        | Command::Preview {
             provider,
             json,
-        } => run(&settings, now, provider.as_deref(), *json, verbosity),
+            since,
+            dry_run,
+        } => {
+            let options = Options {
+                only: provider.as_deref(),
+                json: *json,
+                since: since.map(|d| now - d),
+                verbosity,
+            };
+            if *dry_run {
+                preview(&settings, now, &options)
+            } else {
+                run(&settings, now, &options)
+            }
+        }
         Command::History { ip, provider, json } => history(&settings, *ip, provider.clone(), *json),
         Command::Show { report_id } => show(&settings, report_id),
         Command::Check { smtp } => crate::check::check(&settings, now, *smtp),
@@ -83,6 +96,38 @@ fn dispatch(cli: &Cli) -> Result<u8> {
             ports,
         } => crate::firewall::print(&settings, provider, *format, ports.as_deref()),
     }
+}
+
+/// The files a file source names now: the path itself, or a glob's matches plus files it
+/// matched before that are gone for the moment (their rotated rest is still read).
+fn files_of(pattern: &Path, state: Option<&State>) -> Result<Vec<PathBuf>> {
+    let mut files = source::expand(pattern)?;
+    if files.len() == 1 && files[0] == pattern {
+        return Ok(files);
+    }
+    if let (Some(state), Ok(glob)) = (state, glob::Pattern::new(&pattern.to_string_lossy())) {
+        for known in state.cursor_sources()? {
+            let known = PathBuf::from(known);
+            if glob.matches_path(&known) && !files.contains(&known) {
+                files.push(known);
+            }
+        }
+    }
+    if files.is_empty() {
+        return Err(ConfigError(format!("source {}: no file matches", pattern.display())).into());
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// What `run` and `preview` were asked for.
+struct Options<'a> {
+    /// Report to this provider only.
+    only: Option<&'a str>,
+    json: bool,
+    /// Pass over packets logged before this time.
+    since: Option<DateTime<Utc>>,
+    verbosity: Verbosity,
 }
 
 /// What every run needs loaded before it reads a line.
@@ -177,7 +222,7 @@ struct Intake {
     observations: HashMap<IpAddr, Observation>,
     /// IPs whose totals changed this run (to store).
     touched: Vec<IpAddr>,
-    cursors: Vec<(String, Cursor)>,
+    cursors: Vec<(String, StoredCursor)>,
     /// Evidence to keep per provider, and the full pool the excerpt is cut from.
     evidence: Vec<Vec<EvidenceLine>>,
 }
@@ -186,8 +231,9 @@ fn ingest(
     world: &World<'_>,
     state: Option<&State>,
     ledger: &Ledger,
-    verbosity: Verbosity,
+    options: &Options<'_>,
 ) -> Result<Intake> {
+    let verbosity = options.verbosity;
     let settings = world.settings;
     let attribute = |ip: IpAddr| {
         let mut a = Attribution::default();
@@ -211,25 +257,47 @@ fn ingest(
         settings.report.max_excerpt_lines,
         &attribute,
     );
+    if let Some(since) = options.since {
+        scan.skip_before(since.timestamp());
+    }
     for source_cfg in &settings.sources {
-        let key = source_cfg.path.to_string_lossy().to_string();
-        let cursor = match state {
-            Some(s) => s.cursor(&key)?,
-            None => None,
-        };
         scan.begin_source(parser(&source_cfg.prefixes));
-        let read = source::read(&source_cfg.path, cursor.as_ref(), &mut scan).map_err(|e| {
-            if cursor.is_none() && !source_cfg.path.exists() {
-                anyhow::Error::from(ConfigError(one_line(&e)))
-            } else {
-                e
+        match &source_cfg.kind {
+            SourceKind::Journald => {
+                let key = source_cfg.name();
+                let cursor = match state {
+                    Some(s) => s.journal_cursor(&key)?,
+                    None => None,
+                };
+                if let Some(c) = journal::read(cursor.as_deref(), source_cfg.start_at, &mut scan)? {
+                    cursors.push((key, StoredCursor::Journal(c)));
+                }
             }
-        })?;
-        if verbosity == Verbosity::Verbose {
-            eprintln!("abuse-mailer: source {key}: {:?}", read.decision);
-        }
-        if let Some(c) = read.cursor {
-            cursors.push((key, c));
+            SourceKind::File(pattern) => {
+                for path in files_of(pattern, state)? {
+                    let key = path.to_string_lossy().to_string();
+                    let cursor = match state {
+                        Some(s) => s.cursor(&key)?,
+                        None => None,
+                    };
+                    let read = source::read(&path, cursor.as_ref(), source_cfg.start_at, &mut scan)
+                        .map_err(|e| {
+                            if cursor.is_none() && !path.exists() {
+                                anyhow::Error::from(ConfigError(one_line(&e)))
+                            } else {
+                                e
+                            }
+                        })?;
+                    if verbosity == Verbosity::Verbose {
+                        eprintln!("abuse-mailer: source {key}: {:?}", read.decision);
+                    }
+                    if let Some(c) = read.cursor {
+                        cursors.push((key, StoredCursor::File(c)));
+                    }
+                    // Each file of a glob is a timeline of its own.
+                    scan.begin_source(parser(&source_cfg.prefixes));
+                }
+            }
         }
     }
     let batch = scan.finish();
@@ -496,18 +564,13 @@ fn print_mbox(planned: &[Planned], now: DateTime<Utc>) -> Result<()> {
     Ok(())
 }
 
-fn preview(
-    settings: &Settings,
-    now: DateTime<Utc>,
-    only: Option<&str>,
-    json: bool,
-    verbosity: Verbosity,
-) -> Result<u8> {
+fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result<u8> {
+    let (only, json, verbosity) = (options.only, options.json, options.verbosity);
     let started = Instant::now();
     let world = World::load(settings, now, only)?;
     let state = State::open_read_only(&settings.state_dir)?;
     let ledger = Ledger::read(&world, state.as_ref())?;
-    let intake = ingest(&world, state.as_ref(), &ledger, verbosity)?;
+    let intake = ingest(&world, state.as_ref(), &ledger, options)?;
     let planned = plan(&world, &intake, &ledger, only, state.as_ref())?;
     if json {
         print_json(&planned, intake.summary)?;
@@ -564,13 +627,8 @@ fn summary_line(
     )
 }
 
-fn run(
-    settings: &Settings,
-    now: DateTime<Utc>,
-    only: Option<&str>,
-    json: bool,
-    verbosity: Verbosity,
-) -> Result<u8> {
+fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result<u8> {
+    let (only, json, verbosity) = (options.only, options.json, options.verbosity);
     let started = Instant::now();
     let world = World::load(settings, now, only)?;
     let transport = transport(&settings.mail.transport).map_err(|e| ConfigError(one_line(&e)))?;
@@ -583,7 +641,7 @@ fn run(
     // Store what the logs say before any mail goes out: a mail outage must not lose lines
     // that rotate away meanwhile.
     let ledger = Ledger::read(&world, Some(&state))?;
-    let intake = ingest(&world, Some(&state), &ledger, verbosity)?;
+    let intake = ingest(&world, Some(&state), &ledger, options)?;
     let touched: Vec<&Observation> = intake
         .touched
         .iter()

@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 
-use crate::config::{Security, Settings, TransportConfig};
+use crate::config::{Security, Settings, SourceKind, TransportConfig};
 use crate::enrich::AsnDb;
 use crate::error::{EXIT_CONFIG, EXIT_ERROR, EXIT_OK, one_line};
 use crate::provider::Provider;
@@ -78,8 +78,26 @@ pub fn check(settings: &Settings, now: DateTime<Utc>, smtp: bool) -> Result<u8> 
         ),
     );
     for s in &settings.sources {
-        let shown = s.path.display();
-        match recent_matches(&s.path, &s.prefixes) {
+        let path = match &s.kind {
+            SourceKind::File(path) => path,
+            SourceKind::Journald => {
+                match std::process::Command::new("journalctl")
+                    .arg("--version")
+                    .output()
+                {
+                    Ok(out) if out.status.success() => t.ok("source", "journald: journalctl runs"),
+                    _ => t.config("source", "journald: cannot run journalctl"),
+                }
+                continue;
+            }
+        };
+        let shown = path.display();
+        match crate::source::expand(path)
+            .map_err(|e| std::io::Error::other(one_line(&e)))
+            .and_then(|files| match files.first() {
+                Some(first) => recent_matches(first, &s.prefixes),
+                None => Err(std::io::Error::other("no file matches")),
+            }) {
             Ok((hits, lines)) => t.ok(
                 "source",
                 &format!(

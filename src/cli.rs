@@ -39,6 +39,9 @@ pub enum Command {
         /// With --dry-run: print the reports as JSON
         #[arg(long)]
         json: bool,
+        /// Pass over packets logged longer ago than this (e.g. 2h, 3d): skip old history
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        since: Option<chrono::Duration>,
     },
     /// Print the messages a run would send now, changing nothing
     Preview {
@@ -48,6 +51,12 @@ pub enum Command {
         /// Print the reports as one JSON object
         #[arg(long)]
         json: bool,
+        /// Pass over packets logged longer ago than this (e.g. 2h, 3d)
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        since: Option<chrono::Duration>,
+        /// Always true: a preview changes nothing
+        #[arg(skip = true)]
+        dry_run: bool,
     },
     /// List the reports in the ledger
     History {
@@ -91,4 +100,26 @@ pub enum FirewallFormat {
     Iptables,
     Nft,
     Ipset,
+}
+
+/// `90s`, `30m`, `2h`, `3d`, `1w`.
+pub fn parse_duration(text: &str) -> Result<chrono::Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: i64 = number
+        .parse()
+        .map_err(|_| format!("{text:?}: expected a number and a unit, like 2h or 3d"))?;
+    match unit {
+        "s" => Ok(chrono::Duration::seconds(n)),
+        "m" => Ok(chrono::Duration::minutes(n)),
+        "h" => Ok(chrono::Duration::hours(n)),
+        "d" => Ok(chrono::Duration::days(n)),
+        "w" => Ok(chrono::Duration::weeks(n)),
+        _ => Err(format!(
+            "{text:?}: unknown unit {unit:?} (use s, m, h, d or w)"
+        )),
+    }
 }

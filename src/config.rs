@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use crate::clock::Zone;
 use crate::error::ConfigError;
+use crate::source::StartAt;
 
 /// Where the configuration is when neither `--config` nor `ABUSE_MAILER_CONFIG` says.
 pub const DEFAULT_PATH: &str = "/etc/abuse-mailer/config.toml";
@@ -45,6 +46,7 @@ struct RawSource {
     path: Option<PathBuf>,
     prefixes: Option<Vec<String>>,
     journald: Option<bool>,
+    start_at: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -116,8 +118,29 @@ pub struct Settings {
 
 #[derive(Debug, Clone)]
 pub struct SourceConfig {
-    pub path: PathBuf,
+    pub kind: SourceKind,
     pub prefixes: Vec<String>,
+    /// Where a source never read before starts.
+    pub start_at: StartAt,
+}
+
+/// Where a source's lines come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceKind {
+    /// A log file, or a glob pattern naming several (`/var/log/remote/*/messages`).
+    File(PathBuf),
+    /// The kernel messages of the systemd journal, through `journalctl`.
+    Journald,
+}
+
+impl SourceConfig {
+    /// How the source is named in messages and in the state database.
+    pub fn name(&self) -> String {
+        match &self.kind {
+            SourceKind::File(p) => p.to_string_lossy().into_owned(),
+            SourceKind::Journald => "journald".to_string(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -276,17 +299,18 @@ fn check(file: &Path, raw: RawConfig) -> Result<Settings, ConfigError> {
     let mut sources = Vec::new();
     for (i, s) in raw.source.into_iter().enumerate() {
         let key = format!("source[{i}]");
-        if s.journald == Some(true) {
-            return Err(err(
-                &key,
-                "journald sources are not supported yet; give path".into(),
-            ));
-        }
-        let Some(path) = s.path else {
-            return Err(err(
-                &format!("{key}.path"),
-                "missing: the log file to read".into(),
-            ));
+        let kind = match (s.path, s.journald.unwrap_or(false)) {
+            (Some(_), true) => {
+                return Err(err(&key, "give path or journald = true, not both".into()));
+            }
+            (Some(path), false) => SourceKind::File(resolve(&path)),
+            (None, true) => SourceKind::Journald,
+            (None, false) => {
+                return Err(err(
+                    &format!("{key}.path"),
+                    "missing: the log file to read (or journald = true)".into(),
+                ));
+            }
         };
         let prefixes = s
             .prefixes
@@ -297,9 +321,23 @@ fn check(file: &Path, raw: RawConfig) -> Result<Settings, ConfigError> {
                 "expected at least one non-empty LOG prefix".into(),
             ));
         }
+        let start_at = match s.start_at.as_deref() {
+            None | Some("beginning") => StartAt::Beginning,
+            Some("end") => StartAt::End,
+            Some(other) => {
+                return Err(err(
+                    &format!("{key}.start_at"),
+                    format!("{other:?}: expected \"beginning\" or \"end\""),
+                ));
+            }
+        };
+        if sources.iter().any(|o: &SourceConfig| o.kind == kind) {
+            return Err(err(&key, "the same source is configured twice".into()));
+        }
         sources.push(SourceConfig {
-            path: resolve(&path),
+            kind,
             prefixes,
+            start_at,
         });
     }
     if sources.is_empty() {

@@ -145,6 +145,8 @@ pub struct Ingest<'a> {
     trackers: Vec<WindowTracker>,
     windows: Vec<Option<Window>>,
     starts: Vec<usize>,
+    /// Packets logged before this time (Unix seconds) are passed over (`--since`).
+    since: Option<i64>,
 }
 
 /// Read size: large enough that a syscall and a prefix search cost little per line.
@@ -171,7 +173,13 @@ impl<'a> Ingest<'a> {
             trackers: Vec::new(),
             windows: vec![None; providers],
             starts: Vec::new(),
+            since: None,
         }
+    }
+
+    /// Passes over packets logged before `time` (Unix seconds): history the operator skips.
+    pub fn skip_before(&mut self, time: i64) {
+        self.since = Some(time);
     }
 
     /// Starts a source with its own prefixes: the files read until [`Ingest::end_source`]
@@ -266,6 +274,9 @@ impl<'a> Ingest<'a> {
             }
             Line::Other => return,
         };
+        if self.since.is_some_and(|since| packet.time < since) {
+            return;
+        }
         self.summary.lines_matched += 1;
         let attribute = self.attribute;
         let seen = self.seen.entry(packet.src).or_insert_with(|| Seen {

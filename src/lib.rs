@@ -16,6 +16,7 @@ pub mod error;
 pub mod excerpt;
 pub mod firewall;
 pub mod ingest;
+pub mod journal;
 pub mod lock;
 pub mod parse;
 pub mod provider;

@@ -46,26 +46,46 @@ struct FileNow {
 /// What happened to a source since its cursor was taken.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
-    /// Never read before: read it whole.
+    /// Never read before: read it whole (or, with `start_at = "end"`, remember its end).
     Fresh,
     /// The same file, grown or unchanged: read on from the offset.
     Append,
     /// The same inode, but it shrank or begins with other text (copytruncate, or an unrelated
     /// file on a reused inode): finish the old content from its copy if one is found, then
     /// read the file from the start.
-    Restarted { previous: Option<Rotated> },
-    /// Another file at the path (rename rotation): finish the old one where it went, if it is
-    /// found, then read the new one from the start.
-    Replaced { previous: Option<Rotated> },
+    Restarted(Catchup),
+    /// Another file at the path (rename rotation): finish the old one where it went, read any
+    /// rotated after it, then read the new one from the start.
+    Replaced(Catchup),
     /// Nothing at the path now: finish the old file where it went; the cursor stays on it.
-    Missing { previous: Option<Rotated> },
+    Missing(Catchup),
 }
 
-/// The old file of a source after rotation.
+/// The rotated files a run must read before the live one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Catchup {
+    /// The file the cursor points at, wherever it went (read on from the offset).
+    pub previous: Option<Rotated>,
+    /// Files rotated after it, oldest first (read whole): the log rotated more than once
+    /// between two runs.
+    pub newer: Vec<Rotated>,
+}
+
+/// An old file of a source after rotation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rotated {
     pub path: PathBuf,
     pub gzip: bool,
+}
+
+/// Where a source with no cursor starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StartAt {
+    /// Read the whole file (the default).
+    #[default]
+    Beginning,
+    /// Skip what the file holds now; read only what is written after the first run.
+    End,
 }
 
 /// What reading a source did.
@@ -115,121 +135,174 @@ fn decide(path: &Path, cursor: Option<&Cursor>, now: Option<&FileNow>) -> Decisi
         return Decision::Fresh;
     };
     let Some(now) = now else {
-        return Decision::Missing {
-            previous: find_previous(path, cursor),
-        };
+        return Decision::Missing(catch_up(path, cursor));
     };
     let same_inode = (now.dev, now.ino) == (cursor.dev, cursor.ino);
     let same_text = same_start(&cursor.fingerprint, &now.fingerprint);
     match (same_inode, same_text, now.size >= cursor.offset) {
         (true, true, true) => Decision::Append,
-        (true, true, false) | (true, false, _) => Decision::Restarted {
-            previous: find_previous(path, cursor).filter(|r| r.path != path),
-        },
-        (false, _, _) => Decision::Replaced {
-            previous: find_previous(path, cursor),
-        },
+        (true, true, false) | (true, false, _) => Decision::Restarted(catch_up(path, cursor)),
+        (false, _, _) => Decision::Replaced(catch_up(path, cursor)),
     }
 }
 
-/// Looks for the file a cursor points at among the path's rotated siblings (`messages.1`,
-/// `messages-20260125`, `messages.2.gz`): by inode first, then by its first line.
-fn find_previous(path: &Path, cursor: &Cursor) -> Option<Rotated> {
+/// A rotated sibling on disk.
+struct Sibling {
+    path: PathBuf,
+    gzip: bool,
+    dev: u64,
+    ino: u64,
+}
+
+impl Sibling {
+    fn rotated(&self) -> Rotated {
+        Rotated {
+            path: self.path.clone(),
+            gzip: self.gzip,
+        }
+    }
+
+    fn first_line(&self) -> io::Result<Vec<u8>> {
+        let file = File::open(&self.path)?;
+        if self.gzip {
+            first_line(flate2::read::MultiGzDecoder::new(file))
+        } else {
+            first_line(file)
+        }
+    }
+}
+
+/// The path's rotated siblings (`messages.1`, `messages.2.gz`, `messages-20260125`), newest
+/// first: by the number logrotate gives them when every sibling has one, else by mtime.
+fn siblings(path: &Path) -> Vec<Sibling> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let base = path.file_name()?.to_str()?;
-    let mut siblings: Vec<(std::time::SystemTime, PathBuf)> = fs::read_dir(dir)
-        .ok()?
+    let Some(base) = path.file_name().and_then(|n| n.to_str()) else {
+        return Vec::new();
+    };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(Option<u64>, std::time::SystemTime, Sibling)> = entries
         .filter_map(|e| e.ok())
-        .filter(|e| {
-            e.file_name()
-                .to_str()
-                .is_some_and(|n| n.len() > base.len() && n.starts_with(base))
-        })
         .filter_map(|e| {
-            let meta = e.metadata().ok()?;
+            let name = e.file_name().to_str()?.to_string();
+            let suffix = name.strip_prefix(base)?;
+            if !(suffix.starts_with('.') || suffix.starts_with('-')) {
+                return None;
+            }
+            let meta = fs::metadata(e.path()).ok()?;
             if !meta.is_file() {
                 return None;
             }
-            Some((meta.modified().ok()?, e.path()))
-        })
-        .collect::<Vec<_>>();
-    // The most recently rotated first.
-    siblings.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
-    for (_, sibling) in &siblings {
-        if let Ok(meta) = fs::metadata(sibling)
-            && (meta.dev(), meta.ino()) == (cursor.dev, cursor.ino)
-            && File::open(sibling)
-                .and_then(first_line)
-                .is_ok_and(|fp| same_start(&cursor.fingerprint, &fp))
-        {
-            return Some(Rotated {
-                path: sibling.clone(),
-                gzip: false,
-            });
-        }
-    }
-    if cursor.fingerprint.is_empty() {
-        // Nothing to recognise the old file by, and nothing of it was read.
-        return None;
-    }
-    for (_, sibling) in &siblings {
-        let gzip = sibling.extension().is_some_and(|e| e == "gz");
-        let head = File::open(sibling).and_then(|f| {
-            if gzip {
-                first_line(flate2::read::MultiGzDecoder::new(f))
-            } else {
-                first_line(f)
-            }
-        });
-        if head.is_ok_and(|fp| same_start(&cursor.fingerprint, &fp)) {
-            return Some(Rotated {
-                path: sibling.clone(),
+            let gzip = suffix.ends_with(".gz");
+            let number = suffix
+                .strip_prefix('.')
+                .map(|s| s.trim_end_matches(".gz"))
+                .and_then(|s| s.parse::<u64>().ok());
+            let sibling = Sibling {
+                path: e.path(),
                 gzip,
-            });
-        }
+                dev: meta.dev(),
+                ino: meta.ino(),
+            };
+            Some((number, meta.modified().ok()?, sibling))
+        })
+        .collect();
+    if found.iter().all(|(n, _, _)| n.is_some()) {
+        found.sort_by_key(|(n, _, _)| *n);
+    } else {
+        found.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| b.2.path.cmp(&a.2.path)));
     }
-    None
+    found.into_iter().map(|(_, _, s)| s).collect()
+}
+
+/// Finds where the cursor's file went among the rotated siblings (by inode, then by its first
+/// line, which also finds it compressed), and the files rotated after it.
+fn catch_up(path: &Path, cursor: &Cursor) -> Catchup {
+    let all = siblings(path);
+    let by_inode = all.iter().position(|s| {
+        (s.dev, s.ino) == (cursor.dev, cursor.ino)
+            && s.first_line()
+                .is_ok_and(|fp| same_start(&cursor.fingerprint, &fp))
+    });
+    // Without a first line there is nothing to recognise a copy by, and nothing was read.
+    let found = by_inode.or_else(|| {
+        (!cursor.fingerprint.is_empty()).then(|| {
+            all.iter().position(|s| {
+                s.first_line()
+                    .is_ok_and(|fp| same_start(&cursor.fingerprint, &fp))
+            })
+        })?
+    });
+    match found {
+        Some(i) => Catchup {
+            previous: Some(all[i].rotated()),
+            newer: all[..i].iter().rev().map(Sibling::rotated).collect(),
+        },
+        None => Catchup::default(),
+    }
 }
 
 /// Feeds `ingest` with what is new in the source at `path` since `cursor`.
-pub fn read(path: &Path, cursor: Option<&Cursor>, ingest: &mut Ingest<'_>) -> Result<SourceRead> {
+pub fn read(
+    path: &Path,
+    cursor: Option<&Cursor>,
+    start: StartAt,
+    ingest: &mut Ingest<'_>,
+) -> Result<SourceRead> {
     let shown = path.display();
     let now = stat(path).with_context(|| format!("source {shown}"))?;
     if now.is_none() && cursor.is_none() {
         anyhow::bail!("source {shown}: no such file");
     }
     let decision = decide(path, cursor, now.as_ref());
-    let previous = match &decision {
-        Decision::Restarted { previous }
-        | Decision::Replaced { previous }
-        | Decision::Missing { previous } => previous.clone(),
-        Decision::Fresh | Decision::Append => None,
-    };
     let mut next = None;
-    if let (Some(old), Some(cursor)) = (&previous, cursor) {
-        let consumed = read_from(&old.path, old.gzip, cursor.offset, ingest)
-            .with_context(|| format!("source {shown}: rotated file {}", old.path.display()))?;
-        if now.is_none() {
-            // Keep following the old file until a new one appears at the path.
+    if let (Decision::Restarted(c) | Decision::Replaced(c) | Decision::Missing(c), Some(cursor)) =
+        (&decision, cursor)
+    {
+        if let Some(old) = &c.previous {
+            let consumed = read_from(&old.path, old.gzip, cursor.offset, ingest)
+                .with_context(|| format!("source {shown}: rotated file {}", old.path.display()))?;
             next = Some(Cursor {
                 offset: cursor.offset + consumed,
                 ..cursor.clone()
             });
         }
-    } else if now.is_none() {
+        for file in &c.newer {
+            let consumed = read_from(&file.path, file.gzip, 0, ingest)
+                .with_context(|| format!("source {shown}: rotated file {}", file.path.display()))?;
+            let meta = fs::metadata(&file.path).with_context(|| format!("source {shown}"))?;
+            let fingerprint = Sibling {
+                path: file.path.clone(),
+                gzip: file.gzip,
+                dev: 0,
+                ino: 0,
+            }
+            .first_line()
+            .unwrap_or_default();
+            next = Some(Cursor {
+                dev: meta.dev(),
+                ino: meta.ino(),
+                fingerprint,
+                offset: consumed,
+            });
+        }
+    }
+    if next.is_none() && now.is_none() {
         next = cursor.cloned();
     }
     if let Some(file) = &now {
-        let from = match decision {
-            Decision::Append => cursor.map_or(0, |c| c.offset),
+        let from = match (&decision, start) {
+            (Decision::Append, _) => cursor.map_or(0, |c| c.offset),
+            (Decision::Fresh, StartAt::End) => last_line_end(path, file.size)?,
             _ => 0,
         };
         let consumed =
             read_from(path, false, from, ingest).with_context(|| format!("source {shown}"))?;
-        let fingerprint = fs::File::open(path)
+        let fingerprint = File::open(path)
             .and_then(first_line)
             .unwrap_or_else(|_| file.fingerprint.clone());
         next = Some(Cursor {
@@ -242,6 +315,20 @@ pub fn read(path: &Path, cursor: Option<&Cursor>, ingest: &mut Ingest<'_>) -> Re
     Ok(SourceRead {
         decision,
         cursor: next,
+    })
+}
+
+/// The offset just after the last complete line of a file of `size` bytes.
+fn last_line_end(path: &Path, size: u64) -> Result<u64> {
+    let mut file = File::open(path)?;
+    let from = size.saturating_sub(1 << 16);
+    file.seek(SeekFrom::Start(from))?;
+    let mut tail = Vec::new();
+    file.take(size - from).read_to_end(&mut tail)?;
+    Ok(match memchr::memrchr(b'\n', &tail) {
+        Some(i) => from + i as u64 + 1,
+        None if from == 0 => 0,
+        None => size,
     })
 }
 
@@ -259,6 +346,32 @@ fn read_from(path: &Path, gzip: bool, offset: u64, ingest: &mut Ingest<'_>) -> i
         file.seek(SeekFrom::Start(offset))?;
         ingest.feed(file)
     }
+}
+
+/// The files a source's `path` names: itself, or every match of a glob pattern
+/// (`/var/log/remote/*/messages`), leaving out matches that are rotated siblings of another.
+pub fn expand(path: &Path) -> Result<Vec<PathBuf>> {
+    let text = path.to_string_lossy();
+    if !text.contains(['*', '?', '[']) {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut matches: Vec<PathBuf> = glob::glob(&text)
+        .with_context(|| format!("source {text}: bad glob pattern"))?
+        .filter_map(|m| m.ok())
+        .filter(|p| p.is_file())
+        .collect();
+    matches.sort();
+    let names: Vec<PathBuf> = matches.clone();
+    matches.retain(|m| {
+        !names.iter().any(|other| {
+            other != m
+                && other.parent() == m.parent()
+                && m.to_string_lossy()
+                    .strip_prefix(other.to_string_lossy().as_ref())
+                    .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('-'))
+        })
+    });
+    Ok(matches)
 }
 
 #[cfg(test)]
@@ -302,26 +415,26 @@ mod tests {
         );
         assert_eq!(
             decide(&path, Some(&c), Some(&now(1, 10, 20, b"first\n"))),
-            Decision::Restarted { previous: None },
+            Decision::Restarted(Catchup::default()),
             "copytruncate: shrank"
         );
         assert_eq!(
             decide(&path, Some(&c), Some(&now(1, 10, 500, b"other\n"))),
-            Decision::Restarted { previous: None },
+            Decision::Restarted(Catchup::default()),
             "copytruncate then grew past the offset, or inode reuse"
         );
         assert_eq!(
             decide(&path, Some(&c), Some(&now(1, 11, 500, b"first\n"))),
-            Decision::Replaced { previous: None }
+            Decision::Replaced(Catchup::default())
         );
         assert_eq!(
             decide(&path, Some(&c), None),
-            Decision::Missing { previous: None }
+            Decision::Missing(Catchup::default())
         );
     }
 
     #[test]
-    fn finds_renamed_and_compressed_siblings() {
+    fn finds_renamed_and_compressed_siblings_and_what_rotated_since() {
         use std::io::Write;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("messages");
@@ -330,27 +443,57 @@ mod tests {
         let c = cursor(meta.dev(), meta.ino(), 11, b"first line\n");
         fs::rename(&path, dir.path().join("messages.1")).unwrap();
         fs::write(&path, b"new file\n").unwrap();
-        let found = find_previous(&path, &c).unwrap();
+        let found = catch_up(&path, &c);
         assert_eq!(
-            found,
-            Rotated {
+            found.previous,
+            Some(Rotated {
                 path: dir.path().join("messages.1"),
                 gzip: false
-            }
+            })
         );
+        assert!(found.newer.is_empty());
 
+        // Compressed later, and the log rotated once more since.
         let gz = File::create(dir.path().join("messages.2.gz")).unwrap();
         let mut enc = flate2::write::GzEncoder::new(gz, flate2::Compression::fast());
         enc.write_all(b"first line\nsecond\n").unwrap();
         enc.finish().unwrap();
         fs::remove_file(dir.path().join("messages.1")).unwrap();
-        let found = find_previous(&path, &c).unwrap();
+        fs::rename(&path, dir.path().join("messages.1")).unwrap();
+        fs::write(&path, b"newest\n").unwrap();
+        let found = catch_up(&path, &c);
         assert_eq!(
-            found,
-            Rotated {
+            found.previous,
+            Some(Rotated {
                 path: dir.path().join("messages.2.gz"),
                 gzip: true
-            }
+            })
+        );
+        assert_eq!(
+            found.newer,
+            vec![Rotated {
+                path: dir.path().join("messages.1"),
+                gzip: false
+            }]
+        );
+    }
+
+    #[test]
+    fn glob_leaves_out_rotated_siblings() {
+        let dir = tempfile::tempdir().unwrap();
+        for host in ["a", "b"] {
+            fs::create_dir(dir.path().join(host)).unwrap();
+            fs::write(dir.path().join(host).join("messages"), b"x\n").unwrap();
+            fs::write(dir.path().join(host).join("messages.1"), b"x\n").unwrap();
+        }
+        let all = expand(&dir.path().join("*/messages*")).unwrap();
+        assert_eq!(
+            all,
+            vec![dir.path().join("a/messages"), dir.path().join("b/messages")]
+        );
+        assert_eq!(
+            expand(&dir.path().join("a/messages")).unwrap(),
+            vec![dir.path().join("a/messages")]
         );
     }
 }

@@ -23,7 +23,8 @@ use crate::source::Cursor;
 const APPLICATION_ID: i32 = 0x4142_4d4c;
 
 /// Each migration takes the schema from its index to the next version.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE cursor (
     source      TEXT PRIMARY KEY,
     dev         INTEGER NOT NULL,
@@ -75,7 +76,10 @@ CREATE TABLE report_ip (
 );
 CREATE INDEX report_ip_by_ip ON report_ip (ip);
 CREATE INDEX report_by_provider ON report (provider, created_at);
-"#];
+"#,
+    // 2: journald sources remember the journal's own cursor.
+    "ALTER TABLE cursor ADD COLUMN journal TEXT;",
+];
 
 /// Where a report stands. `sending` and `failed` are resent as stored; `rejected` gives its
 /// IPs back to the next report.
@@ -133,6 +137,13 @@ pub struct ReportRecord {
     pub server_reply: Option<String>,
     pub ips: Vec<ReportedIp>,
     pub message: Vec<u8>,
+}
+
+/// Where a source stopped: a file position, or journald's own cursor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoredCursor {
+    File(Cursor),
+    Journal(String),
 }
 
 /// Which reports `history` lists.
@@ -253,11 +264,24 @@ impl State {
         Ok(())
     }
 
+    /// The journald cursor of a journal source.
+    pub fn journal_cursor(&self, source: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT journal FROM cursor WHERE source = ?1",
+                [source],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten())
+    }
+
     pub fn cursor(&self, source: &str) -> Result<Option<Cursor>> {
         Ok(self
             .conn
             .query_row(
-                "SELECT dev, ino, fingerprint, offset FROM cursor WHERE source = ?1",
+                "SELECT dev, ino, fingerprint, offset FROM cursor WHERE source = ?1 AND journal IS NULL",
                 [source],
                 |r| {
                     Ok(Cursor {
@@ -269,6 +293,15 @@ impl State {
                 },
             )
             .optional()?)
+    }
+
+    /// The names of every source with a stored cursor.
+    pub fn cursor_sources(&self) -> Result<Vec<String>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT source FROM cursor ORDER BY source")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// Every observation so far.
@@ -318,7 +351,7 @@ impl State {
     pub fn commit_ingest(
         &mut self,
         observations: &[&Observation],
-        cursors: &[(String, Cursor)],
+        cursors: &[(String, StoredCursor)],
         evidence: &[(String, Vec<EvidenceLine>)],
         now: &str,
     ) -> Result<()> {
@@ -342,17 +375,24 @@ impl State {
                 ])?;
             }
             let mut put = tx.prepare(
-                "INSERT OR REPLACE INTO cursor (source, dev, ino, fingerprint, offset, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT OR REPLACE INTO cursor (source, dev, ino, fingerprint, offset, updated_at, journal)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?;
-            for (source, c) in cursors {
-                put.execute(params![
-                    source,
-                    c.dev as i64,
-                    c.ino as i64,
-                    c.fingerprint,
-                    c.offset as i64,
-                    now
-                ])?;
+            for (source, cursor) in cursors {
+                match cursor {
+                    StoredCursor::File(c) => put.execute(params![
+                        source,
+                        c.dev as i64,
+                        c.ino as i64,
+                        c.fingerprint,
+                        c.offset as i64,
+                        now,
+                        None::<String>
+                    ])?,
+                    StoredCursor::Journal(j) => {
+                        put.execute(params![source, 0, 0, Vec::<u8>::new(), 0, now, j])?
+                    }
+                };
             }
             for (provider, lines) in evidence {
                 replace_evidence(&tx, provider, lines)?;
