@@ -322,9 +322,7 @@ fn ingest(
             Some(s) => s.evidence(p.name())?,
             None => Vec::new(),
         };
-        if let Some(w) = batch.windows.get(i).and_then(Option::as_ref) {
-            pool.extend(w.lines.iter().cloned());
-        }
+        pool.extend(batch.evidence[i].iter().cloned());
         pool.retain(|l| !ledger.reported[i].contains(&l.ip));
         let keep = densest(
             pool,

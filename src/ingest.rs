@@ -12,7 +12,7 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use crate::excerpt::{EvidenceLine, Window, WindowTracker, clean};
+use crate::excerpt::{EvidenceLine, WindowTracker, clean, densest};
 use crate::parse::{Line, LineParser, Packet};
 
 /// Distinct values kept per IP and field: enough for a report, bounded for a port scan.
@@ -128,8 +128,9 @@ struct Seen {
 pub struct Batch {
     pub observations: HashMap<IpAddr, Observation>,
     pub summary: Summary,
-    /// The densest evidence window per provider (same order as the configured providers).
-    pub windows: Vec<Option<Window>>,
+    /// Evidence per provider (same order as the configured providers): the lines of each
+    /// source's densest window, pooled, so that one attack seen by several hosts shows them all.
+    pub evidence: Vec<Vec<EvidenceLine>>,
 }
 
 /// The scan of one run over any number of sources.
@@ -143,7 +144,7 @@ pub struct Ingest<'a> {
     max_lines: usize,
     /// Trackers of the source being read; each source's times are ordered only within it.
     trackers: Vec<WindowTracker>,
-    windows: Vec<Option<Window>>,
+    evidence: Vec<Vec<EvidenceLine>>,
     starts: Vec<usize>,
     /// Packets logged before this time (Unix seconds) are passed over (`--since`).
     since: Option<i64>,
@@ -171,7 +172,7 @@ impl<'a> Ingest<'a> {
             sample_seconds,
             max_lines,
             trackers: Vec::new(),
-            windows: vec![None; providers],
+            evidence: vec![Vec::new(); providers],
             starts: Vec::new(),
             since: None,
         }
@@ -188,20 +189,23 @@ impl<'a> Ingest<'a> {
         self.finders = parser.prefix_finders().to_vec();
         self.parser = parser;
         self.end_source();
-        self.trackers = (0..self.windows.len())
+        self.trackers = (0..self.evidence.len())
             .map(|_| WindowTracker::new(self.sample_seconds, self.max_lines))
             .collect();
     }
 
-    /// Keeps the source's densest window per provider if it beats the ones from other sources.
+    /// Adds the source's densest window per provider to the evidence pool, which is cut back
+    /// to its own densest window when many sources have filled it.
     pub fn end_source(&mut self) {
         for (i, tracker) in std::mem::take(&mut self.trackers).into_iter().enumerate() {
-            if let Some(w) = tracker.finish()
-                && self.windows[i]
-                    .as_ref()
-                    .is_none_or(|best| w.count > best.count)
-            {
-                self.windows[i] = Some(w);
+            if let Some(w) = tracker.finish() {
+                let pool = &mut self.evidence[i];
+                pool.extend(w.lines);
+                if pool.len() > 8 * self.max_lines {
+                    *pool = densest(std::mem::take(pool), self.sample_seconds, self.max_lines)
+                        .map(|w| w.lines)
+                        .unwrap_or_default();
+                }
             }
         }
     }
@@ -314,7 +318,7 @@ impl<'a> Ingest<'a> {
                 .map(|(ip, s)| (ip, s.observation))
                 .collect(),
             summary: self.summary,
-            windows: self.windows,
+            evidence: self.evidence,
         }
     }
 }
@@ -377,9 +381,9 @@ mod tests {
             vec!["TCP", "UDP"]
         );
         assert_eq!(o.last_seen - o.first_seen, 1);
-        let w = batch.windows[0].as_ref().unwrap();
-        assert_eq!(w.count, 2, "only candidate IPs are evidence");
-        assert!(w.lines.iter().all(|l| l.text.contains("SRC=3.5.140.2")));
+        let lines = &batch.evidence[0];
+        assert_eq!(lines.len(), 2, "only candidate IPs are evidence");
+        assert!(lines.iter().all(|l| l.text.contains("SRC=3.5.140.2")));
     }
 
     #[test]

@@ -32,6 +32,20 @@ pub struct Cursor {
     pub fingerprint: Vec<u8>,
     /// Bytes of complete lines read.
     pub offset: u64,
+    /// The rotated siblings that existed (by inode, first line and size), all read or older:
+    /// a file that appears later is new, even when the cursor's own file is gone or was
+    /// empty (nothing to fingerprint, as before a copytruncate).
+    pub known_siblings: Vec<KnownFile>,
+}
+
+/// A rotated file as a cursor remembers it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KnownFile {
+    pub dev: u64,
+    pub ino: u64,
+    pub first_line: Vec<u8>,
+    /// Its size then (compressed files: of the file on disk).
+    pub size: u64,
 }
 
 /// One file as it is on disk now.
@@ -48,8 +62,9 @@ struct FileNow {
 pub enum Decision {
     /// Never read before: read it whole (or, with `start_at = "end"`, remember its end).
     Fresh,
-    /// The same file, grown or unchanged: read on from the offset.
-    Append,
+    /// The same file, grown or unchanged: read on from the offset. A cursor taken on an empty
+    /// file also catches up with rotated files that appeared since (a copytruncate copy).
+    Append(Catchup),
     /// The same inode, but it shrank or begins with other text (copytruncate, or an unrelated
     /// file on a reused inode): finish the old content from its copy if one is found, then
     /// read the file from the start.
@@ -76,6 +91,9 @@ pub struct Catchup {
 pub struct Rotated {
     pub path: PathBuf,
     pub gzip: bool,
+    /// Where reading it starts, for the files rotated after the cursor's (0 but for a file
+    /// that grew after it was last seen).
+    pub from: u64,
 }
 
 /// Where a source with no cursor starts.
@@ -140,7 +158,10 @@ fn decide(path: &Path, cursor: Option<&Cursor>, now: Option<&FileNow>) -> Decisi
     let same_inode = (now.dev, now.ino) == (cursor.dev, cursor.ino);
     let same_text = same_start(&cursor.fingerprint, &now.fingerprint);
     match (same_inode, same_text, now.size >= cursor.offset) {
-        (true, true, true) => Decision::Append,
+        (true, true, true) if cursor.fingerprint.is_empty() => {
+            Decision::Append(catch_up(path, cursor))
+        }
+        (true, true, true) => Decision::Append(Catchup::default()),
         (true, true, false) | (true, false, _) => Decision::Restarted(catch_up(path, cursor)),
         (false, _, _) => Decision::Replaced(catch_up(path, cursor)),
     }
@@ -152,23 +173,24 @@ struct Sibling {
     gzip: bool,
     dev: u64,
     ino: u64,
+    size: u64,
 }
 
 impl Sibling {
     fn rotated(&self) -> Rotated {
+        self.rotated_from(0)
+    }
+
+    fn rotated_from(&self, from: u64) -> Rotated {
         Rotated {
             path: self.path.clone(),
             gzip: self.gzip,
+            from,
         }
     }
 
     fn first_line(&self) -> io::Result<Vec<u8>> {
-        let file = File::open(&self.path)?;
-        if self.gzip {
-            first_line(flate2::read::MultiGzDecoder::new(file))
-        } else {
-            first_line(file)
-        }
+        rotated_first_line(&self.rotated())
     }
 }
 
@@ -207,6 +229,7 @@ fn siblings(path: &Path) -> Vec<Sibling> {
                 gzip,
                 dev: meta.dev(),
                 ino: meta.ino(),
+                size: meta.len(),
             };
             Some((number, meta.modified().ok()?, sibling))
         })
@@ -223,26 +246,101 @@ fn siblings(path: &Path) -> Vec<Sibling> {
 /// line, which also finds it compressed), and the files rotated after it.
 fn catch_up(path: &Path, cursor: &Cursor) -> Catchup {
     let all = siblings(path);
+    if cursor.fingerprint.is_empty() {
+        // The file was empty when last seen, so nothing of it was read, and any rotated file
+        // that is new since (a copytruncate copy, wherever numbering put it) holds unread lines.
+        // The cursor's own file is one of them if it was rotated: it was read up to 0, and its
+        // inode alone cannot tell it from a new file that reuses the number.
+        return Catchup {
+            previous: None,
+            newer: all
+                .iter()
+                .rev()
+                .filter_map(|s| unread_part(cursor, s).map(|from| s.rotated_from(from)))
+                .collect(),
+        };
+    }
     let by_inode = all.iter().position(|s| {
         (s.dev, s.ino) == (cursor.dev, cursor.ino)
             && s.first_line()
                 .is_ok_and(|fp| same_start(&cursor.fingerprint, &fp))
     });
-    // Without a first line there is nothing to recognise a copy by, and nothing was read.
     let found = by_inode.or_else(|| {
-        (!cursor.fingerprint.is_empty()).then(|| {
-            all.iter().position(|s| {
-                s.first_line()
-                    .is_ok_and(|fp| same_start(&cursor.fingerprint, &fp))
-            })
-        })?
+        all.iter().position(|s| {
+            s.first_line()
+                .is_ok_and(|fp| same_start(&cursor.fingerprint, &fp))
+        })
     });
     match found {
         Some(i) => Catchup {
             previous: Some(all[i].rotated()),
             newer: all[..i].iter().rev().map(Sibling::rotated).collect(),
         },
-        None => Catchup::default(),
+        // The file is gone (deleted after it was read): what is new among the rotated files
+        // is what the cursor did not know of.
+        None => Catchup {
+            previous: None,
+            newer: all
+                .iter()
+                .rev()
+                .filter_map(|s| unread_part(cursor, s).map(|from| s.rotated_from(from)))
+                .collect(),
+        },
+    }
+}
+
+/// Where a sibling's unread part starts, judged by the siblings the cursor knew: `None` if it
+/// was known whole (the same file, or the same text compressed), its old size if it grew
+/// since, 0 if it is new.
+fn unread_part(cursor: &Cursor, s: &Sibling) -> Option<u64> {
+    let first = s.first_line().unwrap_or_default();
+    let mut from = Some(0);
+    for k in &cursor.known_siblings {
+        let same_file = (k.dev, k.ino) == (s.dev, s.ino) && same_start(&k.first_line, &first);
+        if same_file && s.size == k.size {
+            return None;
+        }
+        if same_file && s.size > k.size && !s.gzip {
+            from = Some(k.size);
+        }
+        if !first.is_empty() && k.first_line == first && (s.gzip || s.size == k.size) {
+            return None;
+        }
+    }
+    from
+}
+
+/// The rotated siblings as a cursor on an empty file remembers them.
+fn known_siblings(path: &Path) -> Vec<KnownFile> {
+    siblings(path)
+        .iter()
+        .map(|s| KnownFile {
+            dev: s.dev,
+            ino: s.ino,
+            first_line: s.first_line().unwrap_or_default(),
+            size: s.size,
+        })
+        .collect()
+}
+
+fn rotated_first_line(file: &Rotated) -> io::Result<Vec<u8>> {
+    let f = File::open(&file.path)?;
+    if file.gzip {
+        first_line(flate2::read::MultiGzDecoder::new(f))
+    } else {
+        first_line(f)
+    }
+}
+
+/// A cursor on a file of the source at `path`, remembering the rotated siblings that exist
+/// now: whatever appears later and is not among them holds unread lines.
+fn new_cursor(path: &Path, dev: u64, ino: u64, fingerprint: Vec<u8>, offset: u64) -> Cursor {
+    Cursor {
+        dev,
+        ino,
+        fingerprint,
+        offset,
+        known_siblings: known_siblings(path),
     }
 }
 
@@ -260,35 +358,38 @@ pub fn read(
     }
     let decision = decide(path, cursor, now.as_ref());
     let mut next = None;
-    if let (Decision::Restarted(c) | Decision::Replaced(c) | Decision::Missing(c), Some(cursor)) =
-        (&decision, cursor)
+    if let (
+        Decision::Append(c) | Decision::Restarted(c) | Decision::Replaced(c) | Decision::Missing(c),
+        Some(cursor),
+    ) = (&decision, cursor)
     {
         if let Some(old) = &c.previous {
             let consumed = read_from(&old.path, old.gzip, cursor.offset, ingest)
                 .with_context(|| format!("source {shown}: rotated file {}", old.path.display()))?;
-            next = Some(Cursor {
-                offset: cursor.offset + consumed,
-                ..cursor.clone()
-            });
+            // Its first line may have been written since the cursor was taken.
+            let fingerprint =
+                rotated_first_line(old).unwrap_or_else(|_| cursor.fingerprint.clone());
+            next = Some(new_cursor(
+                path,
+                cursor.dev,
+                cursor.ino,
+                fingerprint,
+                cursor.offset + consumed,
+            ));
         }
         for file in &c.newer {
-            let consumed = read_from(&file.path, file.gzip, 0, ingest)
+            let consumed = read_from(&file.path, file.gzip, file.from, ingest)
                 .with_context(|| format!("source {shown}: rotated file {}", file.path.display()))?;
             let meta = fs::metadata(&file.path).with_context(|| format!("source {shown}"))?;
-            let fingerprint = Sibling {
-                path: file.path.clone(),
-                gzip: file.gzip,
-                dev: 0,
-                ino: 0,
-            }
-            .first_line()
-            .unwrap_or_default();
-            next = Some(Cursor {
-                dev: meta.dev(),
-                ino: meta.ino(),
+            let fingerprint = rotated_first_line(file).unwrap_or_default();
+            let offset = file.from + consumed;
+            next = Some(new_cursor(
+                path,
+                meta.dev(),
+                meta.ino(),
                 fingerprint,
-                offset: consumed,
-            });
+                offset,
+            ));
         }
     }
     if next.is_none() && now.is_none() {
@@ -296,7 +397,7 @@ pub fn read(
     }
     if let Some(file) = &now {
         let from = match (&decision, start) {
-            (Decision::Append, _) => cursor.map_or(0, |c| c.offset),
+            (Decision::Append(_), _) => cursor.map_or(0, |c| c.offset),
             (Decision::Fresh, StartAt::End) => last_line_end(path, file.size)?,
             _ => 0,
         };
@@ -305,12 +406,13 @@ pub fn read(
         let fingerprint = File::open(path)
             .and_then(first_line)
             .unwrap_or_else(|_| file.fingerprint.clone());
-        next = Some(Cursor {
-            dev: file.dev,
-            ino: file.ino,
+        next = Some(new_cursor(
+            path,
+            file.dev,
+            file.ino,
             fingerprint,
-            offset: from + consumed,
-        });
+            from + consumed,
+        ));
     }
     Ok(SourceRead {
         decision,
@@ -393,6 +495,7 @@ mod tests {
             ino,
             fingerprint: fp.to_vec(),
             offset,
+            known_siblings: Vec::new(),
         }
     }
 
@@ -407,11 +510,11 @@ mod tests {
         );
         assert_eq!(
             decide(&path, Some(&c), Some(&now(1, 10, 150, b"first\n"))),
-            Decision::Append
+            Decision::Append(Catchup::default())
         );
         assert_eq!(
             decide(&path, Some(&c), Some(&now(1, 10, 100, b"first\n"))),
-            Decision::Append
+            Decision::Append(Catchup::default())
         );
         assert_eq!(
             decide(&path, Some(&c), Some(&now(1, 10, 20, b"first\n"))),
@@ -448,7 +551,8 @@ mod tests {
             found.previous,
             Some(Rotated {
                 path: dir.path().join("messages.1"),
-                gzip: false
+                gzip: false,
+                from: 0
             })
         );
         assert!(found.newer.is_empty());
@@ -466,14 +570,16 @@ mod tests {
             found.previous,
             Some(Rotated {
                 path: dir.path().join("messages.2.gz"),
-                gzip: true
+                gzip: true,
+                from: 0
             })
         );
         assert_eq!(
             found.newer,
             vec![Rotated {
                 path: dir.path().join("messages.1"),
-                gzip: false
+                gzip: false,
+                from: 0
             }]
         );
     }

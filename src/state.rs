@@ -79,6 +79,8 @@ CREATE INDEX report_by_provider ON report (provider, created_at);
 "#,
     // 2: journald sources remember the journal's own cursor.
     "ALTER TABLE cursor ADD COLUMN journal TEXT;",
+    // 3: a cursor remembers the rotated files that existed when it was taken (JSON).
+    "ALTER TABLE cursor ADD COLUMN known_siblings TEXT;",
 ];
 
 /// Where a report stands. `sending` and `failed` are resent as stored; `rejected` gives its
@@ -281,7 +283,7 @@ impl State {
         Ok(self
             .conn
             .query_row(
-                "SELECT dev, ino, fingerprint, offset FROM cursor WHERE source = ?1 AND journal IS NULL",
+                "SELECT dev, ino, fingerprint, offset, known_siblings FROM cursor WHERE source = ?1 AND journal IS NULL",
                 [source],
                 |r| {
                     Ok(Cursor {
@@ -289,6 +291,10 @@ impl State {
                         ino: r.get::<_, i64>(1)? as u64,
                         fingerprint: r.get(2)?,
                         offset: r.get::<_, i64>(3)? as u64,
+                        known_siblings: r
+                            .get::<_, Option<String>>(4)?
+                            .and_then(|j| serde_json::from_str(&j).ok())
+                            .unwrap_or_default(),
                     })
                 },
             )
@@ -375,8 +381,8 @@ impl State {
                 ])?;
             }
             let mut put = tx.prepare(
-                "INSERT OR REPLACE INTO cursor (source, dev, ino, fingerprint, offset, updated_at, journal)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT OR REPLACE INTO cursor (source, dev, ino, fingerprint, offset, updated_at, journal, known_siblings)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?;
             for (source, cursor) in cursors {
                 match cursor {
@@ -387,11 +393,21 @@ impl State {
                         c.fingerprint,
                         c.offset as i64,
                         now,
+                        None::<String>,
+                        (!c.known_siblings.is_empty())
+                            .then(|| serde_json::to_string(&c.known_siblings))
+                            .transpose()?
+                    ])?,
+                    StoredCursor::Journal(j) => put.execute(params![
+                        source,
+                        0,
+                        0,
+                        Vec::<u8>::new(),
+                        0,
+                        now,
+                        j,
                         None::<String>
                     ])?,
-                    StoredCursor::Journal(j) => {
-                        put.execute(params![source, 0, 0, Vec::<u8>::new(), 0, now, j])?
-                    }
                 };
             }
             for (provider, lines) in evidence {

@@ -1,0 +1,544 @@
+//! Reading every firewall line exactly once across what logrotate, rsyslog and journald do
+//! between runs. Each case runs the binary with the file transport and checks the stored hit
+//! counts (the `observation` table) against the lines written, and that every attacker is
+//! reported exactly once.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+
+use common::*;
+use proptest::prelude::*;
+
+const IPS: [&str; 4] = [
+    "3.5.140.2",
+    "18.206.107.24",
+    "34.223.47.190",
+    "2600:1f18:4a3:6901::1",
+];
+
+/// A log folder that a test rotates like logrotate would, remembering what it wrote.
+struct Log {
+    setup: Setup,
+    written: BTreeMap<String, u64>,
+    seconds: u32,
+    /// The live file ends in the middle of a line.
+    partial: Option<String>,
+}
+
+impl Log {
+    fn new(start_at_end: bool) -> Self {
+        let extra = if start_at_end {
+            "start_at = \"end\"\n"
+        } else {
+            ""
+        };
+        let config = standard_config("").replace(
+            "path = \"{dir}/messages\"",
+            &format!("path = \"{{dir}}/logs/messages\"\n{extra}"),
+        );
+        let setup = Setup::new(&config);
+        fs::create_dir(setup.path("logs")).unwrap();
+        fs::write(setup.path("logs/messages"), "").unwrap();
+        Log {
+            setup,
+            written: BTreeMap::new(),
+            seconds: 0,
+            partial: None,
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.setup.path("logs").join(name)
+    }
+
+    /// The next line: one second later than the last, from one of the attackers.
+    fn next_line(&mut self, ip_index: usize) -> String {
+        self.seconds += 1;
+        let t = self.seconds;
+        let ip = IPS[ip_index % IPS.len()];
+        *self.written.entry(ip.to_string()).or_default() += 1;
+        drop_line(
+            &format!("{:02}:{:02}:{:02}", t / 3600 % 24, t / 60 % 60, t % 60),
+            ip,
+            "TCP",
+            22,
+        )
+    }
+
+    fn write_live(&self, text: &str) {
+        let mut f = fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(self.path("messages"))
+            .unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+    }
+
+    /// Appends `n` whole lines; with `cut`, the last one is written only in part.
+    fn append(&mut self, n: usize, cut: bool) {
+        self.finish_line();
+        for i in 0..n {
+            let line = self.next_line(i + self.seconds as usize);
+            if cut && i + 1 == n {
+                let (head, tail) = line.split_at(line.len() / 2);
+                self.write_live(head);
+                self.partial = Some(tail.to_string());
+            } else {
+                self.write_live(&line);
+            }
+        }
+    }
+
+    fn finish_line(&mut self) {
+        if let Some(tail) = self.partial.take() {
+            self.write_live(&tail);
+        }
+    }
+
+    /// Rotated files, numbered: `messages.N` or `messages.N.gz`.
+    fn rotated(&self) -> Vec<(u32, bool)> {
+        let mut out: Vec<(u32, bool)> = fs::read_dir(self.setup.path("logs"))
+            .unwrap()
+            .filter_map(|e| {
+                let name = e.unwrap().file_name().into_string().unwrap();
+                let rest = name.strip_prefix("messages.")?;
+                let gz = rest.ends_with(".gz");
+                Some((rest.trim_end_matches(".gz").parse().ok()?, gz))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn name(n: u32, gz: bool) -> String {
+        format!("messages.{n}{}", if gz { ".gz" } else { "" })
+    }
+
+    /// Makes room for a new `messages.1`.
+    fn shift(&self) {
+        for (n, gz) in self.rotated().into_iter().rev() {
+            fs::rename(
+                self.path(&Self::name(n, gz)),
+                self.path(&Self::name(n + 1, gz)),
+            )
+            .unwrap();
+        }
+    }
+
+    /// `messages` → `messages.1` by rename; `create` makes a new empty `messages`.
+    fn rename_rotate(&mut self, create: bool) {
+        self.finish_line();
+        if !self.path("messages").exists() {
+            return;
+        }
+        self.shift();
+        fs::rename(self.path("messages"), self.path("messages.1")).unwrap();
+        if create {
+            fs::write(self.path("messages"), "").unwrap();
+        }
+    }
+
+    /// Lines written by the daemon to its still-open old file, after the rename.
+    fn append_to_renamed(&mut self, n: usize) {
+        if !self.path("messages.1").exists() || self.path("messages.1.gz").exists() {
+            return;
+        }
+        for i in 0..n {
+            let line = self.next_line(i);
+            let mut f = fs::OpenOptions::new()
+                .append(true)
+                .open(self.path("messages.1"))
+                .unwrap();
+            f.write_all(line.as_bytes()).unwrap();
+        }
+    }
+
+    fn copy_truncate(&mut self) {
+        self.finish_line();
+        if !self.path("messages").exists() {
+            return;
+        }
+        self.shift();
+        fs::copy(self.path("messages"), self.path("messages.1")).unwrap();
+        fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(self.path("messages"))
+            .unwrap();
+    }
+
+    /// Compresses every uncompressed rotated file but the newest (logrotate's delaycompress);
+    /// with `all`, the newest too.
+    fn compress(&self, all: bool) {
+        for (n, gz) in self.rotated() {
+            if gz || (n == 1 && !all) {
+                continue;
+            }
+            let plain = self.path(&Self::name(n, false));
+            let bytes = fs::read(&plain).unwrap();
+            let out = fs::File::create(self.path(&Self::name(n, true))).unwrap();
+            let mut enc = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
+            enc.write_all(&bytes).unwrap();
+            enc.finish().unwrap();
+            fs::remove_file(plain).unwrap();
+        }
+    }
+
+    /// Removes the oldest rotated file (only ever after a run has read it).
+    fn delete_oldest(&self) {
+        if let Some((n, gz)) = self.rotated().last().copied() {
+            fs::remove_file(self.path(&Self::name(n, gz))).unwrap();
+        }
+    }
+
+    fn run(&self) {
+        self.setup.run(&["run"]).ok();
+    }
+
+    /// Hits per IP in the state database.
+    fn observed(&self) -> BTreeMap<String, u64> {
+        let db = rusqlite::Connection::open(self.setup.path("state/state.db")).unwrap();
+        let mut stmt = db.prepare("SELECT ip, hits FROM observation").unwrap();
+        stmt.query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+        })
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect()
+    }
+
+    /// Every line counted once, every attacker in exactly one report.
+    fn check(&mut self) {
+        self.finish_line();
+        self.run();
+        assert_eq!(
+            self.observed(),
+            self.written,
+            "hits per IP equal the lines written"
+        );
+        let reports = self.setup.reported();
+        let mut all: Vec<String> = reports.into_iter().flatten().collect();
+        all.sort();
+        let mut expected: Vec<String> = self.written.keys().cloned().collect();
+        expected.sort();
+        assert_eq!(all, expected, "each attacker reported exactly once");
+    }
+}
+
+#[test]
+fn plain_append_reads_only_new_lines() {
+    let mut log = Log::new(false);
+    log.append(3, false);
+    log.run();
+    log.append(4, false);
+    log.run();
+    log.append(2, false);
+    log.check();
+}
+
+#[test]
+fn rename_rotation_with_lines_written_after_the_rename() {
+    let mut log = Log::new(false);
+    log.append(3, false);
+    log.run();
+    log.append(2, false);
+    log.rename_rotate(true);
+    log.append_to_renamed(2);
+    log.append(3, false);
+    log.check();
+}
+
+#[test]
+fn copytruncate_finishes_the_copy_then_reads_from_the_start() {
+    let mut log = Log::new(false);
+    log.append(3, false);
+    log.run();
+    log.append(2, false);
+    log.copy_truncate();
+    log.append(4, false);
+    log.check();
+}
+
+#[test]
+fn rotated_file_compressed_before_it_was_finished_is_read_inside_the_gzip() {
+    let mut log = Log::new(false);
+    log.append(4, false);
+    log.run();
+    log.append(3, false);
+    log.rename_rotate(true);
+    log.compress(true);
+    assert!(log.path("messages.1.gz").exists());
+    log.append(2, false);
+    log.check();
+    // And never again afterwards.
+    log.run();
+    assert_eq!(log.observed(), log.written);
+}
+
+#[test]
+fn delaycompress_and_two_rotations_between_runs() {
+    let mut log = Log::new(false);
+    log.append(3, false);
+    log.run();
+    log.append(2, false);
+    log.rename_rotate(true);
+    log.append(2, false);
+    log.rename_rotate(true);
+    log.compress(false);
+    assert!(log.path("messages.2.gz").exists() && log.path("messages.1").exists());
+    log.append(1, false);
+    log.check();
+}
+
+#[test]
+fn file_missing_for_a_while() {
+    let mut log = Log::new(false);
+    log.append(3, false);
+    log.run();
+    log.append(2, false);
+    log.rename_rotate(false);
+    log.run();
+    log.run();
+    log.append(2, false);
+    log.check();
+}
+
+#[test]
+fn unrelated_file_on_a_reused_inode_is_read_from_the_start() {
+    let mut log = Log::new(false);
+    log.append(5, false);
+    log.run();
+    // Removed and replaced by a new, shorter file: the inode number may well be reused.
+    fs::remove_file(log.path("messages")).unwrap();
+    fs::write(log.path("messages"), "").unwrap();
+    log.append(2, false);
+    log.check();
+}
+
+#[test]
+fn last_line_without_newline_waits_for_the_next_run() {
+    let mut log = Log::new(false);
+    log.append(3, true);
+    log.run();
+    let before: u64 = log.observed().values().sum();
+    assert_eq!(before, 2, "the unfinished line is not counted yet");
+    log.append(1, false);
+    log.check();
+}
+
+#[test]
+fn start_at_end_skips_history() {
+    let mut log = Log::new(true);
+    log.append(5, false);
+    log.written.clear();
+    log.run();
+    assert!(log.observed().is_empty());
+    log.append(2, false);
+    log.check();
+}
+
+#[test]
+fn since_skips_old_packets() {
+    let mut log = Log::new(false);
+    log.append(3, false);
+    // The clock is 2026-01-26T08:00Z; the lines are from 2026-01-25 00:00:01 on.
+    log.setup.run(&["run", "--since", "2h"]).ok();
+    assert!(log.observed().is_empty());
+    let out = log.setup.run(&["preview", "--since", "2x"]);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("unknown unit"), "{}", out.stderr);
+}
+
+#[test]
+fn glob_source_follows_every_host_and_keeps_host_names() {
+    let s = Setup::new(&standard_config("").replace("{dir}/messages", "{dir}/remote/*/messages"));
+    for (host, ip) in [("web1", "3.5.140.2"), ("dns1", "34.223.47.190")] {
+        fs::create_dir_all(s.path(&format!("remote/{host}"))).unwrap();
+        let line = drop_line("10:00:00", ip, "UDP", 53).replace(" web1 ", &format!(" {host} "));
+        s.write(&format!("remote/{host}/messages"), &line);
+        s.write(&format!("remote/{host}/messages.1"), &line);
+    }
+    let v = s.run(&["preview", "--json"]).ok().json();
+    assert_eq!(
+        v["summary"]["lines_matched"], 2,
+        "rotated siblings are not sources of their own"
+    );
+    let excerpt = v["reports"][0]["excerpt"].to_string();
+    assert!(
+        excerpt.contains(" web1 kernel:") && excerpt.contains(" dns1 kernel:"),
+        "{excerpt}"
+    );
+    s.run(&["run"]).ok();
+    let eml = fs::read_to_string(&s.outbox()[0]).unwrap();
+    assert!(eml.contains(" dns1 kernel:"));
+}
+
+/// A stand-in `journalctl` that prints journal export JSON after `--after-cursor`.
+fn fake_journalctl(s: &Setup) -> String {
+    let bin = s.path("bin");
+    fs::create_dir_all(&bin).unwrap();
+    let script = format!(
+        r#"#!/bin/sh
+after=""
+for a in "$@"; do case "$a" in --after-cursor=*) after="${{a#--after-cursor=}}";; --version) echo "systemd 252"; exit 0;; esac; done
+if [ -z "$after" ]; then cat {dir}/journal.json; exit 0; fi
+awk -v c="\"__CURSOR\":\"$after\"" 'found {{ print }} index($0, c) {{ found = 1 }}' {dir}/journal.json
+"#,
+        dir = s.dir.path().display()
+    );
+    fs::write(bin.join("journalctl"), script).unwrap();
+    fs::set_permissions(bin.join("journalctl"), fs::Permissions::from_mode(0o755)).unwrap();
+    format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+fn journal_entry(n: u32, ip: &str) -> String {
+    let micros = 1_769_385_085_000_000u64 + u64::from(n) * 1_000_000;
+    serde_json::json!({
+        "__CURSOR": format!("s=9f1c2e;i={n:x};b=77aa;m={n:x};t={micros:x};x=0"),
+        "__REALTIME_TIMESTAMP": micros.to_string(),
+        "__MONOTONIC_TIMESTAMP": (810_294_788_657u64 + u64::from(n)).to_string(),
+        "_BOOT_ID": "77aa5e1ac3b54a9fa4ffb06b0b1a7f3e",
+        "_TRANSPORT": "kernel",
+        "PRIORITY": "4",
+        "SYSLOG_FACILITY": "0",
+        "SYSLOG_IDENTIFIER": "kernel",
+        "_HOSTNAME": "web1",
+        "MESSAGE": format!("INPUT-DROP:IN=eth0 OUT= MAC=52:54:00:12:34:56:fe:54:00:ab:cd:ef:08:00 SRC={ip} DST=198.51.100.10 LEN=60 TOS=0x00 PREC=0x00 TTL=241 ID=54321 PROTO=UDP SPT=4000 DPT=53 LEN=40 "),
+    })
+    .to_string()
+}
+
+#[test]
+fn journald_source_reads_from_its_cursor() {
+    let mut s =
+        Setup::new(&standard_config("").replace("path = \"{dir}/messages\"", "journald = true"));
+    let path = fake_journalctl(&s);
+    s.env.push(("PATH".into(), path));
+    let first: String = (1..=3).map(|n| journal_entry(n, IPS[2]) + "\n").collect();
+    s.write("journal.json", &first);
+    let v = s.run(&["preview", "--json"]).ok().json();
+    assert_eq!(v["reports"][0]["ips"][0]["hits"], 3);
+    let line = v["reports"][0]["excerpt"][0].as_str().unwrap();
+    assert!(
+        line.starts_with("2026-01-25T23:51:26.000000Z web1 kernel: INPUT-DROP:"),
+        "{line}"
+    );
+    s.run(&["run"]).ok();
+    let again = s.run(&["run"]).ok();
+    assert!(
+        again.stderr.contains("read 0 lines"),
+        "a second run reads nothing old: {}",
+        again.stderr
+    );
+    s.append(
+        "journal.json",
+        &(journal_entry(4, IPS[2]) + "\n" + &journal_entry(5, IPS[0]) + "\n"),
+    );
+    let v = s.run(&["preview", "--json"]).ok().json();
+    assert_eq!(
+        v["summary"]["lines_read"], 2,
+        "only the entries after the cursor"
+    );
+    s.run(&["run"]).ok();
+    assert_eq!(
+        s.reported(),
+        vec![vec![IPS[2].to_string()], vec![IPS[0].to_string()]]
+    );
+}
+
+#[test]
+fn killed_mid_ingest_the_next_run_counts_exactly() {
+    let mut log = Log::new(false);
+    let mut text = String::new();
+    for i in 0..150_000 {
+        text.push_str(&log.next_line(i));
+    }
+    log.write_live(&text);
+    for delay_ms in [5, 40, 120] {
+        let mut child = log
+            .setup
+            .command(&["run"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    log.append(3, false);
+    log.check();
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Append(usize, bool),
+    Rename(bool),
+    WriteToRenamed(usize),
+    CopyTruncate,
+    Compress(bool),
+    DeleteOldest,
+    Run,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (1usize..6, any::<bool>()).prop_map(|(n, cut)| Op::Append(n, cut)),
+        2 => any::<bool>().prop_map(Op::Rename),
+        1 => (1usize..3).prop_map(Op::WriteToRenamed),
+        1 => Just(Op::CopyTruncate),
+        1 => any::<bool>().prop_map(Op::Compress),
+        1 => Just(Op::DeleteOldest),
+        3 => Just(Op::Run),
+    ]
+}
+
+proptest! {
+    // PROPTEST_CASES=500 explores further; CI keeps the suite short.
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(24),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn any_rotation_sequence_counts_every_line_once(ops in prop::collection::vec(op(), 1..18)) {
+        let mut log = Log::new(false);
+        // Installed before the log lives; a first run with no file at all is a config error.
+        log.run();
+        let mut last_was_run = false;
+        // The daemon writes to its renamed file only until it is told to reopen, which
+        // logrotate does before anything else touches the files.
+        let mut renamed_open = false;
+        for op in &ops {
+            match *op {
+                Op::Append(n, cut) => log.append(n, cut),
+                Op::Rename(create) => log.rename_rotate(create),
+                Op::WriteToRenamed(n) if renamed_open => log.append_to_renamed(n),
+                Op::WriteToRenamed(_) => {}
+                Op::CopyTruncate => log.copy_truncate(),
+                Op::Compress(all) => log.compress(all),
+                // Deleting what no run has read yet would lose lines by design.
+                Op::DeleteOldest if last_was_run => log.delete_oldest(),
+                Op::DeleteOldest => {}
+                Op::Run => log.run(),
+            }
+            last_was_run = matches!(op, Op::Run);
+            renamed_open = match op {
+                Op::Rename(_) => true,
+                Op::Append(..) | Op::WriteToRenamed(_) => renamed_open,
+                _ => false,
+            };
+        }
+        log.check();
+    }
+}
