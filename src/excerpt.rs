@@ -28,10 +28,30 @@ pub struct Window {
     pub lines: Vec<EvidenceLine>,
 }
 
+/// One second of lines: how many, and the raw text of the first `cap` of them in one buffer
+/// (buffers are reused, so a busy log costs no allocation per line).
+#[derive(Default)]
 struct Bucket {
     second: i64,
     count: u64,
-    lines: Vec<EvidenceLine>,
+    text: Vec<u8>,
+    /// End offset in `text` and source address of each kept line.
+    lines: Vec<(usize, IpAddr)>,
+}
+
+impl Bucket {
+    fn evidence(&self) -> impl Iterator<Item = EvidenceLine> + '_ {
+        let mut start = 0;
+        self.lines.iter().map(move |&(end, ip)| {
+            let line = EvidenceLine {
+                time: self.second,
+                ip,
+                text: clean(&self.text[start..end]),
+            };
+            start = end;
+            line
+        })
+    }
 }
 
 /// Finds the densest window of a stream of lines in time order.
@@ -39,6 +59,7 @@ pub struct WindowTracker {
     seconds: i64,
     cap: usize,
     buckets: VecDeque<Bucket>,
+    spare: Vec<Bucket>,
     sum: u64,
     best: Option<Window>,
 }
@@ -49,38 +70,33 @@ impl WindowTracker {
             seconds: i64::from(seconds.max(1)),
             cap: cap.max(1),
             buckets: VecDeque::new(),
+            spare: Vec::new(),
             sum: 0,
             best: None,
         }
     }
 
-    /// Counts a line logged at `time`; `line` builds its evidence only if it may be shown.
-    /// A line older than the one before it (several hosts' clocks, a reordered relay) counts
-    /// with the newest second instead of reopening closed windows.
-    pub fn push(&mut self, time: i64, line: impl FnOnce() -> EvidenceLine) {
-        let second = match self.buckets.back() {
-            Some(last) if time <= last.second => last.second,
-            _ => {
-                while self
-                    .buckets
-                    .front()
-                    .is_some_and(|f| f.second <= time - self.seconds)
-                {
-                    self.close_front();
-                }
-                self.buckets.push_back(Bucket {
-                    second: time,
-                    count: 0,
-                    lines: Vec::new(),
-                });
-                time
+    /// Counts a line logged at `time`. A line older than the one before it (several hosts'
+    /// clocks, a reordered relay) counts with the newest second instead of reopening closed
+    /// windows.
+    pub fn push(&mut self, time: i64, ip: IpAddr, text: &[u8]) {
+        if self.buckets.back().is_none_or(|last| time > last.second) {
+            while self
+                .buckets
+                .front()
+                .is_some_and(|f| f.second <= time - self.seconds)
+            {
+                self.close_front();
             }
-        };
-        debug_assert_eq!(self.buckets.back().map(|b| b.second), Some(second));
+            let mut bucket = self.spare.pop().unwrap_or_default();
+            bucket.second = time;
+            self.buckets.push_back(bucket);
+        }
         if let Some(bucket) = self.buckets.back_mut() {
             bucket.count += 1;
             if bucket.lines.len() < self.cap {
-                bucket.lines.push(line());
+                bucket.text.extend_from_slice(text);
+                bucket.lines.push((bucket.text.len(), ip));
             }
         }
         self.sum += 1;
@@ -104,9 +120,8 @@ impl WindowTracker {
             let lines = self
                 .buckets
                 .iter()
-                .flat_map(|b| b.lines.iter())
+                .flat_map(Bucket::evidence)
                 .take(self.cap)
-                .cloned()
                 .collect();
             self.best = Some(Window {
                 start: front_second,
@@ -114,8 +129,12 @@ impl WindowTracker {
                 lines,
             });
         }
-        if let Some(front) = self.buckets.pop_front() {
+        if let Some(mut front) = self.buckets.pop_front() {
             self.sum -= front.count;
+            front.count = 0;
+            front.text.clear();
+            front.lines.clear();
+            self.spare.push(front);
         }
     }
 }
@@ -125,8 +144,8 @@ pub fn densest(mut lines: Vec<EvidenceLine>, seconds: u32, cap: usize) -> Option
     // Stable: lines of one second keep their log order. Identical lines are separate packets.
     lines.sort_by_key(|l| l.time);
     let mut tracker = WindowTracker::new(seconds, cap);
-    for line in lines {
-        tracker.push(line.time, || line);
+    for line in &lines {
+        tracker.push(line.time, line.ip, line.text.as_bytes());
     }
     tracker.finish()
 }
@@ -188,7 +207,8 @@ mod tests {
     fn run(times: &[i64], seconds: u32, cap: usize) -> Window {
         let mut t = WindowTracker::new(seconds, cap);
         for (i, &time) in times.iter().enumerate() {
-            t.push(time, || line(time, &format!("l{i}")));
+            let l = line(time, &format!("l{i}"));
+            t.push(time, l.ip, l.text.as_bytes());
         }
         t.finish().unwrap()
     }

@@ -12,7 +12,7 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use crate::excerpt::{EvidenceLine, WindowTracker, clean, densest};
+use crate::excerpt::{EvidenceLine, WindowTracker, densest};
 use crate::parse::{Line, LineParser, Packet};
 
 /// Distinct values kept per IP and field: enough for a report, bounded for a port scan.
@@ -293,11 +293,7 @@ impl<'a> Ingest<'a> {
             let i = candidates.trailing_zeros() as usize;
             candidates &= candidates - 1;
             if let Some(tracker) = self.trackers.get_mut(i) {
-                tracker.push(packet.time, || EvidenceLine {
-                    time: packet.time,
-                    ip: packet.src,
-                    text: clean(text),
-                });
+                tracker.push(packet.time, packet.src, text);
             }
         }
     }

@@ -317,6 +317,10 @@ fn fields(text: &[u8]) -> Result<Fields<'_>, &'static str> {
         if slot.is_none() {
             *slot = Some(std::str::from_utf8(value).map_err(|_| "a field is not UTF-8")?);
         }
+        // DPT= is the last field wanted; what follows (WINDOW, flags, LEN) is not needed.
+        if key == b"DPT" && src.is_some() && dst.is_some() && proto.is_some() {
+            break;
+        }
     }
     let ip = |v: Option<&str>, missing: &'static str, bad: &'static str| {
         v.ok_or(missing)?.parse::<IpAddr>().map_err(|_| bad)
