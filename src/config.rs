@@ -511,6 +511,7 @@ fn check(file: &Path, raw: RawConfig) -> Result<Settings, ConfigError> {
                 }
                 (Some(file), None) => {
                     let file = resolve(file);
+                    refuse_readable_by_others(&file).map_err(|e| err("mail.password_file", e))?;
                     let text = std::fs::read_to_string(&file).map_err(|e| {
                         err(
                             "mail.password_file",
@@ -588,6 +589,23 @@ fn check(file: &Path, raw: RawConfig) -> Result<Settings, ConfigError> {
             max_messages_per_run,
         },
     })
+}
+
+/// A secret that group or others can read is refused: it would not stay one.
+fn refuse_readable_by_others(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "{} is readable by others (mode {:o}); chmod 600 it",
+            path.display(),
+            mode & 0o777
+        ));
+    }
+    Ok(())
 }
 
 fn mailbox(text: &str) -> Result<Mailbox, String> {
@@ -681,6 +699,34 @@ dir = "outbox"
         let text = MINIMAL.replace("from = \"Abuse desk <abuse@example.org>\"", "");
         let e = load_text(&text).unwrap_err().0;
         assert!(e.contains("from"), "{e}");
+    }
+
+    #[test]
+    fn password_file_readable_by_others_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "secret-value\n").unwrap();
+        let text = MINIMAL.replace(
+            "transport = \"file\"\ndir = \"outbox\"",
+            &format!(
+                "transport = \"smtp\"\nusername = \"u\"\npassword_file = \"{}\"",
+                pw.display()
+            ),
+        );
+        std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = load_text(&text).unwrap_err().0;
+        assert!(
+            e.contains("mail.password_file") && e.contains("readable by others"),
+            "{e}"
+        );
+        assert!(!e.contains("secret-value"));
+        std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let s = load_text(&text).unwrap();
+        match s.mail.transport {
+            TransportConfig::Smtp(c) => assert_eq!(c.password.unwrap().expose(), "secret-value"),
+            _ => panic!("smtp"),
+        }
     }
 
     #[test]
