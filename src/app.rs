@@ -344,7 +344,6 @@ fn ingest(
 
 /// One report ready to be recorded and sent (or printed).
 struct Planned {
-    provider: usize,
     report: Report,
     record: ReportRecord,
 }
@@ -446,11 +445,7 @@ fn plan(
                 .collect(),
             message: bytes,
         };
-        planned.push(Planned {
-            provider: i,
-            report,
-            record,
-        });
+        planned.push(Planned { report, record });
     }
     Ok(planned)
 }
@@ -584,13 +579,9 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
         }
     }
     if verbosity != Verbosity::Quiet {
-        let reports = planned
-            .iter()
-            .map(|p| (p.record.provider.as_str(), p.record.ips.len()))
-            .collect::<Vec<_>>();
         eprintln!(
             "{}",
-            summary_line("preview", &intake.summary, &reports, 0, started)
+            summary_line("preview", &intake.summary, &planned, 0, started)
         );
     }
     Ok(EXIT_OK)
@@ -600,7 +591,7 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
 fn summary_line(
     what: &str,
     s: &Summary,
-    reports: &[(&str, usize)],
+    reports: &[Planned],
     sent: usize,
     started: Instant,
 ) -> String {
@@ -609,7 +600,7 @@ fn summary_line(
     } else {
         reports
             .iter()
-            .map(|(p, n)| format!("{p}: {n} new"))
+            .map(|p| format!("{}: {} new", p.record.provider, p.record.ips.len()))
             .collect::<Vec<_>>()
             .join(", ")
     };
@@ -702,7 +693,6 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
             &mut outcome,
             verbosity,
         )?;
-        let _ = p.provider;
         made.push(p);
     }
     if json {
@@ -716,13 +706,9 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
                 settings.mail.max_messages_per_run
             );
         }
-        let reports = made
-            .iter()
-            .map(|p| (p.record.provider.as_str(), p.record.ips.len()))
-            .collect::<Vec<_>>();
         eprintln!(
             "{}",
-            summary_line("run", &intake.summary, &reports, outcome.sent, started)
+            summary_line("run", &intake.summary, &made, outcome.sent, started)
         );
     }
     if let Some(reason) = outcome.transient {

@@ -20,6 +20,11 @@ const EXAMPLE_IPS: [&str; 6] = [
     "2600:1f18:4a3:6901::1",
 ];
 
+/// The keys of a JSON object.
+fn keys_of(v: &serde_json::Value) -> BTreeSet<&str> {
+    v.as_object().unwrap().keys().map(String::as_str).collect()
+}
+
 fn example(args: &[&str]) -> Ran {
     let out = Command::new(env!("CARGO_BIN_EXE_abuse-mailer"))
         .current_dir(repo())
@@ -111,12 +116,12 @@ fn run_dry_run_prints_the_same_as_preview() {
 #[test]
 fn preview_json_matches_the_contract() {
     let v = example(&["preview", "--json"]).json();
-    let top: BTreeSet<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    let top = keys_of(&v);
     assert_eq!(top, BTreeSet::from(["reports", "summary"]));
     let reports = v["reports"].as_array().unwrap();
     assert_eq!(reports.len(), 1);
     let r = &reports[0];
-    let keys: BTreeSet<&str> = r.as_object().unwrap().keys().map(String::as_str).collect();
+    let keys = keys_of(r);
     assert_eq!(
         keys,
         BTreeSet::from(["provider", "to", "subject", "ips", "excerpt"])
@@ -137,12 +142,7 @@ fn preview_json_matches_the_contract() {
         .collect();
     assert_eq!(ips, EXAMPLE_IPS, "numeric order, IPv4 before IPv6");
     let first = &r["ips"][2];
-    let keys: BTreeSet<&str> = first
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
+    let keys = keys_of(first);
     assert_eq!(
         keys,
         BTreeSet::from([
@@ -210,12 +210,7 @@ fn run_writes_one_message_then_reports_only_new_ips() {
     let rows = history.as_array().unwrap();
     assert_eq!(rows.len(), 1);
     let row = &rows[0];
-    let keys: BTreeSet<&str> = row
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
+    let keys = keys_of(row);
     assert_eq!(
         keys,
         BTreeSet::from([
