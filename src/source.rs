@@ -246,38 +246,27 @@ fn siblings(path: &Path) -> Vec<Sibling> {
 /// line, which also finds it compressed), and the files rotated after it.
 fn catch_up(path: &Path, cursor: &Cursor) -> Catchup {
     let all = siblings(path);
-    if cursor.fingerprint.is_empty() {
-        // The file was empty when last seen, so nothing of it was read, and any rotated file
-        // that is new since (a copytruncate copy, wherever numbering put it) holds unread lines.
-        // The cursor's own file is one of them if it was rotated: it was read up to 0, and its
-        // inode alone cannot tell it from a new file that reuses the number.
-        return Catchup {
-            previous: None,
-            newer: all
-                .iter()
-                .rev()
-                .filter_map(|s| unread_part(cursor, s).map(|from| s.rotated_from(from)))
-                .collect(),
-        };
-    }
-    let by_inode = all.iter().position(|s| {
-        (s.dev, s.ino) == (cursor.dev, cursor.ino)
-            && s.first_line()
-                .is_ok_and(|fp| same_start(&cursor.fingerprint, &fp))
-    });
-    let found = by_inode.or_else(|| {
-        all.iter().position(|s| {
-            s.first_line()
-                .is_ok_and(|fp| same_start(&cursor.fingerprint, &fp))
-        })
-    });
+    let is_cursor_file = |s: &Sibling| {
+        s.first_line()
+            .is_ok_and(|fp| same_start(&cursor.fingerprint, &fp))
+    };
+    // A file that was empty when last seen has nothing to be recognised by (and its inode
+    // alone cannot tell it from a new file that reuses the number).
+    let found = if cursor.fingerprint.is_empty() {
+        None
+    } else {
+        all.iter()
+            .position(|s| (s.dev, s.ino) == (cursor.dev, cursor.ino) && is_cursor_file(s))
+            .or_else(|| all.iter().position(is_cursor_file))
+    };
     match found {
         Some(i) => Catchup {
             previous: Some(all[i].rotated()),
             newer: all[..i].iter().rev().map(Sibling::rotated).collect(),
         },
-        // The file is gone (deleted after it was read): what is new among the rotated files
-        // is what the cursor did not know of.
+        // Nothing of an empty file was read, and a file that is gone was read before it went:
+        // either way, the rotated files the cursor did not know of hold the unread lines (a
+        // copytruncate copy, wherever numbering put it, included).
         None => Catchup {
             previous: None,
             newer: all
