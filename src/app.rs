@@ -21,14 +21,14 @@ use serde::Serialize;
 use crate::cli::{Cli, Command};
 use crate::clock::{self, utc_text};
 use crate::config::{self, Settings, SourceKind};
-use crate::enrich::{AsnDb, enrich};
+use crate::enrich::{AsnDb, Attacker, enrich};
 use crate::error::{ConfigError, EXIT_ERROR, EXIT_OK, TransientError, exit_code, one_line};
 use crate::excerpt::{EvidenceLine, Window, densest};
 use crate::ingest::{Attribution, Ingest, Observation, Summary};
 use crate::journal;
 use crate::parse::LineParser;
 use crate::provider::Provider;
-use crate::render::{Envelope, Report, Templates, fnv1a, message};
+use crate::render::{Envelope, Report, ReportIp, Templates, fnv1a, message};
 use crate::select::{delta, is_ignored, is_reportable};
 use crate::send::{SendError, Transport, transport};
 use crate::source;
@@ -140,7 +140,12 @@ struct World<'s> {
 }
 
 impl<'s> World<'s> {
-    fn load(settings: &'s Settings, now: DateTime<Utc>, only: Option<&str>) -> Result<Self> {
+    fn load(
+        settings: &'s Settings,
+        now: DateTime<Utc>,
+        only: Option<&str>,
+        verbosity: Verbosity,
+    ) -> Result<Self> {
         if let Some(name) = only
             && settings.provider(name).is_none()
         {
@@ -160,6 +165,14 @@ impl<'s> World<'s> {
             Some(path) => Some(AsnDb::open(path).map_err(|e| ConfigError(one_line(&e)))?),
             None => None,
         };
+        if let Some(age) = asn_db.as_ref().and_then(|db| db.age_days(now))
+            && age > crate::check::ASN_DB_MAX_AGE_DAYS
+            && verbosity != Verbosity::Quiet
+        {
+            eprintln!(
+                "abuse-mailer: warning: asn_db is {age} days old; AS assignments change, update it"
+            );
+        }
         let names: Vec<&str> = providers.iter().map(|p| p.name()).collect();
         let templates = Templates::load(settings.report.templates_dir.as_deref(), &names)
             .map_err(|e| ConfigError(one_line(&e)))?;
@@ -170,6 +183,14 @@ impl<'s> World<'s> {
             templates,
             now,
         })
+    }
+
+    /// The origin AS of `ip`, when an ASN database is configured.
+    fn asn(&self, ip: IpAddr) -> Option<u32> {
+        self.asn_db
+            .as_ref()
+            .and_then(|db| db.lookup(ip))
+            .map(|a| a.asn)
     }
 
     /// The time from which a sent report still counts (`rereport_after_days`).
@@ -238,8 +259,9 @@ fn ingest(
     let attribute = |ip: IpAddr| {
         let mut a = Attribution::default();
         let reportable = is_reportable(ip) && !is_ignored(ip, &settings.report.ignore);
+        let asn = world.asn(ip);
         for (i, p) in world.providers.iter().enumerate() {
-            if p.lookup(ip).is_some() {
+            if p.matches(ip, asn) {
                 a.providers |= 1 << i;
                 if reportable && !ledger.reported[i].contains(&ip) {
                     a.candidates |= 1 << i;
@@ -369,11 +391,46 @@ fn plan(
             &ledger.ever_sent[i],
             since,
             &settings.report,
+            &|ip| world.asn(ip),
         );
         if selected.is_empty() {
             continue;
         }
         let attackers = enrich(&selected, provider, world.asn_db.as_ref());
+        let size = settings.report.max_ips_per_message.unwrap_or(usize::MAX);
+        let parts = attackers.len().div_ceil(size);
+        let mut thread_root = ledger.thread_roots[i].clone();
+        for (k, chunk) in attackers.chunks(size).enumerate() {
+            let part = plan_part(
+                world,
+                intake,
+                i,
+                chunk,
+                (k + 1, parts),
+                thread_root.as_deref(),
+                state,
+            )?;
+            // Later parts reply to the first, so a split report reads as one thread.
+            thread_root.get_or_insert_with(|| part.record.message_id.clone());
+            planned.push(part);
+        }
+    }
+    Ok(planned)
+}
+
+/// One message: part `part.0` of `part.1` of a provider's delta.
+fn plan_part(
+    world: &World<'_>,
+    intake: &Intake,
+    i: usize,
+    attackers: &[Attacker],
+    part: (usize, usize),
+    thread_root: Option<&str>,
+    state: Option<&State>,
+) -> Result<Planned> {
+    let settings = world.settings;
+    let provider = &world.providers[i];
+    {
         let ips: HashSet<IpAddr> = attackers.iter().map(|a| a.observation.ip).collect();
         let pool: Vec<EvidenceLine> = intake.evidence[i]
             .iter()
@@ -388,12 +445,13 @@ fn plan(
         let report = Report::new(
             provider.name(),
             &provider.config.to,
-            &attackers,
+            attackers,
             window.as_ref(),
             &settings.report,
             settings.zone,
             world.now,
-        );
+        )
+        .part(part.0, part.1);
         let (subject, body) = world.templates.render(&report)?;
         let id = report_id(
             world.now,
@@ -411,7 +469,7 @@ fn plan(
             cc: &settings.report.cc,
             reply_to: settings.report.reply_to.as_ref(),
             message_id: &message_id,
-            thread_root: ledger.thread_roots[i].as_deref(),
+            thread_root,
             date: world.now,
         };
         let bytes = message(&head, &subject, &body, &report, &settings.report)?;
@@ -445,9 +503,8 @@ fn plan(
                 .collect(),
             message: bytes,
         };
-        planned.push(Planned { report, record });
+        Ok(Planned { report, record })
     }
-    Ok(planned)
 }
 
 /// `20260125T235125Z-aws-1a2b3c4d`: time, provider and a hash of the IPs, so that ids from
@@ -484,6 +541,8 @@ fn report_id(
 struct JsonOutput<'a> {
     reports: Vec<JsonReport<'a>>,
     summary: Summary,
+    /// Observed sources that no configured provider holds.
+    unattributed: Vec<JsonIp<'a>>,
 }
 
 #[derive(Serialize)]
@@ -506,32 +565,66 @@ struct JsonIp<'a> {
     ports: &'a [u16],
 }
 
-fn print_json(planned: &[Planned], summary: Summary) -> Result<()> {
+impl<'a> From<&'a ReportIp> for JsonIp<'a> {
+    fn from(i: &'a ReportIp) -> Self {
+        JsonIp {
+            ip: &i.ip,
+            hits: i.hits,
+            first_seen: &i.first_seen,
+            last_seen: &i.last_seen,
+            asn: i.asn,
+            as_org: i.as_org.as_deref(),
+            ports: &i.ports,
+        }
+    }
+}
+
+/// Every observed source that no provider holds, sorted, as reports list IPs.
+fn unattributed(world: &World<'_>, intake: &Intake) -> Vec<ReportIp> {
+    let mut found: Vec<&Observation> = intake
+        .observations
+        .values()
+        .filter(|o| {
+            let asn = world.asn(o.ip);
+            !world.providers.iter().any(|p| p.matches(o.ip, asn))
+        })
+        .collect();
+    found.sort_by_key(|o| o.ip);
+    found
+        .into_iter()
+        .map(|o| {
+            let attacker = Attacker {
+                observation: o.clone(),
+                range: None,
+                asn: world.asn_db.as_ref().and_then(|db| db.lookup(o.ip)),
+                rereport: false,
+            };
+            ReportIp::new(&attacker, world.settings.zone)
+        })
+        .collect()
+}
+
+fn print_json(planned: &[Planned], summary: Summary, unattributed: &[ReportIp]) -> Result<()> {
     let reports = planned
         .iter()
         .map(|p| JsonReport {
             provider: &p.report.provider,
             to: &p.report.to,
             subject: &p.record.subject,
-            ips: p
-                .report
-                .ips
-                .iter()
-                .map(|i| JsonIp {
-                    ip: &i.ip,
-                    hits: i.hits,
-                    first_seen: &i.first_seen,
-                    last_seen: &i.last_seen,
-                    asn: i.asn,
-                    as_org: i.as_org.as_deref(),
-                    ports: &i.ports,
-                })
-                .collect(),
+            ips: p.report.ips.iter().map(JsonIp::from).collect(),
             excerpt: &p.report.excerpt,
         })
         .collect();
     let mut out = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, &JsonOutput { reports, summary })?;
+    let unattributed = unattributed.iter().map(JsonIp::from).collect();
+    serde_json::to_writer_pretty(
+        &mut out,
+        &JsonOutput {
+            reports,
+            summary,
+            unattributed,
+        },
+    )?;
     writeln!(out)?;
     Ok(())
 }
@@ -560,13 +653,13 @@ fn print_mbox(planned: &[Planned], now: DateTime<Utc>) -> Result<()> {
 fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result<u8> {
     let (only, json, verbosity) = (options.only, options.json, options.verbosity);
     let started = Instant::now();
-    let world = World::load(settings, now, only)?;
+    let world = World::load(settings, now, only, verbosity)?;
     let state = State::open_read_only(&settings.state_dir)?;
     let ledger = Ledger::read(&world, state.as_ref())?;
     let intake = ingest(&world, state.as_ref(), &ledger, options)?;
     let planned = plan(&world, &intake, &ledger, only, state.as_ref())?;
     if json {
-        print_json(&planned, intake.summary)?;
+        print_json(&planned, intake.summary, &unattributed(&world, &intake))?;
     } else {
         print_mbox(&planned, now)?;
     }
@@ -619,7 +712,7 @@ fn summary_line(
 fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result<u8> {
     let (only, json, verbosity) = (options.only, options.json, options.verbosity);
     let started = Instant::now();
-    let world = World::load(settings, now, only)?;
+    let world = World::load(settings, now, only, verbosity)?;
     let transport = transport(&settings.mail.transport).map_err(|e| ConfigError(one_line(&e)))?;
     let Some(_lock) = crate::lock::acquire(&settings.state_dir, verbosity != Verbosity::Quiet)?
     else {
@@ -696,7 +789,7 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
         made.push(p);
     }
     if json {
-        print_json(&made, intake.summary)?;
+        print_json(&made, intake.summary, &unattributed(&world, &intake))?;
     }
     if verbosity != Verbosity::Quiet {
         if outcome.held > 0 || outcome.waiting > 0 {

@@ -76,6 +76,7 @@ struct RawReport {
     xarf: Option<bool>,
     attach_csv: Option<bool>,
     attach_excerpt: Option<bool>,
+    max_ips_per_message: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -157,17 +158,34 @@ pub struct ProviderConfig {
 /// The layout of a provider's ranges file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RangeFormat {
+    /// AWS `ip-ranges.json`.
     Aws,
+    /// Google Cloud `cloud.json`.
+    Gcp,
+    /// Azure service tags (`ServiceTags_Public_*.json`).
+    Azure,
+    /// Oracle Cloud `public_ip_ranges.json`.
+    Oracle,
+    /// An RFC 8805 geofeed CSV (DigitalOcean, Linode, ...).
+    Geofeed,
+    /// One CIDR a line.
     Cidr,
 }
 
 impl RangeFormat {
+    pub const NAMES: &'static str =
+        "\"aws\", \"gcp\", \"azure\", \"oracle\", \"geofeed\" or \"cidr\"";
+
     fn parse(text: &str) -> Option<Self> {
-        match text {
-            "aws" => Some(RangeFormat::Aws),
-            "cidr" => Some(RangeFormat::Cidr),
-            _ => None,
-        }
+        Some(match text {
+            "aws" => RangeFormat::Aws,
+            "gcp" => RangeFormat::Gcp,
+            "azure" => RangeFormat::Azure,
+            "oracle" => RangeFormat::Oracle,
+            "geofeed" => RangeFormat::Geofeed,
+            "cidr" => RangeFormat::Cidr,
+            _ => return None,
+        })
     }
 }
 
@@ -193,6 +211,8 @@ pub struct ReportConfig {
     pub ignore: Vec<IpNet>,
     pub attach_csv: bool,
     pub attach_excerpt: bool,
+    /// Split a larger delta into numbered parts of one thread.
+    pub max_ips_per_message: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -382,20 +402,21 @@ fn check(file: &Path, raw: RawConfig) -> Result<Settings, ConfigError> {
             Some(f) => Some(RangeFormat::parse(f).ok_or_else(|| {
                 err(
                     &format!("{key}.format"),
-                    format!("{f:?}: expected \"aws\" or \"cidr\""),
+                    format!("{f:?}: expected {}", RangeFormat::NAMES),
                 )
             })?),
         };
-        if p.ranges.is_none() {
+        let by_asn = p.asns.as_ref().is_some_and(|a| !a.is_empty());
+        if p.ranges.is_none() && !by_asn {
             return Err(err(
                 &format!("{key}.ranges"),
-                "missing: the provider's IP range file".into(),
+                "missing: the provider's IP range file (or asns)".into(),
             ));
         }
-        if p.asns.as_ref().is_some_and(|a| !a.is_empty()) {
+        if by_asn && raw.enrich.asn_db.is_none() {
             return Err(err(
                 &format!("{key}.asns"),
-                "matching by ASN is not supported yet; use ranges".into(),
+                "matching by ASN needs [enrich] asn_db".into(),
             ));
         }
         providers.push(ProviderConfig {
@@ -486,6 +507,15 @@ fn check(file: &Path, raw: RawConfig) -> Result<Settings, ConfigError> {
         ignore,
         attach_csv: r.attach_csv.unwrap_or(true),
         attach_excerpt: r.attach_excerpt.unwrap_or(true),
+        max_ips_per_message: match r.max_ips_per_message {
+            Some(0) => {
+                return Err(err(
+                    "report.max_ips_per_message",
+                    "expected at least 1".into(),
+                ));
+            }
+            n => n,
+        },
     };
 
     let m = raw.mail;

@@ -99,3 +99,79 @@ pub fn enrich(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared(rel: &str) -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared/data")
+            .join(rel)
+    }
+
+    #[test]
+    fn real_world_database_names_the_owner() {
+        let db = AsnDb::open(&shared("asn-realworld/ip-location-db-asn-20260617.mmdb")).unwrap();
+        let aws = db.lookup("34.223.47.190".parse().unwrap()).unwrap();
+        assert_eq!(aws.asn, 16509);
+        let china = db.lookup("52.80.174.40".parse().unwrap()).unwrap();
+        assert_ne!(
+            china.asn, 16509,
+            "AWS China is announced by another AS: {china:?}"
+        );
+        assert!(
+            db.lookup("::ffff:34.223.47.190".parse().unwrap())
+                .is_some_and(|a| a.asn == 16509)
+        );
+        assert_eq!(db.lookup("10.1.2.3".parse().unwrap()), None);
+        assert!(
+            db.built
+                .is_some_and(|b| b.format("%Y").to_string() == "2026")
+        );
+    }
+
+    #[test]
+    fn maxmind_test_database_without_a_record_gives_none() {
+        let db = AsnDb::open(&shared("maxmind-test/GeoLite2-ASN-Test.mmdb")).unwrap();
+        assert_eq!(db.lookup("81.2.69.143".parse().unwrap()), None);
+        let known = db.lookup("1.128.0.0".parse().unwrap()).unwrap();
+        assert_eq!(known.asn, 1221);
+        assert_eq!(known.org.as_deref(), Some("Telstra Pty Ltd"));
+    }
+
+    #[test]
+    fn broken_and_wrong_databases_are_clear_errors() {
+        for bad in [
+            "maxmind-test/bad-data/cyclic-data-structure.mmdb",
+            "maxmind-test/bad-data/invalid-data-record-offset.mmdb",
+            "maxmind-test/bad-data/libmaxminddb-corrupt-search-tree.mmdb",
+        ] {
+            // Opening may succeed; a lookup must then fail softly, never panic.
+            match AsnDb::open(&shared(bad)) {
+                Ok(db) => {
+                    for ip in ["1.1.1.1", "81.2.69.143", "2001:db8::1", "::1"] {
+                        let _ = db.lookup(ip.parse().unwrap());
+                    }
+                }
+                Err(e) => assert!(
+                    e.to_string().contains(bad.rsplit('/').next().unwrap()),
+                    "{e}"
+                ),
+            }
+        }
+        let e = AsnDb::open(&shared("maxmind-test/GeoLite2-City-Test.mmdb"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("holds no AS numbers"), "{e}");
+        let e = AsnDb::open(&shared("SOURCES.md"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("not a MaxMind DB file") && e.contains("SOURCES.md"),
+            "{e}"
+        );
+    }
+}

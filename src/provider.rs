@@ -141,16 +141,22 @@ impl Provider {
 
     /// Loads the provider's range file.
     pub fn load(config: &ProviderConfig) -> Result<Self> {
-        let Some(path) = &config.ranges else {
-            bail!("provider {}: no ranges file configured", config.name);
+        let (format, ranges) = match &config.ranges {
+            Some(path) => load_ranges(path, config.format, &config.services)
+                .with_context(|| format!("provider {}: ranges {}", config.name, path.display()))?,
+            // Matched by ASN only.
+            None => (RangeFormat::Cidr, RangeTable::default()),
         };
-        let (format, ranges) = load_ranges(path, config.format, &config.services)
-            .with_context(|| format!("provider {}: ranges {}", config.name, path.display()))?;
         Ok(Provider {
             config: config.clone(),
             ranges,
             format,
         })
+    }
+
+    /// Whether `ip` is this provider's: in its ranges, or originated by one of its ASNs.
+    pub fn matches(&self, ip: IpAddr, asn: Option<u32>) -> bool {
+        self.lookup(ip).is_some() || asn.is_some_and(|a| self.config.asns.contains(&a))
     }
 
     /// The provider's range holding `ip`, if any.
@@ -166,20 +172,65 @@ pub fn load_ranges(
     services: &[String],
 ) -> Result<(RangeFormat, RangeTable)> {
     let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read: {e}"))?;
-    let format = format.unwrap_or_else(|| detect(&text));
-    let infos = match format {
-        RangeFormat::Aws => parse_aws(&text, services)?,
-        RangeFormat::Cidr => parse_cidr(&text)?,
+    let json: Option<serde_json::Value> = if text.trim_start().starts_with('{') {
+        Some(serde_json::from_str(&text).context("not valid JSON")?)
+    } else {
+        None
     };
+    let format = match format {
+        Some(f) => f,
+        None => detect(json.as_ref(), &text),
+    };
+    let mut infos = match (format, &json) {
+        (RangeFormat::Aws, _) => parse_aws(&text)?,
+        (RangeFormat::Gcp, Some(j)) => parse_gcp(j)?,
+        (RangeFormat::Azure, Some(j)) => parse_azure(j)?,
+        (RangeFormat::Oracle, Some(j)) => parse_oracle(j)?,
+        (RangeFormat::Gcp | RangeFormat::Azure | RangeFormat::Oracle, None) => {
+            bail!("expected a JSON file for format {format:?}")
+        }
+        (RangeFormat::Geofeed, _) => parse_geofeed(&text)?,
+        (RangeFormat::Cidr, _) => parse_cidr(&text)?,
+    };
+    if !services.is_empty() {
+        infos.retain(|i| {
+            i.services
+                .iter()
+                .any(|s| services.iter().any(|w| w.eq_ignore_ascii_case(s)))
+        });
+    }
     if infos.is_empty() {
-        bail!("no prefixes found");
+        if services.is_empty() {
+            bail!("no prefixes found");
+        }
+        bail!("no prefixes of the services {}", services.join(", "));
     }
     Ok((format, RangeTable::new(infos)))
 }
 
-fn detect(text: &str) -> RangeFormat {
-    if text.trim_start().starts_with('{') {
-        RangeFormat::Aws
+/// The format a file's content shows.
+fn detect(json: Option<&serde_json::Value>, text: &str) -> RangeFormat {
+    if let Some(j) = json {
+        let first = |key: &str| j[key].as_array().and_then(|a| a.first()).cloned();
+        if first("prefixes")
+            .is_some_and(|p| p.get("ipv4Prefix").is_some() || p.get("ipv6Prefix").is_some())
+        {
+            return RangeFormat::Gcp;
+        }
+        if j.get("values").is_some() {
+            return RangeFormat::Azure;
+        }
+        if j.get("regions").is_some() {
+            return RangeFormat::Oracle;
+        }
+        return RangeFormat::Aws;
+    }
+    let data = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'));
+    if data.is_some_and(|l| l.contains(',')) {
+        RangeFormat::Geofeed
     } else {
         RangeFormat::Cidr
     }
@@ -202,27 +253,132 @@ struct AwsPrefix {
     network_border_group: Option<String>,
 }
 
-fn parse_aws(text: &str, services: &[String]) -> Result<Vec<RangeInfo>> {
+fn net(text: &str) -> Result<IpNet> {
+    text.trim()
+        .parse()
+        .with_context(|| format!("bad prefix {text:?}"))
+}
+
+fn non_empty(s: Option<&str>) -> Option<String> {
+    s.map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+fn parse_aws(text: &str) -> Result<Vec<RangeInfo>> {
     let file: AwsFile = serde_json::from_str(text).context("not an AWS ip-ranges.json file")?;
-    let wanted = |s: &Option<String>| {
-        services.is_empty()
-            || s.as_ref()
-                .is_some_and(|s| services.iter().any(|w| w.eq_ignore_ascii_case(s)))
-    };
+    file.prefixes
+        .into_iter()
+        .chain(file.ipv6_prefixes)
+        .map(|p| {
+            Ok(RangeInfo {
+                prefix: net(&p.ip_prefix)?,
+                region: p.region,
+                services: p.service.into_iter().collect(),
+                network_border_group: p.network_border_group,
+            })
+        })
+        .collect()
+}
+
+/// `{"prefixes": [{"ipv4Prefix": "...", "service": "Google Cloud", "scope": "us-east1"}]}`
+fn parse_gcp(j: &serde_json::Value) -> Result<Vec<RangeInfo>> {
+    let list = j["prefixes"]
+        .as_array()
+        .context("not a GCP cloud.json file: no prefixes")?;
+    list.iter()
+        .filter_map(|p| {
+            let prefix = p["ipv4Prefix"].as_str().or(p["ipv6Prefix"].as_str())?;
+            Some((prefix, p))
+        })
+        .map(|(prefix, p)| {
+            Ok(RangeInfo {
+                prefix: net(prefix)?,
+                region: non_empty(p["scope"].as_str()),
+                services: non_empty(p["service"].as_str()).into_iter().collect(),
+                network_border_group: None,
+            })
+        })
+        .collect()
+}
+
+/// `{"values": [{"name": "AzureCloud.eastus", "properties": {"region": "eastus",
+/// "systemService": "", "addressPrefixes": [...]}}]}`: a prefix is listed under many tags.
+fn parse_azure(j: &serde_json::Value) -> Result<Vec<RangeInfo>> {
+    let values = j["values"]
+        .as_array()
+        .context("not an Azure service tags file: no values")?;
     let mut infos = Vec::new();
-    for p in file.prefixes.into_iter().chain(file.ipv6_prefixes) {
-        if !wanted(&p.service) {
+    for v in values {
+        let props = &v["properties"];
+        let service =
+            non_empty(props["systemService"].as_str()).or_else(|| non_empty(v["name"].as_str()));
+        let region = non_empty(props["region"].as_str());
+        for prefix in props["addressPrefixes"].as_array().into_iter().flatten() {
+            let Some(prefix) = prefix.as_str() else {
+                continue;
+            };
+            infos.push(RangeInfo {
+                prefix: net(prefix)?,
+                region: region.clone(),
+                services: service.clone().into_iter().collect(),
+                network_border_group: None,
+            });
+        }
+    }
+    Ok(infos)
+}
+
+/// `{"regions": [{"region": "us-ashburn-1", "cidrs": [{"cidr": "...", "tags": ["OCI"]}]}]}`
+fn parse_oracle(j: &serde_json::Value) -> Result<Vec<RangeInfo>> {
+    let regions = j["regions"]
+        .as_array()
+        .context("not an Oracle ranges file: no regions")?;
+    let mut infos = Vec::new();
+    for r in regions {
+        let region = non_empty(r["region"].as_str());
+        for c in r["cidrs"].as_array().into_iter().flatten() {
+            let Some(prefix) = c["cidr"].as_str() else {
+                continue;
+            };
+            infos.push(RangeInfo {
+                prefix: net(prefix)?,
+                region: region.clone(),
+                services: c["tags"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|t| non_empty(t.as_str()))
+                    .collect(),
+                network_border_group: None,
+            });
+        }
+    }
+    Ok(infos)
+}
+
+/// RFC 8805: `prefix,country,region,city,postal`; the location becomes the region.
+fn parse_geofeed(text: &str) -> Result<Vec<RangeInfo>> {
+    let mut infos = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let prefix: IpNet = p
-            .ip_prefix
-            .parse()
-            .with_context(|| format!("bad prefix {:?}", p.ip_prefix))?;
+        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        let prefix = crate::config::parse_net(fields[0])
+            .map_err(|e| anyhow::anyhow!("line {}: {e}", n + 1))?;
+        let place: Vec<&str> = [fields.get(3), fields.get(2), fields.get(1)]
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|f| !f.is_empty())
+            .collect();
         infos.push(RangeInfo {
             prefix,
-            region: p.region,
-            services: p.service.into_iter().collect(),
-            network_border_group: p.network_border_group,
+            region: (!place.is_empty()).then(|| place.join(", ")),
+            services: Vec::new(),
+            network_border_group: None,
         });
     }
     Ok(infos)
@@ -297,11 +453,13 @@ mod tests {
             {"ip_prefix":"3.5.140.0/22","region":"ap-northeast-2","service":"EC2","network_border_group":"ap-northeast-2"},
             {"ip_prefix":"13.34.37.64/27","region":"ap-southeast-4","service":"AMAZON","network_border_group":"ap-southeast-4"}],
             "ipv6_prefixes":[{"ipv6_prefix":"2600:1f18::/33","region":"us-east-1","service":"EC2","network_border_group":"us-east-1"}]}"#;
-        let all = RangeTable::new(parse_aws(text, &[]).unwrap());
+        let all = RangeTable::new(parse_aws(text).unwrap());
         assert_eq!(all.len(), 3);
         let hit = all.lookup("3.5.141.9".parse().unwrap()).unwrap();
         assert_eq!(hit.services, vec!["AMAZON".to_string(), "EC2".to_string()]);
-        let ec2 = RangeTable::new(parse_aws(text, &["ec2".to_string()]).unwrap());
+        let mut ec2 = parse_aws(text).unwrap();
+        ec2.retain(|i| i.services.iter().any(|s| s.eq_ignore_ascii_case("ec2")));
+        let ec2 = RangeTable::new(ec2);
         assert_eq!(ec2.len(), 2);
         assert!(ec2.lookup("13.34.37.70".parse().unwrap()).is_none());
         assert_eq!(

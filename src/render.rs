@@ -54,6 +54,38 @@ pub struct ReportIp {
     pub rereport: bool,
 }
 
+impl ReportIp {
+    /// An attacker as templates and JSON show it, times in `zone`.
+    pub fn new(a: &Attacker, zone: Zone) -> Self {
+        let o = &a.observation;
+        ReportIp {
+            ip: o.ip.to_string(),
+            hits: o.hits,
+            first_seen: zone.rfc3339(o.first_seen),
+            last_seen: zone.rfc3339(o.last_seen),
+            asn: a.asn.as_ref().map(|x| x.asn),
+            as_org: a.asn.as_ref().and_then(|x| x.org.clone()),
+            ports: o.dst_ports.iter().copied().collect(),
+            source_ports: o.src_ports.iter().copied().collect(),
+            protocols: o.protocols.iter().cloned().collect(),
+            targets: o.dsts.iter().map(|d| d.to_string()).collect(),
+            hosts: o.hosts.iter().map(|h| clean(h.as_bytes())).collect(),
+            range: a.range.as_ref().map(|r| r.prefix.to_string()),
+            region: a.range.as_ref().and_then(|r| r.region.clone()),
+            services: a
+                .range
+                .as_ref()
+                .map(|r| r.services.clone())
+                .unwrap_or_default(),
+            network_border_group: a
+                .range
+                .as_ref()
+                .and_then(|r| r.network_border_group.clone()),
+            rereport: a.rereport,
+        }
+    }
+}
+
 /// Who reports.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Reporter {
@@ -89,6 +121,11 @@ pub struct Report {
     pub excerpt_window_lines: u64,
     /// The names of the files attached (`ips.csv`, `excerpt.log`), as configured.
     pub attachments: Vec<String>,
+    /// What kind of abuse, in a few words: `UDP 53 flood`, `TCP to 22/443`, `port scan (120 ports)`.
+    pub abuse_kind: String,
+    /// This message's part of a split report, and how many parts there are.
+    pub part: usize,
+    pub parts: usize,
     pub version: String,
 }
 
@@ -126,34 +163,7 @@ impl Report {
             .unwrap_or(0);
         let ips = attackers
             .iter()
-            .map(|a| {
-                let o = &a.observation;
-                ReportIp {
-                    ip: o.ip.to_string(),
-                    hits: o.hits,
-                    first_seen: zone.rfc3339(o.first_seen),
-                    last_seen: zone.rfc3339(o.last_seen),
-                    asn: a.asn.as_ref().map(|x| x.asn),
-                    as_org: a.asn.as_ref().and_then(|x| x.org.clone()),
-                    ports: o.dst_ports.iter().copied().collect(),
-                    source_ports: o.src_ports.iter().copied().collect(),
-                    protocols: o.protocols.iter().cloned().collect(),
-                    targets: o.dsts.iter().map(|d| d.to_string()).collect(),
-                    hosts: o.hosts.iter().map(|h| clean(h.as_bytes())).collect(),
-                    range: a.range.as_ref().map(|r| r.prefix.to_string()),
-                    region: a.range.as_ref().and_then(|r| r.region.clone()),
-                    services: a
-                        .range
-                        .as_ref()
-                        .map(|r| r.services.clone())
-                        .unwrap_or_default(),
-                    network_border_group: a
-                        .range
-                        .as_ref()
-                        .and_then(|r| r.network_border_group.clone()),
-                    rereport: a.rereport,
-                }
-            })
+            .map(|a| ReportIp::new(a, zone))
             .collect::<Vec<_>>();
         let excerpt = window
             .map(|w| {
@@ -164,7 +174,7 @@ impl Report {
             })
             .unwrap_or_default();
         let email = cfg.from.email.to_string();
-        Report {
+        let mut report = Report {
             provider: provider.to_string(),
             to: to.iter().map(|m| m.email.to_string()).collect(),
             cc: cfg.cc.iter().map(|m| m.email.to_string()).collect(),
@@ -189,6 +199,9 @@ impl Report {
             excerpt_seconds: cfg.sample_seconds,
             excerpt_start: window.map(|w| zone.rfc3339(w.start)),
             excerpt_window_lines: window.map_or(0, |w| w.count),
+            abuse_kind: String::new(),
+            part: 1,
+            parts: 1,
             attachments: [
                 (cfg.attach_csv, "ips.csv"),
                 (cfg.attach_excerpt, "excerpt.log"),
@@ -198,7 +211,21 @@ impl Report {
             .map(|(_, name)| name.to_string())
             .collect(),
             version: VERSION.to_string(),
-        }
+        };
+        report.abuse_kind = abuse_kind(
+            &report.protocols,
+            &report.ports,
+            report.total_hits,
+            last - first,
+        );
+        report
+    }
+
+    /// Marks the report as part `part` of `parts`.
+    pub fn part(mut self, part: usize, parts: usize) -> Self {
+        self.part = part;
+        self.parts = parts;
+        self
     }
 
     /// The IP list as CSV: one row per IP, with what an abuse desk asks for.
@@ -227,6 +254,37 @@ impl Report {
             out.push('\n');
         }
         out
+    }
+}
+
+/// A few words an abuse desk can triage by, from the protocols, ports and rate.
+fn abuse_kind(protocols: &[String], ports: &[u16], hits: u64, span_seconds: i64) -> String {
+    let proto = if protocols.is_empty() {
+        "IP".to_string()
+    } else {
+        protocols.join("/")
+    };
+    if ports.len() > 20 {
+        return format!("port scan ({} ports, {proto})", ports.len());
+    }
+    let rate = hits as f64 / (span_seconds.max(0) + 1) as f64;
+    let target = if ports.is_empty() {
+        proto
+    } else {
+        format!(
+            "{proto} {}",
+            ports
+                .iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join("/")
+        )
+    };
+    // Sustained packets every second or more is a flood, not probing.
+    if rate >= 1.0 && hits >= 10 {
+        format!("{target} flood")
+    } else {
+        format!("{target} probes")
     }
 }
 

@@ -1,7 +1,8 @@
 //! Select: which observed IPs are a provider's attackers, and which of them it has not been
 //! sent yet (the delta).
 //!
-//! An attacker is an observed IP inside the provider's ranges, with at least `min_hits`
+//! An attacker is an observed IP inside the provider's ranges (or originated by one of its
+//! `asns`), with at least `min_hits`
 //! dropped packets, that is a public address and not in the operator's `ignore` list. The delta
 //! is the attackers minus those already in a report to that provider that was sent (or is
 //! waiting to be sent again); with `rereport_after_days`, an IP reported longer ago than that
@@ -76,12 +77,13 @@ pub fn delta<'a>(
     ever_sent: &HashSet<IpAddr>,
     rereport_since: Option<i64>,
     report: &ReportConfig,
+    asn_of: &dyn Fn(IpAddr) -> Option<u32>,
 ) -> Vec<Selected<'a>> {
     let mut out: Vec<Selected<'a>> = observations
         .values()
         .filter(|o| o.hits >= report.min_hits)
         .filter(|o| is_reportable(o.ip) && !is_ignored(o.ip, &report.ignore))
-        .filter(|o| provider.lookup(o.ip).is_some())
+        .filter(|o| provider.matches(o.ip, asn_of(o.ip)))
         .filter(|o| !reported.contains(&o.ip))
         .filter_map(|o| {
             let rereport = ever_sent.contains(&o.ip);

@@ -66,7 +66,7 @@ fn check_message(data: &[u8], stored_id: &str) {
     assert_eq!(msg.to().unwrap().iter().count(), 1);
     assert_eq!(
         msg.subject(),
-        Some("Abuse report: 3 hosts in your network attacking example.org (ports 22, 53, 443)")
+        Some("Abuse report: TCP/UDP 22/53/443 probes from 3 hosts in your network to example.org")
     );
     assert_eq!(msg.date().unwrap().to_rfc3339(), "2026-01-26T08:00:00Z");
     assert_eq!(format!("<{}>", msg.message_id().unwrap()), stored_id);

@@ -53,14 +53,14 @@ fn example_preview_prints_a_complete_message() {
     assert!(text.contains("\nTo: ec2-abuse@amazon.com\n"), "{text}");
     assert!(text.contains("\nFrom: \"Example Hosting abuse desk\" <abuse@example.org>\n"));
     assert!(
-        text.contains("\nSubject: Abuse report: 6 hosts in your network attacking example.org")
+        text.contains("\nSubject: Abuse report: ICMP/TCP/UDP 22/53/80/443 probes from 6 hosts in")
     );
     assert!(text.contains("\nMessage-ID: <20260126T080000Z-aws-"));
     assert!(text.contains("\nDate: Mon, 26 Jan 2026 08:00:00 +0000\n"));
     let body = text.split("\n\n").skip(1).collect::<Vec<_>>().join("\n\n");
     for ip in EXAMPLE_IPS {
         assert!(
-            body.contains(&format!("  {ip} ")),
+            body.contains(&format!("\n{ip} ")),
             "{ip} missing from the table"
         );
     }
@@ -72,7 +72,7 @@ fn example_preview_prints_a_complete_message() {
         "203.0.113.77",
     ] {
         assert!(
-            !text.contains(&format!("SRC={ip} ")) && !text.contains(&format!("  {ip} ")),
+            !text.contains(&format!("SRC={ip} ")) && !text.contains(&format!("\n{ip} ")),
             "{ip}"
         );
     }
@@ -117,7 +117,18 @@ fn run_dry_run_prints_the_same_as_preview() {
 fn preview_json_matches_the_contract() {
     let v = example(&["preview", "--json"]).json();
     let top = keys_of(&v);
-    assert_eq!(top, BTreeSet::from(["reports", "summary"]));
+    assert_eq!(top, BTreeSet::from(["reports", "summary", "unattributed"]));
+    let unattributed: Vec<&str> = v["unattributed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["ip"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        unattributed,
+        ["54.239.28.85", "81.2.69.143", "192.168.1.20"]
+    );
+    assert_eq!(v["unattributed"][1]["asn"], 20712);
     let reports = v["reports"].as_array().unwrap();
     assert_eq!(reports.len(), 1);
     let r = &reports[0];
@@ -132,7 +143,7 @@ fn preview_json_matches_the_contract() {
         r["subject"]
             .as_str()
             .unwrap()
-            .starts_with("Abuse report: 6 hosts")
+            .ends_with("from 6 hosts in your network to example.org")
     );
     let ips: Vec<&str> = r["ips"]
         .as_array()
@@ -160,10 +171,8 @@ fn preview_json_matches_the_contract() {
     assert_eq!(first["first_seen"], "2026-01-25T23:51:25+00:00");
     assert_eq!(first["last_seen"], "2026-01-25T23:53:05+00:00");
     assert_eq!(first["ports"], serde_json::json!([53]));
-    assert!(
-        first["asn"].is_null() && first["as_org"].is_null(),
-        "no asn_db configured"
-    );
+    assert_eq!(first["asn"], 16509, "from the example's asn_db");
+    assert_eq!(first["as_org"], "Amazon.com, Inc.");
     assert_eq!(
         r["ips"][3]["ip"], "35.180.1.1",
         "the ICMP error's outer source"

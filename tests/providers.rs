@@ -1,0 +1,493 @@
+//! Providers, enrichment and what a report says: every published range format, several
+//! providers in one run, matching and annotating by ASN, split and repeated reports, and the
+//! `firewall` rules checked by the real netfilter tools.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::process::Command;
+
+use abuse_mailer::config::RangeFormat;
+use abuse_mailer::provider::load_ranges;
+use common::*;
+use ipnet::IpNet;
+
+fn ips_of(report: &serde_json::Value) -> Vec<String> {
+    report["ips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["ip"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The distinct prefixes a range file lists, counted without the code under test.
+fn distinct_prefixes(file: &str) -> usize {
+    let text = fs::read_to_string(shared_data(file)).unwrap();
+    let mut set = BTreeSet::new();
+    if text.trim_start().starts_with('{') {
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let mut walk = vec![&v];
+        while let Some(node) = walk.pop() {
+            match node {
+                serde_json::Value::Object(map) => {
+                    for (k, val) in map {
+                        match (k.as_str(), val) {
+                            (
+                                "ip_prefix" | "ipv6_prefix" | "ipv4Prefix" | "ipv6Prefix" | "cidr",
+                                serde_json::Value::String(p),
+                            ) => {
+                                set.insert(p.parse::<IpNet>().unwrap().trunc());
+                            }
+                            ("addressPrefixes", serde_json::Value::Array(list)) => {
+                                set.extend(list.iter().map(|p| {
+                                    p.as_str().unwrap().parse::<IpNet>().unwrap().trunc()
+                                }));
+                            }
+                            _ => walk.push(val),
+                        }
+                    }
+                }
+                serde_json::Value::Array(list) => walk.extend(list),
+                _ => {}
+            }
+        }
+    } else {
+        for line in text
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        {
+            set.insert(
+                line.split(',')
+                    .next()
+                    .unwrap()
+                    .trim()
+                    .parse::<IpNet>()
+                    .unwrap()
+                    .trunc(),
+            );
+        }
+    }
+    set.len()
+}
+
+#[test]
+fn every_published_range_format_parses_with_its_metadata() {
+    let cases: [(&str, RangeFormat, &str, &str, &[&str]); 6] = [
+        (
+            "cloud-ranges/aws-ip-ranges-2025-07-24.json",
+            RangeFormat::Aws,
+            "34.223.47.190",
+            "us-west-2",
+            &["ROUTE53_RESOLVER"],
+        ),
+        (
+            "cloud-ranges/gcp-cloud-2025-07-24.json",
+            RangeFormat::Gcp,
+            "34.35.0.1",
+            "africa-south1",
+            &["Google Cloud"],
+        ),
+        (
+            "cloud-ranges/azure-servicetags-public-2025-07-22.json",
+            RangeFormat::Azure,
+            "20.42.0.10",
+            "eastus",
+            &["AzureCloud.eastus"],
+        ),
+        (
+            "cloud-ranges/oracle-cloud-ip-ranges-2025-07.json",
+            RangeFormat::Oracle,
+            "129.80.0.1",
+            "us-ashburn-1",
+            &["OCI"],
+        ),
+        (
+            "cloud-ranges/digitalocean-geofeed-2025-07.csv",
+            RangeFormat::Geofeed,
+            "5.101.96.1",
+            "Amsterdam, NL-NH, NL",
+            &[],
+        ),
+        (
+            "cloud-ranges/linode-geofeed-2025-07.txt",
+            RangeFormat::Geofeed,
+            "2600:3c00::1",
+            "Richardson, US-TX, US",
+            &[],
+        ),
+    ];
+    for (file, format, ip, region, services) in cases {
+        let (detected, table) = load_ranges(&shared_data(file), None, &[]).unwrap();
+        assert_eq!(detected, format, "{file}");
+        assert_eq!(table.len(), distinct_prefixes(file), "{file}");
+        let hit = table
+            .lookup(ip.parse().unwrap())
+            .unwrap_or_else(|| panic!("{ip} in {file}"));
+        assert_eq!(hit.region.as_deref(), Some(region), "{file}");
+        for s in services {
+            assert!(
+                hit.services.iter().any(|x| x == s),
+                "{file}: {:?}",
+                hit.services
+            );
+        }
+    }
+    // The services filter: EC2's range, not the more specific resolver range.
+    let aws = shared_data("cloud-ranges/aws-ip-ranges-2025-07-24.json");
+    let (_, ec2) = load_ranges(&aws, None, &["EC2".to_string()]).unwrap();
+    let hit = ec2.lookup("34.223.47.190".parse().unwrap()).unwrap();
+    assert_eq!(hit.prefix, "34.208.0.0/12".parse::<IpNet>().unwrap());
+    assert_eq!(hit.network_border_group.as_deref(), Some("us-west-2"));
+    let china = ec2.lookup("52.80.174.40".parse().unwrap()).unwrap();
+    assert_eq!(china.region.as_deref(), Some("cn-north-1"));
+}
+
+fn example_with(extra: &str) -> Setup {
+    Setup::new(
+        &standard_config("")
+            .replace("{dir}/messages", "{repo}/fixtures/logs/messages")
+            .replace("[mail]", &format!("{extra}\n[mail]")),
+    )
+}
+
+#[test]
+fn two_providers_on_one_log_get_disjoint_reports() {
+    let s = example_with("").clone_with_provider(
+        "other",
+        "abuse@other.example",
+        "{repo}/fixtures/ranges/other-cloud.txt",
+    );
+    let v = s.run(&["preview", "--json"]).ok().json();
+    let reports = v["reports"].as_array().unwrap();
+    assert_eq!(reports.len(), 2);
+    assert_eq!(reports[0]["provider"], "aws");
+    assert_eq!(reports[1]["provider"], "other");
+    assert_eq!(reports[1]["to"], serde_json::json!(["abuse@other.example"]));
+    assert_eq!(ips_of(&reports[1]), vec!["81.2.69.143".to_string()]);
+    let a: BTreeSet<String> = ips_of(&reports[0]).into_iter().collect();
+    let b: BTreeSet<String> = ips_of(&reports[1]).into_iter().collect();
+    assert!(a.is_disjoint(&b));
+    let unattributed: Vec<&str> = v["unattributed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["ip"].as_str().unwrap())
+        .collect();
+    assert_eq!(unattributed, ["54.239.28.85", "192.168.1.20"]);
+    assert_eq!(v["summary"]["ips_unattributed"], 2);
+    s.run(&["run"]).ok();
+    assert_eq!(s.outbox().len(), 2);
+}
+
+impl Setup {
+    /// This setup's config with one more provider.
+    fn clone_with_provider(self, name: &str, to: &str, ranges: &str) -> Setup {
+        let path = self.path("config.toml");
+        let text = fs::read_to_string(&path).unwrap().replace(
+            "[report]",
+            &format!("[[provider]]\nname = \"{name}\"\nto = [\"{to}\"]\nranges = \"{ranges}\"\n\n[report]"),
+        );
+        let text = text.replace("{repo}", repo().to_str().unwrap());
+        fs::write(&path, text).unwrap();
+        self
+    }
+}
+
+#[test]
+fn asn_enrichment_from_the_real_world_database() {
+    let db = shared_data("asn-realworld/ip-location-db-asn-20260617.mmdb");
+    let s = example_with(&format!("[enrich]\nasn_db = \"{}\"", db.display()));
+    let v = s.run(&["preview", "--json"]).ok().json();
+    let ips = v["reports"][0]["ips"].as_array().unwrap();
+    let by_ip = |ip: &str| ips.iter().find(|i| i["ip"] == ip).unwrap().clone();
+    assert_eq!(by_ip("34.223.47.190")["asn"], 16509);
+    assert_eq!(by_ip("34.223.47.190")["as_org"], "Amazon.com, Inc.");
+    // AWS China: in the provider's ranges, announced by another AS; both facts are shown.
+    assert_eq!(by_ip("52.80.174.40")["asn"], 55960);
+    assert_eq!(by_ip("2600:1f18:4a3:6901::1")["asn"], 14618);
+    s.run(&["run"]).ok();
+    let eml = fs::read_to_string(&s.outbox()[0]).unwrap();
+    assert!(
+        eml.contains("AS55960  cn-north-1"),
+        "the table shows AS and region"
+    );
+    assert!(
+        eml.contains(",55960,Beijing Guanghuan Xinwang Digital,52.80.0.0/16,cn-north-1,EC2"),
+        "and the CSV"
+    );
+}
+
+#[test]
+fn no_record_in_the_maxmind_test_database_is_null_not_an_error() {
+    let db = shared_data("maxmind-test/GeoLite2-ASN-Test.mmdb");
+    let s = example_with(&format!("[enrich]\nasn_db = \"{}\"", db.display())).clone_with_provider(
+        "other",
+        "abuse@other.example",
+        "{repo}/fixtures/ranges/other-cloud.txt",
+    );
+    let v = s.run(&["preview", "--json"]).ok().json();
+    let other = &v["reports"][1]["ips"][0];
+    assert_eq!(other["ip"], "81.2.69.143");
+    assert!(other["asn"].is_null() && other["as_org"].is_null());
+}
+
+#[test]
+fn broken_or_wrong_asn_databases_are_named() {
+    for (file, code) in [
+        ("maxmind-test/GeoLite2-City-Test.mmdb", 78),
+        (
+            "maxmind-test/bad-data/libmaxminddb-corrupt-search-tree.mmdb",
+            78,
+        ),
+        ("SOURCES.md", 78),
+    ] {
+        let s = example_with(&format!(
+            "[enrich]\nasn_db = \"{}\"",
+            shared_data(file).display()
+        ));
+        let out = s.run(&["preview"]);
+        assert_eq!(out.code, code, "{file}: {}", out.stderr);
+        assert!(
+            out.stderr.contains(file.rsplit('/').next().unwrap()),
+            "{}",
+            out.stderr
+        );
+        assert!(!out.stderr.contains("panicked"));
+    }
+    for file in [
+        "maxmind-test/bad-data/cyclic-data-structure.mmdb",
+        "maxmind-test/bad-data/invalid-data-record-offset.mmdb",
+    ] {
+        let s = example_with(&format!(
+            "[enrich]\nasn_db = \"{}\"",
+            shared_data(file).display()
+        ));
+        let out = s.run(&["preview", "--json"]);
+        assert!(out.code == 0 || out.code == 78, "{file}: {}", out.stderr);
+        assert!(!out.stderr.contains("panicked"), "{file}: {}", out.stderr);
+    }
+}
+
+#[test]
+fn provider_matched_by_asn_alone() {
+    let s = Setup::new(
+        &standard_config("")
+            .replace("{dir}/messages", "{repo}/fixtures/logs/messages")
+            .replace(
+                "ranges = \"{repo}/fixtures/ranges/aws-ip-ranges.json\"\nservices = [\"EC2\"]",
+                "asns = [16509]",
+            )
+            .replace(
+                "[mail]",
+                "[enrich]\nasn_db = \"{repo}/fixtures/asn/example-asn.mmdb\"\n[mail]",
+            ),
+    );
+    let v = s.run(&["preview", "--json"]).ok().json();
+    assert_eq!(
+        ips_of(&v["reports"][0]),
+        ["3.5.140.2", "34.223.47.190", "35.180.1.1", "54.239.28.85"],
+        "every AS16509 address, and no other"
+    );
+    let bad = Setup::new(&standard_config("").replace("services = [\"EC2\"]", "asns = [16509]"));
+    let out = bad.run(&["preview"]);
+    assert_eq!(out.code, 78);
+    assert!(out.stderr.contains("asn_db"), "{}", out.stderr);
+}
+
+#[test]
+fn a_large_delta_is_split_into_numbered_parts_of_one_thread() {
+    let s = example_with("").clone_with_provider(
+        "x",
+        "x@example.net",
+        "{repo}/fixtures/ranges/other-cloud.txt",
+    );
+    let text = fs::read_to_string(s.path("config.toml"))
+        .unwrap()
+        .replace("[report]\n", "[report]\nmax_ips_per_message = 4\n");
+    fs::write(s.path("config.toml"), text).unwrap();
+    s.run(&["run"]).ok();
+    let history = s
+        .run(&["history", "--json", "--provider", "aws"])
+        .ok()
+        .json();
+    let rows = history.as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        rows[0]["ips"].as_array().unwrap().len() + rows[1]["ips"].as_array().unwrap().len(),
+        6
+    );
+    assert!(
+        rows[0]["subject"]
+            .as_str()
+            .unwrap()
+            .ends_with("(part 1 of 2)")
+    );
+    assert!(
+        rows[1]["subject"]
+            .as_str()
+            .unwrap()
+            .ends_with("(part 2 of 2)")
+    );
+    let second = s
+        .run(&["show", rows[1]["id"].as_str().unwrap()])
+        .ok()
+        .stdout;
+    assert!(second.contains(&format!(
+        "In-Reply-To: {}",
+        rows[0]["message_id"].as_str().unwrap()
+    )));
+}
+
+#[test]
+fn rereport_after_days_brings_back_attackers_still_at_it() {
+    let mut s = Setup::new(&standard_config("rereport_after_days = 30"));
+    s.write(
+        "messages",
+        &[
+            drop_line("10:00:00", "3.5.140.2", "TCP", 22),
+            drop_line("10:00:01", "34.223.47.190", "UDP", 53),
+        ]
+        .concat(),
+    );
+    s.run(&["run"]).ok();
+    // Forty days later one of them is back; the other is not.
+    s.now = "2026-03-07T08:00:00Z".into();
+    s.append(
+        "messages",
+        &drop_line("10:00:02", "3.5.140.2", "TCP", 22).replace("Jan 25", "Mar  7"),
+    );
+    s.run(&["run"]).ok();
+    let reports = s.reported();
+    assert_eq!(
+        reports,
+        vec![
+            vec!["3.5.140.2".to_string(), "34.223.47.190".to_string()],
+            vec!["3.5.140.2".to_string()]
+        ]
+    );
+    let second = fs::read_to_string(
+        s.outbox()
+            .into_iter()
+            .max_by_key(|p| fs::metadata(p).unwrap().modified().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        second.contains("(reported before)") && second.contains("Repeat:"),
+        "{second}"
+    );
+    // Without rereport_after_days an IP is never reported twice.
+    let mut once = Setup::standard();
+    once.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    once.run(&["run"]).ok();
+    once.now = "2026-03-07T08:00:00Z".into();
+    once.append(
+        "messages",
+        &drop_line("10:00:02", "3.5.140.2", "TCP", 22).replace("Jan 25", "Mar  7"),
+    );
+    once.run(&["run"]).ok();
+    assert_eq!(once.reported().len(), 1);
+}
+
+/// Every address the rules block, as aggregated networks, from the rule text.
+fn networks_in(text: &str) -> BTreeSet<IpNet> {
+    text.split(|c: char| c.is_whitespace() || c == ',')
+        .filter_map(|w| w.parse::<IpNet>().ok())
+        .collect()
+}
+
+fn tool(name: &str) -> bool {
+    Command::new(name)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn firewall_rules_cover_exactly_the_aggregated_ranges_and_load() {
+    let aws = shared_data("cloud-ranges/aws-ip-ranges-2025-07-24.json");
+    let s = Setup::new(&standard_config("").replace(
+        "{repo}/fixtures/ranges/aws-ip-ranges.json",
+        aws.to_str().unwrap(),
+    ));
+    let (_, table) = load_ranges(&aws, None, &["EC2".to_string()]).unwrap();
+    let all: Vec<IpNet> = table.infos().iter().map(|i| i.prefix).collect();
+    let aggregated: BTreeSet<IpNet> = IpNet::aggregate(&all).into_iter().collect();
+    let v4: BTreeSet<IpNet> = aggregated
+        .iter()
+        .filter(|n| matches!(n, IpNet::V4(_)))
+        .copied()
+        .collect();
+    assert!(
+        aggregated.len() < all.len(),
+        "aggregation merges adjacent ranges"
+    );
+
+    let nft = s
+        .run(&["firewall", "--provider", "aws", "--format", "nft"])
+        .ok()
+        .stdout;
+    assert_eq!(networks_in(&nft), aggregated);
+    assert!(nft.contains("log prefix \"INPUT-DROP:\""));
+    let ipt = s
+        .run(&[
+            "firewall",
+            "--provider",
+            "aws",
+            "--format",
+            "iptables",
+            "--ports",
+            "80,443",
+        ])
+        .ok()
+        .stdout;
+    assert_eq!(networks_in(&ipt), v4, "iptables covers the IPv4 ranges");
+    assert!(ipt.contains("--dports 80,443") && ipt.contains("--log-prefix \"INPUT-DROP:\""));
+    let ipset = s
+        .run(&["firewall", "--provider", "aws", "--format", "ipset"])
+        .ok()
+        .stdout;
+    assert_eq!(networks_in(&ipset), aggregated);
+    let bad = s.run(&["firewall", "--provider", "aws", "--ports", "80,http"]);
+    assert_eq!(bad.code, 1);
+    assert!(bad.stderr.contains("http"));
+
+    // The real tools accept them (installed by .ci/run; skipped where absent).
+    let check = |tool_name: &str, args: &[&str], text: &str| {
+        if !tool(tool_name) {
+            eprintln!("{tool_name} not installed: not loading the rules");
+            return;
+        }
+        let file = s.path("rules");
+        fs::write(&file, text).unwrap();
+        let out = Command::new(tool_name)
+            .args(args)
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{tool_name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    check("nft", &["-c", "-f"], &nft);
+    if tool("iptables-restore") {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg("iptables-restore --test < \"$0\"")
+            .arg({
+                fs::write(s.path("ipt"), &ipt).unwrap();
+                s.path("ipt")
+            })
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "iptables-restore: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
