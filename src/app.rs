@@ -23,7 +23,7 @@ use crate::clock::{self, utc_text};
 use crate::config::{self, Settings, SourceKind};
 use crate::enrich::{AsnDb, Attacker, enrich};
 use crate::error::{ConfigError, EXIT_ERROR, EXIT_OK, TransientError, exit_code, one_line};
-use crate::excerpt::{EvidenceLine, Window, densest};
+use crate::excerpt::{self, EvidenceLine, Window, densest};
 use crate::ingest::{Attribution, Ingest, Observation, Summary};
 use crate::journal;
 use crate::parse::LineParser;
@@ -346,13 +346,12 @@ fn ingest(
         };
         pool.extend(batch.evidence[i].iter().cloned());
         pool.retain(|l| !ledger.reported[i].contains(&l.ip));
-        let keep = densest(
+        let keep = excerpt::keep(
             pool,
             settings.report.sample_seconds,
             settings.report.max_excerpt_lines,
-        )
-        .map(|w| w.lines)
-        .unwrap_or_default();
+            crate::ingest::LINES_PER_IP,
+        );
         evidence.push(keep);
     }
     Ok(Intake {
@@ -397,7 +396,12 @@ fn plan(
             continue;
         }
         let attackers = enrich(&selected, provider, world.asn_db.as_ref());
-        let size = settings.report.max_ips_per_message.unwrap_or(usize::MAX);
+        // XARF names one source per report.
+        let size = if settings.report.xarf {
+            1
+        } else {
+            settings.report.max_ips_per_message.unwrap_or(usize::MAX)
+        };
         let parts = attackers.len().div_ceil(size);
         let mut thread_root = ledger.thread_roots[i].clone();
         for (k, chunk) in attackers.chunks(size).enumerate() {
@@ -691,9 +695,25 @@ fn summary_line(
     let new = if reports.is_empty() {
         "nothing new to report".to_string()
     } else {
-        reports
+        let mut by_provider: Vec<(&str, usize, usize)> = Vec::new();
+        for p in reports {
+            match by_provider
+                .iter_mut()
+                .find(|(name, ..)| *name == p.record.provider)
+            {
+                Some((_, ips, messages)) => {
+                    *ips += p.record.ips.len();
+                    *messages += 1;
+                }
+                None => by_provider.push((&p.record.provider, p.record.ips.len(), 1)),
+            }
+        }
+        by_provider
             .iter()
-            .map(|p| format!("{}: {} new", p.record.provider, p.record.ips.len()))
+            .map(|(name, ips, messages)| match messages {
+                1 => format!("{name}: {ips} new"),
+                _ => format!("{name}: {ips} new in {messages} messages"),
+            })
             .collect::<Vec<_>>()
             .join(", ")
     };

@@ -213,6 +213,8 @@ pub struct ReportConfig {
     pub attach_excerpt: bool,
     /// Split a larger delta into numbered parts of one thread.
     pub max_ips_per_message: Option<usize>,
+    /// Send XARF v4: one report per IP, each with `xarf.json`.
+    pub xarf: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -488,12 +490,6 @@ fn check(file: &Path, raw: RawConfig) -> Result<Settings, ConfigError> {
         .iter()
         .map(|c| parse_net(c).map_err(|e| err("report.ignore", e)))
         .collect::<Result<Vec<_>, _>>()?;
-    if r.xarf == Some(true) {
-        return Err(err(
-            "report.xarf",
-            "XARF reports are not supported yet".into(),
-        ));
-    }
     let report = ReportConfig {
         from,
         cc,
@@ -507,6 +503,7 @@ fn check(file: &Path, raw: RawConfig) -> Result<Settings, ConfigError> {
         ignore,
         attach_csv: r.attach_csv.unwrap_or(true),
         attach_excerpt: r.attach_excerpt.unwrap_or(true),
+        xarf: r.xarf.unwrap_or(false),
         max_ips_per_message: match r.max_ips_per_message {
             Some(0) => {
                 return Err(err(

@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use crate::config::Redact;
 
 /// One log line kept as evidence, with the second it was logged and its source address.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct EvidenceLine {
     pub time: i64,
     pub ip: IpAddr,
@@ -150,6 +150,47 @@ pub fn densest(mut lines: Vec<EvidenceLine>, seconds: u32, cap: usize) -> Option
     tracker.finish()
 }
 
+/// Lines of `b` that `a` does not hold yet, counting equal lines as a multiset: a repeated
+/// packet logs identical lines, and each is evidence of its own.
+pub fn union(mut a: Vec<EvidenceLine>, b: Vec<EvidenceLine>) -> Vec<EvidenceLine> {
+    let mut have: std::collections::HashMap<&EvidenceLine, usize> =
+        std::collections::HashMap::new();
+    for l in &a {
+        *have.entry(l).or_default() += 1;
+    }
+    let mut extra = Vec::new();
+    for l in b {
+        match have.get_mut(&l) {
+            Some(n) if *n > 0 => *n -= 1,
+            _ => extra.push(l),
+        }
+    }
+    a.extend(extra);
+    a.sort_by_key(|l| l.time);
+    a
+}
+
+/// The evidence worth keeping for later reports: the densest window, and the first
+/// `per_ip` lines of every address, so that a report of only some of them (a split
+/// report, XARF's one per address) still shows their own lines.
+pub fn keep(pool: Vec<EvidenceLine>, seconds: u32, cap: usize, per_ip: usize) -> Vec<EvidenceLine> {
+    let window = densest(pool.clone(), seconds, cap)
+        .map(|w| w.lines)
+        .unwrap_or_default();
+    let mut sorted = pool;
+    sorted.sort_by_key(|l| l.time);
+    let mut seen: std::collections::HashMap<IpAddr, usize> = std::collections::HashMap::new();
+    let firsts = sorted
+        .into_iter()
+        .filter(|l| {
+            let n = seen.entry(l.ip).or_default();
+            *n += 1;
+            *n <= per_ip
+        })
+        .collect();
+    union(window, firsts)
+}
+
 /// Log text made safe to show: invalid UTF-8 replaced, control characters (and Unicode line
 /// separators) removed, tabs turned into spaces.
 pub fn clean(text: &[u8]) -> String {
@@ -275,6 +316,32 @@ mod tests {
         let texts: Vec<_> = w.lines.iter().map(|l| l.text.as_str()).collect();
         assert_eq!(texts, ["z", "b", "a", "a"]);
         assert_eq!(w.count, 4);
+    }
+
+    #[test]
+    fn keep_holds_the_window_and_each_addresses_first_lines() {
+        let other: IpAddr = "18.206.107.24".parse().unwrap();
+        let mut pool = vec![
+            line(0, "early"),
+            EvidenceLine {
+                time: 1,
+                ip: other,
+                text: "other".into(),
+            },
+        ];
+        pool.extend((0..6).map(|i| line(100, &format!("burst{i}"))));
+        pool.push(line(100, "burst0"));
+        let kept = keep(pool, 5, 50, 1);
+        let texts: Vec<_> = kept.iter().map(|l| l.text.as_str()).collect();
+        assert_eq!(
+            texts,
+            [
+                "early", "other", "burst0", "burst1", "burst2", "burst3", "burst4", "burst5",
+                "burst0"
+            ]
+        );
+        let again = keep(kept.clone(), 5, 50, 1);
+        assert_eq!(again, kept, "keeping is stable across runs");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use crate::excerpt::{EvidenceLine, WindowTracker, densest};
+use crate::excerpt::{EvidenceLine, WindowTracker, clean, densest, union};
 use crate::parse::{Line, LineParser, Packet};
 
 /// Distinct values kept per IP and field: enough for a report, bounded for a port scan.
@@ -121,7 +121,12 @@ pub struct Attribution {
 struct Seen {
     observation: Observation,
     attribution: Attribution,
+    /// The first lines of a candidate IP, its own evidence wherever the densest window is.
+    first_lines: Vec<EvidenceLine>,
 }
+
+/// Lines of its own kept per IP, beside the densest window.
+pub const LINES_PER_IP: usize = 3;
 
 /// Everything one run learned from the logs, before it is stored.
 #[derive(Debug, Default)]
@@ -286,8 +291,16 @@ impl<'a> Ingest<'a> {
         let seen = self.seen.entry(packet.src).or_insert_with(|| Seen {
             observation: Observation::new(packet.src, packet.time),
             attribution: attribute(packet.src),
+            first_lines: Vec::new(),
         });
         seen.observation.record(&packet);
+        if seen.attribution.candidates != 0 && seen.first_lines.len() < LINES_PER_IP {
+            seen.first_lines.push(EvidenceLine {
+                time: packet.time,
+                ip: packet.src,
+                text: clean(text),
+            });
+        }
         let mut candidates = seen.attribution.candidates;
         while candidates != 0 {
             let i = candidates.trailing_zeros() as usize;
@@ -307,6 +320,17 @@ impl<'a> Ingest<'a> {
             .values()
             .filter(|s| s.attribution.providers == 0)
             .count() as u64;
+        for seen in self.seen.values_mut() {
+            let mut candidates = seen.attribution.candidates;
+            while candidates != 0 {
+                let i = candidates.trailing_zeros() as usize;
+                candidates &= candidates - 1;
+                if let Some(pool) = self.evidence.get_mut(i) {
+                    let own = seen.first_lines.clone();
+                    *pool = union(std::mem::take(pool), own);
+                }
+            }
+        }
         Batch {
             observations: self
                 .seen

@@ -25,3 +25,4 @@ pub mod select;
 pub mod send;
 pub mod source;
 pub mod state;
+pub mod xarf;

@@ -119,10 +119,13 @@ pub struct Report {
     pub excerpt_start: Option<String>,
     /// How many lines from these IPs the excerpt's window held (the excerpt may show fewer).
     pub excerpt_window_lines: u64,
-    /// The names of the files attached (`ips.csv`, `excerpt.log`), as configured.
+    /// The names of the files attached (`ips.csv`, `excerpt.log`, or `xarf.json`).
     pub attachments: Vec<String>,
     /// What kind of abuse, in a few words: `UDP 53 flood`, `TCP to 22/443`, `port scan (120 ports)`.
     pub abuse_kind: String,
+    /// Whether the message carries XARF (`xarf = true`, one IP, with a source port: XARF v4
+    /// requires one for an IP source, so ICMP-only sources get the plain report).
+    pub xarf: bool,
     /// This message's part of a split report, and how many parts there are.
     pub part: usize,
     pub parts: usize,
@@ -174,6 +177,8 @@ impl Report {
             })
             .unwrap_or_default();
         let email = cfg.from.email.to_string();
+        let xarf_applies =
+            cfg.xarf && attackers.len() == 1 && !attackers[0].observation.src_ports.is_empty();
         let mut report = Report {
             provider: provider.to_string(),
             to: to.iter().map(|m| m.email.to_string()).collect(),
@@ -202,14 +207,19 @@ impl Report {
             abuse_kind: String::new(),
             part: 1,
             parts: 1,
-            attachments: [
-                (cfg.attach_csv, "ips.csv"),
-                (cfg.attach_excerpt, "excerpt.log"),
-            ]
-            .into_iter()
-            .filter(|(on, _)| *on)
-            .map(|(_, name)| name.to_string())
-            .collect(),
+            xarf: xarf_applies,
+            attachments: if xarf_applies {
+                vec!["xarf.json".to_string()]
+            } else {
+                [
+                    (cfg.attach_csv, "ips.csv"),
+                    (cfg.attach_excerpt, "excerpt.log"),
+                ]
+                .into_iter()
+                .filter(|(on, _)| *on)
+                .map(|(_, name)| name.to_string())
+                .collect()
+            },
             version: VERSION.to_string(),
         };
         report.abuse_kind = abuse_kind(
@@ -456,9 +466,31 @@ pub fn message(
     let text = SinglePart::builder()
         .header(ContentType::TEXT_PLAIN)
         .body(readable(body));
-    let message = if cfg.attach_csv || cfg.attach_excerpt {
-        // A boundary from the message's own id: unique, and the same bytes on every render.
-        let boundary = format!("=_abuse-mailer_{:016x}", fnv1a(head.message_id.as_bytes()));
+    // A boundary from the message's own id: unique, and the same bytes on every render.
+    let boundary = format!("=_abuse-mailer_{:016x}", fnv1a(head.message_id.as_bytes()));
+    let message = if report.xarf {
+        // XARF's e-mail transport: the human text, a feedback report naming the format, and
+        // the JSON document (RFC 6522 / RFC 5965 layout).
+        let document = crate::xarf::document(report, head.message_id);
+        let feedback =
+            format!("Feedback-Type: xarf\r\nUser-Agent: abuse-mailer/{VERSION}\r\nVersion: 1\r\n");
+        let parts = MultiPart::builder()
+            .header(ContentType::parse(&format!(
+                "multipart/report; report-type=feedback-report; boundary=\"{boundary}\""
+            ))?)
+            .build()
+            .singlepart(text)
+            .singlepart(
+                SinglePart::builder()
+                    .header(ContentType::parse("message/feedback-report")?)
+                    .body(readable(&feedback)),
+            )
+            .singlepart(Attachment::new("xarf.json".to_string()).body(
+                readable(&serde_json::to_string_pretty(&document)?),
+                ContentType::parse("application/json")?,
+            ));
+        builder.multipart(parts)
+    } else if cfg.attach_csv || cfg.attach_excerpt {
         let mut parts = MultiPart::mixed().boundary(boundary).singlepart(text);
         if cfg.attach_csv {
             parts = parts.singlepart(Attachment::new("ips.csv".to_string()).body(

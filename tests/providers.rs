@@ -491,3 +491,111 @@ fn firewall_rules_cover_exactly_the_aggregated_ranges_and_load() {
         );
     }
 }
+
+/// Validates a XARF document against the v4 schemas bundled with PyPI's `xarf` (strict:
+/// recommended fields required too). `None` if that validator is not installed.
+fn xarf_errors(document: &str) -> Option<Vec<String>> {
+    let script = "import json, sys, xarf\n\
+                  r = xarf.parse(sys.stdin.read(), strict=True)\n\
+                  print(json.dumps([e.message for e in r.errors]))";
+    let mut child = Command::new("python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .ok()?;
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(document.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    if !out.status.success() {
+        return None;
+    }
+    Some(serde_json::from_slice(&out.stdout).unwrap())
+}
+
+#[test]
+fn xarf_mode_sends_one_valid_xarf_report_per_ip_in_one_thread() {
+    use base64::Engine as _;
+    use mail_parser::{MessageParser, MimeHeaders};
+    use sha2::Digest;
+    let s = example_with("").clone_with_provider("x", "x@example.net", "/dev/null");
+    let text = fs::read_to_string(s.path("config.toml"))
+        .unwrap()
+        .replace("[report]\n", "[report]\nxarf = true\n")
+        .replace(
+            "[[provider]]\nname = \"x\"\nto = [\"x@example.net\"]\nranges = \"/dev/null\"\n\n",
+            "",
+        );
+    fs::write(s.path("config.toml"), text).unwrap();
+    s.run(&["run"]).ok();
+    let history = s.run(&["history", "--json"]).ok().json();
+    let rows = history.as_array().unwrap();
+    assert_eq!(rows.len(), 6, "one report per IP");
+    let root = rows[0]["message_id"].as_str().unwrap().to_string();
+    let mut validated = 0;
+    for row in rows {
+        let ip = row["ips"][0].as_str().unwrap();
+        let raw = s
+            .run(&["show", row["id"].as_str().unwrap()])
+            .ok()
+            .raw_stdout;
+        let msg = MessageParser::default().parse(&raw).unwrap();
+        if row["message_id"] != root.as_str() {
+            assert!(
+                String::from_utf8_lossy(&raw).contains(&format!("In-Reply-To: {root}")),
+                "one thread"
+            );
+        }
+        let Some(json) = msg
+            .attachments()
+            .find(|a| a.attachment_name() == Some("xarf.json"))
+        else {
+            assert_eq!(
+                ip, "35.180.1.1",
+                "only the ICMP-only source (no source port) goes without XARF"
+            );
+            continue;
+        };
+        let raw_text = String::from_utf8_lossy(&raw);
+        assert!(raw_text.contains("Content-Type: multipart/report; report-type=feedback-report;"));
+        assert!(raw_text.contains("Content-Type: message/feedback-report\r\n"));
+        assert!(raw_text.contains("Feedback-Type: xarf\r\n"));
+        let document = json.text_contents().unwrap().to_string();
+        let v: serde_json::Value = serde_json::from_str(&document).unwrap();
+        assert_eq!(v["xarf_version"], "4.0.0");
+        assert_eq!(v["source_identifier"], ip);
+        assert_eq!(v["category"], "connection");
+        assert_eq!(v["reporter"]["domain"], "example.org");
+        assert!(v["source_port"].as_u64().unwrap() > 0);
+        let evidence = &v["evidence"][0];
+        let payload = base64::engine::general_purpose::STANDARD
+            .decode(evidence["payload"].as_str().unwrap())
+            .unwrap();
+        let log = String::from_utf8(payload.clone()).unwrap();
+        assert!(
+            !log.is_empty() && log.lines().all(|l| l.contains(&format!("SRC={ip} "))),
+            "{log}"
+        );
+        assert_eq!(
+            evidence["hash"],
+            format!("sha256:{:x}", sha2::Sha256::digest(&payload))
+        );
+        match xarf_errors(&document) {
+            Some(errors) => {
+                assert!(errors.is_empty(), "{ip}: {errors:?}\n{document}");
+                validated += 1;
+            }
+            None => assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must install PyPI's xarf to validate"
+            ),
+        }
+    }
+    eprintln!("{validated} XARF documents validated against the v4 schema");
+}

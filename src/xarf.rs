@@ -1,0 +1,135 @@
+//! XARF v4: the machine-readable report abuse desks parse automatically, built from a
+//! single-IP [`Report`] (XARF names one source per report).
+//!
+//! The traffic decides the type: a flood is `connection/ddos`, anything else dropped at the
+//! firewall is `connection/port_scan`; the excerpt travels as base64 evidence with its
+//! sha256. Sending it the way XARF's e-mail transport describes (a `multipart/report` with a
+//! `message/feedback-report` part saying `Feedback-Type: xarf`) is `render`'s job.
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::render::{Report, fnv1a};
+
+/// The XARF version these reports follow.
+pub const XARF_VERSION: &str = "4.0.0";
+
+/// A UUID (version 4 layout) derived from `seed`, so a stored report keeps its id.
+fn uuid(seed: &str) -> String {
+    let a = fnv1a(seed.as_bytes());
+    let b = fnv1a(format!("{seed}/xarf").as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&a.to_be_bytes());
+    bytes[8..].copy_from_slice(&b.to_be_bytes());
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
+/// XARF's protocol names: `tcp`, `udp`, `icmp`, `sctp`.
+fn protocol(protocols: &[String]) -> &'static str {
+    let has = |p: &str| protocols.iter().any(|x| x.eq_ignore_ascii_case(p));
+    if has("TCP") {
+        "tcp"
+    } else if has("UDP") {
+        "udp"
+    } else if has("SCTP") {
+        "sctp"
+    } else {
+        "icmp"
+    }
+}
+
+/// The XARF document for a report of one IP; `message_id` seeds its stable `report_id`.
+pub fn document(report: &Report, message_id: &str) -> Value {
+    let ip = &report.ips[0];
+    let contact = json!({
+        "org": report.reporter.name,
+        "contact": report.reporter.email,
+        "domain": report.reporter.domain,
+    });
+    let flood = report.abuse_kind.ends_with("flood");
+    let proto = protocol(&ip.protocols);
+    let log = report
+        .excerpt
+        .iter()
+        .map(|l| format!("{l}\n"))
+        .collect::<String>();
+    let mut doc = json!({
+        "xarf_version": XARF_VERSION,
+        "report_id": uuid(message_id),
+        "timestamp": ip.first_seen,
+        "reporter": contact,
+        "sender": contact,
+        "source_identifier": ip.ip,
+        "category": "connection",
+        "type": if flood { "ddos" } else { "port_scan" },
+        "protocol": proto,
+        "first_seen": ip.first_seen,
+        "last_seen": ip.last_seen,
+        "evidence_source": "firewall_logs",
+        "confidence": 0.9,
+        "description": format!(
+            "{}: {} packets from {} dropped by our firewall between {} and {}",
+            report.abuse_kind, ip.hits, ip.ip, ip.first_seen, ip.last_seen
+        ),
+        "evidence": [{
+            "content_type": "text/plain",
+            "description": format!("Firewall log lines from {} ({}-second excerpt)", ip.ip, report.excerpt_seconds),
+            "payload": base64::engine::general_purpose::STANDARD.encode(log.as_bytes()),
+            "hash": format!("sha256:{:x}", Sha256::digest(log.as_bytes())),
+            "size": log.len(),
+        }],
+        "tags": [format!("protocol:{proto}"), "evidence:firewall-drop".to_string()],
+    });
+    let fields = doc.as_object_mut().expect("an object");
+    if let Some(port) = ip.source_ports.first().filter(|p| **p > 0) {
+        fields.insert("source_port".into(), json!(port));
+    }
+    if let Some(target) = ip.targets.first() {
+        fields.insert("destination_ip".into(), json!(target));
+    }
+    if let Some(port) = ip.ports.first().filter(|p| **p > 0) {
+        fields.insert("destination_port".into(), json!(port));
+    }
+    if flood {
+        fields.insert("attack_vector".into(), json!(format!("{proto}_flood")));
+    }
+    // Every destination port, as tags (XARF allows 20).
+    if let Some(tags) = fields.get_mut("tags").and_then(Value::as_array_mut) {
+        tags.extend(ip.ports.iter().take(18).map(|p| json!(format!("port:{p}"))));
+    }
+    doc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuid_is_stable_and_version_4() {
+        let a = uuid("<x@example.org>");
+        assert_eq!(a, uuid("<x@example.org>"));
+        assert_ne!(a, uuid("<y@example.org>"));
+        assert_eq!(a.len(), 36);
+        assert_eq!(&a[14..15], "4");
+        assert!(matches!(&a[19..20], "8" | "9" | "a" | "b"));
+    }
+
+    #[test]
+    fn protocol_names_follow_xarf() {
+        let p = |v: &[&str]| protocol(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(p(&["UDP"]), "udp");
+        assert_eq!(p(&["ICMP", "TCP"]), "tcp");
+        assert_eq!(p(&["ICMPv6"]), "icmp");
+    }
+}
