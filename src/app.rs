@@ -9,7 +9,7 @@
 //! report per provider that is not rejected.
 
 use std::collections::{HashMap, HashSet};
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -47,7 +47,7 @@ pub fn main(cli: Cli) -> u8 {
 
 /// How much a command says on stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Verbosity {
+pub enum Verbosity {
     Quiet,
     Normal,
     Verbose,
@@ -128,6 +128,31 @@ struct Options<'a> {
     /// Pass over packets logged before this time.
     since: Option<DateTime<Utc>>,
     verbosity: Verbosity,
+}
+
+/// A progress bar is for people watching a long read: on a terminal, not asked to be quiet,
+/// and with enough to read; under cron or systemd there is none.
+pub fn show_progress(stderr_is_terminal: bool, verbosity: Verbosity, bytes: u64) -> bool {
+    const WORTH_A_BAR: u64 = 64 << 20;
+    stderr_is_terminal && verbosity != Verbosity::Quiet && bytes >= WORTH_A_BAR
+}
+
+/// About how many bytes the file sources hold past their cursors.
+fn expected_bytes(settings: &Settings, state: Option<&State>) -> u64 {
+    let mut total = 0;
+    for source in &settings.sources {
+        let SourceKind::File(pattern) = &source.kind else {
+            continue;
+        };
+        for path in source::expand(pattern).unwrap_or_default() {
+            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            let offset = state
+                .and_then(|s| s.cursor(&path.to_string_lossy()).ok().flatten())
+                .map_or(0, |c| c.offset);
+            total += size.saturating_sub(offset);
+        }
+    }
+    total
 }
 
 /// What every run needs loaded before it reads a line.
@@ -282,6 +307,23 @@ fn ingest(
     if let Some(since) = options.since {
         scan.skip_before(since.timestamp());
     }
+    let expected = expected_bytes(settings, state);
+    let bar = show_progress(std::io::stderr().is_terminal(), verbosity, expected).then(|| {
+        let bar = indicatif::ProgressBar::new(expected);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bytes}/{total_bytes} {wide_bar} {bytes_per_sec} {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let tick = |n: u64| {
+        if let Some(bar) = &bar {
+            bar.inc(n);
+        }
+    };
+    scan.report_progress(&tick);
     for source_cfg in &settings.sources {
         scan.begin_source(parser(&source_cfg.prefixes));
         match &source_cfg.kind {
@@ -323,6 +365,9 @@ fn ingest(
         }
     }
     let batch = scan.finish();
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
 
     let mut observations = match state {
         Some(s) => s.observations()?,
@@ -986,4 +1031,25 @@ fn show(settings: &Settings, id: &str) -> Result<u8> {
     };
     std::io::stdout().lock().write_all(&record.message)?;
     Ok(EXIT_OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_bar_only_on_a_terminal_for_a_long_read() {
+        let big = 1 << 30;
+        assert!(show_progress(true, Verbosity::Normal, big));
+        assert!(show_progress(true, Verbosity::Verbose, big));
+        assert!(
+            !show_progress(false, Verbosity::Normal, big),
+            "cron and systemd: no bar"
+        );
+        assert!(!show_progress(true, Verbosity::Quiet, big));
+        assert!(
+            !show_progress(true, Verbosity::Normal, 1 << 20),
+            "a short read needs none"
+        );
+    }
 }

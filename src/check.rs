@@ -115,13 +115,13 @@ pub fn check(settings: &Settings, now: DateTime<Utc>, smtp: bool) -> Result<u8> 
                 t.ok(
                     "ranges",
                     &format!(
-                        "{}: {} ({:?} format, {} prefixes)",
+                        "{}: {} ({} format, {} prefixes)",
                         p.name,
                         p.ranges
                             .as_ref()
                             .map(|r| r.display().to_string())
                             .unwrap_or_default(),
-                        provider.format,
+                        provider.format.name(),
                         provider.ranges.len()
                     ),
                 );

@@ -8,7 +8,18 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 /// Report attacking cloud hosts seen in netfilter logs to their provider's abuse desk.
 #[derive(Debug, Parser)]
-#[command(name = "abuse-mailer", version, about, long_about = None)]
+#[command(
+    name = "abuse-mailer",
+    version,
+    about,
+    long_about = None,
+    after_long_help = "Exit status: 0 success (also nothing new to report, or another run in progress); \
+                       1 other error; 75 mail could not be delivered now, the next run retries; \
+                       78 configuration error.\n\n\
+                       Environment: ABUSE_MAILER_CONFIG names the configuration file; \
+                       ABUSE_MAILER__SECTION__KEY overrides a key (ABUSE_MAILER__MAIL__PASSWORD the SMTP password); \
+                       ABUSE_MAILER_NOW pins the clock (RFC 3339)."
+)]
 pub struct Cli {
     /// Configuration file [default: $ABUSE_MAILER_CONFIG, else /etc/abuse-mailer/config.toml]
     #[arg(long, global = true, value_name = "PATH")]

@@ -176,6 +176,18 @@ impl RangeFormat {
     pub const NAMES: &'static str =
         "\"aws\", \"gcp\", \"azure\", \"oracle\", \"geofeed\" or \"cidr\"";
 
+    /// The name the config uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            RangeFormat::Aws => "aws",
+            RangeFormat::Gcp => "gcp",
+            RangeFormat::Azure => "azure",
+            RangeFormat::Oracle => "oracle",
+            RangeFormat::Geofeed => "geofeed",
+            RangeFormat::Cidr => "cidr",
+        }
+    }
+
     fn parse(text: &str) -> Option<Self> {
         Some(match text {
             "aws" => RangeFormat::Aws,
@@ -547,7 +559,14 @@ fn check(file: &Path, raw: RawConfig) -> Result<Settings, ConfigError> {
                     })?;
                     Some(Secret(text.trim_end_matches(['\r', '\n']).to_string()))
                 }
-                (None, Some(p)) => Some(Secret(p.clone())),
+                (None, Some(p)) => {
+                    // Written in the config file (not given in the environment): then the
+                    // file is a secret too.
+                    if std::env::var_os("ABUSE_MAILER__MAIL__PASSWORD").is_none() {
+                        refuse_readable_by_others(file).map_err(|e| err("mail.password", e))?;
+                    }
+                    Some(Secret(p.clone()))
+                }
                 (None, None) => None,
             };
             if password.is_some() && m.username.is_none() {

@@ -153,6 +153,8 @@ pub struct Ingest<'a> {
     starts: Vec<usize>,
     /// Packets logged before this time (Unix seconds) are passed over (`--since`).
     since: Option<i64>,
+    /// Told how many bytes each read took, for a progress display.
+    progress: Option<&'a dyn Fn(u64)>,
 }
 
 /// Read size: large enough that a syscall and a prefix search cost little per line.
@@ -180,7 +182,13 @@ impl<'a> Ingest<'a> {
             evidence: vec![Vec::new(); providers],
             starts: Vec::new(),
             since: None,
+            progress: None,
         }
+    }
+
+    /// Reports the bytes read to `progress` as they are read.
+    pub fn report_progress(&mut self, progress: &'a dyn Fn(u64)) {
+        self.progress = Some(progress);
     }
 
     /// Passes over packets logged before `time` (Unix seconds): history the operator skips.
@@ -237,6 +245,9 @@ impl<'a> Ingest<'a> {
             };
             self.scan(&buf[..end]);
             consumed += end as u64;
+            if let Some(progress) = self.progress {
+                progress(end as u64);
+            }
             buf.copy_within(end..filled, 0);
             filled -= end;
         }

@@ -1,0 +1,259 @@
+//! Running unattended: concurrent runs, `check` on good and broken setups, the systemd units,
+//! secrets, and the one summary line every run ends with.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
+
+use common::*;
+
+#[test]
+fn two_runs_started_together_send_each_report_once() {
+    let s = Setup::standard();
+    let mut log = String::new();
+    for i in 0..20_000 {
+        let ip = ["3.5.140.2", "34.223.47.190", "18.206.107.24"][i % 3];
+        log.push_str(&drop_line(
+            &format!("10:{:02}:{:02}", i / 60 % 60, i % 60),
+            ip,
+            "TCP",
+            22,
+        ));
+    }
+    s.write("messages", &log);
+    for _ in 0..3 {
+        let runs: Vec<_> = (0..3)
+            .map(|_| {
+                s.command(&["run"])
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for r in runs {
+            let out = r.wait_with_output().unwrap();
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    assert_eq!(s.outbox().len(), 1, "one report, sent once");
+    let reports = s.reported();
+    assert_eq!(reports.len(), 1);
+    let db = rusqlite::Connection::open(s.path("state/state.db")).unwrap();
+    let hits: i64 = db
+        .query_row("SELECT sum(hits) FROM observation", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(hits, 20_000, "no line counted twice by overlapping runs");
+}
+
+#[test]
+fn check_passes_on_the_example() {
+    let out = Command::new(env!("CARGO_BIN_EXE_abuse-mailer"))
+        .current_dir(repo())
+        .args(["--config", "config/example.toml", "check"])
+        .env("ABUSE_MAILER_NOW", NOW)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    for item in [
+        "config",
+        "source",
+        "ranges",
+        "asn_db",
+        "templates",
+        "state",
+        "mail",
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("ok") && l.split_whitespace().nth(1) == Some(item)),
+            "{item}: {text}"
+        );
+    }
+    assert!(
+        text.contains("fixtures/logs/messages: 22 of the last 25 lines carry INPUT-DROP:"),
+        "{text}"
+    );
+    assert!(text.contains("(aws format, 6 prefixes)"), "{text}");
+}
+
+#[test]
+fn check_names_each_broken_part() {
+    let broken = |what: &str, config: String, prepare: &dyn Fn(&Setup), code: i32, expect: &str| {
+        let s = Setup::new(&config);
+        s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+        prepare(&s);
+        let out = s.run(&["check"]);
+        assert_eq!(out.code, code, "{what}: {}", out.stdout);
+        let line = out
+            .stdout
+            .lines()
+            .find(|l| l.starts_with("error"))
+            .unwrap_or_else(|| panic!("{what}: {}", out.stdout));
+        assert!(line.contains(expect), "{what}: {line}");
+    };
+    let base = standard_config("");
+    broken(
+        "missing source",
+        base.replace("{dir}/messages", "{dir}/nope.log"),
+        &|_| {},
+        78,
+        "nope.log",
+    );
+    broken(
+        "bad ranges",
+        base.replace(
+            "{repo}/fixtures/ranges/aws-ip-ranges.json",
+            "{dir}/ranges.json",
+        ),
+        &|s| s.write("ranges.json", "{ not json"),
+        78,
+        "ranges.json",
+    );
+    broken(
+        "wrong database",
+        base.replace("[mail]", "[enrich]\nasn_db = \"{dir}/asn.mmdb\"\n[mail]"),
+        &|s| s.write("asn.mmdb", "not a database"),
+        78,
+        "asn.mmdb",
+    );
+    broken(
+        "broken template",
+        base.replace(
+            "[report]\n",
+            "[report]\ntemplates_dir = \"{dir}/templates\"\n",
+        ),
+        &|s| {
+            fs::create_dir(s.path("templates")).unwrap();
+            s.write("templates/body.txt", "{% for x in %}");
+        },
+        78,
+        "body.txt",
+    );
+}
+
+#[test]
+fn check_smtp_names_an_unreachable_server() {
+    let port = common::smtp::free_port();
+    let s = Setup::new(&standard_config("").replace(
+        "transport = \"file\"\ndir = \"{dir}/outbox\"",
+        &format!("transport = \"smtp\"\nhost = \"127.0.0.1\"\nport = {port}\ntimeout_secs = 2"),
+    ));
+    s.write("messages", "");
+    let out = s.run(&["check", "--smtp"]);
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.starts_with("error") && l.contains(&format!("127.0.0.1:{port}")))
+    );
+}
+
+#[test]
+fn a_password_others_can_read_is_refused() {
+    let s = Setup::new(&standard_config("").replace(
+        "transport = \"file\"\ndir = \"{dir}/outbox\"",
+        "transport = \"smtp\"\nusername = \"abuse\"\npassword_file = \"{dir}/pw\"",
+    ));
+    s.write("messages", "");
+    s.write("pw", "s3cret-value\n");
+    fs::set_permissions(s.path("pw"), fs::Permissions::from_mode(0o644)).unwrap();
+    let out = s.run(&["run"]);
+    assert_eq!(out.code, 78);
+    assert!(
+        out.stderr.contains("readable by others") && !out.stderr.contains("s3cret-value"),
+        "{}",
+        out.stderr
+    );
+
+    // A password in the config file itself: that file must be private too.
+    let s = Setup::new(&standard_config("").replace(
+        "transport = \"file\"\ndir = \"{dir}/outbox\"",
+        "transport = \"smtp\"\nusername = \"abuse\"\npassword = \"s3cret-value\"",
+    ));
+    s.write("messages", "");
+    fs::set_permissions(s.path("config.toml"), fs::Permissions::from_mode(0o644)).unwrap();
+    let out = s.run(&["preview"]);
+    assert_eq!(out.code, 78);
+    assert!(
+        out.stderr.contains("config.toml") && out.stderr.contains("readable by others"),
+        "{}",
+        out.stderr
+    );
+    fs::set_permissions(s.path("config.toml"), fs::Permissions::from_mode(0o600)).unwrap();
+    s.run(&["preview"]).ok();
+}
+
+#[test]
+fn every_run_ends_with_one_summary_line_and_quiet_silences_it() {
+    let s = Setup::standard();
+    s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    let out = s.run(&["run"]).ok();
+    let last = out.stderr.lines().last().unwrap();
+    assert!(last.starts_with("abuse-mailer run: read 1 lines"), "{last}");
+    assert!(
+        last.contains("aws: 1 new") && last.contains("1 sent"),
+        "{last}"
+    );
+    let again = s.run(&["run"]).ok();
+    assert!(
+        again
+            .stderr
+            .lines()
+            .last()
+            .unwrap()
+            .contains("nothing new to report")
+    );
+    let quiet = s.run(&["-q", "run"]).ok();
+    assert_eq!(quiet.stderr, "");
+    assert_eq!(quiet.stdout, "");
+}
+
+#[test]
+fn systemd_units_verify() {
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install systemd to verify the units"
+        );
+        eprintln!("systemd-analyze not installed: units not verified");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let service = fs::read_to_string(repo().join("config/abuse-mailer.service"))
+        .unwrap()
+        .replace(
+            "/usr/local/bin/abuse-mailer",
+            env!("CARGO_BIN_EXE_abuse-mailer"),
+        );
+    fs::write(dir.path().join("abuse-mailer.service"), service).unwrap();
+    fs::copy(
+        repo().join("config/abuse-mailer.timer"),
+        dir.path().join("abuse-mailer.timer"),
+    )
+    .unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(dir.path().join("abuse-mailer.service"))
+        .arg(dir.path().join("abuse-mailer.timer"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        !said.contains("abuse-mailer"),
+        "warnings about our units: {said}"
+    );
+}
