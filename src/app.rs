@@ -271,6 +271,8 @@ struct Intake {
     cursors: Vec<(String, StoredCursor)>,
     /// Evidence to keep per provider, and the full pool the excerpt is cut from.
     evidence: Vec<Vec<EvidenceLine>>,
+    /// The evidence as stored before this run.
+    stored_evidence: Vec<Vec<EvidenceLine>>,
 }
 
 fn ingest(
@@ -384,11 +386,14 @@ fn ingest(
     touched.sort();
 
     let mut evidence = Vec::new();
+    let mut stored_evidence = Vec::new();
     for (i, p) in world.providers.iter().enumerate() {
-        let mut pool = match state {
+        let stored = match state {
             Some(s) => s.evidence(p.name())?,
             None => Vec::new(),
         };
+        let mut pool = stored.clone();
+        stored_evidence.push(stored);
         pool.extend(batch.evidence[i].iter().cloned());
         pool.retain(|l| !ledger.reported[i].contains(&l.ip));
         let keep = excerpt::keep(
@@ -405,6 +410,7 @@ fn ingest(
         touched,
         cursors,
         evidence,
+        stored_evidence,
     })
 }
 
@@ -794,11 +800,14 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
         .iter()
         .filter_map(|ip| intake.observations.get(ip))
         .collect();
+    // Evidence is rewritten only where it changed: a run with nothing new writes nothing.
     let evidence: Vec<(String, Vec<EvidenceLine>)> = world
         .providers
         .iter()
         .zip(&intake.evidence)
-        .map(|(p, lines)| (p.name().to_string(), lines.clone()))
+        .zip(&intake.stored_evidence)
+        .filter(|((_, lines), stored)| lines != stored)
+        .map(|((p, lines), _)| (p.name().to_string(), lines.clone()))
         .collect();
     state.commit_ingest(&touched, &intake.cursors, &evidence, &utc_text(now))?;
 

@@ -142,7 +142,7 @@ pub struct Batch {
 pub struct Ingest<'a> {
     parser: LineParser,
     finders: Vec<memchr::memmem::Finder<'static>>,
-    attribute: &'a dyn Fn(IpAddr) -> Attribution,
+    attribute: &'a (dyn Fn(IpAddr) -> Attribution + Sync),
     seen: HashMap<IpAddr, Seen>,
     summary: Summary,
     sample_seconds: u32,
@@ -154,7 +154,7 @@ pub struct Ingest<'a> {
     /// Packets logged before this time (Unix seconds) are passed over (`--since`).
     since: Option<i64>,
     /// Told how many bytes each read took, for a progress display.
-    progress: Option<&'a dyn Fn(u64)>,
+    progress: Option<&'a (dyn Fn(u64) + Sync)>,
 }
 
 /// Read size: large enough that a syscall and a prefix search cost little per line.
@@ -167,7 +167,7 @@ impl<'a> Ingest<'a> {
         providers: usize,
         sample_seconds: u32,
         max_lines: usize,
-        attribute: &'a dyn Fn(IpAddr) -> Attribution,
+        attribute: &'a (dyn Fn(IpAddr) -> Attribution + Sync),
     ) -> Self {
         let finders = parser.prefix_finders().to_vec();
         Self {
@@ -187,7 +187,7 @@ impl<'a> Ingest<'a> {
     }
 
     /// Reports the bytes read to `progress` as they are read.
-    pub fn report_progress(&mut self, progress: &'a dyn Fn(u64)) {
+    pub fn report_progress(&mut self, progress: &'a (dyn Fn(u64) + Sync)) {
         self.progress = Some(progress);
     }
 
@@ -220,6 +220,54 @@ impl<'a> Ingest<'a> {
                         .unwrap_or_default();
                 }
             }
+        }
+    }
+
+    /// A scan with the same settings and source, and nothing seen yet: it reads another part
+    /// of a file on another thread, then [`Ingest::absorb`] takes in what it saw.
+    pub fn fork(&self) -> Ingest<'a> {
+        Ingest {
+            parser: self.parser.clone(),
+            finders: self.finders.clone(),
+            attribute: self.attribute,
+            seen: HashMap::new(),
+            summary: Summary::default(),
+            sample_seconds: self.sample_seconds,
+            max_lines: self.max_lines,
+            trackers: (0..self.evidence.len())
+                .map(|_| WindowTracker::new(self.sample_seconds, self.max_lines))
+                .collect(),
+            evidence: vec![Vec::new(); self.evidence.len()],
+            starts: Vec::new(),
+            since: self.since,
+            progress: self.progress,
+        }
+    }
+
+    /// Takes in what a fork saw in a later part of the same source: its counts add up, and its
+    /// densest window joins the evidence (a window across the two parts' border is not seen).
+    pub fn absorb(&mut self, mut other: Ingest<'a>) {
+        other.end_source();
+        let s = &mut self.summary;
+        s.lines_read += other.summary.lines_read;
+        s.lines_matched += other.summary.lines_matched;
+        s.lines_malformed += other.summary.lines_malformed;
+        s.bytes_read += other.summary.bytes_read;
+        for (ip, theirs) in other.seen {
+            match self.seen.get_mut(&ip) {
+                Some(mine) => {
+                    mine.observation.merge(&theirs.observation);
+                    let room = LINES_PER_IP.saturating_sub(mine.first_lines.len());
+                    mine.first_lines
+                        .extend(theirs.first_lines.into_iter().take(room));
+                }
+                None => {
+                    self.seen.insert(ip, theirs);
+                }
+            }
+        }
+        for (pool, lines) in self.evidence.iter_mut().zip(other.evidence) {
+            pool.extend(lines);
         }
     }
 
@@ -331,16 +379,19 @@ impl<'a> Ingest<'a> {
             .values()
             .filter(|s| s.attribution.providers == 0)
             .count() as u64;
+        let mut own: Vec<Vec<EvidenceLine>> = vec![Vec::new(); self.evidence.len()];
         for seen in self.seen.values_mut() {
             let mut candidates = seen.attribution.candidates;
             while candidates != 0 {
                 let i = candidates.trailing_zeros() as usize;
                 candidates &= candidates - 1;
-                if let Some(pool) = self.evidence.get_mut(i) {
-                    let own = seen.first_lines.clone();
-                    *pool = union(std::mem::take(pool), own);
+                if let Some(lines) = own.get_mut(i) {
+                    lines.extend(seen.first_lines.iter().cloned());
                 }
             }
+        }
+        for (pool, own) in self.evidence.iter_mut().zip(own) {
+            *pool = union(std::mem::take(pool), own);
         }
         Batch {
             observations: self
@@ -360,7 +411,7 @@ mod tests {
     use crate::clock::Zone;
     use chrono::Utc;
 
-    fn ingest_text(text: &str, attribute: &dyn Fn(IpAddr) -> Attribution) -> Batch {
+    fn ingest_text(text: &str, attribute: &(dyn Fn(IpAddr) -> Attribution + Sync)) -> Batch {
         let parser = || LineParser::new(&["INPUT-DROP:".to_string()], Zone::Utc, Utc::now());
         let mut ingest = Ingest::new(parser(), 1, 5, 50, attribute);
         ingest.begin_source(parser());

@@ -48,6 +48,7 @@ pub enum Line<'a> {
 
 /// Parses lines for a fixed set of LOG prefixes, inferring the year of BSD timestamps
 /// from `now` in `zone`.
+#[derive(Clone)]
 pub struct LineParser {
     prefixes: Vec<memmem::Finder<'static>>,
     zone: Zone,

@@ -81,6 +81,8 @@ CREATE INDEX report_by_provider ON report (provider, created_at);
     "ALTER TABLE cursor ADD COLUMN journal TEXT;",
     // 3: a cursor remembers the rotated files that existed when it was taken (JSON).
     "ALTER TABLE cursor ADD COLUMN known_siblings TEXT;",
+    // 4: evidence is pruned by IP when a report takes it.
+    "CREATE INDEX evidence_by_ip ON evidence (provider, ip);",
 ];
 
 /// Where a report stands. `sending` and `failed` are resent as stored; `rejected` gives its
@@ -464,14 +466,12 @@ impl State {
             let mut put = tx.prepare(
                 "INSERT INTO report_ip (report_id, ip, hits, first_seen, last_seen) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
+            // Lines kept as evidence for these IPs have served: they are in this report now.
+            let mut prune = tx.prepare("DELETE FROM evidence WHERE provider = ?1 AND ip = ?2")?;
             for i in &r.ips {
-                put.execute(params![
-                    r.id,
-                    i.ip.to_string(),
-                    i.hits as i64,
-                    i.first_seen,
-                    i.last_seen
-                ])?;
+                let ip = i.ip.to_string();
+                put.execute(params![r.id, ip, i.hits as i64, i.first_seen, i.last_seen])?;
+                prune.execute(params![r.provider, ip])?;
             }
         }
         tx.commit()?;
