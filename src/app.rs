@@ -335,7 +335,8 @@ fn ingest(
                     Some(s) => s.journal_cursor(&key)?,
                     None => None,
                 };
-                if let Some(c) = journal::read(cursor.as_deref(), source_cfg.start_at, &mut scan)? {
+                let read = journal::read(cursor.as_deref(), source_cfg.start_at, &mut scan)?;
+                if let Some(c) = read.filter(|c| Some(c) != cursor.as_ref()) {
                     cursors.push((key, StoredCursor::Journal(c)));
                 }
             }
@@ -357,7 +358,8 @@ fn ingest(
                     if verbosity == Verbosity::Verbose {
                         eprintln!("abuse-mailer: source {key}: {:?}", read.decision);
                     }
-                    if let Some(c) = read.cursor {
+                    // An unchanged cursor is not written again: a quiet run commits nothing.
+                    if let Some(c) = read.cursor.filter(|c| Some(c) != cursor.as_ref()) {
                         cursors.push((key, StoredCursor::File(c)));
                     }
                     // Each file of a glob is a timeline of its own.

@@ -150,7 +150,8 @@ pub struct Ingest<'a> {
     /// Trackers of the source being read; each source's times are ordered only within it.
     trackers: Vec<WindowTracker>,
     evidence: Vec<Vec<EvidenceLine>>,
-    starts: Vec<usize>,
+    /// (line start, prefix position, prefix number) of the lines found in a buffer.
+    starts: Vec<(usize, usize, usize)>,
     /// Packets logged before this time (Unix seconds) are passed over (`--since`).
     since: Option<i64>,
     /// Told how many bytes each read took, for a progress display.
@@ -311,30 +312,31 @@ impl<'a> Ingest<'a> {
         }
         let mut starts = std::mem::take(&mut self.starts);
         starts.clear();
-        for finder in &self.finders {
+        for (prefix, finder) in self.finders.iter().enumerate() {
             let mut after = 0;
             for at in finder.find_iter(region) {
                 if at < after {
                     continue;
                 }
                 let start = memchr::memrchr(b'\n', &region[..at]).map_or(0, |i| i + 1);
-                starts.push(start);
+                starts.push((start, at, prefix));
                 after = memchr::memchr(b'\n', &region[at..]).map_or(region.len(), |i| at + i + 1);
             }
         }
         if self.finders.len() > 1 {
-            starts.sort_unstable();
-            starts.dedup();
+            // Several prefixes on one line: the first in the line counts.
+            starts.sort_unstable_by_key(|&(start, at, _)| (start, at));
+            starts.dedup_by_key(|&mut (start, ..)| start);
         }
-        for &start in &starts {
-            let end = memchr::memchr(b'\n', &region[start..]).map_or(region.len(), |i| start + i);
-            self.line(&region[start..end]);
+        for &(start, at, prefix) in &starts {
+            let end = memchr::memchr(b'\n', &region[at..]).map_or(region.len(), |i| at + i);
+            self.line(&region[start..end], prefix, at - start);
         }
         self.starts = starts;
     }
 
-    fn line(&mut self, text: &[u8]) {
-        let packet = match self.parser.parse(text) {
+    fn line(&mut self, text: &[u8], prefix: usize, prefix_at: usize) {
+        let packet = match self.parser.parse_found(text, prefix, prefix_at) {
             Line::Packet(p) => p,
             Line::Malformed(_) => {
                 self.summary.lines_malformed += 1;

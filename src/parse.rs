@@ -79,10 +79,19 @@ impl LineParser {
 
     /// Parses one line, without its trailing newline (a trailing `\r` is ignored).
     pub fn parse<'a>(&mut self, line: &'a [u8]) -> Line<'a> {
+        match self.find_prefix(line) {
+            Some((prefix, at)) => self.parse_found(line, prefix, at),
+            None => Line::Other,
+        }
+    }
+
+    /// Parses a line in which prefix number `prefix` was already found at byte `prefix_at`
+    /// (the first configured prefix in the line), sparing a second search.
+    pub fn parse_found<'a>(&mut self, line: &'a [u8], prefix: usize, prefix_at: usize) -> Line<'a> {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let Some((prefix, prefix_at)) = self.find_prefix(line) else {
+        if prefix_at >= line.len() {
             return Line::Other;
-        };
+        }
         let mut rest = line;
         // `<N>` priority, as forwarded syslog and some collectors keep it.
         if let Some(after) = rest.strip_prefix(b"<") {
@@ -235,6 +244,31 @@ impl LineParser {
     }
 }
 
+/// Dotted-quad IPv4 from bytes, the common case done without the general parser; anything
+/// else (IPv6, odd forms) is left to `std`.
+fn ipv4(text: &[u8]) -> Option<std::net::Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut parts = text.split(|b| *b == b'.');
+    for octet in &mut octets {
+        let part = parts.next()?;
+        if part.is_empty() || part.len() > 3 || (part.len() > 1 && part[0] == b'0') {
+            return None;
+        }
+        let mut value = 0u16;
+        for &b in part {
+            if !b.is_ascii_digit() {
+                return None;
+            }
+            value = value * 10 + u16::from(b - b'0');
+        }
+        *octet = u8::try_from(value).ok()?;
+    }
+    if parts.next().is_some() {
+        return None;
+    }
+    Some(std::net::Ipv4Addr::from(octets))
+}
+
 /// `HH:MM:SS`
 fn hms(text: &[u8]) -> Option<(u32, u32, u32)> {
     if text.len() != 8 || text[2] != b':' || text[5] != b':' {
@@ -324,7 +358,11 @@ fn fields(text: &[u8]) -> Result<Fields<'_>, &'static str> {
         }
     }
     let ip = |v: Option<&str>, missing: &'static str, bad: &'static str| {
-        v.ok_or(missing)?.parse::<IpAddr>().map_err(|_| bad)
+        let v = v.ok_or(missing)?;
+        match ipv4(v.as_bytes()) {
+            Some(a) => Ok(IpAddr::V4(a)),
+            None => v.parse::<IpAddr>().map_err(|_| bad),
+        }
     };
     let port = |v: Option<&str>| match v {
         None => Ok(None),
@@ -574,6 +612,25 @@ mod tests {
             with_prefix.extend_from_slice(&junk);
             let _ = p.parse(&junk);
             let _ = p.parse(&with_prefix);
+        }
+    }
+
+    #[test]
+    fn fast_ipv4_agrees_with_std() {
+        for text in [
+            "1.2.3.4",
+            "255.255.255.255",
+            "0.0.0.0",
+            "01.2.3.4",
+            "1.2.3",
+            "1.2.3.4.5",
+            "256.1.1.1",
+            "1..2.3",
+            "a.b.c.d",
+            "",
+            "1.2.3.4 ",
+        ] {
+            assert_eq!(ipv4(text.as_bytes()), text.parse().ok(), "{text:?}");
         }
     }
 

@@ -257,6 +257,9 @@ impl State {
         self.conn.busy_timeout(std::time::Duration::from_secs(30))?;
         self.conn.pragma_update(None, "foreign_keys", true)?;
         let version = self.check_identity(path)?;
+        if version == MIGRATIONS.len() as i64 {
+            return Ok(());
+        }
         let tx = self.conn.transaction()?;
         for (i, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
             tx.execute_batch(migration)
@@ -363,6 +366,9 @@ impl State {
         evidence: &[(String, Vec<EvidenceLine>)],
         now: &str,
     ) -> Result<()> {
+        if observations.is_empty() && cursors.is_empty() && evidence.is_empty() {
+            return Ok(());
+        }
         let tx = self.conn.transaction()?;
         {
             let mut put = tx.prepare(

@@ -546,3 +546,16 @@ fn real_and_hostile_logs_never_panic() {
         s.run(&["run"]).ok();
     }
 }
+
+#[test]
+fn a_run_with_nothing_new_writes_nothing() {
+    let s = Setup::standard();
+    s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    s.run(&["run"]).ok();
+    s.run(&["run"]).ok();
+    let before = snapshot(&s.path("state"));
+    let mtime = fs::metadata(s.path("state/state.db")).unwrap().modified().unwrap();
+    s.run(&["run"]).ok();
+    assert_eq!(snapshot(&s.path("state")), before);
+    assert_eq!(fs::metadata(s.path("state/state.db")).unwrap().modified().unwrap(), mtime, "not even rewritten");
+}
