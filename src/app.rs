@@ -248,7 +248,12 @@ impl Ledger {
                     ledger
                         .reported
                         .push(s.reported(p.name(), since.as_deref())?);
-                    ledger.ever_sent.push(s.ever_sent(p.name())?);
+                    // Only re-reports need to know who was sent before: without them every
+                    // IP ever sent is in `reported` and never selected again.
+                    ledger.ever_sent.push(match since {
+                        Some(_) => s.ever_sent(p.name())?,
+                        None => HashSet::new(),
+                    });
                     ledger.thread_roots.push(s.thread_root(p.name())?);
                 }
                 None => {

@@ -39,21 +39,6 @@ struct Bucket {
     lines: Vec<(usize, IpAddr)>,
 }
 
-impl Bucket {
-    fn evidence(&self) -> impl Iterator<Item = EvidenceLine> + '_ {
-        let mut start = 0;
-        self.lines.iter().map(move |&(end, ip)| {
-            let line = EvidenceLine {
-                time: self.second,
-                ip,
-                text: clean(&self.text[start..end]),
-            };
-            start = end;
-            line
-        })
-    }
-}
-
 /// Finds the densest window of a stream of lines in time order.
 pub struct WindowTracker {
     seconds: i64,
@@ -61,7 +46,17 @@ pub struct WindowTracker {
     buckets: VecDeque<Bucket>,
     spare: Vec<Bucket>,
     sum: u64,
-    best: Option<Window>,
+    /// The best window so far, its lines still raw (cleaned once, by `finish`).
+    best: Option<RawWindow>,
+}
+
+#[derive(Default)]
+struct RawWindow {
+    start: i64,
+    count: u64,
+    text: Vec<u8>,
+    /// End offset in `text`, source address and second of each line.
+    lines: Vec<(usize, IpAddr, i64)>,
 }
 
 impl WindowTracker {
@@ -107,7 +102,26 @@ impl WindowTracker {
         while !self.buckets.is_empty() {
             self.close_front();
         }
-        self.best
+        let best = self.best?;
+        let mut start = 0;
+        let lines = best
+            .lines
+            .iter()
+            .map(|&(end, ip, time)| {
+                let line = EvidenceLine {
+                    time,
+                    ip,
+                    text: clean(&best.text[start..end]),
+                };
+                start = end;
+                line
+            })
+            .collect();
+        Some(Window {
+            start: best.start,
+            count: best.count,
+            lines,
+        })
     }
 
     /// Every bucket left lies within `seconds` of the front: together they are the window
@@ -117,17 +131,22 @@ impl WindowTracker {
             return;
         };
         if self.best.as_ref().is_none_or(|b| self.sum > b.count) {
-            let lines = self
-                .buckets
-                .iter()
-                .flat_map(Bucket::evidence)
-                .take(self.cap)
-                .collect();
-            self.best = Some(Window {
-                start: front_second,
-                count: self.sum,
-                lines,
-            });
+            let best = self.best.get_or_insert_with(RawWindow::default);
+            best.start = front_second;
+            best.count = self.sum;
+            best.text.clear();
+            best.lines.clear();
+            'copy: for bucket in &self.buckets {
+                let mut from = 0;
+                for &(end, ip) in &bucket.lines {
+                    if best.lines.len() == self.cap {
+                        break 'copy;
+                    }
+                    best.text.extend_from_slice(&bucket.text[from..end]);
+                    best.lines.push((best.text.len(), ip, bucket.second));
+                    from = end;
+                }
+            }
         }
         if let Some(mut front) = self.buckets.pop_front() {
             self.sum -= front.count;

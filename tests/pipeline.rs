@@ -554,8 +554,18 @@ fn a_run_with_nothing_new_writes_nothing() {
     s.run(&["run"]).ok();
     s.run(&["run"]).ok();
     let before = snapshot(&s.path("state"));
-    let mtime = fs::metadata(s.path("state/state.db")).unwrap().modified().unwrap();
+    let mtime = fs::metadata(s.path("state/state.db"))
+        .unwrap()
+        .modified()
+        .unwrap();
     s.run(&["run"]).ok();
     assert_eq!(snapshot(&s.path("state")), before);
-    assert_eq!(fs::metadata(s.path("state/state.db")).unwrap().modified().unwrap(), mtime, "not even rewritten");
+    assert_eq!(
+        fs::metadata(s.path("state/state.db"))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        mtime,
+        "not even rewritten"
+    );
 }
