@@ -271,7 +271,8 @@ impl Ledger {
 struct Intake {
     summary: Summary,
     observations: HashMap<IpAddr, Observation>,
-    /// IPs whose totals changed this run (to store).
+    /// IPs whose totals changed this run (to store); the only entries of `observations`
+    /// that are whole, the others being heads (see [`Intake::whole`]).
     touched: Vec<IpAddr>,
     cursors: Vec<(String, StoredCursor)>,
     /// Evidence to keep per provider, and the full pool the excerpt is cut from.
@@ -378,17 +379,20 @@ fn ingest(
         bar.finish_and_clear();
     }
 
+    // Heads only (times and hits): the sets are loaded for the IPs a report needs.
     let mut observations = match state {
-        Some(s) => s.observations()?,
+        Some(s) => s.observation_heads()?,
         None => HashMap::new(),
     };
     let mut touched = Vec::with_capacity(batch.observations.len());
-    for (ip, o) in batch.observations {
+    for (ip, mut o) in batch.observations {
         touched.push(ip);
-        observations
-            .entry(ip)
-            .and_modify(|known| known.merge(&o))
-            .or_insert(o);
+        if let Some(known) = state.map(|s| s.observation(ip)).transpose()?.flatten() {
+            let mut merged = known;
+            merged.merge(&o);
+            o = merged;
+        }
+        observations.insert(ip, o);
     }
     touched.sort();
 
@@ -419,6 +423,19 @@ fn ingest(
         evidence,
         stored_evidence,
     })
+}
+
+impl Intake {
+    /// The whole observation of `ip`: as merged this run, or as stored.
+    fn whole(&self, ip: IpAddr, state: Option<&State>) -> Result<Option<Observation>> {
+        if self.touched.binary_search(&ip).is_ok() {
+            return Ok(self.observations.get(&ip).cloned());
+        }
+        match state {
+            Some(s) => s.observation(ip),
+            None => Ok(self.observations.get(&ip).cloned()),
+        }
+    }
 }
 
 /// One report ready to be recorded and sent (or printed).
@@ -453,7 +470,12 @@ fn plan(
         if selected.is_empty() {
             continue;
         }
-        let attackers = enrich(&selected, provider, world.asn_db.as_ref());
+        let mut attackers = enrich(&selected, provider, world.asn_db.as_ref());
+        for a in &mut attackers {
+            if let Some(whole) = intake.whole(a.observation.ip, state)? {
+                a.observation = whole;
+            }
+        }
         // XARF names one source per report.
         let size = if settings.report.xarf {
             1
@@ -642,28 +664,35 @@ impl<'a> From<&'a ReportIp> for JsonIp<'a> {
 }
 
 /// Every observed source that no provider holds, sorted, as reports list IPs.
-fn unattributed(world: &World<'_>, intake: &Intake) -> Vec<ReportIp> {
-    let mut found: Vec<&Observation> = intake
+fn unattributed(
+    world: &World<'_>,
+    intake: &Intake,
+    state: Option<&State>,
+) -> Result<Vec<ReportIp>> {
+    let mut found: Vec<IpAddr> = intake
         .observations
         .values()
         .filter(|o| {
             let asn = world.asn(o.ip);
             !world.providers.iter().any(|p| p.matches(o.ip, asn))
         })
+        .map(|o| o.ip)
         .collect();
-    found.sort_by_key(|o| o.ip);
-    found
-        .into_iter()
-        .map(|o| {
-            let attacker = Attacker {
-                observation: o.clone(),
-                range: None,
-                asn: world.asn_db.as_ref().and_then(|db| db.lookup(o.ip)),
-                rereport: false,
-            };
-            ReportIp::new(&attacker, world.settings.zone)
-        })
-        .collect()
+    found.sort();
+    let mut out = Vec::with_capacity(found.len());
+    for ip in found {
+        let Some(observation) = intake.whole(ip, state)? else {
+            continue;
+        };
+        let attacker = Attacker {
+            observation,
+            range: None,
+            asn: world.asn_db.as_ref().and_then(|db| db.lookup(ip)),
+            rereport: false,
+        };
+        out.push(ReportIp::new(&attacker, world.settings.zone));
+    }
+    Ok(out)
 }
 
 fn print_json(planned: &[Planned], summary: Summary, unattributed: &[ReportIp]) -> Result<()> {
@@ -721,7 +750,11 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
     let intake = ingest(&world, state.as_ref(), &ledger, options)?;
     let planned = plan(&world, &intake, &ledger, only, state.as_ref())?;
     if json {
-        print_json(&planned, intake.summary, &unattributed(&world, &intake))?;
+        print_json(
+            &planned,
+            intake.summary,
+            &unattributed(&world, &intake, state.as_ref())?,
+        )?;
     } else {
         print_mbox(&planned, now)?;
     }
@@ -870,7 +903,11 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
         made.push(p);
     }
     if json {
-        print_json(&made, intake.summary, &unattributed(&world, &intake))?;
+        print_json(
+            &made,
+            intake.summary,
+            &unattributed(&world, &intake, Some(&state))?,
+        )?;
     }
     if verbosity != Verbosity::Quiet {
         if outcome.held > 0 || outcome.waiting > 0 {

@@ -315,24 +315,17 @@ impl State {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Every observation so far.
-    pub fn observations(&self) -> Result<HashMap<IpAddr, Observation>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT ip, first_seen, last_seen, hits, protocols, dst_ports, src_ports, dsts, hosts FROM observation",
-        )?;
+    /// Every IP observed so far with its times and hits, but not its sets of ports, hosts
+    /// and targets: enough to select a delta; [`State::observation`] gives the whole record.
+    pub fn observation_heads(&self) -> Result<HashMap<IpAddr, Observation>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT ip, first_seen, last_seen, hits FROM observation")?;
         let rows = stmt.query_map([], |r| {
-            let ip = ip(&r.get::<_, String>(0)?)?;
-            Ok(Observation {
-                ip,
-                first_seen: r.get(1)?,
-                last_seen: r.get(2)?,
-                hits: r.get::<_, i64>(3)? as u64,
-                protocols: split(&r.get::<_, String>(4)?),
-                dst_ports: split(&r.get::<_, String>(5)?),
-                src_ports: split(&r.get::<_, String>(6)?),
-                dsts: split(&r.get::<_, String>(7)?),
-                hosts: split(&r.get::<_, String>(8)?),
-            })
+            let mut o = Observation::new(ip(&r.get::<_, String>(0)?)?, r.get(1)?);
+            o.last_seen = r.get(2)?;
+            o.hits = r.get::<_, i64>(3)? as u64;
+            Ok(o)
         })?;
         let mut all = HashMap::new();
         for row in rows {
@@ -340,6 +333,29 @@ impl State {
             all.insert(o.ip, o);
         }
         Ok(all)
+    }
+
+    /// The whole stored observation of one IP.
+    pub fn observation(&self, address: IpAddr) -> Result<Option<Observation>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT ip, first_seen, last_seen, hits, protocols, dst_ports, src_ports, dsts, hosts
+             FROM observation WHERE ip = ?1",
+        )?;
+        Ok(stmt
+            .query_row([address.to_string()], |r| {
+                Ok(Observation {
+                    ip: ip(&r.get::<_, String>(0)?)?,
+                    first_seen: r.get(1)?,
+                    last_seen: r.get(2)?,
+                    hits: r.get::<_, i64>(3)? as u64,
+                    protocols: split(&r.get::<_, String>(4)?),
+                    dst_ports: split(&r.get::<_, String>(5)?),
+                    src_ports: split(&r.get::<_, String>(6)?),
+                    dsts: split(&r.get::<_, String>(7)?),
+                    hosts: split(&r.get::<_, String>(8)?),
+                })
+            })
+            .optional()?)
     }
 
     /// The evidence lines kept for a provider's next excerpt.

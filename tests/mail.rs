@@ -455,6 +455,9 @@ fn the_sending_budget_holds_the_rest_for_the_next_run() {
     assert_eq!(got[1].to, vec!["abuse@other.example".to_string()]);
     let reports = s.reported();
     assert_eq!(reports[1], vec!["81.2.69.143".to_string()]);
+    // Observed in the first run, reported in the second: its stored ports and targets are there.
+    let held = String::from_utf8_lossy(&got[1].data).to_string();
+    assert!(held.contains("\n81.2.69.143,2026-01-25T10:00:03+00:00,2026-01-25T10:00:03+00:00,1,TCP,80,198.51.100.10,40000,"), "{held}");
     s.run(&["run"]).ok();
     assert_eq!(server.received().len(), 2);
 }
