@@ -213,6 +213,10 @@ pub fn keep(pool: Vec<EvidenceLine>, seconds: u32, cap: usize, per_ip: usize) ->
 /// Log text made safe to show: invalid UTF-8 replaced, control characters (and Unicode line
 /// separators) removed, tabs turned into spaces.
 pub fn clean(text: &[u8]) -> String {
+    // Nearly every log line is printable ASCII already.
+    if text.iter().all(|b| (0x20..0x7f).contains(b)) {
+        return String::from_utf8(text.to_vec()).unwrap_or_default();
+    }
     let text = String::from_utf8_lossy(text);
     text.chars()
         .filter_map(|c| match c {

@@ -323,10 +323,74 @@ struct Fields<'a> {
 
 /// The kernel's `IN=eth0 OUT= MAC=... SRC=... DST=... PROTO=TCP SPT=1 DPT=2 ...` fields,
 /// up to the quoted inner packet of an ICMP error (`[SRC=... ]`), which is not ours.
+/// The value of `key` (`b"SRC="`) at the start of `text`, and the text after its space.
+fn take<'a>(text: &'a [u8], key: &[u8]) -> Option<(&'a str, &'a [u8])> {
+    let rest = text.strip_prefix(key)?;
+    let end = memchr::memchr(b' ', rest).unwrap_or(rest.len());
+    let value = std::str::from_utf8(&rest[..end]).ok()?;
+    Some((value, rest.get(end + 1..).unwrap_or_default()))
+}
+
+/// The kernel's fixed order, read without tokenising every field:
+/// `IN= OUT= [MAC=] SRC= DST= ... PROTO= [SPT= DPT=]`. `None` sends the line to the general
+/// reader, which also explains what is wrong.
+fn fields_in_order(text: &[u8]) -> Option<Fields<'_>> {
+    static PROTO: std::sync::LazyLock<memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memmem::Finder::new(b" PROTO="));
+    let (in_iface, rest) = take(text, b"IN=")?;
+    let (out_iface, rest) = take(rest, b"OUT=")?;
+    let (mac, rest) = match take(rest, b"MAC=") {
+        Some((mac, rest)) => (Some(mac).filter(|m| !m.is_empty()), rest),
+        None => (None, rest),
+    };
+    let (src, rest) = take(rest, b"SRC=")?;
+    let (dst, rest) = take(rest, b"DST=")?;
+    let at = PROTO.find(rest)?;
+    // An ICMP error quotes a packet in brackets: a PROTO= after `[` is not ours.
+    if memchr::memchr(b'[', &rest[..at]).is_some() {
+        return None;
+    }
+    let (proto, rest) = take(&rest[at + 1..], b"PROTO=")?;
+    let (spt, rest) = match take(rest, b"SPT=") {
+        Some((p, rest)) => (Some(p.parse().ok()?), rest),
+        None => (None, rest),
+    };
+    let dpt = match take(rest, b"DPT=") {
+        Some((p, _)) => Some(p.parse().ok()?),
+        None => None,
+    };
+    let ip = |v: &str| {
+        ipv4(v.as_bytes())
+            .map(IpAddr::V4)
+            .or_else(|| v.parse().ok())
+    };
+    if proto.is_empty() {
+        return None;
+    }
+    Some(Fields {
+        in_iface,
+        out_iface,
+        mac,
+        src: ip(src)?,
+        dst: ip(dst)?,
+        proto,
+        spt,
+        dpt,
+    })
+}
+
 fn fields(text: &[u8]) -> Result<Fields<'_>, &'static str> {
     if !text.starts_with(b"IN=") {
         return Err("no IN= after the prefix");
     }
+    match fields_in_order(text) {
+        Some(f) => Ok(f),
+        None => fields_by_name(text),
+    }
+}
+
+/// Any order: every `KEY=VALUE` up to a quoted packet, the first occurrence of a key winning.
+fn fields_by_name(text: &[u8]) -> Result<Fields<'_>, &'static str> {
     let (mut in_iface, mut out_iface, mut mac) = (None, None, None);
     let (mut src, mut dst, mut proto, mut spt, mut dpt) = (None, None, None, None, None);
     for item in text.split(|b| *b == b' ') {
@@ -632,6 +696,53 @@ mod tests {
         ] {
             assert_eq!(ipv4(text.as_bytes()), text.parse().ok(), "{text:?}");
         }
+    }
+
+    #[test]
+    fn fast_and_general_field_readers_agree() {
+        let lines: [&[u8]; 7] = [
+            b"IN=eth0 OUT= MAC=aa:bb SRC=1.2.3.4 DST=5.6.7.8 LEN=40 TTL=3 PROTO=TCP SPT=1 DPT=22 WINDOW=1 SYN",
+            b"IN=eth0 OUT= SRC=1.2.3.4 DST=5.6.7.8 LEN=40 PROTO=UDP SPT=53 DPT=4000 LEN=20",
+            b"IN=eth0 OUT= SRC=2600::1 DST=2001:db8::1 LEN=80 TC=0 PROTO=ICMPv6 TYPE=128 CODE=0",
+            b"IN=eth0 OUT= SRC=1.2.3.4 DST=5.6.7.8 LEN=88 PROTO=ICMP TYPE=3 CODE=3 [SRC=5.6.7.8 DST=1.2.3.4 PROTO=UDP SPT=1 DPT=2 ]",
+            b"IN=eth0 OUT= SRC=1.2.3.4 DST=5.6.7.8 LEN=36 [SRC=9.9.9.9 DST=1.1.1.1 PROTO=UDP ]",
+            b"IN=eth0 OUT= SRC=1.2.3.4 DST=5.6.7.8 PROTO=2",
+            b"IN=eth0 OUT= DST=5.6.7.8 SRC=1.2.3.4 PROTO=TCP DPT=80",
+        ];
+        let key = |f: Fields<'_>| {
+            (
+                f.in_iface.to_string(),
+                f.mac.map(str::to_string),
+                f.src,
+                f.dst,
+                f.proto.to_string(),
+                f.spt,
+                f.dpt,
+            )
+        };
+        let mut fast_taken = 0;
+        for line in lines {
+            if let Some(fast) = fields_in_order(line) {
+                fast_taken += 1;
+                assert_eq!(
+                    Ok(key(fast)),
+                    fields_by_name(line).map(key),
+                    "{}",
+                    String::from_utf8_lossy(line)
+                );
+            }
+        }
+        assert_eq!(fast_taken, 4, "the kernel's usual lines take the fast path");
+        assert!(
+            fields_in_order(lines[4]).is_none(),
+            "no outer PROTO: never the quoted one"
+        );
+        assert_eq!(fields(lines[4]).err(), Some("no PROTO="));
+        assert!(
+            fields_in_order(lines[6]).is_none(),
+            "another order goes to the general reader"
+        );
+        assert_eq!(fields(lines[6]).unwrap().dpt, Some(80));
     }
 
     #[test]
