@@ -18,7 +18,7 @@ use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, ReportArgs};
 use crate::clock::{self, utc_text};
 use crate::config::{self, Settings, SourceKind};
 use crate::enrich::{AsnDb, Attacker, enrich};
@@ -63,30 +63,8 @@ fn dispatch(cli: &Cli) -> Result<u8> {
     let settings = config::load(&path)?;
     let now = clock::now()?;
     match &cli.command {
-        Command::Run {
-            dry_run,
-            provider,
-            json,
-            since,
-        }
-        | Command::Preview {
-            provider,
-            json,
-            since,
-            dry_run,
-        } => {
-            let options = Options {
-                only: provider.as_deref(),
-                json: *json,
-                since: since.map(|d| now - d),
-                verbosity,
-            };
-            if *dry_run {
-                preview(&settings, now, &options)
-            } else {
-                run(&settings, now, &options)
-            }
-        }
+        Command::Run { dry_run, what } => run_or_preview(&settings, now, *dry_run, what, verbosity),
+        Command::Preview { what } => run_or_preview(&settings, now, true, what, verbosity),
         Command::History { ip, provider, json } => history(&settings, *ip, provider.clone(), *json),
         Command::Show { report_id } => show(&settings, report_id),
         Command::Check { smtp } => crate::check::check(&settings, now, *smtp),
@@ -95,6 +73,26 @@ fn dispatch(cli: &Cli) -> Result<u8> {
             format,
             ports,
         } => crate::firewall::print(&settings, provider, *format, ports.as_deref()),
+    }
+}
+
+fn run_or_preview(
+    settings: &Settings,
+    now: DateTime<Utc>,
+    dry_run: bool,
+    what: &ReportArgs,
+    verbosity: Verbosity,
+) -> Result<u8> {
+    let options = Options {
+        only: what.provider.as_deref(),
+        json: what.json,
+        since: what.since.map(|d| now - d),
+        verbosity,
+    };
+    if dry_run {
+        preview(settings, now, &options)
+    } else {
+        run(settings, now, &options)
     }
 }
 

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Report attacking cloud hosts seen in netfilter logs to their provider's abuse desk.
 #[derive(Debug, Parser)]
@@ -44,30 +44,13 @@ pub enum Command {
         /// Print the messages that would be sent and change nothing (same as `preview`)
         #[arg(long)]
         dry_run: bool,
-        /// Report to this provider only (all sources are still read)
-        #[arg(long, value_name = "NAME")]
-        provider: Option<String>,
-        /// With --dry-run: print the reports as JSON
-        #[arg(long)]
-        json: bool,
-        /// Pass over packets logged longer ago than this (e.g. 2h, 3d): skip old history
-        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-        since: Option<chrono::Duration>,
+        #[command(flatten)]
+        what: ReportArgs,
     },
     /// Print the messages a run would send now, changing nothing
     Preview {
-        /// Only this provider's report
-        #[arg(long, value_name = "NAME")]
-        provider: Option<String>,
-        /// Print the reports as one JSON object
-        #[arg(long)]
-        json: bool,
-        /// Pass over packets logged longer ago than this (e.g. 2h, 3d)
-        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-        since: Option<chrono::Duration>,
-        /// Always true: a preview changes nothing
-        #[arg(skip = true)]
-        dry_run: bool,
+        #[command(flatten)]
+        what: ReportArgs,
     },
     /// List the reports in the ledger
     History {
@@ -104,6 +87,20 @@ pub enum Command {
         #[arg(long, value_name = "LIST")]
         ports: Option<String>,
     },
+}
+
+/// What `run` and `preview` report on, and how.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Report to this provider only (all sources are still read)
+    #[arg(long, value_name = "NAME")]
+    pub provider: Option<String>,
+    /// Print the reports as one JSON object (for run: with --dry-run)
+    #[arg(long)]
+    pub json: bool,
+    /// Pass over packets logged longer ago than this (e.g. 2h, 3d): skip old history
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub since: Option<chrono::Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -118,12 +118,7 @@ fn preview_json_matches_the_contract() {
     let v = example(&["preview", "--json"]).json();
     let top = keys_of(&v);
     assert_eq!(top, BTreeSet::from(["reports", "summary", "unattributed"]));
-    let unattributed: Vec<&str> = v["unattributed"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| u["ip"].as_str().unwrap())
-        .collect();
+    let unattributed = ip_list(&v["unattributed"]);
     assert_eq!(
         unattributed,
         ["54.239.28.85", "81.2.69.143", "192.168.1.20"]

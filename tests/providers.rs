@@ -14,12 +14,7 @@ use common::*;
 use ipnet::IpNet;
 
 fn ips_of(report: &serde_json::Value) -> Vec<String> {
-    report["ips"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["ip"].as_str().unwrap().to_string())
-        .collect()
+    ip_list(&report["ips"])
 }
 
 /// The distinct prefixes a range file lists, counted without the code under test.
@@ -169,12 +164,7 @@ fn two_providers_on_one_log_get_disjoint_reports() {
     let a: BTreeSet<String> = ips_of(&reports[0]).into_iter().collect();
     let b: BTreeSet<String> = ips_of(&reports[1]).into_iter().collect();
     assert!(a.is_disjoint(&b));
-    let unattributed: Vec<&str> = v["unattributed"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| u["ip"].as_str().unwrap())
-        .collect();
+    let unattributed = ip_list(&v["unattributed"]);
     assert_eq!(unattributed, ["54.239.28.85", "192.168.1.20"]);
     assert_eq!(v["summary"]["ips_unattributed"], 2);
     s.run(&["run"]).ok();

@@ -182,6 +182,15 @@ dir = "{{dir}}/outbox"
     )
 }
 
+/// The `ip` of every entry of a JSON array (a report's `ips`, or `unattributed`).
+pub fn ip_list(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["ip"].as_str().unwrap().to_string())
+        .collect()
+}
+
 /// A kernel LOG line as the default prefix writes it.
 pub fn drop_line(time: &str, src: &str, proto: &str, dpt: u16) -> String {
     format!(
