@@ -704,7 +704,7 @@ fn print_json(planned: &[Planned], summary: Summary, unattributed: &[ReportIp]) 
             excerpt: &p.report.excerpt,
         })
         .collect();
-    let mut out = std::io::stdout().lock();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let unattributed = unattributed.iter().map(JsonIp::from).collect();
     serde_json::to_writer_pretty(
         &mut out,
@@ -715,12 +715,13 @@ fn print_json(planned: &[Planned], summary: Summary, unattributed: &[ReportIp]) 
         },
     )?;
     writeln!(out)?;
+    out.flush()?;
     Ok(())
 }
 
 /// Messages in mbox form: each after a `From ` line, with Unix line ends and `From ` quoting.
 fn print_mbox(planned: &[Planned], now: DateTime<Utc>) -> Result<()> {
-    let mut out = std::io::stdout().lock();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for p in planned {
         writeln!(
             out,
@@ -736,6 +737,7 @@ fn print_mbox(planned: &[Planned], now: DateTime<Utc>) -> Result<()> {
         }
         writeln!(out)?;
     }
+    out.flush()?;
     Ok(())
 }
 

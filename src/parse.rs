@@ -324,11 +324,35 @@ struct Fields<'a> {
 /// The kernel's `IN=eth0 OUT= MAC=... SRC=... DST=... PROTO=TCP SPT=1 DPT=2 ...` fields,
 /// up to the quoted inner packet of an ICMP error (`[SRC=... ]`), which is not ours.
 /// The value of `key` (`b"SRC="`) at the start of `text`, and the text after its space.
-fn take<'a>(text: &'a [u8], key: &[u8]) -> Option<(&'a str, &'a [u8])> {
+fn take_raw<'a>(text: &'a [u8], key: &[u8]) -> Option<(&'a [u8], &'a [u8])> {
     let rest = text.strip_prefix(key)?;
     let end = memchr::memchr(b' ', rest).unwrap_or(rest.len());
-    let value = std::str::from_utf8(&rest[..end]).ok()?;
-    Some((value, rest.get(end + 1..).unwrap_or_default()))
+    Some((&rest[..end], rest.get(end + 1..).unwrap_or_default()))
+}
+
+/// [`take_raw`], as text.
+fn take<'a>(text: &'a [u8], key: &[u8]) -> Option<(&'a str, &'a [u8])> {
+    let (value, rest) = take_raw(text, key)?;
+    Some((std::str::from_utf8(value).ok()?, rest))
+}
+
+/// A port number from its digits.
+fn port(digits: &[u8]) -> Option<u16> {
+    if digits.is_empty() || digits.len() > 5 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let value = digits
+        .iter()
+        .fold(0u32, |n, d| n * 10 + u32::from(d - b'0'));
+    u16::try_from(value).ok()
+}
+
+/// An address from its text: dotted-quad IPv4 directly, anything else through `std`.
+fn address(text: &[u8]) -> Option<IpAddr> {
+    match ipv4(text) {
+        Some(a) => Some(IpAddr::V4(a)),
+        None => std::str::from_utf8(text).ok()?.parse().ok(),
+    }
 }
 
 /// The kernel's fixed order, read without tokenising every field:
@@ -343,36 +367,32 @@ fn fields_in_order(text: &[u8]) -> Option<Fields<'_>> {
         Some((mac, rest)) => (Some(mac).filter(|m| !m.is_empty()), rest),
         None => (None, rest),
     };
-    let (src, rest) = take(rest, b"SRC=")?;
-    let (dst, rest) = take(rest, b"DST=")?;
+    let (src, rest) = take_raw(rest, b"SRC=")?;
+    let (dst, rest) = take_raw(rest, b"DST=")?;
     let at = PROTO.find(rest)?;
     // An ICMP error quotes a packet in brackets: a PROTO= after `[` is not ours.
     if memchr::memchr(b'[', &rest[..at]).is_some() {
         return None;
     }
     let (proto, rest) = take(&rest[at + 1..], b"PROTO=")?;
-    let (spt, rest) = match take(rest, b"SPT=") {
-        Some((p, rest)) => (Some(p.parse().ok()?), rest),
+    let (spt, rest) = match take_raw(rest, b"SPT=") {
+        Some((p, rest)) => (Some(port(p)?), rest),
         None => (None, rest),
     };
-    let dpt = match take(rest, b"DPT=") {
-        Some((p, _)) => Some(p.parse().ok()?),
+    let dpt = match take_raw(rest, b"DPT=") {
+        Some((p, _)) => Some(port(p)?),
         None => None,
-    };
-    let ip = |v: &str| {
-        ipv4(v.as_bytes())
-            .map(IpAddr::V4)
-            .or_else(|| v.parse().ok())
     };
     if proto.is_empty() {
         return None;
     }
+    let (src, dst) = (address(src)?, address(dst)?);
     Some(Fields {
         in_iface,
         out_iface,
         mac,
-        src: ip(src)?,
-        dst: ip(dst)?,
+        src,
+        dst,
         proto,
         spt,
         dpt,
@@ -676,6 +696,13 @@ mod tests {
             with_prefix.extend_from_slice(&junk);
             let _ = p.parse(&junk);
             let _ = p.parse(&with_prefix);
+        }
+    }
+
+    #[test]
+    fn port_digits_agree_with_std() {
+        for text in ["0", "22", "65535", "65536", "", "1a", "-1", "007", "123456"] {
+            assert_eq!(port(text.as_bytes()), text.parse().ok(), "{text:?}");
         }
     }
 
