@@ -172,8 +172,8 @@ pub fn densest(mut lines: Vec<EvidenceLine>, seconds: u32, cap: usize) -> Option
 /// Lines of `b` that `a` does not hold yet, counting equal lines as a multiset: a repeated
 /// packet logs identical lines, and each is evidence of its own.
 pub fn union(mut a: Vec<EvidenceLine>, b: Vec<EvidenceLine>) -> Vec<EvidenceLine> {
-    let mut have: std::collections::HashMap<&EvidenceLine, usize> =
-        std::collections::HashMap::new();
+    let mut have: std::collections::HashMap<&EvidenceLine, usize, foldhash::fast::RandomState> =
+        std::collections::HashMap::default();
     for l in &a {
         *have.entry(l).or_default() += 1;
     }

@@ -248,24 +248,28 @@ impl LineParser {
 /// else (IPv6, odd forms) is left to `std`.
 fn ipv4(text: &[u8]) -> Option<std::net::Ipv4Addr> {
     let mut octets = [0u8; 4];
-    let mut parts = text.split(|b| *b == b'.');
-    for octet in &mut octets {
-        let part = parts.next()?;
-        if part.is_empty() || part.len() > 3 || (part.len() > 1 && part[0] == b'0') {
-            return None;
-        }
-        let mut value = 0u16;
-        for &b in part {
-            if !b.is_ascii_digit() {
-                return None;
+    let (mut n, mut value, mut digits) = (0usize, 0u16, 0u8);
+    for &b in text {
+        match b {
+            b'0'..=b'9' => {
+                // No leading zeros (std reads none), at most three digits.
+                if digits == 3 || (digits == 1 && value == 0) {
+                    return None;
+                }
+                value = value * 10 + u16::from(b - b'0');
+                digits += 1;
             }
-            value = value * 10 + u16::from(b - b'0');
+            b'.' if digits > 0 && n < 3 => {
+                octets[n] = u8::try_from(value).ok()?;
+                (n, value, digits) = (n + 1, 0, 0);
+            }
+            _ => return None,
         }
-        *octet = u8::try_from(value).ok()?;
     }
-    if parts.next().is_some() {
+    if n != 3 || digits == 0 {
         return None;
     }
+    octets[3] = u8::try_from(value).ok()?;
     Some(std::net::Ipv4Addr::from(octets))
 }
 
