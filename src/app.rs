@@ -922,6 +922,12 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
             summary_line("run", &intake.summary, &made, outcome.sent, started)
         );
     }
+    if let Some(reason) = outcome.unauthorized {
+        return Err(ConfigError(format!(
+            "the mail server refused the login (mail.username / password): {reason}; the report is kept and goes out once that is fixed"
+        ))
+        .into());
+    }
     if let Some(reason) = outcome.transient {
         return Err(TransientError(format!(
             "mail not delivered, will retry on the next run: {reason}"
@@ -938,6 +944,8 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
 struct Outcome {
     sent: usize,
     transient: Option<String>,
+    /// The mail server refused our login: fix the configuration, then the report goes out.
+    unauthorized: Option<String>,
     rejected: Option<String>,
     rejected_providers: HashSet<String>,
     /// New reports not made this run (budget or outage); their IPs stay in the delta.
@@ -966,6 +974,7 @@ fn deliver(
         Ok(reply) => (Status::Sent, reply.clone()),
         Err(SendError::Transient(e)) => (Status::Failed, e.clone()),
         Err(SendError::Rejected(e)) => (Status::Rejected, e.clone()),
+        Err(SendError::Unauthorized(e)) => (Status::Failed, e.clone()),
     };
     state
         .mark(&record.id, status, &detail, &at)
@@ -993,6 +1002,9 @@ fn deliver(
                 "abuse-mailer: report {} not delivered (will retry): {detail}",
                 record.id
             );
+            if matches!(result, Err(SendError::Unauthorized(_))) {
+                outcome.unauthorized = Some(detail.clone());
+            }
             outcome.transient = Some(detail);
         }
         Status::Rejected => {

@@ -28,6 +28,9 @@ pub enum SendError {
     Transient(String),
     /// The server refused the message for good (5xx).
     Rejected(String),
+    /// The server refused us, not the message (530/534/535/538: authentication): a
+    /// configuration problem; the message is kept to be sent once it is fixed.
+    Unauthorized(String),
 }
 
 /// Something that delivers a message.
@@ -108,7 +111,10 @@ impl Smtp {
 
 fn classify(e: &lettre::transport::smtp::Error) -> SendError {
     let text = error_text(e);
-    if e.is_permanent() {
+    let code = e.status().map(|c| c.to_string());
+    if matches!(code.as_deref(), Some("530" | "534" | "535" | "538")) {
+        SendError::Unauthorized(text)
+    } else if e.is_permanent() {
         SendError::Rejected(text)
     } else {
         SendError::Transient(text)

@@ -201,7 +201,7 @@ fn starttls_with_auth_from_a_password_file_never_shows_the_password() {
 }
 
 #[test]
-fn wrong_password_is_reported_without_the_password() {
+fn wrong_password_is_a_config_error_and_the_report_waits_for_the_fix() {
     let server = smtp::start(Security::StartTls, Some(("abuse", PASSWORD)), 0);
     let mut s = Setup::new(&smtp_config(
         server.port,
@@ -214,12 +214,31 @@ fn wrong_password_is_reported_without_the_password() {
     ));
     s.write("messages", &attack_log());
     let out = s.run(&["run"]);
-    assert_ne!(out.code, 0);
+    assert_eq!(out.code, 78, "{}", out.stderr);
     assert!(
         !out.stderr.contains("not-the-password-42") && !out.stdout.contains("not-the-password-42")
     );
-    assert!(out.stderr.contains("535"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("535") && out.stderr.contains("mail.username"),
+        "{}",
+        out.stderr
+    );
     assert!(server.received().is_empty());
+    let h = history(&s);
+    assert_eq!(
+        h[0]["status"], "failed",
+        "not rejected: the desk never saw it"
+    );
+    let message_id = h[0]["message_id"].as_str().unwrap().to_string();
+
+    s.env.clear();
+    s.env
+        .push(("ABUSE_MAILER__MAIL__PASSWORD".into(), PASSWORD.into()));
+    s.run(&["run"]).ok();
+    let got = server.received();
+    assert_eq!(got.len(), 1);
+    check_message(&got[0].data, &message_id);
+    assert_eq!(history(&s).len(), 1, "the same report, not a new one");
 }
 
 #[test]
