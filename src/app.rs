@@ -313,8 +313,14 @@ fn ingest(
     if let Some(since) = options.since {
         scan.skip_before(since.timestamp());
     }
-    let expected = expected_bytes(settings, state);
-    let bar = show_progress(std::io::stderr().is_terminal(), verbosity, expected).then(|| {
+    // Sizing the read costs a look at every file: only where a bar could be shown.
+    let watched = std::io::stderr().is_terminal() && verbosity != Verbosity::Quiet;
+    let expected = if watched {
+        expected_bytes(settings, state)
+    } else {
+        0
+    };
+    let bar = show_progress(watched, verbosity, expected).then(|| {
         let bar = indicatif::ProgressBar::new(expected);
         bar.set_style(
             indicatif::ProgressStyle::with_template(
@@ -331,9 +337,9 @@ fn ingest(
     };
     scan.report_progress(&tick);
     for source_cfg in &settings.sources {
-        scan.begin_source(parser(&source_cfg.prefixes));
         match &source_cfg.kind {
             SourceKind::Journald => {
+                scan.begin_source(parser(&source_cfg.prefixes));
                 let key = source_cfg.name();
                 let cursor = match state {
                     Some(s) => s.journal_cursor(&key)?,
@@ -346,6 +352,8 @@ fn ingest(
             }
             SourceKind::File(pattern) => {
                 for path in files_of(pattern, state)? {
+                    // Each file of a glob is a timeline of its own.
+                    scan.begin_source(parser(&source_cfg.prefixes));
                     let key = path.to_string_lossy().to_string();
                     let cursor = match state {
                         Some(s) => s.cursor(&key)?,
@@ -366,8 +374,6 @@ fn ingest(
                     if let Some(c) = read.cursor.filter(|c| Some(c) != cursor.as_ref()) {
                         cursors.push((key, StoredCursor::File(c)));
                     }
-                    // Each file of a glob is a timeline of its own.
-                    scan.begin_source(parser(&source_cfg.prefixes));
                 }
             }
         }
@@ -468,12 +474,15 @@ fn plan(
         if selected.is_empty() {
             continue;
         }
-        let mut attackers = enrich(&selected, provider, world.asn_db.as_ref());
-        for a in &mut attackers {
-            if let Some(whole) = intake.whole(a.observation.ip, state)? {
-                a.observation = whole;
-            }
-        }
+        // Selected by their heads; a report needs the whole records.
+        let whole = selected
+            .iter()
+            .map(|s| {
+                let o = intake.whole(s.observation.ip, state)?;
+                Ok((o.unwrap_or_else(|| s.observation.clone()), s.rereport))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let attackers = enrich(whole, provider, world.asn_db.as_ref());
         // XARF names one source per report.
         let size = if settings.report.xarf {
             1
@@ -512,81 +521,79 @@ fn plan_part(
 ) -> Result<Planned> {
     let settings = world.settings;
     let provider = &world.providers[i];
-    {
-        let ips: HashSet<IpAddr> = attackers.iter().map(|a| a.observation.ip).collect();
-        let pool: Vec<EvidenceLine> = intake.evidence[i]
+    let ips: HashSet<IpAddr> = attackers.iter().map(|a| a.observation.ip).collect();
+    let pool: Vec<EvidenceLine> = intake.evidence[i]
+        .iter()
+        .filter(|l| ips.contains(&l.ip))
+        .cloned()
+        .collect();
+    let window: Option<Window> = densest(
+        pool,
+        settings.report.sample_seconds,
+        settings.report.max_excerpt_lines,
+    );
+    let report = Report::new(
+        provider.name(),
+        &provider.config.to,
+        attackers,
+        window.as_ref(),
+        &settings.report,
+        settings.zone,
+        world.now,
+    )
+    .part(part.0, part.1);
+    let (subject, body) = world.templates.render(&report)?;
+    let id = report_id(
+        world.now,
+        provider.name(),
+        &attackers
             .iter()
-            .filter(|l| ips.contains(&l.ip))
-            .cloned()
-            .collect();
-        let window: Option<Window> = densest(
-            pool,
-            settings.report.sample_seconds,
-            settings.report.max_excerpt_lines,
-        );
-        let report = Report::new(
-            provider.name(),
-            &provider.config.to,
-            attackers,
-            window.as_ref(),
-            &settings.report,
-            settings.zone,
-            world.now,
-        )
-        .part(part.0, part.1);
-        let (subject, body) = world.templates.render(&report)?;
-        let id = report_id(
-            world.now,
-            provider.name(),
-            &attackers
-                .iter()
-                .map(|a| a.observation.ip)
-                .collect::<Vec<_>>(),
-            state,
-        )?;
-        let message_id = format!("<{id}@{}>", settings.report.from.email.domain());
-        let head = Envelope {
-            from: &settings.report.from,
-            to: &provider.config.to,
-            cc: &settings.report.cc,
-            reply_to: settings.report.reply_to.as_ref(),
-            message_id: &message_id,
-            thread_root,
-            date: world.now,
-        };
-        let bytes = message(&head, &subject, &body, &report, &settings.report)?;
-        let recipients = provider
-            .config
-            .to
+            .map(|a| a.observation.ip)
+            .collect::<Vec<_>>(),
+        state,
+    )?;
+    let message_id = format!("<{id}@{}>", settings.report.from.email.domain());
+    let head = Envelope {
+        from: &settings.report.from,
+        to: &provider.config.to,
+        cc: &settings.report.cc,
+        reply_to: settings.report.reply_to.as_ref(),
+        message_id: &message_id,
+        thread_root,
+        date: world.now,
+    };
+    let bytes = message(&head, &subject, &body, &report, &settings.report)?;
+    let recipients = provider
+        .config
+        .to
+        .iter()
+        .chain(&settings.report.cc)
+        .map(|m| m.email.to_string())
+        .collect();
+    let record = ReportRecord {
+        id,
+        provider: provider.name().to_string(),
+        recipients,
+        subject,
+        message_id,
+        status: Status::Sending,
+        created_at: utc_text(world.now),
+        sent_at: None,
+        attempts: 0,
+        last_error: None,
+        server_reply: None,
+        ips: attackers
             .iter()
-            .chain(&settings.report.cc)
-            .map(|m| m.email.to_string())
-            .collect();
-        let record = ReportRecord {
-            id,
-            provider: provider.name().to_string(),
-            recipients,
-            subject,
-            message_id,
-            status: Status::Sending,
-            created_at: utc_text(world.now),
-            sent_at: None,
-            attempts: 0,
-            last_error: None,
-            server_reply: None,
-            ips: attackers
-                .iter()
-                .map(|a| ReportedIp {
-                    ip: a.observation.ip,
-                    hits: a.observation.hits,
-                    first_seen: a.observation.first_seen,
-                    last_seen: a.observation.last_seen,
-                })
-                .collect(),
-            message: bytes,
-        };
-        Ok(Planned { report, record })
-    }
+            .map(|a| ReportedIp {
+                ip: a.observation.ip,
+                hits: a.observation.hits,
+                first_seen: a.observation.first_seen,
+                last_seen: a.observation.last_seen,
+            })
+            .collect(),
+        message: bytes,
+    };
+    Ok(Planned { report, record })
 }
 
 /// `20260125T235125Z-aws-1a2b3c4d`: time, provider and a hash of the IPs, so that ids from
@@ -853,6 +860,7 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
 
     let mut budget = settings.mail.max_messages_per_run;
     let mut outcome = Outcome::default();
+    let mut resent = 0;
     for record in state.pending()? {
         if only.is_some_and(|o| o != record.provider) {
             continue;
@@ -862,6 +870,7 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
             continue;
         }
         budget -= 1;
+        resent += 1;
         deliver(
             &mut state,
             transport.as_ref(),
@@ -873,8 +882,13 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
         )?;
     }
 
-    // The ledger changed if a resend was rejected (its IPs are free again): read it anew.
-    let ledger = Ledger::read(&world, Some(&state))?;
+    // A resend changes the ledger (a rejection frees its IPs, a first delivery starts the
+    // provider's thread): read it anew then.
+    let ledger = if resent > 0 {
+        Ledger::read(&world, Some(&state))?
+    } else {
+        ledger
+    };
     let planned = if outcome.transient.is_some() {
         Vec::new()
     } else {
@@ -972,9 +986,8 @@ fn deliver(
     );
     let (status, detail) = match &result {
         Ok(reply) => (Status::Sent, reply.clone()),
-        Err(SendError::Transient(e)) => (Status::Failed, e.clone()),
+        Err(SendError::Transient(e) | SendError::Unauthorized(e)) => (Status::Failed, e.clone()),
         Err(SendError::Rejected(e)) => (Status::Rejected, e.clone()),
-        Err(SendError::Unauthorized(e)) => (Status::Failed, e.clone()),
     };
     state
         .mark(&record.id, status, &detail, &at)
@@ -985,8 +998,8 @@ fn deliver(
                 status.as_str()
             )
         })?;
-    match status {
-        Status::Sent => {
+    match result {
+        Ok(_) => {
             outcome.sent += 1;
             if verbosity != Verbosity::Quiet {
                 println!(
@@ -997,7 +1010,7 @@ fn deliver(
                 );
             }
         }
-        Status::Failed => {
+        Err(SendError::Transient(_) | SendError::Unauthorized(_)) => {
             eprintln!(
                 "abuse-mailer: report {} not delivered (will retry): {detail}",
                 record.id
@@ -1005,14 +1018,14 @@ fn deliver(
             if matches!(result, Err(SendError::Unauthorized(_))) {
                 outcome.unauthorized = Some(detail.clone());
             }
+            // Either way nothing more goes to this server in this run.
             outcome.transient = Some(detail);
         }
-        Status::Rejected => {
+        Err(SendError::Rejected(_)) => {
             eprintln!("abuse-mailer: report {} rejected: {detail}", record.id);
             outcome.rejected = Some(detail);
             outcome.rejected_providers.insert(record.provider.clone());
         }
-        Status::Sending => {}
     }
     Ok(())
 }

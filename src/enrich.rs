@@ -12,7 +12,6 @@ use serde::Deserialize;
 
 use crate::ingest::Observation;
 use crate::provider::{Provider, RangeInfo, canonical};
-use crate::select::Selected;
 
 /// What the ASN database says about an address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,19 +82,20 @@ pub struct Attacker {
     pub rereport: bool,
 }
 
-/// Annotates a provider's delta with range and ASN data.
+/// Annotates a provider's delta (whole observations, and whether each is a re-report) with
+/// range and ASN data.
 pub fn enrich(
-    selected: &[Selected<'_>],
+    selected: impl IntoIterator<Item = (Observation, bool)>,
     provider: &Provider,
     asn_db: Option<&AsnDb>,
 ) -> Vec<Attacker> {
     selected
-        .iter()
-        .map(|s| Attacker {
-            observation: s.observation.clone(),
-            range: provider.lookup(s.observation.ip).cloned(),
-            asn: asn_db.and_then(|db| db.lookup(s.observation.ip)),
-            rereport: s.rereport,
+        .into_iter()
+        .map(|(observation, rereport)| Attacker {
+            range: provider.lookup(observation.ip).cloned(),
+            asn: asn_db.and_then(|db| db.lookup(observation.ip)),
+            observation,
+            rereport,
         })
         .collect()
 }

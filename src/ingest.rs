@@ -118,6 +118,20 @@ pub struct Attribution {
     pub candidates: u64,
 }
 
+impl Attribution {
+    /// The providers whose bit is set in `mask`, by index.
+    pub fn indices(mask: u64) -> impl Iterator<Item = usize> {
+        let mut rest = mask;
+        std::iter::from_fn(move || {
+            (rest != 0).then(|| {
+                let i = rest.trailing_zeros() as usize;
+                rest &= rest - 1;
+                i
+            })
+        })
+    }
+}
+
 struct Seen {
     observation: Observation,
     attribution: Attribution,
@@ -151,12 +165,22 @@ pub struct Ingest<'a> {
     /// Trackers of the source being read; each source's times are ordered only within it.
     trackers: Vec<WindowTracker>,
     evidence: Vec<Vec<EvidenceLine>>,
-    /// (line start, prefix position, prefix number) of the lines found in a buffer.
-    starts: Vec<(usize, usize, usize)>,
+    /// The lines of a buffer that carry a prefix (kept to reuse the allocation).
+    starts: Vec<Found>,
     /// Packets logged before this time (Unix seconds) are passed over (`--since`).
     since: Option<i64>,
     /// Told how many bytes each read took, for a progress display.
     progress: Option<&'a (dyn Fn(u64) + Sync)>,
+}
+
+/// A line that carries a prefix: where it starts and ends in the buffer, where the prefix is,
+/// and which prefix.
+#[derive(Debug, Clone, Copy)]
+struct Found {
+    start: usize,
+    at: usize,
+    end: usize,
+    prefix: usize,
 }
 
 /// Read size: large enough that a syscall and a prefix search cost little per line.
@@ -204,9 +228,14 @@ impl<'a> Ingest<'a> {
         self.finders = parser.prefix_finders().to_vec();
         self.parser = parser;
         self.end_source();
-        self.trackers = (0..self.evidence.len())
+        self.trackers = self.new_trackers();
+    }
+
+    /// One window tracker per provider, for a new timeline.
+    fn new_trackers(&self) -> Vec<WindowTracker> {
+        (0..self.evidence.len())
             .map(|_| WindowTracker::new(self.sample_seconds, self.max_lines))
-            .collect();
+            .collect()
     }
 
     /// Adds the source's densest window per provider to the evidence pool, which is cut back
@@ -236,9 +265,7 @@ impl<'a> Ingest<'a> {
             summary: Summary::default(),
             sample_seconds: self.sample_seconds,
             max_lines: self.max_lines,
-            trackers: (0..self.evidence.len())
-                .map(|_| WindowTracker::new(self.sample_seconds, self.max_lines))
-                .collect(),
+            trackers: self.new_trackers(),
             evidence: vec![Vec::new(); self.evidence.len()],
             starts: Vec::new(),
             since: self.since,
@@ -320,18 +347,23 @@ impl<'a> Ingest<'a> {
                     continue;
                 }
                 let start = memchr::memrchr(b'\n', &region[..at]).map_or(0, |i| i + 1);
-                starts.push((start, at, prefix));
-                after = memchr::memchr(b'\n', &region[at..]).map_or(region.len(), |i| at + i + 1);
+                let end = memchr::memchr(b'\n', &region[at..]).map_or(region.len(), |i| at + i);
+                starts.push(Found {
+                    start,
+                    at,
+                    end,
+                    prefix,
+                });
+                after = end + 1;
             }
         }
         if self.finders.len() > 1 {
             // Several prefixes on one line: the first in the line counts.
-            starts.sort_unstable_by_key(|&(start, at, _)| (start, at));
-            starts.dedup_by_key(|&mut (start, ..)| start);
+            starts.sort_unstable_by_key(|f| (f.start, f.at));
+            starts.dedup_by_key(|f| f.start);
         }
-        for &(start, at, prefix) in &starts {
-            let end = memchr::memchr(b'\n', &region[at..]).map_or(region.len(), |i| at + i);
-            self.line(&region[start..end], prefix, at - start);
+        for f in &starts {
+            self.line(&region[f.start..f.end], f.prefix, f.at - f.start);
         }
         self.starts = starts;
     }
@@ -363,10 +395,7 @@ impl<'a> Ingest<'a> {
                 text: clean(text),
             });
         }
-        let mut candidates = seen.attribution.candidates;
-        while candidates != 0 {
-            let i = candidates.trailing_zeros() as usize;
-            candidates &= candidates - 1;
+        for i in Attribution::indices(seen.attribution.candidates) {
             if let Some(tracker) = self.trackers.get_mut(i) {
                 tracker.push(packet.time, packet.src, text);
             }
@@ -383,11 +412,8 @@ impl<'a> Ingest<'a> {
             .filter(|s| s.attribution.providers == 0)
             .count() as u64;
         let mut own: Vec<Vec<EvidenceLine>> = vec![Vec::new(); self.evidence.len()];
-        for seen in self.seen.values_mut() {
-            let mut candidates = seen.attribution.candidates;
-            while candidates != 0 {
-                let i = candidates.trailing_zeros() as usize;
-                candidates &= candidates - 1;
+        for seen in self.seen.values() {
+            for i in Attribution::indices(seen.attribution.candidates) {
                 if let Some(lines) = own.get_mut(i) {
                     lines.extend(seen.first_lines.iter().cloned());
                 }
@@ -480,6 +506,13 @@ mod tests {
         let batch = ingest_text(&text, &|_| AWS);
         assert_eq!(batch.summary.lines_matched, 1);
         assert_eq!(batch.summary.bytes_read as usize, text.len());
+    }
+
+    #[test]
+    fn provider_indices_are_the_set_bits() {
+        assert_eq!(Attribution::indices(0).count(), 0);
+        assert_eq!(Attribution::indices(0b1011).collect::<Vec<_>>(), [0, 1, 3]);
+        assert_eq!(Attribution::indices(1 << 63).collect::<Vec<_>>(), [63]);
     }
 
     #[test]
