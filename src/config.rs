@@ -290,6 +290,18 @@ pub fn locate(flag: Option<&Path>) -> PathBuf {
 
 /// Reads and checks the configuration at `path`, with environment overrides.
 pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+    load_with(path, None)
+}
+
+/// [`load`] with the environment given instead of read from the process (for tests).
+///
+/// Environment values are taken verbatim: a password of `0123` stays `0123`. A key that wants
+/// a number or a boolean is parsed from the text when it is deserialized, never guessed up
+/// front, so a string key never turns into a number on the way.
+fn load_with(
+    path: &Path,
+    env: Option<std::collections::HashMap<String, String>>,
+) -> Result<Settings, ConfigError> {
     let shown = path.display();
     if !path.is_file() {
         return Err(ConfigError(format!(
@@ -302,7 +314,7 @@ pub fn load(path: &Path) -> Result<Settings, ConfigError> {
             config::Environment::with_prefix("ABUSE_MAILER")
                 .prefix_separator("__")
                 .separator("__")
-                .try_parsing(true),
+                .source(env),
         )
         .build()
         .and_then(|c| c.try_deserialize())
@@ -311,10 +323,23 @@ pub fn load(path: &Path) -> Result<Settings, ConfigError> {
 }
 
 /// The `config` crate's message, with its key named the way the file spells it.
+///
+/// A TOML syntax error comes with a snippet of the offending line; that line may hold a
+/// password, so only the position and the parser's verdict are kept.
 fn describe(err: &config::ConfigError) -> String {
     let text = err.to_string();
     let text = text.replace(" in the configuration file", "");
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
+    let kept: Vec<&str> = text.lines().filter(|l| !is_snippet_line(l)).collect();
+    kept.join(" ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A line of a parser's source excerpt: `  |`, `3 | password = "…`, `  |     ^`.
+fn is_snippet_line(line: &str) -> bool {
+    let rest = line.trim_start_matches(|c: char| c.is_ascii_digit() || c == ' ');
+    rest.starts_with('|')
 }
 
 fn check(file: &Path, raw: RawConfig) -> Result<Settings, ConfigError> {
@@ -731,6 +756,80 @@ dir = "outbox"
         let text = MINIMAL.replace("[report]", "[report]\nmin_hits = \"many\"");
         let e = load_text(&text).unwrap_err().0;
         assert!(e.contains("min_hits"), "{e}");
+    }
+
+    fn load_env(text: &str, env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, text).unwrap();
+        // The process environment holds no password here, so the file must be private.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        load_with(&path, Some(env))
+    }
+
+    #[test]
+    fn environment_password_is_taken_verbatim() {
+        let text = MINIMAL.replace(
+            "transport = \"file\"\ndir = \"outbox\"",
+            "transport = \"smtp\"\nhost = \"127.0.0.1\"\nusername = \"u\"",
+        );
+        for value in [
+            "0123",
+            "1e3",
+            "12345678901234567890123",
+            "true",
+            "-0",
+            " 7 ",
+        ] {
+            let s = load_env(&text, &[("ABUSE_MAILER__MAIL__PASSWORD", value)]).unwrap();
+            let TransportConfig::Smtp(c) = s.mail.transport else {
+                panic!("smtp")
+            };
+            assert_eq!(c.password.unwrap().expose(), value);
+        }
+    }
+
+    #[test]
+    fn environment_numbers_and_flags_still_parse() {
+        let text = MINIMAL.replace(
+            "transport = \"file\"\ndir = \"outbox\"",
+            "transport = \"smtp\"\nhost = \"127.0.0.1\"",
+        );
+        let s = load_env(
+            &text,
+            &[
+                ("ABUSE_MAILER__MAIL__PORT", "2525"),
+                ("ABUSE_MAILER__MAIL__HOST", "0123"),
+                ("ABUSE_MAILER__REPORT__XARF", "true"),
+                ("ABUSE_MAILER__REPORT__SAMPLE_SECONDS", "9"),
+            ],
+        )
+        .unwrap();
+        let TransportConfig::Smtp(c) = &s.mail.transport else {
+            panic!("smtp")
+        };
+        assert_eq!((c.port, c.host.as_str()), (2525, "0123"));
+        assert!(s.report.xarf);
+        assert_eq!(s.report.sample_seconds, 9);
+        let e = load_env(&text, &[("ABUSE_MAILER__MAIL__PORT", "twenty")]).unwrap_err();
+        assert!(e.0.contains("port"), "{e}");
+    }
+
+    #[test]
+    fn syntax_error_never_shows_the_password() {
+        let text = MINIMAL.replace(
+            "transport = \"file\"\ndir = \"outbox\"",
+            "transport = \"smtp\"\nusername = \"u\"\npassword = \"hunter2-secret",
+        );
+        let e = load_text(&text).unwrap_err().0;
+        assert!(!e.contains("hunter2"), "{e}");
+        assert!(e.contains("line 15"), "the position is kept: {e}");
+        assert!(!e.contains('\n'), "one line: {e}");
     }
 
     #[test]
