@@ -333,6 +333,7 @@ fn preview_changes_nothing_in_the_state_dir() {
 }
 
 #[test]
+#[ignore = "needs ABUSE_MAILER_DATA"]
 fn reported_set_equals_the_seed_pipeline_on_ipv4_tcp_udp_lines() {
     let ufw = fs::read_to_string(shared_data("iptables-logs/vultr-ufw-2022/ufw.log")).unwrap();
     let log: String = ufw
@@ -497,6 +498,7 @@ fn missing_config_file_is_a_config_error() {
 }
 
 #[test]
+#[ignore = "needs ABUSE_MAILER_DATA"]
 fn real_and_hostile_logs_never_panic() {
     let mut inputs: Vec<Vec<u8>> = Vec::new();
     for dir in ["iptables-logs/psad", "iptables-logs/edge-cases"] {

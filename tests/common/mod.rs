@@ -14,15 +14,42 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A file from the shared data set beside the repository (`../shared/data`).
+/// The environment variable naming the folder of real test data (`../shared/data` in CI).
+pub const DATA_VAR: &str = "ABUSE_MAILER_DATA";
+
+/// A file from the real test data set named by `ABUSE_MAILER_DATA`. Tests that call this
+/// are `#[ignore = "needs ABUSE_MAILER_DATA"]`, so a plain `cargo test` passes without it.
 pub fn shared_data(rel: &str) -> PathBuf {
-    let path = repo().join("../shared/data").join(rel);
+    let Some(dir) = std::env::var_os(DATA_VAR).filter(|d| !d.is_empty()) else {
+        panic!("{DATA_VAR} is not set: point it at the real test data (../shared/data)");
+    };
+    // Configurations written by tests live in temporary folders: the path must be absolute.
+    let path = std::path::absolute(PathBuf::from(dir).join(rel)).unwrap();
     assert!(
         path.exists(),
-        "shared test data missing: {} (clone ../shared beside the repository)",
+        "test data missing: {} ({DATA_VAR} must name the shared data folder)",
         path.display()
     );
     path
+}
+
+/// Whether an outside program (nft, iptables-restore, systemd-analyze, python3 with xarf …)
+/// answers `args`. Missing, a test skips it and says so; in CI a missing tool fails the test,
+/// since CI installs them and nothing may skip there unnoticed.
+pub fn tool(name: &str, args: &[&str]) -> bool {
+    let found = Command::new(name)
+        .args(args)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install {name} ({name} {} failed)",
+            args.join(" ")
+        );
+        eprintln!("{name} not installed: skipped what needs it");
+    }
+    found
 }
 
 /// The clock every test run uses unless it says otherwise.
