@@ -210,8 +210,9 @@ pub fn keep(pool: Vec<EvidenceLine>, seconds: u32, cap: usize, per_ip: usize) ->
     union(window, firsts)
 }
 
-/// Log text made safe to show: invalid UTF-8 replaced, control characters (and Unicode line
-/// separators) removed, tabs turned into spaces.
+/// Log text made safe to show: invalid UTF-8 replaced, control characters, Unicode line
+/// separators and invisible formatting characters (bidirectional overrides such as U+202E,
+/// zero-width characters) removed, tabs turned into spaces.
 pub fn clean(text: &[u8]) -> String {
     // Nearly every log line is printable ASCII already.
     if text.iter().all(|b| (0x20..0x7f).contains(b)) {
@@ -221,11 +222,26 @@ pub fn clean(text: &[u8]) -> String {
     text.chars()
         .filter_map(|c| match c {
             '\t' => Some(' '),
-            '\u{2028}' | '\u{2029}' => None,
-            c if c.is_control() => None,
+            c if c.is_control() || is_invisible_format(c) => None,
             c => Some(c),
         })
         .collect()
+}
+
+/// Characters that change how text around them is shown without being seen themselves: a
+/// reader of a report must see the bytes that were logged, in the order they were logged.
+fn is_invisible_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{061C}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{2028}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+    )
 }
 
 /// Hides the operator's own details in a line: `MAC=` values, and for `DST` the destination
@@ -374,6 +390,11 @@ mod tests {
             "aBcc: x[31m z\u{fffd}"
         );
         assert_eq!(clean("a\u{2028}b\u{85}c".as_bytes()), "abc");
+        assert_eq!(
+            clean("evil\u{202E}gpj.exe \u{2066}x\u{2069}\u{200B}y\u{FEFF}".as_bytes()),
+            "evilgpj.exe xy",
+            "bidirectional overrides and zero-width characters"
+        );
     }
 
     #[test]

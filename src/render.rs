@@ -64,10 +64,15 @@ impl ReportIp {
             first_seen: zone.rfc3339(o.first_seen),
             last_seen: zone.rfc3339(o.last_seen),
             asn: a.asn.as_ref().map(|x| x.asn),
-            as_org: a.asn.as_ref().and_then(|x| x.org.clone()),
+            // The database is outside input too: its text is cleaned like a log's.
+            as_org: a
+                .asn
+                .as_ref()
+                .and_then(|x| x.org.as_deref())
+                .map(|t| clean(t.as_bytes())),
             ports: o.dst_ports.iter().copied().collect(),
             source_ports: o.src_ports.iter().copied().collect(),
-            protocols: o.protocols.iter().cloned().collect(),
+            protocols: protocol_labels(o.protocols.iter()),
             targets: o.dsts.iter().map(|d| d.to_string()).collect(),
             hosts: o.hosts.iter().map(|h| clean(h.as_bytes())).collect(),
             range: a.range.as_ref().map(|r| r.prefix.to_string()),
@@ -195,7 +200,7 @@ impl Report {
             total_hits: attackers.iter().map(|a| a.observation.hits).sum(),
             first_seen: zone.rfc3339(first),
             last_seen: zone.rfc3339(last),
-            protocols: protocols.into_iter().collect(),
+            protocols: protocol_labels(protocols.iter()),
             ports: ports.into_iter().collect(),
             targets: targets.into_iter().map(|t| t.to_string()).collect(),
             hosts: hosts.into_iter().map(|h| clean(h.as_bytes())).collect(),
@@ -306,7 +311,30 @@ fn join_numbers(values: &[u16]) -> String {
         .join(" ")
 }
 
+/// Protocol names as a report shows them: a name of letters and digits as logged, anything
+/// else (text smuggled into a `PROTO=` field) as `other`; sorted, without repeats.
+fn protocol_labels<'a>(names: impl Iterator<Item = &'a String>) -> Vec<String> {
+    let labels: std::collections::BTreeSet<String> = names
+        .map(|p| {
+            if !p.is_empty() && p.len() <= 16 && p.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                p.clone()
+            } else {
+                "other".to_string()
+            }
+        })
+        .collect();
+    labels.into_iter().collect()
+}
+
+/// One CSV cell. A cell that a spreadsheet would take for a formula (`=`, `+`, `-`, `@`, or a
+/// tab or carriage return first) is prefixed with `'`, so opening the file runs nothing.
 fn csv_field(text: &str) -> String {
+    let text = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        std::borrow::Cow::Owned(format!("'{text}"))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    };
+    let text = text.as_ref();
     if text.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", text.replace('"', "\"\""))
     } else {
@@ -536,4 +564,34 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_cells_that_look_like_formulas_are_neutralised() {
+        assert_eq!(
+            csv_field("=HYPERLINK(\"http://x\",\"y\")"),
+            "\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\""
+        );
+        assert_eq!(csv_field("+1"), "'+1");
+        assert_eq!(csv_field("-cmd"), "'-cmd");
+        assert_eq!(csv_field("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(csv_field("AMAZON-02"), "AMAZON-02");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+    }
+
+    #[test]
+    fn protocol_text_from_a_log_is_a_name_or_other() {
+        let names = [
+            "TCP".to_string(),
+            "TCP\rBcc:y@evil.test".to_string(),
+            "47".to_string(),
+            "=HYPERLINK(1)".to_string(),
+            "UDP".to_string(),
+        ];
+        assert_eq!(protocol_labels(names.iter()), ["47", "TCP", "UDP", "other"]);
+    }
 }

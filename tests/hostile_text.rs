@@ -1,0 +1,97 @@
+//! Text an attacker controls reaches the log: spoofed fields, control and bidirectional
+//! characters, spreadsheet formulas. None of it may reach a header, change how a report reads,
+//! or run in the desk's spreadsheet.
+
+mod common;
+
+use common::*;
+use mail_parser::{MessageParser, MimeHeaders};
+
+/// A drop line with the given protocol field and host name.
+fn line(time: &str, host: &str, src: &str, proto: &str) -> String {
+    format!(
+        "Jan 25 {time} {host} kernel: INPUT-DROP:IN=eth0 OUT= SRC={src} DST=198.51.100.10 LEN=60 TTL=241 ID=1 PROTO={proto} SPT=40000 DPT=22 \n"
+    )
+}
+
+#[test]
+fn hostile_log_fields_never_reach_headers_or_spreadsheets() {
+    let s = Setup::standard();
+    let mut log = String::new();
+    for (i, (host, proto)) in [
+        ("web1", "TCP\rBcc:y@evil.test"),
+        ("web1\u{1b}[31m", "TCP"),
+        ("web\u{202e}1", "=HYPERLINK(\"http://evil.test\",\"x\")"),
+        ("web1", "TCP"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        log.push_str(&line(
+            &format!("10:00:0{i}"),
+            host,
+            &format!("3.5.140.{}", i + 2),
+            proto,
+        ));
+    }
+    s.write("messages", &log);
+    s.run(&["run"]).ok();
+    let files = s.outbox();
+    assert_eq!(files.len(), 1);
+    let raw = std::fs::read(&files[0]).unwrap();
+    let message = MessageParser::default().parse(&raw).unwrap();
+
+    let subject = message.subject().unwrap();
+    assert!(
+        !subject.contains("Bcc") && !subject.contains("evil"),
+        "{subject}"
+    );
+    assert!(message.header("Bcc").is_none());
+    let headers =
+        String::from_utf8_lossy(&raw[..message.root_part().raw_body_offset() as usize]).to_string();
+    assert!(!headers.contains("evil.test"), "{headers}");
+
+    // Line ends are CRLF on the wire; a lone CR is what a log smuggled in.
+    let body = message.body_text(0).unwrap().replace("\r\n", "\n");
+    for bad in ['\u{1b}', '\u{202e}', '\r'] {
+        assert!(!body.contains(bad), "{bad:?} in the body:\n{body}");
+    }
+    let csv = message
+        .attachments()
+        .find(|a| a.attachment_name() == Some("ips.csv"))
+        .expect("ips.csv");
+    let csv = String::from_utf8_lossy(csv.contents()).replace("\r\n", "\n");
+    for cell in csv.split([',', '\n']) {
+        let cell = cell.trim_start_matches('"');
+        assert!(
+            !cell.starts_with(['=', '+', '@']),
+            "a formula cell in ips.csv: {cell}\n{csv}"
+        );
+    }
+    assert!(!csv.contains('\r') && !csv.contains("Bcc"), "{csv}");
+    // Every attachment is free of escape and bidirectional characters too.
+    for part in message.attachments() {
+        let text = String::from_utf8_lossy(part.contents());
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{202e}'),
+            "{:?}: {text}",
+            part.attachment_name()
+        );
+    }
+}
+
+#[test]
+fn preview_json_carries_no_control_or_bidi_characters() {
+    let s = Setup::standard();
+    s.write(
+        "messages",
+        &line("10:00:00", "web\u{202e}1\u{1b}[2J", "3.5.140.2", "TCP"),
+    );
+    let out = s.run(&["preview", "--json"]).ok();
+    let text = out.json().to_string();
+    assert!(
+        !text.contains('\u{202e}') && !text.contains('\u{1b}'),
+        "{text}"
+    );
+    assert!(!out.stdout.contains("\\u001b"), "{}", out.stdout);
+}
