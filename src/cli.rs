@@ -105,7 +105,10 @@ pub struct ReportArgs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum FirewallFormat {
+    /// iptables-restore input for the IPv4 ranges
     Iptables,
+    /// ip6tables-restore input for the IPv6 ranges
+    Ip6tables,
     Nft,
     Ipset,
 }

@@ -57,6 +57,63 @@ pub fn print(
     Ok(EXIT_OK)
 }
 
+/// `iptables-restore` (or `ip6tables-restore`) input for one address family: a chain that
+/// sends the provider's ranges to a chain that logs and drops. `other` is how many ranges of
+/// the other family there are and the tool that takes them, so that none is left open unsaid.
+#[allow(clippy::too_many_arguments)]
+fn restore_rules(
+    out: &mut String,
+    tool: &str,
+    family: &str,
+    nets: &[IpNet],
+    other: (usize, &str),
+    name: &str,
+    ports: &[u16],
+    log_prefix: &str,
+) {
+    let chain = format!("abuse-{name}");
+    let drop = format!("abuse-{name}-drop");
+    let _ = writeln!(out, "# {tool}-restore --noflush < this-file");
+    let _ = writeln!(
+        out,
+        "# {} {family} ranges of {name} (aggregated); hook the chain in with: {tool} -I INPUT -j {chain}",
+        nets.len()
+    );
+    if other.0 > 0 {
+        let _ = writeln!(
+            out,
+            "# {} more ranges of the other family: print them with --format {}",
+            other.0, other.1
+        );
+    }
+    let port_text = ports
+        .iter()
+        .map(u16::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let _ = writeln!(out, "*filter");
+    let _ = writeln!(out, ":{chain} - [0:0]");
+    let _ = writeln!(out, ":{drop} - [0:0]");
+    let _ = writeln!(
+        out,
+        "-A {drop} -j LOG --log-level warning --log-prefix \"{log_prefix}\""
+    );
+    let _ = writeln!(out, "-A {drop} -j DROP");
+    for net in nets {
+        if ports.is_empty() {
+            let _ = writeln!(out, "-A {chain} -s {net} -j {drop}");
+        } else {
+            for proto in ["tcp", "udp"] {
+                let _ = writeln!(
+                    out,
+                    "-A {chain} -s {net} -p {proto} -m multiport --dports {port_text} -j {drop}"
+                );
+            }
+        }
+    }
+    let _ = writeln!(out, "COMMIT");
+}
+
 /// The rules as text.
 pub fn render(
     provider: &Provider,
@@ -67,52 +124,29 @@ pub fn render(
     let (v4, v6) = aggregated(provider);
     let name = provider.name();
     let mut out = String::new();
-    let port_text = ports
-        .iter()
-        .map(u16::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
     // A LOG prefix is at most 29 characters; quotes would end the argument.
     let log_prefix: String = log_prefix.chars().filter(|c| *c != '"').take(29).collect();
     match format {
-        FirewallFormat::Iptables => {
-            let chain = format!("abuse-{name}");
-            let drop = format!("abuse-{name}-drop");
-            let _ = writeln!(out, "# iptables-restore --noflush < this-file");
-            let _ = writeln!(
-                out,
-                "# {} IPv4 ranges of {name} (aggregated); hook the chain in with: iptables -I INPUT -j {chain}",
-                v4.len()
-            );
-            if !v6.is_empty() {
-                let _ = writeln!(
-                    out,
-                    "# {} IPv6 ranges are not listed here: use --format nft, or ipset with ip6tables",
-                    v6.len()
-                );
-            }
-            let _ = writeln!(out, "*filter");
-            let _ = writeln!(out, ":{chain} - [0:0]");
-            let _ = writeln!(out, ":{drop} - [0:0]");
-            let _ = writeln!(
-                out,
-                "-A {drop} -j LOG --log-level warning --log-prefix \"{log_prefix}\""
-            );
-            let _ = writeln!(out, "-A {drop} -j DROP");
-            for net in &v4 {
-                if ports.is_empty() {
-                    let _ = writeln!(out, "-A {chain} -s {net} -j {drop}");
-                } else {
-                    for proto in ["tcp", "udp"] {
-                        let _ = writeln!(
-                            out,
-                            "-A {chain} -s {net} -p {proto} -m multiport --dports {port_text} -j {drop}"
-                        );
-                    }
-                }
-            }
-            let _ = writeln!(out, "COMMIT");
-        }
+        FirewallFormat::Iptables => restore_rules(
+            &mut out,
+            "iptables",
+            "IPv4",
+            &v4,
+            (v6.len(), "ip6tables"),
+            name,
+            ports,
+            &log_prefix,
+        ),
+        FirewallFormat::Ip6tables => restore_rules(
+            &mut out,
+            "ip6tables",
+            "IPv6",
+            &v6,
+            (v4.len(), "iptables"),
+            name,
+            ports,
+            &log_prefix,
+        ),
         FirewallFormat::Nft => {
             let table = format!("abuse_{}", name.replace('-', "_"));
             let _ = writeln!(out, "# nft -f this-file");

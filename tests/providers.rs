@@ -432,6 +432,17 @@ fn firewall_rules_cover_exactly_the_aggregated_ranges_and_load() {
         .ok()
         .stdout;
     assert_eq!(networks_in(&ipt), v4, "iptables covers the IPv4 ranges");
+    let ip6t = s
+        .run(&["firewall", "--provider", "aws", "--format", "ip6tables"])
+        .ok()
+        .stdout;
+    let v6: BTreeSet<IpNet> = aggregated.difference(&v4).copied().collect();
+    assert!(!v6.is_empty());
+    assert_eq!(networks_in(&ip6t), v6, "ip6tables covers the IPv6 ranges");
+    assert!(
+        ipt.contains("--format ip6tables"),
+        "iptables output points to the IPv6 rules"
+    );
     assert!(ipt.contains("--dports 80,443") && ipt.contains("--log-prefix \"INPUT-DROP:\""));
     let ipset = s
         .run(&["firewall", "--provider", "aws", "--format", "ipset"])
@@ -461,19 +472,22 @@ fn firewall_rules_cover_exactly_the_aggregated_ranges_and_load() {
         );
     };
     check("nft", &["-c", "-f"], &nft);
-    if tool("iptables-restore", &["--version"]) {
+    for (restore, rules) in [("iptables-restore", &ipt), ("ip6tables-restore", &ip6t)] {
+        if !tool(restore, &["--version"]) {
+            continue;
+        }
         let out = Command::new("sh")
             .arg("-c")
-            .arg("iptables-restore --test < \"$0\"")
+            .arg(format!("{restore} --test < \"$0\""))
             .arg({
-                fs::write(s.path("ipt"), &ipt).unwrap();
-                s.path("ipt")
+                fs::write(s.path("rules"), rules).unwrap();
+                s.path("rules")
             })
             .output()
             .unwrap();
         assert!(
             out.status.success(),
-            "iptables-restore: {}",
+            "{restore}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
     }

@@ -112,7 +112,7 @@ _abuse__mailer() {
                     return 0
                     ;;
                 --format)
-                    COMPREPLY=($(compgen -W "iptables nft ipset" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "iptables ip6tables nft ipset" -- "${cur}"))
                     return 0
                     ;;
                 --ports)

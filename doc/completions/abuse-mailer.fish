@@ -68,14 +68,15 @@ complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand check" -s q -l
 complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand check" -s v -l verbose -d 'Say more: what was read from each source and why'
 complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand check" -s h -l help -d 'Print help'
 complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand firewall" -l provider -d 'The provider whose ranges to block' -r
-complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand firewall" -l format -d 'Rule syntax' -r -f -a "iptables\t''
+complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand firewall" -l format -d 'Rule syntax' -r -f -a "iptables\t'iptables-restore input for the IPv4 ranges'
+ip6tables\t'ip6tables-restore input for the IPv6 ranges'
 nft\t''
 ipset\t''"
 complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand firewall" -l ports -d 'Block only these destination ports (e.g. 80,443), so other traffic still flows' -r
 complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand firewall" -l config -d 'Configuration file [default: $ABUSE_MAILER_CONFIG, else /etc/abuse-mailer/config.toml]' -r -F
 complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand firewall" -s q -l quiet -d 'Say less: only errors (the run summary line is not printed)'
 complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand firewall" -s v -l verbose -d 'Say more: what was read from each source and why'
-complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand firewall" -s h -l help -d 'Print help'
+complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand firewall" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand help; and not __fish_seen_subcommand_from run preview history show check firewall help" -f -a "run" -d 'Read new log lines, report new attackers to their providers, record what was sent'
 complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand help; and not __fish_seen_subcommand_from run preview history show check firewall help" -f -a "preview" -d 'Print the messages a run would send now, changing nothing'
 complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand help; and not __fish_seen_subcommand_from run preview history show check firewall help" -f -a "history" -d 'List the reports in the ledger'
