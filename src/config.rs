@@ -508,9 +508,10 @@ fn check(file: &Path, raw: RawConfig) -> Result<Settings, ConfigError> {
         ));
     }
     let min_hits = r.min_hits.unwrap_or(1).max(1);
+    // The operator's own MAC address is no business of the desk's: hidden unless asked.
     let redact = r
         .redact
-        .unwrap_or_default()
+        .unwrap_or_else(|| vec!["MAC".to_string()])
         .iter()
         .map(|x| match x.to_ascii_uppercase().as_str() {
             "MAC" => Ok(Redact::Mac),

@@ -246,6 +246,10 @@ fn is_invisible_format(c: char) -> bool {
 
 /// Hides the operator's own details in a line: `MAC=` values, and for `DST` the destination
 /// address and the quoted source of an ICMP error (which is also the operator's address).
+///
+/// Only the packet's own fields count: an ICMP error quotes the packet it answers as
+/// `[SRC=… DST=… …]`, and only a bracket that opens such a quote switches to the inner packet.
+/// Other bracketed words (`[UFW BLOCK]`, the kernel's `[547996.64]` uptime) change nothing.
 pub fn redact(line: &str, what: &[Redact]) -> String {
     if what.is_empty() {
         return line.to_string();
@@ -253,10 +257,10 @@ pub fn redact(line: &str, what: &[Redact]) -> String {
     let mut inner = false;
     line.split(' ')
         .map(|token| {
-            if token.starts_with('[') {
+            if token.starts_with("[SRC=") {
                 inner = true;
             }
-            let bare = token.trim_start_matches('[');
+            let bare = token.strip_prefix('[').unwrap_or(token);
             let hide = (what.contains(&Redact::Mac) && bare.starts_with("MAC="))
                 || (what.contains(&Redact::Dst)
                     && ((!inner && bare.starts_with("DST="))
@@ -405,5 +409,22 @@ mod tests {
             "h kernel: D:IN=eth0 OUT= MAC=redacted SRC=3.5.140.2 DST=redacted PROTO=ICMP TYPE=3 [SRC=redacted DST=3.5.140.2 ]"
         );
         assert_eq!(redact(l, &[]), l);
+    }
+
+    #[test]
+    fn redact_dst_in_ufw_lines_hides_our_address_not_the_attacker() {
+        // ufw's lines carry bracketed words before the packet: they are not a quoted packet.
+        let l = "Jan 10 06:25:55 vps kernel: [547996.64] [UFW BLOCK] IN=eth0 OUT= MAC=56:00:03:aa:bb:cc:fe:00:03:aa:bb:cc:08:00 SRC=52.80.174.40 DST=158.247.1.2 LEN=44 PROTO=TCP SPT=41868 DPT=8080 WINDOW=1024 RES=0x00 SYN URGP=0";
+        let r = redact(l, &[Redact::Mac, Redact::Dst]);
+        assert!(r.contains(" SRC=52.80.174.40 "), "{r}");
+        assert!(
+            r.contains(" DST=redacted ") && !r.contains("158.247"),
+            "{r}"
+        );
+        assert!(
+            r.contains(" MAC=redacted ") && !r.contains("56:00:03"),
+            "{r}"
+        );
+        assert!(r.contains("[547996.64] [UFW BLOCK] IN=eth0"), "{r}");
     }
 }

@@ -169,10 +169,18 @@ impl Report {
             .map(|a| a.observation.last_seen)
             .max()
             .unwrap_or(0);
-        let ips = attackers
+        let mut ips = attackers
             .iter()
             .map(|a| ReportIp::new(a, zone))
             .collect::<Vec<_>>();
+        // `redact = ["DST"]`: our addresses appear nowhere, not only in the log lines.
+        let hide_targets = cfg.redact.contains(&crate::config::Redact::Dst);
+        if hide_targets {
+            targets.clear();
+            for ip in &mut ips {
+                ip.targets.clear();
+            }
+        }
         let excerpt = window
             .map(|w| {
                 w.lines
