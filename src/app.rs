@@ -527,6 +527,7 @@ fn plan_part(
         .filter(|l| ips.contains(&l.ip))
         .cloned()
         .collect();
+    let pool_for_evidence = pool.clone();
     let window: Option<Window> = densest(
         pool,
         settings.report.sample_seconds,
@@ -541,7 +542,8 @@ fn plan_part(
         settings.zone,
         world.now,
     )
-    .part(part.0, part.1);
+    .part(part.0, part.1)
+    .with_evidence(&pool_for_evidence, &settings.report);
     let (subject, body) = world.templates.render(&report)?;
     let id = report_id(
         world.now,

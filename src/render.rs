@@ -20,10 +20,18 @@ use serde::Serialize;
 use crate::clock::Zone;
 use crate::config::ReportConfig;
 use crate::enrich::Attacker;
-use crate::excerpt::{Window, clean, redact};
+use crate::excerpt::{EvidenceLine, Window, clean, redact};
 
 /// The version that `User-Agent` and report footers name.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// At most this many sources are listed in a body; every one is in ips.csv and the JSON.
+pub const BODY_LISTED: usize = 100;
+/// The width a body's lines keep to, log lines apart (ticket systems and mail readers wrap
+/// wider lines, which breaks tables).
+pub const BODY_WIDTH: usize = 78;
+/// At most this many of each address's own lines go into evidence.log.
+pub const EVIDENCE_PER_ADDRESS: usize = 10;
 
 /// The templates a report is rendered from, by file name.
 pub const TEMPLATE_NAMES: [&str; 2] = ["subject.txt", "body.txt"];
@@ -52,6 +60,12 @@ pub struct ReportIp {
     pub network_border_group: Option<String>,
     /// Reported to this provider before, and still attacking.
     pub rereport: bool,
+    /// What this host did, in a few words (`TCP 22 probes`), judged from its own packets.
+    pub kind: String,
+    /// The destination ports, shortened to fit the body's table (`22, 80 and 12 more`).
+    pub ports_text: String,
+    /// This address's own log lines (cleaned and redacted), for the evidence attachment.
+    pub evidence: Vec<String>,
 }
 
 impl ReportIp {
@@ -87,6 +101,14 @@ impl ReportIp {
                 .as_ref()
                 .and_then(|r| r.network_border_group.clone()),
             rereport: a.rereport,
+            kind: abuse_kind(
+                &protocol_labels(o.protocols.iter()),
+                &o.dst_ports.iter().copied().collect::<Vec<_>>(),
+                o.hits,
+                o.last_seen - o.first_seen,
+            ),
+            ports_text: String::new(),
+            evidence: Vec::new(),
         }
     }
 }
@@ -103,6 +125,21 @@ pub struct Reporter {
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Report {
     pub provider: String,
+    /// The provider as people name it (`AWS` for `aws`), for the subject and the text.
+    pub provider_label: String,
+    /// Where replies go: `reply_to` if configured, else the sender.
+    pub reply_address: String,
+    /// The operator's targeted addresses in a few words: one address, `3 of our addresses`,
+    /// or `our servers` when `DST` is redacted.
+    pub target_summary: String,
+    /// The destination ports in a line that fits the body (`22, 80 and 12 more`).
+    pub ports_text: String,
+    /// The sources the body lists: the `BODY_LISTED` with the most packets (all are in ips.csv).
+    pub listed: Vec<ReportIp>,
+    /// How many sources the body leaves to ips.csv.
+    pub not_listed: usize,
+    /// The width of the address column of the body's table.
+    pub ip_width: usize,
     pub to: Vec<String>,
     pub cc: Vec<String>,
     pub reporter: Reporter,
@@ -189,11 +226,45 @@ impl Report {
                     .collect()
             })
             .unwrap_or_default();
+        let ip_width = ips.iter().map(|i| i.ip.len()).max().unwrap_or(0).max(7);
+        // `  address  packets  ports`: what is left of the width is the ports column's.
+        let ports_budget = BODY_WIDTH.saturating_sub(2 + ip_width + 2 + 8 + 2);
+        for ip in &mut ips {
+            ip.ports_text = if ip.ports.is_empty() {
+                ip.protocols.join(", ")
+            } else {
+                list_within(&ip.ports, ports_budget)
+            };
+        }
+        let mut listed: Vec<ReportIp> = ips.clone();
+        listed.sort_by(|a, b| b.hits.cmp(&a.hits).then_with(|| ip_order(&a.ip, &b.ip)));
+        listed.truncate(BODY_LISTED);
+        let not_listed = ips.len() - listed.len();
+        let target_summary = match targets.len() {
+            0 => "our servers".to_string(),
+            1 => targets
+                .iter()
+                .next()
+                .map(|t| t.to_string())
+                .unwrap_or_default(),
+            n => format!("{n} of our addresses"),
+        };
+        let ports_list: Vec<u16> = ports.iter().copied().collect();
         let email = cfg.from.email.to_string();
         let xarf_applies =
             cfg.xarf && attackers.len() == 1 && !attackers[0].observation.src_ports.is_empty();
         let mut report = Report {
             provider: provider.to_string(),
+            provider_label: provider_label(provider),
+            reply_address: cfg
+                .reply_to
+                .as_ref()
+                .map_or_else(|| email.clone(), |m| m.email.to_string()),
+            target_summary,
+            ports_text: list_within(&ports_list, BODY_WIDTH - 36),
+            listed,
+            not_listed,
+            ip_width,
             to: to.iter().map(|m| m.email.to_string()).collect(),
             cc: cfg.cc.iter().map(|m| m.email.to_string()).collect(),
             reporter: Reporter {
@@ -235,13 +306,56 @@ impl Report {
             },
             version: VERSION.to_string(),
         };
-        report.abuse_kind = abuse_kind(
-            &report.protocols,
-            &report.ports,
-            report.total_hits,
-            last - first,
-        );
+        report.abuse_kind = summarise_kinds(report.ips.iter().map(|i| i.kind.as_str()));
         report
+    }
+
+    /// Gives each address its own lines from `pool` (the evidence kept for these addresses),
+    /// cleaned and redacted as the excerpt is, at most [`EVIDENCE_PER_ADDRESS`] each.
+    pub fn with_evidence(mut self, pool: &[EvidenceLine], cfg: &ReportConfig) -> Self {
+        let mut by_ip: std::collections::HashMap<String, Vec<&EvidenceLine>> =
+            std::collections::HashMap::new();
+        for line in pool {
+            by_ip.entry(line.ip.to_string()).or_default().push(line);
+        }
+        for ip in &mut self.ips {
+            let Some(lines) = by_ip.get_mut(&ip.ip) else {
+                continue;
+            };
+            lines.sort_by_key(|l| l.time);
+            lines.dedup_by(|a, b| a.time == b.time && a.text == b.text);
+            ip.evidence = lines
+                .iter()
+                .take(EVIDENCE_PER_ADDRESS)
+                .map(|l| redact(&clean(l.text.as_bytes()), &cfg.redact))
+                .collect();
+        }
+        let any = self.ips.iter().any(|i| !i.evidence.is_empty());
+        if any && !self.xarf && cfg.attach_excerpt {
+            self.attachments.push("evidence.log".to_string());
+        }
+        self
+    }
+
+    /// evidence.log: every address's own lines under a heading, in the order of the list.
+    pub fn evidence_log(&self) -> String {
+        let mut out = String::new();
+        for ip in self.ips.iter().filter(|i| !i.evidence.is_empty()) {
+            out.push_str(&format!(
+                "# {}: {} packets from {} to {}; {} of its lines\n",
+                ip.ip,
+                ip.hits,
+                ip.first_seen,
+                ip.last_seen,
+                ip.evidence.len()
+            ));
+            for line in &ip.evidence {
+                out.push_str(line);
+                out.push('\n');
+            }
+            out.push('\n');
+        }
+        out
     }
 
     /// Marks the report as part `part` of `parts`.
@@ -311,6 +425,73 @@ fn abuse_kind(protocols: &[String], ports: &[u16], hits: u64, span_seconds: i64)
     }
 }
 
+/// The kinds of the hosts of a report in a few words: the one kind they share, or the most
+/// common ones and how many more (`TCP 22 probes, TCP 80 probes and 3 other kinds`).
+fn summarise_kinds<'a>(kinds: impl Iterator<Item = &'a str>) -> String {
+    let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for k in kinds {
+        *counts.entry(k).or_default() += 1;
+    }
+    let mut ranked: Vec<(&str, usize)> = counts.into_iter().collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    match ranked.as_slice() {
+        [] => "traffic".to_string(),
+        [(one, _)] => one.to_string(),
+        [(a, _), (b, _)] => format!("{a} and {b}"),
+        [(a, _), (b, _), (c, _)] => format!("{a}, {b} and {c}"),
+        [(a, _), (b, _), rest @ ..] => format!("{a}, {b} and {} other kinds", rest.len()),
+    }
+}
+
+/// Numbers as `22, 80, 443`, cut to fit `width` columns with ` and N more` when needed.
+fn list_within(values: &[u16], width: usize) -> String {
+    let all = values
+        .iter()
+        .map(u16::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if all.len() <= width {
+        return all;
+    }
+    let mut shown = String::new();
+    for (i, v) in values.iter().enumerate() {
+        let next = if shown.is_empty() {
+            v.to_string()
+        } else {
+            format!("{shown}, {v}")
+        };
+        let tail = format!(" and {} more", values.len() - i - 1);
+        if next.len() + tail.len() > width && !shown.is_empty() {
+            return format!("{shown} and {} more", values.len() - i);
+        }
+        shown = next;
+    }
+    shown
+}
+
+/// Addresses in the report's order: numeric, IPv4 before IPv6.
+fn ip_order(a: &str, b: &str) -> std::cmp::Ordering {
+    match (a.parse::<std::net::IpAddr>(), b.parse::<std::net::IpAddr>()) {
+        (Ok(x), Ok(y)) => x.cmp(&y),
+        _ => a.cmp(b),
+    }
+}
+
+/// How people name a provider: the well-known ones by their brand, others as configured.
+fn provider_label(name: &str) -> String {
+    match name.to_ascii_lowercase().as_str() {
+        "aws" | "amazon" | "ec2" => "AWS".to_string(),
+        "gcp" | "google" => "Google Cloud".to_string(),
+        "azure" | "microsoft" => "Azure".to_string(),
+        "oracle" | "oci" => "Oracle Cloud".to_string(),
+        "digitalocean" => "DigitalOcean".to_string(),
+        "linode" | "akamai" => "Linode".to_string(),
+        "ovh" => "OVH".to_string(),
+        "hetzner" => "Hetzner".to_string(),
+        _ => name.to_string(),
+    }
+}
+
 fn join_numbers(values: &[u16]) -> String {
     values
         .iter()
@@ -362,6 +543,7 @@ impl Templates {
         let mut tera = tera::Tera::new();
         tera.autoescape_on(Vec::<&str>::new());
         tera.register_filter("pad", pad);
+        tera.register_filter("wrap", wrap);
         for name in TEMPLATE_NAMES {
             let default = match name {
                 "subject.txt" => DEFAULT_SUBJECT,
@@ -453,6 +635,46 @@ fn pad(value: tera::Value, kwargs: tera::Kwargs, _: &tera::State) -> tera::TeraR
     })
 }
 
+/// `{{ text | wrap(width=78, indent=12, start=12) }}`: prose broken at spaces into lines of at most
+/// `width` columns (default [`BODY_WIDTH`]), lines after the first indented by `indent`. A word
+/// longer than a line stays whole.
+fn wrap(value: tera::Value, kwargs: tera::Kwargs, _: &tera::State) -> tera::TeraResult<String> {
+    let width = kwargs.get::<usize>("width")?.unwrap_or(BODY_WIDTH);
+    let indent = kwargs.get::<usize>("indent")?.unwrap_or(0);
+    // `start`: the column the text begins at on its first line (after a label), default the
+    // indent.
+    let start = kwargs.get::<usize>("start")?.unwrap_or(indent);
+    let text = match value.as_str() {
+        Some(s) => s.to_string(),
+        None => value.to_string(),
+    };
+    Ok(wrap_text(&text, width, indent, start))
+}
+
+fn wrap_text(text: &str, width: usize, indent: usize, start: usize) -> String {
+    let mut out = String::new();
+    let mut line_len = start;
+    let mut first = true;
+    for word in text.split_whitespace() {
+        let len = word.chars().count();
+        if first {
+            out.push_str(word);
+            line_len += len;
+            first = false;
+        } else if line_len + 1 + len <= width {
+            out.push(' ');
+            out.push_str(word);
+            line_len += 1 + len;
+        } else {
+            out.push('\n');
+            out.push_str(&" ".repeat(indent));
+            out.push_str(word);
+            line_len = indent + len;
+        }
+    }
+    out
+}
+
 /// Header fields of one message.
 #[derive(Debug, Clone)]
 pub struct Envelope<'a> {
@@ -541,6 +763,13 @@ pub fn message(
                 Attachment::new("excerpt.log".to_string())
                     .body(readable(&log), ContentType::TEXT_PLAIN),
             );
+            let evidence = report.evidence_log();
+            if !evidence.is_empty() {
+                parts = parts.singlepart(
+                    Attachment::new("evidence.log".to_string())
+                        .body(readable(&evidence), ContentType::TEXT_PLAIN),
+                );
+            }
         }
         builder.multipart(parts)
     } else {
@@ -589,6 +818,55 @@ mod tests {
         assert_eq!(csv_field("@SUM(A1)"), "'@SUM(A1)");
         assert_eq!(csv_field("AMAZON-02"), "AMAZON-02");
         assert_eq!(csv_field("a,b"), "\"a,b\"");
+    }
+
+    #[test]
+    fn wrap_keeps_lines_within_the_width_and_words_whole() {
+        let text = "one two three four five six seven eight nine ten";
+        let wrapped = wrap_text(text, 20, 4, 10);
+        assert_eq!(
+            wrapped,
+            "one two\n    three four five\n    six seven eight\n    nine ten"
+        );
+        for (i, line) in wrapped.lines().enumerate() {
+            let used = if i == 0 { 10 } else { 0 };
+            assert!(used + line.chars().count() <= 20, "{line:?}");
+        }
+        assert_eq!(
+            wrap_text("a-very-long-word x", 5, 0, 0),
+            "a-very-long-word\nx"
+        );
+    }
+
+    #[test]
+    fn lists_are_cut_to_fit_with_a_count_of_the_rest() {
+        assert_eq!(list_within(&[22, 80, 443], 30), "22, 80, 443");
+        let many: Vec<u16> = (1000..1030).collect();
+        let cut = list_within(&many, 25);
+        assert!(cut.len() <= 25, "{cut}");
+        assert!(
+            cut.starts_with("1000, 1001") && cut.ends_with(" more"),
+            "{cut}"
+        );
+        let shown = cut.split(" and ").next().unwrap().split(", ").count();
+        let rest: usize = cut
+            .split(" and ")
+            .nth(1)
+            .unwrap()
+            .trim_end_matches(" more")
+            .parse()
+            .unwrap();
+        assert_eq!(shown + rest, 30);
+    }
+
+    #[test]
+    fn kinds_are_summarised_by_how_many_hosts_share_them() {
+        assert_eq!(summarise_kinds(["a", "a", "b"].into_iter()), "a and b");
+        assert_eq!(summarise_kinds(["x"].into_iter()), "x");
+        assert_eq!(
+            summarise_kinds(["c", "b", "b", "a", "d"].into_iter()),
+            "b, a and 2 other kinds"
+        );
     }
 
     #[test]

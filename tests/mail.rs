@@ -66,7 +66,9 @@ fn check_message(data: &[u8], stored_id: &str) {
     assert_eq!(msg.to().unwrap().iter().count(), 1);
     assert_eq!(
         msg.subject(),
-        Some("Abuse report: TCP/UDP 22/53/443 probes from 3 hosts in your network to example.org")
+        Some(
+            "Abuse report: TCP 22 probes, TCP 443 probes and UDP 53 probes from 3 AWS hosts to 198.51.100.10"
+        )
     );
     assert_eq!(msg.date().unwrap().to_rfc3339(), "2026-01-26T08:00:00Z");
     assert_eq!(format!("<{}>", msg.message_id().unwrap()), stored_id);
@@ -98,7 +100,35 @@ fn check_message(data: &[u8], stored_id: &str) {
         .attachments()
         .map(|a| a.attachment_name().unwrap().to_string())
         .collect();
-    assert_eq!(names, ["ips.csv", "excerpt.log"]);
+    assert_eq!(names, ["ips.csv", "excerpt.log", "evidence.log"]);
+    // A ticket system shows 78 columns; only verbatim log lines may be wider.
+    for line in body.lines() {
+        assert!(
+            line.chars().count() <= 78 || line.contains(" kernel: "),
+            "too wide for a ticket: {line:?}"
+        );
+    }
+    // Every accused address has its own lines as evidence.
+    let evidence = msg
+        .attachments()
+        .nth(2)
+        .unwrap()
+        .text_contents()
+        .unwrap()
+        .replace("\r\n", "\n");
+    for ip in ATTACKERS {
+        let own: Vec<&str> = evidence
+            .split("\n\n")
+            .find(|block| block.starts_with(&format!("# {ip}:")))
+            .unwrap_or_else(|| panic!("{ip} has no evidence:\n{evidence}"))
+            .lines()
+            .skip(1)
+            .collect();
+        assert!(
+            !own.is_empty() && own.iter().all(|l| l.contains(&format!("SRC={ip} "))),
+            "{ip}: {own:?}"
+        );
+    }
     let csv = msg
         .attachments()
         .next()

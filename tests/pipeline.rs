@@ -53,14 +53,15 @@ fn example_preview_prints_a_complete_message() {
     assert!(text.contains("\nTo: ec2-abuse@amazon.com\n"), "{text}");
     assert!(text.contains("\nFrom: \"Example Hosting abuse desk\" <abuse@example.org>\n"));
     assert!(
-        text.contains("\nSubject: Abuse report: ICMP/TCP/UDP 22/53/80/443 probes from 6 hosts in")
+        text.contains("\nSubject: Abuse report: UDP 53 probes, ICMP probes and 3 other kinds from 6\n AWS hosts to 2 of our addresses\n"),
+        "the subject names the kind, the provider, the count and the target: {text}"
     );
     assert!(text.contains("\nMessage-ID: <20260126T080000Z-aws-"));
     assert!(text.contains("\nDate: Mon, 26 Jan 2026 08:00:00 +0000\n"));
     let body = text.split("\n\n").skip(1).collect::<Vec<_>>().join("\n\n");
     for ip in EXAMPLE_IPS {
         assert!(
-            body.contains(&format!("\n{ip} ")),
+            body.contains(&format!("\n  {ip} ")),
             "{ip} missing from the table"
         );
     }
@@ -72,12 +73,12 @@ fn example_preview_prints_a_complete_message() {
         "203.0.113.77",
     ] {
         assert!(
-            !text.contains(&format!("SRC={ip} ")) && !text.contains(&format!("\n{ip} ")),
+            !text.contains(&format!("SRC={ip} ")) && !text.contains(&format!("\n  {ip} ")),
             "{ip}"
         );
     }
     assert!(
-        body.contains("Log excerpt: the 5 seconds from 2026-01-25T23:51:25+00:00 held 10 lines")
+        body.contains("Log excerpt: the 5 seconds from 2026-01-25T23:51:25+00:00 held 10 lines from\nthese addresses:")
     );
     assert!(body.contains("SRC=34.223.47.190 DST=198.51.100.10"));
     assert!(
@@ -138,7 +139,7 @@ fn preview_json_matches_the_contract() {
         r["subject"]
             .as_str()
             .unwrap()
-            .ends_with("from 6 hosts in your network to example.org")
+            .ends_with("from 6 AWS hosts to 2 of our addresses")
     );
     let ips: Vec<&str> = r["ips"]
         .as_array()

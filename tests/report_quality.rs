@@ -57,3 +57,121 @@ fn redact_dst_in_ufw_lines_keeps_the_attacker() {
         assert!(text.contains("DST=redacted"), "{text}");
     }
 }
+
+/// `n` sources in the fixture's EC2 range 3.5.140.0/22, each probing three ports of its own.
+fn many_sources_log(n: usize, v6: bool) -> String {
+    let mut log = String::new();
+    for i in 0..n {
+        let src = if v6 && i % 2 == 1 {
+            format!("2600:1f18:4a3:6901:ffff:ffff:ffff:{:x}", i + 1)
+        } else {
+            format!("3.5.{}.{}", 140 + i / 250, 1 + i % 250)
+        };
+        for k in 0..3 {
+            log.push_str(&drop_line(
+                &format!("10:{:02}:{:02}", i / 60 % 60, i % 60),
+                &src,
+                "TCP",
+                (1000 + i * 3 + k) as u16,
+            ));
+        }
+        // The busiest sources send more; the body lists those first.
+        if i % 50 == 0 {
+            for _ in 0..5 {
+                log.push_str(&drop_line(
+                    &format!("10:{:02}:{:02}", i / 60 % 60, i % 60),
+                    &src,
+                    "TCP",
+                    22,
+                ));
+            }
+        }
+    }
+    log
+}
+
+#[test]
+fn subject_names_provider_count_kind_and_target_not_our_domain() {
+    let s = Setup::new(&standard_config("reply_to = \"noc@example.net\""));
+    s.write("messages", &many_sources_log(77, false));
+    s.run(&["run"]).ok();
+    let raw = only_message(&s);
+    let message = MessageParser::default().parse(&raw).unwrap();
+    let subject = message.subject().unwrap();
+    assert!(subject.contains("77 AWS hosts"), "{subject}");
+    assert!(
+        subject.contains("to 198.51.100.10"),
+        "the target: {subject}"
+    );
+    assert!(
+        !subject.contains("example.org"),
+        "not the sender's domain: {subject}"
+    );
+    // No host hit more than 4 ports: not a port scan, though together they hit 232.
+    assert!(!subject.contains("port scan"), "{subject}");
+    let body = message.body_text(0).unwrap();
+    assert!(body.contains("Replies reach noc@example.net."), "{body}");
+    assert_eq!(
+        message.reply_to().unwrap().first().unwrap().address(),
+        Some("noc@example.net")
+    );
+}
+
+#[test]
+fn one_port_scanner_among_probes_is_named_per_host() {
+    let s = Setup::standard();
+    let mut log = String::new();
+    for port in 1..=40 {
+        log.push_str(&drop_line("10:00:00", "3.5.140.9", "TCP", port));
+    }
+    log.push_str(&drop_line("10:00:01", "3.5.140.10", "TCP", 22));
+    s.write("messages", &log);
+    s.run(&["run"]).ok();
+    let raw = only_message(&s);
+    let message = MessageParser::default().parse(&raw).unwrap();
+    let subject = message.subject().unwrap();
+    assert!(
+        subject.contains("port scan (40 ports, TCP)")
+            && subject.contains("TCP 22 probes")
+            && subject.contains("from 2 AWS hosts"),
+        "each host's kind: {subject}"
+    );
+}
+
+#[test]
+fn body_keeps_to_78_columns_and_lists_the_top_100_at_any_size() {
+    let s = Setup::new(&standard_config("max_excerpt_lines = 20"));
+    s.write("messages", &many_sources_log(240, true));
+    s.run(&["run"]).ok();
+    let raw = only_message(&s);
+    let message = MessageParser::default().parse(&raw).unwrap();
+    let body = message.body_text(0).unwrap().replace("\r\n", "\n");
+    let (prose, rest) = body.split_once("Log excerpt:").expect("an excerpt");
+    let (_, after_log) = rest.rsplit_once(" kernel: ").unwrap();
+    for line in prose.lines().chain(after_log.lines().skip(1)) {
+        assert!(
+            line.chars().count() <= 78,
+            "{} columns: {line:?}",
+            line.chars().count()
+        );
+    }
+    assert!(
+        prose.contains("The 100 sources with the most packets, of 240"),
+        "{prose}"
+    );
+    let rows: Vec<&str> = prose
+        .lines()
+        .filter(|l| l.starts_with("  3.") || l.starts_with("  2600:"))
+        .collect();
+    assert_eq!(rows.len(), 100);
+    // The busiest (8 packets) come first.
+    assert!(rows[0].contains("       8  "), "{}", rows[0]);
+    let csv = attachment(&message, "ips.csv");
+    assert_eq!(csv.lines().count(), 241, "every source is in ips.csv");
+    let evidence = attachment(&message, "evidence.log");
+    assert_eq!(
+        evidence.lines().filter(|l| l.starts_with("# ")).count(),
+        240,
+        "every accused address has its own lines"
+    );
+}
