@@ -58,6 +58,8 @@ struct RawProvider {
     format: Option<String>,
     services: Option<Vec<String>>,
     asns: Option<Vec<u32>>,
+    regions: Option<Vec<String>>,
+    exclude_regions: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -153,6 +155,10 @@ pub struct ProviderConfig {
     /// Only these services of a ranges file that names services (empty: all).
     pub services: Vec<String>,
     pub asns: Vec<u32>,
+    /// Only the ranges of these regions (empty: all).
+    pub regions: Vec<String>,
+    /// Never the ranges of these regions, matched by ASN or not (AWS China has its own desk).
+    pub exclude_regions: Vec<String>,
 }
 
 /// The layout of a provider's ranges file.
@@ -458,6 +464,19 @@ fn check(file: &Path, raw: RawConfig) -> Result<Settings, ConfigError> {
                 "matching by ASN needs [enrich] asn_db".into(),
             ));
         }
+        let regions = p.regions.unwrap_or_default();
+        let exclude_regions = p.exclude_regions.unwrap_or_default();
+        if (!regions.is_empty() || !exclude_regions.is_empty()) && p.ranges.is_none() {
+            let which = if regions.is_empty() {
+                "exclude_regions"
+            } else {
+                "regions"
+            };
+            return Err(err(
+                &format!("{key}.{which}"),
+                "regions are named by a range file: set ranges too".into(),
+            ));
+        }
         providers.push(ProviderConfig {
             name,
             to,
@@ -465,6 +484,8 @@ fn check(file: &Path, raw: RawConfig) -> Result<Settings, ConfigError> {
             format,
             services: p.services.unwrap_or_default(),
             asns: p.asns.unwrap_or_default(),
+            regions,
+            exclude_regions,
         });
     }
     if providers.is_empty() {

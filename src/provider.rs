@@ -132,6 +132,9 @@ pub struct Provider {
     pub config: ProviderConfig,
     pub ranges: RangeTable,
     pub format: RangeFormat,
+    /// Ranges of the file left out by `regions` / `exclude_regions`: addresses in them are
+    /// not this provider's, even when their AS is.
+    pub excluded: RangeTable,
 }
 
 impl Provider {
@@ -141,21 +144,46 @@ impl Provider {
 
     /// Loads the provider's range file.
     pub fn load(config: &ProviderConfig) -> Result<Self> {
+        let context = || {
+            format!(
+                "provider {}: ranges {}",
+                config.name,
+                config.ranges.as_deref().unwrap_or(Path::new("")).display()
+            )
+        };
         let (format, ranges) = match &config.ranges {
-            Some(path) => load_ranges(path, config.format, &config.services)
-                .with_context(|| format!("provider {}: ranges {}", config.name, path.display()))?,
+            Some(path) => {
+                load_ranges(path, config.format, &config.services).with_context(context)?
+            }
             // Matched by ASN only.
             None => (RangeFormat::Cidr, RangeTable::default()),
+        };
+        let (ranges, excluded) = if config.regions.is_empty() && config.exclude_regions.is_empty() {
+            (ranges, RangeTable::default())
+        } else {
+            let (kept, left_out) = by_region(ranges, &config.regions, &config.exclude_regions);
+            if kept.is_empty() {
+                return Err(anyhow::anyhow!(
+                    "no prefixes left after regions / exclude_regions"
+                ))
+                .with_context(context);
+            }
+            (kept, left_out)
         };
         Ok(Provider {
             config: config.clone(),
             ranges,
             format,
+            excluded,
         })
     }
 
-    /// Whether `ip` is this provider's: in its ranges, or originated by one of its ASNs.
+    /// Whether `ip` is this provider's: in its ranges, or originated by one of its ASNs, and
+    /// not in a region the configuration leaves out.
     pub fn matches(&self, ip: IpAddr, asn: Option<u32>) -> bool {
+        if self.excluded.lookup(ip).is_some() && self.lookup(ip).is_none() {
+            return false;
+        }
         self.lookup(ip).is_some() || asn.is_some_and(|a| self.config.asns.contains(&a))
     }
 
@@ -163,6 +191,25 @@ impl Provider {
     pub fn lookup(&self, ip: IpAddr) -> Option<&RangeInfo> {
         self.ranges.lookup(ip)
     }
+}
+
+/// Splits a table into the ranges of the wanted regions and the rest. A range with no region
+/// is kept unless an include list is given.
+fn by_region(
+    table: RangeTable,
+    include: &[String],
+    exclude: &[String],
+) -> (RangeTable, RangeTable) {
+    let named = |list: &[String], region: &Option<String>| {
+        region
+            .as_deref()
+            .is_some_and(|r| list.iter().any(|w| w.eq_ignore_ascii_case(r)))
+    };
+    let (kept, left_out): (Vec<RangeInfo>, Vec<RangeInfo>) =
+        table.infos().iter().cloned().partition(|i| {
+            (include.is_empty() || named(include, &i.region)) && !named(exclude, &i.region)
+        });
+    (RangeTable::new(kept), RangeTable::new(left_out))
 }
 
 /// Reads a range file, detecting its format unless one is given.

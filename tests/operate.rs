@@ -82,7 +82,7 @@ fn check_passes_on_the_example() {
         text.contains("fixtures/logs/messages: 22 of the last 25 lines carry INPUT-DROP:"),
         "{text}"
     );
-    assert!(text.contains("(aws format, 6 prefixes)"), "{text}");
+    assert!(text.contains("(aws format, 5 prefixes)"), "{text}");
 }
 
 #[test]

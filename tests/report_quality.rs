@@ -175,3 +175,40 @@ fn body_keeps_to_78_columns_and_lists_the_top_100_at_any_size() {
         "every accused address has its own lines"
     );
 }
+
+#[test]
+fn excluded_regions_are_not_the_providers_even_by_asn() {
+    let config = standard_config("")
+        .replace("{dir}/messages", "{repo}/fixtures/logs/messages")
+        .replace(
+            "services = [\"EC2\"]",
+            "services = [\"EC2\"]\nexclude_regions = [\"cn-north-1\", \"cn-northwest-1\"]\nasns = [16509, 55960]",
+        )
+        .replace(
+            "[mail]",
+            "[enrich]\nasn_db = \"{repo}/fixtures/asn/example-asn.mmdb\"\n[mail]",
+        );
+    let s = Setup::new(&config);
+    let v = s.run(&["preview", "--json"]).ok().json();
+    let reported = ip_list(&v["reports"][0]["ips"]);
+    assert!(
+        reported.contains(&"34.223.47.190".to_string()),
+        "{reported:?}"
+    );
+    assert!(
+        !reported.contains(&"52.80.174.40".to_string()),
+        "AWS China (cn-north-1, AS55960) goes to its own desk: {reported:?}"
+    );
+    assert!(ip_list(&v["unattributed"]).contains(&"52.80.174.40".to_string()));
+
+    let without = Setup::new(&config.replace("exclude_regions", "regions_unused_key"));
+    assert_eq!(without.run(&["check"]).code, 78, "unknown keys are refused");
+    let included = Setup::new(&config.replace(
+        "exclude_regions = [\"cn-north-1\", \"cn-northwest-1\"]",
+        "regions = [\"cn-north-1\"]",
+    ));
+    let v = included.run(&["preview", "--json"]).ok().json();
+    let only = ip_list(&v["reports"][0]["ips"]);
+    assert!(only.contains(&"52.80.174.40".to_string()), "{only:?}");
+    assert!(!only.contains(&"3.5.140.2".to_string()), "{only:?}");
+}
