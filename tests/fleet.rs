@@ -1,0 +1,158 @@
+//! Many servers, one log host: a real rsyslogd on loopback receives two hosts' firewall lines
+//! over TCP and writes one file per host, as README's fleet section sets it up; one instance
+//! reading a glob over those files reports both hosts' attackers and keeps each host in the
+//! evidence.
+
+mod common;
+
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// rsyslogd in the foreground, stopped when dropped.
+struct Rsyslogd(Child);
+
+impl Drop for Rsyslogd {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The log host's configuration: TCP input on `port`, one file per sending host.
+fn log_host_config(dir: &Path, port: u16) -> String {
+    let d = dir.display();
+    format!(
+        r#"global(workDirectory="{d}/work")
+module(load="imtcp")
+input(type="imtcp" address="127.0.0.1" port="{port}" ruleset="remote")
+template(name="PerHostKernLog" type="string" string="{d}/hosts/%HOSTNAME%/kern.log")
+ruleset(name="remote") {{
+    action(type="omfile" dynaFile="PerHostKernLog" template="RSYSLOG_TraditionalFileFormat"
+           dirCreateMode="0700" fileCreateMode="0600")
+}}
+"#
+    )
+}
+
+fn start(dir: &Path) -> (Rsyslogd, u16) {
+    std::fs::create_dir_all(dir.join("work")).unwrap();
+    // A free port: taken from the kernel, then handed to rsyslogd.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let conf = dir.join("rsyslog.conf");
+    std::fs::write(&conf, log_host_config(dir, port)).unwrap();
+    let child = Command::new("rsyslogd")
+        .arg("-n")
+        .arg("-f")
+        .arg(&conf)
+        .arg("-i")
+        .arg(dir.join("rsyslogd.pid"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("rsyslogd starts");
+    let daemon = Rsyslogd(child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "rsyslogd did not listen on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (daemon, port)
+}
+
+/// What a server's rsyslog forwards: `<PRI>TIMESTAMP HOST kernel: …`, one frame a line.
+fn forward(port: u16, host: &str, lines: &[String]) {
+    let mut conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    for line in lines {
+        // kern.warning: facility 0, severity 4.
+        let frame = line.replacen(" web1 ", &format!(" {host} "), 1);
+        writeln!(conn, "<4>{}", frame.trim_end()).unwrap();
+    }
+    conn.flush().unwrap();
+}
+
+fn wait_for_lines(path: &Path, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let have = std::fs::read_to_string(path)
+            .map(|t| t.lines().count())
+            .unwrap_or(0);
+        if have >= n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} holds {have} of {n} lines",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn two_hosts_through_rsyslog_are_reported_with_their_host_names() {
+    if !tool("rsyslogd", &["-v"]) {
+        return;
+    }
+    let s = Setup::new(&standard_config("").replace(
+        "path = \"{dir}/messages\"",
+        "path = \"{dir}/hosts/*/kern.log\"\nstart_at = \"beginning\"",
+    ));
+    let (_daemon, port) = start(s.dir.path());
+    let web1: Vec<String> = (0..3)
+        .map(|i| drop_line(&format!("10:00:0{i}"), "3.5.140.2", "TCP", 22))
+        .collect();
+    let web2: Vec<String> = (0..2)
+        .map(|i| drop_line(&format!("10:00:0{i}"), "34.223.47.190", "UDP", 53))
+        .collect();
+    forward(port, "web1", &web1);
+    forward(port, "web2", &web2);
+    wait_for_lines(&s.path("hosts/web1/kern.log"), 3);
+    wait_for_lines(&s.path("hosts/web2/kern.log"), 2);
+
+    let v = s.run(&["preview", "--json"]).ok().json();
+    assert_eq!(v["summary"]["lines_matched"], 5, "{v}");
+    let report = &v["reports"][0];
+    assert_eq!(ip_list(&report["ips"]), ["3.5.140.2", "34.223.47.190"]);
+    let excerpt: Vec<&str> = report["excerpt"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert!(
+        excerpt
+            .iter()
+            .any(|l| l.contains(" web1 kernel: ") && l.contains("SRC=3.5.140.2 ")),
+        "{excerpt:?}"
+    );
+    assert!(
+        excerpt
+            .iter()
+            .any(|l| l.contains(" web2 kernel: ") && l.contains("SRC=34.223.47.190 ")),
+        "{excerpt:?}"
+    );
+
+    // A run reports both; lines forwarded later are new to the next run only.
+    s.run(&["run"]).ok();
+    forward(
+        port,
+        "web2",
+        &[drop_line("10:05:00", "18.206.107.24", "TCP", 443)],
+    );
+    wait_for_lines(&s.path("hosts/web2/kern.log"), 3);
+    let v = s.run(&["preview", "--json"]).ok().json();
+    assert_eq!(v["summary"]["lines_matched"], 1, "{v}");
+    assert_eq!(ip_list(&v["reports"][0]["ips"]), ["18.206.107.24"]);
+}
