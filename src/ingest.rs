@@ -561,14 +561,130 @@ mod tests {
     }
 
     #[test]
-    fn line_longer_than_the_buffer_and_no_prefix_lines_do_not_break_the_count() {
+    fn line_longer_than_the_buffer_is_one_junk_line() {
         let mut text = String::new();
         text.push_str(&"x".repeat(BUFFER + 10));
         text.push('\n');
         text.push_str("Jan 25 23:51:25 h kernel: INPUT-DROP:IN=eth0 OUT= SRC=3.5.140.2 DST=192.0.2.1 PROTO=UDP SPT=5 DPT=53\n");
+        // A prefix early in an overlong line, a packet's worth of fields after the buffer.
+        text.push_str("Jan 25 23:51:25 h kernel: INPUT-DROP:");
+        text.push_str(&"y".repeat(BUFFER));
+        text.push_str(" Jan 25 23:51:25 h kernel: INPUT-DROP:IN=eth0 OUT= SRC=9.9.9.9 DST=192.0.2.1 PROTO=UDP\n");
         let batch = ingest_text(&text, &|_| AWS);
+        assert_eq!(batch.summary.lines_read, 3);
         assert_eq!(batch.summary.lines_matched, 1);
+        assert_eq!(batch.summary.lines_malformed, 1);
+        assert_eq!(batch.summary.ips_observed, 1);
         assert_eq!(batch.summary.bytes_read as usize, text.len());
+    }
+
+    #[test]
+    fn unfinished_overlong_last_line_is_consumed_once() {
+        let parser = || LineParser::new(&["D:".to_string()], Zone::Utc, Utc::now());
+        let attribute = |_| AWS;
+        let mut ingest = Ingest::new(parser(), 1, 5, 50, &attribute);
+        ingest.set_buffer_size(100);
+        let text = format!("a\n{}", "z".repeat(250));
+        assert_eq!(ingest.feed(text.as_bytes()).unwrap() as usize, text.len());
+        let short = "a\nnot yet";
+        assert_eq!(ingest.feed(short.as_bytes()).unwrap(), 2);
+        assert_eq!(ingest.finish().summary.lines_read, 3);
+    }
+
+    /// psad's rule sets log with `DROP ` and `DROP INVALID `: both prefixes are found at the
+    /// same place in an invalid-state line.
+    #[test]
+    fn drop_invalid_lines_among_drop_lines_are_read() {
+        let invalid = |n: u32| {
+            format!(
+                "Jan 25 23:51:{n:02} fw kernel: DROP INVALID IN=eth0 OUT= SRC=3.5.140.{n} \
+                 DST=192.0.2.1 LEN=40 PROTO=TCP SPT=443 DPT=51234 WINDOW=0 RES=0x00 RST URGP=0\n"
+            )
+        };
+        let drop = |n: u32| {
+            format!(
+                "Jan 25 23:52:{:02} fw kernel: DROP IN=eth0 OUT= SRC=34.223.47.{} DST=192.0.2.1 \
+                 LEN=60 PROTO=TCP SPT={} DPT=22 WINDOW=64240 RES=0x00 SYN URGP=0\n",
+                n % 60,
+                n % 200 + 1,
+                40000 + n
+            )
+        };
+        let mut text = invalid(1) + &invalid(2);
+        for n in 0..100 {
+            text.push_str(&drop(n));
+        }
+        for prefixes in [["DROP ", "DROP INVALID "], ["DROP INVALID ", "DROP "]] {
+            let prefixes: Vec<String> = prefixes.iter().map(|p| p.to_string()).collect();
+            let parser = || LineParser::new(&prefixes, Zone::Utc, Utc::now());
+            let attribute = |_| AWS;
+            let mut ingest = Ingest::new(parser(), 1, 5, 50, &attribute);
+            ingest.begin_source(parser());
+            ingest.feed(text.as_bytes()).unwrap();
+            let batch = ingest.finish();
+            assert_eq!(batch.summary.lines_matched, 102);
+            assert_eq!(batch.summary.lines_malformed, 0);
+            for ip in ["3.5.140.1", "3.5.140.2"] {
+                assert_eq!(batch.observations[&ip.parse::<IpAddr>().unwrap()].hits, 1);
+            }
+            // The line is read with the longest prefix found at its place.
+            let mut ingest = Ingest::new(parser(), 1, 5, 50, &attribute);
+            ingest.scan(text.as_bytes());
+            let longest = prefixes.iter().position(|p| p == "DROP INVALID ").unwrap();
+            assert_eq!(ingest.starts[0].prefix, longest);
+            assert_eq!(ingest.starts[1].prefix, longest);
+        }
+    }
+
+    #[test]
+    fn bounded_sets_keep_the_same_values_in_any_order() {
+        let ip: IpAddr = "3.5.140.2".parse().unwrap();
+        let packet = |port: u16| Packet {
+            time: 1,
+            host: "h",
+            prefix: 0,
+            in_iface: "eth0",
+            out_iface: "",
+            mac: None,
+            src: ip,
+            dst: ip,
+            proto: "TCP",
+            spt: Some(port),
+            dpt: Some(port),
+        };
+        let ports: Vec<u16> = (0..200).map(|i| (i * 7919 % 1000) as u16).collect();
+        let mut forward = Observation::new(ip, 1);
+        ports.iter().for_each(|p| forward.record(&packet(*p)));
+        let mut backward = Observation::new(ip, 1);
+        ports
+            .iter()
+            .rev()
+            .for_each(|p| backward.record(&packet(*p)));
+        let (mut first, mut second) = (Observation::new(ip, 1), Observation::new(ip, 1));
+        ports[..100].iter().for_each(|p| first.record(&packet(*p)));
+        ports[100..].iter().for_each(|p| second.record(&packet(*p)));
+        second.merge(&first);
+        assert_eq!(forward, backward);
+        assert_eq!(forward, second);
+        assert_eq!(forward.dst_ports.len(), MAX_PORTS);
+        let smallest: BTreeSet<u16> = ports
+            .iter()
+            .copied()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .take(MAX_PORTS)
+            .collect();
+        assert_eq!(forward.dst_ports, smallest);
+    }
+
+    #[test]
+    fn ipv4_mapped_and_plain_source_are_one_ip() {
+        let text = "Jan 25 23:51:25 h kernel: INPUT-DROP:IN=eth0 OUT= SRC=3.5.140.2 DST=192.0.2.1 PROTO=UDP SPT=5 DPT=53\n\
+                    Jan 25 23:51:26 h kernel: INPUT-DROP:IN=eth0 OUT= SRC=::ffff:3.5.140.2 DST=2001:db8::1 PROTO=TCP SPT=6 DPT=80\n";
+        let batch = ingest_text(text, &|_| AWS);
+        assert_eq!(batch.summary.ips_observed, 1);
+        let o = &batch.observations[&"3.5.140.2".parse::<IpAddr>().unwrap()];
+        assert_eq!(o.hits, 2);
     }
 
     #[test]

@@ -866,6 +866,138 @@ mod tests {
         assert_eq!(fields(lines[6]).unwrap().dpt, Some(80));
     }
 
+    const PSAD_INVALID: &str = "Jan 25 23:51:25 fw kernel: DROP INVALID IN=eth0 OUT= \
+        MAC=00:13:46:3a:41:36:00:1b:b9:76:9c:e4:08:00 SRC=3.5.140.2 DST=192.0.2.1 LEN=40 \
+        TOS=0x00 PREC=0x00 TTL=49 ID=0 DF PROTO=TCP SPT=443 DPT=51234 WINDOW=0 RES=0x00 RST URGP=0";
+
+    #[test]
+    fn overlapping_prefixes_the_longest_at_a_place_wins() {
+        let mut p = parser(&["DROP ", "DROP INVALID "]);
+        assert_eq!(packet(&mut p, PSAD_INVALID).prefix, 1);
+        let mut p = parser(&["DROP INVALID ", "DROP "]);
+        assert_eq!(packet(&mut p, PSAD_INVALID).prefix, 0);
+        // Earlier in the line beats longer.
+        let mut p = parser(&["INVALID ", "DROP INVALID "]);
+        assert_eq!(packet(&mut p, PSAD_INVALID).prefix, 1);
+    }
+
+    #[test]
+    fn words_between_the_prefix_and_in_are_passed_over() {
+        let mut p = parser(&["DROP "]);
+        let got = packet(&mut p, PSAD_INVALID);
+        assert_eq!(got.src, "3.5.140.2".parse::<IpAddr>().unwrap());
+        assert_eq!(got.dpt, Some(51234));
+        let mut p = parser(&["[UFW "]);
+        let line = "May 29 06:53:55 vultr kernel: [547219.375133] [UFW BLOCK] IN=ens3 OUT= SRC=1.2.3.4 DST=5.6.7.8 PROTO=UDP SPT=1 DPT=2";
+        assert_eq!(packet(&mut p, line).dpt, Some(2));
+        // A field first is still not a netfilter line.
+        let mut p = parser(&["DROP "]);
+        let line =
+            "Jan 25 23:51:25 fw kernel: DROP OUT= IN=eth0 SRC=3.5.140.2 DST=192.0.2.1 PROTO=TCP";
+        assert_eq!(
+            p.parse(line.as_bytes()),
+            Line::Malformed("no IN= after the prefix")
+        );
+    }
+
+    #[test]
+    fn prefix_text_in_the_host_name_does_not_hide_the_one_in_the_message() {
+        let mut p = parser(&["web", "INPUT-DROP:"]);
+        let line = "Jan 25 23:51:25 web1 kernel: INPUT-DROP:IN=eth0 OUT= SRC=3.5.140.2 DST=192.0.2.1 PROTO=TCP SPT=1 DPT=22";
+        assert_eq!(packet(&mut p, line).prefix, 1);
+        // The uptime stamp is not the message either.
+        let mut p = parser(&["1]", "DROP:"]);
+        let line = "Jan 25 23:51:25 h kernel: [ 12.1] DROP:IN=eth0 OUT= SRC=3.5.140.2 DST=192.0.2.1 PROTO=TCP";
+        assert_eq!(packet(&mut p, line).prefix, 1);
+    }
+
+    #[test]
+    fn ipv4_mapped_addresses_are_the_ipv4_address() {
+        let mut p = parser(&["INPUT-DROP:"]);
+        let v4: IpAddr = "3.5.140.2".parse().unwrap();
+        for src in [
+            "::ffff:3.5.140.2",
+            "::FFFF:3.5.140.2",
+            "0000:0000:0000:0000:0000:ffff:0305:8c02",
+        ] {
+            let line = format!(
+                "Jan 25 23:51:25 h kernel: INPUT-DROP:IN=eth0 OUT= SRC={src} DST=::ffff:192.0.2.1 LEN=60 PROTO=TCP SPT=1 DPT=22"
+            );
+            let got = packet(&mut p, &line);
+            assert_eq!(got.src, v4, "{src}");
+            assert_eq!(got.dst, "192.0.2.1".parse::<IpAddr>().unwrap());
+        }
+        // In any field order too (the general reader).
+        let line = "Jan 25 23:51:25 h kernel: INPUT-DROP:IN=eth0 OUT= DST=192.0.2.1 SRC=::ffff:3.5.140.2 PROTO=TCP";
+        assert_eq!(packet(&mut p, line).src, v4);
+        // Not the IPv4-compatible form, which is a real IPv6 address.
+        let line = "Jan 25 23:51:25 h kernel: INPUT-DROP:IN=eth0 OUT= SRC=::3.5.140.2 DST=192.0.2.1 PROTO=TCP";
+        assert!(packet(&mut p, line).src.is_ipv6());
+    }
+
+    #[test]
+    fn proto_is_a_known_name_or_a_number() {
+        let mut p = parser(&["D:"]);
+        let line = |proto: &str| {
+            format!(
+                "Jan 25 23:51:25 h kernel: D:IN=eth0 OUT= SRC=3.5.140.2 DST=192.0.2.1 LEN=40 PROTO={proto} SPT=1 DPT=22"
+            )
+        };
+        for good in [
+            "TCP", "UDP", "UDPLITE", "ICMP", "ICMPv6", "AH", "ESP", "0", "47", "255",
+        ] {
+            assert_eq!(packet(&mut p, &line(good)).proto, good);
+        }
+        for bad in [
+            "TCP\rBcc:y@evil.test",
+            "TCP\x1b[31m",
+            "TCP\u{202e}",
+            "=HYPERLINK(\"x\")",
+            "tcp",
+            "256",
+            "1e3",
+            "0047",
+        ] {
+            assert_eq!(
+                p.parse(line(bad).as_bytes()),
+                Line::Malformed("bad PROTO="),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn mac_and_host_outside_their_alphabet_are_malformed() {
+        let mut p = parser(&["D:"]);
+        let mac = "Jan 25 23:51:25 h kernel: D:IN=eth0 OUT= MAC=00:11:<b>:x SRC=3.5.140.2 DST=192.0.2.1 PROTO=TCP SPT=1 DPT=22";
+        assert_eq!(p.parse(mac.as_bytes()), Line::Malformed("bad MAC="));
+        for host in ["web\u{202e}1", "h\x1b[31m", "=cmd|x", "h\"x"] {
+            let line = format!(
+                "Jan 25 23:51:25 {host} kernel: D:IN=eth0 OUT= SRC=3.5.140.2 DST=192.0.2.1 PROTO=TCP SPT=1 DPT=22"
+            );
+            assert_eq!(
+                p.parse(line.as_bytes()),
+                Line::Malformed("bad host name"),
+                "{host:?}"
+            );
+        }
+        for host in ["web-1.example.net", "2001:db8::5", "sd_1"] {
+            let line = format!(
+                "Jan 25 23:51:25 {host} kernel: D:IN=eth0 OUT= SRC=3.5.140.2 DST=192.0.2.1 PROTO=TCP SPT=1 DPT=22"
+            );
+            assert_eq!(packet(&mut p, &line).host, host);
+        }
+        let port = "Jan 25 23:51:25 h kernel: D:IN=eth0 OUT= SRC=3.5.140.2 DST=192.0.2.1 PROTO=TCP SPT=+1 DPT=22";
+        assert_eq!(p.parse(port.as_bytes()), Line::Malformed("bad port"));
+    }
+
+    #[test]
+    fn prefix_ending_in_cr_or_newline_does_not_panic() {
+        let mut p = parser(&["D:\r", "X\nY"]);
+        let line = "Jan 25 23:51:25 h kernel: D:\r";
+        assert_eq!(p.parse(line.as_bytes()), Line::Other);
+    }
+
     #[test]
     fn december_read_in_january_is_last_year() {
         let mut p = parser(&["D:"]);

@@ -925,3 +925,42 @@ fn every_read_split_point_agrees_with_the_reference() {
         }
     }
 }
+
+/// psad's rule sets log invalid-state packets with `DROP INVALID ` and the rest with `DROP `:
+/// two of the first among a hundred of the second, read every way the reader reads.
+#[test]
+fn psad_drop_invalid_among_drop_lines() {
+    let mut input = Vec::new();
+    for n in 1..=2 {
+        input.extend(format!(
+            "Jan 25 23:51:0{n} fw kernel: DROP INVALID IN=eth0 OUT= SRC=3.5.140.{n} DST=192.0.2.1 \
+             LEN=40 TOS=0x00 PREC=0x00 TTL=49 ID=0 DF PROTO=TCP SPT=443 DPT=51234 WINDOW=0 RES=0x00 RST URGP=0\n"
+        ).bytes());
+    }
+    for n in 0..100 {
+        input.extend(format!(
+            "Jan 25 23:52:{:02} fw kernel: DROP IN=eth0 OUT= SRC=34.223.47.{} DST=192.0.2.1 LEN=60 \
+             TOS=0x00 PREC=0x00 TTL=49 ID=1 DF PROTO=TCP SPT={} DPT=22 WINDOW=64240 RES=0x00 SYN URGP=0\n",
+            n % 60,
+            n % 50 + 1,
+            40000 + n
+        ).bytes());
+    }
+    for set in [0, 1] {
+        let setup = setup_from(set, 1 << 20, false);
+        let want = reference(&input, &setup);
+        assert_eq!(want.0.lines_matched, 102);
+        assert_eq!(want.0.ips_observed, 52);
+        assert_same(
+            "one read",
+            &input,
+            &want,
+            &real(&input, &setup, &[usize::MAX], &[]),
+        );
+        assert_same("source::read", &input, &want, &real_file(&input, &setup));
+        for cut in (0..input.len()).step_by(97) {
+            let got = real(&input, &setup, &[cut.max(1), 4096], &[cut]);
+            assert_same(&format!("cut at {cut}"), &input, &want, &got);
+        }
+    }
+}
