@@ -5,6 +5,11 @@
 //! prefixes across the whole buffer, so only lines that carry a prefix are split out and parsed.
 //! Reading files and remembering where they stopped is `source`'s job; storing what was seen
 //! is `state`'s.
+//!
+//! What a read yields does not depend on how it is read: read sizes, where a file is cut
+//! between threads, or the order prefixes are configured in. A line at least as long as the
+//! read buffer (1 MiB; the kernel's lines are under 1 KiB) is one junk line. Bounded per-IP
+//! sets keep their smallest values. `tests/differential.rs` holds the reader to this.
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::{self, Read};

@@ -7,6 +7,18 @@
 //!
 //! Only the outer packet counts: an ICMP error carries the packet that caused it inside
 //! `[SRC=... DST=... ]`, and those addresses are the operator's own, never the attacker's.
+//!
+//! The rules, which `tests/differential.rs` restates as a plain reference reader:
+//! - The prefix that counts is the first configured prefix in the kernel's message (after
+//!   `kernel:` and the uptime stamp); of prefixes starting at the same place (`DROP ` and
+//!   `DROP INVALID `), the longest. Words between it and the first field (`IN=`) are passed
+//!   over, so a prefix configured shorter than the rule's still reads the line.
+//! - Every value a report may show is checked against the shape the kernel prints it in:
+//!   `PROTO=` is one of the kernel's names or a number up to 255, ports are digits, `MAC=`
+//!   is hex and colons, the host name is ASCII letters, digits and `. _ - :`. A line with any
+//!   other shape was not written by the kernel (anyone may log a line tagged `kernel:`), so it
+//!   is malformed: counted, never reported, and its text never reaches a message.
+//! - An IPv4-mapped IPv6 address (`::ffff:3.5.140.2`) is the IPv4 address.
 
 use std::net::IpAddr;
 
@@ -29,7 +41,8 @@ pub struct Packet<'a> {
     pub mac: Option<&'a str>,
     pub src: IpAddr,
     pub dst: IpAddr,
-    /// As the kernel prints it: `TCP`, `UDP`, `ICMP`, `ICMPv6`, or a protocol number.
+    /// As the kernel prints it: `TCP`, `UDP`, `UDPLITE`, `ICMP`, `ICMPv6`, `AH`, `ESP`, or a
+    /// protocol number (checked: nothing else gets here).
     pub proto: &'a str,
     pub spt: Option<u16>,
     pub dpt: Option<u16>,
