@@ -703,6 +703,7 @@ fn packet_line(r: &mut Pick, out: &mut Vec<u8>, configured: &[&str]) {
             "",
             "h\"x",
             "INVALID",
+            "h\0x",
         ])
     };
     out.extend_from_slice(host.as_bytes());
