@@ -5,6 +5,11 @@
 //! prefixes across the whole buffer, so only lines that carry a prefix are split out and parsed.
 //! Reading files and remembering where they stopped is `source`'s job; storing what was seen
 //! is `state`'s.
+//!
+//! What a read yields does not depend on how it is read: read sizes, where a file is cut
+//! between threads, or the order prefixes are configured in. A line at least as long as the
+//! read buffer (1 MiB; the kernel's lines are under 1 KiB) is one junk line. Bounded per-IP
+//! sets keep their smallest values. `tests/differential.rs` holds the reader to this.
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::{self, Read};
@@ -15,7 +20,8 @@ use serde::Serialize;
 use crate::excerpt::{EvidenceLine, WindowTracker, clean, densest, union};
 use crate::parse::{Line, LineParser, Packet};
 
-/// Distinct values kept per IP and field: enough for a report, bounded for a port scan.
+/// Distinct values kept per IP and field: enough for a report, bounded for a port scan. A
+/// bounded field keeps its smallest values (the lowest ports, for a scan).
 pub const MAX_PORTS: usize = 64;
 pub const MAX_SMALL_SET: usize = 16;
 
@@ -35,9 +41,20 @@ pub struct Observation {
     pub hosts: BTreeSet<String>,
 }
 
+/// Whether a set bounded to `cap` values keeps `value`: a bounded set holds its `cap`
+/// smallest values, so that what it holds does not depend on the order lines were read in
+/// (nor on how a file was split between threads, nor on the order runs are merged).
+fn keeps<T: Ord + std::borrow::Borrow<Q>, Q: Ord + ?Sized>(
+    set: &BTreeSet<T>,
+    value: &Q,
+    cap: usize,
+) -> bool {
+    set.len() < cap || set.last().is_some_and(|last| value < last.borrow())
+}
+
 fn insert_capped<T: Ord>(set: &mut BTreeSet<T>, value: T, cap: usize) {
-    if set.len() < cap {
-        set.insert(value);
+    if keeps(set, &value, cap) && set.insert(value) && set.len() > cap {
+        set.pop_last();
     }
 }
 
@@ -60,7 +77,7 @@ impl Observation {
         self.hits += 1;
         self.first_seen = self.first_seen.min(p.time);
         self.last_seen = self.last_seen.max(p.time);
-        if !self.protocols.contains(p.proto) {
+        if !self.protocols.contains(p.proto) && keeps(&self.protocols, p.proto, MAX_SMALL_SET) {
             insert_capped(&mut self.protocols, p.proto.to_string(), MAX_SMALL_SET);
         }
         if let Some(port) = p.dpt {
@@ -70,7 +87,7 @@ impl Observation {
             insert_capped(&mut self.src_ports, port, MAX_SMALL_SET);
         }
         insert_capped(&mut self.dsts, p.dst, MAX_SMALL_SET);
-        if !self.hosts.contains(p.host) {
+        if !self.hosts.contains(p.host) && keeps(&self.hosts, p.host, MAX_SMALL_SET) {
             insert_capped(&mut self.hosts, p.host.to_string(), MAX_SMALL_SET);
         }
     }
@@ -171,6 +188,8 @@ pub struct Ingest<'a> {
     since: Option<i64>,
     /// Told how many bytes each read took, for a progress display.
     progress: Option<&'a (dyn Fn(u64) + Sync)>,
+    /// Read size, and the length from which a line is junk (see [`Ingest::set_buffer_size`]).
+    buffer: usize,
 }
 
 /// A line that carries a prefix: where it starts and ends in the buffer, where the prefix is,
@@ -179,6 +198,8 @@ pub struct Ingest<'a> {
 struct Found {
     start: usize,
     at: usize,
+    /// The prefix's length.
+    len: usize,
     end: usize,
     prefix: usize,
 }
@@ -209,12 +230,20 @@ impl<'a> Ingest<'a> {
             starts: Vec::new(),
             since: None,
             progress: None,
+            buffer: BUFFER,
         }
     }
 
     /// Reports the bytes read to `progress` as they are read.
     pub fn report_progress(&mut self, progress: &'a (dyn Fn(u64) + Sync)) {
         self.progress = Some(progress);
+    }
+
+    /// Reads in pieces of `bytes` (at least 64) instead of the default: a line of at least
+    /// this many bytes is junk, counted once and not parsed. For tests that put line ends at
+    /// every place a read can stop; forks made after this call inherit it.
+    pub fn set_buffer_size(&mut self, bytes: usize) {
+        self.buffer = bytes.max(64);
     }
 
     /// Passes over packets logged before `time` (Unix seconds): history the operator skips.
@@ -270,6 +299,7 @@ impl<'a> Ingest<'a> {
             starts: Vec::new(),
             since: self.since,
             progress: self.progress,
+            buffer: self.buffer,
         }
     }
 
@@ -301,11 +331,14 @@ impl<'a> Ingest<'a> {
     }
 
     /// Reads complete lines from `reader` until its end and returns how many bytes they took.
-    /// A last line without its newline is left unread: it may still be being written.
+    /// A last line without its newline is left unread: it may still be being written, unless
+    /// it already fills the buffer (see [`Ingest::overlong`]).
     pub fn feed(&mut self, mut reader: impl Read) -> io::Result<u64> {
-        let mut buf = vec![0u8; BUFFER];
+        let mut buf = vec![0u8; self.buffer];
         let mut filled = 0;
         let mut consumed = 0u64;
+        // Inside a line longer than the buffer: the rest of it is passed over.
+        let mut skipping = false;
         loop {
             let n = match reader.read(&mut buf[filled..]) {
                 Ok(0) => break,
@@ -314,33 +347,62 @@ impl<'a> Ingest<'a> {
                 Err(e) => return Err(e),
             };
             filled += n;
-            let end = match memchr::memrchr(b'\n', &buf[..filled]) {
-                Some(i) => i + 1,
-                // A whole buffer without a newline is junk, not a line being written.
-                None if filled == buf.len() => filled,
-                None => continue,
-            };
-            self.scan(&buf[..end]);
-            consumed += end as u64;
-            if let Some(progress) = self.progress {
-                progress(end as u64);
+            let mut done = 0;
+            if skipping {
+                done = match memchr::memchr(b'\n', &buf[..filled]) {
+                    Some(i) => {
+                        skipping = false;
+                        i + 1
+                    }
+                    None => filled,
+                };
+                self.summary.bytes_read += done as u64;
             }
-            buf.copy_within(end..filled, 0);
-            filled -= end;
+            match memchr::memrchr(b'\n', &buf[done..filled]) {
+                Some(i) => {
+                    self.scan(&buf[done..done + i + 1]);
+                    done += i + 1;
+                }
+                None if done == 0 && filled == buf.len() => {
+                    self.overlong(&buf[..filled]);
+                    done = filled;
+                    skipping = true;
+                }
+                None => {}
+            }
+            if done > 0 {
+                consumed += done as u64;
+                if let Some(progress) = self.progress {
+                    progress(done as u64);
+                }
+                buf.copy_within(done..filled, 0);
+                filled -= done;
+            }
         }
         Ok(consumed)
     }
 
-    /// Counts every line of `region` (complete lines) and parses those carrying a prefix.
+    /// A whole buffer without a newline: no kernel line is this long (the kernel's own limit
+    /// is 1 KiB), so it is junk, counted as one line however long it goes on, and malformed
+    /// if a prefix is in the part read. Its rest, up to its newline, is passed over; one that
+    /// is still being written is consumed up to the end of the file all the same.
+    fn overlong(&mut self, head: &[u8]) {
+        self.summary.lines_read += 1;
+        self.summary.bytes_read += head.len() as u64;
+        if self.finders.iter().any(|f| f.find(head).is_some()) {
+            self.summary.lines_malformed += 1;
+        }
+    }
+
+    /// Counts every line of `region` (complete lines, the last one ending it) and parses those
+    /// carrying a prefix.
     fn scan(&mut self, region: &[u8]) {
         self.summary.bytes_read += region.len() as u64;
         self.summary.lines_read += memchr::memchr_iter(b'\n', region).count() as u64;
-        if region.last() != Some(&b'\n') {
-            self.summary.lines_read += 1;
-        }
         let mut starts = std::mem::take(&mut self.starts);
         starts.clear();
         for (prefix, finder) in self.finders.iter().enumerate() {
+            let len = finder.needle().len();
             let mut after = 0;
             for at in finder.find_iter(region) {
                 if at < after {
@@ -348,9 +410,14 @@ impl<'a> Ingest<'a> {
                 }
                 let start = memchr::memrchr(b'\n', &region[..at]).map_or(0, |i| i + 1);
                 let end = memchr::memchr(b'\n', &region[at..]).map_or(region.len(), |i| at + i);
+                if at + len > end {
+                    // A prefix with a newline in it spans two lines: it is in neither.
+                    continue;
+                }
                 starts.push(Found {
                     start,
                     at,
+                    len,
                     end,
                     prefix,
                 });
@@ -358,8 +425,9 @@ impl<'a> Ingest<'a> {
             }
         }
         if self.finders.len() > 1 {
-            // Several prefixes on one line: the first in the line counts.
-            starts.sort_unstable_by_key(|f| (f.start, f.at));
+            // Several prefixes on one line: the first in the line counts, and of prefixes
+            // found at the same place (`DROP ` inside `DROP INVALID `), the longest.
+            starts.sort_unstable_by_key(|f| (f.start, f.at, std::cmp::Reverse(f.len), f.prefix));
             starts.dedup_by_key(|f| f.start);
         }
         for f in &starts {
@@ -498,14 +566,130 @@ mod tests {
     }
 
     #[test]
-    fn line_longer_than_the_buffer_and_no_prefix_lines_do_not_break_the_count() {
+    fn line_longer_than_the_buffer_is_one_junk_line() {
         let mut text = String::new();
         text.push_str(&"x".repeat(BUFFER + 10));
         text.push('\n');
         text.push_str("Jan 25 23:51:25 h kernel: INPUT-DROP:IN=eth0 OUT= SRC=3.5.140.2 DST=192.0.2.1 PROTO=UDP SPT=5 DPT=53\n");
+        // A prefix early in an overlong line, a packet's worth of fields after the buffer.
+        text.push_str("Jan 25 23:51:25 h kernel: INPUT-DROP:");
+        text.push_str(&"y".repeat(BUFFER));
+        text.push_str(" Jan 25 23:51:25 h kernel: INPUT-DROP:IN=eth0 OUT= SRC=9.9.9.9 DST=192.0.2.1 PROTO=UDP\n");
         let batch = ingest_text(&text, &|_| AWS);
+        assert_eq!(batch.summary.lines_read, 3);
         assert_eq!(batch.summary.lines_matched, 1);
+        assert_eq!(batch.summary.lines_malformed, 1);
+        assert_eq!(batch.summary.ips_observed, 1);
         assert_eq!(batch.summary.bytes_read as usize, text.len());
+    }
+
+    #[test]
+    fn unfinished_overlong_last_line_is_consumed_once() {
+        let parser = || LineParser::new(&["D:".to_string()], Zone::Utc, Utc::now());
+        let attribute = |_| AWS;
+        let mut ingest = Ingest::new(parser(), 1, 5, 50, &attribute);
+        ingest.set_buffer_size(100);
+        let text = format!("a\n{}", "z".repeat(250));
+        assert_eq!(ingest.feed(text.as_bytes()).unwrap() as usize, text.len());
+        let short = "a\nnot yet";
+        assert_eq!(ingest.feed(short.as_bytes()).unwrap(), 2);
+        assert_eq!(ingest.finish().summary.lines_read, 3);
+    }
+
+    /// psad's rule sets log with `DROP ` and `DROP INVALID `: both prefixes are found at the
+    /// same place in an invalid-state line.
+    #[test]
+    fn drop_invalid_lines_among_drop_lines_are_read() {
+        let invalid = |n: u32| {
+            format!(
+                "Jan 25 23:51:{n:02} fw kernel: DROP INVALID IN=eth0 OUT= SRC=3.5.140.{n} \
+                 DST=192.0.2.1 LEN=40 PROTO=TCP SPT=443 DPT=51234 WINDOW=0 RES=0x00 RST URGP=0\n"
+            )
+        };
+        let drop = |n: u32| {
+            format!(
+                "Jan 25 23:52:{:02} fw kernel: DROP IN=eth0 OUT= SRC=34.223.47.{} DST=192.0.2.1 \
+                 LEN=60 PROTO=TCP SPT={} DPT=22 WINDOW=64240 RES=0x00 SYN URGP=0\n",
+                n % 60,
+                n % 200 + 1,
+                40000 + n
+            )
+        };
+        let mut text = invalid(1) + &invalid(2);
+        for n in 0..100 {
+            text.push_str(&drop(n));
+        }
+        for prefixes in [["DROP ", "DROP INVALID "], ["DROP INVALID ", "DROP "]] {
+            let prefixes: Vec<String> = prefixes.iter().map(|p| p.to_string()).collect();
+            let parser = || LineParser::new(&prefixes, Zone::Utc, Utc::now());
+            let attribute = |_| AWS;
+            let mut ingest = Ingest::new(parser(), 1, 5, 50, &attribute);
+            ingest.begin_source(parser());
+            ingest.feed(text.as_bytes()).unwrap();
+            let batch = ingest.finish();
+            assert_eq!(batch.summary.lines_matched, 102);
+            assert_eq!(batch.summary.lines_malformed, 0);
+            for ip in ["3.5.140.1", "3.5.140.2"] {
+                assert_eq!(batch.observations[&ip.parse::<IpAddr>().unwrap()].hits, 1);
+            }
+            // The line is read with the longest prefix found at its place.
+            let mut ingest = Ingest::new(parser(), 1, 5, 50, &attribute);
+            ingest.scan(text.as_bytes());
+            let longest = prefixes.iter().position(|p| p == "DROP INVALID ").unwrap();
+            assert_eq!(ingest.starts[0].prefix, longest);
+            assert_eq!(ingest.starts[1].prefix, longest);
+        }
+    }
+
+    #[test]
+    fn bounded_sets_keep_the_same_values_in_any_order() {
+        let ip: IpAddr = "3.5.140.2".parse().unwrap();
+        let packet = |port: u16| Packet {
+            time: 1,
+            host: "h",
+            prefix: 0,
+            in_iface: "eth0",
+            out_iface: "",
+            mac: None,
+            src: ip,
+            dst: ip,
+            proto: "TCP",
+            spt: Some(port),
+            dpt: Some(port),
+        };
+        let ports: Vec<u16> = (0..200).map(|i| (i * 7919 % 1000) as u16).collect();
+        let mut forward = Observation::new(ip, 1);
+        ports.iter().for_each(|p| forward.record(&packet(*p)));
+        let mut backward = Observation::new(ip, 1);
+        ports
+            .iter()
+            .rev()
+            .for_each(|p| backward.record(&packet(*p)));
+        let (mut first, mut second) = (Observation::new(ip, 1), Observation::new(ip, 1));
+        ports[..100].iter().for_each(|p| first.record(&packet(*p)));
+        ports[100..].iter().for_each(|p| second.record(&packet(*p)));
+        second.merge(&first);
+        assert_eq!(forward, backward);
+        assert_eq!(forward, second);
+        assert_eq!(forward.dst_ports.len(), MAX_PORTS);
+        let smallest: BTreeSet<u16> = ports
+            .iter()
+            .copied()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .take(MAX_PORTS)
+            .collect();
+        assert_eq!(forward.dst_ports, smallest);
+    }
+
+    #[test]
+    fn ipv4_mapped_and_plain_source_are_one_ip() {
+        let text = "Jan 25 23:51:25 h kernel: INPUT-DROP:IN=eth0 OUT= SRC=3.5.140.2 DST=192.0.2.1 PROTO=UDP SPT=5 DPT=53\n\
+                    Jan 25 23:51:26 h kernel: INPUT-DROP:IN=eth0 OUT= SRC=::ffff:3.5.140.2 DST=2001:db8::1 PROTO=TCP SPT=6 DPT=80\n";
+        let batch = ingest_text(text, &|_| AWS);
+        assert_eq!(batch.summary.ips_observed, 1);
+        let o = &batch.observations[&"3.5.140.2".parse::<IpAddr>().unwrap()];
+        assert_eq!(o.hits, 2);
     }
 
     #[test]

@@ -7,6 +7,18 @@
 //!
 //! Only the outer packet counts: an ICMP error carries the packet that caused it inside
 //! `[SRC=... DST=... ]`, and those addresses are the operator's own, never the attacker's.
+//!
+//! The rules, which `tests/differential.rs` restates as a plain reference reader:
+//! - The prefix that counts is the first configured prefix in the kernel's message (after
+//!   `kernel:` and the uptime stamp); of prefixes starting at the same place (`DROP ` and
+//!   `DROP INVALID `), the longest. Words between it and the first field (`IN=`) are passed
+//!   over, so a prefix configured shorter than the rule's still reads the line.
+//! - Every value a report may show is checked against the shape the kernel prints it in:
+//!   `PROTO=` is one of the kernel's names or a number up to 255, ports are digits, `MAC=`
+//!   is hex and colons, the host name is ASCII letters, digits and `. _ - :`. A line with any
+//!   other shape was not written by the kernel (anyone may log a line tagged `kernel:`), so it
+//!   is malformed: counted, never reported, and its text never reaches a message.
+//! - An IPv4-mapped IPv6 address (`::ffff:3.5.140.2`) is the IPv4 address.
 
 use std::net::IpAddr;
 
@@ -29,7 +41,8 @@ pub struct Packet<'a> {
     pub mac: Option<&'a str>,
     pub src: IpAddr,
     pub dst: IpAddr,
-    /// As the kernel prints it: `TCP`, `UDP`, `ICMP`, `ICMPv6`, or a protocol number.
+    /// As the kernel prints it: `TCP`, `UDP`, `UDPLITE`, `ICMP`, `ICMPv6`, `AH`, `ESP`, or a
+    /// protocol number (checked: nothing else gets here).
     pub proto: &'a str,
     pub spt: Option<u16>,
     pub dpt: Option<u16>,
@@ -86,12 +99,10 @@ impl LineParser {
     }
 
     /// Parses a line in which prefix number `prefix` was already found at byte `prefix_at`
-    /// (the first configured prefix in the line), sparing a second search.
+    /// (the first configured prefix in the line, the longest of those found there), sparing a
+    /// second search.
     pub fn parse_found<'a>(&mut self, line: &'a [u8], prefix: usize, prefix_at: usize) -> Line<'a> {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if prefix_at >= line.len() {
-            return Line::Other;
-        }
         let mut rest = line;
         // `<N>` priority, as forwarded syslog and some collectors keep it.
         if let Some(after) = rest.strip_prefix(b"<") {
@@ -108,7 +119,7 @@ impl LineParser {
         let Some((host, after_host)) = token(after_time) else {
             return Line::Malformed("no host name");
         };
-        let Some((tag, mut message)) = token(after_host) else {
+        let Some((tag, message)) = token(after_host) else {
             return Line::Malformed("no message");
         };
         if tag != b"kernel:" {
@@ -116,6 +127,7 @@ impl LineParser {
             // not a packet, and not a broken one either.
             return Line::Other;
         }
+        let mut message = trim_start(message);
         if let Some(after) = message.strip_prefix(b"[") {
             // The kernel's uptime stamp, `[12345.678901]` or `[  341.399450]`.
             match memchr::memchr(b']', after) {
@@ -130,19 +142,23 @@ impl LineParser {
             }
         }
         let message_at = line.len() - message.len();
-        // The prefix found first may sit in the host or tag; look again inside the message.
-        let fields_at = if prefix_at >= message_at {
-            prefix_at + self.prefixes[prefix].needle().len()
+        let len = self.prefixes[prefix].needle().len();
+        // The prefix found first may sit in the host, the tag or the uptime stamp: the one
+        // that counts is the first in the message.
+        let (prefix, fields_at) = if prefix_at >= message_at && prefix_at + len <= line.len() {
+            (prefix, prefix_at + len)
         } else {
-            match self.prefixes[prefix].find(message) {
-                Some(at) => message_at + at + self.prefixes[prefix].needle().len(),
+            match self.find_prefix(message) {
+                Some((found, at)) => (found, message_at + at + self.prefixes[found].needle().len()),
                 None => return Line::Other,
             }
         };
-        let Ok(host) = std::str::from_utf8(host) else {
-            return Line::Malformed("host name is not UTF-8");
-        };
-        match fields(trim_start(&line[fields_at..])) {
+        if !is_host_name(host) {
+            return Line::Malformed("bad host name");
+        }
+        // Safe: every byte was checked to be ASCII.
+        let host = std::str::from_utf8(host).unwrap_or_default();
+        match fields(first_field(&line[fields_at..])) {
             Ok(f) => Line::Packet(Packet {
                 time,
                 host,
@@ -160,13 +176,15 @@ impl LineParser {
         }
     }
 
-    /// The first configured prefix found in the line, and where.
-    fn find_prefix(&self, line: &[u8]) -> Option<(usize, usize)> {
+    /// The first configured prefix in the text, and where; of prefixes starting at the same
+    /// place (`DROP ` and `DROP INVALID `), the longest, so that the answer never depends on
+    /// the order they were configured in or found in.
+    fn find_prefix(&self, text: &[u8]) -> Option<(usize, usize)> {
         self.prefixes
             .iter()
             .enumerate()
-            .filter_map(|(i, f)| f.find(line).map(|at| (i, at)))
-            .min_by_key(|&(_, at)| at)
+            .filter_map(|(i, f)| f.find(text).map(|at| (i, at)))
+            .min_by_key(|&(i, at)| (at, std::cmp::Reverse(self.prefixes[i].needle().len()), i))
     }
 
     /// A BSD (`Jan  5 23:51:25`) or RFC 3339 timestamp at the start of `text`, and the rest.
@@ -325,6 +343,51 @@ struct Fields<'a> {
     dpt: Option<u16>,
 }
 
+/// A syslog host name as it may reach a report: a name, or an address, in ASCII letters,
+/// digits and `. _ - :`. Anything else (control characters, bidi marks, quotes) is not a
+/// host a kernel line came from.
+fn is_host_name(host: &[u8]) -> bool {
+    !host.is_empty()
+        && host.len() <= 255
+        && host
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':'))
+}
+
+/// The protocol names the kernel's LOG target prints; any other protocol it prints as a number.
+const PROTOCOLS: [&str; 7] = ["TCP", "UDP", "UDPLITE", "ICMP", "ICMPv6", "AH", "ESP"];
+
+/// `PROTO=` as the kernel prints it: a known name or a protocol number (0 to 255).
+fn is_protocol(proto: &str) -> bool {
+    PROTOCOLS.contains(&proto)
+        || (!proto.is_empty()
+            && proto.len() <= 3
+            && proto.bytes().all(|b| b.is_ascii_digit())
+            && proto.parse::<u16>().is_ok_and(|n| n <= 255))
+}
+
+/// `MAC=` as the kernel prints it: hex bytes joined by `:`.
+fn is_mac(mac: &str) -> bool {
+    mac.bytes().all(|b| b.is_ascii_hexdigit() || b == b':')
+}
+
+/// The text from the first field (`IN=`) on: words between the prefix and it (a prefix
+/// configured shorter than the rule's, `DROP ` for `DROP INVALID `) are passed over. The first
+/// word that is a field must be `IN=`.
+fn first_field(text: &[u8]) -> &[u8] {
+    let mut text = trim_start(text);
+    loop {
+        if text.starts_with(b"IN=") {
+            return text;
+        }
+        let end = memchr::memchr(b' ', text).unwrap_or(text.len());
+        if end == 0 || memchr::memchr(b'=', &text[..end]).is_some() {
+            return text;
+        }
+        text = trim_start(&text[end..]);
+    }
+}
+
 /// The kernel's `IN=eth0 OUT= MAC=... SRC=... DST=... PROTO=TCP SPT=1 DPT=2 ...` fields,
 /// up to the quoted inner packet of an ICMP error (`[SRC=... ]`), which is not ours.
 /// The value of `key` (`b"SRC="`) at the start of `text`, and the text after its space.
@@ -351,40 +414,75 @@ fn port(digits: &[u8]) -> Option<u16> {
     u16::try_from(value).ok()
 }
 
-/// An address from its text: dotted-quad IPv4 directly, anything else through `std`.
+/// An address from its text: dotted-quad IPv4 directly, anything else through `std`. An
+/// IPv4-mapped IPv6 address (`::ffff:3.5.140.2`) is the IPv4 address: one source, however
+/// the kernel or a collector spelled it.
 fn address(text: &[u8]) -> Option<IpAddr> {
     match ipv4(text) {
         Some(a) => Some(IpAddr::V4(a)),
-        None => std::str::from_utf8(text).ok()?.parse().ok(),
+        None => std::str::from_utf8(text)
+            .ok()?
+            .parse::<IpAddr>()
+            .ok()
+            .map(|a| a.to_canonical()),
     }
+}
+
+/// Whether `text`, up to a quoted packet, has a word starting with one of `keys`.
+fn has_key(text: &[u8], keys: &[&[u8]]) -> bool {
+    for word in text.split(|b| *b == b' ') {
+        if word.first() == Some(&b'[') {
+            return false;
+        }
+        if keys.iter().any(|k| word.starts_with(k)) {
+            return true;
+        }
+    }
+    false
 }
 
 /// The kernel's fixed order, read without tokenising every field:
 /// `IN= OUT= [MAC=] SRC= DST= ... PROTO= [SPT= DPT=]`. `None` sends the line to the general
-/// reader, which also explains what is wrong.
+/// reader, which also explains what is wrong, and which has the last word: whenever a key
+/// the general reader looks for sits somewhere this one does not look, the line goes there.
 fn fields_in_order(text: &[u8]) -> Option<Fields<'_>> {
     static PROTO: std::sync::LazyLock<memmem::Finder<'static>> =
         std::sync::LazyLock::new(|| memmem::Finder::new(b" PROTO="));
     let (in_iface, rest) = take(text, b"IN=")?;
     let (out_iface, rest) = take(rest, b"OUT=")?;
-    let (mac, rest) = match take(rest, b"MAC=") {
-        Some((mac, rest)) => (Some(mac).filter(|m| !m.is_empty()), rest),
-        None => (None, rest),
+    let (mac, mac_seen, rest) = match take(rest, b"MAC=") {
+        Some((mac, rest)) => (Some(mac).filter(|m| !m.is_empty()), true, rest),
+        None => (None, false, rest),
     };
     let (src, rest) = take_raw(rest, b"SRC=")?;
     let (dst, rest) = take_raw(rest, b"DST=")?;
-    let at = PROTO.find(rest)?;
+    let at = if rest.starts_with(b"PROTO=") {
+        0
+    } else {
+        PROTO.find(rest)? + 1
+    };
+    let middle = &rest[..at];
     // An ICMP error quotes a packet in brackets: a PROTO= after `[` is not ours.
-    if memchr::memchr(b'[', &rest[..at]).is_some() {
+    if memchr::memchr(b'[', middle).is_some() {
         return None;
     }
-    let (proto, rest) = take(&rest[at + 1..], b"PROTO=")?;
+    let later: &[&[u8]] = if mac_seen {
+        &[b"SPT=", b"DPT=", b"PROTO="]
+    } else {
+        &[b"SPT=", b"DPT=", b"PROTO=", b"MAC="]
+    };
+    if has_key(middle, later) {
+        return None;
+    }
+    let (proto, rest) = take(&rest[at..], b"PROTO=")?;
     let (spt, rest) = match take_raw(rest, b"SPT=") {
         Some((p, rest)) => (Some(port(p)?), rest),
         None => (None, rest),
     };
     let dpt = match take_raw(rest, b"DPT=") {
         Some((p, _)) => Some(port(p)?),
+        // The general reader goes on looking past PROTO= until it has DPT=.
+        None if has_key(rest, later) => return None,
         None => None,
     };
     if proto.is_empty() {
@@ -403,14 +501,23 @@ fn fields_in_order(text: &[u8]) -> Option<Fields<'_>> {
     })
 }
 
+/// The fields after a prefix, each value checked against the shape the kernel prints it in:
+/// a line whose values have another shape did not come from the kernel, and is malformed.
 fn fields(text: &[u8]) -> Result<Fields<'_>, &'static str> {
     if !text.starts_with(b"IN=") {
         return Err("no IN= after the prefix");
     }
-    match fields_in_order(text) {
-        Some(f) => Ok(f),
-        None => fields_by_name(text),
+    let f = match fields_in_order(text) {
+        Some(f) => f,
+        None => fields_by_name(text)?,
+    };
+    if !is_protocol(f.proto) {
+        return Err("bad PROTO=");
     }
+    if f.mac.is_some_and(|m| !is_mac(m)) {
+        return Err("bad MAC=");
+    }
+    Ok(f)
 }
 
 /// Any order: every `KEY=VALUE` up to a quoted packet, the first occurrence of a key winning.
@@ -446,15 +553,11 @@ fn fields_by_name(text: &[u8]) -> Result<Fields<'_>, &'static str> {
         }
     }
     let ip = |v: Option<&str>, missing: &'static str, bad: &'static str| {
-        let v = v.ok_or(missing)?;
-        match ipv4(v.as_bytes()) {
-            Some(a) => Ok(IpAddr::V4(a)),
-            None => v.parse::<IpAddr>().map_err(|_| bad),
-        }
+        address(v.ok_or(missing)?.as_bytes()).ok_or(bad)
     };
     let port = |v: Option<&str>| match v {
         None => Ok(None),
-        Some(v) => v.parse::<u16>().map(Some).map_err(|_| "bad port"),
+        Some(v) => port(v.as_bytes()).map(Some).ok_or("bad port"),
     };
     let proto = match proto {
         Some(p) if !p.is_empty() => p,
@@ -763,7 +866,7 @@ mod tests {
                 );
             }
         }
-        assert_eq!(fast_taken, 4, "the kernel's usual lines take the fast path");
+        assert_eq!(fast_taken, 5, "the kernel's usual lines take the fast path");
         assert!(
             fields_in_order(lines[4]).is_none(),
             "no outer PROTO: never the quoted one"
@@ -774,6 +877,138 @@ mod tests {
             "another order goes to the general reader"
         );
         assert_eq!(fields(lines[6]).unwrap().dpt, Some(80));
+    }
+
+    const PSAD_INVALID: &str = "Jan 25 23:51:25 fw kernel: DROP INVALID IN=eth0 OUT= \
+        MAC=00:13:46:3a:41:36:00:1b:b9:76:9c:e4:08:00 SRC=3.5.140.2 DST=192.0.2.1 LEN=40 \
+        TOS=0x00 PREC=0x00 TTL=49 ID=0 DF PROTO=TCP SPT=443 DPT=51234 WINDOW=0 RES=0x00 RST URGP=0";
+
+    #[test]
+    fn overlapping_prefixes_the_longest_at_a_place_wins() {
+        let mut p = parser(&["DROP ", "DROP INVALID "]);
+        assert_eq!(packet(&mut p, PSAD_INVALID).prefix, 1);
+        let mut p = parser(&["DROP INVALID ", "DROP "]);
+        assert_eq!(packet(&mut p, PSAD_INVALID).prefix, 0);
+        // Earlier in the line beats longer.
+        let mut p = parser(&["INVALID ", "DROP INVALID "]);
+        assert_eq!(packet(&mut p, PSAD_INVALID).prefix, 1);
+    }
+
+    #[test]
+    fn words_between_the_prefix_and_in_are_passed_over() {
+        let mut p = parser(&["DROP "]);
+        let got = packet(&mut p, PSAD_INVALID);
+        assert_eq!(got.src, "3.5.140.2".parse::<IpAddr>().unwrap());
+        assert_eq!(got.dpt, Some(51234));
+        let mut p = parser(&["[UFW "]);
+        let line = "May 29 06:53:55 vultr kernel: [547219.375133] [UFW BLOCK] IN=ens3 OUT= SRC=1.2.3.4 DST=5.6.7.8 PROTO=UDP SPT=1 DPT=2";
+        assert_eq!(packet(&mut p, line).dpt, Some(2));
+        // A field first is still not a netfilter line.
+        let mut p = parser(&["DROP "]);
+        let line =
+            "Jan 25 23:51:25 fw kernel: DROP OUT= IN=eth0 SRC=3.5.140.2 DST=192.0.2.1 PROTO=TCP";
+        assert_eq!(
+            p.parse(line.as_bytes()),
+            Line::Malformed("no IN= after the prefix")
+        );
+    }
+
+    #[test]
+    fn prefix_text_in_the_host_name_does_not_hide_the_one_in_the_message() {
+        let mut p = parser(&["web", "INPUT-DROP:"]);
+        let line = "Jan 25 23:51:25 web1 kernel: INPUT-DROP:IN=eth0 OUT= SRC=3.5.140.2 DST=192.0.2.1 PROTO=TCP SPT=1 DPT=22";
+        assert_eq!(packet(&mut p, line).prefix, 1);
+        // The uptime stamp is not the message either.
+        let mut p = parser(&["1]", "DROP:"]);
+        let line = "Jan 25 23:51:25 h kernel: [ 12.1] DROP:IN=eth0 OUT= SRC=3.5.140.2 DST=192.0.2.1 PROTO=TCP";
+        assert_eq!(packet(&mut p, line).prefix, 1);
+    }
+
+    #[test]
+    fn ipv4_mapped_addresses_are_the_ipv4_address() {
+        let mut p = parser(&["INPUT-DROP:"]);
+        let v4: IpAddr = "3.5.140.2".parse().unwrap();
+        for src in [
+            "::ffff:3.5.140.2",
+            "::FFFF:3.5.140.2",
+            "0000:0000:0000:0000:0000:ffff:0305:8c02",
+        ] {
+            let line = format!(
+                "Jan 25 23:51:25 h kernel: INPUT-DROP:IN=eth0 OUT= SRC={src} DST=::ffff:192.0.2.1 LEN=60 PROTO=TCP SPT=1 DPT=22"
+            );
+            let got = packet(&mut p, &line);
+            assert_eq!(got.src, v4, "{src}");
+            assert_eq!(got.dst, "192.0.2.1".parse::<IpAddr>().unwrap());
+        }
+        // In any field order too (the general reader).
+        let line = "Jan 25 23:51:25 h kernel: INPUT-DROP:IN=eth0 OUT= DST=192.0.2.1 SRC=::ffff:3.5.140.2 PROTO=TCP";
+        assert_eq!(packet(&mut p, line).src, v4);
+        // Not the IPv4-compatible form, which is a real IPv6 address.
+        let line = "Jan 25 23:51:25 h kernel: INPUT-DROP:IN=eth0 OUT= SRC=::3.5.140.2 DST=192.0.2.1 PROTO=TCP";
+        assert!(packet(&mut p, line).src.is_ipv6());
+    }
+
+    #[test]
+    fn proto_is_a_known_name_or_a_number() {
+        let mut p = parser(&["D:"]);
+        let line = |proto: &str| {
+            format!(
+                "Jan 25 23:51:25 h kernel: D:IN=eth0 OUT= SRC=3.5.140.2 DST=192.0.2.1 LEN=40 PROTO={proto} SPT=1 DPT=22"
+            )
+        };
+        for good in [
+            "TCP", "UDP", "UDPLITE", "ICMP", "ICMPv6", "AH", "ESP", "0", "47", "255",
+        ] {
+            assert_eq!(packet(&mut p, &line(good)).proto, good);
+        }
+        for bad in [
+            "TCP\rBcc:y@evil.test",
+            "TCP\x1b[31m",
+            "TCP\u{202e}",
+            "=HYPERLINK(\"x\")",
+            "tcp",
+            "256",
+            "1e3",
+            "0047",
+        ] {
+            assert_eq!(
+                p.parse(line(bad).as_bytes()),
+                Line::Malformed("bad PROTO="),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn mac_and_host_outside_their_alphabet_are_malformed() {
+        let mut p = parser(&["D:"]);
+        let mac = "Jan 25 23:51:25 h kernel: D:IN=eth0 OUT= MAC=00:11:<b>:x SRC=3.5.140.2 DST=192.0.2.1 PROTO=TCP SPT=1 DPT=22";
+        assert_eq!(p.parse(mac.as_bytes()), Line::Malformed("bad MAC="));
+        for host in ["web\u{202e}1", "h\x1b[31m", "=cmd|x", "h\"x"] {
+            let line = format!(
+                "Jan 25 23:51:25 {host} kernel: D:IN=eth0 OUT= SRC=3.5.140.2 DST=192.0.2.1 PROTO=TCP SPT=1 DPT=22"
+            );
+            assert_eq!(
+                p.parse(line.as_bytes()),
+                Line::Malformed("bad host name"),
+                "{host:?}"
+            );
+        }
+        for host in ["web-1.example.net", "2001:db8::5", "sd_1"] {
+            let line = format!(
+                "Jan 25 23:51:25 {host} kernel: D:IN=eth0 OUT= SRC=3.5.140.2 DST=192.0.2.1 PROTO=TCP SPT=1 DPT=22"
+            );
+            assert_eq!(packet(&mut p, &line).host, host);
+        }
+        let port = "Jan 25 23:51:25 h kernel: D:IN=eth0 OUT= SRC=3.5.140.2 DST=192.0.2.1 PROTO=TCP SPT=+1 DPT=22";
+        assert_eq!(p.parse(port.as_bytes()), Line::Malformed("bad port"));
+    }
+
+    #[test]
+    fn prefix_ending_in_cr_or_newline_does_not_panic() {
+        let mut p = parser(&["D:\r", "X\nY"]);
+        let line = "Jan 25 23:51:25 h kernel: D:\r";
+        assert_eq!(p.parse(line.as_bytes()), Line::Other);
     }
 
     #[test]

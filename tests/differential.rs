@@ -1,0 +1,967 @@
+//! The log reader checked against a reference: a deliberately plain, line-at-a-time reader
+//! written here from the format's rules alone (byte slices split on `\n`, `starts_with`, std's
+//! address parser; no SIMD search, no buffers, no threads), and generated logs fed to both.
+//!
+//! The real reader (`ingest` over `parse`, fed by `source` or by forks on threads) must give
+//! the same summary and the same per-IP observations whatever the read sizes, the buffer size,
+//! where the input is cut between threads, and the mix of prefixes. Whenever the fast reader
+//! changes, this is what keeps it honest. `PROPTEST_CASES` sets how many logs are tried.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::net::IpAddr;
+
+use abuse_mailer::clock::Zone;
+use abuse_mailer::ingest::{Attribution, Ingest, MAX_PORTS, MAX_SMALL_SET, Observation, Summary};
+use abuse_mailer::parse::LineParser;
+use abuse_mailer::source::{self, StartAt};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use proptest::prelude::*;
+
+const NOW: &str = "2026-02-01T00:00:00Z";
+
+fn now() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(NOW)
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+/// Providers by a rule both readers share: a stand-in for the range lookup.
+fn attribute(ip: IpAddr) -> Attribution {
+    let odd = match ip {
+        IpAddr::V4(a) => a.octets()[0] % 2 == 1,
+        IpAddr::V6(a) => a.segments()[0] % 2 == 1,
+    };
+    if odd {
+        Attribution {
+            providers: 1,
+            candidates: 1,
+        }
+    } else {
+        Attribution::default()
+    }
+}
+
+/// How one reading is set up.
+#[derive(Debug, Clone)]
+struct Setup {
+    prefixes: Vec<String>,
+    /// The reader's buffer: a line at least this long (without its newline) is junk.
+    buffer: usize,
+    since: Option<i64>,
+}
+
+type Observations = BTreeMap<IpAddr, Observation>;
+
+// ---------------------------------------------------------------------------------------
+// The reference reader.
+// ---------------------------------------------------------------------------------------
+
+/// What a line is, by the format's rules.
+enum Verdict {
+    Packet(RefPacket),
+    Other,
+    Malformed,
+}
+
+struct RefPacket {
+    time: i64,
+    host: String,
+    src: IpAddr,
+    dst: IpAddr,
+    proto: String,
+    spt: Option<u16>,
+    dpt: Option<u16>,
+}
+
+/// Reads `input` the plain way: returns the summary, the observations and how many bytes
+/// were consumed (complete lines, plus a last unfinished line too long to ever be a line).
+fn reference(input: &[u8], setup: &Setup) -> (Summary, Observations, u64) {
+    let mut summary = Summary::default();
+    let mut full: BTreeMap<IpAddr, Observation> = BTreeMap::new();
+    let mut pos = 0;
+    while pos < input.len() {
+        let rest = &input[pos..];
+        let (line, taken) = match rest.iter().position(|b| *b == b'\n') {
+            Some(i) => (&rest[..i], i + 1),
+            None if rest.len() >= setup.buffer => (rest, rest.len()),
+            // May still be being written: left for the next run.
+            None => break,
+        };
+        pos += taken;
+        summary.lines_read += 1;
+        summary.bytes_read += taken as u64;
+        if line.len() >= setup.buffer {
+            let head = &line[..setup.buffer];
+            if setup.prefixes.iter().any(|p| contains(head, p.as_bytes())) {
+                summary.lines_malformed += 1;
+            }
+            continue;
+        }
+        match judge(line, &setup.prefixes) {
+            Verdict::Packet(p) => {
+                if setup.since.is_some_and(|s| p.time < s) {
+                    continue;
+                }
+                summary.lines_matched += 1;
+                let o = full
+                    .entry(p.src)
+                    .or_insert_with(|| Observation::new(p.src, p.time));
+                o.hits += 1;
+                o.first_seen = o.first_seen.min(p.time);
+                o.last_seen = o.last_seen.max(p.time);
+                o.protocols.insert(p.proto);
+                o.dst_ports.extend(p.dpt);
+                o.src_ports.extend(p.spt);
+                o.dsts.insert(p.dst);
+                o.hosts.insert(p.host);
+            }
+            Verdict::Malformed => summary.lines_malformed += 1,
+            Verdict::Other => {}
+        }
+    }
+    // Bounded sets keep their smallest values, whatever order the lines came in.
+    fn smallest<T: Ord + Clone>(set: &BTreeSet<T>, n: usize) -> BTreeSet<T> {
+        set.iter().take(n).cloned().collect()
+    }
+    for o in full.values_mut() {
+        o.protocols = smallest(&o.protocols, MAX_SMALL_SET);
+        o.dst_ports = smallest(&o.dst_ports, MAX_PORTS);
+        o.src_ports = smallest(&o.src_ports, MAX_SMALL_SET);
+        o.dsts = smallest(&o.dsts, MAX_SMALL_SET);
+        o.hosts = smallest(&o.hosts, MAX_SMALL_SET);
+    }
+    summary.ips_observed = full.len() as u64;
+    summary.ips_unattributed = full
+        .keys()
+        .filter(|ip| attribute(**ip).providers == 0)
+        .count() as u64;
+    (summary, full, pos as u64)
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+fn skip_spaces(text: &[u8]) -> &[u8] {
+    let mut t = text;
+    while let [b' ', rest @ ..] = t {
+        t = rest;
+    }
+    t
+}
+
+/// The word at the start (after spaces) and what follows it.
+fn word(text: &[u8]) -> (&[u8], &[u8]) {
+    let t = skip_spaces(text);
+    match t.iter().position(|b| *b == b' ') {
+        Some(i) => (&t[..i], &t[i..]),
+        None => (t, &[]),
+    }
+}
+
+/// One line (without its newline) by the rules of the format.
+fn judge(line: &[u8], prefixes: &[String]) -> Verdict {
+    if !prefixes.iter().any(|p| contains(line, p.as_bytes())) {
+        return Verdict::Other;
+    }
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let mut rest = line;
+    if let Some(after) = rest.strip_prefix(b"<") {
+        let digits = after.iter().take_while(|b| b.is_ascii_digit()).count();
+        if (1..=3).contains(&digits) && after.get(digits) == Some(&b'>') {
+            rest = &after[digits + 1..];
+        } else {
+            return Verdict::Malformed;
+        }
+    }
+    let Some((time, rest)) = stamp(rest) else {
+        return Verdict::Malformed;
+    };
+    let (host, rest) = word(rest);
+    if host.is_empty() {
+        return Verdict::Malformed;
+    }
+    let (tag, rest) = word(rest);
+    if tag.is_empty() {
+        return Verdict::Malformed;
+    }
+    if tag != b"kernel:" {
+        return Verdict::Other;
+    }
+    let mut message = skip_spaces(rest);
+    if let Some(inner) = message.strip_prefix(b"[")
+        && let Some(close) = inner.iter().position(|b| *b == b']')
+        && inner[..close]
+            .iter()
+            .all(|b| b.is_ascii_digit() || *b == b'.' || *b == b' ')
+    {
+        message = skip_spaces(&inner[close + 1..]);
+    }
+    // The earliest prefix in the message; of those starting there, the longest.
+    let mut found = None;
+    'search: for at in 0..message.len() {
+        for p in prefixes {
+            if message[at..].starts_with(p.as_bytes()) && found.is_none_or(|(_, len)| p.len() > len)
+            {
+                found = Some((at, p.len()));
+            }
+        }
+        if found.is_some() {
+            break 'search;
+        }
+    }
+    let Some((at, len)) = found else {
+        return Verdict::Other;
+    };
+    let host_ok = !host.is_empty()
+        && host.len() <= 255
+        && host
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-:".contains(b));
+    if !host_ok {
+        return Verdict::Malformed;
+    }
+    match reference_fields(&message[at + len..]) {
+        Some((src, dst, proto, spt, dpt)) => Verdict::Packet(RefPacket {
+            time,
+            host: String::from_utf8(host.to_vec()).unwrap(),
+            src,
+            dst,
+            proto,
+            spt,
+            dpt,
+        }),
+        None => Verdict::Malformed,
+    }
+}
+
+type RefFields = (IpAddr, IpAddr, String, Option<u16>, Option<u16>);
+
+/// Words before `IN=` are passed over; from `IN=` on, the first of each key counts, up to a
+/// quoted packet (`[`), or up to `DPT=` once the addresses and protocol are known.
+fn reference_fields(text: &[u8]) -> Option<RefFields> {
+    let words: Vec<&[u8]> = text
+        .split(|b| *b == b' ')
+        .filter(|w| !w.is_empty())
+        .collect();
+    let first = words.iter().position(|w| w.contains(&b'='))?;
+    if !words[first].starts_with(b"IN=") {
+        return None;
+    }
+    let mut seen: BTreeMap<&[u8], &[u8]> = BTreeMap::new();
+    for w in &words[first..] {
+        if w.starts_with(b"[") {
+            break;
+        }
+        let Some(eq) = w.iter().position(|b| *b == b'=') else {
+            continue;
+        };
+        let (key, value) = (&w[..eq], &w[eq + 1..]);
+        if ![
+            &b"IN"[..],
+            b"OUT",
+            b"MAC",
+            b"SRC",
+            b"DST",
+            b"PROTO",
+            b"SPT",
+            b"DPT",
+        ]
+        .contains(&key)
+        {
+            continue;
+        }
+        seen.entry(key).or_insert(value);
+        if key == b"DPT"
+            && [&b"SRC"[..], b"DST", b"PROTO"]
+                .iter()
+                .all(|k| seen.contains_key(k))
+        {
+            break;
+        }
+    }
+    let text = |k: &[u8]| std::str::from_utf8(seen.get(k).copied().unwrap_or_default()).ok();
+    for k in [
+        &b"IN"[..],
+        b"OUT",
+        b"MAC",
+        b"SRC",
+        b"DST",
+        b"PROTO",
+        b"SPT",
+        b"DPT",
+    ] {
+        text(k)?;
+    }
+    let mac = text(b"MAC")?;
+    if !mac.chars().all(|c| c.is_ascii_hexdigit() || c == ':') {
+        return None;
+    }
+    let addr = |k: &[u8]| text(k)?.parse::<IpAddr>().ok().map(|a| a.to_canonical());
+    let proto = text(b"PROTO")?;
+    let known = ["TCP", "UDP", "UDPLITE", "ICMP", "ICMPv6", "AH", "ESP"].contains(&proto)
+        || (!proto.is_empty()
+            && proto.len() <= 3
+            && proto.bytes().all(|b| b.is_ascii_digit())
+            && proto.parse::<u16>().is_ok_and(|n| n <= 255));
+    if !known {
+        return None;
+    }
+    let port = |k: &[u8]| -> Option<Option<u16>> {
+        match seen.get(k) {
+            None => Some(None),
+            Some(v) if !v.is_empty() && v.len() <= 5 && v.iter().all(u8::is_ascii_digit) => {
+                std::str::from_utf8(v).ok()?.parse::<u16>().ok().map(Some)
+            }
+            Some(_) => None,
+        }
+    };
+    Some((
+        addr(b"SRC")?,
+        addr(b"DST")?,
+        proto.to_string(),
+        port(b"SPT")?,
+        port(b"DPT")?,
+    ))
+}
+
+/// The syslog timestamp at the start and the text after it: RFC 3339 up to the first space, or
+/// BSD's `Mmm dd HH:MM:SS` in UTC, in the latest year that is not more than a day ahead.
+fn stamp(text: &[u8]) -> Option<(i64, &[u8])> {
+    let space = text.iter().position(|b| *b == b' ')?;
+    if text[0].is_ascii_digit() {
+        let t = DateTime::parse_from_rfc3339(std::str::from_utf8(&text[..space]).ok()?).ok()?;
+        return Some((t.timestamp(), &text[space..]));
+    }
+    if text.len() < 16 || text[15] != b' ' {
+        return None;
+    }
+    let s = std::str::from_utf8(&text[..15]).ok()?;
+    let months = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let month = months.iter().position(|m| s.starts_with(m))? as u32 + 1;
+    let b = s.as_bytes();
+    if b[3] != b' ' || b[6] != b' ' || b[9] != b':' || b[12] != b':' {
+        return None;
+    }
+    let day_text = s[4..6].trim_start_matches(' ');
+    let num = |t: &str| -> Option<u32> {
+        (!t.is_empty() && t.bytes().all(|c| c.is_ascii_digit()))
+            .then(|| t.parse().ok())
+            .flatten()
+    };
+    let (day, h, m, sec) = (
+        num(day_text)?,
+        num(&s[7..9])?,
+        num(&s[10..12])?,
+        num(&s[13..15])?,
+    );
+    let year = now().year();
+    for y in [year, year - 1] {
+        if let Some(t) =
+            NaiveDate::from_ymd_opt(y, month, day).and_then(|d| d.and_hms_opt(h, m, sec))
+        {
+            let t = t.and_utc().timestamp();
+            if t <= now().timestamp() + 86_400 {
+                return Some((t, &text[15..]));
+            }
+        }
+    }
+    None
+}
+
+// ---------------------------------------------------------------------------------------
+// The real reader, driven in the ways production drives it.
+// ---------------------------------------------------------------------------------------
+
+/// A reader that hands out its bytes in the given sizes, in turn.
+struct Chunked<'a> {
+    data: &'a [u8],
+    sizes: &'a [usize],
+    turn: usize,
+}
+
+impl Read for Chunked<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let size = self.sizes[self.turn % self.sizes.len()].max(1);
+        self.turn += 1;
+        let n = size.min(buf.len()).min(self.data.len());
+        buf[..n].copy_from_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        Ok(n)
+    }
+}
+
+fn parser(setup: &Setup) -> LineParser {
+    LineParser::new(&setup.prefixes, Zone::Utc, now())
+}
+
+fn scan<'a>(setup: &Setup, attribute: &'a (dyn Fn(IpAddr) -> Attribution + Sync)) -> Ingest<'a> {
+    let mut ingest = Ingest::new(parser(setup), 1, 5, 20, attribute);
+    ingest.set_buffer_size(setup.buffer);
+    if let Some(since) = setup.since {
+        ingest.skip_before(since);
+    }
+    ingest.begin_source(parser(setup));
+    ingest
+}
+
+fn finish(ingest: Ingest<'_>) -> (Summary, Observations) {
+    let batch = ingest.finish();
+    (batch.summary, batch.observations.into_iter().collect())
+}
+
+/// The real reader over `input`, cut into `parts` at line ends (after the given fractions of
+/// the input, as the threaded read cuts a file), each part read in `sizes` on its own thread.
+fn real(
+    input: &[u8],
+    setup: &Setup,
+    sizes: &[usize],
+    cuts: &[usize],
+) -> (Summary, Observations, u64) {
+    let attribute: &(dyn Fn(IpAddr) -> Attribution + Sync) = &attribute;
+    let mut main = scan(setup, attribute);
+    let mut bounds = vec![0];
+    for &cut in cuts {
+        let from = cut.min(input.len()).max(*bounds.last().unwrap());
+        if let Some(i) = input[from..].iter().position(|b| *b == b'\n') {
+            bounds.push(from + i + 1);
+        }
+    }
+    bounds.dedup();
+    let parts: Vec<&[u8]> = bounds
+        .iter()
+        .enumerate()
+        .map(|(i, &from)| &input[from..bounds.get(i + 1).copied().unwrap_or(input.len())])
+        .collect();
+    let mut forks: Vec<Ingest<'_>> = parts[1..].iter().map(|_| main.fork()).collect();
+    let consumed = std::thread::scope(|scope| {
+        let workers: Vec<_> = forks
+            .iter_mut()
+            .zip(&parts[1..])
+            .map(|(fork, part)| {
+                scope.spawn(move || {
+                    fork.feed(Chunked {
+                        data: part,
+                        sizes,
+                        turn: 0,
+                    })
+                    .unwrap()
+                })
+            })
+            .collect();
+        let first = main
+            .feed(Chunked {
+                data: parts[0],
+                sizes,
+                turn: 0,
+            })
+            .unwrap();
+        let rest: Vec<u64> = workers.into_iter().map(|w| w.join().unwrap()).collect();
+        first + rest.iter().sum::<u64>()
+    });
+    for fork in forks {
+        main.absorb(fork);
+    }
+    let (summary, observations) = finish(main);
+    (summary, observations, consumed)
+}
+
+/// The real reader through `source::read` on a file, as a run reads a fresh source.
+fn real_file(input: &[u8], setup: &Setup) -> (Summary, Observations, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("messages");
+    std::fs::write(&path, input).unwrap();
+    let attribute: &(dyn Fn(IpAddr) -> Attribution + Sync) = &attribute;
+    let mut ingest = scan(setup, attribute);
+    let read = source::read(&path, None, StartAt::Beginning, &mut ingest).unwrap();
+    let (summary, observations) = finish(ingest);
+    (summary, observations, read.cursor.map_or(0, |c| c.offset))
+}
+
+fn assert_same(
+    what: &str,
+    input: &[u8],
+    want: &(Summary, Observations, u64),
+    got: &(Summary, Observations, u64),
+) {
+    if want == got {
+        return;
+    }
+    // Lines cut short: proptest prints the (shrunk) case that regenerates the whole input.
+    let shown: String = input
+        .split(|b| *b == b'\n')
+        .map(|l| {
+            let l = String::from_utf8_lossy(l);
+            let cut: String = l.chars().take(240).collect();
+            format!("{cut:?}\n")
+        })
+        .collect();
+    assert_eq!(want.0, got.0, "{what}: summary differs for\n{shown}");
+    assert_eq!(want.2, got.2, "{what}: bytes consumed differ for\n{shown}");
+    for (ip, o) in &want.1 {
+        assert_eq!(Some(o), got.1.get(ip), "{what}: {ip} differs for\n{shown}");
+    }
+    assert_eq!(want.1, got.1, "{what}: observations differ for\n{shown}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Generated logs.
+// ---------------------------------------------------------------------------------------
+
+/// Prefix sets as operators configure them: nested, overlapping, one inside another.
+const PREFIX_SETS: &[&[&str]] = &[
+    &["DROP ", "DROP INVALID "],
+    &["DROP INVALID ", "DROP "],
+    &["INPUT-DROP:"],
+    &["[UFW BLOCK] ", "[UFW AUDIT] "],
+    &["[UFW BLOCK]"],
+    &["DROP:", "DROP"],
+    &["INVALID ", "DROP INVALID "],
+    &["A-B", "B-C"],
+    &["DROP ", "DROP ", "DROP INVALID "],
+];
+
+/// Prefix texts the lines use: the configured ones and near misses.
+const LINE_PREFIXES: &[&str] = &[
+    "DROP ",
+    "DROP INVALID ",
+    "INPUT-DROP:",
+    "[UFW BLOCK] ",
+    "[UFW AUDIT] ",
+    "DROP:",
+    "INVALID ",
+    "A-B-C",
+    "A-B",
+    "B-C",
+    "DROP INVALID",
+    "INPUT-DRO",
+    "",
+];
+
+const SOURCES: &[&str] = &[
+    "3.5.140.2",
+    "::ffff:3.5.140.2",
+    "::FFFF:3.5.140.2",
+    "0:0:0:0:0:ffff:0305:8c02",
+    "34.223.47.190",
+    "2600:1f18:0000:f101:0000:0000:0000:0002",
+    "2600:1f18:0:f101::2",
+    "2600:1F18::F101:0:0:0:2",
+    "fe80::1%eth0",
+    "::3.5.140.2",
+    "::",
+    "192.0.2.300",
+    "03.5.140.2",
+    "81.2.69.160",
+    "1.2.3",
+];
+
+const PROTOS: &[&str] = &[
+    "TCP",
+    "UDP",
+    "ICMP",
+    "ICMPv6",
+    "UDPLITE",
+    "47",
+    "255",
+    "256",
+    "tcp",
+    "TCP\rBcc:y@evil.test",
+    "TCP\x1b[31m",
+    "",
+    "1e3",
+];
+
+/// A small deterministic source of choices, so that one number shrinks to one line.
+struct Pick(u64);
+
+impl Pick {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 8
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn one<'a, T: ?Sized>(&mut self, items: &[&'a T]) -> &'a T {
+        items[self.below(items.len())]
+    }
+    fn chance(&mut self, percent: usize) -> bool {
+        self.below(100) < percent
+    }
+}
+
+/// One log line (with its line end), drawn from `seed`.
+fn line(seed: u64, configured: &[&str]) -> Vec<u8> {
+    let mut r = Pick(seed | 1);
+    let mut out: Vec<u8> = Vec::new();
+    let kind = r.below(100);
+    if kind < 4 {
+        // Binary junk, NUL and invalid UTF-8 included, maybe with a prefix inside.
+        for _ in 0..r.below(60) {
+            out.push(r.below(256) as u8);
+        }
+        if r.chance(50) {
+            out.extend_from_slice(r.one(LINE_PREFIXES).as_bytes());
+            out.extend_from_slice(b"IN=\x00\xff");
+        }
+        out.retain(|b| *b != b'\n');
+    } else if kind < 7 {
+        // Far longer than any read buffer the tests use.
+        let len = 300 + r.below(5000);
+        let at = r.below(len);
+        out.extend_from_slice(b"Jan 25 23:51:25 web1 kernel: ");
+        out.extend(std::iter::repeat_n(b'x', at));
+        out.extend_from_slice(r.one(LINE_PREFIXES).as_bytes());
+        out.extend_from_slice(b"IN=eth0 OUT= SRC=3.5.140.2 DST=192.0.2.1 PROTO=TCP SPT=1 DPT=2 ");
+        out.extend(std::iter::repeat_n(b'y', len - at));
+    } else if kind < 9 {
+        out.extend_from_slice(b"Jan 25 23:51:26 web1 sshd[812]: Invalid user ");
+        out.extend_from_slice(r.one(LINE_PREFIXES).as_bytes());
+        out.extend_from_slice(b"IN=eth0 SRC=6.6.6.6 DST=1.1.1.1 PROTO=TCP from 203.0.113.9");
+    } else if kind < 10 {
+        // An empty line.
+    } else if kind < 45 {
+        // The kernel's usual line, from a few busy sources.
+        let src = r.one(&["3.5.140.2", "::ffff:3.5.140.2", "2600:1f18:0:f101::2"]);
+        let proto = r.one(&["TCP", "UDP"]);
+        let line = format!(
+            "Jan {:>2} {:02}:{:02}:{:02} web{} kernel: [  341.399450] {}IN=eth0 OUT= \
+             MAC=56:00:03:85:82:df:fe:00:03:85:82:df:08:00 SRC={src} DST=192.0.2.{} LEN=40 \
+             TOS=0x00 PREC=0x00 TTL=241 ID=54321 PROTO={proto} SPT={} DPT={} WINDOW=65535 RES=0x00 SYN URGP=0 ",
+            1 + r.below(31),
+            r.below(24),
+            r.below(60),
+            r.below(60),
+            r.below(20),
+            r.one(configured),
+            r.below(20),
+            1 + r.below(65535),
+            1 + r.below(200),
+        );
+        out.extend_from_slice(line.as_bytes());
+    } else {
+        packet_line(&mut r, &mut out, configured);
+    }
+    if r.chance(8) {
+        out.push(b'\r');
+    }
+    out.push(b'\n');
+    out
+}
+
+fn packet_line(r: &mut Pick, out: &mut Vec<u8>, configured: &[&str]) {
+    if r.chance(5) {
+        out.extend_from_slice(r.one(&["<4>", "<13>", "<1234>", "<x>", "<>"]).as_bytes());
+    }
+    let stamp = match r.below(20) {
+        0 => "2026-01-25T10:00:00Z".to_string(),
+        1 => "2015-03-07T05:09:30.045015+02:00".to_string(),
+        2 => r
+            .one(&[
+                "Feb 29 10:00:00",
+                "Jan  5 25:00:00",
+                "Foo 12 10:00:00",
+                "Jan 5 10:00:00",
+                "2026-13-01T00:00:00Z",
+            ])
+            .to_string(),
+        3 => "Dec 31 23:59:59".to_string(),
+        _ => format!(
+            "Jan {:>2} {:02}:{:02}:{:02}",
+            1 + r.below(31),
+            r.below(24),
+            r.below(60),
+            r.below(60)
+        ),
+    };
+    out.extend_from_slice(stamp.as_bytes());
+    out.push(b' ');
+    if r.chance(3) {
+        out.push(b' ');
+    }
+    let host = if r.chance(85) {
+        r.one(&[
+            "web1",
+            "gw",
+            "vultr",
+            "sd-126005",
+            "h.example.net",
+            "2001:db8::5",
+        ])
+    } else {
+        r.one(&[
+            "web\u{202e}1",
+            "DROP:x",
+            "we\x1bb",
+            "A-B",
+            "",
+            "h\"x",
+            "INVALID",
+            "h\0x",
+        ])
+    };
+    out.extend_from_slice(host.as_bytes());
+    if r.chance(2) {
+        out.extend_from_slice(b"\xff");
+    }
+    out.push(b' ');
+    out.extend_from_slice(
+        r.one(&[
+            "kernel:", "kernel:", "kernel:", "kernel:", "kernel:", "kernel:", "kernel:", "kernel:",
+            "sshd[1]:", "kernel",
+        ])
+        .as_bytes(),
+    );
+    out.push(b' ');
+    if r.chance(40) {
+        let stamp = r.one(&["[810294.788657] ", "[  341.399450] ", "[12.5]", "[1x] "]);
+        out.extend_from_slice(stamp.as_bytes());
+    }
+    let prefix = if r.chance(75) {
+        r.one(configured)
+    } else {
+        r.one(LINE_PREFIXES)
+    };
+    out.extend_from_slice(prefix.as_bytes());
+    if r.chance(10) {
+        out.extend_from_slice(r.one(&["INVALID ", "STATE ", "x ", " "]).as_bytes());
+    }
+    let src = if r.chance(85) {
+        r.one(&SOURCES[..8])
+    } else {
+        r.one(SOURCES)
+    };
+    let dst = r.one(&[
+        "192.0.2.10",
+        "192.0.2.11",
+        "::ffff:192.0.2.10",
+        "2001:db8::1",
+    ]);
+    let proto = if r.chance(85) {
+        r.one(&PROTOS[..5])
+    } else {
+        r.one(PROTOS)
+    };
+    let mac = r.one(&[
+        "MAC=23:87:fc:c6:24:58:00:21:3f:98:99:78:08:00 ",
+        "MAC= ",
+        "",
+        "MAC=zz:<b> ",
+    ]);
+    let port = |r: &mut Pick| -> String {
+        match r.below(20) {
+            0 => r.one(&["65536", "+22", "-1", "007", "1a", ""]).to_string(),
+            1..=8 => (1 + r.below(1024)).to_string(),
+            _ => (1 + r.below(65535)).to_string(),
+        }
+    };
+    let (spt, dpt) = (port(r), port(r));
+    let ports = match proto {
+        "ICMP" | "ICMPv6" => match r.below(4) {
+            0 => format!(
+                "TYPE=3 CODE=3 [SRC={dst} DST={src} LEN=60 PROTO=UDP SPT={dpt} DPT={spt} LEN=40 ]"
+            ),
+            1 => "TYPE=8 CODE=0 ID=1 SEQ=2".to_string(),
+            2 => format!(
+                "TYPE=3 CODE=3 [SRC={dst} DST={src} PROTO=TCP SPT={dpt} DPT={spt} ] SPT={spt} DPT={dpt}"
+            ),
+            _ => format!("SPT={spt} DPT={dpt}"),
+        },
+        _ => format!("SPT={spt} DPT={dpt} WINDOW=1024 RES=0x00 SYN URGP=0"),
+    };
+    let mut fields = vec![
+        "IN=eth0".to_string(),
+        "OUT=".to_string(),
+        mac.trim_end().to_string(),
+        format!("SRC={src}"),
+        format!("DST={dst}"),
+        "LEN=40 TOS=0x00 PREC=0x00 TTL=49 ID=53123".to_string(),
+        format!("PROTO={proto}"),
+        ports,
+    ];
+    fields.retain(|f| !f.is_empty());
+    match r.below(20) {
+        // Another order, a field twice, a field missing, a key moved after the ports.
+        0 => {
+            let (a, b) = (r.below(fields.len()), r.below(fields.len()));
+            fields.swap(a, b);
+        }
+        1 => {
+            let a = r.below(fields.len());
+            let again = fields[r.below(fields.len())].clone();
+            fields.insert(a, again);
+        }
+        2 => {
+            fields.remove(r.below(fields.len()));
+        }
+        3 => fields.push(
+            r.one(&[
+                "MAC=00:11:22:33:44:55",
+                "SPT=99",
+                "DPT=99",
+                "PROTO=UDP",
+                "SRC=9.9.9.9",
+            ])
+            .to_string(),
+        ),
+        4 => {
+            let a = r.below(fields.len());
+            fields.insert(
+                a,
+                r.one(&["SPT=7", "DPT=8", "MAC=aa:bb", "X=1", "FLAG"])
+                    .to_string(),
+            );
+        }
+        _ => {}
+    }
+    out.extend_from_slice(fields.join(" ").as_bytes());
+    if r.chance(30) {
+        out.push(b' ');
+    }
+    if r.chance(3) {
+        // Cut short, as a full disk or a killed writer leaves a line.
+        let keep = r.below(out.len() + 1);
+        out.truncate(keep);
+    }
+}
+
+fn log(seeds: &[u64], set: usize, last_unfinished: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    for &s in seeds {
+        out.extend(line(s, PREFIX_SETS[set]));
+    }
+    if last_unfinished && out.last() == Some(&b'\n') {
+        out.pop();
+    }
+    out
+}
+
+fn setup_from(set: usize, buffer: usize, since: bool) -> Setup {
+    Setup {
+        prefixes: PREFIX_SETS[set].iter().map(|p| p.to_string()).collect(),
+        buffer,
+        since: since.then(|| {
+            DateTime::parse_from_rfc3339("2026-01-20T00:00:00Z")
+                .unwrap()
+                .timestamp()
+        }),
+    }
+}
+
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: cases(),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn real_reader_agrees_with_the_reference(
+        seeds in prop::collection::vec(any::<u64>(), 0..200),
+        last_unfinished in any::<bool>(),
+        set in 0..PREFIX_SETS.len(),
+        buffer in prop_oneof![Just(1usize << 20), Just(4096), 200usize..600],
+        since in any::<bool>(),
+        sizes in prop::collection::vec(prop_oneof![1usize..8, 8usize..300, Just(1usize << 20)], 1..5),
+        cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..4),
+    ) {
+        let input = log(&seeds, set, last_unfinished);
+        let setup = setup_from(set, buffer, since);
+        let want = reference(&input, &setup);
+        let whole = real(&input, &setup, &[usize::MAX], &[]);
+        assert_same("one read, one thread", &input, &want, &whole);
+        let chunked = real(&input, &setup, &sizes, &[]);
+        assert_same("chunked reads, one thread", &input, &want, &chunked);
+        let mut cuts: Vec<usize> = cuts.iter().map(|i| i.index(input.len() + 1)).collect();
+        cuts.sort_unstable();
+        let threads = real(&input, &setup, &sizes, &cuts);
+        assert_same("chunked reads, several threads", &input, &want, &threads);
+        let file = real_file(&input, &setup);
+        assert_same("source::read", &input, &want, &file);
+    }
+}
+
+/// Every place a read can end, on a log that mixes every kind of line, one of them longer
+/// than the buffer.
+#[test]
+fn every_read_split_point_agrees_with_the_reference() {
+    for set in [0, 3] {
+        let mut input = Vec::new();
+        let mut seed = 1u64;
+        while input.len() < 3000 {
+            seed = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(7);
+            let l = line(seed, PREFIX_SETS[set]);
+            if l.len() < 300 {
+                input.extend(l);
+            }
+        }
+        input.extend_from_slice(b"Jan 25 23:51:25 web1 kernel: ");
+        input.extend(std::iter::repeat_n(b'x', 250));
+        input.extend_from_slice(PREFIX_SETS[set][0].as_bytes());
+        input
+            .extend_from_slice(b"IN=eth0 OUT= SRC=3.5.140.2 DST=192.0.2.1 PROTO=TCP SPT=1 DPT=2\n");
+        input.extend(line(5, PREFIX_SETS[set]));
+        input.extend_from_slice(b"Jan 25 23:51:25 web1 kernel: unfinished");
+        let setup = setup_from(set, 300, false);
+        let want = reference(&input, &setup);
+        assert!(want.0.lines_matched > 5, "the sample has packets");
+        assert!(want.0.lines_malformed > 0, "the sample has broken lines");
+        for split in 0..=input.len() {
+            let sizes = [split, usize::MAX];
+            let got = real(&input, &setup, &sizes, &[]);
+            assert_same(&format!("split at {split}"), &input, &want, &got);
+        }
+    }
+}
+
+/// psad's rule sets log invalid-state packets with `DROP INVALID ` and the rest with `DROP `:
+/// two of the first among a hundred of the second, read every way the reader reads.
+#[test]
+fn psad_drop_invalid_among_drop_lines() {
+    let mut input = Vec::new();
+    for n in 1..=2 {
+        input.extend(format!(
+            "Jan 25 23:51:0{n} fw kernel: DROP INVALID IN=eth0 OUT= SRC=3.5.140.{n} DST=192.0.2.1 \
+             LEN=40 TOS=0x00 PREC=0x00 TTL=49 ID=0 DF PROTO=TCP SPT=443 DPT=51234 WINDOW=0 RES=0x00 RST URGP=0\n"
+        ).bytes());
+    }
+    for n in 0..100 {
+        input.extend(format!(
+            "Jan 25 23:52:{:02} fw kernel: DROP IN=eth0 OUT= SRC=34.223.47.{} DST=192.0.2.1 LEN=60 \
+             TOS=0x00 PREC=0x00 TTL=49 ID=1 DF PROTO=TCP SPT={} DPT=22 WINDOW=64240 RES=0x00 SYN URGP=0\n",
+            n % 60,
+            n % 50 + 1,
+            40000 + n
+        ).bytes());
+    }
+    for set in [0, 1] {
+        let setup = setup_from(set, 1 << 20, false);
+        let want = reference(&input, &setup);
+        assert_eq!(want.0.lines_matched, 102);
+        assert_eq!(want.0.ips_observed, 52);
+        assert_same(
+            "one read",
+            &input,
+            &want,
+            &real(&input, &setup, &[usize::MAX], &[]),
+        );
+        assert_same("source::read", &input, &want, &real_file(&input, &setup));
+        for cut in (0..input.len()).step_by(97) {
+            let got = real(&input, &setup, &[cut.max(1), 4096], &[cut]);
+            assert_same(&format!("cut at {cut}"), &input, &want, &got);
+        }
+    }
+}
