@@ -68,6 +68,13 @@ fn dispatch(cli: &Cli) -> Result<u8> {
         Command::History { ip, provider, json } => history(&settings, *ip, provider.clone(), *json),
         Command::Show { report_id } => show(&settings, report_id),
         Command::Check { smtp } => crate::check::check(&settings, now, *smtp),
+        Command::Reread { source, since } => crate::reread::reread(
+            &settings,
+            now,
+            source,
+            since.map(|d| now - d),
+            verbosity != Verbosity::Quiet,
+        ),
         Command::Firewall {
             provider,
             format,
@@ -359,6 +366,7 @@ fn ingest(
                         Some(s) => s.cursor(&key)?,
                         None => None,
                     };
+                    let before = scan.counted();
                     let read = source::read(&path, cursor.as_ref(), source_cfg.start_at, &mut scan)
                         .map_err(|e| {
                             if cursor.is_none() && !path.exists() {
@@ -369,6 +377,19 @@ fn ingest(
                         })?;
                     if verbosity == Verbosity::Verbose {
                         eprintln!("abuse-mailer: source {key}: {:?}", read.decision);
+                    }
+                    if verbosity != Verbosity::Quiet {
+                        for warning in &read.warnings {
+                            eprintln!("abuse-mailer: warning: {warning}");
+                        }
+                        let first = cursor.as_ref().is_none_or(source::Cursor::is_reread);
+                        if first
+                            && options.since.is_none()
+                            && let Some(hint) =
+                                unmatched_hint(&key, &source_cfg.prefixes, &before, &scan.counted())
+                        {
+                            eprintln!("abuse-mailer: warning: {hint}");
+                        }
                     }
                     // An unchanged cursor is not written again: a quiet run commits nothing.
                     if let Some(c) = read.cursor.filter(|c| Some(c) != cursor.as_ref()) {
@@ -426,6 +447,29 @@ fn ingest(
         cursors,
         evidence,
         stored_evidence,
+    })
+}
+
+/// What to tell the operator when the first read of a source found lines but none with a
+/// configured prefix: moving on from there would leave that history unreported.
+fn unmatched_hint(
+    source: &str,
+    prefixes: &[String],
+    before: &Summary,
+    after: &Summary,
+) -> Option<String> {
+    let read = after.lines_read - before.lines_read;
+    let carried = (after.lines_matched + after.lines_malformed)
+        - (before.lines_matched + before.lines_malformed);
+    (read > 0 && carried == 0).then(|| {
+        format!(
+            "source {source}: first read, {read} lines, none carries {}; check `prefixes` (abuse-mailer check), then `abuse-mailer reread --source {source}` to read it again",
+            prefixes
+                .iter()
+                .map(|p| format!("{p:?}"))
+                .collect::<Vec<_>>()
+                .join(" or ")
+        )
     })
 }
 

@@ -612,6 +612,17 @@ impl State {
         }
         Ok(out)
     }
+
+    /// Stores cursors that `reread` chose, alone: observations and the ledger stay as they
+    /// are, so what the next run reads again is merged into them and nothing reported goes
+    /// out again.
+    pub fn set_file_cursors(&mut self, cursors: &[(String, Cursor)], now: &str) -> Result<()> {
+        let stored: Vec<(String, StoredCursor)> = cursors
+            .iter()
+            .map(|(source, c)| (source.clone(), StoredCursor::File(c.clone())))
+            .collect();
+        self.commit_ingest(&[], &stored, &[], now)
+    }
 }
 
 fn replace_evidence(tx: &Transaction<'_>, provider: &str, lines: &[EvidenceLine]) -> Result<()> {

@@ -365,8 +365,8 @@ fn glob_source_follows_every_host_and_keeps_host_names() {
     }
     let v = s.run(&["preview", "--json"]).ok().json();
     assert_eq!(
-        v["summary"]["lines_matched"], 2,
-        "rotated siblings are not sources of their own"
+        v["summary"]["lines_matched"], 4,
+        "each host's rotated file is read once, as the history of its live file, not as a source of its own"
     );
     let excerpt = v["reports"][0]["excerpt"].to_string();
     assert!(
