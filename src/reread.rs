@@ -1,7 +1,7 @@
 //! `reread`: makes the next run read one source again, its rotated history included, after a
 //! first read went wrong (a wrong prefix matched nothing and the cursor moved on). Only the
 //! source's cursor changes; the ledger keeps every report unique, so an IP already reported
-//! is not sent again.
+//! is not sent again. The journald source is named `journald`.
 
 use std::path::{Path, PathBuf};
 
@@ -11,9 +11,10 @@ use chrono::{DateTime, Utc};
 use crate::clock::utc_text;
 use crate::config::{Settings, SourceConfig, SourceKind};
 use crate::error::{ConfigError, EXIT_OK};
+use crate::journal;
 use crate::parse::LineParser;
 use crate::source::{self, RereadStart};
-use crate::state::State;
+use crate::state::{State, StoredCursor};
 
 /// Leaves a cursor for each file of the source named `wanted` so that the next run reads it
 /// again: from its oldest rotated file, or with `since`, from the first packet logged then.
@@ -29,13 +30,25 @@ pub fn reread(
         bail!("another run holds the state; try again when it is done");
     };
     let mut state = State::open(&settings.state_dir)?;
-    let files = files(config, wanted, &state)?;
+    let since_text = since.map(utc_text).unwrap_or_default();
     let mut cursors = Vec::new();
-    for file in files {
+    if config.kind == SourceKind::Journald {
+        let cursor = match since {
+            Some(t) => {
+                println!("source journald: the next run reads the journal again from {since_text}");
+                journal::reread_since(t.timestamp())
+            }
+            None => {
+                println!("source journald: the next run reads the whole journal again");
+                journal::REREAD_ALL.to_string()
+            }
+        };
+        cursors.push((config.name(), StoredCursor::Journal(cursor)));
+    }
+    for file in files(config, wanted, &state)? {
         let mut parser = LineParser::new(&config.prefixes, settings.zone, now);
         let from = source::reread_from(&file, since.map(|t| (t.timestamp(), &mut parser)))?;
         let shown = file.display();
-        let since_text = since.map(utc_text).unwrap_or_default();
         match &from.start {
             RereadStart::Oldest => println!(
                 "source {shown}: the next run reads it again from the start of its oldest rotated file"
@@ -48,33 +61,31 @@ pub fn reread(
                 "source {shown}: nothing logged since {since_text}; the next run reads what is written from now on"
             ),
         }
-        cursors.push((file.to_string_lossy().into_owned(), from.cursor));
+        cursors.push((
+            file.to_string_lossy().into_owned(),
+            StoredCursor::File(from.cursor),
+        ));
     }
-    state.set_file_cursors(&cursors, &utc_text(now))?;
+    state.set_cursors(&cursors, &utc_text(now))?;
     Ok(EXIT_OK)
 }
 
-/// The configured file source that `wanted` names: its `path` itself, or a file its glob
-/// matches.
+/// The configured source that `wanted` names: its `path` itself, a file its glob matches, or
+/// `journald`.
 fn configured<'s>(settings: &'s Settings, wanted: &Path) -> Result<&'s SourceConfig> {
     let absolute = std::path::absolute(wanted).unwrap_or_else(|_| wanted.to_path_buf());
     let names = |p: &Path| p == wanted || p == absolute;
-    let mut journald = false;
     for s in &settings.sources {
-        match &s.kind {
+        let found = match &s.kind {
             SourceKind::File(pattern) => {
                 let glob = glob::Pattern::new(&pattern.to_string_lossy()).ok();
-                if names(pattern) || glob.is_some_and(|g| g.matches_path(&absolute)) {
-                    return Ok(s);
-                }
+                names(pattern) || glob.is_some_and(|g| g.matches_path(&absolute))
             }
-            SourceKind::Journald => journald |= wanted == Path::new("journald"),
+            SourceKind::Journald => wanted == Path::new("journald"),
+        };
+        if found {
+            return Ok(s);
         }
-    }
-    if journald {
-        bail!(
-            "reread --source journald: the journal is read from its own cursor; reread works on file sources"
-        );
     }
     let known: Vec<String> = settings.sources.iter().map(SourceConfig::name).collect();
     Err(ConfigError(format!(
@@ -89,7 +100,7 @@ fn configured<'s>(settings: &'s Settings, wanted: &Path) -> Result<&'s SourceCon
 /// the moment but remembered included.
 fn files(config: &SourceConfig, wanted: &Path, state: &State) -> Result<Vec<PathBuf>> {
     let SourceKind::File(pattern) = &config.kind else {
-        unreachable!("only file sources are looked up");
+        return Ok(Vec::new());
     };
     let text = pattern.to_string_lossy();
     let absolute = std::path::absolute(wanted).unwrap_or_else(|_| wanted.to_path_buf());

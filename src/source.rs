@@ -414,7 +414,8 @@ impl Sibling {
 /// first: by the number logrotate gives them when every sibling has one, else by mtime.
 /// Each is opened once here and read through that descriptor later. The live file itself
 /// (renamed between its open and this listing) is left out: it is read as the live file.
-fn siblings(path: &Path, live: Option<&OpenFile>) -> Vec<Sibling> {
+/// One that cannot be opened (or is no regular file) is left out and named in `unreadable`.
+fn siblings(path: &Path, live: Option<&OpenFile>, unreadable: &mut Vec<String>) -> Vec<Sibling> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -433,7 +434,17 @@ fn siblings(path: &Path, live: Option<&OpenFile>) -> Vec<Sibling> {
             if !(suffix.starts_with('.') || suffix.starts_with('-')) {
                 return None;
             }
-            let open = OpenFile::open(&e.path()).ok()??;
+            let open = match OpenFile::open(&e.path()) {
+                Ok(open) => open?,
+                Err(err) => {
+                    unreadable.push(format!(
+                        "source {}: rotated file {} is not read: {err}",
+                        path.display(),
+                        e.path().display()
+                    ));
+                    return None;
+                }
+            };
             if live.is_some_and(|l| (l.dev, l.ino) == (open.dev, open.ino)) {
                 return None;
             }
@@ -589,8 +600,12 @@ pub fn read(
     ingest: &mut Ingest<'_>,
 ) -> Result<SourceRead> {
     let live = OpenFile::open(path).map_err(|e| source_error(path, e))?;
-    let rotated = siblings(path, live.as_ref());
-    read_opened(path, live, &rotated, cursor, start, ingest)
+    let mut unreadable = Vec::new();
+    let rotated = siblings(path, live.as_ref(), &mut unreadable);
+    let mut read = read_opened(path, live, &rotated, cursor, start, ingest)?;
+    unreadable.append(&mut read.warnings);
+    read.warnings = unreadable;
+    Ok(read)
 }
 
 /// A source that cannot be opened: a path that names no regular file is a configuration
@@ -800,7 +815,11 @@ pub fn reread_from(path: &Path, since: Option<(i64, &mut LineParser)>) -> Result
         });
     };
     let live = OpenFile::open(path).map_err(|e| source_error(path, e))?;
-    let rotated = siblings(path, live.as_ref());
+    let mut unreadable = Vec::new();
+    let rotated = siblings(path, live.as_ref(), &mut unreadable);
+    if let Some(problem) = unreadable.first() {
+        anyhow::bail!("{problem}");
+    }
     let oldest_first: Vec<&OpenFile> = rotated
         .iter()
         .rev()
@@ -976,7 +995,7 @@ mod tests {
         let c = cursor(meta.dev(), meta.ino(), 11, b"first line\n");
         fs::rename(&path, dir.path().join("messages.1")).unwrap();
         fs::write(&path, b"new file\n").unwrap();
-        let found = catch_up(&siblings(&path, None), &c);
+        let found = catch_up(&siblings(&path, None, &mut Vec::new()), &c);
         assert_eq!(
             found.previous,
             Some(Rotated {
@@ -995,7 +1014,7 @@ mod tests {
         fs::remove_file(dir.path().join("messages.1")).unwrap();
         fs::rename(&path, dir.path().join("messages.1")).unwrap();
         fs::write(&path, b"newest\n").unwrap();
-        let found = catch_up(&siblings(&path, None), &c);
+        let found = catch_up(&siblings(&path, None, &mut Vec::new()), &c);
         assert_eq!(
             found.previous,
             Some(Rotated {
@@ -1065,7 +1084,7 @@ mod tests {
         // logrotate runs between identifying the file and reading it.
         fs::rename(&path, dir.path().join("messages.1")).unwrap();
         fs::write(&path, "Jan 25 11:00:00 web1 CRON[1]: a new file\n").unwrap();
-        let rotated = siblings(&path, Some(&live));
+        let rotated = siblings(&path, Some(&live), &mut Vec::new());
         assert!(
             rotated.is_empty(),
             "the renamed live file is not also history"
@@ -1116,7 +1135,7 @@ mod tests {
             enc.finish().unwrap();
         }
         let live = OpenFile::open(&path).unwrap().unwrap();
-        let rotated = siblings(&path, Some(&live));
+        let rotated = siblings(&path, Some(&live), &mut Vec::new());
         let now = live.now().unwrap();
         let Decision::Fresh(history) = decide(None, Some(&now), &rotated, StartAt::Beginning)
         else {

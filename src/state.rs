@@ -616,12 +616,8 @@ impl State {
     /// Stores cursors that `reread` chose, alone: observations and the ledger stay as they
     /// are, so what the next run reads again is merged into them and nothing reported goes
     /// out again.
-    pub fn set_file_cursors(&mut self, cursors: &[(String, Cursor)], now: &str) -> Result<()> {
-        let stored: Vec<(String, StoredCursor)> = cursors
-            .iter()
-            .map(|(source, c)| (source.clone(), StoredCursor::File(c.clone())))
-            .collect();
-        self.commit_ingest(&[], &stored, &[], now)
+    pub fn set_cursors(&mut self, cursors: &[(String, StoredCursor)], now: &str) -> Result<()> {
+        self.commit_ingest(&[], cursors, &[], now)
     }
 }
 

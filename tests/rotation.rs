@@ -514,6 +514,29 @@ fn journald_source_reads_from_its_cursor() {
 }
 
 #[test]
+fn journald_reread_reads_the_journal_again_and_sends_nothing_twice() {
+    let mut s =
+        Setup::new(&standard_config("").replace("path = \"{dir}/messages\"", "journald = true"));
+    let path = fake_journalctl(&s);
+    s.env.push(("PATH".into(), path));
+    let entries: String = (1..=3).map(|n| journal_entry(n, IPS[2]) + "\n").collect();
+    s.write("journal.json", &entries);
+    s.run(&["run"]).ok();
+    assert_eq!(s.outbox().len(), 1);
+    let out = s.run(&["reread", "--source", "journald"]).ok();
+    assert_eq!(
+        out.stdout,
+        "source journald: the next run reads the whole journal again\n"
+    );
+    let out = s.run(&["run"]).ok();
+    assert!(out.stderr.contains("read 3 lines"), "{}", out.stderr);
+    assert!(out.stderr.contains("0 sent"), "{}", out.stderr);
+    assert_eq!(s.outbox().len(), 1);
+    let out = s.run(&["run"]).ok();
+    assert!(out.stderr.contains("read 0 lines"), "{}", out.stderr);
+}
+
+#[test]
 fn killed_mid_ingest_the_next_run_counts_exactly() {
     let mut log = Log::new(false);
     let mut text = String::new();
