@@ -385,8 +385,12 @@ fn ingest(
                         let first = cursor.as_ref().is_none_or(source::Cursor::is_reread);
                         if first
                             && options.since.is_none()
-                            && let Some(hint) =
-                                unmatched_hint(&key, &source_cfg.prefixes, &before, &scan.counted())
+                            && let Some(hint) = crate::reread::first_read_hint(
+                                &key,
+                                &source_cfg.prefixes,
+                                &before,
+                                &scan.counted(),
+                            )
                         {
                             eprintln!("abuse-mailer: warning: {hint}");
                         }
@@ -447,29 +451,6 @@ fn ingest(
         cursors,
         evidence,
         stored_evidence,
-    })
-}
-
-/// What to tell the operator when the first read of a source found lines but none with a
-/// configured prefix: moving on from there would leave that history unreported.
-fn unmatched_hint(
-    source: &str,
-    prefixes: &[String],
-    before: &Summary,
-    after: &Summary,
-) -> Option<String> {
-    let read = after.lines_read - before.lines_read;
-    let carried = (after.lines_matched + after.lines_malformed)
-        - (before.lines_matched + before.lines_malformed);
-    (read > 0 && carried == 0).then(|| {
-        format!(
-            "source {source}: first read, {read} lines, none carries {}; check `prefixes` (abuse-mailer check), then `abuse-mailer reread --source {source}` to read it again",
-            prefixes
-                .iter()
-                .map(|p| format!("{p:?}"))
-                .collect::<Vec<_>>()
-                .join(" or ")
-        )
     })
 }
 

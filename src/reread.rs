@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use crate::clock::utc_text;
 use crate::config::{Settings, SourceConfig, SourceKind};
 use crate::error::{ConfigError, EXIT_OK};
+use crate::ingest::Summary;
 use crate::journal;
 use crate::parse::LineParser;
 use crate::source::{self, RereadStart};
@@ -68,6 +69,30 @@ pub fn reread(
     }
     state.set_cursors(&cursors, &utc_text(now))?;
     Ok(EXIT_OK)
+}
+
+/// What a run tells the operator when the first read of a source found lines but none with a
+/// configured prefix: its cursor moves on, and once the prefix is fixed only `reread` brings
+/// that history back.
+pub fn first_read_hint(
+    source: &str,
+    prefixes: &[String],
+    before: &Summary,
+    after: &Summary,
+) -> Option<String> {
+    let read = after.lines_read - before.lines_read;
+    let carried = (after.lines_matched + after.lines_malformed)
+        - (before.lines_matched + before.lines_malformed);
+    (read > 0 && carried == 0).then(|| {
+        format!(
+            "source {source}: first read, {read} lines, none carries {}; check `prefixes` (abuse-mailer check), then `abuse-mailer reread --source {source}` to read it again",
+            prefixes
+                .iter()
+                .map(|p| format!("{p:?}"))
+                .collect::<Vec<_>>()
+                .join(" or ")
+        )
+    })
 }
 
 /// The configured source that `wanted` names: its `path` itself, a file its glob matches, or
