@@ -373,3 +373,64 @@ fn reread_of_a_source_not_configured_is_a_config_error() {
     );
     assert!(!s.path("state/state.db").exists(), "nothing written");
 }
+
+/// The shared data folder named by `ABUSE_MAILER_DATA`.
+fn data(rel: &str) -> std::path::PathBuf {
+    let dir =
+        std::env::var_os("ABUSE_MAILER_DATA").expect("ABUSE_MAILER_DATA names the data folder");
+    std::path::PathBuf::from(dir).join(rel)
+}
+
+#[test]
+#[ignore = "needs ABUSE_MAILER_DATA"]
+fn real_ufw_logs_with_a_wrong_prefix_are_read_again_with_their_history() {
+    let ufw = |prefix: &str| {
+        standard_config("").replace(
+            "path = \"{dir}/messages\"",
+            &format!("path = \"{{dir}}/logs/ufw.log\"\nprefixes = [\"{prefix}\"]"),
+        )
+    };
+    let copy = |s: &Setup| {
+        fs::create_dir(s.path("logs")).unwrap();
+        for name in ["ufw.log", "ufw.log.2.gz", "ufw.log.3.gz", "ufw.log.4.gz"] {
+            fs::copy(
+                data(&format!("iptables-logs/vultr-ufw-2022/{name}")),
+                s.path(&format!("logs/{name}")),
+            )
+            .unwrap();
+        }
+    };
+    // 1,832 lines in ufw.log, 124,563 in the three rotated files.
+    let all = 1832 + 124_563;
+
+    // What a first run with the right prefix reads.
+    let right = Setup::new(&ufw("[UFW BLOCK] "));
+    copy(&right);
+    let expected = right.run(&["preview", "--json"]).ok().json()["summary"].clone();
+    assert_eq!(expected["lines_read"], all);
+
+    let s = Setup::new(&ufw("UFW BLOCK:"));
+    copy(&s);
+    let source = s.path("logs/ufw.log").display().to_string();
+    let out = s.run(&["run"]).ok();
+    assert!(
+        out.stderr.contains(&format!(
+            "source {source}: first read, {all} lines, none carries \"UFW BLOCK:\""
+        )),
+        "{}",
+        out.stderr
+    );
+    let check = s.run(&["check"]);
+    assert_eq!(check.code, 1, "{}", check.stdout);
+
+    fs::write(
+        s.path("config.toml"),
+        ufw("[UFW BLOCK] ")
+            .replace("{dir}", s.dir.path().to_str().unwrap())
+            .replace("{repo}", repo().to_str().unwrap()),
+    )
+    .unwrap();
+    s.run(&["reread", "--source", &source]).ok();
+    let got = s.run(&["preview", "--json"]).ok().json()["summary"].clone();
+    assert_eq!(got, expected);
+}
