@@ -68,6 +68,13 @@ fn dispatch(cli: &Cli) -> Result<u8> {
         Command::History { ip, provider, json } => history(&settings, *ip, provider.clone(), *json),
         Command::Show { report_id } => show(&settings, report_id),
         Command::Check { smtp } => crate::check::check(&settings, now, *smtp),
+        Command::Reread { source, since } => crate::reread::reread(
+            &settings,
+            now,
+            source,
+            since.map(|d| now - d),
+            verbosity != Verbosity::Quiet,
+        ),
         Command::Firewall {
             provider,
             format,
@@ -359,6 +366,7 @@ fn ingest(
                         Some(s) => s.cursor(&key)?,
                         None => None,
                     };
+                    let before = scan.counted();
                     let read = source::read(&path, cursor.as_ref(), source_cfg.start_at, &mut scan)
                         .map_err(|e| {
                             if cursor.is_none() && !path.exists() {
@@ -369,6 +377,23 @@ fn ingest(
                         })?;
                     if verbosity == Verbosity::Verbose {
                         eprintln!("abuse-mailer: source {key}: {:?}", read.decision);
+                    }
+                    if verbosity != Verbosity::Quiet {
+                        for warning in &read.warnings {
+                            eprintln!("abuse-mailer: warning: {warning}");
+                        }
+                        let first = cursor.as_ref().is_none_or(source::Cursor::is_reread);
+                        if first
+                            && options.since.is_none()
+                            && let Some(hint) = crate::reread::first_read_hint(
+                                &key,
+                                &source_cfg.prefixes,
+                                &before,
+                                &scan.counted(),
+                            )
+                        {
+                            eprintln!("abuse-mailer: warning: {hint}");
+                        }
                     }
                     // An unchanged cursor is not written again: a quiet run commits nothing.
                     if let Some(c) = read.cursor.filter(|c| Some(c) != cursor.as_ref()) {

@@ -2,7 +2,6 @@
 //! broken part is found before a timer runs into it. Exit 78 when the configuration (or a file
 //! it names) is wrong, 1 when something else is (the state database, the mail server).
 
-use std::io::{Read, Seek, SeekFrom};
 use std::time::Instant;
 
 use anyhow::Result;
@@ -32,6 +31,11 @@ impl Tally {
     fn warn(&self, item: &str, text: &str) {
         println!("warning {item:<10} {text}");
     }
+    /// A warning that fails the check: what it names loses data if left as it is.
+    fn failing_warning(&mut self, item: &str, text: &str) {
+        self.warn(item, text);
+        self.other_errors += 1;
+    }
     fn config(&mut self, item: &str, text: &str) {
         println!("error   {item:<10} {text}");
         self.config_errors += 1;
@@ -42,15 +46,15 @@ impl Tally {
     }
 }
 
-/// How many of the last MiB's lines carry one of the prefixes.
+/// How many bytes of a source `check` reads: enough lines to judge the prefixes, never a
+/// whole log (or an endless device).
+const SAMPLE_BYTES: u64 = 1 << 20;
+
+/// How many of a sample of the source's lines (the last MiB; a compressed file's first)
+/// carry one of the prefixes, of how many.
 fn recent_matches(path: &std::path::Path, prefixes: &[String]) -> std::io::Result<(usize, usize)> {
-    let mut file = std::fs::File::open(path)?;
-    let len = file.metadata()?.len();
-    let from = len.saturating_sub(1 << 20);
-    file.seek(SeekFrom::Start(from))?;
-    let mut tail = Vec::new();
-    file.read_to_end(&mut tail)?;
-    let lines: Vec<&[u8]> = tail
+    let sample = crate::source::sample(path, SAMPLE_BYTES)?;
+    let lines: Vec<&[u8]> = sample
         .split(|b| *b == b'\n')
         .filter(|l| !l.is_empty())
         .collect();
@@ -63,6 +67,14 @@ fn recent_matches(path: &std::path::Path, prefixes: &[String]) -> std::io::Resul
         .filter(|l| finders.iter().any(|f| f.find(l).is_some()))
         .count();
     Ok((hits, lines.len()))
+}
+
+fn quoted(prefixes: &[String]) -> String {
+    prefixes
+        .iter()
+        .map(|p| format!("{p:?}"))
+        .collect::<Vec<_>>()
+        .join(" or ")
 }
 
 pub fn check(settings: &Settings, now: DateTime<Utc>, smtp: bool) -> Result<u8> {
@@ -98,6 +110,16 @@ pub fn check(settings: &Settings, now: DateTime<Utc>, smtp: bool) -> Result<u8> 
                 Some(first) => recent_matches(first, &s.prefixes),
                 None => Err(std::io::Error::other("no file matches")),
             }) {
+            Ok((0, 0)) => t.ok("source", &format!("{shown}: empty so far")),
+            // A run would read these lines, match nothing and move on: the history would
+            // never be reported once the prefix is fixed.
+            Ok((0, lines)) => t.failing_warning(
+                "source",
+                &format!(
+                    "{shown}: none of the last {lines} lines carries {}: check `prefixes` against the log (a run would read it and report nothing)",
+                    quoted(&s.prefixes)
+                ),
+            ),
             Ok((hits, lines)) => t.ok(
                 "source",
                 &format!(

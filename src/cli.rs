@@ -75,6 +75,15 @@ pub enum Command {
         #[arg(long)]
         smtp: bool,
     },
+    /// Read a source again on the next run, rotated history included, after a wrong prefix say (the ledger keeps reports unique: nothing is sent twice; lines read before count again in hit totals)
+    Reread {
+        /// The source's `path` as configured, one file of a glob source, or `journald`
+        #[arg(long, value_name = "PATH")]
+        source: PathBuf,
+        /// Read again from the first packet logged this long ago (e.g. 7d), not from the oldest rotated file
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        since: Option<chrono::Duration>,
+    },
     /// Print firewall rules that block and log a provider's ranges
     Firewall {
         /// The provider whose ranges to block

@@ -330,6 +330,11 @@ impl<'a> Ingest<'a> {
         }
     }
 
+    /// The counts so far (the IP totals are filled in by [`Ingest::finish`]).
+    pub fn counted(&self) -> Summary {
+        self.summary
+    }
+
     /// Reads complete lines from `reader` until its end and returns how many bytes they took.
     /// A last line without its newline is left unread: it may still be being written, unless
     /// it already fills the buffer (see [`Ingest::overlong`]).

@@ -3,6 +3,7 @@
 //!
 //! Each journal entry becomes a syslog-style line (`RFC3339 host kernel: MESSAGE`) and goes
 //! through the same ingest as file lines, so parsing, counting and evidence are identical.
+//! After `reread`, the stored cursor stands for "the whole journal" or "since a time".
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
@@ -42,6 +43,15 @@ fn syslog_line(entry: &serde_json::Value) -> Option<String> {
     Some(format!("{time} {host} kernel: {message}\n"))
 }
 
+/// The cursor `reread` leaves to read the whole journal again. Journal cursors are never
+/// empty, and never begin with `@`, which [`reread_since`] uses.
+pub const REREAD_ALL: &str = "";
+
+/// The cursor `reread --since` leaves: journalctl's `--since` for a Unix time.
+pub fn reread_since(time: i64) -> String {
+    format!("@{time}")
+}
+
 /// Feeds `ingest` with the kernel messages after `cursor`; returns the cursor to store.
 pub fn read(
     cursor: Option<&str>,
@@ -52,6 +62,11 @@ pub fn read(
     cmd.args(["-k", "-o", "json", "--no-pager", "-q"]);
     let skip_history = cursor.is_none() && start == StartAt::End;
     match cursor {
+        // Left by `reread`: the whole journal, or what it holds since a time.
+        Some(REREAD_ALL) => {}
+        Some(c) if c.starts_with('@') => {
+            cmd.arg(format!("--since={c}"));
+        }
         Some(c) => {
             cmd.arg(format!("--after-cursor={c}"));
         }

@@ -21,6 +21,7 @@ pub mod lock;
 pub mod parse;
 pub mod provider;
 pub mod render;
+pub mod reread;
 pub mod select;
 pub mod send;
 pub mod source;

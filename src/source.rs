@@ -6,19 +6,27 @@
 //! starts with other text), rename rotation (a new inode at the path, the old file among its
 //! siblings as `messages.1`, or later `messages.2.gz`), a file missing for a while, and an
 //! unrelated file on a reused inode. Whatever the old file still held past the cursor is read
-//! before the new one, so a line written just before a rotation is never lost.
+//! before the new one, so a line written just before a rotation is never lost. A first read
+//! (or one after `reread`) goes through the rotated history, oldest first.
+//!
+//! Every file is opened once, identified by its descriptor (`fstat`) and read through it:
+//! what a run remembers is always what it read, however the files are renamed meanwhile.
+//! Only regular files are read; a `.gz` is read decompressed, and one that breaks off is read
+//! up to the damage and named in a warning, never failing the run.
 //!
 //! This module decides and reads; parsing is `ingest`'s, storing the cursor is `state`'s, and
 //! it is stored in the same transaction as what was read, so a crash re-reads, never skips.
 
 use std::fs::{self, File};
-use std::io::{self, Read, Seek, SeekFrom};
-use std::os::unix::fs::MetadataExt;
+use std::io::{self, BufRead, Read};
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+use crate::error::ConfigError;
 use crate::ingest::Ingest;
+use crate::parse::{Line, LineParser};
 
 /// How many bytes of a file's first line identify it.
 pub const FINGERPRINT_LEN: usize = 256;
@@ -48,20 +56,23 @@ pub struct KnownFile {
     pub size: u64,
 }
 
-/// One file as it is on disk now.
+/// One file as it is on disk now, as its open descriptor says.
 #[derive(Debug, Clone)]
 struct FileNow {
     dev: u64,
     ino: u64,
     size: u64,
+    /// Read decompressed: its size on disk says nothing about offsets into its text.
+    gzip: bool,
     fingerprint: Vec<u8>,
 }
 
 /// What happened to a source since its cursor was taken.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
-    /// Never read before: read it whole (or, with `start_at = "end"`, remember its end).
-    Fresh,
+    /// Never read before, or `reread` asked for it: read the rotated history, oldest first,
+    /// then the file whole (or, with `start_at = "end"` and no `reread`, remember its end).
+    Fresh(Catchup),
     /// The same file, grown or unchanged: read on from the offset. A cursor taken on an empty
     /// file also catches up with rotated files that appeared since (a copytruncate copy).
     Append(Catchup),
@@ -74,6 +85,18 @@ pub enum Decision {
     Replaced(Catchup),
     /// Nothing at the path now: finish the old file where it went; the cursor stays on it.
     Missing(Catchup),
+}
+
+impl Decision {
+    fn catchup(&self) -> &Catchup {
+        match self {
+            Decision::Fresh(c)
+            | Decision::Append(c)
+            | Decision::Restarted(c)
+            | Decision::Replaced(c)
+            | Decision::Missing(c) => c,
+        }
+    }
 }
 
 /// The rotated files a run must read before the live one.
@@ -99,7 +122,7 @@ pub struct Rotated {
 /// Where a source with no cursor starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum StartAt {
-    /// Read the whole file (the default).
+    /// Read the rotated history and the whole file (the default).
     #[default]
     Beginning,
     /// Skip what the file holds now; read only what is written after the first run.
@@ -112,24 +135,201 @@ pub struct SourceRead {
     pub decision: Decision,
     /// The cursor to store, or `None` when there is nothing to remember yet.
     pub cursor: Option<Cursor>,
+    /// Files that could be read only in part (a truncated `.gz`): what they held up to the
+    /// damage was read, the rest is skipped, and they are not read again.
+    pub warnings: Vec<String>,
 }
 
-fn stat(path: &Path) -> io::Result<Option<FileNow>> {
-    let meta = match fs::metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    if !meta.is_file() {
-        return Err(io::Error::other("not a regular file"));
+impl Cursor {
+    /// The cursor `reread` leaves: it names no file (no file has inode 0), so the next run
+    /// reads the source as if for the first time, rotated history included, whatever
+    /// `start_at` says.
+    pub fn reread() -> Self {
+        Cursor {
+            dev: 0,
+            ino: 0,
+            fingerprint: Vec::new(),
+            offset: 0,
+            known_siblings: Vec::new(),
+        }
     }
-    let fingerprint = first_line(File::open(path)?)?;
-    Ok(Some(FileNow {
-        dev: meta.dev(),
-        ino: meta.ino(),
-        size: meta.len(),
-        fingerprint,
-    }))
+
+    pub fn is_reread(&self) -> bool {
+        self.ino == 0 && self.dev == 0 && self.fingerprint.is_empty() && self.offset == 0
+    }
+}
+
+/// Reads a file by position (`pread`), never through the descriptor's own offset, so that
+/// several readers (the two halves of a large file) can share one descriptor.
+struct At<'f> {
+    file: &'f File,
+    pos: u64,
+    end: u64,
+}
+
+impl Read for At<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.end.saturating_sub(self.pos);
+        let len = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        if len == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(&mut buf[..len], self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// Counts the bytes a reader gave, to know how far a damaged stream got.
+struct Counted<R> {
+    inner: R,
+    count: u64,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+}
+
+/// A file opened once and identified by its descriptor (`fstat`). Every byte read of it
+/// comes through that descriptor: a rename between looking and reading cannot make a run
+/// read one file while it remembers another.
+pub struct OpenFile {
+    file: File,
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+    size: u64,
+    modified: Option<std::time::SystemTime>,
+    gzip: bool,
+}
+
+/// Opening what is not a regular file is refused with this kind, so that callers can tell a
+/// wrong `path` from a read error.
+const NOT_REGULAR: io::ErrorKind = io::ErrorKind::InvalidInput;
+
+fn file_kind(t: &fs::FileType) -> &'static str {
+    if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_dir() {
+        "a directory"
+    } else {
+        "not a file"
+    }
+}
+
+impl OpenFile {
+    /// Opens a regular file, `None` when nothing is at `path`. Anything else is refused
+    /// before a byte is read: a FIFO would block the run, `/dev/zero` never ends. The open
+    /// itself does not wait for a FIFO's writer (`O_NONBLOCK`, which changes nothing for a
+    /// regular file).
+    pub fn open(path: &Path) -> io::Result<Option<Self>> {
+        let file = match fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+                return Err(io::Error::new(
+                    NOT_REGULAR,
+                    "not a regular file (a socket or device)",
+                ));
+            }
+            Err(e) => return Err(e),
+        };
+        let meta = file.metadata()?;
+        if !meta.is_file() {
+            return Err(io::Error::new(
+                NOT_REGULAR,
+                format!("not a regular file ({})", file_kind(&meta.file_type())),
+            ));
+        }
+        Ok(Some(OpenFile {
+            path: path.to_path_buf(),
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.len(),
+            modified: meta.modified().ok(),
+            gzip: path.extension().is_some_and(|e| e == "gz"),
+            file,
+        }))
+    }
+
+    /// The raw bytes from `offset` to the end as it is when reading gets there.
+    fn at(&self, offset: u64) -> At<'_> {
+        self.at_until(offset, u64::MAX)
+    }
+
+    fn at_until(&self, offset: u64, end: u64) -> At<'_> {
+        At {
+            file: &self.file,
+            pos: offset,
+            end,
+        }
+    }
+
+    /// The text: decompressed for a `.gz`.
+    fn text(&self) -> Box<dyn Read + '_> {
+        if self.gzip {
+            Box::new(flate2::read::MultiGzDecoder::new(self.at(0)))
+        } else {
+            Box::new(self.at(0))
+        }
+    }
+
+    fn first_line(&self) -> io::Result<Vec<u8>> {
+        first_line(self.text())
+    }
+
+    fn now(&self) -> io::Result<FileNow> {
+        Ok(FileNow {
+            dev: self.dev,
+            ino: self.ino,
+            size: self.size,
+            gzip: self.gzip,
+            fingerprint: self.first_line()?,
+        })
+    }
+
+    /// The offset just after the last complete line.
+    fn last_line_end(&self) -> io::Result<u64> {
+        if self.gzip {
+            // What a damaged file holds up to the damage counts as its text.
+            let mut text = self.text();
+            let (mut pos, mut end) = (0u64, 0u64);
+            let mut buf = vec![0u8; 1 << 16];
+            loop {
+                let n = match text.read(&mut buf) {
+                    Ok(0) | Err(_) => return Ok(end),
+                    Ok(n) => n,
+                };
+                if let Some(i) = memchr::memrchr(b'\n', &buf[..n]) {
+                    end = pos + i as u64 + 1;
+                }
+                pos += n as u64;
+            }
+        }
+        let size = self.file.metadata()?.len();
+        let from = size.saturating_sub(1 << 16);
+        let mut tail = Vec::new();
+        self.at_until(from, size).read_to_end(&mut tail)?;
+        Ok(match memchr::memrchr(b'\n', &tail) {
+            Some(i) => from + i as u64 + 1,
+            None if from == 0 => 0,
+            None => size,
+        })
+    }
 }
 
 /// The first line of a stream, newline included, at most [`FINGERPRINT_LEN`] bytes.
@@ -148,55 +348,74 @@ fn same_start(then: &[u8], now: &[u8]) -> bool {
 }
 
 /// The decision table: every combination of cursor and file on disk has its named case.
-fn decide(path: &Path, cursor: Option<&Cursor>, now: Option<&FileNow>) -> Decision {
-    let Some(cursor) = cursor else {
-        return Decision::Fresh;
+fn decide(
+    cursor: Option<&Cursor>,
+    now: Option<&FileNow>,
+    siblings: &[Sibling],
+    start: StartAt,
+) -> Decision {
+    let cursor = match cursor {
+        None if start == StartAt::End => return Decision::Fresh(Catchup::default()),
+        None => return Decision::Fresh(history(siblings)),
+        Some(c) if c.is_reread() => return Decision::Fresh(history(siblings)),
+        Some(c) => c,
     };
     let Some(now) = now else {
-        return Decision::Missing(catch_up(path, cursor));
+        return Decision::Missing(catch_up(siblings, cursor));
     };
     let same_inode = (now.dev, now.ino) == (cursor.dev, cursor.ino);
     let same_text = same_start(&cursor.fingerprint, &now.fingerprint);
-    match (same_inode, same_text, now.size >= cursor.offset) {
+    // A compressed file is not appended to; its size on disk is not comparable to an offset.
+    let not_shrunk = now.gzip || now.size >= cursor.offset;
+    match (same_inode, same_text, not_shrunk) {
         (true, true, true) if cursor.fingerprint.is_empty() => {
-            Decision::Append(catch_up(path, cursor))
+            Decision::Append(catch_up(siblings, cursor))
         }
         (true, true, true) => Decision::Append(Catchup::default()),
-        (true, true, false) | (true, false, _) => Decision::Restarted(catch_up(path, cursor)),
-        (false, _, _) => Decision::Replaced(catch_up(path, cursor)),
+        (true, true, false) | (true, false, _) => Decision::Restarted(catch_up(siblings, cursor)),
+        (false, _, _) => Decision::Replaced(catch_up(siblings, cursor)),
     }
 }
 
-/// A rotated sibling on disk.
+/// Every rotated file, oldest first: what a first read goes through before the live file.
+fn history(siblings: &[Sibling]) -> Catchup {
+    Catchup {
+        previous: None,
+        newer: siblings.iter().rev().map(|s| s.rotated_from(0)).collect(),
+    }
+}
+
+/// A rotated sibling on disk, open.
 struct Sibling {
-    path: PathBuf,
-    gzip: bool,
-    dev: u64,
-    ino: u64,
-    size: u64,
+    open: OpenFile,
+    first_line: Vec<u8>,
 }
 
 impl Sibling {
-    fn rotated(&self) -> Rotated {
-        self.rotated_from(0)
-    }
-
     fn rotated_from(&self, from: u64) -> Rotated {
         Rotated {
-            path: self.path.clone(),
-            gzip: self.gzip,
+            path: self.open.path.clone(),
+            gzip: self.open.gzip,
             from,
         }
     }
 
-    fn first_line(&self) -> io::Result<Vec<u8>> {
-        rotated_first_line(&self.rotated())
+    fn known(&self) -> KnownFile {
+        KnownFile {
+            dev: self.open.dev,
+            ino: self.open.ino,
+            first_line: self.first_line.clone(),
+            size: self.open.size,
+        }
     }
 }
 
 /// The path's rotated siblings (`messages.1`, `messages.2.gz`, `messages-20260125`), newest
 /// first: by the number logrotate gives them when every sibling has one, else by mtime.
-fn siblings(path: &Path) -> Vec<Sibling> {
+/// Each is opened once here and read through that descriptor later. The live file itself
+/// (renamed between its open and this listing) is left out: it is read as the live file.
+/// One that cannot be opened (or is no regular file) is left out and named in `unreadable`.
+fn siblings(path: &Path, live: Option<&OpenFile>, unreadable: &mut Vec<String>) -> Vec<Sibling> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -215,54 +434,57 @@ fn siblings(path: &Path) -> Vec<Sibling> {
             if !(suffix.starts_with('.') || suffix.starts_with('-')) {
                 return None;
             }
-            let meta = fs::metadata(e.path()).ok()?;
-            if !meta.is_file() {
+            let open = match OpenFile::open(&e.path()) {
+                Ok(open) => open?,
+                Err(err) => {
+                    unreadable.push(format!(
+                        "source {}: rotated file {} is not read: {err}",
+                        path.display(),
+                        e.path().display()
+                    ));
+                    return None;
+                }
+            };
+            if live.is_some_and(|l| (l.dev, l.ino) == (open.dev, open.ino)) {
                 return None;
             }
-            let gzip = suffix.ends_with(".gz");
             let number = suffix
                 .strip_prefix('.')
                 .map(|s| s.trim_end_matches(".gz"))
                 .and_then(|s| s.parse::<u64>().ok());
-            let sibling = Sibling {
-                path: e.path(),
-                gzip,
-                dev: meta.dev(),
-                ino: meta.ino(),
-                size: meta.len(),
-            };
-            Some((number, meta.modified().ok()?, sibling))
+            let modified = open.modified?;
+            let first_line = open.first_line().unwrap_or_default();
+            Some((number, modified, Sibling { open, first_line }))
         })
         .collect();
     if found.iter().all(|(n, _, _)| n.is_some()) {
         found.sort_by_key(|(n, _, _)| *n);
     } else {
-        found.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| b.2.path.cmp(&a.2.path)));
+        found.sort_by(|a, b| {
+            b.1.cmp(&a.1)
+                .then_with(|| b.2.open.path.cmp(&a.2.open.path))
+        });
     }
     found.into_iter().map(|(_, _, s)| s).collect()
 }
 
 /// Finds where the cursor's file went among the rotated siblings (by inode, then by its first
 /// line, which also finds it compressed), and the files rotated after it.
-fn catch_up(path: &Path, cursor: &Cursor) -> Catchup {
-    let all = siblings(path);
-    let is_cursor_file = |s: &Sibling| {
-        s.first_line()
-            .is_ok_and(|fp| same_start(&cursor.fingerprint, &fp))
-    };
+fn catch_up(all: &[Sibling], cursor: &Cursor) -> Catchup {
+    let is_cursor_file = |s: &Sibling| same_start(&cursor.fingerprint, &s.first_line);
     // A file that was empty when last seen has nothing to be recognised by (and its inode
     // alone cannot tell it from a new file that reuses the number).
     let found = if cursor.fingerprint.is_empty() {
         None
     } else {
         all.iter()
-            .position(|s| (s.dev, s.ino) == (cursor.dev, cursor.ino) && is_cursor_file(s))
+            .position(|s| (s.open.dev, s.open.ino) == (cursor.dev, cursor.ino) && is_cursor_file(s))
             .or_else(|| all.iter().position(is_cursor_file))
     };
     match found {
         Some(i) => Catchup {
-            previous: Some(all[i].rotated()),
-            newer: all[..i].iter().rev().map(Sibling::rotated).collect(),
+            previous: Some(all[i].rotated_from(0)),
+            newer: all[..i].iter().rev().map(|s| s.rotated_from(0)).collect(),
         },
         // Nothing of an empty file was read, and a file that is gone was read before it went:
         // either way, the rotated files the cursor did not know of hold the unread lines (a
@@ -282,54 +504,91 @@ fn catch_up(path: &Path, cursor: &Cursor) -> Catchup {
 /// was known whole (the same file, or the same text compressed), its old size if it grew
 /// since, 0 if it is new.
 fn unread_part(cursor: &Cursor, s: &Sibling) -> Option<u64> {
-    let first = s.first_line().unwrap_or_default();
+    let first = &s.first_line;
+    let (dev, ino, size, gzip) = (s.open.dev, s.open.ino, s.open.size, s.open.gzip);
     let mut from = Some(0);
     for k in &cursor.known_siblings {
-        let same_file = (k.dev, k.ino) == (s.dev, s.ino) && same_start(&k.first_line, &first);
-        if same_file && s.size == k.size {
+        let same_file = (k.dev, k.ino) == (dev, ino) && same_start(&k.first_line, first);
+        if same_file && size == k.size {
             return None;
         }
-        if same_file && s.size > k.size && !s.gzip {
+        if same_file && size > k.size && !gzip {
             from = Some(k.size);
         }
-        if !first.is_empty() && k.first_line == first && (s.gzip || s.size == k.size) {
+        if !first.is_empty() && k.first_line == *first && (gzip || size == k.size) {
             return None;
         }
     }
     from
 }
 
-/// The rotated siblings as a cursor on an empty file remembers them.
-fn known_siblings(path: &Path) -> Vec<KnownFile> {
-    siblings(path)
-        .iter()
-        .map(|s| KnownFile {
-            dev: s.dev,
-            ino: s.ino,
-            first_line: s.first_line().unwrap_or_default(),
-            size: s.size,
-        })
-        .collect()
+/// How far reading a file got.
+enum Reached {
+    /// To its end (complete lines), at this offset.
+    End(u64),
+    /// A compressed file broke off (truncated, corrupt): its text up to `at` was read.
+    Damaged { at: u64, error: io::Error },
 }
 
-fn rotated_first_line(file: &Rotated) -> io::Result<Vec<u8>> {
-    let f = File::open(&file.path)?;
-    if file.gzip {
-        first_line(flate2::read::MultiGzDecoder::new(f))
-    } else {
-        first_line(f)
+/// Reads the complete lines of `file` from `offset` on, through its descriptor.
+fn read_file(file: &OpenFile, offset: u64, ingest: &mut Ingest<'_>) -> io::Result<Reached> {
+    if !file.gzip {
+        return Ok(Reached::End(offset + read_plain(file, offset, ingest)?));
+    }
+    let mut text = Counted {
+        inner: flate2::read::MultiGzDecoder::new(file.at(0)),
+        count: 0,
+    };
+    match io::copy(&mut (&mut text).take(offset), &mut io::sink()) {
+        // Shorter than the offset: nothing past it to read.
+        Ok(skipped) if skipped < offset => return Ok(Reached::End(offset)),
+        Ok(_) => {}
+        Err(error) => {
+            return Ok(Reached::Damaged {
+                at: text.count,
+                error,
+            });
+        }
+    }
+    match ingest.feed(&mut text) {
+        Ok(consumed) => Ok(Reached::End(offset + consumed)),
+        Err(error) => Ok(Reached::Damaged {
+            at: text.count,
+            error,
+        }),
     }
 }
 
-/// A cursor on a file of the source at `path`, remembering the rotated siblings that exist
-/// now: whatever appears later and is not among them holds unread lines.
-fn new_cursor(path: &Path, dev: u64, ino: u64, fingerprint: Vec<u8>, offset: u64) -> Cursor {
-    Cursor {
-        dev,
-        ino,
-        fingerprint,
-        offset,
-        known_siblings: known_siblings(path),
+/// Reads `file` from `offset` for the source at `source`: a damaged compressed file is read
+/// up to the damage and named in a warning, the first time its damage is reached (a cursor
+/// left at the damage reaches it again with nothing new: no second warning). Returns the
+/// offset reached.
+fn read_reporting(
+    source: &Path,
+    file: &OpenFile,
+    offset: u64,
+    ingest: &mut Ingest<'_>,
+    warnings: &mut Vec<String>,
+) -> Result<u64> {
+    let which = if file.path == source {
+        format!("source {}", source.display())
+    } else {
+        format!(
+            "source {}: rotated file {}",
+            source.display(),
+            file.path.display()
+        )
+    };
+    match read_file(file, offset, ingest).with_context(|| which.clone())? {
+        Reached::End(end) => Ok(end),
+        Reached::Damaged { at, error } => {
+            if at != offset || offset == 0 {
+                warnings.push(format!(
+                    "{which} is damaged ({error}): read what it holds up to the damage, skipped the rest"
+                ));
+            }
+            Ok(at)
+        }
     }
 }
 
@@ -340,137 +599,156 @@ pub fn read(
     start: StartAt,
     ingest: &mut Ingest<'_>,
 ) -> Result<SourceRead> {
+    let live = OpenFile::open(path).map_err(|e| source_error(path, e))?;
+    let mut unreadable = Vec::new();
+    let rotated = siblings(path, live.as_ref(), &mut unreadable);
+    let mut read = read_opened(path, live, &rotated, cursor, start, ingest)?;
+    unreadable.append(&mut read.warnings);
+    read.warnings = unreadable;
+    Ok(read)
+}
+
+/// A source that cannot be opened: a path that names no regular file is a configuration
+/// error.
+fn source_error(path: &Path, e: io::Error) -> anyhow::Error {
+    let text = format!("source {}: {e}", path.display());
+    if e.kind() == NOT_REGULAR {
+        ConfigError(text).into()
+    } else {
+        anyhow::anyhow!(text)
+    }
+}
+
+/// Reads a source whose live file (if any) and rotated siblings are open already: nothing
+/// here opens by path.
+fn read_opened(
+    path: &Path,
+    live: Option<OpenFile>,
+    rotated: &[Sibling],
+    cursor: Option<&Cursor>,
+    start: StartAt,
+    ingest: &mut Ingest<'_>,
+) -> Result<SourceRead> {
     let shown = path.display();
-    let now = stat(path).with_context(|| format!("source {shown}"))?;
+    let now = live
+        .as_ref()
+        .map(OpenFile::now)
+        .transpose()
+        .with_context(|| format!("source {shown}"))?;
     if now.is_none() && cursor.is_none() {
         anyhow::bail!("source {shown}: no such file");
     }
-    let decision = decide(path, cursor, now.as_ref());
-    let mut next = None;
-    if let (
-        Decision::Append(c) | Decision::Restarted(c) | Decision::Replaced(c) | Decision::Missing(c),
-        Some(cursor),
-    ) = (&decision, cursor)
+    let decision = decide(cursor, now.as_ref(), rotated, start);
+    let mut known: Vec<KnownFile> = rotated.iter().map(Sibling::known).collect();
+    let mut warnings = Vec::new();
+    let mut next: Option<Cursor> = None;
+    let sibling = |r: &Rotated| rotated.iter().position(|s| s.open.path == r.path);
+    let catchup = decision.catchup();
+    if let (Some(old), Some(cursor)) = (&catchup.previous, cursor)
+        && let Some(i) = sibling(old)
     {
-        if let Some(old) = &c.previous {
-            let consumed = read_from(&old.path, old.gzip, cursor.offset, ingest)
-                .with_context(|| format!("source {shown}: rotated file {}", old.path.display()))?;
-            // Its first line may have been written since the cursor was taken.
-            let fingerprint =
-                rotated_first_line(old).unwrap_or_else(|_| cursor.fingerprint.clone());
-            next = Some(new_cursor(
-                path,
-                cursor.dev,
-                cursor.ino,
-                fingerprint,
-                cursor.offset + consumed,
-            ));
+        let s = &rotated[i];
+        let end = read_reporting(path, &s.open, cursor.offset, ingest, &mut warnings)?;
+        if !s.open.gzip {
+            known[i].size = end;
         }
-        for file in &c.newer {
-            let consumed = read_from(&file.path, file.gzip, file.from, ingest)
-                .with_context(|| format!("source {shown}: rotated file {}", file.path.display()))?;
-            let meta = fs::metadata(&file.path).with_context(|| format!("source {shown}"))?;
-            let fingerprint = rotated_first_line(file).unwrap_or_default();
-            let offset = file.from + consumed;
-            next = Some(new_cursor(
-                path,
-                meta.dev(),
-                meta.ino(),
-                fingerprint,
-                offset,
-            ));
+        // Its first line may have been written since the cursor was taken.
+        let fingerprint = if s.first_line.is_empty() {
+            cursor.fingerprint.clone()
+        } else {
+            s.first_line.clone()
+        };
+        next = Some(Cursor {
+            dev: cursor.dev,
+            ino: cursor.ino,
+            fingerprint,
+            offset: end,
+            known_siblings: Vec::new(),
+        });
+    }
+    for file in &catchup.newer {
+        let Some(i) = sibling(file) else { continue };
+        let s = &rotated[i];
+        let end = read_reporting(path, &s.open, file.from, ingest, &mut warnings)?;
+        if !s.open.gzip {
+            known[i].size = end;
         }
+        next = Some(Cursor {
+            dev: s.open.dev,
+            ino: s.open.ino,
+            fingerprint: s.first_line.clone(),
+            offset: end,
+            known_siblings: Vec::new(),
+        });
     }
-    if next.is_none() && now.is_none() {
-        next = cursor.cloned();
-    }
-    if let Some(file) = &now {
-        let from = match (&decision, start) {
-            (Decision::Append(_), _) => cursor.map_or(0, |c| c.offset),
-            (Decision::Fresh, StartAt::End) => last_line_end(path, file.size)?,
+    if let (Some(file), Some(now)) = (&live, &now) {
+        let from = match &decision {
+            Decision::Append(_) => cursor.map_or(0, |c| c.offset),
+            Decision::Fresh(_) if cursor.is_none() && start == StartAt::End => file
+                .last_line_end()
+                .with_context(|| format!("source {shown}"))?,
             _ => 0,
         };
-        let consumed =
-            read_from(path, false, from, ingest).with_context(|| format!("source {shown}"))?;
-        let fingerprint = File::open(path)
-            .and_then(first_line)
-            .unwrap_or_else(|_| file.fingerprint.clone());
-        next = Some(new_cursor(
-            path,
-            file.dev,
-            file.ino,
-            fingerprint,
-            from + consumed,
-        ));
+        let end = read_reporting(path, file, from, ingest, &mut warnings)?;
+        next = Some(Cursor {
+            dev: now.dev,
+            ino: now.ino,
+            // Its first line may have been written while it was read.
+            fingerprint: file
+                .first_line()
+                .unwrap_or_else(|_| now.fingerprint.clone()),
+            offset: end,
+            known_siblings: Vec::new(),
+        });
     }
+    let next = match next {
+        // The rotated files as they were listed before reading, with how far each was
+        // read: whatever appears later, or grows past that, holds unread lines.
+        Some(mut c) => {
+            c.known_siblings = known;
+            Some(c)
+        }
+        None => cursor.cloned(),
+    };
     Ok(SourceRead {
         decision,
         cursor: next,
-    })
-}
-
-/// The offset just after the last complete line of a file of `size` bytes.
-fn last_line_end(path: &Path, size: u64) -> Result<u64> {
-    let mut file = File::open(path)?;
-    let from = size.saturating_sub(1 << 16);
-    file.seek(SeekFrom::Start(from))?;
-    let mut tail = Vec::new();
-    file.take(size - from).read_to_end(&mut tail)?;
-    Ok(match memchr::memrchr(b'\n', &tail) {
-        Some(i) => from + i as u64 + 1,
-        None if from == 0 => 0,
-        None => size,
+        warnings,
     })
 }
 
 /// Reads complete lines from `offset` on; returns the bytes they took.
-fn read_from(path: &Path, gzip: bool, offset: u64, ingest: &mut Ingest<'_>) -> io::Result<u64> {
-    let mut file = File::open(path)?;
-    if gzip {
-        let mut decoder = flate2::read::MultiGzDecoder::new(io::BufReader::new(file));
-        let skipped = io::copy(&mut (&mut decoder).take(offset), &mut io::sink())?;
-        if skipped < offset {
-            return Ok(0);
-        }
-        ingest.feed(decoder)
-    } else {
-        let size = file.metadata()?.len();
-        if size.saturating_sub(offset) >= PARALLEL_FROM {
-            return read_in_two(path, file, offset, size, ingest);
-        }
-        file.seek(SeekFrom::Start(offset))?;
-        ingest.feed(file)
+fn read_plain(file: &OpenFile, offset: u64, ingest: &mut Ingest<'_>) -> io::Result<u64> {
+    let size = file.file.metadata()?.len();
+    if size.saturating_sub(offset) >= PARALLEL_FROM {
+        return read_in_two(file, offset, size, ingest);
     }
+    ingest.feed(file.at(offset))
 }
 
 /// From this many new bytes on, a file is read by two threads.
 const PARALLEL_FROM: u64 = 32 << 20;
 
 /// Reads `[offset, size)` and on: the first half here, the rest (to the end, which may have
-/// grown) on another thread, split at a line boundary.
+/// grown) on another thread, split at a line boundary. Both read through the one descriptor.
 fn read_in_two(
-    path: &Path,
-    mut file: File,
+    file: &OpenFile,
     offset: u64,
     size: u64,
     ingest: &mut Ingest<'_>,
 ) -> io::Result<u64> {
     let middle = offset + (size - offset) / 2;
-    file.seek(SeekFrom::Start(middle))?;
     let mut probe = Vec::with_capacity(1 << 16);
-    (&mut file).take(1 << 20).read_to_end(&mut probe)?;
+    file.at_until(middle, middle + (1 << 20))
+        .read_to_end(&mut probe)?;
     let Some(newline) = memchr::memchr(b'\n', &probe) else {
-        file.seek(SeekFrom::Start(offset))?;
-        return ingest.feed(file);
+        return ingest.feed(file.at(offset));
     };
     let split = middle + newline as u64 + 1;
-    let mut second = File::open(path)?;
-    second.seek(SeekFrom::Start(split))?;
-    file.seek(SeekFrom::Start(offset))?;
     let mut other = ingest.fork();
     let (first_part, second_part) = std::thread::scope(|scope| {
-        let worker = scope.spawn(|| other.feed(second));
-        let first_part = ingest.feed(file.take(split - offset));
+        let worker = scope.spawn(|| other.feed(file.at(split)));
+        let first_part = ingest.feed(file.at_until(offset, split));
         (first_part, worker.join())
     });
     let first_part = first_part?;
@@ -484,6 +762,135 @@ fn read_in_two(
     }
     ingest.absorb(other);
     Ok(first_part + second_part)
+}
+
+/// A sample of a source's text for `check`, read from a regular file only and never more
+/// than `max` bytes: the end of a plain file (from its first whole line), the start of a
+/// compressed one (what it holds up to any damage).
+pub fn sample(path: &Path, max: u64) -> io::Result<Vec<u8>> {
+    let file = OpenFile::open(path)?
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such file"))?;
+    let mut out = Vec::new();
+    if file.gzip {
+        let _ = file.text().take(max).read_to_end(&mut out);
+        return Ok(out);
+    }
+    let size = file.file.metadata()?.len();
+    let from = size.saturating_sub(max);
+    file.at_until(from, size).read_to_end(&mut out)?;
+    if from > 0 {
+        let start = memchr::memchr(b'\n', &out).map_or(out.len(), |i| i + 1);
+        out.drain(..start);
+    }
+    Ok(out)
+}
+
+/// Where a source is read from again after `reread`.
+#[derive(Debug)]
+pub struct RereadFrom {
+    pub cursor: Cursor,
+    pub start: RereadStart,
+}
+
+/// Where the next run starts reading a source again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RereadStart {
+    /// At the start of its oldest rotated file.
+    Oldest,
+    /// In this file at this offset into its text: the first packet logged since then.
+    At(PathBuf, u64),
+    /// Nothing was logged since then: at the end of the live file.
+    NothingSince,
+}
+
+/// The cursor that makes the next run read the source at `path` again: from the start of its
+/// oldest rotated file, or, with `since` (Unix seconds), from the first packet logged at or
+/// after that time (a log's files are in time order: what precedes it is not read again).
+pub fn reread_from(path: &Path, since: Option<(i64, &mut LineParser)>) -> Result<RereadFrom> {
+    let shown = path.display();
+    let Some((since, parser)) = since else {
+        return Ok(RereadFrom {
+            cursor: Cursor::reread(),
+            start: RereadStart::Oldest,
+        });
+    };
+    let live = OpenFile::open(path).map_err(|e| source_error(path, e))?;
+    let mut unreadable = Vec::new();
+    let rotated = siblings(path, live.as_ref(), &mut unreadable);
+    if let Some(problem) = unreadable.first() {
+        anyhow::bail!("{problem}");
+    }
+    let oldest_first: Vec<&OpenFile> = rotated
+        .iter()
+        .rev()
+        .map(|s| &s.open)
+        .chain(live.as_ref())
+        .collect();
+    for (k, file) in oldest_first.iter().enumerate() {
+        let Some(offset) = first_packet_since(file, since, parser) else {
+            continue;
+        };
+        if k == 0 && offset == 0 {
+            return Ok(RereadFrom {
+                cursor: Cursor::reread(),
+                start: RereadStart::Oldest,
+            });
+        }
+        let cursor = Cursor {
+            dev: file.dev,
+            ino: file.ino,
+            fingerprint: file
+                .first_line()
+                .with_context(|| format!("source {shown}: {}", file.path.display()))?,
+            offset,
+            known_siblings: rotated.iter().rev().take(k).map(Sibling::known).collect(),
+        };
+        return Ok(RereadFrom {
+            cursor,
+            start: RereadStart::At(file.path.clone(), offset),
+        });
+    }
+    // Nothing logged since then: the next run reads only what comes.
+    let Some(file) = live else {
+        anyhow::bail!("source {shown}: no such file");
+    };
+    let offset = file
+        .last_line_end()
+        .with_context(|| format!("source {shown}"))?;
+    Ok(RereadFrom {
+        cursor: Cursor {
+            dev: file.dev,
+            ino: file.ino,
+            fingerprint: file.first_line().unwrap_or_default(),
+            offset,
+            known_siblings: rotated.iter().map(Sibling::known).collect(),
+        },
+        start: RereadStart::NothingSince,
+    })
+}
+
+/// The offset of the first complete line of `file` holding a packet logged at or after
+/// `since`; a damaged compressed file is searched up to the damage.
+fn first_packet_since(file: &OpenFile, since: i64, parser: &mut LineParser) -> Option<u64> {
+    let mut text = io::BufReader::with_capacity(1 << 20, file.text());
+    let mut line = Vec::new();
+    let mut offset = 0u64;
+    loop {
+        line.clear();
+        match text.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => return None,
+            Ok(_) => {}
+        }
+        if line.last() != Some(&b'\n') {
+            return None;
+        }
+        if let Line::Packet(p) = parser.parse(&line[..line.len() - 1])
+            && p.time >= since
+        {
+            return Some(offset);
+        }
+        offset += line.len() as u64;
+    }
 }
 
 /// The files a source's `path` names: itself, or every match of a glob pattern
@@ -521,6 +928,7 @@ mod tests {
             dev,
             ino,
             size,
+            gzip: false,
             fingerprint: fp.to_vec(),
         }
     }
@@ -537,37 +945,42 @@ mod tests {
 
     #[test]
     fn decision_table_names_each_case() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("messages");
         let c = cursor(1, 10, 100, b"first\n");
+        let decide =
+            |c: Option<&Cursor>, n: Option<&FileNow>| decide(c, n, &[], StartAt::Beginning);
         assert_eq!(
-            decide(&path, None, Some(&now(1, 10, 5, b"x"))),
-            Decision::Fresh
+            decide(None, Some(&now(1, 10, 5, b"x"))),
+            Decision::Fresh(Catchup::default())
         );
         assert_eq!(
-            decide(&path, Some(&c), Some(&now(1, 10, 150, b"first\n"))),
+            decide(Some(&Cursor::reread()), Some(&now(1, 10, 5, b"x"))),
+            Decision::Fresh(Catchup::default()),
+            "reread"
+        );
+        assert_eq!(
+            decide(Some(&c), Some(&now(1, 10, 150, b"first\n"))),
             Decision::Append(Catchup::default())
         );
         assert_eq!(
-            decide(&path, Some(&c), Some(&now(1, 10, 100, b"first\n"))),
+            decide(Some(&c), Some(&now(1, 10, 100, b"first\n"))),
             Decision::Append(Catchup::default())
         );
         assert_eq!(
-            decide(&path, Some(&c), Some(&now(1, 10, 20, b"first\n"))),
+            decide(Some(&c), Some(&now(1, 10, 20, b"first\n"))),
             Decision::Restarted(Catchup::default()),
             "copytruncate: shrank"
         );
         assert_eq!(
-            decide(&path, Some(&c), Some(&now(1, 10, 500, b"other\n"))),
+            decide(Some(&c), Some(&now(1, 10, 500, b"other\n"))),
             Decision::Restarted(Catchup::default()),
             "copytruncate then grew past the offset, or inode reuse"
         );
         assert_eq!(
-            decide(&path, Some(&c), Some(&now(1, 11, 500, b"first\n"))),
+            decide(Some(&c), Some(&now(1, 11, 500, b"first\n"))),
             Decision::Replaced(Catchup::default())
         );
         assert_eq!(
-            decide(&path, Some(&c), None),
+            decide(Some(&c), None),
             Decision::Missing(Catchup::default())
         );
     }
@@ -582,7 +995,7 @@ mod tests {
         let c = cursor(meta.dev(), meta.ino(), 11, b"first line\n");
         fs::rename(&path, dir.path().join("messages.1")).unwrap();
         fs::write(&path, b"new file\n").unwrap();
-        let found = catch_up(&path, &c);
+        let found = catch_up(&siblings(&path, None, &mut Vec::new()), &c);
         assert_eq!(
             found.previous,
             Some(Rotated {
@@ -601,7 +1014,7 @@ mod tests {
         fs::remove_file(dir.path().join("messages.1")).unwrap();
         fs::rename(&path, dir.path().join("messages.1")).unwrap();
         fs::write(&path, b"newest\n").unwrap();
-        let found = catch_up(&path, &c);
+        let found = catch_up(&siblings(&path, None, &mut Vec::new()), &c);
         assert_eq!(
             found.previous,
             Some(Rotated {
@@ -620,14 +1033,10 @@ mod tests {
         );
     }
 
-    #[test]
-    fn reading_in_two_threads_sees_exactly_what_one_thread_sees() {
-        use crate::clock::Zone;
-        use crate::ingest::Attribution;
+    /// Writes a log large enough to be read by two threads; returns its packet lines.
+    fn big_log(path: &Path) -> u64 {
         use std::io::Write;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("messages");
-        let mut out = std::io::BufWriter::new(File::create(&path).unwrap());
+        let mut out = std::io::BufWriter::new(File::create(path).unwrap());
         let mut n = 0u64;
         while out.get_ref().metadata().unwrap().len() < PARALLEL_FROM + (1 << 20) {
             for _ in 0..1000 {
@@ -640,23 +1049,150 @@ mod tests {
             }
             out.flush().unwrap();
         }
-        drop(out);
-        let attribute = |_| Attribution {
+        n
+    }
+
+    fn parser() -> LineParser {
+        LineParser::new(
+            &["INPUT-DROP:".to_string()],
+            crate::clock::Zone::Utc,
+            chrono::Utc::now(),
+        )
+    }
+
+    fn one_provider(_: std::net::IpAddr) -> crate::ingest::Attribution {
+        crate::ingest::Attribution {
             providers: 1,
             candidates: 1,
+        }
+    }
+
+    fn scan<'a>() -> Ingest<'a> {
+        let mut scan = Ingest::new(parser(), 1, 5, 50, &one_provider);
+        scan.begin_source(parser());
+        scan
+    }
+
+    #[test]
+    fn log_renamed_between_open_and_read_is_read_whole_through_its_descriptor() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("messages");
+        let n = big_log(&path);
+        let size = fs::metadata(&path).unwrap().len();
+        let live = OpenFile::open(&path).unwrap().unwrap();
+        let ino = live.ino;
+        // logrotate runs between identifying the file and reading it.
+        fs::rename(&path, dir.path().join("messages.1")).unwrap();
+        fs::write(&path, "Jan 25 11:00:00 web1 CRON[1]: a new file\n").unwrap();
+        let rotated = siblings(&path, Some(&live), &mut Vec::new());
+        assert!(
+            rotated.is_empty(),
+            "the renamed live file is not also history"
+        );
+        let mut first = scan();
+        let done = read_opened(
+            &path,
+            Some(live),
+            &rotated,
+            None,
+            StartAt::Beginning,
+            &mut first,
+        )
+        .unwrap();
+        let cursor = done.cursor.unwrap();
+        assert_eq!((cursor.ino, cursor.offset), (ino, size));
+        let summary = first.finish().summary;
+        assert_eq!(
+            summary.lines_matched, n,
+            "both halves came from the file identified, none from the new one"
+        );
+        assert_eq!(summary.bytes_read, size);
+
+        // The next run finds it rotated, read to its end, and reads only the new file.
+        let mut second = scan();
+        let again = read(&path, Some(&cursor), StartAt::Beginning, &mut second).unwrap();
+        assert!(
+            matches!(again.decision, Decision::Replaced(_)),
+            "{:?}",
+            again.decision
+        );
+        let summary = second.finish().summary;
+        assert_eq!((summary.lines_read, summary.lines_matched), (1, 0));
+    }
+
+    #[test]
+    fn first_read_goes_through_rotated_history_oldest_first() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("messages");
+        for (name, text) in [("messages.1", "one\n"), ("messages", "live\n")] {
+            fs::write(dir.path().join(name), text).unwrap();
+        }
+        for n in 2..=4 {
+            let gz = File::create(dir.path().join(format!("messages.{n}.gz"))).unwrap();
+            let mut enc = flate2::write::GzEncoder::new(gz, flate2::Compression::fast());
+            writeln!(enc, "{n}").unwrap();
+            enc.finish().unwrap();
+        }
+        let live = OpenFile::open(&path).unwrap().unwrap();
+        let rotated = siblings(&path, Some(&live), &mut Vec::new());
+        let now = live.now().unwrap();
+        let Decision::Fresh(history) = decide(None, Some(&now), &rotated, StartAt::Beginning)
+        else {
+            panic!("a first read")
         };
-        let parser = || {
-            crate::parse::LineParser::new(
-                &["INPUT-DROP:".to_string()],
-                Zone::Utc,
-                chrono::Utc::now(),
-            )
+        let names: Vec<String> = history
+            .newer
+            .iter()
+            .map(|r| r.path.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "messages.4.gz",
+                "messages.3.gz",
+                "messages.2.gz",
+                "messages.1"
+            ]
+        );
+        assert_eq!(
+            decide(None, Some(&now), &rotated, StartAt::End),
+            Decision::Fresh(Catchup::default()),
+            "start_at = \"end\" skips history"
+        );
+    }
+
+    #[test]
+    fn fifo_and_device_are_refused_without_waiting_or_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        for (path, kind) in [
+            (fifo.as_path(), "a FIFO"),
+            (Path::new("/dev/zero"), "a character device"),
+            (dir.path(), "a directory"),
+        ] {
+            let e = OpenFile::open(path).err().unwrap();
+            assert_eq!(e.kind(), NOT_REGULAR);
+            assert_eq!(e.to_string(), format!("not a regular file ({kind})"));
+            assert!(sample(path, 1 << 20).is_err());
+        }
+    }
+    #[test]
+    fn reading_in_two_threads_sees_exactly_what_one_thread_sees() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("messages");
+        let n = big_log(&path);
+        let mut two = scan();
+        let file = OpenFile::open(&path).unwrap().unwrap();
+        let Reached::End(consumed) = read_file(&file, 0, &mut two).unwrap() else {
+            panic!("damaged")
         };
-        let mut two = Ingest::new(parser(), 1, 5, 50, &attribute);
-        two.begin_source(parser());
-        let consumed = read_from(&path, false, 0, &mut two).unwrap();
-        let mut one = Ingest::new(parser(), 1, 5, 50, &attribute);
-        one.begin_source(parser());
+        let mut one = scan();
         assert_eq!(one.feed(File::open(&path).unwrap()).unwrap(), consumed);
         let (two, one) = (two.finish(), one.finish());
         assert_eq!(consumed, fs::metadata(&path).unwrap().len());

@@ -612,6 +612,13 @@ impl State {
         }
         Ok(out)
     }
+
+    /// Stores cursors that `reread` chose, alone: observations and the ledger stay as they
+    /// are, so what the next run reads again is merged into them and nothing reported goes
+    /// out again.
+    pub fn set_cursors(&mut self, cursors: &[(String, StoredCursor)], now: &str) -> Result<()> {
+        self.commit_ingest(&[], cursors, &[], now)
+    }
 }
 
 fn replace_evidence(tx: &Transaction<'_>, provider: &str, lines: &[EvidenceLine]) -> Result<()> {

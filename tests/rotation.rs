@@ -343,6 +343,64 @@ fn start_at_end_skips_history() {
 }
 
 #[test]
+fn first_run_reads_rotated_history_oldest_first() {
+    let mut log = Log::new(false);
+    log.append(3, false);
+    log.rename_rotate(true);
+    log.append(2, false);
+    log.rename_rotate(true);
+    log.append(4, false);
+    log.rename_rotate(true);
+    log.compress(false);
+    assert!(log.path("messages.3.gz").exists() && log.path("messages.1").exists());
+    log.append(1, false);
+    // The first run ever: every rotated file and the live one, each line once.
+    log.check();
+    let out = log.setup.run(&["run"]).ok();
+    assert!(out.stderr.contains("read 0 lines"), "{}", out.stderr);
+}
+
+#[test]
+fn start_at_end_skips_rotated_history_too() {
+    let mut log = Log::new(true);
+    log.append(3, false);
+    log.rename_rotate(true);
+    log.compress(true);
+    log.append(2, false);
+    log.written.clear();
+    log.run();
+    assert!(log.observed().is_empty());
+    log.append(2, false);
+    log.check();
+}
+
+#[test]
+fn compressed_path_is_read_decompressed() {
+    let s = Setup::new(&standard_config("").replace("{dir}/messages", "{dir}/messages.gz"));
+    let text: String = (0..3)
+        .map(|i| drop_line(&format!("10:00:0{i}"), IPS[0], "TCP", 22))
+        .collect();
+    let mut enc = flate2::write::GzEncoder::new(
+        fs::File::create(s.path("messages.gz")).unwrap(),
+        flate2::Compression::fast(),
+    );
+    enc.write_all(text.as_bytes()).unwrap();
+    enc.finish().unwrap();
+    let v = s.run(&["preview", "--json"]).ok().json();
+    assert_eq!(v["summary"]["lines_matched"], 3);
+    let check = s.run(&["check"]).ok();
+    assert!(
+        check.stdout.contains("3 of the last 3 lines carry"),
+        "{}",
+        check.stdout
+    );
+    s.run(&["run"]).ok();
+    assert_eq!(s.reported(), vec![vec![IPS[0].to_string()]]);
+    let again = s.run(&["run"]).ok();
+    assert!(again.stderr.contains("read 0 lines"), "{}", again.stderr);
+}
+
+#[test]
 fn since_skips_old_packets() {
     let mut log = Log::new(false);
     log.append(3, false);
@@ -365,8 +423,8 @@ fn glob_source_follows_every_host_and_keeps_host_names() {
     }
     let v = s.run(&["preview", "--json"]).ok().json();
     assert_eq!(
-        v["summary"]["lines_matched"], 2,
-        "rotated siblings are not sources of their own"
+        v["summary"]["lines_matched"], 4,
+        "each host's rotated file is read once, as the history of its live file, not as a source of its own"
     );
     let excerpt = v["reports"][0]["excerpt"].to_string();
     assert!(
@@ -453,6 +511,29 @@ fn journald_source_reads_from_its_cursor() {
         s.reported(),
         vec![vec![IPS[2].to_string()], vec![IPS[0].to_string()]]
     );
+}
+
+#[test]
+fn journald_reread_reads_the_journal_again_and_sends_nothing_twice() {
+    let mut s =
+        Setup::new(&standard_config("").replace("path = \"{dir}/messages\"", "journald = true"));
+    let path = fake_journalctl(&s);
+    s.env.push(("PATH".into(), path));
+    let entries: String = (1..=3).map(|n| journal_entry(n, IPS[2]) + "\n").collect();
+    s.write("journal.json", &entries);
+    s.run(&["run"]).ok();
+    assert_eq!(s.outbox().len(), 1);
+    let out = s.run(&["reread", "--source", "journald"]).ok();
+    assert_eq!(
+        out.stdout,
+        "source journald: the next run reads the whole journal again\n"
+    );
+    let out = s.run(&["run"]).ok();
+    assert!(out.stderr.contains("read 3 lines"), "{}", out.stderr);
+    assert!(out.stderr.contains("0 sent"), "{}", out.stderr);
+    assert_eq!(s.outbox().len(), 1);
+    let out = s.run(&["run"]).ok();
+    assert!(out.stderr.contains("read 0 lines"), "{}", out.stderr);
 }
 
 #[test]

@@ -31,6 +31,9 @@ _abuse__mailer() {
             abuse__mailer,preview)
                 cmd="abuse__mailer__subcmd__preview"
                 ;;
+            abuse__mailer,reread)
+                cmd="abuse__mailer__subcmd__reread"
+                ;;
             abuse__mailer,run)
                 cmd="abuse__mailer__subcmd__run"
                 ;;
@@ -52,6 +55,9 @@ _abuse__mailer() {
             abuse__mailer__subcmd__help,preview)
                 cmd="abuse__mailer__subcmd__help__subcmd__preview"
                 ;;
+            abuse__mailer__subcmd__help,reread)
+                cmd="abuse__mailer__subcmd__help__subcmd__reread"
+                ;;
             abuse__mailer__subcmd__help,run)
                 cmd="abuse__mailer__subcmd__help__subcmd__run"
                 ;;
@@ -65,7 +71,7 @@ _abuse__mailer() {
 
     case "${cmd}" in
         abuse__mailer)
-            opts="-q -v -h -V --config --quiet --verbose --help --version run preview history show check firewall help"
+            opts="-q -v -h -V --config --quiet --verbose --help --version run preview history show check reread firewall help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -131,7 +137,7 @@ _abuse__mailer() {
             return 0
             ;;
         abuse__subcmd__mailer__subcmd__help)
-            opts="run preview history show check firewall help"
+            opts="run preview history show check reread firewall help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -214,6 +220,20 @@ _abuse__mailer() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        abuse__subcmd__mailer__subcmd__help__subcmd__reread)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         abuse__subcmd__mailer__subcmd__help__subcmd__run)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -276,6 +296,32 @@ _abuse__mailer() {
             fi
             case "${prev}" in
                 --provider)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --since)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        abuse__subcmd__mailer__subcmd__reread)
+            opts="-q -v -h --source --since --config --quiet --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --source)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

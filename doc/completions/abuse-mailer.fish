@@ -34,6 +34,7 @@ complete -c abuse-mailer -n "__fish_abuse_mailer_needs_command" -f -a "preview" 
 complete -c abuse-mailer -n "__fish_abuse_mailer_needs_command" -f -a "history" -d 'List the reports in the ledger'
 complete -c abuse-mailer -n "__fish_abuse_mailer_needs_command" -f -a "show" -d 'Print the exact message of a report, as it was sent'
 complete -c abuse-mailer -n "__fish_abuse_mailer_needs_command" -f -a "check" -d 'Check the configuration and everything it names'
+complete -c abuse-mailer -n "__fish_abuse_mailer_needs_command" -f -a "reread" -d 'Read a source again on the next run, rotated history included, after a wrong prefix say (the ledger keeps reports unique: nothing is sent twice; lines read before count again in hit totals)'
 complete -c abuse-mailer -n "__fish_abuse_mailer_needs_command" -f -a "firewall" -d 'Print firewall rules that block and log a provider\'s ranges'
 complete -c abuse-mailer -n "__fish_abuse_mailer_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand run" -l provider -d 'Report to this provider only (all sources are still read)' -r
@@ -67,6 +68,12 @@ complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand check" -l smtp
 complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand check" -s q -l quiet -d 'Say less: only errors (the run summary line is not printed)'
 complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand check" -s v -l verbose -d 'Say more: what was read from each source and why'
 complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand check" -s h -l help -d 'Print help'
+complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand reread" -l source -d 'The source\'s `path` as configured, one file of a glob source, or `journald`' -r -F
+complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand reread" -l since -d 'Read again from the first packet logged this long ago (e.g. 7d), not from the oldest rotated file' -r
+complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand reread" -l config -d 'Configuration file [default: $ABUSE_MAILER_CONFIG, else /etc/abuse-mailer/config.toml]' -r -F
+complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand reread" -s q -l quiet -d 'Say less: only errors (the run summary line is not printed)'
+complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand reread" -s v -l verbose -d 'Say more: what was read from each source and why'
+complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand reread" -s h -l help -d 'Print help'
 complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand firewall" -l provider -d 'The provider whose ranges to block' -r
 complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand firewall" -l format -d 'Rule syntax' -r -f -a "iptables\t'iptables-restore input for the IPv4 ranges'
 ip6tables\t'ip6tables-restore input for the IPv6 ranges'
@@ -77,10 +84,11 @@ complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand firewall" -l c
 complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand firewall" -s q -l quiet -d 'Say less: only errors (the run summary line is not printed)'
 complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand firewall" -s v -l verbose -d 'Say more: what was read from each source and why'
 complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand firewall" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand help; and not __fish_seen_subcommand_from run preview history show check firewall help" -f -a "run" -d 'Read new log lines, report new attackers to their providers, record what was sent'
-complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand help; and not __fish_seen_subcommand_from run preview history show check firewall help" -f -a "preview" -d 'Print the messages a run would send now, changing nothing'
-complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand help; and not __fish_seen_subcommand_from run preview history show check firewall help" -f -a "history" -d 'List the reports in the ledger'
-complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand help; and not __fish_seen_subcommand_from run preview history show check firewall help" -f -a "show" -d 'Print the exact message of a report, as it was sent'
-complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand help; and not __fish_seen_subcommand_from run preview history show check firewall help" -f -a "check" -d 'Check the configuration and everything it names'
-complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand help; and not __fish_seen_subcommand_from run preview history show check firewall help" -f -a "firewall" -d 'Print firewall rules that block and log a provider\'s ranges'
-complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand help; and not __fish_seen_subcommand_from run preview history show check firewall help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand help; and not __fish_seen_subcommand_from run preview history show check reread firewall help" -f -a "run" -d 'Read new log lines, report new attackers to their providers, record what was sent'
+complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand help; and not __fish_seen_subcommand_from run preview history show check reread firewall help" -f -a "preview" -d 'Print the messages a run would send now, changing nothing'
+complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand help; and not __fish_seen_subcommand_from run preview history show check reread firewall help" -f -a "history" -d 'List the reports in the ledger'
+complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand help; and not __fish_seen_subcommand_from run preview history show check reread firewall help" -f -a "show" -d 'Print the exact message of a report, as it was sent'
+complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand help; and not __fish_seen_subcommand_from run preview history show check reread firewall help" -f -a "check" -d 'Check the configuration and everything it names'
+complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand help; and not __fish_seen_subcommand_from run preview history show check reread firewall help" -f -a "reread" -d 'Read a source again on the next run, rotated history included, after a wrong prefix say (the ledger keeps reports unique: nothing is sent twice; lines read before count again in hit totals)'
+complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand help; and not __fish_seen_subcommand_from run preview history show check reread firewall help" -f -a "firewall" -d 'Print firewall rules that block and log a provider\'s ranges'
+complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand help; and not __fish_seen_subcommand_from run preview history show check reread firewall help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

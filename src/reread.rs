@@ -1,0 +1,149 @@
+//! `reread`: makes the next run read one source again, its rotated history included, after a
+//! first read went wrong (a wrong prefix matched nothing and the cursor moved on). Only the
+//! source's cursor changes; the ledger keeps every report unique, so an IP already reported
+//! is not sent again. The journald source is named `journald`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, bail};
+use chrono::{DateTime, Utc};
+
+use crate::clock::utc_text;
+use crate::config::{Settings, SourceConfig, SourceKind};
+use crate::error::{ConfigError, EXIT_OK};
+use crate::ingest::Summary;
+use crate::journal;
+use crate::parse::LineParser;
+use crate::source::{self, RereadStart};
+use crate::state::{State, StoredCursor};
+
+/// Leaves a cursor for each file of the source named `wanted` so that the next run reads it
+/// again: from its oldest rotated file, or with `since`, from the first packet logged then.
+pub fn reread(
+    settings: &Settings,
+    now: DateTime<Utc>,
+    wanted: &Path,
+    since: Option<DateTime<Utc>>,
+    say: bool,
+) -> Result<u8> {
+    let config = configured(settings, wanted)?;
+    let Some(_lock) = crate::lock::acquire(&settings.state_dir, say)? else {
+        bail!("another run holds the state; try again when it is done");
+    };
+    let mut state = State::open(&settings.state_dir)?;
+    let since_text = since.map(utc_text).unwrap_or_default();
+    let mut cursors = Vec::new();
+    if config.kind == SourceKind::Journald {
+        let cursor = match since {
+            Some(t) => {
+                println!("source journald: the next run reads the journal again from {since_text}");
+                journal::reread_since(t.timestamp())
+            }
+            None => {
+                println!("source journald: the next run reads the whole journal again");
+                journal::REREAD_ALL.to_string()
+            }
+        };
+        cursors.push((config.name(), StoredCursor::Journal(cursor)));
+    }
+    for file in files(config, wanted, &state)? {
+        let mut parser = LineParser::new(&config.prefixes, settings.zone, now);
+        let from = source::reread_from(&file, since.map(|t| (t.timestamp(), &mut parser)))?;
+        let shown = file.display();
+        match &from.start {
+            RereadStart::Oldest => println!(
+                "source {shown}: the next run reads it again from the start of its oldest rotated file"
+            ),
+            RereadStart::At(at, offset) => println!(
+                "source {shown}: the next run reads it again from {} at byte {offset} (the first packet logged at or after {since_text})",
+                at.display()
+            ),
+            RereadStart::NothingSince => println!(
+                "source {shown}: nothing logged since {since_text}; the next run reads what is written from now on"
+            ),
+        }
+        cursors.push((
+            file.to_string_lossy().into_owned(),
+            StoredCursor::File(from.cursor),
+        ));
+    }
+    state.set_cursors(&cursors, &utc_text(now))?;
+    Ok(EXIT_OK)
+}
+
+/// What a run tells the operator when the first read of a source found lines but none with a
+/// configured prefix: its cursor moves on, and once the prefix is fixed only `reread` brings
+/// that history back.
+pub fn first_read_hint(
+    source: &str,
+    prefixes: &[String],
+    before: &Summary,
+    after: &Summary,
+) -> Option<String> {
+    let read = after.lines_read - before.lines_read;
+    let carried = (after.lines_matched + after.lines_malformed)
+        - (before.lines_matched + before.lines_malformed);
+    (read > 0 && carried == 0).then(|| {
+        format!(
+            "source {source}: first read, {read} lines, none carries {}; check `prefixes` (abuse-mailer check), then `abuse-mailer reread --source {source}` to read it again",
+            prefixes
+                .iter()
+                .map(|p| format!("{p:?}"))
+                .collect::<Vec<_>>()
+                .join(" or ")
+        )
+    })
+}
+
+/// The configured source that `wanted` names: its `path` itself, a file its glob matches, or
+/// `journald`.
+fn configured<'s>(settings: &'s Settings, wanted: &Path) -> Result<&'s SourceConfig> {
+    let absolute = std::path::absolute(wanted).unwrap_or_else(|_| wanted.to_path_buf());
+    let names = |p: &Path| p == wanted || p == absolute;
+    for s in &settings.sources {
+        let found = match &s.kind {
+            SourceKind::File(pattern) => {
+                let glob = glob::Pattern::new(&pattern.to_string_lossy()).ok();
+                names(pattern) || glob.is_some_and(|g| g.matches_path(&absolute))
+            }
+            SourceKind::Journald => wanted == Path::new("journald"),
+        };
+        if found {
+            return Ok(s);
+        }
+    }
+    let known: Vec<String> = settings.sources.iter().map(SourceConfig::name).collect();
+    Err(ConfigError(format!(
+        "reread --source {}: no such source configured (sources: {})",
+        wanted.display(),
+        known.join(", ")
+    ))
+    .into())
+}
+
+/// The files to read again: the one named, or every file of a glob source, those gone for
+/// the moment but remembered included.
+fn files(config: &SourceConfig, wanted: &Path, state: &State) -> Result<Vec<PathBuf>> {
+    let SourceKind::File(pattern) = &config.kind else {
+        return Ok(Vec::new());
+    };
+    let text = pattern.to_string_lossy();
+    let absolute = std::path::absolute(wanted).unwrap_or_else(|_| wanted.to_path_buf());
+    if !text.contains(['*', '?', '[']) {
+        return Ok(vec![pattern.clone()]);
+    }
+    if wanted != pattern && absolute != *pattern {
+        return Ok(vec![absolute]);
+    }
+    let mut files = source::expand(pattern)?;
+    if let Ok(glob) = glob::Pattern::new(&text) {
+        for known in state.cursor_sources()? {
+            let known = PathBuf::from(known);
+            if glob.matches_path(&known) && !files.contains(&known) {
+                files.push(known);
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}

@@ -1,0 +1,436 @@
+//! What the log sources do to a run, and the operator mistakes that used to lose history: a
+//! rotated `.gz` that breaks off, a source that is a FIFO or a device, a prefix that matches
+//! nothing, and `reread` to read a source again. Each case runs the binary end to end and
+//! checks exact counts in the state database.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{Read, Write};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const A: &str = "3.5.140.2";
+const B: &str = "18.206.107.24";
+const C: &str = "34.223.47.190";
+const D: &str = "2600:1f18:4a3:6901::1";
+
+/// `n` drop lines from `ip`, a second apart from `at` (seconds after midnight), on `day`.
+fn lines(day: &str, at: u32, ip: &str, n: u32) -> String {
+    (0..n)
+        .map(|i| {
+            let t = at + i;
+            drop_line(
+                &format!("{:02}:{:02}:{:02}", t / 3600 % 24, t / 60 % 60, t % 60),
+                ip,
+                "TCP",
+                22,
+            )
+            .replace("Jan 25 ", &format!("{day} "))
+        })
+        .collect()
+}
+
+fn gzip(text: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(text).unwrap();
+    enc.finish().unwrap()
+}
+
+/// Hits per IP in the state database.
+fn observed(s: &Setup) -> BTreeMap<String, u64> {
+    let db = rusqlite::Connection::open(s.path("state/state.db")).unwrap();
+    let mut stmt = db.prepare("SELECT ip, hits FROM observation").unwrap();
+    stmt.query_map([], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+    })
+    .unwrap()
+    .map(|r| r.unwrap())
+    .collect()
+}
+
+fn hits(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
+    pairs.iter().map(|(ip, n)| (ip.to_string(), *n)).collect()
+}
+
+/// Runs the binary and waits at most a minute: a source that blocks must fail the test, not
+/// hang it.
+fn run_bounded(s: &Setup, args: &[&str]) -> Ran {
+    let mut child = s
+        .command(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(60) {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("abuse-mailer {args:?} still running after 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    Ran {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        raw_stdout: out.stdout,
+    }
+}
+
+#[test]
+fn truncated_rotated_gz_is_read_up_to_the_damage_and_named_once() {
+    let config = standard_config("").replace(
+        "path = \"{dir}/messages\"",
+        "path = \"{dir}/logs/messages\"\n\n[[source]]\npath = \"{dir}/other/messages\"",
+    );
+    let s = Setup::new(&config);
+    fs::create_dir(s.path("logs")).unwrap();
+    fs::create_dir(s.path("other")).unwrap();
+    let first = lines("Jan 25", 0, A, 5);
+    s.write("logs/messages", &first);
+    s.write("other/messages", &lines("Jan 25", 100, C, 3));
+    s.run(&["run"]).ok();
+
+    // Written after that run, then rotated, compressed, and the copy broke off.
+    let mut full = first.clone();
+    for i in 0..1000 {
+        full.push_str(&lines("Jan 25", 200 + i, if i % 2 == 0 { B } else { A }, 1));
+    }
+    let gz = gzip(full.as_bytes());
+    let cut = &gz[..gz.len() * 6 / 10];
+    let mut readable = Vec::new();
+    let _ = flate2::read::MultiGzDecoder::new(cut).read_to_end(&mut readable);
+    let readable = String::from_utf8(readable).unwrap();
+    let whole: Vec<&str> = readable
+        .split_inclusive('\n')
+        .filter(|l| l.ends_with('\n'))
+        .collect();
+    assert!(whole.len() > 100 && whole.len() < 900, "{}", whole.len());
+    let (mut a, mut b) = (5, 0);
+    for line in &whole[5..] {
+        if line.contains(&format!("SRC={A} ")) {
+            a += 1;
+        } else {
+            b += 1;
+        }
+    }
+    fs::rename(s.path("logs/messages"), s.path("logs/old")).unwrap();
+    fs::write(s.path("logs/messages.1.gz"), cut).unwrap();
+    s.write("logs/messages", &lines("Jan 25", 2000, D, 4));
+    fs::remove_file(s.path("logs/old")).unwrap();
+    s.append("other/messages", &lines("Jan 25", 3000, C, 2));
+
+    let out = s.run(&["run"]).ok();
+    assert_eq!(
+        out.stderr.matches("is damaged").count(),
+        1,
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(&format!(
+            "source {}: rotated file {} is damaged",
+            s.path("logs/messages").display(),
+            s.path("logs/messages.1.gz").display()
+        )),
+        "{}",
+        out.stderr
+    );
+    let read = whole.len() - 5 + 4 + 2;
+    assert!(
+        out.stderr.contains(&format!("read {read} lines")),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(observed(&s), hits(&[(A, a), (B, b), (C, 5), (D, 4)]));
+
+    // Not read again, not named again.
+    let out = s.run(&["run"]).ok();
+    assert!(!out.stderr.contains("damaged"), "{}", out.stderr);
+    assert!(out.stderr.contains("read 0 lines"), "{}", out.stderr);
+    assert_eq!(observed(&s), hits(&[(A, a), (B, b), (C, 5), (D, 4)]));
+}
+
+#[test]
+fn truncated_gz_in_the_first_read_of_history_is_skipped_once() {
+    let s = Setup::standard();
+    let gz = gzip(lines("Jan 24", 0, A, 400).as_bytes());
+    fs::write(s.path("messages.2.gz"), &gz[..gz.len() / 2]).unwrap();
+    s.write("messages.1", &lines("Jan 25", 0, B, 3));
+    s.write("messages", &lines("Jan 25", 100, C, 2));
+    let mut readable = Vec::new();
+    let _ = flate2::read::MultiGzDecoder::new(&gz[..gz.len() / 2]).read_to_end(&mut readable);
+    let a = readable.iter().filter(|b| **b == b'\n').count() as u64;
+    let out = s.run(&["run"]).ok();
+    assert_eq!(
+        out.stderr.matches("is damaged").count(),
+        1,
+        "{}",
+        out.stderr
+    );
+    assert_eq!(observed(&s), hits(&[(A, a), (B, 3), (C, 2)]));
+    let out = s.run(&["run"]).ok();
+    assert!(!out.stderr.contains("damaged"), "{}", out.stderr);
+    assert!(out.stderr.contains("read 0 lines"), "{}", out.stderr);
+}
+
+fn fifo_or_device_is_refused(path: &str, kind: &str) {
+    let s = Setup::new(&standard_config("").replace("{dir}/messages", path));
+    let shown = path.replace("{dir}", s.dir.path().to_str().unwrap());
+    if path.contains("{dir}") {
+        let made = std::process::Command::new("mkfifo")
+            .arg(&shown)
+            .status()
+            .unwrap();
+        assert!(made.success());
+    }
+    let check = run_bounded(&s, &["check"]);
+    assert_eq!(check.code, 78, "{}", check.stdout);
+    assert!(
+        check
+            .stdout
+            .contains(&format!("{shown}: not a regular file ({kind})")),
+        "{}",
+        check.stdout
+    );
+    for command in ["run", "preview"] {
+        let out = run_bounded(&s, &[command]);
+        assert_eq!(out.code, 78, "{command}: {}", out.stderr);
+        assert_eq!(
+            out.stderr,
+            format!("abuse-mailer: source {shown}: not a regular file ({kind})\n")
+        );
+    }
+}
+
+#[test]
+fn fifo_source_is_refused_without_blocking() {
+    fifo_or_device_is_refused("{dir}/fifo", "a FIFO");
+}
+
+#[test]
+fn dev_zero_source_is_refused_without_reading() {
+    fifo_or_device_is_refused("/dev/zero", "a character device");
+}
+
+#[test]
+fn check_warns_when_no_line_carries_a_prefix() {
+    let s = Setup::new(&standard_config("").replace(
+        "path = \"{dir}/messages\"",
+        "path = \"{dir}/messages\"\nprefixes = [\"UFW BLOCK:\"]",
+    ));
+    s.write("messages", &lines("Jan 25", 0, A, 3));
+    let out = s.run(&["check"]);
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(
+        out.stdout.contains(&format!(
+            "warning source     {}: none of the last 3 lines carries \"UFW BLOCK:\"",
+            s.path("messages").display()
+        )),
+        "{}",
+        out.stdout
+    );
+    s.write("messages", "");
+    let out = s.run(&["check"]).ok();
+    assert!(out.stdout.contains("empty so far"), "{}", out.stdout);
+}
+
+/// The config with the source's prefix set to `prefix`.
+fn with_prefix(prefix: &str) -> String {
+    standard_config("").replace(
+        "path = \"{dir}/messages\"",
+        &format!("path = \"{{dir}}/messages\"\nprefixes = [\"{prefix}\"]"),
+    )
+}
+
+#[test]
+fn wrong_prefix_then_reread_reports_the_history_once() {
+    let s = Setup::new(&with_prefix("UFW BLOCK:"));
+    fs::write(
+        s.path("messages.2.gz"),
+        gzip(lines("Jan 23", 0, A, 3).as_bytes()),
+    )
+    .unwrap();
+    s.write("messages.1", &lines("Jan 24", 0, B, 4));
+    s.write("messages", &lines("Jan 25", 0, C, 5));
+    let source = s.path("messages").display().to_string();
+
+    let out = s.run(&["run"]).ok();
+    assert!(
+        out.stderr.contains(&format!(
+            "warning: source {source}: first read, 12 lines, none carries \"UFW BLOCK:\"; check `prefixes` (abuse-mailer check), then `abuse-mailer reread --source {source}`"
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(s.outbox().is_empty());
+
+    // The prefix fixed: the cursor has moved on, so nothing is read...
+    fs::write(
+        s.path("config.toml"),
+        with_prefix("INPUT-DROP:")
+            .replace("{dir}", s.dir.path().to_str().unwrap())
+            .replace("{repo}", repo().to_str().unwrap()),
+    )
+    .unwrap();
+    let out = s.run(&["run"]).ok();
+    assert!(out.stderr.contains("read 0 lines"), "{}", out.stderr);
+    assert!(!out.stderr.contains("first read"), "{}", out.stderr);
+
+    // ...until the source is read again, rotated history included.
+    let out = s.run(&["reread", "--source", &source]).ok();
+    assert_eq!(
+        out.stdout,
+        format!(
+            "source {source}: the next run reads it again from the start of its oldest rotated file\n"
+        )
+    );
+    let out = s.run(&["run"]).ok();
+    assert!(out.stderr.contains("read 12 lines"), "{}", out.stderr);
+    assert_eq!(observed(&s), hits(&[(A, 3), (B, 4), (C, 5)]));
+    assert_eq!(s.outbox().len(), 1);
+    let mut reported: Vec<String> = s.reported().concat();
+    reported.sort();
+    assert_eq!(reported, [B, A, C]);
+
+    // Reading it all again sends nothing twice.
+    s.run(&["reread", "--source", &source]).ok();
+    let out = s.run(&["run"]).ok();
+    assert!(out.stderr.contains("read 12 lines"), "{}", out.stderr);
+    assert!(out.stderr.contains("0 sent"), "{}", out.stderr);
+    assert_eq!(s.outbox().len(), 1);
+}
+
+#[test]
+fn reread_since_starts_at_the_first_packet_logged_then() {
+    // The clock is 2026-01-26T08:00Z.
+    let s = Setup::new(&with_prefix("UFW BLOCK:"));
+    s.write("messages.1", &lines("Jan 26", 3600, A, 3));
+    let early = lines("Jan 26", 5 * 3600, A, 2);
+    s.write(
+        "messages",
+        &(early.clone() + &lines("Jan 26", 7 * 3600, B, 3)),
+    );
+    s.run(&["run"]).ok();
+    fs::write(
+        s.path("config.toml"),
+        standard_config("")
+            .replace("{dir}", s.dir.path().to_str().unwrap())
+            .replace("{repo}", repo().to_str().unwrap()),
+    )
+    .unwrap();
+    let source = s.path("messages").display().to_string();
+
+    let out = s
+        .run(&["reread", "--source", &source, "--since", "10m"])
+        .ok();
+    assert!(
+        out.stdout
+            .contains("nothing logged since 2026-01-26T07:50:00Z"),
+        "{}",
+        out.stdout
+    );
+    let out = s.run(&["run"]).ok();
+    assert!(out.stderr.contains("read 0 lines"), "{}", out.stderr);
+
+    let out = s
+        .run(&["reread", "--source", &source, "--since", "2h"])
+        .ok();
+    assert_eq!(
+        out.stdout,
+        format!(
+            "source {source}: the next run reads it again from {source} at byte {} (the first packet logged at or after 2026-01-26T06:00:00Z)\n",
+            early.len()
+        )
+    );
+    s.run(&["run"]).ok();
+    assert_eq!(observed(&s), hits(&[(B, 3)]));
+
+    let out = s
+        .run(&["reread", "--source", &source, "--since", "1d"])
+        .ok();
+    assert!(out.stdout.contains("oldest rotated file"), "{}", out.stdout);
+}
+
+#[test]
+fn reread_of_a_source_not_configured_is_a_config_error() {
+    let s = Setup::standard();
+    s.write("messages", &lines("Jan 25", 0, A, 1));
+    let out = s.run(&["reread", "--source", "/var/log/elsewhere"]);
+    assert_eq!(out.code, 78, "{}", out.stderr);
+    assert_eq!(
+        out.stderr,
+        format!(
+            "abuse-mailer: reread --source /var/log/elsewhere: no such source configured (sources: {})\n",
+            s.path("messages").display()
+        )
+    );
+    assert!(!s.path("state/state.db").exists(), "nothing written");
+}
+
+/// The shared data folder named by `ABUSE_MAILER_DATA`.
+fn data(rel: &str) -> std::path::PathBuf {
+    let dir =
+        std::env::var_os("ABUSE_MAILER_DATA").expect("ABUSE_MAILER_DATA names the data folder");
+    std::path::PathBuf::from(dir).join(rel)
+}
+
+#[test]
+#[ignore = "needs ABUSE_MAILER_DATA"]
+fn real_ufw_logs_with_a_wrong_prefix_are_read_again_with_their_history() {
+    let ufw = |prefix: &str| {
+        standard_config("").replace(
+            "path = \"{dir}/messages\"",
+            &format!("path = \"{{dir}}/logs/ufw.log\"\nprefixes = [\"{prefix}\"]"),
+        )
+    };
+    let copy = |s: &Setup| {
+        fs::create_dir(s.path("logs")).unwrap();
+        for name in ["ufw.log", "ufw.log.2.gz", "ufw.log.3.gz", "ufw.log.4.gz"] {
+            fs::copy(
+                data(&format!("iptables-logs/vultr-ufw-2022/{name}")),
+                s.path(&format!("logs/{name}")),
+            )
+            .unwrap();
+        }
+    };
+    // 1,832 lines in ufw.log, 124,563 in the three rotated files.
+    let all = 1832 + 124_563;
+
+    // What a first run with the right prefix reads.
+    let right = Setup::new(&ufw("[UFW BLOCK] "));
+    copy(&right);
+    let expected = right.run(&["preview", "--json"]).ok().json()["summary"].clone();
+    assert_eq!(expected["lines_read"], all);
+
+    let s = Setup::new(&ufw("UFW BLOCK:"));
+    copy(&s);
+    let source = s.path("logs/ufw.log").display().to_string();
+    let out = s.run(&["run"]).ok();
+    assert!(
+        out.stderr.contains(&format!(
+            "source {source}: first read, {all} lines, none carries \"UFW BLOCK:\""
+        )),
+        "{}",
+        out.stderr
+    );
+    let check = s.run(&["check"]);
+    assert_eq!(check.code, 1, "{}", check.stdout);
+
+    fs::write(
+        s.path("config.toml"),
+        ufw("[UFW BLOCK] ")
+            .replace("{dir}", s.dir.path().to_str().unwrap())
+            .replace("{repo}", repo().to_str().unwrap()),
+    )
+    .unwrap();
+    s.run(&["reread", "--source", &source]).ok();
+    let got = s.run(&["preview", "--json"]).ok().json()["summary"].clone();
+    assert_eq!(got, expected);
+}
