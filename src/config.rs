@@ -612,7 +612,13 @@ fn check(file: &Path, raw: RawConfig) -> Result<Settings, ConfigError> {
                 return Err(err(key, "the password contains a control character".into()));
             }
             let host = m.host.unwrap_or_else(|| "localhost".to_string());
-            if !is_host_name(&host) && host.parse::<std::net::IpAddr>().is_err() {
+            // Lenient on `_` (container names resolve with it); never spaces or controls.
+            let name_like = !host.is_empty()
+                && host.len() <= 253
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+            if !name_like && host.parse::<std::net::IpAddr>().is_err() {
                 return Err(err(
                     "mail.host",
                     format!("{host:?}: expected a host name or an IP address"),
@@ -931,6 +937,7 @@ dir = "outbox"
     fn protocol_values_are_checked() {
         let e = smtp("host = \"mail.example.org\\r\\n\"").unwrap_err().0;
         assert!(e.contains("mail.host"), "{e}");
+        smtp("host = \"smtp_relay\"").unwrap();
         let e = smtp("username = \"u\\u0000x\"").unwrap_err().0;
         assert!(e.contains("mail.username"), "{e}");
         let e = smtp("port = 0").unwrap_err().0;

@@ -106,7 +106,7 @@ impl Deadlines {
     /// When the next message must be done by: its own deadline, or the run's if that is sooner.
     fn next(&self) -> Result<Instant, SendError> {
         let now = Instant::now();
-        let first = *self.first.get().get_or_insert(now);
+        let first = self.first.get().unwrap_or(now);
         self.first.set(Some(first));
         let run_end = first.checked_add(self.run).unwrap_or(now + self.message);
         if now >= run_end {
