@@ -958,7 +958,7 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
 struct Outcome {
     sent: usize,
     transient: Option<String>,
-    /// The mail server refused our login: fix the configuration, then the report goes out.
+    /// A mail setting is wrong (login, TLS, sendmail): fix it, then the report goes out.
     unauthorized: Option<String>,
     rejected: Option<String>,
     rejected_providers: HashSet<String>,

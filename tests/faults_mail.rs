@@ -148,6 +148,10 @@ fn dripping_continuation_lines_end_the_run_at_the_message_deadline() {
     );
     assert!(server.received().is_empty());
     let id = one_failed_report(&s);
+    // `check --smtp` has the same deadline: it ends, and does not say ok.
+    let check = run_bounded(&s, &["check", "--smtp"]);
+    assert_eq!(check.code, 1, "{}", check.stdout);
+    assert!(!check.stdout.contains("ok      mail"), "{}", check.stdout);
     server.set_mode(Mode::Healthy);
     healthy_run_delivers_once(&s, || server.accepted(), &id);
 }
