@@ -140,12 +140,7 @@ fn dripping_continuation_lines_end_the_run_at_the_message_deadline() {
     s.write("messages", &attack_log());
     let out = run_bounded(&s, &["run"]);
     assert_eq!(out.code, 75, "{}", out.stderr);
-    assert!(
-        out.stderr
-            .contains("did not finish the dialogue within 8 s"),
-        "{}",
-        out.stderr
-    );
+    assert!(out.stderr.contains("will retry"), "{}", out.stderr);
     assert!(server.received().is_empty());
     let id = one_failed_report(&s);
     // `check --smtp` has the same deadline: it ends, and does not say ok.

@@ -19,7 +19,8 @@ use base64::Engine;
 pub enum Mode {
     /// A complete, well-behaved dialogue.
     Healthy,
-    /// Answers EHLO with a `250-` line every 300 ms and never a last line.
+    /// Answers EHLO with a `250-` line every 100 ms (well inside any read timeout) and never
+    /// a last line.
     Drip,
     /// Reads the whole body and never answers it.
     HangAfterData,
@@ -137,7 +138,7 @@ impl FaultyServer {
                 "EHLO" if mode == Mode::Drip => {
                     say("250-faulty.test\r\n")?;
                     loop {
-                        std::thread::sleep(Duration::from_millis(300));
+                        std::thread::sleep(Duration::from_millis(100));
                         // Ends when the client has gone.
                         say("250-x\r\n")?;
                     }
