@@ -1,6 +1,8 @@
 //! `check`: validates everything a run will touch and prints one line per item, so that a
 //! broken part is found before a timer runs into it. Exit 78 when the configuration (or a file
-//! it names) is wrong, 1 when something else is (the state database, the mail server).
+//! it names, or what the mail server says of a setting: no STARTTLS, a failed TLS handshake, a
+//! refused login) is wrong, 1 when something else is (the state database, the mail server
+//! unreachable or slow).
 
 use std::io::{Read, Seek, SeekFrom};
 use std::time::Instant;
