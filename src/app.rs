@@ -965,7 +965,7 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
     }
     if let Some(reason) = outcome.unauthorized {
         return Err(ConfigError(format!(
-            "the mail server refused the login (mail.username / password): {reason}; the report is kept and goes out once that is fixed"
+            "{reason}; the report is kept and goes out once that is fixed"
         ))
         .into());
     }
@@ -985,7 +985,7 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
 struct Outcome {
     sent: usize,
     transient: Option<String>,
-    /// The mail server refused our login: fix the configuration, then the report goes out.
+    /// A mail setting is wrong (login, TLS, sendmail): fix it, then the report goes out.
     unauthorized: Option<String>,
     rejected: Option<String>,
     rejected_providers: HashSet<String>,
@@ -1013,7 +1013,7 @@ fn deliver(
     );
     let (status, detail) = match &result {
         Ok(reply) => (Status::Sent, reply.clone()),
-        Err(SendError::Transient(e) | SendError::Unauthorized(e)) => (Status::Failed, e.clone()),
+        Err(SendError::Transient(e) | SendError::Config(e)) => (Status::Failed, e.clone()),
         Err(SendError::Rejected(e)) => (Status::Rejected, e.clone()),
     };
     state
@@ -1037,12 +1037,12 @@ fn deliver(
                 );
             }
         }
-        Err(SendError::Transient(_) | SendError::Unauthorized(_)) => {
+        Err(SendError::Transient(_) | SendError::Config(_)) => {
             eprintln!(
                 "abuse-mailer: report {} not delivered (will retry): {detail}",
                 record.id
             );
-            if matches!(result, Err(SendError::Unauthorized(_))) {
+            if matches!(result, Err(SendError::Config(_))) {
                 outcome.unauthorized = Some(detail.clone());
             }
             // Either way nothing more goes to this server in this run.

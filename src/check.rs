@@ -1,6 +1,8 @@
 //! `check`: validates everything a run will touch and prints one line per item, so that a
 //! broken part is found before a timer runs into it. Exit 78 when the configuration (or a file
-//! it names) is wrong, 1 when something else is (the state database, the mail server).
+//! it names, or what the mail server says of a setting: no STARTTLS, a failed TLS handshake, a
+//! refused login) is wrong, 1 when something else is (the state database, the mail server
+//! unreachable or slow).
 
 use std::time::Instant;
 
@@ -12,7 +14,7 @@ use crate::enrich::AsnDb;
 use crate::error::{EXIT_CONFIG, EXIT_ERROR, EXIT_OK, one_line};
 use crate::provider::Provider;
 use crate::render::{Report, Templates};
-use crate::send::Smtp;
+use crate::send::{SendError, Smtp, runnable};
 use crate::state::State;
 
 /// A database older than this is worth a warning: AS assignments move.
@@ -231,10 +233,10 @@ pub fn check(settings: &Settings, now: DateTime<Utc>, smtp: bool) -> Result<u8> 
             let text = format!("smtp {}:{} ({security}{auth})", c.host, c.port);
             if smtp {
                 let started = Instant::now();
-                match Smtp::new(c)
-                    .map_err(|e| one_line(&e))
-                    .and_then(|s| s.probe().map_err(|e| format!("{e:?}")))
-                {
+                let probed = Smtp::new(c)
+                    .map_err(|e| SendError::Config(one_line(&e)))
+                    .and_then(|s| s.probe());
+                match probed {
                     Ok(()) => t.ok(
                         "mail",
                         &format!(
@@ -248,22 +250,20 @@ pub fn check(settings: &Settings, now: DateTime<Utc>, smtp: bool) -> Result<u8> 
                             started.elapsed().as_millis()
                         ),
                     ),
-                    Err(e) => t.other("mail", &format!("{text}: {e}")),
+                    // A setting to fix is a configuration error: 78, as a run would exit.
+                    Err(SendError::Config(e)) => t.config("mail", &format!("{text}: {e}")),
+                    Err(SendError::Transient(e) | SendError::Rejected(e)) => {
+                        t.other("mail", &format!("{text}: {e}"))
+                    }
                 }
             } else {
                 t.ok("mail", &format!("{text} (not contacted; add --smtp)"));
             }
         }
-        TransportConfig::Sendmail { path } => {
-            if path.is_file() {
-                t.ok("mail", &format!("sendmail {}", path.display()));
-            } else {
-                t.config(
-                    "mail",
-                    &format!("sendmail {}: no such file", path.display()),
-                );
-            }
-        }
+        TransportConfig::Sendmail { path, .. } => match runnable(path) {
+            Ok(()) => t.ok("mail", &format!("sendmail {}", path.display())),
+            Err(e) => t.config("mail", &format!("mail.sendmail_path {e}")),
+        },
         TransportConfig::File { dir } => {
             t.ok("mail", &format!("file: .eml files into {}", dir.display()))
         }

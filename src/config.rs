@@ -244,8 +244,14 @@ pub struct MailConfig {
 #[derive(Debug, Clone)]
 pub enum TransportConfig {
     Smtp(SmtpConfig),
-    Sendmail { path: PathBuf },
-    File { dir: PathBuf },
+    /// `timeout` is `mail.timeout_secs`: a sendmail run gets the same deadline as a dialogue.
+    Sendmail {
+        path: PathBuf,
+        timeout: Duration,
+    },
+    File {
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -575,6 +581,15 @@ fn check(file: &Path, raw: RawConfig) -> Result<Settings, ConfigError> {
     };
 
     let m = raw.mail;
+    // Bounded so that the deadlines built on it (send::Deadlines) stay sensible.
+    let timeout_secs = m.timeout_secs.unwrap_or(30);
+    if !(1..=3600).contains(&timeout_secs) {
+        return Err(err(
+            "mail.timeout_secs",
+            format!("{timeout_secs}: expected 1 to 3600"),
+        ));
+    }
+    let timeout = Duration::from_secs(timeout_secs);
     let transport = match m.transport.as_deref().unwrap_or("smtp") {
         "smtp" => {
             let security = match m.security.as_deref().unwrap_or("none") {
@@ -622,21 +637,75 @@ fn check(file: &Path, raw: RawConfig) -> Result<Settings, ConfigError> {
                     "a password is set but no username".into(),
                 ));
             }
-            let timeout_secs = m.timeout_secs.unwrap_or(30);
-            if timeout_secs == 0 {
-                return Err(err("mail.timeout_secs", "expected at least 1".into()));
+            // AUTH PLAIN separates its fields with NUL; a control character has no place in
+            // either. The password itself is never shown.
+            if let Some(user) = &m.username
+                && (user.is_empty() || user.chars().any(char::is_control))
+            {
+                return Err(err(
+                    "mail.username",
+                    format!("{user:?}: expected a login name without control characters"),
+                ));
+            }
+            if password
+                .as_ref()
+                .is_some_and(|p| p.expose().chars().any(char::is_control))
+            {
+                let key = if m.password_file.is_some() {
+                    "mail.password_file"
+                } else {
+                    "mail.password"
+                };
+                return Err(err(key, "the password contains a control character".into()));
+            }
+            let host = m.host.unwrap_or_else(|| "localhost".to_string());
+            // Lenient on `_` (container names resolve with it); never spaces or controls.
+            let name_like = !host.is_empty()
+                && host.len() <= 253
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+            if !name_like && host.parse::<std::net::IpAddr>().is_err() {
+                return Err(err(
+                    "mail.host",
+                    format!("{host:?}: expected a host name or an IP address"),
+                ));
+            }
+            // A login in clear text is readable on every hop; only a server on this host
+            // is spared that.
+            if security == Security::None && m.username.is_some() && !is_loopback(&host) {
+                return Err(err(
+                    "mail.security",
+                    format!(
+                        "\"none\" would send the login for mail.username in clear text to {host}: use \"starttls\" or \"tls\" (clear text is allowed only to a loopback host)"
+                    ),
+                ));
+            }
+            let port = m.port.unwrap_or(match security {
+                Security::Tls => 465,
+                Security::StartTls => 587,
+                Security::None => 25,
+            });
+            if port == 0 {
+                return Err(err("mail.port", "0: expected 1 to 65535".into()));
+            }
+            // Written into EHLO as is: anything but a host name or address literal would
+            // let the configuration speak SMTP commands.
+            if let Some(helo) = &m.helo_name
+                && !is_helo_name(helo)
+            {
+                return Err(err(
+                    "mail.helo_name",
+                    format!("{helo:?}: expected a host name (mail.example.org) or an IP address"),
+                ));
             }
             TransportConfig::Smtp(SmtpConfig {
-                host: m.host.unwrap_or_else(|| "localhost".to_string()),
-                port: m.port.unwrap_or(match security {
-                    Security::Tls => 465,
-                    Security::StartTls => 587,
-                    Security::None => 25,
-                }),
+                host,
+                port,
                 security,
                 username: m.username,
                 password,
-                timeout: Duration::from_secs(timeout_secs),
+                timeout,
                 helo_name: m.helo_name,
                 ca_file: m.ca_file.as_deref().map(resolve),
             })
@@ -646,6 +715,7 @@ fn check(file: &Path, raw: RawConfig) -> Result<Settings, ConfigError> {
                 .sendmail_path
                 .map(|p| resolve(&p))
                 .unwrap_or_else(|| PathBuf::from("/usr/sbin/sendmail")),
+            timeout,
         },
         "file" => match m.dir {
             Some(dir) => TransportConfig::File { dir: resolve(&dir) },
@@ -699,6 +769,47 @@ fn refuse_readable_by_others(path: &Path) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// A DNS host name: dot-separated labels of letters, digits and inner hyphens (RFC 1123).
+fn is_host_name(text: &str) -> bool {
+    let name = text.strip_suffix('.').unwrap_or(text);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+/// What EHLO may carry: a host name, an IP, or an address literal (`[192.0.2.1]`,
+/// `[IPv6:2001:db8::1]`).
+fn is_helo_name(text: &str) -> bool {
+    if is_host_name(text) {
+        return true;
+    }
+    let literal = match text.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
+        Some(inner) => match inner.strip_prefix("IPv6:") {
+            Some(v6) => return v6.parse::<std::net::Ipv6Addr>().is_ok(),
+            None => inner,
+        },
+        None => text,
+    };
+    literal.parse::<std::net::IpAddr>().is_ok()
+}
+
+/// A host that is this machine: `localhost`, 127.0.0.0/8, ::1.
+fn is_loopback(host: &str) -> bool {
+    let host = host.strip_suffix('.').unwrap_or(host);
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn mailbox(text: &str) -> Result<Mailbox, String> {
@@ -893,6 +1004,96 @@ dir = "outbox"
         match s.mail.transport {
             TransportConfig::Smtp(c) => assert_eq!(c.password.unwrap().expose(), "secret-value"),
             _ => panic!("smtp"),
+        }
+    }
+
+    fn smtp(lines: &str) -> Result<Settings, ConfigError> {
+        load_text(&MINIMAL.replace(
+            "transport = \"file\"\ndir = \"outbox\"",
+            &format!("transport = \"smtp\"\n{lines}"),
+        ))
+    }
+
+    #[test]
+    fn clear_text_login_to_a_remote_host_is_refused() {
+        let e = smtp("host = \"mail.example.org\"\nusername = \"u\"")
+            .unwrap_err()
+            .0;
+        assert!(
+            e.contains("mail.security") && e.contains("clear text"),
+            "{e}"
+        );
+        for host in ["localhost", "127.0.0.1", "127.8.9.10", "::1", "LOCALHOST."] {
+            smtp(&format!("host = \"{host}\"\nusername = \"u\""))
+                .unwrap_or_else(|e| panic!("{host}: {}", e.0));
+        }
+        smtp("host = \"mail.example.org\"\nsecurity = \"starttls\"\nusername = \"u\"").unwrap();
+        smtp("host = \"mail.example.org\"").unwrap();
+    }
+
+    #[test]
+    fn helo_name_with_crlf_is_refused() {
+        for bad in [
+            "a.example\\r\\nRCPT TO:<y@evil.test>",
+            "two words",
+            "-lead.example",
+            "",
+            "[999.1.1.1]",
+        ] {
+            let e = smtp(&format!("helo_name = \"{bad}\"")).unwrap_err().0;
+            assert!(e.contains("mail.helo_name"), "{bad}: {e}");
+        }
+        for good in [
+            "mail.example.org",
+            "web1",
+            "192.0.2.1",
+            "[192.0.2.1]",
+            "[IPv6:2001:db8::1]",
+        ] {
+            smtp(&format!("helo_name = \"{good}\"")).unwrap_or_else(|e| panic!("{good}: {}", e.0));
+        }
+    }
+
+    #[test]
+    fn protocol_values_are_checked() {
+        let e = smtp("host = \"mail.example.org\\r\\n\"").unwrap_err().0;
+        assert!(e.contains("mail.host"), "{e}");
+        smtp("host = \"smtp_relay\"").unwrap();
+        let e = smtp("username = \"u\\u0000x\"").unwrap_err().0;
+        assert!(e.contains("mail.username"), "{e}");
+        let e = smtp("port = 0").unwrap_err().0;
+        assert!(e.contains("mail.port"), "{e}");
+        for t in ["0", "3601"] {
+            let e = smtp(&format!("timeout_secs = {t}")).unwrap_err().0;
+            assert!(e.contains("mail.timeout_secs"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_password_with_a_control_character_is_refused_unshown() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        let text = MINIMAL.replace(
+            "transport = \"file\"\ndir = \"outbox\"",
+            "transport = \"smtp\"\nusername = \"u\"\npassword = \"hun\\u0000ter2\"",
+        );
+        std::fs::write(&path, text).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let e = load(&path).unwrap_err().0;
+        assert!(e.contains("mail.password") && !e.contains("ter2"), "{e}");
+    }
+
+    #[test]
+    fn sendmail_gets_the_mail_timeout() {
+        let s = load_text(&MINIMAL.replace(
+            "transport = \"file\"\ndir = \"outbox\"",
+            "transport = \"sendmail\"\ntimeout_secs = 7",
+        ))
+        .unwrap();
+        match s.mail.transport {
+            TransportConfig::Sendmail { timeout, .. } => assert_eq!(timeout.as_secs(), 7),
+            _ => panic!("sendmail"),
         }
     }
 

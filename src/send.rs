@@ -2,35 +2,59 @@
 //! again later, or was refused for good.
 //!
 //! [`Transport`] is deliberately small (the ledger semantics live above it, in `app`): SMTP
-//! through lettre (plain, STARTTLS or implicit TLS, AUTH, timeouts), the local `sendmail -t -i`,
-//! or a folder of `.eml` files. Messages are sent as the exact stored bytes, so a retry sends
-//! the same Message-ID.
+//! through lettre's connection (plain, STARTTLS or implicit TLS, AUTH), the local
+//! `sendmail -t -i`, or a folder of `.eml` files. Messages are sent as the exact stored bytes,
+//! so a retry sends the same Message-ID.
+//!
+//! Time is bounded twice, so that a run always ends: one message's whole dialogue (or
+//! sendmail's whole run) has [`Deadlines::message`], and a run's delivery as a whole has
+//! [`Deadlines::run`]. lettre's own timeout bounds each read only, and a server that drips a
+//! continuation line now and then would hold a run forever; the dialogue therefore runs on a
+//! thread of its own that the caller stops waiting for at the deadline.
+//!
+//! Giving up is safe for the ledger: a message is reported accepted only on the server's
+//! reply. A dialogue given up before the body went out stops at its next step and never sends
+//! the body; one given up while waiting for the reply to the body may have been taken by the
+//! server, and goes out again, with the same Message-ID, on the next run.
 
+use std::cell::Cell;
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use lettre::Transport as _;
 use lettre::address::{Address, Envelope};
 use lettre::message::Mailbox;
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
-use lettre::transport::smtp::extension::ClientId;
+use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
+use lettre::transport::smtp::client::{Certificate, SmtpConnection, TlsParameters};
+use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 
 use crate::config::{Security, SmtpConfig, TransportConfig};
+
+/// One message's whole dialogue may last this many `mail.timeout_secs`: a healthy dialogue is
+/// a handful of quick exchanges, and the reply to the body (the slow one) gets one allowance.
+pub const TIMEOUTS_PER_MESSAGE: u32 = 4;
+/// A run's delivery may last this many messages' deadlines; what is left waits for the next.
+pub const MESSAGES_PER_RUN: u32 = 10;
 
 /// Why a message was not delivered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendError {
-    /// Try again later with the same message (connection refused, timeout, 4xx).
+    /// Try again later with the same message (connection refused, timeout, 4xx, a dropped
+    /// connection, a deadline passed).
     Transient(String),
-    /// The server refused the message for good (5xx).
+    /// The server refused the message for good (5xx to the envelope or the body).
     Rejected(String),
-    /// The server refused us, not the message (530/534/535/538: authentication): a
-    /// configuration problem; the message is kept to be sent once it is fixed.
-    Unauthorized(String),
+    /// The transport's settings are wrong and waiting will not heal them: a refused login
+    /// (530/534/535/538), STARTTLS not offered, a failed TLS handshake, sendmail missing. The
+    /// text names the key to fix; the message is kept to be sent once it is fixed.
+    Config(String),
 }
 
 /// Something that delivers a message.
@@ -49,14 +73,89 @@ pub trait Transport {
 pub fn transport(config: &TransportConfig) -> Result<Box<dyn Transport>> {
     Ok(match config {
         TransportConfig::Smtp(smtp) => Box::new(Smtp::new(smtp)?),
-        TransportConfig::Sendmail { path } => Box::new(Sendmail { path: path.clone() }),
+        TransportConfig::Sendmail { path, timeout } => Box::new(Sendmail::new(path, *timeout)?),
         TransportConfig::File { dir } => Box::new(FileDrop { dir: dir.clone() }),
     })
 }
 
-/// SMTP through lettre.
+/// The time a run's deliveries may take: each message, and all of them together.
+#[derive(Debug)]
+pub struct Deadlines {
+    /// For one message, from connecting to the reply to its body.
+    pub message: Duration,
+    /// For the run's delivery, from the start of its first message.
+    pub run: Duration,
+    first: Cell<Option<Instant>>,
+}
+
+impl Deadlines {
+    /// The deadlines that follow from `mail.timeout_secs`.
+    pub fn new(timeout: Duration) -> Self {
+        let message = timeout.saturating_mul(TIMEOUTS_PER_MESSAGE);
+        Self::with(message, message.saturating_mul(MESSAGES_PER_RUN))
+    }
+
+    fn with(message: Duration, run: Duration) -> Self {
+        Deadlines {
+            message,
+            run,
+            first: Cell::new(None),
+        }
+    }
+
+    /// When the next message must be done by: its own deadline, or the run's if that is sooner.
+    fn next(&self) -> Result<Instant, SendError> {
+        let now = Instant::now();
+        let first = self.first.get().unwrap_or(now);
+        self.first.set(Some(first));
+        let run_end = first.checked_add(self.run).unwrap_or(now + self.message);
+        if now >= run_end {
+            return Err(SendError::Transient(format!(
+                "this run has spent its {} s for delivery ({} × mail.timeout_secs); the rest goes out on the next run",
+                self.run.as_secs(),
+                TIMEOUTS_PER_MESSAGE * MESSAGES_PER_RUN
+            )));
+        }
+        Ok(now
+            .checked_add(self.message)
+            .unwrap_or(run_end)
+            .min(run_end))
+    }
+}
+
+/// SMTP: each message in a dialogue of its own, on a connection of its own.
 pub struct Smtp {
-    inner: lettre::SmtpTransport,
+    session: Arc<Session>,
+    deadlines: Deadlines,
+}
+
+/// What one SMTP dialogue needs; shared with the thread that holds the connection.
+struct Session {
+    host: String,
+    port: u16,
+    security: Security,
+    tls: Option<TlsParameters>,
+    credentials: Option<Credentials>,
+    hello: ClientId,
+    /// For each read and write.
+    timeout: Duration,
+}
+
+/// What a dialogue is for.
+enum Job {
+    /// Connect, EHLO, STARTTLS and AUTH as configured, NOOP.
+    Probe,
+    Send {
+        envelope: Envelope,
+        message: Vec<u8>,
+    },
+}
+
+/// Where in the dialogue an error came: a 5xx before MAIL refuses us, not the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Session,
+    Message,
 }
 
 impl Smtp {
@@ -75,50 +174,281 @@ impl Smtp {
                 Some(params.build_rustls().context("TLS setup")?)
             }
         };
-        let mut builder = lettre::SmtpTransport::builder_dangerous(c.host.as_str())
-            .port(c.port)
-            .timeout(Some(c.timeout));
-        builder = match (c.security, tls) {
-            (Security::StartTls, Some(p)) => builder.tls(Tls::Required(p)),
-            (Security::Tls, Some(p)) => builder.tls(Tls::Wrapper(p)),
-            _ => builder.tls(Tls::None),
-        };
-        if let (Some(user), Some(password)) = (&c.username, &c.password) {
-            builder = builder.credentials(Credentials::new(
+        let credentials = match (&c.username, &c.password) {
+            (Some(user), Some(password)) => Some(Credentials::new(
                 user.clone(),
                 password.expose().to_string(),
-            ));
-        }
-        if let Some(helo) = &c.helo_name {
-            builder = builder.hello_name(ClientId::Domain(helo.clone()));
-        }
+            )),
+            _ => None,
+        };
         Ok(Smtp {
-            inner: builder.build(),
+            session: Arc::new(Session {
+                host: c.host.clone(),
+                port: c.port,
+                security: c.security,
+                tls,
+                credentials,
+                hello: c
+                    .helo_name
+                    .as_deref()
+                    .map_or_else(ClientId::default, client_id),
+                timeout: c.timeout,
+            }),
+            deadlines: Deadlines::new(c.timeout),
         })
     }
 
     /// Connects, says EHLO, does STARTTLS and AUTH as configured, and quits.
     pub fn probe(&self) -> Result<(), SendError> {
-        match self.inner.test_connection() {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(SendError::Transient(
-                "the server did not answer NOOP".into(),
+        self.within(Job::Probe).map(|_| ())
+    }
+
+    /// Runs a dialogue on its own thread and waits for it until the deadline, no longer.
+    fn within(&self, job: Job) -> Result<String, SendError> {
+        let deadline = self.deadlines.next()?;
+        let abandoned = Arc::new(AtomicBool::new(false));
+        let clock = Clock {
+            deadline,
+            per_read: self.session.timeout,
+            abandoned: abandoned.clone(),
+        };
+        let session = self.session.clone();
+        let (done, answer) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("smtp".into())
+            .spawn(move || session.dialogue(&clock, &job, &done))
+            .map_err(|e| SendError::Transient(format!("cannot start the SMTP dialogue: {e}")))?;
+        match answer.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(result) => result,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                // The dialogue stops at its next step; its thread ends with the process at the
+                // latest. A reply that came in meanwhile still counts: the server has it.
+                abandoned.store(true, Ordering::SeqCst);
+                answer.try_recv().unwrap_or_else(|_| {
+                    Err(SendError::Transient(format!(
+                        "{}:{} did not finish the dialogue within {} s ({} × mail.timeout_secs); given up",
+                        self.session.host,
+                        self.session.port,
+                        self.deadlines.message.as_secs(),
+                        TIMEOUTS_PER_MESSAGE
+                    )))
+                })
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(SendError::Transient(
+                "the SMTP dialogue ended without an answer".into(),
             )),
-            Err(e) => Err(classify(&e)),
         }
     }
 }
 
-fn classify(e: &lettre::transport::smtp::Error) -> SendError {
-    let text = error_text(e);
-    let code = e.status().map(|c| c.to_string());
-    if matches!(code.as_deref(), Some("530" | "534" | "535" | "538")) {
-        SendError::Unauthorized(text)
-    } else if e.is_permanent() {
-        SendError::Rejected(text)
-    } else {
-        SendError::Transient(text)
+/// The EHLO name: an address literal for an IP (validated as a host name or IP by `config`).
+fn client_id(name: &str) -> ClientId {
+    let bare = name.trim_start_matches('[').trim_end_matches(']');
+    let bare = bare.strip_prefix("IPv6:").unwrap_or(bare);
+    match bare.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(ip)) => ClientId::Ipv4(ip),
+        Ok(std::net::IpAddr::V6(ip)) => ClientId::Ipv6(ip),
+        Err(_) => ClientId::Domain(name.to_string()),
     }
+}
+
+/// A dialogue thread's view of its deadline, and of whether its caller stopped waiting.
+struct Clock {
+    deadline: Instant,
+    per_read: Duration,
+    abandoned: Arc<AtomicBool>,
+}
+
+impl Clock {
+    /// How long the next step may wait for one read, or why it must not start.
+    fn next_wait(&self) -> Result<Duration, SendError> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || self.abandoned.load(Ordering::SeqCst) {
+            return Err(SendError::Transient(
+                "the dialogue's deadline passed".into(),
+            ));
+        }
+        Ok(left.min(self.per_read))
+    }
+
+    /// Before each step: stop if given up, else bound the step's reads by what is left.
+    fn step(&self, conn: &mut SmtpConnection) -> Result<(), SendError> {
+        let wait = self.next_wait()?;
+        conn.set_timeout(Some(wait))
+            .map_err(|e| SendError::Transient(format!("setting the SMTP timeout: {e}")))
+    }
+}
+
+impl Session {
+    /// The whole dialogue; the answer goes to `done` as soon as it is known, before QUIT.
+    fn dialogue(&self, clock: &Clock, job: &Job, done: &mpsc::Sender<Result<String, SendError>>) {
+        let mut conn = match self.connect(clock) {
+            Ok(conn) => conn,
+            Err(e) => {
+                let _ = done.send(Err(e));
+                return;
+            }
+        };
+        let result = self.converse(clock, &mut conn, job);
+        let _ = done.send(result);
+        conn.abort();
+    }
+
+    fn connect(&self, clock: &Clock) -> Result<SmtpConnection, SendError> {
+        let wait = clock.next_wait()?;
+        let wrapper = match self.security {
+            Security::Tls => self.tls.as_ref(),
+            _ => None,
+        };
+        SmtpConnection::connect(
+            (self.host.as_str(), self.port),
+            Some(wait),
+            &self.hello,
+            wrapper,
+            None,
+        )
+        .map_err(|e| self.classify(&e, Stage::Session))
+    }
+
+    fn converse(
+        &self,
+        clock: &Clock,
+        conn: &mut SmtpConnection,
+        job: &Job,
+    ) -> Result<String, SendError> {
+        let session = |e: lettre::transport::smtp::Error| self.classify(&e, Stage::Session);
+        if let (Security::StartTls, Some(tls)) = (self.security, &self.tls) {
+            if !conn.server_info().supports_feature(Extension::StartTls) {
+                return Err(SendError::Config(format!(
+                    "mail.security = \"starttls\", but {}:{} does not offer STARTTLS (use the server's submission port, or security = \"tls\" for an implicit-TLS port)",
+                    self.host, self.port
+                )));
+            }
+            clock.step(conn)?;
+            conn.starttls(tls, &self.hello).map_err(session)?;
+        }
+        if let Some(credentials) = &self.credentials {
+            if conn
+                .server_info()
+                .get_auth_mechanism(DEFAULT_MECHANISMS)
+                .is_none()
+            {
+                return Err(SendError::Config(format!(
+                    "mail.username is set, but {}:{} offers no AUTH PLAIN or LOGIN here{}",
+                    self.host,
+                    self.port,
+                    if conn.is_encrypted() {
+                        ""
+                    } else {
+                        " (many servers offer AUTH only after STARTTLS: see mail.security)"
+                    }
+                )));
+            }
+            clock.step(conn)?;
+            conn.auth(DEFAULT_MECHANISMS, credentials)
+                .map_err(session)?;
+        }
+        let (envelope, message) = match job {
+            Job::Probe => {
+                clock.step(conn)?;
+                return conn
+                    .command(lettre::transport::smtp::commands::Noop)
+                    .map(|r| reply_text(&r))
+                    .map_err(session);
+            }
+            Job::Send { envelope, message } => (envelope, message),
+        };
+        let refused = |e: lettre::transport::smtp::Error| self.classify(&e, Stage::Message);
+        let mut options = Vec::new();
+        let wide_addresses = envelope
+            .from()
+            .into_iter()
+            .chain(envelope.to())
+            .any(|a: &Address| !AsRef::<str>::as_ref(a).is_ascii());
+        if wide_addresses {
+            if !conn.server_info().supports_feature(Extension::SmtpUtfEight) {
+                return Err(SendError::Config(format!(
+                    "{}:{} does not take non-ASCII addresses (no SMTPUTF8)",
+                    self.host, self.port
+                )));
+            }
+            options.push(MailParameter::SmtpUtfEight);
+        }
+        if !message.is_ascii() {
+            if !conn.server_info().supports_feature(Extension::EightBitMime) {
+                return Err(SendError::Config(format!(
+                    "{}:{} does not take 8-bit messages (no 8BITMIME)",
+                    self.host, self.port
+                )));
+            }
+            options.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+        }
+        clock.step(conn)?;
+        conn.command(Mail::new(envelope.from().cloned(), options))
+            .map_err(refused)?;
+        for to in envelope.to() {
+            clock.step(conn)?;
+            conn.command(Rcpt::new(to.clone(), Vec::new()))
+                .map_err(refused)?;
+        }
+        clock.step(conn)?;
+        conn.command(Data).map_err(refused)?;
+        // The last point at which giving up leaves the server without the message.
+        clock.step(conn)?;
+        conn.message(message)
+            .map(|r| reply_text(&r))
+            .map_err(refused)
+    }
+
+    /// What an error from lettre means for the report, and for the operator.
+    fn classify(&self, e: &lettre::transport::smtp::Error, stage: Stage) -> SendError {
+        let text = error_text(e);
+        let (host, port) = (&self.host, self.port);
+        if self.security != Security::None && (e.is_tls() || tls_failure(e)) {
+            let security = match self.security {
+                Security::Tls => "tls",
+                _ => "starttls",
+            };
+            return SendError::Config(format!(
+                "mail.security = \"{security}\": TLS with {host}:{port} failed: {text} (check mail.port, mail.ca_file, and that mail.host is the name on the server's certificate)"
+            ));
+        }
+        let code = e.status().map(|c| c.to_string());
+        if matches!(code.as_deref(), Some("530" | "534" | "535" | "538")) {
+            SendError::Config(format!(
+                "the mail server refused the login (mail.username / password): {text}"
+            ))
+        } else if e.is_permanent() && stage == Stage::Session {
+            SendError::Config(format!(
+                "{host}:{port} refused the session (check mail.host, mail.helo_name): {text}"
+            ))
+        } else if e.is_permanent() {
+            SendError::Rejected(text)
+        } else {
+            SendError::Transient(text)
+        }
+    }
+}
+
+/// A TLS layer's verdict (certificate, name, protocol) rather than the network's: rustls
+/// reports it as invalid data with its own error inside; a plain socket never does.
+fn tls_failure(e: &dyn std::error::Error) -> bool {
+    let mut source = e.source();
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::InvalidData
+            && io.get_ref().is_some()
+        {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+fn reply_text(reply: &lettre::transport::smtp::response::Response) -> String {
+    let text = reply.message().collect::<Vec<_>>().join(" ");
+    format!("{} {text}", reply.code()).trim().to_string()
 }
 
 /// lettre's error with its causes, on one line.
@@ -155,19 +485,40 @@ impl Transport for Smtp {
         message: &[u8],
     ) -> Result<String, SendError> {
         let envelope = envelope(from, recipients)?;
-        match self.inner.send_raw(&envelope, message) {
-            Ok(reply) => {
-                let text = reply.message().collect::<Vec<_>>().join(" ");
-                Ok(format!("{} {text}", reply.code()).trim().to_string())
-            }
-            Err(e) => Err(classify(&e)),
-        }
+        self.within(Job::Send {
+            envelope,
+            message: message.to_vec(),
+        })
     }
+}
+
+/// Whether `path` can be run as the local MTA; the reason if not.
+pub fn runnable(path: &Path) -> Result<(), String> {
+    let meta = fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if !meta.is_file() {
+        return Err(format!("{}: not a file", path.display()));
+    }
+    if meta.permissions().mode() & 0o111 == 0 {
+        return Err(format!("{}: not executable", path.display()));
+    }
+    Ok(())
 }
 
 /// The local MTA: `sendmail -t -i`, recipients from the message's own headers.
 pub struct Sendmail {
-    pub path: PathBuf,
+    path: PathBuf,
+    deadlines: Deadlines,
+}
+
+impl Sendmail {
+    /// Refuses a path that cannot be run: no waiting makes it appear.
+    pub fn new(path: &Path, timeout: Duration) -> Result<Self> {
+        runnable(path).map_err(|e| anyhow::anyhow!("mail.sendmail_path {e}"))?;
+        Ok(Sendmail {
+            path: path.to_path_buf(),
+            deadlines: Deadlines::new(timeout),
+        })
+    }
 }
 
 impl Transport for Sendmail {
@@ -178,6 +529,7 @@ impl Transport for Sendmail {
         _recipients: &[String],
         message: &[u8],
     ) -> Result<String, SendError> {
+        let deadline = self.deadlines.next()?;
         let shown = self.path.display();
         let mut child = Command::new(&self.path)
             .args(["-t", "-i", "-f"])
@@ -186,27 +538,86 @@ impl Transport for Sendmail {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| SendError::Transient(format!("cannot run {shown}: {e}")))?;
-        // A local MTA reads Unix line ends.
-        let unix = String::from_utf8_lossy(message).replace("\r\n", "\n");
-        let written = child
-            .stdin
-            .take()
-            .map(|mut stdin| stdin.write_all(unix.as_bytes()));
-        let output = child
-            .wait_with_output()
-            .map_err(|e| SendError::Transient(format!("{shown}: {e}")))?;
-        let said = String::from_utf8_lossy(&output.stderr)
+            .map_err(|e| {
+                let text = format!("mail.sendmail_path: cannot run {shown}: {e}");
+                // Gone, not permitted, or not a program (ENOEXEC): waiting will not fix it.
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+                ) || e.raw_os_error() == Some(8)
+                {
+                    SendError::Config(text)
+                } else {
+                    SendError::Transient(text)
+                }
+            })?;
+        // A local MTA reads Unix line ends. Written and read on threads of their own: a
+        // sendmail that neither reads nor exits must not hold the run.
+        let unix = String::from_utf8_lossy(message)
+            .replace("\r\n", "\n")
+            .into_bytes();
+        let stdin = child.stdin.take();
+        let (wrote, written) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = wrote.send(stdin.map(|mut s| s.write_all(&unix)));
+        });
+        let mut stderr = child.stderr.take();
+        let (said_tx, said_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut said = Vec::new();
+            if let Some(e) = stderr.as_mut() {
+                let _ = e.read_to_end(&mut said);
+            }
+            let _ = said_tx.send(said);
+        });
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) if Instant::now() >= deadline => {
+                    let _ = child.kill();
+                    // Reaped, so that no zombie is left behind.
+                    let _ = child.wait();
+                    return Err(SendError::Transient(format!(
+                        "{shown} did not finish within {} s ({} × mail.timeout_secs); killed",
+                        self.deadlines.message.as_secs(),
+                        TIMEOUTS_PER_MESSAGE
+                    )));
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+                Err(e) => return Err(SendError::Transient(format!("{shown}: {e}"))),
+            }
+        };
+        // The pipes may stay open in a child of sendmail's: wait for them a moment only.
+        let settle = Instant::now() + Duration::from_secs(1);
+        let written = written
+            .recv_timeout(
+                deadline
+                    .max(settle)
+                    .saturating_duration_since(Instant::now()),
+            )
+            .ok()
+            .flatten();
+        let said = said_rx
+            .recv_timeout(settle.saturating_duration_since(Instant::now()))
+            .unwrap_or_default();
+        let said = String::from_utf8_lossy(&said)
             .split_whitespace()
             .collect::<Vec<_>>()
             .join(" ");
-        match output.status.code() {
+        match status.code() {
             Some(0) if matches!(written, Some(Ok(()))) => {
                 Ok(format!("{shown} accepted the message"))
             }
+            Some(0) => Err(SendError::Transient(format!(
+                "{shown} exited 0 without reading the whole message"
+            ))),
             // sysexits: data error, no such user, no such host: the message itself is refused.
             Some(code @ (65 | 67 | 68)) => Err(SendError::Rejected(format!(
                 "{shown} exited {code}: {said}"
+            ))),
+            // sysexits: permission denied, configuration error: waiting will not fix either.
+            Some(code @ (77 | 78)) => Err(SendError::Config(format!(
+                "mail.sendmail_path: {shown} exited {code}: {said}"
             ))),
             Some(code) => Err(SendError::Transient(format!(
                 "{shown} exited {code}: {said}"
@@ -239,15 +650,29 @@ impl Transport for FileDrop {
 }
 
 /// Writes a file so that it is either absent or complete: temp file, fsync, rename, fsync dir.
+/// The file is the operator's only (0600, in a 0700 folder if this creates it): a message
+/// quotes their logs.
 fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    fs::create_dir_all(dir)?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
     let name = path
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or("message");
     let tmp = dir.join(format!(".{name}.tmp"));
+    // A leftover from a crash keeps its mode when opened again: start afresh.
+    match fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
     {
-        let mut f = fs::File::create(&tmp)?;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
     }
@@ -258,6 +683,7 @@ fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::TcpListener;
 
     #[test]
     fn file_drop_writes_the_exact_bytes() {
@@ -282,41 +708,174 @@ mod tests {
     }
 
     #[test]
+    fn eml_files_are_readable_by_the_owner_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        // A temp file left world-readable by a crash must not pass its mode on.
+        fs::create_dir(&out).unwrap();
+        fs::write(out.join(".r1.eml.tmp"), "stale").unwrap();
+        fs::set_permissions(out.join(".r1.eml.tmp"), fs::Permissions::from_mode(0o644)).unwrap();
+        let t = FileDrop { dir: out.clone() };
+        let from: Mailbox = "a@example.org".parse().unwrap();
+        t.send("r1", &from, &[], b"x").unwrap();
+        let mode = fs::metadata(out.join("r1.eml"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let fresh = dir.path().join("new/outbox");
+        FileDrop { dir: fresh.clone() }
+            .send("r2", &from, &[], b"x")
+            .unwrap();
+        let mode = fs::metadata(&fresh).unwrap().permissions().mode();
+        assert_eq!(
+            mode & 0o777,
+            0o700,
+            "a folder it creates is the owner's only"
+        );
+    }
+
+    fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
+        let path = dir.join(name);
+        fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    #[test]
     fn sendmail_exit_codes_map_to_outcomes() {
         let dir = tempfile::tempdir().unwrap();
         let from: Mailbox = "a@example.org".parse().unwrap();
-        let script = |code: i32| {
-            let path = dir.path().join(format!("sendmail{code}"));
-            fs::write(
-                &path,
-                format!("#!/bin/sh\ncat > {}.out\nexit {code}\n", path.display()),
-            )
-            .unwrap();
-            use std::os::unix::fs::PermissionsExt;
-            fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
-            Sendmail { path }
+        let exits = |code: i32| {
+            let out = dir.path().join(format!("sendmail{code}.out"));
+            let path = script(
+                dir.path(),
+                &format!("sendmail{code}"),
+                &format!("cat > {}\nexit {code}", out.display()),
+            );
+            Sendmail::new(&path, Duration::from_secs(5)).unwrap()
         };
-        assert!(
-            script(0)
-                .send("r", &from, &[], b"A: b\r\n\r\nx\r\n")
-                .is_ok()
-        );
+        assert!(exits(0).send("r", &from, &[], b"A: b\r\n\r\nx\r\n").is_ok());
         let out = fs::read_to_string(dir.path().join("sendmail0.out")).unwrap();
         assert_eq!(out, "A: b\n\nx\n", "Unix line ends for the local MTA");
         assert!(matches!(
-            script(75).send("r", &from, &[], b"x"),
+            exits(75).send("r", &from, &[], b"x"),
             Err(SendError::Transient(_))
         ));
         assert!(matches!(
-            script(67).send("r", &from, &[], b"x"),
+            exits(67).send("r", &from, &[], b"x"),
             Err(SendError::Rejected(_))
         ));
-        let missing = Sendmail {
-            path: dir.path().join("nope"),
-        };
         assert!(matches!(
-            missing.send("r", &from, &[], b"x"),
-            Err(SendError::Transient(_))
+            exits(78).send("r", &from, &[], b"x"),
+            Err(SendError::Config(_))
         ));
+    }
+
+    #[test]
+    fn sendmail_missing_or_not_executable_is_a_config_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = Sendmail::new(&dir.path().join("nope"), Duration::from_secs(5));
+        let e = missing.err().unwrap().to_string();
+        assert!(e.contains("mail.sendmail_path"), "{e}");
+        let path = dir.path().join("plain");
+        fs::write(&path, "#!/bin/sh\n").unwrap();
+        let e = Sendmail::new(&path, Duration::from_secs(5))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("not executable"), "{e}");
+        // Removed after the run started: the send says so, as a setting to fix.
+        let gone = script(dir.path(), "gone", "cat >/dev/null");
+        let t = Sendmail::new(&gone, Duration::from_secs(5)).unwrap();
+        fs::remove_file(&gone).unwrap();
+        let from: Mailbox = "a@example.org".parse().unwrap();
+        assert!(matches!(
+            t.send("r", &from, &[], b"x"),
+            Err(SendError::Config(e)) if e.contains("mail.sendmail_path")
+        ));
+    }
+
+    #[test]
+    fn sendmail_that_hangs_is_killed_at_the_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid = dir.path().join("pid");
+        let path = script(
+            dir.path(),
+            "hang",
+            &format!("echo $$ > {}\nexec sleep 600", pid.display()),
+        );
+        let t = Sendmail::new(&path, Duration::from_secs(1)).unwrap();
+        let from: Mailbox = "a@example.org".parse().unwrap();
+        let e = t.send("r", &from, &[], b"x").unwrap_err();
+        assert!(
+            matches!(&e, SendError::Transient(t) if t.contains("killed")),
+            "{e:?}"
+        );
+        let pid = fs::read_to_string(&pid).unwrap();
+        // Killed and reaped: no process (not even a zombie) is left with that id.
+        assert!(
+            !Path::new(&format!("/proc/{}", pid.trim())).exists(),
+            "sendmail {pid} still there"
+        );
+    }
+
+    #[test]
+    fn a_spent_run_deadline_sends_nothing_more() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let config = SmtpConfig {
+            host: "127.0.0.1".into(),
+            port,
+            security: Security::None,
+            username: None,
+            password: None,
+            timeout: Duration::from_secs(5),
+            helo_name: None,
+            ca_file: None,
+        };
+        let mut smtp = Smtp::new(&config).unwrap();
+        smtp.deadlines = Deadlines::with(Duration::from_secs(5), Duration::ZERO);
+        let from: Mailbox = "a@example.org".parse().unwrap();
+        let e = smtp
+            .send("r", &from, &["b@example.org".into()], b"x")
+            .unwrap_err();
+        assert!(
+            matches!(&e, SendError::Transient(t) if t.contains("next run")),
+            "{e:?}"
+        );
+        assert!(listener.accept().is_err(), "the server was not contacted");
+    }
+
+    #[test]
+    fn message_deadline_is_clipped_by_the_run_deadline() {
+        let roomy = Deadlines::with(Duration::from_secs(100), Duration::from_secs(1000));
+        let due = roomy.next().unwrap();
+        assert_eq!(due, roomy.first.get().unwrap() + Duration::from_secs(100));
+        let tight = Deadlines::with(Duration::from_secs(100), Duration::from_secs(50));
+        let due = tight.next().unwrap();
+        assert_eq!(due, tight.first.get().unwrap() + Duration::from_secs(50));
+        let defaults = Deadlines::new(Duration::from_secs(30));
+        assert_eq!(
+            (defaults.message.as_secs(), defaults.run.as_secs()),
+            (120, 1200)
+        );
+    }
+
+    #[test]
+    fn helo_ips_become_address_literals() {
+        assert_eq!(
+            client_id("192.0.2.1"),
+            ClientId::Ipv4("192.0.2.1".parse().unwrap())
+        );
+        assert_eq!(
+            client_id("[IPv6:2001:db8::1]"),
+            ClientId::Ipv6("2001:db8::1".parse().unwrap())
+        );
+        assert_eq!(
+            client_id("mail.example.org"),
+            ClientId::Domain("mail.example.org".into())
+        );
     }
 }

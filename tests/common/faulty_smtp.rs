@@ -1,0 +1,243 @@
+//! A raw-socket SMTP server on loopback that misbehaves on purpose, one fault at a time:
+//! dripping continuation lines, hanging after the body, dropping the connection inside DATA,
+//! 451 once then 250, 552, never offering STARTTLS. Written line by line rather than with an
+//! SMTP library, because the faults are exactly what a library would not do. Switched to
+//! [`Mode::Healthy`] it completes dialogues (with AUTH PLAIN/LOGIN), so a test can show that
+//! the next run delivers exactly once.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+
+/// How the server behaves from the next connection on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// A complete, well-behaved dialogue.
+    Healthy,
+    /// Answers EHLO with a `250-` line every 100 ms (well inside any read timeout) and never
+    /// a last line.
+    Drip,
+    /// Reads the whole body and never answers it.
+    HangAfterData,
+    /// Closes the connection after the first line of the body.
+    DropMidData,
+    /// Answers the first body with 451, every later one with 250.
+    TempFailThenOk,
+    /// Refuses every body with 552.
+    Reject552,
+    /// Healthy, and (like every mode) never offers STARTTLS: for clients that require it.
+    NoStartTls,
+}
+
+/// What the server saw and took.
+#[derive(Default)]
+struct Log {
+    /// Every command line received, without CRLF, in order.
+    commands: Vec<String>,
+    /// Bodies answered with 250.
+    accepted: Vec<Vec<u8>>,
+    /// Bodies received completely, whatever the answer.
+    received: Vec<Vec<u8>>,
+    /// AUTH logins received, as (user, password).
+    logins: Vec<(String, String)>,
+}
+
+/// A running server; it serves until the test process ends.
+pub struct FaultyServer {
+    pub port: u16,
+    mode: Arc<Mutex<Mode>>,
+    log: Arc<Mutex<Log>>,
+    connections: Arc<AtomicUsize>,
+    bodies_answered: Arc<AtomicUsize>,
+}
+
+impl FaultyServer {
+    pub fn start(mode: Mode) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = FaultyServer {
+            port,
+            mode: Arc::new(Mutex::new(mode)),
+            log: Arc::default(),
+            connections: Arc::default(),
+            bodies_answered: Arc::default(),
+        };
+        let shared = server.share();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                shared.connections.fetch_add(1, Ordering::SeqCst);
+                let session = shared.share();
+                std::thread::spawn(move || {
+                    let _ = session.serve(stream);
+                });
+            }
+        });
+        server
+    }
+
+    fn share(&self) -> Self {
+        FaultyServer {
+            port: self.port,
+            mode: self.mode.clone(),
+            log: self.log.clone(),
+            connections: self.connections.clone(),
+            bodies_answered: self.bodies_answered.clone(),
+        }
+    }
+
+    pub fn set_mode(&self, mode: Mode) {
+        *self.mode.lock().unwrap() = mode;
+    }
+
+    /// Bodies the server answered with 250.
+    pub fn accepted(&self) -> Vec<Vec<u8>> {
+        self.log.lock().unwrap().accepted.clone()
+    }
+
+    /// Bodies the server read to the end, answered or not.
+    pub fn received(&self) -> Vec<Vec<u8>> {
+        self.log.lock().unwrap().received.clone()
+    }
+
+    pub fn commands(&self) -> Vec<String> {
+        self.log.lock().unwrap().commands.clone()
+    }
+
+    pub fn logins(&self) -> Vec<(String, String)> {
+        self.log.lock().unwrap().logins.clone()
+    }
+
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    fn serve(&self, stream: TcpStream) -> std::io::Result<()> {
+        let mode = *self.mode.lock().unwrap();
+        let mut out = stream.try_clone()?;
+        let mut input = BufReader::new(stream);
+        let mut say = |text: &str| -> std::io::Result<()> {
+            out.write_all(text.as_bytes())?;
+            out.flush()
+        };
+        say("220 faulty.test ESMTP\r\n")?;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if input.read_line(&mut line)? == 0 {
+                return Ok(());
+            }
+            let command = line.trim_end_matches(['\r', '\n']).to_string();
+            self.log.lock().unwrap().commands.push(command.clone());
+            let verb = command.split(' ').next().unwrap_or("").to_ascii_uppercase();
+            match verb.as_str() {
+                "EHLO" if mode == Mode::Drip => {
+                    say("250-faulty.test\r\n")?;
+                    loop {
+                        std::thread::sleep(Duration::from_millis(100));
+                        // Ends when the client has gone.
+                        say("250-x\r\n")?;
+                    }
+                }
+                "EHLO" => say(
+                    "250-faulty.test\r\n250-8BITMIME\r\n250-AUTH PLAIN LOGIN\r\n250 SIZE 10000000\r\n",
+                )?,
+                "HELO" | "MAIL" | "RCPT" | "RSET" | "NOOP" => say("250 ok\r\n")?,
+                "AUTH" => {
+                    let login = self.auth(&command, &mut input, &mut say)?;
+                    self.log.lock().unwrap().logins.push(login);
+                    say("235 2.7.0 authenticated\r\n")?;
+                }
+                "STARTTLS" => say("502 5.5.1 STARTTLS not offered\r\n")?,
+                "QUIT" => {
+                    say("221 bye\r\n")?;
+                    return Ok(());
+                }
+                "DATA" => {
+                    say("354 go ahead\r\n")?;
+                    let mut body = Vec::new();
+                    let mut first = true;
+                    loop {
+                        line.clear();
+                        if input.read_line(&mut line)? == 0 {
+                            return Ok(());
+                        }
+                        if first && mode == Mode::DropMidData {
+                            input.get_ref().shutdown(Shutdown::Both)?;
+                            return Ok(());
+                        }
+                        first = false;
+                        if line == ".\r\n" {
+                            break;
+                        }
+                        let unstuffed = line.strip_prefix('.').unwrap_or(&line);
+                        body.extend_from_slice(unstuffed.as_bytes());
+                    }
+                    self.log.lock().unwrap().received.push(body.clone());
+                    match mode {
+                        Mode::HangAfterData => loop {
+                            // Never answers; ends when the client has gone.
+                            line.clear();
+                            if input.read_line(&mut line)? == 0 {
+                                return Ok(());
+                            }
+                        },
+                        Mode::Reject552 => say("552 5.3.4 message too big for this desk\r\n")?,
+                        Mode::TempFailThenOk
+                            if self.bodies_answered.fetch_add(1, Ordering::SeqCst) == 0 =>
+                        {
+                            say("451 4.3.0 try again later\r\n")?
+                        }
+                        _ => {
+                            self.log.lock().unwrap().accepted.push(body);
+                            say("250 2.0.0 queued\r\n")?
+                        }
+                    }
+                }
+                _ => say("500 5.5.2 unknown command\r\n")?,
+            }
+        }
+    }
+
+    /// AUTH PLAIN (with or without an initial response) or LOGIN: the user and password.
+    fn auth(
+        &self,
+        command: &str,
+        input: &mut BufReader<TcpStream>,
+        say: &mut impl FnMut(&str) -> std::io::Result<()>,
+    ) -> std::io::Result<(String, String)> {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let decode = |text: &str| {
+            String::from_utf8_lossy(&b64.decode(text.trim()).unwrap_or_default()).into_owned()
+        };
+        let mut next = |say: &mut dyn FnMut(&str) -> std::io::Result<()>, prompt: &str| {
+            say(prompt)?;
+            let mut line = String::new();
+            input.read_line(&mut line)?;
+            Ok::<_, std::io::Error>(line)
+        };
+        let words: Vec<&str> = command.split_whitespace().collect();
+        if words
+            .get(1)
+            .is_some_and(|m| m.eq_ignore_ascii_case("LOGIN"))
+        {
+            let user = decode(&next(say, "334 VXNlcm5hbWU6\r\n")?);
+            let password = decode(&next(say, "334 UGFzc3dvcmQ6\r\n")?);
+            return Ok((user, password));
+        }
+        let initial = match words.get(2) {
+            Some(r) => r.to_string(),
+            None => next(say, "334 \r\n")?,
+        };
+        let plain = decode(&initial);
+        let mut parts = plain.split('\0').skip(1);
+        Ok((
+            parts.next().unwrap_or_default().to_string(),
+            parts.next().unwrap_or_default().to_string(),
+        ))
+    }
+}

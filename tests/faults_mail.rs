@@ -1,0 +1,471 @@
+//! Mail transport faults, each through the binary against a loopback server in a fault mode
+//! (tests/common/faulty_smtp.rs) or a broken sendmail: the exit status, what the ledger says,
+//! and that a later run against a healthy server delivers exactly once. Deadlines here are
+//! generous bounds (a run must end within a minute), never speed checks.
+
+mod common;
+#[path = "common/faulty_smtp.rs"]
+mod faulty_smtp;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use abuse_mailer::send::{MESSAGES_PER_RUN, TIMEOUTS_PER_MESSAGE};
+use common::smtp::{self, Security};
+use common::*;
+use faulty_smtp::{FaultyServer, Mode};
+
+/// No run may take longer than this, whatever the server does.
+const RUN_BOUND: Duration = Duration::from_secs(60);
+
+/// A config for SMTP to 127.0.0.1:`port` with `timeout_secs = 2`; `extra` goes into `[mail]`.
+fn smtp_config(port: u16, security: &str, extra: &str) -> String {
+    standard_config("").replace(
+        "[mail]\ntransport = \"file\"\ndir = \"{dir}/outbox\"",
+        &format!(
+            "[mail]\ntransport = \"smtp\"\nhost = \"127.0.0.1\"\nport = {port}\n\
+             security = \"{security}\"\ntimeout_secs = 2\n\
+             ca_file = \"{{repo}}/fixtures/tls/ca.pem\"\n{extra}"
+        ),
+    )
+}
+
+fn sendmail_config(extra: &str) -> String {
+    standard_config("").replace(
+        "transport = \"file\"\ndir = \"{dir}/outbox\"",
+        &format!("transport = \"sendmail\"\nsendmail_path = \"{{dir}}/sendmail\"\n{extra}"),
+    )
+}
+
+fn attack_log() -> String {
+    [
+        drop_line("10:00:00", "3.5.140.2", "TCP", 22),
+        drop_line("10:00:01", "34.223.47.190", "UDP", 53),
+        drop_line("10:00:02", "2600:1f18:4a3:6901::1", "TCP", 443),
+    ]
+    .concat()
+}
+
+/// Runs the binary, failing the test if it has not ended within [`RUN_BOUND`].
+fn run_bounded(s: &Setup, args: &[&str]) -> Ran {
+    let mut child = s
+        .command(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            bytes
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > RUN_BOUND {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("`{}` still running after {RUN_BOUND:?}", args.join(" "));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let raw_stdout = stdout.join().unwrap();
+    Ran {
+        code: status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&raw_stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr.join().unwrap()).into_owned(),
+        raw_stdout,
+    }
+}
+
+fn history(s: &Setup) -> Vec<serde_json::Value> {
+    s.run(&["history", "--json"])
+        .ok()
+        .json()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// The Message-ID header of a message, as stored (`<...>`).
+fn message_id(data: &[u8]) -> String {
+    String::from_utf8_lossy(data)
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Message-ID: ")
+                .or_else(|| l.strip_prefix("Message-Id: "))
+        })
+        .unwrap_or_else(|| panic!("no Message-ID in {}", String::from_utf8_lossy(data)))
+        .trim()
+        .to_string()
+}
+
+/// The one stored report is `failed`, never marked sent; returns its Message-ID.
+fn one_failed_report(s: &Setup) -> String {
+    let h = history(s);
+    assert_eq!(h.len(), 1, "{h:?}");
+    assert_eq!(h[0]["status"], "failed", "{h:?}");
+    assert!(h[0]["sent_at"].is_null());
+    h[0]["message_id"].as_str().unwrap().to_string()
+}
+
+/// After the fault: the next run delivers the stored report once, and a further run nothing.
+fn healthy_run_delivers_once(s: &Setup, accepted: impl Fn() -> Vec<Vec<u8>>, id: &str) {
+    let out = run_bounded(s, &["run"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let got = accepted();
+    assert_eq!(got.len(), 1, "delivered exactly once");
+    assert_eq!(message_id(&got[0]), id, "the stored message, not a new one");
+    let h = history(s);
+    assert_eq!(h.len(), 1);
+    assert_eq!(h[0]["status"], "sent");
+    run_bounded(s, &["run"]).ok();
+    assert_eq!(accepted().len(), 1, "nothing sent twice");
+}
+
+#[test]
+fn dripping_continuation_lines_end_the_run_at_the_message_deadline() {
+    let server = FaultyServer::start(Mode::Drip);
+    let s = Setup::new(&smtp_config(server.port, "none", ""));
+    s.write("messages", &attack_log());
+    let out = run_bounded(&s, &["run"]);
+    assert_eq!(out.code, 75, "{}", out.stderr);
+    assert!(out.stderr.contains("will retry"), "{}", out.stderr);
+    assert!(server.received().is_empty());
+    let id = one_failed_report(&s);
+    // `check --smtp` has the same deadline: it ends, and does not say ok.
+    let check = run_bounded(&s, &["check", "--smtp"]);
+    assert_eq!(check.code, 1, "{}", check.stdout);
+    assert!(!check.stdout.contains("ok      mail"), "{}", check.stdout);
+    server.set_mode(Mode::Healthy);
+    healthy_run_delivers_once(&s, || server.accepted(), &id);
+}
+
+#[test]
+fn hang_after_data_is_given_up_and_the_same_message_goes_out_once_later() {
+    let server = FaultyServer::start(Mode::HangAfterData);
+    let s = Setup::new(&smtp_config(server.port, "none", ""));
+    s.write("messages", &attack_log());
+    let out = run_bounded(&s, &["run"]);
+    assert_eq!(out.code, 75, "{}", out.stderr);
+    assert_eq!(server.received().len(), 1, "the body went out");
+    assert!(server.accepted().is_empty());
+    // Not confirmed, so not marked sent: it goes out again with the same Message-ID.
+    let id = one_failed_report(&s);
+    assert_eq!(message_id(&server.received()[0]), id);
+    server.set_mode(Mode::Healthy);
+    healthy_run_delivers_once(&s, || server.accepted(), &id);
+}
+
+#[test]
+fn drop_mid_data_is_transient() {
+    let server = FaultyServer::start(Mode::DropMidData);
+    let s = Setup::new(&smtp_config(server.port, "none", ""));
+    s.write("messages", &attack_log());
+    let out = run_bounded(&s, &["run"]);
+    assert_eq!(out.code, 75, "{}", out.stderr);
+    let id = one_failed_report(&s);
+    server.set_mode(Mode::Healthy);
+    healthy_run_delivers_once(&s, || server.accepted(), &id);
+}
+
+#[test]
+fn a_451_then_250_delivers_once_on_the_next_run() {
+    let server = FaultyServer::start(Mode::TempFailThenOk);
+    let s = Setup::new(&smtp_config(server.port, "none", ""));
+    s.write("messages", &attack_log());
+    let out = run_bounded(&s, &["run"]);
+    assert_eq!(out.code, 75, "{}", out.stderr);
+    assert!(out.stderr.contains("451"), "{}", out.stderr);
+    let id = one_failed_report(&s);
+    healthy_run_delivers_once(&s, || server.accepted(), &id);
+}
+
+#[test]
+fn a_552_is_rejected_and_the_ips_go_out_once_in_a_new_report() {
+    let server = FaultyServer::start(Mode::Reject552);
+    let s = Setup::new(&smtp_config(server.port, "none", ""));
+    s.write("messages", &attack_log());
+    let out = run_bounded(&s, &["run"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("552"), "{}", out.stderr);
+    let h = history(&s);
+    assert_eq!(h.len(), 1);
+    assert_eq!(h[0]["status"], "rejected");
+
+    server.set_mode(Mode::Healthy);
+    run_bounded(&s, &["run"]).ok();
+    let got = server.accepted();
+    assert_eq!(got.len(), 1);
+    let h = history(&s);
+    assert_eq!(h.len(), 2);
+    assert_eq!(h[1]["status"], "sent");
+    assert_eq!(message_id(&got[0]), h[1]["message_id"].as_str().unwrap());
+    let ips: BTreeSet<&str> = h[1]["ips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i.as_str().unwrap())
+        .collect();
+    assert_eq!(ips.len(), 3, "every IP of the rejected report: {ips:?}");
+    run_bounded(&s, &["run"]).ok();
+    assert_eq!(server.accepted().len(), 1, "nothing sent twice");
+}
+
+#[test]
+fn starttls_required_but_not_offered_is_a_config_error() {
+    let server = FaultyServer::start(Mode::NoStartTls);
+    let s = Setup::new(&smtp_config(server.port, "starttls", ""));
+    s.write("messages", &attack_log());
+    let out = run_bounded(&s, &["run"]);
+    assert_eq!(out.code, 78, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("mail.security") && out.stderr.contains("STARTTLS"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !server.commands().iter().any(|c| c.starts_with("MAIL")),
+        "nothing sent in clear text: {:?}",
+        server.commands()
+    );
+    let id = one_failed_report(&s);
+    let check = run_bounded(&s, &["check", "--smtp"]);
+    assert_eq!(check.code, 78, "{}", check.stdout);
+    assert!(!check.stdout.contains("ok      mail"), "{}", check.stdout);
+
+    let healthy = smtp::start(Security::StartTls, None, 0);
+    s.write(
+        "config.toml",
+        &smtp_config(healthy.port, "starttls", "")
+            .replace("{dir}", s.dir.path().to_str().unwrap())
+            .replace("{repo}", repo().to_str().unwrap()),
+    );
+    healthy_run_delivers_once(
+        &s,
+        || healthy.received().into_iter().map(|d| d.data).collect(),
+        &id,
+    );
+}
+
+#[test]
+fn tls_against_a_plaintext_port_is_a_config_error() {
+    let server = FaultyServer::start(Mode::Healthy);
+    let s = Setup::new(&smtp_config(server.port, "tls", ""));
+    s.write("messages", &attack_log());
+    let out = run_bounded(&s, &["run"]);
+    assert_eq!(out.code, 78, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("mail.security = \"tls\""),
+        "{}",
+        out.stderr
+    );
+    assert!(server.received().is_empty());
+    let id = one_failed_report(&s);
+
+    let healthy = smtp::start(Security::ImplicitTls, None, 0);
+    s.write(
+        "config.toml",
+        &smtp_config(healthy.port, "tls", "")
+            .replace("{dir}", s.dir.path().to_str().unwrap())
+            .replace("{repo}", repo().to_str().unwrap()),
+    );
+    healthy_run_delivers_once(
+        &s,
+        || healthy.received().into_iter().map(|d| d.data).collect(),
+        &id,
+    );
+}
+
+/// A sendmail that keeps each message it is given in `dir/sent/`.
+fn healthy_sendmail(s: &Setup) {
+    s.write(
+        "sendmail",
+        &format!(
+            "#!/bin/sh\nmkdir -p {0}/sent\ncat > {0}/sent/$$.eml\n",
+            s.dir.path().display()
+        ),
+    );
+    fs::set_permissions(s.path("sendmail"), fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+fn sendmail_got(s: &Setup) -> Vec<Vec<u8>> {
+    match fs::read_dir(s.path("sent")) {
+        Ok(entries) => entries
+            .map(|e| fs::read(e.unwrap().path()).unwrap())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+#[test]
+fn sendmail_missing_or_not_executable_is_a_config_error() {
+    let s = Setup::new(&sendmail_config(""));
+    s.write("messages", &attack_log());
+    let out = run_bounded(&s, &["run"]);
+    assert_eq!(out.code, 78, "{}", out.stderr);
+    assert!(out.stderr.contains("mail.sendmail_path"), "{}", out.stderr);
+    let check = run_bounded(&s, &["check"]);
+    assert_eq!(check.code, 78, "{}", check.stdout);
+
+    healthy_sendmail(&s);
+    fs::set_permissions(s.path("sendmail"), fs::Permissions::from_mode(0o644)).unwrap();
+    let out = run_bounded(&s, &["run"]);
+    assert_eq!(out.code, 78, "{}", out.stderr);
+    assert!(out.stderr.contains("not executable"), "{}", out.stderr);
+    assert!(
+        history(&s).is_empty(),
+        "nothing made before the transport is usable"
+    );
+
+    fs::set_permissions(s.path("sendmail"), fs::Permissions::from_mode(0o755)).unwrap();
+    run_bounded(&s, &["run"]).ok();
+    run_bounded(&s, &["run"]).ok();
+    let got = sendmail_got(&s);
+    assert_eq!(got.len(), 1, "delivered exactly once");
+    let h = history(&s);
+    assert_eq!(h.len(), 1);
+    assert_eq!(h[0]["status"], "sent");
+    assert_eq!(message_id(&got[0]), h[0]["message_id"].as_str().unwrap());
+}
+
+#[test]
+fn sendmail_that_hangs_is_killed_at_the_deadline_and_the_report_waits() {
+    let s = Setup::new(&sendmail_config("timeout_secs = 1"));
+    s.write(
+        "sendmail",
+        &format!(
+            "#!/bin/sh\necho $$ > {}/pid\ncat > /dev/null\nexec sleep 600\n",
+            s.dir.path().display()
+        ),
+    );
+    fs::set_permissions(s.path("sendmail"), fs::Permissions::from_mode(0o755)).unwrap();
+    s.write("messages", &attack_log());
+    let out = run_bounded(&s, &["run"]);
+    assert_eq!(out.code, 75, "{}", out.stderr);
+    assert!(out.stderr.contains("killed"), "{}", out.stderr);
+    let pid = fs::read_to_string(s.path("pid")).unwrap();
+    assert!(
+        !std::path::Path::new(&format!("/proc/{}", pid.trim())).exists(),
+        "the hung sendmail is gone"
+    );
+    let id = one_failed_report(&s);
+
+    healthy_sendmail(&s);
+    healthy_run_delivers_once(&s, || sendmail_got(&s), &id);
+}
+
+#[test]
+fn clear_text_login_to_a_remote_host_is_refused_and_loopback_is_allowed() {
+    let server = FaultyServer::start(Mode::Healthy);
+    let remote = smtp_config(server.port, "none", "username = \"abuse\"")
+        .replace("host = \"127.0.0.1\"", "host = \"mail.example.org\"");
+    let mut s = Setup::new(&remote);
+    s.env
+        .push(("ABUSE_MAILER__MAIL__PASSWORD".into(), "s3cret-pw".into()));
+    s.write("messages", &attack_log());
+    let out = run_bounded(&s, &["run"]);
+    assert_eq!(out.code, 78, "{}", out.stderr);
+    assert!(out.stderr.contains("mail.security"), "{}", out.stderr);
+    assert!(!out.stderr.contains("s3cret-pw"));
+    let check = run_bounded(&s, &["check", "--smtp"]);
+    assert_eq!(check.code, 78, "{}", check.stdout);
+    assert!(!check.stdout.contains("ok"), "{}", check.stdout);
+    assert!(!s.path("state/state.db").exists(), "nothing read or made");
+
+    // The same login to a server on this host does not cross a network.
+    s.write(
+        "config.toml",
+        &smtp_config(server.port, "none", "username = \"abuse\"")
+            .replace("{dir}", s.dir.path().to_str().unwrap())
+            .replace("{repo}", repo().to_str().unwrap()),
+    );
+    run_bounded(&s, &["check", "--smtp"]).ok();
+    run_bounded(&s, &["run"]).ok();
+    run_bounded(&s, &["run"]).ok();
+    assert_eq!(server.accepted().len(), 1, "delivered exactly once");
+    assert!(
+        server
+            .logins()
+            .iter()
+            .all(|l| *l == ("abuse".to_string(), "s3cret-pw".to_string())),
+        "{:?}",
+        server.logins()
+    );
+    assert_eq!(history(&s)[0]["status"], "sent");
+}
+
+#[test]
+fn helo_name_with_crlf_is_refused_before_any_connection() {
+    let server = FaultyServer::start(Mode::Healthy);
+    let s = Setup::new(&smtp_config(
+        server.port,
+        "none",
+        "helo_name = \"web1.example\\r\\nRCPT TO:<y@evil.test>\"",
+    ));
+    s.write("messages", &attack_log());
+    let out = run_bounded(&s, &["run"]);
+    assert_eq!(out.code, 78, "{}", out.stderr);
+    assert!(out.stderr.contains("mail.helo_name"), "{}", out.stderr);
+    assert_eq!(server.connections(), 0, "the server never saw it");
+
+    s.write(
+        "config.toml",
+        &smtp_config(server.port, "none", "helo_name = \"web1.example\"")
+            .replace("{dir}", s.dir.path().to_str().unwrap())
+            .replace("{repo}", repo().to_str().unwrap()),
+    );
+    run_bounded(&s, &["run"]).ok();
+    run_bounded(&s, &["run"]).ok();
+    assert_eq!(server.accepted().len(), 1, "delivered exactly once");
+    let commands = server.commands();
+    assert!(
+        commands.contains(&"EHLO web1.example".to_string()),
+        "{commands:?}"
+    );
+    assert!(
+        !commands.iter().any(|c| c.contains("evil.test")),
+        "{commands:?}"
+    );
+}
+
+#[test]
+fn eml_files_are_written_for_the_owner_only() {
+    let s = Setup::standard();
+    s.write("messages", &attack_log());
+    run_bounded(&s, &["run"]).ok();
+    let files = s.outbox();
+    assert_eq!(files.len(), 1);
+    let mode = fs::metadata(&files[0]).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "an .eml quotes the operator's logs");
+}
+
+#[test]
+fn the_unit_lets_the_longest_delivery_finish() {
+    let unit = fs::read_to_string(repo().join("config/abuse-mailer.service")).unwrap();
+    let value = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("TimeoutStartSec="))
+        .expect("the service sets TimeoutStartSec");
+    let minutes: u64 = value
+        .strip_suffix("min")
+        .and_then(|m| m.parse().ok())
+        .unwrap_or_else(|| panic!("TimeoutStartSec={value}: expected minutes"));
+    // The run's delivery deadline at the default timeout_secs (30 s), and time to read the
+    // logs besides.
+    let delivery = u64::from(TIMEOUTS_PER_MESSAGE * MESSAGES_PER_RUN) * 30;
+    assert!(
+        minutes * 60 >= delivery + 5 * 60,
+        "TimeoutStartSec={value} leaves no room after {delivery} s of delivery"
+    );
+}
