@@ -261,7 +261,7 @@ impl State {
         let read = |pragma: &str| -> Result<i64> {
             self.conn
                 .query_row(&format!("PRAGMA {pragma}"), [], |r| r.get(0))
-                .with_context(|| format!("{}: not a readable SQLite database", path.display()))
+                .with_context(|| format!("{}: cannot read it as a state database", path.display()))
         };
         let app = read("application_id")?;
         let version = read("user_version")?;
@@ -427,61 +427,12 @@ impl State {
         if observations.is_empty() && cursors.is_empty() && evidence.is_empty() {
             return Ok(());
         }
-        let tx = self.conn.transaction()?;
-        {
-            let mut put = tx.prepare(
-                "INSERT OR REPLACE INTO observation (ip, first_seen, last_seen, hits, protocols, dst_ports, src_ports, dsts, hosts)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            )?;
-            for o in observations {
-                put.execute(params![
-                    o.ip.to_string(),
-                    o.first_seen,
-                    o.last_seen,
-                    o.hits as i64,
-                    join(&o.protocols),
-                    join(&o.dst_ports),
-                    join(&o.src_ports),
-                    join(&o.dsts),
-                    join(&o.hosts),
-                ])?;
-            }
-            let mut put = tx.prepare(
-                "INSERT OR REPLACE INTO cursor (source, dev, ino, fingerprint, offset, updated_at, journal, known_siblings)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?;
-            for (source, cursor) in cursors {
-                match cursor {
-                    StoredCursor::File(c) => put.execute(params![
-                        source,
-                        c.dev as i64,
-                        c.ino as i64,
-                        c.fingerprint,
-                        c.offset as i64,
-                        now,
-                        None::<String>,
-                        (!c.known_siblings.is_empty())
-                            .then(|| serde_json::to_string(&c.known_siblings))
-                            .transpose()?
-                    ])?,
-                    StoredCursor::Journal(j) => put.execute(params![
-                        source,
-                        0,
-                        0,
-                        Vec::<u8>::new(),
-                        0,
-                        now,
-                        j,
-                        None::<String>
-                    ])?,
-                };
-            }
-            for (provider, lines) in evidence {
-                replace_evidence(&tx, provider, lines)?;
-            }
-        }
-        tx.commit()?;
-        Ok(())
+        write_ingest(&mut self.conn, observations, cursors, evidence, now).with_context(|| {
+            format!(
+                "{}: cannot store what was read (it is read again next time)",
+                self.path.display()
+            )
+        })
     }
 
     /// IPs that a report to `provider` holds and that must not go into another one: those
@@ -509,37 +460,13 @@ impl State {
 
     /// Writes a new report with status `sending`, before any transport sees it.
     pub fn insert_report(&mut self, r: &ReportRecord) -> Result<()> {
-        let tx = self.conn.transaction()?;
-        tx.execute(
-            "INSERT INTO report (id, provider, recipients, subject, message_id, status, created_at, sent_at, attempts, message)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            params![
-                r.id,
-                r.provider,
-                serde_json::to_string(&r.recipients)?,
-                r.subject,
-                r.message_id,
-                r.status.as_str(),
-                r.created_at,
-                r.sent_at,
-                r.attempts,
-                r.message,
-            ],
-        )?;
-        {
-            let mut put = tx.prepare(
-                "INSERT INTO report_ip (report_id, ip, hits, first_seen, last_seen) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?;
-            // Lines kept as evidence for these IPs have served: they are in this report now.
-            let mut prune = tx.prepare("DELETE FROM evidence WHERE provider = ?1 AND ip = ?2")?;
-            for i in &r.ips {
-                let ip = i.ip.to_string();
-                put.execute(params![r.id, ip, i.hits as i64, i.first_seen, i.last_seen])?;
-                prune.execute(params![r.provider, ip])?;
-            }
-        }
-        tx.commit()?;
-        Ok(())
+        write_report(&mut self.conn, r).with_context(|| {
+            format!(
+                "{}: cannot record report {} (nothing was sent)",
+                self.path.display(),
+                r.id
+            )
+        })
     }
 
     /// Whether a report id is taken.
@@ -554,6 +481,7 @@ impl State {
     /// Records the outcome of one delivery attempt.
     pub fn mark(&mut self, id: &str, status: Status, detail: &str, at: &str) -> Result<()> {
         write_outcome(&self.conn, id, status, detail, at)
+            .with_context(|| format!("{}: cannot write", self.path.display()))
     }
 
     /// Shows, before a report of `size` bytes is sent, that its outcome can be recorded, and
@@ -725,6 +653,104 @@ fn replace_evidence(tx: &Transaction<'_>, provider: &str, lines: &[EvidenceLine]
     Ok(())
 }
 
+fn write_ingest(
+    conn: &mut Connection,
+    observations: &[&Observation],
+    cursors: &[(String, StoredCursor)],
+    evidence: &[(String, Vec<EvidenceLine>)],
+    now: &str,
+) -> Result<()> {
+    let tx = conn.transaction()?;
+    {
+        let mut put = tx.prepare(
+            "INSERT OR REPLACE INTO observation (ip, first_seen, last_seen, hits, protocols, dst_ports, src_ports, dsts, hosts)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?;
+        for o in observations {
+            put.execute(params![
+                o.ip.to_string(),
+                o.first_seen,
+                o.last_seen,
+                o.hits as i64,
+                join(&o.protocols),
+                join(&o.dst_ports),
+                join(&o.src_ports),
+                join(&o.dsts),
+                join(&o.hosts),
+            ])?;
+        }
+        let mut put = tx.prepare(
+            "INSERT OR REPLACE INTO cursor (source, dev, ino, fingerprint, offset, updated_at, journal, known_siblings)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?;
+        for (source, cursor) in cursors {
+            match cursor {
+                StoredCursor::File(c) => put.execute(params![
+                    source,
+                    c.dev as i64,
+                    c.ino as i64,
+                    c.fingerprint,
+                    c.offset as i64,
+                    now,
+                    None::<String>,
+                    (!c.known_siblings.is_empty())
+                        .then(|| serde_json::to_string(&c.known_siblings))
+                        .transpose()?
+                ])?,
+                StoredCursor::Journal(j) => put.execute(params![
+                    source,
+                    0,
+                    0,
+                    Vec::<u8>::new(),
+                    0,
+                    now,
+                    j,
+                    None::<String>
+                ])?,
+            };
+        }
+        for (provider, lines) in evidence {
+            replace_evidence(&tx, provider, lines)?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn write_report(conn: &mut Connection, r: &ReportRecord) -> Result<()> {
+    let tx = conn.transaction()?;
+    tx.execute(
+        "INSERT INTO report (id, provider, recipients, subject, message_id, status, created_at, sent_at, attempts, message)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![
+            r.id,
+            r.provider,
+            serde_json::to_string(&r.recipients)?,
+            r.subject,
+            r.message_id,
+            r.status.as_str(),
+            r.created_at,
+            r.sent_at,
+            r.attempts,
+            r.message,
+        ],
+    )?;
+    {
+        let mut put = tx.prepare(
+            "INSERT INTO report_ip (report_id, ip, hits, first_seen, last_seen) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        // Lines kept as evidence for these IPs have served: they are in this report now.
+        let mut prune = tx.prepare("DELETE FROM evidence WHERE provider = ?1 AND ip = ?2")?;
+        for i in &r.ips {
+            let ip = i.ip.to_string();
+            put.execute(params![r.id, ip, i.hits as i64, i.first_seen, i.last_seen])?;
+            prune.execute(params![r.provider, ip])?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
 /// Writes the outcome of one delivery attempt to the report's row.
 fn write_outcome(
     conn: &Connection,
@@ -873,18 +899,21 @@ fn create(dir: &Path, path: &Path) -> Result<()> {
             .map_err(|(_, e)| e)
             .with_context(|| format!("cannot write {}", temp.display()))?;
         std::fs::File::open(&temp)?.sync_all()?;
+        // A link never replaces a state made meanwhile by another process; where the file
+        // system has no links, a rename after a last look is as close as it gets.
         match std::fs::hard_link(&temp, path) {
-            // Made meanwhile by another process: that one is the state.
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-            other => other.with_context(|| format!("cannot create {}", path.display())),
-        }?;
+            Err(_) if !exists(path)? => std::fs::rename(&temp, path),
+            other => other,
+        }
+        .with_context(|| format!("cannot create {}", path.display()))?;
         std::fs::File::open(dir)?.sync_all()?;
         Ok(())
     })();
     for leftover in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{leftover}", temp.display()));
     }
-    made
+    made.with_context(|| format!("{}: cannot create a new state", path.display()))
 }
 
 /// Creates an empty file only its owner can read: it will hold the messages sent.
@@ -982,6 +1011,111 @@ mod tests {
         std::fs::write(&path, b"this is not sqlite at all, just text").unwrap();
         let e = format!("{:#}", State::open(dir.path()).err().unwrap());
         assert!(e.contains("state.db"), "{e}");
+    }
+
+    #[test]
+    fn an_empty_state_file_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        std::fs::write(&path, b"").unwrap();
+        for e in [
+            State::open(dir.path()).err().unwrap(),
+            State::open_read_only(dir.path()).err().unwrap(),
+        ] {
+            let e = format!("{e:#}");
+            assert!(e.contains("state.db") && e.contains("empty"), "{e}");
+        }
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+        assert!(
+            State::open_read_only(&dir.path().join("none"))
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_new_state_is_whole_before_it_has_its_name() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(State::open(dir.path()).unwrap());
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["state.db"], "no temporary is left");
+        let conn = Connection::open(dir.path().join("state.db")).unwrap();
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let app: i32 = conn
+            .query_row("PRAGMA application_id", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(app, APPLICATION_ID);
+    }
+
+    #[test]
+    fn a_schema_4_state_is_migrated_keeping_its_ledger() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            for m in &MIGRATIONS[..4] {
+                conn.execute_batch(m).unwrap();
+            }
+            conn.pragma_update(None, "application_id", APPLICATION_ID)
+                .unwrap();
+            conn.pragma_update(None, "user_version", 4).unwrap();
+        }
+        let mut s = State::open(dir.path()).unwrap();
+        s.insert_report(&record("a", "aws", &["3.5.140.2"], Status::Sending))
+            .unwrap();
+        drop(s);
+        // Reopened in the old rollback mode, as a release before WAL left it.
+        let conn = Connection::open(&path).unwrap();
+        conn.query_row("PRAGMA journal_mode = DELETE", [], |_| Ok(()))
+            .unwrap();
+        drop(conn);
+        let mut s = State::open(dir.path()).unwrap();
+        assert_eq!(s.pending().unwrap().len(), 1);
+        assert_eq!(s.owner().unwrap(), None);
+        s.set_owner("/etc/abuse-mailer/config.toml").unwrap();
+        assert_eq!(
+            s.owner().unwrap().as_deref(),
+            Some("/etc/abuse-mailer/config.toml")
+        );
+    }
+
+    #[test]
+    fn an_attempt_keeps_other_writers_out_until_its_outcome_is_in() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = State::open(dir.path()).unwrap();
+        s.insert_report(&record("a", "aws", &["3.5.140.2"], Status::Sending))
+            .unwrap();
+        let other = Connection::open(dir.path().join("state.db")).unwrap();
+        other.busy_timeout(Duration::ZERO).unwrap();
+        let attempt = s.begin_attempt("a", 3 << 20).unwrap();
+        let reserve = dir.path().join(RESERVE_FILE);
+        let meta = std::fs::metadata(&reserve).unwrap();
+        assert!(meta.len() >= 6 << 20, "twice the message: {}", meta.len());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        let e = other.execute_batch("BEGIN IMMEDIATE").unwrap_err();
+        assert!(e.to_string().contains("locked"), "{e}");
+        // Readers go on meanwhile.
+        let reader = State::open_read_only(dir.path()).unwrap().unwrap();
+        assert_eq!(reader.pending().unwrap().len(), 1);
+        attempt
+            .record(Status::Sent, "250 ok", "2026-01-01T00:00:01Z")
+            .unwrap();
+        assert!(reader.pending().unwrap().is_empty());
+        other.execute_batch("BEGIN IMMEDIATE; ROLLBACK").unwrap();
+
+        // Dropped without an outcome (an error on the way): the lock is let go, nothing written.
+        s.insert_report(&record("b", "aws", &["3.5.140.3"], Status::Sending))
+            .unwrap();
+        drop(s.begin_attempt("b", 10).unwrap());
+        other.execute_batch("BEGIN IMMEDIATE; ROLLBACK").unwrap();
+        assert_eq!(s.pending().unwrap().len(), 1);
     }
 
     #[test]

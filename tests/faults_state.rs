@@ -160,12 +160,63 @@ fn disk_full_after_acceptance_sends_each_report_once() {
     );
     assert_eq!(server.received().len(), 1, "{}", again.stderr);
 
+    // New lines meanwhile: nothing is sent, and they are not lost.
+    s.append(
+        "messages",
+        &drop_line("10:30:00", "18.206.107.24", "TCP", 22),
+    );
+    let read = s.run(&["run"]);
+    assert_eq!(server.received().len(), 1, "{}", read.stderr);
+    assert_eq!(read.code, 1, "{}", read.stderr);
+    assert!(
+        read.stderr.contains(state_db(&s).to_str().unwrap()),
+        "{}",
+        read.stderr
+    );
+
     fs::remove_file(state_dir.join("filler")).unwrap();
     s.run(&["run"]).ok();
     s.run(&["run"]).ok();
     let ids = message_ids(&server);
-    assert_eq!(ids.len(), 3, "one message per IP, each once: {ids:?}");
-    assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), 3, "{ids:?}");
+    assert_eq!(ids.len(), 4, "one message per IP, each once: {ids:?}");
+    assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), 4, "{ids:?}");
+    let mut ips = ATTACKERS.to_vec();
+    ips.push("18.206.107.24");
+    assert_all_sent_once(&s, &ips);
+}
+
+#[test]
+fn a_state_made_on_a_full_disk_is_never_left_half_made() {
+    let server = smtp::start(Security::Plain, None, 0);
+    let s = Setup::new(&smtp_config(server.port, ""));
+    let state_dir = s.path("state");
+    let _fs = match Tmpfs::mount(&state_dir, "4m") {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("SKIPPED: cannot mount a size-limited tmpfs here (needs root): {e}");
+            return;
+        }
+    };
+    fill(&state_dir);
+    s.write("messages", &attack_log());
+    let full = s.run(&["run"]);
+    assert_eq!(full.code, 1, "{}", full.stderr);
+    assert!(
+        full.stderr.contains(state_db(&s).to_str().unwrap()),
+        "{}",
+        full.stderr
+    );
+    assert!(server.received().is_empty());
+    let names: Vec<String> = fs::read_dir(&state_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("state"))
+        .collect();
+    assert!(names.is_empty(), "nothing half made: {names:?}");
+
+    fs::remove_file(state_dir.join("filler")).unwrap();
+    s.run(&["run"]).ok();
+    assert_eq!(server.received().len(), 1);
     assert_all_sent_once(&s, &ATTACKERS);
 }
 
@@ -181,6 +232,8 @@ fn a_lock_taken_when_the_server_accepts_cannot_keep_the_outcome_out() {
         let (held, refused, db) = (held.clone(), refused.clone(), state_db(&s));
         *server.on_accept.lock().unwrap() = Some(Box::new(move |_: &Delivery| {
             let conn = rusqlite::Connection::open(&db).unwrap();
+            // Try once: the server must answer the client well within its timeout.
+            conn.busy_timeout(std::time::Duration::ZERO).unwrap();
             match conn.execute_batch("BEGIN EXCLUSIVE") {
                 Ok(()) => *held.lock().unwrap() = Some(conn),
                 Err(e) => *refused.lock().unwrap() = Some(e.to_string()),
