@@ -231,15 +231,23 @@ impl State {
     }
 
     /// Opens an existing database without changing it (for previews); `None` if there is none.
+    ///
+    /// The file is opened for writing but every write is refused (`query_only`): in WAL mode
+    /// only a connection that may write removes the WAL files it made when it closes, and a
+    /// preview must leave `state_dir` as it found it.
     pub fn open_read_only(dir: &Path) -> Result<Option<Self>> {
         let path = dir.join("state.db");
         if !exists(&path)? {
             return Ok(None);
         }
         refuse_empty(&path)?;
-        let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .with_context(|| format!("cannot open {}", path.display()))?;
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .with_context(|| format!("cannot open {}", path.display()))?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.pragma_update(None, "query_only", true)?;
         let state = State { conn, path };
         let version = state.check_identity()?;
         if version < MIGRATIONS.len() as i64 {
