@@ -3,7 +3,10 @@
 //! record and send under the ledger's rules.
 //!
 //! Ledger rules: a report row, its IPs and the exact message are written with status `sending`
-//! before a transport sees them, and marked `sent` only after the transport accepted. Reports
+//! before a transport sees them, and marked `sent` only after the transport accepted. No
+//! transport is called before the run holds what recording its answer needs (the state's write
+//! lock and space on its disk), so a report cannot go out on every run of a state that cannot
+//! be written. One configuration file runs on a state: each source's cursor is its own. Reports
 //! left `sending` (a crash) or `failed` (a transient error) are sent again, as stored, before
 //! anything new. A rejected report gives its IPs back to the next one. An IP is in at most one
 //! report per provider that is not rejected.

@@ -99,6 +99,10 @@ CREATE INDEX report_by_provider ON report (provider, created_at);
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
 ];
 
+/// The oldest schema a reader understands: schema 5 adds only what a run needs, so `history`
+/// and `preview` go on working after an upgrade until the next run migrates the file.
+const READABLE_SINCE: i64 = 4;
+
 /// How long any connection waits for another one's lock before giving up: long enough for a
 /// run's commit, short enough that a run under a timer always ends.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -250,7 +254,7 @@ impl State {
         conn.pragma_update(None, "query_only", true)?;
         let state = State { conn, path };
         let version = state.check_identity()?;
-        if version < MIGRATIONS.len() as i64 {
+        if version < READABLE_SINCE {
             bail!(
                 "{}: written by an older abuse-mailer (schema {version}); run `abuse-mailer run` once to upgrade it",
                 state.path.display()
@@ -302,6 +306,14 @@ impl State {
 
     /// The configuration file that last ran on this state, as it named itself.
     pub fn owner(&self) -> Result<Option<String>> {
+        let has_meta: i64 = self.conn.query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'",
+            [],
+            |r| r.get(0),
+        )?;
+        if has_meta == 0 {
+            return Ok(None);
+        }
         Ok(self
             .conn
             .query_row("SELECT value FROM meta WHERE key = 'config'", [], |r| {
@@ -1074,6 +1086,15 @@ mod tests {
                 .unwrap();
             conn.pragma_update(None, "user_version", 4).unwrap();
         }
+        let reader = State::open_read_only(dir.path()).unwrap().unwrap();
+        assert!(
+            reader
+                .history(&HistoryFilter::default())
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(reader.owner().unwrap(), None, "readers know schema 4");
+        drop(reader);
         let mut s = State::open(dir.path()).unwrap();
         s.insert_report(&record("a", "aws", &["3.5.140.2"], Status::Sending))
             .unwrap();
