@@ -3,7 +3,10 @@
 //! record and send under the ledger's rules.
 //!
 //! Ledger rules: a report row, its IPs and the exact message are written with status `sending`
-//! before a transport sees them, and marked `sent` only after the transport accepted. Reports
+//! before a transport sees them, and marked `sent` only after the transport accepted. No
+//! transport is called before the run holds what recording its answer needs (the state's write
+//! lock and space on its disk), so a report cannot go out on every run of a state that cannot
+//! be written. One configuration file runs on a state: each source's cursor is its own. Reports
 //! left `sending` (a crash) or `failed` (a transient error) are sent again, as stored, before
 //! anything new. A rejected report gives its IPs back to the next one. An IP is in at most one
 //! report per provider that is not rejected.
@@ -780,6 +783,9 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
     let started = Instant::now();
     let world = World::load(settings, now, only, verbosity)?;
     let state = State::open_read_only(&settings.state_dir)?;
+    if let Some(s) = &state {
+        check_owner(s, settings)?;
+    }
     let ledger = Ledger::read(&world, state.as_ref())?;
     let intake = ingest(&world, state.as_ref(), &ledger, options)?;
     let planned = plan(&world, &intake, &ledger, only, state.as_ref())?;
@@ -864,6 +870,7 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
         return Ok(EXIT_OK);
     };
     let mut state = State::open(&settings.state_dir)?;
+    claim(&mut state, settings)?;
 
     // Store what the logs say before any mail goes out: a mail outage must not lose lines
     // that rotate away meanwhile.
@@ -981,6 +988,53 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
     Ok(EXIT_OK)
 }
 
+/// The configuration file as the state remembers it: absolute, links resolved.
+fn config_name(settings: &Settings) -> String {
+    std::fs::canonicalize(&settings.file)
+        .unwrap_or_else(|_| settings.file.clone())
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Refuses a state that another configuration file runs on: each keeps a cursor per source,
+/// and two readers of one cursor would each lose what the other read. A configuration file
+/// that is gone, or now names another `state_dir`, has left it (a moved file is no conflict).
+pub fn check_owner(state: &State, settings: &Settings) -> Result<()> {
+    let me = config_name(settings);
+    let Some(other) = state.owner()?.filter(|o| *o != me) else {
+        return Ok(());
+    };
+    let other_path = Path::new(&other);
+    if !other_path.exists() {
+        return Ok(());
+    }
+    let same_dir = |a: &Path, b: &Path| match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    };
+    // Unreadable, it may still run: only a configuration that clearly left is let go.
+    let left = config::load(other_path).is_ok_and(|o| !same_dir(&o.state_dir, &settings.state_dir));
+    if left {
+        return Ok(());
+    }
+    Err(ConfigError(format!(
+        "{}: state_dir {} is the state of {other}, which still names it; two configurations on one state move each other's source cursors and lose lines. Give {me} a state_dir of its own, or, if {other} is no longer used, remove it or change its state_dir",
+        settings.file.display(),
+        settings.state_dir.display(),
+    ))
+    .into())
+}
+
+/// Makes this configuration the one that runs on the state, unless another one still does.
+fn claim(state: &mut State, settings: &Settings) -> Result<()> {
+    check_owner(state, settings)?;
+    let me = config_name(settings);
+    if state.owner()?.as_deref() != Some(me.as_str()) {
+        state.set_owner(&me)?;
+    }
+    Ok(())
+}
+
 #[derive(Default)]
 struct Outcome {
     sent: usize,
@@ -1004,27 +1058,28 @@ fn deliver(
     outcome: &mut Outcome,
     verbosity: Verbosity,
 ) -> Result<()> {
-    let at = utc_text(clock::now().unwrap_or(now));
+    // Whatever the transport answers must reach the ledger: without that proven first, a
+    // report could go out on every run.
+    let attempt = state.begin_attempt(&record.id, record.message.len())?;
     let result = transport.send(
         &record.id,
         &settings.report.from,
         &record.recipients,
         &record.message,
     );
+    let at = utc_text(clock::now().unwrap_or(now));
     let (status, detail) = match &result {
         Ok(reply) => (Status::Sent, reply.clone()),
         Err(SendError::Transient(e) | SendError::Config(e)) => (Status::Failed, e.clone()),
         Err(SendError::Rejected(e)) => (Status::Rejected, e.clone()),
     };
-    state
-        .mark(&record.id, status, &detail, &at)
-        .with_context(|| {
-            format!(
-                "report {} was {}, but recording that failed",
-                record.id,
-                status.as_str()
-            )
-        })?;
+    attempt.record(status, &detail, &at).with_context(|| {
+        format!(
+            "report {} was {}, but recording that failed",
+            record.id,
+            status.as_str()
+        )
+    })?;
     match result {
         Ok(_) => {
             outcome.sent += 1;

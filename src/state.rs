@@ -6,11 +6,23 @@
 //! (`PRAGMA application_id`) or is newer than this binary is refused, never reset.
 //!
 //! Times are stored in UTC: Unix seconds for log times, RFC 3339 text for the ledger.
+//!
+//! A state is made whole under a temporary name and linked into place, so a `state.db` that
+//! exists is never empty: an empty or unreadable one is an error, never a fresh start (that
+//! would send every report again). It runs in WAL mode, so readers (`history`, an operator's
+//! `sqlite3`) neither wait for a run nor make it wait, and every connection waits a bounded
+//! time for a lock instead of failing at once.
+//!
+//! Nothing is sent unless its outcome can be recorded: before each send an [`Attempt`] holds
+//! the write lock (no other process can take it until the outcome is in) and space on the disk
+//! (`state.reserve`, a file given back to record an outcome the full disk would refuse).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::io::{Seek, SeekFrom, Write};
 use std::net::IpAddr;
-use std::os::unix::fs::DirBuilderExt;
-use std::path::Path;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
@@ -83,7 +95,24 @@ CREATE INDEX report_by_provider ON report (provider, created_at);
     "ALTER TABLE cursor ADD COLUMN known_siblings TEXT;",
     // 4: evidence is pruned by IP when a report takes it.
     "CREATE INDEX evidence_by_ip ON evidence (provider, ip);",
+    // 5: facts about the state itself, such as the configuration file that runs on it.
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
 ];
+
+/// The oldest schema a reader understands: schema 5 adds only what a run needs, so `history`
+/// and `preview` go on working after an upgrade until the next run migrates the file.
+const READABLE_SINCE: i64 = 4;
+
+/// How long any connection waits for another one's lock before giving up: long enough for a
+/// run's commit, short enough that a run under a timer always ends.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The file that holds disk space for recording outcomes, beside `state.db`.
+const RESERVE_FILE: &str = "state.reserve";
+
+/// The least space held in reserve; more for a large message, whose row is rewritten when its
+/// outcome is recorded.
+const RESERVE_MIN: u64 = 1 << 20;
 
 /// Where a report stands. `sending` and `failed` are resent as stored; `rejected` gives its
 /// IPs back to the next report.
@@ -160,6 +189,7 @@ pub struct HistoryFilter {
 /// The open state database.
 pub struct State {
     conn: Connection,
+    path: PathBuf,
 }
 
 fn join<T: ToString>(items: impl IntoIterator<Item = T>) -> String {
@@ -181,8 +211,9 @@ fn ip(text: &str) -> rusqlite::Result<IpAddr> {
 }
 
 impl State {
-    /// Opens the database for writing, creating the folder (0700) and file (0600) if needed,
-    /// and brings its schema up to date.
+    /// Opens the database for writing, creating the folder (0700) and file (0600) if there is
+    /// none, and brings its schema up to date. An existing file that is empty or not a state
+    /// database is an error: starting afresh would send every report again.
     pub fn open(dir: &Path) -> Result<Self> {
         if !dir.exists() {
             std::fs::DirBuilder::new()
@@ -192,47 +223,63 @@ impl State {
                 .with_context(|| format!("cannot create state_dir {}", dir.display()))?;
         }
         let path = dir.join("state.db");
-        let fresh = !path.exists();
-        if fresh {
-            create_private(&path)?;
+        if !exists(&path)? {
+            create(dir, &path)?;
         }
+        refuse_empty(&path)?;
         let conn =
             Connection::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
-        let mut state = State { conn };
-        state.setup(&path)?;
+        let mut state = State { conn, path };
+        state.setup()?;
         Ok(state)
     }
 
     /// Opens an existing database without changing it (for previews); `None` if there is none.
+    ///
+    /// The file is opened for writing but every write is refused (`query_only`): in WAL mode
+    /// only a connection that may write removes the WAL files it made when it closes, and a
+    /// preview must leave `state_dir` as it found it.
     pub fn open_read_only(dir: &Path) -> Result<Option<Self>> {
         let path = dir.join("state.db");
-        if !path.exists() {
+        if !exists(&path)? {
             return Ok(None);
         }
-        let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .with_context(|| format!("cannot open {}", path.display()))?;
-        let state = State { conn };
-        let version = state.check_identity(&path)?;
-        if version < MIGRATIONS.len() as i64 {
+        refuse_empty(&path)?;
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .with_context(|| format!("cannot open {}", path.display()))?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.pragma_update(None, "query_only", true)?;
+        let state = State { conn, path };
+        let version = state.check_identity()?;
+        if version < READABLE_SINCE {
             bail!(
                 "{}: written by an older abuse-mailer (schema {version}); run `abuse-mailer run` once to upgrade it",
-                path.display()
+                state.path.display()
             );
         }
         Ok(Some(state))
     }
 
-    fn check_identity(&self, path: &Path) -> Result<i64> {
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn check_identity(&self) -> Result<i64> {
+        let path = &self.path;
         let read = |pragma: &str| -> Result<i64> {
             self.conn
                 .query_row(&format!("PRAGMA {pragma}"), [], |r| r.get(0))
-                .with_context(|| format!("{}: not a readable SQLite database", path.display()))
+                .with_context(|| format!("{}: cannot read it as a state database", path.display()))
         };
         let app = read("application_id")?;
         let version = read("user_version")?;
-        if app != i64::from(APPLICATION_ID) && !(app == 0 && version == 0 && self.is_empty()?) {
+        if app != i64::from(APPLICATION_ID) {
             bail!(
-                "{}: not an abuse-mailer state database (application_id {app:#x})",
+                "{}: not an abuse-mailer state database (application_id {app:#x}); {RESTORE}",
                 path.display()
             );
         }
@@ -246,28 +293,43 @@ impl State {
         Ok(version)
     }
 
-    fn is_empty(&self) -> Result<bool> {
-        let tables: i64 = self
-            .conn
-            .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
-        Ok(tables == 0)
-    }
-
-    fn setup(&mut self, path: &Path) -> Result<()> {
-        self.conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    fn setup(&mut self) -> Result<()> {
+        self.conn.busy_timeout(BUSY_TIMEOUT)?;
         self.conn.pragma_update(None, "foreign_keys", true)?;
-        let version = self.check_identity(path)?;
+        let version = self.check_identity()?;
+        wal(&self.conn, &self.path)?;
         if version == MIGRATIONS.len() as i64 {
             return Ok(());
         }
-        let tx = self.conn.transaction()?;
-        for (i, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            tx.execute_batch(migration)
-                .with_context(|| format!("{}: migration to schema {}", path.display(), i + 1))?;
+        migrate(&mut self.conn, version, &self.path)
+    }
+
+    /// The configuration file that last ran on this state, as it named itself.
+    pub fn owner(&self) -> Result<Option<String>> {
+        let has_meta: i64 = self.conn.query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'",
+            [],
+            |r| r.get(0),
+        )?;
+        if has_meta == 0 {
+            return Ok(None);
         }
-        tx.pragma_update(None, "application_id", APPLICATION_ID)?;
-        tx.pragma_update(None, "user_version", MIGRATIONS.len() as i64)?;
-        tx.commit()?;
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'config'", [], |r| {
+                r.get(0)
+            })
+            .optional()?)
+    }
+
+    /// Records the configuration file that runs on this state.
+    pub fn set_owner(&mut self, config: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('config', ?1)",
+                [config],
+            )
+            .with_context(|| format!("{}: cannot record its configuration", self.path.display()))?;
         Ok(())
     }
 
@@ -385,61 +447,12 @@ impl State {
         if observations.is_empty() && cursors.is_empty() && evidence.is_empty() {
             return Ok(());
         }
-        let tx = self.conn.transaction()?;
-        {
-            let mut put = tx.prepare(
-                "INSERT OR REPLACE INTO observation (ip, first_seen, last_seen, hits, protocols, dst_ports, src_ports, dsts, hosts)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            )?;
-            for o in observations {
-                put.execute(params![
-                    o.ip.to_string(),
-                    o.first_seen,
-                    o.last_seen,
-                    o.hits as i64,
-                    join(&o.protocols),
-                    join(&o.dst_ports),
-                    join(&o.src_ports),
-                    join(&o.dsts),
-                    join(&o.hosts),
-                ])?;
-            }
-            let mut put = tx.prepare(
-                "INSERT OR REPLACE INTO cursor (source, dev, ino, fingerprint, offset, updated_at, journal, known_siblings)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?;
-            for (source, cursor) in cursors {
-                match cursor {
-                    StoredCursor::File(c) => put.execute(params![
-                        source,
-                        c.dev as i64,
-                        c.ino as i64,
-                        c.fingerprint,
-                        c.offset as i64,
-                        now,
-                        None::<String>,
-                        (!c.known_siblings.is_empty())
-                            .then(|| serde_json::to_string(&c.known_siblings))
-                            .transpose()?
-                    ])?,
-                    StoredCursor::Journal(j) => put.execute(params![
-                        source,
-                        0,
-                        0,
-                        Vec::<u8>::new(),
-                        0,
-                        now,
-                        j,
-                        None::<String>
-                    ])?,
-                };
-            }
-            for (provider, lines) in evidence {
-                replace_evidence(&tx, provider, lines)?;
-            }
-        }
-        tx.commit()?;
-        Ok(())
+        write_ingest(&mut self.conn, observations, cursors, evidence, now).with_context(|| {
+            format!(
+                "{}: cannot store what was read (it is read again next time)",
+                self.path.display()
+            )
+        })
     }
 
     /// IPs that a report to `provider` holds and that must not go into another one: those
@@ -467,37 +480,13 @@ impl State {
 
     /// Writes a new report with status `sending`, before any transport sees it.
     pub fn insert_report(&mut self, r: &ReportRecord) -> Result<()> {
-        let tx = self.conn.transaction()?;
-        tx.execute(
-            "INSERT INTO report (id, provider, recipients, subject, message_id, status, created_at, sent_at, attempts, message)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            params![
-                r.id,
-                r.provider,
-                serde_json::to_string(&r.recipients)?,
-                r.subject,
-                r.message_id,
-                r.status.as_str(),
-                r.created_at,
-                r.sent_at,
-                r.attempts,
-                r.message,
-            ],
-        )?;
-        {
-            let mut put = tx.prepare(
-                "INSERT INTO report_ip (report_id, ip, hits, first_seen, last_seen) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?;
-            // Lines kept as evidence for these IPs have served: they are in this report now.
-            let mut prune = tx.prepare("DELETE FROM evidence WHERE provider = ?1 AND ip = ?2")?;
-            for i in &r.ips {
-                let ip = i.ip.to_string();
-                put.execute(params![r.id, ip, i.hits as i64, i.first_seen, i.last_seen])?;
-                prune.execute(params![r.provider, ip])?;
-            }
-        }
-        tx.commit()?;
-        Ok(())
+        write_report(&mut self.conn, r).with_context(|| {
+            format!(
+                "{}: cannot record report {} (nothing was sent)",
+                self.path.display(),
+                r.id
+            )
+        })
     }
 
     /// Whether a report id is taken.
@@ -511,23 +500,76 @@ impl State {
 
     /// Records the outcome of one delivery attempt.
     pub fn mark(&mut self, id: &str, status: Status, detail: &str, at: &str) -> Result<()> {
-        let changed = match status {
-            Status::Sent => self.conn.execute(
-                "UPDATE report SET status = 'sent', sent_at = ?2, server_reply = ?3, attempts = attempts + 1 WHERE id = ?1",
-                params![id, at, detail],
-            )?,
-            Status::Failed | Status::Rejected => self.conn.execute(
-                "UPDATE report SET status = ?2, last_error = ?3, attempts = attempts + 1 WHERE id = ?1",
-                params![id, status.as_str(), detail],
-            )?,
-            Status::Sending => self
-                .conn
-                .execute("UPDATE report SET status = 'sending' WHERE id = ?1", [id])?,
+        write_outcome(&self.conn, id, status, detail, at)
+            .with_context(|| format!("{}: cannot write", self.path.display()))
+    }
+
+    /// Shows, before a report of `size` bytes is sent, that its outcome can be recorded, and
+    /// keeps it so: space is held in reserve, then the write lock is taken and held until
+    /// [`Attempt::record`]. An error here means nothing may be sent.
+    pub fn begin_attempt(&mut self, id: &str, size: usize) -> Result<Attempt<'_>> {
+        let path = self.path.display().to_string();
+        self.reserve(size).with_context(|| {
+            format!(
+                "{path}: cannot hold space to record what is sent; nothing is sent until it can"
+            )
+        })?;
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .with_context(|| {
+                format!("{path}: cannot take the write lock to record what is sent; nothing is sent until it can")
+            })?;
+        Ok(Attempt {
+            state: self,
+            id: id.to_string(),
+            open: true,
+        })
+    }
+
+    /// Makes sure the reserve file holds at least what recording a message of `size` bytes
+    /// needs, written out so the disk has really given it.
+    fn reserve(&self, size: usize) -> Result<()> {
+        let need = (2 * size as u64 + (256 << 10)).max(RESERVE_MIN);
+        let file = self.reserve_path();
+        let have = match std::fs::metadata(&file) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", file.display())),
         };
-        if changed != 1 {
-            bail!("report {id} is not in the ledger");
+        if have >= need {
+            return Ok(());
         }
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&file)
+            .with_context(|| format!("cannot create {}", file.display()))?;
+        f.seek(SeekFrom::Start(have))?;
+        // Bytes that do not compress, so that no file system can store them in less space.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15 ^ have;
+        let mut chunk = vec![0u8; 64 << 10];
+        let mut left = need - have;
+        while left > 0 {
+            for word in chunk.chunks_exact_mut(8) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                word.copy_from_slice(&x.to_le_bytes());
+            }
+            let n = left.min(chunk.len() as u64) as usize;
+            f.write_all(&chunk[..n])
+                .with_context(|| format!("cannot write {}", file.display()))?;
+            left -= n as u64;
+        }
+        f.sync_all()
+            .with_context(|| format!("cannot write {}", file.display()))?;
         Ok(())
+    }
+
+    fn reserve_path(&self) -> PathBuf {
+        self.path.with_file_name(RESERVE_FILE)
     }
 
     /// Reports waiting to be sent again (`sending` after a crash, `failed` after a transient
@@ -638,9 +680,271 @@ fn replace_evidence(tx: &Transaction<'_>, provider: &str, lines: &[EvidenceLine]
     Ok(())
 }
 
+fn write_ingest(
+    conn: &mut Connection,
+    observations: &[&Observation],
+    cursors: &[(String, StoredCursor)],
+    evidence: &[(String, Vec<EvidenceLine>)],
+    now: &str,
+) -> Result<()> {
+    let tx = conn.transaction()?;
+    {
+        let mut put = tx.prepare(
+            "INSERT OR REPLACE INTO observation (ip, first_seen, last_seen, hits, protocols, dst_ports, src_ports, dsts, hosts)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?;
+        for o in observations {
+            put.execute(params![
+                o.ip.to_string(),
+                o.first_seen,
+                o.last_seen,
+                o.hits as i64,
+                join(&o.protocols),
+                join(&o.dst_ports),
+                join(&o.src_ports),
+                join(&o.dsts),
+                join(&o.hosts),
+            ])?;
+        }
+        let mut put = tx.prepare(
+            "INSERT OR REPLACE INTO cursor (source, dev, ino, fingerprint, offset, updated_at, journal, known_siblings)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?;
+        for (source, cursor) in cursors {
+            match cursor {
+                StoredCursor::File(c) => put.execute(params![
+                    source,
+                    c.dev as i64,
+                    c.ino as i64,
+                    c.fingerprint,
+                    c.offset as i64,
+                    now,
+                    None::<String>,
+                    (!c.known_siblings.is_empty())
+                        .then(|| serde_json::to_string(&c.known_siblings))
+                        .transpose()?
+                ])?,
+                StoredCursor::Journal(j) => put.execute(params![
+                    source,
+                    0,
+                    0,
+                    Vec::<u8>::new(),
+                    0,
+                    now,
+                    j,
+                    None::<String>
+                ])?,
+            };
+        }
+        for (provider, lines) in evidence {
+            replace_evidence(&tx, provider, lines)?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn write_report(conn: &mut Connection, r: &ReportRecord) -> Result<()> {
+    let tx = conn.transaction()?;
+    tx.execute(
+        "INSERT INTO report (id, provider, recipients, subject, message_id, status, created_at, sent_at, attempts, message)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![
+            r.id,
+            r.provider,
+            serde_json::to_string(&r.recipients)?,
+            r.subject,
+            r.message_id,
+            r.status.as_str(),
+            r.created_at,
+            r.sent_at,
+            r.attempts,
+            r.message,
+        ],
+    )?;
+    {
+        let mut put = tx.prepare(
+            "INSERT INTO report_ip (report_id, ip, hits, first_seen, last_seen) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        // Lines kept as evidence for these IPs have served: they are in this report now.
+        let mut prune = tx.prepare("DELETE FROM evidence WHERE provider = ?1 AND ip = ?2")?;
+        for i in &r.ips {
+            let ip = i.ip.to_string();
+            put.execute(params![r.id, ip, i.hits as i64, i.first_seen, i.last_seen])?;
+            prune.execute(params![r.provider, ip])?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Writes the outcome of one delivery attempt to the report's row.
+fn write_outcome(
+    conn: &Connection,
+    id: &str,
+    status: Status,
+    detail: &str,
+    at: &str,
+) -> Result<()> {
+    let changed = match status {
+        Status::Sent => conn.execute(
+            "UPDATE report SET status = 'sent', sent_at = ?2, server_reply = ?3, attempts = attempts + 1 WHERE id = ?1",
+            params![id, at, detail],
+        )?,
+        Status::Failed | Status::Rejected => conn.execute(
+            "UPDATE report SET status = ?2, last_error = ?3, attempts = attempts + 1 WHERE id = ?1",
+            params![id, status.as_str(), detail],
+        )?,
+        Status::Sending => conn.execute("UPDATE report SET status = 'sending' WHERE id = ?1", [id])?,
+    };
+    if changed != 1 {
+        bail!("report {id} is not in the ledger");
+    }
+    Ok(())
+}
+
+/// One delivery between [`State::begin_attempt`] and its outcome: the write lock is held, so
+/// nothing else can stand between the transport's answer and the ledger.
+pub struct Attempt<'a> {
+    state: &'a mut State,
+    id: String,
+    open: bool,
+}
+
+impl Attempt<'_> {
+    /// Records the transport's answer. Should the disk refuse it, the reserve is given back and
+    /// the outcome written into that space; the next attempt must win the reserve back first.
+    pub fn record(mut self, status: Status, detail: &str, at: &str) -> Result<()> {
+        let Err(first) = self.commit(status, detail, at) else {
+            return Ok(());
+        };
+        self.rollback();
+        let _ = std::fs::remove_file(self.state.reserve_path());
+        let again = match self.state.conn.execute_batch("BEGIN IMMEDIATE") {
+            Ok(()) => {
+                self.open = true;
+                self.commit(status, detail, at)
+            }
+            Err(e) => Err(e.into()),
+        };
+        match again {
+            Ok(()) => Ok(()),
+            Err(_) => {
+                self.rollback();
+                Err(first.context(format!("{}: cannot write", self.state.path.display())))
+            }
+        }
+    }
+
+    fn commit(&mut self, status: Status, detail: &str, at: &str) -> Result<()> {
+        write_outcome(&self.state.conn, &self.id, status, detail, at)?;
+        self.state.conn.execute_batch("COMMIT")?;
+        self.open = false;
+        Ok(())
+    }
+
+    fn rollback(&mut self) {
+        if self.open && !self.state.conn.is_autocommit() {
+            let _ = self.state.conn.execute_batch("ROLLBACK");
+        }
+        self.open = false;
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        self.rollback();
+    }
+}
+
+/// Whether `path` exists; an error other than "not there" is not taken as a no.
+fn exists(path: &Path) -> Result<bool> {
+    match std::fs::symlink_metadata(path) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// What an operator can do about a state that cannot be read.
+const RESTORE: &str = "restore it from a backup, or move it away to start afresh (every IP seen before is then reported again)";
+
+/// A state is never empty (see [`create`]): an empty file is damage, not a new state.
+fn refuse_empty(path: &Path) -> Result<()> {
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if meta.len() == 0 {
+        bail!(
+            "{}: the file is empty, not an abuse-mailer state database; {RESTORE}",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Switches to WAL mode (kept in the file), so that readers never block a run's commits.
+fn wal(conn: &Connection, path: &Path) -> Result<()> {
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .with_context(|| format!("{}: cannot switch to WAL mode", path.display()))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        bail!(
+            "{}: cannot switch to WAL mode (the file system keeps it in {mode} mode)",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Takes the schema from `version` to the newest, all or nothing.
+fn migrate(conn: &mut Connection, version: i64, path: &Path) -> Result<()> {
+    let tx = conn.transaction()?;
+    for (i, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        tx.execute_batch(migration)
+            .with_context(|| format!("{}: migration to schema {}", path.display(), i + 1))?;
+    }
+    tx.pragma_update(None, "application_id", APPLICATION_ID)?;
+    tx.pragma_update(None, "user_version", MIGRATIONS.len() as i64)?;
+    tx.commit()
+        .with_context(|| format!("{}: cannot write", path.display()))?;
+    Ok(())
+}
+
+/// Makes a new state under a temporary name and links it into place only when it is whole,
+/// so no crash or full disk can leave a `state.db` that looks new but is not.
+fn create(dir: &Path, path: &Path) -> Result<()> {
+    let temp = dir.join(format!(".state.db.new-{}", std::process::id()));
+    let _ = std::fs::remove_file(&temp);
+    let made = (|| -> Result<()> {
+        create_private(&temp)?;
+        let mut conn =
+            Connection::open(&temp).with_context(|| format!("cannot create {}", temp.display()))?;
+        wal(&conn, &temp)?;
+        migrate(&mut conn, 0, &temp)?;
+        // Closing folds the WAL into the file, so the file alone is the whole state.
+        conn.close()
+            .map_err(|(_, e)| e)
+            .with_context(|| format!("cannot write {}", temp.display()))?;
+        std::fs::File::open(&temp)?.sync_all()?;
+        // A link never replaces a state made meanwhile by another process; where the file
+        // system has no links, a rename after a last look is as close as it gets.
+        match std::fs::hard_link(&temp, path) {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(_) if !exists(path)? => std::fs::rename(&temp, path),
+            other => other,
+        }
+        .with_context(|| format!("cannot create {}", path.display()))?;
+        std::fs::File::open(dir)?.sync_all()?;
+        Ok(())
+    })();
+    for leftover in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{leftover}", temp.display()));
+    }
+    made.with_context(|| format!("{}: cannot create a new state", path.display()))
+}
+
 /// Creates an empty file only its owner can read: it will hold the messages sent.
 fn create_private(path: &Path) -> Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -734,6 +1038,120 @@ mod tests {
         std::fs::write(&path, b"this is not sqlite at all, just text").unwrap();
         let e = format!("{:#}", State::open(dir.path()).err().unwrap());
         assert!(e.contains("state.db"), "{e}");
+    }
+
+    #[test]
+    fn an_empty_state_file_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        std::fs::write(&path, b"").unwrap();
+        for e in [
+            State::open(dir.path()).err().unwrap(),
+            State::open_read_only(dir.path()).err().unwrap(),
+        ] {
+            let e = format!("{e:#}");
+            assert!(e.contains("state.db") && e.contains("empty"), "{e}");
+        }
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+        assert!(
+            State::open_read_only(&dir.path().join("none"))
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_new_state_is_whole_before_it_has_its_name() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(State::open(dir.path()).unwrap());
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["state.db"], "no temporary is left");
+        let conn = Connection::open(dir.path().join("state.db")).unwrap();
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let app: i32 = conn
+            .query_row("PRAGMA application_id", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(app, APPLICATION_ID);
+    }
+
+    #[test]
+    fn a_schema_4_state_is_migrated_keeping_its_ledger() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            for m in &MIGRATIONS[..4] {
+                conn.execute_batch(m).unwrap();
+            }
+            conn.pragma_update(None, "application_id", APPLICATION_ID)
+                .unwrap();
+            conn.pragma_update(None, "user_version", 4).unwrap();
+        }
+        let reader = State::open_read_only(dir.path()).unwrap().unwrap();
+        assert!(
+            reader
+                .history(&HistoryFilter::default())
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(reader.owner().unwrap(), None, "readers know schema 4");
+        drop(reader);
+        let mut s = State::open(dir.path()).unwrap();
+        s.insert_report(&record("a", "aws", &["3.5.140.2"], Status::Sending))
+            .unwrap();
+        drop(s);
+        // Reopened in the old rollback mode, as a release before WAL left it.
+        let conn = Connection::open(&path).unwrap();
+        conn.query_row("PRAGMA journal_mode = DELETE", [], |_| Ok(()))
+            .unwrap();
+        drop(conn);
+        let mut s = State::open(dir.path()).unwrap();
+        assert_eq!(s.pending().unwrap().len(), 1);
+        assert_eq!(s.owner().unwrap(), None);
+        s.set_owner("/etc/abuse-mailer/config.toml").unwrap();
+        assert_eq!(
+            s.owner().unwrap().as_deref(),
+            Some("/etc/abuse-mailer/config.toml")
+        );
+    }
+
+    #[test]
+    fn an_attempt_keeps_other_writers_out_until_its_outcome_is_in() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = State::open(dir.path()).unwrap();
+        s.insert_report(&record("a", "aws", &["3.5.140.2"], Status::Sending))
+            .unwrap();
+        let other = Connection::open(dir.path().join("state.db")).unwrap();
+        other.busy_timeout(Duration::ZERO).unwrap();
+        let attempt = s.begin_attempt("a", 3 << 20).unwrap();
+        let reserve = dir.path().join(RESERVE_FILE);
+        let meta = std::fs::metadata(&reserve).unwrap();
+        assert!(meta.len() >= 6 << 20, "twice the message: {}", meta.len());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        let e = other.execute_batch("BEGIN IMMEDIATE").unwrap_err();
+        assert!(e.to_string().contains("locked"), "{e}");
+        // Readers go on meanwhile.
+        let reader = State::open_read_only(dir.path()).unwrap().unwrap();
+        assert_eq!(reader.pending().unwrap().len(), 1);
+        attempt
+            .record(Status::Sent, "250 ok", "2026-01-01T00:00:01Z")
+            .unwrap();
+        assert!(reader.pending().unwrap().is_empty());
+        other.execute_batch("BEGIN IMMEDIATE; ROLLBACK").unwrap();
+
+        // Dropped without an outcome (an error on the way): the lock is let go, nothing written.
+        s.insert_report(&record("b", "aws", &["3.5.140.3"], Status::Sending))
+            .unwrap();
+        drop(s.begin_attempt("b", 10).unwrap());
+        other.execute_batch("BEGIN IMMEDIATE; ROLLBACK").unwrap();
+        assert_eq!(s.pending().unwrap().len(), 1);
     }
 
     #[test]

@@ -31,10 +31,15 @@ pub struct Delivery {
 /// What the server says to RCPT: `None` accepts.
 pub type RcptAnswer = Arc<Mutex<Option<(u16, String)>>>;
 
+/// Called with each message once it is accepted, before the client hears so: a test does there
+/// what happens to a host between a server's acceptance and the sender's recording of it.
+pub type AcceptHook = Arc<Mutex<Option<Box<dyn FnMut(&Delivery) + Send>>>>;
+
 #[derive(Clone)]
 struct Recorder {
     inbox: Arc<Mutex<Vec<Delivery>>>,
     rcpt: RcptAnswer,
+    on_accept: AcceptHook,
     login: Option<(String, String)>,
     current: Delivery,
     user: Option<String>,
@@ -76,10 +81,11 @@ impl Handler for Recorder {
     }
 
     fn data_end(&mut self) -> Response {
-        self.inbox
-            .lock()
-            .unwrap()
-            .push(std::mem::take(&mut self.current));
+        let delivery = std::mem::take(&mut self.current);
+        if let Some(hook) = self.on_accept.lock().unwrap().as_mut() {
+            hook(&delivery);
+        }
+        self.inbox.lock().unwrap().push(delivery);
         response::OK
     }
 
@@ -97,6 +103,7 @@ pub struct MailServer {
     pub port: u16,
     pub inbox: Arc<Mutex<Vec<Delivery>>>,
     pub rcpt: RcptAnswer,
+    pub on_accept: AcceptHook,
 }
 
 impl MailServer {
@@ -125,9 +132,11 @@ pub fn start(security: Security, login: Option<(&str, &str)>, port: u16) -> Mail
     let port = listener.local_addr().unwrap().port();
     let inbox = Arc::new(Mutex::new(Vec::new()));
     let rcpt: RcptAnswer = Arc::new(Mutex::new(None));
+    let on_accept: AcceptHook = Arc::new(Mutex::new(None));
     let recorder = Recorder {
         inbox: inbox.clone(),
         rcpt: rcpt.clone(),
+        on_accept: on_accept.clone(),
         login: login.map(|(u, p)| (u.to_string(), p.to_string())),
         current: Delivery::default(),
         user: None,
@@ -172,7 +181,12 @@ pub fn start(security: Security, login: Option<(&str, &str)>, port: u16) -> Mail
             });
         }
     }
-    MailServer { port, inbox, rcpt }
+    MailServer {
+        port,
+        inbox,
+        rcpt,
+        on_accept,
+    }
 }
 
 fn tls_config(dir: &std::path::Path) -> rustls::ServerConfig {

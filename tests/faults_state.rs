@@ -1,0 +1,452 @@
+//! Faults of the state database, with the binary run end to end against a real SMTP server on
+//! loopback: a disk that fills up while a message is being accepted, another process holding
+//! the write lock, an emptied `state.db`, two configurations on one `state_dir`, and readers
+//! that meet a writer's lock. Each test counts exactly what reached the server across runs.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use common::smtp::{self, Delivery, MailServer, Security};
+use common::*;
+use mail_parser::MessageParser;
+
+fn smtp_config(port: u16, extra_report: &str) -> String {
+    standard_config(extra_report).replace(
+        "[mail]\ntransport = \"file\"\ndir = \"{dir}/outbox\"",
+        &format!(
+            "[mail]\ntransport = \"smtp\"\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\ntimeout_secs = 5"
+        ),
+    )
+}
+
+const ATTACKERS: [&str; 3] = ["3.5.140.2", "34.223.47.190", "2600:1f18:4a3:6901::1"];
+
+fn attack_log() -> String {
+    [
+        drop_line("10:00:00", "3.5.140.2", "TCP", 22),
+        drop_line("10:00:01", "34.223.47.190", "UDP", 53),
+        drop_line("10:00:02", "2600:1f18:4a3:6901::1", "TCP", 443),
+        drop_line("10:00:03", "81.2.69.143", "TCP", 80),
+    ]
+    .concat()
+}
+
+fn message_ids(server: &MailServer) -> Vec<String> {
+    server
+        .received()
+        .iter()
+        .map(|d| {
+            MessageParser::default()
+                .parse(&d.data)
+                .unwrap()
+                .message_id()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+fn history(s: &Setup) -> Vec<serde_json::Value> {
+    s.run(&["history", "--json"])
+        .ok()
+        .json()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// Every IP is in exactly one report, and every report was sent.
+fn assert_all_sent_once(s: &Setup, ips: &[&str]) {
+    let h = history(s);
+    let mut seen = BTreeSet::new();
+    for r in &h {
+        assert_eq!(r["status"], "sent", "{r}");
+        for ip in r["ips"].as_array().unwrap() {
+            assert!(seen.insert(ip.as_str().unwrap().to_string()), "{ip} twice");
+        }
+    }
+    let want: BTreeSet<String> = ips.iter().map(|i| i.to_string()).collect();
+    assert_eq!(seen, want);
+}
+
+fn state_db(s: &Setup) -> PathBuf {
+    s.path("state/state.db")
+}
+
+/// A size-limited file system mounted for one test, unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Result<Self, String> {
+        fs::create_dir_all(dir).unwrap();
+        let out = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+        }
+        Ok(Tmpfs(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Writes to `dir` until the file system has no byte left.
+fn fill(dir: &Path) {
+    let mut f = fs::File::create(dir.join("filler")).unwrap();
+    let chunk = vec![0x5a; 4096];
+    while f.write_all(&chunk).is_ok() {}
+    let _ = f.sync_all();
+}
+
+#[test]
+fn disk_full_after_acceptance_sends_each_report_once() {
+    let server = smtp::start(Security::Plain, None, 0);
+    let s = Setup::new(&smtp_config(server.port, "max_ips_per_message = 1"));
+    let state_dir = s.path("state");
+    let _fs = match Tmpfs::mount(&state_dir, "4m") {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("SKIPPED: cannot mount a size-limited tmpfs here (needs root): {e}");
+            return;
+        }
+    };
+    // The disk fills up while the first message is being accepted.
+    let accepted = Arc::new(AtomicUsize::new(0));
+    {
+        let (accepted, state_dir) = (accepted.clone(), state_dir.clone());
+        *server.on_accept.lock().unwrap() = Some(Box::new(move |_: &Delivery| {
+            if accepted.fetch_add(1, Ordering::SeqCst) == 0 {
+                fill(&state_dir);
+            }
+        }));
+    }
+    s.write("messages", &attack_log());
+    let first = s.run(&["run"]);
+    assert_eq!(first.code, 1, "{}", first.stderr);
+    assert!(
+        first.stderr.contains(state_db(&s).to_str().unwrap()),
+        "{}",
+        first.stderr
+    );
+    assert_eq!(server.received().len(), 1, "{}", first.stderr);
+
+    // Still full: nothing goes out, not even the report the ledger holds as `sending`.
+    let again = s.run(&["run"]);
+    assert_eq!(again.code, 1, "{}", again.stderr);
+    assert!(
+        again.stderr.contains(state_db(&s).to_str().unwrap()),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(server.received().len(), 1, "{}", again.stderr);
+
+    // New lines meanwhile: nothing is sent, and they are not lost.
+    s.append(
+        "messages",
+        &drop_line("10:30:00", "18.206.107.24", "TCP", 22),
+    );
+    let read = s.run(&["run"]);
+    assert_eq!(server.received().len(), 1, "{}", read.stderr);
+    assert_eq!(read.code, 1, "{}", read.stderr);
+    assert!(
+        read.stderr.contains(state_db(&s).to_str().unwrap()),
+        "{}",
+        read.stderr
+    );
+
+    fs::remove_file(state_dir.join("filler")).unwrap();
+    s.run(&["run"]).ok();
+    s.run(&["run"]).ok();
+    let ids = message_ids(&server);
+    assert_eq!(ids.len(), 4, "one message per IP, each once: {ids:?}");
+    assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), 4, "{ids:?}");
+    let mut ips = ATTACKERS.to_vec();
+    ips.push("18.206.107.24");
+    assert_all_sent_once(&s, &ips);
+}
+
+#[test]
+fn a_state_made_on_a_full_disk_is_never_left_half_made() {
+    let server = smtp::start(Security::Plain, None, 0);
+    let s = Setup::new(&smtp_config(server.port, ""));
+    let state_dir = s.path("state");
+    let _fs = match Tmpfs::mount(&state_dir, "4m") {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("SKIPPED: cannot mount a size-limited tmpfs here (needs root): {e}");
+            return;
+        }
+    };
+    fill(&state_dir);
+    s.write("messages", &attack_log());
+    let full = s.run(&["run"]);
+    assert_eq!(full.code, 1, "{}", full.stderr);
+    assert!(
+        full.stderr.contains(state_db(&s).to_str().unwrap()),
+        "{}",
+        full.stderr
+    );
+    assert!(server.received().is_empty());
+    let names: Vec<String> = fs::read_dir(&state_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("state"))
+        .collect();
+    assert!(names.is_empty(), "nothing half made: {names:?}");
+
+    fs::remove_file(state_dir.join("filler")).unwrap();
+    s.run(&["run"]).ok();
+    assert_eq!(server.received().len(), 1);
+    assert_all_sent_once(&s, &ATTACKERS);
+}
+
+#[test]
+fn a_lock_taken_when_the_server_accepts_cannot_keep_the_outcome_out() {
+    let server = smtp::start(Security::Plain, None, 0);
+    let s = Setup::new(&smtp_config(server.port, ""));
+    s.write("messages", &attack_log());
+    // Like an operator's `sqlite3` opening a write transaction at the worst moment.
+    let held: Arc<Mutex<Option<rusqlite::Connection>>> = Arc::new(Mutex::new(None));
+    let refused = Arc::new(Mutex::new(None::<String>));
+    {
+        let (held, refused, db) = (held.clone(), refused.clone(), state_db(&s));
+        *server.on_accept.lock().unwrap() = Some(Box::new(move |_: &Delivery| {
+            let conn = rusqlite::Connection::open(&db).unwrap();
+            // Try once: the server must answer the client well within its timeout.
+            conn.busy_timeout(std::time::Duration::ZERO).unwrap();
+            match conn.execute_batch("BEGIN EXCLUSIVE") {
+                Ok(()) => *held.lock().unwrap() = Some(conn),
+                Err(e) => *refused.lock().unwrap() = Some(e.to_string()),
+            }
+        }));
+    }
+    let first = s.run(&["run"]);
+    drop(held.lock().unwrap().take());
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let refused = refused.lock().unwrap().clone();
+    assert!(
+        refused.as_deref().is_some_and(|e| e.contains("locked")),
+        "the run holds the write lock while the server answers: {refused:?}"
+    );
+    s.run(&["run"]).ok();
+    assert_eq!(server.received().len(), 1);
+    assert_all_sent_once(&s, &ATTACKERS);
+}
+
+#[test]
+fn a_state_locked_by_another_writer_sends_nothing_not_even_a_retry() {
+    let server = smtp::start(Security::Plain, None, 0);
+    let s = Setup::new(&smtp_config(server.port, ""));
+    s.write("messages", &attack_log());
+    s.run(&["run"]).ok();
+    assert_eq!(server.received().len(), 1);
+    // The process died between the server's acceptance and recording it: `sending`.
+    let db = rusqlite::Connection::open(state_db(&s)).unwrap();
+    db.execute(
+        "UPDATE report SET status = 'sending', sent_at = NULL, server_reply = NULL",
+        [],
+    )
+    .unwrap();
+    // Another writer holds the write lock (readers may still read) past the run's timeout.
+    db.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let locked = s.run(&["run"]);
+    assert_eq!(server.received().len(), 1, "{}", locked.stderr);
+    assert_eq!(locked.code, 1, "{}", locked.stderr);
+    assert!(
+        locked.stderr.contains(state_db(&s).to_str().unwrap()),
+        "{}",
+        locked.stderr
+    );
+    db.execute_batch("ROLLBACK").unwrap();
+    drop(db);
+
+    // Writable again: the report goes out once more, and only once.
+    s.run(&["run"]).ok();
+    s.run(&["run"]).ok();
+    let ids = message_ids(&server);
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert_eq!(ids[0], ids[1], "the same message, resent");
+    assert_all_sent_once(&s, &ATTACKERS);
+}
+
+#[test]
+fn an_empty_state_file_is_an_error_not_a_fresh_start() {
+    let server = smtp::start(Security::Plain, None, 0);
+    let s = Setup::new(&smtp_config(server.port, ""));
+    s.write("messages", &attack_log());
+    s.run(&["run"]).ok();
+    assert_eq!(server.received().len(), 1);
+
+    let db = state_db(&s);
+    fs::write(&db, b"").unwrap();
+    s.append(
+        "messages",
+        &drop_line("10:30:00", "18.206.107.24", "TCP", 22),
+    );
+    for args in [&["run"][..], &["history"], &["preview"]] {
+        let out = s.run(args);
+        assert_eq!(out.code, 1, "{args:?}: {}", out.stderr);
+        assert!(
+            out.stderr.contains(db.to_str().unwrap()) && out.stderr.contains("empty"),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+    assert_eq!(server.received().len(), 1);
+    assert_eq!(fs::metadata(&db).unwrap().len(), 0, "left as it was found");
+
+    fs::write(&db, b"not a database, just text that got here somehow").unwrap();
+    let out = s.run(&["run"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains(db.to_str().unwrap()), "{}", out.stderr);
+    assert_eq!(server.received().len(), 1);
+
+    // A missing state is a new one.
+    fs::remove_file(&db).unwrap();
+    s.run(&["run"]).ok();
+    assert_eq!(server.received().len(), 2);
+    let names: Vec<String> = fs::read_dir(s.path("state"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".state.db"))
+        .collect();
+    assert!(names.is_empty(), "no temporary left behind: {names:?}");
+}
+
+/// Runs the binary with the configuration file at `config`.
+fn run_with(s: &Setup, config: &Path, args: &[&str]) -> Ran {
+    let out = Command::new(env!("CARGO_BIN_EXE_abuse-mailer"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env("ABUSE_MAILER_NOW", &s.now)
+        .env_remove("ABUSE_MAILER_CONFIG")
+        .output()
+        .unwrap();
+    Ran {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        raw_stdout: out.stdout,
+    }
+}
+
+#[test]
+fn two_configurations_on_one_state_dir_are_refused_and_a_moved_one_is_not() {
+    let server = smtp::start(Security::Plain, None, 0);
+    let s = Setup::new(&smtp_config(server.port, ""));
+    let (a, b) = (s.path("a.toml"), s.path("b.toml"));
+    fs::copy(s.path("config.toml"), &a).unwrap();
+    fs::copy(s.path("config.toml"), &b).unwrap();
+    s.write("messages", &attack_log());
+    run_with(&s, &a, &["run"]).ok();
+    assert_eq!(server.received().len(), 1);
+
+    s.append(
+        "messages",
+        &drop_line("10:30:00", "18.206.107.24", "TCP", 22),
+    );
+    let other = run_with(&s, &b, &["run"]);
+    assert_eq!(other.code, 78, "{}", other.stderr);
+    for name in ["a.toml", "b.toml", "state_dir"] {
+        assert!(other.stderr.contains(name), "{name}: {}", other.stderr);
+    }
+    assert_eq!(run_with(&s, &b, &["preview"]).code, 78);
+    assert_eq!(server.received().len(), 1);
+
+    // Nothing was lost: the first configuration still reads what came meanwhile.
+    run_with(&s, &a, &["run"]).ok();
+    assert_eq!(server.received().len(), 2);
+
+    // An operator who moves the configuration file is not refused.
+    let moved = s.path("moved.toml");
+    fs::rename(&a, &moved).unwrap();
+    s.append("messages", &drop_line("10:40:00", "35.180.1.1", "TCP", 22));
+    run_with(&s, &moved, &["run"]).ok();
+    assert_eq!(server.received().len(), 3);
+    let other = run_with(&s, &b, &["run"]);
+    assert_eq!(other.code, 78, "{}", other.stderr);
+    assert!(other.stderr.contains("moved.toml"), "{}", other.stderr);
+
+    // Nor is one whose old file now names another state_dir.
+    let text = fs::read_to_string(&moved)
+        .unwrap()
+        .replace("/state\"", "/state-moved\"");
+    fs::write(&moved, text).unwrap();
+    s.append(
+        "messages",
+        &drop_line("10:50:00", "52.80.174.40", "TCP", 22),
+    );
+    run_with(&s, &b, &["run"]).ok();
+    assert_eq!(server.received().len(), 4);
+    let mut ips: Vec<&str> = ATTACKERS.to_vec();
+    ips.extend(["18.206.107.24", "35.180.1.1", "52.80.174.40"]);
+    assert_all_sent_once(&s, &ips);
+}
+
+#[test]
+fn readers_wait_for_a_writer_instead_of_failing() {
+    let server = smtp::start(Security::Plain, None, 0);
+    let s = Setup::new(&smtp_config(server.port, ""));
+    s.write("messages", &attack_log());
+    s.run(&["run"]).ok();
+    let id = history(&s)[0]["id"].as_str().unwrap().to_string();
+
+    // A state as an older release left it (rollback journal), a writer in its commit.
+    let db = rusqlite::Connection::open(state_db(&s)).unwrap();
+    let mode: String = db
+        .query_row("PRAGMA journal_mode = DELETE", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "delete");
+    db.execute_batch("BEGIN EXCLUSIVE; UPDATE report SET attempts = attempts;")
+        .unwrap();
+    let readers: Vec<_> = [vec!["history"], vec!["show", id.as_str()], vec!["preview"]]
+        .iter()
+        .map(|args| {
+            s.command(args)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    db.execute_batch("COMMIT").unwrap();
+    for reader in readers {
+        let out = reader.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    // A run turns on WAL mode: from then on a writer's lock does not stop a reader at all.
+    s.run(&["run"]).ok();
+    db.execute_batch("BEGIN EXCLUSIVE; UPDATE report SET attempts = attempts;")
+        .unwrap();
+    assert_eq!(history(&s).len(), 1);
+    s.run(&["show", &id]).ok();
+    db.execute_batch("ROLLBACK").unwrap();
+    assert_eq!(server.received().len(), 1);
+}
