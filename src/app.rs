@@ -323,6 +323,15 @@ fn ingest(
     if let Some(since) = options.since {
         scan.skip_before(since.timestamp());
     }
+    let report = &settings.report;
+    if report.max_age_days > 0 {
+        scan.stale_before(
+            (world.now - chrono::Duration::days(i64::from(report.max_age_days))).timestamp(),
+        );
+    }
+    if !report.backscatter {
+        scan.pass_over_answers();
+    }
     // Sizing the read costs a look at every file: only where a bar could be shown.
     let watched = std::io::stderr().is_terminal() && verbosity != Verbosity::Quiet;
     let expected = if watched {
@@ -447,14 +456,16 @@ fn ingest(
         );
         evidence.push(keep);
     }
-    Ok(Intake {
+    let mut intake = Intake {
         summary: batch.summary,
         observations,
         touched,
         cursors,
         evidence,
         stored_evidence,
-    })
+    };
+    intake.summary.ips_below_min_hits = count_below_min_hits(world, &intake, ledger);
+    Ok(intake)
 }
 
 impl Intake {
@@ -468,6 +479,21 @@ impl Intake {
             None => Ok(self.observations.get(&ip).cloned()),
         }
     }
+}
+
+/// How many addresses `min_hits` holds back this run, for the summary.
+fn count_below_min_hits(world: &World<'_>, intake: &Intake, ledger: &Ledger) -> u64 {
+    let mut held: HashSet<IpAddr> = HashSet::new();
+    for (i, provider) in world.providers.iter().enumerate() {
+        held.extend(crate::select::below_min_hits(
+            &intake.observations,
+            provider,
+            &ledger.reported[i],
+            &world.settings.report,
+            &|ip| world.asn(ip),
+        ));
+    }
+    held.len() as u64
 }
 
 /// One report ready to be recorded and sent (or printed).
@@ -848,8 +874,30 @@ fn summary_line(
             .collect::<Vec<_>>()
             .join(", ")
     };
+    // What the defaults left out, so that an operator sees why an address was not reported.
+    let mut left_out = Vec::new();
+    if s.lines_stale > 0 {
+        left_out.push(format!("{} lines older than max_age_days", s.lines_stale));
+    }
+    if s.lines_backscatter > 0 {
+        left_out.push(format!(
+            "{} lines answering our own traffic (backscatter)",
+            s.lines_backscatter
+        ));
+    }
+    if s.ips_below_min_hits > 0 {
+        left_out.push(format!(
+            "{} IPs below min_hits so far",
+            s.ips_below_min_hits
+        ));
+    }
+    let left_out = if left_out.is_empty() {
+        String::new()
+    } else {
+        format!("; not counted: {}", left_out.join(", "))
+    };
     format!(
-        "abuse-mailer {what}: read {} lines ({} bytes), {} matched, {} malformed, {} IPs ({} in no provider); {new}; {sent} sent; {:.2}s",
+        "abuse-mailer {what}: read {} lines ({} bytes), {} matched, {} malformed, {} IPs ({} in no provider){left_out}; {new}; {sent} sent; {:.2}s",
         s.lines_read,
         s.bytes_read,
         s.lines_matched,

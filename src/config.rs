@@ -79,6 +79,9 @@ struct RawReport {
     attach_csv: Option<bool>,
     attach_excerpt: Option<bool>,
     max_ips_per_message: Option<usize>,
+    max_message_bytes: Option<usize>,
+    max_age_days: Option<u32>,
+    backscatter: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -229,8 +232,14 @@ pub struct ReportConfig {
     pub ignore: Vec<IpNet>,
     pub attach_csv: bool,
     pub attach_excerpt: bool,
-    /// Split a larger delta into numbered parts of one thread.
+    /// Split a larger delta into numbered parts of one thread (default 1000).
     pub max_ips_per_message: Option<usize>,
+    /// No message is larger than this, attachments included (default 1 MiB).
+    pub max_message_bytes: usize,
+    /// Packets logged longer ago than this at run time are not reported (default 30; 0: no limit).
+    pub max_age_days: u32,
+    /// Whether answers to our own traffic (TCP ACK/RST, ICMP errors) count as hits (default no).
+    pub backscatter: bool,
     /// Send XARF v4: one report per IP, each with `xarf.json`.
     pub xarf: bool,
 }
@@ -534,7 +543,15 @@ fn check(file: &Path, raw: RawConfig) -> Result<Settings, ConfigError> {
             format!("{max_excerpt_lines}: expected 1 to 10000"),
         ));
     }
-    let min_hits = r.min_hits.unwrap_or(1).max(1);
+    // One packet is no reason to accuse anyone: a stray or spoofed packet looks the same.
+    let min_hits = r.min_hits.unwrap_or(3).max(1);
+    let max_message_bytes = r.max_message_bytes.unwrap_or(1 << 20);
+    if max_message_bytes < 16 << 10 {
+        return Err(err(
+            "report.max_message_bytes",
+            format!("{max_message_bytes}: expected at least 16384 (16 KiB)"),
+        ));
+    }
     // The operator's own MAC address is no business of the desk's: hidden unless asked.
     let redact = r
         .redact
@@ -576,8 +593,12 @@ fn check(file: &Path, raw: RawConfig) -> Result<Settings, ConfigError> {
                     "expected at least 1".into(),
                 ));
             }
-            n => n,
+            Some(n) => Some(n),
+            None => Some(1000),
         },
+        max_message_bytes,
+        max_age_days: r.max_age_days.unwrap_or(30),
+        backscatter: r.backscatter.unwrap_or(false),
     };
 
     let m = raw.mail;
@@ -871,7 +892,12 @@ dir = "outbox"
         assert_eq!(s.sources[0].prefixes, vec!["INPUT-DROP:".to_string()]);
         assert_eq!(s.report.sample_seconds, 5);
         assert_eq!(s.report.max_excerpt_lines, 50);
-        assert_eq!(s.report.min_hits, 1);
+        assert_eq!(s.report.min_hits, 3);
+        assert_eq!(s.report.max_age_days, 30);
+        assert!(!s.report.backscatter);
+        assert_eq!(s.report.redact, vec![Redact::Mac]);
+        assert_eq!(s.report.max_ips_per_message, Some(1000));
+        assert_eq!(s.report.max_message_bytes, 1 << 20);
         assert_eq!(s.mail.max_messages_per_run, 10);
         assert!(matches!(s.mail.transport, TransportConfig::File { .. }));
     }

@@ -124,6 +124,14 @@ pub struct Summary {
     pub bytes_read: u64,
     pub ips_observed: u64,
     pub ips_unattributed: u64,
+    /// Matched lines older than `max_age_days`: not counted as hits.
+    pub lines_stale: u64,
+    /// Matched lines that answer the operator's own traffic (TCP ACK/RST, ICMP errors):
+    /// not counted as hits unless `backscatter = true`.
+    pub lines_backscatter: u64,
+    /// Addresses in a provider, not reported yet, held back because they sent fewer than
+    /// `min_hits` packets so far.
+    pub ips_below_min_hits: u64,
 }
 
 /// Which providers an IP belongs to, as bit masks over the configured providers.
@@ -186,6 +194,10 @@ pub struct Ingest<'a> {
     starts: Vec<Found>,
     /// Packets logged before this time (Unix seconds) are passed over (`--since`).
     since: Option<i64>,
+    /// Packets logged before this time are stale: counted as such, never hits.
+    stale_before: Option<i64>,
+    /// Whether answers to the operator's own traffic count as hits.
+    answers_are_hits: bool,
     /// Told how many bytes each read took, for a progress display.
     progress: Option<&'a (dyn Fn(u64) + Sync)>,
     /// Read size, and the length from which a line is junk (see [`Ingest::set_buffer_size`]).
@@ -229,6 +241,8 @@ impl<'a> Ingest<'a> {
             evidence: vec![Vec::new(); providers],
             starts: Vec::new(),
             since: None,
+            stale_before: None,
+            answers_are_hits: true,
             progress: None,
             buffer: BUFFER,
         }
@@ -249,6 +263,17 @@ impl<'a> Ingest<'a> {
     /// Passes over packets logged before `time` (Unix seconds): history the operator skips.
     pub fn skip_before(&mut self, time: i64) {
         self.since = Some(time);
+    }
+
+    /// Packets logged before `time` are too old to report: counted in `lines_stale`, not hits.
+    pub fn stale_before(&mut self, time: i64) {
+        self.stale_before = Some(time);
+    }
+
+    /// Answers to the operator's own traffic (see [`crate::parse::Packet::answer`]) are
+    /// counted in `lines_backscatter` and are not hits.
+    pub fn pass_over_answers(&mut self) {
+        self.answers_are_hits = false;
     }
 
     /// Starts a source with its own prefixes: the files read until [`Ingest::end_source`]
@@ -298,6 +323,8 @@ impl<'a> Ingest<'a> {
             evidence: vec![Vec::new(); self.evidence.len()],
             starts: Vec::new(),
             since: self.since,
+            stale_before: self.stale_before,
+            answers_are_hits: self.answers_are_hits,
             progress: self.progress,
             buffer: self.buffer,
         }
@@ -312,6 +339,8 @@ impl<'a> Ingest<'a> {
         s.lines_matched += other.summary.lines_matched;
         s.lines_malformed += other.summary.lines_malformed;
         s.bytes_read += other.summary.bytes_read;
+        s.lines_stale += other.summary.lines_stale;
+        s.lines_backscatter += other.summary.lines_backscatter;
         for (ip, theirs) in other.seen {
             match self.seen.get_mut(&ip) {
                 Some(mine) => {
@@ -454,6 +483,14 @@ impl<'a> Ingest<'a> {
             return;
         }
         self.summary.lines_matched += 1;
+        if self.stale_before.is_some_and(|t| packet.time < t) {
+            self.summary.lines_stale += 1;
+            return;
+        }
+        if packet.answer && !self.answers_are_hits {
+            self.summary.lines_backscatter += 1;
+            return;
+        }
         let attribute = self.attribute;
         let seen = self.seen.entry(packet.src).or_insert_with(|| Seen {
             observation: Observation::new(packet.src, packet.time),
@@ -552,6 +589,9 @@ mod tests {
                 bytes_read: text.rfind('\n').unwrap() as u64 + 1,
                 ips_observed: 2,
                 ips_unattributed: 1,
+                lines_stale: 0,
+                lines_backscatter: 0,
+                ips_below_min_hits: 0,
             }
         );
         let o = &batch.observations[&"3.5.140.2".parse::<IpAddr>().unwrap()];
@@ -661,6 +701,7 @@ mod tests {
             proto: "TCP",
             spt: Some(port),
             dpt: Some(port),
+            answer: false,
         };
         let ports: Vec<u16> = (0..200).map(|i| (i * 7919 % 1000) as u16).collect();
         let mut forward = Observation::new(ip, 1);

@@ -46,6 +46,9 @@ pub struct Packet<'a> {
     pub proto: &'a str,
     pub spt: Option<u16>,
     pub dpt: Option<u16>,
+    /// The packet answers traffic the operator's host started (backscatter): TCP with ACK or
+    /// RST set, an ICMP error or echo reply. Not an attack by its sender.
+    pub answer: bool,
 }
 
 /// What one log line turned out to be.
@@ -158,8 +161,10 @@ impl LineParser {
         }
         // Safe: every byte was checked to be ASCII.
         let host = std::str::from_utf8(host).unwrap_or_default();
-        match fields(first_field(&line[fields_at..])) {
+        let field_text = first_field(&line[fields_at..]);
+        match fields(field_text) {
             Ok(f) => Line::Packet(Packet {
+                answer: is_answer(field_text, f.proto),
                 time,
                 host,
                 prefix,
@@ -341,6 +346,30 @@ struct Fields<'a> {
     proto: &'a str,
     spt: Option<u16>,
     dpt: Option<u16>,
+}
+
+/// Whether a packet answers the operator's own traffic, from the outer packet's fields (a
+/// quoted packet `[SRC=…` ends them): TCP flags ACK or RST; ICMP echo reply or an error
+/// (unreachable, source quench, redirect, time exceeded, parameter problem) and the
+/// timestamp, information and mask replies; ICMPv6 errors (types 1–4) and echo reply.
+fn is_answer(fields: &[u8], proto: &str) -> bool {
+    let words = fields
+        .split(|b| *b == b' ')
+        .take_while(|w| w.first() != Some(&b'['));
+    match proto {
+        "TCP" | "6" => words.into_iter().any(|w| w == b"ACK" || w == b"RST"),
+        "ICMP" | "1" => {
+            icmp_type(words).is_some_and(|t| matches!(t, 0 | 3 | 4 | 5 | 11 | 12 | 14 | 16 | 18))
+        }
+        "ICMPv6" | "58" => icmp_type(words).is_some_and(|t| matches!(t, 1..=4 | 129)),
+        _ => false,
+    }
+}
+
+/// The value of the first `TYPE=` word.
+fn icmp_type<'a>(mut words: impl Iterator<Item = &'a [u8]>) -> Option<u8> {
+    let digits = words.find_map(|w| w.strip_prefix(b"TYPE="))?;
+    std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
 /// A syslog host name as it may reach a report: a name, or an address, in ASCII letters,
@@ -650,6 +679,7 @@ mod tests {
                 proto: "UDP",
                 spt: Some(37933),
                 dpt: Some(53),
+                answer: false,
             }
         );
     }
@@ -1035,5 +1065,69 @@ mod tests {
         assert_eq!(got, at(&format!("{expected_year}-01-15T11:00:00Z")));
         let rfc = "2026-01-15T12:00:00Z h kernel: D:IN=eth0 OUT= SRC=1.2.3.4 DST=5.6.7.8 PROTO=TCP";
         assert_eq!(packet(&mut p, rfc).time, at("2026-01-15T12:00:00Z"));
+    }
+
+    #[test]
+    fn answers_to_our_own_traffic_are_told_apart() {
+        let f = |t: &str| t.as_bytes().to_vec();
+        let cases = [
+            (
+                "IN=eth0 OUT= SRC=1.2.3.4 DST=5.6.7.8 PROTO=TCP SPT=443 DPT=5 WINDOW=1 RES=0x00 ACK SYN URGP=0",
+                "TCP",
+                true,
+            ),
+            (
+                "IN=eth0 OUT= SRC=1.2.3.4 DST=5.6.7.8 PROTO=TCP SPT=443 DPT=5 WINDOW=0 RES=0x00 RST URGP=0",
+                "TCP",
+                true,
+            ),
+            (
+                "IN=eth0 OUT= SRC=1.2.3.4 DST=5.6.7.8 PROTO=TCP SPT=4 DPT=22 WINDOW=1 RES=0x00 SYN URGP=0",
+                "TCP",
+                false,
+            ),
+            (
+                "IN=eth0 OUT= SRC=1.2.3.4 DST=5.6.7.8 PROTO=TCP SPT=4 DPT=22 WINDOW=1 RES=0x00 SYN URGP=0 ACKS",
+                "TCP",
+                false,
+            ),
+            (
+                "IN=eth0 OUT= SRC=1.2.3.4 DST=5.6.7.8 PROTO=ICMP TYPE=3 CODE=3 [SRC=5.6.7.8 DST=1.2.3.4 PROTO=TCP SPT=1 DPT=2 ACK ]",
+                "ICMP",
+                true,
+            ),
+            (
+                "IN=eth0 OUT= SRC=1.2.3.4 DST=5.6.7.8 PROTO=ICMP TYPE=8 CODE=0 ID=1 SEQ=2",
+                "ICMP",
+                false,
+            ),
+            (
+                "IN=eth0 OUT= SRC=1.2.3.4 DST=5.6.7.8 PROTO=ICMP TYPE=0 CODE=0 ID=1 SEQ=2",
+                "ICMP",
+                true,
+            ),
+            (
+                "IN=eth0 OUT= SRC=::1 DST=::2 PROTO=ICMPv6 TYPE=1 CODE=4",
+                "ICMPv6",
+                true,
+            ),
+            (
+                "IN=eth0 OUT= SRC=::1 DST=::2 PROTO=ICMPv6 TYPE=128 CODE=0",
+                "ICMPv6",
+                false,
+            ),
+            (
+                "IN=eth0 OUT= SRC=1.2.3.4 DST=5.6.7.8 PROTO=UDP SPT=53 DPT=5 LEN=40",
+                "UDP",
+                false,
+            ),
+        ];
+        for (text, proto, answer) in cases {
+            assert_eq!(is_answer(&f(text), proto), answer, "{text}");
+        }
+        // The quoted packet's flags are not the outer packet's.
+        let quoted =
+            "IN=eth0 OUT= SRC=1.2.3.4 DST=5.6.7.8 PROTO=TCP SPT=4 DPT=22 SYN [SRC=5.6.7.8 ACK ]";
+        assert!(!is_answer(&f(quoted), "TCP"));
     }
 }

@@ -101,6 +101,26 @@ pub fn delta<'a>(
     out
 }
 
+/// The provider's attackers that are held back only by `min_hits`: not reported yet, and
+/// with fewer packets than that so far (they are reported once they reach it).
+pub fn below_min_hits<'a>(
+    observations: &'a HashMap<IpAddr, Observation>,
+    provider: &Provider,
+    reported: &HashSet<IpAddr>,
+    report: &ReportConfig,
+    asn_of: &dyn Fn(IpAddr) -> Option<u32>,
+) -> impl Iterator<Item = IpAddr> + 'a {
+    let candidates: Vec<IpAddr> = observations
+        .values()
+        .filter(|o| o.hits < report.min_hits)
+        .filter(|o| is_reportable(o.ip) && !is_ignored(o.ip, &report.ignore))
+        .filter(|o| provider.matches(o.ip, asn_of(o.ip)))
+        .filter(|o| !reported.contains(&o.ip))
+        .map(|o| o.ip)
+        .collect();
+    candidates.into_iter()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -212,3 +212,100 @@ fn excluded_regions_are_not_the_providers_even_by_asn() {
     assert!(only.contains(&"52.80.174.40".to_string()), "{only:?}");
     assert!(!only.contains(&"3.5.140.2".to_string()), "{only:?}");
 }
+
+/// The standard setup with the product's defaults for what is counted (no `min_hits = 1`).
+fn with_defaults(extra: &str) -> Setup {
+    Setup::new(&standard_config(extra).replace("min_hits = 1\n", ""))
+}
+
+#[test]
+fn one_packet_is_no_accusation_by_default() {
+    let s = with_defaults("");
+    s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    let out = s.run(&["run"]).ok();
+    assert!(s.outbox().is_empty(), "one packet reported");
+    assert!(
+        out.stderr.contains("1 IPs below min_hits so far"),
+        "{}",
+        out.stderr
+    );
+    let v = s.run(&["preview", "--json"]).ok().json();
+    assert_eq!(v["summary"]["ips_below_min_hits"], 1);
+    // Two more packets later: now it is reported, with all three.
+    s.append("messages", &drop_line("10:00:05", "3.5.140.2", "TCP", 22));
+    s.append("messages", &drop_line("10:00:09", "3.5.140.2", "TCP", 23));
+    s.run(&["run"]).ok();
+    assert_eq!(s.reported(), vec![vec!["3.5.140.2".to_string()]]);
+    let v = s.run(&["history", "--json"]).ok().json();
+    assert_eq!(v[0]["ips"], serde_json::json!(["3.5.140.2"]));
+}
+
+/// A TCP packet from `src` port 443 to us with the given flags.
+fn tcp_answer(time: &str, src: &str, flags: &str) -> String {
+    format!(
+        "Jan 25 {time} web1 kernel: INPUT-DROP:IN=eth0 OUT= SRC={src} DST=198.51.100.10 LEN=60 TOS=0x00 PREC=0x00 TTL=49 ID=0 DF PROTO=TCP SPT=443 DPT=51234 WINDOW=65535 RES=0x00 {flags} URGP=0 \n"
+    )
+}
+
+#[test]
+fn backscatter_is_never_a_reason_to_report() {
+    let mut log = String::new();
+    for i in 0..5 {
+        log.push_str(&tcp_answer(&format!("10:00:0{i}"), "3.5.140.2", "ACK SYN"));
+        log.push_str(&tcp_answer(&format!("10:00:0{i}"), "3.5.140.3", "RST"));
+        log.push_str(&tcp_answer(&format!("10:00:0{i}"), "3.5.140.4", "SYN"));
+    }
+    log.push_str(
+        "Jan 25 10:00:06 web1 kernel: INPUT-DROP:IN=eth0 OUT= SRC=3.5.140.5 DST=198.51.100.10 LEN=88 PROTO=ICMP TYPE=3 CODE=3 [SRC=198.51.100.10 DST=3.5.140.5 LEN=60 PROTO=UDP SPT=53 DPT=62936 LEN=40 ] \n",
+    );
+    let s = with_defaults("");
+    s.write("messages", &log);
+    let v = s.run(&["preview", "--json"]).ok().json();
+    assert_eq!(
+        ip_list(&v["reports"][0]["ips"]),
+        ["3.5.140.4"],
+        "only the SYN sender attacks; SYN-ACK, RST and ICMP errors answer us"
+    );
+    assert_eq!(v["summary"]["lines_backscatter"], 11);
+    assert_eq!(v["summary"]["lines_matched"], 16);
+    let excerpt = v["reports"][0]["excerpt"].to_string();
+    assert!(!excerpt.contains("3.5.140.2") && !excerpt.contains("3.5.140.3"));
+
+    let counted = with_defaults("backscatter = true");
+    counted.write("messages", &log);
+    let v = counted.run(&["preview", "--json"]).ok().json();
+    assert_eq!(
+        ip_list(&v["reports"][0]["ips"]),
+        ["3.5.140.2", "3.5.140.3", "3.5.140.4"],
+        "backscatter = true counts answers; the lone ICMP error stays below min_hits"
+    );
+}
+
+#[test]
+fn stale_packets_are_not_reported_and_are_counted() {
+    let s = with_defaults("");
+    // The clock is 2026-01-26: December's packets are older than the default 30 days.
+    let old: String = (0..5)
+        .map(|i| {
+            drop_line(&format!("10:00:0{i}"), "3.5.140.2", "TCP", 22)
+                .replacen("Jan 25", "Dec 20", 1)
+        })
+        .collect();
+    let new: String = (0..3)
+        .map(|i| drop_line(&format!("10:00:0{i}"), "3.5.140.3", "TCP", 22))
+        .collect();
+    s.write("messages", &format!("{old}{new}"));
+    let out = s.run(&["preview", "--json"]).ok();
+    let v = out.json();
+    assert_eq!(ip_list(&v["reports"][0]["ips"]), ["3.5.140.3"]);
+    assert_eq!(v["summary"]["lines_stale"], 5);
+    assert!(
+        out.stderr.contains("5 lines older than max_age_days"),
+        "{}",
+        out.stderr
+    );
+    let all = with_defaults("max_age_days = 0");
+    all.write("messages", &format!("{old}{new}"));
+    let v = all.run(&["preview", "--json"]).ok().json();
+    assert_eq!(ip_list(&v["reports"][0]["ips"]), ["3.5.140.2", "3.5.140.3"]);
+}
