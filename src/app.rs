@@ -543,22 +543,45 @@ fn plan(
         } else {
             settings.report.max_ips_per_message.unwrap_or(usize::MAX)
         };
-        let parts = attackers.len().div_ceil(size);
-        let mut thread_root = ledger.thread_roots[i].clone();
-        for (k, chunk) in attackers.chunks(size).enumerate() {
-            let part = plan_part(
-                world,
-                intake,
-                i,
-                chunk,
-                (k + 1, parts),
-                thread_root.as_deref(),
-                state,
-            )?;
-            // Later parts reply to the first, so a split report reads as one thread.
-            thread_root.get_or_insert_with(|| part.record.message_id.clone());
-            planned.push(part);
-        }
+        let limit = settings.report.max_message_bytes;
+        let mut chunks: Vec<std::ops::Range<usize>> = (0..attackers.len())
+            .step_by(size)
+            .map(|start| start..(start + size).min(attackers.len()))
+            .collect();
+        // Render every part; a part over `max_message_bytes` is split in two and all parts
+        // are numbered and rendered again, until every message fits.
+        let parts = loop {
+            let mut parts = Vec::with_capacity(chunks.len());
+            let mut thread_root = ledger.thread_roots[i].clone();
+            let mut too_big = None;
+            for (k, range) in chunks.iter().enumerate() {
+                let part = plan_part(
+                    world,
+                    intake,
+                    i,
+                    &attackers[range.clone()],
+                    (k + 1, chunks.len()),
+                    thread_root.as_deref(),
+                    state,
+                )?;
+                if part.record.message.len() > limit && range.len() > 1 {
+                    too_big = Some(k);
+                    break;
+                }
+                // Later parts reply to the first, so a split report reads as one thread.
+                thread_root.get_or_insert_with(|| part.record.message_id.clone());
+                parts.push(part);
+            }
+            match too_big {
+                None => break parts,
+                Some(k) => {
+                    let range = chunks[k].clone();
+                    let mid = range.start + range.len() / 2;
+                    chunks.splice(k..=k, [range.start..mid, mid..range.end]);
+                }
+            }
+        };
+        planned.extend(parts);
     }
     Ok(planned)
 }
@@ -581,24 +604,11 @@ fn plan_part(
         .filter(|l| ips.contains(&l.ip))
         .cloned()
         .collect();
-    let pool_for_evidence = pool.clone();
     let window: Option<Window> = densest(
-        pool,
+        pool.clone(),
         settings.report.sample_seconds,
         settings.report.max_excerpt_lines,
     );
-    let report = Report::new(
-        provider.name(),
-        &provider.config.to,
-        attackers,
-        window.as_ref(),
-        &settings.report,
-        settings.zone,
-        world.now,
-    )
-    .part(part.0, part.1)
-    .with_evidence(&pool_for_evidence, &settings.report);
-    let (subject, body) = world.templates.render(&report)?;
     let id = report_id(
         world.now,
         provider.name(),
@@ -618,7 +628,42 @@ fn plan_part(
         thread_root,
         date: world.now,
     };
-    let bytes = message(&head, &subject, &body, &report, &settings.report)?;
+    // A part of one address that is still too large carries fewer log lines (long lines
+    // can be forged): halved until it fits, the address's own lines last of all.
+    let mut lines = usize::MAX;
+    let (report, subject, bytes) = loop {
+        let mut report = Report::new(
+            provider.name(),
+            &provider.config.to,
+            attackers,
+            window.as_ref(),
+            &settings.report,
+            settings.zone,
+            world.now,
+        )
+        .part(part.0, part.1)
+        .with_evidence(&pool, &settings.report, lines);
+        report.excerpt.truncate(lines);
+        let (subject, body) = world.templates.render(&report)?;
+        let bytes = message(&head, &subject, &body, &report, &settings.report)?;
+        if bytes.len() <= settings.report.max_message_bytes || attackers.len() > 1 || lines == 0 {
+            break (report, subject, bytes);
+        }
+        lines = lines.min(
+            report
+                .excerpt
+                .len()
+                .max(crate::render::EVIDENCE_PER_ADDRESS),
+        ) / 2;
+    };
+    if bytes.len() > settings.report.max_message_bytes && attackers.len() == 1 {
+        bail!(
+            "the report on {} is {} bytes even without log lines, over report.max_message_bytes = {}",
+            attackers[0].observation.ip,
+            bytes.len(),
+            settings.report.max_message_bytes
+        );
+    }
     let recipients = provider
         .config
         .to
@@ -982,7 +1027,14 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
     let mut made = Vec::new();
     for p in planned {
         if budget == 0 || outcome.transient.is_some() {
-            outcome.held += 1;
+            // A part of a split report keeps its number: written now, never tried, it goes out
+            // as stored ("part 11 of 16") before anything new on a later run.
+            if p.report.parts > 1 && outcome.transient.is_none() {
+                state.insert_report(&p.record)?;
+                outcome.queued += 1;
+            } else {
+                outcome.held += 1;
+            }
             continue;
         }
         budget -= 1;
@@ -1006,10 +1058,10 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
         )?;
     }
     if verbosity != Verbosity::Quiet {
-        if outcome.held > 0 || outcome.waiting > 0 {
+        if outcome.held > 0 || outcome.waiting > 0 || outcome.queued > 0 {
             eprintln!(
                 "abuse-mailer: {} report(s) wait for the next run (max_messages_per_run = {}, or the mail server is unavailable)",
-                outcome.held + outcome.waiting,
+                outcome.held + outcome.waiting + outcome.queued,
                 settings.mail.max_messages_per_run
             );
         }
@@ -1093,6 +1145,8 @@ struct Outcome {
     rejected_providers: HashSet<String>,
     /// New reports not made this run (budget or outage); their IPs stay in the delta.
     held: usize,
+    /// Parts of a split report written to the ledger but not tried: the next run sends them.
+    queued: usize,
     /// Stored reports not retried this run.
     waiting: usize,
 }

@@ -311,8 +311,9 @@ impl Report {
     }
 
     /// Gives each address its own lines from `pool` (the evidence kept for these addresses),
-    /// cleaned and redacted as the excerpt is, at most [`EVIDENCE_PER_ADDRESS`] each.
-    pub fn with_evidence(mut self, pool: &[EvidenceLine], cfg: &ReportConfig) -> Self {
+    /// cleaned and redacted as the excerpt is, at most [`EVIDENCE_PER_ADDRESS`] each (and at
+    /// most `cap`).
+    pub fn with_evidence(mut self, pool: &[EvidenceLine], cfg: &ReportConfig, cap: usize) -> Self {
         let mut by_ip: std::collections::HashMap<String, Vec<&EvidenceLine>> =
             std::collections::HashMap::new();
         for line in pool {
@@ -326,7 +327,7 @@ impl Report {
             lines.dedup_by(|a, b| a.time == b.time && a.text == b.text);
             ip.evidence = lines
                 .iter()
-                .take(EVIDENCE_PER_ADDRESS)
+                .take(EVIDENCE_PER_ADDRESS.min(cap))
                 .map(|l| redact(&clean(l.text.as_bytes()), &cfg.redact))
                 .collect();
         }

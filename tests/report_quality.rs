@@ -309,3 +309,115 @@ fn stale_packets_are_not_reported_and_are_counted() {
     let v = all.run(&["preview", "--json"]).ok().json();
     assert_eq!(ip_list(&v["reports"][0]["ips"]), ["3.5.140.2", "3.5.140.3"]);
 }
+
+/// The subjects and IPs of the ledger's reports, oldest first.
+fn ledger(s: &Setup) -> Vec<(String, Vec<String>, String)> {
+    let v = s.run(&["history", "--json"]).ok().json();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["subject"].as_str().unwrap().to_string(),
+                ip_list_of_strings(&r["ips"]),
+                r["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn ip_list_of_strings(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn parts_keep_their_numbers_across_runs() {
+    let s = Setup::new(
+        &standard_config("max_ips_per_message = 2")
+            .replace("[mail]", "[mail]\nmax_messages_per_run = 3"),
+    );
+    s.write("messages", &many_sources_log(10, false));
+    s.run(&["run"]).ok();
+    assert_eq!(s.outbox().len(), 3);
+    let first = ledger(&s);
+    assert_eq!(first.len(), 5, "every part is written, the held ones wait");
+    s.run(&["run"]).ok();
+    assert_eq!(s.outbox().len(), 5);
+    let rows = ledger(&s);
+    for (k, (subject, _, status)) in rows.iter().enumerate() {
+        assert!(
+            subject.ends_with(&format!("(part {} of 5)", k + 1)),
+            "{subject}"
+        );
+        assert_eq!(status, "sent");
+    }
+    let mut all: Vec<String> = rows.iter().flat_map(|r| r.1.clone()).collect();
+    assert_eq!(all.len(), 10);
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 10, "no address twice");
+    // Every part is in the first part's thread.
+    let history = s.run(&["history", "--json"]).ok().json();
+    let root_id = history[0]["message_id"].as_str().unwrap().to_string();
+    let mut threaded = 0;
+    for file in s.outbox() {
+        let text = std::fs::read_to_string(&file).unwrap();
+        if text.contains(&format!("In-Reply-To: {root_id}")) {
+            threaded += 1;
+        } else {
+            assert!(text.contains(&format!("Message-ID: {root_id}")), "{file:?}");
+        }
+    }
+    assert_eq!(threaded, 4);
+    // Nothing left: a third run sends nothing.
+    s.run(&["run"]).ok();
+    assert_eq!(s.outbox().len(), 5);
+}
+
+#[test]
+fn no_message_is_larger_than_max_message_bytes() {
+    let limit = 16 * 1024;
+    let s = Setup::new(&standard_config(&format!("max_message_bytes = {limit}")));
+    s.write("messages", &many_sources_log(120, true));
+    s.run(&["run"]).ok();
+    let files = s.outbox();
+    assert!(files.len() > 1, "split to fit");
+    for f in &files {
+        let size = std::fs::metadata(f).unwrap().len() as usize;
+        assert!(size <= limit, "{f:?}: {size} bytes");
+    }
+    let mut all: Vec<String> = ledger(&s).into_iter().flat_map(|r| r.1).collect();
+    assert_eq!(all.len(), 120);
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 120, "every address once");
+}
+
+#[test]
+fn one_address_with_huge_forged_lines_still_fits() {
+    let limit = 16 * 1024;
+    let s = Setup::new(&standard_config(&format!("max_message_bytes = {limit}")));
+    let padding = "X".repeat(3000);
+    let log: String = (0..20)
+        .map(|i| {
+            drop_line(&format!("10:00:{i:02}"), "3.5.140.2", "TCP", 22)
+                .replace(" \n", &format!(" WINDOW=1 {padding} \n"))
+        })
+        .collect();
+    s.write("messages", &log);
+    s.run(&["run"]).ok();
+    let files = s.outbox();
+    assert_eq!(files.len(), 1);
+    let size = std::fs::metadata(&files[0]).unwrap().len() as usize;
+    assert!(size <= limit, "{size} bytes");
+    let raw = std::fs::read(&files[0]).unwrap();
+    let message = MessageParser::default().parse(&raw).unwrap();
+    assert!(
+        message.body_text(0).unwrap().contains("SRC=3.5.140.2 "),
+        "some evidence is kept"
+    );
+}
