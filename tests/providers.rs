@@ -493,33 +493,6 @@ fn firewall_rules_cover_exactly_the_aggregated_ranges_and_load() {
     }
 }
 
-/// Validates a XARF document against the v4 schemas bundled with PyPI's `xarf` (strict:
-/// recommended fields required too). `None` if that validator is not installed.
-fn xarf_errors(document: &str) -> Option<Vec<String>> {
-    let script = "import json, sys, xarf\n\
-                  r = xarf.parse(sys.stdin.read(), strict=True)\n\
-                  print(json.dumps([e.message for e in r.errors]))";
-    let mut child = Command::new("python3")
-        .args(["-c", script])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .ok()?;
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(document.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    if !out.status.success() {
-        return None;
-    }
-    Some(serde_json::from_slice(&out.stdout).unwrap())
-}
-
 #[test]
 fn xarf_mode_sends_one_valid_xarf_report_per_ip_in_one_thread() {
     use base64::Engine as _;

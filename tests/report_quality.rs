@@ -421,3 +421,176 @@ fn one_address_with_huge_forged_lines_still_fits() {
         "some evidence is kept"
     );
 }
+
+/// The real ufw logs of a VPS (May 2022, rotated history included), the real AWS ranges and
+/// the real-world ASN database, copied into a temporary setup; the clock is the day after.
+fn real_ufw_setup(extra_report: &str, mail: &str) -> Setup {
+    let dir = shared_data("iptables-logs/vultr-ufw-2022");
+    let ranges = shared_data("cloud-ranges/aws-ip-ranges-2025-07-24.json");
+    let db = shared_data("asn-realworld/ip-location-db-asn-20260617.mmdb");
+    let mut s = Setup::new(
+        &standard_config(extra_report)
+            .replace("min_hits = 1\n", "")
+            .replace(
+                "path = \"{dir}/messages\"",
+                "path = \"{dir}/ufw.log\"\nprefixes = [\"[UFW BLOCK] \"]\nstart_at = \"beginning\"",
+            )
+            .replace(
+                "{repo}/fixtures/ranges/aws-ip-ranges.json",
+                ranges.to_str().unwrap(),
+            )
+            .replace(
+                "services = [\"EC2\"]",
+                "services = [\"EC2\"]\nexclude_regions = [\"cn-north-1\", \"cn-northwest-1\"]",
+            )
+            .replace(
+                "[mail]\ntransport = \"file\"\ndir = \"{dir}/outbox\"",
+                &format!("[enrich]\nasn_db = \"{}\"\n\n{mail}", db.display()),
+            ),
+    );
+    for name in ["ufw.log", "ufw.log.2.gz", "ufw.log.3.gz", "ufw.log.4.gz"] {
+        std::fs::copy(dir.join(name), s.path(name)).unwrap();
+    }
+    s.now = "2022-05-30T00:00:00Z".into();
+    s
+}
+
+#[test]
+#[ignore = "needs ABUSE_MAILER_DATA"]
+fn a_real_log_delivery_reads_right_to_an_abuse_desk() {
+    use common::smtp::{self, Security};
+    let server = smtp::start(Security::Plain, None, 0);
+    let s = real_ufw_setup(
+        "reply_to = \"noc@example.net\"\nmax_ips_per_message = 8",
+        &format!(
+            "[mail]\ntransport = \"smtp\"\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"none\"\ntimeout_secs = 10\nmax_messages_per_run = 50",
+            server.port
+        ),
+    );
+    let out = s.run(&["run"]).ok();
+    let got = server.received();
+    assert!(got.len() >= 2, "a split report: {}", out.stderr);
+    let history = s.run(&["history", "--json"]).ok().json();
+    let rows = history.as_array().unwrap();
+    assert_eq!(rows.len(), got.len());
+    let root_id = rows[0]["message_id"].as_str().unwrap();
+    let mut all_ips = Vec::new();
+    for (k, delivery) in got.iter().enumerate() {
+        assert!(delivery.data.len() <= 1 << 20, "every part at most 1 MiB");
+        let m = MessageParser::default().parse(&delivery.data).unwrap();
+        let row = rows
+            .iter()
+            .find(|r| format!("<{}>", m.message_id().unwrap()) == r["message_id"].as_str().unwrap())
+            .expect("each message is in the ledger");
+        let ips = ip_list_of_strings(&row["ips"]);
+        // Envelope and headers.
+        assert_eq!(
+            m.to().unwrap().first().unwrap().address(),
+            Some("ec2-abuse@amazon.com")
+        );
+        assert_eq!(
+            m.from().unwrap().first().unwrap().address(),
+            Some("abuse@example.org")
+        );
+        assert_eq!(
+            m.reply_to().unwrap().first().unwrap().address(),
+            Some("noc@example.net")
+        );
+        assert_eq!(
+            m.header("Auto-Submitted").unwrap().as_text(),
+            Some("auto-generated")
+        );
+        assert!(m.date().is_some());
+        if k > 0 {
+            assert_eq!(
+                m.in_reply_to().as_text(),
+                Some(root_id.trim_matches(['<', '>'])),
+                "follow-up parts are threaded"
+            );
+        }
+        let subject = m.subject().unwrap();
+        let count = if ips.len() == 1 {
+            "one AWS host".to_string()
+        } else {
+            format!("{} AWS hosts", ips.len())
+        };
+        assert!(subject.contains(&count), "{subject}");
+        assert!(
+            subject.contains("probes") || subject.contains("flood") || subject.contains("scan"),
+            "{subject}"
+        );
+        assert!(!subject.contains("example.org"), "{subject}");
+        // The body: consistent, with zone and span, 78 columns outside the log block.
+        let body = m.body_text(0).unwrap().replace("\r\n", "\n");
+        assert!(body.contains("Replies reach noc@example.net."));
+        assert!(body.contains("  Period:   2022-05-"), "{body}");
+        assert!(body.contains("(UTC)"));
+        for line in body.lines().filter(|l| !l.contains(" kernel: ")) {
+            assert!(line.chars().count() <= 78, "{line:?}");
+        }
+        for ip in &ips {
+            assert!(body.contains(&format!("\n  {ip} ")), "{ip} has a row");
+        }
+        assert!(
+            body.contains("+00:00 to 2022-05-"),
+            "first and last seen with zone"
+        );
+        // The excerpt: only reported addresses, within its window.
+        let excerpt = attachment(&m, "excerpt.log");
+        for line in excerpt.lines().filter(|l| !l.is_empty()) {
+            assert!(
+                ips.iter().any(|ip| line.contains(&format!("SRC={ip} "))),
+                "an excerpt line from an address not in this report: {line}"
+            );
+            assert!(!line.contains("MAC=56:00"), "our MAC is redacted: {line}");
+        }
+        // The CSV equals the rows.
+        let csv = attachment(&m, "ips.csv");
+        let csv_ips: Vec<String> = csv
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').next().unwrap().to_string())
+            .collect();
+        assert_eq!(csv_ips, ips, "ips.csv lists exactly the report's addresses");
+        // Each accused address has its own evidence.
+        let evidence = attachment(&m, "evidence.log");
+        for ip in &ips {
+            assert!(evidence.contains(&format!("# {ip}: ")), "{ip} has evidence");
+        }
+        all_ips.extend(ips);
+    }
+    let n = all_ips.len();
+    all_ips.sort();
+    all_ips.dedup();
+    assert_eq!(all_ips.len(), n, "no address in two parts");
+    assert!(
+        !all_ips.contains(&"52.80.174.40".to_string()),
+        "AWS China left out"
+    );
+    let v = s.run(&["preview", "--json"]).ok().json();
+    assert_eq!(v["reports"].as_array().unwrap().len(), 0, "all sent");
+
+    // The same log as XARF: every document validates.
+    let x = real_ufw_setup(
+        "xarf = true",
+        "[mail]\ntransport = \"file\"\ndir = \"{dir}/outbox\"\nmax_messages_per_run = 1000",
+    );
+    x.run(&["run"]).ok();
+    let mut validated = 0;
+    for file in x.outbox() {
+        let raw = std::fs::read(&file).unwrap();
+        assert!(raw.len() <= 1 << 20);
+        let m = MessageParser::default().parse(&raw).unwrap();
+        let Some(doc) = m
+            .attachments()
+            .find(|a| a.attachment_name() == Some("xarf.json"))
+        else {
+            continue;
+        };
+        if let Some(errors) = xarf_errors(doc.text_contents().unwrap()) {
+            assert!(errors.is_empty(), "{file:?}: {errors:?}");
+            validated += 1;
+        }
+    }
+    assert!(validated > 0 || std::env::var_os("CI").is_none());
+}

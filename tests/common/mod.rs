@@ -243,3 +243,30 @@ pub fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     out.sort();
     out
 }
+
+/// Validates a XARF document against the v4 schemas bundled with PyPI's `xarf` (strict:
+/// recommended fields required too). `None` if that validator is not installed.
+pub fn xarf_errors(document: &str) -> Option<Vec<String>> {
+    let script = "import json, sys, xarf\n\
+                  r = xarf.parse(sys.stdin.read(), strict=True)\n\
+                  print(json.dumps([e.message for e in r.errors]))";
+    let mut child = Command::new("python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .ok()?;
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(document.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    if !out.status.success() {
+        return None;
+    }
+    Some(serde_json::from_slice(&out.stdout).unwrap())
+}
