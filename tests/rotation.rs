@@ -536,25 +536,69 @@ fn journald_reread_reads_the_journal_again_and_sends_nothing_twice() {
     assert!(out.stderr.contains("read 0 lines"), "{}", out.stderr);
 }
 
+/// A point of a run at which it is killed, and how the test sees the run has reached it.
+#[derive(Debug, Clone, Copy)]
+enum KillPoint {
+    /// The state is open (its WAL file exists): the log is being read.
+    StateOpen,
+    /// `-v` said what it read from the source: reading is done, nothing committed yet.
+    SourceRead,
+    /// A message is in the outbox: delivered, perhaps not yet recorded as sent.
+    MessageWritten,
+}
+
 #[test]
 fn killed_mid_ingest_the_next_run_counts_exactly() {
+    use std::io::{BufRead, BufReader};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+
     let mut log = Log::new(false);
     let mut text = String::new();
     for i in 0..150_000 {
         text.push_str(&log.next_line(i));
     }
     log.write_live(&text);
-    for delay_ms in [5, 40, 120] {
+    for point in [
+        KillPoint::StateOpen,
+        KillPoint::SourceRead,
+        KillPoint::MessageWritten,
+    ] {
         let mut child = log
             .setup
-            .command(&["run"])
+            .command(&["-v", "run"])
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let read_done = Arc::new(AtomicBool::new(false));
+        let stderr = child.stderr.take().unwrap();
+        let flag = read_done.clone();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains(": source ") {
+                    flag.store(true, Ordering::SeqCst);
+                }
+            }
+        });
+        let reached = || match point {
+            KillPoint::StateOpen => log.setup.path("state/state.db-wal").exists(),
+            KillPoint::SourceRead => read_done.load(Ordering::SeqCst),
+            KillPoint::MessageWritten => !log.setup.outbox().is_empty(),
+        };
+        // Waits for the signal, not for a time: the run is killed where it stands then,
+        // or has ended by itself (the next run must count exactly either way).
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !reached() && child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "{point:?} never reached");
+            std::thread::sleep(Duration::from_millis(1));
+        }
         let _ = child.kill();
         let _ = child.wait();
+        reader.join().unwrap();
+        // Start each kill point from scratch but for what the killed runs left behind.
+        let _ = fs::remove_dir_all(log.setup.path("outbox"));
     }
     log.append(3, false);
     log.check();

@@ -2,6 +2,7 @@
 //! config, state folder and outbox, and a pinned clock.
 #![allow(dead_code)]
 
+pub mod reference;
 pub mod smtp;
 
 use std::fs;
