@@ -83,6 +83,16 @@ CREATE INDEX report_by_provider ON report (provider, created_at);
     "ALTER TABLE cursor ADD COLUMN known_siblings TEXT;",
     // 4: evidence is pruned by IP when a report takes it.
     "CREATE INDEX evidence_by_ip ON evidence (provider, ip);",
+    // 5 (remote intake): a report sent to an API keeps the intake's id and what the intake
+    // last said about it (status, reason, its description, when that changed).
+    r#"
+ALTER TABLE report ADD COLUMN remote_id TEXT;
+ALTER TABLE report ADD COLUMN remote_status TEXT;
+ALTER TABLE report ADD COLUMN remote_reason TEXT;
+ALTER TABLE report ADD COLUMN remote_description TEXT;
+ALTER TABLE report ADD COLUMN remote_changed_at TEXT;
+CREATE INDEX report_by_remote_status ON report (remote_status) WHERE remote_id IS NOT NULL;
+"#,
 ];
 
 /// Where a report stands. `sending` and `failed` are resent as stored; `rejected` gives its
@@ -611,6 +621,151 @@ impl State {
             record.ips.sort_by_key(|i| i.ip);
         }
         Ok(out)
+    }
+}
+
+/// What a remote intake (the AWS Abuse Signal API) last said about a report.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Remote {
+    pub id: String,
+    pub status: Option<String>,
+    pub reason: Option<String>,
+    pub description: Option<String>,
+    pub changed_at: Option<String>,
+}
+
+/// How a provider's API reports stand: counted by what the intake last said.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RemoteTally {
+    /// COMPLETED / ACTIONED.
+    pub actioned: u64,
+    /// COMPLETED with NEED_MORE_INFORMATION.
+    pub need_info: u64,
+    /// COMPLETED with any other reason: not AWS's, no action warranted, already down.
+    pub declined: u64,
+    /// Not COMPLETED yet (or never asked).
+    pub open: u64,
+}
+
+impl State {
+    /// Marks a report `sent` and keeps the id the intake gave it, in one statement: a crash
+    /// cannot leave a sent report without its remote id.
+    pub fn mark_sent_remote(&mut self, id: &str, remote_id: &str, at: &str) -> Result<()> {
+        let changed = self.conn.execute(
+            "UPDATE report SET status = 'sent', sent_at = ?2, server_reply = ?3, remote_id = ?3,
+                    attempts = attempts + 1 WHERE id = ?1",
+            params![id, at, remote_id],
+        )?;
+        if changed != 1 {
+            bail!("report {id} is not in the ledger");
+        }
+        Ok(())
+    }
+
+    /// Stores what the intake says now; `changed_at` moves only when status or reason did.
+    /// Returns whether anything changed.
+    pub fn set_remote_status(
+        &mut self,
+        id: &str,
+        status: &str,
+        reason: Option<&str>,
+        description: Option<&str>,
+        changed_at: &str,
+    ) -> Result<bool> {
+        let changed = self.conn.execute(
+            "UPDATE report SET remote_status = ?2, remote_reason = ?3, remote_description = ?4,
+                    remote_changed_at = CASE WHEN remote_status IS ?2 AND remote_reason IS ?3
+                                             THEN remote_changed_at ELSE ?5 END
+             WHERE id = ?1 AND remote_id IS NOT NULL
+               AND (remote_status IS NOT ?2 OR remote_reason IS NOT ?3 OR remote_description IS NOT ?4)",
+            params![id, status, reason, description, changed_at],
+        )?;
+        Ok(changed == 1)
+    }
+
+    /// Sent reports with a remote id whose intake has not finished with them, newest first:
+    /// `(report id, remote id)`.
+    pub fn remote_open(&self, providers: &[String], limit: usize) -> Result<Vec<(String, String)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, provider, remote_id FROM report
+             WHERE remote_id IS NOT NULL AND status = 'sent'
+               AND (remote_status IS NULL OR remote_status <> 'COMPLETED')
+             ORDER BY created_at DESC, rowid DESC",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, provider, remote) = row?;
+            if providers.contains(&provider) {
+                out.push((id, remote));
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The remote side of every report that has one, by report id.
+    pub fn remotes(&self) -> Result<HashMap<String, Remote>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, remote_id, remote_status, remote_reason, remote_description, remote_changed_at
+             FROM report WHERE remote_id IS NOT NULL",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                Remote {
+                    id: r.get(1)?,
+                    status: r.get(2)?,
+                    reason: r.get(3)?,
+                    description: r.get(4)?,
+                    changed_at: r.get(5)?,
+                },
+            ))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// How a provider's sent API reports stand.
+    pub fn remote_tally(&self, provider: &str) -> Result<RemoteTally> {
+        let mut stmt = self.conn.prepare(
+            "SELECT remote_status, remote_reason, count(*) FROM report
+             WHERE provider = ?1 AND status = 'sent' AND remote_id IS NOT NULL
+             GROUP BY remote_status, remote_reason",
+        )?;
+        let mut tally = RemoteTally::default();
+        let mut rows = stmt.query([provider])?;
+        while let Some(r) = rows.next()? {
+            let status: Option<String> = r.get(0)?;
+            let reason: Option<String> = r.get(1)?;
+            let n = r.get::<_, i64>(2)? as u64;
+            match (status.as_deref(), reason.as_deref()) {
+                (Some("COMPLETED"), Some("ACTIONED")) => tally.actioned += n,
+                (Some("COMPLETED"), Some("NEED_MORE_INFORMATION")) => tally.need_info += n,
+                (Some("COMPLETED"), _) => tally.declined += n,
+                _ => tally.open += n,
+            }
+        }
+        Ok(tally)
+    }
+
+    /// IPs of a provider's rejected reports (created at or after `since`): an intake that
+    /// refused a report for its content refuses the same report again, so these wait for a
+    /// re-report rather than going out every run.
+    pub fn rejected_ips(&self, provider: &str, since: Option<&str>) -> Result<HashSet<IpAddr>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT DISTINCT i.ip FROM report_ip i JOIN report r ON r.id = i.report_id
+             WHERE r.provider = ?1 AND r.status = 'rejected' AND (?2 IS NULL OR r.created_at >= ?2)",
+        )?;
+        let rows = stmt.query_map(params![provider, since], |r| ip(&r.get::<_, String>(0)?))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 }
 

@@ -123,7 +123,12 @@ fn preview_json_matches_the_contract() {
     let unattributed = ip_list(&v["unattributed"]);
     assert_eq!(
         unattributed,
-        ["52.80.174.40", "54.239.28.85", "81.2.69.143", "192.168.1.20"],
+        [
+            "52.80.174.40",
+            "54.239.28.85",
+            "81.2.69.143",
+            "192.168.1.20"
+        ],
         "AWS China is left out by exclude_regions"
     );
     assert_eq!(v["unattributed"][2]["asn"], 20712);
