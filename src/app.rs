@@ -504,7 +504,12 @@ fn plan(
                 Ok((o.unwrap_or_else(|| s.observation.clone()), s.rereport))
             })
             .collect::<Result<Vec<_>>>()?;
-        let attackers = enrich(whole, provider, world.asn_db.as_ref());
+        let mut attackers = enrich(whole, provider, world.asn_db.as_ref());
+        // XARF v4 wants a source port for an address, and the API refuses a document
+        // without one: a source seen only over ICMP is for mail, not for the API.
+        if provider.config.delivery == config::Delivery::AwsAbuseApi {
+            attackers.retain(|a| a.observation.src_ports.iter().any(|p| *p > 0));
+        }
         // XARF names one source per report.
         let size =
             if settings.report.xarf || provider.config.delivery == config::Delivery::AwsAbuseApi {

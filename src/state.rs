@@ -689,7 +689,8 @@ impl State {
         let mut stmt = self.conn.prepare(
             "SELECT id, provider, remote_id FROM report
              WHERE remote_id IS NOT NULL AND status = 'sent'
-               AND (remote_status IS NULL OR remote_status <> 'COMPLETED')
+               -- COMPLETED is AWS's only final status; GONE: AWS no longer has the report.
+               AND (remote_status IS NULL OR remote_status NOT IN ('COMPLETED', 'GONE'))
              ORDER BY created_at DESC, rowid DESC",
         )?;
         let rows = stmt.query_map([], |r| {
@@ -750,6 +751,7 @@ impl State {
                 (Some("COMPLETED"), Some("ACTIONED")) => tally.actioned += n,
                 (Some("COMPLETED"), Some("NEED_MORE_INFORMATION")) => tally.need_info += n,
                 (Some("COMPLETED"), _) => tally.declined += n,
+                (Some("GONE"), _) => {}
                 _ => tally.open += n,
             }
         }
@@ -858,6 +860,43 @@ mod tests {
         assert_eq!(history.len(), 1);
         assert_eq!(history[0].status, Status::Rejected);
         assert!(s.mark("zzz", Status::Sent, "", "").is_err());
+    }
+
+    #[test]
+    fn remote_status_is_kept_and_finished_reports_are_not_asked_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = State::open(dir.path()).unwrap();
+        for (id, ip) in [("a", "3.5.140.2"), ("b", "3.5.140.3"), ("c", "3.5.140.4")] {
+            s.insert_report(&record(id, "aws", &[ip], Status::Sending))
+                .unwrap();
+        }
+        s.mark_sent_remote("a", "RAAAAAAAAAAAAAAAAAAAA", "2026-01-01T00:00:01Z")
+            .unwrap();
+        s.mark_sent_remote("b", "RBBBBBBBBBBBBBBBBBBBB", "2026-01-01T00:00:01Z")
+            .unwrap();
+        let aws = ["aws".to_string()];
+        assert_eq!(s.remote_open(&aws, 10).unwrap().len(), 2);
+        assert_eq!(s.remote_open(&aws, 1).unwrap().len(), 1, "bounded");
+        assert!(s.remote_open(&["gcp".to_string()], 10).unwrap().is_empty());
+        assert!(
+            s.set_remote_status("a", "QUEUED", None, Some("Received"), "t1")
+                .unwrap()
+        );
+        assert!(
+            !s.set_remote_status("a", "QUEUED", None, Some("Received"), "t2")
+                .unwrap(),
+            "nothing new, nothing written"
+        );
+        s.set_remote_status("a", "COMPLETED", Some("ACTIONED"), None, "t3")
+            .unwrap();
+        s.set_remote_status("b", "GONE", None, None, "t3").unwrap();
+        assert!(s.remote_open(&aws, 10).unwrap().is_empty());
+        let remotes = s.remotes().unwrap();
+        assert_eq!(remotes["a"].changed_at.as_deref(), Some("t3"));
+        assert_eq!(remotes["a"].reason.as_deref(), Some("ACTIONED"));
+        assert!(!remotes.contains_key("c"), "not sent through an API");
+        let tally = s.remote_tally("aws").unwrap();
+        assert_eq!((tally.actioned, tally.open), (1, 0));
     }
 
     #[test]

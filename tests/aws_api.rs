@@ -516,3 +516,50 @@ fn plain_http_endpoint_off_loopback_is_refused() {
         ran.stderr
     );
 }
+
+#[test]
+fn source_seen_only_over_icmp_is_not_sent_to_the_api() {
+    let Some(stub) = Stub::start(None) else {
+        return;
+    };
+    let s = setup(&stub, "");
+    attack(&s, &THREE[..1]);
+    let icmp = (0..3)
+        .map(|k| {
+            format!(
+                "Jan 25 10:05:0{k} web1 kernel: [810294.788657] INPUT-DROP:IN=eth0 OUT= SRC=18.206.107.24 DST=198.51.100.10 LEN=84 TOS=0x00 PREC=0x00 TTL=52 ID=0 DF PROTO=ICMP TYPE=8 CODE=0 ID=7 SEQ={k} \n"
+            )
+        })
+        .collect::<String>();
+    s.append("messages", &icmp);
+    s.run(&["run"]).ok();
+    let creates = stub.creates();
+    assert_eq!(
+        creates.len(),
+        1,
+        "XARF cannot carry a source without a port"
+    );
+    assert_eq!(creates[0]["xarf"]["source_identifier"], "3.5.140.2");
+    assert_eq!(history(&s).len(), 1);
+}
+
+#[test]
+fn report_aws_no_longer_has_is_not_asked_about_again() {
+    let Some(stub) = Stub::start(None) else {
+        return;
+    };
+    let s = setup(&stub, "test = true");
+    attack(&s, &THREE[..1]);
+    s.run(&["run"]).ok();
+    stub.script(json!({"forget": true}));
+    let rows = s.run(&["history", "--refresh", "--json"]).ok().json();
+    assert_eq!(rows[0]["remote"]["status"], "GONE");
+    let asked = stub.log().len();
+    s.run(&["history", "--refresh"]).ok();
+    s.run(&["run"]).ok();
+    assert_eq!(
+        stub.log().len(),
+        asked,
+        "a finished report costs no more calls"
+    );
+}

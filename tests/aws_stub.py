@@ -10,7 +10,8 @@ PyPI's xarf (strict); a document that fails is answered 400 ValidationException.
 A scenario file (JSON, read at each request) scripts the answers:
   {"create": {"<n>": {"status": 500, "body": {...}, "headers": {...}}},   # the n-th create call (0-based)
    "status": {"<reportId>" or "*": {"status": "COMPLETED", "reasonCode": "ACTIONED", ...}},
-   "deny": false}                                                         # answer 403 to everything
+   "deny": false,                                                         # answer 403 to everything
+   "forget": false}                                                       # status queries: 404
 Without a script a create is accepted (202); the same clientToken with the same body returns
 the same reportId, with another body 409 ConflictException, as the model says.
 
@@ -256,7 +257,8 @@ class Handler(BaseHTTPRequestHandler):
         return s
 
     def status(self, rid, script, entry):
-        if rid not in reports:
+        # "forget": AWS deletes test reports shortly after submission.
+        if rid not in reports or script.get("forget"):
             return self.answer(
                 404,
                 {"__type": "ResourceNotFoundException", "message": "no such report", "resourceId": rid},
