@@ -266,6 +266,13 @@ impl Ledger {
                     // a re-report instead of sending it every run.
                     if p.config.delivery == config::Delivery::AwsAbuseApi {
                         reported.extend(s.rejected_ips(p.name(), since.as_deref())?);
+                        // Test reports were validated, not acted on: with test off, their
+                        // addresses are reported for real.
+                        if !world.settings.aws_api.as_ref().is_some_and(|a| a.test) {
+                            for ip in s.test_only_ips(p.name())? {
+                                reported.remove(&ip);
+                            }
+                        }
                     }
                     ledger.reported.push(reported);
                     // Only re-reports need to know who was sent before: without them every

@@ -84,13 +84,15 @@ CREATE INDEX report_by_provider ON report (provider, created_at);
     // 4: evidence is pruned by IP when a report takes it.
     "CREATE INDEX evidence_by_ip ON evidence (provider, ip);",
     // 5 (remote intake): a report sent to an API keeps the intake's id and what the intake
-    // last said about it (status, reason, its description, when that changed).
+    // last said about it (status, reason, its description, when that changed), and whether
+    // it was a test the intake validated without acting on it.
     r#"
 ALTER TABLE report ADD COLUMN remote_id TEXT;
 ALTER TABLE report ADD COLUMN remote_status TEXT;
 ALTER TABLE report ADD COLUMN remote_reason TEXT;
 ALTER TABLE report ADD COLUMN remote_description TEXT;
 ALTER TABLE report ADD COLUMN remote_changed_at TEXT;
+ALTER TABLE report ADD COLUMN remote_test INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX report_by_remote_status ON report (remote_status) WHERE remote_id IS NOT NULL;
 "#,
 ];
@@ -649,12 +651,14 @@ pub struct RemoteTally {
 
 impl State {
     /// Marks a report `sent` and keeps the id the intake gave it, in one statement: a crash
-    /// cannot leave a sent report without its remote id.
+    /// cannot leave a sent report without its remote id. A stored request tagged
+    /// `lifecycle:test` is remembered as a test.
     pub fn mark_sent_remote(&mut self, id: &str, remote_id: &str, at: &str) -> Result<()> {
         let changed = self.conn.execute(
             "UPDATE report SET status = 'sent', sent_at = ?2, server_reply = ?3, remote_id = ?3,
+                    remote_test = instr(CAST(message AS TEXT), ?4) > 0,
                     attempts = attempts + 1 WHERE id = ?1",
-            params![id, at, remote_id],
+            params![id, at, remote_id, "\"lifecycle:test\""],
         )?;
         if changed != 1 {
             bail!("report {id} is not in the ledger");
@@ -756,6 +760,21 @@ impl State {
             }
         }
         Ok(tally)
+    }
+
+    /// IPs a provider was sent only in test reports (and that no other report holds): the
+    /// intake validated those without acting on them, so they are still to be reported.
+    pub fn test_only_ips(&self, provider: &str) -> Result<HashSet<IpAddr>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT i.ip FROM report_ip i JOIN report r ON r.id = i.report_id
+             WHERE r.provider = ?1 AND r.status = 'sent' AND r.remote_test = 1
+             EXCEPT
+             SELECT i.ip FROM report_ip i JOIN report r ON r.id = i.report_id
+             WHERE r.provider = ?1 AND (r.status IN ('sending', 'failed')
+                                        OR (r.status = 'sent' AND r.remote_test = 0))",
+        )?;
+        let rows = stmt.query_map([provider], |r| ip(&r.get::<_, String>(0)?))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// IPs of a provider's rejected reports (created at or after `since`): an intake that

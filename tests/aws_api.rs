@@ -434,6 +434,22 @@ fn test_mode_tags_every_report_lifecycle_test() {
         assert!(tags.contains(&json!("lifecycle:test")), "{tags:?}");
         assert!(tags.len() <= 20);
     }
+    // AWS did not act on the tests: with test off, the same sources are reported for real.
+    let config = std::fs::read_to_string(s.path("config.toml")).unwrap();
+    s.write(
+        "config.toml",
+        &config.replace("test = true", "test = false"),
+    );
+    attack(&s, &THREE);
+    s.run(&["run"]).ok();
+    let creates = stub.creates();
+    assert_eq!(creates.len(), 6);
+    for c in &creates[3..] {
+        let tags = c["xarf"]["tags"].as_array().unwrap();
+        assert!(!tags.contains(&json!("lifecycle:test")), "{tags:?}");
+    }
+    s.run(&["run"]).ok();
+    assert_eq!(stub.creates().len(), 6, "and only once");
 }
 
 #[test]
