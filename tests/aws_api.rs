@@ -20,12 +20,18 @@ struct Stub {
     child: Child,
     dir: tempfile::TempDir,
     port: u16,
+    tls: bool,
 }
 
 impl Stub {
     /// Starts the stub; `None` (test skipped) where python3 with botocore and xarf is missing,
     /// which CI does not allow.
     fn start(token: Option<&str>) -> Option<Stub> {
+        Self::start_with(token, false)
+    }
+
+    /// With `tls`, the stub speaks HTTPS with the certificate of fixtures/tls (localhost).
+    fn start_with(token: Option<&str>, tls: bool) -> Option<Stub> {
         if !tool("python3", &["-c", "import botocore.auth, xarf"]) {
             return None;
         }
@@ -46,12 +52,19 @@ impl Stub {
         if let Some(t) = token {
             cmd.args(["--token", t]);
         }
+        if tls {
+            cmd.arg("--tls-cert")
+                .arg(repo().join("fixtures/tls/server.pem"))
+                .arg("--tls-key")
+                .arg(repo().join("fixtures/tls/server.key"));
+        }
         let child = cmd.spawn().unwrap();
         let started = Instant::now();
         let mut stub = Stub {
             child,
             dir,
             port: 0,
+            tls,
         };
         while started.elapsed() < Duration::from_secs(60) {
             if let Some(port) = std::fs::read_to_string(&port_file)
@@ -70,7 +83,10 @@ impl Stub {
     }
 
     fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        match self.tls {
+            true => format!("https://localhost:{}", self.port),
+            false => format!("http://127.0.0.1:{}", self.port),
+        }
     }
 
     /// Scripts the next answers (see tests/aws_stub.py).
@@ -578,4 +594,28 @@ fn report_aws_no_longer_has_is_not_asked_about_again() {
         asked,
         "a finished report costs no more calls"
     );
+}
+
+#[test]
+fn https_endpoint_is_verified_against_the_roots_and_ca_file() {
+    let Some(stub) = Stub::start_with(None, true) else {
+        return;
+    };
+    // The stub's certificate is signed by the test CA only: without ca_file, no connection.
+    let s = setup(&stub, "");
+    attack(&s, &THREE[..1]);
+    let ran = s.run(&["run"]);
+    assert_eq!(ran.code, 75, "{}", ran.stderr);
+    assert!(stub.log().is_empty(), "nothing reached the stub");
+    let s = setup(
+        &stub,
+        &format!(
+            "ca_file = \"{}\"",
+            repo().join("fixtures/tls/ca.pem").display()
+        ),
+    );
+    attack(&s, &THREE[..1]);
+    s.run(&["run"]).ok();
+    assert_eq!(stub.creates().len(), 1);
+    assert_eq!(history(&s)[0]["status"], "sent");
 }

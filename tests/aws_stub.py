@@ -284,8 +284,16 @@ def main():
     p.add_argument("--log", required=True)
     p.add_argument("--scenario", required=True)
     p.add_argument("--lifetime", type=int, default=600)
+    p.add_argument("--tls-cert")
+    p.add_argument("--tls-key")
     args = p.parse_args()
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    if args.tls_cert:
+        import ssl
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     # A stub left behind by a killed test ends by itself.
     threading.Timer(args.lifetime, lambda: os._exit(0)).start()
     tmp = args.port_file + ".tmp"

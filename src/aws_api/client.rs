@@ -485,7 +485,8 @@ fn classify(status: u16, retry_after: Option<Duration>, answer: &[u8]) -> ApiErr
         },
         401 | 403 => ApiError::Denied(text),
         404 => ApiError::NotFound(text),
-        408 | 500..=599 => ApiError::Transient(text),
+        // A redirect is an endpoint problem, not the report's: keep the report.
+        300..=399 | 408 | 500..=599 => ApiError::Transient(text),
         _ => ApiError::Rejected(text),
     }
 }
@@ -538,6 +539,7 @@ mod tests {
             ApiError::Transient(_)
         ));
         assert!(matches!(classify(409, None, b"{}"), ApiError::Rejected(_)));
+        assert!(matches!(classify(301, None, b""), ApiError::Transient(_)));
         let hostile = classify(
             400,
             None,
