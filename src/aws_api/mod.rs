@@ -348,7 +348,7 @@ pub fn describe(remote: &Remote) -> String {
 }
 
 /// Per API provider: how many reports AWS actioned, declined, needs more information for,
-/// and has not finished; `None` where the provider sent none.
+/// and has not finished; providers that sent none through the API are left out.
 pub fn tallies(state: &State, settings: &Settings, only: Option<&str>) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for p in &settings.providers {
