@@ -619,3 +619,26 @@ fn https_endpoint_is_verified_against_the_roots_and_ca_file() {
     assert_eq!(stub.creates().len(), 1);
     assert_eq!(history(&s)[0]["status"], "sent");
 }
+
+#[test]
+fn report_retried_after_the_token_window_is_looked_up_not_sent_twice() {
+    let Some(stub) = Stub::start(None) else {
+        return;
+    };
+    // AWS keeps the report but the answer never arrives.
+    stub.script(
+        json!({"create": {"0": {"status": 503, "after_storing": true, "body": {
+        "__type": "InternalServerException", "message": "Service unavailable"}}}}),
+    );
+    let mut s = setup(&stub, "");
+    attack(&s, &THREE[..1]);
+    assert_eq!(s.run(&["run"]).code, 75);
+    // Two days later the clientToken has expired at AWS: the report is found by correlationId.
+    s.now = "2026-01-28T08:00:00Z".to_string();
+    s.run(&["run"]).ok();
+    assert_eq!(stub.creates().len(), 1, "not created a second time");
+    let rows = history(&s);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["status"], "sent");
+    assert_eq!(rows[0]["remote"]["id"], stub.creates()[0]["report_id"]);
+}

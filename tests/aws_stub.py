@@ -8,7 +8,8 @@ correlationId, report.xarf) and its XARF document validated against the v4 schem
 PyPI's xarf (strict); a document that fails is answered 400 ValidationException.
 
 A scenario file (JSON, read at each request) scripts the answers:
-  {"create": {"<n>": {"status": 500, "body": {...}, "headers": {...}}},   # the n-th create call (0-based)
+  {"create": {"<n>": {"status": 500, "body": {...}, "headers": {...},   # the n-th create call (0-based)
+                      "after_storing": false}},                        # true: keep the report, lose the answer
    "status": {"<reportId>" or "*": {"status": "COMPLETED", "reasonCode": "ACTIONED", ...}},
    "deny": false,                                                         # answer 403 to everything
    "forget": false}                                                       # status queries: 404
@@ -220,7 +221,7 @@ class Handler(BaseHTTPRequestHandler):
                 entry=entry,
             )
         canned = (script.get("create") or {}).get(str(n))
-        if canned:
+        if canned and not canned.get("after_storing"):
             return self.answer(canned["status"], canned.get("body", {}), canned.get("headers"), entry=entry)
         digest = hashlib.sha256(body).hexdigest()
         with lock:
@@ -239,6 +240,9 @@ class Handler(BaseHTTPRequestHandler):
                     tokens[token] = (rid, digest, correlation)
                 reports[rid] = {"correlationId": correlation, "submittedAt": time.time()}
         entry["report_id"] = rid
+        if canned:
+            # Stored, but the answer is lost: what a crash or a cut connection after the 202 looks like.
+            return self.answer(canned["status"], canned.get("body", {}), canned.get("headers"), entry=entry)
         return self.answer(202, {"reportId": rid, "correlationId": correlation}, entry=entry)
 
     def describe(self, rid, script):

@@ -34,6 +34,8 @@ pub const REFRESH_PER_RUN: usize = 20;
 pub const REFRESH_ON_DEMAND: usize = 500;
 /// CreateAbuseReport's sustained quota is 10 a second: calls are spaced at least this far.
 const SPACING: Duration = Duration::from_millis(100);
+/// AWS keeps a clientToken 24 hours; an older report is looked up before it is sent again.
+const TOKEN_WINDOW: chrono::TimeDelta = chrono::TimeDelta::hours(23);
 /// The XARF tag that makes AWS validate a report without acting on it.
 pub const TEST_TAG: &str = "lifecycle:test";
 /// XARF allows this many tags.
@@ -179,13 +181,17 @@ impl Api {
     /// Sends a stored report as stored; AWS's reportId when it accepted it. Throttling is
     /// waited out as AWS asks, within the run's deadline.
     pub fn send(&self, record: &ReportRecord) -> Result<String, SendError> {
-        let is_request = serde_json::from_slice::<Value>(&record.message)
-            .is_ok_and(|v| v.get("report").is_some_and(Value::is_object));
-        if !is_request {
+        let request = serde_json::from_slice::<Value>(&record.message)
+            .ok()
+            .filter(|v| v.get("report").is_some_and(Value::is_object));
+        let Some(request) = request else {
             return Err(SendError::Rejected(format!(
                 "report {} was made for mail, not for the {NAME} (the provider's delivery changed): its addresses go into the next report",
                 record.id
             )));
+        };
+        if let Some(id) = self.already_there(record, &request) {
+            return Ok(id);
         }
         let mut backoff = Duration::from_secs(1);
         loop {
@@ -226,6 +232,25 @@ impl Api {
                 }
             }
         }
+    }
+
+    /// A report first tried more than [`TOKEN_WINDOW`] ago may have reached AWS on that try
+    /// (a crash or a lost answer after the 202), and its clientToken no longer protects it:
+    /// AWS is asked by correlationId first. Best effort: any failure here leaves it to the
+    /// clientToken.
+    fn already_there(&self, record: &ReportRecord, request: &Value) -> Option<String> {
+        let created = chrono::DateTime::parse_from_rfc3339(&record.created_at).ok()?;
+        let now = crate::clock::now().ok()?;
+        if now.signed_duration_since(created) < TOKEN_WINDOW {
+            return None;
+        }
+        let correlation = request.get("correlationId").and_then(Value::as_str)?;
+        self.pace();
+        let found = self.client.list(Some(correlation), 50).ok()?;
+        found
+            .into_iter()
+            .find(|s| s.correlation_id.as_deref() == Some(correlation))
+            .map(|s| s.report_id)
     }
 
     /// Asks AWS about up to `limit` unfinished reports, newest first, and stores what it
