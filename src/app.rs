@@ -68,9 +68,27 @@ fn dispatch(cli: &Cli) -> Result<u8> {
     match &cli.command {
         Command::Run { dry_run, what } => run_or_preview(&settings, now, *dry_run, what, verbosity),
         Command::Preview { what } => run_or_preview(&settings, now, true, what, verbosity),
-        Command::History { ip, provider, json } => history(&settings, *ip, provider.clone(), *json),
+        Command::History {
+            ip,
+            provider,
+            json,
+            refresh,
+        } => {
+            if *refresh {
+                crate::aws_api::refresh_command(&settings, provider.as_deref())?;
+            }
+            history(&settings, *ip, provider.clone(), *json)
+        }
         Command::Show { report_id } => show(&settings, report_id),
-        Command::Check { smtp } => crate::check::check(&settings, now, *smtp),
+        Command::Check { smtp, aws } => {
+            let local = crate::check::check(&settings, now, *smtp)?;
+            let api = crate::aws_api::check(&settings, *aws);
+            // The worse verdict: a configuration error (78) over any other (1).
+            Ok([local, api]
+                .into_iter()
+                .max_by_key(|c| (*c == 78, *c))
+                .unwrap_or(local))
+        }
         Command::Reread { source, since } => crate::reread::reread(
             &settings,
             now,
@@ -253,9 +271,20 @@ impl Ledger {
         for p in &world.providers {
             match state {
                 Some(s) => {
-                    ledger
-                        .reported
-                        .push(s.reported(p.name(), since.as_deref())?);
+                    let mut reported = s.reported(p.name(), since.as_deref())?;
+                    // An intake that refused a report's content refuses it again: wait for
+                    // a re-report instead of sending it every run.
+                    if p.config.delivery == config::Delivery::AwsAbuseApi {
+                        reported.extend(s.rejected_ips(p.name(), since.as_deref())?);
+                        // Test reports were validated, not acted on: with test off, their
+                        // addresses are reported for real.
+                        if !world.settings.aws_api.as_ref().is_some_and(|a| a.test) {
+                            for ip in s.test_only_ips(p.name())? {
+                                reported.remove(&ip);
+                            }
+                        }
+                    }
+                    ledger.reported.push(reported);
                     // Only re-reports need to know who was sent before: without them every
                     // IP ever sent is in `reported` and never selected again.
                     ledger.ever_sent.push(match since {
@@ -536,13 +565,20 @@ fn plan(
                 Ok((o.unwrap_or_else(|| s.observation.clone()), s.rereport))
             })
             .collect::<Result<Vec<_>>>()?;
-        let attackers = enrich(whole, provider, world.asn_db.as_ref());
+        let mut attackers = enrich(whole, provider, world.asn_db.as_ref());
+        // XARF v4 wants a source port for an address, and the API refuses a document
+        // without one: a source seen only over ICMP is for mail, not for the API.
+        if provider.config.delivery == config::Delivery::AwsAbuseApi {
+            attackers.retain(|a| a.observation.src_ports.iter().any(|p| *p > 0));
+        }
         // XARF names one source per report.
-        let size = if settings.report.xarf {
-            1
-        } else {
-            settings.report.max_ips_per_message.unwrap_or(usize::MAX)
-        };
+        // The API takes one source per report too.
+        let size =
+            if settings.report.xarf || provider.config.delivery == config::Delivery::AwsAbuseApi {
+                1
+            } else {
+                settings.report.max_ips_per_message.unwrap_or(usize::MAX)
+            };
         let limit = settings.report.max_message_bytes;
         let mut chunks: Vec<std::ops::Range<usize>> = (0..attackers.len())
             .step_by(size)
@@ -630,6 +666,7 @@ fn plan_part(
     };
     // A part of one address that is still too large carries fewer log lines (long lines
     // can be forged): halved until it fits, the address's own lines last of all.
+    let api = provider.config.delivery == config::Delivery::AwsAbuseApi;
     let mut lines = usize::MAX;
     let (report, subject, bytes) = loop {
         let mut report = Report::new(
@@ -645,7 +682,14 @@ fn plan_part(
         .with_evidence(&pool, &settings.report, lines);
         report.excerpt.truncate(lines);
         let (subject, body) = world.templates.render(&report)?;
-        let bytes = message(&head, &subject, &body, &report, &settings.report)?;
+        // An API report stores the exact request body: a retry sends the same clientToken
+        // with the same payload.
+        let bytes = if api {
+            let test = settings.aws_api.as_ref().is_some_and(|a| a.test);
+            crate::aws_api::request_body(&report, &id, &message_id, test)?
+        } else {
+            message(&head, &subject, &body, &report, &settings.report)?
+        };
         if bytes.len() <= settings.report.max_message_bytes || attackers.len() > 1 || lines == 0 {
             break (report, subject, bytes);
         }
@@ -664,13 +708,17 @@ fn plan_part(
             settings.report.max_message_bytes
         );
     }
-    let recipients = provider
-        .config
-        .to
-        .iter()
-        .chain(&settings.report.cc)
-        .map(|m| m.email.to_string())
-        .collect();
+    let recipients = if api {
+        vec![crate::aws_api::destination(settings)]
+    } else {
+        provider
+            .config
+            .to
+            .iter()
+            .chain(&settings.report.cc)
+            .map(|m| m.email.to_string())
+            .collect()
+    };
     let record = ReportRecord {
         id,
         provider: provider.name().to_string(),
@@ -958,6 +1006,7 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
     let started = Instant::now();
     let world = World::load(settings, now, only, verbosity)?;
     let transport = transport(&settings.mail.transport).map_err(|e| ConfigError(one_line(&e)))?;
+    let api = crate::aws_api::Api::for_run(settings, only, verbosity == Verbosity::Quiet)?;
     let Some(_lock) = crate::lock::acquire(&settings.state_dir, verbosity != Verbosity::Quiet)?
     else {
         return Ok(EXIT_OK);
@@ -1001,6 +1050,7 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
         deliver(
             &mut state,
             transport.as_ref(),
+            api.as_ref(),
             settings,
             &record,
             now,
@@ -1042,6 +1092,7 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
         deliver(
             &mut state,
             transport.as_ref(),
+            api.as_ref(),
             settings,
             &p.record,
             now,
@@ -1049,6 +1100,9 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
             verbosity,
         )?;
         made.push(p);
+    }
+    if let Some(api) = &api {
+        crate::aws_api::refresh_after_run(&mut state, api);
     }
     if json {
         print_json(
@@ -1065,10 +1119,19 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
                 settings.mail.max_messages_per_run
             );
         }
-        eprintln!(
-            "{}",
-            summary_line("run", &intake.summary, &made, outcome.sent, started)
-        );
+        let mut line = summary_line("run", &intake.summary, &made, outcome.sent, started);
+        if api.is_some() {
+            for tally in crate::aws_api::tallies(&state, settings, only)? {
+                line.push_str(&format!("; {tally}"));
+            }
+        }
+        eprintln!("{line}");
+    }
+    if let Some(reason) = outcome.unauthorized_api {
+        return Err(ConfigError(format!(
+            "{reason}; the report is kept and goes out once that is fixed"
+        ))
+        .into());
     }
     if let Some(reason) = outcome.unauthorized {
         return Err(ConfigError(format!(
@@ -1141,6 +1204,8 @@ struct Outcome {
     transient: Option<String>,
     /// A mail setting is wrong (login, TLS, sendmail): fix it, then the report goes out.
     unauthorized: Option<String>,
+    /// The same for the AWS API's credentials.
+    unauthorized_api: Option<String>,
     rejected: Option<String>,
     rejected_providers: HashSet<String>,
     /// New reports not made this run (budget or outage); their IPs stay in the delta.
@@ -1151,9 +1216,12 @@ struct Outcome {
     waiting: usize,
 }
 
+// The mail transport and the API are the two ways out; the ledger step is shared.
+#[allow(clippy::too_many_arguments)]
 fn deliver(
     state: &mut State,
     transport: &dyn Transport,
+    api: Option<&crate::aws_api::Api>,
     settings: &Settings,
     record: &ReportRecord,
     now: DateTime<Utc>,
@@ -1163,19 +1231,27 @@ fn deliver(
     // Whatever the transport answers must reach the ledger: without that proven first, a
     // report could go out on every run.
     let attempt = state.begin_attempt(&record.id, record.message.len())?;
-    let result = transport.send(
-        &record.id,
-        &settings.report.from,
-        &record.recipients,
-        &record.message,
-    );
+    let api = api.filter(|a| a.serves(&record.provider));
+    let result = match api {
+        Some(api) => api.send(record),
+        None => transport.send(
+            &record.id,
+            &settings.report.from,
+            &record.recipients,
+            &record.message,
+        ),
+    };
     let at = utc_text(clock::now().unwrap_or(now));
     let (status, detail) = match &result {
         Ok(reply) => (Status::Sent, reply.clone()),
         Err(SendError::Transient(e) | SendError::Config(e)) => (Status::Failed, e.clone()),
         Err(SendError::Rejected(e)) => (Status::Rejected, e.clone()),
     };
-    attempt.record(status, &detail, &at).with_context(|| {
+    match (api, &result) {
+        (Some(_), Ok(remote_id)) => attempt.record_sent_remote(remote_id, &at),
+        _ => attempt.record(status, &detail, &at),
+    }
+    .with_context(|| {
         format!(
             "report {} was {}, but recording that failed",
             record.id,
@@ -1200,7 +1276,10 @@ fn deliver(
                 record.id
             );
             if matches!(result, Err(SendError::Config(_))) {
-                outcome.unauthorized = Some(detail.clone());
+                match api {
+                    Some(_) => outcome.unauthorized_api = Some(detail.clone()),
+                    None => outcome.unauthorized = Some(detail.clone()),
+                }
             }
             // Either way nothing more goes to this server in this run.
             outcome.transient = Some(detail);
@@ -1225,6 +1304,8 @@ struct JsonHistory<'a> {
     created_at: &'a str,
     sent_at: Option<&'a str>,
     ips: Vec<String>,
+    /// What a remote intake (the AWS API) said; null for mail.
+    remote: Option<crate::aws_api::JsonRemote<'a>>,
 }
 
 fn history(
@@ -1234,9 +1315,14 @@ fn history(
     json: bool,
 ) -> Result<u8> {
     let state = State::open_read_only(&settings.state_dir)?;
+    let only = provider.clone();
     let records = match &state {
         Some(s) => s.history(&HistoryFilter { ip, provider })?,
         None => Vec::new(),
+    };
+    let remotes = match &state {
+        Some(s) => s.remotes()?,
+        None => HashMap::new(),
     };
     let mut out = std::io::stdout().lock();
     if json {
@@ -1252,6 +1338,7 @@ fn history(
                 created_at: &r.created_at,
                 sent_at: r.sent_at.as_deref(),
                 ips: r.ips.iter().map(|i| i.ip.to_string()).collect(),
+                remote: remotes.get(&r.id).map(Into::into),
             })
             .collect();
         serde_json::to_writer_pretty(&mut out, &rows)?;
@@ -1280,6 +1367,14 @@ fn history(
         )?;
         if let Some(e) = r.last_error.as_deref().filter(|_| r.status != Status::Sent) {
             writeln!(out, "{:<40} last error: {e}", "")?;
+        }
+        if let Some(remote) = remotes.get(&r.id) {
+            writeln!(out, "{:<40} {}", "", crate::aws_api::describe(remote))?;
+        }
+    }
+    if let Some(s) = &state {
+        for tally in crate::aws_api::tallies(s, settings, only.as_deref())? {
+            writeln!(out, "{tally}")?;
         }
     }
     Ok(EXIT_OK)

@@ -63,6 +63,9 @@ pub enum Command {
         /// Print a JSON array
         #[arg(long)]
         json: bool,
+        /// First ask remote intakes (the AWS Abuse Signal API) how each unfinished report stands
+        #[arg(long)]
+        refresh: bool,
     },
     /// Print the exact message of a report, as it was sent
     Show {
@@ -74,6 +77,9 @@ pub enum Command {
         /// Also connect to the SMTP server (EHLO, STARTTLS, AUTH) without sending
         #[arg(long)]
         smtp: bool,
+        /// Also make a harmless signed call to the AWS Abuse Signal API (lists one report)
+        #[arg(long)]
+        aws: bool,
     },
     /// Read a source again on the next run, rotated history included, after a wrong prefix say (the ledger keeps reports unique: nothing is sent twice; lines read before count again in hit totals)
     Reread {

@@ -38,6 +38,7 @@ struct RawConfig {
     enrich: RawEnrich,
     #[serde(default)]
     mail: RawMail,
+    aws_api: Option<RawAwsApi>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -53,7 +54,10 @@ struct RawSource {
 #[serde(deny_unknown_fields)]
 struct RawProvider {
     name: String,
+    // Optional for a provider reached through an API rather than by mail.
+    #[serde(default)]
     to: Vec<String>,
+    delivery: Option<String>,
     ranges: Option<PathBuf>,
     format: Option<String>,
     services: Option<Vec<String>>,
@@ -108,6 +112,17 @@ struct RawMail {
     max_messages_per_run: Option<u32>,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAwsApi {
+    region: Option<String>,
+    endpoint: Option<String>,
+    test: Option<bool>,
+    profile: Option<String>,
+    ca_file: Option<PathBuf>,
+    timeout_secs: Option<u64>,
+}
+
 /// The checked configuration.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -120,6 +135,8 @@ pub struct Settings {
     pub report: ReportConfig,
     pub asn_db: Option<PathBuf>,
     pub mail: MailConfig,
+    /// `[aws_api]`: how providers with `delivery = "aws-abuse-api"` are reached.
+    pub aws_api: Option<AwsApiConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -162,6 +179,45 @@ pub struct ProviderConfig {
     pub regions: Vec<String>,
     /// Never the ranges of these regions, matched by ASN or not (AWS China has its own desk).
     pub exclude_regions: Vec<String>,
+    /// How reports reach this provider.
+    pub delivery: Delivery,
+}
+
+/// How a provider's reports are delivered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Delivery {
+    /// By mail, as `[mail]` says: one message for many addresses.
+    #[default]
+    Mail,
+    /// Through the AWS Abuse Signal API (`[aws_api]`): one XARF report per address.
+    AwsAbuseApi,
+}
+
+impl Delivery {
+    fn parse(text: Option<&str>) -> Result<Self, String> {
+        match text {
+            None | Some("mail") => Ok(Delivery::Mail),
+            Some("aws-abuse-api") => Ok(Delivery::AwsAbuseApi),
+            Some(other) => Err(format!("{other:?}: expected \"mail\" or \"aws-abuse-api\"")),
+        }
+    }
+}
+
+/// `[aws_api]`: where the AWS Abuse Signal API is and how to sign for it.
+#[derive(Debug, Clone)]
+pub struct AwsApiConfig {
+    /// The signing region, and the endpoint's unless `endpoint` is given.
+    pub region: String,
+    /// `https://abuse.<region>.amazonaws.com`, or the override (`http` only to loopback).
+    pub endpoint: String,
+    /// Tag every report `lifecycle:test`: AWS validates it and does not act on it.
+    pub test: bool,
+    /// The profile of the shared credentials file, when the environment has no keys.
+    pub profile: Option<String>,
+    /// An extra root certificate (PEM) besides the system's.
+    pub ca_file: Option<PathBuf>,
+    /// The deadline of one call.
+    pub timeout: Duration,
 }
 
 /// The layout of a provider's ranges file.
@@ -447,7 +503,7 @@ fn check(file: &Path, raw: RawConfig) -> Result<Settings, ConfigError> {
                 format!("provider {name:?} is configured twice"),
             ));
         }
-        if p.to.is_empty() {
+        if p.to.is_empty() && Delivery::parse(p.delivery.as_deref()) == Ok(Delivery::Mail) {
             return Err(err(
                 &format!("{key}.to"),
                 "expected at least one abuse address".into(),
@@ -466,6 +522,8 @@ fn check(file: &Path, raw: RawConfig) -> Result<Settings, ConfigError> {
                 )
             })?),
         };
+        let delivery = Delivery::parse(p.delivery.as_deref())
+            .map_err(|e| err(&format!("{key}.delivery"), e))?;
         let by_asn = p.asns.as_ref().is_some_and(|a| !a.is_empty());
         if p.ranges.is_none() && !by_asn {
             return Err(err(
@@ -501,6 +559,7 @@ fn check(file: &Path, raw: RawConfig) -> Result<Settings, ConfigError> {
             asns: p.asns.unwrap_or_default(),
             regions,
             exclude_regions,
+            delivery,
         });
     }
     if providers.is_empty() {
@@ -755,6 +814,7 @@ fn check(file: &Path, raw: RawConfig) -> Result<Settings, ConfigError> {
         }
     };
     let max_messages_per_run = m.max_messages_per_run.unwrap_or(10);
+    let aws_api = aws_api(raw.aws_api, &providers, &err, &resolve)?;
 
     Ok(Settings {
         file: file.to_path_buf(),
@@ -772,7 +832,71 @@ fn check(file: &Path, raw: RawConfig) -> Result<Settings, ConfigError> {
             transport,
             max_messages_per_run,
         },
+        aws_api,
     })
+}
+
+/// Checks `[aws_api]`: required when a provider delivers through the API.
+fn aws_api(
+    raw: Option<RawAwsApi>,
+    providers: &[ProviderConfig],
+    err: &dyn Fn(&str, String) -> ConfigError,
+    resolve: &dyn Fn(&Path) -> PathBuf,
+) -> Result<Option<AwsApiConfig>, ConfigError> {
+    let user = providers
+        .iter()
+        .find(|p| p.delivery == Delivery::AwsAbuseApi);
+    let Some(raw) = raw else {
+        return match user {
+            Some(p) => Err(err(
+                "aws_api",
+                format!(
+                    "provider {:?} has delivery = \"aws-abuse-api\": add an [aws_api] section with region = \"us-east-1\"",
+                    p.name
+                ),
+            )),
+            None => Ok(None),
+        };
+    };
+    let Some(region) = raw.region.map(|r| r.trim().to_string()) else {
+        return Err(err(
+            "aws_api.region",
+            "missing: the AWS region to sign for, e.g. \"us-east-1\"".into(),
+        ));
+    };
+    if region.is_empty()
+        || region.len() > 32
+        || !region
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        return Err(err(
+            "aws_api.region",
+            format!("{region:?}: expected a region name like \"us-east-1\""),
+        ));
+    }
+    let endpoint = match raw.endpoint {
+        None => format!("https://abuse.{region}.amazonaws.com"),
+        Some(e) => {
+            crate::aws_api::check_endpoint(&e).map_err(|why| err("aws_api.endpoint", why))?;
+            e.trim_end_matches('/').to_string()
+        }
+    };
+    let timeout_secs = raw.timeout_secs.unwrap_or(30);
+    if timeout_secs == 0 || timeout_secs > 600 {
+        return Err(err(
+            "aws_api.timeout_secs",
+            format!("{timeout_secs}: expected 1 to 600"),
+        ));
+    }
+    Ok(Some(AwsApiConfig {
+        region,
+        endpoint,
+        test: raw.test.unwrap_or(false),
+        profile: raw.profile.filter(|p| !p.trim().is_empty()),
+        ca_file: raw.ca_file.as_deref().map(resolve),
+        timeout: Duration::from_secs(timeout_secs),
+    }))
 }
 
 /// A secret that group or others can read is refused: it would not stay one.

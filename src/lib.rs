@@ -7,6 +7,7 @@
 //! `send`, with `config`, `clock`, `provider` and `error` beside them.
 
 pub mod app;
+pub mod aws_api;
 pub mod check;
 pub mod cli;
 pub mod clock;

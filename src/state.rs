@@ -97,10 +97,23 @@ CREATE INDEX report_by_provider ON report (provider, created_at);
     "CREATE INDEX evidence_by_ip ON evidence (provider, ip);",
     // 5: facts about the state itself, such as the configuration file that runs on it.
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+    // 6: a report sent to an API keeps the intake's id and what the intake
+    // last said about it (status, reason, its description, when that changed), and whether
+    // it was a test the intake validated without acting on it.
+    r#"
+ALTER TABLE report ADD COLUMN remote_id TEXT;
+ALTER TABLE report ADD COLUMN remote_status TEXT;
+ALTER TABLE report ADD COLUMN remote_reason TEXT;
+ALTER TABLE report ADD COLUMN remote_description TEXT;
+ALTER TABLE report ADD COLUMN remote_changed_at TEXT;
+ALTER TABLE report ADD COLUMN remote_test INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX report_by_remote_status ON report (remote_status) WHERE remote_id IS NOT NULL;
+"#,
 ];
 
-/// The oldest schema a reader understands: schema 5 adds only what a run needs, so `history`
-/// and `preview` go on working after an upgrade until the next run migrates the file.
+/// The oldest schema a reader understands: schemas 5 and 6 add only what a run needs (and
+/// what a reader finds missing it takes as empty), so `history` and `preview` go on working
+/// after an upgrade until the next run migrates the file.
 const READABLE_SINCE: i64 = 4;
 
 /// How long any connection waits for another one's lock before giving up: long enough for a
@@ -663,6 +676,179 @@ impl State {
     }
 }
 
+/// What a remote intake (the AWS Abuse Signal API) last said about a report.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Remote {
+    pub id: String,
+    pub status: Option<String>,
+    pub reason: Option<String>,
+    pub description: Option<String>,
+    pub changed_at: Option<String>,
+}
+
+/// How a provider's API reports stand: counted by what the intake last said.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RemoteTally {
+    /// COMPLETED / ACTIONED.
+    pub actioned: u64,
+    /// COMPLETED with NEED_MORE_INFORMATION.
+    pub need_info: u64,
+    /// COMPLETED with any other reason: not AWS's, no action warranted, already down.
+    pub declined: u64,
+    /// Not COMPLETED yet (or never asked).
+    pub open: u64,
+}
+
+impl State {
+    /// Marks a report `sent` and keeps the id the intake gave it, in one statement: a crash
+    /// cannot leave a sent report without its remote id. A stored request tagged
+    /// `lifecycle:test` is remembered as a test.
+    pub fn mark_sent_remote(&mut self, id: &str, remote_id: &str, at: &str) -> Result<()> {
+        let changed = self.conn.execute(
+            "UPDATE report SET status = 'sent', sent_at = ?2, server_reply = ?3, remote_id = ?3,
+                    remote_test = instr(CAST(message AS TEXT), ?4) > 0,
+                    attempts = attempts + 1 WHERE id = ?1",
+            params![id, at, remote_id, "\"lifecycle:test\""],
+        )?;
+        if changed != 1 {
+            bail!("report {id} is not in the ledger");
+        }
+        Ok(())
+    }
+
+    /// Stores what the intake says now; `changed_at` moves only when status or reason did.
+    /// Returns whether anything changed.
+    pub fn set_remote_status(
+        &mut self,
+        id: &str,
+        status: &str,
+        reason: Option<&str>,
+        description: Option<&str>,
+        changed_at: &str,
+    ) -> Result<bool> {
+        let changed = self.conn.execute(
+            "UPDATE report SET remote_status = ?2, remote_reason = ?3, remote_description = ?4,
+                    remote_changed_at = CASE WHEN remote_status IS ?2 AND remote_reason IS ?3
+                                             THEN remote_changed_at ELSE ?5 END
+             WHERE id = ?1 AND remote_id IS NOT NULL
+               AND (remote_status IS NOT ?2 OR remote_reason IS NOT ?3 OR remote_description IS NOT ?4)",
+            params![id, status, reason, description, changed_at],
+        )?;
+        Ok(changed == 1)
+    }
+
+    /// Sent reports with a remote id whose intake has not finished with them, newest first:
+    /// `(report id, remote id)`.
+    pub fn remote_open(&self, providers: &[String], limit: usize) -> Result<Vec<(String, String)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, provider, remote_id FROM report
+             WHERE remote_id IS NOT NULL AND status = 'sent'
+               -- COMPLETED is AWS's only final status; GONE: AWS no longer has the report.
+               AND (remote_status IS NULL OR remote_status NOT IN ('COMPLETED', 'GONE'))
+             ORDER BY created_at DESC, rowid DESC",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, provider, remote) = row?;
+            if providers.contains(&provider) {
+                out.push((id, remote));
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The remote side of every report that has one, by report id (none on a state that a
+    /// run has not yet brought to schema 6).
+    pub fn remotes(&self) -> Result<HashMap<String, Remote>> {
+        let columns: i64 = self.conn.query_row(
+            "SELECT count(*) FROM pragma_table_info('report') WHERE name = 'remote_id'",
+            [],
+            |r| r.get(0),
+        )?;
+        if columns == 0 {
+            return Ok(HashMap::new());
+        }
+        let mut stmt = self.conn.prepare(
+            "SELECT id, remote_id, remote_status, remote_reason, remote_description, remote_changed_at
+             FROM report WHERE remote_id IS NOT NULL",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                Remote {
+                    id: r.get(1)?,
+                    status: r.get(2)?,
+                    reason: r.get(3)?,
+                    description: r.get(4)?,
+                    changed_at: r.get(5)?,
+                },
+            ))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// How a provider's sent API reports stand.
+    pub fn remote_tally(&self, provider: &str) -> Result<RemoteTally> {
+        let mut stmt = self.conn.prepare(
+            "SELECT remote_status, remote_reason, count(*) FROM report
+             WHERE provider = ?1 AND status = 'sent' AND remote_id IS NOT NULL
+             GROUP BY remote_status, remote_reason",
+        )?;
+        let mut tally = RemoteTally::default();
+        let mut rows = stmt.query([provider])?;
+        while let Some(r) = rows.next()? {
+            let status: Option<String> = r.get(0)?;
+            let reason: Option<String> = r.get(1)?;
+            let n = r.get::<_, i64>(2)? as u64;
+            match (status.as_deref(), reason.as_deref()) {
+                (Some("COMPLETED"), Some("ACTIONED")) => tally.actioned += n,
+                (Some("COMPLETED"), Some("NEED_MORE_INFORMATION")) => tally.need_info += n,
+                (Some("COMPLETED"), _) => tally.declined += n,
+                (Some("GONE"), _) => {}
+                _ => tally.open += n,
+            }
+        }
+        Ok(tally)
+    }
+
+    /// IPs a provider was sent only in test reports (and that no other report holds): the
+    /// intake validated those without acting on them, so they are still to be reported.
+    pub fn test_only_ips(&self, provider: &str) -> Result<HashSet<IpAddr>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT i.ip FROM report_ip i JOIN report r ON r.id = i.report_id
+             WHERE r.provider = ?1 AND r.status = 'sent' AND r.remote_test = 1
+             EXCEPT
+             SELECT i.ip FROM report_ip i JOIN report r ON r.id = i.report_id
+             WHERE r.provider = ?1 AND (r.status IN ('sending', 'failed')
+                                        OR (r.status = 'sent' AND r.remote_test = 0))",
+        )?;
+        let rows = stmt.query_map([provider], |r| ip(&r.get::<_, String>(0)?))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// IPs of a provider's rejected reports (created at or after `since`): an intake that
+    /// refused a report for its content refuses the same report again, so these wait for a
+    /// re-report rather than going out every run.
+    pub fn rejected_ips(&self, provider: &str, since: Option<&str>) -> Result<HashSet<IpAddr>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT DISTINCT i.ip FROM report_ip i JOIN report r ON r.id = i.report_id
+             WHERE r.provider = ?1 AND r.status = 'rejected' AND (?2 IS NULL OR r.created_at >= ?2)",
+        )?;
+        let rows = stmt.query_map(params![provider, since], |r| ip(&r.get::<_, String>(0)?))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}
+
 fn replace_evidence(tx: &Transaction<'_>, provider: &str, lines: &[EvidenceLine]) -> Result<()> {
     tx.execute("DELETE FROM evidence WHERE provider = ?1", [provider])?;
     let mut put = tx.prepare(
@@ -814,8 +1000,24 @@ pub struct Attempt<'a> {
 impl Attempt<'_> {
     /// Records the transport's answer. Should the disk refuse it, the reserve is given back and
     /// the outcome written into that space; the next attempt must win the reserve back first.
-    pub fn record(mut self, status: Status, detail: &str, at: &str) -> Result<()> {
-        let Err(first) = self.commit(status, detail, at) else {
+    pub fn record(self, status: Status, detail: &str, at: &str) -> Result<()> {
+        self.record_outcome(status, detail, at, None)
+    }
+
+    /// [`Attempt::record`] for a report a remote intake accepted: `sent`, with the id the
+    /// intake gave it, in the same transaction.
+    pub fn record_sent_remote(self, remote_id: &str, at: &str) -> Result<()> {
+        self.record_outcome(Status::Sent, remote_id, at, Some(remote_id))
+    }
+
+    fn record_outcome(
+        mut self,
+        status: Status,
+        detail: &str,
+        at: &str,
+        remote: Option<&str>,
+    ) -> Result<()> {
+        let Err(first) = self.commit(status, detail, at, remote) else {
             return Ok(());
         };
         self.rollback();
@@ -823,7 +1025,7 @@ impl Attempt<'_> {
         let again = match self.state.conn.execute_batch("BEGIN IMMEDIATE") {
             Ok(()) => {
                 self.open = true;
-                self.commit(status, detail, at)
+                self.commit(status, detail, at, remote)
             }
             Err(e) => Err(e.into()),
         };
@@ -836,8 +1038,22 @@ impl Attempt<'_> {
         }
     }
 
-    fn commit(&mut self, status: Status, detail: &str, at: &str) -> Result<()> {
+    fn commit(
+        &mut self,
+        status: Status,
+        detail: &str,
+        at: &str,
+        remote: Option<&str>,
+    ) -> Result<()> {
         write_outcome(&self.state.conn, &self.id, status, detail, at)?;
+        if let Some(remote_id) = remote {
+            // A stored request tagged `lifecycle:test` is remembered as a test.
+            self.state.conn.execute(
+                "UPDATE report SET remote_id = ?2,
+                        remote_test = instr(CAST(message AS TEXT), ?3) > 0 WHERE id = ?1",
+                params![self.id, remote_id, "\"lifecycle:test\""],
+            )?;
+        }
         self.state.conn.execute_batch("COMMIT")?;
         self.open = false;
         Ok(())
@@ -1014,6 +1230,43 @@ mod tests {
         assert_eq!(history.len(), 1);
         assert_eq!(history[0].status, Status::Rejected);
         assert!(s.mark("zzz", Status::Sent, "", "").is_err());
+    }
+
+    #[test]
+    fn remote_status_is_kept_and_finished_reports_are_not_asked_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = State::open(dir.path()).unwrap();
+        for (id, ip) in [("a", "3.5.140.2"), ("b", "3.5.140.3"), ("c", "3.5.140.4")] {
+            s.insert_report(&record(id, "aws", &[ip], Status::Sending))
+                .unwrap();
+        }
+        s.mark_sent_remote("a", "RAAAAAAAAAAAAAAAAAAAA", "2026-01-01T00:00:01Z")
+            .unwrap();
+        s.mark_sent_remote("b", "RBBBBBBBBBBBBBBBBBBBB", "2026-01-01T00:00:01Z")
+            .unwrap();
+        let aws = ["aws".to_string()];
+        assert_eq!(s.remote_open(&aws, 10).unwrap().len(), 2);
+        assert_eq!(s.remote_open(&aws, 1).unwrap().len(), 1, "bounded");
+        assert!(s.remote_open(&["gcp".to_string()], 10).unwrap().is_empty());
+        assert!(
+            s.set_remote_status("a", "QUEUED", None, Some("Received"), "t1")
+                .unwrap()
+        );
+        assert!(
+            !s.set_remote_status("a", "QUEUED", None, Some("Received"), "t2")
+                .unwrap(),
+            "nothing new, nothing written"
+        );
+        s.set_remote_status("a", "COMPLETED", Some("ACTIONED"), None, "t3")
+            .unwrap();
+        s.set_remote_status("b", "GONE", None, None, "t3").unwrap();
+        assert!(s.remote_open(&aws, 10).unwrap().is_empty());
+        let remotes = s.remotes().unwrap();
+        assert_eq!(remotes["a"].changed_at.as_deref(), Some("t3"));
+        assert_eq!(remotes["a"].reason.as_deref(), Some("ACTIONED"));
+        assert!(!remotes.contains_key("c"), "not sent through an API");
+        let tally = s.remote_tally("aws").unwrap();
+        assert_eq!((tally.actioned, tally.open), (1, 0));
     }
 
     #[test]

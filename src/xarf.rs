@@ -92,13 +92,13 @@ pub fn document(report: &Report, message_id: &str) -> Value {
         "tags": [format!("protocol:{proto}"), "evidence:firewall-drop".to_string()],
     });
     let fields = doc.as_object_mut().expect("an object");
-    if let Some(port) = ip.source_ports.first().filter(|p| **p > 0) {
+    if let Some(port) = ip.source_ports.iter().find(|p| **p > 0) {
         fields.insert("source_port".into(), json!(port));
     }
     if let Some(target) = ip.targets.first() {
         fields.insert("destination_ip".into(), json!(target));
     }
-    if let Some(port) = ip.ports.first().filter(|p| **p > 0) {
+    if let Some(port) = ip.ports.iter().find(|p| **p > 0) {
         fields.insert("destination_port".into(), json!(port));
     }
     if flood {

@@ -235,8 +235,14 @@ fn run_writes_one_message_then_reports_only_new_ips() {
             "status",
             "created_at",
             "sent_at",
-            "ips"
+            "ips",
+            "remote"
         ])
+    );
+    assert_eq!(
+        row["remote"],
+        serde_json::Value::Null,
+        "mail has no remote side"
     );
     assert_eq!(row["status"], "sent");
     assert_eq!(

@@ -89,7 +89,7 @@ _abuse__mailer() {
             return 0
             ;;
         abuse__subcmd__mailer__subcmd__check)
-            opts="-q -v -h --smtp --config --quiet --verbose --help"
+            opts="-q -v -h --smtp --aws --config --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -263,7 +263,7 @@ _abuse__mailer() {
             return 0
             ;;
         abuse__subcmd__mailer__subcmd__history)
-            opts="-q -v -h --ip --provider --json --config --quiet --verbose --help"
+            opts="-q -v -h --ip --provider --json --refresh --config --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

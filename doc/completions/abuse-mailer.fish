@@ -56,6 +56,7 @@ complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand history" -l ip
 complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand history" -l provider -d 'Only reports to this provider' -r
 complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand history" -l config -d 'Configuration file [default: $ABUSE_MAILER_CONFIG, else /etc/abuse-mailer/config.toml]' -r -F
 complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand history" -l json -d 'Print a JSON array'
+complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand history" -l refresh -d 'First ask remote intakes (the AWS Abuse Signal API) how each unfinished report stands'
 complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand history" -s q -l quiet -d 'Say less: only errors (the run summary line is not printed)'
 complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand history" -s v -l verbose -d 'Say more: what was read from each source and why'
 complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand history" -s h -l help -d 'Print help'
@@ -65,6 +66,7 @@ complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand show" -s v -l 
 complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand show" -s h -l help -d 'Print help'
 complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand check" -l config -d 'Configuration file [default: $ABUSE_MAILER_CONFIG, else /etc/abuse-mailer/config.toml]' -r -F
 complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand check" -l smtp -d 'Also connect to the SMTP server (EHLO, STARTTLS, AUTH) without sending'
+complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand check" -l aws -d 'Also make a harmless signed call to the AWS Abuse Signal API (lists one report)'
 complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand check" -s q -l quiet -d 'Say less: only errors (the run summary line is not printed)'
 complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand check" -s v -l verbose -d 'Say more: what was read from each source and why'
 complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand check" -s h -l help -d 'Print help'

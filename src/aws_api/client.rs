@@ -1,0 +1,562 @@
+//! The HTTPS client of the AWS Abuse Signal API (REST-JSON, signing name `abuse`): one signed
+//! request per call, a deadline on each, and AWS's answers sorted into what the caller does
+//! next (accepted, try later, fix the report, fix the configuration).
+//!
+//! TLS is rustls (ring) with the system's roots plus an optional `ca_file`; an `http://`
+//! endpoint is refused unless it is on loopback, so a test stub never teaches the tool to send
+//! secrets in the clear.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::credentials::Credentials;
+use super::sigv4;
+use crate::config::AwsApiConfig;
+
+/// The service's signing name.
+pub const SERVICE: &str = "abuse";
+
+/// At most this much of an answer is read: AWS's are small, a stray proxy page is not.
+const MAX_ANSWER: u64 = 1 << 20;
+
+/// Why a call did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiError {
+    /// 429: wait `retry_after` (when AWS said), then the same request may pass.
+    Throttled {
+        retry_after: Option<Duration>,
+        message: String,
+    },
+    /// 400, 409, 422 and other refusals of the request itself: sending it again will not help.
+    Rejected(String),
+    /// 401/403: the credentials or the IAM policy; nothing passes until they are fixed.
+    Denied(String),
+    /// 404 of a status query.
+    NotFound(String),
+    /// 5xx, a timeout, a refused or broken connection: try again later.
+    Transient(String),
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ApiError::Throttled { message, .. } => f.write_str(message),
+            ApiError::Rejected(m)
+            | ApiError::Denied(m)
+            | ApiError::NotFound(m)
+            | ApiError::Transient(m) => f.write_str(m),
+        }
+    }
+}
+
+/// One report's state as AWS tells it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RemoteStatus {
+    pub report_id: String,
+    pub correlation_id: Option<String>,
+    /// QUEUED, PROCESSING or COMPLETED (kept as given: AWS may add states).
+    pub status: String,
+    /// Set once COMPLETED: ACTIONED, NOT_RESOLVABLE_TO_AWS, ...
+    pub reason: Option<String>,
+    pub description: Option<String>,
+    /// RFC 3339, UTC.
+    pub updated_at: Option<String>,
+}
+
+/// Where the endpoint is, split for signing.
+#[derive(Debug, Clone)]
+struct Endpoint {
+    /// `https://host[:port]`, no trailing slash.
+    base: String,
+    /// The `Host` header: the port only when it is not the scheme's.
+    host: String,
+    loopback: bool,
+}
+
+/// Splits `scheme://host[:port][/]`; `http` only for a loopback host.
+pub fn parse_endpoint(text: &str) -> Result<(bool, String, Option<u16>), String> {
+    let text = text.trim().trim_end_matches('/');
+    let (https, rest) = if let Some(r) = text.strip_prefix("https://") {
+        (true, r)
+    } else if let Some(r) = text.strip_prefix("http://") {
+        (false, r)
+    } else {
+        return Err(format!(
+            "{text:?}: expected https://host (or http://127.0.0.1:port for a local test)"
+        ));
+    };
+    if rest.is_empty() || rest.contains(['/', '?', '#', '@', ' ']) {
+        return Err(format!(
+            "{text:?}: expected scheme://host[:port] with no path"
+        ));
+    }
+    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+        let (h, after) = v6
+            .split_once(']')
+            .ok_or_else(|| format!("{text:?}: unclosed [ in the host"))?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => Some(p),
+            None if after.is_empty() => None,
+            None => return Err(format!("{text:?}: junk after the host")),
+        };
+        (format!("[{h}]"), port)
+    } else {
+        match rest.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), Some(p)),
+            None => (rest.to_string(), None),
+        }
+    };
+    let port = port
+        .map(|p| {
+            p.parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| format!("{text:?}: bad port {p:?}"))
+        })
+        .transpose()?;
+    if !https && !is_loopback(&host) {
+        return Err(format!(
+            "{text:?}: http:// is allowed only for a loopback host (127.0.0.1, [::1], localhost); use https://"
+        ));
+    }
+    Ok((https, host, port))
+}
+
+fn is_loopback(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A signed-request client for one endpoint and region.
+pub struct Client {
+    agent: ureq::Agent,
+    endpoint: Endpoint,
+    region: String,
+    creds: Credentials,
+}
+
+impl Client {
+    pub fn new(cfg: &AwsApiConfig, creds: Credentials) -> anyhow::Result<Self> {
+        let (https, host, port) = parse_endpoint(&cfg.endpoint).map_err(anyhow::Error::msg)?;
+        let default_port = if https { 443 } else { 80 };
+        let host_header = match port {
+            Some(p) if p != default_port => format!("{host}:{p}"),
+            _ => host.clone(),
+        };
+        let scheme = if https { "https" } else { "http" };
+        let endpoint = Endpoint {
+            base: format!("{scheme}://{host_header}"),
+            loopback: is_loopback(&host),
+            host: host_header,
+        };
+        let mut roots: Vec<ureq::tls::Certificate<'static>> = Vec::new();
+        if https {
+            // A host without system roots can still work with ca_file alone.
+            for cert in rustls_native_certs::load_native_certs().certs {
+                roots.push(ureq::tls::Certificate::from_der(cert.as_ref()).to_owned());
+            }
+            if let Some(ca) = &cfg.ca_file {
+                let pem = std::fs::read(ca).map_err(|e| {
+                    anyhow::Error::from(crate::error::ConfigError(format!(
+                        "aws_api.ca_file {}: {e}",
+                        ca.display()
+                    )))
+                })?;
+                for item in ureq::tls::parse_pem(&pem) {
+                    if let Ok(ureq::tls::PemItem::Certificate(c)) = item {
+                        roots.push(c);
+                    }
+                }
+            }
+            if roots.is_empty() {
+                return Err(crate::error::ConfigError(
+                    "aws_api: no root certificates: the system has none and aws_api.ca_file names none"
+                        .into(),
+                )
+                .into());
+            }
+        }
+        let tls = ureq::tls::TlsConfig::builder()
+            .provider(ureq::tls::TlsProvider::Rustls)
+            .root_certs(ureq::tls::RootCerts::Specific(Arc::new(roots)))
+            .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .build();
+        let mut config = ureq::Agent::config_builder()
+            .tls_config(tls)
+            .timeout_global(Some(cfg.timeout))
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .https_only(!endpoint.loopback)
+            .user_agent(format!("abuse-mailer/{}", env!("CARGO_PKG_VERSION")));
+        if endpoint.loopback {
+            // A proxy from the environment must not see a local stub's traffic.
+            config = config.proxy(None);
+        }
+        Ok(Client {
+            agent: config.build().new_agent(),
+            endpoint,
+            region: cfg.region.clone(),
+            creds,
+        })
+    }
+
+    /// The endpoint, as reports record where they went.
+    pub fn base(&self) -> &str {
+        &self.endpoint.base
+    }
+
+    /// One signed request; `Ok((status, retry_after, body))` for any HTTP answer.
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        query: &str,
+        body: Option<&[u8]>,
+    ) -> Result<(u16, Option<Duration>, Vec<u8>), ApiError> {
+        let now = chrono::Utc::now();
+        let date = sigv4::amz_date(now);
+        let mut headers = vec![
+            ("host".to_string(), self.endpoint.host.clone()),
+            ("x-amz-date".to_string(), date.clone()),
+        ];
+        if body.is_some() {
+            headers.push(("content-type".to_string(), "application/json".to_string()));
+        }
+        if let Some(token) = &self.creds.session_token {
+            headers.push((
+                "x-amz-security-token".to_string(),
+                token.expose().to_string(),
+            ));
+        }
+        let payload = body.unwrap_or_default();
+        let authorization = sigv4::authorization(
+            &self.creds,
+            &self.region,
+            SERVICE,
+            &date,
+            &sigv4::Request {
+                method,
+                path,
+                query,
+                headers: &headers,
+                body: payload,
+            },
+        );
+        let url = if query.is_empty() {
+            format!("{}{path}", self.endpoint.base)
+        } else {
+            format!("{}{path}?{query}", self.endpoint.base)
+        };
+        let mut request = ureq::http::Request::builder().method(method).uri(&url);
+        for (k, v) in &headers {
+            request = request.header(k.as_str(), v.as_str());
+        }
+        request = request
+            .header("authorization", authorization)
+            .header("accept", "application/json");
+        let result = match body {
+            Some(b) => request
+                .body(b.to_vec())
+                .map_err(|e| ApiError::Rejected(format!("request: {e}")))
+                .and_then(|r| {
+                    self.agent
+                        .run(r)
+                        .map_err(|e| ApiError::Transient(network(&e)))
+                }),
+            None => request
+                .body(())
+                .map_err(|e| ApiError::Rejected(format!("request: {e}")))
+                .and_then(|r| {
+                    self.agent
+                        .run(r)
+                        .map_err(|e| ApiError::Transient(network(&e)))
+                }),
+        };
+        let mut response = result?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let text = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_ANSWER)
+            .read_to_vec()
+            .map_err(|e| ApiError::Transient(format!("reading AWS's answer: {}", network(&e))))?;
+        Ok((status, retry_after, text))
+    }
+
+    /// CreateAbuseReport with a stored request body; AWS's reportId when accepted.
+    pub fn create(&self, body: &[u8]) -> Result<String, ApiError> {
+        let (status, retry_after, answer) = self.call("POST", "/v1/abuse", "", Some(body))?;
+        if (200..300).contains(&status) {
+            let v: Value = serde_json::from_slice(&answer).unwrap_or(Value::Null);
+            return match v.get("reportId").and_then(Value::as_str) {
+                Some(id) if is_report_id(id) => Ok(id.to_string()),
+                _ => Err(ApiError::Transient(format!(
+                    "{status} without a valid reportId in the answer"
+                ))),
+            };
+        }
+        Err(classify(status, retry_after, &answer))
+    }
+
+    /// GetAbuseReportStatus.
+    pub fn status(&self, report_id: &str) -> Result<RemoteStatus, ApiError> {
+        if !is_report_id(report_id) {
+            return Err(ApiError::Rejected(format!(
+                "{report_id:?} is not an AWS report id"
+            )));
+        }
+        let path = format!("/v1/abuse/{report_id}");
+        let (status, retry_after, answer) = self.call("GET", &path, "", None)?;
+        if status == 200 {
+            let v: Value = serde_json::from_slice(&answer).map_err(|e| {
+                ApiError::Transient(format!("GetAbuseReportStatus: not JSON ({e})"))
+            })?;
+            return remote_status(&v).ok_or_else(|| {
+                ApiError::Transient("GetAbuseReportStatus: no status in the answer".into())
+            });
+        }
+        Err(classify(status, retry_after, &answer))
+    }
+
+    /// One page of ListAbuseReportStatuses (at most `max` items, 1 to 50), optionally for
+    /// one correlation id: a harmless signed call that proves the credentials.
+    pub fn list(
+        &self,
+        correlation_id: Option<&str>,
+        max: u32,
+    ) -> Result<Vec<RemoteStatus>, ApiError> {
+        let mut query = format!("maxResults={}", max.clamp(1, 50));
+        if let Some(c) = correlation_id {
+            query = format!("correlationId={}&{query}", sigv4::encode(c, false));
+        }
+        let (status, retry_after, answer) = self.call("GET", "/v1/abusestatuses", &query, None)?;
+        if status == 200 {
+            let v: Value = serde_json::from_slice(&answer).map_err(|e| {
+                ApiError::Transient(format!("ListAbuseReportStatuses: not JSON ({e})"))
+            })?;
+            return Ok(v
+                .get("reports")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(remote_status).collect())
+                .unwrap_or_default());
+        }
+        Err(classify(status, retry_after, &answer))
+    }
+}
+
+/// AWS's report ids: `[a-zA-Z0-9]{20,64}`.
+pub fn is_report_id(text: &str) -> bool {
+    (20..=64).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// A transport error in one line, without the URL's query (there is none secret, but keep it short).
+fn network(e: &ureq::Error) -> String {
+    match e {
+        ureq::Error::Timeout(t) => format!("no answer within the deadline ({t})"),
+        other => clean(&other.to_string(), 300),
+    }
+}
+
+/// Text from AWS made safe for a terminal and the ledger: printable, one line, bounded.
+pub fn clean(text: &str, max: usize) -> String {
+    let one: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let one = one.split_whitespace().collect::<Vec<_>>().join(" ");
+    match one.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &one[..i]),
+        None => one,
+    }
+}
+
+/// A token AWS defines (status, reason, error name): kept only if it looks like one.
+fn token(v: Option<&Value>) -> Option<String> {
+    v.and_then(Value::as_str)
+        .filter(|s| {
+            !s.is_empty()
+                && s.len() <= 64
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+        })
+        .map(str::to_string)
+}
+
+/// A timestamp of the REST-JSON protocol: epoch seconds (a number), or text.
+fn timestamp(v: Option<&Value>) -> Option<String> {
+    match v? {
+        Value::Number(n) => {
+            let secs = n.as_f64()?;
+            chrono::DateTime::from_timestamp(secs.floor() as i64, 0).map(crate::clock::utc_text)
+        }
+        Value::String(s) => chrono::DateTime::parse_from_rfc3339(s)
+            .ok()
+            .map(|t| crate::clock::utc_text(t.with_timezone(&chrono::Utc))),
+        _ => None,
+    }
+}
+
+fn remote_status(v: &Value) -> Option<RemoteStatus> {
+    let report_id = v.get("reportId").and_then(Value::as_str)?;
+    if !is_report_id(report_id) {
+        return None;
+    }
+    Some(RemoteStatus {
+        report_id: report_id.to_string(),
+        correlation_id: token(v.get("correlationId")).or_else(|| {
+            v.get("correlationId")
+                .and_then(Value::as_str)
+                .filter(|c| {
+                    c.len() <= 256
+                        && c.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                })
+                .map(str::to_string)
+        }),
+        status: token(v.get("status"))?,
+        reason: token(v.get("reasonCode")),
+        description: v
+            .get("description")
+            .and_then(Value::as_str)
+            .map(|d| clean(d, 500)),
+        updated_at: timestamp(v.get("lastUpdatedAt")).or_else(|| timestamp(v.get("submittedAt"))),
+    })
+}
+
+/// An error answer in the caller's terms, with AWS's own words.
+fn classify(status: u16, retry_after: Option<Duration>, answer: &[u8]) -> ApiError {
+    let v: Value = serde_json::from_slice(answer).unwrap_or(Value::Null);
+    let kind = token(v.get("__type"))
+        .or_else(|| token(v.get("code")))
+        .unwrap_or_else(|| match status {
+            400 => "ValidationException".into(),
+            403 => "AccessDeniedException".into(),
+            409 => "ConflictException".into(),
+            422 => "SubmissionRequirementException".into(),
+            429 => "ThrottlingException".into(),
+            _ => "error".into(),
+        });
+    let message = v
+        .get("message")
+        .or_else(|| v.get("Message"))
+        .and_then(Value::as_str)
+        .map(|m| clean(m, 500))
+        .unwrap_or_else(|| clean(&String::from_utf8_lossy(answer), 200));
+    let mut text = format!("{status} {kind}: {message}");
+    // What exactly failed: ValidationException's fieldList, SubmissionRequirementException's
+    // unmetRequirements.
+    let details: Vec<String> = ["fieldList", "unmetRequirements"]
+        .iter()
+        .filter_map(|k| v.get(*k).and_then(Value::as_array))
+        .flatten()
+        .take(10)
+        .map(|item| {
+            let field = |k: &str| item.get(k).and_then(Value::as_str).map(|s| clean(s, 200));
+            let mut d = String::new();
+            if let Some(code) = field("code") {
+                d.push_str(&code);
+                d.push(' ');
+            }
+            if let Some(path) = field("path").filter(|p| !p.is_empty()) {
+                d.push_str(&format!("at {path} "));
+            }
+            d.push_str(&field("message").unwrap_or_default());
+            d.trim().to_string()
+        })
+        .collect();
+    if !details.is_empty() {
+        text.push_str(&format!(" ({})", details.join("; ")));
+    }
+    match status {
+        429 => ApiError::Throttled {
+            retry_after,
+            message: text,
+        },
+        401 | 403 => ApiError::Denied(text),
+        404 => ApiError::NotFound(text),
+        // A redirect is an endpoint problem, not the report's: keep the report.
+        300..=399 | 408 | 500..=599 => ApiError::Transient(text),
+        _ => ApiError::Rejected(text),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_only_to_loopback() {
+        assert!(parse_endpoint("https://abuse.us-east-1.amazonaws.com").is_ok());
+        assert_eq!(
+            parse_endpoint("http://127.0.0.1:8080/").unwrap(),
+            (false, "127.0.0.1".to_string(), Some(8080))
+        );
+        assert!(parse_endpoint("http://[::1]:9").is_ok());
+        assert!(parse_endpoint("http://localhost:9").is_ok());
+        let e = parse_endpoint("http://abuse.us-east-1.amazonaws.com").unwrap_err();
+        assert!(e.contains("loopback"), "{e}");
+        assert!(parse_endpoint("ftp://x").is_err());
+        assert!(parse_endpoint("https://x/path").is_err());
+        assert!(parse_endpoint("https://x:0").is_err());
+    }
+
+    #[test]
+    fn answers_are_sorted_with_aws_words() {
+        let e = classify(
+            422,
+            None,
+            br#"{"message":"Report does not meet requirements","unmetRequirements":[{"code":"rule.timestamp.too_old","path":"/timestamp","message":"older than 90 days"}]}"#,
+        );
+        let ApiError::Rejected(text) = e else {
+            panic!("{e:?}")
+        };
+        assert!(
+            text.contains("422 SubmissionRequirementException")
+                && text.contains("rule.timestamp.too_old at /timestamp older than 90 days"),
+            "{text}"
+        );
+        assert!(matches!(
+            classify(429, Some(Duration::from_secs(2)), b"{}"),
+            ApiError::Throttled {
+                retry_after: Some(_),
+                ..
+            }
+        ));
+        assert!(matches!(classify(403, None, b""), ApiError::Denied(_)));
+        assert!(matches!(
+            classify(503, None, b"<html>"),
+            ApiError::Transient(_)
+        ));
+        assert!(matches!(classify(409, None, b"{}"), ApiError::Rejected(_)));
+        assert!(matches!(classify(301, None, b""), ApiError::Transient(_)));
+        let hostile = classify(
+            400,
+            None,
+            "{\"message\":\"bad\\nline\\u001b[31m\"}".as_bytes(),
+        );
+        assert!(!hostile.to_string().contains(['\n', '\u{1b}']));
+    }
+
+    #[test]
+    fn status_answers_parse_with_epoch_times() {
+        let v: Value = serde_json::from_str(
+            r#"{"reportId":"ABCDEFGHIJ0123456789","status":"COMPLETED","reasonCode":"ACTIONED","description":"done","submittedAt":1769400000,"lastUpdatedAt":1769403600.5}"#,
+        )
+        .unwrap();
+        let s = remote_status(&v).unwrap();
+        assert_eq!(s.status, "COMPLETED");
+        assert_eq!(s.reason.as_deref(), Some("ACTIONED"));
+        assert_eq!(s.updated_at.as_deref(), Some("2026-01-26T05:00:00Z"));
+    }
+}

@@ -1,0 +1,644 @@
+//! The AWS Abuse Signal API delivery end to end: the binary against a stub of the API on
+//! loopback (tests/aws_stub.py) that recomputes every SigV4 signature with botocore, an
+//! implementation independent of ours, and validates every XARF document against the v4
+//! schemas with PyPI's xarf.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Ran, Setup, drop_line, repo, standard_config, tool};
+use serde_json::{Value, json};
+
+const KEY: &str = "AKIAABUSEMAILERTEST1";
+const SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYabuseMailerSECRET42";
+const TOKEN: &str = "IQoJb3JpZ2luX2VjEabuseMailerSESSIONtoken77";
+
+/// The stub API, killed when dropped.
+struct Stub {
+    child: Child,
+    dir: tempfile::TempDir,
+    port: u16,
+    tls: bool,
+}
+
+impl Stub {
+    /// Starts the stub; `None` (test skipped) where python3 with botocore and xarf is missing,
+    /// which CI does not allow.
+    fn start(token: Option<&str>) -> Option<Stub> {
+        Self::start_with(token, false)
+    }
+
+    /// With `tls`, the stub speaks HTTPS with the certificate of fixtures/tls (localhost).
+    fn start_with(token: Option<&str>, tls: bool) -> Option<Stub> {
+        if !tool("python3", &["-c", "import botocore.auth, xarf"]) {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let port_file = dir.path().join("port");
+        let mut cmd = Command::new("python3");
+        cmd.arg(repo().join("tests/aws_stub.py"))
+            .args(["--key", KEY, "--secret", SECRET, "--region", "us-east-1"])
+            .arg("--port-file")
+            .arg(&port_file)
+            .arg("--log")
+            .arg(dir.path().join("log.jsonl"))
+            .arg("--scenario")
+            .arg(dir.path().join("scenario.json"))
+            .args(["--lifetime", "300"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        if let Some(t) = token {
+            cmd.args(["--token", t]);
+        }
+        if tls {
+            cmd.arg("--tls-cert")
+                .arg(repo().join("fixtures/tls/server.pem"))
+                .arg("--tls-key")
+                .arg(repo().join("fixtures/tls/server.key"));
+        }
+        let child = cmd.spawn().unwrap();
+        let started = Instant::now();
+        let mut stub = Stub {
+            child,
+            dir,
+            port: 0,
+            tls,
+        };
+        while started.elapsed() < Duration::from_secs(60) {
+            if let Some(port) = std::fs::read_to_string(&port_file)
+                .ok()
+                .and_then(|p| p.trim().parse().ok())
+            {
+                stub.port = port;
+                return Some(stub);
+            }
+            if let Ok(Some(status)) = stub.child.try_wait() {
+                panic!("the API stub ended before listening: {status}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the API stub did not start listening within 60 s");
+    }
+
+    fn endpoint(&self) -> String {
+        match self.tls {
+            true => format!("https://localhost:{}", self.port),
+            false => format!("http://127.0.0.1:{}", self.port),
+        }
+    }
+
+    /// Scripts the next answers (see tests/aws_stub.py).
+    fn script(&self, scenario: Value) {
+        std::fs::write(
+            self.dir.path().join("scenario.json"),
+            serde_json::to_vec(&scenario).unwrap(),
+        )
+        .unwrap();
+    }
+
+    /// Every request the stub saw, in order.
+    fn log(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.dir.path().join("log.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// The CreateAbuseReport calls, after checking that every request was signed right and
+    /// every document is valid XARF.
+    fn creates(&self) -> Vec<Value> {
+        let log = self.log();
+        for entry in &log {
+            assert_eq!(
+                entry["signature_ok"], true,
+                "botocore disagrees with our signature: {}",
+                entry["signature_problem"]
+            );
+            if let Some(errors) = entry.get("xarf_errors") {
+                assert_eq!(errors, &json!([]), "invalid XARF: {}", entry["xarf"]);
+            }
+        }
+        log.into_iter()
+            .filter(|e| e["method"] == "POST" && e["path"] == "/v1/abuse")
+            .collect()
+    }
+}
+
+impl Drop for Stub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A setup whose `aws` provider delivers through the stub, credentials in the environment.
+fn setup(stub: &Stub, extra: &str) -> Setup {
+    let config = standard_config("")
+        .replace(
+            "to = [\"ec2-abuse@amazon.com\"]\n",
+            "delivery = \"aws-abuse-api\"\n",
+        )
+        .replace(
+            "[mail]",
+            &format!(
+                "[aws_api]\nregion = \"us-east-1\"\nendpoint = \"{}\"\ntimeout_secs = 20\n{extra}\n\n[mail]",
+                stub.endpoint()
+            ),
+        );
+    let mut s = Setup::new(&config);
+    credentials_in_env(&mut s);
+    s
+}
+
+fn credentials_in_env(s: &mut Setup) {
+    for (k, v) in [
+        ("AWS_ACCESS_KEY_ID", KEY),
+        ("AWS_SECRET_ACCESS_KEY", SECRET),
+        // Empty is unset: nothing of the machine's own AWS setup leaks in.
+        ("AWS_SESSION_TOKEN", ""),
+        ("AWS_PROFILE", ""),
+        ("AWS_SHARED_CREDENTIALS_FILE", ""),
+    ] {
+        s.env.push((k.to_string(), v.to_string()));
+    }
+}
+
+/// Three lines from each source, so any threshold passes.
+fn attack(s: &Setup, sources: &[(&str, &str, u16)]) {
+    let mut text = String::new();
+    for (i, (ip, proto, port)) in sources.iter().enumerate() {
+        for k in 0..3 {
+            text.push_str(&drop_line(&format!("10:0{i}:0{k}"), ip, proto, *port));
+        }
+    }
+    s.append("messages", &text);
+}
+
+const THREE: [(&str, &str, u16); 3] = [
+    ("3.5.140.2", "TCP", 22),
+    ("18.206.107.24", "TCP", 80),
+    ("34.223.47.190", "UDP", 53),
+];
+
+fn history(s: &Setup) -> Vec<Value> {
+    s.run(&["history", "--json"])
+        .ok()
+        .json()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// Neither the secret key nor the session token is in any output or in the state folder.
+fn assert_secrets_absent(s: &Setup, outputs: &[&Ran]) {
+    for secret in [SECRET, TOKEN] {
+        for ran in outputs {
+            assert!(
+                !ran.stdout.contains(secret) && !ran.stderr.contains(secret),
+                "a secret was printed"
+            );
+        }
+        for (path, bytes) in common::snapshot(&s.path("state")) {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "a secret is in {}",
+                path.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn three_sources_make_three_signed_reports_with_aws_ids() {
+    let Some(stub) = Stub::start(None) else {
+        return;
+    };
+    let s = setup(&stub, "");
+    attack(&s, &THREE);
+    let ran = s.run(&["run"]).ok();
+    let creates = stub.creates();
+    assert_eq!(creates.len(), 3, "one call per source address");
+    let rows = history(&s);
+    assert_eq!(rows.len(), 3, "one ledger row per source address");
+    for row in &rows {
+        assert_eq!(row["status"], "sent");
+        assert_eq!(row["to"], json!([stub.endpoint()]));
+        let id = row["id"].as_str().unwrap();
+        let call = creates
+            .iter()
+            .find(|c| c["correlation_id"] == id)
+            .expect("the correlationId names the ledger row");
+        assert_eq!(
+            call["client_token"], id,
+            "the clientToken is the report's id"
+        );
+        assert_eq!(row["remote"]["id"], call["report_id"], "AWS's id is kept");
+        assert_eq!(call["xarf"]["source_identifier"], row["ips"][0]);
+        assert_eq!(call["xarf"]["category"], "connection");
+        assert!(
+            !call["xarf"]["tags"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("lifecycle:test"))
+        );
+        // `show` prints exactly what was sent.
+        let shown = s.run(&["show", id]).ok();
+        assert_eq!(shown.stdout, call["body"].as_str().unwrap());
+    }
+    // The run asked how the new reports stand.
+    assert!(rows.iter().all(|r| r["remote"]["status"] == "QUEUED"));
+    let mut sources: Vec<String> = creates
+        .iter()
+        .map(|c| c["xarf"]["source_identifier"].as_str().unwrap().to_string())
+        .collect();
+    sources.sort();
+    assert_eq!(sources, ["18.206.107.24", "3.5.140.2", "34.223.47.190"]);
+
+    // Nothing new: nothing created again.
+    let again = s.run(&["run"]).ok();
+    assert_eq!(stub.creates().len(), 3);
+    let text = s.run(&["history"]).ok();
+    assert!(text.stdout.contains("AWS report R"), "{}", text.stdout);
+    assert_secrets_absent(&s, &[&ran, &again, &text]);
+}
+
+#[test]
+fn server_error_then_success_is_one_report_with_one_client_token() {
+    let Some(stub) = Stub::start(None) else {
+        return;
+    };
+    stub.script(json!({"create": {"0": {"status": 500, "body": {
+        "__type": "InternalServerException", "message": "Internal failure"}}}}));
+    let s = setup(&stub, "");
+    attack(&s, &THREE[..1]);
+    let first = s.run(&["run"]);
+    assert_eq!(first.code, 75, "{}", first.stderr);
+    assert!(
+        first.stderr.contains("Internal failure"),
+        "{}",
+        first.stderr
+    );
+    assert_eq!(history(&s)[0]["status"], "failed");
+    s.run(&["run"]).ok();
+    let creates = stub.creates();
+    assert_eq!(creates.len(), 2);
+    assert_eq!(creates[0]["client_token"], creates[1]["client_token"]);
+    assert_eq!(
+        creates[0]["body"], creates[1]["body"],
+        "the stored body, resent"
+    );
+    let rows = history(&s);
+    assert_eq!(rows.len(), 1, "one report");
+    assert_eq!(rows[0]["status"], "sent");
+    assert_eq!(rows[0]["remote"]["id"], creates[1]["report_id"]);
+}
+
+#[test]
+fn throttled_call_waits_as_told_and_is_sent_once() {
+    let Some(stub) = Stub::start(None) else {
+        return;
+    };
+    stub.script(
+        json!({"create": {"1": {"status": 429, "headers": {"Retry-After": "1"}, "body": {
+        "__type": "ThrottlingException", "message": "Rate exceeded"}}}}),
+    );
+    let s = setup(&stub, "");
+    attack(&s, &THREE);
+    let ran = s.run(&["run"]).ok();
+    assert!(ran.stderr.contains("waiting 1s"), "{}", ran.stderr);
+    let creates = stub.creates();
+    assert_eq!(creates.len(), 4, "three reports, one of them twice");
+    assert_eq!(creates[1]["answer"], 429);
+    assert_eq!(creates[1]["client_token"], creates[2]["client_token"]);
+    let rows = history(&s);
+    assert_eq!(rows.len(), 3, "nothing doubled");
+    assert!(rows.iter().all(|r| r["status"] == "sent"), "nothing lost");
+}
+
+#[test]
+fn submission_requirement_rejects_with_aws_text_and_is_not_resent() {
+    let Some(stub) = Stub::start(None) else {
+        return;
+    };
+    stub.script(json!({"create": {"0": {"status": 422, "body": {
+        "__type": "SubmissionRequirementException",
+        "message": "The report does not meet submission requirements",
+        "unmetRequirements": [{"code": "rule.timestamp.too_old", "path": "/timestamp",
+                               "message": "The timestamp predates the lookback window"}]}}}}));
+    let s = setup(&stub, "");
+    attack(&s, &THREE[..1]);
+    let ran = s.run(&["run"]);
+    assert_eq!(ran.code, 1, "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("rule.timestamp.too_old"),
+        "{}",
+        ran.stderr
+    );
+    let rows = history(&s);
+    assert_eq!(rows[0]["status"], "rejected");
+    let text = s.run(&["history"]).ok().stdout;
+    assert!(
+        text.contains("The timestamp predates the lookback window"),
+        "{text}"
+    );
+    // More packets from the same source: still not sent again and again.
+    attack(&s, &THREE[..1]);
+    s.run(&["run"]).ok();
+    s.run(&["run"]).ok();
+    assert_eq!(stub.creates().len(), 1, "a refused report is not resent");
+}
+
+#[test]
+fn access_denied_is_a_configuration_error_and_the_report_waits() {
+    let Some(stub) = Stub::start(None) else {
+        return;
+    };
+    stub.script(json!({"deny": true}));
+    let s = setup(&stub, "");
+    attack(&s, &THREE[..1]);
+    let ran = s.run(&["run"]);
+    assert_eq!(ran.code, 78, "{}", ran.stderr);
+    assert!(ran.stderr.contains("IAM"), "{}", ran.stderr);
+    assert!(history(&s).iter().all(|r| r["status"] != "sent"));
+    stub.script(json!({}));
+    s.run(&["run"]).ok();
+    let creates = stub.creates();
+    assert_eq!(creates.len(), 2);
+    assert_eq!(creates[0]["answer"], 403);
+    assert_eq!(
+        creates[0]["body"], creates[1]["body"],
+        "the same report, resent"
+    );
+    assert_eq!(history(&s)[0]["status"], "sent");
+}
+
+#[test]
+fn missing_credentials_is_a_configuration_error_before_any_call() {
+    let Some(stub) = Stub::start(None) else {
+        return;
+    };
+    let mut s = setup(&stub, "");
+    s.env.retain(|(k, _)| !k.starts_with("AWS_"));
+    let home = s.path("home");
+    std::fs::create_dir(&home).unwrap();
+    for (k, v) in [
+        ("AWS_ACCESS_KEY_ID", ""),
+        ("AWS_SECRET_ACCESS_KEY", ""),
+        ("AWS_SHARED_CREDENTIALS_FILE", ""),
+        ("AWS_PROFILE", ""),
+        ("HOME", home.to_str().unwrap()),
+    ] {
+        s.env.push((k.to_string(), v.to_string()));
+    }
+    attack(&s, &THREE);
+    let ran = s.run(&["run"]);
+    assert_eq!(ran.code, 78, "{}", ran.stderr);
+    assert!(ran.stderr.contains("no AWS credentials"), "{}", ran.stderr);
+    assert!(stub.log().is_empty(), "nothing sent");
+    assert!(history(&s).is_empty());
+    let check = s.run(&["check"]);
+    assert_eq!(check.code, 78, "{}", check.stdout);
+    assert!(check.stdout.contains("error   aws_api"), "{}", check.stdout);
+}
+
+#[test]
+fn refresh_shows_completed_and_actioned() {
+    let Some(stub) = Stub::start(None) else {
+        return;
+    };
+    let s = setup(&stub, "");
+    attack(&s, &THREE[..2]);
+    s.run(&["run"]).ok();
+    stub.script(
+        json!({"status": {"*": {"status": "COMPLETED", "reasonCode": "ACTIONED",
+        "description": "Enforcement action was taken"}}}),
+    );
+    let ran = s.run(&["history", "--refresh", "--json"]).ok();
+    let rows = ran.json();
+    for row in rows.as_array().unwrap() {
+        assert_eq!(row["remote"]["status"], "COMPLETED");
+        assert_eq!(row["remote"]["reason"], "ACTIONED");
+    }
+    let text = s.run(&["history"]).ok().stdout;
+    assert!(text.contains("aws: AWS actioned 2"), "{text}");
+    assert!(text.contains("Enforcement action was taken"), "{text}");
+    // Finished reports are not asked about again.
+    let asked = stub.log().iter().filter(|e| e["method"] == "GET").count();
+    let run = s.run(&["run"]).ok();
+    assert!(run.stderr.contains("AWS actioned 2"), "{}", run.stderr);
+    assert_eq!(
+        stub.log().iter().filter(|e| e["method"] == "GET").count(),
+        asked
+    );
+}
+
+#[test]
+fn test_mode_tags_every_report_lifecycle_test() {
+    let Some(stub) = Stub::start(None) else {
+        return;
+    };
+    let s = setup(&stub, "test = true");
+    attack(&s, &THREE);
+    s.run(&["run"]).ok();
+    let creates = stub.creates();
+    assert_eq!(creates.len(), 3);
+    for c in creates {
+        let tags = c["xarf"]["tags"].as_array().unwrap();
+        assert!(tags.contains(&json!("lifecycle:test")), "{tags:?}");
+        assert!(tags.len() <= 20);
+    }
+    // AWS did not act on the tests: with test off, the same sources are reported for real.
+    let config = std::fs::read_to_string(s.path("config.toml")).unwrap();
+    s.write(
+        "config.toml",
+        &config.replace("test = true", "test = false"),
+    );
+    attack(&s, &THREE);
+    s.run(&["run"]).ok();
+    let creates = stub.creates();
+    assert_eq!(creates.len(), 6);
+    for c in &creates[3..] {
+        let tags = c["xarf"]["tags"].as_array().unwrap();
+        assert!(!tags.contains(&json!("lifecycle:test")), "{tags:?}");
+    }
+    s.run(&["run"]).ok();
+    assert_eq!(stub.creates().len(), 6, "and only once");
+}
+
+#[test]
+fn profile_with_session_token_signs_and_stays_secret() {
+    let Some(stub) = Stub::start(Some(TOKEN)) else {
+        return;
+    };
+    let mut s = setup(&stub, "profile = \"abuse\"");
+    s.env.retain(|(k, _)| !k.starts_with("AWS_"));
+    let file = s.path("aws-credentials");
+    std::fs::write(
+        &file,
+        format!(
+            "[default]\naws_access_key_id = WRONG\naws_secret_access_key = WRONG\n\n[abuse]\naws_access_key_id = {KEY}\naws_secret_access_key = {SECRET}\naws_session_token = {TOKEN}\n"
+        ),
+    )
+    .unwrap();
+    for (k, v) in [
+        ("AWS_ACCESS_KEY_ID", ""),
+        ("AWS_SECRET_ACCESS_KEY", ""),
+        ("AWS_SESSION_TOKEN", ""),
+        ("AWS_SHARED_CREDENTIALS_FILE", file.to_str().unwrap()),
+    ] {
+        s.env.push((k.to_string(), v.to_string()));
+    }
+    attack(&s, &THREE[..1]);
+    let ran = s.run(&["run", "-v"]).ok();
+    assert_eq!(stub.creates().len(), 1);
+    assert_eq!(history(&s)[0]["status"], "sent");
+    let check = s.run(&["check", "--aws"]);
+    assert!(
+        check.stdout.contains("ok      aws_api") && check.stdout.contains("signed call accepted"),
+        "{}",
+        check.stdout
+    );
+    let lists: Vec<Value> = stub
+        .log()
+        .into_iter()
+        .filter(|e| e["path"] == "/v1/abusestatuses")
+        .collect();
+    assert_eq!(lists.len(), 1, "check --aws makes one harmless call");
+    let refresh = s.run(&["history", "--refresh"]).ok();
+    stub.creates();
+    assert_secrets_absent(&s, &[&ran, &check, &refresh]);
+}
+
+#[test]
+fn plain_http_endpoint_off_loopback_is_refused() {
+    let config = standard_config("")
+        .replace("to = [\"ec2-abuse@amazon.com\"]\n", "delivery = \"aws-abuse-api\"\n")
+        .replace(
+            "[mail]",
+            "[aws_api]\nregion = \"us-east-1\"\nendpoint = \"http://abuse.us-east-1.amazonaws.com\"\n\n[mail]",
+        );
+    let s = Setup::new(&config);
+    s.write("messages", "");
+    let ran = s.run(&["check"]);
+    assert_eq!(ran.code, 78);
+    assert!(
+        ran.stderr.contains("aws_api.endpoint") && ran.stderr.contains("loopback"),
+        "{}",
+        ran.stderr
+    );
+    let no_section = Setup::new(&standard_config("").replace(
+        "to = [\"ec2-abuse@amazon.com\"]\n",
+        "delivery = \"aws-abuse-api\"\n",
+    ));
+    let ran = no_section.run(&["check"]);
+    assert_eq!(ran.code, 78);
+    assert!(ran.stderr.contains("[aws_api]"), "{}", ran.stderr);
+    let bad = Setup::new(&standard_config("").replace(
+        "to = [\"ec2-abuse@amazon.com\"]\n",
+        "to = [\"ec2-abuse@amazon.com\"]\ndelivery = \"carrier-pigeon\"\n",
+    ));
+    let ran = bad.run(&["check"]);
+    assert_eq!(ran.code, 78);
+    assert!(
+        ran.stderr.contains("provider[0].delivery"),
+        "{}",
+        ran.stderr
+    );
+}
+
+#[test]
+fn source_seen_only_over_icmp_is_not_sent_to_the_api() {
+    let Some(stub) = Stub::start(None) else {
+        return;
+    };
+    let s = setup(&stub, "");
+    attack(&s, &THREE[..1]);
+    let icmp = (0..3)
+        .map(|k| {
+            format!(
+                "Jan 25 10:05:0{k} web1 kernel: [810294.788657] INPUT-DROP:IN=eth0 OUT= SRC=18.206.107.24 DST=198.51.100.10 LEN=84 TOS=0x00 PREC=0x00 TTL=52 ID=0 DF PROTO=ICMP TYPE=8 CODE=0 ID=7 SEQ={k} \n"
+            )
+        })
+        .collect::<String>();
+    s.append("messages", &icmp);
+    s.run(&["run"]).ok();
+    let creates = stub.creates();
+    assert_eq!(
+        creates.len(),
+        1,
+        "XARF cannot carry a source without a port"
+    );
+    assert_eq!(creates[0]["xarf"]["source_identifier"], "3.5.140.2");
+    assert_eq!(history(&s).len(), 1);
+}
+
+#[test]
+fn report_aws_no_longer_has_is_not_asked_about_again() {
+    let Some(stub) = Stub::start(None) else {
+        return;
+    };
+    let s = setup(&stub, "test = true");
+    attack(&s, &THREE[..1]);
+    s.run(&["run"]).ok();
+    stub.script(json!({"forget": true}));
+    let rows = s.run(&["history", "--refresh", "--json"]).ok().json();
+    assert_eq!(rows[0]["remote"]["status"], "GONE");
+    let asked = stub.log().len();
+    s.run(&["history", "--refresh"]).ok();
+    s.run(&["run"]).ok();
+    assert_eq!(
+        stub.log().len(),
+        asked,
+        "a finished report costs no more calls"
+    );
+}
+
+#[test]
+fn https_endpoint_is_verified_against_the_roots_and_ca_file() {
+    let Some(stub) = Stub::start_with(None, true) else {
+        return;
+    };
+    // The stub's certificate is signed by the test CA only: without ca_file, no connection.
+    let s = setup(&stub, "");
+    attack(&s, &THREE[..1]);
+    let ran = s.run(&["run"]);
+    assert_eq!(ran.code, 75, "{}", ran.stderr);
+    assert!(stub.log().is_empty(), "nothing reached the stub");
+    let s = setup(
+        &stub,
+        &format!(
+            "ca_file = \"{}\"",
+            repo().join("fixtures/tls/ca.pem").display()
+        ),
+    );
+    attack(&s, &THREE[..1]);
+    s.run(&["run"]).ok();
+    assert_eq!(stub.creates().len(), 1);
+    assert_eq!(history(&s)[0]["status"], "sent");
+}
+
+#[test]
+fn report_retried_after_the_token_window_is_looked_up_not_sent_twice() {
+    let Some(stub) = Stub::start(None) else {
+        return;
+    };
+    // AWS keeps the report but the answer never arrives.
+    stub.script(
+        json!({"create": {"0": {"status": 503, "after_storing": true, "body": {
+        "__type": "InternalServerException", "message": "Service unavailable"}}}}),
+    );
+    let mut s = setup(&stub, "");
+    attack(&s, &THREE[..1]);
+    assert_eq!(s.run(&["run"]).code, 75);
+    // Two days later the clientToken has expired at AWS: the report is found by correlationId.
+    s.now = "2026-01-28T08:00:00Z".to_string();
+    s.run(&["run"]).ok();
+    assert_eq!(stub.creates().len(), 1, "not created a second time");
+    let rows = history(&s);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["status"], "sent");
+    assert_eq!(rows[0]["remote"]["id"], stub.creates()[0]["report_id"]);
+}
