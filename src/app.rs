@@ -1141,12 +1141,12 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
     }
     if let Some(reason) = outcome.transient {
         return Err(TransientError(format!(
-            "mail not delivered, will retry on the next run: {reason}"
+            "report not delivered, will retry on the next run: {reason}"
         ))
         .into());
     }
     if let Some(reason) = outcome.rejected {
-        bail!("mail rejected: {reason}");
+        bail!("report rejected: {reason}");
     }
     Ok(EXIT_OK)
 }
