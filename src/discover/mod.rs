@@ -72,6 +72,15 @@ impl Contact {
     pub fn domain(&self) -> &str {
         self.address.rsplit('@').next().unwrap_or("")
     }
+
+    /// The `"contact"` object of a report in `preview --json`.
+    pub fn report_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "address": self.address,
+            "source": self.source.name(),
+            "network": self.network.map(|n| n.to_string()),
+        })
+    }
 }
 
 /// What became of one address.
@@ -494,6 +503,132 @@ pub fn cidr_within(first: IpAddr, last: IpAddr, ip: IpAddr) -> IpNet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use chrono::TimeZone;
+
+    fn cfg(max: u32, abusix: bool) -> DiscoverConfig {
+        DiscoverConfig {
+            // Nothing may be fetched in these tests: a folder that does not exist.
+            rdap_bootstrap: BootstrapLocation::Folder("/nonexistent/bootstrap".into()),
+            abusix,
+            dns_server: Some("127.0.0.1:9".into()),
+            cache_days: 30,
+            max_lookups_per_run: max,
+            never: vec![],
+        }
+    }
+
+    fn at(day: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 1, day, 0, 0, 0).unwrap()
+    }
+
+    fn rdap_entry(address: Option<&str>) -> CacheEntry {
+        CacheEntry {
+            source: Source::Rdap,
+            first: "192.0.2.0".parse().unwrap(),
+            last: "192.0.2.255".parse().unwrap(),
+            address: address.map(str::to_string),
+            origin: "https://rdap.registry.net/ip/192.0.2.1".into(),
+            handle: Some("NET-1".into()),
+            fetched_at: at(1),
+            expires: at(10),
+        }
+    }
+
+    #[test]
+    fn the_cache_answers_without_a_lookup() {
+        let mut cache = MemoryCache::default();
+        cache.store(rdap_entry(Some("abuse@hoster.net"))).unwrap();
+        let mut d = Discoverer::new(&cfg(0, true), Limits::default(), &mut cache, at(5));
+        // An IPv4-mapped IPv6 source is the IPv4 address.
+        let l = d.lookup("::ffff:192.0.2.9".parse().unwrap());
+        assert_eq!(l.ip.to_string(), "192.0.2.9");
+        assert!(l.cached);
+        let Outcome::Found(c) = &l.outcome else {
+            panic!("{l:?}")
+        };
+        assert_eq!(
+            c.report_json(),
+            serde_json::json!({"address": "abuse@hoster.net", "source": "rdap", "network": "192.0.2.0/24"})
+        );
+        assert_eq!(d.lookups_used(), 0);
+    }
+
+    #[test]
+    fn an_expired_entry_needs_a_lookup_again() {
+        let mut cache = MemoryCache::default();
+        cache.store(rdap_entry(Some("abuse@hoster.net"))).unwrap();
+        let mut d = Discoverer::new(&cfg(0, true), Limits::default(), &mut cache, at(11));
+        assert_eq!(
+            d.lookup("192.0.2.9".parse().unwrap()).outcome,
+            Outcome::Deferred
+        );
+    }
+
+    #[test]
+    fn a_registry_none_without_abusix_is_no_contact() {
+        let mut cache = MemoryCache::default();
+        cache.store(rdap_entry(None)).unwrap();
+        let mut d = Discoverer::new(&cfg(0, false), Limits::default(), &mut cache, at(5));
+        let l = d.lookup("192.0.2.9".parse().unwrap());
+        assert_eq!((l.outcome, l.cached), (Outcome::NoContact, true));
+        // With Abusix on and no Abusix entry, it is network work: past a zero bound, deferred.
+        let mut cache = MemoryCache::default();
+        cache.store(rdap_entry(None)).unwrap();
+        let mut d = Discoverer::new(&cfg(0, true), Limits::default(), &mut cache, at(5));
+        assert_eq!(
+            d.lookup("192.0.2.9".parse().unwrap()).outcome,
+            Outcome::Deferred
+        );
+    }
+
+    /// A store that cannot be read, like a state database on a failing disk.
+    struct Broken;
+
+    impl ContactCache for Broken {
+        fn find(
+            &self,
+            _: Source,
+            _: IpAddr,
+            _: DateTime<Utc>,
+        ) -> anyhow::Result<Option<CacheEntry>> {
+            anyhow::bail!("disk I/O error")
+        }
+        fn store(&mut self, _: CacheEntry) -> anyhow::Result<()> {
+            anyhow::bail!("disk I/O error")
+        }
+        fn bootstrap(&self, _: u8) -> anyhow::Result<Option<BootstrapCopy>> {
+            anyhow::bail!("disk I/O error")
+        }
+        fn store_bootstrap(&mut self, _: BootstrapCopy) -> anyhow::Result<()> {
+            anyhow::bail!("disk I/O error")
+        }
+    }
+
+    #[test]
+    fn a_failing_store_fails_the_address_not_the_run() {
+        let mut broken = Broken;
+        let mut d = Discoverer::new(&cfg(5, true), Limits::default(), &mut broken, at(5));
+        let got = d.lookup_all(["192.0.2.1".parse().unwrap(), "2001:db8::1".parse().unwrap()]);
+        for l in got {
+            assert!(
+                matches!(&l.outcome, Outcome::Failed(w) if w.contains("contact cache: disk I/O error")),
+                "{l:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_bootstrap_folder_fails_the_address_without_a_lookup() {
+        let mut cache = MemoryCache::default();
+        let mut d = Discoverer::new(&cfg(5, true), Limits::default(), &mut cache, at(5));
+        let l = d.lookup("192.0.2.1".parse().unwrap());
+        assert!(
+            matches!(&l.outcome, Outcome::Failed(w) if w.contains("/nonexistent/bootstrap/ipv4.json")),
+            "{l:?}"
+        );
+        assert_eq!(d.lookups_used(), 0);
+    }
 
     #[test]
     fn a_range_that_is_not_one_cidr_gives_the_part_holding_the_address() {
