@@ -1,7 +1,7 @@
 //! Which contact addresses a registry or a DNS zone gives are real mailboxes worth a report,
 //! and which are placeholders: redacted values (RFC 9537 and the registries' own wording),
-//! "removed", "no-abuse" and no-reply mailboxes, documentation domains, and text that is not a
-//! mail address at all. Also the operator's `never` list.
+//! "removed", "no-abuse" and no-reply mailboxes, the registries' own desks, documentation
+//! domains, and text that is not a mail address at all. Also the operator's `never` list.
 
 use lettre::Address;
 
@@ -10,7 +10,7 @@ use lettre::Address;
 pub enum Refusal {
     /// Not a mail address (lettre's parser, or a domain without a dot, or an IP literal).
     Invalid,
-    /// A stand-in: redacted, removed, no-reply, a reserved domain.
+    /// A stand-in: redacted, removed, no-reply, a reserved domain, a registry's own desk.
     Placeholder,
 }
 
@@ -50,6 +50,18 @@ const RESERVED_DOMAINS: &[&str] = &[
     "local",
 ];
 
+/// The registries themselves: their desks appear on blocks they do not manage (unallocated
+/// space, "not managed by this registry" stubs) and handle no one else's abuse.
+const REGISTRY_DOMAINS: &[&str] = &[
+    "iana.org",
+    "icann.org",
+    "arin.net",
+    "ripe.net",
+    "apnic.net",
+    "lacnic.net",
+    "afrinic.net",
+];
+
 /// The address a contact record gives, checked: lower-cased domain, trimmed, or why not.
 pub fn check(text: &str) -> Result<Address, Refusal> {
     let text = text.trim();
@@ -81,6 +93,7 @@ pub fn check(text: &str) -> Result<Address, Refusal> {
         || domain.contains("redacted")
         || RESERVED_DOMAINS
             .iter()
+            .chain(REGISTRY_DOMAINS)
             .any(|r| domain == *r || domain.ends_with(&format!(".{r}")))
     {
         return Err(Refusal::Placeholder);
@@ -132,6 +145,8 @@ mod tests {
             "abuse@hoster.example",
             "abuse@hoster.test",
             "Withheld.For.Privacy@registrar.net",
+            "abuse@ripe.net",
+            "hostmaster@mail.arin.net",
         ] {
             assert_eq!(check(text), Err(Refusal::Placeholder), "{text}");
         }

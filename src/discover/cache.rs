@@ -57,6 +57,20 @@ impl CacheEntry {
             && ip <= self.last
     }
 
+    /// The network as `contacts` shows it: one CIDR when the range is one, else
+    /// `first - last`; `None` for Abusix, which names no network.
+    pub fn network_text(&self) -> Option<String> {
+        if self.source == Source::Abusix {
+            return None;
+        }
+        let net = super::cidr_within(self.first, self.last, self.first);
+        Some(if net.broadcast() == self.last {
+            net.to_string()
+        } else {
+            format!("{} - {}", self.first, self.last)
+        })
+    }
+
     /// The number of addresses covered minus one: smaller is more specific.
     pub fn span(&self) -> u128 {
         number(self.last).saturating_sub(number(self.first))
@@ -192,6 +206,25 @@ mod tests {
                 .unwrap(),
             None
         );
+    }
+
+    #[test]
+    fn network_text_is_a_cidr_when_the_range_is_one() {
+        assert_eq!(
+            entry("192.0.2.0", "192.0.2.255", "a@b.net", 1)
+                .network_text()
+                .as_deref(),
+            Some("192.0.2.0/24")
+        );
+        assert_eq!(
+            entry("192.0.2.0", "192.0.3.127", "a@b.net", 1)
+                .network_text()
+                .as_deref(),
+            Some("192.0.2.0 - 192.0.3.127")
+        );
+        let mut abusix = entry("192.0.2.7", "192.0.2.7", "a@b.net", 1);
+        abusix.source = Source::Abusix;
+        assert_eq!(abusix.network_text(), None);
     }
 
     #[test]
