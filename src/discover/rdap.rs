@@ -128,6 +128,17 @@ pub fn allowed(url: &str) -> bool {
         .is_some_and(|authority| is_loopback(host_of(authority)))
 }
 
+/// A redirect target may be used: [`allowed`], and on this machine only when the first URL
+/// was (a remote registry cannot send the tool to a local service).
+pub fn hop_allowed(first: &str, to: &str) -> bool {
+    allowed(to) && (is_local(first) || !is_local(to))
+}
+
+fn is_local(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    is_loopback(host_of(rest.split(['/', '?', '#']).next().unwrap_or("")))
+}
+
 fn host_of(authority: &str) -> &str {
     let authority = authority.rsplit('@').next().unwrap_or(authority);
     match authority.strip_prefix('[') {
@@ -320,9 +331,10 @@ impl Http {
 
     /// GETs `url`, following redirects; at most `limit` bytes of the body are read.
     pub fn get(&self, url: &str, accept: &str, limit: u64) -> Result<Fetched, RdapError> {
+        let start = url;
         let mut url = url.to_string();
         for _ in 0..=MAX_REDIRECTS {
-            if !allowed(&url) {
+            if !hop_allowed(start, &url) {
                 return Err(RdapError::Refused(format!(
                     "{}: only https:// (or http:// to loopback) is used",
                     clean(&url, 200)
@@ -446,6 +458,11 @@ mod tests {
         assert!(!allowed("http://rdap.arin.net/registry/"));
         assert!(!allowed("http://127.0.0.1.evil.test/"));
         assert!(!allowed("ftp://127.0.0.1/"));
+        let remote = "https://rdap.arin.net/registry/ip/192.0.2.1";
+        assert!(hop_allowed(remote, "https://rdap.db.ripe.net/ip/192.0.2.1"));
+        assert!(!hop_allowed(remote, "http://127.0.0.1:8080/ip/192.0.2.1"));
+        assert!(!hop_allowed(remote, "https://[::1]/ip/192.0.2.1"));
+        assert!(hop_allowed("http://127.0.0.1:1/x", "http://127.0.0.1:2/y"));
     }
 
     fn vcard(email: &str) -> String {
