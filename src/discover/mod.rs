@@ -7,8 +7,8 @@
 //! Failure is local: a registry or resolver that is down, slow, or answering garbage makes
 //! that one address wait for a later run ([`Outcome::Failed`]); nothing here panics or fails a
 //! run, and a server that failed is not asked again in the same [`Discoverer`]. Network work is
-//! bounded per [`Discoverer`] (`max_lookups_per_run`); addresses past the bound are
-//! [`Outcome::Deferred`], to be looked up by a later run.
+//! bounded per [`Discoverer`] (`max_lookups_per_run`, and a time budget); addresses past the
+//! bound are [`Outcome::Deferred`], to be looked up by a later run.
 
 pub mod address;
 pub mod cache;
@@ -118,6 +118,9 @@ pub struct Limits {
     pub max_answer: u64,
     /// A bootstrap file fetched from a URL is fetched again after this long.
     pub bootstrap_max_age: chrono::Duration,
+    /// Network work of one [`Discoverer`] starts only within this long of its first lookup;
+    /// later addresses are deferred, so slow registries cannot stretch a run without end.
+    pub run_budget: Duration,
 }
 
 impl Default for Limits {
@@ -127,6 +130,7 @@ impl Default for Limits {
             dns_deadline: Duration::from_secs(5),
             max_answer: 1 << 20,
             bootstrap_max_age: chrono::Duration::days(7),
+            run_budget: Duration::from_secs(300),
         }
     }
 }
@@ -144,6 +148,7 @@ pub struct Discoverer<'c> {
     bootstraps: [Option<Result<rdap::Bootstrap, String>>; 2],
     resolvers: Option<Result<Vec<SocketAddr>, String>>,
     used: u32,
+    started: Option<std::time::Instant>,
     down: HashSet<String>,
     dns_down: Option<String>,
 }
@@ -165,6 +170,7 @@ impl<'c> Discoverer<'c> {
             bootstraps: [None, None],
             resolvers: None,
             used: 0,
+            started: None,
             down: HashSet::new(),
             dns_down: None,
         }
@@ -218,7 +224,9 @@ impl<'c> Discoverer<'c> {
                 return Ok((found_or_none(&entry, ip), true));
             }
         }
-        if self.used >= self.cfg.max_lookups_per_run {
+        let started = *self.started.get_or_insert_with(std::time::Instant::now);
+        if self.used >= self.cfg.max_lookups_per_run || started.elapsed() >= self.limits.run_budget
+        {
             return Ok((Outcome::Deferred, false));
         }
         // A server known to be down costs no lookup: the bound is on network work.
@@ -563,6 +571,27 @@ mod tests {
             d.lookup("192.0.2.9".parse().unwrap()).outcome,
             Outcome::Deferred
         );
+    }
+
+    #[test]
+    fn past_the_time_budget_addresses_are_deferred() {
+        let mut cache = MemoryCache::default();
+        cache.store(rdap_entry(Some("abuse@hoster.net"))).unwrap();
+        let limits = Limits {
+            run_budget: Duration::ZERO,
+            ..Limits::default()
+        };
+        let mut d = Discoverer::new(&cfg(5, true), limits, &mut cache, at(5));
+        // The cache still answers; nothing new is looked up.
+        assert!(matches!(
+            d.lookup("192.0.2.9".parse().unwrap()).outcome,
+            Outcome::Found(_)
+        ));
+        assert_eq!(
+            d.lookup("198.51.100.1".parse().unwrap()).outcome,
+            Outcome::Deferred
+        );
+        assert_eq!(d.lookups_used(), 0);
     }
 
     #[test]
