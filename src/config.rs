@@ -39,6 +39,7 @@ struct RawConfig {
     #[serde(default)]
     mail: RawMail,
     aws_api: Option<RawAwsApi>,
+    discover: Option<RawDiscover>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -123,6 +124,18 @@ struct RawAwsApi {
     timeout_secs: Option<u64>,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDiscover {
+    enabled: Option<bool>,
+    rdap_bootstrap: Option<String>,
+    abusix: Option<bool>,
+    dns_server: Option<String>,
+    cache_days: Option<u32>,
+    max_lookups_per_run: Option<u32>,
+    never: Option<Vec<String>>,
+}
+
 /// The checked configuration.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -137,6 +150,9 @@ pub struct Settings {
     pub mail: MailConfig,
     /// `[aws_api]`: how providers with `delivery = "aws-abuse-api"` are reached.
     pub aws_api: Option<AwsApiConfig>,
+    /// `[discover]`: abuse contacts looked up for addresses in no configured provider; `None`
+    /// unless `enabled = true`.
+    pub discover: Option<DiscoverConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -219,6 +235,35 @@ pub struct AwsApiConfig {
     /// The deadline of one call.
     pub timeout: Duration,
 }
+
+/// `[discover]`: where abuse contacts are looked up, and how much of that a run may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscoverConfig {
+    /// Where the RDAP bootstrap files `ipv4.json` and `ipv6.json` are.
+    pub rdap_bootstrap: BootstrapLocation,
+    /// Ask `<reversed-ip>.abuse-contacts.abusix.zone` when RDAP names no usable contact.
+    pub abusix: bool,
+    /// The resolver for that question, `host:port`; `None`: the system's (`/etc/resolv.conf`).
+    pub dns_server: Option<String>,
+    /// How long a found contact (or a registry's "none") is trusted.
+    pub cache_days: u32,
+    /// Addresses looked up over the network in one run; the rest wait for the next.
+    pub max_lookups_per_run: u32,
+    /// Contact domains never written to (a domain covers its subdomains), lower case.
+    pub never: Vec<String>,
+}
+
+/// Where the RDAP bootstrap files are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BootstrapLocation {
+    /// A folder URL ending in `/` (`https://`, or `http://` to loopback).
+    Url(String),
+    /// A local folder.
+    Folder(PathBuf),
+}
+
+/// IANA's folder of RDAP bootstrap files.
+pub const DEFAULT_RDAP_BOOTSTRAP: &str = "https://data.iana.org/rdap/";
 
 /// The layout of a provider's ranges file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -815,6 +860,7 @@ fn check(file: &Path, raw: RawConfig) -> Result<Settings, ConfigError> {
     };
     let max_messages_per_run = m.max_messages_per_run.unwrap_or(10);
     let aws_api = aws_api(raw.aws_api, &providers, &err, &resolve)?;
+    let discover = discover(raw.discover, &err, &resolve)?;
 
     Ok(Settings {
         file: file.to_path_buf(),
@@ -833,7 +879,146 @@ fn check(file: &Path, raw: RawConfig) -> Result<Settings, ConfigError> {
             max_messages_per_run,
         },
         aws_api,
+        discover,
     })
+}
+
+/// Checks `[discover]`; every key is checked even while `enabled` is not true, so turning it
+/// on later does not reveal an old mistake.
+fn discover(
+    raw: Option<RawDiscover>,
+    err: &dyn Fn(&str, String) -> ConfigError,
+    resolve: &dyn Fn(&Path) -> PathBuf,
+) -> Result<Option<DiscoverConfig>, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    let rdap_bootstrap = match raw.rdap_bootstrap.as_deref().map(str::trim) {
+        None => BootstrapLocation::Url(DEFAULT_RDAP_BOOTSTRAP.to_string()),
+        Some(text) if text.contains("://") => BootstrapLocation::Url(
+            folder_url(text).map_err(|why| err("discover.rdap_bootstrap", why))?,
+        ),
+        Some("") => {
+            return Err(err(
+                "discover.rdap_bootstrap",
+                "empty: expected an https:// folder URL or a local folder".into(),
+            ));
+        }
+        Some(path) => BootstrapLocation::Folder(resolve(Path::new(path))),
+    };
+    let dns_server = match raw.dns_server.as_deref().map(str::trim) {
+        None => None,
+        Some(text) => Some(
+            host_port(text)
+                .map(|()| text.to_string())
+                .map_err(|why| err("discover.dns_server", why))?,
+        ),
+    };
+    let cache_days = raw.cache_days.unwrap_or(30);
+    if cache_days == 0 || cache_days > 3650 {
+        return Err(err(
+            "discover.cache_days",
+            format!("{cache_days}: expected 1 to 3650"),
+        ));
+    }
+    let max_lookups_per_run = raw.max_lookups_per_run.unwrap_or(200);
+    if max_lookups_per_run > 100_000 {
+        return Err(err(
+            "discover.max_lookups_per_run",
+            format!("{max_lookups_per_run}: expected 0 to 100000"),
+        ));
+    }
+    let mut never = Vec::new();
+    for text in raw.never.unwrap_or_default() {
+        let domain = text.trim().trim_end_matches('.').to_ascii_lowercase();
+        if !is_host_name(&domain) || !domain.contains('.') {
+            return Err(err(
+                "discover.never",
+                format!("{text:?}: expected a mail domain such as \"example.net\""),
+            ));
+        }
+        never.push(domain);
+    }
+    if raw.enabled != Some(true) {
+        return Ok(None);
+    }
+    Ok(Some(DiscoverConfig {
+        rdap_bootstrap,
+        abusix: raw.abusix.unwrap_or(true),
+        dns_server,
+        cache_days,
+        max_lookups_per_run,
+        never,
+    }))
+}
+
+/// A folder URL, `https://host[:port]/path/` (`http` only to loopback), returned with its
+/// trailing `/` so file names can be appended.
+fn folder_url(text: &str) -> Result<String, String> {
+    let (https, rest) = if let Some(r) = text.strip_prefix("https://") {
+        (true, r)
+    } else if let Some(r) = text.strip_prefix("http://") {
+        (false, r)
+    } else {
+        return Err(format!(
+            "{text:?}: expected https://host/folder/ (or http://127.0.0.1:port/ for a local test)"
+        ));
+    };
+    let (authority, _path) = rest.split_once('/').unwrap_or((rest, ""));
+    if text.contains(['?', '#', ' ', '\\']) || text.chars().any(char::is_control) {
+        return Err(format!(
+            "{text:?}: expected a folder URL without query, fragment or spaces"
+        ));
+    }
+    if authority.contains('@') {
+        return Err(format!(
+            "{text:?}: credentials in the URL are not supported"
+        ));
+    }
+    let bare_v6 = authority
+        .strip_prefix('[')
+        .and_then(|a| a.strip_suffix(']'))
+        .is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok());
+    if host_port(authority).is_err() && !is_host_name(authority) && !bare_v6 {
+        return Err(format!("{text:?}: bad host {authority:?}"));
+    }
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    if !https && !is_loopback(host) {
+        return Err(format!(
+            "{text:?}: http:// is allowed only for a loopback host (127.0.0.1, [::1], localhost); use https://"
+        ));
+    }
+    Ok(if text.ends_with('/') {
+        text.to_string()
+    } else {
+        format!("{text}/")
+    })
+}
+
+/// `host:port` with a host name, an IPv4 address or a bracketed IPv6 address, and a port.
+fn host_port(text: &str) -> Result<(), String> {
+    let bad = || format!("{text:?}: expected host:port, e.g. \"127.0.0.1:53\" or \"[::1]:53\"");
+    let port = match text.strip_prefix('[') {
+        Some(v6) => {
+            let (h, after) = v6.split_once(']').ok_or_else(bad)?;
+            h.parse::<std::net::Ipv6Addr>().map_err(|_| bad())?;
+            after.strip_prefix(':').ok_or_else(bad)?
+        }
+        None => {
+            let (h, p) = text.rsplit_once(':').ok_or_else(bad)?;
+            if !(is_host_name(h) || h.parse::<std::net::Ipv4Addr>().is_ok()) {
+                return Err(bad());
+            }
+            p
+        }
+    };
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(()),
+        _ => Err(bad()),
+    }
 }
 
 /// Checks `[aws_api]`: required when a provider delivers through the API.
@@ -1251,5 +1436,88 @@ dir = "outbox"
     fn secret_debug_hides_the_password() {
         let s = Secret("hunter2".into());
         assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    fn discover(lines: &str) -> Result<Settings, ConfigError> {
+        load_text(&format!("{MINIMAL}\n[discover]\n{lines}\n"))
+    }
+
+    #[test]
+    fn discover_is_off_unless_enabled() {
+        assert!(load_text(MINIMAL).unwrap().discover.is_none());
+        assert!(discover("abusix = false").unwrap().discover.is_none());
+        assert!(discover("enabled = false").unwrap().discover.is_none());
+        let d = discover("enabled = true").unwrap().discover.unwrap();
+        assert_eq!(
+            d,
+            DiscoverConfig {
+                rdap_bootstrap: BootstrapLocation::Url(DEFAULT_RDAP_BOOTSTRAP.into()),
+                abusix: true,
+                dns_server: None,
+                cache_days: 30,
+                max_lookups_per_run: 200,
+                never: vec![],
+            }
+        );
+    }
+
+    #[test]
+    fn discover_keys_are_checked() {
+        let d = discover(
+            "enabled = true\nrdap_bootstrap = \"http://127.0.0.1:8080/rdap\"\nabusix = false\n\
+             dns_server = \"[::1]:5353\"\ncache_days = 7\nmax_lookups_per_run = 0\n\
+             never = [\"Example.NET.\"]",
+        )
+        .unwrap()
+        .discover
+        .unwrap();
+        assert_eq!(
+            d.rdap_bootstrap,
+            BootstrapLocation::Url("http://127.0.0.1:8080/rdap/".into())
+        );
+        assert_eq!(d.dns_server.as_deref(), Some("[::1]:5353"));
+        assert_eq!(
+            (d.abusix, d.cache_days, d.max_lookups_per_run),
+            (false, 7, 0)
+        );
+        assert_eq!(d.never, ["example.net"]);
+        let folder = discover("enabled = true\nrdap_bootstrap = \"bootstrap\"")
+            .unwrap()
+            .discover
+            .unwrap();
+        assert!(
+            matches!(&folder.rdap_bootstrap, BootstrapLocation::Folder(p) if p.is_absolute() && p.ends_with("bootstrap"))
+        );
+        for (line, key) in [
+            ("rdap_bootstrap = \"http://rdap.example.net/\"", "loopback"),
+            ("rdap_bootstrap = \"ftp://x/\"", "discover.rdap_bootstrap"),
+            (
+                "rdap_bootstrap = \"https://u@x/\"",
+                "discover.rdap_bootstrap",
+            ),
+            (
+                "rdap_bootstrap = \"https://x/?a=b\"",
+                "discover.rdap_bootstrap",
+            ),
+            ("dns_server = \"127.0.0.1\"", "discover.dns_server"),
+            ("dns_server = \"::1:53\"", "discover.dns_server"),
+            ("dns_server = \"127.0.0.1:0\"", "discover.dns_server"),
+            ("cache_days = 0", "discover.cache_days"),
+            ("never = [\"not a domain\"]", "discover.never"),
+            ("never = [\"localhost\"]", "discover.never"),
+            ("ttl = 3", "ttl"),
+        ] {
+            // Checked even while disabled.
+            let e = discover(line).unwrap_err().0;
+            assert!(e.contains(key), "{line}: {e}");
+        }
+        for ok in [
+            "resolver.example.net:53",
+            "192.0.2.1:5353",
+            "[2001:db8::1]:53",
+        ] {
+            discover(&format!("enabled = true\ndns_server = \"{ok}\""))
+                .unwrap_or_else(|e| panic!("{ok}: {}", e.0));
+        }
     }
 }

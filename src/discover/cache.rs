@@ -1,0 +1,250 @@
+//! What discovery remembers between runs, behind a small trait: per network (the RDAP
+//! object's range, not per address) the contact found or the registry's "none", per address
+//! the Abusix answer, each with where it came from, when, and until when; and the RDAP
+//! bootstrap files, refreshed rarely. [`MemoryCache`] is the reference implementation.
+//!
+//! What a state table needs (one row per entry, `UNIQUE (source, family, first, last)`,
+//! a newer fetch replacing the row):
+//!
+//! | column       | type    | meaning                                                          |
+//! |--------------|---------|------------------------------------------------------------------|
+//! | `source`     | TEXT    | `rdap` or `abusix`                                               |
+//! | `family`     | INTEGER | 4 or 6                                                           |
+//! | `first`      | TEXT    | [`hex_key`] of the first address (32 hex digits, sorts as numbers)|
+//! | `last`       | TEXT    | [`hex_key`] of the last address (= `first` for Abusix)            |
+//! | `address`    | TEXT    | the contact's mail address; NULL: the source has none             |
+//! | `origin`     | TEXT    | the RDAP URL that answered, or the DNS name asked                 |
+//! | `handle`     | TEXT    | the RDAP network's handle, NULL for Abusix                        |
+//! | `fetched_at` | INTEGER | Unix seconds                                                      |
+//! | `expires`    | INTEGER | Unix seconds: `fetched_at + cache_days * 86400`                   |
+//!
+//! Lookup: `WHERE source = ? AND family = ? AND first <= ?key AND last >= ?key AND expires >
+//! ?now ORDER BY first DESC, last ASC LIMIT 1`: registries' networks nest or are disjoint, so
+//! the innermost one holding the address has the greatest `first` (then the smallest `last`).
+//! Bootstrap files: `(family INTEGER PRIMARY KEY, origin TEXT, body BLOB, fetched_at INTEGER)`.
+//! Expired rows are harmless (never used) and may be deleted by any run.
+
+use std::net::IpAddr;
+
+use chrono::{DateTime, Utc};
+
+use super::Source;
+
+/// One remembered answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheEntry {
+    pub source: Source,
+    /// The range the answer covers: the RDAP network's, or the one address Abusix was asked for.
+    pub first: IpAddr,
+    pub last: IpAddr,
+    /// `None`: the source answered and named no usable contact.
+    pub address: Option<String>,
+    /// The RDAP URL that answered, or the DNS name asked.
+    pub origin: String,
+    /// The RDAP network's handle.
+    pub handle: Option<String>,
+    pub fetched_at: DateTime<Utc>,
+    pub expires: DateTime<Utc>,
+}
+
+impl CacheEntry {
+    /// Whether the entry answers for `ip` at `now`.
+    pub fn covers(&self, ip: IpAddr, now: DateTime<Utc>) -> bool {
+        self.expires > now
+            && self.first.is_ipv4() == ip.is_ipv4()
+            && self.last.is_ipv4() == ip.is_ipv4()
+            && self.first <= ip
+            && ip <= self.last
+    }
+
+    /// The network as `contacts` shows it: one CIDR when the range is one, else
+    /// `first - last`; `None` for Abusix, which names no network.
+    pub fn network_text(&self) -> Option<String> {
+        if self.source == Source::Abusix {
+            return None;
+        }
+        let net = super::cidr_within(self.first, self.last, self.first);
+        Some(if net.broadcast() == self.last {
+            net.to_string()
+        } else {
+            format!("{} - {}", self.first, self.last)
+        })
+    }
+
+    /// The number of addresses covered minus one: smaller is more specific.
+    pub fn span(&self) -> u128 {
+        number(self.last).saturating_sub(number(self.first))
+    }
+}
+
+/// A bootstrap file as fetched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootstrapCopy {
+    /// 4 or 6.
+    pub family: u8,
+    /// Where it was fetched from.
+    pub origin: String,
+    pub body: Vec<u8>,
+    pub fetched_at: DateTime<Utc>,
+}
+
+/// Where discovery keeps what it learned. Errors are the store's (a state database that
+/// cannot be written); discovery turns them into a failure of the one address concerned.
+pub trait ContactCache {
+    /// The most specific unexpired entry of `source` that covers `ip`.
+    fn find(
+        &self,
+        source: Source,
+        ip: IpAddr,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Option<CacheEntry>>;
+    /// Remembers an entry, replacing one of the same source and range.
+    fn store(&mut self, entry: CacheEntry) -> anyhow::Result<()>;
+    /// The last bootstrap file of a family, however old.
+    fn bootstrap(&self, family: u8) -> anyhow::Result<Option<BootstrapCopy>>;
+    fn store_bootstrap(&mut self, copy: BootstrapCopy) -> anyhow::Result<()>;
+}
+
+/// Entries in memory, for tests and for a run without a state table.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryCache {
+    pub entries: Vec<CacheEntry>,
+    pub bootstraps: Vec<BootstrapCopy>,
+}
+
+impl ContactCache for MemoryCache {
+    fn find(
+        &self,
+        source: Source,
+        ip: IpAddr,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Option<CacheEntry>> {
+        Ok(self
+            .entries
+            .iter()
+            .filter(|e| e.source == source && e.covers(ip, now))
+            .min_by_key(|e| (e.span(), std::cmp::Reverse(e.fetched_at)))
+            .cloned())
+    }
+
+    fn store(&mut self, entry: CacheEntry) -> anyhow::Result<()> {
+        self.entries.retain(|e| {
+            !(e.source == entry.source && e.first == entry.first && e.last == entry.last)
+        });
+        self.entries.push(entry);
+        Ok(())
+    }
+
+    fn bootstrap(&self, family: u8) -> anyhow::Result<Option<BootstrapCopy>> {
+        Ok(self.bootstraps.iter().find(|b| b.family == family).cloned())
+    }
+
+    fn store_bootstrap(&mut self, copy: BootstrapCopy) -> anyhow::Result<()> {
+        self.bootstraps.retain(|b| b.family != copy.family);
+        self.bootstraps.push(copy);
+        Ok(())
+    }
+}
+
+/// An address as a number; IPv4 as itself (families are compared separately).
+fn number(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(v4) => u32::from(v4) as u128,
+        IpAddr::V6(v6) => u128::from(v6),
+    }
+}
+
+/// 32 lower-case hex digits of the address as a number: text that sorts like the address
+/// within a family, for a range query in SQL.
+pub fn hex_key(ip: IpAddr) -> String {
+    format!("{:032x}", number(ip))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn entry(first: &str, last: &str, address: &str, day: u32) -> CacheEntry {
+        let at = Utc.with_ymd_and_hms(2026, 1, day, 0, 0, 0).unwrap();
+        CacheEntry {
+            source: Source::Rdap,
+            first: first.parse().unwrap(),
+            last: last.parse().unwrap(),
+            address: Some(address.into()),
+            origin: "https://rdap.example.test/ip/x".into(),
+            handle: None,
+            fetched_at: at,
+            expires: at + chrono::Duration::days(30),
+        }
+    }
+
+    #[test]
+    fn the_most_specific_unexpired_entry_wins() {
+        let mut c = MemoryCache::default();
+        c.store(entry("192.0.0.0", "192.0.255.255", "wide@a.test", 1))
+            .unwrap();
+        c.store(entry("192.0.2.0", "192.0.2.255", "narrow@a.test", 1))
+            .unwrap();
+        let now = Utc.with_ymd_and_hms(2026, 1, 10, 0, 0, 0).unwrap();
+        let find = |ip: &str| {
+            c.find(Source::Rdap, ip.parse().unwrap(), now)
+                .unwrap()
+                .and_then(|e| e.address)
+        };
+        assert_eq!(find("192.0.2.7").as_deref(), Some("narrow@a.test"));
+        assert_eq!(find("192.0.3.7").as_deref(), Some("wide@a.test"));
+        assert_eq!(find("::ffff:192.0.2.7"), None);
+        assert_eq!(
+            c.find(Source::Abusix, "192.0.2.7".parse().unwrap(), now)
+                .unwrap(),
+            None
+        );
+        let later = Utc.with_ymd_and_hms(2026, 2, 1, 0, 0, 0).unwrap();
+        assert_eq!(
+            c.find(Source::Rdap, "192.0.2.7".parse().unwrap(), later)
+                .unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn network_text_is_a_cidr_when_the_range_is_one() {
+        assert_eq!(
+            entry("192.0.2.0", "192.0.2.255", "a@b.net", 1)
+                .network_text()
+                .as_deref(),
+            Some("192.0.2.0/24")
+        );
+        assert_eq!(
+            entry("192.0.2.0", "192.0.3.127", "a@b.net", 1)
+                .network_text()
+                .as_deref(),
+            Some("192.0.2.0 - 192.0.3.127")
+        );
+        let mut abusix = entry("192.0.2.7", "192.0.2.7", "a@b.net", 1);
+        abusix.source = Source::Abusix;
+        assert_eq!(abusix.network_text(), None);
+    }
+
+    #[test]
+    fn a_newer_fetch_replaces_the_same_range() {
+        let mut c = MemoryCache::default();
+        c.store(entry("192.0.2.0", "192.0.2.255", "old@a.test", 1))
+            .unwrap();
+        c.store(entry("192.0.2.0", "192.0.2.255", "new@a.test", 2))
+            .unwrap();
+        assert_eq!(c.entries.len(), 1);
+        assert_eq!(c.entries[0].address.as_deref(), Some("new@a.test"));
+    }
+
+    #[test]
+    fn hex_keys_sort_like_addresses() {
+        let a = hex_key("9.255.255.255".parse().unwrap());
+        let b = hex_key("10.0.0.0".parse().unwrap());
+        assert!(a < b && a.len() == 32);
+        assert!(
+            hex_key("2001:db8::1".parse().unwrap()) < hex_key("2001:db8::1:0".parse().unwrap())
+        );
+    }
+}

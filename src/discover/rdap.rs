@@ -1,0 +1,553 @@
+//! RDAP for IP addresses: the IANA bootstrap files (RFC 9224) that say which registry serves
+//! an address, the registry's IP network object (RFC 9083) fetched over HTTPS with a deadline
+//! and a size limit, and from it the network's range and handle and the e-mail addresses of
+//! its `abuse` entities (at the top level first, then nested ones, as ARIN and RIPE nest them).
+//!
+//! Redirects between registries are followed by hand, at most a few, each hop held to the same
+//! rule as the first URL: `https://`, or `http://` only to a loopback host (for tests).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde_json::Value;
+
+/// Redirect hops followed (registries send an address transferred between them onwards).
+const MAX_REDIRECTS: usize = 3;
+/// Entity nesting searched for abuse roles.
+const MAX_DEPTH: usize = 4;
+/// Entities looked at in one object: a hostile answer cannot make the walk long.
+const MAX_ENTITIES: usize = 200;
+
+/// Why a registry gave no usable answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RdapError {
+    /// Timeouts, refused connections, TLS: try again in a later run.
+    Transport(String),
+    /// An HTTP status other than 200 and 404 (429 and 5xx among them).
+    Status(u16),
+    /// More than the size limit.
+    TooLarge(u64),
+    /// Not JSON, or not an RDAP IP network object, or not a bootstrap file.
+    Malformed(String),
+    /// A URL (in a bootstrap file or a redirect) that is not https, or not loopback http.
+    Refused(String),
+}
+
+impl RdapError {
+    /// Whether the server itself is unwell (not just this answer): the rest of the run leaves
+    /// it alone.
+    pub fn server_down(&self) -> bool {
+        match self {
+            RdapError::Transport(_) => true,
+            RdapError::Status(s) => *s == 429 || *s >= 500,
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Display for RdapError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RdapError::Transport(m) => f.write_str(m),
+            RdapError::Status(s) => write!(f, "HTTP status {s}"),
+            RdapError::TooLarge(n) => write!(f, "answer larger than {n} bytes"),
+            RdapError::Malformed(m) => write!(f, "malformed answer: {m}"),
+            RdapError::Refused(m) => f.write_str(m),
+        }
+    }
+}
+
+/// One bootstrap file: prefixes and the registries that serve them.
+#[derive(Debug, Clone, Default)]
+pub struct Bootstrap {
+    services: Vec<(IpNet, Vec<String>)>,
+}
+
+impl Bootstrap {
+    /// Parses `ipv4.json` or `ipv6.json`.
+    pub fn parse(text: &[u8]) -> Result<Self, RdapError> {
+        let v: Value =
+            serde_json::from_slice(text).map_err(|e| RdapError::Malformed(e.to_string()))?;
+        let services = v
+            .get("services")
+            .and_then(Value::as_array)
+            .ok_or_else(|| RdapError::Malformed("no \"services\" array".into()))?;
+        let mut out = Vec::new();
+        for service in services {
+            let (Some(nets), Some(urls)) = (
+                service.get(0).and_then(Value::as_array),
+                service.get(1).and_then(Value::as_array),
+            ) else {
+                continue;
+            };
+            let urls: Vec<String> = urls
+                .iter()
+                .filter_map(Value::as_str)
+                .map(|u| {
+                    if u.ends_with('/') {
+                        u.to_string()
+                    } else {
+                        format!("{u}/")
+                    }
+                })
+                .collect();
+            for net in nets.iter().filter_map(Value::as_str) {
+                if let Ok(net) = net.parse::<IpNet>() {
+                    out.push((net.trunc(), urls.clone()));
+                }
+            }
+        }
+        if out.is_empty() {
+            return Err(RdapError::Malformed(
+                "a bootstrap file without services".into(),
+            ));
+        }
+        Ok(Bootstrap { services: out })
+    }
+
+    /// The base URL of the registry for `ip`: the longest matching prefix, its `https` URL
+    /// (or a loopback `http` one), `None` when no registry serves the address.
+    pub fn server_for(&self, ip: IpAddr) -> Option<&str> {
+        self.services
+            .iter()
+            .filter(|(net, _)| net.contains(&ip))
+            .max_by_key(|(net, _)| net.prefix_len())
+            .and_then(|(_, urls)| urls.iter().find(|u| allowed(u)).map(String::as_str))
+    }
+}
+
+/// `https://`, or `http://` to a loopback host.
+pub fn allowed(url: &str) -> bool {
+    if url.starts_with("https://") {
+        return true;
+    }
+    url.strip_prefix("http://")
+        .map(|rest| rest.split(['/', '?', '#']).next().unwrap_or(""))
+        .is_some_and(|authority| is_loopback(host_of(authority)))
+}
+
+/// A redirect target may be used: [`allowed`], and on this machine only when the first URL
+/// was (a remote registry cannot send the tool to a local service).
+pub fn hop_allowed(first: &str, to: &str) -> bool {
+    allowed(to) && (is_local(first) || !is_local(to))
+}
+
+fn is_local(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    is_loopback(host_of(rest.split(['/', '?', '#']).next().unwrap_or("")))
+}
+
+fn host_of(authority: &str) -> &str {
+    let authority = authority.rsplit('@').next().unwrap_or(authority);
+    match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.split(':').next().unwrap_or(""),
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost") || host.parse::<IpAddr>().is_ok_and(|i| i.is_loopback())
+}
+
+/// What an IP network object says about the address asked for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Network {
+    /// The registry's handle (`NET-192-0-2-0-1`, `192.0.2.0 - 192.0.2.255`), cleaned.
+    pub handle: Option<String>,
+    /// First and last address, when the object gives a range that contains the address.
+    pub range: Option<(IpAddr, IpAddr)>,
+    /// The abuse entities' e-mail addresses, top level first, as written (not yet checked).
+    pub abuse_emails: Vec<String>,
+}
+
+/// Reads an IP network object (RFC 9083 §5.4) for `ip`.
+pub fn parse_network(body: &[u8], ip: IpAddr) -> Result<Network, RdapError> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| RdapError::Malformed(e.to_string()))?;
+    let class = v.get("objectClassName").and_then(Value::as_str);
+    if !class.is_some_and(|c| c.eq_ignore_ascii_case("ip network")) {
+        return Err(RdapError::Malformed(format!(
+            "objectClassName {:?}, expected \"ip network\"",
+            class.unwrap_or("(none)")
+        )));
+    }
+    let handle = v
+        .get("handle")
+        .and_then(Value::as_str)
+        .map(|h| clean(h, 100))
+        .filter(|h| !h.is_empty());
+    Ok(Network {
+        handle,
+        range: range(&v, ip),
+        abuse_emails: abuse_emails(&v),
+    })
+}
+
+/// Printable, one line, bounded.
+pub fn clean(text: &str, max: usize) -> String {
+    let one: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let one = one.split_whitespace().collect::<Vec<_>>().join(" ");
+    one.chars().take(max).collect()
+}
+
+fn range(v: &Value, ip: IpAddr) -> Option<(IpAddr, IpAddr)> {
+    let addr = |k: &str| {
+        v.get(k)
+            .and_then(Value::as_str)
+            .and_then(|s| s.trim().parse::<IpAddr>().ok())
+    };
+    if let (Some(first), Some(last)) = (addr("startAddress"), addr("endAddress"))
+        && first.is_ipv4() == ip.is_ipv4()
+        && last.is_ipv4() == ip.is_ipv4()
+        && first <= ip
+        && ip <= last
+    {
+        return Some((first, last));
+    }
+    // The cidr0 extension: the range as prefixes.
+    v.get("cidr0_cidrs")
+        .and_then(Value::as_array)?
+        .iter()
+        .filter_map(|c| {
+            let prefix = c
+                .get("v4prefix")
+                .or_else(|| c.get("v6prefix"))
+                .and_then(Value::as_str)?;
+            let len = u8::try_from(c.get("length").and_then(Value::as_u64)?).ok()?;
+            IpNet::new(prefix.parse().ok()?, len)
+                .ok()
+                .map(|n| n.trunc())
+        })
+        .filter(|n| n.contains(&ip))
+        .min_by_key(|n| std::cmp::Reverse(n.prefix_len()))
+        .map(|n| (n.network(), n.broadcast()))
+}
+
+/// Breadth first through `entities`, so a top-level abuse entity wins over a nested one.
+fn abuse_emails(v: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut level: Vec<&Value> = vec![v];
+    let mut seen = 0;
+    for _ in 0..MAX_DEPTH {
+        let mut next = Vec::new();
+        for obj in level {
+            for entity in obj
+                .get("entities")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                seen += 1;
+                if seen > MAX_ENTITIES {
+                    return out;
+                }
+                let abuse = entity
+                    .get("roles")
+                    .and_then(Value::as_array)
+                    .is_some_and(|r| {
+                        r.iter()
+                            .filter_map(Value::as_str)
+                            .any(|r| r.eq_ignore_ascii_case("abuse"))
+                    });
+                if abuse {
+                    out.extend(jcard_emails(entity));
+                }
+                next.push(entity);
+            }
+        }
+        if next.is_empty() {
+            break;
+        }
+        level = next;
+    }
+    out
+}
+
+/// The `email` properties of an entity's jCard (RFC 7095): `["vcard", [[name, params, type,
+/// value], ...]]`.
+fn jcard_emails(entity: &Value) -> Vec<String> {
+    entity
+        .get("vcardArray")
+        .and_then(|a| a.get(1))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|p| {
+            p.get(0)
+                .and_then(Value::as_str)
+                .is_some_and(|n| n.eq_ignore_ascii_case("email"))
+        })
+        .filter_map(|p| p.get(3).and_then(Value::as_str))
+        .take(10)
+        .map(|e| clean(e, 300))
+        .collect()
+}
+
+/// The HTTP side: one agent for remote registries (HTTPS only, the system's roots, the
+/// environment's proxy) and one for loopback test servers (no proxy).
+pub struct Http {
+    remote: ureq::Agent,
+    local: ureq::Agent,
+}
+
+/// One answer: the URL that gave it, its status and body.
+#[derive(Debug)]
+pub struct Fetched {
+    pub url: String,
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+impl Http {
+    /// Agents whose calls each end within `deadline`.
+    pub fn new(deadline: Duration) -> Self {
+        let mut roots: Vec<ureq::tls::Certificate<'static>> = Vec::new();
+        // Without system roots every HTTPS call fails on its own, which is a local failure.
+        for cert in rustls_native_certs::load_native_certs().certs {
+            roots.push(ureq::tls::Certificate::from_der(cert.as_ref()).to_owned());
+        }
+        let tls = ureq::tls::TlsConfig::builder()
+            .provider(ureq::tls::TlsProvider::Rustls)
+            .root_certs(ureq::tls::RootCerts::Specific(Arc::new(roots)))
+            .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .build();
+        let base = || {
+            ureq::Agent::config_builder()
+                .tls_config(tls.clone())
+                .timeout_global(Some(deadline))
+                .http_status_as_error(false)
+                .max_redirects(0)
+                .user_agent(format!("abuse-mailer/{}", env!("CARGO_PKG_VERSION")))
+        };
+        Http {
+            remote: base().https_only(true).build().new_agent(),
+            local: base().proxy(None).build().new_agent(),
+        }
+    }
+
+    /// GETs `url`, following redirects; at most `limit` bytes of the body are read.
+    pub fn get(&self, url: &str, accept: &str, limit: u64) -> Result<Fetched, RdapError> {
+        let start = url;
+        let mut url = url.to_string();
+        for _ in 0..=MAX_REDIRECTS {
+            if !hop_allowed(start, &url) {
+                return Err(RdapError::Refused(format!(
+                    "{}: only https:// (or http:// to loopback) is used",
+                    clean(&url, 200)
+                )));
+            }
+            let agent = if url.starts_with("http://") {
+                &self.local
+            } else {
+                &self.remote
+            };
+            let mut response = agent
+                .get(&url)
+                .header("accept", accept)
+                .call()
+                .map_err(|e| RdapError::Transport(network(&e)))?;
+            let status = response.status().as_u16();
+            if (300..400).contains(&status) {
+                let location = response
+                    .headers()
+                    .get("location")
+                    .and_then(|l| l.to_str().ok())
+                    .ok_or(RdapError::Status(status))?;
+                url = join(&url, location);
+                continue;
+            }
+            let body = response
+                .body_mut()
+                .with_config()
+                .limit(limit)
+                .read_to_vec()
+                .map_err(|e| match e {
+                    ureq::Error::BodyExceedsLimit(n) => RdapError::TooLarge(n),
+                    other => RdapError::Transport(network(&other)),
+                })?;
+            return Ok(Fetched { url, status, body });
+        }
+        Err(RdapError::Transport(format!(
+            "more than {MAX_REDIRECTS} redirects from {}",
+            clean(&url, 200)
+        )))
+    }
+}
+
+/// A redirect target against the URL that sent it (absolute, or a path on the same host).
+fn join(base: &str, location: &str) -> String {
+    if location.contains("://") {
+        return location.to_string();
+    }
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let host_end = base[scheme_end..]
+        .find('/')
+        .map_or(base.len(), |i| scheme_end + i);
+    if location.starts_with('/') {
+        format!("{}{location}", &base[..host_end])
+    } else {
+        let dir_end = base
+            .rfind('/')
+            .filter(|i| *i >= host_end)
+            .unwrap_or(host_end);
+        format!("{}/{location}", &base[..dir_end])
+    }
+}
+
+fn network(e: &ureq::Error) -> String {
+    match e {
+        ureq::Error::Timeout(t) => format!("no answer within the deadline ({t})"),
+        other => clean(&other.to_string(), 300),
+    }
+}
+
+/// The lookup URL of `ip` under a registry's base URL.
+pub fn ip_url(base: &str, ip: IpAddr) -> String {
+    format!("{base}ip/{ip}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BOOT: &str = r#"{"version":"1.0","publication":"2026-01-01T00:00:00Z","services":[
+        [["192.0.0.0/8"],["http://rdap.example.test/","https://rdap.example.test/"]],
+        [["192.0.2.0/24"],["https://small.example.test"]],
+        [["198.51.100.0/24"],["http://127.0.0.1:9/rdap/"]],
+        [["2001:db8::/32"],["https://v6.example.test/"]]]}"#;
+
+    #[test]
+    fn bootstrap_picks_the_longest_prefix_and_https() {
+        let b = Bootstrap::parse(BOOT.as_bytes()).unwrap();
+        let at = |ip: &str| b.server_for(ip.parse().unwrap());
+        assert_eq!(at("192.0.3.1"), Some("https://rdap.example.test/"));
+        assert_eq!(at("192.0.2.1"), Some("https://small.example.test/"));
+        assert_eq!(at("198.51.100.7"), Some("http://127.0.0.1:9/rdap/"));
+        assert_eq!(at("2001:db8::1"), Some("https://v6.example.test/"));
+        assert_eq!(at("203.0.113.1"), None);
+    }
+
+    #[test]
+    fn bootstrap_garbage_is_malformed() {
+        for text in [
+            "",
+            "{",
+            "[]",
+            r#"{"services":[]}"#,
+            r#"{"services":[[["x"],[]]]}"#,
+        ] {
+            assert!(
+                matches!(
+                    Bootstrap::parse(text.as_bytes()),
+                    Err(RdapError::Malformed(_))
+                ),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn remote_http_is_not_allowed() {
+        assert!(allowed("https://rdap.arin.net/registry/"));
+        assert!(allowed("http://127.0.0.1:8080/"));
+        assert!(allowed("http://[::1]:8080/x"));
+        assert!(!allowed("http://rdap.arin.net/registry/"));
+        assert!(!allowed("http://127.0.0.1.evil.test/"));
+        assert!(!allowed("ftp://127.0.0.1/"));
+        let remote = "https://rdap.arin.net/registry/ip/192.0.2.1";
+        assert!(hop_allowed(remote, "https://rdap.db.ripe.net/ip/192.0.2.1"));
+        assert!(!hop_allowed(remote, "http://127.0.0.1:8080/ip/192.0.2.1"));
+        assert!(!hop_allowed(remote, "https://[::1]/ip/192.0.2.1"));
+        assert!(hop_allowed("http://127.0.0.1:1/x", "http://127.0.0.1:2/y"));
+    }
+
+    fn vcard(email: &str) -> String {
+        format!(
+            r#"["vcard",[["version",{{}},"text","4.0"],["fn",{{}},"text","Abuse"],["email",{{}},"text","{email}"]]]"#
+        )
+    }
+
+    #[test]
+    fn top_level_abuse_wins_over_nested() {
+        let body = format!(
+            r#"{{"objectClassName":"ip network","handle":"NET-1\n","startAddress":"192.0.2.0","endAddress":"192.0.2.255",
+            "entities":[{{"roles":["registrant"],"entities":[{{"roles":["ABUSE"],"vcardArray":{}}}]}},
+                        {{"roles":["technical","abuse"],"vcardArray":{}}}]}}"#,
+            vcard("nested@hoster.test"),
+            vcard("top@hoster.test")
+        );
+        let n = parse_network(body.as_bytes(), "192.0.2.9".parse().unwrap()).unwrap();
+        assert_eq!(n.abuse_emails, ["top@hoster.test", "nested@hoster.test"]);
+        assert_eq!(n.handle.as_deref(), Some("NET-1"));
+        assert_eq!(
+            n.range,
+            Some(("192.0.2.0".parse().unwrap(), "192.0.2.255".parse().unwrap()))
+        );
+    }
+
+    #[test]
+    fn cidr0_gives_the_range_when_addresses_do_not() {
+        let body = r#"{"objectClassName":"ip network","cidr0_cidrs":[
+            {"v6prefix":"2001:db8::","length":48},{"v6prefix":"2001:db8:1::","length":48}]}"#;
+        let n = parse_network(body.as_bytes(), "2001:db8:1::5".parse().unwrap()).unwrap();
+        assert_eq!(
+            n.range,
+            Some((
+                "2001:db8:1::".parse().unwrap(),
+                "2001:db8:1:ffff:ffff:ffff:ffff:ffff".parse().unwrap()
+            ))
+        );
+        // A range that does not hold the address is not believed.
+        let body = r#"{"objectClassName":"ip network","startAddress":"10.0.0.0","endAddress":"10.0.0.255"}"#;
+        let n = parse_network(body.as_bytes(), "192.0.2.1".parse().unwrap()).unwrap();
+        assert_eq!(n.range, None);
+    }
+
+    #[test]
+    fn other_objects_and_garbage_are_malformed() {
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        for body in [
+            "<html>",
+            "",
+            r#"{"objectClassName":"entity"}"#,
+            r#"{"errorCode":404}"#,
+            "[1,2]",
+        ] {
+            assert!(
+                matches!(
+                    parse_network(body.as_bytes(), ip),
+                    Err(RdapError::Malformed(_))
+                ),
+                "{body}"
+            );
+        }
+        // Deep nesting is cut off, not followed.
+        let mut deep = String::from(r#"{"objectClassName":"ip network","entities":["#);
+        for _ in 0..50 {
+            deep.push_str(r#"{"roles":["abuse"],"entities":["#);
+        }
+        deep.push_str(&"]}".repeat(50));
+        deep.push_str("]}");
+        assert!(parse_network(deep.as_bytes(), ip).is_ok());
+    }
+
+    #[test]
+    fn redirects_join_against_the_sender() {
+        assert_eq!(
+            join("https://a.test/registry/ip/1.2.3.4", "/ip/1.2.3.4"),
+            "https://a.test/ip/1.2.3.4"
+        );
+        assert_eq!(
+            join("https://a.test/x/ip/1", "https://b.test/ip/1"),
+            "https://b.test/ip/1"
+        );
+        assert_eq!(
+            join("http://127.0.0.1:9/a/b", "c"),
+            "http://127.0.0.1:9/a/c"
+        );
+    }
+}
