@@ -199,16 +199,20 @@ pub fn check(settings: &Settings, now: DateTime<Utc>, smtp: bool) -> Result<u8> 
         Err(e) => t.config("templates", &one_line(&e)),
     }
     match State::open_read_only(&settings.state_dir) {
-        Ok(Some(state)) => {
-            let pending = state.pending().map(|p| p.len()).unwrap_or(0);
-            t.ok(
-                "state",
-                &format!(
-                    "{}: {pending} report(s) waiting to be sent again",
-                    settings.state_db().display()
-                ),
-            );
-        }
+        Ok(Some(state)) => match crate::app::check_owner(&state, settings) {
+            // Another configuration runs on this state: a run would refuse it (78).
+            Err(e) => t.config("state", &one_line(&e)),
+            Ok(()) => {
+                let pending = state.pending().map(|p| p.len()).unwrap_or(0);
+                t.ok(
+                    "state",
+                    &format!(
+                        "{}: {pending} report(s) waiting to be sent again",
+                        settings.state_db().display()
+                    ),
+                );
+            }
+        },
         Ok(None) => t.ok(
             "state",
             &format!(

@@ -372,6 +372,10 @@ fn two_configurations_on_one_state_dir_are_refused_and_a_moved_one_is_not() {
         assert!(other.stderr.contains(name), "{name}: {}", other.stderr);
     }
     assert_eq!(run_with(&s, &b, &["preview"]).code, 78);
+    // `check` says so before any run does.
+    let check = run_with(&s, &b, &["check"]);
+    assert_eq!(check.code, 78, "{}", check.stdout);
+    assert!(check.stdout.contains("a.toml"), "{}", check.stdout);
     assert_eq!(server.received().len(), 1);
 
     // Nothing was lost: the first configuration still reads what came meanwhile.
