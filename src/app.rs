@@ -745,8 +745,9 @@ fn plan_part(
     Ok(Planned { report, record })
 }
 
-/// `20260125T235125Z-aws-1a2b3c4d`: time, provider and a hash of the IPs, so that ids from
-/// several writers do not collide; a taken id gets a counter.
+/// `20260125T235125Z-aws-1a2b3c4d5e6f7a8b`: time, provider and a 64-bit hash of the IPs, so
+/// that ids from several writers, and the thousands of one-address reports of one run, do not
+/// collide; a taken id gets a counter.
 fn report_id(
     now: DateTime<Utc>,
     provider: &str,
@@ -759,9 +760,9 @@ fn report_id(
         .collect::<Vec<_>>()
         .join(",");
     let base = format!(
-        "{}-{provider}-{:08x}",
+        "{}-{provider}-{:016x}",
         now.format("%Y%m%dT%H%M%SZ"),
-        fnv1a(text.as_bytes()) as u32
+        fnv1a(text.as_bytes())
     );
     let Some(state) = state else {
         return Ok(base);

@@ -261,7 +261,13 @@ impl Report {
                 .as_ref()
                 .map_or_else(|| email.clone(), |m| m.email.to_string()),
             target_summary,
-            ports_text: list_within(&ports_list, BODY_WIDTH - 36),
+            // `  Traffic:  ICMP, TCP, destination ports …` on one line of the body.
+            ports_text: list_within(
+                &ports_list,
+                BODY_WIDTH
+                    .saturating_sub(12 + protocol_labels(protocols.iter()).join(", ").len() + 20)
+                    .max(12),
+            ),
             listed,
             not_listed,
             ip_width,
@@ -395,7 +401,9 @@ impl Report {
     }
 }
 
-/// A few words an abuse desk can triage by, from the protocols, ports and rate.
+/// A few words an abuse desk can triage by, from the protocols, ports and rate: `TCP 22
+/// probes`, `UDP 53 flood`, `TCP probes of 12 ports`, `port scan (120 ports, TCP)`. Short
+/// whatever the ports: it goes into a subject and a body line.
 fn abuse_kind(protocols: &[String], ports: &[u16], hits: u64, span_seconds: i64) -> String {
     let proto = if protocols.is_empty() {
         "IP".to_string()
@@ -406,23 +414,22 @@ fn abuse_kind(protocols: &[String], ports: &[u16], hits: u64, span_seconds: i64)
         return format!("port scan ({} ports, {proto})", ports.len());
     }
     let rate = hits as f64 / (span_seconds.max(0) + 1) as f64;
-    let target = if ports.is_empty() {
-        proto
-    } else {
-        format!(
-            "{proto} {}",
+    // Sustained packets every second or more is a flood, not probing.
+    let flood = rate >= 1.0 && hits >= 10;
+    match (ports.len(), flood) {
+        (0, true) => format!("{proto} flood"),
+        (0, false) => format!("{proto} probes"),
+        (1..=3, _) => format!(
+            "{proto} {} {}",
             ports
                 .iter()
                 .map(u16::to_string)
                 .collect::<Vec<_>>()
-                .join("/")
-        )
-    };
-    // Sustained packets every second or more is a flood, not probing.
-    if rate >= 1.0 && hits >= 10 {
-        format!("{target} flood")
-    } else {
-        format!("{target} probes")
+                .join("/"),
+            if flood { "flood" } else { "probes" }
+        ),
+        (n, true) => format!("{proto} flood on {n} ports"),
+        (n, false) => format!("{proto} probes of {n} ports"),
     }
 }
 

@@ -767,15 +767,21 @@ impl State {
         Ok(out)
     }
 
-    /// The remote side of every report that has one, by report id (none on a state that a
-    /// run has not yet brought to schema 6).
-    pub fn remotes(&self) -> Result<HashMap<String, Remote>> {
+    /// Whether the ledger has the remote intake's columns (schema 6): a reader may open a
+    /// state that no run has brought that far yet, and then no report has a remote side.
+    fn has_remote_columns(&self) -> Result<bool> {
         let columns: i64 = self.conn.query_row(
             "SELECT count(*) FROM pragma_table_info('report') WHERE name = 'remote_id'",
             [],
             |r| r.get(0),
         )?;
-        if columns == 0 {
+        Ok(columns > 0)
+    }
+
+    /// The remote side of every report that has one, by report id (none on a state that a
+    /// run has not yet brought to schema 6).
+    pub fn remotes(&self) -> Result<HashMap<String, Remote>> {
+        if !self.has_remote_columns()? {
             return Ok(HashMap::new());
         }
         let mut stmt = self.conn.prepare(
@@ -799,6 +805,9 @@ impl State {
 
     /// How a provider's sent API reports stand.
     pub fn remote_tally(&self, provider: &str) -> Result<RemoteTally> {
+        if !self.has_remote_columns()? {
+            return Ok(RemoteTally::default());
+        }
         let mut stmt = self.conn.prepare(
             "SELECT remote_status, remote_reason, count(*) FROM report
              WHERE provider = ?1 AND status = 'sent' AND remote_id IS NOT NULL
@@ -824,6 +833,9 @@ impl State {
     /// IPs a provider was sent only in test reports (and that no other report holds): the
     /// intake validated those without acting on them, so they are still to be reported.
     pub fn test_only_ips(&self, provider: &str) -> Result<HashSet<IpAddr>> {
+        if !self.has_remote_columns()? {
+            return Ok(HashSet::new());
+        }
         let mut stmt = self.conn.prepare(
             "SELECT i.ip FROM report_ip i JOIN report r ON r.id = i.report_id
              WHERE r.provider = ?1 AND r.status = 'sent' AND r.remote_test = 1
@@ -1354,6 +1366,11 @@ mod tests {
                 .is_empty()
         );
         assert_eq!(reader.owner().unwrap(), None, "readers know schema 4");
+        // The remote intake's queries of `history` and `preview` find nothing there yet.
+        assert!(reader.remotes().unwrap().is_empty());
+        assert_eq!(reader.remote_tally("aws").unwrap(), RemoteTally::default());
+        assert!(reader.test_only_ips("aws").unwrap().is_empty());
+        assert!(reader.rejected_ips("aws", None).unwrap().is_empty());
         drop(reader);
         let mut s = State::open(dir.path()).unwrap();
         s.insert_report(&record("a", "aws", &["3.5.140.2"], Status::Sending))

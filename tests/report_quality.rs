@@ -594,3 +594,32 @@ fn a_real_log_delivery_reads_right_to_an_abuse_desk() {
     }
     assert!(validated > 0 || std::env::var_os("CI").is_none());
 }
+
+#[test]
+fn many_ports_and_protocols_still_keep_to_78_columns() {
+    let s = Setup::standard();
+    let mut log = String::new();
+    // One host on 20 five-digit ports over TCP and UDP; another adds ICMP and 20 more ports.
+    for port in 10000..10020u16 {
+        log.push_str(&drop_line("10:00:00", "3.5.140.2", "TCP", port));
+        log.push_str(&drop_line("10:00:01", "3.5.140.2", "UDP", port));
+        log.push_str(&drop_line("10:00:02", "3.5.140.3", "UDP", port + 100));
+    }
+    log.push_str(
+        "Jan 25 10:00:03 web1 kernel: INPUT-DROP:IN=eth0 OUT= SRC=3.5.140.3 DST=198.51.100.10 LEN=84 PROTO=ICMP TYPE=8 CODE=0 ID=1 SEQ=1 \n",
+    );
+    s.write("messages", &log);
+    s.run(&["run"]).ok();
+    let raw = only_message(&s);
+    let message = MessageParser::default().parse(&raw).unwrap();
+    let body = message.body_text(0).unwrap().replace("\r\n", "\n");
+    for line in body.lines().filter(|l| !l.contains(" kernel: ")) {
+        assert!(
+            line.chars().count() <= 78,
+            "{} columns: {line:?}",
+            line.chars().count()
+        );
+    }
+    assert!(body.contains("TCP/UDP flood on 20 ports"), "{body}");
+    assert!(body.contains("\n  Traffic:  ICMP, TCP, UDP, destination ports 10000,"), "{body}");
+}
