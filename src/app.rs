@@ -1037,12 +1037,18 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
 
     let mut budget = settings.mail.max_messages_per_run;
     let mut outcome = Outcome::default();
+    // The way a provider's reports go: a failure of one (the mail server is down, the API's
+    // key expired) holds back only the reports that go that way.
+    let route = |provider: &str| match &api {
+        Some(api) if api.serves(provider) => Route::Api,
+        _ => Route::Mail,
+    };
     let mut resent = 0;
     for record in state.pending()? {
         if only.is_some_and(|o| o != record.provider) {
             continue;
         }
-        if budget == 0 || outcome.transient.is_some() {
+        if budget == 0 || outcome.failed_routes.contains(&route(&record.provider)) {
             outcome.waiting += 1;
             continue;
         }
@@ -1067,20 +1073,23 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
     } else {
         ledger
     };
-    let planned = if outcome.transient.is_some() {
-        Vec::new()
-    } else {
-        let mut planned = plan(&world, &intake, &ledger, only, Some(&state))?;
-        // A desk that just refused a report is not sent its IPs again in the same run.
-        planned.retain(|p| !outcome.rejected_providers.contains(&p.record.provider));
-        planned
-    };
+    let mut planned = plan(&world, &intake, &ledger, only, Some(&state))?;
+    // A desk that just refused a report is not sent its IPs again in the same run.
+    planned.retain(|p| !outcome.rejected_providers.contains(&p.record.provider));
     let mut made = Vec::new();
     for p in planned {
-        if budget == 0 || outcome.transient.is_some() {
-            // A part of a split report keeps its number: written now, never tried, it goes out
-            // as stored ("part 11 of 16") before anything new on a later run.
-            if p.report.parts > 1 && outcome.transient.is_none() {
+        let way = route(&p.record.provider);
+        if outcome.failed_routes.contains(&way) {
+            // Its IPs stay in the delta: the next run plans them again.
+            outcome.held += 1;
+            continue;
+        }
+        if budget == 0 {
+            // A part of a split message keeps its number: written now, never tried, it goes
+            // out as stored ("part 11 of 16") before anything new on a later run. One report
+            // per address (XARF, the API) has no numbers to keep: it is planned afresh.
+            let one_per_address = settings.report.xarf || way == Route::Api;
+            if p.report.parts > 1 && !one_per_address {
                 state.insert_report(&p.record)?;
                 outcome.queued += 1;
             } else {
@@ -1199,10 +1208,21 @@ fn claim(state: &mut State, settings: &Settings) -> Result<()> {
     Ok(())
 }
 
+/// The way a report goes out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Route {
+    /// `[mail]`: SMTP, sendmail or a folder.
+    Mail,
+    /// The AWS Abuse Signal API.
+    Api,
+}
+
 #[derive(Default)]
 struct Outcome {
     sent: usize,
     transient: Option<String>,
+    /// Routes that failed this run (transient or configuration): nothing more goes that way.
+    failed_routes: HashSet<Route>,
     /// A mail setting is wrong (login, TLS, sendmail): fix it, then the report goes out.
     unauthorized: Option<String>,
     /// The same for the AWS API's credentials.
@@ -1276,13 +1296,17 @@ fn deliver(
                 "abuse-mailer: report {} not delivered (will retry): {detail}",
                 record.id
             );
+            outcome.failed_routes.insert(match api {
+                Some(_) => Route::Api,
+                None => Route::Mail,
+            });
             if matches!(result, Err(SendError::Config(_))) {
                 match api {
                     Some(_) => outcome.unauthorized_api = Some(detail.clone()),
                     None => outcome.unauthorized = Some(detail.clone()),
                 }
             }
-            // Either way nothing more goes to this server in this run.
+            // Either way nothing more goes that way in this run.
             outcome.transient = Some(detail);
         }
         Err(SendError::Rejected(_)) => {

@@ -642,3 +642,45 @@ fn report_retried_after_the_token_window_is_looked_up_not_sent_twice() {
     assert_eq!(rows[0]["status"], "sent");
     assert_eq!(rows[0]["remote"]["id"], stub.creates()[0]["report_id"]);
 }
+
+#[test]
+fn an_api_that_refuses_us_holds_back_only_the_api_reports() {
+    let Some(stub) = Stub::start(None) else {
+        return;
+    };
+    stub.script(json!({"deny": true}));
+    let mut s = setup(&stub, "");
+    // A second provider whose reports go by mail (the file transport).
+    let text = std::fs::read_to_string(s.path("config.toml")).unwrap().replace(
+        "[report]",
+        "[[provider]]\nname = \"other\"\nto = [\"abuse@other.example\"]\nranges = \"{repo}/fixtures/ranges/other-cloud.txt\"\n\n[report]",
+    );
+    std::fs::write(
+        s.path("config.toml"),
+        text.replace("{repo}", repo().to_str().unwrap()),
+    )
+    .unwrap();
+    attack(&s, &[THREE[0], ("81.2.69.143", "TCP", 22)]);
+    let ran = s.run(&["run"]);
+    assert_eq!(ran.code, 78, "{}", ran.stderr);
+    assert_eq!(
+        s.outbox().len(),
+        1,
+        "the mail provider's report went out: {}",
+        ran.stderr
+    );
+    // A later run: the API still refuses, new mail still goes.
+    attack(&s, &[("67.43.156.7", "UDP", 53)]);
+    s.now = "2026-01-26T09:00:00Z".into();
+    let ran = s.run(&["run"]);
+    assert_eq!(ran.code, 78, "{}", ran.stderr);
+    assert_eq!(s.outbox().len(), 2, "{}", ran.stderr);
+    // Once the API takes reports again, the waiting one goes out, once.
+    stub.script(json!({}));
+    s.run(&["run"]).ok();
+    let rows = history(&s);
+    let aws: Vec<&Value> = rows.iter().filter(|r| r["provider"] == "aws").collect();
+    assert_eq!(aws.len(), 1);
+    assert_eq!(aws[0]["status"], "sent");
+    assert_eq!(s.outbox().len(), 2, "nothing sent twice by mail");
+}

@@ -621,5 +621,8 @@ fn many_ports_and_protocols_still_keep_to_78_columns() {
         );
     }
     assert!(body.contains("TCP/UDP flood on 20 ports"), "{body}");
-    assert!(body.contains("\n  Traffic:  ICMP, TCP, UDP, destination ports 10000,"), "{body}");
+    assert!(
+        body.contains("\n  Traffic:  ICMP, TCP, UDP, destination ports 10000,"),
+        "{body}"
+    );
 }
