@@ -1255,6 +1255,13 @@ fn deliver(
     let api = api.filter(|a| a.serves(&record.provider));
     let result = match api {
         Some(api) => api.send(record),
+        // A request stored for the API, whose provider now reports by mail: it is no mail.
+        None if record.recipients.iter().any(|r| r.contains("://")) => {
+            Err(SendError::Rejected(format!(
+                "report {} was made for the AWS API, and the provider now reports by mail: its addresses go into the next report",
+                record.id
+            )))
+        }
         None => transport.send(
             &record.id,
             &settings.report.from,

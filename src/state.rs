@@ -854,7 +854,11 @@ impl State {
     pub fn rejected_ips(&self, provider: &str, since: Option<&str>) -> Result<HashSet<IpAddr>> {
         let mut stmt = self.conn.prepare(
             "SELECT DISTINCT i.ip FROM report_ip i JOIN report r ON r.id = i.report_id
-             WHERE r.provider = ?1 AND r.status = 'rejected' AND (?2 IS NULL OR r.created_at >= ?2)",
+             WHERE r.provider = ?1 AND r.status = 'rejected' AND (?2 IS NULL OR r.created_at >= ?2)
+               -- Only what the API itself refused: a mail report refused because the
+               -- provider's delivery changed gives its addresses back (its recipients are
+               -- mail addresses; an API report's is the endpoint's URL).
+               AND r.recipients LIKE '%://%'",
         )?;
         let rows = stmt.query_map(params![provider, since], |r| ip(&r.get::<_, String>(0)?))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)

@@ -684,3 +684,81 @@ fn an_api_that_refuses_us_holds_back_only_the_api_reports() {
     assert_eq!(aws[0]["status"], "sent");
     assert_eq!(s.outbox().len(), 2, "nothing sent twice by mail");
 }
+
+/// The config with the `aws` provider switched between mail and the API.
+fn switch_to_mail(s: &Setup) {
+    let text = std::fs::read_to_string(s.path("config.toml"))
+        .unwrap()
+        .replace(
+            "delivery = \"aws-abuse-api\"\n",
+            "to = [\"ec2-abuse@amazon.com\"]\n",
+        );
+    std::fs::write(s.path("config.toml"), text).unwrap();
+}
+
+#[test]
+fn a_provider_switched_between_mail_and_the_api_loses_no_address() {
+    let Some(stub) = Stub::start(None) else {
+        return;
+    };
+    // API -> mail: a request stored for the API is not mailed; its address goes by mail.
+    stub.script(json!({"create": {"0": {"status": 500, "body": {
+        "__type": "InternalServerException", "message": "Internal failure"}}}}));
+    let mut s = setup(&stub, "");
+    attack(&s, &THREE[..1]);
+    assert_eq!(s.run(&["run"]).code, 75);
+    switch_to_mail(&s);
+    s.now = "2026-01-26T09:00:00Z".into();
+    let ran = s.run(&["run"]);
+    assert_eq!(
+        ran.code, 1,
+        "the stored request is refused for mail: {}",
+        ran.stderr
+    );
+    assert!(s.outbox().is_empty(), "no JSON request mailed");
+    s.now = "2026-01-26T10:00:00Z".into();
+    s.run(&["run"]).ok();
+    assert_eq!(s.outbox().len(), 1, "the address went by mail");
+    let text = std::fs::read_to_string(&s.outbox()[0]).unwrap();
+    assert!(text.contains("3.5.140.2"));
+
+    // Mail -> API: a mail report waiting to be resent gives its address to an API report.
+    let stub2 = Stub::start(None).unwrap();
+    let mut m = Setup::new(&standard_config("").replace(
+        "[mail]\ntransport = \"file\"\ndir = \"{dir}/outbox\"",
+        "[mail]\ntransport = \"smtp\"\nhost = \"127.0.0.1\"\nport = 9\ntimeout_secs = 2",
+    ));
+    credentials_in_env(&mut m);
+    attack(&m, &THREE[..1]);
+    assert_eq!(m.run(&["run"]).code, 75, "nobody listens on port 9");
+    let text = std::fs::read_to_string(m.path("config.toml"))
+        .unwrap()
+        .replace(
+            "to = [\"ec2-abuse@amazon.com\"]\n",
+            "delivery = \"aws-abuse-api\"\n",
+        )
+        .replace(
+            "[mail]",
+            &format!(
+                "[aws_api]\nregion = \"us-east-1\"\nendpoint = \"{}\"\ntimeout_secs = 20\n\n[mail]",
+                stub2.endpoint()
+            ),
+        );
+    std::fs::write(m.path("config.toml"), text).unwrap();
+    m.now = "2026-01-26T09:00:00Z".into();
+    assert_eq!(
+        m.run(&["run"]).code,
+        1,
+        "the mail report is refused for the API"
+    );
+    m.now = "2026-01-26T10:00:00Z".into();
+    m.run(&["run"]).ok();
+    let creates = stub2.creates();
+    assert_eq!(creates.len(), 1, "the address went to the API");
+    let rows = history(&m);
+    assert!(
+        rows.iter()
+            .any(|r| r["status"] == "sent" && r["ips"] == json!(["3.5.140.2"])),
+        "{rows:?}"
+    );
+}
