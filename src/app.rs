@@ -600,7 +600,7 @@ fn plan(
                     thread_root.as_deref(),
                     state,
                 )?;
-                if part.record.message.len() > limit && range.len() > 1 {
+                if part.record.message.len() > limit {
                     too_big = Some(k);
                     break;
                 }
@@ -610,6 +610,16 @@ fn plan(
             }
             match too_big {
                 None => break parts,
+                Some(k) if chunks[k].len() == 1 => {
+                    // Too large even without log lines (a template that says a lot): this
+                    // address waits, named, and the others go out.
+                    let ip = attackers[chunks[k].start].observation.ip;
+                    eprintln!(
+                        "abuse-mailer: warning: the report on {ip} to {} is over report.max_message_bytes = {limit} even without log lines; it waits (raise the limit or shorten the templates)",
+                        provider.name()
+                    );
+                    chunks.remove(k);
+                }
                 Some(k) => {
                     let range = chunks[k].clone();
                     let mid = range.start + range.len() / 2;
@@ -700,14 +710,6 @@ fn plan_part(
                 .max(crate::render::EVIDENCE_PER_ADDRESS),
         ) / 2;
     };
-    if bytes.len() > settings.report.max_message_bytes && attackers.len() == 1 {
-        bail!(
-            "the report on {} is {} bytes even without log lines, over report.max_message_bytes = {}",
-            attackers[0].observation.ip,
-            bytes.len(),
-            settings.report.max_message_bytes
-        );
-    }
     let recipients = if api {
         vec![crate::aws_api::destination(settings)]
     } else {

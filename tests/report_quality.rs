@@ -626,3 +626,35 @@ fn many_ports_and_protocols_still_keep_to_78_columns() {
         "{body}"
     );
 }
+
+#[test]
+fn a_report_too_large_even_without_lines_waits_and_names_itself() {
+    let s = Setup::new(&standard_config(
+        "max_message_bytes = 16384\ntemplates_dir = \"{dir}/templates\"",
+    ));
+    std::fs::create_dir(s.path("templates")).unwrap();
+    // A body that says more than the limit allows, whatever the log holds.
+    let long = "This paragraph repeats. ".repeat(1000);
+    s.write(
+        "templates/body.txt",
+        &format!("{long}\n{{{{ ip_count }}}}\n"),
+    );
+    let log: String = (0..3)
+        .map(|i| drop_line(&format!("10:00:0{i}"), "3.5.140.2", "TCP", 22))
+        .collect();
+    s.write("messages", &log);
+    let out = s.run(&["run"]).ok();
+    assert!(
+        out.stderr.contains("3.5.140.2") && out.stderr.contains("max_message_bytes"),
+        "{}",
+        out.stderr
+    );
+    assert!(s.outbox().is_empty());
+    // With room, it goes out: nothing was lost meanwhile.
+    let text = std::fs::read_to_string(s.path("config.toml"))
+        .unwrap()
+        .replace("max_message_bytes = 16384", "max_message_bytes = 65536");
+    std::fs::write(s.path("config.toml"), text).unwrap();
+    s.run(&["run"]).ok();
+    assert_eq!(s.outbox().len(), 1);
+}
