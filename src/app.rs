@@ -244,6 +244,12 @@ impl<'s> World<'s> {
             .map(|a| a.asn)
     }
 
+    /// The time before which a packet is history (`max_age_days`), if there is a limit.
+    fn fresh_since(&self) -> Option<i64> {
+        let days = self.settings.report.max_age_days;
+        (days > 0).then(|| (self.now - chrono::Duration::days(i64::from(days))).timestamp())
+    }
+
     /// The time from which a sent report still counts (`rereport_after_days`).
     fn rereport_since(&self) -> Option<DateTime<Utc>> {
         self.settings
@@ -272,25 +278,27 @@ impl Ledger {
             match state {
                 Some(s) => {
                     let mut reported = s.reported(p.name(), since.as_deref())?;
+                    // Only re-reports need to know who was sent before: without them every
+                    // IP ever sent is in `reported` and never selected again.
+                    let mut ever_sent = match since {
+                        Some(_) => s.ever_sent(p.name())?,
+                        None => HashSet::new(),
+                    };
                     // An intake that refused a report's content refuses it again: wait for
                     // a re-report instead of sending it every run.
                     if p.config.delivery == config::Delivery::AwsAbuseApi {
                         reported.extend(s.rejected_ips(p.name(), since.as_deref())?);
                         // Test reports were validated, not acted on: with test off, their
-                        // addresses are reported for real.
+                        // addresses are reported for real, as first reports.
                         if !world.settings.aws_api.as_ref().is_some_and(|a| a.test) {
                             for ip in s.test_only_ips(p.name())? {
                                 reported.remove(&ip);
+                                ever_sent.remove(&ip);
                             }
                         }
                     }
                     ledger.reported.push(reported);
-                    // Only re-reports need to know who was sent before: without them every
-                    // IP ever sent is in `reported` and never selected again.
-                    ledger.ever_sent.push(match since {
-                        Some(_) => s.ever_sent(p.name())?,
-                        None => HashSet::new(),
-                    });
+                    ledger.ever_sent.push(ever_sent);
                     ledger.thread_roots.push(s.thread_root(p.name())?);
                 }
                 None => {
@@ -353,10 +361,8 @@ fn ingest(
         scan.skip_before(since.timestamp());
     }
     let report = &settings.report;
-    if report.max_age_days > 0 {
-        scan.stale_before(
-            (world.now - chrono::Duration::days(i64::from(report.max_age_days))).timestamp(),
-        );
+    if let Some(t) = world.fresh_since() {
+        scan.stale_before(t);
     }
     if !report.backscatter {
         scan.pass_over_answers();
@@ -476,7 +482,9 @@ fn ingest(
         let mut pool = stored.clone();
         stored_evidence.push(stored);
         pool.extend(batch.evidence[i].iter().cloned());
-        pool.retain(|l| !ledger.reported[i].contains(&l.ip));
+        // Neither reported addresses' lines nor history are evidence any more.
+        let fresh = world.fresh_since();
+        pool.retain(|l| !ledger.reported[i].contains(&l.ip) && fresh.is_none_or(|t| l.time >= t));
         let keep = excerpt::keep(
             pool,
             settings.report.sample_seconds,
@@ -518,6 +526,7 @@ fn count_below_min_hits(world: &World<'_>, intake: &Intake, ledger: &Ledger) -> 
             &intake.observations,
             provider,
             &ledger.reported[i],
+            world.fresh_since(),
             &world.settings.report,
             &|ip| world.asn(ip),
         ));
@@ -551,6 +560,7 @@ fn plan(
             &ledger.reported[i],
             &ledger.ever_sent[i],
             since,
+            world.fresh_since(),
             &settings.report,
             &|ip| world.asn(ip),
         );

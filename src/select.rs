@@ -6,7 +6,8 @@
 //! dropped packets, that is a public address and not in the operator's `ignore` list. The delta
 //! is the attackers minus those already in a report to that provider that was sent (or is
 //! waiting to be sent again); with `rereport_after_days`, an IP reported longer ago than that
-//! comes back if it was seen again since.
+//! comes back if it was seen again since. An IP last seen longer ago than `max_age_days` is
+//! history: it is not selected.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -76,12 +77,15 @@ pub fn delta<'a>(
     reported: &HashSet<IpAddr>,
     ever_sent: &HashSet<IpAddr>,
     rereport_since: Option<i64>,
+    fresh_since: Option<i64>,
     report: &ReportConfig,
     asn_of: &dyn Fn(IpAddr) -> Option<u32>,
 ) -> Vec<Selected<'a>> {
     let mut out: Vec<Selected<'a>> = observations
         .values()
         .filter(|o| o.hits >= report.min_hits)
+        // Last seen longer ago than `max_age_days`: history, not a report.
+        .filter(|o| fresh_since.is_none_or(|t| o.last_seen >= t))
         .filter(|o| is_reportable(o.ip) && !is_ignored(o.ip, &report.ignore))
         .filter(|o| provider.matches(o.ip, asn_of(o.ip)))
         .filter(|o| !reported.contains(&o.ip))
@@ -107,12 +111,14 @@ pub fn below_min_hits<'a>(
     observations: &'a HashMap<IpAddr, Observation>,
     provider: &Provider,
     reported: &HashSet<IpAddr>,
+    fresh_since: Option<i64>,
     report: &ReportConfig,
     asn_of: &dyn Fn(IpAddr) -> Option<u32>,
 ) -> impl Iterator<Item = IpAddr> + 'a {
     let candidates: Vec<IpAddr> = observations
         .values()
         .filter(|o| o.hits < report.min_hits)
+        .filter(|o| fresh_since.is_none_or(|t| o.last_seen >= t))
         .filter(|o| is_reportable(o.ip) && !is_ignored(o.ip, &report.ignore))
         .filter(|o| provider.matches(o.ip, asn_of(o.ip)))
         .filter(|o| !reported.contains(&o.ip))

@@ -658,3 +658,42 @@ fn a_report_too_large_even_without_lines_waits_and_names_itself() {
     s.run(&["run"]).ok();
     assert_eq!(s.outbox().len(), 1);
 }
+
+#[test]
+fn an_address_last_seen_before_max_age_days_is_history_not_a_report() {
+    let mut s = with_defaults("");
+    let log: String = (0..3)
+        .map(|i| drop_line(&format!("10:00:0{i}"), "81.2.69.143", "TCP", 22))
+        .collect();
+    s.write("messages", &log);
+    s.run(&["run"]).ok();
+    assert!(s.outbox().is_empty(), "in no provider yet");
+    // Seven weeks later the operator adds the provider that holds it; nothing new was logged.
+    s.now = "2026-03-15T08:00:00Z".into();
+    let text = std::fs::read_to_string(s.path("config.toml")).unwrap().replace(
+        "[report]",
+        &format!(
+            "[[provider]]\nname = \"other\"\nto = [\"abuse@other.example\"]\nranges = \"{}/fixtures/ranges/other-cloud.txt\"\n\n[report]",
+            repo().display()
+        ),
+    );
+    std::fs::write(s.path("config.toml"), text).unwrap();
+    let v = s.run(&["preview", "--json"]).ok().json();
+    assert_eq!(
+        v["reports"],
+        serde_json::json!([]),
+        "seven-week-old packets are history"
+    );
+    // Seen again now: reported.
+    s.append(
+        "messages",
+        &(0..3)
+            .map(|i| {
+                drop_line(&format!("07:00:0{i}"), "81.2.69.143", "TCP", 22)
+                    .replacen("Jan 25", "Mar 15", 1)
+            })
+            .collect::<String>(),
+    );
+    let v = s.run(&["preview", "--json"]).ok().json();
+    assert_eq!(ip_list(&v["reports"][0]["ips"]), ["81.2.69.143"]);
+}
