@@ -559,8 +559,10 @@ fn plan(
             provider,
             &ledger.reported[i],
             &ledger.ever_sent[i],
-            since,
-            world.fresh_since(),
+            crate::select::Since {
+                rereport: since,
+                fresh: world.fresh_since(),
+            },
             &settings.report,
             &|ip| world.asn(ip),
         );

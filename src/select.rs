@@ -62,6 +62,15 @@ pub fn is_ignored(ip: IpAddr, ignore: &[IpNet]) -> bool {
     ignore.iter().any(|net| net.contains(&ip))
 }
 
+/// The times selection measures against (Unix seconds).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Since {
+    /// A report sent before this may be repeated (`rereport_after_days`).
+    pub rereport: Option<i64>,
+    /// An address last seen before this is history (`max_age_days`).
+    pub fresh: Option<i64>,
+}
+
 /// One IP of a provider's delta.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Selected<'a> {
@@ -76,11 +85,14 @@ pub fn delta<'a>(
     provider: &Provider,
     reported: &HashSet<IpAddr>,
     ever_sent: &HashSet<IpAddr>,
-    rereport_since: Option<i64>,
-    fresh_since: Option<i64>,
+    since: Since,
     report: &ReportConfig,
     asn_of: &dyn Fn(IpAddr) -> Option<u32>,
 ) -> Vec<Selected<'a>> {
+    let Since {
+        rereport: rereport_since,
+        fresh: fresh_since,
+    } = since;
     let mut out: Vec<Selected<'a>> = observations
         .values()
         .filter(|o| o.hits >= report.min_hits)
