@@ -125,8 +125,11 @@ pub fn request_body(
 pub struct Api {
     client: Client,
     providers: Vec<String>,
-    /// No wait for throttling reaches past this.
-    deadline: Instant,
+    /// How long throttling may be waited out in all, counted from the first call (a long
+    /// read before it costs nothing).
+    budget: Duration,
+    /// No wait for throttling reaches past this: set by the first call.
+    deadline: Cell<Option<Instant>>,
     last_call: Cell<Option<Instant>>,
     quiet: bool,
 }
@@ -156,7 +159,8 @@ impl Api {
         Ok(Some(Api {
             client,
             providers,
-            deadline: Instant::now() + budget,
+            budget,
+            deadline: Cell::new(None),
             last_call: Cell::new(None),
             quiet,
         }))
@@ -204,7 +208,15 @@ impl Api {
                 }) => {
                     let wait = retry_after.unwrap_or(backoff);
                     backoff = (backoff * 2).min(Duration::from_secs(30));
-                    if Instant::now() + wait > self.deadline {
+                    let deadline = match self.deadline.get() {
+                        Some(d) => d,
+                        None => {
+                            let d = Instant::now() + self.budget;
+                            self.deadline.set(Some(d));
+                            d
+                        }
+                    };
+                    if Instant::now() + wait > deadline {
                         return Err(SendError::Transient(format!(
                             "{NAME}: {message}; waiting {}s more is past this run's deadline",
                             wait.as_secs()
@@ -317,6 +329,10 @@ pub fn refresh_command(settings: &Settings, provider: Option<&str>) -> Result<()
     if !settings.state_db().exists() {
         return Ok(());
     }
+    // A run writes the same rows: refresh between runs, not across one.
+    let Some(_lock) = crate::lock::acquire(&settings.state_dir, true)? else {
+        return Ok(());
+    };
     let mut state = State::open(&settings.state_dir)?;
     let (asked, changed) = api.refresh(&mut state, REFRESH_ON_DEMAND)?;
     eprintln!("abuse-mailer: asked AWS about {asked} report(s); {changed} changed");
