@@ -581,7 +581,16 @@ fn plan(
         // XARF v4 wants a source port for an address, and the API refuses a document
         // without one: a source seen only over ICMP is for mail, not for the API.
         if provider.config.delivery == config::Delivery::AwsAbuseApi {
+            let before = attackers.len();
             attackers.retain(|a| a.observation.src_ports.iter().any(|p| *p > 0));
+            // Said on every run, so that nobody takes them for reported.
+            if attackers.len() < before {
+                eprintln!(
+                    "abuse-mailer: warning: {} address(es) of {} were seen only over ICMP (no source port); the AWS API takes no such report, so they are not reported",
+                    before - attackers.len(),
+                    provider.name()
+                );
+            }
         }
         // XARF names one source per report.
         // The API takes one source per report too.

@@ -564,7 +564,13 @@ fn source_seen_only_over_icmp_is_not_sent_to_the_api() {
         })
         .collect::<String>();
     s.append("messages", &icmp);
-    s.run(&["run"]).ok();
+    let ran = s.run(&["run"]).ok();
+    assert!(
+        ran.stderr
+            .contains("1 address(es) of aws were seen only over ICMP"),
+        "the operator is told: {}",
+        ran.stderr
+    );
     let creates = stub.creates();
     assert_eq!(
         creates.len(),
