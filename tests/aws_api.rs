@@ -8,7 +8,7 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Ran, Setup, drop_line, repo, standard_config, tool};
+use common::{Ran, Setup, drop_line, history, repo, standard_config, tool};
 use serde_json::{Value, json};
 
 const KEY: &str = "AKIAABUSEMAILERTEST1";
@@ -182,15 +182,6 @@ const THREE: [(&str, &str, u16); 3] = [
     ("18.206.107.24", "TCP", 80),
     ("34.223.47.190", "UDP", 53),
 ];
-
-fn history(s: &Setup) -> Vec<Value> {
-    s.run(&["history", "--json"])
-        .ok()
-        .json()
-        .as_array()
-        .unwrap()
-        .clone()
-}
 
 /// Neither the secret key nor the session token is in any output or in the state folder.
 fn assert_secrets_absent(s: &Setup, outputs: &[&Ran]) {

@@ -88,15 +88,6 @@ fn run_bounded(s: &Setup, args: &[&str]) -> Ran {
     }
 }
 
-fn history(s: &Setup) -> Vec<serde_json::Value> {
-    s.run(&["history", "--json"])
-        .ok()
-        .json()
-        .as_array()
-        .unwrap()
-        .clone()
-}
-
 /// The Message-ID header of a message, as stored (`<...>`).
 fn message_id(data: &[u8]) -> String {
     String::from_utf8_lossy(data)

@@ -53,15 +53,6 @@ fn message_ids(server: &MailServer) -> Vec<String> {
         .collect()
 }
 
-fn history(s: &Setup) -> Vec<serde_json::Value> {
-    s.run(&["history", "--json"])
-        .ok()
-        .json()
-        .as_array()
-        .unwrap()
-        .clone()
-}
-
 /// Every IP is in exactly one report, and every report was sent.
 fn assert_all_sent_once(s: &Setup, ips: &[&str]) {
     let h = history(s);

@@ -37,15 +37,6 @@ fn attack_log() -> String {
 
 const ATTACKERS: [&str; 3] = ["3.5.140.2", "34.223.47.190", "2600:1f18:4a3:6901::1"];
 
-fn history(s: &Setup) -> Vec<serde_json::Value> {
-    s.run(&["history", "--json"])
-        .ok()
-        .json()
-        .as_array()
-        .unwrap()
-        .clone()
-}
-
 /// Checks a delivered message header by header, and its body and attachments.
 fn check_message(data: &[u8], stored_id: &str) {
     let msg = MessageParser::default()

@@ -271,3 +271,13 @@ pub fn xarf_errors(document: &str) -> Option<Vec<String>> {
     }
     Some(serde_json::from_slice(&out.stdout).unwrap())
 }
+
+/// The ledger of `s` as `history --json` prints it, oldest first.
+pub fn history(s: &Setup) -> Vec<serde_json::Value> {
+    s.run(&["history", "--json"])
+        .ok()
+        .json()
+        .as_array()
+        .unwrap()
+        .clone()
+}
