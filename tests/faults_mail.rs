@@ -9,18 +9,12 @@ mod faulty_smtp;
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
 
 use abuse_mailer::send::{MESSAGES_PER_RUN, TIMEOUTS_PER_MESSAGE};
 use common::smtp::{self, Security};
 use common::*;
 use faulty_smtp::{FaultyServer, Mode};
-
-/// No run may take longer than this, whatever the server does.
-const RUN_BOUND: Duration = Duration::from_secs(60);
 
 /// A config for SMTP to 127.0.0.1:`port` with `timeout_secs = 2`; `extra` goes into `[mail]`.
 fn smtp_config(port: u16, security: &str, extra: &str) -> String {
@@ -50,44 +44,6 @@ fn attack_log() -> String {
     .concat()
 }
 
-/// Runs the binary, failing the test if it has not ended within [`RUN_BOUND`].
-fn run_bounded(s: &Setup, args: &[&str]) -> Ran {
-    let mut child = s
-        .command(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let drain = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            let _ = pipe.read_to_end(&mut bytes);
-            bytes
-        })
-    };
-    let stdout = drain(Box::new(child.stdout.take().unwrap()));
-    let stderr = drain(Box::new(child.stderr.take().unwrap()));
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > RUN_BOUND {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("`{}` still running after {RUN_BOUND:?}", args.join(" "));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let raw_stdout = stdout.join().unwrap();
-    Ran {
-        code: status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&raw_stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&stderr.join().unwrap()).into_owned(),
-        raw_stdout,
-    }
-}
-
 /// The Message-ID header of a message, as stored (`<...>`).
 fn message_id(data: &[u8]) -> String {
     String::from_utf8_lossy(data)
@@ -112,7 +68,7 @@ fn one_failed_report(s: &Setup) -> String {
 
 /// After the fault: the next run delivers the stored report once, and a further run nothing.
 fn healthy_run_delivers_once(s: &Setup, accepted: impl Fn() -> Vec<Vec<u8>>, id: &str) {
-    let out = run_bounded(s, &["run"]);
+    let out = s.run_bounded(&["run"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let got = accepted();
     assert_eq!(got.len(), 1, "delivered exactly once");
@@ -120,7 +76,7 @@ fn healthy_run_delivers_once(s: &Setup, accepted: impl Fn() -> Vec<Vec<u8>>, id:
     let h = history(s);
     assert_eq!(h.len(), 1);
     assert_eq!(h[0]["status"], "sent");
-    run_bounded(s, &["run"]).ok();
+    s.run_bounded(&["run"]).ok();
     assert_eq!(accepted().len(), 1, "nothing sent twice");
 }
 
@@ -129,13 +85,13 @@ fn dripping_continuation_lines_end_the_run_at_the_message_deadline() {
     let server = FaultyServer::start(Mode::Drip);
     let s = Setup::new(&smtp_config(server.port, "none", ""));
     s.write("messages", &attack_log());
-    let out = run_bounded(&s, &["run"]);
+    let out = s.run_bounded(&["run"]);
     assert_eq!(out.code, 75, "{}", out.stderr);
     assert!(out.stderr.contains("will retry"), "{}", out.stderr);
     assert!(server.received().is_empty());
     let id = one_failed_report(&s);
     // `check --smtp` has the same deadline: it ends, and does not say ok.
-    let check = run_bounded(&s, &["check", "--smtp"]);
+    let check = s.run_bounded(&["check", "--smtp"]);
     assert_eq!(check.code, 1, "{}", check.stdout);
     assert!(!check.stdout.contains("ok      mail"), "{}", check.stdout);
     server.set_mode(Mode::Healthy);
@@ -147,7 +103,7 @@ fn hang_after_data_is_given_up_and_the_same_message_goes_out_once_later() {
     let server = FaultyServer::start(Mode::HangAfterData);
     let s = Setup::new(&smtp_config(server.port, "none", ""));
     s.write("messages", &attack_log());
-    let out = run_bounded(&s, &["run"]);
+    let out = s.run_bounded(&["run"]);
     assert_eq!(out.code, 75, "{}", out.stderr);
     assert_eq!(server.received().len(), 1, "the body went out");
     assert!(server.accepted().is_empty());
@@ -163,7 +119,7 @@ fn drop_mid_data_is_transient() {
     let server = FaultyServer::start(Mode::DropMidData);
     let s = Setup::new(&smtp_config(server.port, "none", ""));
     s.write("messages", &attack_log());
-    let out = run_bounded(&s, &["run"]);
+    let out = s.run_bounded(&["run"]);
     assert_eq!(out.code, 75, "{}", out.stderr);
     let id = one_failed_report(&s);
     server.set_mode(Mode::Healthy);
@@ -175,7 +131,7 @@ fn a_451_then_250_delivers_once_on_the_next_run() {
     let server = FaultyServer::start(Mode::TempFailThenOk);
     let s = Setup::new(&smtp_config(server.port, "none", ""));
     s.write("messages", &attack_log());
-    let out = run_bounded(&s, &["run"]);
+    let out = s.run_bounded(&["run"]);
     assert_eq!(out.code, 75, "{}", out.stderr);
     assert!(out.stderr.contains("451"), "{}", out.stderr);
     let id = one_failed_report(&s);
@@ -187,7 +143,7 @@ fn a_552_is_rejected_and_the_ips_go_out_once_in_a_new_report() {
     let server = FaultyServer::start(Mode::Reject552);
     let s = Setup::new(&smtp_config(server.port, "none", ""));
     s.write("messages", &attack_log());
-    let out = run_bounded(&s, &["run"]);
+    let out = s.run_bounded(&["run"]);
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(out.stderr.contains("552"), "{}", out.stderr);
     let h = history(&s);
@@ -195,7 +151,7 @@ fn a_552_is_rejected_and_the_ips_go_out_once_in_a_new_report() {
     assert_eq!(h[0]["status"], "rejected");
 
     server.set_mode(Mode::Healthy);
-    run_bounded(&s, &["run"]).ok();
+    s.run_bounded(&["run"]).ok();
     let got = server.accepted();
     assert_eq!(got.len(), 1);
     let h = history(&s);
@@ -209,7 +165,7 @@ fn a_552_is_rejected_and_the_ips_go_out_once_in_a_new_report() {
         .map(|i| i.as_str().unwrap())
         .collect();
     assert_eq!(ips.len(), 3, "every IP of the rejected report: {ips:?}");
-    run_bounded(&s, &["run"]).ok();
+    s.run_bounded(&["run"]).ok();
     assert_eq!(server.accepted().len(), 1, "nothing sent twice");
 }
 
@@ -218,7 +174,7 @@ fn starttls_required_but_not_offered_is_a_config_error() {
     let server = FaultyServer::start(Mode::NoStartTls);
     let s = Setup::new(&smtp_config(server.port, "starttls", ""));
     s.write("messages", &attack_log());
-    let out = run_bounded(&s, &["run"]);
+    let out = s.run_bounded(&["run"]);
     assert_eq!(out.code, 78, "{}", out.stderr);
     assert!(
         out.stderr.contains("mail.security") && out.stderr.contains("STARTTLS"),
@@ -231,7 +187,7 @@ fn starttls_required_but_not_offered_is_a_config_error() {
         server.commands()
     );
     let id = one_failed_report(&s);
-    let check = run_bounded(&s, &["check", "--smtp"]);
+    let check = s.run_bounded(&["check", "--smtp"]);
     assert_eq!(check.code, 78, "{}", check.stdout);
     assert!(!check.stdout.contains("ok      mail"), "{}", check.stdout);
 
@@ -254,7 +210,7 @@ fn tls_against_a_plaintext_port_is_a_config_error() {
     let server = FaultyServer::start(Mode::Healthy);
     let s = Setup::new(&smtp_config(server.port, "tls", ""));
     s.write("messages", &attack_log());
-    let out = run_bounded(&s, &["run"]);
+    let out = s.run_bounded(&["run"]);
     assert_eq!(out.code, 78, "{}", out.stderr);
     assert!(
         out.stderr.contains("mail.security = \"tls\""),
@@ -303,15 +259,15 @@ fn sendmail_got(s: &Setup) -> Vec<Vec<u8>> {
 fn sendmail_missing_or_not_executable_is_a_config_error() {
     let s = Setup::new(&sendmail_config(""));
     s.write("messages", &attack_log());
-    let out = run_bounded(&s, &["run"]);
+    let out = s.run_bounded(&["run"]);
     assert_eq!(out.code, 78, "{}", out.stderr);
     assert!(out.stderr.contains("mail.sendmail_path"), "{}", out.stderr);
-    let check = run_bounded(&s, &["check"]);
+    let check = s.run_bounded(&["check"]);
     assert_eq!(check.code, 78, "{}", check.stdout);
 
     healthy_sendmail(&s);
     fs::set_permissions(s.path("sendmail"), fs::Permissions::from_mode(0o644)).unwrap();
-    let out = run_bounded(&s, &["run"]);
+    let out = s.run_bounded(&["run"]);
     assert_eq!(out.code, 78, "{}", out.stderr);
     assert!(out.stderr.contains("not executable"), "{}", out.stderr);
     assert!(
@@ -320,8 +276,8 @@ fn sendmail_missing_or_not_executable_is_a_config_error() {
     );
 
     fs::set_permissions(s.path("sendmail"), fs::Permissions::from_mode(0o755)).unwrap();
-    run_bounded(&s, &["run"]).ok();
-    run_bounded(&s, &["run"]).ok();
+    s.run_bounded(&["run"]).ok();
+    s.run_bounded(&["run"]).ok();
     let got = sendmail_got(&s);
     assert_eq!(got.len(), 1, "delivered exactly once");
     let h = history(&s);
@@ -342,7 +298,7 @@ fn sendmail_that_hangs_is_killed_at_the_deadline_and_the_report_waits() {
     );
     fs::set_permissions(s.path("sendmail"), fs::Permissions::from_mode(0o755)).unwrap();
     s.write("messages", &attack_log());
-    let out = run_bounded(&s, &["run"]);
+    let out = s.run_bounded(&["run"]);
     assert_eq!(out.code, 75, "{}", out.stderr);
     assert!(out.stderr.contains("killed"), "{}", out.stderr);
     let pid = fs::read_to_string(s.path("pid")).unwrap();
@@ -365,11 +321,11 @@ fn clear_text_login_to_a_remote_host_is_refused_and_loopback_is_allowed() {
     s.env
         .push(("ABUSE_MAILER__MAIL__PASSWORD".into(), "s3cret-pw".into()));
     s.write("messages", &attack_log());
-    let out = run_bounded(&s, &["run"]);
+    let out = s.run_bounded(&["run"]);
     assert_eq!(out.code, 78, "{}", out.stderr);
     assert!(out.stderr.contains("mail.security"), "{}", out.stderr);
     assert!(!out.stderr.contains("s3cret-pw"));
-    let check = run_bounded(&s, &["check", "--smtp"]);
+    let check = s.run_bounded(&["check", "--smtp"]);
     assert_eq!(check.code, 78, "{}", check.stdout);
     assert!(!check.stdout.contains("ok"), "{}", check.stdout);
     assert!(!s.path("state/state.db").exists(), "nothing read or made");
@@ -381,9 +337,9 @@ fn clear_text_login_to_a_remote_host_is_refused_and_loopback_is_allowed() {
             .replace("{dir}", s.dir.path().to_str().unwrap())
             .replace("{repo}", repo().to_str().unwrap()),
     );
-    run_bounded(&s, &["check", "--smtp"]).ok();
-    run_bounded(&s, &["run"]).ok();
-    run_bounded(&s, &["run"]).ok();
+    s.run_bounded(&["check", "--smtp"]).ok();
+    s.run_bounded(&["run"]).ok();
+    s.run_bounded(&["run"]).ok();
     assert_eq!(server.accepted().len(), 1, "delivered exactly once");
     assert!(
         server
@@ -405,7 +361,7 @@ fn helo_name_with_crlf_is_refused_before_any_connection() {
         "helo_name = \"web1.example\\r\\nRCPT TO:<y@evil.test>\"",
     ));
     s.write("messages", &attack_log());
-    let out = run_bounded(&s, &["run"]);
+    let out = s.run_bounded(&["run"]);
     assert_eq!(out.code, 78, "{}", out.stderr);
     assert!(out.stderr.contains("mail.helo_name"), "{}", out.stderr);
     assert_eq!(server.connections(), 0, "the server never saw it");
@@ -416,8 +372,8 @@ fn helo_name_with_crlf_is_refused_before_any_connection() {
             .replace("{dir}", s.dir.path().to_str().unwrap())
             .replace("{repo}", repo().to_str().unwrap()),
     );
-    run_bounded(&s, &["run"]).ok();
-    run_bounded(&s, &["run"]).ok();
+    s.run_bounded(&["run"]).ok();
+    s.run_bounded(&["run"]).ok();
     assert_eq!(server.accepted().len(), 1, "delivered exactly once");
     let commands = server.commands();
     assert!(
@@ -434,7 +390,7 @@ fn helo_name_with_crlf_is_refused_before_any_connection() {
 fn eml_files_are_written_for_the_owner_only() {
     let s = Setup::standard();
     s.write("messages", &attack_log());
-    run_bounded(&s, &["run"]).ok();
+    s.run_bounded(&["run"]).ok();
     let files = s.outbox();
     assert_eq!(files.len(), 1);
     let mode = fs::metadata(&files[0]).unwrap().permissions().mode();

@@ -8,8 +8,6 @@ mod common;
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Read, Write};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
 
 use common::*;
 
@@ -54,33 +52,6 @@ fn observed(s: &Setup) -> BTreeMap<String, u64> {
 
 fn hits(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
     pairs.iter().map(|(ip, n)| (ip.to_string(), *n)).collect()
-}
-
-/// Runs the binary and waits at most a minute: a source that blocks must fail the test, not
-/// hang it.
-fn run_bounded(s: &Setup, args: &[&str]) -> Ran {
-    let mut child = s
-        .command(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if started.elapsed() > Duration::from_secs(60) {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            panic!("abuse-mailer {args:?} still running after 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
-    Ran {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        raw_stdout: out.stdout,
-    }
 }
 
 #[test]
@@ -190,7 +161,7 @@ fn fifo_or_device_is_refused(path: &str, kind: &str) {
             .unwrap();
         assert!(made.success());
     }
-    let check = run_bounded(&s, &["check"]);
+    let check = s.run_bounded(&["check"]);
     assert_eq!(check.code, 78, "{}", check.stdout);
     assert!(
         check
@@ -200,7 +171,7 @@ fn fifo_or_device_is_refused(path: &str, kind: &str) {
         check.stdout
     );
     for command in ["run", "preview"] {
-        let out = run_bounded(&s, &[command]);
+        let out = s.run_bounded(&[command]);
         assert_eq!(out.code, 78, "{command}: {}", out.stderr);
         assert_eq!(
             out.stderr,

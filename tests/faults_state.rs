@@ -334,12 +334,7 @@ fn run_with(s: &Setup, config: &Path, args: &[&str]) -> Ran {
         .env_remove("ABUSE_MAILER_CONFIG")
         .output()
         .unwrap();
-    Ran {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        raw_stdout: out.stdout,
-    }
+    Ran::from(out)
 }
 
 #[test]

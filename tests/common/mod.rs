@@ -65,7 +65,8 @@ pub struct Ran {
 }
 
 impl Ran {
-    fn from(out: Output) -> Self {
+    /// What a finished process said, from its output.
+    pub fn from(out: Output) -> Self {
         Ran {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -148,6 +149,47 @@ impl Setup {
 
     pub fn run(&self, args: &[&str]) -> Ran {
         Ran::from(self.command(args).output().unwrap())
+    }
+
+    /// [`Setup::run`], failing the test if the run has not ended within 60 s (for faults
+    /// that could make it hang). Its output is read while it runs, so a talkative run never
+    /// blocks on a full pipe.
+    pub fn run_bounded(&self, args: &[&str]) -> Ran {
+        const BOUND: std::time::Duration = std::time::Duration::from_secs(60);
+        let mut child = self
+            .command(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let drain = |mut pipe: Box<dyn std::io::Read + Send>| {
+            std::thread::spawn(move || {
+                let mut bytes = Vec::new();
+                let _ = pipe.read_to_end(&mut bytes);
+                bytes
+            })
+        };
+        let stdout = drain(Box::new(child.stdout.take().unwrap()));
+        let stderr = drain(Box::new(child.stderr.take().unwrap()));
+        let started = std::time::Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if started.elapsed() > BOUND {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("`{}` still running after {BOUND:?}", args.join(" "));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let raw_stdout = stdout.join().unwrap();
+        Ran {
+            code: status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&raw_stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr.join().unwrap()).into_owned(),
+            raw_stdout,
+        }
     }
 
     /// The `.eml` files in the outbox, sorted by name.
