@@ -10,6 +10,11 @@
 //! left `sending` (a crash) or `failed` (a transient error) are sent again, as stored, before
 //! anything new. A rejected report gives its IPs back to the next one. An IP is in at most one
 //! report per provider that is not rejected.
+//!
+//! A run that ends with nothing left to report leaves a [`Settled`] marker; while it stands
+//! and the selection settings are the same, a run looks only at the IPs it read and those the
+//! ledger moved, not at every IP ever seen, so a run with nothing new costs the same whatever
+//! the history.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{IsTerminal, Write};
@@ -35,7 +40,7 @@ use crate::render::{Envelope, Report, ReportIp, Templates, fnv1a, message};
 use crate::select::{delta, is_ignored, is_reportable};
 use crate::send::{SendError, Transport, transport};
 use crate::source;
-use crate::state::{HistoryFilter, ReportRecord, ReportedIp, State, Status, StoredCursor};
+use crate::state::{HistoryFilter, ReportRecord, ReportedIp, Settled, State, Status, StoredCursor};
 
 /// Runs the command line and returns the exit status; errors are printed as one line.
 pub fn main(cli: Cli) -> u8 {
@@ -244,6 +249,35 @@ impl<'s> World<'s> {
             .map(|a| a.asn)
     }
 
+    /// A digest of everything that decides which stored IPs are in a delta: the providers
+    /// and their ranges and ASN files (by size and time), and the report settings. A settled
+    /// marker counts only under the same digest.
+    fn selection_key(&self) -> String {
+        use sha2::Digest;
+        let settings = self.settings;
+        let mut h = sha2::Sha256::new();
+        h.update(env!("CARGO_PKG_VERSION"));
+        h.update(format!("{:?}", settings.providers));
+        h.update(format!("{:?}", settings.report));
+        h.update(format!("{:?}", settings.aws_api.as_ref().map(|a| a.test)));
+        let files = settings
+            .providers
+            .iter()
+            .filter_map(|p| p.ranges.as_ref())
+            .chain(&settings.asn_db);
+        for file in files {
+            let stamp = std::fs::metadata(file).ok().map(|m| {
+                let modified = m
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+                (m.len(), modified)
+            });
+            h.update(format!("{file:?} {stamp:?}"));
+        }
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// The time from which a sent report still counts (`rereport_after_days`).
     fn rereport_since(&self) -> Option<DateTime<Utc>> {
         self.settings
@@ -307,7 +341,16 @@ impl Ledger {
 /// Everything read this run, merged with what was known before.
 struct Intake {
     summary: Summary,
+    /// Every IP known, or (`partial`) only those a delta can hold this run.
     observations: HashMap<IpAddr, Observation>,
+    /// Selection looks at the IPs read and those the ledger moved, under a settled marker.
+    partial: bool,
+    /// IPs the ledger moved since the marker (resends, re-report windows): this run may
+    /// report them, so the marker does not hold past it.
+    moved: bool,
+    /// The marker as stored, and the digest a new one is written with.
+    stored_marker: Option<Settled>,
+    selection_key: String,
     /// IPs whose totals changed this run (to store); the only entries of `observations`
     /// that are whole, the others being heads (see [`Intake::whole`]).
     touched: Vec<IpAddr>,
@@ -449,22 +492,65 @@ fn ingest(
         bar.finish_and_clear();
     }
 
-    // Heads only (times and hits): the sets are loaded for the IPs a report needs.
-    let mut observations = match state {
-        Some(s) => s.observation_heads()?,
-        None => HashMap::new(),
+    let selection_key = world.selection_key();
+    let stored_marker = match state {
+        Some(s) => s.settled()?,
+        None => None,
     };
+    let marker = stored_marker
+        .as_ref()
+        .filter(|m| m.key == selection_key)
+        .cloned();
+    // Under a settled marker only the IPs read now can enter a delta (and those the ledger
+    // moved, added below); without one, every IP known is looked at. Heads only (times and
+    // hits): the sets are loaded for the IPs a report needs.
+    let mut observations = match (state, &marker) {
+        (Some(s), None) => s.observation_heads()?,
+        _ => HashMap::new(),
+    };
+    let mut earlier = HashMap::new();
     let mut touched = Vec::with_capacity(batch.observations.len());
     for (ip, mut o) in batch.observations {
         touched.push(ip);
         if let Some(known) = state.map(|s| s.observation(ip)).transpose()?.flatten() {
-            let mut merged = known;
+            let mut merged = known.clone();
             merged.merge(&o);
             o = merged;
+            if marker.is_some() {
+                earlier.insert(ip, known);
+            }
         }
         observations.insert(ip, o);
     }
     touched.sort();
+    let mut moved = false;
+    if let (Some(s), Some(m)) = (state, &marker) {
+        // Reports waiting to be sent again may be refused, giving their IPs back.
+        let mut extra: Vec<IpAddr> = s
+            .pending()?
+            .iter()
+            .flat_map(|r| r.ips.iter().map(|i| i.ip))
+            .collect();
+        // Reports that left the re-report window since the marker free their IPs.
+        if let Some(days) = settings.report.rereport_after_days {
+            let window = chrono::Duration::days(i64::from(days));
+            let from = DateTime::<Utc>::from_timestamp(m.at, 0).unwrap_or(world.now) - window;
+            let to = world.now - window;
+            if from < to {
+                for p in &world.providers {
+                    extra.extend(s.leaving_window(p.name(), &utc_text(from), &utc_text(to))?);
+                }
+            }
+        }
+        moved = !extra.is_empty();
+        for ip in extra {
+            if let std::collections::hash_map::Entry::Vacant(e) = observations.entry(ip)
+                && let Some(o) = s.observation(ip)?
+            {
+                e.insert(o);
+            }
+        }
+    }
 
     let mut evidence = Vec::new();
     let mut stored_evidence = Vec::new();
@@ -488,12 +574,28 @@ fn ingest(
     let mut intake = Intake {
         summary: batch.summary,
         observations,
+        partial: marker.is_some(),
+        moved,
+        stored_marker,
+        selection_key,
         touched,
         cursors,
         evidence,
         stored_evidence,
     };
-    intake.summary.ips_below_min_hits = count_below_min_hits(world, &intake, ledger);
+    intake.summary.ips_below_min_hits = match &marker {
+        None => count_below_min_hits(world, &intake.observations, ledger),
+        // The IPs read are the only ones whose hits changed: the count moves by theirs.
+        Some(m) => {
+            let now: HashMap<IpAddr, Observation> = intake
+                .touched
+                .iter()
+                .filter_map(|ip| intake.observations.get(ip).map(|o| (*ip, o.clone())))
+                .collect();
+            (m.below_min_hits + count_below_min_hits(world, &now, ledger))
+                .saturating_sub(count_below_min_hits(world, &earlier, ledger))
+        }
+    };
     Ok(intake)
 }
 
@@ -511,11 +613,15 @@ impl Intake {
 }
 
 /// How many addresses `min_hits` holds back this run, for the summary.
-fn count_below_min_hits(world: &World<'_>, intake: &Intake, ledger: &Ledger) -> u64 {
+fn count_below_min_hits(
+    world: &World<'_>,
+    observations: &HashMap<IpAddr, Observation>,
+    ledger: &Ledger,
+) -> u64 {
     let mut held: HashSet<IpAddr> = HashSet::new();
     for (i, provider) in world.providers.iter().enumerate() {
         held.extend(crate::select::below_min_hits(
-            &intake.observations,
+            observations,
             provider,
             &ledger.reported[i],
             &world.settings.report,
@@ -823,16 +929,21 @@ fn unattributed(
     intake: &Intake,
     state: Option<&State>,
 ) -> Result<Vec<ReportIp>> {
-    let mut found: Vec<IpAddr> = intake
-        .observations
-        .values()
-        .filter(|o| {
-            let asn = world.asn(o.ip);
-            !world.providers.iter().any(|p| p.matches(o.ip, asn))
-        })
-        .map(|o| o.ip)
-        .collect();
+    let mut found: Vec<IpAddr> = match (state, intake.partial) {
+        // Selection did not look at every IP known: the list does.
+        (Some(s), true) => {
+            let mut all = s.observed_ips()?;
+            all.extend(intake.observations.keys());
+            all
+        }
+        _ => intake.observations.keys().copied().collect(),
+    };
+    found.retain(|ip| {
+        let asn = world.asn(*ip);
+        !world.providers.iter().any(|p| p.matches(*ip, asn))
+    });
     found.sort();
+    found.dedup();
     let mut out = Vec::with_capacity(found.len());
     for ip in found {
         let Some(observation) = intake.whole(ip, state)? else {
@@ -1032,7 +1143,13 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
         .filter(|((_, lines), stored)| lines != stored)
         .map(|((p, lines), _)| (p.name().to_string(), lines.clone()))
         .collect();
-    state.commit_ingest(&touched, &intake.cursors, &evidence, &utc_text(now))?;
+    state.commit_ingest(
+        &touched,
+        &intake.cursors,
+        &evidence,
+        &utc_text(now),
+        intake.moved || !intake.partial,
+    )?;
 
     let mut budget = settings.mail.max_messages_per_run;
     let mut outcome = Outcome::default();
@@ -1101,6 +1218,7 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
         )?;
         made.push(p);
     }
+    settle(&mut state, &intake, &outcome, only, now)?;
     if let Some(api) = &api {
         crate::aws_api::refresh_after_run(&mut state, api);
     }
@@ -1149,6 +1267,39 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
         bail!("report rejected: {reason}");
     }
     Ok(EXIT_OK)
+}
+
+/// Leaves a [`Settled`] marker when every provider's delta went into the ledger this run and
+/// nothing was refused, and removes it otherwise. A quiet run under a marker writes nothing.
+fn settle(
+    state: &mut State,
+    intake: &Intake,
+    outcome: &Outcome,
+    only: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let settled = only.is_none()
+        && outcome.transient.is_none()
+        && outcome.unauthorized.is_none()
+        && outcome.unauthorized_api.is_none()
+        && outcome.rejected.is_none()
+        && outcome.rejected_providers.is_empty()
+        && outcome.held == 0
+        && outcome.queued == 0
+        && outcome.waiting == 0;
+    let marker = settled.then(|| Settled {
+        key: intake.selection_key.clone(),
+        below_min_hits: intake.summary.ips_below_min_hits,
+        at: now.timestamp(),
+    });
+    // Nothing read and nothing moved under a marker: the delta was empty, the marker holds.
+    if intake.partial && !intake.moved && intake.touched.is_empty() {
+        return Ok(());
+    }
+    match (&marker, &intake.stored_marker) {
+        (None, None) => Ok(()),
+        _ => state.set_settled(marker.as_ref()),
+    }
 }
 
 /// The configuration file as the state remembers it: absolute, links resolved.

@@ -199,6 +199,21 @@ pub struct HistoryFilter {
     pub provider: Option<String>,
 }
 
+/// What the last run that left nothing to report knew (the `settled` row of `meta`): with the
+/// same selection settings, an IP that no run has read since cannot be in a delta unless the
+/// ledger moved it (a pending resend, a re-report window passing), so a run needs the records
+/// of the IPs it read and those only. Any run that may change the ledger removes it first.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Settled {
+    /// A digest of everything that decides selection (providers, ranges, ASN data, report
+    /// settings).
+    pub key: String,
+    /// Addresses held back by `min_hits` then, for the summary.
+    pub below_min_hits: u64,
+    /// Unix seconds of that run, from which re-report windows are counted on.
+    pub at: i64,
+}
+
 /// The open state database.
 pub struct State {
     conn: Connection,
@@ -319,12 +334,7 @@ impl State {
 
     /// The configuration file that last ran on this state, as it named itself.
     pub fn owner(&self) -> Result<Option<String>> {
-        let has_meta: i64 = self.conn.query_row(
-            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'",
-            [],
-            |r| r.get(0),
-        )?;
-        if has_meta == 0 {
+        if !self.has_meta()? {
             return Ok(None);
         }
         Ok(self
@@ -390,6 +400,64 @@ impl State {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// The marker of the last settled run, if the state has one.
+    pub fn settled(&self) -> Result<Option<Settled>> {
+        if !self.has_meta()? {
+            return Ok(None);
+        }
+        let text: Option<String> = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'settled'", [], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        // A marker this binary cannot read is no marker: the run then looks at everything.
+        Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+    }
+
+    /// Records that a run left nothing to report (or, with `None`, forgets it).
+    pub fn set_settled(&mut self, settled: Option<&Settled>) -> Result<()> {
+        let written = match settled {
+            Some(m) => self.conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('settled', ?1)",
+                [serde_json::to_string(m)?],
+            ),
+            None => self
+                .conn
+                .execute("DELETE FROM meta WHERE key = 'settled'", []),
+        };
+        written.with_context(|| format!("{}: cannot write", self.path.display()))?;
+        Ok(())
+    }
+
+    fn has_meta(&self) -> Result<bool> {
+        let n: i64 = self.conn.query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(n > 0)
+    }
+
+    /// IPs of a provider's reports created in `[from, to)` that a re-report window counts
+    /// (sent, or refused by an API): those leave the window as it moves from `from` to `to`.
+    pub fn leaving_window(&self, provider: &str, from: &str, to: &str) -> Result<Vec<IpAddr>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT DISTINCT i.ip FROM report r JOIN report_ip i ON i.report_id = r.id
+             WHERE r.provider = ?1 AND r.created_at >= ?2 AND r.created_at < ?3
+               AND r.status IN ('sent', 'rejected')",
+        )?;
+        let rows = stmt.query_map(params![provider, from, to], |r| ip(&r.get::<_, String>(0)?))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Every IP observed so far, and nothing else about them.
+    pub fn observed_ips(&self) -> Result<Vec<IpAddr>> {
+        let mut stmt = self.conn.prepare("SELECT ip FROM observation")?;
+        let rows = stmt.query_map([], |r| ip(&r.get::<_, String>(0)?))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// Every IP observed so far with its times and hits, but not its sets of ports, hosts
     /// and targets: enough to select a delta; [`State::observation`] gives the whole record.
     pub fn observation_heads(&self) -> Result<HashMap<IpAddr, Observation>> {
@@ -449,18 +517,28 @@ impl State {
     }
 
     /// Stores what one run read, all or nothing: observations (merged totals for the IPs it
-    /// saw), cursors and evidence.
+    /// saw), cursors and evidence. With new observations or `unsettle`, the [`Settled`] marker
+    /// goes in the same transaction: this run may change what is to be reported.
     pub fn commit_ingest(
         &mut self,
         observations: &[&Observation],
         cursors: &[(String, StoredCursor)],
         evidence: &[(String, Vec<EvidenceLine>)],
         now: &str,
+        unsettle: bool,
     ) -> Result<()> {
-        if observations.is_empty() && cursors.is_empty() && evidence.is_empty() {
+        let unsettle = (unsettle || !observations.is_empty()) && self.settled()?.is_some();
+        if observations.is_empty() && cursors.is_empty() && evidence.is_empty() && !unsettle {
             return Ok(());
         }
-        write_ingest(&mut self.conn, observations, cursors, evidence, now).with_context(|| {
+        let ingested = Ingested {
+            observations,
+            cursors,
+            evidence,
+            now,
+            unsettle,
+        };
+        write_ingest(&mut self.conn, &ingested).with_context(|| {
             format!(
                 "{}: cannot store what was read (it is read again next time)",
                 self.path.display()
@@ -672,7 +750,7 @@ impl State {
     /// are, so what the next run reads again is merged into them and nothing reported goes
     /// out again.
     pub fn set_cursors(&mut self, cursors: &[(String, StoredCursor)], now: &str) -> Result<()> {
-        self.commit_ingest(&[], cursors, &[], now)
+        self.commit_ingest(&[], cursors, &[], now, false)
     }
 }
 
@@ -866,14 +944,27 @@ fn replace_evidence(tx: &Transaction<'_>, provider: &str, lines: &[EvidenceLine]
     Ok(())
 }
 
-fn write_ingest(
-    conn: &mut Connection,
-    observations: &[&Observation],
-    cursors: &[(String, StoredCursor)],
-    evidence: &[(String, Vec<EvidenceLine>)],
-    now: &str,
-) -> Result<()> {
+/// What [`State::commit_ingest`] writes.
+struct Ingested<'a> {
+    observations: &'a [&'a Observation],
+    cursors: &'a [(String, StoredCursor)],
+    evidence: &'a [(String, Vec<EvidenceLine>)],
+    now: &'a str,
+    unsettle: bool,
+}
+
+fn write_ingest(conn: &mut Connection, ingested: &Ingested<'_>) -> Result<()> {
+    let Ingested {
+        observations,
+        cursors,
+        evidence,
+        now,
+        unsettle,
+    } = *ingested;
     let tx = conn.transaction()?;
+    if unsettle {
+        tx.execute("DELETE FROM meta WHERE key = 'settled'", [])?;
+    }
     {
         let mut put = tx.prepare(
             "INSERT OR REPLACE INTO observation (ip, first_seen, last_seen, hits, protocols, dst_ports, src_ports, dsts, hosts)
