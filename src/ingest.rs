@@ -11,7 +11,7 @@
 //! read buffer (1 MiB; the kernel's lines are under 1 KiB) is one junk line. Bounded per-IP
 //! sets keep their smallest values. `tests/differential.rs` holds the reader to this.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::io::{self, Read};
 use std::net::IpAddr;
 
@@ -25,6 +25,115 @@ use crate::parse::{Line, LineParser, Packet};
 pub const MAX_PORTS: usize = 64;
 pub const MAX_SMALL_SET: usize = 16;
 
+/// A sorted set in one allocation that grows by little: an address's sets hold a handful of
+/// values, and a B-tree node for each would cost about a kilobyte per address while reading
+/// (the many-sources case is a scan or a spoofed flood, each source seen once or twice).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct SmallSet<T>(Vec<T>);
+
+impl<T> Default for SmallSet<T> {
+    fn default() -> Self {
+        SmallSet(Vec::new())
+    }
+}
+
+impl<T: std::fmt::Debug> std::fmt::Debug for SmallSet<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(&self.0).finish()
+    }
+}
+
+impl<T: Ord> SmallSet<T> {
+    pub const fn new() -> Self {
+        SmallSet(Vec::new())
+    }
+
+    /// Adds `value`; whether it was new.
+    pub fn insert(&mut self, value: T) -> bool {
+        match self.0.binary_search(&value) {
+            Ok(_) => false,
+            Err(at) => {
+                if self.0.len() == self.0.capacity() {
+                    self.0.reserve_exact((self.0.len() / 2).max(1));
+                }
+                self.0.insert(at, value);
+                true
+            }
+        }
+    }
+
+    pub fn contains<Q: Ord + ?Sized>(&self, value: &Q) -> bool
+    where
+        T: std::borrow::Borrow<Q>,
+    {
+        self.0.binary_search_by(|x| x.borrow().cmp(value)).is_ok()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// In ascending order.
+    pub fn iter(&self) -> std::slice::Iter<'_, T> {
+        self.0.iter()
+    }
+
+    pub fn first(&self) -> Option<&T> {
+        self.0.first()
+    }
+
+    pub fn last(&self) -> Option<&T> {
+        self.0.last()
+    }
+
+    pub fn pop_last(&mut self) -> Option<T> {
+        self.0.pop()
+    }
+
+    /// The values, ascending.
+    pub fn as_slice(&self) -> &[T] {
+        &self.0
+    }
+}
+
+impl<T: Ord> FromIterator<T> for SmallSet<T> {
+    fn from_iter<I: IntoIterator<Item = T>>(iter: I) -> Self {
+        let mut values: Vec<T> = iter.into_iter().collect();
+        values.sort();
+        values.dedup();
+        values.shrink_to_fit();
+        SmallSet(values)
+    }
+}
+
+impl<T: Ord> Extend<T> for SmallSet<T> {
+    fn extend<I: IntoIterator<Item = T>>(&mut self, iter: I) {
+        for value in iter {
+            self.insert(value);
+        }
+    }
+}
+
+impl<'a, T> IntoIterator for &'a SmallSet<T> {
+    type Item = &'a T;
+    type IntoIter = std::slice::Iter<'a, T>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl<T> IntoIterator for SmallSet<T> {
+    type Item = T;
+    type IntoIter = std::vec::IntoIter<T>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
 /// What the logs say about one source address, over every run so far.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Observation {
@@ -34,25 +143,25 @@ pub struct Observation {
     pub last_seen: i64,
     /// Dropped packets (log lines).
     pub hits: u64,
-    pub protocols: BTreeSet<String>,
-    pub dst_ports: BTreeSet<u16>,
-    pub src_ports: BTreeSet<u16>,
-    pub dsts: BTreeSet<IpAddr>,
-    pub hosts: BTreeSet<String>,
+    pub protocols: SmallSet<String>,
+    pub dst_ports: SmallSet<u16>,
+    pub src_ports: SmallSet<u16>,
+    pub dsts: SmallSet<IpAddr>,
+    pub hosts: SmallSet<String>,
 }
 
 /// Whether a set bounded to `cap` values keeps `value`: a bounded set holds its `cap`
 /// smallest values, so that what it holds does not depend on the order lines were read in
 /// (nor on how a file was split between threads, nor on the order runs are merged).
 fn keeps<T: Ord + std::borrow::Borrow<Q>, Q: Ord + ?Sized>(
-    set: &BTreeSet<T>,
+    set: &SmallSet<T>,
     value: &Q,
     cap: usize,
 ) -> bool {
     set.len() < cap || set.last().is_some_and(|last| value < last.borrow())
 }
 
-fn insert_capped<T: Ord>(set: &mut BTreeSet<T>, value: T, cap: usize) {
+fn insert_capped<T: Ord>(set: &mut SmallSet<T>, value: T, cap: usize) {
     if keeps(set, &value, cap) && set.insert(value) && set.len() > cap {
         set.pop_last();
     }
@@ -65,11 +174,11 @@ impl Observation {
             first_seen: time,
             last_seen: time,
             hits: 0,
-            protocols: BTreeSet::new(),
-            dst_ports: BTreeSet::new(),
-            src_ports: BTreeSet::new(),
-            dsts: BTreeSet::new(),
-            hosts: BTreeSet::new(),
+            protocols: SmallSet::new(),
+            dst_ports: SmallSet::new(),
+            src_ports: SmallSet::new(),
+            dsts: SmallSet::new(),
+            hosts: SmallSet::new(),
         }
     }
 
@@ -718,10 +827,10 @@ mod tests {
         assert_eq!(forward, backward);
         assert_eq!(forward, second);
         assert_eq!(forward.dst_ports.len(), MAX_PORTS);
-        let smallest: BTreeSet<u16> = ports
+        let smallest: SmallSet<u16> = ports
             .iter()
             .copied()
-            .collect::<BTreeSet<_>>()
+            .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .take(MAX_PORTS)
             .collect();

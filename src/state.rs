@@ -17,7 +17,7 @@
 //! the write lock (no other process can take it until the outcome is in) and space on the disk
 //! (`state.reserve`, a file given back to record an outcome the full disk would refuse).
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::io::{Seek, SeekFrom, Write};
 use std::net::IpAddr;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -28,7 +28,7 @@ use anyhow::{Context, Result, bail};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
 
 use crate::excerpt::EvidenceLine;
-use crate::ingest::Observation;
+use crate::ingest::{Observation, SmallSet};
 use crate::source::Cursor;
 
 /// `ABML` in ASCII: marks the file as ours.
@@ -228,7 +228,7 @@ fn join<T: ToString>(items: impl IntoIterator<Item = T>) -> String {
         .join(" ")
 }
 
-fn split<T: std::str::FromStr + Ord>(text: &str) -> BTreeSet<T> {
+fn split<T: std::str::FromStr + Ord>(text: &str) -> SmallSet<T> {
     text.split(' ').filter_map(|t| t.parse().ok()).collect()
 }
 
