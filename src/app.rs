@@ -295,6 +295,16 @@ struct Ledger {
 }
 
 impl Ledger {
+    /// Nothing reported anywhere: for a run that selects nothing.
+    fn none(world: &World<'_>) -> Self {
+        let n = world.providers.len();
+        Ledger {
+            reported: vec![HashSet::new(); n],
+            ever_sent: vec![HashSet::new(); n],
+            thread_roots: vec![None; n],
+        }
+    }
+
     fn read(world: &World<'_>, state: Option<&State>) -> Result<Self> {
         let since = world.rereport_since().map(utc_text);
         let mut ledger = Ledger {
@@ -361,14 +371,29 @@ struct Intake {
     stored_evidence: Vec<Vec<EvidenceLine>>,
 }
 
+/// Reads the sources and merges what they say with what was known; returns that and the
+/// ledger as it stands. The ledger is read when the first packet line needs it (through a
+/// connection of its own: the reading threads cannot share the run's), so a run that reads no
+/// packet line from a settled state does not read it at all.
 fn ingest(
     world: &World<'_>,
     state: Option<&State>,
-    ledger: &Ledger,
     options: &Options<'_>,
-) -> Result<Intake> {
+) -> Result<(Intake, Ledger)> {
     let verbosity = options.verbosity;
     let settings = world.settings;
+    let early: std::sync::OnceLock<Result<Ledger, String>> = std::sync::OnceLock::new();
+    let stored = state.is_some();
+    let ledger_now = || {
+        early.get_or_init(|| {
+            let read = match stored {
+                true => State::open_read_only(&settings.state_dir)
+                    .and_then(|s| Ledger::read(world, s.as_ref())),
+                false => Ledger::read(world, None),
+            };
+            read.map_err(|e| format!("{e:#}"))
+        })
+    };
     let attribute = |ip: IpAddr| {
         let mut a = Attribution::default();
         let reportable = is_reportable(ip) && !is_ignored(ip, &settings.report.ignore);
@@ -376,7 +401,12 @@ fn ingest(
         for (i, p) in world.providers.iter().enumerate() {
             if p.matches(ip, asn) {
                 a.providers |= 1 << i;
-                if reportable && !ledger.reported[i].contains(&ip) {
+                // A ledger that cannot be read ends the run after the read (below).
+                if reportable
+                    && ledger_now()
+                        .as_ref()
+                        .is_ok_and(|l| !l.reported[i].contains(&ip))
+                {
                     a.candidates |= 1 << i;
                 }
             }
@@ -552,9 +582,22 @@ fn ingest(
         }
     }
 
+    // Nothing read and nothing moved under a marker: no delta, and the evidence stays as
+    // stored; neither the ledger nor the evidence is needed.
+    let quiet = marker.is_some() && touched.is_empty() && !moved;
+    let ledger = match early.into_inner() {
+        Some(read) => read.map_err(anyhow::Error::msg)?,
+        None if quiet => Ledger::none(world),
+        None => Ledger::read(world, state)?,
+    };
     let mut evidence = Vec::new();
     let mut stored_evidence = Vec::new();
     for (i, p) in world.providers.iter().enumerate() {
+        if quiet {
+            evidence.push(Vec::new());
+            stored_evidence.push(Vec::new());
+            continue;
+        }
         let stored = match state {
             Some(s) => s.evidence(p.name())?,
             None => Vec::new(),
@@ -584,7 +627,7 @@ fn ingest(
         stored_evidence,
     };
     intake.summary.ips_below_min_hits = match &marker {
-        None => count_below_min_hits(world, &intake.observations, ledger),
+        None => count_below_min_hits(world, &intake.observations, &ledger),
         // The IPs read are the only ones whose hits changed: the count moves by theirs.
         Some(m) => {
             let now: HashMap<IpAddr, Observation> = intake
@@ -592,11 +635,11 @@ fn ingest(
                 .iter()
                 .filter_map(|ip| intake.observations.get(ip).map(|o| (*ip, o.clone())))
                 .collect();
-            (m.below_min_hits + count_below_min_hits(world, &now, ledger))
-                .saturating_sub(count_below_min_hits(world, &earlier, ledger))
+            (m.below_min_hits + count_below_min_hits(world, &now, &ledger))
+                .saturating_sub(count_below_min_hits(world, &earlier, &ledger))
         }
     };
-    Ok(intake)
+    Ok((intake, ledger))
 }
 
 impl Intake {
@@ -1016,8 +1059,7 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
     if let Some(s) = &state {
         check_owner(s, settings)?;
     }
-    let ledger = Ledger::read(&world, state.as_ref())?;
-    let intake = ingest(&world, state.as_ref(), &ledger, options)?;
+    let (intake, ledger) = ingest(&world, state.as_ref(), options)?;
     let planned = plan(&world, &intake, &ledger, only, state.as_ref())?;
     if json {
         print_json(
@@ -1127,8 +1169,7 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
 
     // Store what the logs say before any mail goes out: a mail outage must not lose lines
     // that rotate away meanwhile.
-    let ledger = Ledger::read(&world, Some(&state))?;
-    let intake = ingest(&world, Some(&state), &ledger, options)?;
+    let (intake, ledger) = ingest(&world, Some(&state), options)?;
     let touched: Vec<&Observation> = intake
         .touched
         .iter()

@@ -13,23 +13,36 @@ use std::fs;
 use common::*;
 use faulty_smtp::{FaultyServer, Mode};
 
-/// Adds an observation row no reader can parse: any run that loads every stored IP fails.
-fn poison_observations(s: &Setup) {
+/// Rows no reader can parse, in the stored observations, the ledger and the evidence: any run
+/// that reads all of one of them fails.
+const POISON: &[&str] = &[
+    "INSERT INTO observation (ip, first_seen, last_seen, hits, protocols, dst_ports, src_ports, dsts, hosts)
+     VALUES ('not an address', 0, 0, 1, '', '', '', '', '')",
+    "INSERT INTO report_ip (report_id, ip, hits, first_seen, last_seen)
+     SELECT id, 'not an address', 1, 0, 0 FROM report LIMIT 1",
+    "INSERT INTO evidence (provider, time, seq, ip, line) VALUES ('aws', 0, 999, 'not an address', 'x')",
+];
+
+fn sql(s: &Setup, statements: &[&str]) {
     let conn = rusqlite::Connection::open(s.path("state/state.db")).unwrap();
-    conn.execute(
-        "INSERT INTO observation (ip, first_seen, last_seen, hits, protocols, dst_ports, src_ports, dsts, hosts)
-         VALUES ('not an address', 0, 0, 1, '', '', '', '', '')",
-        [],
-    )
-    .unwrap();
+    for statement in statements {
+        conn.execute(statement, []).unwrap();
+    }
 }
 
 #[test]
-fn a_quiet_run_does_not_read_every_known_ip() {
+fn a_quiet_run_reads_neither_every_known_ip_nor_the_ledger() {
     let s = Setup::standard();
-    s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    s.write(
+        "messages",
+        &[
+            drop_line("10:00:00", "3.5.140.2", "TCP", 22),
+            drop_line("10:00:01", "81.2.69.143", "TCP", 22),
+        ]
+        .concat(),
+    );
     s.run(&["run"]).ok();
-    poison_observations(&s);
+    sql(&s, POISON);
     let quiet = s.run(&["run"]).ok();
     assert!(
         quiet.stderr.contains("nothing new to report"),
@@ -37,11 +50,21 @@ fn a_quiet_run_does_not_read_every_known_ip() {
         quiet.stderr
     );
     s.run(&["preview"]).ok();
-    // What is read next is looked up by address, and reported as before.
+    // A packet line read needs the ledger: with it unreadable, the run says so.
     s.append(
         "messages",
         &drop_line("10:00:05", "34.223.47.190", "UDP", 53),
     );
+    assert_eq!(s.run(&["preview"]).code, 1);
+    sql(
+        &s,
+        &[
+            "DELETE FROM observation WHERE ip = 'not an address'",
+            "DELETE FROM report_ip WHERE ip = 'not an address'",
+            "DELETE FROM evidence WHERE ip = 'not an address'",
+        ],
+    );
+    // What is read next is looked up by address, and reported as before.
     s.run(&["run"]).ok();
     assert_eq!(
         s.reported(),
@@ -49,6 +72,12 @@ fn a_quiet_run_does_not_read_every_known_ip() {
             vec!["3.5.140.2".to_string()],
             vec!["34.223.47.190".to_string()]
         ]
+    );
+    let json = s.run(&["preview", "--json"]).ok().json();
+    assert_eq!(
+        ip_list(&json["unattributed"]),
+        ["81.2.69.143"],
+        "every IP known"
     );
 }
 
