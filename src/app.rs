@@ -32,7 +32,7 @@ use crate::config::{self, Settings, SourceKind};
 use crate::enrich::{AsnDb, Attacker, enrich};
 use crate::error::{ConfigError, EXIT_ERROR, EXIT_OK, TransientError, exit_code, one_line};
 use crate::excerpt::{self, EvidenceLine, Window, densest};
-use crate::ingest::{Attribution, Ingest, Observation, Summary};
+use crate::ingest::{Attribution, Ingest, Observation, Observations, Summary};
 use crate::journal;
 use crate::parse::LineParser;
 use crate::provider::Provider;
@@ -352,7 +352,7 @@ impl Ledger {
 struct Intake {
     summary: Summary,
     /// Every IP known, or (`partial`) only those a delta can hold this run.
-    observations: HashMap<IpAddr, Observation>,
+    observations: Observations,
     /// Selection looks at the IPs read and those the ledger moved, under a settled marker.
     partial: bool,
     /// IPs the ledger moved since the marker (resends, re-report windows): this run may
@@ -534,25 +534,26 @@ fn ingest(
     // Under a settled marker only the IPs read now can enter a delta (and those the ledger
     // moved, added below); without one, every IP known is looked at. Heads only (times and
     // hits): the sets are loaded for the IPs a report needs.
-    let mut observations = match (state, &marker) {
-        (Some(s), None) => s.observation_heads()?,
-        _ => HashMap::new(),
-    };
-    let mut earlier = HashMap::new();
-    let mut touched = Vec::with_capacity(batch.observations.len());
-    for (ip, mut o) in batch.observations {
-        touched.push(ip);
-        if let Some(known) = state.map(|s| s.observation(ip)).transpose()?.flatten() {
-            let mut merged = known.clone();
-            merged.merge(&o);
-            o = merged;
-            if marker.is_some() {
-                earlier.insert(ip, known);
+    // What was read is merged in place, so that the IPs read are not held twice.
+    let mut observations = batch.observations;
+    let mut earlier = Observations::new();
+    let mut touched: Vec<IpAddr> = observations.ips().collect();
+    touched.sort();
+    if let Some(s) = state {
+        for o in observations.iter_mut() {
+            if let Some(known) = s.observation(o.ip)? {
+                let mut merged = known.clone();
+                merged.merge(o);
+                *o = merged;
+                if marker.is_some() {
+                    earlier.add(known);
+                }
             }
         }
-        observations.insert(ip, o);
+        if marker.is_none() {
+            s.add_observation_heads(&mut observations)?;
+        }
     }
-    touched.sort();
     let mut moved = false;
     if let (Some(s), Some(m)) = (state, &marker) {
         // Reports waiting to be sent again may be refused, giving their IPs back.
@@ -574,10 +575,10 @@ fn ingest(
         }
         moved = !extra.is_empty();
         for ip in extra {
-            if let std::collections::hash_map::Entry::Vacant(e) = observations.entry(ip)
+            if !observations.contains(&ip)
                 && let Some(o) = s.observation(ip)?
             {
-                e.insert(o);
+                observations.add(o);
             }
         }
     }
@@ -630,10 +631,10 @@ fn ingest(
         None => count_below_min_hits(world, &intake.observations, &ledger),
         // The IPs read are the only ones whose hits changed: the count moves by theirs.
         Some(m) => {
-            let now: HashMap<IpAddr, Observation> = intake
+            let now: Observations = intake
                 .touched
                 .iter()
-                .filter_map(|ip| intake.observations.get(ip).map(|o| (*ip, o.clone())))
+                .filter_map(|ip| intake.observations.get(ip).cloned())
                 .collect();
             (m.below_min_hits + count_below_min_hits(world, &now, &ledger))
                 .saturating_sub(count_below_min_hits(world, &earlier, &ledger))
@@ -656,11 +657,7 @@ impl Intake {
 }
 
 /// How many addresses `min_hits` holds back this run, for the summary.
-fn count_below_min_hits(
-    world: &World<'_>,
-    observations: &HashMap<IpAddr, Observation>,
-    ledger: &Ledger,
-) -> u64 {
+fn count_below_min_hits(world: &World<'_>, observations: &Observations, ledger: &Ledger) -> u64 {
     let mut held: HashSet<IpAddr> = HashSet::new();
     for (i, provider) in world.providers.iter().enumerate() {
         held.extend(crate::select::below_min_hits(
@@ -929,7 +926,7 @@ struct JsonOutput<'a> {
     reports: Vec<JsonReport<'a>>,
     summary: Summary,
     /// Observed sources that no configured provider holds.
-    unattributed: Vec<JsonIp<'a>>,
+    unattributed: &'a Unattributed<'a>,
 }
 
 #[derive(Serialize)]
@@ -967,19 +964,19 @@ impl<'a> From<&'a ReportIp> for JsonIp<'a> {
 }
 
 /// Every observed source that no provider holds, sorted, as reports list IPs.
-fn unattributed(
-    world: &World<'_>,
-    intake: &Intake,
-    state: Option<&State>,
-) -> Result<Vec<ReportIp>> {
+fn unattributed<'a>(
+    world: &'a World<'a>,
+    intake: &'a Intake,
+    state: Option<&'a State>,
+) -> Result<Unattributed<'a>> {
     let mut found: Vec<IpAddr> = match (state, intake.partial) {
         // Selection did not look at every IP known: the list does.
         (Some(s), true) => {
             let mut all = s.observed_ips()?;
-            all.extend(intake.observations.keys());
+            all.extend(intake.observations.ips());
             all
         }
-        _ => intake.observations.keys().copied().collect(),
+        _ => intake.observations.ips().collect(),
     };
     found.retain(|ip| {
         let asn = world.asn(*ip);
@@ -987,23 +984,53 @@ fn unattributed(
     });
     found.sort();
     found.dedup();
-    let mut out = Vec::with_capacity(found.len());
-    for ip in found {
-        let Some(observation) = intake.whole(ip, state)? else {
-            continue;
-        };
-        let attacker = Attacker {
-            observation,
-            range: None,
-            asn: world.asn_db.as_ref().and_then(|db| db.lookup(ip)),
-            rereport: false,
-        };
-        out.push(ReportIp::new(&attacker, world.settings.zone));
-    }
-    Ok(out)
+    Ok(Unattributed {
+        world,
+        intake,
+        state,
+        ips: found,
+    })
 }
 
-fn print_json(planned: &[Planned], summary: Summary, unattributed: &[ReportIp]) -> Result<()> {
+/// The `unattributed` list, each entry made as it is written: with many sources in no
+/// provider (a scan, a flood), the whole list made first would cost more than the read.
+struct Unattributed<'a> {
+    world: &'a World<'a>,
+    intake: &'a Intake,
+    state: Option<&'a State>,
+    ips: Vec<IpAddr>,
+}
+
+impl Serialize for Unattributed<'_> {
+    fn serialize<S: serde::Serializer>(&self, out: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error, SerializeSeq};
+        let mut seq = out.serialize_seq(None)?;
+        for ip in &self.ips {
+            let observation = self
+                .intake
+                .whole(*ip, self.state)
+                .map_err(|e| S::Error::custom(format!("{e:#}")))?;
+            let Some(observation) = observation else {
+                continue;
+            };
+            let attacker = Attacker {
+                observation,
+                range: None,
+                asn: self.world.asn_db.as_ref().and_then(|db| db.lookup(*ip)),
+                rereport: false,
+            };
+            let entry = ReportIp::new(&attacker, self.world.settings.zone);
+            seq.serialize_element(&JsonIp::from(&entry))?;
+        }
+        seq.end()
+    }
+}
+
+fn print_json(
+    planned: &[Planned],
+    summary: Summary,
+    unattributed: &Unattributed<'_>,
+) -> Result<()> {
     let reports = planned
         .iter()
         .map(|p| JsonReport {
@@ -1015,7 +1042,6 @@ fn print_json(planned: &[Planned], summary: Summary, unattributed: &[ReportIp]) 
         })
         .collect();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let unattributed = unattributed.iter().map(JsonIp::from).collect();
     serde_json::to_writer_pretty(
         &mut out,
         &JsonOutput {

@@ -277,13 +277,163 @@ struct Seen {
 pub const LINES_PER_IP: usize = 3;
 
 /// Everything one run learned from the logs, before it is stored.
+/// Observations by address: the records one after another in one vector, and an index to
+/// them (a few bytes a record), rather than a hash table of whole records, most of its
+/// slots empty. The read's own index and vector become these without a copy.
+#[derive(Debug, Default, Clone)]
+pub struct Observations {
+    /// Keyed by attacker-chosen addresses: a seeded fast hash, not a predictable one.
+    index: HashMap<IpAddr, u32, foldhash::fast::RandomState>,
+    records: Vec<Observation>,
+}
+
+impl Observations {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    pub fn get(&self, ip: &IpAddr) -> Option<&Observation> {
+        self.records.get(*self.index.get(ip)? as usize)
+    }
+
+    pub fn contains(&self, ip: &IpAddr) -> bool {
+        self.index.contains_key(ip)
+    }
+
+    /// Adds `o` unless its address is in already; whether it was added.
+    pub fn add(&mut self, o: Observation) -> bool {
+        let next = slot(self.records.len());
+        match self.index.entry(o.ip) {
+            std::collections::hash_map::Entry::Occupied(_) => false,
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(next);
+                self.records.push(o);
+                true
+            }
+        }
+    }
+
+    /// In no particular order.
+    pub fn iter(&self) -> std::slice::Iter<'_, Observation> {
+        self.records.iter()
+    }
+
+    /// In no particular order; a record's address is its key and must stay as it is.
+    pub fn iter_mut(&mut self) -> std::slice::IterMut<'_, Observation> {
+        self.records.iter_mut()
+    }
+
+    pub fn ips(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        self.records.iter().map(|o| o.ip)
+    }
+}
+
+/// The same records, whatever order they were added in.
+impl PartialEq for Observations {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().all(|o| other.get(&o.ip) == Some(o))
+    }
+}
+
+impl Eq for Observations {}
+
+impl std::ops::Index<&IpAddr> for Observations {
+    type Output = Observation;
+    fn index(&self, ip: &IpAddr) -> &Observation {
+        self.get(ip).expect("no observation of that address")
+    }
+}
+
+impl FromIterator<Observation> for Observations {
+    fn from_iter<I: IntoIterator<Item = Observation>>(iter: I) -> Self {
+        let mut out = Observations::new();
+        for o in iter {
+            out.add(o);
+        }
+        out
+    }
+}
+
+impl IntoIterator for Observations {
+    type Item = (IpAddr, Observation);
+    type IntoIter =
+        std::iter::Map<std::vec::IntoIter<Observation>, fn(Observation) -> (IpAddr, Observation)>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.records.into_iter().map(|o| (o.ip, o))
+    }
+}
+
+/// The slot of the next record: four billion records would not fit in memory long before
+/// an index of 32 bits ran out.
+fn slot(len: usize) -> u32 {
+    u32::try_from(len).unwrap_or(u32::MAX)
+}
+
 #[derive(Debug, Default)]
 pub struct Batch {
-    pub observations: HashMap<IpAddr, Observation>,
+    pub observations: Observations,
     pub summary: Summary,
     /// Evidence per provider (same order as the configured providers): the lines of each
     /// source's densest window, pooled, so that one attack seen by several hosts shows them all.
     pub evidence: Vec<Vec<EvidenceLine>>,
+}
+
+/// The records of the sources a read saw: an index from address to a slot, and the records
+/// one after another in one vector. A hash table of whole records would hold a power of two
+/// of them, most empty, and copy them all each time it grows; the index's slots are small,
+/// and a large vector grows in place, its capacity not yet written taking no memory.
+#[derive(Default)]
+struct Sources {
+    /// Keyed by attacker-chosen addresses: a seeded fast hash, not a predictable one.
+    index: HashMap<IpAddr, u32, foldhash::fast::RandomState>,
+    records: Vec<Seen>,
+}
+
+impl Sources {
+    fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    fn get_mut(&mut self, ip: IpAddr) -> Option<&mut Seen> {
+        let slot = *self.index.get(&ip)?;
+        self.records.get_mut(slot as usize)
+    }
+
+    /// Adds the record of an address not in yet.
+    fn push(&mut self, seen: Seen) {
+        self.index.insert(seen.observation.ip, self.slot());
+        self.records.push(seen);
+    }
+
+    fn get_or_insert_with(&mut self, ip: IpAddr, new: impl FnOnce() -> Seen) -> &mut Seen {
+        let next = self.slot();
+        let slot = *self.index.entry(ip).or_insert(next);
+        if slot == next {
+            self.records.push(new());
+        }
+        &mut self.records[slot as usize]
+    }
+
+    fn slot(&self) -> u32 {
+        slot(self.records.len())
+    }
+
+    /// The observations by address: the index is kept, and the records become observations
+    /// where they lie.
+    fn into_observations(self) -> Observations {
+        Observations {
+            index: self.index,
+            records: self.records.into_iter().map(|s| s.observation).collect(),
+        }
+    }
 }
 
 /// The scan of one run over any number of sources.
@@ -291,8 +441,7 @@ pub struct Ingest<'a> {
     parser: LineParser,
     finders: Vec<memchr::memmem::Finder<'static>>,
     attribute: &'a (dyn Fn(IpAddr) -> Attribution + Sync),
-    /// Keyed by attacker-chosen addresses: a seeded fast hash, not a predictable one.
-    seen: HashMap<IpAddr, Seen, foldhash::fast::RandomState>,
+    seen: Sources,
     summary: Summary,
     sample_seconds: u32,
     max_lines: usize,
@@ -342,7 +491,7 @@ impl<'a> Ingest<'a> {
             parser,
             finders,
             attribute,
-            seen: HashMap::default(),
+            seen: Sources::default(),
             summary: Summary::default(),
             sample_seconds,
             max_lines,
@@ -424,7 +573,7 @@ impl<'a> Ingest<'a> {
             parser: self.parser.clone(),
             finders: self.finders.clone(),
             attribute: self.attribute,
-            seen: HashMap::default(),
+            seen: Sources::default(),
             summary: Summary::default(),
             sample_seconds: self.sample_seconds,
             max_lines: self.max_lines,
@@ -450,8 +599,8 @@ impl<'a> Ingest<'a> {
         s.bytes_read += other.summary.bytes_read;
         s.lines_stale += other.summary.lines_stale;
         s.lines_backscatter += other.summary.lines_backscatter;
-        for (ip, theirs) in other.seen {
-            match self.seen.get_mut(&ip) {
+        for theirs in other.seen.records {
+            match self.seen.get_mut(theirs.observation.ip) {
                 Some(mine) => {
                     mine.observation.merge(&theirs.observation);
                     let room = LINES_PER_IP.saturating_sub(mine.first_lines.len());
@@ -459,7 +608,7 @@ impl<'a> Ingest<'a> {
                         .extend(theirs.first_lines.into_iter().take(room));
                 }
                 None => {
-                    self.seen.insert(ip, theirs);
+                    self.seen.push(theirs);
                 }
             }
         }
@@ -601,7 +750,7 @@ impl<'a> Ingest<'a> {
             return;
         }
         let attribute = self.attribute;
-        let seen = self.seen.entry(packet.src).or_insert_with(|| Seen {
+        let seen = self.seen.get_or_insert_with(packet.src, || Seen {
             observation: Observation::new(packet.src, packet.time),
             attribution: attribute(packet.src),
             first_lines: Vec::new(),
@@ -627,11 +776,12 @@ impl<'a> Ingest<'a> {
         self.summary.ips_observed = self.seen.len() as u64;
         self.summary.ips_unattributed = self
             .seen
-            .values()
+            .records
+            .iter()
             .filter(|s| s.attribution.providers == 0)
             .count() as u64;
         let mut own: Vec<Vec<EvidenceLine>> = vec![Vec::new(); self.evidence.len()];
-        for seen in self.seen.values() {
+        for seen in &self.seen.records {
             for i in Attribution::indices(seen.attribution.candidates) {
                 if let Some(lines) = own.get_mut(i) {
                     lines.extend(seen.first_lines.iter().cloned());
@@ -642,11 +792,7 @@ impl<'a> Ingest<'a> {
             *pool = union(std::mem::take(pool), own);
         }
         Batch {
-            observations: self
-                .seen
-                .into_iter()
-                .map(|(ip, s)| (ip, s.observation))
-                .collect(),
+            observations: self.seen.into_observations(),
             summary: self.summary,
             evidence: self.evidence,
         }

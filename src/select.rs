@@ -8,13 +8,13 @@
 //! waiting to be sent again); with `rereport_after_days`, an IP reported longer ago than that
 //! comes back if it was seen again since.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 
 use crate::config::ReportConfig;
-use crate::ingest::Observation;
+use crate::ingest::{Observation, Observations};
 use crate::provider::{Provider, canonical};
 
 /// Whether an address can belong to someone an abuse desk could act on: not private,
@@ -71,7 +71,7 @@ pub struct Selected<'a> {
 
 /// The provider's attackers not yet reported to it, sorted by address (IPv4 first).
 pub fn delta<'a>(
-    observations: &'a HashMap<IpAddr, Observation>,
+    observations: &'a Observations,
     provider: &Provider,
     reported: &HashSet<IpAddr>,
     ever_sent: &HashSet<IpAddr>,
@@ -80,7 +80,7 @@ pub fn delta<'a>(
     asn_of: &dyn Fn(IpAddr) -> Option<u32>,
 ) -> Vec<Selected<'a>> {
     let mut out: Vec<Selected<'a>> = observations
-        .values()
+        .iter()
         .filter(|o| o.hits >= report.min_hits)
         .filter(|o| is_reportable(o.ip) && !is_ignored(o.ip, &report.ignore))
         .filter(|o| provider.matches(o.ip, asn_of(o.ip)))
@@ -104,14 +104,14 @@ pub fn delta<'a>(
 /// The provider's attackers that are held back only by `min_hits`: not reported yet, and
 /// with fewer packets than that so far (they are reported once they reach it).
 pub fn below_min_hits<'a>(
-    observations: &'a HashMap<IpAddr, Observation>,
+    observations: &'a Observations,
     provider: &Provider,
     reported: &HashSet<IpAddr>,
     report: &ReportConfig,
     asn_of: &dyn Fn(IpAddr) -> Option<u32>,
 ) -> impl Iterator<Item = IpAddr> + 'a {
     let candidates: Vec<IpAddr> = observations
-        .values()
+        .iter()
         .filter(|o| o.hits < report.min_hits)
         .filter(|o| is_reportable(o.ip) && !is_ignored(o.ip, &report.ignore))
         .filter(|o| provider.matches(o.ip, asn_of(o.ip)))

@@ -28,7 +28,7 @@ use anyhow::{Context, Result, bail};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
 
 use crate::excerpt::EvidenceLine;
-use crate::ingest::{Observation, SmallSet};
+use crate::ingest::{Observation, Observations, SmallSet};
 use crate::source::Cursor;
 
 /// `ABML` in ASCII: marks the file as ours.
@@ -458,9 +458,10 @@ impl State {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Every IP observed so far with its times and hits, but not its sets of ports, hosts
-    /// and targets: enough to select a delta; [`State::observation`] gives the whole record.
-    pub fn observation_heads(&self) -> Result<HashMap<IpAddr, Observation>> {
+    /// Adds every IP observed so far that `to` does not hold yet, with its times and hits but
+    /// not its sets of ports, hosts and targets: enough to select a delta;
+    /// [`State::observation`] gives the whole record.
+    pub fn add_observation_heads(&self, to: &mut Observations) -> Result<()> {
         let mut stmt = self
             .conn
             .prepare("SELECT ip, first_seen, last_seen, hits FROM observation")?;
@@ -470,12 +471,10 @@ impl State {
             o.hits = r.get::<_, i64>(3)? as u64;
             Ok(o)
         })?;
-        let mut all = HashMap::new();
         for row in rows {
-            let o = row?;
-            all.insert(o.ip, o);
+            to.add(row?);
         }
-        Ok(all)
+        Ok(())
     }
 
     /// The whole stored observation of one IP.
