@@ -6,7 +6,8 @@
 //! (in page cache after the first read), it times:
 //!
 //! - `grep -c INPUT-DROP:` (the floor: reading the file),
-//! - `abuse-mailer preview --json` (wall time, MB/s, lines/s, peak RSS),
+//! - `abuse-mailer preview --json` (wall time, MB/s, lines/s, peak RSS), and again held to
+//!   one core with `taskset` (the read uses a thread per core),
 //! - the seed pipeline `grep | sed | sort | uniq` (skip it with `BENCH_SEED=0`),
 //! - a full `run`, then a no-op `run` with nothing new,
 //! - rendering one report of 8,000 IPs (in process).
@@ -424,6 +425,24 @@ fn one_log(mb: u64) {
         v["summary"]
     );
     println!("  preview / grep: {:.2}x", ours / grep);
+    // The read uses one thread per core it is given: the same preview held to one core.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cores > 1
+        && Command::new("taskset")
+            .arg("-V")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    {
+        let (t, rss, _) = measure(
+            Command::new("taskset")
+                .args(["-c", "0", bin, "--config"])
+                .arg(&config)
+                .args(["preview", "--json"]),
+        );
+        let one = row("preview, 1 core", t, rss);
+        println!("  {cores} cores / 1 core: {:.2}x faster", one / ours);
+    }
     if seed {
         let (t, rss, out) = measure(Command::new("bash").arg("-c").arg(format!(
             "grep INPUT-DROP: {} | sed -rn 's,.* SRC=([0-9.]+).*,\\1,p' | sort -t . -k1,1n -k2,2n -k3,3n -k4,4n | uniq | wc -l",
