@@ -25,40 +25,93 @@ use crate::parse::{Line, LineParser, Packet};
 pub const MAX_PORTS: usize = 64;
 pub const MAX_SMALL_SET: usize = 16;
 
-/// A sorted set in one allocation that grows by little: an address's sets hold a handful of
-/// values, and a B-tree node for each would cost about a kilobyte per address while reading
-/// (the many-sources case is a scan or a spoofed flood, each source seen once or twice).
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct SmallSet<T>(Vec<T>);
+/// A sorted set that holds one value in place and more in one allocation that grows by
+/// little: an address's sets hold a handful of values, most often one (a scan, a spoofed
+/// flood: each source seen once or twice), and a B-tree node, or a vector, for each would
+/// cost more than the address's whole record.
+#[derive(Clone)]
+pub struct SmallSet<T>(Repr<T>);
+
+#[derive(Clone)]
+enum Repr<T> {
+    Empty,
+    One(T),
+    /// Two values or more, ascending.
+    Many(Vec<T>),
+}
 
 impl<T> Default for SmallSet<T> {
     fn default() -> Self {
-        SmallSet(Vec::new())
+        SmallSet(Repr::Empty)
     }
 }
 
 impl<T: std::fmt::Debug> std::fmt::Debug for SmallSet<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_set().entries(&self.0).finish()
+        f.debug_set().entries(self.slice()).finish()
+    }
+}
+
+impl<T: PartialEq> PartialEq for SmallSet<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.slice() == other.slice()
+    }
+}
+
+impl<T: Eq> Eq for SmallSet<T> {}
+
+impl<T: std::hash::Hash> std::hash::Hash for SmallSet<T> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.slice().hash(state);
+    }
+}
+
+impl<T> SmallSet<T> {
+    fn slice(&self) -> &[T] {
+        match &self.0 {
+            Repr::Empty => &[],
+            Repr::One(value) => std::slice::from_ref(value),
+            Repr::Many(values) => values,
+        }
     }
 }
 
 impl<T: Ord> SmallSet<T> {
     pub const fn new() -> Self {
-        SmallSet(Vec::new())
+        SmallSet(Repr::Empty)
     }
 
     /// Adds `value`; whether it was new.
     pub fn insert(&mut self, value: T) -> bool {
-        match self.0.binary_search(&value) {
-            Ok(_) => false,
-            Err(at) => {
-                if self.0.len() == self.0.capacity() {
-                    self.0.reserve_exact((self.0.len() / 2).max(1));
-                }
-                self.0.insert(at, value);
+        match &mut self.0 {
+            Repr::Empty => {
+                self.0 = Repr::One(value);
                 true
             }
+            Repr::One(one) if *one == value => false,
+            Repr::One(_) => {
+                let Repr::One(one) = std::mem::replace(&mut self.0, Repr::Empty) else {
+                    unreachable!("matched above")
+                };
+                let mut values = Vec::with_capacity(2);
+                if one < value {
+                    values.extend([one, value]);
+                } else {
+                    values.extend([value, one]);
+                }
+                self.0 = Repr::Many(values);
+                true
+            }
+            Repr::Many(values) => match values.binary_search(&value) {
+                Ok(_) => false,
+                Err(at) => {
+                    if values.len() == values.capacity() {
+                        values.reserve_exact((values.len() / 2).max(1));
+                    }
+                    values.insert(at, value);
+                    true
+                }
+            },
         }
     }
 
@@ -66,37 +119,59 @@ impl<T: Ord> SmallSet<T> {
     where
         T: std::borrow::Borrow<Q>,
     {
-        self.0.binary_search_by(|x| x.borrow().cmp(value)).is_ok()
+        self.slice()
+            .binary_search_by(|x| x.borrow().cmp(value))
+            .is_ok()
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.slice().len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.slice().is_empty()
     }
 
     /// In ascending order.
     pub fn iter(&self) -> std::slice::Iter<'_, T> {
-        self.0.iter()
+        self.slice().iter()
     }
 
     pub fn first(&self) -> Option<&T> {
-        self.0.first()
+        self.slice().first()
     }
 
     pub fn last(&self) -> Option<&T> {
-        self.0.last()
+        self.slice().last()
     }
 
     pub fn pop_last(&mut self) -> Option<T> {
-        self.0.pop()
+        match std::mem::replace(&mut self.0, Repr::Empty) {
+            Repr::Empty => None,
+            Repr::One(value) => Some(value),
+            Repr::Many(mut values) => {
+                let last = values.pop();
+                self.0 = Self::from_sorted(values).0;
+                last
+            }
+        }
     }
 
     /// The values, ascending.
     pub fn as_slice(&self) -> &[T] {
-        &self.0
+        self.slice()
+    }
+
+    /// From values that are ascending and distinct.
+    fn from_sorted(mut values: Vec<T>) -> Self {
+        SmallSet(match values.len() {
+            0 => Repr::Empty,
+            1 => Repr::One(values.pop().expect("one value")),
+            _ => {
+                values.shrink_to_fit();
+                Repr::Many(values)
+            }
+        })
     }
 }
 
@@ -105,8 +180,7 @@ impl<T: Ord> FromIterator<T> for SmallSet<T> {
         let mut values: Vec<T> = iter.into_iter().collect();
         values.sort();
         values.dedup();
-        values.shrink_to_fit();
-        SmallSet(values)
+        Self::from_sorted(values)
     }
 }
 
@@ -122,7 +196,7 @@ impl<'a, T> IntoIterator for &'a SmallSet<T> {
     type Item = &'a T;
     type IntoIter = std::slice::Iter<'a, T>;
     fn into_iter(self) -> Self::IntoIter {
-        self.0.iter()
+        self.slice().iter()
     }
 }
 
@@ -130,7 +204,12 @@ impl<T> IntoIterator for SmallSet<T> {
     type Item = T;
     type IntoIter = std::vec::IntoIter<T>;
     fn into_iter(self) -> Self::IntoIter {
-        self.0.into_iter()
+        match self.0 {
+            Repr::Empty => Vec::new(),
+            Repr::One(value) => vec![value],
+            Repr::Many(values) => values,
+        }
+        .into_iter()
     }
 }
 
@@ -757,6 +836,8 @@ impl<'a> Ingest<'a> {
         });
         seen.observation.record(&packet);
         if seen.attribution.candidates != 0 && seen.first_lines.len() < LINES_PER_IP {
+            // Most sources send a line or two: room for four each would be mostly empty.
+            seen.first_lines.reserve_exact(1);
             seen.first_lines.push(EvidenceLine {
                 time: packet.time,
                 ip: packet.src,
@@ -981,6 +1062,33 @@ mod tests {
             .take(MAX_PORTS)
             .collect();
         assert_eq!(forward.dst_ports, smallest);
+    }
+
+    #[test]
+    fn a_small_set_is_a_sorted_set_however_it_is_built() {
+        let values = [5u16, 1, 9, 1, 3, 5, 0, 9];
+        let mut built = SmallSet::new();
+        let mut model = std::collections::BTreeSet::new();
+        for v in values {
+            assert_eq!(built.insert(v), model.insert(v));
+            assert_eq!(built.as_slice(), model.iter().copied().collect::<Vec<_>>());
+            assert!(built.contains(&v));
+            assert_eq!(built.len(), model.len());
+        }
+        assert_eq!(built, values.into_iter().collect::<SmallSet<_>>());
+        while let Some(last) = model.pop_last() {
+            assert_eq!(built.pop_last(), Some(last));
+            assert_eq!(built.as_slice(), model.iter().copied().collect::<Vec<_>>());
+        }
+        assert!(built.is_empty() && built.pop_last().is_none());
+        let one: SmallSet<String> = ["TCP".to_string()].into_iter().collect();
+        assert_eq!(one, {
+            let mut s = SmallSet::new();
+            s.insert("TCP".to_string());
+            s
+        });
+        assert!(one.contains("TCP") && !one.contains("UDP"));
+        assert_eq!(one.into_iter().collect::<Vec<_>>(), ["TCP"]);
     }
 
     #[test]
