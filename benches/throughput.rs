@@ -6,10 +6,22 @@
 //! (in page cache after the first read), it times:
 //!
 //! - `grep -c INPUT-DROP:` (the floor: reading the file),
-//! - `abuse-mailer preview --json` (wall time, MB/s, lines/s, peak RSS),
+//! - `abuse-mailer preview --json` (wall time, MB/s, lines/s, peak RSS), and again held to
+//!   one core with `taskset` (the read uses a thread per core),
 //! - the seed pipeline `grep | sed | sort | uniq` (skip it with `BENCH_SEED=0`),
 //! - a full `run`, then a no-op `run` with nothing new,
 //! - rendering one report of 8,000 IPs (in process).
+//!
+//! Then the many-sources cases, each on a log of its own (seeded too):
+//!
+//! - `BENCH_MANY_MB` (default 100) MiB from 8,000 sources against the same size from
+//!   `BENCH_SOURCES` (default 150,000) sources: `preview --json` time and peak RSS each;
+//! - on the many-sources log: a full `run`, `state.db` bytes per observed IP, and a quiet
+//!   `run` with every one of them known;
+//! - `BENCH_DISTINCT` (default 1,000,000; 0 skips it) sources each seen once: peak RSS of
+//!   `preview --json`.
+//!
+//! `BENCH_MB=0` skips the first log, `BENCH_MANY_MB=0` the many-sources ones.
 //!
 //! Nothing here asserts a time; it prints figures for README's table.
 
@@ -128,6 +140,192 @@ fn generate(path: &Path, bytes: u64) -> u64 {
     lines
 }
 
+/// Sources scattered over the address space, as scanners and spoofed floods are: about one
+/// in five in the EC2 ranges of the fixture file (so reported), the rest anywhere public.
+fn scattered(rng: &mut Rng, n: usize) -> Vec<String> {
+    let mut seen = std::collections::HashSet::with_capacity(n);
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let ip = if rng.below(5) == 0 {
+            format!(
+                "34.{}.{}.{}",
+                208 + rng.below(16),
+                rng.below(256),
+                rng.below(254) + 1
+            )
+        } else {
+            let first = [
+                5, 23, 45, 61, 77, 89, 103, 118, 141, 159, 176, 185, 193, 212,
+            ][rng.below(14) as usize];
+            format!(
+                "{first}.{}.{}.{}",
+                rng.below(256),
+                rng.below(256),
+                rng.below(254) + 1
+            )
+        };
+        if seen.insert(ip.clone()) {
+            out.push(ip);
+        }
+    }
+    out
+}
+
+/// A log of `bytes` (or, with `bytes` 0, of one packet line per source) whose packet lines
+/// come from `sources` addresses: each source appears once in order of first sight, the rest
+/// of the lines from a heavy tail over the sources seen so far.
+fn generate_sources(path: &Path, bytes: u64, sources: usize, seed: u64) -> u64 {
+    let mut rng = Rng(seed);
+    let ips = scattered(&mut rng, sources);
+    let mut out = BufWriter::with_capacity(1 << 20, fs::File::create(path).unwrap());
+    let (mut written, mut lines, mut next) = (0u64, 0u64, 0usize);
+    // Drop lines needed to fill the size: new sources are spread evenly over them.
+    let drops = if bytes == 0 {
+        sources as u64
+    } else {
+        bytes / 330
+    };
+    let every = (drops / sources.max(1) as u64).max(1);
+    let mut n = 0u64;
+    loop {
+        if bytes == 0 && next >= sources {
+            break;
+        }
+        if bytes > 0 && written >= bytes {
+            break;
+        }
+        let second = n / 40;
+        let ip = if next < sources && (bytes == 0 || n.is_multiple_of(every)) {
+            next += 1;
+            &ips[next - 1]
+        } else {
+            &ips[(rng.unit().powi(4) * next.max(1) as f64) as usize]
+        };
+        let (proto, dpt) = match rng.below(4) {
+            0 => ("TCP", 22),
+            1 => ("TCP", 443),
+            _ => ("UDP", 53),
+        };
+        let line = format!(
+            "Jan {:2} {:02}:{:02}:{:02} web1 kernel: [{}.{:06}] INPUT-DROP:IN=eth0 OUT= MAC=52:54:00:12:34:56:fe:54:00:ab:cd:ef:08:00 SRC={ip} DST=198.51.100.10 LEN=60 TOS=0x00 PREC=0x00 TTL=241 ID={} PROTO={proto} SPT={} DPT={dpt} LEN=40 \n",
+            1 + second / 86_400 % 28,
+            second / 3600 % 24,
+            second / 60 % 60,
+            second % 60,
+            810_000 + second,
+            rng.below(1_000_000),
+            rng.below(65536),
+            1024 + rng.below(60000)
+        );
+        out.write_all(line.as_bytes()).unwrap();
+        written += line.len() as u64;
+        lines += 1;
+        n += 1;
+    }
+    out.flush().unwrap();
+    lines
+}
+
+/// A configuration reading `log`, keeping its state in `dir/state`. The logs are dated in
+/// January and February whenever the benchmark runs: `max_age_days = 0` counts every line
+/// rather than passing them over as stale.
+fn write_config(dir: &Path, log: &Path) -> std::path::PathBuf {
+    let config = dir.join("config.toml");
+    fs::write(
+        &config,
+        format!(
+            "state_dir = \"{d}/state\"\ntimezone = \"UTC\"\n[[source]]\npath = \"{l}\"\n\
+             [[provider]]\nname = \"aws\"\nto = [\"ec2-abuse@amazon.com\"]\nranges = \"{r}/fixtures/ranges/aws-ip-ranges.json\"\n\
+             [report]\nfrom = \"abuse@example.org\"\nmax_age_days = 0\n[mail]\ntransport = \"file\"\ndir = \"{d}/outbox\"\n",
+            d = dir.display(),
+            l = log.display(),
+            r = env!("CARGO_MANIFEST_DIR")
+        ),
+    )
+    .unwrap();
+    config
+}
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The many-sources cases (see the top of this file).
+fn many_sources() {
+    let bin = env!("CARGO_BIN_EXE_abuse-mailer");
+    let mb = env_number("BENCH_MANY_MB", 100);
+    let many = env_number("BENCH_SOURCES", 150_000) as usize;
+    let preview = |config: &Path| {
+        let (t, rss, out) = measure(
+            Command::new(bin)
+                .arg("--config")
+                .arg(config)
+                .args(["preview", "--json"]),
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        (t, rss, v["summary"]["ips_observed"].as_u64().unwrap_or(0))
+    };
+    if mb > 0 {
+        let mut times = Vec::new();
+        for sources in [8_000, many] {
+            let dir = tempfile::tempdir().unwrap();
+            let log = dir.path().join("messages");
+            let lines = generate_sources(&log, mb << 20, sources, 0x5eed_0ab0_5e00_0002);
+            let config = write_config(dir.path(), &log);
+            let _ = measure(Command::new("cat").arg(&log).stdout(Stdio::null()));
+            let (t, rss, observed) = preview(&config);
+            println!(
+                "preview, {mb} MiB, {observed} sources {:>8.3} s {:>8} MiB peak RSS ({lines} lines)",
+                t.as_secs_f64(),
+                rss / 1024
+            );
+            times.push(t.as_secs_f64());
+            if sources == many {
+                let (t, rss, _) =
+                    measure(Command::new(bin).arg("--config").arg(&config).arg("run"));
+                let db = dir.path().join("state/state.db");
+                let size = fs::metadata(&db).map_or(0, |m| m.len())
+                    + fs::metadata(db.with_extension("db-wal")).map_or(0, |m| m.len());
+                println!(
+                    "run (full), {observed} sources {:>8.3} s {:>8} MiB peak RSS; state.db {} MiB, {:.0} bytes per observed IP",
+                    t.as_secs_f64(),
+                    rss / 1024,
+                    size >> 20,
+                    size as f64 / observed.max(1) as f64
+                );
+                let (t, rss, _) =
+                    measure(Command::new(bin).arg("--config").arg(&config).arg("run"));
+                println!(
+                    "run (no-op), {observed} known IPs {:>8.1} ms {:>8} MiB peak RSS",
+                    t.as_secs_f64() * 1e3,
+                    rss / 1024
+                );
+            }
+        }
+        println!(
+            "  many sources / 8,000 sources: {:.2}x",
+            times[1] / times[0]
+        );
+    }
+    let distinct = env_number("BENCH_DISTINCT", 1_000_000) as usize;
+    if distinct > 0 {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("messages");
+        let lines = generate_sources(&log, 0, distinct, 0x5eed_0ab0_5e00_0003);
+        let config = write_config(dir.path(), &log);
+        let (t, rss, observed) = preview(&config);
+        println!(
+            "preview, {observed} distinct sources {:>8.3} s {:>8} MiB peak RSS ({} MiB, {lines} lines)",
+            t.as_secs_f64(),
+            rss / 1024,
+            fs::metadata(&log).unwrap().len() >> 20
+        );
+    }
+}
+
 /// Runs a shell command, returning its wall time and peak RSS (KiB, from /proc while it runs).
 fn measure(cmd: &mut Command) -> (Duration, u64, Vec<u8>) {
     let start = Instant::now();
@@ -170,10 +368,15 @@ fn measure(cmd: &mut Command) -> (Duration, u64, Vec<u8>) {
 }
 
 fn main() {
-    let mb: u64 = std::env::var("BENCH_MB")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1024);
+    let mb = env_number("BENCH_MB", 1024);
+    if mb > 0 {
+        one_log(mb);
+    }
+    many_sources();
+}
+
+/// The cases on one log of a few thousand sources.
+fn one_log(mb: u64) {
     let seed = std::env::var("BENCH_SEED")
         .map(|v| v != "0")
         .unwrap_or(true);
@@ -187,18 +390,7 @@ fn main() {
         bytes >> 20,
         started.elapsed().as_secs_f64()
     );
-    let config = dir.path().join("config.toml");
-    fs::write(
-        &config,
-        format!(
-            "state_dir = \"{d}/state\"\ntimezone = \"UTC\"\n[[source]]\npath = \"{d}/messages\"\n\
-             [[provider]]\nname = \"aws\"\nto = [\"ec2-abuse@amazon.com\"]\nranges = \"{r}/fixtures/ranges/aws-ip-ranges.json\"\n\
-             [report]\nfrom = \"abuse@example.org\"\n[mail]\ntransport = \"file\"\ndir = \"{d}/outbox\"\n",
-            d = dir.path().display(),
-            r = env!("CARGO_MANIFEST_DIR")
-        ),
-    )
-    .unwrap();
+    let config = write_config(dir.path(), &log);
     let bin = env!("CARGO_BIN_EXE_abuse-mailer");
     // Warm the page cache.
     let _ = measure(Command::new("cat").arg(&log).stdout(Stdio::null()));
@@ -233,6 +425,24 @@ fn main() {
         v["summary"]
     );
     println!("  preview / grep: {:.2}x", ours / grep);
+    // The read uses one thread per core it is given: the same preview held to one core.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cores > 1
+        && Command::new("taskset")
+            .arg("-V")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    {
+        let (t, rss, _) = measure(
+            Command::new("taskset")
+                .args(["-c", "0", bin, "--config"])
+                .arg(&config)
+                .args(["preview", "--json"]),
+        );
+        let one = row("preview, 1 core", t, rss);
+        println!("  {cores} cores / 1 core: {:.2}x faster", one / ours);
+    }
     if seed {
         let (t, rss, out) = measure(Command::new("bash").arg("-c").arg(format!(
             "grep INPUT-DROP: {} | sed -rn 's,.* SRC=([0-9.]+).*,\\1,p' | sort -t . -k1,1n -k2,2n -k3,3n -k4,4n | uniq | wc -l",

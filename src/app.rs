@@ -10,6 +10,11 @@
 //! left `sending` (a crash) or `failed` (a transient error) are sent again, as stored, before
 //! anything new. A rejected report gives its IPs back to the next one. An IP is in at most one
 //! report per provider that is not rejected.
+//!
+//! A run that ends with nothing left to report leaves a [`Settled`] marker; while it stands
+//! and the selection settings are the same, a run looks only at the IPs it read and those the
+//! ledger moved, not at every IP ever seen, so a run with nothing new costs the same whatever
+//! the history.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{IsTerminal, Write};
@@ -27,7 +32,7 @@ use crate::config::{self, Settings, SourceKind};
 use crate::enrich::{AsnDb, Attacker, enrich};
 use crate::error::{ConfigError, EXIT_ERROR, EXIT_OK, TransientError, exit_code, one_line};
 use crate::excerpt::{self, EvidenceLine, Window, densest};
-use crate::ingest::{Attribution, Ingest, Observation, Summary};
+use crate::ingest::{Attribution, Ingest, Observation, Observations, Summary};
 use crate::journal;
 use crate::parse::LineParser;
 use crate::provider::Provider;
@@ -35,7 +40,7 @@ use crate::render::{Envelope, Report, ReportIp, Templates, fnv1a, message};
 use crate::select::{delta, is_ignored, is_reportable};
 use crate::send::{SendError, Transport, transport};
 use crate::source;
-use crate::state::{HistoryFilter, ReportRecord, ReportedIp, State, Status, StoredCursor};
+use crate::state::{HistoryFilter, ReportRecord, ReportedIp, Settled, State, Status, StoredCursor};
 
 /// Runs the command line and returns the exit status; errors are printed as one line.
 pub fn main(cli: Cli) -> u8 {
@@ -250,6 +255,35 @@ impl<'s> World<'s> {
         (days > 0).then(|| (self.now - chrono::Duration::days(i64::from(days))).timestamp())
     }
 
+    /// A digest of everything that decides which stored IPs are in a delta: the providers
+    /// and their ranges and ASN files (by size and time), and the report settings. A settled
+    /// marker counts only under the same digest.
+    fn selection_key(&self) -> String {
+        use sha2::Digest;
+        let settings = self.settings;
+        let mut h = sha2::Sha256::new();
+        h.update(env!("CARGO_PKG_VERSION"));
+        h.update(format!("{:?}", settings.providers));
+        h.update(format!("{:?}", settings.report));
+        h.update(format!("{:?}", settings.aws_api.as_ref().map(|a| a.test)));
+        let files = settings
+            .providers
+            .iter()
+            .filter_map(|p| p.ranges.as_ref())
+            .chain(&settings.asn_db);
+        for file in files {
+            let stamp = std::fs::metadata(file).ok().map(|m| {
+                let modified = m
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+                (m.len(), modified)
+            });
+            h.update(format!("{file:?} {stamp:?}"));
+        }
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// The time from which a sent report still counts (`rereport_after_days`).
     fn rereport_since(&self) -> Option<DateTime<Utc>> {
         self.settings
@@ -267,6 +301,16 @@ struct Ledger {
 }
 
 impl Ledger {
+    /// Nothing reported anywhere: for a run that selects nothing.
+    fn none(world: &World<'_>) -> Self {
+        let n = world.providers.len();
+        Ledger {
+            reported: vec![HashSet::new(); n],
+            ever_sent: vec![HashSet::new(); n],
+            thread_roots: vec![None; n],
+        }
+    }
+
     fn read(world: &World<'_>, state: Option<&State>) -> Result<Self> {
         let since = world.rereport_since().map(utc_text);
         let mut ledger = Ledger {
@@ -315,7 +359,16 @@ impl Ledger {
 /// Everything read this run, merged with what was known before.
 struct Intake {
     summary: Summary,
-    observations: HashMap<IpAddr, Observation>,
+    /// Every IP known, or (`partial`) only those a delta can hold this run.
+    observations: Observations,
+    /// Selection looks at the IPs read and those the ledger moved, under a settled marker.
+    partial: bool,
+    /// IPs the ledger moved since the marker (resends, re-report windows): this run may
+    /// report them, so the marker does not hold past it.
+    moved: bool,
+    /// The marker as stored, and the digest a new one is written with.
+    stored_marker: Option<Settled>,
+    selection_key: String,
     /// IPs whose totals changed this run (to store); the only entries of `observations`
     /// that are whole, the others being heads (see [`Intake::whole`]).
     touched: Vec<IpAddr>,
@@ -326,14 +379,29 @@ struct Intake {
     stored_evidence: Vec<Vec<EvidenceLine>>,
 }
 
+/// Reads the sources and merges what they say with what was known; returns that and the
+/// ledger as it stands. The ledger is read when the first packet line needs it (through a
+/// connection of its own: the reading threads cannot share the run's), so a run that reads no
+/// packet line from a settled state does not read it at all.
 fn ingest(
     world: &World<'_>,
     state: Option<&State>,
-    ledger: &Ledger,
     options: &Options<'_>,
-) -> Result<Intake> {
+) -> Result<(Intake, Ledger)> {
     let verbosity = options.verbosity;
     let settings = world.settings;
+    let early: std::sync::OnceLock<Result<Ledger, String>> = std::sync::OnceLock::new();
+    let stored = state.is_some();
+    let ledger_now = || {
+        early.get_or_init(|| {
+            let read = match stored {
+                true => State::open_read_only(&settings.state_dir)
+                    .and_then(|s| Ledger::read(world, s.as_ref())),
+                false => Ledger::read(world, None),
+            };
+            read.map_err(|e| format!("{e:#}"))
+        })
+    };
     let attribute = |ip: IpAddr| {
         let mut a = Attribution::default();
         let reportable = is_reportable(ip) && !is_ignored(ip, &settings.report.ignore);
@@ -341,7 +409,12 @@ fn ingest(
         for (i, p) in world.providers.iter().enumerate() {
             if p.matches(ip, asn) {
                 a.providers |= 1 << i;
-                if reportable && !ledger.reported[i].contains(&ip) {
+                // A ledger that cannot be read ends the run after the read (below).
+                if reportable
+                    && ledger_now()
+                        .as_ref()
+                        .is_ok_and(|l| !l.reported[i].contains(&ip))
+                {
                     a.candidates |= 1 << i;
                 }
             }
@@ -455,26 +528,83 @@ fn ingest(
         bar.finish_and_clear();
     }
 
-    // Heads only (times and hits): the sets are loaded for the IPs a report needs.
-    let mut observations = match state {
-        Some(s) => s.observation_heads()?,
-        None => HashMap::new(),
+    let selection_key = world.selection_key();
+    let stored_marker = match state {
+        Some(s) => s.settled()?,
+        None => None,
     };
-    let mut touched = Vec::with_capacity(batch.observations.len());
-    for (ip, mut o) in batch.observations {
-        touched.push(ip);
-        if let Some(known) = state.map(|s| s.observation(ip)).transpose()?.flatten() {
-            let mut merged = known;
-            merged.merge(&o);
-            o = merged;
-        }
-        observations.insert(ip, o);
-    }
+    let marker = stored_marker
+        .as_ref()
+        .filter(|m| m.key == selection_key)
+        .cloned();
+    // Under a settled marker only the IPs read now can enter a delta (and those the ledger
+    // moved, added below); without one, every IP known is looked at. Heads only (times and
+    // hits): the sets are loaded for the IPs a report needs.
+    // What was read is merged in place, so that the IPs read are not held twice.
+    let mut observations = batch.observations;
+    let mut earlier = Observations::new();
+    let mut touched: Vec<IpAddr> = observations.ips().collect();
     touched.sort();
+    if let Some(s) = state {
+        for o in observations.iter_mut() {
+            if let Some(known) = s.observation(o.ip)? {
+                let mut merged = known.clone();
+                merged.merge(o);
+                *o = merged;
+                if marker.is_some() {
+                    earlier.add(known);
+                }
+            }
+        }
+        if marker.is_none() {
+            s.add_observation_heads(&mut observations)?;
+        }
+    }
+    let mut moved = false;
+    if let (Some(s), Some(m)) = (state, &marker) {
+        // Reports waiting to be sent again may be refused, giving their IPs back.
+        let mut extra: Vec<IpAddr> = s
+            .pending()?
+            .iter()
+            .flat_map(|r| r.ips.iter().map(|i| i.ip))
+            .collect();
+        // Reports that left the re-report window since the marker free their IPs.
+        if let Some(days) = settings.report.rereport_after_days {
+            let window = chrono::Duration::days(i64::from(days));
+            let from = DateTime::<Utc>::from_timestamp(m.at, 0).unwrap_or(world.now) - window;
+            let to = world.now - window;
+            if from < to {
+                for p in &world.providers {
+                    extra.extend(s.leaving_window(p.name(), &utc_text(from), &utc_text(to))?);
+                }
+            }
+        }
+        moved = !extra.is_empty();
+        for ip in extra {
+            if !observations.contains(&ip)
+                && let Some(o) = s.observation(ip)?
+            {
+                observations.add(o);
+            }
+        }
+    }
 
+    // Nothing read and nothing moved under a marker: no delta, and the evidence stays as
+    // stored; neither the ledger nor the evidence is needed.
+    let quiet = marker.is_some() && touched.is_empty() && !moved;
+    let ledger = match early.into_inner() {
+        Some(read) => read.map_err(anyhow::Error::msg)?,
+        None if quiet => Ledger::none(world),
+        None => Ledger::read(world, state)?,
+    };
     let mut evidence = Vec::new();
     let mut stored_evidence = Vec::new();
     for (i, p) in world.providers.iter().enumerate() {
+        if quiet {
+            evidence.push(Vec::new());
+            stored_evidence.push(Vec::new());
+            continue;
+        }
         let stored = match state {
             Some(s) => s.evidence(p.name())?,
             None => Vec::new(),
@@ -496,13 +626,29 @@ fn ingest(
     let mut intake = Intake {
         summary: batch.summary,
         observations,
+        partial: marker.is_some(),
+        moved,
+        stored_marker,
+        selection_key,
         touched,
         cursors,
         evidence,
         stored_evidence,
     };
-    intake.summary.ips_below_min_hits = count_below_min_hits(world, &intake, ledger);
-    Ok(intake)
+    intake.summary.ips_below_min_hits = match &marker {
+        None => count_below_min_hits(world, &intake.observations, &ledger),
+        // The IPs read are the only ones whose hits changed: the count moves by theirs.
+        Some(m) => {
+            let now: Observations = intake
+                .touched
+                .iter()
+                .filter_map(|ip| intake.observations.get(ip).cloned())
+                .collect();
+            (m.below_min_hits + count_below_min_hits(world, &now, &ledger))
+                .saturating_sub(count_below_min_hits(world, &earlier, &ledger))
+        }
+    };
+    Ok((intake, ledger))
 }
 
 impl Intake {
@@ -519,11 +665,11 @@ impl Intake {
 }
 
 /// How many addresses `min_hits` holds back this run, for the summary.
-fn count_below_min_hits(world: &World<'_>, intake: &Intake, ledger: &Ledger) -> u64 {
+fn count_below_min_hits(world: &World<'_>, observations: &Observations, ledger: &Ledger) -> u64 {
     let mut held: HashSet<IpAddr> = HashSet::new();
     for (i, provider) in world.providers.iter().enumerate() {
         held.extend(crate::select::below_min_hits(
-            &intake.observations,
+            observations,
             provider,
             &ledger.reported[i],
             world.fresh_since(),
@@ -804,7 +950,7 @@ struct JsonOutput<'a> {
     reports: Vec<JsonReport<'a>>,
     summary: Summary,
     /// Observed sources that no configured provider holds.
-    unattributed: Vec<JsonIp<'a>>,
+    unattributed: &'a Unattributed<'a>,
 }
 
 #[derive(Serialize)]
@@ -842,38 +988,73 @@ impl<'a> From<&'a ReportIp> for JsonIp<'a> {
 }
 
 /// Every observed source that no provider holds, sorted, as reports list IPs.
-fn unattributed(
-    world: &World<'_>,
-    intake: &Intake,
-    state: Option<&State>,
-) -> Result<Vec<ReportIp>> {
-    let mut found: Vec<IpAddr> = intake
-        .observations
-        .values()
-        .filter(|o| {
-            let asn = world.asn(o.ip);
-            !world.providers.iter().any(|p| p.matches(o.ip, asn))
-        })
-        .map(|o| o.ip)
-        .collect();
+fn unattributed<'a>(
+    world: &'a World<'a>,
+    intake: &'a Intake,
+    state: Option<&'a State>,
+) -> Result<Unattributed<'a>> {
+    let mut found: Vec<IpAddr> = match (state, intake.partial) {
+        // Selection did not look at every IP known: the list does.
+        (Some(s), true) => {
+            let mut all = s.observed_ips()?;
+            all.extend(intake.observations.ips());
+            all
+        }
+        _ => intake.observations.ips().collect(),
+    };
+    found.retain(|ip| {
+        let asn = world.asn(*ip);
+        !world.providers.iter().any(|p| p.matches(*ip, asn))
+    });
     found.sort();
-    let mut out = Vec::with_capacity(found.len());
-    for ip in found {
-        let Some(observation) = intake.whole(ip, state)? else {
-            continue;
-        };
-        let attacker = Attacker {
-            observation,
-            range: None,
-            asn: world.asn_db.as_ref().and_then(|db| db.lookup(ip)),
-            rereport: false,
-        };
-        out.push(ReportIp::new(&attacker, world.settings.zone));
-    }
-    Ok(out)
+    found.dedup();
+    Ok(Unattributed {
+        world,
+        intake,
+        state,
+        ips: found,
+    })
 }
 
-fn print_json(planned: &[Planned], summary: Summary, unattributed: &[ReportIp]) -> Result<()> {
+/// The `unattributed` list, each entry made as it is written: with many sources in no
+/// provider (a scan, a flood), the whole list made first would cost more than the read.
+struct Unattributed<'a> {
+    world: &'a World<'a>,
+    intake: &'a Intake,
+    state: Option<&'a State>,
+    ips: Vec<IpAddr>,
+}
+
+impl Serialize for Unattributed<'_> {
+    fn serialize<S: serde::Serializer>(&self, out: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error, SerializeSeq};
+        let mut seq = out.serialize_seq(None)?;
+        for ip in &self.ips {
+            let observation = self
+                .intake
+                .whole(*ip, self.state)
+                .map_err(|e| S::Error::custom(format!("{e:#}")))?;
+            let Some(observation) = observation else {
+                continue;
+            };
+            let attacker = Attacker {
+                observation,
+                range: None,
+                asn: self.world.asn_db.as_ref().and_then(|db| db.lookup(*ip)),
+                rereport: false,
+            };
+            let entry = ReportIp::new(&attacker, self.world.settings.zone);
+            seq.serialize_element(&JsonIp::from(&entry))?;
+        }
+        seq.end()
+    }
+}
+
+fn print_json(
+    planned: &[Planned],
+    summary: Summary,
+    unattributed: &Unattributed<'_>,
+) -> Result<()> {
     let reports = planned
         .iter()
         .map(|p| JsonReport {
@@ -885,7 +1066,6 @@ fn print_json(planned: &[Planned], summary: Summary, unattributed: &[ReportIp]) 
         })
         .collect();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let unattributed = unattributed.iter().map(JsonIp::from).collect();
     serde_json::to_writer_pretty(
         &mut out,
         &JsonOutput {
@@ -929,8 +1109,7 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
     if let Some(s) = &state {
         check_owner(s, settings)?;
     }
-    let ledger = Ledger::read(&world, state.as_ref())?;
-    let intake = ingest(&world, state.as_ref(), &ledger, options)?;
+    let (intake, ledger) = ingest(&world, state.as_ref(), options)?;
     let planned = plan(&world, &intake, &ledger, only, state.as_ref())?;
     if json {
         print_json(
@@ -1040,8 +1219,7 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
 
     // Store what the logs say before any mail goes out: a mail outage must not lose lines
     // that rotate away meanwhile.
-    let ledger = Ledger::read(&world, Some(&state))?;
-    let intake = ingest(&world, Some(&state), &ledger, options)?;
+    let (intake, ledger) = ingest(&world, Some(&state), options)?;
     let touched: Vec<&Observation> = intake
         .touched
         .iter()
@@ -1056,7 +1234,13 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
         .filter(|((_, lines), stored)| lines != stored)
         .map(|((p, lines), _)| (p.name().to_string(), lines.clone()))
         .collect();
-    state.commit_ingest(&touched, &intake.cursors, &evidence, &utc_text(now))?;
+    state.commit_ingest(
+        &touched,
+        &intake.cursors,
+        &evidence,
+        &utc_text(now),
+        intake.moved || !intake.partial,
+    )?;
 
     let mut budget = settings.mail.max_messages_per_run;
     let mut outcome = Outcome::default();
@@ -1134,6 +1318,7 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
         )?;
         made.push(p);
     }
+    settle(&mut state, &intake, &outcome, only, now)?;
     if let Some(api) = &api {
         crate::aws_api::refresh_after_run(&mut state, api);
     }
@@ -1182,6 +1367,39 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
         bail!("report rejected: {reason}");
     }
     Ok(EXIT_OK)
+}
+
+/// Leaves a [`Settled`] marker when every provider's delta went into the ledger this run and
+/// nothing was refused, and removes it otherwise. A quiet run under a marker writes nothing.
+fn settle(
+    state: &mut State,
+    intake: &Intake,
+    outcome: &Outcome,
+    only: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let settled = only.is_none()
+        && outcome.transient.is_none()
+        && outcome.unauthorized.is_none()
+        && outcome.unauthorized_api.is_none()
+        && outcome.rejected.is_none()
+        && outcome.rejected_providers.is_empty()
+        && outcome.held == 0
+        && outcome.queued == 0
+        && outcome.waiting == 0;
+    let marker = settled.then(|| Settled {
+        key: intake.selection_key.clone(),
+        below_min_hits: intake.summary.ips_below_min_hits,
+        at: now.timestamp(),
+    });
+    // Nothing read and nothing moved under a marker: the delta was empty, the marker holds.
+    if intake.partial && !intake.moved && intake.touched.is_empty() {
+        return Ok(());
+    }
+    match (&marker, &intake.stored_marker) {
+        (None, None) => Ok(()),
+        _ => state.set_settled(marker.as_ref()),
+    }
 }
 
 /// The configuration file as the state remembers it: absolute, links resolved.

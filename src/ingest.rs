@@ -11,7 +11,7 @@
 //! read buffer (1 MiB; the kernel's lines are under 1 KiB) is one junk line. Bounded per-IP
 //! sets keep their smallest values. `tests/differential.rs` holds the reader to this.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::io::{self, Read};
 use std::net::IpAddr;
 
@@ -25,6 +25,194 @@ use crate::parse::{Line, LineParser, Packet};
 pub const MAX_PORTS: usize = 64;
 pub const MAX_SMALL_SET: usize = 16;
 
+/// A sorted set that holds one value in place and more in one allocation that grows by
+/// little: an address's sets hold a handful of values, most often one (a scan, a spoofed
+/// flood: each source seen once or twice), and a B-tree node, or a vector, for each would
+/// cost more than the address's whole record.
+#[derive(Clone)]
+pub struct SmallSet<T>(Repr<T>);
+
+#[derive(Clone)]
+enum Repr<T> {
+    Empty,
+    One(T),
+    /// Two values or more, ascending.
+    Many(Vec<T>),
+}
+
+impl<T> Default for SmallSet<T> {
+    fn default() -> Self {
+        SmallSet(Repr::Empty)
+    }
+}
+
+impl<T: std::fmt::Debug> std::fmt::Debug for SmallSet<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.slice()).finish()
+    }
+}
+
+impl<T: PartialEq> PartialEq for SmallSet<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.slice() == other.slice()
+    }
+}
+
+impl<T: Eq> Eq for SmallSet<T> {}
+
+impl<T: std::hash::Hash> std::hash::Hash for SmallSet<T> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.slice().hash(state);
+    }
+}
+
+impl<T> SmallSet<T> {
+    fn slice(&self) -> &[T] {
+        match &self.0 {
+            Repr::Empty => &[],
+            Repr::One(value) => std::slice::from_ref(value),
+            Repr::Many(values) => values,
+        }
+    }
+}
+
+impl<T: Ord> SmallSet<T> {
+    pub const fn new() -> Self {
+        SmallSet(Repr::Empty)
+    }
+
+    /// Adds `value`; whether it was new.
+    pub fn insert(&mut self, value: T) -> bool {
+        match &mut self.0 {
+            Repr::Empty => {
+                self.0 = Repr::One(value);
+                true
+            }
+            Repr::One(one) if *one == value => false,
+            Repr::One(_) => {
+                let Repr::One(one) = std::mem::replace(&mut self.0, Repr::Empty) else {
+                    unreachable!("matched above")
+                };
+                let mut values = Vec::with_capacity(2);
+                if one < value {
+                    values.extend([one, value]);
+                } else {
+                    values.extend([value, one]);
+                }
+                self.0 = Repr::Many(values);
+                true
+            }
+            Repr::Many(values) => match values.binary_search(&value) {
+                Ok(_) => false,
+                Err(at) => {
+                    if values.len() == values.capacity() {
+                        values.reserve_exact((values.len() / 2).max(1));
+                    }
+                    values.insert(at, value);
+                    true
+                }
+            },
+        }
+    }
+
+    pub fn contains<Q: Ord + ?Sized>(&self, value: &Q) -> bool
+    where
+        T: std::borrow::Borrow<Q>,
+    {
+        self.slice()
+            .binary_search_by(|x| x.borrow().cmp(value))
+            .is_ok()
+    }
+
+    pub fn len(&self) -> usize {
+        self.slice().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slice().is_empty()
+    }
+
+    /// In ascending order.
+    pub fn iter(&self) -> std::slice::Iter<'_, T> {
+        self.slice().iter()
+    }
+
+    pub fn first(&self) -> Option<&T> {
+        self.slice().first()
+    }
+
+    pub fn last(&self) -> Option<&T> {
+        self.slice().last()
+    }
+
+    pub fn pop_last(&mut self) -> Option<T> {
+        match std::mem::replace(&mut self.0, Repr::Empty) {
+            Repr::Empty => None,
+            Repr::One(value) => Some(value),
+            Repr::Many(mut values) => {
+                let last = values.pop();
+                self.0 = Self::from_sorted(values).0;
+                last
+            }
+        }
+    }
+
+    /// The values, ascending.
+    pub fn as_slice(&self) -> &[T] {
+        self.slice()
+    }
+
+    /// From values that are ascending and distinct.
+    fn from_sorted(mut values: Vec<T>) -> Self {
+        SmallSet(match values.len() {
+            0 => Repr::Empty,
+            1 => Repr::One(values.pop().expect("one value")),
+            _ => {
+                values.shrink_to_fit();
+                Repr::Many(values)
+            }
+        })
+    }
+}
+
+impl<T: Ord> FromIterator<T> for SmallSet<T> {
+    fn from_iter<I: IntoIterator<Item = T>>(iter: I) -> Self {
+        let mut values: Vec<T> = iter.into_iter().collect();
+        values.sort();
+        values.dedup();
+        Self::from_sorted(values)
+    }
+}
+
+impl<T: Ord> Extend<T> for SmallSet<T> {
+    fn extend<I: IntoIterator<Item = T>>(&mut self, iter: I) {
+        for value in iter {
+            self.insert(value);
+        }
+    }
+}
+
+impl<'a, T> IntoIterator for &'a SmallSet<T> {
+    type Item = &'a T;
+    type IntoIter = std::slice::Iter<'a, T>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.slice().iter()
+    }
+}
+
+impl<T> IntoIterator for SmallSet<T> {
+    type Item = T;
+    type IntoIter = std::vec::IntoIter<T>;
+    fn into_iter(self) -> Self::IntoIter {
+        match self.0 {
+            Repr::Empty => Vec::new(),
+            Repr::One(value) => vec![value],
+            Repr::Many(values) => values,
+        }
+        .into_iter()
+    }
+}
+
 /// What the logs say about one source address, over every run so far.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Observation {
@@ -34,25 +222,25 @@ pub struct Observation {
     pub last_seen: i64,
     /// Dropped packets (log lines).
     pub hits: u64,
-    pub protocols: BTreeSet<String>,
-    pub dst_ports: BTreeSet<u16>,
-    pub src_ports: BTreeSet<u16>,
-    pub dsts: BTreeSet<IpAddr>,
-    pub hosts: BTreeSet<String>,
+    pub protocols: SmallSet<String>,
+    pub dst_ports: SmallSet<u16>,
+    pub src_ports: SmallSet<u16>,
+    pub dsts: SmallSet<IpAddr>,
+    pub hosts: SmallSet<String>,
 }
 
 /// Whether a set bounded to `cap` values keeps `value`: a bounded set holds its `cap`
 /// smallest values, so that what it holds does not depend on the order lines were read in
 /// (nor on how a file was split between threads, nor on the order runs are merged).
 fn keeps<T: Ord + std::borrow::Borrow<Q>, Q: Ord + ?Sized>(
-    set: &BTreeSet<T>,
+    set: &SmallSet<T>,
     value: &Q,
     cap: usize,
 ) -> bool {
     set.len() < cap || set.last().is_some_and(|last| value < last.borrow())
 }
 
-fn insert_capped<T: Ord>(set: &mut BTreeSet<T>, value: T, cap: usize) {
+fn insert_capped<T: Ord>(set: &mut SmallSet<T>, value: T, cap: usize) {
     if keeps(set, &value, cap) && set.insert(value) && set.len() > cap {
         set.pop_last();
     }
@@ -65,11 +253,11 @@ impl Observation {
             first_seen: time,
             last_seen: time,
             hits: 0,
-            protocols: BTreeSet::new(),
-            dst_ports: BTreeSet::new(),
-            src_ports: BTreeSet::new(),
-            dsts: BTreeSet::new(),
-            hosts: BTreeSet::new(),
+            protocols: SmallSet::new(),
+            dst_ports: SmallSet::new(),
+            src_ports: SmallSet::new(),
+            dsts: SmallSet::new(),
+            hosts: SmallSet::new(),
         }
     }
 
@@ -168,13 +356,163 @@ struct Seen {
 pub const LINES_PER_IP: usize = 3;
 
 /// Everything one run learned from the logs, before it is stored.
+/// Observations by address: the records one after another in one vector, and an index to
+/// them (a few bytes a record), rather than a hash table of whole records, most of its
+/// slots empty. The read's own index and vector become these without a copy.
+#[derive(Debug, Default, Clone)]
+pub struct Observations {
+    /// Keyed by attacker-chosen addresses: a seeded fast hash, not a predictable one.
+    index: HashMap<IpAddr, u32, foldhash::fast::RandomState>,
+    records: Vec<Observation>,
+}
+
+impl Observations {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    pub fn get(&self, ip: &IpAddr) -> Option<&Observation> {
+        self.records.get(*self.index.get(ip)? as usize)
+    }
+
+    pub fn contains(&self, ip: &IpAddr) -> bool {
+        self.index.contains_key(ip)
+    }
+
+    /// Adds `o` unless its address is in already; whether it was added.
+    pub fn add(&mut self, o: Observation) -> bool {
+        let next = slot(self.records.len());
+        match self.index.entry(o.ip) {
+            std::collections::hash_map::Entry::Occupied(_) => false,
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(next);
+                self.records.push(o);
+                true
+            }
+        }
+    }
+
+    /// In no particular order.
+    pub fn iter(&self) -> std::slice::Iter<'_, Observation> {
+        self.records.iter()
+    }
+
+    /// In no particular order; a record's address is its key and must stay as it is.
+    pub fn iter_mut(&mut self) -> std::slice::IterMut<'_, Observation> {
+        self.records.iter_mut()
+    }
+
+    pub fn ips(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        self.records.iter().map(|o| o.ip)
+    }
+}
+
+/// The same records, whatever order they were added in.
+impl PartialEq for Observations {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().all(|o| other.get(&o.ip) == Some(o))
+    }
+}
+
+impl Eq for Observations {}
+
+impl std::ops::Index<&IpAddr> for Observations {
+    type Output = Observation;
+    fn index(&self, ip: &IpAddr) -> &Observation {
+        self.get(ip).expect("no observation of that address")
+    }
+}
+
+impl FromIterator<Observation> for Observations {
+    fn from_iter<I: IntoIterator<Item = Observation>>(iter: I) -> Self {
+        let mut out = Observations::new();
+        for o in iter {
+            out.add(o);
+        }
+        out
+    }
+}
+
+impl IntoIterator for Observations {
+    type Item = (IpAddr, Observation);
+    type IntoIter =
+        std::iter::Map<std::vec::IntoIter<Observation>, fn(Observation) -> (IpAddr, Observation)>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.records.into_iter().map(|o| (o.ip, o))
+    }
+}
+
+/// The slot of the next record: four billion records would not fit in memory long before
+/// an index of 32 bits ran out.
+fn slot(len: usize) -> u32 {
+    u32::try_from(len).unwrap_or(u32::MAX)
+}
+
 #[derive(Debug, Default)]
 pub struct Batch {
-    pub observations: HashMap<IpAddr, Observation>,
+    pub observations: Observations,
     pub summary: Summary,
     /// Evidence per provider (same order as the configured providers): the lines of each
     /// source's densest window, pooled, so that one attack seen by several hosts shows them all.
     pub evidence: Vec<Vec<EvidenceLine>>,
+}
+
+/// The records of the sources a read saw: an index from address to a slot, and the records
+/// one after another in one vector. A hash table of whole records would hold a power of two
+/// of them, most empty, and copy them all each time it grows; the index's slots are small,
+/// and a large vector grows in place, its capacity not yet written taking no memory.
+#[derive(Default)]
+struct Sources {
+    /// Keyed by attacker-chosen addresses: a seeded fast hash, not a predictable one.
+    index: HashMap<IpAddr, u32, foldhash::fast::RandomState>,
+    records: Vec<Seen>,
+}
+
+impl Sources {
+    fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    fn get_mut(&mut self, ip: IpAddr) -> Option<&mut Seen> {
+        let slot = *self.index.get(&ip)?;
+        self.records.get_mut(slot as usize)
+    }
+
+    /// Adds the record of an address not in yet.
+    fn push(&mut self, seen: Seen) {
+        self.index.insert(seen.observation.ip, self.slot());
+        self.records.push(seen);
+    }
+
+    fn get_or_insert_with(&mut self, ip: IpAddr, new: impl FnOnce() -> Seen) -> &mut Seen {
+        let next = self.slot();
+        let slot = *self.index.entry(ip).or_insert(next);
+        if slot == next {
+            self.records.push(new());
+        }
+        &mut self.records[slot as usize]
+    }
+
+    fn slot(&self) -> u32 {
+        slot(self.records.len())
+    }
+
+    /// The observations by address: the index is kept, and the records become observations
+    /// where they lie.
+    fn into_observations(self) -> Observations {
+        Observations {
+            index: self.index,
+            records: self.records.into_iter().map(|s| s.observation).collect(),
+        }
+    }
 }
 
 /// The scan of one run over any number of sources.
@@ -182,8 +520,7 @@ pub struct Ingest<'a> {
     parser: LineParser,
     finders: Vec<memchr::memmem::Finder<'static>>,
     attribute: &'a (dyn Fn(IpAddr) -> Attribution + Sync),
-    /// Keyed by attacker-chosen addresses: a seeded fast hash, not a predictable one.
-    seen: HashMap<IpAddr, Seen, foldhash::fast::RandomState>,
+    seen: Sources,
     summary: Summary,
     sample_seconds: u32,
     max_lines: usize,
@@ -233,7 +570,7 @@ impl<'a> Ingest<'a> {
             parser,
             finders,
             attribute,
-            seen: HashMap::default(),
+            seen: Sources::default(),
             summary: Summary::default(),
             sample_seconds,
             max_lines,
@@ -315,7 +652,7 @@ impl<'a> Ingest<'a> {
             parser: self.parser.clone(),
             finders: self.finders.clone(),
             attribute: self.attribute,
-            seen: HashMap::default(),
+            seen: Sources::default(),
             summary: Summary::default(),
             sample_seconds: self.sample_seconds,
             max_lines: self.max_lines,
@@ -341,8 +678,8 @@ impl<'a> Ingest<'a> {
         s.bytes_read += other.summary.bytes_read;
         s.lines_stale += other.summary.lines_stale;
         s.lines_backscatter += other.summary.lines_backscatter;
-        for (ip, theirs) in other.seen {
-            match self.seen.get_mut(&ip) {
+        for theirs in other.seen.records {
+            match self.seen.get_mut(theirs.observation.ip) {
                 Some(mine) => {
                     mine.observation.merge(&theirs.observation);
                     let room = LINES_PER_IP.saturating_sub(mine.first_lines.len());
@@ -350,7 +687,7 @@ impl<'a> Ingest<'a> {
                         .extend(theirs.first_lines.into_iter().take(room));
                 }
                 None => {
-                    self.seen.insert(ip, theirs);
+                    self.seen.push(theirs);
                 }
             }
         }
@@ -492,13 +829,15 @@ impl<'a> Ingest<'a> {
             return;
         }
         let attribute = self.attribute;
-        let seen = self.seen.entry(packet.src).or_insert_with(|| Seen {
+        let seen = self.seen.get_or_insert_with(packet.src, || Seen {
             observation: Observation::new(packet.src, packet.time),
             attribution: attribute(packet.src),
             first_lines: Vec::new(),
         });
         seen.observation.record(&packet);
         if seen.attribution.candidates != 0 && seen.first_lines.len() < LINES_PER_IP {
+            // Most sources send a line or two: room for four each would be mostly empty.
+            seen.first_lines.reserve_exact(1);
             seen.first_lines.push(EvidenceLine {
                 time: packet.time,
                 ip: packet.src,
@@ -518,11 +857,12 @@ impl<'a> Ingest<'a> {
         self.summary.ips_observed = self.seen.len() as u64;
         self.summary.ips_unattributed = self
             .seen
-            .values()
+            .records
+            .iter()
             .filter(|s| s.attribution.providers == 0)
             .count() as u64;
         let mut own: Vec<Vec<EvidenceLine>> = vec![Vec::new(); self.evidence.len()];
-        for seen in self.seen.values() {
+        for seen in &self.seen.records {
             for i in Attribution::indices(seen.attribution.candidates) {
                 if let Some(lines) = own.get_mut(i) {
                     lines.extend(seen.first_lines.iter().cloned());
@@ -533,11 +873,7 @@ impl<'a> Ingest<'a> {
             *pool = union(std::mem::take(pool), own);
         }
         Batch {
-            observations: self
-                .seen
-                .into_iter()
-                .map(|(ip, s)| (ip, s.observation))
-                .collect(),
+            observations: self.seen.into_observations(),
             summary: self.summary,
             evidence: self.evidence,
         }
@@ -718,14 +1054,41 @@ mod tests {
         assert_eq!(forward, backward);
         assert_eq!(forward, second);
         assert_eq!(forward.dst_ports.len(), MAX_PORTS);
-        let smallest: BTreeSet<u16> = ports
+        let smallest: SmallSet<u16> = ports
             .iter()
             .copied()
-            .collect::<BTreeSet<_>>()
+            .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .take(MAX_PORTS)
             .collect();
         assert_eq!(forward.dst_ports, smallest);
+    }
+
+    #[test]
+    fn a_small_set_is_a_sorted_set_however_it_is_built() {
+        let values = [5u16, 1, 9, 1, 3, 5, 0, 9];
+        let mut built = SmallSet::new();
+        let mut model = std::collections::BTreeSet::new();
+        for v in values {
+            assert_eq!(built.insert(v), model.insert(v));
+            assert_eq!(built.as_slice(), model.iter().copied().collect::<Vec<_>>());
+            assert!(built.contains(&v));
+            assert_eq!(built.len(), model.len());
+        }
+        assert_eq!(built, values.into_iter().collect::<SmallSet<_>>());
+        while let Some(last) = model.pop_last() {
+            assert_eq!(built.pop_last(), Some(last));
+            assert_eq!(built.as_slice(), model.iter().copied().collect::<Vec<_>>());
+        }
+        assert!(built.is_empty() && built.pop_last().is_none());
+        let one: SmallSet<String> = ["TCP".to_string()].into_iter().collect();
+        assert_eq!(one, {
+            let mut s = SmallSet::new();
+            s.insert("TCP".to_string());
+            s
+        });
+        assert!(one.contains("TCP") && !one.contains("UDP"));
+        assert_eq!(one.into_iter().collect::<Vec<_>>(), ["TCP"]);
     }
 
     #[test]

@@ -9,13 +9,13 @@
 //! comes back if it was seen again since. An IP last seen longer ago than `max_age_days` is
 //! history: it is not selected.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 
 use crate::config::ReportConfig;
-use crate::ingest::Observation;
+use crate::ingest::{Observation, Observations};
 use crate::provider::{Provider, canonical};
 
 /// Whether an address can belong to someone an abuse desk could act on: not private,
@@ -81,7 +81,7 @@ pub struct Selected<'a> {
 
 /// The provider's attackers not yet reported to it, sorted by address (IPv4 first).
 pub fn delta<'a>(
-    observations: &'a HashMap<IpAddr, Observation>,
+    observations: &'a Observations,
     provider: &Provider,
     reported: &HashSet<IpAddr>,
     ever_sent: &HashSet<IpAddr>,
@@ -94,7 +94,7 @@ pub fn delta<'a>(
         fresh: fresh_since,
     } = since;
     let mut out: Vec<Selected<'a>> = observations
-        .values()
+        .iter()
         .filter(|o| o.hits >= report.min_hits)
         // Last seen longer ago than `max_age_days`: history, not a report.
         .filter(|o| fresh_since.is_none_or(|t| o.last_seen >= t))
@@ -120,7 +120,7 @@ pub fn delta<'a>(
 /// The provider's attackers that are held back only by `min_hits`: not reported yet, and
 /// with fewer packets than that so far (they are reported once they reach it).
 pub fn below_min_hits<'a>(
-    observations: &'a HashMap<IpAddr, Observation>,
+    observations: &'a Observations,
     provider: &Provider,
     reported: &HashSet<IpAddr>,
     fresh_since: Option<i64>,
@@ -128,7 +128,7 @@ pub fn below_min_hits<'a>(
     asn_of: &dyn Fn(IpAddr) -> Option<u32>,
 ) -> impl Iterator<Item = IpAddr> + 'a {
     let candidates: Vec<IpAddr> = observations
-        .values()
+        .iter()
         .filter(|o| o.hits < report.min_hits)
         .filter(|o| fresh_since.is_none_or(|t| o.last_seen >= t))
         .filter(|o| is_reportable(o.ip) && !is_ignored(o.ip, &report.ignore))

@@ -720,48 +720,99 @@ fn read_opened(
 /// Reads complete lines from `offset` on; returns the bytes they took.
 fn read_plain(file: &OpenFile, offset: u64, ingest: &mut Ingest<'_>) -> io::Result<u64> {
     let size = file.file.metadata()?.len();
-    if size.saturating_sub(offset) >= PARALLEL_FROM {
-        return read_in_two(file, offset, size, ingest);
+    let parts = parts_for(size.saturating_sub(offset));
+    if parts > 1 {
+        return read_in_parts(file, offset, size, parts, ingest);
     }
     ingest.feed(file.at(offset))
 }
 
-/// From this many new bytes on, a file is read by two threads.
+/// From this many new bytes on, a file is read by more than one thread.
 const PARALLEL_FROM: u64 = 32 << 20;
 
-/// Reads `[offset, size)` and on: the first half here, the rest (to the end, which may have
-/// grown) on another thread, split at a line boundary. Both read through the one descriptor.
-fn read_in_two(
+/// Each thread reads at least this much of a file, and there are never more than
+/// [`MAX_PARTS`]: a thread costs a read buffer and a record of every source it sees.
+const PART_AT_LEAST: u64 = 16 << 20;
+const MAX_PARTS: usize = 16;
+
+/// How many threads read `bytes` new bytes: one per core the machine gives this process.
+fn parts_for(bytes: u64) -> usize {
+    if bytes < PARALLEL_FROM {
+        return 1;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let by_size = usize::try_from(bytes / PART_AT_LEAST).unwrap_or(MAX_PARTS);
+    cores.clamp(2, MAX_PARTS).min(by_size).max(1)
+}
+
+/// Reads `[offset, size)` and on in `parts` pieces split at line boundaries, each on a
+/// thread of its own, the last to the end (which may have grown). All read through the one
+/// descriptor, each at its own offsets.
+fn read_in_parts(
     file: &OpenFile,
     offset: u64,
     size: u64,
+    parts: usize,
     ingest: &mut Ingest<'_>,
 ) -> io::Result<u64> {
-    let middle = offset + (size - offset) / 2;
+    let mut starts = vec![offset];
     let mut probe = Vec::with_capacity(1 << 16);
-    file.at_until(middle, middle + (1 << 20))
-        .read_to_end(&mut probe)?;
-    let Some(newline) = memchr::memchr(b'\n', &probe) else {
-        return ingest.feed(file.at(offset));
-    };
-    let split = middle + newline as u64 + 1;
-    let mut other = ingest.fork();
-    let (first_part, second_part) = std::thread::scope(|scope| {
-        let worker = scope.spawn(|| other.feed(file.at(split)));
-        let first_part = ingest.feed(file.at_until(offset, split));
-        (first_part, worker.join())
-    });
-    let first_part = first_part?;
-    let second_part = second_part.map_err(|_| io::Error::other("reading thread failed"))??;
-    if first_part < split - offset {
-        // The split line was not whole after all (a line longer than the probe): the second
-        // part's count would start mid-line. Never happens with newline-terminated text.
-        return Err(io::Error::other(
-            "log line boundary lost while reading in two",
-        ));
+    for k in 1..parts as u64 {
+        let at = offset + (size - offset) / parts as u64 * k;
+        if at <= *starts.last().unwrap_or(&offset) {
+            continue;
+        }
+        probe.clear();
+        file.at_until(at, at + (1 << 20)).read_to_end(&mut probe)?;
+        // A piece without a line end near its start joins the one before it.
+        if let Some(newline) = memchr::memchr(b'\n', &probe) {
+            let split = at + newline as u64 + 1;
+            if split > *starts.last().unwrap_or(&offset) && split < size {
+                starts.push(split);
+            }
+        }
     }
-    ingest.absorb(other);
-    Ok(first_part + second_part)
+    if starts.len() == 1 {
+        return ingest.feed(file.at(offset));
+    }
+    let mut forks: Vec<Ingest<'_>> = starts[1..].iter().map(|_| ingest.fork()).collect();
+    let (first, rest) = std::thread::scope(|scope| {
+        let workers: Vec<_> = forks
+            .iter_mut()
+            .enumerate()
+            .map(|(i, fork)| {
+                let from = starts[i + 1];
+                let until = starts.get(i + 2).copied();
+                scope.spawn(move || match until {
+                    Some(until) => fork.feed(file.at_until(from, until)),
+                    None => fork.feed(file.at(from)),
+                })
+            })
+            .collect();
+        let first = ingest.feed(file.at_until(offset, starts[1]));
+        let rest: Vec<_> = workers.into_iter().map(|w| w.join()).collect();
+        (first, rest)
+    });
+    let mut total = first?;
+    // A piece read short of its end (a line longer than the probe) would leave the next
+    // piece's count starting mid-line. Never happens with newline-terminated text.
+    let lost = || io::Error::other("log line boundary lost while reading in parts");
+    if total < starts[1] - offset {
+        return Err(lost());
+    }
+    for (i, read) in rest.into_iter().enumerate() {
+        let read = read.map_err(|_| io::Error::other("reading thread failed"))??;
+        if let Some(until) = starts.get(i + 2)
+            && read < until - starts[i + 1]
+        {
+            return Err(lost());
+        }
+        total += read;
+    }
+    for fork in forks {
+        ingest.absorb(fork);
+    }
+    Ok(total)
 }
 
 /// A sample of a source's text for `check`, read from a regular file only and never more
@@ -1200,6 +1251,33 @@ mod tests {
         assert_eq!(two.summary.lines_matched, n);
         assert_eq!(two.observations, one.observations);
         assert!(!two.evidence[0].is_empty());
+    }
+
+    /// As many threads as the machine has cores, not two: every count is the same.
+    #[test]
+    fn reading_in_many_parts_sees_exactly_what_one_thread_sees() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("messages");
+        let n = big_log(&path);
+        let size = fs::metadata(&path).unwrap().len();
+        let mut one = scan();
+        assert_eq!(one.feed(File::open(&path).unwrap()).unwrap(), size);
+        let one = one.finish();
+        let file = OpenFile::open(&path).unwrap().unwrap();
+        for parts in [3, 7] {
+            let mut many = scan();
+            assert_eq!(
+                read_in_parts(&file, 0, size, parts, &mut many).unwrap(),
+                size
+            );
+            let many = many.finish();
+            assert_eq!(many.summary, one.summary, "{parts} parts");
+            assert_eq!(many.summary.lines_matched, n);
+            assert_eq!(many.observations, one.observations, "{parts} parts");
+        }
+        assert_eq!(parts_for(PARALLEL_FROM - 1), 1);
+        assert!(parts_for(PARALLEL_FROM) >= 2);
+        assert!(parts_for(u64::MAX) <= MAX_PARTS);
     }
 
     #[test]

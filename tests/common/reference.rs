@@ -4,10 +4,10 @@
 //! `differential.rs` on generated logs and in `pipeline.rs` on real ones.
 #![allow(dead_code)]
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use abuse_mailer::ingest::{Attribution, MAX_PORTS, MAX_SMALL_SET, Observation, Summary};
+use abuse_mailer::ingest::{Attribution, MAX_PORTS, MAX_SMALL_SET, Observation, SmallSet, Summary};
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 
 pub const NOW: &str = "2026-02-01T00:00:00Z";
@@ -113,7 +113,7 @@ pub fn reference(input: &[u8], setup: &ReadSetup) -> (Summary, Observations, u64
         }
     }
     // Bounded sets keep their smallest values, whatever order the lines came in.
-    fn smallest<T: Ord + Clone>(set: &BTreeSet<T>, n: usize) -> BTreeSet<T> {
+    fn smallest<T: Ord + Clone>(set: &SmallSet<T>, n: usize) -> SmallSet<T> {
         set.iter().take(n).cloned().collect()
     }
     for o in full.values_mut() {

@@ -1,0 +1,200 @@
+//! A run's cost does not follow the history: with a settled marker, a run looks only at the
+//! IPs it read and those the ledger moved. These tests hold that to its rules — every IP that
+//! a full look would report is still reported: one held back by the sending budget, by a
+//! refusal, by `min_hits` until the setting changes, or by a re-report window that passes with
+//! nothing new read — and show that a quiet run does not read the stored observations at all.
+
+mod common;
+#[path = "common/faulty_smtp.rs"]
+mod faulty_smtp;
+
+use std::fs;
+
+use common::*;
+use faulty_smtp::{FaultyServer, Mode};
+
+/// Rows no reader can parse, in the stored observations, the ledger and the evidence: any run
+/// that reads all of one of them fails.
+const POISON: &[&str] = &[
+    "INSERT INTO observation (ip, first_seen, last_seen, hits, protocols, dst_ports, src_ports, dsts, hosts)
+     VALUES ('not an address', 0, 0, 1, '', '', '', '', '')",
+    "INSERT INTO report_ip (report_id, ip, hits, first_seen, last_seen)
+     SELECT id, 'not an address', 1, 0, 0 FROM report LIMIT 1",
+    "INSERT INTO evidence (provider, time, seq, ip, line) VALUES ('aws', 0, 999, 'not an address', 'x')",
+];
+
+fn sql(s: &Setup, statements: &[&str]) {
+    let conn = rusqlite::Connection::open(s.path("state/state.db")).unwrap();
+    for statement in statements {
+        conn.execute(statement, []).unwrap();
+    }
+}
+
+#[test]
+fn a_quiet_run_reads_neither_every_known_ip_nor_the_ledger() {
+    let s = Setup::standard();
+    s.write(
+        "messages",
+        &[
+            drop_line("10:00:00", "3.5.140.2", "TCP", 22),
+            drop_line("10:00:01", "81.2.69.143", "TCP", 22),
+        ]
+        .concat(),
+    );
+    s.run(&["run"]).ok();
+    sql(&s, POISON);
+    let quiet = s.run(&["run"]).ok();
+    assert!(
+        quiet.stderr.contains("nothing new to report"),
+        "{}",
+        quiet.stderr
+    );
+    s.run(&["preview"]).ok();
+    // A packet line read needs the ledger: with it unreadable, the run says so.
+    s.append(
+        "messages",
+        &drop_line("10:00:05", "34.223.47.190", "UDP", 53),
+    );
+    assert_eq!(s.run(&["preview"]).code, 1);
+    sql(
+        &s,
+        &[
+            "DELETE FROM observation WHERE ip = 'not an address'",
+            "DELETE FROM report_ip WHERE ip = 'not an address'",
+            "DELETE FROM evidence WHERE ip = 'not an address'",
+        ],
+    );
+    // What is read next is looked up by address, and reported as before.
+    s.run(&["run"]).ok();
+    assert_eq!(
+        s.reported(),
+        vec![
+            vec!["3.5.140.2".to_string()],
+            vec!["34.223.47.190".to_string()]
+        ]
+    );
+    let json = s.run(&["preview", "--json"]).ok().json();
+    assert_eq!(
+        ip_list(&json["unattributed"]),
+        ["81.2.69.143"],
+        "every IP known"
+    );
+}
+
+#[test]
+fn ips_held_by_the_sending_budget_go_out_on_a_quiet_run() {
+    let s = Setup::new(
+        &standard_config("")
+            .replace(
+                "[report]",
+                "[[provider]]\nname = \"other\"\nto = [\"abuse@other.example\"]\nranges = \"{repo}/fixtures/ranges/other-cloud.txt\"\n\n[report]",
+            )
+            .replace("[mail]", "[mail]\nmax_messages_per_run = 1"),
+    );
+    s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    s.run(&["run"]).ok();
+    s.append(
+        "messages",
+        &[
+            drop_line("10:00:01", "34.223.47.190", "UDP", 53),
+            drop_line("10:00:02", "81.2.69.143", "TCP", 80),
+        ]
+        .concat(),
+    );
+    let out = s.run(&["run"]).ok();
+    assert!(out.stderr.contains("1 report(s) wait"), "{}", out.stderr);
+    s.run(&["run"]).ok();
+    assert_eq!(
+        s.reported(),
+        vec![
+            vec!["3.5.140.2".to_string()],
+            vec!["34.223.47.190".to_string()],
+            vec!["81.2.69.143".to_string()]
+        ]
+    );
+    s.run(&["run"]).ok();
+    assert_eq!(s.outbox().len(), 3, "nothing twice");
+}
+
+#[test]
+fn ips_of_a_refused_report_go_out_on_a_quiet_run() {
+    let server = FaultyServer::start(Mode::Healthy);
+    let s = Setup::new(&standard_config("").replace(
+        "[mail]\ntransport = \"file\"\ndir = \"{dir}/outbox\"",
+        &format!(
+            "[mail]\ntransport = \"smtp\"\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"none\"\ntimeout_secs = 5",
+            server.port
+        ),
+    ));
+    s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    s.run(&["run"]).ok();
+    server.set_mode(Mode::Reject552);
+    s.append(
+        "messages",
+        &drop_line("10:00:01", "34.223.47.190", "UDP", 53),
+    );
+    assert_eq!(s.run(&["run"]).code, 1);
+    server.set_mode(Mode::Healthy);
+    s.run(&["run"]).ok();
+    let reported = s.reported();
+    assert_eq!(reported.len(), 3, "{reported:?}");
+    assert_eq!(reported[2], vec!["34.223.47.190".to_string()]);
+    s.run(&["run"]).ok();
+    assert_eq!(server.accepted().len(), 2, "nothing twice");
+}
+
+#[test]
+fn lowering_min_hits_reports_stored_ips_with_nothing_new_read() {
+    let config =
+        |hits: u32| standard_config("").replace("min_hits = 1", &format!("min_hits = {hits}"));
+    let s = Setup::new(&config(3));
+    s.write(
+        "messages",
+        &[
+            drop_line("10:00:00", "3.5.140.2", "TCP", 22),
+            drop_line("10:00:01", "3.5.140.2", "TCP", 22),
+        ]
+        .concat(),
+    );
+    let first = s.run(&["run"]).ok();
+    assert!(
+        first.stderr.contains("1 IPs below min_hits"),
+        "{}",
+        first.stderr
+    );
+    // The count of those held back is kept while nothing is read.
+    let quiet = s.run(&["run"]).ok();
+    assert!(
+        quiet.stderr.contains("1 IPs below min_hits"),
+        "{}",
+        quiet.stderr
+    );
+    let lowered = config(2)
+        .replace("{dir}", s.dir.path().to_str().unwrap())
+        .replace("{repo}", repo().to_str().unwrap());
+    fs::write(s.path("config.toml"), lowered).unwrap();
+    s.run(&["run"]).ok();
+    assert_eq!(s.reported(), vec![vec!["3.5.140.2".to_string()]]);
+}
+
+#[test]
+fn a_re_report_window_passing_with_nothing_new_read_brings_the_ip_back() {
+    let mut s = Setup::new(&standard_config("rereport_after_days = 30"));
+    s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    s.run(&["run"]).ok();
+    // Seen again within the window: not reported again yet.
+    s.now = "2026-02-20T08:00:00Z".into();
+    s.append(
+        "messages",
+        &drop_line("07:00:00", "3.5.140.2", "TCP", 22).replace("Jan 25", "Feb 20"),
+    );
+    s.run(&["run"]).ok();
+    assert_eq!(s.reported().len(), 1);
+    // The window passes; nothing new is in the log.
+    s.now = "2026-02-27T08:00:00Z".into();
+    s.run(&["run"]).ok();
+    assert_eq!(
+        s.reported(),
+        vec![vec!["3.5.140.2".to_string()], vec!["3.5.140.2".to_string()]]
+    );
+}
