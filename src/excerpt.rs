@@ -228,6 +228,18 @@ pub fn clean(text: &[u8]) -> String {
         .collect()
 }
 
+/// Text from a remote party (an API's message, a registry's answer) made safe to show on one
+/// line: cleaned as log text is, white space folded, at most `max` characters (`…` marks a
+/// cut).
+pub fn clean_line(text: &str, max: usize) -> String {
+    let one = clean(text.as_bytes());
+    let one = one.split_whitespace().collect::<Vec<_>>().join(" ");
+    match one.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &one[..i]),
+        None => one,
+    }
+}
+
 /// Characters that change how text around them is shown without being seen themselves: a
 /// reader of a report must see the bytes that were logged, in the order they were logged.
 fn is_invisible_format(c: char) -> bool {

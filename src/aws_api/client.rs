@@ -364,20 +364,7 @@ pub fn is_report_id(text: &str) -> bool {
 fn network(e: &ureq::Error) -> String {
     match e {
         ureq::Error::Timeout(t) => format!("no answer within the deadline ({t})"),
-        other => clean(&other.to_string(), 300),
-    }
-}
-
-/// Text from AWS made safe for a terminal and the ledger: printable, one line, bounded.
-pub fn clean(text: &str, max: usize) -> String {
-    let one: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    let one = one.split_whitespace().collect::<Vec<_>>().join(" ");
-    match one.char_indices().nth(max) {
-        Some((i, _)) => format!("{}…", &one[..i]),
-        None => one,
+        other => crate::excerpt::clean_line(&other.to_string(), 300),
     }
 }
 
@@ -429,7 +416,7 @@ fn remote_status(v: &Value) -> Option<RemoteStatus> {
         description: v
             .get("description")
             .and_then(Value::as_str)
-            .map(|d| clean(d, 500)),
+            .map(|d| crate::excerpt::clean_line(d, 500)),
         updated_at: timestamp(v.get("lastUpdatedAt")).or_else(|| timestamp(v.get("submittedAt"))),
     })
 }
@@ -451,8 +438,8 @@ fn classify(status: u16, retry_after: Option<Duration>, answer: &[u8]) -> ApiErr
         .get("message")
         .or_else(|| v.get("Message"))
         .and_then(Value::as_str)
-        .map(|m| clean(m, 500))
-        .unwrap_or_else(|| clean(&String::from_utf8_lossy(answer), 200));
+        .map(|m| crate::excerpt::clean_line(m, 500))
+        .unwrap_or_else(|| crate::excerpt::clean_line(&String::from_utf8_lossy(answer), 200));
     let mut text = format!("{status} {kind}: {message}");
     // What exactly failed: ValidationException's fieldList, SubmissionRequirementException's
     // unmetRequirements.
@@ -462,7 +449,11 @@ fn classify(status: u16, retry_after: Option<Duration>, answer: &[u8]) -> ApiErr
         .flatten()
         .take(10)
         .map(|item| {
-            let field = |k: &str| item.get(k).and_then(Value::as_str).map(|s| clean(s, 200));
+            let field = |k: &str| {
+                item.get(k)
+                    .and_then(Value::as_str)
+                    .map(|s| crate::excerpt::clean_line(s, 200))
+            };
             let mut d = String::new();
             if let Some(code) = field("code") {
                 d.push_str(&code);

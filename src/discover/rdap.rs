@@ -175,23 +175,13 @@ pub fn parse_network(body: &[u8], ip: IpAddr) -> Result<Network, RdapError> {
     let handle = v
         .get("handle")
         .and_then(Value::as_str)
-        .map(|h| clean(h, 100))
+        .map(|h| crate::excerpt::clean_line(h, 100))
         .filter(|h| !h.is_empty());
     Ok(Network {
         handle,
         range: range(&v, ip),
         abuse_emails: abuse_emails(&v),
     })
-}
-
-/// Printable, one line, bounded.
-pub fn clean(text: &str, max: usize) -> String {
-    let one: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    let one = one.split_whitespace().collect::<Vec<_>>().join(" ");
-    one.chars().take(max).collect()
 }
 
 fn range(v: &Value, ip: IpAddr) -> Option<(IpAddr, IpAddr)> {
@@ -283,7 +273,7 @@ fn jcard_emails(entity: &Value) -> Vec<String> {
         })
         .filter_map(|p| p.get(3).and_then(Value::as_str))
         .take(10)
-        .map(|e| clean(e, 300))
+        .map(|e| crate::excerpt::clean_line(e, 300))
         .collect()
 }
 
@@ -337,7 +327,7 @@ impl Http {
             if !hop_allowed(start, &url) {
                 return Err(RdapError::Refused(format!(
                     "{}: only https:// (or http:// to loopback) is used",
-                    clean(&url, 200)
+                    crate::excerpt::clean_line(&url, 200)
                 )));
             }
             let agent = if url.starts_with("http://") {
@@ -373,7 +363,7 @@ impl Http {
         }
         Err(RdapError::Transport(format!(
             "more than {MAX_REDIRECTS} redirects from {}",
-            clean(&url, 200)
+            crate::excerpt::clean_line(&url, 200)
         )))
     }
 }
@@ -401,7 +391,7 @@ fn join(base: &str, location: &str) -> String {
 fn network(e: &ureq::Error) -> String {
     match e {
         ureq::Error::Timeout(t) => format!("no answer within the deadline ({t})"),
-        other => clean(&other.to_string(), 300),
+        other => crate::excerpt::clean_line(&other.to_string(), 300),
     }
 }
 
