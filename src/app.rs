@@ -747,53 +747,76 @@ fn plan(
                 settings.report.max_ips_per_message.unwrap_or(usize::MAX)
             };
         let limit = settings.report.max_message_bytes;
-        let mut chunks: Vec<std::ops::Range<usize>> = (0..attackers.len())
+        let chunks: Vec<std::ops::Range<usize>> = (0..attackers.len())
             .step_by(size)
             .map(|start| start..(start + size).min(attackers.len()))
             .collect();
-        // Render every part; a part over `max_message_bytes` is split in two and all parts
-        // are numbered and rendered again, until every message fits.
-        let parts = loop {
-            let mut parts = Vec::with_capacity(chunks.len());
-            let mut thread_root = ledger.thread_roots[i].clone();
-            let mut too_big = None;
-            for (k, range) in chunks.iter().enumerate() {
-                let part = plan_part(
+        // Sizing: a chunk of several addresses is rendered once as if it were a part with the
+        // longest numbering and thread headers it could get; one over the limit is split and
+        // only its halves are rendered again. Each part that fits is then rendered once more,
+        // numbered, and is no larger than its trial.
+        let warn_too_big = |ip: IpAddr| {
+            eprintln!(
+                "abuse-mailer: warning: the report on {ip} to {} is over report.max_message_bytes = {limit} even without log lines; it waits (raise the limit or shorten the templates)",
+                provider.name()
+            );
+        };
+        let probe_root = format!(
+            "<{}-{}-{:016x}-99999@{}>",
+            world.now.format("%Y%m%dT%H%M%SZ"),
+            provider.name(),
+            u64::MAX,
+            settings.report.from.email.domain()
+        );
+        let probe_root = match &ledger.thread_roots[i] {
+            Some(root) if root.len() > probe_root.len() => root.clone(),
+            _ => probe_root,
+        };
+        let mut fitted: Vec<std::ops::Range<usize>> = Vec::with_capacity(chunks.len());
+        let mut queue: std::collections::VecDeque<std::ops::Range<usize>> = chunks.into();
+        while let Some(range) = queue.pop_front() {
+            if range.len() > 1 {
+                let trial = plan_part(
                     world,
                     intake,
                     i,
                     &attackers[range.clone()],
-                    (k + 1, chunks.len()),
-                    thread_root.as_deref(),
+                    (99_999, 99_999),
+                    Some(&probe_root),
                     state,
                 )?;
-                if part.record.message.len() > limit {
-                    too_big = Some(k);
-                    break;
-                }
-                // Later parts reply to the first, so a split report reads as one thread.
-                thread_root.get_or_insert_with(|| part.record.message_id.clone());
-                parts.push(part);
-            }
-            match too_big {
-                None => break parts,
-                Some(k) if chunks[k].len() == 1 => {
-                    // Too large even without log lines (a template that says a lot): this
-                    // address waits, named, and the others go out.
-                    let ip = attackers[chunks[k].start].observation.ip;
-                    eprintln!(
-                        "abuse-mailer: warning: the report on {ip} to {} is over report.max_message_bytes = {limit} even without log lines; it waits (raise the limit or shorten the templates)",
-                        provider.name()
-                    );
-                    chunks.remove(k);
-                }
-                Some(k) => {
-                    let range = chunks[k].clone();
+                if trial.record.message.len() > limit {
                     let mid = range.start + range.len() / 2;
-                    chunks.splice(k..=k, [range.start..mid, mid..range.end]);
+                    queue.push_front(mid..range.end);
+                    queue.push_front(range.start..mid);
+                    continue;
                 }
             }
-        };
+            fitted.push(range);
+        }
+        let mut parts = Vec::with_capacity(fitted.len());
+        let mut thread_root = ledger.thread_roots[i].clone();
+        let count = fitted.len();
+        for (k, range) in fitted.into_iter().enumerate() {
+            let part = plan_part(
+                world,
+                intake,
+                i,
+                &attackers[range.clone()],
+                (k + 1, count),
+                thread_root.as_deref(),
+                state,
+            )?;
+            // One address, too large even without log lines (a template that says a lot):
+            // it waits, named, and the others go out.
+            if part.record.message.len() > limit && range.len() == 1 {
+                warn_too_big(attackers[range.start].observation.ip);
+                continue;
+            }
+            // Later parts reply to the first, so a split report reads as one thread.
+            thread_root.get_or_insert_with(|| part.record.message_id.clone());
+            parts.push(part);
+        }
         planned.extend(parts);
     }
     Ok(planned)
