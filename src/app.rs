@@ -373,6 +373,8 @@ struct Intake {
     /// that are whole, the others being heads (see [`Intake::whole`]).
     touched: Vec<IpAddr>,
     cursors: Vec<(String, StoredCursor)>,
+    /// Per file source and prefix, the last packet time counted as a hit this run.
+    counted: Vec<(String, String, i64)>,
     /// Evidence to keep per provider, and the full pool the excerpt is cut from.
     evidence: Vec<Vec<EvidenceLine>>,
     /// The evidence as stored before this run.
@@ -422,6 +424,7 @@ fn ingest(
         a
     };
     let mut cursors = Vec::new();
+    let mut counted = Vec::new();
     let parser = |prefixes: &[String]| LineParser::new(prefixes, settings.zone, world.now);
     let mut scan = Ingest::new(
         parser(&[]),
@@ -486,6 +489,20 @@ fn ingest(
                         Some(s) => s.cursor(&key)?,
                         None => None,
                     };
+                    // Read again after `reread`: what an earlier read counted is not counted
+                    // twice (a packet logged up to the last one counted, per prefix).
+                    if let (Some(s), Some(c)) = (state, cursor.as_ref())
+                        && c.is_reread()
+                    {
+                        let until = s.counted(&key)?;
+                        scan.counted_before(
+                            source_cfg
+                                .prefixes
+                                .iter()
+                                .map(|p| until.get(p).copied())
+                                .collect(),
+                        );
+                    }
                     let before = scan.counted();
                     let read = source::read(&path, cursor.as_ref(), source_cfg.start_at, &mut scan)
                         .map_err(|e| {
@@ -513,6 +530,11 @@ fn ingest(
                             )
                         {
                             eprintln!("abuse-mailer: warning: {hint}");
+                        }
+                    }
+                    for (k, until) in scan.counted_until().iter().enumerate() {
+                        if let (Some(t), Some(prefix)) = (until, source_cfg.prefixes.get(k)) {
+                            counted.push((key.clone(), prefix.clone(), *t));
                         }
                     }
                     // An unchanged cursor is not written again: a quiet run commits nothing.
@@ -632,6 +654,7 @@ fn ingest(
         selection_key,
         touched,
         cursors,
+        counted,
         evidence,
         stored_evidence,
     };
@@ -1204,6 +1227,12 @@ fn summary_line(
             s.lines_backscatter
         ));
     }
+    if s.lines_counted_before > 0 {
+        left_out.push(format!(
+            "{} lines read again that an earlier read counted",
+            s.lines_counted_before
+        ));
+    }
     if s.ips_below_min_hits > 0 {
         left_out.push(format!(
             "{} IPs below min_hits so far",
@@ -1260,6 +1289,7 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
     state.commit_ingest(
         &touched,
         &intake.cursors,
+        &intake.counted,
         &evidence,
         &utc_text(now),
         intake.moved || !intake.partial,

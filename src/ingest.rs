@@ -317,6 +317,8 @@ pub struct Summary {
     /// Matched lines that answer the operator's own traffic (TCP ACK/RST, ICMP errors):
     /// not counted as hits unless `backscatter = true`.
     pub lines_backscatter: u64,
+    /// Matched lines of a source read again (`reread`) that an earlier read counted already.
+    pub lines_counted_before: u64,
     /// Addresses in a provider, not reported yet, held back because they sent fewer than
     /// `min_hits` packets so far.
     pub ips_below_min_hits: u64,
@@ -535,6 +537,11 @@ pub struct Ingest<'a> {
     stale_before: Option<i64>,
     /// Whether answers to the operator's own traffic count as hits.
     answers_are_hits: bool,
+    /// Per prefix of the source being read: packets logged up to this time were counted by
+    /// an earlier read (a source read again after `reread`), and are not counted twice.
+    counted_before: Vec<Option<i64>>,
+    /// Per prefix of the source being read: the last packet time counted as a hit.
+    counted_until: Vec<Option<i64>>,
     /// Told how many bytes each read took, for a progress display.
     progress: Option<&'a (dyn Fn(u64) + Sync)>,
     /// Read size, and the length from which a line is junk (see [`Ingest::set_buffer_size`]).
@@ -580,6 +587,8 @@ impl<'a> Ingest<'a> {
             since: None,
             stale_before: None,
             answers_are_hits: true,
+            counted_before: Vec::new(),
+            counted_until: Vec::new(),
             progress: None,
             buffer: BUFFER,
         }
@@ -620,6 +629,27 @@ impl<'a> Ingest<'a> {
         self.parser = parser;
         self.end_source();
         self.trackers = self.new_trackers();
+        self.counted_before.clear();
+        self.counted_until.clear();
+    }
+
+    /// For the source just begun, read again after `reread`: packets with prefix number `k`
+    /// logged up to `until[k]` were counted by an earlier read and are passed over (counted
+    /// in `lines_counted_before`), so that no packet counts twice.
+    pub fn counted_before(&mut self, until: Vec<Option<i64>>) {
+        self.counted_before = until;
+    }
+
+    /// Per prefix of the source begun last, the last packet time counted as a hit.
+    pub fn counted_until(&self) -> &[Option<i64>] {
+        &self.counted_until
+    }
+
+    fn raise(times: &mut Vec<Option<i64>>, k: usize, t: i64) {
+        if times.len() <= k {
+            times.resize(k + 1, None);
+        }
+        times[k] = Some(times[k].map_or(t, |old| old.max(t)));
     }
 
     /// One window tracker per provider, for a new timeline.
@@ -662,6 +692,8 @@ impl<'a> Ingest<'a> {
             since: self.since,
             stale_before: self.stale_before,
             answers_are_hits: self.answers_are_hits,
+            counted_before: self.counted_before.clone(),
+            counted_until: Vec::new(),
             progress: self.progress,
             buffer: self.buffer,
         }
@@ -678,6 +710,12 @@ impl<'a> Ingest<'a> {
         s.bytes_read += other.summary.bytes_read;
         s.lines_stale += other.summary.lines_stale;
         s.lines_backscatter += other.summary.lines_backscatter;
+        s.lines_counted_before += other.summary.lines_counted_before;
+        for (k, theirs) in other.counted_until.iter().enumerate() {
+            if let Some(t) = *theirs {
+                Self::raise(&mut self.counted_until, k, t);
+            }
+        }
         for theirs in other.seen.records {
             match self.seen.get_mut(theirs.observation.ip) {
                 Some(mine) => {
@@ -820,6 +858,16 @@ impl<'a> Ingest<'a> {
             return;
         }
         self.summary.lines_matched += 1;
+        if self
+            .counted_before
+            .get(packet.prefix)
+            .copied()
+            .flatten()
+            .is_some_and(|t| packet.time <= t)
+        {
+            self.summary.lines_counted_before += 1;
+            return;
+        }
         if self.stale_before.is_some_and(|t| packet.time < t) {
             self.summary.lines_stale += 1;
             return;
@@ -835,6 +883,7 @@ impl<'a> Ingest<'a> {
             first_lines: Vec::new(),
         });
         seen.observation.record(&packet);
+        Self::raise(&mut self.counted_until, packet.prefix, packet.time);
         if seen.attribution.candidates != 0 && seen.first_lines.len() < LINES_PER_IP {
             // Most sources send a line or two: room for four each would be mostly empty.
             seen.first_lines.reserve_exact(1);
@@ -927,6 +976,7 @@ mod tests {
                 ips_unattributed: 1,
                 lines_stale: 0,
                 lines_backscatter: 0,
+                lines_counted_before: 0,
                 ips_below_min_hits: 0,
             }
         );

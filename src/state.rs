@@ -142,6 +142,9 @@ DROP TABLE report_ip;
 ALTER TABLE report_ip_7 RENAME TO report_ip;
 CREATE INDEX report_ip_by_ip ON report_ip (ip);
 "#,
+    // 8: per source and prefix, the last packet time counted as a hit, so that a source read
+    // again after `reread` counts no packet twice.
+    "CREATE TABLE counted (source TEXT NOT NULL, prefix TEXT NOT NULL, until INTEGER NOT NULL, PRIMARY KEY (source, prefix)) WITHOUT ROWID;",
 ];
 
 /// The oldest schema a reader understands: schemas 5 and 6 add only what a run needs (and
@@ -556,6 +559,7 @@ impl State {
         &mut self,
         observations: &[&Observation],
         cursors: &[(String, StoredCursor)],
+        counted: &[(String, String, i64)],
         evidence: &[(String, Vec<EvidenceLine>)],
         now: &str,
         unsettle: bool,
@@ -567,6 +571,7 @@ impl State {
         let ingested = Ingested {
             observations,
             cursors,
+            counted,
             evidence,
             now,
             unsettle,
@@ -577,6 +582,24 @@ impl State {
                 self.path.display()
             )
         })
+    }
+
+    /// Per prefix, the last packet time counted as a hit from `source` (none on a state no
+    /// run has brought to schema 8 yet).
+    pub fn counted(&self, source: &str) -> Result<HashMap<String, i64>> {
+        let tables: i64 = self.conn.query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'counted'",
+            [],
+            |r| r.get(0),
+        )?;
+        if tables == 0 {
+            return Ok(HashMap::new());
+        }
+        let mut stmt = self
+            .conn
+            .prepare("SELECT prefix, until FROM counted WHERE source = ?1")?;
+        let rows = stmt.query_map([source], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// IPs that a report to `provider` holds and that must not go into another one: those
@@ -783,7 +806,7 @@ impl State {
     /// are, so what the next run reads again is merged into them and nothing reported goes
     /// out again.
     pub fn set_cursors(&mut self, cursors: &[(String, StoredCursor)], now: &str) -> Result<()> {
-        self.commit_ingest(&[], cursors, &[], now, false)
+        self.commit_ingest(&[], cursors, &[], &[], now, false)
     }
 }
 
@@ -997,6 +1020,8 @@ fn replace_evidence(tx: &Transaction<'_>, provider: &str, lines: &[EvidenceLine]
 struct Ingested<'a> {
     observations: &'a [&'a Observation],
     cursors: &'a [(String, StoredCursor)],
+    /// (source, prefix, last packet time counted as a hit).
+    counted: &'a [(String, String, i64)],
     evidence: &'a [(String, Vec<EvidenceLine>)],
     now: &'a str,
     unsettle: bool,
@@ -1006,6 +1031,7 @@ fn write_ingest(conn: &mut Connection, ingested: &Ingested<'_>) -> Result<()> {
     let Ingested {
         observations,
         cursors,
+        counted,
         evidence,
         now,
         unsettle,
@@ -1031,6 +1057,13 @@ fn write_ingest(conn: &mut Connection, ingested: &Ingested<'_>) -> Result<()> {
                 join(&o.dsts),
                 join(&o.hosts),
             ])?;
+        }
+        let mut put = tx.prepare(
+            "INSERT INTO counted (source, prefix, until) VALUES (?1, ?2, ?3)
+             ON CONFLICT (source, prefix) DO UPDATE SET until = max(until, excluded.until)",
+        )?;
+        for (source, prefix, until) in counted {
+            put.execute(params![source, prefix, until])?;
         }
         let mut put = tx.prepare(
             "INSERT OR REPLACE INTO cursor (source, dev, ino, fingerprint, offset, updated_at, journal, known_siblings)

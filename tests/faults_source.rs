@@ -405,3 +405,41 @@ fn real_ufw_logs_with_a_wrong_prefix_are_read_again_with_their_history() {
     let got = s.run(&["preview", "--json"]).ok().json()["summary"].clone();
     assert_eq!(got, expected);
 }
+
+#[test]
+fn reread_counts_no_packet_twice() {
+    // Two packets: below min_hits = 3, counted once, and after `reread` still two.
+    let s = Setup::new(&standard_config("").replace("min_hits = 1\n", ""));
+    let two: String = (0..2)
+        .map(|i| drop_line(&format!("10:00:0{i}"), A, "TCP", 22))
+        .collect();
+    s.write("messages", &two);
+    s.run(&["run"]).ok();
+    let messages = s.path("messages");
+    s.run(&["reread", "--source", messages.to_str().unwrap()])
+        .ok();
+    let out = s.run(&["run"]).ok();
+    assert!(
+        s.outbox().is_empty(),
+        "two packets are no three: {}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("2 lines read again that an earlier read counted"),
+        "{}",
+        out.stderr
+    );
+    // One more packet makes three: the report says three, with each line once.
+    s.append("messages", &drop_line("10:00:05", A, "TCP", 22));
+    s.run(&["run"]).ok();
+    let files = s.outbox();
+    assert_eq!(files.len(), 1);
+    let text = fs::read_to_string(&files[0]).unwrap();
+    assert!(text.contains("Packets:  3 dropped"), "{text}");
+    let csv_row = text
+        .lines()
+        .find(|l| l.starts_with(&format!("{A},")))
+        .expect("the CSV row");
+    assert_eq!(csv_row.split(',').nth(3), Some("3"), "{csv_row}");
+}

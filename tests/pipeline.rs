@@ -198,7 +198,8 @@ fn preview_json_matches_the_contract() {
             "lines_read": 25, "lines_matched": 20, "lines_malformed": 1,
             "bytes_read": fs::metadata(repo().join("fixtures/logs/messages")).unwrap().len(),
             "ips_observed": 8, "ips_unattributed": 4,
-            "lines_stale": 0, "lines_backscatter": 1, "ips_below_min_hits": 0
+            "lines_stale": 0, "lines_backscatter": 1, "lines_counted_before": 0,
+            "ips_below_min_hits": 0
         })
     );
 }
