@@ -21,6 +21,7 @@ use std::cell::Cell;
 use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -531,7 +532,10 @@ impl Transport for Sendmail {
     ) -> Result<String, SendError> {
         let deadline = self.deadlines.next()?;
         let shown = self.path.display();
+        // A process group of its own, so that at the deadline whatever it started (an MTA's
+        // queue runner, a helper) is killed with it, not left to run on under init.
         let mut child = Command::new(&self.path)
+            .process_group(0)
             .args(["-t", "-i", "-f"])
             .arg(&from.email)
             .stdin(Stdio::piped())
@@ -574,6 +578,14 @@ impl Transport for Sendmail {
             match child.try_wait() {
                 Ok(Some(status)) => break status,
                 Ok(None) if Instant::now() >= deadline => {
+                    if let Ok(group) = i32::try_from(child.id()) {
+                        // SAFETY: kill(2) with a negative pid signals that process group;
+                        // it touches no memory of ours. The group is the child's own
+                        // (process_group(0) above), so nothing else is hit.
+                        unsafe {
+                            libc::kill(-group, libc::SIGKILL);
+                        }
+                    }
                     let _ = child.kill();
                     // Reaped, so that no zombie is left behind.
                     let _ = child.wait();

@@ -292,8 +292,9 @@ fn sendmail_that_hangs_is_killed_at_the_deadline_and_the_report_waits() {
     s.write(
         "sendmail",
         &format!(
-            "#!/bin/sh\necho $$ > {}/pid\ncat > /dev/null\nexec sleep 600\n",
-            s.dir.path().display()
+            // A child of its own too, as an MTA's queue runner would start.
+            "#!/bin/sh\necho $$ > {dir}/pid\nsleep 600 &\necho $! > {dir}/child\ncat > /dev/null\nexec sleep 600\n",
+            dir = s.dir.path().display()
         ),
     );
     fs::set_permissions(s.path("sendmail"), fs::Permissions::from_mode(0o755)).unwrap();
@@ -306,6 +307,17 @@ fn sendmail_that_hangs_is_killed_at_the_deadline_and_the_report_waits() {
         !std::path::Path::new(&format!("/proc/{}", pid.trim())).exists(),
         "the hung sendmail is gone"
     );
+    let child = fs::read_to_string(s.path("child")).unwrap();
+    // Killed with its process group; gone once reaped by whoever inherited it.
+    let gone = (0..100).any(|_| {
+        let state = fs::read_to_string(format!("/proc/{}/stat", child.trim())).unwrap_or_default();
+        let alive = !state.is_empty() && !state.contains(") Z ");
+        if alive {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        !alive
+    });
+    assert!(gone, "the hung sendmail's own child is gone too");
     let id = one_failed_report(&s);
 
     healthy_sendmail(&s);
