@@ -338,7 +338,12 @@ impl State {
         let read = |pragma: &str| -> Result<i64> {
             self.conn
                 .query_row(&format!("PRAGMA {pragma}"), [], |r| r.get(0))
-                .with_context(|| format!("{}: cannot read it as a state database", path.display()))
+                .with_context(|| {
+                    format!(
+                        "{}: cannot read it as a state database (left as it is; if the disk is full or failing, make room and run again; only if the file itself is damaged, {RESTORE})",
+                        path.display()
+                    )
+                })
         };
         let app = read("application_id")?;
         let version = read("user_version")?;
@@ -1654,5 +1659,17 @@ mod tests {
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&state_dir), 0o700);
         assert_eq!(mode(&state_dir.join("state.db")), 0o600);
+    }
+
+    #[test]
+    fn an_unreadable_state_names_both_causes_and_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let junk = b"not a database at all, but not empty either".repeat(200);
+        std::fs::write(&path, &junk).unwrap();
+        let e = format!("{:#}", State::open(dir.path()).err().unwrap());
+        assert!(e.contains("state.db") && e.contains("disk is full"), "{e}");
+        assert!(e.contains("restore it from a backup"), "{e}");
+        assert_eq!(std::fs::read(&path).unwrap(), junk, "left as it is");
     }
 }
