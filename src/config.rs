@@ -430,6 +430,12 @@ fn load_with(
             "{shown}: configuration file not found (give --config PATH or set {PATH_VAR})"
         )));
     }
+    let names: Vec<String> = match &env {
+        Some(map) => map.keys().cloned().collect(),
+        None => std::env::vars_os()
+            .filter_map(|(k, _)| k.into_string().ok())
+            .collect(),
+    };
     let raw: RawConfig = config::Config::builder()
         .add_source(config::File::from(path).format(config::FileFormat::Toml))
         .add_source(
@@ -440,8 +446,32 @@ fn load_with(
         )
         .build()
         .and_then(|c| c.try_deserialize())
-        .map_err(|e| ConfigError(format!("{shown}: {}", describe(&e))))?;
+        .map_err(|e| {
+            let text = describe(&e);
+            match unknown_from_environment(&text, &names) {
+                Some(var) => {
+                    ConfigError(format!("{var}: {text} (a misspelt environment variable)"))
+                }
+                None => ConfigError(format!("{shown}: {text}")),
+            }
+        })?;
     check(path, raw)
+}
+
+/// The `ABUSE_MAILER__…` variable that brought in the unknown key an error names, if one did:
+/// the error then names the variable, not the file.
+fn unknown_from_environment(error: &str, names: &[String]) -> Option<String> {
+    let rest = error.strip_prefix("unknown field `")?;
+    let field = &rest[..rest.find('`')?];
+    names
+        .iter()
+        .filter(|n| n.starts_with("ABUSE_MAILER__"))
+        .find(|n| {
+            n.rsplit("__")
+                .next()
+                .is_some_and(|last| last.eq_ignore_ascii_case(field))
+        })
+        .cloned()
 }
 
 /// The `config` crate's message, with its key named the way the file spells it.
@@ -1286,6 +1316,18 @@ dir = "outbox"
         assert_eq!(s.report.sample_seconds, 9);
         let e = load_env(&text, &[("ABUSE_MAILER__MAIL__PORT", "twenty")]).unwrap_err();
         assert!(e.0.contains("port"), "{e}");
+    }
+
+    #[test]
+    fn a_misspelt_environment_variable_is_named_not_the_file() {
+        let e = load_env(MINIMAL, &[("ABUSE_MAILER__MAIL__PASWORD", "x")]).unwrap_err();
+        assert!(e.0.starts_with("ABUSE_MAILER__MAIL__PASWORD: "), "{e}");
+        assert!(e.0.contains("pasword"), "{e}");
+        let e = load_text(&MINIMAL.replace("[mail]", "[mail]\nhots = \"x\"")).unwrap_err();
+        assert!(
+            e.0.contains("config.toml"),
+            "a key in the file names the file: {e}"
+        );
     }
 
     #[test]
