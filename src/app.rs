@@ -1126,15 +1126,15 @@ fn print_json(
 }
 
 /// Messages in mbox form: each after a `From ` line, with Unix line ends and `From ` quoting.
-fn print_mbox(planned: &[Planned], now: DateTime<Utc>) -> Result<()> {
+fn print_mbox<'a>(messages: impl Iterator<Item = &'a [u8]>, now: DateTime<Utc>) -> Result<()> {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    for p in planned {
+    for message in messages {
         writeln!(
             out,
             "From abuse-mailer {}",
             now.format("%a %b %e %H:%M:%S %Y")
         )?;
-        let text = String::from_utf8_lossy(&p.record.message).replace("\r\n", "\n");
+        let text = String::from_utf8_lossy(message).replace("\r\n", "\n");
         for line in text.lines() {
             if line.trim_start_matches('>').starts_with("From ") {
                 write!(out, ">")?;
@@ -1164,13 +1164,34 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
             &unattributed(&world, &intake, state.as_ref())?,
         )?;
     } else {
-        print_mbox(&planned, now)?;
+        // What the next run sends: first the stored reports waiting to be sent again, exactly
+        // as stored, then the new ones. (The JSON lists the new reports: the waiting ones are
+        // in `history --json`.)
+        let waiting = match &state {
+            Some(s) => s.pending()?,
+            None => Vec::new(),
+        };
+        let waiting = waiting
+            .iter()
+            .filter(|r| only.is_none_or(|o| o == r.provider))
+            .filter(|r| !r.recipients.iter().any(|to| to.contains("://")));
+        print_mbox(
+            waiting
+                .map(|r| r.message.as_slice())
+                .chain(planned.iter().map(|p| p.record.message.as_slice())),
+            now,
+        )?;
     }
     if let Some(s) = &state {
         let waiting = s.pending()?.len();
         if waiting > 0 && verbosity != Verbosity::Quiet {
             eprintln!(
-                "abuse-mailer: {waiting} earlier report(s) wait to be sent again by the next run"
+                "abuse-mailer: {waiting} earlier report(s) wait to be sent again by the next run{}",
+                if json {
+                    " (see history)"
+                } else {
+                    ", printed first"
+                }
             );
         }
     }

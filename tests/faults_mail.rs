@@ -428,3 +428,28 @@ fn the_unit_lets_the_longest_delivery_finish() {
         "TimeoutStartSec={value} leaves no room after {delivery} s of delivery"
     );
 }
+
+#[test]
+fn preview_prints_the_reports_waiting_to_be_sent_again_first() {
+    // Nobody listens on port 9: the report is stored and waits.
+    let s = Setup::new(&standard_config("").replace(
+        "[mail]\ntransport = \"file\"\ndir = \"{dir}/outbox\"",
+        "[mail]\ntransport = \"smtp\"\nhost = \"127.0.0.1\"\nport = 9\ntimeout_secs = 2",
+    ));
+    s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    assert_eq!(s.run_bounded(&["run"]).code, 75);
+    let id = history(&s)[0]["message_id"].as_str().unwrap().to_string();
+    s.append(
+        "messages",
+        &drop_line("10:05:00", "34.223.47.190", "UDP", 53),
+    );
+    let out = s.run(&["preview"]).ok();
+    let waiting = out.stdout.find(&format!("Message-ID: {id}"));
+    let new = out.stdout.find("SRC=34.223.47.190 ");
+    assert!(
+        waiting.is_some() && new.is_some() && waiting < new,
+        "the waiting report first, then the new one:\n{}",
+        out.stdout
+    );
+    assert_eq!(out.stdout.matches("From abuse-mailer ").count(), 2);
+}
