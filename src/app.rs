@@ -513,7 +513,7 @@ fn ingest(
                             }
                         })?;
                     if verbosity == Verbosity::Verbose {
-                        eprintln!("abuse-mailer: source {key}: {:?}", read.decision);
+                        eprintln!("abuse-mailer: source {key}: {}", read.decision);
                     }
                     if verbosity != Verbosity::Quiet {
                         for warning in &read.warnings {

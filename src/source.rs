@@ -87,6 +87,31 @@ pub enum Decision {
     Missing(Catchup),
 }
 
+/// What `-v` says a run did with a source: the case, and the rotated files it finished.
+impl std::fmt::Display for Decision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = match self {
+            Decision::Fresh(_) => "first read",
+            Decision::Append(_) => "read on from the cursor",
+            Decision::Restarted(_) => "truncated or replaced in place: read from the start",
+            Decision::Replaced(_) => "rotated: a new file at the path, read from the start",
+            Decision::Missing(_) => "no file at the path now",
+        };
+        f.write_str(what)?;
+        let c = self.catchup();
+        let rotated: Vec<String> = c
+            .previous
+            .iter()
+            .chain(&c.newer)
+            .map(|r| r.path.display().to_string())
+            .collect();
+        if !rotated.is_empty() {
+            write!(f, "; finished {}", rotated.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
 impl Decision {
     fn catchup(&self) -> &Catchup {
         match self {
@@ -1296,6 +1321,27 @@ mod tests {
         assert_eq!(
             expand(&dir.path().join("a/messages")).unwrap(),
             vec![dir.path().join("a/messages")]
+        );
+    }
+
+    #[test]
+    fn a_decision_reads_as_words() {
+        let rotated = Rotated {
+            path: PathBuf::from("/var/log/messages.1"),
+            gzip: false,
+            from: 10,
+        };
+        let d = Decision::Replaced(Catchup {
+            previous: Some(rotated),
+            newer: Vec::new(),
+        });
+        assert_eq!(
+            d.to_string(),
+            "rotated: a new file at the path, read from the start; finished /var/log/messages.1"
+        );
+        assert_eq!(
+            Decision::Fresh(Catchup::default()).to_string(),
+            "first read"
         );
     }
 }
