@@ -122,6 +122,13 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
     def answer(self, status, body, headers=None, entry=None):
+        # Logged before the client hears the answer: a test reads the log as soon as the
+        # run that made the call has ended, and must find the call there.
+        if entry is not None:
+            entry["answer"] = status
+            entry["answer_body"] = body
+            with lock, open(args.log, "a") as f:
+                f.write(json.dumps(entry) + "\n")
         data = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -132,11 +139,6 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("x-amzn-ErrorType", body["__type"])
         self.end_headers()
         self.wfile.write(data)
-        if entry is not None:
-            entry["answer"] = status
-            entry["answer_body"] = body
-            with lock, open(args.log, "a") as f:
-                f.write(json.dumps(entry) + "\n")
 
     def handle_any(self, method):
         length = int(self.headers.get("Content-Length") or 0)
