@@ -33,13 +33,7 @@ fn example(args: &[&str]) -> Ran {
         .env("ABUSE_MAILER_NOW", NOW)
         .output()
         .unwrap();
-    let ran = Ran {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        raw_stdout: out.stdout,
-    };
-    ran.ok()
+    Ran::from(out).ok()
 }
 
 #[test]
@@ -605,4 +599,24 @@ fn a_run_with_nothing_new_writes_nothing() {
         mtime,
         "not even rewritten"
     );
+}
+
+#[test]
+fn the_example_shows_a_report_on_any_day() {
+    // README's first command runs on the real clock, months after the bundled log's date.
+    for now in ["2026-11-25T12:00:00Z", "2031-06-01T00:00:00Z"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_abuse-mailer"))
+            .current_dir(repo())
+            .args(["--config", "config/example.toml", "preview", "--json"])
+            .env("ABUSE_MAILER_NOW", now)
+            .output()
+            .unwrap();
+        let v = Ran::from(out).ok().json();
+        assert_eq!(
+            ip_list(&v["reports"][0]["ips"]).len(),
+            4,
+            "at {now}: {}",
+            v["summary"]
+        );
+    }
 }
