@@ -828,7 +828,10 @@ fn check(file: &Path, raw: RawConfig) -> Result<Settings, ConfigError> {
             }
             // A login in clear text is readable on every hop; only a server on this host
             // is spared that.
-            if security == Security::None && m.username.is_some() && !is_loopback(&host) {
+            if security == Security::None
+                && m.username.is_some()
+                && !crate::http::is_loopback_host(&host)
+            {
                 return Err(err(
                     "mail.security",
                     format!(
@@ -1016,7 +1019,7 @@ fn folder_url(text: &str) -> Result<String, String> {
         Some(v6) => v6.split(']').next().unwrap_or(""),
         None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
     };
-    if !https && !is_loopback(host) {
+    if !https && !crate::http::is_loopback_host(host) {
         return Err(format!(
             "{text:?}: http:// is allowed only for a loopback host (127.0.0.1, [::1], localhost); use https://"
         ));
@@ -1161,15 +1164,6 @@ fn is_helo_name(text: &str) -> bool {
         None => text,
     };
     literal.parse::<std::net::IpAddr>().is_ok()
-}
-
-/// A host that is this machine: `localhost`, 127.0.0.0/8, ::1.
-fn is_loopback(host: &str) -> bool {
-    let host = host.strip_suffix('.').unwrap_or(host);
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn mailbox(text: &str) -> Result<Mailbox, String> {

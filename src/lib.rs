@@ -17,6 +17,7 @@ pub mod enrich;
 pub mod error;
 pub mod excerpt;
 pub mod firewall;
+pub mod http;
 pub mod ingest;
 pub mod journal;
 pub mod lock;

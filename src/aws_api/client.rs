@@ -6,7 +6,6 @@
 //! endpoint is refused unless it is on loopback, so a test stub never teaches the tool to send
 //! secrets in the clear.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -116,20 +115,12 @@ pub fn parse_endpoint(text: &str) -> Result<(bool, String, Option<u16>), String>
                 .ok_or_else(|| format!("{text:?}: bad port {p:?}"))
         })
         .transpose()?;
-    if !https && !is_loopback(&host) {
+    if !https && !crate::http::is_loopback_host(&host) {
         return Err(format!(
             "{text:?}: http:// is allowed only for a loopback host (127.0.0.1, [::1], localhost); use https://"
         ));
     }
     Ok((https, host, port))
-}
-
-fn is_loopback(host: &str) -> bool {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    bare.eq_ignore_ascii_case("localhost")
-        || bare
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A signed-request client for one endpoint and region.
@@ -151,15 +142,13 @@ impl Client {
         let scheme = if https { "https" } else { "http" };
         let endpoint = Endpoint {
             base: format!("{scheme}://{host_header}"),
-            loopback: is_loopback(&host),
+            loopback: crate::http::is_loopback_host(&host),
             host: host_header,
         };
         let mut roots: Vec<ureq::tls::Certificate<'static>> = Vec::new();
         if https {
             // A host without system roots can still work with ca_file alone.
-            for cert in rustls_native_certs::load_native_certs().certs {
-                roots.push(ureq::tls::Certificate::from_der(cert.as_ref()).to_owned());
-            }
+            roots = crate::http::system_roots();
             if let Some(ca) = &cfg.ca_file {
                 let pem = std::fs::read(ca).map_err(|e| {
                     anyhow::Error::from(crate::error::ConfigError(format!(
@@ -181,11 +170,7 @@ impl Client {
                 .into());
             }
         }
-        let tls = ureq::tls::TlsConfig::builder()
-            .provider(ureq::tls::TlsProvider::Rustls)
-            .root_certs(ureq::tls::RootCerts::Specific(Arc::new(roots)))
-            .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .build();
+        let tls = crate::http::tls_config(roots);
         let mut config = ureq::Agent::config_builder()
             .tls_config(tls)
             .timeout_global(Some(cfg.timeout))

@@ -7,7 +7,6 @@
 //! rule as the first URL: `https://`, or `http://` only to a loopback host (for tests).
 
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -125,7 +124,7 @@ pub fn allowed(url: &str) -> bool {
     }
     url.strip_prefix("http://")
         .map(|rest| rest.split(['/', '?', '#']).next().unwrap_or(""))
-        .is_some_and(|authority| is_loopback(host_of(authority)))
+        .is_some_and(|authority| crate::http::is_loopback_host(host_of(authority)))
 }
 
 /// A redirect target may be used: [`allowed`], and on this machine only when the first URL
@@ -136,7 +135,7 @@ pub fn hop_allowed(first: &str, to: &str) -> bool {
 
 fn is_local(url: &str) -> bool {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    is_loopback(host_of(rest.split(['/', '?', '#']).next().unwrap_or("")))
+    crate::http::is_loopback_host(host_of(rest.split(['/', '?', '#']).next().unwrap_or("")))
 }
 
 fn host_of(authority: &str) -> &str {
@@ -145,10 +144,6 @@ fn host_of(authority: &str) -> &str {
         Some(v6) => v6.split(']').next().unwrap_or(""),
         None => authority.split(':').next().unwrap_or(""),
     }
-}
-
-fn is_loopback(host: &str) -> bool {
-    host.eq_ignore_ascii_case("localhost") || host.parse::<IpAddr>().is_ok_and(|i| i.is_loopback())
 }
 
 /// What an IP network object says about the address asked for.
@@ -295,16 +290,8 @@ pub struct Fetched {
 impl Http {
     /// Agents whose calls each end within `deadline`.
     pub fn new(deadline: Duration) -> Self {
-        let mut roots: Vec<ureq::tls::Certificate<'static>> = Vec::new();
         // Without system roots every HTTPS call fails on its own, which is a local failure.
-        for cert in rustls_native_certs::load_native_certs().certs {
-            roots.push(ureq::tls::Certificate::from_der(cert.as_ref()).to_owned());
-        }
-        let tls = ureq::tls::TlsConfig::builder()
-            .provider(ureq::tls::TlsProvider::Rustls)
-            .root_certs(ureq::tls::RootCerts::Specific(Arc::new(roots)))
-            .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .build();
+        let tls = crate::http::tls_config(crate::http::system_roots());
         let base = || {
             ureq::Agent::config_builder()
                 .tls_config(tls.clone())
