@@ -582,7 +582,9 @@ fn report_aws_no_longer_has_is_not_asked_about_again() {
     s.run(&["run"]).ok();
     stub.script(json!({"forget": true}));
     let rows = s.run(&["history", "--refresh", "--json"]).ok().json();
-    assert_eq!(rows[0]["remote"]["status"], "GONE");
+    // The interface's statuses only: AWS is done with it, and the reason says it is gone.
+    assert_eq!(rows[0]["remote"]["status"], "COMPLETED");
+    assert_eq!(rows[0]["remote"]["reason"], "GONE");
     let asked = stub.log().len();
     s.run(&["history", "--refresh"]).ok();
     s.run(&["run"]).ok();

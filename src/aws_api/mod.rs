@@ -343,16 +343,32 @@ pub fn refresh_command(settings: &Settings, provider: Option<&str>) -> Result<()
 #[derive(Debug, Serialize)]
 pub struct JsonRemote<'a> {
     pub id: &'a str,
-    pub status: Option<&'a str>,
+    /// One of AWS's own statuses, QUEUED | PROCESSING | COMPLETED, as the interface promises.
+    pub status: &'a str,
     pub reason: Option<&'a str>,
 }
 
 impl<'a> From<&'a Remote> for JsonRemote<'a> {
     fn from(r: &'a Remote) -> Self {
-        JsonRemote {
-            id: &r.id,
-            status: r.status.as_deref(),
-            reason: r.reason.as_deref(),
+        match r.status.as_deref() {
+            // Accepted and not asked about yet: AWS queues what it accepts.
+            None => JsonRemote {
+                id: &r.id,
+                status: "QUEUED",
+                reason: None,
+            },
+            // AWS no longer has it (a test report, deleted once validated): finished with
+            // AWS, and the reason says why nothing more is known.
+            Some(GONE) => JsonRemote {
+                id: &r.id,
+                status: "COMPLETED",
+                reason: Some(r.reason.as_deref().unwrap_or(GONE)),
+            },
+            Some(status) => JsonRemote {
+                id: &r.id,
+                status,
+                reason: r.reason.as_deref(),
+            },
         }
     }
 }
