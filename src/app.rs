@@ -770,79 +770,116 @@ fn plan(
                 settings.report.max_ips_per_message.unwrap_or(usize::MAX)
             };
         let limit = settings.report.max_message_bytes;
-        let chunks: Vec<std::ops::Range<usize>> = (0..attackers.len())
+        let mut chunks: Vec<std::ops::Range<usize>> = (0..attackers.len())
             .step_by(size)
             .map(|start| start..(start + size).min(attackers.len()))
             .collect();
-        // Sizing: a chunk of several addresses is rendered once as if it were a part with the
-        // longest numbering and thread headers it could get; one over the limit is split and
-        // only its halves are rendered again. Each part that fits is then rendered once more,
-        // numbered, and is no larger than its trial.
-        let warn_too_big = |ip: IpAddr| {
-            eprintln!(
-                "abuse-mailer: warning: the report on {ip} to {} is over report.max_message_bytes = {limit} even without log lines; it waits (raise the limit or shorten the templates)",
-                provider.name()
-            );
-        };
-        let probe_root = format!(
-            "<{}-{}-{:016x}-99999@{}>",
-            world.now.format("%Y%m%dT%H%M%SZ"),
-            provider.name(),
-            u64::MAX,
-            settings.report.from.email.domain()
-        );
-        let probe_root = match &ledger.thread_roots[i] {
-            Some(root) if root.len() > probe_root.len() => root.clone(),
-            _ => probe_root,
-        };
-        let mut fitted: Vec<std::ops::Range<usize>> = Vec::with_capacity(chunks.len());
-        let mut queue: std::collections::VecDeque<std::ops::Range<usize>> = chunks.into();
-        while let Some(range) = queue.pop_front() {
-            if range.len() > 1 {
-                let trial = plan_part(
-                    world,
-                    intake,
-                    i,
-                    &attackers[range.clone()],
-                    (99_999, 99_999),
-                    Some(&probe_root),
-                    state,
-                )?;
-                if trial.record.message.len() > limit {
-                    let mid = range.start + range.len() / 2;
-                    queue.push_front(mid..range.end);
-                    queue.push_front(range.start..mid);
-                    continue;
-                }
-            }
-            fitted.push(range);
+        // Numbered and rendered once; only when a part of several addresses is over the
+        // limit are the parts sized and rendered again.
+        let mut parts = number_parts(world, intake, ledger, i, &attackers, &chunks, state)?;
+        let over =
+            |p: &Planned, r: &std::ops::Range<usize>| r.len() > 1 && p.record.message.len() > limit;
+        if parts.iter().zip(&chunks).any(|(p, r)| over(p, r)) {
+            let fitted = fit_parts(world, intake, ledger, i, &attackers, chunks, state)?;
+            parts = number_parts(world, intake, ledger, i, &attackers, &fitted, state)?;
+            chunks = fitted;
         }
-        let mut parts = Vec::with_capacity(fitted.len());
-        let mut thread_root = ledger.thread_roots[i].clone();
-        let count = fitted.len();
-        for (k, range) in fitted.into_iter().enumerate() {
-            let part = plan_part(
+        let mut kept = Vec::with_capacity(parts.len());
+        for (part, range) in parts.into_iter().zip(&chunks) {
+            // One address, too large even without log lines (a template that says a lot):
+            // it waits, named, and the others go out.
+            if part.record.message.len() > limit {
+                eprintln!(
+                    "abuse-mailer: warning: the report on {} to {} is over report.max_message_bytes = {limit} even without log lines; it waits (raise the limit or shorten the templates)",
+                    attackers[range.start].observation.ip,
+                    provider.name()
+                );
+                continue;
+            }
+            kept.push(part);
+        }
+        let parts = kept;
+        planned.extend(parts);
+    }
+    Ok(planned)
+}
+
+/// Renders `ranges` of `attackers` as the numbered parts of one thread.
+fn number_parts(
+    world: &World<'_>,
+    intake: &Intake,
+    ledger: &Ledger,
+    i: usize,
+    attackers: &[Attacker],
+    ranges: &[std::ops::Range<usize>],
+    state: Option<&State>,
+) -> Result<Vec<Planned>> {
+    let mut parts = Vec::with_capacity(ranges.len());
+    let mut thread_root = ledger.thread_roots[i].clone();
+    for (k, range) in ranges.iter().enumerate() {
+        let part = plan_part(
+            world,
+            intake,
+            i,
+            &attackers[range.clone()],
+            (k + 1, ranges.len()),
+            thread_root.as_deref(),
+            state,
+        )?;
+        // Later parts reply to the first, so a split report reads as one thread.
+        thread_root.get_or_insert_with(|| part.record.message_id.clone());
+        parts.push(part);
+    }
+    Ok(parts)
+}
+
+/// Splits `chunks` until each of several addresses fits `max_message_bytes`: a chunk is tried
+/// once as a part with the longest numbering and thread headers it could get, and only the
+/// halves of one that is too large are tried again. A part numbered for real is no larger.
+fn fit_parts(
+    world: &World<'_>,
+    intake: &Intake,
+    ledger: &Ledger,
+    i: usize,
+    attackers: &[Attacker],
+    chunks: Vec<std::ops::Range<usize>>,
+    state: Option<&State>,
+) -> Result<Vec<std::ops::Range<usize>>> {
+    let settings = world.settings;
+    let probe_root = format!(
+        "<{}-{}-{:016x}-99999@{}>",
+        world.now.format("%Y%m%dT%H%M%SZ"),
+        world.providers[i].name(),
+        u64::MAX,
+        settings.report.from.email.domain()
+    );
+    let probe_root = match &ledger.thread_roots[i] {
+        Some(root) if root.len() > probe_root.len() => root.clone(),
+        _ => probe_root,
+    };
+    let mut fitted = Vec::with_capacity(chunks.len());
+    let mut queue: std::collections::VecDeque<std::ops::Range<usize>> = chunks.into();
+    while let Some(range) = queue.pop_front() {
+        if range.len() > 1 {
+            let trial = plan_part(
                 world,
                 intake,
                 i,
                 &attackers[range.clone()],
-                (k + 1, count),
-                thread_root.as_deref(),
+                (99_999, 99_999),
+                Some(&probe_root),
                 state,
             )?;
-            // One address, too large even without log lines (a template that says a lot):
-            // it waits, named, and the others go out.
-            if part.record.message.len() > limit && range.len() == 1 {
-                warn_too_big(attackers[range.start].observation.ip);
+            if trial.record.message.len() > settings.report.max_message_bytes {
+                let mid = range.start + range.len() / 2;
+                queue.push_front(mid..range.end);
+                queue.push_front(range.start..mid);
                 continue;
             }
-            // Later parts reply to the first, so a split report reads as one thread.
-            thread_root.get_or_insert_with(|| part.record.message_id.clone());
-            parts.push(part);
         }
-        planned.extend(parts);
+        fitted.push(range);
     }
-    Ok(planned)
+    Ok(fitted)
 }
 
 /// One message: part `part.0` of `part.1` of a provider's delta.
