@@ -1211,7 +1211,7 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
         let waiting = waiting
             .iter()
             .filter(|r| only.is_none_or(|o| o == r.provider))
-            .filter(|r| !r.recipients.iter().any(|to| to.contains("://")));
+            .filter(|r| !r.made_for_api());
         print_mbox(
             waiting
                 .map(|r| r.message.as_slice())
@@ -1608,12 +1608,10 @@ fn deliver(
     let result = match api {
         Some(api) => api.send(record),
         // A request stored for the API, whose provider now reports by mail: it is no mail.
-        None if record.recipients.iter().any(|r| r.contains("://")) => {
-            Err(SendError::Rejected(format!(
-                "report {} was made for the AWS API, and the provider now reports by mail: its addresses go into the next report",
-                record.id
-            )))
-        }
+        None if record.made_for_api() => Err(SendError::Rejected(format!(
+            "report {} was made for the AWS API, and the provider now reports by mail: its addresses go into the next report",
+            record.id
+        ))),
         None => transport.send(
             &record.id,
             &settings.report.from,

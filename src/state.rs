@@ -222,6 +222,15 @@ pub struct ReportRecord {
     pub message: Vec<u8>,
 }
 
+impl ReportRecord {
+    /// Whether the row holds a request made for a remote intake (the AWS API), whose one
+    /// recipient is the endpoint's URL, rather than a mail message. (`State::rejected_ips`
+    /// tells them apart the same way, in SQL.)
+    pub fn made_for_api(&self) -> bool {
+        self.recipients.iter().any(|to| to.contains("://"))
+    }
+}
+
 /// Where a source stopped: a file position, or journald's own cursor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoredCursor {

@@ -187,7 +187,7 @@ impl Api {
     pub fn send(&self, record: &ReportRecord) -> Result<String, SendError> {
         let request = serde_json::from_slice::<Value>(&record.message)
             .ok()
-            .filter(|v| v.get("report").is_some_and(Value::is_object));
+            .filter(|_| record.made_for_api());
         let Some(request) = request else {
             return Err(SendError::Rejected(format!(
                 "report {} was made for mail, not for the {NAME} (the provider's delivery changed): its addresses go into the next report",
