@@ -1365,6 +1365,19 @@ fn create_private(path: &Path) -> Result<()> {
 mod tests {
     use super::*;
 
+    /// A state file as a release at `version` left it: its migrations run, nothing after.
+    fn state_at_schema(path: &Path, version: usize) -> Connection {
+        let conn = Connection::open(path).unwrap();
+        for m in &MIGRATIONS[..version] {
+            conn.execute_batch(m).unwrap();
+        }
+        conn.pragma_update(None, "application_id", APPLICATION_ID)
+            .unwrap();
+        conn.pragma_update(None, "user_version", version as i64)
+            .unwrap();
+        conn
+    }
+
     fn record(id: &str, provider: &str, ips: &[&str], status: Status) -> ReportRecord {
         ReportRecord {
             id: id.into(),
@@ -1528,15 +1541,7 @@ mod tests {
     fn a_schema_4_state_is_migrated_keeping_its_ledger() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");
-        {
-            let conn = Connection::open(&path).unwrap();
-            for m in &MIGRATIONS[..4] {
-                conn.execute_batch(m).unwrap();
-            }
-            conn.pragma_update(None, "application_id", APPLICATION_ID)
-                .unwrap();
-            conn.pragma_update(None, "user_version", 4).unwrap();
-        }
+        drop(state_at_schema(&path, 4));
         let reader = State::open_read_only(dir.path()).unwrap().unwrap();
         assert!(
             reader
@@ -1575,13 +1580,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");
         {
-            let conn = Connection::open(&path).unwrap();
-            for m in &MIGRATIONS[..6] {
-                conn.execute_batch(m).unwrap();
-            }
-            conn.pragma_update(None, "application_id", APPLICATION_ID)
-                .unwrap();
-            conn.pragma_update(None, "user_version", 6).unwrap();
+            let conn = state_at_schema(&path, 6);
             conn.execute_batch(
                 "INSERT INTO observation VALUES ('3.5.140.2', 10, 20, 7, 'TCP UDP', '22 53', '40000', '198.51.100.10', 'web1');
                  INSERT INTO observation VALUES ('2600:1f18::1', 11, 12, 1, 'TCP', '443', '', '2001:db8::1', 'web2');

@@ -38,18 +38,6 @@ fn gzip(text: &[u8]) -> Vec<u8> {
     enc.finish().unwrap()
 }
 
-/// Hits per IP in the state database.
-fn observed(s: &Setup) -> BTreeMap<String, u64> {
-    let db = rusqlite::Connection::open(s.path("state/state.db")).unwrap();
-    let mut stmt = db.prepare("SELECT ip, hits FROM observation").unwrap();
-    stmt.query_map([], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
-    })
-    .unwrap()
-    .map(|r| r.unwrap())
-    .collect()
-}
-
 fn hits(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
     pairs.iter().map(|(ip, n)| (ip.to_string(), *n)).collect()
 }
@@ -119,13 +107,13 @@ fn truncated_rotated_gz_is_read_up_to_the_damage_and_named_once() {
         "{}",
         out.stderr
     );
-    assert_eq!(observed(&s), hits(&[(A, a), (B, b), (C, 5), (D, 4)]));
+    assert_eq!(observed_hits(&s), hits(&[(A, a), (B, b), (C, 5), (D, 4)]));
 
     // Not read again, not named again.
     let out = s.run(&["run"]).ok();
     assert!(!out.stderr.contains("damaged"), "{}", out.stderr);
     assert!(out.stderr.contains("read 0 lines"), "{}", out.stderr);
-    assert_eq!(observed(&s), hits(&[(A, a), (B, b), (C, 5), (D, 4)]));
+    assert_eq!(observed_hits(&s), hits(&[(A, a), (B, b), (C, 5), (D, 4)]));
 }
 
 #[test]
@@ -145,7 +133,7 @@ fn truncated_gz_in_the_first_read_of_history_is_skipped_once() {
         "{}",
         out.stderr
     );
-    assert_eq!(observed(&s), hits(&[(A, a), (B, 3), (C, 2)]));
+    assert_eq!(observed_hits(&s), hits(&[(A, a), (B, 3), (C, 2)]));
     let out = s.run(&["run"]).ok();
     assert!(!out.stderr.contains("damaged"), "{}", out.stderr);
     assert!(out.stderr.contains("read 0 lines"), "{}", out.stderr);
@@ -264,7 +252,7 @@ fn wrong_prefix_then_reread_reports_the_history_once() {
     );
     let out = s.run(&["run"]).ok();
     assert!(out.stderr.contains("read 12 lines"), "{}", out.stderr);
-    assert_eq!(observed(&s), hits(&[(A, 3), (B, 4), (C, 5)]));
+    assert_eq!(observed_hits(&s), hits(&[(A, 3), (B, 4), (C, 5)]));
     assert_eq!(s.outbox().len(), 1);
     let mut reported: Vec<String> = s.reported().concat();
     reported.sort();
@@ -321,7 +309,7 @@ fn reread_since_starts_at_the_first_packet_logged_then() {
         )
     );
     s.run(&["run"]).ok();
-    assert_eq!(observed(&s), hits(&[(B, 3)]));
+    assert_eq!(observed_hits(&s), hits(&[(B, 3)]));
 
     let out = s
         .run(&["reread", "--source", &source, "--since", "1d"])

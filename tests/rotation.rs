@@ -202,14 +202,7 @@ impl Log {
 
     /// Hits per IP in the state database.
     fn observed(&self) -> BTreeMap<String, u64> {
-        let db = rusqlite::Connection::open(self.setup.path("state/state.db")).unwrap();
-        let mut stmt = db.prepare("SELECT ip, hits FROM observation").unwrap();
-        stmt.query_map([], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
-        })
-        .unwrap()
-        .map(|r| r.unwrap())
-        .collect()
+        observed_hits(&self.setup)
     }
 
     /// Every line counted once, every attacker in exactly one report.

@@ -323,3 +323,15 @@ pub fn history(s: &Setup) -> Vec<serde_json::Value> {
         .unwrap()
         .clone()
 }
+
+/// Hits per IP as the state database of `s` holds them.
+pub fn observed_hits(s: &Setup) -> std::collections::BTreeMap<String, u64> {
+    let db = rusqlite::Connection::open(s.path("state/state.db")).unwrap();
+    let mut stmt = db.prepare("SELECT ip, hits FROM observation").unwrap();
+    stmt.query_map([], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+    })
+    .unwrap()
+    .map(|r| r.unwrap())
+    .collect()
+}
