@@ -31,6 +31,31 @@ use crate::excerpt::EvidenceLine;
 use crate::ingest::{Observation, Observations, SmallSet};
 use crate::source::Cursor;
 
+mod contact_cache;
+pub use contact_cache::{CachedContact, ReadThrough};
+
+/// Reports to a contact that discovery found are filed under `contact:<address>` where a
+/// provider's are filed under its name (which can hold no `:`).
+pub const CONTACT_PREFIX: &str = "contact:";
+
+/// The ledger key that stands for every discovered contact at once: an address reported to one
+/// of them is not reported to another by discovery, and their evidence is kept together.
+pub const CONTACT_DESKS: &str = "contact:%";
+
+/// The ledger key of a discovered contact.
+pub fn contact_key(address: &str) -> String {
+    format!("{CONTACT_PREFIX}{address}")
+}
+
+/// `r.provider` matched against a ledger key: one provider or contact, or every contact.
+fn desk_condition(key: &str) -> &'static str {
+    if key == CONTACT_DESKS {
+        "r.provider LIKE ?1"
+    } else {
+        "r.provider = ?1"
+    }
+}
+
 /// `ABML` in ASCII: marks the file as ours.
 const APPLICATION_ID: i32 = 0x4142_4d4c;
 
@@ -145,6 +170,31 @@ CREATE INDEX report_ip_by_ip ON report_ip (ip);
     // 8: per source and prefix, the last packet time counted as a hit, so that a source read
     // again after `reread` counts no packet twice.
     "CREATE TABLE counted (source TEXT NOT NULL, prefix TEXT NOT NULL, until INTEGER NOT NULL, PRIMARY KEY (source, prefix)) WITHOUT ROWID;",
+    // 9: abuse contacts discovered per network, with where each came from and until when
+    // (see `discover::cache`), the RDAP bootstrap files, and, on a report to a discovered
+    // contact, where its address came from.
+    r#"
+CREATE TABLE contact_cache (
+    source     TEXT NOT NULL CHECK (source IN ('rdap', 'abusix')),
+    family     INTEGER NOT NULL,
+    first      TEXT NOT NULL,
+    last       TEXT NOT NULL,
+    address    TEXT,
+    origin     TEXT NOT NULL,
+    handle     TEXT,
+    fetched_at INTEGER NOT NULL,
+    expires    INTEGER NOT NULL,
+    PRIMARY KEY (source, family, first, last)
+) WITHOUT ROWID;
+CREATE TABLE rdap_bootstrap (
+    family     INTEGER PRIMARY KEY,
+    origin     TEXT NOT NULL,
+    body       BLOB NOT NULL,
+    fetched_at INTEGER NOT NULL
+);
+ALTER TABLE report ADD COLUMN contact_source TEXT;
+ALTER TABLE report ADD COLUMN contact_network TEXT;
+"#,
 ];
 
 /// The oldest schema a reader understands: schemas 5 and 6 add only what a run needs (and
@@ -220,6 +270,18 @@ pub struct ReportRecord {
     pub server_reply: Option<String>,
     pub ips: Vec<ReportedIp>,
     pub message: Vec<u8>,
+    /// For a report to a discovered contact: where its address came from.
+    pub contact: Option<ReportContact>,
+}
+
+/// Where the address of a report to a discovered contact came from.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ReportContact {
+    pub address: String,
+    /// `rdap` or `abusix`.
+    pub source: String,
+    /// The registry's network (CIDR), or `None` (Abusix names none).
+    pub network: Option<String>,
 }
 
 impl ReportRecord {
@@ -493,11 +555,12 @@ impl State {
     /// IPs of a provider's reports created in `[from, to)` that a re-report window counts
     /// (sent, or refused by an API): those leave the window as it moves from `from` to `to`.
     pub fn leaving_window(&self, provider: &str, from: &str, to: &str) -> Result<Vec<IpAddr>> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare(&format!(
             "SELECT DISTINCT i.ip FROM report r JOIN report_ip i ON i.report_id = r.id
-             WHERE r.provider = ?1 AND r.created_at >= ?2 AND r.created_at < ?3
+             WHERE {} AND r.created_at >= ?2 AND r.created_at < ?3
                AND r.status IN ('sent', 'rejected')",
-        )?;
+            desk_condition(provider)
+        ))?;
         let rows = stmt.query_map(params![provider, from, to], |r| ip(&r.get::<_, String>(0)?))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
@@ -620,21 +683,23 @@ impl State {
     /// sent, and those still waiting to be sent again (`sending`, `failed`). With `since`,
     /// only reports created at or after that time count as sent.
     pub fn reported(&self, provider: &str, since: Option<&str>) -> Result<HashSet<IpAddr>> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare(&format!(
             "SELECT DISTINCT i.ip FROM report_ip i JOIN report r ON r.id = i.report_id
-             WHERE r.provider = ?1 AND (r.status IN ('sending', 'failed')
-                                        OR (r.status = 'sent' AND (?2 IS NULL OR r.created_at >= ?2)))",
-        )?;
+             WHERE {} AND (r.status IN ('sending', 'failed')
+                           OR (r.status = 'sent' AND (?2 IS NULL OR r.created_at >= ?2)))",
+            desk_condition(provider)
+        ))?;
         let rows = stmt.query_map(params![provider, since], |r| ip(&r.get::<_, String>(0)?))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// Every IP a provider was ever sent, for marking re-reports.
     pub fn ever_sent(&self, provider: &str) -> Result<HashSet<IpAddr>> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare(&format!(
             "SELECT DISTINCT i.ip FROM report_ip i JOIN report r ON r.id = i.report_id
-             WHERE r.provider = ?1 AND r.status = 'sent'",
-        )?;
+             WHERE {} AND r.status = 'sent'",
+            desk_condition(provider)
+        ))?;
         let rows = stmt.query_map([provider], |r| ip(&r.get::<_, String>(0)?))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
@@ -771,9 +836,14 @@ impl State {
         filter: &str,
         args: &[&dyn rusqlite::ToSql],
     ) -> Result<Vec<ReportRecord>> {
+        // A state no run has brought to schema 9 has no discovered contacts.
+        let contact_columns = match self.has_contact_columns()? {
+            true => "contact_source, contact_network",
+            false => "NULL, NULL",
+        };
         let sql = format!(
             "SELECT id, provider, recipients, subject, message_id, status, created_at, sent_at, attempts,
-                    last_error, server_reply, message
+                    last_error, server_reply, message, {contact_columns}
              FROM report {filter} ORDER BY created_at, rowid"
         );
         let mut stmt = self.conn.prepare(&sql)?;
@@ -782,9 +852,18 @@ impl State {
         while let Some(r) = rows.next()? {
             let recipients: String = r.get(2)?;
             let status: String = r.get(5)?;
+            let provider: String = r.get(1)?;
+            let contact = match (provider.strip_prefix(CONTACT_PREFIX), r.get(12)?) {
+                (Some(address), Some(source)) => Some(ReportContact {
+                    address: address.to_string(),
+                    source,
+                    network: r.get(13)?,
+                }),
+                _ => None,
+            };
             out.push(ReportRecord {
                 id: r.get(0)?,
-                provider: r.get(1)?,
+                provider,
                 recipients: serde_json::from_str(&recipients).context("ledger: bad recipients")?,
                 subject: r.get(3)?,
                 message_id: r.get(4)?,
@@ -796,6 +875,7 @@ impl State {
                 server_reply: r.get(10)?,
                 ips: Vec::new(),
                 message: r.get(11)?,
+                contact,
             });
         }
         let mut stmt = self.conn.prepare(
@@ -913,6 +993,16 @@ impl State {
             }
         }
         Ok(out)
+    }
+
+    /// Whether the ledger has the columns of discovered contacts (schema 9).
+    fn has_contact_columns(&self) -> Result<bool> {
+        let columns: i64 = self.conn.query_row(
+            "SELECT count(*) FROM pragma_table_info('report') WHERE name = 'contact_source'",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(columns > 0)
     }
 
     /// Whether the ledger has the remote intake's columns (schema 6): a reader may open a
@@ -1120,8 +1210,9 @@ fn write_ingest(conn: &mut Connection, ingested: &Ingested<'_>) -> Result<()> {
 fn write_report(conn: &mut Connection, r: &ReportRecord) -> Result<()> {
     let tx = conn.transaction()?;
     tx.execute(
-        "INSERT INTO report (id, provider, recipients, subject, message_id, status, created_at, sent_at, attempts, message)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        "INSERT INTO report (id, provider, recipients, subject, message_id, status, created_at, sent_at, attempts, message,
+                             contact_source, contact_network)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         params![
             r.id,
             r.provider,
@@ -1133,8 +1224,15 @@ fn write_report(conn: &mut Connection, r: &ReportRecord) -> Result<()> {
             r.sent_at,
             r.attempts,
             r.message,
+            r.contact.as_ref().map(|c| &c.source),
+            r.contact.as_ref().and_then(|c| c.network.as_ref()),
         ],
     )?;
+    // Discovered contacts' evidence is kept together, under the key for all of them.
+    let evidence_key = match r.contact {
+        Some(_) => CONTACT_DESKS,
+        None => r.provider.as_str(),
+    };
     {
         let mut put = tx.prepare(
             "INSERT INTO report_ip (report_id, ip, hits, first_seen, last_seen) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -1144,7 +1242,7 @@ fn write_report(conn: &mut Connection, r: &ReportRecord) -> Result<()> {
         for i in &r.ips {
             let ip = i.ip.to_string();
             put.execute(params![r.id, ip, i.hits as i64, i.first_seen, i.last_seen])?;
-            prune.execute(params![r.provider, ip])?;
+            prune.execute(params![evidence_key, ip])?;
         }
     }
     tx.commit()?;
@@ -1401,6 +1499,7 @@ mod tests {
                 })
                 .collect(),
             message: b"msg".to_vec(),
+            contact: None,
         }
     }
 

@@ -1,0 +1,355 @@
+//! Discovery's memory in the state (schema 9): the `contact_cache` table, one row per network
+//! (RDAP) or address (Abusix) with where the answer came from and until when, and the RDAP
+//! bootstrap files. The layout and the lookup are those `discover::cache` specifies, so this
+//! store answers as [`crate::discover::MemoryCache`] does.
+
+use std::net::IpAddr;
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+use rusqlite::{OptionalExtension, params};
+
+use super::State;
+use crate::discover::cache::hex_key;
+use crate::discover::{BootstrapCopy, CacheEntry, ContactCache, Source};
+
+/// A cache row as `contacts` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedContact {
+    pub entry: CacheEntry,
+    /// Addresses reported to this contact so far (sent, or waiting to be sent).
+    pub reported: u64,
+}
+
+fn family(ip: IpAddr) -> u8 {
+    if ip.is_ipv4() { 4 } else { 6 }
+}
+
+/// The address a [`hex_key`] stands for, in the family given.
+fn from_key(key: &str, family: u8) -> Option<IpAddr> {
+    let n = u128::from_str_radix(key, 16).ok()?;
+    match family {
+        4 => u32::try_from(n)
+            .ok()
+            .map(|v| IpAddr::V4(std::net::Ipv4Addr::from(v))),
+        6 => Some(IpAddr::V6(std::net::Ipv6Addr::from(n))),
+        _ => None,
+    }
+}
+
+fn time(secs: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(secs, 0).unwrap_or_default()
+}
+
+/// One row as an entry; a row that does not read as one (edited by hand) is passed over.
+fn entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<CacheEntry>> {
+    let source: String = r.get(0)?;
+    let family: u8 = r.get(1)?;
+    let (first, last): (String, String) = (r.get(2)?, r.get(3)?);
+    let (Some(source), Some(first), Some(last)) = (
+        Source::parse(&source),
+        from_key(&first, family),
+        from_key(&last, family),
+    ) else {
+        return Ok(None);
+    };
+    Ok(Some(CacheEntry {
+        source,
+        first,
+        last,
+        address: r.get(4)?,
+        origin: r.get(5)?,
+        handle: r.get(6)?,
+        fetched_at: time(r.get(7)?),
+        expires: time(r.get(8)?),
+    }))
+}
+
+const COLUMNS: &str = "source, family, first, last, address, origin, handle, fetched_at, expires";
+
+impl State {
+    /// Whether the state has discovery's tables (schema 9): a reader may open a state that no
+    /// run has brought that far, and then nothing was discovered yet.
+    pub fn has_contact_cache(&self) -> Result<bool> {
+        let tables: i64 = self.conn.query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'contact_cache'",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(tables > 0)
+    }
+
+    /// Every remembered answer, expired ones included, by source and address; with `ip`, only
+    /// those covering it. Each with how many addresses were reported to its contact.
+    pub fn contacts(&self, ip: Option<IpAddr>) -> Result<Vec<CachedContact>> {
+        if !self.has_contact_cache()? {
+            return Ok(Vec::new());
+        }
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {COLUMNS} FROM contact_cache
+             WHERE ?1 IS NULL OR (family = ?2 AND first <= ?1 AND last >= ?1)
+             ORDER BY address IS NULL, address, source, family, first"
+        ))?;
+        let rows = stmt.query_map(params![ip.map(hex_key), ip.map(family)], entry)?;
+        let mut count = self.conn.prepare(
+            "SELECT count(DISTINCT i.ip) FROM report r JOIN report_ip i ON i.report_id = r.id
+             WHERE r.provider = ?1 AND r.status IN ('sent', 'sending', 'failed')",
+        )?;
+        let mut out = Vec::new();
+        for row in rows {
+            let Some(entry) = row? else { continue };
+            let reported = match &entry.address {
+                Some(a) => count.query_row([super::contact_key(a)], |r| r.get::<_, i64>(0))? as u64,
+                None => 0,
+            };
+            out.push(CachedContact { entry, reported });
+        }
+        Ok(out)
+    }
+}
+
+impl ContactCache for State {
+    fn find(&self, source: Source, ip: IpAddr, now: DateTime<Utc>) -> Result<Option<CacheEntry>> {
+        if !self.has_contact_cache()? {
+            return Ok(None);
+        }
+        // Registries' networks nest or are disjoint: the innermost one holding the address
+        // has the greatest first address, then the smallest last.
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM contact_cache
+             WHERE source = ?1 AND family = ?2 AND first <= ?3 AND last >= ?3 AND expires > ?4
+             ORDER BY first DESC, last ASC, fetched_at DESC LIMIT 1"
+        ))?;
+        let found = stmt
+            .query_row(
+                params![source.name(), family(ip), hex_key(ip), now.timestamp()],
+                entry,
+            )
+            .optional()
+            .with_context(|| format!("{}: cannot read contact_cache", self.path.display()))?;
+        Ok(found.flatten())
+    }
+
+    fn store(&mut self, e: CacheEntry) -> Result<()> {
+        self.conn
+            .execute(
+                &format!(
+                    "INSERT OR REPLACE INTO contact_cache ({COLUMNS})
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+                ),
+                params![
+                    e.source.name(),
+                    family(e.first),
+                    hex_key(e.first),
+                    hex_key(e.last),
+                    e.address,
+                    e.origin,
+                    e.handle,
+                    e.fetched_at.timestamp(),
+                    e.expires.timestamp(),
+                ],
+            )
+            .with_context(|| format!("{}: cannot write contact_cache", self.path.display()))?;
+        Ok(())
+    }
+
+    fn bootstrap(&self, family: u8) -> Result<Option<BootstrapCopy>> {
+        if !self.has_contact_cache()? {
+            return Ok(None);
+        }
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT origin, body, fetched_at FROM rdap_bootstrap WHERE family = ?1",
+                [family],
+                |r| {
+                    Ok(BootstrapCopy {
+                        family,
+                        origin: r.get(0)?,
+                        body: r.get(1)?,
+                        fetched_at: time(r.get(2)?),
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    fn store_bootstrap(&mut self, copy: BootstrapCopy) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO rdap_bootstrap (family, origin, body, fetched_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![
+                    copy.family,
+                    copy.origin,
+                    copy.body,
+                    copy.fetched_at.timestamp()
+                ],
+            )
+            .with_context(|| format!("{}: cannot write rdap_bootstrap", self.path.display()))?;
+        Ok(())
+    }
+}
+
+/// What a preview learns stays in memory: the state's answers are read, new ones are not
+/// written (a preview changes nothing).
+pub struct ReadThrough<'s> {
+    pub state: Option<&'s State>,
+    pub fresh: crate::discover::MemoryCache,
+}
+
+impl ContactCache for ReadThrough<'_> {
+    fn find(&self, source: Source, ip: IpAddr, now: DateTime<Utc>) -> Result<Option<CacheEntry>> {
+        if let Some(e) = self.fresh.find(source, ip, now)? {
+            return Ok(Some(e));
+        }
+        match self.state {
+            Some(s) => s.find(source, ip, now),
+            None => Ok(None),
+        }
+    }
+
+    fn store(&mut self, entry: CacheEntry) -> Result<()> {
+        self.fresh.store(entry)
+    }
+
+    fn bootstrap(&self, family: u8) -> Result<Option<BootstrapCopy>> {
+        if let Some(b) = self.fresh.bootstrap(family)? {
+            return Ok(Some(b));
+        }
+        match self.state {
+            Some(s) => s.bootstrap(family),
+            None => Ok(None),
+        }
+    }
+
+    fn store_bootstrap(&mut self, copy: BootstrapCopy) -> Result<()> {
+        self.fresh.store_bootstrap(copy)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::discover::MemoryCache;
+    use chrono::TimeZone;
+
+    fn at(day: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 1, day, 0, 0, 0).unwrap()
+    }
+
+    fn entry(source: Source, first: &str, last: &str, address: &str, day: u32) -> CacheEntry {
+        CacheEntry {
+            source,
+            first: first.parse().unwrap(),
+            last: last.parse().unwrap(),
+            address: (!address.is_empty()).then(|| address.to_string()),
+            origin: "https://rdap.example/ip/x".into(),
+            handle: Some("NET-1".into()),
+            fetched_at: at(day),
+            expires: at(day) + chrono::Duration::days(10),
+        }
+    }
+
+    /// The SQL store and the in-memory reference agree on every question, over nested,
+    /// disjoint, expired and replaced entries of both families.
+    #[test]
+    fn the_state_answers_as_the_reference_cache_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = State::open(dir.path()).unwrap();
+        let mut reference = MemoryCache::default();
+        let entries = [
+            entry(
+                Source::Rdap,
+                "45.0.0.0",
+                "45.255.255.255",
+                "abuse@big.example",
+                1,
+            ),
+            entry(
+                Source::Rdap,
+                "45.1.0.0",
+                "45.1.255.255",
+                "abuse@small.example",
+                1,
+            ),
+            entry(Source::Rdap, "45.1.2.0", "45.1.2.255", "", 2),
+            entry(
+                Source::Rdap,
+                "46.0.0.0",
+                "46.0.0.255",
+                "abuse@old.example",
+                1,
+            ),
+            entry(
+                Source::Rdap,
+                "46.0.0.0",
+                "46.0.0.255",
+                "abuse@new.example",
+                5,
+            ),
+            entry(
+                Source::Abusix,
+                "45.1.2.3",
+                "45.1.2.3",
+                "abuse@zone.example",
+                3,
+            ),
+            entry(
+                Source::Rdap,
+                "2a01::",
+                "2a01:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+                "abuse@v6.example",
+                1,
+            ),
+        ];
+        for e in entries {
+            state.store(e.clone()).unwrap();
+            reference.store(e).unwrap();
+        }
+        let ips = [
+            "45.0.0.1",
+            "45.1.0.9",
+            "45.1.2.3",
+            "45.1.2.4",
+            "46.0.0.7",
+            "47.0.0.1",
+            "2a01::5",
+            "2a02::5",
+            "::ffff:45.1.0.9",
+        ];
+        for day in [1, 4, 8, 12, 20] {
+            for ip in ips {
+                let ip: IpAddr = ip.parse().unwrap();
+                for source in [Source::Rdap, Source::Abusix] {
+                    assert_eq!(
+                        state.find(source, ip, at(day)).unwrap(),
+                        reference.find(source, ip, at(day)).unwrap(),
+                        "{source:?} {ip} on day {day}"
+                    );
+                }
+            }
+        }
+        let listed = state.contacts(Some("45.1.2.3".parse().unwrap())).unwrap();
+        assert_eq!(listed.len(), 4, "{listed:?}");
+        assert_eq!(state.contacts(None).unwrap().len(), 6);
+    }
+
+    #[test]
+    fn bootstrap_copies_are_kept_per_family() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = State::open(dir.path()).unwrap();
+        assert_eq!(state.bootstrap(4).unwrap(), None);
+        let copy = |family, body: &str| BootstrapCopy {
+            family,
+            origin: "https://data.iana.org/rdap/ipv4.json".into(),
+            body: body.as_bytes().to_vec(),
+            fetched_at: at(1),
+        };
+        state.store_bootstrap(copy(4, "a")).unwrap();
+        state.store_bootstrap(copy(6, "b")).unwrap();
+        state.store_bootstrap(copy(4, "c")).unwrap();
+        assert_eq!(state.bootstrap(4).unwrap(), Some(copy(4, "c")));
+        assert_eq!(state.bootstrap(6).unwrap(), Some(copy(6, "b")));
+    }
+}
