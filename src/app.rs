@@ -29,6 +29,7 @@ use serde::Serialize;
 use crate::cli::{Cli, Command, ReportArgs};
 use crate::clock::{self, utc_text};
 use crate::config::{self, Settings, SourceKind};
+use crate::discover::{self, Contact, ContactCache, Discoverer, Limits};
 use crate::enrich::{AsnDb, Attacker, enrich};
 use crate::error::{ConfigError, EXIT_ERROR, EXIT_OK, TransientError, exit_code, one_line};
 use crate::excerpt::{self, EvidenceLine, Window, densest};
@@ -37,10 +38,14 @@ use crate::journal;
 use crate::parse::LineParser;
 use crate::provider::Provider;
 use crate::render::{Envelope, Report, ReportIp, Templates, fnv1a, message};
-use crate::select::{delta, is_ignored, is_reportable};
+use crate::select::{Since, delta, is_ignored, is_reportable};
 use crate::send::{SendError, Transport, transport};
 use crate::source;
-use crate::state::{HistoryFilter, ReportRecord, ReportedIp, Settled, State, Status, StoredCursor};
+use crate::state::{
+    CONTACT_DESKS, HistoryFilter, ReportContact, ReportRecord, ReportedIp, Settled, State, Status,
+    StoredCursor,
+};
+use lettre::message::Mailbox;
 
 /// Runs the command line and returns the exit status; errors are printed as one line.
 pub fn main(cli: Cli) -> u8 {
@@ -101,6 +106,7 @@ fn dispatch(cli: &Cli) -> Result<u8> {
             since.map(|d| now - d),
             verbosity != Verbosity::Quiet,
         ),
+        Command::Contacts { ip, json } => crate::contacts::command(&settings, now, *ip, *json),
         Command::Firewall {
             provider,
             format,
@@ -190,6 +196,9 @@ fn expected_bytes(settings: &Settings, state: Option<&State>) -> u64 {
 struct World<'s> {
     settings: &'s Settings,
     providers: Vec<Provider>,
+    /// Contact discovery for addresses in no provider, when configured. A run for one
+    /// provider keeps their evidence but makes no digest.
+    discover: Option<&'s config::DiscoverConfig>,
     asn_db: Option<AsnDb>,
     templates: Templates,
     now: DateTime<Utc>,
@@ -235,10 +244,27 @@ impl<'s> World<'s> {
         Ok(World {
             settings,
             providers,
+            discover: settings.discover.as_ref(),
             asn_db,
             templates,
             now,
         })
+    }
+
+    /// The ledger keys of the destinations, in evidence bucket order: each provider, then
+    /// every discovered contact together.
+    fn desk_keys(&self) -> Vec<&str> {
+        let mut keys: Vec<&str> = self.providers.iter().map(|p| p.name()).collect();
+        if self.discover.is_some() {
+            keys.push(CONTACT_DESKS);
+        }
+        keys
+    }
+
+    /// Whether `ip` is in no configured provider: a case for discovery.
+    fn in_no_provider(&self, ip: IpAddr) -> bool {
+        let asn = self.asn(ip);
+        !self.providers.iter().any(|p| p.matches(ip, asn))
     }
 
     /// The origin AS of `ip`, when an ASN database is configured.
@@ -266,6 +292,7 @@ impl<'s> World<'s> {
         h.update(format!("{:?}", settings.providers));
         h.update(format!("{:?}", settings.report));
         h.update(format!("{:?}", settings.aws_api.as_ref().map(|a| a.test)));
+        h.update(format!("{:?}", self.discover));
         let files = settings
             .providers
             .iter()
@@ -284,6 +311,14 @@ impl<'s> World<'s> {
         h.finalize().iter().map(|b| format!("{b:02x}")).collect()
     }
 
+    /// The times selection measures against.
+    fn since(&self) -> Since {
+        Since {
+            rereport: self.rereport_since().map(|t| t.timestamp()),
+            fresh: self.fresh_since(),
+        }
+    }
+
     /// The time from which a sent report still counts (`rereport_after_days`).
     fn rereport_since(&self) -> Option<DateTime<Utc>> {
         self.settings
@@ -293,7 +328,8 @@ impl<'s> World<'s> {
     }
 }
 
-/// What the ledger says each provider must not be sent again.
+/// What the ledger says each destination must not be sent again: one entry per evidence
+/// bucket ([`World::desk_keys`]), the last standing for every discovered contact.
 struct Ledger {
     reported: Vec<HashSet<IpAddr>>,
     ever_sent: Vec<HashSet<IpAddr>>,
@@ -303,7 +339,7 @@ struct Ledger {
 impl Ledger {
     /// Nothing reported anywhere: for a run that selects nothing.
     fn none(world: &World<'_>) -> Self {
-        let n = world.providers.len();
+        let n = world.desk_keys().len();
         Ledger {
             reported: vec![HashSet::new(); n],
             ever_sent: vec![HashSet::new(); n],
@@ -351,6 +387,23 @@ impl Ledger {
                     ledger.thread_roots.push(None);
                 }
             }
+        }
+        // An address reported to one discovered contact is not reported to another: the
+        // contacts share one entry. Their threads are each contact's own (see `plan`).
+        if world.discover.is_some() {
+            let (reported, ever_sent) = match state {
+                Some(s) => (
+                    s.reported(CONTACT_DESKS, since.as_deref())?,
+                    match since {
+                        Some(_) => s.ever_sent(CONTACT_DESKS)?,
+                        None => HashSet::new(),
+                    },
+                ),
+                None => (HashSet::new(), HashSet::new()),
+            };
+            ledger.reported.push(reported);
+            ledger.ever_sent.push(ever_sent);
+            ledger.thread_roots.push(None);
         }
         Ok(ledger)
     }
@@ -421,6 +474,16 @@ fn ingest(
                 }
             }
         }
+        let n = world.providers.len();
+        if world.discover.is_some()
+            && a.providers == 0
+            && reportable
+            && ledger_now()
+                .as_ref()
+                .is_ok_and(|l| !l.reported[n].contains(&ip))
+        {
+            a.candidates |= 1 << n;
+        }
         a
     };
     let mut cursors = Vec::new();
@@ -428,7 +491,7 @@ fn ingest(
     let parser = |prefixes: &[String]| LineParser::new(prefixes, settings.zone, world.now);
     let mut scan = Ingest::new(
         parser(&[]),
-        world.providers.len(),
+        world.desk_keys().len(),
         settings.report.sample_seconds,
         settings.report.max_excerpt_lines,
         &attribute,
@@ -596,8 +659,8 @@ fn ingest(
             let from = DateTime::<Utc>::from_timestamp(m.at, 0).unwrap_or(world.now) - window;
             let to = world.now - window;
             if from < to {
-                for p in &world.providers {
-                    extra.extend(s.leaving_window(p.name(), &utc_text(from), &utc_text(to))?);
+                for key in world.desk_keys() {
+                    extra.extend(s.leaving_window(key, &utc_text(from), &utc_text(to))?);
                 }
             }
         }
@@ -621,14 +684,14 @@ fn ingest(
     };
     let mut evidence = Vec::new();
     let mut stored_evidence = Vec::new();
-    for (i, p) in world.providers.iter().enumerate() {
+    for (i, key) in world.desk_keys().into_iter().enumerate() {
         if quiet {
             evidence.push(Vec::new());
             stored_evidence.push(Vec::new());
             continue;
         }
         let stored = match state {
-            Some(s) => s.evidence(p.name())?,
+            Some(s) => s.evidence(key)?,
             None => Vec::new(),
         };
         let mut pool = stored.clone();
@@ -693,11 +756,19 @@ fn count_below_min_hits(world: &World<'_>, observations: &Observations, ledger: 
     for (i, provider) in world.providers.iter().enumerate() {
         held.extend(crate::select::below_min_hits(
             observations,
-            provider,
+            &|ip| provider.matches(ip, world.asn(ip)),
             &ledger.reported[i],
             world.fresh_since(),
             &world.settings.report,
-            &|ip| world.asn(ip),
+        ));
+    }
+    if world.discover.is_some() {
+        held.extend(crate::select::below_min_hits(
+            observations,
+            &|ip| world.in_no_provider(ip),
+            &ledger.reported[world.providers.len()],
+            world.fresh_since(),
+            &world.settings.report,
         ));
     }
     held.len() as u64
@@ -709,15 +780,103 @@ struct Planned {
     record: ReportRecord,
 }
 
+/// Who a report goes to: a configured provider, or a contact that discovery found.
+struct Desk<'w> {
+    /// The ledger key: the provider's name, or `contact:<address>`.
+    key: String,
+    /// What the report calls it: the provider's name, or the contact's domain.
+    name: String,
+    /// The evidence bucket that holds its lines.
+    bucket: usize,
+    provider: Option<&'w Provider>,
+    contact: Option<&'w Contact>,
+    to: Vec<Mailbox>,
+    /// The first report sent to it, which later ones reply to.
+    thread_root: Option<String>,
+}
+
+impl Desk<'_> {
+    fn api(&self) -> bool {
+        self.provider
+            .is_some_and(|p| p.config.delivery == config::Delivery::AwsAbuseApi)
+    }
+
+    /// The name in report ids and Message-IDs.
+    fn id_name(&self) -> &str {
+        match self.contact {
+            Some(_) => "contact",
+            None => &self.name,
+        }
+    }
+}
+
+/// Addresses that planning leaves to a later run besides the reports it made.
+#[derive(Default)]
+struct Unplanned {
+    /// In no provider, and their contact not known yet: past `max_lookups_per_run`, or a
+    /// registry or resolver failed.
+    lookups_waiting: usize,
+    /// A few of the failures, to name them.
+    failures: Vec<String>,
+    /// Past what one report to a contact holds (a contact gets one report a run).
+    over_contact_report: usize,
+}
+
+impl Unplanned {
+    fn any(&self) -> bool {
+        self.lookups_waiting > 0 || self.over_contact_report > 0
+    }
+
+    /// Says on stderr what waits, and why.
+    fn tell(&self, world: &World<'_>) {
+        if self.lookups_waiting > 0 {
+            let max = world.discover.map_or(0, |d| d.max_lookups_per_run);
+            let why = match self.failures.first() {
+                Some(first) => format!("a lookup failed ({first})"),
+                None => format!("discover.max_lookups_per_run = {max} reached"),
+            };
+            eprintln!(
+                "abuse-mailer: {} address(es) in no provider wait for their abuse contact to be looked up by a later run: {why}",
+                self.lookups_waiting
+            );
+        }
+        if self.over_contact_report > 0 {
+            eprintln!(
+                "abuse-mailer: {} address(es) wait for a later run: a discovered contact gets one report a run",
+                self.over_contact_report
+            );
+        }
+    }
+}
+
+/// The records of `selected` as a report needs them: whole, with whether each is a re-report.
+fn whole_records(
+    intake: &Intake,
+    selected: &[&crate::select::Selected<'_>],
+    state: Option<&State>,
+) -> Result<Vec<(Observation, bool)>> {
+    // Selected by their heads; a report needs the whole records.
+    selected
+        .iter()
+        .map(|s| {
+            let o = intake.whole(s.observation.ip, state)?;
+            Ok((o.unwrap_or_else(|| s.observation.clone()), s.rereport))
+        })
+        .collect()
+}
+
+/// The reports this run would make: each provider's delta, then, with discovery, one digest
+/// per contact of the addresses in no provider. `cache` is where discovery remembers.
 fn plan(
     world: &World<'_>,
     intake: &Intake,
     ledger: &Ledger,
     only: Option<&str>,
     state: Option<&State>,
-) -> Result<Vec<Planned>> {
+    cache: &mut dyn ContactCache,
+) -> Result<(Vec<Planned>, Unplanned)> {
     let settings = world.settings;
-    let since = world.rereport_since().map(|t| t.timestamp());
+    let since = world.since();
     let mut planned = Vec::new();
     for (i, provider) in world.providers.iter().enumerate() {
         if only.is_some_and(|o| o != provider.name()) {
@@ -725,28 +884,17 @@ fn plan(
         }
         let selected = delta(
             &intake.observations,
-            provider,
+            &|ip| provider.matches(ip, world.asn(ip)),
             &ledger.reported[i],
             &ledger.ever_sent[i],
-            crate::select::Since {
-                rereport: since,
-                fresh: world.fresh_since(),
-            },
+            since,
             &settings.report,
-            &|ip| world.asn(ip),
         );
         if selected.is_empty() {
             continue;
         }
-        // Selected by their heads; a report needs the whole records.
-        let whole = selected
-            .iter()
-            .map(|s| {
-                let o = intake.whole(s.observation.ip, state)?;
-                Ok((o.unwrap_or_else(|| s.observation.clone()), s.rereport))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let mut attackers = enrich(whole, provider, world.asn_db.as_ref());
+        let whole = whole_records(intake, &selected.iter().collect::<Vec<_>>(), state)?;
+        let mut attackers = enrich(whole, Some(provider), world.asn_db.as_ref());
         // XARF v4 wants a source port for an address, and the API refuses a document
         // without one: a source seen only over ICMP is for mail, not for the API.
         if provider.config.delivery == config::Delivery::AwsAbuseApi {
@@ -761,66 +909,188 @@ fn plan(
                 );
             }
         }
-        // XARF names one source per report.
-        // The API takes one source per report too.
-        let size =
-            if settings.report.xarf || provider.config.delivery == config::Delivery::AwsAbuseApi {
-                1
-            } else {
-                settings.report.max_ips_per_message.unwrap_or(usize::MAX)
-            };
-        let limit = settings.report.max_message_bytes;
-        let mut chunks: Vec<std::ops::Range<usize>> = (0..attackers.len())
-            .step_by(size)
-            .map(|start| start..(start + size).min(attackers.len()))
-            .collect();
-        // Numbered and rendered once; only when a part of several addresses is over the
-        // limit are the parts sized and rendered again.
-        let mut parts = number_parts(world, intake, ledger, i, &attackers, &chunks, state)?;
-        let over =
-            |p: &Planned, r: &std::ops::Range<usize>| r.len() > 1 && p.record.message.len() > limit;
-        if parts.iter().zip(&chunks).any(|(p, r)| over(p, r)) {
-            let fitted = fit_parts(world, intake, ledger, i, &attackers, chunks, state)?;
-            parts = number_parts(world, intake, ledger, i, &attackers, &fitted, state)?;
-            chunks = fitted;
-        }
-        let mut kept = Vec::with_capacity(parts.len());
-        for (part, range) in parts.into_iter().zip(&chunks) {
-            // One address, too large even without log lines (a template that says a lot):
-            // it waits, named, and the others go out.
-            if part.record.message.len() > limit {
-                eprintln!(
-                    "abuse-mailer: warning: the report on {} to {} is over report.max_message_bytes = {limit} even without log lines; it waits (raise the limit or shorten the templates)",
-                    attackers[range.start].observation.ip,
-                    provider.name()
-                );
-                continue;
+        let desk = Desk {
+            key: provider.name().to_string(),
+            name: provider.name().to_string(),
+            bucket: i,
+            provider: Some(provider),
+            contact: None,
+            to: provider.config.to.clone(),
+            thread_root: ledger.thread_roots[i].clone(),
+        };
+        planned.extend(plan_desk(world, intake, &desk, &attackers, state)?.0);
+    }
+    let mut unplanned = Unplanned::default();
+    if let Some(cfg) = world.discover
+        && only.is_none()
+    {
+        planned.extend(plan_contacts(
+            world,
+            intake,
+            ledger,
+            state,
+            cfg,
+            cache,
+            &mut unplanned,
+        )?);
+    }
+    Ok((planned, unplanned))
+}
+
+/// One digest per discovered contact of the addresses in no provider: each address's contact
+/// is looked up (the cache first, then the network within `max_lookups_per_run`), and each
+/// contact gets at most one report this run. Addresses whose lookup waits stay in the delta.
+fn plan_contacts(
+    world: &World<'_>,
+    intake: &Intake,
+    ledger: &Ledger,
+    state: Option<&State>,
+    cfg: &config::DiscoverConfig,
+    cache: &mut dyn ContactCache,
+    unplanned: &mut Unplanned,
+) -> Result<Vec<Planned>> {
+    let n = world.providers.len();
+    let selected = delta(
+        &intake.observations,
+        &|ip| world.in_no_provider(ip),
+        &ledger.reported[n],
+        &ledger.ever_sent[n],
+        world.since(),
+        &world.settings.report,
+    );
+    if selected.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut discoverer = Discoverer::new(cfg, Limits::default(), cache, world.now);
+    // Contacts in address order, each with its addresses in theirs: the same delta gives the
+    // same reports.
+    let mut by_contact: std::collections::BTreeMap<String, (Contact, Vec<&_>)> =
+        std::collections::BTreeMap::new();
+    for s in &selected {
+        match discoverer.lookup(s.observation.ip).outcome {
+            discover::Outcome::Found(c) => {
+                by_contact
+                    .entry(c.address.clone())
+                    .or_insert_with(|| (c, Vec::new()))
+                    .1
+                    .push(s);
             }
-            kept.push(part);
+            // Decided: nobody to write to (until the cache entry expires).
+            discover::Outcome::Never(_) | discover::Outcome::NoContact => {}
+            discover::Outcome::Failed(why) => {
+                unplanned.lookups_waiting += 1;
+                if unplanned.failures.len() < 3 {
+                    unplanned
+                        .failures
+                        .push(format!("{}: {why}", s.observation.ip));
+                }
+            }
+            discover::Outcome::Deferred => unplanned.lookups_waiting += 1,
         }
-        let parts = kept;
+    }
+    drop(discoverer);
+    let mut planned = Vec::new();
+    for (address, (contact, group)) in &by_contact {
+        let Ok(email) = address.parse::<lettre::Address>() else {
+            continue;
+        };
+        let whole = whole_records(intake, group, state)?;
+        let attackers = enrich(whole, None, world.asn_db.as_ref());
+        let key = crate::state::contact_key(address);
+        let thread_root = match state {
+            Some(s) => s.thread_root(&key)?,
+            None => None,
+        };
+        let desk = Desk {
+            key,
+            name: contact.domain().to_string(),
+            bucket: n,
+            provider: None,
+            contact: Some(contact),
+            to: vec![Mailbox::new(None, email)],
+            thread_root,
+        };
+        let (parts, left) = plan_desk(world, intake, &desk, &attackers, state)?;
+        unplanned.over_contact_report += left;
         planned.extend(parts);
     }
     Ok(planned)
+}
+
+/// The reports of one destination's attackers: split by `max_ips_per_message` (one address
+/// each for XARF and the API) and `max_message_bytes`, numbered as parts of one thread. A
+/// discovered contact gets the first part only; returns how many addresses that leaves.
+fn plan_desk(
+    world: &World<'_>,
+    intake: &Intake,
+    desk: &Desk<'_>,
+    attackers: &[Attacker],
+    state: Option<&State>,
+) -> Result<(Vec<Planned>, usize)> {
+    let settings = world.settings;
+    // XARF names one source per report, and the API takes one source per report too; a
+    // contact's digest is one message, XARF or not.
+    let size = if (settings.report.xarf && desk.contact.is_none()) || desk.api() {
+        1
+    } else {
+        settings.report.max_ips_per_message.unwrap_or(usize::MAX)
+    };
+    let limit = settings.report.max_message_bytes;
+    let mut chunks: Vec<std::ops::Range<usize>> = (0..attackers.len())
+        .step_by(size)
+        .map(|start| start..(start + size).min(attackers.len()))
+        .collect();
+    let mut left = 0;
+    let one_report = |chunks: &mut Vec<std::ops::Range<usize>>, left: &mut usize| {
+        if desk.contact.is_some() && chunks.len() > 1 {
+            chunks.truncate(1);
+            *left = attackers.len() - chunks[0].len();
+        }
+    };
+    one_report(&mut chunks, &mut left);
+    // Numbered and rendered once; only when a part of several addresses is over the
+    // limit are the parts sized and rendered again.
+    let mut parts = number_parts(world, intake, desk, attackers, &chunks, state)?;
+    let over =
+        |p: &Planned, r: &std::ops::Range<usize>| r.len() > 1 && p.record.message.len() > limit;
+    if parts.iter().zip(&chunks).any(|(p, r)| over(p, r)) {
+        let mut fitted = fit_parts(world, intake, desk, attackers, chunks, state)?;
+        one_report(&mut fitted, &mut left);
+        parts = number_parts(world, intake, desk, attackers, &fitted, state)?;
+        chunks = fitted;
+    }
+    let mut kept = Vec::with_capacity(parts.len());
+    for (part, range) in parts.into_iter().zip(&chunks) {
+        // One address, too large even without log lines (a template that says a lot):
+        // it waits, named, and the others go out.
+        if part.record.message.len() > limit {
+            eprintln!(
+                "abuse-mailer: warning: the report on {} to {} is over report.max_message_bytes = {limit} even without log lines; it waits (raise the limit or shorten the templates)",
+                attackers[range.start].observation.ip, desk.name
+            );
+            continue;
+        }
+        kept.push(part);
+    }
+    Ok((kept, left))
 }
 
 /// Renders `ranges` of `attackers` as the numbered parts of one thread.
 fn number_parts(
     world: &World<'_>,
     intake: &Intake,
-    ledger: &Ledger,
-    i: usize,
+    desk: &Desk<'_>,
     attackers: &[Attacker],
     ranges: &[std::ops::Range<usize>],
     state: Option<&State>,
 ) -> Result<Vec<Planned>> {
     let mut parts = Vec::with_capacity(ranges.len());
-    let mut thread_root = ledger.thread_roots[i].clone();
+    let mut thread_root = desk.thread_root.clone();
     for (k, range) in ranges.iter().enumerate() {
         let part = plan_part(
             world,
             intake,
-            i,
+            desk,
             &attackers[range.clone()],
             (k + 1, ranges.len()),
             thread_root.as_deref(),
@@ -839,8 +1109,7 @@ fn number_parts(
 fn fit_parts(
     world: &World<'_>,
     intake: &Intake,
-    ledger: &Ledger,
-    i: usize,
+    desk: &Desk<'_>,
     attackers: &[Attacker],
     chunks: Vec<std::ops::Range<usize>>,
     state: Option<&State>,
@@ -849,11 +1118,11 @@ fn fit_parts(
     let probe_root = format!(
         "<{}-{}-{:016x}-99999@{}>",
         world.now.format("%Y%m%dT%H%M%SZ"),
-        world.providers[i].name(),
+        desk.id_name(),
         u64::MAX,
         settings.report.from.email.domain()
     );
-    let probe_root = match &ledger.thread_roots[i] {
+    let probe_root = match &desk.thread_root {
         Some(root) if root.len() > probe_root.len() => root.clone(),
         _ => probe_root,
     };
@@ -864,7 +1133,7 @@ fn fit_parts(
             let trial = plan_part(
                 world,
                 intake,
-                i,
+                desk,
                 &attackers[range.clone()],
                 (99_999, 99_999),
                 Some(&probe_root),
@@ -882,20 +1151,19 @@ fn fit_parts(
     Ok(fitted)
 }
 
-/// One message: part `part.0` of `part.1` of a provider's delta.
+/// One message: part `part.0` of `part.1` of a destination's delta.
 fn plan_part(
     world: &World<'_>,
     intake: &Intake,
-    i: usize,
+    desk: &Desk<'_>,
     attackers: &[Attacker],
     part: (usize, usize),
     thread_root: Option<&str>,
     state: Option<&State>,
 ) -> Result<Planned> {
     let settings = world.settings;
-    let provider = &world.providers[i];
     let ips: HashSet<IpAddr> = attackers.iter().map(|a| a.observation.ip).collect();
-    let pool: Vec<EvidenceLine> = intake.evidence[i]
+    let pool: Vec<EvidenceLine> = intake.evidence[desk.bucket]
         .iter()
         .filter(|l| ips.contains(&l.ip))
         .cloned()
@@ -907,7 +1175,7 @@ fn plan_part(
     );
     let id = report_id(
         world.now,
-        provider.name(),
+        desk.id_name(),
         &attackers
             .iter()
             .map(|a| a.observation.ip)
@@ -917,7 +1185,7 @@ fn plan_part(
     let message_id = format!("<{id}@{}>", settings.report.from.email.domain());
     let head = Envelope {
         from: &settings.report.from,
-        to: &provider.config.to,
+        to: &desk.to,
         cc: &settings.report.cc,
         reply_to: settings.report.reply_to.as_ref(),
         message_id: &message_id,
@@ -926,12 +1194,12 @@ fn plan_part(
     };
     // A part of one address that is still too large carries fewer log lines (long lines
     // can be forged): halved until it fits, the address's own lines last of all.
-    let api = provider.config.delivery == config::Delivery::AwsAbuseApi;
+    let api = desk.api();
     let mut lines = usize::MAX;
     let (report, subject, bytes) = loop {
         let mut report = Report::new(
-            provider.name(),
-            &provider.config.to,
+            &desk.name,
+            &desk.to,
             attackers,
             window.as_ref(),
             &settings.report,
@@ -963,9 +1231,7 @@ fn plan_part(
     let recipients = if api {
         vec![crate::aws_api::destination(settings)]
     } else {
-        provider
-            .config
-            .to
+        desk.to
             .iter()
             .chain(&settings.report.cc)
             .map(|m| m.email.to_string())
@@ -973,7 +1239,7 @@ fn plan_part(
     };
     let record = ReportRecord {
         id,
-        provider: provider.name().to_string(),
+        provider: desk.key.clone(),
         recipients,
         subject,
         message_id,
@@ -993,6 +1259,11 @@ fn plan_part(
             })
             .collect(),
         message: bytes,
+        contact: desk.contact.map(|c| ReportContact {
+            address: c.address.clone(),
+            source: c.source.name().to_string(),
+            network: c.network.map(|n| n.to_string()),
+        }),
     };
     Ok(Planned { report, record })
 }
@@ -1038,7 +1309,11 @@ struct JsonOutput<'a> {
 
 #[derive(Serialize)]
 struct JsonReport<'a> {
-    provider: &'a str,
+    /// `null` for a report to a discovered contact.
+    provider: Option<&'a str>,
+    /// Where a discovered contact's address came from; absent for a provider.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    contact: Option<&'a ReportContact>,
     to: &'a [String],
     subject: &'a str,
     ips: Vec<JsonIp<'a>>,
@@ -1141,7 +1416,11 @@ fn print_json(
     let reports = planned
         .iter()
         .map(|p| JsonReport {
-            provider: &p.report.provider,
+            provider: match p.record.contact {
+                Some(_) => None,
+                None => Some(&p.report.provider),
+            },
+            contact: p.record.contact.as_ref(),
             to: &p.report.to,
             subject: &p.record.subject,
             ips: p.report.ips.iter().map(JsonIp::from).collect(),
@@ -1193,7 +1472,15 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
         check_owner(s, settings)?;
     }
     let (intake, ledger) = ingest(&world, state.as_ref(), options)?;
-    let planned = plan(&world, &intake, &ledger, only, state.as_ref())?;
+    // What discovery learns here is not kept: a preview changes nothing.
+    let mut cache = crate::state::ReadThrough {
+        state: state.as_ref(),
+        fresh: discover::MemoryCache::default(),
+    };
+    let (planned, unplanned) = plan(&world, &intake, &ledger, only, state.as_ref(), &mut cache)?;
+    if verbosity != Verbosity::Quiet {
+        unplanned.tell(&world);
+    }
     if json {
         print_json(
             &planned,
@@ -1254,15 +1541,17 @@ fn summary_line(
     } else {
         let mut by_provider: Vec<(&str, usize, usize)> = Vec::new();
         for p in reports {
-            match by_provider
-                .iter_mut()
-                .find(|(name, ..)| *name == p.record.provider)
-            {
+            // Discovered contacts are many: they are counted together.
+            let name = match p.record.contact {
+                Some(_) => "discovered contacts",
+                None => p.record.provider.as_str(),
+            };
+            match by_provider.iter_mut().find(|(n, ..)| *n == name) {
                 Some((_, ips, messages)) => {
                     *ips += p.record.ips.len();
                     *messages += 1;
                 }
-                None => by_provider.push((&p.record.provider, p.record.ips.len(), 1)),
+                None => by_provider.push((name, p.record.ips.len(), 1)),
             }
         }
         by_provider
@@ -1337,12 +1626,12 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
         .collect();
     // Evidence is rewritten only where it changed: a run with nothing new writes nothing.
     let evidence: Vec<(String, Vec<EvidenceLine>)> = world
-        .providers
-        .iter()
+        .desk_keys()
+        .into_iter()
         .zip(&intake.evidence)
         .zip(&intake.stored_evidence)
         .filter(|((_, lines), stored)| lines != stored)
-        .map(|((p, lines), _)| (p.name().to_string(), lines.clone()))
+        .map(|((key, lines), _)| (key.to_string(), lines.clone()))
         .collect();
     state.commit_ingest(
         &touched,
@@ -1391,7 +1680,21 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
     } else {
         ledger
     };
-    let mut planned = plan(&world, &intake, &ledger, only, Some(&state))?;
+    // Discovery remembers through a connection of its own: the run's is lent to the plan.
+    let mut cache = match world.discover {
+        Some(_) => Some(State::open(&settings.state_dir)?),
+        None => None,
+    };
+    let mut no_cache = discover::MemoryCache::default();
+    let cache: &mut dyn ContactCache = match cache.as_mut() {
+        Some(c) => c,
+        None => &mut no_cache,
+    };
+    let (mut planned, unplanned) = plan(&world, &intake, &ledger, only, Some(&state), cache)?;
+    if verbosity != Verbosity::Quiet {
+        unplanned.tell(&world);
+    }
+    outcome.unplanned = unplanned.any();
     // A desk that just refused a report is not sent its IPs again in the same run.
     planned.retain(|p| !outcome.rejected_providers.contains(&p.record.provider));
     let mut made = Vec::new();
@@ -1497,7 +1800,8 @@ fn settle(
         && outcome.rejected_providers.is_empty()
         && outcome.held == 0
         && outcome.queued == 0
-        && outcome.waiting == 0;
+        && outcome.waiting == 0
+        && !outcome.unplanned;
     let marker = settled.then(|| Settled {
         key: intake.selection_key.clone(),
         below_min_hits: intake.summary.ips_below_min_hits,
@@ -1587,6 +1891,8 @@ struct Outcome {
     queued: usize,
     /// Stored reports not retried this run.
     waiting: usize,
+    /// Addresses left for a later run by discovery (lookups, a contact's one report a run).
+    unplanned: bool,
 }
 
 // The mail transport and the API are the two ways out; the ledger step is shared.
@@ -1678,7 +1984,11 @@ fn deliver(
 #[derive(Serialize)]
 struct JsonHistory<'a> {
     id: &'a str,
-    provider: &'a str,
+    /// `null` for a report to a discovered contact.
+    provider: Option<&'a str>,
+    /// Where a discovered contact's address came from; absent for a provider.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    contact: Option<&'a ReportContact>,
     to: &'a [String],
     subject: &'a str,
     message_id: &'a str,
@@ -1712,7 +2022,11 @@ fn history(
             .iter()
             .map(|r| JsonHistory {
                 id: &r.id,
-                provider: &r.provider,
+                provider: match r.contact {
+                    Some(_) => None,
+                    None => Some(&r.provider),
+                },
+                contact: r.contact.as_ref(),
                 to: &r.recipients,
                 subject: &r.subject,
                 message_id: &r.message_id,

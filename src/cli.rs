@@ -90,6 +90,15 @@ pub enum Command {
         #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
         since: Option<chrono::Duration>,
     },
+    /// List the abuse contacts discovery found: address, where it came from, network, age
+    Contacts {
+        /// Only those whose network holds this IP
+        #[arg(long)]
+        ip: Option<IpAddr>,
+        /// Print a JSON array
+        #[arg(long)]
+        json: bool,
+    },
     /// Print firewall rules that block and log a provider's ranges
     Firewall {
         /// The provider whose ranges to block

@@ -894,6 +894,13 @@ fn check(file: &Path, raw: RawConfig) -> Result<Settings, ConfigError> {
     let max_messages_per_run = m.max_messages_per_run.unwrap_or(10);
     let aws_api = aws_api(raw.aws_api, &providers, &err, &resolve)?;
     let discover = discover(raw.discover, &err, &resolve)?;
+    // Discovered contacts are one more destination beside the providers while reading.
+    if discover.is_some() && providers.len() > 63 {
+        return Err(err(
+            "provider",
+            "at most 63 providers while [discover] is enabled".into(),
+        ));
+    }
 
     Ok(Settings {
         file: file.to_path_buf(),

@@ -86,13 +86,13 @@ pub struct Attacker {
 /// range and ASN data.
 pub fn enrich(
     selected: impl IntoIterator<Item = (Observation, bool)>,
-    provider: &Provider,
+    provider: Option<&Provider>,
     asn_db: Option<&AsnDb>,
 ) -> Vec<Attacker> {
     selected
         .into_iter()
         .map(|(observation, rereport)| Attacker {
-            range: provider.lookup(observation.ip).cloned(),
+            range: provider.and_then(|p| p.lookup(observation.ip).cloned()),
             asn: asn_db.and_then(|db| db.lookup(observation.ip)),
             observation,
             rereport,

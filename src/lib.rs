@@ -12,6 +12,7 @@ pub mod check;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod contacts;
 pub mod discover;
 pub mod enrich;
 pub mod error;

@@ -16,7 +16,7 @@ use ipnet::IpNet;
 
 use crate::config::ReportConfig;
 use crate::ingest::{Observation, Observations};
-use crate::provider::{Provider, canonical};
+use crate::provider::canonical;
 
 /// Whether an address can belong to someone an abuse desk could act on: not private,
 /// loopback, link-local, CGNAT, documentation, benchmarking, multicast or reserved.
@@ -79,15 +79,16 @@ pub struct Selected<'a> {
     pub rereport: bool,
 }
 
-/// The provider's attackers not yet reported to it, sorted by address (IPv4 first).
+/// A destination's attackers not yet reported to it, sorted by address (IPv4 first):
+/// `belongs` says which addresses are the destination's (a provider's ranges or ASNs; for
+/// discovery, those in no provider).
 pub fn delta<'a>(
     observations: &'a Observations,
-    provider: &Provider,
+    belongs: &dyn Fn(IpAddr) -> bool,
     reported: &HashSet<IpAddr>,
     ever_sent: &HashSet<IpAddr>,
     since: Since,
     report: &ReportConfig,
-    asn_of: &dyn Fn(IpAddr) -> Option<u32>,
 ) -> Vec<Selected<'a>> {
     let Since {
         rereport: rereport_since,
@@ -99,7 +100,7 @@ pub fn delta<'a>(
         // Last seen longer ago than `max_age_days`: history, not a report.
         .filter(|o| fresh_since.is_none_or(|t| o.last_seen >= t))
         .filter(|o| is_reportable(o.ip) && !is_ignored(o.ip, &report.ignore))
-        .filter(|o| provider.matches(o.ip, asn_of(o.ip)))
+        .filter(|o| belongs(o.ip))
         .filter(|o| !reported.contains(&o.ip))
         .filter_map(|o| {
             let rereport = ever_sent.contains(&o.ip);
@@ -117,22 +118,21 @@ pub fn delta<'a>(
     out
 }
 
-/// The provider's attackers that are held back only by `min_hits`: not reported yet, and
+/// A destination's attackers that are held back only by `min_hits`: not reported yet, and
 /// with fewer packets than that so far (they are reported once they reach it).
 pub fn below_min_hits<'a>(
     observations: &'a Observations,
-    provider: &Provider,
+    belongs: &dyn Fn(IpAddr) -> bool,
     reported: &HashSet<IpAddr>,
     fresh_since: Option<i64>,
     report: &ReportConfig,
-    asn_of: &dyn Fn(IpAddr) -> Option<u32>,
 ) -> impl Iterator<Item = IpAddr> + 'a {
     let candidates: Vec<IpAddr> = observations
         .iter()
         .filter(|o| o.hits < report.min_hits)
         .filter(|o| fresh_since.is_none_or(|t| o.last_seen >= t))
         .filter(|o| is_reportable(o.ip) && !is_ignored(o.ip, &report.ignore))
-        .filter(|o| provider.matches(o.ip, asn_of(o.ip)))
+        .filter(|o| belongs(o.ip))
         .filter(|o| !reported.contains(&o.ip))
         .map(|o| o.ip)
         .collect();

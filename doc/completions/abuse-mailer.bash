@@ -19,6 +19,9 @@ _abuse__mailer() {
             abuse__mailer,check)
                 cmd="abuse__mailer__subcmd__check"
                 ;;
+            abuse__mailer,contacts)
+                cmd="abuse__mailer__subcmd__contacts"
+                ;;
             abuse__mailer,firewall)
                 cmd="abuse__mailer__subcmd__firewall"
                 ;;
@@ -42,6 +45,9 @@ _abuse__mailer() {
                 ;;
             abuse__mailer__subcmd__help,check)
                 cmd="abuse__mailer__subcmd__help__subcmd__check"
+                ;;
+            abuse__mailer__subcmd__help,contacts)
+                cmd="abuse__mailer__subcmd__help__subcmd__contacts"
                 ;;
             abuse__mailer__subcmd__help,firewall)
                 cmd="abuse__mailer__subcmd__help__subcmd__firewall"
@@ -71,7 +77,7 @@ _abuse__mailer() {
 
     case "${cmd}" in
         abuse__mailer)
-            opts="-q -v -h -V --config --quiet --verbose --help --version run preview history show check reread firewall help"
+            opts="-q -v -h -V --config --quiet --verbose --help --version run preview history show check reread contacts firewall help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -95,6 +101,28 @@ _abuse__mailer() {
                 return 0
             fi
             case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        abuse__subcmd__mailer__subcmd__contacts)
+            opts="-q -v -h --ip --json --config --quiet --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --ip)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -137,7 +165,7 @@ _abuse__mailer() {
             return 0
             ;;
         abuse__subcmd__mailer__subcmd__help)
-            opts="run preview history show check reread firewall help"
+            opts="run preview history show check reread contacts firewall help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -151,6 +179,20 @@ _abuse__mailer() {
             return 0
             ;;
         abuse__subcmd__mailer__subcmd__help__subcmd__check)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        abuse__subcmd__mailer__subcmd__help__subcmd__contacts)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -1,0 +1,475 @@
+//! Contact discovery end to end: the binary reads a log with attackers in no configured
+//! provider, asks a loopback RDAP registry (bootstrap files pointing at it) and a loopback DNS
+//! resolver for the Abusix zone, and writes one digest per contact under the ledger's rules,
+//! beside the configured providers' reports.
+
+mod common;
+#[path = "common/discover_stubs.rs"]
+mod stubs;
+
+use common::{Setup, drop_line, history, ip_list, snapshot, standard_config};
+use stubs::{Dns, Rdap, Reply, bootstrap, entity, network};
+
+/// An AWS EC2 address of the fixture ranges: a configured provider's attacker.
+const AWS_IP: &str = "3.5.140.2";
+
+/// A setup with discovery on: bootstrap files in `{dir}/bootstrap` sending 45.0.0.0/8 to
+/// `rdap`, Abusix asked through `dns`, and `discover_extra` in `[discover]`.
+fn setup(rdap: &Rdap, dns: &Dns, discover_extra: &str, report_extra: &str) -> Setup {
+    let config = format!(
+        "{}\n[discover]\nenabled = true\nrdap_bootstrap = \"{{dir}}/bootstrap\"\ndns_server = \"{}\"\n{discover_extra}\n",
+        standard_config(report_extra),
+        dns.addr
+    );
+    let s = Setup::new(&config);
+    std::fs::create_dir_all(s.path("bootstrap")).unwrap();
+    s.write(
+        "bootstrap/ipv4.json",
+        &bootstrap(&[("45.0.0.0/8", &rdap.base())]),
+    );
+    s.write(
+        "bootstrap/ipv6.json",
+        &bootstrap(&[("2a0f::/16", &rdap.base())]),
+    );
+    s
+}
+
+/// The registry's network `first`-`last` with a top-level abuse entity, served for `ips`.
+fn abuse_net(rdap: &Rdap, ips: &[&str], first: &str, last: &str, handle: &str, email: &str) {
+    let body = network(first, last, handle, &[entity(&["abuse"], Some(email), &[])]);
+    for ip in ips {
+        rdap.route(&format!("/rdap/ip/{ip}"), Reply::Json(200, body.clone()));
+    }
+}
+
+fn log(s: &Setup, lines: &[(&str, &str)]) {
+    let text: String = lines
+        .iter()
+        .map(|(time, ip)| drop_line(time, ip, "TCP", 22))
+        .collect();
+    s.append("messages", &text);
+}
+
+fn contact_reports(v: &serde_json::Value) -> Vec<&serde_json::Value> {
+    v["reports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["provider"].is_null())
+        .collect()
+}
+
+/// The `To:` header of each message in the outbox.
+fn outbox_to(s: &Setup) -> Vec<String> {
+    let mut to: Vec<String> = s
+        .outbox()
+        .iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(p).unwrap();
+            text.lines()
+                .find_map(|l| l.strip_prefix("To: "))
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    to.sort();
+    to
+}
+
+/// Four networks: A (top-level abuse entity), B (nested under the registrant, as ARIN and
+/// RIPE publish them), C (a placeholder, so Abusix decides), D (a desk in `never`).
+fn four_networks(rdap: &Rdap, dns: &Dns) {
+    abuse_net(
+        rdap,
+        &["45.1.0.9", "45.1.0.10"],
+        "45.1.0.0",
+        "45.1.255.255",
+        "NET-A",
+        "abuse@hoster-a.de",
+    );
+    let nested = entity(
+        &["registrant"],
+        None,
+        &[entity(&["abuse"], Some("Abuse@Hoster-B.NL"), &[])],
+    );
+    rdap.route(
+        "/rdap/ip/45.2.0.7",
+        Reply::Json(200, network("45.2.0.0", "45.2.0.255", "NET-B", &[nested])),
+    );
+    rdap.route(
+        "/rdap/ip/45.3.0.1",
+        Reply::Json(
+            200,
+            network(
+                "45.3.0.0",
+                "45.3.0.255",
+                "NET-C",
+                &[entity(&["abuse"], Some("REDACTED FOR PRIVACY"), &[])],
+            ),
+        ),
+    );
+    dns.txt("1.0.3.45.abuse-contacts.abusix.zone", &["abuse@zone-c.fr"]);
+    abuse_net(
+        rdap,
+        &["45.4.0.1"],
+        "45.4.0.0",
+        "45.4.0.255",
+        "NET-D",
+        "abuse@friends.example-isp.co.uk",
+    );
+}
+
+const FOUR_NETWORK_LINES: &[(&str, &str)] = &[
+    ("10:00:00", "45.1.0.9"),
+    ("10:00:01", "45.1.0.10"),
+    ("10:00:02", "45.2.0.7"),
+    ("10:00:03", "45.3.0.1"),
+    ("10:00:04", "45.4.0.1"),
+    ("10:00:05", AWS_IP),
+];
+
+#[test]
+fn each_network_gets_one_digest_at_its_own_desk() {
+    let (rdap, dns) = (Rdap::start(), Dns::start());
+    four_networks(&rdap, &dns);
+    let s = setup(&rdap, &dns, "never = [\"example-isp.co.uk\"]", "");
+    log(&s, FOUR_NETWORK_LINES);
+
+    let before = snapshot(&s.path("state"));
+    let preview = s.run(&["preview", "--json"]).ok().json();
+    assert_eq!(
+        snapshot(&s.path("state")),
+        before,
+        "a preview changes nothing"
+    );
+    let reports = preview["reports"].as_array().unwrap();
+    let aws: Vec<_> = reports.iter().filter(|r| r["provider"] == "aws").collect();
+    assert_eq!(aws.len(), 1);
+    assert_eq!(ip_list(&aws[0]["ips"]), [AWS_IP]);
+    assert!(aws[0].get("contact").is_none_or(|c| c.is_null()));
+
+    let contacts = contact_reports(&preview);
+    let mut got: Vec<serde_json::Value> = contacts
+        .iter()
+        .map(|r| {
+            serde_json::json!([
+                r["contact"],
+                r["to"],
+                r["ips"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|i| i["ip"].clone())
+                    .collect::<Vec<_>>()
+            ])
+        })
+        .collect();
+    got.sort_by_key(|v| v.to_string());
+    let contact = |address: &str, source: &str, network: serde_json::Value, ips: &[&str]| {
+        serde_json::json!([
+            {"address": address, "source": source, "network": network},
+            [address],
+            ips
+        ])
+    };
+    let mut want = vec![
+        contact(
+            "abuse@hoster-a.de",
+            "rdap",
+            "45.1.0.0/16".into(),
+            &["45.1.0.9", "45.1.0.10"],
+        ),
+        // Found nested under the registrant.
+        contact(
+            "Abuse@hoster-b.nl",
+            "rdap",
+            "45.2.0.0/24".into(),
+            &["45.2.0.7"],
+        ),
+        // The registry's placeholder is refused: Abusix names the desk, and no network.
+        contact(
+            "abuse@zone-c.fr",
+            "abusix",
+            serde_json::Value::Null,
+            &["45.3.0.1"],
+        ),
+    ];
+    want.sort_by_key(|v| v.to_string());
+    assert_eq!(got, want);
+    // The `never` desk's address is in no report.
+    assert!(
+        !reports
+            .iter()
+            .any(|r| ip_list(&r["ips"]).contains(&"45.4.0.1".to_string()))
+    );
+    // The excerpt of a digest holds its own addresses' lines only.
+    let a = contacts
+        .iter()
+        .find(|r| r["contact"]["address"] == "abuse@hoster-a.de")
+        .unwrap();
+    let excerpt = a["excerpt"].as_array().unwrap();
+    assert!(!excerpt.is_empty());
+    assert!(
+        excerpt
+            .iter()
+            .all(|l| l.as_str().unwrap().contains("SRC=45.1.0."))
+    );
+
+    let ran = s.run(&["run"]).ok();
+    assert!(
+        ran.stderr
+            .contains("discovered contacts: 4 new in 3 messages"),
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(
+        outbox_to(&s),
+        [
+            "Abuse@hoster-b.nl",
+            "abuse@hoster-a.de",
+            "abuse@zone-c.fr",
+            "ec2-abuse@amazon.com"
+        ]
+    );
+    let ledger = history(&s);
+    let a = ledger
+        .iter()
+        .find(|r| r["contact"]["address"] == "abuse@hoster-a.de")
+        .unwrap();
+    assert!(a["provider"].is_null());
+    assert_eq!(a["contact"]["network"], "45.1.0.0/16");
+    assert_eq!(a["status"], "sent");
+
+    // Nothing new: nothing sent again, and nobody asked again.
+    let asked = (rdap.asked().len(), dns.asked().len());
+    s.run(&["run"]).ok();
+    assert_eq!(s.outbox().len(), 4);
+    assert_eq!((rdap.asked().len(), dns.asked().len()), asked);
+}
+
+#[test]
+fn a_later_run_answers_from_the_cache_and_keeps_the_contacts_thread() {
+    let (rdap, dns) = (Rdap::start(), Dns::start());
+    four_networks(&rdap, &dns);
+    let s = setup(&rdap, &dns, "", "");
+    log(&s, &[("10:00:00", "45.1.0.9")]);
+    s.run(&["run"]).ok();
+    assert_eq!(rdap.asked(), ["/rdap/ip/45.1.0.9"]);
+    let first = history(&s)[0]["message_id"].as_str().unwrap().to_string();
+
+    // Another address of the same network, a day later: known without a request.
+    log(&s, &[("11:00:00", "45.1.200.3")]);
+    s.run(&["run"]).ok();
+    assert_eq!(rdap.asked(), ["/rdap/ip/45.1.0.9"], "cached per network");
+    let ledger = history(&s);
+    assert_eq!(ledger.len(), 2);
+    assert_eq!(ledger[1]["contact"]["address"], "abuse@hoster-a.de");
+    assert_eq!(ledger[1]["ips"], serde_json::json!(["45.1.200.3"]));
+    let second = std::fs::read_to_string(&s.outbox()[1]).unwrap();
+    let second = if second.contains("45.1.200.3") {
+        second
+    } else {
+        std::fs::read_to_string(&s.outbox()[0]).unwrap()
+    };
+    assert!(
+        second.contains(&format!("In-Reply-To: {first}")),
+        "{second}"
+    );
+
+    // `contacts` shows what was learned, and where from.
+    let listed = s.run(&["contacts", "--json"]).ok().json();
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["address"], "abuse@hoster-a.de");
+    assert_eq!(listed[0]["source"], "rdap");
+    assert_eq!(listed[0]["network"], "45.1.0.0/16");
+    assert_eq!(listed[0]["handle"], "NET-A");
+    assert_eq!(listed[0]["origin"], format!("{}ip/45.1.0.9", rdap.base()));
+    assert_eq!(listed[0]["reported"], 2);
+    assert_eq!(listed[0]["expired"], false);
+    let one = s.run(&["contacts", "--ip", "45.1.7.7"]).ok();
+    assert!(one.stdout.contains("abuse@hoster-a.de"), "{}", one.stdout);
+    assert!(one.stdout.contains("NET-A"), "{}", one.stdout);
+    let none = s
+        .run(&["contacts", "--ip", "45.9.0.1", "--json"])
+        .ok()
+        .json();
+    assert_eq!(none, serde_json::json!([]));
+
+    // Past cache_days the registry is asked again.
+    let mut later = s;
+    later.now = "2026-03-10T08:00:00Z".to_string();
+    later.append(
+        "messages",
+        &drop_line("12:00:00", "45.1.0.10", "TCP", 22).replace("Jan 25", "Mar  9"),
+    );
+    later.run(&["run"]).ok();
+    assert_eq!(
+        rdap.asked(),
+        ["/rdap/ip/45.1.0.9", "/rdap/ip/45.1.0.10"],
+        "an expired entry is fetched again"
+    );
+}
+
+#[test]
+fn the_lookup_bound_spreads_contacts_over_runs_and_loses_none() {
+    let (rdap, dns) = (Rdap::start(), Dns::start());
+    four_networks(&rdap, &dns);
+    let s = setup(&rdap, &dns, "max_lookups_per_run = 1\nabusix = false", "");
+    log(
+        &s,
+        &[
+            ("10:00:00", "45.1.0.9"),
+            ("10:00:01", "45.1.0.10"),
+            ("10:00:02", "45.2.0.7"),
+        ],
+    );
+    let first = s.run(&["run"]).ok();
+    assert!(
+        first.stderr.contains("wait for their abuse contact"),
+        "{}",
+        first.stderr
+    );
+    assert_eq!(rdap.asked().len(), 1);
+    // Nothing new in the log: the addresses left waiting are still looked up.
+    s.run(&["run"]).ok();
+    assert_eq!(rdap.asked().len(), 2);
+    let third = s.run(&["run"]).ok();
+    assert!(!third.stderr.contains("wait for"), "{}", third.stderr);
+    let mut reported: Vec<String> = common::history(&s)
+        .iter()
+        .flat_map(|r| ip_list_of_strings(&r["ips"]))
+        .collect();
+    reported.sort();
+    assert_eq!(reported, ["45.1.0.10", "45.1.0.9", "45.2.0.7"]);
+    assert_eq!(
+        rdap.asked().len(),
+        2,
+        "one request per network, not per address"
+    );
+}
+
+fn ip_list_of_strings(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn discovery_is_off_unless_enabled() {
+    let (rdap, dns) = (Rdap::start(), Dns::start());
+    four_networks(&rdap, &dns);
+    let s = Setup::new(&standard_config(""));
+    log(&s, FOUR_NETWORK_LINES);
+    let preview = s.run(&["preview", "--json"]).ok().json();
+    assert!(contact_reports(&preview).is_empty());
+    assert_eq!(preview["unattributed"].as_array().unwrap().len(), 5);
+    s.run(&["run"]).ok();
+    assert_eq!(outbox_to(&s), ["ec2-abuse@amazon.com"]);
+    assert!(rdap.asked().is_empty());
+    assert!(dns.asked().is_empty());
+    let listed = s.run(&["contacts"]).ok();
+    assert!(listed.stdout.contains("not enabled"), "{}", listed.stdout);
+}
+
+#[test]
+fn a_registry_that_is_down_holds_back_only_the_discovered_reports() {
+    let (rdap, dns) = (Rdap::start(), Dns::start());
+    four_networks(&rdap, &dns);
+    let s = setup(&rdap, &dns, "abusix = false", "");
+    // The bootstrap names a registry nobody listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}/rdap/", closed.local_addr().unwrap());
+    drop(closed);
+    s.write("bootstrap/ipv4.json", &bootstrap(&[("45.0.0.0/8", &dead)]));
+    log(&s, &[("10:00:00", "45.1.0.9"), ("10:00:01", AWS_IP)]);
+    let down = s.run_bounded(&["run"]);
+    assert_eq!(down.code, 0, "{}", down.stderr);
+    assert!(down.stderr.contains("a lookup failed"), "{}", down.stderr);
+    assert_eq!(outbox_to(&s), ["ec2-abuse@amazon.com"]);
+
+    // The registry is back: the waiting address goes out, the AWS one not again.
+    s.write(
+        "bootstrap/ipv4.json",
+        &bootstrap(&[("45.0.0.0/8", &rdap.base())]),
+    );
+    s.run(&["run"]).ok();
+    assert_eq!(outbox_to(&s), ["abuse@hoster-a.de", "ec2-abuse@amazon.com"]);
+}
+
+#[test]
+fn a_run_for_one_provider_leaves_discovery_alone() {
+    let (rdap, dns) = (Rdap::start(), Dns::start());
+    four_networks(&rdap, &dns);
+    let s = setup(&rdap, &dns, "", "");
+    log(&s, FOUR_NETWORK_LINES);
+    s.run(&["run", "--provider", "aws"]).ok();
+    assert_eq!(outbox_to(&s), ["ec2-abuse@amazon.com"]);
+    assert!(rdap.asked().is_empty());
+    // The next run reports the others, with the log lines that run read as evidence.
+    s.run(&["run"]).ok();
+    assert_eq!(s.outbox().len(), 5);
+    let digest = s
+        .outbox()
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .find(|m| m.contains("To: abuse@zone-c.fr"))
+        .unwrap();
+    assert!(digest.contains("SRC=45.3.0.1 "), "{digest}");
+}
+
+/// A thousand networks, each with a desk of its own, in one run's delta: the run looks each
+/// up once, sends no more than `max_messages_per_run`, and later runs send the rest, each
+/// address once, without asking the registry again.
+#[test]
+fn a_thousand_contacts_go_out_within_the_budgets() {
+    let (rdap, dns) = (Rdap::start(), Dns::start());
+    let mut lines = String::new();
+    for k in 0..1000u32 {
+        let (b, c) = (10 + k / 250, k % 250);
+        let ip = format!("45.{b}.{c}.1");
+        abuse_net(
+            &rdap,
+            &[&ip],
+            &format!("45.{b}.{c}.0"),
+            &format!("45.{b}.{c}.255"),
+            &format!("NET-{k}"),
+            &format!("abuse@desk{k}.hoster.de"),
+        );
+        let time = format!("10:{:02}:{:02}", k / 60 % 60, k % 60);
+        lines.push_str(&drop_line(&time, &ip, "TCP", 22));
+    }
+    let s = setup(
+        &rdap,
+        &dns,
+        "max_lookups_per_run = 1000\nabusix = false",
+        "",
+    );
+    s.append("messages", &lines);
+    let config = std::fs::read_to_string(s.path("config.toml"))
+        .unwrap()
+        .replace(
+            "transport = \"file\"",
+            "transport = \"file\"\nmax_messages_per_run = 400",
+        );
+    s.write("config.toml", &config);
+
+    let first = s.run_bounded(&["run"]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert_eq!(s.outbox().len(), 400);
+    assert_eq!(rdap.asked().len(), 1000);
+    s.run_bounded(&["run"]);
+    s.run_bounded(&["run"]);
+    assert_eq!(s.outbox().len(), 1000);
+    let mut reported: Vec<String> = history(&s)
+        .iter()
+        .flat_map(|r| ip_list_of_strings(&r["ips"]))
+        .collect();
+    let all = reported.len();
+    reported.sort();
+    reported.dedup();
+    assert_eq!((all, reported.len()), (1000, 1000), "each address once");
+    assert_eq!(rdap.asked().len(), 1000, "later runs answer from the cache");
+}
