@@ -393,7 +393,10 @@ impl Ledger {
         if world.discover.is_some() {
             let (reported, ever_sent) = match state {
                 Some(s) => (
-                    s.reported(CONTACT_DESKS, since.as_deref())?,
+                    s.reported(CONTACT_DESKS, since.as_deref())?
+                        .into_iter()
+                        .chain(s.rejected_ips(CONTACT_DESKS, since.as_deref())?)
+                        .collect(),
                     match since {
                         Some(_) => s.ever_sent(CONTACT_DESKS)?,
                         None => HashSet::new(),

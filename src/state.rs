@@ -1088,16 +1088,19 @@ impl State {
 
     /// IPs of a provider's rejected reports (created at or after `since`): an intake that
     /// refused a report for its content refuses the same report again, so these wait for a
-    /// re-report rather than going out every run.
+    /// re-report rather than going out every run. With [`CONTACT_DESKS`], those of every
+    /// discovered desk: a desk found by a lookup that refuses mail (an address that no longer
+    /// exists) would refuse each new report too.
     pub fn rejected_ips(&self, provider: &str, since: Option<&str>) -> Result<HashSet<IpAddr>> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare(&format!(
             "SELECT DISTINCT i.ip FROM report_ip i JOIN report r ON r.id = i.report_id
-             WHERE r.provider = ?1 AND r.status = 'rejected' AND (?2 IS NULL OR r.created_at >= ?2)
-               -- Only what the API itself refused: a mail report refused because the
-               -- provider's delivery changed gives its addresses back (its recipients are
-               -- mail addresses; an API report's is the endpoint's URL).
-               AND r.recipients LIKE '%://%'",
-        )?;
+             WHERE {} AND r.status = 'rejected' AND (?2 IS NULL OR r.created_at >= ?2)
+               -- Of a provider, only what the API itself refused: a mail report refused
+               -- because the provider's delivery changed gives its addresses back (its
+               -- recipients are mail addresses; an API report's is the endpoint's URL).
+               AND (r.recipients LIKE '%://%' OR ?1 = '{CONTACT_DESKS}')",
+            desk_condition(provider)
+        ))?;
         let rows = stmt.query_map(params![provider, since], |r| ip(&r.get::<_, String>(0)?))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }

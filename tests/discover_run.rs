@@ -473,3 +473,58 @@ fn a_thousand_contacts_go_out_within_the_budgets() {
     assert_eq!((all, reported.len()), (1000, 1000), "each address once");
     assert_eq!(rdap.asked().len(), 1000, "later runs answer from the cache");
 }
+
+/// The digests over a real SMTP server with STARTTLS and AUTH: each goes to its desk alone,
+/// and a desk whose mailbox refuses is not written to again on every run.
+#[test]
+fn digests_go_over_smtp_to_their_desk_and_a_refusing_desk_is_not_retried_every_run() {
+    let (rdap, dns) = (Rdap::start(), Dns::start());
+    four_networks(&rdap, &dns);
+    let server = common::smtp::start(common::smtp::Security::StartTls, Some(("abuse", "pw")), 0);
+    let s = setup(&rdap, &dns, "", "");
+    let config = std::fs::read_to_string(s.path("config.toml")).unwrap().replace(
+        "[mail]\ntransport = \"file\"\ndir = \"{dir}/outbox\"".replace("{dir}", s.dir.path().to_str().unwrap()).as_str(),
+        &format!(
+            "[mail]\ntransport = \"smtp\"\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"starttls\"\n\
+             username = \"abuse\"\ntimeout_secs = 5\nca_file = \"{}/fixtures/tls/ca.pem\"",
+            server.port,
+            common::repo().display()
+        ),
+    );
+    assert!(config.contains("starttls"));
+    s.write("config.toml", &config);
+    let mut s = s;
+    s.env
+        .push(("ABUSE_MAILER__MAIL__PASSWORD".into(), "pw".into()));
+
+    log(&s, &[("10:00:00", "45.2.0.7"), ("10:00:01", AWS_IP)]);
+    s.run_bounded(&["run"]).ok();
+    let mut envelopes: Vec<Vec<String>> = server.received().iter().map(|d| d.to.clone()).collect();
+    envelopes.sort();
+    assert_eq!(
+        envelopes,
+        [
+            vec!["Abuse@hoster-b.nl".to_string()],
+            vec!["ec2-abuse@amazon.com".to_string()]
+        ]
+    );
+
+    // The next desk's mailbox is gone: the server refuses the recipient.
+    *server.rcpt.lock().unwrap() = Some((550, "5.1.1 no such mailbox".into()));
+    log(&s, &[("11:00:00", "45.3.0.1")]);
+    let refused = s.run_bounded(&["run"]);
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    assert!(refused.stderr.contains("rejected"), "{}", refused.stderr);
+    *server.rcpt.lock().unwrap() = None;
+    s.run_bounded(&["run"]).ok();
+    s.run_bounded(&["run"]).ok();
+    assert_eq!(
+        server.received().len(),
+        2,
+        "the refusing desk is not written to again"
+    );
+    let ledger = history(&s);
+    assert_eq!(ledger.len(), 3);
+    assert_eq!(ledger[2]["status"], "rejected");
+    assert_eq!(ledger[2]["contact"]["address"], "abuse@zone-c.fr");
+}
