@@ -1219,7 +1219,17 @@ fn plan_part(
             let test = settings.aws_api.as_ref().is_some_and(|a| a.test);
             crate::aws_api::request_body(&report, &id, &message_id, test)?
         } else {
-            message(&head, &subject, &body, &report, &settings.report)?
+            let document = report
+                .xarf
+                .then(|| crate::xarf::document(&report, &message_id));
+            message(
+                &head,
+                &subject,
+                &body,
+                &report,
+                &settings.report,
+                document.as_ref(),
+            )?
         };
         if bytes.len() <= settings.report.max_message_bytes || attackers.len() > 1 || lines == 0 {
             break (report, subject, bytes);

@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use crate::clock::Zone;
 use crate::error::ConfigError;
-use crate::source::StartAt;
+use crate::http::is_host_name;
 
 /// Where the configuration is when neither `--config` nor `ABUSE_MAILER_CONFIG` says.
 pub const DEFAULT_PATH: &str = "/etc/abuse-mailer/config.toml";
@@ -251,6 +251,16 @@ pub struct DiscoverConfig {
     pub max_lookups_per_run: u32,
     /// Contact domains never written to (a domain covers its subdomains), lower case.
     pub never: Vec<String>,
+}
+
+/// Where a source with no cursor starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StartAt {
+    /// Read the rotated history and the whole file (the default).
+    #[default]
+    Beginning,
+    /// Skip what the file holds now; read only what is written after the first run.
+    End,
 }
 
 /// Where the RDAP bootstrap files are.
@@ -936,7 +946,7 @@ fn discover(
     let rdap_bootstrap = match raw.rdap_bootstrap.as_deref().map(str::trim) {
         None => BootstrapLocation::Url(DEFAULT_RDAP_BOOTSTRAP.to_string()),
         Some(text) if text.contains("://") => BootstrapLocation::Url(
-            folder_url(text).map_err(|why| err("discover.rdap_bootstrap", why))?,
+            crate::http::folder_url(text).map_err(|why| err("discover.rdap_bootstrap", why))?,
         ),
         Some("") => {
             return Err(err(
@@ -990,52 +1000,6 @@ fn discover(
         max_lookups_per_run,
         never,
     }))
-}
-
-/// A folder URL, `https://host[:port]/path/` (`http` only to loopback), returned with its
-/// trailing `/` so file names can be appended.
-fn folder_url(text: &str) -> Result<String, String> {
-    let (https, rest) = if let Some(r) = text.strip_prefix("https://") {
-        (true, r)
-    } else if let Some(r) = text.strip_prefix("http://") {
-        (false, r)
-    } else {
-        return Err(format!(
-            "{text:?}: expected https://host/folder/ (or http://127.0.0.1:port/ for a local test)"
-        ));
-    };
-    let (authority, _path) = rest.split_once('/').unwrap_or((rest, ""));
-    if text.contains(['?', '#', ' ', '\\']) || text.chars().any(char::is_control) {
-        return Err(format!(
-            "{text:?}: expected a folder URL without query, fragment or spaces"
-        ));
-    }
-    if authority.contains('@') {
-        return Err(format!(
-            "{text:?}: credentials in the URL are not supported"
-        ));
-    }
-    let bare_v6 = authority
-        .strip_prefix('[')
-        .and_then(|a| a.strip_suffix(']'))
-        .is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok());
-    if host_port(authority).is_err() && !is_host_name(authority) && !bare_v6 {
-        return Err(format!("{text:?}: bad host {authority:?}"));
-    }
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(""),
-        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
-    };
-    if !https && !crate::http::is_loopback_host(host) {
-        return Err(format!(
-            "{text:?}: http:// is allowed only for a loopback host (127.0.0.1, [::1], localhost); use https://"
-        ));
-    }
-    Ok(if text.ends_with('/') {
-        text.to_string()
-    } else {
-        format!("{text}/")
-    })
 }
 
 /// `host:port` with a host name, an IPv4 address or a bracketed IPv6 address, and a port.
@@ -1103,7 +1067,7 @@ fn aws_api(
     let endpoint = match raw.endpoint {
         None => format!("https://abuse.{region}.amazonaws.com"),
         Some(e) => {
-            crate::aws_api::check_endpoint(&e).map_err(|why| err("aws_api.endpoint", why))?;
+            crate::http::parse_endpoint(&e).map_err(|why| err("aws_api.endpoint", why))?;
             e.trim_end_matches('/').to_string()
         }
     };
@@ -1139,22 +1103,6 @@ fn refuse_readable_by_others(path: &Path) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-/// A DNS host name: dot-separated labels of letters, digits and inner hyphens (RFC 1123).
-fn is_host_name(text: &str) -> bool {
-    let name = text.strip_suffix('.').unwrap_or(text);
-    !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
 }
 
 /// What EHLO may carry: a host name, an IP, or an address literal (`[192.0.2.1]`,

@@ -11,8 +11,8 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, SecondsFormat};
 
+use crate::config::StartAt;
 use crate::ingest::Ingest;
-use crate::source::StartAt;
 
 /// Lines are handed to ingest in batches of about this size.
 const BATCH: usize = 1 << 20;

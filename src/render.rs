@@ -696,13 +696,15 @@ pub struct Envelope<'a> {
     pub date: DateTime<Utc>,
 }
 
-/// The complete message: headers, the text body, and the attachments the config asks for.
+/// The complete message: headers, the text body, and the attachments the config asks for;
+/// with `xarf`, the XARF document in its e-mail transport's layout instead.
 pub fn message(
     head: &Envelope<'_>,
     subject: &str,
     body: &str,
     report: &Report,
     cfg: &ReportConfig,
+    xarf: Option<&serde_json::Value>,
 ) -> Result<Vec<u8>> {
     let date = SystemTime::UNIX_EPOCH + Duration::from_secs(head.date.timestamp().max(0) as u64);
     let mut builder = lettre::Message::builder()
@@ -734,10 +736,9 @@ pub fn message(
         .body(readable(body));
     // A boundary from the message's own id: unique, and the same bytes on every render.
     let boundary = format!("=_abuse-mailer_{:016x}", fnv1a(head.message_id.as_bytes()));
-    let message = if report.xarf {
+    let message = if let Some(document) = xarf {
         // XARF's e-mail transport: the human text, a feedback report naming the format, and
         // the JSON document (RFC 6522 / RFC 5965 layout).
-        let document = crate::xarf::document(report, head.message_id);
         let feedback =
             format!("Feedback-Type: xarf\r\nUser-Agent: abuse-mailer/{VERSION}\r\nVersion: 1\r\n");
         let parts = MultiPart::builder()
@@ -752,7 +753,7 @@ pub fn message(
                     .body(readable(&feedback)),
             )
             .singlepart(Attachment::new("xarf.json".to_string()).body(
-                readable(&serde_json::to_string_pretty(&document)?),
+                readable(&serde_json::to_string_pretty(document)?),
                 ContentType::parse("application/json")?,
             ));
         builder.multipart(parts)

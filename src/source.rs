@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+use crate::config::StartAt;
 use crate::error::ConfigError;
 use crate::ingest::Ingest;
 use crate::parse::{Line, LineParser};
@@ -142,16 +143,6 @@ pub struct Rotated {
     /// Where reading it starts, for the files rotated after the cursor's (0 but for a file
     /// that grew after it was last seen).
     pub from: u64,
-}
-
-/// Where a source with no cursor starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum StartAt {
-    /// Read the rotated history and the whole file (the default).
-    #[default]
-    Beginning,
-    /// Skip what the file holds now; read only what is written after the first run.
-    End,
 }
 
 /// What reading a source did.

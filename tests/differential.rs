@@ -11,9 +11,10 @@ use std::io::Read;
 use std::net::IpAddr;
 
 use abuse_mailer::clock::Zone;
+use abuse_mailer::config::StartAt;
 use abuse_mailer::ingest::{Attribution, Ingest, Summary};
 use abuse_mailer::parse::LineParser;
-use abuse_mailer::source::{self, StartAt};
+use abuse_mailer::source;
 use proptest::prelude::*;
 mod common;
 

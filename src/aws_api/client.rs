@@ -74,55 +74,6 @@ struct Endpoint {
     loopback: bool,
 }
 
-/// Splits `scheme://host[:port][/]`; `http` only for a loopback host.
-pub fn parse_endpoint(text: &str) -> Result<(bool, String, Option<u16>), String> {
-    let text = text.trim().trim_end_matches('/');
-    let (https, rest) = if let Some(r) = text.strip_prefix("https://") {
-        (true, r)
-    } else if let Some(r) = text.strip_prefix("http://") {
-        (false, r)
-    } else {
-        return Err(format!(
-            "{text:?}: expected https://host (or http://127.0.0.1:port for a local test)"
-        ));
-    };
-    if rest.is_empty() || rest.contains(['/', '?', '#', '@', ' ']) {
-        return Err(format!(
-            "{text:?}: expected scheme://host[:port] with no path"
-        ));
-    }
-    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
-        let (h, after) = v6
-            .split_once(']')
-            .ok_or_else(|| format!("{text:?}: unclosed [ in the host"))?;
-        let port = match after.strip_prefix(':') {
-            Some(p) => Some(p),
-            None if after.is_empty() => None,
-            None => return Err(format!("{text:?}: junk after the host")),
-        };
-        (format!("[{h}]"), port)
-    } else {
-        match rest.rsplit_once(':') {
-            Some((h, p)) => (h.to_string(), Some(p)),
-            None => (rest.to_string(), None),
-        }
-    };
-    let port = port
-        .map(|p| {
-            p.parse::<u16>()
-                .ok()
-                .filter(|p| *p > 0)
-                .ok_or_else(|| format!("{text:?}: bad port {p:?}"))
-        })
-        .transpose()?;
-    if !https && !crate::http::is_loopback_host(&host) {
-        return Err(format!(
-            "{text:?}: http:// is allowed only for a loopback host (127.0.0.1, [::1], localhost); use https://"
-        ));
-    }
-    Ok((https, host, port))
-}
-
 /// A signed-request client for one endpoint and region.
 pub struct Client {
     agent: ureq::Agent,
@@ -133,7 +84,9 @@ pub struct Client {
 
 impl Client {
     pub fn new(cfg: &AwsApiConfig, creds: Credentials) -> anyhow::Result<Self> {
-        let (https, host, port) = parse_endpoint(&cfg.endpoint).map_err(anyhow::Error::msg)?;
+        let crate::http::Url {
+            https, host, port, ..
+        } = crate::http::parse_endpoint(&cfg.endpoint).map_err(anyhow::Error::msg)?;
         let default_port = if https { 443 } else { 80 };
         let host_header = match port {
             Some(p) if p != default_port => format!("{host}:{p}"),
@@ -470,22 +423,6 @@ fn classify(status: u16, retry_after: Option<Duration>, answer: &[u8]) -> ApiErr
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn http_only_to_loopback() {
-        assert!(parse_endpoint("https://abuse.us-east-1.amazonaws.com").is_ok());
-        assert_eq!(
-            parse_endpoint("http://127.0.0.1:8080/").unwrap(),
-            (false, "127.0.0.1".to_string(), Some(8080))
-        );
-        assert!(parse_endpoint("http://[::1]:9").is_ok());
-        assert!(parse_endpoint("http://localhost:9").is_ok());
-        let e = parse_endpoint("http://abuse.us-east-1.amazonaws.com").unwrap_err();
-        assert!(e.contains("loopback"), "{e}");
-        assert!(parse_endpoint("ftp://x").is_err());
-        assert!(parse_endpoint("https://x/path").is_err());
-        assert!(parse_endpoint("https://x:0").is_err());
-    }
 
     #[test]
     fn answers_are_sorted_with_aws_words() {

@@ -43,11 +43,6 @@ const MAX_TAGS: usize = 20;
 /// What names the intake in messages.
 const NAME: &str = "AWS Abuse Signal API";
 
-/// Checks an `[aws_api] endpoint` value (for `config`).
-pub fn check_endpoint(text: &str) -> Result<(), String> {
-    client::parse_endpoint(text).map(|_| ())
-}
-
 /// Whether `provider`'s reports go through the API.
 pub fn serves(settings: &Settings, provider: &str) -> bool {
     settings
