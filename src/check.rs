@@ -199,7 +199,7 @@ pub fn check(settings: &Settings, now: DateTime<Utc>, smtp: bool) -> Result<u8> 
         Err(e) => t.config("templates", &one_line(&e)),
     }
     match State::open_read_only(&settings.state_dir) {
-        Ok(Some(state)) => match crate::app::check_owner(&state, settings) {
+        Ok(Some(state)) => match crate::ledger::check_owner(&state, settings) {
             // Another configuration runs on this state: a run would refuse it (78).
             Err(e) => t.config("state", &one_line(&e)),
             Ok(()) => {

@@ -1,0 +1,620 @@
+//! What a run knows before it plans: the configuration loaded ([`World`]: providers, ASN data,
+//! templates, the clock) and the sources read and merged with what the state knew
+//! ([`Intake`]). The only place that reads the sources for a run.
+//!
+//! A run that ends with nothing left to report leaves a [`crate::state::Settled`] marker; while
+//! it stands and the selection settings are the same, a run looks only at the IPs it read and
+//! those the ledger moved, not at every IP ever seen, so a run with nothing new costs the same
+//! whatever the history.
+
+use std::collections::HashSet;
+use std::io::IsTerminal;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use chrono::{DateTime, Utc};
+
+use crate::cli::Verbosity;
+use crate::clock::utc_text;
+use crate::config::{self, Settings, SourceKind};
+use crate::enrich::AsnDb;
+use crate::error::{ConfigError, one_line};
+use crate::excerpt::{self, EvidenceLine};
+use crate::ingest::{Attribution, Ingest, Observation, Observations, Summary};
+use crate::journal;
+use crate::ledger::Ledger;
+use crate::parse::LineParser;
+use crate::provider::Provider;
+use crate::render::Templates;
+use crate::select::{Since, is_ignored, is_reportable};
+use crate::source;
+use crate::state::{CONTACT_DESKS, Settled, State, StoredCursor};
+
+/// The files a file source names now: the path itself, or a glob's matches plus files it
+/// matched before that are gone for the moment (their rotated rest is still read).
+pub(crate) fn files_of(pattern: &Path, state: Option<&State>) -> Result<Vec<PathBuf>> {
+    let mut files = source::expand(pattern)?;
+    if files.len() == 1 && files[0] == pattern {
+        return Ok(files);
+    }
+    if let (Some(state), Ok(glob)) = (state, glob::Pattern::new(&pattern.to_string_lossy())) {
+        for known in state.cursor_sources()? {
+            let known = PathBuf::from(known);
+            if glob.matches_path(&known) && !files.contains(&known) {
+                files.push(known);
+            }
+        }
+    }
+    if files.is_empty() {
+        return Err(ConfigError(format!("source {}: no file matches", pattern.display())).into());
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// What `run` and `preview` were asked for.
+pub(crate) struct Options<'a> {
+    /// Report to this provider only.
+    pub(crate) only: Option<&'a str>,
+    pub(crate) json: bool,
+    /// Pass over packets logged before this time.
+    pub(crate) since: Option<DateTime<Utc>>,
+    pub(crate) verbosity: Verbosity,
+}
+
+/// A progress bar is for people watching a long read: on a terminal, not asked to be quiet,
+/// and with enough to read; under cron or systemd there is none.
+pub fn show_progress(stderr_is_terminal: bool, verbosity: Verbosity, bytes: u64) -> bool {
+    const WORTH_A_BAR: u64 = 64 << 20;
+    stderr_is_terminal && verbosity != Verbosity::Quiet && bytes >= WORTH_A_BAR
+}
+
+/// About how many bytes the file sources hold past their cursors.
+pub(crate) fn expected_bytes(settings: &Settings, state: Option<&State>) -> u64 {
+    let mut total = 0;
+    for source in &settings.sources {
+        let SourceKind::File(pattern) = &source.kind else {
+            continue;
+        };
+        for path in source::expand(pattern).unwrap_or_default() {
+            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            let offset = state
+                .and_then(|s| s.cursor(&path.to_string_lossy()).ok().flatten())
+                .map_or(0, |c| c.offset);
+            total += size.saturating_sub(offset);
+        }
+    }
+    total
+}
+
+/// What every run needs loaded before it reads a line.
+pub(crate) struct World<'s> {
+    pub(crate) settings: &'s Settings,
+    pub(crate) providers: Vec<Provider>,
+    /// Contact discovery for addresses in no provider, when configured. A run for one
+    /// provider keeps their evidence but makes no digest.
+    pub(crate) discover: Option<&'s config::DiscoverConfig>,
+    pub(crate) asn_db: Option<AsnDb>,
+    pub(crate) templates: Templates,
+    pub(crate) now: DateTime<Utc>,
+}
+
+impl<'s> World<'s> {
+    pub(crate) fn load(
+        settings: &'s Settings,
+        now: DateTime<Utc>,
+        only: Option<&str>,
+        verbosity: Verbosity,
+    ) -> Result<Self> {
+        if let Some(name) = only
+            && settings.provider(name).is_none()
+        {
+            let known: Vec<&str> = settings.providers.iter().map(|p| p.name.as_str()).collect();
+            return Err(ConfigError(format!(
+                "no provider {name:?} configured (known: {})",
+                known.join(", ")
+            ))
+            .into());
+        }
+        let providers = settings
+            .providers
+            .iter()
+            .map(|p| Provider::load(p).map_err(|e| ConfigError(one_line(&e)).into()))
+            .collect::<Result<Vec<_>>>()?;
+        let asn_db = match &settings.asn_db {
+            Some(path) => Some(AsnDb::open(path).map_err(|e| ConfigError(one_line(&e)))?),
+            None => None,
+        };
+        if let Some(age) = asn_db.as_ref().and_then(|db| db.age_days(now))
+            && age > crate::check::ASN_DB_MAX_AGE_DAYS
+            && verbosity != Verbosity::Quiet
+        {
+            eprintln!(
+                "abuse-mailer: warning: asn_db is {age} days old; AS assignments change, update it"
+            );
+        }
+        let names: Vec<&str> = providers.iter().map(|p| p.name()).collect();
+        let templates = Templates::load(settings.report.templates_dir.as_deref(), &names)
+            .map_err(|e| ConfigError(one_line(&e)))?;
+        Ok(World {
+            settings,
+            providers,
+            discover: settings.discover.as_ref(),
+            asn_db,
+            templates,
+            now,
+        })
+    }
+
+    /// The ledger keys of the destinations, in evidence bucket order: each provider, then
+    /// every discovered contact together.
+    pub(crate) fn desk_keys(&self) -> Vec<&str> {
+        let mut keys: Vec<&str> = self.providers.iter().map(|p| p.name()).collect();
+        if self.discover.is_some() {
+            keys.push(CONTACT_DESKS);
+        }
+        keys
+    }
+
+    /// Whether `ip` is in no configured provider: a case for discovery.
+    pub(crate) fn in_no_provider(&self, ip: IpAddr) -> bool {
+        let asn = self.asn(ip);
+        !self.providers.iter().any(|p| p.matches(ip, asn))
+    }
+
+    /// The origin AS of `ip`, when an ASN database is configured.
+    pub(crate) fn asn(&self, ip: IpAddr) -> Option<u32> {
+        self.asn_db
+            .as_ref()
+            .and_then(|db| db.lookup(ip))
+            .map(|a| a.asn)
+    }
+
+    /// The time before which a packet is history (`max_age_days`), if there is a limit.
+    pub(crate) fn fresh_since(&self) -> Option<i64> {
+        let days = self.settings.report.max_age_days;
+        (days > 0).then(|| (self.now - chrono::Duration::days(i64::from(days))).timestamp())
+    }
+
+    /// A digest of everything that decides which stored IPs are in a delta: the providers
+    /// and their ranges and ASN files (by size and time), and the report settings. A settled
+    /// marker counts only under the same digest.
+    pub(crate) fn selection_key(&self) -> String {
+        use sha2::Digest;
+        let settings = self.settings;
+        let mut h = sha2::Sha256::new();
+        h.update(env!("CARGO_PKG_VERSION"));
+        h.update(format!("{:?}", settings.providers));
+        h.update(format!("{:?}", settings.report));
+        h.update(format!("{:?}", settings.aws_api.as_ref().map(|a| a.test)));
+        h.update(format!("{:?}", self.discover));
+        let files = settings
+            .providers
+            .iter()
+            .filter_map(|p| p.ranges.as_ref())
+            .chain(&settings.asn_db);
+        for file in files {
+            let stamp = std::fs::metadata(file).ok().map(|m| {
+                let modified = m
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+                (m.len(), modified)
+            });
+            h.update(format!("{file:?} {stamp:?}"));
+        }
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The ledger as `state` has it for this run's destinations.
+    pub(crate) fn ledger(&self, state: Option<&State>) -> Result<Ledger> {
+        Ledger::read(self.settings, &self.providers, self.rereport_since(), state)
+    }
+
+    /// The times selection measures against.
+    pub(crate) fn since(&self) -> Since {
+        Since {
+            rereport: self.rereport_since().map(|t| t.timestamp()),
+            fresh: self.fresh_since(),
+        }
+    }
+
+    /// The time from which a sent report still counts (`rereport_after_days`).
+    pub(crate) fn rereport_since(&self) -> Option<DateTime<Utc>> {
+        self.settings
+            .report
+            .rereport_after_days
+            .map(|d| self.now - chrono::Duration::days(i64::from(d)))
+    }
+}
+
+/// Everything read this run, merged with what was known before.
+pub(crate) struct Intake {
+    pub(crate) summary: Summary,
+    /// Every IP known, or (`partial`) only those a delta can hold this run.
+    pub(crate) observations: Observations,
+    /// Selection looks at the IPs read and those the ledger moved, under a settled marker.
+    pub(crate) partial: bool,
+    /// IPs the ledger moved since the marker (resends, re-report windows): this run may
+    /// report them, so the marker does not hold past it.
+    pub(crate) moved: bool,
+    /// The marker as stored, and the digest a new one is written with.
+    pub(crate) stored_marker: Option<Settled>,
+    pub(crate) selection_key: String,
+    /// IPs whose totals changed this run (to store); the only entries of `observations`
+    /// that are whole, the others being heads (see [`Intake::whole`]).
+    pub(crate) touched: Vec<IpAddr>,
+    pub(crate) cursors: Vec<(String, StoredCursor)>,
+    /// Per file source and prefix, the last packet time counted as a hit this run.
+    pub(crate) counted: Vec<(String, String, i64)>,
+    /// Evidence to keep per provider, and the full pool the excerpt is cut from.
+    pub(crate) evidence: Vec<Vec<EvidenceLine>>,
+    /// The evidence as stored before this run.
+    pub(crate) stored_evidence: Vec<Vec<EvidenceLine>>,
+}
+
+/// Reads the sources and merges what they say with what was known; returns that and the
+/// ledger as it stands. The ledger is read when the first packet line needs it (through a
+/// connection of its own: the reading threads cannot share the run's), so a run that reads no
+/// packet line from a settled state does not read it at all.
+pub(crate) fn ingest(
+    world: &World<'_>,
+    state: Option<&State>,
+    options: &Options<'_>,
+) -> Result<(Intake, Ledger)> {
+    let verbosity = options.verbosity;
+    let settings = world.settings;
+    let early: std::sync::OnceLock<Result<Ledger, String>> = std::sync::OnceLock::new();
+    let stored = state.is_some();
+    let ledger_now = || {
+        early.get_or_init(|| {
+            let read = match stored {
+                true => State::open_read_only(&settings.state_dir)
+                    .and_then(|s| world.ledger(s.as_ref())),
+                false => world.ledger(None),
+            };
+            read.map_err(|e| format!("{e:#}"))
+        })
+    };
+    let attribute = |ip: IpAddr| {
+        let mut a = Attribution::default();
+        let reportable = is_reportable(ip) && !is_ignored(ip, &settings.report.ignore);
+        let asn = world.asn(ip);
+        for (i, p) in world.providers.iter().enumerate() {
+            if p.matches(ip, asn) {
+                a.providers |= 1 << i;
+                // A ledger that cannot be read ends the run after the read (below).
+                if reportable
+                    && ledger_now()
+                        .as_ref()
+                        .is_ok_and(|l| !l.reported[i].contains(&ip))
+                {
+                    a.candidates |= 1 << i;
+                }
+            }
+        }
+        let n = world.providers.len();
+        if world.discover.is_some()
+            && a.providers == 0
+            && reportable
+            && ledger_now()
+                .as_ref()
+                .is_ok_and(|l| !l.reported[n].contains(&ip))
+        {
+            a.candidates |= 1 << n;
+        }
+        a
+    };
+    let mut cursors = Vec::new();
+    let mut counted = Vec::new();
+    let parser = |prefixes: &[String]| LineParser::new(prefixes, settings.zone, world.now);
+    let mut scan = Ingest::new(
+        parser(&[]),
+        world.desk_keys().len(),
+        settings.report.sample_seconds,
+        settings.report.max_excerpt_lines,
+        &attribute,
+    );
+    if let Some(since) = options.since {
+        scan.skip_before(since.timestamp());
+    }
+    let report = &settings.report;
+    if let Some(t) = world.fresh_since() {
+        scan.stale_before(t);
+    }
+    if !report.backscatter {
+        scan.pass_over_answers();
+    }
+    // Sizing the read costs a look at every file: only where a bar could be shown.
+    let watched = std::io::stderr().is_terminal() && verbosity != Verbosity::Quiet;
+    let expected = if watched {
+        expected_bytes(settings, state)
+    } else {
+        0
+    };
+    let bar = show_progress(watched, verbosity, expected).then(|| {
+        let bar = indicatif::ProgressBar::new(expected);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bytes}/{total_bytes} {wide_bar} {bytes_per_sec} {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let tick = |n: u64| {
+        if let Some(bar) = &bar {
+            bar.inc(n);
+        }
+    };
+    scan.report_progress(&tick);
+    for source_cfg in &settings.sources {
+        match &source_cfg.kind {
+            SourceKind::Journald => {
+                scan.begin_source(parser(&source_cfg.prefixes));
+                let key = source_cfg.name();
+                let cursor = match state {
+                    Some(s) => s.journal_cursor(&key)?,
+                    None => None,
+                };
+                let read = journal::read(cursor.as_deref(), source_cfg.start_at, &mut scan)?;
+                if let Some(c) = read.filter(|c| Some(c) != cursor.as_ref()) {
+                    cursors.push((key, StoredCursor::Journal(c)));
+                }
+            }
+            SourceKind::File(pattern) => {
+                for path in files_of(pattern, state)? {
+                    // Each file of a glob is a timeline of its own.
+                    scan.begin_source(parser(&source_cfg.prefixes));
+                    let key = path.to_string_lossy().to_string();
+                    let cursor = match state {
+                        Some(s) => s.cursor(&key)?,
+                        None => None,
+                    };
+                    // Read again after `reread`: what an earlier read counted is not counted
+                    // twice (a packet logged up to the last one counted, per prefix).
+                    if let (Some(s), Some(c)) = (state, cursor.as_ref())
+                        && c.is_reread()
+                    {
+                        let until = s.counted(&key)?;
+                        scan.counted_before(
+                            source_cfg
+                                .prefixes
+                                .iter()
+                                .map(|p| until.get(p).copied())
+                                .collect(),
+                        );
+                    }
+                    let before = scan.counted();
+                    let read = source::read(&path, cursor.as_ref(), source_cfg.start_at, &mut scan)
+                        .map_err(|e| {
+                            if cursor.is_none() && !path.exists() {
+                                anyhow::Error::from(ConfigError(one_line(&e)))
+                            } else {
+                                e
+                            }
+                        })?;
+                    if verbosity == Verbosity::Verbose {
+                        eprintln!("abuse-mailer: source {key}: {}", read.decision);
+                    }
+                    if verbosity != Verbosity::Quiet {
+                        for warning in &read.warnings {
+                            eprintln!("abuse-mailer: warning: {warning}");
+                        }
+                        let first = cursor.as_ref().is_none_or(source::Cursor::is_reread);
+                        if first
+                            && options.since.is_none()
+                            && let Some(hint) = crate::reread::first_read_hint(
+                                &key,
+                                &source_cfg.prefixes,
+                                &before,
+                                &scan.counted(),
+                            )
+                        {
+                            eprintln!("abuse-mailer: warning: {hint}");
+                        }
+                    }
+                    for (k, until) in scan.counted_until().iter().enumerate() {
+                        if let (Some(t), Some(prefix)) = (until, source_cfg.prefixes.get(k)) {
+                            counted.push((key.clone(), prefix.clone(), *t));
+                        }
+                    }
+                    // An unchanged cursor is not written again: a quiet run commits nothing.
+                    if let Some(c) = read.cursor.filter(|c| Some(c) != cursor.as_ref()) {
+                        cursors.push((key, StoredCursor::File(c)));
+                    }
+                }
+            }
+        }
+    }
+    let batch = scan.finish();
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+
+    let selection_key = world.selection_key();
+    let stored_marker = match state {
+        Some(s) => s.settled()?,
+        None => None,
+    };
+    let marker = stored_marker
+        .as_ref()
+        .filter(|m| m.key == selection_key)
+        .cloned();
+    // Under a settled marker only the IPs read now can enter a delta (and those the ledger
+    // moved, added below); without one, every IP known is looked at. Heads only (times and
+    // hits): the sets are loaded for the IPs a report needs.
+    // What was read is merged in place, so that the IPs read are not held twice.
+    let mut observations = batch.observations;
+    let mut earlier = Observations::new();
+    let mut touched: Vec<IpAddr> = observations.ips().collect();
+    touched.sort();
+    if let Some(s) = state {
+        for o in observations.iter_mut() {
+            if let Some(known) = s.observation(o.ip)? {
+                let mut merged = known.clone();
+                merged.merge(o);
+                *o = merged;
+                if marker.is_some() {
+                    earlier.add(known);
+                }
+            }
+        }
+        if marker.is_none() {
+            s.add_observation_heads(&mut observations)?;
+        }
+    }
+    let mut moved = false;
+    if let (Some(s), Some(m)) = (state, &marker) {
+        // Reports waiting to be sent again may be refused, giving their IPs back.
+        let mut extra: Vec<IpAddr> = s
+            .pending()?
+            .iter()
+            .flat_map(|r| r.ips.iter().map(|i| i.ip))
+            .collect();
+        // Reports that left the re-report window since the marker free their IPs.
+        if let Some(days) = settings.report.rereport_after_days {
+            let window = chrono::Duration::days(i64::from(days));
+            let from = DateTime::<Utc>::from_timestamp(m.at, 0).unwrap_or(world.now) - window;
+            let to = world.now - window;
+            if from < to {
+                for key in world.desk_keys() {
+                    extra.extend(s.leaving_window(key, &utc_text(from), &utc_text(to))?);
+                }
+            }
+        }
+        moved = !extra.is_empty();
+        for ip in extra {
+            if !observations.contains(&ip)
+                && let Some(o) = s.observation(ip)?
+            {
+                observations.add(o);
+            }
+        }
+    }
+
+    // Nothing read and nothing moved under a marker: no delta, and the evidence stays as
+    // stored; neither the ledger nor the evidence is needed.
+    let quiet = marker.is_some() && touched.is_empty() && !moved;
+    let ledger = match early.into_inner() {
+        Some(read) => read.map_err(anyhow::Error::msg)?,
+        None if quiet => Ledger::none(world.desk_keys().len()),
+        None => world.ledger(state)?,
+    };
+    let mut evidence = Vec::new();
+    let mut stored_evidence = Vec::new();
+    for (i, key) in world.desk_keys().into_iter().enumerate() {
+        if quiet {
+            evidence.push(Vec::new());
+            stored_evidence.push(Vec::new());
+            continue;
+        }
+        let stored = match state {
+            Some(s) => s.evidence(key)?,
+            None => Vec::new(),
+        };
+        let mut pool = stored.clone();
+        stored_evidence.push(stored);
+        pool.extend(batch.evidence[i].iter().cloned());
+        // Neither reported addresses' lines nor history are evidence any more.
+        let fresh = world.fresh_since();
+        pool.retain(|l| !ledger.reported[i].contains(&l.ip) && fresh.is_none_or(|t| l.time >= t));
+        let keep = excerpt::keep(
+            pool,
+            settings.report.sample_seconds,
+            settings.report.max_excerpt_lines,
+            crate::ingest::LINES_PER_IP,
+        );
+        evidence.push(keep);
+    }
+    let mut intake = Intake {
+        summary: batch.summary,
+        observations,
+        partial: marker.is_some(),
+        moved,
+        stored_marker,
+        selection_key,
+        touched,
+        cursors,
+        counted,
+        evidence,
+        stored_evidence,
+    };
+    intake.summary.ips_below_min_hits = match &marker {
+        None => count_below_min_hits(world, &intake.observations, &ledger),
+        // The IPs read are the only ones whose hits changed: the count moves by theirs.
+        Some(m) => {
+            let now: Observations = intake
+                .touched
+                .iter()
+                .filter_map(|ip| intake.observations.get(ip).cloned())
+                .collect();
+            (m.below_min_hits + count_below_min_hits(world, &now, &ledger))
+                .saturating_sub(count_below_min_hits(world, &earlier, &ledger))
+        }
+    };
+    Ok((intake, ledger))
+}
+
+impl Intake {
+    /// The whole observation of `ip`: as merged this run, or as stored.
+    pub(crate) fn whole(&self, ip: IpAddr, state: Option<&State>) -> Result<Option<Observation>> {
+        if self.touched.binary_search(&ip).is_ok() {
+            return Ok(self.observations.get(&ip).cloned());
+        }
+        match state {
+            Some(s) => s.observation(ip),
+            None => Ok(self.observations.get(&ip).cloned()),
+        }
+    }
+}
+
+/// How many addresses `min_hits` holds back this run, for the summary.
+pub(crate) fn count_below_min_hits(
+    world: &World<'_>,
+    observations: &Observations,
+    ledger: &Ledger,
+) -> u64 {
+    let mut held: HashSet<IpAddr> = HashSet::new();
+    for (i, provider) in world.providers.iter().enumerate() {
+        held.extend(crate::select::below_min_hits(
+            observations,
+            &|ip| provider.matches(ip, world.asn(ip)),
+            &ledger.reported[i],
+            world.fresh_since(),
+            &world.settings.report,
+        ));
+    }
+    if world.discover.is_some() {
+        held.extend(crate::select::below_min_hits(
+            observations,
+            &|ip| world.in_no_provider(ip),
+            &ledger.reported[world.providers.len()],
+            world.fresh_since(),
+            &world.settings.report,
+        ));
+    }
+    held.len() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    pub(crate) fn progress_bar_only_on_a_terminal_for_a_long_read() {
+        let big = 1 << 30;
+        assert!(show_progress(true, Verbosity::Normal, big));
+        assert!(show_progress(true, Verbosity::Verbose, big));
+        assert!(
+            !show_progress(false, Verbosity::Normal, big),
+            "cron and systemd: no bar"
+        );
+        assert!(!show_progress(true, Verbosity::Quiet, big));
+        assert!(
+            !show_progress(true, Verbosity::Normal, 1 << 20),
+            "a short read needs none"
+        );
+    }
+}

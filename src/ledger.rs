@@ -1,0 +1,281 @@
+//! The ledger's rules, and the one place that sends: a report row, its IPs and the exact
+//! message are written with status `sending` before a transport sees them, and marked `sent`
+//! only after the transport accepted. No transport is called before the run holds what
+//! recording its answer needs (the state's write lock and space on its disk), so a report
+//! cannot go out on every run of a state that cannot be written. One configuration file runs
+//! on a state: each source's cursor is its own. Reports left `sending` (a crash) or `failed` (a
+//! transient error) are sent again, as stored, before anything new. A rejected report gives its
+//! IPs back to the next one, except where the receiver would refuse them again (an API that
+//! refused the content, a discovered desk whose mailbox refuses). An IP is in at most one report
+//! per destination that is not rejected, and in at most one to any discovered desk.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+
+use crate::cli::Verbosity;
+use crate::clock::{self, utc_text};
+use crate::config::{self, Settings};
+use crate::error::ConfigError;
+use crate::provider::Provider;
+use crate::send::{SendError, Transport};
+use crate::state::{CONTACT_DESKS, ReportRecord, State, Status};
+
+/// What the ledger says each destination must not be sent again: one entry per evidence
+/// bucket (each provider, in order, then, with discovery, every discovered desk together).
+pub(crate) struct Ledger {
+    pub(crate) reported: Vec<HashSet<IpAddr>>,
+    pub(crate) ever_sent: Vec<HashSet<IpAddr>>,
+    pub(crate) thread_roots: Vec<Option<String>>,
+}
+
+impl Ledger {
+    /// Nothing reported anywhere: for a run that selects nothing.
+    pub(crate) fn none(desks: usize) -> Self {
+        let n = desks;
+        Ledger {
+            reported: vec![HashSet::new(); n],
+            ever_sent: vec![HashSet::new(); n],
+            thread_roots: vec![None; n],
+        }
+    }
+
+    /// The ledger as `state` has it for `providers` (and the discovered desks, when
+    /// `[discover]` is configured); with `rereport_since`, reports sent before it no longer
+    /// count as sent.
+    pub(crate) fn read(
+        settings: &Settings,
+        providers: &[Provider],
+        rereport_since: Option<DateTime<Utc>>,
+        state: Option<&State>,
+    ) -> Result<Self> {
+        let since = rereport_since.map(utc_text);
+        let mut ledger = Ledger {
+            reported: Vec::new(),
+            ever_sent: Vec::new(),
+            thread_roots: Vec::new(),
+        };
+        for p in providers {
+            match state {
+                Some(s) => {
+                    let mut reported = s.reported(p.name(), since.as_deref())?;
+                    // Only re-reports need to know who was sent before: without them every
+                    // IP ever sent is in `reported` and never selected again.
+                    let mut ever_sent = match since {
+                        Some(_) => s.ever_sent(p.name())?,
+                        None => HashSet::new(),
+                    };
+                    // An intake that refused a report's content refuses it again: wait for
+                    // a re-report instead of sending it every run.
+                    if p.config.delivery == config::Delivery::AwsAbuseApi {
+                        reported.extend(s.rejected_ips(p.name(), since.as_deref())?);
+                        // Test reports were validated, not acted on: with test off, their
+                        // addresses are reported for real, as first reports.
+                        if !settings.aws_api.as_ref().is_some_and(|a| a.test) {
+                            for ip in s.test_only_ips(p.name())? {
+                                reported.remove(&ip);
+                                ever_sent.remove(&ip);
+                            }
+                        }
+                    }
+                    ledger.reported.push(reported);
+                    ledger.ever_sent.push(ever_sent);
+                    ledger.thread_roots.push(s.thread_root(p.name())?);
+                }
+                None => {
+                    ledger.reported.push(HashSet::new());
+                    ledger.ever_sent.push(HashSet::new());
+                    ledger.thread_roots.push(None);
+                }
+            }
+        }
+        // An address reported to one discovered contact is not reported to another: the
+        // contacts share one entry. Their threads are each contact's own (see `plan`).
+        if settings.discover.is_some() {
+            let (reported, ever_sent) = match state {
+                Some(s) => (
+                    s.reported(CONTACT_DESKS, since.as_deref())?
+                        .into_iter()
+                        .chain(s.rejected_ips(CONTACT_DESKS, since.as_deref())?)
+                        .collect(),
+                    match since {
+                        Some(_) => s.ever_sent(CONTACT_DESKS)?,
+                        None => HashSet::new(),
+                    },
+                ),
+                None => (HashSet::new(), HashSet::new()),
+            };
+            ledger.reported.push(reported);
+            ledger.ever_sent.push(ever_sent);
+            ledger.thread_roots.push(None);
+        }
+        Ok(ledger)
+    }
+}
+
+/// The configuration file as the state remembers it: absolute, links resolved.
+pub(crate) fn config_name(settings: &Settings) -> String {
+    std::fs::canonicalize(&settings.file)
+        .unwrap_or_else(|_| settings.file.clone())
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Refuses a state that another configuration file runs on: each keeps a cursor per source,
+/// and two readers of one cursor would each lose what the other read. A configuration file
+/// that is gone, or now names another `state_dir`, has left it (a moved file is no conflict).
+pub fn check_owner(state: &State, settings: &Settings) -> Result<()> {
+    let me = config_name(settings);
+    let Some(other) = state.owner()?.filter(|o| *o != me) else {
+        return Ok(());
+    };
+    let other_path = Path::new(&other);
+    if !other_path.exists() {
+        return Ok(());
+    }
+    let same_dir = |a: &Path, b: &Path| match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    };
+    // Unreadable, it may still run: only a configuration that clearly left is let go.
+    let left = config::load(other_path).is_ok_and(|o| !same_dir(&o.state_dir, &settings.state_dir));
+    if left {
+        return Ok(());
+    }
+    Err(ConfigError(format!(
+        "{}: state_dir {} is the state of {other}, which still names it; two configurations on one state move each other's source cursors and lose lines. Give {me} a state_dir of its own, or, if {other} is no longer used, remove it or change its state_dir",
+        settings.file.display(),
+        settings.state_dir.display(),
+    ))
+    .into())
+}
+
+/// Makes this configuration the one that runs on the state, unless another one still does.
+pub(crate) fn claim(state: &mut State, settings: &Settings) -> Result<()> {
+    check_owner(state, settings)?;
+    let me = config_name(settings);
+    if state.owner()?.as_deref() != Some(me.as_str()) {
+        state.set_owner(&me)?;
+    }
+    Ok(())
+}
+
+/// The way a report goes out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Route {
+    /// `[mail]`: SMTP, sendmail or a folder.
+    Mail,
+    /// The AWS Abuse Signal API.
+    Api,
+}
+
+#[derive(Default)]
+pub(crate) struct Outcome {
+    pub(crate) sent: usize,
+    pub(crate) transient: Option<String>,
+    /// Routes that failed this run (transient or configuration): nothing more goes that way.
+    pub(crate) failed_routes: HashSet<Route>,
+    /// A mail setting is wrong (login, TLS, sendmail): fix it, then the report goes out.
+    pub(crate) unauthorized: Option<String>,
+    /// The same for the AWS API's credentials.
+    pub(crate) unauthorized_api: Option<String>,
+    pub(crate) rejected: Option<String>,
+    pub(crate) rejected_providers: HashSet<String>,
+    /// New reports not made this run (budget or outage); their IPs stay in the delta.
+    pub(crate) held: usize,
+    /// Parts of a split report written to the ledger but not tried: the next run sends them.
+    pub(crate) queued: usize,
+    /// Stored reports not retried this run.
+    pub(crate) waiting: usize,
+    /// Addresses left for a later run by discovery (lookups, a contact's one report a run).
+    pub(crate) unplanned: bool,
+}
+
+// The mail transport and the API are the two ways out; the ledger step is shared.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn deliver(
+    state: &mut State,
+    transport: &dyn Transport,
+    api: Option<&crate::aws_api::Api>,
+    settings: &Settings,
+    record: &ReportRecord,
+    now: DateTime<Utc>,
+    outcome: &mut Outcome,
+    verbosity: Verbosity,
+) -> Result<()> {
+    // Whatever the transport answers must reach the ledger: without that proven first, a
+    // report could go out on every run.
+    let attempt = state.begin_attempt(&record.id, record.message.len())?;
+    let api = api.filter(|a| a.serves(&record.provider));
+    let result = match api {
+        Some(api) => api.send(record),
+        // A request stored for the API, whose provider now reports by mail: it is no mail.
+        None if record.made_for_api() => Err(SendError::Rejected(format!(
+            "report {} was made for the AWS API, and the provider now reports by mail: its addresses go into the next report",
+            record.id
+        ))),
+        None => transport.send(
+            &record.id,
+            &settings.report.from,
+            &record.recipients,
+            &record.message,
+        ),
+    };
+    let at = utc_text(clock::now().unwrap_or(now));
+    let (status, detail) = match &result {
+        Ok(reply) => (Status::Sent, reply.clone()),
+        Err(SendError::Transient(e) | SendError::Config(e)) => (Status::Failed, e.clone()),
+        Err(SendError::Rejected(e)) => (Status::Rejected, e.clone()),
+    };
+    match (api, &result) {
+        (Some(_), Ok(remote_id)) => attempt.record_sent_remote(remote_id, &at),
+        _ => attempt.record(status, &detail, &at),
+    }
+    .with_context(|| {
+        format!(
+            "report {} was {}, but recording that failed",
+            record.id,
+            status.as_str()
+        )
+    })?;
+    match result {
+        Ok(_) => {
+            outcome.sent += 1;
+            if verbosity != Verbosity::Quiet {
+                println!(
+                    "report {} to {} ({} IPs): sent: {detail}",
+                    record.id,
+                    record.recipients.join(", "),
+                    record.ips.len()
+                );
+            }
+        }
+        Err(SendError::Transient(_) | SendError::Config(_)) => {
+            eprintln!(
+                "abuse-mailer: report {} not delivered (will retry): {detail}",
+                record.id
+            );
+            outcome.failed_routes.insert(match api {
+                Some(_) => Route::Api,
+                None => Route::Mail,
+            });
+            if matches!(result, Err(SendError::Config(_))) {
+                match api {
+                    Some(_) => outcome.unauthorized_api = Some(detail.clone()),
+                    None => outcome.unauthorized = Some(detail.clone()),
+                }
+            }
+            // Either way nothing more goes that way in this run.
+            outcome.transient = Some(detail);
+        }
+        Err(SendError::Rejected(_)) => {
+            eprintln!("abuse-mailer: report {} rejected: {detail}", record.id);
+            outcome.rejected = Some(detail);
+            outcome.rejected_providers.insert(record.provider.clone());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,324 @@
+//! What the commands print: `preview --json`/`run --json` reports, messages in mbox form, the
+//! summary line every run ends with, `history` and `show`.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::IpAddr;
+use std::time::Instant;
+
+use anyhow::Result;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::config::Settings;
+use crate::error::{EXIT_ERROR, EXIT_OK};
+use crate::ingest::Summary;
+use crate::plan::Planned;
+use crate::render::ReportIp;
+use crate::state::{HistoryFilter, ReportContact, State, Status};
+
+#[derive(Serialize)]
+pub(crate) struct JsonOutput<'a> {
+    pub(crate) reports: Vec<JsonReport<'a>>,
+    pub(crate) summary: Summary,
+    /// Observed sources that no configured provider holds.
+    pub(crate) unattributed: &'a Unattributed<'a>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct JsonReport<'a> {
+    /// `null` for a report to a discovered contact.
+    pub(crate) provider: Option<&'a str>,
+    /// Where a discovered contact's address came from; absent for a provider.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) contact: Option<&'a ReportContact>,
+    pub(crate) to: &'a [String],
+    pub(crate) subject: &'a str,
+    pub(crate) ips: Vec<JsonIp<'a>>,
+    pub(crate) excerpt: &'a [String],
+}
+
+#[derive(Serialize)]
+pub(crate) struct JsonIp<'a> {
+    pub(crate) ip: &'a str,
+    pub(crate) hits: u64,
+    pub(crate) first_seen: &'a str,
+    pub(crate) last_seen: &'a str,
+    pub(crate) asn: Option<u32>,
+    pub(crate) as_org: Option<&'a str>,
+    pub(crate) ports: &'a [u16],
+}
+
+impl<'a> From<&'a ReportIp> for JsonIp<'a> {
+    fn from(i: &'a ReportIp) -> Self {
+        JsonIp {
+            ip: &i.ip,
+            hits: i.hits,
+            first_seen: &i.first_seen,
+            last_seen: &i.last_seen,
+            asn: i.asn,
+            as_org: i.as_org.as_deref(),
+            ports: &i.ports,
+        }
+    }
+}
+
+/// The `unattributed` list, each entry made as it is written: with many sources in no
+/// provider (a scan, a flood), the whole list made first would cost more than the read.
+pub(crate) struct Unattributed<'a> {
+    pub(crate) ips: Vec<IpAddr>,
+    /// Makes the entry of one address (`None`: nothing is known of it any more).
+    pub(crate) entry: Box<dyn Fn(IpAddr) -> Result<Option<ReportIp>> + 'a>,
+}
+
+impl Serialize for Unattributed<'_> {
+    fn serialize<S: serde::Serializer>(&self, out: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error, SerializeSeq};
+        let mut seq = out.serialize_seq(None)?;
+        for ip in &self.ips {
+            let entry = (self.entry)(*ip).map_err(|e| S::Error::custom(format!("{e:#}")))?;
+            if let Some(entry) = entry {
+                seq.serialize_element(&JsonIp::from(&entry))?;
+            }
+        }
+        seq.end()
+    }
+}
+
+pub(crate) fn print_json(
+    planned: &[Planned],
+    summary: Summary,
+    unattributed: &Unattributed<'_>,
+) -> Result<()> {
+    let reports = planned
+        .iter()
+        .map(|p| JsonReport {
+            provider: match p.record.contact {
+                Some(_) => None,
+                None => Some(&p.report.provider),
+            },
+            contact: p.record.contact.as_ref(),
+            to: &p.report.to,
+            subject: &p.record.subject,
+            ips: p.report.ips.iter().map(JsonIp::from).collect(),
+            excerpt: &p.report.excerpt,
+        })
+        .collect();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    serde_json::to_writer_pretty(
+        &mut out,
+        &JsonOutput {
+            reports,
+            summary,
+            unattributed,
+        },
+    )?;
+    writeln!(out)?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Messages in mbox form: each after a `From ` line, with Unix line ends and `From ` quoting.
+pub(crate) fn print_mbox<'a>(
+    messages: impl Iterator<Item = &'a [u8]>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for message in messages {
+        writeln!(
+            out,
+            "From abuse-mailer {}",
+            now.format("%a %b %e %H:%M:%S %Y")
+        )?;
+        let text = String::from_utf8_lossy(message).replace("\r\n", "\n");
+        for line in text.lines() {
+            if line.trim_start_matches('>').starts_with("From ") {
+                write!(out, ">")?;
+            }
+            writeln!(out, "{line}")?;
+        }
+        writeln!(out)?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// The one line every run ends with.
+pub(crate) fn summary_line(
+    what: &str,
+    s: &Summary,
+    reports: &[Planned],
+    sent: usize,
+    started: Instant,
+) -> String {
+    let new = if reports.is_empty() {
+        "nothing new to report".to_string()
+    } else {
+        let mut by_provider: Vec<(&str, usize, usize)> = Vec::new();
+        for p in reports {
+            // Discovered contacts are many: they are counted together.
+            let name = match p.record.contact {
+                Some(_) => "discovered contacts",
+                None => p.record.provider.as_str(),
+            };
+            match by_provider.iter_mut().find(|(n, ..)| *n == name) {
+                Some((_, ips, messages)) => {
+                    *ips += p.record.ips.len();
+                    *messages += 1;
+                }
+                None => by_provider.push((name, p.record.ips.len(), 1)),
+            }
+        }
+        by_provider
+            .iter()
+            .map(|(name, ips, messages)| match messages {
+                1 => format!("{name}: {ips} new"),
+                _ => format!("{name}: {ips} new in {messages} messages"),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    // What the defaults left out, so that an operator sees why an address was not reported.
+    let mut left_out = Vec::new();
+    if s.lines_stale > 0 {
+        left_out.push(format!("{} lines older than max_age_days", s.lines_stale));
+    }
+    if s.lines_backscatter > 0 {
+        left_out.push(format!(
+            "{} lines answering our own traffic (backscatter)",
+            s.lines_backscatter
+        ));
+    }
+    if s.lines_counted_before > 0 {
+        left_out.push(format!(
+            "{} lines read again that an earlier read counted",
+            s.lines_counted_before
+        ));
+    }
+    if s.ips_below_min_hits > 0 {
+        left_out.push(format!(
+            "{} IPs below min_hits so far",
+            s.ips_below_min_hits
+        ));
+    }
+    let left_out = if left_out.is_empty() {
+        String::new()
+    } else {
+        format!("; not counted: {}", left_out.join(", "))
+    };
+    format!(
+        "abuse-mailer {what}: read {} lines ({} bytes), {} matched, {} malformed, {} IPs ({} in no provider){left_out}; {new}; {sent} sent; {:.2}s",
+        s.lines_read,
+        s.bytes_read,
+        s.lines_matched,
+        s.lines_malformed,
+        s.ips_observed,
+        s.ips_unattributed,
+        started.elapsed().as_secs_f64()
+    )
+}
+
+#[derive(Serialize)]
+pub(crate) struct JsonHistory<'a> {
+    pub(crate) id: &'a str,
+    /// `null` for a report to a discovered contact.
+    pub(crate) provider: Option<&'a str>,
+    /// Where a discovered contact's address came from; absent for a provider.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) contact: Option<&'a ReportContact>,
+    pub(crate) to: &'a [String],
+    pub(crate) subject: &'a str,
+    pub(crate) message_id: &'a str,
+    pub(crate) status: &'a str,
+    pub(crate) created_at: &'a str,
+    pub(crate) sent_at: Option<&'a str>,
+    pub(crate) ips: Vec<String>,
+    /// What a remote intake (the AWS API) said; null for mail.
+    pub(crate) remote: Option<crate::aws_api::JsonRemote<'a>>,
+}
+
+pub(crate) fn history(
+    settings: &Settings,
+    ip: Option<IpAddr>,
+    provider: Option<String>,
+    json: bool,
+) -> Result<u8> {
+    let state = State::open_read_only(&settings.state_dir)?;
+    let only = provider.clone();
+    let records = match &state {
+        Some(s) => s.history(&HistoryFilter { ip, provider })?,
+        None => Vec::new(),
+    };
+    let remotes = match &state {
+        Some(s) => s.remotes()?,
+        None => HashMap::new(),
+    };
+    let mut out = std::io::stdout().lock();
+    if json {
+        let rows: Vec<JsonHistory<'_>> = records
+            .iter()
+            .map(|r| JsonHistory {
+                id: &r.id,
+                provider: match r.contact {
+                    Some(_) => None,
+                    None => Some(&r.provider),
+                },
+                contact: r.contact.as_ref(),
+                to: &r.recipients,
+                subject: &r.subject,
+                message_id: &r.message_id,
+                status: r.status.as_str(),
+                created_at: &r.created_at,
+                sent_at: r.sent_at.as_deref(),
+                ips: r.ips.iter().map(|i| i.ip.to_string()).collect(),
+                remote: remotes.get(&r.id).map(Into::into),
+            })
+            .collect();
+        serde_json::to_writer_pretty(&mut out, &rows)?;
+        writeln!(out)?;
+        return Ok(EXIT_OK);
+    }
+    if records.is_empty() {
+        writeln!(out, "no reports")?;
+        return Ok(EXIT_OK);
+    }
+    writeln!(
+        out,
+        "{:<40} {:<20} {:<12} {:<8} {:>5}  subject",
+        "id", "created (UTC)", "provider", "status", "ips"
+    )?;
+    for r in &records {
+        writeln!(
+            out,
+            "{:<40} {:<20} {:<12} {:<8} {:>5}  {}",
+            r.id,
+            r.created_at,
+            r.provider,
+            r.status.as_str(),
+            r.ips.len(),
+            r.subject
+        )?;
+        if let Some(e) = r.last_error.as_deref().filter(|_| r.status != Status::Sent) {
+            writeln!(out, "{:<40} last error: {e}", "")?;
+        }
+        if let Some(remote) = remotes.get(&r.id) {
+            writeln!(out, "{:<40} {}", "", crate::aws_api::describe(remote))?;
+        }
+    }
+    if let Some(s) = &state {
+        for tally in crate::aws_api::tallies(s, settings, only.as_deref())? {
+            writeln!(out, "{tally}")?;
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+pub(crate) fn show(settings: &Settings, id: &str) -> Result<u8> {
+    let state = State::open_read_only(&settings.state_dir)?;
+    let Some(record) = state.as_ref().map(|s| s.report(id)).transpose()?.flatten() else {
+        eprintln!("abuse-mailer: no report {id:?} in the ledger (see `abuse-mailer history`)");
+        return Ok(EXIT_ERROR);
+    };
+    std::io::stdout().lock().write_all(&record.message)?;
+    Ok(EXIT_OK)
+}

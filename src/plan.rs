@@ -1,0 +1,559 @@
+//! Planning: from what was read to the reports a run would make. Each destination (a
+//! configured provider, or an abuse desk that discovery found) is a [`Desk`]; its delta is
+//! selected, enriched, split into parts that fit the size limits and rendered, with the
+//! evidence lines of its own addresses.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+
+use anyhow::Result;
+use chrono::{DateTime, Utc};
+
+use crate::clock::utc_text;
+use crate::config::{self};
+use crate::discover::{self, Contact, ContactCache, Discoverer, Limits};
+use crate::enrich::{Attacker, enrich};
+use crate::excerpt::{EvidenceLine, Window, densest};
+use crate::ingest::Observation;
+use crate::intake::{Intake, World};
+use crate::ledger::Ledger;
+use crate::provider::Provider;
+use crate::render::{Envelope, Report, fnv1a, message};
+use crate::select::delta;
+use crate::state::{ReportContact, ReportRecord, ReportedIp, State, Status};
+use lettre::message::Mailbox;
+
+/// One report ready to be recorded and sent (or printed).
+pub(crate) struct Planned {
+    pub(crate) report: Report,
+    pub(crate) record: ReportRecord,
+}
+
+/// Who a report goes to: a configured provider, or a contact that discovery found.
+pub(crate) struct Desk<'w> {
+    /// The ledger key: the provider's name, or `contact:<address>`.
+    pub(crate) key: String,
+    /// What the report calls it: the provider's name, or the contact's domain.
+    pub(crate) name: String,
+    /// The evidence bucket that holds its lines.
+    pub(crate) bucket: usize,
+    pub(crate) provider: Option<&'w Provider>,
+    pub(crate) contact: Option<&'w Contact>,
+    pub(crate) to: Vec<Mailbox>,
+    /// The first report sent to it, which later ones reply to.
+    pub(crate) thread_root: Option<String>,
+}
+
+impl Desk<'_> {
+    pub(crate) fn api(&self) -> bool {
+        self.provider
+            .is_some_and(|p| p.config.delivery == config::Delivery::AwsAbuseApi)
+    }
+
+    /// The name in report ids and Message-IDs.
+    pub(crate) fn id_name(&self) -> &str {
+        match self.contact {
+            Some(_) => "contact",
+            None => &self.name,
+        }
+    }
+}
+
+/// Addresses that planning leaves to a later run besides the reports it made.
+#[derive(Default)]
+pub(crate) struct Unplanned {
+    /// In no provider, and their contact not known yet: past `max_lookups_per_run`, or a
+    /// registry or resolver failed.
+    pub(crate) lookups_waiting: usize,
+    /// A few of the failures, to name them.
+    pub(crate) failures: Vec<String>,
+    /// Past what one report to a contact holds (a contact gets one report a run).
+    pub(crate) over_contact_report: usize,
+}
+
+impl Unplanned {
+    pub(crate) fn any(&self) -> bool {
+        self.lookups_waiting > 0 || self.over_contact_report > 0
+    }
+
+    /// Says on stderr what waits, and why.
+    pub(crate) fn tell(&self, world: &World<'_>) {
+        if self.lookups_waiting > 0 {
+            let max = world.discover.map_or(0, |d| d.max_lookups_per_run);
+            let why = match self.failures.first() {
+                Some(first) => format!("a lookup failed ({first})"),
+                None => format!("discover.max_lookups_per_run = {max} reached"),
+            };
+            eprintln!(
+                "abuse-mailer: {} address(es) in no provider wait for their abuse contact to be looked up by a later run: {why}",
+                self.lookups_waiting
+            );
+        }
+        if self.over_contact_report > 0 {
+            eprintln!(
+                "abuse-mailer: {} address(es) wait for a later run: a discovered contact gets one report a run",
+                self.over_contact_report
+            );
+        }
+    }
+}
+
+/// The records of `selected` as a report needs them: whole, with whether each is a re-report.
+pub(crate) fn whole_records(
+    intake: &Intake,
+    selected: &[&crate::select::Selected<'_>],
+    state: Option<&State>,
+) -> Result<Vec<(Observation, bool)>> {
+    // Selected by their heads; a report needs the whole records.
+    selected
+        .iter()
+        .map(|s| {
+            let o = intake.whole(s.observation.ip, state)?;
+            Ok((o.unwrap_or_else(|| s.observation.clone()), s.rereport))
+        })
+        .collect()
+}
+
+/// The reports this run would make: each provider's delta, then, with discovery, one digest
+/// per contact of the addresses in no provider. `cache` is where discovery remembers.
+pub(crate) fn plan(
+    world: &World<'_>,
+    intake: &Intake,
+    ledger: &Ledger,
+    only: Option<&str>,
+    state: Option<&State>,
+    cache: &mut dyn ContactCache,
+) -> Result<(Vec<Planned>, Unplanned)> {
+    let settings = world.settings;
+    let since = world.since();
+    let mut planned = Vec::new();
+    for (i, provider) in world.providers.iter().enumerate() {
+        if only.is_some_and(|o| o != provider.name()) {
+            continue;
+        }
+        let selected = delta(
+            &intake.observations,
+            &|ip| provider.matches(ip, world.asn(ip)),
+            &ledger.reported[i],
+            &ledger.ever_sent[i],
+            since,
+            &settings.report,
+        );
+        if selected.is_empty() {
+            continue;
+        }
+        let whole = whole_records(intake, &selected.iter().collect::<Vec<_>>(), state)?;
+        let mut attackers = enrich(whole, Some(provider), world.asn_db.as_ref());
+        // XARF v4 wants a source port for an address, and the API refuses a document
+        // without one: a source seen only over ICMP is for mail, not for the API.
+        if provider.config.delivery == config::Delivery::AwsAbuseApi {
+            let before = attackers.len();
+            attackers.retain(|a| a.observation.src_ports.iter().any(|p| *p > 0));
+            // Said on every run, so that nobody takes them for reported.
+            if attackers.len() < before {
+                eprintln!(
+                    "abuse-mailer: warning: {} address(es) of {} were seen only over ICMP (no source port); the AWS API takes no such report, so they are not reported",
+                    before - attackers.len(),
+                    provider.name()
+                );
+            }
+        }
+        let desk = Desk {
+            key: provider.name().to_string(),
+            name: provider.name().to_string(),
+            bucket: i,
+            provider: Some(provider),
+            contact: None,
+            to: provider.config.to.clone(),
+            thread_root: ledger.thread_roots[i].clone(),
+        };
+        planned.extend(plan_desk(world, intake, &desk, &attackers, state)?.0);
+    }
+    let mut unplanned = Unplanned::default();
+    if let Some(cfg) = world.discover
+        && only.is_none()
+    {
+        planned.extend(plan_contacts(
+            world,
+            intake,
+            ledger,
+            state,
+            cfg,
+            cache,
+            &mut unplanned,
+        )?);
+    }
+    Ok((planned, unplanned))
+}
+
+/// One digest per discovered contact of the addresses in no provider: each address's contact
+/// is looked up (the cache first, then the network within `max_lookups_per_run`), and each
+/// contact gets at most one report this run. Addresses whose lookup waits stay in the delta.
+pub(crate) fn plan_contacts(
+    world: &World<'_>,
+    intake: &Intake,
+    ledger: &Ledger,
+    state: Option<&State>,
+    cfg: &config::DiscoverConfig,
+    cache: &mut dyn ContactCache,
+    unplanned: &mut Unplanned,
+) -> Result<Vec<Planned>> {
+    let n = world.providers.len();
+    let selected = delta(
+        &intake.observations,
+        &|ip| world.in_no_provider(ip),
+        &ledger.reported[n],
+        &ledger.ever_sent[n],
+        world.since(),
+        &world.settings.report,
+    );
+    if selected.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut discoverer = Discoverer::new(cfg, Limits::default(), cache, world.now);
+    // Contacts in address order, each with its addresses in theirs: the same delta gives the
+    // same reports.
+    let mut by_contact: std::collections::BTreeMap<String, (Contact, Vec<&_>)> =
+        std::collections::BTreeMap::new();
+    for s in &selected {
+        match discoverer.lookup(s.observation.ip).outcome {
+            discover::Outcome::Found(c) => {
+                by_contact
+                    .entry(c.address.clone())
+                    .or_insert_with(|| (c, Vec::new()))
+                    .1
+                    .push(s);
+            }
+            // Decided: nobody to write to (until the cache entry expires).
+            discover::Outcome::Never(_) | discover::Outcome::NoContact => {}
+            discover::Outcome::Failed(why) => {
+                unplanned.lookups_waiting += 1;
+                if unplanned.failures.len() < 3 {
+                    unplanned
+                        .failures
+                        .push(format!("{}: {why}", s.observation.ip));
+                }
+            }
+            discover::Outcome::Deferred => unplanned.lookups_waiting += 1,
+        }
+    }
+    drop(discoverer);
+    let mut planned = Vec::new();
+    for (address, (contact, group)) in &by_contact {
+        let Ok(email) = address.parse::<lettre::Address>() else {
+            continue;
+        };
+        let whole = whole_records(intake, group, state)?;
+        let attackers = enrich(whole, None, world.asn_db.as_ref());
+        let key = crate::state::contact_key(address);
+        let thread_root = match state {
+            Some(s) => s.thread_root(&key)?,
+            None => None,
+        };
+        let desk = Desk {
+            key,
+            name: contact.domain().to_string(),
+            bucket: n,
+            provider: None,
+            contact: Some(contact),
+            to: vec![Mailbox::new(None, email)],
+            thread_root,
+        };
+        let (parts, left) = plan_desk(world, intake, &desk, &attackers, state)?;
+        unplanned.over_contact_report += left;
+        planned.extend(parts);
+    }
+    Ok(planned)
+}
+
+/// The reports of one destination's attackers: split by `max_ips_per_message` (one address
+/// each for XARF and the API) and `max_message_bytes`, numbered as parts of one thread. A
+/// discovered contact gets the first part only; returns how many addresses that leaves.
+pub(crate) fn plan_desk(
+    world: &World<'_>,
+    intake: &Intake,
+    desk: &Desk<'_>,
+    attackers: &[Attacker],
+    state: Option<&State>,
+) -> Result<(Vec<Planned>, usize)> {
+    let settings = world.settings;
+    // XARF names one source per report, and the API takes one source per report too; a
+    // contact's digest is one message, XARF or not.
+    let size = if (settings.report.xarf && desk.contact.is_none()) || desk.api() {
+        1
+    } else {
+        settings.report.max_ips_per_message.unwrap_or(usize::MAX)
+    };
+    let limit = settings.report.max_message_bytes;
+    let mut chunks: Vec<std::ops::Range<usize>> = (0..attackers.len())
+        .step_by(size)
+        .map(|start| start..(start + size).min(attackers.len()))
+        .collect();
+    let mut left = 0;
+    let one_report = |chunks: &mut Vec<std::ops::Range<usize>>, left: &mut usize| {
+        if desk.contact.is_some() && chunks.len() > 1 {
+            chunks.truncate(1);
+            *left = attackers.len() - chunks[0].len();
+        }
+    };
+    one_report(&mut chunks, &mut left);
+    // Numbered and rendered once; only when a part of several addresses is over the
+    // limit are the parts sized and rendered again.
+    let mut parts = number_parts(world, intake, desk, attackers, &chunks, state)?;
+    let over =
+        |p: &Planned, r: &std::ops::Range<usize>| r.len() > 1 && p.record.message.len() > limit;
+    if parts.iter().zip(&chunks).any(|(p, r)| over(p, r)) {
+        let mut fitted = fit_parts(world, intake, desk, attackers, chunks, state)?;
+        one_report(&mut fitted, &mut left);
+        parts = number_parts(world, intake, desk, attackers, &fitted, state)?;
+        chunks = fitted;
+    }
+    let mut kept = Vec::with_capacity(parts.len());
+    for (part, range) in parts.into_iter().zip(&chunks) {
+        // One address, too large even without log lines (a template that says a lot):
+        // it waits, named, and the others go out.
+        if part.record.message.len() > limit {
+            eprintln!(
+                "abuse-mailer: warning: the report on {} to {} is over report.max_message_bytes = {limit} even without log lines; it waits (raise the limit or shorten the templates)",
+                attackers[range.start].observation.ip, desk.name
+            );
+            continue;
+        }
+        kept.push(part);
+    }
+    Ok((kept, left))
+}
+
+/// Renders `ranges` of `attackers` as the numbered parts of one thread.
+pub(crate) fn number_parts(
+    world: &World<'_>,
+    intake: &Intake,
+    desk: &Desk<'_>,
+    attackers: &[Attacker],
+    ranges: &[std::ops::Range<usize>],
+    state: Option<&State>,
+) -> Result<Vec<Planned>> {
+    let mut parts = Vec::with_capacity(ranges.len());
+    let mut thread_root = desk.thread_root.clone();
+    for (k, range) in ranges.iter().enumerate() {
+        let part = plan_part(
+            world,
+            intake,
+            desk,
+            &attackers[range.clone()],
+            (k + 1, ranges.len()),
+            thread_root.as_deref(),
+            state,
+        )?;
+        // Later parts reply to the first, so a split report reads as one thread.
+        thread_root.get_or_insert_with(|| part.record.message_id.clone());
+        parts.push(part);
+    }
+    Ok(parts)
+}
+
+/// Splits `chunks` until each of several addresses fits `max_message_bytes`: a chunk is tried
+/// once as a part with the longest numbering and thread headers it could get, and only the
+/// halves of one that is too large are tried again. A part numbered for real is no larger.
+pub(crate) fn fit_parts(
+    world: &World<'_>,
+    intake: &Intake,
+    desk: &Desk<'_>,
+    attackers: &[Attacker],
+    chunks: Vec<std::ops::Range<usize>>,
+    state: Option<&State>,
+) -> Result<Vec<std::ops::Range<usize>>> {
+    let settings = world.settings;
+    let probe_root = format!(
+        "<{}-{}-{:016x}-99999@{}>",
+        world.now.format("%Y%m%dT%H%M%SZ"),
+        desk.id_name(),
+        u64::MAX,
+        settings.report.from.email.domain()
+    );
+    let probe_root = match &desk.thread_root {
+        Some(root) if root.len() > probe_root.len() => root.clone(),
+        _ => probe_root,
+    };
+    let mut fitted = Vec::with_capacity(chunks.len());
+    let mut queue: std::collections::VecDeque<std::ops::Range<usize>> = chunks.into();
+    while let Some(range) = queue.pop_front() {
+        if range.len() > 1 {
+            let trial = plan_part(
+                world,
+                intake,
+                desk,
+                &attackers[range.clone()],
+                (99_999, 99_999),
+                Some(&probe_root),
+                state,
+            )?;
+            if trial.record.message.len() > settings.report.max_message_bytes {
+                let mid = range.start + range.len() / 2;
+                queue.push_front(mid..range.end);
+                queue.push_front(range.start..mid);
+                continue;
+            }
+        }
+        fitted.push(range);
+    }
+    Ok(fitted)
+}
+
+/// One message: part `part.0` of `part.1` of a destination's delta.
+pub(crate) fn plan_part(
+    world: &World<'_>,
+    intake: &Intake,
+    desk: &Desk<'_>,
+    attackers: &[Attacker],
+    part: (usize, usize),
+    thread_root: Option<&str>,
+    state: Option<&State>,
+) -> Result<Planned> {
+    let settings = world.settings;
+    let ips: HashSet<IpAddr> = attackers.iter().map(|a| a.observation.ip).collect();
+    let pool: Vec<EvidenceLine> = intake.evidence[desk.bucket]
+        .iter()
+        .filter(|l| ips.contains(&l.ip))
+        .cloned()
+        .collect();
+    let window: Option<Window> = densest(
+        pool.clone(),
+        settings.report.sample_seconds,
+        settings.report.max_excerpt_lines,
+    );
+    let id = report_id(
+        world.now,
+        desk.id_name(),
+        &attackers
+            .iter()
+            .map(|a| a.observation.ip)
+            .collect::<Vec<_>>(),
+        state,
+    )?;
+    let message_id = format!("<{id}@{}>", settings.report.from.email.domain());
+    let head = Envelope {
+        from: &settings.report.from,
+        to: &desk.to,
+        cc: &settings.report.cc,
+        reply_to: settings.report.reply_to.as_ref(),
+        message_id: &message_id,
+        thread_root,
+        date: world.now,
+    };
+    // A part of one address that is still too large carries fewer log lines (long lines
+    // can be forged): halved until it fits, the address's own lines last of all.
+    let api = desk.api();
+    let mut lines = usize::MAX;
+    let (report, subject, bytes) = loop {
+        let mut report = Report::new(
+            &desk.name,
+            &desk.to,
+            attackers,
+            window.as_ref(),
+            &settings.report,
+            settings.zone,
+            world.now,
+        )
+        .part(part.0, part.1)
+        .with_evidence(&pool, &settings.report, lines);
+        report.excerpt.truncate(lines);
+        let (subject, body) = world.templates.render(&report)?;
+        // An API report stores the exact request body: a retry sends the same clientToken
+        // with the same payload.
+        let bytes = if api {
+            let test = settings.aws_api.as_ref().is_some_and(|a| a.test);
+            crate::aws_api::request_body(&report, &id, &message_id, test)?
+        } else {
+            let document = report
+                .xarf
+                .then(|| crate::xarf::document(&report, &message_id));
+            message(
+                &head,
+                &subject,
+                &body,
+                &report,
+                &settings.report,
+                document.as_ref(),
+            )?
+        };
+        if bytes.len() <= settings.report.max_message_bytes || attackers.len() > 1 || lines == 0 {
+            break (report, subject, bytes);
+        }
+        lines = lines.min(
+            report
+                .excerpt
+                .len()
+                .max(crate::render::EVIDENCE_PER_ADDRESS),
+        ) / 2;
+    };
+    let recipients = if api {
+        vec![crate::aws_api::destination(settings)]
+    } else {
+        desk.to
+            .iter()
+            .chain(&settings.report.cc)
+            .map(|m| m.email.to_string())
+            .collect()
+    };
+    let record = ReportRecord {
+        id,
+        provider: desk.key.clone(),
+        recipients,
+        subject,
+        message_id,
+        status: Status::Sending,
+        created_at: utc_text(world.now),
+        sent_at: None,
+        attempts: 0,
+        last_error: None,
+        server_reply: None,
+        ips: attackers
+            .iter()
+            .map(|a| ReportedIp {
+                ip: a.observation.ip,
+                hits: a.observation.hits,
+                first_seen: a.observation.first_seen,
+                last_seen: a.observation.last_seen,
+            })
+            .collect(),
+        message: bytes,
+        contact: desk.contact.map(|c| ReportContact {
+            address: c.address.clone(),
+            source: c.source.name().to_string(),
+            network: c.network.map(|n| n.to_string()),
+        }),
+    };
+    Ok(Planned { report, record })
+}
+
+/// `20260125T235125Z-aws-1a2b3c4d5e6f7a8b`: time, provider and a 64-bit hash of the IPs, so
+/// that ids from several writers, and the thousands of one-address reports of one run, do not
+/// collide; a taken id gets a counter.
+pub(crate) fn report_id(
+    now: DateTime<Utc>,
+    provider: &str,
+    ips: &[IpAddr],
+    state: Option<&State>,
+) -> Result<String> {
+    let text = ips
+        .iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let base = format!(
+        "{}-{provider}-{:016x}",
+        now.format("%Y%m%dT%H%M%SZ"),
+        fnv1a(text.as_bytes())
+    );
+    let Some(state) = state else {
+        return Ok(base);
+    };
+    let mut id = base.clone();
+    let mut n = 2;
+    while state.report_exists(&id)? {
+        id = format!("{base}-{n}");
+        n += 1;
+    }
+    Ok(id)
+}
