@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 
-use crate::config::{Security, Settings, SourceKind, TransportConfig};
+use crate::config::{BootstrapLocation, Security, Settings, SourceKind, TransportConfig};
 use crate::enrich::AsnDb;
 use crate::error::{EXIT_CONFIG, EXIT_ERROR, EXIT_OK, one_line};
 use crate::provider::Provider;
@@ -79,6 +79,8 @@ fn quoted(prefixes: &[String]) -> String {
         .join(" or ")
 }
 
+/// Checks the configuration and everything it names, one section after the other, and says
+/// so line by line; the exit status is the worst verdict (78 for a setting to fix).
 pub fn check(settings: &Settings, now: DateTime<Utc>, smtp: bool) -> Result<u8> {
     let mut t = Tally::default();
     t.ok(
@@ -91,6 +93,24 @@ pub fn check(settings: &Settings, now: DateTime<Utc>, smtp: bool) -> Result<u8> 
             settings.zone.name()
         ),
     );
+    check_sources(&mut t, settings);
+    let names = check_providers(&mut t, settings);
+    check_asn_db(&mut t, settings, now);
+    check_templates(&mut t, settings, &names, now);
+    check_discover(&mut t, settings);
+    check_state(&mut t, settings);
+    check_mail(&mut t, settings, smtp);
+    Ok(if t.config_errors > 0 {
+        EXIT_CONFIG
+    } else if t.other_errors > 0 {
+        EXIT_ERROR
+    } else {
+        EXIT_OK
+    })
+}
+
+/// Each source: journalctl runs, or the file exists and its last lines carry a prefix.
+fn check_sources(t: &mut Tally, settings: &Settings) {
     for s in &settings.sources {
         let path = match &s.kind {
             SourceKind::File(path) => path,
@@ -132,6 +152,10 @@ pub fn check(settings: &Settings, now: DateTime<Utc>, smtp: bool) -> Result<u8> 
             Err(e) => t.config("source", &format!("{shown}: {e}")),
         }
     }
+}
+
+/// Each provider's range file loads; returns the names of those that do.
+fn check_providers<'s>(t: &mut Tally, settings: &'s Settings) -> Vec<&'s str> {
     let mut names = Vec::new();
     for p in &settings.providers {
         match Provider::load(p) {
@@ -154,6 +178,11 @@ pub fn check(settings: &Settings, now: DateTime<Utc>, smtp: bool) -> Result<u8> 
             Err(e) => t.config("ranges", &one_line(&e)),
         }
     }
+    names
+}
+
+/// The ASN database opens and is recent enough.
+fn check_asn_db(t: &mut Tally, settings: &Settings, now: DateTime<Utc>) {
     match &settings.asn_db {
         None => t.ok("asn_db", "not configured: reports carry no AS numbers"),
         Some(path) => match AsnDb::open(path) {
@@ -180,7 +209,11 @@ pub fn check(settings: &Settings, now: DateTime<Utc>, smtp: bool) -> Result<u8> 
             Err(e) => t.config("asn_db", &one_line(&e)),
         },
     }
-    match Templates::load(settings.report.templates_dir.as_deref(), &names) {
+}
+
+/// The templates load and render a sample report.
+fn check_templates(t: &mut Tally, settings: &Settings, names: &[&str], now: DateTime<Utc>) {
+    match Templates::load(settings.report.templates_dir.as_deref(), names) {
         Ok(templates) => {
             let sample = Report::new(
                 "sample",
@@ -198,6 +231,10 @@ pub fn check(settings: &Settings, now: DateTime<Utc>, smtp: bool) -> Result<u8> 
         }
         Err(e) => t.config("templates", &one_line(&e)),
     }
+}
+
+/// The state opens and belongs to this configuration.
+fn check_state(t: &mut Tally, settings: &Settings) {
     match State::open_read_only(&settings.state_dir) {
         Ok(Some(state)) => match crate::ledger::check_owner(&state, settings) {
             // Another configuration runs on this state: a run would refuse it (78).
@@ -222,6 +259,10 @@ pub fn check(settings: &Settings, now: DateTime<Utc>, smtp: bool) -> Result<u8> 
         ),
         Err(e) => t.other("state", &one_line(&e)),
     }
+}
+
+/// The mail transport: described, and with `smtp` contacted (EHLO, STARTTLS, AUTH).
+fn check_mail(t: &mut Tally, settings: &Settings, smtp: bool) {
     match &settings.mail.transport {
         TransportConfig::Smtp(c) => {
             let security = match c.security {
@@ -272,11 +313,43 @@ pub fn check(settings: &Settings, now: DateTime<Utc>, smtp: bool) -> Result<u8> 
             t.ok("mail", &format!("file: .eml files into {}", dir.display()))
         }
     }
-    Ok(if t.config_errors > 0 {
-        EXIT_CONFIG
-    } else if t.other_errors > 0 {
-        EXIT_ERROR
-    } else {
-        EXIT_OK
-    })
+}
+
+/// Contact discovery: off, or where it looks (a bootstrap folder must hold both files; the
+/// network is not contacted).
+fn check_discover(t: &mut Tally, settings: &Settings) {
+    let Some(d) = &settings.discover else {
+        t.ok(
+            "discover",
+            "off: addresses in no provider are counted, not reported",
+        );
+        return;
+    };
+    let boot = match &d.rdap_bootstrap {
+        BootstrapLocation::Url(url) => url.clone(),
+        BootstrapLocation::Folder(dir) => {
+            for name in ["ipv4.json", "ipv6.json"] {
+                let file = dir.join(name);
+                if let Err(e) = std::fs::metadata(&file) {
+                    t.config(
+                        "discover",
+                        &format!("discover.rdap_bootstrap: {}: {e}", file.display()),
+                    );
+                }
+            }
+            dir.display().to_string()
+        }
+    };
+    let abusix = match (d.abusix, &d.dns_server) {
+        (false, _) => "no Abusix".to_string(),
+        (true, Some(server)) => format!("then Abusix through {server}"),
+        (true, None) => "then Abusix through the system's resolver".to_string(),
+    };
+    t.ok(
+        "discover",
+        &format!(
+            "RDAP from {boot}, {abusix}; answers kept {} days, at most {} lookups a run (not contacted)",
+            d.cache_days, d.max_lookups_per_run
+        ),
+    );
 }

@@ -504,6 +504,8 @@ fn is_snippet_line(line: &str) -> bool {
     rest.starts_with('|')
 }
 
+/// Checks a parsed configuration section by section; the first mistake is the error, naming
+/// the file and the key.
 fn check(file: &Path, raw: RawConfig) -> Result<Settings, ConfigError> {
     let base = file.parent().unwrap_or(Path::new("."));
     let err = |key: &str, what: String| ConfigError(format!("{}: {key}: {what}", file.display()));
@@ -517,8 +519,49 @@ fn check(file: &Path, raw: RawConfig) -> Result<Settings, ConfigError> {
     let zone =
         Zone::parse(raw.timezone.as_deref().unwrap_or("local")).map_err(|e| err("timezone", e))?;
 
+    let sources = sources(raw.source, &err, &resolve)?;
+    let providers = providers(raw.provider, raw.enrich.asn_db.is_some(), &err, &resolve)?;
+    let report = report(raw.report, &err, &resolve)?;
+    let (transport, max_messages_per_run) = mail(raw.mail, file, &err, &resolve)?;
+    let aws_api = aws_api(raw.aws_api, &providers, &err, &resolve)?;
+    let discover = discover(raw.discover, &err, &resolve)?;
+    // Discovered contacts are one more destination beside the providers while reading.
+    if discover.is_some() && providers.len() > 63 {
+        return Err(err(
+            "provider",
+            "at most 63 providers while [discover] is enabled".into(),
+        ));
+    }
+
+    Ok(Settings {
+        file: file.to_path_buf(),
+        state_dir: resolve(
+            raw.state_dir
+                .as_deref()
+                .unwrap_or(Path::new("/var/lib/abuse-mailer")),
+        ),
+        zone,
+        sources,
+        providers,
+        report,
+        asn_db: raw.enrich.asn_db.as_deref().map(resolve),
+        mail: MailConfig {
+            transport,
+            max_messages_per_run,
+        },
+        aws_api,
+        discover,
+    })
+}
+
+/// Checks the `[[source]]` list: a path or journald each, non-empty prefixes, no source twice.
+fn sources(
+    raw: Vec<RawSource>,
+    err: &dyn Fn(&str, String) -> ConfigError,
+    resolve: &dyn Fn(&Path) -> PathBuf,
+) -> Result<Vec<SourceConfig>, ConfigError> {
     let mut sources = Vec::new();
-    for (i, s) in raw.source.into_iter().enumerate() {
+    for (i, s) in raw.into_iter().enumerate() {
         let key = format!("source[{i}]");
         let kind = match (s.path, s.journald.unwrap_or(false)) {
             (Some(_), true) => {
@@ -568,8 +611,18 @@ fn check(file: &Path, raw: RawConfig) -> Result<Settings, ConfigError> {
         ));
     }
 
+    Ok(sources)
+}
+
+/// Checks the `[[provider]]` list: names, addresses, range files or ASNs, regions, delivery.
+fn providers(
+    raw: Vec<RawProvider>,
+    has_asn_db: bool,
+    err: &dyn Fn(&str, String) -> ConfigError,
+    resolve: &dyn Fn(&Path) -> PathBuf,
+) -> Result<Vec<ProviderConfig>, ConfigError> {
     let mut providers: Vec<ProviderConfig> = Vec::new();
-    for (i, p) in raw.provider.into_iter().enumerate() {
+    for (i, p) in raw.into_iter().enumerate() {
         let key = format!("provider[{i}]");
         let name = p.name.trim().to_string();
         if name.is_empty()
@@ -616,7 +669,7 @@ fn check(file: &Path, raw: RawConfig) -> Result<Settings, ConfigError> {
                 "missing: the provider's IP range file (or asns)".into(),
             ));
         }
-        if by_asn && raw.enrich.asn_db.is_none() {
+        if by_asn && !has_asn_db {
             return Err(err(
                 &format!("{key}.asns"),
                 "matching by ASN needs [enrich] asn_db".into(),
@@ -657,7 +710,16 @@ fn check(file: &Path, raw: RawConfig) -> Result<Settings, ConfigError> {
         return Err(err("provider", "at most 64 providers".into()));
     }
 
-    let Some(r) = raw.report else {
+    Ok(providers)
+}
+
+/// Checks `[report]`: the sender, limits, redaction and what is never reported.
+fn report(
+    raw: Option<RawReport>,
+    err: &dyn Fn(&str, String) -> ConfigError,
+    resolve: &dyn Fn(&Path) -> PathBuf,
+) -> Result<ReportConfig, ConfigError> {
+    let Some(r) = raw else {
         return Err(err(
             "report",
             "missing [report] section with from = \"Name <address>\"".into(),
@@ -716,7 +778,7 @@ fn check(file: &Path, raw: RawConfig) -> Result<Settings, ConfigError> {
         .iter()
         .map(|c| parse_net(c).map_err(|e| err("report.ignore", e)))
         .collect::<Result<Vec<_>, _>>()?;
-    let report = ReportConfig {
+    Ok(ReportConfig {
         from,
         cc,
         reply_to,
@@ -743,9 +805,17 @@ fn check(file: &Path, raw: RawConfig) -> Result<Settings, ConfigError> {
         max_message_bytes,
         max_age_days: r.max_age_days.unwrap_or(30),
         backscatter: r.backscatter.unwrap_or(false),
-    };
+    })
+}
 
-    let m = raw.mail;
+/// Checks `[mail]`: the transport and its settings (`file` is the configuration file, whose
+/// permissions matter when it holds the password), and the per-run budget.
+fn mail(
+    m: RawMail,
+    file: &Path,
+    err: &dyn Fn(&str, String) -> ConfigError,
+    resolve: &dyn Fn(&Path) -> PathBuf,
+) -> Result<(TransportConfig, u32), ConfigError> {
     // Bounded so that the deadlines built on it (send::Deadlines) stay sensible.
     let timeout_secs = m.timeout_secs.unwrap_or(30);
     if !(1..=3600).contains(&timeout_secs) {
@@ -901,36 +971,7 @@ fn check(file: &Path, raw: RawConfig) -> Result<Settings, ConfigError> {
             ));
         }
     };
-    let max_messages_per_run = m.max_messages_per_run.unwrap_or(10);
-    let aws_api = aws_api(raw.aws_api, &providers, &err, &resolve)?;
-    let discover = discover(raw.discover, &err, &resolve)?;
-    // Discovered contacts are one more destination beside the providers while reading.
-    if discover.is_some() && providers.len() > 63 {
-        return Err(err(
-            "provider",
-            "at most 63 providers while [discover] is enabled".into(),
-        ));
-    }
-
-    Ok(Settings {
-        file: file.to_path_buf(),
-        state_dir: resolve(
-            raw.state_dir
-                .as_deref()
-                .unwrap_or(Path::new("/var/lib/abuse-mailer")),
-        ),
-        zone,
-        sources,
-        providers,
-        report,
-        asn_db: raw.enrich.asn_db.as_deref().map(resolve),
-        mail: MailConfig {
-            transport,
-            max_messages_per_run,
-        },
-        aws_api,
-        discover,
-    })
+    Ok((transport, m.max_messages_per_run.unwrap_or(10)))
 }
 
 /// Checks `[discover]`; every key is checked even while `enabled` is not true, so turning it

@@ -528,3 +528,28 @@ fn digests_go_over_smtp_to_their_desk_and_a_refusing_desk_is_not_retried_every_r
     assert_eq!(ledger[2]["status"], "rejected");
     assert_eq!(ledger[2]["contact"]["address"], "abuse@zone-c.fr");
 }
+
+/// `check` says where discovery looks without contacting anyone, and names a bootstrap
+/// folder that lacks a file.
+#[test]
+fn check_describes_discovery_without_a_lookup() {
+    let (rdap, dns) = (Rdap::start(), Dns::start());
+    let s = setup(&rdap, &dns, "max_lookups_per_run = 7", "");
+    s.write("messages", "");
+    let ok = s.run(&["check"]);
+    assert_eq!(ok.code, 0, "{}{}", ok.stdout, ok.stderr);
+    assert!(
+        ok.stdout.contains("at most 7 lookups a run"),
+        "{}",
+        ok.stdout
+    );
+    std::fs::remove_file(s.path("bootstrap/ipv6.json")).unwrap();
+    let missing = s.run(&["check"]);
+    assert_eq!(missing.code, 78, "{}", missing.stdout);
+    assert!(
+        missing.stdout.contains("discover.rdap_bootstrap") && missing.stdout.contains("ipv6.json"),
+        "{}",
+        missing.stdout
+    );
+    assert!(rdap.asked().is_empty() && dns.asked().is_empty());
+}
