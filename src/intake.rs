@@ -7,7 +7,7 @@
 //! those the ledger moved, not at every IP ever seen, so a run with nothing new costs the same
 //! whatever the history.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::IsTerminal;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -21,7 +21,7 @@ use crate::config::{self, Settings, SourceKind};
 use crate::enrich::AsnDb;
 use crate::error::{ConfigError, one_line};
 use crate::excerpt::{self, EvidenceLine};
-use crate::ingest::{Attribution, Ingest, Observation, Observations, Summary};
+use crate::ingest::{Attribution, Ingest, Observation, Observations, SmallSet, Summary};
 use crate::journal;
 use crate::ledger::Ledger;
 use crate::parse::LineParser;
@@ -157,10 +157,40 @@ impl<'s> World<'s> {
         keys
     }
 
-    /// Whether `ip` is in no configured provider: a case for discovery.
-    pub(crate) fn in_no_provider(&self, ip: IpAddr) -> bool {
+    /// Where a report on `ip` goes, decided once per address: every configured provider
+    /// whose ranges or ASNs hold it, else, with discovery, the desk of its network; nowhere
+    /// (an empty set) without either. Configured providers always win over discovery.
+    pub(crate) fn route(&self, ip: IpAddr) -> SmallSet<Destination> {
         let asn = self.asn(ip);
-        !self.providers.iter().any(|p| p.matches(ip, asn))
+        let mut to: SmallSet<Destination> = self
+            .providers
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.matches(ip, asn))
+            .map(|(i, _)| Destination::Provider(i))
+            .collect();
+        if to.is_empty() && self.discover.is_some() {
+            to.insert(Destination::Discovered);
+        }
+        to
+    }
+
+    /// [`World::route`] of each address observed, by address.
+    pub(crate) fn routes(&self, observations: &Observations) -> Routes {
+        Routes(
+            observations
+                .iter()
+                .map(|o| (o.ip, self.route(o.ip)))
+                .collect(),
+        )
+    }
+
+    /// The evidence bucket and ledger entry of a destination (see [`World::desk_keys`]).
+    pub(crate) fn bucket(&self, to: Destination) -> usize {
+        match to {
+            Destination::Provider(i) => i,
+            Destination::Discovered => self.providers.len(),
+        }
     }
 
     /// The origin AS of `ip`, when an ASN database is configured.
@@ -280,29 +310,19 @@ pub(crate) fn ingest(
     let attribute = |ip: IpAddr| {
         let mut a = Attribution::default();
         let reportable = is_reportable(ip) && !is_ignored(ip, &settings.report.ignore);
-        let asn = world.asn(ip);
-        for (i, p) in world.providers.iter().enumerate() {
-            if p.matches(ip, asn) {
-                a.providers |= 1 << i;
-                // A ledger that cannot be read ends the run after the read (below).
-                if reportable
-                    && ledger_now()
-                        .as_ref()
-                        .is_ok_and(|l| !l.reported[i].contains(&ip))
-                {
-                    a.candidates |= 1 << i;
-                }
+        for to in world.route(ip) {
+            let bucket = world.bucket(to);
+            if let Destination::Provider(_) = to {
+                a.providers |= 1 << bucket;
             }
-        }
-        let n = world.providers.len();
-        if world.discover.is_some()
-            && a.providers == 0
-            && reportable
-            && ledger_now()
-                .as_ref()
-                .is_ok_and(|l| !l.reported[n].contains(&ip))
-        {
-            a.candidates |= 1 << n;
+            // A ledger that cannot be read ends the run after the read (below).
+            if reportable
+                && ledger_now()
+                    .as_ref()
+                    .is_ok_and(|l| !l.reported[bucket].contains(&ip))
+            {
+                a.candidates |= 1 << bucket;
+            }
         }
         a
     };
@@ -570,27 +590,44 @@ impl Intake {
     }
 }
 
+/// Who a report on an address goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum Destination {
+    /// A configured provider, by its place in the configuration.
+    Provider(usize),
+    /// The abuse desk of the address's network, which discovery looks up.
+    Discovered,
+}
+
+/// Where each address goes, as [`World::route`] decided it.
+pub(crate) struct Routes(HashMap<IpAddr, SmallSet<Destination>>);
+
+impl Routes {
+    /// Whether a report on `ip` goes to `to`.
+    pub(crate) fn goes(&self, ip: IpAddr, to: Destination) -> bool {
+        self.0.get(&ip).is_some_and(|r| r.contains(&to))
+    }
+
+    /// The destinations some address goes to, in order.
+    pub(crate) fn destinations(&self) -> Vec<Destination> {
+        let all: SmallSet<Destination> = self.0.values().flatten().copied().collect();
+        all.into_iter().collect()
+    }
+}
+
 /// How many addresses `min_hits` holds back this run, for the summary.
 pub(crate) fn count_below_min_hits(
     world: &World<'_>,
     observations: &Observations,
     ledger: &Ledger,
 ) -> u64 {
+    let routes = world.routes(observations);
     let mut held: HashSet<IpAddr> = HashSet::new();
-    for (i, provider) in world.providers.iter().enumerate() {
+    for to in routes.destinations() {
         held.extend(crate::select::below_min_hits(
             observations,
-            &|ip| provider.matches(ip, world.asn(ip)),
-            &ledger.reported[i],
-            world.fresh_since(),
-            &world.settings.report,
-        ));
-    }
-    if world.discover.is_some() {
-        held.extend(crate::select::below_min_hits(
-            observations,
-            &|ip| world.in_no_provider(ip),
-            &ledger.reported[world.providers.len()],
+            &|ip| routes.goes(ip, to),
+            &ledger.reported[world.bucket(to)],
             world.fresh_since(),
             &world.settings.report,
         ));

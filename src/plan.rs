@@ -15,7 +15,7 @@ use crate::discover::{self, Contact, ContactCache, Discoverer, Limits};
 use crate::enrich::{Attacker, enrich};
 use crate::excerpt::{EvidenceLine, Window, densest};
 use crate::ingest::Observation;
-use crate::intake::{Intake, World};
+use crate::intake::{Destination, Intake, Routes, World};
 use crate::ledger::Ledger;
 use crate::provider::Provider;
 use crate::render::{Envelope, Report, fnv1a, message};
@@ -126,6 +126,7 @@ pub(crate) fn plan(
 ) -> Result<(Vec<Planned>, Unplanned)> {
     let settings = world.settings;
     let since = world.since();
+    let routes = world.routes(&intake.observations);
     let mut planned = Vec::new();
     for (i, provider) in world.providers.iter().enumerate() {
         if only.is_some_and(|o| o != provider.name()) {
@@ -133,7 +134,7 @@ pub(crate) fn plan(
         }
         let selected = delta(
             &intake.observations,
-            &|ip| provider.matches(ip, world.asn(ip)),
+            &|ip| routes.goes(ip, Destination::Provider(i)),
             &ledger.reported[i],
             &ledger.ever_sent[i],
             since,
@@ -178,8 +179,8 @@ pub(crate) fn plan(
             intake,
             ledger,
             state,
-            cfg,
-            cache,
+            (cfg, cache),
+            &routes,
             &mut unplanned,
         )?);
     }
@@ -194,14 +195,14 @@ pub(crate) fn plan_contacts(
     intake: &Intake,
     ledger: &Ledger,
     state: Option<&State>,
-    cfg: &config::DiscoverConfig,
-    cache: &mut dyn ContactCache,
+    (cfg, cache): (&config::DiscoverConfig, &mut dyn ContactCache),
+    routes: &Routes,
     unplanned: &mut Unplanned,
 ) -> Result<Vec<Planned>> {
-    let n = world.providers.len();
+    let n = world.bucket(Destination::Discovered);
     let selected = delta(
         &intake.observations,
-        &|ip| world.in_no_provider(ip),
+        &|ip| routes.goes(ip, Destination::Discovered),
         &ledger.reported[n],
         &ledger.ever_sent[n],
         world.since(),
