@@ -69,6 +69,9 @@ pub(crate) struct Unplanned {
     pub(crate) failures: Vec<String>,
     /// Past what one report to a contact holds (a contact gets one report a run).
     pub(crate) over_contact_report: usize,
+    /// In no provider with no log line kept (seen before discovery was enabled): not
+    /// reported to a discovered desk unless they are logged again.
+    pub(crate) without_lines: usize,
 }
 
 impl Unplanned {
@@ -87,6 +90,12 @@ impl Unplanned {
             eprintln!(
                 "abuse-mailer: {} address(es) in no provider wait for their abuse contact to be looked up by a later run: {why}",
                 self.lookups_waiting
+            );
+        }
+        if self.without_lines > 0 {
+            eprintln!(
+                "abuse-mailer: {} address(es) in no provider have no log lines kept (seen before [discover] was enabled): they are reported to their network's desk only if they are logged again",
+                self.without_lines
             );
         }
         if self.over_contact_report > 0 {
@@ -208,6 +217,15 @@ pub(crate) fn plan_contacts(
         world.since(),
         &world.settings.report,
     );
+    // A desk that never heard from us is shown the log lines: an address with none kept (seen
+    // before discovery was enabled) is not reported to it, unless it is logged again.
+    let shown: HashSet<IpAddr> = intake.evidence[n].iter().map(|l| l.ip).collect();
+    let before = selected.len();
+    let selected: Vec<_> = selected
+        .into_iter()
+        .filter(|s| shown.contains(&s.observation.ip))
+        .collect();
+    unplanned.without_lines += before - selected.len();
     if selected.is_empty() {
         return Ok(Vec::new());
     }
