@@ -192,6 +192,10 @@ CREATE TABLE rdap_bootstrap (
     body       BLOB NOT NULL,
     fetched_at INTEGER NOT NULL
 );
+CREATE TABLE lookup_failure (
+    ip        TEXT PRIMARY KEY,
+    failed_at INTEGER NOT NULL
+) WITHOUT ROWID;
 ALTER TABLE report ADD COLUMN contact_source TEXT;
 ALTER TABLE report ADD COLUMN contact_network TEXT;
 "#,

@@ -103,6 +103,15 @@ pub trait ContactCache {
     /// The last bootstrap file of a family, however old.
     fn bootstrap(&self, family: u8) -> anyhow::Result<Option<BootstrapCopy>>;
     fn store_bootstrap(&mut self, copy: BootstrapCopy) -> anyhow::Result<()>;
+    /// When each address whose lookup failed last failed (Unix seconds): a run looks those
+    /// up after the others, so that a few that always fail cannot take every run's lookups.
+    fn failures(&self) -> anyhow::Result<std::collections::HashMap<IpAddr, i64>> {
+        Ok(std::collections::HashMap::new())
+    }
+    /// Remembers that looking `ip` up failed at `at`.
+    fn note_failure(&mut self, _ip: IpAddr, _at: DateTime<Utc>) -> anyhow::Result<()> {
+        Ok(())
+    }
 }
 
 /// Entries in memory, for tests and for a run without a state table.
@@ -110,6 +119,7 @@ pub trait ContactCache {
 pub struct MemoryCache {
     pub entries: Vec<CacheEntry>,
     pub bootstraps: Vec<BootstrapCopy>,
+    pub failures: std::collections::HashMap<IpAddr, i64>,
 }
 
 impl ContactCache for MemoryCache {
@@ -142,6 +152,15 @@ impl ContactCache for MemoryCache {
     fn store_bootstrap(&mut self, copy: BootstrapCopy) -> anyhow::Result<()> {
         self.bootstraps.retain(|b| b.family != copy.family);
         self.bootstraps.push(copy);
+        Ok(())
+    }
+
+    fn failures(&self) -> anyhow::Result<std::collections::HashMap<IpAddr, i64>> {
+        Ok(self.failures.clone())
+    }
+
+    fn note_failure(&mut self, ip: IpAddr, at: DateTime<Utc>) -> anyhow::Result<()> {
+        self.failures.insert(ip, at.timestamp());
         Ok(())
     }
 }

@@ -296,12 +296,16 @@ impl<'c> Discoverer<'c> {
 
     /// The registry's answer for `ip` as an entry to remember, or why there is none yet.
     fn rdap(&mut self, ip: IpAddr) -> Result<CacheEntry, String> {
-        let (boot_origin, base) = {
+        let (boot_origin, served) = {
             let origin = self.bootstrap_origin(ip);
             let boot = self.bootstrap(ip)?;
-            (origin, boot.server_for(ip).map(str::to_string))
+            (
+                origin,
+                boot.service_for(ip)
+                    .map(|(net, url)| (net, url.to_string())),
+            )
         };
-        let Some(base) = base else {
+        let Some((served, base)) = served else {
             // No registry serves the address (reserved space): nothing RDAP can say.
             return Ok(self.entry(Source::Rdap, (ip, ip), None, boot_origin, None));
         };
@@ -337,13 +341,21 @@ impl<'c> Discoverer<'c> {
             .iter()
             .find_map(|e| address::check(e).ok())
             .map(|a| a.to_string());
-        Ok(self.entry(
-            Source::Rdap,
-            network.range.unwrap_or((ip, ip)),
-            address,
-            fetched.url,
-            network.handle,
-        ))
+        // A registry answers for the prefix the bootstrap gave it, not beyond (an answer of
+        // 0.0.0.0 - 255.255.255.255 must not stand for the other registries' space); an
+        // allocation answers for the address's own /24 or /48 only (an assignment inside it
+        // may have a desk of its own).
+        let mut range = clamp(network.range.unwrap_or((ip, ip)), served);
+        if network.allocation {
+            let neighbours = match ip {
+                IpAddr::V4(_) => IpNet::new(ip, 24),
+                IpAddr::V6(_) => IpNet::new(ip, 48),
+            }
+            .map(|n| n.trunc())
+            .unwrap_or_else(|_| IpNet::from(ip));
+            range = clamp(range, neighbours);
+        }
+        Ok(self.entry(Source::Rdap, range, address, fetched.url, network.handle))
     }
 
     fn bootstrap_origin(&self, ip: IpAddr) -> String {
@@ -452,6 +464,11 @@ impl<'c> Discoverer<'c> {
             }
         }
     }
+}
+
+/// `range` cut to `to` (both hold the address the range was asked for).
+fn clamp(range: (IpAddr, IpAddr), to: IpNet) -> (IpAddr, IpAddr) {
+    (range.0.max(to.network()), range.1.min(to.broadcast()))
 }
 
 fn bootstrap_file(ip: IpAddr) -> &'static str {

@@ -109,11 +109,17 @@ impl Bootstrap {
     /// The base URL of the registry for `ip`: the longest matching prefix, its `https` URL
     /// (or a loopback `http` one), `None` when no registry serves the address.
     pub fn server_for(&self, ip: IpAddr) -> Option<&str> {
+        self.service_for(ip).map(|(_, url)| url)
+    }
+
+    /// The most specific prefix of the file that holds `ip`, and its registry's base URL: that
+    /// registry speaks for the prefix, and for nothing outside it.
+    pub fn service_for(&self, ip: IpAddr) -> Option<(IpNet, &str)> {
         self.services
             .iter()
             .filter(|(net, _)| net.contains(&ip))
             .max_by_key(|(net, _)| net.prefix_len())
-            .and_then(|(_, urls)| urls.iter().find(|u| allowed(u)).map(String::as_str))
+            .and_then(|(net, urls)| urls.iter().find(|u| allowed(u)).map(|u| (*net, u.as_str())))
     }
 }
 
@@ -155,6 +161,10 @@ pub struct Network {
     pub range: Option<(IpAddr, IpAddr)>,
     /// The abuse entities' e-mail addresses, top level first, as written (not yet checked).
     pub abuse_emails: Vec<String>,
+    /// An allocation to a registry member (`type` `ALLOCATED PA`, `DIRECT ALLOCATION`, …)
+    /// rather than an assignment: its customers' assignments inside may name desks of their
+    /// own, so the answer speaks only for the address asked about and its neighbours.
+    pub allocation: bool,
 }
 
 /// Reads an IP network object (RFC 9083 §5.4) for `ip`.
@@ -172,10 +182,15 @@ pub fn parse_network(body: &[u8], ip: IpAddr) -> Result<Network, RdapError> {
         .and_then(Value::as_str)
         .map(|h| crate::excerpt::clean_line(h, 100))
         .filter(|h| !h.is_empty());
+    let allocation = v
+        .get("type")
+        .and_then(Value::as_str)
+        .is_some_and(|t| t.to_ascii_uppercase().contains("ALLOCAT"));
     Ok(Network {
         handle,
         range: range(&v, ip),
         abuse_emails: abuse_emails(&v),
+        allocation,
     })
 }
 

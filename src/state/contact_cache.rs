@@ -3,6 +3,7 @@
 //! bootstrap files. The layout and the lookup are those `discover::cache` specifies, so this
 //! store answers as [`crate::discover::MemoryCache`] does.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 use anyhow::{Context, Result};
@@ -41,27 +42,47 @@ fn time(secs: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(secs, 0).unwrap_or_default()
 }
 
-/// One row as an entry; a row that does not read as one (edited by hand) is passed over.
+/// One row as an entry; a row that does not read as one (edited by hand: a family that is no
+/// number, an address that is no mail address) is passed over, so the address is looked up
+/// again and the row replaced.
 fn entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<CacheEntry>> {
-    let source: String = r.get(0)?;
-    let family: u8 = r.get(1)?;
-    let (first, last): (String, String) = (r.get(2)?, r.get(3)?);
-    let (Some(source), Some(first), Some(last)) = (
-        Source::parse(&source),
-        from_key(&first, family),
-        from_key(&last, family),
+    use rusqlite::types::Value;
+    let text = |i: usize| match r.get::<_, Value>(i) {
+        Ok(Value::Text(t)) => Some(t),
+        _ => None,
+    };
+    let number = |i: usize| match r.get::<_, Value>(i) {
+        Ok(Value::Integer(n)) => Some(n),
+        _ => None,
+    };
+    let family = number(1).and_then(|f| u8::try_from(f).ok()).unwrap_or(0);
+    let (Some(source), Some(first), Some(last), Some(origin), Some(fetched), Some(expires)) = (
+        text(0).as_deref().and_then(Source::parse),
+        text(2).and_then(|k| from_key(&k, family)),
+        text(3).and_then(|k| from_key(&k, family)),
+        text(5),
+        number(7),
+        number(8),
     ) else {
         return Ok(None);
+    };
+    let address = match r.get::<_, Value>(4)? {
+        Value::Null => None,
+        Value::Text(a) => match crate::discover::address::check(&a) {
+            Ok(checked) => Some(checked.to_string()),
+            Err(_) => return Ok(None),
+        },
+        _ => return Ok(None),
     };
     Ok(Some(CacheEntry {
         source,
         first,
         last,
-        address: r.get(4)?,
-        origin: r.get(5)?,
-        handle: r.get(6)?,
-        fetched_at: time(r.get(7)?),
-        expires: time(r.get(8)?),
+        address,
+        origin,
+        handle: text(6),
+        fetched_at: time(fetched),
+        expires: time(expires),
     }))
 }
 
@@ -174,6 +195,25 @@ impl ContactCache for State {
             .optional()?)
     }
 
+    fn failures(&self) -> Result<HashMap<IpAddr, i64>> {
+        self.contact_failures()
+    }
+
+    fn note_failure(&mut self, ip: IpAddr, at: DateTime<Utc>) -> Result<()> {
+        let write = || -> rusqlite::Result<()> {
+            self.conn.execute(
+                "INSERT OR REPLACE INTO lookup_failure (ip, failed_at) VALUES (?1, ?2)",
+                params![ip.to_string(), at.timestamp()],
+            )?;
+            self.conn.execute(
+                "DELETE FROM lookup_failure WHERE failed_at < ?1",
+                [at.timestamp() - FAILURE_MEMORY_DAYS * 86_400],
+            )?;
+            Ok(())
+        };
+        write().with_context(|| format!("{}: cannot write lookup_failure", self.path.display()))
+    }
+
     fn store_bootstrap(&mut self, copy: BootstrapCopy) -> Result<()> {
         self.conn
             .execute(
@@ -188,6 +228,41 @@ impl ContactCache for State {
             )
             .with_context(|| format!("{}: cannot write rdap_bootstrap", self.path.display()))?;
         Ok(())
+    }
+}
+
+/// Failures older than this are forgotten: by then the address has had its turns.
+const FAILURE_MEMORY_DAYS: i64 = 30;
+
+impl State {
+    /// The ledger keys of discovered desks that refused a report created at or after `since`.
+    pub fn refused_desks(&self, since: &str) -> Result<std::collections::HashSet<String>> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT DISTINCT provider FROM report
+             WHERE provider LIKE '{}' AND status = 'rejected' AND created_at >= ?1",
+            super::CONTACT_DESKS
+        ))?;
+        let rows = stmt.query_map([since], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn contact_failures(&self) -> Result<HashMap<IpAddr, i64>> {
+        if !self.has_contact_cache()? {
+            return Ok(HashMap::new());
+        }
+        let mut stmt = self
+            .conn
+            .prepare("SELECT ip, failed_at FROM lookup_failure")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        let mut out = HashMap::new();
+        for row in rows {
+            let (ip, at) = row?;
+            // A row edited by hand into something else is passed over.
+            if let Ok(ip) = ip.parse() {
+                out.insert(ip, at);
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -226,6 +301,19 @@ impl ContactCache for ReadThrough<'_> {
     fn store_bootstrap(&mut self, copy: BootstrapCopy) -> Result<()> {
         self.fresh.store_bootstrap(copy)
     }
+
+    fn failures(&self) -> Result<HashMap<IpAddr, i64>> {
+        let mut all = match self.state {
+            Some(s) => s.contact_failures()?,
+            None => HashMap::new(),
+        };
+        all.extend(self.fresh.failures()?);
+        Ok(all)
+    }
+
+    fn note_failure(&mut self, ip: IpAddr, at: DateTime<Utc>) -> Result<()> {
+        self.fresh.note_failure(ip, at)
+    }
 }
 
 #[cfg(test)]
@@ -263,14 +351,14 @@ mod tests {
                 Source::Rdap,
                 "45.0.0.0",
                 "45.255.255.255",
-                "abuse@big.example",
+                "abuse@big-hoster.de",
                 1,
             ),
             entry(
                 Source::Rdap,
                 "45.1.0.0",
                 "45.1.255.255",
-                "abuse@small.example",
+                "abuse@small-hoster.de",
                 1,
             ),
             entry(Source::Rdap, "45.1.2.0", "45.1.2.255", "", 2),
@@ -278,28 +366,28 @@ mod tests {
                 Source::Rdap,
                 "46.0.0.0",
                 "46.0.0.255",
-                "abuse@old.example",
+                "abuse@old-hoster.de",
                 1,
             ),
             entry(
                 Source::Rdap,
                 "46.0.0.0",
                 "46.0.0.255",
-                "abuse@new.example",
+                "abuse@new-hoster.de",
                 5,
             ),
             entry(
                 Source::Abusix,
                 "45.1.2.3",
                 "45.1.2.3",
-                "abuse@zone.example",
+                "abuse@zone-desk.de",
                 3,
             ),
             entry(
                 Source::Rdap,
                 "2a01::",
                 "2a01:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
-                "abuse@v6.example",
+                "abuse@v6-hoster.de",
                 1,
             ),
         ];
