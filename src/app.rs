@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use crate::cli::{Cli, Command, ReportArgs, Verbosity};
 use crate::clock::{self, utc_text};
 use crate::config::{self, Settings};
-use crate::discover::{self, ContactCache};
+use crate::discover;
 use crate::enrich::Attacker;
 use crate::error::{ConfigError, EXIT_OK, TransientError, exit_code, one_line};
 use crate::excerpt::EvidenceLine;
@@ -19,10 +19,10 @@ use crate::ingest::Observation;
 use crate::intake::{Intake, Options, World, ingest};
 use crate::ledger::{Outcome, Route, check_owner, claim, deliver};
 use crate::output::{Unattributed, history, print_json, print_mbox, show, summary_line};
-use crate::plan::plan;
+use crate::plan::{Planned, Unplanned, plan, plan_discovered, plan_providers};
 use crate::render::ReportIp;
-use crate::send::transport;
-use crate::state::{Settled, State};
+use crate::send::{Transport, transport};
+use crate::state::{ReportRecord, Settled, State};
 
 /// Runs the command line and returns the exit status; errors are printed as one line.
 pub fn main(cli: Cli) -> u8 {
@@ -204,37 +204,20 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
         intake.moved || !intake.partial,
     )?;
 
-    let mut budget = settings.mail.max_messages_per_run;
-    let mut outcome = Outcome::default();
-    // The way a provider's reports go: a failure of one (the mail server is down, the API's
-    // key expired) holds back only the reports that go that way.
-    let route = |provider: &str| match &api {
-        Some(api) if api.serves(provider) => Route::Api,
-        _ => Route::Mail,
+    let mut out = Sending {
+        transport: transport.as_ref(),
+        api: api.as_ref(),
+        settings,
+        now,
+        verbosity,
+        only,
+        budget: settings.mail.max_messages_per_run,
+        outcome: Outcome::default(),
     };
-    let mut resent = 0;
-    for record in state.pending()? {
-        if only.is_some_and(|o| o != record.provider) {
-            continue;
-        }
-        if budget == 0 || outcome.failed_routes.contains(&route(&record.provider)) {
-            outcome.waiting += 1;
-            continue;
-        }
-        budget -= 1;
-        resent += 1;
-        deliver(
-            &mut state,
-            transport.as_ref(),
-            api.as_ref(),
-            settings,
-            &record,
-            now,
-            &mut outcome,
-            verbosity,
-        )?;
-    }
-
+    // The configured providers first: a discovered desk (a stranger's mail server) never
+    // holds back what the operator configured, and a run killed while it looks contacts up
+    // has sent those already.
+    let resent = out.resend(&mut state, false)?;
     // A resend changes the ledger (a rejection frees its IPs, a first delivery starts the
     // provider's thread): read it anew then.
     let ledger = if resent > 0 {
@@ -242,58 +225,36 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
     } else {
         ledger
     };
-    // Discovery remembers through a connection of its own: the run's is lent to the plan.
-    let mut cache = match world.discover {
-        Some(_) => Some(State::open(&settings.state_dir)?),
-        None => None,
-    };
-    let mut no_cache = discover::MemoryCache::default();
-    let cache: &mut dyn ContactCache = match cache.as_mut() {
-        Some(c) => c,
-        None => &mut no_cache,
-    };
-    let (mut planned, unplanned) = plan(&world, &intake, &ledger, only, Some(&state), cache)?;
-    if verbosity != Verbosity::Quiet {
-        unplanned.tell(&world);
-    }
-    outcome.unplanned = unplanned.any();
-    // A desk that just refused a report is not sent its IPs again in the same run.
-    planned.retain(|p| !outcome.rejected_providers.contains(&p.record.provider));
-    let mut made = Vec::new();
-    for p in planned {
-        let way = route(&p.record.provider);
-        if outcome.failed_routes.contains(&way) {
-            // Its IPs stay in the delta: the next run plans them again.
-            outcome.held += 1;
-            continue;
-        }
-        if budget == 0 {
-            // A part of a split message keeps its number: written now, never tried, it goes
-            // out as stored ("part 11 of 16") before anything new on a later run. One report
-            // per address (XARF, the API) has no numbers to keep: it is planned afresh.
-            let one_per_address = settings.report.xarf || way == Route::Api;
-            if p.report.parts > 1 && !one_per_address {
-                state.insert_report(&p.record)?;
-                outcome.queued += 1;
-            } else {
-                outcome.held += 1;
-            }
-            continue;
-        }
-        budget -= 1;
-        state.insert_report(&p.record)?;
-        deliver(
-            &mut state,
-            transport.as_ref(),
-            api.as_ref(),
-            settings,
-            &p.record,
-            now,
-            &mut outcome,
-            verbosity,
+    let routes = world.routes(&intake.observations);
+    let planned = plan_providers(&world, &intake, &ledger, only, Some(&state), &routes)?;
+    let mut made = out.send(&mut state, planned)?;
+
+    let resent = out.resend(&mut state, true)?;
+    if world.discover.is_some() && only.is_none() {
+        let ledger = if resent > 0 {
+            world.ledger(Some(&state))?
+        } else {
+            ledger
+        };
+        // Discovery remembers through a connection of its own: the run's is lent to the plan.
+        let mut cache = State::open(&settings.state_dir)?;
+        let mut unplanned = Unplanned::default();
+        let planned = plan_discovered(
+            &world,
+            &intake,
+            &ledger,
+            Some(&state),
+            &mut cache,
+            &routes,
+            &mut unplanned,
         )?;
-        made.push(p);
+        if verbosity != Verbosity::Quiet {
+            unplanned.tell(&world);
+        }
+        out.outcome.unplanned = unplanned.any();
+        made.extend(out.send(&mut state, planned)?);
     }
+    let outcome = out.outcome;
     settle(&mut state, &intake, &outcome, only, now)?;
     if let Some(api) = &api {
         crate::aws_api::refresh_after_run(&mut state, api);
@@ -343,6 +304,135 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
         bail!("report rejected: {reason}");
     }
     Ok(EXIT_OK)
+}
+
+/// A discovered desk's report that its mail server keeps deferring is given up after this
+/// long (it is `rejected`, naming why): a stranger's server must not keep a run failing.
+const DESK_PATIENCE_DAYS: i64 = 3;
+
+/// One run's sending: the ways out, what the run may still send, and what came of it.
+struct Sending<'a> {
+    transport: &'a dyn Transport,
+    api: Option<&'a crate::aws_api::Api>,
+    settings: &'a Settings,
+    now: DateTime<Utc>,
+    verbosity: Verbosity,
+    only: Option<&'a str>,
+    budget: u32,
+    outcome: Outcome,
+}
+
+impl Sending<'_> {
+    /// The way a provider's reports go: a failure of one (the mail server is down, the API's
+    /// key expired) holds back only the reports that go that way.
+    fn route(&self, provider: &str) -> Route {
+        match self.api {
+            Some(api) if api.serves(provider) => Route::Api,
+            _ => Route::Mail,
+        }
+    }
+
+    fn deliver(&mut self, state: &mut State, record: &ReportRecord) -> Result<()> {
+        deliver(
+            state,
+            self.transport,
+            self.api,
+            self.settings,
+            record,
+            self.now,
+            &mut self.outcome,
+            self.verbosity,
+        )
+    }
+
+    /// Sends the stored reports waiting to be sent again: those to configured providers, or
+    /// (`discovered`) those to discovered desks. Returns how many were tried.
+    fn resend(&mut self, state: &mut State, discovered: bool) -> Result<usize> {
+        let mut resent = 0;
+        for record in state.pending()? {
+            if record.contact.is_some() != discovered
+                || self.only.is_some_and(|o| o != record.provider)
+            {
+                continue;
+            }
+            if discovered && self.give_up(state, &record)? {
+                continue;
+            }
+            if self.budget == 0
+                || self
+                    .outcome
+                    .failed_routes
+                    .contains(&self.route(&record.provider))
+            {
+                self.outcome.waiting += 1;
+                continue;
+            }
+            self.budget -= 1;
+            resent += 1;
+            self.deliver(state, &record)?;
+        }
+        Ok(resent)
+    }
+
+    /// Gives up a discovered desk's report deferred for longer than [`DESK_PATIENCE_DAYS`].
+    fn give_up(&mut self, state: &mut State, record: &ReportRecord) -> Result<bool> {
+        let created = DateTime::parse_from_rfc3339(&record.created_at)
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or(self.now);
+        if record.status != crate::state::Status::Failed
+            || self.now - created < chrono::Duration::days(DESK_PATIENCE_DAYS)
+        {
+            return Ok(false);
+        }
+        let why = format!(
+            "given up: the desk's mail server deferred it for {DESK_PATIENCE_DAYS} days (last: {})",
+            record.last_error.as_deref().unwrap_or("no reply")
+        );
+        state.mark(
+            &record.id,
+            crate::state::Status::Rejected,
+            &why,
+            &utc_text(self.now),
+        )?;
+        eprintln!("abuse-mailer: report {} {why}", record.id);
+        Ok(true)
+    }
+
+    /// Records and sends new reports within the budget; returns those sent.
+    fn send(&mut self, state: &mut State, planned: Vec<Planned>) -> Result<Vec<Planned>> {
+        let mut made = Vec::new();
+        for p in planned {
+            // A desk that just refused a report is not sent its IPs again in the same run.
+            if self.outcome.rejected_providers.contains(&p.record.provider) {
+                continue;
+            }
+            let way = self.route(&p.record.provider);
+            if self.outcome.failed_routes.contains(&way) {
+                // Its IPs stay in the delta: the next run plans them again.
+                self.outcome.held += 1;
+                continue;
+            }
+            if self.budget == 0 {
+                // A part of a split message keeps its number: written now, never tried, it
+                // goes out as stored ("part 11 of 16") before anything new on a later run.
+                // One report per address (XARF, the API) has no numbers to keep: it is
+                // planned afresh.
+                let one_per_address = self.settings.report.xarf || way == Route::Api;
+                if p.report.parts > 1 && !one_per_address {
+                    state.insert_report(&p.record)?;
+                    self.outcome.queued += 1;
+                } else {
+                    self.outcome.held += 1;
+                }
+                continue;
+            }
+            self.budget -= 1;
+            state.insert_report(&p.record)?;
+            self.deliver(state, &p.record)?;
+            made.push(p);
+        }
+        Ok(made)
+    }
 }
 
 /// Leaves a [`Settled`] marker when every provider's delta went into the ledger this run and

@@ -192,7 +192,14 @@ pub(crate) struct Outcome {
     pub(crate) waiting: usize,
     /// Addresses left for a later run by discovery (lookups, a contact's one report a run).
     pub(crate) unplanned: bool,
+    /// Reports to discovered desks deferred one after another this run.
+    pub(crate) desks_deferred: u32,
 }
+
+/// Discovered desks deferred in a row after which the mail route counts as down for the run:
+/// one desk's server deferring holds back that desk alone, a relay that defers everything
+/// does not cost a timeout per desk.
+const DESKS_DEFERRED_IS_AN_OUTAGE: u32 = 3;
 
 // The mail transport and the API are the two ways out; the ledger step is shared.
 #[allow(clippy::too_many_arguments)]
@@ -244,6 +251,7 @@ pub(crate) fn deliver(
     match result {
         Ok(_) => {
             outcome.sent += 1;
+            outcome.desks_deferred = 0;
             if verbosity != Verbosity::Quiet {
                 println!(
                     "report {} to {} ({} IPs): sent: {detail}",
@@ -258,17 +266,26 @@ pub(crate) fn deliver(
                 "abuse-mailer: report {} not delivered (will retry): {detail}",
                 record.id
             );
-            outcome.failed_routes.insert(match api {
-                Some(_) => Route::Api,
-                None => Route::Mail,
-            });
+            // A stranger's server deferring a discovered desk's report holds back that desk
+            // alone, unless several in a row say the way out is down.
+            let one_desk = record.contact.is_some()
+                && api.is_none()
+                && matches!(result, Err(SendError::Transient(_)));
+            if one_desk {
+                outcome.desks_deferred += 1;
+            }
+            if !one_desk || outcome.desks_deferred >= DESKS_DEFERRED_IS_AN_OUTAGE {
+                outcome.failed_routes.insert(match api {
+                    Some(_) => Route::Api,
+                    None => Route::Mail,
+                });
+            }
             if matches!(result, Err(SendError::Config(_))) {
                 match api {
                     Some(_) => outcome.unauthorized_api = Some(detail.clone()),
                     None => outcome.unauthorized = Some(detail.clone()),
                 }
             }
-            // Either way nothing more goes that way in this run.
             outcome.transient = Some(detail);
         }
         Err(SendError::Rejected(_)) => {

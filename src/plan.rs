@@ -133,9 +133,34 @@ pub(crate) fn plan(
     state: Option<&State>,
     cache: &mut dyn ContactCache,
 ) -> Result<(Vec<Planned>, Unplanned)> {
+    let routes = world.routes(&intake.observations);
+    let mut planned = plan_providers(world, intake, ledger, only, state, &routes)?;
+    let mut unplanned = Unplanned::default();
+    if only.is_none() {
+        planned.extend(plan_discovered(
+            world,
+            intake,
+            ledger,
+            state,
+            cache,
+            &routes,
+            &mut unplanned,
+        )?);
+    }
+    Ok((planned, unplanned))
+}
+
+/// Each configured provider's reports (`only`: that provider's alone).
+pub(crate) fn plan_providers(
+    world: &World<'_>,
+    intake: &Intake,
+    ledger: &Ledger,
+    only: Option<&str>,
+    state: Option<&State>,
+    routes: &Routes,
+) -> Result<Vec<Planned>> {
     let settings = world.settings;
     let since = world.since();
-    let routes = world.routes(&intake.observations);
     let mut planned = Vec::new();
     for (i, provider) in world.providers.iter().enumerate() {
         if only.is_some_and(|o| o != provider.name()) {
@@ -179,35 +204,24 @@ pub(crate) fn plan(
         };
         planned.extend(plan_desk(world, intake, &desk, &attackers, state)?.0);
     }
-    let mut unplanned = Unplanned::default();
-    if let Some(cfg) = world.discover
-        && only.is_none()
-    {
-        planned.extend(plan_contacts(
-            world,
-            intake,
-            ledger,
-            state,
-            (cfg, cache),
-            &routes,
-            &mut unplanned,
-        )?);
-    }
-    Ok((planned, unplanned))
+    Ok(planned)
 }
 
 /// One digest per discovered contact of the addresses in no provider: each address's contact
 /// is looked up (the cache first, then the network within `max_lookups_per_run`), and each
 /// contact gets at most one report this run. Addresses whose lookup waits stay in the delta.
-pub(crate) fn plan_contacts(
+pub(crate) fn plan_discovered(
     world: &World<'_>,
     intake: &Intake,
     ledger: &Ledger,
     state: Option<&State>,
-    (cfg, cache): (&config::DiscoverConfig, &mut dyn ContactCache),
+    cache: &mut dyn ContactCache,
     routes: &Routes,
     unplanned: &mut Unplanned,
 ) -> Result<Vec<Planned>> {
+    let Some(cfg) = world.discover else {
+        return Ok(Vec::new());
+    };
     let n = world.bucket(Destination::Discovered);
     let selected = delta(
         &intake.observations,
@@ -229,16 +243,42 @@ pub(crate) fn plan_contacts(
     if selected.is_empty() {
         return Ok(Vec::new());
     }
+    // Addresses whose lookup failed before are looked up after the others, the most recent
+    // failure last: a few that always fail cannot take every run's lookups.
+    let failed = cache.failures().unwrap_or_default();
+    let mut order: Vec<&crate::select::Selected<'_>> = selected.iter().collect();
+    order.sort_by_key(|s| (failed.get(&s.observation.ip).copied(), s.observation.ip));
+    // Desks that refused a report (a mailbox that does not exist) are not written to again
+    // while what discovery found is trusted.
+    let refused = match state {
+        Some(s) => s.refused_desks(&utc_text(
+            world.now - chrono::Duration::days(i64::from(cfg.cache_days)),
+        ))?,
+        None => HashSet::new(),
+    };
+    // The operator's own mailboxes are never a desk (a registrant may name them).
+    let report = &world.settings.report;
+    let own: Vec<String> = std::iter::once(&report.from)
+        .chain(&report.cc)
+        .chain(&report.reply_to)
+        .map(|m| m.email.to_string().to_ascii_lowercase())
+        .collect();
     let mut discoverer = Discoverer::new(cfg, Limits::default(), cache, world.now);
-    // Contacts in address order, each with its addresses in theirs: the same delta gives the
-    // same reports.
+    // One digest per mailbox, however its registry spells it.
     let mut by_contact: std::collections::BTreeMap<String, (Contact, Vec<&_>)> =
         std::collections::BTreeMap::new();
-    for s in &selected {
-        match discoverer.lookup(s.observation.ip).outcome {
+    let mut failures = Vec::new();
+    for s in order {
+        let ip = s.observation.ip;
+        let lookup = discoverer.lookup(ip);
+        match lookup.outcome {
             discover::Outcome::Found(c) => {
+                let key = c.address.to_ascii_lowercase();
+                if own.contains(&key) || refused.contains(&crate::state::contact_key(&key)) {
+                    continue;
+                }
                 by_contact
-                    .entry(c.address.clone())
+                    .entry(key)
                     .or_insert_with(|| (c, Vec::new()))
                     .1
                     .push(s);
@@ -247,24 +287,49 @@ pub(crate) fn plan_contacts(
             discover::Outcome::Never(_) | discover::Outcome::NoContact => {}
             discover::Outcome::Failed(why) => {
                 unplanned.lookups_waiting += 1;
+                if !lookup.cached {
+                    failures.push(ip);
+                }
                 if unplanned.failures.len() < 3 {
-                    unplanned
-                        .failures
-                        .push(format!("{}: {why}", s.observation.ip));
+                    unplanned.failures.push(format!("{ip}: {why}"));
                 }
             }
             discover::Outcome::Deferred => unplanned.lookups_waiting += 1,
         }
     }
     drop(discoverer);
+    for ip in failures {
+        // Not remembering it only loses the order: the address is looked up again anyway.
+        let _ = cache.note_failure(ip, world.now);
+    }
+    // The desk whose address has waited longest goes first: within max_messages_per_run, no
+    // desk waits for ever behind others.
+    let mut groups: Vec<(String, Contact, Vec<&crate::select::Selected<'_>>)> = by_contact
+        .into_iter()
+        .map(|(key, (mut contact, mut group))| {
+            contact.address = key.clone();
+            group.sort_by_key(|s| s.observation.ip);
+            (key, contact, group)
+        })
+        .collect();
+    groups.sort_by_key(|(key, _, group)| {
+        let oldest = group.iter().map(|s| s.observation.first_seen).min();
+        (oldest, key.clone())
+    });
     let mut planned = Vec::new();
-    for (address, (contact, group)) in &by_contact {
-        let Ok(email) = address.parse::<lettre::Address>() else {
+    for (key, contact, group) in &groups {
+        let Ok(email) = contact.address.parse::<lettre::Address>() else {
+            // Only a cache row edited by hand gets here: the address waits, said.
+            unplanned.lookups_waiting += group.len();
+            unplanned.failures.push(format!(
+                "cached contact {:?} is no mail address",
+                contact.address
+            ));
             continue;
         };
         let whole = whole_records(intake, group, state)?;
         let attackers = enrich(whole, None, world.asn_db.as_ref());
-        let key = crate::state::contact_key(address);
+        let key = crate::state::contact_key(key);
         let thread_root = match state {
             Some(s) => s.thread_root(&key)?,
             None => None,

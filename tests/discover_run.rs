@@ -181,7 +181,7 @@ fn each_network_gets_one_digest_at_its_own_desk() {
         ),
         // Found nested under the registrant.
         contact(
-            "Abuse@hoster-b.nl",
+            "abuse@hoster-b.nl",
             "rdap",
             "45.2.0.0/24".into(),
             &["45.2.0.7"],
@@ -225,8 +225,8 @@ fn each_network_gets_one_digest_at_its_own_desk() {
     assert_eq!(
         outbox_to(&s),
         [
-            "Abuse@hoster-b.nl",
             "abuse@hoster-a.de",
+            "abuse@hoster-b.nl",
             "abuse@zone-c.fr",
             "ec2-abuse@amazon.com"
         ]
@@ -504,7 +504,7 @@ fn digests_go_over_smtp_to_their_desk_and_a_refusing_desk_is_not_retried_every_r
     assert_eq!(
         envelopes,
         [
-            vec!["Abuse@hoster-b.nl".to_string()],
+            vec!["abuse@hoster-b.nl".to_string()],
             vec!["ec2-abuse@amazon.com".to_string()]
         ]
     );

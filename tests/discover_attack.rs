@@ -1,0 +1,732 @@
+//! Hostile networks and careless operators against contact discovery: registries that answer
+//! more than they own, lookups that keep failing, desks that refuse or stall, budgets smaller
+//! than the desks waiting, a cache edited by hand, and discovery switched on over a state with
+//! history. Each test states what the tool should do; the helpers are those of
+//! `discover_run.rs`, so a test can move there as it is.
+
+mod common;
+#[path = "common/discover_stubs.rs"]
+mod stubs;
+
+use common::{Setup, drop_line, history, standard_config};
+use stubs::{Dns, Rdap, Reply, bootstrap, entity, network};
+
+fn setup(rdap: &Rdap, dns: &Dns, discover_extra: &str, report_extra: &str) -> Setup {
+    let config = format!(
+        "{}\n[discover]\nenabled = true\nrdap_bootstrap = \"{{dir}}/bootstrap\"\ndns_server = \"{}\"\n{discover_extra}\n",
+        standard_config(report_extra),
+        dns.addr
+    );
+    let s = Setup::new(&config);
+    std::fs::create_dir_all(s.path("bootstrap")).unwrap();
+    s.write(
+        "bootstrap/ipv4.json",
+        &bootstrap(&[("45.0.0.0/8", &rdap.base())]),
+    );
+    s.write(
+        "bootstrap/ipv6.json",
+        &bootstrap(&[("2a0f::/16", &rdap.base())]),
+    );
+    s
+}
+
+fn abuse_net(rdap: &Rdap, ips: &[&str], first: &str, last: &str, handle: &str, email: &str) {
+    let body = network(first, last, handle, &[entity(&["abuse"], Some(email), &[])]);
+    for ip in ips {
+        rdap.route(&format!("/rdap/ip/{ip}"), Reply::Json(200, body.clone()));
+    }
+}
+
+fn log(s: &Setup, lines: &[(&str, &str)]) {
+    let text: String = lines
+        .iter()
+        .map(|(time, ip)| drop_line(time, ip, "TCP", 22))
+        .collect();
+    s.append("messages", &text);
+}
+
+fn outbox_to(s: &Setup) -> Vec<String> {
+    let mut to: Vec<String> = s
+        .outbox()
+        .iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(p).unwrap();
+            text.lines()
+                .find_map(|l| l.strip_prefix("To: "))
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    to.sort();
+    to
+}
+
+fn with_mail_budget(s: &Setup, n: u32) {
+    let config = std::fs::read_to_string(s.path("config.toml"))
+        .unwrap()
+        .replace(
+            "transport = \"file\"",
+            &format!("transport = \"file\"\nmax_messages_per_run = {n}"),
+        );
+    s.write("config.toml", &config);
+}
+
+/// A registry answers for one of its addresses with a network that spans all of IPv4 (RIPE's
+/// `IANA-BLK` stub is `0.0.0.0 - 255.255.255.255`; a hostile or broken registry can say the
+/// same). That answer is cached for the whole range, so an address that the bootstrap gives to
+/// another registry is never looked up there and goes to the first registry's desk.
+#[test]
+fn a_registry_cannot_answer_for_addresses_another_registry_serves() {
+    let (rdap, other, dns) = (Rdap::start(), Rdap::start(), Dns::start());
+    abuse_net(
+        &rdap,
+        &["45.1.0.9"],
+        "0.0.0.0",
+        "255.255.255.255",
+        "IANA-BLK",
+        "abuse@greedy-hoster.de",
+    );
+    abuse_net(
+        &other,
+        &["46.1.0.1"],
+        "46.1.0.0",
+        "46.1.0.255",
+        "NET-46",
+        "abuse@honest-hoster.de",
+    );
+    let s = setup(&rdap, &dns, "abusix = false", "");
+    s.write(
+        "bootstrap/ipv4.json",
+        &bootstrap(&[("45.0.0.0/8", &rdap.base()), ("46.0.0.0/8", &other.base())]),
+    );
+    log(&s, &[("10:00:00", "45.1.0.9"), ("10:00:01", "46.1.0.1")]);
+    s.run(&["run"]).ok();
+    assert_eq!(
+        other.asked(),
+        ["/rdap/ip/46.1.0.1"],
+        "the registry the bootstrap names for 46/8 is asked"
+    );
+    assert_eq!(
+        outbox_to(&s),
+        ["abuse@greedy-hoster.de", "abuse@honest-hoster.de"]
+    );
+}
+
+/// An address whose registry answers garbage (not "down": a 200 with a body that is not an
+/// RDAP object) is looked up again on every run, first, since addresses are looked up in
+/// numeric order. With `max_lookups_per_run` no larger than such addresses, every later
+/// address waits for ever: nothing is lost only if it is eventually looked up.
+#[test]
+fn addresses_that_keep_failing_do_not_take_every_runs_lookups() {
+    let (rdap, dns) = (Rdap::start(), Dns::start());
+    rdap.route(
+        "/rdap/ip/45.1.0.9",
+        Reply::Json(200, "<html>maintenance</html>".into()),
+    );
+    abuse_net(
+        &rdap,
+        &["45.2.0.7"],
+        "45.2.0.0",
+        "45.2.0.255",
+        "NET-B",
+        "abuse@hoster-b.nl",
+    );
+    let s = setup(&rdap, &dns, "max_lookups_per_run = 1\nabusix = false", "");
+    log(&s, &[("10:00:00", "45.1.0.9"), ("10:00:01", "45.2.0.7")]);
+    for _ in 0..4 {
+        s.run(&["run"]).ok();
+    }
+    assert!(
+        rdap.asked().contains(&"/rdap/ip/45.2.0.7".to_string()),
+        "asked: {:?}",
+        rdap.asked()
+    );
+    assert_eq!(outbox_to(&s), ["abuse@hoster-b.nl"]);
+}
+
+/// `max_messages_per_run` smaller than the desks waiting: desks are planned in the order of
+/// their addresses, so a desk early in the alphabet with new attackers on every run takes the
+/// budget every time and a desk late in it is never written to (its addresses then age past
+/// `max_age_days` unreported).
+#[test]
+fn a_busy_desk_early_in_the_alphabet_does_not_starve_the_others() {
+    let (rdap, dns) = (Rdap::start(), Dns::start());
+    abuse_net(
+        &rdap,
+        &["45.1.0.9"],
+        "45.1.0.0",
+        "45.1.255.255",
+        "NET-A",
+        "abuse@aaa-hoster.de",
+    );
+    abuse_net(
+        &rdap,
+        &["45.2.0.7"],
+        "45.2.0.0",
+        "45.2.0.255",
+        "NET-Z",
+        "abuse@zzz-hoster.de",
+    );
+    let s = setup(&rdap, &dns, "abusix = false", "");
+    with_mail_budget(&s, 1);
+    log(&s, &[("10:00:00", "45.1.0.9"), ("10:00:01", "45.2.0.7")]);
+    s.run(&["run"]).ok();
+    // The busy network sends from a new address before every run.
+    for k in 10..14 {
+        log(&s, &[(&format!("11:00:{k}"), &format!("45.1.0.{k}"))]);
+        s.run(&["run"]).ok();
+    }
+    let to = outbox_to(&s);
+    assert!(
+        to.contains(&"abuse@zzz-hoster.de".to_string()),
+        "five runs, five messages, all to the same desk: {to:?}"
+    );
+}
+
+/// A cache row whose address was edited into something that is no mail address: the addresses
+/// of that network are silently dropped by planning (neither reported nor said to wait), and
+/// the run settles as if everything was reported.
+#[test]
+fn a_cache_row_edited_to_garbage_is_said_and_looked_up_again() {
+    let (rdap, dns) = (Rdap::start(), Dns::start());
+    abuse_net(
+        &rdap,
+        &["45.1.0.9", "45.1.0.10"],
+        "45.1.0.0",
+        "45.1.255.255",
+        "NET-A",
+        "abuse@hoster-a.de",
+    );
+    let s = setup(&rdap, &dns, "abusix = false", "");
+    log(&s, &[("10:00:00", "45.1.0.9")]);
+    s.run(&["run"]).ok();
+    assert_eq!(outbox_to(&s), ["abuse@hoster-a.de"]);
+    let db = rusqlite::Connection::open(s.path("state/state.db")).unwrap();
+    db.execute(
+        "UPDATE contact_cache SET address = 'not an address' WHERE source = 'rdap'",
+        [],
+    )
+    .unwrap();
+    drop(db);
+    log(&s, &[("11:00:00", "45.1.0.10")]);
+    let ran = s.run(&["run"]).ok();
+    // Either the row is not believed (looked up again, reported) or the run says the address
+    // waits; silence is the one wrong answer.
+    let reported = outbox_to(&s).len() == 2;
+    assert!(
+        reported || ran.stderr.contains("45.1.0.10") || ran.stderr.contains("wait"),
+        "45.1.0.10 neither reported nor said to wait: {}",
+        ran.stderr
+    );
+}
+
+/// A desk whose mailbox is gone refuses (550) each report. The network keeps attacking from
+/// new addresses: every run writes to the dead desk again and ends with exit status 1, for
+/// ever, although nothing about the operator's setup is wrong.
+#[test]
+fn a_desk_that_refused_is_not_written_to_again_for_each_new_address() {
+    let (rdap, dns) = (Rdap::start(), Dns::start());
+    abuse_net(
+        &rdap,
+        &["45.1.0.9"],
+        "45.1.0.0",
+        "45.1.255.255",
+        "NET-A",
+        "abuse@gone-hoster.de",
+    );
+    let server = common::smtp::start(common::smtp::Security::Plain, None, 0);
+    let s = setup(&rdap, &dns, "abusix = false", "");
+    let config = std::fs::read_to_string(s.path("config.toml"))
+        .unwrap()
+        .replace(
+            &format!(
+                "[mail]\ntransport = \"file\"\ndir = \"{}/outbox\"",
+                s.dir.path().display()
+            ),
+            &format!(
+                "[mail]\ntransport = \"smtp\"\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"none\"\ntimeout_secs = 5",
+                server.port
+            ),
+        );
+    assert!(config.contains("transport = \"smtp\""));
+    s.write("config.toml", &config);
+    *server.rcpt.lock().unwrap() = Some((550, "5.1.1 no such mailbox".into()));
+    log(&s, &[("10:00:00", "45.1.0.9")]);
+    assert_eq!(s.run_bounded(&["run"]).code, 1);
+    let mut codes = Vec::new();
+    for k in 10..13 {
+        log(&s, &[(&format!("11:00:{k}"), &format!("45.1.0.{k}"))]);
+        codes.push(s.run_bounded(&["run"]).code);
+    }
+    let refused = history(&s)
+        .iter()
+        .filter(|r| r["status"] == "rejected")
+        .count();
+    assert_eq!(
+        (refused, codes),
+        (1, vec![0, 0, 0]),
+        "one refusal is enough to know the desk is gone"
+    );
+}
+
+/// A small SMTP server that answers RCPT with 450 for one recipient (a relay whose recipient
+/// verification cannot reach that domain's MX) and accepts everything else.
+fn stalling_smtp(stall: &'static str) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+    let acc = accepted.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let acc = acc.clone();
+            std::thread::spawn(move || {
+                let mut out = stream.try_clone().unwrap();
+                let mut input = BufReader::new(stream);
+                let _ = out.write_all(b"220 stub ESMTP\r\n");
+                let mut rcpts: Vec<String> = Vec::new();
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    if input.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let upper = line.to_ascii_uppercase();
+                    let reply: &[u8] = if upper.starts_with("EHLO") || upper.starts_with("HELO") {
+                        b"250-stub\r\n250 8BITMIME\r\n"
+                    } else if upper.starts_with("MAIL") || upper.starts_with("RSET") {
+                        rcpts.clear();
+                        b"250 ok\r\n"
+                    } else if upper.starts_with("RCPT") {
+                        if line.contains(stall) {
+                            b"450 4.1.1 recipient address verification in progress\r\n"
+                        } else {
+                            rcpts.push(line.trim().to_string());
+                            b"250 ok\r\n"
+                        }
+                    } else if upper.starts_with("DATA") {
+                        let _ = out.write_all(b"354 go\r\n");
+                        loop {
+                            line.clear();
+                            if input.read_line(&mut line).unwrap_or(0) == 0 {
+                                return;
+                            }
+                            if line == ".\r\n" {
+                                break;
+                            }
+                        }
+                        acc.lock().unwrap().extend(rcpts.drain(..));
+                        b"250 queued\r\n"
+                    } else if upper.starts_with("QUIT") {
+                        let _ = out.write_all(b"221 bye\r\n");
+                        return;
+                    } else {
+                        b"250 ok\r\n"
+                    };
+                    let _ = out.write_all(reply);
+                }
+            });
+        }
+    });
+    (port, accepted)
+}
+
+/// One discovered desk whose domain the relay cannot verify answers 4xx to RCPT on every
+/// attempt. That report is retried first on every run, its 4xx closes the mail route for the
+/// run, and so the configured providers' reports never go out again: a network that chooses
+/// its own abuse address can stop all of the operator's reporting.
+#[test]
+fn one_stalling_discovered_desk_does_not_hold_back_the_providers() {
+    let (rdap, dns) = (Rdap::start(), Dns::start());
+    abuse_net(
+        &rdap,
+        &["45.1.0.9"],
+        "45.1.0.0",
+        "45.1.255.255",
+        "NET-A",
+        "abuse@tarpit-hoster.de",
+    );
+    let (port, accepted) = stalling_smtp("tarpit-hoster.de");
+    let s = setup(&rdap, &dns, "abusix = false", "");
+    let config = std::fs::read_to_string(s.path("config.toml"))
+        .unwrap()
+        .replace(
+            &format!(
+                "[mail]\ntransport = \"file\"\ndir = \"{}/outbox\"",
+                s.dir.path().display()
+            ),
+            &format!(
+                "[mail]\ntransport = \"smtp\"\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\ntimeout_secs = 5"
+            ),
+        );
+    assert!(config.contains("transport = \"smtp\""));
+    s.write("config.toml", &config);
+    log(&s, &[("10:00:00", "45.1.0.9")]);
+    s.run_bounded(&["run"]);
+    // The next day an AWS address attacks; the provider's report should go out.
+    log(&s, &[("11:00:00", "3.5.140.2")]);
+    let mut last = None;
+    for _ in 0..3 {
+        last = Some(s.run_bounded(&["run"]));
+    }
+    let last = last.unwrap();
+    let got = accepted.lock().unwrap().clone();
+    assert!(
+        got.iter().any(|r| r.contains("ec2-abuse@amazon.com")),
+        "the AWS report never went out: {got:?}; last run exited {}: {}; ledger: {:?}",
+        last.code,
+        last.stderr,
+        history(&s)
+            .iter()
+            .map(|r| (r["to"].clone(), r["status"].clone()))
+            .collect::<Vec<_>>()
+    );
+}
+
+/// Discovery switched on over a state that has read weeks of log: the addresses read before
+/// have no log lines kept (nobody kept evidence for addresses in no provider), so the first
+/// run writes digests that claim attacks and show none of them.
+#[test]
+fn enabling_discovery_over_history_sends_no_digest_without_log_lines() {
+    let (rdap, dns) = (Rdap::start(), Dns::start());
+    abuse_net(
+        &rdap,
+        &["45.1.0.9"],
+        "45.1.0.0",
+        "45.1.255.255",
+        "NET-A",
+        "abuse@hoster-a.de",
+    );
+    let s = setup(&rdap, &dns, "abusix = false", "");
+    let with = std::fs::read_to_string(s.path("config.toml")).unwrap();
+    let without = with.replace("enabled = true", "enabled = false");
+    s.write("config.toml", &without);
+    log(&s, &[("10:00:00", "45.1.0.9"), ("10:00:01", "45.1.0.9")]);
+    s.run(&["run"]).ok();
+    assert!(s.outbox().is_empty());
+    s.write("config.toml", &with);
+    s.run(&["run"]).ok();
+    for p in s.outbox() {
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(
+            !text.contains("45.1.0.9") || text.contains("SRC=45.1.0.9"),
+            "a digest names 45.1.0.9 but shows none of its log lines:\n{text}"
+        );
+    }
+}
+
+/// Networks nest: an ISP's allocation holds its customers' assignments, each with a desk of its
+/// own, and a registry answers for an address with the most specific network holding it. An
+/// answer for the allocation is cached for the whole allocation, so an address inside a
+/// customer's assignment met after it goes to the ISP, and the customer's desk is never asked.
+#[test]
+fn a_customers_assignment_inside_a_cached_allocation_is_still_asked() {
+    let (rdap, dns) = (Rdap::start(), Dns::start());
+    // The ISP's network is an allocation (RIPE's "ALLOCATED PA", ARIN's "DIRECT ALLOCATION").
+    let isp = network(
+        "45.1.0.0",
+        "45.1.255.255",
+        "NET-ISP",
+        &[entity(&["abuse"], Some("abuse@big-isp.de"), &[])],
+    )
+    .replace("\"type\":\"ASSIGNED\"", "\"type\":\"ALLOCATED PA\"");
+    assert!(isp.contains("ALLOCATED PA"));
+    rdap.route("/rdap/ip/45.1.0.9", Reply::Json(200, isp));
+    abuse_net(
+        &rdap,
+        &["45.1.77.7"],
+        "45.1.77.0",
+        "45.1.77.255",
+        "NET-CUSTOMER",
+        "abuse@customer-hoster.de",
+    );
+    let s = setup(&rdap, &dns, "abusix = false", "");
+    log(&s, &[("10:00:00", "45.1.0.9"), ("10:00:01", "45.1.77.7")]);
+    s.run(&["run"]).ok();
+    assert_eq!(
+        outbox_to(&s),
+        ["abuse@big-isp.de", "abuse@customer-hoster.de"],
+        "asked: {:?}",
+        rdap.asked()
+    );
+}
+
+/// Hostile registry answers, each a failure of its one address and nothing more: a redirect
+/// loop, an answer over the size limit, a contact with CR LF and a header after it, a
+/// non-ASCII contact, a 300-character contact. The run ends, exits 0, and writes no message to
+/// any of them.
+#[test]
+fn hostile_registry_answers_fail_only_their_address() {
+    let (rdap, dns) = (Rdap::start(), Dns::start());
+    rdap.route(
+        "/rdap/ip/45.1.0.1",
+        Reply::Redirect(format!("{}ip/45.1.0.1", rdap.base())),
+    );
+    let huge = format!(
+        r#"{{"objectClassName":"ip network","remarks":[{{"description":["{}"]}}]}}"#,
+        "x".repeat(2 << 20)
+    );
+    rdap.route("/rdap/ip/45.1.0.2", Reply::Json(200, huge));
+    abuse_net(
+        &rdap,
+        &["45.1.0.3"],
+        "45.1.0.3",
+        "45.1.0.3",
+        "NET-CRLF",
+        "abuse@hoster.de\\r\\nBcc: victim@elsewhere.de",
+    );
+    abuse_net(
+        &rdap,
+        &["45.1.0.4"],
+        "45.1.0.4",
+        "45.1.0.4",
+        "NET-UTF8",
+        "abus\u{e9}@h\u{f6}ster.de",
+    );
+    let long = format!("{}@hoster.de", "a".repeat(300));
+    abuse_net(
+        &rdap,
+        &["45.1.0.5"],
+        "45.1.0.5",
+        "45.1.0.5",
+        "NET-LONG",
+        &long,
+    );
+    let s = setup(&rdap, &dns, "abusix = false", "");
+    log(
+        &s,
+        &[
+            ("10:00:01", "45.1.0.1"),
+            ("10:00:02", "45.1.0.2"),
+            ("10:00:03", "45.1.0.3"),
+            ("10:00:04", "45.1.0.4"),
+            ("10:00:05", "45.1.0.5"),
+            ("10:00:06", "3.5.140.2"),
+        ],
+    );
+    let ran = s.run_bounded(&["run"]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_eq!(outbox_to(&s), ["ec2-abuse@amazon.com"], "{}", ran.stderr);
+    for p in s.outbox() {
+        let text = std::fs::read_to_string(p).unwrap();
+        assert!(!text.contains("victim@"), "{text}");
+    }
+}
+
+/// A preview against a bootstrap URL keeps nothing: not the bootstrap file, not the answers.
+#[test]
+fn a_preview_with_a_bootstrap_url_changes_nothing_in_state_dir() {
+    let (rdap, dns) = (Rdap::start(), Dns::start());
+    abuse_net(
+        &rdap,
+        &["45.1.0.9"],
+        "45.1.0.0",
+        "45.1.255.255",
+        "NET-A",
+        "abuse@hoster-a.de",
+    );
+    rdap.route(
+        "/boot/ipv4.json",
+        Reply::Json(200, bootstrap(&[("45.0.0.0/8", &rdap.base())])),
+    );
+    let s = setup(&rdap, &dns, "abusix = false", "");
+    let config = std::fs::read_to_string(s.path("config.toml"))
+        .unwrap()
+        .replace(
+            &format!("rdap_bootstrap = \"{}/bootstrap\"", s.dir.path().display()),
+            &format!("rdap_bootstrap = \"http://{}/boot/\"", rdap.addr),
+        );
+    assert!(config.contains("/boot/"));
+    s.write("config.toml", &config);
+    log(&s, &[("10:00:00", "45.1.0.9")]);
+    s.run(&["run", "--provider", "aws"]).ok(); // a state exists
+    let before = common::snapshot(&s.path("state"));
+    let preview = s.run(&["preview", "--json"]).ok().json();
+    assert_eq!(preview["reports"].as_array().unwrap().len(), 1);
+    assert_eq!(common::snapshot(&s.path("state")), before);
+    s.run(&["run"]).ok();
+    s.run(&["run"]).ok();
+    let boots = rdap
+        .asked()
+        .iter()
+        .filter(|p| p.starts_with("/boot/"))
+        .count();
+    // Once for the preview, once for the run; the second run has it cached.
+    assert_eq!(boots, 2, "{:?}", rdap.asked());
+    assert_eq!(outbox_to(&s), ["abuse@hoster-a.de"]);
+}
+
+/// A cache row whose family was edited into text: `contacts` says which row, and a run still
+/// reports the configured providers.
+#[test]
+fn a_cache_row_with_a_garbage_family_does_not_break_contacts_or_runs() {
+    let (rdap, dns) = (Rdap::start(), Dns::start());
+    abuse_net(
+        &rdap,
+        &["45.1.0.9", "45.1.0.10"],
+        "45.1.0.0",
+        "45.1.255.255",
+        "NET-A",
+        "abuse@hoster-a.de",
+    );
+    let s = setup(&rdap, &dns, "abusix = false", "");
+    log(&s, &[("10:00:00", "45.1.0.9")]);
+    s.run(&["run"]).ok();
+    let db = rusqlite::Connection::open(s.path("state/state.db")).unwrap();
+    db.execute("UPDATE contact_cache SET family = 'four'", [])
+        .unwrap();
+    drop(db);
+    let listed = s.run(&["contacts"]);
+    log(&s, &[("11:00:00", "45.1.0.10"), ("11:00:01", "3.5.140.2")]);
+    let ran = s.run(&["run"]);
+    eprintln!("RUN: {} {}", ran.code, ran.stderr);
+    assert!(
+        listed.code == 0 || listed.stderr.contains("contact_cache"),
+        "{}",
+        listed.stderr
+    );
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_eq!(
+        outbox_to(&s),
+        [
+            "abuse@hoster-a.de",
+            "abuse@hoster-a.de",
+            "ec2-abuse@amazon.com"
+        ],
+        "{}",
+        ran.stderr
+    );
+}
+
+/// A typo in `rdap_bootstrap` (a folder that does not exist) is a configuration mistake:
+/// `check` names it. Without that, every run only says "a lookup failed" and exits 0 for ever.
+#[test]
+fn check_names_a_bootstrap_folder_that_does_not_exist() {
+    let (rdap, dns) = (Rdap::start(), Dns::start());
+    let s = setup(&rdap, &dns, "", "");
+    let config = std::fs::read_to_string(s.path("config.toml"))
+        .unwrap()
+        .replace("/bootstrap\"", "/bootstrapp\"");
+    s.write("config.toml", &config);
+    log(&s, &[("10:00:00", "45.1.0.9")]);
+    let checked = s.run(&["check"]);
+    assert_ne!(checked.code, 0, "{}{}", checked.stdout, checked.stderr);
+    assert!(
+        (checked.stdout.clone() + &checked.stderr).contains("bootstrapp"),
+        "{}{}",
+        checked.stdout,
+        checked.stderr
+    );
+}
+
+/// A registrant can name any mailbox as its abuse contact, the operator's own among them: the
+/// tool then writes its reports to itself (and into its own ticket system). The operator's
+/// `from`, `reply_to` and `cc` are never a discovered desk.
+#[test]
+fn the_operators_own_address_is_never_a_discovered_desk() {
+    let (rdap, dns) = (Rdap::start(), Dns::start());
+    abuse_net(
+        &rdap,
+        &["45.1.0.9"],
+        "45.1.0.0",
+        "45.1.255.255",
+        "NET-MIRROR",
+        "abuse@operator-site.de",
+    );
+    let s = setup(&rdap, &dns, "abusix = false", "");
+    let config = std::fs::read_to_string(s.path("config.toml"))
+        .unwrap()
+        .replace("<abuse@example.org>", "<abuse@operator-site.de>");
+    s.write("config.toml", &config);
+    log(&s, &[("10:00:00", "45.1.0.9")]);
+    s.run(&["run"]).ok();
+    assert_eq!(outbox_to(&s), Vec::<String>::new());
+}
+
+/// Two networks of one organisation name its desk with the local part spelt differently
+/// (`ABUSE@` in one registry object, `abuse@` in another). It is one mailbox: one digest a run.
+#[test]
+fn one_mailbox_spelt_in_two_cases_gets_one_digest() {
+    let (rdap, dns) = (Rdap::start(), Dns::start());
+    abuse_net(
+        &rdap,
+        &["45.1.0.9"],
+        "45.1.0.0",
+        "45.1.255.255",
+        "NET-1",
+        "ABUSE@hoster-a.de",
+    );
+    abuse_net(
+        &rdap,
+        &["45.2.0.7"],
+        "45.2.0.0",
+        "45.2.0.255",
+        "NET-2",
+        "abuse@hoster-a.de",
+    );
+    let s = setup(&rdap, &dns, "abusix = false", "");
+    log(&s, &[("10:00:00", "45.1.0.9"), ("10:00:01", "45.2.0.7")]);
+    s.run(&["run"]).ok();
+    assert_eq!(s.outbox().len(), 1, "{:?}", outbox_to(&s));
+}
+
+/// One desk whose server defers holds back that desk alone: another desk's digest goes out in
+/// the same run, and after three days of deferrals the report is given up (`rejected`, said
+/// once) instead of failing every run.
+#[test]
+fn a_deferring_desk_waits_alone_and_is_given_up_after_three_days() {
+    let (rdap, dns) = (Rdap::start(), Dns::start());
+    abuse_net(
+        &rdap,
+        &["45.1.0.9"],
+        "45.1.0.0",
+        "45.1.255.255",
+        "NET-A",
+        "abuse@aaa-tarpit.de",
+    );
+    abuse_net(
+        &rdap,
+        &["45.2.0.7"],
+        "45.2.0.0",
+        "45.2.0.255",
+        "NET-B",
+        "abuse@bbb-hoster.nl",
+    );
+    let (port, accepted) = stalling_smtp("aaa-tarpit.de");
+    let mut s = setup(&rdap, &dns, "abusix = false", "");
+    let config = std::fs::read_to_string(s.path("config.toml"))
+        .unwrap()
+        .replace(
+            &format!(
+                "[mail]\ntransport = \"file\"\ndir = \"{}/outbox\"",
+                s.dir.path().display()
+            ),
+            &format!(
+                "[mail]\ntransport = \"smtp\"\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\ntimeout_secs = 5"
+            ),
+        );
+    s.write("config.toml", &config);
+    log(&s, &[("10:00:00", "45.1.0.9"), ("10:00:01", "45.2.0.7")]);
+    let first = s.run_bounded(&["run"]);
+    assert_eq!(first.code, 75, "{}", first.stderr);
+    let got = accepted.lock().unwrap().clone();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0].contains("abuse@bbb-hoster.nl"), "{got:?}");
+
+    // A day later: tried again, still deferred, still waiting.
+    s.now = "2026-01-27T08:00:00Z".into();
+    assert_eq!(s.run_bounded(&["run"]).code, 75);
+    // Past three days: given up, said, and never tried again.
+    s.now = "2026-01-29T09:00:00Z".into();
+    let given_up = s.run_bounded(&["run"]);
+    assert!(given_up.stderr.contains("given up"), "{}", given_up.stderr);
+    let ledger = history(&s);
+    let tarpit = ledger
+        .iter()
+        .find(|r| r["contact"]["address"] == "abuse@aaa-tarpit.de")
+        .unwrap();
+    assert_eq!(tarpit["status"], "rejected");
+    let again = s.run_bounded(&["run"]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert_eq!(accepted.lock().unwrap().len(), 1);
+}
