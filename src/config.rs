@@ -1013,10 +1013,11 @@ fn discover(
         ));
     }
     let max_lookups_per_run = raw.max_lookups_per_run.unwrap_or(200);
-    if max_lookups_per_run > 100_000 {
+    // With none, an address not known yet would wait for ever and no run would settle.
+    if !(1..=100_000).contains(&max_lookups_per_run) {
         return Err(err(
             "discover.max_lookups_per_run",
-            format!("{max_lookups_per_run}: expected 0 to 100000"),
+            format!("{max_lookups_per_run}: expected 1 to 100000"),
         ));
     }
     let mut never = Vec::new();
@@ -1497,7 +1498,7 @@ dir = "outbox"
     fn discover_keys_are_checked() {
         let d = discover(
             "enabled = true\nrdap_bootstrap = \"http://127.0.0.1:8080/rdap\"\nabusix = false\n\
-             dns_server = \"[::1]:5353\"\ncache_days = 7\nmax_lookups_per_run = 0\n\
+             dns_server = \"[::1]:5353\"\ncache_days = 7\nmax_lookups_per_run = 1\n\
              never = [\"Example.NET.\"]",
         )
         .unwrap()
@@ -1510,7 +1511,7 @@ dir = "outbox"
         assert_eq!(d.dns_server.as_deref(), Some("[::1]:5353"));
         assert_eq!(
             (d.abusix, d.cache_days, d.max_lookups_per_run),
-            (false, 7, 0)
+            (false, 7, 1)
         );
         assert_eq!(d.never, ["example.net"]);
         let folder = discover("enabled = true\nrdap_bootstrap = \"bootstrap\"")

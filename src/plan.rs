@@ -540,6 +540,13 @@ pub(crate) fn plan_part(
             world.now,
         )
         .part(part.0, part.1)
+        .for_desk(desk.contact.map(|c| crate::render::Desk {
+            address: c.address.clone(),
+            source: c.source.name().to_string(),
+            network: c.network.map(|n| n.to_string()),
+            handle: c.handle.clone(),
+            origin: c.origin.clone(),
+        }))
         .with_evidence(&pool, &settings.report, lines);
         report.excerpt.truncate(lines);
         let (subject, body) = world.templates.render(&report)?;

@@ -172,6 +172,22 @@ pub struct Report {
     pub part: usize,
     pub parts: usize,
     pub version: String,
+    /// For a report to a desk that discovery found: why this desk (absent for a provider).
+    pub desk: Option<Desk>,
+}
+
+/// Why a discovered desk gets the report: where its address was found.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Desk {
+    pub address: String,
+    /// `rdap` or `abusix`.
+    pub source: String,
+    /// The registry's network holding the first address (CIDR), if the source names one.
+    pub network: Option<String>,
+    /// The registry's handle of that network.
+    pub handle: Option<String>,
+    /// Where the answer came from: the RDAP URL, or the DNS name asked.
+    pub origin: String,
 }
 
 impl Report {
@@ -311,6 +327,7 @@ impl Report {
                 .collect()
             },
             version: VERSION.to_string(),
+            desk: None,
         };
         report.abuse_kind = summarise_kinds(report.ips.iter().map(|i| i.kind.as_str()));
         report
@@ -366,6 +383,12 @@ impl Report {
     }
 
     /// Marks the report as part `part` of `parts`.
+    /// The report as a discovered desk gets it, saying why it does.
+    pub fn for_desk(mut self, desk: Option<Desk>) -> Self {
+        self.desk = desk;
+        self
+    }
+
     pub fn part(mut self, part: usize, parts: usize) -> Self {
         self.part = part;
         self.parts = parts;

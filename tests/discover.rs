@@ -226,6 +226,17 @@ fn no_abuse_entity_falls_back_to_abusix_and_none_is_remembered() {
         (Outcome::NoContact, true)
     );
     assert_eq!((rdap.asked().len(), dns.asked().len()), (1, 1));
+    // "None" is trusted a week at most, whatever cache_days says (30 here): asked again then.
+    assert_eq!(cfg.cache_days, 30);
+    let week = run_with(
+        &cfg,
+        limits(),
+        &mut cache,
+        now() + chrono::Duration::days(8),
+        &["192.0.2.1"],
+    );
+    assert!(!week[0].cached);
+    assert_eq!((rdap.asked().len(), dns.asked().len()), (2, 2));
 }
 
 #[test]

@@ -231,6 +231,32 @@ fn each_network_gets_one_digest_at_its_own_desk() {
             "ec2-abuse@amazon.com"
         ]
     );
+    // Each digest says why that desk gets it, and where its address was found.
+    let bodies: Vec<String> = s
+        .outbox()
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap().replace("\r\n", "\n"))
+        .collect();
+    let body_to = |to: &str| {
+        bodies
+            .iter()
+            .find(|b| b.contains(&format!("To: {to}\n")))
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert!(
+        body_to("abuse@hoster-a.de").contains(
+            "the registry's RDAP record NET-A names abuse@hoster-a.de as the abuse contact of 45.1.0.0/16"
+        ),
+        "{}",
+        body_to("abuse@hoster-a.de")
+    );
+    assert!(body_to("abuse@zone-c.fr").contains(
+        "the Abusix abuse contact database names abuse@zone-c.fr for these addresses (1.0.3.45.abuse-contacts.abusix.zone)"
+    ));
+    assert!(!body_to("ec2-abuse@amazon.com").contains("You receive it because"));
     let ledger = history(&s);
     let a = ledger
         .iter()

@@ -135,6 +135,9 @@ impl Default for Limits {
     }
 }
 
+/// How long at most a source's "no usable desk" is trusted.
+const NONE_TRUSTED_DAYS: u32 = 7;
+
 /// RDAP answers are asked for with this media type (RFC 9083 §4).
 const RDAP_JSON: &str = "application/rdap+json, application/json;q=0.9";
 
@@ -277,6 +280,12 @@ impl<'c> Discoverer<'c> {
         origin: String,
         handle: Option<String>,
     ) -> CacheEntry {
+        // A "none" (no desk, no record) is asked again within a week: a registry that had no
+        // desk for a network may have one soon, and silence is what costs the operator most.
+        let days = match address {
+            Some(_) => self.cfg.cache_days,
+            None => self.cfg.cache_days.min(NONE_TRUSTED_DAYS),
+        };
         CacheEntry {
             source,
             first: range.0,
@@ -285,7 +294,7 @@ impl<'c> Discoverer<'c> {
             origin,
             handle,
             fetched_at: self.now,
-            expires: self.now + chrono::Duration::days(i64::from(self.cfg.cache_days)),
+            expires: self.now + chrono::Duration::days(i64::from(days)),
         }
     }
 
