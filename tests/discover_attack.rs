@@ -668,6 +668,15 @@ fn one_mailbox_spelt_in_two_cases_gets_one_digest() {
     log(&s, &[("10:00:00", "45.1.0.9"), ("10:00:01", "45.2.0.7")]);
     s.run(&["run"]).ok();
     assert_eq!(s.outbox().len(), 1, "{:?}", outbox_to(&s));
+    // `contacts` counts the addresses sent to the mailbox under either spelling.
+    let listed = s.run(&["contacts", "--json"]).ok().json();
+    let reported: Vec<u64> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["reported"].as_u64().unwrap())
+        .collect();
+    assert_eq!(reported, [2, 2], "{listed}");
 }
 
 /// One desk whose server defers holds back that desk alone: another desk's digest goes out in

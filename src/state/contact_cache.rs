@@ -120,7 +120,9 @@ impl State {
         for row in rows {
             let Some(entry) = row? else { continue };
             let reported = match &entry.address {
-                Some(a) => count.query_row([super::contact_key(a)], |r| r.get::<_, i64>(0))? as u64,
+                Some(a) => count.query_row([super::contact_key(&a.to_ascii_lowercase())], |r| {
+                    r.get::<_, i64>(0)
+                })? as u64,
                 None => 0,
             };
             out.push(CachedContact { entry, reported });
