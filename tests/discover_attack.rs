@@ -1,75 +1,18 @@
 //! Hostile networks and careless operators against contact discovery: registries that answer
 //! more than they own, lookups that keep failing, desks that refuse or stall, budgets smaller
 //! than the desks waiting, a cache edited by hand, and discovery switched on over a state with
-//! history. Each test states what the tool should do; the helpers are those of
-//! `discover_run.rs`, so a test can move there as it is.
+//! history. Each test states what the tool should do; the set-ups are those of
+//! `discover_run.rs` (`common/discovery.rs`).
 
 mod common;
+#[path = "common/discovery.rs"]
+mod discovery;
 #[path = "common/discover_stubs.rs"]
 mod stubs;
 
-use common::{Setup, drop_line, history, standard_config};
+use common::history;
+use discovery::{abuse_net, log, outbox_to, setup, use_smtp, with_mail_budget};
 use stubs::{Dns, Rdap, Reply, bootstrap, entity, network};
-
-fn setup(rdap: &Rdap, dns: &Dns, discover_extra: &str, report_extra: &str) -> Setup {
-    let config = format!(
-        "{}\n[discover]\nenabled = true\nrdap_bootstrap = \"{{dir}}/bootstrap\"\ndns_server = \"{}\"\n{discover_extra}\n",
-        standard_config(report_extra),
-        dns.addr
-    );
-    let s = Setup::new(&config);
-    std::fs::create_dir_all(s.path("bootstrap")).unwrap();
-    s.write(
-        "bootstrap/ipv4.json",
-        &bootstrap(&[("45.0.0.0/8", &rdap.base())]),
-    );
-    s.write(
-        "bootstrap/ipv6.json",
-        &bootstrap(&[("2a0f::/16", &rdap.base())]),
-    );
-    s
-}
-
-fn abuse_net(rdap: &Rdap, ips: &[&str], first: &str, last: &str, handle: &str, email: &str) {
-    let body = network(first, last, handle, &[entity(&["abuse"], Some(email), &[])]);
-    for ip in ips {
-        rdap.route(&format!("/rdap/ip/{ip}"), Reply::Json(200, body.clone()));
-    }
-}
-
-fn log(s: &Setup, lines: &[(&str, &str)]) {
-    let text: String = lines
-        .iter()
-        .map(|(time, ip)| drop_line(time, ip, "TCP", 22))
-        .collect();
-    s.append("messages", &text);
-}
-
-fn outbox_to(s: &Setup) -> Vec<String> {
-    let mut to: Vec<String> = s
-        .outbox()
-        .iter()
-        .map(|p| {
-            let text = std::fs::read_to_string(p).unwrap();
-            text.lines()
-                .find_map(|l| l.strip_prefix("To: "))
-                .unwrap()
-                .to_string()
-        })
-        .collect();
-    to.sort();
-    to
-}
-
-fn with_mail_budget(s: &Setup, n: u32) {
-    let config = std::fs::read_to_string(s.path("config.toml"))
-        .unwrap()
-        .replace(
-            "transport = \"file\"",
-            &format!("transport = \"file\"\nmax_messages_per_run = {n}"),
-        );
-    s.write("config.toml", &config);
-}
 
 /// A registry answers for one of its addresses with a network that spans all of IPv4 (RIPE's
 /// `IANA-BLK` stub is `0.0.0.0 - 255.255.255.255`; a hostile or broken registry can say the
@@ -236,20 +179,7 @@ fn a_desk_that_refused_is_not_written_to_again_for_each_new_address() {
     );
     let server = common::smtp::start(common::smtp::Security::Plain, None, 0);
     let s = setup(&rdap, &dns, "abusix = false", "");
-    let config = std::fs::read_to_string(s.path("config.toml"))
-        .unwrap()
-        .replace(
-            &format!(
-                "[mail]\ntransport = \"file\"\ndir = \"{}/outbox\"",
-                s.dir.path().display()
-            ),
-            &format!(
-                "[mail]\ntransport = \"smtp\"\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"none\"\ntimeout_secs = 5",
-                server.port
-            ),
-        );
-    assert!(config.contains("transport = \"smtp\""));
-    s.write("config.toml", &config);
+    use_smtp(&s, server.port);
     *server.rcpt.lock().unwrap() = Some((550, "5.1.1 no such mailbox".into()));
     log(&s, &[("10:00:00", "45.1.0.9")]);
     assert_eq!(s.run_bounded(&["run"]).code, 1);
@@ -348,19 +278,7 @@ fn one_stalling_discovered_desk_does_not_hold_back_the_providers() {
     );
     let (port, accepted) = stalling_smtp("tarpit-hoster.de");
     let s = setup(&rdap, &dns, "abusix = false", "");
-    let config = std::fs::read_to_string(s.path("config.toml"))
-        .unwrap()
-        .replace(
-            &format!(
-                "[mail]\ntransport = \"file\"\ndir = \"{}/outbox\"",
-                s.dir.path().display()
-            ),
-            &format!(
-                "[mail]\ntransport = \"smtp\"\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\ntimeout_secs = 5"
-            ),
-        );
-    assert!(config.contains("transport = \"smtp\""));
-    s.write("config.toml", &config);
+    use_smtp(&s, port);
     log(&s, &[("10:00:00", "45.1.0.9")]);
     s.run_bounded(&["run"]);
     // The next day an AWS address attacks; the provider's report should go out.
@@ -703,18 +621,7 @@ fn a_deferring_desk_waits_alone_and_is_given_up_after_three_days() {
     );
     let (port, accepted) = stalling_smtp("aaa-tarpit.de");
     let mut s = setup(&rdap, &dns, "abusix = false", "");
-    let config = std::fs::read_to_string(s.path("config.toml"))
-        .unwrap()
-        .replace(
-            &format!(
-                "[mail]\ntransport = \"file\"\ndir = \"{}/outbox\"",
-                s.dir.path().display()
-            ),
-            &format!(
-                "[mail]\ntransport = \"smtp\"\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\ntimeout_secs = 5"
-            ),
-        );
-    s.write("config.toml", &config);
+    use_smtp(&s, port);
     log(&s, &[("10:00:00", "45.1.0.9"), ("10:00:01", "45.2.0.7")]);
     let first = s.run_bounded(&["run"]);
     assert_eq!(first.code, 75, "{}", first.stderr);

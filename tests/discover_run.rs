@@ -4,51 +4,17 @@
 //! beside the configured providers' reports.
 
 mod common;
+#[path = "common/discovery.rs"]
+mod discovery;
 #[path = "common/discover_stubs.rs"]
 mod stubs;
 
 use common::{Setup, drop_line, history, ip_list, snapshot, standard_config};
+use discovery::{abuse_net, log, outbox_to, setup};
 use stubs::{Dns, Rdap, Reply, bootstrap, entity, network};
 
 /// An AWS EC2 address of the fixture ranges: a configured provider's attacker.
 const AWS_IP: &str = "3.5.140.2";
-
-/// A setup with discovery on: bootstrap files in `{dir}/bootstrap` sending 45.0.0.0/8 to
-/// `rdap`, Abusix asked through `dns`, and `discover_extra` in `[discover]`.
-fn setup(rdap: &Rdap, dns: &Dns, discover_extra: &str, report_extra: &str) -> Setup {
-    let config = format!(
-        "{}\n[discover]\nenabled = true\nrdap_bootstrap = \"{{dir}}/bootstrap\"\ndns_server = \"{}\"\n{discover_extra}\n",
-        standard_config(report_extra),
-        dns.addr
-    );
-    let s = Setup::new(&config);
-    std::fs::create_dir_all(s.path("bootstrap")).unwrap();
-    s.write(
-        "bootstrap/ipv4.json",
-        &bootstrap(&[("45.0.0.0/8", &rdap.base())]),
-    );
-    s.write(
-        "bootstrap/ipv6.json",
-        &bootstrap(&[("2a0f::/16", &rdap.base())]),
-    );
-    s
-}
-
-/// The registry's network `first`-`last` with a top-level abuse entity, served for `ips`.
-fn abuse_net(rdap: &Rdap, ips: &[&str], first: &str, last: &str, handle: &str, email: &str) {
-    let body = network(first, last, handle, &[entity(&["abuse"], Some(email), &[])]);
-    for ip in ips {
-        rdap.route(&format!("/rdap/ip/{ip}"), Reply::Json(200, body.clone()));
-    }
-}
-
-fn log(s: &Setup, lines: &[(&str, &str)]) {
-    let text: String = lines
-        .iter()
-        .map(|(time, ip)| drop_line(time, ip, "TCP", 22))
-        .collect();
-    s.append("messages", &text);
-}
 
 fn contact_reports(v: &serde_json::Value) -> Vec<&serde_json::Value> {
     v["reports"]
@@ -57,23 +23,6 @@ fn contact_reports(v: &serde_json::Value) -> Vec<&serde_json::Value> {
         .iter()
         .filter(|r| r["provider"].is_null())
         .collect()
-}
-
-/// The `To:` header of each message in the outbox.
-fn outbox_to(s: &Setup) -> Vec<String> {
-    let mut to: Vec<String> = s
-        .outbox()
-        .iter()
-        .map(|p| {
-            let text = std::fs::read_to_string(p).unwrap();
-            text.lines()
-                .find_map(|l| l.strip_prefix("To: "))
-                .unwrap()
-                .to_string()
-        })
-        .collect();
-    to.sort();
-    to
 }
 
 /// Four networks: A (top-level abuse entity), B (nested under the registrant, as ARIN and
@@ -364,7 +313,7 @@ fn the_lookup_bound_spreads_contacts_over_runs_and_loses_none() {
     assert!(!third.stderr.contains("wait for"), "{}", third.stderr);
     let mut reported: Vec<String> = common::history(&s)
         .iter()
-        .flat_map(|r| ip_list_of_strings(&r["ips"]))
+        .flat_map(|r| common::string_list(&r["ips"]))
         .collect();
     reported.sort();
     assert_eq!(reported, ["45.1.0.10", "45.1.0.9", "45.2.0.7"]);
@@ -373,14 +322,6 @@ fn the_lookup_bound_spreads_contacts_over_runs_and_loses_none() {
         2,
         "one request per network, not per address"
     );
-}
-
-fn ip_list_of_strings(v: &serde_json::Value) -> Vec<String> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i.as_str().unwrap().to_string())
-        .collect()
 }
 
 #[test]
@@ -491,7 +432,7 @@ fn a_thousand_contacts_go_out_within_the_budgets() {
     assert_eq!(s.outbox().len(), 1000);
     let mut reported: Vec<String> = history(&s)
         .iter()
-        .flat_map(|r| ip_list_of_strings(&r["ips"]))
+        .flat_map(|r| common::string_list(&r["ips"]))
         .collect();
     let all = reported.len();
     reported.sort();
@@ -508,17 +449,15 @@ fn digests_go_over_smtp_to_their_desk_and_a_refusing_desk_is_not_retried_every_r
     four_networks(&rdap, &dns);
     let server = common::smtp::start(common::smtp::Security::StartTls, Some(("abuse", "pw")), 0);
     let s = setup(&rdap, &dns, "", "");
-    let config = std::fs::read_to_string(s.path("config.toml")).unwrap().replace(
-        "[mail]\ntransport = \"file\"\ndir = \"{dir}/outbox\"".replace("{dir}", s.dir.path().to_str().unwrap()).as_str(),
+    discovery::use_mail(
+        &s,
         &format!(
-            "[mail]\ntransport = \"smtp\"\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"starttls\"\n\
+            "transport = \"smtp\"\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"starttls\"\n\
              username = \"abuse\"\ntimeout_secs = 5\nca_file = \"{}/fixtures/tls/ca.pem\"",
             server.port,
             common::repo().display()
         ),
     );
-    assert!(config.contains("starttls"));
-    s.write("config.toml", &config);
     let mut s = s;
     s.env
         .push(("ABUSE_MAILER__MAIL__PASSWORD".into(), "pw".into()));

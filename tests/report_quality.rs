@@ -319,18 +319,10 @@ fn ledger(s: &Setup) -> Vec<(String, Vec<String>, String)> {
         .map(|r| {
             (
                 r["subject"].as_str().unwrap().to_string(),
-                ip_list_of_strings(&r["ips"]),
+                common::string_list(&r["ips"]),
                 r["status"].as_str().unwrap().to_string(),
             )
         })
-        .collect()
-}
-
-fn ip_list_of_strings(v: &serde_json::Value) -> Vec<String> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i.as_str().unwrap().to_string())
         .collect()
 }
 
@@ -482,7 +474,7 @@ fn a_real_log_delivery_reads_right_to_an_abuse_desk() {
             .iter()
             .find(|r| format!("<{}>", m.message_id().unwrap()) == r["message_id"].as_str().unwrap())
             .expect("each message is in the ledger");
-        let ips = ip_list_of_strings(&row["ips"]);
+        let ips = common::string_list(&row["ips"]);
         // Envelope and headers.
         assert_eq!(
             m.to().unwrap().first().unwrap().address(),

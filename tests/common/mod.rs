@@ -263,6 +263,15 @@ pub fn ip_list(v: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
+/// The strings of a JSON array (a ledger row's `ips`, say).
+pub fn string_list(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i.as_str().unwrap().to_string())
+        .collect()
+}
+
 /// A kernel LOG line as the default prefix writes it.
 pub fn drop_line(time: &str, src: &str, proto: &str, dpt: u16) -> String {
     format!(
