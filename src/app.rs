@@ -132,14 +132,29 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
             Some(s) => s.pending()?,
             None => Vec::new(),
         };
-        let waiting = waiting
+        let waiting: Vec<&ReportRecord> = waiting
             .iter()
             .filter(|r| only.is_none_or(|o| o == r.provider))
-            .filter(|r| !r.made_for_api());
-        print_mbox(
+            .filter(|r| !r.made_for_api())
+            .collect();
+        // In the order a run sends: the providers' reports, then the discovered desks'.
+        let stored = |desks: bool| {
             waiting
+                .iter()
+                .filter(move |r| r.contact.is_some() == desks)
                 .map(|r| r.message.as_slice())
-                .chain(planned.iter().map(|p| p.record.message.as_slice())),
+        };
+        let new = |desks: bool| {
+            planned
+                .iter()
+                .filter(move |p| p.record.contact.is_some() == desks)
+                .map(|p| p.record.message.as_slice())
+        };
+        print_mbox(
+            stored(false)
+                .chain(new(false))
+                .chain(stored(true))
+                .chain(new(true)),
             now,
         )?;
     }
@@ -151,7 +166,7 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
                 if json {
                     " (see history)"
                 } else {
-                    ", printed first"
+                    ", printed before the new ones"
                 }
             );
         }

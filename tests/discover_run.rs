@@ -518,3 +518,26 @@ fn check_describes_discovery_without_a_lookup() {
     );
     assert!(rdap.asked().is_empty() && dns.asked().is_empty());
 }
+
+/// `preview` prints the messages in the order a run sends them: the providers' first, then
+/// the discovered desks'.
+#[test]
+fn preview_prints_in_the_order_a_run_sends() {
+    let (rdap, dns) = (Rdap::start(), Dns::start());
+    four_networks(&rdap, &dns);
+    let s = setup(&rdap, &dns, "", "");
+    // The AWS address attacks last; its report is still printed first.
+    log(&s, &[("10:00:00", "45.2.0.7"), ("10:00:05", AWS_IP)]);
+    let printed = s.run(&["preview"]).ok().stdout;
+    let to: Vec<&str> = printed
+        .lines()
+        .filter_map(|l| l.strip_prefix("To: "))
+        .collect();
+    assert_eq!(to, ["ec2-abuse@amazon.com", "abuse@hoster-b.nl"]);
+    s.run(&["run"]).ok();
+    let sent: Vec<String> = history(&s)
+        .iter()
+        .map(|r| r["to"][0].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(sent, to);
+}
