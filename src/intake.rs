@@ -1,6 +1,6 @@
-//! What a run knows before it plans: the configuration loaded ([`World`]: providers, ASN data,
+//! What a run knows before it plans: the configuration loaded (`World`: providers, ASN data,
 //! templates, the clock) and the sources read and merged with what the state knew
-//! ([`Intake`]). The only place that reads the sources for a run.
+//! (`Intake`). The only place that reads the sources for a run.
 //!
 //! A run that ends with nothing left to report leaves a [`crate::state::Settled`] marker; while
 //! it stands and the selection settings are the same, a run looks only at the IPs it read and

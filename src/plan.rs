@@ -1,5 +1,5 @@
 //! Planning: from what was read to the reports a run would make. Each destination (a
-//! configured provider, or an abuse desk that discovery found) is a [`Desk`]; its delta is
+//! configured provider, or an abuse desk that discovery found) is a `Desk`; its delta is
 //! selected, enriched, split into parts that fit the size limits and rendered, with the
 //! evidence lines of its own addresses.
 

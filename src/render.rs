@@ -1,6 +1,6 @@
 //! Render: a provider's enriched attackers and excerpt become a [`Report`] (what a template
 //! sees), the templates turn it into a subject and a body, and those become the exact MIME
-//! [`Message`] bytes that are stored and sent.
+//! `Message` bytes that are stored and sent.
 //!
 //! Default templates are compiled in; `templates_dir` may override any of them, per provider
 //! in `templates_dir/<provider>/`. Nothing from a log line reaches a header: the subject is
