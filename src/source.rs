@@ -55,6 +55,10 @@ pub struct KnownFile {
     pub first_line: Vec<u8>,
     /// Its size then (compressed files: of the file on disk).
     pub size: u64,
+    /// Compressed: its size is not an offset into its text, and a plain file that reuses its
+    /// inode number is another file.
+    #[serde(default)]
+    pub gzip: bool,
 }
 
 /// One file as it is on disk now, as its open descriptor says.
@@ -101,8 +105,9 @@ impl std::fmt::Display for Decision {
         f.write_str(what)?;
         let c = self.catchup();
         let rotated: Vec<String> = c
-            .previous
+            .grown
             .iter()
+            .chain(&c.previous)
             .chain(&c.newer)
             .map(|r| r.path.display().to_string())
             .collect();
@@ -123,11 +128,25 @@ impl Decision {
             | Decision::Missing(c) => c,
         }
     }
+
+    fn catchup_mut(&mut self) -> &mut Catchup {
+        match self {
+            Decision::Fresh(c)
+            | Decision::Append(c)
+            | Decision::Restarted(c)
+            | Decision::Replaced(c)
+            | Decision::Missing(c) => c,
+        }
+    }
 }
 
 /// The rotated files a run must read before the live one.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Catchup {
+    /// Rotated files the cursor knew that grew since, oldest first, each from where it was
+    /// read to: a daemon writes to its renamed file until it reopens, and a run can come in
+    /// between (logrotate without `delaycompress`).
+    pub grown: Vec<Rotated>,
     /// The file the cursor points at, wherever it went (read on from the offset).
     pub previous: Option<Rotated>,
     /// Files rotated after it, oldest first (read whole): the log rotated more than once
@@ -319,6 +338,20 @@ impl OpenFile {
     }
 
     /// The offset just after the last complete line.
+    /// The end of the last complete line within the size the file had when it was opened
+    /// (a line longer than 64 KiB counts as complete: it is junk, passed over).
+    fn complete_end(&self) -> io::Result<u64> {
+        let size = self.size;
+        let from = size.saturating_sub(1 << 16);
+        let mut tail = Vec::new();
+        self.at_until(from, size).read_to_end(&mut tail)?;
+        Ok(match memchr::memrchr(b'\n', &tail) {
+            Some(i) => from + i as u64 + 1,
+            None if from == 0 => 0,
+            None => size,
+        })
+    }
+
     fn last_line_end(&self) -> io::Result<u64> {
         if self.gzip {
             // What a damaged file holds up to the damage counts as its text.
@@ -370,6 +403,83 @@ fn decide(
     siblings: &[Sibling],
     start: StartAt,
 ) -> Decision {
+    let mut decision = decide_case(cursor, now, siblings, start);
+    if let (Some(cursor), false) = (cursor, matches!(decision, Decision::Fresh(_))) {
+        let c = decision.catchup_mut();
+        c.grown = grown(siblings, cursor, c);
+    }
+    decision
+}
+
+/// The rotated files `cursor` knew that grew since it was taken and that `planned` does not
+/// read already, oldest first, each from its known end. A file known plain and compressed
+/// since (a new inode with the same first line) is read on from there too: logrotate
+/// compresses after the daemon reopened, so its last lines may be in the `.gz` only.
+fn grown(all: &[Sibling], cursor: &Cursor, planned: &Catchup) -> Vec<Rotated> {
+    let planned: Vec<&Path> = planned
+        .previous
+        .iter()
+        .chain(&planned.newer)
+        .map(|r| r.path.as_path())
+        .collect();
+    // The known file itself, not another one that reuses its inode number.
+    let on_disk = |k: &KnownFile| {
+        all.iter().any(|s| {
+            (s.open.dev, s.open.ino) == (k.dev, k.ino)
+                && k.gzip == s.open.gzip
+                && same_start(&k.first_line, &s.first_line)
+        })
+    };
+    all.iter()
+        .rev()
+        .filter(|s| !planned.contains(&s.open.path.as_path()))
+        .filter_map(|s| {
+            let known = &cursor.known_siblings;
+            let same_inode = |k: &&KnownFile| {
+                (k.dev, k.ino) == (s.open.dev, s.open.ino) && k.gzip == s.open.gzip
+            };
+            let from = if !s.open.gzip {
+                known
+                    .iter()
+                    .find(same_inode)
+                    .filter(|k| same_start(&k.first_line, &s.first_line) && s.open.size > k.size)
+                    .map(|k| k.size)
+            } else if known.iter().any(|k| {
+                (k.dev, k.ino) == (s.open.dev, s.open.ino)
+                    && same_start(&k.first_line, &s.first_line)
+            }) {
+                // Compressed when it was known (also as a state from before `gzip` was kept
+                // says it): not appended to since.
+                None
+            } else {
+                // Compressed since: the plain file is gone, and its text is here (recognised
+                // by its first line, or, known empty, by being the one text no known file
+                // starts with).
+                let gone = known.iter().filter(|k| !on_disk(k));
+                let by_text = gone
+                    .clone()
+                    .find(|k| !k.first_line.is_empty() && k.first_line == s.first_line);
+                let unmatched = !known.iter().any(|k| k.first_line == s.first_line);
+                by_text
+                    .or_else(|| {
+                        gone.clone()
+                            .find(|k| k.first_line.is_empty())
+                            .filter(|_| unmatched)
+                    })
+                    .map(|k| k.size)
+            }?;
+            Some(s.rotated_from(from))
+        })
+        .collect()
+}
+
+/// The case of [`decide`], before grown rotated files are added.
+fn decide_case(
+    cursor: Option<&Cursor>,
+    now: Option<&FileNow>,
+    siblings: &[Sibling],
+    start: StartAt,
+) -> Decision {
     let cursor = match cursor {
         None if start == StartAt::End => return Decision::Fresh(Catchup::default()),
         None => return Decision::Fresh(history(siblings)),
@@ -396,6 +506,7 @@ fn decide(
 /// Every rotated file, oldest first: what a first read goes through before the live file.
 fn history(siblings: &[Sibling]) -> Catchup {
     Catchup {
+        grown: Vec::new(),
         previous: None,
         newer: siblings.iter().rev().map(|s| s.rotated_from(0)).collect(),
     }
@@ -416,12 +527,19 @@ impl Sibling {
         }
     }
 
+    /// The file as a cursor remembers it. A plain file counts only up to its last complete
+    /// line: a line still being written was not read, and must be read whole once it ends.
     fn known(&self) -> KnownFile {
+        let size = match self.open.gzip {
+            true => self.open.size,
+            false => self.open.complete_end().unwrap_or(self.open.size),
+        };
         KnownFile {
             dev: self.open.dev,
             ino: self.open.ino,
             first_line: self.first_line.clone(),
-            size: self.open.size,
+            size,
+            gzip: self.open.gzip,
         }
     }
 }
@@ -499,6 +617,7 @@ fn catch_up(all: &[Sibling], cursor: &Cursor) -> Catchup {
     };
     match found {
         Some(i) => Catchup {
+            grown: Vec::new(),
             previous: Some(all[i].rotated_from(0)),
             newer: all[..i].iter().rev().map(|s| s.rotated_from(0)).collect(),
         },
@@ -506,6 +625,7 @@ fn catch_up(all: &[Sibling], cursor: &Cursor) -> Catchup {
         // either way, the rotated files the cursor did not know of hold the unread lines (a
         // copytruncate copy, wherever numbering put it, included).
         None => Catchup {
+            grown: Vec::new(),
             previous: None,
             newer: all
                 .iter()
@@ -524,7 +644,8 @@ fn unread_part(cursor: &Cursor, s: &Sibling) -> Option<u64> {
     let (dev, ino, size, gzip) = (s.open.dev, s.open.ino, s.open.size, s.open.gzip);
     let mut from = Some(0);
     for k in &cursor.known_siblings {
-        let same_file = (k.dev, k.ino) == (dev, ino) && same_start(&k.first_line, first);
+        let same_file =
+            (k.dev, k.ino) == (dev, ino) && k.gzip == gzip && same_start(&k.first_line, first);
         if same_file && size == k.size {
             return None;
         }
@@ -660,6 +781,14 @@ fn read_opened(
     let mut next: Option<Cursor> = None;
     let sibling = |r: &Rotated| rotated.iter().position(|s| s.open.path == r.path);
     let catchup = decision.catchup();
+    for file in &catchup.grown {
+        let Some(i) = sibling(file) else { continue };
+        let s = &rotated[i];
+        let end = read_reporting(path, &s.open, file.from, ingest, &mut warnings)?;
+        if !s.open.gzip {
+            known[i].size = end;
+        }
+    }
     if let (Some(old), Some(cursor)) = (&catchup.previous, cursor)
         && let Some(i) = sibling(old)
     {
@@ -1323,6 +1452,7 @@ mod tests {
             from: 10,
         };
         let d = Decision::Replaced(Catchup {
+            grown: Vec::new(),
             previous: Some(rotated),
             newer: Vec::new(),
         });
