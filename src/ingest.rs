@@ -25,24 +25,25 @@ use crate::parse::{Line, LineParser, Packet};
 pub const MAX_PORTS: usize = 64;
 pub const MAX_SMALL_SET: usize = 16;
 
-/// A sorted set that holds one value in place and more in one allocation that grows by
-/// little: an address's sets hold a handful of values, most often one (a scan, a spoofed
-/// flood: each source seen once or twice), and a B-tree node, or a vector, for each would
-/// cost more than the address's whole record.
+/// A sorted set that holds one value in place and more in one allocation of just their size:
+/// an address's sets hold a handful of values, most often one (a scan, a spoofed flood: each
+/// source seen once or twice), and a B-tree node, or a vector with room to grow, for each
+/// would cost more than the address's whole record. A boxed slice rather than a vector keeps
+/// the set to two words; its values are bounded, so growing one at a time costs little.
 #[derive(Clone)]
 pub struct SmallSet<T>(Repr<T>);
 
 #[derive(Clone)]
 enum Repr<T> {
-    Empty,
     One(T),
-    /// Two values or more, ascending.
-    Many(Vec<T>),
+    /// No value, or two values or more, ascending. An empty slice holds no allocation, and
+    /// without a variant of its own the set of a port fits in two words.
+    Many(Box<[T]>),
 }
 
 impl<T> Default for SmallSet<T> {
     fn default() -> Self {
-        SmallSet(Repr::Empty)
+        SmallSet(Repr::Many(Box::default()))
     }
 }
 
@@ -69,7 +70,6 @@ impl<T: std::hash::Hash> std::hash::Hash for SmallSet<T> {
 impl<T> SmallSet<T> {
     fn slice(&self) -> &[T] {
         match &self.0 {
-            Repr::Empty => &[],
             Repr::One(value) => std::slice::from_ref(value),
             Repr::Many(values) => values,
         }
@@ -77,41 +77,64 @@ impl<T> SmallSet<T> {
 }
 
 impl<T: Ord> SmallSet<T> {
-    pub const fn new() -> Self {
-        SmallSet(Repr::Empty)
+    pub fn new() -> Self {
+        Self::default()
     }
 
     /// Adds `value`; whether it was new.
     pub fn insert(&mut self, value: T) -> bool {
         match &mut self.0 {
-            Repr::Empty => {
+            Repr::Many(values) if values.is_empty() => {
                 self.0 = Repr::One(value);
                 true
             }
             Repr::One(one) if *one == value => false,
             Repr::One(_) => {
-                let Repr::One(one) = std::mem::replace(&mut self.0, Repr::Empty) else {
+                let Repr::One(one) = std::mem::take(self).0 else {
                     unreachable!("matched above")
                 };
-                let mut values = Vec::with_capacity(2);
-                if one < value {
-                    values.extend([one, value]);
+                let values: Box<[T]> = if one < value {
+                    Box::new([one, value])
                 } else {
-                    values.extend([value, one]);
-                }
+                    Box::new([value, one])
+                };
                 self.0 = Repr::Many(values);
                 true
             }
             Repr::Many(values) => match values.binary_search(&value) {
                 Ok(_) => false,
                 Err(at) => {
-                    if values.len() == values.capacity() {
-                        values.reserve_exact((values.len() / 2).max(1));
-                    }
-                    values.insert(at, value);
+                    let mut grown = std::mem::take(values).into_vec();
+                    grown.reserve_exact(1);
+                    grown.insert(at, value);
+                    *values = grown.into_boxed_slice();
                     true
                 }
             },
+        }
+    }
+
+    /// Adds `value` to a set that holds at most `cap` values, its `cap` smallest: a full set
+    /// takes a smaller value in place of its largest.
+    fn insert_capped(&mut self, value: T, cap: usize) {
+        match &mut self.0 {
+            Repr::Many(values) if values.len() >= cap => {
+                if let Err(at) = values.binary_search(&value)
+                    && at < values.len()
+                {
+                    // The largest value leaves; the larger ones move up to make room.
+                    values[at..].rotate_right(1);
+                    values[at] = value;
+                }
+            }
+            Repr::One(one) if cap <= 1 => {
+                if value < *one {
+                    *one = value;
+                }
+            }
+            _ => {
+                self.insert(value);
+            }
         }
     }
 
@@ -146,10 +169,10 @@ impl<T: Ord> SmallSet<T> {
     }
 
     pub fn pop_last(&mut self) -> Option<T> {
-        match std::mem::replace(&mut self.0, Repr::Empty) {
-            Repr::Empty => None,
+        match std::mem::take(self).0 {
             Repr::One(value) => Some(value),
-            Repr::Many(mut values) => {
+            Repr::Many(values) => {
+                let mut values = values.into_vec();
                 let last = values.pop();
                 self.0 = Self::from_sorted(values).0;
                 last
@@ -165,12 +188,8 @@ impl<T: Ord> SmallSet<T> {
     /// From values that are ascending and distinct.
     fn from_sorted(mut values: Vec<T>) -> Self {
         SmallSet(match values.len() {
-            0 => Repr::Empty,
             1 => Repr::One(values.pop().expect("one value")),
-            _ => {
-                values.shrink_to_fit();
-                Repr::Many(values)
-            }
+            _ => Repr::Many(values.into_boxed_slice()),
         })
     }
 }
@@ -205,9 +224,8 @@ impl<T> IntoIterator for SmallSet<T> {
     type IntoIter = std::vec::IntoIter<T>;
     fn into_iter(self) -> Self::IntoIter {
         match self.0 {
-            Repr::Empty => Vec::new(),
             Repr::One(value) => vec![value],
-            Repr::Many(values) => values,
+            Repr::Many(values) => values.into_vec(),
         }
         .into_iter()
     }
@@ -241,8 +259,8 @@ fn keeps<T: Ord + std::borrow::Borrow<Q>, Q: Ord + ?Sized>(
 }
 
 fn insert_capped<T: Ord>(set: &mut SmallSet<T>, value: T, cap: usize) {
-    if keeps(set, &value, cap) && set.insert(value) && set.len() > cap {
-        set.pop_last();
+    if keeps(set, &value, cap) {
+        set.insert_capped(value, cap);
     }
 }
 
@@ -350,8 +368,8 @@ impl Attribution {
 struct Seen {
     observation: Observation,
     attribution: Attribution,
-    /// The first lines of a candidate IP, its own evidence wherever the densest window is.
-    first_lines: Vec<EvidenceLine>,
+    /// How many of its first lines a candidate IP has in [`Ingest::first_lines`].
+    first_lines: u8,
 }
 
 /// Lines of its own kept per IP, beside the densest window.
@@ -488,10 +506,38 @@ impl Sources {
         self.records.get_mut(slot as usize)
     }
 
+    fn get(&self, ip: IpAddr) -> Option<&Seen> {
+        self.records.get(*self.index.get(&ip)? as usize)
+    }
+
     /// Adds the record of an address not in yet.
     fn push(&mut self, seen: Seen) {
         self.index.insert(seen.observation.ip, self.slot());
         self.records.push(seen);
+    }
+
+    /// Takes in the records of another read: records of the same address merge, the others
+    /// are added. The other's records are let go of while they are taken in, so that the two
+    /// reads' records are not all held at once (with a million sources, a hundred MiB).
+    fn absorb(&mut self, other: Sources) {
+        let Sources { index, mut records } = other;
+        drop(index);
+        // Taken from the end, in the order they were read.
+        records.reverse();
+        let mut since_shrink = 0;
+        while let Some(mut theirs) = records.pop() {
+            // The lines of the other read are counted again as they are taken in.
+            theirs.first_lines = 0;
+            match self.get_mut(theirs.observation.ip) {
+                Some(mine) => mine.observation.merge(&theirs.observation),
+                None => self.push(theirs),
+            }
+            since_shrink += 1;
+            if since_shrink == 1 << 14 {
+                since_shrink = 0;
+                records.shrink_to_fit();
+            }
+        }
     }
 
     fn get_or_insert_with(&mut self, ip: IpAddr, new: impl FnOnce() -> Seen) -> &mut Seen {
@@ -523,6 +569,9 @@ pub struct Ingest<'a> {
     finders: Vec<memchr::memmem::Finder<'static>>,
     attribute: &'a (dyn Fn(IpAddr) -> Attribution + Sync),
     seen: Sources,
+    /// The first lines of each candidate IP, in the order read: its own evidence wherever
+    /// the densest window is. Beside the records rather than in them, as most IPs have none.
+    first_lines: Vec<EvidenceLine>,
     summary: Summary,
     sample_seconds: u32,
     max_lines: usize,
@@ -578,6 +627,7 @@ impl<'a> Ingest<'a> {
             finders,
             attribute,
             seen: Sources::default(),
+            first_lines: Vec::new(),
             summary: Summary::default(),
             sample_seconds,
             max_lines,
@@ -683,6 +733,7 @@ impl<'a> Ingest<'a> {
             finders: self.finders.clone(),
             attribute: self.attribute,
             seen: Sources::default(),
+            first_lines: Vec::new(),
             summary: Summary::default(),
             sample_seconds: self.sample_seconds,
             max_lines: self.max_lines,
@@ -716,17 +767,14 @@ impl<'a> Ingest<'a> {
                 Self::raise(&mut self.counted_until, k, t);
             }
         }
-        for theirs in other.seen.records {
-            match self.seen.get_mut(theirs.observation.ip) {
-                Some(mine) => {
-                    mine.observation.merge(&theirs.observation);
-                    let room = LINES_PER_IP.saturating_sub(mine.first_lines.len());
-                    mine.first_lines
-                        .extend(theirs.first_lines.into_iter().take(room));
-                }
-                None => {
-                    self.seen.push(theirs);
-                }
+        self.seen.absorb(other.seen);
+        // An IP's own lines are its first ones: this read's, then the later part's.
+        for line in other.first_lines {
+            if let Some(mine) = self.seen.get_mut(line.ip)
+                && usize::from(mine.first_lines) < LINES_PER_IP
+            {
+                mine.first_lines += 1;
+                self.first_lines.push(line);
             }
         }
         for (pool, lines) in self.evidence.iter_mut().zip(other.evidence) {
@@ -880,14 +928,13 @@ impl<'a> Ingest<'a> {
         let seen = self.seen.get_or_insert_with(packet.src, || Seen {
             observation: Observation::new(packet.src, packet.time),
             attribution: attribute(packet.src),
-            first_lines: Vec::new(),
+            first_lines: 0,
         });
         seen.observation.record(&packet);
         Self::raise(&mut self.counted_until, packet.prefix, packet.time);
-        if seen.attribution.candidates != 0 && seen.first_lines.len() < LINES_PER_IP {
-            // Most sources send a line or two: room for four each would be mostly empty.
-            seen.first_lines.reserve_exact(1);
-            seen.first_lines.push(EvidenceLine {
+        if seen.attribution.candidates != 0 && usize::from(seen.first_lines) < LINES_PER_IP {
+            seen.first_lines += 1;
+            self.first_lines.push(EvidenceLine {
                 time: packet.time,
                 ip: packet.src,
                 text: clean(text),
@@ -911,11 +958,22 @@ impl<'a> Ingest<'a> {
             .filter(|s| s.attribution.providers == 0)
             .count() as u64;
         let mut own: Vec<Vec<EvidenceLine>> = vec![Vec::new(); self.evidence.len()];
-        for seen in &self.seen.records {
-            for i in Attribution::indices(seen.attribution.candidates) {
-                if let Some(lines) = own.get_mut(i) {
-                    lines.extend(seen.first_lines.iter().cloned());
+        for line in std::mem::take(&mut self.first_lines) {
+            let candidates = self
+                .seen
+                .get(line.ip)
+                .map_or(0, |seen| seen.attribution.candidates);
+            // Most IPs are in one provider: their lines move rather than being copied.
+            let count = own.len();
+            let mut providers = Attribution::indices(candidates)
+                .filter(|&i| i < count)
+                .peekable();
+            while let Some(i) = providers.next() {
+                if providers.peek().is_none() {
+                    own[i].push(line);
+                    break;
                 }
+                own[i].push(line.clone());
             }
         }
         for (pool, own) in self.evidence.iter_mut().zip(own) {
@@ -1156,6 +1214,70 @@ mod tests {
         assert_eq!(Attribution::indices(0).count(), 0);
         assert_eq!(Attribution::indices(0b1011).collect::<Vec<_>>(), [0, 1, 3]);
         assert_eq!(Attribution::indices(1 << 63).collect::<Vec<_>>(), [63]);
+    }
+
+    /// A million spoofed sources are a million records: a few bytes more each is megabytes.
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn a_source_record_stays_small() {
+        assert!(std::mem::size_of::<SmallSet<u16>>() <= 16);
+        assert!(std::mem::size_of::<SmallSet<String>>() <= 24);
+        assert!(std::mem::size_of::<Observation>() <= 152);
+        assert!(std::mem::size_of::<Seen>() <= 176);
+    }
+
+    #[test]
+    fn a_capped_set_holds_the_smallest_values_whatever_the_order() {
+        let values = [9u16, 3, 7, 3, 1, 8, 0, 5, 9, 2, 6, 4];
+        for cap in 0..6 {
+            for start in 0..values.len() {
+                let mut set = SmallSet::new();
+                for v in values[start..].iter().chain(&values[..start]) {
+                    insert_capped(&mut set, *v, cap);
+                    assert!(set.len() <= cap);
+                }
+                let want: Vec<u16> = (0..10).take(cap).collect();
+                assert_eq!(set.as_slice(), want, "cap {cap}, from {start}");
+            }
+        }
+    }
+
+    /// An IP's first lines are its own evidence: a later part read by another thread adds
+    /// its lines only up to the number kept per IP, the earlier part's first.
+    #[test]
+    fn a_later_part_adds_first_lines_up_to_the_number_kept() {
+        let line = |n: u32, ip: &str| {
+            format!(
+                "Jan 25 23:51:{n:02} h kernel: INPUT-DROP:IN=eth0 OUT= SRC={ip} DST=192.0.2.1 PROTO=UDP SPT={n} DPT=53\n"
+            )
+        };
+        let parser = || LineParser::new(&["INPUT-DROP:".to_string()], Zone::Utc, Utc::now());
+        let attribute = |_| AWS;
+        let mut first = Ingest::new(parser(), 1, 5, 50, &attribute);
+        first.begin_source(parser());
+        let early = line(1, "3.5.140.2") + &line(2, "3.5.140.2");
+        first.feed(early.as_bytes()).unwrap();
+        let mut later = first.fork();
+        let late = line(3, "3.5.140.2") + &line(4, "3.5.140.2") + &line(5, "3.5.140.9");
+        later.feed(late.as_bytes()).unwrap();
+        first.absorb(later);
+        let kept: Vec<(String, i64)> = first
+            .first_lines
+            .iter()
+            .map(|l| (l.ip.to_string(), l.time % 60))
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                ("3.5.140.2".to_string(), 1),
+                ("3.5.140.2".to_string(), 2),
+                ("3.5.140.2".to_string(), 3),
+                ("3.5.140.9".to_string(), 5),
+            ]
+        );
+        let batch = first.finish();
+        assert_eq!(batch.observations.len(), 2);
+        assert_eq!(batch.observations[&"3.5.140.2".parse().unwrap()].hits, 4);
     }
 
     #[test]
