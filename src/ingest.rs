@@ -138,6 +138,45 @@ impl<T: Ord> SmallSet<T> {
         }
     }
 
+    /// Adds the values of `other` to a set that holds at most `cap` values, its `cap`
+    /// smallest: the two sorted sets merged in one pass and one allocation, and none when
+    /// `other` brings nothing (the usual case when two reads of one source meet).
+    fn merge_capped(&mut self, other: &Self, cap: usize)
+    where
+        T: Clone,
+    {
+        if other
+            .iter()
+            .all(|v| self.contains(v) || !keeps(self, v, cap))
+        {
+            return;
+        }
+        let size = (self.len() + other.len()).min(cap);
+        let mut mine = std::mem::take(self).into_iter().peekable();
+        let mut theirs = other.iter().peekable();
+        let mut merged = Vec::with_capacity(size);
+        while merged.len() < cap {
+            let take_mine = match (mine.peek(), theirs.peek()) {
+                (Some(a), Some(b)) => match a.cmp(b) {
+                    std::cmp::Ordering::Less => true,
+                    std::cmp::Ordering::Greater => false,
+                    std::cmp::Ordering::Equal => {
+                        theirs.next();
+                        true
+                    }
+                },
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            match take_mine {
+                true => merged.extend(mine.next()),
+                false => merged.extend(theirs.next().cloned()),
+            }
+        }
+        *self = Self::from_sorted(merged);
+    }
+
     pub fn contains<Q: Ord + ?Sized>(&self, value: &Q) -> bool
     where
         T: std::borrow::Borrow<Q>,
@@ -303,21 +342,11 @@ impl Observation {
         self.hits += other.hits;
         self.first_seen = self.first_seen.min(other.first_seen);
         self.last_seen = self.last_seen.max(other.last_seen);
-        for p in &other.protocols {
-            insert_capped(&mut self.protocols, p.clone(), MAX_SMALL_SET);
-        }
-        for p in &other.dst_ports {
-            insert_capped(&mut self.dst_ports, *p, MAX_PORTS);
-        }
-        for p in &other.src_ports {
-            insert_capped(&mut self.src_ports, *p, MAX_SMALL_SET);
-        }
-        for d in &other.dsts {
-            insert_capped(&mut self.dsts, *d, MAX_SMALL_SET);
-        }
-        for h in &other.hosts {
-            insert_capped(&mut self.hosts, h.clone(), MAX_SMALL_SET);
-        }
+        self.protocols.merge_capped(&other.protocols, MAX_SMALL_SET);
+        self.dst_ports.merge_capped(&other.dst_ports, MAX_PORTS);
+        self.src_ports.merge_capped(&other.src_ports, MAX_SMALL_SET);
+        self.dsts.merge_capped(&other.dsts, MAX_SMALL_SET);
+        self.hosts.merge_capped(&other.hosts, MAX_SMALL_SET);
     }
 }
 
@@ -1239,6 +1268,38 @@ mod tests {
                 let want: Vec<u16> = (0..10).take(cap).collect();
                 assert_eq!(set.as_slice(), want, "cap {cap}, from {start}");
             }
+        }
+    }
+
+    /// Merging two capped sets gives what inserting the other's values one by one gives.
+    #[test]
+    fn a_merged_capped_set_is_the_one_built_value_by_value() {
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        for _ in 0..2000 {
+            let cap = next(6) as usize;
+            let (mut a, mut b) = (SmallSet::new(), SmallSet::new());
+            for _ in 0..next(8) {
+                insert_capped(&mut a, next(12) as u16, cap);
+            }
+            for _ in 0..next(8) {
+                insert_capped(&mut b, next(12) as u16, cap);
+            }
+            let mut one_by_one = a.clone();
+            b.iter()
+                .for_each(|v| insert_capped(&mut one_by_one, *v, cap));
+            let mut merged = a.clone();
+            merged.merge_capped(&b, cap);
+            assert_eq!(merged, one_by_one, "{a:?} + {b:?}, cap {cap}");
+            let names = |s: &SmallSet<u16>| s.iter().map(|v| format!("p{v:02}")).collect();
+            let (mut a, b): (SmallSet<String>, SmallSet<String>) = (names(&a), names(&b));
+            a.merge_capped(&b, cap);
+            assert_eq!(a, names(&merged));
         }
     }
 
