@@ -270,6 +270,143 @@ impl<T> IntoIterator for SmallSet<T> {
     }
 }
 
+/// A protocol or host name as a source's record holds it: in place when short, as names in
+/// a log are (`TCP`, `web1`), so that a million sources are not two million allocations, and
+/// reading a line compares names without following a pointer to each.
+#[derive(Clone)]
+pub struct Name(NameRepr);
+
+#[derive(Clone)]
+enum NameRepr {
+    Inline { len: u8, bytes: [u8; INLINE_NAME] },
+    Heap(Box<str>),
+}
+
+/// Bytes a name holds in place: with its length and the variant's tag, three words.
+const INLINE_NAME: usize = 22;
+
+impl Name {
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            // Always whole UTF-8: the bytes were a whole `str`.
+            NameRepr::Inline { .. } => std::str::from_utf8(self.as_bytes()).unwrap_or_default(),
+            NameRepr::Heap(text) => text,
+        }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        match &self.0 {
+            NameRepr::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            NameRepr::Heap(text) => text.as_bytes(),
+        }
+    }
+}
+
+impl From<&str> for Name {
+    fn from(text: &str) -> Self {
+        Name(match u8::try_from(text.len()) {
+            Ok(len) if text.len() <= INLINE_NAME => {
+                let mut bytes = [0; INLINE_NAME];
+                bytes[..text.len()].copy_from_slice(text.as_bytes());
+                NameRepr::Inline { len, bytes }
+            }
+            _ => NameRepr::Heap(text.into()),
+        })
+    }
+}
+
+impl From<String> for Name {
+    fn from(text: String) -> Self {
+        Name::from(text.as_str())
+    }
+}
+
+impl std::str::FromStr for Name {
+    type Err = std::convert::Infallible;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(Name::from(text))
+    }
+}
+
+impl std::ops::Deref for Name {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for Name {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::borrow::Borrow<str> for Name {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::fmt::Display for Name {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Debug for Name {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+/// Ordered, equal and hashed as the text is, byte by byte, as `str` is.
+impl PartialEq for Name {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for Name {}
+
+impl PartialOrd for Name {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Name {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_bytes().cmp(other.as_bytes())
+    }
+}
+
+impl std::hash::Hash for Name {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl PartialEq<str> for Name {
+    fn eq(&self, other: &str) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl PartialEq<&str> for Name {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+/// Whether a bounded set of names takes `name`: not held yet, and among its smallest.
+fn takes_name(set: &SmallSet<Name>, name: &str, cap: usize) -> bool {
+    let name = name.as_bytes();
+    set.slice()
+        .binary_search_by(|held| held.as_bytes().cmp(name))
+        .is_err()
+        && (set.len() < cap || set.last().is_some_and(|last| name < last.as_bytes()))
+}
+
 /// What the logs say about one source address, over every run so far.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Observation {
@@ -279,11 +416,11 @@ pub struct Observation {
     pub last_seen: i64,
     /// Dropped packets (log lines).
     pub hits: u64,
-    pub protocols: SmallSet<String>,
+    pub protocols: SmallSet<Name>,
     pub dst_ports: SmallSet<u16>,
     pub src_ports: SmallSet<u16>,
     pub dsts: SmallSet<IpAddr>,
-    pub hosts: SmallSet<String>,
+    pub hosts: SmallSet<Name>,
 }
 
 /// Whether a set bounded to `cap` values keeps `value`: a bounded set holds its `cap`
@@ -322,8 +459,8 @@ impl Observation {
         self.hits += 1;
         self.first_seen = self.first_seen.min(p.time);
         self.last_seen = self.last_seen.max(p.time);
-        if !self.protocols.contains(p.proto) && keeps(&self.protocols, p.proto, MAX_SMALL_SET) {
-            insert_capped(&mut self.protocols, p.proto.to_string(), MAX_SMALL_SET);
+        if takes_name(&self.protocols, p.proto, MAX_SMALL_SET) {
+            insert_capped(&mut self.protocols, Name::from(p.proto), MAX_SMALL_SET);
         }
         if let Some(port) = p.dpt {
             insert_capped(&mut self.dst_ports, port, MAX_PORTS);
@@ -332,8 +469,8 @@ impl Observation {
             insert_capped(&mut self.src_ports, port, MAX_SMALL_SET);
         }
         insert_capped(&mut self.dsts, p.dst, MAX_SMALL_SET);
-        if !self.hosts.contains(p.host) && keeps(&self.hosts, p.host, MAX_SMALL_SET) {
-            insert_capped(&mut self.hosts, p.host.to_string(), MAX_SMALL_SET);
+        if takes_name(&self.hosts, p.host, MAX_SMALL_SET) {
+            insert_capped(&mut self.hosts, Name::from(p.host), MAX_SMALL_SET);
         }
     }
 
@@ -1251,6 +1388,8 @@ mod tests {
     fn a_source_record_stays_small() {
         assert!(std::mem::size_of::<SmallSet<u16>>() <= 16);
         assert!(std::mem::size_of::<SmallSet<String>>() <= 24);
+        assert!(std::mem::size_of::<Name>() <= 24);
+        assert!(std::mem::size_of::<SmallSet<Name>>() <= 24);
         assert!(std::mem::size_of::<Observation>() <= 152);
         assert!(std::mem::size_of::<Seen>() <= 176);
     }
@@ -1339,6 +1478,42 @@ mod tests {
         let batch = first.finish();
         assert_eq!(batch.observations.len(), 2);
         assert_eq!(batch.observations[&"3.5.140.2".parse().unwrap()].hits, 4);
+    }
+
+    /// Names are held in place up to a length and on the heap beyond it, and sort, compare
+    /// and print as their text does either way.
+    #[test]
+    fn a_name_is_its_text_however_it_is_held() {
+        let texts = [
+            "",
+            "TCP",
+            "web1",
+            "a-host-name-of-22-byte",
+            "a-host-name-of-23-bytes",
+            "host.example.org.with.a.long.name",
+            "é",
+        ];
+        let names: Vec<Name> = texts.iter().map(|t| Name::from(*t)).collect();
+        for (name, text) in names.iter().zip(texts) {
+            assert_eq!(name.as_str(), text);
+            assert_eq!(name.to_string(), text);
+            assert_eq!(*name, text);
+            assert_eq!(text.parse::<Name>().unwrap(), *name);
+        }
+        for (a, ta) in names.iter().zip(texts) {
+            for (b, tb) in names.iter().zip(texts) {
+                assert_eq!(a.cmp(b), ta.cmp(tb), "{ta} against {tb}");
+            }
+        }
+        let mut set = SmallSet::new();
+        for t in ["web2", "web1", "web2"] {
+            if takes_name(&set, t, 2) {
+                insert_capped(&mut set, Name::from(t), 2);
+            }
+        }
+        assert_eq!(set.as_slice(), ["web1", "web2"]);
+        assert!(!takes_name(&set, "web3", 2) && takes_name(&set, "web0", 2));
+        assert!(set.contains("web1"));
     }
 
     #[test]
