@@ -16,7 +16,7 @@
 //!
 //! - `BENCH_MANY_MB` (default 100) MiB from 8,000 sources against the same size from
 //!   `BENCH_SOURCES` (default 150,000) sources: `preview --json` time and peak RSS each;
-//! - on the many-sources log: a full `run`, `state.db` bytes per observed IP, and a quiet
+//! - on the many-sources log: the seed pipeline (unless `BENCH_SEED=0`), a full `run`, `state.db` bytes per observed IP, and a quiet
 //!   `run` with every one of them known;
 //! - `BENCH_DISTINCT` (default 1,000,000; 0 skips it) sources each seen once: peak RSS of
 //!   `preview --json`.
@@ -283,6 +283,16 @@ fn many_sources() {
                 rss / 1024
             );
             times.push(t.as_secs_f64());
+            if sources == many && seed_wanted() {
+                let (s, rss, out) = seed_pipeline(&log);
+                println!(
+                    "seed grep|sed|sort|uniq, {observed} sources {:>8.3} s {:>8} MiB peak RSS ({} addresses; preview is {:.0}x faster)",
+                    s.as_secs_f64(),
+                    rss / 1024,
+                    String::from_utf8_lossy(&out).trim(),
+                    s.as_secs_f64() / t.as_secs_f64()
+                );
+            }
             if sources == many {
                 let (t, rss, _) =
                     measure(Command::new(bin).arg("--config").arg(&config).arg("run"));
@@ -324,6 +334,19 @@ fn many_sources() {
             fs::metadata(&log).unwrap().len() >> 20
         );
     }
+}
+
+/// Whether to time the seed pipeline (`BENCH_SEED`, on unless 0).
+fn seed_wanted() -> bool {
+    std::env::var("BENCH_SEED").map_or(true, |v| v != "0")
+}
+
+/// The seed pipeline on `log`: the addresses of the drop lines, sorted and counted.
+fn seed_pipeline(log: &Path) -> (Duration, u64, Vec<u8>) {
+    measure(Command::new("bash").arg("-c").arg(format!(
+        "grep INPUT-DROP: {} | sed -rn 's,.* SRC=([0-9.]+).*,\\1,p' | sort -t . -k1,1n -k2,2n -k3,3n -k4,4n | uniq | wc -l",
+        log.display()
+    )))
 }
 
 /// Runs a shell command, returning its wall time and peak RSS (KiB, from /proc while it runs).
@@ -377,9 +400,7 @@ fn main() {
 
 /// The cases on one log of a few thousand sources.
 fn one_log(mb: u64) {
-    let seed = std::env::var("BENCH_SEED")
-        .map(|v| v != "0")
-        .unwrap_or(true);
+    let seed = seed_wanted();
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("messages");
     let started = Instant::now();
@@ -444,10 +465,7 @@ fn one_log(mb: u64) {
         println!("  {cores} cores / 1 core: {:.2}x faster", one / ours);
     }
     if seed {
-        let (t, rss, out) = measure(Command::new("bash").arg("-c").arg(format!(
-            "grep INPUT-DROP: {} | sed -rn 's,.* SRC=([0-9.]+).*,\\1,p' | sort -t . -k1,1n -k2,2n -k3,3n -k4,4n | uniq | wc -l",
-            log.display()
-        )));
+        let (t, rss, out) = seed_pipeline(&log);
         let s = row("seed grep|sed|sort|uniq", t, rss);
         println!(
             "  ({} addresses; preview is {:.0}x faster)",

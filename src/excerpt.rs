@@ -162,8 +162,13 @@ impl WindowTracker {
 pub fn densest(mut lines: Vec<EvidenceLine>, seconds: u32, cap: usize) -> Option<Window> {
     // Stable: lines of one second keep their log order. Identical lines are separate packets.
     lines.sort_by_key(|l| l.time);
+    densest_of_sorted(&lines, seconds, cap)
+}
+
+/// [`densest`] of lines already in time order, stably sorted.
+fn densest_of_sorted(lines: &[EvidenceLine], seconds: u32, cap: usize) -> Option<Window> {
     let mut tracker = WindowTracker::new(seconds, cap);
-    for line in &lines {
+    for line in lines {
         tracker.push(line.time, line.ip, line.text.as_bytes());
     }
     tracker.finish()
@@ -193,11 +198,13 @@ pub fn union(mut a: Vec<EvidenceLine>, b: Vec<EvidenceLine>) -> Vec<EvidenceLine
 /// `per_ip` lines of every address, so that a report of only some of them (a split
 /// report, XARF's one per address) still shows their own lines.
 pub fn keep(pool: Vec<EvidenceLine>, seconds: u32, cap: usize, per_ip: usize) -> Vec<EvidenceLine> {
-    let window = densest(pool.clone(), seconds, cap)
-        .map(|w| w.lines)
-        .unwrap_or_default();
+    // Sorted once, in place: the pool can hold the first lines of a hundred thousand
+    // addresses, and a copy of it for the window would double that.
     let mut sorted = pool;
     sorted.sort_by_key(|l| l.time);
+    let window = densest_of_sorted(&sorted, seconds, cap)
+        .map(|w| w.lines)
+        .unwrap_or_default();
     let mut seen: std::collections::HashMap<IpAddr, usize> = std::collections::HashMap::new();
     let firsts = sorted
         .into_iter()

@@ -25,24 +25,25 @@ use crate::parse::{Line, LineParser, Packet};
 pub const MAX_PORTS: usize = 64;
 pub const MAX_SMALL_SET: usize = 16;
 
-/// A sorted set that holds one value in place and more in one allocation that grows by
-/// little: an address's sets hold a handful of values, most often one (a scan, a spoofed
-/// flood: each source seen once or twice), and a B-tree node, or a vector, for each would
-/// cost more than the address's whole record.
+/// A sorted set that holds one value in place and more in one allocation of just their size:
+/// an address's sets hold a handful of values, most often one (a scan, a spoofed flood: each
+/// source seen once or twice), and a B-tree node, or a vector with room to grow, for each
+/// would cost more than the address's whole record. A boxed slice rather than a vector keeps
+/// the set to two words; its values are bounded, so growing one at a time costs little.
 #[derive(Clone)]
 pub struct SmallSet<T>(Repr<T>);
 
 #[derive(Clone)]
 enum Repr<T> {
-    Empty,
     One(T),
-    /// Two values or more, ascending.
-    Many(Vec<T>),
+    /// No value, or two values or more, ascending. An empty slice holds no allocation, and
+    /// without a variant of its own the set of a port fits in two words.
+    Many(Box<[T]>),
 }
 
 impl<T> Default for SmallSet<T> {
     fn default() -> Self {
-        SmallSet(Repr::Empty)
+        SmallSet(Repr::Many(Box::default()))
     }
 }
 
@@ -69,7 +70,6 @@ impl<T: std::hash::Hash> std::hash::Hash for SmallSet<T> {
 impl<T> SmallSet<T> {
     fn slice(&self) -> &[T] {
         match &self.0 {
-            Repr::Empty => &[],
             Repr::One(value) => std::slice::from_ref(value),
             Repr::Many(values) => values,
         }
@@ -77,42 +77,104 @@ impl<T> SmallSet<T> {
 }
 
 impl<T: Ord> SmallSet<T> {
-    pub const fn new() -> Self {
-        SmallSet(Repr::Empty)
+    pub fn new() -> Self {
+        Self::default()
     }
 
     /// Adds `value`; whether it was new.
     pub fn insert(&mut self, value: T) -> bool {
         match &mut self.0 {
-            Repr::Empty => {
+            Repr::Many(values) if values.is_empty() => {
                 self.0 = Repr::One(value);
                 true
             }
             Repr::One(one) if *one == value => false,
             Repr::One(_) => {
-                let Repr::One(one) = std::mem::replace(&mut self.0, Repr::Empty) else {
+                let Repr::One(one) = std::mem::take(self).0 else {
                     unreachable!("matched above")
                 };
-                let mut values = Vec::with_capacity(2);
-                if one < value {
-                    values.extend([one, value]);
+                let values: Box<[T]> = if one < value {
+                    Box::new([one, value])
                 } else {
-                    values.extend([value, one]);
-                }
+                    Box::new([value, one])
+                };
                 self.0 = Repr::Many(values);
                 true
             }
             Repr::Many(values) => match values.binary_search(&value) {
                 Ok(_) => false,
                 Err(at) => {
-                    if values.len() == values.capacity() {
-                        values.reserve_exact((values.len() / 2).max(1));
-                    }
-                    values.insert(at, value);
+                    let mut grown = std::mem::take(values).into_vec();
+                    grown.reserve_exact(1);
+                    grown.insert(at, value);
+                    *values = grown.into_boxed_slice();
                     true
                 }
             },
         }
+    }
+
+    /// Adds `value` to a set that holds at most `cap` values, its `cap` smallest: a full set
+    /// takes a smaller value in place of its largest.
+    fn insert_capped(&mut self, value: T, cap: usize) {
+        match &mut self.0 {
+            Repr::Many(values) if values.len() >= cap => {
+                if let Err(at) = values.binary_search(&value)
+                    && at < values.len()
+                {
+                    // The largest value leaves; the larger ones move up to make room.
+                    values[at..].rotate_right(1);
+                    values[at] = value;
+                }
+            }
+            Repr::One(one) if cap <= 1 => {
+                if value < *one {
+                    *one = value;
+                }
+            }
+            _ => {
+                self.insert(value);
+            }
+        }
+    }
+
+    /// Adds the values of `other` to a set that holds at most `cap` values, its `cap`
+    /// smallest: the two sorted sets merged in one pass and one allocation, and none when
+    /// `other` brings nothing (the usual case when two reads of one source meet).
+    fn merge_capped(&mut self, other: &Self, cap: usize)
+    where
+        T: Clone,
+    {
+        if other
+            .iter()
+            .all(|v| self.contains(v) || !keeps(self, v, cap))
+        {
+            return;
+        }
+        let size = (self.len() + other.len()).min(cap);
+        let mut mine = std::mem::take(self).into_iter().peekable();
+        let mut theirs = other.iter().peekable();
+        let mut merged = Vec::with_capacity(size);
+        while merged.len() < cap {
+            let take_mine = match (mine.peek(), theirs.peek()) {
+                (Some(a), Some(b)) => match a.cmp(b) {
+                    std::cmp::Ordering::Less => true,
+                    std::cmp::Ordering::Greater => false,
+                    std::cmp::Ordering::Equal => {
+                        theirs.next();
+                        true
+                    }
+                },
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            match take_mine {
+                true => merged.extend(mine.next()),
+                false => merged.extend(theirs.next().cloned()),
+            }
+        }
+        *self = Self::from_sorted(merged);
     }
 
     pub fn contains<Q: Ord + ?Sized>(&self, value: &Q) -> bool
@@ -146,10 +208,10 @@ impl<T: Ord> SmallSet<T> {
     }
 
     pub fn pop_last(&mut self) -> Option<T> {
-        match std::mem::replace(&mut self.0, Repr::Empty) {
-            Repr::Empty => None,
+        match std::mem::take(self).0 {
             Repr::One(value) => Some(value),
-            Repr::Many(mut values) => {
+            Repr::Many(values) => {
+                let mut values = values.into_vec();
                 let last = values.pop();
                 self.0 = Self::from_sorted(values).0;
                 last
@@ -165,12 +227,8 @@ impl<T: Ord> SmallSet<T> {
     /// From values that are ascending and distinct.
     fn from_sorted(mut values: Vec<T>) -> Self {
         SmallSet(match values.len() {
-            0 => Repr::Empty,
             1 => Repr::One(values.pop().expect("one value")),
-            _ => {
-                values.shrink_to_fit();
-                Repr::Many(values)
-            }
+            _ => Repr::Many(values.into_boxed_slice()),
         })
     }
 }
@@ -205,12 +263,148 @@ impl<T> IntoIterator for SmallSet<T> {
     type IntoIter = std::vec::IntoIter<T>;
     fn into_iter(self) -> Self::IntoIter {
         match self.0 {
-            Repr::Empty => Vec::new(),
             Repr::One(value) => vec![value],
-            Repr::Many(values) => values,
+            Repr::Many(values) => values.into_vec(),
         }
         .into_iter()
     }
+}
+
+/// A protocol or host name as a source's record holds it: in place when short, as names in
+/// a log are (`TCP`, `web1`), so that a million sources are not two million allocations, and
+/// reading a line compares names without following a pointer to each.
+#[derive(Clone)]
+pub struct Name(NameRepr);
+
+#[derive(Clone)]
+enum NameRepr {
+    Inline { len: u8, bytes: [u8; INLINE_NAME] },
+    Heap(Box<str>),
+}
+
+/// Bytes a name holds in place: with its length and the variant's tag, three words.
+const INLINE_NAME: usize = 22;
+
+impl Name {
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            // Always whole UTF-8: the bytes were a whole `str`.
+            NameRepr::Inline { .. } => std::str::from_utf8(self.as_bytes()).unwrap_or_default(),
+            NameRepr::Heap(text) => text,
+        }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        match &self.0 {
+            NameRepr::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            NameRepr::Heap(text) => text.as_bytes(),
+        }
+    }
+}
+
+impl From<&str> for Name {
+    fn from(text: &str) -> Self {
+        Name(match u8::try_from(text.len()) {
+            Ok(len) if text.len() <= INLINE_NAME => {
+                let mut bytes = [0; INLINE_NAME];
+                bytes[..text.len()].copy_from_slice(text.as_bytes());
+                NameRepr::Inline { len, bytes }
+            }
+            _ => NameRepr::Heap(text.into()),
+        })
+    }
+}
+
+impl From<String> for Name {
+    fn from(text: String) -> Self {
+        Name::from(text.as_str())
+    }
+}
+
+impl std::str::FromStr for Name {
+    type Err = std::convert::Infallible;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(Name::from(text))
+    }
+}
+
+impl std::ops::Deref for Name {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for Name {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::borrow::Borrow<str> for Name {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::fmt::Display for Name {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Debug for Name {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+/// Ordered, equal and hashed as the text is, byte by byte, as `str` is.
+impl PartialEq for Name {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for Name {}
+
+impl PartialOrd for Name {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Name {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_bytes().cmp(other.as_bytes())
+    }
+}
+
+impl std::hash::Hash for Name {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl PartialEq<str> for Name {
+    fn eq(&self, other: &str) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl PartialEq<&str> for Name {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+/// Whether a bounded set of names takes `name`: not held yet, and among its smallest.
+fn takes_name(set: &SmallSet<Name>, name: &str, cap: usize) -> bool {
+    let name = name.as_bytes();
+    set.slice()
+        .binary_search_by(|held| held.as_bytes().cmp(name))
+        .is_err()
+        && (set.len() < cap || set.last().is_some_and(|last| name < last.as_bytes()))
 }
 
 /// What the logs say about one source address, over every run so far.
@@ -222,11 +416,11 @@ pub struct Observation {
     pub last_seen: i64,
     /// Dropped packets (log lines).
     pub hits: u64,
-    pub protocols: SmallSet<String>,
+    pub protocols: SmallSet<Name>,
     pub dst_ports: SmallSet<u16>,
     pub src_ports: SmallSet<u16>,
     pub dsts: SmallSet<IpAddr>,
-    pub hosts: SmallSet<String>,
+    pub hosts: SmallSet<Name>,
 }
 
 /// Whether a set bounded to `cap` values keeps `value`: a bounded set holds its `cap`
@@ -241,8 +435,8 @@ fn keeps<T: Ord + std::borrow::Borrow<Q>, Q: Ord + ?Sized>(
 }
 
 fn insert_capped<T: Ord>(set: &mut SmallSet<T>, value: T, cap: usize) {
-    if keeps(set, &value, cap) && set.insert(value) && set.len() > cap {
-        set.pop_last();
+    if keeps(set, &value, cap) {
+        set.insert_capped(value, cap);
     }
 }
 
@@ -265,8 +459,8 @@ impl Observation {
         self.hits += 1;
         self.first_seen = self.first_seen.min(p.time);
         self.last_seen = self.last_seen.max(p.time);
-        if !self.protocols.contains(p.proto) && keeps(&self.protocols, p.proto, MAX_SMALL_SET) {
-            insert_capped(&mut self.protocols, p.proto.to_string(), MAX_SMALL_SET);
+        if takes_name(&self.protocols, p.proto, MAX_SMALL_SET) {
+            insert_capped(&mut self.protocols, Name::from(p.proto), MAX_SMALL_SET);
         }
         if let Some(port) = p.dpt {
             insert_capped(&mut self.dst_ports, port, MAX_PORTS);
@@ -275,8 +469,8 @@ impl Observation {
             insert_capped(&mut self.src_ports, port, MAX_SMALL_SET);
         }
         insert_capped(&mut self.dsts, p.dst, MAX_SMALL_SET);
-        if !self.hosts.contains(p.host) && keeps(&self.hosts, p.host, MAX_SMALL_SET) {
-            insert_capped(&mut self.hosts, p.host.to_string(), MAX_SMALL_SET);
+        if takes_name(&self.hosts, p.host, MAX_SMALL_SET) {
+            insert_capped(&mut self.hosts, Name::from(p.host), MAX_SMALL_SET);
         }
     }
 
@@ -285,21 +479,11 @@ impl Observation {
         self.hits += other.hits;
         self.first_seen = self.first_seen.min(other.first_seen);
         self.last_seen = self.last_seen.max(other.last_seen);
-        for p in &other.protocols {
-            insert_capped(&mut self.protocols, p.clone(), MAX_SMALL_SET);
-        }
-        for p in &other.dst_ports {
-            insert_capped(&mut self.dst_ports, *p, MAX_PORTS);
-        }
-        for p in &other.src_ports {
-            insert_capped(&mut self.src_ports, *p, MAX_SMALL_SET);
-        }
-        for d in &other.dsts {
-            insert_capped(&mut self.dsts, *d, MAX_SMALL_SET);
-        }
-        for h in &other.hosts {
-            insert_capped(&mut self.hosts, h.clone(), MAX_SMALL_SET);
-        }
+        self.protocols.merge_capped(&other.protocols, MAX_SMALL_SET);
+        self.dst_ports.merge_capped(&other.dst_ports, MAX_PORTS);
+        self.src_ports.merge_capped(&other.src_ports, MAX_SMALL_SET);
+        self.dsts.merge_capped(&other.dsts, MAX_SMALL_SET);
+        self.hosts.merge_capped(&other.hosts, MAX_SMALL_SET);
     }
 }
 
@@ -350,8 +534,8 @@ impl Attribution {
 struct Seen {
     observation: Observation,
     attribution: Attribution,
-    /// The first lines of a candidate IP, its own evidence wherever the densest window is.
-    first_lines: Vec<EvidenceLine>,
+    /// How many of its first lines a candidate IP has in [`Ingest::first_lines`].
+    first_lines: u8,
 }
 
 /// Lines of its own kept per IP, beside the densest window.
@@ -488,10 +672,38 @@ impl Sources {
         self.records.get_mut(slot as usize)
     }
 
+    fn get(&self, ip: IpAddr) -> Option<&Seen> {
+        self.records.get(*self.index.get(&ip)? as usize)
+    }
+
     /// Adds the record of an address not in yet.
     fn push(&mut self, seen: Seen) {
         self.index.insert(seen.observation.ip, self.slot());
         self.records.push(seen);
+    }
+
+    /// Takes in the records of another read: records of the same address merge, the others
+    /// are added. The other's records are let go of while they are taken in, so that the two
+    /// reads' records are not all held at once (with a million sources, a hundred MiB).
+    fn absorb(&mut self, other: Sources) {
+        let Sources { index, mut records } = other;
+        drop(index);
+        // Taken from the end, in the order they were read.
+        records.reverse();
+        let mut since_shrink = 0;
+        while let Some(mut theirs) = records.pop() {
+            // The lines of the other read are counted again as they are taken in.
+            theirs.first_lines = 0;
+            match self.get_mut(theirs.observation.ip) {
+                Some(mine) => mine.observation.merge(&theirs.observation),
+                None => self.push(theirs),
+            }
+            since_shrink += 1;
+            if since_shrink == 1 << 14 {
+                since_shrink = 0;
+                records.shrink_to_fit();
+            }
+        }
     }
 
     fn get_or_insert_with(&mut self, ip: IpAddr, new: impl FnOnce() -> Seen) -> &mut Seen {
@@ -523,6 +735,9 @@ pub struct Ingest<'a> {
     finders: Vec<memchr::memmem::Finder<'static>>,
     attribute: &'a (dyn Fn(IpAddr) -> Attribution + Sync),
     seen: Sources,
+    /// The first lines of each candidate IP, in the order read: its own evidence wherever
+    /// the densest window is. Beside the records rather than in them, as most IPs have none.
+    first_lines: Vec<EvidenceLine>,
     summary: Summary,
     sample_seconds: u32,
     max_lines: usize,
@@ -578,6 +793,7 @@ impl<'a> Ingest<'a> {
             finders,
             attribute,
             seen: Sources::default(),
+            first_lines: Vec::new(),
             summary: Summary::default(),
             sample_seconds,
             max_lines,
@@ -683,6 +899,7 @@ impl<'a> Ingest<'a> {
             finders: self.finders.clone(),
             attribute: self.attribute,
             seen: Sources::default(),
+            first_lines: Vec::new(),
             summary: Summary::default(),
             sample_seconds: self.sample_seconds,
             max_lines: self.max_lines,
@@ -716,17 +933,14 @@ impl<'a> Ingest<'a> {
                 Self::raise(&mut self.counted_until, k, t);
             }
         }
-        for theirs in other.seen.records {
-            match self.seen.get_mut(theirs.observation.ip) {
-                Some(mine) => {
-                    mine.observation.merge(&theirs.observation);
-                    let room = LINES_PER_IP.saturating_sub(mine.first_lines.len());
-                    mine.first_lines
-                        .extend(theirs.first_lines.into_iter().take(room));
-                }
-                None => {
-                    self.seen.push(theirs);
-                }
+        self.seen.absorb(other.seen);
+        // An IP's own lines are its first ones: this read's, then the later part's.
+        for line in other.first_lines {
+            if let Some(mine) = self.seen.get_mut(line.ip)
+                && usize::from(mine.first_lines) < LINES_PER_IP
+            {
+                mine.first_lines += 1;
+                self.first_lines.push(line);
             }
         }
         for (pool, lines) in self.evidence.iter_mut().zip(other.evidence) {
@@ -880,14 +1094,13 @@ impl<'a> Ingest<'a> {
         let seen = self.seen.get_or_insert_with(packet.src, || Seen {
             observation: Observation::new(packet.src, packet.time),
             attribution: attribute(packet.src),
-            first_lines: Vec::new(),
+            first_lines: 0,
         });
         seen.observation.record(&packet);
         Self::raise(&mut self.counted_until, packet.prefix, packet.time);
-        if seen.attribution.candidates != 0 && seen.first_lines.len() < LINES_PER_IP {
-            // Most sources send a line or two: room for four each would be mostly empty.
-            seen.first_lines.reserve_exact(1);
-            seen.first_lines.push(EvidenceLine {
+        if seen.attribution.candidates != 0 && usize::from(seen.first_lines) < LINES_PER_IP {
+            seen.first_lines += 1;
+            self.first_lines.push(EvidenceLine {
                 time: packet.time,
                 ip: packet.src,
                 text: clean(text),
@@ -911,11 +1124,22 @@ impl<'a> Ingest<'a> {
             .filter(|s| s.attribution.providers == 0)
             .count() as u64;
         let mut own: Vec<Vec<EvidenceLine>> = vec![Vec::new(); self.evidence.len()];
-        for seen in &self.seen.records {
-            for i in Attribution::indices(seen.attribution.candidates) {
-                if let Some(lines) = own.get_mut(i) {
-                    lines.extend(seen.first_lines.iter().cloned());
+        for line in std::mem::take(&mut self.first_lines) {
+            let candidates = self
+                .seen
+                .get(line.ip)
+                .map_or(0, |seen| seen.attribution.candidates);
+            // Most IPs are in one provider: their lines move rather than being copied.
+            let count = own.len();
+            let mut providers = Attribution::indices(candidates)
+                .filter(|&i| i < count)
+                .peekable();
+            while let Some(i) = providers.next() {
+                if providers.peek().is_none() {
+                    own[i].push(line);
+                    break;
                 }
+                own[i].push(line.clone());
             }
         }
         for (pool, own) in self.evidence.iter_mut().zip(own) {
@@ -1156,6 +1380,140 @@ mod tests {
         assert_eq!(Attribution::indices(0).count(), 0);
         assert_eq!(Attribution::indices(0b1011).collect::<Vec<_>>(), [0, 1, 3]);
         assert_eq!(Attribution::indices(1 << 63).collect::<Vec<_>>(), [63]);
+    }
+
+    /// A million spoofed sources are a million records: a few bytes more each is megabytes.
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn a_source_record_stays_small() {
+        assert!(std::mem::size_of::<SmallSet<u16>>() <= 16);
+        assert!(std::mem::size_of::<SmallSet<String>>() <= 24);
+        assert!(std::mem::size_of::<Name>() <= 24);
+        assert!(std::mem::size_of::<SmallSet<Name>>() <= 24);
+        assert!(std::mem::size_of::<Observation>() <= 152);
+        assert!(std::mem::size_of::<Seen>() <= 176);
+    }
+
+    #[test]
+    fn a_capped_set_holds_the_smallest_values_whatever_the_order() {
+        let values = [9u16, 3, 7, 3, 1, 8, 0, 5, 9, 2, 6, 4];
+        for cap in 0..6 {
+            for start in 0..values.len() {
+                let mut set = SmallSet::new();
+                for v in values[start..].iter().chain(&values[..start]) {
+                    insert_capped(&mut set, *v, cap);
+                    assert!(set.len() <= cap);
+                }
+                let want: Vec<u16> = (0..10).take(cap).collect();
+                assert_eq!(set.as_slice(), want, "cap {cap}, from {start}");
+            }
+        }
+    }
+
+    /// Merging two capped sets gives what inserting the other's values one by one gives.
+    #[test]
+    fn a_merged_capped_set_is_the_one_built_value_by_value() {
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        for _ in 0..2000 {
+            let cap = next(6) as usize;
+            let (mut a, mut b) = (SmallSet::new(), SmallSet::new());
+            for _ in 0..next(8) {
+                insert_capped(&mut a, next(12) as u16, cap);
+            }
+            for _ in 0..next(8) {
+                insert_capped(&mut b, next(12) as u16, cap);
+            }
+            let mut one_by_one = a.clone();
+            b.iter()
+                .for_each(|v| insert_capped(&mut one_by_one, *v, cap));
+            let mut merged = a.clone();
+            merged.merge_capped(&b, cap);
+            assert_eq!(merged, one_by_one, "{a:?} + {b:?}, cap {cap}");
+            let names = |s: &SmallSet<u16>| s.iter().map(|v| format!("p{v:02}")).collect();
+            let (mut a, b): (SmallSet<String>, SmallSet<String>) = (names(&a), names(&b));
+            a.merge_capped(&b, cap);
+            assert_eq!(a, names(&merged));
+        }
+    }
+
+    /// An IP's first lines are its own evidence: a later part read by another thread adds
+    /// its lines only up to the number kept per IP, the earlier part's first.
+    #[test]
+    fn a_later_part_adds_first_lines_up_to_the_number_kept() {
+        let line = |n: u32, ip: &str| {
+            format!(
+                "Jan 25 23:51:{n:02} h kernel: INPUT-DROP:IN=eth0 OUT= SRC={ip} DST=192.0.2.1 PROTO=UDP SPT={n} DPT=53\n"
+            )
+        };
+        let parser = || LineParser::new(&["INPUT-DROP:".to_string()], Zone::Utc, Utc::now());
+        let attribute = |_| AWS;
+        let mut first = Ingest::new(parser(), 1, 5, 50, &attribute);
+        first.begin_source(parser());
+        let early = line(1, "3.5.140.2") + &line(2, "3.5.140.2");
+        first.feed(early.as_bytes()).unwrap();
+        let mut later = first.fork();
+        let late = line(3, "3.5.140.2") + &line(4, "3.5.140.2") + &line(5, "3.5.140.9");
+        later.feed(late.as_bytes()).unwrap();
+        first.absorb(later);
+        let kept: Vec<(String, i64)> = first
+            .first_lines
+            .iter()
+            .map(|l| (l.ip.to_string(), l.time % 60))
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                ("3.5.140.2".to_string(), 1),
+                ("3.5.140.2".to_string(), 2),
+                ("3.5.140.2".to_string(), 3),
+                ("3.5.140.9".to_string(), 5),
+            ]
+        );
+        let batch = first.finish();
+        assert_eq!(batch.observations.len(), 2);
+        assert_eq!(batch.observations[&"3.5.140.2".parse().unwrap()].hits, 4);
+    }
+
+    /// Names are held in place up to a length and on the heap beyond it, and sort, compare
+    /// and print as their text does either way.
+    #[test]
+    fn a_name_is_its_text_however_it_is_held() {
+        let texts = [
+            "",
+            "TCP",
+            "web1",
+            "a-host-name-of-22-byte",
+            "a-host-name-of-23-bytes",
+            "host.example.org.with.a.long.name",
+            "é",
+        ];
+        let names: Vec<Name> = texts.iter().map(|t| Name::from(*t)).collect();
+        for (name, text) in names.iter().zip(texts) {
+            assert_eq!(name.as_str(), text);
+            assert_eq!(name.to_string(), text);
+            assert_eq!(*name, text);
+            assert_eq!(text.parse::<Name>().unwrap(), *name);
+        }
+        for (a, ta) in names.iter().zip(texts) {
+            for (b, tb) in names.iter().zip(texts) {
+                assert_eq!(a.cmp(b), ta.cmp(tb), "{ta} against {tb}");
+            }
+        }
+        let mut set = SmallSet::new();
+        for t in ["web2", "web1", "web2"] {
+            if takes_name(&set, t, 2) {
+                insert_capped(&mut set, Name::from(t), 2);
+            }
+        }
+        assert_eq!(set.as_slice(), ["web1", "web2"]);
+        assert!(!takes_name(&set, "web3", 2) && takes_name(&set, "web0", 2));
+        assert!(set.contains("web1"));
     }
 
     #[test]

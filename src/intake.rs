@@ -448,7 +448,7 @@ pub(crate) fn ingest(
             }
         }
     }
-    let batch = scan.finish();
+    let mut batch = scan.finish();
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
@@ -536,7 +536,7 @@ pub(crate) fn ingest(
         };
         let mut pool = stored.clone();
         stored_evidence.push(stored);
-        pool.extend(batch.evidence[i].iter().cloned());
+        pool.append(&mut batch.evidence[i]);
         // Neither reported addresses' lines nor history are evidence any more.
         let fresh = world.fresh_since();
         pool.retain(|l| !ledger.reported[i].contains(&l.ip) && fresh.is_none_or(|t| l.time >= t));

@@ -357,7 +357,16 @@ fn is_answer(fields: &[u8], proto: &str) -> bool {
         .split(|b| *b == b' ')
         .take_while(|w| w.first() != Some(&b'['));
     match proto {
-        "TCP" | "6" => words.into_iter().any(|w| w == b"ACK" || w == b"RST"),
+        // Most lines carry neither flag: two SIMD searches rule both out before the words
+        // are split.
+        "TCP" | "6" => {
+            static ACK: std::sync::LazyLock<memmem::Finder<'static>> =
+                std::sync::LazyLock::new(|| memmem::Finder::new(b"ACK"));
+            static RST: std::sync::LazyLock<memmem::Finder<'static>> =
+                std::sync::LazyLock::new(|| memmem::Finder::new(b"RST"));
+            (ACK.find(fields).is_some() || RST.find(fields).is_some())
+                && words.into_iter().any(|w| w == b"ACK" || w == b"RST")
+        }
         "ICMP" | "1" => {
             icmp_type(words).is_some_and(|t| matches!(t, 0 | 3 | 4 | 5 | 11 | 12 | 14 | 16 | 18))
         }
@@ -1129,5 +1138,9 @@ mod tests {
         let quoted =
             "IN=eth0 OUT= SRC=1.2.3.4 DST=5.6.7.8 PROTO=TCP SPT=4 DPT=22 SYN [SRC=5.6.7.8 ACK ]";
         assert!(!is_answer(&f(quoted), "TCP"));
+        // The letters of a flag inside another word (an interface, a host) are not the flag.
+        let inside = "IN=BACKUP OUT=FIRST SRC=1.2.3.4 DST=5.6.7.8 PROTO=TCP SPT=4 DPT=22 SYN";
+        assert!(!is_answer(&f(inside), "TCP"));
+        assert!(is_answer(&f(&format!("{inside} RST")), "TCP"));
     }
 }

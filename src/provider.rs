@@ -2,8 +2,10 @@
 //! CIDR a line) and answering "which provider's range holds this IP, and what does the file say
 //! about that range" without a linear scan.
 //!
-//! Lookups go through a small routing table: one hash map per prefix length, longest first, so
-//! the most specific range wins and a lookup costs at most one probe per length present.
+//! Lookups go through a flat routing table: the ranges cut into disjoint spans, each naming
+//! the most specific range that covers it, sorted, so that a lookup is one binary search
+//! whatever the prefix lengths (a file of 25 lengths cost 25 hash probes per address missed,
+//! and a flood of spoofed sources is mostly misses).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -28,10 +30,72 @@ pub struct RangeInfo {
 /// A set of prefixes with longest-prefix-match lookup.
 #[derive(Debug, Default)]
 pub struct RangeTable {
-    /// (prefix length, masked address → index into `infos`), longest first; v4 and v6 apart.
-    v4: Vec<(u8, HashMap<u128, usize>)>,
-    v6: Vec<(u8, HashMap<u128, usize>)>,
+    v4: Spans,
+    v6: Spans,
     infos: Vec<RangeInfo>,
+}
+
+/// Disjoint spans of addresses, ascending, each with the index into `infos` of the most
+/// specific range covering it; addresses between spans are in no range.
+#[derive(Debug, Default)]
+struct Spans {
+    starts: Vec<u128>,
+    /// Inclusive.
+    ends: Vec<u128>,
+    infos: Vec<usize>,
+}
+
+impl Spans {
+    /// From prefixes as (first, last address, index): prefixes nest or are apart, so a
+    /// sweep with the prefixes that hold the current address, innermost last, cuts them.
+    fn new(mut ranges: Vec<(u128, u128, usize)>) -> Self {
+        // Wider first where two start together: the narrower lies inside it.
+        ranges.sort_by_key(|&(first, last, _)| (first, std::cmp::Reverse(last)));
+        let mut spans = Spans::default();
+        let mut open: Vec<(u128, usize)> = Vec::new();
+        // The first address not yet given to a span; None once the top address is.
+        let mut next = Some(0u128);
+        for (first, last, info) in ranges {
+            while let Some(&(end, outer)) = open.last() {
+                if end >= first {
+                    break;
+                }
+                next = spans.push(next, end, outer);
+                open.pop();
+            }
+            if let Some(&(_, outer)) = open.last()
+                && first > 0
+            {
+                next = spans.push(next, first - 1, outer);
+            }
+            next = next.map(|n| n.max(first));
+            open.push((last, info));
+        }
+        while let Some((end, outer)) = open.pop() {
+            next = spans.push(next, end, outer);
+        }
+        spans
+    }
+
+    /// Gives the addresses from `from` to `to` to `info`; returns the address after them.
+    fn push(&mut self, from: Option<u128>, to: u128, info: usize) -> Option<u128> {
+        let from = from?;
+        if from > to {
+            return Some(from);
+        }
+        self.starts.push(from);
+        self.ends.push(to);
+        self.infos.push(info);
+        to.checked_add(1)
+    }
+
+    fn get(&self, value: u128) -> Option<usize> {
+        let i = self
+            .starts
+            .partition_point(|&s| s <= value)
+            .checked_sub(1)?;
+        (value <= self.ends[i]).then(|| self.infos[i])
+    }
 }
 
 fn bits(ip: IpAddr) -> u128 {
@@ -50,11 +114,23 @@ fn mask(value: u128, len: u8, width: u8) -> u128 {
     }
 }
 
+/// The last address of the prefix of length `len` starting at `first`.
+fn last_of(first: u128, len: u8, width: u8) -> u128 {
+    let host = u32::from(width - len);
+    let ones = if host == 128 {
+        u128::MAX
+    } else {
+        (1u128 << host) - 1
+    };
+    first | ones
+}
+
 impl RangeTable {
     /// Builds the table; a prefix listed twice keeps its first metadata and merges services.
     pub fn new(infos: impl IntoIterator<Item = RangeInfo>) -> Self {
         let mut table = RangeTable::default();
         let mut index: HashMap<IpNet, usize> = HashMap::new();
+        let (mut v4, mut v6) = (Vec::new(), Vec::new());
         for info in infos {
             let prefix = info.prefix.trunc();
             if let Some(&i) = index.get(&prefix) {
@@ -69,22 +145,16 @@ impl RangeTable {
             let i = table.infos.len();
             index.insert(prefix, i);
             table.infos.push(RangeInfo { prefix, ..info });
-            let (levels, width) = match prefix {
-                IpNet::V4(_) => (&mut table.v4, 32),
-                IpNet::V6(_) => (&mut table.v6, 128),
+            let (ranges, width) = match prefix {
+                IpNet::V4(_) => (&mut v4, 32),
+                IpNet::V6(_) => (&mut v6, 128),
             };
             let len = prefix.prefix_len();
-            let key = mask(bits(prefix.addr()), len, width);
-            match levels.iter_mut().find(|(l, _)| *l == len) {
-                Some((_, map)) => {
-                    map.insert(key, i);
-                }
-                None => {
-                    levels.push((len, HashMap::from([(key, i)])));
-                    levels.sort_by_key(|l| std::cmp::Reverse(l.0));
-                }
-            }
+            let first = mask(bits(prefix.addr()), len, width);
+            ranges.push((first, last_of(first, len, width), i));
         }
+        table.v4 = Spans::new(v4);
+        table.v6 = Spans::new(v6);
         for info in &mut table.infos {
             info.services.sort();
         }
@@ -94,15 +164,11 @@ impl RangeTable {
     /// The most specific range holding `ip`.
     pub fn lookup(&self, ip: IpAddr) -> Option<&RangeInfo> {
         let ip = canonical(ip);
-        let (levels, width) = match ip {
-            IpAddr::V4(_) => (&self.v4, 32),
-            IpAddr::V6(_) => (&self.v6, 128),
+        let spans = match ip {
+            IpAddr::V4(_) => &self.v4,
+            IpAddr::V6(_) => &self.v6,
         };
-        let value = bits(ip);
-        levels
-            .iter()
-            .find_map(|(len, map)| map.get(&mask(value, *len, width)))
-            .map(|&i| &self.infos[i])
+        spans.get(bits(ip)).map(|i| &self.infos[i])
     }
 
     pub fn len(&self) -> usize {
@@ -477,6 +543,89 @@ mod tests {
         );
         assert!(t.lookup(ip("51.1.1.1")).is_none());
         assert!(t.lookup(ip("2600::1")).is_none());
+    }
+
+    /// The flat table answers as a longest-prefix match over every range would, with ranges
+    /// nested several deep, side by side, starting or ending together, at both ends of the
+    /// address space.
+    #[test]
+    fn flat_lookup_is_the_longest_prefix_match() {
+        let nets = [
+            "0.0.0.0/0",
+            "10.0.0.0/8",
+            "10.0.0.0/16",
+            "10.0.0.0/24",
+            "10.0.0.128/25",
+            "10.0.1.0/24",
+            "10.255.255.0/24",
+            "10.255.255.255/32",
+            "52.94.0.0/22",
+            "52.94.4.0/22",
+            "255.255.255.0/24",
+            "255.255.255.255/32",
+            "::/0",
+            "2600::/16",
+            "2600:1f18::/33",
+            "2600:1f18:8000::/33",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ff00/120",
+        ];
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        // Every subset drawn as a bit mask, so that the wide ranges are sometimes missing.
+        for _ in 0..200 {
+            let mask = next();
+            let chosen: Vec<IpNet> = nets
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| mask >> i & 1 == 1)
+                .map(|(_, n)| n.parse().unwrap())
+                .collect();
+            let t = RangeTable::new(chosen.iter().map(|n| info(&n.to_string(), "r")));
+            let longest = |ip: IpAddr| {
+                chosen
+                    .iter()
+                    .filter(|n| n.contains(&ip))
+                    .max_by_key(|n| n.prefix_len())
+                    .copied()
+            };
+            let mut probes: Vec<IpAddr> = Vec::new();
+            for n in &chosen {
+                for edge in [n.network(), n.broadcast()] {
+                    probes.push(edge);
+                    let v = bits(edge);
+                    let family = |v: u128| match edge {
+                        IpAddr::V4(_) => u32::try_from(v)
+                            .ok()
+                            .map(|v| IpAddr::V4(std::net::Ipv4Addr::from(v))),
+                        IpAddr::V6(_) => Some(IpAddr::V6(std::net::Ipv6Addr::from(v))),
+                    };
+                    probes.extend(v.checked_sub(1).and_then(family));
+                    probes.extend(v.checked_add(1).and_then(family));
+                }
+            }
+            for _ in 0..50 {
+                let v = next();
+                probes.push(IpAddr::V4(std::net::Ipv4Addr::from(v as u32)));
+                probes.push(IpAddr::V4(std::net::Ipv4Addr::from(
+                    0x0a00_0000 | (v as u32 & 0x1ff),
+                )));
+                probes.push(IpAddr::V6(std::net::Ipv6Addr::from(
+                    u128::from(v) << 64 | u128::from(next()),
+                )));
+            }
+            for ip in probes {
+                assert_eq!(
+                    t.lookup(ip).map(|i| i.prefix),
+                    longest(ip),
+                    "{ip} among {chosen:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -533,11 +533,11 @@ fn join_numbers(values: &[u16]) -> String {
 
 /// Protocol names as a report shows them: a name of letters and digits as logged, anything
 /// else (text smuggled into a `PROTO=` field) as `other`; sorted, without repeats.
-fn protocol_labels<'a>(names: impl Iterator<Item = &'a String>) -> Vec<String> {
+fn protocol_labels<'a>(names: impl Iterator<Item = &'a crate::ingest::Name>) -> Vec<String> {
     let labels: std::collections::BTreeSet<String> = names
         .map(|p| {
             if !p.is_empty() && p.len() <= 16 && p.bytes().all(|b| b.is_ascii_alphanumeric()) {
-                p.clone()
+                p.to_string()
             } else {
                 "other".to_string()
             }
@@ -903,13 +903,8 @@ mod tests {
 
     #[test]
     fn protocol_text_from_a_log_is_a_name_or_other() {
-        let names = [
-            "TCP".to_string(),
-            "TCP\rBcc:y@evil.test".to_string(),
-            "47".to_string(),
-            "=HYPERLINK(1)".to_string(),
-            "UDP".to_string(),
-        ];
+        let names = ["TCP", "TCP\rBcc:y@evil.test", "47", "=HYPERLINK(1)", "UDP"]
+            .map(crate::ingest::Name::from);
         assert_eq!(protocol_labels(names.iter()), ["47", "TCP", "UDP", "other"]);
     }
 }

@@ -102,11 +102,11 @@ pub fn reference(input: &[u8], setup: &ReadSetup) -> (Summary, Observations, u64
                 o.hits += 1;
                 o.first_seen = o.first_seen.min(p.time);
                 o.last_seen = o.last_seen.max(p.time);
-                o.protocols.insert(p.proto);
+                o.protocols.insert(p.proto.into());
                 o.dst_ports.extend(p.dpt);
                 o.src_ports.extend(p.spt);
                 o.dsts.insert(p.dst);
-                o.hosts.insert(p.host);
+                o.hosts.insert(p.host.into());
             }
             Verdict::Malformed => summary.lines_malformed += 1,
             Verdict::Other => {}
