@@ -525,13 +525,6 @@ fn check(file: &Path, raw: RawConfig) -> Result<Settings, ConfigError> {
     let (transport, max_messages_per_run) = mail(raw.mail, file, &err, &resolve)?;
     let aws_api = aws_api(raw.aws_api, &providers, &err, &resolve)?;
     let discover = discover(raw.discover, &err, &resolve)?;
-    // Discovered contacts are one more destination beside the providers while reading.
-    if discover.is_some() && providers.len() > 63 {
-        return Err(err(
-            "provider",
-            "at most 63 providers while [discover] is enabled".into(),
-        ));
-    }
 
     Ok(Settings {
         file: file.to_path_buf(),
@@ -705,9 +698,6 @@ fn providers(
             "provider",
             "no [[provider]] configured: add one with name, to and ranges".into(),
         ));
-    }
-    if providers.len() > 64 {
-        return Err(err("provider", "at most 64 providers".into()));
     }
 
     Ok(providers)

@@ -508,32 +508,21 @@ pub struct Summary {
     pub ips_below_min_hits: u64,
 }
 
-/// Which providers an IP belongs to, as bit masks over the configured providers.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Where an IP's reports go, as the caller numbers its destinations (evidence buckets):
+/// asked once per new IP.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Attribution {
-    /// Providers whose ranges hold the IP.
-    pub providers: u64,
-    /// Of those, the ones it may still be reported to: evidence is kept for these.
-    pub candidates: u64,
-}
-
-impl Attribution {
-    /// The providers whose bit is set in `mask`, by index.
-    pub fn indices(mask: u64) -> impl Iterator<Item = usize> {
-        let mut rest = mask;
-        std::iter::from_fn(move || {
-            (rest != 0).then(|| {
-                let i = rest.trailing_zeros() as usize;
-                rest &= rest - 1;
-                i
-            })
-        })
-    }
+    /// A configured provider holds the IP (it is not `unattributed`).
+    pub in_provider: bool,
+    /// The buckets it may still be reported to: evidence is kept for these. Mostly one, held
+    /// in place; there is no bound on how many buckets there are.
+    pub candidates: SmallSet<u32>,
 }
 
 struct Seen {
     observation: Observation,
-    attribution: Attribution,
+    candidates: SmallSet<u32>,
+    in_provider: bool,
     /// How many of its first lines a candidate IP has in [`Ingest::first_lines`].
     first_lines: u8,
 }
@@ -1091,14 +1080,21 @@ impl<'a> Ingest<'a> {
             return;
         }
         let attribute = self.attribute;
-        let seen = self.seen.get_or_insert_with(packet.src, || Seen {
-            observation: Observation::new(packet.src, packet.time),
-            attribution: attribute(packet.src),
-            first_lines: 0,
+        let seen = self.seen.get_or_insert_with(packet.src, || {
+            let Attribution {
+                in_provider,
+                candidates,
+            } = attribute(packet.src);
+            Seen {
+                observation: Observation::new(packet.src, packet.time),
+                candidates,
+                in_provider,
+                first_lines: 0,
+            }
         });
         seen.observation.record(&packet);
         Self::raise(&mut self.counted_until, packet.prefix, packet.time);
-        if seen.attribution.candidates != 0 && usize::from(seen.first_lines) < LINES_PER_IP {
+        if !seen.candidates.is_empty() && usize::from(seen.first_lines) < LINES_PER_IP {
             seen.first_lines += 1;
             self.first_lines.push(EvidenceLine {
                 time: packet.time,
@@ -1106,8 +1102,8 @@ impl<'a> Ingest<'a> {
                 text: clean(text),
             });
         }
-        for i in Attribution::indices(seen.attribution.candidates) {
-            if let Some(tracker) = self.trackers.get_mut(i) {
+        for &i in &seen.candidates {
+            if let Some(tracker) = self.trackers.get_mut(i as usize) {
                 tracker.push(packet.time, packet.src, text);
             }
         }
@@ -1117,21 +1113,19 @@ impl<'a> Ingest<'a> {
     pub fn finish(mut self) -> Batch {
         self.end_source();
         self.summary.ips_observed = self.seen.len() as u64;
-        self.summary.ips_unattributed = self
-            .seen
-            .records
-            .iter()
-            .filter(|s| s.attribution.providers == 0)
-            .count() as u64;
+        self.summary.ips_unattributed =
+            self.seen.records.iter().filter(|s| !s.in_provider).count() as u64;
         let mut own: Vec<Vec<EvidenceLine>> = vec![Vec::new(); self.evidence.len()];
         for line in std::mem::take(&mut self.first_lines) {
-            let candidates = self
-                .seen
-                .get(line.ip)
-                .map_or(0, |seen| seen.attribution.candidates);
+            let Some(seen) = self.seen.get(line.ip) else {
+                continue;
+            };
             // Most IPs are in one provider: their lines move rather than being copied.
             let count = own.len();
-            let mut providers = Attribution::indices(candidates)
+            let mut providers = seen
+                .candidates
+                .iter()
+                .map(|&i| i as usize)
                 .filter(|&i| i < count)
                 .peekable();
             while let Some(i) = providers.next() {
@@ -1168,10 +1162,12 @@ mod tests {
         ingest.finish()
     }
 
-    const AWS: Attribution = Attribution {
-        providers: 1,
-        candidates: 1,
-    };
+    fn aws() -> Attribution {
+        Attribution {
+            in_provider: true,
+            candidates: [0].into_iter().collect(),
+        }
+    }
 
     #[test]
     fn counts_lines_and_aggregates_per_ip() {
@@ -1183,7 +1179,7 @@ mod tests {
                     Jan 25 23:51:29 h kernel: INPUT-DROP:IN=eth0 OUT= SRC=3.5.140.2 DST=192.0.2.1 PROTO=TCP";
         let attribute = |ip: IpAddr| {
             if ip.to_string() == "3.5.140.2" {
-                AWS
+                aws()
             } else {
                 Attribution::default()
             }
@@ -1230,7 +1226,7 @@ mod tests {
         text.push_str("Jan 25 23:51:25 h kernel: INPUT-DROP:");
         text.push_str(&"y".repeat(BUFFER));
         text.push_str(" Jan 25 23:51:25 h kernel: INPUT-DROP:IN=eth0 OUT= SRC=9.9.9.9 DST=192.0.2.1 PROTO=UDP\n");
-        let batch = ingest_text(&text, &|_| AWS);
+        let batch = ingest_text(&text, &|_| aws());
         assert_eq!(batch.summary.lines_read, 3);
         assert_eq!(batch.summary.lines_matched, 1);
         assert_eq!(batch.summary.lines_malformed, 1);
@@ -1241,7 +1237,7 @@ mod tests {
     #[test]
     fn unfinished_overlong_last_line_is_consumed_once() {
         let parser = || LineParser::new(&["D:".to_string()], Zone::Utc, Utc::now());
-        let attribute = |_| AWS;
+        let attribute = |_| aws();
         let mut ingest = Ingest::new(parser(), 1, 5, 50, &attribute);
         ingest.set_buffer_size(100);
         let text = format!("a\n{}", "z".repeat(250));
@@ -1277,7 +1273,7 @@ mod tests {
         for prefixes in [["DROP ", "DROP INVALID "], ["DROP INVALID ", "DROP "]] {
             let prefixes: Vec<String> = prefixes.iter().map(|p| p.to_string()).collect();
             let parser = || LineParser::new(&prefixes, Zone::Utc, Utc::now());
-            let attribute = |_| AWS;
+            let attribute = |_| aws();
             let mut ingest = Ingest::new(parser(), 1, 5, 50, &attribute);
             ingest.begin_source(parser());
             ingest.feed(text.as_bytes()).unwrap();
@@ -1369,17 +1365,31 @@ mod tests {
     fn ipv4_mapped_and_plain_source_are_one_ip() {
         let text = "Jan 25 23:51:25 h kernel: INPUT-DROP:IN=eth0 OUT= SRC=3.5.140.2 DST=192.0.2.1 PROTO=UDP SPT=5 DPT=53\n\
                     Jan 25 23:51:26 h kernel: INPUT-DROP:IN=eth0 OUT= SRC=::ffff:3.5.140.2 DST=2001:db8::1 PROTO=TCP SPT=6 DPT=80\n";
-        let batch = ingest_text(text, &|_| AWS);
+        let batch = ingest_text(text, &|_| aws());
         assert_eq!(batch.summary.ips_observed, 1);
         let o = &batch.observations[&"3.5.140.2".parse::<IpAddr>().unwrap()];
         assert_eq!(o.hits, 2);
     }
 
+    /// Destinations are numbered without a bound: an IP of the 100th provider keeps its
+    /// evidence in the 100th bucket (a bit mask of 64 providers was the limit once).
     #[test]
-    fn provider_indices_are_the_set_bits() {
-        assert_eq!(Attribution::indices(0).count(), 0);
-        assert_eq!(Attribution::indices(0b1011).collect::<Vec<_>>(), [0, 1, 3]);
-        assert_eq!(Attribution::indices(1 << 63).collect::<Vec<_>>(), [63]);
+    fn evidence_goes_to_any_numbered_bucket() {
+        let text = "Jan 25 23:51:25 h kernel: INPUT-DROP:IN=eth0 OUT= SRC=3.5.140.2 DST=192.0.2.1 PROTO=UDP SPT=5 DPT=53\n";
+        let attribute = |_: IpAddr| Attribution {
+            in_provider: true,
+            candidates: [99, 130].into_iter().collect(),
+        };
+        let parser = || LineParser::new(&["INPUT-DROP:".to_string()], Zone::Utc, Utc::now());
+        let mut ingest = Ingest::new(parser(), 131, 5, 50, &attribute);
+        ingest.begin_source(parser());
+        ingest.feed(text.as_bytes()).unwrap();
+        let batch = ingest.finish();
+        let filled: Vec<usize> = (0..batch.evidence.len())
+            .filter(|&i| !batch.evidence[i].is_empty())
+            .collect();
+        assert_eq!(filled, [99, 130]);
+        assert_eq!(batch.summary.ips_unattributed, 0);
     }
 
     /// A million spoofed sources are a million records: a few bytes more each is megabytes.
@@ -1452,7 +1462,7 @@ mod tests {
             )
         };
         let parser = || LineParser::new(&["INPUT-DROP:".to_string()], Zone::Utc, Utc::now());
-        let attribute = |_| AWS;
+        let attribute = |_| aws();
         let mut first = Ingest::new(parser(), 1, 5, 50, &attribute);
         first.begin_source(parser());
         let early = line(1, "3.5.140.2") + &line(2, "3.5.140.2");
@@ -1519,7 +1529,7 @@ mod tests {
     #[test]
     fn prefix_twice_on_one_line_counts_once() {
         let text = "Jan 25 23:51:25 h kernel: INPUT-DROP:IN=eth0 OUT= SRC=3.5.140.2 DST=192.0.2.1 PROTO=UDP INPUT-DROP: x\n";
-        let batch = ingest_text(text, &|_| AWS);
+        let batch = ingest_text(text, &|_| aws());
         assert_eq!(batch.summary.lines_matched, 1);
     }
 }

@@ -313,7 +313,7 @@ pub(crate) fn ingest(
         for to in world.route(ip) {
             let bucket = world.bucket(to);
             if let Destination::Provider(_) = to {
-                a.providers |= 1 << bucket;
+                a.in_provider = true;
             }
             // A ledger that cannot be read ends the run after the read (below).
             if reportable
@@ -321,7 +321,7 @@ pub(crate) fn ingest(
                     .as_ref()
                     .is_ok_and(|l| !l.reported[bucket].contains(&ip))
             {
-                a.candidates |= 1 << bucket;
+                a.candidates.insert(bucket as u32);
             }
         }
         a

@@ -1258,8 +1258,8 @@ mod tests {
 
     fn one_provider(_: std::net::IpAddr) -> crate::ingest::Attribution {
         crate::ingest::Attribution {
-            providers: 1,
-            candidates: 1,
+            in_provider: true,
+            candidates: [0].into_iter().collect(),
         }
     }
 

@@ -574,3 +574,52 @@ fn xarf_mode_sends_one_valid_xarf_report_per_ip_in_one_thread() {
     }
     eprintln!("{validated} XARF documents validated against the v4 schema");
 }
+
+/// There is no bound on how many providers a configuration names: with a hundred, each
+/// address goes to its own, with its own log lines.
+#[test]
+fn a_hundred_providers_each_get_their_own_addresses_and_lines() {
+    let mut config = String::from(
+        "state_dir = \"{dir}/state\"\ntimezone = \"UTC\"\n\n[[source]]\npath = \"{dir}/messages\"\n\n",
+    );
+    let s = Setup::new("");
+    let mut log = String::new();
+    for k in 1..=100u32 {
+        s.write(&format!("ranges-{k}.txt"), &format!("45.{k}.0.0/16\n"));
+        config.push_str(&format!(
+            "[[provider]]\nname = \"p{k}\"\nto = [\"abuse@p{k}.example-hoster.de\"]\nranges = \"{{dir}}/ranges-{k}.txt\"\n\n"
+        ));
+        if k % 33 == 0 {
+            log.push_str(&drop_line("10:00:00", &format!("45.{k}.0.7"), "TCP", 22));
+        }
+    }
+    config.push_str(
+        "[report]\nfrom = \"Abuse desk <abuse@example.org>\"\nmin_hits = 1\n\n[mail]\ntransport = \"file\"\ndir = \"{dir}/outbox\"\n",
+    );
+    s.write(
+        "config.toml",
+        &config.replace("{dir}", s.dir.path().to_str().unwrap()),
+    );
+    s.write("messages", &log);
+    let v = s.run(&["preview", "--json"]).ok().json();
+    let got: Vec<(String, Vec<String>, usize)> = v["reports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["provider"].as_str().unwrap().to_string(),
+                ips_of(r),
+                r["excerpt"].as_array().unwrap().len(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("p33".to_string(), vec!["45.33.0.7".to_string()], 1),
+            ("p66".to_string(), vec!["45.66.0.7".to_string()], 1),
+            ("p99".to_string(), vec!["45.99.0.7".to_string()], 1),
+        ]
+    );
+}

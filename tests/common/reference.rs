@@ -26,8 +26,8 @@ pub fn attribute(ip: IpAddr) -> Attribution {
     };
     if odd {
         Attribution {
-            providers: 1,
-            candidates: 1,
+            in_provider: true,
+            candidates: [0].into_iter().collect(),
         }
     } else {
         Attribution::default()
@@ -126,7 +126,7 @@ pub fn reference(input: &[u8], setup: &ReadSetup) -> (Summary, Observations, u64
     summary.ips_observed = full.len() as u64;
     summary.ips_unattributed = full
         .keys()
-        .filter(|ip| attribute(**ip).providers == 0)
+        .filter(|ip| !attribute(**ip).in_provider)
         .count() as u64;
     (summary, full, pos as u64)
 }
