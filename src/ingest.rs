@@ -517,18 +517,30 @@ pub struct Attribution {
     /// The buckets it may still be reported to: evidence is kept for these. Mostly one, held
     /// in place; there is no bound on how many buckets there are.
     pub candidates: SmallSet<u32>,
+    /// Keep one line of its own rather than [`LINES_PER_IP`]: for addresses that only a
+    /// discovered desk may get (a flood of spoofed sources in no provider is most of them).
+    pub few_lines: bool,
 }
 
 struct Seen {
     observation: Observation,
     candidates: SmallSet<u32>,
     in_provider: bool,
+    few_lines: bool,
     /// How many of its first lines a candidate IP has in [`Ingest::first_lines`].
     first_lines: u8,
 }
 
 /// Lines of its own kept per IP, beside the densest window.
 pub const LINES_PER_IP: usize = 3;
+
+impl Seen {
+    /// Whether another of its lines is kept as its own.
+    fn wants_a_line(&self) -> bool {
+        let keep = if self.few_lines { 1 } else { LINES_PER_IP };
+        usize::from(self.first_lines) < keep
+    }
+}
 
 /// Everything one run learned from the logs, before it is stored.
 /// Observations by address: the records one after another in one vector, and an index to
@@ -926,7 +938,7 @@ impl<'a> Ingest<'a> {
         // An IP's own lines are its first ones: this read's, then the later part's.
         for line in other.first_lines {
             if let Some(mine) = self.seen.get_mut(line.ip)
-                && usize::from(mine.first_lines) < LINES_PER_IP
+                && mine.wants_a_line()
             {
                 mine.first_lines += 1;
                 self.first_lines.push(line);
@@ -1084,17 +1096,19 @@ impl<'a> Ingest<'a> {
             let Attribution {
                 in_provider,
                 candidates,
+                few_lines,
             } = attribute(packet.src);
             Seen {
                 observation: Observation::new(packet.src, packet.time),
                 candidates,
                 in_provider,
+                few_lines,
                 first_lines: 0,
             }
         });
         seen.observation.record(&packet);
         Self::raise(&mut self.counted_until, packet.prefix, packet.time);
-        if !seen.candidates.is_empty() && usize::from(seen.first_lines) < LINES_PER_IP {
+        if !seen.candidates.is_empty() && seen.wants_a_line() {
             seen.first_lines += 1;
             self.first_lines.push(EvidenceLine {
                 time: packet.time,
@@ -1166,6 +1180,7 @@ mod tests {
         Attribution {
             in_provider: true,
             candidates: [0].into_iter().collect(),
+            ..Default::default()
         }
     }
 
@@ -1371,6 +1386,32 @@ mod tests {
         assert_eq!(o.hits, 2);
     }
 
+    /// An address only a discovered desk may get keeps one line of its own, others three.
+    #[test]
+    fn few_lines_keeps_one_own_line() {
+        let text: String = (0..5)
+            .map(|i| format!("Jan 25 23:51:2{i} h kernel: INPUT-DROP:IN=eth0 OUT= SRC=45.1.0.9 DST=192.0.2.1 PROTO=UDP SPT=5 DPT=53\n"))
+            .collect();
+        for (few_lines, kept) in [(false, LINES_PER_IP), (true, 1)] {
+            let attribute = move |_: IpAddr| Attribution {
+                in_provider: !few_lines,
+                candidates: [0].into_iter().collect(),
+                few_lines,
+            };
+            // A window of one second holds one line: the rest are the address's own.
+            let parser = || LineParser::new(&["INPUT-DROP:".to_string()], Zone::Utc, Utc::now());
+            let mut ingest = Ingest::new(parser(), 1, 1, 1, &attribute);
+            ingest.begin_source(parser());
+            ingest.feed(text.as_bytes()).unwrap();
+            let batch = ingest.finish();
+            assert_eq!(
+                batch.evidence[0].len(),
+                kept.max(1),
+                "few_lines {few_lines}"
+            );
+        }
+    }
+
     /// Destinations are numbered without a bound: an IP of the 100th provider keeps its
     /// evidence in the 100th bucket (a bit mask of 64 providers was the limit once).
     #[test]
@@ -1379,6 +1420,7 @@ mod tests {
         let attribute = |_: IpAddr| Attribution {
             in_provider: true,
             candidates: [99, 130].into_iter().collect(),
+            few_lines: false,
         };
         let parser = || LineParser::new(&["INPUT-DROP:".to_string()], Zone::Utc, Utc::now());
         let mut ingest = Ingest::new(parser(), 131, 5, 50, &attribute);

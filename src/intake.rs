@@ -324,6 +324,8 @@ pub(crate) fn ingest(
                 a.candidates.insert(bucket as u32);
             }
         }
+        // Only discovery may report it: one line of its own is shown to a desk.
+        a.few_lines = !a.in_provider;
         a
     };
     let mut cursors = Vec::new();

@@ -1260,6 +1260,7 @@ mod tests {
         crate::ingest::Attribution {
             in_provider: true,
             candidates: [0].into_iter().collect(),
+            ..Default::default()
         }
     }
 

@@ -28,6 +28,7 @@ pub fn attribute(ip: IpAddr) -> Attribution {
         Attribution {
             in_provider: true,
             candidates: [0].into_iter().collect(),
+            ..Default::default()
         }
     } else {
         Attribution::default()
