@@ -21,6 +21,9 @@
 //! - `BENCH_DISTINCT` (default 1,000,000; 0 skips it) sources each seen once: peak RSS of
 //!   `preview --json`.
 //!
+//! - `BENCH_CONTACTS` (default 1,000; 0 skips it) networks in no provider with a desk each,
+//!   looked up on a loopback registry: one `run` with discovery, and the next.
+//!
 //! `BENCH_MB=0` skips the first log, `BENCH_MANY_MB=0` the many-sources ones.
 //!
 //! Nothing here asserts a time; it prints figures for README's table.
@@ -396,6 +399,108 @@ fn main() {
         one_log(mb);
     }
     many_sources();
+    let contacts = env_number("BENCH_CONTACTS", 1000) as u32;
+    if contacts > 0 {
+        discovered_contacts(contacts);
+    }
+}
+
+/// A registry on loopback answering every `/rdap/ip/A.B.C.D` with the /24 holding it and a
+/// desk of that /24's own; returns its base URL.
+fn rdap_stub() -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}/rdap/", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            let ip = line
+                .split_whitespace()
+                .nth(1)
+                .and_then(|p| p.rsplit('/').next())
+                .and_then(|t| t.parse::<std::net::Ipv4Addr>().ok());
+            loop {
+                let mut header = String::new();
+                match reader.read_line(&mut header) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) if header == "\r\n" => break,
+                    Ok(_) => {}
+                }
+            }
+            let Some(ip) = ip else { continue };
+            let [a, b, c, _] = ip.octets();
+            let body = format!(
+                r#"{{"objectClassName":"ip network","handle":"NET-{a}-{b}-{c}","startAddress":"{a}.{b}.{c}.0","endAddress":"{a}.{b}.{c}.255","type":"ASSIGNED","entities":[{{"objectClassName":"entity","roles":["abuse"],"vcardArray":["vcard",[["version",{{}},"text","4.0"],["email",{{}},"text","abuse@desk-{b}-{c}.hoster.de"]]]}}]}}"#
+            );
+            let mut out = stream;
+            let _ = write!(
+                out,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/rdap+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    base
+}
+
+/// `contacts` networks in no provider, each with a desk of its own and three attacking
+/// addresses of three packets: one run with discovery looks each network up once and writes
+/// one digest per desk. Time and peak RSS of that run and of the next (answered from the
+/// cache, nothing new to send).
+fn discovered_contacts(contacts: u32) {
+    let bin = env!("CARGO_BIN_EXE_abuse-mailer");
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("messages");
+    let mut text = String::new();
+    for k in 0..contacts {
+        let (b, c) = (10 + k / 250, k % 250);
+        for host in 1..=3 {
+            for n in 0..3u32 {
+                let t = k * 9 + host * 3 + n;
+                text.push_str(&format!(
+                    "Jan 25 {:02}:{:02}:{:02} web1 kernel: INPUT-DROP:IN=eth0 OUT= SRC=45.{b}.{c}.{host} DST=198.51.100.10 LEN=60 TOS=0x00 PREC=0x00 TTL=241 ID=1 PROTO=TCP SPT=40000 DPT=22 WINDOW=1024 RES=0x00 SYN URGP=0 \n",
+                    t / 3600 % 24,
+                    t / 60 % 60,
+                    t % 60
+                ));
+            }
+        }
+    }
+    fs::write(&log, text).unwrap();
+    let boot = dir.path().join("bootstrap");
+    fs::create_dir(&boot).unwrap();
+    let base = rdap_stub();
+    let services =
+        |net: &str| format!(r#"{{"version":"1.0","services":[[["{net}"],["{base}"]]]}}"#);
+    fs::write(boot.join("ipv4.json"), services("45.0.0.0/8")).unwrap();
+    fs::write(boot.join("ipv6.json"), services("2a0f::/16")).unwrap();
+    let config = write_config(dir.path(), &log);
+    let text = fs::read_to_string(&config).unwrap().replace(
+        "transport = \"file\"",
+        &format!("transport = \"file\"\nmax_messages_per_run = {contacts}"),
+    ) + &format!(
+        "[discover]\nenabled = true\nrdap_bootstrap = \"{}\"\nabusix = false\nmax_lookups_per_run = {contacts}\n",
+        boot.display()
+    );
+    fs::write(&config, text).unwrap();
+    let run = || measure(Command::new(bin).arg("--config").arg(&config).arg("run"));
+    let (t, rss, _) = run();
+    let sent = fs::read_dir(dir.path().join("outbox")).map_or(0, |d| d.count());
+    println!(
+        "run, {contacts} discovered desks {:>8.3} s {:>8} MiB peak RSS ({sent} digests)",
+        t.as_secs_f64(),
+        rss / 1024
+    );
+    let (t, rss, _) = run();
+    println!(
+        "run again, {contacts} desks cached {:>8.3} s {:>8} MiB peak RSS",
+        t.as_secs_f64(),
+        rss / 1024
+    );
 }
 
 /// The cases on one log of a few thousand sources.
