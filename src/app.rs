@@ -240,7 +240,7 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
     } else {
         ledger
     };
-    let routes = world.routes(&intake.observations);
+    let routes = world.routes();
     let planned = plan_providers(&world, &intake, &ledger, only, Some(&state), &routes)?;
     let mut made = out.send(&mut state, planned)?;
 

@@ -7,7 +7,7 @@
 //! those the ledger moved, not at every IP ever seen, so a run with nothing new costs the same
 //! whatever the history.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -175,14 +175,14 @@ impl<'s> World<'s> {
         to
     }
 
-    /// [`World::route`] of each address observed, by address.
-    pub(crate) fn routes(&self, observations: &Observations) -> Routes {
-        Routes(
-            observations
-                .iter()
-                .map(|o| (o.ip, self.route(o.ip)))
-                .collect(),
-        )
+    /// [`World::route`] of the addresses asked about, each decided once when first asked:
+    /// selection asks only about addresses that passed its cheaper rules (enough packets,
+    /// fresh, reportable), so a flood of one-packet sources costs no table of routes.
+    pub(crate) fn routes(&self) -> Routes<'_, 's> {
+        Routes {
+            world: self,
+            known: std::cell::RefCell::new(HashMap::new()),
+        }
     }
 
     /// The evidence bucket and ledger entry of a destination (see [`World::desk_keys`]).
@@ -601,40 +601,42 @@ pub(crate) enum Destination {
     Discovered,
 }
 
-/// Where each address goes, as [`World::route`] decided it.
-pub(crate) struct Routes(HashMap<IpAddr, SmallSet<Destination>>);
+/// Where addresses go, as [`World::route`] decided it, each once.
+pub(crate) struct Routes<'w, 's> {
+    world: &'w World<'s>,
+    known: std::cell::RefCell<HashMap<IpAddr, SmallSet<Destination>>>,
+}
 
-impl Routes {
+impl Routes<'_, '_> {
     /// Whether a report on `ip` goes to `to`.
     pub(crate) fn goes(&self, ip: IpAddr, to: Destination) -> bool {
-        self.0.get(&ip).is_some_and(|r| r.contains(&to))
-    }
-
-    /// The destinations some address goes to, in order.
-    pub(crate) fn destinations(&self) -> Vec<Destination> {
-        let all: SmallSet<Destination> = self.0.values().flatten().copied().collect();
-        all.into_iter().collect()
+        self.known
+            .borrow_mut()
+            .entry(ip)
+            .or_insert_with(|| self.world.route(ip))
+            .contains(&to)
     }
 }
 
-/// How many addresses `min_hits` holds back this run, for the summary.
+/// How many addresses `min_hits` holds back this run, for the summary: those it holds back
+/// from a destination they were not reported to yet.
 pub(crate) fn count_below_min_hits(
     world: &World<'_>,
     observations: &Observations,
     ledger: &Ledger,
 ) -> u64 {
-    let routes = world.routes(observations);
-    let mut held: HashSet<IpAddr> = HashSet::new();
-    for to in routes.destinations() {
-        held.extend(crate::select::below_min_hits(
-            observations,
-            &|ip| routes.goes(ip, to),
-            &ledger.reported[world.bucket(to)],
-            world.fresh_since(),
-            &world.settings.report,
-        ));
-    }
-    held.len() as u64
+    let report = &world.settings.report;
+    let fresh = world.fresh_since();
+    observations
+        .iter()
+        .filter(|o| crate::select::held_by_min_hits(o, fresh, report))
+        .filter(|o| {
+            world
+                .route(o.ip)
+                .iter()
+                .any(|to| !ledger.reported[world.bucket(*to)].contains(&o.ip))
+        })
+        .count() as u64
 }
 
 #[cfg(test)]

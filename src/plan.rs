@@ -133,7 +133,7 @@ pub(crate) fn plan(
     state: Option<&State>,
     cache: &mut dyn ContactCache,
 ) -> Result<(Vec<Planned>, Unplanned)> {
-    let routes = world.routes(&intake.observations);
+    let routes = world.routes();
     let mut planned = plan_providers(world, intake, ledger, only, state, &routes)?;
     let mut unplanned = Unplanned::default();
     if only.is_none() {
@@ -157,7 +157,7 @@ pub(crate) fn plan_providers(
     ledger: &Ledger,
     only: Option<&str>,
     state: Option<&State>,
-    routes: &Routes,
+    routes: &Routes<'_, '_>,
 ) -> Result<Vec<Planned>> {
     let settings = world.settings;
     let since = world.since();
@@ -216,7 +216,7 @@ pub(crate) fn plan_discovered(
     ledger: &Ledger,
     state: Option<&State>,
     cache: &mut dyn ContactCache,
-    routes: &Routes,
+    routes: &Routes<'_, '_>,
     unplanned: &mut Unplanned,
 ) -> Result<Vec<Planned>> {
     let Some(cfg) = world.discover else {

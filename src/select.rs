@@ -118,25 +118,14 @@ pub fn delta<'a>(
     out
 }
 
-/// A destination's attackers that are held back only by `min_hits`: not reported yet, and
-/// with fewer packets than that so far (they are reported once they reach it).
-pub fn below_min_hits<'a>(
-    observations: &'a Observations,
-    belongs: &dyn Fn(IpAddr) -> bool,
-    reported: &HashSet<IpAddr>,
-    fresh_since: Option<i64>,
-    report: &ReportConfig,
-) -> impl Iterator<Item = IpAddr> + 'a {
-    let candidates: Vec<IpAddr> = observations
-        .iter()
-        .filter(|o| o.hits < report.min_hits)
-        .filter(|o| fresh_since.is_none_or(|t| o.last_seen >= t))
-        .filter(|o| is_reportable(o.ip) && !is_ignored(o.ip, &report.ignore))
-        .filter(|o| belongs(o.ip))
-        .filter(|o| !reported.contains(&o.ip))
-        .map(|o| o.ip)
-        .collect();
-    candidates.into_iter()
+/// Whether `min_hits` alone holds the attacker back: fewer packets than that so far, but
+/// fresh and reportable (it is reported once it reaches `min_hits`, to a destination it was
+/// not reported to).
+pub fn held_by_min_hits(o: &Observation, fresh_since: Option<i64>, report: &ReportConfig) -> bool {
+    o.hits < report.min_hits
+        && fresh_since.is_none_or(|t| o.last_seen >= t)
+        && is_reportable(o.ip)
+        && !is_ignored(o.ip, &report.ignore)
 }
 
 #[cfg(test)]
