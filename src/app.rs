@@ -12,15 +12,13 @@ use crate::cli::{Cli, Command, ReportArgs, Verbosity};
 use crate::clock::{self, utc_text};
 use crate::config::{self, Settings};
 use crate::discover;
-use crate::enrich::Attacker;
 use crate::error::{ConfigError, EXIT_OK, TransientError, exit_code, one_line};
 use crate::excerpt::EvidenceLine;
 use crate::ingest::Observation;
 use crate::intake::{Intake, Options, World, ingest};
 use crate::ledger::{Outcome, Route, check_owner, claim, deliver};
-use crate::output::{Unattributed, history, print_json, print_mbox, show, summary_line};
+use crate::output::{Listed, Unattributed, history, print_json, print_mbox, show, summary_line};
 use crate::plan::{Planned, Unplanned, plan, plan_discovered, plan_providers};
-use crate::render::ReportIp;
 use crate::send::{Transport, transport};
 use crate::state::{ReportRecord, Settled, State};
 
@@ -508,16 +506,10 @@ pub(crate) fn unattributed<'a>(
     Ok(Unattributed {
         ips: found,
         entry: Box::new(move |ip| {
-            let Some(observation) = intake.whole(ip, state)? else {
-                return Ok(None);
-            };
-            let attacker = Attacker {
-                observation,
-                range: None,
-                asn: world.asn_db.as_ref().and_then(|db| db.lookup(ip)),
-                rereport: false,
-            };
-            Ok(Some(ReportIp::new(&attacker, world.settings.zone)))
+            intake.with_whole(ip, state, |o| {
+                let asn = world.asn_db.as_ref().and_then(|db| db.lookup(ip));
+                Listed::new(o, asn.as_ref(), world.settings.zone)
+            })
         }),
     })
 }

@@ -580,6 +580,21 @@ pub(crate) fn ingest(
 }
 
 impl Intake {
+    /// `f` of the whole observation of `ip` (as [`Intake::whole`] finds it), without a copy
+    /// of one held in memory.
+    pub(crate) fn with_whole<T>(
+        &self,
+        ip: IpAddr,
+        state: Option<&State>,
+        f: impl FnOnce(&Observation) -> T,
+    ) -> Result<Option<T>> {
+        let in_memory = self.touched.binary_search(&ip).is_ok() || state.is_none();
+        if in_memory {
+            return Ok(self.observations.get(&ip).map(f));
+        }
+        Ok(self.whole(ip, state)?.as_ref().map(f))
+    }
+
     /// The whole observation of `ip`: as merged this run, or as stored.
     pub(crate) fn whole(&self, ip: IpAddr, state: Option<&State>) -> Result<Option<Observation>> {
         if self.touched.binary_search(&ip).is_ok() {

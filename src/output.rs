@@ -10,9 +10,11 @@ use anyhow::Result;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::clock::Zone;
 use crate::config::Settings;
+use crate::enrich::AsnInfo;
 use crate::error::{EXIT_ERROR, EXIT_OK};
-use crate::ingest::Summary;
+use crate::ingest::{Observation, Summary};
 use crate::plan::Planned;
 use crate::render::ReportIp;
 use crate::state::{HistoryFilter, ReportContact, State, Status};
@@ -68,7 +70,38 @@ impl<'a> From<&'a ReportIp> for JsonIp<'a> {
 pub(crate) struct Unattributed<'a> {
     pub(crate) ips: Vec<IpAddr>,
     /// Makes the entry of one address (`None`: nothing is known of it any more).
-    pub(crate) entry: Box<dyn Fn(IpAddr) -> Result<Option<ReportIp>> + 'a>,
+    pub(crate) entry: Box<dyn Fn(IpAddr) -> Result<Option<Listed>> + 'a>,
+}
+
+/// An address as `unattributed` lists it: the fields of a report's `ips`, made straight from
+/// the observation (a report's other fields, costly for a flood's hundred thousand sources,
+/// are not listed).
+#[derive(Serialize)]
+pub(crate) struct Listed {
+    ip: String,
+    hits: u64,
+    first_seen: String,
+    last_seen: String,
+    asn: Option<u32>,
+    as_org: Option<String>,
+    ports: Vec<u16>,
+}
+
+impl Listed {
+    pub(crate) fn new(o: &Observation, asn: Option<&AsnInfo>, zone: Zone) -> Self {
+        Listed {
+            ip: o.ip.to_string(),
+            hits: o.hits,
+            first_seen: zone.rfc3339(o.first_seen),
+            last_seen: zone.rfc3339(o.last_seen),
+            asn: asn.map(|a| a.asn),
+            // The database is outside input too: its text is cleaned like a log's.
+            as_org: asn
+                .and_then(|a| a.org.as_deref())
+                .map(|t| crate::excerpt::clean(t.as_bytes())),
+            ports: o.dst_ports.iter().copied().collect(),
+        }
+    }
 }
 
 impl Serialize for Unattributed<'_> {
@@ -78,7 +111,7 @@ impl Serialize for Unattributed<'_> {
         for ip in &self.ips {
             let entry = (self.entry)(*ip).map_err(|e| S::Error::custom(format!("{e:#}")))?;
             if let Some(entry) = entry {
-                seq.serialize_element(&JsonIp::from(&entry))?;
+                seq.serialize_element(&entry)?;
             }
         }
         seq.end()
