@@ -1681,6 +1681,33 @@ mod tests {
         );
     }
 
+    /// A reader (preview, history, contacts) on a state that no run has brought to schema 9
+    /// yet: nothing was discovered, and nothing fails for the missing tables and columns.
+    #[test]
+    fn a_schema_8_state_reads_as_one_with_nothing_discovered() {
+        use crate::discover::{ContactCache, Source};
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let conn = state_at_schema(&dir.path().join("state.db"), 8);
+            conn.execute_batch(
+                "INSERT INTO report (id, provider, recipients, subject, message_id, status, created_at, message)
+                     VALUES ('a', 'aws', '[\"abuse@example.net\"]', 's', '<a@example.org>', 'sent', '2026-01-01T00:00:00Z', x'6d7367');",
+            )
+            .unwrap();
+        }
+        let s = State::open_read_only(dir.path()).unwrap().unwrap();
+        let ip: IpAddr = "45.1.0.9".parse().unwrap();
+        assert_eq!(s.find(Source::Rdap, ip, chrono::Utc::now()).unwrap(), None);
+        assert_eq!(s.bootstrap(4).unwrap(), None);
+        assert!(s.failures().unwrap().is_empty());
+        assert!(s.contacts(None).unwrap().is_empty());
+        assert!(s.refused_desks("2026-01-01T00:00:00Z").unwrap().is_empty());
+        assert!(s.reported(CONTACT_DESKS, None).unwrap().is_empty());
+        let history = s.history(&HistoryFilter::default()).unwrap();
+        assert_eq!(history.len(), 1);
+        assert_eq!(history[0].contact, None);
+    }
+
     #[test]
     fn a_schema_6_state_is_migrated_keeping_its_observations_and_ledger() {
         let dir = tempfile::tempdir().unwrap();
