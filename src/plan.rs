@@ -42,9 +42,30 @@ pub(crate) struct Desk<'w> {
     pub(crate) to: Vec<Mailbox>,
     /// The first report sent to it, which later ones reply to.
     pub(crate) thread_root: Option<String>,
+    /// For a discovered desk: the network it was found for, per address.
+    pub(crate) networks: Option<&'w std::collections::HashMap<IpAddr, ipnet::IpNet>>,
 }
 
 impl Desk<'_> {
+    /// The networks the desk was found for, of `attackers`, in words (one CIDR, or the first
+    /// and how many others), and how many there are.
+    fn networks_of(&self, attackers: &[Attacker]) -> Option<(String, usize)> {
+        let mut all: Vec<ipnet::IpNet> = attackers
+            .iter()
+            .filter_map(|a| self.networks?.get(&a.observation.ip).copied())
+            .collect();
+        all.dedup();
+        let first = *all.first()?;
+        all.sort();
+        all.dedup();
+        let text = match all.len() {
+            1 => first.to_string(),
+            2 => format!("{first} and one other network"),
+            n => format!("{first} and {} other networks", n - 1),
+        };
+        Some((text, all.len()))
+    }
+
     pub(crate) fn api(&self) -> bool {
         self.provider
             .is_some_and(|p| p.config.delivery == config::Delivery::AwsAbuseApi)
@@ -201,6 +222,7 @@ pub(crate) fn plan_providers(
             contact: None,
             to: provider.config.to.clone(),
             thread_root: ledger.thread_roots[i].clone(),
+            networks: None,
         };
         planned.extend(plan_desk(world, intake, &desk, &attackers, state)?.0);
     }
@@ -267,6 +289,9 @@ pub(crate) fn plan_discovered(
     // One digest per mailbox, however its registry spells it.
     let mut by_contact: std::collections::BTreeMap<String, (Contact, Vec<&_>)> =
         std::collections::BTreeMap::new();
+    // The network each address's desk was found for.
+    let mut networks: std::collections::HashMap<IpAddr, ipnet::IpNet> =
+        std::collections::HashMap::new();
     let mut failures = Vec::new();
     for s in order {
         let ip = s.observation.ip;
@@ -276,6 +301,9 @@ pub(crate) fn plan_discovered(
                 let key = c.address.to_ascii_lowercase();
                 if own.contains(&key) || refused.contains(&crate::state::contact_key(&key)) {
                     continue;
+                }
+                if let Some(net) = c.network {
+                    networks.insert(ip, net);
                 }
                 by_contact
                     .entry(key)
@@ -309,6 +337,10 @@ pub(crate) fn plan_discovered(
         .map(|(key, (mut contact, mut group))| {
             contact.address = key.clone();
             group.sort_by_key(|s| s.observation.ip);
+            // The network named is the first address's.
+            contact.network = group
+                .first()
+                .and_then(|s| networks.get(&s.observation.ip).copied());
             (key, contact, group)
         })
         .collect();
@@ -342,6 +374,7 @@ pub(crate) fn plan_discovered(
             contact: Some(contact),
             to: vec![Mailbox::new(None, email)],
             thread_root,
+            networks: Some(&networks),
         };
         let (parts, left) = plan_desk(world, intake, &desk, &attackers, state)?;
         unplanned.over_contact_report += left;
@@ -540,12 +573,17 @@ pub(crate) fn plan_part(
             world.now,
         )
         .part(part.0, part.1)
-        .for_desk(desk.contact.map(|c| crate::render::Desk {
-            address: c.address.clone(),
-            source: c.source.name().to_string(),
-            network: c.network.map(|n| n.to_string()),
-            handle: c.handle.clone(),
-            origin: c.origin.clone(),
+        .for_desk(desk.contact.map(|c| {
+            let networks = desk.networks_of(attackers);
+            // A handle and a URL name one network's record: given only when there is one.
+            let one = networks.as_ref().is_none_or(|(_, n)| *n == 1);
+            crate::render::Desk {
+                address: c.address.clone(),
+                source: c.source.name().to_string(),
+                network: networks.map(|(text, _)| text),
+                handle: c.handle.clone().filter(|_| one),
+                origin: c.origin.clone(),
+            }
         }))
         .with_evidence(&pool, &settings.report, lines);
         report.excerpt.truncate(lines);

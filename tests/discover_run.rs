@@ -541,3 +541,42 @@ fn preview_prints_in_the_order_a_run_sends() {
         .collect();
     assert_eq!(sent, to);
 }
+
+/// One desk for two networks: one digest, naming the first address's network in the JSON and
+/// both in words in the body, without one network's handle standing for both.
+#[test]
+fn one_desk_of_two_networks_names_both() {
+    let (rdap, dns) = (Rdap::start(), Dns::start());
+    abuse_net(
+        &rdap,
+        &["45.1.0.9"],
+        "45.1.0.0",
+        "45.1.255.255",
+        "NET-A",
+        "abuse@hoster-a.de",
+    );
+    abuse_net(
+        &rdap,
+        &["45.2.0.7"],
+        "45.2.0.0",
+        "45.2.0.255",
+        "NET-B",
+        "abuse@hoster-a.de",
+    );
+    let s = setup(&rdap, &dns, "abusix = false", "");
+    log(&s, &[("10:00:00", "45.2.0.7"), ("10:00:01", "45.1.0.9")]);
+    let v = s.run(&["preview", "--json"]).ok().json();
+    let digests = contact_reports(&v);
+    assert_eq!(digests.len(), 1);
+    assert_eq!(digests[0]["contact"]["network"], "45.1.0.0/16");
+    s.run(&["run"]).ok();
+    let body = std::fs::read_to_string(&s.outbox()[0])
+        .unwrap()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        body.contains("RDAP record names abuse@hoster-a.de as the abuse contact of 45.1.0.0/16 and one other network"),
+        "{body}"
+    );
+}
