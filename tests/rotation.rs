@@ -701,3 +701,94 @@ fn a_plain_file_on_a_compressed_files_inode_is_read_whole() {
     log.copy_truncate();
     log.check();
 }
+
+/// The daemon had written only part of the first line of its log when logrotate renamed it;
+/// a run saw the renamed file that way, then the daemon finished the line, wrote more, and
+/// logrotate compressed the file. The `.gz` begins with the whole line, which the part the
+/// run remembered is a prefix of: its lines are read, once.
+#[test]
+fn a_renamed_file_known_by_half_its_first_line_is_read_once_compressed() {
+    let mut log = Log::new(false);
+    log.run();
+    let line = log.next_line(0);
+    let (head, tail) = line.split_at(line.len() / 2);
+    log.write_live(head);
+    log.run();
+    fs::rename(log.path("messages"), log.path("messages.1")).unwrap();
+    log.append(1, false);
+    log.run();
+    let more = log.next_line(1);
+    let mut f = fs::OpenOptions::new()
+        .append(true)
+        .open(log.path("messages.1"))
+        .unwrap();
+    f.write_all(format!("{tail}{more}").as_bytes()).unwrap();
+    drop(f);
+    log.compress(true);
+    log.check();
+}
+
+/// A run comes while logrotate compresses the renamed file: `messages.1` is still there and
+/// so is the `.gz` being written (here already whole, as in the moment before gzip removes
+/// the plain file). The text is one file's: counted once.
+#[test]
+fn a_run_during_compression_counts_the_renamed_file_once() {
+    for whole in [true, false] {
+        let mut log = Log::new(false);
+        log.append(3, false);
+        log.run();
+        log.append(2, false);
+        log.rename_rotate(true);
+        log.append(1, false);
+        let bytes = fs::read(log.path("messages.1")).unwrap();
+        let mut enc =
+            flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(&bytes).unwrap();
+        let mut gz = enc.finish().unwrap();
+        if !whole {
+            gz.truncate(gz.len() / 2);
+        }
+        fs::write(log.path("messages.1.gz"), &gz).unwrap();
+        log.run();
+        // gzip finishes and removes the plain file.
+        let mut enc =
+            flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(&bytes).unwrap();
+        fs::write(log.path("messages.1.gz"), enc.finish().unwrap()).unwrap();
+        fs::remove_file(log.path("messages.1")).unwrap();
+        log.check();
+    }
+}
+
+/// As above with dated names (logrotate's `dateext`), where siblings are ordered by time:
+/// the `.gz` has the plain file's time, and the tie puts it first.
+#[test]
+fn a_run_during_compression_of_a_dated_file_counts_it_once() {
+    let mut log = Log::new(false);
+    log.append(3, false);
+    log.run();
+    log.append(2, false);
+    fs::rename(log.path("messages"), log.path("messages-20260126")).unwrap();
+    log.append(1, false);
+    let bytes = fs::read(log.path("messages-20260126")).unwrap();
+    let gz = || {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(&bytes).unwrap();
+        enc.finish().unwrap()
+    };
+    // gzip gives the .gz the time of the file it compresses.
+    let plain_time = fs::metadata(log.path("messages-20260126"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    fs::write(log.path("messages-20260126.gz"), gz()).unwrap();
+    fs::File::options()
+        .write(true)
+        .open(log.path("messages-20260126.gz"))
+        .unwrap()
+        .set_modified(plain_time)
+        .unwrap();
+    log.run();
+    fs::remove_file(log.path("messages-20260126")).unwrap();
+    log.check();
+}
