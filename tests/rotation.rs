@@ -191,6 +191,23 @@ impl Log {
         }
     }
 
+    /// As [`Log::append_to_renamed`], the last line written only in part: the daemon
+    /// finishes it before it reopens.
+    fn append_to_renamed_cut(&mut self, n: usize) {
+        self.append_to_renamed(n);
+        if !self.path("messages.1").exists() || self.path("messages.1.gz").exists() {
+            return;
+        }
+        let line = self.next_line(n);
+        let (head, tail) = line.split_at(line.len() / 2);
+        let mut f = fs::OpenOptions::new()
+            .append(true)
+            .open(self.path("messages.1"))
+            .unwrap();
+        f.write_all(head.as_bytes()).unwrap();
+        self.renamed_partial = Some(tail.to_string());
+    }
+
     fn copy_truncate(&mut self) {
         self.flush_renamed();
         self.finish_line();
@@ -668,6 +685,7 @@ enum Op {
     DeleteOldest,
     Run,
     RenameMidLine(bool),
+    WriteToRenamedCut(usize),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -680,6 +698,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::DeleteOldest),
         3 => Just(Op::Run),
         1 => any::<bool>().prop_map(Op::RenameMidLine),
+        1 => (0usize..2).prop_map(Op::WriteToRenamedCut),
     ]
 }
 
@@ -713,13 +732,21 @@ proptest! {
                 Op::DeleteOldest => {}
                 Op::Run => log.run(),
                 Op::RenameMidLine(create) => log.rename_mid_line(create),
+                Op::WriteToRenamedCut(n) if renamed_open => log.append_to_renamed_cut(n),
+                Op::WriteToRenamedCut(_) => {}
             }
             last_was_run = matches!(op, Op::Run);
             // A run may come before the daemon reopens (logrotate without delaycompress
             // renames, then signals): its lines still go to the renamed file after that run.
             renamed_open = match op {
                 Op::Rename(_) | Op::RenameMidLine(_) => true,
-                Op::Append(..) | Op::WriteToRenamed(_) | Op::Run => renamed_open,
+                Op::Append(..)
+                | Op::WriteToRenamed(_)
+                | Op::WriteToRenamedCut(_)
+                | Op::Run => renamed_open,
+                // logrotate's delaycompress compresses the older files while the daemon
+                // still writes to the newest.
+                Op::Compress(false) => renamed_open,
                 _ => false,
             };
         }
@@ -873,5 +900,26 @@ fn a_plain_file_on_a_compressed_files_inode_is_read_whole_over_an_older_state() 
     log.rename_rotate(false);
     log.append(1, true);
     log.copy_truncate();
+    log.check();
+}
+
+/// logrotate rotates an empty log (its default `ifempty`); a run sees the renamed file
+/// empty; the daemon writes to it before it reopens; logrotate compresses it (no
+/// `delaycompress`), and the log rotates once more before the next run, the new file taking
+/// the inode number the plain renamed file had. Known by its inode number alone (it had no
+/// first line), the empty file is taken to be still on disk, and its lines in the `.gz` are
+/// never read. Found by the sequence model.
+#[test]
+fn an_empty_renamed_file_written_then_compressed_is_read_when_its_inode_is_reused() {
+    let mut log = Log::new(false);
+    log.run();
+    log.rename_rotate(false);
+    log.append(1, false);
+    log.run();
+    log.append_to_renamed(1);
+    log.compress(true);
+    log.rename_rotate(false);
+    log.append(1, false);
+    log.rename_rotate(false);
     log.check();
 }
