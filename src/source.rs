@@ -57,8 +57,33 @@ pub struct KnownFile {
     pub size: u64,
     /// Compressed: its size is not an offset into its text, and a plain file that reuses its
     /// inode number is another file.
+    /// `None` in a state an older release wrote: unknown.
     #[serde(default)]
-    pub gzip: bool,
+    pub gzip: Option<bool>,
+    /// When the file was made (seconds, nanoseconds), where the file system says: a new file
+    /// that reuses the inode number of one that was deleted was made later.
+    #[serde(default)]
+    pub born: Option<(i64, u32)>,
+}
+
+impl KnownFile {
+    /// Whether a file compressed as `gzip` says can be this one. Unknown (an older state),
+    /// a file known by a first line is told by it; one known empty, only by its inode number,
+    /// is not trusted: a new file on a compressed file's number would be read from the
+    /// compressed file's size.
+    fn same_kind(&self, gzip: bool) -> bool {
+        match self.gzip {
+            Some(known) => known == gzip,
+            None => !self.first_line.is_empty(),
+        }
+    }
+
+    /// Whether `open` is this file by its inode: the same number, and, where both birth
+    /// times are known, the same birth.
+    fn same_inode(&self, open: &OpenFile) -> bool {
+        (self.dev, self.ino) == (open.dev, open.ino)
+            && self.born.zip(open.born).is_none_or(|(a, b)| a == b)
+    }
 }
 
 /// One file as it is on disk now, as its open descriptor says.
@@ -239,6 +264,7 @@ pub struct OpenFile {
     ino: u64,
     size: u64,
     modified: Option<std::time::SystemTime>,
+    born: Option<(i64, u32)>,
     gzip: bool,
 }
 
@@ -296,6 +322,11 @@ impl OpenFile {
             ino: meta.ino(),
             size: meta.len(),
             modified: meta.modified().ok(),
+            born: meta
+                .created()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| (d.as_secs() as i64, d.subsec_nanos())),
             gzip: path.extension().is_some_and(|e| e == "gz"),
             file,
         }))
@@ -425,8 +456,8 @@ fn grown(all: &[Sibling], cursor: &Cursor, planned: &Catchup) -> Vec<Rotated> {
     // The known file itself, not another one that reuses its inode number.
     let on_disk = |k: &KnownFile| {
         all.iter().any(|s| {
-            (s.open.dev, s.open.ino) == (k.dev, k.ino)
-                && k.gzip == s.open.gzip
+            k.same_inode(&s.open)
+                && k.same_kind(s.open.gzip)
                 && same_start(&k.first_line, &s.first_line)
         })
     };
@@ -435,9 +466,7 @@ fn grown(all: &[Sibling], cursor: &Cursor, planned: &Catchup) -> Vec<Rotated> {
         .filter(|s| !planned.contains(&s.open.path.as_path()))
         .filter_map(|s| {
             let known = &cursor.known_siblings;
-            let same_inode = |k: &&KnownFile| {
-                (k.dev, k.ino) == (s.open.dev, s.open.ino) && k.gzip == s.open.gzip
-            };
+            let same_inode = |k: &&KnownFile| k.same_inode(&s.open) && k.same_kind(s.open.gzip);
             let from = if !s.open.gzip {
                 known
                     .iter()
@@ -456,10 +485,14 @@ fn grown(all: &[Sibling], cursor: &Cursor, planned: &Catchup) -> Vec<Rotated> {
                 // by its first line, or, known empty, by being the one text no known file
                 // starts with).
                 let gone = known.iter().filter(|k| !on_disk(k));
+                let same_text = |k: &KnownFile| {
+                    k.first_line == s.first_line
+                        || (!k.first_line.is_empty() && same_start(&k.first_line, &s.first_line))
+                };
                 let by_text = gone
                     .clone()
-                    .find(|k| !k.first_line.is_empty() && k.first_line == s.first_line);
-                let unmatched = !known.iter().any(|k| k.first_line == s.first_line);
+                    .find(|k| !k.first_line.is_empty() && same_text(k));
+                let unmatched = !known.iter().any(same_text);
                 by_text
                     .or_else(|| {
                         gone.clone()
@@ -539,7 +572,8 @@ impl Sibling {
             ino: self.open.ino,
             first_line: self.first_line.clone(),
             size,
-            gzip: self.open.gzip,
+            gzip: Some(self.open.gzip),
+            born: self.open.born,
         }
     }
 }
@@ -586,6 +620,14 @@ fn siblings(path: &Path, live: Option<&OpenFile>, unreadable: &mut Vec<String>) 
                 .strip_prefix('.')
                 .map(|s| s.trim_end_matches(".gz"))
                 .and_then(|s| s.parse::<u64>().ok());
+            // A .gz beside its plain file is being written by gzip: the plain file holds
+            // the text until gzip removes it.
+            if let Some(plain) = name.strip_suffix(".gz")
+                && plain != base
+                && dir.join(plain).is_file()
+            {
+                return None;
+            }
             let modified = open.modified?;
             let first_line = open.first_line().unwrap_or_default();
             Some((number, modified, Sibling { open, first_line }))
@@ -641,11 +683,11 @@ fn catch_up(all: &[Sibling], cursor: &Cursor) -> Catchup {
 /// since, 0 if it is new.
 fn unread_part(cursor: &Cursor, s: &Sibling) -> Option<u64> {
     let first = &s.first_line;
-    let (dev, ino, size, gzip) = (s.open.dev, s.open.ino, s.open.size, s.open.gzip);
+    let (size, gzip) = (s.open.size, s.open.gzip);
     let mut from = Some(0);
     for k in &cursor.known_siblings {
         let same_file =
-            (k.dev, k.ino) == (dev, ino) && k.gzip == gzip && same_start(&k.first_line, first);
+            k.same_inode(&s.open) && k.same_kind(gzip) && same_start(&k.first_line, first);
         if same_file && size == k.size {
             return None;
         }

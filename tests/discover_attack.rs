@@ -646,3 +646,92 @@ fn a_deferring_desk_waits_alone_and_is_given_up_after_three_days() {
     assert_eq!(again.code, 0, "{}", again.stderr);
     assert_eq!(accepted.lock().unwrap().len(), 1);
 }
+
+/// A desk that defers everything, with three reports waiting from earlier runs (one network
+/// attacking from a new address each run), is retried three times at the start of every run:
+/// three deferrals in a row close the mail route, and another desk's new report waits behind
+/// that one stranger for as long as its reports are not given up.
+#[test]
+fn one_deferring_desk_with_three_waiting_reports_holds_back_no_other_desk() {
+    let (rdap, dns) = (Rdap::start(), Dns::start());
+    abuse_net(
+        &rdap,
+        &["45.1.0.9", "45.1.0.10", "45.1.0.11"],
+        "45.1.0.0",
+        "45.1.255.255",
+        "NET-A",
+        "abuse@aaa-tarpit.de",
+    );
+    abuse_net(
+        &rdap,
+        &["45.2.0.7"],
+        "45.2.0.0",
+        "45.2.0.255",
+        "NET-B",
+        "abuse@bbb-hoster.nl",
+    );
+    let (port, accepted) = stalling_smtp("aaa-tarpit.de");
+    let mut s = setup(&rdap, &dns, "abusix = false", "");
+    use_smtp(&s, port);
+    for (i, (now, ip)) in [
+        ("2026-01-26T10:00:00Z", "45.1.0.9"),
+        ("2026-01-26T11:00:00Z", "45.1.0.10"),
+        ("2026-01-26T12:00:00Z", "45.1.0.11"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        s.now = now.into();
+        log(&s, &[(&format!("1{i}:00:00"), ip)]);
+        s.run_bounded(&["run"]);
+    }
+    s.now = "2026-01-26T13:00:00Z".into();
+    log(&s, &[("13:00:00", "45.2.0.7")]);
+    let ran = s.run_bounded(&["run"]);
+    let got = accepted.lock().unwrap().clone();
+    assert!(
+        got.iter().any(|m| m.contains("abuse@bbb-hoster.nl")),
+        "another desk's report waits behind the deferring one: {}",
+        ran.stderr
+    );
+}
+
+/// The operator's own relay is down over a long weekend: every report fails with a
+/// connection error, the providers' and the discovered desks' alike. When it is back, the
+/// desks' reports are given up as if their servers had deferred them, without being tried
+/// once more: addresses reported to nobody, and a false reason in the ledger.
+#[test]
+fn a_relay_outage_of_three_days_does_not_give_up_the_desks_reports() {
+    let (rdap, dns) = (Rdap::start(), Dns::start());
+    abuse_net(
+        &rdap,
+        &["45.2.0.7"],
+        "45.2.0.0",
+        "45.2.0.255",
+        "NET-B",
+        "abuse@bbb-hoster.nl",
+    );
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut s = setup(&rdap, &dns, "abusix = false", "");
+    use_smtp(&s, closed);
+    log(&s, &[("10:00:00", "45.2.0.7")]);
+    let down = s.run_bounded(&["run"]);
+    assert_eq!(down.code, 75, "{}", down.stderr);
+    let (port, accepted) = stalling_smtp("nobody.invalid");
+    let config = std::fs::read_to_string(s.path("config.toml")).unwrap();
+    s.write(
+        "config.toml",
+        &config.replace(&format!("port = {closed}"), &format!("port = {port}")),
+    );
+    s.now = "2026-01-29T09:00:00Z".into();
+    let back = s.run_bounded(&["run"]);
+    let got = accepted.lock().unwrap().clone();
+    assert!(
+        got.iter().any(|m| m.contains("abuse@bbb-hoster.nl")),
+        "the desk's report is tried once the relay is back: {}",
+        back.stderr
+    );
+}
