@@ -368,14 +368,12 @@ impl Sending<'_> {
             {
                 continue;
             }
-            if discovered && self.give_up(state, &record)? {
-                continue;
-            }
             if self.budget == 0
                 || self
                     .outcome
                     .failed_routes
                     .contains(&self.route(&record.provider))
+                || self.outcome.deferred_desks.contains(&record.provider)
             {
                 self.outcome.waiting += 1;
                 continue;
@@ -383,18 +381,22 @@ impl Sending<'_> {
             self.budget -= 1;
             resent += 1;
             self.deliver(state, &record)?;
+            // Deferred by the desk's own server again, just now: past the patience, given up.
+            if discovered && self.outcome.deferred_desks.contains(&record.provider) {
+                self.give_up(state, &record)?;
+            }
         }
         Ok(resent)
     }
 
-    /// Gives up a discovered desk's report deferred for longer than [`DESK_PATIENCE_DAYS`].
+    /// Gives up a discovered desk's report that its server deferred, this run and for longer
+    /// than [`DESK_PATIENCE_DAYS`] since it was made (an outage of the operator's own relay
+    /// defers nothing: it fails to connect, and the report waits as long as it takes).
     fn give_up(&mut self, state: &mut State, record: &ReportRecord) -> Result<bool> {
         let created = DateTime::parse_from_rfc3339(&record.created_at)
             .map(|t| t.with_timezone(&Utc))
             .unwrap_or(self.now);
-        if record.status != crate::state::Status::Failed
-            || self.now - created < chrono::Duration::days(DESK_PATIENCE_DAYS)
-        {
+        if self.now - created < chrono::Duration::days(DESK_PATIENCE_DAYS) {
             return Ok(false);
         }
         let why = format!(
@@ -420,7 +422,9 @@ impl Sending<'_> {
                 continue;
             }
             let way = self.route(&p.record.provider);
-            if self.outcome.failed_routes.contains(&way) {
+            if self.outcome.failed_routes.contains(&way)
+                || self.outcome.deferred_desks.contains(&p.record.provider)
+            {
                 // Its IPs stay in the delta: the next run plans them again.
                 self.outcome.held += 1;
                 continue;
@@ -466,6 +470,7 @@ fn settle(
         && outcome.held == 0
         && outcome.queued == 0
         && outcome.waiting == 0
+        && outcome.deferred_desks.is_empty()
         && !outcome.unplanned;
     let marker = settled.then(|| Settled {
         key: intake.selection_key.clone(),

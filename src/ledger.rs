@@ -192,14 +192,16 @@ pub(crate) struct Outcome {
     pub(crate) waiting: usize,
     /// Addresses left for a later run by discovery (lookups, a contact's one report a run).
     pub(crate) unplanned: bool,
-    /// Reports to discovered desks deferred one after another this run.
-    pub(crate) desks_deferred: u32,
+    /// Discovered desks whose server deferred a report this run: their other reports wait.
+    pub(crate) deferred_desks: HashSet<String>,
+    /// Those deferred since the last report that went out.
+    pub(crate) desks_deferred_in_a_row: HashSet<String>,
 }
 
-/// Discovered desks deferred in a row after which the mail route counts as down for the run:
-/// one desk's server deferring holds back that desk alone, a relay that defers everything
-/// does not cost a timeout per desk.
-const DESKS_DEFERRED_IS_AN_OUTAGE: u32 = 3;
+/// Distinct discovered desks deferred in a row after which the mail route counts as down for
+/// the run: one desk's server deferring holds back that desk alone, a relay that defers
+/// everything does not cost an attempt per desk.
+const DESKS_DEFERRED_IS_AN_OUTAGE: usize = 3;
 
 // The mail transport and the API are the two ways out; the ledger step is shared.
 #[allow(clippy::too_many_arguments)]
@@ -234,7 +236,9 @@ pub(crate) fn deliver(
     let at = utc_text(clock::now().unwrap_or(now));
     let (status, detail) = match &result {
         Ok(reply) => (Status::Sent, reply.clone()),
-        Err(SendError::Transient(e) | SendError::Config(e)) => (Status::Failed, e.clone()),
+        Err(SendError::Transient(e) | SendError::Deferred(e) | SendError::Config(e)) => {
+            (Status::Failed, e.clone())
+        }
         Err(SendError::Rejected(e)) => (Status::Rejected, e.clone()),
     };
     match (api, &result) {
@@ -251,7 +255,7 @@ pub(crate) fn deliver(
     match result {
         Ok(_) => {
             outcome.sent += 1;
-            outcome.desks_deferred = 0;
+            outcome.desks_deferred_in_a_row.clear();
             if verbosity != Verbosity::Quiet {
                 println!(
                     "report {} to {} ({} IPs): sent: {detail}",
@@ -261,25 +265,32 @@ pub(crate) fn deliver(
                 );
             }
         }
-        Err(SendError::Transient(_) | SendError::Config(_)) => {
+        // A discovered desk's report that the server answered with "later": that desk waits
+        // (its other reports are not tried this run), the way out works. Several desks in a
+        // row deferred say it does not.
+        Err(SendError::Deferred(_)) if record.contact.is_some() && api.is_none() => {
+            eprintln!(
+                "abuse-mailer: report {} to a discovered desk deferred (will retry): {detail}",
+                record.id
+            );
+            outcome.deferred_desks.insert(record.provider.clone());
+            outcome
+                .desks_deferred_in_a_row
+                .insert(record.provider.clone());
+            if outcome.desks_deferred_in_a_row.len() >= DESKS_DEFERRED_IS_AN_OUTAGE {
+                outcome.failed_routes.insert(Route::Mail);
+                outcome.transient = Some(detail);
+            }
+        }
+        Err(SendError::Transient(_) | SendError::Deferred(_) | SendError::Config(_)) => {
             eprintln!(
                 "abuse-mailer: report {} not delivered (will retry): {detail}",
                 record.id
             );
-            // A stranger's server deferring a discovered desk's report holds back that desk
-            // alone, unless several in a row say the way out is down.
-            let one_desk = record.contact.is_some()
-                && api.is_none()
-                && matches!(result, Err(SendError::Transient(_)));
-            if one_desk {
-                outcome.desks_deferred += 1;
-            }
-            if !one_desk || outcome.desks_deferred >= DESKS_DEFERRED_IS_AN_OUTAGE {
-                outcome.failed_routes.insert(match api {
-                    Some(_) => Route::Api,
-                    None => Route::Mail,
-                });
-            }
+            outcome.failed_routes.insert(match api {
+                Some(_) => Route::Api,
+                None => Route::Mail,
+            });
             if matches!(result, Err(SendError::Config(_))) {
                 match api {
                     Some(_) => outcome.unauthorized_api = Some(detail.clone()),
@@ -287,6 +298,15 @@ pub(crate) fn deliver(
                 }
             }
             outcome.transient = Some(detail);
+        }
+        // A stranger's mailbox that refuses is no fault of the operator's setup: said, kept
+        // in the ledger, and the run does not fail for it.
+        Err(SendError::Rejected(_)) if record.contact.is_some() => {
+            eprintln!(
+                "abuse-mailer: report {} refused by the discovered desk's server: {detail}",
+                record.id
+            );
+            outcome.rejected_providers.insert(record.provider.clone());
         }
         Err(SendError::Rejected(_)) => {
             eprintln!("abuse-mailer: report {} rejected: {detail}", record.id);

@@ -47,9 +47,12 @@ pub const MESSAGES_PER_RUN: u32 = 10;
 /// Why a message was not delivered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendError {
-    /// Try again later with the same message (connection refused, timeout, 4xx, a dropped
+    /// Try again later with the same message (connection refused, timeout, a dropped
     /// connection, a deadline passed).
     Transient(String),
+    /// The server answered, and said later (a 4xx reply): the way out works, this message or
+    /// its recipient is what waits.
+    Deferred(String),
     /// The server refused the message for good (5xx to the envelope or the body).
     Rejected(String),
     /// The transport's settings are wrong and waiting will not heal them: a refused login
@@ -425,6 +428,8 @@ impl Session {
             ))
         } else if e.is_permanent() {
             SendError::Rejected(text)
+        } else if e.is_transient() {
+            SendError::Deferred(text)
         } else {
             SendError::Transient(text)
         }

@@ -182,7 +182,16 @@ fn a_desk_that_refused_is_not_written_to_again_for_each_new_address() {
     use_smtp(&s, server.port);
     *server.rcpt.lock().unwrap() = Some((550, "5.1.1 no such mailbox".into()));
     log(&s, &[("10:00:00", "45.1.0.9")]);
-    assert_eq!(s.run_bounded(&["run"]).code, 1);
+    // A stranger's mailbox refusing is said, kept in the ledger, and fails no run.
+    let first = s.run_bounded(&["run"]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert!(
+        first
+            .stderr
+            .contains("refused by the discovered desk's server"),
+        "{}",
+        first.stderr
+    );
     let mut codes = Vec::new();
     for k in 10..13 {
         log(&s, &[(&format!("11:00:{k}"), &format!("45.1.0.{k}"))]);
@@ -623,15 +632,21 @@ fn a_deferring_desk_waits_alone_and_is_given_up_after_three_days() {
     let mut s = setup(&rdap, &dns, "abusix = false", "");
     use_smtp(&s, port);
     log(&s, &[("10:00:00", "45.1.0.9"), ("10:00:01", "45.2.0.7")]);
+    // A stranger's server deferring fails no run of the operator's: said, and retried.
     let first = s.run_bounded(&["run"]);
-    assert_eq!(first.code, 75, "{}", first.stderr);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert!(
+        first.stderr.contains("deferred (will retry)"),
+        "{}",
+        first.stderr
+    );
     let got = accepted.lock().unwrap().clone();
     assert_eq!(got.len(), 1, "{got:?}");
     assert!(got[0].contains("abuse@bbb-hoster.nl"), "{got:?}");
 
     // A day later: tried again, still deferred, still waiting.
     s.now = "2026-01-27T08:00:00Z".into();
-    assert_eq!(s.run_bounded(&["run"]).code, 75);
+    assert_eq!(s.run_bounded(&["run"]).code, 0);
     // Past three days: given up, said, and never tried again.
     s.now = "2026-01-29T09:00:00Z".into();
     let given_up = s.run_bounded(&["run"]);
@@ -734,4 +749,48 @@ fn a_relay_outage_of_three_days_does_not_give_up_the_desks_reports() {
         "the desk's report is tried once the relay is back: {}",
         back.stderr
     );
+}
+
+/// Three desks in a row deferred by the server: the way out itself defers (the relay's own
+/// trouble), so the run stops trying, the rest waits, and the run says so with 75.
+#[test]
+fn three_desks_deferred_in_a_row_are_the_relays_trouble() {
+    let (rdap, dns) = (Rdap::start(), Dns::start());
+    for (k, desk) in [
+        "aaa-tarpit.de",
+        "bbb-tarpit.de",
+        "ccc-tarpit.de",
+        "ddd-hoster.nl",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let net = format!("45.{}.0", k + 1);
+        abuse_net(
+            &rdap,
+            &[&format!("{net}.9")],
+            &format!("{net}.0"),
+            &format!("{net}.255"),
+            &format!("NET-{k}"),
+            &format!("abuse@{desk}"),
+        );
+    }
+    let (port, accepted) = stalling_smtp("tarpit");
+    let s = setup(&rdap, &dns, "abusix = false", "");
+    use_smtp(&s, port);
+    log(
+        &s,
+        &[
+            ("10:00:00", "45.1.0.9"),
+            ("10:00:01", "45.2.0.9"),
+            ("10:00:02", "45.3.0.9"),
+            ("10:00:03", "45.4.0.9"),
+        ],
+    );
+    let ran = s.run_bounded(&["run"]);
+    assert_eq!(ran.code, 75, "{}", ran.stderr);
+    assert!(accepted.lock().unwrap().is_empty());
+    // The fourth desk's report is not lost: it goes out once the relay takes mail again.
+    let ledger = history(&s);
+    assert_eq!(ledger.len(), 3, "{ledger:?}");
 }
