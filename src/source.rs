@@ -368,11 +368,14 @@ impl OpenFile {
         })
     }
 
-    /// The offset just after the last complete line.
-    /// The end of the last complete line within the size the file had when it was opened
-    /// (a line longer than 64 KiB counts as complete: it is junk, passed over).
+    /// The end of the last complete line within the size the file had when it was opened.
     fn complete_end(&self) -> io::Result<u64> {
-        let size = self.size;
+        self.line_end_within(self.size)
+    }
+
+    /// The end of the last complete line within the first `size` bytes of a plain file (a
+    /// line longer than 64 KiB counts as complete: it is junk, passed over).
+    fn line_end_within(&self, size: u64) -> io::Result<u64> {
         let from = size.saturating_sub(1 << 16);
         let mut tail = Vec::new();
         self.at_until(from, size).read_to_end(&mut tail)?;
@@ -383,6 +386,7 @@ impl OpenFile {
         })
     }
 
+    /// The offset just after the last complete line.
     fn last_line_end(&self) -> io::Result<u64> {
         if self.gzip {
             // What a damaged file holds up to the damage counts as its text.
@@ -400,15 +404,7 @@ impl OpenFile {
                 pos += n as u64;
             }
         }
-        let size = self.file.metadata()?.len();
-        let from = size.saturating_sub(1 << 16);
-        let mut tail = Vec::new();
-        self.at_until(from, size).read_to_end(&mut tail)?;
-        Ok(match memchr::memrchr(b'\n', &tail) {
-            Some(i) => from + i as u64 + 1,
-            None if from == 0 => 0,
-            None => size,
-        })
+        self.line_end_within(self.file.metadata()?.len())
     }
 }
 

@@ -11,7 +11,7 @@ mod discovery;
 mod stubs;
 
 use common::history;
-use discovery::{abuse_net, log, outbox_to, setup, use_smtp, with_mail_budget};
+use discovery::{abuse_net, desk_nets, log, outbox_to, setup, use_smtp, with_mail_budget};
 use stubs::{Dns, Rdap, Reply, bootstrap, entity, network};
 
 /// A registry answers for one of its addresses with a network that spans all of IPv4 (RIPE's
@@ -612,21 +612,12 @@ fn one_mailbox_spelt_in_two_cases_gets_one_digest() {
 #[test]
 fn a_deferring_desk_waits_alone_and_is_given_up_after_three_days() {
     let (rdap, dns) = (Rdap::start(), Dns::start());
-    abuse_net(
+    desk_nets(
         &rdap,
-        &["45.1.0.9"],
-        "45.1.0.0",
-        "45.1.255.255",
-        "NET-A",
-        "abuse@aaa-tarpit.de",
-    );
-    abuse_net(
-        &rdap,
-        &["45.2.0.7"],
-        "45.2.0.0",
-        "45.2.0.255",
-        "NET-B",
-        "abuse@bbb-hoster.nl",
+        &[
+            ("45.1.0.9", "abuse@aaa-tarpit.de"),
+            ("45.2.0.7", "abuse@bbb-hoster.nl"),
+        ],
     );
     let (port, accepted) = stalling_smtp("aaa-tarpit.de");
     let mut s = setup(&rdap, &dns, "abusix = false", "");
@@ -756,25 +747,15 @@ fn a_relay_outage_of_three_days_does_not_give_up_the_desks_reports() {
 #[test]
 fn three_desks_deferred_in_a_row_are_the_relays_trouble() {
     let (rdap, dns) = (Rdap::start(), Dns::start());
-    for (k, desk) in [
-        "aaa-tarpit.de",
-        "bbb-tarpit.de",
-        "ccc-tarpit.de",
-        "ddd-hoster.nl",
-    ]
-    .iter()
-    .enumerate()
-    {
-        let net = format!("45.{}.0", k + 1);
-        abuse_net(
-            &rdap,
-            &[&format!("{net}.9")],
-            &format!("{net}.0"),
-            &format!("{net}.255"),
-            &format!("NET-{k}"),
-            &format!("abuse@{desk}"),
-        );
-    }
+    desk_nets(
+        &rdap,
+        &[
+            ("45.1.0.9", "abuse@aaa-tarpit.de"),
+            ("45.2.0.9", "abuse@bbb-tarpit.de"),
+            ("45.3.0.9", "abuse@ccc-tarpit.de"),
+            ("45.4.0.9", "abuse@ddd-hoster.nl"),
+        ],
+    );
     let (port, accepted) = stalling_smtp("tarpit");
     let s = setup(&rdap, &dns, "abusix = false", "");
     use_smtp(&s, port);

@@ -35,6 +35,22 @@ pub fn abuse_net(rdap: &Rdap, ips: &[&str], first: &str, last: &str, handle: &st
     }
 }
 
+/// For each `(address, desk)`, the /24 holding the address as a network of its own with that
+/// desk, served for the address.
+pub fn desk_nets(rdap: &Rdap, desks: &[(&str, &str)]) {
+    for (k, (ip, email)) in desks.iter().enumerate() {
+        let net = ip.rsplit_once('.').unwrap().0;
+        abuse_net(
+            rdap,
+            &[ip],
+            &format!("{net}.0"),
+            &format!("{net}.255"),
+            &format!("NET-{k}"),
+            email,
+        );
+    }
+}
+
 /// Appends one TCP 22 drop line per `(time, source)`.
 pub fn log(s: &Setup, lines: &[(&str, &str)]) {
     let text: String = lines
