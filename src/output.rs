@@ -315,15 +315,28 @@ pub(crate) fn history(
         writeln!(out, "no reports")?;
         return Ok(EXIT_OK);
     }
+    // Columns as wide as their longest value: ids and discovered desks' keys vary in length.
+    let id_width = records
+        .iter()
+        .map(|r| r.id.len())
+        .max()
+        .unwrap_or(0)
+        .max(40);
+    let to_width = records
+        .iter()
+        .map(|r| r.provider.len())
+        .max()
+        .unwrap_or(0)
+        .max(12);
     writeln!(
         out,
-        "{:<40} {:<20} {:<12} {:<8} {:>5}  subject",
+        "{:<id_width$} {:<20} {:<to_width$} {:<8} {:>5}  subject",
         "id", "created (UTC)", "provider", "status", "ips"
     )?;
     for r in &records {
         writeln!(
             out,
-            "{:<40} {:<20} {:<12} {:<8} {:>5}  {}",
+            "{:<id_width$} {:<20} {:<to_width$} {:<8} {:>5}  {}",
             r.id,
             r.created_at,
             r.provider,
@@ -332,10 +345,15 @@ pub(crate) fn history(
             r.subject
         )?;
         if let Some(e) = r.last_error.as_deref().filter(|_| r.status != Status::Sent) {
-            writeln!(out, "{:<40} last error: {e}", "")?;
+            writeln!(out, "{:<id_width$} last error: {e}", "")?;
         }
         if let Some(remote) = remotes.get(&r.id) {
-            writeln!(out, "{:<40} {}", "", crate::aws_api::describe(remote))?;
+            writeln!(
+                out,
+                "{:<id_width$} {}",
+                "",
+                crate::aws_api::describe(remote)
+            )?;
         }
     }
     if let Some(s) = &state {

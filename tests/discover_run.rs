@@ -580,3 +580,27 @@ fn one_desk_of_two_networks_names_both() {
         "{body}"
     );
 }
+
+/// `history` keeps its columns straight with discovered desks' longer keys: every row's
+/// subject starts where the header says.
+#[test]
+fn history_columns_hold_discovered_desks() {
+    let (rdap, dns) = (Rdap::start(), Dns::start());
+    four_networks(&rdap, &dns);
+    let s = setup(&rdap, &dns, "", "");
+    log(&s, FOUR_NETWORK_LINES);
+    s.run(&["run"]).ok();
+    let text = s.run(&["history"]).ok().stdout;
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    let at = header.find("subject").unwrap();
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 5, "{text}");
+    for row in rows {
+        assert!(row[at..].starts_with("Abuse report:"), "{text}");
+    }
+    assert!(
+        text.contains("contact:abuse@friends.example-isp.co.uk"),
+        "{text}"
+    );
+}
