@@ -267,7 +267,7 @@ pub(crate) fn deliver(
         }
         // A discovered desk's report that the server answered with "later": that desk waits
         // (its other reports are not tried this run), the way out works. Several desks in a
-        // row deferred say it does not.
+        // row deferred say it does not. Either way the run ends as a transient failure (75).
         Err(SendError::Deferred(_)) if record.contact.is_some() && api.is_none() => {
             eprintln!(
                 "abuse-mailer: report {} to a discovered desk deferred (will retry): {detail}",
@@ -279,8 +279,8 @@ pub(crate) fn deliver(
                 .insert(record.provider.clone());
             if outcome.desks_deferred_in_a_row.len() >= DESKS_DEFERRED_IS_AN_OUTAGE {
                 outcome.failed_routes.insert(Route::Mail);
-                outcome.transient = Some(detail);
             }
+            outcome.transient = Some(detail);
         }
         Err(SendError::Transient(_) | SendError::Deferred(_) | SendError::Config(_)) => {
             eprintln!(
@@ -298,15 +298,6 @@ pub(crate) fn deliver(
                 }
             }
             outcome.transient = Some(detail);
-        }
-        // A stranger's mailbox that refuses is no fault of the operator's setup: said, kept
-        // in the ledger, and the run does not fail for it.
-        Err(SendError::Rejected(_)) if record.contact.is_some() => {
-            eprintln!(
-                "abuse-mailer: report {} refused by the discovered desk's server: {detail}",
-                record.id
-            );
-            outcome.rejected_providers.insert(record.provider.clone());
         }
         Err(SendError::Rejected(_)) => {
             eprintln!("abuse-mailer: report {} rejected: {detail}", record.id);

@@ -182,16 +182,10 @@ fn a_desk_that_refused_is_not_written_to_again_for_each_new_address() {
     use_smtp(&s, server.port);
     *server.rcpt.lock().unwrap() = Some((550, "5.1.1 no such mailbox".into()));
     log(&s, &[("10:00:00", "45.1.0.9")]);
-    // A stranger's mailbox refusing is said, kept in the ledger, and fails no run.
+    // A refusal is a rejected report (1), said, and kept in the ledger.
     let first = s.run_bounded(&["run"]);
-    assert_eq!(first.code, 0, "{}", first.stderr);
-    assert!(
-        first
-            .stderr
-            .contains("refused by the discovered desk's server"),
-        "{}",
-        first.stderr
-    );
+    assert_eq!(first.code, 1, "{}", first.stderr);
+    assert!(first.stderr.contains("rejected"), "{}", first.stderr);
     let mut codes = Vec::new();
     for k in 10..13 {
         log(&s, &[(&format!("11:00:{k}"), &format!("45.1.0.{k}"))]);
@@ -623,9 +617,9 @@ fn a_deferring_desk_waits_alone_and_is_given_up_after_three_days() {
     let mut s = setup(&rdap, &dns, "abusix = false", "");
     use_smtp(&s, port);
     log(&s, &[("10:00:00", "45.1.0.9"), ("10:00:01", "45.2.0.7")]);
-    // A stranger's server deferring fails no run of the operator's: said, and retried.
+    // A stranger's server deferring is a transient failure (75): said, and retried.
     let first = s.run_bounded(&["run"]);
-    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert_eq!(first.code, 75, "{}", first.stderr);
     assert!(
         first.stderr.contains("deferred (will retry)"),
         "{}",
@@ -637,7 +631,7 @@ fn a_deferring_desk_waits_alone_and_is_given_up_after_three_days() {
 
     // A day later: tried again, still deferred, still waiting.
     s.now = "2026-01-27T08:00:00Z".into();
-    assert_eq!(s.run_bounded(&["run"]).code, 0);
+    assert_eq!(s.run_bounded(&["run"]).code, 75);
     // Past three days: given up, said, and never tried again.
     s.now = "2026-01-29T09:00:00Z".into();
     let given_up = s.run_bounded(&["run"]);
