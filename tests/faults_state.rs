@@ -71,6 +71,16 @@ fn state_db(s: &Setup) -> PathBuf {
     s.path("state/state.db")
 }
 
+/// The run failed with 1, naming `state.db`.
+fn fails_naming_the_state(s: &Setup, ran: &Ran) {
+    assert_eq!(ran.code, 1, "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains(state_db(s).to_str().unwrap()),
+        "{}",
+        ran.stderr
+    );
+}
+
 /// A size-limited file system mounted for one test, unmounted when dropped.
 struct Tmpfs(PathBuf);
 
@@ -133,22 +143,12 @@ fn disk_full_after_acceptance_sends_each_report_once() {
     }
     s.write("messages", &attack_log());
     let first = s.run(&["run"]);
-    assert_eq!(first.code, 1, "{}", first.stderr);
-    assert!(
-        first.stderr.contains(state_db(&s).to_str().unwrap()),
-        "{}",
-        first.stderr
-    );
+    fails_naming_the_state(&s, &first);
     assert_eq!(server.received().len(), 1, "{}", first.stderr);
 
     // Still full: nothing goes out, not even the report the ledger holds as `sending`.
     let again = s.run(&["run"]);
-    assert_eq!(again.code, 1, "{}", again.stderr);
-    assert!(
-        again.stderr.contains(state_db(&s).to_str().unwrap()),
-        "{}",
-        again.stderr
-    );
+    fails_naming_the_state(&s, &again);
     assert_eq!(server.received().len(), 1, "{}", again.stderr);
 
     // New lines meanwhile: nothing is sent, and they are not lost.
@@ -158,12 +158,7 @@ fn disk_full_after_acceptance_sends_each_report_once() {
     );
     let read = s.run(&["run"]);
     assert_eq!(server.received().len(), 1, "{}", read.stderr);
-    assert_eq!(read.code, 1, "{}", read.stderr);
-    assert!(
-        read.stderr.contains(state_db(&s).to_str().unwrap()),
-        "{}",
-        read.stderr
-    );
+    fails_naming_the_state(&s, &read);
 
     fs::remove_file(state_dir.join("filler")).unwrap();
     s.run(&["run"]).ok();
@@ -191,12 +186,7 @@ fn a_state_made_on_a_full_disk_is_never_left_half_made() {
     fill(&state_dir);
     s.write("messages", &attack_log());
     let full = s.run(&["run"]);
-    assert_eq!(full.code, 1, "{}", full.stderr);
-    assert!(
-        full.stderr.contains(state_db(&s).to_str().unwrap()),
-        "{}",
-        full.stderr
-    );
+    fails_naming_the_state(&s, &full);
     assert!(server.received().is_empty());
     let names: Vec<String> = fs::read_dir(&state_dir)
         .unwrap()
@@ -262,12 +252,7 @@ fn a_state_locked_by_another_writer_sends_nothing_not_even_a_retry() {
     db.execute_batch("BEGIN IMMEDIATE").unwrap();
     let locked = s.run(&["run"]);
     assert_eq!(server.received().len(), 1, "{}", locked.stderr);
-    assert_eq!(locked.code, 1, "{}", locked.stderr);
-    assert!(
-        locked.stderr.contains(state_db(&s).to_str().unwrap()),
-        "{}",
-        locked.stderr
-    );
+    fails_naming_the_state(&s, &locked);
     db.execute_batch("ROLLBACK").unwrap();
     drop(db);
 
