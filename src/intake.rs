@@ -475,12 +475,12 @@ pub(crate) fn ingest(
     if let Some(s) = state {
         for o in observations.iter_mut() {
             if let Some(known) = s.observation(o.ip)? {
-                let mut merged = known.clone();
+                if marker.is_some() {
+                    earlier.add(known.clone());
+                }
+                let mut merged = known;
                 merged.merge(o);
                 *o = merged;
-                if marker.is_some() {
-                    earlier.add(known);
-                }
             }
         }
         if marker.is_none() {
@@ -490,11 +490,7 @@ pub(crate) fn ingest(
     let mut moved = false;
     if let (Some(s), Some(m)) = (state, &marker) {
         // Reports waiting to be sent again may be refused, giving their IPs back.
-        let mut extra: Vec<IpAddr> = s
-            .pending()?
-            .iter()
-            .flat_map(|r| r.ips.iter().map(|i| i.ip))
-            .collect();
+        let mut extra: Vec<IpAddr> = s.pending_ips()?;
         // Reports that left the re-report window since the marker free their IPs.
         if let Some(days) = settings.report.rereport_after_days {
             let window = chrono::Duration::days(i64::from(days));

@@ -52,64 +52,49 @@ impl Ledger {
         rereport_since: Option<DateTime<Utc>>,
         state: Option<&State>,
     ) -> Result<Self> {
+        let desks = providers.len() + usize::from(settings.discover.is_some());
+        let Some(s) = state else {
+            return Ok(Ledger::none(desks));
+        };
         let since = rereport_since.map(utc_text);
+        // Only re-reports need to know who was sent before: without them every IP ever sent
+        // is in `reported` and never selected again.
+        let ever_sent = |key: &str| match since {
+            Some(_) => s.ever_sent(key),
+            None => Ok(HashSet::new()),
+        };
         let mut ledger = Ledger {
-            reported: Vec::new(),
-            ever_sent: Vec::new(),
-            thread_roots: Vec::new(),
+            reported: Vec::with_capacity(desks),
+            ever_sent: Vec::with_capacity(desks),
+            thread_roots: Vec::with_capacity(desks),
         };
         for p in providers {
-            match state {
-                Some(s) => {
-                    let mut reported = s.reported(p.name(), since.as_deref())?;
-                    // Only re-reports need to know who was sent before: without them every
-                    // IP ever sent is in `reported` and never selected again.
-                    let mut ever_sent = match since {
-                        Some(_) => s.ever_sent(p.name())?,
-                        None => HashSet::new(),
-                    };
-                    // An intake that refused a report's content refuses it again: wait for
-                    // a re-report instead of sending it every run.
-                    if p.config.delivery == config::Delivery::AwsAbuseApi {
-                        reported.extend(s.rejected_ips(p.name(), since.as_deref())?);
-                        // Test reports were validated, not acted on: with test off, their
-                        // addresses are reported for real, as first reports.
-                        if !settings.aws_api.as_ref().is_some_and(|a| a.test) {
-                            for ip in s.test_only_ips(p.name())? {
-                                reported.remove(&ip);
-                                ever_sent.remove(&ip);
-                            }
-                        }
+            let mut reported = s.reported(p.name(), since.as_deref())?;
+            let mut ever_sent = ever_sent(p.name())?;
+            // An intake that refused a report's content refuses it again: wait for a
+            // re-report instead of sending it every run.
+            if p.config.delivery == config::Delivery::AwsAbuseApi {
+                reported.extend(s.rejected_ips(p.name(), since.as_deref())?);
+                // Test reports were validated, not acted on: with test off, their addresses
+                // are reported for real, as first reports.
+                if !settings.aws_api.as_ref().is_some_and(|a| a.test) {
+                    for ip in s.test_only_ips(p.name())? {
+                        reported.remove(&ip);
+                        ever_sent.remove(&ip);
                     }
-                    ledger.reported.push(reported);
-                    ledger.ever_sent.push(ever_sent);
-                    ledger.thread_roots.push(s.thread_root(p.name())?);
-                }
-                None => {
-                    ledger.reported.push(HashSet::new());
-                    ledger.ever_sent.push(HashSet::new());
-                    ledger.thread_roots.push(None);
                 }
             }
+            ledger.reported.push(reported);
+            ledger.ever_sent.push(ever_sent);
+            ledger.thread_roots.push(s.thread_root(p.name())?);
         }
         // An address reported to one discovered contact is not reported to another: the
         // contacts share one entry. Their threads are each contact's own (see `plan`).
         if settings.discover.is_some() {
-            let (reported, ever_sent) = match state {
-                Some(s) => (
-                    s.reported(CONTACT_DESKS, since.as_deref())?
-                        .into_iter()
-                        .chain(s.rejected_ips(CONTACT_DESKS, since.as_deref())?)
-                        .collect(),
-                    match since {
-                        Some(_) => s.ever_sent(CONTACT_DESKS)?,
-                        None => HashSet::new(),
-                    },
-                ),
-                None => (HashSet::new(), HashSet::new()),
-            };
+            let mut reported = s.reported(CONTACT_DESKS, since.as_deref())?;
+            reported.extend(s.rejected_ips(CONTACT_DESKS, since.as_deref())?);
             ledger.reported.push(reported);
-            ledger.ever_sent.push(ever_sent);
+            ledger.ever_sent.push(ever_sent(CONTACT_DESKS)?);
             ledger.thread_roots.push(None);
         }
         Ok(ledger)

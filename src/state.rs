@@ -330,6 +330,8 @@ pub struct Settled {
 pub struct State {
     conn: Connection,
     path: PathBuf,
+    /// The schema it has: what a reader of an older state finds missing follows from it.
+    version: i64,
 }
 
 fn join<T: ToString>(items: impl IntoIterator<Item = T>) -> String {
@@ -369,7 +371,11 @@ impl State {
         refuse_empty(&path)?;
         let conn =
             Connection::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
-        let mut state = State { conn, path };
+        let mut state = State {
+            conn,
+            path,
+            version: 0,
+        };
         state.setup()?;
         Ok(state)
     }
@@ -392,8 +398,13 @@ impl State {
         .with_context(|| format!("cannot open {}", path.display()))?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.pragma_update(None, "query_only", true)?;
-        let state = State { conn, path };
+        let mut state = State {
+            conn,
+            path,
+            version: 0,
+        };
         let version = state.check_identity()?;
+        state.version = version;
         if version < READABLE_SINCE {
             bail!(
                 "{}: written by an older abuse-mailer (schema {version}); run `abuse-mailer run` once to upgrade it",
@@ -443,6 +454,8 @@ impl State {
         self.conn.pragma_update(None, "foreign_keys", true)?;
         let version = self.check_identity()?;
         wal(&self.conn, &self.path)?;
+        // Brought up to date below, or an error.
+        self.version = MIGRATIONS.len() as i64;
         if version == MIGRATIONS.len() as i64 {
             return Ok(());
         }
@@ -547,13 +560,9 @@ impl State {
         Ok(())
     }
 
+    /// Whether the state has the `meta` table (schema 5).
     fn has_meta(&self) -> Result<bool> {
-        let n: i64 = self.conn.query_row(
-            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'",
-            [],
-            |r| r.get(0),
-        )?;
-        Ok(n > 0)
+        Ok(self.version >= 5)
     }
 
     /// IPs of a provider's reports created in `[from, to)` that a re-report window counts
@@ -668,12 +677,7 @@ impl State {
     /// Per prefix, the last packet time counted as a hit from `source` (none on a state no
     /// run has brought to schema 8 yet).
     pub fn counted(&self, source: &str) -> Result<HashMap<String, i64>> {
-        let tables: i64 = self.conn.query_row(
-            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'counted'",
-            [],
-            |r| r.get(0),
-        )?;
-        if tables == 0 {
+        if self.version < 8 {
             return Ok(HashMap::new());
         }
         let mut stmt = self
@@ -806,6 +810,16 @@ impl State {
     /// error), oldest first.
     pub fn pending(&self) -> Result<Vec<ReportRecord>> {
         self.query_reports("WHERE status IN ('sending', 'failed')", params![])
+    }
+
+    /// The addresses of [`State::pending`]'s reports, without their messages.
+    pub fn pending_ips(&self) -> Result<Vec<IpAddr>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT DISTINCT i.ip FROM report_ip i JOIN report r ON r.id = i.report_id
+             WHERE r.status IN ('sending', 'failed')",
+        )?;
+        let rows = stmt.query_map([], |r| ip(&r.get::<_, String>(0)?))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// The first report sent to a provider: follow-ups reply to it, to keep one thread.
@@ -1001,23 +1015,13 @@ impl State {
 
     /// Whether the ledger has the columns of discovered contacts (schema 9).
     fn has_contact_columns(&self) -> Result<bool> {
-        let columns: i64 = self.conn.query_row(
-            "SELECT count(*) FROM pragma_table_info('report') WHERE name = 'contact_source'",
-            [],
-            |r| r.get(0),
-        )?;
-        Ok(columns > 0)
+        Ok(self.version >= 9)
     }
 
     /// Whether the ledger has the remote intake's columns (schema 6): a reader may open a
     /// state that no run has brought that far yet, and then no report has a remote side.
     fn has_remote_columns(&self) -> Result<bool> {
-        let columns: i64 = self.conn.query_row(
-            "SELECT count(*) FROM pragma_table_info('report') WHERE name = 'remote_id'",
-            [],
-            |r| r.get(0),
-        )?;
-        Ok(columns > 0)
+        Ok(self.version >= 6)
     }
 
     /// The remote side of every report that has one, by report id (none on a state that a

@@ -92,12 +92,7 @@ impl State {
     /// Whether the state has discovery's tables (schema 9): a reader may open a state that no
     /// run has brought that far, and then nothing was discovered yet.
     pub fn has_contact_cache(&self) -> Result<bool> {
-        let tables: i64 = self.conn.query_row(
-            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'contact_cache'",
-            [],
-            |r| r.get(0),
-        )?;
-        Ok(tables > 0)
+        Ok(self.version >= 9)
     }
 
     /// Every remembered answer, expired ones included, by source and address; with `ip`, only
