@@ -295,13 +295,7 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
         }
         eprintln!("{line}");
     }
-    if let Some(reason) = outcome.unauthorized_api {
-        return Err(ConfigError(format!(
-            "{reason}; the report is kept and goes out once that is fixed"
-        ))
-        .into());
-    }
-    if let Some(reason) = outcome.unauthorized {
+    if let Some(reason) = outcome.unauthorized_api.or(outcome.unauthorized) {
         return Err(ConfigError(format!(
             "{reason}; the report is kept and goes out once that is fixed"
         ))
@@ -392,16 +386,15 @@ impl Sending<'_> {
     /// Gives up a discovered desk's report that its server deferred, this run and for longer
     /// than [`DESK_PATIENCE_DAYS`] since it was made (an outage of the operator's own relay
     /// defers nothing: it fails to connect, and the report waits as long as it takes).
-    fn give_up(&mut self, state: &mut State, record: &ReportRecord) -> Result<bool> {
+    fn give_up(&mut self, state: &mut State, record: &ReportRecord) -> Result<()> {
         let created = DateTime::parse_from_rfc3339(&record.created_at)
             .map(|t| t.with_timezone(&Utc))
             .unwrap_or(self.now);
         if self.now - created < chrono::Duration::days(DESK_PATIENCE_DAYS) {
-            return Ok(false);
+            return Ok(());
         }
         let why = format!(
-            "given up: the desk's mail server deferred it for {DESK_PATIENCE_DAYS} days (last: {})",
-            record.last_error.as_deref().unwrap_or("no reply")
+            "given up: the desk's mail server has deferred it for more than {DESK_PATIENCE_DAYS} days"
         );
         state.mark(
             &record.id,
@@ -410,7 +403,7 @@ impl Sending<'_> {
             &utc_text(self.now),
         )?;
         eprintln!("abuse-mailer: report {} {why}", record.id);
-        Ok(true)
+        Ok(())
     }
 
     /// Records and sends new reports within the budget; returns those sent.

@@ -328,7 +328,7 @@ fn check_discover(t: &mut Tally, settings: &Settings) {
     let boot = match &d.rdap_bootstrap {
         BootstrapLocation::Url(url) => url.clone(),
         BootstrapLocation::Folder(dir) => {
-            for name in ["ipv4.json", "ipv6.json"] {
+            for name in crate::discover::BOOTSTRAP_FILES {
                 let file = dir.join(name);
                 if let Err(e) = std::fs::metadata(&file) {
                     t.config(

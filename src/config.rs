@@ -393,11 +393,15 @@ pub struct SmtpConfig {
     pub ca_file: Option<PathBuf>,
 }
 
-/// A password: never shown by `Debug` or `Display`.
+/// A secret (a password, an API key): never shown by `Debug` or `Display`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 
 impl Secret {
+    pub fn new(text: impl Into<String>) -> Self {
+        Secret(text.into())
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -1100,7 +1104,8 @@ fn aws_api(
         None => format!("https://abuse.{region}.amazonaws.com"),
         Some(e) => {
             crate::http::parse_endpoint(&e).map_err(|why| err("aws_api.endpoint", why))?;
-            e.trim_end_matches('/').to_string()
+            // As checked: without surrounding blanks or a trailing slash.
+            e.trim().trim_end_matches('/').to_string()
         }
     };
     let timeout_secs = raw.timeout_secs.unwrap_or(30);

@@ -247,10 +247,10 @@ impl Provider {
     /// Whether `ip` is this provider's: in its ranges, or originated by one of its ASNs, and
     /// not in a region the configuration leaves out.
     pub fn matches(&self, ip: IpAddr, asn: Option<u32>) -> bool {
-        if self.excluded.lookup(ip).is_some() && self.lookup(ip).is_none() {
-            return false;
+        if self.lookup(ip).is_some() {
+            return true;
         }
-        self.lookup(ip).is_some() || asn.is_some_and(|a| self.config.asns.contains(&a))
+        self.excluded.lookup(ip).is_none() && asn.is_some_and(|a| self.config.asns.contains(&a))
     }
 
     /// The provider's range holding `ip`, if any.

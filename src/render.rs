@@ -72,7 +72,10 @@ impl ReportIp {
     /// An attacker as templates and JSON show it, times in `zone`.
     pub fn new(a: &Attacker, zone: Zone) -> Self {
         let o = &a.observation;
+        let protocols = protocol_labels(o.protocols.iter());
+        let ports: Vec<u16> = o.dst_ports.iter().copied().collect();
         ReportIp {
+            kind: abuse_kind(&protocols, &ports, o.hits, o.last_seen - o.first_seen),
             ip: o.ip.to_string(),
             hits: o.hits,
             first_seen: zone.rfc3339(o.first_seen),
@@ -84,9 +87,9 @@ impl ReportIp {
                 .as_ref()
                 .and_then(|x| x.org.as_deref())
                 .map(|t| clean(t.as_bytes())),
-            ports: o.dst_ports.iter().copied().collect(),
+            ports,
             source_ports: o.src_ports.iter().copied().collect(),
-            protocols: protocol_labels(o.protocols.iter()),
+            protocols,
             targets: o.dsts.iter().map(|d| d.to_string()).collect(),
             hosts: o.hosts.iter().map(|h| clean(h.as_bytes())).collect(),
             range: a.range.as_ref().map(|r| r.prefix.to_string()),
@@ -101,12 +104,6 @@ impl ReportIp {
                 .as_ref()
                 .and_then(|r| r.network_border_group.clone()),
             rereport: a.rereport,
-            kind: abuse_kind(
-                &protocol_labels(o.protocols.iter()),
-                &o.dst_ports.iter().copied().collect::<Vec<_>>(),
-                o.hits,
-                o.last_seen - o.first_seen,
-            ),
             ports_text: String::new(),
             evidence: Vec::new(),
         }
@@ -266,6 +263,7 @@ impl Report {
             n => format!("{n} of our addresses"),
         };
         let ports_list: Vec<u16> = ports.iter().copied().collect();
+        let protocol_names = protocol_labels(protocols.iter());
         let email = cfg.from.email.to_string();
         let xarf_applies =
             cfg.xarf && attackers.len() == 1 && !attackers[0].observation.src_ports.is_empty();
@@ -281,7 +279,7 @@ impl Report {
             ports_text: list_within(
                 &ports_list,
                 BODY_WIDTH
-                    .saturating_sub(12 + protocol_labels(protocols.iter()).join(", ").len() + 20)
+                    .saturating_sub(12 + protocol_names.join(", ").len() + 20)
                     .max(12),
             ),
             listed,
@@ -301,7 +299,7 @@ impl Report {
             total_hits: attackers.iter().map(|a| a.observation.hits).sum(),
             first_seen: zone.rfc3339(first),
             last_seen: zone.rfc3339(last),
-            protocols: protocol_labels(protocols.iter()),
+            protocols: protocol_names,
             ports: ports.into_iter().collect(),
             targets: targets.into_iter().map(|t| t.to_string()).collect(),
             hosts: hosts.into_iter().map(|h| clean(h.as_bytes())).collect(),

@@ -3,37 +3,17 @@
 //! `~/.aws/credentials`). The secret parts never reach `Debug`, an error or the ledger.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crate::config::Secret;
 use crate::error::ConfigError;
-
-/// A secret value: `Debug` shows none of it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SecretText(String);
-
-impl SecretText {
-    pub fn new(text: &str) -> Self {
-        SecretText(text.to_string())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for SecretText {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SecretText(..)")
-    }
-}
 
 /// What signs a request.
 #[derive(Debug, Clone)]
 pub struct Credentials {
     pub access_key_id: String,
-    pub secret_access_key: SecretText,
-    pub session_token: Option<SecretText>,
+    pub secret_access_key: Secret,
+    pub session_token: Option<Secret>,
 }
 
 impl Credentials {
@@ -72,8 +52,8 @@ pub fn load_with(
         (Some(id), Some(secret)) => {
             return Ok(Credentials {
                 access_key_id: id.trim().to_string(),
-                secret_access_key: SecretText(secret.trim().to_string()),
-                session_token: env("AWS_SESSION_TOKEN").map(|t| SecretText(t.trim().to_string())),
+                secret_access_key: Secret::new(secret.trim().to_string()),
+                session_token: env("AWS_SESSION_TOKEN").map(|t| Secret::new(t.trim().to_string())),
             });
         }
         (Some(_), None) => {
@@ -134,8 +114,8 @@ pub fn load_with(
     match (get("aws_access_key_id"), get("aws_secret_access_key")) {
         (Some(id), Some(secret)) => Ok(Credentials {
             access_key_id: id.clone(),
-            secret_access_key: SecretText(secret.clone()),
-            session_token: get("aws_session_token").map(|t| SecretText(t.clone())),
+            secret_access_key: Secret::new(secret.clone()),
+            session_token: get("aws_session_token").map(|t| Secret::new(t.clone())),
         }),
         _ => Err(ConfigError(format!(
             "aws_api.profile: profile [{profile}] in {} lacks aws_access_key_id or aws_secret_access_key",

@@ -134,15 +134,15 @@ pub fn authorization(
 
 #[cfg(test)]
 mod tests {
-    use super::super::credentials::SecretText;
     use super::*;
+    use crate::config::Secret;
 
     /// The `get-vanilla` case of AWS's published SigV4 test suite.
     #[test]
     fn signs_the_published_vanilla_request() {
         let creds = Credentials {
             access_key_id: "AKIDEXAMPLE".into(),
-            secret_access_key: SecretText::new("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"),
+            secret_access_key: Secret::new("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"),
             session_token: None,
         };
         let headers = vec![

@@ -318,9 +318,7 @@ impl<'c> Discoverer<'c> {
             // No registry serves the address (reserved space): nothing RDAP can say.
             return Ok(self.entry(Source::Rdap, (ip, ip), None, boot_origin, None));
         };
-        if self.down.contains(&base) {
-            return Err(format!("RDAP {base}: failed earlier in this run"));
-        }
+        // (A server that failed earlier in this run is not asked: see `known_down`.)
         let url = rdap::ip_url(&base, ip);
         let limit = self.limits.max_answer;
         let fetched = match self.http().get(&url, RDAP_JSON, limit) {
@@ -434,10 +432,8 @@ impl<'c> Discoverer<'c> {
                         Ok(b)
                     }
                     // IANA's files change rarely: an old copy beats none.
-                    (Err(_), Some(c)) if rdap::Bootstrap::parse(&c.body).is_ok() => {
-                        rdap::Bootstrap::parse(&c.body).map_err(|e| what(&e))
-                    }
-                    (Err(e), _) => Err(what(&e)),
+                    (Err(e), Some(c)) => rdap::Bootstrap::parse(&c.body).map_err(|_| what(&e)),
+                    (Err(e), None) => Err(what(&e)),
                 }
             }
         }
@@ -480,12 +476,11 @@ fn clamp(range: (IpAddr, IpAddr), to: IpNet) -> (IpAddr, IpAddr) {
     (range.0.max(to.network()), range.1.min(to.broadcast()))
 }
 
+/// The IANA bootstrap files: for IPv4, then IPv6.
+pub const BOOTSTRAP_FILES: [&str; 2] = ["ipv4.json", "ipv6.json"];
+
 fn bootstrap_file(ip: IpAddr) -> &'static str {
-    if ip.is_ipv4() {
-        "ipv4.json"
-    } else {
-        "ipv6.json"
-    }
+    BOOTSTRAP_FILES[usize::from(ip.is_ipv6())]
 }
 
 fn read_limited(path: &std::path::Path, limit: u64) -> Result<Vec<u8>, String> {

@@ -107,17 +107,24 @@ impl State {
              ORDER BY address IS NULL, address, source, family, first"
         ))?;
         let rows = stmt.query_map(params![ip.map(hex_key), ip.map(family)], entry)?;
-        let mut count = self.conn.prepare(
-            "SELECT count(DISTINCT i.ip) FROM report r JOIN report_ip i ON i.report_id = r.id
-             WHERE r.provider = ?1 AND r.status IN ('sent', 'sending', 'failed')",
-        )?;
+        // Addresses reported per desk, in one query for all of them.
+        let mut count = self.conn.prepare(&format!(
+            "SELECT r.provider, count(DISTINCT i.ip) FROM report r JOIN report_ip i ON i.report_id = r.id
+             WHERE r.provider LIKE '{}' AND r.status IN ('sent', 'sending', 'failed')
+             GROUP BY r.provider",
+            super::CONTACT_DESKS
+        ))?;
+        let counts: HashMap<String, i64> = count
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
         let mut out = Vec::new();
         for row in rows {
             let Some(entry) = row? else { continue };
             let reported = match &entry.address {
-                Some(a) => count.query_row([super::contact_key(&a.to_ascii_lowercase())], |r| {
-                    r.get::<_, i64>(0)
-                })? as u64,
+                Some(a) => counts
+                    .get(&super::contact_key(&a.to_ascii_lowercase()))
+                    .copied()
+                    .unwrap_or(0) as u64,
                 None => 0,
             };
             out.push(CachedContact { entry, reported });
