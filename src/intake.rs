@@ -396,9 +396,11 @@ pub(crate) fn ingest(
                     };
                     // Read again after `reread`: what an earlier read counted is not counted
                     // twice (a packet logged up to the last one counted, per prefix).
-                    if let (Some(s), Some(c)) = (state, cursor.as_ref())
-                        && c.is_reread()
-                    {
+                    let reread = match (state, cursor.as_ref()) {
+                        (Some(s), Some(c)) => c.is_reread() || s.reread_pending(&key)?,
+                        _ => false,
+                    };
+                    if let (Some(s), true) = (state, reread) {
                         let until = s.counted(&key)?;
                         scan.counted_before(
                             source_cfg

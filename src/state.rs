@@ -211,6 +211,9 @@ const READABLE_SINCE: i64 = 4;
 /// run's commit, short enough that a run under a timer always ends.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// A `meta` key: this source (the rest of the key) was chosen by `reread` to be read again.
+const REREAD_KEY: &str = "reread:";
+
 /// The file that holds disk space for recording outcomes, beside `state.db`.
 const RESERVE_FILE: &str = "state.reserve";
 
@@ -917,8 +920,35 @@ impl State {
     /// Stores cursors that `reread` chose, alone: observations and the ledger stay as they
     /// are, so what the next run reads again is merged into them and nothing reported goes
     /// out again.
+    /// Each source is marked as read again until a run stores its next cursor, so that the
+    /// run counts no packet an earlier read counted, wherever the cursor points.
     pub fn set_cursors(&mut self, cursors: &[(String, StoredCursor)], now: &str) -> Result<()> {
-        self.commit_ingest(&[], cursors, &[], &[], now, false)
+        self.commit_ingest(&[], cursors, &[], &[], now, false)?;
+        for (source, _) in cursors {
+            self.conn
+                .execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, '1')",
+                    [format!("{REREAD_KEY}{source}")],
+                )
+                .with_context(|| format!("{}: cannot write", self.path.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Whether `reread` chose the source's cursor and no run has read it since.
+    pub fn reread_pending(&self, source: &str) -> Result<bool> {
+        if !self.has_meta()? {
+            return Ok(false);
+        }
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT 1 FROM meta WHERE key = ?1",
+                [format!("{REREAD_KEY}{source}")],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
     }
 }
 
@@ -1184,7 +1214,10 @@ fn write_ingest(conn: &mut Connection, ingested: &Ingested<'_>) -> Result<()> {
             "INSERT OR REPLACE INTO cursor (source, dev, ino, fingerprint, offset, updated_at, journal, known_siblings)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )?;
+        let mut done = tx.prepare("DELETE FROM meta WHERE key = ?1")?;
         for (source, cursor) in cursors {
+            // A source read again is read: its next cursor is an ordinary one.
+            done.execute([format!("{REREAD_KEY}{source}")])?;
             match cursor {
                 StoredCursor::File(c) => put.execute(params![
                     source,

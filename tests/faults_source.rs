@@ -431,3 +431,31 @@ fn reread_counts_no_packet_twice() {
         .expect("the CSV row");
     assert_eq!(csv_row.split(',').nth(3), Some("3"), "{csv_row}");
 }
+
+/// `reread --since` over lines a run counted already: the cursor it leaves is a real one
+/// (a file and an offset), and the packets from there on were counted; they are not
+/// counted again.
+#[test]
+fn reread_since_counts_no_packet_twice() {
+    let s = Setup::new(&standard_config("").replace("min_hits = 1\n", ""));
+    // An older packet first, so that `--since 2d` starts inside the file, not at its top.
+    let older = drop_line("09:00:00", B, "TCP", 22).replace("Jan 25", "Jan 23");
+    let two: String = (0..2)
+        .map(|i| drop_line(&format!("10:00:0{i}"), A, "TCP", 22))
+        .collect();
+    s.write("messages", &(older + &two));
+    s.run(&["run"]).ok();
+    assert_eq!(observed_hits(&s).get(A), Some(&2));
+    let messages = s.path("messages");
+    s.run(&[
+        "reread",
+        "--source",
+        messages.to_str().unwrap(),
+        "--since",
+        "2d",
+    ])
+    .ok();
+    let out = s.run(&["run"]).ok();
+    assert_eq!(observed_hits(&s).get(A), Some(&2), "{}", out.stderr);
+    assert!(s.outbox().is_empty(), "two packets are no three");
+}
