@@ -96,10 +96,7 @@ pub fn delta<'a>(
     } = since;
     let mut out: Vec<Selected<'a>> = observations
         .iter()
-        .filter(|o| o.hits >= report.min_hits)
-        // Last seen longer ago than `max_age_days`: history, not a report.
-        .filter(|o| fresh_since.is_none_or(|t| o.last_seen >= t))
-        .filter(|o| is_reportable(o.ip) && !is_ignored(o.ip, &report.ignore))
+        .filter(|o| o.hits >= report.min_hits && eligible(o, fresh_since, report))
         .filter(|o| belongs(o.ip))
         .filter(|o| !reported.contains(&o.ip))
         .filter_map(|o| {
@@ -122,8 +119,13 @@ pub fn delta<'a>(
 /// fresh and reportable (it is reported once it reaches `min_hits`, to a destination it was
 /// not reported to).
 pub fn held_by_min_hits(o: &Observation, fresh_since: Option<i64>, report: &ReportConfig) -> bool {
-    o.hits < report.min_hits
-        && fresh_since.is_none_or(|t| o.last_seen >= t)
+    o.hits < report.min_hits && eligible(o, fresh_since, report)
+}
+
+/// What selection asks of any attacker, whatever its packet count: seen since `max_age_days`
+/// (older is history, not a report), and an address that may be reported at all.
+fn eligible(o: &Observation, fresh_since: Option<i64>, report: &ReportConfig) -> bool {
+    fresh_since.is_none_or(|t| o.last_seen >= t)
         && is_reportable(o.ip)
         && !is_ignored(o.ip, &report.ignore)
 }

@@ -1009,7 +1009,8 @@ pub fn sample(path: &Path, max: u64) -> io::Result<Vec<u8>> {
         let _ = file.text().take(max).read_to_end(&mut out);
         return Ok(out);
     }
-    let size = file.file.metadata()?.len();
+    // The size its descriptor gave when it was opened: no second look at the file.
+    let size = file.size;
     let from = size.saturating_sub(max);
     file.at_until(from, size).read_to_end(&mut out)?;
     if from > 0 {
