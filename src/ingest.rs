@@ -401,6 +401,15 @@ impl PartialEq<&str> for Name {
 /// Whether a bounded set of names takes `name`: not held yet, and among its smallest.
 fn takes_name(set: &SmallSet<Name>, name: &str, cap: usize) -> bool {
     let name = name.as_bytes();
+    // Most lines repeat a name the set holds (one protocol or two, one host): compared in
+    // place, byte by byte, before any ordered search.
+    let held = |n: &Name| {
+        let n = n.as_bytes();
+        n.len() == name.len() && n.iter().zip(name).all(|(a, b)| a == b)
+    };
+    if set.slice().iter().take(4).any(held) {
+        return false;
+    }
     set.slice()
         .binary_search_by(|held| held.as_bytes().cmp(name))
         .is_err()
@@ -747,6 +756,8 @@ pub struct Ingest<'a> {
     evidence: Vec<Vec<EvidenceLine>>,
     /// The lines of a buffer that carry a prefix (kept to reuse the allocation).
     starts: Vec<Found>,
+    /// Where the lines of a buffer end (kept to reuse the allocation).
+    ends: Vec<usize>,
     /// Packets logged before this time (Unix seconds) are passed over (`--since`).
     since: Option<i64>,
     /// Packets logged before this time are stale: counted as such, never hits.
@@ -801,6 +812,7 @@ impl<'a> Ingest<'a> {
             trackers: Vec::new(),
             evidence: vec![Vec::new(); providers],
             starts: Vec::new(),
+            ends: Vec::new(),
             since: None,
             stale_before: None,
             answers_are_hits: true,
@@ -907,6 +919,7 @@ impl<'a> Ingest<'a> {
             trackers: self.new_trackers(),
             evidence: vec![Vec::new(); self.evidence.len()],
             starts: Vec::new(),
+            ends: Vec::new(),
             since: self.since,
             stale_before: self.stale_before,
             answers_are_hits: self.answers_are_hits,
@@ -1022,18 +1035,28 @@ impl<'a> Ingest<'a> {
     /// carrying a prefix.
     fn scan(&mut self, region: &[u8]) {
         self.summary.bytes_read += region.len() as u64;
-        self.summary.lines_read += memchr::memchr_iter(b'\n', region).count() as u64;
+        // Every line end, found once: the lines are counted, and a prefix found is placed in
+        // its line by walking them rather than by searching back and forth from it.
+        let mut ends = std::mem::take(&mut self.ends);
+        ends.clear();
+        ends.extend(memchr::memchr_iter(b'\n', region));
+        self.summary.lines_read += ends.len() as u64;
         let mut starts = std::mem::take(&mut self.starts);
         starts.clear();
         for (prefix, finder) in self.finders.iter().enumerate() {
             let len = finder.needle().len();
             let mut after = 0;
+            // The first line end at or after the prefix.
+            let mut line = 0;
             for at in finder.find_iter(region) {
                 if at < after {
                     continue;
                 }
-                let start = memchr::memrchr(b'\n', &region[..at]).map_or(0, |i| i + 1);
-                let end = memchr::memchr(b'\n', &region[at..]).map_or(region.len(), |i| at + i);
+                while line < ends.len() && ends[line] < at {
+                    line += 1;
+                }
+                let start = if line == 0 { 0 } else { ends[line - 1] + 1 };
+                let end = ends.get(line).copied().unwrap_or(region.len());
                 if at + len > end {
                     // A prefix with a newline in it spans two lines: it is in neither.
                     continue;
@@ -1058,6 +1081,7 @@ impl<'a> Ingest<'a> {
             self.line(&region[f.start..f.end], f.prefix, f.at - f.start);
         }
         self.starts = starts;
+        self.ends = ends;
     }
 
     fn line(&mut self, text: &[u8], prefix: usize, prefix_at: usize) {
@@ -1314,9 +1338,6 @@ mod tests {
             time: 1,
             host: "h",
             prefix: 0,
-            in_iface: "eth0",
-            out_iface: "",
-            mac: None,
             src: ip,
             dst: ip,
             proto: "TCP",

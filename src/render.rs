@@ -7,6 +7,7 @@
 //! rendered from counts and names, then stripped of control characters, and every header value
 //! is encoded by lettre.
 
+use std::net::IpAddr;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
@@ -335,13 +336,13 @@ impl Report {
     /// cleaned and redacted as the excerpt is, at most [`EVIDENCE_PER_ADDRESS`] each (and at
     /// most `cap`).
     pub fn with_evidence(mut self, pool: &[EvidenceLine], cfg: &ReportConfig, cap: usize) -> Self {
-        let mut by_ip: std::collections::HashMap<String, Vec<&EvidenceLine>> =
+        let mut by_ip: std::collections::HashMap<IpAddr, Vec<&EvidenceLine>> =
             std::collections::HashMap::new();
         for line in pool {
-            by_ip.entry(line.ip.to_string()).or_default().push(line);
+            by_ip.entry(line.ip).or_default().push(line);
         }
         for ip in &mut self.ips {
-            let Some(lines) = by_ip.get_mut(&ip.ip) else {
+            let Some(lines) = ip.ip.parse().ok().and_then(|a: IpAddr| by_ip.get_mut(&a)) else {
                 continue;
             };
             lines.sort_by_key(|l| l.time);
