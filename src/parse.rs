@@ -96,6 +96,12 @@ impl LastAddress {
     }
 }
 
+/// Where `byte` first is in a short text (a word, a stamp): a plain loop, as a vectorised
+/// search costs more to set up than it saves on a few bytes.
+fn find_byte(byte: u8, text: &[u8]) -> Option<usize> {
+    text.iter().position(|&b| b == byte)
+}
+
 /// Byte-wise equality of short texts, compared in place rather than through a call.
 fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
@@ -161,7 +167,7 @@ impl LineParser {
         let mut message = trim_start(message);
         if let Some(after) = message.strip_prefix(b"[") {
             // The kernel's uptime stamp, `[12345.678901]` or `[  341.399450]`.
-            match memchr::memchr(b']', after) {
+            match find_byte(b']', after) {
                 Some(end)
                     if after[..end]
                         .iter()
@@ -219,7 +225,7 @@ impl LineParser {
 
     /// A BSD (`Jan  5 23:51:25`) or RFC 3339 timestamp at the start of `text`, and the rest.
     fn timestamp<'a>(&mut self, text: &'a [u8]) -> Option<(i64, &'a [u8])> {
-        let end = memchr::memchr(b' ', text)?;
+        let end = find_byte(b' ', text)?;
         let (stamp, rest) = if text.first()?.is_ascii_digit() {
             (&text[..end], &text[end..])
         } else {
@@ -417,7 +423,7 @@ fn token(text: &[u8]) -> Option<(&[u8], &[u8])> {
     if text.is_empty() {
         return None;
     }
-    match memchr::memchr(b' ', text) {
+    match find_byte(b' ', text) {
         Some(end) => Some((&text[..end], &text[end..])),
         None => Some((text, &[])),
     }
@@ -512,8 +518,8 @@ fn first_field(text: &[u8]) -> &[u8] {
         if text.starts_with(b"IN=") {
             return text;
         }
-        let end = memchr::memchr(b' ', text).unwrap_or(text.len());
-        if end == 0 || memchr::memchr(b'=', &text[..end]).is_some() {
+        let end = find_byte(b' ', text).unwrap_or(text.len());
+        if end == 0 || find_byte(b'=', &text[..end]).is_some() {
             return text;
         }
         text = trim_start(&text[end..]);
@@ -525,8 +531,7 @@ fn first_field(text: &[u8]) -> &[u8] {
 /// The value of `key` (`b"SRC="`) at the start of `text`, and the text after its space.
 fn take_raw<'a, const N: usize>(text: &'a [u8], key: &[u8; N]) -> Option<(&'a [u8], &'a [u8])> {
     let rest = text.strip_prefix(key)?;
-    // Values are a few bytes: a plain loop beats a vectorised search's setup.
-    let end = rest.iter().position(|&b| b == b' ').unwrap_or(rest.len());
+    let end = find_byte(b' ', rest).unwrap_or(rest.len());
     Some((&rest[..end], rest.get(end + 1..).unwrap_or_default()))
 }
 
