@@ -278,7 +278,7 @@ fn many_sources() {
             let log = dir.path().join("messages");
             let lines = generate_sources(&log, mb << 20, sources, 0x5eed_0ab0_5e00_0002);
             let config = write_config(dir.path(), &log);
-            let _ = measure(Command::new("cat").arg(&log).stdout(Stdio::null()));
+            warm(&log);
             let (t, rss, observed) = preview(&config);
             println!(
                 "preview, {mb} MiB, {observed} sources {:>8.3} s {:>8} MiB peak RSS ({lines} lines)",
@@ -352,7 +352,13 @@ fn seed_pipeline(log: &Path) -> (Duration, u64, Vec<u8>) {
     )))
 }
 
-/// Runs a shell command, returning its wall time and peak RSS (KiB, from /proc while it runs).
+/// Reads `path` once, so that the runs timed after find it in the page cache.
+fn warm(path: &Path) {
+    std::io::copy(&mut fs::File::open(path).unwrap(), &mut std::io::sink()).unwrap();
+}
+
+/// Runs a command, returning its wall time, its peak RSS (KiB, sampled from /proc every
+/// millisecond while it runs; 0 when it ended before the first sample) and its output.
 fn measure(cmd: &mut Command) -> (Duration, u64, Vec<u8>) {
     let start = Instant::now();
     let mut child = cmd
@@ -387,7 +393,7 @@ fn measure(cmd: &mut Command) -> (Duration, u64, Vec<u8>) {
         if child.try_wait().unwrap().is_some() {
             break;
         }
-        std::thread::sleep(Duration::from_millis(2));
+        std::thread::sleep(Duration::from_millis(1));
     }
     let elapsed = start.elapsed();
     (elapsed, peak, reader.join().unwrap())
@@ -519,7 +525,7 @@ fn one_log(mb: u64) {
     let config = write_config(dir.path(), &log);
     let bin = env!("CARGO_BIN_EXE_abuse-mailer");
     // Warm the page cache.
-    let _ = measure(Command::new("cat").arg(&log).stdout(Stdio::null()));
+    warm(&log);
     let row = |name: &str, t: Duration, rss: u64| {
         let s = t.as_secs_f64();
         println!(

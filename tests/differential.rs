@@ -53,6 +53,9 @@ fn scan<'a>(setup: &Setup, attribute: &'a (dyn Fn(IpAddr) -> Attribution + Sync)
     if let Some(since) = setup.since {
         ingest.skip_before(since);
     }
+    if !setup.answers_are_hits {
+        ingest.pass_over_answers();
+    }
     ingest.begin_source(parser(setup));
     ingest
 }
@@ -422,7 +425,20 @@ fn packet_line(r: &mut Pick, out: &mut Vec<u8>, configured: &[&str]) {
             ),
             _ => format!("SPT={spt} DPT={dpt}"),
         },
-        _ => format!("SPT={spt} DPT={dpt} WINDOW=1024 RES=0x00 SYN URGP=0"),
+        // A probe, or an answer to the operator's own traffic (ACK, RST), or a flag in the
+        // quoted packet or inside another word, which is neither.
+        _ => format!(
+            "SPT={spt} DPT={dpt} WINDOW=1024 RES=0x00 {} URGP=0",
+            r.one(&[
+                "SYN",
+                "SYN",
+                "ACK",
+                "RST",
+                "ACK SYN",
+                "ACKS",
+                "SYN [SRC=1.2.3.4 ACK ]"
+            ])
+        ),
     };
     let mut fields = vec![
         "IN=eth0".to_string(),
@@ -463,8 +479,17 @@ fn packet_line(r: &mut Pick, out: &mut Vec<u8>, configured: &[&str]) {
             let a = r.below(fields.len());
             fields.insert(
                 a,
-                r.one(&["SPT=7", "DPT=8", "MAC=aa:bb", "X=1", "FLAG"])
-                    .to_string(),
+                r.one(&[
+                    "SPT=7",
+                    "DPT=8",
+                    "MAC=aa:bb",
+                    "X=1",
+                    "FLAG",
+                    "ACK",
+                    "RST",
+                    "TYPE=0",
+                ])
+                .to_string(),
             );
         }
         _ => {}
@@ -491,7 +516,7 @@ fn log(seeds: &[u64], set: usize, last_unfinished: bool) -> Vec<u8> {
     out
 }
 
-fn setup_from(set: usize, buffer: usize, since: bool) -> Setup {
+fn setup_from(set: usize, buffer: usize, since: bool, answers_are_hits: bool) -> Setup {
     Setup {
         prefixes: PREFIX_SETS[set].iter().map(|p| p.to_string()).collect(),
         buffer,
@@ -500,6 +525,7 @@ fn setup_from(set: usize, buffer: usize, since: bool) -> Setup {
                 .unwrap()
                 .timestamp()
         }),
+        answers_are_hits,
     }
 }
 
@@ -524,11 +550,12 @@ proptest! {
         set in 0..PREFIX_SETS.len(),
         buffer in prop_oneof![Just(1usize << 20), Just(4096), 200usize..600],
         since in any::<bool>(),
+        answers_are_hits in any::<bool>(),
         sizes in prop::collection::vec(prop_oneof![1usize..8, 8usize..300, Just(1usize << 20)], 1..5),
         cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..4),
     ) {
         let input = log(&seeds, set, last_unfinished);
-        let setup = setup_from(set, buffer, since);
+        let setup = setup_from(set, buffer, since, answers_are_hits);
         let want = reference(&input, &setup);
         let whole = real(&input, &setup, &[usize::MAX], &[]);
         assert_same("one read, one thread", &input, &want, &whole);
@@ -564,7 +591,7 @@ fn every_read_split_point_agrees_with_the_reference() {
             .extend_from_slice(b"IN=eth0 OUT= SRC=3.5.140.2 DST=192.0.2.1 PROTO=TCP SPT=1 DPT=2\n");
         input.extend(line(5, PREFIX_SETS[set]));
         input.extend_from_slice(b"Jan 25 23:51:25 web1 kernel: unfinished");
-        let setup = setup_from(set, 300, false);
+        let setup = setup_from(set, 300, false, set % 2 == 0);
         let want = reference(&input, &setup);
         assert!(want.0.lines_matched > 5, "the sample has packets");
         assert!(want.0.lines_malformed > 0, "the sample has broken lines");
@@ -597,7 +624,7 @@ fn psad_drop_invalid_among_drop_lines() {
         ).bytes());
     }
     for set in [0, 1] {
-        let setup = setup_from(set, 1 << 20, false);
+        let setup = setup_from(set, 1 << 20, false, true);
         let want = reference(&input, &setup);
         assert_eq!(want.0.lines_matched, 102);
         assert_eq!(want.0.ips_observed, 52);

@@ -558,6 +558,7 @@ fn real_and_hostile_logs_never_panic() {
         prefixes: prefixes.iter().map(|p| p.to_string()).collect(),
         buffer: 1 << 20,
         since: None,
+        answers_are_hits: true,
     };
     for input in inputs {
         s.write("messages", "");

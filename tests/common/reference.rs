@@ -42,6 +42,8 @@ pub struct ReadSetup {
     /// The reader's buffer: a line at least this long (without its newline) is junk.
     pub buffer: usize,
     pub since: Option<i64>,
+    /// Whether answers to the operator's own traffic count as hits (`backscatter = true`).
+    pub answers_are_hits: bool,
 }
 
 pub type Observations = BTreeMap<IpAddr, Observation>;
@@ -65,6 +67,7 @@ pub struct RefPacket {
     proto: String,
     spt: Option<u16>,
     dpt: Option<u16>,
+    answer: bool,
 }
 
 /// Reads `input` the plain way: returns the summary, the observations and how many bytes
@@ -97,6 +100,10 @@ pub fn reference(input: &[u8], setup: &ReadSetup) -> (Summary, Observations, u64
                     continue;
                 }
                 summary.lines_matched += 1;
+                if p.answer && !setup.answers_are_hits {
+                    summary.lines_backscatter += 1;
+                    continue;
+                }
                 let o = full
                     .entry(p.src)
                     .or_insert_with(|| Observation::new(p.src, p.time));
@@ -219,6 +226,7 @@ pub fn judge(line: &[u8], prefixes: &[String]) -> Verdict {
         Some((src, dst, proto, spt, dpt)) => Verdict::Packet(RefPacket {
             time,
             host: String::from_utf8(host.to_vec()).unwrap(),
+            answer: answers(&message[at + len..], &proto),
             src,
             dst,
             proto,
@@ -226,6 +234,31 @@ pub fn judge(line: &[u8], prefixes: &[String]) -> Verdict {
             dpt,
         }),
         None => Verdict::Malformed,
+    }
+}
+
+/// Whether the packet answers the operator's own traffic, judged on the words of the outer
+/// packet (from `IN=` up to a quoted one): TCP with an `ACK` or `RST` word; ICMP whose first
+/// `TYPE=` is an echo reply, an error or another reply; ICMPv6 errors and echo reply.
+fn answers(text: &[u8], proto: &str) -> bool {
+    let words: Vec<&[u8]> = text.split(|b| *b == b' ').collect();
+    let Some(first) = words.iter().position(|w| w.starts_with(b"IN=")) else {
+        return false;
+    };
+    let outer: Vec<&[u8]> = words[first..]
+        .iter()
+        .copied()
+        .take_while(|w| !w.starts_with(b"["))
+        .collect();
+    let icmp_type = || {
+        let digits = outer.iter().find_map(|w| w.strip_prefix(b"TYPE="))?;
+        std::str::from_utf8(digits).ok()?.parse::<u8>().ok()
+    };
+    match proto {
+        "TCP" | "6" => outer.iter().any(|w| *w == b"ACK" || *w == b"RST"),
+        "ICMP" | "1" => icmp_type().is_some_and(|t| [0, 3, 4, 5, 11, 12, 14, 16, 18].contains(&t)),
+        "ICMPv6" | "58" => icmp_type().is_some_and(|t| (1..=4).contains(&t) || t == 129),
+        _ => false,
     }
 }
 
