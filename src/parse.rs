@@ -69,8 +69,51 @@ pub struct LineParser {
     /// The last timestamp text and its value: a busy log repeats the same second many times.
     cached_stamp: Vec<u8>,
     cached_time: i64,
-    /// The last destination address read: a host's lines name its own few addresses.
-    last_dst: LastAddress,
+    /// What the lines read so far leave for the next.
+    memo: Memo,
+}
+
+/// What the last lines read leave for the next: a host's lines repeat their interfaces, MAC
+/// and destination address, so each is read and checked once per distinct text.
+#[derive(Clone, Default)]
+struct Memo {
+    dst: LastAddress,
+    /// The fields' head up to `SRC=` (`IN=eth0 OUT= MAC=… `, ending in its space) of a line
+    /// whose head read well, and where in it the MAC value lies (`None`: no `MAC=`).
+    head: Vec<u8>,
+    head_mac: Option<(usize, usize)>,
+}
+
+/// A head read from the memo: the MAC value, whether `MAC=` was there, and the text from
+/// `SRC=` on.
+type Head<'a> = (Option<&'a [u8]>, bool, &'a [u8]);
+
+impl Memo {
+    /// For fields starting with the remembered head: the MAC value, whether `MAC=` was there,
+    /// and the text from `SRC=` on, as reading the head again would give them.
+    fn head_of<'a>(&self, text: &'a [u8]) -> Option<Head<'a>> {
+        if self.head.is_empty() || !text.starts_with(&self.head) {
+            return None;
+        }
+        let rest = &text[self.head.len()..];
+        if self.head_mac.is_none() && rest.starts_with(b"MAC=") {
+            // Read afresh, so that a head with a MAC is remembered instead.
+            return None;
+        }
+        let mac = self.head_mac.map(|(from, to)| &text[from..to]);
+        Some((mac.filter(|m| !m.is_empty()), mac.is_some(), rest))
+    }
+
+    /// Remembers `text[..len]` as a head that read well, its MAC value at `mac`, when it ends
+    /// in the space after its last value (so that no longer value can start with it).
+    fn keep_head(&mut self, text: &[u8], len: usize, mac: Option<(usize, usize)>) {
+        if len == 0 || text[len - 1] != b' ' {
+            return;
+        }
+        self.head.clear();
+        self.head.extend_from_slice(&text[..len]);
+        self.head_mac = mac;
+    }
 }
 
 /// An address and the text it was read from, to spare reading the same text again.
@@ -118,7 +161,7 @@ impl LineParser {
             now,
             cached_stamp: Vec::new(),
             cached_time: 0,
-            last_dst: LastAddress::default(),
+            memo: Memo::default(),
         }
     }
 
@@ -196,7 +239,7 @@ impl LineParser {
         // Safe: every byte was checked to be ASCII.
         let host = std::str::from_utf8(host).unwrap_or_default();
         let field_text = first_field(&line[fields_at..]);
-        match fields(field_text, &mut self.last_dst) {
+        match fields(field_text, &mut self.memo) {
             Ok(f) => Line::Packet(Packet {
                 answer: f.tcp_flag.unwrap_or_else(|| is_answer(field_text, f.proto)),
                 time,
@@ -574,12 +617,24 @@ fn address(text: &[u8]) -> Option<IpAddr> {
 /// the general reader looks for sits somewhere this one does not look, or a value is not
 /// ASCII, the line goes there. The words read on the way tell whether a TCP packet carries
 /// ACK or RST, so that [`is_answer`] need not look again.
-fn fields_in_order<'a>(text: &'a [u8], last_dst: &mut LastAddress) -> Option<Fields<'a>> {
-    let (_, rest) = take_ascii(text, b"IN=")?;
-    let (_, rest) = take_ascii(rest, b"OUT=")?;
-    let (mac, mac_seen, rest) = match take_ascii(rest, b"MAC=") {
-        Some((mac, rest)) => (Some(mac).filter(|m| !m.is_empty()), true, rest),
-        None => (None, false, rest),
+fn fields_in_order<'a>(text: &'a [u8], memo: &mut Memo) -> Option<Fields<'a>> {
+    let (mac, mac_seen, rest) = match memo.head_of(text) {
+        Some(known) => known,
+        None => {
+            let (_, rest) = take_ascii(text, b"IN=")?;
+            let (_, rest) = take_ascii(rest, b"OUT=")?;
+            let mac_at = text.len() - rest.len() + b"MAC=".len();
+            let (mac, rest) = match take_ascii(rest, b"MAC=") {
+                Some((mac, rest)) => (Some(mac), rest),
+                None => (None, rest),
+            };
+            if mac.is_some_and(|m| !is_mac(m)) {
+                return None;
+            }
+            let span = mac.map(|m| (mac_at, mac_at + m.len()));
+            memo.keep_head(text, text.len() - rest.len(), span);
+            (mac.filter(|m| !m.is_empty()), mac.is_some(), rest)
+        }
     };
     let (src, rest) = take_raw(rest, b"SRC=")?;
     let (dst, mut rest) = take_raw(rest, b"DST=")?;
@@ -626,14 +681,14 @@ fn fields_in_order<'a>(text: &'a [u8], last_dst: &mut LastAddress) -> Option<Fie
         }
         None => (None, rest),
     };
-    let proto = protocol_name(proto)?;
+    let proto = protocol_name(proto).filter(|p| is_protocol(p))?;
     let tcp_flag = matches!(proto, "TCP" | "6").then(|| {
         flag || rest
             .split(|b| *b == b' ')
             .take_while(|w| w.first() != Some(&b'['))
             .any(is_answer_flag)
     });
-    let (src, dst) = (address(src)?, last_dst.read(dst)?);
+    let (src, dst) = (address(src)?, memo.dst.read(dst)?);
     Some(Fields {
         mac,
         src,
@@ -664,14 +719,15 @@ fn protocol_name(value: &[u8]) -> Option<&str> {
 
 /// The fields after a prefix, each value checked against the shape the kernel prints it in:
 /// a line whose values have another shape did not come from the kernel, and is malformed.
-fn fields<'a>(text: &'a [u8], dst: &mut LastAddress) -> Result<Fields<'a>, &'static str> {
+fn fields<'a>(text: &'a [u8], memo: &mut Memo) -> Result<Fields<'a>, &'static str> {
     if !text.starts_with(b"IN=") {
         return Err("no IN= after the prefix");
     }
-    let f = match fields_in_order(text, dst) {
-        Some(f) => f,
-        None => fields_by_name(text)?,
-    };
+    // The fast reader takes a line only when every value it read has the kernel's shape.
+    if let Some(f) = fields_in_order(text, memo) {
+        return Ok(f);
+    }
+    let f = fields_by_name(text)?;
     if !is_protocol(f.proto) {
         return Err("bad PROTO=");
     }
@@ -1064,14 +1120,14 @@ mod tests {
         ];
         let fast_taken = lines
             .iter()
-            .filter(|line| fields_in_order(line, &mut LastAddress::default()).is_some())
+            .filter(|line| fields_in_order(line, &mut Memo::default()).is_some())
             .count();
         for line in lines {
             readers_agree(line);
         }
         assert_eq!(fast_taken, 8, "the kernel's usual lines take the fast path");
         let tcp = |line: &[u8]| {
-            fields_in_order(line, &mut LastAddress::default())
+            fields_in_order(line, &mut Memo::default())
                 .unwrap()
                 .tcp_flag
         };
@@ -1079,19 +1135,19 @@ mod tests {
         assert_eq!(tcp(lines[2]), Some(true), "RST after DPT=");
         assert_eq!(tcp(lines[3]), Some(false), "ACK of the quoted packet");
         assert!(
-            fields_in_order(lines[7], &mut LastAddress::default()).is_none(),
+            fields_in_order(lines[7], &mut Memo::default()).is_none(),
             "no outer PROTO: never the quoted one"
         );
         assert_eq!(
-            fields(lines[7], &mut LastAddress::default()).err(),
+            fields(lines[7], &mut Memo::default()).err(),
             Some("no PROTO=")
         );
         assert!(
-            fields_in_order(lines[9], &mut LastAddress::default()).is_none(),
+            fields_in_order(lines[9], &mut Memo::default()).is_none(),
             "another order goes to the general reader"
         );
         assert_eq!(
-            fields(lines[9], &mut LastAddress::default()).unwrap().dpt,
+            fields(lines[9], &mut Memo::default()).unwrap().dpt,
             Some(80)
         );
     }
@@ -1118,6 +1174,63 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_head_is_remembered_only_up_to_its_space() {
+        let mut memo = Memo::default();
+        assert!(fields(b"IN=eth0 OUT=", &mut memo).is_err());
+        // `OUT=` holds `SRC=1.2.3.4` here: there is no SRC= field.
+        let glued = b"IN=eth0 OUT=SRC=1.2.3.4 DST=5.6.7.8 PROTO=TCP DPT=2";
+        assert_eq!(fields(glued, &mut memo).err(), Some("no SRC="));
+        let mut memo = Memo::default();
+        let mac = b"IN=eth0 OUT= MAC=aa:bb SRC=1.2.3.4 DST=5.6.7.8 PROTO=TCP DPT=2";
+        assert!(fields(mac, &mut memo).is_ok());
+        assert_eq!(memo.head, b"IN=eth0 OUT= MAC=aa:bb ");
+        let longer = b"IN=eth0 OUT= MAC=aa:bbcc SRC=1.2.3.4 DST=5.6.7.8 PROTO=TCP DPT=2";
+        assert_eq!(
+            fields(longer, &mut memo).unwrap().mac,
+            Some(&b"aa:bbcc"[..])
+        );
+    }
+
+    proptest::proptest! {
+        /// Whatever lines came before, a line reads as it reads alone: what the memo keeps
+        /// (a head, a destination) never stands in for text that differs.
+        #[test]
+        fn lines_read_after_others_read_as_alone(
+            lines in proptest::collection::vec(
+                (
+                    proptest::sample::select(vec![
+                        "IN=eth0 OUT= MAC=aa:bb ", "IN=eth0 OUT= MAC=aa:bbc ", "IN=eth0 OUT= MAC= ",
+                        "IN=eth0 OUT= MAC=zz ", "IN=eth0 OUT= ", "IN=eth0 OUT=", "IN=eth OUT= ",
+                        "IN=eth0 OUT=x ", "IN=eth0 OUT= MAC=aa:bb MAC=cc ", "IN=\u{e9} OUT= ",
+                        "IN=eth0 OUT= MAC=aa:bb",
+                    ]),
+                    proptest::sample::select(vec![
+                        "SRC=1.2.3.4 DST=5.6.7.8 LEN=1 PROTO=TCP SPT=1 DPT=2 ACK",
+                        "SRC=1.2.3.4 DST=5.6.7.89 PROTO=UDP SPT=1 DPT=2",
+                        "SRC=2600::1 DST=2600::2 PROTO=ICMPv6 TYPE=1",
+                        "SRC=1.2.3.4 DST=5.6.7.8 MAC=11:22 PROTO=TCP DPT=2",
+                        "MAC=11:22 SRC=1.2.3.4 DST=5.6.7.8 PROTO=TCP DPT=2",
+                        "SRC=1.2.3.4 DST=5.6.7.8 PROTO=TCPX DPT=2",
+                        "",
+                    ]),
+                ),
+                1..12,
+            ),
+        ) {
+            let mut memo = Memo::default();
+            let key = |f: Result<Fields<'_>, &'static str>| {
+                f.map(|f| (f.mac.map(<[u8]>::to_vec), f.src, f.dst, f.proto.to_string(), f.spt, f.dpt))
+            };
+            for (head, tail) in lines {
+                let line = format!("{head}{tail}");
+                let after = key(fields(line.as_bytes(), &mut memo));
+                let alone = key(fields(line.as_bytes(), &mut Memo::default()));
+                proptest::prop_assert_eq!(after, alone, "{}", line);
+            }
+        }
+    }
+
     /// When the fast reader takes a line, the general reader reads the same fields from it,
     /// and the flags it saw are those [`is_answer`] finds.
     fn readers_agree(line: &[u8]) {
@@ -1131,7 +1244,7 @@ mod tests {
                 f.dpt,
             )
         };
-        let Some(fast) = fields_in_order(line, &mut LastAddress::default()) else {
+        let Some(fast) = fields_in_order(line, &mut Memo::default()) else {
             return;
         };
         let text = String::from_utf8_lossy(line);
