@@ -284,6 +284,34 @@ pub(crate) struct Intake {
     pub(crate) stored_evidence: Vec<Vec<EvidenceLine>>,
 }
 
+/// For a source read again after `reread`: packets an earlier read counted (per prefix, up
+/// to the last one it counted) are passed over, wherever the cursor now points.
+fn counted_before(
+    scan: &mut Ingest<'_>,
+    state: &State,
+    key: &str,
+    prefixes: &[String],
+) -> Result<()> {
+    let until = state.counted(key)?;
+    scan.counted_before(prefixes.iter().map(|p| until.get(p).copied()).collect());
+    Ok(())
+}
+
+/// Notes, per prefix of the source just read, the last packet time counted as a hit: what a
+/// later read after `reread` must not count again.
+fn keep_counted(
+    counted: &mut Vec<(String, String, i64)>,
+    scan: &Ingest<'_>,
+    key: &str,
+    prefixes: &[String],
+) {
+    for (k, until) in scan.counted_until().iter().enumerate() {
+        if let (Some(t), Some(prefix)) = (until, prefixes.get(k)) {
+            counted.push((key.to_string(), prefix.clone(), *t));
+        }
+    }
+}
+
 /// Reads the sources and merges what they say with what was known; returns that and the
 /// ledger as it stands. The ledger is read when the first packet line needs it (through a
 /// connection of its own: the reading threads cannot share the run's), so a run that reads no
@@ -380,7 +408,13 @@ pub(crate) fn ingest(
                     Some(s) => s.journal_cursor(&key)?,
                     None => None,
                 };
+                if let Some(s) = state
+                    && s.reread_pending(&key)?
+                {
+                    counted_before(&mut scan, s, &key, &source_cfg.prefixes)?;
+                }
                 let read = journal::read(cursor.as_deref(), source_cfg.start_at, &mut scan)?;
+                keep_counted(&mut counted, &scan, &key, &source_cfg.prefixes);
                 if let Some(c) = read.filter(|c| Some(c) != cursor.as_ref()) {
                     cursors.push((key, StoredCursor::Journal(c)));
                 }
@@ -401,14 +435,7 @@ pub(crate) fn ingest(
                         _ => false,
                     };
                     if let (Some(s), true) = (state, reread) {
-                        let until = s.counted(&key)?;
-                        scan.counted_before(
-                            source_cfg
-                                .prefixes
-                                .iter()
-                                .map(|p| until.get(p).copied())
-                                .collect(),
-                        );
+                        counted_before(&mut scan, s, &key, &source_cfg.prefixes)?;
                     }
                     let before = scan.counted();
                     let read = source::read(&path, cursor.as_ref(), source_cfg.start_at, &mut scan)
@@ -439,11 +466,7 @@ pub(crate) fn ingest(
                             eprintln!("abuse-mailer: warning: {hint}");
                         }
                     }
-                    for (k, until) in scan.counted_until().iter().enumerate() {
-                        if let (Some(t), Some(prefix)) = (until, source_cfg.prefixes.get(k)) {
-                            counted.push((key.clone(), prefix.clone(), *t));
-                        }
-                    }
+                    keep_counted(&mut counted, &scan, &key, &source_cfg.prefixes);
                     // An unchanged cursor is not written again: a quiet run commits nothing.
                     if let Some(c) = read.cursor.filter(|c| Some(c) != cursor.as_ref()) {
                         cursors.push((key, StoredCursor::File(c)));

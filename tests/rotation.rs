@@ -581,8 +581,17 @@ fn journald_reread_reads_the_journal_again_and_sends_nothing_twice() {
     assert!(out.stderr.contains("read 3 lines"), "{}", out.stderr);
     assert!(out.stderr.contains("0 sent"), "{}", out.stderr);
     assert_eq!(s.outbox().len(), 1);
+    assert_eq!(
+        observed_hits(&s).get(IPS[2]),
+        Some(&3),
+        "the journal read again counts no packet twice"
+    );
     let out = s.run(&["run"]).ok();
     assert!(out.stderr.contains("read 0 lines"), "{}", out.stderr);
+    // A packet logged after the reread still counts.
+    s.append("journal.json", &(journal_entry(4, IPS[2]) + "\n"));
+    s.run(&["run"]).ok();
+    assert_eq!(observed_hits(&s).get(IPS[2]), Some(&4));
 }
 
 /// A point of a run at which it is killed, and how the test sees the run has reached it.
