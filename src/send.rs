@@ -37,6 +37,7 @@ use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 
 use crate::config::{Security, SmtpConfig, TransportConfig};
+use crate::excerpt::clean_line;
 
 /// One message's whole dialogue may last this many `mail.timeout_secs`: a healthy dialogue is
 /// a handful of quick exchanges, and the reply to the body (the slow one) gets one allowance.
@@ -452,9 +453,14 @@ fn tls_failure(e: &dyn std::error::Error) -> bool {
     false
 }
 
+/// Longest text of a server's or a program's own that an error or a log line repeats.
+const REMOTE_TEXT: usize = 500;
+
+/// A server's reply as an error repeats it: on one line, without control characters or
+/// invisible formatting (the server's text reaches a terminal and the state).
 fn reply_text(reply: &lettre::transport::smtp::response::Response) -> String {
     let text = reply.message().collect::<Vec<_>>().join(" ");
-    format!("{} {text}", reply.code()).trim().to_string()
+    clean_line(&format!("{} {text}", reply.code()), REMOTE_TEXT)
 }
 
 /// lettre's error with its causes, on one line.
@@ -469,7 +475,8 @@ fn error_text(e: &dyn std::error::Error) -> String {
         }
         source = s.source();
     }
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
+    // The causes may quote the server.
+    clean_line(&text, REMOTE_TEXT)
 }
 
 fn envelope(from: &Mailbox, recipients: &[String]) -> Result<Envelope, SendError> {
@@ -617,10 +624,7 @@ impl Transport for Sendmail {
         let said = said_rx
             .recv_timeout(settle.saturating_duration_since(Instant::now()))
             .unwrap_or_default();
-        let said = String::from_utf8_lossy(&said)
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ");
+        let said = clean_line(&String::from_utf8_lossy(&said), REMOTE_TEXT);
         match status.code() {
             Some(0) if matches!(written, Some(Ok(()))) => {
                 Ok(format!("{shown} accepted the message"))

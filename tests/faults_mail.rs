@@ -170,6 +170,28 @@ fn a_552_is_rejected_and_the_ips_go_out_once_in_a_new_report() {
 }
 
 #[test]
+fn a_refusal_text_with_control_characters_is_shown_clean() {
+    let server = FaultyServer::start(Mode::RejectWithControls);
+    let s = Setup::new(&smtp_config(server.port, "none", ""));
+    s.write("messages", &attack_log());
+    let out = s.run_bounded(&["run"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("(550): 5.7.1"), "{}", out.stderr);
+    assert!(out.stderr.contains("denied gnp.exe"), "{}", out.stderr);
+    let mut stored = fs::read(s.path("state/state.db")).unwrap();
+    stored.extend(fs::read(s.path("state/state.db-wal")).unwrap_or_default());
+    let stored = String::from_utf8_lossy(&stored);
+    for c in ['\x1b', '\x07', '\u{202e}'] {
+        assert!(!out.stderr.contains(c), "{c:?} in {:?}", out.stderr);
+    }
+    assert!(
+        !stored.contains("\x1b]0;owned"),
+        "the state keeps the raw reply"
+    );
+    assert_eq!(history(&s)[0]["status"], "rejected");
+}
+
+#[test]
 fn starttls_required_but_not_offered_is_a_config_error() {
     let server = FaultyServer::start(Mode::NoStartTls);
     let s = Setup::new(&smtp_config(server.port, "starttls", ""));

@@ -30,6 +30,9 @@ pub enum Mode {
     TempFailThenOk,
     /// Refuses every body with 552.
     Reject552,
+    /// Refuses every body with a 550 whose text carries terminal escapes, a bell and a
+    /// right-to-left override.
+    RejectWithControls,
     /// Healthy, and (like every mode) never offers STARTTLS: for clients that require it.
     NoStartTls,
 }
@@ -187,6 +190,9 @@ impl FaultyServer {
                             }
                         },
                         Mode::Reject552 => say("552 5.3.4 message too big for this desk\r\n")?,
+                        Mode::RejectWithControls => {
+                            say("550 5.7.1 \x1b]0;owned\x07\x1b[2Jdenied \u{202e}gnp.exe\r\n")?
+                        }
                         Mode::TempFailThenOk
                             if self.bodies_answered.fetch_add(1, Ordering::SeqCst) == 0 =>
                         {
