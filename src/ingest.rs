@@ -399,8 +399,7 @@ impl PartialEq<&str> for Name {
 }
 
 /// Whether a bounded set of names takes `name`: not held yet, and among its smallest.
-fn takes_name(set: &SmallSet<Name>, name: &str, cap: usize) -> bool {
-    let name = name.as_bytes();
+fn takes_name(set: &SmallSet<Name>, name: &[u8], cap: usize) -> bool {
     // Most lines repeat a name the set holds (one protocol or two, one host): compared in
     // place, byte by byte, before any ordered search.
     let held = |n: &Name| {
@@ -468,7 +467,7 @@ impl Observation {
         self.hits += 1;
         self.first_seen = self.first_seen.min(p.time);
         self.last_seen = self.last_seen.max(p.time);
-        if takes_name(&self.protocols, p.proto, MAX_SMALL_SET) {
+        if takes_name(&self.protocols, p.proto.as_bytes(), MAX_SMALL_SET) {
             insert_capped(&mut self.protocols, Name::from(p.proto), MAX_SMALL_SET);
         }
         if let Some(port) = p.dpt {
@@ -479,7 +478,9 @@ impl Observation {
         }
         insert_capped(&mut self.dsts, p.dst, MAX_SMALL_SET);
         if takes_name(&self.hosts, p.host, MAX_SMALL_SET) {
-            insert_capped(&mut self.hosts, Name::from(p.host), MAX_SMALL_SET);
+            // The parser let only ASCII through.
+            let host = String::from_utf8_lossy(p.host);
+            insert_capped(&mut self.hosts, Name::from(host.as_ref()), MAX_SMALL_SET);
         }
     }
 
@@ -1336,7 +1337,7 @@ mod tests {
         let ip: IpAddr = "3.5.140.2".parse().unwrap();
         let packet = |port: u16| Packet {
             time: 1,
-            host: "h",
+            host: b"h",
             prefix: 0,
             src: ip,
             dst: ip,
@@ -1580,12 +1581,12 @@ mod tests {
         }
         let mut set = SmallSet::new();
         for t in ["web2", "web1", "web2"] {
-            if takes_name(&set, t, 2) {
+            if takes_name(&set, t.as_bytes(), 2) {
                 insert_capped(&mut set, Name::from(t), 2);
             }
         }
         assert_eq!(set.as_slice(), ["web1", "web2"]);
-        assert!(!takes_name(&set, "web3", 2) && takes_name(&set, "web0", 2));
+        assert!(!takes_name(&set, b"web3", 2) && takes_name(&set, b"web0", 2));
         assert!(set.contains("web1"));
     }
 

@@ -33,7 +33,8 @@ pub struct Packet<'a> {
     /// Seconds since the Unix epoch (UTC) of the syslog timestamp.
     pub time: i64,
     /// The host that logged the line (syslog's HOSTNAME field).
-    pub host: &'a str,
+    /// Only ASCII letters, digits and `. _ - :` (a line with any other host is malformed).
+    pub host: &'a [u8],
     /// Which configured prefix matched (index into the prefixes the parser was built with).
     pub prefix: usize,
     pub src: IpAddr,
@@ -236,8 +237,6 @@ impl LineParser {
         if !is_host_name(host) {
             return Line::Malformed("bad host name");
         }
-        // Safe: every byte was checked to be ASCII.
-        let host = std::str::from_utf8(host).unwrap_or_default();
         let field_text = first_field(&line[fields_at..]);
         match fields(field_text, &mut self.memo) {
             Ok(f) => Line::Packet(Packet {
@@ -856,7 +855,7 @@ mod tests {
             got,
             Packet {
                 time: at("2026-01-25T23:51:25Z"),
-                host: "web1",
+                host: b"web1",
                 prefix: 0,
                 src: IpAddr::V4(Ipv4Addr::new(34, 223, 47, 190)),
                 dst: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10)),
@@ -910,7 +909,7 @@ mod tests {
                     TOS=0x00 PREC=0x00 TTL=228 ID=54321 PROTO=TCP SPT=58923 DPT=21 WINDOW=65535 RES=0x00 SYN URGP=0 ";
         let got = packet(&mut p, line);
         assert_eq!(got.time, at("2015-03-07T03:09:30Z"));
-        assert_eq!(got.host, "servername");
+        assert_eq!(got.host, b"servername");
         assert_eq!(got.src, "4.4.4.4".parse::<IpAddr>().unwrap());
         assert_eq!((got.spt, got.dpt), (Some(58923), Some(21)));
     }
@@ -923,7 +922,7 @@ mod tests {
                     TOS=0x00 PREC=0x00 TTL=63 ID=0 DF PROTO=TCP SPT=38842 DPT=443 WINDOW=2853 RES=0x00 ACK URGP=0";
         let got = packet(&mut p, line);
         assert_eq!(got.time, at("2021-03-12T14:10:18Z"));
-        assert_eq!(got.host, "Hostname");
+        assert_eq!(got.host, b"Hostname");
         assert_eq!(got.src, "67.43.156.15".parse::<IpAddr>().unwrap());
         assert_eq!(got.dpt, Some(443));
     }
@@ -944,7 +943,7 @@ mod tests {
                     MAC=56:00:03:85:82:df:fe:00:03:85:82:df:08:00 SRC=192.241.219.198 DST=158.247.223.84 \
                     LEN=40 TOS=0x00 PREC=0x00 TTL=241 ID=54321 PROTO=TCP SPT=60834 DPT=5985 WINDOW=65535 RES=0x00 SYN URGP=0 ";
         let got = packet(&mut p, line);
-        assert_eq!(got.host, "vultr");
+        assert_eq!(got.host, b"vultr");
         assert_eq!(got.src, "192.241.219.198".parse::<IpAddr>().unwrap());
         assert_eq!(got.dpt, Some(5985));
     }
@@ -1396,7 +1395,7 @@ mod tests {
             let line = format!(
                 "Jan 25 23:51:25 {host} kernel: D:IN=eth0 OUT= SRC=3.5.140.2 DST=192.0.2.1 PROTO=TCP SPT=1 DPT=22"
             );
-            assert_eq!(packet(&mut p, &line).host, host);
+            assert_eq!(packet(&mut p, &line).host, host.as_bytes());
         }
         let port = "Jan 25 23:51:25 h kernel: D:IN=eth0 OUT= SRC=3.5.140.2 DST=192.0.2.1 PROTO=TCP SPT=+1 DPT=22";
         assert_eq!(p.parse(port.as_bytes()), Line::Malformed("bad port"));
