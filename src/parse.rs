@@ -537,12 +537,14 @@ fn is_host_name(host: &[u8]) -> bool {
 /// The protocol names the kernel's LOG target prints; any other protocol it prints as a number.
 const PROTOCOLS: [&str; 7] = ["TCP", "UDP", "UDPLITE", "ICMP", "ICMPv6", "AH", "ESP"];
 
-/// `PROTO=` as the kernel prints it: a known name or a protocol number (0 to 255).
+/// `PROTO=` as the kernel prints it: a known name or a protocol number (0 to 255, without
+/// a leading zero: `06` is not how the kernel writes TCP, and is not read as TCP).
 fn is_protocol(proto: &str) -> bool {
     PROTOCOLS.contains(&proto)
         || (!proto.is_empty()
             && proto.len() <= 3
             && proto.bytes().all(|b| b.is_ascii_digit())
+            && (proto == "0" || !proto.starts_with('0'))
             && proto.parse::<u16>().is_ok_and(|n| n <= 255))
 }
 
@@ -1367,6 +1369,9 @@ mod tests {
             "256",
             "1e3",
             "0047",
+            "06",
+            "006",
+            "00",
         ] {
             assert_eq!(
                 p.parse(line(bad).as_bytes()),

@@ -225,6 +225,9 @@ const PROTOS: &[&str] = &[
     "TCP\x1b[31m",
     "",
     "1e3",
+    "06",
+    "0",
+    "6",
 ];
 
 /// A small deterministic source of choices, so that one number shrinks to one line.

@@ -330,6 +330,7 @@ pub fn reference_fields(text: &[u8]) -> Option<RefFields> {
         || (!proto.is_empty()
             && proto.len() <= 3
             && proto.bytes().all(|b| b.is_ascii_digit())
+            && (proto == "0" || !proto.starts_with('0'))
             && proto.parse::<u16>().is_ok_and(|n| n <= 255));
     if !known {
         return None;
