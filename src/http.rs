@@ -1,8 +1,8 @@
 //! HTTPS for the remote parties the tool talks to (the AWS Abuse Signal API, RDAP registries):
 //! ureq over the rustls (ring) that lettre already brings, the system's root certificates plus
 //! any the operator adds, which URLs a configuration may name, and which hosts may be spoken
-//! to in plain HTTP (loopback alone). Each client builds its own agent (deadlines, redirects
-//! and proxies differ); this module owns only what they must agree on.
+//! to in plain HTTP (loopback alone). Each client gets its agent from [`agent`], with its own
+//! deadline and its own rule for which peers are local.
 
 use std::sync::Arc;
 
@@ -155,6 +155,24 @@ pub fn tls_config(roots: Vec<ureq::tls::Certificate<'static>>) -> ureq::tls::Tls
         .root_certs(ureq::tls::RootCerts::Specific(Arc::new(roots)))
         .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .build()
+}
+
+/// An agent as every client here wants one: these roots, every call ended within
+/// `deadline`, error statuses read rather than raised, no redirect followed by itself (each
+/// client judges where one leads), and the tool's name. HTTPS only unless the peer is this
+/// machine (`local`), whose traffic no proxy from the environment sees either.
+pub fn agent(tls: ureq::tls::TlsConfig, deadline: std::time::Duration, local: bool) -> ureq::Agent {
+    let mut config = ureq::Agent::config_builder()
+        .tls_config(tls)
+        .timeout_global(Some(deadline))
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .https_only(!local)
+        .user_agent(format!("abuse-mailer/{}", env!("CARGO_PKG_VERSION")));
+    if local {
+        config = config.proxy(None);
+    }
+    config.build().new_agent()
 }
 
 #[cfg(test)]

@@ -124,19 +124,8 @@ impl Client {
             }
         }
         let tls = crate::http::tls_config(roots);
-        let mut config = ureq::Agent::config_builder()
-            .tls_config(tls)
-            .timeout_global(Some(cfg.timeout))
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .https_only(!endpoint.loopback)
-            .user_agent(format!("abuse-mailer/{}", env!("CARGO_PKG_VERSION")));
-        if endpoint.loopback {
-            // A proxy from the environment must not see a local stub's traffic.
-            config = config.proxy(None);
-        }
         Ok(Client {
-            agent: config.build().new_agent(),
+            agent: crate::http::agent(tls, cfg.timeout, endpoint.loopback),
             endpoint,
             region: cfg.region.clone(),
             creds,

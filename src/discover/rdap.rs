@@ -307,17 +307,9 @@ impl Http {
     pub fn new(deadline: Duration) -> Self {
         // Without system roots every HTTPS call fails on its own, which is a local failure.
         let tls = crate::http::tls_config(crate::http::system_roots());
-        let base = || {
-            ureq::Agent::config_builder()
-                .tls_config(tls.clone())
-                .timeout_global(Some(deadline))
-                .http_status_as_error(false)
-                .max_redirects(0)
-                .user_agent(format!("abuse-mailer/{}", env!("CARGO_PKG_VERSION")))
-        };
         Http {
-            remote: base().https_only(true).build().new_agent(),
-            local: base().proxy(None).build().new_agent(),
+            remote: crate::http::agent(tls.clone(), deadline, false),
+            local: crate::http::agent(tls, deadline, true),
         }
     }
 
