@@ -26,6 +26,7 @@ use crate::state::{ReportRecord, Settled, State};
 pub fn main(cli: Cli) -> u8 {
     match dispatch(&cli) {
         Ok(code) => code,
+        Err(e) if crate::error::stdout_closed(&e) => crate::error::EXIT_OK,
         Err(e) => {
             eprintln!("abuse-mailer: {}", one_line(&e));
             exit_code(&e)

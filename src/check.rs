@@ -28,10 +28,10 @@ struct Tally {
 
 impl Tally {
     fn ok(&self, item: &str, text: &str) {
-        println!("ok      {item:<10} {text}");
+        crate::output::say(format_args!("ok      {item:<10} {text}"));
     }
     fn warn(&self, item: &str, text: &str) {
-        println!("warning {item:<10} {text}");
+        crate::output::say(format_args!("warning {item:<10} {text}"));
     }
     /// A warning that fails the check: what it names loses data if left as it is.
     fn failing_warning(&mut self, item: &str, text: &str) {
@@ -39,11 +39,11 @@ impl Tally {
         self.other_errors += 1;
     }
     fn config(&mut self, item: &str, text: &str) {
-        println!("error   {item:<10} {text}");
+        crate::output::say(format_args!("error   {item:<10} {text}"));
         self.config_errors += 1;
     }
     fn other(&mut self, item: &str, text: &str) {
-        println!("error   {item:<10} {text}");
+        crate::output::say(format_args!("error   {item:<10} {text}"));
         self.other_errors += 1;
     }
 }

@@ -38,6 +38,19 @@ impl fmt::Display for TransientError {
 
 impl std::error::Error for TransientError {}
 
+/// Whether the error is standard output closed by its reader (a pager quit, `| head`): the
+/// work is done or stopped where nothing more could be shown, and there is no one to tell.
+pub fn stdout_closed(err: &anyhow::Error) -> bool {
+    let broken = Some(std::io::ErrorKind::BrokenPipe);
+    err.chain().any(|cause| {
+        cause.downcast_ref::<std::io::Error>().map(|e| e.kind()) == broken
+            || cause
+                .downcast_ref::<serde_json::Error>()
+                .and_then(serde_json::Error::io_error_kind)
+                == broken
+    })
+}
+
 /// The exit status for an error: the kind found first in its chain decides.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {

@@ -53,7 +53,9 @@ pub fn print(
         .and_then(|s| s.prefixes.first())
         .map_or(DEFAULT_PREFIX, String::as_str);
     let text = render(&provider, format, &ports, prefix);
-    print!("{text}");
+    // Written, not printed: a reader that quits (`iptables-restore` failing) is an error
+    // to return, not a panic.
+    std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes())?;
     Ok(EXIT_OK)
 }
 

@@ -242,12 +242,12 @@ pub(crate) fn deliver(
             outcome.sent += 1;
             outcome.desks_deferred_in_a_row.clear();
             if verbosity != Verbosity::Quiet {
-                println!(
+                crate::output::say(format_args!(
                     "report {} to {} ({} IPs): sent: {detail}",
                     record.id,
                     record.recipients.join(", "),
                     record.ips.len()
-                );
+                ));
             }
         }
         // A discovered desk's report that the server answered with "later": that desk waits

@@ -19,6 +19,14 @@ use crate::plan::Planned;
 use crate::render::ReportIp;
 use crate::state::{HistoryFilter, ReportContact, State, Status};
 
+/// A line for the operator on standard output. Output closed or gone (a pager quit, `| head`,
+/// a closed descriptor under a daemon) neither stops the work the line is about nor panics
+/// as `println!` would: a line that cannot be shown is dropped.
+pub(crate) fn say(line: std::fmt::Arguments<'_>) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_fmt(line).and_then(|()| out.write_all(b"\n"));
+}
+
 #[derive(Serialize)]
 pub(crate) struct JsonOutput<'a> {
     pub(crate) reports: Vec<JsonReport<'a>>,

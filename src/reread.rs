@@ -36,11 +36,15 @@ pub fn reread(
     if config.kind == SourceKind::Journald {
         let cursor = match since {
             Some(t) => {
-                println!("source journald: the next run reads the journal again from {since_text}");
+                crate::output::say(format_args!(
+                    "source journald: the next run reads the journal again from {since_text}"
+                ));
                 journal::reread_since(t.timestamp())
             }
             None => {
-                println!("source journald: the next run reads the whole journal again");
+                crate::output::say(format_args!(
+                    "source journald: the next run reads the whole journal again"
+                ));
                 journal::REREAD_ALL.to_string()
             }
         };
@@ -51,16 +55,16 @@ pub fn reread(
         let from = source::reread_from(&file, since.map(|t| (t.timestamp(), &mut parser)))?;
         let shown = file.display();
         match &from.start {
-            RereadStart::Oldest => println!(
+            RereadStart::Oldest => crate::output::say(format_args!(
                 "source {shown}: the next run reads it again from the start of its oldest rotated file"
-            ),
-            RereadStart::At(at, offset) => println!(
+            )),
+            RereadStart::At(at, offset) => crate::output::say(format_args!(
                 "source {shown}: the next run reads it again from {} at byte {offset} (the first packet logged at or after {since_text})",
                 at.display()
-            ),
-            RereadStart::NothingSince => println!(
+            )),
+            RereadStart::NothingSince => crate::output::say(format_args!(
                 "source {shown}: nothing logged since {since_text}; the next run reads what is written from now on"
-            ),
+            )),
         }
         cursors.push((
             file.to_string_lossy().into_owned(),

@@ -248,3 +248,49 @@ fn systemd_units_verify() {
         "warnings about our units: {said}"
     );
 }
+
+/// Runs `args` with standard output a pipe whose reader has already gone (a pager quit, a
+/// `| head` done reading, a daemon's closed descriptor).
+fn run_with_closed_stdout(s: &Setup, args: &[&str]) -> Ran {
+    let mut child = s
+        .command(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    Ran::from(child.wait_with_output().unwrap())
+}
+
+#[test]
+fn output_closed_by_its_reader_neither_panics_nor_stops_a_run() {
+    let s = Setup::new(&standard_config("max_ips_per_message = 1"));
+    let log: String = ["3.5.140.2", "3.5.140.3", "3.5.140.4"]
+        .iter()
+        .enumerate()
+        .map(|(i, ip)| drop_line(&format!("10:00:0{i}"), ip, "TCP", 22))
+        .collect();
+    s.write("messages", &log);
+    // Each report sent is said on standard output: the first such line used to panic, so
+    // the run stopped after one report.
+    let out = run_with_closed_stdout(&s, &["run"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(s.outbox().len(), 3, "every part goes out: {}", out.stderr);
+    for args in [
+        &["history"][..],
+        &["history", "--json"],
+        &["preview"],
+        &["preview", "--json"],
+        &["check"],
+        &["firewall", "--provider", "aws"],
+        &["show", "nothing-by-this-id"],
+    ] {
+        let out = run_with_closed_stdout(&s, args);
+        assert!(
+            !out.stderr.contains("panicked") && !out.stderr.contains("Broken pipe"),
+            "{args:?}: {}",
+            out.stderr
+        );
+        assert_ne!(out.code, 101, "{args:?}: {}", out.stderr);
+    }
+}
