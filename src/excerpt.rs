@@ -280,7 +280,11 @@ pub fn redact(line: &str, what: &[Redact]) -> String {
                 inner = true;
             }
             let bare = token.strip_prefix('[').unwrap_or(token);
-            let hide = (what.contains(&Redact::Mac) && bare.starts_with("MAC="))
+            // `--log-macdecode` prints the two addresses as MACSRC= and MACDST=.
+            let mac = ["MAC=", "MACSRC=", "MACDST="]
+                .iter()
+                .any(|k| bare.starts_with(k));
+            let hide = (what.contains(&Redact::Mac) && mac)
                 || (what.contains(&Redact::Dst)
                     && ((!inner && bare.starts_with("DST="))
                         || (inner && bare.starts_with("SRC="))));
@@ -428,6 +432,11 @@ mod tests {
             "h kernel: D:IN=eth0 OUT= MAC=redacted SRC=3.5.140.2 DST=redacted PROTO=ICMP TYPE=3 [SRC=redacted DST=3.5.140.2 ]"
         );
         assert_eq!(redact(l, &[]), l);
+        let decoded = "h kernel: D:IN=eth0 OUT= MACSRC=52:54:00:12:34:56 MACDST=fe:54:00:ab:cd:ef MACPROTO=0800 SRC=3.5.140.2 DST=192.0.2.1";
+        assert_eq!(
+            redact(decoded, &[Redact::Mac]),
+            "h kernel: D:IN=eth0 OUT= MACSRC=redacted MACDST=redacted MACPROTO=0800 SRC=3.5.140.2 DST=192.0.2.1"
+        );
     }
 
     #[test]
