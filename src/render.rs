@@ -364,14 +364,19 @@ impl Report {
     pub fn evidence_log(&self) -> String {
         let mut out = String::new();
         for ip in self.ips.iter().filter(|i| !i.evidence.is_empty()) {
-            out.push_str(&format!(
-                "# {}: {} packets from {} to {}; {} of its lines\n",
-                ip.ip,
-                ip.hits,
-                ip.first_seen,
-                ip.last_seen,
-                ip.evidence.len()
-            ));
+            let heading = if ip.hits == 1 {
+                format!("# {}: 1 packet at {}; its line\n", ip.ip, ip.first_seen)
+            } else {
+                format!(
+                    "# {}: {} packets from {} to {}; {} of its lines\n",
+                    ip.ip,
+                    ip.hits,
+                    ip.first_seen,
+                    ip.last_seen,
+                    ip.evidence.len()
+                )
+            };
+            out.push_str(&heading);
             for line in &ip.evidence {
                 out.push_str(line);
                 out.push('\n');

@@ -689,3 +689,24 @@ fn an_address_last_seen_before_max_age_days_is_history_not_a_report() {
     let v = s.run(&["preview", "--json"]).ok().json();
     assert_eq!(ip_list(&v["reports"][0]["ips"]), ["81.2.69.143"]);
 }
+
+#[test]
+fn evidence_headings_count_one_packet_as_one() {
+    let s = Setup::new(&standard_config(""));
+    let log = drop_line("10:00:00", "3.5.140.2", "TCP", 22)
+        + &drop_line("10:00:01", "3.5.140.3", "TCP", 22)
+        + &drop_line("10:00:02", "3.5.140.3", "TCP", 23);
+    s.write("messages", &log);
+    s.run(&["run"]).ok();
+    let raw = std::fs::read(&s.outbox()[0]).unwrap();
+    let m = MessageParser::default().parse(&raw).unwrap();
+    let evidence = attachment(&m, "evidence.log");
+    assert!(
+        evidence.contains("# 3.5.140.2: 1 packet at 2026-01-25T10:00:00+00:00; its line\n"),
+        "{evidence}"
+    );
+    assert!(
+        evidence.contains("# 3.5.140.3: 2 packets from 2026-01-25T10:00:01+00:00 to "),
+        "{evidence}"
+    );
+}
