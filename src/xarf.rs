@@ -84,7 +84,7 @@ pub fn document(report: &Report, message_id: &str) -> Value {
         ),
         "evidence": [{
             "content_type": "text/plain",
-            "description": format!("Firewall log lines from {} ({}-second excerpt)", ip.ip, report.excerpt_seconds),
+            "description": format!("Lines of our firewall log on packets from {}", ip.ip),
             "payload": base64::engine::general_purpose::STANDARD.encode(log.as_bytes()),
             "hash": format!("sha256:{:x}", Sha256::digest(log.as_bytes())),
             "size": log.len(),
