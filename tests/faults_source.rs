@@ -459,3 +459,28 @@ fn reread_since_counts_no_packet_twice() {
     assert_eq!(observed_hits(&s).get(A), Some(&2), "{}", out.stderr);
     assert!(s.outbox().is_empty(), "two packets are no three");
 }
+
+#[test]
+fn packets_older_than_max_age_days_do_not_count_towards_min_hits() {
+    // min_hits 3 (the default), max_age_days 30 (the default).
+    let mut s = Setup::new(&standard_config("").replace("min_hits = 1\n", ""));
+    let two: String = (0..2)
+        .map(|i| drop_line(&format!("10:00:0{i}"), A, "TCP", 22))
+        .collect();
+    s.write("messages", &two);
+    s.run(&["run"]).ok();
+    assert!(s.outbox().is_empty(), "two packets are below min_hits");
+    // Three months on, one more packet: the two from January are history.
+    s.now = "2026-04-26T08:00:00Z".to_string();
+    let april = |t: &str| drop_line(t, A, "TCP", 22).replace("Jan 25", "Apr 25");
+    s.append("messages", &april("10:00:00"));
+    let out = s.run(&["run"]).ok();
+    assert!(s.outbox().is_empty(), "one fresh packet is no three: {}", out.stderr);
+    assert_eq!(observed_hits(&s).get(A), Some(&1));
+    s.append("messages", &(april("10:00:01") + &april("10:00:02")));
+    s.run(&["run"]).ok();
+    let v = history(&s);
+    assert_eq!(v.len(), 1, "three fresh packets are reported");
+    let eml = std::fs::read_to_string(&s.outbox()[0]).unwrap();
+    assert!(!eml.contains("2026-01-25"), "the report reaches back to January:\n{eml}");
+}
