@@ -198,8 +198,8 @@ pub struct Provider {
     pub config: ProviderConfig,
     pub ranges: RangeTable,
     pub format: RangeFormat,
-    /// Ranges of the file left out by `regions` / `exclude_regions`: addresses in them are
-    /// not this provider's, even when their AS is.
+    /// Ranges of the file left out by `services`, `regions` or `exclude_regions`: addresses
+    /// in them are not this provider's, even when their AS is.
     pub excluded: RangeTable,
 }
 
@@ -217,15 +217,15 @@ impl Provider {
                 config.ranges.as_deref().unwrap_or(Path::new("")).display()
             )
         };
-        let (format, ranges) = match &config.ranges {
+        let (format, ranges, other_services) = match &config.ranges {
             Some(path) => {
-                load_ranges(path, config.format, &config.services).with_context(context)?
+                load_ranges_of(path, config.format, &config.services).with_context(context)?
             }
             // Matched by ASN only.
-            None => (RangeFormat::Cidr, RangeTable::default()),
+            None => (RangeFormat::Cidr, RangeTable::default(), Vec::new()),
         };
         let (ranges, excluded) = if config.regions.is_empty() && config.exclude_regions.is_empty() {
-            (ranges, RangeTable::default())
+            (ranges, RangeTable::new(other_services))
         } else {
             let (kept, left_out) = by_region(ranges, &config.regions, &config.exclude_regions);
             if kept.is_empty() {
@@ -234,7 +234,9 @@ impl Provider {
                 ))
                 .with_context(context);
             }
-            (kept, left_out)
+            let mut excluded = left_out.infos().to_vec();
+            excluded.extend(other_services);
+            (kept, RangeTable::new(excluded))
         };
         Ok(Provider {
             config: config.clone(),
@@ -284,6 +286,17 @@ pub fn load_ranges(
     format: Option<RangeFormat>,
     services: &[String],
 ) -> Result<(RangeFormat, RangeTable)> {
+    let (format, table, _) = load_ranges_of(path, format, services)?;
+    Ok((format, table))
+}
+
+/// [`load_ranges`], and the file's entries of other services than `services` (none when
+/// every service is wanted).
+fn load_ranges_of(
+    path: &Path,
+    format: Option<RangeFormat>,
+    services: &[String],
+) -> Result<(RangeFormat, RangeTable, Vec<RangeInfo>)> {
     let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read: {e}"))?;
     let json: Option<serde_json::Value> = if text.trim_start().starts_with('{') {
         Some(serde_json::from_str(&text).context("not valid JSON")?)
@@ -305,12 +318,14 @@ pub fn load_ranges(
         (RangeFormat::Geofeed, _) => parse_geofeed(&text)?,
         (RangeFormat::Cidr, _) => parse_cidr(&text)?,
     };
+    let mut other_services = Vec::new();
     if !services.is_empty() {
-        infos.retain(|i| {
+        let wanted = |i: &RangeInfo| {
             i.services
                 .iter()
                 .any(|s| services.iter().any(|w| w.eq_ignore_ascii_case(s)))
-        });
+        };
+        (infos, other_services) = infos.into_iter().partition(wanted);
     }
     if infos.is_empty() {
         if services.is_empty() {
@@ -318,7 +333,7 @@ pub fn load_ranges(
         }
         bail!("no prefixes of the services {}", services.join(", "));
     }
-    Ok((format, RangeTable::new(infos)))
+    Ok((format, RangeTable::new(infos), other_services))
 }
 
 /// The format a file's content shows.

@@ -291,6 +291,27 @@ fn provider_matched_by_asn_alone() {
 }
 
 #[test]
+fn other_services_are_not_the_providers_even_by_asn() {
+    let s = Setup::new(
+        &standard_config("")
+            .replace("{dir}/messages", "{repo}/fixtures/logs/messages")
+            .replace("services = [\"EC2\"]", "services = [\"EC2\"]\nasns = [16509]")
+            .replace(
+                "[mail]",
+                "[enrich]\nasn_db = \"{repo}/fixtures/asn/example-asn.mmdb\"\n[mail]",
+            ),
+    );
+    let v = s.run(&["preview", "--json"]).ok().json();
+    let reported = ips_of(&v["reports"][0]);
+    assert!(
+        reported.contains(&"34.223.47.190".to_string())
+            && !reported.contains(&"54.239.28.85".to_string()),
+        "54.239.28.85 is AS16509, but the file lists its prefix for AMAZON alone, not EC2: {reported:?}"
+    );
+    assert!(ip_list(&v["unattributed"]).contains(&"54.239.28.85".to_string()));
+}
+
+#[test]
 fn a_large_delta_is_split_into_numbered_parts_of_one_thread() {
     let s = example_with("").clone_with_provider(
         "x",
