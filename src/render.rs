@@ -437,6 +437,10 @@ fn abuse_kind(protocols: &[String], ports: &[u16], hits: u64, span_seconds: i64)
     } else {
         protocols.join("/")
     };
+    if ports.len() >= crate::ingest::MAX_PORTS {
+        // A source's record keeps its lowest ports only: a full set may stand for thousands.
+        return format!("port scan ({} or more ports, {proto})", ports.len());
+    }
     if ports.len() > 20 {
         return format!("port scan ({} ports, {proto})", ports.len());
     }
@@ -842,6 +846,18 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_scan_past_the_kept_ports_is_said_to_be_at_least_that_wide() {
+        let tcp = ["TCP".to_string()];
+        let ports: Vec<u16> = (1..=40).collect();
+        assert_eq!(abuse_kind(&tcp, &ports, 40, 40), "port scan (40 ports, TCP)");
+        let ports: Vec<u16> = (1..=crate::ingest::MAX_PORTS as u16).collect();
+        assert_eq!(
+            abuse_kind(&tcp, &ports, 65_535, 600),
+            "port scan (64 or more ports, TCP)"
+        );
+    }
 
     #[test]
     fn csv_cells_that_look_like_formulas_are_neutralised() {
