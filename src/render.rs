@@ -851,7 +851,10 @@ mod tests {
     fn a_scan_past_the_kept_ports_is_said_to_be_at_least_that_wide() {
         let tcp = ["TCP".to_string()];
         let ports: Vec<u16> = (1..=40).collect();
-        assert_eq!(abuse_kind(&tcp, &ports, 40, 40), "port scan (40 ports, TCP)");
+        assert_eq!(
+            abuse_kind(&tcp, &ports, 40, 40),
+            "port scan (40 ports, TCP)"
+        );
         let ports: Vec<u16> = (1..=crate::ingest::MAX_PORTS as u16).collect();
         assert_eq!(
             abuse_kind(&tcp, &ports, 65_535, 600),

@@ -475,12 +475,19 @@ fn packets_older_than_max_age_days_do_not_count_towards_min_hits() {
     let april = |t: &str| drop_line(t, A, "TCP", 22).replace("Jan 25", "Apr 25");
     s.append("messages", &april("10:00:00"));
     let out = s.run(&["run"]).ok();
-    assert!(s.outbox().is_empty(), "one fresh packet is no three: {}", out.stderr);
+    assert!(
+        s.outbox().is_empty(),
+        "one fresh packet is no three: {}",
+        out.stderr
+    );
     assert_eq!(observed_hits(&s).get(A), Some(&1));
     s.append("messages", &(april("10:00:01") + &april("10:00:02")));
     s.run(&["run"]).ok();
     let v = history(&s);
     assert_eq!(v.len(), 1, "three fresh packets are reported");
     let eml = std::fs::read_to_string(&s.outbox()[0]).unwrap();
-    assert!(!eml.contains("2026-01-25"), "the report reaches back to January:\n{eml}");
+    assert!(
+        !eml.contains("2026-01-25"),
+        "the report reaches back to January:\n{eml}"
+    );
 }

@@ -32,7 +32,7 @@ module(load="imtcp")
 input(type="imtcp" address="127.0.0.1" port="{port}" ruleset="remote")
 template(name="PerHostKernLog" type="string" string="{d}/hosts/%HOSTNAME%/kern.log")
 ruleset(name="remote") {{
-    action(type="omfile" dynaFile="PerHostKernLog" template="RSYSLOG_TraditionalFileFormat"
+    action(type="omfile" dynaFile="PerHostKernLog" template="RSYSLOG_FileFormat"
            dirCreateMode="0700" fileCreateMode="0600")
 }}
 "#
@@ -71,12 +71,20 @@ fn start(dir: &Path) -> (Rsyslogd, u16) {
     (daemon, port)
 }
 
-/// What a server's rsyslog forwards: `<PRI>TIMESTAMP HOST kernel: …`, one frame a line.
-fn forward(port: u16, host: &str, lines: &[String]) {
+/// What a server's rsyslog forwards with `RSYSLOG_ForwardFormat`: `<PRI>RFC3339-STAMP HOST
+/// kernel: …`, one frame a line, the stamp in the server's own zone (its local `date` and
+/// `offset`, `+09:00`).
+fn forward(port: u16, host: &str, (date, offset): (&str, &str), lines: &[String]) {
     let mut conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
     for line in lines {
+        // `Jan 25 10:00:00 web1 …` as the server stamps it.
+        let (bsd, rest) = line.split_at(15);
+        let time = &bsd[7..];
+        let frame = format!(
+            "{date}T{time}{offset}{}",
+            rest.replacen(" web1 ", &format!(" {host} "), 1)
+        );
         // kern.warning: facility 0, severity 4.
-        let frame = line.replacen(" web1 ", &format!(" {host} "), 1);
         writeln!(conn, "<4>{}", frame.trim_end()).unwrap();
     }
     conn.flush().unwrap();
@@ -114,10 +122,12 @@ fn two_hosts_through_rsyslog_are_reported_with_their_host_names() {
         .map(|i| drop_line(&format!("10:00:0{i}"), "3.5.140.2", "TCP", 22))
         .collect();
     let web2: Vec<String> = (0..2)
-        .map(|i| drop_line(&format!("10:00:0{i}"), "34.223.47.190", "UDP", 53))
+        .map(|i| drop_line(&format!("20:00:0{i}"), "34.223.47.190", "UDP", 53))
         .collect();
-    forward(port, "web1", &web1);
-    forward(port, "web2", &web2);
+    // Two servers in two zones, attacked at the same moment: each line keeps its own
+    // offset through the log host.
+    forward(port, "web1", ("2026-01-25", "+09:00"), &web1);
+    forward(port, "web2", ("2026-01-24", "-05:00"), &web2);
     wait_for_lines(&s.path("hosts/web1/kern.log"), 3);
     wait_for_lines(&s.path("hosts/web2/kern.log"), 2);
 
@@ -125,6 +135,10 @@ fn two_hosts_through_rsyslog_are_reported_with_their_host_names() {
     assert_eq!(v["summary"]["lines_matched"], 5, "{v}");
     let report = &v["reports"][0];
     assert_eq!(ip_list(&report["ips"]), ["3.5.140.2", "34.223.47.190"]);
+    // 10:00 in Tokyo and 20:00 the day before in New York are one moment (the configured
+    // zone is UTC).
+    assert_eq!(report["ips"][0]["first_seen"], "2026-01-25T01:00:00+00:00");
+    assert_eq!(report["ips"][1]["first_seen"], "2026-01-25T01:00:00+00:00");
     let excerpt: Vec<&str> = report["excerpt"]
         .as_array()
         .unwrap()
@@ -149,7 +163,8 @@ fn two_hosts_through_rsyslog_are_reported_with_their_host_names() {
     forward(
         port,
         "web2",
-        &[drop_line("10:05:00", "18.206.107.24", "TCP", 443)],
+        ("2026-01-24", "-05:00"),
+        &[drop_line("20:05:00", "18.206.107.24", "TCP", 443)],
     );
     wait_for_lines(&s.path("hosts/web2/kern.log"), 3);
     let v = s.run(&["preview", "--json"]).ok().json();

@@ -295,7 +295,10 @@ fn other_services_are_not_the_providers_even_by_asn() {
     let s = Setup::new(
         &standard_config("")
             .replace("{dir}/messages", "{repo}/fixtures/logs/messages")
-            .replace("services = [\"EC2\"]", "services = [\"EC2\"]\nasns = [16509]")
+            .replace(
+                "services = [\"EC2\"]",
+                "services = [\"EC2\"]\nasns = [16509]",
+            )
             .replace(
                 "[mail]",
                 "[enrich]\nasn_db = \"{repo}/fixtures/asn/example-asn.mmdb\"\n[mail]",
