@@ -67,7 +67,10 @@ fn dispatch(cli: &Cli) -> Result<u8> {
             &settings,
             now,
             source,
-            since.map(|d| now - d),
+            since.map(|d| {
+                now.checked_sub_signed(d)
+                    .unwrap_or(DateTime::<Utc>::MIN_UTC)
+            }),
             verbosity != Verbosity::Quiet,
         ),
         Command::Contacts { ip, json } => crate::contacts::command(&settings, now, *ip, *json),
@@ -89,7 +92,10 @@ fn run_or_preview(
     let options = Options {
         only: what.provider.as_deref(),
         json: what.json,
-        since: what.since.map(|d| now - d),
+        since: what.since.map(|d| {
+            now.checked_sub_signed(d)
+                .unwrap_or(DateTime::<Utc>::MIN_UTC)
+        }),
         verbosity,
     };
     if dry_run {

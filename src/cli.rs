@@ -147,15 +147,22 @@ pub fn parse_duration(text: &str) -> Result<chrono::Duration, String> {
     let n: i64 = number
         .parse()
         .map_err(|_| format!("{text:?}: expected a number and a unit, like 2h or 3d"))?;
-    match unit {
-        "s" => Ok(chrono::Duration::seconds(n)),
-        "m" => Ok(chrono::Duration::minutes(n)),
-        "h" => Ok(chrono::Duration::hours(n)),
-        "d" => Ok(chrono::Duration::days(n)),
-        "w" => Ok(chrono::Duration::weeks(n)),
-        _ => Err(format!(
-            "{text:?}: unknown unit {unit:?} (use s, m, h, d or w)"
-        )),
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => {
+            return Err(format!(
+                "{text:?}: unknown unit {unit:?} (use s, m, h, d or w)"
+            ));
+        }
+    };
+    let limit = i64::from(crate::config::MAX_DAYS) * 86_400;
+    match n.checked_mul(seconds) {
+        Some(s) if s <= limit => Ok(chrono::Duration::seconds(s)),
+        _ => Err(format!("{text:?}: at most a hundred years")),
     }
 }
 

@@ -204,7 +204,7 @@ impl<'s> World<'s> {
     /// The time before which a packet is history (`max_age_days`), if there is a limit.
     pub(crate) fn fresh_since(&self) -> Option<i64> {
         let days = self.settings.report.max_age_days;
-        (days > 0).then(|| (self.now - chrono::Duration::days(i64::from(days))).timestamp())
+        (days > 0).then(|| days_before(self.now, days).timestamp())
     }
 
     /// A digest of everything that decides which stored IPs are in a delta: the providers
@@ -255,8 +255,14 @@ impl<'s> World<'s> {
         self.settings
             .report
             .rereport_after_days
-            .map(|d| self.now - chrono::Duration::days(i64::from(d)))
+            .map(|d| days_before(self.now, d))
     }
+}
+
+/// `days` before `now`, or the calendar's start for a span reaching past it.
+fn days_before(now: DateTime<Utc>, days: u32) -> DateTime<Utc> {
+    now.checked_sub_signed(chrono::Duration::days(i64::from(days)))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
 /// Everything read this run, merged with what was known before.
@@ -525,9 +531,8 @@ pub(crate) fn ingest(
         let mut extra: Vec<IpAddr> = s.pending_ips()?;
         // Reports that left the re-report window since the marker free their IPs.
         if let Some(days) = settings.report.rereport_after_days {
-            let window = chrono::Duration::days(i64::from(days));
-            let from = DateTime::<Utc>::from_timestamp(m.at, 0).unwrap_or(world.now) - window;
-            let to = world.now - window;
+            let at = DateTime::<Utc>::from_timestamp(m.at, 0).unwrap_or(world.now);
+            let (from, to) = (days_before(at, days), days_before(world.now, days));
             if from < to {
                 for key in world.desk_keys() {
                     extra.extend(s.leaving_window(key, &utc_text(from), &utc_text(to))?);
