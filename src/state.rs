@@ -199,6 +199,8 @@ CREATE TABLE lookup_failure (
 ALTER TABLE report ADD COLUMN contact_source TEXT;
 ALTER TABLE report ADD COLUMN contact_network TEXT;
 "#,
+    // 10: the re-report window runs from when a report was sent, found by this index.
+    "CREATE INDEX report_by_provider_sent ON report (provider, sent_at);",
 ];
 
 /// The oldest schema a reader understands: schemas 5 and 6 add only what a run needs (and
@@ -568,14 +570,19 @@ impl State {
         Ok(self.version >= 5)
     }
 
-    /// IPs of a provider's reports created in `[from, to)` that a re-report window counts
-    /// (sent, or refused by an API): those leave the window as it moves from `from` to `to`.
+    /// IPs of a provider's reports that a re-report window counts and that it counts from a
+    /// time in `[from, to)` (sent then, or refused by an API when made): those leave the
+    /// window as it moves from `from` to `to`.
     pub fn leaving_window(&self, provider: &str, from: &str, to: &str) -> Result<Vec<IpAddr>> {
+        // A sent report counts from when it went out (a part may wait runs for its turn);
+        // a refused one from when it was made.
+        let desk = desk_condition(provider);
         let mut stmt = self.conn.prepare(&format!(
-            "SELECT DISTINCT i.ip FROM report r JOIN report_ip i ON i.report_id = r.id
-             WHERE {} AND r.created_at >= ?2 AND r.created_at < ?3
-               AND r.status IN ('sent', 'rejected')",
-            desk_condition(provider)
+            "SELECT i.ip FROM report r JOIN report_ip i ON i.report_id = r.id
+             WHERE {desk} AND r.status = 'sent' AND r.sent_at >= ?2 AND r.sent_at < ?3
+             UNION
+             SELECT i.ip FROM report r JOIN report_ip i ON i.report_id = r.id
+             WHERE {desk} AND r.status = 'rejected' AND r.created_at >= ?2 AND r.created_at < ?3"
         ))?;
         let rows = stmt.query_map(params![provider, from, to], |r| ip(&r.get::<_, String>(0)?))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -697,7 +704,7 @@ impl State {
         let mut stmt = self.conn.prepare(&format!(
             "SELECT DISTINCT i.ip FROM report_ip i JOIN report r ON r.id = i.report_id
              WHERE {} AND (r.status IN ('sending', 'failed')
-                           OR (r.status = 'sent' AND (?2 IS NULL OR r.created_at >= ?2)))",
+                           OR (r.status = 'sent' AND (?2 IS NULL OR COALESCE(r.sent_at, r.created_at) >= ?2)))",
             desk_condition(provider)
         ))?;
         let rows = stmt.query_map(params![provider, since], |r| ip(&r.get::<_, String>(0)?))?;

@@ -198,3 +198,54 @@ fn a_re_report_window_passing_with_nothing_new_read_brings_the_ip_back() {
         vec![vec!["3.5.140.2".to_string()], vec!["3.5.140.2".to_string()]]
     );
 }
+
+/// The addresses of each report sent so far, in the order they were made.
+fn sent(s: &Setup) -> Vec<Vec<String>> {
+    let history = s.run(&["history", "--json"]).ok().json();
+    history
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["status"] == "sent")
+        .map(|r| ip_list_of(&r["ips"]))
+        .collect()
+}
+
+fn ip_list_of(ips: &serde_json::Value) -> Vec<String> {
+    ips.as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn a_part_that_waited_for_its_turn_counts_from_when_it_was_sent() {
+    let mut s = Setup::new(
+        &standard_config("max_ips_per_message = 1\nrereport_after_days = 1").replace(
+            "transport = \"file\"",
+            "transport = \"file\"\nmax_messages_per_run = 1",
+        ),
+    );
+    let (a, b) = ("3.5.140.2", "3.5.140.3");
+    s.write(
+        "messages",
+        &(drop_line("07:00:00", a, "TCP", 22) + &drop_line("07:00:01", b, "TCP", 22)),
+    );
+    s.run(&["run"]).ok();
+    assert_eq!(sent(&s), [[a]], "one message a run");
+    // B's part, made at 08:00, goes out 23 hours later.
+    s.now = "2026-01-27T07:00:00Z".to_string();
+    s.run(&["run"]).ok();
+    assert_eq!(sent(&s), [[a], [b]]);
+    // Both still attack; a day after A's report, but not after B's.
+    s.now = "2026-01-27T09:00:00Z".to_string();
+    let later = |ip| drop_line("08:30:00", ip, "TCP", 22).replace("Jan 25", "Jan 27");
+    s.append("messages", &(later(a) + &later(b)));
+    s.run(&["run"]).ok();
+    assert_eq!(
+        s.reported(),
+        [[a], [b], [a]],
+        "B was sent two hours ago: no new report on it, sent or waiting"
+    );
+}
