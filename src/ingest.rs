@@ -763,6 +763,8 @@ pub struct Ingest<'a> {
     since: Option<i64>,
     /// Packets logged before this time are stale: counted as such, never hits.
     stale_before: Option<i64>,
+    /// Packets stamped after this time come from a clock set wrong: stale too.
+    stale_after: Option<i64>,
     /// Whether answers to the operator's own traffic count as hits.
     answers_are_hits: bool,
     /// Per prefix of the source being read: packets logged up to this time were counted by
@@ -816,6 +818,7 @@ impl<'a> Ingest<'a> {
             ends: Vec::new(),
             since: None,
             stale_before: None,
+            stale_after: None,
             answers_are_hits: true,
             counted_before: Vec::new(),
             counted_until: Vec::new(),
@@ -844,6 +847,12 @@ impl<'a> Ingest<'a> {
     /// Packets logged before `time` are too old to report: counted in `lines_stale`, not hits.
     pub fn stale_before(&mut self, time: i64) {
         self.stale_before = Some(time);
+    }
+
+    /// Packets stamped after `time` (a host whose clock runs a year ahead) cannot have been
+    /// logged yet: counted in `lines_stale`, never hits, and never the last packet counted.
+    pub fn stale_after(&mut self, time: i64) {
+        self.stale_after = Some(time);
     }
 
     /// Answers to the operator's own traffic (see [`crate::parse::Packet::answer`]) are
@@ -923,6 +932,7 @@ impl<'a> Ingest<'a> {
             ends: Vec::new(),
             since: self.since,
             stale_before: self.stale_before,
+            stale_after: self.stale_after,
             answers_are_hits: self.answers_are_hits,
             counted_before: self.counted_before.clone(),
             counted_until: Vec::new(),
@@ -1108,7 +1118,9 @@ impl<'a> Ingest<'a> {
             self.summary.lines_counted_before += 1;
             return;
         }
-        if self.stale_before.is_some_and(|t| packet.time < t) {
+        if self.stale_before.is_some_and(|t| packet.time < t)
+            || self.stale_after.is_some_and(|t| packet.time > t)
+        {
             self.summary.lines_stale += 1;
             return;
         }

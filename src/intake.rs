@@ -379,6 +379,8 @@ pub(crate) fn ingest(
     if let Some(t) = world.fresh_since() {
         scan.stale_before(t);
     }
+    // A day of slack, as for the year of a syslog stamp.
+    scan.stale_after(world.now.timestamp() + 86_400);
     if !report.backscatter {
         scan.pass_over_answers();
     }

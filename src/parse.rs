@@ -324,7 +324,9 @@ impl LineParser {
         let year = self.zone.year_of(self.now);
         // A day of slack for clocks that disagree a little.
         let limit = self.now.timestamp() + 86_400;
-        for y in [year, year - 1] {
+        // Next year first: `Jan  1 00:00:05` from a host whose clock is a little ahead, read
+        // seconds before midnight on Dec 31, is in a few seconds, not a year ago.
+        for y in [year + 1, year, year - 1] {
             // Feb 29 exists only in some years: try the previous one too.
             let Some(local) =
                 NaiveDate::from_ymd_opt(y, month, day).and_then(|d| d.and_hms_opt(h, m, s))
@@ -1420,6 +1422,13 @@ mod tests {
         let jan = "Jan  1 00:00:01 h kernel: D:IN=eth0 OUT= SRC=1.2.3.4 DST=5.6.7.8 PROTO=TCP";
         assert_eq!(packet(&mut p, dec).time, at("2025-12-31T23:59:59Z"));
         assert_eq!(packet(&mut p, jan).time, at("2026-01-01T00:00:01Z"));
+        let eve = DateTime::parse_from_rfc3339("2026-12-31T23:59:50Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let mut p = LineParser::new(&["D:".to_string()], Zone::Utc, eve);
+        let ahead = jan.replace("00:00:01", "00:00:05");
+        assert_eq!(packet(&mut p, &ahead).time, at("2027-01-01T00:00:05Z"));
+        assert_eq!(packet(&mut p, dec).time, at("2026-12-31T23:59:59Z"));
     }
 
     #[test]

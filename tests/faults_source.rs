@@ -491,3 +491,30 @@ fn packets_older_than_max_age_days_do_not_count_towards_min_hits() {
         "the report reaches back to January:\n{eml}"
     );
 }
+
+#[test]
+fn lines_stamped_in_the_future_are_stale_and_reread_still_counts_new_ones() {
+    let s = Setup::new(&standard_config(""));
+    let b = "3.5.140.3";
+    let ahead =
+        |stamp: &str, ip| drop_line("10:00:00", ip, "TCP", 22).replace("Jan 25 10:00:00", stamp);
+    // A host whose clock is years ahead, and one at the end of time.
+    let log = drop_line("10:00:00", A, "TCP", 22)
+        + &ahead("2030-06-01T00:00:00+00:00", b)
+        + &ahead("9999-12-31T23:59:59+00:00", b);
+    s.write("messages", &log);
+    let v = s.run(&["preview", "--json"]).ok().json();
+    assert_eq!(v["summary"]["lines_stale"], 2, "{}", v["summary"]);
+    assert_eq!(ip_list(&v["reports"][0]["ips"]), [A]);
+    s.run(&["run"]).ok();
+    let eml = fs::read_to_string(&s.outbox()[0]).unwrap();
+    assert!(!eml.contains("9999") && !eml.contains("2030-06"), "{eml}");
+    // A reread passes over what was counted, not what a wrong clock stamped.
+    let messages = s.path("messages");
+    s.run(&["reread", "--source", messages.to_str().unwrap()])
+        .ok();
+    s.append("messages", &drop_line("10:00:05", "3.5.140.4", "TCP", 22));
+    s.run(&["run"]).ok();
+    assert_eq!(observed_hits(&s).get("3.5.140.4"), Some(&1));
+    assert_eq!(observed_hits(&s).get(A), Some(&1), "nothing counted twice");
+}

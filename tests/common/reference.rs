@@ -386,7 +386,7 @@ pub fn stamp(text: &[u8]) -> Option<(i64, &[u8])> {
         num(&s[13..15])?,
     );
     let year = now().year();
-    for y in [year, year - 1] {
+    for y in [year + 1, year, year - 1] {
         if let Some(t) =
             NaiveDate::from_ymd_opt(y, month, day).and_then(|d| d.and_hms_opt(h, m, sec))
         {
