@@ -408,6 +408,27 @@ impl OpenFile {
     }
 }
 
+/// The compression a rotated file has other than gzip (`xz`, `bzip2`, `zstd`, `lz4`), by
+/// its name or its first bytes: such a file cannot be read as text.
+fn other_compression(name: &str, open: &OpenFile) -> Option<&'static str> {
+    const KINDS: [(&str, &[u8], &str); 5] = [
+        (".xz", b"\xfd7zXZ\x00", "xz"),
+        (".bz2", b"BZh", "bzip2"),
+        (".zst", b"\x28\xb5\x2f\xfd", "zstd"),
+        (".lz4", b"\x04\x22\x4d\x18", "lz4"),
+        (".lzma", b"\x5d\x00\x00", "lzma"),
+    ];
+    if open.gzip {
+        return None;
+    }
+    let mut head = [0u8; 6];
+    let n = open.at(0).read(&mut head).unwrap_or(0);
+    KINDS
+        .iter()
+        .find(|(ext, magic, _)| name.ends_with(ext) || head[..n].starts_with(magic))
+        .map(|(_, _, kind)| *kind)
+}
+
 /// The first line of a stream, newline included, at most [`FINGERPRINT_LEN`] bytes.
 fn first_line(reader: impl Read) -> io::Result<Vec<u8>> {
     let mut head = Vec::with_capacity(FINGERPRINT_LEN);
@@ -610,6 +631,14 @@ fn siblings(path: &Path, live: Option<&OpenFile>, unreadable: &mut Vec<String>) 
                 }
             };
             if live.is_some_and(|l| (l.dev, l.ino) == (open.dev, open.ino)) {
+                return None;
+            }
+            if let Some(kind) = other_compression(&name, &open) {
+                unreadable.push(format!(
+                    "source {}: rotated file {} is compressed with {kind}, which abuse-mailer does not read (only gzip): lines in it that no run read are not counted; set logrotate's compresscmd to gzip",
+                    path.display(),
+                    e.path().display()
+                ));
                 return None;
             }
             let number = suffix

@@ -518,3 +518,33 @@ fn lines_stamped_in_the_future_are_stale_and_reread_still_counts_new_ones() {
     assert_eq!(observed_hits(&s).get("3.5.140.4"), Some(&1));
     assert_eq!(observed_hits(&s).get(A), Some(&1), "nothing counted twice");
 }
+
+#[test]
+fn a_rotated_file_compressed_other_than_gzip_is_named_not_taken_as_read() {
+    let s = Setup::new(&standard_config(""));
+    s.write("messages", &drop_line("10:00:00", A, "TCP", 22));
+    s.run(&["run"]).ok();
+    // Written after that run, then rotated and compressed with xz (its magic bytes stand
+    // for the compressed text) before the next.
+    s.append("messages", &drop_line("10:00:01", "3.5.140.3", "TCP", 22));
+    fs::remove_file(s.path("messages")).unwrap();
+    fs::write(
+        s.path("messages.1.xz"),
+        b"\xfd7zXZ\x00\x00\x04\xe6\xd6\xb4\x46\x02\x00\x21\x01",
+    )
+    .unwrap();
+    s.write("messages", &drop_line("10:00:02", "3.5.140.4", "TCP", 22));
+    let out = s.run(&["-v", "run"]).ok();
+    assert!(
+        out.stderr.contains("messages.1.xz is compressed with xz"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("finished"), "{}", out.stderr);
+    assert_eq!(
+        observed_hits(&s).get("3.5.140.4"),
+        Some(&1),
+        "{}",
+        out.stderr
+    );
+}
