@@ -987,7 +987,17 @@ fn mail(
             ));
         }
     };
-    Ok((transport, m.max_messages_per_run.unwrap_or(10)))
+    let budget = match m.max_messages_per_run {
+        // Reports would be made and wait for ever.
+        Some(0) => {
+            return Err(err(
+                "mail.max_messages_per_run",
+                "expected at least 1 (to send nothing, use preview or run --dry-run)".into(),
+            ));
+        }
+        n => n.unwrap_or(10),
+    };
+    Ok((transport, budget))
 }
 
 /// Checks `[discover]`; every key is checked even while `enabled` is not true, so turning it
@@ -1255,6 +1265,15 @@ dir = "outbox"
         let e = load_text(&text).unwrap_err().0;
         assert!(e.contains("hots"), "{e}");
         assert!(e.contains("config.toml"), "{e}");
+    }
+
+    #[test]
+    fn a_budget_of_no_message_is_refused() {
+        let text = MINIMAL.replace("[mail]", "[mail]\nmax_messages_per_run = 0");
+        let e = load_text(&text).unwrap_err().0;
+        assert!(e.contains("mail.max_messages_per_run"), "{e}");
+        let text = MINIMAL.replace("[mail]", "[mail]\nmax_messages_per_run = 1");
+        assert_eq!(load_text(&text).unwrap().mail.max_messages_per_run, 1);
     }
 
     #[test]
