@@ -750,10 +750,12 @@ fn report(
     // One packet is no reason to accuse anyone: a stray or spoofed packet looks the same.
     let min_hits = r.min_hits.unwrap_or(3).max(1);
     let max_message_bytes = r.max_message_bytes.unwrap_or(1 << 20);
-    if max_message_bytes < 16 << 10 {
+    // Mail servers refuse far less than this; a larger part would be refused, and its
+    // addresses made into a new one every run.
+    if !(16 << 10..=64 << 20).contains(&max_message_bytes) {
         return Err(err(
             "report.max_message_bytes",
-            format!("{max_message_bytes}: expected at least 16384 (16 KiB)"),
+            format!("{max_message_bytes}: expected 16384 (16 KiB) to 67108864 (64 MiB)"),
         ));
     }
     // The operator's own MAC address is no business of the desk's: hidden unless asked.
@@ -1274,6 +1276,9 @@ dir = "outbox"
         assert!(e.contains("mail.max_messages_per_run"), "{e}");
         let text = MINIMAL.replace("[mail]", "[mail]\nmax_messages_per_run = 1");
         assert_eq!(load_text(&text).unwrap().mail.max_messages_per_run, 1);
+        let text = MINIMAL.replace("[report]", "[report]\nmax_message_bytes = 4294967295");
+        let e = load_text(&text).unwrap_err().0;
+        assert!(e.contains("report.max_message_bytes"), "{e}");
     }
 
     #[test]
