@@ -20,6 +20,9 @@
 //!   `run` with every one of them known;
 //! - `BENCH_DISTINCT` (default 1,000,000; 0 skips it) sources each seen once: peak RSS of
 //!   `preview --json`.
+//! - `BENCH_FLOOD` (default 200,000; 0 skips it) sources each seen once, all in the
+//!   provider's ranges: `preview --json` reading them (none reaches `min_hits`), then
+//!   reporting every one.
 //!
 //! - `BENCH_CONTACTS` (default 1,000; 0 skips it) networks in no provider with a desk each,
 //!   looked up on a loopback registry: one `run` with discovery, and the next.
@@ -337,6 +340,55 @@ fn many_sources() {
             fs::metadata(&log).unwrap().len() >> 20
         );
     }
+    let flood = env_number("BENCH_FLOOD", 200_000) as usize;
+    if flood > 0 {
+        // Every source in the provider, one packet each: read only (min_hits 3, the
+        // default), then every one of them reported (min_hits 1).
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("messages");
+        let lines = generate_flood(&log, flood);
+        let config = write_config(dir.path(), &log);
+        let (t, rss, _) = preview(&config);
+        println!(
+            "preview, {flood} sources in the provider, none reported {:>8.3} s {:>8} MiB peak RSS ({lines} lines)",
+            t.as_secs_f64(),
+            rss / 1024
+        );
+        let text = fs::read_to_string(&config)
+            .unwrap()
+            .replace("max_age_days = 0", "max_age_days = 0\nmin_hits = 1");
+        fs::write(&config, text).unwrap();
+        let (t, rss, _) = preview(&config);
+        println!(
+            "preview, {flood} sources in the provider, all reported {:>8.3} s {:>8} MiB peak RSS",
+            t.as_secs_f64(),
+            rss / 1024
+        );
+    }
+}
+
+/// A spoofed flood from the provider's ranges: `n` distinct sources in the fixture's EC2
+/// 34.208.0.0/12, one packet each, 40 a second.
+fn generate_flood(path: &Path, n: usize) -> u64 {
+    let mut out = BufWriter::with_capacity(1 << 20, fs::File::create(path).unwrap());
+    for i in 0..n {
+        let second = i / 40;
+        writeln!(
+            out,
+            "Jan {:2} {:02}:{:02}:{:02} web1 kernel: [{}.000000] INPUT-DROP:IN=eth0 OUT= MAC=52:54:00:12:34:56:fe:54:00:ab:cd:ef:08:00 SRC=34.{}.{}.{} DST=198.51.100.10 LEN=60 TOS=0x00 PREC=0x00 TTL=241 ID=1 PROTO=UDP SPT=4000 DPT=53 LEN=40 ",
+            1 + second / 86_400 % 28,
+            second / 3600 % 24,
+            second / 60 % 60,
+            second % 60,
+            810_000 + second,
+            208 + i / (250 * 256) % 16,
+            i / 250 % 256,
+            i % 250 + 1
+        )
+        .unwrap();
+    }
+    out.flush().unwrap();
+    n as u64
 }
 
 /// Whether to time the seed pipeline (`BENCH_SEED`, on unless 0).
