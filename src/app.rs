@@ -246,7 +246,16 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
         ledger
     };
     let routes = world.routes();
-    let planned = plan_providers(&world, &intake, &ledger, only, Some(&state), &routes)?;
+    let mut unplanned = Unplanned::default();
+    let planned = plan_providers(
+        &world,
+        &intake,
+        &ledger,
+        only,
+        Some(&state),
+        &routes,
+        &mut unplanned,
+    )?;
     let mut made = out.send(&mut state, planned)?;
 
     let resent = out.resend(&mut state, true)?;
@@ -258,7 +267,6 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
         };
         // Discovery remembers through a connection of its own: the run's is lent to the plan.
         let mut cache = State::open(&settings.state_dir)?;
-        let mut unplanned = Unplanned::default();
         let planned = plan_discovered(
             &world,
             &intake,
@@ -268,12 +276,12 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
             &routes,
             &mut unplanned,
         )?;
-        if verbosity != Verbosity::Quiet {
-            unplanned.tell(&world);
-        }
-        out.outcome.unplanned = unplanned.any();
         made.extend(out.send(&mut state, planned)?);
     }
+    if verbosity != Verbosity::Quiet {
+        unplanned.tell(&world);
+    }
+    out.outcome.unplanned = unplanned.any();
     let outcome = out.outcome;
     settle(&mut state, &intake, &outcome, only, now)?;
     if let Some(api) = &api {

@@ -93,11 +93,19 @@ pub(crate) struct Unplanned {
     /// In no provider with no log line kept (seen before discovery was enabled): not
     /// reported to a discovered desk unless they are logged again.
     pub(crate) without_lines: usize,
+    /// A provider's addresses past the parts one run makes for it ([`PARTS_PER_RUN`] times
+    /// `max_messages_per_run`, less its parts still waiting), by provider.
+    pub(crate) over_run_parts: Vec<(String, usize)>,
 }
+
+/// How many parts one run makes for a provider, as a multiple of `max_messages_per_run`:
+/// enough that the budget is spent and a few runs' worth wait, few enough that a flood of a
+/// million reportable sources is rendered a slice at a time, not all at once in memory.
+pub(crate) const PARTS_PER_RUN: usize = 4;
 
 impl Unplanned {
     pub(crate) fn any(&self) -> bool {
-        self.lookups_waiting > 0 || self.over_contact_report > 0
+        self.lookups_waiting > 0 || self.over_contact_report > 0 || !self.over_run_parts.is_empty()
     }
 
     /// Says on stderr what waits, and why.
@@ -123,6 +131,12 @@ impl Unplanned {
             eprintln!(
                 "abuse-mailer: {} address(es) wait for a later run: a discovered contact gets one report a run",
                 self.over_contact_report
+            );
+        }
+        for (provider, left) in &self.over_run_parts {
+            eprintln!(
+                "abuse-mailer: {left} address(es) of {provider} wait for a later run: a run makes at most {} parts for a provider ({PARTS_PER_RUN} x mail.max_messages_per_run), less those still waiting",
+                PARTS_PER_RUN * world.settings.mail.max_messages_per_run.max(1) as usize
             );
         }
     }
@@ -155,8 +169,8 @@ pub(crate) fn plan(
     cache: &mut dyn ContactCache,
 ) -> Result<(Vec<Planned>, Unplanned)> {
     let routes = world.routes();
-    let mut planned = plan_providers(world, intake, ledger, only, state, &routes)?;
     let mut unplanned = Unplanned::default();
+    let mut planned = plan_providers(world, intake, ledger, only, state, &routes, &mut unplanned)?;
     if only.is_none() {
         planned.extend(plan_discovered(
             world,
@@ -179,6 +193,7 @@ pub(crate) fn plan_providers(
     only: Option<&str>,
     state: Option<&State>,
     routes: &Routes<'_, '_>,
+    unplanned: &mut Unplanned,
 ) -> Result<Vec<Planned>> {
     let settings = world.settings;
     let since = world.since();
@@ -195,6 +210,32 @@ pub(crate) fn plan_providers(
             since,
             &settings.report,
         );
+        if selected.is_empty() {
+            continue;
+        }
+        // The first addresses, as many as the parts this run makes hold; the others are
+        // selected again by a later run.
+        let per_part =
+            if settings.report.xarf || provider.config.delivery == config::Delivery::AwsAbuseApi {
+                1
+            } else {
+                settings.report.max_ips_per_message.unwrap_or(usize::MAX)
+            };
+        // Parts still waiting count against the run's: a backlog drains before it grows.
+        let waiting = match state {
+            Some(s) => s.waiting_reports(provider.name())?,
+            None => 0,
+        };
+        let parts = (PARTS_PER_RUN * settings.mail.max_messages_per_run.max(1) as usize)
+            .saturating_sub(waiting);
+        let room = per_part.saturating_mul(parts);
+        let mut selected = selected;
+        if selected.len() > room {
+            unplanned
+                .over_run_parts
+                .push((provider.name().to_string(), selected.len() - room));
+            selected.truncate(room);
+        }
         if selected.is_empty() {
             continue;
         }

@@ -199,8 +199,12 @@ CREATE TABLE lookup_failure (
 ALTER TABLE report ADD COLUMN contact_source TEXT;
 ALTER TABLE report ADD COLUMN contact_network TEXT;
 "#,
-    // 10: the re-report window runs from when a report was sent, found by this index.
-    "CREATE INDEX report_by_provider_sent ON report (provider, sent_at);",
+    // 10: the re-report window runs from when a report was sent, found by this index; and
+    // a provider's reports waiting to go out are counted without reading its history.
+    r#"
+CREATE INDEX report_by_provider_sent ON report (provider, sent_at);
+CREATE INDEX report_waiting ON report (provider) WHERE status IN ('sending', 'failed');
+"#,
 ];
 
 /// The oldest schema a reader understands: schemas 5 and 6 add only what a run needs (and
@@ -830,6 +834,16 @@ impl State {
         )?;
         let rows = stmt.query_map([], |r| ip(&r.get::<_, String>(0)?))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// How many of a provider's reports wait to go out (`sending` or `failed`).
+    pub fn waiting_reports(&self, provider: &str) -> Result<usize> {
+        let n: i64 = self.conn.query_row(
+            "SELECT COUNT(*) FROM report WHERE provider = ?1 AND status IN ('sending', 'failed')",
+            [provider],
+            |r| r.get(0),
+        )?;
+        Ok(usize::try_from(n).unwrap_or(0))
     }
 
     /// The first report sent to a provider: follow-ups reply to it, to keep one thread.

@@ -710,3 +710,55 @@ fn evidence_headings_count_one_packet_as_one() {
         "{evidence}"
     );
 }
+
+#[test]
+fn a_run_makes_a_few_runs_worth_of_parts_and_the_rest_follow() {
+    let s = Setup::new(
+        &standard_config("max_ips_per_message = 1")
+            .replace("[mail]", "[mail]\nmax_messages_per_run = 1"),
+    );
+    let log: String = (0..6)
+        .map(|i| {
+            drop_line(
+                &format!("10:00:0{i}"),
+                &format!("3.5.140.{}", i + 2),
+                "TCP",
+                22,
+            )
+        })
+        .collect();
+    s.write("messages", &log);
+    let v = s.run(&["preview", "--json"]).ok().json();
+    assert_eq!(
+        v["reports"].as_array().unwrap().len(),
+        4,
+        "four times max_messages_per_run parts a run"
+    );
+    let out = s.run(&["run"]).ok();
+    assert!(
+        out.stderr
+            .contains("2 address(es) of aws wait for a later run"),
+        "{}",
+        out.stderr
+    );
+    for _ in 0..8 {
+        s.run(&["run"]).ok();
+        let history = s.run(&["history", "--json"]).ok().json();
+        let waiting = history
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["status"] != "sent")
+            .count();
+        assert!(
+            waiting <= 4,
+            "a backlog drains before it grows: {waiting} waiting"
+        );
+    }
+    let mut all: Vec<String> = s.reported().into_iter().flatten().collect();
+    assert_eq!(all.len(), 6, "{all:?}");
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 6, "every address once");
+    assert_eq!(s.outbox().len(), 6);
+}
