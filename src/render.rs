@@ -163,6 +163,9 @@ pub struct Report {
     pub attachments: Vec<String>,
     /// What kind of abuse, in a few words: `UDP 53 flood`, `TCP to 22/443`, `port scan (120 ports)`.
     pub abuse_kind: String,
+    /// Many sources, each a few packets to the same port or two within minutes: the shape of
+    /// a flood whose source addresses may be forged (see [`spread_flood`]).
+    pub spoofing_likely: bool,
     /// Whether the message carries XARF (`xarf = true`, one IP, with a source port: XARF v4
     /// requires one for an IP source, so ICMP-only sources get the plain report).
     pub xarf: bool,
@@ -310,6 +313,7 @@ impl Report {
             excerpt_start: window.map(|w| zone.rfc3339(w.start)),
             excerpt_window_lines: window.map_or(0, |w| w.count),
             abuse_kind: String::new(),
+            spoofing_likely: false,
             part: 1,
             parts: 1,
             xarf: xarf_applies,
@@ -328,7 +332,15 @@ impl Report {
             version: VERSION.to_string(),
             desk: None,
         };
-        report.abuse_kind = summarise_kinds(report.ips.iter().map(|i| i.kind.as_str()));
+        match spread_flood(attackers, &report.protocols, &report.ports, last - first) {
+            Some(kind) => {
+                report.abuse_kind = kind;
+                report.spoofing_likely = true;
+            }
+            None => {
+                report.abuse_kind = summarise_kinds(report.ips.iter().map(|i| i.kind.as_str()));
+            }
+        }
         report
     }
 
@@ -462,6 +474,36 @@ fn abuse_kind(protocols: &[String], ports: &[u16], hits: u64, span_seconds: i64)
         (n, true) => format!("{proto} flood on {n} ports"),
         (n, false) => format!("{proto} probes of {n} ports"),
     }
+}
+
+/// Sources a flood needs before its shape says more than each host's does.
+const SPREAD_SOURCES: usize = 50;
+
+/// A flood spread over many sources, each too quiet to be a flood on its own: at least
+/// [`SPREAD_SOURCES`] addresses, nine in ten of them with 10 packets or fewer, one protocol,
+/// at most three destination ports, and together a packet a second or more. Spoofed source
+/// addresses look like this, so the report says they may be forged. `None` otherwise.
+fn spread_flood(
+    attackers: &[Attacker],
+    protocols: &[String],
+    ports: &[u16],
+    span_seconds: i64,
+) -> Option<String> {
+    let quiet = attackers
+        .iter()
+        .filter(|a| a.observation.hits <= 10)
+        .count();
+    let hits: u64 = attackers.iter().map(|a| a.observation.hits).sum();
+    let rate = hits as f64 / (span_seconds.max(0) + 1) as f64;
+    let shaped = attackers.len() >= SPREAD_SOURCES
+        && quiet * 10 >= attackers.len() * 9
+        && protocols.len() == 1
+        && (1..=3).contains(&ports.len())
+        && rate >= 1.0;
+    shaped.then(|| {
+        let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+        format!("{} {} flood", protocols[0], ports.join("/"))
+    })
 }
 
 /// The kinds of the hosts of a report in a few words: the one kind they share, or the most

@@ -762,3 +762,50 @@ fn a_run_makes_a_few_runs_worth_of_parts_and_the_rest_follow() {
     assert_eq!(all.len(), 6, "every address once");
     assert_eq!(s.outbox().len(), 6);
 }
+
+#[test]
+fn a_flood_spread_over_many_quiet_sources_is_called_a_flood_that_may_be_spoofed() {
+    let s = Setup::new(&standard_config(""));
+    // 60 sources in two seconds, one or two UDP 53 packets each.
+    let log: String = (0..60)
+        .map(|i| {
+            let ip = format!("34.223.{}.{}", i / 200, i % 200 + 1);
+            let line = drop_line(&format!("10:00:0{}", i % 2), &ip, "UDP", 53);
+            if i % 3 == 0 { line.repeat(2) } else { line }
+        })
+        .collect();
+    s.write("messages", &log);
+    s.run(&["run"]).ok();
+    let raw = std::fs::read(&s.outbox()[0]).unwrap();
+    let m = MessageParser::default().parse(&raw).unwrap();
+    let subject = m.subject().unwrap();
+    assert!(
+        subject.starts_with("Abuse report: UDP 53 flood from 60 AWS hosts"),
+        "{subject}"
+    );
+    let body = m.body_text(0).unwrap();
+    assert!(body.contains("may be forged (spoofed)"), "{body}");
+    assert!(!body.contains("Please make the hosts below stop"), "{body}");
+    for line in body.lines().take(25) {
+        assert!(line.chars().count() <= 78, "{line:?}");
+    }
+
+    // A few hosts probing are not that.
+    let few = Setup::new(&standard_config(""));
+    few.write(
+        "messages",
+        &log.lines()
+            .take(6)
+            .map(|l| format!("{l}\n"))
+            .collect::<String>(),
+    );
+    few.run(&["run"]).ok();
+    let raw = std::fs::read(&few.outbox()[0]).unwrap();
+    let body = MessageParser::default()
+        .parse(&raw)
+        .unwrap()
+        .body_text(0)
+        .unwrap()
+        .to_string();
+    assert!(body.contains("Please make the hosts below stop"), "{body}");
+}
