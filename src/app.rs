@@ -112,6 +112,10 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
     let state = State::open_read_only(&settings.state_dir)?;
     if let Some(s) = &state {
         check_owner(s, settings)?;
+        // A run would refuse; a preview shows what it would make, and says why not.
+        for renamed in crate::ledger::renamed_providers(s, settings)? {
+            eprintln!("abuse-mailer: warning: {renamed}");
+        }
     }
     let (intake, ledger) = ingest(&world, state.as_ref(), options)?;
     // What discovery learns here is not kept: a preview changes nothing.
@@ -197,6 +201,9 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
     };
     let mut state = State::open(&settings.state_dir)?;
     claim(&mut state, settings)?;
+    if let Some(renamed) = crate::ledger::renamed_providers(&state, settings)?.first() {
+        return Err(ConfigError(renamed.clone()).into());
+    }
 
     // Store what the logs say before any mail goes out: a mail outage must not lose lines
     // that rotate away meanwhile.

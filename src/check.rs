@@ -240,6 +240,11 @@ fn check_state(t: &mut Tally, settings: &Settings) {
             // Another configuration runs on this state: a run would refuse it (78).
             Err(e) => t.config("state", &one_line(&e)),
             Ok(()) => {
+                for renamed in
+                    crate::ledger::renamed_providers(&state, settings).unwrap_or_default()
+                {
+                    t.config("state", &renamed);
+                }
                 let pending = state.pending().map(|p| p.len()).unwrap_or(0);
                 t.ok(
                     "state",

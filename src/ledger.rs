@@ -138,6 +138,43 @@ pub fn check_owner(state: &State, settings: &Settings) -> Result<()> {
     .into())
 }
 
+/// Providers that look renamed: configured, with no report in the state yet, while the state
+/// holds sent reports to a provider no longer configured whose desk was the same (the same
+/// recipients). The ledger knows a provider by its name, so under a new name every address
+/// reported before would go to that desk again: a run refuses it. One line each.
+pub fn renamed_providers(state: &State, settings: &Settings) -> Result<Vec<String>> {
+    let mut fresh = Vec::new();
+    for p in &settings.providers {
+        if !state.has_reports(&p.name)? {
+            fresh.push(p);
+        }
+    }
+    if fresh.is_empty() {
+        return Ok(Vec::new());
+    }
+    let configured: HashSet<&str> = settings.providers.iter().map(|p| p.name.as_str()).collect();
+    let mut warnings = Vec::new();
+    for (old, recipients) in state.sent_provider_desks()? {
+        if configured.contains(old.as_str()) {
+            continue;
+        }
+        let desk: HashSet<String> = recipients.iter().map(|r| r.to_lowercase()).collect();
+        for p in &fresh {
+            let to: HashSet<String> =
+                p.to.iter()
+                    .map(|m| m.email.to_string().to_lowercase())
+                    .collect();
+            if !to.is_empty() && to == desk {
+                warnings.push(format!(
+                    "provider {:?} has no reports yet, but the state holds reports sent to the same desk by provider {old:?}, which is not configured any more: the ledger knows a provider by its name, so every address reported before would go to that desk again. Give it back the name {old:?} (or, to report them all again on purpose, give this configuration a state_dir of its own)",
+                    p.name
+                ));
+            }
+        }
+    }
+    Ok(warnings)
+}
+
 /// Makes this configuration the one that runs on the state, unless another one still does.
 pub(crate) fn claim(state: &mut State, settings: &Settings) -> Result<()> {
     check_owner(state, settings)?;

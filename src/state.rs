@@ -836,6 +836,54 @@ impl State {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// Whether the ledger holds any report to `provider`.
+    pub fn has_reports(&self, provider: &str) -> Result<bool> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT 1 FROM report WHERE provider = ?1 LIMIT 1",
+                [provider],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
+    /// The providers' names the ledger holds sent reports to, each with the recipients of
+    /// one of them (discovered desks left out). Found by one index seek per name, so that
+    /// the cost follows the number of providers, not of reports.
+    pub fn sent_provider_desks(&self) -> Result<Vec<(String, Vec<String>)>> {
+        let mut next = self
+            .conn
+            .prepare("SELECT provider FROM report WHERE provider > ?1 ORDER BY provider LIMIT 1")?;
+        let mut sent = self.conn.prepare(
+            "SELECT recipients FROM report WHERE provider = ?1 AND status = 'sent' LIMIT 1",
+        )?;
+        let mut out = Vec::new();
+        let mut after = String::new();
+        while let Some(provider) = next
+            .query_row([&after], |r| r.get::<_, String>(0))
+            .optional()?
+        {
+            if provider.starts_with(CONTACT_PREFIX) {
+                // Past every discovered desk at once: `;` follows `:`.
+                after = CONTACT_PREFIX.replace(':', ";");
+                continue;
+            }
+            if let Some(recipients) = sent
+                .query_row([&provider], |r| r.get::<_, String>(0))
+                .optional()?
+            {
+                out.push((
+                    provider.clone(),
+                    serde_json::from_str(&recipients).unwrap_or_default(),
+                ));
+            }
+            after = provider;
+        }
+        Ok(out)
+    }
+
     /// How many of a provider's reports wait to go out (`sending` or `failed`).
     pub fn waiting_reports(&self, provider: &str) -> Result<usize> {
         let n: i64 = self.conn.query_row(

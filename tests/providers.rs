@@ -647,3 +647,47 @@ fn a_hundred_providers_each_get_their_own_addresses_and_lines() {
         ]
     );
 }
+
+#[test]
+fn a_renamed_provider_is_refused_rather_than_reporting_everything_again() {
+    let s = Setup::new(&standard_config(""));
+    s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    s.run(&["run"]).ok();
+    assert_eq!(s.outbox().len(), 1);
+    let config = fs::read_to_string(s.path("config.toml")).unwrap();
+    fs::write(
+        s.path("config.toml"),
+        config.replace("name = \"aws\"", "name = \"amazon\""),
+    )
+    .unwrap();
+    let out = s.run(&["run"]);
+    assert_eq!(out.code, 78, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("Give it back the name \"aws\""),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(s.outbox().len(), 1, "nothing sent again");
+    let check = s.run(&["check"]);
+    assert_eq!(check.code, 78, "{}", check.stdout);
+    assert!(check.stdout.contains("\"amazon\""), "{}", check.stdout);
+    let preview = s.run(&["preview"]);
+    assert!(
+        preview.stderr.contains("warning: provider \"amazon\""),
+        "{}",
+        preview.stderr
+    );
+    // Its old name back: nothing new, nothing again.
+    fs::write(s.path("config.toml"), &config).unwrap();
+    s.run(&["run"]).ok();
+    assert_eq!(s.outbox().len(), 1);
+    // A provider of another desk beside it is no rename.
+    let other = standard_config("").replace(
+        "[report]",
+        "[[provider]]\nname = \"other\"\nto = [\"abuse@other.example\"]\nranges = \"{repo}/fixtures/ranges/other-cloud.txt\"\n\n[report]",
+    );
+    let o = Setup::new(&other);
+    o.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    o.run(&["run"]).ok();
+    assert_eq!(o.outbox().len(), 1);
+}
