@@ -981,7 +981,17 @@ impl<'a> Ingest<'a> {
     /// Reads complete lines from `reader` until its end and returns how many bytes they took.
     /// A last line without its newline is left unread: it may still be being written, unless
     /// it already fills the buffer (see [`Ingest::overlong`]).
-    pub fn feed(&mut self, mut reader: impl Read) -> io::Result<u64> {
+    pub fn feed(&mut self, reader: impl Read) -> io::Result<u64> {
+        self.feed_until(reader, false)
+    }
+
+    /// [`Ingest::feed`] for text that will not grow (a compressed rotated file): a last line
+    /// without its newline is whole, and read as a line.
+    pub fn feed_all(&mut self, reader: impl Read) -> io::Result<u64> {
+        self.feed_until(reader, true)
+    }
+
+    fn feed_until(&mut self, mut reader: impl Read, last_line_whole: bool) -> io::Result<u64> {
         let mut buf = vec![0u8; self.buffer];
         let mut filled = 0;
         let mut consumed = 0u64;
@@ -1025,6 +1035,17 @@ impl<'a> Ingest<'a> {
                 }
                 buf.copy_within(done..filled, 0);
                 filled -= done;
+            }
+        }
+        if last_line_whole && filled > 0 && !skipping {
+            // Never a whole buffer here (that one is junk, passed over above): there is room
+            // for the newline it lacks, which is not counted as read.
+            buf[filled] = b'\n';
+            self.scan(&buf[..=filled]);
+            self.summary.bytes_read -= 1;
+            consumed += filled as u64;
+            if let Some(progress) = self.progress {
+                progress(filled as u64);
             }
         }
         Ok(consumed)

@@ -754,7 +754,8 @@ fn read_file(file: &OpenFile, offset: u64, ingest: &mut Ingest<'_>) -> io::Resul
             });
         }
     }
-    match ingest.feed(&mut text) {
+    // A compressed file is written whole: its last line is final, newline or not.
+    match ingest.feed_all(&mut text) {
         Ok(consumed) => Ok(Reached::End(offset + consumed)),
         Err(error) => Ok(Reached::Damaged {
             at: text.count,

@@ -548,3 +548,27 @@ fn a_rotated_file_compressed_other_than_gzip_is_named_not_taken_as_read() {
         out.stderr
     );
 }
+
+#[test]
+fn a_compressed_files_last_line_without_newline_is_read() {
+    let s = Setup::new(&standard_config(""));
+    let b = "3.5.140.3";
+    let last = drop_line("10:00:01", b, "TCP", 22);
+    let text = drop_line("10:00:00", A, "TCP", 22) + last.trim_end_matches('\n');
+    s.write("messages", &text);
+    s.run(&["run"]).ok();
+    assert_eq!(
+        observed_hits(&s).get(b),
+        None,
+        "it may still be being written"
+    );
+    // Rotated and compressed as it was: its last line will not grow any more.
+    fs::remove_file(s.path("messages")).unwrap();
+    fs::write(s.path("messages.1.gz"), gzip(text.as_bytes())).unwrap();
+    s.write("messages", &drop_line("10:00:02", "3.5.140.4", "TCP", 22));
+    let out = s.run(&["-v", "run"]).ok();
+    assert_eq!(observed_hits(&s).get(b), Some(&1), "{}", out.stderr);
+    assert_eq!(observed_hits(&s).get(A), Some(&1), "nothing twice");
+    s.run(&["run"]).ok();
+    assert_eq!(observed_hits(&s).get(b), Some(&1), "read once");
+}
