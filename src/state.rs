@@ -433,11 +433,21 @@ impl State {
         let read = |pragma: &str| -> Result<i64> {
             self.conn
                 .query_row(&format!("PRAGMA {pragma}"), [], |r| r.get(0))
-                .with_context(|| {
-                    format!(
-                        "{}: cannot read it as a state database (left as it is; if the disk is full or failing, make room and run again; only if the file itself is damaged, {RESTORE})",
-                        path.display()
-                    )
+                .map_err(|e| {
+                    let advice = if cannot_open(&e) {
+                        // Permissions or a read-only mount, not damage: moving the file
+                        // away would report every address again.
+                        format!(
+                            "cannot open it or the files SQLite keeps beside it ({0}-wal, {0}-shm); left as it is: run abuse-mailer as the user that owns {1}, which must be writable",
+                            path.display(),
+                            path.parent().unwrap_or(Path::new(".")).display()
+                        )
+                    } else {
+                        format!(
+                            "cannot read it as a state database (left as it is; if the disk is full or failing, make room and run again; only if the file itself is damaged, {RESTORE})"
+                        )
+                    };
+                    anyhow::Error::new(e).context(format!("{}: {advice}", path.display()))
                 })
         };
         let app = read("application_id")?;
@@ -1481,6 +1491,19 @@ fn exists(path: &Path) -> Result<bool> {
 }
 
 /// What an operator can do about a state that cannot be read.
+/// Whether SQLite could not open the database or its journal: a permission or a read-only
+/// mount, not a damaged file.
+fn cannot_open(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(
+            rusqlite::ErrorCode::CannotOpen
+                | rusqlite::ErrorCode::ReadOnly
+                | rusqlite::ErrorCode::PermissionDenied
+        )
+    )
+}
+
 const RESTORE: &str = "restore it from a backup, or move it away to start afresh (every IP seen before is then reported again)";
 
 /// A state is never empty (see [`create`]): an empty file is damage, not a new state.

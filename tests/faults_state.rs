@@ -425,3 +425,30 @@ fn readers_wait_for_a_writer_instead_of_failing() {
     db.execute_batch("ROLLBACK").unwrap();
     assert_eq!(server.received().len(), 1);
 }
+
+#[test]
+fn a_state_it_cannot_open_is_not_called_damaged() {
+    let s = Setup::new(&standard_config(""));
+    s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    s.run(&["run"]).ok();
+    // Where SQLite must write its journal, something it cannot open (as a read-only mount
+    // or another owner would leave it).
+    let _ = fs::remove_file(s.path("state/state.db-wal"));
+    fs::create_dir(s.path("state/state.db-wal")).unwrap();
+    for args in [&["run"][..], &["preview"], &["history"]] {
+        let out = s.run(args);
+        assert_eq!(out.code, 1, "{args:?}: {}", out.stderr);
+        assert!(
+            out.stderr
+                .contains("run abuse-mailer as the user that owns"),
+            "{args:?}: {}",
+            out.stderr
+        );
+        assert!(
+            !out.stderr.contains("move it away"),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+    assert_eq!(s.outbox().len(), 1, "nothing sent again");
+}
