@@ -95,6 +95,10 @@ struct FileNow {
     /// Read decompressed: its size on disk says nothing about offsets into its text.
     gzip: bool,
     fingerprint: Vec<u8>,
+    /// The bytes before the cursor are not those a rotated copy of the file holds there: it
+    /// was copied away and truncated, and written past the cursor again since (see
+    /// [`copied_and_rewritten`]).
+    rewritten: bool,
 }
 
 /// What happened to a source since its cursor was taken.
@@ -365,6 +369,7 @@ impl OpenFile {
             size: self.size,
             gzip: self.gzip,
             fingerprint: self.first_line()?,
+            rewritten: false,
         })
     }
 
@@ -442,6 +447,47 @@ fn first_line(reader: impl Read) -> io::Result<Vec<u8>> {
 /// Whether a file that now begins with `now` is the one whose cursor recorded `then`.
 fn same_start(then: &[u8], now: &[u8]) -> bool {
     now.starts_with(then)
+}
+
+/// Whether the live file, the cursor's own (same inode, same first line) and at least as long
+/// as the cursor's offset, was copied away and truncated (logrotate's `copytruncate`) and
+/// written past the offset again since: a rotated file the cursor did not know starts like
+/// it but holds other bytes just before the offset. A fixed first line (a header every new
+/// file gets) cannot tell these apart; the bytes the cursor stopped after can. A copy that
+/// matches (a backup taken of the live file) changes nothing.
+fn copied_and_rewritten(live: &OpenFile, cursor: &Cursor, rotated: &[Sibling]) -> io::Result<bool> {
+    if (live.dev, live.ino) != (cursor.dev, cursor.ino)
+        || live.gzip
+        || cursor.fingerprint.is_empty()
+        || cursor.offset == 0
+        || live.size < cursor.offset
+    {
+        return Ok(false);
+    }
+    let window = cursor.offset.min(4096);
+    let from = cursor.offset - window;
+    let mut mine = Vec::new();
+    live.at_until(from, cursor.offset).read_to_end(&mut mine)?;
+    for s in rotated {
+        let known = cursor
+            .known_siblings
+            .iter()
+            .any(|k| k.same_inode(&s.open) && k.same_kind(s.open.gzip));
+        if known || s.open.gzip || s.open.size < cursor.offset {
+            continue;
+        }
+        if !same_start(&cursor.fingerprint, &s.first_line) {
+            continue;
+        }
+        let mut theirs = Vec::new();
+        s.open
+            .at_until(from, cursor.offset)
+            .read_to_end(&mut theirs)?;
+        if theirs != mine {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// The decision table: every combination of cursor and file on disk has its named case.
@@ -547,6 +593,7 @@ fn decide_case(
         (true, true, true) if cursor.fingerprint.is_empty() => {
             Decision::Append(catch_up(siblings, cursor))
         }
+        (true, true, true) if now.rewritten => Decision::Restarted(catch_up(siblings, cursor)),
         (true, true, true) => Decision::Append(Catchup::default()),
         (true, true, false) | (true, false, _) => Decision::Restarted(catch_up(siblings, cursor)),
         (false, _, _) => Decision::Replaced(catch_up(siblings, cursor)),
@@ -835,11 +882,15 @@ fn read_opened(
     ingest: &mut Ingest<'_>,
 ) -> Result<SourceRead> {
     let shown = path.display();
-    let now = live
+    let mut now = live
         .as_ref()
         .map(OpenFile::now)
         .transpose()
         .with_context(|| format!("source {shown}"))?;
+    if let (Some(n), Some(file), Some(c)) = (now.as_mut(), live.as_ref(), cursor) {
+        n.rewritten =
+            copied_and_rewritten(file, c, rotated).with_context(|| format!("source {shown}"))?;
+    }
     if now.is_none() && cursor.is_none() {
         anyhow::bail!("source {shown}: no such file");
     }
@@ -1195,6 +1246,7 @@ mod tests {
             size,
             gzip: false,
             fingerprint: fp.to_vec(),
+            rewritten: false,
         }
     }
 

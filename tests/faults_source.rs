@@ -572,3 +572,37 @@ fn a_compressed_files_last_line_without_newline_is_read() {
     s.run(&["run"]).ok();
     assert_eq!(observed_hits(&s).get(b), Some(&1), "read once");
 }
+
+#[test]
+fn copytruncate_under_a_fixed_header_longer_than_before_is_read_from_its_start() {
+    let s = Setup::new(&standard_config(""));
+    let header = "Jan 25 00:00:00 web1 syslogd: restart\n";
+    let sources = |from: u32, n: u32| -> String {
+        (from..from + n)
+            .map(|i| {
+                drop_line(
+                    "10:00:00",
+                    &format!("3.5.{}.{}", 140 + i / 250, i % 250 + 1),
+                    "TCP",
+                    22,
+                )
+            })
+            .collect()
+    };
+    s.write("messages", &(header.to_string() + &sources(0, 10)));
+    s.run(&["run"]).ok();
+    assert_eq!(observed_hits(&s).len(), 10);
+    // copytruncate: the copy holds what was read; the file starts again with the same
+    // header and grows past where the last run stopped before this one.
+    fs::copy(s.path("messages"), s.path("messages.1")).unwrap();
+    s.write("messages", &(header.to_string() + &sources(10, 30)));
+    let out = s.run(&["-v", "run"]).ok();
+    assert_eq!(observed_hits(&s).len(), 40, "{}", out.stderr);
+    assert!(observed_hits(&s).values().all(|h| *h == 1), "nothing twice");
+    // A backup copy of a file that was only appended to changes nothing.
+    fs::copy(s.path("messages"), s.path("messages.bak")).unwrap();
+    s.append("messages", &sources(40, 5));
+    s.run(&["run"]).ok();
+    assert_eq!(observed_hits(&s).len(), 45);
+    assert!(observed_hits(&s).values().all(|h| *h == 1), "nothing twice");
+}
