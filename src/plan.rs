@@ -229,31 +229,41 @@ pub(crate) fn plan_providers(
         let parts = (PARTS_PER_RUN * settings.mail.max_messages_per_run.max(1) as usize)
             .saturating_sub(waiting);
         let room = per_part.saturating_mul(parts);
-        let mut selected = selected;
-        if selected.len() > room {
+        // Taken a slice at a time, whole records and all, until the room is filled with
+        // addresses this provider's way out takes: a source the API cannot take (seen only
+        // over ICMP) neither holds a place nor keeps the others out.
+        let api = provider.config.delivery == config::Delivery::AwsAbuseApi;
+        let mut attackers = Vec::new();
+        let mut icmp_only = 0;
+        let mut rest = &selected[..];
+        while attackers.len() < room && !rest.is_empty() {
+            let (slice, after) = rest.split_at((room - attackers.len()).min(rest.len()));
+            rest = after;
+            let whole = whole_records(intake, &slice.iter().collect::<Vec<_>>(), state)?;
+            let mut taken = enrich(whole, Some(provider), world.asn_db.as_ref());
+            // XARF v4 wants a source port for an address, and the API refuses a document
+            // without one: a source seen only over ICMP is for mail, not for the API.
+            if api {
+                let before = taken.len();
+                taken.retain(|a| a.observation.src_ports.iter().any(|p| *p > 0));
+                icmp_only += before - taken.len();
+            }
+            attackers.extend(taken);
+        }
+        if !rest.is_empty() {
             unplanned
                 .over_run_parts
-                .push((provider.name().to_string(), selected.len() - room));
-            selected.truncate(room);
+                .push((provider.name().to_string(), rest.len()));
         }
-        if selected.is_empty() {
+        // Said on every run, so that nobody takes them for reported.
+        if icmp_only > 0 {
+            eprintln!(
+                "abuse-mailer: warning: {icmp_only} address(es) of {} were seen only over ICMP (no source port); the AWS API takes no such report, so they are not reported",
+                provider.name()
+            );
+        }
+        if attackers.is_empty() {
             continue;
-        }
-        let whole = whole_records(intake, &selected.iter().collect::<Vec<_>>(), state)?;
-        let mut attackers = enrich(whole, Some(provider), world.asn_db.as_ref());
-        // XARF v4 wants a source port for an address, and the API refuses a document
-        // without one: a source seen only over ICMP is for mail, not for the API.
-        if provider.config.delivery == config::Delivery::AwsAbuseApi {
-            let before = attackers.len();
-            attackers.retain(|a| a.observation.src_ports.iter().any(|p| *p > 0));
-            // Said on every run, so that nobody takes them for reported.
-            if attackers.len() < before {
-                eprintln!(
-                    "abuse-mailer: warning: {} address(es) of {} were seen only over ICMP (no source port); the AWS API takes no such report, so they are not reported",
-                    before - attackers.len(),
-                    provider.name()
-                );
-            }
         }
         let desk = Desk {
             key: provider.name().to_string(),

@@ -761,3 +761,32 @@ fn a_provider_switched_between_mail_and_the_api_loses_no_address() {
         "{rows:?}"
     );
 }
+
+#[test]
+fn sources_the_api_cannot_take_do_not_fill_a_runs_room() {
+    let Some(stub) = Stub::start(None) else {
+        return;
+    };
+    // A run makes 4 x max_messages_per_run parts, one address each for the API: four
+    // ICMP-only sources sorted first must not keep the one it can take out, run after run.
+    let s = setup(&stub, "");
+    let config = std::fs::read_to_string(s.path("config.toml"))
+        .unwrap()
+        .replace("[mail]", "[mail]\nmax_messages_per_run = 1");
+    std::fs::write(s.path("config.toml"), config).unwrap();
+    let icmp: String = (1..=4)
+        .map(|k| {
+            format!(
+                "Jan 25 10:05:0{k} web1 kernel: [810294.788657] INPUT-DROP:IN=eth0 OUT= SRC=3.5.140.{k} DST=198.51.100.10 LEN=84 TOS=0x00 PREC=0x00 TTL=52 ID=0 DF PROTO=ICMP TYPE=8 CODE=0 ID=7 SEQ={k} \n"
+            )
+        })
+        .collect();
+    s.write(
+        "messages",
+        &(icmp + &drop_line("10:06:00", "18.206.107.24", "TCP", 22)),
+    );
+    s.run(&["run"]).ok();
+    let creates = stub.creates();
+    assert_eq!(creates.len(), 1, "{creates:?}");
+    assert_eq!(creates[0]["xarf"]["source_identifier"], "18.206.107.24");
+}
