@@ -28,7 +28,7 @@ pub fn main(cli: Cli) -> u8 {
         Ok(code) => code,
         Err(e) if crate::error::stdout_closed(&e) => crate::error::EXIT_OK,
         Err(e) => {
-            eprintln!("abuse-mailer: {}", one_line(&e));
+            crate::output::tell(format_args!("abuse-mailer: {}", one_line(&e)));
             exit_code(&e)
         }
     }
@@ -114,7 +114,7 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
         check_owner(s, settings)?;
         // A run would refuse; a preview shows what it would make, and says why not.
         for renamed in crate::ledger::renamed_providers(s, settings)? {
-            eprintln!("abuse-mailer: warning: {renamed}");
+            crate::output::tell(format_args!("abuse-mailer: warning: {renamed}"));
         }
     }
     let (intake, ledger) = ingest(&world, state.as_ref(), options)?;
@@ -170,21 +170,21 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
     if let Some(s) = &state {
         let waiting = s.pending()?.len();
         if waiting > 0 && verbosity != Verbosity::Quiet {
-            eprintln!(
+            crate::output::tell(format_args!(
                 "abuse-mailer: {waiting} earlier report(s) wait to be sent again by the next run{}",
                 if json {
                     " (see history)"
                 } else {
                     ", printed before the new ones"
                 }
-            );
+            ));
         }
     }
     if verbosity != Verbosity::Quiet {
-        eprintln!(
+        crate::output::tell(format_args!(
             "{}",
             summary_line("preview", &intake.summary, &planned, 0, started)
-        );
+        ));
     }
     Ok(EXIT_OK)
 }
@@ -303,11 +303,11 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
     }
     if verbosity != Verbosity::Quiet {
         if outcome.held > 0 || outcome.waiting > 0 || outcome.queued > 0 {
-            eprintln!(
+            crate::output::tell(format_args!(
                 "abuse-mailer: {} report(s) wait for the next run (max_messages_per_run = {}, or the mail server is unavailable)",
                 outcome.held + outcome.waiting + outcome.queued,
                 settings.mail.max_messages_per_run
-            );
+            ));
         }
         let mut line = summary_line("run", &intake.summary, &made, outcome.sent, started);
         if api.is_some() {
@@ -315,7 +315,7 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
                 line.push_str(&format!("; {tally}"));
             }
         }
-        eprintln!("{line}");
+        crate::output::tell(format_args!("{line}"));
     }
     if let Some(reason) = outcome.unauthorized_api.or(outcome.unauthorized) {
         return Err(ConfigError(format!(
@@ -424,7 +424,7 @@ impl Sending<'_> {
             &why,
             &utc_text(self.now),
         )?;
-        eprintln!("abuse-mailer: report {} {why}", record.id);
+        crate::output::tell(format_args!("abuse-mailer: report {} {why}", record.id));
         Ok(())
     }
 

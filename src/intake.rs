@@ -130,9 +130,9 @@ impl<'s> World<'s> {
             && age > crate::check::ASN_DB_MAX_AGE_DAYS
             && verbosity != Verbosity::Quiet
         {
-            eprintln!(
+            crate::output::tell(format_args!(
                 "abuse-mailer: warning: asn_db is {age} days old; AS assignments change, update it"
-            );
+            ));
         }
         let names: Vec<&str> = providers.iter().map(|p| p.name()).collect();
         let templates = Templates::load(settings.report.templates_dir.as_deref(), &names)
@@ -455,11 +455,14 @@ pub(crate) fn ingest(
                             }
                         })?;
                     if verbosity == Verbosity::Verbose {
-                        eprintln!("abuse-mailer: source {key}: {}", read.decision);
+                        crate::output::tell(format_args!(
+                            "abuse-mailer: source {key}: {}",
+                            read.decision
+                        ));
                     }
                     if verbosity != Verbosity::Quiet {
                         for warning in &read.warnings {
-                            eprintln!("abuse-mailer: warning: {warning}");
+                            crate::output::tell(format_args!("abuse-mailer: warning: {warning}"));
                         }
                         let first = cursor.as_ref().is_none_or(source::Cursor::is_reread);
                         if first
@@ -471,7 +474,7 @@ pub(crate) fn ingest(
                                 &scan.counted(),
                             )
                         {
-                            eprintln!("abuse-mailer: warning: {hint}");
+                            crate::output::tell(format_args!("abuse-mailer: warning: {hint}"));
                         }
                     }
                     keep_counted(&mut counted, &scan, &key, &source_cfg.prefixes);

@@ -291,10 +291,10 @@ pub(crate) fn deliver(
         // (its other reports are not tried this run), the way out works. Several desks in a
         // row deferred say it does not. Either way the run ends as a transient failure (75).
         Err(SendError::Deferred(_)) if record.contact.is_some() && api.is_none() => {
-            eprintln!(
+            crate::output::tell(format_args!(
                 "abuse-mailer: report {} to a discovered desk deferred (will retry): {detail}",
                 record.id
-            );
+            ));
             outcome.deferred_desks.insert(record.provider.clone());
             outcome
                 .desks_deferred_in_a_row
@@ -305,10 +305,10 @@ pub(crate) fn deliver(
             outcome.transient = Some(detail);
         }
         Err(SendError::Transient(_) | SendError::Deferred(_) | SendError::Config(_)) => {
-            eprintln!(
+            crate::output::tell(format_args!(
                 "abuse-mailer: report {} not delivered (will retry): {detail}",
                 record.id
-            );
+            ));
             outcome.failed_routes.insert(match api {
                 Some(_) => Route::Api,
                 None => Route::Mail,
@@ -322,7 +322,10 @@ pub(crate) fn deliver(
             outcome.transient = Some(detail);
         }
         Err(SendError::Rejected(_)) => {
-            eprintln!("abuse-mailer: report {} rejected: {detail}", record.id);
+            crate::output::tell(format_args!(
+                "abuse-mailer: report {} rejected: {detail}",
+                record.id
+            ));
             outcome.rejected = Some(detail);
             outcome.rejected_providers.insert(record.provider.clone());
         }

@@ -46,15 +46,17 @@ pub fn acquire(state_dir: &Path, say: bool) -> Result<Option<RunLock>> {
         }
         if started.elapsed() >= WAIT {
             if say {
-                eprintln!(
+                crate::output::tell(format_args!(
                     "abuse-mailer: another run is in progress (lock {}); not running",
                     path.display()
-                );
+                ));
             }
             return Ok(None);
         }
         if say && !told {
-            eprintln!("abuse-mailer: waiting for another run to finish");
+            crate::output::tell(format_args!(
+                "abuse-mailer: waiting for another run to finish"
+            ));
             told = true;
         }
         std::thread::sleep(Duration::from_millis(100));

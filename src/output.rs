@@ -27,6 +27,13 @@ pub(crate) fn say(line: std::fmt::Arguments<'_>) {
     let _ = out.write_fmt(line).and_then(|()| out.write_all(b"\n"));
 }
 
+/// A line for the operator on standard error: [`say`]'s rule, for warnings and summaries (a
+/// pipe into `head` with `2>&1` closes both).
+pub(crate) fn tell(line: std::fmt::Arguments<'_>) {
+    let mut out = std::io::stderr().lock();
+    let _ = out.write_fmt(line).and_then(|()| out.write_all(b"\n"));
+}
+
 #[derive(Serialize)]
 pub(crate) struct JsonOutput<'a> {
     pub(crate) reports: Vec<JsonReport<'a>>,
@@ -375,7 +382,9 @@ pub(crate) fn history(
 pub(crate) fn show(settings: &Settings, id: &str) -> Result<u8> {
     let state = State::open_read_only(&settings.state_dir)?;
     let Some(record) = state.as_ref().map(|s| s.report(id)).transpose()?.flatten() else {
-        eprintln!("abuse-mailer: no report {id:?} in the ledger (see `abuse-mailer history`)");
+        crate::output::tell(format_args!(
+            "abuse-mailer: no report {id:?} in the ledger (see `abuse-mailer history`)"
+        ));
         return Ok(EXIT_ERROR);
     };
     std::io::stdout().lock().write_all(&record.message)?;

@@ -116,28 +116,28 @@ impl Unplanned {
                 Some(first) => format!("a lookup failed ({first})"),
                 None => format!("discover.max_lookups_per_run = {max} reached"),
             };
-            eprintln!(
+            crate::output::tell(format_args!(
                 "abuse-mailer: {} address(es) in no provider wait for their abuse contact to be looked up by a later run: {why}",
                 self.lookups_waiting
-            );
+            ));
         }
         if self.without_lines > 0 {
-            eprintln!(
+            crate::output::tell(format_args!(
                 "abuse-mailer: {} address(es) in no provider have no log lines kept (seen before [discover] was enabled): they are reported to their network's desk only if they are logged again",
                 self.without_lines
-            );
+            ));
         }
         if self.over_contact_report > 0 {
-            eprintln!(
+            crate::output::tell(format_args!(
                 "abuse-mailer: {} address(es) wait for a later run: a discovered contact gets one report a run",
                 self.over_contact_report
-            );
+            ));
         }
         for (provider, left) in &self.over_run_parts {
-            eprintln!(
+            crate::output::tell(format_args!(
                 "abuse-mailer: {left} address(es) of {provider} wait for a later run: a run makes at most {} parts for a provider ({PARTS_PER_RUN} x mail.max_messages_per_run), less those still waiting",
                 PARTS_PER_RUN * world.settings.mail.max_messages_per_run.max(1) as usize
-            );
+            ));
         }
     }
 }
@@ -257,10 +257,10 @@ pub(crate) fn plan_providers(
         }
         // Said on every run, so that nobody takes them for reported.
         if icmp_only > 0 {
-            eprintln!(
+            crate::output::tell(format_args!(
                 "abuse-mailer: warning: {icmp_only} address(es) of {} were seen only over ICMP (no source port); the AWS API takes no such report, so they are not reported",
                 provider.name()
-            );
+            ));
         }
         if attackers.is_empty() {
             continue;
@@ -481,10 +481,10 @@ pub(crate) fn plan_desk(
         // One address, too large even without log lines (a template that says a lot):
         // it waits, named, and the others go out.
         if part.record.message.len() > limit {
-            eprintln!(
+            crate::output::tell(format_args!(
                 "abuse-mailer: warning: the report on {} to {} is over report.max_message_bytes = {limit} even without log lines; it waits (raise the limit or shorten the templates)",
                 attackers[range.start].observation.ip, desk.name
-            );
+            ));
             continue;
         }
         kept.push(part);

@@ -262,6 +262,20 @@ fn run_with_closed_stdout(s: &Setup, args: &[&str]) -> Ran {
     Ran::from(child.wait_with_output().unwrap())
 }
 
+/// Runs `args` with standard output and error one pipe whose reader has gone (`2>&1 | head`),
+/// returning the exit status.
+fn status_with_all_output_closed(s: &Setup, args: &[&str]) -> std::process::ExitStatus {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut child = s
+        .command(args)
+        .stdout(writer.try_clone().unwrap())
+        .stderr(writer)
+        .spawn()
+        .unwrap();
+    child.wait().unwrap()
+}
+
 #[test]
 fn output_closed_by_its_reader_neither_panics_nor_stops_a_run() {
     let s = Setup::new(&standard_config("max_ips_per_message = 1"));
@@ -293,6 +307,15 @@ fn output_closed_by_its_reader_neither_panics_nor_stops_a_run() {
         );
         assert_ne!(out.code, 101, "{args:?}: {}", out.stderr);
     }
+    // Standard error gone too: the summary line and any warning are dropped, the run goes on.
+    s.append(
+        "messages",
+        &(drop_line("10:00:07", "3.5.140.8", "TCP", 22)
+            + &drop_line("10:00:08", "3.5.140.9", "TCP", 22)),
+    );
+    let status = status_with_all_output_closed(&s, &["run"]);
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    assert_eq!(s.outbox().len(), 5, "both new parts go out");
 }
 
 #[test]

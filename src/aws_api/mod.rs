@@ -218,11 +218,11 @@ impl Api {
                         )));
                     }
                     if !self.quiet {
-                        eprintln!(
+                        crate::output::tell(format_args!(
                             "abuse-mailer: {NAME} throttles (429): waiting {}s before report {}",
                             wait.as_secs(),
                             record.id
-                        );
+                        ));
                     }
                     std::thread::sleep(wait);
                 }
@@ -311,14 +311,19 @@ pub const GONE: &str = "GONE";
 /// the run's deliveries stand.
 pub fn refresh_after_run(state: &mut State, api: &Api) {
     if let Err(e) = api.refresh(state, REFRESH_PER_RUN) {
-        eprintln!("abuse-mailer: warning: {}", crate::error::one_line(&e));
+        crate::output::tell(format_args!(
+            "abuse-mailer: warning: {}",
+            crate::error::one_line(&e)
+        ));
     }
 }
 
 /// `history --refresh`: asks AWS about every unfinished report (up to [`REFRESH_ON_DEMAND`]).
 pub fn refresh_command(settings: &Settings, provider: Option<&str>) -> Result<()> {
     let Some(api) = Api::for_run(settings, provider, false)? else {
-        eprintln!("abuse-mailer: no provider has delivery = \"aws-abuse-api\": nothing to refresh");
+        crate::output::tell(format_args!(
+            "abuse-mailer: no provider has delivery = \"aws-abuse-api\": nothing to refresh"
+        ));
         return Ok(());
     };
     if !settings.state_db().exists() {
@@ -330,7 +335,9 @@ pub fn refresh_command(settings: &Settings, provider: Option<&str>) -> Result<()
     };
     let mut state = State::open(&settings.state_dir)?;
     let (asked, changed) = api.refresh(&mut state, REFRESH_ON_DEMAND)?;
-    eprintln!("abuse-mailer: asked AWS about {asked} report(s); {changed} changed");
+    crate::output::tell(format_args!(
+        "abuse-mailer: asked AWS about {asked} report(s); {changed} changed"
+    ));
     Ok(())
 }
 
