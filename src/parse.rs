@@ -324,8 +324,10 @@ impl LineParser {
         let year = self.zone.year_of(self.now);
         // A day of slack for clocks that disagree a little.
         let limit = self.now.timestamp() + 86_400;
-        // Next year first: `Jan  1 00:00:05` from a host whose clock is a little ahead, read
-        // seconds before midnight on Dec 31, is in a few seconds, not a year ago.
+        // Next year only just ahead: `Jan  1 00:00:05` from a host whose clock is a little
+        // ahead, read seconds before midnight on Dec 31, is in a few seconds, not a year
+        // ago; a `Jan  1 10:00` read at noon on Dec 31 is last January's.
+        let next_limit = self.now.timestamp() + 3600;
         for y in [year + 1, year, year - 1] {
             // Feb 29 exists only in some years: try the previous one too.
             let Some(local) =
@@ -334,7 +336,7 @@ impl LineParser {
                 continue;
             };
             let t = self.zone.to_utc(local)?;
-            if t <= limit {
+            if t <= if y > year { next_limit } else { limit } {
                 return Some(t);
             }
         }
@@ -1429,6 +1431,12 @@ mod tests {
         let ahead = jan.replace("00:00:01", "00:00:05");
         assert_eq!(packet(&mut p, &ahead).time, at("2027-01-01T00:00:05Z"));
         assert_eq!(packet(&mut p, dec).time, at("2026-12-31T23:59:59Z"));
+        let noon = DateTime::parse_from_rfc3339("2026-12-31T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let mut p = LineParser::new(&["D:".to_string()], Zone::Utc, noon);
+        let morning = jan.replace("00:00:01", "10:00:00");
+        assert_eq!(packet(&mut p, &morning).time, at("2026-01-01T10:00:00Z"));
     }
 
     #[test]

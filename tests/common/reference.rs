@@ -391,7 +391,9 @@ pub fn stamp(text: &[u8]) -> Option<(i64, &[u8])> {
             NaiveDate::from_ymd_opt(y, month, day).and_then(|d| d.and_hms_opt(h, m, sec))
         {
             let t = t.and_utc().timestamp();
-            if t <= now().timestamp() + 86_400 {
+            // Next year's only within the hour; this year's and last within the day.
+            let slack = if y > year { 3600 } else { 86_400 };
+            if t <= now().timestamp() + slack {
                 return Some((t, &text[15..]));
             }
         }
