@@ -480,9 +480,11 @@ fn abuse_kind(protocols: &[String], ports: &[u16], hits: u64, span_seconds: i64)
 const SPREAD_SOURCES: usize = 50;
 
 /// A flood spread over many sources, each too quiet to be a flood on its own: at least
-/// [`SPREAD_SOURCES`] addresses, nine in ten of them with 10 packets or fewer, one protocol,
-/// at most three destination ports, and together a packet a second or more. Spoofed source
-/// addresses look like this, so the report says they may be forged. `None` otherwise.
+/// [`SPREAD_SOURCES`] addresses, nine in ten of them with 10 packets or fewer, UDP or ICMP
+/// alone (a source can be forged there; TCP sources that probe a port are a distributed
+/// scan, real hosts), at most three destination ports, and together ten packets a second or
+/// more. Spoofed source addresses look like this, so the report says they may be forged.
+/// `None` otherwise.
 fn spread_flood(
     attackers: &[Attacker],
     protocols: &[String],
@@ -495,14 +497,22 @@ fn spread_flood(
         .count();
     let hits: u64 = attackers.iter().map(|a| a.observation.hits).sum();
     let rate = hits as f64 / (span_seconds.max(0) + 1) as f64;
+    let forgeable = matches!(
+        protocols,
+        [p] if ["UDP", "UDPLITE", "ICMP", "ICMPv6"].contains(&p.as_str())
+    );
     let shaped = attackers.len() >= SPREAD_SOURCES
         && quiet * 10 >= attackers.len() * 9
-        && protocols.len() == 1
-        && (1..=3).contains(&ports.len())
-        && rate >= 1.0;
+        && forgeable
+        && ports.len() <= 3
+        && rate >= 10.0;
     shaped.then(|| {
         let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
-        format!("{} {} flood", protocols[0], ports.join("/"))
+        if ports.is_empty() {
+            format!("{} flood", protocols[0])
+        } else {
+            format!("{} {} flood", protocols[0], ports.join("/"))
+        }
     })
 }
 

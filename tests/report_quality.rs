@@ -790,6 +790,23 @@ fn a_flood_spread_over_many_quiet_sources_is_called_a_flood_that_may_be_spoofed(
         assert!(line.chars().count() <= 78, "{line:?}");
     }
 
+    // Fifty hosts probing SSH, two SYNs each over a minute and a half, are a distributed
+    // scan by real hosts: not that.
+    let scan = Setup::new(&standard_config(""));
+    let syns: String = (0..50)
+        .map(|i| {
+            let ip = format!("34.223.0.{}", i + 1);
+            let t = |k: u32| format!("10:0{}:{:02}", (i * 2 + k) / 60, (i * 2 + k) % 60);
+            drop_line(&t(0), &ip, "TCP", 22) + &drop_line(&t(1), &ip, "TCP", 22)
+        })
+        .collect();
+    scan.write("messages", &syns);
+    scan.run(&["run"]).ok();
+    let raw = std::fs::read(&scan.outbox()[0]).unwrap();
+    let m = MessageParser::default().parse(&raw).unwrap();
+    assert!(!m.subject().unwrap().contains("flood"), "{:?}", m.subject());
+    assert!(!m.body_text(0).unwrap().contains("spoofed"));
+
     // A few hosts probing are not that.
     let few = Setup::new(&standard_config(""));
     few.write(
