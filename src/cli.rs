@@ -159,10 +159,11 @@ pub fn parse_duration(text: &str) -> Result<chrono::Duration, String> {
             ));
         }
     };
-    let limit = i64::from(crate::config::MAX_DAYS) * 86_400;
+    // What a time span can hold (milliseconds in 64 bits); subtracting it from now stops at
+    // the calendar's start.
     match n.checked_mul(seconds) {
-        Some(s) if s <= limit => Ok(chrono::Duration::seconds(s)),
-        _ => Err(format!("{text:?}: at most a hundred years")),
+        Some(s) if s <= i64::MAX / 1000 => Ok(chrono::Duration::seconds(s)),
+        _ => Err(format!("{text:?}: too long a span")),
     }
 }
 

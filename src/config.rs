@@ -24,10 +24,6 @@ pub const PATH_VAR: &str = "ABUSE_MAILER_CONFIG";
 /// The LOG prefix a source matches when it names none.
 pub const DEFAULT_PREFIX: &str = "INPUT-DROP:";
 
-/// The longest span a setting in days may name: a hundred years is "never" enough, and
-/// longer ones would not fit the calendar arithmetic.
-pub const MAX_DAYS: u32 = 36_500;
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -784,17 +780,7 @@ fn report(
         reply_to,
         sample_seconds,
         min_hits,
-        rereport_after_days: match r.rereport_after_days {
-            Some(d) if d > MAX_DAYS => {
-                return Err(err(
-                    "report.rereport_after_days",
-                    format!(
-                        "{d}: at most {MAX_DAYS} (a hundred years); leave it out to never report again"
-                    ),
-                ));
-            }
-            d => d,
-        },
+        rereport_after_days: r.rereport_after_days,
         max_excerpt_lines,
         redact,
         templates_dir: r.templates_dir.as_deref().map(resolve),
@@ -813,15 +799,7 @@ fn report(
             None => Some(1000),
         },
         max_message_bytes,
-        max_age_days: match r.max_age_days.unwrap_or(30) {
-            d if d > MAX_DAYS => {
-                return Err(err(
-                    "report.max_age_days",
-                    format!("{d}: at most {MAX_DAYS} (a hundred years); 0 means no limit"),
-                ));
-            }
-            d => d,
-        },
+        max_age_days: r.max_age_days.unwrap_or(30),
         backscatter: r.backscatter.unwrap_or(false),
     })
 }
