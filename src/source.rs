@@ -647,7 +647,13 @@ impl Sibling {
 /// Each is opened once here and read through that descriptor later. The live file itself
 /// (renamed between its open and this listing) is left out: it is read as the live file.
 /// One that cannot be opened (or is no regular file) is left out and named in `unreadable`.
-fn siblings(path: &Path, live: Option<&OpenFile>, unreadable: &mut Vec<String>) -> Vec<Sibling> {
+/// One compressed other than with gzip is left out and named in `compressed`.
+fn siblings(
+    path: &Path,
+    live: Option<&OpenFile>,
+    unreadable: &mut Vec<String>,
+    compressed: &mut Vec<String>,
+) -> Vec<Sibling> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -681,7 +687,7 @@ fn siblings(path: &Path, live: Option<&OpenFile>, unreadable: &mut Vec<String>) 
                 return None;
             }
             if let Some(kind) = other_compression(&name, &open) {
-                unreadable.push(format!(
+                compressed.push(format!(
                     "source {}: rotated file {} is compressed with {kind}, which abuse-mailer does not read (only gzip): lines in it that no run read are not counted; set logrotate's compresscmd to gzip",
                     path.display(),
                     e.path().display()
@@ -852,9 +858,10 @@ pub fn read(
     ingest: &mut Ingest<'_>,
 ) -> Result<SourceRead> {
     let live = OpenFile::open(path).map_err(|e| source_error(path, e))?;
-    let mut unreadable = Vec::new();
-    let rotated = siblings(path, live.as_ref(), &mut unreadable);
+    let (mut unreadable, mut compressed) = (Vec::new(), Vec::new());
+    let rotated = siblings(path, live.as_ref(), &mut unreadable, &mut compressed);
     let mut read = read_opened(path, live, &rotated, cursor, start, ingest)?;
+    unreadable.append(&mut compressed);
     unreadable.append(&mut read.warnings);
     read.warnings = unreadable;
     Ok(read)
@@ -1131,8 +1138,9 @@ pub fn reread_from(path: &Path, since: Option<(i64, &mut LineParser)>) -> Result
         });
     };
     let live = OpenFile::open(path).map_err(|e| source_error(path, e))?;
-    let mut unreadable = Vec::new();
-    let rotated = siblings(path, live.as_ref(), &mut unreadable);
+    // A file compressed other than with gzip holds nothing a reread could start in.
+    let (mut unreadable, mut compressed) = (Vec::new(), Vec::new());
+    let rotated = siblings(path, live.as_ref(), &mut unreadable, &mut compressed);
     if let Some(problem) = unreadable.first() {
         anyhow::bail!("{problem}");
     }
@@ -1312,7 +1320,7 @@ mod tests {
         let c = cursor(meta.dev(), meta.ino(), 11, b"first line\n");
         fs::rename(&path, dir.path().join("messages.1")).unwrap();
         fs::write(&path, b"new file\n").unwrap();
-        let found = catch_up(&siblings(&path, None, &mut Vec::new()), &c);
+        let found = catch_up(&siblings(&path, None, &mut Vec::new(), &mut Vec::new()), &c);
         assert_eq!(
             found.previous,
             Some(Rotated {
@@ -1331,7 +1339,7 @@ mod tests {
         fs::remove_file(dir.path().join("messages.1")).unwrap();
         fs::rename(&path, dir.path().join("messages.1")).unwrap();
         fs::write(&path, b"newest\n").unwrap();
-        let found = catch_up(&siblings(&path, None, &mut Vec::new()), &c);
+        let found = catch_up(&siblings(&path, None, &mut Vec::new(), &mut Vec::new()), &c);
         assert_eq!(
             found.previous,
             Some(Rotated {
@@ -1402,7 +1410,7 @@ mod tests {
         // logrotate runs between identifying the file and reading it.
         fs::rename(&path, dir.path().join("messages.1")).unwrap();
         fs::write(&path, "Jan 25 11:00:00 web1 CRON[1]: a new file\n").unwrap();
-        let rotated = siblings(&path, Some(&live), &mut Vec::new());
+        let rotated = siblings(&path, Some(&live), &mut Vec::new(), &mut Vec::new());
         assert!(
             rotated.is_empty(),
             "the renamed live file is not also history"
@@ -1453,7 +1461,7 @@ mod tests {
             enc.finish().unwrap();
         }
         let live = OpenFile::open(&path).unwrap().unwrap();
-        let rotated = siblings(&path, Some(&live), &mut Vec::new());
+        let rotated = siblings(&path, Some(&live), &mut Vec::new(), &mut Vec::new());
         let now = live.now().unwrap();
         let Decision::Fresh(history) = decide(None, Some(&now), &rotated, StartAt::Beginning)
         else {

@@ -547,6 +547,16 @@ fn a_rotated_file_compressed_other_than_gzip_is_named_not_taken_as_read() {
         "{}",
         out.stderr
     );
+    // Nothing a reread needs is in it: a reread is not refused for it.
+    let messages = s.path("messages");
+    let out = s.run(&[
+        "reread",
+        "--source",
+        messages.to_str().unwrap(),
+        "--since",
+        "2d",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
 }
 
 #[test]
