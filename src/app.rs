@@ -112,8 +112,8 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
     let state = State::open_read_only(&settings.state_dir)?;
     if let Some(s) = &state {
         check_owner(s, settings)?;
-        // A run would refuse; a preview shows what it would make, and says why not.
-        for renamed in crate::ledger::renamed_providers(s, settings)? {
+        // A run would refuse: the preview shows what it would send, and says why not.
+        for renamed in crate::ledger::renamed_providers(s, settings, &world.providers)? {
             crate::output::tell(format_args!("abuse-mailer: warning: {renamed}"));
         }
     }
@@ -201,7 +201,9 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
     };
     let mut state = State::open(&settings.state_dir)?;
     claim(&mut state, settings)?;
-    if let Some(renamed) = crate::ledger::renamed_providers(&state, settings)?.first() {
+    if let Some(renamed) =
+        crate::ledger::renamed_providers(&state, settings, &world.providers)?.first()
+    {
         return Err(ConfigError(renamed.clone()).into());
     }
 

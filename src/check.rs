@@ -240,8 +240,13 @@ fn check_state(t: &mut Tally, settings: &Settings) {
             // Another configuration runs on this state: a run would refuse it (78).
             Err(e) => t.config("state", &one_line(&e)),
             Ok(()) => {
-                for renamed in
-                    crate::ledger::renamed_providers(&state, settings).unwrap_or_default()
+                let providers: Vec<crate::provider::Provider> = settings
+                    .providers
+                    .iter()
+                    .filter_map(|p| crate::provider::Provider::load(p).ok())
+                    .collect();
+                for renamed in crate::ledger::renamed_providers(&state, settings, &providers)
+                    .unwrap_or_default()
                 {
                     t.config("state", &renamed);
                 }

@@ -140,9 +140,15 @@ pub fn check_owner(state: &State, settings: &Settings) -> Result<()> {
 
 /// Providers that look renamed: configured, with no report in the state yet, while the state
 /// holds sent reports to a provider no longer configured whose desk was the same (the same
-/// recipients). The ledger knows a provider by its name, so under a new name every address
-/// reported before would go to that desk again: a run refuses it. One line each.
-pub fn renamed_providers(state: &State, settings: &Settings) -> Result<Vec<String>> {
+/// recipients) and some of whose addresses are in its ranges (`providers`, loaded; one
+/// without ranges may hold any). The ledger knows a provider by its name, so under a new
+/// name those addresses would go to that desk again. One line each. A provider that takes
+/// over from another at the same desk with other ranges (EC2 after S3) is none of these.
+pub fn renamed_providers(
+    state: &State,
+    settings: &Settings,
+    providers: &[Provider],
+) -> Result<Vec<String>> {
     let mut fresh = Vec::new();
     for p in &settings.providers {
         if !state.has_reports(&p.name)? {
@@ -160,14 +166,31 @@ pub fn renamed_providers(state: &State, settings: &Settings) -> Result<Vec<Strin
         }
         let desk: HashSet<String> = recipients.iter().map(|r| r.to_lowercase()).collect();
         for p in &fresh {
-            let to: HashSet<String> =
+            // Where its reports would go, as a report records it: the API's endpoint, or
+            // the mail recipients with `cc`.
+            let to: HashSet<String> = if p.delivery == config::Delivery::AwsAbuseApi {
+                HashSet::from([crate::aws_api::destination(settings).to_lowercase()])
+            } else {
                 p.to.iter()
+                    .chain(&settings.report.cc)
                     .map(|m| m.email.to_string().to_lowercase())
-                    .collect();
-            if !to.is_empty() && to == desk {
+                    .collect()
+            };
+            let ranges = providers.iter().find(|l| l.name() == p.name);
+            let overlaps = match ranges {
+                Some(l) if l.config.ranges.is_some() => state
+                    .sent_sample(&old, 1000)?
+                    .into_iter()
+                    .any(|ip| l.lookup(ip).is_some()),
+                // Matched by ASN alone: any address may be its.
+                Some(_) => true,
+                // Not loaded (a run for another provider): it makes no report now.
+                None => false,
+            };
+            if !to.is_empty() && to == desk && overlaps {
                 warnings.push(format!(
-                    "provider {:?} has no reports yet, but the state holds reports sent to the same desk by provider {old:?}, which is not configured any more: the ledger knows a provider by its name, so every address reported before would go to that desk again. Give it back the name {old:?} (or, to report them all again on purpose, give this configuration a state_dir of its own)",
-                    p.name
+                    "provider {:?} has no reports yet, but the state holds reports to the same desk by provider {old:?} (no longer configured) on addresses in {:?}'s ranges: the ledger knows a provider by its name, so they would all be reported again. Give it back the name {old:?} to keep its history (or, to report them again on purpose, give this configuration a state_dir of its own)",
+                    p.name, p.name
                 ));
             }
         }

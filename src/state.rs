@@ -894,6 +894,16 @@ impl State {
         Ok(out)
     }
 
+    /// Up to `limit` addresses of a provider's sent reports.
+    pub fn sent_sample(&self, provider: &str, limit: u32) -> Result<Vec<IpAddr>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT DISTINCT i.ip FROM report r JOIN report_ip i ON i.report_id = r.id
+             WHERE r.provider = ?1 AND r.status = 'sent' LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![provider, limit], |r| ip(&r.get::<_, String>(0)?))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// How many of a provider's reports wait to go out (`sending` or `failed`).
     pub fn waiting_reports(&self, provider: &str) -> Result<usize> {
         let n: i64 = self.conn.query_row(

@@ -650,7 +650,8 @@ fn a_hundred_providers_each_get_their_own_addresses_and_lines() {
 
 #[test]
 fn a_renamed_provider_is_refused_rather_than_reporting_everything_again() {
-    let s = Setup::new(&standard_config(""));
+    // With a cc, as a report's recipients record it.
+    let s = Setup::new(&standard_config("cc = [\"archive@example.org\"]"));
     s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
     s.run(&["run"]).ok();
     assert_eq!(s.outbox().len(), 1);
@@ -681,13 +682,20 @@ fn a_renamed_provider_is_refused_rather_than_reporting_everything_again() {
     fs::write(s.path("config.toml"), &config).unwrap();
     s.run(&["run"]).ok();
     assert_eq!(s.outbox().len(), 1);
-    // A provider of another desk beside it is no rename.
-    let other = standard_config("").replace(
-        "[report]",
-        "[[provider]]\nname = \"other\"\nto = [\"abuse@other.example\"]\nranges = \"{repo}/fixtures/ranges/other-cloud.txt\"\n\n[report]",
-    );
-    let o = Setup::new(&other);
-    o.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
-    o.run(&["run"]).ok();
-    assert_eq!(o.outbox().len(), 1);
+    // Another provider at the same desk with other ranges takes over: no address of the old
+    // one is in them, so nothing would go out twice, and it runs.
+    fs::write(
+        s.path("config.toml"),
+        config
+            .replace("name = \"aws\"", "name = \"other\"")
+            .replace(
+                "aws-ip-ranges.json\"\nservices = [\"EC2\"]",
+                "other-cloud.txt\"",
+            ),
+    )
+    .unwrap();
+    s.append("messages", &drop_line("10:00:01", "81.2.69.143", "TCP", 22));
+    let out = s.run(&["run"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(s.outbox().len(), 2);
 }
