@@ -138,6 +138,31 @@ pub fn check_owner(state: &State, settings: &Settings) -> Result<()> {
     .into())
 }
 
+/// `message` with its `Date:` header set to `now`, when that header says a time more than an
+/// hour earlier; `None` when it is recent or cannot be read (the message is sent as made).
+fn with_date(message: &[u8], now: DateTime<Utc>) -> Option<Vec<u8>> {
+    let head_end = memchr::memmem::find(message, b"\r\n\r\n")?;
+    let head = &message[..head_end];
+    let start = if head.starts_with(b"Date: ") {
+        0
+    } else {
+        memchr::memmem::find(head, b"\r\nDate: ")? + 2
+    };
+    let value_at = start + b"Date: ".len();
+    let end = value_at
+        + memchr::memmem::find(&head[value_at..], b"\r\n").unwrap_or(head.len() - value_at);
+    let old = std::str::from_utf8(&head[value_at..end]).ok()?;
+    let dated = DateTime::parse_from_rfc2822(old).ok()?;
+    if now.signed_duration_since(dated) <= chrono::Duration::hours(1) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(message.len() + 8);
+    out.extend_from_slice(&message[..value_at]);
+    out.extend_from_slice(now.to_rfc2822().as_bytes());
+    out.extend_from_slice(&message[end..]);
+    Some(out)
+}
+
 /// Providers that look renamed: configured, with no report in the state yet, while the state
 /// holds sent reports to a provider no longer configured whose desk was the same (the same
 /// recipients) and some of whose addresses are in its ranges (`providers`, loaded; one
@@ -260,6 +285,24 @@ pub(crate) fn deliver(
     outcome: &mut Outcome,
     verbosity: Verbosity,
 ) -> Result<()> {
+    // A part that waited runs for its turn, never tried yet, goes out with the day it goes
+    // out on: a Date days old is a spam sign. The stored message follows, so that `show`
+    // gives the bytes sent.
+    let refreshed;
+    let record = match (record.attempts, record.made_for_api()) {
+        (0, false) => match with_date(&record.message, now) {
+            Some(message) => {
+                state.refresh_unsent_message(&record.id, &message)?;
+                refreshed = ReportRecord {
+                    message,
+                    ..record.clone()
+                };
+                &refreshed
+            }
+            None => record,
+        },
+        _ => record,
+    };
     // Whatever the transport answers must reach the ledger: without that proven first, a
     // report could go out on every run.
     let attempt = state.begin_attempt(&record.id, record.message.len())?;
@@ -354,4 +397,35 @@ pub(crate) fn deliver(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_old_date_header_is_set_to_now_and_nothing_else_changes() {
+        let now = DateTime::parse_from_rfc3339("2026-01-26T11:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let message = b"From: a@example.org\r\nDate: Mon, 26 Jan 2026 08:00:00 +0000\r\nSubject: Date: x\r\n\r\nDate: in the body\r\n";
+        let got = with_date(message, now).unwrap();
+        assert_eq!(
+            got,
+            b"From: a@example.org\r\nDate: Mon, 26 Jan 2026 11:00:00 +0000\r\nSubject: Date: x\r\n\r\nDate: in the body\r\n"
+        );
+        // Recent, missing, or unreadable: sent as made.
+        let recent = now - chrono::Duration::minutes(30);
+        let fresh = format!("Date: {}\r\n\r\nbody", recent.to_rfc2822());
+        assert_eq!(with_date(fresh.as_bytes(), now), None);
+        assert_eq!(
+            with_date(
+                b"From: a\r\n\r\nDate: Mon, 26 Jan 2026 08:00:00 +0000\r\n",
+                now
+            ),
+            None
+        );
+        assert_eq!(with_date(b"Date: soon\r\n\r\n", now), None);
+        assert_eq!(with_date(b"no header end", now), None);
+    }
 }

@@ -765,6 +765,18 @@ impl State {
     /// Shows, before a report of `size` bytes is sent, that its outcome can be recorded, and
     /// keeps it so: space is held in reserve, then the write lock is taken and held until
     /// [`Attempt::record`]. An error here means nothing may be sent.
+    /// Replaces the stored message of a report no transport has seen yet (a part that waited
+    /// for its turn gets the Date it goes out on); the stored bytes stay what is sent.
+    pub fn refresh_unsent_message(&mut self, id: &str, message: &[u8]) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE report SET message = ?2 WHERE id = ?1 AND attempts = 0",
+                params![id, message],
+            )
+            .with_context(|| format!("{}: cannot write", self.path.display()))?;
+        Ok(())
+    }
+
     pub fn begin_attempt(&mut self, id: &str, size: usize) -> Result<Attempt<'_>> {
         let path = self.path.display().to_string();
         self.reserve(size).with_context(|| {

@@ -826,3 +826,41 @@ fn a_flood_spread_over_many_quiet_sources_is_called_a_flood_that_may_be_spoofed(
         .to_string();
     assert!(body.contains("Please make the hosts below stop"), "{body}");
 }
+
+#[test]
+fn a_part_that_waited_goes_out_with_the_date_it_is_sent() {
+    let mut s = Setup::new(
+        &standard_config("max_ips_per_message = 1")
+            .replace("[mail]", "[mail]\nmax_messages_per_run = 1"),
+    );
+    s.write(
+        "messages",
+        &(drop_line("07:00:00", "3.5.140.2", "TCP", 22)
+            + &drop_line("07:00:01", "3.5.140.3", "TCP", 22)),
+    );
+    s.run(&["run"]).ok();
+    s.now = "2026-01-26T11:00:00Z".to_string();
+    s.run(&["run"]).ok();
+    let mut dates = Vec::new();
+    for file in s.outbox() {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let date = text
+            .lines()
+            .find(|l| l.starts_with("Date: "))
+            .unwrap()
+            .to_string();
+        let id = file.file_stem().unwrap().to_str().unwrap().to_string();
+        // What `show` gives is what went out.
+        let shown = s.run(&["show", &id]).ok();
+        assert_eq!(shown.raw_stdout, std::fs::read(&file).unwrap(), "{id}");
+        dates.push(date);
+    }
+    dates.sort();
+    assert_eq!(
+        dates,
+        [
+            "Date: Mon, 26 Jan 2026 08:00:00 +0000",
+            "Date: Mon, 26 Jan 2026 11:00:00 +0000"
+        ]
+    );
+}
