@@ -94,11 +94,12 @@ pub fn check(settings: &Settings, now: DateTime<Utc>, smtp: bool) -> Result<u8> 
         ),
     );
     check_sources(&mut t, settings);
-    let names = check_providers(&mut t, settings);
+    let providers = check_providers(&mut t, settings);
+    let names: Vec<&str> = providers.iter().map(Provider::name).collect();
     check_asn_db(&mut t, settings, now);
     check_templates(&mut t, settings, &names, now);
     check_discover(&mut t, settings);
-    check_state(&mut t, settings);
+    check_state(&mut t, settings, &providers);
     check_mail(&mut t, settings, smtp);
     Ok(if t.config_errors > 0 {
         EXIT_CONFIG
@@ -154,9 +155,9 @@ fn check_sources(t: &mut Tally, settings: &Settings) {
     }
 }
 
-/// Each provider's range file loads; returns the names of those that do.
-fn check_providers<'s>(t: &mut Tally, settings: &'s Settings) -> Vec<&'s str> {
-    let mut names = Vec::new();
+/// Each provider's range file loads; returns those that do.
+fn check_providers(t: &mut Tally, settings: &Settings) -> Vec<Provider> {
+    let mut loaded = Vec::new();
     for p in &settings.providers {
         match Provider::load(p) {
             Ok(provider) => {
@@ -173,12 +174,12 @@ fn check_providers<'s>(t: &mut Tally, settings: &'s Settings) -> Vec<&'s str> {
                         provider.ranges.len()
                     ),
                 );
-                names.push(p.name.as_str());
+                loaded.push(provider);
             }
             Err(e) => t.config("ranges", &one_line(&e)),
         }
     }
-    names
+    loaded
 }
 
 /// The ASN database opens and is recent enough.
@@ -234,18 +235,13 @@ fn check_templates(t: &mut Tally, settings: &Settings, names: &[&str], now: Date
 }
 
 /// The state opens and belongs to this configuration.
-fn check_state(t: &mut Tally, settings: &Settings) {
+fn check_state(t: &mut Tally, settings: &Settings, providers: &[Provider]) {
     match State::open_read_only(&settings.state_dir) {
         Ok(Some(state)) => match crate::ledger::check_owner(&state, settings) {
             // Another configuration runs on this state: a run would refuse it (78).
             Err(e) => t.config("state", &one_line(&e)),
             Ok(()) => {
-                let providers: Vec<crate::provider::Provider> = settings
-                    .providers
-                    .iter()
-                    .filter_map(|p| crate::provider::Provider::load(p).ok())
-                    .collect();
-                for renamed in crate::ledger::renamed_providers(&state, settings, &providers)
+                for renamed in crate::ledger::renamed_providers(&state, settings, providers)
                     .unwrap_or_default()
                 {
                     t.config("state", &renamed);
