@@ -414,8 +414,8 @@ impl OpenFile {
 }
 
 /// The compression a rotated file has other than gzip (`xz`, `bzip2`, `zstd`, `lz4`), by
-/// its name or its first bytes: such a file cannot be read as text.
-fn other_compression(name: &str, open: &OpenFile) -> Option<&'static str> {
+/// its name or the first bytes of its first line: such a file cannot be read as text.
+fn other_compression(name: &str, gzip: bool, first_line: &[u8]) -> Option<&'static str> {
     const KINDS: [(&str, &[u8], &str); 5] = [
         (".xz", b"\xfd7zXZ\x00", "xz"),
         (".bz2", b"BZh", "bzip2"),
@@ -423,14 +423,13 @@ fn other_compression(name: &str, open: &OpenFile) -> Option<&'static str> {
         (".lz4", b"\x04\x22\x4d\x18", "lz4"),
         (".lzma", b"\x5d\x00\x00", "lzma"),
     ];
-    if open.gzip {
+    if gzip {
         return None;
     }
-    let mut head = [0u8; 6];
-    let n = open.at(0).read(&mut head).unwrap_or(0);
+    // No magic holds a newline: the first line read as text starts with it.
     KINDS
         .iter()
-        .find(|(ext, magic, _)| name.ends_with(ext) || head[..n].starts_with(magic))
+        .find(|(ext, magic, _)| name.ends_with(ext) || first_line.starts_with(magic))
         .map(|(_, _, kind)| *kind)
 }
 
@@ -464,21 +463,28 @@ fn copied_and_rewritten(live: &OpenFile, cursor: &Cursor, rotated: &[Sibling]) -
     {
         return Ok(false);
     }
+    // A rotated file new since the cursor, plain, long enough, and starting like it: most
+    // runs have none, and read nothing more.
+    let copies: Vec<&Sibling> = rotated
+        .iter()
+        .filter(|s| {
+            !s.open.gzip
+                && s.open.size >= cursor.offset
+                && same_start(&cursor.fingerprint, &s.first_line)
+                && !cursor
+                    .known_siblings
+                    .iter()
+                    .any(|k| k.same_inode(&s.open) && k.same_kind(s.open.gzip))
+        })
+        .collect();
+    if copies.is_empty() {
+        return Ok(false);
+    }
     let window = cursor.offset.min(4096);
     let from = cursor.offset - window;
     let mut mine = Vec::new();
     live.at_until(from, cursor.offset).read_to_end(&mut mine)?;
-    for s in rotated {
-        let known = cursor
-            .known_siblings
-            .iter()
-            .any(|k| k.same_inode(&s.open) && k.same_kind(s.open.gzip));
-        if known || s.open.gzip || s.open.size < cursor.offset {
-            continue;
-        }
-        if !same_start(&cursor.fingerprint, &s.first_line) {
-            continue;
-        }
+    for s in copies {
         let mut theirs = Vec::new();
         s.open
             .at_until(from, cursor.offset)
@@ -686,7 +692,8 @@ fn siblings(
             if live.is_some_and(|l| (l.dev, l.ino) == (open.dev, open.ino)) {
                 return None;
             }
-            if let Some(kind) = other_compression(&name, &open) {
+            let first_line = open.first_line().unwrap_or_default();
+            if let Some(kind) = other_compression(&name, open.gzip, &first_line) {
                 compressed.push(format!(
                     "source {}: rotated file {} is compressed with {kind}, which abuse-mailer does not read (only gzip): lines in it that no run read are not counted; set logrotate's compresscmd to gzip",
                     path.display(),
@@ -707,7 +714,6 @@ fn siblings(
                 return None;
             }
             let modified = open.modified?;
-            let first_line = open.first_line().unwrap_or_default();
             Some((number, modified, Sibling { open, first_line }))
         })
         .collect();
