@@ -67,10 +67,7 @@ fn dispatch(cli: &Cli) -> Result<u8> {
             &settings,
             now,
             source,
-            since.map(|d| {
-                now.checked_sub_signed(d)
-                    .unwrap_or(DateTime::<Utc>::MIN_UTC)
-            }),
+            since.map(|d| clock::before(now, d)),
             verbosity != Verbosity::Quiet,
         ),
         Command::Contacts { ip, json } => crate::contacts::command(&settings, now, *ip, *json),
@@ -92,10 +89,7 @@ fn run_or_preview(
     let options = Options {
         only: what.provider.as_deref(),
         json: what.json,
-        since: what.since.map(|d| {
-            now.checked_sub_signed(d)
-                .unwrap_or(DateTime::<Utc>::MIN_UTC)
-        }),
+        since: what.since.map(|d| clock::before(now, d)),
         verbosity,
     };
     if dry_run {

@@ -81,6 +81,13 @@ fn iana_local() -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
+/// `span` before `now`, or the calendar's start for a span that reaches past it ("never",
+/// "no limit" written as a very large number).
+pub fn before(now: DateTime<Utc>, span: chrono::Duration) -> DateTime<Utc> {
+    now.checked_sub_signed(span)
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
 /// UTC time as the state database stores it.
 pub fn utc_text(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)

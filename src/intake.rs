@@ -261,8 +261,7 @@ impl<'s> World<'s> {
 
 /// `days` before `now`, or the calendar's start for a span reaching past it.
 fn days_before(now: DateTime<Utc>, days: u32) -> DateTime<Utc> {
-    now.checked_sub_signed(chrono::Duration::days(i64::from(days)))
-        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+    crate::clock::before(now, chrono::Duration::days(i64::from(days)))
 }
 
 /// Everything read this run, merged with what was known before.

@@ -23,14 +23,17 @@ use crate::state::{HistoryFilter, ReportContact, State, Status};
 /// a closed descriptor under a daemon) neither stops the work the line is about nor panics
 /// as `println!` would: a line that cannot be shown is dropped.
 pub(crate) fn say(line: std::fmt::Arguments<'_>) {
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_fmt(line).and_then(|()| out.write_all(b"\n"));
+    write_line(std::io::stdout().lock(), line);
 }
 
 /// A line for the operator on standard error: [`say`]'s rule, for warnings and summaries (a
 /// pipe into `head` with `2>&1` closes both).
 pub(crate) fn tell(line: std::fmt::Arguments<'_>) {
-    let mut out = std::io::stderr().lock();
+    write_line(std::io::stderr().lock(), line);
+}
+
+/// Writes `line` and a newline, dropping it when the output is gone.
+fn write_line(mut out: impl Write, line: std::fmt::Arguments<'_>) {
     let _ = out.write_fmt(line).and_then(|()| out.write_all(b"\n"));
 }
 
