@@ -10,7 +10,7 @@ use anyhow::Result;
 use chrono::{DateTime, Utc};
 
 use crate::clock::utc_text;
-use crate::config::{self};
+use crate::config::{self, Settings};
 use crate::discover::{self, Contact, ContactCache, Discoverer, Limits};
 use crate::enrich::{Attacker, enrich};
 use crate::excerpt::{EvidenceLine, Window, densest};
@@ -69,6 +69,16 @@ impl Desk<'_> {
     pub(crate) fn api(&self) -> bool {
         self.provider
             .is_some_and(|p| p.config.delivery == config::Delivery::AwsAbuseApi)
+    }
+
+    /// How many addresses one part holds. XARF names one source per report, and the API
+    /// takes one source per report too; a contact's digest is one message, XARF or not.
+    fn part_size(&self, settings: &Settings) -> usize {
+        if (settings.report.xarf && self.contact.is_none()) || self.api() {
+            1
+        } else {
+            settings.report.max_ips_per_message.unwrap_or(usize::MAX)
+        }
     }
 
     /// The name in report ids and Message-IDs.
@@ -213,26 +223,29 @@ pub(crate) fn plan_providers(
         if selected.is_empty() {
             continue;
         }
+        let desk = Desk {
+            key: provider.name().to_string(),
+            name: provider.name().to_string(),
+            bucket: i,
+            provider: Some(provider),
+            contact: None,
+            to: provider.config.to.clone(),
+            thread_root: ledger.thread_roots[i].clone(),
+            networks: None,
+        };
         // The first addresses, as many as the parts this run makes hold; the others are
-        // selected again by a later run.
-        let per_part =
-            if settings.report.xarf || provider.config.delivery == config::Delivery::AwsAbuseApi {
-                1
-            } else {
-                settings.report.max_ips_per_message.unwrap_or(usize::MAX)
-            };
-        // Parts still waiting count against the run's: a backlog drains before it grows.
+        // selected again by a later run. Parts still waiting count against the run's: a
+        // backlog drains before it grows.
         let waiting = match state {
             Some(s) => s.waiting_reports(provider.name())?,
             None => 0,
         };
         let parts = (PARTS_PER_RUN * settings.mail.max_messages_per_run.max(1) as usize)
             .saturating_sub(waiting);
-        let room = per_part.saturating_mul(parts);
+        let room = desk.part_size(settings).saturating_mul(parts);
         // Taken a slice at a time, whole records and all, until the room is filled with
         // addresses this provider's way out takes: a source the API cannot take (seen only
         // over ICMP) neither holds a place nor keeps the others out.
-        let api = provider.config.delivery == config::Delivery::AwsAbuseApi;
         let mut attackers = Vec::new();
         let mut icmp_only = 0;
         let mut rest = &selected[..];
@@ -243,7 +256,7 @@ pub(crate) fn plan_providers(
             let mut taken = enrich(whole, Some(provider), world.asn_db.as_ref());
             // XARF v4 wants a source port for an address, and the API refuses a document
             // without one: a source seen only over ICMP is for mail, not for the API.
-            if api {
+            if desk.api() {
                 let before = taken.len();
                 taken.retain(|a| a.observation.src_ports.iter().any(|p| *p > 0));
                 icmp_only += before - taken.len();
@@ -265,16 +278,6 @@ pub(crate) fn plan_providers(
         if attackers.is_empty() {
             continue;
         }
-        let desk = Desk {
-            key: provider.name().to_string(),
-            name: provider.name().to_string(),
-            bucket: i,
-            provider: Some(provider),
-            contact: None,
-            to: provider.config.to.clone(),
-            thread_root: ledger.thread_roots[i].clone(),
-            networks: None,
-        };
         planned.extend(plan_desk(world, intake, &desk, &attackers, state)?.0);
     }
     Ok(planned)
@@ -445,13 +448,7 @@ pub(crate) fn plan_desk(
     state: Option<&State>,
 ) -> Result<(Vec<Planned>, usize)> {
     let settings = world.settings;
-    // XARF names one source per report, and the API takes one source per report too; a
-    // contact's digest is one message, XARF or not.
-    let size = if (settings.report.xarf && desk.contact.is_none()) || desk.api() {
-        1
-    } else {
-        settings.report.max_ips_per_message.unwrap_or(usize::MAX)
-    };
+    let size = desk.part_size(settings);
     let limit = settings.report.max_message_bytes;
     let mut chunks: Vec<std::ops::Range<usize>> = (0..attackers.len())
         .step_by(size)
