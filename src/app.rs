@@ -13,13 +13,13 @@ use crate::clock::{self, utc_text};
 use crate::config::{self, Settings};
 use crate::discover;
 use crate::error::{ConfigError, EXIT_OK, TransientError, exit_code, one_line};
-use crate::excerpt::EvidenceLine;
 use crate::ingest::Observation;
 use crate::intake::{Intake, Options, World, ingest};
 use crate::ledger::{Outcome, Route, check_owner, claim, deliver};
 use crate::output::{Listed, Unattributed, history, print_json, print_mbox, show, summary_line};
 use crate::plan::{Planned, Unplanned, plan, plan_discovered, plan_providers};
 use crate::send::{Transport, transport};
+use crate::state::EvidenceUpdate;
 use crate::state::{ReportRecord, Settled, State};
 
 /// Runs the command line and returns the exit status; errors are printed as one line.
@@ -209,14 +209,21 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
         .iter()
         .filter_map(|ip| intake.observations.get(ip))
         .collect();
-    // Evidence is rewritten only where it changed: a run with nothing new writes nothing.
-    let evidence: Vec<(String, Vec<EvidenceLine>)> = world
+    // Evidence changes only where lines were read or the window moved: a run with nothing
+    // new writes nothing.
+    let evidence: Vec<EvidenceUpdate<'_>> = world
         .desk_keys()
         .into_iter()
         .zip(&intake.evidence)
-        .zip(&intake.stored_evidence)
-        .filter(|((_, lines), stored)| lines != stored)
-        .map(|((key, lines), _)| (key.to_string(), lines.clone()))
+        .zip(&intake.dense)
+        .filter(|((_, lines), dense)| !lines.is_empty() || dense.is_some())
+        .map(|((desk, lines), dense)| EvidenceUpdate {
+            desk,
+            lines,
+            per_ip: crate::ingest::LINES_PER_IP,
+            dense: dense.as_deref(),
+            stale_before: world.fresh_since(),
+        })
         .collect();
     state.commit_ingest(
         &touched,

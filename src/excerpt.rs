@@ -165,6 +165,34 @@ pub fn densest(mut lines: Vec<EvidenceLine>, seconds: u32, cap: usize) -> Option
     densest_of_sorted(&lines, seconds, cap)
 }
 
+/// [`densest`] of two lists of lines, each in time order, taken as one in time order
+/// without a copy of either; a line of `b` that is also in `a` counts once. For a short list
+/// (a window kept before) and a long one (every line kept from a read).
+pub fn densest_of_both(
+    a: &[EvidenceLine],
+    b: &[EvidenceLine],
+    seconds: u32,
+    cap: usize,
+) -> Option<Window> {
+    let in_a: std::collections::HashSet<&EvidenceLine> = a.iter().collect();
+    let mut b = b.iter().filter(|l| !in_a.contains(l)).peekable();
+    let mut a = a.iter().peekable();
+    let mut tracker = WindowTracker::new(seconds, cap);
+    loop {
+        // The earlier first; of lines of one second, those of `a` (logged before) first.
+        let line = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) if y.time < x.time => b.next(),
+            (Some(_), _) => a.next(),
+            (None, _) => b.next(),
+        };
+        let Some(line) = line else {
+            break;
+        };
+        tracker.push(line.time, line.ip, line.text.as_bytes());
+    }
+    tracker.finish()
+}
+
 /// [`densest`] of lines already in time order, stably sorted.
 fn densest_of_sorted(lines: &[EvidenceLine], seconds: u32, cap: usize) -> Option<Window> {
     let mut tracker = WindowTracker::new(seconds, cap);
@@ -192,29 +220,6 @@ pub fn union(mut a: Vec<EvidenceLine>, b: Vec<EvidenceLine>) -> Vec<EvidenceLine
     a.extend(extra);
     a.sort_by_key(|l| l.time);
     a
-}
-
-/// The evidence worth keeping for later reports: the densest window, and the first
-/// `per_ip` lines of every address, so that a report of only some of them (a split
-/// report, XARF's one per address) still shows their own lines.
-pub fn keep(pool: Vec<EvidenceLine>, seconds: u32, cap: usize, per_ip: usize) -> Vec<EvidenceLine> {
-    // Sorted once, in place: the pool can hold the first lines of a hundred thousand
-    // addresses, and a copy of it for the window would double that.
-    let mut sorted = pool;
-    sorted.sort_by_key(|l| l.time);
-    let window = densest_of_sorted(&sorted, seconds, cap)
-        .map(|w| w.lines)
-        .unwrap_or_default();
-    let mut seen: std::collections::HashMap<IpAddr, usize> = std::collections::HashMap::new();
-    let firsts = sorted
-        .into_iter()
-        .filter(|l| {
-            let n = seen.entry(l.ip).or_default();
-            *n += 1;
-            *n <= per_ip
-        })
-        .collect();
-    union(window, firsts)
 }
 
 /// Log text made safe to show: invalid UTF-8 replaced, control characters, Unicode line
@@ -385,32 +390,6 @@ mod tests {
     }
 
     #[test]
-    fn keep_holds_the_window_and_each_addresses_first_lines() {
-        let other: IpAddr = "18.206.107.24".parse().unwrap();
-        let mut pool = vec![
-            line(0, "early"),
-            EvidenceLine {
-                time: 1,
-                ip: other,
-                text: "other".into(),
-            },
-        ];
-        pool.extend((0..6).map(|i| line(100, &format!("burst{i}"))));
-        pool.push(line(100, "burst0"));
-        let kept = keep(pool, 5, 50, 1);
-        let texts: Vec<_> = kept.iter().map(|l| l.text.as_str()).collect();
-        assert_eq!(
-            texts,
-            [
-                "early", "other", "burst0", "burst1", "burst2", "burst3", "burst4", "burst5",
-                "burst0"
-            ]
-        );
-        let again = keep(kept.clone(), 5, 50, 1);
-        assert_eq!(again, kept, "keeping is stable across runs");
-    }
-
-    #[test]
     fn clean_strips_control_characters_and_bad_bytes() {
         assert_eq!(
             clean(b"a\r\nBcc: x\x1b[31m\tz\xff"),
@@ -454,5 +433,39 @@ mod tests {
             "{r}"
         );
         assert!(r.contains("[547996.64] [UFW BLOCK] IN=eth0"), "{r}");
+    }
+
+    proptest::proptest! {
+        /// The merge of a kept window and a read's lines finds the window the plain way
+        /// finds in the two put together (a line in both counted once).
+        #[test]
+        fn densest_of_both_agrees_with_densest_of_the_union(
+            a in proptest::collection::vec((0i64..40, 0u8..4), 0..12),
+            b in proptest::collection::vec((0i64..40, 0u8..4), 0..60),
+            seconds in 1u32..8,
+            cap in 1usize..6,
+        ) {
+            // Distinct texts within each list; a text in both lists is one packet.
+            let lines = |raw: &[(i64, u8)], tag: &str| -> Vec<EvidenceLine> {
+                let mut lines: Vec<EvidenceLine> = raw
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (t, shared))| match shared {
+                        0 => line(*t, &format!("both {t}")),
+                        _ => line(*t, &format!("{tag} {i}")),
+                    })
+                    .collect();
+                lines.sort_by(|x, y| (x.time, &x.text).cmp(&(y.time, &y.text)));
+                lines.dedup();
+                lines
+            };
+            let (a, b) = (lines(&a, "a"), lines(&b, "b"));
+            let merged = densest_of_both(&a, &b, seconds, cap);
+            let plain = densest(union(a.clone(), b.clone()), seconds, cap);
+            proptest::prop_assert_eq!(
+                merged.as_ref().map(|w| (w.start, w.count)),
+                plain.as_ref().map(|w| (w.start, w.count))
+            );
+        }
     }
 }

@@ -283,10 +283,12 @@ pub(crate) struct Intake {
     pub(crate) cursors: Vec<(String, StoredCursor)>,
     /// Per file source and prefix, the last packet time counted as a hit this run.
     pub(crate) counted: Vec<(String, String, i64)>,
-    /// Evidence to keep per provider, and the full pool the excerpt is cut from.
+    /// Per desk (see [`World::desk_keys`]): the lines read now worth keeping (fresh, of
+    /// addresses not reported), in time order.
     pub(crate) evidence: Vec<Vec<EvidenceLine>>,
-    /// The evidence as stored before this run.
-    pub(crate) stored_evidence: Vec<Vec<EvidenceLine>>,
+    /// Per desk: its densest window of the lines kept before and these, when it is not the
+    /// window kept.
+    pub(crate) dense: Vec<Option<Vec<EvidenceLine>>>,
 }
 
 /// For a source read again after `reread`: packets an earlier read counted (per prefix, up
@@ -561,31 +563,42 @@ pub(crate) fn ingest(
         None if quiet => Ledger::none(world.desk_keys().len()),
         None => world.ledger(state)?,
     };
+    // The lines read now worth keeping, and the desk's densest window of them and of the one
+    // kept before. The lines kept before are not read here: a report reads its addresses'
+    // own (see [`Intake::evidence_for`]), so that a run costs what it read, not every line
+    // kept since a flood.
     let mut evidence = Vec::new();
-    let mut stored_evidence = Vec::new();
+    let mut dense = Vec::new();
     for (i, key) in world.desk_keys().into_iter().enumerate() {
         if quiet {
             evidence.push(Vec::new());
-            stored_evidence.push(Vec::new());
+            dense.push(None);
             continue;
         }
-        let stored = match state {
-            Some(s) => s.evidence(key)?,
-            None => Vec::new(),
-        };
-        let mut pool = stored.clone();
-        stored_evidence.push(stored);
-        pool.append(&mut batch.evidence[i]);
         // Neither reported addresses' lines nor history are evidence any more.
         let fresh = world.fresh_since();
-        pool.retain(|l| !ledger.reported[i].contains(&l.ip) && fresh.is_none_or(|t| l.time >= t));
-        let keep = excerpt::keep(
-            pool,
+        let wanted = |l: &EvidenceLine| {
+            !ledger.reported[i].contains(&l.ip) && fresh.is_none_or(|t| l.time >= t)
+        };
+        let mut lines = std::mem::take(&mut batch.evidence[i]);
+        lines.retain(wanted);
+        // Stable: lines of one second keep their log order.
+        lines.sort_by_key(|l| l.time);
+        let stored = match state {
+            Some(s) => s.dense_evidence(key)?,
+            None => Vec::new(),
+        };
+        let before: Vec<EvidenceLine> = stored.iter().filter(|l| wanted(l)).cloned().collect();
+        let window = excerpt::densest_of_both(
+            &before,
+            &lines,
             settings.report.sample_seconds,
             settings.report.max_excerpt_lines,
-            crate::ingest::LINES_PER_IP,
-        );
-        evidence.push(keep);
+        )
+        .map(|w| w.lines)
+        .unwrap_or_default();
+        dense.push((window != stored).then_some(window));
+        evidence.push(lines);
     }
     let mut intake = Intake {
         summary: batch.summary,
@@ -598,7 +611,7 @@ pub(crate) fn ingest(
         cursors,
         counted,
         evidence,
-        stored_evidence,
+        dense,
     };
     intake.summary.ips_below_min_hits = match &marker {
         None => count_below_min_hits(world, &intake.observations, &ledger),
@@ -617,6 +630,59 @@ pub(crate) fn ingest(
 }
 
 impl Intake {
+    /// The evidence of `ips` for desk number `bucket` (ledger key `key`): their lines kept by
+    /// earlier runs, read from the state address by address, and those read now, with the
+    /// desk's densest window as it stands after this run.
+    pub(crate) fn evidence_for(
+        &self,
+        world: &World<'_>,
+        bucket: usize,
+        ips: &[IpAddr],
+        state: Option<&State>,
+    ) -> Result<Vec<EvidenceLine>> {
+        let key = world.desk_keys()[bucket];
+        let wanted: std::collections::HashSet<IpAddr> = ips.iter().copied().collect();
+        let dense = self.dense.get(bucket).and_then(Option::as_ref);
+        let stored = match state {
+            Some(s) => s.evidence_of(key, ips, world.fresh_since(), dense.is_none())?,
+            None => Vec::new(),
+        };
+        let of_these = |lines: &[EvidenceLine]| -> Vec<EvidenceLine> {
+            lines
+                .iter()
+                .filter(|l| wanted.contains(&l.ip))
+                .cloned()
+                .collect()
+        };
+        // Each list holds a packet once; a line in two of them (read now and kept by this
+        // run, or in the window and an address's own) is one packet. Lines of one second
+        // keep the order of the first list that has them: the window's, then the read's.
+        let own = excerpt::union(of_these(&self.evidence[bucket]), stored);
+        Ok(excerpt::union(
+            of_these(dense.map_or(&[], Vec::as_slice)),
+            own,
+        ))
+    }
+
+    /// Whether a line is kept for `ip` for desk number `bucket`: read now, or by an earlier
+    /// run. `read_now` holds the addresses of this run's lines for the desk.
+    pub(crate) fn has_evidence(
+        &self,
+        world: &World<'_>,
+        bucket: usize,
+        ip: IpAddr,
+        read_now: &std::collections::HashSet<IpAddr>,
+        state: Option<&State>,
+    ) -> Result<bool> {
+        if read_now.contains(&ip) {
+            return Ok(true);
+        }
+        match state {
+            Some(s) => s.has_evidence(world.desk_keys()[bucket], ip, world.fresh_since()),
+            None => Ok(false),
+        }
+    }
+
     /// `f` of the whole observation of `ip` (as [`Intake::whole`] finds it), without a copy
     /// of one held in memory.
     pub(crate) fn with_whole<T>(

@@ -309,12 +309,15 @@ pub(crate) fn plan_discovered(
     );
     // A desk that never heard from us is shown the log lines: an address with none kept (seen
     // before discovery was enabled) is not reported to it, unless it is logged again.
-    let shown: HashSet<IpAddr> = intake.evidence[n].iter().map(|l| l.ip).collect();
+    let read_now: HashSet<IpAddr> = intake.evidence[n].iter().map(|l| l.ip).collect();
     let before = selected.len();
-    let selected: Vec<_> = selected
-        .into_iter()
-        .filter(|s| shown.contains(&s.observation.ip))
-        .collect();
+    let mut shown = Vec::with_capacity(selected.len());
+    for s in selected {
+        if intake.has_evidence(world, n, s.observation.ip, &read_now, state)? {
+            shown.push(s);
+        }
+    }
+    let selected = shown;
     unplanned.without_lines += before - selected.len();
     if selected.is_empty() {
         return Ok(Vec::new());
@@ -576,12 +579,8 @@ pub(crate) fn plan_part(
     state: Option<&State>,
 ) -> Result<Planned> {
     let settings = world.settings;
-    let ips: HashSet<IpAddr> = attackers.iter().map(|a| a.observation.ip).collect();
-    let pool: Vec<EvidenceLine> = intake.evidence[desk.bucket]
-        .iter()
-        .filter(|l| ips.contains(&l.ip))
-        .cloned()
-        .collect();
+    let ips: Vec<IpAddr> = attackers.iter().map(|a| a.observation.ip).collect();
+    let pool: Vec<EvidenceLine> = intake.evidence_for(world, desk.bucket, &ips, state)?;
     let window: Option<Window> = densest(
         pool.clone(),
         settings.report.sample_seconds,

@@ -205,6 +205,9 @@ ALTER TABLE report ADD COLUMN contact_network TEXT;
 CREATE INDEX report_by_provider_sent ON report (provider, sent_at);
 CREATE INDEX report_waiting ON report (provider) WHERE status IN ('sending', 'failed');
 "#,
+    // 11: evidence is kept line by line rather than rewritten whole by every run: the lines
+    // of a desk's densest window are marked, and a report reads its own addresses' lines.
+    "ALTER TABLE evidence ADD COLUMN dense INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// The oldest schema a reader understands: schemas 5 and 6 add only what a run needs (and
@@ -651,18 +654,59 @@ impl State {
             .optional()?)
     }
 
-    /// The evidence lines kept for a provider's next excerpt.
-    pub fn evidence(&self, provider: &str) -> Result<Vec<EvidenceLine>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT time, ip, line FROM evidence WHERE provider = ?1 ORDER BY seq")?;
-        let rows = stmt.query_map([provider], |r| {
-            Ok(EvidenceLine {
-                time: r.get(0)?,
-                ip: ip(&r.get::<_, String>(1)?)?,
-                text: r.get(2)?,
-            })
-        })?;
+    /// The evidence lines kept for `provider` of the addresses `ips`, logged at `since` or
+    /// later, in the order kept; without the lines of the desk's densest window unless
+    /// `dense` (a run that made a new window holds it in memory). Each address is one seek.
+    pub fn evidence_of(
+        &self,
+        provider: &str,
+        ips: &[IpAddr],
+        since: Option<i64>,
+        dense: bool,
+    ) -> Result<Vec<EvidenceLine>> {
+        let only_own = if !dense && self.version >= 11 {
+            " AND dense = 0"
+        } else {
+            ""
+        };
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT time, ip, line, seq FROM evidence INDEXED BY evidence_by_ip
+             WHERE provider = ?1 AND ip = ?2 AND time >= ?3{only_own}"
+        ))?;
+        let mut lines = Vec::new();
+        for address in ips {
+            let rows = stmt.query_map(
+                params![provider, address.to_string(), since.unwrap_or(i64::MIN)],
+                |r| Ok((r.get::<_, i64>(3)?, evidence_line(r)?)),
+            )?;
+            for row in rows {
+                lines.push(row?);
+            }
+        }
+        // In the order kept, which is the order logged within a second.
+        lines.sort_by_key(|(seq, _)| *seq);
+        Ok(lines.into_iter().map(|(_, line)| line).collect())
+    }
+
+    /// Whether a line logged at `since` or later is kept for `ip` under `provider`.
+    pub fn has_evidence(&self, provider: &str, ip: IpAddr, since: Option<i64>) -> Result<bool> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT 1 FROM evidence INDEXED BY evidence_by_ip
+             WHERE provider = ?1 AND ip = ?2 AND time >= ?3 LIMIT 1",
+        )?;
+        Ok(stmt.exists(params![provider, ip.to_string(), since.unwrap_or(i64::MIN)])?)
+    }
+
+    /// The lines of `provider`'s densest window as kept (none before schema 11, whose
+    /// lines are all an address's own).
+    pub fn dense_evidence(&self, provider: &str) -> Result<Vec<EvidenceLine>> {
+        if self.version < 11 {
+            return Ok(Vec::new());
+        }
+        let mut stmt = self.conn.prepare(
+            "SELECT time, ip, line FROM evidence WHERE provider = ?1 AND dense = 1 ORDER BY seq",
+        )?;
+        let rows = stmt.query_map([provider], evidence_line)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
@@ -674,7 +718,7 @@ impl State {
         observations: &[&Observation],
         cursors: &[(String, StoredCursor)],
         counted: &[(String, String, i64)],
-        evidence: &[(String, Vec<EvidenceLine>)],
+        evidence: &[EvidenceUpdate<'_>],
         now: &str,
         unsettle: bool,
     ) -> Result<()> {
@@ -1245,19 +1289,72 @@ impl State {
     }
 }
 
-fn replace_evidence(tx: &Transaction<'_>, provider: &str, lines: &[EvidenceLine]) -> Result<()> {
-    tx.execute("DELETE FROM evidence WHERE provider = ?1", [provider])?;
-    let mut put = tx.prepare(
-        "INSERT INTO evidence (provider, time, seq, ip, line) VALUES (?1, ?2, ?3, ?4, ?5)",
+fn evidence_line(r: &rusqlite::Row<'_>) -> rusqlite::Result<EvidenceLine> {
+    Ok(EvidenceLine {
+        time: r.get(0)?,
+        ip: ip(&r.get::<_, String>(1)?)?,
+        text: r.get(2)?,
+    })
+}
+
+/// What one run changes in a desk's evidence: lines are added and let go one by one, so that
+/// a run's cost follows what it read, not every line kept since a flood.
+#[derive(Debug)]
+pub struct EvidenceUpdate<'a> {
+    pub desk: &'a str,
+    /// Lines read now, in time order: each is kept if its address has fewer than `per_ip`
+    /// lines of its own kept (its first lines are kept, as they are found).
+    pub lines: &'a [EvidenceLine],
+    pub per_ip: usize,
+    /// The desk's densest window, when it is not the one kept.
+    pub dense: Option<&'a [EvidenceLine]>,
+    /// Lines logged before this time are history, let go.
+    pub stale_before: Option<i64>,
+}
+
+/// At most this many of the lines kept longest are looked at for history by one run.
+const STALE_EVIDENCE_PER_RUN: i64 = 100_000;
+
+fn update_evidence(tx: &Transaction<'_>, update: &EvidenceUpdate<'_>) -> Result<()> {
+    let desk = update.desk;
+    if let Some(t) = update.stale_before {
+        // History is let go from the lines kept longest, a bounded number a run: lines are
+        // kept in about the order they were logged, so those kept first are the first to age,
+        // and a line kept out of order goes when the lines before it have gone. An index by
+        // time would do it at once, but costs more than the lines themselves to keep up.
+        tx.execute(
+            "DELETE FROM evidence WHERE provider = ?1 AND time < ?2 AND seq IN
+                (SELECT seq FROM evidence WHERE provider = ?1 ORDER BY seq LIMIT ?3)",
+            params![desk, t, STALE_EVIDENCE_PER_RUN],
+        )?;
+    }
+    if update.dense.is_some() {
+        tx.execute(
+            "DELETE FROM evidence WHERE provider = ?1 AND dense = 1",
+            [desk],
+        )?;
+    }
+    let mut seq: i64 = tx.query_row(
+        "SELECT coalesce(max(seq), -1) + 1 FROM evidence WHERE provider = ?1",
+        [desk],
+        |r| r.get(0),
     )?;
-    for (seq, l) in lines.iter().enumerate() {
-        put.execute(params![
-            provider,
-            l.time,
-            seq as i64,
-            l.ip.to_string(),
-            l.text
-        ])?;
+    let mut own = tx.prepare(
+        "INSERT INTO evidence (provider, time, seq, ip, line, dense)
+         SELECT ?1, ?2, ?3, ?4, ?5, 0
+         WHERE (SELECT count(*) FROM evidence INDEXED BY evidence_by_ip
+                WHERE provider = ?1 AND ip = ?4 AND dense = 0) < ?6",
+    )?;
+    let per_ip = i64::try_from(update.per_ip).unwrap_or(i64::MAX);
+    for l in update.lines {
+        seq += own.execute(params![desk, l.time, seq, l.ip.to_string(), l.text, per_ip])? as i64;
+    }
+    let mut dense = tx.prepare(
+        "INSERT INTO evidence (provider, time, seq, ip, line, dense) VALUES (?1, ?2, ?3, ?4, ?5, 1)",
+    )?;
+    for l in update.dense.unwrap_or_default() {
+        dense.execute(params![desk, l.time, seq, l.ip.to_string(), l.text])?;
+        seq += 1;
     }
     Ok(())
 }
@@ -1268,7 +1365,7 @@ struct Ingested<'a> {
     cursors: &'a [(String, StoredCursor)],
     /// (source, prefix, last packet time counted as a hit).
     counted: &'a [(String, String, i64)],
-    evidence: &'a [(String, Vec<EvidenceLine>)],
+    evidence: &'a [EvidenceUpdate<'a>],
     now: &'a str,
     unsettle: bool,
 }
@@ -1344,8 +1441,8 @@ fn write_ingest(conn: &mut Connection, ingested: &Ingested<'_>) -> Result<()> {
                 ])?,
             };
         }
-        for (provider, lines) in evidence {
-            replace_evidence(&tx, provider, lines)?;
+        for update in evidence {
+            update_evidence(&tx, update)?;
         }
     }
     tx.commit()?;

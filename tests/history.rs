@@ -249,3 +249,71 @@ fn a_part_that_waited_for_its_turn_counts_from_when_it_was_sent() {
         "B was sent two hours ago: no new report on it, sent or waiting"
     );
 }
+
+/// Kept lines no reader can parse, as an address's own and in the desk's window.
+const POISON_EVIDENCE: &str = "INSERT INTO evidence (provider, time, seq, ip, line) VALUES ('aws', 0, 999, 'not an address', 'x')";
+
+#[test]
+fn a_run_reads_the_kept_lines_of_the_addresses_it_reports_and_no_others() {
+    // Three packets make a report: an address seen once waits, its line kept for later.
+    let s = Setup::new(&standard_config("").replace("min_hits = 1", "min_hits = 3"));
+    s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    s.run(&["run"]).ok();
+    assert!(s.reported().is_empty());
+    // Every kept line read by a run would fail it (a flood's million lines, read by every
+    // run after it, would cost that run the memory of all of them).
+    sql(&s, &[POISON_EVIDENCE]);
+    s.append(
+        "messages",
+        &[
+            drop_line("10:00:05", "34.223.47.190", "UDP", 53),
+            drop_line("10:00:06", "34.223.47.190", "UDP", 53),
+            drop_line("10:00:07", "34.223.47.190", "UDP", 53),
+            drop_line("10:00:08", "3.5.140.2", "TCP", 22),
+            drop_line("10:00:09", "3.5.140.2", "TCP", 22),
+        ]
+        .concat(),
+    );
+    let preview = s.run(&["preview"]).ok();
+    s.run(&["run"]).ok();
+    assert_eq!(
+        s.reported(),
+        vec![vec!["3.5.140.2".to_string(), "34.223.47.190".to_string()]]
+    );
+    // The line the first run kept reaches the report, as the preview showed it.
+    let sent = fs::read_to_string(&s.outbox()[0]).unwrap();
+    let first = "Jan 25 10:00:00 web1 kernel: [810294.788657] INPUT-DROP:IN=eth0 OUT= MAC=redacted SRC=3.5.140.2";
+    assert!(sent.contains(first), "{sent}");
+    assert!(preview.stdout.contains(first), "{}", preview.stdout);
+}
+
+#[test]
+fn kept_lines_older_than_max_age_days_are_let_go() {
+    let mut s =
+        Setup::new(&standard_config("max_age_days = 1").replace("min_hits = 1", "min_hits = 3"));
+    s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    s.run(&["run"]).ok();
+    let kept = |s: &Setup| -> i64 {
+        rusqlite::Connection::open(s.path("state/state.db"))
+            .unwrap()
+            .query_row(
+                "SELECT count(DISTINCT line) FROM evidence WHERE ip = '3.5.140.2'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    assert_eq!(kept(&s), 1);
+    // Three days on, another address is logged: the run that stores its line lets the old
+    // one go, and the address, now history, is not reported on the packets of today.
+    s.now = "2026-01-29T08:00:00Z".to_string();
+    s.append(
+        "messages",
+        &[
+            "Jan 29 07:00:00 web1 kernel: [810294.788657] INPUT-DROP:IN=eth0 OUT= MAC=52:54:00:12:34:56:fe:54:00:ab:cd:ef:08:00 SRC=34.223.47.190 DST=198.51.100.10 LEN=60 TOS=0x00 PREC=0x00 TTL=241 ID=54321 PROTO=UDP SPT=40000 DPT=53 \n",
+        ]
+        .concat(),
+    );
+    s.run(&["run"]).ok();
+    assert_eq!(kept(&s), 0);
+}
