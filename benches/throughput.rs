@@ -354,6 +354,26 @@ fn many_sources() {
             t.as_secs_f64(),
             rss / 1024
         );
+        // A `run` keeps every source's line, none reported yet; a later run that reads a few
+        // new lines must not pay for every line kept.
+        let run = || measure(Command::new(bin).arg("--config").arg(&config).arg("run"));
+        let (t, rss, _) = run();
+        println!(
+            "run, {flood} sources in the provider, none reported {:>8.3} s {:>8} MiB peak RSS",
+            t.as_secs_f64(),
+            rss / 1024
+        );
+        let more = dir.path().join("more");
+        generate_flood(&more, 1_000);
+        let mut log_file = fs::OpenOptions::new().append(true).open(&log).unwrap();
+        std::io::copy(&mut fs::File::open(&more).unwrap(), &mut log_file).unwrap();
+        let (t, rss, _) = run();
+        println!(
+            "run, 1,000 lines more {:>8.3} s {:>8} MiB peak RSS",
+            t.as_secs_f64(),
+            rss / 1024
+        );
+        fs::remove_dir_all(dir.path().join("state")).unwrap();
         let text = fs::read_to_string(&config)
             .unwrap()
             .replace("max_age_days = 0", "max_age_days = 0\nmin_hits = 1");

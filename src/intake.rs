@@ -720,19 +720,38 @@ pub(crate) enum Destination {
 }
 
 /// Where addresses go, as [`World::route`] decided it, each once.
+///
+/// Each address's destinations are kept as one bit each (a flood's million addresses are
+/// asked about): bit `i` for provider number `i`, the top bit for discovery. A provider past
+/// the 63rd is asked about afresh each time.
 pub(crate) struct Routes<'w, 's> {
     world: &'w World<'s>,
-    known: std::cell::RefCell<HashMap<IpAddr, SmallSet<Destination>>>,
+    known: std::cell::RefCell<HashMap<IpAddr, u64>>,
 }
 
 impl Routes<'_, '_> {
+    /// The bit of a destination, if it has one.
+    fn bit(to: Destination) -> Option<u64> {
+        match to {
+            Destination::Provider(i) if i < 63 => Some(1 << i),
+            Destination::Provider(_) => None,
+            Destination::Discovered => Some(1 << 63),
+        }
+    }
+
     /// Whether a report on `ip` goes to `to`.
     pub(crate) fn goes(&self, ip: IpAddr, to: Destination) -> bool {
-        self.known
-            .borrow_mut()
-            .entry(ip)
-            .or_insert_with(|| self.world.route(ip))
-            .contains(&to)
+        let Some(bit) = Self::bit(to) else {
+            return self.world.route(ip).contains(&to);
+        };
+        let bits = *self.known.borrow_mut().entry(ip).or_insert_with(|| {
+            self.world
+                .route(ip)
+                .iter()
+                .filter_map(|&d| Self::bit(d))
+                .fold(0, |bits, b| bits | b)
+        });
+        bits & bit != 0
     }
 }
 

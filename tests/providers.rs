@@ -699,3 +699,46 @@ fn a_renamed_provider_is_refused_rather_than_reporting_everything_again() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(s.outbox().len(), 2);
 }
+
+#[test]
+fn each_of_sixty_five_providers_gets_the_addresses_in_its_ranges() {
+    // Where addresses go is remembered as one bit per provider, up to the 63rd; the ones
+    // after are asked about each time. Each must still get exactly its own.
+    let providers: String = (0..65)
+        .map(|i| {
+            format!(
+                "[[provider]]\nname = \"p{i}\"\nto = [\"abuse@p{i}.example\"]\nranges = \"{{dir}}/ranges-{i}.txt\"\n\n"
+            )
+        })
+        .collect();
+    let s = Setup::new(&standard_config("").replace(
+        "[[provider]]\nname = \"aws\"\nto = [\"ec2-abuse@amazon.com\"]\nranges = \"{repo}/fixtures/ranges/aws-ip-ranges.json\"\nservices = [\"EC2\"]\n",
+        &providers,
+    ));
+    for i in 0..65 {
+        s.write(&format!("ranges-{i}.txt"), &format!("45.{i}.0.0/16\n"));
+    }
+    let picked = [0, 62, 63, 64];
+    s.write(
+        "messages",
+        &picked
+            .iter()
+            .map(|i| drop_line("10:00:00", &format!("45.{i}.0.1"), "TCP", 22))
+            .collect::<String>(),
+    );
+    s.run(&["run"]).ok();
+    let sent: BTreeSet<(String, Vec<String>)> = history(&s)
+        .iter()
+        .map(|r| {
+            (
+                r["provider"].as_str().unwrap().to_string(),
+                string_list(&r["ips"]),
+            )
+        })
+        .collect();
+    let expected: BTreeSet<(String, Vec<String>)> = picked
+        .iter()
+        .map(|i| (format!("p{i}"), vec![format!("45.{i}.0.1")]))
+        .collect();
+    assert_eq!(sent, expected);
+}
