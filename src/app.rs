@@ -212,14 +212,18 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
         .iter()
         .filter_map(|ip| intake.observations.get(ip))
         .collect();
-    // Evidence changes only where lines were read or the window moved: a run with nothing
-    // new writes nothing.
+    // Evidence changes where lines were read or the window moved, and history is let go at
+    // every desk whenever anything was read (a desk that hears nothing more is not left with
+    // its lines); a run with nothing new writes nothing.
+    let read = !intake.touched.is_empty();
     let evidence: Vec<EvidenceUpdate<'_>> = world
         .desk_keys()
         .into_iter()
         .zip(&intake.evidence)
         .zip(&intake.dense)
-        .filter(|((_, lines), dense)| !lines.is_empty() || dense.is_some())
+        .filter(|((_, lines), dense)| {
+            !lines.is_empty() || dense.is_some() || (read && world.fresh_since().is_some())
+        })
         .map(|((desk, lines), dense)| EvidenceUpdate {
             desk,
             lines,

@@ -166,7 +166,8 @@ pub fn densest(mut lines: Vec<EvidenceLine>, seconds: u32, cap: usize) -> Option
 }
 
 /// [`densest`] of two lists of lines, each in time order, taken as one in time order
-/// without a copy of either; a line of `b` that is also in `a` counts once. For a short list
+/// without a copy of either; as [`union`] has it, a line of `b` that is also in `a` is one
+/// packet (as many times as `a` holds it). For a short list
 /// (a window kept before) and a long one (every line kept from a read).
 pub fn densest_of_both(
     a: &[EvidenceLine],
@@ -174,8 +175,22 @@ pub fn densest_of_both(
     seconds: u32,
     cap: usize,
 ) -> Option<Window> {
-    let in_a: std::collections::HashSet<&EvidenceLine> = a.iter().collect();
-    let mut b = b.iter().filter(|l| !in_a.contains(l)).peekable();
+    // As many of each line as `a` holds are `a`'s; more of it in `b` are packets of their own.
+    let mut in_a: std::collections::HashMap<&EvidenceLine, usize> =
+        std::collections::HashMap::new();
+    for l in a {
+        *in_a.entry(l).or_default() += 1;
+    }
+    let mut b = b
+        .iter()
+        .filter(|l| match in_a.get_mut(l) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                false
+            }
+            _ => true,
+        })
+        .peekable();
     let mut a = a.iter().peekable();
     let mut tracker = WindowTracker::new(seconds, cap);
     loop {
@@ -445,7 +460,8 @@ mod tests {
             seconds in 1u32..8,
             cap in 1usize..6,
         ) {
-            // Distinct texts within each list; a text in both lists is one packet.
+            // Texts shared by both lists (`both` and a second), repeated within a list too
+            // (identical packets), and texts of one list alone.
             let lines = |raw: &[(i64, u8)], tag: &str| -> Vec<EvidenceLine> {
                 let mut lines: Vec<EvidenceLine> = raw
                     .iter()
@@ -455,8 +471,7 @@ mod tests {
                         _ => line(*t, &format!("{tag} {i}")),
                     })
                     .collect();
-                lines.sort_by(|x, y| (x.time, &x.text).cmp(&(y.time, &y.text)));
-                lines.dedup();
+                lines.sort_by_key(|l| l.time);
                 lines
             };
             let (a, b) = (lines(&a, "a"), lines(&b, "b"));

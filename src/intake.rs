@@ -289,6 +289,10 @@ pub(crate) struct Intake {
     /// Per desk: its densest window of the lines kept before and these, when it is not the
     /// window kept.
     pub(crate) dense: Vec<Option<Vec<EvidenceLine>>>,
+    /// Per desk: the number of the first line this run keeps. The lines numbered below it
+    /// were kept by earlier runs; those this run keeps it also holds in memory, so a preview
+    /// (which keeps nothing) and a run show the same lines.
+    pub(crate) kept_before: Vec<i64>,
 }
 
 /// For a source read again after `reread`: packets an earlier read counted (per prefix, up
@@ -569,12 +573,18 @@ pub(crate) fn ingest(
     // kept since a flood.
     let mut evidence = Vec::new();
     let mut dense = Vec::new();
+    let mut kept_before = Vec::new();
     for (i, key) in world.desk_keys().into_iter().enumerate() {
         if quiet {
             evidence.push(Vec::new());
             dense.push(None);
+            kept_before.push(0);
             continue;
         }
+        kept_before.push(match state {
+            Some(s) => s.next_evidence_seq(key)?,
+            None => 0,
+        });
         // Neither reported addresses' lines nor history are evidence any more.
         let fresh = world.fresh_since();
         let wanted = |l: &EvidenceLine| {
@@ -612,6 +622,7 @@ pub(crate) fn ingest(
         counted,
         evidence,
         dense,
+        kept_before,
     };
     intake.summary.ips_below_min_hits = match &marker {
         None => count_below_min_hits(world, &intake.observations, &ledger),
@@ -630,9 +641,10 @@ pub(crate) fn ingest(
 }
 
 impl Intake {
-    /// The evidence of `ips` for desk number `bucket` (ledger key `key`): their lines kept by
-    /// earlier runs, read from the state address by address, and those read now, with the
-    /// desk's densest window as it stands after this run.
+    /// The evidence of `ips` for desk number `bucket`: their lines kept by earlier runs, read
+    /// from the state address by address, those read now, and the desk's densest window as it
+    /// stands after this run. A packet in several of these is one line; within a second, the
+    /// lines kept earlier come first, then those read now in the order read.
     pub(crate) fn evidence_for(
         &self,
         world: &World<'_>,
@@ -642,11 +654,6 @@ impl Intake {
     ) -> Result<Vec<EvidenceLine>> {
         let key = world.desk_keys()[bucket];
         let wanted: std::collections::HashSet<IpAddr> = ips.iter().copied().collect();
-        let dense = self.dense.get(bucket).and_then(Option::as_ref);
-        let stored = match state {
-            Some(s) => s.evidence_of(key, ips, world.fresh_since(), dense.is_none())?,
-            None => Vec::new(),
-        };
         let of_these = |lines: &[EvidenceLine]| -> Vec<EvidenceLine> {
             lines
                 .iter()
@@ -654,18 +661,30 @@ impl Intake {
                 .cloned()
                 .collect()
         };
-        // Each list holds a packet once; a line in two of them (read now and kept by this
-        // run, or in the window and an address's own) is one packet. Lines of one second
-        // keep the order of the first list that has them: the window's, then the read's.
-        let own = excerpt::union(of_these(&self.evidence[bucket]), stored);
-        Ok(excerpt::union(
-            of_these(dense.map_or(&[], Vec::as_slice)),
-            own,
-        ))
+        let (own_before, window_before) = match state {
+            Some(s) => s.evidence_of(key, ips, world.fresh_since(), self.kept_before[bucket])?,
+            None => (Vec::new(), Vec::new()),
+        };
+        let window = match &self.dense[bucket] {
+            Some(moved) => of_these(moved),
+            None => window_before,
+        };
+        let own = excerpt::union(own_before, of_these(&self.evidence[bucket]));
+        Ok(excerpt::union(own, window))
     }
 
-    /// Whether a line is kept for `ip` for desk number `bucket`: read now, or by an earlier
-    /// run. `read_now` holds the addresses of this run's lines for the desk.
+    /// The addresses with a line read now or in the window made now, for desk number
+    /// `bucket`: with the state, what [`Intake::has_evidence`] asks about.
+    pub(crate) fn read_now(&self, bucket: usize) -> std::collections::HashSet<IpAddr> {
+        self.evidence[bucket]
+            .iter()
+            .chain(self.dense[bucket].iter().flatten())
+            .map(|l| l.ip)
+            .collect()
+    }
+
+    /// Whether [`Intake::evidence_for`] would give `ip` a line for desk number `bucket`;
+    /// `read_now` is [`Intake::read_now`] of the desk.
     pub(crate) fn has_evidence(
         &self,
         world: &World<'_>,
@@ -678,7 +697,13 @@ impl Intake {
             return Ok(true);
         }
         match state {
-            Some(s) => s.has_evidence(world.desk_keys()[bucket], ip, world.fresh_since()),
+            Some(s) => s.has_evidence(
+                world.desk_keys()[bucket],
+                ip,
+                world.fresh_since(),
+                self.kept_before[bucket],
+                self.dense[bucket].is_none(),
+            ),
             None => Ok(false),
         }
     }

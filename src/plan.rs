@@ -309,7 +309,7 @@ pub(crate) fn plan_discovered(
     );
     // A desk that never heard from us is shown the log lines: an address with none kept (seen
     // before discovery was enabled) is not reported to it, unless it is logged again.
-    let read_now: HashSet<IpAddr> = intake.evidence[n].iter().map(|l| l.ip).collect();
+    let read_now = intake.read_now(n);
     let before = selected.len();
     let mut shown = Vec::with_capacity(selected.len());
     for s in selected {

@@ -206,8 +206,12 @@ CREATE INDEX report_by_provider_sent ON report (provider, sent_at);
 CREATE INDEX report_waiting ON report (provider) WHERE status IN ('sending', 'failed');
 "#,
     // 11: evidence is kept line by line rather than rewritten whole by every run: the lines
-    // of a desk's densest window are marked, and a report reads its own addresses' lines.
-    "ALTER TABLE evidence ADD COLUMN dense INTEGER NOT NULL DEFAULT 0;",
+    // of a desk's densest window are marked (and found through an index of their own), and
+    // a report reads its own addresses' lines.
+    r#"
+ALTER TABLE evidence ADD COLUMN dense INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX evidence_dense ON evidence (provider, seq) WHERE dense = 1;
+"#,
 ];
 
 /// The oldest schema a reader understands: schemas 5 and 6 add only what a run needs (and
@@ -654,47 +658,91 @@ impl State {
             .optional()?)
     }
 
-    /// The evidence lines kept for `provider` of the addresses `ips`, logged at `since` or
-    /// later, in the order kept; without the lines of the desk's densest window unless
-    /// `dense` (a run that made a new window holds it in memory). Each address is one seek.
+    /// The number the next line kept for `provider` gets: the lines kept so far are numbered
+    /// below it, so that a run tells the lines earlier runs kept from those it keeps itself.
+    pub fn next_evidence_seq(&self, provider: &str) -> Result<i64> {
+        let max: Option<i64> = self.conn.query_row(
+            "SELECT max(seq) FROM evidence WHERE provider = ?1",
+            [provider],
+            |r| r.get(0),
+        )?;
+        Ok(max.map_or(0, |m| m.saturating_add(1)))
+    }
+
+    /// The lines kept for `provider` of the addresses `ips` before line number `before`,
+    /// logged at `since` or later, each in the order kept: the addresses' own lines, and
+    /// those of the desk's densest window (a line can be both). Each address is one seek.
     pub fn evidence_of(
         &self,
         provider: &str,
         ips: &[IpAddr],
         since: Option<i64>,
-        dense: bool,
-    ) -> Result<Vec<EvidenceLine>> {
-        let only_own = if !dense && self.version >= 11 {
+        before: i64,
+    ) -> Result<(Vec<EvidenceLine>, Vec<EvidenceLine>)> {
+        // Before schema 11 every line kept is an address's own.
+        let dense = if self.version >= 11 { "dense" } else { "0" };
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT time, ip, line, seq, {dense} FROM evidence INDEXED BY evidence_by_ip
+             WHERE provider = ?1 AND ip = ?2 AND time >= ?3 AND seq < ?4"
+        ))?;
+        let (mut own, mut window) = (Vec::new(), Vec::new());
+        for address in ips {
+            let rows = stmt.query_map(
+                params![
+                    provider,
+                    address.to_string(),
+                    since.unwrap_or(i64::MIN),
+                    before
+                ],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(3)?,
+                        r.get::<_, i64>(4)? != 0,
+                        evidence_line(r)?,
+                    ))
+                },
+            )?;
+            for row in rows {
+                let (seq, in_window, line) = row?;
+                match in_window {
+                    true => window.push((seq, line)),
+                    false => own.push((seq, line)),
+                }
+            }
+        }
+        // In the order kept, which within a second is the order logged.
+        let in_order = |mut lines: Vec<(i64, EvidenceLine)>| -> Vec<EvidenceLine> {
+            lines.sort_by_key(|(seq, _)| *seq);
+            lines.into_iter().map(|(_, line)| line).collect()
+        };
+        Ok((in_order(own), in_order(window)))
+    }
+
+    /// Whether a line logged at `since` or later is kept for `ip` under `provider` before
+    /// line number `before`; lines of the desk's window count only if `window`.
+    pub fn has_evidence(
+        &self,
+        provider: &str,
+        ip: IpAddr,
+        since: Option<i64>,
+        before: i64,
+        window: bool,
+    ) -> Result<bool> {
+        let only_own = if !window && self.version >= 11 {
             " AND dense = 0"
         } else {
             ""
         };
-        let mut stmt = self.conn.prepare(&format!(
-            "SELECT time, ip, line, seq FROM evidence INDEXED BY evidence_by_ip
-             WHERE provider = ?1 AND ip = ?2 AND time >= ?3{only_own}"
-        ))?;
-        let mut lines = Vec::new();
-        for address in ips {
-            let rows = stmt.query_map(
-                params![provider, address.to_string(), since.unwrap_or(i64::MIN)],
-                |r| Ok((r.get::<_, i64>(3)?, evidence_line(r)?)),
-            )?;
-            for row in rows {
-                lines.push(row?);
-            }
-        }
-        // In the order kept, which is the order logged within a second.
-        lines.sort_by_key(|(seq, _)| *seq);
-        Ok(lines.into_iter().map(|(_, line)| line).collect())
-    }
-
-    /// Whether a line logged at `since` or later is kept for `ip` under `provider`.
-    pub fn has_evidence(&self, provider: &str, ip: IpAddr, since: Option<i64>) -> Result<bool> {
-        let mut stmt = self.conn.prepare_cached(
+        let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT 1 FROM evidence INDEXED BY evidence_by_ip
-             WHERE provider = ?1 AND ip = ?2 AND time >= ?3 LIMIT 1",
-        )?;
-        Ok(stmt.exists(params![provider, ip.to_string(), since.unwrap_or(i64::MIN)])?)
+             WHERE provider = ?1 AND ip = ?2 AND time >= ?3 AND seq < ?4{only_own} LIMIT 1"
+        ))?;
+        Ok(stmt.exists(params![
+            provider,
+            ip.to_string(),
+            since.unwrap_or(i64::MIN),
+            before
+        ])?)
     }
 
     /// The lines of `provider`'s densest window as kept (none before schema 11, whose
@@ -704,7 +752,8 @@ impl State {
             return Ok(Vec::new());
         }
         let mut stmt = self.conn.prepare(
-            "SELECT time, ip, line FROM evidence WHERE provider = ?1 AND dense = 1 ORDER BY seq",
+            "SELECT time, ip, line FROM evidence INDEXED BY evidence_dense
+             WHERE provider = ?1 AND dense = 1 ORDER BY seq",
         )?;
         let rows = stmt.query_map([provider], evidence_line)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -1320,8 +1369,9 @@ fn update_evidence(tx: &Transaction<'_>, update: &EvidenceUpdate<'_>) -> Result<
     if let Some(t) = update.stale_before {
         // History is let go from the lines kept longest, a bounded number a run: lines are
         // kept in about the order they were logged, so those kept first are the first to age,
-        // and a line kept out of order goes when the lines before it have gone. An index by
-        // time would do it at once, but costs more than the lines themselves to keep up.
+        // and a line kept out of order goes when the lines before it have gone. (An index by
+        // time would do it at once, but costs more than the lines themselves to keep up.)
+        // Until then a stale line is neither shown nor counted as one of its address's.
         tx.execute(
             "DELETE FROM evidence WHERE provider = ?1 AND time < ?2 AND seq IN
                 (SELECT seq FROM evidence WHERE provider = ?1 ORDER BY seq LIMIT ?3)",
@@ -1330,30 +1380,50 @@ fn update_evidence(tx: &Transaction<'_>, update: &EvidenceUpdate<'_>) -> Result<
     }
     if update.dense.is_some() {
         tx.execute(
-            "DELETE FROM evidence WHERE provider = ?1 AND dense = 1",
+            "DELETE FROM evidence INDEXED BY evidence_dense WHERE provider = ?1 AND dense = 1",
             [desk],
         )?;
     }
-    let mut seq: i64 = tx.query_row(
-        "SELECT coalesce(max(seq), -1) + 1 FROM evidence WHERE provider = ?1",
+    let dense = update.dense.unwrap_or_default();
+    let max: Option<i64> = tx.query_row(
+        "SELECT max(seq) FROM evidence WHERE provider = ?1",
         [desk],
         |r| r.get(0),
     )?;
+    let wanted = i64::try_from(update.lines.len() + dense.len()).unwrap_or(i64::MAX);
+    let Some(mut seq) = max
+        .map_or(Some(0), |m| m.checked_add(1))
+        .filter(|first| first.checked_add(wanted).is_some())
+    else {
+        bail!(
+            "the log lines kept for {desk} are numbered up to the largest number the file holds (edited by hand?); to start their numbering afresh: sqlite3 state.db \"DELETE FROM evidence WHERE provider = '{desk}'\""
+        );
+    };
     let mut own = tx.prepare(
         "INSERT INTO evidence (provider, time, seq, ip, line, dense)
          SELECT ?1, ?2, ?3, ?4, ?5, 0
          WHERE (SELECT count(*) FROM evidence INDEXED BY evidence_by_ip
-                WHERE provider = ?1 AND ip = ?4 AND dense = 0) < ?6",
+                WHERE provider = ?1 AND ip = ?4 AND dense = 0 AND time >= ?7) < ?6",
     )?;
     let per_ip = i64::try_from(update.per_ip).unwrap_or(i64::MAX);
+    let fresh = update.stale_before.unwrap_or(i64::MIN);
     for l in update.lines {
-        seq += own.execute(params![desk, l.time, seq, l.ip.to_string(), l.text, per_ip])? as i64;
+        let put = own.execute(params![
+            desk,
+            l.time,
+            seq,
+            l.ip.to_string(),
+            l.text,
+            per_ip,
+            fresh
+        ])?;
+        seq += put as i64;
     }
-    let mut dense = tx.prepare(
+    let mut window = tx.prepare(
         "INSERT INTO evidence (provider, time, seq, ip, line, dense) VALUES (?1, ?2, ?3, ?4, ?5, 1)",
     )?;
-    for l in update.dense.unwrap_or_default() {
-        dense.execute(params![desk, l.time, seq, l.ip.to_string(), l.text])?;
+    for l in dense {
+        window.execute(params![desk, l.time, seq, l.ip.to_string(), l.text])?;
         seq += 1;
     }
     Ok(())

@@ -1,0 +1,351 @@
+//! The log lines kept for later reports: each address's first lines and the desk's densest
+//! window, kept line by line across runs. A packet is shown once however it was kept, in the
+//! order it was logged; lines of history do not hold an address's place; a preview shows what
+//! the run sends, on a migrated state or not; a state numbered to its end says what to do.
+
+mod common;
+#[path = "common/discovery.rs"]
+mod discovery;
+#[path = "common/discover_stubs.rs"]
+mod stubs;
+
+use std::fs;
+
+use common::*;
+
+fn sql(s: &Setup, statements: &str) {
+    rusqlite::Connection::open(s.path("state/state.db"))
+        .unwrap()
+        .execute_batch(statements)
+        .unwrap();
+}
+
+fn count(s: &Setup, query: &str) -> i64 {
+    rusqlite::Connection::open(s.path("state/state.db"))
+        .unwrap()
+        .query_row(query, [], |r| r.get(0))
+        .unwrap()
+}
+
+/// Three packets make a report: an address seen once waits, its line kept.
+fn waiting_setup(extra_report: &str) -> Setup {
+    Setup::new(&standard_config(extra_report).replace("min_hits = 1", "min_hits = 3"))
+}
+
+/// The "Log excerpt: ... held N lines ..." sentence of a message, on one line.
+fn held(message: &str) -> String {
+    let from = message.find("Log excerpt").unwrap();
+    let to = message[from..].find("addresses:").unwrap();
+    message[from..from + to]
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[test]
+fn a_line_kept_as_its_addresses_own_and_in_the_window_is_shown_once() {
+    let s = waiting_setup("");
+    s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    s.run(&["run"]).ok();
+    // Both rows of the one packet stay: the window does not move on the next run.
+    s.append(
+        "messages",
+        &[
+            drop_line("10:00:10", "3.5.140.2", "TCP", 22),
+            drop_line("10:00:20", "3.5.140.2", "TCP", 22),
+        ]
+        .concat(),
+    );
+    let preview = s.run(&["preview"]).ok();
+    s.run(&["run"]).ok();
+    let sent = fs::read_to_string(&s.outbox()[0]).unwrap();
+    let first = "Jan 25 10:00:00 web1 kernel";
+    // The body's excerpt, excerpt.log and evidence.log: once each.
+    assert_eq!(sent.matches(first).count(), 3, "{sent}");
+    assert_eq!(
+        preview.stdout.matches(first).count(),
+        3,
+        "{}",
+        preview.stdout
+    );
+    assert!(held(&sent).contains("held 1 line"), "{}", held(&sent));
+}
+
+#[test]
+fn a_report_held_by_the_budget_shows_its_one_packet_once_when_it_goes() {
+    let s = Setup::new(
+        &standard_config("")
+            .replace(
+                "[report]",
+                "[[provider]]\nname = \"other\"\nto = [\"abuse@other.example\"]\nranges = \"{repo}/fixtures/ranges/other-cloud.txt\"\n\n[report]",
+            )
+            .replace("[mail]", "[mail]\nmax_messages_per_run = 1"),
+    );
+    s.write(
+        "messages",
+        &[
+            drop_line("10:00:00", "3.5.140.2", "TCP", 22),
+            drop_line("10:00:02", "81.2.69.143", "TCP", 80),
+        ]
+        .concat(),
+    );
+    s.run(&["run"]).ok();
+    s.run(&["run"]).ok();
+    let sent = s.outbox();
+    assert_eq!(sent.len(), 2);
+    for message in sent {
+        let text = fs::read_to_string(&message).unwrap();
+        assert!(held(&text).contains("held 1 line"), "{}", held(&text));
+        let lines = text
+            .lines()
+            .filter(|l| l.starts_with("Jan 25 10:00"))
+            .count();
+        assert_eq!(lines, 3, "{text}");
+    }
+}
+
+#[test]
+fn lines_kept_by_an_earlier_run_come_first_within_their_second() {
+    let s = waiting_setup("");
+    s.write(
+        "messages",
+        &[
+            // A denser second elsewhere holds the window.
+            drop_line("09:00:00", "34.223.47.190", "UDP", 53),
+            drop_line("09:00:00", "34.223.47.190", "UDP", 54),
+            drop_line("10:00:00", "3.5.140.2", "TCP", 1),
+        ]
+        .concat(),
+    );
+    s.run(&["run"]).ok();
+    s.append(
+        "messages",
+        &[
+            drop_line("10:00:00", "3.5.140.2", "TCP", 2),
+            drop_line("10:00:30", "3.5.140.2", "TCP", 3),
+        ]
+        .concat(),
+    );
+    let preview = s.run(&["preview"]).ok();
+    s.run(&["run"]).ok();
+    let sent = fs::read_to_string(&s.outbox()[0]).unwrap();
+    let ports = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.starts_with("Jan 25 10:00:00") && l.contains("SRC=3.5.140.2"))
+            .map(|l| l.split("DPT=").nth(1).unwrap().trim().to_string())
+            .collect()
+    };
+    for text in [&sent, &preview.stdout] {
+        let order = ports(text);
+        assert!(!order.is_empty(), "{text}");
+        for pair in order.chunks(2) {
+            assert_eq!(pair, ["1", "2"], "logged order within 10:00:00: {order:?}");
+        }
+    }
+}
+
+/// 2026-01-25T10:00:00Z: days before the clock of the tests below.
+const LONG_AGO: i64 = 1_769_335_200;
+
+#[test]
+fn stale_lines_not_yet_let_go_do_not_hold_an_addresses_place() {
+    let mut s = waiting_setup("max_age_days = 1");
+    s.now = "2026-01-29T08:00:00Z".to_string();
+    let line =
+        |t: &str, ip: &str, dpt: u16| drop_line(t, ip, "TCP", dpt).replace("Jan 25", "Jan 29");
+    s.write("messages", &line("07:00:00", "34.223.47.190", 1));
+    s.run(&["run"]).ok();
+    // A flood days ago: more lines than one run lets go, then three of the address's own.
+    sql(
+        &s,
+        &format!(
+            "WITH RECURSIVE c(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM c WHERE x < 99999)
+             INSERT INTO evidence (provider, time, seq, ip, line)
+             SELECT 'aws', {LONG_AGO}, 1000 + x, '18.206.' || (x / 256) || '.' || (x % 256), 'flood' FROM c;
+             INSERT INTO evidence (provider, time, seq, ip, line) VALUES
+               ('aws', {LONG_AGO}, 200000, '3.5.140.2', 'old a'),
+               ('aws', {LONG_AGO}, 200001, '3.5.140.2', 'old b'),
+               ('aws', {LONG_AGO}, 200002, '3.5.140.2', 'old c');"
+        ),
+    );
+    s.append(
+        "messages",
+        &[
+            line("07:10:00", "3.5.140.2", 10),
+            line("07:20:00", "3.5.140.2", 20),
+        ]
+        .concat(),
+    );
+    s.run(&["run"]).ok();
+    s.append("messages", &line("07:30:00", "3.5.140.2", 30));
+    s.run(&["run"]).ok();
+    assert_eq!(s.reported(), vec![vec!["3.5.140.2".to_string()]]);
+    let sent = fs::read_to_string(&s.outbox()[0]).unwrap();
+    let heading = sent.lines().find(|l| l.starts_with("# 3.5.140.2")).unwrap();
+    assert!(heading.ends_with("3 of its lines"), "{heading}");
+    assert!(!sent.contains("old a"), "{sent}");
+}
+
+#[test]
+fn a_desk_that_hears_nothing_more_still_lets_its_old_lines_go() {
+    let mut s = waiting_setup("max_age_days = 1");
+    s.now = "2026-01-29T08:00:00Z".to_string();
+    let line = |t: &str| drop_line(t, "81.2.69.143", "TCP", 1).replace("Jan 25", "Jan 29");
+    s.write("messages", &line("07:00:00"));
+    s.run(&["run"]).ok();
+    sql(
+        &s,
+        &format!(
+            "WITH RECURSIVE c(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM c WHERE x < 149999)
+             INSERT INTO evidence (provider, time, seq, ip, line, dense)
+             SELECT 'aws', {LONG_AGO}, x, '18.' || (x / 65536) || '.' || ((x / 256) % 256) || '.' || (x % 256),
+                    'flood', x = 149999 FROM c;"
+        ),
+    );
+    // Runs that read lines of an address in no provider only: none for the desk.
+    for t in ["07:01:00", "07:02:00"] {
+        s.append("messages", &line(t));
+        s.run(&["run"]).ok();
+    }
+    assert_eq!(
+        count(
+            &s,
+            &format!("SELECT count(*) FROM evidence WHERE time = {LONG_AGO}")
+        ),
+        0
+    );
+}
+
+#[test]
+fn a_preview_on_a_state_not_yet_migrated_shows_what_the_run_sends() {
+    let s = waiting_setup("");
+    s.write(
+        "messages",
+        &[
+            drop_line("10:00:00", "3.5.140.2", "TCP", 1),
+            drop_line("10:00:00", "34.223.47.190", "UDP", 53),
+        ]
+        .concat(),
+    );
+    s.run(&["run"]).ok();
+    // The state as the release before kept it.
+    sql(
+        &s,
+        "DELETE FROM evidence WHERE dense = 1; DROP INDEX evidence_dense;
+         ALTER TABLE evidence DROP COLUMN dense; PRAGMA user_version = 10;",
+    );
+    s.append(
+        "messages",
+        &[
+            drop_line("10:00:05", "3.5.140.2", "TCP", 2),
+            drop_line("10:00:06", "3.5.140.2", "TCP", 3),
+        ]
+        .concat(),
+    );
+    let preview = s.run(&["preview"]).ok();
+    s.run(&["history"]).ok();
+    s.run(&["run"]).ok();
+    let sent = fs::read_to_string(&s.outbox()[0]).unwrap();
+    let lines = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.starts_with("Jan 25"))
+            .map(str::to_string)
+            .collect()
+    };
+    assert!(lines(&preview.stdout).iter().any(|l| l.contains("DPT=1 ")));
+    assert_eq!(lines(&preview.stdout), lines(&sent));
+}
+
+#[test]
+fn kept_lines_numbered_to_the_end_of_the_range_are_a_clear_error_not_a_wrap() {
+    for last in [i64::MAX, i64::MAX - 1] {
+        let s = waiting_setup("");
+        s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 1));
+        s.run(&["run"]).ok();
+        sql(
+            &s,
+            &format!("UPDATE evidence SET seq = {last} WHERE dense = 0"),
+        );
+        s.append(
+            "messages",
+            &[
+                drop_line("10:00:05", "34.223.47.190", "TCP", 2),
+                drop_line("10:00:05", "34.223.47.190", "TCP", 3),
+            ]
+            .concat(),
+        );
+        let failed = s.run(&["run"]);
+        assert_eq!(failed.code, 1, "{}", failed.stderr);
+        assert!(
+            failed.stderr.contains("state.db")
+                && failed
+                    .stderr
+                    .contains("DELETE FROM evidence WHERE provider = 'aws'"),
+            "{}",
+            failed.stderr
+        );
+        assert_eq!(count(&s, "SELECT count(*) FROM evidence WHERE seq < 0"), 0);
+        // What it says to do, done: the lines read go in again, numbered afresh.
+        sql(&s, "DELETE FROM evidence WHERE provider = 'aws'");
+        s.run(&["run"]).ok();
+        assert_eq!(
+            count(
+                &s,
+                "SELECT count(*) FROM evidence WHERE ip = '34.223.47.190' AND dense = 0"
+            ),
+            2
+        );
+    }
+}
+
+#[test]
+fn preview_and_run_agree_on_an_address_whose_only_kept_line_is_in_the_window() {
+    use discovery::{abuse_net, log, outbox_to, setup};
+    use stubs::{Dns, Rdap, bootstrap};
+    let (rdap, dns) = (Rdap::start(), Dns::start());
+    abuse_net(
+        &rdap,
+        &["45.1.0.9"],
+        "45.1.0.0",
+        "45.1.255.255",
+        "NET-A",
+        "abuse@hoster-a.de",
+    );
+    abuse_net(
+        &rdap,
+        &["45.2.0.7"],
+        "45.2.0.0",
+        "45.2.0.255",
+        "NET-B",
+        "abuse@hoster-b.nl",
+    );
+    let s = setup(&rdap, &dns, "abusix = false", "");
+    // The registry cannot be reached: the address waits, its line kept.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}/rdap/", closed.local_addr().unwrap());
+    drop(closed);
+    s.write("bootstrap/ipv4.json", &bootstrap(&[("45.0.0.0/8", &dead)]));
+    log(&s, &[("10:00:00", "45.1.0.9")]);
+    assert_eq!(s.run_bounded(&["run"]).code, 0);
+    // Its own line has gone; the window still holds it, until the next run moves it.
+    sql(
+        &s,
+        "DELETE FROM evidence WHERE ip = '45.1.0.9' AND dense = 0",
+    );
+    s.write(
+        "bootstrap/ipv4.json",
+        &bootstrap(&[("45.0.0.0/8", &rdap.base())]),
+    );
+    log(&s, &[("11:00:00", "45.2.0.7"), ("11:00:00", "45.2.0.7")]);
+    let preview = s.run_bounded(&["preview"]);
+    assert_eq!(preview.code, 0, "{}", preview.stderr);
+    assert_eq!(s.run_bounded(&["run"]).code, 0);
+    let sent = outbox_to(&s);
+    assert_eq!(
+        preview.stdout.contains("To: abuse@hoster-a.de"),
+        sent.contains(&"abuse@hoster-a.de".to_string()),
+        "{}\n{sent:?}",
+        preview.stdout
+    );
+    assert!(sent.contains(&"abuse@hoster-b.nl".to_string()), "{sent:?}");
+}
