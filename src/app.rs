@@ -227,7 +227,13 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
         .map(|((desk, lines), dense)| EvidenceUpdate {
             desk,
             lines,
-            per_ip: crate::ingest::LINES_PER_IP,
+            // An address only a discovered desk may get keeps one line (see
+            // `Attribution::few_lines`), across runs as within one.
+            per_ip: if desk == crate::state::CONTACT_DESKS {
+                1
+            } else {
+                crate::ingest::LINES_PER_IP
+            },
             dense: dense.as_deref(),
             stale_before: world.fresh_since(),
         })

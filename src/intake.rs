@@ -669,7 +669,10 @@ impl Intake {
             Some(moved) => of_these(moved),
             None => window_before,
         };
-        let own = excerpt::union(own_before, of_these(&self.evidence[bucket]));
+        // Lines kept by earlier runs and lines read now are different packets, however alike
+        // (a packet is read once); the window's lines are copies of some of them.
+        let mut own = own_before;
+        own.extend(of_these(&self.evidence[bucket]));
         Ok(excerpt::union(own, window))
     }
 

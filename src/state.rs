@@ -661,11 +661,8 @@ impl State {
     /// The number the next line kept for `provider` gets: the lines kept so far are numbered
     /// below it, so that a run tells the lines earlier runs kept from those it keeps itself.
     pub fn next_evidence_seq(&self, provider: &str) -> Result<i64> {
-        let max: Option<i64> = self.conn.query_row(
-            "SELECT max(seq) FROM evidence WHERE provider = ?1",
-            [provider],
-            |r| r.get(0),
-        )?;
+        let max = last_evidence_seq(&self.conn, provider)
+            .with_context(|| format!("{}", self.path.display()))?;
         Ok(max.map_or(0, |m| m.saturating_add(1)))
     }
 
@@ -1361,11 +1358,30 @@ pub struct EvidenceUpdate<'a> {
     pub stale_before: Option<i64>,
 }
 
+/// The largest number of the lines kept for `desk`, if any. A number that is not a whole one
+/// (a state edited by hand) is an error that says how to number them afresh.
+fn last_evidence_seq(conn: &Connection, desk: &str) -> Result<Option<i64>> {
+    conn.query_row(
+        "SELECT max(seq) FROM evidence WHERE provider = ?1",
+        [desk],
+        |r| r.get(0),
+    )
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "the log lines kept for {desk} are not numbered with whole numbers ({e}; edited by hand?); to number them afresh: sqlite3 state.db \"DELETE FROM evidence WHERE provider = '{desk}'\""
+        )
+    })
+}
+
 /// At most this many of the lines kept longest are looked at for history by one run.
 const STALE_EVIDENCE_PER_RUN: i64 = 100_000;
 
 fn update_evidence(tx: &Transaction<'_>, update: &EvidenceUpdate<'_>) -> Result<()> {
     let desk = update.desk;
+    // Numbered on from the lines kept so far, before any goes: a number is never given
+    // again, so that the lines a run keeps are numbered above all that earlier runs kept
+    // (see `Intake::kept_before`).
+    let max = last_evidence_seq(tx, desk)?;
     if let Some(t) = update.stale_before {
         // History is let go from the lines kept longest, a bounded number a run: lines are
         // kept in about the order they were logged, so those kept first are the first to age,
@@ -1385,11 +1401,6 @@ fn update_evidence(tx: &Transaction<'_>, update: &EvidenceUpdate<'_>) -> Result<
         )?;
     }
     let dense = update.dense.unwrap_or_default();
-    let max: Option<i64> = tx.query_row(
-        "SELECT max(seq) FROM evidence WHERE provider = ?1",
-        [desk],
-        |r| r.get(0),
-    )?;
     let wanted = i64::try_from(update.lines.len() + dense.len()).unwrap_or(i64::MAX);
     let Some(mut seq) = max
         .map_or(Some(0), |m| m.checked_add(1))

@@ -349,3 +349,78 @@ fn preview_and_run_agree_on_an_address_whose_only_kept_line_is_in_the_window() {
     );
     assert!(sent.contains(&"abuse@hoster-b.nl".to_string()), "{sent:?}");
 }
+
+#[test]
+fn identical_packets_read_in_two_runs_are_two_packets_as_in_one() {
+    let mut held_by_split = Vec::new();
+    for split in [false, true] {
+        let s = waiting_setup("");
+        // Two packets alike to the byte (a log without the kernel's uptime stamp can have
+        // them), then a third that makes the report.
+        let alike = drop_line("10:00:00", "3.5.140.2", "TCP", 22);
+        let last = drop_line("10:00:30", "3.5.140.2", "TCP", 23);
+        if split {
+            s.write("messages", &alike);
+            s.run(&["run"]).ok();
+            s.append("messages", &[alike.clone(), last].concat());
+        } else {
+            s.write("messages", &[alike.clone(), alike.clone(), last].concat());
+        }
+        s.run(&["run"]).ok();
+        let sent = fs::read_to_string(&s.outbox()[0]).unwrap();
+        held_by_split.push((held(&sent), sent.matches("DPT=22 ").count()));
+    }
+    assert!(
+        held_by_split[0].0.contains("held 2 lines"),
+        "{held_by_split:?}"
+    );
+    assert_eq!(held_by_split[0], held_by_split[1]);
+}
+
+#[test]
+fn kept_lines_numbered_with_other_than_whole_numbers_are_a_clear_error() {
+    let s = waiting_setup("");
+    s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    s.run(&["run"]).ok();
+    for edit in [
+        "UPDATE evidence SET seq = seq + 0.5",
+        "UPDATE evidence SET seq = 'x' || seq",
+    ] {
+        sql(&s, edit);
+        s.append("messages", &drop_line("10:00:10", "3.5.140.2", "TCP", 23));
+        for command in ["run", "preview"] {
+            let failed = s.run(&[command]);
+            assert_eq!(failed.code, 1, "{}", failed.stderr);
+            assert!(
+                failed.stderr.contains("state.db")
+                    && failed
+                        .stderr
+                        .contains("DELETE FROM evidence WHERE provider = 'aws'")
+                    && failed.stderr.lines().count() == 1,
+                "{}",
+                failed.stderr
+            );
+        }
+    }
+    sql(&s, "DELETE FROM evidence WHERE provider = 'aws'");
+    s.run(&["run"]).ok();
+}
+
+#[test]
+fn an_address_only_a_discovered_desk_may_get_keeps_one_line_across_runs() {
+    use discovery::{log, setup};
+    use stubs::{Dns, Rdap, bootstrap};
+    let (rdap, dns) = (Rdap::start(), Dns::start());
+    let s = setup(&rdap, &dns, "abusix = false", "");
+    // The registry cannot be reached: the address waits, run after run.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}/rdap/", closed.local_addr().unwrap());
+    drop(closed);
+    s.write("bootstrap/ipv4.json", &bootstrap(&[("45.0.0.0/8", &dead)]));
+    let own = "SELECT count(*) FROM evidence WHERE ip = '45.1.0.9' AND dense = 0";
+    for t in ["10:00:00", "11:00:00", "12:00:00"] {
+        log(&s, &[(t, "45.1.0.9")]);
+        assert_eq!(s.run_bounded(&["run"]).code, 0);
+        assert_eq!(count(&s, own), 1);
+    }
+}
