@@ -19,7 +19,7 @@ use crate::ledger::{Outcome, Route, check_owner, claim, deliver};
 use crate::output::{Listed, Unattributed, history, print_json, print_mbox, show, summary_line};
 use crate::plan::{Planned, Unplanned, plan, plan_discovered, plan_providers};
 use crate::send::{Transport, transport};
-use crate::state::EvidenceUpdate;
+use crate::state::{EvidenceUpdate, KeptLines};
 use crate::state::{ReportRecord, Settled, State};
 
 /// Runs the command line and returns the exit status; errors are printed as one line.
@@ -238,11 +238,15 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
             stale_before: world.fresh_since(),
         })
         .collect();
+    let desks = world.desk_keys();
     state.commit_ingest(
         &touched,
         &intake.cursors,
         &intake.counted,
-        &evidence,
+        &KeptLines {
+            updates: &evidence,
+            desks: if read { &desks } else { &[] },
+        },
         &utc_text(now),
         intake.moved || !intake.partial,
     )?;

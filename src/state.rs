@@ -764,10 +764,14 @@ impl State {
         observations: &[&Observation],
         cursors: &[(String, StoredCursor)],
         counted: &[(String, String, i64)],
-        evidence: &[EvidenceUpdate<'_>],
+        kept: &KeptLines<'_>,
         now: &str,
         unsettle: bool,
     ) -> Result<()> {
+        let KeptLines {
+            updates: evidence,
+            desks,
+        } = *kept;
         let unsettle = (unsettle || !observations.is_empty()) && self.settled()?.is_some();
         if observations.is_empty() && cursors.is_empty() && evidence.is_empty() && !unsettle {
             return Ok(());
@@ -777,6 +781,7 @@ impl State {
             cursors,
             counted,
             evidence,
+            desks,
             now,
             unsettle,
         };
@@ -1114,7 +1119,17 @@ impl State {
     /// Each source is marked as read again until a run stores its next cursor, so that the
     /// run counts no packet an earlier read counted, wherever the cursor points.
     pub fn set_cursors(&mut self, cursors: &[(String, StoredCursor)], now: &str) -> Result<()> {
-        self.commit_ingest(&[], cursors, &[], &[], now, false)?;
+        self.commit_ingest(
+            &[],
+            cursors,
+            &[],
+            &KeptLines {
+                updates: &[],
+                desks: &[],
+            },
+            now,
+            false,
+        )?;
         for (source, _) in cursors {
             self.conn
                 .execute(
@@ -1343,6 +1358,14 @@ fn evidence_line(r: &rusqlite::Row<'_>) -> rusqlite::Result<EvidenceLine> {
     })
 }
 
+/// What one run changes in the log lines kept: each desk's changes, and the desks configured
+/// when the run read anything (the lines kept for any other are let go; empty: none is).
+#[derive(Debug, Clone, Copy)]
+pub struct KeptLines<'a> {
+    pub updates: &'a [EvidenceUpdate<'a>],
+    pub desks: &'a [&'a str],
+}
+
 /// What one run changes in a desk's evidence: lines are added and let go one by one, so that
 /// a run's cost follows what it read, not every line kept since a flood.
 #[derive(Debug)]
@@ -1371,6 +1394,32 @@ fn last_evidence_seq(conn: &Connection, desk: &str) -> Result<Option<i64>> {
             "the log lines kept for {desk} are not numbered with whole numbers ({e}; edited by hand?); to number them afresh: sqlite3 state.db \"DELETE FROM evidence WHERE provider = '{desk}'\""
         )
     })
+}
+
+/// Lets go of the lines kept for desks not in `desks`, at most [`STALE_EVIDENCE_PER_RUN`] a
+/// desk: no report can use them. The desks holding lines are found one seek each.
+fn let_go_of_other_desks(tx: &Transaction<'_>, desks: &[&str]) -> Result<()> {
+    let mut next =
+        tx.prepare("SELECT provider FROM evidence WHERE provider > ?1 ORDER BY provider LIMIT 1")?;
+    let mut after = String::new();
+    let mut others = Vec::new();
+    while let Some(desk) = next
+        .query_row([&after], |r| r.get::<_, String>(0))
+        .optional()?
+    {
+        if !desks.contains(&desk.as_str()) {
+            others.push(desk.clone());
+        }
+        after = desk;
+    }
+    for desk in others {
+        tx.execute(
+            "DELETE FROM evidence WHERE provider = ?1 AND seq IN
+                (SELECT seq FROM evidence WHERE provider = ?1 ORDER BY seq LIMIT ?2)",
+            params![desk, STALE_EVIDENCE_PER_RUN],
+        )?;
+    }
+    Ok(())
 }
 
 /// At most this many of the lines kept longest are looked at for history by one run.
@@ -1447,6 +1496,9 @@ struct Ingested<'a> {
     /// (source, prefix, last packet time counted as a hit).
     counted: &'a [(String, String, i64)],
     evidence: &'a [EvidenceUpdate<'a>],
+    /// The desks configured, when the run read anything: the lines kept for any other (a
+    /// provider taken out of the configuration, discovery turned off) are let go.
+    desks: &'a [&'a str],
     now: &'a str,
     unsettle: bool,
 }
@@ -1457,6 +1509,7 @@ fn write_ingest(conn: &mut Connection, ingested: &Ingested<'_>) -> Result<()> {
         cursors,
         counted,
         evidence,
+        desks,
         now,
         unsettle,
     } = *ingested;
@@ -1524,6 +1577,9 @@ fn write_ingest(conn: &mut Connection, ingested: &Ingested<'_>) -> Result<()> {
         }
         for update in evidence {
             update_evidence(&tx, update)?;
+        }
+        if !desks.is_empty() {
+            let_go_of_other_desks(&tx, desks)?;
         }
     }
     tx.commit()?;

@@ -424,3 +424,50 @@ fn an_address_only_a_discovered_desk_may_get_keeps_one_line_across_runs() {
         assert_eq!(count(&s, own), 1);
     }
 }
+
+#[test]
+fn lines_kept_for_a_provider_taken_out_of_the_configuration_are_let_go() {
+    let with_other = |config: String| {
+        config.replace(
+            "[report]",
+            "[[provider]]\nname = \"other\"\nto = [\"abuse@other.example\"]\nranges = \"{repo}/fixtures/ranges/other-cloud.txt\"\n\n[report]",
+        )
+    };
+    let s = Setup::new(&with_other(
+        standard_config("").replace("min_hits = 1", "min_hits = 3"),
+    ));
+    s.write(
+        "messages",
+        &[
+            drop_line("10:00:00", "81.2.69.143", "TCP", 22),
+            drop_line("10:00:01", "3.5.140.2", "TCP", 22),
+        ]
+        .concat(),
+    );
+    s.run(&["run"]).ok();
+    let kept = |desk: &str| {
+        count(
+            &s,
+            &format!("SELECT count(*) FROM evidence WHERE provider = '{desk}'"),
+        )
+    };
+    assert!(kept("other") > 0 && kept("aws") > 0);
+    // `other` taken out: a run that reads nothing leaves its lines; the next that reads
+    // anything lets them go, and keeps those of the providers still configured.
+    let config = fs::read_to_string(s.path("config.toml")).unwrap();
+    let start = config.find("[[provider]]\nname = \"other\"").unwrap();
+    let end = start + config[start..].find("[report]").unwrap();
+    s.write(
+        "config.toml",
+        &format!("{}{}", &config[..start], &config[end..]),
+    );
+    s.run(&["run"]).ok();
+    assert!(kept("other") > 0);
+    s.append(
+        "messages",
+        &drop_line("10:00:05", "34.223.47.190", "UDP", 53),
+    );
+    s.run(&["run"]).ok();
+    assert_eq!(kept("other"), 0);
+    assert!(kept("aws") > 0);
+}
