@@ -8,7 +8,7 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Ran, Setup, drop_line, history, repo, standard_config, tool};
+use common::{Ran, Setup, drop_line, history, repo, standard_config, tool, with_other_provider};
 use serde_json::{Value, json};
 
 const KEY: &str = "AKIAABUSEMAILERTEST1";
@@ -650,10 +650,7 @@ fn an_api_that_refuses_us_holds_back_only_the_api_reports() {
     stub.script(json!({"deny": true}));
     let mut s = setup(&stub, "");
     // A second provider whose reports go by mail (the file transport).
-    let text = std::fs::read_to_string(s.path("config.toml")).unwrap().replace(
-        "[report]",
-        "[[provider]]\nname = \"other\"\nto = [\"abuse@other.example\"]\nranges = \"{repo}/fixtures/ranges/other-cloud.txt\"\n\n[report]",
-    );
+    let text = with_other_provider(&std::fs::read_to_string(s.path("config.toml")).unwrap());
     std::fs::write(
         s.path("config.toml"),
         text.replace("{repo}", repo().to_str().unwrap()),

@@ -10,8 +10,8 @@ mod discovery;
 mod stubs;
 
 use common::{Setup, drop_line, history, ip_list, snapshot, standard_config};
-use discovery::{abuse_net, log, outbox_to, setup};
-use stubs::{Dns, Rdap, Reply, bootstrap, entity, network};
+use discovery::{abuse_net, log, outbox_to, registry_down, setup};
+use stubs::{Dns, Rdap, Reply, entity, network};
 
 /// An AWS EC2 address of the fixture ranges: a configured provider's attacker.
 const AWS_IP: &str = "3.5.140.2";
@@ -347,10 +347,7 @@ fn a_registry_that_is_down_holds_back_only_the_discovered_reports() {
     four_networks(&rdap, &dns);
     let s = setup(&rdap, &dns, "abusix = false", "");
     // The bootstrap names a registry nobody listens on.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let dead = format!("http://{}/rdap/", closed.local_addr().unwrap());
-    drop(closed);
-    s.write("bootstrap/ipv4.json", &bootstrap(&[("45.0.0.0/8", &dead)]));
+    registry_down(&s, true, &rdap);
     log(&s, &[("10:00:00", "45.1.0.9"), ("10:00:01", AWS_IP)]);
     let down = s.run_bounded(&["run"]);
     assert_eq!(down.code, 0, "{}", down.stderr);
@@ -358,10 +355,7 @@ fn a_registry_that_is_down_holds_back_only_the_discovered_reports() {
     assert_eq!(outbox_to(&s), ["ec2-abuse@amazon.com"]);
 
     // The registry is back: the waiting address goes out, the AWS one not again.
-    s.write(
-        "bootstrap/ipv4.json",
-        &bootstrap(&[("45.0.0.0/8", &rdap.base())]),
-    );
+    registry_down(&s, false, &rdap);
     s.run(&["run"]).ok();
     assert_eq!(outbox_to(&s), ["abuse@hoster-a.de", "ec2-abuse@amazon.com"]);
 }

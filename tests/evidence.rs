@@ -74,11 +74,7 @@ fn a_line_kept_as_its_addresses_own_and_in_the_window_is_shown_once() {
 #[test]
 fn a_report_held_by_the_budget_shows_its_one_packet_once_when_it_goes() {
     let s = Setup::new(
-        &standard_config("")
-            .replace(
-                "[report]",
-                "[[provider]]\nname = \"other\"\nto = [\"abuse@other.example\"]\nranges = \"{repo}/fixtures/ranges/other-cloud.txt\"\n\n[report]",
-            )
+        &with_other_provider(&standard_config(""))
             .replace("[mail]", "[mail]\nmax_messages_per_run = 1"),
     );
     s.write(
@@ -300,8 +296,8 @@ fn kept_lines_numbered_to_the_end_of_the_range_are_a_clear_error_not_a_wrap() {
 
 #[test]
 fn preview_and_run_agree_on_an_address_whose_only_kept_line_is_in_the_window() {
-    use discovery::{abuse_net, log, outbox_to, setup};
-    use stubs::{Dns, Rdap, bootstrap};
+    use discovery::{abuse_net, log, outbox_to, registry_down, setup};
+    use stubs::{Dns, Rdap};
     let (rdap, dns) = (Rdap::start(), Dns::start());
     abuse_net(
         &rdap,
@@ -321,10 +317,7 @@ fn preview_and_run_agree_on_an_address_whose_only_kept_line_is_in_the_window() {
     );
     let s = setup(&rdap, &dns, "abusix = false", "");
     // The registry cannot be reached: the address waits, its line kept.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let dead = format!("http://{}/rdap/", closed.local_addr().unwrap());
-    drop(closed);
-    s.write("bootstrap/ipv4.json", &bootstrap(&[("45.0.0.0/8", &dead)]));
+    registry_down(&s, true, &rdap);
     log(&s, &[("10:00:00", "45.1.0.9")]);
     assert_eq!(s.run_bounded(&["run"]).code, 0);
     // Its own line has gone; the window still holds it, until the next run moves it.
@@ -332,10 +325,7 @@ fn preview_and_run_agree_on_an_address_whose_only_kept_line_is_in_the_window() {
         &s,
         "DELETE FROM evidence WHERE ip = '45.1.0.9' AND dense = 0",
     );
-    s.write(
-        "bootstrap/ipv4.json",
-        &bootstrap(&[("45.0.0.0/8", &rdap.base())]),
-    );
+    registry_down(&s, false, &rdap);
     log(&s, &[("11:00:00", "45.2.0.7"), ("11:00:00", "45.2.0.7")]);
     let preview = s.run_bounded(&["preview"]);
     assert_eq!(preview.code, 0, "{}", preview.stderr);
@@ -408,15 +398,12 @@ fn kept_lines_numbered_with_other_than_whole_numbers_are_a_clear_error() {
 
 #[test]
 fn an_address_only_a_discovered_desk_may_get_keeps_one_line_across_runs() {
-    use discovery::{log, setup};
-    use stubs::{Dns, Rdap, bootstrap};
+    use discovery::{log, registry_down, setup};
+    use stubs::{Dns, Rdap};
     let (rdap, dns) = (Rdap::start(), Dns::start());
     let s = setup(&rdap, &dns, "abusix = false", "");
     // The registry cannot be reached: the address waits, run after run.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let dead = format!("http://{}/rdap/", closed.local_addr().unwrap());
-    drop(closed);
-    s.write("bootstrap/ipv4.json", &bootstrap(&[("45.0.0.0/8", &dead)]));
+    registry_down(&s, true, &rdap);
     let own = "SELECT count(*) FROM evidence WHERE ip = '45.1.0.9' AND dense = 0";
     for t in ["10:00:00", "11:00:00", "12:00:00"] {
         log(&s, &[(t, "45.1.0.9")]);
@@ -427,14 +414,8 @@ fn an_address_only_a_discovered_desk_may_get_keeps_one_line_across_runs() {
 
 #[test]
 fn lines_kept_for_a_provider_taken_out_of_the_configuration_are_let_go() {
-    let with_other = |config: String| {
-        config.replace(
-            "[report]",
-            "[[provider]]\nname = \"other\"\nto = [\"abuse@other.example\"]\nranges = \"{repo}/fixtures/ranges/other-cloud.txt\"\n\n[report]",
-        )
-    };
-    let s = Setup::new(&with_other(
-        standard_config("").replace("min_hits = 1", "min_hits = 3"),
+    let s = Setup::new(&with_other_provider(
+        &standard_config("").replace("min_hits = 1", "min_hits = 3"),
     ));
     s.write(
         "messages",

@@ -84,11 +84,7 @@ fn a_quiet_run_reads_neither_every_known_ip_nor_the_ledger() {
 #[test]
 fn ips_held_by_the_sending_budget_go_out_on_a_quiet_run() {
     let s = Setup::new(
-        &standard_config("")
-            .replace(
-                "[report]",
-                "[[provider]]\nname = \"other\"\nto = [\"abuse@other.example\"]\nranges = \"{repo}/fixtures/ranges/other-cloud.txt\"\n\n[report]",
-            )
+        &with_other_provider(&standard_config(""))
             .replace("[mail]", "[mail]\nmax_messages_per_run = 1"),
     );
     s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));

@@ -474,10 +474,11 @@ fn a_log_line_cannot_inject_a_header() {
 #[test]
 fn the_sending_budget_holds_the_rest_for_the_next_run() {
     let server = smtp::start(Security::Plain, None, 0);
-    let config = smtp_config(server.port, "none", "max_messages_per_run = 1").replace(
-        "[report]",
-        "[[provider]]\nname = \"other\"\nto = [\"abuse@other.example\"]\nranges = \"{repo}/fixtures/ranges/other-cloud.txt\"\n\n[report]",
-    );
+    let config = with_other_provider(&smtp_config(
+        server.port,
+        "none",
+        "max_messages_per_run = 1",
+    ));
     let s = Setup::new(&config);
     s.write("messages", &attack_log());
     let out = s.run(&["run"]).ok();

@@ -27,6 +27,18 @@ pub fn setup(rdap: &Rdap, dns: &Dns, discover_extra: &str, report_extra: &str) -
     s
 }
 
+/// Sends 45.0.0.0/8 to a registry nobody listens on (a registry that is down), or back to
+/// `rdap`.
+pub fn registry_down(s: &Setup, down: bool, rdap: &Rdap) {
+    let base = if down {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}/rdap/", closed.local_addr().unwrap())
+    } else {
+        rdap.base()
+    };
+    s.write("bootstrap/ipv4.json", &bootstrap(&[("45.0.0.0/8", &base)]));
+}
+
 /// The registry's network `first`-`last` with a top-level abuse entity, served for `ips`.
 pub fn abuse_net(rdap: &Rdap, ips: &[&str], first: &str, last: &str, handle: &str, email: &str) {
     let body = network(first, last, handle, &[entity(&["abuse"], Some(email), &[])]);

@@ -254,6 +254,15 @@ dir = "{{dir}}/outbox"
     )
 }
 
+/// `config` with a second provider, `other`, holding the fixture's plain CIDR ranges
+/// (81.2.69.0/24 among them), its desk `abuse@other.example`.
+pub fn with_other_provider(config: &str) -> String {
+    config.replace(
+        "[report]",
+        "[[provider]]\nname = \"other\"\nto = [\"abuse@other.example\"]\nranges = \"{repo}/fixtures/ranges/other-cloud.txt\"\n\n[report]",
+    )
+}
+
 /// The `ip` of every entry of a JSON array (a report's `ips`, or `unattributed`).
 pub fn ip_list(v: &serde_json::Value) -> Vec<String> {
     v.as_array()
