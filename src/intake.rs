@@ -576,9 +576,10 @@ pub(crate) fn ingest(
     let mut kept_before = Vec::new();
     for (i, key) in world.desk_keys().into_iter().enumerate() {
         if quiet {
+            // This run keeps no line: every line kept is an earlier run's.
             evidence.push(Vec::new());
             dense.push(None);
-            kept_before.push(0);
+            kept_before.push(i64::MAX);
             continue;
         }
         kept_before.push(match state {
