@@ -293,6 +293,10 @@ pub(crate) struct Intake {
     /// were kept by earlier runs; those this run keeps it also holds in memory, so a preview
     /// (which keeps nothing) and a run show the same lines.
     pub(crate) kept_before: Vec<i64>,
+    /// Per desk: where in `evidence` each address's lines are (sorted by address, then by
+    /// place), made when a report first asks, so that each report part finds its addresses'
+    /// lines without looking through every line a flood left.
+    by_ip: Vec<std::cell::OnceCell<Vec<usize>>>,
 }
 
 /// For a source read again after `reread`: packets an earlier read counted (per prefix, up
@@ -621,6 +625,10 @@ pub(crate) fn ingest(
         touched,
         cursors,
         counted,
+        by_ip: evidence
+            .iter()
+            .map(|_| std::cell::OnceCell::new())
+            .collect(),
         evidence,
         dense,
         kept_before,
@@ -654,27 +662,33 @@ impl Intake {
         state: Option<&State>,
     ) -> Result<Vec<EvidenceLine>> {
         let key = world.desk_keys()[bucket];
-        let wanted: std::collections::HashSet<IpAddr> = ips.iter().copied().collect();
-        let of_these = |lines: &[EvidenceLine]| -> Vec<EvidenceLine> {
-            lines
-                .iter()
-                .filter(|l| wanted.contains(&l.ip))
-                .cloned()
-                .collect()
-        };
         let (own_before, window_before) = match state {
             Some(s) => s.evidence_of(key, ips, world.fresh_since(), self.kept_before[bucket])?,
             None => (Vec::new(), Vec::new()),
         };
         let window = match &self.dense[bucket] {
-            Some(moved) => of_these(moved),
+            Some(moved) => {
+                let wanted: std::collections::HashSet<IpAddr> = ips.iter().copied().collect();
+                moved
+                    .iter()
+                    .filter(|l| wanted.contains(&l.ip))
+                    .cloned()
+                    .collect()
+            }
             None => window_before,
         };
         // Lines kept by earlier runs and lines read now are different packets, however alike
         // (a packet is read once); the window's lines are copies of some of them.
         let mut own = own_before;
-        own.extend(of_these(&self.evidence[bucket]));
+        own.extend(self.read_now_of(bucket, ips));
         Ok(excerpt::union(own, window))
+    }
+
+    /// The lines read now of `ips` for desk number `bucket`, in the order held.
+    fn read_now_of(&self, bucket: usize, ips: &[IpAddr]) -> Vec<EvidenceLine> {
+        let lines = &self.evidence[bucket];
+        let by_ip = self.by_ip[bucket].get_or_init(|| by_address(lines));
+        lines_of(lines, by_ip, ips)
     }
 
     /// The addresses with a line read now or in the window made now, for desk number
@@ -737,6 +751,26 @@ impl Intake {
             None => Ok(self.observations.get(&ip).cloned()),
         }
     }
+}
+
+/// Where in `lines` each address's lines are: their places, sorted by address, then place.
+fn by_address(lines: &[EvidenceLine]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..lines.len()).collect();
+    order.sort_by_key(|&i| (lines[i].ip, i));
+    order
+}
+
+/// The lines of `ips` among `lines`, in their order there, found through `by_ip`
+/// ([`by_address`] of `lines`) one search an address.
+fn lines_of(lines: &[EvidenceLine], by_ip: &[usize], ips: &[IpAddr]) -> Vec<EvidenceLine> {
+    let mut places: Vec<usize> = Vec::new();
+    for ip in ips {
+        let from = by_ip.partition_point(|&i| lines[i].ip < *ip);
+        places.extend(by_ip[from..].iter().take_while(|&&i| lines[i].ip == *ip));
+    }
+    places.sort_unstable();
+    places.dedup();
+    places.into_iter().map(|i| lines[i].clone()).collect()
 }
 
 /// Who a report on an address goes to.
@@ -823,5 +857,25 @@ mod tests {
             !show_progress(true, Verbosity::Normal, 1 << 20),
             "a short read needs none"
         );
+    }
+
+    proptest::proptest! {
+        /// Finding an address's lines through the index gives what looking at every line does.
+        #[test]
+        fn lines_found_by_address_are_those_a_full_look_finds(
+            raw in proptest::collection::vec((0u8..6, 0i64..5), 0..40),
+            asked in proptest::collection::vec(0u8..8, 0..6),
+        ) {
+            let ip = |n: u8| IpAddr::from([3, 5, 140, n]);
+            let lines: Vec<EvidenceLine> = raw
+                .iter()
+                .enumerate()
+                .map(|(i, (n, t))| EvidenceLine { time: *t, ip: ip(*n), text: format!("line {i}") })
+                .collect();
+            let ips: Vec<IpAddr> = asked.iter().map(|n| ip(*n)).collect();
+            let plain: Vec<EvidenceLine> =
+                lines.iter().filter(|l| ips.contains(&l.ip)).cloned().collect();
+            proptest::prop_assert_eq!(lines_of(&lines, &by_address(&lines), &ips), plain);
+        }
     }
 }
