@@ -246,6 +246,7 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
         &KeptLines {
             updates: &evidence,
             desks: if read { &desks } else { &[] },
+            stale_before: world.fresh_since(),
         },
         &utc_text(now),
         intake.moved || !intake.partial,

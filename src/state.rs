@@ -771,6 +771,7 @@ impl State {
         let KeptLines {
             updates: evidence,
             desks,
+            stale_before,
         } = *kept;
         let unsettle = (unsettle || !observations.is_empty()) && self.settled()?.is_some();
         if observations.is_empty() && cursors.is_empty() && evidence.is_empty() && !unsettle {
@@ -782,6 +783,7 @@ impl State {
             counted,
             evidence,
             desks,
+            stale_before,
             now,
             unsettle,
         };
@@ -1126,6 +1128,7 @@ impl State {
             &KeptLines {
                 updates: &[],
                 desks: &[],
+                stale_before: None,
             },
             now,
             false,
@@ -1359,11 +1362,14 @@ fn evidence_line(r: &rusqlite::Row<'_>) -> rusqlite::Result<EvidenceLine> {
 }
 
 /// What one run changes in the log lines kept: each desk's changes, and the desks configured
-/// when the run read anything (the lines kept for any other are let go; empty: none is).
+/// when the run read anything (the lines of history kept for any other are let go; empty:
+/// none is).
 #[derive(Debug, Clone, Copy)]
 pub struct KeptLines<'a> {
     pub updates: &'a [EvidenceUpdate<'a>],
     pub desks: &'a [&'a str],
+    /// Lines logged before this time are history (`max_age_days`), at any desk.
+    pub stale_before: Option<i64>,
 }
 
 /// What one run changes in a desk's evidence: lines are added and let go one by one, so that
@@ -1396,29 +1402,33 @@ fn last_evidence_seq(conn: &Connection, desk: &str) -> Result<Option<i64>> {
     })
 }
 
-/// Lets go of the lines kept for desks not in `desks`, at most [`STALE_EVIDENCE_PER_RUN`] a
-/// desk: no report can use them. The desks holding lines are found one seek each.
-fn let_go_of_other_desks(tx: &Transaction<'_>, desks: &[&str]) -> Result<()> {
-    let mut next =
-        tx.prepare("SELECT provider FROM evidence WHERE provider > ?1 ORDER BY provider LIMIT 1")?;
-    let mut after = String::new();
-    let mut others = Vec::new();
-    while let Some(desk) = next
-        .query_row([&after], |r| r.get::<_, String>(0))
-        .optional()?
-    {
-        if !desks.contains(&desk.as_str()) {
-            others.push(desk.clone());
-        }
-        after = desk;
-    }
-    for desk in others {
-        tx.execute(
-            "DELETE FROM evidence WHERE provider = ?1 AND seq IN
-                (SELECT seq FROM evidence WHERE provider = ?1 ORDER BY seq LIMIT ?2)",
-            params![desk, STALE_EVIDENCE_PER_RUN],
-        )?;
-    }
+/// Lets go of the lines logged before `stale_before` (history, by `max_age_days`) that are
+/// kept for desks not in `desks` (a provider taken out of the configuration, discovery turned
+/// off), at most [`STALE_EVIDENCE_PER_RUN`] a run: history goes at every desk, configured or
+/// not, and a desk taken out for a while loses nothing else. The desks holding lines are found
+/// one seek each, in SQL, so that no stored name, however odd its type or bytes, stops a run.
+fn let_go_of_other_desks(tx: &Transaction<'_>, desks: &[&str], stale_before: i64) -> Result<()> {
+    let marks: Vec<String> = (2..desks.len() + 2).map(|i| format!("?{i}")).collect();
+    let marks = marks.join(", ");
+    let mut values: Vec<&dyn rusqlite::ToSql> = vec![&stale_before];
+    values.extend(desks.iter().map(|d| d as &dyn rusqlite::ToSql));
+    tx.execute(
+        &format!(
+            "WITH RECURSIVE held(desk) AS (
+                 SELECT min(provider) FROM evidence
+                 UNION ALL
+                 SELECT (SELECT provider FROM evidence WHERE provider > held.desk
+                         ORDER BY provider LIMIT 1)
+                 FROM held WHERE held.desk IS NOT NULL
+             )
+             DELETE FROM evidence WHERE rowid IN (
+                 SELECT evidence.rowid FROM held JOIN evidence ON evidence.provider = held.desk
+                 WHERE held.desk IS NOT NULL AND held.desk NOT IN ({marks})
+                   AND evidence.time < ?1
+                 LIMIT {STALE_EVIDENCE_PER_RUN})"
+        ),
+        values.as_slice(),
+    )?;
     Ok(())
 }
 
@@ -1499,6 +1509,7 @@ struct Ingested<'a> {
     /// The desks configured, when the run read anything: the lines kept for any other (a
     /// provider taken out of the configuration, discovery turned off) are let go.
     desks: &'a [&'a str],
+    stale_before: Option<i64>,
     now: &'a str,
     unsettle: bool,
 }
@@ -1510,6 +1521,7 @@ fn write_ingest(conn: &mut Connection, ingested: &Ingested<'_>) -> Result<()> {
         counted,
         evidence,
         desks,
+        stale_before,
         now,
         unsettle,
     } = *ingested;
@@ -1578,8 +1590,8 @@ fn write_ingest(conn: &mut Connection, ingested: &Ingested<'_>) -> Result<()> {
         for update in evidence {
             update_evidence(&tx, update)?;
         }
-        if !desks.is_empty() {
-            let_go_of_other_desks(&tx, desks)?;
+        if let (false, Some(t)) = (desks.is_empty(), stale_before) {
+            let_go_of_other_desks(&tx, desks, t)?;
         }
     }
     tx.commit()?;

@@ -413,9 +413,9 @@ fn an_address_only_a_discovered_desk_may_get_keeps_one_line_across_runs() {
 }
 
 #[test]
-fn lines_kept_for_a_provider_taken_out_of_the_configuration_are_let_go() {
-    let s = Setup::new(&with_other_provider(
-        &standard_config("").replace("min_hits = 1", "min_hits = 3"),
+fn history_kept_for_a_provider_taken_out_of_the_configuration_is_let_go() {
+    let mut s = Setup::new(&with_other_provider(
+        &standard_config("max_age_days = 1").replace("min_hits = 1", "min_hits = 3"),
     ));
     s.write(
         "messages",
@@ -426,15 +426,14 @@ fn lines_kept_for_a_provider_taken_out_of_the_configuration_are_let_go() {
         .concat(),
     );
     s.run(&["run"]).ok();
-    let kept = |desk: &str| {
+    let kept = |s: &Setup, desk: &str| {
         count(
-            &s,
+            s,
             &format!("SELECT count(*) FROM evidence WHERE provider = '{desk}'"),
         )
     };
-    assert!(kept("other") > 0 && kept("aws") > 0);
-    // `other` taken out: a run that reads nothing leaves its lines; the next that reads
-    // anything lets them go, and keeps those of the providers still configured.
+    assert!(kept(&s, "other") > 0 && kept(&s, "aws") > 0);
+    // `other` taken out for a while: its lines are not history yet, and stay.
     let config = fs::read_to_string(s.path("config.toml")).unwrap();
     let start = config.find("[[provider]]\nname = \"other\"").unwrap();
     let end = start + config[start..].find("[report]").unwrap();
@@ -442,13 +441,71 @@ fn lines_kept_for_a_provider_taken_out_of_the_configuration_are_let_go() {
         "config.toml",
         &format!("{}{}", &config[..start], &config[end..]),
     );
-    s.run(&["run"]).ok();
-    assert!(kept("other") > 0);
     s.append(
         "messages",
         &drop_line("10:00:05", "34.223.47.190", "UDP", 53),
     );
     s.run(&["run"]).ok();
-    assert_eq!(kept("other"), 0);
-    assert!(kept("aws") > 0);
+    assert!(kept(&s, "other") > 0);
+    // Days on, they are history: the next run that reads anything lets them go.
+    s.now = "2026-01-29T08:00:00Z".to_string();
+    s.append(
+        "messages",
+        &drop_line("07:00:00", "34.223.47.190", "UDP", 53).replace("Jan 25", "Jan 29"),
+    );
+    s.run(&["run"]).ok();
+    assert_eq!(kept(&s, "other"), 0);
+    assert!(kept(&s, "aws") > 0);
+}
+
+#[test]
+fn a_desk_name_of_any_type_or_bytes_in_the_state_stops_no_run() {
+    let s = waiting_setup("max_age_days = 1");
+    s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    s.run(&["run"]).ok();
+    // Hand-made rows of history under a name that is a blob, one that is not UTF-8, a number.
+    sql(
+        &s,
+        "INSERT INTO evidence (provider, time, seq, ip, line) VALUES
+           (x'617773', 0, 0, '1.2.3.4', 'x'),
+           (CAST(x'ff' AS TEXT), 0, 0, '1.2.3.4', 'x'),
+           (7, 0, 0, '1.2.3.4', 'x');",
+    );
+    for t in ["10:00:05", "10:00:06"] {
+        s.append("messages", &drop_line(t, "34.223.47.190", "UDP", 53));
+        s.run(&["run"]).ok();
+    }
+    assert_eq!(
+        count(
+            &s,
+            "SELECT count(*) FROM evidence WHERE typeof(provider) != 'text' OR provider != 'aws'"
+        ),
+        0
+    );
+    assert_eq!(s.reported(), Vec::<Vec<String>>::new());
+}
+
+#[test]
+fn history_of_desks_taken_out_goes_a_bounded_number_a_run_in_all() {
+    let s = waiting_setup("max_age_days = 1");
+    s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    s.run(&["run"]).ok();
+    sql(
+        &s,
+        "WITH RECURSIVE c(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM c WHERE x < 59999)
+         INSERT INTO evidence (provider, time, seq, ip, line)
+         SELECT d.name, 0, x, '1.2.3.4', 'x' FROM c, (SELECT 'gone1' AS name UNION ALL SELECT 'gone2') d;",
+    );
+    s.append(
+        "messages",
+        &drop_line("10:00:05", "34.223.47.190", "UDP", 53),
+    );
+    s.run(&["run"]).ok();
+    assert_eq!(
+        count(
+            &s,
+            "SELECT count(*) FROM evidence WHERE provider IN ('gone1', 'gone2')"
+        ),
+        20_000
+    );
 }
