@@ -162,7 +162,7 @@ impl WindowTracker {
 pub fn densest(mut lines: Vec<EvidenceLine>, seconds: u32, cap: usize) -> Option<Window> {
     // Stable: lines of one second keep their log order. Identical lines are separate packets.
     lines.sort_by_key(|l| l.time);
-    densest_of_sorted(&lines, seconds, cap)
+    densest_of_both(&lines, &[], seconds, cap)
 }
 
 /// [`densest`] of two lists of lines, each in time order, taken as one in time order
@@ -186,15 +186,6 @@ pub fn densest_of_both(
         let Some(line) = line else {
             break;
         };
-        tracker.push(line.time, line.ip, line.text.as_bytes());
-    }
-    tracker.finish()
-}
-
-/// [`densest`] of lines already in time order, stably sorted.
-fn densest_of_sorted(lines: &[EvidenceLine], seconds: u32, cap: usize) -> Option<Window> {
-    let mut tracker = WindowTracker::new(seconds, cap);
-    for line in lines {
         tracker.push(line.time, line.ip, line.text.as_bytes());
     }
     tracker.finish()

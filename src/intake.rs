@@ -388,8 +388,7 @@ pub(crate) fn ingest(
     if let Some(t) = world.fresh_since() {
         scan.stale_before(t);
     }
-    // A day of slack, as for the year of a syslog stamp.
-    scan.stale_after(world.now.timestamp() + 86_400);
+    scan.stale_after(world.now.timestamp() + crate::parse::CLOCK_SLACK);
     if !report.backscatter {
         scan.pass_over_answers();
     }

@@ -60,6 +60,10 @@ pub enum Line<'a> {
     Malformed(&'static str),
 }
 
+/// Seconds a line's stamp may lie ahead of now: a day, for clocks that disagree a little.
+/// Later than that, a line is not this year's (BSD stamps) or not to be trusted at all.
+pub const CLOCK_SLACK: i64 = 86_400;
+
 /// Parses lines for a fixed set of LOG prefixes, inferring the year of BSD timestamps
 /// from `now` in `zone`.
 #[derive(Clone)]
@@ -322,8 +326,7 @@ impl LineParser {
         };
         let (h, m, s) = hms(&stamp[7..15])?;
         let year = self.zone.year_of(self.now);
-        // A day of slack for clocks that disagree a little.
-        let limit = self.now.timestamp() + 86_400;
+        let limit = self.now.timestamp() + CLOCK_SLACK;
         // Next year only just ahead: `Jan  1 00:00:05` from a host whose clock is a little
         // ahead, read seconds before midnight on Dec 31, is in a few seconds, not a year
         // ago; a `Jan  1 10:00` read at noon on Dec 31 is last January's.

@@ -113,6 +113,11 @@ pub(crate) struct Unplanned {
 /// million reportable sources is rendered a slice at a time, not all at once in memory.
 pub(crate) const PARTS_PER_RUN: usize = 4;
 
+/// The parts one run makes for a provider at most, before those still waiting count.
+fn parts_per_run(settings: &Settings) -> usize {
+    PARTS_PER_RUN * settings.mail.max_messages_per_run as usize
+}
+
 impl Unplanned {
     pub(crate) fn any(&self) -> bool {
         self.lookups_waiting > 0 || self.over_contact_report > 0 || !self.over_run_parts.is_empty()
@@ -146,7 +151,7 @@ impl Unplanned {
         for (provider, left) in &self.over_run_parts {
             crate::output::tell(format_args!(
                 "abuse-mailer: {left} address(es) of {provider} wait for a later run: a run makes at most {} parts for a provider ({PARTS_PER_RUN} x mail.max_messages_per_run), less those still waiting",
-                PARTS_PER_RUN * world.settings.mail.max_messages_per_run.max(1) as usize
+                parts_per_run(world.settings)
             ));
         }
     }
@@ -240,8 +245,7 @@ pub(crate) fn plan_providers(
             Some(s) => s.waiting_reports(provider.name())?,
             None => 0,
         };
-        let parts = (PARTS_PER_RUN * settings.mail.max_messages_per_run.max(1) as usize)
-            .saturating_sub(waiting);
+        let parts = parts_per_run(settings).saturating_sub(waiting);
         let room = desk.part_size(settings).saturating_mul(parts);
         // Taken a slice at a time, whole records and all, until the room is filled with
         // addresses this provider's way out takes: a source the API cannot take (seen only

@@ -859,9 +859,6 @@ impl State {
             .with_context(|| format!("{}: cannot write", self.path.display()))
     }
 
-    /// Shows, before a report of `size` bytes is sent, that its outcome can be recorded, and
-    /// keeps it so: space is held in reserve, then the write lock is taken and held until
-    /// [`Attempt::record`]. An error here means nothing may be sent.
     /// Replaces the stored message of a report no transport has seen yet (a part that waited
     /// for its turn gets the Date it goes out on); the stored bytes stay what is sent.
     pub fn refresh_unsent_message(&mut self, id: &str, message: &[u8]) -> Result<()> {
@@ -874,6 +871,9 @@ impl State {
         Ok(())
     }
 
+    /// Shows, before a report of `size` bytes is sent, that its outcome can be recorded, and
+    /// keeps it so: space is held in reserve, then the write lock is taken and held until
+    /// [`Attempt::record`]. An error here means nothing may be sent.
     pub fn begin_attempt(&mut self, id: &str, size: usize) -> Result<Attempt<'_>> {
         let path = self.path.display().to_string();
         self.reserve(size).with_context(|| {
@@ -1758,7 +1758,6 @@ fn exists(path: &Path) -> Result<bool> {
     }
 }
 
-/// What an operator can do about a state that cannot be read.
 /// Whether SQLite could not open the database or its journal: a permission or a read-only
 /// mount, not a damaged file.
 fn cannot_open(e: &rusqlite::Error) -> bool {
@@ -1772,6 +1771,7 @@ fn cannot_open(e: &rusqlite::Error) -> bool {
     )
 }
 
+/// What an operator can do about a state that cannot be read.
 const RESTORE: &str = "restore it from a backup, or move it away to start afresh (every IP seen before is then reported again)";
 
 /// A state is never empty (see [`create`]): an empty file is damage, not a new state.
