@@ -184,15 +184,11 @@ pub fn renamed_providers(
         return Ok(Vec::new());
     }
     let configured: HashSet<&str> = settings.providers.iter().map(|p| p.name.as_str()).collect();
-    let mut warnings = Vec::new();
-    for (old, recipients) in state.sent_provider_desks()? {
-        if configured.contains(old.as_str()) {
-            continue;
-        }
-        let desk: HashSet<String> = recipients.iter().map(|r| r.to_lowercase()).collect();
-        for p in &fresh {
-            // Where its reports would go, as a report records it: the API's endpoint, or
-            // the mail recipients with `cc`.
+    // Where each new provider's reports would go, as a report records it: the API's
+    // endpoint, or the mail recipients with `cc`.
+    let fresh: Vec<(&config::ProviderConfig, HashSet<String>)> = fresh
+        .into_iter()
+        .map(|p| {
             let to: HashSet<String> = if p.delivery == config::Delivery::AwsAbuseApi {
                 HashSet::from([crate::aws_api::destination(settings).to_lowercase()])
             } else {
@@ -201,18 +197,35 @@ pub fn renamed_providers(
                     .map(|m| m.email.to_string().to_lowercase())
                     .collect()
             };
+            (p, to)
+        })
+        .collect();
+    let mut warnings = Vec::new();
+    for (old, recipients) in state.sent_provider_desks()? {
+        if configured.contains(old.as_str()) {
+            continue;
+        }
+        let desk: HashSet<String> = recipients.iter().map(|r| r.to_lowercase()).collect();
+        // Asked for once an old desk, and only when a new provider writes to it.
+        let mut sample = None;
+        for (p, to) in &fresh {
+            if to.is_empty() || *to != desk {
+                continue;
+            }
             let ranges = providers.iter().find(|l| l.name() == p.name);
             let overlaps = match ranges {
-                Some(l) if l.config.ranges.is_some() => state
-                    .sent_sample(&old, 1000)?
-                    .into_iter()
-                    .any(|ip| l.lookup(ip).is_some()),
+                Some(l) if l.config.ranges.is_some() => {
+                    if sample.is_none() {
+                        sample = Some(state.sent_sample(&old, 1000)?);
+                    }
+                    sample.iter().flatten().any(|ip| l.lookup(*ip).is_some())
+                }
                 // Matched by ASN alone: any address may be its.
                 Some(_) => true,
                 // Not loaded (a run for another provider): it makes no report now.
                 None => false,
             };
-            if !to.is_empty() && to == desk && overlaps {
+            if overlaps {
                 warnings.push(format!(
                     "provider {:?} has no reports yet, but the state holds reports to the same desk by provider {old:?} (no longer configured) on addresses in {:?}'s ranges: the ledger knows a provider by its name, so they would all be reported again. Give it back the name {old:?} to keep its history (or, to report them again on purpose, give this configuration a state_dir of its own)",
                     p.name, p.name
