@@ -216,17 +216,17 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
     // every desk whenever anything was read (a desk that hears nothing more is not left with
     // its lines); a run with nothing new writes nothing.
     let read = !intake.touched.is_empty();
-    let evidence: Vec<EvidenceUpdate<'_>> = world
-        .desk_keys()
-        .into_iter()
-        .zip(&intake.evidence)
-        .zip(&intake.dense)
-        .filter(|((_, lines), dense)| {
-            !lines.is_empty() || dense.is_some() || (read && world.fresh_since().is_some())
+    let fresh = world.fresh_since();
+    let desks = world.desk_keys();
+    let evidence: Vec<EvidenceUpdate<'_>> = desks
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| {
+            !intake.evidence[i].is_empty() || intake.dense[i].is_some() || (read && fresh.is_some())
         })
-        .map(|((desk, lines), dense)| EvidenceUpdate {
+        .map(|(i, &desk)| EvidenceUpdate {
             desk,
-            lines,
+            lines: &intake.evidence[i],
             // An address only a discovered desk may get keeps one line (see
             // `Attribution::few_lines`), across runs as within one.
             per_ip: if desk == crate::state::CONTACT_DESKS {
@@ -234,11 +234,10 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
             } else {
                 crate::ingest::LINES_PER_IP
             },
-            dense: dense.as_deref(),
-            stale_before: world.fresh_since(),
+            dense: intake.dense[i].as_deref(),
+            first_seq: intake.kept_before[i],
         })
         .collect();
-    let desks = world.desk_keys();
     state.commit_ingest(
         &touched,
         &intake.cursors,
@@ -246,7 +245,7 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
         &KeptLines {
             updates: &evidence,
             desks: if read { &desks } else { &[] },
-            stale_before: world.fresh_since(),
+            stale_before: fresh,
         },
         &utc_text(now),
         intake.moved || !intake.partial,

@@ -690,38 +690,31 @@ impl Intake {
         lines_of(lines, by_ip, ips)
     }
 
-    /// The addresses with a line read now or in the window made now, for desk number
-    /// `bucket`: with the state, what [`Intake::has_evidence`] asks about.
-    pub(crate) fn read_now(&self, bucket: usize) -> std::collections::HashSet<IpAddr> {
-        self.evidence[bucket]
+    /// For desk number `bucket`, whether [`Intake::evidence_for`] would give an address a
+    /// line: read now, in the window made now, or kept by an earlier run. What does not
+    /// change from one address to the next is worked out once.
+    pub(crate) fn has_evidence<'a>(
+        &'a self,
+        world: &World<'_>,
+        bucket: usize,
+        state: Option<&'a State>,
+    ) -> impl FnMut(IpAddr) -> Result<bool> + 'a {
+        let read_now: std::collections::HashSet<IpAddr> = self.evidence[bucket]
             .iter()
             .chain(self.dense[bucket].iter().flatten())
             .map(|l| l.ip)
-            .collect()
-    }
-
-    /// Whether [`Intake::evidence_for`] would give `ip` a line for desk number `bucket`;
-    /// `read_now` is [`Intake::read_now`] of the desk.
-    pub(crate) fn has_evidence(
-        &self,
-        world: &World<'_>,
-        bucket: usize,
-        ip: IpAddr,
-        read_now: &std::collections::HashSet<IpAddr>,
-        state: Option<&State>,
-    ) -> Result<bool> {
-        if read_now.contains(&ip) {
-            return Ok(true);
-        }
-        match state {
-            Some(s) => s.has_evidence(
-                world.desk_keys()[bucket],
-                ip,
-                world.fresh_since(),
-                self.kept_before[bucket],
-                self.dense[bucket].is_none(),
-            ),
-            None => Ok(false),
+            .collect();
+        let key = world.desk_keys()[bucket].to_string();
+        let since = world.fresh_since();
+        let (before, window) = (self.kept_before[bucket], self.dense[bucket].is_none());
+        move |ip| {
+            if read_now.contains(&ip) {
+                return Ok(true);
+            }
+            match state {
+                Some(s) => s.has_evidence(&key, ip, since, before, window),
+                None => Ok(false),
+            }
         }
     }
 

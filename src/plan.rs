@@ -313,11 +313,11 @@ pub(crate) fn plan_discovered(
     );
     // A desk that never heard from us is shown the log lines: an address with none kept (seen
     // before discovery was enabled) is not reported to it, unless it is logged again.
-    let read_now = intake.read_now(n);
+    let mut has_evidence = intake.has_evidence(world, n, state);
     let before = selected.len();
     let mut shown = Vec::with_capacity(selected.len());
     for s in selected {
-        if intake.has_evidence(world, n, s.observation.ip, &read_now, state)? {
+        if has_evidence(s.observation.ip)? {
             shown.push(s);
         }
     }

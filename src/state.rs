@@ -725,15 +725,13 @@ impl State {
         before: i64,
         window: bool,
     ) -> Result<bool> {
-        let only_own = if !window && self.version >= 11 {
-            " AND dense = 0"
-        } else {
-            ""
-        };
-        let mut stmt = self.conn.prepare_cached(&format!(
+        let mut stmt = self.conn.prepare_cached(if !window && self.version >= 11 {
             "SELECT 1 FROM evidence INDEXED BY evidence_by_ip
-             WHERE provider = ?1 AND ip = ?2 AND time >= ?3 AND seq < ?4{only_own} LIMIT 1"
-        ))?;
+             WHERE provider = ?1 AND ip = ?2 AND time >= ?3 AND seq < ?4 AND dense = 0 LIMIT 1"
+        } else {
+            "SELECT 1 FROM evidence INDEXED BY evidence_by_ip
+             WHERE provider = ?1 AND ip = ?2 AND time >= ?3 AND seq < ?4 LIMIT 1"
+        })?;
         Ok(stmt.exists(params![
             provider,
             ip.to_string(),
@@ -1383,8 +1381,9 @@ pub struct EvidenceUpdate<'a> {
     pub per_ip: usize,
     /// The desk's densest window, when it is not the one kept.
     pub dense: Option<&'a [EvidenceLine]>,
-    /// Lines logged before this time are history, let go.
-    pub stale_before: Option<i64>,
+    /// The number the first line kept now gets ([`State::next_evidence_seq`] when the run
+    /// began; the run holds the state throughout).
+    pub first_seq: i64,
 }
 
 /// The largest number of the lines kept for `desk`, if any. A number that is not a whole one
@@ -1435,13 +1434,13 @@ fn let_go_of_other_desks(tx: &Transaction<'_>, desks: &[&str], stale_before: i64
 /// At most this many of the lines kept longest are looked at for history by one run.
 const STALE_EVIDENCE_PER_RUN: i64 = 100_000;
 
-fn update_evidence(tx: &Transaction<'_>, update: &EvidenceUpdate<'_>) -> Result<()> {
+fn update_evidence(
+    tx: &Transaction<'_>,
+    update: &EvidenceUpdate<'_>,
+    stale_before: Option<i64>,
+) -> Result<()> {
     let desk = update.desk;
-    // Numbered on from the lines kept so far, before any goes: a number is never given
-    // again, so that the lines a run keeps are numbered above all that earlier runs kept
-    // (see `Intake::kept_before`).
-    let max = last_evidence_seq(tx, desk)?;
-    if let Some(t) = update.stale_before {
+    if let Some(t) = stale_before {
         // History is let go from the lines kept longest, a bounded number a run: lines are
         // kept in about the order they were logged, so those kept first are the first to age,
         // and a line kept out of order goes when the lines before it have gone. (An index by
@@ -1460,15 +1459,16 @@ fn update_evidence(tx: &Transaction<'_>, update: &EvidenceUpdate<'_>) -> Result<
         )?;
     }
     let dense = update.dense.unwrap_or_default();
+    // Numbered on from where the run began, whatever went since: a number is never given
+    // again within a run, so that the lines a run keeps are numbered above all that earlier
+    // runs kept (see `Intake::kept_before`).
     let wanted = i64::try_from(update.lines.len() + dense.len()).unwrap_or(i64::MAX);
-    let Some(mut seq) = max
-        .map_or(Some(0), |m| m.checked_add(1))
-        .filter(|first| first.checked_add(wanted).is_some())
-    else {
+    let mut seq = update.first_seq;
+    if seq.checked_add(wanted).is_none() {
         bail!(
             "the log lines kept for {desk} are numbered up to the largest number the file holds (edited by hand?); to start their numbering afresh: sqlite3 state.db \"DELETE FROM evidence WHERE provider = '{desk}'\""
         );
-    };
+    }
     let mut own = tx.prepare(
         "INSERT INTO evidence (provider, time, seq, ip, line, dense)
          SELECT ?1, ?2, ?3, ?4, ?5, 0
@@ -1476,7 +1476,7 @@ fn update_evidence(tx: &Transaction<'_>, update: &EvidenceUpdate<'_>) -> Result<
                 WHERE provider = ?1 AND ip = ?4 AND dense = 0 AND time >= ?7) < ?6",
     )?;
     let per_ip = i64::try_from(update.per_ip).unwrap_or(i64::MAX);
-    let fresh = update.stale_before.unwrap_or(i64::MIN);
+    let fresh = stale_before.unwrap_or(i64::MIN);
     for l in update.lines {
         let put = own.execute(params![
             desk,
@@ -1588,7 +1588,7 @@ fn write_ingest(conn: &mut Connection, ingested: &Ingested<'_>) -> Result<()> {
             };
         }
         for update in evidence {
-            update_evidence(&tx, update)?;
+            update_evidence(&tx, update, stale_before)?;
         }
         if let (false, Some(t)) = (desks.is_empty(), stale_before) {
             let_go_of_other_desks(&tx, desks, t)?;
