@@ -55,7 +55,13 @@ impl Zone {
 
     /// RFC 3339 with this zone's offset, to the second: `2026-01-25T23:51:25+00:00`.
     pub fn rfc3339(&self, unix: i64) -> String {
-        self.at(unix).to_rfc3339_opts(SecondsFormat::Secs, false)
+        self.stamp(unix).to_string()
+    }
+
+    /// [`Zone::rfc3339`] written where it goes, without a string of its own: a list of a
+    /// flood's sources writes two for each.
+    pub fn stamp(&self, unix: i64) -> Stamp {
+        Stamp(self.at(unix))
     }
 
     /// What to call the zone in a report: its IANA name, or `UTC`.
@@ -65,6 +71,51 @@ impl Zone {
             Zone::Local => iana_local().unwrap_or_else(|| "local time".to_string()),
             Zone::Named(tz) => tz.name().to_string(),
         }
+    }
+}
+
+/// A time as RFC 3339 to the second (see [`Zone::stamp`]).
+pub struct Stamp(DateTime<FixedOffset>);
+
+impl std::fmt::Display for Stamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use chrono::{Datelike, Timelike};
+        let t = &self.0;
+        let year = t.year();
+        let offset = t.offset().local_minus_utc();
+        // Years of four digits and whole-minute offsets, as every log holds: digits placed by
+        // hand. Anything else in chrono's own words.
+        if !(0..=9999).contains(&year) || offset % 60 != 0 {
+            return f.write_str(&t.to_rfc3339_opts(SecondsFormat::Secs, false));
+        }
+        let mut out = *b"0000-00-00T00:00:00+00:00";
+        let mut put = |at: usize, value: u32, digits: usize| {
+            let mut v = value;
+            for i in (at..at + digits).rev() {
+                out[i] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+        };
+        put(0, year.unsigned_abs(), 4);
+        put(5, t.month(), 2);
+        put(8, t.day(), 2);
+        put(11, t.hour(), 2);
+        put(14, t.minute(), 2);
+        put(17, t.second(), 2);
+        let minutes = offset.unsigned_abs() / 60;
+        put(20, minutes / 60, 2);
+        put(23, minutes % 60, 2);
+        if offset < 0 {
+            out[19] = b'-';
+        }
+        // Only ASCII digits and punctuation were written.
+        f.write_str(std::str::from_utf8(&out).map_err(|_| std::fmt::Error)?)
+    }
+}
+
+impl serde::Serialize for Stamp {
+    fn serialize<S: serde::Serializer>(&self, out: S) -> Result<S::Ok, S::Error> {
+        out.collect_str(self)
     }
 }
 
@@ -96,6 +147,47 @@ pub fn utc_text(t: DateTime<Utc>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// chrono's own RFC 3339, the reference the hand-placed digits must equal.
+    fn reference(zone: Zone, unix: i64) -> String {
+        zone.at(unix).to_rfc3339_opts(SecondsFormat::Secs, false)
+    }
+
+    proptest! {
+        #[test]
+        fn stamps_are_chronos_rfc3339_in_any_zone(
+            unix in prop_oneof![
+                -70_000_000_000i64..300_000_000_000,
+                0i64..4_102_444_800,
+            ],
+            zone in prop::sample::select(vec![
+                "UTC", "Europe/Berlin", "America/St_Johns", "Asia/Kathmandu",
+                "Pacific/Chatham", "Africa/Monrovia", "America/Los_Angeles",
+            ]),
+        ) {
+            let zone = Zone::parse(zone).unwrap();
+            prop_assert_eq!(zone.rfc3339(unix), reference(zone, unix));
+        }
+    }
+
+    #[test]
+    fn stamps_outside_four_digit_years_and_odd_offsets_are_chronos() {
+        let monrovia = Zone::parse("Africa/Monrovia").unwrap();
+        // Before 1972 Liberia kept -0:44:30: seconds chrono rounds its own way.
+        for (zone, unix) in [
+            (Zone::Utc, -62_167_219_201),
+            (Zone::Utc, 253_402_300_800),
+            (Zone::Utc, DateTime::<Utc>::MIN_UTC.timestamp() - 1),
+            (monrovia, 0),
+        ] {
+            assert_eq!(zone.rfc3339(unix), reference(zone, unix));
+        }
+        assert_eq!(
+            Zone::Utc.rfc3339(253_402_300_800),
+            "+10000-01-01T00:00:00+00:00"
+        );
+    }
 
     #[test]
     fn zones_parse_and_format_with_offset() {

@@ -10,7 +10,7 @@ use anyhow::Result;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::clock::Zone;
+use crate::clock::{Stamp, Zone};
 use crate::config::Settings;
 use crate::enrich::AsnInfo;
 use crate::error::{EXIT_ERROR, EXIT_OK};
@@ -96,10 +96,10 @@ pub(crate) struct Unattributed<'a> {
 /// are not listed).
 #[derive(Serialize)]
 pub(crate) struct Listed {
-    ip: String,
+    ip: IpAddr,
     hits: u64,
-    first_seen: String,
-    last_seen: String,
+    first_seen: Stamp,
+    last_seen: Stamp,
     asn: Option<u32>,
     as_org: Option<String>,
     ports: Vec<u16>,
@@ -108,10 +108,10 @@ pub(crate) struct Listed {
 impl Listed {
     pub(crate) fn new(o: &Observation, asn: Option<&AsnInfo>, zone: Zone) -> Self {
         Listed {
-            ip: o.ip.to_string(),
+            ip: o.ip,
             hits: o.hits,
-            first_seen: zone.rfc3339(o.first_seen),
-            last_seen: zone.rfc3339(o.last_seen),
+            first_seen: zone.stamp(o.first_seen),
+            last_seen: zone.stamp(o.last_seen),
             asn: asn.map(|a| a.asn),
             // The database is outside input too: its text is cleaned like a log's.
             as_org: asn
