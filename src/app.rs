@@ -535,20 +535,21 @@ pub(crate) fn unattributed<'a>(
     intake: &'a Intake,
     state: Option<&'a State>,
 ) -> Result<Unattributed<'a>> {
-    let mut found: Vec<IpAddr> = match (state, intake.partial) {
+    // What was read was attributed as it was read; only addresses known from earlier runs
+    // and not read now are looked up in the ranges.
+    let mut found = intake.unattributed.clone();
+    let read_now = |ip: &IpAddr| intake.touched.binary_search(ip).is_ok();
+    let earlier: Vec<IpAddr> = match (state, intake.partial) {
         // Selection did not look at every IP known: the list does.
-        (Some(s), true) => {
-            let mut all = s.observed_ips()?;
-            all.extend(intake.observations.ips());
-            all
-        }
-        _ => intake.observations.ips().collect(),
+        (Some(s), true) => s.observed_ips()?,
+        (Some(_), false) => intake.observations.ips().collect(),
+        (None, _) => Vec::new(),
     };
-    found.retain(|ip| {
+    found.extend(earlier.into_iter().filter(|ip| {
         let asn = world.asn(*ip);
-        !world.providers.iter().any(|p| p.matches(*ip, asn))
-    });
-    found.sort();
+        !read_now(ip) && !world.providers.iter().any(|p| p.matches(*ip, asn))
+    }));
+    found.sort_unstable();
     found.dedup();
     Ok(Unattributed {
         ips: found,

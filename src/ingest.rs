@@ -657,6 +657,9 @@ fn slot(len: usize) -> u32 {
 pub struct Batch {
     pub observations: Observations,
     pub summary: Summary,
+    /// The addresses read that no configured provider holds, as attributed when first read,
+    /// ascending: the `unattributed` list of what was read, without asking the ranges again.
+    pub unattributed: Vec<IpAddr>,
     /// Evidence per provider (same order as the configured providers): the lines of each
     /// source's densest window, pooled, so that one attack seen by several hosts shows them all.
     pub evidence: Vec<Vec<EvidenceLine>>,
@@ -1185,8 +1188,12 @@ impl<'a> Ingest<'a> {
     pub fn finish(mut self) -> Batch {
         self.end_source();
         self.summary.ips_observed = self.seen.len() as u64;
-        self.summary.ips_unattributed =
-            self.seen.records.iter().filter(|s| !s.in_provider).count() as u64;
+        let mut unattributed: Vec<IpAddr> = (self.seen.records.iter())
+            .filter(|s| !s.in_provider)
+            .map(|s| s.observation.ip)
+            .collect();
+        unattributed.sort_unstable();
+        self.summary.ips_unattributed = unattributed.len() as u64;
         let mut own: Vec<Vec<EvidenceLine>> = vec![Vec::new(); self.evidence.len()];
         for line in std::mem::take(&mut self.first_lines) {
             let Some(seen) = self.seen.get(line.ip) else {
@@ -1214,6 +1221,7 @@ impl<'a> Ingest<'a> {
         Batch {
             observations: self.seen.into_observations(),
             summary: self.summary,
+            unattributed,
             evidence: self.evidence,
         }
     }

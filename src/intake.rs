@@ -280,6 +280,8 @@ pub(crate) struct Intake {
     /// IPs whose totals changed this run (to store); the only entries of `observations`
     /// that are whole, the others being heads (see [`Intake::whole`]).
     pub(crate) touched: Vec<IpAddr>,
+    /// Of `touched`, those no configured provider holds (see [`crate::ingest::Batch::unattributed`]).
+    pub(crate) unattributed: Vec<IpAddr>,
     pub(crate) cursors: Vec<(String, StoredCursor)>,
     /// Per file source and prefix, the last packet time counted as a hit this run.
     pub(crate) counted: Vec<(String, String, i64)>,
@@ -622,6 +624,7 @@ pub(crate) fn ingest(
         stored_marker,
         selection_key,
         touched,
+        unattributed: std::mem::take(&mut batch.unattributed),
         cursors,
         counted,
         by_ip: evidence
@@ -726,7 +729,7 @@ impl Intake {
         state: Option<&State>,
         f: impl FnOnce(&Observation) -> T,
     ) -> Result<Option<T>> {
-        let in_memory = self.touched.binary_search(&ip).is_ok() || state.is_none();
+        let in_memory = state.is_none() || self.touched.binary_search(&ip).is_ok();
         if in_memory {
             return Ok(self.observations.get(&ip).map(f));
         }

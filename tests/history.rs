@@ -313,3 +313,49 @@ fn kept_lines_older_than_max_age_days_are_let_go() {
     s.run(&["run"]).ok();
     assert_eq!(kept(&s), 0);
 }
+
+/// `unattributed` joins the addresses read now, attributed as they were read, with those
+/// known from earlier runs, looked up in the ranges: one list in address order either way,
+/// under a settled marker or with every IP known looked at (a changed setting).
+#[test]
+fn unattributed_lists_addresses_read_now_and_known_before_in_one_order() {
+    let s = Setup::standard();
+    s.write(
+        "messages",
+        &[
+            drop_line("10:00:00", "81.2.69.143", "TCP", 22),
+            drop_line("10:00:01", "3.5.140.2", "TCP", 22),
+            drop_line("10:00:01", "89.160.20.112", "TCP", 22),
+        ]
+        .concat(),
+    );
+    s.run(&["run"]).ok();
+    s.append(
+        "messages",
+        &[
+            drop_line("10:00:02", "198.51.100.200", "UDP", 53),
+            drop_line("10:00:03", "34.223.47.190", "UDP", 53),
+            drop_line("10:00:04", "5.6.7.8", "TCP", 80),
+            drop_line("10:00:05", "81.2.69.143", "TCP", 23),
+        ]
+        .concat(),
+    );
+    let expected = ["5.6.7.8", "81.2.69.143", "89.160.20.112", "198.51.100.200"];
+    let under_marker = s.run(&["preview", "--json"]).ok().json();
+    assert_eq!(ip_list(&under_marker["unattributed"]), expected);
+    assert_eq!(under_marker["summary"]["ips_unattributed"], 3);
+    let config = fs::read_to_string(s.path("config.toml")).unwrap();
+    fs::write(
+        s.path("config.toml"),
+        config.replace("min_hits = 1", "min_hits = 1\nsample_seconds = 7"),
+    )
+    .unwrap();
+    let every_ip = s.run(&["preview", "--json"]).ok().json();
+    assert_eq!(ip_list(&every_ip["unattributed"]), expected);
+    // The address known before and read again is listed once, with both runs' packets.
+    assert_eq!(every_ip["unattributed"][1]["hits"], 2);
+    assert_eq!(
+        every_ip["unattributed"][1]["ports"],
+        serde_json::json!([22, 23])
+    );
+}
