@@ -253,9 +253,15 @@ impl Report {
                 list_within(&ip.ports, ports_budget)
             };
         }
-        let mut listed: Vec<ReportIp> = ips.clone();
-        listed.sort_by(|a, b| b.hits.cmp(&a.hits).then_with(|| ip_order(&a.ip, &b.ip)));
-        listed.truncate(BODY_LISTED);
+        // The most packets first, then by address; only those listed are copied.
+        let mut order: Vec<usize> = (0..ips.len()).collect();
+        order.sort_by(|&a, &b| {
+            let (a, b) = (&attackers[a].observation, &attackers[b].observation);
+            b.hits.cmp(&a.hits).then_with(|| a.ip.cmp(&b.ip))
+        });
+        let listed: Vec<ReportIp> = (order.iter().take(BODY_LISTED))
+            .map(|&i| ips[i].clone())
+            .collect();
         let not_listed = ips.len() - listed.len();
         let target_summary = match targets.len() {
             0 => "our servers".to_string(),
@@ -558,14 +564,6 @@ fn list_within(values: &[u16], width: usize) -> String {
         shown = next;
     }
     shown
-}
-
-/// Addresses in the report's order: numeric, IPv4 before IPv6.
-fn ip_order(a: &str, b: &str) -> std::cmp::Ordering {
-    match (a.parse::<std::net::IpAddr>(), b.parse::<std::net::IpAddr>()) {
-        (Ok(x), Ok(y)) => x.cmp(&y),
-        _ => a.cmp(b),
-    }
 }
 
 /// How people name a provider: the well-known ones by their brand, others as configured.
