@@ -12,6 +12,7 @@
 //! sets keep their smallest values. `tests/differential.rs` holds the reader to this.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::io::{self, Read};
 use std::net::IpAddr;
 
@@ -588,8 +589,8 @@ impl Observations {
     pub fn add(&mut self, o: Observation) -> bool {
         let next = slot(self.records.len());
         match self.index.entry(o.ip) {
-            std::collections::hash_map::Entry::Occupied(_) => false,
-            std::collections::hash_map::Entry::Vacant(e) => {
+            Entry::Occupied(_) => false,
+            Entry::Vacant(e) => {
                 e.insert(next);
                 self.records.push(o);
                 true
@@ -681,36 +682,34 @@ impl Sources {
         self.records.len()
     }
 
-    fn get_mut(&mut self, ip: IpAddr) -> Option<&mut Seen> {
-        let slot = *self.index.get(&ip)?;
-        self.records.get_mut(slot as usize)
-    }
-
-    fn get(&self, ip: IpAddr) -> Option<&Seen> {
-        self.records.get(*self.index.get(&ip)? as usize)
-    }
-
-    /// Adds the record of an address not in yet.
-    fn push(&mut self, seen: Seen) {
-        self.index.insert(seen.observation.ip, self.slot());
-        self.records.push(seen);
-    }
-
     /// Takes in the records of another read: records of the same address merge, the others
     /// are added. The other's records are let go of while they are taken in, so that the two
     /// reads' records are not all held at once (with a million sources, a hundred MiB).
-    fn absorb(&mut self, other: Sources) {
+    /// Returns where each of the other's slots went.
+    fn absorb(&mut self, other: Sources) -> Vec<u32> {
         let Sources { index, mut records } = other;
         drop(index);
+        let mut moved = Vec::with_capacity(records.len());
         // Taken from the end, in the order they were read.
         records.reverse();
         let mut since_shrink = 0;
         while let Some(mut theirs) = records.pop() {
             // The lines of the other read are counted again as they are taken in.
             theirs.first_lines = 0;
-            match self.get_mut(theirs.observation.ip) {
-                Some(mine) => mine.observation.merge(&theirs.observation),
-                None => self.push(theirs),
+            let next = self.slot();
+            match self.index.entry(theirs.observation.ip) {
+                Entry::Occupied(at) => {
+                    let slot = *at.get();
+                    self.records[slot as usize]
+                        .observation
+                        .merge(&theirs.observation);
+                    moved.push(slot);
+                }
+                Entry::Vacant(at) => {
+                    at.insert(next);
+                    self.records.push(theirs);
+                    moved.push(next);
+                }
             }
             since_shrink += 1;
             if since_shrink == 1 << 14 {
@@ -718,15 +717,17 @@ impl Sources {
                 records.shrink_to_fit();
             }
         }
+        moved
     }
 
-    fn get_or_insert_with(&mut self, ip: IpAddr, new: impl FnOnce() -> Seen) -> &mut Seen {
+    /// The record of `ip` and its slot, made by `new` when there is none yet.
+    fn get_or_insert_with(&mut self, ip: IpAddr, new: impl FnOnce() -> Seen) -> (u32, &mut Seen) {
         let next = self.slot();
         let slot = *self.index.entry(ip).or_insert(next);
         if slot == next {
             self.records.push(new());
         }
-        &mut self.records[slot as usize]
+        (slot, &mut self.records[slot as usize])
     }
 
     fn slot(&self) -> u32 {
@@ -750,8 +751,10 @@ pub struct Ingest<'a> {
     attribute: &'a (dyn Fn(IpAddr) -> Attribution + Sync),
     seen: Sources,
     /// The first lines of each candidate IP, in the order read: its own evidence wherever
-    /// the densest window is. Beside the records rather than in them, as most IPs have none.
-    first_lines: Vec<EvidenceLine>,
+    /// the densest window is. Beside the records rather than in them, as most IPs have none;
+    /// each with its record's slot, so that a flood's million lines find their records
+    /// without a million lookups by address.
+    first_lines: Vec<(u32, EvidenceLine)>,
     summary: Summary,
     sample_seconds: u32,
     max_lines: usize,
@@ -961,14 +964,14 @@ impl<'a> Ingest<'a> {
                 Self::raise(&mut self.counted_until, k, t);
             }
         }
-        self.seen.absorb(other.seen);
+        let moved = self.seen.absorb(other.seen);
         // An IP's own lines are its first ones: this read's, then the later part's.
-        for line in other.first_lines {
-            if let Some(mine) = self.seen.get_mut(line.ip)
-                && mine.wants_a_line()
-            {
+        for (theirs, line) in other.first_lines {
+            let slot = moved[theirs as usize];
+            let mine = &mut self.seen.records[slot as usize];
+            if mine.wants_a_line() {
                 mine.first_lines += 1;
-                self.first_lines.push(line);
+                self.first_lines.push((slot, line));
             }
         }
         for (pool, lines) in self.evidence.iter_mut().zip(other.evidence) {
@@ -1153,7 +1156,7 @@ impl<'a> Ingest<'a> {
             return;
         }
         let attribute = self.attribute;
-        let seen = self.seen.get_or_insert_with(packet.src, || {
+        let (slot, seen) = self.seen.get_or_insert_with(packet.src, || {
             let Attribution {
                 in_provider,
                 candidates,
@@ -1171,11 +1174,14 @@ impl<'a> Ingest<'a> {
         Self::raise(&mut self.counted_until, packet.prefix, packet.time);
         if !seen.candidates.is_empty() && seen.wants_a_line() {
             seen.first_lines += 1;
-            self.first_lines.push(EvidenceLine {
-                time: packet.time,
-                ip: packet.src,
-                text: clean(text),
-            });
+            self.first_lines.push((
+                slot,
+                EvidenceLine {
+                    time: packet.time,
+                    ip: packet.src,
+                    text: clean(text),
+                },
+            ));
         }
         for &i in &seen.candidates {
             if let Some(tracker) = self.trackers.get_mut(i as usize) {
@@ -1195,10 +1201,8 @@ impl<'a> Ingest<'a> {
         unattributed.sort_unstable();
         self.summary.ips_unattributed = unattributed.len() as u64;
         let mut own: Vec<Vec<EvidenceLine>> = vec![Vec::new(); self.evidence.len()];
-        for line in std::mem::take(&mut self.first_lines) {
-            let Some(seen) = self.seen.get(line.ip) else {
-                continue;
-            };
+        for (slot, line) in std::mem::take(&mut self.first_lines) {
+            let seen = &self.seen.records[slot as usize];
             // Most IPs are in one provider: their lines move rather than being copied.
             let count = own.len();
             let mut providers = seen
@@ -1579,7 +1583,7 @@ mod tests {
         let kept: Vec<(String, i64)> = first
             .first_lines
             .iter()
-            .map(|l| (l.ip.to_string(), l.time % 60))
+            .map(|(_, l)| (l.ip.to_string(), l.time % 60))
             .collect();
         assert_eq!(
             kept,
