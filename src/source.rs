@@ -443,6 +443,19 @@ fn first_line(reader: impl Read) -> io::Result<Vec<u8>> {
     Ok(head)
 }
 
+/// The first line to know a file by once it was read, given the one it began with when it
+/// was opened and what it begins with now. A first line still being written when the file was
+/// opened is known by all of it; but a file truncated while it was read (logrotate's
+/// `copytruncate`) begins with other bytes or none, and is known by what it held, so that the
+/// next run finds the copy, finishes it from where the read stopped, and reads the new text
+/// from its start.
+fn first_line_after_read(at_open: &[u8], now: io::Result<Vec<u8>>) -> Vec<u8> {
+    match now {
+        Ok(now) if same_start(at_open, &now) => now,
+        _ => at_open.to_vec(),
+    }
+}
+
 /// Whether a file that now begins with `now` is the one whose cursor recorded `then`.
 fn same_start(then: &[u8], now: &[u8]) -> bool {
     now.starts_with(then)
@@ -970,10 +983,7 @@ fn read_opened(
         next = Some(Cursor {
             dev: now.dev,
             ino: now.ino,
-            // Its first line may have been written while it was read.
-            fingerprint: file
-                .first_line()
-                .unwrap_or_else(|_| now.fingerprint.clone()),
+            fingerprint: first_line_after_read(&now.fingerprint, file.first_line()),
             offset: end,
             known_siblings: Vec::new(),
         });
@@ -1450,6 +1460,82 @@ mod tests {
         );
         let summary = second.finish().summary;
         assert_eq!((summary.lines_read, summary.lines_matched), (1, 0));
+    }
+
+    /// logrotate's `copytruncate` lands while a run reads the file: the read has the old text,
+    /// the file is empty, then written past where the read stopped. The next run reads the new
+    /// text from its start, and the copy no more: every line once.
+    #[test]
+    fn copytruncate_during_a_read_then_more_lines_counts_every_line_once() {
+        use std::io::Write;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("messages");
+        let line = |n: u64| {
+            format!(
+                "Jan 25 10:{:02}:{:02} web1 kernel: INPUT-DROP:IN=eth0 OUT= SRC=34.208.{}.{} DST=198.51.100.10 LEN=60 PROTO=UDP SPT={} DPT=53 LEN=40\n",
+                n / 60 % 60,
+                n % 60,
+                n % 7,
+                n % 13 + 1,
+                n + 1
+            )
+        };
+        let old: String = (0..2000).map(line).collect();
+        fs::write(&path, &old).unwrap();
+        let copied = AtomicBool::new(false);
+        // Called for the first new source of the read: logrotate copies and truncates then.
+        let rotate_then_attribute = |ip| {
+            if !copied.swap(true, Ordering::SeqCst) {
+                fs::copy(&path, dir.path().join("messages.1")).unwrap();
+                File::options()
+                    .write(true)
+                    .open(&path)
+                    .unwrap()
+                    .set_len(0)
+                    .unwrap();
+            }
+            one_provider(ip)
+        };
+        let mut first = Ingest::new(parser(), 1, 5, 50, &rotate_then_attribute);
+        first.begin_source(parser());
+        let cursor = read(&path, None, StartAt::Beginning, &mut first)
+            .unwrap()
+            .cursor
+            .unwrap();
+        assert!(copied.load(Ordering::SeqCst));
+        assert_eq!(
+            cursor.fingerprint,
+            old.as_bytes()[..=old.find('\n').unwrap()],
+            "known by the first line it held"
+        );
+        let read_first = first.finish().summary.lines_matched;
+        // The daemon writes on, past the offset the read stopped at.
+        let mut log = File::options().append(true).open(&path).unwrap();
+        let new: String = (5000..8000).map(line).collect();
+        log.write_all(new.as_bytes()).unwrap();
+        assert!(new.len() as u64 > cursor.offset);
+        let mut second = scan();
+        read(&path, Some(&cursor), StartAt::Beginning, &mut second).unwrap();
+        let read_second = second.finish().summary.lines_matched;
+        assert_eq!(read_first + read_second, 2000 + 3000);
+    }
+
+    #[test]
+    fn first_line_known_after_a_read_grows_only_from_the_one_opened() {
+        let line = b"Jan 25 10:00:00 web1 kernel: first\n".to_vec();
+        let half = line[..10].to_vec();
+        assert_eq!(first_line_after_read(&half, Ok(line.clone())), line);
+        assert_eq!(first_line_after_read(b"", Ok(line.clone())), line);
+        assert_eq!(first_line_after_read(&line, Ok(Vec::new())), line);
+        assert_eq!(
+            first_line_after_read(&line, Ok(b"Jan 26 other\n".to_vec())),
+            line
+        );
+        assert_eq!(
+            first_line_after_read(&line, Err(io::Error::other("gone"))),
+            line
+        );
     }
 
     #[test]
