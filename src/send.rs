@@ -19,7 +19,7 @@
 
 use std::cell::Cell;
 use std::fs;
-use std::io::{Read, Write};
+use std::io::{Read, Seek, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -544,13 +544,27 @@ impl Transport for Sendmail {
     ) -> Result<String, SendError> {
         let deadline = self.deadlines.next()?;
         let shown = self.path.display();
+        // A local MTA reads Unix line ends.
+        let unix = String::from_utf8_lossy(message)
+            .replace("\r\n", "\n")
+            .into_bytes();
+        let whole = message_file(&unix).map_err(|e| {
+            SendError::Transient(format!(
+                "cannot write the message for {shown} in {}: {e}",
+                std::env::temp_dir().display()
+            ))
+        })?;
+        // The MTA reads through the same open file: where it stopped shows once it exits.
+        let read_to = whole
+            .try_clone()
+            .map_err(|e| SendError::Transient(format!("{shown}: {e}")))?;
         // A process group of its own, so that at the deadline whatever it started (an MTA's
         // queue runner, a helper) is killed with it, not left to run on under init.
         let mut child = Command::new(&self.path)
             .process_group(0)
             .args(["-t", "-i", "-f"])
             .arg(&from.email)
-            .stdin(Stdio::piped())
+            .stdin(Stdio::from(whole))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -567,16 +581,8 @@ impl Transport for Sendmail {
                     SendError::Transient(text)
                 }
             })?;
-        // A local MTA reads Unix line ends. Written and read on threads of their own: a
-        // sendmail that neither reads nor exits must not hold the run.
-        let unix = String::from_utf8_lossy(message)
-            .replace("\r\n", "\n")
-            .into_bytes();
-        let stdin = child.stdin.take();
-        let (wrote, written) = mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = wrote.send(stdin.map(|mut s| s.write_all(&unix)));
-        });
+        // Read on a thread of its own: a sendmail that neither exits nor stops talking must
+        // not hold the run.
         let mut stderr = child.stderr.take();
         let (said_tx, said_rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -611,24 +617,17 @@ impl Transport for Sendmail {
                 Err(e) => return Err(SendError::Transient(format!("{shown}: {e}"))),
             }
         };
-        // The pipes may stay open in a child of sendmail's: wait for them a moment only.
+        // The pipe may stay open in a child of sendmail's: wait for it a moment only.
         let settle = Instant::now() + Duration::from_secs(1);
-        let written = written
-            .recv_timeout(
-                deadline
-                    .max(settle)
-                    .saturating_duration_since(Instant::now()),
-            )
-            .ok()
-            .flatten();
+        let read_whole = (&read_to)
+            .stream_position()
+            .is_ok_and(|at| at >= unix.len() as u64);
         let said = said_rx
             .recv_timeout(settle.saturating_duration_since(Instant::now()))
             .unwrap_or_default();
         let said = clean_line(&String::from_utf8_lossy(&said), REMOTE_TEXT);
         match status.code() {
-            Some(0) if matches!(written, Some(Ok(()))) => {
-                Ok(format!("{shown} accepted the message"))
-            }
+            Some(0) if read_whole => Ok(format!("{shown} accepted the message")),
             Some(0) => Err(SendError::Transient(format!(
                 "{shown} exited 0 without reading the whole message"
             ))),
@@ -648,6 +647,40 @@ impl Transport for Sendmail {
             ))),
         }
     }
+}
+
+/// The message as a file for the MTA to read from its start: written whole before the MTA
+/// starts, so that however the run ends (killed by the OOM killer, a `timeout`, Ctrl-C) the
+/// MTA never takes part of a message for all of it. A pipe would hold only its first 64 KiB
+/// once the run was gone. The file has no name: nothing is left behind.
+fn message_file(text: &[u8]) -> std::io::Result<fs::File> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let dir = std::env::temp_dir();
+    let unnamed = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_TMPFILE)
+        .open(&dir);
+    let mut file = match unnamed {
+        Ok(file) => file,
+        // A file system without unnamed files: a named one, unlinked before it is written.
+        Err(_) => {
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let path = dir.join(format!(".abuse-mailer-{}-{n}.eml", std::process::id()));
+            let file = fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)?;
+            fs::remove_file(&path)?;
+            file
+        }
+    };
+    file.write_all(text)?;
+    file.seek(std::io::SeekFrom::Start(0))?;
+    Ok(file)
 }
 
 /// A folder of `.eml` files, one per report, written atomically.

@@ -475,3 +475,96 @@ fn preview_prints_the_reports_waiting_to_be_sent_again_first() {
     );
     assert_eq!(out.stdout.matches("From abuse-mailer ").count(), 2);
 }
+
+/// Waits (boundedly) until `path` exists.
+fn wait_for(path: &std::path::Path) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !path.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// The run is killed (the OOM killer, a `timeout` in cron) while sendmail has not yet read
+/// the message: sendmail still reads all of it, never the first 64 KiB a pipe held, and the
+/// next run sends the same message, whole and alike to the byte.
+#[test]
+fn a_run_killed_before_sendmail_reads_leaves_it_the_whole_message() {
+    let s = Setup::new(&sendmail_config(
+        "timeout_secs = 60\nmax_messages_per_run = 1",
+    ));
+    // Reads only once the run is gone, as a slow MTA under load would.
+    s.write(
+        "sendmail",
+        &format!(
+            "#!/bin/sh\ntouch {dir}/started\nwhile [ ! -e {dir}/go ]; do sleep 0.02; done\n\
+             mkdir -p {dir}/slow\ncat > {dir}/slow/$$.eml\ntouch {dir}/done\n",
+            dir = s.dir.path().display()
+        ),
+    );
+    fs::set_permissions(s.path("sendmail"), fs::Permissions::from_mode(0o755)).unwrap();
+    // A thousand sources with their lines: a message of several pipes' worth.
+    let log: String = (0..1000)
+        .map(|n| {
+            drop_line(
+                "10:00:00",
+                &format!("34.208.{}.{}", n / 250, n % 250 + 1),
+                "TCP",
+                22,
+            )
+        })
+        .collect();
+    s.write("messages", &log);
+    let mut run = s.command(&["run"]).spawn().unwrap();
+    wait_for(&s.path("started"));
+    run.kill().unwrap();
+    run.wait().unwrap();
+    fs::write(s.path("go"), "").unwrap();
+    wait_for(&s.path("done"));
+    let slow: Vec<Vec<u8>> = fs::read_dir(s.path("slow"))
+        .unwrap()
+        .map(|e| fs::read(e.unwrap().path()).unwrap())
+        .collect();
+    assert_eq!(slow.len(), 1);
+    assert!(slow[0].len() > 1 << 17, "{} bytes", slow[0].len());
+
+    healthy_sendmail(&s);
+    s.run_bounded(&["run"]).ok();
+    let again = sendmail_got(&s);
+    assert_eq!(again.len(), 1, "the one report, sent again");
+    assert_eq!(message_id(&again[0]), message_id(&slow[0]));
+    assert!(
+        again[0] == slow[0],
+        "the killed run's sendmail got {} of the message's {} bytes",
+        slow[0].len(),
+        again[0].len()
+    );
+}
+
+/// A sendmail that exits 0 having read only part of the message did not take it: the report
+/// waits, and goes whole to a sendmail that reads it.
+#[test]
+fn sendmail_that_exits_0_without_reading_all_of_the_message_has_not_sent_it() {
+    let s = Setup::new(&sendmail_config(""));
+    // One byte a read: it stops at exactly the hundredth.
+    s.write(
+        "sendmail",
+        "#!/bin/sh\ndd bs=1 count=100 of=/dev/null 2>/dev/null\nexit 0\n",
+    );
+    fs::set_permissions(s.path("sendmail"), fs::Permissions::from_mode(0o755)).unwrap();
+    s.write("messages", &attack_log());
+    let out = s.run_bounded(&["run"]);
+    assert_eq!(out.code, 75, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("without reading the whole message"),
+        "{}",
+        out.stderr
+    );
+    let id = one_failed_report(&s);
+    healthy_sendmail(&s);
+    healthy_run_delivers_once(&s, || sendmail_got(&s), &id);
+}
