@@ -315,9 +315,10 @@ fn check_mail(t: &mut Tally, settings: &Settings, smtp: bool) {
             Ok(()) => t.ok("mail", &format!("sendmail {}", path.display())),
             Err(e) => t.config("mail", &format!("mail.sendmail_path {e}")),
         },
-        TransportConfig::File { dir } => {
-            t.ok("mail", &format!("file: .eml files into {}", dir.display()))
-        }
+        TransportConfig::File { dir } => match crate::send::placeable(dir) {
+            Ok(()) => t.ok("mail", &format!("file: .eml files into {}", dir.display())),
+            Err(e) => t.config("mail", &format!("mail.dir {e}")),
+        },
     }
 }
 

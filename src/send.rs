@@ -79,8 +79,26 @@ pub fn transport(config: &TransportConfig) -> Result<Box<dyn Transport>> {
     Ok(match config {
         TransportConfig::Smtp(smtp) => Box::new(Smtp::new(smtp)?),
         TransportConfig::Sendmail { path, timeout } => Box::new(Sendmail::new(path, *timeout)?),
-        TransportConfig::File { dir } => Box::new(FileDrop { dir: dir.clone() }),
+        TransportConfig::File { dir } => {
+            placeable(dir).map_err(|e| anyhow::anyhow!("mail.dir {e}"))?;
+            Box::new(FileDrop { dir: dir.clone() })
+        }
     })
+}
+
+/// Whether `.eml` files can go into `dir`: it is a folder, or can be made one (the nearest
+/// thing on its way that exists is a folder, not a file). Waiting does not change that.
+pub fn placeable(dir: &Path) -> Result<(), String> {
+    let mut at = Some(dir);
+    while let Some(p) = at {
+        match fs::metadata(p) {
+            Ok(m) if m.is_dir() => return Ok(()),
+            Ok(_) => return Err(format!("{}: not a folder", p.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => at = p.parent(),
+            Err(e) => return Err(format!("{}: {e}", p.display())),
+        }
+    }
+    Ok(())
 }
 
 /// The time a run's deliveries may take: each message, and all of them together.
@@ -697,8 +715,17 @@ impl Transport for FileDrop {
         message: &[u8],
     ) -> Result<String, SendError> {
         let path = self.dir.join(format!("{id}.eml"));
-        write_atomically(&self.dir, &path, message)
-            .map_err(|e| SendError::Transient(format!("cannot write {}: {e}", path.display())))?;
+        write_atomically(&self.dir, &path, message).map_err(|e| {
+            let text = format!("cannot write {}: {e}", path.display());
+            // A full disk empties; a folder that is a file, or not ours to write, does not.
+            use std::io::ErrorKind::{NotADirectory, PermissionDenied, ReadOnlyFilesystem};
+            match e.kind() {
+                NotADirectory | PermissionDenied | ReadOnlyFilesystem => {
+                    SendError::Config(format!("mail.dir: {text}"))
+                }
+                _ => SendError::Transient(text),
+            }
+        })?;
         Ok(format!("written to {}", path.display()))
     }
 }
@@ -721,14 +748,19 @@ fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
         _ => {}
     }
-    {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
+    let written = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| {
+            f.write_all(bytes)?;
+            f.sync_all()
+        });
+    if let Err(e) = written {
+        // A part written to a full disk is not left to fill it.
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
     }
     fs::rename(&tmp, path)?;
     fs::File::open(dir)?.sync_all()

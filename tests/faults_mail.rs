@@ -568,3 +568,25 @@ fn sendmail_that_exits_0_without_reading_all_of_the_message_has_not_sent_it() {
     healthy_sendmail(&s);
     healthy_run_delivers_once(&s, || sendmail_got(&s), &id);
 }
+
+/// `mail.dir` under a plain file can never hold a message: refused before any log is read,
+/// naming the key, by `run` and by `check`, not retried for ever as if it might heal.
+#[test]
+fn a_mail_dir_that_cannot_be_a_folder_is_a_config_error() {
+    let s = Setup::new(&standard_config("").replace("{dir}/outbox", "{dir}/plain/outbox"));
+    s.write("plain", "a file, not a folder\n");
+    s.write("messages", &attack_log());
+    let out = s.run_bounded(&["run"]);
+    assert_eq!(out.code, 78, "{}", out.stderr);
+    assert!(out.stderr.contains("mail.dir"), "{}", out.stderr);
+    assert!(!s.path("state/state.db").exists(), "nothing read or made");
+    let check = s.run_bounded(&["check"]);
+    assert_eq!(check.code, 78, "{}", check.stdout);
+    assert!(check.stdout.contains("mail.dir"), "{}", check.stdout);
+
+    fs::remove_file(s.path("plain")).unwrap();
+    s.run_bounded(&["check"]).ok();
+    s.run_bounded(&["run"]).ok();
+    s.run_bounded(&["run"]).ok();
+    assert_eq!(fs::read_dir(s.path("plain/outbox")).unwrap().count(), 1);
+}
