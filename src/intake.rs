@@ -53,6 +53,92 @@ pub(crate) fn files_of(pattern: &Path, state: Option<&State>) -> Result<Vec<Path
     Ok(files)
 }
 
+/// The names the file sources go by this run, and the files read under them so far.
+struct FileNames {
+    /// Every name a file source matches now (not names known only from the state).
+    configured: std::collections::HashSet<String>,
+    /// Files read this run, by device and inode, with the name each was read under.
+    read: HashMap<(u64, u64), String>,
+    /// Names whose cursor another name took over this run.
+    moved: std::collections::HashSet<String>,
+    /// The names that took them over: their cursor is stored even if the read moved it not.
+    taken_over: std::collections::HashSet<String>,
+}
+
+impl FileNames {
+    fn new(settings: &Settings) -> Result<Self> {
+        let mut configured = std::collections::HashSet::new();
+        for source in &settings.sources {
+            if let SourceKind::File(pattern) = &source.kind {
+                for path in source::expand(pattern)? {
+                    configured.insert(path.to_string_lossy().to_string());
+                }
+            }
+        }
+        Ok(FileNames {
+            configured,
+            read: HashMap::new(),
+            moved: std::collections::HashSet::new(),
+            taken_over: std::collections::HashSet::new(),
+        })
+    }
+
+    /// The cursor to read `path` (named `key`) from; `None` when it is not to be read: the
+    /// same file was read under another name this run (a symlink, a second source, globs that
+    /// overlap), or its cursor moved to another name. A file with no cursor of its own takes
+    /// over the cursor of a name no source matches any more (its folder renamed, the path
+    /// spelled anew), and that name's cursor goes: every line once, whatever the file is
+    /// called.
+    fn cursor(
+        &mut self,
+        path: &Path,
+        key: &str,
+        state: Option<&State>,
+        cursors: &mut Vec<(String, StoredCursor)>,
+        verbosity: Verbosity,
+    ) -> Result<Option<Option<source::Cursor>>> {
+        use std::os::unix::fs::MetadataExt;
+        if self.moved.contains(key) {
+            return Ok(None);
+        }
+        let file = std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
+        if let Some(file) = file {
+            if let Some(first) = self.read.get(&file) {
+                if verbosity != Verbosity::Quiet {
+                    crate::output::tell(format_args!(
+                        "abuse-mailer: warning: source {key} is the file {first} names: read once, as {first}"
+                    ));
+                }
+                return Ok(None);
+            }
+            self.read.insert(file, key.to_string());
+        }
+        let Some(s) = state else {
+            return Ok(Some(None));
+        };
+        if let Some(own) = s.cursor(key)? {
+            return Ok(Some(Some(own)));
+        }
+        let Some((dev, ino)) = file else {
+            return Ok(Some(None));
+        };
+        let earlier = s.cursors_of_file(dev, ino)?.into_iter().find(|(name, _)| {
+            name != key && !self.configured.contains(name) && !self.moved.contains(name)
+        });
+        Ok(Some(earlier.map(|(name, cursor)| {
+            if verbosity == Verbosity::Verbose {
+                crate::output::tell(format_args!(
+                    "abuse-mailer: source {key}: the file read as {name} before: read on from there"
+                ));
+            }
+            self.moved.insert(name.clone());
+            self.taken_over.insert(key.to_string());
+            cursors.push((name, StoredCursor::Moved));
+            cursor
+        })))
+    }
+}
+
 /// What `run` and `preview` were asked for.
 pub(crate) struct Options<'a> {
     /// Report to this provider only.
@@ -417,6 +503,9 @@ pub(crate) fn ingest(
         }
     };
     scan.report_progress(&tick);
+    // One file is one file, whatever it is called: read once a run, under the first name it
+    // has here, and followed across names (see `source_cursor`).
+    let mut names = FileNames::new(settings)?;
     for source_cfg in &settings.sources {
         match &source_cfg.kind {
             SourceKind::Journald => {
@@ -439,13 +528,13 @@ pub(crate) fn ingest(
             }
             SourceKind::File(pattern) => {
                 for path in files_of(pattern, state)? {
+                    let key = path.to_string_lossy().to_string();
+                    let Some(cursor) = names.cursor(&path, &key, state, &mut cursors, verbosity)?
+                    else {
+                        continue;
+                    };
                     // Each file of a glob is a timeline of its own.
                     scan.begin_source(parser(&source_cfg.prefixes));
-                    let key = path.to_string_lossy().to_string();
-                    let cursor = match state {
-                        Some(s) => s.cursor(&key)?,
-                        None => None,
-                    };
                     // Read again after `reread`: what an earlier read counted is not counted
                     // twice (a packet logged up to the last one counted, per prefix).
                     let reread = match (state, cursor.as_ref()) {
@@ -489,7 +578,10 @@ pub(crate) fn ingest(
                     }
                     keep_counted(&mut counted, &scan, &key, &source_cfg.prefixes);
                     // An unchanged cursor is not written again: a quiet run commits nothing.
-                    if let Some(c) = read.cursor.filter(|c| Some(c) != cursor.as_ref()) {
+                    if let Some(c) = read
+                        .cursor
+                        .filter(|c| Some(c) != cursor.as_ref() || names.taken_over.contains(&key))
+                    {
                         cursors.push((key, StoredCursor::File(c)));
                     }
                 }

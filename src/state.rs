@@ -318,6 +318,23 @@ impl ReportRecord {
 pub enum StoredCursor {
     File(Cursor),
     Journal(String),
+    /// The file followed is read under another name now: this name's cursor goes.
+    Moved,
+}
+
+/// A file source's cursor from a row that starts `dev, ino, fingerprint, offset,
+/// known_siblings`.
+fn file_cursor(r: &rusqlite::Row<'_>) -> rusqlite::Result<Cursor> {
+    Ok(Cursor {
+        dev: r.get::<_, i64>(0)? as u64,
+        ino: r.get::<_, i64>(1)? as u64,
+        fingerprint: r.get(2)?,
+        offset: r.get::<_, i64>(3)? as u64,
+        known_siblings: r
+            .get::<_, Option<String>>(4)?
+            .and_then(|j| serde_json::from_str(&j).ok())
+            .unwrap_or_default(),
+    })
 }
 
 /// Which reports `history` lists.
@@ -531,20 +548,22 @@ impl State {
             .query_row(
                 "SELECT dev, ino, fingerprint, offset, known_siblings FROM cursor WHERE source = ?1 AND journal IS NULL",
                 [source],
-                |r| {
-                    Ok(Cursor {
-                        dev: r.get::<_, i64>(0)? as u64,
-                        ino: r.get::<_, i64>(1)? as u64,
-                        fingerprint: r.get(2)?,
-                        offset: r.get::<_, i64>(3)? as u64,
-                        known_siblings: r
-                            .get::<_, Option<String>>(4)?
-                            .and_then(|j| serde_json::from_str(&j).ok())
-                            .unwrap_or_default(),
-                    })
-                },
+                file_cursor,
             )
             .optional()?)
+    }
+
+    /// The sources whose cursor follows the file `(dev, ino)`, the one updated last first,
+    /// with their cursors.
+    pub fn cursors_of_file(&self, dev: u64, ino: u64) -> Result<Vec<(String, Cursor)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT dev, ino, fingerprint, offset, known_siblings, source FROM cursor
+             WHERE dev = ?1 AND ino = ?2 AND journal IS NULL ORDER BY updated_at DESC, source",
+        )?;
+        let rows = stmt.query_map(params![dev as i64, ino as i64], |r| {
+            Ok((r.get::<_, String>(5)?, file_cursor(r)?))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// The names of every source with a stored cursor.
@@ -1585,6 +1604,9 @@ fn write_ingest(conn: &mut Connection, ingested: &Ingested<'_>) -> Result<()> {
                     j,
                     None::<String>
                 ])?,
+                StoredCursor::Moved => {
+                    tx.execute("DELETE FROM cursor WHERE source = ?1", [source])?
+                }
             };
         }
         for update in evidence {

@@ -932,3 +932,98 @@ fn an_empty_renamed_file_written_then_compressed_is_read_when_its_inode_is_reuse
     log.rename_rotate(false);
     log.check();
 }
+
+/// The names under which `s`'s state keeps a cursor.
+fn cursor_names(s: &Setup) -> Vec<String> {
+    let conn = rusqlite::Connection::open(s.path("state/state.db")).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT source FROM cursor ORDER BY source")
+        .unwrap();
+    stmt.query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// A host's folder renamed under a glob (its name now fully qualified): the file is the one
+/// read before, under a new name. It is read on from where it was, not again from its start,
+/// and the old name's cursor goes.
+#[test]
+fn a_host_folder_renamed_under_a_glob_is_read_on_not_again() {
+    let s = Setup::new(
+        &standard_config("min_hits = 3")
+            .replace("min_hits = 1\n", "")
+            .replace("{dir}/messages", "{dir}/remote/*/messages"),
+    );
+    fs::create_dir_all(s.path("remote/hosta")).unwrap();
+    let two: String = (0..2)
+        .map(|i| drop_line(&format!("10:00:0{i}"), "3.5.140.2", "TCP", 22))
+        .collect();
+    s.write("remote/hosta/messages", &two);
+    s.run(&["run"]).ok();
+    fs::rename(s.path("remote/hosta"), s.path("remote/hosta.example.org")).unwrap();
+    let out = s.run(&["run"]).ok();
+    assert!(
+        s.outbox().is_empty(),
+        "two packets are below min_hits: {}",
+        out.stderr
+    );
+    assert_eq!(observed_hits(&s)["3.5.140.2"], 2);
+    assert_eq!(
+        cursor_names(&s),
+        [s.path("remote/hosta.example.org/messages")
+            .to_string_lossy()]
+    );
+    s.append(
+        "remote/hosta.example.org/messages",
+        &drop_line("10:00:05", "3.5.140.2", "TCP", 22),
+    );
+    s.run(&["run"]).ok();
+    assert_eq!(observed_hits(&s)["3.5.140.2"], 3);
+    assert_eq!(s.reported(), [["3.5.140.2"]]);
+}
+
+/// Two sources that name one file (one through a symlink), or a source whose path is spelled
+/// anew through a linked folder: the file is read once a run, and on from its cursor.
+#[test]
+fn one_file_under_two_names_is_read_once() {
+    let config = standard_config("min_hits = 3").replace("min_hits = 1\n", "");
+    let s = Setup::new(&config.replace(
+        "[[source]]\npath = \"{dir}/messages\"",
+        "[[source]]\npath = \"{dir}/messages\"\n\n[[source]]\npath = \"{dir}/linked/messages\"",
+    ));
+    std::os::unix::fs::symlink(s.dir.path(), s.path("linked")).unwrap();
+    let two: String = (0..2)
+        .map(|i| drop_line(&format!("10:00:0{i}"), "3.5.140.2", "TCP", 22))
+        .collect();
+    s.write("messages", &two);
+    let out = s.run(&["run"]).ok();
+    assert!(out.stderr.contains("read once"), "{}", out.stderr);
+    assert!(
+        s.outbox().is_empty(),
+        "two packets, not four: {}",
+        out.stderr
+    );
+    assert_eq!(observed_hits(&s)["3.5.140.2"], 2);
+    s.run(&["run"]).ok();
+    assert_eq!(
+        observed_hits(&s)["3.5.140.2"],
+        2,
+        "nothing new, nothing counted"
+    );
+
+    // The configuration now names the file only through the link.
+    let only_linked = config
+        .replace("{dir}/messages", "{dir}/linked/messages")
+        .replace("{dir}", s.dir.path().to_str().unwrap())
+        .replace("{repo}", repo().to_str().unwrap());
+    s.write("config.toml", &only_linked);
+    s.append("messages", &drop_line("10:00:05", "3.5.140.2", "TCP", 22));
+    s.run(&["run"]).ok();
+    assert_eq!(observed_hits(&s)["3.5.140.2"], 3);
+    assert_eq!(s.reported(), [["3.5.140.2"]]);
+    assert_eq!(
+        cursor_names(&s),
+        [s.path("linked/messages").to_string_lossy()]
+    );
+}
