@@ -111,8 +111,36 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
             crate::output::tell(format_args!("abuse-mailer: warning: {renamed}"));
         }
     }
-    let (intake, ledger) = ingest(&world, state.as_ref(), options)?;
+    let (intake, mut ledger) = ingest(&world, state.as_ref(), options)?;
     let intake = at_exit(intake);
+    // Reports the run would withdraw rather than send (the configuration changed since they
+    // were made) are not shown, and their addresses are free for the new reports shown.
+    let mut withdrawn = Vec::new();
+    if let Some(s) = &state {
+        for record in s.pending()? {
+            if only.is_some_and(|o| o != record.provider) {
+                continue;
+            }
+            if let Some(why) = crate::ledger::withdrawn(&record, settings) {
+                if verbosity != Verbosity::Quiet {
+                    crate::output::tell(format_args!(
+                        "abuse-mailer: report {} would be {why}",
+                        record.id
+                    ));
+                }
+                withdrawn.push(record);
+            }
+        }
+        let ids: Vec<&str> = withdrawn.iter().map(|r| r.id.as_str()).collect();
+        let since = world.rereport_since().map(utc_text);
+        for (bucket, p) in world.providers.iter().enumerate() {
+            let freed = withdrawn.iter().any(|r| r.provider == p.name());
+            // An API that refused a report's content keeps its addresses (see `Ledger`).
+            if freed && p.config.delivery != crate::config::Delivery::AwsAbuseApi {
+                ledger.reported[bucket] = s.reported_but(p.name(), since.as_deref(), &ids)?;
+            }
+        }
+    }
     // What discovery learns here is not kept: a preview changes nothing.
     let mut cache = crate::state::ReadThrough {
         state: state.as_ref(),
@@ -141,6 +169,7 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
             .iter()
             .filter(|r| only.is_none_or(|o| o == r.provider))
             .filter(|r| !r.made_for_api())
+            .filter(|r| withdrawn.iter().all(|w| w.id != r.id))
             .collect();
         // In the order a run sends: the providers' reports, then the discovered desks'.
         let stored = |desks: bool| {
@@ -402,13 +431,29 @@ impl Sending<'_> {
     }
 
     /// Sends the stored reports waiting to be sent again: those to configured providers, or
-    /// (`discovered`) those to discovered desks. Returns how many were tried.
+    /// (`discovered`) those to discovered desks, withdrawing those the configuration no
+    /// longer lets go as stored (see [`crate::ledger::withdrawn`]). Returns how many were
+    /// tried or withdrawn.
     fn resend(&mut self, state: &mut State, discovered: bool) -> Result<usize> {
         let mut resent = 0;
         for record in state.pending()? {
             if record.contact.is_some() != discovered
                 || self.only.is_some_and(|o| o != record.provider)
             {
+                continue;
+            }
+            if let Some(why) = crate::ledger::withdrawn(&record, self.settings) {
+                state.mark(
+                    &record.id,
+                    crate::state::Status::Rejected,
+                    &why,
+                    &utc_text(self.now),
+                )?;
+                if self.verbosity != Verbosity::Quiet {
+                    crate::output::tell(format_args!("abuse-mailer: report {} {why}", record.id));
+                }
+                // Its addresses are free again: the ledger is read anew.
+                resent += 1;
                 continue;
             }
             if self.budget == 0

@@ -32,6 +32,52 @@ pub(crate) struct Ledger {
     pub(crate) thread_roots: Vec<Option<String>>,
 }
 
+/// Why a report waiting to be sent again must not go as stored, if so: the configuration
+/// changed since it was made. One of its addresses is in `report.ignore` now, or (a
+/// configured provider's mailed report) its provider is gone or mails other addresses now.
+/// Such a report is withdrawn (`rejected`, with this reason) rather than sent: its addresses
+/// that are still to be reported go in a new report, made as the configuration says now.
+pub(crate) fn withdrawn(record: &ReportRecord, settings: &Settings) -> Option<String> {
+    if let Some(i) =
+        (record.ips.iter()).find(|i| crate::select::is_ignored(i.ip, &settings.report.ignore))
+    {
+        return Some(format!(
+            "withdrawn unsent: {} is in report.ignore now",
+            i.ip
+        ));
+    }
+    if record.contact.is_some() || record.made_for_api() {
+        return None;
+    }
+    let Some(provider) = settings
+        .providers
+        .iter()
+        .find(|p| p.name == record.provider)
+    else {
+        return Some(format!(
+            "withdrawn unsent: provider {} is no longer configured",
+            record.provider
+        ));
+    };
+    // A provider switched to the API refuses a mailed report at the send, as it always has.
+    if provider.delivery == config::Delivery::AwsAbuseApi {
+        return None;
+    }
+    let now: std::collections::BTreeSet<String> = (provider.to.iter())
+        .chain(&settings.report.cc)
+        .map(|m| m.email.to_string())
+        .collect();
+    let then: std::collections::BTreeSet<String> = record.recipients.iter().cloned().collect();
+    (now != then).then(|| {
+        format!(
+            "withdrawn unsent: provider {} is mailed at {} now, not {}",
+            record.provider,
+            now.into_iter().collect::<Vec<_>>().join(", "),
+            then.into_iter().collect::<Vec<_>>().join(", ")
+        )
+    })
+}
+
 impl Ledger {
     /// Nothing reported anywhere: for a run that selects nothing.
     pub(crate) fn none(desks: usize) -> Self {

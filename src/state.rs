@@ -829,13 +829,28 @@ impl State {
     /// sent, and those still waiting to be sent again (`sending`, `failed`). With `since`,
     /// only reports created at or after that time count as sent.
     pub fn reported(&self, provider: &str, since: Option<&str>) -> Result<HashSet<IpAddr>> {
+        self.reported_but(provider, since, &[])
+    }
+
+    /// [`State::reported`] as it will be once the reports `withdrawn` are (see
+    /// [`crate::ledger::withdrawn`]): for a preview, which changes nothing.
+    pub fn reported_but(
+        &self,
+        provider: &str,
+        since: Option<&str>,
+        withdrawn: &[&str],
+    ) -> Result<HashSet<IpAddr>> {
         let mut stmt = self.conn.prepare(&format!(
             "SELECT DISTINCT i.ip FROM report_ip i JOIN report r ON r.id = i.report_id
              WHERE {} AND (r.status IN ('sending', 'failed')
-                           OR (r.status = 'sent' AND (?2 IS NULL OR COALESCE(r.sent_at, r.created_at) >= ?2)))",
+                           OR (r.status = 'sent' AND (?2 IS NULL OR COALESCE(r.sent_at, r.created_at) >= ?2)))
+               AND r.id NOT IN (SELECT value FROM json_each(?3))",
             desk_condition(provider)
         ))?;
-        let rows = stmt.query_map(params![provider, since], |r| ip(&r.get::<_, String>(0)?))?;
+        let withdrawn = serde_json::to_string(withdrawn)?;
+        let rows = stmt.query_map(params![provider, since, withdrawn], |r| {
+            ip(&r.get::<_, String>(0)?)
+        })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 

@@ -359,3 +359,155 @@ fn unattributed_lists_addresses_read_now_and_known_before_in_one_order() {
         serde_json::json!([22, 23])
     );
 }
+
+/// Three addresses, one a part, one part a run: after the first run two parts wait.
+fn two_parts_waiting() -> Setup {
+    let s = Setup::new(
+        &standard_config("max_ips_per_message = 1")
+            .replace("[mail]", "[mail]\nmax_messages_per_run = 1"),
+    );
+    s.write(
+        "messages",
+        &[
+            drop_line("10:00:00", "3.5.140.2", "TCP", 22),
+            drop_line("10:00:01", "34.223.47.190", "UDP", 53),
+            drop_line("10:00:02", "18.206.107.24", "TCP", 80),
+        ]
+        .concat(),
+    );
+    s.run(&["run"]).ok();
+    assert_eq!(s.outbox().len(), 1);
+    s
+}
+
+fn edit_config(s: &Setup, from: &str, to: &str) {
+    let config = fs::read_to_string(s.path("config.toml")).unwrap();
+    assert!(config.contains(from), "{config}");
+    fs::write(s.path("config.toml"), config.replacen(from, to, 1)).unwrap();
+}
+
+/// The `to` of every message in the outbox, by report id.
+fn outbox_to(s: &Setup) -> Vec<String> {
+    s.outbox()
+        .iter()
+        .map(|p| {
+            let eml = fs::read_to_string(p).unwrap();
+            eml.lines()
+                .find_map(|l| l.strip_prefix("To: "))
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+/// Reports waiting to be sent again were made before the desk's address changed: they are
+/// withdrawn, not mailed to the old address, and their addresses go to the new one; the
+/// preview shows what the run then sends.
+#[test]
+fn waiting_reports_go_to_the_address_configured_now_not_the_old_one() {
+    let s = two_parts_waiting();
+    edit_config(
+        &s,
+        "to = [\"ec2-abuse@amazon.com\"]",
+        "to = [\"abuse@amazonaws.com\"]",
+    );
+    edit_config(&s, "max_messages_per_run = 1", "max_messages_per_run = 10");
+    let preview = s.run(&["preview", "--json"]).ok();
+    assert!(
+        preview.stderr.contains("would be withdrawn unsent"),
+        "{}",
+        preview.stderr
+    );
+    let shown = preview.json();
+    let shown: Vec<(String, Vec<String>)> = shown["reports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["to"][0].as_str().unwrap().to_string(), ip_list(&r["ips"])))
+        .collect();
+    let out = s.run(&["run"]).ok();
+    assert!(out.stderr.contains("withdrawn unsent"), "{}", out.stderr);
+    let to = outbox_to(&s);
+    assert_eq!(to.len(), 3, "{to:?}");
+    assert_eq!(
+        to.iter()
+            .filter(|t| t.contains("abuse@amazonaws.com"))
+            .count(),
+        2,
+        "{to:?}"
+    );
+    let history = history(&s);
+    let sent: Vec<(String, Vec<String>)> = history
+        .iter()
+        .filter(|r| r["status"] == "sent" && r["to"][0] == "abuse@amazonaws.com")
+        .map(|r| {
+            (
+                r["to"][0].as_str().unwrap().to_string(),
+                string_list(&r["ips"]),
+            )
+        })
+        .collect();
+    assert_eq!(shown.len(), 2);
+    for (to, ips) in &shown {
+        assert!(
+            sent.contains(&(to.clone(), ips.clone())),
+            "{shown:?} vs {sent:?}"
+        );
+    }
+    let withdrawn = history.iter().filter(|r| r["status"] == "rejected").count();
+    assert_eq!(withdrawn, 2);
+    s.run(&["run"]).ok();
+    assert_eq!(s.outbox().len(), 3, "nothing sent twice");
+}
+
+/// An address put in `report.ignore` while its report waits is not sent; the others of
+/// that report go in a new one.
+#[test]
+fn a_waiting_report_of_an_address_ignored_since_is_not_sent() {
+    let s = two_parts_waiting();
+    let waiting: Vec<String> = history(&s)
+        .iter()
+        .filter(|r| r["status"] != "sent")
+        .flat_map(|r| string_list(&r["ips"]))
+        .collect();
+    assert_eq!(waiting.len(), 2);
+    edit_config(
+        &s,
+        "max_ips_per_message = 1",
+        &format!("max_ips_per_message = 1\nignore = [\"{}/32\"]", waiting[0]),
+    );
+    edit_config(&s, "max_messages_per_run = 1", "max_messages_per_run = 10");
+    s.run(&["run"]).ok();
+    s.run(&["run"]).ok();
+    let sent: Vec<String> = history(&s)
+        .iter()
+        .filter(|r| r["status"] == "sent")
+        .flat_map(|r| string_list(&r["ips"]))
+        .collect();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert!(!sent.contains(&waiting[0]));
+    assert!(sent.contains(&waiting[1]));
+}
+
+/// A provider taken out of the configuration gets none of its waiting reports.
+#[test]
+fn a_provider_taken_out_gets_none_of_its_waiting_reports() {
+    let s = two_parts_waiting();
+    let config = fs::read_to_string(s.path("config.toml")).unwrap();
+    let start = config.find("[[provider]]").unwrap();
+    let end = config.find("[report]").unwrap();
+    let other = "[[provider]]\nname = \"other\"\nto = [\"abuse@other.example\"]\nranges = \"REPO/fixtures/ranges/other-cloud.txt\"\n\n"
+        .replace("REPO", repo().to_str().unwrap());
+    fs::write(
+        s.path("config.toml"),
+        format!("{}{other}{}", &config[..start], &config[end..]),
+    )
+    .unwrap();
+    let out = s.run(&["run"]).ok();
+    assert!(
+        out.stderr.contains("provider aws is no longer configured"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(s.outbox().len(), 1, "nothing more to AWS");
+}
