@@ -616,3 +616,25 @@ fn copytruncate_under_a_fixed_header_longer_than_before_is_read_from_its_start()
     assert_eq!(observed_hits(&s).len(), 45);
     assert!(observed_hits(&s).values().all(|h| *h == 1), "nothing twice");
 }
+
+/// The host's clock is set back two days (a bad hardware clock at boot, before NTP): every
+/// line logged since would look ahead of it and be passed over for good. Nothing is read
+/// (75, saying why); once the clock is right, every line is counted.
+#[test]
+fn a_clock_set_back_reads_nothing_until_it_is_right() {
+    let mut s = Setup::standard();
+    s.write("messages", &lines("Jan 25", 36_000, A, 1));
+    s.run(&["run"]).ok();
+    s.append("messages", &lines("Jan 26", 25_000, B, 2));
+    s.now = "2026-01-24T06:00:00Z".into();
+    for command in [["preview"], ["run"]] {
+        let out = s.run(&command);
+        assert_eq!(out.code, 75, "{}", out.stderr);
+        assert!(out.stderr.contains("NTP"), "{}", out.stderr);
+        assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    }
+    s.now = "2026-01-26T09:00:00Z".into();
+    s.run(&["run"]).ok();
+    assert_eq!(observed_hits(&s)[B], 2);
+    assert_eq!(s.reported().concat(), [A, B]);
+}
