@@ -432,12 +432,11 @@ pub(crate) fn ingest(
     if let Some(last) = state.map(State::last_read_at).transpose()?.flatten()
         && world.now.timestamp() + crate::parse::CLOCK_SLACK < last.timestamp()
     {
-        return Err(crate::error::TransientError(format!(
-            "the clock reads {}, more than a day before the last run read the logs ({}): nothing is read until it is right (is NTP running?); will retry",
+        anyhow::bail!(
+            "the clock reads {}, more than a day before the last run read the logs ({}): nothing is read until it is right (is NTP running?)",
             utc_text(world.now),
             utc_text(last)
-        ))
-        .into());
+        );
     }
     let early: std::sync::OnceLock<Result<Ledger, String>> = std::sync::OnceLock::new();
     let stored = state.is_some();
