@@ -188,7 +188,9 @@ impl LineParser {
     /// second search.
     pub fn parse_found<'a>(&mut self, line: &'a [u8], prefix: usize, prefix_at: usize) -> Line<'a> {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let mut rest = line;
+        // A crash can leave a block of NUL bytes where the file grew and its data never came:
+        // the line written after them, on the same line, is whole.
+        let mut rest = &line[line.iter().take_while(|b| **b == 0).count()..];
         // `<N>` priority, as forwarded syslog and some collectors keep it.
         if let Some(after) = rest.strip_prefix(b"<") {
             match memchr::memchr(b'>', &after[..after.len().min(4)]) {
@@ -874,6 +876,18 @@ mod tests {
                 answer: false,
             }
         );
+    }
+
+    /// A crash left NUL bytes where the file grew; the daemon's next line follows them on
+    /// the same line, and is read as if they were not there.
+    #[test]
+    fn a_line_after_a_block_of_nul_bytes_is_whole() {
+        let mut p = parser(&["INPUT-DROP:"]);
+        let line = "Jan 25 23:51:25 web1 kernel: INPUT-DROP:IN=eth0 OUT= SRC=34.223.47.190 \
+                    DST=192.0.2.10 PROTO=UDP SPT=37933 DPT=53";
+        let after_crash = format!("{}{line}", "\0".repeat(4096));
+        assert_eq!(packet(&mut p, &after_crash), packet(&mut p, line));
+        assert!(matches!(p.parse(b"\0\0\0"), Line::Other));
     }
 
     #[test]

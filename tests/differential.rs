@@ -311,6 +311,10 @@ fn line(seed: u64, configured: &[&str]) -> Vec<u8> {
 }
 
 fn packet_line(r: &mut Pick, out: &mut Vec<u8>, configured: &[&str]) {
+    if r.chance(3) {
+        // What a crash leaves: the file grew, its data never came.
+        out.extend(std::iter::repeat_n(0u8, 1 + r.below(600)));
+    }
     if r.chance(5) {
         out.extend_from_slice(r.one(&["<4>", "<13>", "<1234>", "<x>", "<>"]).as_bytes());
     }
