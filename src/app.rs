@@ -192,8 +192,9 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
             now,
         )?;
     }
+    let mut waiting = 0;
     if let Some(s) = &state {
-        let waiting = s.pending()?.len();
+        waiting = s.pending()?.len() - withdrawn.len();
         if waiting > 0 && verbosity != Verbosity::Quiet {
             crate::output::tell(format_args!(
                 "abuse-mailer: {waiting} earlier report(s) wait to be sent again by the next run{}",
@@ -204,6 +205,13 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
                 }
             ));
         }
+    }
+    let budget = settings.mail.max_messages_per_run as usize;
+    let messages = waiting + planned.len();
+    if messages > budget && verbosity != Verbosity::Quiet {
+        crate::output::tell(format_args!(
+            "abuse-mailer: the next run sends {budget} of these {messages} messages (max_messages_per_run = {budget}); the others wait for the runs after it"
+        ));
     }
     if verbosity != Verbosity::Quiet {
         crate::output::tell(format_args!(

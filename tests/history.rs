@@ -511,3 +511,21 @@ fn a_provider_taken_out_gets_none_of_its_waiting_reports() {
     );
     assert_eq!(s.outbox().len(), 1, "nothing more to AWS");
 }
+
+/// A preview shows every message a delta makes; it says how many the next run sends when
+/// `max_messages_per_run` holds some back, counting the reports already waiting.
+#[test]
+fn a_preview_says_how_many_messages_the_next_run_sends() {
+    let s = two_parts_waiting();
+    s.append("messages", &drop_line("10:00:05", "35.180.0.7", "TCP", 22));
+    let out = s.run(&["preview"]).ok();
+    assert!(
+        out.stderr
+            .contains("the next run sends 1 of these 3 messages (max_messages_per_run = 1)"),
+        "{}",
+        out.stderr
+    );
+    edit_config(&s, "max_messages_per_run = 1", "max_messages_per_run = 3");
+    let out = s.run(&["preview"]).ok();
+    assert!(!out.stderr.contains("the next run sends"), "{}", out.stderr);
+}
