@@ -624,22 +624,25 @@ pub(crate) fn ingest(
     touched.sort();
     let fresh = world.fresh_since();
     if let Some(s) = state {
-        for o in observations.iter_mut() {
-            if let Some(known) = s.observation(o.ip)? {
-                if marker.is_some() {
-                    earlier.add(known.clone());
+        s.reading(|| {
+            for o in observations.iter_mut() {
+                if let Some(known) = s.observation(o.ip)? {
+                    if marker.is_some() {
+                        earlier.add(known.clone());
+                    }
+                    // Packets all older than `max_age_days` are history: they count towards
+                    // `min_hits` no more than stale lines read now do, and a report made on
+                    // the new ones does not reach back to them.
+                    if fresh.is_some_and(|t| known.last_seen < t) {
+                        continue;
+                    }
+                    let mut merged = known;
+                    merged.merge(o);
+                    *o = merged;
                 }
-                // Packets all older than `max_age_days` are history: they count towards
-                // `min_hits` no more than stale lines read now do, and a report made on the
-                // new ones does not reach back to them.
-                if fresh.is_some_and(|t| known.last_seen < t) {
-                    continue;
-                }
-                let mut merged = known;
-                merged.merge(o);
-                *o = merged;
             }
-        }
+            Ok(())
+        })?;
         if marker.is_none() {
             s.add_observation_heads(&mut observations)?;
         }

@@ -553,6 +553,23 @@ impl State {
             .optional()?)
     }
 
+    /// Runs `f`, whose many small reads (one per address a flood left) then share one read
+    /// transaction: each on its own would take and give back the file's lock.
+    pub fn reading<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        if !self.conn.is_autocommit() {
+            return f();
+        }
+        self.conn.execute_batch("BEGIN")?;
+        let done = f();
+        // Nothing was written: ending it cannot lose anything.
+        let ended = self
+            .conn
+            .execute_batch(if done.is_ok() { "COMMIT" } else { "ROLLBACK" });
+        let done = done?;
+        ended?;
+        Ok(done)
+    }
+
     /// When a run last moved a cursor (by the clock of that run), if one ever did.
     pub fn last_read_at(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
         let text: Option<String> =
@@ -813,7 +830,14 @@ impl State {
             now,
             unsettle,
         };
-        write_ingest(&mut self.conn, &ingested).with_context(|| {
+        // A flood's lines and addresses land all over the tables' indexes: with SQLite's few
+        // MiB of cache, the same pages would be written out again and again before the
+        // commit. The cache is let grow for this write alone.
+        self.conn
+            .execute_batch(&format!("PRAGMA cache_size = -{}", INGEST_CACHE_KIB))?;
+        let written = write_ingest(&mut self.conn, &ingested);
+        self.conn.execute_batch("PRAGMA cache_size = -2000")?;
+        written.with_context(|| {
             format!(
                 "{}: cannot store what was read (it is read again next time)",
                 self.path.display()
@@ -1541,6 +1565,9 @@ fn update_evidence(
     }
     Ok(())
 }
+
+/// The page cache a run's store of what it read may use (KiB).
+const INGEST_CACHE_KIB: u32 = 64 << 10;
 
 /// What [`State::commit_ingest`] writes.
 struct Ingested<'a> {
