@@ -117,7 +117,7 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
     // were made) are not shown, and their addresses are free for the new reports shown.
     let mut withdrawn = Vec::new();
     if let Some(s) = &state {
-        for record in s.pending()? {
+        for record in s.pending_heads()? {
             if only.is_some_and(|o| o != record.provider) {
                 continue;
             }
@@ -194,7 +194,7 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
     }
     let mut waiting = 0;
     if let Some(s) = &state {
-        waiting = s.pending()?.len() - withdrawn.len();
+        waiting = s.pending_heads()?.len() - withdrawn.len();
         if waiting > 0 && verbosity != Verbosity::Quiet {
             crate::output::tell(format_args!(
                 "abuse-mailer: {waiting} earlier report(s) wait to be sent again by the next run{}",
@@ -444,7 +444,7 @@ impl Sending<'_> {
     /// tried or withdrawn.
     fn resend(&mut self, state: &mut State, discovered: bool) -> Result<usize> {
         let mut resent = 0;
-        for record in state.pending()? {
+        for mut record in state.pending_heads()? {
             if record.contact.is_some() != discovered
                 || self.only.is_some_and(|o| o != record.provider)
             {
@@ -476,6 +476,7 @@ impl Sending<'_> {
             }
             self.budget -= 1;
             resent += 1;
+            record.message = state.message_of(&record.id)?;
             self.deliver(state, &record)?;
             // Deferred by the desk's own server again, just now: past the patience, given up.
             if discovered && self.outcome.deferred_desks.contains(&record.provider) {

@@ -246,7 +246,7 @@ fn check_state(t: &mut Tally, settings: &Settings, providers: &[Provider]) {
                 {
                     t.config("state", &renamed);
                 }
-                let pending = state.pending().map(|p| p.len()).unwrap_or(0);
+                let pending = state.pending_heads().map(|p| p.len()).unwrap_or(0);
                 t.ok(
                     "state",
                     &format!(

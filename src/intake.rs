@@ -619,7 +619,9 @@ pub(crate) fn ingest(
     // hits): the sets are loaded for the IPs a report needs.
     // What was read is merged in place, so that the IPs read are not held twice.
     let mut observations = batch.observations;
-    let mut earlier = Observations::new();
+    // Under a marker, the heads (address, packets, times) of the stored observations of the
+    // addresses read: how the count of those `min_hits` holds back moves.
+    let mut earlier: Vec<Observation> = Vec::new();
     let mut touched: Vec<IpAddr> = observations.ips().collect();
     touched.sort();
     let fresh = world.fresh_since();
@@ -628,7 +630,10 @@ pub(crate) fn ingest(
             for o in observations.iter_mut() {
                 if let Some(known) = s.observation(o.ip)? {
                     if marker.is_some() {
-                        earlier.add(known.clone());
+                        let mut head = Observation::new(known.ip, known.first_seen);
+                        head.last_seen = known.last_seen;
+                        head.hits = known.hits;
+                        earlier.push(head);
                     }
                     // Packets all older than `max_age_days` are history: they count towards
                     // `min_hits` no more than stale lines read now do, and a report made on
@@ -743,16 +748,12 @@ pub(crate) fn ingest(
         kept_before,
     };
     intake.summary.ips_below_min_hits = match &marker {
-        None => count_below_min_hits(world, &intake.observations, &ledger),
+        None => count_below_min_hits(world, intake.observations.iter(), &ledger),
         // The IPs read are the only ones whose hits changed: the count moves by theirs.
         Some(m) => {
-            let now: Observations = intake
-                .touched
-                .iter()
-                .filter_map(|ip| intake.observations.get(ip).cloned())
-                .collect();
-            (m.below_min_hits + count_below_min_hits(world, &now, &ledger))
-                .saturating_sub(count_below_min_hits(world, &earlier, &ledger))
+            let now = (intake.touched.iter()).filter_map(|ip| intake.observations.get(ip));
+            (m.below_min_hits + count_below_min_hits(world, now, &ledger))
+                .saturating_sub(count_below_min_hits(world, earlier.iter(), &ledger))
         }
     };
     Ok((intake, ledger))
@@ -922,15 +923,14 @@ impl Routes<'_, '_> {
 
 /// How many addresses `min_hits` holds back this run, for the summary: those it holds back
 /// from a destination they were not reported to yet.
-pub(crate) fn count_below_min_hits(
+pub(crate) fn count_below_min_hits<'o>(
     world: &World<'_>,
-    observations: &Observations,
+    observations: impl Iterator<Item = &'o Observation>,
     ledger: &Ledger,
 ) -> u64 {
     let report = &world.settings.report;
     let fresh = world.fresh_since();
     observations
-        .iter()
         .filter(|o| crate::select::held_by_min_hits(o, fresh, report))
         .filter(|o| {
             world

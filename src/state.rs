@@ -1007,7 +1007,22 @@ impl State {
     /// Reports waiting to be sent again (`sending` after a crash, `failed` after a transient
     /// error), oldest first.
     pub fn pending(&self) -> Result<Vec<ReportRecord>> {
-        self.query_reports("WHERE status IN ('sending', 'failed')", params![])
+        self.query_reports("WHERE status IN ('sending', 'failed')", params![], true)
+    }
+
+    /// [`State::pending`] without the messages (empty): a backlog of hundreds of parts is
+    /// not held in memory to send a few of them (see [`State::message_of`]).
+    pub fn pending_heads(&self) -> Result<Vec<ReportRecord>> {
+        self.query_reports("WHERE status IN ('sending', 'failed')", params![], false)
+    }
+
+    /// The stored message of report `id`, exactly as it is sent.
+    pub fn message_of(&self, id: &str) -> Result<Vec<u8>> {
+        Ok(self
+            .conn
+            .query_row("SELECT message FROM report WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })?)
     }
 
     /// The addresses of [`State::pending`]'s reports, without their messages.
@@ -1102,32 +1117,39 @@ impl State {
 
     pub fn report(&self, id: &str) -> Result<Option<ReportRecord>> {
         Ok(self
-            .query_reports("WHERE id = ?1", params![id])?
+            .query_reports("WHERE id = ?1", params![id], true)?
             .into_iter()
             .next())
     }
 
+    /// The reports `filter` picks, without their messages: `history` shows every report of a
+    /// long history and none of their bytes (`show` prints one).
     pub fn history(&self, filter: &HistoryFilter) -> Result<Vec<ReportRecord>> {
         self.query_reports(
             "WHERE (?1 IS NULL OR provider = ?1)
                AND (?2 IS NULL OR id IN (SELECT report_id FROM report_ip WHERE ip = ?2))",
             params![filter.provider, filter.ip.map(|i| i.to_string())],
+            false,
         )
     }
 
+    /// The reports `filter` picks, oldest first; with their messages, or with none
+    /// (`messages` false: empty).
     fn query_reports(
         &self,
         filter: &str,
         args: &[&dyn rusqlite::ToSql],
+        messages: bool,
     ) -> Result<Vec<ReportRecord>> {
         // A state no run has brought to schema 9 has no discovered contacts.
         let contact_columns = match self.has_contact_columns()? {
             true => "contact_source, contact_network",
             false => "NULL, NULL",
         };
+        let message = if messages { "message" } else { "X''" };
         let sql = format!(
             "SELECT id, provider, recipients, subject, message_id, status, created_at, sent_at, attempts,
-                    last_error, server_reply, message, {contact_columns}
+                    last_error, server_reply, {message}, {contact_columns}
              FROM report {filter} ORDER BY created_at, rowid"
         );
         let mut stmt = self.conn.prepare(&sql)?;
@@ -1951,6 +1973,38 @@ mod tests {
         conn.pragma_update(None, "user_version", version as i64)
             .unwrap();
         conn
+    }
+
+    /// A long history, or a backlog of parts, is listed without the messages' bytes; the
+    /// one message sent or shown is read on its own.
+    #[test]
+    fn history_and_the_backlog_are_listed_without_their_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = State::open(dir.path()).unwrap();
+        for (id, status) in [
+            ("a", Status::Sent),
+            ("b", Status::Sending),
+            ("c", Status::Failed),
+        ] {
+            s.insert_report(&record(id, "aws", &["3.5.140.2"], status))
+                .unwrap();
+        }
+        let history = s.history(&HistoryFilter::default()).unwrap();
+        assert_eq!(history.len(), 3);
+        assert!(
+            history
+                .iter()
+                .all(|r| r.message.is_empty() && r.ips.len() == 1)
+        );
+        let heads = s.pending_heads().unwrap();
+        assert_eq!(
+            heads.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+            ["b", "c"]
+        );
+        assert!(heads.iter().all(|r| r.message.is_empty()));
+        assert_eq!(s.message_of("c").unwrap(), b"msg");
+        assert_eq!(s.pending().unwrap()[1].message, b"msg");
+        assert_eq!(s.report("a").unwrap().unwrap().message, b"msg");
     }
 
     fn record(id: &str, provider: &str, ips: &[&str], status: Status) -> ReportRecord {
