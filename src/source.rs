@@ -1235,6 +1235,20 @@ fn first_packet_since(file: &OpenFile, since: i64, parser: &mut LineParser) -> O
 
 /// The files a source's `path` names: itself, or every match of a glob pattern
 /// (`/var/log/remote/*/messages`), leaving out matches that are rotated siblings of another.
+/// Whether `path` is `OTHER.…` or `OTHER-…` for some `OTHER` among `names` in its folder.
+fn is_rotated_sibling_of_any(path: &Path, names: &std::collections::HashSet<PathBuf>) -> bool {
+    let Some(name) = path.file_name().map(|n| n.as_encoded_bytes()) else {
+        return false;
+    };
+    let folder = path.parent().unwrap_or(Path::new(""));
+    (1..name.len())
+        .filter(|&cut| matches!(name[cut], b'.' | b'-'))
+        .any(|cut| {
+            use std::os::unix::ffi::OsStrExt;
+            names.contains(&folder.join(std::ffi::OsStr::from_bytes(&name[..cut])))
+        })
+}
+
 pub fn expand(path: &Path) -> Result<Vec<PathBuf>> {
     let text = path.to_string_lossy();
     if !text.contains(['*', '?', '[']) {
@@ -1246,16 +1260,11 @@ pub fn expand(path: &Path) -> Result<Vec<PathBuf>> {
         .filter(|p| p.is_file())
         .collect();
     matches.sort();
-    let names: Vec<PathBuf> = matches.clone();
-    matches.retain(|m| {
-        !names.iter().any(|other| {
-            other != m
-                && other.parent() == m.parent()
-                && m.to_string_lossy()
-                    .strip_prefix(other.to_string_lossy().as_ref())
-                    .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('-'))
-        })
-    });
+    // A match that is another match's rotated sibling (`messages.1`, `kern.log-20260125`)
+    // is that file's history, not a source. Looked up by name, not compared with every
+    // other match: a log host's glob matches thousands of files.
+    let names: std::collections::HashSet<PathBuf> = matches.iter().cloned().collect();
+    matches.retain(|m| !is_rotated_sibling_of_any(m, &names));
     Ok(matches)
 }
 
@@ -1536,6 +1545,47 @@ mod tests {
             first_line_after_read(&line, Err(io::Error::other("gone"))),
             line
         );
+    }
+
+    /// Every match compared with every other: the plain way to find rotated siblings.
+    fn rotated_siblings_reference(matches: &[PathBuf]) -> Vec<PathBuf> {
+        matches
+            .iter()
+            .filter(|m| {
+                matches.iter().any(|other| {
+                    other != *m
+                        && other.parent() == m.parent()
+                        && m.to_string_lossy()
+                            .strip_prefix(other.to_string_lossy().as_ref())
+                            .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('-'))
+                })
+            })
+            .cloned()
+            .collect()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn rotated_siblings_found_by_name_are_those_found_by_comparing_all(
+            names in proptest::collection::vec(
+                (0usize..3, "(messages|kern|a)([.-](1|2\\.gz|log|20260125)){0,2}\\.?"),
+                0..12,
+            ),
+        ) {
+            let mut matches: Vec<PathBuf> = names
+                .iter()
+                .map(|(folder, name)| Path::new(["/l/a", "/l/b", "/l/a.1"][*folder]).join(name))
+                .collect();
+            matches.sort();
+            matches.dedup();
+            let set: std::collections::HashSet<PathBuf> = matches.iter().cloned().collect();
+            let fast: Vec<PathBuf> = matches
+                .iter()
+                .filter(|m| is_rotated_sibling_of_any(m, &set))
+                .cloned()
+                .collect();
+            proptest::prop_assert_eq!(fast, rotated_siblings_reference(&matches));
+        }
     }
 
     #[test]
