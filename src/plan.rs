@@ -267,11 +267,7 @@ pub(crate) fn plan_providers(
             }
             attackers.extend(taken);
         }
-        if !rest.is_empty() {
-            unplanned
-                .over_run_parts
-                .push((provider.name().to_string(), rest.len()));
-        }
+        let mut over = rest.len();
         // Said on every run, so that nobody takes them for reported.
         if icmp_only > 0 {
             crate::output::tell(format_args!(
@@ -279,10 +275,18 @@ pub(crate) fn plan_providers(
                 provider.name()
             ));
         }
-        if attackers.is_empty() {
-            continue;
+        if !attackers.is_empty() {
+            // Parts split further by size count too: the run makes no more messages than
+            // its parts, whatever the lines' length.
+            let (parts, left) = plan_desk(world, intake, &desk, &attackers, state, parts)?;
+            over += left;
+            planned.extend(parts);
         }
-        planned.extend(plan_desk(world, intake, &desk, &attackers, state)?.0);
+        if over > 0 {
+            unplanned
+                .over_run_parts
+                .push((provider.name().to_string(), over));
+        }
     }
     Ok(planned)
 }
@@ -437,7 +441,7 @@ pub(crate) fn plan_discovered(
             thread_root,
             networks: Some(&networks),
         };
-        let (parts, left) = plan_desk(world, intake, &desk, &attackers, state)?;
+        let (parts, left) = plan_desk(world, intake, &desk, &attackers, state, 1)?;
         unplanned.over_contact_report += left;
         planned.extend(parts);
     }
@@ -445,14 +449,16 @@ pub(crate) fn plan_discovered(
 }
 
 /// The reports of one destination's attackers: split by `max_ips_per_message` (one address
-/// each for XARF and the API) and `max_message_bytes`, numbered as parts of one thread. A
-/// discovered contact gets the first part only; returns how many addresses that leaves.
+/// each for XARF and the API) and `max_message_bytes`, numbered as parts of one thread, at
+/// most `max_parts` of them (a discovered contact is given 1); returns how many addresses
+/// that leaves for a later run.
 pub(crate) fn plan_desk(
     world: &World<'_>,
     intake: &Intake,
     desk: &Desk<'_>,
     attackers: &[Attacker],
     state: Option<&State>,
+    max_parts: usize,
 ) -> Result<(Vec<Planned>, usize)> {
     let settings = world.settings;
     let size = desk.part_size(settings);
@@ -462,21 +468,21 @@ pub(crate) fn plan_desk(
         .map(|start| start..(start + size).min(attackers.len()))
         .collect();
     let mut left = 0;
-    let one_report = |chunks: &mut Vec<std::ops::Range<usize>>, left: &mut usize| {
-        if desk.contact.is_some() && chunks.len() > 1 {
-            chunks.truncate(1);
-            *left = attackers.len() - chunks[0].len();
-        }
+    // At most `max_parts` messages (a discovered desk gets one); the addresses of the others
+    // wait for a later run.
+    let at_most = |chunks: &mut Vec<std::ops::Range<usize>>, left: &mut usize| {
+        chunks.truncate(max_parts.max(1));
+        *left = attackers.len() - chunks.iter().map(|r| r.len()).sum::<usize>();
     };
-    one_report(&mut chunks, &mut left);
+    at_most(&mut chunks, &mut left);
     // Numbered and rendered once; only when a part of several addresses is over the
     // limit are the parts sized and rendered again.
     let mut parts = number_parts(world, intake, desk, attackers, &chunks, state)?;
     let over =
         |p: &Planned, r: &std::ops::Range<usize>| r.len() > 1 && p.record.message.len() > limit;
     if parts.iter().zip(&chunks).any(|(p, r)| over(p, r)) {
-        let mut fitted = fit_parts(world, intake, desk, attackers, chunks, state)?;
-        one_report(&mut fitted, &mut left);
+        let mut fitted = fit_parts(world, intake, desk, attackers, chunks, state, max_parts)?;
+        at_most(&mut fitted, &mut left);
         parts = number_parts(world, intake, desk, attackers, &fitted, state)?;
         chunks = fitted;
     }
@@ -534,6 +540,7 @@ pub(crate) fn fit_parts(
     attackers: &[Attacker],
     chunks: Vec<std::ops::Range<usize>>,
     state: Option<&State>,
+    max_parts: usize,
 ) -> Result<Vec<std::ops::Range<usize>>> {
     let settings = world.settings;
     let probe_root = format!(
@@ -549,7 +556,11 @@ pub(crate) fn fit_parts(
     };
     let mut fitted = Vec::with_capacity(chunks.len());
     let mut queue: std::collections::VecDeque<std::ops::Range<usize>> = chunks.into();
+    // In address order: once `max_parts` fit, the rest wait for a later run unrendered.
     while let Some(range) = queue.pop_front() {
+        if fitted.len() >= max_parts.max(1) {
+            break;
+        }
         if range.len() > 1 {
             let trial = plan_part(
                 world,

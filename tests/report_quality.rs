@@ -763,6 +763,39 @@ fn a_run_makes_a_few_runs_worth_of_parts_and_the_rest_follow() {
     assert_eq!(s.outbox().len(), 6);
 }
 
+/// Parts split further to fit `max_message_bytes` (long lines) count against the parts a run
+/// makes too: a run makes four times `max_messages_per_run` messages at most, whatever the
+/// lines' length, and the others' addresses follow in later runs, each once.
+#[test]
+fn parts_split_by_size_still_keep_to_the_parts_a_run_makes() {
+    let limit = 16 * 1024;
+    let s = Setup::new(
+        &standard_config(&format!("max_message_bytes = {limit}"))
+            .replace("[mail]", "[mail]\nmax_messages_per_run = 1"),
+    );
+    s.write("messages", &many_sources_log(120, true));
+    let v = s.run(&["preview", "--json"]).ok().json();
+    assert_eq!(v["reports"].as_array().unwrap().len(), 4, "one run's parts");
+    let out = s.run(&["run"]).ok();
+    assert!(
+        out.stderr.contains("of aws wait for a later run"),
+        "{}",
+        out.stderr
+    );
+    let mut runs = 1;
+    while s.reported().concat().len() < 120 {
+        s.run(&["run"]).ok();
+        let waiting = history(&s).iter().filter(|r| r["status"] != "sent").count();
+        assert!(waiting <= 4, "{waiting} parts waiting");
+        runs += 1;
+        assert!(runs < 200, "every address goes out in the end");
+    }
+    let mut all = s.reported().concat();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 120, "every address once");
+}
+
 #[test]
 fn a_flood_spread_over_many_quiet_sources_is_called_a_flood_that_may_be_spoofed() {
     let s = Setup::new(&standard_config(""));
