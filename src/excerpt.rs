@@ -211,6 +211,26 @@ pub fn union(mut a: Vec<EvidenceLine>, b: Vec<EvidenceLine>) -> Vec<EvidenceLine
     a
 }
 
+/// The longest line kept as evidence, in bytes. The kernel writes a LOG line in a few hundred;
+/// a longer one was written by someone else (anyone may log as `kernel:`), and a flood of
+/// megabyte lines must not fill the reporter's memory nor the desk's mailbox.
+pub const MAX_KEPT_LINE: usize = 2048;
+
+/// A line as it is kept: cut after [`MAX_KEPT_LINE`] bytes (at a character's start), the cut
+/// marked with ` …`.
+pub fn kept_text(text: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if text.len() <= MAX_KEPT_LINE {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut cut = MAX_KEPT_LINE;
+    while cut > 0 && text[cut] & 0xC0 == 0x80 {
+        cut -= 1;
+    }
+    let mut kept = text[..cut].to_vec();
+    kept.extend_from_slice(" …".as_bytes());
+    std::borrow::Cow::Owned(kept)
+}
+
 /// Log text made safe to show: invalid UTF-8 replaced, control characters, Unicode line
 /// separators and invisible formatting characters (bidirectional overrides such as U+202E,
 /// zero-width characters) removed, tabs turned into spaces.
@@ -336,6 +356,20 @@ mod tests {
             })
             .collect::<Vec<_>>()
             .join(" ")
+    }
+
+    /// A megabyte line is kept as its first 2 KiB, cut before a character, the cut marked;
+    /// a line of the kernel's length is kept whole.
+    #[test]
+    fn a_line_is_kept_up_to_its_first_two_kib() {
+        let short = b"Jan 25 10:00:00 web1 kernel: INPUT-DROP:IN=eth0 SRC=3.5.140.2";
+        assert_eq!(kept_text(short).as_ref(), short);
+        let long = [b"x".repeat(MAX_KEPT_LINE - 1), "é".repeat(500).into_bytes()].concat();
+        let kept = clean(&kept_text(&long));
+        // The 2,048th byte is the first of a two-byte character: the cut comes before it.
+        assert_eq!(kept, "x".repeat(MAX_KEPT_LINE - 1) + " …");
+        let megabyte = b"y".repeat(1 << 20);
+        assert_eq!(kept_text(&megabyte).len(), MAX_KEPT_LINE + " …".len());
     }
 
     /// Cleaning character by character, with no shortcut for printable ASCII.

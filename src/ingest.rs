@@ -18,7 +18,7 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use crate::excerpt::{EvidenceLine, WindowTracker, clean, densest, union};
+use crate::excerpt::{EvidenceLine, WindowTracker, clean, densest, kept_text, union};
 use crate::parse::{Line, LineParser, Packet};
 
 /// Distinct values kept per IP and field: enough for a report, bounded for a port scan. A
@@ -1179,13 +1179,13 @@ impl<'a> Ingest<'a> {
                 EvidenceLine {
                     time: packet.time,
                     ip: packet.src,
-                    text: clean(text),
+                    text: clean(&kept_text(text)),
                 },
             ));
         }
         for &i in &seen.candidates {
             if let Some(tracker) = self.trackers.get_mut(i as usize) {
-                tracker.push(packet.time, packet.src, text);
+                tracker.push(packet.time, packet.src, &kept_text(text));
             }
         }
     }
