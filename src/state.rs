@@ -372,6 +372,8 @@ pub struct State {
     path: PathBuf,
     /// The schema it has: what a reader of an older state finds missing follows from it.
     version: i64,
+    /// The contact cache, indexed when discovery first asks it (see `contact_cache`).
+    contacts: std::cell::RefCell<Option<crate::discover::cache::Stabbing>>,
 }
 
 fn join<T: ToString>(items: impl IntoIterator<Item = T>) -> String {
@@ -415,6 +417,7 @@ impl State {
             conn,
             path,
             version: 0,
+            contacts: Default::default(),
         };
         state.setup()?;
         Ok(state)
@@ -442,6 +445,7 @@ impl State {
             conn,
             path,
             version: 0,
+            contacts: Default::default(),
         };
         let version = state.check_identity()?;
         state.version = version;

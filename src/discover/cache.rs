@@ -75,6 +75,124 @@ impl CacheEntry {
     pub fn span(&self) -> u128 {
         number(self.last).saturating_sub(number(self.first))
     }
+
+    /// Which of the entries covering an address answers for it: the smallest is best, that
+    /// is the most specific, of those the newest, of those the one starting last.
+    pub fn rank(
+        &self,
+    ) -> (
+        u128,
+        std::cmp::Reverse<DateTime<Utc>>,
+        std::cmp::Reverse<u128>,
+    ) {
+        (
+            self.span(),
+            std::cmp::Reverse(self.fetched_at),
+            std::cmp::Reverse(number(self.first)),
+        )
+    }
+}
+
+/// Entries indexed to answer [`ContactCache::find`] by a binary search, as [`MemoryCache`]
+/// answers it by looking at every entry: the addresses of each source and family are cut
+/// into segments at every entry's ends, and each segment knows its best entry. A run with
+/// discovery asks for every address waiting for its contact; looking through the cache, or
+/// walking an index of it, for each is a run's cost growing with the cache.
+#[derive(Debug)]
+pub struct Stabbing {
+    /// The time the entries were current at: an entry expired then is not in.
+    pub now: DateTime<Utc>,
+    entries: Vec<CacheEntry>,
+    /// Per source and family (IPv4 or not): where each segment starts, and its best entry.
+    segments: std::collections::HashMap<(Source, bool), Segments>,
+    /// Entries remembered since: a run's few lookups, looked through.
+    added: Vec<CacheEntry>,
+}
+
+impl Stabbing {
+    /// The index of `entries` as they stand at `now`.
+    pub fn new(entries: Vec<CacheEntry>, now: DateTime<Utc>) -> Self {
+        let entries: Vec<CacheEntry> = entries
+            .into_iter()
+            .filter(|e| {
+                e.expires > now && e.first.is_ipv4() == e.last.is_ipv4() && e.first <= e.last
+            })
+            .collect();
+        let mut groups: std::collections::HashMap<(Source, bool), Vec<u32>> =
+            std::collections::HashMap::new();
+        for (i, e) in entries.iter().enumerate() {
+            groups
+                .entry((e.source, e.first.is_ipv4()))
+                .or_default()
+                .push(i as u32);
+        }
+        let segments = groups
+            .into_iter()
+            .map(|(key, members)| (key, segments_of(&entries, members)))
+            .collect();
+        Stabbing {
+            now,
+            entries,
+            segments,
+            added: Vec::new(),
+        }
+    }
+
+    /// Remembers an entry stored after the index was made.
+    pub fn add(&mut self, entry: CacheEntry) {
+        self.added.retain(|e| {
+            !(e.source == entry.source && e.first == entry.first && e.last == entry.last)
+        });
+        self.added.push(entry);
+    }
+
+    /// The best entry of `source` covering `ip` at the index's time.
+    pub fn find(&self, source: Source, ip: IpAddr) -> Option<&CacheEntry> {
+        let indexed = self
+            .segments
+            .get(&(source, ip.is_ipv4()))
+            .and_then(|(starts, best)| {
+                let at = starts
+                    .partition_point(|&s| s <= number(ip))
+                    .checked_sub(1)?;
+                best[at].map(|i| &self.entries[i as usize])
+            });
+        let added = (self.added.iter()).filter(|e| e.source == source && e.covers(ip, self.now));
+        indexed.into_iter().chain(added).min_by_key(|e| e.rank())
+    }
+}
+
+/// Where each segment of one source and family starts, and the entry best for it.
+type Segments = (Vec<u128>, Vec<Option<u32>>);
+
+/// The segments of one source and family: starts at every entry's first address and after
+/// every entry's last, each with the best entry covering it (a sweep keeping the entries
+/// begun so far by rank, those ended dropped from the top as they surface).
+fn segments_of(entries: &[CacheEntry], mut members: Vec<u32>) -> Segments {
+    use std::cmp::Reverse;
+    let e = |i: u32| &entries[i as usize];
+    members.sort_by_key(|&i| number(e(i).first));
+    let mut starts: Vec<u128> = members.iter().map(|&i| number(e(i).first)).collect();
+    starts.extend((members.iter()).filter_map(|&i| number(e(i).last).checked_add(1)));
+    starts.sort_unstable();
+    starts.dedup();
+    let mut best = Vec::with_capacity(starts.len());
+    let mut open = std::collections::BinaryHeap::new();
+    let mut next = members.iter().peekable();
+    for &at in &starts {
+        while let Some(&&i) = next.peek().filter(|&&&i| number(e(i).first) <= at) {
+            open.push(Reverse((e(i).rank(), i)));
+            next.next();
+        }
+        while open
+            .peek()
+            .is_some_and(|Reverse((_, i))| number(e(*i).last) < at)
+        {
+            open.pop();
+        }
+        best.push(open.peek().map(|Reverse((_, i))| *i));
+    }
+    (starts, best)
 }
 
 /// A bootstrap file as fetched.
@@ -133,7 +251,7 @@ impl ContactCache for MemoryCache {
             .entries
             .iter()
             .filter(|e| e.source == source && e.covers(ip, now))
-            .min_by_key(|e| (e.span(), std::cmp::Reverse(e.fetched_at)))
+            .min_by_key(|e| e.rank())
             .cloned())
     }
 
@@ -183,6 +301,71 @@ pub fn hex_key(ip: IpAddr) -> String {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+    use proptest::prelude::*;
+
+    /// An address of a family from a small number: ranges drawn from few addresses overlap,
+    /// nest and touch often.
+    fn address(v4: bool, n: u8) -> IpAddr {
+        if v4 {
+            IpAddr::V4(std::net::Ipv4Addr::new(45, 0, 0, n))
+        } else {
+            IpAddr::V6(std::net::Ipv6Addr::new(
+                0x2a0f,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                u16::from(n),
+            ))
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn the_index_finds_what_looking_at_every_entry_finds(
+            drawn in prop::collection::vec(
+                (any::<bool>(), any::<bool>(), 0u8..40, 0u8..12, 0i64..4, -2i64..3),
+                0..40,
+            ),
+            later in prop::collection::vec((any::<bool>(), 0u8..40, 0u8..6), 0..4),
+        ) {
+            let now = Utc.with_ymd_and_hms(2026, 1, 10, 0, 0, 0).unwrap();
+            let make = |rdap: bool, v4: bool, first: u8, width: u8, fetched: i64, expires: i64| {
+                CacheEntry {
+                    source: if rdap { Source::Rdap } else { Source::Abusix },
+                    first: address(v4, first),
+                    last: address(v4, first.saturating_add(width)),
+                    address: Some(format!("abuse{first}-{width}@example.net")),
+                    origin: "o".into(),
+                    handle: None,
+                    fetched_at: now - chrono::Duration::days(5 - fetched),
+                    expires: now + chrono::Duration::days(expires),
+                }
+            };
+            let mut every = MemoryCache::default();
+            for &(rdap, v4, first, width, fetched, expires) in &drawn {
+                every.store(make(rdap, v4, first, width, fetched, expires)).unwrap();
+            }
+            let mut index = Stabbing::new(every.entries.clone(), now);
+            // Stored after the index was made, as a run's lookups are.
+            for &(v4, first, width) in &later {
+                let e = make(true, v4, first, width, 4, 2);
+                every.store(e.clone()).unwrap();
+                index.add(e);
+            }
+            for v4 in [true, false] {
+                for n in 0..=60u8 {
+                    for source in [Source::Rdap, Source::Abusix] {
+                        let ip = address(v4, n);
+                        let plain = every.find(source, ip, now).unwrap();
+                        prop_assert_eq!(index.find(source, ip), plain.as_ref());
+                    }
+                }
+            }
+        }
+    }
 
     fn entry(first: &str, last: &str, address: &str, day: u32) -> CacheEntry {
         let at = Utc.with_ymd_and_hms(2026, 1, day, 0, 0, 0).unwrap();

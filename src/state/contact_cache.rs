@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, params};
 
 use super::State;
+use crate::discover::cache::Stabbing;
 use crate::discover::cache::hex_key;
 use crate::discover::{BootstrapCopy, CacheEntry, ContactCache, Source};
 
@@ -138,21 +139,19 @@ impl ContactCache for State {
         if !self.has_contact_cache()? {
             return Ok(None);
         }
-        // Registries' networks nest or are disjoint: the innermost one holding the address
-        // has the greatest first address, then the smallest last.
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM contact_cache
-             WHERE source = ?1 AND family = ?2 AND first <= ?3 AND last >= ?3 AND expires > ?4
-             ORDER BY first DESC, last ASC, fetched_at DESC LIMIT 1"
-        ))?;
-        let found = stmt
-            .query_row(
-                params![source.name(), family(ip), hex_key(ip), now.timestamp()],
-                entry,
-            )
-            .optional()
-            .with_context(|| format!("{}: cannot read contact_cache", self.path.display()))?;
-        Ok(found.flatten())
+        // Read once, indexed: a run asks for every address waiting for its contact.
+        let mut index = self.contacts.borrow_mut();
+        if index.as_ref().is_none_or(|i| i.now != now) {
+            let mut stmt = self.conn.prepare(&format!(
+                "SELECT {COLUMNS} FROM contact_cache WHERE expires > ?1"
+            ))?;
+            let rows = stmt
+                .query_map([now.timestamp()], entry)
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                .with_context(|| format!("{}: cannot read contact_cache", self.path.display()))?;
+            *index = Some(Stabbing::new(rows.into_iter().flatten().collect(), now));
+        }
+        Ok(index.as_ref().and_then(|i| i.find(source, ip)).cloned())
     }
 
     fn store(&mut self, e: CacheEntry) -> Result<()> {
@@ -175,6 +174,9 @@ impl ContactCache for State {
                 ],
             )
             .with_context(|| format!("{}: cannot write contact_cache", self.path.display()))?;
+        if let Some(index) = self.contacts.get_mut() {
+            index.add(e);
+        }
         Ok(())
     }
 
