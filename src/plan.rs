@@ -103,6 +103,10 @@ pub(crate) struct Unplanned {
     /// In no provider with no log line kept (seen before discovery was enabled): not
     /// reported to a discovered desk unless they are logged again.
     pub(crate) without_lines: usize,
+    /// Discovered desks past the digests one run makes (as many as a provider's parts), and
+    /// their addresses: their turn comes in later runs, the longest waiting first.
+    pub(crate) desks_waiting: usize,
+    pub(crate) desks_waiting_addresses: usize,
     /// A provider's addresses past the parts one run makes for it ([`PARTS_PER_RUN`] times
     /// `max_messages_per_run`, less its parts still waiting), by provider.
     pub(crate) over_run_parts: Vec<(String, usize)>,
@@ -120,7 +124,10 @@ fn parts_per_run(settings: &Settings) -> usize {
 
 impl Unplanned {
     pub(crate) fn any(&self) -> bool {
-        self.lookups_waiting > 0 || self.over_contact_report > 0 || !self.over_run_parts.is_empty()
+        self.lookups_waiting > 0
+            || self.over_contact_report > 0
+            || self.desks_waiting > 0
+            || !self.over_run_parts.is_empty()
     }
 
     /// Says on stderr what waits, and why.
@@ -146,6 +153,14 @@ impl Unplanned {
             crate::output::tell(format_args!(
                 "abuse-mailer: {} address(es) wait for a later run: a discovered contact gets one report a run",
                 self.over_contact_report
+            ));
+        }
+        if self.desks_waiting > 0 {
+            crate::output::tell(format_args!(
+                "abuse-mailer: {} address(es) of {} discovered desk(s) wait for a later run: a run makes at most {} digests ({PARTS_PER_RUN} x mail.max_messages_per_run), the longest waiting first",
+                self.desks_waiting_addresses,
+                self.desks_waiting,
+                parts_per_run(world.settings)
             ));
         }
         for (provider, left) in &self.over_run_parts {
@@ -413,6 +428,14 @@ pub(crate) fn plan_discovered(
         let oldest = group.iter().map(|s| s.observation.first_seen).min();
         (oldest, key.clone())
     });
+    // As many digests as a run's parts: the others (a backlog of thousands of desks found a
+    // few hundred a run) are made by later runs, not made and let go by every run.
+    let room = parts_per_run(world.settings);
+    for (_, _, group) in groups.iter().skip(room) {
+        unplanned.desks_waiting += 1;
+        unplanned.desks_waiting_addresses += group.len();
+    }
+    groups.truncate(room);
     let mut planned = Vec::new();
     for (key, contact, group) in &groups {
         let Ok(email) = contact.address.parse::<lettre::Address>() else {

@@ -435,6 +435,61 @@ fn a_thousand_contacts_go_out_within_the_budgets() {
     assert_eq!(rdap.asked().len(), 1000, "later runs answer from the cache");
 }
 
+/// More desks found than a run's digests: a run makes four times `max_messages_per_run`
+/// digests, the desks waiting longest first, and says how many wait; later runs reach the
+/// others, each desk once, without every run making a digest for every desk it knows.
+#[test]
+fn a_backlog_of_desks_is_made_a_few_runs_worth_at_a_time() {
+    let (rdap, dns) = (Rdap::start(), Dns::start());
+    let mut lines = String::new();
+    for k in 0..10u32 {
+        let ip = format!("45.10.{k}.1");
+        abuse_net(
+            &rdap,
+            &[&ip],
+            &format!("45.10.{k}.0"),
+            &format!("45.10.{k}.255"),
+            &format!("NET-{k}"),
+            &format!("abuse@desk{k}.hoster.de"),
+        );
+        lines.push_str(&drop_line(&format!("10:00:{k:02}"), &ip, "TCP", 22));
+    }
+    let s = setup(&rdap, &dns, "max_lookups_per_run = 100\nabusix = false", "");
+    s.append("messages", &lines);
+    let config = std::fs::read_to_string(s.path("config.toml"))
+        .unwrap()
+        .replace(
+            "transport = \"file\"",
+            "transport = \"file\"\nmax_messages_per_run = 1",
+        );
+    s.write("config.toml", &config);
+    let preview = s.run_bounded(&["preview", "--json"]);
+    assert_eq!(
+        contact_reports(&preview.json()).len(),
+        4,
+        "{}",
+        preview.stderr
+    );
+    assert!(
+        preview
+            .stderr
+            .contains("6 address(es) of 6 discovered desk(s) wait for a later run"),
+        "{}",
+        preview.stderr
+    );
+    for _ in 0..12 {
+        s.run_bounded(&["run"]);
+    }
+    assert_eq!(s.outbox().len(), 10);
+    let mut reported: Vec<String> = history(&s)
+        .iter()
+        .flat_map(|r| common::string_list(&r["ips"]))
+        .collect();
+    reported.sort();
+    reported.dedup();
+    assert_eq!(reported.len(), 10, "each desk's address once");
+}
+
 /// The digests over a real SMTP server with STARTTLS and AUTH: each goes to its desk alone,
 /// and a desk whose mailbox refuses is not written to again on every run.
 #[test]
