@@ -10,7 +10,6 @@
 //! per destination that is not rejected, and in at most one to any discovered desk.
 
 use std::collections::HashSet;
-use std::net::IpAddr;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -22,13 +21,13 @@ use crate::config::{self, Settings};
 use crate::error::ConfigError;
 use crate::provider::Provider;
 use crate::send::{SendError, Transport};
-use crate::state::{CONTACT_DESKS, ReportRecord, State, Status};
+use crate::state::{CONTACT_DESKS, IpSet, ReportRecord, State, Status};
 
 /// What the ledger says each destination must not be sent again: one entry per evidence
 /// bucket (each provider, in order, then, with discovery, every discovered desk together).
 pub(crate) struct Ledger {
-    pub(crate) reported: Vec<HashSet<IpAddr>>,
-    pub(crate) ever_sent: Vec<HashSet<IpAddr>>,
+    pub(crate) reported: Vec<IpSet>,
+    pub(crate) ever_sent: Vec<IpSet>,
     pub(crate) thread_roots: Vec<Option<String>>,
 }
 
@@ -83,8 +82,8 @@ impl Ledger {
     pub(crate) fn none(desks: usize) -> Self {
         let n = desks;
         Ledger {
-            reported: vec![HashSet::new(); n],
-            ever_sent: vec![HashSet::new(); n],
+            reported: vec![IpSet::default(); n],
+            ever_sent: vec![IpSet::default(); n],
             thread_roots: vec![None; n],
         }
     }
@@ -107,7 +106,7 @@ impl Ledger {
         // is in `reported` and never selected again.
         let ever_sent = |key: &str| match since {
             Some(_) => s.ever_sent(key),
-            None => Ok(HashSet::new()),
+            None => Ok(IpSet::default()),
         };
         let mut ledger = Ledger {
             reported: Vec::with_capacity(desks),

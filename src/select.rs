@@ -9,7 +9,6 @@
 //! comes back if it was seen again since. An IP last seen longer ago than `max_age_days` is
 //! history: it is not selected.
 
-use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
@@ -17,6 +16,7 @@ use ipnet::IpNet;
 use crate::config::ReportConfig;
 use crate::ingest::{Observation, Observations};
 use crate::provider::canonical;
+use crate::state::IpSet;
 
 /// Whether an address can belong to someone an abuse desk could act on: not private,
 /// loopback, link-local, CGNAT, documentation, benchmarking, multicast or reserved.
@@ -85,8 +85,8 @@ pub struct Selected<'a> {
 pub fn delta<'a>(
     observations: &'a Observations,
     belongs: &dyn Fn(IpAddr) -> bool,
-    reported: &HashSet<IpAddr>,
-    ever_sent: &HashSet<IpAddr>,
+    reported: &IpSet,
+    ever_sent: &IpSet,
     since: Since,
     report: &ReportConfig,
 ) -> Vec<Selected<'a>> {

@@ -394,6 +394,19 @@ fn ip(text: &str) -> rusqlite::Result<IpAddr> {
     })
 }
 
+/// A set of addresses: keyed by attacker-chosen addresses, so a seeded fast hash rather than
+/// a predictable one; the ledger holds every address ever reported to a destination.
+pub type IpSet = HashSet<IpAddr, foldhash::fast::RandomState>;
+
+/// The address in column `i` of a row, read in place (the ledger reads a row per address
+/// ever reported).
+fn ip_at(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<IpAddr> {
+    let text = r.get_ref(i)?.as_str().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+    })?;
+    ip(text)
+}
+
 impl State {
     /// Opens the database for writing, creating the folder (0700) and file (0600) if there is
     /// none, and brings its schema up to date. An existing file that is empty or not a state
@@ -661,14 +674,14 @@ impl State {
              SELECT i.ip FROM report r JOIN report_ip i ON i.report_id = r.id
              WHERE {desk} AND r.status = 'rejected' AND r.created_at >= ?2 AND r.created_at < ?3"
         ))?;
-        let rows = stmt.query_map(params![provider, from, to], |r| ip(&r.get::<_, String>(0)?))?;
+        let rows = stmt.query_map(params![provider, from, to], |r| ip_at(r, 0))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// Every IP observed so far, and nothing else about them.
     pub fn observed_ips(&self) -> Result<Vec<IpAddr>> {
         let mut stmt = self.conn.prepare("SELECT ip FROM observation")?;
-        let rows = stmt.query_map([], |r| ip(&r.get::<_, String>(0)?))?;
+        let rows = stmt.query_map([], |r| ip_at(r, 0))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
@@ -680,7 +693,7 @@ impl State {
             .conn
             .prepare("SELECT ip, first_seen, last_seen, hits FROM observation")?;
         let rows = stmt.query_map([], |r| {
-            let mut o = Observation::new(ip(&r.get::<_, String>(0)?)?, r.get(1)?);
+            let mut o = Observation::new(ip_at(r, 0)?, r.get(1)?);
             o.last_seen = r.get(2)?;
             o.hits = r.get::<_, i64>(3)? as u64;
             Ok(o)
@@ -700,7 +713,7 @@ impl State {
         Ok(stmt
             .query_row([address.to_string()], |r| {
                 Ok(Observation {
-                    ip: ip(&r.get::<_, String>(0)?)?,
+                    ip: ip_at(r, 0)?,
                     first_seen: r.get(1)?,
                     last_seen: r.get(2)?,
                     hits: r.get::<_, i64>(3)? as u64,
@@ -872,7 +885,7 @@ impl State {
     /// IPs that a report to `provider` holds and that must not go into another one: those
     /// sent, and those still waiting to be sent again (`sending`, `failed`). With `since`,
     /// only reports created at or after that time count as sent.
-    pub fn reported(&self, provider: &str, since: Option<&str>) -> Result<HashSet<IpAddr>> {
+    pub fn reported(&self, provider: &str, since: Option<&str>) -> Result<IpSet> {
         self.reported_but(provider, since, &[])
     }
 
@@ -883,29 +896,27 @@ impl State {
         provider: &str,
         since: Option<&str>,
         withdrawn: &[&str],
-    ) -> Result<HashSet<IpAddr>> {
+    ) -> Result<IpSet> {
         let mut stmt = self.conn.prepare(&format!(
-            "SELECT DISTINCT i.ip FROM report_ip i JOIN report r ON r.id = i.report_id
+            "SELECT i.ip FROM report_ip i JOIN report r ON r.id = i.report_id
              WHERE {} AND (r.status IN ('sending', 'failed')
                            OR (r.status = 'sent' AND (?2 IS NULL OR COALESCE(r.sent_at, r.created_at) >= ?2)))
                AND r.id NOT IN (SELECT value FROM json_each(?3))",
             desk_condition(provider)
         ))?;
         let withdrawn = serde_json::to_string(withdrawn)?;
-        let rows = stmt.query_map(params![provider, since, withdrawn], |r| {
-            ip(&r.get::<_, String>(0)?)
-        })?;
+        let rows = stmt.query_map(params![provider, since, withdrawn], |r| ip_at(r, 0))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// Every IP a provider was ever sent, for marking re-reports.
-    pub fn ever_sent(&self, provider: &str) -> Result<HashSet<IpAddr>> {
+    pub fn ever_sent(&self, provider: &str) -> Result<IpSet> {
         let mut stmt = self.conn.prepare(&format!(
-            "SELECT DISTINCT i.ip FROM report_ip i JOIN report r ON r.id = i.report_id
+            "SELECT i.ip FROM report_ip i JOIN report r ON r.id = i.report_id
              WHERE {} AND r.status = 'sent'",
             desk_condition(provider)
         ))?;
-        let rows = stmt.query_map([provider], |r| ip(&r.get::<_, String>(0)?))?;
+        let rows = stmt.query_map([provider], |r| ip_at(r, 0))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
@@ -1039,7 +1050,7 @@ impl State {
     /// The addresses of [`State::pending`]'s reports, without their messages.
     pub fn pending_ips(&self) -> Result<Vec<IpAddr>> {
         let mut stmt = self.conn.prepare(PENDING_IPS)?;
-        let rows = stmt.query_map([], |r| ip(&r.get::<_, String>(0)?))?;
+        let rows = stmt.query_map([], |r| ip_at(r, 0))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
@@ -1097,7 +1108,7 @@ impl State {
             "SELECT DISTINCT i.ip FROM report r JOIN report_ip i ON i.report_id = r.id
              WHERE r.provider = ?1 AND r.status = 'sent' LIMIT ?2",
         )?;
-        let rows = stmt.query_map(params![provider, limit], |r| ip(&r.get::<_, String>(0)?))?;
+        let rows = stmt.query_map(params![provider, limit], |r| ip_at(r, 0))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
@@ -1198,7 +1209,7 @@ impl State {
         for record in &mut out {
             let rows = stmt.query_map([&record.id], |r| {
                 Ok(ReportedIp {
-                    ip: ip(&r.get::<_, String>(0)?)?,
+                    ip: ip_at(r, 0)?,
                     hits: r.get::<_, i64>(1)? as u64,
                     first_seen: r.get(2)?,
                     last_seen: r.get(3)?,
@@ -1412,9 +1423,9 @@ impl State {
 
     /// IPs a provider was sent only in test reports (and that no other report holds): the
     /// intake validated those without acting on them, so they are still to be reported.
-    pub fn test_only_ips(&self, provider: &str) -> Result<HashSet<IpAddr>> {
+    pub fn test_only_ips(&self, provider: &str) -> Result<IpSet> {
         if !self.has_remote_columns()? {
-            return Ok(HashSet::new());
+            return Ok(IpSet::default());
         }
         let mut stmt = self.conn.prepare(
             "SELECT i.ip FROM report_ip i JOIN report r ON r.id = i.report_id
@@ -1424,7 +1435,7 @@ impl State {
              WHERE r.provider = ?1 AND (r.status IN ('sending', 'failed')
                                         OR (r.status = 'sent' AND r.remote_test = 0))",
         )?;
-        let rows = stmt.query_map([provider], |r| ip(&r.get::<_, String>(0)?))?;
+        let rows = stmt.query_map([provider], |r| ip_at(r, 0))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
@@ -1433,9 +1444,9 @@ impl State {
     /// re-report rather than going out every run. With [`CONTACT_DESKS`], those of every
     /// discovered desk: a desk found by a lookup that refuses mail (an address that no longer
     /// exists) would refuse each new report too.
-    pub fn rejected_ips(&self, provider: &str, since: Option<&str>) -> Result<HashSet<IpAddr>> {
+    pub fn rejected_ips(&self, provider: &str, since: Option<&str>) -> Result<IpSet> {
         let mut stmt = self.conn.prepare(&format!(
-            "SELECT DISTINCT i.ip FROM report_ip i JOIN report r ON r.id = i.report_id
+            "SELECT i.ip FROM report_ip i JOIN report r ON r.id = i.report_id
              WHERE {} AND r.status = 'rejected' AND (?2 IS NULL OR r.created_at >= ?2)
                -- Of a provider, only what the API itself refused: a mail report refused
                -- because the provider's delivery changed gives its addresses back (its
@@ -1443,7 +1454,7 @@ impl State {
                AND (r.recipients LIKE '%://%' OR ?1 = '{CONTACT_DESKS}')",
             desk_condition(provider)
         ))?;
-        let rows = stmt.query_map(params![provider, since], |r| ip(&r.get::<_, String>(0)?))?;
+        let rows = stmt.query_map(params![provider, since], |r| ip_at(r, 0))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 }
@@ -2089,7 +2100,7 @@ mod tests {
         s.mark("b", Status::Rejected, "550 no", "2026-01-01T00:00:01Z")
             .unwrap();
         let aws = s.reported("aws", None).unwrap();
-        assert_eq!(aws, HashSet::from(["3.5.140.2".parse().unwrap()]));
+        assert_eq!(aws, IpSet::from_iter(["3.5.140.2".parse().unwrap()]));
         assert_eq!(s.pending().unwrap().len(), 1, "gcp is still sending");
         assert_eq!(
             s.thread_root("aws").unwrap().as_deref(),
@@ -2300,7 +2311,7 @@ mod tests {
         assert_eq!(all.len(), 2);
         assert_eq!(
             s.reported("aws", None).unwrap(),
-            HashSet::from(["3.5.140.2".parse().unwrap()])
+            IpSet::from_iter(["3.5.140.2".parse().unwrap()])
         );
         let history = s
             .history(&HistoryFilter {
