@@ -451,15 +451,7 @@ impl Sending<'_> {
                 continue;
             }
             if let Some(why) = crate::ledger::withdrawn(&record, self.settings) {
-                state.mark(
-                    &record.id,
-                    crate::state::Status::Rejected,
-                    &why,
-                    &utc_text(self.now),
-                )?;
-                if self.verbosity != Verbosity::Quiet {
-                    crate::output::tell(format_args!("abuse-mailer: report {} {why}", record.id));
-                }
+                self.put_aside(state, &record, &why)?;
                 // Its addresses are free again: the ledger is read anew.
                 resent += 1;
                 continue;
@@ -499,10 +491,16 @@ impl Sending<'_> {
         let why = format!(
             "given up: the desk's mail server has deferred it for more than {DESK_PATIENCE_DAYS} days"
         );
+        self.put_aside(state, record, &why)
+    }
+
+    /// Marks a waiting report `rejected`, never to be sent, and says why, also under
+    /// `--quiet`: the operator must learn that a report will not go.
+    fn put_aside(&self, state: &mut State, record: &ReportRecord, why: &str) -> Result<()> {
         state.mark(
             &record.id,
             crate::state::Status::Rejected,
-            &why,
+            why,
             &utc_text(self.now),
         )?;
         crate::output::tell(format_args!("abuse-mailer: report {} {why}", record.id));
