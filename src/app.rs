@@ -113,6 +113,7 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
     }
     let (intake, mut ledger) = ingest(&world, state.as_ref(), options)?;
     let intake = at_exit(intake);
+    tell_lines_ahead(&intake.summary, now, verbosity);
     // Reports the run would withdraw rather than send (the configuration changed since they
     // were made) are not shown, and their addresses are free for the new reports shown.
     let mut withdrawn = Vec::new();
@@ -244,6 +245,7 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
     // that rotate away meanwhile.
     let (intake, ledger) = ingest(&world, Some(&state), options)?;
     let intake = at_exit(intake);
+    tell_lines_ahead(&intake.summary, now, verbosity);
     let touched: Vec<&Observation> = intake
         .touched
         .iter()
@@ -390,6 +392,19 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
         bail!("report rejected: {reason}");
     }
     Ok(EXIT_OK)
+}
+
+/// Packet lines dated more than a day ahead of the clock are passed over: a host's clock set
+/// back (a bad hardware clock at boot, before NTP) takes every line since for one. The
+/// operator learns it, and how to have them read again once the clock is right.
+fn tell_lines_ahead(summary: &crate::ingest::Summary, now: DateTime<Utc>, verbosity: Verbosity) {
+    if summary.lines_ahead > 0 && verbosity != Verbosity::Quiet {
+        crate::output::tell(format_args!(
+            "abuse-mailer: warning: {} packet line(s) are dated more than a day ahead of this host's clock ({}): passed over, not counted; if the clock is wrong, fix it, then `abuse-mailer reread --source PATH` reads them again (nothing counted before is counted twice)",
+            summary.lines_ahead,
+            utc_text(now)
+        ));
+    }
 }
 
 /// What a read built, held until the process ends and let go with it: a million sources'

@@ -507,8 +507,13 @@ pub struct Summary {
     pub bytes_read: u64,
     pub ips_observed: u64,
     pub ips_unattributed: u64,
-    /// Matched lines older than `max_age_days`: not counted as hits.
+    /// Matched lines older than `max_age_days`, or dated more than a day ahead of the clock:
+    /// not counted as hits.
     pub lines_stale: u64,
+    /// Of `lines_stale`, those ahead of the clock: a clock set back (before NTP) takes every
+    /// line since for one. Said on stderr, not a field of the summary.
+    #[serde(skip)]
+    pub lines_ahead: u64,
     /// Matched lines that answer the operator's own traffic (TCP ACK/RST, ICMP errors):
     /// not counted as hits unless `backscatter = true`.
     pub lines_backscatter: u64,
@@ -957,6 +962,7 @@ impl<'a> Ingest<'a> {
         s.lines_malformed += other.summary.lines_malformed;
         s.bytes_read += other.summary.bytes_read;
         s.lines_stale += other.summary.lines_stale;
+        s.lines_ahead += other.summary.lines_ahead;
         s.lines_backscatter += other.summary.lines_backscatter;
         s.lines_counted_before += other.summary.lines_counted_before;
         for (k, theirs) in other.counted_until.iter().enumerate() {
@@ -1145,10 +1151,10 @@ impl<'a> Ingest<'a> {
             self.summary.lines_counted_before += 1;
             return;
         }
-        if self.stale_before.is_some_and(|t| packet.time < t)
-            || self.stale_after.is_some_and(|t| packet.time > t)
-        {
+        let ahead = self.stale_after.is_some_and(|t| packet.time > t);
+        if ahead || self.stale_before.is_some_and(|t| packet.time < t) {
             self.summary.lines_stale += 1;
+            self.summary.lines_ahead += u64::from(ahead);
             return;
         }
         if packet.answer && !self.answers_are_hits {
@@ -1280,6 +1286,7 @@ mod tests {
                 ips_observed: 2,
                 ips_unattributed: 1,
                 lines_stale: 0,
+                lines_ahead: 0,
                 lines_backscatter: 0,
                 lines_counted_before: 0,
                 ips_below_min_hits: 0,

@@ -426,18 +426,6 @@ pub(crate) fn ingest(
 ) -> Result<(Intake, Ledger)> {
     let verbosity = options.verbosity;
     let settings = world.settings;
-    // A clock set back (a bad hardware clock at boot, before NTP) would take every line
-    // logged since as dated ahead of it, and pass them over for good: nothing is read until
-    // the clock is right again.
-    if let Some(last) = state.map(State::last_read_at).transpose()?.flatten()
-        && world.now.timestamp() + crate::parse::CLOCK_SLACK < last.timestamp()
-    {
-        anyhow::bail!(
-            "the clock reads {}, more than a day before the last run read the logs ({}): nothing is read until it is right (is NTP running?)",
-            utc_text(world.now),
-            utc_text(last)
-        );
-    }
     let early: std::sync::OnceLock<Result<Ledger, String>> = std::sync::OnceLock::new();
     let stored = state.is_some();
     let ledger_now = || {

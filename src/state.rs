@@ -594,15 +594,6 @@ impl State {
         Ok(done)
     }
 
-    /// When a run last moved a cursor (by the clock of that run), if one ever did.
-    pub fn last_read_at(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
-        let text: Option<String> =
-            (self.conn).query_row("SELECT max(updated_at) FROM cursor", [], |r| r.get(0))?;
-        Ok(text
-            .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
-            .map(|t| t.with_timezone(&chrono::Utc)))
-    }
-
     /// The sources whose cursor follows the file `(dev, ino)`, the one updated last first,
     /// with their cursors.
     pub fn cursors_of_file(&self, dev: u64, ino: u64) -> Result<Vec<(String, Cursor)>> {
