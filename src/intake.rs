@@ -45,6 +45,10 @@ pub(crate) fn files_of(pattern: &Path, state: Option<&State>) -> Result<Vec<Path
                 files.push(known);
             }
         }
+        // A match that is the rotated history of a name read before (`a.log.1` while the
+        // daemon has not made a new `a.log` yet) is read as that name's history, not twice.
+        let names: std::collections::HashSet<PathBuf> = files.iter().cloned().collect();
+        files.retain(|f| !source::is_rotated_sibling_of_any(f, &names));
     }
     if files.is_empty() {
         return Err(ConfigError(format!("source {}: no file matches", pattern.display())).into());
@@ -57,8 +61,9 @@ pub(crate) fn files_of(pattern: &Path, state: Option<&State>) -> Result<Vec<Path
 struct FileNames {
     /// Every name a file source matches now (not names known only from the state).
     configured: std::collections::HashSet<String>,
-    /// Files read this run, by device and inode, with the name each was read under.
-    read: HashMap<(u64, u64), String>,
+    /// Files read this run, by device and inode, with the name and prefixes each was first
+    /// read under.
+    read: HashMap<(u64, u64), (String, Vec<String>)>,
     /// Names whose cursor another name took over this run.
     moved: std::collections::HashSet<String>,
     /// The names that took them over: their cursor is stored even if the read moved it not.
@@ -83,9 +88,10 @@ impl FileNames {
         })
     }
 
-    /// The cursor to read `path` (named `key`) from; `None` when it is not to be read: the
-    /// same file was read under another name this run (a symlink, a second source, globs that
-    /// overlap), or its cursor moved to another name. A file with no cursor of its own takes
+    /// The cursor to read `path` (named `key`, with `prefixes`) from; `None` when it is not
+    /// to be read: the same file was read under another name this run for the same prefixes
+    /// (a symlink, a second source, globs that overlap), or its cursor moved to another name.
+    /// A second source of the file for other prefixes reads it for them. A file with no cursor of its own takes
     /// over the cursor of a name no source matches any more (its folder renamed, the path
     /// spelled anew), and that name's cursor goes: every line once, whatever the file is
     /// called.
@@ -93,6 +99,7 @@ impl FileNames {
         &mut self,
         path: &Path,
         key: &str,
+        prefixes: &[String],
         state: Option<&State>,
         cursors: &mut Vec<(String, StoredCursor)>,
         verbosity: Verbosity,
@@ -103,15 +110,30 @@ impl FileNames {
         }
         let file = std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
         if let Some(file) = file {
-            if let Some(first) = self.read.get(&file) {
-                if verbosity != Verbosity::Quiet {
-                    crate::output::tell(format_args!(
-                        "abuse-mailer: warning: source {key} is the file {first} names: read once, as {first}"
-                    ));
+            match self.read.get(&file) {
+                Some((first, read_for)) if prefixes.iter().all(|p| read_for.contains(p)) => {
+                    if verbosity != Verbosity::Quiet {
+                        crate::output::tell(format_args!(
+                            "abuse-mailer: warning: source {key} is the file {first} names: read once, as {first}"
+                        ));
+                    }
+                    return Ok(None);
                 }
-                return Ok(None);
+                Some((first, read_for)) => {
+                    let both: Vec<&str> = (prefixes.iter())
+                        .filter(|p| read_for.contains(p))
+                        .map(String::as_str)
+                        .collect();
+                    if !both.is_empty() && verbosity != Verbosity::Quiet {
+                        crate::output::tell(format_args!(
+                            "abuse-mailer: warning: source {key} is the file {first} names, with other prefixes: lines with {both:?} are counted by both; give each prefix to one of them"
+                        ));
+                    }
+                }
+                None => {
+                    self.read.insert(file, (key.to_string(), prefixes.to_vec()));
+                }
             }
-            self.read.insert(file, key.to_string());
         }
         let Some(s) = state else {
             return Ok(Some(None));
@@ -122,9 +144,22 @@ impl FileNames {
         let Some((dev, ino)) = file else {
             return Ok(Some(None));
         };
-        let earlier = s.cursors_of_file(dev, ino)?.into_iter().find(|(name, _)| {
-            name != key && !self.configured.contains(name) && !self.moved.contains(name)
-        });
+        // Not a cursor of the file's own history (`a.log.1` is `a.log`'s), and only of the
+        // file it followed (a file that has a gone file's inode number since begins
+        // otherwise).
+        let earlier = s
+            .cursors_of_file(dev, ino)?
+            .into_iter()
+            .find(|(name, cursor)| {
+                name != key
+                    && !self.configured.contains(name)
+                    && !self.moved.contains(name)
+                    && !source::is_rotated_sibling_of_any(
+                        path,
+                        &std::iter::once(PathBuf::from(name)).collect(),
+                    )
+                    && source::begins_as(path, &cursor.fingerprint)
+            });
         Ok(Some(earlier.map(|(name, cursor)| {
             if verbosity == Verbosity::Verbose {
                 crate::output::tell(format_args!(
@@ -529,7 +564,14 @@ pub(crate) fn ingest(
             SourceKind::File(pattern) => {
                 for path in files_of(pattern, state)? {
                     let key = path.to_string_lossy().to_string();
-                    let Some(cursor) = names.cursor(&path, &key, state, &mut cursors, verbosity)?
+                    let Some(cursor) = names.cursor(
+                        &path,
+                        &key,
+                        &source_cfg.prefixes,
+                        state,
+                        &mut cursors,
+                        verbosity,
+                    )?
                     else {
                         continue;
                     };

@@ -456,6 +456,14 @@ fn first_line_after_read(at_open: &[u8], now: io::Result<Vec<u8>>) -> Vec<u8> {
     }
 }
 
+/// Whether the plain file at `path` begins as a cursor recorded (`fingerprint`): the file a
+/// cursor followed, not another that has its inode number since.
+pub fn begins_as(path: &Path, fingerprint: &[u8]) -> bool {
+    File::open(path)
+        .and_then(first_line)
+        .is_ok_and(|now| same_start(fingerprint, &now))
+}
+
 /// Whether a file that now begins with `now` is the one whose cursor recorded `then`.
 fn same_start(then: &[u8], now: &[u8]) -> bool {
     now.starts_with(then)
@@ -1236,7 +1244,10 @@ fn first_packet_since(file: &OpenFile, since: i64, parser: &mut LineParser) -> O
 /// The files a source's `path` names: itself, or every match of a glob pattern
 /// (`/var/log/remote/*/messages`), leaving out matches that are rotated siblings of another.
 /// Whether `path` is `OTHER.…` or `OTHER-…` for some `OTHER` among `names` in its folder.
-fn is_rotated_sibling_of_any(path: &Path, names: &std::collections::HashSet<PathBuf>) -> bool {
+pub(crate) fn is_rotated_sibling_of_any(
+    path: &Path,
+    names: &std::collections::HashSet<PathBuf>,
+) -> bool {
     let Some(name) = path.file_name().map(|n| n.as_encoded_bytes()) else {
         return false;
     };

@@ -1027,3 +1027,80 @@ fn one_file_under_two_names_is_read_once() {
         [s.path("linked/messages").to_string_lossy()]
     );
 }
+
+/// Two sources name one file (one through a symlink) for different prefixes (iptables' own
+/// and ufw's): each reads it for its own, and every line is counted once.
+#[test]
+fn one_file_under_two_sources_with_different_prefixes_counts_each_line_once() {
+    let config = standard_config("").replace(
+        "[[source]]\npath = \"{dir}/messages\"",
+        "[[source]]\npath = \"{dir}/messages\"\n\n[[source]]\npath = \"{dir}/linked/messages\"\nprefixes = [\"[UFW BLOCK] \"]",
+    );
+    let s = Setup::new(&config);
+    std::os::unix::fs::symlink(s.dir.path(), s.path("linked")).unwrap();
+    let ufw =
+        drop_line("10:00:01", "18.206.107.24", "TCP", 22).replace("INPUT-DROP:", "[UFW BLOCK] ");
+    s.write(
+        "messages",
+        &(drop_line("10:00:00", "3.5.140.2", "TCP", 22) + &ufw),
+    );
+    let out = s.run(&["run"]).ok();
+    s.run(&["run"]).ok();
+    let hits = observed_hits(&s);
+    assert_eq!(
+        (hits.get("3.5.140.2"), hits.get("18.206.107.24")),
+        (Some(&1), Some(&1)),
+        "{}",
+        out.stderr
+    );
+}
+
+/// A setup whose one source is the glob `fw/*` (min_hits high: nothing is sent).
+fn fw_glob() -> Setup {
+    let s = Setup::new(
+        &standard_config("min_hits = 100")
+            .replace("min_hits = 1\n", "")
+            .replace("{dir}/messages", "{dir}/fw/*"),
+    );
+    fs::create_dir_all(s.path("fw")).unwrap();
+    s
+}
+
+/// Under a glob, logrotate renamed `a.log` to `a.log.1` and the daemon has not made a new
+/// `a.log` yet when the run comes: `a.log.1` is `a.log`'s history, read on from its cursor
+/// once, not a file of its own.
+#[test]
+fn under_a_glob_a_file_rotated_before_its_successor_exists_is_read_once() {
+    let s = fw_glob();
+    let ip = "3.5.140.2";
+    let two: String = (0..2)
+        .map(|i| drop_line(&format!("10:00:0{i}"), ip, "TCP", 22))
+        .collect();
+    s.write("fw/a.log", &two);
+    s.run(&["run"]).ok();
+    s.append("fw/a.log", &drop_line("10:00:05", ip, "TCP", 22));
+    fs::rename(s.path("fw/a.log"), s.path("fw/a.log.1")).unwrap();
+    s.run(&["run"]).ok();
+    assert_eq!(observed_hits(&s)[ip], 3, "three lines written");
+}
+
+/// The same, then the daemon makes a new `a.log` and logrotate rotates once more: every line
+/// of every generation once.
+#[test]
+fn under_a_glob_two_rotations_count_every_line_once() {
+    let s = fw_glob();
+    let (a, b, c) = ("3.5.140.2", "3.5.140.3", "3.5.140.4");
+    s.write("fw/a.log", &drop_line("10:00:00", a, "TCP", 22));
+    s.run(&["run"]).ok();
+    fs::rename(s.path("fw/a.log"), s.path("fw/a.log.1")).unwrap();
+    s.run(&["run"]).ok();
+    s.write("fw/a.log", &drop_line("10:01:00", b, "TCP", 22));
+    s.run(&["run"]).ok();
+    s.append("fw/a.log", &drop_line("10:01:05", b, "TCP", 22));
+    fs::rename(s.path("fw/a.log.1"), s.path("fw/a.log.2")).unwrap();
+    fs::rename(s.path("fw/a.log"), s.path("fw/a.log.1")).unwrap();
+    s.write("fw/a.log", &drop_line("10:02:00", c, "TCP", 22));
+    s.run(&["run"]).ok();
+    let hits = observed_hits(&s);
+    assert_eq!((hits[a], hits[b], hits[c]), (1, 2, 1), "{hits:?}");
+}
