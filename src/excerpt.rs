@@ -216,9 +216,11 @@ pub fn union(mut a: Vec<EvidenceLine>, b: Vec<EvidenceLine>) -> Vec<EvidenceLine
 /// megabyte lines must not fill the reporter's memory nor the desk's mailbox.
 pub const MAX_KEPT_LINE: usize = 2048;
 
-/// A line as it is kept: cut after [`MAX_KEPT_LINE`] bytes (at a character's start), the cut
-/// marked with ` …`.
+/// A line as it is kept: without the NUL bytes a crash left before it (see
+/// `LineParser::parse_found`), cut after [`MAX_KEPT_LINE`] bytes (at a character's start), the
+/// cut marked with ` …`.
 pub fn kept_text(text: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let text = &text[text.iter().take_while(|b| **b == 0).count()..];
     if text.len() <= MAX_KEPT_LINE {
         return std::borrow::Cow::Borrowed(text);
     }

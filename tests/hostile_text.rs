@@ -95,3 +95,17 @@ fn preview_json_carries_no_control_or_bidi_characters() {
     );
     assert!(!out.stdout.contains("\\u001b"), "{}", out.stdout);
 }
+
+/// A block of NUL bytes before a line (a crash): the report shows the line itself, not the
+/// NULs (cleaned away) nor a cut mark.
+#[test]
+fn the_line_after_a_block_of_nul_bytes_is_shown_in_the_report() {
+    let s = Setup::standard();
+    let line = drop_line("10:00:00", "3.5.140.2", "TCP", 22);
+    s.write("messages", &format!("{}{line}", "\0".repeat(4096)));
+    let out = s.run(&["run"]).ok();
+    let outbox = s.outbox();
+    assert_eq!(outbox.len(), 1, "{}", out.stderr);
+    let mail = std::fs::read_to_string(&outbox[0]).unwrap();
+    assert!(mail.contains("INPUT-DROP:IN=eth0"), "{mail}");
+}
