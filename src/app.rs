@@ -195,7 +195,10 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
     }
     let mut waiting = 0;
     if let Some(s) = &state {
-        waiting = s.pending_heads()?.len() - withdrawn.len();
+        waiting = (s.pending_heads()?.iter())
+            .filter(|r| only.is_none_or(|o| o == r.provider))
+            .count()
+            - withdrawn.len();
         if waiting > 0 && verbosity != Verbosity::Quiet {
             crate::output::tell(format_args!(
                 "abuse-mailer: {waiting} earlier report(s) wait to be sent again by the next run{}",

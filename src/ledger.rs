@@ -31,12 +31,17 @@ pub(crate) struct Ledger {
     pub(crate) thread_roots: Vec<Option<String>>,
 }
 
-/// Why a report waiting to be sent again must not go as stored, if so: the configuration
-/// changed since it was made. One of its addresses is in `report.ignore` now, or (a
-/// configured provider's mailed report) its provider is gone or mails other addresses now.
+/// Why a configured provider's mailed report waiting to be sent again must not go as stored,
+/// if so: the configuration changed since it was made. One of its addresses is in
+/// `report.ignore` now, its provider is gone, or the provider is mailed at other addresses.
 /// Such a report is withdrawn (`rejected`, with this reason) rather than sent: its addresses
-/// that are still to be reported go in a new report, made as the configuration says now.
+/// still to be reported go in a new report, made as the configuration says now. A digest to
+/// a discovered desk or a report to the API goes as stored: a rejected one keeps its
+/// addresses from being reported there again (see [`Ledger::read`]).
 pub(crate) fn withdrawn(record: &ReportRecord, settings: &Settings) -> Option<String> {
+    if record.contact.is_some() || record.made_for_api() {
+        return None;
+    }
     if let Some(i) =
         (record.ips.iter()).find(|i| crate::select::is_ignored(i.ip, &settings.report.ignore))
     {
@@ -44,9 +49,6 @@ pub(crate) fn withdrawn(record: &ReportRecord, settings: &Settings) -> Option<St
             "withdrawn unsent: {} is in report.ignore now",
             i.ip
         ));
-    }
-    if record.contact.is_some() || record.made_for_api() {
-        return None;
     }
     let Some(provider) = settings
         .providers

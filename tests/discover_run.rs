@@ -653,3 +653,45 @@ fn history_columns_hold_discovered_desks() {
         "{text}"
     );
 }
+
+/// A digest to a discovered desk waits (a transient failure) when one of its addresses is put
+/// in `report.ignore`: it goes as stored, once, and its other address is not lost. (Withdrawn,
+/// it would be `rejected`, and a desk's rejected addresses are not reported to a desk again.)
+#[test]
+fn a_waiting_digest_goes_as_stored_after_an_address_is_ignored() {
+    let (rdap, dns) = (Rdap::start(), Dns::start());
+    abuse_net(
+        &rdap,
+        &["45.10.0.1", "45.10.0.2"],
+        "45.10.0.0",
+        "45.10.0.255",
+        "NET-0",
+        "abuse@desk.hoster.de",
+    );
+    let s = setup(&rdap, &dns, "max_lookups_per_run = 100\nabusix = false", "");
+    s.append(
+        "messages",
+        &(drop_line("10:00:00", "45.10.0.1", "TCP", 22)
+            + &drop_line("10:00:01", "45.10.0.2", "TCP", 22)),
+    );
+    s.run_bounded(&["run"]).ok();
+    assert_eq!(s.outbox().len(), 1);
+    // As if the send had failed transiently.
+    let db = rusqlite::Connection::open(s.path("state/state.db")).unwrap();
+    db.execute("UPDATE report SET status = 'failed', sent_at = NULL", [])
+        .unwrap();
+    drop(db);
+    for f in s.outbox() {
+        std::fs::remove_file(f).unwrap();
+    }
+    let config = std::fs::read_to_string(s.path("config.toml"))
+        .unwrap()
+        .replace("[report]\n", "[report]\nignore = [\"45.10.0.2/32\"]\n");
+    s.write("config.toml", &config);
+    s.run_bounded(&["run"]).ok();
+    s.run_bounded(&["run"]).ok();
+    assert_eq!(s.outbox().len(), 1, "sent once, as stored");
+    let mail = std::fs::read_to_string(&s.outbox()[0]).unwrap();
+    assert!(mail.contains("45.10.0.1"), "{mail}");
+    assert_eq!(history(&s)[0]["status"], "sent");
+}
