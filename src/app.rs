@@ -132,15 +132,8 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
                 withdrawn.push(record);
             }
         }
-        let ids: Vec<&str> = withdrawn.iter().map(|r| r.id.as_str()).collect();
-        let since = world.rereport_since().map(utc_text);
-        for (bucket, p) in world.providers.iter().enumerate() {
-            let freed = withdrawn.iter().any(|r| r.provider == p.name());
-            // An API that refused a report's content keeps its addresses (see `Ledger`).
-            if freed && p.config.delivery != crate::config::Delivery::AwsAbuseApi {
-                ledger.reported[bucket] = s.reported_but(p.name(), since.as_deref(), &ids)?;
-            }
-        }
+        let ids = withdrawn.iter().map(|r| r.id.clone()).collect();
+        ledger = ledger.leaving_out(ids, s)?;
     }
     // What discovery learns here is not kept: a preview changes nothing.
     let mut cache = crate::state::ReadThrough {
@@ -148,6 +141,7 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
         fresh: discover::MemoryCache::default(),
     };
     let (planned, unplanned) = plan(&world, &intake, &ledger, only, state.as_ref(), &mut cache)?;
+    ledger.check()?;
     let planned = at_exit(planned);
     if verbosity != Verbosity::Quiet {
         unplanned.tell(&world);
@@ -310,7 +304,7 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
     // A resend changes the ledger (a rejection frees its IPs, a first delivery starts the
     // provider's thread): read it anew then.
     let ledger = if resent > 0 {
-        world.ledger(Some(&state))?
+        world.ledger(Some(ledger.asks()))?
     } else {
         ledger
     };
@@ -325,12 +319,13 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
         &routes,
         &mut unplanned,
     )?;
+    ledger.check()?;
     let mut made = out.send(&mut state, planned)?;
 
     let resent = out.resend(&mut state, true)?;
     if world.discover.is_some() && only.is_none() {
         let ledger = if resent > 0 {
-            world.ledger(Some(&state))?
+            world.ledger(Some(ledger.asks()))?
         } else {
             ledger
         };
@@ -345,6 +340,7 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
             &routes,
             &mut unplanned,
         )?;
+        ledger.check()?;
         made.extend(out.send(&mut state, planned)?);
     }
     if verbosity != Verbosity::Quiet {

@@ -209,6 +209,11 @@ pub(crate) fn expected_bytes(settings: &Settings, state: Option<&State>) -> u64 
     total
 }
 
+/// Below this many bytes to read (the sources past their cursors), a run asks the ledger
+/// about the addresses it read one by one; from it on, it reads every address reported at
+/// once, which costs what the history holds but less than a flood's asking.
+const ASK_LEDGER_BELOW: u64 = 4 << 20;
+
 /// What every run needs loaded before it reads a line.
 pub(crate) struct World<'s> {
     pub(crate) settings: &'s Settings,
@@ -358,9 +363,24 @@ impl<'s> World<'s> {
         h.finalize().iter().map(|b| format!("{b:02x}")).collect()
     }
 
-    /// The ledger as `state` has it for this run's destinations.
-    pub(crate) fn ledger(&self, state: Option<&State>) -> Result<Ledger> {
-        Ledger::read(self.settings, &self.providers, self.rereport_since(), state)
+    /// The ledger as the state has it for this run's destinations, through a connection of
+    /// its own. `ask`: whether it is asked address by address (see [`Ledger::read`]); `None`
+    /// decides by what the sources hold to read: a run that reads a little asks about the
+    /// addresses it read, a run that reads much reads every address at once.
+    pub(crate) fn ledger(&self, ask: Option<bool>) -> Result<Ledger> {
+        let state = State::open_read_only(&self.settings.state_dir)?;
+        let ask = ask.unwrap_or_else(|| {
+            let journal =
+                (self.settings.sources.iter()).any(|s| matches!(s.kind, SourceKind::Journald));
+            !journal && expected_bytes(self.settings, state.as_ref()) < ASK_LEDGER_BELOW
+        });
+        Ledger::read(
+            self.settings,
+            &self.providers,
+            self.rereport_since(),
+            state,
+            ask,
+        )
     }
 
     /// The times selection measures against.
@@ -462,17 +482,7 @@ pub(crate) fn ingest(
     let verbosity = options.verbosity;
     let settings = world.settings;
     let early: std::sync::OnceLock<Result<Ledger, String>> = std::sync::OnceLock::new();
-    let stored = state.is_some();
-    let ledger_now = || {
-        early.get_or_init(|| {
-            let read = match stored {
-                true => State::open_read_only(&settings.state_dir)
-                    .and_then(|s| world.ledger(s.as_ref())),
-                false => world.ledger(None),
-            };
-            read.map_err(|e| format!("{e:#}"))
-        })
-    };
+    let ledger_now = || early.get_or_init(|| world.ledger(None).map_err(|e| format!("{e:#}")));
     let attribute = |ip: IpAddr| {
         let mut a = Attribution::default();
         let reportable = is_reportable(ip) && !is_ignored(ip, &settings.report.ignore);
@@ -482,11 +492,7 @@ pub(crate) fn ingest(
                 a.in_provider = true;
             }
             // A ledger that cannot be read ends the run after the read (below).
-            if reportable
-                && ledger_now()
-                    .as_ref()
-                    .is_ok_and(|l| !l.reported[bucket].contains(&ip))
-            {
+            if reportable && ledger_now().as_ref().is_ok_and(|l| !l.reported(bucket, ip)) {
                 a.candidates.insert(bucket as u32);
             }
         }
@@ -712,7 +718,7 @@ pub(crate) fn ingest(
     let ledger = match early.into_inner() {
         Some(read) => read.map_err(anyhow::Error::msg)?,
         None if quiet => Ledger::none(world.desk_keys().len()),
-        None => world.ledger(state)?,
+        None => world.ledger(None)?,
     };
     // The lines read now worth keeping, and the desk's densest window of them and of the one
     // kept before. The lines kept before are not read here: a report reads its addresses'
@@ -735,9 +741,8 @@ pub(crate) fn ingest(
         });
         // Neither reported addresses' lines nor history are evidence any more.
         let fresh = world.fresh_since();
-        let wanted = |l: &EvidenceLine| {
-            !ledger.reported[i].contains(&l.ip) && fresh.is_none_or(|t| l.time >= t)
-        };
+        let wanted =
+            |l: &EvidenceLine| !ledger.reported(i, l.ip) && fresh.is_none_or(|t| l.time >= t);
         let mut lines = std::mem::take(&mut batch.evidence[i]);
         lines.retain(wanted);
         // Stable: lines of one second keep their log order.
@@ -786,6 +791,7 @@ pub(crate) fn ingest(
                 .saturating_sub(count_below_min_hits(world, earlier.iter(), &ledger))
         }
     };
+    ledger.check()?;
     Ok((intake, ledger))
 }
 
@@ -966,7 +972,7 @@ pub(crate) fn count_below_min_hits<'o>(
             world
                 .route(o.ip)
                 .iter()
-                .any(|to| !ledger.reported[world.bucket(*to)].contains(&o.ip))
+                .any(|to| !ledger.reported(world.bucket(*to), o.ip))
         })
         .count() as u64
 }

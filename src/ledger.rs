@@ -26,9 +26,49 @@ use crate::state::{CONTACT_DESKS, IpSet, ReportRecord, State, Status};
 /// What the ledger says each destination must not be sent again: one entry per evidence
 /// bucket (each provider, in order, then, with discovery, every discovered desk together).
 pub(crate) struct Ledger {
-    pub(crate) reported: Vec<IpSet>,
-    pub(crate) ever_sent: Vec<IpSet>,
+    /// Each destination's rule: its key, and what of its history counts.
+    desks: Vec<DeskRule>,
+    since: Option<String>,
+    /// With `rereport_after_days`: who was ever sent matters.
+    rereport: bool,
+    /// Test reports to the API count as reported (`aws_api.test`).
+    test: bool,
+    /// Reports a preview leaves out, as the run will withdraw them.
+    withdrawn: Vec<String>,
+    known: Known,
     pub(crate) thread_roots: Vec<Option<String>>,
+}
+
+/// A destination as the ledger reads it.
+#[derive(Debug, Clone)]
+struct DeskRule {
+    key: String,
+    /// Delivered through the AWS API: what it refused for content stays reported.
+    api: bool,
+    /// Every discovered desk together: what a desk refused stays reported.
+    contacts: bool,
+}
+
+/// Where the answers come from.
+enum Known {
+    /// Nothing reported anywhere (no state, or a run that selects nothing).
+    Nothing,
+    /// Every address of each destination, read at once: for a run that reads much.
+    Read {
+        reported: Vec<IpSet>,
+        ever_sent: Vec<IpSet>,
+    },
+    /// Asked of the state address by address, each answer kept: a run that reads a little
+    /// costs what it read, not every address ever reported. Reader threads ask too.
+    Asked(Box<Asker>),
+}
+
+/// The state asked address by address, and what it answered.
+struct Asker {
+    state: std::sync::Mutex<State>,
+    answers: std::sync::Mutex<std::collections::HashMap<(usize, std::net::IpAddr), (bool, bool)>>,
+    /// The first question the state could not answer (see [`Ledger::check`]).
+    failed: std::sync::Mutex<Option<String>>,
 }
 
 /// Why a configured provider's mailed report waiting to be sent again must not go as stored,
@@ -82,69 +122,218 @@ pub(crate) fn withdrawn(record: &ReportRecord, settings: &Settings) -> Option<St
 impl Ledger {
     /// Nothing reported anywhere: for a run that selects nothing.
     pub(crate) fn none(desks: usize) -> Self {
-        let n = desks;
         Ledger {
-            reported: vec![IpSet::default(); n],
-            ever_sent: vec![IpSet::default(); n],
-            thread_roots: vec![None; n],
+            desks: Vec::new(),
+            since: None,
+            rereport: false,
+            test: false,
+            withdrawn: Vec::new(),
+            known: Known::Nothing,
+            thread_roots: vec![None; desks],
         }
     }
 
     /// The ledger as `state` has it for `providers` (and the discovered desks, when
     /// `[discover]` is configured); with `rereport_since`, reports sent before it no longer
-    /// count as sent.
+    /// count as sent. With `ask`, answers are asked of `state` address by address (a run
+    /// that reads a little); otherwise every destination's addresses are read at once.
     pub(crate) fn read(
         settings: &Settings,
         providers: &[Provider],
         rereport_since: Option<DateTime<Utc>>,
-        state: Option<&State>,
+        state: Option<State>,
+        ask: bool,
     ) -> Result<Self> {
         let desks = providers.len() + usize::from(settings.discover.is_some());
         let Some(s) = state else {
             return Ok(Ledger::none(desks));
         };
-        let since = rereport_since.map(utc_text);
-        // Only re-reports need to know who was sent before: without them every IP ever sent
-        // is in `reported` and never selected again.
-        let ever_sent = |key: &str| match since {
-            Some(_) => s.ever_sent(key),
-            None => Ok(IpSet::default()),
-        };
-        let mut ledger = Ledger {
-            reported: Vec::with_capacity(desks),
-            ever_sent: Vec::with_capacity(desks),
-            thread_roots: Vec::with_capacity(desks),
-        };
-        for p in providers {
-            let mut reported = s.reported(p.name(), since.as_deref())?;
-            let mut ever_sent = ever_sent(p.name())?;
-            // An intake that refused a report's content refuses it again: wait for a
-            // re-report instead of sending it every run.
-            if p.config.delivery == config::Delivery::AwsAbuseApi {
-                reported.extend(s.rejected_ips(p.name(), since.as_deref())?);
-                // Test reports were validated, not acted on: with test off, their addresses
-                // are reported for real, as first reports.
-                if !settings.aws_api.as_ref().is_some_and(|a| a.test) {
-                    for ip in s.test_only_ips(p.name())? {
-                        reported.remove(&ip);
-                        ever_sent.remove(&ip);
-                    }
-                }
-            }
-            ledger.reported.push(reported);
-            ledger.ever_sent.push(ever_sent);
-            ledger.thread_roots.push(s.thread_root(p.name())?);
-        }
+        let mut rules: Vec<DeskRule> = providers
+            .iter()
+            .map(|p| DeskRule {
+                key: p.name().to_string(),
+                api: p.config.delivery == config::Delivery::AwsAbuseApi,
+                contacts: false,
+            })
+            .collect();
         // An address reported to one discovered contact is not reported to another: the
         // contacts share one entry. Their threads are each contact's own (see `plan`).
         if settings.discover.is_some() {
-            let mut reported = s.reported(CONTACT_DESKS, since.as_deref())?;
-            reported.extend(s.rejected_ips(CONTACT_DESKS, since.as_deref())?);
-            ledger.reported.push(reported);
-            ledger.ever_sent.push(ever_sent(CONTACT_DESKS)?);
-            ledger.thread_roots.push(None);
+            rules.push(DeskRule {
+                key: CONTACT_DESKS.to_string(),
+                api: false,
+                contacts: true,
+            });
         }
+        let mut thread_roots = Vec::with_capacity(desks);
+        for rule in &rules {
+            thread_roots.push(match rule.contacts {
+                true => None,
+                false => s.thread_root(&rule.key)?,
+            });
+        }
+        let mut ledger = Ledger {
+            desks: rules,
+            since: rereport_since.map(utc_text),
+            rereport: rereport_since.is_some(),
+            test: settings.aws_api.as_ref().is_some_and(|a| a.test),
+            withdrawn: Vec::new(),
+            known: Known::Nothing,
+            thread_roots,
+        };
+        ledger.known = match ask {
+            true => Known::Asked(Box::new(Asker {
+                state: std::sync::Mutex::new(s),
+                answers: Default::default(),
+                failed: Default::default(),
+            })),
+            false => ledger.read_all(&s)?,
+        };
         Ok(ledger)
+    }
+
+    /// Every destination's addresses, read at once.
+    fn read_all(&self, s: &State) -> Result<Known> {
+        let mut reported = Vec::with_capacity(self.desks.len());
+        let mut ever_sent = Vec::with_capacity(self.desks.len());
+        for bucket in 0..self.desks.len() {
+            let (r, e) = self.sets(s, bucket, None)?;
+            reported.push(r);
+            ever_sent.push(e);
+        }
+        Ok(Known::Read {
+            reported,
+            ever_sent,
+        })
+    }
+
+    /// What destination `bucket` must not be sent again and was ever sent: all of it, or
+    /// (`only`) of that one address. One rule for both ways of asking.
+    fn sets(
+        &self,
+        s: &State,
+        bucket: usize,
+        only: Option<std::net::IpAddr>,
+    ) -> Result<(IpSet, IpSet)> {
+        let rule = &self.desks[bucket];
+        let (key, since) = (rule.key.as_str(), self.since.as_deref());
+        let withdrawn: Vec<&str> = self.withdrawn.iter().map(String::as_str).collect();
+        let mut reported = s.reported_but(key, since, &withdrawn, only)?;
+        // Only re-reports need to know who was sent before: without them every IP ever sent
+        // is in `reported` and never selected again.
+        let mut ever_sent = match self.rereport {
+            true => s.ever_sent(key, only)?,
+            false => IpSet::default(),
+        };
+        // An intake that refused a report's content refuses it again, and a desk found by a
+        // lookup that refuses mail refuses each new report too: wait for a re-report instead
+        // of sending it every run.
+        if rule.api || rule.contacts {
+            reported.extend(s.rejected_ips(key, since, only)?);
+        }
+        // Test reports were validated, not acted on: with test off, their addresses are
+        // reported for real, as first reports.
+        if rule.api && !self.test {
+            for ip in s.test_only_ips(key, only)? {
+                reported.remove(&ip);
+                ever_sent.remove(&ip);
+            }
+        }
+        Ok((reported, ever_sent))
+    }
+
+    /// Whether address `ip` must not be sent to destination `bucket` again.
+    pub(crate) fn reported(&self, bucket: usize, ip: std::net::IpAddr) -> bool {
+        self.answer(bucket, ip).0
+    }
+
+    /// Whether destination `bucket` was ever sent `ip` (with `rereport_after_days`).
+    pub(crate) fn ever_sent(&self, bucket: usize, ip: std::net::IpAddr) -> bool {
+        self.answer(bucket, ip).1
+    }
+
+    fn answer(&self, bucket: usize, ip: std::net::IpAddr) -> (bool, bool) {
+        match &self.known {
+            Known::Nothing => (false, false),
+            Known::Read {
+                reported,
+                ever_sent,
+            } => (
+                reported.get(bucket).is_some_and(|r| r.contains(&ip)),
+                ever_sent.get(bucket).is_some_and(|e| e.contains(&ip)),
+            ),
+            Known::Asked(asker) => {
+                let Asker {
+                    state,
+                    answers,
+                    failed,
+                } = asker.as_ref();
+                if let Some(known) = answers
+                    .lock()
+                    .ok()
+                    .and_then(|a| a.get(&(bucket, ip)).copied())
+                {
+                    return known;
+                }
+                // A question the state cannot answer is answered "reported", so that nothing
+                // goes out on a guess, and fails the run (see [`Ledger::check`]).
+                let asked = match state.lock() {
+                    Ok(s) => self
+                        .sets(&s, bucket, Some(ip))
+                        .map_err(|e| format!("{e:#}")),
+                    Err(_) => Err("the ledger's connection was lost".to_string()),
+                };
+                let asked = match asked {
+                    Ok((r, e)) => (r.contains(&ip), e.contains(&ip)),
+                    Err(e) => {
+                        if let Ok(mut f) = failed.lock() {
+                            f.get_or_insert(e);
+                        }
+                        (true, true)
+                    }
+                };
+                if let Ok(mut a) = answers.lock() {
+                    a.insert((bucket, ip), asked);
+                }
+                asked
+            }
+        }
+    }
+
+    /// The ledger as it will be once the reports `ids` are withdrawn (see [`withdrawn`]): for
+    /// a preview, which withdraws nothing itself.
+    pub(crate) fn leaving_out(mut self, ids: Vec<String>, s: &State) -> Result<Self> {
+        if ids.is_empty() {
+            return Ok(self);
+        }
+        self.withdrawn = ids;
+        match &mut self.known {
+            Known::Nothing => {}
+            Known::Read { .. } => self.known = self.read_all(s)?,
+            Known::Asked(asker) => {
+                if let Ok(a) = asker.answers.get_mut() {
+                    a.clear();
+                }
+            }
+        }
+        Ok(self)
+    }
+
+    /// The first question about an address the state could not answer, as an error: the
+    /// run that asked ends with it rather than act on a guess.
+    pub(crate) fn check(&self) -> Result<()> {
+        match &self.known {
+            Known::Asked(asker) => match asker.failed.lock().ok().and_then(|f| f.clone()) {
+                Some(e) => anyhow::bail!("{e}"),
+                None => Ok(()),
+            },
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether answers are asked address by address (see [`Ledger::read`]).
+    pub(crate) fn asks(&self) -> bool {
+        matches!(self.known, Known::Asked(_))
     }
 }
 

@@ -235,8 +235,8 @@ pub(crate) fn plan_providers(
         let selected = delta(
             &intake.observations,
             &|ip| routes.goes(ip, Destination::Provider(i)),
-            &ledger.reported[i],
-            &ledger.ever_sent[i],
+            &|ip| ledger.reported(i, ip),
+            &|ip| ledger.ever_sent(i, ip),
             since,
             &settings.report,
         );
@@ -325,8 +325,8 @@ pub(crate) fn plan_discovered(
     let selected = delta(
         &intake.observations,
         &|ip| routes.goes(ip, Destination::Discovered),
-        &ledger.reported[n],
-        &ledger.ever_sent[n],
+        &|ip| ledger.reported(n, ip),
+        &|ip| ledger.ever_sent(n, ip),
         world.since(),
         &world.settings.report,
     );

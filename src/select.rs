@@ -16,7 +16,6 @@ use ipnet::IpNet;
 use crate::config::ReportConfig;
 use crate::ingest::{Observation, Observations};
 use crate::provider::canonical;
-use crate::state::IpSet;
 
 /// Whether an address can belong to someone an abuse desk could act on: not private,
 /// loopback, link-local, CGNAT, documentation, benchmarking, multicast or reserved.
@@ -85,8 +84,8 @@ pub struct Selected<'a> {
 pub fn delta<'a>(
     observations: &'a Observations,
     belongs: &dyn Fn(IpAddr) -> bool,
-    reported: &IpSet,
-    ever_sent: &IpSet,
+    reported: &dyn Fn(IpAddr) -> bool,
+    ever_sent: &dyn Fn(IpAddr) -> bool,
     since: Since,
     report: &ReportConfig,
 ) -> Vec<Selected<'a>> {
@@ -98,9 +97,9 @@ pub fn delta<'a>(
         .iter()
         .filter(|o| o.hits >= report.min_hits && eligible(o, fresh_since, report))
         .filter(|o| belongs(o.ip))
-        .filter(|o| !reported.contains(&o.ip))
+        .filter(|o| !reported(o.ip))
         .filter_map(|o| {
-            let rereport = ever_sent.contains(&o.ip);
+            let rereport = ever_sent(o.ip);
             // A re-report is for an attacker still at it, not for history.
             if rereport && rereport_since.is_some_and(|since| o.last_seen < since) {
                 return None;

@@ -877,38 +877,67 @@ impl State {
     /// sent, and those still waiting to be sent again (`sending`, `failed`). With `since`,
     /// only reports created at or after that time count as sent.
     pub fn reported(&self, provider: &str, since: Option<&str>) -> Result<IpSet> {
-        self.reported_but(provider, since, &[])
+        self.reported_but(provider, since, &[], None)
     }
 
     /// [`State::reported`] as it will be once the reports `withdrawn` are (see
-    /// [`crate::ledger::withdrawn`]): for a preview, which changes nothing.
+    /// [`crate::ledger::withdrawn`]): for a preview, which changes nothing. With `only`, of
+    /// that one address (it, or nothing).
     pub fn reported_but(
         &self,
         provider: &str,
         since: Option<&str>,
         withdrawn: &[&str],
+        only: Option<IpAddr>,
     ) -> Result<IpSet> {
-        let mut stmt = self.conn.prepare(&format!(
-            "SELECT i.ip FROM report_ip i JOIN report r ON r.id = i.report_id
-             WHERE {} AND (r.status IN ('sending', 'failed')
-                           OR (r.status = 'sent' AND (?2 IS NULL OR COALESCE(r.sent_at, r.created_at) >= ?2)))
-               AND r.id NOT IN (SELECT value FROM json_each(?3))",
-            desk_condition(provider)
-        ))?;
         let withdrawn = serde_json::to_string(withdrawn)?;
-        let rows = stmt.query_map(params![provider, since, withdrawn], |r| ip_at(r, 0))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        self.addresses(
+            &format!(
+                "SELECT i.ip FROM report_ip i JOIN report r ON r.id = i.report_id
+                 WHERE {} AND (r.status IN ('sending', 'failed')
+                               OR (r.status = 'sent' AND (?2 IS NULL OR COALESCE(r.sent_at, r.created_at) >= ?2)))
+                   AND r.id NOT IN (SELECT value FROM json_each(?3))",
+                desk_condition(provider)
+            ),
+            &[&provider, &since, &withdrawn],
+            only,
+        )
     }
 
-    /// Every IP a provider was ever sent, for marking re-reports.
-    pub fn ever_sent(&self, provider: &str) -> Result<IpSet> {
-        let mut stmt = self.conn.prepare(&format!(
-            "SELECT i.ip FROM report_ip i JOIN report r ON r.id = i.report_id
-             WHERE {} AND r.status = 'sent'",
-            desk_condition(provider)
-        ))?;
-        let rows = stmt.query_map([provider], |r| ip_at(r, 0))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    /// Every IP a provider was ever sent, for marking re-reports; with `only`, of that one.
+    pub fn ever_sent(&self, provider: &str, only: Option<IpAddr>) -> Result<IpSet> {
+        self.addresses(
+            &format!(
+                "SELECT i.ip FROM report_ip i JOIN report r ON r.id = i.report_id
+                 WHERE {} AND r.status = 'sent'",
+                desk_condition(provider)
+            ),
+            &[&provider],
+            only,
+        )
+    }
+
+    /// The addresses a ledger query (`sql`, over `report_ip i`, with `args`) gives; with
+    /// `only`, the same query asked of that one address alone, through its index: a run asks
+    /// of the addresses it read, not of every address ever reported.
+    fn addresses(
+        &self,
+        sql: &str,
+        args: &[&dyn rusqlite::ToSql],
+        only: Option<IpAddr>,
+    ) -> Result<IpSet> {
+        let Some(ip) = only else {
+            let mut stmt = self.conn.prepare(sql)?;
+            let rows = stmt.query_map(args, |r| ip_at(r, 0))?;
+            return Ok(rows.collect::<rusqlite::Result<_>>()?);
+        };
+        let text = ip.to_string();
+        let mut with_ip: Vec<&dyn rusqlite::ToSql> = args.to_vec();
+        with_ip.push(&text);
+        let one = format!("{sql} AND i.ip = ?{} LIMIT 1", with_ip.len());
+        let mut stmt = self.conn.prepare_cached(&one)?;
+        let found = stmt.exists(&with_ip[..])?;
+        Ok(found.then_some(ip).into_iter().collect())
     }
 
     /// Writes a new report with status `sending`, before any transport sees it.
@@ -1414,20 +1443,22 @@ impl State {
 
     /// IPs a provider was sent only in test reports (and that no other report holds): the
     /// intake validated those without acting on them, so they are still to be reported.
-    pub fn test_only_ips(&self, provider: &str) -> Result<IpSet> {
+    /// With `only`, of that one address.
+    pub fn test_only_ips(&self, provider: &str, only: Option<IpAddr>) -> Result<IpSet> {
         if !self.has_remote_columns()? {
             return Ok(IpSet::default());
         }
-        let mut stmt = self.conn.prepare(
+        self.addresses(
             "SELECT i.ip FROM report_ip i JOIN report r ON r.id = i.report_id
              WHERE r.provider = ?1 AND r.status = 'sent' AND r.remote_test = 1
-             EXCEPT
-             SELECT i.ip FROM report_ip i JOIN report r ON r.id = i.report_id
-             WHERE r.provider = ?1 AND (r.status IN ('sending', 'failed')
-                                        OR (r.status = 'sent' AND r.remote_test = 0))",
-        )?;
-        let rows = stmt.query_map([provider], |r| ip_at(r, 0))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+               AND NOT EXISTS (
+                   SELECT 1 FROM report_ip j JOIN report q ON q.id = j.report_id
+                   WHERE j.ip = i.ip AND q.provider = ?1
+                     AND (q.status IN ('sending', 'failed')
+                          OR (q.status = 'sent' AND q.remote_test = 0)))",
+            &[&provider],
+            only,
+        )
     }
 
     /// IPs of a provider's rejected reports (created at or after `since`): an intake that
@@ -1435,18 +1466,26 @@ impl State {
     /// re-report rather than going out every run. With [`CONTACT_DESKS`], those of every
     /// discovered desk: a desk found by a lookup that refuses mail (an address that no longer
     /// exists) would refuse each new report too.
-    pub fn rejected_ips(&self, provider: &str, since: Option<&str>) -> Result<IpSet> {
-        let mut stmt = self.conn.prepare(&format!(
-            "SELECT i.ip FROM report_ip i JOIN report r ON r.id = i.report_id
-             WHERE {} AND r.status = 'rejected' AND (?2 IS NULL OR r.created_at >= ?2)
-               -- Of a provider, only what the API itself refused: a mail report refused
-               -- because the provider's delivery changed gives its addresses back (its
-               -- recipients are mail addresses; an API report's is the endpoint's URL).
-               AND (r.recipients LIKE '%://%' OR ?1 = '{CONTACT_DESKS}')",
-            desk_condition(provider)
-        ))?;
-        let rows = stmt.query_map(params![provider, since], |r| ip_at(r, 0))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    /// With `only`, of that one address.
+    pub fn rejected_ips(
+        &self,
+        provider: &str,
+        since: Option<&str>,
+        only: Option<IpAddr>,
+    ) -> Result<IpSet> {
+        // Of a provider, only what the API itself refused: a mail report refused because the
+        // provider's delivery changed gives its addresses back (its recipients are mail
+        // addresses; an API report's is the endpoint's URL).
+        self.addresses(
+            &format!(
+                "SELECT i.ip FROM report_ip i JOIN report r ON r.id = i.report_id
+                 WHERE {} AND r.status = 'rejected' AND (?2 IS NULL OR r.created_at >= ?2)
+                   AND (r.recipients LIKE '%://%' OR ?1 = '{CONTACT_DESKS}')",
+                desk_condition(provider)
+            ),
+            &[&provider, &since],
+            only,
+        )
     }
 }
 
@@ -2076,6 +2115,67 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Each ledger query asked of one address answers what the same query over every
+        /// address says of it: a run asking address by address decides as one reading all.
+        #[test]
+        fn ledger_queries_asked_of_one_address_answer_as_over_all(
+            reports in proptest::collection::vec(
+                (0usize..3, proptest::collection::btree_set(0u8..8, 1..4), 0u8..6, 0u8..4, proptest::prelude::any::<bool>()),
+                0..14,
+            ),
+            since in proptest::option::of(0u8..4),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let mut s = State::open(dir.path()).unwrap();
+            let desks = ["aws", "gcp", "contact:abuse@desk.example"];
+            let day = |d: u8| format!("2026-01-0{}T00:00:00Z", d + 1);
+            for (n, (desk, ips, status, when, api)) in reports.iter().enumerate() {
+                let ips: Vec<String> = ips.iter().map(|i| format!("3.5.140.{i}")).collect();
+                let ips: Vec<&str> = ips.iter().map(String::as_str).collect();
+                let mut r = record(&format!("r{n}"), desks[*desk], &ips, Status::Sending);
+                r.created_at = day(*when);
+                if *api {
+                    r.recipients = vec!["https://abuse.us-east-1.amazonaws.com".into()];
+                    // Every other one a test report, as `aws_api.test` makes them.
+                    if n % 2 == 0 {
+                        r.message = br#"{"lifecycle:test"}"#.to_vec();
+                    }
+                }
+                s.insert_report(&r).unwrap();
+                match status {
+                    0 => {}
+                    1 => s.mark(&r.id, Status::Failed, "451", &day(*when)).unwrap(),
+                    2 => s.mark(&r.id, Status::Rejected, "550", &day(*when)).unwrap(),
+                    3 => s.mark_sent_remote(&r.id, "R1", &day(*when)).unwrap(),
+                    _ => s.mark(&r.id, Status::Sent, "250", &day(*when)).unwrap(),
+                }
+            }
+            let since = since.map(day);
+            let since = since.as_deref();
+            for desk in ["aws", "gcp", CONTACT_DESKS] {
+                let withdrawn = ["r1", "r4"];
+                type Query<'q> = Box<dyn Fn(Option<IpAddr>) -> Result<IpSet> + 'q>;
+                let queries: Vec<Query<'_>> = vec![
+                    Box::new(|only| s.reported_but(desk, since, &[], only)),
+                    Box::new(|only| s.reported_but(desk, since, &withdrawn, only)),
+                    Box::new(|only| s.ever_sent(desk, only)),
+                    Box::new(|only| s.rejected_ips(desk, since, only)),
+                    Box::new(|only| s.test_only_ips(desk, only)),
+                ];
+                for query in &queries {
+                    let all = query(None).unwrap();
+                    for i in 0..8 {
+                        let ip: IpAddr = format!("3.5.140.{i}").parse().unwrap();
+                        let one = query(Some(ip)).unwrap();
+                        proptest::prop_assert_eq!(one.contains(&ip), all.contains(&ip));
+                        proptest::prop_assert!(one.len() <= 1);
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn ledger_statuses_decide_what_counts_as_reported() {
         let dir = tempfile::tempdir().unwrap();
@@ -2225,8 +2325,8 @@ mod tests {
         // The remote intake's queries of `history` and `preview` find nothing there yet.
         assert!(reader.remotes().unwrap().is_empty());
         assert_eq!(reader.remote_tally("aws").unwrap(), RemoteTally::default());
-        assert!(reader.test_only_ips("aws").unwrap().is_empty());
-        assert!(reader.rejected_ips("aws", None).unwrap().is_empty());
+        assert!(reader.test_only_ips("aws", None).unwrap().is_empty());
+        assert!(reader.rejected_ips("aws", None, None).unwrap().is_empty());
         drop(reader);
         let mut s = State::open(dir.path()).unwrap();
         s.insert_report(&record("a", "aws", &["3.5.140.2"], Status::Sending))

@@ -50,12 +50,13 @@ fn a_quiet_run_reads_neither_every_known_ip_nor_the_ledger() {
         quiet.stderr
     );
     s.run(&["preview"]).ok();
-    // A packet line read needs the ledger: with it unreadable, the run says so.
+    // A run that reads a little asks the ledger about the addresses it read, not every row:
+    // one no reader can parse, of another address, does not stop it.
     s.append(
         "messages",
         &drop_line("10:00:05", "34.223.47.190", "UDP", 53),
     );
-    assert_eq!(s.run(&["preview"]).code, 1);
+    s.run(&["preview"]).ok();
     sql(
         &s,
         &[
@@ -528,4 +529,31 @@ fn a_preview_says_how_many_messages_the_next_run_sends() {
     edit_config(&s, "max_messages_per_run = 1", "max_messages_per_run = 3");
     let out = s.run(&["preview"]).ok();
     assert!(!out.stderr.contains("the next run sends"), "{}", out.stderr);
+}
+
+/// A run that reads a little asks the ledger about the addresses it read; one that reads
+/// much (a flood) reads every address reported at once. Both decide alike: what was reported
+/// is not reported again, what was not is.
+#[test]
+fn a_run_reading_much_or_little_decides_alike_on_what_was_reported() {
+    for filler_lines in [0, 30_000] {
+        let s = Setup::standard();
+        s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+        s.run(&["run"]).ok();
+        // Lines of no packet, enough to make the read large.
+        let filler = "Jan 25 10:00:01 web1 CRON[1234]: (root) CMD (run-parts /etc/cron.hourly) and padding to make the line long enough that thirty thousand of them pass four MiB\n"
+            .repeat(filler_lines);
+        s.append(
+            "messages",
+            &(filler
+                + &drop_line("10:00:02", "3.5.140.2", "TCP", 22)
+                + &drop_line("10:00:03", "34.223.47.190", "UDP", 53)),
+        );
+        s.run(&["run"]).ok();
+        assert_eq!(
+            s.reported(),
+            [["3.5.140.2"], ["34.223.47.190"]],
+            "{filler_lines} lines of filler"
+        );
+    }
 }
