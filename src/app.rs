@@ -133,7 +133,7 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
             }
         }
         let ids = withdrawn.iter().map(|r| r.id.clone()).collect();
-        ledger = ledger.leaving_out(ids, s)?;
+        ledger = ledger.leaving_out(ids);
     }
     // What discovery learns here is not kept: a preview changes nothing.
     let mut cache = crate::state::ReadThrough {
@@ -303,11 +303,7 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
     let resent = out.resend(&mut state, false)?;
     // A resend changes the ledger (a rejection frees its IPs, a first delivery starts the
     // provider's thread): read it anew then.
-    let ledger = if resent > 0 {
-        world.ledger(Some(ledger.asks()))?
-    } else {
-        ledger
-    };
+    let ledger = if resent > 0 { world.ledger()? } else { ledger };
     let routes = world.routes();
     let mut unplanned = Unplanned::default();
     let planned = plan_providers(
@@ -324,11 +320,7 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
 
     let resent = out.resend(&mut state, true)?;
     if world.discover.is_some() && only.is_none() {
-        let ledger = if resent > 0 {
-            world.ledger(Some(ledger.asks()))?
-        } else {
-            ledger
-        };
+        let ledger = if resent > 0 { world.ledger()? } else { ledger };
         // Discovery remembers through a connection of its own: the run's is lent to the plan.
         let mut cache = State::open(&settings.state_dir)?;
         let planned = plan_discovered(

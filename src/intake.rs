@@ -209,11 +209,6 @@ pub(crate) fn expected_bytes(settings: &Settings, state: Option<&State>) -> u64 
     total
 }
 
-/// Below this many bytes to read (the sources past their cursors), a run asks the ledger
-/// about the addresses it read one by one; from it on, it reads every address reported at
-/// once, which costs what the history holds but less than a flood's asking.
-const ASK_LEDGER_BELOW: u64 = 4 << 20;
-
 /// What every run needs loaded before it reads a line.
 pub(crate) struct World<'s> {
     pub(crate) settings: &'s Settings,
@@ -364,23 +359,10 @@ impl<'s> World<'s> {
     }
 
     /// The ledger as the state has it for this run's destinations, through a connection of
-    /// its own. `ask`: whether it is asked address by address (see [`Ledger::read`]); `None`
-    /// decides by what the sources hold to read: a run that reads a little asks about the
-    /// addresses it read, a run that reads much reads every address at once.
-    pub(crate) fn ledger(&self, ask: Option<bool>) -> Result<Ledger> {
+    /// its own (see [`Ledger::read`]).
+    pub(crate) fn ledger(&self) -> Result<Ledger> {
         let state = State::open_read_only(&self.settings.state_dir)?;
-        let ask = ask.unwrap_or_else(|| {
-            let journal =
-                (self.settings.sources.iter()).any(|s| matches!(s.kind, SourceKind::Journald));
-            !journal && expected_bytes(self.settings, state.as_ref()) < ASK_LEDGER_BELOW
-        });
-        Ledger::read(
-            self.settings,
-            &self.providers,
-            self.rereport_since(),
-            state,
-            ask,
-        )
+        Ledger::read(self.settings, &self.providers, self.rereport_since(), state)
     }
 
     /// The times selection measures against.
@@ -482,7 +464,7 @@ pub(crate) fn ingest(
     let verbosity = options.verbosity;
     let settings = world.settings;
     let early: std::sync::OnceLock<Result<Ledger, String>> = std::sync::OnceLock::new();
-    let ledger_now = || early.get_or_init(|| world.ledger(None).map_err(|e| format!("{e:#}")));
+    let ledger_now = || early.get_or_init(|| world.ledger().map_err(|e| format!("{e:#}")));
     let attribute = |ip: IpAddr| {
         let mut a = Attribution::default();
         let reportable = is_reportable(ip) && !is_ignored(ip, &settings.report.ignore);
@@ -718,7 +700,7 @@ pub(crate) fn ingest(
     let ledger = match early.into_inner() {
         Some(read) => read.map_err(anyhow::Error::msg)?,
         None if quiet => Ledger::none(world.desk_keys().len()),
-        None => world.ledger(None)?,
+        None => world.ledger()?,
     };
     // The lines read now worth keeping, and the desk's densest window of them and of the one
     // kept before. The lines kept before are not read here: a report reads its addresses'

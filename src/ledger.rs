@@ -53,22 +53,35 @@ struct DeskRule {
 enum Known {
     /// Nothing reported anywhere (no state, or a run that selects nothing).
     Nothing,
-    /// Every address of each destination, read at once: for a run that reads much.
-    Read {
-        reported: Vec<IpSet>,
-        ever_sent: Vec<IpSet>,
-    },
-    /// Asked of the state address by address, each answer kept: a run that reads a little
-    /// costs what it read, not every address ever reported. Reader threads ask too.
+    /// The state, asked (see [`Asker`]).
     Asked(Box<Asker>),
 }
 
-/// The state asked address by address, and what it answered.
+/// Questions a run asks of the state one address at a time before it reads every
+/// destination's addresses at once: asked through the address index, a question costs some
+/// microseconds, and reading all costs about half a microsecond an address ever reported. A
+/// run that reads a timer's worth of lines asks about its addresses, so that it costs what it
+/// read, not what was reported before; a flood's run, or one that looks at every stored
+/// address (no settled marker), reads all once it has asked this many.
+const QUESTIONS_BEFORE_READING_ALL: usize = 2_000;
+
+/// The state, asked address by address until [`QUESTIONS_BEFORE_READING_ALL`], then read
+/// whole; every answer kept. Reader threads ask too, over a connection of its own.
 struct Asker {
     state: std::sync::Mutex<State>,
     answers: std::sync::Mutex<std::collections::HashMap<(usize, std::net::IpAddr), (bool, bool)>>,
+    /// Each destination's addresses reported and ever sent, once read whole.
+    whole: std::sync::OnceLock<Result<Whole, String>>,
+    /// Questions asked one at a time so far.
+    asked: std::sync::atomic::AtomicUsize,
     /// The first question the state could not answer (see [`Ledger::check`]).
     failed: std::sync::Mutex<Option<String>>,
+}
+
+/// Every destination's addresses reported and ever sent.
+struct Whole {
+    reported: Vec<IpSet>,
+    ever_sent: Vec<IpSet>,
 }
 
 /// Why a configured provider's mailed report waiting to be sent again must not go as stored,
@@ -135,14 +148,12 @@ impl Ledger {
 
     /// The ledger as `state` has it for `providers` (and the discovered desks, when
     /// `[discover]` is configured); with `rereport_since`, reports sent before it no longer
-    /// count as sent. With `ask`, answers are asked of `state` address by address (a run
-    /// that reads a little); otherwise every destination's addresses are read at once.
+    /// count as sent. Its answers are asked of `state` as they are needed (see [`Asker`]).
     pub(crate) fn read(
         settings: &Settings,
         providers: &[Provider],
         rereport_since: Option<DateTime<Utc>>,
         state: Option<State>,
-        ask: bool,
     ) -> Result<Self> {
         let desks = providers.len() + usize::from(settings.discover.is_some());
         let Some(s) = state else {
@@ -181,19 +192,18 @@ impl Ledger {
             known: Known::Nothing,
             thread_roots,
         };
-        ledger.known = match ask {
-            true => Known::Asked(Box::new(Asker {
-                state: std::sync::Mutex::new(s),
-                answers: Default::default(),
-                failed: Default::default(),
-            })),
-            false => ledger.read_all(&s)?,
-        };
+        ledger.known = Known::Asked(Box::new(Asker {
+            state: std::sync::Mutex::new(s),
+            answers: Default::default(),
+            whole: Default::default(),
+            asked: Default::default(),
+            failed: Default::default(),
+        }));
         Ok(ledger)
     }
 
     /// Every destination's addresses, read at once.
-    fn read_all(&self, s: &State) -> Result<Known> {
+    fn read_all(&self, s: &State) -> Result<Whole> {
         let mut reported = Vec::with_capacity(self.desks.len());
         let mut ever_sent = Vec::with_capacity(self.desks.len());
         for bucket in 0..self.desks.len() {
@@ -201,7 +211,7 @@ impl Ledger {
             reported.push(r);
             ever_sent.push(e);
         }
-        Ok(Known::Read {
+        Ok(Whole {
             reported,
             ever_sent,
         })
@@ -253,70 +263,80 @@ impl Ledger {
     }
 
     fn answer(&self, bucket: usize, ip: std::net::IpAddr) -> (bool, bool) {
-        match &self.known {
-            Known::Nothing => (false, false),
-            Known::Read {
-                reported,
-                ever_sent,
-            } => (
-                reported.get(bucket).is_some_and(|r| r.contains(&ip)),
-                ever_sent.get(bucket).is_some_and(|e| e.contains(&ip)),
-            ),
-            Known::Asked(asker) => {
-                let Asker {
-                    state,
-                    answers,
-                    failed,
-                } = asker.as_ref();
-                if let Some(known) = answers
-                    .lock()
-                    .ok()
-                    .and_then(|a| a.get(&(bucket, ip)).copied())
-                {
-                    return known;
-                }
-                // A question the state cannot answer is answered "reported", so that nothing
-                // goes out on a guess, and fails the run (see [`Ledger::check`]).
-                let asked = match state.lock() {
-                    Ok(s) => self
-                        .sets(&s, bucket, Some(ip))
-                        .map_err(|e| format!("{e:#}")),
-                    Err(_) => Err("the ledger's connection was lost".to_string()),
-                };
-                let asked = match asked {
-                    Ok((r, e)) => (r.contains(&ip), e.contains(&ip)),
-                    Err(e) => {
-                        if let Ok(mut f) = failed.lock() {
-                            f.get_or_insert(e);
-                        }
-                        (true, true)
-                    }
-                };
-                if let Ok(mut a) = answers.lock() {
-                    a.insert((bucket, ip), asked);
-                }
-                asked
+        let Known::Asked(asker) = &self.known else {
+            return (false, false);
+        };
+        let Asker {
+            state,
+            answers,
+            whole,
+            asked,
+            failed,
+        } = asker.as_ref();
+        // A question the state cannot answer is answered "reported", so that nothing goes
+        // out on a guess, and fails the run (see [`Ledger::check`]).
+        let fail = |e: String| {
+            if let Ok(mut f) = failed.lock() {
+                f.get_or_insert(e);
             }
+            (true, true)
+        };
+        let from_whole = |w: &Result<Whole, String>| match w {
+            Ok(w) => (
+                w.reported.get(bucket).is_some_and(|r| r.contains(&ip)),
+                w.ever_sent.get(bucket).is_some_and(|e| e.contains(&ip)),
+            ),
+            Err(e) => fail(e.clone()),
+        };
+        if let Some(w) = whole.get() {
+            return from_whole(w);
         }
+        if let Some(known) = answers
+            .lock()
+            .ok()
+            .and_then(|a| a.get(&(bucket, ip)).copied())
+        {
+            return known;
+        }
+        let read_whole = || match state.lock() {
+            Ok(s) => self.read_all(&s).map_err(|e| format!("{e:#}")),
+            Err(_) => Err("the ledger's connection was lost".to_string()),
+        };
+        if asked.fetch_add(1, std::sync::atomic::Ordering::Relaxed) >= QUESTIONS_BEFORE_READING_ALL
+        {
+            return from_whole(whole.get_or_init(read_whole));
+        }
+        let one = match state.lock() {
+            Ok(s) => self
+                .sets(&s, bucket, Some(ip))
+                .map_err(|e| format!("{e:#}")),
+            Err(_) => Err("the ledger's connection was lost".to_string()),
+        };
+        let one = match one {
+            Ok((r, e)) => (r.contains(&ip), e.contains(&ip)),
+            Err(e) => fail(e),
+        };
+        if let Ok(mut a) = answers.lock() {
+            a.insert((bucket, ip), one);
+        }
+        one
     }
 
     /// The ledger as it will be once the reports `ids` are withdrawn (see [`withdrawn`]): for
     /// a preview, which withdraws nothing itself.
-    pub(crate) fn leaving_out(mut self, ids: Vec<String>, s: &State) -> Result<Self> {
+    pub(crate) fn leaving_out(mut self, ids: Vec<String>) -> Self {
         if ids.is_empty() {
-            return Ok(self);
+            return self;
         }
         self.withdrawn = ids;
-        match &mut self.known {
-            Known::Nothing => {}
-            Known::Read { .. } => self.known = self.read_all(s)?,
-            Known::Asked(asker) => {
-                if let Ok(a) = asker.answers.get_mut() {
-                    a.clear();
-                }
+        if let Known::Asked(asker) = &mut self.known {
+            // Asked again, with them left out.
+            if let Ok(a) = asker.answers.get_mut() {
+                a.clear();
             }
+            asker.whole = Default::default();
         }
-        Ok(self)
+        self
     }
 
     /// The first question about an address the state could not answer, as an error: the
@@ -329,11 +349,6 @@ impl Ledger {
             },
             _ => Ok(()),
         }
-    }
-
-    /// Whether answers are asked address by address (see [`Ledger::read`]).
-    pub(crate) fn asks(&self) -> bool {
-        matches!(self.known, Known::Asked(_))
     }
 }
 

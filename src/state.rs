@@ -56,6 +56,45 @@ fn desk_condition(key: &str) -> &'static str {
     }
 }
 
+/// The addresses of a destination's reports that keep them from being reported there again
+/// (`?1` the destination, `?2` the re-report window's start, `?3` reports left out, as JSON).
+fn reported_sql(provider: &str) -> String {
+    format!(
+        "SELECT i.ip FROM report_ip i JOIN report r ON r.id = i.report_id
+         WHERE {} AND (r.status IN ('sending', 'failed')
+                       OR (r.status = 'sent' AND (?2 IS NULL OR COALESCE(r.sent_at, r.created_at) >= ?2)))
+           AND r.id NOT IN (SELECT value FROM json_each(?3))",
+        desk_condition(provider)
+    )
+}
+
+/// The addresses of a destination's reports refused for good that stay reported there (see
+/// [`State::rejected_ips`]; `?1` the destination, `?2` the window's start).
+fn rejected_sql(provider: &str) -> String {
+    // Of a provider, only what the API itself refused: a mail report refused because the
+    // provider's delivery changed gives its addresses back (its recipients are mail
+    // addresses; an API report's is the endpoint's URL).
+    format!(
+        "SELECT i.ip FROM report_ip i JOIN report r ON r.id = i.report_id
+         WHERE {} AND r.status = 'rejected' AND (?2 IS NULL OR r.created_at >= ?2)
+           AND (r.recipients LIKE '%://%' OR ?1 = '{CONTACT_DESKS}')",
+        desk_condition(provider)
+    )
+}
+
+/// A ledger query over `report_ip i JOIN report r` asked of the one address bound as `?n`:
+/// from the address's rows through its index, then their reports (CROSS JOIN keeps that
+/// order). SQLite would otherwise start from every report of the destination, and a run
+/// that asks about a few addresses would walk the history for each.
+fn of_one_address(sql: &str, n: usize) -> String {
+    let address_first = sql.replacen(
+        "FROM report_ip i JOIN report r",
+        "FROM report_ip i CROSS JOIN report r",
+        1,
+    );
+    format!("{address_first} AND i.ip = ?{n} LIMIT 1")
+}
+
 /// The addresses of the reports waiting to be sent again: the few waiting reports first, then
 /// their addresses (CROSS JOIN keeps that order). The other way round walks every address
 /// ever reported, on every run, a quiet one too.
@@ -892,13 +931,7 @@ impl State {
     ) -> Result<IpSet> {
         let withdrawn = serde_json::to_string(withdrawn)?;
         self.addresses(
-            &format!(
-                "SELECT i.ip FROM report_ip i JOIN report r ON r.id = i.report_id
-                 WHERE {} AND (r.status IN ('sending', 'failed')
-                               OR (r.status = 'sent' AND (?2 IS NULL OR COALESCE(r.sent_at, r.created_at) >= ?2)))
-                   AND r.id NOT IN (SELECT value FROM json_each(?3))",
-                desk_condition(provider)
-            ),
+            &reported_sql(provider),
             &[&provider, &since, &withdrawn],
             only,
         )
@@ -934,7 +967,7 @@ impl State {
         let text = ip.to_string();
         let mut with_ip: Vec<&dyn rusqlite::ToSql> = args.to_vec();
         with_ip.push(&text);
-        let one = format!("{sql} AND i.ip = ?{} LIMIT 1", with_ip.len());
+        let one = of_one_address(sql, with_ip.len());
         let mut stmt = self.conn.prepare_cached(&one)?;
         let found = stmt.exists(&with_ip[..])?;
         Ok(found.then_some(ip).into_iter().collect())
@@ -1473,19 +1506,7 @@ impl State {
         since: Option<&str>,
         only: Option<IpAddr>,
     ) -> Result<IpSet> {
-        // Of a provider, only what the API itself refused: a mail report refused because the
-        // provider's delivery changed gives its addresses back (its recipients are mail
-        // addresses; an API report's is the endpoint's URL).
-        self.addresses(
-            &format!(
-                "SELECT i.ip FROM report_ip i JOIN report r ON r.id = i.report_id
-                 WHERE {} AND r.status = 'rejected' AND (?2 IS NULL OR r.created_at >= ?2)
-                   AND (r.recipients LIKE '%://%' OR ?1 = '{CONTACT_DESKS}')",
-                desk_condition(provider)
-            ),
-            &[&provider, &since],
-            only,
-        )
+        self.addresses(&rejected_sql(provider), &[&provider, &since], only)
     }
 }
 
@@ -2022,6 +2043,44 @@ mod tests {
         conn.pragma_update(None, "user_version", version as i64)
             .unwrap();
         conn
+    }
+
+    /// A question about one address starts from that address's rows, whatever the history
+    /// holds: never from every report of the destination.
+    #[test]
+    fn a_question_about_one_address_starts_from_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = State::open(dir.path()).unwrap();
+        for i in 0..200 {
+            let ip = format!("3.5.{}.{}", i / 250, i % 250);
+            s.insert_report(&record(&format!("r{i}"), "aws", &[&ip], Status::Sent))
+                .unwrap();
+        }
+        for provider in ["aws", CONTACT_DESKS] {
+            let none: Option<&str> = None;
+            let reported: [&dyn rusqlite::ToSql; 4] = [&provider, &none, &"[]", &"3.5.0.1"];
+            let rejected: [&dyn rusqlite::ToSql; 3] = [&provider, &none, &"3.5.0.1"];
+            for (sql, args) in [
+                (reported_sql(provider), &reported[..]),
+                (rejected_sql(provider), &rejected[..]),
+            ] {
+                let plan: Vec<String> = s
+                    .conn
+                    .prepare(&format!(
+                        "EXPLAIN QUERY PLAN {}",
+                        of_one_address(&sql, args.len())
+                    ))
+                    .unwrap()
+                    .query_map(args, |r| r.get(3))
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect();
+                assert!(
+                    plan[0].starts_with("SEARCH i USING COVERING INDEX report_ip_by_ip (ip=?"),
+                    "{plan:?}"
+                );
+            }
+        }
     }
 
     /// A quiet run asks for the waiting reports' addresses: from the waiting reports, never
