@@ -682,6 +682,7 @@ fn one_log(mb: u64) {
                 range: None,
                 asn: None,
                 rereport: false,
+                before: None,
             }
         })
         .collect();

@@ -80,6 +80,17 @@ pub struct Attacker {
     pub range: Option<RangeInfo>,
     pub asn: Option<AsnInfo>,
     pub rereport: bool,
+    /// For a re-report: what the last report sent to this destination said of it.
+    pub before: Option<Reported>,
+}
+
+/// An address as a report sent earlier listed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reported {
+    /// When the report was sent (Unix seconds).
+    pub at: i64,
+    pub hits: u64,
+    pub first_seen: i64,
 }
 
 /// Annotates a provider's delta (whole observations, and whether each is a re-report) with
@@ -96,6 +107,7 @@ pub fn enrich(
             asn: asn_db.and_then(|db| db.lookup(observation.ip)),
             observation,
             rereport,
+            before: None,
         })
         .collect()
 }

@@ -188,6 +188,22 @@ pub(crate) fn whole_records(
         .collect()
 }
 
+/// What the last report sent to `desk` said of each address reported again: a re-report says
+/// what came since, not only the totals, which hold what the desk was told before.
+fn with_earlier_reports(
+    attackers: &mut [Attacker],
+    desk: &str,
+    state: Option<&State>,
+) -> Result<()> {
+    let Some(s) = state else {
+        return Ok(());
+    };
+    for a in attackers.iter_mut().filter(|a| a.rereport) {
+        a.before = s.last_sent(desk, a.observation.ip)?;
+    }
+    Ok(())
+}
+
 /// The reports this run would make: each provider's delta, then, with discovery, one digest
 /// per contact of the addresses in no provider. `cache` is where discovery remembers.
 pub(crate) fn plan(
@@ -273,6 +289,7 @@ pub(crate) fn plan_providers(
             rest = after;
             let whole = whole_records(intake, &slice.iter().collect::<Vec<_>>(), state)?;
             let mut taken = enrich(whole, Some(provider), world.asn_db.as_ref());
+            with_earlier_reports(&mut taken, provider.name(), state)?;
             // XARF v4 wants a source port for an address, and the API refuses a document
             // without one: a source seen only over ICMP is for mail, not for the API.
             if desk.api() {
@@ -448,8 +465,9 @@ pub(crate) fn plan_discovered(
             continue;
         };
         let whole = whole_records(intake, group, state)?;
-        let attackers = enrich(whole, None, world.asn_db.as_ref());
+        let mut attackers = enrich(whole, None, world.asn_db.as_ref());
         let key = crate::state::contact_key(key);
+        with_earlier_reports(&mut attackers, &key, state)?;
         let thread_root = match state {
             Some(s) => s.thread_root(&key)?,
             None => None,

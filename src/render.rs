@@ -61,6 +61,11 @@ pub struct ReportIp {
     pub network_border_group: Option<String>,
     /// Reported to this provider before, and still attacking.
     pub rereport: bool,
+    /// For a re-report: when the last report listed it, with how many packets, and how many
+    /// have come since (all of them when the earlier ones have become history).
+    pub reported_on: Option<String>,
+    pub hits_then: u64,
+    pub hits_since: u64,
     /// What this host did, in a few words (`TCP 22 probes`), judged from its own packets.
     pub kind: String,
     /// The destination ports, shortened to fit the body's table (`22, 80 and 12 more`).
@@ -105,6 +110,13 @@ impl ReportIp {
                 .as_ref()
                 .and_then(|r| r.network_border_group.clone()),
             rereport: a.rereport,
+            reported_on: a.before.as_ref().map(|b| zone.rfc3339(b.at)),
+            hits_then: a.before.as_ref().map_or(0, |b| b.hits),
+            hits_since: match &a.before {
+                // The totals still hold the packets reported then.
+                Some(b) if o.first_seen <= b.first_seen => o.hits.saturating_sub(b.hits),
+                _ => o.hits,
+            },
             ports_text: String::new(),
             evidence: Vec::new(),
         }

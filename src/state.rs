@@ -973,6 +973,34 @@ impl State {
         Ok(found.then_some(ip).into_iter().collect())
     }
 
+    /// How the last report sent to `provider` (a desk key) listed `ip`, if one did.
+    pub fn last_sent(&self, provider: &str, ip: IpAddr) -> Result<Option<crate::enrich::Reported>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT i.hits, i.first_seen, COALESCE(r.sent_at, r.created_at)
+             FROM report_ip i CROSS JOIN report r ON r.id = i.report_id
+             WHERE i.ip = ?2 AND {} AND r.status = 'sent'
+             ORDER BY 3 DESC LIMIT 1",
+            desk_condition(provider)
+        ))?;
+        let row = stmt
+            .query_row(params![provider, ip.to_string()], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })
+            .optional()?;
+        Ok(row.and_then(|(hits, first_seen, at)| {
+            let at = chrono::DateTime::parse_from_rfc3339(&at).ok()?.timestamp();
+            Some(crate::enrich::Reported {
+                at,
+                hits: u64::try_from(hits).unwrap_or(0),
+                first_seen,
+            })
+        }))
+    }
+
     /// Writes a new report with status `sending`, before any transport sees it.
     pub fn insert_report(&mut self, r: &ReportRecord) -> Result<()> {
         write_report(&mut self.conn, r).with_context(|| {

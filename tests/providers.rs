@@ -392,8 +392,10 @@ fn rereport_after_days_brings_back_attackers_still_at_it() {
             .unwrap(),
     )
     .unwrap();
+    // What came since the first report, not the totals that hold what the desk was told.
     assert!(
-        second.contains("reported to you before, still sending") && second.contains("Repeat:"),
+        second.contains("reported to you on 2026-01-26T08:00:00+00:00 with 1 packet; 1 since")
+            && second.contains("Repeat:"),
         "{second}"
     );
     // Without rereport_after_days an IP is never reported twice.
@@ -741,4 +743,38 @@ fn each_of_sixty_five_providers_gets_the_addresses_in_its_ranges() {
         .map(|i| (format!("p{i}"), vec![format!("45.{i}.0.1")]))
         .collect();
     assert_eq!(sent, expected);
+}
+
+/// A re-report of an address whose earlier packets are still counted says how many it had
+/// when it was reported and how many came since, not only the totals.
+#[test]
+fn a_rereport_says_what_came_since_the_last_report() {
+    let mut s = Setup::new(&standard_config(
+        "rereport_after_days = 1\nmax_age_days = 0",
+    ));
+    let two: String = (0..2)
+        .map(|i| drop_line(&format!("10:00:0{i}"), "3.5.140.2", "TCP", 22))
+        .collect();
+    s.write("messages", &two);
+    s.run(&["run"]).ok();
+    s.now = "2026-01-28T12:00:00Z".into();
+    let three: String = (0..3)
+        .map(|i| {
+            drop_line(&format!("11:00:0{i}"), "3.5.140.2", "TCP", 22).replace("Jan 25", "Jan 28")
+        })
+        .collect();
+    s.append("messages", &three);
+    s.run(&["run"]).ok();
+    assert_eq!(s.outbox().len(), 2);
+    let second = fs::read_to_string(
+        s.outbox()
+            .into_iter()
+            .max_by_key(|p| fs::metadata(p).unwrap().modified().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        second.contains("reported to you on 2026-01-26T08:00:00+00:00 with 2 packets; 3 since"),
+        "{second}"
+    );
 }
