@@ -919,9 +919,9 @@ impl State {
         self.reported_but(provider, since, &[], None)
     }
 
-    /// [`State::reported`] as it will be once the reports `withdrawn` are (see
-    /// [`crate::ledger::withdrawn`]): for a preview, which changes nothing. With `only`, of
-    /// that one address (it, or nothing).
+    /// [`State::reported`] as it will be once the reports `withdrawn` are withdrawn (a
+    /// preview shows that, and changes nothing). With `only`, of that one address (it, or
+    /// nothing).
     pub fn reported_but(
         &self,
         provider: &str,
