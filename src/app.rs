@@ -111,11 +111,9 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
             crate::output::tell(format_args!("abuse-mailer: warning: {renamed}"));
         }
     }
-    let (intake, mut ledger) = ingest(&world, state.as_ref(), options)?;
-    let intake = at_exit(intake);
-    tell_lines_ahead(&intake.summary, now, verbosity);
     // Reports the run would withdraw rather than send (the configuration changed since they
-    // were made) are not shown, and their addresses are free for the new reports shown.
+    // were made) are not shown, and their addresses are free for the new reports shown, with
+    // the lines read now kept for them, as the run withdraws them before it reads.
     let mut withdrawn = Vec::new();
     if let Some(s) = &state {
         for record in s.pending_heads()? {
@@ -132,9 +130,11 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
                 withdrawn.push(record);
             }
         }
-        let ids = withdrawn.iter().map(|r| r.id.clone()).collect();
-        ledger = ledger.leaving_out(ids);
     }
+    let ids: Vec<String> = withdrawn.iter().map(|r| r.id.clone()).collect();
+    let (intake, ledger) = ingest(&world, state.as_ref(), options, &ids)?;
+    let intake = at_exit(intake);
+    tell_lines_ahead(&intake.summary, now, verbosity);
     // What discovery learns here is not kept: a preview changes nothing.
     let mut cache = crate::state::ReadThrough {
         state: state.as_ref(),
@@ -238,9 +238,20 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
         return Err(ConfigError(renamed.clone()).into());
     }
 
+    // Waiting reports the configuration no longer lets go as stored are withdrawn before the
+    // read: the lines read now of their addresses are kept for the reports that replace them.
+    for record in state.pending_heads()? {
+        if only.is_some_and(|o| o != record.provider) {
+            continue;
+        }
+        if let Some(why) = crate::ledger::withdrawn(&record, settings) {
+            put_aside(&mut state, &record, &why, now)?;
+        }
+    }
+
     // Store what the logs say before any mail goes out: a mail outage must not lose lines
     // that rotate away meanwhile.
-    let (intake, ledger) = ingest(&world, Some(&state), options)?;
+    let (intake, ledger) = ingest(&world, Some(&state), options, &[])?;
     let intake = at_exit(intake);
     tell_lines_ahead(&intake.summary, now, verbosity);
     let touched: Vec<&Observation> = intake
@@ -398,6 +409,24 @@ fn tell_lines_ahead(summary: &crate::ingest::Summary, now: DateTime<Utc>, verbos
     }
 }
 
+/// Marks a waiting report `rejected`, never to be sent, and says why, also under `--quiet`:
+/// the operator must learn that a report will not go.
+fn put_aside(
+    state: &mut State,
+    record: &ReportRecord,
+    why: &str,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    state.mark(
+        &record.id,
+        crate::state::Status::Rejected,
+        why,
+        &utc_text(now),
+    )?;
+    crate::output::tell(format_args!("abuse-mailer: report {} {why}", record.id));
+    Ok(())
+}
+
 /// What a read built, held until the process ends and let go with it: a million sources'
 /// records and lines take longer to free one allocation at a time than to report, and a
 /// command's process ends when it returns.
@@ -500,17 +529,8 @@ impl Sending<'_> {
         self.put_aside(state, record, &why)
     }
 
-    /// Marks a waiting report `rejected`, never to be sent, and says why, also under
-    /// `--quiet`: the operator must learn that a report will not go.
     fn put_aside(&self, state: &mut State, record: &ReportRecord, why: &str) -> Result<()> {
-        state.mark(
-            &record.id,
-            crate::state::Status::Rejected,
-            why,
-            &utc_text(self.now),
-        )?;
-        crate::output::tell(format_args!("abuse-mailer: report {} {why}", record.id));
-        Ok(())
+        put_aside(state, record, why, self.now)
     }
 
     /// Records and sends new reports within the budget; returns those sent.

@@ -64,6 +64,8 @@ struct FileNames {
     /// Files read this run, by device and inode, with the name and prefixes each was first
     /// read under.
     read: HashMap<(u64, u64), (String, Vec<String>)>,
+    /// The names read under this run: a name is one cursor, read once.
+    names_read: std::collections::HashSet<String>,
     /// Names whose cursor another name took over this run.
     moved: std::collections::HashSet<String>,
     /// The names that took them over: their cursor is stored even if the read moved it not.
@@ -83,6 +85,7 @@ impl FileNames {
         Ok(FileNames {
             configured,
             read: HashMap::new(),
+            names_read: std::collections::HashSet::new(),
             moved: std::collections::HashSet::new(),
             taken_over: std::collections::HashSet::new(),
         })
@@ -108,32 +111,37 @@ impl FileNames {
         if self.moved.contains(key) {
             return Ok(None);
         }
-        let file = std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
-        if let Some(file) = file {
-            match self.read.get(&file) {
-                Some((first, read_for)) if prefixes.iter().all(|p| read_for.contains(p)) => {
-                    if verbosity != Verbosity::Quiet {
-                        crate::output::tell(format_args!(
-                            "abuse-mailer: warning: source {key} is the file {first} names: read once, as {first}"
-                        ));
-                    }
-                    return Ok(None);
-                }
-                Some((first, read_for)) => {
-                    let both: Vec<&str> = (prefixes.iter())
-                        .filter(|p| read_for.contains(p))
-                        .map(String::as_str)
-                        .collect();
-                    if !both.is_empty() && verbosity != Verbosity::Quiet {
-                        crate::output::tell(format_args!(
-                            "abuse-mailer: warning: source {key} is the file {first} names, with other prefixes: lines with {both:?} are counted by both; give each prefix to one of them"
-                        ));
-                    }
-                }
-                None => {
-                    self.read.insert(file, (key.to_string(), prefixes.to_vec()));
-                }
+        let warn = |text: String| {
+            if verbosity != Verbosity::Quiet {
+                crate::output::tell(format_args!("abuse-mailer: warning: source {key} {text}"));
             }
+        };
+        let file = std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
+        let already = file.and_then(|f| self.read.get(&f));
+        // What this name would read that the file was not read for yet this run.
+        let new: Vec<&String> = (prefixes.iter())
+            .filter(|p| already.is_none_or(|(_, read_for)| !read_for.contains(p)))
+            .collect();
+        // A name is one cursor: a path and a glob that both give it read it once, with the
+        // prefixes of the first. A file read under another name is read again only for
+        // prefixes none of its readers had, never for one they had: a packet is counted once.
+        let first = already.map(|(first, _)| first.as_str());
+        if self.names_read.contains(key) || (already.is_some() && new.len() < prefixes.len()) {
+            match (new.is_empty(), first) {
+                (true, Some(first)) => {
+                    warn(format!("is the file {first} names: read once, as {first}"));
+                }
+                (true, None) => warn("is named twice: read once".to_string()),
+                (false, _) => warn(format!(
+                    "is a file another source reads for some of the same prefixes: not read, so lines with {new:?} are not counted; give each prefix to one source"
+                )),
+            }
+            return Ok(None);
+        }
+        self.names_read.insert(key.to_string());
+        if let Some(file) = file {
+            let entry = (self.read.entry(file)).or_insert_with(|| (key.to_string(), Vec::new()));
+            entry.1.extend(prefixes.iter().cloned());
         }
         let Some(s) = state else {
             return Ok(Some(None));
@@ -460,11 +468,14 @@ pub(crate) fn ingest(
     world: &World<'_>,
     state: Option<&State>,
     options: &Options<'_>,
+    leaving_out: &[String],
 ) -> Result<(Intake, Ledger)> {
     let verbosity = options.verbosity;
     let settings = world.settings;
     let early: std::sync::OnceLock<Result<Ledger, String>> = std::sync::OnceLock::new();
-    let ledger_now = || early.get_or_init(|| world.ledger().map_err(|e| format!("{e:#}")));
+    // The ledger as it is once the reports `leaving_out` are withdrawn (a preview's).
+    let ledger_of_run = || world.ledger().map(|l| l.leaving_out(leaving_out.to_vec()));
+    let ledger_now = || early.get_or_init(|| ledger_of_run().map_err(|e| format!("{e:#}")));
     let attribute = |ip: IpAddr| {
         let mut a = Attribution::default();
         let reportable = is_reportable(ip) && !is_ignored(ip, &settings.report.ignore);
@@ -700,7 +711,7 @@ pub(crate) fn ingest(
     let ledger = match early.into_inner() {
         Some(read) => read.map_err(anyhow::Error::msg)?,
         None if quiet => Ledger::none(world.desk_keys().len()),
-        None => world.ledger()?,
+        None => ledger_of_run()?,
     };
     // The lines read now worth keeping, and the desk's densest window of them and of the one
     // kept before. The lines kept before are not read here: a report reads its addresses'

@@ -566,3 +566,38 @@ fn a_run_asking_about_few_or_many_addresses_decides_alike() {
         );
     }
 }
+
+/// The run that withdraws a waiting report reads a new packet of one of its addresses: the
+/// report that replaces it shows that packet's line, and preview shows the same report.
+#[test]
+fn a_withdrawn_reports_addresses_go_with_the_lines_read_in_that_run() {
+    let s = two_parts_waiting();
+    let waiting: Vec<String> = history(&s)
+        .iter()
+        .filter(|r| r["status"] != "sent")
+        .flat_map(|r| string_list(&r["ips"]))
+        .collect();
+    edit_config(
+        &s,
+        "to = [\"ec2-abuse@amazon.com\"]",
+        "to = [\"abuse@amazonaws.com\"]",
+    );
+    edit_config(&s, "max_messages_per_run = 1", "max_messages_per_run = 10");
+    s.append("messages", &drop_line("10:05:07", &waiting[0], "TCP", 2222));
+    let preview = s.run(&["preview", "--json"]).ok().json();
+    let shown = preview["reports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| ip_list(&r["ips"]) == [waiting[0].clone()])
+        .unwrap()
+        .clone();
+    assert!(shown["excerpt"].to_string().contains("DPT=2222"), "{shown}");
+    s.run(&["run"]).ok();
+    let mails: String = s
+        .outbox()
+        .iter()
+        .map(|p| fs::read_to_string(p).unwrap())
+        .collect();
+    assert!(mails.contains("DPT=2222"), "{mails}");
+}

@@ -1104,3 +1104,93 @@ fn under_a_glob_two_rotations_count_every_line_once() {
     let hits = observed_hits(&s);
     assert_eq!((hits[a], hits[b], hits[c]), (1, 2, 1), "{hits:?}");
 }
+
+/// `ufw`'s prefix in place of iptables' own.
+fn ufw(line: String) -> String {
+    line.replace("INPUT-DROP:", "[UFW BLOCK] ")
+}
+
+/// A third name of a file, for a prefix a second name already reads it for: read once.
+#[test]
+fn a_third_name_for_a_prefix_already_read_reads_nothing_twice() {
+    let config = standard_config("").replace(
+        "[[source]]\npath = \"{dir}/messages\"",
+        "[[source]]\npath = \"{dir}/messages\"\n\n[[source]]\npath = \"{dir}/linked/messages\"\nprefixes = [\"[UFW BLOCK] \"]\n\n[[source]]\npath = \"{dir}/linked2/messages\"\nprefixes = [\"[UFW BLOCK] \"]",
+    );
+    let s = Setup::new(&config);
+    std::os::unix::fs::symlink(s.dir.path(), s.path("linked")).unwrap();
+    std::os::unix::fs::symlink(s.dir.path(), s.path("linked2")).unwrap();
+    s.write(
+        "messages",
+        &(drop_line("10:00:00", "3.5.140.2", "TCP", 22)
+            + &ufw(drop_line("10:00:01", "18.206.107.24", "TCP", 22))),
+    );
+    let out = s.run(&["run"]).ok();
+    let hits = observed_hits(&s);
+    assert_eq!(
+        (hits.get("3.5.140.2"), hits.get("18.206.107.24")),
+        (Some(&1), Some(&1)),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("read once"), "{}", out.stderr);
+}
+
+/// A second name of a file for a prefix the first reads it for, and one more: not read, and
+/// said, rather than each packet of the shared prefix counted twice.
+#[test]
+fn a_second_name_sharing_a_prefix_is_not_read_and_counts_nothing_twice() {
+    let config = standard_config("")
+        .replace("min_hits = 1\n", "min_hits = 2\n")
+        .replace(
+            "[[source]]\npath = \"{dir}/messages\"",
+            "[[source]]\npath = \"{dir}/messages\"\n\n[[source]]\npath = \"{dir}/linked/messages\"\nprefixes = [\"INPUT-DROP:\", \"[UFW BLOCK] \"]",
+        );
+    let s = Setup::new(&config);
+    std::os::unix::fs::symlink(s.dir.path(), s.path("linked")).unwrap();
+    s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    let out = s.run(&["run"]).ok();
+    assert_eq!(
+        observed_hits(&s).get("3.5.140.2"),
+        Some(&1),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        s.outbox().is_empty(),
+        "one packet, min_hits 2: {}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("give each prefix to one source"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// A path and a glob that gives the same path, for other prefixes: one name is one cursor,
+/// read once, with the first source's prefixes; the second is said not to be read, and no
+/// run loses the first's lines to the second's cursor.
+#[test]
+fn a_path_and_a_glob_giving_it_are_one_cursor_read_once() {
+    let config = standard_config("").replace(
+        "[[source]]\npath = \"{dir}/messages\"",
+        "[[source]]\npath = \"{dir}/messages\"\n\n[[source]]\npath = \"{dir}/mess*\"\nprefixes = [\"[UFW BLOCK] \"]",
+    );
+    let s = Setup::new(&config);
+    s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    let out = s.run(&["run"]).ok();
+    assert!(out.stderr.contains("not read"), "{}", out.stderr);
+    s.append(
+        "messages",
+        &(drop_line("10:00:01", "3.5.140.2", "TCP", 22)
+            + &ufw(drop_line("10:00:02", "18.206.107.24", "TCP", 22))),
+    );
+    s.run(&["run"]).ok();
+    assert_eq!(observed_hits(&s).get("3.5.140.2"), Some(&2));
+    assert_eq!(
+        observed_hits(&s).get("18.206.107.24"),
+        None,
+        "its prefix is read by no source"
+    );
+}
