@@ -385,13 +385,7 @@ fn rereport_after_days_brings_back_attackers_still_at_it() {
             vec!["3.5.140.2".to_string()]
         ]
     );
-    let second = fs::read_to_string(
-        s.outbox()
-            .into_iter()
-            .max_by_key(|p| fs::metadata(p).unwrap().modified().unwrap())
-            .unwrap(),
-    )
-    .unwrap();
+    let second = latest_mail(&s);
     // What came since the first report, not the totals that hold what the desk was told.
     assert!(
         second.contains("reported to you on 2026-01-26T08:00:00+00:00 with 1 packet; 1 since")
@@ -766,15 +760,19 @@ fn a_rereport_says_what_came_since_the_last_report() {
     s.append("messages", &three);
     s.run(&["run"]).ok();
     assert_eq!(s.outbox().len(), 2);
-    let second = fs::read_to_string(
-        s.outbox()
-            .into_iter()
-            .max_by_key(|p| fs::metadata(p).unwrap().modified().unwrap())
-            .unwrap(),
-    )
-    .unwrap();
+    let second = latest_mail(&s);
     assert!(
         second.contains("reported to you on 2026-01-26T08:00:00+00:00 with 2 packets; 3 since"),
         "{second}"
     );
+}
+
+/// The message written last to the outbox.
+fn latest_mail(s: &Setup) -> String {
+    let newest = s
+        .outbox()
+        .into_iter()
+        .max_by_key(|p| fs::metadata(p).unwrap().modified().unwrap())
+        .unwrap();
+    fs::read_to_string(newest).unwrap()
 }

@@ -1032,12 +1032,7 @@ fn one_file_under_two_names_is_read_once() {
 /// and ufw's): each reads it for its own, and every line is counted once.
 #[test]
 fn one_file_under_two_sources_with_different_prefixes_counts_each_line_once() {
-    let config = standard_config("").replace(
-        "[[source]]\npath = \"{dir}/messages\"",
-        "[[source]]\npath = \"{dir}/messages\"\n\n[[source]]\npath = \"{dir}/linked/messages\"\nprefixes = [\"[UFW BLOCK] \"]",
-    );
-    let s = Setup::new(&config);
-    std::os::unix::fs::symlink(s.dir.path(), s.path("linked")).unwrap();
+    let s = linked_sources(1, &[("linked", r#"["[UFW BLOCK] "]"#)]);
     let ufw =
         drop_line("10:00:01", "18.206.107.24", "TCP", 22).replace("INPUT-DROP:", "[UFW BLOCK] ");
     s.write(
@@ -1113,13 +1108,13 @@ fn ufw(line: String) -> String {
 /// A third name of a file, for a prefix a second name already reads it for: read once.
 #[test]
 fn a_third_name_for_a_prefix_already_read_reads_nothing_twice() {
-    let config = standard_config("").replace(
-        "[[source]]\npath = \"{dir}/messages\"",
-        "[[source]]\npath = \"{dir}/messages\"\n\n[[source]]\npath = \"{dir}/linked/messages\"\nprefixes = [\"[UFW BLOCK] \"]\n\n[[source]]\npath = \"{dir}/linked2/messages\"\nprefixes = [\"[UFW BLOCK] \"]",
+    let s = linked_sources(
+        1,
+        &[
+            ("linked", r#"["[UFW BLOCK] "]"#),
+            ("linked2", r#"["[UFW BLOCK] "]"#),
+        ],
     );
-    let s = Setup::new(&config);
-    std::os::unix::fs::symlink(s.dir.path(), s.path("linked")).unwrap();
-    std::os::unix::fs::symlink(s.dir.path(), s.path("linked2")).unwrap();
     s.write(
         "messages",
         &(drop_line("10:00:00", "3.5.140.2", "TCP", 22)
@@ -1140,14 +1135,7 @@ fn a_third_name_for_a_prefix_already_read_reads_nothing_twice() {
 /// said, rather than each packet of the shared prefix counted twice.
 #[test]
 fn a_second_name_sharing_a_prefix_is_not_read_and_counts_nothing_twice() {
-    let config = standard_config("")
-        .replace("min_hits = 1\n", "min_hits = 2\n")
-        .replace(
-            "[[source]]\npath = \"{dir}/messages\"",
-            "[[source]]\npath = \"{dir}/messages\"\n\n[[source]]\npath = \"{dir}/linked/messages\"\nprefixes = [\"INPUT-DROP:\", \"[UFW BLOCK] \"]",
-        );
-    let s = Setup::new(&config);
-    std::os::unix::fs::symlink(s.dir.path(), s.path("linked")).unwrap();
+    let s = linked_sources(2, &[("linked", r#"["INPUT-DROP:", "[UFW BLOCK] "]"#)]);
     s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
     let out = s.run(&["run"]).ok();
     assert_eq!(
@@ -1193,4 +1181,26 @@ fn a_path_and_a_glob_giving_it_are_one_cursor_read_once() {
         None,
         "its prefix is read by no source"
     );
+}
+
+/// The standard setup with more sources: each a folder linked to the setup's own (so that it
+/// names the same `messages`) and the prefixes it is read for.
+fn linked_sources(min_hits: u32, links: &[(&str, &str)]) -> Setup {
+    let extra: String = links
+        .iter()
+        .map(|(link, prefixes)| {
+            format!("\n\n[[source]]\npath = \"{{dir}}/{link}/messages\"\nprefixes = {prefixes}")
+        })
+        .collect();
+    let config = standard_config("")
+        .replace("min_hits = 1\n", &format!("min_hits = {min_hits}\n"))
+        .replace(
+            "[[source]]\npath = \"{dir}/messages\"",
+            &format!("[[source]]\npath = \"{{dir}}/messages\"{extra}"),
+        );
+    let s = Setup::new(&config);
+    for (link, _) in links {
+        std::os::unix::fs::symlink(s.dir.path(), s.path(link)).unwrap();
+    }
+    s
 }
