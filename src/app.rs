@@ -238,20 +238,19 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
         return Err(ConfigError(renamed.clone()).into());
     }
 
-    // Waiting reports the configuration no longer lets go as stored are withdrawn before the
-    // read: the lines read now of their addresses are kept for the reports that replace them.
-    for record in state.pending_heads()? {
-        if only.is_some_and(|o| o != record.provider) {
-            continue;
-        }
-        if let Some(why) = crate::ledger::withdrawn(&record, settings) {
-            put_aside(&mut state, &record, &why, now)?;
-        }
-    }
+    // Waiting reports the configuration no longer lets go as stored (of any provider: a run
+    // for one provider reads every source) are left out of the ledger the read asks, so that
+    // the lines read now of their addresses are kept for the reports that replace them. They
+    // are withdrawn only once the read is stored (`resend`): a run that fails before leaves
+    // them waiting.
+    let leaving_out: Vec<String> = (state.pending_heads()?.iter())
+        .filter(|r| crate::ledger::withdrawn(r, settings).is_some())
+        .map(|r| r.id.clone())
+        .collect();
 
     // Store what the logs say before any mail goes out: a mail outage must not lose lines
     // that rotate away meanwhile.
-    let (intake, ledger) = ingest(&world, Some(&state), options, &[])?;
+    let (intake, ledger) = ingest(&world, Some(&state), options, &leaving_out)?;
     let intake = at_exit(intake);
     tell_lines_ahead(&intake.summary, now, verbosity);
     let touched: Vec<&Observation> = intake
@@ -409,24 +408,6 @@ fn tell_lines_ahead(summary: &crate::ingest::Summary, now: DateTime<Utc>, verbos
     }
 }
 
-/// Marks a waiting report `rejected`, never to be sent, and says why, also under `--quiet`:
-/// the operator must learn that a report will not go.
-fn put_aside(
-    state: &mut State,
-    record: &ReportRecord,
-    why: &str,
-    now: DateTime<Utc>,
-) -> Result<()> {
-    state.mark(
-        &record.id,
-        crate::state::Status::Rejected,
-        why,
-        &utc_text(now),
-    )?;
-    crate::output::tell(format_args!("abuse-mailer: report {} {why}", record.id));
-    Ok(())
-}
-
 /// What a read built, held until the process ends and let go with it: a million sources'
 /// records and lines take longer to free one allocation at a time than to report, and a
 /// command's process ends when it returns.
@@ -529,8 +510,17 @@ impl Sending<'_> {
         self.put_aside(state, record, &why)
     }
 
+    /// Marks a waiting report `rejected`, never to be sent, and says why, also under
+    /// `--quiet`: the operator must learn that a report will not go.
     fn put_aside(&self, state: &mut State, record: &ReportRecord, why: &str) -> Result<()> {
-        put_aside(state, record, why, self.now)
+        state.mark(
+            &record.id,
+            crate::state::Status::Rejected,
+            why,
+            &utc_text(self.now),
+        )?;
+        crate::output::tell(format_args!("abuse-mailer: report {} {why}", record.id));
+        Ok(())
     }
 
     /// Records and sends new reports within the budget; returns those sent.

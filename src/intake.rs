@@ -92,12 +92,13 @@ impl FileNames {
     }
 
     /// The cursor to read `path` (named `key`, with `prefixes`) from; `None` when it is not
-    /// to be read: the same file was read under another name this run for the same prefixes
-    /// (a symlink, a second source, globs that overlap), or its cursor moved to another name.
-    /// A second source of the file for other prefixes reads it for them. A file with no cursor of its own takes
-    /// over the cursor of a name no source matches any more (its folder renamed, the path
-    /// spelled anew), and that name's cursor goes: every line once, whatever the file is
-    /// called.
+    /// to be read. A file is read once a run, under one name: another name of it (a symlink,
+    /// a second source, globs that overlap, a path and a glob giving it) is passed over, said,
+    /// and keeps no cursor of its own; prefixes only it has are not read (a packet is never
+    /// counted twice; the operator gives them to the one source). A name with no cursor of its
+    /// own passes over to another configured name that has one for the file, and takes over
+    /// the cursor of a name no source matches any more (its folder renamed, the path spelled
+    /// anew), whose cursor then goes: every line once, whatever the file is called.
     fn cursor(
         &mut self,
         path: &Path,
@@ -117,36 +118,54 @@ impl FileNames {
             }
         };
         let file = std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
-        let already = file.and_then(|f| self.read.get(&f));
-        // What this name would read that the file was not read for yet this run.
-        let new: Vec<&String> = (prefixes.iter())
-            .filter(|p| already.is_none_or(|(_, read_for)| !read_for.contains(p)))
-            .collect();
-        // A name is one cursor: a path and a glob that both give it read it once, with the
-        // prefixes of the first. A file read under another name is read again only for
-        // prefixes none of its readers had, never for one they had: a packet is counted once.
-        let first = already.map(|(first, _)| first.as_str());
-        if self.names_read.contains(key) || (already.is_some() && new.len() < prefixes.len()) {
-            match (new.is_empty(), first) {
-                (true, Some(first)) => {
-                    warn(format!("is the file {first} names: read once, as {first}"));
-                }
-                (true, None) => warn("is named twice: read once".to_string()),
-                (false, _) => warn(format!(
-                    "is a file another source reads for some of the same prefixes: not read, so lines with {new:?} are not counted; give each prefix to one source"
-                )),
+        let own = match state {
+            Some(s) => s.cursor(key)?,
+            None => None,
+        };
+        // Passed over: said, and any cursor of its own goes, so that it never reads on from a
+        // place the file has long passed once it is the file's one name.
+        let mut pass_over = |this: &mut Self, first: &str, read_for: &[String]| {
+            let left: Vec<&String> = prefixes.iter().filter(|p| !read_for.contains(p)).collect();
+            if left.is_empty() {
+                warn(format!("is the file {first} names: read once, as {first}"));
+            } else {
+                warn(format!(
+                    "is the file {first} names: read once, as {first}, so lines with {left:?} are not counted; give those prefixes to {first}'s source"
+                ));
             }
+            if own.is_some() && first != key && !this.moved.contains(key) {
+                this.moved.insert(key.to_string());
+                cursors.push((key.to_string(), StoredCursor::Moved));
+            }
+        };
+        if let Some((first, read_for)) = file.and_then(|f| self.read.get(&f)).cloned() {
+            pass_over(self, &first, &read_for);
             return Ok(None);
+        }
+        if self.names_read.contains(key) {
+            pass_over(self, key, &[]);
+            return Ok(None);
+        }
+        if let (None, Some(s), Some((dev, ino))) = (&own, state, file) {
+            // Another name that will be read this run has a cursor for this file: it reads it.
+            let other = (s.cursors_of_file(dev, ino)?.into_iter()).find(|(name, cursor)| {
+                name != key
+                    && self.configured.contains(name)
+                    && source::begins_as(path, &cursor.fingerprint)
+            });
+            if let Some((other, _)) = other {
+                pass_over(self, &other, prefixes);
+                return Ok(None);
+            }
         }
         self.names_read.insert(key.to_string());
         if let Some(file) = file {
-            let entry = (self.read.entry(file)).or_insert_with(|| (key.to_string(), Vec::new()));
-            entry.1.extend(prefixes.iter().cloned());
+            self.read.insert(file, (key.to_string(), prefixes.to_vec()));
         }
         let Some(s) = state else {
             return Ok(Some(None));
         };
-        if let Some(own) = s.cursor(key)? {
+        if let Some(own) = own {
             return Ok(Some(Some(own)));
         }
         let Some((dev, ino)) = file else {

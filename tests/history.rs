@@ -601,3 +601,105 @@ fn a_withdrawn_reports_addresses_go_with_the_lines_read_in_that_run() {
         .collect();
     assert!(mails.contains("DPT=2222"), "{mails}");
 }
+
+/// `run --provider other` must not withdraw aws's waiting reports, but it reads the
+/// logs with a ledger that still holds their addresses: a packet of one of them read then
+/// is not kept, and the report that later replaces the withdrawn one goes without it.
+#[test]
+fn a_run_for_another_provider_keeps_the_lines_of_a_report_to_be_withdrawn() {
+    let s = two_parts_waiting();
+    let waiting: Vec<String> = history(&s)
+        .iter()
+        .filter(|r| r["status"] != "sent")
+        .flat_map(|r| string_list(&r["ips"]))
+        .collect();
+    let config = fs::read_to_string(s.path("config.toml")).unwrap();
+    fs::write(
+        s.path("config.toml"),
+        with_other_provider(&config).replace("{repo}", repo().to_str().unwrap()),
+    )
+    .unwrap();
+    edit_config(
+        &s,
+        "to = [\"ec2-abuse@amazon.com\"]",
+        "to = [\"abuse@amazonaws.com\"]",
+    );
+    edit_config(&s, "max_messages_per_run = 1", "max_messages_per_run = 10");
+    s.append("messages", &drop_line("10:05:07", &waiting[0], "TCP", 2222));
+    let out = s.run(&["run", "--provider", "other"]).ok();
+    assert!(!out.stderr.contains("withdrawn"), "{}", out.stderr);
+    s.run(&["run"]).ok();
+    let mails: String = s
+        .outbox()
+        .iter()
+        .map(|p| fs::read_to_string(p).unwrap())
+        .collect();
+    assert!(mails.contains("DPT=2222"), "{mails}");
+}
+
+/// a run refused for a configuration error found in the read (a glob that matches
+/// nothing, exit 78) has already withdrawn the waiting reports: the refused run changed the
+/// ledger, where before the change it left them waiting until a run that goes through.
+#[test]
+fn a_run_refused_for_its_sources_withdraws_nothing() {
+    let s = two_parts_waiting();
+    edit_config(
+        &s,
+        "to = [\"ec2-abuse@amazon.com\"]",
+        "to = [\"abuse@amazonaws.com\"]",
+    );
+    edit_config(
+        &s,
+        "[[provider]]",
+        "[[source]]\npath = \"/nonexistent-review/nothing*\"\n\n[[provider]]",
+    );
+    let out = s.run(&["run"]);
+    assert_eq!(out.code, 78, "{}", out.stderr);
+    let rejected = history(&s)
+        .iter()
+        .filter(|r| r["status"] == "rejected")
+        .count();
+    assert_eq!(rejected, 0, "refused (78), yet: {}", out.stderr);
+}
+
+/// a run died while sending a report made under an earlier configuration (here its
+/// row is set so: `sending`, to another address), with the last settled run's marker still
+/// stored and the configuration back as that run had it. Withdrawn before the read, the
+/// report is no longer waiting when the read asks which addresses the ledger moved, so
+/// under the marker its address is not looked at: it is reported nowhere.
+#[test]
+fn a_withdrawn_reports_address_is_reported_again_under_a_settled_marker() {
+    let s = Setup::standard();
+    s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    s.run(&["run"]).ok();
+    assert_eq!(s.outbox().len(), 1);
+    let conn = rusqlite::Connection::open(s.path("state/state.db")).unwrap();
+    let marker: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'settled'", [], |r| {
+            r.get(0)
+        })
+        .ok();
+    assert!(marker.is_some(), "the first run settled");
+    conn.execute(
+        "UPDATE report SET status = 'sending', sent_at = NULL, recipients = '[\"abuse@amazonaws.com\"]'",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let preview = s.run(&["preview", "--json"]).ok();
+    let shown = preview.json()["reports"].as_array().unwrap().len();
+    let out = s.run(&["run"]).ok();
+    assert!(out.stderr.contains("withdrawn unsent"), "{}", out.stderr);
+    assert_eq!(
+        (shown, s.outbox().len()),
+        (1, 2),
+        "preview shows one new report; the run sends: {}",
+        out.stderr
+    );
+    assert_eq!(
+        s.outbox().len(),
+        2,
+        "its address goes in a new report: {}",
+        out.stderr
+    );
+}
