@@ -381,6 +381,33 @@ fn two_parts_waiting() -> Setup {
     s
 }
 
+/// The addresses of the reports waiting to be sent again.
+fn waiting_addresses(s: &Setup) -> Vec<String> {
+    history(s)
+        .iter()
+        .filter(|r| r["status"] != "sent")
+        .flat_map(|r| string_list(&r["ips"]))
+        .collect()
+}
+
+/// Every message in the outbox, one after another.
+fn all_mail(s: &Setup) -> String {
+    s.outbox()
+        .iter()
+        .map(|p| fs::read_to_string(p).unwrap())
+        .collect()
+}
+
+/// The provider's desk moves to another address, and a run may send every message.
+fn desk_moved(s: &Setup) {
+    edit_config(
+        s,
+        "to = [\"ec2-abuse@amazon.com\"]",
+        "to = [\"abuse@amazonaws.com\"]",
+    );
+    edit_config(s, "max_messages_per_run = 1", "max_messages_per_run = 10");
+}
+
 fn edit_config(s: &Setup, from: &str, to: &str) {
     let config = fs::read_to_string(s.path("config.toml")).unwrap();
     assert!(config.contains(from), "{config}");
@@ -407,12 +434,7 @@ fn outbox_to(s: &Setup) -> Vec<String> {
 #[test]
 fn waiting_reports_go_to_the_address_configured_now_not_the_old_one() {
     let s = two_parts_waiting();
-    edit_config(
-        &s,
-        "to = [\"ec2-abuse@amazon.com\"]",
-        "to = [\"abuse@amazonaws.com\"]",
-    );
-    edit_config(&s, "max_messages_per_run = 1", "max_messages_per_run = 10");
+    desk_moved(&s);
     let preview = s.run(&["preview", "--json"]).ok();
     assert!(
         preview.stderr.contains("would be withdrawn unsent"),
@@ -466,11 +488,7 @@ fn waiting_reports_go_to_the_address_configured_now_not_the_old_one() {
 #[test]
 fn a_waiting_report_of_an_address_ignored_since_is_not_sent() {
     let s = two_parts_waiting();
-    let waiting: Vec<String> = history(&s)
-        .iter()
-        .filter(|r| r["status"] != "sent")
-        .flat_map(|r| string_list(&r["ips"]))
-        .collect();
+    let waiting = waiting_addresses(&s);
     assert_eq!(waiting.len(), 2);
     edit_config(
         &s,
@@ -572,17 +590,8 @@ fn a_run_asking_about_few_or_many_addresses_decides_alike() {
 #[test]
 fn a_withdrawn_reports_addresses_go_with_the_lines_read_in_that_run() {
     let s = two_parts_waiting();
-    let waiting: Vec<String> = history(&s)
-        .iter()
-        .filter(|r| r["status"] != "sent")
-        .flat_map(|r| string_list(&r["ips"]))
-        .collect();
-    edit_config(
-        &s,
-        "to = [\"ec2-abuse@amazon.com\"]",
-        "to = [\"abuse@amazonaws.com\"]",
-    );
-    edit_config(&s, "max_messages_per_run = 1", "max_messages_per_run = 10");
+    let waiting = waiting_addresses(&s);
+    desk_moved(&s);
     s.append("messages", &drop_line("10:05:07", &waiting[0], "TCP", 2222));
     let preview = s.run(&["preview", "--json"]).ok().json();
     let shown = preview["reports"]
@@ -594,52 +603,33 @@ fn a_withdrawn_reports_addresses_go_with_the_lines_read_in_that_run() {
         .clone();
     assert!(shown["excerpt"].to_string().contains("DPT=2222"), "{shown}");
     s.run(&["run"]).ok();
-    let mails: String = s
-        .outbox()
-        .iter()
-        .map(|p| fs::read_to_string(p).unwrap())
-        .collect();
+    let mails = all_mail(&s);
     assert!(mails.contains("DPT=2222"), "{mails}");
 }
 
-/// `run --provider other` must not withdraw aws's waiting reports, but it reads the
-/// logs with a ledger that still holds their addresses: a packet of one of them read then
-/// is not kept, and the report that later replaces the withdrawn one goes without it.
+/// `run --provider other` withdraws none of aws's waiting reports, but the lines it reads of
+/// their addresses are kept: the report that later replaces a withdrawn one shows them.
 #[test]
 fn a_run_for_another_provider_keeps_the_lines_of_a_report_to_be_withdrawn() {
     let s = two_parts_waiting();
-    let waiting: Vec<String> = history(&s)
-        .iter()
-        .filter(|r| r["status"] != "sent")
-        .flat_map(|r| string_list(&r["ips"]))
-        .collect();
+    let waiting = waiting_addresses(&s);
     let config = fs::read_to_string(s.path("config.toml")).unwrap();
     fs::write(
         s.path("config.toml"),
         with_other_provider(&config).replace("{repo}", repo().to_str().unwrap()),
     )
     .unwrap();
-    edit_config(
-        &s,
-        "to = [\"ec2-abuse@amazon.com\"]",
-        "to = [\"abuse@amazonaws.com\"]",
-    );
-    edit_config(&s, "max_messages_per_run = 1", "max_messages_per_run = 10");
+    desk_moved(&s);
     s.append("messages", &drop_line("10:05:07", &waiting[0], "TCP", 2222));
     let out = s.run(&["run", "--provider", "other"]).ok();
     assert!(!out.stderr.contains("withdrawn"), "{}", out.stderr);
     s.run(&["run"]).ok();
-    let mails: String = s
-        .outbox()
-        .iter()
-        .map(|p| fs::read_to_string(p).unwrap())
-        .collect();
+    let mails = all_mail(&s);
     assert!(mails.contains("DPT=2222"), "{mails}");
 }
 
-/// a run refused for a configuration error found in the read (a glob that matches
-/// nothing, exit 78) has already withdrawn the waiting reports: the refused run changed the
-/// ledger, where before the change it left them waiting until a run that goes through.
+/// A run refused for a configuration error found in the read (a glob that matches nothing,
+/// exit 78) withdraws nothing: the waiting reports wait for a run that goes through.
 #[test]
 fn a_run_refused_for_its_sources_withdraws_nothing() {
     let s = two_parts_waiting();
@@ -662,11 +652,11 @@ fn a_run_refused_for_its_sources_withdraws_nothing() {
     assert_eq!(rejected, 0, "refused (78), yet: {}", out.stderr);
 }
 
-/// a run died while sending a report made under an earlier configuration (here its
-/// row is set so: `sending`, to another address), with the last settled run's marker still
-/// stored and the configuration back as that run had it. Withdrawn before the read, the
-/// report is no longer waiting when the read asks which addresses the ledger moved, so
-/// under the marker its address is not looked at: it is reported nowhere.
+/// A run died while sending a report made under an earlier configuration (its row is set so:
+/// `sending`, to another address), with the last settled run's marker still stored and the
+/// configuration back as that run had it. The report is withdrawn and its address goes in a
+/// new report to the desk configured now, under the marker as without it; preview shows the
+/// same.
 #[test]
 fn a_withdrawn_reports_address_is_reported_again_under_a_settled_marker() {
     let s = Setup::standard();

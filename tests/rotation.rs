@@ -1013,11 +1013,7 @@ fn one_file_under_two_names_is_read_once() {
     );
 
     // The configuration now names the file only through the link.
-    let only_linked = config
-        .replace("{dir}/messages", "{dir}/linked/messages")
-        .replace("{dir}", s.dir.path().to_str().unwrap())
-        .replace("{repo}", repo().to_str().unwrap());
-    s.write("config.toml", &only_linked);
+    s.reconfigure(&config.replace("{dir}/messages", "{dir}/linked/messages"));
     s.append("messages", &drop_line("10:00:05", "3.5.140.2", "TCP", 22));
     s.run(&["run"]).ok();
     assert_eq!(observed_hits(&s)["3.5.140.2"], 3);
@@ -1209,17 +1205,12 @@ fn linked_sources(min_hits: u32, links: &[(&str, &str)]) -> Setup {
     s
 }
 
-/// prefixes are found anywhere in a line, so two different prefixes can match the
-/// same line (`DROP:` is inside `INPUT-DROP:`): a second name of the file for "other"
-/// prefixes counts that packet a second time.
+/// Prefixes are found anywhere in a line, so two different ones can match one line
+/// (`DROP:` is inside `INPUT-DROP:`): a second name of the file for such a prefix does not
+/// read it again, and the packet is counted once.
 #[test]
 fn a_second_name_whose_prefix_is_inside_the_first_counts_nothing_twice() {
-    let config = standard_config("").replace(
-        "[[source]]\npath = \"{dir}/messages\"",
-        "[[source]]\npath = \"{dir}/messages\"\n\n[[source]]\npath = \"{dir}/linked/messages\"\nprefixes = [\"DROP:\"]",
-    );
-    let s = Setup::new(&config);
-    std::os::unix::fs::symlink(s.dir.path(), s.path("linked")).unwrap();
+    let s = linked_sources(1, &[("linked", r#"["DROP:"]"#)]);
     s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
     let out = s.run(&["run"]).ok();
     assert_eq!(
@@ -1230,9 +1221,9 @@ fn a_second_name_whose_prefix_is_inside_the_first_counts_nothing_twice() {
     );
 }
 
-/// a second name of an already-read file, listed first in the configuration, has no
-/// cursor; it does not take over the first name's (that name is still configured), so it
-/// reads the file from its start and every packet already counted is counted again.
+/// A new name of a file already read, listed before the old one: it has no cursor of its
+/// own and leaves the file to the old name, which reads on from its cursor; nothing already
+/// counted is counted again.
 #[test]
 fn a_new_name_listed_before_the_old_one_counts_nothing_twice() {
     let s = Setup::standard();
@@ -1240,14 +1231,10 @@ fn a_new_name_listed_before_the_old_one_counts_nothing_twice() {
     s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
     s.run(&["run"]).ok();
     assert_eq!(observed_hits(&s).get("3.5.140.2"), Some(&1));
-    let config = standard_config("")
-        .replace(
-            "[[source]]\npath = \"{dir}/messages\"",
-            "[[source]]\npath = \"{dir}/linked/messages\"\n\n[[source]]\npath = \"{dir}/messages\"",
-        )
-        .replace("{dir}", s.dir.path().to_str().unwrap())
-        .replace("{repo}", repo().to_str().unwrap());
-    s.write("config.toml", &config);
+    s.reconfigure(&standard_config("").replace(
+        "[[source]]\npath = \"{dir}/messages\"",
+        "[[source]]\npath = \"{dir}/linked/messages\"\n\n[[source]]\npath = \"{dir}/messages\"",
+    ));
     let out = s.run(&["run"]).ok();
     assert_eq!(
         observed_hits(&s).get("3.5.140.2"),
@@ -1257,10 +1244,9 @@ fn a_new_name_listed_before_the_old_one_counts_nothing_twice() {
     );
 }
 
-/// a second name of a file that read it once for other prefixes is then given a
-/// prefix the first name reads it for: it is passed over every run and its cursor stays
-/// where it was. Once the first source is taken out, the second reads on from its old
-/// cursor, and every packet the first counted since is counted again.
+/// A second name of a file is passed over while the first source reads it, and keeps no
+/// cursor; once the first source is taken out, the second reads on from where the first
+/// stopped, counting nothing the first counted.
 #[test]
 fn a_name_passed_over_for_runs_reads_nothing_twice_once_the_other_goes() {
     let with = |second_prefixes: &str, first: bool| {
@@ -1274,25 +1260,17 @@ fn a_name_passed_over_for_runs_reads_nothing_twice_once_the_other_goes() {
         standard_config("").replace("[[source]]\npath = \"{dir}/messages\"", &sources)
     };
     let s = Setup::new(&with("\"[UFW BLOCK] \"", true));
-    let write_config = |text: String| {
-        s.write(
-            "config.toml",
-            &text
-                .replace("{dir}", s.dir.path().to_str().unwrap())
-                .replace("{repo}", repo().to_str().unwrap()),
-        )
-    };
     std::os::unix::fs::symlink(s.dir.path(), s.path("linked")).unwrap();
     s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
     s.run(&["run"]).ok();
     // The second source is given the first's prefix too: passed over, with a warning.
-    write_config(with("\"INPUT-DROP:\", \"[UFW BLOCK] \"", true));
+    s.reconfigure(&with("\"INPUT-DROP:\", \"[UFW BLOCK] \"", true));
     s.append("messages", &drop_line("10:00:01", "3.5.140.2", "TCP", 22));
     let out = s.run(&["run"]).ok();
     assert!(out.stderr.contains("read once"), "{}", out.stderr);
     assert_eq!(observed_hits(&s).get("3.5.140.2"), Some(&2));
     // The first source is taken out: the second reads on.
-    write_config(with("\"INPUT-DROP:\", \"[UFW BLOCK] \"", false));
+    s.reconfigure(&with("\"INPUT-DROP:\", \"[UFW BLOCK] \"", false));
     let out = s.run(&["run"]).ok();
     assert_eq!(
         observed_hits(&s).get("3.5.140.2"),

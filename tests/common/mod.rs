@@ -119,6 +119,15 @@ impl Setup {
         Self::new(&standard_config(""))
     }
 
+    /// Writes `config` as the setup's configuration, `{dir}` and `{repo}` filled in as
+    /// [`Setup::new`] does.
+    pub fn reconfigure(&self, config: &str) {
+        let text = config
+            .replace("{dir}", self.dir.path().to_str().unwrap())
+            .replace("{repo}", repo().to_str().unwrap());
+        fs::write(self.path("config.toml"), text).unwrap();
+    }
+
     pub fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }
