@@ -112,26 +112,21 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
         }
     }
     // Reports the run would withdraw rather than send (the configuration changed since they
-    // were made) are not shown, and their addresses are free for the new reports shown, with
-    // the lines read now kept for them, as the run withdraws them before it reads.
-    let mut withdrawn = Vec::new();
-    if let Some(s) = &state {
-        for record in s.pending_heads()? {
-            if only.is_some_and(|o| o != record.provider) {
-                continue;
-            }
-            if let Some(why) = crate::ledger::withdrawn(&record, settings) {
-                if verbosity != Verbosity::Quiet {
-                    crate::output::tell(format_args!(
-                        "abuse-mailer: report {} would be {why}",
-                        record.id
-                    ));
-                }
-                withdrawn.push(record);
-            }
+    // were made) are not shown, and the read asks a ledger that leaves them out, as the run's
+    // does: their addresses are free for the new reports shown, with the lines read now.
+    let withdrawn = match &state {
+        Some(s) => crate::ledger::to_withdraw(s, settings)?,
+        None => Vec::new(),
+    };
+    for (record, why) in &withdrawn {
+        if only.is_none_or(|o| o == record.provider) && verbosity != Verbosity::Quiet {
+            crate::output::tell(format_args!(
+                "abuse-mailer: report {} would be {why}",
+                record.id
+            ));
         }
     }
-    let ids: Vec<String> = withdrawn.iter().map(|r| r.id.clone()).collect();
+    let ids: Vec<String> = withdrawn.iter().map(|(r, _)| r.id.clone()).collect();
     let (intake, ledger) = ingest(&world, state.as_ref(), options, &ids)?;
     let intake = at_exit(intake);
     tell_lines_ahead(&intake.summary, now, verbosity);
@@ -164,7 +159,7 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
             .iter()
             .filter(|r| only.is_none_or(|o| o == r.provider))
             .filter(|r| !r.made_for_api())
-            .filter(|r| withdrawn.iter().all(|w| w.id != r.id))
+            .filter(|r| !ids.contains(&r.id))
             .collect();
         // In the order a run sends: the providers' reports, then the discovered desks'.
         let stored = |desks: bool| {
@@ -190,9 +185,8 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
     let mut waiting = 0;
     if let Some(s) = &state {
         waiting = (s.pending_heads()?.iter())
-            .filter(|r| only.is_none_or(|o| o == r.provider))
-            .count()
-            - withdrawn.len();
+            .filter(|r| only.is_none_or(|o| o == r.provider) && !ids.contains(&r.id))
+            .count();
         if waiting > 0 && verbosity != Verbosity::Quiet {
             crate::output::tell(format_args!(
                 "abuse-mailer: {waiting} earlier report(s) wait to be sent again by the next run{}",
@@ -243,9 +237,8 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
     // the lines read now of their addresses are kept for the reports that replace them. They
     // are withdrawn only once the read is stored (`resend`): a run that fails before leaves
     // them waiting.
-    let leaving_out: Vec<String> = (state.pending_heads()?.iter())
-        .filter(|r| crate::ledger::withdrawn(r, settings).is_some())
-        .map(|r| r.id.clone())
+    let leaving_out: Vec<String> = (crate::ledger::to_withdraw(&state, settings)?.into_iter())
+        .map(|(r, _)| r.id)
         .collect();
 
     // Store what the logs say before any mail goes out: a mail outage must not lose lines

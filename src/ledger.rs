@@ -132,6 +132,18 @@ pub(crate) fn withdrawn(record: &ReportRecord, settings: &Settings) -> Option<St
     })
 }
 
+/// The reports waiting to be sent again that the configuration no longer lets go as stored,
+/// each with why (see [`withdrawn`]), of every provider: a run for one provider reads every
+/// source, and keeps the lines of their addresses for the reports that replace them.
+pub(crate) fn to_withdraw(
+    state: &State,
+    settings: &Settings,
+) -> Result<Vec<(ReportRecord, String)>> {
+    Ok((state.pending_heads()?.into_iter())
+        .filter_map(|r| withdrawn(&r, settings).map(|why| (r, why)))
+        .collect())
+}
+
 impl Ledger {
     /// Nothing reported anywhere: for a run that selects nothing.
     pub(crate) fn none(desks: usize) -> Self {
