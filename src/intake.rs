@@ -31,17 +31,23 @@ use crate::select::{Since, is_ignored, is_reportable};
 use crate::source;
 use crate::state::{CONTACT_DESKS, Settled, State, StoredCursor};
 
-/// The files a file source names now: the path itself, or a glob's matches plus files it
-/// matched before that are gone for the moment (their rotated rest is still read).
-pub(crate) fn files_of(pattern: &Path, state: Option<&State>) -> Result<Vec<PathBuf>> {
-    let mut files = source::expand(pattern)?;
+/// The files a file source names now: the path itself, or a glob's `matches` (as
+/// [`source::expand`] gives them) plus files it matched before that are gone for the moment
+/// (their rotated rest is still read).
+pub(crate) fn files_of(
+    pattern: &Path,
+    mut files: Vec<PathBuf>,
+    state: Option<&State>,
+) -> Result<Vec<PathBuf>> {
     if files.len() == 1 && files[0] == pattern {
         return Ok(files);
     }
     if let (Some(state), Ok(glob)) = (state, glob::Pattern::new(&pattern.to_string_lossy())) {
+        // Looked up by name: a log host's glob matches thousands of files.
+        let matched: std::collections::HashSet<PathBuf> = files.iter().cloned().collect();
         for known in state.cursor_sources()? {
             let known = PathBuf::from(known);
-            if glob.matches_path(&known) && !files.contains(&known) {
+            if glob.matches_path(&known) && !matched.contains(&known) {
                 files.push(known);
             }
         }
@@ -73,22 +79,18 @@ struct FileNames {
 }
 
 impl FileNames {
-    fn new(settings: &Settings) -> Result<Self> {
-        let mut configured = std::collections::HashSet::new();
-        for source in &settings.sources {
-            if let SourceKind::File(pattern) = &source.kind {
-                for path in source::expand(pattern)? {
-                    configured.insert(path.to_string_lossy().to_string());
-                }
-            }
-        }
-        Ok(FileNames {
+    /// The names of the file sources' `matches` (each as [`source::expand`] gives them).
+    fn new<'p>(matches: impl IntoIterator<Item = &'p PathBuf>) -> Self {
+        let configured = (matches.into_iter())
+            .map(|path| path.to_string_lossy().to_string())
+            .collect();
+        FileNames {
             configured,
             read: HashMap::new(),
             names_read: std::collections::HashSet::new(),
             moved: std::collections::HashSet::new(),
             taken_over: std::collections::HashSet::new(),
-        })
+        }
     }
 
     /// The cursor to read `path` (named `key`, with `prefixes`) from; `None` when it is not
@@ -556,10 +558,17 @@ pub(crate) fn ingest(
         }
     };
     scan.report_progress(&tick);
-    // One file is one file, whatever it is called: read once a run, under the first name it
-    // has here, and followed across names (see `source_cursor`).
-    let mut names = FileNames::new(settings)?;
+    // One file is one file, whatever it is called: read once a run, under one name, and
+    // followed across names (see `FileNames::cursor`). Each glob is expanded once.
+    let mut matches = Vec::with_capacity(settings.sources.len());
     for source_cfg in &settings.sources {
+        matches.push(match &source_cfg.kind {
+            SourceKind::File(pattern) => source::expand(pattern)?,
+            SourceKind::Journald => Vec::new(),
+        });
+    }
+    let mut names = FileNames::new(matches.iter().flatten());
+    for (source_cfg, matches) in settings.sources.iter().zip(matches) {
         match &source_cfg.kind {
             SourceKind::Journald => {
                 scan.begin_source(parser(&source_cfg.prefixes));
@@ -580,7 +589,7 @@ pub(crate) fn ingest(
                 }
             }
             SourceKind::File(pattern) => {
-                for path in files_of(pattern, state)? {
+                for path in files_of(pattern, matches, state)? {
                     let key = path.to_string_lossy().to_string();
                     let Some(cursor) = names.cursor(
                         &path,
