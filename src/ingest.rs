@@ -768,8 +768,6 @@ pub struct Ingest<'a> {
     evidence: Vec<Vec<EvidenceLine>>,
     /// The lines of a buffer that carry a prefix (kept to reuse the allocation).
     starts: Vec<Found>,
-    /// Where the lines of a buffer end (kept to reuse the allocation).
-    ends: Vec<usize>,
     /// Packets logged before this time (Unix seconds) are passed over (`--since`).
     since: Option<i64>,
     /// Packets logged before this time are stale: counted as such, never hits.
@@ -826,7 +824,6 @@ impl<'a> Ingest<'a> {
             trackers: Vec::new(),
             evidence: vec![Vec::new(); providers],
             starts: Vec::new(),
-            ends: Vec::new(),
             since: None,
             stale_before: None,
             stale_after: None,
@@ -940,7 +937,6 @@ impl<'a> Ingest<'a> {
             trackers: self.new_trackers(),
             evidence: vec![Vec::new(); self.evidence.len()],
             starts: Vec::new(),
-            ends: Vec::new(),
             since: self.since,
             stale_before: self.stale_before,
             stale_after: self.stale_after,
@@ -1079,28 +1075,22 @@ impl<'a> Ingest<'a> {
     /// carrying a prefix.
     fn scan(&mut self, region: &[u8]) {
         self.summary.bytes_read += region.len() as u64;
-        // Every line end, found once: the lines are counted, and a prefix found is placed in
-        // its line by walking them rather than by searching back and forth from it.
-        let mut ends = std::mem::take(&mut self.ends);
-        ends.clear();
-        ends.extend(memchr::memchr_iter(b'\n', region));
-        self.summary.lines_read += ends.len() as u64;
+        self.summary.lines_read += memchr::memchr_iter(b'\n', region).count() as u64;
+        // A prefix found is placed in its line by looking back to the line's start (never
+        // further than the end of the line found before it) and on to its end.
         let mut starts = std::mem::take(&mut self.starts);
         starts.clear();
         for (prefix, finder) in self.finders.iter().enumerate() {
             let len = finder.needle().len();
+            // Where the line after the last one found starts: nothing before it is looked at.
             let mut after = 0;
-            // The first line end at or after the prefix.
-            let mut line = 0;
             for at in finder.find_iter(region) {
                 if at < after {
                     continue;
                 }
-                while line < ends.len() && ends[line] < at {
-                    line += 1;
-                }
-                let start = if line == 0 { 0 } else { ends[line - 1] + 1 };
-                let end = ends.get(line).copied().unwrap_or(region.len());
+                let start =
+                    memchr::memrchr(b'\n', &region[after..at]).map_or(after, |i| after + i + 1);
+                let end = memchr::memchr(b'\n', &region[at..]).map_or(region.len(), |i| at + i);
                 if at + len > end {
                     // A prefix with a newline in it spans two lines: it is in neither.
                     continue;
@@ -1125,7 +1115,6 @@ impl<'a> Ingest<'a> {
             self.line(&region[f.start..f.end], f.prefix, f.at - f.start);
         }
         self.starts = starts;
-        self.ends = ends;
     }
 
     fn line(&mut self, text: &[u8], prefix: usize, prefix_at: usize) {
