@@ -266,6 +266,7 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
         .map(|(i, &desk)| EvidenceUpdate {
             desk,
             lines: &intake.evidence[i],
+            spool: &intake.spool,
             // An address only a discovered desk may get keeps one line (see
             // `Attribution::few_lines`), across runs as within one.
             per_ip: if desk == crate::state::CONTACT_DESKS {

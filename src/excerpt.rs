@@ -10,6 +10,7 @@ use std::collections::VecDeque;
 use std::net::IpAddr;
 
 use crate::config::Redact;
+use crate::spool::{KeptLine, Spool};
 
 /// One log line kept as evidence, with the second it was logged and its source address.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -75,6 +76,24 @@ impl WindowTracker {
     /// clocks, a reordered relay) counts with the newest second instead of reopening closed
     /// windows.
     pub fn push(&mut self, time: i64, ip: IpAddr, text: &[u8]) {
+        let pushed = self.push_with(time, ip, |kept| {
+            kept.extend_from_slice(text);
+            Ok::<(), std::convert::Infallible>(())
+        });
+        match pushed {
+            Ok(()) => {}
+            Err(never) => match never {},
+        }
+    }
+
+    /// [`WindowTracker::push`] of a line whose text `text` appends to the buffer given, asked
+    /// only when the line is kept (lines set aside are read back only then).
+    pub fn push_with<E>(
+        &mut self,
+        time: i64,
+        ip: IpAddr,
+        text: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<(), E> {
         if self.buckets.back().is_none_or(|last| time > last.second) {
             while self
                 .buckets
@@ -90,11 +109,12 @@ impl WindowTracker {
         if let Some(bucket) = self.buckets.back_mut() {
             bucket.count += 1;
             if bucket.lines.len() < self.cap {
-                bucket.text.extend_from_slice(text);
+                text(&mut bucket.text)?;
                 bucket.lines.push((bucket.text.len(), ip));
             }
         }
         self.sum += 1;
+        Ok(())
     }
 
     /// The densest window seen (the earliest of equals), or `None` if no line was pushed.
@@ -162,33 +182,47 @@ impl WindowTracker {
 pub fn densest(mut lines: Vec<EvidenceLine>, seconds: u32, cap: usize) -> Option<Window> {
     // Stable: lines of one second keep their log order. Identical lines are separate packets.
     lines.sort_by_key(|l| l.time);
-    densest_of_both(&lines, &[], seconds, cap)
+    let mut tracker = WindowTracker::new(seconds, cap);
+    for line in &lines {
+        tracker.push(line.time, line.ip, line.text.as_bytes());
+    }
+    tracker.finish()
 }
 
 /// [`densest`] of two lists of lines, each in time order, taken as one in time order
 /// without a copy of either: lines kept before (`a`, a short list) and lines read now (`b`,
-/// maybe a long one), different packets however alike their text.
+/// maybe a long one, its text in `spool` and read only for the lines a window keeps),
+/// different packets however alike their text.
 pub fn densest_of_both(
     a: &[EvidenceLine],
-    b: &[EvidenceLine],
+    b: &[KeptLine],
+    spool: &Spool,
     seconds: u32,
     cap: usize,
-) -> Option<Window> {
+) -> std::io::Result<Option<Window>> {
     let (mut a, mut b) = (a.iter().peekable(), b.iter().peekable());
     let mut tracker = WindowTracker::new(seconds, cap);
+    let mut reader = spool.reader();
     loop {
         // The earlier first; of lines of one second, those of `a` (logged before) first.
-        let line = match (a.peek(), b.peek()) {
-            (Some(x), Some(y)) if y.time < x.time => b.next(),
-            (Some(_), _) => a.next(),
-            (None, _) => b.next(),
-        };
-        let Some(line) = line else {
-            break;
-        };
-        tracker.push(line.time, line.ip, line.text.as_bytes());
+        match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) if y.time < x.time => {}
+            (Some(x), _) => {
+                tracker.push(x.time, x.ip, x.text.as_bytes());
+                a.next();
+                continue;
+            }
+            (None, None) => break,
+            (None, Some(_)) => {}
+        }
+        if let Some(y) = b.next() {
+            tracker.push_with(y.time, y.ip, |kept| {
+                kept.extend_from_slice(reader.text(y)?.as_bytes());
+                Ok::<(), std::io::Error>(())
+            })?;
+        }
     }
-    tracker.finish()
+    Ok(tracker.finish())
 }
 
 /// Lines of `b` that `a` does not hold yet, counting equal lines as a multiset: a repeated
@@ -560,6 +594,7 @@ mod tests {
             b in proptest::collection::vec((0i64..40, 0u8..4), 0..60),
             seconds in 1u32..8,
             cap in 1usize..6,
+            set_aside: bool,
         ) {
             // Texts alike in both lists and within one (identical packets) and texts apart.
             let lines = |raw: &[(i64, u8)], tag: &str| -> Vec<EvidenceLine> {
@@ -575,7 +610,13 @@ mod tests {
                 lines
             };
             let (a, b) = (lines(&a, "a"), lines(&b, "b"));
-            let merged = densest_of_both(&a, &b, seconds, cap);
+            // The lines read now as a run keeps them: held, or set aside in a file.
+            let dir = tempfile::tempdir().unwrap();
+            let budget = if set_aside { 0 } else { u64::MAX };
+            let spool = Spool::new(vec![dir.path().to_path_buf()], budget).with_block(64);
+            let kept: Vec<KeptLine> = b.iter().map(|l| KeptLine::keep(&spool, l)).collect();
+            prop_assert_eq!(spool.set_aside().is_some(), set_aside && !b.is_empty());
+            let merged = densest_of_both(&a, &kept, &spool, seconds, cap).unwrap();
             let plain = densest([a.clone(), b.clone()].concat(), seconds, cap);
             proptest::prop_assert_eq!(merged, plain);
         }

@@ -18,8 +18,9 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use crate::excerpt::{EvidenceLine, WindowTracker, clean, densest, kept_text, union};
+use crate::excerpt::{EvidenceLine, WindowTracker, clean, densest, kept_text};
 use crate::parse::{Line, LineParser, Packet};
+use crate::spool::{KeptLine, Pen, Spool};
 
 /// Distinct values kept per IP and field: enough for a report, bounded for a port scan. A
 /// bounded field keeps its smallest values (the lowest ports, for a scan).
@@ -667,8 +668,9 @@ pub struct Batch {
     /// ascending: the `unattributed` list of what was read, without asking the ranges again.
     pub unattributed: Vec<IpAddr>,
     /// Evidence per provider (same order as the configured providers): the lines of each
-    /// source's densest window, pooled, so that one attack seen by several hosts shows them all.
-    pub evidence: Vec<Vec<EvidenceLine>>,
+    /// source's densest window, pooled, so that one attack seen by several hosts shows them all,
+    /// and each candidate address's first lines; their text is in the read's [`Spool`].
+    pub evidence: Vec<Vec<KeptLine>>,
 }
 
 /// The records of the sources a read saw: an index from address to a slot, and the records
@@ -757,9 +759,14 @@ pub struct Ingest<'a> {
     seen: Sources,
     /// The first lines of each candidate IP, in the order read: its own evidence wherever
     /// the densest window is. Beside the records rather than in them, as most IPs have none;
-    /// each with its record's slot, so that a flood's million lines find their records
-    /// without a million lookups by address.
-    first_lines: Vec<(u32, EvidenceLine)>,
+    /// each with its record's slot (in `first_slots`, beside it), so that a flood's million
+    /// lines find their records without a million lookups by address. Their text is in the
+    /// spool: a flood's lines would not fit in memory.
+    first_lines: Vec<KeptLine>,
+    first_slots: Vec<u32>,
+    spool: &'a Spool,
+    /// The block of text this reader is writing into the spool.
+    pen: Pen,
     summary: Summary,
     sample_seconds: u32,
     max_lines: usize,
@@ -810,6 +817,7 @@ impl<'a> Ingest<'a> {
         sample_seconds: u32,
         max_lines: usize,
         attribute: &'a (dyn Fn(IpAddr) -> Attribution + Sync),
+        spool: &'a Spool,
     ) -> Self {
         let finders = parser.prefix_finders().to_vec();
         Self {
@@ -818,6 +826,9 @@ impl<'a> Ingest<'a> {
             attribute,
             seen: Sources::default(),
             first_lines: Vec::new(),
+            first_slots: Vec::new(),
+            spool,
+            pen: Pen::default(),
             summary: Summary::default(),
             sample_seconds,
             max_lines,
@@ -931,6 +942,9 @@ impl<'a> Ingest<'a> {
             attribute: self.attribute,
             seen: Sources::default(),
             first_lines: Vec::new(),
+            first_slots: Vec::new(),
+            spool: self.spool,
+            pen: Pen::default(),
             summary: Summary::default(),
             sample_seconds: self.sample_seconds,
             max_lines: self.max_lines,
@@ -952,6 +966,7 @@ impl<'a> Ingest<'a> {
     /// densest window joins the evidence (a window across the two parts' border is not seen).
     pub fn absorb(&mut self, mut other: Ingest<'a>) {
         other.end_source();
+        other.pen.hand_over(self.spool);
         let s = &mut self.summary;
         s.lines_read += other.summary.lines_read;
         s.lines_matched += other.summary.lines_matched;
@@ -968,12 +983,13 @@ impl<'a> Ingest<'a> {
         }
         let moved = self.seen.absorb(other.seen);
         // An IP's own lines are its first ones: this read's, then the later part's.
-        for (theirs, line) in other.first_lines {
+        for (theirs, line) in other.first_slots.into_iter().zip(other.first_lines) {
             let slot = moved[theirs as usize];
             let mine = &mut self.seen.records[slot as usize];
             if mine.wants_a_line() {
                 mine.first_lines += 1;
-                self.first_lines.push((slot, line));
+                self.first_lines.push(line);
+                self.first_slots.push(slot);
             }
         }
         for (pool, lines) in self.evidence.iter_mut().zip(other.evidence) {
@@ -1169,14 +1185,10 @@ impl<'a> Ingest<'a> {
         Self::raise(&mut self.counted_until, packet.prefix, packet.time);
         if !seen.candidates.is_empty() && seen.wants_a_line() {
             seen.first_lines += 1;
-            self.first_lines.push((
-                slot,
-                EvidenceLine {
-                    time: packet.time,
-                    ip: packet.src,
-                    text: clean(&kept_text(text)),
-                },
-            ));
+            let kept = clean(&kept_text(text));
+            let line = self.pen.keep(self.spool, packet.time, packet.src, &kept);
+            self.first_lines.push(line);
+            self.first_slots.push(slot);
         }
         for &i in &seen.candidates {
             if let Some(tracker) = self.trackers.get_mut(i as usize) {
@@ -1185,8 +1197,9 @@ impl<'a> Ingest<'a> {
         }
     }
 
-    /// What the run saw.
-    pub fn finish(mut self) -> Batch {
+    /// What the run saw. Its lines' text is in the spool; `Err` if the spool cannot give
+    /// back a line it set aside.
+    pub fn finish(mut self) -> io::Result<Batch> {
         self.end_source();
         self.summary.ips_observed = self.seen.len() as u64;
         let mut unattributed: Vec<IpAddr> = (self.seen.records.iter())
@@ -1195,34 +1208,99 @@ impl<'a> Ingest<'a> {
             .collect();
         unattributed.sort_unstable();
         self.summary.ips_unattributed = unattributed.len() as u64;
-        let mut own: Vec<Vec<EvidenceLine>> = vec![Vec::new(); self.evidence.len()];
-        for (slot, line) in std::mem::take(&mut self.first_lines) {
-            let seen = &self.seen.records[slot as usize];
-            // Most IPs are in one provider: their lines move rather than being copied.
-            let count = own.len();
-            let mut providers = seen
-                .candidates
-                .iter()
-                .map(|&i| i as usize)
-                .filter(|&i| i < count)
-                .peekable();
-            while let Some(i) = providers.next() {
-                if providers.peek().is_none() {
-                    own[i].push(line);
-                    break;
-                }
-                own[i].push(line.clone());
-            }
+        let own = self.own_lines();
+        let windows = std::mem::take(&mut self.evidence);
+        let mut evidence = Vec::with_capacity(windows.len());
+        for (window, own) in windows.into_iter().zip(own) {
+            evidence.push(self.with_window(window, own)?);
         }
-        for (pool, own) in self.evidence.iter_mut().zip(own) {
-            *pool = union(std::mem::take(pool), own);
-        }
-        Batch {
+        self.pen.hand_over(self.spool);
+        Ok(Batch {
             observations: self.seen.into_observations(),
             summary: self.summary,
             unattributed,
-            evidence: self.evidence,
+            evidence,
+        })
+    }
+
+    /// The first lines read, per bucket: those of the addresses it may get. Most addresses
+    /// have one bucket, and a flood's lines are most of memory: the bucket holding the most
+    /// lines takes them in place; the others get copies of theirs.
+    fn own_lines(&mut self) -> Vec<Vec<KeptLine>> {
+        let buckets = self.evidence.len();
+        let records = &self.seen.records;
+        let bucket_of = |slot: u32| {
+            (records[slot as usize].candidates.iter())
+                .map(|&i| i as usize)
+                .filter(move |&i| i < buckets)
+        };
+        let mut counts = vec![0usize; buckets];
+        for &slot in &self.first_slots {
+            for i in bucket_of(slot) {
+                counts[i] += 1;
+            }
         }
+        let mut own: Vec<Vec<KeptLine>> = vec![Vec::new(); buckets];
+        let Some(largest) = (0..buckets).max_by_key(|&i| (counts[i], std::cmp::Reverse(i))) else {
+            return own;
+        };
+        for (i, lines) in own.iter_mut().enumerate().filter(|&(i, _)| i != largest) {
+            lines.reserve_exact(counts[i]);
+            let slots = self.first_slots.iter();
+            lines.extend(
+                (slots.zip(&self.first_lines))
+                    .filter(|&(&slot, _)| bucket_of(slot).any(|b| b == i))
+                    .map(|(_, line)| *line),
+            );
+        }
+        let mut slots = std::mem::take(&mut self.first_slots).into_iter();
+        let mut lines = std::mem::take(&mut self.first_lines);
+        lines.retain(|_| {
+            slots
+                .next()
+                .is_some_and(|slot| bucket_of(slot).any(|b| b == largest))
+        });
+        own[largest] = lines;
+        own
+    }
+
+    /// A bucket's pool: the lines of its sources' densest windows, then the first lines read
+    /// that are not among them (a packet is one line, in the window or not), in time order.
+    /// Equal lines are counted as a multiset: a repeated packet logs identical lines, and each
+    /// is evidence of its own.
+    fn with_window(
+        &mut self,
+        window: Vec<EvidenceLine>,
+        own: Vec<KeptLine>,
+    ) -> io::Result<Vec<KeptLine>> {
+        let mut have: HashMap<(i64, IpAddr), Vec<(String, usize)>, foldhash::fast::RandomState> =
+            HashMap::default();
+        let mut pool = Vec::with_capacity(window.len() + own.len());
+        for line in window {
+            pool.push(self.pen.keep(self.spool, line.time, line.ip, &line.text));
+            let texts = have.entry((line.time, line.ip)).or_default();
+            match texts.iter_mut().find(|(t, _)| *t == line.text) {
+                Some((_, n)) => *n += 1,
+                None => texts.push((line.text, 1)),
+            }
+        }
+        if have.is_empty() {
+            return Ok(own);
+        }
+        // The pen's block is handed over, so that the lines in it can be read.
+        self.pen.hand_over(self.spool);
+        for line in own {
+            if let Some(texts) = have.get_mut(&(line.time, line.ip)) {
+                let text = self.spool.text(&line)?;
+                if let Some((_, n)) = texts.iter_mut().find(|(t, n)| *n > 0 && *t == text) {
+                    *n -= 1;
+                    continue;
+                }
+            }
+            pool.push(line);
+        }
+        pool.sort_by_key(|l| l.time);
+        Ok(pool)
     }
 }
 
@@ -1234,11 +1312,11 @@ mod tests {
 
     fn ingest_text(text: &str, attribute: &(dyn Fn(IpAddr) -> Attribution + Sync)) -> Batch {
         let parser = || LineParser::new(&["INPUT-DROP:".to_string()], Zone::Utc, Utc::now());
-        let mut ingest = Ingest::new(parser(), 1, 5, 50, attribute);
+        let mut ingest = Ingest::new(parser(), 1, 5, 50, attribute, crate::spool::for_tests());
         ingest.begin_source(parser());
         let consumed = ingest.feed(text.as_bytes()).unwrap();
         assert_eq!(consumed as usize, text.rfind('\n').map_or(0, |i| i + 1));
-        ingest.finish()
+        ingest.finish().unwrap()
     }
 
     fn aws() -> Attribution {
@@ -1294,7 +1372,8 @@ mod tests {
         assert_eq!(o.last_seen - o.first_seen, 1);
         let lines = &batch.evidence[0];
         assert_eq!(lines.len(), 2, "only candidate IPs are evidence");
-        assert!(lines.iter().all(|l| l.text.contains("SRC=3.5.140.2")));
+        let spool = crate::spool::for_tests();
+        assert!((lines.iter()).all(|l| spool.text(l).unwrap().contains("SRC=3.5.140.2")));
     }
 
     #[test]
@@ -1319,13 +1398,13 @@ mod tests {
     fn unfinished_overlong_last_line_is_consumed_once() {
         let parser = || LineParser::new(&["D:".to_string()], Zone::Utc, Utc::now());
         let attribute = |_| aws();
-        let mut ingest = Ingest::new(parser(), 1, 5, 50, &attribute);
+        let mut ingest = Ingest::new(parser(), 1, 5, 50, &attribute, crate::spool::for_tests());
         ingest.set_buffer_size(100);
         let text = format!("a\n{}", "z".repeat(250));
         assert_eq!(ingest.feed(text.as_bytes()).unwrap() as usize, text.len());
         let short = "a\nnot yet";
         assert_eq!(ingest.feed(short.as_bytes()).unwrap(), 2);
-        assert_eq!(ingest.finish().summary.lines_read, 3);
+        assert_eq!(ingest.finish().unwrap().summary.lines_read, 3);
     }
 
     /// psad's rule sets log with `DROP ` and `DROP INVALID `: both prefixes are found at the
@@ -1355,17 +1434,17 @@ mod tests {
             let prefixes: Vec<String> = prefixes.iter().map(|p| p.to_string()).collect();
             let parser = || LineParser::new(&prefixes, Zone::Utc, Utc::now());
             let attribute = |_| aws();
-            let mut ingest = Ingest::new(parser(), 1, 5, 50, &attribute);
+            let mut ingest = Ingest::new(parser(), 1, 5, 50, &attribute, crate::spool::for_tests());
             ingest.begin_source(parser());
             ingest.feed(text.as_bytes()).unwrap();
-            let batch = ingest.finish();
+            let batch = ingest.finish().unwrap();
             assert_eq!(batch.summary.lines_matched, 102);
             assert_eq!(batch.summary.lines_malformed, 0);
             for ip in ["3.5.140.1", "3.5.140.2"] {
                 assert_eq!(batch.observations[&ip.parse::<IpAddr>().unwrap()].hits, 1);
             }
             // The line is read with the longest prefix found at its place.
-            let mut ingest = Ingest::new(parser(), 1, 5, 50, &attribute);
+            let mut ingest = Ingest::new(parser(), 1, 5, 50, &attribute, crate::spool::for_tests());
             ingest.scan(text.as_bytes());
             let longest = prefixes.iter().position(|p| p == "DROP INVALID ").unwrap();
             assert_eq!(ingest.starts[0].prefix, longest);
@@ -1463,10 +1542,10 @@ mod tests {
             };
             // A window of one second holds one line: the rest are the address's own.
             let parser = || LineParser::new(&["INPUT-DROP:".to_string()], Zone::Utc, Utc::now());
-            let mut ingest = Ingest::new(parser(), 1, 1, 1, &attribute);
+            let mut ingest = Ingest::new(parser(), 1, 1, 1, &attribute, crate::spool::for_tests());
             ingest.begin_source(parser());
             ingest.feed(text.as_bytes()).unwrap();
-            let batch = ingest.finish();
+            let batch = ingest.finish().unwrap();
             assert_eq!(
                 batch.evidence[0].len(),
                 kept.max(1),
@@ -1486,10 +1565,10 @@ mod tests {
             few_lines: false,
         };
         let parser = || LineParser::new(&["INPUT-DROP:".to_string()], Zone::Utc, Utc::now());
-        let mut ingest = Ingest::new(parser(), 131, 5, 50, &attribute);
+        let mut ingest = Ingest::new(parser(), 131, 5, 50, &attribute, crate::spool::for_tests());
         ingest.begin_source(parser());
         ingest.feed(text.as_bytes()).unwrap();
-        let batch = ingest.finish();
+        let batch = ingest.finish().unwrap();
         let filled: Vec<usize> = (0..batch.evidence.len())
             .filter(|&i| !batch.evidence[i].is_empty())
             .collect();
@@ -1568,7 +1647,7 @@ mod tests {
         };
         let parser = || LineParser::new(&["INPUT-DROP:".to_string()], Zone::Utc, Utc::now());
         let attribute = |_| aws();
-        let mut first = Ingest::new(parser(), 1, 5, 50, &attribute);
+        let mut first = Ingest::new(parser(), 1, 5, 50, &attribute, crate::spool::for_tests());
         first.begin_source(parser());
         let early = line(1, "3.5.140.2") + &line(2, "3.5.140.2");
         first.feed(early.as_bytes()).unwrap();
@@ -1579,7 +1658,7 @@ mod tests {
         let kept: Vec<(String, i64)> = first
             .first_lines
             .iter()
-            .map(|(_, l)| (l.ip.to_string(), l.time % 60))
+            .map(|l| (l.ip.to_string(), l.time % 60))
             .collect();
         assert_eq!(
             kept,
@@ -1590,7 +1669,7 @@ mod tests {
                 ("3.5.140.9".to_string(), 5),
             ]
         );
-        let batch = first.finish();
+        let batch = first.finish().unwrap();
         assert_eq!(batch.observations.len(), 2);
         assert_eq!(batch.observations[&"3.5.140.2".parse().unwrap()].hits, 4);
     }

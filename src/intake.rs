@@ -29,6 +29,7 @@ use crate::provider::Provider;
 use crate::render::Templates;
 use crate::select::{Since, is_ignored, is_reportable};
 use crate::source;
+use crate::spool::{KeptLine, Spool};
 use crate::state::{CONTACT_DESKS, Settled, State, StoredCursor};
 
 /// The files a file source names now: the path itself, or a glob's `matches` (as
@@ -332,6 +333,7 @@ impl<'s> World<'s> {
         Routes {
             world: self,
             known: std::cell::RefCell::new(HashMap::new()),
+            asked_once: self.desk_keys().len() <= 1,
         }
     }
 
@@ -438,8 +440,10 @@ pub(crate) struct Intake {
     /// Per file source and prefix, the last packet time counted as a hit this run.
     pub(crate) counted: Vec<(String, String, i64)>,
     /// Per desk (see [`World::desk_keys`]): the lines read now worth keeping (fresh, of
-    /// addresses not reported), in time order.
-    pub(crate) evidence: Vec<Vec<EvidenceLine>>,
+    /// addresses not reported), in time order, their text in `spool`.
+    pub(crate) evidence: Vec<Vec<KeptLine>>,
+    /// The text of the lines read now.
+    pub(crate) spool: Spool,
     /// Per desk: its densest window of the lines kept before and these, when it is not the
     /// window kept.
     pub(crate) dense: Vec<Option<Vec<EvidenceLine>>>,
@@ -517,12 +521,19 @@ pub(crate) fn ingest(
     let mut cursors = Vec::new();
     let mut counted = Vec::new();
     let parser = |prefixes: &[String]| LineParser::new(prefixes, settings.zone, world.now);
+    // Lines kept past the budget go to a file beside the state (on disk, where the run may
+    // write), else in the temporary folder.
+    let spool = Spool::new(
+        vec![settings.state_dir.clone(), std::env::temp_dir()],
+        Spool::budget_from_env()?,
+    );
     let mut scan = Ingest::new(
         parser(&[]),
         world.desk_keys().len(),
         settings.report.sample_seconds,
         settings.report.max_excerpt_lines,
         &attribute,
+        &spool,
     );
     if let Some(since) = options.since {
         scan.skip_before(since.timestamp());
@@ -657,9 +668,26 @@ pub(crate) fn ingest(
             }
         }
     }
-    let mut batch = scan.finish();
+    let mut batch = scan
+        .finish()
+        .map_err(|e| anyhow::anyhow!("reading back kept log lines: {e}"))?;
     if let Some(bar) = &bar {
         bar.finish_and_clear();
+    }
+    if let Some((dir, bytes)) = spool.set_aside()
+        && verbosity == Verbosity::Verbose
+    {
+        crate::output::tell(format_args!(
+            "abuse-mailer: {bytes} bytes of log lines kept as evidence set aside in {} (a file with no name)",
+            dir.display()
+        ));
+    }
+    if let Some(why) = spool.failure()
+        && verbosity != Verbosity::Quiet
+    {
+        crate::output::tell(format_args!(
+            "abuse-mailer: warning: log lines kept as evidence could not be set aside on disk ({why}); they are held in memory"
+        ));
     }
 
     let selection_key = world.selection_key();
@@ -763,22 +791,27 @@ pub(crate) fn ingest(
         // Neither reported addresses' lines nor history are evidence any more.
         let fresh = world.fresh_since();
         let wanted =
-            |l: &EvidenceLine| !ledger.reported(i, l.ip) && fresh.is_none_or(|t| l.time >= t);
+            |ip: IpAddr, time: i64| !ledger.reported(i, ip) && fresh.is_none_or(|t| time >= t);
         let mut lines = std::mem::take(&mut batch.evidence[i]);
-        lines.retain(wanted);
+        lines.retain(|l| wanted(l.ip, l.time));
         // Stable: lines of one second keep their log order.
         lines.sort_by_key(|l| l.time);
         let stored = match state {
             Some(s) => s.dense_evidence(key)?,
             None => Vec::new(),
         };
-        let before: Vec<EvidenceLine> = stored.iter().filter(|l| wanted(l)).cloned().collect();
+        let before: Vec<EvidenceLine> = (stored.iter())
+            .filter(|l| wanted(l.ip, l.time))
+            .cloned()
+            .collect();
         let window = excerpt::densest_of_both(
             &before,
             &lines,
+            &spool,
             settings.report.sample_seconds,
             settings.report.max_excerpt_lines,
         )
+        .map_err(|e| anyhow::anyhow!("reading back kept log lines: {e}"))?
         .map(|w| w.lines)
         .unwrap_or_default();
         dense.push((window != stored).then_some(window));
@@ -800,6 +833,7 @@ pub(crate) fn ingest(
             .map(|_| std::cell::OnceCell::new())
             .collect(),
         evidence,
+        spool,
         dense,
         kept_before,
     };
@@ -847,15 +881,18 @@ impl Intake {
         // Lines kept by earlier runs and lines read now are different packets, however alike
         // (a packet is read once); the window's lines are copies of some of them.
         let mut own = own_before;
-        own.extend(self.read_now_of(bucket, ips));
+        own.extend(self.read_now_of(bucket, ips)?);
         Ok(excerpt::union(own, window))
     }
 
     /// The lines read now of `ips` for desk number `bucket`, in the order held.
-    fn read_now_of(&self, bucket: usize, ips: &[IpAddr]) -> Vec<EvidenceLine> {
+    fn read_now_of(&self, bucket: usize, ips: &[IpAddr]) -> Result<Vec<EvidenceLine>> {
         let lines = &self.evidence[bucket];
         let by_ip = self.by_ip[bucket].get_or_init(|| by_address(lines));
-        lines_of(lines, by_ip, ips)
+        (lines_of(lines, by_ip, ips).iter())
+            .map(|l| self.spool.line(l))
+            .collect::<std::io::Result<_>>()
+            .map_err(|e| anyhow::anyhow!("reading back kept log lines: {e}"))
     }
 
     /// For desk number `bucket`, whether [`Intake::evidence_for`] would give an address a
@@ -869,8 +906,8 @@ impl Intake {
     ) -> impl FnMut(IpAddr) -> Result<bool> + 'a {
         let read_now: std::collections::HashSet<IpAddr> = self.evidence[bucket]
             .iter()
-            .chain(self.dense[bucket].iter().flatten())
             .map(|l| l.ip)
+            .chain(self.dense[bucket].iter().flatten().map(|l| l.ip))
             .collect();
         let key = world.desk_keys()[bucket].to_string();
         let since = world.fresh_since();
@@ -914,7 +951,7 @@ impl Intake {
 }
 
 /// Where in `lines` each address's lines are: their places, sorted by address, then place.
-fn by_address(lines: &[EvidenceLine]) -> Vec<usize> {
+fn by_address(lines: &[KeptLine]) -> Vec<usize> {
     let mut order: Vec<usize> = (0..lines.len()).collect();
     order.sort_by_key(|&i| (lines[i].ip, i));
     order
@@ -922,7 +959,7 @@ fn by_address(lines: &[EvidenceLine]) -> Vec<usize> {
 
 /// The lines of `ips` among `lines`, in their order there, found through `by_ip`
 /// ([`by_address`] of `lines`) one search an address.
-fn lines_of(lines: &[EvidenceLine], by_ip: &[usize], ips: &[IpAddr]) -> Vec<EvidenceLine> {
+fn lines_of(lines: &[KeptLine], by_ip: &[usize], ips: &[IpAddr]) -> Vec<KeptLine> {
     let mut places: Vec<usize> = Vec::new();
     for ip in ips {
         let from = by_ip.partition_point(|&i| lines[i].ip < *ip);
@@ -930,7 +967,7 @@ fn lines_of(lines: &[EvidenceLine], by_ip: &[usize], ips: &[IpAddr]) -> Vec<Evid
     }
     places.sort_unstable();
     places.dedup();
-    places.into_iter().map(|i| lines[i].clone()).collect()
+    places.into_iter().map(|i| lines[i]).collect()
 }
 
 /// Who a report on an address goes to.
@@ -950,6 +987,9 @@ pub(crate) enum Destination {
 pub(crate) struct Routes<'w, 's> {
     world: &'w World<'s>,
     known: std::cell::RefCell<HashMap<IpAddr, u64>>,
+    /// One destination: each address is asked about once, and nothing is kept (a table of a
+    /// flood's million routes is tens of megabytes).
+    asked_once: bool,
 }
 
 impl Routes<'_, '_> {
@@ -964,7 +1004,7 @@ impl Routes<'_, '_> {
 
     /// Whether a report on `ip` goes to `to`.
     pub(crate) fn goes(&self, ip: IpAddr, to: Destination) -> bool {
-        let Some(bit) = Self::bit(to) else {
+        let Some(bit) = Self::bit(to).filter(|_| !self.asked_once) else {
             return self.world.route(ip).contains(&to);
         };
         let bits = *self.known.borrow_mut().entry(ip).or_insert_with(|| {
@@ -1026,14 +1066,18 @@ mod tests {
             asked in proptest::collection::vec(0u8..8, 0..6),
         ) {
             let ip = |n: u8| IpAddr::from([3, 5, 140, n]);
-            let lines: Vec<EvidenceLine> = raw
+            let spool = Spool::in_memory();
+            let lines: Vec<KeptLine> = raw
                 .iter()
                 .enumerate()
-                .map(|(i, (n, t))| EvidenceLine { time: *t, ip: ip(*n), text: format!("line {i}") })
+                .map(|(i, (n, t))| {
+                    let line = EvidenceLine { time: *t, ip: ip(*n), text: format!("line {i}") };
+                    KeptLine::keep(&spool, &line)
+                })
                 .collect();
             let ips: Vec<IpAddr> = asked.iter().map(|n| ip(*n)).collect();
-            let plain: Vec<EvidenceLine> =
-                lines.iter().filter(|l| ips.contains(&l.ip)).cloned().collect();
+            let plain: Vec<KeptLine> =
+                lines.iter().filter(|l| ips.contains(&l.ip)).copied().collect();
             proptest::prop_assert_eq!(lines_of(&lines, &by_address(&lines), &ips), plain);
         }
     }

@@ -33,5 +33,6 @@ pub mod reread;
 pub mod select;
 pub mod send;
 pub mod source;
+pub mod spool;
 pub mod state;
 pub mod xarf;

@@ -664,30 +664,7 @@ impl Transport for Sendmail {
 /// MTA never takes part of a message for all of it. A pipe would hold only its first 64 KiB
 /// once the run was gone. The file has no name: nothing is left behind.
 fn message_file(text: &[u8]) -> std::io::Result<fs::File> {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let dir = std::env::temp_dir();
-    let unnamed = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .mode(0o600)
-        .custom_flags(libc::O_TMPFILE)
-        .open(&dir);
-    let mut file = match unnamed {
-        Ok(file) => file,
-        // A file system without unnamed files: a named one, unlinked before it is written.
-        Err(_) => {
-            let n = NEXT.fetch_add(1, Ordering::Relaxed);
-            let path = dir.join(format!(".abuse-mailer-{}-{n}.eml", std::process::id()));
-            let file = fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)?;
-            fs::remove_file(&path)?;
-            file
-        }
-    };
+    let mut file = crate::spool::unnamed_file(&std::env::temp_dir())?;
     file.write_all(text)?;
     file.seek(std::io::SeekFrom::Start(0))?;
     Ok(file)

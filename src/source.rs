@@ -1430,7 +1430,7 @@ mod tests {
     }
 
     fn scan<'a>() -> Ingest<'a> {
-        let mut scan = Ingest::new(parser(), 1, 5, 50, &one_provider);
+        let mut scan = Ingest::new(parser(), 1, 5, 50, &one_provider, crate::spool::for_tests());
         scan.begin_source(parser());
         scan
     }
@@ -1463,7 +1463,7 @@ mod tests {
         .unwrap();
         let cursor = done.cursor.unwrap();
         assert_eq!((cursor.ino, cursor.offset), (ino, size));
-        let summary = first.finish().summary;
+        let summary = first.finish().unwrap().summary;
         assert_eq!(
             summary.lines_matched, n,
             "both halves came from the file identified, none from the new one"
@@ -1478,7 +1478,7 @@ mod tests {
             "{:?}",
             again.decision
         );
-        let summary = second.finish().summary;
+        let summary = second.finish().unwrap().summary;
         assert_eq!((summary.lines_read, summary.lines_matched), (1, 0));
     }
 
@@ -1517,7 +1517,14 @@ mod tests {
             }
             one_provider(ip)
         };
-        let mut first = Ingest::new(parser(), 1, 5, 50, &rotate_then_attribute);
+        let mut first = Ingest::new(
+            parser(),
+            1,
+            5,
+            50,
+            &rotate_then_attribute,
+            crate::spool::for_tests(),
+        );
         first.begin_source(parser());
         let cursor = read(&path, None, StartAt::Beginning, &mut first)
             .unwrap()
@@ -1529,7 +1536,7 @@ mod tests {
             old.as_bytes()[..=old.find('\n').unwrap()],
             "known by the first line it held"
         );
-        let read_first = first.finish().summary.lines_matched;
+        let read_first = first.finish().unwrap().summary.lines_matched;
         // The daemon writes on, past the offset the read stopped at.
         let mut log = File::options().append(true).open(&path).unwrap();
         let new: String = (5000..8000).map(line).collect();
@@ -1537,7 +1544,7 @@ mod tests {
         assert!(new.len() as u64 > cursor.offset);
         let mut second = scan();
         read(&path, Some(&cursor), StartAt::Beginning, &mut second).unwrap();
-        let read_second = second.finish().summary.lines_matched;
+        let read_second = second.finish().unwrap().summary.lines_matched;
         assert_eq!(read_first + read_second, 2000 + 3000);
     }
 
@@ -1673,7 +1680,7 @@ mod tests {
         };
         let mut one = scan();
         assert_eq!(one.feed(File::open(&path).unwrap()).unwrap(), consumed);
-        let (two, one) = (two.finish(), one.finish());
+        let (two, one) = (two.finish().unwrap(), one.finish().unwrap());
         assert_eq!(consumed, fs::metadata(&path).unwrap().len());
         assert_eq!(two.summary, one.summary);
         assert_eq!(two.summary.lines_matched, n);
@@ -1690,7 +1697,7 @@ mod tests {
         let size = fs::metadata(&path).unwrap().len();
         let mut one = scan();
         assert_eq!(one.feed(File::open(&path).unwrap()).unwrap(), size);
-        let one = one.finish();
+        let one = one.finish().unwrap();
         let file = OpenFile::open(&path).unwrap().unwrap();
         for parts in [3, 7] {
             let mut many = scan();
@@ -1698,7 +1705,7 @@ mod tests {
                 read_in_parts(&file, 0, size, parts, &mut many).unwrap(),
                 size
             );
-            let many = many.finish();
+            let many = many.finish().unwrap();
             assert_eq!(many.summary, one.summary, "{parts} parts");
             assert_eq!(many.summary.lines_matched, n);
             assert_eq!(many.observations, one.observations, "{parts} parts");

@@ -30,6 +30,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
 use crate::excerpt::EvidenceLine;
 use crate::ingest::{Observation, Observations, SmallSet};
 use crate::source::Cursor;
+use crate::spool::{KeptLine, Spool};
 
 mod contact_cache;
 pub use contact_cache::{CachedContact, ReadThrough};
@@ -1563,8 +1564,10 @@ pub struct KeptLines<'a> {
 pub struct EvidenceUpdate<'a> {
     pub desk: &'a str,
     /// Lines read now, in time order: each is kept if its address has fewer than `per_ip`
-    /// lines of its own kept (its first lines are kept, as they are found).
-    pub lines: &'a [EvidenceLine],
+    /// lines of its own kept (its first lines are kept, as they are found). Their text is in
+    /// `spool`.
+    pub lines: &'a [KeptLine],
+    pub spool: &'a Spool,
     pub per_ip: usize,
     /// The desk's densest window, when it is not the one kept.
     pub dense: Option<&'a [EvidenceLine]>,
@@ -1664,13 +1667,17 @@ fn update_evidence(
     )?;
     let per_ip = i64::try_from(update.per_ip).unwrap_or(i64::MAX);
     let fresh = stale_before.unwrap_or(i64::MIN);
+    let mut texts = update.spool.reader();
     for l in update.lines {
+        let text = texts
+            .text(l)
+            .map_err(|e| anyhow::anyhow!("reading back kept log lines: {e}"))?;
         let put = own.execute(params![
             desk,
             l.time,
             seq,
             l.ip.to_string(),
-            l.text,
+            text,
             per_ip,
             fresh
         ])?;

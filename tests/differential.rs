@@ -15,6 +15,7 @@ use abuse_mailer::config::StartAt;
 use abuse_mailer::ingest::{Attribution, Ingest, Summary};
 use abuse_mailer::parse::LineParser;
 use abuse_mailer::source;
+use abuse_mailer::spool::Spool;
 use proptest::prelude::*;
 mod common;
 
@@ -48,7 +49,8 @@ fn parser(setup: &Setup) -> LineParser {
 }
 
 fn scan<'a>(setup: &Setup, attribute: &'a (dyn Fn(IpAddr) -> Attribution + Sync)) -> Ingest<'a> {
-    let mut ingest = Ingest::new(parser(setup), 1, 5, 20, attribute);
+    static SPOOL: std::sync::LazyLock<Spool> = std::sync::LazyLock::new(Spool::in_memory);
+    let mut ingest = Ingest::new(parser(setup), 1, 5, 20, attribute, &SPOOL);
     ingest.set_buffer_size(setup.buffer);
     if let Some(since) = setup.since {
         ingest.skip_before(since);
@@ -61,7 +63,7 @@ fn scan<'a>(setup: &Setup, attribute: &'a (dyn Fn(IpAddr) -> Attribution + Sync)
 }
 
 fn finish(ingest: Ingest<'_>) -> (Summary, Observations) {
-    let batch = ingest.finish();
+    let batch = ingest.finish().unwrap();
     (batch.summary, batch.observations.into_iter().collect())
 }
 

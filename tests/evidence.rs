@@ -509,3 +509,123 @@ fn history_of_desks_taken_out_goes_a_bounded_number_a_run_in_all() {
         20_000
     );
 }
+
+/// Two runs' worth of log: sixty addresses with one to five packets each, repeated packets
+/// logging identical lines, in a few seconds so that a window holds some of them.
+fn lines_of_many_addresses(run: u32) -> String {
+    let mut log = String::new();
+    for n in 1..=60u32 {
+        let ip = format!("3.5.140.{n}");
+        for k in 0..(n + run) % 5 + 1 {
+            let second = format!("10:0{run}:{:02}", (n * 7 + k * 13) % 60);
+            let line = drop_line(&second, &ip, if k % 2 == 0 { "TCP" } else { "UDP" }, 22);
+            log.push_str(&line);
+            if n % 7 == 0 {
+                log.push_str(&line);
+            }
+        }
+    }
+    log
+}
+
+/// What a setup shows and keeps over two runs: the previews, the mail sent and the kept lines
+/// after each run; and what the runs said, last.
+fn shown_and_kept(s: &Setup) -> (Vec<String>, Vec<Vec<u8>>, Vec<String>) {
+    let (mut previews, mut kept) = (Vec::new(), Vec::new());
+    let mut stderr = String::new();
+    for run in 0..2 {
+        s.append("messages", &lines_of_many_addresses(run));
+        previews.push(s.run(&["preview"]).ok().stdout);
+        stderr.push_str(&s.run(&["run", "-v"]).ok().stderr);
+        let db = rusqlite::Connection::open(s.path("state/state.db")).unwrap();
+        let mut rows = db
+            .prepare(
+                "SELECT provider, time, seq, ip, line, dense FROM evidence ORDER BY provider, seq",
+            )
+            .unwrap();
+        let rows = rows
+            .query_map([], |r| {
+                Ok(format!(
+                    "{run}: {} {} {} {} {} {}",
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, i64>(5)?
+                ))
+            })
+            .unwrap();
+        kept.extend(rows.map(Result::unwrap));
+    }
+    let mail = s.outbox().iter().map(|p| fs::read(p).unwrap()).collect();
+    previews.push(stderr);
+    (previews, mail, kept)
+}
+
+/// Past the memory budget (`ABUSE_MAILER_SPOOL_BYTES`; here none), the lines a read keeps are
+/// set aside in a file of the run's own: the previews, the reports and the lines kept are
+/// byte for byte those of runs that held every line in memory.
+#[test]
+fn lines_set_aside_on_disk_make_the_reports_of_lines_held() {
+    let held = waiting_setup("");
+    let mut aside = waiting_setup("");
+    aside
+        .env
+        .push(("ABUSE_MAILER_SPOOL_BYTES".to_string(), "0".to_string()));
+    let (mut shown_held, mail_held, kept_held) = shown_and_kept(&held);
+    let (mut shown_aside, mail_aside, kept_aside) = shown_and_kept(&aside);
+    let said_aside = shown_aside.pop().unwrap();
+    assert!(
+        said_aside.contains("bytes of log lines kept as evidence set aside in")
+            && said_aside.contains(&format!("{}", aside.path("state").display())),
+        "{said_aside}"
+    );
+    assert!(!shown_held.pop().unwrap().contains("set aside"));
+    assert_eq!(shown_aside, shown_held);
+    assert!(!mail_held.is_empty() && kept_held.len() > 20);
+    assert_eq!(mail_aside, mail_held);
+    assert_eq!(kept_aside, kept_held);
+}
+
+/// Nowhere to set lines aside (no state folder yet, the temporary folder gone): the lines are
+/// held in memory, the run says so, and shows what it would have shown.
+#[test]
+fn lines_that_cannot_be_set_aside_are_held_and_the_run_says_so() {
+    let held = waiting_setup("");
+    let mut nowhere = waiting_setup("");
+    for (k, v) in [
+        ("ABUSE_MAILER_SPOOL_BYTES", "0".to_string()),
+        ("TMPDIR", nowhere.path("gone").display().to_string()),
+    ] {
+        nowhere.env.push((k.to_string(), v));
+    }
+    for s in [&held, &nowhere] {
+        s.write("messages", &lines_of_many_addresses(0));
+    }
+    let shown = nowhere.run(&["preview"]).ok();
+    assert!(
+        shown.stderr.contains("could not be set aside on disk")
+            && shown.stderr.contains("they are held in memory"),
+        "{}",
+        shown.stderr
+    );
+    assert_eq!(shown.stdout, held.run(&["preview"]).ok().stdout);
+    assert!(!nowhere.path("state").exists(), "a preview writes nothing");
+}
+
+/// A budget that is not a number of bytes is an error that names the variable.
+#[test]
+fn a_spool_budget_that_is_not_a_number_is_named() {
+    let mut s = waiting_setup("");
+    s.write("messages", &lines_of_many_addresses(0));
+    s.env
+        .push(("ABUSE_MAILER_SPOOL_BYTES".to_string(), "32M".to_string()));
+    let ran = s.run(&["preview"]);
+    assert_eq!(ran.code, 1, "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("ABUSE_MAILER_SPOOL_BYTES=\"32M\""),
+        "{}",
+        ran.stderr
+    );
+}

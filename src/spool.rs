@@ -1,0 +1,504 @@
+//! The text of the log lines a read keeps as evidence: held in memory up to a budget, and past
+//! it set aside in a file of the run's own that has no name, so that a flood of distinct
+//! sources, each keeping lines of its own, costs disk rather than memory and nothing is left
+//! behind however the run ends.
+//!
+//! Readers write the text of a kept line with their own [`Pen`] into blocks of their own, and
+//! hand each block whole to the [`Spool`]: the threads share nothing while reading. A line is
+//! known by a [`KeptLine`]: its second, its source and where its text is. Text is read back
+//! when a report or the state needs it, line by line, or block by block through a
+//! [`SpoolReader`] for a pass over many lines.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io;
+use std::net::IpAddr;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::excerpt::EvidenceLine;
+
+/// The text a run holds in memory before it sets lines aside, unless
+/// [`BUDGET_VAR`] says otherwise.
+pub const BUDGET: u64 = 32 << 20;
+
+/// The environment variable that sets [`BUDGET`] (bytes; `0` sets every line aside).
+pub const BUDGET_VAR: &str = "ABUSE_MAILER_SPOOL_BYTES";
+
+/// Bytes of text a pen gathers before it hands them to the spool.
+const BLOCK: usize = 1 << 20;
+
+/// Where a line's text is: the block's number above, the place in it below.
+const PLACE_BITS: u32 = 24;
+
+/// A kept line: when it was logged, its source address, and where its text is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeptLine {
+    pub time: i64,
+    /// Block number and place in it (see [`PLACE_BITS`]).
+    at: u64,
+    len: u32,
+    pub ip: IpAddr,
+}
+
+/// A file that has no name, in `dir`, open to read and write: nothing is left behind, however
+/// the process ends. On a file system without unnamed files, a named one removed at once.
+pub fn unnamed_file(dir: &Path) -> io::Result<File> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let unnamed = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_TMPFILE)
+        .open(dir);
+    match unnamed {
+        Ok(file) => Ok(file),
+        Err(_) => {
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let path = dir.join(format!(".abuse-mailer-{}-{n}.tmp", std::process::id()));
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)?;
+            std::fs::remove_file(&path)?;
+            Ok(file)
+        }
+    }
+}
+
+/// The kept lines' text of one run, shared by its reading threads.
+pub struct Spool {
+    /// Where the file may go, in order of preference.
+    dirs: Vec<PathBuf>,
+    budget: u64,
+    /// Bytes of text a pen gathers before it hands them over ([`BLOCK`]).
+    block: usize,
+    next_block: AtomicU64,
+    blocks: Mutex<Blocks>,
+}
+
+#[derive(Default)]
+struct Blocks {
+    /// Blocks held in memory, by number.
+    held: HashMap<u64, Box<[u8]>>,
+    held_bytes: u64,
+    /// Blocks set aside: where each starts in the file, and its length.
+    aside: HashMap<u64, (u64, u64)>,
+    file: Option<File>,
+    /// The folder the file is in.
+    file_dir: Option<PathBuf>,
+    file_len: u64,
+    /// Why lines could not be set aside (they are held instead), said once.
+    failure: Option<String>,
+}
+
+impl Spool {
+    /// A spool that holds `budget` bytes of text in memory and sets the rest aside in a file in
+    /// the first of `dirs` where one can be made.
+    pub fn new(dirs: Vec<PathBuf>, budget: u64) -> Self {
+        Self {
+            dirs,
+            budget,
+            block: BLOCK,
+            next_block: AtomicU64::new(0),
+            blocks: Mutex::new(Blocks::default()),
+        }
+    }
+
+    /// The same spool, its pens handing over blocks of `bytes` (tests make many blocks).
+    #[cfg(test)]
+    pub fn with_block(mut self, bytes: usize) -> Self {
+        self.block = bytes;
+        self
+    }
+
+    /// A spool that holds everything in memory.
+    pub fn in_memory() -> Self {
+        Self::new(Vec::new(), u64::MAX)
+    }
+
+    /// The budget [`BUDGET_VAR`] sets, or [`BUDGET`]; a value that is not a number of bytes
+    /// is an error naming the variable.
+    pub fn budget_from_env() -> anyhow::Result<u64> {
+        match std::env::var(BUDGET_VAR) {
+            Ok(text) => text
+                .trim()
+                .parse()
+                .map_err(|_| anyhow::anyhow!("{BUDGET_VAR}={text:?} is not a number of bytes")),
+            Err(_) => Ok(BUDGET),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Blocks> {
+        // A reader that panicked left whole blocks behind: what is there is still right.
+        self.blocks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes block number `number`: held while the budget allows, else set aside.
+    fn put(&self, number: u64, text: Vec<u8>) {
+        if text.is_empty() {
+            return;
+        }
+        let mut blocks = self.lock();
+        let len = text.len() as u64;
+        if blocks.held_bytes + len <= self.budget || !self.write_aside(&mut blocks, number, &text) {
+            blocks.held_bytes += len;
+            blocks.held.insert(number, text.into_boxed_slice());
+        }
+    }
+
+    /// Writes a block to the file (made when first needed); whether it is there. A failure is
+    /// kept to be said, and the block stays in memory: a line is never lost.
+    fn write_aside(&self, blocks: &mut Blocks, number: u64, text: &[u8]) -> bool {
+        if blocks.failure.is_some() {
+            return false;
+        }
+        if blocks.file.is_none() {
+            let mut why = Vec::new();
+            for dir in &self.dirs {
+                match unnamed_file(dir) {
+                    Ok(file) => {
+                        blocks.file = Some(file);
+                        blocks.file_dir = Some(dir.clone());
+                        break;
+                    }
+                    Err(e) => why.push(format!("{}: {e}", dir.display())),
+                }
+            }
+            if blocks.file.is_none() {
+                if why.is_empty() {
+                    why.push("no folder to write to".to_string());
+                }
+                blocks.failure = Some(why.join("; "));
+                return false;
+            }
+        }
+        let start = blocks.file_len;
+        let written = match &blocks.file {
+            Some(file) => file.write_all_at(text, start),
+            None => return false,
+        };
+        match written {
+            Ok(()) => {
+                blocks.file_len += text.len() as u64;
+                blocks.aside.insert(number, (start, text.len() as u64));
+                true
+            }
+            Err(e) => {
+                blocks.failure = Some(format!("{} bytes at {start}: {e}", text.len()));
+                false
+            }
+        }
+    }
+
+    /// Why lines could not be set aside and are held in memory instead, if they could not.
+    pub fn failure(&self) -> Option<String> {
+        self.lock().failure.clone()
+    }
+
+    /// The folder of the file lines were set aside in, and how many bytes of text it holds;
+    /// `None` if every line is held.
+    pub fn set_aside(&self) -> Option<(PathBuf, u64)> {
+        let blocks = self.lock();
+        (blocks.file_len > 0)
+            .then(|| blocks.file_dir.clone().map(|dir| (dir, blocks.file_len)))
+            .flatten()
+    }
+
+    /// The text of `line`.
+    pub fn text(&self, line: &KeptLine) -> io::Result<String> {
+        let (number, place) = (line.at >> PLACE_BITS, (line.at & ((1 << PLACE_BITS) - 1)));
+        let blocks = self.lock();
+        let bytes = match blocks.held.get(&number) {
+            Some(block) => block
+                .get(place as usize..place as usize + line.len as usize)
+                .ok_or_else(|| broken("a line past the end of its block"))?
+                .to_vec(),
+            None => {
+                let (Some((start, _)), Some(file)) = (blocks.aside.get(&number), &blocks.file)
+                else {
+                    return Err(broken("a line in a block never written"));
+                };
+                let mut bytes = vec![0; line.len as usize];
+                file.read_exact_at(&mut bytes, start + place)?;
+                bytes
+            }
+        };
+        String::from_utf8(bytes).map_err(|_| broken("a line that is not the text written"))
+    }
+
+    /// `line` with its text.
+    pub fn line(&self, line: &KeptLine) -> io::Result<EvidenceLine> {
+        Ok(EvidenceLine {
+            time: line.time,
+            ip: line.ip,
+            text: self.text(line)?,
+        })
+    }
+
+    /// A reader for a pass over many lines: blocks set aside are read whole, a few kept.
+    pub fn reader(&self) -> SpoolReader<'_> {
+        SpoolReader {
+            spool: self,
+            recent: Vec::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Spool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let blocks = self.lock();
+        f.debug_struct("Spool")
+            .field("budget", &self.budget)
+            .field("held_bytes", &blocks.held_bytes)
+            .field("set_aside_bytes", &blocks.file_len)
+            .field("failure", &blocks.failure)
+            .finish()
+    }
+}
+
+fn broken(what: &str) -> io::Error {
+    io::Error::other(format!("the run's set-aside log lines hold {what}"))
+}
+
+/// Reads lines' text for a pass over many of them, keeping the last few blocks read from
+/// the file (lines are met about in the order they were kept, a few threads' worth at once).
+pub struct SpoolReader<'s> {
+    spool: &'s Spool,
+    recent: Vec<(u64, Box<[u8]>)>,
+}
+
+/// Blocks a [`SpoolReader`] keeps.
+const RECENT_BLOCKS: usize = 4;
+
+impl SpoolReader<'_> {
+    /// The text of `line`.
+    pub fn text(&mut self, line: &KeptLine) -> io::Result<String> {
+        let number = line.at >> PLACE_BITS;
+        let place = (line.at & ((1 << PLACE_BITS) - 1)) as usize;
+        let found = match self.recent.iter().position(|(n, _)| *n == number) {
+            Some(i) => Some(i),
+            None => {
+                let blocks = self.spool.lock();
+                match (blocks.aside.get(&number), &blocks.file) {
+                    (Some(&(start, len)), Some(file)) => {
+                        let mut block = vec![0; len as usize];
+                        file.read_exact_at(&mut block, start)?;
+                        if self.recent.len() == RECENT_BLOCKS {
+                            self.recent.remove(0);
+                        }
+                        self.recent.push((number, block.into_boxed_slice()));
+                        Some(self.recent.len() - 1)
+                    }
+                    _ => None,
+                }
+            }
+        };
+        match found {
+            Some(i) => {
+                let block = &self.recent[i].1;
+                let bytes = block
+                    .get(place..place + line.len as usize)
+                    .ok_or_else(|| broken("a line past the end of its block"))?;
+                String::from_utf8(bytes.to_vec())
+                    .map_err(|_| broken("a line that is not the text written"))
+            }
+            None => self.spool.text(line),
+        }
+    }
+
+    /// `line` with its text.
+    pub fn line(&mut self, line: &KeptLine) -> io::Result<EvidenceLine> {
+        Ok(EvidenceLine {
+            time: line.time,
+            ip: line.ip,
+            text: self.text(line)?,
+        })
+    }
+}
+
+/// One reader's block being written: lines' text gathered here, handed to the spool whole.
+#[derive(Default)]
+pub struct Pen {
+    number: Option<u64>,
+    text: Vec<u8>,
+}
+
+impl Pen {
+    /// Keeps `text` as the line logged at `time` by `ip`.
+    pub fn keep(&mut self, spool: &Spool, time: i64, ip: IpAddr, text: &str) -> KeptLine {
+        // A line longer than a block (never a kept one: they are cut at 2 KiB) gets one of
+        // its own, as long as a place can say.
+        let mut end = text.len().min((1 << PLACE_BITS) - 1);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let text = &text.as_bytes()[..end];
+        if self.number.is_none() || self.text.len() + text.len() > spool.block.max(text.len()) {
+            self.hand_over(spool);
+            self.number = Some(spool.next_block.fetch_add(1, Ordering::Relaxed));
+        }
+        let number = self.number.unwrap_or_default();
+        let place = self.text.len() as u64;
+        self.text.extend_from_slice(text);
+        KeptLine {
+            time,
+            at: number << PLACE_BITS | place,
+            len: text.len() as u32,
+            ip,
+        }
+    }
+
+    /// Hands the block being written to the spool; the pen starts a new one when next used.
+    pub fn hand_over(&mut self, spool: &Spool) {
+        if let Some(number) = self.number.take() {
+            spool.put(number, std::mem::take(&mut self.text));
+        }
+    }
+}
+
+impl KeptLine {
+    /// `line` kept by itself in `spool` (held or set aside as its budget says).
+    pub fn keep(spool: &Spool, line: &EvidenceLine) -> KeptLine {
+        let mut pen = Pen::default();
+        let kept = pen.keep(spool, line.time, line.ip, &line.text);
+        pen.hand_over(spool);
+        kept
+    }
+}
+
+/// A spool holding everything in memory, for the whole of a test process.
+#[cfg(test)]
+pub fn for_tests() -> &'static Spool {
+    static SPOOL: std::sync::LazyLock<Spool> = std::sync::LazyLock::new(Spool::in_memory);
+    &SPOOL
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn ip(n: u8) -> IpAddr {
+        IpAddr::from([3, 5, 140, n])
+    }
+
+    fn keep_all(spool: &Spool, texts: &[String]) -> Vec<KeptLine> {
+        let mut pen = Pen::default();
+        let kept: Vec<KeptLine> = texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| pen.keep(spool, i as i64, ip(i as u8), t))
+            .collect();
+        pen.hand_over(spool);
+        kept
+    }
+
+    #[test]
+    fn lines_past_the_budget_are_set_aside_and_read_back_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::new(vec![dir.path().to_path_buf()], 4 << 20);
+        let texts: Vec<String> = (0..40_000)
+            .map(|i| format!("line {i} SRC=3.5.140.{} {}", i % 256, "x".repeat(i % 300)))
+            .collect();
+        let kept = keep_all(&spool, &texts);
+        assert!(
+            spool.set_aside().is_some(),
+            "6 MiB of text under a 4 MiB budget"
+        );
+        assert!(spool.lock().held_bytes <= 4 << 20);
+        let mut reader = spool.reader();
+        for (line, text) in kept.iter().zip(&texts) {
+            assert_eq!(&spool.text(line).unwrap(), text);
+            assert_eq!(&reader.text(line).unwrap(), text);
+        }
+        // Nothing is left in the folder.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_folder_that_takes_no_file_passes_to_the_next_and_then_to_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing");
+        let spool = Spool::new(vec![missing.clone(), dir.path().to_path_buf()], 0);
+        let texts = vec!["one".to_string(), "two".to_string()];
+        let kept = keep_all(&spool, &texts);
+        assert_eq!(spool.set_aside(), Some((dir.path().to_path_buf(), 6)));
+        assert_eq!(spool.failure(), None);
+        assert_eq!(spool.text(&kept[1]).unwrap(), "two");
+
+        let spool = Spool::new(vec![missing.clone()], 0);
+        let kept = keep_all(&spool, &texts);
+        assert_eq!(spool.set_aside(), None);
+        let failure = spool.failure().unwrap();
+        assert!(failure.contains("missing"), "{failure}");
+        assert_eq!(spool.text(&kept[0]).unwrap(), "one");
+        assert_eq!(spool.reader().text(&kept[1]).unwrap(), "two");
+    }
+
+    #[test]
+    fn a_full_disk_keeps_the_lines_in_memory() {
+        // /dev/full takes no byte: every write fails as on a full disk.
+        let Ok(full) = std::fs::OpenOptions::new()
+            .write(true)
+            .read(true)
+            .open("/dev/full")
+        else {
+            return;
+        };
+        let spool = Spool::new(Vec::new(), 0);
+        spool.lock().file = Some(full);
+        let texts = vec!["one".to_string(), "two".to_string()];
+        let kept = keep_all(&spool, &texts);
+        let failure = spool.failure().unwrap();
+        assert!(failure.contains("space"), "{failure}");
+        assert_eq!(spool.text(&kept[0]).unwrap(), "one");
+        assert_eq!(spool.text(&kept[1]).unwrap(), "two");
+    }
+
+    #[test]
+    fn several_pens_share_a_spool() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::new(vec![dir.path().to_path_buf()], 1 << 20);
+        let texts: Vec<String> = (0..30_000).map(|i| format!("{i:>80}")).collect();
+        let (left, right) = texts.split_at(12_345);
+        let (a, b) = std::thread::scope(|s| {
+            let a = s.spawn(|| keep_all(&spool, left));
+            let b = s.spawn(|| keep_all(&spool, right));
+            (a.join().unwrap(), b.join().unwrap())
+        });
+        for (line, text) in a.iter().chain(&b).zip(&texts) {
+            assert_eq!(&spool.text(line).unwrap(), text);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Whatever the budget and however many lines, every line reads back as written, one
+        /// at a time and in a pass, in any order.
+        #[test]
+        fn every_line_reads_back_as_written(
+            texts in proptest::collection::vec("[ -~äß…]{0,40}", 0..300),
+            budget in 0u64..4_000,
+            block in 1usize..500,
+            reversed: bool,
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let spool = Spool::new(vec![dir.path().to_path_buf()], budget).with_block(block);
+            let kept = keep_all(&spool, &texts);
+            let mut reader = spool.reader();
+            let mut order: Vec<usize> = (0..texts.len()).collect();
+            if reversed {
+                order.reverse();
+            }
+            for i in order {
+                prop_assert_eq!(&spool.text(&kept[i]).unwrap(), &texts[i]);
+                prop_assert_eq!(&reader.text(&kept[i]).unwrap(), &texts[i]);
+            }
+        }
+    }
+}
