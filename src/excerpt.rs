@@ -36,8 +36,9 @@ struct Bucket {
     second: i64,
     count: u64,
     text: Vec<u8>,
-    /// End offset in `text` and source address of each kept line.
-    lines: Vec<(usize, IpAddr)>,
+    /// End offset in `text`, source address and own second of each kept line (a line logged
+    /// after a later one counts in the later second, but is still the line it is).
+    lines: Vec<(usize, IpAddr, i64)>,
 }
 
 /// Finds the densest window of a stream of lines in time order.
@@ -110,7 +111,7 @@ impl WindowTracker {
             bucket.count += 1;
             if bucket.lines.len() < self.cap {
                 text(&mut bucket.text)?;
-                bucket.lines.push((bucket.text.len(), ip));
+                bucket.lines.push((bucket.text.len(), ip, time));
             }
         }
         self.sum += 1;
@@ -158,12 +159,12 @@ impl WindowTracker {
             best.lines.clear();
             'copy: for bucket in &self.buckets {
                 let mut from = 0;
-                for &(end, ip) in &bucket.lines {
+                for &(end, ip, time) in &bucket.lines {
                     if best.lines.len() == self.cap {
                         break 'copy;
                     }
                     best.text.extend_from_slice(&bucket.text[from..end]);
-                    best.lines.push((best.text.len(), ip, bucket.second));
+                    best.lines.push((best.text.len(), ip, time));
                     from = end;
                 }
             }

@@ -629,3 +629,23 @@ fn a_spool_budget_that_is_not_a_number_is_named() {
         ran.stderr
     );
 }
+
+/// A line logged after a later one (hosts' clocks apart, a relay that reorders) is one packet:
+/// its address's own lines show it once, whether or not the window holds it too.
+#[test]
+fn a_line_logged_out_of_order_is_shown_once() {
+    let s = Setup::standard();
+    s.write(
+        "messages",
+        &[
+            drop_line("10:00:10", "3.5.140.2", "TCP", 22),
+            drop_line("10:00:05", "3.5.140.3", "TCP", 22),
+        ]
+        .concat(),
+    );
+    s.run(&["run"]).ok();
+    let mail = fs::read_to_string(&s.outbox()[0]).unwrap();
+    let own = mail.split("# 3.5.140.3: 1 packet").nth(1).unwrap();
+    let own = own.split("\n\n").next().unwrap();
+    assert_eq!(own.matches("SRC=3.5.140.3 ").count(), 1, "{own}");
+}
