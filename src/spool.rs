@@ -16,7 +16,7 @@ use std::net::IpAddr;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::excerpt::EvidenceLine;
 
@@ -30,17 +30,29 @@ pub const BUDGET_VAR: &str = "ABUSE_MAILER_SPOOL_BYTES";
 /// Bytes of text a pen gathers before it hands them to the spool.
 const BLOCK: usize = 1 << 20;
 
-/// Where a line's text is: the block's number above, the place in it below.
-const PLACE_BITS: u32 = 24;
+/// Where a line's text is: its block, where in the block, and how long. Twelve bytes: a
+/// flood's first lines are held by the million while they are read. (2^32 blocks of 1 MiB
+/// would be 4 PiB of text.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placed {
+    block: u32,
+    place: u32,
+    len: u32,
+}
 
 /// A kept line: when it was logged, its source address, and where its text is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeptLine {
     pub time: i64,
-    /// Block number and place in it (see [`PLACE_BITS`]).
-    at: u64,
-    len: u32,
     pub ip: IpAddr,
+    text: Placed,
+}
+
+impl KeptLine {
+    /// The line logged at `time` by `ip`, its text kept at `text`.
+    pub fn new(time: i64, ip: IpAddr, text: Placed) -> Self {
+        Self { time, ip, text }
+    }
 }
 
 /// A file that has no name, in `dir`, open to read and write: nothing is left behind, however
@@ -77,7 +89,7 @@ pub struct Spool {
     budget: u64,
     /// Bytes of text a pen gathers before it hands them over ([`BLOCK`]).
     block: usize,
-    next_block: AtomicU64,
+    next_block: AtomicU32,
     blocks: Mutex<Blocks>,
 }
 
@@ -104,7 +116,7 @@ impl Spool {
             dirs,
             budget,
             block: BLOCK,
-            next_block: AtomicU64::new(0),
+            next_block: AtomicU32::new(0),
             blocks: Mutex::new(Blocks::default()),
         }
     }
@@ -211,11 +223,16 @@ impl Spool {
 
     /// The text of `line`.
     pub fn text(&self, line: &KeptLine) -> io::Result<String> {
-        let (number, place) = (line.at >> PLACE_BITS, (line.at & ((1 << PLACE_BITS) - 1)));
+        self.text_at(&line.text)
+    }
+
+    /// The text kept at `at`.
+    pub fn text_at(&self, at: &Placed) -> io::Result<String> {
+        let (number, place) = (u64::from(at.block), at.place as usize);
         let blocks = self.lock();
         let bytes = match blocks.held.get(&number) {
             Some(block) => block
-                .get(place as usize..place as usize + line.len as usize)
+                .get(place..place + at.len as usize)
                 .ok_or_else(|| broken("a line past the end of its block"))?
                 .to_vec(),
             None => {
@@ -223,8 +240,8 @@ impl Spool {
                 else {
                     return Err(broken("a line in a block never written"));
                 };
-                let mut bytes = vec![0; line.len as usize];
-                file.read_exact_at(&mut bytes, start + place)?;
+                let mut bytes = vec![0; at.len as usize];
+                file.read_exact_at(&mut bytes, start + place as u64)?;
                 bytes
             }
         };
@@ -278,8 +295,7 @@ const RECENT_BLOCKS: usize = 4;
 impl SpoolReader<'_> {
     /// The text of `line`.
     pub fn text(&mut self, line: &KeptLine) -> io::Result<String> {
-        let number = line.at >> PLACE_BITS;
-        let place = (line.at & ((1 << PLACE_BITS) - 1)) as usize;
+        let (number, place) = (u64::from(line.text.block), line.text.place as usize);
         let found = match self.recent.iter().position(|(n, _)| *n == number) {
             Some(i) => Some(i),
             None => {
@@ -302,7 +318,7 @@ impl SpoolReader<'_> {
             Some(i) => {
                 let block = &self.recent[i].1;
                 let bytes = block
-                    .get(place..place + line.len as usize)
+                    .get(place..place + line.text.len as usize)
                     .ok_or_else(|| broken("a line past the end of its block"))?;
                 String::from_utf8(bytes.to_vec())
                     .map_err(|_| broken("a line that is not the text written"))
@@ -324,16 +340,16 @@ impl SpoolReader<'_> {
 /// One reader's block being written: lines' text gathered here, handed to the spool whole.
 #[derive(Default)]
 pub struct Pen {
-    number: Option<u64>,
+    number: Option<u32>,
     text: Vec<u8>,
 }
 
 impl Pen {
-    /// Keeps `text` as the line logged at `time` by `ip`.
-    pub fn keep(&mut self, spool: &Spool, time: i64, ip: IpAddr, text: &str) -> KeptLine {
+    /// Keeps `text`; where it is kept.
+    pub fn keep(&mut self, spool: &Spool, text: &str) -> Placed {
         // A line longer than a block (never a kept one: they are cut at 2 KiB) gets one of
-        // its own, as long as a place can say.
-        let mut end = text.len().min((1 << PLACE_BITS) - 1);
+        // its own, as long as a length can say.
+        let mut end = text.len().min(u32::MAX as usize);
         while !text.is_char_boundary(end) {
             end -= 1;
         }
@@ -342,21 +358,24 @@ impl Pen {
             self.hand_over(spool);
             self.number = Some(spool.next_block.fetch_add(1, Ordering::Relaxed));
         }
-        let number = self.number.unwrap_or_default();
-        let place = self.text.len() as u64;
+        let place = self.text.len() as u32;
         self.text.extend_from_slice(text);
-        KeptLine {
-            time,
-            at: number << PLACE_BITS | place,
+        Placed {
+            block: self.number.unwrap_or_default(),
+            place,
             len: text.len() as u32,
-            ip,
         }
+    }
+
+    /// Keeps `text` as the line logged at `time` by `ip`.
+    pub fn keep_line(&mut self, spool: &Spool, time: i64, ip: IpAddr, text: &str) -> KeptLine {
+        KeptLine::new(time, ip, self.keep(spool, text))
     }
 
     /// Hands the block being written to the spool; the pen starts a new one when next used.
     pub fn hand_over(&mut self, spool: &Spool) {
         if let Some(number) = self.number.take() {
-            spool.put(number, std::mem::take(&mut self.text));
+            spool.put(u64::from(number), std::mem::take(&mut self.text));
         }
     }
 }
@@ -365,7 +384,7 @@ impl KeptLine {
     /// `line` kept by itself in `spool` (held or set aside as its budget says).
     pub fn keep(spool: &Spool, line: &EvidenceLine) -> KeptLine {
         let mut pen = Pen::default();
-        let kept = pen.keep(spool, line.time, line.ip, &line.text);
+        let kept = pen.keep_line(spool, line.time, line.ip, &line.text);
         pen.hand_over(spool);
         kept
     }
@@ -392,7 +411,7 @@ mod tests {
         let kept: Vec<KeptLine> = texts
             .iter()
             .enumerate()
-            .map(|(i, t)| pen.keep(spool, i as i64, ip(i as u8), t))
+            .map(|(i, t)| pen.keep_line(spool, i as i64, ip(i as u8), t))
             .collect();
         pen.hand_over(spool);
         kept
