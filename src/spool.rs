@@ -30,6 +30,24 @@ pub const BUDGET_VAR: &str = "ABUSE_MAILER_SPOOL_BYTES";
 /// Bytes of text a pen gathers before it hands them to the spool.
 const BLOCK: usize = 1 << 20;
 
+/// Text is set aside in a folder only while the space left there holds this many times the
+/// text the run keeps: the state stores the same lines, in its journal then its tables, on the
+/// disk it is most often on.
+const STATE_ROOM: u64 = 3;
+
+/// Bytes free to unprivileged writers on the file system of `file`.
+fn free_space(file: &File) -> io::Result<u64> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: fstatvfs(2) fills the struct given, which is ours and zeroed, from a
+    // descriptor `file` keeps open for the call.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstatvfs(file.as_raw_fd(), &mut stat) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // Both are 32 bits wide on some targets.
+    Ok((stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64))
+}
+
 /// Where a line's text is: its block, where in the block, and how long. Twelve bytes: a
 /// flood's first lines are held by the million while they are read. (2^32 blocks of 1 MiB
 /// would be 4 PiB of text.)
@@ -91,6 +109,8 @@ pub struct Spool {
     block: usize,
     next_block: AtomicU32,
     blocks: Mutex<Blocks>,
+    /// The space free beside a file ([`free_space`]; tests say how much).
+    free: fn(&File) -> io::Result<u64>,
 }
 
 #[derive(Default)]
@@ -118,6 +138,7 @@ impl Spool {
             block: BLOCK,
             next_block: AtomicU32::new(0),
             blocks: Mutex::new(Blocks::default()),
+            free: free_space,
         }
     }
 
@@ -125,6 +146,13 @@ impl Spool {
     #[cfg(test)]
     pub fn with_block(mut self, bytes: usize) -> Self {
         self.block = bytes;
+        self
+    }
+
+    /// The same spool, seeing `free` bytes free wherever it writes.
+    #[cfg(test)]
+    pub fn with_free(mut self, free: fn(&File) -> io::Result<u64>) -> Self {
+        self.free = free;
         self
     }
 
@@ -164,20 +192,27 @@ impl Spool {
     }
 
     /// Writes a block to the file (made when first needed); whether it is there. A failure is
-    /// kept to be said, and the block stays in memory: a line is never lost.
+    /// kept to be said, and the block stays in memory: a line is never lost. A folder is
+    /// written only while it keeps room for the state to store the lines after it (the
+    /// state is most often the folder): a run must not fill the disk its commit needs, and
+    /// leave it empty again for whoever looks.
     fn write_aside(&self, blocks: &mut Blocks, number: u64, text: &[u8]) -> bool {
         if blocks.failure.is_some() {
             return false;
         }
+        let len = text.len() as u64;
         if blocks.file.is_none() {
             let mut why = Vec::new();
             for dir in &self.dirs {
                 match unnamed_file(dir) {
-                    Ok(file) => {
-                        blocks.file = Some(file);
-                        blocks.file_dir = Some(dir.clone());
-                        break;
-                    }
+                    Ok(file) => match self.short_of_room(&file, dir, blocks.held_bytes, len) {
+                        None => {
+                            blocks.file = Some(file);
+                            blocks.file_dir = Some(dir.clone());
+                            break;
+                        }
+                        Some(short) => why.push(short),
+                    },
                     Err(e) => why.push(format!("{}: {e}", dir.display())),
                 }
             }
@@ -189,22 +224,41 @@ impl Spool {
                 return false;
             }
         }
-        let start = blocks.file_len;
-        let written = match &blocks.file {
-            Some(file) => file.write_all_at(text, start),
-            None => return false,
+        let Some(file) = &blocks.file else {
+            return false;
         };
-        match written {
+        let dir = blocks.file_dir.as_deref().unwrap_or(Path::new("the file"));
+        let start = blocks.file_len;
+        if let Some(short) = self.short_of_room(file, dir, blocks.held_bytes + start, len) {
+            blocks.failure = Some(short);
+            return false;
+        }
+        match file.write_all_at(text, start) {
             Ok(()) => {
-                blocks.file_len += text.len() as u64;
-                blocks.aside.insert(number, (start, text.len() as u64));
+                blocks.file_len += len;
+                blocks.aside.insert(number, (start, len));
                 true
             }
             Err(e) => {
-                blocks.failure = Some(format!("{} bytes at {start}: {e}", text.len()));
+                blocks.failure = Some(format!("{}: {len} bytes at {start}: {e}", dir.display()));
                 false
             }
         }
+    }
+
+    /// Why `len` more bytes may not go to `file` in `dir`, the run keeping `kept` bytes of
+    /// text already (held or set aside): the space left would not hold [`STATE_ROOM`] times
+    /// the text kept. `None` when they may (or the free space is not known: the write says
+    /// then).
+    fn short_of_room(&self, file: &File, dir: &Path, kept: u64, len: u64) -> Option<String> {
+        let free = (self.free)(file).ok()?;
+        let after = kept.saturating_add(len);
+        (free < len.saturating_add(after.saturating_mul(STATE_ROOM))).then(|| {
+            format!(
+                "{}: {free} bytes free, too few to set {len} more bytes aside and leave the state room to store {after} bytes of lines",
+                dir.display()
+            )
+        })
     }
 
     /// Why lines could not be set aside and are held in memory instead, if they could not.
@@ -228,11 +282,15 @@ impl Spool {
 
     /// The text kept at `at`.
     pub fn text_at(&self, at: &Placed) -> io::Result<String> {
-        let (number, place) = (u64::from(at.block), at.place as usize);
+        // A block of empty lines holds no byte and is never handed over.
+        if at.len == 0 {
+            return Ok(String::new());
+        }
+        let (number, place) = (u64::from(at.block), u64::from(at.place));
         let blocks = self.lock();
         let bytes = match blocks.held.get(&number) {
             Some(block) => block
-                .get(place..place + at.len as usize)
+                .get(place as usize..place as usize + at.len as usize)
                 .ok_or_else(|| broken("a line past the end of its block"))?
                 .to_vec(),
             None => {
@@ -241,7 +299,8 @@ impl Spool {
                     return Err(broken("a line in a block never written"));
                 };
                 let mut bytes = vec![0; at.len as usize];
-                file.read_exact_at(&mut bytes, start + place as u64)?;
+                file.read_exact_at(&mut bytes, start + place)
+                    .map_err(|e| unreadable(&blocks, e))?;
                 bytes
             }
         };
@@ -261,7 +320,10 @@ impl Spool {
     pub fn reader(&self) -> SpoolReader<'_> {
         SpoolReader {
             spool: self,
-            recent: Vec::new(),
+            recent: HashMap::new(),
+            uses: 0,
+            #[cfg(test)]
+            bytes_read: 0,
         }
     }
 }
@@ -278,53 +340,106 @@ impl std::fmt::Debug for Spool {
     }
 }
 
+/// A read of the set-aside file that failed, naming its folder.
+fn unreadable(blocks: &Blocks, e: io::Error) -> io::Error {
+    let dir = blocks.file_dir.as_deref().unwrap_or(Path::new("?"));
+    io::Error::new(
+        e.kind(),
+        format!(
+            "the log lines set aside in {} (a file with no name) cannot be read: {e}",
+            dir.display()
+        ),
+    )
+}
+
 fn broken(what: &str) -> io::Error {
     io::Error::other(format!("the run's set-aside log lines hold {what}"))
 }
 
-/// Reads lines' text for a pass over many of them, keeping the last few blocks read from
-/// the file (lines are met about in the order they were kept, a few threads' worth at once).
+/// Reads lines' text for a pass over many of them. A pass meets lines in time order, and
+/// sources logging at once (a host's files read one after the other, a fleet's under one
+/// glob) put neighbouring lines in blocks far apart: a piece of each block is kept, read
+/// from the line asked on, so that a line costs about its own length however many blocks
+/// the pass goes back and forth between.
 pub struct SpoolReader<'s> {
     spool: &'s Spool,
-    recent: Vec<(u64, Box<[u8]>)>,
+    /// By block number: where the piece kept starts in the block, its bytes, and when it was
+    /// last used (the least recently used goes first).
+    recent: HashMap<u64, Piece>,
+    uses: u64,
+    /// Bytes read from the file (tests hold a pass to about the text it reads).
+    #[cfg(test)]
+    bytes_read: u64,
 }
 
-/// Blocks a [`SpoolReader`] keeps.
-const RECENT_BLOCKS: usize = 4;
+struct Piece {
+    start: usize,
+    bytes: Box<[u8]>,
+    used: u64,
+}
+
+/// Bytes a [`SpoolReader`] reads from the file at a time (more for a longer line).
+const PIECE: usize = 8 << 10;
+
+/// Pieces a [`SpoolReader`] keeps: as many sources logging at once read at the cost of one.
+const RECENT_PIECES: usize = 512;
 
 impl SpoolReader<'_> {
     /// The text of `line`.
     pub fn text(&mut self, line: &KeptLine) -> io::Result<String> {
-        let (number, place) = (u64::from(line.text.block), line.text.place as usize);
-        let found = match self.recent.iter().position(|(n, _)| *n == number) {
-            Some(i) => Some(i),
-            None => {
-                let blocks = self.spool.lock();
-                match (blocks.aside.get(&number), &blocks.file) {
-                    (Some(&(start, len)), Some(file)) => {
-                        let mut block = vec![0; len as usize];
-                        file.read_exact_at(&mut block, start)?;
-                        if self.recent.len() == RECENT_BLOCKS {
-                            self.recent.remove(0);
-                        }
-                        self.recent.push((number, block.into_boxed_slice()));
-                        Some(self.recent.len() - 1)
-                    }
-                    _ => None,
+        let number = u64::from(line.text.block);
+        let place = line.text.place as usize;
+        let len = line.text.len as usize;
+        if len == 0 {
+            return Ok(String::new());
+        }
+        self.uses += 1;
+        let covers = |p: &Piece| p.start <= place && place + len <= p.start + p.bytes.len();
+        if !self.recent.get(&number).is_some_and(covers) {
+            let blocks = self.spool.lock();
+            let (Some(&(start, block_len)), Some(file)) = (blocks.aside.get(&number), &blocks.file)
+            else {
+                drop(blocks);
+                return self.spool.text(line);
+            };
+            let end = (block_len as usize).min(place + len.max(PIECE));
+            if end < place + len {
+                return Err(broken("a line past the end of its block"));
+            }
+            let mut bytes = vec![0; end - place];
+            file.read_exact_at(&mut bytes, start + place as u64)
+                .map_err(|e| unreadable(&blocks, e))?;
+            drop(blocks);
+            #[cfg(test)]
+            {
+                self.bytes_read += bytes.len() as u64;
+            }
+            if self.recent.len() >= RECENT_PIECES && !self.recent.contains_key(&number) {
+                let oldest = (self.recent.iter())
+                    .min_by_key(|(_, p)| p.used)
+                    .map(|(n, _)| *n);
+                if let Some(oldest) = oldest {
+                    self.recent.remove(&oldest);
                 }
             }
-        };
-        match found {
-            Some(i) => {
-                let block = &self.recent[i].1;
-                let bytes = block
-                    .get(place..place + line.text.len as usize)
-                    .ok_or_else(|| broken("a line past the end of its block"))?;
-                String::from_utf8(bytes.to_vec())
-                    .map_err(|_| broken("a line that is not the text written"))
-            }
-            None => self.spool.text(line),
+            self.recent.insert(
+                number,
+                Piece {
+                    start: place,
+                    bytes: bytes.into_boxed_slice(),
+                    used: 0,
+                },
+            );
         }
+        let uses = self.uses;
+        let piece = (self.recent.get_mut(&number))
+            .ok_or_else(|| broken("a line in a block never written"))?;
+        piece.used = uses;
+        let bytes = piece
+            .bytes
+            .get(place - piece.start..place - piece.start + len)
+            .ok_or_else(|| broken("a line past the end of its block"))?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| broken("a line that is not the text written"))
     }
 
     /// `line` with its text.
@@ -469,7 +584,8 @@ mod tests {
         else {
             return;
         };
-        let spool = Spool::new(Vec::new(), 0);
+        // However much room the device says it has: the write is what fails.
+        let spool = Spool::new(Vec::new(), 0).with_free(|_| Ok(u64::MAX));
         spool.lock().file = Some(full);
         let texts = vec!["one".to_string(), "two".to_string()];
         let kept = keep_all(&spool, &texts);
@@ -493,6 +609,111 @@ mod tests {
         for (line, text) in a.iter().chain(&b).zip(&texts) {
             assert_eq!(&spool.text(line).unwrap(), text);
         }
+    }
+
+    /// A folder with too little room for the state to store the lines after them takes none
+    /// or stops taking them: the lines are held, the next folder is tried first, and why is
+    /// said, naming the folder.
+    #[test]
+    fn a_folder_short_of_room_for_the_state_is_passed_over() {
+        let (state, temp) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let texts: Vec<String> = (0..100).map(|i| format!("{i:>99}")).collect();
+        let dirs = vec![state.path().to_path_buf(), temp.path().to_path_buf()];
+        // 10 kB free, as a file system says before the file takes any: blocks of a line
+        // (99 bytes) go aside until the next would leave less than three times the text.
+        let spool = Spool::new(dirs.clone(), 0)
+            .with_block(100)
+            .with_free(|_| Ok(10_000));
+        let kept = keep_all(&spool, &texts);
+        let (dir, bytes) = spool.set_aside().unwrap();
+        assert_eq!(dir, state.path());
+        assert!(
+            99 + 3 * bytes <= 10_000 && 99 + 3 * (bytes + 99) > 10_000,
+            "{bytes}"
+        );
+        let failure = spool.failure().unwrap();
+        assert!(
+            failure.contains(&state.path().display().to_string()) && failure.contains("room"),
+            "{failure}"
+        );
+        for (line, text) in kept.iter().zip(&texts) {
+            assert_eq!(&spool.text(line).unwrap(), text);
+            assert_eq!(&spool.reader().text(line).unwrap(), text);
+        }
+        // No room for even a block: both folders are named, every line is held.
+        let spool = Spool::new(dirs, 0).with_block(100).with_free(|_| Ok(300));
+        let kept = keep_all(&spool, &texts);
+        assert_eq!(spool.set_aside(), None);
+        let failure = spool.failure().unwrap();
+        assert!(
+            failure.contains(&temp.path().display().to_string()),
+            "{failure}"
+        );
+        assert_eq!(spool.text(&kept[99]).unwrap(), texts[99]);
+        assert_eq!(std::fs::read_dir(state.path()).unwrap().count(), 0);
+        // Lines held count too: the state stores them as well.
+        let spool = Spool::new(vec![state.path().to_path_buf()], 4_000)
+            .with_block(100)
+            .with_free(|_| Ok(10_000));
+        keep_all(&spool, &texts);
+        assert_eq!(spool.set_aside(), None, "{:?}", spool.failure());
+    }
+
+    /// A set-aside file that cannot be read back (a failing disk) is an error that names
+    /// its folder, not a bare system error.
+    #[test]
+    fn a_set_aside_file_that_cannot_be_read_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::new(vec![dir.path().to_path_buf()], 0);
+        let kept = keep_all(&spool, &["one".to_string()]);
+        // A descriptor open only to write: every read fails, as on a disk gone bad.
+        let path = dir.path().join("write-only");
+        let write_only = std::fs::File::create(&path).unwrap();
+        spool.lock().file = Some(write_only);
+        let shown = dir.path().display().to_string();
+        let e = spool.text(&kept[0]).unwrap_err().to_string();
+        assert!(e.contains(&shown) && e.contains("set aside"), "{e}");
+        let e = spool.reader().text(&kept[0]).unwrap_err().to_string();
+        assert!(e.contains(&shown) && e.contains("set aside"), "{e}");
+    }
+
+    /// An empty line takes no byte: a block holding nothing else is never handed over, and
+    /// the line still reads back, empty, not as a line in a block never written.
+    #[test]
+    fn an_empty_line_reads_back_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        for budget in [0, u64::MAX] {
+            let spool = Spool::new(vec![dir.path().to_path_buf()], budget);
+            let kept = keep_all(&spool, &[String::new()]);
+            assert_eq!(spool.text(&kept[0]).unwrap(), "");
+            assert_eq!(spool.reader().text(&kept[0]).unwrap(), "");
+        }
+    }
+
+    /// Sources logging at once keep their lines in blocks of their own; a pass in time order
+    /// goes from one to the next at each line. Each line read costs about its own length, not
+    /// a block's: a flood seen in a fleet's files was read back a megabyte a line.
+    #[test]
+    fn a_pass_between_the_blocks_of_sources_logging_at_once_reads_each_line_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::new(vec![dir.path().to_path_buf()], 0);
+        let sources = 6;
+        let texts: Vec<Vec<String>> = (0..sources)
+            .map(|s| (0..2000).map(|i| format!("host{s} line {i:>80}")).collect())
+            .collect();
+        let kept: Vec<Vec<KeptLine>> = texts.iter().map(|t| keep_all(&spool, t)).collect();
+        let total: usize = texts.iter().flatten().map(String::len).sum();
+        let mut reader = spool.reader();
+        for i in 0..2000 {
+            for s in 0..sources {
+                assert_eq!(reader.text(&kept[s][i]).unwrap(), texts[s][i]);
+            }
+        }
+        assert!(
+            reader.bytes_read <= 2 * total as u64,
+            "{} bytes read for {total} bytes of text",
+            reader.bytes_read
+        );
     }
 
     proptest! {
