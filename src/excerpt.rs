@@ -227,21 +227,32 @@ pub fn densest_of_both(
 }
 
 /// Lines of `b` that `a` does not hold yet, counting equal lines as a multiset: a repeated
-/// packet logs identical lines, and each is evidence of its own.
+/// packet logs identical lines, and each is evidence of its own. Lines are equal by source and
+/// text (the text holds the line's own stamp): a window kept by an older version gave a line
+/// logged out of order its window's later second, and it is still the same line.
 pub fn union(mut a: Vec<EvidenceLine>, b: Vec<EvidenceLine>) -> Vec<EvidenceLine> {
-    let mut have: std::collections::HashMap<&EvidenceLine, usize, foldhash::fast::RandomState> =
-        std::collections::HashMap::default();
-    for l in &a {
-        *have.entry(l).or_default() += 1;
-    }
-    let mut extra = Vec::new();
-    for l in b {
-        match have.get_mut(&l) {
-            Some(n) if *n > 0 => *n -= 1,
-            _ => extra.push(l),
+    type Key<'l> = (IpAddr, &'l str);
+    let new: Vec<bool> = {
+        let mut have: std::collections::HashMap<Key<'_>, usize, foldhash::fast::RandomState> =
+            std::collections::HashMap::default();
+        for l in &a {
+            *have.entry((l.ip, l.text.as_str())).or_default() += 1;
         }
-    }
-    a.extend(extra);
+        (b.iter())
+            .map(|l| match have.get_mut(&(l.ip, l.text.as_str())) {
+                Some(n) if *n > 0 => {
+                    *n -= 1;
+                    false
+                }
+                _ => true,
+            })
+            .collect()
+    };
+    a.extend(
+        b.into_iter()
+            .zip(new)
+            .filter_map(|(l, new)| new.then_some(l)),
+    );
     a.sort_by_key(|l| l.time);
     a
 }

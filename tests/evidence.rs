@@ -649,3 +649,42 @@ fn a_line_logged_out_of_order_is_shown_once() {
     let own = own.split("\n\n").next().unwrap();
     assert_eq!(own.matches("SRC=3.5.140.3 ").count(), 1, "{own}");
 }
+
+/// A window kept by an older version gave a line logged out of order the window's later
+/// second: the line is still the one its address keeps, and a report shows it once.
+#[test]
+fn a_window_line_kept_with_a_later_second_is_shown_once() {
+    let s = waiting_setup("");
+    s.write(
+        "messages",
+        &[
+            drop_line("10:00:10", "3.5.140.2", "TCP", 22),
+            drop_line("10:00:05", "3.5.140.3", "TCP", 22),
+        ]
+        .concat(),
+    );
+    s.run(&["run"]).ok();
+    assert!(
+        count(
+            &s,
+            "SELECT count(*) FROM evidence WHERE dense = 1 AND ip = '3.5.140.3'"
+        ) > 0
+    );
+    sql(
+        &s,
+        "UPDATE evidence SET time = time + 5 WHERE dense = 1 AND ip = '3.5.140.3'",
+    );
+    s.append(
+        "messages",
+        &[
+            drop_line("10:00:20", "3.5.140.3", "TCP", 22),
+            drop_line("10:00:30", "3.5.140.3", "TCP", 22),
+        ]
+        .concat(),
+    );
+    s.run(&["run"]).ok();
+    let mail = fs::read_to_string(s.outbox().last().unwrap()).unwrap();
+    let own = mail.split("# 3.5.140.3: 3 packets").nth(1).unwrap();
+    let own = own.split("\n\n").next().unwrap();
+    assert_eq!(own.matches("Jan 25 10:00:05").count(), 1, "{own}");
+}
