@@ -519,6 +519,8 @@ pub(crate) fn ingest(
         a
     };
     let mut cursors = Vec::new();
+    // Each folder of file sources is listed once a run while it does not change.
+    let mut folders = source::Folders::default();
     let mut counted = Vec::new();
     let parser = |prefixes: &[String]| LineParser::new(prefixes, settings.zone, world.now);
     // Lines kept past the budget go to a file beside the state (on disk, where the run may
@@ -625,14 +627,20 @@ pub(crate) fn ingest(
                         counted_before(&mut scan, s, &key, &source_cfg.prefixes)?;
                     }
                     let before = scan.counted();
-                    let read = source::read(&path, cursor.as_ref(), source_cfg.start_at, &mut scan)
-                        .map_err(|e| {
-                            if cursor.is_none() && !path.exists() {
-                                anyhow::Error::from(ConfigError(one_line(&e)))
-                            } else {
-                                e
-                            }
-                        })?;
+                    let read = source::read(
+                        &path,
+                        cursor.as_ref(),
+                        source_cfg.start_at,
+                        &mut scan,
+                        &mut folders,
+                    )
+                    .map_err(|e| {
+                        if cursor.is_none() && !path.exists() {
+                            anyhow::Error::from(ConfigError(one_line(&e)))
+                        } else {
+                            e
+                        }
+                    })?;
                     if verbosity == Verbosity::Verbose {
                         crate::output::tell(format_args!(
                             "abuse-mailer: source {key}: {}",

@@ -669,6 +669,54 @@ impl Sibling {
     }
 }
 
+/// Folder listings one run shares between its sources: a log host's flat folder of thousands
+/// of per-host files is listed once a run, not once for each file in it (which grew with the
+/// square of the files). A listing serves while the folder's modification time, which every
+/// create, rename and removal in it moves, is what it was; and only if that time was a few
+/// seconds old when the folder was listed, so that a change in the same tick of a coarse
+/// file system clock cannot hide. A rotation during the run is seen as it was without it.
+#[derive(Default)]
+pub struct Folders {
+    listed: std::collections::HashMap<PathBuf, (std::time::SystemTime, Vec<String>)>,
+    /// The last listing of a folder that was changing, not kept.
+    fresh: Vec<String>,
+}
+
+/// How old a folder's modification time must be for its listing to be kept.
+const SETTLED_FOLDER: std::time::Duration = std::time::Duration::from_secs(3);
+
+impl Folders {
+    /// The names in `dir` that are UTF-8, sorted; `None` if it cannot be listed.
+    fn names(&mut self, dir: &Path) -> Option<&[String]> {
+        let modified = fs::metadata(dir).and_then(|m| m.modified()).ok();
+        let still = |(then, _): &(std::time::SystemTime, Vec<String>)| Some(*then) == modified;
+        if !self.listed.get(dir).is_some_and(still) {
+            let mut names: Vec<String> = fs::read_dir(dir)
+                .ok()?
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .collect();
+            names.sort_unstable();
+            let settled = modified.filter(|m| {
+                std::time::SystemTime::now()
+                    .duration_since(*m)
+                    .is_ok_and(|age| age >= SETTLED_FOLDER)
+            });
+            match settled {
+                Some(m) => {
+                    self.listed.insert(dir.to_path_buf(), (m, names));
+                }
+                None => {
+                    // Changing now: listed afresh for each source that asks.
+                    self.listed.remove(dir);
+                    self.fresh = names;
+                    return Some(&self.fresh);
+                }
+            }
+        }
+        self.listed.get(dir).map(|(_, names)| names.as_slice())
+    }
+}
+
 /// The path's rotated siblings (`messages.1`, `messages.2.gz`, `messages-20260125`), newest
 /// first: by the number logrotate gives them when every sibling has one, else by mtime.
 /// Each is opened once here and read through that descriptor later. The live file itself
@@ -680,6 +728,7 @@ fn siblings(
     live: Option<&OpenFile>,
     unreadable: &mut Vec<String>,
     compressed: &mut Vec<String>,
+    folders: &mut Folders,
 ) -> Vec<Sibling> {
     let dir = path
         .parent()
@@ -688,24 +737,27 @@ fn siblings(
     let Some(base) = path.file_name().and_then(|n| n.to_str()) else {
         return Vec::new();
     };
-    let Ok(entries) = fs::read_dir(dir) else {
+    let Some(names) = folders.names(dir) else {
         return Vec::new();
     };
-    let mut found: Vec<(Option<u64>, std::time::SystemTime, Sibling)> = entries
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name().to_str()?.to_string();
-            let suffix = name.strip_prefix(base)?;
+    // Sorted: the names that start with the file's are together.
+    let from = names.partition_point(|n| n.as_str() < base);
+    let mut found: Vec<(Option<u64>, std::time::SystemTime, Sibling)> = names[from..]
+        .iter()
+        .take_while(|n| n.starts_with(base))
+        .filter_map(|name| {
+            let entry = dir.join(name);
+            let suffix = &name[base.len()..];
             if !(suffix.starts_with('.') || suffix.starts_with('-')) {
                 return None;
             }
-            let open = match OpenFile::open(&e.path()) {
+            let open = match OpenFile::open(&entry) {
                 Ok(open) => open?,
                 Err(err) => {
                     unreadable.push(format!(
                         "source {}: rotated file {} is not read: {err}",
                         path.display(),
-                        e.path().display()
+                        entry.display()
                     ));
                     return None;
                 }
@@ -714,11 +766,11 @@ fn siblings(
                 return None;
             }
             let first_line = open.first_line().unwrap_or_default();
-            if let Some(kind) = other_compression(&name, open.gzip, &first_line) {
+            if let Some(kind) = other_compression(name, open.gzip, &first_line) {
                 compressed.push(format!(
                     "source {}: rotated file {} is compressed with {kind}, which abuse-mailer does not read (only gzip): lines in it that no run read are not counted; set logrotate's compresscmd to gzip",
                     path.display(),
-                    e.path().display()
+                    entry.display()
                 ));
                 return None;
             }
@@ -883,10 +935,17 @@ pub fn read(
     cursor: Option<&Cursor>,
     start: StartAt,
     ingest: &mut Ingest<'_>,
+    folders: &mut Folders,
 ) -> Result<SourceRead> {
     let live = OpenFile::open(path).map_err(|e| source_error(path, e))?;
     let (mut unreadable, mut compressed) = (Vec::new(), Vec::new());
-    let rotated = siblings(path, live.as_ref(), &mut unreadable, &mut compressed);
+    let rotated = siblings(
+        path,
+        live.as_ref(),
+        &mut unreadable,
+        &mut compressed,
+        folders,
+    );
     let mut read = read_opened(path, live, &rotated, cursor, start, ingest)?;
     unreadable.append(&mut compressed);
     unreadable.append(&mut read.warnings);
@@ -1164,7 +1223,14 @@ pub fn reread_from(path: &Path, since: Option<(i64, &mut LineParser)>) -> Result
     let live = OpenFile::open(path).map_err(|e| source_error(path, e))?;
     // A file compressed other than with gzip holds nothing a reread could start in.
     let (mut unreadable, mut compressed) = (Vec::new(), Vec::new());
-    let rotated = siblings(path, live.as_ref(), &mut unreadable, &mut compressed);
+    let folders = &mut Folders::default();
+    let rotated = siblings(
+        path,
+        live.as_ref(),
+        &mut unreadable,
+        &mut compressed,
+        folders,
+    );
     if let Some(problem) = unreadable.first() {
         anyhow::bail!("{problem}");
     }
@@ -1356,7 +1422,16 @@ mod tests {
         let c = cursor(meta.dev(), meta.ino(), 11, b"first line\n");
         fs::rename(&path, dir.path().join("messages.1")).unwrap();
         fs::write(&path, b"new file\n").unwrap();
-        let found = catch_up(&siblings(&path, None, &mut Vec::new(), &mut Vec::new()), &c);
+        let found = catch_up(
+            &siblings(
+                &path,
+                None,
+                &mut Vec::new(),
+                &mut Vec::new(),
+                &mut Folders::default(),
+            ),
+            &c,
+        );
         assert_eq!(
             found.previous,
             Some(Rotated {
@@ -1375,7 +1450,16 @@ mod tests {
         fs::remove_file(dir.path().join("messages.1")).unwrap();
         fs::rename(&path, dir.path().join("messages.1")).unwrap();
         fs::write(&path, b"newest\n").unwrap();
-        let found = catch_up(&siblings(&path, None, &mut Vec::new(), &mut Vec::new()), &c);
+        let found = catch_up(
+            &siblings(
+                &path,
+                None,
+                &mut Vec::new(),
+                &mut Vec::new(),
+                &mut Folders::default(),
+            ),
+            &c,
+        );
         assert_eq!(
             found.previous,
             Some(Rotated {
@@ -1446,7 +1530,13 @@ mod tests {
         // logrotate runs between identifying the file and reading it.
         fs::rename(&path, dir.path().join("messages.1")).unwrap();
         fs::write(&path, "Jan 25 11:00:00 web1 CRON[1]: a new file\n").unwrap();
-        let rotated = siblings(&path, Some(&live), &mut Vec::new(), &mut Vec::new());
+        let rotated = siblings(
+            &path,
+            Some(&live),
+            &mut Vec::new(),
+            &mut Vec::new(),
+            &mut Folders::default(),
+        );
         assert!(
             rotated.is_empty(),
             "the renamed live file is not also history"
@@ -1472,7 +1562,14 @@ mod tests {
 
         // The next run finds it rotated, read to its end, and reads only the new file.
         let mut second = scan();
-        let again = read(&path, Some(&cursor), StartAt::Beginning, &mut second).unwrap();
+        let again = read(
+            &path,
+            Some(&cursor),
+            StartAt::Beginning,
+            &mut second,
+            &mut Folders::default(),
+        )
+        .unwrap();
         assert!(
             matches!(again.decision, Decision::Replaced(_)),
             "{:?}",
@@ -1526,10 +1623,16 @@ mod tests {
             crate::spool::for_tests(),
         );
         first.begin_source(parser());
-        let cursor = read(&path, None, StartAt::Beginning, &mut first)
-            .unwrap()
-            .cursor
-            .unwrap();
+        let cursor = read(
+            &path,
+            None,
+            StartAt::Beginning,
+            &mut first,
+            &mut Folders::default(),
+        )
+        .unwrap()
+        .cursor
+        .unwrap();
         assert!(copied.load(Ordering::SeqCst));
         assert_eq!(
             cursor.fingerprint,
@@ -1543,7 +1646,14 @@ mod tests {
         log.write_all(new.as_bytes()).unwrap();
         assert!(new.len() as u64 > cursor.offset);
         let mut second = scan();
-        read(&path, Some(&cursor), StartAt::Beginning, &mut second).unwrap();
+        read(
+            &path,
+            Some(&cursor),
+            StartAt::Beginning,
+            &mut second,
+            &mut Folders::default(),
+        )
+        .unwrap();
         let read_second = second.finish().unwrap().summary.lines_matched;
         assert_eq!(read_first + read_second, 2000 + 3000);
     }
@@ -1621,7 +1731,13 @@ mod tests {
             enc.finish().unwrap();
         }
         let live = OpenFile::open(&path).unwrap().unwrap();
-        let rotated = siblings(&path, Some(&live), &mut Vec::new(), &mut Vec::new());
+        let rotated = siblings(
+            &path,
+            Some(&live),
+            &mut Vec::new(),
+            &mut Vec::new(),
+            &mut Folders::default(),
+        );
         let now = live.now().unwrap();
         let Decision::Fresh(history) = decide(None, Some(&now), &rotated, StartAt::Beginning)
         else {
@@ -1713,6 +1829,42 @@ mod tests {
         assert_eq!(parts_for(PARALLEL_FROM - 1), 1);
         assert!(parts_for(PARALLEL_FROM) >= 2);
         assert!(parts_for(u64::MAX) <= MAX_PARTS);
+    }
+
+    /// Sets a folder's modification time `seconds` into the past.
+    fn age_folder(dir: &Path, seconds: u64) {
+        let then = std::time::SystemTime::now() - std::time::Duration::from_secs(seconds);
+        File::open(dir).unwrap().set_modified(then).unwrap();
+    }
+
+    /// A folder is listed once a run while it does not change, and afresh once a file in it
+    /// is created or renamed; a folder changed a moment ago is listed afresh each time.
+    #[test]
+    fn a_folder_listing_serves_until_the_folder_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("a.log"), "x\n").unwrap();
+        let mut folders = Folders::default();
+        // Just changed: not kept, so a rename at once is seen.
+        assert_eq!(folders.names(dir.path()).unwrap(), ["a.log"]);
+        fs::rename(dir.path().join("a.log"), dir.path().join("a.log.1")).unwrap();
+        assert_eq!(folders.names(dir.path()).unwrap(), ["a.log.1"]);
+        // Settled: kept, and given again while the folder's time is what it was.
+        age_folder(dir.path(), 60);
+        let settled = fs::metadata(dir.path()).unwrap().modified().unwrap();
+        assert_eq!(folders.names(dir.path()).unwrap(), ["a.log.1"]);
+        fs::write(dir.path().join("b.log"), "x\n").unwrap();
+        File::open(dir.path())
+            .unwrap()
+            .set_modified(settled)
+            .unwrap();
+        assert_eq!(
+            folders.names(dir.path()).unwrap(),
+            ["a.log.1"],
+            "the listing kept is the one given (the folder's time was put back)"
+        );
+        // A rotation moves the folder's time: listed afresh.
+        fs::rename(dir.path().join("b.log"), dir.path().join("b.log.1")).unwrap();
+        assert_eq!(folders.names(dir.path()).unwrap(), ["a.log.1", "b.log.1"]);
     }
 
     #[test]
