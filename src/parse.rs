@@ -150,6 +150,55 @@ fn find_byte(byte: u8, text: &[u8]) -> Option<usize> {
     text.iter().position(|&b| b == byte)
 }
 
+/// Where the first space is in a short text: eight bytes at a time (a word's end is found in
+/// one or two steps, not one step and one branch per byte), the rest one by one.
+fn find_space(text: &[u8]) -> Option<usize> {
+    find_either(b' ', b' ', text)
+}
+
+/// The words of a text split at each space, as `split(|b| *b == b' ')` gives them (empty ones
+/// between two spaces too), each end found by [`find_space`].
+fn words(text: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let text = rest?;
+        match find_space(text) {
+            Some(end) => {
+                rest = Some(&text[end + 1..]);
+                Some(&text[..end])
+            }
+            None => {
+                rest = None;
+                Some(text)
+            }
+        }
+    })
+}
+
+/// Where the first `a` or `b` is in a short text, eight bytes at a time.
+fn find_either(a: u8, b: u8, text: &[u8]) -> Option<usize> {
+    const LOW: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    // A byte equal to the one sought is zero once xored with it: the lowest such byte sets
+    // its high bit (bits above it may be set falsely, never below).
+    let zero = |word: u64| word.wrapping_sub(LOW) & !word & HIGH;
+    let (all_a, all_b) = (u64::from_ne_bytes([a; 8]), u64::from_ne_bytes([b; 8]));
+    let mut chunks = text.chunks_exact(8);
+    let mut at = 0;
+    for chunk in &mut chunks {
+        let word = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
+        let found = zero(word ^ all_a) | zero(word ^ all_b);
+        if found != 0 {
+            // The lowest bit set is a true one of either.
+            return Some(at + (found.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    (chunks.remainder().iter())
+        .position(|&c| c == a || c == b)
+        .map(|i| at + i)
+}
+
 /// Byte-wise equality of short texts, compared in place rather than through a call.
 fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
@@ -273,7 +322,7 @@ impl LineParser {
 
     /// A BSD (`Jan  5 23:51:25`) or RFC 3339 timestamp at the start of `text`, and the rest.
     fn timestamp<'a>(&mut self, text: &'a [u8]) -> Option<(i64, &'a [u8])> {
-        let end = find_byte(b' ', text)?;
+        let end = find_space(text)?;
         let (stamp, rest) = if text.first()?.is_ascii_digit() {
             (&text[..end], &text[end..])
         } else {
@@ -474,7 +523,7 @@ fn token(text: &[u8]) -> Option<(&[u8], &[u8])> {
     if text.is_empty() {
         return None;
     }
-    match find_byte(b' ', text) {
+    match find_space(text) {
         Some(end) => Some((&text[..end], &text[end..])),
         None => Some((text, &[])),
     }
@@ -571,7 +620,7 @@ fn first_field(text: &[u8]) -> &[u8] {
         if text.starts_with(b"IN=") {
             return text;
         }
-        let end = find_byte(b' ', text).unwrap_or(text.len());
+        let end = find_space(text).unwrap_or(text.len());
         if end == 0 || find_byte(b'=', &text[..end]).is_some() {
             return text;
         }
@@ -584,7 +633,7 @@ fn first_field(text: &[u8]) -> &[u8] {
 /// The value of `key` (`b"SRC="`) at the start of `text`, and the text after its space.
 fn take_raw<'a, const N: usize>(text: &'a [u8], key: &[u8; N]) -> Option<(&'a [u8], &'a [u8])> {
     let rest = text.strip_prefix(key)?;
-    let end = find_byte(b' ', rest).unwrap_or(rest.len());
+    let end = find_space(rest).unwrap_or(rest.len());
     Some((&rest[..end], rest.get(end + 1..).unwrap_or_default()))
 }
 
@@ -660,12 +709,9 @@ fn fields_in_order<'a>(text: &'a [u8], memo: &mut Memo) -> Option<Fields<'a>> {
     // after it is not ours) or be a key read after PROTO=.
     let mut flag = false;
     while !rest.starts_with(b"PROTO=") {
-        let mut end = 0;
-        while end < rest.len() && rest[end] != b' ' {
-            if rest[end] == b'[' {
-                return None;
-            }
-            end += 1;
+        let end = find_either(b' ', b'[', rest).unwrap_or(rest.len());
+        if rest.get(end) == Some(&b'[') {
+            return None;
         }
         let word = &rest[..end];
         if is_later(word) {
@@ -682,8 +728,7 @@ fn fields_in_order<'a>(text: &'a [u8], memo: &mut Memo) -> Option<Fields<'a>> {
     let (dpt, rest) = match take_raw(rest, b"DPT=") {
         Some((p, rest)) => (Some(port(p)?), rest),
         // The general reader goes on looking past PROTO= until it has DPT=.
-        None if rest
-            .split(|b| *b == b' ')
+        None if words(rest)
             .take_while(|w| w.first() != Some(&b'['))
             .any(is_later) =>
         {
@@ -691,10 +736,9 @@ fn fields_in_order<'a>(text: &'a [u8], memo: &mut Memo) -> Option<Fields<'a>> {
         }
         None => (None, rest),
     };
-    let proto = protocol_name(proto).filter(|p| is_protocol(p))?;
+    let proto = kernel_protocol(proto)?;
     let tcp_flag = matches!(proto, "TCP" | "6").then(|| {
-        flag || rest
-            .split(|b| *b == b' ')
+        flag || words(rest)
             .take_while(|w| w.first() != Some(&b'['))
             .any(is_answer_flag)
     });
@@ -724,6 +768,15 @@ fn protocol_name(value: &[u8]) -> Option<&str> {
     match PROTOCOLS.iter().find(|p| p.as_bytes() == value) {
         Some(name) => Some(name),
         None => std::str::from_utf8(value).ok(),
+    }
+}
+
+/// `PROTO=` as the kernel prints it ([`is_protocol`]): a name found in the table is one
+/// without asking again.
+fn kernel_protocol(value: &[u8]) -> Option<&str> {
+    match PROTOCOLS.iter().find(|p| p.as_bytes() == value) {
+        Some(name) => Some(name),
+        None => protocol_name(value).filter(|p| is_protocol(p)),
     }
 }
 
@@ -1037,6 +1090,27 @@ mod tests {
             with_prefix.extend_from_slice(&junk);
             let _ = p.parse(&junk);
             let _ = p.parse(&with_prefix);
+        }
+    }
+
+    proptest::proptest! {
+        /// The first space found eight bytes at a time is the first a plain look finds.
+        #[test]
+        fn spaces_found_eight_at_a_time_are_those_found_one_by_one(
+            text in proptest::collection::vec(
+                proptest::sample::select(vec![b' ', b'[', b'a', 0, 0x80, 0xa0, 0x1f, 0x21, 0x5a, 0xdb, 0xff]),
+                0..40,
+            ),
+        ) {
+            proptest::prop_assert_eq!(
+                words(&text).collect::<Vec<_>>(),
+                text.split(|b| *b == b' ').collect::<Vec<_>>()
+            );
+            proptest::prop_assert_eq!(find_space(&text), text.iter().position(|&b| b == b' '));
+            proptest::prop_assert_eq!(
+                find_either(b' ', b'[', &text),
+                text.iter().position(|&b| b == b' ' || b == b'[')
+            );
         }
     }
 
