@@ -567,10 +567,23 @@ impl Transport for Sendmail {
             .replace("\r\n", "\n")
             .into_bytes();
         let whole = message_file(&unix).map_err(|e| {
-            SendError::Transient(format!(
-                "cannot write the message for {shown} in {}: {e}",
+            let text = format!(
+                "cannot write the message for {shown} in the temporary folder {} (TMPDIR): {e}",
                 std::env::temp_dir().display()
-            ))
+            );
+            // A folder that is not there, not ours to write or read-only stays so: a report
+            // waiting for it would wait for ever, each run ending in "try again later".
+            use std::io::ErrorKind::{
+                NotADirectory, NotFound, PermissionDenied, ReadOnlyFilesystem,
+            };
+            if matches!(
+                e.kind(),
+                NotFound | PermissionDenied | ReadOnlyFilesystem | NotADirectory
+            ) {
+                SendError::Config(format!("{text}; set TMPDIR to a folder it may write"))
+            } else {
+                SendError::Transient(text)
+            }
         })?;
         // A process group of its own, so that at the deadline whatever it started (an MTA's
         // queue runner, a helper) is killed with it, not left to run on under init.
