@@ -278,18 +278,45 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
             first_seq: intake.kept_before[i],
         })
         .collect();
-    state.commit_ingest(
-        &touched,
-        &intake.cursors,
-        &intake.counted,
-        &KeptLines {
-            updates: &evidence,
-            desks: if read { &desks } else { &[] },
-            stale_before: fresh,
-        },
-        &utc_text(now),
-        intake.moved || !intake.partial,
-    )?;
+    let kept = KeptLines {
+        updates: &evidence,
+        desks: if read { &desks } else { &[] },
+        stale_before: fresh,
+    };
+    let store = |state: &mut State| {
+        state.commit_ingest(
+            &touched,
+            &intake.cursors,
+            &intake.counted,
+            &kept,
+            &utc_text(now),
+            intake.moved || !intake.partial,
+        )
+    };
+    // Lines set aside on the disk the state is on take the room the state needs to store
+    // them, and then to record what is sent: they are held in memory instead, as by a spool
+    // that could not set them aside. Else a state that fits would fail every run.
+    let gave_way = |(dir, bytes): (std::path::PathBuf, u64)| {
+        if verbosity != Verbosity::Quiet {
+            crate::output::tell(format_args!(
+                "abuse-mailer: warning: the disk of {} is short of room: the {bytes} bytes of log lines kept as evidence set aside in {} are held in memory instead, left to the state",
+                settings.state_dir.display(),
+                dir.display()
+            ));
+        }
+    };
+    match store(&mut state) {
+        Err(e) if disk_full(&e) && intake.spool.set_aside().is_some() => {
+            let aside = intake.spool.set_aside().unwrap_or_default();
+            intake.spool.take_back()?;
+            gave_way(aside);
+            store(&mut state)?;
+        }
+        other => other?,
+    }
+    if let Some(aside) = intake.spool.give_way_to(&settings.state_dir)? {
+        gave_way(aside);
+    }
 
     let mut out = Sending {
         transport: transport.as_ref(),
@@ -400,6 +427,15 @@ fn tell_lines_ahead(summary: &crate::ingest::Summary, now: DateTime<Utc>, verbos
             utc_text(now)
         ));
     }
+}
+
+/// Whether `e` is SQLite saying the disk is full.
+fn disk_full(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<rusqlite::Error>()
+            .and_then(rusqlite::Error::sqlite_error_code)
+            == Some(rusqlite::ErrorCode::DiskFull)
+    })
 }
 
 /// What a read built, held until the process ends and let go with it: a million sources'

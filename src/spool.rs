@@ -275,6 +275,68 @@ impl Spool {
             .flatten()
     }
 
+    /// Takes the lines set aside back into memory and lets their file go, giving its room
+    /// back to the disk: the state stores those same lines, and on a disk too small for both
+    /// the run would fail for want of the room its own spool took, and so would every run
+    /// after it. Whether any were set aside. Nothing more is set aside after it.
+    pub fn take_back(&self) -> io::Result<bool> {
+        let mut blocks = self.lock();
+        let Some(file) = &blocks.file else {
+            return Ok(false);
+        };
+        let mut taken = Vec::with_capacity(blocks.aside.len());
+        for (&number, &(start, len)) in &blocks.aside {
+            let mut block = vec![0; len as usize];
+            file.read_exact_at(&mut block, start)?;
+            taken.push((number, block.into_boxed_slice()));
+        }
+        for (number, block) in taken {
+            blocks.held_bytes += block.len() as u64;
+            blocks.held.insert(number, block);
+        }
+        let dir = blocks.file_dir.take();
+        blocks.aside.clear();
+        blocks.file = None;
+        blocks.file_len = 0;
+        blocks.failure = Some(format!(
+            "taken back from {}: the state needed the room",
+            dir.as_deref().unwrap_or(Path::new("?")).display()
+        ));
+        Ok(true)
+    }
+
+    /// Takes the lines set aside back into memory ([`Spool::take_back`]) when their file is on
+    /// the file system of `dir` and holds more of it than is left free: the rest of the run
+    /// writes the state there. What was taken back: the folder and the bytes.
+    pub fn give_way_to(&self, dir: &Path) -> io::Result<Option<(PathBuf, u64)>> {
+        use std::os::unix::fs::MetadataExt;
+        use std::os::unix::io::AsRawFd;
+        let Some(aside) = self.set_aside() else {
+            return Ok(None);
+        };
+        let free = {
+            let blocks = self.lock();
+            let Some(file) = &blocks.file else {
+                return Ok(None);
+            };
+            if file.metadata()?.dev() != std::fs::metadata(dir)?.dev() {
+                return Ok(None);
+            }
+            // SAFETY: fstatvfs(2) fills the struct it is given, from a descriptor that is
+            // open for as long as the lock is held.
+            let mut fs: libc::statvfs = unsafe { std::mem::zeroed() };
+            if unsafe { libc::fstatvfs(file.as_raw_fd(), &mut fs) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            fs.f_bavail.saturating_mul(fs.f_frsize)
+        };
+        if free >= aside.1 {
+            return Ok(None);
+        }
+        self.take_back()?;
+        Ok(Some(aside))
+    }
+
     /// The text of `line`.
     pub fn text(&self, line: &KeptLine) -> io::Result<String> {
         self.text_at(&line.text)
@@ -593,6 +655,36 @@ mod tests {
         assert!(failure.contains("space"), "{failure}");
         assert_eq!(spool.text(&kept[0]).unwrap(), "one");
         assert_eq!(spool.text(&kept[1]).unwrap(), "two");
+    }
+
+    #[test]
+    fn lines_taken_back_read_as_written_and_free_the_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::new(vec![dir.path().to_path_buf()], 1 << 10).with_block(100);
+        let texts: Vec<String> = (0..2_000).map(|i| format!("line {i:>40}")).collect();
+        let kept = keep_all(&spool, &texts);
+        assert!(spool.set_aside().is_some());
+        assert!(spool.take_back().unwrap());
+        assert_eq!(spool.set_aside(), None, "the file is let go");
+        assert!(spool.lock().file.is_none());
+        assert!(!spool.take_back().unwrap(), "nothing left to take back");
+        // Later lines are held too: the disk's room is the state's now.
+        let later = KeptLine::keep(
+            &spool,
+            &EvidenceLine {
+                time: 0,
+                ip: ip(1),
+                text: "later".into(),
+            },
+        );
+        assert_eq!(spool.set_aside(), None);
+        assert!(spool.failure().unwrap().contains("taken back"));
+        let mut reader = spool.reader();
+        for (line, text) in kept.iter().zip(&texts) {
+            assert_eq!(&spool.text(line).unwrap(), text);
+            assert_eq!(&reader.text(line).unwrap(), text);
+        }
+        assert_eq!(spool.text(&later).unwrap(), "later");
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
 
 use common::*;
 
@@ -68,4 +69,142 @@ fn a_temporary_folder_sendmail_cannot_use_is_a_config_error_not_a_wait() {
         "delivered once the folder is fixed"
     );
     assert_eq!(history(&s)[0]["status"], "sent");
+}
+
+/// Runs `args` with `s`'s state folder a file system of `size` (a tmpfs, in a mount namespace
+/// of the run's own) and `env` set; `None` where this host lets no such file system be made
+/// (it takes root).
+fn run_on_small_state(s: &Setup, size: &str, env: &[(&str, &str)], args: &[&str]) -> Option<Ran> {
+    runs_on_small_state(s, size, env, args, 1)
+}
+
+/// [`run_on_small_state`], `times` runs one after the other on the one file system, each
+/// followed on standard error by a line `exit N`.
+fn runs_on_small_state(
+    s: &Setup,
+    size: &str,
+    env: &[(&str, &str)],
+    args: &[&str],
+    times: usize,
+) -> Option<Ran> {
+    let state = s.path("state");
+    fs::create_dir_all(&state).unwrap();
+    let mut cmd = Command::new("unshare");
+    cmd.args(["-m", "sh", "-c"])
+        .arg(format!(
+            "mount -t tmpfs -o size={size},mode=0700 none \"$0\" || exit 199; {}",
+            "\"$@\"; echo \"exit $?\" >&2; ".repeat(times)
+        ))
+        .arg(&state)
+        .arg(env!("CARGO_BIN_EXE_abuse-mailer"))
+        .arg("--config")
+        .arg(s.path("config.toml"))
+        .args(args)
+        .env("ABUSE_MAILER_NOW", &s.now)
+        .env_remove("ABUSE_MAILER_CONFIG")
+        .env_remove(abuse_mailer::spool::BUDGET_VAR);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = Ran::from(cmd.output().ok()?);
+    if out.code == 199 || out.stderr.contains("unshare:") {
+        eprintln!(
+            "no file system of its own for the state here: {}",
+            out.stderr
+        );
+        return None;
+    }
+    Some(out)
+}
+
+#[test]
+fn lines_set_aside_leave_the_state_the_room_to_store_them() {
+    // Nothing reaches min_hits: the run stores what it read and its kept lines, no more.
+    let s = Setup::new(&standard_config("").replace("min_hits = 1", "min_hits = 3"));
+    s.write("messages", &flood(20_000));
+    // 20,000 kept lines, 5 MB of text: in a state file system of 18 MiB the state stores
+    // them when the run holds them in memory.
+    const SIZE: &str = "18m";
+    let Some(held) = run_on_small_state(&s, SIZE, &[], &["run"]) else {
+        return;
+    };
+    assert!(
+        held.stderr.ends_with("exit 0\n"),
+        "the state fits: {}",
+        held.stderr
+    );
+    // Set aside on the same disk, they took the room the state needed: the run failed, and
+    // every run after it, reading the same lines again.
+    let Some(spooled) = run_on_small_state(
+        &s,
+        SIZE,
+        &[(abuse_mailer::spool::BUDGET_VAR, "0")],
+        &["-v", "run"],
+    ) else {
+        return;
+    };
+    assert!(spooled.stderr.ends_with("exit 0\n"), "{}", spooled.stderr);
+    assert!(
+        spooled
+            .stderr
+            .contains("held in memory instead, left to the state"),
+        "{}",
+        spooled.stderr
+    );
+    assert!(
+        spooled.stderr.contains("20000 IPs"),
+        "every source read and stored: {}",
+        spooled.stderr
+    );
+}
+
+#[test]
+fn lines_set_aside_never_keep_what_was_read_from_being_stored() {
+    let s = Setup::new(&standard_config("").replace("min_hits = 1", "min_hits = 3"));
+    s.write("messages", &flood(20_000));
+    // Too small for the state and the lines set aside both: the read must still be stored,
+    // or every run reads the same lines again and fails the same way. (The disk is full
+    // after it: what the run writes later may fail, naming state.db.)
+    let Some(out) = runs_on_small_state(
+        &s,
+        "11m",
+        &[(abuse_mailer::spool::BUDGET_VAR, "0")],
+        &["run"],
+        2,
+    ) else {
+        return;
+    };
+    assert!(
+        !out.stderr.contains("cannot store what was read"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("held in memory instead, left to the state"),
+        "{}",
+        out.stderr
+    );
+    let second = out.stderr.split("exit ").nth(1).unwrap_or_default();
+    assert!(
+        !second.contains("read 20000 lines"),
+        "the second run reads nothing again: {}",
+        out.stderr
+    );
+}
+
+/// `n` drop lines, each from a source of its own in the fixture's EC2 ranges.
+fn flood(n: u32) -> String {
+    let first = u32::from(std::net::Ipv4Addr::new(18, 204, 0, 1));
+    (0..n)
+        .map(|i| {
+            let ip = std::net::Ipv4Addr::from(first + i);
+            drop_line(
+                &format!("10:{:02}:{:02}", i / 60 % 60, i % 60),
+                &ip.to_string(),
+                "TCP",
+                22,
+            )
+        })
+        .collect()
 }
