@@ -726,7 +726,7 @@ impl Folders {
 fn siblings(
     path: &Path,
     live: Option<&OpenFile>,
-    unreadable: &mut Vec<String>,
+    unreadable: &mut Vec<(io::ErrorKind, String)>,
     compressed: &mut Vec<String>,
     folders: &mut Folders,
 ) -> Vec<Sibling> {
@@ -754,10 +754,13 @@ fn siblings(
             let open = match OpenFile::open(&entry) {
                 Ok(open) => open?,
                 Err(err) => {
-                    unreadable.push(format!(
-                        "source {}: rotated file {} is not read: {err}",
-                        path.display(),
-                        entry.display()
+                    unreadable.push((
+                        err.kind(),
+                        format!(
+                            "source {}: rotated file {} is not read: {err}",
+                            path.display(),
+                            entry.display()
+                        ),
                     ));
                     return None;
                 }
@@ -946,7 +949,21 @@ pub fn read(
         &mut compressed,
         folders,
     );
+    // A first read (or one after `reread`) is the one read of the rotated history: a file of
+    // it passed over now is never read (later reads count only what is newer), so the read
+    // waits for it as for a live file it cannot open.
+    let history = match cursor {
+        None => start == StartAt::Beginning,
+        Some(c) => c.is_reread(),
+    };
+    // One that is no regular file (a folder named like a rotated file) holds no lines.
+    if history && let Some((_, problem)) = unreadable.iter().find(|(k, _)| *k != NOT_REGULAR) {
+        anyhow::bail!(
+            "{problem}; the first read of a source reads its rotated files, so nothing of it is read until the run's user may read them (or they are moved away)"
+        );
+    }
     let mut read = read_opened(path, live, &rotated, cursor, start, ingest)?;
+    let mut unreadable: Vec<String> = unreadable.into_iter().map(|(_, text)| text).collect();
     unreadable.append(&mut compressed);
     unreadable.append(&mut read.warnings);
     read.warnings = unreadable;
@@ -1231,7 +1248,7 @@ pub fn reread_from(path: &Path, since: Option<(i64, &mut LineParser)>) -> Result
         &mut compressed,
         folders,
     );
-    if let Some(problem) = unreadable.first() {
+    if let Some((_, problem)) = unreadable.first() {
         anyhow::bail!("{problem}");
     }
     let oldest_first: Vec<&OpenFile> = rotated

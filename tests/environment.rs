@@ -208,3 +208,30 @@ fn flood(n: u32) -> String {
         })
         .collect()
 }
+
+#[test]
+fn a_rotated_file_the_first_read_cannot_open_is_waited_for_not_passed_over() {
+    let s = Setup::standard();
+    // The history a first read goes through, not to be opened: for a service user, a file
+    // only root may read (`messages-20260118` left 0600 while `messages` was opened to the
+    // adm group); here a link to itself, which no one opens.
+    std::os::unix::fs::symlink("messages.1", s.path("messages.1")).unwrap();
+    s.write("messages", &drop_line("10:00:00", "3.5.140.3", "TCP", 22));
+    let out = s.run(&["run"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("messages.1"), "{}", out.stderr);
+    assert!(s.outbox().is_empty(), "nothing read, nothing sent");
+    let preview = s.run(&["preview"]);
+    assert_eq!(preview.code, 1, "{}", preview.stderr);
+
+    // Once it can be read, the first read reads it: passed over, it was never read, not
+    // even by `reread`, which counts nothing older than what was counted.
+    fs::remove_file(s.path("messages.1")).unwrap();
+    s.write("messages.1", &drop_line("09:00:00", "3.5.140.2", "TCP", 22));
+    s.run(&["run"]).ok();
+    s.run(&["run"]).ok();
+    assert_eq!(
+        s.reported(),
+        vec![vec!["3.5.140.2".to_string(), "3.5.140.3".to_string()]]
+    );
+}
