@@ -34,6 +34,7 @@ pub fn acquire(state_dir: &Path, say: bool) -> Result<Option<RunLock>> {
         .mode(0o600)
         .open(&path)
         .with_context(|| format!("cannot open {}", path.display()))?;
+    crate::state::keep_owner(state_dir, &file);
     let started = Instant::now();
     let mut told = false;
     loop {

@@ -1082,6 +1082,7 @@ impl State {
             .mode(0o600)
             .open(&file)
             .with_context(|| format!("cannot create {}", file.display()))?;
+        keep_owner(file.parent().unwrap_or(Path::new(".")), &f);
         f.seek(SeekFrom::Start(have))?;
         // Bytes that do not compress, so that no file system can store them in less space.
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15 ^ have;
@@ -2052,14 +2053,29 @@ fn create(dir: &Path, path: &Path) -> Result<()> {
     made.with_context(|| format!("{}: cannot create a new state", path.display()))
 }
 
+/// Gives `file`, just made in `dir`, to the owner of `dir`, as SQLite does with the files it
+/// makes beside a database: a run as root (`sudo abuse-mailer run` to retry) on the state of
+/// a service user must not leave it files that user cannot open, which would stop every
+/// later run. Only root may give a file away; for anyone else this changes nothing.
+pub(crate) fn keep_owner(dir: &Path, file: &std::fs::File) {
+    use std::os::unix::fs::MetadataExt;
+    let (Ok(dir_meta), Ok(file_meta)) = (std::fs::metadata(dir), file.metadata()) else {
+        return;
+    };
+    if (dir_meta.uid(), dir_meta.gid()) != (file_meta.uid(), file_meta.gid()) {
+        let _ = std::os::unix::fs::fchown(file, Some(dir_meta.uid()), Some(dir_meta.gid()));
+    }
+}
+
 /// Creates an empty file only its owner can read: it will hold the messages sent.
 fn create_private(path: &Path) -> Result<()> {
-    std::fs::OpenOptions::new()
+    let file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(path)
         .with_context(|| format!("cannot create {}", path.display()))?;
+    keep_owner(path.parent().unwrap_or(Path::new(".")), &file);
     Ok(())
 }
 

@@ -235,3 +235,39 @@ fn a_rotated_file_the_first_read_cannot_open_is_waited_for_not_passed_over() {
         vec![vec!["3.5.140.2".to_string(), "3.5.140.3".to_string()]]
     );
 }
+
+#[test]
+fn a_run_as_root_on_a_service_users_state_leaves_it_files_that_user_opens() {
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::process::CommandExt;
+    // The state of a service user (cron's `abuse-mailer`, systemd's dynamic user), and the
+    // operator retrying by hand as root: `sudo abuse-mailer run`.
+    const USER: u32 = 65534;
+    let s = Setup::standard();
+    if std::os::unix::fs::chown(s.path("config.toml"), Some(USER), Some(USER)).is_err() {
+        eprintln!("not root: no run as another user here");
+        return;
+    }
+    fs::set_permissions(s.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    for dir in ["state", "outbox"] {
+        fs::create_dir(s.path(dir)).unwrap();
+        fs::set_permissions(s.path(dir), fs::Permissions::from_mode(0o700)).unwrap();
+        std::os::unix::fs::chown(s.path(dir), Some(USER), Some(USER)).unwrap();
+    }
+    s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    s.run(&["run"]).ok();
+    for file in ["state.db", "state.reserve", "run.lock"] {
+        let owner = fs::metadata(s.path("state").join(file)).unwrap().uid();
+        assert_eq!(owner, USER, "{file} is the state's owner's");
+    }
+
+    s.append("messages", &drop_line("10:00:01", "3.5.140.3", "TCP", 22));
+    let mut as_user = s.command(&["run"]);
+    as_user.uid(USER).gid(USER);
+    let out = Ran::from(as_user.output().unwrap());
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        s.reported(),
+        vec![vec!["3.5.140.2".to_string()], vec!["3.5.140.3".to_string()]]
+    );
+}
