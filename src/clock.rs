@@ -119,17 +119,37 @@ impl serde::Serialize for Stamp {
     }
 }
 
-/// The system zone's name where `/etc/timezone` or `TZ` tells it.
+/// The system zone's name where `TZ`, `/etc/timezone` or the file `/etc/localtime` links to
+/// tells it.
 fn iana_local() -> Option<String> {
     if let Ok(tz) = std::env::var("TZ")
         && !tz.is_empty()
     {
-        return Some(tz.trim_start_matches(':').to_string());
+        let tz = tz.trim_start_matches(':');
+        // A file (`TZ=:/etc/localtime`, set to spare programs a look at it): a report names
+        // the zone, never a path on this host.
+        if tz.starts_with('/') {
+            return zoneinfo_name(std::path::Path::new(tz));
+        }
+        return Some(tz.to_string());
     }
     std::fs::read_to_string("/etc/timezone")
         .ok()
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
+        .or_else(|| zoneinfo_name(std::path::Path::new("/etc/localtime")))
+}
+
+/// The IANA name of a zone file, from where it lies under a `zoneinfo` folder (through
+/// links): `/usr/share/zoneinfo/Europe/Berlin` is `Europe/Berlin`.
+fn zoneinfo_name(path: &std::path::Path) -> Option<String> {
+    let real = std::fs::canonicalize(path).ok()?;
+    let (_, name) = real.to_str()?.rsplit_once("/zoneinfo/")?;
+    let name = ["posix/", "right/"]
+        .iter()
+        .find_map(|p| name.strip_prefix(p))
+        .unwrap_or(name);
+    name.parse::<chrono_tz::Tz>().ok().map(|_| name.to_string())
 }
 
 /// `span` before `now`, or the calendar's start for a span that reaches past it ("never",

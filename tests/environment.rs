@@ -271,3 +271,26 @@ fn a_run_as_root_on_a_service_users_state_leaves_it_files_that_user_opens() {
         vec![vec!["3.5.140.2".to_string()], vec!["3.5.140.3".to_string()]]
     );
 }
+
+#[test]
+fn a_local_zone_given_as_a_file_is_named_not_shown_as_a_path() {
+    let mut s =
+        Setup::new(&standard_config("").replace("timezone = \"UTC\"", "timezone = \"local\""));
+    s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    // Set to spare programs a look at /etc/localtime; the zone is that file's.
+    s.env.push(("TZ".into(), ":/etc/localtime".into()));
+    let out = s.run(&["preview"]).ok();
+    assert!(
+        !out.stdout.contains("/etc/localtime"),
+        "a report names a zone, not a path on this host: {}",
+        out.stdout
+    );
+    let berlin = "/usr/share/zoneinfo/Europe/Berlin";
+    if std::path::Path::new(berlin).exists() {
+        s.env = vec![("TZ".into(), format!(":{berlin}"))];
+        let out = s.run(&["preview"]).ok();
+        assert!(out.stdout.contains("(Europe/Berlin)"), "{}", out.stdout);
+        assert!(out.stdout.contains("+01:00"), "{}", out.stdout);
+        assert!(!out.stdout.contains("zoneinfo"), "{}", out.stdout);
+    }
+}
