@@ -1343,6 +1343,42 @@ pub(crate) fn is_rotated_sibling_of_any(
         })
 }
 
+/// Refuses a glob whose files are in a folder the run's user may not look into (a log host's
+/// per-host folder made 0700 by rsyslog): a glob passes over what it cannot see, and that
+/// host's lines would never be read, without a word, where a file it cannot open stops the
+/// run.
+fn unreadable_folder(pattern: &Path) -> Result<()> {
+    let wild = |p: &Path| p.to_string_lossy().contains(['*', '?', '[']);
+    let (Some(parent), Some(last)) = (pattern.parent(), pattern.file_name()) else {
+        return Ok(());
+    };
+    let folders: Vec<PathBuf> = if wild(parent) {
+        glob::glob(&parent.to_string_lossy())
+            .map(|found| found.filter_map(|m| m.ok()).collect())
+            .unwrap_or_default()
+    } else {
+        vec![parent.to_path_buf()]
+    };
+    let literal = !wild(Path::new(last));
+    for folder in folders.iter().filter(|f| f.is_dir()) {
+        // A name is looked up with search permission alone; a pattern needs the listing.
+        let looked = match literal {
+            true => fs::symlink_metadata(folder.join(last)).map(|_| ()),
+            false => fs::read_dir(folder).map(|_| ()),
+        };
+        if let Err(e) = looked
+            && e.kind() == io::ErrorKind::PermissionDenied
+        {
+            anyhow::bail!(
+                "source {}: folder {} cannot be read: {e}; the files in it are not read until the run's user may read it",
+                pattern.display(),
+                folder.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 pub fn expand(path: &Path) -> Result<Vec<PathBuf>> {
     let text = path.to_string_lossy();
     if !text.contains(['*', '?', '[']) {
@@ -1353,6 +1389,7 @@ pub fn expand(path: &Path) -> Result<Vec<PathBuf>> {
         .filter_map(|m| m.ok())
         .filter(|p| p.is_file())
         .collect();
+    unreadable_folder(path)?;
     matches.sort();
     // A match that is another match's rotated sibling (`messages.1`, `kern.log-20260125`)
     // is that file's history, not a source. Looked up by name, not compared with every

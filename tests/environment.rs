@@ -294,3 +294,49 @@ fn a_local_zone_given_as_a_file_is_named_not_shown_as_a_path() {
         assert!(!out.stdout.contains("zoneinfo"), "{}", out.stdout);
     }
 }
+
+#[test]
+fn a_host_folder_under_a_glob_the_run_cannot_read_stops_it_not_passed_over() {
+    use std::os::unix::process::CommandExt;
+    const USER: u32 = 65534;
+    let config = standard_config("").replace("{dir}/messages", "{dir}/remote/*/kern.log");
+    let s = Setup::new(&config);
+    if std::os::unix::fs::chown(s.path("config.toml"), Some(USER), Some(USER)).is_err() {
+        eprintln!("not root: no run as another user here");
+        return;
+    }
+    fs::set_permissions(s.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    for (host, ip) in [("web1", "3.5.140.2"), ("web2", "3.5.140.3")] {
+        let folder = s.path("remote").join(host);
+        fs::create_dir_all(&folder).unwrap();
+        fs::write(
+            folder.join("kern.log"),
+            drop_line("10:00:00", ip, "TCP", 22).replace("web1", host),
+        )
+        .unwrap();
+        fs::set_permissions(&folder, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    fs::set_permissions(s.path("remote"), fs::Permissions::from_mode(0o755)).unwrap();
+    // rsyslog's dirCreateMode = "0700", the folder root's: the run's user cannot look in.
+    fs::set_permissions(s.path("remote/web2"), fs::Permissions::from_mode(0o700)).unwrap();
+    for dir in ["state", "outbox"] {
+        fs::create_dir(s.path(dir)).unwrap();
+        std::os::unix::fs::chown(s.path(dir), Some(USER), Some(USER)).unwrap();
+    }
+    let as_user = |args: &[&str]| {
+        let mut cmd = s.command(args);
+        cmd.uid(USER).gid(USER);
+        Ran::from(cmd.output().unwrap())
+    };
+    let out = as_user(&["run"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("remote/web2"), "{}", out.stderr);
+    assert!(s.outbox().is_empty(), "nothing read, nothing sent");
+
+    fs::set_permissions(s.path("remote/web2"), fs::Permissions::from_mode(0o755)).unwrap();
+    as_user(&["run"]).ok();
+    assert_eq!(
+        s.reported(),
+        vec![vec!["3.5.140.2".to_string(), "3.5.140.3".to_string()]]
+    );
+}
