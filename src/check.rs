@@ -312,7 +312,18 @@ fn check_mail(t: &mut Tally, settings: &Settings, smtp: bool) {
             }
         }
         TransportConfig::Sendmail { path, .. } => match runnable(path) {
-            Ok(()) => t.ok("mail", &format!("sendmail {}", path.display())),
+            // The message is handed over as a file in the temporary folder.
+            Ok(()) => match crate::spool::unnamed_file(&std::env::temp_dir()) {
+                Ok(_) => t.ok("mail", &format!("sendmail {}", path.display())),
+                Err(e) => t.config(
+                    "mail",
+                    &format!(
+                        "sendmail {}: the temporary folder {} (TMPDIR) cannot hold a message: {e}",
+                        path.display(),
+                        std::env::temp_dir().display()
+                    ),
+                ),
+            },
             Err(e) => t.config("mail", &format!("mail.sendmail_path {e}")),
         },
         TransportConfig::File { dir } => match crate::send::placeable(dir) {

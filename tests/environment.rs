@@ -56,6 +56,9 @@ fn a_temporary_folder_sendmail_cannot_use_is_a_config_error_not_a_wait() {
         );
     }
     assert_eq!(sent_by_sendmail(&s), 0);
+    let check = s.run_bounded(&["check"]);
+    assert_eq!(check.code, 78, "{}", check.stdout);
+    assert!(check.stdout.contains("TMPDIR"), "{}", check.stdout);
     let h = history(&s);
     assert_eq!(h.len(), 1, "the report is kept");
     assert_ne!(h[0]["status"], "sent");
