@@ -129,9 +129,17 @@ fn check_sources(t: &mut Tally, settings: &Settings) {
         let shown = path.display();
         match crate::source::expand(path)
             .map_err(|e| std::io::Error::other(one_line(&e)))
-            .and_then(|files| match files.first() {
-                Some(first) => recent_matches(first, &s.prefixes),
-                None => Err(std::io::Error::other("no file matches")),
+            .and_then(|files| {
+                // A run opens every match, and stops at one it cannot open.
+                for other in files.iter().skip(1) {
+                    crate::source::OpenFile::open(other).map_err(|e| {
+                        std::io::Error::new(e.kind(), format!("{}: {e}", other.display()))
+                    })?;
+                }
+                match files.first() {
+                    Some(first) => recent_matches(first, &s.prefixes),
+                    None => Err(std::io::Error::other("no file matches")),
+                }
             }) {
             Ok((0, 0)) => t.ok("source", &format!("{shown}: empty so far")),
             // A run would read these lines, match nothing and move on: the history would

@@ -336,7 +336,24 @@ fn a_host_folder_under_a_glob_the_run_cannot_read_stops_it_not_passed_over() {
     assert!(out.stderr.contains("remote/web2"), "{}", out.stderr);
     assert!(s.outbox().is_empty(), "nothing read, nothing sent");
 
+    let check = as_user(&["check"]);
+    assert_eq!(check.code, 78, "{}", check.stdout);
+    assert!(check.stdout.contains("remote/web2"), "{}", check.stdout);
+
+    // Its folder opened, the file itself only root's: check says so as the run does.
     fs::set_permissions(s.path("remote/web2"), fs::Permissions::from_mode(0o755)).unwrap();
+    let file = s.path("remote/web2/kern.log");
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(as_user(&["run"]).code, 1);
+    let check = as_user(&["check"]);
+    assert_eq!(check.code, 78, "{}", check.stdout);
+    assert!(
+        check.stdout.contains("remote/web2/kern.log"),
+        "{}",
+        check.stdout
+    );
+
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
     as_user(&["run"]).ok();
     assert_eq!(
         s.reported(),
