@@ -32,6 +32,8 @@ pub fn acquire(state_dir: &Path, say: bool) -> Result<Option<RunLock>> {
         .truncate(false)
         .write(true)
         .mode(0o600)
+        // Never through a link planted in a folder others may write to.
+        .custom_flags(libc::O_NOFOLLOW)
         .open(&path)
         .with_context(|| format!("cannot open {}", path.display()))?;
     crate::state::keep_owner(state_dir, &file);

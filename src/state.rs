@@ -1067,7 +1067,9 @@ impl State {
     fn reserve(&self, size: usize) -> Result<()> {
         let need = (2 * size as u64 + (256 << 10)).max(RESERVE_MIN);
         let file = self.reserve_path();
-        let have = match std::fs::metadata(&file) {
+        // Never through a link: in a folder others may write to, a link planted here would
+        // have the run write its reserve into a file of their choosing.
+        let have = match std::fs::symlink_metadata(&file) {
             Ok(m) => m.len(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", file.display())),
@@ -1080,6 +1082,7 @@ impl State {
             .create(true)
             .truncate(false)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&file)
             .with_context(|| format!("cannot create {}", file.display()))?;
         keep_owner(file.parent().unwrap_or(Path::new(".")), &f);

@@ -360,3 +360,42 @@ fn a_host_folder_under_a_glob_the_run_cannot_read_stops_it_not_passed_over() {
         vec![vec!["3.5.140.2".to_string(), "3.5.140.3".to_string()]]
     );
 }
+
+#[test]
+fn links_planted_in_the_state_folder_are_never_written_through() {
+    // A state_dir others may write to (mode 0777, by mistake): what the run makes there by
+    // name must not follow a link to a file of someone else's choosing.
+    let s = Setup::standard();
+    fs::create_dir(s.path("state")).unwrap();
+    s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    std::os::unix::fs::symlink(s.path("made-by-the-run"), s.path("state/run.lock")).unwrap();
+    let out = s.run(&["run"]);
+    assert_ne!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("run.lock"), "{}", out.stderr);
+    assert!(
+        !s.path("made-by-the-run").exists(),
+        "no file made through the link"
+    );
+
+    fs::remove_file(s.path("state/run.lock")).unwrap();
+    s.write("victim", "a file of someone else's\n");
+    std::os::unix::fs::symlink(s.path("victim"), s.path("state/state.reserve")).unwrap();
+    let out = s.run(&["run"]);
+    assert_ne!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("state.reserve"), "{}", out.stderr);
+    assert_eq!(
+        fs::read_to_string(s.path("victim")).unwrap(),
+        "a file of someone else's\n",
+        "nothing written through the link"
+    );
+    assert!(
+        s.outbox().is_empty(),
+        "nothing sent that could not be recorded"
+    );
+
+    // The link gone, the report goes out once.
+    fs::remove_file(s.path("state/state.reserve")).unwrap();
+    s.run(&["run"]).ok();
+    s.run(&["run"]).ok();
+    assert_eq!(s.outbox().len(), 1);
+}
