@@ -2056,17 +2056,19 @@ fn create(dir: &Path, path: &Path) -> Result<()> {
     made.with_context(|| format!("{}: cannot create a new state", path.display()))
 }
 
-/// Gives `file`, just made in `dir`, to the owner of `dir`, as SQLite does with the files it
-/// makes beside a database: a run as root (`sudo abuse-mailer run` to retry) on the state of
-/// a service user must not leave it files that user cannot open, which would stop every
-/// later run. Only root may give a file away; for anyone else this changes nothing.
+/// Gives `file`, made in the state folder `dir`, to the owner of the state (of `state.db`, or
+/// of `dir` while there is none), as SQLite does with the files it makes beside a database:
+/// a run as root (`sudo abuse-mailer run` to retry) on the state of a service user must not
+/// leave it files that user cannot open, which would stop every later run. Only root may
+/// give a file away; for anyone else this changes nothing.
 pub(crate) fn keep_owner(dir: &Path, file: &std::fs::File) {
     use std::os::unix::fs::MetadataExt;
-    let (Ok(dir_meta), Ok(file_meta)) = (std::fs::metadata(dir), file.metadata()) else {
+    let owner = std::fs::metadata(dir.join("state.db")).or_else(|_| std::fs::metadata(dir));
+    let (Ok(owner), Ok(file_meta)) = (owner, file.metadata()) else {
         return;
     };
-    if (dir_meta.uid(), dir_meta.gid()) != (file_meta.uid(), file_meta.gid()) {
-        let _ = std::os::unix::fs::fchown(file, Some(dir_meta.uid()), Some(dir_meta.gid()));
+    if (owner.uid(), owner.gid()) != (file_meta.uid(), file_meta.gid()) {
+        let _ = std::os::unix::fs::fchown(file, Some(owner.uid()), Some(owner.gid()));
     }
 }
 

@@ -273,6 +273,15 @@ fn a_run_as_root_on_a_service_users_state_leaves_it_files_that_user_opens() {
         s.reported(),
         vec![vec!["3.5.140.2".to_string()], vec!["3.5.140.3".to_string()]]
     );
+
+    // The folder root's, the state the user's (as an operator may set it up): the state's
+    // owner is the one its files keep.
+    std::os::unix::fs::chown(s.path("state"), Some(0), Some(0)).unwrap();
+    s.run(&["run"]).ok();
+    for file in ["state.db", "state.reserve", "run.lock"] {
+        let owner = fs::metadata(s.path("state").join(file)).unwrap().uid();
+        assert_eq!(owner, USER, "{file} stays the state's owner's");
+    }
 }
 
 #[test]
