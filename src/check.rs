@@ -120,7 +120,13 @@ fn check_sources(t: &mut Tally, settings: &Settings) {
                     .arg("--version")
                     .output()
                 {
-                    Ok(out) if out.status.success() => t.ok("source", "journald: journalctl runs"),
+                    Ok(out) if out.status.success() => match crate::journal::access_problem() {
+                        None => t.ok("source", "journald: journalctl runs"),
+                        Some(said) => t.config(
+                            "source",
+                            &format!("journald: the system journal's kernel messages cannot be read (journalctl: {said}); add the user to the systemd-journal or adm group"),
+                        ),
+                    },
                     _ => t.config("source", "journald: cannot run journalctl"),
                 }
                 continue;

@@ -52,12 +52,36 @@ pub fn reread_since(time: i64) -> String {
     format!("@{time}")
 }
 
+/// Why the run's user cannot read the system journal, as journalctl says it when not told to
+/// be quiet: a user outside the `systemd-journal` and `adm` groups sees no kernel message,
+/// and `-q` (which keeps the read's output to entries) hides the hint that says so. The
+/// probe shows no entry (`-n 0`); its output is not read.
+pub(crate) fn access_problem() -> Option<String> {
+    let out = Command::new("journalctl")
+        .args(["-k", "-n", "0", "-o", "json", "--no-pager"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .ok()?;
+    let said = String::from_utf8_lossy(&out.stderr);
+    let said = said.split_whitespace().collect::<Vec<_>>().join(" ");
+    (said.contains("insufficient permissions") || said.contains("not seeing messages from other"))
+        .then_some(said)
+}
+
 /// Feeds `ingest` with the kernel messages after `cursor`; returns the cursor to store.
 pub fn read(
     cursor: Option<&str>,
     start: StartAt,
     ingest: &mut Ingest<'_>,
 ) -> Result<Option<String>> {
+    // Read without the system journal, the source would be empty on every run, silently.
+    if let Some(said) = access_problem() {
+        bail!(
+            "source journald: the run's user cannot read the system journal's kernel messages (journalctl: {said}); add it to the systemd-journal or adm group (the shipped unit reads as a member of adm)"
+        );
+    }
     let mut cmd = Command::new("journalctl");
     cmd.args(["-k", "-o", "json", "--no-pager", "-q"]);
     let skip_history = cursor.is_none() && start == StartAt::End;

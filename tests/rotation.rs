@@ -1279,3 +1279,46 @@ fn a_name_passed_over_for_runs_reads_nothing_twice_once_the_other_goes() {
         out.stderr
     );
 }
+
+/// A user outside the journal's groups sees no kernel message, and journalctl says so only
+/// when not told to be quiet: the run stops, naming the groups, instead of reading nothing on
+/// every run.
+#[test]
+fn a_journal_the_run_may_not_read_stops_the_run() {
+    let mut s =
+        Setup::new(&standard_config("").replace("path = \"{dir}/messages\"", "journald = true"));
+    let bin = s.path("bin");
+    fs::create_dir_all(&bin).unwrap();
+    let script = r#"#!/bin/sh
+for a in "$@"; do case "$a" in -q) exit 0;; esac; done
+echo "Hint: You are currently not seeing messages from other users and the system." >&2
+echo "      Users in groups 'adm', 'systemd-journal' can see all messages." >&2
+echo "      Pass -q to turn off this notice." >&2
+"#;
+    fs::write(bin.join("journalctl"), script).unwrap();
+    fs::set_permissions(bin.join("journalctl"), fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    s.env.push(("PATH".into(), path));
+    for command in ["preview", "run"] {
+        let ran = s.run(&[command]);
+        assert_eq!(ran.code, 1, "{command}: {}", ran.stderr);
+        assert!(
+            ran.stderr.contains("source journald")
+                && ran.stderr.contains("systemd-journal or adm group"),
+            "{}",
+            ran.stderr
+        );
+    }
+    assert!(!s.path("state/state.db").exists() || s.reported().is_empty());
+    let checked = s.run(&["check"]);
+    assert_eq!(checked.code, 78, "{}", checked.stdout);
+    assert!(
+        checked.stdout.contains("systemd-journal or adm group"),
+        "{}",
+        checked.stdout
+    );
+}
