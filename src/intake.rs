@@ -454,7 +454,7 @@ pub(crate) struct Intake {
     /// Per desk: where in `evidence` each address's lines are (sorted by address, then by
     /// place), made when a report first asks, so that each report part finds its addresses'
     /// lines without looking through every line a flood left.
-    by_ip: Vec<std::cell::OnceCell<Vec<usize>>>,
+    by_ip: Vec<std::cell::OnceCell<Vec<u32>>>,
 }
 
 /// For a source read again after `reread`: packets an earlier read counted (per prefix, up
@@ -959,23 +959,26 @@ impl Intake {
 }
 
 /// Where in `lines` each address's lines are: their places, sorted by address, then place.
-fn by_address(lines: &[KeptLine]) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..lines.len()).collect();
-    order.sort_by_key(|&i| (lines[i].ip, i));
+fn by_address(lines: &[KeptLine]) -> Vec<u32> {
+    // Four bytes a place: a flood's run holds millions of lines. (Four billion lines would
+    // not fit in memory long before a place of 32 bits ran out.)
+    let mut order: Vec<u32> = (0..lines.len()).map(|i| i as u32).collect();
+    // Each place once: an unstable sort gives the one order, without a buffer as large.
+    order.sort_unstable_by_key(|&i| (lines[i as usize].ip, i));
     order
 }
 
 /// The lines of `ips` among `lines`, in their order there, found through `by_ip`
 /// ([`by_address`] of `lines`) one search an address.
-fn lines_of(lines: &[KeptLine], by_ip: &[usize], ips: &[IpAddr]) -> Vec<KeptLine> {
-    let mut places: Vec<usize> = Vec::new();
+fn lines_of(lines: &[KeptLine], by_ip: &[u32], ips: &[IpAddr]) -> Vec<KeptLine> {
+    let mut places: Vec<u32> = Vec::new();
     for ip in ips {
-        let from = by_ip.partition_point(|&i| lines[i].ip < *ip);
-        places.extend(by_ip[from..].iter().take_while(|&&i| lines[i].ip == *ip));
+        let from = by_ip.partition_point(|&i| lines[i as usize].ip < *ip);
+        places.extend((by_ip[from..].iter()).take_while(|&&i| lines[i as usize].ip == *ip));
     }
     places.sort_unstable();
     places.dedup();
-    places.into_iter().map(|i| lines[i]).collect()
+    places.into_iter().map(|i| lines[i as usize]).collect()
 }
 
 /// Who a report on an address goes to.
