@@ -1414,6 +1414,17 @@ mod tests {
         }
     }
 
+    /// The rotated siblings of `path`, its folder listed afresh.
+    fn siblings_of(path: &Path) -> Vec<Sibling> {
+        siblings(
+            path,
+            None,
+            &mut Vec::new(),
+            &mut Vec::new(),
+            &mut Folders::default(),
+        )
+    }
+
     fn cursor(dev: u64, ino: u64, offset: u64, fp: &[u8]) -> Cursor {
         Cursor {
             dev,
@@ -1476,16 +1487,7 @@ mod tests {
         let c = cursor(meta.dev(), meta.ino(), 11, b"first line\n");
         fs::rename(&path, dir.path().join("messages.1")).unwrap();
         fs::write(&path, b"new file\n").unwrap();
-        let found = catch_up(
-            &siblings(
-                &path,
-                None,
-                &mut Vec::new(),
-                &mut Vec::new(),
-                &mut Folders::default(),
-            ),
-            &c,
-        );
+        let found = catch_up(&siblings_of(&path), &c);
         assert_eq!(
             found.previous,
             Some(Rotated {
@@ -1504,16 +1506,7 @@ mod tests {
         fs::remove_file(dir.path().join("messages.1")).unwrap();
         fs::rename(&path, dir.path().join("messages.1")).unwrap();
         fs::write(&path, b"newest\n").unwrap();
-        let found = catch_up(
-            &siblings(
-                &path,
-                None,
-                &mut Vec::new(),
-                &mut Vec::new(),
-                &mut Folders::default(),
-            ),
-            &c,
-        );
+        let found = catch_up(&siblings_of(&path), &c);
         assert_eq!(
             found.previous,
             Some(Rotated {

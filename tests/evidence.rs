@@ -630,23 +630,30 @@ fn a_spool_budget_that_is_not_a_number_is_named() {
     );
 }
 
+/// Two lines, the second logged five seconds before the first.
+fn out_of_order() -> String {
+    [
+        drop_line("10:00:10", "3.5.140.2", "TCP", 22),
+        drop_line("10:00:05", "3.5.140.3", "TCP", 22),
+    ]
+    .concat()
+}
+
+/// The lines of the mail's evidence.log under `heading` (an address's own lines).
+fn own_lines(mail: &std::path::Path, heading: &str) -> String {
+    let mail = fs::read_to_string(mail).unwrap();
+    let own = mail.split(heading).nth(1).unwrap();
+    own.split("\n\n").next().unwrap().to_string()
+}
+
 /// A line logged after a later one (hosts' clocks apart, a relay that reorders) is one packet:
 /// its address's own lines show it once, whether or not the window holds it too.
 #[test]
 fn a_line_logged_out_of_order_is_shown_once() {
     let s = Setup::standard();
-    s.write(
-        "messages",
-        &[
-            drop_line("10:00:10", "3.5.140.2", "TCP", 22),
-            drop_line("10:00:05", "3.5.140.3", "TCP", 22),
-        ]
-        .concat(),
-    );
+    s.write("messages", &out_of_order());
     s.run(&["run"]).ok();
-    let mail = fs::read_to_string(&s.outbox()[0]).unwrap();
-    let own = mail.split("# 3.5.140.3: 1 packet").nth(1).unwrap();
-    let own = own.split("\n\n").next().unwrap();
+    let own = own_lines(&s.outbox()[0], "# 3.5.140.3: 1 packet");
     assert_eq!(own.matches("SRC=3.5.140.3 ").count(), 1, "{own}");
 }
 
@@ -655,14 +662,7 @@ fn a_line_logged_out_of_order_is_shown_once() {
 #[test]
 fn a_window_line_kept_with_a_later_second_is_shown_once() {
     let s = waiting_setup("");
-    s.write(
-        "messages",
-        &[
-            drop_line("10:00:10", "3.5.140.2", "TCP", 22),
-            drop_line("10:00:05", "3.5.140.3", "TCP", 22),
-        ]
-        .concat(),
-    );
+    s.write("messages", &out_of_order());
     s.run(&["run"]).ok();
     assert!(
         count(
@@ -683,8 +683,6 @@ fn a_window_line_kept_with_a_later_second_is_shown_once() {
         .concat(),
     );
     s.run(&["run"]).ok();
-    let mail = fs::read_to_string(s.outbox().last().unwrap()).unwrap();
-    let own = mail.split("# 3.5.140.3: 3 packets").nth(1).unwrap();
-    let own = own.split("\n\n").next().unwrap();
+    let own = own_lines(s.outbox().last().unwrap(), "# 3.5.140.3: 3 packets");
     assert_eq!(own.matches("Jan 25 10:00:05").count(), 1, "{own}");
 }
