@@ -710,6 +710,12 @@ pub(crate) fn plan_part(
             )?
         };
         if bytes.len() <= settings.report.max_message_bytes || attackers.len() > 1 || lines == 0 {
+            // Each address's own lines are in the message now; what a planned report is
+            // kept for (the summary, `--json`, sending) does not show them, and a flood's
+            // parts would hold a hundred thousand of them until the run ends.
+            for ip in &mut report.ips {
+                ip.evidence = Vec::new();
+            }
             break (report, subject, bytes);
         }
         lines = lines.min(
