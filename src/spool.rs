@@ -22,7 +22,7 @@ use crate::excerpt::EvidenceLine;
 
 /// The text a run holds in memory before it sets lines aside, unless
 /// [`BUDGET_VAR`] says otherwise.
-pub const BUDGET: u64 = 32 << 20;
+pub const BUDGET: u64 = 16 << 20;
 
 /// The environment variable that sets [`BUDGET`] (bytes; `0` sets every line aside).
 pub const BUDGET_VAR: &str = "ABUSE_MAILER_SPOOL_BYTES";
