@@ -754,8 +754,13 @@ fn siblings(
             let open = match OpenFile::open(&entry) {
                 Ok(open) => open?,
                 Err(err) => {
+                    // A folder the run may not open is still no regular file: no history.
+                    let kind = match fs::metadata(&entry) {
+                        Ok(meta) if !meta.is_file() => NOT_REGULAR,
+                        _ => err.kind(),
+                    };
                     unreadable.push((
-                        err.kind(),
+                        kind,
                         format!(
                             "source {}: rotated file {} is not read: {err}",
                             path.display(),
@@ -1248,7 +1253,8 @@ pub fn reread_from(path: &Path, since: Option<(i64, &mut LineParser)>) -> Result
         &mut compressed,
         folders,
     );
-    if let Some((_, problem)) = unreadable.first() {
+    // One that is no regular file (a folder named like a rotated file) holds no lines.
+    if let Some((_, problem)) = unreadable.iter().find(|(k, _)| *k != NOT_REGULAR) {
         anyhow::bail!("{problem}");
     }
     let oldest_first: Vec<&OpenFile> = rotated

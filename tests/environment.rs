@@ -408,3 +408,48 @@ fn links_planted_in_the_state_folder_are_never_written_through() {
     s.run(&["run"]).ok();
     assert_eq!(s.outbox().len(), 1);
 }
+
+/// Runs `args` as the unprivileged user 65534 on `s`, its state and outbox that user's;
+/// `None` when this test is not root and cannot run as another user.
+fn as_service_user(s: &Setup, args: &[&str]) -> Option<Ran> {
+    use std::os::unix::process::CommandExt;
+    const USER: u32 = 65534;
+    std::os::unix::fs::chown(s.path("config.toml"), Some(USER), Some(USER)).ok()?;
+    fs::set_permissions(s.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    for dir in ["state", "outbox"] {
+        fs::create_dir_all(s.path(dir)).unwrap();
+        std::os::unix::fs::chown(s.path(dir), Some(USER), Some(USER)).unwrap();
+    }
+    let mut cmd = s.command(args);
+    cmd.uid(USER).gid(USER);
+    Some(Ran::from(cmd.output().unwrap()))
+}
+
+#[test]
+fn a_folder_named_like_a_rotated_file_the_run_cannot_open_stops_no_first_read() {
+    // Old logs moved by hand into a folder beside the log, root's and 0700: no rotated file,
+    // and the first read reads the log.
+    let s = Setup::standard();
+    s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    fs::create_dir(s.path("messages-old")).unwrap();
+    fs::set_permissions(s.path("messages-old"), fs::Permissions::from_mode(0o700)).unwrap();
+    let Some(out) = as_service_user(&s, &["run"]) else {
+        eprintln!("not root: no run as another user here");
+        return;
+    };
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(s.reported(), vec![vec!["3.5.140.2".to_string()]]);
+}
+
+#[test]
+fn reread_since_a_time_passes_over_a_folder_named_like_a_rotated_file() {
+    // A folder beside the log named like its rotated file holds no lines: a reread from a
+    // time starts in the log, as a run reads it.
+    let s = Setup::standard();
+    s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    fs::create_dir(s.path("messages-old")).unwrap();
+    s.run(&["run"]).ok();
+    let source = s.path("messages").display().to_string();
+    s.run(&["reread", "--source", &source, "--since", "1d"])
+        .ok();
+}
