@@ -1359,6 +1359,9 @@ fn unreadable_folder(pattern: &Path) -> Result<()> {
         return Ok(());
     };
     let folders: Vec<PathBuf> = if wild(parent) {
+        // A folder hidden higher up (`remote/*/fw/kern.log`, the host's folder 0700) hides
+        // the files below it as well.
+        unreadable_folder(parent)?;
         glob::glob(&parent.to_string_lossy())
             .map(|found| found.filter_map(|m| m.ok()).collect())
             .unwrap_or_default()
@@ -1366,7 +1369,10 @@ fn unreadable_folder(pattern: &Path) -> Result<()> {
         vec![parent.to_path_buf()]
     };
     let literal = !wild(Path::new(last));
-    for folder in folders.iter().filter(|f| f.is_dir()) {
+    // lost+found, made by mkfs where a file system is mounted (a log host's own volume for
+    // its hosts' folders), is root's and holds no logs.
+    let logs = |f: &&PathBuf| f.is_dir() && f.file_name().is_none_or(|n| n != "lost+found");
+    for folder in folders.iter().filter(logs) {
         // A name is looked up with search permission alone; a pattern needs the listing.
         let looked = match literal {
             true => fs::symlink_metadata(folder.join(last)).map(|_| ()),

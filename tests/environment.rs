@@ -426,6 +426,38 @@ fn as_service_user(s: &Setup, args: &[&str]) -> Option<Ran> {
 }
 
 #[test]
+fn lost_and_found_beside_the_host_folders_of_a_glob_stops_no_run() {
+    // A log host's own file system mounted at the glob's folder: mkfs made lost+found there,
+    // root's and 0700. It holds no host's logs; the hosts' folders are read.
+    let config = standard_config("").replace("{dir}/messages", "{dir}/remote/*/kern.log");
+    let s = Setup::new(&config);
+    let folder = s.path("remote/web1");
+    fs::create_dir_all(&folder).unwrap();
+    fs::write(
+        folder.join("kern.log"),
+        drop_line("10:00:00", "3.5.140.2", "TCP", 22),
+    )
+    .unwrap();
+    fs::create_dir(s.path("remote/lost+found")).unwrap();
+    fs::set_permissions(
+        s.path("remote/lost+found"),
+        fs::Permissions::from_mode(0o700),
+    )
+    .unwrap();
+    for dir in ["remote", "remote/web1"] {
+        fs::set_permissions(s.path(dir), fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let Some(check) = as_service_user(&s, &["check"]) else {
+        eprintln!("not root: no run as another user here");
+        return;
+    };
+    assert_eq!(check.code, 0, "{}", check.stdout);
+    let out = as_service_user(&s, &["run"]).unwrap();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(s.reported(), vec![vec!["3.5.140.2".to_string()]]);
+}
+
+#[test]
 fn a_folder_named_like_a_rotated_file_the_run_cannot_open_stops_no_first_read() {
     // Old logs moved by hand into a folder beside the log, root's and 0700: no rotated file,
     // and the first read reads the log.
@@ -452,4 +484,42 @@ fn reread_since_a_time_passes_over_a_folder_named_like_a_rotated_file() {
     let source = s.path("messages").display().to_string();
     s.run(&["reread", "--source", &source, "--since", "1d"])
         .ok();
+}
+
+#[test]
+fn a_host_folder_above_the_files_of_a_glob_the_run_cannot_read_stops_it() {
+    // rsyslog's dirCreateMode = "0700" holds for every folder it makes: with the hosts'
+    // files a level further down, the host's own folder hides them.
+    let config = standard_config("").replace("{dir}/messages", "{dir}/remote/*/fw/kern.log");
+    let s = Setup::new(&config);
+    for (host, ip) in [("web1", "3.5.140.2"), ("web2", "3.5.140.3")] {
+        let folder = s.path("remote").join(host).join("fw");
+        fs::create_dir_all(&folder).unwrap();
+        fs::write(
+            folder.join("kern.log"),
+            drop_line("10:00:00", ip, "TCP", 22).replace("web1", host),
+        )
+        .unwrap();
+        for dir in [folder.parent().unwrap(), &folder] {
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+    }
+    fs::set_permissions(s.path("remote"), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(s.path("remote/web2"), fs::Permissions::from_mode(0o700)).unwrap();
+    let Some(out) = as_service_user(&s, &["run"]) else {
+        eprintln!("not root: no run as another user here");
+        return;
+    };
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("remote/web2"), "{}", out.stderr);
+    assert!(s.outbox().is_empty(), "nothing read, nothing sent");
+    let check = as_service_user(&s, &["check"]).unwrap();
+    assert_eq!(check.code, 78, "{}", check.stdout);
+
+    fs::set_permissions(s.path("remote/web2"), fs::Permissions::from_mode(0o755)).unwrap();
+    as_service_user(&s, &["run"]).unwrap().ok();
+    assert_eq!(
+        s.reported(),
+        vec![vec!["3.5.140.2".to_string(), "3.5.140.3".to_string()]]
+    );
 }
