@@ -19,14 +19,7 @@ fn sendmail_setup() -> Setup {
     );
     assert!(config.contains("sendmail_path"), "{config}");
     let s = Setup::new(&config);
-    s.write(
-        "sendmail",
-        &format!(
-            "#!/bin/sh\nmkdir -p {0}/sent\ncat > {0}/sent/$$.eml\n",
-            s.dir.path().display()
-        ),
-    );
-    fs::set_permissions(s.path("sendmail"), fs::Permissions::from_mode(0o755)).unwrap();
+    healthy_sendmail(&s);
     s
 }
 

@@ -256,18 +256,6 @@ fn tls_against_a_plaintext_port_is_a_config_error() {
     );
 }
 
-/// A sendmail that keeps each message it is given in `dir/sent/`.
-fn healthy_sendmail(s: &Setup) {
-    s.write(
-        "sendmail",
-        &format!(
-            "#!/bin/sh\nmkdir -p {0}/sent\ncat > {0}/sent/$$.eml\n",
-            s.dir.path().display()
-        ),
-    );
-    fs::set_permissions(s.path("sendmail"), fs::Permissions::from_mode(0o755)).unwrap();
-}
-
 fn sendmail_got(s: &Setup) -> Vec<Vec<u8>> {
     match fs::read_dir(s.path("sent")) {
         Ok(entries) => entries

@@ -233,6 +233,22 @@ impl Setup {
     }
 }
 
+/// Makes `dir/sendmail` a sendmail that keeps each message it is given in `dir/sent/`.
+pub fn healthy_sendmail(s: &Setup) {
+    s.write(
+        "sendmail",
+        &format!(
+            "#!/bin/sh\nmkdir -p {0}/sent\ncat > {0}/sent/$$.eml\n",
+            s.dir.path().display()
+        ),
+    );
+    fs::set_permissions(
+        s.path("sendmail"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+}
+
 /// A config with one source at `{dir}/messages`, AWS fixture ranges and the file transport;
 /// `extra_report` goes into `[report]`.
 pub fn standard_config(extra_report: &str) -> String {
