@@ -310,7 +310,6 @@ impl Spool {
     /// writes the state there. What was taken back: the folder and the bytes.
     pub fn give_way_to(&self, dir: &Path) -> io::Result<Option<(PathBuf, u64)>> {
         use std::os::unix::fs::MetadataExt;
-        use std::os::unix::io::AsRawFd;
         let Some(aside) = self.set_aside() else {
             return Ok(None);
         };
@@ -322,13 +321,7 @@ impl Spool {
             if file.metadata()?.dev() != std::fs::metadata(dir)?.dev() {
                 return Ok(None);
             }
-            // SAFETY: fstatvfs(2) fills the struct it is given, from a descriptor that is
-            // open for as long as the lock is held.
-            let mut fs: libc::statvfs = unsafe { std::mem::zeroed() };
-            if unsafe { libc::fstatvfs(file.as_raw_fd(), &mut fs) } != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            fs.f_bavail.saturating_mul(fs.f_frsize)
+            (self.free)(file)?
         };
         if free >= aside.1 {
             return Ok(None);
