@@ -1427,12 +1427,27 @@ mod tests {
     }
 
     /// The rotated siblings of `path`, its folder listed afresh.
-    fn siblings_of(path: &Path) -> Vec<Sibling> {
+    fn siblings_of(path: &Path, live: Option<&OpenFile>) -> Vec<Sibling> {
         siblings(
             path,
-            None,
+            live,
             &mut Vec::new(),
             &mut Vec::new(),
+            &mut Folders::default(),
+        )
+    }
+
+    /// [`read`] of one source in a run of its own.
+    fn read_alone(
+        path: &Path,
+        cursor: Option<&Cursor>,
+        ingest: &mut Ingest<'_>,
+    ) -> Result<SourceRead> {
+        read(
+            path,
+            cursor,
+            StartAt::Beginning,
+            ingest,
             &mut Folders::default(),
         )
     }
@@ -1499,7 +1514,7 @@ mod tests {
         let c = cursor(meta.dev(), meta.ino(), 11, b"first line\n");
         fs::rename(&path, dir.path().join("messages.1")).unwrap();
         fs::write(&path, b"new file\n").unwrap();
-        let found = catch_up(&siblings_of(&path), &c);
+        let found = catch_up(&siblings_of(&path, None), &c);
         assert_eq!(
             found.previous,
             Some(Rotated {
@@ -1518,7 +1533,7 @@ mod tests {
         fs::remove_file(dir.path().join("messages.1")).unwrap();
         fs::rename(&path, dir.path().join("messages.1")).unwrap();
         fs::write(&path, b"newest\n").unwrap();
-        let found = catch_up(&siblings_of(&path), &c);
+        let found = catch_up(&siblings_of(&path, None), &c);
         assert_eq!(
             found.previous,
             Some(Rotated {
@@ -1589,13 +1604,7 @@ mod tests {
         // logrotate runs between identifying the file and reading it.
         fs::rename(&path, dir.path().join("messages.1")).unwrap();
         fs::write(&path, "Jan 25 11:00:00 web1 CRON[1]: a new file\n").unwrap();
-        let rotated = siblings(
-            &path,
-            Some(&live),
-            &mut Vec::new(),
-            &mut Vec::new(),
-            &mut Folders::default(),
-        );
+        let rotated = siblings_of(&path, Some(&live));
         assert!(
             rotated.is_empty(),
             "the renamed live file is not also history"
@@ -1621,14 +1630,7 @@ mod tests {
 
         // The next run finds it rotated, read to its end, and reads only the new file.
         let mut second = scan();
-        let again = read(
-            &path,
-            Some(&cursor),
-            StartAt::Beginning,
-            &mut second,
-            &mut Folders::default(),
-        )
-        .unwrap();
+        let again = read_alone(&path, Some(&cursor), &mut second).unwrap();
         assert!(
             matches!(again.decision, Decision::Replaced(_)),
             "{:?}",
@@ -1682,16 +1684,7 @@ mod tests {
             crate::spool::for_tests(),
         );
         first.begin_source(parser());
-        let cursor = read(
-            &path,
-            None,
-            StartAt::Beginning,
-            &mut first,
-            &mut Folders::default(),
-        )
-        .unwrap()
-        .cursor
-        .unwrap();
+        let cursor = read_alone(&path, None, &mut first).unwrap().cursor.unwrap();
         assert!(copied.load(Ordering::SeqCst));
         assert_eq!(
             cursor.fingerprint,
@@ -1705,14 +1698,7 @@ mod tests {
         log.write_all(new.as_bytes()).unwrap();
         assert!(new.len() as u64 > cursor.offset);
         let mut second = scan();
-        read(
-            &path,
-            Some(&cursor),
-            StartAt::Beginning,
-            &mut second,
-            &mut Folders::default(),
-        )
-        .unwrap();
+        read_alone(&path, Some(&cursor), &mut second).unwrap();
         let read_second = second.finish().unwrap().summary.lines_matched;
         assert_eq!(read_first + read_second, 2000 + 3000);
     }
@@ -1790,13 +1776,7 @@ mod tests {
             enc.finish().unwrap();
         }
         let live = OpenFile::open(&path).unwrap().unwrap();
-        let rotated = siblings(
-            &path,
-            Some(&live),
-            &mut Vec::new(),
-            &mut Vec::new(),
-            &mut Folders::default(),
-        );
+        let rotated = siblings_of(&path, Some(&live));
         let now = live.now().unwrap();
         let Decision::Fresh(history) = decide(None, Some(&now), &rotated, StartAt::Beginning)
         else {
