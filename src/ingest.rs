@@ -1228,18 +1228,21 @@ impl<'a> Ingest<'a> {
         });
         seen.observation.record(&packet);
         Self::raise(&mut self.counted_until, packet.prefix, packet.time);
-        if !seen.candidates.is_empty() && seen.wants_a_line() {
+        if seen.candidates.is_empty() {
+            return;
+        }
+        let kept = kept_text(text);
+        if seen.wants_a_line() {
             seen.first_lines += 1;
-            let kept = clean(&kept_text(text));
             self.first_lines.push(FirstLine {
                 time: packet.time,
-                text: self.pen.keep(self.spool, &kept),
+                text: self.pen.keep(self.spool, &clean(&kept)),
                 slot,
             });
         }
         for &i in &seen.candidates {
             if let Some(tracker) = self.trackers.get_mut(i as usize) {
-                tracker.push(packet.time, packet.src, &kept_text(text));
+                tracker.push(packet.time, packet.src, &kept);
             }
         }
     }
@@ -1290,14 +1293,11 @@ impl<'a> Ingest<'a> {
                 counts[i] += 1;
             }
         }
-        let mut own: Vec<Vec<KeptLine>> = vec![Vec::new(); buckets];
-        for (i, lines) in own.iter_mut().enumerate() {
-            lines.reserve_exact(counts[i]);
-            lines.extend(
-                (self.first_lines.iter())
-                    .filter(|line| bucket_of(line.slot).any(|b| b == i))
-                    .map(kept),
-            );
+        let mut own: Vec<Vec<KeptLine>> = (counts.iter()).map(|&n| Vec::with_capacity(n)).collect();
+        for line in &self.first_lines {
+            for i in bucket_of(line.slot) {
+                own[i].push(kept(line));
+            }
         }
         self.first_lines = Vec::new();
         own
