@@ -54,8 +54,8 @@ pub fn reread_since(time: i64) -> String {
 
 /// Why the run's user cannot read the system journal, as journalctl says it when not told to
 /// be quiet: a user outside the `systemd-journal` and `adm` groups sees no kernel message,
-/// and `-q` (which keeps the read's output to entries) hides the hint that says so. The
-/// probe shows no entry (`-n 0`); its output is not read.
+/// and `-q` (which keeps the read's output to entries) hides the hint that says so. Asked when
+/// a read found no entry; the probe shows none (`-n 0`), and its output is not read.
 pub(crate) fn access_problem() -> Option<String> {
     let out = Command::new("journalctl")
         .args(["-k", "-n", "0", "-o", "json", "--no-pager"])
@@ -76,12 +76,6 @@ pub fn read(
     start: StartAt,
     ingest: &mut Ingest<'_>,
 ) -> Result<Option<String>> {
-    // Read without the system journal, the source would be empty on every run, silently.
-    if let Some(said) = access_problem() {
-        bail!(
-            "source journald: the run's user cannot read the system journal's kernel messages (journalctl: {said}); add it to the systemd-journal or adm group (the shipped unit reads as a member of adm)"
-        );
-    }
     let mut cmd = Command::new("journalctl");
     cmd.args(["-k", "-o", "json", "--no-pager", "-q"]);
     let skip_history = cursor.is_none() && start == StartAt::End;
@@ -107,11 +101,13 @@ pub fn read(
         .context("source journald: cannot run journalctl")?;
     let stdout = child.stdout.take().context("source journald: no output")?;
     let mut last = cursor.map(str::to_string);
+    let mut entries = 0u64;
     let mut batch = Vec::with_capacity(BATCH);
     for (n, line) in BufReader::new(stdout).lines().enumerate() {
         let line = line.context("source journald: reading journalctl")?;
         let entry: serde_json::Value = serde_json::from_str(&line)
             .with_context(|| format!("source journald: journalctl line {} is not JSON", n + 1))?;
+        entries += 1;
         if let Some(c) = entry["__CURSOR"].as_str() {
             last = Some(c.to_string());
         }
@@ -136,6 +132,15 @@ pub fn read(
         bail!(
             "source journald: journalctl exited with {status}: {}",
             stderr.split_whitespace().collect::<Vec<_>>().join(" ")
+        );
+    }
+    // Nothing at all: read without the system journal, the source would be empty on every
+    // run, silently. (A read that found entries could read the journal.)
+    if entries == 0
+        && let Some(said) = access_problem()
+    {
+        bail!(
+            "source journald: the run's user cannot read the system journal's kernel messages (journalctl: {said}); add it to the systemd-journal or adm group (the shipped unit reads as a member of adm)"
         );
     }
     Ok(last)
