@@ -305,14 +305,13 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
             ));
         }
     };
-    match store(&mut state) {
-        Err(e) if disk_full(&e) && intake.spool.set_aside().is_some() => {
-            let aside = intake.spool.set_aside().unwrap_or_default();
-            intake.spool.take_back()?;
-            gave_way(aside);
-            store(&mut state)?;
-        }
-        other => other?,
+    if let Err(e) = store(&mut state) {
+        let Some(aside) = intake.spool.set_aside().filter(|_| disk_full(&e)) else {
+            return Err(e);
+        };
+        intake.spool.take_back()?;
+        gave_way(aside);
+        store(&mut state)?;
     }
     if let Some(aside) = intake.spool.give_way_to(&settings.state_dir)? {
         gave_way(aside);

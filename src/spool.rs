@@ -332,11 +332,7 @@ impl Spool {
 
     /// The text of `line`.
     pub fn text(&self, line: &KeptLine) -> io::Result<String> {
-        self.text_at(&line.text)
-    }
-
-    /// The text kept at `at`.
-    pub fn text_at(&self, at: &Placed) -> io::Result<String> {
+        let at = &line.text;
         // A block of empty lines holds no byte and is never handed over.
         if at.len == 0 {
             return Ok(String::new());
@@ -495,15 +491,6 @@ impl SpoolReader<'_> {
             .get(place - piece.start..place - piece.start + len)
             .ok_or_else(|| broken("a line past the end of its block"))?;
         String::from_utf8(bytes.to_vec()).map_err(|_| broken("a line that is not the text written"))
-    }
-
-    /// `line` with its text.
-    pub fn line(&mut self, line: &KeptLine) -> io::Result<EvidenceLine> {
-        Ok(EvidenceLine {
-            time: line.time,
-            ip: line.ip,
-            text: self.text(line)?,
-        })
     }
 }
 
