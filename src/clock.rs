@@ -77,16 +77,16 @@ impl Zone {
 /// A time as RFC 3339 to the second (see [`Zone::stamp`]).
 pub struct Stamp(DateTime<FixedOffset>);
 
-impl std::fmt::Display for Stamp {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl Stamp {
+    /// The text with its digits placed by hand, for years of four digits and whole-minute
+    /// offsets, as every log holds; `None` for anything else.
+    fn placed(&self) -> Option<[u8; 25]> {
         use chrono::{Datelike, Timelike};
         let t = &self.0;
         let year = t.year();
         let offset = t.offset().local_minus_utc();
-        // Years of four digits and whole-minute offsets, as every log holds: digits placed by
-        // hand. Anything else in chrono's own words.
         if !(0..=9999).contains(&year) || offset % 60 != 0 {
-            return f.write_str(&t.to_rfc3339_opts(SecondsFormat::Secs, false));
+            return None;
         }
         let mut out = *b"0000-00-00T00:00:00+00:00";
         let mut put = |at: usize, value: u32, digits: usize| {
@@ -108,14 +108,28 @@ impl std::fmt::Display for Stamp {
         if offset < 0 {
             out[19] = b'-';
         }
-        // Only ASCII digits and punctuation were written.
-        f.write_str(std::str::from_utf8(&out).map_err(|_| std::fmt::Error)?)
+        Some(out)
+    }
+}
+
+impl std::fmt::Display for Stamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.placed() {
+            // Only ASCII digits and punctuation were written.
+            Some(out) => f.write_str(std::str::from_utf8(&out).map_err(|_| std::fmt::Error)?),
+            None => f.write_str(&self.0.to_rfc3339_opts(SecondsFormat::Secs, false)),
+        }
     }
 }
 
 impl serde::Serialize for Stamp {
     fn serialize<S: serde::Serializer>(&self, out: S) -> Result<S::Ok, S::Error> {
-        out.collect_str(self)
+        // A string of its own, not written through `Display` piece by piece: a flood's list
+        // writes two a source.
+        match self.placed().as_ref().map(|b| std::str::from_utf8(b)) {
+            Some(Ok(text)) => out.serialize_str(text),
+            _ => out.collect_str(self),
+        }
     }
 }
 
