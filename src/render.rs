@@ -7,6 +7,7 @@
 //! rendered from counts and names, then stripped of control characters, and every header value
 //! is encoded by lettre.
 
+use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -434,27 +435,58 @@ impl Report {
         let mut out = String::from(
             "ip,first_seen,last_seen,hits,protocols,dst_ports,dst_ips,src_ports,asn,as_org,range,region,service\n",
         );
+        // A thousand rows a part: each cell is written into the one string.
+        let mut cell = String::new();
         for i in &self.ips {
-            let fields = [
-                i.ip.clone(),
-                i.first_seen.clone(),
-                i.last_seen.clone(),
-                i.hits.to_string(),
-                i.protocols.join(" "),
-                join_numbers(&i.ports),
-                i.targets.join(" "),
-                join_numbers(&i.source_ports),
-                i.asn.map(|a| a.to_string()).unwrap_or_default(),
-                i.as_org.clone().unwrap_or_default(),
-                i.range.clone().unwrap_or_default(),
-                i.region.clone().unwrap_or_default(),
-                i.services.join(" "),
-            ];
-            let row: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
-            out.push_str(&row.join(","));
+            let numbers = |cell: &mut String, values: &[u16]| {
+                for (k, v) in values.iter().enumerate() {
+                    if k > 0 {
+                        cell.push(' ');
+                    }
+                    let _ = write!(cell, "{v}");
+                }
+            };
+            for column in 0..13 {
+                cell.clear();
+                match column {
+                    0 => cell.push_str(&i.ip),
+                    1 => cell.push_str(&i.first_seen),
+                    2 => cell.push_str(&i.last_seen),
+                    3 => {
+                        let _ = write!(cell, "{}", i.hits);
+                    }
+                    4 => push_joined(&mut cell, &i.protocols),
+                    5 => numbers(&mut cell, &i.ports),
+                    6 => push_joined(&mut cell, &i.targets),
+                    7 => numbers(&mut cell, &i.source_ports),
+                    8 => {
+                        if let Some(a) = i.asn {
+                            let _ = write!(cell, "{a}");
+                        }
+                    }
+                    9 => cell.push_str(i.as_org.as_deref().unwrap_or_default()),
+                    10 => cell.push_str(i.range.as_deref().unwrap_or_default()),
+                    11 => cell.push_str(i.region.as_deref().unwrap_or_default()),
+                    _ => push_joined(&mut cell, &i.services),
+                }
+                if column > 0 {
+                    out.push(',');
+                }
+                push_csv_field(&mut out, &cell);
+            }
             out.push('\n');
         }
         out
+    }
+}
+
+/// `items` joined by spaces, onto `out`.
+fn push_joined(out: &mut String, items: &[String]) {
+    for (k, item) in items.iter().enumerate() {
+        if k > 0 {
+            out.push(' ');
+        }
+        out.push_str(item);
     }
 }
 
@@ -593,14 +625,6 @@ fn provider_label(name: &str) -> String {
     }
 }
 
-fn join_numbers(values: &[u16]) -> String {
-    values
-        .iter()
-        .map(|v| v.to_string())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 /// Protocol names as a report shows them: a name of letters and digits as logged, anything
 /// else (text smuggled into a `PROTO=` field) as `other`; sorted, without repeats.
 fn protocol_labels<'a>(names: impl Iterator<Item = &'a crate::ingest::Name>) -> Vec<String> {
@@ -616,19 +640,30 @@ fn protocol_labels<'a>(names: impl Iterator<Item = &'a crate::ingest::Name>) -> 
     labels.into_iter().collect()
 }
 
-/// One CSV cell. A cell that a spreadsheet would take for a formula (`=`, `+`, `-`, `@`, or a
-/// tab or carriage return first) is prefixed with `'`, so opening the file runs nothing.
-fn csv_field(text: &str) -> String {
-    let text = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        std::borrow::Cow::Owned(format!("'{text}"))
+/// One CSV cell, onto `out`. A cell that a spreadsheet would take for a formula (`=`, `+`,
+/// `-`, `@`, or a tab or carriage return first) is prefixed with `'`, so opening the file runs
+/// nothing.
+fn push_csv_field(out: &mut String, text: &str) {
+    let formula = text.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    let quoted = text
+        .bytes()
+        .any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r'));
+    if quoted {
+        out.push('"');
+    }
+    if formula {
+        out.push('\'');
+    }
+    if quoted {
+        for (k, piece) in text.split('"').enumerate() {
+            if k > 0 {
+                out.push_str("\"\"");
+            }
+            out.push_str(piece);
+        }
+        out.push('"');
     } else {
-        std::borrow::Cow::Borrowed(text)
-    };
-    let text = text.as_ref();
-    if text.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text.to_string()
+        out.push_str(text);
     }
 }
 
@@ -885,17 +920,45 @@ pub fn message(
 /// (log lines are longer than quoted-printable's 76 columns, and readable as they are),
 /// quoted-printable otherwise.
 fn readable(text: &str) -> Body {
-    let unix = text.replace("\r\n", "\n");
-    let plain = unix.bytes().all(|b| b.is_ascii() && b != 0 && b != b'\r')
-        && unix.lines().all(|l| l.len() <= 998);
-    if plain {
-        Body::dangerous_pre_encoded(
-            unix.replace('\n', "\r\n").into_bytes(),
-            ContentTransferEncoding::SevenBit,
-        )
-    } else {
-        Body::new(unix)
+    match seven_bit(text) {
+        Some(lines) => Body::dangerous_pre_encoded(lines, ContentTransferEncoding::SevenBit),
+        None => Body::new(text.replace("\r\n", "\n")),
     }
+}
+
+/// `text` with CRLF line ends, if it is ASCII without NUL or a lone CR and no line is longer
+/// than 998 bytes: in one pass, as a message of a thousand addresses is most of a megabyte.
+fn seven_bit(text: &str) -> Option<Vec<u8>> {
+    let bytes = text.as_bytes();
+    if !bytes.is_ascii() || memchr::memchr(0, bytes).is_some() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(bytes.len() + bytes.len() / 32);
+    let mut start = 0;
+    for at in memchr::memchr2_iter(b'\r', b'\n', bytes) {
+        if bytes[at] == b'\r' {
+            if bytes.get(at + 1) == Some(&b'\n') {
+                continue;
+            }
+            return None;
+        }
+        let end = if at > start && bytes[at - 1] == b'\r' {
+            at - 1
+        } else {
+            at
+        };
+        if end - start > 998 {
+            return None;
+        }
+        out.extend_from_slice(&bytes[start..end]);
+        out.extend_from_slice(b"\r\n");
+        start = at + 1;
+    }
+    if bytes.len() - start > 998 {
+        return None;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    Some(out)
 }
 
 /// FNV-1a: a small stable hash for ids and boundaries (not for security).
@@ -908,6 +971,70 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// The plain way to quote a CSV cell: a string of its own.
+    fn csv_field(text: &str) -> String {
+        let text = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+            std::borrow::Cow::Owned(format!("'{text}"))
+        } else {
+            std::borrow::Cow::Borrowed(text)
+        };
+        let text = text.as_ref();
+        if text.contains([',', '"', '\n', '\r']) {
+            format!("\"{}\"", text.replace('"', "\"\""))
+        } else {
+            text.to_string()
+        }
+    }
+
+    /// The plain way to make text 7bit: whole-text replacements, then a look at each line.
+    fn readable_by_replacing(text: &str) -> (ContentTransferEncoding, Vec<u8>) {
+        let unix = text.replace("\r\n", "\n");
+        let plain = unix.bytes().all(|b| b.is_ascii() && b != 0 && b != b'\r')
+            && unix.lines().all(|l| l.len() <= 998);
+        if plain {
+            (
+                ContentTransferEncoding::SevenBit,
+                unix.replace('\n', "\r\n").into_bytes(),
+            )
+        } else {
+            let body = Body::new(unix);
+            (body.encoding(), body.into_vec())
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn a_cell_written_in_place_is_the_cell_quoted_on_its_own(text in "[=+@a-c,\"\r\n\t -]{0,12}") {
+            let mut out = String::from("x,");
+            push_csv_field(&mut out, &text);
+            prop_assert_eq!(out, format!("x,{}", csv_field(&text)));
+        }
+
+        #[test]
+        fn text_made_7bit_in_one_pass_is_what_replacing_makes(
+            lines in proptest::collection::vec(
+                (
+                    prop_oneof![
+                        "[a-z ]{0,3}",
+                        // Lines at the limit a mail server takes, either side of it.
+                        (995usize..1001).prop_map(|n| "x".repeat(n)),
+                        Just("a\0b".to_string()),
+                        Just("é".to_string()),
+                        Just("a\rb".to_string()),
+                    ],
+                    prop_oneof![Just("\r\n"), Just("\n"), Just("\r"), Just("")],
+                ),
+                0..6,
+            )
+        ) {
+            let pieces: Vec<String> = lines.iter().map(|(l, end)| format!("{l}{end}")).collect();
+            let text = pieces.concat();
+            let body = readable(&text);
+            prop_assert_eq!((body.encoding(), body.into_vec()), readable_by_replacing(&text));
+        }
+    }
 
     #[test]
     fn a_scan_past_the_kept_ports_is_said_to_be_at_least_that_wide() {
