@@ -8,12 +8,18 @@ use chrono::{DateTime, FixedOffset, SecondsFormat, TimeZone, Utc};
 /// The environment variable that pins the clock, for reproducible previews and tests.
 pub const NOW_VAR: &str = "ABUSE_MAILER_NOW";
 
-/// The current time, or the time pinned in `ABUSE_MAILER_NOW`.
+/// The current time, or the time pinned in `ABUSE_MAILER_NOW`. A pin that is not a time is
+/// a configuration error: the run must not go on with another clock than the one asked for.
 pub fn now() -> anyhow::Result<DateTime<Utc>> {
     match std::env::var(NOW_VAR) {
         Ok(text) => DateTime::parse_from_rfc3339(&text)
             .map(|t| t.with_timezone(&Utc))
-            .map_err(|e| anyhow::anyhow!("{NOW_VAR}={text:?} is not an RFC 3339 time: {e}")),
+            .map_err(|e| {
+                crate::error::ConfigError(format!(
+                    "{NOW_VAR}={text:?} is not an RFC 3339 time: {e}"
+                ))
+                .into()
+            }),
         Err(_) => Ok(Utc::now()),
     }
 }

@@ -632,6 +632,25 @@ fn a_spool_budget_that_is_not_a_number_is_named() {
     }
 }
 
+/// A clock pinned to something that is not a time is a configuration error (78), named, like
+/// any other bad setting: not a failure the unit retries.
+#[test]
+fn a_pinned_clock_that_is_not_a_time_is_named() {
+    let mut s = waiting_setup("");
+    s.write("messages", &lines_of_many_addresses(0));
+    s.env
+        .push(("ABUSE_MAILER_NOW".to_string(), "yesterday".to_string()));
+    for command in ["preview", "run", "history"] {
+        let ran = s.run(&[command]);
+        assert_eq!(ran.code, 78, "{command}: {}", ran.stderr);
+        assert!(
+            ran.stderr.contains("ABUSE_MAILER_NOW=\"yesterday\""),
+            "{}",
+            ran.stderr
+        );
+    }
+}
+
 /// Two lines, the second logged five seconds before the first.
 fn out_of_order() -> String {
     [
