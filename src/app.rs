@@ -634,7 +634,11 @@ pub(crate) fn unattributed<'a>(
 ) -> Result<Unattributed<'a>> {
     // What was read was attributed as it was read; only addresses known from earlier runs
     // and not read now are looked up in the ranges.
-    let mut found = intake.unattributed.clone();
+    // Those read now with the place of their whole record, merged in place with what was
+    // stored (see `Intake::whole`).
+    let mut found: Vec<(IpAddr, Option<u32>)> = (intake.unattributed.iter())
+        .map(|&(ip, place)| (ip, Some(place)))
+        .collect();
     let read_now = |ip: &IpAddr| intake.touched.binary_search(ip).is_ok();
     let earlier: Vec<IpAddr> = match (state, intake.partial) {
         // Selection did not look at every IP known: the list does.
@@ -642,19 +646,26 @@ pub(crate) fn unattributed<'a>(
         (Some(_), false) => intake.observations.ips().collect(),
         (None, _) => Vec::new(),
     };
-    found.extend(earlier.into_iter().filter(|ip| {
-        let asn = world.asn(*ip);
-        !read_now(ip) && !world.providers.iter().any(|p| p.matches(*ip, asn))
-    }));
-    found.sort_unstable();
-    found.dedup();
-    Ok(Unattributed {
-        ips: found,
-        entry: Box::new(move |ip| {
-            intake.with_whole(ip, state, |o| {
-                let asn = world.asn_db.as_ref().and_then(|db| db.lookup(ip));
-                Listed::new(o, asn.as_ref(), world.settings.zone)
+    found.extend(
+        (earlier.into_iter())
+            .filter(|ip| {
+                let asn = world.asn(*ip);
+                !read_now(ip) && !world.providers.iter().any(|p| p.matches(*ip, asn))
             })
+            .map(|ip| (ip, None)),
+    );
+    found.sort_unstable_by_key(|&(ip, place)| (ip, place.is_none()));
+    found.dedup_by_key(|(ip, _)| *ip);
+    let listed = move |o: &Observation| {
+        let asn = world.asn_db.as_ref().and_then(|db| db.lookup(o.ip));
+        Listed::new(o, asn.as_ref(), world.settings.zone)
+    };
+    Ok(Unattributed {
+        entries: found,
+        held: &intake.observations,
+        entry: Box::new(move |ip, held| match held {
+            Some(o) => Ok(Some(listed(o))),
+            None => intake.with_whole(ip, state, listed),
         }),
     })
 }

@@ -643,6 +643,12 @@ impl Observations {
         new
     }
 
+    /// The record at `place`: its position in [`Observations::iter`], which adding records
+    /// and changing them in place keep.
+    pub fn at(&self, place: u32) -> Option<&Observation> {
+        self.records.get(place as usize)
+    }
+
     /// In no particular order.
     pub fn iter(&self) -> std::slice::Iter<'_, Observation> {
         self.records.iter()
@@ -704,8 +710,10 @@ pub struct Batch {
     pub observations: Observations,
     pub summary: Summary,
     /// The addresses read that no configured provider holds, as attributed when first read,
-    /// ascending: the `unattributed` list of what was read, without asking the ranges again.
-    pub unattributed: Vec<IpAddr>,
+    /// ascending, each with the place of its record in `observations` (see
+    /// [`Observations::at`]): the `unattributed` list of what was read, without asking the
+    /// ranges again, nor the table for the records.
+    pub unattributed: Vec<(IpAddr, u32)>,
     /// Evidence per provider (same order as the configured providers): the lines of each
     /// source's densest window, pooled, so that one attack seen by several hosts shows them all,
     /// and each candidate address's first lines; their text is in the read's [`Spool`].
@@ -1252,9 +1260,10 @@ impl<'a> Ingest<'a> {
     pub fn finish(mut self) -> io::Result<Batch> {
         self.end_source();
         self.summary.ips_observed = self.seen.len() as u64;
-        let mut unattributed: Vec<IpAddr> = (self.seen.records.iter())
-            .filter(|s| !s.in_provider)
-            .map(|s| s.observation.ip)
+        // Records keep their places in the observations made of them.
+        let mut unattributed: Vec<(IpAddr, u32)> = (self.seen.records.iter().enumerate())
+            .filter(|(_, s)| !s.in_provider)
+            .map(|(place, s)| (s.observation.ip, slot(place)))
             .collect();
         unattributed.sort_unstable();
         self.summary.ips_unattributed = unattributed.len() as u64;

@@ -435,7 +435,7 @@ pub(crate) struct Intake {
     /// that are whole, the others being heads (see [`Intake::whole`]).
     pub(crate) touched: Vec<IpAddr>,
     /// Of `touched`, those no configured provider holds (see [`crate::ingest::Batch::unattributed`]).
-    pub(crate) unattributed: Vec<IpAddr>,
+    pub(crate) unattributed: Vec<(IpAddr, u32)>,
     pub(crate) cursors: Vec<(String, StoredCursor)>,
     /// Per file source and prefix, the last packet time counted as a hit this run.
     pub(crate) counted: Vec<(String, String, i64)>,

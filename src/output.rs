@@ -14,7 +14,7 @@ use crate::clock::{Stamp, Zone};
 use crate::config::Settings;
 use crate::enrich::AsnInfo;
 use crate::error::{EXIT_ERROR, EXIT_OK};
-use crate::ingest::{Observation, Summary};
+use crate::ingest::{Observation, Observations, Summary};
 use crate::plan::Planned;
 use crate::render::ReportIp;
 use crate::state::{HistoryFilter, ReportContact, State, Status};
@@ -86,10 +86,17 @@ impl<'a> From<&'a ReportIp> for JsonIp<'a> {
 /// The `unattributed` list, each entry made as it is written: with many sources in no
 /// provider (a scan, a flood), the whole list made first would cost more than the read.
 pub(crate) struct Unattributed<'a> {
-    pub(crate) ips: Vec<IpAddr>,
-    /// Makes the entry of one address (`None`: nothing is known of it any more).
-    pub(crate) entry: Box<dyn Fn(IpAddr) -> Result<Option<Listed>> + 'a>,
+    /// Ascending, each with the place of its whole record in `held`, if it is there.
+    pub(crate) entries: Vec<(IpAddr, Option<u32>)>,
+    pub(crate) held: &'a Observations,
+    /// Makes the entry of one address from its record if held (`None`: nothing is known of
+    /// it any more).
+    pub(crate) entry: MakeEntry<'a>,
 }
+
+/// Makes the `unattributed` entry of an address, from its record if held in memory.
+pub(crate) type MakeEntry<'a> =
+    Box<dyn Fn(IpAddr, Option<&Observation>) -> Result<Option<Listed>> + 'a>;
 
 /// An address as `unattributed` lists it: the fields of a report's `ips`, made straight from
 /// the observation (a report's other fields, costly for a flood's hundred thousand sources,
@@ -126,10 +133,24 @@ impl Serialize for Unattributed<'_> {
     fn serialize<S: serde::Serializer>(&self, out: S) -> Result<S::Ok, S::Error> {
         use serde::ser::{Error, SerializeSeq};
         let mut seq = out.serialize_seq(None)?;
-        for ip in &self.ips {
-            let entry = (self.entry)(*ip).map_err(|e| S::Error::custom(format!("{e:#}")))?;
-            if let Some(entry) = entry {
-                seq.serialize_element(&entry)?;
+        // The records are in the order their addresses were first read, not in the list's:
+        // each would be a cache miss of its own, waited for while its entry is written. A
+        // short loop reads a few dozen ahead first, so that their misses overlap.
+        const AHEAD: usize = 64;
+        for entries in self.entries.chunks(AHEAD) {
+            let records: Vec<Option<&Observation>> = (entries.iter())
+                .map(|(_, place)| place.and_then(|p| self.held.at(p)))
+                .collect();
+            let touched = (records.iter().flatten()).fold(0, |acc, o| {
+                acc ^ o.hits ^ u64::from(o.dst_ports.first().copied().unwrap_or(0))
+            });
+            std::hint::black_box(touched);
+            for ((ip, _), record) in entries.iter().zip(records) {
+                let entry =
+                    (self.entry)(*ip, record).map_err(|e| S::Error::custom(format!("{e:#}")))?;
+                if let Some(entry) = entry {
+                    seq.serialize_element(&entry)?;
+                }
             }
         }
         seq.end()

@@ -345,6 +345,20 @@ fn unattributed_lists_addresses_read_now_and_known_before_in_one_order() {
     let under_marker = s.run(&["preview", "--json"]).ok().json();
     assert_eq!(ip_list(&under_marker["unattributed"]), expected);
     assert_eq!(under_marker["summary"]["ips_unattributed"], 3);
+    // Each entry is its own address's record, as read now and merged with what was stored.
+    let entries = under_marker["unattributed"].as_array().unwrap();
+    let packets: Vec<(u64, serde_json::Value)> = (entries.iter())
+        .map(|e| (e["hits"].as_u64().unwrap(), e["ports"].clone()))
+        .collect();
+    assert_eq!(
+        packets,
+        [
+            (1, serde_json::json!([80])),
+            (2, serde_json::json!([22, 23])),
+            (1, serde_json::json!([22])),
+            (1, serde_json::json!([53])),
+        ]
+    );
     let config = fs::read_to_string(s.path("config.toml")).unwrap();
     fs::write(
         s.path("config.toml"),
