@@ -654,7 +654,7 @@ pub(crate) fn unattributed<'a>(
             })
             .map(|ip| (ip, None)),
     );
-    found.sort_unstable_by_key(|&(ip, place)| (ip, place.is_none()));
+    found.sort_unstable_by_key(|&(ip, place)| (crate::ingest::address_order(ip), place.is_none()));
     found.dedup_by_key(|(ip, _)| *ip);
     let listed = move |o: &Observation| {
         let asn = world.asn_db.as_ref().and_then(|db| db.lookup(o.ip));

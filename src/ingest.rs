@@ -699,6 +699,41 @@ impl IntoIterator for Observations {
     }
 }
 
+/// `IpAddr`'s order (every IPv4 address before every IPv6 one, each by its bits) as a key of
+/// plain integers: a flood's hundreds of thousands of addresses sort several times faster by
+/// it than by comparing `IpAddr`s.
+pub fn address_order(ip: IpAddr) -> (bool, u128) {
+    match ip {
+        IpAddr::V4(a) => (false, u128::from(a.to_bits())),
+        IpAddr::V6(a) => (true, a.to_bits()),
+    }
+}
+
+/// Sorts `ips` as `IpAddr`'s order does (see [`address_order`]): the IPv4 addresses as 32-bit
+/// numbers, then the IPv6 ones as 128-bit numbers.
+pub fn sort_addresses(ips: &mut [IpAddr]) {
+    let mut v4: Vec<u32> = Vec::new();
+    let mut v6: Vec<u128> = Vec::new();
+    for ip in ips.iter() {
+        match ip {
+            IpAddr::V4(a) => v4.push(a.to_bits()),
+            IpAddr::V6(a) => v6.push(a.to_bits()),
+        }
+    }
+    v4.sort_unstable();
+    v6.sort_unstable();
+    let sorted = (v4
+        .into_iter()
+        .map(|b| IpAddr::from(std::net::Ipv4Addr::from_bits(b))))
+    .chain(
+        v6.into_iter()
+            .map(|b| IpAddr::from(std::net::Ipv6Addr::from_bits(b))),
+    );
+    for (slot, ip) in ips.iter_mut().zip(sorted) {
+        *slot = ip;
+    }
+}
+
 /// The slot of the next record: four billion records would not fit in memory long before
 /// an index of 32 bits ran out.
 fn slot(len: usize) -> u32 {
@@ -1265,7 +1300,7 @@ impl<'a> Ingest<'a> {
             .filter(|(_, s)| !s.in_provider)
             .map(|(place, s)| (s.observation.ip, slot(place)))
             .collect();
-        unattributed.sort_unstable();
+        unattributed.sort_unstable_by_key(|&(ip, place)| (address_order(ip), place));
         self.summary.ips_unattributed = unattributed.len() as u64;
         let own = self.own_lines();
         let windows = std::mem::take(&mut self.evidence);
@@ -1801,6 +1836,33 @@ mod tests {
             for &raw in added.iter().chain(&asked) {
                 proptest::prop_assert_eq!(index.get(&ip(raw)), reference.get(&ip(raw)));
                 proptest::prop_assert_eq!(index.contains(&ip(raw)), reference.contains_key(&ip(raw)));
+            }
+        }
+
+        /// Addresses sorted as integers are in `IpAddr`'s own order, IPv4 before IPv6, and
+        /// the key orders any two addresses as `IpAddr` does.
+        #[test]
+        fn addresses_sorted_as_numbers_are_in_the_order_of_ip_addr(
+            raw in proptest::collection::vec((proptest::bool::ANY, proptest::num::u128::ANY), 0..300),
+        ) {
+            // Small numbers too, where an IPv6 address's bits equal an IPv4 one's.
+            let ips: Vec<IpAddr> = (raw.iter())
+                .map(|&(v6, bits)| match (v6, bits % 3) {
+                    (false, _) => IpAddr::from(std::net::Ipv4Addr::from_bits(bits as u32)),
+                    (true, 0) => IpAddr::from(std::net::Ipv6Addr::from_bits(bits % 5)),
+                    (true, _) => IpAddr::from(std::net::Ipv6Addr::from_bits(bits)),
+                })
+                .collect();
+            let mut fast = ips.clone();
+            sort_addresses(&mut fast);
+            let mut plain = ips.clone();
+            plain.sort();
+            proptest::prop_assert_eq!(&fast, &plain);
+            for pair in ips.windows(2) {
+                proptest::prop_assert_eq!(
+                    address_order(pair[0]).cmp(&address_order(pair[1])),
+                    pair[0].cmp(&pair[1])
+                );
             }
         }
     }

@@ -716,7 +716,7 @@ pub(crate) fn ingest(
     // addresses read: how the count of those `min_hits` holds back moves.
     let mut earlier: Vec<Observation> = Vec::new();
     let mut touched: Vec<IpAddr> = observations.ips().collect();
-    touched.sort();
+    crate::ingest::sort_addresses(&mut touched);
     let fresh = world.fresh_since();
     if let Some(s) = state {
         s.reading(|| {
