@@ -865,15 +865,20 @@ impl Zone {
     }
 
     /// A wall-clock time in this zone as Unix seconds. In a DST gap the time is read as if the
-    /// clock had not jumped yet; in a repeated hour, the first of the two.
+    /// clock had not jumped yet (with the offset of the day before: `02:30` on the day Berlin
+    /// skips to summer time is 02:30 +01:00); in a repeated hour, the first of the two.
     pub fn to_utc(&self, local: NaiveDateTime) -> Option<i64> {
         fn pick<T: TimeZone>(tz: &T, local: NaiveDateTime) -> Option<i64> {
+            use chrono::Offset;
             match tz.from_local_datetime(&local) {
                 LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => Some(t.timestamp()),
-                LocalResult::None => tz
-                    .from_local_datetime(&(local + chrono::Duration::hours(1)))
-                    .earliest()
-                    .map(|t| t.timestamp() - 3600),
+                LocalResult::None => {
+                    let before = tz
+                        .from_local_datetime(&(local - chrono::Duration::days(1)))
+                        .earliest()?;
+                    let offset = before.offset().fix().local_minus_utc();
+                    Some(local.and_utc().timestamp() - i64::from(offset))
+                }
             }
         }
         match self {
@@ -1613,5 +1618,29 @@ mod tests {
         let inside = "IN=BACKUP OUT=FIRST SRC=1.2.3.4 DST=5.6.7.8 PROTO=TCP SPT=4 DPT=22 SYN";
         assert!(!is_answer(&f(inside), "TCP"));
         assert!(is_answer(&f(&format!("{inside} RST")), "TCP"));
+    }
+
+    /// A time the clock skipped is read with the offset before the jump, not an hour early
+    /// (which made a line logged at 02:30 the first of a source that began at 01:59:58).
+    #[test]
+    fn a_time_in_the_spring_gap_is_read_as_winter_time_not_an_hour_early() {
+        let berlin = Zone::parse("Europe/Berlin").unwrap();
+        let at = |text: &str| {
+            let local = NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S").unwrap();
+            berlin.to_utc(local).unwrap()
+        };
+        let utc = |text: &str| DateTime::parse_from_rfc3339(text).unwrap().timestamp();
+        assert_eq!(at("2026-03-29 02:30:00"), utc("2026-03-29T02:30:00+01:00"));
+        assert_eq!(at("2026-03-29 01:59:59"), utc("2026-03-29T01:59:59+01:00"));
+        assert_eq!(at("2026-03-29 03:00:00"), utc("2026-03-29T03:00:00+02:00"));
+        // The hour repeated in autumn: the first of the two.
+        assert_eq!(at("2026-10-25 02:30:00"), utc("2026-10-25T02:30:00+02:00"));
+        // New York skips 02:00-03:00 too, at -05:00.
+        let ny = Zone::parse("America/New_York").unwrap();
+        let local = NaiveDateTime::parse_from_str("2026-03-08 02:15:00", "%Y-%m-%d %H:%M:%S");
+        assert_eq!(
+            ny.to_utc(local.unwrap()),
+            Some(utc("2026-03-08T02:15:00-05:00"))
+        );
     }
 }

@@ -1,0 +1,879 @@
+//! Every claim a report makes, checked against an independent reading of the log: a log of
+//! several providers, sources in none, several of our hosts and addresses, TCP, UDP, ICMP and
+//! IPv6, lines out of order and repeated, across midnight and a change to summer time in a
+//! named zone. The expected numbers and times are computed here from a table of the packets
+//! written by hand, not by the tool's own code; `preview --json`, the mail body, `ips.csv`,
+//! `evidence.log`, `excerpt.log`, the summary line and `history --json` must all agree with
+//! it, and no report may carry another desk's addresses or our own redacted details.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, FixedOffset};
+use common::*;
+use mail_parser::{Message, MessageParser, MimeHeaders};
+
+/// Our MAC as the kernel logs it, which no report may show.
+const MAC: &str = "52:54:00:12:34:56:fe:54:00:ab:cd:ef:08:00";
+
+/// One logged packet: the syslog stamp (Europe/Berlin wall clock, no year), the same moment
+/// written as RFC 3339 with Berlin's offset by hand, our host, the source, our address, and
+/// what was sent.
+struct Packet {
+    stamp: &'static str,
+    at: &'static str,
+    host: &'static str,
+    src: &'static str,
+    dst: &'static str,
+    proto: &'static str,
+    dpt: Option<u16>,
+}
+
+const fn p(
+    stamp: &'static str,
+    at: &'static str,
+    host: &'static str,
+    src: &'static str,
+    dst: &'static str,
+    proto: &'static str,
+    dpt: Option<u16>,
+) -> Packet {
+    Packet {
+        stamp,
+        at,
+        host,
+        src,
+        dst,
+        proto,
+        dpt,
+    }
+}
+
+const WEB: &str = "198.51.100.10";
+const DNS: &str = "198.51.100.53";
+const WEB6: &str = "2001:db8::10";
+
+/// The log, in the order written. Berlin moves from +01:00 to +02:00 at 02:00 on 29 March
+/// 2026. Two lines come out of order (a relay's delay) and one packet is logged twice alike.
+const LOG: &[Packet] = &[
+    p(
+        "Mar 28 23:59:58",
+        "2026-03-28T23:59:58+01:00",
+        "web1",
+        "5.10.1.1",
+        WEB,
+        "TCP",
+        Some(22),
+    ),
+    p(
+        "Mar 29 00:00:03",
+        "2026-03-29T00:00:03+01:00",
+        "web1",
+        "5.10.1.1",
+        WEB,
+        "TCP",
+        Some(22),
+    ),
+    // Out of order: logged after a later line.
+    p(
+        "Mar 28 23:59:50",
+        "2026-03-28T23:59:50+01:00",
+        "dns1",
+        "81.2.69.142",
+        DNS,
+        "UDP",
+        Some(53),
+    ),
+    p(
+        "Mar 29 00:00:04",
+        "2026-03-29T00:00:04+01:00",
+        "dns1",
+        "81.2.69.142",
+        DNS,
+        "UDP",
+        Some(53),
+    ),
+    p(
+        "Mar 29 00:00:05",
+        "2026-03-29T00:00:05+01:00",
+        "web1",
+        "45.33.1.99",
+        WEB,
+        "TCP",
+        Some(80),
+    ),
+    p(
+        "Mar 29 01:59:58",
+        "2026-03-29T01:59:58+01:00",
+        "web1",
+        "5.10.2.22",
+        WEB,
+        "TCP",
+        Some(443),
+    ),
+    p(
+        "Mar 29 01:59:59",
+        "2026-03-29T01:59:59+01:00",
+        "web1",
+        "5.10.2.22",
+        WEB,
+        "ICMP",
+        None,
+    ),
+    // The clock jumped from 02:00 to 03:00.
+    p(
+        "Mar 29 03:00:00",
+        "2026-03-29T03:00:00+02:00",
+        "web1",
+        "5.10.2.22",
+        WEB,
+        "TCP",
+        Some(8080),
+    ),
+    p(
+        "Mar 29 03:00:01",
+        "2026-03-29T03:00:01+02:00",
+        "web1",
+        "2a05:d000::7",
+        WEB6,
+        "TCP",
+        Some(22),
+    ),
+    p(
+        "Mar 29 03:00:01",
+        "2026-03-29T03:00:01+02:00",
+        "web1",
+        "2a05:d000::7",
+        WEB6,
+        "ICMPv6",
+        None,
+    ),
+    p(
+        "Mar 29 03:00:02",
+        "2026-03-29T03:00:02+02:00",
+        "dns1",
+        "5.10.33.3",
+        DNS,
+        "UDP",
+        Some(53),
+    ),
+    p(
+        "Mar 29 03:00:02",
+        "2026-03-29T03:00:02+02:00",
+        "dns1",
+        "5.10.33.3",
+        DNS,
+        "UDP",
+        Some(123),
+    ),
+    p(
+        "Mar 29 03:00:03",
+        "2026-03-29T03:00:03+02:00",
+        "dns1",
+        "81.2.69.160",
+        DNS,
+        "UDP",
+        Some(53),
+    ),
+    p(
+        "Mar 29 03:00:03",
+        "2026-03-29T03:00:03+02:00",
+        "web1",
+        "2a01:4f8::99",
+        WEB6,
+        "TCP",
+        Some(25),
+    ),
+    p(
+        "Mar 29 03:00:04",
+        "2026-03-29T03:00:04+02:00",
+        "web1",
+        "5.10.1.1",
+        WEB,
+        "TCP",
+        Some(2222),
+    ),
+    p(
+        "Mar 29 03:00:04",
+        "2026-03-29T03:00:04+02:00",
+        "dns1",
+        "5.10.1.1",
+        DNS,
+        "UDP",
+        Some(53),
+    ),
+    // A burst: the densest five seconds of alpha's sources.
+    p(
+        "Mar 29 04:10:00",
+        "2026-03-29T04:10:00+02:00",
+        "web1",
+        "5.10.33.3",
+        WEB,
+        "TCP",
+        Some(22),
+    ),
+    p(
+        "Mar 29 04:10:00",
+        "2026-03-29T04:10:00+02:00",
+        "web1",
+        "5.10.2.22",
+        WEB,
+        "TCP",
+        Some(22),
+    ),
+    p(
+        "Mar 29 04:10:01",
+        "2026-03-29T04:10:01+02:00",
+        "web1",
+        "5.10.33.3",
+        WEB,
+        "TCP",
+        Some(23),
+    ),
+    p(
+        "Mar 29 04:10:02",
+        "2026-03-29T04:10:02+02:00",
+        "web1",
+        "2a05:d000::7",
+        WEB6,
+        "TCP",
+        Some(22),
+    ),
+    p(
+        "Mar 29 04:10:03",
+        "2026-03-29T04:10:03+02:00",
+        "web1",
+        "5.10.33.3",
+        WEB,
+        "TCP",
+        Some(24),
+    ),
+    p(
+        "Mar 29 04:10:04",
+        "2026-03-29T04:10:04+02:00",
+        "web1",
+        "5.10.2.22",
+        WEB,
+        "TCP",
+        Some(25),
+    ),
+    p(
+        "Mar 29 04:10:04",
+        "2026-03-29T04:10:04+02:00",
+        "dns1",
+        "81.2.69.160",
+        DNS,
+        "UDP",
+        Some(53),
+    ),
+    // A time the clock skipped (a host that kept winter time): read as winter time, 02:30
+    // at +01:00, which Berlin's clocks called 03:30.
+    p(
+        "Mar 29 02:30:00",
+        "2026-03-29T03:30:00+02:00",
+        "web1",
+        "5.10.2.22",
+        WEB,
+        "TCP",
+        Some(443),
+    ),
+    // Out of order again, far from the burst.
+    p(
+        "Mar 29 00:30:00",
+        "2026-03-29T00:30:00+01:00",
+        "web1",
+        "5.10.33.3",
+        WEB,
+        "TCP",
+        Some(21),
+    ),
+    p(
+        "Mar 29 05:00:00",
+        "2026-03-29T05:00:00+02:00",
+        "web1",
+        "45.33.1.99",
+        WEB,
+        "TCP",
+        Some(80),
+    ),
+];
+
+/// The packet at this index is logged a second time, alike to the byte.
+const REPEATED: usize = 14;
+
+/// Which provider holds a source (`None`: no provider).
+fn provider_of(src: &str) -> Option<&'static str> {
+    if src.starts_with("5.10.") || src.starts_with("2a05:d000:") {
+        Some("alpha")
+    } else if src.starts_with("81.2.69.") {
+        Some("beta")
+    } else {
+        None
+    }
+}
+
+fn desk_of(provider: &str) -> &'static str {
+    match provider {
+        "alpha" => "abuse@alpha.example",
+        _ => "abuse@beta.example",
+    }
+}
+
+/// The kernel's line for a packet (`n` makes its uptime stamp, so that only the repeated
+/// packet's two lines are alike).
+fn line(n: usize, pk: &Packet) -> String {
+    let v6 = pk.src.contains(':');
+    let head = format!(
+        "{} {} kernel: [{}.{:06}] INPUT-DROP:IN=eth0 OUT= MAC={MAC} SRC={} DST={} ",
+        pk.stamp,
+        pk.host,
+        900_000 + n,
+        n * 7,
+        pk.src,
+        pk.dst
+    );
+    let ip = if v6 {
+        "LEN=80 TC=0 HOPLIMIT=50 FLOWLBL=0 ".to_string()
+    } else {
+        "LEN=60 TOS=0x00 PREC=0x00 TTL=50 ID=4242 ".to_string()
+    };
+    let l4 = match (pk.proto, pk.dpt) {
+        ("TCP", Some(d)) => {
+            format!(
+                "PROTO=TCP SPT={} DPT={d} WINDOW=1024 RES=0x00 SYN URGP=0 ",
+                40_000 + n
+            )
+        }
+        ("UDP", Some(d)) => format!("PROTO=UDP SPT={} DPT={d} LEN=40 ", 40_000 + n),
+        ("ICMP", None) => "PROTO=ICMP TYPE=8 CODE=0 ID=7 SEQ=1 ".to_string(),
+        ("ICMPv6", None) => "PROTO=ICMPv6 TYPE=128 CODE=0 ID=7 SEQ=1 ".to_string(),
+        other => panic!("no such packet in the table: {other:?}"),
+    };
+    format!("{head}{ip}{l4}\n")
+}
+
+/// The log as written: every packet's line, the repeated one twice, and a line of other
+/// kernel chatter that is no packet.
+fn log_text() -> (String, Vec<(usize, String)>) {
+    let mut text = String::from("Mar 28 23:00:00 web1 kernel: eth0: link up\n");
+    let mut lines = Vec::new();
+    for (n, pk) in LOG.iter().enumerate() {
+        let l = line(n, pk);
+        text.push_str(&l);
+        lines.push((n, l.trim_end_matches('\n').to_string()));
+        if n == REPEATED {
+            text.push_str(&l);
+            lines.push((n, l.trim_end_matches('\n').to_string()));
+        }
+    }
+    (text, lines)
+}
+
+/// What the log says of one source, worked out here.
+#[derive(Debug, Default, Clone)]
+struct Expected {
+    hits: u64,
+    first: Option<DateTime<FixedOffset>>,
+    last: Option<DateTime<FixedOffset>>,
+    ports: BTreeSet<u16>,
+    protocols: BTreeSet<String>,
+    targets: BTreeSet<String>,
+    /// Its log lines as written.
+    lines: Vec<String>,
+}
+
+impl Expected {
+    fn first(&self) -> String {
+        self.first.unwrap().to_rfc3339()
+    }
+    fn last(&self) -> String {
+        self.last.unwrap().to_rfc3339()
+    }
+}
+
+fn expected() -> BTreeMap<String, Expected> {
+    let (_, lines) = log_text();
+    let mut by_ip: BTreeMap<String, Expected> = BTreeMap::new();
+    for (n, text) in lines {
+        let pk = &LOG[n];
+        let at = DateTime::parse_from_rfc3339(pk.at).unwrap();
+        let e = by_ip.entry(pk.src.to_string()).or_default();
+        e.hits += 1;
+        // Compared as instants: the offsets differ across the change.
+        e.first = Some(e.first.map_or(at, |f| if at < f { at } else { f }));
+        e.last = Some(e.last.map_or(at, |l| if at > l { at } else { l }));
+        e.ports.extend(pk.dpt);
+        e.protocols.insert(pk.proto.to_string());
+        e.targets.insert(pk.dst.to_string());
+        e.lines.push(text);
+    }
+    by_ip
+}
+
+fn config(extra_report: &str) -> String {
+    format!(
+        r#"
+state_dir = "{{dir}}/state"
+timezone = "Europe/Berlin"
+
+[[source]]
+path = "{{dir}}/messages"
+
+[[provider]]
+name = "alpha"
+to = ["abuse@alpha.example"]
+ranges = "{{dir}}/alpha.txt"
+
+[[provider]]
+name = "beta"
+to = ["abuse@beta.example"]
+ranges = "{{dir}}/beta.txt"
+
+[report]
+from = "Abuse desk <abuse@example.org>"
+min_hits = 1
+{extra_report}
+
+[mail]
+transport = "file"
+dir = "{{dir}}/outbox"
+"#
+    )
+}
+
+fn setup(extra_report: &str) -> Setup {
+    let mut s = Setup::new(&config(extra_report));
+    s.now = "2026-03-29T12:00:00Z".to_string();
+    s.write("alpha.txt", "5.10.0.0/16\n2a05:d000::/25\n");
+    s.write("beta.txt", "81.2.69.0/24\n");
+    s.write("messages", &log_text().0);
+    s
+}
+
+/// Times in a report: RFC 3339 with the zone's offset, compared as the same instant *and*
+/// the same offset (a desk reads the wall clock).
+fn same_time(shown: &str, expected: &str, what: &str) {
+    assert_eq!(shown, expected, "{what}");
+}
+
+fn attachment(message: &Message<'_>, name: &str) -> Option<String> {
+    message
+        .attachments()
+        .find(|a| a.attachment_name() == Some(name))
+        .map(|a| String::from_utf8_lossy(a.contents()).replace("\r\n", "\n"))
+}
+
+/// Every text a desk gets in one message: headers, body and each attachment.
+fn all_text(message: &Message<'_>, raw: &[u8]) -> String {
+    let mut text = String::from_utf8_lossy(raw).into_owned();
+    text.push_str(&message.body_text(0).unwrap());
+    for a in message.attachments() {
+        text.push_str(&String::from_utf8_lossy(a.contents()));
+    }
+    text
+}
+
+/// The sources of `provider`, as expected.
+fn of_provider(all: &BTreeMap<String, Expected>, provider: &str) -> BTreeMap<String, Expected> {
+    all.iter()
+        .filter(|(ip, _)| provider_of(ip) == Some(provider))
+        .map(|(ip, e)| (ip.clone(), e.clone()))
+        .collect()
+}
+
+fn ip_order(ips: &BTreeMap<String, Expected>) -> Vec<String> {
+    let mut v: Vec<std::net::IpAddr> = ips.keys().map(|i| i.parse().unwrap()).collect();
+    v.sort_by_key(|ip| (ip.is_ipv6(), *ip));
+    v.iter().map(|i| i.to_string()).collect()
+}
+
+/// `preview --json` says of each source what the log says, in the configured zone.
+#[test]
+fn preview_json_agrees_with_an_independent_reading_of_the_log() {
+    let s = setup("");
+    let all = expected();
+    let out = s.run(&["preview", "--json"]).ok().json();
+    let reports = out["reports"].as_array().unwrap();
+    let providers: Vec<&str> = reports
+        .iter()
+        .map(|r| r["provider"].as_str().unwrap())
+        .collect();
+    assert_eq!(providers, ["alpha", "beta"]);
+    for r in reports {
+        let provider = r["provider"].as_str().unwrap();
+        let mine = of_provider(&all, provider);
+        assert_eq!(string_list(&r["to"]), [desk_of(provider)]);
+        assert_eq!(ip_list(&r["ips"]), ip_order(&mine), "{provider}: order");
+        for entry in r["ips"].as_array().unwrap() {
+            let ip = entry["ip"].as_str().unwrap();
+            let e = &mine[ip];
+            assert_eq!(entry["hits"].as_u64(), Some(e.hits), "{ip} hits");
+            same_time(entry["first_seen"].as_str().unwrap(), &e.first(), ip);
+            same_time(entry["last_seen"].as_str().unwrap(), &e.last(), ip);
+            let ports: Vec<u16> = entry["ports"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p.as_u64().unwrap() as u16)
+                .collect();
+            assert_eq!(ports, e.ports.iter().copied().collect::<Vec<_>>(), "{ip}");
+        }
+        // The excerpt holds this provider's lines only, as logged (MAC hidden).
+        for l in string_list(&r["excerpt"]) {
+            let src = l.split("SRC=").nth(1).unwrap().split(' ').next().unwrap();
+            assert_eq!(provider_of(src), Some(provider), "{l}");
+            assert!(!l.contains(MAC), "{l}");
+        }
+    }
+    let unattributed = &out["unattributed"];
+    let none: BTreeMap<String, Expected> = all
+        .iter()
+        .filter(|(ip, _)| provider_of(ip).is_none())
+        .map(|(ip, e)| (ip.clone(), e.clone()))
+        .collect();
+    assert_eq!(ip_list(unattributed), ip_order(&none));
+    for entry in unattributed.as_array().unwrap() {
+        let ip = entry["ip"].as_str().unwrap();
+        assert_eq!(entry["hits"].as_u64(), Some(none[ip].hits), "{ip}");
+        same_time(entry["first_seen"].as_str().unwrap(), &none[ip].first(), ip);
+        same_time(entry["last_seen"].as_str().unwrap(), &none[ip].last(), ip);
+    }
+    let (text, lines) = log_text();
+    let summary = &out["summary"];
+    assert_eq!(summary["lines_read"].as_u64(), Some(lines.len() as u64 + 1));
+    assert_eq!(summary["bytes_read"].as_u64(), Some(text.len() as u64));
+    assert_eq!(summary["lines_matched"].as_u64(), Some(lines.len() as u64));
+    assert_eq!(summary["lines_malformed"].as_u64(), Some(0));
+    assert_eq!(summary["ips_observed"].as_u64(), Some(all.len() as u64));
+    assert_eq!(
+        summary["ips_unattributed"].as_u64(),
+        Some(none.len() as u64)
+    );
+}
+
+/// Checks one delivered message against the expected reading: headers, body, ips.csv,
+/// evidence.log and excerpt.log; and that it names nothing of another desk.
+fn check_mail(raw: &[u8], provider: &str, all: &BTreeMap<String, Expected>, dst_hidden: bool) {
+    let message = MessageParser::default().parse(raw).unwrap();
+    let mine = of_provider(all, provider);
+    let to: Vec<&str> = message
+        .to()
+        .unwrap()
+        .iter()
+        .map(|a| a.address().unwrap())
+        .collect();
+    assert_eq!(to, [desk_of(provider)]);
+    let subject = message.subject().unwrap();
+    let targets: BTreeSet<&String> = mine.values().flat_map(|e| &e.targets).collect();
+    let hosts = if mine.len() == 1 {
+        format!("from one {provider} host to ")
+    } else {
+        format!("from {} {provider} hosts to ", mine.len())
+    };
+    assert!(subject.contains(&hosts), "{subject}");
+    let target_words = match (dst_hidden, targets.len()) {
+        (true, _) => "our servers".to_string(),
+        (false, 1) => targets.iter().next().unwrap().to_string(),
+        (false, n) => format!("{n} of our addresses"),
+    };
+    assert!(subject.ends_with(&target_words), "{subject}");
+
+    let body = message.body_text(0).unwrap().to_string();
+    let field = |label: &str| -> String {
+        // A field's value with its wrapped lines joined.
+        let mut lines = body
+            .lines()
+            .skip_while(|l| !l.starts_with(&format!("  {label}:")));
+        let mut value = lines
+            .next()
+            .unwrap_or_else(|| panic!("no {label}:\n{body}"))[label.len() + 3..]
+            .trim()
+            .to_string();
+        for l in lines {
+            if l.starts_with("            ") && !l.trim().is_empty() {
+                value.push(' ');
+                value.push_str(l.trim());
+            } else {
+                break;
+            }
+        }
+        value
+    };
+    let n = mine.len();
+    assert_eq!(
+        field("Sources"),
+        format!(
+            "{n} address{} in your network",
+            if n == 1 { "" } else { "es" }
+        )
+    );
+    let total: u64 = mine.values().map(|e| e.hits).sum();
+    assert_eq!(field("Packets"), format!("{total} dropped"));
+    let first = mine.values().map(|e| e.first.unwrap()).min().unwrap();
+    let last = mine.values().map(|e| e.last.unwrap()).max().unwrap();
+    assert_eq!(
+        field("Period"),
+        format!(
+            "{} to {} (Europe/Berlin)",
+            first.to_rfc3339(),
+            last.to_rfc3339()
+        )
+    );
+    if dst_hidden {
+        assert!(!body.contains("  Targets:"), "{body}");
+    } else {
+        let t: Vec<&str> = targets.iter().map(|t| t.as_str()).collect();
+        assert_eq!(field("Targets"), t.join(", "));
+    }
+    let protocols: BTreeSet<&String> = mine.values().flat_map(|e| &e.protocols).collect();
+    let ports: BTreeSet<u16> = mine
+        .values()
+        .flat_map(|e| e.ports.iter().copied())
+        .collect();
+    let traffic = field("Traffic");
+    let names: Vec<&str> = protocols.iter().map(|p| p.as_str()).collect();
+    assert!(traffic.starts_with(&names.join(", ")), "{traffic}");
+    // The ports, perhaps cut to fit a line: the lowest first, and how many more.
+    let listed = traffic.split_once("destination port").unwrap().1;
+    let listed = listed.strip_prefix('s').unwrap_or(listed).trim_start();
+    let (shown, more) = match listed.split_once(" and ") {
+        Some((shown, more)) => (shown, more.trim_end_matches(" more").parse().unwrap()),
+        None => (listed, 0),
+    };
+    let shown: Vec<u16> = shown.split(", ").map(|p| p.parse().unwrap()).collect();
+    assert_eq!(shown.len() + more, ports.len(), "{traffic}");
+    assert_eq!(
+        shown,
+        ports.iter().copied().take(shown.len()).collect::<Vec<_>>(),
+        "{traffic}"
+    );
+    // The table: each source's packets and period.
+    for (ip, e) in &mine {
+        let mut rows = body
+            .lines()
+            .skip_while(|l| !l.starts_with(&format!("  {ip} ")) || l.contains("kernel:"));
+        let row = rows
+            .next()
+            .unwrap_or_else(|| panic!("{ip} not listed:\n{body}"));
+        let words: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(words[1], e.hits.to_string(), "{row}");
+        let period = rows.next().unwrap().trim();
+        assert!(
+            period.starts_with(&format!("{} to {}", e.first(), e.last())),
+            "{ip}: {period}"
+        );
+    }
+
+    // ips.csv: one row per source, in address order, every field as the log says.
+    let csv = attachment(&message, "ips.csv").expect("ips.csv");
+    let mut rows = csv.lines();
+    rows.next();
+    let rows: Vec<Vec<&str>> = rows.map(|r| r.split(',').collect()).collect();
+    assert_eq!(
+        rows.iter().map(|r| r[0].to_string()).collect::<Vec<_>>(),
+        ip_order(&mine)
+    );
+    for r in &rows {
+        let e = &mine[r[0]];
+        assert_eq!(r[1], e.first(), "{r:?}");
+        assert_eq!(r[2], e.last(), "{r:?}");
+        assert_eq!(r[3], e.hits.to_string(), "{r:?}");
+        let protos: Vec<&str> = e.protocols.iter().map(|p| p.as_str()).collect();
+        assert_eq!(r[4], protos.join(" "), "{r:?}");
+        let ports: Vec<String> = e.ports.iter().map(u16::to_string).collect();
+        assert_eq!(r[5], ports.join(" "), "{r:?}");
+        if dst_hidden {
+            assert_eq!(r[6], "", "{r:?}");
+        } else {
+            let t: Vec<&str> = e.targets.iter().map(|t| t.as_str()).collect();
+            assert_eq!(r[6], t.join(" "), "{r:?}");
+        }
+    }
+
+    // evidence.log: each source's heading is true, and its lines are its own, as logged.
+    let evidence = attachment(&message, "evidence.log").expect("evidence.log");
+    let mut seen = BTreeSet::new();
+    for block in evidence.split("\n\n").filter(|b| !b.trim().is_empty()) {
+        let mut lines = block.lines();
+        let heading = lines.next().unwrap();
+        let ip = heading
+            .strip_prefix("# ")
+            .and_then(|h| h.split(": ").next())
+            .unwrap();
+        let e = &mine[ip];
+        let own: Vec<&str> = lines.collect();
+        let want = if e.hits == 1 {
+            format!("# {ip}: 1 packet at {}; its line", e.first())
+        } else {
+            format!(
+                "# {ip}: {} packets from {} to {}; {} of its lines",
+                e.hits,
+                e.first(),
+                e.last(),
+                own.len()
+            )
+        };
+        assert_eq!(heading, want);
+        for l in &own {
+            assert!(
+                e.lines
+                    .iter()
+                    .any(|logged| shown_as(logged, dst_hidden) == *l),
+                "{ip}: not a line it logged: {l}"
+            );
+        }
+        seen.insert(ip.to_string());
+    }
+    assert_eq!(
+        seen,
+        mine.keys().cloned().collect(),
+        "every source has evidence"
+    );
+
+    // excerpt.log and the body's excerpt: lines of this provider's sources, as logged.
+    let excerpt = attachment(&message, "excerpt.log").expect("excerpt.log");
+    for l in excerpt.lines().filter(|l| !l.is_empty()) {
+        let src = l.split("SRC=").nth(1).unwrap().split(' ').next().unwrap();
+        assert!(mine.contains_key(src), "{l}");
+        assert!(
+            mine[src]
+                .lines
+                .iter()
+                .any(|logged| shown_as(logged, dst_hidden) == l),
+            "not as logged: {l}"
+        );
+        assert!(body.contains(l), "the body shows the excerpt: {l}");
+    }
+
+    // The excerpt's heading: the densest `sample_seconds` (5) of this provider's lines.
+    let times: Vec<DateTime<FixedOffset>> = (log_text().1.iter())
+        .filter(|(n, _)| mine.contains_key(LOG[*n].src))
+        .map(|(n, _)| DateTime::parse_from_rfc3339(LOG[*n].at).unwrap())
+        .collect();
+    // The earliest of the fullest windows.
+    let (start, held) = times
+        .iter()
+        .map(|t| {
+            let held = times
+                .iter()
+                .filter(|u| *u >= t && (**u - *t).num_seconds() < 5)
+                .count();
+            (*t, held)
+        })
+        .fold(
+            None::<(DateTime<FixedOffset>, usize)>,
+            |best, (t, held)| match best {
+                Some((bt, bh)) if bh > held || (bh == held && bt <= t) => Some((bt, bh)),
+                _ => Some((t, held)),
+            },
+        )
+        .unwrap();
+    let heading = format!(
+        "Log excerpt: the 5 seconds from {} held {held} line{} from these addresses",
+        start.to_rfc3339(),
+        if held == 1 { "" } else { "s" }
+    );
+    let joined = body.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(joined.contains(&heading), "{heading}\n{body}");
+
+    // Nothing of another desk, nor our own redacted details, anywhere in the message.
+    let text = all_text(&message, raw);
+    for ip in all.keys().filter(|ip| provider_of(ip) != Some(provider)) {
+        assert!(!text.contains(ip.as_str()), "{provider}'s mail names {ip}");
+    }
+    for other in ["alpha", "beta"].iter().filter(|p| **p != provider) {
+        assert!(
+            !text.contains(desk_of(other)),
+            "{provider}'s mail names {other}"
+        );
+    }
+    assert!(
+        !text.contains("52:54:00:12"),
+        "our MAC in {provider}'s mail"
+    );
+    if dst_hidden {
+        for ours in [WEB, DNS, WEB6] {
+            assert!(!text.contains(ours), "{ours} in {provider}'s mail");
+        }
+    }
+}
+
+/// A logged line as a report shows it: MAC (and with `DST`, our address) redacted.
+fn shown_as(logged: &str, dst_hidden: bool) -> String {
+    let mut out = logged.replace(&format!("MAC={MAC}"), "MAC=redacted");
+    if dst_hidden {
+        for ours in [WEB, DNS, WEB6] {
+            out = out.replace(&format!("DST={ours} "), "DST=redacted ");
+        }
+    }
+    out
+}
+
+fn mails(s: &Setup) -> Vec<(String, Vec<u8>)> {
+    s.outbox()
+        .iter()
+        .map(|f| {
+            let raw = std::fs::read(f).unwrap();
+            let m = MessageParser::default().parse(&raw).unwrap();
+            let to = m
+                .to()
+                .unwrap()
+                .first()
+                .unwrap()
+                .address()
+                .unwrap()
+                .to_string();
+            let provider = if to == desk_of("alpha") {
+                "alpha"
+            } else {
+                "beta"
+            };
+            (provider.to_string(), raw)
+        })
+        .collect()
+}
+
+/// The messages a run sends say what the log says, each to its own desk, with nothing of
+/// the other desk's; the summary line and `history --json` say what was sent.
+#[test]
+fn every_number_and_time_in_the_mail_agrees_with_the_log() {
+    for dst_hidden in [false, true] {
+        let s = setup(if dst_hidden {
+            "redact = [\"MAC\", \"DST\"]"
+        } else {
+            ""
+        });
+        let all = expected();
+        let ran = s.run(&["run"]).ok();
+        let sent = mails(&s);
+        assert_eq!(sent.len(), 2, "one message per provider");
+        for (provider, raw) in &sent {
+            check_mail(raw, provider, &all, dst_hidden);
+        }
+        let alpha = of_provider(&all, "alpha").len();
+        let beta = of_provider(&all, "beta").len();
+        let (_, lines) = log_text();
+        let none = all.len() - alpha - beta;
+        let line = ran.stderr.lines().last().unwrap();
+        assert!(
+            line.contains(&format!(
+                "{} matched, 0 malformed, {} IPs ({none} in no provider); alpha: {alpha} new, beta: {beta} new; 2 sent;",
+                lines.len(),
+                all.len()
+            )),
+            "{line}"
+        );
+        let history = history(&s);
+        assert_eq!(history.len(), 2);
+        for row in &history {
+            let provider = row["provider"].as_str().unwrap();
+            assert_eq!(row["status"], "sent");
+            assert_eq!(string_list(&row["to"]), [desk_of(provider)]);
+            assert_eq!(
+                string_list(&row["ips"]),
+                ip_order(&of_provider(&all, provider))
+            );
+        }
+    }
+}
