@@ -310,7 +310,7 @@ pub(crate) fn plan_providers(
         if !attackers.is_empty() {
             // Parts split further by size count too: the run makes no more messages than
             // its parts, whatever the lines' length.
-            let (parts, left) = plan_desk(world, intake, &desk, &attackers, state, parts)?;
+            let (parts, left) = plan_desk(world, intake, &desk, &attackers, over, state, parts)?;
             over += left;
             planned.extend(parts);
         }
@@ -482,7 +482,7 @@ pub(crate) fn plan_discovered(
             thread_root,
             networks: Some(&networks),
         };
-        let (parts, left) = plan_desk(world, intake, &desk, &attackers, state, 1)?;
+        let (parts, left) = plan_desk(world, intake, &desk, &attackers, 0, state, 1)?;
         unplanned.over_contact_report += left;
         planned.extend(parts);
     }
@@ -492,12 +492,14 @@ pub(crate) fn plan_discovered(
 /// The reports of one destination's attackers: split by `max_ips_per_message` (one address
 /// each for XARF and the API) and `max_message_bytes`, numbered as parts of one thread, at
 /// most `max_parts` of them (a discovered contact is given 1); returns how many addresses
-/// that leaves for a later run.
+/// that leaves for a later run. `beyond`: the destination's addresses already left for a
+/// later run besides `attackers`, which the parts say are still to come.
 pub(crate) fn plan_desk(
     world: &World<'_>,
     intake: &Intake,
     desk: &Desk<'_>,
     attackers: &[Attacker],
+    beyond: usize,
     state: Option<&State>,
     max_parts: usize,
 ) -> Result<(Vec<Planned>, usize)> {
@@ -518,13 +520,29 @@ pub(crate) fn plan_desk(
     at_most(&mut chunks, &mut left);
     // Numbered and rendered once; only when a part of several addresses is over the
     // limit are the parts sized and rendered again.
-    let mut parts = number_parts(world, intake, desk, attackers, &chunks, state)?;
+    let mut parts = number_parts(
+        world,
+        intake,
+        desk,
+        attackers,
+        &chunks,
+        beyond + left,
+        state,
+    )?;
     let over =
         |p: &Planned, r: &std::ops::Range<usize>| r.len() > 1 && p.record.message.len() > limit;
     if parts.iter().zip(&chunks).any(|(p, r)| over(p, r)) {
         let mut fitted = fit_parts(world, intake, desk, attackers, chunks, state, max_parts)?;
         at_most(&mut fitted, &mut left);
-        parts = number_parts(world, intake, desk, attackers, &fitted, state)?;
+        parts = number_parts(
+            world,
+            intake,
+            desk,
+            attackers,
+            &fitted,
+            beyond + left,
+            state,
+        )?;
         chunks = fitted;
     }
     let mut kept = Vec::with_capacity(parts.len());
@@ -543,13 +561,15 @@ pub(crate) fn plan_desk(
     Ok((kept, left))
 }
 
-/// Renders `ranges` of `attackers` as the numbered parts of one thread.
+/// Renders `ranges` of `attackers` as the numbered parts of one thread; `later` addresses
+/// of the destination are left for later reports.
 pub(crate) fn number_parts(
     world: &World<'_>,
     intake: &Intake,
     desk: &Desk<'_>,
     attackers: &[Attacker],
     ranges: &[std::ops::Range<usize>],
+    later: usize,
     state: Option<&State>,
 ) -> Result<Vec<Planned>> {
     let mut parts = Vec::with_capacity(ranges.len());
@@ -560,7 +580,7 @@ pub(crate) fn number_parts(
             intake,
             desk,
             &attackers[range.clone()],
-            (k + 1, ranges.len()),
+            (k + 1, ranges.len(), later),
             thread_root.as_deref(),
             state,
         )?;
@@ -608,7 +628,8 @@ pub(crate) fn fit_parts(
                 intake,
                 desk,
                 &attackers[range.clone()],
-                (99_999, 99_999),
+                // The longest numbering and count of what follows it could get.
+                (99_999, 99_999, usize::MAX),
                 Some(&probe_root),
                 state,
             )?;
@@ -624,13 +645,14 @@ pub(crate) fn fit_parts(
     Ok(fitted)
 }
 
-/// One message: part `part.0` of `part.1` of a destination's delta.
+/// One message: part `part.0` of `part.1` of a destination's delta, `part.2` of whose
+/// addresses are left for later reports.
 pub(crate) fn plan_part(
     world: &World<'_>,
     intake: &Intake,
     desk: &Desk<'_>,
     attackers: &[Attacker],
-    part: (usize, usize),
+    part: (usize, usize, usize),
     thread_root: Option<&str>,
     state: Option<&State>,
 ) -> Result<Planned> {
@@ -676,6 +698,7 @@ pub(crate) fn plan_part(
             world.now,
         )
         .part(part.0, part.1)
+        .later(part.2)
         .for_desk(desk.contact.map(|c| {
             let networks = desk.networks_of(attackers);
             // A handle and a URL name one network's record: given only when there is one.

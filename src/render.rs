@@ -185,6 +185,10 @@ pub struct Report {
     /// This message's part of a split report, and how many parts there are.
     pub part: usize,
     pub parts: usize,
+    /// The destination's addresses left for later reports (a delta larger than one run
+    /// makes parts for): the parts of this report are not all there is, and the next
+    /// report's numbering starts again at 1.
+    pub later: usize,
     pub version: String,
     /// For a report to a desk that discovery found: why this desk (absent for a provider).
     pub desk: Option<Desk>,
@@ -335,6 +339,7 @@ impl Report {
             spoofing_likely: false,
             part: 1,
             parts: 1,
+            later: 0,
             xarf: xarf_applies,
             attachments: if xarf_applies {
                 vec!["xarf.json".to_string()]
@@ -423,16 +428,22 @@ impl Report {
         out
     }
 
-    /// Marks the report as part `part` of `parts`.
     /// The report as a discovered desk gets it, saying why it does.
     pub fn for_desk(mut self, desk: Option<Desk>) -> Self {
         self.desk = desk;
         self
     }
 
+    /// Marks the report as part `part` of `parts`.
     pub fn part(mut self, part: usize, parts: usize) -> Self {
         self.part = part;
         self.parts = parts;
+        self
+    }
+
+    /// Says that `later` more of the destination's addresses follow in later reports.
+    pub fn later(mut self, later: usize) -> Self {
+        self.later = later;
         self
     }
 

@@ -877,3 +877,195 @@ fn every_number_and_time_in_the_mail_agrees_with_the_log() {
         }
     }
 }
+
+/// With `xarf = true`, each source's XARF document says what the log says of it: times in the
+/// zone, packets, protocol, one of its ports and of our addresses (none with `DST` redacted),
+/// and evidence that is its own lines only, as logged.
+#[test]
+fn each_xarf_document_agrees_with_the_log() {
+    use base64::Engine as _;
+    for dst_hidden in [false, true] {
+        let s = setup(if dst_hidden {
+            "xarf = true\nredact = [\"MAC\", \"DST\"]"
+        } else {
+            "xarf = true"
+        });
+        let all = expected();
+        s.run(&["run"]).ok();
+        let sent = mails(&s);
+        assert_eq!(
+            sent.len(),
+            all.len() - 2,
+            "one message per attributed source"
+        );
+        for (provider, raw) in &sent {
+            let message = MessageParser::default().parse(raw).unwrap();
+            let doc: serde_json::Value =
+                serde_json::from_str(&attachment(&message, "xarf.json").unwrap()).unwrap();
+            let ip = doc["source_identifier"].as_str().unwrap();
+            assert_eq!(provider_of(ip), Some(provider.as_str()), "{ip}");
+            let e = &all[ip];
+            assert_eq!(doc["first_seen"], e.first(), "{ip}");
+            assert_eq!(doc["last_seen"], e.last(), "{ip}");
+            let description = doc["description"].as_str().unwrap();
+            assert!(
+                description.contains(&format!(": {} packets from {ip} ", e.hits)),
+                "{description}"
+            );
+            let proto = doc["protocol"].as_str().unwrap();
+            assert!(
+                e.protocols.iter().any(|p| p.eq_ignore_ascii_case(proto)),
+                "{ip}: {proto}"
+            );
+            if let Some(port) = doc["destination_port"].as_u64() {
+                assert!(e.ports.contains(&(port as u16)), "{ip}: {port}");
+            }
+            match doc["destination_ip"].as_str() {
+                Some(target) => {
+                    assert!(!dst_hidden, "{ip}: our address {target} in the XARF");
+                    assert!(e.targets.contains(target), "{ip}: {target}");
+                }
+                None => assert!(dst_hidden, "{ip}: no destination"),
+            }
+            let payload = base64::engine::general_purpose::STANDARD
+                .decode(doc["evidence"][0]["payload"].as_str().unwrap())
+                .unwrap();
+            let payload = String::from_utf8(payload).unwrap();
+            assert!(!payload.is_empty(), "{ip}");
+            for l in payload.lines() {
+                assert!(
+                    e.lines
+                        .iter()
+                        .any(|logged| shown_as(logged, dst_hidden) == l),
+                    "{ip}: not its own line as logged: {l}"
+                );
+            }
+            // Nothing of any other source anywhere in the message.
+            let text = all_text(&message, raw);
+            for other in all.keys().filter(|o| o.as_str() != ip) {
+                assert!(
+                    !text.contains(&format!("{other} ")) && !text.contains(&format!("\"{other}\"")),
+                    "{ip}'s report names {other}"
+                );
+            }
+        }
+    }
+}
+
+/// A delta larger than one run makes parts for is drained over several runs, each run's
+/// parts numbered on their own. The desk must not read "part 8 of 8" as the end, nor take
+/// the next run's "part 1 of 4" for a resend of the first: each part names the report it
+/// belongs to (by when it was made), the last part of a report that leaves addresses for
+/// later ones says more follow, and the count it gives is what the later reports hold.
+#[test]
+fn parts_of_a_delta_drained_over_several_runs_say_which_report_and_what_follows() {
+    let mut s = Setup::new(
+        &standard_config("max_ips_per_message = 2")
+            .replace("[mail]", "[mail]\nmax_messages_per_run = 2"),
+    );
+    let log: String = (0..30)
+        .map(|i| {
+            drop_line(
+                &format!("10:00:{i:02}"),
+                &format!("3.5.140.{}", i + 2),
+                "TCP",
+                22,
+            )
+        })
+        .collect();
+    s.write("messages", &log);
+    let mut seen = BTreeSet::new();
+    let mut sent = Vec::new();
+    for hour in 8..20 {
+        s.now = format!("2026-01-26T{hour:02}:00:00Z");
+        s.run(&["run"]).ok();
+        for f in s.outbox() {
+            if seen.insert(f.clone()) {
+                sent.push(std::fs::read(&f).unwrap());
+            }
+        }
+    }
+    // report (when it was made) -> parts: (part, parts, subject, addresses, more said to follow)
+    type Part = (usize, usize, String, Vec<String>, usize);
+    let mut reports: BTreeMap<String, Vec<Part>> = BTreeMap::new();
+    let (mut roots, mut starts) = (BTreeSet::new(), BTreeSet::new());
+    for raw in &sent {
+        let m = MessageParser::default().parse(raw.as_slice()).unwrap();
+        let body = m
+            .body_text(0)
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let subject = m.subject().unwrap().to_string();
+        let csv = attachment(&m, "ips.csv").unwrap();
+        let ips: Vec<String> = csv
+            .lines()
+            .skip(1)
+            .map(|r| r.split(',').next().unwrap().to_string())
+            .collect();
+        let more = body
+            .split(". ")
+            .find_map(|s| s.strip_suffix(" more addresses in your network follow in later reports, numbered on their own"))
+            .or_else(|| body.split(". ").find_map(|s| s.strip_suffix(" more address in your network follow in later reports, numbered on their own")))
+            .map_or(0, |n| n.rsplit(' ').next().unwrap().parse().unwrap());
+        let (made, part, parts) = match body.split_once("This is part ") {
+            Some((_, rest)) => {
+                let (k, rest) = rest.split_once(" of ").unwrap();
+                let (n, rest) = rest.split_once(" of our report of ").unwrap();
+                let made = rest
+                    .split_once(". ")
+                    .map_or(rest, |(t, _)| t)
+                    .trim_end_matches('.');
+                (made.to_string(), k.parse().unwrap(), n.parse().unwrap())
+            }
+            None => (m.date().unwrap().to_rfc3339(), 1, 1),
+        };
+        match m.in_reply_to().as_text() {
+            Some(root) => roots.insert(root.to_string()),
+            None => starts.insert(m.message_id().unwrap().to_string()),
+        };
+        reports
+            .entry(made)
+            .or_default()
+            .push((part, parts, subject, ips, more));
+    }
+    assert_eq!(starts.len(), 1, "one message starts the thread");
+    assert_eq!(roots, starts, "every other message replies to it");
+    assert!(
+        reports.len() > 1,
+        "the delta took several runs: {:?}",
+        reports.keys()
+    );
+    let mut all: Vec<String> = Vec::new();
+    let sizes: Vec<usize> = reports
+        .values()
+        .map(|p| p.iter().map(|x| x.3.len()).sum())
+        .collect();
+    for (i, (made, parts)) in reports.iter().enumerate() {
+        let n = parts[0].1;
+        let mut numbers: Vec<usize> = parts.iter().map(|p| p.0).collect();
+        numbers.sort();
+        assert_eq!(
+            numbers,
+            (1..=n).collect::<Vec<_>>(),
+            "report of {made}: each part once"
+        );
+        let after: usize = sizes[i + 1..].iter().sum();
+        for (part, parts_n, subject, ips, more) in parts {
+            assert_eq!(*parts_n, n, "{subject}");
+            assert_eq!(*more, after, "report of {made}, part {part}: what follows");
+            let last = part == parts_n;
+            assert_eq!(
+                subject.contains("more to follow"),
+                last && after > 0,
+                "{subject}"
+            );
+            all.extend(ips.iter().cloned());
+        }
+    }
+    assert_eq!(all.len(), 30);
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 30, "every address once");
+}
