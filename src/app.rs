@@ -571,10 +571,10 @@ impl Sending<'_> {
             if self.budget == 0 {
                 // A part of a split message keeps its number: written now, never tried, it
                 // goes out as stored ("part 11 of 16") before anything new on a later run.
-                // One report per address (XARF, the API) has no numbers to keep: it is
-                // planned afresh.
-                let one_per_address = self.settings.report.xarf || way == Route::Api;
-                if p.report.parts > 1 && !one_per_address {
+                // XARF's one message per address is numbered too: planned afresh, the desk
+                // would get parts 1 and 2 "of 6" and never the other four. A report to the
+                // API has no numbers to keep: it is planned afresh.
+                if p.report.parts > 1 && way != Route::Api {
                     state.insert_report(&p.record)?;
                     self.outcome.queued += 1;
                 } else {
