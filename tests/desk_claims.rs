@@ -381,6 +381,8 @@ struct Expected {
     targets: BTreeSet<String>,
     /// Its log lines as written.
     lines: Vec<String>,
+    /// When each of them was logged.
+    times: Vec<DateTime<FixedOffset>>,
 }
 
 impl Expected {
@@ -393,7 +395,12 @@ impl Expected {
 }
 
 fn expected() -> BTreeMap<String, Expected> {
-    let (_, lines) = log_text();
+    expected_of(&log_text().1)
+}
+
+/// What `lines` (numbered as in [`LOG`]) say of each source.
+fn expected_of(lines: &[(usize, String)]) -> BTreeMap<String, Expected> {
+    let lines = lines.to_vec();
     let mut by_ip: BTreeMap<String, Expected> = BTreeMap::new();
     for (n, text) in lines {
         let pk = &LOG[n];
@@ -407,6 +414,7 @@ fn expected() -> BTreeMap<String, Expected> {
         e.protocols.insert(pk.proto.to_string());
         e.targets.insert(pk.dst.to_string());
         e.lines.push(text);
+        e.times.push(at);
     }
     by_ip
 }
@@ -555,8 +563,19 @@ fn preview_json_agrees_with_an_independent_reading_of_the_log() {
 /// Checks one delivered message against the expected reading: headers, body, ips.csv,
 /// evidence.log and excerpt.log; and that it names nothing of another desk.
 fn check_mail(raw: &[u8], provider: &str, all: &BTreeMap<String, Expected>, dst_hidden: bool) {
+    check_part(raw, provider, &of_provider(all, provider), all, dst_hidden)
+}
+
+/// [`check_mail`] of a message that reports the sources `mine`, out of `all`.
+fn check_part(
+    raw: &[u8],
+    provider: &str,
+    mine: &BTreeMap<String, Expected>,
+    all: &BTreeMap<String, Expected>,
+    dst_hidden: bool,
+) {
     let message = MessageParser::default().parse(raw).unwrap();
-    let mine = of_provider(all, provider);
+    let mine = mine.clone();
     let to: Vec<&str> = message
         .to()
         .unwrap()
@@ -747,9 +766,9 @@ fn check_mail(raw: &[u8], provider: &str, all: &BTreeMap<String, Expected>, dst_
     }
 
     // The excerpt's heading: the densest `sample_seconds` (5) of this provider's lines.
-    let times: Vec<DateTime<FixedOffset>> = (log_text().1.iter())
-        .filter(|(n, _)| mine.contains_key(LOG[*n].src))
-        .map(|(n, _)| DateTime::parse_from_rfc3339(LOG[*n].at).unwrap())
+    let times: Vec<DateTime<FixedOffset>> = mine
+        .values()
+        .flat_map(|e| e.times.iter().copied())
         .collect();
     // The earliest of the fullest windows.
     let (start, held) = times
@@ -1113,4 +1132,62 @@ fn xarf_parts_held_by_the_budget_keep_their_numbers() {
     all.sort();
     all.dedup();
     assert_eq!(all.len(), 6, "every address once");
+}
+
+/// The log read in two runs, the first for one provider only: each message says what the
+/// lines read until it was made say of its sources, the other provider's report (made by the
+/// second run from lines kept since the first) is as if one run had read all, and no address
+/// goes out twice.
+#[test]
+fn reports_made_over_two_runs_agree_with_the_lines_read_until_then() {
+    let s = setup("");
+    let (text, lines) = log_text();
+    // The first run reads up to the change to summer time.
+    let cut = lines
+        .iter()
+        .position(|(n, _)| LOG[*n].stamp == "Mar 29 03:00:01")
+        .unwrap();
+    let head: String = text
+        .lines()
+        .take(cut + 1)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    s.write("messages", &head);
+    s.run(&["run", "--provider", "alpha"]).ok();
+    let first = mails(&s);
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].0, "alpha");
+    let early = expected_of(&lines[..cut]);
+    let all = expected();
+    check_part(
+        &first[0].1,
+        "alpha",
+        &of_provider(&early, "alpha"),
+        &all,
+        false,
+    );
+    let reported_first: BTreeSet<String> = of_provider(&early, "alpha").into_keys().collect();
+
+    s.write("messages", &text);
+    s.run(&["run"]).ok();
+    let files = s.outbox();
+    let later: Vec<(String, Vec<u8>)> = mails(&s)
+        .into_iter()
+        .filter(|(_, raw)| raw != &first[0].1)
+        .collect();
+    assert_eq!(later.len(), 2, "{files:?}");
+    for (provider, raw) in &later {
+        let mine: BTreeMap<String, Expected> = of_provider(&all, provider)
+            .into_iter()
+            .filter(|(ip, _)| !reported_first.contains(ip))
+            .collect();
+        assert!(!mine.is_empty(), "{provider}");
+        check_part(raw, provider, &mine, &all, false);
+    }
+    let mut sent = s.reported().concat();
+    let n = sent.len();
+    sent.sort();
+    sent.dedup();
+    assert_eq!(sent.len(), n, "no address twice");
+    assert_eq!(n, all.len() - 2, "every attributed address once");
 }
