@@ -1191,3 +1191,75 @@ fn reports_made_over_two_runs_agree_with_the_lines_read_until_then() {
     assert_eq!(sent.len(), n, "no address twice");
     assert_eq!(n, all.len() - 2, "every attributed address once");
 }
+
+/// A re-report's "Repeat:" line reads right for one address, for all of them, and for some:
+/// it said "1 of these addresses were reported to you before" of a report on one address.
+#[test]
+fn the_repeat_line_reads_right_for_one_all_or_some_addresses() {
+    let mut s = Setup::new(&standard_config("rereport_after_days = 1"));
+    let day = |d: u32, time: &str, ip: &str| {
+        drop_line(time, ip, "TCP", 22).replace("Jan 25", &format!("Jan {d}"))
+    };
+    s.now = "2026-01-10T12:00:00Z".into();
+    s.write(
+        "messages",
+        &[
+            day(10, "10:00:00", "3.5.140.2"),
+            day(10, "10:00:01", "3.5.140.3"),
+        ]
+        .concat(),
+    );
+    s.run(&["run"]).ok();
+    let repeat = |s: &Setup| {
+        let mail = std::fs::read_to_string(s.outbox().last().unwrap()).unwrap();
+        let body = mail.replace("\r\n", "\n");
+        let at = body
+            .find("  Repeat:   ")
+            .unwrap_or_else(|| panic!("{body}"));
+        body[at..]
+            .split("\n\n")
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    // One address back.
+    s.now = "2026-01-12T12:00:00Z".into();
+    s.append("messages", &day(12, "10:00:00", "3.5.140.2"));
+    s.run(&["run"]).ok();
+    assert_eq!(
+        repeat(&s),
+        "Repeat: reported to you before, and still sending"
+    );
+    // Both back.
+    s.now = "2026-01-14T12:00:00Z".into();
+    s.append(
+        "messages",
+        &[
+            day(14, "10:00:00", "3.5.140.2"),
+            day(14, "10:00:01", "3.5.140.3"),
+        ]
+        .concat(),
+    );
+    s.run(&["run"]).ok();
+    assert_eq!(
+        repeat(&s),
+        "Repeat: all were reported to you before and are still sending"
+    );
+    // One back with a new one.
+    s.now = "2026-01-16T12:00:00Z".into();
+    s.append(
+        "messages",
+        &[
+            day(16, "10:00:00", "3.5.140.2"),
+            day(16, "10:00:01", "3.5.140.4"),
+        ]
+        .concat(),
+    );
+    s.run(&["run"]).ok();
+    assert_eq!(
+        repeat(&s),
+        "Repeat: 1 of these addresses was reported to you before and is still sending"
+    );
+}
