@@ -331,7 +331,9 @@ fn is_invisible_format(c: char) -> bool {
 }
 
 /// Hides the operator's own details in a line: `MAC=` values, and for `DST` the destination
-/// address and the quoted source of an ICMP error (which is also the operator's address).
+/// address, the quoted source of an ICMP error (which is also the operator's address), and a
+/// host field that is an address (a log host writes the sender's address when it has no
+/// name, and that is the operator's own: a packet line names the attacker only in `SRC=`).
 ///
 /// Only the packet's own fields count: an ICMP error quotes the packet it answers as
 /// `[SRC=… DST=… …]`, and only a bracket that opens such a quote switches to the inner packet.
@@ -365,10 +367,19 @@ pub fn redact(line: &str, what: &[Redact]) -> String {
                 out.push_str(&token[..=eq]);
                 out.push_str("redacted");
             }
+            None if dst && is_address(token) => out.push_str("redacted"),
             None => out.push_str(token),
         }
     }
     out
+}
+
+/// A word that is an IP address by itself (not a `KEY=value` field).
+fn is_address(word: &str) -> bool {
+    word.bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_hexdigit() || b == b':')
+        && word.parse::<std::net::IpAddr>().is_ok()
 }
 
 #[cfg(test)]
@@ -398,6 +409,8 @@ mod tests {
                 if hide {
                     let eq = token.find('=').unwrap_or(0);
                     format!("{}redacted", &token[..=eq])
+                } else if what.contains(&Redact::Dst) && token.parse::<IpAddr>().is_ok() {
+                    "redacted".to_string()
                 } else {
                     token.to_string()
                 }
@@ -458,6 +471,9 @@ mod tests {
                     Just("[SRC=198.51.100.10".to_string()),
                     Just("[DST=1.2.3.4".to_string()),
                     Just("[UFW".to_string()),
+                    Just("198.51.100.10".to_string()),
+                    Just("2001:db8::10".to_string()),
+                    Just("::1".to_string()),
                     Just(String::new()),
                     "[A-Z\\[=:é.0-9]{0,12}",
                 ],
@@ -578,6 +594,36 @@ mod tests {
             redact(decoded, &[Redact::Mac]),
             "h kernel: D:IN=eth0 OUT= MACSRC=redacted MACDST=redacted MACPROTO=0800 SRC=3.5.140.2 DST=192.0.2.1"
         );
+    }
+
+    /// A log host that names a sender by its address (it has no name) writes our address
+    /// before `kernel:`: with `DST` redacted it was still shown there.
+    #[test]
+    fn redact_dst_hides_a_host_field_that_is_our_address() {
+        for (host, dst) in [
+            ("198.51.100.10", "198.51.100.10"),
+            ("2001:db8::10", "2001:db8::10"),
+            ("192.168.1.5", "198.51.100.10"),
+        ] {
+            let l = format!(
+                "Jan 25 10:00:00 {host} kernel: [810294.788657] D:IN=eth0 OUT= SRC=3.5.140.2 DST={dst} PROTO=TCP SPT=1 DPT=22"
+            );
+            let r = redact(&l, &[Redact::Dst]);
+            assert_eq!(
+                r,
+                "Jan 25 10:00:00 redacted kernel: [810294.788657] D:IN=eth0 OUT= SRC=3.5.140.2 DST=redacted PROTO=TCP SPT=1 DPT=22"
+            );
+            // Only with DST: the host keeps its name otherwise.
+            assert!(redact(&l, &[Redact::Mac]).contains(&format!(" {host} kernel:")));
+        }
+        // Host names, stamps and the uptime are no addresses.
+        let named = "2026-01-25T10:00:00+00:00 web1 kernel: [810294.788657] D:IN=eth0 SRC=3.5.140.2 DST=1.2.3.4";
+        assert_eq!(
+            redact(named, &[Redact::Dst]),
+            "2026-01-25T10:00:00+00:00 web1 kernel: [810294.788657] D:IN=eth0 SRC=3.5.140.2 DST=redacted"
+        );
+        let padded = "Jan  5 10:00:00 cafe kernel: D:IN=eth0 SRC=3.5.140.2 DST=1.2.3.4";
+        assert!(redact(padded, &[Redact::Dst]).starts_with("Jan  5 10:00:00 cafe kernel:"));
     }
 
     #[test]

@@ -250,6 +250,7 @@ impl Report {
             targets.clear();
             for ip in &mut ips {
                 ip.targets.clear();
+                ip.hosts = hide_addresses(std::mem::take(&mut ip.hosts));
             }
         }
         let excerpt = window
@@ -329,7 +330,14 @@ impl Report {
             protocols: protocol_names,
             ports: ports.into_iter().collect(),
             targets: targets.into_iter().map(|t| t.to_string()).collect(),
-            hosts: hosts.into_iter().map(|h| clean(h.as_bytes())).collect(),
+            hosts: {
+                let hosts = hosts.into_iter().map(|h| clean(h.as_bytes())).collect();
+                if hide_targets {
+                    hide_addresses(hosts)
+                } else {
+                    hosts
+                }
+            },
             ips,
             excerpt,
             excerpt_seconds: cfg.sample_seconds,
@@ -505,6 +513,22 @@ fn push_joined(out: &mut String, items: &[String]) {
         }
         out.push_str(item);
     }
+}
+
+/// Host names with those that are addresses (a log host names a sender without a name by its
+/// address, which is the operator's) as `redacted`, once.
+fn hide_addresses(hosts: Vec<String>) -> Vec<String> {
+    let hosts: std::collections::BTreeSet<String> = hosts
+        .into_iter()
+        .map(|h| {
+            if h.parse::<IpAddr>().is_ok() {
+                "redacted".to_string()
+            } else {
+                h
+            }
+        })
+        .collect();
+    hosts.into_iter().collect()
 }
 
 /// A few words an abuse desk can triage by, from the protocols, ports and rate: `TCP 22

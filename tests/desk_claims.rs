@@ -1263,3 +1263,44 @@ fn the_repeat_line_reads_right_for_one_all_or_some_addresses() {
         "Repeat: 1 of these addresses was reported to you before and is still sending"
     );
 }
+
+/// A log host names a sender that has no name by its address, which is ours: with `DST`
+/// redacted it was still shown before `kernel:` in every line of the excerpt, evidence.log
+/// and `preview --json` (and in a template's `hosts`), while the subject said "our servers".
+#[test]
+fn redact_dst_hides_our_address_where_the_log_host_names_a_sender_by_it() {
+    let s = Setup::new(&standard_config(
+        "redact = [\"MAC\", \"DST\"]\ntemplates_dir = \"{dir}/templates\"",
+    ));
+    std::fs::create_dir(s.path("templates")).unwrap();
+    s.write(
+        "templates/body.txt",
+        "hosts: {{ hosts | join(sep=\", \") }}\n{% for a in ips %}{{ a.ip }}: {{ a.hosts | join(sep=\", \") }}\n{% endfor %}{% for l in excerpt %}{{ l }}\n{% endfor %}",
+    );
+    s.write(
+        "messages",
+        &[
+            drop_line("10:00:00", "3.5.140.2", "TCP", 22).replace(" web1 ", " 198.51.100.10 "),
+            drop_line("10:00:01", "3.5.140.2", "TCP", 22)
+                .replace(" web1 ", " 2001:db8::10 ")
+                .replace("DST=198.51.100.10", "DST=2001:db8::10"),
+            drop_line("10:00:02", "3.5.140.3", "TCP", 22),
+        ]
+        .concat(),
+    );
+    let preview = s.run(&["preview", "--json"]).ok();
+    s.run(&["run"]).ok();
+    let raw = std::fs::read(&s.outbox()[0]).unwrap();
+    let message = MessageParser::default().parse(raw.as_slice()).unwrap();
+    let text = all_text(&message, &raw) + &preview.stdout;
+    for ours in ["198.51.100.10", "2001:db8::10"] {
+        assert!(!text.contains(ours), "{ours} shown:\n{text}");
+    }
+    let body = message.body_text(0).unwrap().replace("\r\n", "\n");
+    assert!(body.contains("hosts: redacted, web1\n"), "{body}");
+    assert!(body.contains("3.5.140.2: redacted\n"), "{body}");
+    assert!(body.contains("Jan 25 10:00:00 redacted kernel: "), "{body}");
+    // The attacker stays, and so does a host's name.
+    assert!(body.contains("SRC=3.5.140.2 DST=redacted"), "{body}");
+    assert!(body.contains("Jan 25 10:00:02 web1 kernel: "), "{body}");
+}
