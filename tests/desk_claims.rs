@@ -1023,11 +1023,14 @@ fn parts_of_a_delta_drained_over_several_runs_say_which_report_and_what_follows(
             .skip(1)
             .map(|r| r.split(',').next().unwrap().to_string())
             .collect();
+        // "N more addresses in your network follow in later reports[, numbered on their own]."
         let more = body
-            .split(". ")
-            .find_map(|s| s.strip_suffix(" more addresses in your network follow in later reports, numbered on their own"))
-            .or_else(|| body.split(". ").find_map(|s| s.strip_suffix(" more address in your network follow in later reports, numbered on their own")))
-            .map_or(0, |n| n.rsplit(' ').next().unwrap().parse().unwrap());
+            .split_once(" in your network follow")
+            .map_or(0, |(before, _)| {
+                let words: Vec<&str> = before.rsplit(' ').take(3).collect();
+                assert!(words[1] == "more", "{body}");
+                words[2].parse().unwrap()
+            });
         let (made, part, parts) = match body.split_once("This is part ") {
             Some((_, rest)) => {
                 let (k, rest) = rest.split_once(" of ").unwrap();
@@ -1303,4 +1306,42 @@ fn redact_dst_hides_our_address_where_the_log_host_names_a_sender_by_it() {
     // The attacker stays, and so does a host's name.
     assert!(body.contains("SRC=3.5.140.2 DST=redacted"), "{body}");
     assert!(body.contains("Jan 25 10:00:02 web1 kernel: "), "{body}");
+}
+
+/// What a report says follows it reads right for one address left.
+#[test]
+fn one_address_left_for_a_later_report_is_said_in_the_singular() {
+    let s = Setup::new(
+        &standard_config("max_ips_per_message = 2")
+            .replace("[mail]", "[mail]\nmax_messages_per_run = 1"),
+    );
+    let log: String = (0..9)
+        .map(|i| {
+            drop_line(
+                &format!("10:00:0{i}"),
+                &format!("3.5.140.{}", i + 2),
+                "TCP",
+                22,
+            )
+        })
+        .collect();
+    s.write("messages", &log);
+    let out = s.run(&["preview"]).ok();
+    let text = out.stdout.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert_eq!(
+        text.matches("This is part ").count(),
+        4,
+        "four parts a run: {}",
+        out.stdout
+    );
+    assert_eq!(
+        text.matches(
+            "1 more address in your network follows in later reports, numbered on their own."
+        )
+        .count(),
+        4,
+        "{}",
+        out.stdout
+    );
+    assert_eq!(text.matches("more to follow)").count(), 1, "{}", out.stdout);
 }
