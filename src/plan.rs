@@ -659,11 +659,18 @@ pub(crate) fn plan_part(
     let settings = world.settings;
     let ips: Vec<IpAddr> = attackers.iter().map(|a| a.observation.ip).collect();
     let pool: Vec<EvidenceLine> = intake.evidence_for(world, desk.bucket, &ips, state)?;
-    let window: Option<Window> = densest(
+    let mut window: Option<Window> = densest(
         pool.clone(),
         settings.report.sample_seconds,
         settings.report.max_excerpt_lines,
     );
+    // The kept lines are a few of each address's: the window's count is made from what the
+    // addresses' records say, and said to be a least where they cannot tell.
+    let at_least = window.as_mut().is_some_and(|w| {
+        let (count, exact) = lines_in_window(w, settings.report.sample_seconds, attackers, &pool);
+        w.count = count;
+        !exact
+    });
     let id = report_id(
         world.now,
         desk.id_name(),
@@ -713,6 +720,7 @@ pub(crate) fn plan_part(
         }))
         .with_evidence(&pool, &settings.report, lines);
         report.excerpt.truncate(lines);
+        report.excerpt_window_at_least = at_least;
         let (subject, body) = world.templates.render(&report)?;
         // An API report stores the exact request body: a retry sends the same clientToken
         // with the same payload.
@@ -786,6 +794,45 @@ pub(crate) fn plan_part(
         }),
     };
     Ok(Planned { report, record })
+}
+
+/// How many packets of `attackers` the window `w` (`seconds` long) holds, and whether that is
+/// exact. The lines kept as evidence are each address's first few and a run's densest
+/// window, capped at `max_excerpt_lines`: a flood of 200 packets in a second keeps 50 of
+/// them, and counting kept lines said the second "held 50 lines". An address whose packets
+/// all fall inside the window (its first and last sighting do) has all its hits there; one
+/// whose packets all fall outside has none; one whose every packet was kept is counted line
+/// by line. Any other address is counted by its kept lines, and the count is a least.
+fn lines_in_window(
+    w: &Window,
+    seconds: u32,
+    attackers: &[Attacker],
+    pool: &[EvidenceLine],
+) -> (u64, bool) {
+    let (start, end) = (w.start, w.start + i64::from(seconds.max(1)));
+    let mut kept: std::collections::HashMap<IpAddr, (u64, u64)> = std::collections::HashMap::new();
+    for l in pool {
+        let (all, inside) = kept.entry(l.ip).or_default();
+        *all += 1;
+        if (start..end).contains(&l.time) {
+            *inside += 1;
+        }
+    }
+    let (mut count, mut exact) = (0, true);
+    for a in attackers {
+        let o = &a.observation;
+        let (all, inside) = kept.get(&o.ip).copied().unwrap_or_default();
+        if o.last_seen < start || o.first_seen >= end {
+            continue;
+        }
+        if o.first_seen >= start && o.last_seen < end {
+            count += o.hits.max(inside);
+        } else {
+            count += inside;
+            exact &= all >= o.hits;
+        }
+    }
+    (count, exact)
 }
 
 /// `20260125T235125Z-aws-1a2b3c4d5e6f7a8b`: time, provider and a 64-bit hash of the IPs, so

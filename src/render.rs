@@ -172,6 +172,9 @@ pub struct Report {
     pub excerpt_start: Option<String>,
     /// How many lines from these IPs the excerpt's window held (the excerpt may show fewer).
     pub excerpt_window_lines: u64,
+    /// Whether that is a least: lines of these addresses that were not kept may fall in the
+    /// window too.
+    pub excerpt_window_at_least: bool,
     /// The names of the files attached (`ips.csv`, `excerpt.log`, or `xarf.json`).
     pub attachments: Vec<String>,
     /// What kind of abuse, in a few words: `UDP 53 flood`, `TCP to 22/443`, `port scan (120 ports)`.
@@ -343,6 +346,7 @@ impl Report {
             excerpt_seconds: cfg.sample_seconds,
             excerpt_start: window.map(|w| zone.rfc3339(w.start)),
             excerpt_window_lines: window.map_or(0, |w| w.count),
+            excerpt_window_at_least: false,
             abuse_kind: String::new(),
             spoofing_likely: false,
             part: 1,

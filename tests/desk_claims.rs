@@ -771,31 +771,34 @@ fn check_part(
         .values()
         .flat_map(|e| e.times.iter().copied())
         .collect();
-    // The earliest of the fullest windows.
-    let (start, held) = times
-        .iter()
-        .map(|t| {
-            let held = times
-                .iter()
-                .filter(|u| *u >= t && (**u - *t).num_seconds() < 5)
-                .count();
-            (*t, held)
-        })
-        .fold(
-            None::<(DateTime<FixedOffset>, usize)>,
-            |best, (t, held)| match best {
-                Some((bt, bh)) if bh > held || (bh == held && bt <= t) => Some((bt, bh)),
-                _ => Some((t, held)),
-            },
-        )
-        .unwrap();
-    let heading = format!(
-        "Log excerpt: the 5 seconds from {} held {held} line{} from these addresses",
-        start.to_rfc3339(),
-        if held == 1 { "" } else { "s" }
-    );
+    // The heading says how many of these sources' packets its five seconds held: exactly,
+    // or "at least" a number no larger than that, where the lines kept cannot tell.
     let joined = body.split_whitespace().collect::<Vec<_>>().join(" ");
-    assert!(joined.contains(&heading), "{heading}\n{body}");
+    let heading = joined
+        .split_once("Log excerpt: the 5 seconds from ")
+        .unwrap_or_else(|| panic!("no excerpt heading:\n{body}"))
+        .1;
+    let (start, rest) = heading.split_once(" held ").unwrap();
+    let start = DateTime::parse_from_rfc3339(start).unwrap();
+    let (at_least, rest) = match rest.strip_prefix("at least ") {
+        Some(rest) => (true, rest),
+        None => (false, rest),
+    };
+    let said: usize = rest.split(' ').next().unwrap().parse().unwrap();
+    let held = times
+        .iter()
+        .filter(|u| **u >= start && (**u - start).num_seconds() < 5)
+        .count();
+    if at_least {
+        assert!(said <= held, "said at least {said}, held {held}: {heading}");
+    } else {
+        assert_eq!(said, held, "{heading}");
+    }
+    let unit = if said == 1 { "line" } else { "lines" };
+    assert!(
+        rest.starts_with(&format!("{said} {unit} from these addresses")),
+        "{heading}"
+    );
 
     // Nothing of another desk, nor our own redacted details, anywhere in the message.
     let text = all_text(&message, raw);
@@ -1375,4 +1378,71 @@ fn each_part_of_a_split_report_holds_its_own_sources_only() {
     }
     assert_eq!(parts, 2);
     assert_eq!(covered, alpha.into_keys().collect());
+}
+
+/// The excerpt's heading counted the lines kept as evidence, at most `max_excerpt_lines`: a
+/// flood of 200 packets in one second was said to have "held 50 lines". It now says the
+/// packets the records count there, and "at least" where kept lines are all it can count.
+#[test]
+fn the_excerpt_heading_counts_packets_not_the_lines_kept() {
+    let heading = |s: &Setup| {
+        let mail = std::fs::read_to_string(s.outbox().last().unwrap()).unwrap();
+        let body = mail
+            .replace("\r\n", "\n")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let at = body.find("Log excerpt: ").unwrap();
+        // Up to the first log line.
+        let heading = &body[at..];
+        heading[..heading.find(" Jan ").unwrap()].to_string()
+    };
+    // 200 packets in one second: all of the address's packets are in the window.
+    let s = Setup::standard();
+    let flood: String = (0..200)
+        .map(|i| drop_line("09:00:00", "3.5.140.9", "TCP", 1000 + i))
+        .collect();
+    s.write("messages", &flood);
+    s.run(&["run"]).ok();
+    assert!(
+        heading(&s).contains("held 200 lines from these addresses; the first 50 follow"),
+        "{}",
+        heading(&s)
+    );
+    // 20 packets in five seconds, read while below min_hits (their first lines are kept),
+    // then two more an hour later: the window's count is a least.
+    let mut s = Setup::new(&standard_config("min_hits = 22").replace("min_hits = 1\n", ""));
+    let burst: String = (0..20u16)
+        .map(|i| drop_line(&format!("10:00:0{}", i / 4), "3.5.140.2", "TCP", 22 + i))
+        .collect();
+    // Another address's denser burst takes the run's window.
+    let other: String = (0..40)
+        .map(|i| drop_line("09:00:00", "3.5.140.9", "TCP", 1000 + i))
+        .collect();
+    s.write("messages", &(other + &burst));
+    s.run(&["run"]).ok();
+    s.now = "2026-01-26T09:00:00Z".into();
+    s.append(
+        "messages",
+        &(drop_line("11:00:00", "3.5.140.2", "TCP", 22)
+            + &drop_line("11:00:01", "3.5.140.2", "TCP", 22)),
+    );
+    s.run(&["run"]).ok();
+    let said = heading(&s);
+    let count: usize = said
+        .split("held at least ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{said}"))
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let start = said.split("seconds from ").nth(1).unwrap();
+    let logged = match &start[..25] {
+        "2026-01-25T10:00:00+00:00" => 20,
+        "2026-01-25T11:00:00+00:00" => 2,
+        other => panic!("{other}"),
+    };
+    assert!(count <= logged, "{said}");
 }
