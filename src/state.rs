@@ -1050,11 +1050,36 @@ impl State {
                 "{path}: cannot hold space to record what is sent; nothing is sent until it can"
             )
         })?;
-        self.conn
-            .execute_batch("BEGIN IMMEDIATE")
-            .with_context(|| {
+        let lock = |conn: &Connection| {
+            conn.execute_batch("BEGIN IMMEDIATE").with_context(|| {
                 format!("{path}: cannot take the write lock to record what is sent; nothing is sent until it can")
-            })?;
+            })
+        };
+        // The attempt is counted, and committed, before the transport sees the message: a
+        // run killed once the server has it leaves a report known as tried, which the next
+        // run sends again as stored, alike to the byte, rather than as one never tried (a
+        // part that waited for its turn gets the Date it goes out on).
+        lock(&self.conn)?;
+        let counted = self
+            .conn
+            .execute(
+                "UPDATE report SET attempts = attempts + 1 WHERE id = ?1",
+                [id],
+            )
+            .map_err(anyhow::Error::from)
+            .and_then(|n| match n {
+                1 => Ok(self.conn.execute_batch("COMMIT")?),
+                _ => bail!("report {id} is not in the ledger"),
+            });
+        if let Err(e) = counted {
+            if !self.conn.is_autocommit() {
+                let _ = self.conn.execute_batch("ROLLBACK");
+            }
+            return Err(e.context(format!(
+                "{path}: cannot write; nothing is sent until it can"
+            )));
+        }
+        lock(&self.conn)?;
         Ok(Attempt {
             state: self,
             id: id.to_string(),
@@ -1855,15 +1880,18 @@ fn write_outcome(
     at: &str,
 ) -> Result<()> {
     let changed = match status {
+        // Attempts are counted when they begin (see `State::begin_attempt`).
         Status::Sent => conn.execute(
-            "UPDATE report SET status = 'sent', sent_at = ?2, server_reply = ?3, attempts = attempts + 1 WHERE id = ?1",
+            "UPDATE report SET status = 'sent', sent_at = ?2, server_reply = ?3 WHERE id = ?1",
             params![id, at, detail],
         )?,
         Status::Failed | Status::Rejected => conn.execute(
-            "UPDATE report SET status = ?2, last_error = ?3, attempts = attempts + 1 WHERE id = ?1",
+            "UPDATE report SET status = ?2, last_error = ?3 WHERE id = ?1",
             params![id, status.as_str(), detail],
         )?,
-        Status::Sending => conn.execute("UPDATE report SET status = 'sending' WHERE id = ?1", [id])?,
+        Status::Sending => {
+            conn.execute("UPDATE report SET status = 'sending' WHERE id = ?1", [id])?
+        }
     };
     if changed != 1 {
         bail!("report {id} is not in the ledger");

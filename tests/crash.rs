@@ -1,0 +1,182 @@
+//! Runs killed (`kill -9`: the OOM killer, a reboot, systemd's stop past its timeout) at points
+//! of the SMTP dialogue the test server controls, then run again: what the server holds across
+//! runs, and the ledger, must keep the promises (nothing lost, nothing sent twice but the one
+//! message the server accepted just before the run died, and that one alike to the byte).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use common::smtp::{self, Delivery, MailServer, Security};
+use common::*;
+use mail_parser::MessageParser;
+
+fn smtp_config(port: u16, extra_report: &str, extra_mail: &str) -> String {
+    standard_config(extra_report).replace(
+        "[mail]\ntransport = \"file\"\ndir = \"{dir}/outbox\"",
+        &format!(
+            "[mail]\ntransport = \"smtp\"\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\ntimeout_secs = 5\n{extra_mail}"
+        ),
+    )
+}
+
+const ATTACKERS: [&str; 3] = ["3.5.140.2", "34.223.47.190", "2600:1f18:4a3:6901::1"];
+
+fn attack_log() -> String {
+    [
+        drop_line("10:00:00", "3.5.140.2", "TCP", 22),
+        drop_line("10:00:01", "34.223.47.190", "UDP", 53),
+        drop_line("10:00:02", "2600:1f18:4a3:6901::1", "TCP", 443),
+    ]
+    .concat()
+}
+
+/// The process the server's hook kills: set once the run is started, taken by the first
+/// acceptance after that.
+#[derive(Clone, Default)]
+struct Victim(Arc<AtomicI32>);
+
+impl Victim {
+    /// Kills the run (SIGKILL, as the OOM killer does) when the server has accepted a message
+    /// and before the run hears so.
+    fn arm(server: &MailServer) -> Self {
+        let victim = Victim::default();
+        let pid = victim.0.clone();
+        *server.on_accept.lock().unwrap() = Some(Box::new(move |_: &Delivery| {
+            let pid = pid.swap(0, Ordering::SeqCst);
+            if pid > 0 {
+                // SAFETY: kill(2) on the pid of a child this test spawned and has not reaped.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }));
+        victim
+    }
+
+    /// Runs `run` on `s`, killed at the first acceptance; asserts that it was.
+    fn run_killed(&self, s: &Setup) {
+        let mut child = s
+            .command(&["run"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.0.store(child.id() as i32, Ordering::SeqCst);
+        let status = child.wait().unwrap();
+        self.0.store(0, Ordering::SeqCst);
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            status.signal(),
+            Some(libc::SIGKILL),
+            "the run ended before the server accepted anything: {status}"
+        );
+    }
+}
+
+fn message_id(data: &[u8]) -> String {
+    MessageParser::default()
+        .parse(data)
+        .unwrap()
+        .message_id()
+        .unwrap()
+        .to_string()
+}
+
+/// The messages the server accepted, by Message-ID, in the order first seen.
+fn by_message_id(server: &MailServer) -> BTreeMap<String, Vec<Vec<u8>>> {
+    let mut out: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
+    for d in server.received() {
+        out.entry(message_id(&d.data)).or_default().push(d.data);
+    }
+    out
+}
+
+/// Every address in exactly one report, every report sent.
+fn assert_all_sent_once(s: &Setup, ips: &[&str]) {
+    let mut seen = Vec::new();
+    for r in history(s) {
+        assert_eq!(r["status"], "sent", "{r}");
+        seen.extend(string_list(&r["ips"]));
+    }
+    seen.sort();
+    let mut want: Vec<String> = ips.iter().map(|i| i.to_string()).collect();
+    want.sort();
+    assert_eq!(seen, want);
+}
+
+/// A run killed once the server accepted the message, and the next run an hour or more later
+/// (the next tick of an hourly timer): the server gets the same message again, as the ledger
+/// allows, and it must be the same to the byte, Date included, so that the desk's mail system
+/// sees one message twice and `show` gives what went out. The killed run's attempt never
+/// reached the ledger, and the next run took the report for one never tried, giving it the
+/// Date of the hour it went out again.
+#[test]
+fn a_report_resent_after_a_kill_at_acceptance_is_alike_to_the_byte_hours_later() {
+    let server = smtp::start(Security::Plain, None, 0);
+    let mut s = Setup::new(&smtp_config(server.port, "", ""));
+    s.write("messages", &attack_log());
+    let victim = Victim::arm(&server);
+    s.now = "2026-01-26T08:00:00Z".into();
+    victim.run_killed(&s);
+    s.now = "2026-01-26T11:00:00Z".into();
+    s.run(&["run"]).ok();
+    s.now = "2026-01-26T14:00:00Z".into();
+    s.run(&["run"]).ok();
+
+    let got = by_message_id(&server);
+    assert_eq!(got.len(), 1, "one report: {:?}", got.keys());
+    let copies = got.values().next().unwrap();
+    assert_eq!(copies.len(), 2, "accepted, killed, sent again once");
+    assert!(
+        copies[0] == copies[1],
+        "the copy sent again differs from the one accepted:\n{}\n---\n{}",
+        String::from_utf8_lossy(&copies[0]),
+        String::from_utf8_lossy(&copies[1])
+    );
+    assert_all_sent_once(&s, &ATTACKERS);
+    let id = history(&s)[0]["id"].as_str().unwrap().to_string();
+    let shown = s.run(&["show", &id]).ok();
+    // The server keeps the line end that closes the DATA section.
+    assert!(
+        copies[1].strip_suffix(b"\r\n") == Some(&shown.raw_stdout[..]),
+        "`show` gives the bytes that went out"
+    );
+}
+
+/// The same for a part that waited runs for its turn (`max_messages_per_run`): it gets the
+/// Date of the run it first goes out in, and keeps it when that run is killed once the
+/// server has it.
+#[test]
+fn a_part_that_waited_and_was_killed_at_acceptance_goes_again_alike_to_the_byte() {
+    let server = smtp::start(Security::Plain, None, 0);
+    let mut s = Setup::new(&smtp_config(
+        server.port,
+        "max_ips_per_message = 1",
+        "max_messages_per_run = 1",
+    ));
+    s.write("messages", &attack_log());
+    s.now = "2026-01-26T08:00:00Z".into();
+    s.run(&["run"]).ok();
+    let victim = Victim::arm(&server);
+    s.now = "2026-01-26T10:00:00Z".into();
+    victim.run_killed(&s);
+    for hour in [12, 14, 16, 18] {
+        s.now = format!("2026-01-26T{hour}:00:00Z");
+        s.run(&["run"]).ok();
+    }
+
+    let got = by_message_id(&server);
+    assert_eq!(got.len(), 3, "three parts: {:?}", got.keys());
+    let twice: Vec<&Vec<Vec<u8>>> = got.values().filter(|c| c.len() > 1).collect();
+    assert_eq!(twice.len(), 1, "only the part the kill caught goes twice");
+    assert_eq!(twice[0].len(), 2);
+    assert!(
+        twice[0][0] == twice[0][1],
+        "the copy sent again differs from the one accepted:\n{}\n---\n{}",
+        String::from_utf8_lossy(&twice[0][0]),
+        String::from_utf8_lossy(&twice[0][1])
+    );
+    assert_all_sent_once(&s, &ATTACKERS);
+}
