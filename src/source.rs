@@ -464,6 +464,14 @@ pub fn begins_as(path: &Path, fingerprint: &[u8]) -> bool {
         .is_ok_and(|now| same_start(fingerprint, &now))
 }
 
+/// Whether a cursor's first line tells its file from others: it was whole (or as long as a
+/// fingerprint gets) when the cursor was taken. A file seen empty, or with its first line
+/// still being written, is known by nothing or by a few bytes (a timestamp's first digits)
+/// that any later file may begin with, also one that reuses its inode number.
+fn known_by_first_line(fingerprint: &[u8]) -> bool {
+    fingerprint.ends_with(b"\n") || fingerprint.len() >= FINGERPRINT_LEN
+}
+
 /// Whether a file that now begins with `now` is the one whose cursor recorded `then`.
 fn same_start(then: &[u8], now: &[u8]) -> bool {
     now.starts_with(then)
@@ -617,7 +625,10 @@ fn decide_case(
     // A compressed file is not appended to; its size on disk is not comparable to an offset.
     let not_shrunk = now.gzip || now.size >= cursor.offset;
     match (same_inode, same_text, not_shrunk) {
-        (true, true, true) if cursor.fingerprint.is_empty() => {
+        // Nothing of the file was read (it was empty, or its first line unfinished), and the
+        // file on its inode number now may be another: the rotated files the cursor did not
+        // know are read too.
+        (true, true, true) if !known_by_first_line(&cursor.fingerprint) => {
             Decision::Append(catch_up(siblings, cursor))
         }
         (true, true, true) if now.rewritten => Decision::Restarted(catch_up(siblings, cursor)),
@@ -814,8 +825,9 @@ fn siblings(
 fn catch_up(all: &[Sibling], cursor: &Cursor) -> Catchup {
     let is_cursor_file = |s: &Sibling| same_start(&cursor.fingerprint, &s.first_line);
     // A file that was empty when last seen has nothing to be recognised by (and its inode
-    // alone cannot tell it from a new file that reuses the number).
-    let found = if cursor.fingerprint.is_empty() {
+    // alone cannot tell it from a new file that reuses the number); one seen with part of its
+    // first line, only a part that other files may begin with too.
+    let found = if !known_by_first_line(&cursor.fingerprint) {
         None
     } else {
         all.iter()
@@ -828,7 +840,8 @@ fn catch_up(all: &[Sibling], cursor: &Cursor) -> Catchup {
             previous: Some(all[i].rotated_from(0)),
             newer: all[..i].iter().rev().map(|s| s.rotated_from(0)).collect(),
         },
-        // Nothing of an empty file was read, and a file that is gone was read before it went:
+        // Nothing of an empty file (or of one whose first line was unfinished) was read, and
+        // a file that is gone was read before it went:
         // either way, the rotated files the cursor did not know of hold the unread lines (a
         // copytruncate copy, wherever numbering put it, included).
         None => Catchup {

@@ -180,3 +180,60 @@ fn a_part_that_waited_and_was_killed_at_acceptance_goes_again_alike_to_the_byte(
     );
     assert_all_sent_once(&s, &ATTACKERS);
 }
+
+/// A file created on an inode number freed a moment before (ext4 hands it out again), or, if
+/// the file system does not, `None`.
+fn on_inode(dir: &std::path::Path, ino: u64) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let mut made = Vec::new();
+    let mut found = None;
+    for i in 0..200 {
+        let path = dir.join(format!(".candidate-{i}"));
+        std::fs::write(&path, "").unwrap();
+        if std::fs::metadata(&path).unwrap().ino() == ino {
+            found = Some(path);
+            break;
+        }
+        made.push(path);
+    }
+    for p in made {
+        std::fs::remove_file(p).unwrap();
+    }
+    found
+}
+
+/// A run finds the log holding only the start of its first line (the daemon writes a line in
+/// two pieces); logrotate then renames and compresses it, and the daemon's new log gets the
+/// freed inode number and begins with the same bytes (the same hour's timestamp). The cursor
+/// knew the old file by those few bytes only: the new file was taken for it, read on from
+/// where nothing had been read, and the old file's lines, now in the `.gz`, were never read.
+#[test]
+fn a_half_written_first_line_then_its_inode_reused_by_the_next_log_loses_no_line() {
+    use std::os::unix::fs::MetadataExt;
+    let s = Setup::standard();
+    let first = drop_line("10:00:01", "34.208.0.1", "TCP", 22);
+    s.write("messages", &first[..12]);
+    let ino = std::fs::metadata(s.path("messages")).unwrap().ino();
+    s.run(&["run"]).ok();
+    s.append("messages", &first[12..]);
+    s.append("messages", &drop_line("10:00:02", "34.208.0.2", "TCP", 22));
+    // logrotate: rename, then gzip the renamed file, which removes it.
+    std::fs::rename(s.path("messages"), s.path("messages.1")).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &std::fs::read(s.path("messages.1")).unwrap()).unwrap();
+    std::fs::write(s.path("messages.1.gz"), gz.finish().unwrap()).unwrap();
+    std::fs::remove_file(s.path("messages.1")).unwrap();
+    let Some(reused) = on_inode(s.dir.path(), ino) else {
+        eprintln!("this file system does not hand out a freed inode number again: skipped");
+        return;
+    };
+    std::fs::write(&reused, drop_line("10:00:03", "34.208.0.3", "TCP", 22)).unwrap();
+    std::fs::rename(&reused, s.path("messages")).unwrap();
+    s.run(&["run"]).ok();
+    s.run(&["run"]).ok();
+    let want: BTreeMap<String, u64> = ["34.208.0.1", "34.208.0.2", "34.208.0.3"]
+        .iter()
+        .map(|ip| (ip.to_string(), 1))
+        .collect();
+    assert_eq!(observed_hits(&s), want);
+}
