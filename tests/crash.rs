@@ -237,3 +237,106 @@ fn a_half_written_first_line_then_its_inode_reused_by_the_next_log_loses_no_line
         .collect();
     assert_eq!(observed_hits(&s), want);
 }
+
+/// A report split into parts that take several runs (`max_messages_per_run`), with the runs
+/// killed, one after another, at the first, then the second message the server accepts, and
+/// more lines logged between them: once runs end by themselves, every address went out in
+/// exactly one part, every line counted once, and only the messages a kill caught reached
+/// the server twice, each copy alike to the byte.
+#[test]
+fn runs_killed_at_each_acceptance_in_turn_send_every_part_once_and_lose_nothing() {
+    use std::sync::atomic::AtomicUsize;
+    let server = smtp::start(Security::Plain, None, 0);
+    let mut s = Setup::new(&smtp_config(
+        server.port,
+        "max_ips_per_message = 2",
+        "max_messages_per_run = 2",
+    ));
+    // Kills at the n-th acceptance of a run (0: none).
+    let pid = Arc::new(AtomicI32::new(0));
+    let nth = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::new(AtomicUsize::new(0));
+    // The Message-ID of each message a kill caught.
+    let caught = Arc::new(std::sync::Mutex::new(Vec::new()));
+    {
+        let (pid, nth, seen, caught) = (pid.clone(), nth.clone(), seen.clone(), caught.clone());
+        *server.on_accept.lock().unwrap() = Some(Box::new(move |d: &Delivery| {
+            let n = seen.fetch_add(1, Ordering::SeqCst) + 1;
+            if n == nth.load(Ordering::SeqCst) {
+                let p = pid.swap(0, Ordering::SeqCst);
+                if p > 0 {
+                    caught.lock().unwrap().push(message_id(&d.data));
+                    // SAFETY: kill(2) on the pid of a child this test spawned, not reaped yet.
+                    unsafe { libc::kill(p, libc::SIGKILL) };
+                }
+            }
+        }));
+    }
+    let mut lines = 0;
+    let mut log = |s: &Setup, from: u32, to: u32| {
+        for i in from..to {
+            s.append(
+                "messages",
+                &drop_line(
+                    &format!("10:{:02}:00", i),
+                    &format!("34.208.1.{i}"),
+                    "TCP",
+                    22,
+                ),
+            );
+            lines += 1;
+        }
+    };
+    log(&s, 1, 8);
+    let mut killed_hours = Vec::new();
+    for (hour, kill_at) in [(8, 1), (9, 2), (10, 1), (11, 2)] {
+        s.now = format!("2026-01-26T{hour:02}:00:00Z");
+        seen.store(0, Ordering::SeqCst);
+        nth.store(kill_at, Ordering::SeqCst);
+        let mut child = s
+            .command(&["run"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        pid.store(child.id() as i32, Ordering::SeqCst);
+        let status = child.wait().unwrap();
+        pid.store(0, Ordering::SeqCst);
+        use std::os::unix::process::ExitStatusExt;
+        if status.signal() == Some(libc::SIGKILL) {
+            killed_hours.push(hour);
+        }
+        log(&s, 8 + 2 * (hour - 8), 10 + 2 * (hour - 8));
+    }
+    assert!(killed_hours.len() >= 3, "killed at {killed_hours:?}");
+    nth.store(0, Ordering::SeqCst);
+    for hour in 12..20 {
+        s.now = format!("2026-01-26T{hour:02}:00:00Z");
+        s.run(&["run"]).ok();
+    }
+
+    let ips: Vec<String> = (1..16).map(|i| format!("34.208.1.{i}")).collect();
+    let ip_refs: Vec<&str> = ips.iter().map(String::as_str).collect();
+    assert_all_sent_once(&s, &ip_refs);
+    let hits = observed_hits(&s);
+    assert_eq!(hits.values().sum::<u64>(), lines);
+    assert!(hits.values().all(|&h| h == 1), "{hits:?}");
+    let got = by_message_id(&server);
+    assert_eq!(
+        got.len(),
+        history(&s).len(),
+        "every part reached the server"
+    );
+    // A message goes again once for each kill that caught it just after the server took it
+    // (a message caught twice, in two runs, reaches the server three times), alike each time.
+    let caught = caught.lock().unwrap().clone();
+    assert_eq!(caught.len(), killed_hours.len());
+    for (id, copies) in &got {
+        let kills = caught.iter().filter(|c| *c == id).count();
+        assert_eq!(copies.len(), 1 + kills, "{id}: caught by {kills} kill(s)");
+        assert!(
+            copies.iter().all(|c| *c == copies[0]),
+            "{id}: a copy sent again differs"
+        );
+    }
+}
