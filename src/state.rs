@@ -460,6 +460,7 @@ impl State {
                 .with_context(|| format!("cannot create state_dir {}", dir.display()))?;
         }
         let path = dir.join("state.db");
+        remove_abandoned_creations(dir);
         if !exists(&path)? {
             create(dir, &path)?;
         }
@@ -2049,10 +2050,51 @@ fn migrate(conn: &mut Connection, version: i64, path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The temporary name a new state is made under by process `pid` (see [`create`]).
+fn creation_name(pid: u32) -> String {
+    format!(".state.db.new-{pid}")
+}
+
+/// Removes what a process killed while it made a new state left behind (its temporary
+/// database and WAL files): nothing else would, and a state folder should hold only what
+/// the state is. A process still alive, of any user, keeps its files.
+fn remove_abandoned_creations(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = (name.to_str())
+            .and_then(|n| n.strip_prefix(".state.db.new-"))
+            .map(|rest| rest.trim_end_matches("-wal").trim_end_matches("-shm"))
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !process_alive(pid) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Whether process `pid` exists: signal 0 checks without sending anything, and a process
+/// of another user answers "not permitted" rather than "no such process".
+fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    if pid <= 0 {
+        return true;
+    }
+    // SAFETY: kill with signal 0 sends nothing and touches no memory of ours.
+    let answer = unsafe { libc::kill(pid, 0) };
+    answer == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
 /// Makes a new state under a temporary name and links it into place only when it is whole,
 /// so no crash or full disk can leave a `state.db` that looks new but is not.
 fn create(dir: &Path, path: &Path) -> Result<()> {
-    let temp = dir.join(format!(".state.db.new-{}", std::process::id()));
+    let temp = dir.join(creation_name(std::process::id()));
     let _ = std::fs::remove_file(&temp);
     let made = (|| -> Result<()> {
         create_private(&temp)?;

@@ -201,6 +201,52 @@ fn a_state_made_on_a_full_disk_is_never_left_half_made() {
     assert_all_sent_once(&s, &ATTACKERS);
 }
 
+/// A process killed while it made a new state leaves its temporary database (and WAL) in
+/// `state_dir`, where nothing else would remove it: a run removes those of a process that is
+/// gone, before and after a state exists, and leaves those of one still making its state.
+#[test]
+fn the_files_of_a_state_creation_killed_midway_are_removed_by_a_later_run() {
+    let server = smtp::start(Security::Plain, None, 0);
+    let s = Setup::new(&smtp_config(server.port, ""));
+    let state_dir = s.path("state");
+    fs::create_dir_all(&state_dir).unwrap();
+    let gone = |state_dir: &Path| {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        for name in [
+            format!(".state.db.new-{pid}"),
+            format!(".state.db.new-{pid}-wal"),
+            format!(".state.db.new-{pid}-shm"),
+        ] {
+            fs::write(state_dir.join(name), b"half made").unwrap();
+        }
+        pid
+    };
+    let alive = state_dir.join(format!(".state.db.new-{}", std::process::id()));
+    fs::write(&alive, b"being made").unwrap();
+    let left = |state_dir: &Path| -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(state_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".state.db.new-"))
+            .collect();
+        names.sort();
+        names
+    };
+    let keeps = vec![format!(".state.db.new-{}", std::process::id())];
+    // No state yet: the run that makes one.
+    gone(&state_dir);
+    s.write("messages", &attack_log());
+    s.run(&["run"]).ok();
+    assert_eq!(left(&state_dir), keeps);
+    // A state made: a later run.
+    gone(&state_dir);
+    s.run(&["run"]).ok();
+    assert_eq!(left(&state_dir), keeps);
+    assert!(alive.exists());
+}
+
 #[test]
 fn a_lock_taken_when_the_server_accepts_cannot_keep_the_outcome_out() {
     let server = smtp::start(Security::Plain, None, 0);
