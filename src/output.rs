@@ -37,12 +37,12 @@ fn write_line(mut out: impl Write, line: std::fmt::Arguments<'_>) {
     let _ = out.write_fmt(line).and_then(|()| out.write_all(b"\n"));
 }
 
+/// `--json`'s document but its last member, `unattributed`, which [`print_json`] writes after
+/// it (see [`Unattributed::write_pretty`]).
 #[derive(Serialize)]
-pub(crate) struct JsonOutput<'a> {
+pub(crate) struct JsonHead<'a> {
     pub(crate) reports: Vec<JsonReport<'a>>,
     pub(crate) summary: Summary,
-    /// Observed sources that no configured provider holds.
-    pub(crate) unattributed: &'a Unattributed<'a>,
 }
 
 #[derive(Serialize)]
@@ -129,14 +129,53 @@ impl Listed {
     }
 }
 
-impl Serialize for Unattributed<'_> {
-    fn serialize<S: serde::Serializer>(&self, out: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::{Error, SerializeSeq};
-        let mut seq = out.serialize_seq(None)?;
+impl Listed {
+    /// The entry as serde_json's pretty printer writes it as an element of `unattributed`
+    /// (two levels deep), after a separator unless it is the `first`: a flood's list has a
+    /// hundred thousand entries, and writing each through the printer a token at a time cost
+    /// more than finding them. A test holds it to the printer's own output.
+    fn write_pretty(&self, out: &mut Vec<u8>, first: bool) -> serde_json::Result<()> {
+        out.extend_from_slice(if first { b"\n" } else { b",\n" });
+        out.extend_from_slice(b"    {\n      \"ip\": ");
+        serde_json::to_writer(&mut *out, &self.ip)?;
+        out.extend_from_slice(b",\n      \"hits\": ");
+        serde_json::to_writer(&mut *out, &self.hits)?;
+        out.extend_from_slice(b",\n      \"first_seen\": ");
+        serde_json::to_writer(&mut *out, &self.first_seen)?;
+        out.extend_from_slice(b",\n      \"last_seen\": ");
+        serde_json::to_writer(&mut *out, &self.last_seen)?;
+        out.extend_from_slice(b",\n      \"asn\": ");
+        serde_json::to_writer(&mut *out, &self.asn)?;
+        out.extend_from_slice(b",\n      \"as_org\": ");
+        serde_json::to_writer(&mut *out, &self.as_org)?;
+        out.extend_from_slice(b",\n      \"ports\": ");
+        if self.ports.is_empty() {
+            out.extend_from_slice(b"[]");
+        } else {
+            out.push(b'[');
+            for (k, port) in self.ports.iter().enumerate() {
+                out.extend_from_slice(if k == 0 { b"\n" } else { b",\n" });
+                out.extend_from_slice(b"        ");
+                serde_json::to_writer(&mut *out, port)?;
+            }
+            out.extend_from_slice(b"\n      ]");
+        }
+        out.extend_from_slice(b"\n    }");
+        Ok(())
+    }
+}
+
+impl Unattributed<'_> {
+    /// The list as the value of the document's last member, as serde_json's pretty printer
+    /// writes it.
+    fn write_pretty(&self, out: &mut impl Write) -> Result<()> {
         // The records are in the order their addresses were first read, not in the list's:
         // each would be a cache miss of its own, waited for while its entry is written. A
         // short loop reads a few dozen ahead first, so that their misses overlap.
         const AHEAD: usize = 64;
+        let mut text = Vec::with_capacity(AHEAD * 320);
+        let mut first = true;
+        out.write_all(b"[")?;
         for entries in self.entries.chunks(AHEAD) {
             let records: Vec<Option<&Observation>> = (entries.iter())
                 .map(|(_, place)| place.and_then(|p| self.held.at(p)))
@@ -145,12 +184,33 @@ impl Serialize for Unattributed<'_> {
                 acc ^ o.hits ^ u64::from(o.dst_ports.first().copied().unwrap_or(0))
             });
             std::hint::black_box(touched);
+            text.clear();
             for ((ip, _), record) in entries.iter().zip(records) {
-                let entry =
-                    (self.entry)(*ip, record).map_err(|e| S::Error::custom(format!("{e:#}")))?;
-                if let Some(entry) = entry {
-                    seq.serialize_element(&entry)?;
+                if let Some(entry) = (self.entry)(*ip, record)? {
+                    entry.write_pretty(&mut text, first)?;
+                    first = false;
                 }
+            }
+            out.write_all(&text)?;
+        }
+        out.write_all(if first { b"]" } else { b"\n  ]" })?;
+        Ok(())
+    }
+}
+
+/// The plain way to write the list, through serde_json's printer: what
+/// [`Unattributed::write_pretty`] is held to.
+#[cfg(test)]
+impl Serialize for Unattributed<'_> {
+    fn serialize<S: serde::Serializer>(&self, out: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error, SerializeSeq};
+        let mut seq = out.serialize_seq(None)?;
+        for (ip, place) in &self.entries {
+            let record = place.and_then(|p| self.held.at(p));
+            let entry =
+                (self.entry)(*ip, record).map_err(|e| S::Error::custom(format!("{e:#}")))?;
+            if let Some(entry) = entry {
+                seq.serialize_element(&entry)?;
             }
         }
         seq.end()
@@ -177,16 +237,28 @@ pub(crate) fn print_json(
         })
         .collect();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    serde_json::to_writer_pretty(
-        &mut out,
-        &JsonOutput {
-            reports,
-            summary,
-            unattributed,
-        },
-    )?;
+    write_document(&mut out, &JsonHead { reports, summary }, unattributed)?;
     writeln!(out)?;
     out.flush()?;
+    Ok(())
+}
+
+/// The document of `--json`: `head`'s members, then `unattributed`, as serde_json's pretty
+/// printer writes one object of them all.
+fn write_document(
+    out: &mut impl Write,
+    head: &JsonHead<'_>,
+    unattributed: &Unattributed<'_>,
+) -> Result<()> {
+    let text = serde_json::to_vec_pretty(head)?;
+    // The head's object, open again for one more member.
+    let open = text
+        .strip_suffix(b"\n}")
+        .ok_or_else(|| anyhow::anyhow!("the JSON document's head does not end its object"))?;
+    out.write_all(open)?;
+    out.write_all(b",\n  \"unattributed\": ")?;
+    unattributed.write_pretty(out)?;
+    out.write_all(b"\n}")?;
     Ok(())
 }
 
@@ -413,4 +485,122 @@ pub(crate) fn show(settings: &Settings, id: &str) -> Result<u8> {
     };
     std::io::stdout().lock().write_all(&record.message)?;
     Ok(EXIT_OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    /// The document as serde_json's printer writes it in one piece.
+    #[derive(Serialize)]
+    struct Whole<'a> {
+        reports: Vec<JsonReport<'a>>,
+        summary: Summary,
+        unattributed: &'a Unattributed<'a>,
+    }
+
+    /// One source: IPv6?, its bits, hits, first seen, seconds to its last, its AS number and
+    /// name, its ports, and whether its record is held (else it is known from the state, or,
+    /// every third time, not known any more).
+    type Source = (
+        bool,
+        u128,
+        u64,
+        i64,
+        i64,
+        Option<u32>,
+        Option<String>,
+        Vec<u16>,
+        bool,
+    );
+
+    fn source() -> impl Strategy<Value = Source> {
+        (
+            any::<bool>(),
+            any::<u128>(),
+            1u64..100_000,
+            // Years before 0 and after 9999 too, which chrono writes in its own words.
+            -100_000_000_000i64..300_000_000_000,
+            0i64..10_000_000,
+            proptest::option::of(any::<u32>()),
+            proptest::option::of("[a-zA-Z \"\\\\\u{0}-\u{1f}é€]{0,12}"),
+            proptest::collection::vec(any::<u16>(), 0..5),
+            any::<bool>(),
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn the_document_written_in_pieces_is_the_one_the_printer_writes_whole(
+            sources in proptest::collection::vec(source(), 0..24),
+            kathmandu in any::<bool>(),
+        ) {
+            // A zone whose offset is not whole hours, and UTC.
+            let zone = if kathmandu {
+                Zone::Named(chrono_tz::Asia::Kathmandu)
+            } else {
+                Zone::Utc
+            };
+            let mut held = Observations::new();
+            let mut stored: BTreeMap<IpAddr, Observation> = BTreeMap::new();
+            let mut asns: BTreeMap<IpAddr, AsnInfo> = BTreeMap::new();
+            let mut entries: BTreeMap<IpAddr, Option<u32>> = BTreeMap::new();
+            for (k, (v6, bits, hits, first, span, asn, org, ports, is_held)) in
+                sources.into_iter().enumerate()
+            {
+                let ip = if v6 {
+                    IpAddr::from(std::net::Ipv6Addr::from_bits(bits))
+                } else {
+                    IpAddr::from(std::net::Ipv4Addr::from_bits(bits as u32))
+                };
+                if entries.contains_key(&ip) {
+                    continue;
+                }
+                let mut o = Observation::new(ip, first);
+                o.last_seen = first + span;
+                o.hits = hits;
+                for p in ports {
+                    o.dst_ports.insert(p);
+                }
+                if let Some(asn) = asn {
+                    asns.insert(ip, AsnInfo { asn, org });
+                }
+                let place = if is_held {
+                    held.add(o);
+                    Some(held.len() as u32 - 1)
+                } else {
+                    if k % 3 != 0 {
+                        stored.insert(ip, o);
+                    }
+                    None
+                };
+                entries.insert(ip, place);
+            }
+            let list = Unattributed {
+                entries: entries.into_iter().collect(),
+                held: &held,
+                entry: Box::new(|ip, record| {
+                    let o = record.or_else(|| stored.get(&ip));
+                    Ok(o.map(|o| Listed::new(o, asns.get(&ip), zone)))
+                }),
+            };
+            let summary = Summary {
+                lines_read: 7,
+                ips_observed: 3,
+                ..Summary::default()
+            };
+            let mut pieces = Vec::new();
+            write_document(&mut pieces, &JsonHead { reports: Vec::new(), summary }, &list)
+                .unwrap();
+            let whole = serde_json::to_vec_pretty(&Whole {
+                reports: Vec::new(),
+                summary,
+                unattributed: &list,
+            })
+            .unwrap();
+            prop_assert_eq!(String::from_utf8(pieces).unwrap(), String::from_utf8(whole).unwrap());
+        }
+    }
 }
