@@ -340,3 +340,47 @@ fn runs_killed_at_each_acceptance_in_turn_send_every_part_once_and_lose_nothing(
         );
     }
 }
+
+/// Rotated files from before the first run are read by it; the log beside them holds only the
+/// start of its first line then. Once that line is finished and more is written, the cursor
+/// (which knew the log by that start only) reads the log from its start, and the rotated
+/// files it listed are not read a second time: each packet counts once.
+#[test]
+fn a_half_written_first_line_beside_rotated_files_read_before_counts_each_packet_once() {
+    let s = Setup::standard();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(
+        &mut gz,
+        drop_line("09:00:00", "34.208.0.11", "TCP", 22).as_bytes(),
+    )
+    .unwrap();
+    std::fs::write(s.path("messages.2.gz"), gz.finish().unwrap()).unwrap();
+    s.write(
+        "messages.1",
+        &drop_line("09:30:00", "34.208.0.10", "TCP", 22),
+    );
+    let first = drop_line("10:00:01", "34.208.0.1", "TCP", 22);
+    s.write("messages", &first[..12]);
+    s.run(&["run"]).ok();
+    s.append("messages", &first[12..]);
+    s.append("messages", &drop_line("10:00:02", "34.208.0.2", "TCP", 22));
+    s.run(&["run"]).ok();
+    s.append("messages", &drop_line("10:00:03", "34.208.0.3", "TCP", 22));
+    s.run(&["run"]).ok();
+    // logrotate renames the finished log; the daemon starts a new one.
+    std::fs::rename(s.path("messages"), s.path("messages.0")).unwrap();
+    s.write("messages", &drop_line("10:00:04", "34.208.0.4", "TCP", 22));
+    s.run(&["run"]).ok();
+    let want: BTreeMap<String, u64> = [
+        "34.208.0.1",
+        "34.208.0.2",
+        "34.208.0.3",
+        "34.208.0.4",
+        "34.208.0.10",
+        "34.208.0.11",
+    ]
+    .iter()
+    .map(|ip| (ip.to_string(), 1))
+    .collect();
+    assert_eq!(observed_hits(&s), want);
+}
