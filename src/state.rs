@@ -1405,12 +1405,12 @@ pub struct RemoteTally {
 impl State {
     /// Marks a report `sent` and keeps the id the intake gave it, in one statement: a crash
     /// cannot leave a sent report without its remote id. A stored request tagged
-    /// `lifecycle:test` is remembered as a test.
+    /// `lifecycle:test` is remembered as a test. Attempts are counted when they begin (see
+    /// [`State::begin_attempt`]).
     pub fn mark_sent_remote(&mut self, id: &str, remote_id: &str, at: &str) -> Result<()> {
         let changed = self.conn.execute(
             "UPDATE report SET status = 'sent', sent_at = ?2, server_reply = ?3, remote_id = ?3,
-                    remote_test = instr(CAST(message AS TEXT), ?4) > 0,
-                    attempts = attempts + 1 WHERE id = ?1",
+                    remote_test = instr(CAST(message AS TEXT), ?4) > 0 WHERE id = ?1",
             params![id, at, remote_id, "\"lifecycle:test\""],
         )?;
         if changed != 1 {
