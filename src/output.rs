@@ -135,19 +135,21 @@ impl Listed {
     /// hundred thousand entries, and writing each through the printer a token at a time cost
     /// more than finding them. A test holds it to the printer's own output.
     fn write_pretty(&self, out: &mut Vec<u8>, first: bool) -> serde_json::Result<()> {
+        /// One member of the entry, after the one before it.
+        fn member(out: &mut Vec<u8>, key: &str, value: &impl Serialize) -> serde_json::Result<()> {
+            out.extend_from_slice(b",\n      \"");
+            out.extend_from_slice(key.as_bytes());
+            out.extend_from_slice(b"\": ");
+            serde_json::to_writer(&mut *out, value)
+        }
         out.extend_from_slice(if first { b"\n" } else { b",\n" });
         out.extend_from_slice(b"    {\n      \"ip\": ");
         serde_json::to_writer(&mut *out, &self.ip)?;
-        out.extend_from_slice(b",\n      \"hits\": ");
-        serde_json::to_writer(&mut *out, &self.hits)?;
-        out.extend_from_slice(b",\n      \"first_seen\": ");
-        serde_json::to_writer(&mut *out, &self.first_seen)?;
-        out.extend_from_slice(b",\n      \"last_seen\": ");
-        serde_json::to_writer(&mut *out, &self.last_seen)?;
-        out.extend_from_slice(b",\n      \"asn\": ");
-        serde_json::to_writer(&mut *out, &self.asn)?;
-        out.extend_from_slice(b",\n      \"as_org\": ");
-        serde_json::to_writer(&mut *out, &self.as_org)?;
+        member(out, "hits", &self.hits)?;
+        member(out, "first_seen", &self.first_seen)?;
+        member(out, "last_seen", &self.last_seen)?;
+        member(out, "asn", &self.asn)?;
+        member(out, "as_org", &self.as_org)?;
         out.extend_from_slice(b",\n      \"ports\": ");
         if self.ports.is_empty() {
             out.extend_from_slice(b"[]");
