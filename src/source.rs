@@ -734,7 +734,27 @@ impl Folders {
 /// (renamed between its open and this listing) is left out: it is read as the live file.
 /// One that cannot be opened (or is no regular file) is left out and named in `unreadable`.
 /// One compressed other than with gzip is left out and named in `compressed`.
-fn siblings(
+fn siblings(path: &Path, live: Option<&OpenFile>, folders: &mut Folders) -> Siblings {
+    let (mut unreadable, mut compressed) = (Vec::new(), Vec::new());
+    let rotated = rotated_siblings(path, live, &mut unreadable, &mut compressed, folders);
+    Siblings {
+        rotated,
+        unreadable,
+        compressed,
+    }
+}
+
+/// What [`siblings`] found of a path's rotated files.
+struct Siblings {
+    /// Newest first.
+    rotated: Vec<Sibling>,
+    /// Those that could not be opened (or are no regular file), each with why.
+    unreadable: Vec<(io::ErrorKind, String)>,
+    /// Those compressed other than with gzip, named.
+    compressed: Vec<String>,
+}
+
+fn rotated_siblings(
     path: &Path,
     live: Option<&OpenFile>,
     unreadable: &mut Vec<(io::ErrorKind, String)>,
@@ -959,14 +979,11 @@ pub fn read(
     folders: &mut Folders,
 ) -> Result<SourceRead> {
     let live = OpenFile::open(path).map_err(|e| source_error(path, e))?;
-    let (mut unreadable, mut compressed) = (Vec::new(), Vec::new());
-    let rotated = siblings(
-        path,
-        live.as_ref(),
-        &mut unreadable,
-        &mut compressed,
-        folders,
-    );
+    let Siblings {
+        rotated,
+        unreadable,
+        mut compressed,
+    } = siblings(path, live.as_ref(), folders);
     // A first read (or one after `reread`) is the one read of the rotated history: a file of
     // it passed over now is never read (later reads count only what is newer), so the read
     // waits for it as for a live file it cannot open.
@@ -1257,15 +1274,11 @@ pub fn reread_from(path: &Path, since: Option<(i64, &mut LineParser)>) -> Result
     };
     let live = OpenFile::open(path).map_err(|e| source_error(path, e))?;
     // A file compressed other than with gzip holds nothing a reread could start in.
-    let (mut unreadable, mut compressed) = (Vec::new(), Vec::new());
-    let folders = &mut Folders::default();
-    let rotated = siblings(
-        path,
-        live.as_ref(),
-        &mut unreadable,
-        &mut compressed,
-        folders,
-    );
+    let Siblings {
+        rotated,
+        unreadable,
+        ..
+    } = siblings(path, live.as_ref(), &mut Folders::default());
     // One that is no regular file (a folder named like a rotated file) holds no lines.
     if let Some((_, problem)) = unreadable.iter().find(|(k, _)| *k != NOT_REGULAR) {
         anyhow::bail!("{problem}");
@@ -1441,13 +1454,7 @@ mod tests {
 
     /// The rotated siblings of `path`, its folder listed afresh.
     fn siblings_of(path: &Path, live: Option<&OpenFile>) -> Vec<Sibling> {
-        siblings(
-            path,
-            live,
-            &mut Vec::new(),
-            &mut Vec::new(),
-            &mut Folders::default(),
-        )
+        siblings(path, live, &mut Folders::default()).rotated
     }
 
     /// [`read`] of one source in a run of its own.
