@@ -177,18 +177,18 @@ impl Unattributed<'_> {
         const AHEAD: usize = 64;
         let mut text = Vec::with_capacity(AHEAD * 320);
         let mut first = true;
+        let mut records: Vec<Option<&Observation>> = Vec::with_capacity(AHEAD);
         out.write_all(b"[")?;
         for entries in self.entries.chunks(AHEAD) {
-            let records: Vec<Option<&Observation>> = (entries.iter())
-                .map(|(_, place)| place.and_then(|p| self.held.at(p)))
-                .collect();
+            records.clear();
+            records.extend((entries.iter()).map(|(_, place)| place.and_then(|p| self.held.at(p))));
             let touched = (records.iter().flatten()).fold(0, |acc, o| {
                 acc ^ o.hits ^ u64::from(o.dst_ports.first().copied().unwrap_or(0))
             });
             std::hint::black_box(touched);
             text.clear();
-            for ((ip, _), record) in entries.iter().zip(records) {
-                if let Some(entry) = (self.entry)(*ip, record)? {
+            for ((ip, _), record) in entries.iter().zip(&records) {
+                if let Some(entry) = (self.entry)(*ip, *record)? {
                     entry.write_pretty(&mut text, first)?;
                     first = false;
                 }
