@@ -676,9 +676,7 @@ pub(crate) fn ingest(
             }
         }
     }
-    let mut batch = scan
-        .finish()
-        .map_err(|e| anyhow::anyhow!("reading back kept log lines: {e}"))?;
+    let mut batch = scan.finish().map_err(crate::spool::read_back_failed)?;
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
@@ -819,7 +817,7 @@ pub(crate) fn ingest(
             settings.report.sample_seconds,
             settings.report.max_excerpt_lines,
         )
-        .map_err(|e| anyhow::anyhow!("reading back kept log lines: {e}"))?
+        .map_err(crate::spool::read_back_failed)?
         .map(|w| w.lines)
         .unwrap_or_default();
         dense.push((window != stored).then_some(window));
@@ -900,7 +898,7 @@ impl Intake {
         (lines_of(lines, by_ip, ips).iter())
             .map(|l| self.spool.line(l))
             .collect::<std::io::Result<_>>()
-            .map_err(|e| anyhow::anyhow!("reading back kept log lines: {e}"))
+            .map_err(crate::spool::read_back_failed)
     }
 
     /// For desk number `bucket`, whether [`Intake::evidence_for`] would give an address a

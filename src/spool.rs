@@ -128,6 +128,11 @@ struct Blocks {
     failure: Option<String>,
 }
 
+/// A failure to read set-aside lines back, as a run reports it.
+pub fn read_back_failed(e: io::Error) -> anyhow::Error {
+    anyhow::anyhow!("reading back kept log lines: {e}")
+}
+
 impl Spool {
     /// A spool that holds `budget` bytes of text in memory and sets the rest aside in a file in
     /// the first of `dirs` where one can be made.

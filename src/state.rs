@@ -1699,9 +1699,7 @@ fn update_evidence(
     let fresh = stale_before.unwrap_or(i64::MIN);
     let mut texts = update.spool.reader();
     for l in update.lines {
-        let text = texts
-            .text(l)
-            .map_err(|e| anyhow::anyhow!("reading back kept log lines: {e}"))?;
+        let text = texts.text(l).map_err(crate::spool::read_back_failed)?;
         let put = own.execute(params![
             desk,
             l.time,
