@@ -87,6 +87,10 @@ struct Memo {
     /// whose head read well, and where in it the MAC value lies (`None`: no `MAC=`).
     head: Vec<u8>,
     head_mac: Option<(usize, usize)>,
+    /// The text between the timestamp and the message (` web1 kernel: `, with its spaces) of
+    /// the last line that was a packet, and where in it the host name lies.
+    syslog: Vec<u8>,
+    syslog_host: (usize, usize),
 }
 
 /// A head read from the memo: the MAC value, whether `MAC=` was there, and the text from
@@ -94,6 +98,30 @@ struct Memo {
 type Head<'a> = (Option<&'a [u8]>, bool, &'a [u8]);
 
 impl Memo {
+    /// For text after a timestamp that starts with the remembered host and tag: the host
+    /// and the message, as reading them again would give them (the message with its leading
+    /// spaces passed over).
+    fn syslog_of<'a>(&self, after_time: &'a [u8]) -> Option<(&'a [u8], &'a [u8])> {
+        if self.syslog.is_empty() || !after_time.starts_with(&self.syslog) {
+            return None;
+        }
+        let (from, to) = self.syslog_host;
+        Some((
+            &after_time[from..to],
+            trim_start(&after_time[self.syslog.len()..]),
+        ))
+    }
+
+    /// Remembers the host and tag of a line that was a packet: `after_time` up to `message`,
+    /// which lies at its end, and the host within it.
+    fn keep_syslog(&mut self, after_time: &[u8], host: &[u8], message: &[u8]) {
+        let len = after_time.len() - message.len();
+        let host_at = host.as_ptr() as usize - after_time.as_ptr() as usize;
+        self.syslog.clear();
+        self.syslog.extend_from_slice(&after_time[..len]);
+        self.syslog_host = (host_at, host_at + host.len());
+    }
+
     /// For fields starting with the remembered head: the MAC value, whether `MAC=` was there,
     /// and the text from `SRC=` on, as reading the head again would give them.
     fn head_of<'a>(&self, text: &'a [u8]) -> Option<Head<'a>> {
@@ -150,6 +178,19 @@ fn find_byte(byte: u8, text: &[u8]) -> Option<usize> {
     text.iter().position(|&b| b == byte)
 }
 
+/// Where the `]` closing the kernel's uptime stamp is, when only digits, dots and spaces come
+/// before it: one pass, looking at each byte once.
+fn uptime_end(after: &[u8]) -> Option<usize> {
+    for (i, &b) in after.iter().enumerate() {
+        match b {
+            b']' => return Some(i),
+            b'0'..=b'9' | b'.' | b' ' => {}
+            _ => return None,
+        }
+    }
+    None
+}
+
 /// Where the first space is in a short text: eight bytes at a time (a word's end is found in
 /// one or two steps, not one step and one branch per byte), the rest one by one.
 fn find_space(text: &[u8]) -> Option<usize> {
@@ -199,9 +240,23 @@ fn find_either(a: u8, b: u8, text: &[u8]) -> Option<usize> {
         .map(|i| at + i)
 }
 
-/// Byte-wise equality of short texts, compared in place rather than through a call.
+/// Equality of short texts (a timestamp, an address), compared in place rather than through a
+/// call: from 4 to 16 bytes as two words that may overlap, without a loop.
 fn same_bytes(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
+    fn word<const N: usize>(text: &[u8], at: usize) -> [u8; N] {
+        text.get(at..at + N)
+            .and_then(|w| w.try_into().ok())
+            .unwrap_or([0; N])
+    }
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    match n {
+        4..=7 => word::<4>(a, 0) == word::<4>(b, 0) && word::<4>(a, n - 4) == word::<4>(b, n - 4),
+        8..=16 => word::<8>(a, 0) == word::<8>(b, 0) && word::<8>(a, n - 8) == word::<8>(b, n - 8),
+        _ => a == b,
+    }
 }
 
 impl LineParser {
@@ -252,29 +307,32 @@ impl LineParser {
         let Some((time, after_time)) = self.timestamp(rest) else {
             return Line::Malformed("no syslog timestamp");
         };
-        let Some((host, after_host)) = token(after_time) else {
-            return Line::Malformed("no host name");
+        // A host's lines repeat its name and the kernel's tag: text equal to that of the last
+        // packet read is not read again.
+        let known = self.memo.syslog_of(after_time);
+        let (host, message) = match known {
+            Some(known) => known,
+            None => {
+                let Some((host, after_host)) = token(after_time) else {
+                    return Line::Malformed("no host name");
+                };
+                let Some((tag, message)) = token(after_host) else {
+                    return Line::Malformed("no message");
+                };
+                if tag != b"kernel:" {
+                    // The prefix text in another program's message (an SSH user name, a web
+                    // path): not a packet, and not a broken one either.
+                    return Line::Other;
+                }
+                (host, trim_start(message))
+            }
         };
-        let Some((tag, message)) = token(after_host) else {
-            return Line::Malformed("no message");
-        };
-        if tag != b"kernel:" {
-            // The prefix text in another program's message (an SSH user name, a web path):
-            // not a packet, and not a broken one either.
-            return Line::Other;
-        }
-        let mut message = trim_start(message);
+        let syslog_message = message;
+        let mut message = message;
         if let Some(after) = message.strip_prefix(b"[") {
             // The kernel's uptime stamp, `[12345.678901]` or `[  341.399450]`.
-            match find_byte(b']', after) {
-                Some(end)
-                    if after[..end]
-                        .iter()
-                        .all(|b| b.is_ascii_digit() || *b == b'.' || *b == b' ') =>
-                {
-                    message = trim_start(&after[end + 1..]);
-                }
-                _ => {}
+            if let Some(end) = uptime_end(after) {
+                message = trim_start(&after[end + 1..]);
             }
         }
         let message_at = line.len() - message.len();
@@ -289,22 +347,27 @@ impl LineParser {
                 None => return Line::Other,
             }
         };
-        if !is_host_name(host) {
+        if known.is_none() && !is_host_name(host) {
             return Line::Malformed("bad host name");
         }
         let field_text = first_field(&line[fields_at..]);
         match fields(field_text, &mut self.memo) {
-            Ok(f) => Line::Packet(Packet {
-                answer: f.tcp_flag.unwrap_or_else(|| is_answer(field_text, f.proto)),
-                time,
-                host,
-                prefix,
-                src: f.src,
-                dst: f.dst,
-                proto: f.proto,
-                spt: f.spt,
-                dpt: f.dpt,
-            }),
+            Ok(f) => {
+                if known.is_none() {
+                    self.memo.keep_syslog(after_time, host, syslog_message);
+                }
+                Line::Packet(Packet {
+                    answer: f.tcp_flag.unwrap_or_else(|| is_answer(field_text, f.proto)),
+                    time,
+                    host,
+                    prefix,
+                    src: f.src,
+                    dst: f.dst,
+                    proto: f.proto,
+                    spt: f.spt,
+                    dpt: f.dpt,
+                })
+            }
             Err(reason) => Line::Malformed(reason),
         }
     }
@@ -401,30 +464,36 @@ impl LineParser {
 /// Dotted-quad IPv4 from bytes, the common case done without the general parser; anything
 /// else (IPv6, odd forms) is left to `std`.
 fn ipv4(text: &[u8]) -> Option<std::net::Ipv4Addr> {
-    let mut octets = [0u8; 4];
-    let (mut n, mut value, mut digits) = (0usize, 0u16, 0u8);
-    for &b in text {
-        match b {
-            b'0'..=b'9' => {
-                // No leading zeros (std reads none), at most three digits.
-                if digits == 3 || (digits == 1 && value == 0) {
-                    return None;
-                }
-                value = value * 10 + u16::from(b - b'0');
-                digits += 1;
-            }
-            b'.' if digits > 0 && n < 3 => {
-                octets[n] = u8::try_from(value).ok()?;
-                (n, value, digits) = (n + 1, 0, 0);
-            }
-            _ => return None,
-        }
-    }
-    if n != 3 || digits == 0 {
+    if !(7..=15).contains(&text.len()) {
         return None;
     }
-    octets[3] = u8::try_from(value).ok()?;
-    Some(std::net::Ipv4Addr::from(octets))
+    let mut octets = [0u8; 4];
+    let mut at = 0;
+    for (n, octet) in octets.iter_mut().enumerate() {
+        // An octet at a time: up to three digits, then its dot; not a branch on every byte's
+        // kind.
+        let start = at;
+        let mut value = 0u32;
+        while at - start < 3 {
+            match text.get(at).map(|b| b.wrapping_sub(b'0')) {
+                Some(d) if d <= 9 => value = value * 10 + u32::from(d),
+                _ => break,
+            }
+            at += 1;
+        }
+        // No leading zeros (std reads none).
+        if at == start || value > 255 || (at - start > 1 && text[start] == b'0') {
+            return None;
+        }
+        *octet = value as u8;
+        if n < 3 {
+            if text.get(at) != Some(&b'.') {
+                return None;
+            }
+            at += 1;
+        }
+    }
+    (at == text.len()).then(|| std::net::Ipv4Addr::from(octets))
 }
 
 /// IPv6 as the kernel prints it: groups of up to four hex digits, one `::` at most. `None`
@@ -1119,6 +1188,42 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Texts alike but for one byte, anywhere, at every length the words cover and past.
+        #[test]
+        fn short_texts_compare_as_slices_do(
+            a in proptest::collection::vec(proptest::sample::select(vec![b'a', b'b', 0, 0xff]), 0..24),
+            at in 0usize..24,
+            to in proptest::sample::select(vec![b'a', b'b', 0, 0xff]),
+            longer in proptest::bool::ANY,
+        ) {
+            let mut b = a.clone();
+            if let Some(byte) = b.get_mut(at) {
+                *byte = to;
+            }
+            if longer {
+                b.push(b'a');
+            }
+            proptest::prop_assert_eq!(same_bytes(&a, &b), a == b);
+            proptest::prop_assert!(same_bytes(&a, &a));
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_uptime_stamp_ends_where_the_plain_reading_says(
+            text in proptest::collection::vec(
+                proptest::sample::select(vec![b'1', b'0', b'.', b' ', b']', b'[', b'a', 0xff]),
+                0..24,
+            ),
+        ) {
+            let plain = text.iter().position(|&b| b == b']').filter(|&end| {
+                text[..end].iter().all(|b| b.is_ascii_digit() || *b == b'.' || *b == b' ')
+            });
+            proptest::prop_assert_eq!(uptime_end(&text), plain);
+        }
+    }
+
     #[test]
     fn port_digits_agree_with_std() {
         for text in ["0", "22", "65535", "65536", "", "1a", "-1", "007", "123456"] {
@@ -1142,6 +1247,31 @@ mod tests {
             "1.2.3.4 ",
         ] {
             assert_eq!(ipv4(text.as_bytes()), text.parse().ok(), "{text:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn fast_ipv4_agrees_with_std_on_any_text(
+            text in proptest::collection::vec(
+                proptest::sample::select(vec![b'0', b'1', b'2', b'5', b'9', b'.', b'.', b'a', b' ', b':']),
+                0..18,
+            ),
+        ) {
+            let text = String::from_utf8(text).unwrap_or_default();
+            proptest::prop_assert_eq!(ipv4(text.as_bytes()), text.parse().ok(), "{:?}", text);
+        }
+
+        #[test]
+        fn fast_ipv4_agrees_with_std_on_any_octets(
+            octets in proptest::collection::vec(0u32..300, 3..6),
+            zeros in proptest::collection::vec(0usize..3, 6),
+        ) {
+            let text = (octets.iter().zip(&zeros))
+                .map(|(o, z)| format!("{}{o}", "0".repeat(*z % 2)))
+                .collect::<Vec<_>>()
+                .join(".");
+            proptest::prop_assert_eq!(ipv4(text.as_bytes()), text.parse().ok(), "{:?}", text);
         }
     }
 
@@ -1328,6 +1458,45 @@ mod tests {
                 let after = key(fields(line.as_bytes(), &mut memo));
                 let alone = key(fields(line.as_bytes(), &mut Memo::default()));
                 proptest::prop_assert_eq!(after, alone, "{}", line);
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever lines came before, a whole line reads as it reads alone: the host and tag
+        /// the parser remembers never stand in for text that differs.
+        #[test]
+        fn whole_lines_read_after_others_read_as_alone(
+            lines in proptest::collection::vec(
+                (
+                    proptest::sample::select(vec![
+                        "Jan  5 10:00:00", "Jan  5 10:00:01", "2026-01-05T10:00:00Z",
+                        "<4>Jan  5 10:00:00", "\0Jan  5 10:00:00",
+                    ]),
+                    proptest::sample::select(vec![
+                        " web1 kernel: ", "  web1 kernel: ", " web1  kernel: ", " web1 kernel:  ",
+                        " we$b1 kernel: ", " web1 sshd: ", " web1 kernel:", " web2 kernel: ",
+                        " web1 kernelx: ", " 1.2.3.4 kernel: ", " INPUT-DROP: kernel: ", " web1",
+                    ]),
+                    proptest::sample::select(vec!["[1.5] ", "[ 12.25]  ", "[1a] ", "", "[] ", "[1.5]"]),
+                    proptest::sample::select(vec![
+                        "INPUT-DROP: IN=eth0 OUT= SRC=1.2.3.4 DST=5.6.7.8 PROTO=UDP SPT=1 DPT=2",
+                        "DROP IN=eth0 OUT= MAC=aa:bb SRC=2600::1 DST=2600::2 PROTO=TCP SPT=1 DPT=2 ACK",
+                        "INPUT-DROP: IN=eth0 OUT= SRC=x DST=5.6.7.8 PROTO=UDP",
+                        "hello INPUT-DROP: IN=eth0 OUT= SRC=1.2.3.4 DST=5.6.7.8 PROTO=UDP SPT=1 DPT=2",
+                        "INPUT-DROP: IN=eth0 OUT= SRC=1.2.3.4 DST=5.6.7.8 PROTO=UDP SPT=1 DPT=2\r",
+                    ]),
+                ),
+                1..12,
+            ),
+        ) {
+            let prefixes = ["INPUT-DROP: ", "DROP "];
+            let mut reader = parser(&prefixes);
+            for (stamp, head, uptime, tail) in lines {
+                let line = format!("{stamp}{head}{uptime}{tail}");
+                let after = reader.parse(line.as_bytes());
+                let alone = parser(&prefixes).parse(line.as_bytes());
+                proptest::prop_assert_eq!(after, alone, "{:?}", line);
             }
         }
     }
