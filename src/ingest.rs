@@ -1051,6 +1051,18 @@ impl<'a> Ingest<'a> {
         }
     }
 
+    /// Reads on after a line stamped `time` (`None`: nothing known): what a fork starting in
+    /// the middle of a file, or a read resuming one, is told of the lines before.
+    pub fn follows(&mut self, time: Option<i64>) {
+        self.parser.follows(time);
+    }
+
+    /// A line's stamp as this scan's parser reads it, knowing nothing before it, and whether
+    /// the reading would depend on what came before (see [`LineParser::stamp_time`]).
+    pub fn stamp_time(&self, line: &[u8]) -> Option<(i64, bool)> {
+        self.parser.stamp_time(line, None)
+    }
+
     /// Takes in what a fork saw in a later part of the same source: its counts add up, and its
     /// densest window joins the evidence (a window across the two parts' border is not seen).
     pub fn absorb(&mut self, mut other: Ingest<'a>) {

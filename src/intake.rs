@@ -581,6 +581,13 @@ pub(crate) fn ingest(
         });
     }
     let mut names = FileNames::new(matches.iter().flatten());
+    // Where earlier runs stopped reading each file, told to a read that goes on from its
+    // cursor: in the hour a zone's clock shows twice it decides which of the two a line is
+    // in. A zone without summer time never needs it.
+    let resumed = match state {
+        Some(s) if settings.zone != crate::clock::Zone::Utc => s.last_counted()?,
+        _ => HashMap::new(),
+    };
     for (source_cfg, matches) in settings.sources.iter().zip(matches) {
         match &source_cfg.kind {
             SourceKind::Journald => {
@@ -625,6 +632,10 @@ pub(crate) fn ingest(
                     };
                     if let (Some(s), true) = (state, reread) {
                         counted_before(&mut scan, s, &key, &source_cfg.prefixes)?;
+                    } else if cursor.is_some() {
+                        // It goes on where a run stopped (one read again from its start
+                        // follows nothing known).
+                        scan.follows(resumed.get(&key).copied());
                     }
                     let before = scan.counted();
                     let read = source::read(

@@ -64,6 +64,12 @@ pub enum Line<'a> {
 /// Later than that, a line is not this year's (BSD stamps) or not to be trusted at all.
 pub const CLOCK_SLACK: i64 = 86_400;
 
+/// Seconds a line of autumn's repeated hour may be stamped behind the line before it and still
+/// be read in the same pass of the hour: hosts logging into one file with clocks apart.
+/// A second-pass line more than an hour less this after the line before it is read as first
+/// pass (nothing in the file says otherwise).
+pub const REPEATED_HOUR_SLACK: i64 = 600;
+
 /// Parses lines for a fixed set of LOG prefixes, inferring the year of BSD timestamps
 /// from `now` in `zone`.
 #[derive(Clone)]
@@ -74,6 +80,10 @@ pub struct LineParser {
     /// The last timestamp text and its value: a busy log repeats the same second many times.
     cached_stamp: Vec<u8>,
     cached_time: i64,
+    /// The time of the line read last, which tells which of the two readings of a wall-clock
+    /// time in the hour repeated in autumn a line has (syslog writes a file in time order);
+    /// `None` when nothing came before that this reader knows of.
+    last: Option<i64>,
     /// What the lines read so far leave for the next.
     memo: Memo,
 }
@@ -270,8 +280,37 @@ impl LineParser {
             now,
             cached_stamp: Vec::new(),
             cached_time: 0,
+            last: None,
             memo: Memo::default(),
         }
+    }
+
+    /// Reads on after a line stamped `time` (`None`: after nothing known), as a reader that
+    /// resumes a file, or starts in the middle of one, must: the time read last decides
+    /// which hour a wall-clock time in the repeated hour falls in.
+    pub fn follows(&mut self, time: Option<i64>) {
+        self.last = time;
+        self.cached_stamp.clear();
+    }
+
+    /// The time of a line's syslog stamp (after an optional `<N>` priority), read as if it
+    /// followed a line stamped `after`, and whether that reading depended on `after` (a
+    /// wall-clock time the zone's clock showed twice). Whatever the line says after its
+    /// stamp; nothing of the reader changes.
+    pub fn stamp_time(&self, line: &[u8], after: Option<i64>) -> Option<(i64, bool)> {
+        let mut text = &line[line.iter().take_while(|b| **b == 0).count()..];
+        if let Some(rest) = text.strip_prefix(b"<") {
+            let end = memchr::memchr(b'>', &rest[..rest.len().min(4)])?;
+            text = &rest[end + 1..];
+        }
+        if text.first()?.is_ascii_digit() {
+            let end = find_space(text).unwrap_or(text.len());
+            return rfc3339(&text[..end]).map(|t| (t, false));
+        }
+        if text.len() < 15 || text.get(15).is_some_and(|b| *b != b' ') {
+            return None;
+        }
+        self.bsd_after(&text[..15], after)
     }
 
     /// The prefixes, as finders, for scanning whole buffers before splitting lines.
@@ -401,18 +440,20 @@ impl LineParser {
         let time = if stamp[0].is_ascii_digit() {
             rfc3339(stamp)?
         } else {
-            self.bsd(stamp)?
+            self.bsd_after(stamp, self.last)?.0
         };
         self.cached_stamp.clear();
         self.cached_stamp.extend_from_slice(stamp);
         self.cached_time = time;
+        self.last = Some(time);
         Some((time, rest))
     }
 
     /// BSD syslog timestamps carry no year and no zone: the zone is configured, and the year
     /// is the latest one that does not put the line in the future (so December lines read
-    /// in January belong to last year).
-    fn bsd(&self, stamp: &[u8]) -> Option<i64> {
+    /// in January belong to last year). A time the clock showed twice is the one nearer a
+    /// line stamped `after` (see [`Zone::reading`]); the flag says it was such a time.
+    fn bsd_after(&self, stamp: &[u8], after: Option<i64>) -> Option<(i64, bool)> {
         let month = match &stamp[0..3] {
             b"Jan" => 1,
             b"Feb" => 2,
@@ -452,9 +493,9 @@ impl LineParser {
             else {
                 continue;
             };
-            let t = self.zone.to_utc(local)?;
+            let (t, twice) = self.zone.reading(local, after)?;
             if t <= if y > year { next_limit } else { limit } {
-                return Some(t);
+                return Some((t, twice));
             }
         }
         None
@@ -937,23 +978,45 @@ impl Zone {
     /// clock had not jumped yet (with the offset of the day before: `02:30` on the day Berlin
     /// skips to summer time is 02:30 +01:00); in a repeated hour, the first of the two.
     pub fn to_utc(&self, local: NaiveDateTime) -> Option<i64> {
-        fn pick<T: TimeZone>(tz: &T, local: NaiveDateTime) -> Option<i64> {
+        self.reading(local, None).map(|(t, _)| t)
+    }
+
+    /// [`Zone::to_utc`] for a line that follows one stamped `after`, and whether the clock
+    /// showed this time twice. Of the two readings of such a time (autumn's repeated hour),
+    /// the later when `after` is more than [`REPEATED_HOUR_SLACK`] past the earlier: syslog
+    /// writes a file in time order, so a line of the second pass follows lines later than
+    /// its first-pass reading (the first pass's end, the second pass, the hour after), while
+    /// a line of the first pass follows earlier ones, or ones of a host whose clock is a
+    /// little ahead. Without `after`, the first of the two.
+    pub fn reading(&self, local: NaiveDateTime, after: Option<i64>) -> Option<(i64, bool)> {
+        fn pick<T: TimeZone>(
+            tz: &T,
+            local: NaiveDateTime,
+            after: Option<i64>,
+        ) -> Option<(i64, bool)> {
             use chrono::Offset;
             match tz.from_local_datetime(&local) {
-                LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => Some(t.timestamp()),
+                LocalResult::Single(t) => Some((t.timestamp(), false)),
+                LocalResult::Ambiguous(a, b) => {
+                    let (a, b) = (a.timestamp(), b.timestamp());
+                    let (early, late) = (a.min(b), a.max(b));
+                    let later =
+                        after.is_some_and(|t| t > early.saturating_add(REPEATED_HOUR_SLACK));
+                    Some((if later { late } else { early }, true))
+                }
                 LocalResult::None => {
                     let before = tz
                         .from_local_datetime(&(local - chrono::Duration::days(1)))
                         .earliest()?;
                     let offset = before.offset().fix().local_minus_utc();
-                    Some(local.and_utc().timestamp() - i64::from(offset))
+                    Some((local.and_utc().timestamp() - i64::from(offset), false))
                 }
             }
         }
         match self {
-            Zone::Utc => Some(local.and_utc().timestamp()),
-            Zone::Local => pick(&chrono::Local, local),
-            Zone::Named(tz) => pick(tz, local),
+            Zone::Utc => Some((local.and_utc().timestamp(), false)),
+            Zone::Local => pick(&chrono::Local, local, after),
+            Zone::Named(tz) => pick(tz, local, after),
         }
     }
 }
@@ -1787,6 +1850,85 @@ mod tests {
         let inside = "IN=BACKUP OUT=FIRST SRC=1.2.3.4 DST=5.6.7.8 PROTO=TCP SPT=4 DPT=22 SYN";
         assert!(!is_answer(&f(inside), "TCP"));
         assert!(is_answer(&f(&format!("{inside} RST")), "TCP"));
+    }
+
+    /// A parser of Berlin's BSD stamps on the evening after autumn's repeated hour.
+    fn berlin_in_autumn() -> LineParser {
+        let now = DateTime::parse_from_rfc3339("2026-10-25T20:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let zone = Zone::parse("Europe/Berlin").unwrap();
+        LineParser::new(&["D:".to_string()], zone, now)
+    }
+
+    fn berlin_line(stamp: &str) -> String {
+        format!("Oct 25 {stamp} h kernel: D:IN=eth0 OUT= SRC=1.2.3.4 DST=5.6.7.8 PROTO=TCP")
+    }
+
+    /// Syslog writes the hour Berlin's clock shows twice twice: a line of the second pass is
+    /// an hour after the line of the first with the same text, not the same time.
+    #[test]
+    fn a_line_of_the_repeated_hours_second_pass_is_read_an_hour_later_than_the_first() {
+        let mut p = berlin_in_autumn();
+        let read = [
+            ("01:59:59", "2026-10-25T01:59:59+02:00"),
+            ("02:00:00", "2026-10-25T02:00:00+02:00"),
+            ("02:30:00", "2026-10-25T02:30:00+02:00"),
+            ("02:59:59", "2026-10-25T02:59:59+02:00"),
+            // Another host's line a second behind is still the first pass.
+            ("02:59:58", "2026-10-25T02:59:58+02:00"),
+            ("02:00:00", "2026-10-25T02:00:00+01:00"),
+            ("02:00:00", "2026-10-25T02:00:00+01:00"),
+            // Three quarters of an hour without a line, in the second pass.
+            ("02:45:00", "2026-10-25T02:45:00+01:00"),
+            ("02:30:00", "2026-10-25T02:30:00+01:00"),
+            ("02:29:59", "2026-10-25T02:29:59+01:00"),
+            ("02:59:59", "2026-10-25T02:59:59+01:00"),
+            ("03:00:00", "2026-10-25T03:00:00+01:00"),
+            // A host behind the others, still in its second pass after the log host's.
+            ("02:59:30", "2026-10-25T02:59:30+01:00"),
+            ("03:00:01", "2026-10-25T03:00:01+01:00"),
+        ];
+        for (stamp, expected) in read {
+            assert_eq!(
+                packet(&mut p, &berlin_line(stamp)).time,
+                at(expected),
+                "{stamp}"
+            );
+        }
+    }
+
+    /// A reader that resumes a file, or starts in its middle, is told what came before; told
+    /// nothing, it reads the first of the two.
+    #[test]
+    fn a_reader_told_what_came_before_reads_the_repeated_hour_from_there() {
+        let line = berlin_line("02:15:00");
+        let mut p = berlin_in_autumn();
+        p.follows(Some(at("2026-10-25T02:50:00+02:00")));
+        assert_eq!(packet(&mut p, &line).time, at("2026-10-25T02:15:00+01:00"));
+        p.follows(Some(at("2026-10-25T01:50:00+02:00")));
+        assert_eq!(packet(&mut p, &line).time, at("2026-10-25T02:15:00+02:00"));
+        p.follows(None);
+        assert_eq!(packet(&mut p, &line).time, at("2026-10-25T02:15:00+02:00"));
+        // Read without the reader: the stamp, and whether what came before decided it.
+        let after = Some(at("2026-10-25T02:10:00+01:00"));
+        assert_eq!(
+            p.stamp_time(line.as_bytes(), after),
+            Some((at("2026-10-25T02:15:00+01:00"), true))
+        );
+        let before = berlin_line("01:15:00");
+        assert_eq!(
+            p.stamp_time(before.as_bytes(), after),
+            Some((at("2026-10-25T01:15:00+02:00"), false))
+        );
+        let rfc = "<4>2026-10-25T02:15:00+01:00 h kernel: D:IN=eth0";
+        assert_eq!(
+            p.stamp_time(rfc.as_bytes(), None),
+            Some((at("2026-10-25T01:15:00Z"), false))
+        );
+        assert_eq!(p.stamp_time(b"-- MARK --", None), None);
+        assert_eq!(p.stamp_time(b"", None), None);
+        assert_eq!(p.stamp_time(b"<4", None), None);
     }
 
     /// A time the clock skipped is read with the offset before the jump, not an hour early

@@ -1178,10 +1178,31 @@ fn read_in_parts(
             }
         }
     }
+    // A thread that starts mid-file reads on from the time of the line before its piece. A
+    // piece that starts after a line of autumn's repeated hour would not know which of the
+    // two hours its lines are in: it joins the piece before it, which does.
+    let mut after = Vec::with_capacity(starts.len());
+    let mut kept = vec![offset];
+    for &split in &starts[1..] {
+        match time_before(file, offset, split, ingest)? {
+            Some((_, true)) => {}
+            known => {
+                kept.push(split);
+                after.push(known.map(|(t, _)| t));
+            }
+        }
+    }
+    let starts = kept;
     if starts.len() == 1 {
         return ingest.feed(file.at(offset));
     }
-    let mut forks: Vec<Ingest<'_>> = starts[1..].iter().map(|_| ingest.fork()).collect();
+    let mut forks: Vec<Ingest<'_>> = (after.iter())
+        .map(|&t| {
+            let mut fork = ingest.fork();
+            fork.follows(t);
+            fork
+        })
+        .collect();
     let (first, rest) = std::thread::scope(|scope| {
         let workers: Vec<_> = forks
             .iter_mut()
@@ -1219,6 +1240,32 @@ fn read_in_parts(
         ingest.absorb(fork);
     }
     Ok(total)
+}
+
+/// The time of the last stamped line of `file` that ends at `end` (a line end), looked for in
+/// the 64 KiB before it and not before `start` (a line start), and whether that time was one
+/// the zone's clock showed twice (see [`crate::clock::Zone::reading`]).
+fn time_before(
+    file: &OpenFile,
+    start: u64,
+    end: u64,
+    ingest: &Ingest<'_>,
+) -> io::Result<Option<(i64, bool)>> {
+    let from = end.saturating_sub(1 << 16).max(start);
+    let mut text = Vec::with_capacity((end - from) as usize);
+    file.at_until(from, end).read_to_end(&mut text)?;
+    let text = text.strip_suffix(b"\n").unwrap_or(&text);
+    let mut lines = text.rsplit(|b| *b == b'\n').peekable();
+    while let Some(line) = lines.next() {
+        // The first piece may be the end of a line begun before the window.
+        if lines.peek().is_none() && from > start {
+            break;
+        }
+        if let Some(found) = ingest.stamp_time(line) {
+            return Ok(Some(found));
+        }
+    }
+    Ok(None)
 }
 
 /// A sample of a source's text for `check`, read from a regular file only and never more
@@ -1888,6 +1935,78 @@ mod tests {
         assert_eq!(parts_for(PARALLEL_FROM - 1), 1);
         assert!(parts_for(PARALLEL_FROM) >= 2);
         assert!(parts_for(u64::MAX) <= MAX_PARTS);
+    }
+
+    /// A log over Berlin's repeated autumn hour, a line every second from 01:00 to 04:00 local
+    /// time: `34.208.0.1` logs in the first pass of 02:00-03:00 only, `34.208.0.2` in the
+    /// second only, `34.208.0.3` all along.
+    fn autumn_log(path: &Path) {
+        use std::io::Write;
+        let mut out = std::io::BufWriter::new(File::create(path).unwrap());
+        // 01:00:00 +02:00, in Unix seconds.
+        let start = 1_792_882_800i64;
+        let berlin = crate::clock::Zone::parse("Europe/Berlin").unwrap();
+        for t in start..start + 4 * 3600 {
+            let local = berlin.at(t);
+            let offset = local.offset().local_minus_utc();
+            let hour = local.format("%H").to_string();
+            let ip = match (hour.as_str(), offset) {
+                ("02", 7200) => "34.208.0.1",
+                ("02", _) => "34.208.0.2",
+                _ => "34.208.0.3",
+            };
+            writeln!(out, "{} web1 kernel: INPUT-DROP:IN=eth0 OUT= SRC={ip} DST=198.51.100.10 LEN=60 PROTO=UDP SPT=4 DPT=53 LEN=40", local.format("%b %e %H:%M:%S")).unwrap();
+        }
+        out.flush().unwrap();
+    }
+
+    fn berlin_scan<'a>() -> Ingest<'a> {
+        let parser = || {
+            LineParser::new(
+                &["INPUT-DROP:".to_string()],
+                crate::clock::Zone::parse("Europe/Berlin").unwrap(),
+                chrono::DateTime::parse_from_rfc3339("2026-10-26T00:00:00Z")
+                    .unwrap()
+                    .to_utc(),
+            )
+        };
+        let mut scan = Ingest::new(parser(), 1, 5, 50, &one_provider, crate::spool::for_tests());
+        scan.begin_source(parser());
+        scan
+    }
+
+    /// A thread that starts reading in the second pass of the repeated hour reads it as the
+    /// second, as one thread reading the whole file does, not an hour early.
+    #[test]
+    fn a_thread_starting_in_the_repeated_hour_reads_it_as_one_thread_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("messages");
+        autumn_log(&path);
+        let size = fs::metadata(&path).unwrap().len();
+        let mut one = berlin_scan();
+        assert_eq!(one.feed(File::open(&path).unwrap()).unwrap(), size);
+        let one = one.finish().unwrap();
+        let seen = |b: &crate::ingest::Batch, ip: &str| {
+            let o = b.observations.get(&ip.parse().unwrap()).unwrap();
+            (o.first_seen, o.last_seen, o.hits)
+        };
+        // 02:00:00 and 02:59:59 +02:00, then +01:00.
+        let first = (1_792_886_400, 1_792_889_999, 3600);
+        let second = (1_792_890_000, 1_792_893_599, 3600);
+        assert_eq!(seen(&one, "34.208.0.1"), first);
+        assert_eq!(seen(&one, "34.208.0.2"), second);
+        let file = OpenFile::open(&path).unwrap().unwrap();
+        for parts in [2, 3, 4, 5, 8, 16] {
+            let mut many = berlin_scan();
+            assert_eq!(
+                read_in_parts(&file, 0, size, parts, &mut many).unwrap(),
+                size
+            );
+            let many = many.finish().unwrap();
+            assert_eq!(seen(&many, "34.208.0.2"), second, "{parts} parts");
+            assert_eq!(many.summary, one.summary, "{parts} parts");
+            assert_eq!(many.observations, one.observations, "{parts} parts");
+        }
     }
 
     /// Sets a folder's modification time `seconds` into the past.

@@ -914,6 +914,20 @@ impl State {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// Per source, the last packet time any of its prefixes counted as a hit (none on a state
+    /// no run has brought to schema 8 yet): about where an earlier run stopped reading it, for
+    /// a run that reads on from its cursor in the hour the clock shows twice.
+    pub fn last_counted(&self) -> Result<HashMap<String, i64>> {
+        if self.version < 8 {
+            return Ok(HashMap::new());
+        }
+        let mut stmt = self
+            .conn
+            .prepare("SELECT source, max(until) FROM counted GROUP BY source")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// IPs that a report to `provider` holds and that must not go into another one: those
     /// sent, and those still waiting to be sent again (`sending`, `failed`). With `since`,
     /// only reports created at or after that time count as sent.
