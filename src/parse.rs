@@ -486,8 +486,9 @@ impl LineParser {
         // ahead, read seconds before midnight on Dec 31, is in a few seconds, not a year
         // ago; a `Jan  1 10:00` read at noon on Dec 31 is last January's.
         let next_limit = self.now.timestamp() + 3600;
-        for y in [year + 1, year, year - 1] {
-            // Feb 29 exists only in some years: try the previous one too.
+        // Every date but Feb 29 is this year's or last; Feb 29 is the last leap year's, which
+        // may be up to eight years back (2096 read in 2104).
+        for y in (year - 8..=year + 1).rev() {
             let Some(local) =
                 NaiveDate::from_ymd_opt(y, month, day).and_then(|d| d.and_hms_opt(h, m, s))
             else {
@@ -1765,6 +1766,33 @@ mod tests {
         let mut p = LineParser::new(&["D:".to_string()], Zone::Utc, noon);
         let morning = jan.replace("00:00:01", "10:00:00");
         assert_eq!(packet(&mut p, &morning).time, at("2026-01-01T10:00:00Z"));
+    }
+
+    /// A Feb 29 line read in a year that has none is the last leap year's: stale, not a line
+    /// without a time.
+    #[test]
+    fn feb_29_read_two_years_later_is_the_last_leap_years() {
+        let at_time = |now: &str| {
+            let now = DateTime::parse_from_rfc3339(now).unwrap().to_utc();
+            LineParser::new(&["D:".to_string()], Zone::Utc, now)
+        };
+        let leap = "Feb 29 12:00:00 h kernel: D:IN=eth0 OUT= SRC=1.2.3.4 DST=5.6.7.8 PROTO=TCP";
+        for (now, expected) in [
+            ("2026-03-01T00:00:00Z", "2024-02-29T12:00:00Z"),
+            ("2025-01-10T00:00:00Z", "2024-02-29T12:00:00Z"),
+            ("2024-03-01T00:00:00Z", "2024-02-29T12:00:00Z"),
+            ("2028-02-28T13:00:00Z", "2028-02-29T12:00:00Z"),
+            ("2028-02-28T11:00:00Z", "2024-02-29T12:00:00Z"),
+            ("2103-06-01T00:00:00Z", "2096-02-29T12:00:00Z"),
+        ] {
+            assert_eq!(packet(&mut at_time(now), leap).time, at(expected), "{now}");
+        }
+        // A day no year has is no time.
+        let never = leap.replace("Feb 29", "Feb 30");
+        assert_eq!(
+            at_time("2026-03-01T00:00:00Z").parse(never.as_bytes()),
+            Line::Malformed("no syslog timestamp")
+        );
     }
 
     #[test]

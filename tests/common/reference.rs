@@ -358,7 +358,8 @@ pub fn reference_fields(text: &[u8]) -> Option<RefFields> {
 }
 
 /// The syslog timestamp at the start and the text after it: RFC 3339 up to the first space, or
-/// BSD's `Mmm dd HH:MM:SS` in UTC, in the latest year that is not more than a day ahead.
+/// BSD's `Mmm dd HH:MM:SS` in UTC, in the latest year that has the date and is not more than a
+/// day ahead.
 pub fn stamp(text: &[u8]) -> Option<(i64, &[u8])> {
     let space = text.iter().position(|b| *b == b' ')?;
     if text[0].is_ascii_digit() {
@@ -390,7 +391,8 @@ pub fn stamp(text: &[u8]) -> Option<(i64, &[u8])> {
         num(&s[13..15])?,
     );
     let year = now().year();
-    for y in [year + 1, year, year - 1] {
+    // Feb 29 is the last leap year's, up to eight years back.
+    for y in (year - 8..=year + 1).rev() {
         if let Some(t) =
             NaiveDate::from_ymd_opt(y, month, day).and_then(|d| d.and_hms_opt(h, m, sec))
         {
