@@ -6,6 +6,7 @@
 mod common;
 
 use common::*;
+use mail_parser::MimeHeaders;
 
 /// A packet line with a BSD stamp (`Oct 25 02:30:00`) from `src`.
 fn line(stamp: &str, src: &str) -> String {
@@ -104,5 +105,138 @@ fn a_run_resuming_in_the_repeated_hours_second_pass_reads_it_as_the_second() {
     assert_eq!(
         seen(&preview, "3.5.140.2"),
         pair("2026-10-25T02:05:00+01:00", "2026-10-25T02:40:00+01:00")
+    );
+}
+
+/// What a desk reads of the repeated hour: the mail's body and `ips.csv` give the second
+/// pass's times with the offset the clock then had, as `preview --json` does.
+#[test]
+fn the_mail_gives_the_repeated_hours_second_pass_with_its_own_offset() {
+    let s = setup_in("Europe/Berlin", "", "2026-10-25T06:00:00Z");
+    s.write(
+        "messages",
+        &[
+            line("Oct 25 02:50:00", "34.223.47.190"),
+            line("Oct 25 02:05:00", "3.5.140.2"),
+            line("Oct 25 02:40:00", "3.5.140.2"),
+        ]
+        .concat(),
+    );
+    s.run(&["run"]).ok();
+    let sent = s.outbox();
+    assert_eq!(sent.len(), 1);
+    let raw = std::fs::read(&sent[0]).unwrap();
+    let message = mail_parser::MessageParser::default().parse(&raw).unwrap();
+    let body = message.body_text(0).unwrap().replace("\r\n", "\n");
+    assert!(
+        body.contains("Period:   2026-10-25T02:50:00+02:00 to 2026-10-25T02:40:00+01:00\n"),
+        "{body}"
+    );
+    assert!(
+        body.contains("2026-10-25T02:05:00+01:00 to 2026-10-25T02:40:00+01:00"),
+        "{body}"
+    );
+    let csv = message
+        .attachments()
+        .find(|a| a.attachment_name() == Some("ips.csv"))
+        .map(|a| String::from_utf8_lossy(a.contents()).into_owned())
+        .unwrap();
+    assert!(
+        csv.contains("3.5.140.2,2026-10-25T02:05:00+01:00,2026-10-25T02:40:00+01:00,2,"),
+        "{csv}"
+    );
+}
+
+/// The spring gap: a host still on winter time logs 02:30 on the day Berlin skips it; the
+/// line is read at +01:00 (03:30 summer time), after the line of 01:59, not before it.
+#[test]
+fn a_line_in_the_spring_gap_is_read_after_the_line_before_it() {
+    let s = setup_in("Europe/Berlin", "", "2026-03-29T06:00:00Z");
+    s.write(
+        "messages",
+        &[
+            line("Mar 29 01:59:00", "3.5.140.2"),
+            line("Mar 29 02:30:00", "3.5.140.2"),
+        ]
+        .concat(),
+    );
+    let preview = s.run(&["preview", "--json"]).ok().json();
+    assert_eq!(
+        seen(&preview, "3.5.140.2"),
+        pair("2026-03-29T01:59:00+01:00", "2026-03-29T03:30:00+02:00")
+    );
+}
+
+/// Lines of Dec 31 read a second into January (in the configured zone, not UTC) are last
+/// year's; those of Jan 1 this year's.
+#[test]
+fn december_lines_read_in_the_first_second_of_january_are_last_years() {
+    for (zone, now, offset) in [
+        ("UTC", "2027-01-01T00:00:01Z", "+00:00"),
+        ("Europe/Berlin", "2026-12-31T23:00:01Z", "+01:00"),
+        ("America/New_York", "2027-01-01T05:00:01Z", "-05:00"),
+    ] {
+        let s = setup_in(zone, "", now);
+        s.write(
+            "messages",
+            &[
+                line("Dec 31 23:59:59", "3.5.140.2"),
+                line("Jan  1 00:00:00", "3.5.140.2"),
+            ]
+            .concat(),
+        );
+        let preview = s.run(&["preview", "--json"]).ok().json();
+        assert_eq!(
+            seen(&preview, "3.5.140.2"),
+            pair(
+                &format!("2026-12-31T23:59:59{offset}"),
+                &format!("2027-01-01T00:00:00{offset}")
+            ),
+            "{zone}"
+        );
+    }
+}
+
+/// `max_age_days` counts to the second: a packet logged exactly that long ago is reported,
+/// one a second older is stale.
+#[test]
+fn a_packet_exactly_max_age_days_old_counts_and_a_second_older_is_stale() {
+    let s = setup_in("UTC", "max_age_days = 30", "2026-01-26T08:00:00Z");
+    s.write(
+        "messages",
+        &[
+            line("Dec 27 07:59:59", "34.223.47.190"),
+            line("Dec 27 08:00:00", "3.5.140.2"),
+        ]
+        .concat(),
+    );
+    let preview = s.run(&["preview", "--json"]).ok().json();
+    assert_eq!(ip_list(&preview["reports"][0]["ips"]), ["3.5.140.2"]);
+    assert_eq!(preview["summary"]["lines_stale"], 1);
+}
+
+/// RFC 3339 stamps carry their own offset and may carry fractions of a second: they are read
+/// as the instant they name, whatever `timezone` says, and shown in `timezone`.
+#[test]
+fn rfc3339_stamps_with_offsets_and_fractions_are_the_instants_they_name() {
+    let s = setup_in("Europe/Berlin", "", "2026-01-26T08:00:00Z");
+    s.write(
+        "messages",
+        &[
+            line("2026-01-25T10:00:00.999999+09:00", "3.5.140.2"),
+            line("2026-01-25T01:30:00.5-05:45", "3.5.140.2"),
+            line("2026-01-25T00:59:59.000001Z", "34.223.47.190"),
+            line("2026-01-25T03:00:00+05:45", "34.223.47.190"),
+        ]
+        .concat(),
+    );
+    let preview = s.run(&["preview", "--json"]).ok().json();
+    assert_eq!(
+        seen(&preview, "3.5.140.2"),
+        pair("2026-01-25T02:00:00+01:00", "2026-01-25T08:15:00+01:00")
+    );
+    assert_eq!(
+        seen(&preview, "34.223.47.190"),
+        pair("2026-01-24T22:15:00+01:00", "2026-01-25T01:59:59+01:00")
     );
 }
