@@ -34,11 +34,12 @@ pub enum Zone {
 }
 
 impl Zone {
-    /// `local`, `UTC`, or an IANA name such as `Europe/Berlin`.
+    /// `local`, `UTC` (each in any case: `Local` is no IANA name, and `utc` was always
+    /// read), or an IANA name such as `Europe/Berlin`.
     pub fn parse(name: &str) -> Result<Self, String> {
         match name {
-            "local" => Ok(Zone::Local),
-            "UTC" | "utc" | "Etc/UTC" => Ok(Zone::Utc),
+            _ if name.eq_ignore_ascii_case("local") => Ok(Zone::Local),
+            _ if name.eq_ignore_ascii_case("utc") || name == "Etc/UTC" => Ok(Zone::Utc),
             _ => name
                 .parse::<chrono_tz::Tz>()
                 .map(Zone::Named)

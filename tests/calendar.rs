@@ -240,3 +240,103 @@ fn rfc3339_stamps_with_offsets_and_fractions_are_the_instants_they_name() {
         pair("2026-01-24T22:15:00+01:00", "2026-01-25T01:59:59+01:00")
     );
 }
+
+/// The clock set back three hours between runs (NTP correcting a clock that ran ahead): what
+/// is new is still reported, once, and nothing reported is sent again when the clock is
+/// right once more.
+#[test]
+fn a_clock_set_back_between_runs_reports_what_is_new_once() {
+    let mut s = setup_in("UTC", "", "2026-01-26T08:00:00Z");
+    s.write("messages", &line("Jan 26 07:50:00", "34.223.47.190"));
+    s.run(&["run"]).ok();
+    assert_eq!(s.reported(), [["34.223.47.190"]]);
+    s.now = "2026-01-26T05:00:00Z".to_string();
+    s.append(
+        "messages",
+        &[
+            line("Jan 26 04:50:00", "3.5.140.2"),
+            line("Jan 26 04:51:00", "34.223.47.190"),
+        ]
+        .concat(),
+    );
+    s.run(&["run"]).ok();
+    // The ledger lists reports by when the clock said they were made.
+    let both = [["3.5.140.2"], ["34.223.47.190"]];
+    assert_eq!(s.reported(), both);
+    s.now = "2026-01-26T09:00:00Z".to_string();
+    s.append("messages", &line("Jan 26 08:55:00", "3.5.140.2"));
+    s.run(&["run"]).ok();
+    assert_eq!(s.reported(), both);
+    assert_eq!(s.outbox().len(), 2);
+    let preview = s.run(&["preview", "--json"]).ok().json();
+    assert_eq!(preview["reports"].as_array().unwrap().len(), 0, "{preview}");
+}
+
+/// With `rereport_after_days`, a clock set back does not make a report sent "later" than
+/// now hold an address back for longer, nor send it again early.
+#[test]
+fn a_clock_set_back_does_not_rereport_early() {
+    let mut s = setup_in("UTC", "rereport_after_days = 1", "2026-01-26T08:00:00Z");
+    s.write("messages", &line("Jan 26 07:50:00", "34.223.47.190"));
+    s.run(&["run"]).ok();
+    s.now = "2026-01-26T02:00:00Z".to_string();
+    s.append("messages", &line("Jan 26 01:59:00", "34.223.47.190"));
+    s.run(&["run"]).ok();
+    assert_eq!(s.reported().len(), 1);
+    // A day and a minute after the report, still sending: reported again, once.
+    s.now = "2026-01-27T08:01:00Z".to_string();
+    s.append("messages", &line("Jan 27 08:00:00", "34.223.47.190"));
+    s.run(&["run"]).ok();
+    s.run(&["run"]).ok();
+    assert_eq!(s.reported().len(), 2);
+}
+
+/// `timezone = "local"` is the system's zone (here `TZ`): its repeated hour is read as a
+/// named zone's is, and reports name the zone and give its offsets.
+#[test]
+fn the_local_zone_reads_the_repeated_hour_as_the_named_zone_does() {
+    let mut s = setup_in("local", "", "2026-10-25T06:00:00Z");
+    s.env.push(("TZ".to_string(), "Europe/Berlin".to_string()));
+    s.write(
+        "messages",
+        &[
+            line("Oct 25 02:50:00", "34.223.47.190"),
+            line("Oct 25 02:05:00", "3.5.140.2"),
+            line("Oct 25 02:40:00", "3.5.140.2"),
+        ]
+        .concat(),
+    );
+    let preview = s.run(&["preview", "--json"]).ok().json();
+    assert_eq!(
+        seen(&preview, "3.5.140.2"),
+        pair("2026-10-25T02:05:00+01:00", "2026-10-25T02:40:00+01:00")
+    );
+    assert_eq!(
+        seen(&preview, "34.223.47.190"),
+        pair("2026-10-25T02:50:00+02:00", "2026-10-25T02:50:00+02:00")
+    );
+    let text = s.run(&["preview"]).ok().stdout;
+    assert!(text.contains("(Europe/Berlin)"), "{text}");
+}
+
+/// The zone's name is matched as the documentation writes it, and `Local` or `utc` are the
+/// same zones as `local` and `UTC`; an unknown name is a configuration error naming it.
+#[test]
+fn zone_names_in_any_case_of_local_and_utc_are_those_zones() {
+    for zone in ["Local", "LOCAL", "utc", "Utc"] {
+        let mut s = setup_in(zone, "", "2026-01-26T08:00:00Z");
+        s.env.push(("TZ".to_string(), "UTC".to_string()));
+        s.write("messages", &line("Jan 25 10:00:00", "3.5.140.2"));
+        let preview = s.run(&["preview", "--json"]).ok().json();
+        assert_eq!(
+            seen(&preview, "3.5.140.2"),
+            pair("2026-01-25T10:00:00+00:00", "2026-01-25T10:00:00+00:00"),
+            "{zone}"
+        );
+    }
+    let s = setup_in("Europe/Berlln", "", "2026-01-26T08:00:00Z");
+    s.write("messages", &line("Jan 25 10:00:00", "3.5.140.2"));
+    let ran = s.run(&["preview", "--json"]);
+    assert_eq!(ran.code, 78, "{}", ran.stderr);
+    assert!(ran.stderr.contains("Europe/Berlln"), "{}", ran.stderr);
+}
