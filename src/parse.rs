@@ -64,12 +64,6 @@ pub enum Line<'a> {
 /// Later than that, a line is not this year's (BSD stamps) or not to be trusted at all.
 pub const CLOCK_SLACK: i64 = 86_400;
 
-/// Seconds a line of autumn's repeated hour may be stamped behind the line before it and still
-/// be read in the same pass of the hour: hosts logging into one file with clocks apart.
-/// A second-pass line more than an hour less this after the line before it is read as first
-/// pass (nothing in the file says otherwise).
-pub const REPEATED_HOUR_SLACK: i64 = 600;
-
 /// Parses lines for a fixed set of LOG prefixes, inferring the year of BSD timestamps
 /// from `now` in `zone`.
 #[derive(Clone)]
@@ -983,12 +977,12 @@ impl Zone {
     }
 
     /// [`Zone::to_utc`] for a line that follows one stamped `after`, and whether the clock
-    /// showed this time twice. Of the two readings of such a time (autumn's repeated hour),
-    /// the later when `after` is more than [`REPEATED_HOUR_SLACK`] past the earlier: syslog
-    /// writes a file in time order, so a line of the second pass follows lines later than
-    /// its first-pass reading (the first pass's end, the second pass, the hour after), while
-    /// a line of the first pass follows earlier ones, or ones of a host whose clock is a
-    /// little ahead. Without `after`, the first of the two.
+    /// showed this time twice. Syslog writes a file in time order, so of the two readings
+    /// of such a time (autumn's repeated hour) the later is taken when the line before is
+    /// in the second pass already (or after it), or when the wall clock went back more than
+    /// half the hour from it: a first pass ending at 02:59 is followed by a second beginning
+    /// at 02:00. A line of a host whose clock is a little behind (less than half the hour)
+    /// stays in its pass. Without `after`, the first of the two.
     pub fn reading(&self, local: NaiveDateTime, after: Option<i64>) -> Option<(i64, bool)> {
         fn pick<T: TimeZone>(
             tz: &T,
@@ -999,11 +993,23 @@ impl Zone {
             match tz.from_local_datetime(&local) {
                 LocalResult::Single(t) => Some((t.timestamp(), false)),
                 LocalResult::Ambiguous(a, b) => {
-                    let (a, b) = (a.timestamp(), b.timestamp());
-                    let (early, late) = (a.min(b), a.max(b));
-                    let later =
-                        after.is_some_and(|t| t > early.saturating_add(REPEATED_HOUR_SLACK));
-                    Some((if later { late } else { early }, true))
+                    let (early, late) = if a.timestamp() <= b.timestamp() {
+                        (a, b)
+                    } else {
+                        (b, a)
+                    };
+                    let (from, to) = (early.timestamp(), late.timestamp());
+                    let later = after.filter(|t| *t > from).is_some_and(|t| {
+                        // The clock went back from the line before: the second pass begins.
+                        t.saturating_sub(from) >= (to - from) / 2
+                            // The line before is in the second pass, which keeps the later
+                            // offset until the next spring.
+                            || DateTime::from_timestamp(t, 0).is_some_and(|at| {
+                                tz.offset_from_utc_datetime(&at.naive_utc()).fix()
+                                    == late.offset().fix()
+                            })
+                    });
+                    Some((if later { to } else { from }, true))
                 }
                 LocalResult::None => {
                     let before = tz
@@ -1902,6 +1908,8 @@ mod tests {
             ("01:59:59", "2026-10-25T01:59:59+02:00"),
             ("02:00:00", "2026-10-25T02:00:00+02:00"),
             ("02:30:00", "2026-10-25T02:30:00+02:00"),
+            // A host twenty minutes behind the one before is still in the first pass.
+            ("02:10:00", "2026-10-25T02:10:00+02:00"),
             ("02:59:59", "2026-10-25T02:59:59+02:00"),
             // Another host's line a second behind is still the first pass.
             ("02:59:58", "2026-10-25T02:59:58+02:00"),

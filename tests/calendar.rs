@@ -78,10 +78,11 @@ fn a_line_of_the_repeated_hours_second_pass_is_reported_an_hour_later() {
 }
 
 /// A run stopped in the first pass of the repeated hour; the next reads on from its cursor
-/// into the second pass, which it reads as the second, not as the hour already read.
+/// into the second pass, which it reads as the second, not as the hour already read; and a
+/// run after that, three quarters of an hour of the second pass later, still does.
 #[test]
 fn a_run_resuming_in_the_repeated_hours_second_pass_reads_it_as_the_second() {
-    let s = setup_in("Europe/Berlin", "", "2026-10-25T00:55:00Z");
+    let mut s = setup_in("Europe/Berlin", "", "2026-10-25T00:55:00Z");
     s.write(
         "messages",
         &[
@@ -91,20 +92,20 @@ fn a_run_resuming_in_the_repeated_hours_second_pass_reads_it_as_the_second() {
         .concat(),
     );
     s.run(&["run"]).ok();
-    s.append(
-        "messages",
-        &[
-            line("Oct 25 02:05:00", "3.5.140.2"),
-            line("Oct 25 02:40:00", "3.5.140.2"),
-        ]
-        .concat(),
-    );
-    let mut s = s;
-    s.now = "2026-10-25T06:00:00Z".to_string();
+    s.append("messages", &line("Oct 25 02:05:00", "3.5.140.2"));
+    s.now = "2026-10-25T01:06:00Z".to_string();
     let preview = s.run(&["preview", "--json"]).ok().json();
     assert_eq!(
         seen(&preview, "3.5.140.2"),
-        pair("2026-10-25T02:05:00+01:00", "2026-10-25T02:40:00+01:00")
+        pair("2026-10-25T02:05:00+01:00", "2026-10-25T02:05:00+01:00")
+    );
+    s.run(&["run"]).ok();
+    s.append("messages", &line("Oct 25 02:50:00", "18.204.1.7"));
+    s.now = "2026-10-25T06:00:00Z".to_string();
+    let preview = s.run(&["preview", "--json"]).ok().json();
+    assert_eq!(
+        seen(&preview, "18.204.1.7"),
+        pair("2026-10-25T02:50:00+01:00", "2026-10-25T02:50:00+01:00")
     );
 }
 
