@@ -1967,6 +1967,46 @@ mod tests {
         assert_eq!(p.stamp_time(b"<4", None), None);
     }
 
+    /// Zones whose clocks go back other than by an hour at 03:00: Lord Howe by half an hour
+    /// at 02:00, Santiago from midnight to 23:00 the day before.
+    #[test]
+    fn repeated_times_of_half_an_hour_and_at_midnight_are_read_from_the_line_before() {
+        let reading = |zone: &str, local: &str, after: &str| {
+            let zone = Zone::parse(zone).unwrap();
+            let local = NaiveDateTime::parse_from_str(local, "%Y-%m-%d %H:%M:%S").unwrap();
+            zone.reading(local, Some(at(after))).unwrap()
+        };
+        // Lord Howe: 01:30-02:00 twice on 5 April 2026, at +11:00 then +10:30.
+        let howe = "Australia/Lord_Howe";
+        assert_eq!(
+            reading(howe, "2026-04-05 01:40:00", "2026-04-05T01:35:00+11:00"),
+            (at("2026-04-05T01:40:00+11:00"), true)
+        );
+        assert_eq!(
+            reading(howe, "2026-04-05 01:31:00", "2026-04-05T01:59:00+11:00"),
+            (at("2026-04-05T01:31:00+10:30"), true)
+        );
+        assert_eq!(
+            reading(howe, "2026-04-05 01:59:00", "2026-04-05T01:31:00+10:30"),
+            (at("2026-04-05T01:59:00+10:30"), true)
+        );
+        // Santiago: 23:00-24:00 of 4 April 2026 twice, at -03:00 then -04:00.
+        let santiago = "America/Santiago";
+        assert_eq!(
+            reading(santiago, "2026-04-04 23:05:00", "2026-04-04T23:58:00-03:00"),
+            (at("2026-04-04T23:05:00-04:00"), true)
+        );
+        assert_eq!(
+            reading(santiago, "2026-04-04 23:05:00", "2026-04-04T22:58:00-03:00"),
+            (at("2026-04-04T23:05:00-03:00"), true)
+        );
+        // Not repeated: whatever came before.
+        assert_eq!(
+            reading(santiago, "2026-04-05 00:05:00", "2026-04-04T23:58:00-04:00"),
+            (at("2026-04-05T00:05:00-04:00"), false)
+        );
+    }
+
     /// A time the clock skipped is read with the offset before the jump, not an hour early
     /// (which made a line logged at 02:30 the first of a source that began at 01:59:58).
     #[test]
