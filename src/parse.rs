@@ -439,7 +439,11 @@ impl LineParser {
         self.cached_stamp.clear();
         self.cached_stamp.extend_from_slice(stamp);
         self.cached_time = time;
-        self.last = Some(time);
+        // A line stamped after the run began came from a clock ahead (or forged one): it
+        // says nothing of where in the log the lines after it are.
+        if time <= self.now.timestamp() {
+            self.last = Some(time);
+        }
         Some((time, rest))
     }
 
@@ -1886,9 +1890,9 @@ mod tests {
         assert!(is_answer(&f(&format!("{inside} RST")), "TCP"));
     }
 
-    /// A parser of Berlin's BSD stamps on the evening after autumn's repeated hour.
+    /// A parser of Berlin's BSD stamps on the morning after autumn's repeated hour.
     fn berlin_in_autumn() -> LineParser {
-        let now = DateTime::parse_from_rfc3339("2026-10-25T20:00:00Z")
+        let now = DateTime::parse_from_rfc3339("2026-10-25T04:00:00Z")
             .unwrap()
             .with_timezone(&Utc);
         let zone = Zone::parse("Europe/Berlin").unwrap();
@@ -1910,6 +1914,9 @@ mod tests {
             ("02:30:00", "2026-10-25T02:30:00+02:00"),
             // A host twenty minutes behind the one before is still in the first pass.
             ("02:10:00", "2026-10-25T02:10:00+02:00"),
+            ("02:59:59", "2026-10-25T02:59:59+02:00"),
+            // A line stamped ahead of the clock, then the first pass goes on.
+            ("06:00:00", "2026-10-25T06:00:00+01:00"),
             ("02:59:59", "2026-10-25T02:59:59+02:00"),
             // Another host's line a second behind is still the first pass.
             ("02:59:58", "2026-10-25T02:59:58+02:00"),
