@@ -635,9 +635,7 @@ pub(crate) fn ingest(
                     } else if cursor.is_some() {
                         // It goes on where a run stopped (one read again from its start
                         // follows nothing known).
-                        // Not from a clock that was ahead of this run's.
-                        let stopped = resumed.get(&key).copied();
-                        scan.follows(stopped.filter(|t| *t <= world.now.timestamp()));
+                        scan.follows(resumed.get(&key).copied());
                     }
                     let before = scan.counted();
                     let read = source::read(

@@ -282,8 +282,9 @@ impl LineParser {
     /// Reads on after a line stamped `time` (`None`: after nothing known), as a reader that
     /// resumes a file, or starts in the middle of one, must: the time read last decides
     /// which hour a wall-clock time in the repeated hour falls in.
+    /// A time after the run began is not taken: it came from a clock ahead.
     pub fn follows(&mut self, time: Option<i64>) {
-        self.last = time;
+        self.last = time.filter(|t| *t <= self.now.timestamp());
         self.cached_stamp.clear();
     }
 
@@ -1952,6 +1953,9 @@ mod tests {
         p.follows(Some(at("2026-10-25T01:50:00+02:00")));
         assert_eq!(packet(&mut p, &line).time, at("2026-10-25T02:15:00+02:00"));
         p.follows(None);
+        assert_eq!(packet(&mut p, &line).time, at("2026-10-25T02:15:00+02:00"));
+        // Nor from a time after the clock.
+        p.follows(Some(at("2026-10-25T06:00:00+01:00")));
         assert_eq!(packet(&mut p, &line).time, at("2026-10-25T02:15:00+02:00"));
         // Read without the reader: the stamp, and whether what came before decided it.
         let after = Some(at("2026-10-25T02:10:00+01:00"));
