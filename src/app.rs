@@ -115,7 +115,7 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
     // were made) are not shown, and the read asks a ledger that leaves them out, as the run's
     // does: their addresses are free for the new reports shown, with the lines read now.
     let withdrawn = match &state {
-        Some(s) => crate::ledger::to_withdraw(s, settings)?,
+        Some(s) => crate::ledger::to_withdraw(s, &world)?,
         None => Vec::new(),
     };
     for (record, why) in &withdrawn {
@@ -237,7 +237,7 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
     // the lines read now of their addresses are kept for the reports that replace them. They
     // are withdrawn only once the read is stored (`resend`): a run that fails before leaves
     // them waiting.
-    let leaving_out: Vec<String> = (crate::ledger::to_withdraw(&state, settings)?.into_iter())
+    let leaving_out: Vec<String> = (crate::ledger::to_withdraw(&state, &world)?.into_iter())
         .map(|(r, _)| r.id)
         .collect();
 
@@ -318,6 +318,7 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
     }
 
     let mut out = Sending {
+        world: &world,
         transport: transport.as_ref(),
         api: api.as_ref(),
         settings,
@@ -450,6 +451,8 @@ const DESK_PATIENCE_DAYS: i64 = 3;
 
 /// One run's sending: the ways out, what the run may still send, and what came of it.
 struct Sending<'a> {
+    /// What the configuration says now: a waiting report it no longer lets go is withdrawn.
+    world: &'a World<'a>,
     transport: &'a dyn Transport,
     api: Option<&'a crate::aws_api::Api>,
     settings: &'a Settings,
@@ -495,7 +498,7 @@ impl Sending<'_> {
             {
                 continue;
             }
-            if let Some(why) = crate::ledger::withdrawn(&record, self.settings) {
+            if let Some(why) = crate::ledger::withdrawn(&record, self.world) {
                 self.put_aside(state, &record, &why)?;
                 // Its addresses are free again: the ledger is read anew.
                 resent += 1;

@@ -4,7 +4,8 @@
 //! recording its answer needs (the state's write lock and space on its disk), so a report
 //! cannot go out on every run of a state that cannot be written. One configuration file runs
 //! on a state: each source's cursor is its own. Reports left `sending` (a crash) or `failed` (a
-//! transient error) are sent again, as stored, before anything new. A rejected report gives its
+//! transient error) are sent again, as stored, before anything new, unless the configuration
+//! changed since so that they must not go (see [`withdrawn`]). A rejected report gives its
 //! IPs back to the next one, except where the receiver would refuse them again (an API that
 //! refused the content, a discovered desk whose mailbox refuses). An IP is in at most one report
 //! per destination that is not rejected, and in at most one to any discovered desk.
@@ -19,6 +20,7 @@ use crate::cli::Verbosity;
 use crate::clock::{self, utc_text};
 use crate::config::{self, Settings};
 use crate::error::ConfigError;
+use crate::intake::{Destination, World};
 use crate::provider::Provider;
 use crate::send::{SendError, Transport};
 use crate::state::{CONTACT_DESKS, IpSet, ReportRecord, State, Status};
@@ -84,48 +86,104 @@ struct Whole {
     ever_sent: Vec<IpSet>,
 }
 
-/// Why a configured provider's mailed report waiting to be sent again must not go as stored,
-/// if so: the configuration changed since it was made. One of its addresses is in
-/// `report.ignore` now, its provider is gone, or the provider is mailed at other addresses.
-/// Such a report is withdrawn (`rejected`, with this reason) rather than sent: its addresses
-/// still to be reported go in a new report, made as the configuration says now. A digest to
-/// a discovered desk or a report to the API goes as stored: a rejected one keeps its
-/// addresses from being reported there again (see [`Ledger::read`]).
-pub(crate) fn withdrawn(record: &ReportRecord, settings: &Settings) -> Option<String> {
-    if record.contact.is_some() || record.made_for_api() {
-        return None;
-    }
+/// The start of the reason a waiting report is withdrawn with: a withdrawn report's addresses
+/// are free again, also where a rejected report's stay reported (an API's refusal, a
+/// discovered desk's; see [`crate::state::State::rejected_ips`]). Nothing a server answers
+/// begins so.
+pub(crate) const WITHDRAWN: &str = "withdrawn unsent:";
+
+/// Why a report waiting to be sent again must not go as stored, if so: the configuration
+/// changed since it was made. One of its addresses is in `report.ignore` now; a provider's
+/// report: its provider is gone, no longer holds one of its addresses (a range file replaced,
+/// `services` or `regions` changed), or is mailed at other addresses; a discovered desk's
+/// digest: discovery is off, the desk is in `never`, `cc` changed, or one of its addresses is
+/// a configured provider's now. Such a report is withdrawn (`rejected`, with this reason)
+/// rather than sent: its addresses still to be reported go in a new report, made as the
+/// configuration says now.
+pub(crate) fn withdrawn(record: &ReportRecord, world: &World<'_>) -> Option<String> {
+    let settings = world.settings;
     if let Some(i) =
         (record.ips.iter()).find(|i| crate::select::is_ignored(i.ip, &settings.report.ignore))
     {
-        return Some(format!(
-            "withdrawn unsent: {} is in report.ignore now",
-            i.ip
-        ));
+        return Some(format!("{WITHDRAWN} {} is in report.ignore now", i.ip));
     }
-    let Some(provider) = settings
-        .providers
-        .iter()
-        .find(|p| p.name == record.provider)
-    else {
+    if let Some(contact) = &record.contact {
+        return contact_withdrawn(record, contact, world);
+    }
+    let Some(provider) = (world.providers.iter()).find(|p| p.name() == record.provider) else {
         return Some(format!(
-            "withdrawn unsent: provider {} is no longer configured",
+            "{WITHDRAWN} provider {} is no longer configured",
             record.provider
         ));
     };
-    // A provider switched to the API refuses a mailed report at the send, as it always has.
-    if provider.delivery == config::Delivery::AwsAbuseApi {
+    if let Some(i) = (record.ips.iter()).find(|i| !provider.matches(i.ip, world.asn(i.ip))) {
+        return Some(format!(
+            "{WITHDRAWN} {} is no longer in provider {}'s ranges",
+            i.ip, record.provider
+        ));
+    }
+    // A report made for the API goes as stored; a provider switched between mail and the
+    // API refuses the other way's report at the send, as it always has.
+    if record.made_for_api() || provider.config.delivery == config::Delivery::AwsAbuseApi {
         return None;
     }
-    let now: std::collections::BTreeSet<String> = (provider.to.iter())
-        .chain(&settings.report.cc)
-        .map(|m| m.email.to_string())
+    let now = mailboxes(provider.config.to.iter().chain(&settings.report.cc));
+    recipients_changed(record, now, &format!("provider {}", record.provider))
+}
+
+/// [`withdrawn`] for a digest to a discovered desk.
+fn contact_withdrawn(
+    record: &ReportRecord,
+    contact: &crate::state::ReportContact,
+    world: &World<'_>,
+) -> Option<String> {
+    let Some(discover) = world.discover else {
+        return Some(format!("{WITHDRAWN} [discover] is no longer enabled"));
+    };
+    let domain = contact.address.rsplit_once('@').map_or("", |(_, d)| d);
+    if crate::discover::address::is_never(&domain.to_lowercase(), &discover.never) {
+        return Some(format!(
+            "{WITHDRAWN} {} is in discover.never now",
+            contact.address
+        ));
+    }
+    let taken = |ip| {
+        world.route(ip).iter().find_map(|to| match to {
+            Destination::Provider(n) => Some(world.providers[*n].name().to_string()),
+            Destination::Discovered => None,
+        })
+    };
+    if let Some((ip, provider)) = (record.ips.iter()).find_map(|i| Some((i.ip, taken(i.ip)?))) {
+        return Some(format!(
+            "{WITHDRAWN} {ip} is in provider {provider}'s ranges now"
+        ));
+    }
+    let mut now = mailboxes(&world.settings.report.cc);
+    now.insert(contact.address.to_lowercase());
+    recipients_changed(record, now, &format!("the desk {}", contact.address))
+}
+
+/// Mail addresses as a set, in lower case: a desk is one desk however it is spelt.
+fn mailboxes<'m>(
+    of: impl IntoIterator<Item = &'m lettre::message::Mailbox>,
+) -> std::collections::BTreeSet<String> {
+    (of.into_iter())
+        .map(|m| m.email.to_string().to_lowercase())
+        .collect()
+}
+
+/// Why a report to `whom` is withdrawn when it was made for other recipients than `now`.
+fn recipients_changed(
+    record: &ReportRecord,
+    now: std::collections::BTreeSet<String>,
+    whom: &str,
+) -> Option<String> {
+    let then: std::collections::BTreeSet<String> = (record.recipients.iter())
+        .map(|r| r.to_lowercase())
         .collect();
-    let then: std::collections::BTreeSet<String> = record.recipients.iter().cloned().collect();
     (now != then).then(|| {
         format!(
-            "withdrawn unsent: provider {} is mailed at {} now, not {}",
-            record.provider,
+            "{WITHDRAWN} {whom} is mailed at {} now, not {}",
             now.into_iter().collect::<Vec<_>>().join(", "),
             then.into_iter().collect::<Vec<_>>().join(", ")
         )
@@ -133,14 +191,11 @@ pub(crate) fn withdrawn(record: &ReportRecord, settings: &Settings) -> Option<St
 }
 
 /// The reports waiting to be sent again that the configuration no longer lets go as stored,
-/// each with why (see [`withdrawn`]), of every provider: a run for one provider reads every
-/// source, and keeps the lines of their addresses for the reports that replace them.
-pub(crate) fn to_withdraw(
-    state: &State,
-    settings: &Settings,
-) -> Result<Vec<(ReportRecord, String)>> {
+/// each with why (see [`withdrawn`]), of every destination: a run for one provider reads
+/// every source, and keeps the lines of their addresses for the reports that replace them.
+pub(crate) fn to_withdraw(state: &State, world: &World<'_>) -> Result<Vec<(ReportRecord, String)>> {
     Ok((state.pending_heads()?.into_iter())
-        .filter_map(|r| withdrawn(&r, settings).map(|why| (r, why)))
+        .filter_map(|r| withdrawn(&r, world).map(|why| (r, why)))
         .collect())
 }
 
@@ -427,9 +482,9 @@ fn with_date(message: &[u8], now: DateTime<Utc>) -> Option<Vec<u8>> {
 }
 
 /// Providers that look renamed: configured, with no report in the state yet, while the state
-/// holds sent reports to a provider no longer configured whose desk was the same (the same
-/// recipients) and some of whose addresses are in its ranges (`providers`, loaded; one
-/// without ranges may hold any). The ledger knows a provider by its name, so under a new
+/// holds sent reports to a provider no longer configured that mailed one of its addresses
+/// (`to`, whatever `cc` was then; or the same API endpoint) and some of whose addresses are
+/// in its ranges (`providers`, loaded; one without ranges may hold any). The ledger knows a provider by its name, so under a new
 /// name those addresses would go to that desk again. One line each. A provider that takes
 /// over from another at the same desk with other ranges (EC2 after S3) is none of these.
 pub fn renamed_providers(
@@ -447,16 +502,15 @@ pub fn renamed_providers(
         return Ok(Vec::new());
     }
     let configured: HashSet<&str> = settings.providers.iter().map(|p| p.name.as_str()).collect();
-    // Where each new provider's reports would go, as a report records it: the API's
-    // endpoint, or the mail recipients with `cc`.
+    // Where each new provider's reports would go: the API's endpoint, or the desk's own mail
+    // addresses (`cc` is the operator's, and may have changed in the same edit).
     let fresh: Vec<(&config::ProviderConfig, HashSet<String>)> = fresh
         .into_iter()
         .map(|p| {
             let to: HashSet<String> = if p.delivery == config::Delivery::AwsAbuseApi {
                 HashSet::from([crate::aws_api::destination(settings).to_lowercase()])
             } else {
-                p.to.iter()
-                    .chain(&settings.report.cc)
+                (p.to.iter())
                     .map(|m| m.email.to_string().to_lowercase())
                     .collect()
             };
@@ -472,7 +526,8 @@ pub fn renamed_providers(
         // Asked for once an old desk, and only when a new provider writes to it.
         let mut sample = None;
         for (p, to) in &fresh {
-            if to.is_empty() || *to != desk {
+            // One address of the desk is enough: it would get every report again.
+            if to.is_disjoint(&desk) {
                 continue;
             }
             let ranges = providers.iter().find(|l| l.name() == p.name);

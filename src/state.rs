@@ -74,12 +74,25 @@ fn reported_sql(provider: &str) -> String {
 fn rejected_sql(provider: &str) -> String {
     // Of a provider, only what the API itself refused: a mail report refused because the
     // provider's delivery changed gives its addresses back (its recipients are mail
-    // addresses; an API report's is the endpoint's URL).
+    // addresses; an API report's is the endpoint's URL). A report withdrawn unsent because
+    // the configuration changed was refused by nobody: its addresses are free.
     format!(
         "SELECT i.ip FROM report_ip i JOIN report r ON r.id = i.report_id
          WHERE {} AND r.status = 'rejected' AND (?2 IS NULL OR r.created_at >= ?2)
-           AND (r.recipients LIKE '%://%' OR ?1 = '{CONTACT_DESKS}')",
-        desk_condition(provider)
+           AND (r.recipients LIKE '%://%' OR ?1 = '{CONTACT_DESKS}')
+           AND {}",
+        desk_condition(provider),
+        not_withdrawn("r"),
+    )
+}
+
+/// SQL: report `r` (an alias) was not withdrawn unsent because the configuration changed (see
+/// [`crate::ledger::WITHDRAWN`]): nobody refused it.
+pub(crate) fn not_withdrawn(r: &str) -> String {
+    let marker = crate::ledger::WITHDRAWN;
+    format!(
+        "({r}.last_error IS NULL OR substr({r}.last_error, 1, {}) <> '{marker}')",
+        marker.len()
     )
 }
 

@@ -244,9 +244,10 @@ impl State {
     /// The ledger keys of discovered desks that refused a report created at or after `since`.
     pub fn refused_desks(&self, since: &str) -> Result<std::collections::HashSet<String>> {
         let mut stmt = self.conn.prepare(&format!(
-            "SELECT DISTINCT provider FROM report
-             WHERE provider LIKE '{}' AND status = 'rejected' AND created_at >= ?1",
-            super::CONTACT_DESKS
+            "SELECT DISTINCT provider FROM report r
+             WHERE provider LIKE '{}' AND status = 'rejected' AND created_at >= ?1 AND {}",
+            super::CONTACT_DESKS,
+            super::not_withdrawn("r"),
         ))?;
         let rows = stmt.query_map([since], |r| r.get(0))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)

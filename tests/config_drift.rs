@@ -1,0 +1,258 @@
+//! The configuration edited between runs while the state carries on: providers renamed or
+//! taken out, desks moved, range files replaced, discovery settings changed, with reports
+//! waiting in the ledger. Each address is reported once, none is lost, nothing goes to a
+//! desk or about an address the operator took out, and the run says what it did.
+
+mod common;
+#[path = "common/discovery.rs"]
+mod discovery;
+#[path = "common/discover_stubs.rs"]
+mod stubs;
+
+use std::fs;
+
+use common::*;
+
+fn edit_config(s: &Setup, from: &str, to: &str) {
+    let config = fs::read_to_string(s.path("config.toml")).unwrap();
+    assert!(config.contains(from), "{from:?} not in {config}");
+    fs::write(s.path("config.toml"), config.replacen(from, to, 1)).unwrap();
+}
+
+/// Every address in a sent report, with how many times, sorted.
+fn sent_addresses(s: &Setup) -> Vec<String> {
+    let mut all: Vec<String> = history(s)
+        .iter()
+        .filter(|r| r["status"] == "sent")
+        .flat_map(|r| string_list(&r["ips"]))
+        .collect();
+    all.sort();
+    all
+}
+
+/// A provider `cloud` whose ranges are the CIDR file `{dir}/cloud.txt`.
+fn cidr_provider_config(extra_report: &str) -> String {
+    standard_config(extra_report)
+        .replace("name = \"aws\"", "name = \"cloud\"")
+        .replace(
+            "ranges = \"{repo}/fixtures/ranges/aws-ip-ranges.json\"\nservices = [\"EC2\"]",
+            "ranges = \"{dir}/cloud.txt\"",
+        )
+}
+
+/// A provider renamed in the same edit that changes `report.cc`: the desk (its `to`) is the
+/// one the old name reported to, so the run refuses rather than report everything again.
+#[test]
+fn a_provider_renamed_while_cc_changes_is_still_refused() {
+    let s = Setup::new(&standard_config("cc = [\"noc@example.org\"]"));
+    s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    s.run(&["run"]).ok();
+    assert_eq!(s.outbox().len(), 1);
+    edit_config(&s, "name = \"aws\"", "name = \"amazon\"");
+    edit_config(&s, "cc = [\"noc@example.org\"]", "");
+    s.append("messages", &drop_line("10:00:05", "3.5.140.2", "TCP", 22));
+    let out = s.run(&["run"]);
+    assert_eq!(out.code, 78, "{}", out.stderr);
+    assert!(out.stderr.contains("\"aws\""), "{}", out.stderr);
+    assert_eq!(s.outbox().len(), 1, "nothing reported again");
+}
+
+/// Three addresses of `cloud`, one a part, one part a run: after the first run two wait.
+fn two_cloud_parts_waiting() -> Setup {
+    let s = Setup::new(
+        &cidr_provider_config("max_ips_per_message = 1")
+            .replace("[mail]", "[mail]\nmax_messages_per_run = 1"),
+    );
+    s.write("cloud.txt", "3.5.140.0/22\n34.208.0.0/12\n18.204.0.0/14\n");
+    s.write(
+        "messages",
+        &[
+            drop_line("10:00:00", "3.5.140.2", "TCP", 22),
+            drop_line("10:00:01", "34.223.47.190", "UDP", 53),
+            drop_line("10:00:02", "18.206.107.24", "TCP", 80),
+        ]
+        .concat(),
+    );
+    s.run(&["run"]).ok();
+    assert_eq!(s.outbox().len(), 1);
+    s
+}
+
+/// The provider's range file is replaced by one that no longer holds an address of a
+/// waiting part: that part is not sent to the provider (the address is not its any more),
+/// said on stderr; the other waiting part goes; nothing is lost or sent twice.
+#[test]
+fn a_waiting_part_on_an_address_the_new_ranges_no_longer_hold_is_withdrawn() {
+    let s = two_cloud_parts_waiting();
+    s.write("cloud.txt", "3.5.140.0/22\n34.208.0.0/12\n");
+    edit_config(&s, "max_messages_per_run = 1", "max_messages_per_run = 10");
+    let preview = s.run(&["preview"]).ok();
+    let out = s.run(&["run"]).ok();
+    let sent = sent_addresses(&s);
+    assert_eq!(sent, ["3.5.140.2", "34.223.47.190"], "{}", out.stderr);
+    assert!(out.stderr.contains("18.206.107.24"), "{}", out.stderr);
+    assert!(
+        preview.stderr.contains("18.206.107.24"),
+        "{}",
+        preview.stderr
+    );
+    s.run(&["run"]).ok();
+    assert_eq!(s.outbox().len(), 2);
+}
+
+/// A digest to a discovered desk (abuse@desk.hoster.de, for 45.10.0.1 and 45.10.0.2) that
+/// failed transiently and waits to be sent again; the outbox emptied.
+fn waiting_digest() -> (stubs::Rdap, stubs::Dns, Setup) {
+    let (rdap, dns) = (stubs::Rdap::start(), stubs::Dns::start());
+    discovery::abuse_net(
+        &rdap,
+        &["45.10.0.1", "45.10.0.2"],
+        "45.10.0.0",
+        "45.10.0.255",
+        "NET-0",
+        "abuse@desk.hoster.de",
+    );
+    let s = discovery::setup(&rdap, &dns, "max_lookups_per_run = 100\nabusix = false", "");
+    s.append(
+        "messages",
+        &(drop_line("10:00:00", "45.10.0.1", "TCP", 22)
+            + &drop_line("10:00:01", "45.10.0.2", "TCP", 22)),
+    );
+    s.run_bounded(&["run"]).ok();
+    assert_eq!(s.outbox().len(), 1);
+    let db = rusqlite::Connection::open(s.path("state/state.db")).unwrap();
+    db.execute("UPDATE report SET status = 'failed', sent_at = NULL", [])
+        .unwrap();
+    drop(db);
+    for f in s.outbox() {
+        fs::remove_file(f).unwrap();
+    }
+    (rdap, dns, s)
+}
+
+/// Every message in the outbox, one after another.
+fn all_mail(s: &Setup) -> String {
+    s.outbox()
+        .iter()
+        .map(|p| fs::read_to_string(p).unwrap())
+        .collect()
+}
+
+/// An address put in `report.ignore` (the operator's own network, say) while a digest naming
+/// it waits: the digest is withdrawn, never sent, and the desk never hears of the address;
+/// its other address is reported once it is logged again (no line of it is kept any more).
+#[test]
+fn a_waiting_digest_of_an_address_ignored_since_is_withdrawn() {
+    let (_rdap, _dns, s) = waiting_digest();
+    edit_config(&s, "[report]\n", "[report]\nignore = [\"45.10.0.2/32\"]\n");
+    let preview = s.run_bounded(&["preview"]).ok();
+    assert!(
+        preview
+            .stderr
+            .contains("would be withdrawn unsent: 45.10.0.2 is in report.ignore now"),
+        "{}",
+        preview.stderr
+    );
+    assert!(!preview.stdout.contains("45.10.0.2"), "{}", preview.stdout);
+    let out = s.run_bounded(&["run"]).ok();
+    assert!(
+        out.stderr
+            .contains("withdrawn unsent: 45.10.0.2 is in report.ignore now"),
+        "{}",
+        out.stderr
+    );
+    s.append("messages", &drop_line("10:10:00", "45.10.0.1", "TCP", 22));
+    s.run_bounded(&["run"]).ok();
+    s.run_bounded(&["run"]).ok();
+    let mail = all_mail(&s);
+    assert!(!mail.contains("45.10.0.2"), "{mail}");
+    assert_eq!(sent_addresses(&s), ["45.10.0.1"]);
+}
+
+/// A desk put in `discover.never` while its digest waits is not written to.
+#[test]
+fn a_waiting_digest_to_a_desk_put_in_never_is_withdrawn() {
+    let (_rdap, _dns, s) = waiting_digest();
+    edit_config(
+        &s,
+        "abusix = false",
+        "abusix = false\nnever = [\"hoster.de\"]",
+    );
+    let out = s.run_bounded(&["run"]).ok();
+    assert!(
+        out.stderr
+            .contains("withdrawn unsent: abuse@desk.hoster.de is in discover.never now"),
+        "{}",
+        out.stderr
+    );
+    s.run_bounded(&["run"]).ok();
+    assert_eq!(s.outbox().len(), 0);
+    let history = history(&s);
+    assert_eq!(history[0]["status"], "rejected");
+}
+
+/// Discovery turned off while a digest waits: no stranger is written to.
+#[test]
+fn a_waiting_digest_is_not_sent_once_discovery_is_off() {
+    let (_rdap, _dns, s) = waiting_digest();
+    let config = fs::read_to_string(s.path("config.toml")).unwrap();
+    let at = config.find("[discover]").unwrap();
+    s.write("config.toml", &config[..at]);
+    let out = s.run_bounded(&["run"]).ok();
+    assert!(
+        out.stderr
+            .contains("withdrawn unsent: [discover] is no longer enabled"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(s.outbox().len(), 0);
+}
+
+/// A provider configured since whose ranges hold a waiting digest's addresses: the provider
+/// gets them (configured providers win over discovery), the discovered desk does not, and
+/// each address is reported once.
+#[test]
+fn a_waiting_digest_of_addresses_a_provider_now_holds_goes_to_the_provider() {
+    let (_rdap, _dns, s) = waiting_digest();
+    s.write("cloud.txt", "45.10.0.0/24\n");
+    edit_config(
+        &s,
+        "[report]",
+        "[[provider]]\nname = \"cloud\"\nto = [\"abuse@cloud.example\"]\nranges = \"cloud.txt\"\n\n[report]",
+    );
+    let out = s.run_bounded(&["run"]).ok();
+    assert!(
+        out.stderr
+            .contains("withdrawn unsent: 45.10.0.1 is in provider cloud's ranges now"),
+        "{}",
+        out.stderr
+    );
+    s.run_bounded(&["run"]).ok();
+    let mail = all_mail(&s);
+    assert_eq!(s.outbox().len(), 1, "{mail}");
+    assert!(mail.contains("To: abuse@cloud.example"), "{mail}");
+    assert_eq!(sent_addresses(&s), ["45.10.0.1", "45.10.0.2"]);
+}
+
+/// `report.cc` changed while a digest waits: it does not go to the address taken out.
+#[test]
+fn a_waiting_digest_does_not_go_to_a_cc_taken_out() {
+    let (_rdap, _dns, s) = waiting_digest();
+    // Made again with a cc, as if the digest had been made while it was configured.
+    let db = rusqlite::Connection::open(s.path("state/state.db")).unwrap();
+    db.execute(
+        "UPDATE report SET recipients = '[\"abuse@desk.hoster.de\",\"old-noc@example.org\"]'",
+        [],
+    )
+    .unwrap();
+    drop(db);
+    let out = s.run_bounded(&["run"]).ok();
+    assert!(
+        out.stderr.contains(
+            "withdrawn unsent: the desk abuse@desk.hoster.de is mailed at abuse@desk.hoster.de now, not abuse@desk.hoster.de, old-noc@example.org"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert!(!all_mail(&s).contains("old-noc@"), "{}", all_mail(&s));
+}
