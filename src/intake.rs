@@ -377,12 +377,15 @@ impl<'s> World<'s> {
             .filter_map(|p| p.ranges.as_ref())
             .chain(&settings.asn_db);
         for file in files {
+            // The change time and inode too: a file replaced by one of the same size with its
+            // time set back (`cp -p`, `rsync -t`) is another file all the same.
             let stamp = std::fs::metadata(file).ok().map(|m| {
+                use std::os::unix::fs::MetadataExt;
                 let modified = m
                     .modified()
                     .ok()
                     .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
-                (m.len(), modified)
+                (m.len(), modified, m.ino(), m.ctime(), m.ctime_nsec())
             });
             h.update(format!("{file:?} {stamp:?}"));
         }

@@ -256,3 +256,30 @@ fn a_waiting_digest_does_not_go_to_a_cc_taken_out() {
     );
     assert!(!all_mail(&s).contains("old-noc@"), "{}", all_mail(&s));
 }
+
+/// An address logged while in no provider, then a range file replaced by one that holds it
+/// (written in place, of the same size, its time set back as `cp -p` or `rsync -t` leave
+/// it): the next run reports it without a line read, as it does for any range file change.
+#[test]
+fn an_address_a_replaced_range_file_now_holds_is_reported_whatever_the_files_time() {
+    let s = Setup::new(&cidr_provider_config(""));
+    s.write("cloud.txt", "3.5.140.0/22\n");
+    s.write("messages", &drop_line("10:00:00", "45.10.0.1", "TCP", 22));
+    s.run(&["run"]).ok();
+    s.run(&["run"]).ok();
+    assert_eq!(s.outbox().len(), 0);
+    let before = fs::metadata(s.path("cloud.txt"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    // Another provider's ranges, as many bytes.
+    s.write("cloud.txt", "45.10.0.0/24\n");
+    fs::File::options()
+        .write(true)
+        .open(s.path("cloud.txt"))
+        .unwrap()
+        .set_modified(before)
+        .unwrap();
+    let out = s.run(&["run"]).ok();
+    assert_eq!(sent_addresses(&s), ["45.10.0.1"], "{}", out.stderr);
+}
