@@ -283,3 +283,97 @@ fn an_address_a_replaced_range_file_now_holds_is_reported_whatever_the_files_tim
     let out = s.run(&["run"]).ok();
     assert_eq!(sent_addresses(&s), ["45.10.0.1"], "{}", out.stderr);
 }
+
+/// A source taken out of the configuration for a while and put back: it is read on from where
+/// it was left, so the lines logged meanwhile count once and those read before not again.
+#[test]
+fn a_source_taken_out_and_put_back_counts_every_packet_once() {
+    let s = Setup::new(&standard_config("min_hits = 3").replace("min_hits = 1\n", ""));
+    let second = format!(
+        "[[source]]\npath = \"{}\"\n\n[[provider]]",
+        s.path("kern.log").display()
+    );
+    edit_config(&s, "[[provider]]", &second);
+    s.write("messages", "");
+    s.write("kern.log", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    s.run(&["run"]).ok();
+    let config = fs::read_to_string(s.path("config.toml")).unwrap();
+    edit_config(&s, &second, "[[provider]]");
+    s.append("kern.log", &drop_line("10:00:01", "3.5.140.2", "TCP", 22));
+    s.run(&["run"]).ok();
+    fs::write(s.path("config.toml"), config).unwrap();
+    s.append("kern.log", &drop_line("10:00:02", "3.5.140.2", "TCP", 22));
+    s.run(&["run"]).ok();
+    assert_eq!(observed_hits(&s)["3.5.140.2"], 3);
+    assert_eq!(sent_addresses(&s), ["3.5.140.2"]);
+    s.run(&["run"]).ok();
+    assert_eq!(s.outbox().len(), 1);
+}
+
+/// A provider renamed while its only report waits to be retried (it failed, nothing of it
+/// was sent): that report is withdrawn, said, and its address goes once, under the new name,
+/// to the same desk.
+#[test]
+fn a_provider_renamed_with_only_a_failed_report_sends_it_once_under_the_new_name() {
+    let s = Setup::standard();
+    s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    s.run(&["run"]).ok();
+    let db = rusqlite::Connection::open(s.path("state/state.db")).unwrap();
+    db.execute("UPDATE report SET status = 'failed', sent_at = NULL", [])
+        .unwrap();
+    drop(db);
+    for f in s.outbox() {
+        fs::remove_file(f).unwrap();
+    }
+    edit_config(&s, "name = \"aws\"", "name = \"amazon\"");
+    let out = s.run(&["run"]).ok();
+    assert!(
+        out.stderr
+            .contains("withdrawn unsent: provider aws is no longer configured"),
+        "{}",
+        out.stderr
+    );
+    s.run(&["run"]).ok();
+    assert_eq!(s.outbox().len(), 1);
+    let sent: Vec<(String, Vec<String>)> = history(&s)
+        .iter()
+        .filter(|r| r["status"] == "sent")
+        .map(|r| {
+            (
+                r["provider"].as_str().unwrap().to_string(),
+                string_list(&r["ips"]),
+            )
+        })
+        .collect();
+    assert_eq!(
+        sent,
+        [("amazon".to_string(), vec!["3.5.140.2".to_string()])]
+    );
+}
+
+/// The desk's address spelt anew in other letter case while parts wait: it is the same desk,
+/// so the parts go as stored (a part tried before may have reached it: a new report would be
+/// a second message on the same addresses).
+#[test]
+fn a_desk_address_spelt_in_other_case_keeps_the_waiting_parts() {
+    let s = two_cloud_parts_waiting();
+    let waiting: Vec<String> = history(&s)
+        .iter()
+        .filter(|r| r["status"] != "sent")
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    edit_config(&s, "ec2-abuse@amazon.com", "EC2-Abuse@Amazon.com");
+    edit_config(&s, "max_messages_per_run = 1", "max_messages_per_run = 10");
+    let out = s.run(&["run"]).ok();
+    assert!(!out.stderr.contains("withdrawn"), "{}", out.stderr);
+    let sent: Vec<String> = history(&s)
+        .iter()
+        .filter(|r| r["status"] == "sent")
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(sent.len(), 3);
+    assert!(
+        waiting.iter().all(|id| sent.contains(id)),
+        "{waiting:?} {sent:?}"
+    );
+}
