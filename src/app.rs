@@ -127,6 +127,9 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
         }
     }
     let ids: Vec<String> = withdrawn.iter().map(|(r, _)| r.id.clone()).collect();
+    if let Some(s) = &state {
+        tell_made_before(s, &world, &ids, only, verbosity)?;
+    }
     let (intake, ledger) = ingest(&world, state.as_ref(), options, &ids)?;
     let intake = at_exit(intake);
     tell_lines_ahead(&intake.summary, now, verbosity);
@@ -240,6 +243,7 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
     let leaving_out: Vec<String> = (crate::ledger::to_withdraw(&state, &world)?.into_iter())
         .map(|(r, _)| r.id)
         .collect();
+    tell_made_before(&state, &world, &leaving_out, only, verbosity)?;
 
     // Store what the logs say before any mail goes out: a mail outage must not lose lines
     // that rotate away meanwhile.
@@ -429,6 +433,48 @@ fn tell_lines_ahead(summary: &crate::ingest::Summary, now: DateTime<Utc>, verbos
     }
 }
 
+/// Reports waiting to be sent again go as they were made, also when the templates or the
+/// `[report]` settings that shape a message changed since: a part tried before must reach the
+/// desk as it was first sent (one Message-ID, one text), and a part never tried keeps its
+/// place in its thread ("part 3 of 5"). The operator who changed them learns it, in one line.
+fn tell_made_before(
+    state: &State,
+    world: &World<'_>,
+    leaving_out: &[String],
+    only: Option<&str>,
+    verbosity: Verbosity,
+) -> Result<()> {
+    if verbosity == Verbosity::Quiet {
+        return Ok(());
+    }
+    let made = state.made_under()?;
+    if made.is_empty() {
+        return Ok(());
+    }
+    let mut count = 0;
+    let mut desks = std::collections::BTreeSet::new();
+    for r in state.pending_heads()? {
+        if leaving_out.contains(&r.id) || only.is_some_and(|o| o != r.provider) {
+            continue;
+        }
+        let then = made.get(World::made_under_key(&r.provider));
+        if then.is_some_and(|k| *k != world.made_under(&r.provider)) {
+            count += 1;
+            desks.insert(match &r.contact {
+                Some(c) => c.address.clone(),
+                None => r.provider.clone(),
+            });
+        }
+    }
+    if count > 0 {
+        crate::output::tell(format_args!(
+            "abuse-mailer: {count} waiting report(s) to {} were made under other templates or [report] settings than these: they go as made, their text and Message-ID unchanged; new reports follow the settings of now",
+            desks.into_iter().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    Ok(())
+}
+
 /// Whether `e` is SQLite saying the disk is full.
 fn disk_full(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
@@ -558,6 +604,8 @@ impl Sending<'_> {
     /// Records and sends new reports within the budget; returns those sent.
     fn send(&mut self, state: &mut State, planned: Vec<Planned>) -> Result<Vec<Planned>> {
         let mut made = Vec::new();
+        // What the reports written now were made under, per destination.
+        let mut under = std::collections::HashMap::new();
         for p in planned {
             // A desk that just refused a report is not sent its IPs again in the same run.
             if self.outcome.rejected_providers.contains(&p.record.provider) {
@@ -579,6 +627,7 @@ impl Sending<'_> {
                 // API has no numbers to keep: it is planned afresh.
                 if p.report.parts > 1 && way != Route::Api {
                     state.insert_report(&p.record)?;
+                    self.made_under(&mut under, &p.record.provider);
                     self.outcome.queued += 1;
                 } else {
                     self.outcome.held += 1;
@@ -587,10 +636,24 @@ impl Sending<'_> {
             }
             self.budget -= 1;
             state.insert_report(&p.record)?;
+            self.made_under(&mut under, &p.record.provider);
             self.deliver(state, &p.record)?;
             made.push(p);
         }
+        // Only what a later run says depends on it: a state that cannot take it (a full
+        // disk) has what was sent recorded, and the run goes on.
+        if !under.is_empty() {
+            let _ = state.set_made_under(&under);
+        }
         Ok(made)
+    }
+
+    /// Notes what a report to `desk` was made under (see [`World::made_under`]).
+    fn made_under(&self, under: &mut std::collections::HashMap<String, String>, desk: &str) {
+        let key = World::made_under_key(desk);
+        if !under.contains_key(key) {
+            under.insert(key.to_string(), self.world.made_under(desk));
+        }
     }
 }
 

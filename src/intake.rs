@@ -392,6 +392,40 @@ impl<'s> World<'s> {
         h.finalize().iter().map(|b| format!("{b:02x}")).collect()
     }
 
+    /// A digest of what shapes the text of a report to `desk` (a provider's name, or a
+    /// discovered desk's key): its templates and the `[report]` settings a message is made
+    /// with. Reports waiting to be sent again go as they were made; the run says so when
+    /// this has changed since (see [`crate::state::State::made_under`]).
+    pub(crate) fn made_under(&self, desk: &str) -> String {
+        use sha2::Digest;
+        let r = &self.settings.report;
+        let provider = (!desk.starts_with(crate::state::CONTACT_PREFIX)).then_some(desk);
+        let shape = format!(
+            "{}\0{:?}\0{:?}\0{:?}\0{}\0{}\0{}\0{}\0{}",
+            self.templates.digest_of(provider),
+            r.from,
+            r.reply_to,
+            r.redact,
+            r.sample_seconds,
+            r.max_excerpt_lines,
+            r.attach_csv,
+            r.attach_excerpt,
+            r.xarf
+        );
+        let digest = sha2::Sha256::digest(shape.as_bytes());
+        digest.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The key [`World::made_under`] is recorded by for `desk`: every discovered desk's
+    /// under one.
+    pub(crate) fn made_under_key(desk: &str) -> &str {
+        if desk.starts_with(crate::state::CONTACT_PREFIX) {
+            CONTACT_DESKS
+        } else {
+            desk
+        }
+    }
+
     /// The ledger as the state has it for this run's destinations, through a connection of
     /// its own (see [`Ledger::read`]).
     pub(crate) fn ledger(&self) -> Result<Ledger> {

@@ -715,6 +715,9 @@ fn push_csv_field(out: &mut String, text: &str) {
 /// The report templates, defaults overridden from a folder.
 pub struct Templates {
     tera: tera::Tera,
+    /// The texts read from the folder, by template name (`NAME`, or `PROVIDER/NAME` for a
+    /// provider's own): what tells reports made under other texts apart.
+    overrides: Vec<(String, String)>,
 }
 
 impl Templates {
@@ -725,6 +728,7 @@ impl Templates {
         tera.autoescape_on(Vec::<&str>::new());
         tera.register_filter("pad", pad);
         tera.register_filter("wrap", wrap);
+        let mut overrides = Vec::new();
         for name in TEMPLATE_NAMES {
             let default = match name {
                 "subject.txt" => DEFAULT_SUBJECT,
@@ -732,13 +736,33 @@ impl Templates {
             };
             let shared = read_override(dir, None, name)?;
             add(&mut tera, name, shared.as_deref().unwrap_or(default), dir)?;
+            if let Some(text) = &shared {
+                overrides.push((name.to_string(), text.clone()));
+            }
             for provider in providers {
                 let own = read_override(dir, Some(provider), name)?;
                 let text = own.as_deref().or(shared.as_deref()).unwrap_or(default);
                 add(&mut tera, &format!("{provider}/{name}"), text, dir)?;
+                if let Some(text) = own {
+                    overrides.push((format!("{provider}/{name}"), text));
+                }
             }
         }
-        Ok(Templates { tera })
+        Ok(Templates { tera, overrides })
+    }
+
+    /// A digest of the texts a report to `provider` (`None`: a discovered desk) is made
+    /// with, as far as the folder overrides the defaults.
+    pub fn digest_of(&self, provider: Option<&str>) -> String {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        for (name, text) in &self.overrides {
+            let own = name.split_once('/').map(|(p, _)| p);
+            if own.is_none() || own == provider {
+                h.update(format!("{name}\0{}\0{text}\0", text.len()));
+            }
+        }
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
     }
 
     /// The subject (one line, control characters removed) and body for a report.

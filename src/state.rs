@@ -685,6 +685,39 @@ impl State {
         Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
     }
 
+    /// Per destination (a provider's name, or [`CONTACT_DESKS`]), a digest of the templates
+    /// and `[report]` settings its newest reports were made under (see
+    /// [`State::set_made_under`]); empty on a state that has none.
+    pub fn made_under(&self) -> Result<HashMap<String, String>> {
+        if !self.has_meta()? {
+            return Ok(HashMap::new());
+        }
+        let text: Option<String> = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'made_under'", [], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        // A value this binary cannot read is no record: nothing is said.
+        Ok(text
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default())
+    }
+
+    /// Records the digests `made` (destination, digest) that this run's reports were made
+    /// under, beside those of other destinations.
+    pub fn set_made_under(&mut self, made: &HashMap<String, String>) -> Result<()> {
+        let mut all = self.made_under()?;
+        all.extend(made.iter().map(|(k, v)| (k.clone(), v.clone())));
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('made_under', ?1)",
+                [serde_json::to_string(&all)?],
+            )
+            .with_context(|| format!("{}: cannot write", self.path.display()))?;
+        Ok(())
+    }
+
     /// Records that a run left nothing to report (or, with `None`, forgets it).
     pub fn set_settled(&mut self, settled: Option<&Settled>) -> Result<()> {
         let written = match settled {

@@ -377,3 +377,64 @@ fn a_desk_address_spelt_in_other_case_keeps_the_waiting_parts() {
         "{waiting:?} {sent:?}"
     );
 }
+
+/// The subject template changed while parts wait: the waiting parts go as they were made
+/// (their text and Message-ID unchanged, whether tried before or not), a new report follows
+/// the new template, and the run and the preview say so in one line; nothing is said when
+/// nothing changed.
+#[test]
+fn parts_waiting_when_the_templates_change_go_as_made_and_the_run_says_so() {
+    let s = two_cloud_parts_waiting();
+    let quiet = s.run(&["preview"]).ok();
+    assert!(
+        !quiet.stderr.contains("made under other"),
+        "{}",
+        quiet.stderr
+    );
+    let made: Vec<(String, String)> = history(&s)
+        .iter()
+        .filter(|r| r["status"] != "sent")
+        .map(|r| {
+            let id = r["id"].as_str().unwrap().to_string();
+            let message = s.run(&["show", &id]).ok().stdout;
+            (id, message)
+        })
+        .collect();
+    fs::create_dir_all(s.path("templates")).unwrap();
+    s.write(
+        "templates/subject.txt",
+        "Abuse from {{ ip_count }} hosts (new wording)",
+    );
+    edit_config(
+        &s,
+        "[report]\n",
+        "[report]\ntemplates_dir = \"templates\"\n",
+    );
+    edit_config(&s, "max_messages_per_run = 1", "max_messages_per_run = 10");
+    s.append("messages", &drop_line("10:05:00", "3.5.141.9", "TCP", 22));
+    let said = "2 waiting report(s) to cloud were made under other templates or [report] settings than these: they go as made";
+    let preview = s.run(&["preview"]).ok();
+    assert!(preview.stderr.contains(said), "{}", preview.stderr);
+    let out = s.run(&["run"]).ok();
+    assert!(out.stderr.contains(said), "{}", out.stderr);
+    assert_eq!(s.outbox().len(), 4);
+    for (id, message) in &made {
+        let sent = s.run(&["show", id]).ok().stdout;
+        // Only the Date of a part never tried is the day it goes out.
+        let body = |m: &str| m.split_once("\r\n\r\n").unwrap().1.to_string();
+        assert_eq!(body(&sent), body(message), "{id}");
+        assert!(!sent.contains("new wording"), "{sent}");
+    }
+    let newest = history(&s)
+        .iter()
+        .find(|r| string_list(&r["ips"]) == ["3.5.141.9"])
+        .unwrap()["subject"]
+        .clone();
+    assert_eq!(newest, "Abuse from 1 hosts (new wording)");
+    let again = s.run(&["preview"]).ok();
+    assert!(
+        !again.stderr.contains("made under other"),
+        "{}",
+        again.stderr
+    );
+}
