@@ -394,14 +394,14 @@ impl<'s> World<'s> {
 
     /// A digest of what shapes the text of a report to `desk` (a provider's name, or a
     /// discovered desk's key): its templates and the `[report]` settings a message is made
-    /// with. Reports waiting to be sent again go as they were made; the run says so when
+    /// with, its limits included. Reports waiting to be sent again go as they were made; the run says so when
     /// this has changed since (see [`crate::state::State::made_under`]).
     pub(crate) fn made_under(&self, desk: &str) -> String {
         use sha2::Digest;
         let r = &self.settings.report;
         let provider = (!desk.starts_with(crate::state::CONTACT_PREFIX)).then_some(desk);
         let shape = format!(
-            "{}\0{:?}\0{:?}\0{:?}\0{}\0{}\0{}\0{}\0{}",
+            "{}\0{:?}\0{:?}\0{:?}\0{}\0{}\0{}\0{}\0{}\0{:?}\0{}",
             self.templates.digest_of(provider),
             r.from,
             r.reply_to,
@@ -410,7 +410,9 @@ impl<'s> World<'s> {
             r.max_excerpt_lines,
             r.attach_csv,
             r.attach_excerpt,
-            r.xarf
+            r.xarf,
+            r.max_ips_per_message,
+            r.max_message_bytes,
         );
         let digest = sha2::Sha256::digest(shape.as_bytes());
         digest.iter().map(|b| format!("{b:02x}")).collect()

@@ -428,6 +428,17 @@ pub(crate) fn history(
         writeln!(out, "no reports")?;
         return Ok(EXIT_OK);
     }
+    // A waiting report the configuration no longer lets go is said to be withdrawn by the
+    // next run, as the run would say it. Without the configuration's files (a range file
+    // missing) nothing is said: the run would stop before it anyway.
+    let waiting =
+        |r: &crate::state::ReportRecord| matches!(r.status, Status::Sending | Status::Failed);
+    let world = (records.iter().any(waiting))
+        .then(crate::clock::now)
+        .and_then(Result::ok)
+        .and_then(|now| {
+            crate::intake::World::load(settings, now, None, crate::cli::Verbosity::Quiet).ok()
+        });
     // Columns as wide as their longest value: ids and discovered desks' keys vary in length.
     let id_width = records
         .iter()
@@ -459,6 +470,12 @@ pub(crate) fn history(
         )?;
         if let Some(e) = r.last_error.as_deref().filter(|_| r.status != Status::Sent) {
             writeln!(out, "{:<id_width$} last error: {e}", "")?;
+        }
+        if let Some(why) = (world.as_ref())
+            .filter(|_| waiting(r))
+            .and_then(|w| crate::ledger::withdrawn(r, w))
+        {
+            writeln!(out, "{:<id_width$} next run: {why}", "")?;
         }
         if let Some(remote) = remotes.get(&r.id) {
             writeln!(

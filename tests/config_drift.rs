@@ -438,3 +438,67 @@ fn parts_waiting_when_the_templates_change_go_as_made_and_the_run_says_so() {
         again.stderr
     );
 }
+
+/// A provider taken out while its parts wait: `history` says the next run withdraws them,
+/// and why; the run does, and `history` then shows them rejected with that reason.
+#[test]
+fn history_says_what_the_next_run_does_with_a_removed_providers_parts() {
+    let s = two_cloud_parts_waiting();
+    s.reconfigure(
+        &cidr_provider_config("max_ips_per_message = 1")
+            .replace("name = \"cloud\"", "name = \"other\"")
+            .replace("ec2-abuse@amazon.com", "abuse@other.example")
+            .replace("cloud.txt", "other.txt"),
+    );
+    s.write("other.txt", "192.0.2.0/24\n");
+    let said = "next run: withdrawn unsent: provider cloud is no longer configured";
+    let before = s.run(&["history"]).ok();
+    assert_eq!(before.stdout.matches(said).count(), 2, "{}", before.stdout);
+    let out = s.run(&["run"]).ok();
+    assert_eq!(
+        out.stderr
+            .matches("withdrawn unsent: provider cloud is no longer configured")
+            .count(),
+        2,
+        "{}",
+        out.stderr
+    );
+    let after = s.run(&["history"]).ok();
+    assert!(!after.stdout.contains("next run:"), "{}", after.stdout);
+    assert_eq!(
+        after
+            .stdout
+            .matches("last error: withdrawn unsent: provider cloud is no longer configured")
+            .count(),
+        2,
+        "{}",
+        after.stdout
+    );
+    assert_eq!(s.outbox().len(), 1, "nothing more to the desk taken out");
+}
+
+/// `max_message_bytes` lowered while a part made under the old limit waits: the part goes as
+/// made, and the run says so.
+#[test]
+fn a_part_made_under_a_larger_size_limit_goes_as_made_and_the_run_says_so() {
+    let s = two_cloud_parts_waiting();
+    edit_config(
+        &s,
+        "max_ips_per_message = 1",
+        "max_ips_per_message = 1\nmax_message_bytes = 20000",
+    );
+    edit_config(&s, "max_messages_per_run = 1", "max_messages_per_run = 10");
+    let out = s.run(&["run"]).ok();
+    assert!(
+        out.stderr.contains(
+            "2 waiting report(s) to cloud were made under other templates or [report] settings"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(s.outbox().len(), 3);
+    assert_eq!(
+        sent_addresses(&s),
+        ["18.206.107.24", "3.5.140.2", "34.223.47.190"]
+    );
+}
