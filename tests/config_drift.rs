@@ -502,3 +502,51 @@ fn a_part_made_under_a_larger_size_limit_goes_as_made_and_the_run_says_so() {
         ["18.206.107.24", "3.5.140.2", "34.223.47.190"]
     );
 }
+
+/// A report to the AWS API waits (the endpoint was down) when its address is put in
+/// `report.ignore` (the operator's own instance, say): it is withdrawn, never sent, and the
+/// API is not called about it.
+#[test]
+fn a_waiting_api_report_on_an_address_ignored_since_is_withdrawn() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://127.0.0.1:{}", closed.local_addr().unwrap().port());
+    drop(closed);
+    let config = standard_config("")
+        .replace(
+            "to = [\"ec2-abuse@amazon.com\"]\n",
+            "delivery = \"aws-abuse-api\"\n",
+        )
+        .replace(
+            "[mail]",
+            &format!(
+                "[aws_api]\nregion = \"us-east-1\"\nendpoint = \"{endpoint}\"\ntimeout_secs = 5\n\n[mail]"
+            ),
+        );
+    let mut s = Setup::new(&config);
+    for (k, v) in [
+        ("AWS_ACCESS_KEY_ID", "AKIAABUSEMAILERTEST1"),
+        (
+            "AWS_SECRET_ACCESS_KEY",
+            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYabuseMailerSECRET42",
+        ),
+        ("AWS_SESSION_TOKEN", ""),
+        ("AWS_PROFILE", ""),
+        ("AWS_SHARED_CREDENTIALS_FILE", ""),
+    ] {
+        s.env.push((k.to_string(), v.to_string()));
+    }
+    s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    let first = s.run_bounded(&["run"]);
+    assert_eq!(first.code, 75, "{}", first.stderr);
+    assert_eq!(history(&s)[0]["status"], "failed");
+    edit_config(&s, "[report]\n", "[report]\nignore = [\"3.5.140.2/32\"]\n");
+    let out = s.run_bounded(&["run"]);
+    assert_eq!(out.code, 0, "not tried again: {}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("withdrawn unsent: 3.5.140.2 is in report.ignore now"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(history(&s)[0]["status"], "rejected");
+}
