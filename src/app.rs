@@ -110,6 +110,12 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
         for renamed in crate::ledger::renamed_providers(s, settings, &world.providers)? {
             crate::output::tell(format_args!("abuse-mailer: warning: {renamed}"));
         }
+        if verbosity != Verbosity::Quiet {
+            for taking_over in crate::ledger::providers_taking_over(s, settings, &world.providers)?
+            {
+                crate::output::tell(format_args!("abuse-mailer: warning: {taking_over}"));
+            }
+        }
     }
     // Reports the run would withdraw rather than send (the configuration changed since they
     // were made) are not shown, and the read asks a ledger that leaves them out, as the run's
@@ -233,6 +239,12 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
         crate::ledger::renamed_providers(&state, settings, &world.providers)?.first()
     {
         return Err(ConfigError(renamed.clone()).into());
+    }
+    if verbosity != Verbosity::Quiet {
+        for taking_over in crate::ledger::providers_taking_over(&state, settings, &world.providers)?
+        {
+            crate::output::tell(format_args!("abuse-mailer: warning: {taking_over}"));
+        }
     }
 
     // Waiting reports the configuration no longer lets go as stored (of any provider: a run

@@ -260,6 +260,11 @@ fn check_state(t: &mut Tally, settings: &Settings, providers: &[Provider]) {
                 {
                     t.config("state", &renamed);
                 }
+                for taking_over in crate::ledger::providers_taking_over(&state, settings, providers)
+                    .unwrap_or_default()
+                {
+                    t.warn("state", &taking_over);
+                }
                 let pending = state.pending_heads().map(|p| p.len()).unwrap_or(0);
                 t.ok(
                     "state",

@@ -492,6 +492,28 @@ pub fn renamed_providers(
     settings: &Settings,
     providers: &[Provider],
 ) -> Result<Vec<String>> {
+    Ok(renames(state, settings, providers)?.0)
+}
+
+/// Providers that look renamed with their desk moved in the same edit: configured, with no
+/// report in the state yet, while the state holds sent reports to a provider no longer
+/// configured, at other addresses, on addresses in its ranges. Those go to the new desk,
+/// which never heard of them (a provider that takes over another's ranges may want them);
+/// the operator is told, one line each, before (preview) and when it happens.
+pub fn providers_taking_over(
+    state: &State,
+    settings: &Settings,
+    providers: &[Provider],
+) -> Result<Vec<String>> {
+    Ok(renames(state, settings, providers)?.1)
+}
+
+/// [`renamed_providers`] and [`providers_taking_over`].
+fn renames(
+    state: &State,
+    settings: &Settings,
+    providers: &[Provider],
+) -> Result<(Vec<String>, Vec<String>)> {
     let mut fresh = Vec::new();
     for p in &settings.providers {
         if !state.has_reports(&p.name)? {
@@ -499,7 +521,7 @@ pub fn renamed_providers(
         }
     }
     if fresh.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), Vec::new()));
     }
     let configured: HashSet<&str> = settings.providers.iter().map(|p| p.name.as_str()).collect();
     // Where each new provider's reports would go: the API's endpoint, or the desk's own mail
@@ -517,7 +539,7 @@ pub fn renamed_providers(
             (p, to)
         })
         .collect();
-    let mut warnings = Vec::new();
+    let (mut refusals, mut warnings) = (Vec::new(), Vec::new());
     for (old, recipients) in state.sent_provider_desks()? {
         if configured.contains(old.as_str()) {
             continue;
@@ -527,31 +549,43 @@ pub fn renamed_providers(
         let mut sample = None;
         for (p, to) in &fresh {
             // One address of the desk is enough: it would get every report again.
-            if to.is_disjoint(&desk) {
-                continue;
-            }
+            let same_desk = !to.is_empty() && !to.is_disjoint(&desk);
             let ranges = providers.iter().find(|l| l.name() == p.name);
-            let overlaps = match ranges {
-                Some(l) if l.config.ranges.is_some() => {
-                    if sample.is_none() {
-                        sample = Some(state.sent_sample(&old, 1000)?);
-                    }
-                    sample.iter().flatten().any(|ip| l.lookup(*ip).is_some())
+            let mut in_ranges = 0;
+            if let Some(l) = ranges.filter(|l| l.config.ranges.is_some()) {
+                if sample.is_none() {
+                    sample = Some(state.sent_sample(&old, 1000)?);
                 }
-                // Matched by ASN alone: any address may be its.
-                Some(_) => true,
+                in_ranges = (sample.iter().flatten())
+                    .filter(|ip| l.lookup(**ip).is_some())
+                    .count();
+            }
+            // Matched by ASN alone: any address may be its (at the same desk; at another,
+            // only what its ranges show is said).
+            let overlaps = match ranges {
+                Some(l) if l.config.ranges.is_none() => same_desk,
+                Some(_) => in_ranges > 0,
                 // Not loaded (a run for another provider): it makes no report now.
                 None => false,
             };
-            if overlaps {
+            if overlaps && !same_desk {
+                let then: Vec<&str> = recipients.iter().map(String::as_str).collect();
                 warnings.push(format!(
+                    "provider {:?} has no reports yet, and at least {in_ranges} address(es) that provider {old:?} (no longer configured) reported to {} are in its ranges: they go to {:?}'s desk as new reports; if {:?} is {old:?} renamed, give it back the name {old:?} to keep its history",
+                    p.name,
+                    then.join(", "),
+                    p.name,
+                    p.name
+                ));
+            } else if overlaps {
+                refusals.push(format!(
                     "provider {:?} has no reports yet, but the state holds reports to the same desk by provider {old:?} (no longer configured) on addresses in {:?}'s ranges: the ledger knows a provider by its name, so they would all be reported again. Give it back the name {old:?} to keep its history (or, to report them again on purpose, give this configuration a state_dir of its own)",
                     p.name, p.name
                 ));
             }
         }
     }
-    Ok(warnings)
+    Ok((refusals, warnings))
 }
 
 /// Makes this configuration the one that runs on the state, unless another one still does.

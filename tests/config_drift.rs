@@ -550,3 +550,44 @@ fn a_waiting_api_report_on_an_address_ignored_since_is_withdrawn() {
     );
     assert_eq!(history(&s)[0]["status"], "rejected");
 }
+
+/// A provider renamed in the same edit that moves its desk to another address (`aws` mailed
+/// at ec2-abuse@amazon.com becomes `amazon` mailed at abuse@amazonaws.com): the new desk
+/// never heard of those addresses, so they go to it, but `check`, `preview` and the run say
+/// so, naming the old name to give back to keep its history; giving it back reports nothing
+/// again.
+#[test]
+fn a_provider_renamed_with_its_desk_moved_is_said_before_it_reports_again() {
+    let s = Setup::standard();
+    s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    s.run(&["run"]).ok();
+    let config = fs::read_to_string(s.path("config.toml")).unwrap();
+    edit_config(&s, "name = \"aws\"", "name = \"amazon\"");
+    edit_config(&s, "ec2-abuse@amazon.com", "abuse@amazonaws.com");
+    let said = "provider \"amazon\" has no reports yet, and at least 1 address(es) that provider \"aws\" (no longer configured) reported to ec2-abuse@amazon.com are in its ranges";
+    let check = s.run(&["check"]);
+    assert!(check.stdout.contains(said), "{}", check.stdout);
+    let preview = s.run(&["preview"]).ok();
+    assert!(preview.stderr.contains(said), "{}", preview.stderr);
+    assert!(
+        preview.stderr.contains("give it back the name \"aws\""),
+        "{}",
+        preview.stderr
+    );
+    // Given back its name, the desk moved: nothing is reported again.
+    fs::write(
+        s.path("config.toml"),
+        config.replace("ec2-abuse@amazon.com", "abuse@amazonaws.com"),
+    )
+    .unwrap();
+    let out = s.run(&["run"]).ok();
+    assert!(!out.stderr.contains("no reports yet"), "{}", out.stderr);
+    assert_eq!(s.outbox().len(), 1);
+    // Another provider at another desk with other ranges: nothing to say.
+    s.reconfigure(&with_other_provider(&standard_config("")).replace(
+        "[[provider]]\nname = \"aws\"\nto = [\"ec2-abuse@amazon.com\"]\nranges = \"{repo}/fixtures/ranges/aws-ip-ranges.json\"\nservices = [\"EC2\"]\n",
+        "",
+    ));
+    let other = s.run(&["preview"]).ok();
+    assert!(!other.stderr.contains("no reports yet"), "{}", other.stderr);
+}
