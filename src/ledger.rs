@@ -705,6 +705,10 @@ pub(crate) fn deliver(
             status.as_str()
         )
     })?;
+    if status == Status::Sent {
+        // Only what a later report shows depends on it: the outcome is recorded already.
+        let _ = state.let_go_of_lines(&record.id);
+    }
     match result {
         Ok(_) => {
             outcome.sent += 1;

@@ -145,7 +145,7 @@ impl Unplanned {
         }
         if self.without_lines > 0 {
             crate::output::tell(format_args!(
-                "abuse-mailer: {} address(es) in no provider have no log lines kept (seen before [discover] was enabled, or in a digest withdrawn unsent): they are reported to their network's desk only if they are logged again",
+                "abuse-mailer: {} address(es) in no provider have no log lines kept (seen before [discover] was enabled): they are reported to their network's desk only if they are logged again",
                 self.without_lines
             ));
         }

@@ -1074,6 +1074,25 @@ impl State {
         })
     }
 
+    /// Lets go of the lines kept of the addresses of report `id`, once it is sent: they have
+    /// served, and no later report on those addresses but a re-report would show them.
+    pub fn let_go_of_lines(&mut self, id: &str) -> Result<()> {
+        // Discovered contacts' evidence is kept together, under the key for all of them.
+        self.conn
+            .execute(
+                &format!(
+                    "DELETE FROM evidence INDEXED BY evidence_by_ip
+                     WHERE provider = (SELECT CASE WHEN provider LIKE '{CONTACT_DESKS}'
+                                                   THEN '{CONTACT_DESKS}' ELSE provider END
+                                       FROM report WHERE id = ?1)
+                       AND ip IN (SELECT ip FROM report_ip WHERE report_id = ?1)"
+                ),
+                [id],
+            )
+            .with_context(|| format!("{}: cannot write", self.path.display()))?;
+        Ok(())
+    }
+
     /// Whether a report id is taken.
     pub fn report_exists(&self, id: &str) -> Result<bool> {
         Ok(self
@@ -1476,6 +1495,8 @@ impl State {
         if changed != 1 {
             bail!("report {id} is not in the ledger");
         }
+        // Sent: its addresses' lines have served (see `State::let_go_of_lines`).
+        let _ = self.let_go_of_lines(id);
         Ok(())
     }
 
@@ -1909,21 +1930,16 @@ fn write_report(conn: &mut Connection, r: &ReportRecord) -> Result<()> {
             r.contact.as_ref().and_then(|c| c.network.as_ref()),
         ],
     )?;
-    // Discovered contacts' evidence is kept together, under the key for all of them.
-    let evidence_key = match r.contact {
-        Some(_) => CONTACT_DESKS,
-        None => r.provider.as_str(),
-    };
     {
         let mut put = tx.prepare(
             "INSERT INTO report_ip (report_id, ip, hits, first_seen, last_seen) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
-        // Lines kept as evidence for these IPs have served: they are in this report now.
-        let mut prune = tx.prepare("DELETE FROM evidence WHERE provider = ?1 AND ip = ?2")?;
+        // The lines kept of these IPs stay until the report is sent (see
+        // `State::let_go_of_lines`): a report withdrawn or refused unsent gives its addresses
+        // back, and the report that replaces it shows them.
         for i in &r.ips {
             let ip = i.ip.to_string();
             put.execute(params![r.id, ip, i.hits as i64, i.first_seen, i.last_seen])?;
-            prune.execute(params![evidence_key, ip])?;
         }
     }
     tx.commit()?;

@@ -118,15 +118,16 @@ fn waiting_digest() -> (stubs::Rdap, stubs::Dns, Setup) {
         &(drop_line("10:00:00", "45.10.0.1", "TCP", 22)
             + &drop_line("10:00:01", "45.10.0.2", "TCP", 22)),
     );
-    s.run_bounded(&["run"]).ok();
-    assert_eq!(s.outbox().len(), 1);
-    let db = rusqlite::Connection::open(s.path("state/state.db")).unwrap();
-    db.execute("UPDATE report SET status = 'failed', sent_at = NULL", [])
-        .unwrap();
-    drop(db);
-    for f in s.outbox() {
-        fs::remove_file(f).unwrap();
-    }
+    // The relay is down: the digest is made, and fails.
+    let config = fs::read_to_string(s.path("config.toml")).unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    discovery::use_smtp(&s, port);
+    let failed = s.run_bounded(&["run"]);
+    assert_eq!(failed.code, 75, "{}", failed.stderr);
+    assert_eq!(history(&s)[0]["status"], "failed");
+    fs::write(s.path("config.toml"), config).unwrap();
     (rdap, dns, s)
 }
 
@@ -140,7 +141,7 @@ fn all_mail(s: &Setup) -> String {
 
 /// An address put in `report.ignore` (the operator's own network, say) while a digest naming
 /// it waits: the digest is withdrawn, never sent, and the desk never hears of the address;
-/// its other address is reported once it is logged again (no line of it is kept any more).
+/// its other address goes in a new digest, with its log line.
 #[test]
 fn a_waiting_digest_of_an_address_ignored_since_is_withdrawn() {
     let (_rdap, _dns, s) = waiting_digest();
@@ -161,11 +162,11 @@ fn a_waiting_digest_of_an_address_ignored_since_is_withdrawn() {
         "{}",
         out.stderr
     );
-    s.append("messages", &drop_line("10:10:00", "45.10.0.1", "TCP", 22));
-    s.run_bounded(&["run"]).ok();
     s.run_bounded(&["run"]).ok();
     let mail = all_mail(&s);
+    assert_eq!(s.outbox().len(), 1, "{mail}");
     assert!(!mail.contains("45.10.0.2"), "{mail}");
+    assert!(mail.contains("SRC=45.10.0.1 "), "{mail}");
     assert_eq!(sent_addresses(&s), ["45.10.0.1"]);
 }
 
@@ -590,4 +591,30 @@ fn a_provider_renamed_with_its_desk_moved_is_said_before_it_reports_again() {
     ));
     let other = s.run(&["preview"]).ok();
     assert!(!other.stderr.contains("no reports yet"), "{}", other.stderr);
+}
+
+/// A part withdrawn because the desk's address changed is replaced by a report to the new
+/// address that shows its addresses' log lines, as the part did: the lines kept of an
+/// address are let go when a report on it is sent, not when it is made.
+#[test]
+fn a_report_replacing_a_withdrawn_part_shows_its_log_lines() {
+    let s = two_cloud_parts_waiting();
+    edit_config(&s, "ec2-abuse@amazon.com", "abuse@cloud.example");
+    edit_config(&s, "max_messages_per_run = 1", "max_messages_per_run = 10");
+    let preview = s.run(&["preview", "--json"]).ok().json();
+    for report in preview["reports"].as_array().unwrap() {
+        assert_eq!(report["excerpt"].as_array().unwrap().len(), 1, "{report}");
+    }
+    let out = s.run(&["run"]).ok();
+    assert!(out.stderr.contains("withdrawn unsent"), "{}", out.stderr);
+    let new: Vec<String> = s
+        .outbox()
+        .iter()
+        .map(|f| fs::read_to_string(f).unwrap())
+        .filter(|m| m.contains("To: abuse@cloud.example"))
+        .collect();
+    assert_eq!(new.len(), 2);
+    for (m, ip) in new.iter().zip(["18.206.107.24", "34.223.47.190"]) {
+        assert!(m.contains(&format!("SRC={ip} ")), "{m}");
+    }
 }

@@ -600,7 +600,8 @@ fn a_run_asking_about_few_or_many_addresses_decides_alike() {
 }
 
 /// The run that withdraws a waiting report reads a new packet of one of its addresses: the
-/// report that replaces it shows that packet's line, and preview shows the same report.
+/// report that replaces it shows that packet's line beside the lines kept before, and preview
+/// shows the same report.
 #[test]
 fn a_withdrawn_reports_addresses_go_with_the_lines_read_in_that_run() {
     let s = two_parts_waiting();
@@ -615,10 +616,20 @@ fn a_withdrawn_reports_addresses_go_with_the_lines_read_in_that_run() {
         .find(|r| ip_list(&r["ips"]) == [waiting[0].clone()])
         .unwrap()
         .clone();
-    assert!(shown["excerpt"].to_string().contains("DPT=2222"), "{shown}");
+    assert_eq!(
+        shown["ips"][0]["ports"],
+        serde_json::json!([80, 2222]),
+        "{shown}"
+    );
     s.run(&["run"]).ok();
     let mails = all_mail(&s);
     assert!(mails.contains("DPT=2222"), "{mails}");
+    // The line kept when the withdrawn report was made is shown too.
+    let replaced = (s.outbox().iter())
+        .map(|p| fs::read_to_string(p).unwrap())
+        .find(|m| m.contains("DPT=2222"))
+        .unwrap();
+    assert!(replaced.contains("DPT=80 "), "{replaced}");
 }
 
 /// `run --provider other` withdraws none of aws's waiting reports, but the lines it reads of
