@@ -618,3 +618,27 @@ fn a_report_replacing_a_withdrawn_part_shows_its_log_lines() {
         assert!(m.contains(&format!("SRC={ip} ")), "{m}");
     }
 }
+
+/// `state_dir` moved (the folder renamed, the configuration edited to name it) while a part
+/// waits: the state carries on there, the part goes once, nothing is read or sent again.
+#[test]
+fn a_state_dir_moved_with_a_part_waiting_carries_on() {
+    let s = two_cloud_parts_waiting();
+    fs::rename(s.path("state"), s.path("moved-state")).unwrap();
+    edit_config(&s, "/state\"", "/moved-state\"");
+    edit_config(&s, "max_messages_per_run = 1", "max_messages_per_run = 10");
+    let out = s.run(&["run"]).ok();
+    assert!(out.stderr.contains("read 0 lines"), "{}", out.stderr);
+    assert!(!s.path("state").exists());
+    s.run(&["run"]).ok();
+    assert_eq!(s.outbox().len(), 3);
+    let db = rusqlite::Connection::open(s.path("moved-state/state.db")).unwrap();
+    let sent: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM report WHERE status = 'sent'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(sent, 3);
+}
