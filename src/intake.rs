@@ -394,8 +394,8 @@ impl<'s> World<'s> {
 
     /// A digest of what shapes the text of a report to `desk` (a provider's name, or a
     /// discovered desk's key): its templates and the `[report]` settings a message is made
-    /// with, its limits included. Reports waiting to be sent again go as they were made; the run says so when
-    /// this has changed since (see [`crate::state::State::made_under`]).
+    /// with, its limits included. Reports waiting to be sent again go as they were made; the
+    /// run says so when this has changed since (see [`crate::state::State::made_under`]).
     pub(crate) fn made_under(&self, desk: &str) -> String {
         use sha2::Digest;
         let r = &self.settings.report;
