@@ -556,7 +556,7 @@ impl Sending<'_> {
             {
                 continue;
             }
-            if let Some(why) = crate::ledger::withdrawn(&record, self.world) {
+            if let Some(why) = crate::ledger::withdrawn(&record, self.world, state)? {
                 self.put_aside(state, &record, &why)?;
                 // Its addresses are free again: the ledger is read anew.
                 resent += 1;

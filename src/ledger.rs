@@ -99,8 +99,37 @@ pub(crate) const WITHDRAWN: &str = "withdrawn unsent:";
 /// digest: discovery is off, the desk is in `never`, `cc` changed, or one of its addresses is
 /// a configured provider's now. Such a report is withdrawn (`rejected`, with this reason)
 /// rather than sent: its addresses still to be reported go in a new report, made as the
-/// configuration says now.
-pub(crate) fn withdrawn(record: &ReportRecord, world: &World<'_>) -> Option<String> {
+/// configuration says now. A report made for the AWS API is also withdrawn when it was made
+/// as a test and `aws_api.test` is off now, or for real and it is on (its stored request is
+/// read from `state`).
+pub(crate) fn withdrawn(
+    record: &ReportRecord,
+    world: &World<'_>,
+    state: &State,
+) -> Result<Option<String>> {
+    if let Some(why) = withdrawn_as_made(record, world) {
+        return Ok(Some(why));
+    }
+    let Some(now) = (world.settings.aws_api.as_ref())
+        .map(|a| a.test)
+        .filter(|_| record.made_for_api() && record.contact.is_none())
+    else {
+        return Ok(None);
+    };
+    let message = match record.message.is_empty() {
+        true => state.message_of(&record.id)?,
+        false => record.message.clone(),
+    };
+    let tag = format!("\"{}\"", crate::aws_api::TEST_TAG);
+    let test = memchr::memmem::find(&message, tag.as_bytes()).is_some();
+    Ok((test != now).then(|| match test {
+        true => format!("{WITHDRAWN} made as a test report, and aws_api.test is off now"),
+        false => format!("{WITHDRAWN} made as a real report, and aws_api.test is on now"),
+    }))
+}
+
+/// [`withdrawn`] of what a report's head tells.
+fn withdrawn_as_made(record: &ReportRecord, world: &World<'_>) -> Option<String> {
     let settings = world.settings;
     if let Some(i) =
         (record.ips.iter()).find(|i| crate::select::is_ignored(i.ip, &settings.report.ignore))
@@ -194,9 +223,13 @@ fn recipients_changed(
 /// each with why (see [`withdrawn`]), of every destination: a run for one provider reads
 /// every source, and keeps the lines of their addresses for the reports that replace them.
 pub(crate) fn to_withdraw(state: &State, world: &World<'_>) -> Result<Vec<(ReportRecord, String)>> {
-    Ok((state.pending_heads()?.into_iter())
-        .filter_map(|r| withdrawn(&r, world).map(|why| (r, why)))
-        .collect())
+    let mut out = Vec::new();
+    for r in state.pending_heads()? {
+        if let Some(why) = withdrawn(&r, world, state)? {
+            out.push((r, why));
+        }
+    }
+    Ok(out)
 }
 
 impl Ledger {

@@ -471,10 +471,11 @@ pub(crate) fn history(
         if let Some(e) = r.last_error.as_deref().filter(|_| r.status != Status::Sent) {
             writeln!(out, "{:<id_width$} last error: {e}", "")?;
         }
-        if let Some(why) = (world.as_ref())
-            .filter(|_| waiting(r))
-            .and_then(|w| crate::ledger::withdrawn(r, w))
-        {
+        let next = match (&world, &state) {
+            (Some(w), Some(s)) if waiting(r) => crate::ledger::withdrawn(r, w, s)?,
+            _ => None,
+        };
+        if let Some(why) = next {
             writeln!(out, "{:<id_width$} next run: {why}", "")?;
         }
         if let Some(remote) = remotes.get(&r.id) {

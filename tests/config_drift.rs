@@ -509,6 +509,60 @@ fn a_part_made_under_a_larger_size_limit_goes_as_made_and_the_run_says_so() {
 /// API is not called about it.
 #[test]
 fn a_waiting_api_report_on_an_address_ignored_since_is_withdrawn() {
+    let s = api_report_waiting();
+    edit_config(&s, "[report]\n", "[report]\nignore = [\"3.5.140.2/32\"]\n");
+    let out = s.run_bounded(&["run"]);
+    assert_eq!(out.code, 0, "not tried again: {}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("withdrawn unsent: 3.5.140.2 is in report.ignore now"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(history(&s)[0]["status"], "rejected");
+}
+
+/// `aws_api.test` turned on while a real report to the API waits (the operator wants no real
+/// report now): it is withdrawn unsent and its address goes in a test report; turned off
+/// again, the waiting test report is withdrawn for a real one. Nothing is lost.
+#[test]
+fn a_waiting_api_report_follows_aws_api_test_as_it_is_now() {
+    let s = api_report_waiting();
+    edit_config(&s, "timeout_secs = 5\n", "timeout_secs = 5\ntest = true\n");
+    let out = s.run_bounded(&["run"]);
+    assert_eq!(out.code, 75, "the endpoint is still down: {}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("withdrawn unsent: made as a real report, and aws_api.test is on now"),
+        "{}",
+        out.stderr
+    );
+    let rows = history(&s);
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0]["status"], "rejected");
+    let id = rows[1]["id"].as_str().unwrap();
+    assert!(s.run(&["show", id]).ok().stdout.contains("lifecycle:test"));
+    edit_config(&s, "test = true\n", "");
+    let before = s.run(&["history"]).ok();
+    assert!(
+        before.stdout.contains(
+            "next run: withdrawn unsent: made as a test report, and aws_api.test is off now"
+        ),
+        "{}",
+        before.stdout
+    );
+    let out = s.run_bounded(&["run"]);
+    assert_eq!(out.code, 75, "{}", out.stderr);
+    let rows = history(&s);
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    let id = rows[2]["id"].as_str().unwrap();
+    assert!(!s.run(&["show", id]).ok().stdout.contains("lifecycle:test"));
+    assert_eq!(string_list(&rows[2]["ips"]), ["3.5.140.2"]);
+}
+
+/// A provider `aws` reporting through the AWS API at an endpoint nobody listens on: the
+/// first run's report of 3.5.140.2 failed and waits.
+fn api_report_waiting() -> Setup {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let endpoint = format!("http://127.0.0.1:{}", closed.local_addr().unwrap().port());
     drop(closed);
@@ -540,16 +594,7 @@ fn a_waiting_api_report_on_an_address_ignored_since_is_withdrawn() {
     let first = s.run_bounded(&["run"]);
     assert_eq!(first.code, 75, "{}", first.stderr);
     assert_eq!(history(&s)[0]["status"], "failed");
-    edit_config(&s, "[report]\n", "[report]\nignore = [\"3.5.140.2/32\"]\n");
-    let out = s.run_bounded(&["run"]);
-    assert_eq!(out.code, 0, "not tried again: {}", out.stderr);
-    assert!(
-        out.stderr
-            .contains("withdrawn unsent: 3.5.140.2 is in report.ignore now"),
-        "{}",
-        out.stderr
-    );
-    assert_eq!(history(&s)[0]["status"], "rejected");
+    s
 }
 
 /// A provider renamed in the same edit that moves its desk to another address (`aws` mailed
