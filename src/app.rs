@@ -597,7 +597,10 @@ impl Sending<'_> {
         let why = format!(
             "given up: the desk's mail server has deferred it for more than {DESK_PATIENCE_DAYS} days"
         );
-        self.put_aside(state, record, &why)
+        self.put_aside(state, record, &why)?;
+        // Its addresses stay reported to the desks: their lines have served.
+        let _ = state.let_go_of_lines(&record.id);
+        Ok(())
     }
 
     /// Marks a waiting report `rejected`, never to be sent, and says why, also under

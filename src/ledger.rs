@@ -738,8 +738,11 @@ pub(crate) fn deliver(
             status.as_str()
         )
     })?;
-    if status == Status::Sent {
-        // Only what a later report shows depends on it: the outcome is recorded already.
+    // Sent, or refused where a refusal keeps the addresses reported (an API, a discovered
+    // desk): their lines have served. Only what a later report shows depends on it: the
+    // outcome is recorded already.
+    let for_good = record.contact.is_some() || record.made_for_api();
+    if status == Status::Sent || (status == Status::Rejected && for_good) {
         let _ = state.let_go_of_lines(&record.id);
     }
     match result {

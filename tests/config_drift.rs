@@ -6,6 +6,8 @@
 mod common;
 #[path = "common/discovery.rs"]
 mod discovery;
+#[path = "common/faulty_smtp.rs"]
+mod faulty_smtp;
 #[path = "common/discover_stubs.rs"]
 mod stubs;
 
@@ -686,4 +688,41 @@ fn a_state_dir_moved_with_a_part_waiting_carries_on() {
         )
         .unwrap();
     assert_eq!(sent, 3);
+}
+
+/// How many log lines the state keeps of `ip`.
+fn lines_kept(s: &Setup, ip: &str) -> i64 {
+    let db = rusqlite::Connection::open(s.path("state/state.db")).unwrap();
+    db.query_row("SELECT COUNT(*) FROM evidence WHERE ip = ?1", [ip], |r| {
+        r.get(0)
+    })
+    .unwrap()
+}
+
+/// A report the mail server refuses (552) gives its address back: the report that replaces
+/// it, once the mail goes, shows the address's log line, and once that is sent the line is
+/// let go. A digest a discovered desk's server refuses keeps its addresses from that desk,
+/// and their lines are let go at once.
+#[test]
+fn lines_stay_until_a_report_is_sent_or_refused_for_good() {
+    let server = faulty_smtp::FaultyServer::start(faulty_smtp::Mode::Reject552);
+    let s = Setup::standard();
+    let config = fs::read_to_string(s.path("config.toml")).unwrap();
+    s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    discovery::use_smtp(&s, server.port);
+    assert_eq!(s.run_bounded(&["run"]).code, 1);
+    assert_eq!(history(&s)[0]["status"], "rejected");
+    assert!(lines_kept(&s, "3.5.140.2") > 0, "kept for the next report");
+    fs::write(s.path("config.toml"), &config).unwrap();
+    s.run(&["run"]).ok();
+    let mail = all_mail(&s);
+    assert!(mail.contains("SRC=3.5.140.2 "), "{mail}");
+    assert_eq!(lines_kept(&s, "3.5.140.2"), 0, "sent: let go");
+
+    let (_rdap, _dns, d) = waiting_digest();
+    assert!(lines_kept(&d, "45.10.0.1") > 0);
+    discovery::use_smtp(&d, server.port);
+    assert_eq!(d.run_bounded(&["run"]).code, 1);
+    assert_eq!(history(&d)[0]["status"], "rejected");
+    assert_eq!(lines_kept(&d, "45.10.0.1"), 0, "refused for good: let go");
 }
