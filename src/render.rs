@@ -256,7 +256,7 @@ impl Report {
                 ip.hosts = hide_addresses(std::mem::take(&mut ip.hosts));
             }
         }
-        let excerpt = window
+        let excerpt: Vec<String> = window
             .map(|w| {
                 w.lines
                     .iter()
@@ -264,6 +264,7 @@ impl Report {
                     .collect()
             })
             .unwrap_or_default();
+        let any_excerpt = !excerpt.is_empty();
         let ip_width = ips.iter().map(|i| i.ip.len()).max().unwrap_or(0).max(7);
         // `  address  packets  ports`: what is left of the width is the ports column's.
         let ports_budget = BODY_WIDTH.saturating_sub(2 + ip_width + 2 + 8 + 2);
@@ -358,7 +359,9 @@ impl Report {
             } else {
                 [
                     (cfg.attach_csv, "ips.csv"),
-                    (cfg.attach_excerpt, "excerpt.log"),
+                    // No log line kept (an address seen while in no provider, whose
+                    // provider's ranges hold it now): no empty file.
+                    (cfg.attach_excerpt && any_excerpt, "excerpt.log"),
                 ]
                 .into_iter()
                 .filter(|(on, _)| *on)
@@ -963,12 +966,14 @@ pub fn message(
             ));
         }
         if cfg.attach_excerpt {
-            let mut log = report.excerpt.join("\n");
-            log.push('\n');
-            parts = parts.singlepart(
-                Attachment::new("excerpt.log".to_string())
-                    .body(readable(&log), ContentType::TEXT_PLAIN),
-            );
+            if !report.excerpt.is_empty() {
+                let mut log = report.excerpt.join("\n");
+                log.push('\n');
+                parts = parts.singlepart(
+                    Attachment::new("excerpt.log".to_string())
+                        .body(readable(&log), ContentType::TEXT_PLAIN),
+                );
+            }
             let evidence = report.evidence_log();
             if !evidence.is_empty() {
                 parts = parts.singlepart(

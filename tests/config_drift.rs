@@ -287,6 +287,22 @@ fn an_address_a_replaced_range_file_now_holds_is_reported_whatever_the_files_tim
     assert_eq!(sent_addresses(&s), ["45.10.0.1"], "{}", out.stderr);
 }
 
+/// An address seen while in no provider, reported once a new range file holds it: no line of
+/// it was kept then, so its report attaches no empty excerpt.log, nor names one.
+#[test]
+fn a_report_with_no_log_line_kept_attaches_no_empty_excerpt() {
+    let s = Setup::new(&cidr_provider_config(""));
+    s.write("cloud.txt", "3.5.140.0/22\n");
+    s.write("messages", &drop_line("10:00:00", "45.10.0.1", "TCP", 22));
+    s.run(&["run"]).ok();
+    s.write("cloud.txt", "3.5.140.0/22\n45.10.0.0/24\n");
+    s.run(&["run"]).ok();
+    assert_eq!(sent_addresses(&s), ["45.10.0.1"]);
+    let mail = all_mail(&s);
+    assert!(!mail.contains("excerpt.log"), "{mail}");
+    assert!(mail.contains("Attached for your tools: ips.csv."), "{mail}");
+}
+
 /// A source taken out of the configuration for a while and put back: it is read on from where
 /// it was left, so the lines logged meanwhile count once and those read before not again.
 #[test]
