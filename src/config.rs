@@ -511,7 +511,11 @@ fn is_snippet_line(line: &str) -> bool {
 /// Checks a parsed configuration section by section; the first mistake is the error, naming
 /// the file and the key.
 fn check(file: &Path, raw: RawConfig) -> Result<Settings, ConfigError> {
-    let base = file.parent().unwrap_or(Path::new("."));
+    // From the file's absolute place, not the spelling `--config` gave it: a source's path
+    // names its cursor, and a relative one would name a new cursor from each working folder
+    // (a `reread` under one spelling then counts again what the other counted).
+    let absolute = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
+    let base = absolute.parent().unwrap_or(Path::new("."));
     let err = |key: &str, what: String| ConfigError(format!("{}: {key}: {what}", file.display()));
     let resolve = |p: &Path| -> PathBuf {
         if p.is_absolute() {
