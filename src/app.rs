@@ -340,6 +340,7 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
         settings,
         now,
         verbosity,
+        json,
         only,
         budget: settings.mail.max_messages_per_run,
         outcome: Outcome::default(),
@@ -516,6 +517,8 @@ struct Sending<'a> {
     settings: &'a Settings,
     now: DateTime<Utc>,
     verbosity: Verbosity,
+    /// Standard output carries the run's JSON document (`run --json`).
+    json: bool,
     only: Option<&'a str>,
     budget: u32,
     outcome: Outcome,
@@ -541,6 +544,7 @@ impl Sending<'_> {
             self.now,
             &mut self.outcome,
             self.verbosity,
+            self.json,
         )
     }
 

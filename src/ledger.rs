@@ -682,6 +682,7 @@ pub(crate) fn deliver(
     now: DateTime<Utc>,
     outcome: &mut Outcome,
     verbosity: Verbosity,
+    json: bool,
 ) -> Result<()> {
     // A part that waited runs for its turn, never tried yet, goes out with the day it goes
     // out on: a Date days old is a spam sign. The stored message follows, so that `show`
@@ -750,12 +751,19 @@ pub(crate) fn deliver(
             outcome.sent += 1;
             outcome.desks_deferred_in_a_row.clear();
             if verbosity != Verbosity::Quiet {
-                crate::output::say(format_args!(
+                let line = format!(
                     "report {} to {} ({} IPs): sent: {detail}",
                     record.id,
                     record.recipients.join(", "),
                     record.ips.len()
-                ));
+                );
+                // `run --json` keeps standard output for the one JSON document a script
+                // parses; the line goes beside the summary then.
+                if json {
+                    crate::output::tell(format_args!("{line}"));
+                } else {
+                    crate::output::say(format_args!("{line}"));
+                }
             }
         }
         // A discovered desk's report that the server answered with "later": that desk waits
