@@ -22,6 +22,7 @@ use serde::Serialize;
 use crate::clock::Zone;
 use crate::config::ReportConfig;
 use crate::enrich::Attacker;
+use crate::error::ConfigError;
 use crate::excerpt::{EvidenceLine, Window, clean, redact};
 
 /// The version that `User-Agent` and report footers name.
@@ -404,7 +405,18 @@ impl Report {
                 .map(|l| redact(&clean(l.text.as_bytes()), &cfg.redact))
                 .collect();
         }
-        let any = self.ips.iter().any(|i| !i.evidence.is_empty());
+        // The body's list is a copy of the busiest entries, made before their lines were
+        // known: a template that shows each listed address's lines needs them there too.
+        let own: std::collections::HashMap<&str, &Vec<String>> = (self.ips.iter())
+            .filter(|i| !i.evidence.is_empty())
+            .map(|i| (i.ip.as_str(), &i.evidence))
+            .collect();
+        for listed in &mut self.listed {
+            if let Some(lines) = own.get(listed.ip.as_str()) {
+                listed.evidence = (*lines).clone();
+            }
+        }
+        let any = !own.is_empty();
         if any && !self.xarf && cfg.attach_excerpt {
             self.attachments.push("evidence.log".to_string());
         }
@@ -780,7 +792,9 @@ impl Templates {
             };
             self.tera
                 .render(&key, &context)
-                .map_err(|e| anyhow::anyhow!("template {name}: {}", tera_message(&e)))
+                // A template that cannot render (a variable that is not there, a filter
+                // misused) is the operator's to fix, as `check` says: waiting fixes nothing.
+                .map_err(|e| ConfigError(format!("template {name}: {}", tera_message(&e))).into())
         };
         let subject = render("subject.txt")?;
         let subject = clean(subject.as_bytes())
