@@ -81,7 +81,7 @@ pub enum Command {
         #[arg(long)]
         aws: bool,
     },
-    /// Read a source again on the next run, rotated history included, after a wrong prefix say (the ledger keeps reports unique: nothing is sent twice; lines read before count again in hit totals)
+    /// Read a source again on the next run, rotated history included, after a wrong prefix say (the ledger keeps reports unique: nothing is sent twice; a packet counted before is not counted again)
     Reread {
         /// The source's `path` as configured, one file of a glob source, or `journald`
         #[arg(long, value_name = "PATH")]
