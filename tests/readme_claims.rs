@@ -1,0 +1,151 @@
+//! What an operator reading README takes at its word, run against the binary: a relative
+//! `--config`, `run --json` in a script, a custom template's mistakes and variables, and what
+//! `--help` says of `reread`.
+
+mod common;
+
+use std::process::Command;
+
+use common::{Ran, Setup, drop_line, observed_hits};
+
+/// The standard set-up with every path relative to the configuration file's folder.
+fn relative_setup() -> Setup {
+    let s = Setup::new(
+        r#"
+state_dir = "state"
+timezone = "UTC"
+
+[[source]]
+path = "messages"
+
+[[provider]]
+name = "aws"
+to = ["ec2-abuse@amazon.com"]
+ranges = "{repo}/fixtures/ranges/aws-ip-ranges.json"
+services = ["EC2"]
+
+[report]
+from = "Abuse desk <abuse@example.org>"
+min_hits = 1
+max_age_days = 0
+
+[mail]
+transport = "file"
+dir = "outbox"
+"#,
+    );
+    s.write(
+        "messages",
+        &[
+            drop_line("23:51:25", "34.223.47.190", "UDP", 53),
+            drop_line("23:51:26", "34.223.47.190", "UDP", 53),
+            drop_line("23:51:27", "3.5.140.2", "TCP", 22),
+        ]
+        .concat(),
+    );
+    s
+}
+
+/// `args` run from `cwd` with `--config` spelled `config` (relative to `cwd`).
+fn run_in(s: &Setup, cwd: &std::path::Path, config: &str, args: &[&str]) -> Ran {
+    let out = Command::new(env!("CARGO_BIN_EXE_abuse-mailer"))
+        .current_dir(cwd)
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env("ABUSE_MAILER_NOW", &s.now)
+        .env_remove("ABUSE_MAILER_CONFIG")
+        .output()
+        .unwrap();
+    Ran::from(out)
+}
+
+#[test]
+fn a_config_named_by_a_relative_path_names_its_sources_as_an_absolute_one_does() {
+    let s = relative_setup();
+    // An operator in the configuration's folder runs it by hand.
+    run_in(&s, s.dir.path(), "config.toml", &["run"]).ok();
+    let once = observed_hits(&s);
+    assert_eq!(once.get("34.223.47.190"), Some(&2), "{once:?}");
+    // The file given as README says, from another folder, under the timer's spelling of the
+    // configuration: the same source, whatever the working folder.
+    let parent = s.dir.path().parent().unwrap();
+    let name = s.dir.path().file_name().unwrap().to_str().unwrap();
+    let file = s.path("messages");
+    run_in(
+        &s,
+        parent,
+        &format!("{name}/config.toml"),
+        &["reread", "--source", file.to_str().unwrap()],
+    )
+    .ok();
+    // The timer's run: the file read again passes over what the first read counted.
+    s.run(&["run"]).ok();
+    assert_eq!(observed_hits(&s), once, "a packet counted twice");
+    let db = rusqlite::Connection::open(s.path("state/state.db")).unwrap();
+    let cursors: i64 = db
+        .query_row("SELECT count(*) FROM cursor", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(cursors, 1, "one file, one cursor");
+}
+
+#[test]
+fn run_json_prints_one_json_document_on_stdout() {
+    let s = relative_setup();
+    let ran = s.run(&["run", "--json"]).ok();
+    // A script pipes it into jq: nothing but the document on standard output.
+    let doc: serde_json::Value = serde_json::from_str(&ran.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {}", ran.stdout));
+    assert_eq!(doc["reports"].as_array().unwrap().len(), 1, "{doc}");
+    assert_eq!(s.outbox().len(), 1);
+    // What was sent is still said, on standard error beside the summary.
+    assert!(ran.stderr.contains(": sent: "), "{}", ran.stderr);
+}
+
+#[test]
+fn a_template_that_cannot_render_stops_a_run_as_a_configuration_error() {
+    let s = relative_setup();
+    let config = std::fs::read_to_string(s.path("config.toml")).unwrap();
+    s.reconfigure(&config.replace("[report]", "[report]\ntemplates_dir = \"templates\""));
+    std::fs::create_dir(s.path("templates")).unwrap();
+    s.write("templates/subject.txt", "Abuse from {{ provder_label }}\n");
+    let check = s.run(&["check"]);
+    assert_eq!(check.code, 78, "{}", check.stdout);
+    for command in ["run", "preview"] {
+        let ran = s.run(&[command]);
+        assert_eq!(ran.code, 78, "{command}: {}", ran.stderr);
+        assert!(ran.stderr.contains("subject.txt"), "{}", ran.stderr);
+    }
+    assert!(s.outbox().is_empty());
+    // Fixed, the report goes out: nothing was lost meanwhile.
+    s.write("templates/subject.txt", "Abuse from {{ provider_label }}\n");
+    s.run(&["run"]).ok();
+    assert_eq!(s.outbox().len(), 1);
+}
+
+#[test]
+fn listed_addresses_carry_their_own_log_lines_in_a_template() {
+    let s = relative_setup();
+    let config = std::fs::read_to_string(s.path("config.toml")).unwrap();
+    s.reconfigure(&config.replace("[report]", "[report]\ntemplates_dir = \"templates\""));
+    std::fs::create_dir(s.path("templates")).unwrap();
+    s.write(
+        "templates/body.txt",
+        "{% for a in listed %}{{ a.ip }} {{ a.evidence | length }};{% endfor %}\n\
+         {% for a in ips %}{{ a.ip }} {{ a.evidence | length }};{% endfor %}\n",
+    );
+    let out = s.run(&["preview"]).ok().stdout;
+    let lines: Vec<&str> = out.lines().filter(|l| l.ends_with(';')).collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    // The busiest first in `listed`, sorted in `ips`; the same lines either way.
+    assert_eq!(lines[0], "34.223.47.190 2;3.5.140.2 1;", "{out}");
+    assert_eq!(lines[1], "3.5.140.2 1;34.223.47.190 2;", "{out}");
+}
+
+#[test]
+fn reread_help_says_no_packet_counts_twice() {
+    let s = relative_setup();
+    let help = s.run(&["reread", "--help"]).ok().stdout;
+    assert!(!help.contains("count again"), "{help}");
+    assert!(help.contains("not counted again"), "{help}");
+}
