@@ -119,7 +119,7 @@ pub struct ReportArgs {
     /// Report to this provider only (all sources are still read)
     #[arg(long, value_name = "NAME")]
     pub provider: Option<String>,
-    /// Print the reports as one JSON object (for run: with --dry-run)
+    /// Print the reports as one JSON object on stdout (run: those it made this run)
     #[arg(long)]
     pub json: bool,
     /// Pass over packets logged longer ago than this (e.g. 2h, 3d): skip old history

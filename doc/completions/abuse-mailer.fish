@@ -42,14 +42,14 @@ complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand run" -l provid
 complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand run" -l since -d 'Pass over packets logged longer ago than this (e.g. 2h, 3d): skip old history' -r
 complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand run" -l config -d 'Configuration file [default: $ABUSE_MAILER_CONFIG, else /etc/abuse-mailer/config.toml]' -r -F
 complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand run" -l dry-run -d 'Print the messages that would be sent and change nothing (same as `preview`)'
-complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand run" -l json -d 'Print the reports as one JSON object (for run: with --dry-run)'
+complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand run" -l json -d 'Print the reports as one JSON object on stdout (run: those it made this run)'
 complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand run" -s q -l quiet -d 'Say less: only errors (the run summary line is not printed)'
 complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand run" -s v -l verbose -d 'Say more: what was read from each source and why'
 complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand run" -s h -l help -d 'Print help'
 complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand preview" -l provider -d 'Report to this provider only (all sources are still read)' -r
 complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand preview" -l since -d 'Pass over packets logged longer ago than this (e.g. 2h, 3d): skip old history' -r
 complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand preview" -l config -d 'Configuration file [default: $ABUSE_MAILER_CONFIG, else /etc/abuse-mailer/config.toml]' -r -F
-complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand preview" -l json -d 'Print the reports as one JSON object (for run: with --dry-run)'
+complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand preview" -l json -d 'Print the reports as one JSON object on stdout (run: those it made this run)'
 complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand preview" -s q -l quiet -d 'Say less: only errors (the run summary line is not printed)'
 complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand preview" -s v -l verbose -d 'Say more: what was read from each source and why'
 complete -c abuse-mailer -n "__fish_abuse_mailer_using_subcommand preview" -s h -l help -d 'Print help'
