@@ -27,17 +27,42 @@ fn check(rel: &str, generated: Vec<u8>) {
     );
 }
 
+/// Each page as clap_mangen renders it: the command's, then one per subcommand, whose
+/// names the first page's SUBCOMMANDS section gives (`abuse-mailer-run(1)`).
+fn man_pages(cmd: clap::Command, pages: &mut Vec<(String, Vec<u8>)>) {
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        man_pages(sub.clone(), pages);
+    }
+    let man = clap_mangen::Man::new(cmd);
+    let mut out = Vec::new();
+    man.render(&mut out).unwrap();
+    pages.push((man.get_filename(), out));
+}
+
 #[test]
 fn man_page_is_current() {
-    let mut out = Vec::new();
-    clap_mangen::Man::new(Cli::command())
-        .render(&mut out)
-        .unwrap();
-    let text = String::from_utf8(out.clone()).unwrap();
+    // `help` is no command of its own: no page for it, and none named.
+    let mut cmd = Cli::command().disable_help_subcommand(true);
+    cmd.build();
+    let mut pages = Vec::new();
+    man_pages(cmd, &mut pages);
+    let names: Vec<&str> = pages.iter().map(|(name, _)| name.as_str()).collect();
     for command in ["run", "preview", "history", "show", "check", "firewall"] {
-        assert!(text.contains(command), "{command}");
+        assert!(
+            names.contains(&format!("abuse-mailer-{command}.1").as_str()),
+            "{command}: {names:?}"
+        );
     }
-    check("abuse-mailer.1", out);
+    let main = &pages.last().unwrap().1;
+    let text = String::from_utf8(main.clone()).unwrap();
+    // Every page the first one refers to is there.
+    for (name, _) in &pages[..pages.len() - 1] {
+        let reference = name.trim_end_matches(".1").replace('-', "\\-") + "(1)";
+        assert!(text.contains(&reference), "{reference} not named");
+    }
+    for (name, page) in pages {
+        check(&name, page);
+    }
 }
 
 #[test]
