@@ -190,11 +190,37 @@ pub fn render(
             let _ = writeln!(out, "\t}}\n}}");
         }
         FirewallFormat::Ipset => {
-            let _ = writeln!(out, "# ipset restore < this-file; then for example:");
+            // The sets block nothing by themselves: the rules that use them must DROP what
+            // they LOG, and keep to --ports, as the other formats do.
             let _ = writeln!(
                 out,
-                "#   iptables -I INPUT -m set --match-set abuse-{name}-v4 src -j LOG --log-prefix \"{log_prefix}\""
+                "# ipset restore < this-file; then hook the sets in (each packet LOGged, then DROPped):"
             );
+            let protos: Vec<String> = if ports.is_empty() {
+                vec![String::new()]
+            } else {
+                let list = ports
+                    .iter()
+                    .map(u16::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",");
+                ["tcp", "udp"]
+                    .iter()
+                    .map(|p| format!(" -p {p} -m multiport --dports {list}"))
+                    .collect()
+            };
+            for (tool, set) in [("iptables", "v4"), ("ip6tables", "v6")] {
+                let mut at = 1;
+                for proto in &protos {
+                    let rule = format!("-m set --match-set abuse-{name}-{set} src{proto}");
+                    let _ = writeln!(
+                        out,
+                        "#   {tool} -I INPUT {at} {rule} -j LOG --log-level warning --log-prefix \"{log_prefix}\""
+                    );
+                    let _ = writeln!(out, "#   {tool} -I INPUT {} {rule} -j DROP", at + 1);
+                    at += 2;
+                }
+            }
             for (family, set, nets) in [("inet", "v4", &v4), ("inet6", "v6", &v6)] {
                 let _ = writeln!(
                     out,

@@ -149,3 +149,33 @@ fn reread_help_says_no_packet_counts_twice() {
     assert!(!help.contains("count again"), "{help}");
     assert!(help.contains("not counted again"), "{help}");
 }
+
+#[test]
+fn the_ipset_rules_drop_what_they_log_and_keep_to_the_ports() {
+    let s = relative_setup();
+    let hooks = |extra: &[&str]| -> Vec<String> {
+        let mut args = vec!["firewall", "--provider", "aws", "--format", "ipset"];
+        args.extend_from_slice(extra);
+        let out = s.run(&args).ok().stdout;
+        out.lines()
+            .filter(|l| l.contains("--match-set"))
+            .map(|l| l.trim_start_matches("#   ").to_string())
+            .collect()
+    };
+    for family in ["iptables", "ip6tables"] {
+        let all = hooks(&[]);
+        let ours: Vec<&String> = all.iter().filter(|l| l.starts_with(family)).collect();
+        assert_eq!(ours.len(), 2, "{all:?}");
+        assert!(ours[0].contains("-j LOG") && ours[0].contains("\"INPUT-DROP:\""));
+        assert!(ours[1].ends_with("-j DROP"), "{all:?}");
+        // README: --ports 80,443 blocks only those ports, whatever the format.
+        let some = hooks(&["--ports", "80,443"]);
+        let ours: Vec<&String> = some.iter().filter(|l| l.starts_with(family)).collect();
+        assert_eq!(ours.len(), 4, "{some:?}");
+        assert!(
+            ours.iter().all(|l| l.contains("--dports 80,443")),
+            "{some:?}"
+        );
+        assert_eq!(ours.iter().filter(|l| l.ends_with("-j DROP")).count(), 2);
+    }
+}
