@@ -27,6 +27,12 @@ pub fn reread(
     say: bool,
 ) -> Result<u8> {
     let config = configured(settings, wanted)?;
+    // `-q`: only errors, as for every command.
+    let tell = |line: std::fmt::Arguments<'_>| {
+        if say {
+            crate::output::say(line);
+        }
+    };
     let Some(_lock) = crate::lock::acquire(&settings.state_dir, say)? else {
         bail!("another run holds the state; try again when it is done");
     };
@@ -36,13 +42,13 @@ pub fn reread(
     if config.kind == SourceKind::Journald {
         let cursor = match since {
             Some(t) => {
-                crate::output::say(format_args!(
+                tell(format_args!(
                     "source journald: the next run reads the journal again from {since_text}"
                 ));
                 journal::reread_since(t.timestamp())
             }
             None => {
-                crate::output::say(format_args!(
+                tell(format_args!(
                     "source journald: the next run reads the whole journal again"
                 ));
                 journal::REREAD_ALL.to_string()
@@ -55,14 +61,14 @@ pub fn reread(
         let from = source::reread_from(&file, since.map(|t| (t.timestamp(), &mut parser)))?;
         let shown = file.display();
         match &from.start {
-            RereadStart::Oldest => crate::output::say(format_args!(
+            RereadStart::Oldest => tell(format_args!(
                 "source {shown}: the next run reads it again from the start of its oldest rotated file"
             )),
-            RereadStart::At(at, offset) => crate::output::say(format_args!(
+            RereadStart::At(at, offset) => tell(format_args!(
                 "source {shown}: the next run reads it again from {} at byte {offset} (the first packet logged at or after {since_text})",
                 at.display()
             )),
-            RereadStart::NothingSince => crate::output::say(format_args!(
+            RereadStart::NothingSince => tell(format_args!(
                 "source {shown}: nothing logged since {since_text}; the next run reads what is written from now on"
             )),
         }

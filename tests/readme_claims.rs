@@ -179,3 +179,19 @@ fn the_ipset_rules_drop_what_they_log_and_keep_to_the_ports() {
         assert_eq!(ours.iter().filter(|l| l.ends_with("-j DROP")).count(), 2);
     }
 }
+
+#[test]
+fn quiet_reread_prints_nothing() {
+    let s = relative_setup();
+    s.run(&["run"]).ok();
+    let file = s.path("messages");
+    let quiet = s
+        .run(&["-q", "reread", "--source", file.to_str().unwrap()])
+        .ok();
+    assert_eq!((quiet.stdout.as_str(), quiet.stderr.as_str()), ("", ""));
+    // Said without -q; and the reread took effect either way.
+    let told = s.run(&["reread", "--source", file.to_str().unwrap()]).ok();
+    assert!(told.stdout.contains("reads it again"), "{}", told.stdout);
+    let again = s.run(&["run", "--dry-run", "--json"]).ok().json();
+    assert_eq!(again["summary"]["lines_counted_before"], 3, "{again}");
+}
