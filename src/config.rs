@@ -462,12 +462,17 @@ fn load_with(
         .and_then(|c| c.try_deserialize())
         .map_err(|e| {
             let text = describe(&e);
-            match unknown_from_environment(&text, &names) {
-                Some(var) => {
-                    ConfigError(format!("{var}: {text} (a misspelt environment variable)"))
-                }
-                None => ConfigError(format!("{shown}: {text}")),
+            if let Some(var) = unknown_from_environment(&text, &names) {
+                return ConfigError(format!("{var}: {text} (a misspelt environment variable)"));
             }
+            let about_a_list =
+                text.contains("for key `source") || text.contains("for key `provider");
+            if let Some(var) = list_from_environment(&names).filter(|_| about_a_list) {
+                return ConfigError(format!(
+                    "{var}: [[source]] and [[provider]] are lists, whose keys cannot be set from the environment: set them in {shown}"
+                ));
+            }
+            ConfigError(format!("{shown}: {text}"))
         })?;
     check(path, raw)
 }
@@ -484,6 +489,19 @@ fn unknown_from_environment(error: &str, names: &[String]) -> Option<String> {
             n.rsplit("__")
                 .next()
                 .is_some_and(|last| last.eq_ignore_ascii_case(field))
+        })
+        .cloned()
+}
+
+/// An `ABUSE_MAILER__SOURCE__…` or `ABUSE_MAILER__PROVIDER__…` variable: the environment
+/// turns it into a table where the file has a list, and the error would blame the file.
+fn list_from_environment(names: &[String]) -> Option<String> {
+    names
+        .iter()
+        .find(|n| {
+            let upper = n.to_ascii_uppercase();
+            upper.starts_with("ABUSE_MAILER__SOURCE__")
+                || upper.starts_with("ABUSE_MAILER__PROVIDER__")
         })
         .cloned()
 }
@@ -1282,6 +1300,18 @@ dir = "outbox"
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         load_with(&path, Some(env))
+    }
+
+    #[test]
+    fn a_list_key_set_from_the_environment_names_the_variable_not_the_file() {
+        for var in [
+            "ABUSE_MAILER__SOURCE__PATH",
+            "ABUSE_MAILER__PROVIDER__0__NAME",
+        ] {
+            let e = load_env(MINIMAL, &[(var, "x")]).unwrap_err().0;
+            assert!(e.starts_with(var), "{e}");
+            assert!(e.contains("cannot be set from the environment"), "{e}");
+        }
     }
 
     #[test]
