@@ -46,6 +46,20 @@ pub fn print(
         return Err(ConfigError(format!("no provider {provider:?} configured")).into());
     };
     let provider = Provider::load(config).map_err(|e| ConfigError(one_line(&e)))?;
+    // Empty rules would load without a word and block nothing: an operator under attack
+    // must not take them for a block.
+    if provider.ranges.infos().is_empty() {
+        let why = if config.ranges.is_none() {
+            "it is matched by asns alone, and AS announcements are no rules"
+        } else {
+            "its range file, with its services and regions, leaves none"
+        };
+        return Err(ConfigError(format!(
+            "firewall --provider {}: no ranges to block: {why}; give the provider a ranges file",
+            config.name
+        ))
+        .into());
+    }
     let ports = ports(port_list)?;
     let prefix = settings
         .sources

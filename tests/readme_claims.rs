@@ -195,3 +195,27 @@ fn quiet_reread_prints_nothing() {
     let again = s.run(&["run", "--dry-run", "--json"]).ok().json();
     assert_eq!(again["summary"]["lines_counted_before"], 3, "{again}");
 }
+
+#[test]
+fn firewall_for_a_provider_without_ranges_is_refused_not_an_empty_block() {
+    let s = relative_setup();
+    let config = std::fs::read_to_string(s.path("config.toml")).unwrap();
+    // Matched by its AS alone: there is nothing a firewall rule could name.
+    let by_asn: String = config
+        .lines()
+        .filter(|l| !l.starts_with("ranges =") && !l.starts_with("services ="))
+        .map(|l| match l {
+            "[mail]" => "[enrich]\nasn_db = \"{repo}/fixtures/asn/example-asn.mmdb\"\n\n[mail]\n"
+                .to_string(),
+            "to = [\"ec2-abuse@amazon.com\"]" => format!("{l}\nasns = [16509]\n"),
+            _ => format!("{l}\n"),
+        })
+        .collect();
+    s.reconfigure(&by_asn);
+    for format in ["iptables", "ip6tables", "nft", "ipset"] {
+        let ran = s.run(&["firewall", "--provider", "aws", "--format", format]);
+        assert_eq!(ran.code, 78, "{format}: {}{}", ran.stdout, ran.stderr);
+        assert!(ran.stdout.is_empty(), "{}", ran.stdout);
+        assert!(ran.stderr.contains("no ranges to block"), "{}", ran.stderr);
+    }
+}
