@@ -75,8 +75,9 @@ struct FileNames {
     names_read: std::collections::HashSet<String>,
     /// Names whose cursor another name took over this run.
     moved: std::collections::HashSet<String>,
-    /// The names that took them over: their cursor is stored even if the read moved it not.
-    taken_over: std::collections::HashSet<String>,
+    /// The names that took them over, with the name each took over from: their cursor is
+    /// stored even if the read moved it not, and what the old name counted goes with it.
+    taken_over: HashMap<String, String>,
 }
 
 impl FileNames {
@@ -90,7 +91,7 @@ impl FileNames {
             read: HashMap::new(),
             names_read: std::collections::HashSet::new(),
             moved: std::collections::HashSet::new(),
-            taken_over: std::collections::HashSet::new(),
+            taken_over: HashMap::new(),
         }
     }
 
@@ -197,7 +198,7 @@ impl FileNames {
                 ));
             }
             self.moved.insert(name.clone());
-            self.taken_over.insert(key.to_string());
+            self.taken_over.insert(key.to_string(), name.clone());
             cursors.push((name, StoredCursor::Moved));
             cursor
         })))
@@ -714,12 +715,20 @@ pub(crate) fn ingest(
                             crate::output::tell(format_args!("abuse-mailer: warning: {hint}"));
                         }
                     }
+                    // A cursor taken over keeps what its old name counted: a `reread` under
+                    // the new name passes over those packets too.
+                    if let (Some(s), Some(old)) = (state, names.taken_over.get(&key)) {
+                        for (prefix, until) in s.counted(old)? {
+                            if source_cfg.prefixes.contains(&prefix) {
+                                counted.push((key.clone(), prefix, until));
+                            }
+                        }
+                    }
                     keep_counted(&mut counted, &scan, &key, &source_cfg.prefixes);
                     // An unchanged cursor is not written again: a quiet run commits nothing.
-                    if let Some(c) = read
-                        .cursor
-                        .filter(|c| Some(c) != cursor.as_ref() || names.taken_over.contains(&key))
-                    {
+                    if let Some(c) = read.cursor.filter(|c| {
+                        Some(c) != cursor.as_ref() || names.taken_over.contains_key(&key)
+                    }) {
                         cursors.push((key, StoredCursor::File(c)));
                     }
                 }

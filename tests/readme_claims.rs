@@ -219,3 +219,29 @@ fn firewall_for_a_provider_without_ranges_is_refused_not_an_empty_block() {
         assert!(ran.stderr.contains("no ranges to block"), "{}", ran.stderr);
     }
 }
+
+#[test]
+fn a_cursor_taken_over_by_a_new_spelling_keeps_what_was_counted_for_reread() {
+    let s = relative_setup();
+    std::fs::create_dir(s.path("logs")).unwrap();
+    std::fs::rename(s.path("messages"), s.path("logs/messages")).unwrap();
+    let config = std::fs::read_to_string(s.path("config.toml")).unwrap();
+    s.reconfigure(&config.replace("path = \"messages\"", "path = \"logs/messages\""));
+    s.run(&["run"]).ok();
+    let once = observed_hits(&s);
+    // The same file, its path spelled anew (here through a link to its folder): read on from
+    // the old name's cursor, nothing new to read.
+    std::os::unix::fs::symlink(s.path("logs"), s.path("alias")).unwrap();
+    s.reconfigure(&config.replace("path = \"messages\"", "path = \"alias/messages\""));
+    let moved = s.run(&["-v", "run"]).ok();
+    assert!(
+        moved.stderr.contains("read on from there"),
+        "{}",
+        moved.stderr
+    );
+    // Read again under the new name: what the old name counted is not counted twice.
+    let file = s.path("alias/messages");
+    s.run(&["reread", "--source", file.to_str().unwrap()]).ok();
+    let again = s.run(&["run"]).ok();
+    assert_eq!(observed_hits(&s), once, "{}", again.stderr);
+}
