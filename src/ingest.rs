@@ -404,10 +404,7 @@ impl PartialEq<&str> for Name {
 fn takes_name(set: &SmallSet<Name>, name: &[u8], cap: usize) -> bool {
     // Most lines repeat a name the set holds (one protocol or two, one host): compared in
     // place, byte by byte, before any ordered search.
-    let held = |n: &Name| {
-        let n = n.as_bytes();
-        n.len() == name.len() && n.iter().zip(name).all(|(a, b)| a == b)
-    };
+    let held = |n: &Name| crate::parse::same_bytes(n.as_bytes(), name);
     if set.slice().iter().take(4).any(held) {
         return false;
     }

@@ -185,6 +185,31 @@ fn find_byte(byte: u8, text: &[u8]) -> Option<usize> {
 /// Where the `]` closing the kernel's uptime stamp is, when only digits, dots and spaces come
 /// before it: one pass, looking at each byte once.
 fn uptime_end(after: &[u8]) -> Option<usize> {
+    const LOW7: u64 = u64::from_ne_bytes([0x7f; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    // The high bit of each byte that is zero, and of no other (no borrow crosses bytes).
+    let zero = |v: u64| !(((v & LOW7) + LOW7) | v) & HIGH;
+    let splat = |b: u8| u64::from_ne_bytes([b; 8]);
+    let mut at = 0;
+    while let Some(chunk) = after.get(at..at + 8) {
+        let word = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
+        // A byte below 0x80 is a digit when, xored with `0`, it is at most 9: adding 0x76
+        // sets its high bit otherwise, and cannot carry out of a byte below 0x80.
+        let digits = !(((word ^ splat(b'0')) & LOW7) + splat(0x76)) & !word & HIGH;
+        let allowed = digits | zero(word ^ splat(b'.')) | zero(word ^ splat(b' '));
+        let close = zero(word ^ splat(b']'));
+        let stop = close | (!allowed & HIGH);
+        if stop != 0 {
+            let first = stop.trailing_zeros();
+            return (close >> first & 1 == 1).then_some(at + first as usize / 8);
+        }
+        at += 8;
+    }
+    uptime_end_bytes(&after[at..]).map(|end| at + end)
+}
+
+/// [`uptime_end`] a byte at a time, for the last few bytes of a text.
+fn uptime_end_bytes(after: &[u8]) -> Option<usize> {
     for (i, &b) in after.iter().enumerate() {
         match b {
             b']' => return Some(i),
@@ -244,9 +269,10 @@ fn find_either(a: u8, b: u8, text: &[u8]) -> Option<usize> {
         .map(|i| at + i)
 }
 
-/// Equality of short texts (a timestamp, an address), compared in place rather than through a
-/// call: from 4 to 16 bytes as two words that may overlap, without a loop.
-fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+/// Equality of short texts (a timestamp, an address, a protocol or host name), compared in
+/// place rather than through a call: up to 3 bytes by their first, middle and last, from 4 to
+/// 16 as two words that may overlap, without a loop.
+pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     fn word<const N: usize>(text: &[u8], at: usize) -> [u8; N] {
         text.get(at..at + N)
             .and_then(|w| w.try_into().ok())
@@ -257,6 +283,8 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
         return false;
     }
     match n {
+        0 => true,
+        1..=3 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
         4..=7 => word::<4>(a, 0) == word::<4>(b, 0) && word::<4>(a, n - 4) == word::<4>(b, n - 4),
         8..=16 => word::<8>(a, 0) == word::<8>(b, 0) && word::<8>(a, n - 8) == word::<8>(b, n - 8),
         _ => a == b,
@@ -754,12 +782,18 @@ fn take_ascii<'a, const N: usize>(text: &'a [u8], key: &[u8; N]) -> Option<(&'a 
 
 /// A port number from its digits.
 fn port(digits: &[u8]) -> Option<u16> {
-    if digits.is_empty() || digits.len() > 5 || !digits.iter().all(u8::is_ascii_digit) {
+    if digits.is_empty() || digits.len() > 5 {
         return None;
     }
-    let value = digits
-        .iter()
-        .fold(0u32, |n, d| n * 10 + u32::from(d - b'0'));
+    // One pass: a byte that is not a digit makes the value too large to be a port.
+    let value = digits.iter().fold(0u32, |n, &d| {
+        let digit = u32::from(d.wrapping_sub(b'0'));
+        if digit > 9 {
+            u32::MAX
+        } else {
+            n.saturating_mul(10).saturating_add(digit)
+        }
+    });
     u16::try_from(value).ok()
 }
 
@@ -1264,38 +1298,68 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// Texts alike but for one byte, anywhere, at every length the words cover and past.
+        /// Texts alike but for one byte, at each place in turn, at every length the words
+        /// cover and past, and texts one byte longer.
         #[test]
         fn short_texts_compare_as_slices_do(
             a in proptest::collection::vec(proptest::sample::select(vec![b'a', b'b', 0, 0xff]), 0..24),
-            at in 0usize..24,
             to in proptest::sample::select(vec![b'a', b'b', 0, 0xff]),
-            longer in proptest::bool::ANY,
         ) {
-            let mut b = a.clone();
-            if let Some(byte) = b.get_mut(at) {
-                *byte = to;
-            }
-            if longer {
-                b.push(b'a');
-            }
-            proptest::prop_assert_eq!(same_bytes(&a, &b), a == b);
             proptest::prop_assert!(same_bytes(&a, &a));
+            for at in 0..a.len() {
+                let mut b = a.clone();
+                b[at] = to;
+                proptest::prop_assert_eq!(same_bytes(&a, &b), a == b, "{:?} {:?}", a, b);
+            }
+            let mut longer = a.clone();
+            longer.push(b'a');
+            proptest::prop_assert!(!same_bytes(&a, &longer));
         }
     }
 
     proptest::proptest! {
         #[test]
         fn the_uptime_stamp_ends_where_the_plain_reading_says(
-            text in proptest::collection::vec(
-                proptest::sample::select(vec![b'1', b'0', b'.', b' ', b']', b'[', b'a', 0xff]),
-                0..24,
-            ),
+            // Mostly a stamp's own bytes, so that the word-wide path meets a long run of them,
+            // with one odd byte somewhere, a `]` or none, and anything after.
+            head in proptest::collection::vec(proptest::sample::select(vec![b'1', b'0', b'9', b'.', b' ']), 0..24),
+            odd in proptest::option::of((
+                0usize..24,
+                // Bytes that differ from an allowed one only in the high bit, or sit just
+                // beside the digits.
+                proptest::sample::select(vec![b']', b'[', b'a', b'/', b':', 0xff, 0xb0, 0xb9, 0xa0, 0xae, 0xdd]),
+            )),
+            close in proptest::bool::ANY,
+            tail in proptest::collection::vec(proptest::sample::select(vec![b'1', b']', b'a', 0xb0]), 0..12),
         ) {
+            let mut text = head;
+            if let Some((at, byte)) = odd {
+                text.insert(at.min(text.len()), byte);
+            }
+            if close {
+                text.push(b']');
+            }
+            text.extend(tail);
             let plain = text.iter().position(|&b| b == b']').filter(|&end| {
                 text[..end].iter().all(|b| b.is_ascii_digit() || *b == b'.' || *b == b' ')
             });
             proptest::prop_assert_eq!(uptime_end(&text), plain);
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn port_digits_agree_with_std_on_any_text(
+            text in proptest::collection::vec(
+                proptest::sample::select(vec![b'0', b'1', b'6', b'5', b'9', b'/', b':', b'a', 0xb0]),
+                0..8,
+            ),
+        ) {
+            // One to five digits, as the kernel prints a port, read by std.
+            let plain = (text.len() <= 5 && text.iter().all(u8::is_ascii_digit))
+                .then(|| std::str::from_utf8(&text).ok()?.parse::<u16>().ok())
+                .flatten();
+            proptest::prop_assert_eq!(port(&text), plain);
         }
     }
 
