@@ -517,9 +517,10 @@ fn with_date(message: &[u8], now: DateTime<Utc>) -> Option<Vec<u8>> {
 /// Providers that look renamed: configured, with no report in the state yet, while the state
 /// holds sent reports to a provider no longer configured that mailed one of its addresses
 /// (`to`, whatever `cc` was then; or the same API endpoint) and some of whose addresses are
-/// in its ranges (`providers`, loaded; one without ranges may hold any). The ledger knows a provider by its name, so under a new
-/// name those addresses would go to that desk again. One line each. A provider that takes
-/// over from another at the same desk with other ranges (EC2 after S3) is none of these.
+/// in its ranges (`providers`, loaded; one without ranges may hold any). The ledger knows a
+/// provider by its name, so under a new name those addresses would go to that desk again. One
+/// line each. A provider that takes over from another at the same desk with other ranges (EC2
+/// after S3) is none of these.
 pub fn renamed_providers(
     state: &State,
     settings: &Settings,
