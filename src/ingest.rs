@@ -1055,9 +1055,10 @@ impl<'a> Ingest<'a> {
     }
 
     /// A line's stamp as this scan's parser reads it, knowing nothing before it, and whether
-    /// the reading would depend on what came before (see [`LineParser::stamp_time`]).
+    /// the reading would depend on what came before; `None` for a line the read does not
+    /// take as the one before the next (see [`LineParser::time_to_follow`]).
     pub fn stamp_time(&self, line: &[u8]) -> Option<(i64, bool)> {
-        self.parser.stamp_time(line, None)
+        self.parser.time_to_follow(line)
     }
 
     /// Takes in what a fork saw in a later part of the same source: its counts add up, and its

@@ -321,19 +321,32 @@ impl LineParser {
     /// wall-clock time the zone's clock showed twice). Whatever the line says after its
     /// stamp; nothing of the reader changes.
     pub fn stamp_time(&self, line: &[u8], after: Option<i64>) -> Option<(i64, bool)> {
+        // The stamp as `parse_found` takes it, or none: a priority of digits, a space after.
         let mut text = &line[line.iter().take_while(|b| **b == 0).count()..];
         if let Some(rest) = text.strip_prefix(b"<") {
             let end = memchr::memchr(b'>', &rest[..rest.len().min(4)])?;
+            if end == 0 || !rest[..end].iter().all(u8::is_ascii_digit) {
+                return None;
+            }
             text = &rest[end + 1..];
         }
+        let end = find_space(text)?;
         if text.first()?.is_ascii_digit() {
-            let end = find_space(text).unwrap_or(text.len());
             return rfc3339(&text[..end]).map(|t| (t, false));
         }
-        if text.len() < 15 || text.get(15).is_some_and(|b| *b != b' ') {
+        if text.len() < 16 || text[15] != b' ' {
             return None;
         }
         self.bsd_after(&text[..15], after)
+    }
+
+    /// [`LineParser::stamp_time`] of a line a read takes as the one before the next (see
+    /// [`LineParser::follows`]): one it parses (a configured prefix in it), stamped no later
+    /// than the run began. `None` for any other line, which says nothing of where a log is.
+    pub fn time_to_follow(&self, line: &[u8]) -> Option<(i64, bool)> {
+        self.find_prefix(line)?;
+        self.stamp_time(line, None)
+            .filter(|(t, _)| *t <= self.now.timestamp())
     }
 
     /// The prefixes, as finders, for scanning whole buffers before splitting lines.

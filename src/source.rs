@@ -1941,6 +1941,11 @@ mod tests {
     /// time: `34.208.0.1` logs in the first pass of 02:00-03:00 only, `34.208.0.2` in the
     /// second only, `34.208.0.3` all along.
     fn autumn_log(path: &Path) {
+        autumn_log_with(path, None);
+    }
+
+    /// [`autumn_log`] with `extra` written after each line of the repeated hour's second pass.
+    fn autumn_log_with(path: &Path, extra: Option<&str>) {
         use std::io::Write;
         let mut out = std::io::BufWriter::new(File::create(path).unwrap());
         // 01:00:00 +02:00, in Unix seconds.
@@ -1956,6 +1961,9 @@ mod tests {
                 _ => "34.208.0.3",
             };
             writeln!(out, "{} web1 kernel: INPUT-DROP:IN=eth0 OUT= SRC={ip} DST=198.51.100.10 LEN=60 PROTO=UDP SPT=4 DPT=53 LEN=40", local.format("%b %e %H:%M:%S")).unwrap();
+            if let (Some(extra), "34.208.0.2") = (extra, ip) {
+                writeln!(out, "{extra}").unwrap();
+            }
         }
         out.flush().unwrap();
     }
@@ -2007,6 +2015,60 @@ mod tests {
             assert_eq!(many.summary, one.summary, "{parts} parts");
             assert_eq!(many.observations, one.observations, "{parts} parts");
         }
+    }
+
+    /// Reads the autumn log with `extra` after each second-pass line in one thread and in
+    /// several, which must agree line for line.
+    fn parts_agree_with_one_thread(extra: &str) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("messages");
+        autumn_log_with(&path, Some(extra));
+        let size = fs::metadata(&path).unwrap().len();
+        let mut one = berlin_scan();
+        assert_eq!(one.feed(File::open(&path).unwrap()).unwrap(), size);
+        let one = one.finish().unwrap();
+        let second = (1_792_890_000, 1_792_893_599, 3600);
+        let o = one
+            .observations
+            .get(&"34.208.0.2".parse().unwrap())
+            .unwrap();
+        assert_eq!((o.first_seen, o.last_seen, o.hits), second);
+        let file = OpenFile::open(&path).unwrap().unwrap();
+        for parts in [2, 3, 4, 5, 8, 16] {
+            let mut many = berlin_scan();
+            assert_eq!(
+                read_in_parts(&file, 0, size, parts, &mut many).unwrap(),
+                size
+            );
+            let many = many.finish().unwrap();
+            assert_eq!(many.summary, one.summary, "{parts} parts");
+            assert_eq!(many.observations, one.observations, "{parts} parts");
+        }
+    }
+
+    /// A line stamped after the clock just before a thread's piece is not what the piece
+    /// follows (the one thread passes over it too): the line before it is.
+    #[test]
+    fn a_thread_after_a_line_stamped_ahead_of_the_clock_reads_the_repeated_hour_as_one_thread_does()
+    {
+        parts_agree_with_one_thread(
+            "Oct 26 12:00:00 ahead kernel: INPUT-DROP:IN=eth0 OUT= SRC=34.208.0.4 DST=198.51.100.10 LEN=60 PROTO=UDP SPT=4 DPT=53 LEN=40",
+        );
+    }
+
+    /// Nor is a line without a configured prefix, which the read never parses: a program's
+    /// line from a host whose clock is behind says nothing of where the packets are.
+    #[test]
+    fn a_thread_after_a_line_of_another_program_reads_the_repeated_hour_as_one_thread_does() {
+        parts_agree_with_one_thread("Oct 25 01:59:59 late sshd[7]: Connection closed by 1.2.3.4");
+    }
+
+    /// Nor a line the read would not take a stamp from: a priority that is no number.
+    #[test]
+    fn a_thread_after_a_line_with_a_bad_priority_reads_the_repeated_hour_as_one_thread_does() {
+        parts_agree_with_one_thread(
+            "<x>Oct 25 01:59:59 late kernel: INPUT-DROP:IN=eth0 OUT= SRC=34.208.0.4 DST=198.51.100.10 LEN=60 PROTO=UDP SPT=4 DPT=53 LEN=40",
+        );
     }
 
     /// Sets a folder's modification time `seconds` into the past.
