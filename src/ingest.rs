@@ -1054,6 +1054,17 @@ impl<'a> Ingest<'a> {
         self.parser.follows(time);
     }
 
+    /// Reads on after `text`, the whole lines before where a read resumes a file (see
+    /// [`LineParser::follows_lines`]).
+    pub fn follows_lines(&mut self, text: &[u8]) {
+        self.parser.follows_lines(text);
+    }
+
+    /// Whether [`Ingest::follows_lines`] is worth reading the lines for.
+    pub fn reads_on_from_lines(&self) -> bool {
+        self.parser.reads_on_from_lines()
+    }
+
     /// A line's stamp as this scan's parser reads it, knowing nothing before it, and whether
     /// the reading would depend on what came before; `None` for a line the read does not
     /// take as the one before the next (see [`LineParser::time_to_follow`]).

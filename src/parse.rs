@@ -340,6 +340,36 @@ impl LineParser {
         self.bsd_after(&text[..15], after)
     }
 
+    /// Reads on after `text`, the whole lines before where a read resumes a file, as if it
+    /// had read them (see [`LineParser::time_to_follow`]), without counting them: what the
+    /// state keeps of an earlier read (its last packet counted, told by
+    /// [`LineParser::follows`]) may lie long before the lines it read last, and a clock that
+    /// went back after it would go unseen. The later of the two is followed.
+    pub fn follows_lines(&mut self, text: &[u8]) {
+        if self.zone == Zone::Utc {
+            return;
+        }
+        let known = self.last;
+        self.last = None;
+        for line in text.split(|b| *b == b'\n') {
+            if let Some((t, _)) = self
+                .find_prefix(line)
+                .and_then(|_| self.stamp_time(line, self.last))
+                .filter(|(t, _)| *t <= self.now.timestamp())
+            {
+                self.last = Some(t);
+            }
+        }
+        self.last = self.last.max(known);
+        self.cached_stamp.clear();
+    }
+
+    /// Whether [`LineParser::follows_lines`] has anything to learn: a zone whose clock may
+    /// show a time twice.
+    pub fn reads_on_from_lines(&self) -> bool {
+        self.zone != Zone::Utc
+    }
+
     /// [`LineParser::stamp_time`] of a line a read takes as the one before the next (see
     /// [`LineParser::follows`]): one it parses (a configured prefix in it), stamped no later
     /// than the run began. `None` for any other line, which says nothing of where a log is.

@@ -910,6 +910,7 @@ enum Reached {
 /// Reads the complete lines of `file` from `offset` on, through its descriptor.
 fn read_file(file: &OpenFile, offset: u64, ingest: &mut Ingest<'_>) -> io::Result<Reached> {
     if !file.gzip {
+        follow_lines_before(file, offset, ingest)?;
         return Ok(Reached::End(offset + read_plain(file, offset, ingest)?));
     }
     let mut text = Counted {
@@ -1240,6 +1241,26 @@ fn read_in_parts(
         ingest.absorb(fork);
     }
     Ok(total)
+}
+
+/// A read that resumes `file` at `offset` (a line start) with lines to read past it goes on
+/// from the lines in the 64 KiB before it (see [`Ingest::follows_lines`]); in a zone whose
+/// clock never shows a time twice, or with nothing new, nothing is read for it.
+fn follow_lines_before(file: &OpenFile, offset: u64, ingest: &mut Ingest<'_>) -> io::Result<()> {
+    if offset == 0 || !ingest.reads_on_from_lines() || file.file.metadata()?.len() <= offset {
+        return Ok(());
+    }
+    let from = offset.saturating_sub(1 << 16);
+    let mut text = Vec::with_capacity((offset - from) as usize);
+    file.at_until(from, offset).read_to_end(&mut text)?;
+    // The window may begin inside a line: that part is not a line.
+    let whole = match memchr::memchr(b'\n', &text) {
+        Some(i) if from > 0 => &text[i + 1..],
+        None if from > 0 => &[][..],
+        _ => &text[..],
+    };
+    ingest.follows_lines(whole);
+    Ok(())
 }
 
 /// The time of the last stamped line of `file` that ends at `end` (a line end), looked for in
@@ -2069,6 +2090,61 @@ mod tests {
         parts_agree_with_one_thread(
             "<x>Oct 25 01:59:59 late kernel: INPUT-DROP:IN=eth0 OUT= SRC=34.208.0.4 DST=198.51.100.10 LEN=60 PROTO=UDP SPT=4 DPT=53 LEN=40",
         );
+    }
+
+    /// Lines of Berlin's autumn log from `from` to `to` (Unix seconds, a line a second) from
+    /// `ip`, answers to the operator's own traffic (TCP with ACK) when `answers`.
+    fn berlin_lines(out: &mut String, from: i64, to: i64, ip: &str, answers: bool) {
+        let berlin = crate::clock::Zone::parse("Europe/Berlin").unwrap();
+        let flags = if answers { "ACK" } else { "SYN" };
+        for t in from..to {
+            let stamp = berlin.at(t).format("%b %e %H:%M:%S");
+            out.push_str(&format!("{stamp} web1 kernel: INPUT-DROP:IN=eth0 OUT= SRC={ip} DST=198.51.100.10 LEN=60 PROTO=TCP SPT=4 DPT=22 WINDOW=1 RES=0x00 {flags} URGP=0\n"));
+        }
+    }
+
+    /// A run that goes on from a cursor in the repeated hour's second pass, after a run whose
+    /// last counted packet was long before the lines it read last (answers, not counted),
+    /// reads the second pass as the one read of the whole file does, not an hour early.
+    #[test]
+    fn a_resumed_read_after_lines_not_counted_reads_the_repeated_hour_as_one_read_does() {
+        // 01:00 +02:00, 02:20 +02:00, 03:00 +02:00 (02:00 +01:00), 02:30 +01:00.
+        let (start, last_hit, back, end) =
+            (1_792_882_800, 1_792_887_600, 1_792_890_000, 1_792_891_800);
+        let mut before = String::new();
+        berlin_lines(&mut before, start, last_hit + 1, "34.208.0.3", false);
+        berlin_lines(&mut before, last_hit + 1, back, "34.208.0.5", true);
+        let mut after = String::new();
+        berlin_lines(&mut after, back, end, "34.208.0.2", false);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("messages");
+        let scan = || {
+            let mut scan = berlin_scan();
+            scan.pass_over_answers();
+            scan
+        };
+        let folders = &mut Folders::default();
+        fs::write(&path, &before).unwrap();
+        let mut first = scan();
+        let read = super::read(&path, None, StartAt::Beginning, &mut first, folders).unwrap();
+        let cursor = read.cursor.unwrap();
+        // What the state keeps: the last packet counted.
+        let counted = first.counted_until().iter().flatten().max().copied();
+        assert_eq!(counted, Some(last_hit));
+        fs::write(&path, format!("{before}{after}")).unwrap();
+        let mut resumed = scan();
+        resumed.follows(counted);
+        super::read(
+            &path,
+            Some(&cursor),
+            StartAt::Beginning,
+            &mut resumed,
+            folders,
+        )
+        .unwrap();
+        let resumed = resumed.finish().unwrap();
+        let o = &resumed.observations[&"34.208.0.2".parse().unwrap()];
+        assert_eq!((o.first_seen, o.last_seen), (back, end - 1));
     }
 
     /// Sets a folder's modification time `seconds` into the past.
