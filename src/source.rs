@@ -2147,6 +2147,52 @@ mod tests {
         assert_eq!((o.first_seen, o.last_seen), (back, end - 1));
     }
 
+    /// `reread --since` a time in the repeated hour's second pass starts the next read at the
+    /// first packet logged then; that read goes on from the lines before it, so it reads the
+    /// second pass as the whole file's read does: a packet counted before is passed over, and
+    /// one never counted is not mistaken for one (read an hour early, before the last counted).
+    #[test]
+    fn a_reread_since_a_time_of_the_second_pass_reads_it_as_the_second_pass() {
+        // 01:00 +02:00; 02:05, 02:20 and 02:40 +01:00.
+        let (start, since, counted, end) =
+            (1_792_882_800, 1_792_890_300, 1_792_891_200, 1_792_892_400);
+        let mut text = String::new();
+        berlin_lines(&mut text, start, end + 1, "34.208.0.2", false);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("messages");
+        fs::write(&path, &text).unwrap();
+        let mut parser = LineParser::new(
+            &["INPUT-DROP:".to_string()],
+            crate::clock::Zone::parse("Europe/Berlin").unwrap(),
+            chrono::DateTime::parse_from_rfc3339("2026-10-26T00:00:00Z")
+                .unwrap()
+                .to_utc(),
+        );
+        let from = reread_from(&path, Some((since, &mut parser))).unwrap();
+        assert!(matches!(from.start, RereadStart::At(_, _)));
+        let mut scan = berlin_scan();
+        scan.counted_before(vec![Some(counted)]);
+        let folders = &mut Folders::default();
+        super::read(
+            &path,
+            Some(&from.cursor),
+            StartAt::Beginning,
+            &mut scan,
+            folders,
+        )
+        .unwrap();
+        let batch = scan.finish().unwrap();
+        assert_eq!(
+            batch.summary.lines_counted_before,
+            (counted - since + 1) as u64
+        );
+        let o = &batch.observations[&"34.208.0.2".parse().unwrap()];
+        assert_eq!(
+            (o.first_seen, o.last_seen, o.hits),
+            (counted + 1, end, 1200)
+        );
+    }
+
     /// Sets a folder's modification time `seconds` into the past.
     fn age_folder(dir: &Path, seconds: u64) {
         let then = std::time::SystemTime::now() - std::time::Duration::from_secs(seconds);
