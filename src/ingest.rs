@@ -1056,8 +1056,8 @@ impl<'a> Ingest<'a> {
 
     /// Reads on after `text`, the whole lines before where a read resumes a file (see
     /// [`LineParser::follows_lines`]).
-    pub fn follows_lines(&mut self, text: &[u8]) {
-        self.parser.follows_lines(text);
+    pub fn follows_lines(&mut self, text: &[u8], from_start: bool) {
+        self.parser.follows_lines(text, from_start);
     }
 
     /// Whether [`Ingest::follows_lines`] is worth reading the lines for.

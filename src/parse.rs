@@ -344,8 +344,10 @@ impl LineParser {
     /// had read them (see [`LineParser::time_to_follow`]), without counting them: what the
     /// state keeps of an earlier read (its last packet counted, told by
     /// [`LineParser::follows`]) may lie long before the lines it read last, and a clock that
-    /// went back after it would go unseen. The later of the two is followed.
-    pub fn follows_lines(&mut self, text: &[u8]) {
+    /// went back after it would go unseen. With `from_start` (`text` is all the file holds
+    /// before), the lines say all a read of the whole file would know; otherwise the later of
+    /// the two is followed.
+    pub fn follows_lines(&mut self, text: &[u8], from_start: bool) {
         if self.zone == Zone::Utc {
             return;
         }
@@ -360,7 +362,9 @@ impl LineParser {
                 self.last = Some(t);
             }
         }
-        self.last = self.last.max(known);
+        if !from_start || self.last.is_none() {
+            self.last = self.last.max(known);
+        }
         self.cached_stamp.clear();
     }
 

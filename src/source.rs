@@ -1259,7 +1259,7 @@ fn follow_lines_before(file: &OpenFile, offset: u64, ingest: &mut Ingest<'_>) ->
         None if from > 0 => &[][..],
         _ => &text[..],
     };
-    ingest.follows_lines(whole);
+    ingest.follows_lines(whole, from == 0);
     Ok(())
 }
 
@@ -2191,6 +2191,104 @@ mod tests {
             (o.first_seen, o.last_seen, o.hits),
             (counted + 1, end, 1200)
         );
+    }
+
+    /// A log over Berlin's repeated hour from hosts whose clocks disagree (one 40 minutes
+    /// behind), with lines the read passes over (another program's, a bad priority, stamped
+    /// ahead of the clock) and answers it does not count; each line's address its own, so
+    /// that where a read puts each line in time shows.
+    fn autumn_hosts_log(lines: &[(u16, usize, usize)]) -> String {
+        let berlin = crate::clock::Zone::parse("Europe/Berlin").unwrap();
+        let lags = [0, -600, 120, -2400];
+        // 02:40 +02:00.
+        let mut t = 1_792_888_800i64;
+        let mut out = String::new();
+        for (i, &(step, host, kind)) in lines.iter().enumerate() {
+            t += i64::from(step);
+            let stamp = berlin
+                .at(t + lags[host])
+                .format("%b %e %H:%M:%S")
+                .to_string();
+            let ip = format!("34.{}.{}.1", 100 + i / 250, i % 250);
+            let fields = |flags: &str| {
+                format!(
+                    "INPUT-DROP:IN=eth0 OUT= SRC={ip} DST=198.51.100.10 LEN=60 PROTO=TCP SPT=4 DPT=22 WINDOW=1 RES=0x00 {flags} URGP=0"
+                )
+            };
+            let line = match kind {
+                0 => format!("{stamp} h{host} sshd[7]: Connection closed by {ip}"),
+                1 => format!("<x>{stamp} h{host} kernel: {}", fields("SYN")),
+                2 => format!("Oct 26 12:00:00 h{host} kernel: {}", fields("SYN")),
+                3 => format!("{stamp} h{host} kernel: {}", fields("ACK")),
+                _ => format!("{stamp} h{host} kernel: {}", fields("SYN")),
+            };
+            out.push_str(&line);
+            out.push('\n');
+        }
+        out
+    }
+
+    /// Where each address was seen, and how often.
+    fn seen_at(
+        b: &crate::ingest::Batch,
+    ) -> std::collections::BTreeMap<std::net::IpAddr, (i64, i64, u64)> {
+        (b.observations.iter())
+            .map(|o| (o.ip, (o.first_seen, o.last_seen, o.hits)))
+            .collect()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 48,
+            failure_persistence: None,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+
+        /// However a log over the repeated hour is read (at once, in threads, or by two runs
+        /// with a cursor between), each line is read at the same time.
+        #[test]
+        fn the_repeated_hour_is_read_alike_in_one_read_in_threads_and_across_runs(
+            lines in proptest::collection::vec((0u16..30, 0usize..4, 0usize..16), 1..300),
+            cut in 0.0f64..1.0,
+        ) {
+            let text = autumn_hosts_log(&lines);
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("messages");
+            fs::write(&path, &text).unwrap();
+            let size = text.len() as u64;
+            let scan = || {
+                let mut scan = berlin_scan();
+                scan.pass_over_answers();
+                scan
+            };
+            let mut one = scan();
+            one.feed(text.as_bytes()).unwrap();
+            let one = one.finish().unwrap();
+            let file = OpenFile::open(&path).unwrap().unwrap();
+            for parts in [2, 3, 5] {
+                let mut many = scan();
+                read_in_parts(&file, 0, size, parts, &mut many).unwrap();
+                let many = many.finish().unwrap();
+                proptest::prop_assert_eq!(&many.summary, &one.summary, "{} parts", parts);
+                proptest::prop_assert_eq!(seen_at(&many), seen_at(&one), "{} parts", parts);
+            }
+            // Two runs, the first stopping after some of the lines.
+            let k = ((lines.len() as f64) * cut) as usize;
+            let head: String = text.split_inclusive('\n').take(k).collect();
+            let folders = &mut Folders::default();
+            fs::write(&path, &head).unwrap();
+            let mut first = scan();
+            let read = super::read(&path, None, StartAt::Beginning, &mut first, folders).unwrap();
+            let counted = first.counted_until().iter().flatten().max().copied();
+            let mut both = seen_at(&first.finish().unwrap());
+            fs::write(&path, &text).unwrap();
+            let mut second = scan();
+            second.follows(counted);
+            super::read(&path, read.cursor.as_ref(), StartAt::Beginning, &mut second, folders)
+                .unwrap();
+            both.extend(seen_at(&second.finish().unwrap()));
+            proptest::prop_assert_eq!(both, seen_at(&one), "cut after {} lines", k);
+        }
     }
 
     /// Sets a folder's modification time `seconds` into the past.

@@ -350,6 +350,8 @@ fn packet_line(r: &mut Pick, out: &mut Vec<u8>, configured: &[&str]) {
     let host = if r.chance(85) {
         r.one(&[
             "web1",
+            "web10",
+            "web1.",
             "gw",
             "vultr",
             "sd-126005",
@@ -375,15 +377,48 @@ fn packet_line(r: &mut Pick, out: &mut Vec<u8>, configured: &[&str]) {
     out.push(b' ');
     out.extend_from_slice(
         r.one(&[
-            "kernel:", "kernel:", "kernel:", "kernel:", "kernel:", "kernel:", "kernel:", "kernel:",
-            "sshd[1]:", "kernel",
+            "kernel:",
+            "kernel:",
+            "kernel:",
+            "kernel:",
+            "kernel:",
+            "kernel:",
+            "kernel:",
+            "kernel:",
+            "sshd[1]:",
+            "kernel",
+            "kernel:x",
+            "kernel:\t",
         ])
         .as_bytes(),
     );
     out.push(b' ');
+    // The host and tag of a line alike those of the line before up to a byte or a space.
+    if r.chance(5) {
+        out.push(b' ');
+    }
     if r.chance(40) {
-        let stamp = r.one(&["[810294.788657] ", "[  341.399450] ", "[12.5]", "[1x] "]);
-        out.extend_from_slice(stamp.as_bytes());
+        // Stamps of every length around the eight bytes read at a time, and bytes a word-wide
+        // reading could take for allowed ones (the high bit set, NUL).
+        let stamp = r.one::<[u8]>(&[
+            b"[810294.788657] ",
+            b"[  341.399450] ",
+            b"[12.5]",
+            b"[1x] ",
+            b"[1234567] ",
+            b"[12345678] ",
+            b"[123456789012345] ",
+            b"[1234567\xb0] ",
+            b"[12345678\xae] ",
+            b"[\x00] ",
+            b"[\xa0341.5] ",
+            b"[ 12.5",
+        ]);
+        out.extend_from_slice(stamp);
+        if r.chance(5) {
+            // The stamp at the line's end, where no eight bytes are left to read.
+            return;
+        }
     }
     let prefix = if r.chance(75) {
         r.one(configured)
