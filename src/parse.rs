@@ -1323,6 +1323,60 @@ mod tests {
         }
     }
 
+    /// What a read is told of the lines before it (a thread's piece, a resumed file) comes
+    /// from any bytes at all without a panic: short, cut inside a stamp or a priority, NUL.
+    #[test]
+    fn the_lines_before_a_read_may_be_any_bytes() {
+        let mut p = berlin_in_autumn();
+        let line = berlin_line("02:15:00");
+        let mut texts: Vec<Vec<u8>> = (0..=line.len())
+            .map(|n| line.as_bytes()[..n].to_vec())
+            .collect();
+        for head in [
+            "<",
+            "<4",
+            "<4>",
+            "<>",
+            "<12345>",
+            "\0\0<1>",
+            "\0",
+            "2026",
+            "Oct 25 02:15:0",
+        ] {
+            texts.push(head.as_bytes().to_vec());
+            texts.push(format!("{head} D:").into_bytes());
+        }
+        texts.extend((0..64).map(|len| (0..len).map(|i| (i * 53 % 256) as u8).collect()));
+        for text in &texts {
+            let _ = p.stamp_time(text, Some(at("2026-10-25T02:30:00+01:00")));
+            let _ = p.time_to_follow(text);
+            p.follows_lines(text, false);
+            p.follows_lines(text, true);
+        }
+        // Nothing stamped: what the reader was told stands.
+        p.follows(Some(at("2026-10-25T02:50:00+02:00")));
+        p.follows_lines(b"-- MARK --\nD: no stamp\n", false);
+        assert_eq!(
+            packet(&mut p, &berlin_line("02:15:00")).time,
+            at("2026-10-25T02:15:00+01:00")
+        );
+        // A line the read would not take as the one before is passed over: no prefix, a
+        // priority that is no number, a time after the clock.
+        for passed_over in [
+            "Oct 25 02:50:00 h sshd[1]: x",
+            "<x>Oct 25 02:50:00 h kernel: D:IN=",
+            "Oct 25 09:00:00 h kernel: D:IN=",
+        ] {
+            p.follows(Some(at("2026-10-25T01:50:00+02:00")));
+            p.follows_lines(passed_over.as_bytes(), false);
+            assert_eq!(
+                packet(&mut p, &berlin_line("02:15:00")).time,
+                at("2026-10-25T02:15:00+02:00"),
+                "{passed_over}"
+            );
+        }
+    }
+
     proptest::proptest! {
         /// The first space found eight bytes at a time is the first a plain look finds.
         #[test]
