@@ -1060,6 +1060,11 @@ impl<'a> Ingest<'a> {
         self.parser.follows_lines(text, from_start);
     }
 
+    /// The time the next line is read after (see [`Ingest::follows`]).
+    pub fn followed(&self) -> Option<i64> {
+        self.parser.followed()
+    }
+
     /// Whether [`Ingest::follows_lines`] is worth reading the lines for.
     pub fn reads_on_from_lines(&self) -> bool {
         self.parser.reads_on_from_lines()

@@ -368,6 +368,11 @@ impl LineParser {
         self.cached_stamp.clear();
     }
 
+    /// The time the next line is read after (see [`LineParser::follows`]).
+    pub fn followed(&self) -> Option<i64> {
+        self.last
+    }
+
     /// Whether [`LineParser::follows_lines`] has anything to learn: a zone whose clock may
     /// show a time twice.
     pub fn reads_on_from_lines(&self) -> bool {

@@ -1179,19 +1179,20 @@ fn read_in_parts(
             }
         }
     }
-    // A thread that starts mid-file reads on from the time of the line before its piece. A
-    // piece that starts after a line of autumn's repeated hour would not know which of the
-    // two hours its lines are in: it joins the piece before it, which does.
+    // A thread that starts mid-file reads on from the time of the packet line before its
+    // piece, as one thread reading the whole would. A piece that starts after a line of
+    // autumn's repeated hour would not know which of the two hours its lines are in, nor
+    // one whose line before is too far back to look for: it joins the piece before it.
     let mut after = Vec::with_capacity(starts.len());
     let mut kept = vec![offset];
     for &split in &starts[1..] {
-        match time_before(file, offset, split, ingest)? {
-            Some((_, true)) => {}
-            known => {
-                kept.push(split);
-                after.push(known.map(|(t, _)| t));
-            }
-        }
+        let known = match time_before(file, offset, split, ingest)? {
+            Before::Line((_, true)) | Before::Unknown => continue,
+            Before::Line((t, false)) => Some(t),
+            Before::None => ingest.followed(),
+        };
+        kept.push(split);
+        after.push(known);
     }
     let starts = kept;
     if starts.len() == 1 {
@@ -1263,30 +1264,45 @@ fn follow_lines_before(file: &OpenFile, offset: u64, ingest: &mut Ingest<'_>) ->
     Ok(())
 }
 
-/// The time of the last stamped line of `file` that ends at `end` (a line end), looked for in
-/// the 64 KiB before it and not before `start` (a line start), and whether that time was one
-/// the zone's clock showed twice (see [`crate::clock::Zone::reading`]).
-fn time_before(
-    file: &OpenFile,
-    start: u64,
-    end: u64,
-    ingest: &Ingest<'_>,
-) -> io::Result<Option<(i64, bool)>> {
-    let from = end.saturating_sub(1 << 16).max(start);
-    let mut text = Vec::with_capacity((end - from) as usize);
-    file.at_until(from, end).read_to_end(&mut text)?;
-    let text = text.strip_suffix(b"\n").unwrap_or(&text);
-    let mut lines = text.rsplit(|b| *b == b'\n').peekable();
-    while let Some(line) = lines.next() {
-        // The first piece may be the end of a line begun before the window.
-        if lines.peek().is_none() && from > start {
-            break;
+/// What comes before a line of a file, for a read starting there.
+enum Before {
+    /// The line a read of what lies before would follow (see [`Ingest::stamp_time`]).
+    Line((i64, bool)),
+    /// No such line since the read began.
+    None,
+    /// None in as much as is looked at.
+    Unknown,
+}
+
+/// The last line before `end` (a line end) of `file` that a read from `start` (a line start)
+/// would follow: looked for in the 64 KiB before `end`, then in the MiB before, never before
+/// `start`. In a zone whose clock never shows a time twice, nothing is looked for: what came
+/// before changes no reading.
+fn time_before(file: &OpenFile, start: u64, end: u64, ingest: &Ingest<'_>) -> io::Result<Before> {
+    if !ingest.reads_on_from_lines() {
+        return Ok(Before::None);
+    }
+    let mut text = Vec::new();
+    for reach in [1u64 << 16, 1 << 20] {
+        let from = end.saturating_sub(reach).max(start);
+        text.clear();
+        file.at_until(from, end).read_to_end(&mut text)?;
+        let lines = text.strip_suffix(b"\n").unwrap_or(&text);
+        let mut lines = lines.rsplit(|b| *b == b'\n').peekable();
+        while let Some(line) = lines.next() {
+            // The first piece may be the end of a line begun before the window.
+            if lines.peek().is_none() && from > start {
+                break;
+            }
+            if let Some(found) = ingest.stamp_time(line) {
+                return Ok(Before::Line(found));
+            }
         }
-        if let Some(found) = ingest.stamp_time(line) {
-            return Ok(Some(found));
+        if from == start {
+            return Ok(Before::None);
         }
     }
-    Ok(None)
+    Ok(Before::Unknown)
 }
 
 /// A sample of a source's text for `check`, read from a regular file only and never more
@@ -2288,6 +2304,47 @@ mod tests {
                 .unwrap();
             both.extend(seen_at(&second.finish().unwrap()));
             proptest::prop_assert_eq!(both, seen_at(&one), "cut after {} lines", k);
+        }
+    }
+
+    /// A thread's piece whose 64 KiB before it hold no packet line, only other programs'
+    /// lines, still reads the repeated hour as one thread does: it looks further back for
+    /// the packet line before it, or joins the piece before.
+    #[test]
+    fn a_thread_after_much_text_without_a_packet_reads_the_repeated_hour_as_one_thread_does() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("messages");
+        let berlin = crate::clock::Zone::parse("Europe/Berlin").unwrap();
+        let mut out = std::io::BufWriter::new(File::create(&path).unwrap());
+        // 02:30 +02:00 to 02:30 +01:00, a packet a minute, 80 KiB of another program between.
+        for t in (1_792_888_200i64..1_792_891_800).step_by(60) {
+            let stamp = berlin.at(t).format("%b %e %H:%M:%S");
+            let ip = if berlin.at(t).offset().local_minus_utc() == 7200 {
+                "34.208.0.1"
+            } else {
+                "34.208.0.2"
+            };
+            writeln!(out, "{stamp} web1 kernel: INPUT-DROP:IN=eth0 OUT= SRC={ip} DST=198.51.100.10 LEN=60 PROTO=UDP SPT=4 DPT=53 LEN=40").unwrap();
+            for _ in 0..2000 {
+                writeln!(out, "{stamp} web1 cron[7]: (root) CMD (run-parts)").unwrap();
+            }
+        }
+        out.flush().unwrap();
+        drop(out);
+        let size = fs::metadata(&path).unwrap().len();
+        let mut one = berlin_scan();
+        assert_eq!(one.feed(File::open(&path).unwrap()).unwrap(), size);
+        let one = one.finish().unwrap();
+        let second = &one.observations[&"34.208.0.2".parse().unwrap()];
+        assert_eq!((second.first_seen, second.hits), (1_792_890_000, 30));
+        let file = OpenFile::open(&path).unwrap().unwrap();
+        for parts in [2, 3, 4, 7] {
+            let mut many = berlin_scan();
+            read_in_parts(&file, 0, size, parts, &mut many).unwrap();
+            let many = many.finish().unwrap();
+            assert_eq!(many.summary, one.summary, "{parts} parts");
+            assert_eq!(many.observations, one.observations, "{parts} parts");
         }
     }
 
