@@ -1074,6 +1074,10 @@ impl<'a> Ingest<'a> {
     /// the reading would depend on what came before; `None` for a line the read does not
     /// take as the one before the next (see [`LineParser::time_to_follow`]).
     pub fn stamp_time(&self, line: &[u8]) -> Option<(i64, bool)> {
+        // A line that fills the buffer is junk the read never parses (see `overlong`).
+        if line.len() >= self.buffer {
+            return None;
+        }
         self.parser.time_to_follow(line)
     }
 

@@ -2057,6 +2057,18 @@ mod tests {
     /// Reads the autumn log with `extra` after each second-pass line in one thread and in
     /// several, which must agree line for line.
     fn parts_agree_with_one_thread(extra: &str) {
+        parts_agree_with_one_thread_in(extra, None);
+    }
+
+    /// [`parts_agree_with_one_thread`] with the reader's buffer `buffer` bytes long.
+    fn parts_agree_with_one_thread_in(extra: &str, buffer: Option<usize>) {
+        let berlin_scan = || {
+            let mut scan = berlin_scan();
+            if let Some(bytes) = buffer {
+                scan.set_buffer_size(bytes);
+            }
+            scan
+        };
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("messages");
         autumn_log_with(&path, Some(extra));
@@ -2098,6 +2110,16 @@ mod tests {
     #[test]
     fn a_thread_after_a_line_of_another_program_reads_the_repeated_hour_as_one_thread_does() {
         parts_agree_with_one_thread("Oct 25 01:59:59 late sshd[7]: Connection closed by 1.2.3.4");
+    }
+
+    /// Nor a line longer than the reader's buffer, which it passes over as junk.
+    #[test]
+    fn a_thread_after_a_line_too_long_to_read_reads_the_repeated_hour_as_one_thread_does() {
+        let long = format!(
+            "Oct 25 01:59:59 late kernel: INPUT-DROP:IN=eth0 OUT= SRC=34.208.0.4 DST=198.51.100.10 LEN=60 PROTO=UDP SPT=4 DPT=53 LEN=40 {}",
+            "x".repeat(300)
+        );
+        parts_agree_with_one_thread_in(&long, Some(256));
     }
 
     /// Nor a line the read would not take a stamp from: a priority that is no number.
