@@ -109,6 +109,29 @@ fn a_run_resuming_in_the_repeated_hours_second_pass_reads_it_as_the_second() {
     );
 }
 
+/// A run that counted its last packet long before the lines it read last (answers to the
+/// host's own traffic, which count as no packet) stopped in the first pass; the next reads on
+/// into the second pass from what those lines say, not from the last packet counted, which
+/// would put it an hour early.
+#[test]
+fn a_run_resuming_after_lines_it_did_not_count_reads_the_second_pass_as_the_second() {
+    let mut s = setup_in("Europe/Berlin", "", "2026-10-25T00:55:00Z");
+    let mut log = line("Oct 25 02:10:00", "34.223.47.190");
+    for minute in 11..=50 {
+        let answer = line(&format!("Oct 25 02:{minute}:00"), "18.204.1.7");
+        log.push_str(&answer.replace(" SYN ", " ACK "));
+    }
+    s.write("messages", &log);
+    s.run(&["run"]).ok();
+    s.append("messages", &line("Oct 25 02:05:00", "3.5.140.2"));
+    s.now = "2026-10-25T01:06:00Z".to_string();
+    let preview = s.run(&["preview", "--json"]).ok().json();
+    assert_eq!(
+        seen(&preview, "3.5.140.2"),
+        pair("2026-10-25T02:05:00+01:00", "2026-10-25T02:05:00+01:00")
+    );
+}
+
 /// What a desk reads of the repeated hour: the mail's body and `ips.csv` give the second
 /// pass's times with the offset the clock then had, as `preview --json` does.
 #[test]
