@@ -674,8 +674,10 @@ pub(crate) fn ingest(
                         counted_before(&mut scan, s, &key, &source_cfg.prefixes)?;
                     } else if cursor.is_some() {
                         // It goes on where a run stopped (one read again from its start
-                        // follows nothing known).
-                        scan.follows(resumed.get(&key).copied());
+                        // follows nothing known), under this name or the one it took over.
+                        let old = names.taken_over.get(&key);
+                        let stopped = resumed.get(&key).or_else(|| resumed.get(old?));
+                        scan.follows(stopped.copied());
                     }
                     let before = scan.counted();
                     let read = source::read(

@@ -132,6 +132,34 @@ fn a_run_resuming_after_lines_it_did_not_count_reads_the_second_pass_as_the_seco
     );
 }
 
+/// A host's folder renamed under a glob between two runs in the repeated hour, its last
+/// packet far back behind another program's lines: the run that reads on under the new name
+/// goes on from what the old name counted, and reads the second pass as the second.
+#[test]
+fn a_file_read_on_under_a_new_name_reads_the_second_pass_from_what_the_old_name_counted() {
+    let config = standard_config("").replace("{dir}/messages", "{dir}/remote/*/messages");
+    let mut s = Setup::new(&config.replace("timezone = \"UTC\"", "timezone = \"Europe/Berlin\""));
+    s.now = "2026-10-25T00:55:00Z".to_string();
+    std::fs::create_dir_all(s.path("remote/hosta")).unwrap();
+    let mut log = line("Oct 25 02:50:00", "34.223.47.190");
+    for _ in 0..2000 {
+        log.push_str("Oct 25 02:50:00 web1 cron[7]: (root) CMD (run-parts /etc/cron.hourly)\n");
+    }
+    s.write("remote/hosta/messages", &log);
+    s.run(&["run"]).ok();
+    std::fs::rename(s.path("remote/hosta"), s.path("remote/hosta.example.org")).unwrap();
+    s.append(
+        "remote/hosta.example.org/messages",
+        &line("Oct 25 02:05:00", "3.5.140.2"),
+    );
+    s.now = "2026-10-25T01:06:00Z".to_string();
+    let preview = s.run(&["preview", "--json"]).ok().json();
+    assert_eq!(
+        seen(&preview, "3.5.140.2"),
+        pair("2026-10-25T02:05:00+01:00", "2026-10-25T02:05:00+01:00")
+    );
+}
+
 /// What a desk reads of the repeated hour: the mail's body and `ips.csv` give the second
 /// pass's times with the offset the clock then had, as `preview --json` does.
 #[test]
