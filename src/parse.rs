@@ -2112,6 +2112,42 @@ mod tests {
         }
     }
 
+    /// The limit of reading the repeated hour from the line before: a line of a host whose
+    /// clock is more than half the hour behind, logged late in the first pass, cannot be told
+    /// from the clock going back, and the lines after it are read in the second pass until
+    /// the hour is over (an hour late) - whoever logged them. Pinned so that a change of the
+    /// rule is a choice.
+    #[test]
+    fn a_line_more_than_half_the_hour_behind_in_the_first_pass_is_taken_for_the_second() {
+        let mut p = berlin_in_autumn();
+        for (stamp, expected) in [
+            ("02:50:00", "2026-10-25T02:50:00+02:00"),
+            // Forty minutes behind: taken for the second pass beginning.
+            ("02:10:00", "2026-10-25T02:10:00+01:00"),
+            // The log host's next line is then read in the second pass too.
+            ("02:50:01", "2026-10-25T02:50:01+01:00"),
+        ] {
+            assert_eq!(
+                packet(&mut p, &berlin_line(stamp)).time,
+                at(expected),
+                "{stamp}"
+            );
+        }
+        // Twenty-nine minutes behind is still the first pass.
+        let mut p = berlin_in_autumn();
+        for (stamp, expected) in [
+            ("02:50:00", "2026-10-25T02:50:00+02:00"),
+            ("02:21:01", "2026-10-25T02:21:01+02:00"),
+            ("02:50:01", "2026-10-25T02:50:01+02:00"),
+        ] {
+            assert_eq!(
+                packet(&mut p, &berlin_line(stamp)).time,
+                at(expected),
+                "{stamp}"
+            );
+        }
+    }
+
     /// A reader that resumes a file, or starts in its middle, is told what came before; told
     /// nothing, it reads the first of the two.
     #[test]
