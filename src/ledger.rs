@@ -740,10 +740,11 @@ pub(crate) fn deliver(
             status.as_str()
         )
     })?;
-    // Sent, or refused where a refusal keeps the addresses reported (an API, a discovered
-    // desk): their lines have served. Only what a later report shows depends on it: the
-    // outcome is recorded already.
-    let for_good = record.contact.is_some() || record.made_for_api();
+    // Sent, or refused where a refusal keeps the addresses reported (by the API itself, or a
+    // discovered desk): their lines have served. A request refused here because its provider
+    // reports by mail now gives its addresses to the next mail report, which shows them. Only
+    // what a later report shows depends on it: the outcome is recorded already.
+    let for_good = record.contact.is_some() || (record.made_for_api() && api.is_some());
     if status == Status::Sent || (status == Status::Rejected && for_good) {
         let _ = state.let_go_of_lines(&record.id);
     }

@@ -759,6 +759,32 @@ fn a_provider_switched_between_mail_and_the_api_loses_no_address() {
     );
 }
 
+/// A request stored for the API, refused at the send because its provider reports by mail
+/// now, is refused by nobody at AWS: its address goes into the next mail report, and that
+/// report shows the address's log lines, as the one replacing any other refusal does.
+#[test]
+fn a_request_refused_for_a_provider_now_on_mail_keeps_its_lines_for_the_mail() {
+    let Some(stub) = Stub::start(None) else {
+        return;
+    };
+    stub.script(json!({"create": {"0": {"status": 500, "body": {
+        "__type": "InternalServerException", "message": "Internal failure"}}}}));
+    let mut s = setup(&stub, "");
+    attack(&s, &THREE[..1]);
+    assert_eq!(s.run(&["run"]).code, 75);
+    switch_to_mail(&s);
+    s.now = "2026-01-26T09:00:00Z".into();
+    assert_eq!(s.run(&["run"]).code, 1);
+    s.now = "2026-01-26T10:00:00Z".into();
+    s.run(&["run"]).ok();
+    assert_eq!(s.outbox().len(), 1, "the address went by mail");
+    let text = std::fs::read_to_string(&s.outbox()[0]).unwrap();
+    assert!(
+        text.contains("SRC=3.5.140.2 "),
+        "the mail shows the address's log lines: {text}"
+    );
+}
+
 #[test]
 fn sources_the_api_cannot_take_do_not_fill_a_runs_room() {
     let Some(stub) = Stub::start(None) else {
