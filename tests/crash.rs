@@ -384,3 +384,66 @@ fn a_half_written_first_line_beside_rotated_files_read_before_counts_each_packet
     .collect();
     assert_eq!(observed_hits(&s), want);
 }
+
+/// Parts wait when the provider's desk moves: the run withdraws them and is killed once the
+/// server has accepted the first report that replaces them. The run after it withdraws
+/// nothing more and sends that report again as it was (the one copy the kill allows); every
+/// address reaches the new desk, none the old one twice.
+#[test]
+fn a_run_killed_after_it_withdrew_parts_is_safe_to_repeat() {
+    let server = smtp::start(Security::Plain, None, 0);
+    let mut s = Setup::new(&smtp_config(
+        server.port,
+        "max_ips_per_message = 1",
+        "max_messages_per_run = 1",
+    ));
+    s.write("messages", &attack_log());
+    s.now = "2026-01-26T08:00:00Z".into();
+    s.run(&["run"]).ok();
+    assert_eq!(server.received().len(), 1, "one part went, two wait");
+    let config = std::fs::read_to_string(s.path("config.toml")).unwrap();
+    assert!(config.contains("ec2-abuse@amazon.com"), "{config}");
+    std::fs::write(
+        s.path("config.toml"),
+        config
+            .replace("ec2-abuse@amazon.com", "abuse@cloud.example")
+            .replace("max_messages_per_run = 1", "max_messages_per_run = 10"),
+    )
+    .unwrap();
+    let victim = Victim::arm(&server);
+    s.now = "2026-01-26T10:00:00Z".into();
+    victim.run_killed(&s);
+    for hour in [12, 14] {
+        s.now = format!("2026-01-26T{hour}:00:00Z");
+        s.run(&["run"]).ok();
+    }
+
+    let got = by_message_id(&server);
+    assert_eq!(
+        got.len(),
+        3,
+        "one part to the old desk, two new: {:?}",
+        got.keys()
+    );
+    let twice: Vec<&Vec<Vec<u8>>> = got.values().filter(|c| c.len() > 1).collect();
+    assert_eq!(twice.len(), 1, "only the report the kill caught goes twice");
+    assert!(twice[0][0] == twice[0][1], "sent again alike to the byte");
+    let mut sent = Vec::new();
+    let mut withdrawn = 0;
+    for r in history(&s) {
+        match r["status"].as_str() {
+            Some("sent") => sent.extend(string_list(&r["ips"])),
+            Some("rejected") => withdrawn += 1,
+            other => panic!("left {other:?}: {r}"),
+        }
+    }
+    sent.sort();
+    let mut want: Vec<String> = ATTACKERS.iter().map(|i| i.to_string()).collect();
+    want.sort();
+    assert_eq!(sent, want, "every address in one sent report");
+    assert_eq!(withdrawn, 2);
+    let to_new = (server.received().iter())
+        .filter(|d| d.to.iter().any(|t| t.contains("abuse@cloud.example")))
+        .count();
+    assert_eq!(to_new, 3, "two reports to the new desk, one of them twice");
+}
