@@ -78,6 +78,9 @@ struct FileNames {
     /// The names that took them over, with the name each took over from: their cursor is
     /// stored even if the read moved it not, and what the old name counted goes with it.
     taken_over: HashMap<String, String>,
+    /// The stored names that are relative paths (an older version named a source by the
+    /// path as given, relative to the working folder), looked up once a run when needed.
+    relative: Option<Vec<String>>,
 }
 
 impl FileNames {
@@ -92,7 +95,36 @@ impl FileNames {
             names_read: std::collections::HashSet::new(),
             moved: std::collections::HashSet::new(),
             taken_over: HashMap::new(),
+            relative: None,
         }
+    }
+
+    /// The cursor an older version kept for the file named `key` under the relative path its
+    /// source was given, if no name matches that path now: the longest such name that `key`
+    /// ends with. Found by name, not by the file's inode, since the file may have been
+    /// rotated since that version's last run (its cursor is then on the rotated file, which
+    /// the read goes on from as from any cursor of its own).
+    fn older_relative(
+        &mut self,
+        key: &str,
+        path: &Path,
+        s: &State,
+    ) -> Result<Option<(String, source::Cursor)>> {
+        if self.relative.is_none() {
+            let names = s.cursor_sources()?.into_iter();
+            self.relative = Some(names.filter(|n| Path::new(n).is_relative()).collect());
+        }
+        let found = (self.relative.iter().flatten())
+            .filter(|n| !self.configured.contains(*n) && !self.moved.contains(*n))
+            .filter(|n| Path::new(key).ends_with(n))
+            .max_by_key(|n| n.len())
+            .cloned();
+        Ok(match found {
+            Some(name) => (s.cursor(&name)?)
+                .filter(|c| is_this_file(path, c))
+                .map(|c| (name, c)),
+            None => None,
+        })
     }
 
     /// The cursor to read `path` (named `key`, with `prefixes`) from; `None` when it is not
@@ -191,6 +223,10 @@ impl FileNames {
                     )
                     && source::begins_as(path, &cursor.fingerprint)
             });
+        let earlier = match earlier {
+            Some(found) => Some(found),
+            None => self.older_relative(key, path, s)?,
+        };
         Ok(Some(earlier.map(|(name, cursor)| {
             if verbosity == Verbosity::Verbose {
                 crate::output::tell(format_args!(
@@ -203,6 +239,21 @@ impl FileNames {
             cursor
         })))
     }
+}
+
+/// Whether cursor `c` is on the file at `path` or on one of its rotated siblings (a name that
+/// ends as `path` does may have been another file's).
+fn is_this_file(path: &Path, c: &source::Cursor) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let same = |p: &Path| std::fs::metadata(p).is_ok_and(|m| (m.dev(), m.ino()) == (c.dev, c.ino));
+    if same(path) {
+        return true;
+    }
+    let names = std::iter::once(path.to_path_buf()).collect();
+    let folder = path.parent().unwrap_or(Path::new("."));
+    (std::fs::read_dir(folder).into_iter().flatten().flatten())
+        .map(|e| e.path())
+        .any(|p| source::is_rotated_sibling_of_any(&p, &names) && same(&p))
 }
 
 /// What `run` and `preview` were asked for.

@@ -245,3 +245,32 @@ fn a_cursor_taken_over_by_a_new_spelling_keeps_what_was_counted_for_reread() {
     let again = s.run(&["run"]).ok();
     assert_eq!(observed_hits(&s), once, "{}", again.stderr);
 }
+
+/// A state an older version kept, its cursor named by the source's relative path, and the log
+/// rotated before the first run of this version: the rotated file is read on from that
+/// cursor and the new file from its start, every packet counted once.
+#[test]
+fn an_older_states_relative_cursor_is_read_on_after_the_file_rotated() {
+    let s = relative_setup();
+    run_in(&s, s.dir.path(), "config.toml", &["run"]).ok();
+    let db = rusqlite::Connection::open(s.path("state/state.db")).unwrap();
+    // As the older version named it, run from the configuration's folder.
+    db.execute("UPDATE cursor SET source = 'messages'", [])
+        .unwrap();
+    db.execute("UPDATE counted SET source = 'messages'", [])
+        .unwrap();
+    drop(db);
+    s.append(
+        "messages",
+        &drop_line("23:51:28", "34.223.47.190", "UDP", 53),
+    );
+    std::fs::rename(s.path("messages"), s.path("messages.1")).unwrap();
+    s.write(
+        "messages",
+        &drop_line("23:51:29", "34.223.47.190", "UDP", 53),
+    );
+    run_in(&s, s.dir.path(), "config.toml", &["run"]).ok();
+    let hits = observed_hits(&s);
+    assert_eq!(hits.get("34.223.47.190"), Some(&4), "{hits:?}");
+    assert_eq!(hits.get("3.5.140.2"), Some(&1), "{hits:?}");
+}
