@@ -20,11 +20,12 @@ pub fn aggregated(provider: &Provider) -> (Vec<IpNet>, Vec<IpNet>) {
         .partition(|n| matches!(n, IpNet::V4(_)))
 }
 
-fn ports(list: Option<&str>) -> Result<Vec<u16>> {
+fn ports(list: Option<&str>, format: FirewallFormat) -> Result<Vec<u16>> {
     let Some(list) = list else {
         return Ok(Vec::new());
     };
-    list.split(',')
+    let ports: Vec<u16> = list
+        .split(',')
         .map(|p| {
             p.trim()
                 .parse::<u16>()
@@ -32,8 +33,20 @@ fn ports(list: Option<&str>) -> Result<Vec<u16>> {
                 .filter(|p| *p != 0)
                 .ok_or_else(|| anyhow::anyhow!("--ports: {p:?} is not a port number"))
         })
-        .collect()
+        .collect::<Result<_>>()?;
+    // iptables' `multiport` match refuses more: the rules would not load, and an operator
+    // under attack would be left with no block at all.
+    if format != FirewallFormat::Nft && ports.len() > MULTIPORT_MAX {
+        anyhow::bail!(
+            "--ports: {} ports, and iptables' multiport match takes at most {MULTIPORT_MAX}; give fewer, or use --format nft",
+            ports.len()
+        );
+    }
+    Ok(ports)
 }
+
+/// The most ports one iptables `multiport` match takes.
+const MULTIPORT_MAX: usize = 15;
 
 /// Prints the rules for `provider` in `format`.
 pub fn print(
@@ -60,7 +73,7 @@ pub fn print(
         ))
         .into());
     }
-    let ports = ports(port_list)?;
+    let ports = ports(port_list, format)?;
     let prefix = settings
         .sources
         .first()
@@ -248,4 +261,36 @@ pub fn render(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn more_ports_than_iptables_multiport_takes_are_refused_not_printed() {
+        let many: String = (1..=16)
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        for format in [
+            FirewallFormat::Iptables,
+            FirewallFormat::Ip6tables,
+            FirewallFormat::Ipset,
+        ] {
+            let e = ports(Some(&many), format).unwrap_err().to_string();
+            assert!(e.contains("at most 15"), "{e}");
+        }
+        assert_eq!(ports(Some(&many), FirewallFormat::Nft).unwrap().len(), 16);
+        let fifteen: String = (1..=15)
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        assert_eq!(
+            ports(Some(&fifteen), FirewallFormat::Iptables)
+                .unwrap()
+                .len(),
+            15
+        );
+    }
 }
