@@ -526,13 +526,33 @@ fn is_snippet_line(line: &str) -> bool {
     rest.starts_with('|')
 }
 
+/// `path` with its `..` (and `.`) taken out by name: `--config ../abuse/config.toml` from a
+/// folder beside it names the file as `/etc/abuse/config.toml` does, so its sources keep the
+/// one cursor a timer's run reads on from (by inode alone, a file rotated between the two
+/// spellings' runs would be read again whole).
+fn without_dot_dot(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 /// Checks a parsed configuration section by section; the first mistake is the error, naming
 /// the file and the key.
 fn check(file: &Path, raw: RawConfig) -> Result<Settings, ConfigError> {
     // From the file's absolute place, not the spelling `--config` gave it: a source's path
     // names its cursor, and a relative one would name a new cursor from each working folder
     // (a `reread` under one spelling then counts again what the other counted).
-    let absolute = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
+    let absolute =
+        without_dot_dot(&std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf()));
     let base = absolute.parent().unwrap_or(Path::new("."));
     let err = |key: &str, what: String| ConfigError(format!("{}: {key}: {what}", file.display()));
     let resolve = |p: &Path| -> PathBuf {

@@ -274,3 +274,35 @@ fn an_older_states_relative_cursor_is_read_on_after_the_file_rotated() {
     assert_eq!(hits.get("34.223.47.190"), Some(&4), "{hits:?}");
     assert_eq!(hits.get("3.5.140.2"), Some(&1), "{hits:?}");
 }
+
+/// `--config` spelt with `..` (from a folder beside the configuration's) names the sources
+/// as the absolute spelling does: one cursor, so that the timer's run after a rotation reads
+/// on from where the run by hand stopped, counting nothing twice.
+#[test]
+fn a_config_spelt_with_dot_dot_names_its_sources_as_an_absolute_one_does() {
+    let s = relative_setup();
+    let beside = s.path("beside");
+    std::fs::create_dir(&beside).unwrap();
+    run_in(&s, &beside, "../config.toml", &["run"]).ok();
+    s.append(
+        "messages",
+        &drop_line("23:51:28", "34.223.47.190", "UDP", 53),
+    );
+    std::fs::rename(s.path("messages"), s.path("messages.1")).unwrap();
+    s.write(
+        "messages",
+        &drop_line("23:51:29", "34.223.47.190", "UDP", 53),
+    );
+    s.run(&["run"]).ok();
+    let hits = observed_hits(&s);
+    assert_eq!(hits.get("34.223.47.190"), Some(&4), "{hits:?}");
+    let db = rusqlite::Connection::open(s.path("state/state.db")).unwrap();
+    let names: Vec<String> = db
+        .prepare("SELECT source FROM cursor")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(names, [s.path("messages").to_str().unwrap()]);
+}
