@@ -78,9 +78,8 @@ struct FileNames {
     /// The names that took them over, with the name each took over from: their cursor is
     /// stored even if the read moved it not, and what the old name counted goes with it.
     taken_over: HashMap<String, String>,
-    /// The stored names that are relative paths (an older version named a source by the
-    /// path as given, relative to the working folder), looked up once a run when needed.
-    relative: Option<Vec<String>>,
+    /// The stored names no source matches now, looked up once a run when needed.
+    orphans: Option<Vec<String>>,
 }
 
 impl FileNames {
@@ -95,36 +94,43 @@ impl FileNames {
             names_read: std::collections::HashSet::new(),
             moved: std::collections::HashSet::new(),
             taken_over: HashMap::new(),
-            relative: None,
+            orphans: None,
         }
     }
 
-    /// The cursor an older version kept for the file named `key` under the relative path its
-    /// source was given, if no name matches that path now: the longest such name that `key`
-    /// ends with. Found by name, not by the file's inode, since the file may have been
-    /// rotated since that version's last run (its cursor is then on the rotated file, which
-    /// the read goes on from as from any cursor of its own).
-    fn older_relative(
+    /// The cursor of a name no source matches now, for the file at `path` (named `key`) that
+    /// was rotated since that name's last run: the name ends in `path`'s file name, and the
+    /// cursor is on `path`'s rotated sibling (`a.log.1`) that still begins as it did. It is
+    /// `path`'s own under the name it went by (an older version's relative path, a host's
+    /// folder renamed, the path spelled anew), which the inode of the file logged to now
+    /// cannot find; the read goes on from it as from any cursor of its own.
+    fn rotated_since(
         &mut self,
         key: &str,
         path: &Path,
         s: &State,
     ) -> Result<Option<(String, source::Cursor)>> {
-        if self.relative.is_none() {
+        let Some(file_name) = path.file_name() else {
+            return Ok(None);
+        };
+        if self.orphans.is_none() {
             let names = s.cursor_sources()?.into_iter();
-            self.relative = Some(names.filter(|n| Path::new(n).is_relative()).collect());
+            self.orphans = Some(names.filter(|n| !self.configured.contains(n)).collect());
         }
-        let found = (self.relative.iter().flatten())
-            .filter(|n| !self.configured.contains(*n) && !self.moved.contains(*n))
-            .filter(|n| Path::new(key).ends_with(n))
-            .max_by_key(|n| n.len())
-            .cloned();
-        Ok(match found {
-            Some(name) => (s.cursor(&name)?)
-                .filter(|c| is_this_file(path, c))
-                .map(|c| (name, c)),
-            None => None,
-        })
+        // Most states have no such name: nothing more is looked at.
+        let candidates: Vec<String> = (self.orphans.iter().flatten())
+            .filter(|n| *n != key && !self.moved.contains(*n))
+            .filter(|n| Path::new(n).file_name() == Some(file_name))
+            .cloned()
+            .collect();
+        for name in candidates {
+            if let Some(cursor) = s.cursor(&name)?
+                && on_a_rotated_sibling(path, &cursor)
+            {
+                return Ok(Some((name, cursor)));
+            }
+        }
+        Ok(None)
     }
 
     /// The cursor to read `path` (named `key`, with `prefixes`) from; `None` when it is not
@@ -225,7 +231,7 @@ impl FileNames {
             });
         let earlier = match earlier {
             Some(found) => Some(found),
-            None => self.older_relative(key, path, s)?,
+            None => self.rotated_since(key, path, s)?,
         };
         Ok(Some(earlier.map(|(name, cursor)| {
             if verbosity == Verbosity::Verbose {
@@ -241,19 +247,19 @@ impl FileNames {
     }
 }
 
-/// Whether cursor `c` is on the file at `path` or on one of its rotated siblings (a name that
-/// ends as `path` does may have been another file's).
-fn is_this_file(path: &Path, c: &source::Cursor) -> bool {
+/// Whether cursor `c` is on a rotated sibling of `path` that begins as it did when the cursor
+/// was taken (a file that has a gone file's inode number since begins otherwise).
+fn on_a_rotated_sibling(path: &Path, c: &source::Cursor) -> bool {
     use std::os::unix::fs::MetadataExt;
-    let same = |p: &Path| std::fs::metadata(p).is_ok_and(|m| (m.dev(), m.ino()) == (c.dev, c.ino));
-    if same(path) {
-        return true;
-    }
     let names = std::iter::once(path.to_path_buf()).collect();
     let folder = path.parent().unwrap_or(Path::new("."));
     (std::fs::read_dir(folder).into_iter().flatten().flatten())
         .map(|e| e.path())
-        .any(|p| source::is_rotated_sibling_of_any(&p, &names) && same(&p))
+        .filter(|p| source::is_rotated_sibling_of_any(p, &names))
+        .any(|p| {
+            std::fs::metadata(&p).is_ok_and(|m| (m.dev(), m.ino()) == (c.dev, c.ino))
+                && source::begins_as(&p, &c.fingerprint)
+        })
 }
 
 /// What `run` and `preview` were asked for.

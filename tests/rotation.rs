@@ -1317,3 +1317,42 @@ echo "      Pass -q to turn off this notice." >&2
         checked.stdout
     );
 }
+
+/// A host's folder renamed under a glob source, and its log rotated before the next run: the
+/// rotated file is read on from the old name's cursor and the new file from its start, every
+/// packet once (found by the inode alone, the cursor was on a file no longer the live one,
+/// and the new name read everything again).
+#[test]
+fn a_host_folder_renamed_and_its_log_rotated_before_a_run_counts_every_packet_once() {
+    let s = Setup::new(
+        &standard_config("min_hits = 9")
+            .replace("min_hits = 1\n", "")
+            .replace("{dir}/messages", "{dir}/remote/*/messages"),
+    );
+    fs::create_dir_all(s.path("remote/hosta")).unwrap();
+    let two: String = (0..2)
+        .map(|i| drop_line(&format!("10:00:0{i}"), "3.5.140.2", "TCP", 22))
+        .collect();
+    s.write("remote/hosta/messages", &two);
+    s.run(&["run"]).ok();
+    s.append(
+        "remote/hosta/messages",
+        &drop_line("10:00:05", "3.5.140.2", "TCP", 22),
+    );
+    fs::rename(
+        s.path("remote/hosta/messages"),
+        s.path("remote/hosta/messages.1"),
+    )
+    .unwrap();
+    s.write(
+        "remote/hosta/messages",
+        &drop_line("10:00:06", "3.5.140.2", "TCP", 22),
+    );
+    fs::rename(s.path("remote/hosta"), s.path("remote/hostb")).unwrap();
+    s.run(&["run"]).ok();
+    assert_eq!(observed_hits(&s)["3.5.140.2"], 4);
+    assert_eq!(
+        cursor_names(&s),
+        [s.path("remote/hostb/messages").to_string_lossy()]
+    );
+}
