@@ -117,17 +117,34 @@ impl FileNames {
             let names = s.cursor_sources()?.into_iter();
             self.orphans = Some(names.filter(|n| !self.configured.contains(n)).collect());
         }
-        // Most states have no such name: nothing more is looked at.
-        let candidates: Vec<String> = (self.orphans.iter().flatten())
-            .filter(|n| *n != key && !self.moved.contains(*n))
-            .filter(|n| Path::new(n).file_name() == Some(file_name))
-            .cloned()
+        // Most states have no such name: the folder is not looked at then.
+        let maybe = |n: &String| {
+            *n != key && !self.moved.contains(n) && Path::new(n).file_name() == Some(file_name)
+        };
+        if !self.orphans.iter().flatten().any(maybe) {
+            return Ok(None);
+        }
+        use std::os::unix::fs::MetadataExt;
+        let names = std::iter::once(path.to_path_buf()).collect();
+        let folder = path.parent().unwrap_or(Path::new("."));
+        let mut siblings: Vec<PathBuf> = (std::fs::read_dir(folder).into_iter().flatten())
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| source::is_rotated_sibling_of_any(p, &names))
             .collect();
-        for name in candidates {
-            if let Some(cursor) = s.cursor(&name)?
-                && on_a_rotated_sibling(path, &cursor)
-            {
-                return Ok(Some((name, cursor)));
+        siblings.sort();
+        for sibling in siblings {
+            let Ok(meta) = std::fs::metadata(&sibling) else {
+                continue;
+            };
+            for (name, cursor) in s.cursors_of_file(meta.dev(), meta.ino())? {
+                // A file that has a gone file's inode number since begins otherwise.
+                if maybe(&name)
+                    && !self.configured.contains(&name)
+                    && source::begins_as(&sibling, &cursor.fingerprint)
+                {
+                    return Ok(Some((name, cursor)));
+                }
             }
         }
         Ok(None)
@@ -245,21 +262,6 @@ impl FileNames {
             cursor
         })))
     }
-}
-
-/// Whether cursor `c` is on a rotated sibling of `path` that begins as it did when the cursor
-/// was taken (a file that has a gone file's inode number since begins otherwise).
-fn on_a_rotated_sibling(path: &Path, c: &source::Cursor) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let names = std::iter::once(path.to_path_buf()).collect();
-    let folder = path.parent().unwrap_or(Path::new("."));
-    (std::fs::read_dir(folder).into_iter().flatten().flatten())
-        .map(|e| e.path())
-        .filter(|p| source::is_rotated_sibling_of_any(p, &names))
-        .any(|p| {
-            std::fs::metadata(&p).is_ok_and(|m| (m.dev(), m.ino()) == (c.dev, c.ino))
-                && source::begins_as(&p, &c.fingerprint)
-        })
 }
 
 /// What `run` and `preview` were asked for.
