@@ -742,3 +742,43 @@ fn lines_stay_until_a_report_is_sent_or_refused_for_good() {
     assert_eq!(history(&d)[0]["status"], "rejected");
     assert_eq!(lines_kept(&d, "45.10.0.1"), 0, "refused for good: let go");
 }
+
+/// The mail relay is down for days while one address attacks on and new ones come: the
+/// lines kept (now until a report is sent) stay at three of each address's own, whether it
+/// waits in a failed report or in none yet, so the state grows with the addresses, not with
+/// the packets (and `max_age_days` lets them go).
+#[test]
+fn lines_kept_while_mail_fails_for_days_stay_bounded_per_address() {
+    let mut s = Setup::new(&standard_config("").replace(
+        "[mail]\ntransport = \"file\"\ndir = \"{dir}/outbox\"",
+        "[mail]\ntransport = \"smtp\"\nhost = \"127.0.0.1\"\nport = 9\nsecurity = \"none\"\ntimeout_secs = 2",
+    ));
+    for day in 0..6 {
+        let mut text = String::new();
+        for k in 0..20 {
+            text.push_str(&drop_line(
+                &format!("1{day}:00:{k:02}"),
+                "3.5.140.2",
+                "TCP",
+                22,
+            ));
+            let new = format!("34.223.47.{}", 100 + day * 20 + k);
+            text.push_str(&drop_line(&format!("1{day}:01:{k:02}"), &new, "UDP", 53));
+        }
+        s.append("messages", &text);
+        s.now = format!("2026-01-{:02}T09:00:00Z", 26 + day);
+        assert_eq!(s.run(&["run"]).code, 75, "nobody listens on port 9");
+    }
+    assert_eq!(history(&s)[0]["status"], "failed");
+    let db = rusqlite::Connection::open(s.path("state/state.db")).unwrap();
+    let (most, addresses): (i64, i64) = db
+        .query_row(
+            "SELECT max(n), count(*) FROM
+                 (SELECT count(*) AS n FROM evidence WHERE dense = 0 GROUP BY ip)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(most, 3, "at most three lines of one address");
+    assert_eq!(addresses, 121);
+}
