@@ -782,3 +782,35 @@ fn lines_kept_while_mail_fails_for_days_stay_bounded_per_address() {
     assert_eq!(most, 3, "at most three lines of one address");
     assert_eq!(addresses, 121);
 }
+
+/// A state an older version kept has no record of what its waiting parts were made under:
+/// with the templates changed, they go as made all the same, and the run claims nothing
+/// about them (it cannot know).
+#[test]
+fn parts_waiting_in_a_state_without_a_made_under_record_go_as_made() {
+    let s = two_cloud_parts_waiting();
+    let db = rusqlite::Connection::open(s.path("state/state.db")).unwrap();
+    assert_eq!(
+        db.execute("DELETE FROM meta WHERE key = 'made_under'", [])
+            .unwrap(),
+        1
+    );
+    drop(db);
+    fs::create_dir_all(s.path("templates")).unwrap();
+    s.write(
+        "templates/subject.txt",
+        "Abuse from {{ ip_count }} hosts (new)",
+    );
+    edit_config(
+        &s,
+        "[report]\n",
+        "[report]\ntemplates_dir = \"templates\"\n",
+    );
+    let out = s.run(&["run"]).ok();
+    assert!(!out.stderr.contains("made under"), "{}", out.stderr);
+    assert_eq!(s.outbox().len(), 2, "the next part goes, as made");
+    for mail in s.outbox() {
+        let text = fs::read_to_string(&mail).unwrap();
+        assert!(!text.contains("(new)"), "{text}");
+    }
+}
