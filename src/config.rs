@@ -529,8 +529,10 @@ fn is_snippet_line(line: &str) -> bool {
 /// `path` with its `..` (and `.`) taken out by name: `--config ../abuse/config.toml` from a
 /// folder beside it names the file as `/etc/abuse/config.toml` does, so its sources keep the
 /// one cursor a timer's run reads on from (by inode alone, a file rotated between the two
-/// spellings' runs would be read again whole).
+/// spellings' runs would be read again whole). Unless a link before a `..` makes the name
+/// without it another folder: `path` is kept as it is then.
 fn without_dot_dot(path: &Path) -> PathBuf {
+    use std::os::unix::fs::MetadataExt;
     use std::path::Component;
     let mut out = PathBuf::new();
     for part in path.components() {
@@ -542,7 +544,15 @@ fn without_dot_dot(path: &Path) -> PathBuf {
             other => out.push(other),
         }
     }
-    out
+    let folder = |p: &Path| {
+        std::fs::metadata(p.parent().unwrap_or(Path::new("/")))
+            .ok()
+            .map(|m| (m.dev(), m.ino()))
+    };
+    match folder(&out) {
+        Some(at) if Some(at) == folder(path) => out,
+        _ => path.to_path_buf(),
+    }
 }
 
 /// Checks a parsed configuration section by section; the first mistake is the error, naming
@@ -1240,6 +1250,20 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_config_spelt_with_dot_dot_is_named_without_it_unless_a_link_makes_that_another_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real/abuse");
+        std::fs::create_dir_all(&real).unwrap();
+        std::fs::create_dir_all(dir.path().join("real/other")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("real/other"), dir.path().join("link")).unwrap();
+        let plain = dir.path().join("real/other/../abuse/config.toml");
+        assert_eq!(without_dot_dot(&plain), real.join("config.toml"));
+        // Through the link, `..` is `real`: by name it would be `dir`, another folder.
+        let linked = dir.path().join("link/../abuse/config.toml");
+        assert_eq!(without_dot_dot(&linked), linked);
+    }
 
     fn load_text(text: &str) -> Result<Settings, ConfigError> {
         let dir = tempfile::tempdir().unwrap();
