@@ -403,7 +403,7 @@ impl PartialEq<&str> for Name {
 /// Whether a bounded set of names takes `name`: not held yet, and among its smallest.
 fn takes_name(set: &SmallSet<Name>, name: &[u8], cap: usize) -> bool {
     // Most lines repeat a name the set holds (one protocol or two, one host): compared in
-    // place, byte by byte, before any ordered search.
+    // place, a word at a time, before any ordered search.
     let held = |n: &Name| crate::parse::same_bytes(n.as_bytes(), name);
     if set.slice().iter().take(4).any(held) {
         return false;

@@ -291,6 +291,37 @@ pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     }
 }
 
+/// A line's text after its leading NUL bytes and its `<N>` priority, if any; `Err` for a
+/// priority that is not one.
+fn after_priority(line: &[u8]) -> Result<&[u8], ()> {
+    // A crash can leave a block of NUL bytes where the file grew and its data never came:
+    // the line written after them, on the same line, is whole.
+    let rest = &line[line.iter().take_while(|b| **b == 0).count()..];
+    // `<N>` priority, as forwarded syslog and some collectors keep it.
+    let Some(after) = rest.strip_prefix(b"<") else {
+        return Ok(rest);
+    };
+    match memchr::memchr(b'>', &after[..after.len().min(4)]) {
+        Some(end) if end > 0 && after[..end].iter().all(u8::is_ascii_digit) => {
+            Ok(&after[end + 1..])
+        }
+        _ => Err(()),
+    }
+}
+
+/// The syslog stamp at the start of `text` and the text after it: RFC 3339 up to its space,
+/// or BSD's `Mmm dd HH:MM:SS` (15 bytes, the day padded with a space) followed by one.
+fn split_stamp(text: &[u8]) -> Option<(&[u8], &[u8])> {
+    let end = find_space(text)?;
+    if text.first()?.is_ascii_digit() {
+        return Some(text.split_at(end));
+    }
+    if text.len() < 16 || text[15] != b' ' {
+        return None;
+    }
+    Some(text.split_at(15))
+}
+
 impl LineParser {
     pub fn new(prefixes: &[String], zone: Zone, now: DateTime<Utc>) -> Self {
         Self {
@@ -321,23 +352,18 @@ impl LineParser {
     /// wall-clock time the zone's clock showed twice). Whatever the line says after its
     /// stamp; nothing of the reader changes.
     pub fn stamp_time(&self, line: &[u8], after: Option<i64>) -> Option<(i64, bool)> {
-        // The stamp as `parse_found` takes it, or none: a priority of digits, a space after.
-        let mut text = &line[line.iter().take_while(|b| **b == 0).count()..];
-        if let Some(rest) = text.strip_prefix(b"<") {
-            let end = memchr::memchr(b'>', &rest[..rest.len().min(4)])?;
-            if end == 0 || !rest[..end].iter().all(u8::is_ascii_digit) {
-                return None;
-            }
-            text = &rest[end + 1..];
+        let (stamp, _) = split_stamp(after_priority(line).ok()?)?;
+        self.stamp_value(stamp, after)
+    }
+
+    /// The time a stamp [`split_stamp`] found says, read as if it followed a line stamped
+    /// `after`, and whether that reading depended on `after`.
+    fn stamp_value(&self, stamp: &[u8], after: Option<i64>) -> Option<(i64, bool)> {
+        if stamp[0].is_ascii_digit() {
+            rfc3339(stamp).map(|t| (t, false))
+        } else {
+            self.bsd_after(stamp, after)
         }
-        let end = find_space(text)?;
-        if text.first()?.is_ascii_digit() {
-            return rfc3339(&text[..end]).map(|t| (t, false));
-        }
-        if text.len() < 16 || text[15] != b' ' {
-            return None;
-        }
-        self.bsd_after(&text[..15], after)
     }
 
     /// Reads on after `text`, the whole lines before where a read resumes a file, as if it
@@ -406,18 +432,9 @@ impl LineParser {
     /// second search.
     pub fn parse_found<'a>(&mut self, line: &'a [u8], prefix: usize, prefix_at: usize) -> Line<'a> {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        // A crash can leave a block of NUL bytes where the file grew and its data never came:
-        // the line written after them, on the same line, is whole.
-        let mut rest = &line[line.iter().take_while(|b| **b == 0).count()..];
-        // `<N>` priority, as forwarded syslog and some collectors keep it.
-        if let Some(after) = rest.strip_prefix(b"<") {
-            match memchr::memchr(b'>', &after[..after.len().min(4)]) {
-                Some(end) if end > 0 && after[..end].iter().all(u8::is_ascii_digit) => {
-                    rest = &after[end + 1..];
-                }
-                _ => return Line::Malformed("bad syslog priority"),
-            }
-        }
+        let Ok(rest) = after_priority(line) else {
+            return Line::Malformed("bad syslog priority");
+        };
         let Some((time, after_time)) = self.timestamp(rest) else {
             return Line::Malformed("no syslog timestamp");
         };
@@ -499,24 +516,11 @@ impl LineParser {
 
     /// A BSD (`Jan  5 23:51:25`) or RFC 3339 timestamp at the start of `text`, and the rest.
     fn timestamp<'a>(&mut self, text: &'a [u8]) -> Option<(i64, &'a [u8])> {
-        let end = find_space(text)?;
-        let (stamp, rest) = if text.first()?.is_ascii_digit() {
-            (&text[..end], &text[end..])
-        } else {
-            // `Mmm dd HH:MM:SS`: 15 bytes, the day padded with a space.
-            if text.len() < 16 || text[15] != b' ' {
-                return None;
-            }
-            (&text[..15], &text[15..])
-        };
+        let (stamp, rest) = split_stamp(text)?;
         if same_bytes(stamp, &self.cached_stamp) {
             return Some((self.cached_time, rest));
         }
-        let time = if stamp[0].is_ascii_digit() {
-            rfc3339(stamp)?
-        } else {
-            self.bsd_after(stamp, self.last)?.0
-        };
+        let (time, _) = self.stamp_value(stamp, self.last)?;
         self.cached_stamp.clear();
         self.cached_stamp.extend_from_slice(stamp);
         self.cached_time = time;
