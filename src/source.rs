@@ -735,45 +735,25 @@ impl Folders {
 /// One that cannot be opened (or is no regular file) is left out and named in `unreadable`.
 /// One compressed other than with gzip is left out and named in `compressed`.
 fn siblings(path: &Path, live: Option<&OpenFile>, folders: &mut Folders) -> Siblings {
-    let (mut unreadable, mut compressed) = (Vec::new(), Vec::new());
-    let rotated = rotated_siblings(path, live, &mut unreadable, &mut compressed, folders);
-    Siblings {
-        rotated,
-        unreadable,
-        compressed,
-    }
-}
-
-/// What [`siblings`] found of a path's rotated files.
-struct Siblings {
-    /// Newest first.
-    rotated: Vec<Sibling>,
-    /// Those that could not be opened (or are no regular file), each with why.
-    unreadable: Vec<(io::ErrorKind, String)>,
-    /// Those compressed other than with gzip, named.
-    compressed: Vec<String>,
-}
-
-fn rotated_siblings(
-    path: &Path,
-    live: Option<&OpenFile>,
-    unreadable: &mut Vec<(io::ErrorKind, String)>,
-    compressed: &mut Vec<String>,
-    folders: &mut Folders,
-) -> Vec<Sibling> {
+    let mut found = Siblings::default();
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let Some(base) = path.file_name().and_then(|n| n.to_str()) else {
-        return Vec::new();
+        return found;
     };
     let Some(names) = folders.names(dir) else {
-        return Vec::new();
+        return found;
     };
+    let Siblings {
+        rotated,
+        unreadable,
+        compressed,
+    } = &mut found;
     // Sorted: the names that start with the file's are together.
     let from = names.partition_point(|n| n.as_str() < base);
-    let mut found: Vec<(Option<u64>, std::time::SystemTime, Sibling)> = names[from..]
+    let mut listed: Vec<(Option<u64>, std::time::SystemTime, Sibling)> = names[from..]
         .iter()
         .take_while(|n| n.starts_with(base))
         .filter_map(|name| {
@@ -829,15 +809,27 @@ fn rotated_siblings(
             Some((number, modified, Sibling { open, first_line }))
         })
         .collect();
-    if found.iter().all(|(n, _, _)| n.is_some()) {
-        found.sort_by_key(|(n, _, _)| *n);
+    if listed.iter().all(|(n, _, _)| n.is_some()) {
+        listed.sort_by_key(|(n, _, _)| *n);
     } else {
-        found.sort_by(|a, b| {
+        listed.sort_by(|a, b| {
             b.1.cmp(&a.1)
                 .then_with(|| b.2.open.path.cmp(&a.2.open.path))
         });
     }
-    found.into_iter().map(|(_, _, s)| s).collect()
+    *rotated = listed.into_iter().map(|(_, _, s)| s).collect();
+    found
+}
+
+/// What [`siblings`] found of a path's rotated files.
+#[derive(Default)]
+struct Siblings {
+    /// Newest first.
+    rotated: Vec<Sibling>,
+    /// Those that could not be opened (or are no regular file), each with why.
+    unreadable: Vec<(io::ErrorKind, String)>,
+    /// Those compressed other than with gzip, named.
+    compressed: Vec<String>,
 }
 
 /// Finds where the cursor's file went among the rotated siblings (by inode, then by its first
