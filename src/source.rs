@@ -902,8 +902,11 @@ enum Reached {
 /// Reads the complete lines of `file` from `offset` on, through its descriptor.
 fn read_file(file: &OpenFile, offset: u64, ingest: &mut Ingest<'_>) -> io::Result<Reached> {
     if !file.gzip {
-        follow_lines_before(file, offset, ingest)?;
-        return Ok(Reached::End(offset + read_plain(file, offset, ingest)?));
+        let size = file.file.metadata()?.len();
+        follow_lines_before(file, offset, size, ingest)?;
+        return Ok(Reached::End(
+            offset + read_plain(file, offset, size, ingest)?,
+        ));
     }
     let mut text = Counted {
         inner: flate2::read::MultiGzDecoder::new(file.at(0)),
@@ -1116,9 +1119,9 @@ fn read_opened(
     })
 }
 
-/// Reads complete lines from `offset` on; returns the bytes they took.
-fn read_plain(file: &OpenFile, offset: u64, ingest: &mut Ingest<'_>) -> io::Result<u64> {
-    let size = file.file.metadata()?.len();
+/// Reads complete lines from `offset` on, in as many threads as the `size` the file had
+/// when the read began asks for; returns the bytes they took.
+fn read_plain(file: &OpenFile, offset: u64, size: u64, ingest: &mut Ingest<'_>) -> io::Result<u64> {
     let parts = parts_for(size.saturating_sub(offset));
     if parts > 1 {
         return read_in_parts(file, offset, size, parts, ingest);
@@ -1236,11 +1239,17 @@ fn read_in_parts(
     Ok(total)
 }
 
-/// A read that resumes `file` at `offset` (a line start) with lines to read past it goes on
-/// from the lines in the 64 KiB before it (see [`Ingest::follows_lines`]); in a zone whose
-/// clock never shows a time twice, or with nothing new, nothing is read for it.
-fn follow_lines_before(file: &OpenFile, offset: u64, ingest: &mut Ingest<'_>) -> io::Result<()> {
-    if offset == 0 || !ingest.reads_on_from_lines() || file.file.metadata()?.len() <= offset {
+/// A read that resumes `file` (`size` bytes long) at `offset` (a line start) with lines to
+/// read past it goes on from the lines in the 64 KiB before it (see
+/// [`Ingest::follows_lines`]); in a zone whose clock never shows a time twice, or with
+/// nothing new, nothing is read for it.
+fn follow_lines_before(
+    file: &OpenFile,
+    offset: u64,
+    size: u64,
+    ingest: &mut Ingest<'_>,
+) -> io::Result<()> {
+    if offset == 0 || !ingest.reads_on_from_lines() || size <= offset {
         return Ok(());
     }
     let from = offset.saturating_sub(1 << 16);
