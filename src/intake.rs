@@ -125,12 +125,11 @@ impl FileNames {
             return Ok(None);
         }
         use std::os::unix::fs::MetadataExt;
-        let names = std::iter::once(path.to_path_buf()).collect();
         let folder = path.parent().unwrap_or(Path::new("."));
         let mut siblings: Vec<PathBuf> = (std::fs::read_dir(folder).into_iter().flatten())
             .flatten()
             .map(|e| e.path())
-            .filter(|p| source::is_rotated_sibling_of_any(p, &names))
+            .filter(|p| source::is_rotated_sibling_of(p, path))
             .collect();
         siblings.sort();
         for sibling in siblings {
@@ -240,10 +239,7 @@ impl FileNames {
                 name != key
                     && !self.configured.contains(name)
                     && !self.moved.contains(name)
-                    && !source::is_rotated_sibling_of_any(
-                        path,
-                        &std::iter::once(PathBuf::from(name)).collect(),
-                    )
+                    && !source::is_rotated_sibling_of(path, Path::new(name))
                     && source::begins_as(path, &cursor.fingerprint)
             });
         let earlier = match earlier {

@@ -1448,6 +1448,17 @@ pub(crate) fn is_rotated_sibling_of_any(
     path: &Path,
     names: &std::collections::HashSet<PathBuf>,
 ) -> bool {
+    is_rotated_from(path, |other| names.contains(other))
+}
+
+/// Whether `path` is `OF.…` or `OF-…`, where `of` is `OF` in its folder.
+pub(crate) fn is_rotated_sibling_of(path: &Path, of: &Path) -> bool {
+    is_rotated_from(path, |other| other == of)
+}
+
+/// Whether `path` is `OTHER.…` or `OTHER-…` for some `OTHER` in its folder that `named` is
+/// true of.
+fn is_rotated_from(path: &Path, named: impl Fn(&Path) -> bool) -> bool {
     let Some(name) = path.file_name().map(|n| n.as_encoded_bytes()) else {
         return false;
     };
@@ -1456,7 +1467,7 @@ pub(crate) fn is_rotated_sibling_of_any(
         .filter(|&cut| matches!(name[cut], b'.' | b'-'))
         .any(|cut| {
             use std::os::unix::ffi::OsStrExt;
-            names.contains(&folder.join(std::ffi::OsStr::from_bytes(&name[..cut])))
+            named(&folder.join(std::ffi::OsStr::from_bytes(&name[..cut])))
         })
 }
 
