@@ -1704,6 +1704,11 @@ mod tests {
     }
 
     fn scan<'a>() -> Ingest<'a> {
+        scan_with(parser)
+    }
+
+    /// A scan of one source whose lines `parser` reads, each address in a provider.
+    fn scan_with<'a>(parser: fn() -> LineParser) -> Ingest<'a> {
         let mut scan = Ingest::new(parser(), 1, 5, 50, &one_provider, crate::spool::for_tests());
         scan.begin_source(parser());
         scan
@@ -2017,19 +2022,19 @@ mod tests {
         out.flush().unwrap();
     }
 
+    /// A parser of Berlin's time the day after its autumn log.
+    fn berlin_parser() -> LineParser {
+        LineParser::new(
+            &["INPUT-DROP:".to_string()],
+            crate::clock::Zone::parse("Europe/Berlin").unwrap(),
+            chrono::DateTime::parse_from_rfc3339("2026-10-26T00:00:00Z")
+                .unwrap()
+                .to_utc(),
+        )
+    }
+
     fn berlin_scan<'a>() -> Ingest<'a> {
-        let parser = || {
-            LineParser::new(
-                &["INPUT-DROP:".to_string()],
-                crate::clock::Zone::parse("Europe/Berlin").unwrap(),
-                chrono::DateTime::parse_from_rfc3339("2026-10-26T00:00:00Z")
-                    .unwrap()
-                    .to_utc(),
-            )
-        };
-        let mut scan = Ingest::new(parser(), 1, 5, 50, &one_provider, crate::spool::for_tests());
-        scan.begin_source(parser());
-        scan
+        scan_with(berlin_parser)
     }
 
     /// A thread that starts reading in the second pass of the repeated hour reads it as the
@@ -2211,13 +2216,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("messages");
         fs::write(&path, &text).unwrap();
-        let mut parser = LineParser::new(
-            &["INPUT-DROP:".to_string()],
-            crate::clock::Zone::parse("Europe/Berlin").unwrap(),
-            chrono::DateTime::parse_from_rfc3339("2026-10-26T00:00:00Z")
-                .unwrap()
-                .to_utc(),
-        );
+        let mut parser = berlin_parser();
         let from = reread_from(&path, Some((since, &mut parser))).unwrap();
         assert!(matches!(from.start, RereadStart::At(_, _)));
         let mut scan = berlin_scan();
