@@ -585,15 +585,7 @@ impl State {
 
     /// The configuration file that last ran on this state, as it named itself.
     pub fn owner(&self) -> Result<Option<String>> {
-        if !self.has_meta()? {
-            return Ok(None);
-        }
-        Ok(self
-            .conn
-            .query_row("SELECT value FROM meta WHERE key = 'config'", [], |r| {
-                r.get(0)
-            })
-            .optional()?)
+        self.meta("config")
     }
 
     /// Records the configuration file that runs on this state.
@@ -672,15 +664,7 @@ impl State {
 
     /// The marker of the last settled run, if the state has one.
     pub fn settled(&self) -> Result<Option<Settled>> {
-        if !self.has_meta()? {
-            return Ok(None);
-        }
-        let text: Option<String> = self
-            .conn
-            .query_row("SELECT value FROM meta WHERE key = 'settled'", [], |r| {
-                r.get(0)
-            })
-            .optional()?;
+        let text = self.meta("settled")?;
         // A marker this binary cannot read is no marker: the run then looks at everything.
         Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
     }
@@ -689,15 +673,7 @@ impl State {
     /// and `[report]` settings its newest reports were made under (see
     /// [`State::set_made_under`]); empty on a state that has none.
     pub fn made_under(&self) -> Result<HashMap<String, String>> {
-        if !self.has_meta()? {
-            return Ok(HashMap::new());
-        }
-        let text: Option<String> = self
-            .conn
-            .query_row("SELECT value FROM meta WHERE key = 'made_under'", [], |r| {
-                r.get(0)
-            })
-            .optional()?;
+        let text = self.meta("made_under")?;
         // A value this binary cannot read is no record: nothing is said.
         Ok(text
             .and_then(|t| serde_json::from_str(&t).ok())
@@ -736,6 +712,17 @@ impl State {
     /// Whether the state has the `meta` table (schema 5).
     fn has_meta(&self) -> Result<bool> {
         Ok(self.version >= 5)
+    }
+
+    /// The value kept under `key` in `meta`; none on a state older than the table.
+    fn meta(&self, key: &str) -> Result<Option<String>> {
+        if !self.has_meta()? {
+            return Ok(None);
+        }
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?)
     }
 
     /// IPs of a provider's reports that a re-report window counts and that it counts from a
