@@ -2113,8 +2113,11 @@ fn migrate(conn: &mut Connection, version: i64, path: &Path) -> Result<()> {
 
 /// The temporary name a new state is made under by process `pid` (see [`create`]).
 fn creation_name(pid: u32) -> String {
-    format!(".state.db.new-{pid}")
+    format!("{CREATION_PREFIX}{pid}")
 }
+
+/// What [`creation_name`] puts before the process id.
+const CREATION_PREFIX: &str = ".state.db.new-";
 
 /// Removes what a process killed while it made a new state left behind (its temporary
 /// database and WAL files): nothing else would, and a state folder should hold only what
@@ -2126,7 +2129,7 @@ fn remove_abandoned_creations(dir: &Path) {
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(pid) = (name.to_str())
-            .and_then(|n| n.strip_prefix(".state.db.new-"))
+            .and_then(|n| n.strip_prefix(CREATION_PREFIX))
             .map(|rest| rest.trim_end_matches("-wal").trim_end_matches("-shm"))
             .and_then(|pid| pid.parse::<u32>().ok())
         else {
