@@ -117,15 +117,21 @@ impl Stamp {
         }
         Some(out)
     }
+
+    /// Gives `f` the text: placed by hand where it can be, else in chrono's own words.
+    fn with_text<R>(&self, f: impl FnOnce(&str) -> R) -> R {
+        let placed = self.placed();
+        // Only ASCII digits and punctuation were placed.
+        match placed.as_ref().and_then(|b| std::str::from_utf8(b).ok()) {
+            Some(text) => f(text),
+            None => f(&self.0.to_rfc3339_opts(SecondsFormat::Secs, false)),
+        }
+    }
 }
 
 impl std::fmt::Display for Stamp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.placed() {
-            // Only ASCII digits and punctuation were written.
-            Some(out) => f.write_str(std::str::from_utf8(&out).map_err(|_| std::fmt::Error)?),
-            None => f.write_str(&self.0.to_rfc3339_opts(SecondsFormat::Secs, false)),
-        }
+        self.with_text(|text| f.write_str(text))
     }
 }
 
@@ -133,10 +139,7 @@ impl serde::Serialize for Stamp {
     fn serialize<S: serde::Serializer>(&self, out: S) -> Result<S::Ok, S::Error> {
         // A string of its own, not written through `Display` piece by piece: a flood's list
         // writes two a source.
-        match self.placed().as_ref().map(|b| std::str::from_utf8(b)) {
-            Some(Ok(text)) => out.serialize_str(text),
-            _ => out.collect_str(self),
-        }
+        self.with_text(|text| out.serialize_str(text))
     }
 }
 
