@@ -34,6 +34,12 @@ pub enum Zone {
 }
 
 impl Zone {
+    /// Whether the zone's clock may show a wall-clock time twice (autumn's repeated hour):
+    /// only then does reading a time depend on the lines before it.
+    pub fn may_repeat_times(&self) -> bool {
+        *self != Zone::Utc
+    }
+
     /// `local`, `UTC` (each in any case: `Local` is no IANA name, and `utc` was always
     /// read), or an IANA name such as `Europe/Berlin`.
     pub fn parse(name: &str) -> Result<Self, String> {

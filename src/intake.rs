@@ -680,7 +680,7 @@ pub(crate) fn ingest(
     // cursor: in the hour a zone's clock shows twice it decides which of the two a line is
     // in. A zone without summer time never needs it.
     let resumed = match state {
-        Some(s) if settings.zone != crate::clock::Zone::Utc => s.last_counted()?,
+        Some(s) if settings.zone.may_repeat_times() => s.last_counted()?,
         _ => HashMap::new(),
     };
     for (source_cfg, matches) in settings.sources.iter().zip(matches) {

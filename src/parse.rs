@@ -374,7 +374,7 @@ impl LineParser {
     /// before), the lines say all a read of the whole file would know; otherwise the later of
     /// the two is followed.
     pub fn follows_lines(&mut self, text: &[u8], from_start: bool) {
-        if self.zone == Zone::Utc {
+        if !self.zone.may_repeat_times() {
             return;
         }
         let known = self.last;
@@ -402,7 +402,7 @@ impl LineParser {
     /// Whether [`LineParser::follows_lines`] has anything to learn: a zone whose clock may
     /// show a time twice.
     pub fn reads_on_from_lines(&self) -> bool {
-        self.zone != Zone::Utc
+        self.zone.may_repeat_times()
     }
 
     /// [`LineParser::stamp_time`] of a line a read takes as the one before the next (see

@@ -32,6 +32,10 @@ use crate::parse::{Line, LineParser};
 /// How many bytes of a file's first line identify it.
 pub const FINGERPRINT_LEN: usize = 256;
 
+/// How far before where a read starts (a thread's piece, a resumed cursor) it looks for the
+/// packet line it reads on after, to tell which pass of a repeated hour its lines are in.
+const LOOK_BACK: u64 = 1 << 16;
+
 /// Where a source stopped reading.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cursor {
@@ -1252,7 +1256,7 @@ fn follow_lines_before(
     if offset == 0 || !ingest.reads_on_from_lines() || size <= offset {
         return Ok(());
     }
-    let from = offset.saturating_sub(1 << 16);
+    let from = offset.saturating_sub(LOOK_BACK);
     let mut text = Vec::with_capacity((offset - from) as usize);
     file.at_until(from, offset).read_to_end(&mut text)?;
     // The window may begin inside a line: that part is not a line.
@@ -1284,7 +1288,7 @@ fn time_before(file: &OpenFile, start: u64, end: u64, ingest: &Ingest<'_>) -> io
         return Ok(Before::None);
     }
     let mut text = Vec::new();
-    for reach in [1u64 << 16, 1 << 20] {
+    for reach in [LOOK_BACK, 1 << 20] {
         let from = end.saturating_sub(reach).max(start);
         text.clear();
         file.at_until(from, end).read_to_end(&mut text)?;
