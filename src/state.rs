@@ -1469,10 +1469,10 @@ pub struct RemoteTally {
 }
 
 impl State {
-    /// Marks a report `sent` and keeps the id the intake gave it, in one statement: a crash
-    /// cannot leave a sent report without its remote id. A stored request tagged
-    /// `lifecycle:test` is remembered as a test. Attempts are counted when they begin (see
-    /// [`State::begin_attempt`]).
+    /// Marks a report `sent` and keeps the id the intake gave it, as a delivery's
+    /// [`Attempt`] records it, for tests that need a ledger of sent API reports without
+    /// delivering them. A stored request tagged `lifecycle:test` is remembered as a test.
+    #[cfg(test)]
     pub fn mark_sent_remote(&mut self, id: &str, remote_id: &str, at: &str) -> Result<()> {
         let changed = self.conn.execute(
             "UPDATE report SET status = 'sent', sent_at = ?2, server_reply = ?3, remote_id = ?3,
