@@ -107,12 +107,12 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
     if let Some(s) = &state {
         check_owner(s, settings)?;
         // A run would refuse: the preview shows what it would send, and says why not.
-        for renamed in crate::ledger::renamed_providers(s, settings, &world.providers)? {
+        let renames = crate::ledger::renames(s, settings, &world.providers)?;
+        for renamed in &renames.refused {
             crate::output::tell(format_args!("abuse-mailer: warning: {renamed}"));
         }
         if verbosity != Verbosity::Quiet {
-            for taking_over in crate::ledger::providers_taking_over(s, settings, &world.providers)?
-            {
+            for taking_over in &renames.taking_over {
                 crate::output::tell(format_args!("abuse-mailer: warning: {taking_over}"));
             }
         }
@@ -235,14 +235,12 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
     };
     let mut state = State::open(&settings.state_dir)?;
     claim(&mut state, settings)?;
-    if let Some(renamed) =
-        crate::ledger::renamed_providers(&state, settings, &world.providers)?.first()
-    {
-        return Err(ConfigError(renamed.clone()).into());
+    let renames = crate::ledger::renames(&state, settings, &world.providers)?;
+    if let Some(renamed) = renames.refused.into_iter().next() {
+        return Err(ConfigError(renamed).into());
     }
     if verbosity != Verbosity::Quiet {
-        for taking_over in crate::ledger::providers_taking_over(&state, settings, &world.providers)?
-        {
+        for taking_over in &renames.taking_over {
             crate::output::tell(format_args!("abuse-mailer: warning: {taking_over}"));
         }
     }

@@ -255,15 +255,13 @@ fn check_state(t: &mut Tally, settings: &Settings, providers: &[Provider]) {
             // Another configuration runs on this state: a run would refuse it (78).
             Err(e) => t.config("state", &one_line(&e)),
             Ok(()) => {
-                for renamed in crate::ledger::renamed_providers(&state, settings, providers)
-                    .unwrap_or_default()
-                {
-                    t.config("state", &renamed);
+                let renames =
+                    crate::ledger::renames(&state, settings, providers).unwrap_or_default();
+                for renamed in &renames.refused {
+                    t.config("state", renamed);
                 }
-                for taking_over in crate::ledger::providers_taking_over(&state, settings, providers)
-                    .unwrap_or_default()
-                {
-                    t.warn("state", &taking_over);
+                for taking_over in &renames.taking_over {
+                    t.warn("state", taking_over);
                 }
                 let pending = state.pending_heads().map(|p| p.len()).unwrap_or(0);
                 t.ok(

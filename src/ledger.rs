@@ -514,40 +514,28 @@ fn with_date(message: &[u8], now: DateTime<Utc>) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// Providers that look renamed: configured, with no report in the state yet, while the state
-/// holds sent reports to a provider no longer configured that mailed one of its addresses
-/// (`to`, whatever `cc` was then; or the same API endpoint) and some of whose addresses are
-/// in its ranges (`providers`, loaded; one without ranges may hold any). The ledger knows a
-/// provider by its name, so under a new name those addresses would go to that desk again. One
-/// line each. A provider that takes over from another at the same desk with other ranges (EC2
-/// after S3) is none of these.
-pub fn renamed_providers(
-    state: &State,
-    settings: &Settings,
-    providers: &[Provider],
-) -> Result<Vec<String>> {
-    Ok(renames(state, settings, providers)?.0)
+/// Providers that look renamed, read from the state once for what a run refuses and what it
+/// only says.
+#[derive(Debug, Default)]
+pub struct Renames {
+    /// Configured, with no report in the state yet, while the state holds sent reports to a
+    /// provider no longer configured that mailed one of its addresses (`to`, whatever `cc`
+    /// was then; or the same API endpoint) and some of whose addresses are in its ranges
+    /// (`providers`, loaded; one without ranges may hold any). The ledger knows a provider by
+    /// its name, so under a new name those addresses would go to that desk again: a run
+    /// refuses. One line each. A provider that takes over from another at the same desk with
+    /// other ranges (EC2 after S3) is none of these.
+    pub refused: Vec<String>,
+    /// Renamed with their desk moved in the same edit: configured, with no report in the
+    /// state yet, while the state holds sent reports to a provider no longer configured, at
+    /// other addresses, on addresses in its ranges. Those go to the new desk, which never
+    /// heard of them (a provider that takes over another's ranges may want them); the
+    /// operator is told, one line each, before (preview) and when it happens.
+    pub taking_over: Vec<String>,
 }
 
-/// Providers that look renamed with their desk moved in the same edit: configured, with no
-/// report in the state yet, while the state holds sent reports to a provider no longer
-/// configured, at other addresses, on addresses in its ranges. Those go to the new desk,
-/// which never heard of them (a provider that takes over another's ranges may want them);
-/// the operator is told, one line each, before (preview) and when it happens.
-pub fn providers_taking_over(
-    state: &State,
-    settings: &Settings,
-    providers: &[Provider],
-) -> Result<Vec<String>> {
-    Ok(renames(state, settings, providers)?.1)
-}
-
-/// [`renamed_providers`] and [`providers_taking_over`].
-fn renames(
-    state: &State,
-    settings: &Settings,
-    providers: &[Provider],
-) -> Result<(Vec<String>, Vec<String>)> {
+/// The providers that look renamed (see [`Renames`]).
+pub fn renames(state: &State, settings: &Settings, providers: &[Provider]) -> Result<Renames> {
     let mut fresh = Vec::new();
     for p in &settings.providers {
         if !state.has_reports(&p.name)? {
@@ -555,7 +543,7 @@ fn renames(
         }
     }
     if fresh.is_empty() {
-        return Ok((Vec::new(), Vec::new()));
+        return Ok(Renames::default());
     }
     let configured: HashSet<&str> = settings.providers.iter().map(|p| p.name.as_str()).collect();
     // Where each new provider's reports would go: the API's endpoint, or the desk's own mail
@@ -619,7 +607,10 @@ fn renames(
             }
         }
     }
-    Ok((refusals, warnings))
+    Ok(Renames {
+        refused: refusals,
+        taking_over: warnings,
+    })
 }
 
 /// Makes this configuration the one that runs on the state, unless another one still does.
