@@ -117,11 +117,16 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
             }
         }
     }
+    // Read once: a preview's state is read only, and the same heads are asked of throughout.
+    let heads = match &state {
+        Some(s) => s.pending_heads()?,
+        None => Vec::new(),
+    };
     // Reports the run would withdraw rather than send (the configuration changed since they
     // were made) are not shown, and the read asks a ledger that leaves them out, as the run's
     // does: their addresses are free for the new reports shown, with the lines read now.
     let withdrawn = match &state {
-        Some(s) => crate::ledger::to_withdraw(s, &world)?,
+        Some(s) => crate::ledger::to_withdraw(&heads, s, &world)?,
         None => Vec::new(),
     };
     for (record, why) in &withdrawn {
@@ -134,7 +139,7 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
     }
     let ids: Vec<String> = withdrawn.iter().map(|(r, _)| r.id.clone()).collect();
     if let Some(s) = &state {
-        tell_made_before(s, &world, &ids, only, verbosity)?;
+        tell_made_before(s, &world, &heads, &ids, only, verbosity)?;
     }
     let (intake, ledger) = ingest(&world, state.as_ref(), options, &ids)?;
     let intake = at_exit(intake);
@@ -192,8 +197,8 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
         )?;
     }
     let mut waiting = 0;
-    if let Some(s) = &state {
-        waiting = (s.pending_heads()?.iter())
+    if state.is_some() {
+        waiting = (heads.iter())
             .filter(|r| only.is_none_or(|o| o == r.provider) && !ids.contains(&r.id))
             .count();
         if waiting > 0 && verbosity != Verbosity::Quiet {
@@ -250,10 +255,10 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
     // the lines read now of their addresses are kept for the reports that replace them. They
     // are withdrawn only once the read is stored (`resend`): a run that fails before leaves
     // them waiting.
-    let leaving_out: Vec<String> = (crate::ledger::to_withdraw(&state, &world)?.into_iter())
-        .map(|(r, _)| r.id)
-        .collect();
-    tell_made_before(&state, &world, &leaving_out, only, verbosity)?;
+    let heads = state.pending_heads()?;
+    let withdrawing = crate::ledger::to_withdraw(&heads, &state, &world)?;
+    let leaving_out: Vec<String> = withdrawing.iter().map(|(r, _)| r.id.clone()).collect();
+    tell_made_before(&state, &world, &heads, &leaving_out, only, verbosity)?;
 
     // Store what the logs say before any mail goes out: a mail outage must not lose lines
     // that rotate away meanwhile.
@@ -447,10 +452,12 @@ fn tell_lines_ahead(summary: &crate::ingest::Summary, now: DateTime<Utc>, verbos
 /// Reports waiting to be sent again go as they were made, also when the templates or the
 /// `[report]` settings that shape a message changed since: a part tried before must reach the
 /// desk as it was first sent (one Message-ID, one text), and a part never tried keeps its
-/// place in its thread ("part 3 of 5"). The operator who changed them learns it, in one line.
+/// place in its thread ("part 3 of 5"). The operator who changed them learns it, in one line,
+/// of `heads` (the state's pending heads) but those `leaving_out`.
 fn tell_made_before(
     state: &State,
     world: &World<'_>,
+    heads: &[ReportRecord],
     leaving_out: &[String],
     only: Option<&str>,
     verbosity: Verbosity,
@@ -464,7 +471,7 @@ fn tell_made_before(
     }
     let mut count = 0;
     let mut desks = std::collections::BTreeSet::new();
-    for r in state.pending_heads()? {
+    for r in heads {
         if leaving_out.contains(&r.id) || only.is_some_and(|o| o != r.provider) {
             continue;
         }

@@ -222,10 +222,16 @@ fn recipients_changed(
 /// The reports waiting to be sent again that the configuration no longer lets go as stored,
 /// each with why (see [`withdrawn`]), of every destination: a run for one provider reads
 /// every source, and keeps the lines of their addresses for the reports that replace them.
-pub(crate) fn to_withdraw(state: &State, world: &World<'_>) -> Result<Vec<(ReportRecord, String)>> {
+/// `heads`: the state's [`State::pending_heads`], which the caller reads once for this and
+/// for what else it says of them.
+pub(crate) fn to_withdraw<'r>(
+    heads: &'r [ReportRecord],
+    state: &State,
+    world: &World<'_>,
+) -> Result<Vec<(&'r ReportRecord, String)>> {
     let mut out = Vec::new();
-    for r in state.pending_heads()? {
-        if let Some(why) = withdrawn(&r, world, state)? {
+    for r in heads {
+        if let Some(why) = withdrawn(r, world, state)? {
             out.push((r, why));
         }
     }
