@@ -340,8 +340,6 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
         world: &world,
         transport: transport.as_ref(),
         api: api.as_ref(),
-        settings,
-        now,
         verbosity,
         json,
         only,
@@ -515,12 +513,11 @@ const DESK_PATIENCE_DAYS: i64 = 3;
 
 /// One run's sending: the ways out, what the run may still send, and what came of it.
 struct Sending<'a> {
-    /// What the configuration says now: a waiting report it no longer lets go is withdrawn.
+    /// What the configuration says now (a waiting report it no longer lets go is withdrawn),
+    /// and the run's time.
     world: &'a World<'a>,
     transport: &'a dyn Transport,
     api: Option<&'a crate::aws_api::Api>,
-    settings: &'a Settings,
-    now: DateTime<Utc>,
     verbosity: Verbosity,
     /// Standard output carries the run's JSON document (`run --json`).
     json: bool,
@@ -544,9 +541,9 @@ impl Sending<'_> {
             state,
             self.transport,
             self.api,
-            self.settings,
+            self.world.settings,
             record,
-            self.now,
+            self.world.now,
             &mut self.outcome,
             self.verbosity,
             self.json,
@@ -599,8 +596,8 @@ impl Sending<'_> {
     fn give_up(&mut self, state: &mut State, record: &ReportRecord) -> Result<()> {
         let created = DateTime::parse_from_rfc3339(&record.created_at)
             .map(|t| t.with_timezone(&Utc))
-            .unwrap_or(self.now);
-        if self.now - created < chrono::Duration::days(DESK_PATIENCE_DAYS) {
+            .unwrap_or(self.world.now);
+        if self.world.now - created < chrono::Duration::days(DESK_PATIENCE_DAYS) {
             return Ok(());
         }
         let why = format!(
@@ -619,7 +616,7 @@ impl Sending<'_> {
             &record.id,
             crate::state::Status::Rejected,
             why,
-            &utc_text(self.now),
+            &utc_text(self.world.now),
         )?;
         crate::output::tell(format_args!("abuse-mailer: report {} {why}", record.id));
         Ok(())
