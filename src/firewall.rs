@@ -48,6 +48,23 @@ fn ports(list: Option<&str>, format: FirewallFormat) -> Result<Vec<u16>> {
 /// The most ports one iptables `multiport` match takes.
 const MULTIPORT_MAX: usize = 15;
 
+/// What an iptables rule adds to keep to `ports`, one rule's worth each: ` -p tcp -m
+/// multiport --dports …` and its `udp` twin, or one empty match (every port) without them.
+fn port_matches(ports: &[u16]) -> Vec<String> {
+    if ports.is_empty() {
+        return vec![String::new()];
+    }
+    let list = ports
+        .iter()
+        .map(u16::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    ["tcp", "udp"]
+        .iter()
+        .map(|p| format!(" -p {p} -m multiport --dports {list}"))
+        .collect()
+}
+
 /// Prints the rules for `provider` in `format`.
 pub fn print(
     settings: &Settings,
@@ -115,11 +132,6 @@ fn restore_rules(
             other.0, other.1
         );
     }
-    let port_text = ports
-        .iter()
-        .map(u16::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
     let _ = writeln!(out, "*filter");
     let _ = writeln!(out, ":{chain} - [0:0]");
     let _ = writeln!(out, ":{drop} - [0:0]");
@@ -128,16 +140,10 @@ fn restore_rules(
         "-A {drop} -j LOG --log-level warning --log-prefix \"{log_prefix}\""
     );
     let _ = writeln!(out, "-A {drop} -j DROP");
+    let matches = port_matches(ports);
     for net in nets {
-        if ports.is_empty() {
-            let _ = writeln!(out, "-A {chain} -s {net} -j {drop}");
-        } else {
-            for proto in ["tcp", "udp"] {
-                let _ = writeln!(
-                    out,
-                    "-A {chain} -s {net} -p {proto} -m multiport --dports {port_text} -j {drop}"
-                );
-            }
+        for ports in &matches {
+            let _ = writeln!(out, "-A {chain} -s {net}{ports} -j {drop}");
         }
     }
     let _ = writeln!(out, "COMMIT");
@@ -223,19 +229,7 @@ pub fn render(
                 out,
                 "# ipset restore < this-file; then hook the sets in (each packet LOGged, then DROPped):"
             );
-            let protos: Vec<String> = if ports.is_empty() {
-                vec![String::new()]
-            } else {
-                let list = ports
-                    .iter()
-                    .map(u16::to_string)
-                    .collect::<Vec<_>>()
-                    .join(",");
-                ["tcp", "udp"]
-                    .iter()
-                    .map(|p| format!(" -p {p} -m multiport --dports {list}"))
-                    .collect()
-            };
+            let protos = port_matches(ports);
             for (tool, set) in [("iptables", "v4"), ("ip6tables", "v6")] {
                 let mut at = 1;
                 for proto in &protos {
@@ -266,6 +260,39 @@ pub fn render(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn restore_rules_match_each_protocol_of_the_ports_or_every_port() {
+        let nets: Vec<IpNet> = vec!["3.5.140.0/22".parse().unwrap()];
+        let rules = |ports: &[u16]| {
+            let mut out = String::new();
+            restore_rules(
+                &mut out,
+                "iptables",
+                "IPv4",
+                &nets,
+                (0, "ip6tables"),
+                "aws",
+                ports,
+                "P:",
+            );
+            out.lines()
+                .filter(|l| l.starts_with("-A abuse-aws "))
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            rules(&[]),
+            ["-A abuse-aws -s 3.5.140.0/22 -j abuse-aws-drop"]
+        );
+        assert_eq!(
+            rules(&[80, 443]),
+            [
+                "-A abuse-aws -s 3.5.140.0/22 -p tcp -m multiport --dports 80,443 -j abuse-aws-drop",
+                "-A abuse-aws -s 3.5.140.0/22 -p udp -m multiport --dports 80,443 -j abuse-aws-drop",
+            ]
+        );
+    }
 
     #[test]
     fn more_ports_than_iptables_multiport_takes_are_refused_not_printed() {
