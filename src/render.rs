@@ -479,48 +479,52 @@ impl Report {
         let mut out = String::from(
             "ip,first_seen,last_seen,hits,protocols,dst_ports,dst_ips,src_ports,asn,as_org,range,region,service\n",
         );
-        // A thousand rows a part: each cell is written into the one string.
+        // A thousand rows a part: each row is written into the one string, each cell that is
+        // made of several values through the one buffer.
         let mut cell = String::new();
+        let mut made = |out: &mut String, fill: &dyn Fn(&mut String)| {
+            cell.clear();
+            fill(&mut cell);
+            out.push(',');
+            push_csv_field(out, &cell);
+        };
+        let text = |out: &mut String, text: &str| {
+            out.push(',');
+            push_csv_field(out, text);
+        };
         for i in &self.ips {
-            let numbers = |cell: &mut String, values: &[u16]| {
-                for (k, v) in values.iter().enumerate() {
-                    if k > 0 {
-                        cell.push(' ');
-                    }
-                    let _ = write!(cell, "{v}");
+            push_csv_field(&mut out, &i.ip);
+            text(&mut out, &i.first_seen);
+            text(&mut out, &i.last_seen);
+            made(&mut out, &|c| {
+                let _ = write!(c, "{}", i.hits);
+            });
+            made(&mut out, &|c| push_joined(c, &i.protocols));
+            made(&mut out, &|c| push_numbers(c, &i.ports));
+            made(&mut out, &|c| push_joined(c, &i.targets));
+            made(&mut out, &|c| push_numbers(c, &i.source_ports));
+            made(&mut out, &|c| {
+                if let Some(a) = i.asn {
+                    let _ = write!(c, "{a}");
                 }
-            };
-            for column in 0..13 {
-                cell.clear();
-                match column {
-                    0 => cell.push_str(&i.ip),
-                    1 => cell.push_str(&i.first_seen),
-                    2 => cell.push_str(&i.last_seen),
-                    3 => {
-                        let _ = write!(cell, "{}", i.hits);
-                    }
-                    4 => push_joined(&mut cell, &i.protocols),
-                    5 => numbers(&mut cell, &i.ports),
-                    6 => push_joined(&mut cell, &i.targets),
-                    7 => numbers(&mut cell, &i.source_ports),
-                    8 => {
-                        if let Some(a) = i.asn {
-                            let _ = write!(cell, "{a}");
-                        }
-                    }
-                    9 => cell.push_str(i.as_org.as_deref().unwrap_or_default()),
-                    10 => cell.push_str(i.range.as_deref().unwrap_or_default()),
-                    11 => cell.push_str(i.region.as_deref().unwrap_or_default()),
-                    _ => push_joined(&mut cell, &i.services),
-                }
-                if column > 0 {
-                    out.push(',');
-                }
-                push_csv_field(&mut out, &cell);
+            });
+            for value in [&i.as_org, &i.range, &i.region] {
+                text(&mut out, value.as_deref().unwrap_or_default());
             }
+            made(&mut out, &|c| push_joined(c, &i.services));
             out.push('\n');
         }
         out
+    }
+}
+
+/// `values` joined by spaces, onto `out`.
+fn push_numbers(out: &mut String, values: &[u16]) {
+    for (k, v) in values.iter().enumerate() {
+        if k > 0 {
+            out.push(' ');
+        }
+        let _ = write!(out, "{v}");
     }
 }
 
