@@ -375,7 +375,7 @@ pub fn redact(line: &str, what: &[Redact]) -> String {
 }
 
 /// A word that is an IP address by itself (not a `KEY=value` field).
-fn is_address(word: &str) -> bool {
+pub(crate) fn is_address(word: &str) -> bool {
     word.bytes()
         .next()
         .is_some_and(|b| b.is_ascii_hexdigit() || b == b':')

@@ -23,7 +23,7 @@ use crate::clock::Zone;
 use crate::config::ReportConfig;
 use crate::enrich::Attacker;
 use crate::error::ConfigError;
-use crate::excerpt::{EvidenceLine, Window, clean, redact};
+use crate::excerpt::{EvidenceLine, Window, clean, is_address, redact};
 
 /// The version that `User-Agent` and report footers name.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -544,7 +544,7 @@ fn hide_addresses(hosts: Vec<String>) -> Vec<String> {
     let hosts: std::collections::BTreeSet<String> = hosts
         .into_iter()
         .map(|h| {
-            if h.parse::<IpAddr>().is_ok() {
+            if is_address(&h) {
                 "redacted".to_string()
             } else {
                 h
