@@ -10,7 +10,7 @@
 //! refused the content, a discovered desk whose mailbox refuses). An IP is in at most one report
 //! per destination that is not rejected, and in at most one to any discovered desk.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -193,21 +193,15 @@ fn contact_withdrawn(
 }
 
 /// Mail addresses as a set, in lower case: a desk is one desk however it is spelt.
-fn mailboxes<'m>(
-    of: impl IntoIterator<Item = &'m lettre::message::Mailbox>,
-) -> std::collections::BTreeSet<String> {
+fn mailboxes<'m>(of: impl IntoIterator<Item = &'m lettre::message::Mailbox>) -> BTreeSet<String> {
     (of.into_iter())
         .map(|m| m.email.to_string().to_lowercase())
         .collect()
 }
 
 /// Why a report to `whom` is withdrawn when it was made for other recipients than `now`.
-fn recipients_changed(
-    record: &ReportRecord,
-    now: std::collections::BTreeSet<String>,
-    whom: &str,
-) -> Option<String> {
-    let then: std::collections::BTreeSet<String> = (record.recipients.iter())
+fn recipients_changed(record: &ReportRecord, now: BTreeSet<String>, whom: &str) -> Option<String> {
+    let then: BTreeSet<String> = (record.recipients.iter())
         .map(|r| r.to_lowercase())
         .collect();
     (now != then).then(|| {
@@ -554,15 +548,13 @@ pub fn renames(state: &State, settings: &Settings, providers: &[Provider]) -> Re
     let configured: HashSet<&str> = settings.providers.iter().map(|p| p.name.as_str()).collect();
     // Where each new provider's reports would go: the API's endpoint, or the desk's own mail
     // addresses (`cc` is the operator's, and may have changed in the same edit).
-    let fresh: Vec<(&config::ProviderConfig, HashSet<String>)> = fresh
+    let fresh: Vec<(&config::ProviderConfig, BTreeSet<String>)> = fresh
         .into_iter()
         .map(|p| {
-            let to: HashSet<String> = if p.delivery == config::Delivery::AwsAbuseApi {
-                HashSet::from([crate::aws_api::destination(settings).to_lowercase()])
+            let to = if p.delivery == config::Delivery::AwsAbuseApi {
+                BTreeSet::from([crate::aws_api::destination(settings).to_lowercase()])
             } else {
-                (p.to.iter())
-                    .map(|m| m.email.to_string().to_lowercase())
-                    .collect()
+                mailboxes(&p.to)
             };
             (p, to)
         })
@@ -572,7 +564,7 @@ pub fn renames(state: &State, settings: &Settings, providers: &[Provider]) -> Re
         if configured.contains(old.as_str()) {
             continue;
         }
-        let desk: HashSet<String> = recipients.iter().map(|r| r.to_lowercase()).collect();
+        let desk: BTreeSet<String> = recipients.iter().map(|r| r.to_lowercase()).collect();
         // Asked for once an old desk, and only when a new provider writes to it.
         let mut sample = None;
         for (p, to) in &fresh {
