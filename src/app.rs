@@ -562,6 +562,11 @@ impl Sending<'_> {
             {
                 continue;
             }
+            // A request to the API tells by its stored body whether it was made as a test,
+            // which `withdrawn` reads: read once, for that and for the send.
+            if record.made_for_api() && record.contact.is_none() {
+                record.message = state.message_of(&record.id)?;
+            }
             if let Some(why) = crate::ledger::withdrawn(&record, self.world, state)? {
                 self.put_aside(state, &record, &why)?;
                 // Its addresses are free again: the ledger is read anew.
@@ -580,7 +585,9 @@ impl Sending<'_> {
             }
             self.budget -= 1;
             resent += 1;
-            record.message = state.message_of(&record.id)?;
+            if record.message.is_empty() {
+                record.message = state.message_of(&record.id)?;
+            }
             self.deliver(state, &record)?;
             // Deferred by the desk's own server again, just now: past the patience, given up.
             if discovered && self.outcome.deferred_desks.contains(&record.provider) {
