@@ -720,9 +720,7 @@ pub(crate) fn plan_part(
         }))
         .with_evidence(&pool, &settings.report, lines);
         report.excerpt.truncate(lines);
-        if report.excerpt.is_empty() {
-            report.attachments.retain(|a| a != "excerpt.log");
-        }
+        report.name_attachments(&settings.report);
         report.excerpt_window_at_least = at_least;
         let (subject, body) = world.templates.render(&report)?;
         // An API report stores the exact request body: a retry sends the same clientToken

@@ -38,6 +38,12 @@ pub const EVIDENCE_PER_ADDRESS: usize = 10;
 
 /// The templates a report is rendered from, by file name.
 pub const TEMPLATE_NAMES: [&str; 2] = ["subject.txt", "body.txt"];
+
+/// The files a message may attach.
+const CSV_FILE: &str = "ips.csv";
+const EXCERPT_FILE: &str = "excerpt.log";
+const EVIDENCE_FILE: &str = "evidence.log";
+const XARF_FILE: &str = "xarf.json";
 const DEFAULT_SUBJECT: &str = include_str!("../templates/subject.txt");
 const DEFAULT_BODY: &str = include_str!("../templates/body.txt");
 
@@ -265,7 +271,6 @@ impl Report {
                     .collect()
             })
             .unwrap_or_default();
-        let any_excerpt = !excerpt.is_empty();
         let ip_width = ips.iter().map(|i| i.ip.len()).max().unwrap_or(0).max(7);
         // `  address  packets  ports`: what is left of the width is the ports column's.
         let ports_budget = BODY_WIDTH.saturating_sub(2 + ip_width + 2 + 8 + 2);
@@ -355,20 +360,7 @@ impl Report {
             parts: 1,
             later: 0,
             xarf: xarf_applies,
-            attachments: if xarf_applies {
-                vec!["xarf.json".to_string()]
-            } else {
-                [
-                    (cfg.attach_csv, "ips.csv"),
-                    // No log line kept (an address seen while in no provider, whose
-                    // provider's ranges hold it now): no empty file.
-                    (cfg.attach_excerpt && any_excerpt, "excerpt.log"),
-                ]
-                .into_iter()
-                .filter(|(on, _)| *on)
-                .map(|(_, name)| name.to_string())
-                .collect()
-            },
+            attachments: Vec::new(),
             version: VERSION.to_string(),
             desk: None,
         };
@@ -381,7 +373,36 @@ impl Report {
                 report.abuse_kind = summarise_kinds(report.ips.iter().map(|i| i.kind.as_str()));
             }
         }
+        report.name_attachments(cfg);
         report
+    }
+
+    /// Names the files the message attaches, from what the report holds now: the one rule
+    /// for what the body says is attached and for what [`message`] attaches. XARF carries its
+    /// document alone; otherwise `ips.csv` if asked for, and the logs if asked for and not
+    /// empty (no log line kept, as for an address seen while in no provider whose ranges
+    /// hold it now, attaches no empty file). Asked again whenever the excerpt or the
+    /// addresses' own lines change.
+    pub fn name_attachments(&mut self, cfg: &ReportConfig) {
+        let named = if self.xarf {
+            vec![XARF_FILE]
+        } else {
+            let evidence = self.ips.iter().any(|i| !i.evidence.is_empty());
+            [
+                (cfg.attach_csv, CSV_FILE),
+                (cfg.attach_excerpt && !self.excerpt.is_empty(), EXCERPT_FILE),
+                (cfg.attach_excerpt && evidence, EVIDENCE_FILE),
+            ]
+            .into_iter()
+            .filter_map(|(on, name)| on.then_some(name))
+            .collect()
+        };
+        self.attachments = named.into_iter().map(str::to_string).collect();
+    }
+
+    /// Whether the message attaches the file `name` (see [`Report::name_attachments`]).
+    fn attaches(&self, name: &str) -> bool {
+        self.attachments.iter().any(|a| a == name)
     }
 
     /// Gives each address its own lines from `pool` (the evidence kept for these addresses),
@@ -416,10 +437,7 @@ impl Report {
                 listed.evidence = (*lines).clone();
             }
         }
-        let any = !own.is_empty();
-        if any && !self.xarf && cfg.attach_excerpt {
-            self.attachments.push("evidence.log".to_string());
-        }
+        self.name_attachments(cfg);
         self
     }
 
@@ -970,35 +988,33 @@ pub fn message(
                     .header(ContentType::parse("message/feedback-report")?)
                     .body(readable(&feedback)),
             )
-            .singlepart(Attachment::new("xarf.json".to_string()).body(
+            .singlepart(Attachment::new(XARF_FILE.to_string()).body(
                 readable(&serde_json::to_string_pretty(document)?),
                 ContentType::parse("application/json")?,
             ));
         builder.multipart(parts)
     } else if cfg.attach_csv || cfg.attach_excerpt {
+        // The files the body names, and no other.
         let mut parts = MultiPart::mixed().boundary(boundary).singlepart(text);
-        if cfg.attach_csv {
-            parts = parts.singlepart(Attachment::new("ips.csv".to_string()).body(
+        if report.attaches(CSV_FILE) {
+            parts = parts.singlepart(Attachment::new(CSV_FILE.to_string()).body(
                 readable(&report.csv()),
                 ContentType::parse("text/csv; charset=utf-8")?,
             ));
         }
-        if cfg.attach_excerpt {
-            if !report.excerpt.is_empty() {
-                let mut log = report.excerpt.join("\n");
-                log.push('\n');
-                parts = parts.singlepart(
-                    Attachment::new("excerpt.log".to_string())
-                        .body(readable(&log), ContentType::TEXT_PLAIN),
-                );
-            }
-            let evidence = report.evidence_log();
-            if !evidence.is_empty() {
-                parts = parts.singlepart(
-                    Attachment::new("evidence.log".to_string())
-                        .body(readable(&evidence), ContentType::TEXT_PLAIN),
-                );
-            }
+        if report.attaches(EXCERPT_FILE) {
+            let mut log = report.excerpt.join("\n");
+            log.push('\n');
+            parts = parts.singlepart(
+                Attachment::new(EXCERPT_FILE.to_string())
+                    .body(readable(&log), ContentType::TEXT_PLAIN),
+            );
+        }
+        if report.attaches(EVIDENCE_FILE) {
+            parts = parts.singlepart(
+                Attachment::new(EVIDENCE_FILE.to_string())
+                    .body(readable(&report.evidence_log()), ContentType::TEXT_PLAIN),
+            );
         }
         builder.multipart(parts)
     } else {

@@ -573,3 +573,49 @@ fn file_transport_message_matches_the_golden_eml() {
         "set UPDATE_GOLDEN=1 to accept a deliberate change"
     );
 }
+
+/// The files the body says are attached, from its "Attached for your tools: …" sentence (the
+/// body wraps it over lines). A name's own dot is not followed by a space: the sentence's is.
+fn named_in_body(body: &str) -> Vec<String> {
+    let text = body.split_whitespace().collect::<Vec<_>>().join(" ");
+    let Some((_, after)) = text.split_once("Attached for your tools: ") else {
+        return Vec::new();
+    };
+    let list = after.split_once(". ").map_or(after, |(list, _)| list);
+    list.split(", ").map(str::to_string).collect()
+}
+
+/// For every choice of `attach_csv` and `attach_excerpt`, the message attaches exactly the
+/// files its body names, in the order named: one rule decides both.
+#[test]
+fn the_body_names_exactly_the_files_the_message_attaches() {
+    for (csv, excerpt) in [(true, true), (true, false), (false, true), (false, false)] {
+        let s = Setup::new(&standard_config(&format!(
+            "attach_csv = {csv}\nattach_excerpt = {excerpt}"
+        )));
+        s.write("messages", &attack_log());
+        s.run(&["run"]).ok();
+        let sent = s.outbox();
+        assert_eq!(sent.len(), 1, "csv {csv}, excerpt {excerpt}");
+        let data = fs::read(&sent[0]).unwrap();
+        let msg = MessageParser::default().parse(&data[..]).unwrap();
+        let attached: Vec<String> = msg
+            .attachments()
+            .map(|a| a.attachment_name().unwrap().to_string())
+            .collect();
+        let mut wanted = Vec::new();
+        if csv {
+            wanted.push("ips.csv");
+        }
+        if excerpt {
+            wanted.extend(["excerpt.log", "evidence.log"]);
+        }
+        assert_eq!(attached, wanted, "csv {csv}, excerpt {excerpt}");
+        let body = msg.body_text(0).unwrap();
+        assert_eq!(
+            named_in_body(&body),
+            attached,
+            "csv {csv}, excerpt {excerpt}: {body}"
+        );
+    }
+}
