@@ -162,6 +162,7 @@ struct LastAddress {
 
 impl LastAddress {
     /// [`address`] of `text`, remembered for the next call.
+    #[inline(always)]
     fn read(&mut self, text: &[u8]) -> Option<IpAddr> {
         if let Some(known) = self.address
             && same_bytes(text, &self.text)
@@ -588,6 +589,7 @@ impl LineParser {
 
 /// Dotted-quad IPv4 from bytes, the common case done without the general parser; anything
 /// else (IPv6, odd forms) is left to `std`.
+#[inline(always)]
 fn ipv4(text: &[u8]) -> Option<std::net::Ipv4Addr> {
     if !(7..=15).contains(&text.len()) {
         return None;
@@ -856,6 +858,12 @@ fn port(digits: &[u8]) -> Option<u16> {
 /// An address from its text: dotted-quad IPv4 directly, anything else through `std`. An
 /// IPv4-mapped IPv6 address (`::ffff:3.5.140.2`) is the IPv4 address: one source, however
 /// the kernel or a collector spelled it.
+///
+/// Inlined into the line's reader, as [`ipv4`] and [`LastAddress::read`] are: returned
+/// through memory, an address was stored in pieces (its tag, then its bytes) and loaded back
+/// whole right away, a load the processor cannot take from the stores in flight: a stall on
+/// every line, the line reader's costliest instruction.
+#[inline(always)]
 fn address(text: &[u8]) -> Option<IpAddr> {
     if let Some(a) = ipv4(text) {
         return Some(IpAddr::V4(a));
