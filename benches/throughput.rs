@@ -715,7 +715,7 @@ fn one_log(mb: u64) {
         .collect();
     let templates = Templates::load(None, &["aws"]).unwrap();
     let started = Instant::now();
-    let report = Report::new(
+    let mut report = Report::new(
         "aws",
         &settings.providers[0].to,
         &attackers,
@@ -724,7 +724,7 @@ fn one_log(mb: u64) {
         settings.zone,
         chrono::Utc::now(),
     );
-    let (subject, body) = templates.render(&report).unwrap();
+    let (subject, body) = templates.render(&mut report).unwrap();
     let head = Envelope {
         from: &settings.report.from,
         to: &settings.providers[0].to,

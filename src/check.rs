@@ -230,7 +230,7 @@ fn check_asn_db(t: &mut Tally, settings: &Settings, now: DateTime<Utc>) {
 fn check_templates(t: &mut Tally, settings: &Settings, names: &[&str], now: DateTime<Utc>) {
     match Templates::load(settings.report.templates_dir.as_deref(), names) {
         Ok(templates) => {
-            let sample = Report::new(
+            let mut sample = Report::new(
                 "sample",
                 &[],
                 &[],
@@ -239,7 +239,7 @@ fn check_templates(t: &mut Tally, settings: &Settings, names: &[&str], now: Date
                 settings.zone,
                 now,
             );
-            match templates.render(&sample) {
+            match templates.render(&mut sample) {
                 Ok(_) => t.ok("templates", "render with sample data"),
                 Err(e) => t.config("templates", &one_line(&e)),
             }

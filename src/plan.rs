@@ -722,7 +722,7 @@ pub(crate) fn plan_part(
         report.excerpt.truncate(lines);
         report.name_attachments(&settings.report);
         report.excerpt_window_at_least = at_least;
-        let (subject, body) = world.templates.render(&report)?;
+        let (subject, body) = world.templates.render(&mut report)?;
         // An API report stores the exact request body: a retry sends the same clientToken
         // with the same payload.
         let bytes = if api {

@@ -755,6 +755,9 @@ pub struct Templates {
     /// The texts read from the folder, by template name (`NAME`, or `PROVIDER/NAME` for a
     /// provider's own): what tells reports made under other texts apart.
     overrides: Vec<(String, String)>,
+    /// Whether a template may read `ips`: the defaults do not (the body lists `listed`, and
+    /// `ips.csv` holds them all).
+    reads_ips: bool,
 }
 
 impl Templates {
@@ -785,7 +788,12 @@ impl Templates {
                 }
             }
         }
-        Ok(Templates { tera, overrides })
+        let reads_ips = may_read_ips(&tera, &overrides);
+        Ok(Templates {
+            tera,
+            overrides,
+            reads_ips,
+        })
     }
 
     /// A digest of the texts a report to `provider` (`None`: a discovered desk) is made
@@ -803,8 +811,29 @@ impl Templates {
     }
 
     /// The subject (one line, control characters removed) and body for a report.
-    pub fn render(&self, report: &Report) -> Result<(String, String)> {
-        let context = tera::Context::from_serialize(report).context("template context")?;
+    ///
+    /// Templates that do not read `ips` are given a context without it: a part's thousand
+    /// addresses, each with its own lines, made into template values only to be dropped,
+    /// cost more than the rest of the part. Should one read it after all, in a way not seen
+    /// when it was loaded, it is rendered again with everything. `report` is as it was.
+    pub fn render(&self, report: &mut Report) -> Result<(String, String)> {
+        if !self.reads_ips {
+            let ips = std::mem::take(&mut report.ips);
+            let context = tera::Context::from_serialize(&*report);
+            report.ips = ips;
+            let mut context = context.context("template context")?;
+            // Absent, not empty: a read of it fails rather than finds no address.
+            context.remove("ips");
+            if let Ok(rendered) = self.render_with(report, &context) {
+                return Ok(rendered);
+            }
+        }
+        let context = tera::Context::from_serialize(&*report).context("template context")?;
+        self.render_with(report, &context)
+    }
+
+    /// [`Templates::render`] with the context made.
+    fn render_with(&self, report: &Report, context: &tera::Context) -> Result<(String, String)> {
         let render = |name: &str| -> Result<String> {
             let key = format!("{}/{name}", report.provider);
             let key = if self.tera.contains_template(&key) {
@@ -813,7 +842,7 @@ impl Templates {
                 name.to_string()
             };
             self.tera
-                .render(&key, &context)
+                .render(&key, context)
                 // A template that cannot render (a variable that is not there, a filter
                 // misused) is the operator's to fix, as `check` says: waiting fixes nothing.
                 .map_err(|e| ConfigError(format!("template {name}: {}", tera_message(&e))).into())
@@ -841,6 +870,18 @@ fn read_override(dir: Option<&Path>, provider: Option<&str>, name: &str) -> Resu
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(anyhow::anyhow!("template {}: {e}", path.display())),
     }
+}
+
+/// Whether any template loaded may read `ips`: it names the variable, or it could reach
+/// the context in a way a look at its variables does not see (the `__tera_` variables, which
+/// dump it whole; a component). In doubt, yes.
+fn may_read_ips(tera: &tera::Tera, overrides: &[(String, String)]) -> bool {
+    overrides.iter().any(|(_, text)| text.contains("__tera_"))
+        || tera.get_component_names().next().is_some()
+        || tera.get_template_names().any(|name| {
+            tera.get_template_variables(name)
+                .map_or(true, |names| names.contains("ips"))
+        })
 }
 
 fn add(tera: &mut tera::Tera, name: &str, text: &str, dir: Option<&Path>) -> Result<()> {
@@ -1142,6 +1183,18 @@ mod tests {
             let body = readable(&text);
             prop_assert_eq!((body.encoding(), body.into_vec()), readable_by_replacing(&text));
         }
+    }
+
+    /// The default templates list `listed`, not `ips`: their reports are rendered without
+    /// the list, the costliest of their values.
+    #[test]
+    fn the_default_templates_do_not_read_ips() {
+        let templates = Templates::load(None, &["aws"]).unwrap();
+        assert!(!templates.reads_ips);
+        let mut tera = tera::Tera::new();
+        tera.add_raw_template("body.txt", "{{ ips | length }}")
+            .unwrap();
+        assert!(may_read_ips(&tera, &[]));
     }
 
     #[test]

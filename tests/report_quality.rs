@@ -897,3 +897,45 @@ fn a_part_that_waited_goes_out_with_the_date_it_is_sent() {
         ]
     );
 }
+
+/// The addresses a preview of `body` (a body template) prints, one per line after `IPS:`.
+fn ips_a_body_lists(body: &str) -> Vec<String> {
+    let s = Setup::new(&standard_config("templates_dir = \"{dir}/templates\""));
+    std::fs::create_dir(s.path("templates")).unwrap();
+    s.write("templates/body.txt", body);
+    let log: String = ["3.5.140.2", "34.223.47.190", "2600:1f18:4a3:6901::1"]
+        .iter()
+        .map(|ip| drop_line("10:00:00", ip, "TCP", 22))
+        .collect();
+    s.write("messages", &log);
+    let out = s.run(&["preview"]).ok();
+    let mut listed: Vec<String> = (out.stdout.lines())
+        .filter_map(|l| l.strip_prefix("IPS: "))
+        .map(str::to_string)
+        .collect();
+    listed.sort();
+    listed
+}
+
+/// The default templates do not read `ips`, and are rendered without it (it is the bulk of
+/// a part's template values); a template that reads it sees every address, however it
+/// reads it: by name, through a variable that was set only on a path not taken (a use its
+/// variables do not show), or in the dumped context.
+#[test]
+fn a_template_that_reads_ips_sees_every_address_however_it_reads_it() {
+    let all = ["2600:1f18:4a3:6901::1", "3.5.140.2", "34.223.47.190"];
+    let by_name = "{% for a in ips %}IPS: {{ a.ip }}\n{% endfor %}";
+    assert_eq!(ips_a_body_lists(by_name), all);
+    let hidden = "{% if ip_count > 1000 %}{% set ips = [] %}{% endif %}\
+                  {% for a in ips %}IPS: {{ a.ip }}\n{% endfor %}";
+    assert_eq!(ips_a_body_lists(hidden), all);
+    let s = Setup::new(&standard_config("templates_dir = \"{dir}/templates\""));
+    std::fs::create_dir(s.path("templates")).unwrap();
+    s.write("templates/body.txt", "{{ __tera_context }}\n");
+    s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    s.run(&["run"]).ok();
+    let raw = only_message(&s);
+    let message = MessageParser::default().parse(&raw).unwrap();
+    let body = message.body_text(0).unwrap();
+    assert!(body.contains("\"ips\": [{"), "{body}");
+}
