@@ -789,7 +789,7 @@ fn is_host_name(host: &[u8]) -> bool {
 }
 
 /// The protocol names the kernel's LOG target prints; any other protocol it prints as a number.
-const PROTOCOLS: [&str; 7] = ["TCP", "UDP", "UDPLITE", "ICMP", "ICMPv6", "AH", "ESP"];
+pub(crate) const PROTOCOLS: [&str; 7] = ["TCP", "UDP", "UDPLITE", "ICMP", "ICMPv6", "AH", "ESP"];
 
 /// `PROTO=` as the kernel prints it: a known name or a protocol number (0 to 255, without
 /// a leading zero: `06` is not how the kernel writes TCP, and is not read as TCP).
