@@ -545,12 +545,15 @@ pub struct Attribution {
     pub few_lines: bool,
 }
 
-/// What a read holds of one source address while it reads, two cache lines: its counts,
-/// where its reports may go, and its values. The common source (a few ports and protocols,
-/// one destination, one host) keeps its values in the record itself, with no allocation of
-/// its own: a scan or a spoofed flood is hundreds of thousands of such sources, each seen a
-/// few times. A source with more variety moves its values to the reader's [`Tables`].
-/// Becomes an [`Observation`] when the read ends.
+/// What a read holds of one source address while it reads: its counts, where its reports
+/// may go, and its values. The common source (a few ports and protocols, one destination,
+/// one host) keeps its values in the record itself, with no allocation of its own: a scan or
+/// a spoofed flood is hundreds of thousands of such sources, each seen a few times. A source
+/// with more variety moves its values to the reader's [`Tables`].
+///
+/// Becomes an [`Observation`] when the read ends, where it lies: it is the size of one (152
+/// bytes), so that a flood's records are not copied to a second table of the same size,
+/// each of its pages new to the process. Its room beyond its counts holds ports.
 struct Seen {
     ip: IpAddr,
     first_seen: i64,
@@ -574,8 +577,9 @@ enum Values {
 }
 
 /// Ports a record holds in place, destination and source ports together: a scan of many
-/// ports from one source port fits, as does a client trying one port from many.
-const PORTS_IN_PLACE: usize = 24;
+/// ports from one source port fits, as does a client trying one port from many. As many as
+/// make the record the size of an [`Observation`].
+const PORTS_IN_PLACE: usize = 36;
 const PROTOCOLS_IN_PLACE: usize = 2;
 
 /// A source's values in its record: its destination and host as numbers in the reader's
@@ -1438,26 +1442,16 @@ impl Sources {
     }
 
     /// The observations by address: the index is kept, and each record becomes an
-    /// observation in its place. The records are let go of as they are turned, so that the
-    /// records and the observations are not all held at once.
+    /// observation in its place, in the records' own memory.
     fn into_observations(self) -> Observations {
         let Sources {
             index,
-            mut records,
+            records,
             mut tables,
         } = self;
-        let mut observations = Vec::with_capacity(records.len());
-        // Taken from the end, in the order they were read.
-        records.reverse();
-        let mut since_shrink = 0;
-        while let Some(seen) = records.pop() {
-            observations.push(seen.into_observation(&mut tables));
-            since_shrink += 1;
-            if since_shrink == 1 << 14 {
-                since_shrink = 0;
-                records.shrink_to_fit();
-            }
-        }
+        let observations = (records.into_iter())
+            .map(|seen| seen.into_observation(&mut tables))
+            .collect();
         Observations {
             index,
             records: observations,
@@ -2321,7 +2315,15 @@ mod tests {
         assert!(std::mem::size_of::<Name>() <= 24);
         assert!(std::mem::size_of::<SmallSet<Name>>() <= 24);
         assert!(std::mem::size_of::<Observation>() <= 152);
-        assert!(std::mem::size_of::<Seen>() <= 128);
+        // The size of an observation: each record turns into one where it lies.
+        assert_eq!(
+            std::mem::size_of::<Seen>(),
+            std::mem::size_of::<Observation>()
+        );
+        assert_eq!(
+            std::mem::align_of::<Seen>(),
+            std::mem::align_of::<Observation>()
+        );
     }
 
     #[test]
