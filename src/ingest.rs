@@ -548,8 +548,10 @@ pub struct Attribution {
 /// What a read holds of one source address while it reads: its counts, where its reports
 /// may go, and its values. The common source (a few ports and protocols, one destination,
 /// one host) keeps its values in the record itself, with no allocation of its own: a scan or
-/// a spoofed flood is hundreds of thousands of such sources, each seen a few times. A source
-/// with more variety moves its values to the reader's [`Tables`].
+/// a spoofed flood is hundreds of thousands of such sources, each seen a few times. Each kind
+/// of value that outgrows the record leaves it on its own, so that the kinds that still fit
+/// are read without following a pointer: ports to vectors of the record's own, protocols,
+/// destinations and hosts to the reader's side table ([`Tables::aside`]).
 ///
 /// Becomes an [`Observation`] when the read ends, where it lies: it is the size of one (152
 /// bytes), so that a flood's records are not copied to a second table of the same size,
@@ -564,63 +566,70 @@ struct Seen {
     few_lines: bool,
     /// How many of its first lines a candidate IP has in [`Ingest::first_lines`].
     first_lines: u8,
-    values: Values,
+    /// Its protocols as [`protocol_code`]s, in the order first seen: the first
+    /// `protocol_count`, or none when that is [`ASIDE_COUNT`].
+    protocols: [u16; PROTOCOLS_IN_PLACE],
+    protocol_count: u8,
+    /// Its one destination and host, as the reader's [`Tables`] number them, or [`ASIDE`].
+    dst: u32,
+    host: u32,
+    /// Its place in [`Tables::aside`], or [`ASIDE`] while it has none.
+    aside: u32,
+    ports: Ports,
 }
 
 /// Lines of its own kept per IP, beside the densest window.
 pub const LINES_PER_IP: usize = 3;
 
-enum Values {
-    InPlace(InPlace),
-    /// The values' place in the reader's [`Tables::spilled`].
-    Spilled(u32),
-}
+/// A number that stands for none: the values of its kind are in the side table.
+const ASIDE: u32 = u32::MAX;
+const ASIDE_COUNT: u8 = u8::MAX;
+
+const PROTOCOLS_IN_PLACE: usize = 2;
 
 /// Ports a record holds in place, destination and source ports together: a scan of many
 /// ports from one source port fits, as does a client trying one port from many. As many as
 /// make the record the size of an [`Observation`].
-const PORTS_IN_PLACE: usize = 36;
-const PROTOCOLS_IN_PLACE: usize = 2;
+const PORTS_IN_PLACE: usize = 34;
 
-/// A source's values in its record: its destination and host as numbers in the reader's
-/// [`Tables`], its protocols as [`protocol_code`]s, and its ports, each in the order first
-/// seen. It holds every distinct value it took, up to its room; the bound of each set is
-/// applied when the values leave the record, so that the sets keep their smallest values
-/// whatever the order the values came in.
-#[derive(Clone, Copy)]
-struct InPlace {
-    dst: u32,
-    host: u32,
-    protocols: [u16; PROTOCOLS_IN_PLACE],
-    protocol_count: u8,
-    /// Destination ports from the front, source ports from the back.
-    ports: [u16; PORTS_IN_PLACE],
-    dst_port_count: u8,
-    src_port_count: u8,
+/// A source's ports: in place, each as first seen, and every distinct one it took (its sets
+/// are bounded when they leave the record, so that they keep their smallest values whatever
+/// the order); or, past that room, ascending and bounded in vectors that grow by doubling.
+enum Ports {
+    InPlace {
+        /// Destination ports from the front, source ports from the back.
+        ports: [u16; PORTS_IN_PLACE],
+        dst: u8,
+        src: u8,
+    },
+    Aside {
+        dst: Vec<u16>,
+        src: Vec<u16>,
+    },
 }
 
-/// One value of a source, as a packet or another reader's record gives it.
+/// A protocol as a record takes it: its [`protocol_code`], or text no code stands for.
 #[derive(Clone, Copy)]
-enum Value<'a> {
-    Protocol(&'a str),
-    DstPort(u16),
-    SrcPort(u16),
-    Dst(IpAddr),
-    Host(&'a [u8]),
+enum Protocol<'a> {
+    Code(u16),
+    Other(&'a str),
 }
 
-/// A source's values once its record has no room for them: each set ascending and bounded
-/// as the observation's is, in vectors that grow by doubling rather than one value at a time;
-/// but for the protocols, which are few whatever a source sends (see [`protocol_code`]):
-/// they are bounded when they leave.
+impl<'a> Protocol<'a> {
+    fn of(name: &'a str) -> Self {
+        protocol_code(name).map_or(Protocol::Other(name), Protocol::Code)
+    }
+}
+
+/// The values of a kind a source's record has no room for: each ascending and bounded as the
+/// observation's sets are, in vectors that grow by doubling; but for the protocols with a
+/// code, which are few whatever a source sends: they are bounded when they leave.
 #[derive(Default)]
-struct Spill {
+struct Aside {
     /// [`protocol_code`]s, in the order first seen.
     protocols: Vec<u16>,
-    /// Protocols no code stands for, ascending and bounded.
+    /// Protocols no code stands for.
     other_protocols: Vec<Name>,
-    dst_ports: Vec<u16>,
-    src_ports: Vec<u16>,
     dsts: Vec<IpAddr>,
     hosts: Vec<Name>,
 }
@@ -632,7 +641,7 @@ struct Spill {
 struct Tables {
     dsts: Numbered<IpAddr>,
     hosts: Numbered<Name>,
-    spilled: Vec<Spill>,
+    aside: Vec<Aside>,
 }
 
 /// Another reader's numbers of destinations and hosts, as this reader numbers the same
@@ -654,12 +663,13 @@ impl Renumber {
         Renumber { dsts, hosts }
     }
 
-    fn in_place(&self, held: &InPlace) -> InPlace {
-        InPlace {
-            dst: self.dsts[held.dst as usize],
-            host: self.hosts[held.host as usize],
-            ..*held
-        }
+    /// A number of theirs as this reader numbers its value; [`ASIDE`] stays.
+    fn dst(&self, number: u32) -> u32 {
+        self.dsts.get(number as usize).copied().unwrap_or(ASIDE)
+    }
+
+    fn host(&self, number: u32) -> u32 {
+        self.hosts.get(number as usize).copied().unwrap_or(ASIDE)
     }
 }
 
@@ -736,7 +746,7 @@ impl<T: Keyed> Numbered<T> {
 
 /// A protocol as a number a record holds in two bytes: its own number (the kernel prints a
 /// protocol it has no name for as its number, 0 to 255), or 256 and up for the names it
-/// prints. `None` for other text, which a record can only hold in a [`Spill`].
+/// prints. `None` for other text, which a record can only hold in its side table ([`Aside`]).
 fn protocol_code(name: &str) -> Option<u16> {
     // Most packets are TCP or UDP: told apart by a compare of a few bytes, inline.
     const TCP: u16 = named_protocol("TCP");
@@ -845,160 +855,93 @@ fn holds(values: &[u16], value: u16) -> bool {
     values.iter().fold(false, |held, &v| held | (v == value))
 }
 
-impl InPlace {
-    /// The values of a source's first packet `p`, but for its ports and protocol, which
-    /// [`InPlace::take`] takes like any packet's.
-    fn new(p: &Packet<'_>, t: &mut Tables) -> Self {
-        InPlace {
-            dst: t.dsts.number(&p.dst, || p.dst),
-            host: t.hosts.number(p.host, || host_name(p.host)),
-            protocols: [0; PROTOCOLS_IN_PLACE],
-            protocol_count: 0,
+impl Ports {
+    fn new() -> Self {
+        Ports::InPlace {
             ports: [0; PORTS_IN_PLACE],
-            dst_port_count: 0,
-            src_port_count: 0,
+            dst: 0,
+            src: 0,
         }
     }
 
-    fn protocols(&self) -> &[u16] {
-        &self.protocols[..usize::from(self.protocol_count)]
-    }
-
-    fn dst_ports(&self) -> &[u16] {
-        &self.ports[..usize::from(self.dst_port_count)]
-    }
-
-    fn src_ports(&self) -> &[u16] {
-        &self.ports[PORTS_IN_PLACE - usize::from(self.src_port_count)..]
-    }
-
-    fn room_for_a_port(&self) -> bool {
-        usize::from(self.dst_port_count) + usize::from(self.src_port_count) < PORTS_IN_PLACE
-    }
-
-    // Each `add_` takes a value, held already or added, and says `false` if it is new and
-    // there is no room for it.
-
-    fn add_protocol(&mut self, code: u16) -> bool {
-        if holds(self.protocols(), code) {
-            return true;
+    fn add_dst(&mut self, port: u16) {
+        if let Ports::InPlace { ports, dst, src } = self {
+            let (d, s) = (usize::from(*dst), usize::from(*src));
+            if holds(&ports[..d], port) {
+                return;
+            }
+            if d + s < PORTS_IN_PLACE {
+                ports[d] = port;
+                *dst += 1;
+                return;
+            }
+            self.set_aside();
         }
-        let n = usize::from(self.protocol_count);
-        if n == PROTOCOLS_IN_PLACE {
-            return false;
-        }
-        self.protocols[n] = code;
-        self.protocol_count += 1;
-        true
-    }
-
-    fn add_dst_port(&mut self, port: u16) -> bool {
-        if holds(self.dst_ports(), port) {
-            return true;
-        }
-        if !self.room_for_a_port() {
-            return false;
-        }
-        self.ports[usize::from(self.dst_port_count)] = port;
-        self.dst_port_count += 1;
-        true
-    }
-
-    fn add_src_port(&mut self, port: u16) -> bool {
-        if holds(self.src_ports(), port) {
-            return true;
-        }
-        if !self.room_for_a_port() {
-            return false;
-        }
-        self.ports[PORTS_IN_PLACE - 1 - usize::from(self.src_port_count)] = port;
-        self.src_port_count += 1;
-        true
-    }
-
-    /// Takes the values of packet `p`; `false` if one of them is new and there is no room
-    /// for it, some of the others having been taken.
-    fn take(&mut self, p: &Packet<'_>, t: &Tables) -> bool {
-        *t.dsts.get(self.dst) == p.dst
-            && crate::parse::same_bytes(t.hosts.get(self.host).as_bytes(), p.host)
-            && protocol_code(p.proto).is_some_and(|code| self.add_protocol(code))
-            && p.dpt.is_none_or(|port| self.add_dst_port(port))
-            && p.spt.is_none_or(|port| self.add_src_port(port))
-    }
-
-    /// Takes the values of another record of the same reader's numbers (`other`'s
-    /// destination and host renumbered); `false` as [`InPlace::take`].
-    fn take_all(&mut self, other: &InPlace) -> bool {
-        self.dst == other.dst
-            && self.host == other.host
-            && other
-                .protocols()
-                .iter()
-                .all(|&code| self.add_protocol(code))
-            && other
-                .dst_ports()
-                .iter()
-                .all(|&port| self.add_dst_port(port))
-            && other
-                .src_ports()
-                .iter()
-                .all(|&port| self.add_src_port(port))
-    }
-
-    /// Takes `value`; `false` as [`InPlace::take`].
-    fn add(&mut self, value: Value<'_>, t: &Tables) -> bool {
-        match value {
-            Value::Protocol(name) => protocol_code(name).is_some_and(|c| self.add_protocol(c)),
-            Value::DstPort(port) => self.add_dst_port(port),
-            Value::SrcPort(port) => self.add_src_port(port),
-            Value::Dst(ip) => *t.dsts.get(self.dst) == ip,
-            Value::Host(name) => crate::parse::same_bytes(t.hosts.get(self.host).as_bytes(), name),
+        if let Ports::Aside { dst, .. } = self {
+            add_bounded(dst, port, MAX_PORTS);
         }
     }
 
-    /// The values, bounded and sorted, to go on in a side table.
-    fn spill(&self, t: &Tables) -> Spill {
-        Spill {
-            protocols: self.protocols().to_vec(),
-            other_protocols: Vec::new(),
-            dst_ports: smallest_sorted(self.dst_ports().iter().copied(), MAX_PORTS),
-            src_ports: smallest_sorted(self.src_ports().iter().copied(), MAX_SMALL_SET),
-            dsts: vec![*t.dsts.get(self.dst)],
-            hosts: vec![t.hosts.get(self.host).clone()],
+    fn add_src(&mut self, port: u16) {
+        if let Ports::InPlace { ports, dst, src } = self {
+            let (d, s) = (usize::from(*dst), usize::from(*src));
+            if holds(&ports[PORTS_IN_PLACE - s..], port) {
+                return;
+            }
+            if d + s < PORTS_IN_PLACE {
+                ports[PORTS_IN_PLACE - 1 - s] = port;
+                *src += 1;
+                return;
+            }
+            self.set_aside();
+        }
+        if let Ports::Aside { src, .. } = self {
+            add_bounded(src, port, MAX_SMALL_SET);
+        }
+    }
+
+    /// The destination and source ports, in place or not.
+    fn both(&self) -> (&[u16], &[u16]) {
+        match self {
+            Ports::InPlace { ports, dst, src } => (
+                &ports[..usize::from(*dst)],
+                &ports[PORTS_IN_PLACE - usize::from(*src)..],
+            ),
+            Ports::Aside { dst, src } => (dst, src),
+        }
+    }
+
+    /// Moves ports held in place to vectors, bounded and sorted.
+    fn set_aside(&mut self) {
+        let (dst, src) = self.both();
+        let aside = Ports::Aside {
+            dst: smallest_sorted(dst.iter().copied(), MAX_PORTS),
+            src: smallest_sorted(src.iter().copied(), MAX_SMALL_SET),
+        };
+        *self = aside;
+    }
+
+    /// The bounded sets of destination and source ports.
+    fn into_sets(self) -> (SmallSet<u16>, SmallSet<u16>) {
+        match self {
+            Ports::InPlace { .. } => {
+                let (dst, src) = self.both();
+                (
+                    smallest_set(dst.iter().copied(), MAX_PORTS),
+                    smallest_set(src.iter().copied(), MAX_SMALL_SET),
+                )
+            }
+            Ports::Aside { dst, src } => (SmallSet::from_sorted(dst), SmallSet::from_sorted(src)),
         }
     }
 }
 
-impl Spill {
-    fn record(&mut self, p: &Packet<'_>) {
-        self.add_protocol(p.proto);
-        if let Some(port) = p.dpt {
-            add_bounded(&mut self.dst_ports, port, MAX_PORTS);
-        }
-        if let Some(port) = p.spt {
-            add_bounded(&mut self.src_ports, port, MAX_SMALL_SET);
-        }
-        self.add_dst(p.dst);
-        add_bounded_name(&mut self.hosts, p.host, || host_name(p.host), MAX_SMALL_SET);
-    }
-
-    fn add(&mut self, value: Value<'_>) {
-        match value {
-            Value::Protocol(name) => self.add_protocol(name),
-            Value::DstPort(port) => add_bounded(&mut self.dst_ports, port, MAX_PORTS),
-            Value::SrcPort(port) => add_bounded(&mut self.src_ports, port, MAX_SMALL_SET),
-            Value::Dst(ip) => self.add_dst(ip),
-            Value::Host(name) => {
-                add_bounded_name(&mut self.hosts, name, || host_name(name), MAX_SMALL_SET);
-            }
-        }
-    }
-
-    fn add_protocol(&mut self, name: &str) {
-        match protocol_code(name) {
-            Some(code) if !self.protocols.contains(&code) => self.protocols.push(code),
-            Some(_) => {}
-            None => {
+impl Aside {
+    fn add_protocol(&mut self, protocol: Protocol<'_>) {
+        match protocol {
+            Protocol::Code(code) if !holds(&self.protocols, code) => self.protocols.push(code),
+            Protocol::Code(_) => {}
+            Protocol::Other(name) => {
                 let other = &mut self.other_protocols;
                 add_bounded_name(other, name.as_bytes(), || Name::from(name), MAX_SMALL_SET);
             }
@@ -1010,6 +953,10 @@ impl Spill {
         if self.dsts.first() != Some(&ip) {
             add_bounded(&mut self.dsts, ip, MAX_SMALL_SET);
         }
+    }
+
+    fn add_host(&mut self, name: &[u8]) {
+        add_bounded_name(&mut self.hosts, name, || host_name(name), MAX_SMALL_SET);
     }
 
     /// The protocols, bounded and ascending.
@@ -1039,7 +986,12 @@ impl Seen {
             in_provider,
             few_lines,
             first_lines: 0,
-            values: Values::InPlace(InPlace::new(p, t)),
+            protocols: [0; PROTOCOLS_IN_PLACE],
+            protocol_count: 0,
+            dst: t.dsts.number(&p.dst, || p.dst),
+            host: t.hosts.number(p.host, || host_name(p.host)),
+            aside: ASIDE,
+            ports: Ports::new(),
         }
     }
 
@@ -1053,106 +1005,178 @@ impl Seen {
         self.hits += 1;
         self.first_seen = self.first_seen.min(p.time);
         self.last_seen = self.last_seen.max(p.time);
-        let at = match &mut self.values {
-            Values::InPlace(held) => match held.take(p, t) {
-                true => return,
-                false => Self::spill(held, t),
-            },
-            Values::Spilled(at) => *at,
-        };
-        self.values = Values::Spilled(at);
-        t.spilled[at as usize].record(p);
+        self.add_protocol(Protocol::of(p.proto), t);
+        if let Some(port) = p.dpt {
+            self.ports.add_dst(port);
+        }
+        if let Some(port) = p.spt {
+            self.ports.add_src(port);
+        }
+        self.add_dst(p.dst, t);
+        self.add_host(p.host, t);
     }
 
-    /// Sets `held` aside in `t`; its place there.
-    fn spill(held: &InPlace, t: &mut Tables) -> u32 {
-        let spill = held.spill(t);
-        t.spilled.push(spill);
-        slot(t.spilled.len() - 1)
+    /// Its place in the side table, made when it has none.
+    fn aside<'t>(&mut self, t: &'t mut Tables) -> &'t mut Aside {
+        if self.aside == ASIDE {
+            t.aside.push(Aside::default());
+            self.aside = slot(t.aside.len() - 1);
+        }
+        &mut t.aside[self.aside as usize]
     }
 
-    fn add(&mut self, value: Value<'_>, t: &mut Tables) {
-        let at = match &mut self.values {
-            Values::InPlace(held) => match held.add(value, t) {
-                true => return,
-                false => Self::spill(held, t),
-            },
-            Values::Spilled(at) => *at,
-        };
-        self.values = Values::Spilled(at);
-        t.spilled[at as usize].add(value);
-    }
-
-    /// Calls `f` with each of the values, `t` being the tables of this record's reader.
-    fn each_value(&self, t: &Tables, mut f: impl FnMut(Value<'_>)) {
-        match &self.values {
-            Values::InPlace(held) => {
-                for &code in held.protocols() {
-                    f(Value::Protocol(&protocol_name(code)));
-                }
-                held.dst_ports().iter().for_each(|&p| f(Value::DstPort(p)));
-                held.src_ports().iter().for_each(|&p| f(Value::SrcPort(p)));
-                f(Value::Dst(*t.dsts.get(held.dst)));
-                f(Value::Host(t.hosts.get(held.host).as_bytes()));
-            }
-            Values::Spilled(at) => {
-                let spill = &t.spilled[*at as usize];
-                for &code in &spill.protocols {
-                    f(Value::Protocol(&protocol_name(code)));
-                }
-                spill
-                    .other_protocols
-                    .iter()
-                    .for_each(|n| f(Value::Protocol(n)));
-                spill.dst_ports.iter().for_each(|&p| f(Value::DstPort(p)));
-                spill.src_ports.iter().for_each(|&p| f(Value::SrcPort(p)));
-                spill.dsts.iter().for_each(|&d| f(Value::Dst(d)));
-                spill
-                    .hosts
-                    .iter()
-                    .for_each(|h| f(Value::Host(h.as_bytes())));
-            }
+    fn protocols(&self) -> &[u16] {
+        match self.protocol_count {
+            ASIDE_COUNT => &[],
+            n => &self.protocols[..usize::from(n)],
         }
     }
 
-    /// Adds what another reader saw of the same address: `other`, as `theirs` (that
-    /// reader's tables) numbers its values, and as renumbered by `renumber` for this reader.
-    fn merge(&mut self, other: &Seen, renumber: &Renumber, theirs: &Tables, t: &mut Tables) {
-        self.hits += other.hits;
-        self.first_seen = self.first_seen.min(other.first_seen);
-        self.last_seen = self.last_seen.max(other.last_seen);
-        if let (Values::InPlace(mine), Values::InPlace(held)) = (&mut self.values, &other.values)
-            && mine.take_all(&renumber.in_place(held))
+    // Each `add_` has the common case first, and the rest in a call of its own: most lines
+    // repeat what a record holds in place.
+
+    #[inline]
+    fn add_protocol(&mut self, protocol: Protocol<'_>, t: &mut Tables) {
+        if let Protocol::Code(code) = protocol
+            && holds(self.protocols(), code)
         {
             return;
         }
-        // What was taken already is taken again, as any value held.
-        other.each_value(theirs, |value| self.add(value, t));
+        self.add_new_protocol(protocol, t);
     }
 
-    /// The observation the record stands for; a spilled record's values leave `t`.
+    #[inline(never)]
+    fn add_new_protocol(&mut self, protocol: Protocol<'_>, t: &mut Tables) {
+        if self.protocol_count != ASIDE_COUNT {
+            let n = usize::from(self.protocol_count);
+            if let Protocol::Code(code) = protocol
+                && n < PROTOCOLS_IN_PLACE
+            {
+                self.protocols[n] = code;
+                self.protocol_count += 1;
+                return;
+            }
+            let held = self.protocols[..n].to_vec();
+            self.aside(t).protocols = held;
+            self.protocol_count = ASIDE_COUNT;
+        }
+        self.aside(t).add_protocol(protocol);
+    }
+
+    #[inline]
+    fn add_dst(&mut self, ip: IpAddr, t: &mut Tables) {
+        if self.dst == ASIDE || *t.dsts.get(self.dst) != ip {
+            self.add_other_dst(ip, t);
+        }
+    }
+
+    #[inline(never)]
+    fn add_other_dst(&mut self, ip: IpAddr, t: &mut Tables) {
+        if self.dst != ASIDE {
+            let held = *t.dsts.get(self.dst);
+            self.aside(t).dsts = vec![held];
+            self.dst = ASIDE;
+        }
+        self.aside(t).add_dst(ip);
+    }
+
+    #[inline]
+    fn add_host(&mut self, name: &[u8], t: &mut Tables) {
+        let same = |n: u32| crate::parse::same_bytes(t.hosts.get(n).as_bytes(), name);
+        if self.host == ASIDE || !same(self.host) {
+            self.add_other_host(name, t);
+        }
+    }
+
+    #[inline(never)]
+    fn add_other_host(&mut self, name: &[u8], t: &mut Tables) {
+        if self.host != ASIDE {
+            let held = t.hosts.get(self.host).clone();
+            self.aside(t).hosts = vec![held];
+            self.host = ASIDE;
+        }
+        self.aside(t).add_host(name);
+    }
+
+    /// Adds what another reader saw of the same address: `other`, whose numbers and side
+    /// table are those of `theirs`, that reader's tables.
+    fn merge(&mut self, other: &Seen, theirs: &Tables, t: &mut Tables) {
+        self.hits += other.hits;
+        self.first_seen = self.first_seen.min(other.first_seen);
+        self.last_seen = self.last_seen.max(other.last_seen);
+        let aside = theirs.aside.get(other.aside as usize);
+        for &code in other.protocols() {
+            self.add_protocol(Protocol::Code(code), t);
+        }
+        (aside.iter()).for_each(|a| {
+            a.protocols.iter().for_each(|&c| {
+                self.add_protocol(Protocol::Code(c), t);
+            })
+        });
+        (aside.iter()).for_each(|a| {
+            a.other_protocols.iter().for_each(|n| {
+                self.add_protocol(Protocol::Other(n), t);
+            })
+        });
+        let (dst_ports, src_ports) = other.ports.both();
+        dst_ports.iter().for_each(|&p| self.ports.add_dst(p));
+        src_ports.iter().for_each(|&p| self.ports.add_src(p));
+        match other.dst {
+            ASIDE => (aside.iter()).for_each(|a| a.dsts.iter().for_each(|&d| self.add_dst(d, t))),
+            n => self.add_dst(*theirs.dsts.get(n), t),
+        }
+        match other.host {
+            ASIDE => (aside.iter()).for_each(|a| {
+                a.hosts.iter().for_each(|h| self.add_host(h.as_bytes(), t));
+            }),
+            n => self.add_host(theirs.hosts.get(n).as_bytes(), t),
+        }
+    }
+
+    /// Makes the record one of another reader, whose tables are `mine`: its numbers
+    /// renumbered, its side table entry moved from `theirs`.
+    fn move_to(&mut self, renumber: &Renumber, theirs: &mut Tables, mine: &mut Tables) {
+        self.dst = renumber.dst(self.dst);
+        self.host = renumber.host(self.host);
+        if let Some(aside) = theirs.aside.get_mut(self.aside as usize) {
+            mine.aside.push(std::mem::take(aside));
+            self.aside = slot(mine.aside.len() - 1);
+        }
+    }
+
+    /// The observation the record stands for; the values it set aside leave `t`.
     fn into_observation(self, t: &mut Tables) -> Observation {
+        let Tables { dsts, hosts, aside } = t;
+        // Taken from its entry: most records have none.
+        let mut aside = aside.get_mut(self.aside as usize);
         let mut o = Observation::new(self.ip, self.first_seen);
         o.last_seen = self.last_seen;
         o.hits = self.hits;
-        match self.values {
-            Values::InPlace(held) => {
-                let protocols = held.protocols().iter().map(|&c| protocol_name(c));
-                o.protocols = smallest_set(protocols, MAX_SMALL_SET);
-                o.dst_ports = smallest_set(held.dst_ports().iter().copied(), MAX_PORTS);
-                o.src_ports = smallest_set(held.src_ports().iter().copied(), MAX_SMALL_SET);
-                o.dsts = smallest_set([*t.dsts.get(held.dst)], MAX_SMALL_SET);
-                o.hosts = smallest_set([t.hosts.get(held.host).clone()], MAX_SMALL_SET);
+        o.protocols = match self.protocol_count {
+            ASIDE_COUNT => {
+                let names = aside.as_deref().map(Aside::protocol_names);
+                SmallSet::from_sorted(names.unwrap_or_default())
             }
-            Values::Spilled(at) => {
-                let spill = std::mem::take(&mut t.spilled[at as usize]);
-                o.protocols = SmallSet::from_sorted(spill.protocol_names());
-                o.dst_ports = SmallSet::from_sorted(spill.dst_ports);
-                o.src_ports = SmallSet::from_sorted(spill.src_ports);
-                o.dsts = SmallSet::from_sorted(spill.dsts);
-                o.hosts = SmallSet::from_sorted(spill.hosts);
+            _ => smallest_set(
+                self.protocols().iter().map(|&c| protocol_name(c)),
+                MAX_SMALL_SET,
+            ),
+        };
+        (o.dst_ports, o.src_ports) = self.ports.into_sets();
+        o.dsts = match self.dst {
+            ASIDE => {
+                let held = aside.as_deref_mut().map(|a| std::mem::take(&mut a.dsts));
+                SmallSet::from_sorted(held.unwrap_or_default())
             }
-        }
+            n => smallest_set([*dsts.get(n)], MAX_SMALL_SET),
+        };
+        o.hosts = match self.host {
+            ASIDE => {
+                let held = aside.map(|a| std::mem::take(&mut a.hosts));
+                SmallSet::from_sorted(held.unwrap_or_default())
+            }
+            n => smallest_set([hosts.get(n).clone()], MAX_SMALL_SET),
+        };
         o
     }
 }
@@ -1392,19 +1416,11 @@ impl Sources {
             let mine = &self.records;
             match (self.index).find_or_enter(seen.ip, next, |s| mine[s as usize].ip) {
                 (slot, false) => {
-                    let mine = &mut self.records[slot as usize];
-                    mine.merge(&seen, &renumber, &theirs, &mut self.tables);
+                    self.records[slot as usize].merge(&seen, &theirs, &mut self.tables);
                     moved.push(slot);
                 }
                 (_, true) => {
-                    seen.values = match seen.values {
-                        Values::InPlace(held) => Values::InPlace(renumber.in_place(&held)),
-                        Values::Spilled(at) => {
-                            let spill = std::mem::take(&mut theirs.spilled[at as usize]);
-                            self.tables.spilled.push(spill);
-                            Values::Spilled(slot(self.tables.spilled.len() - 1))
-                        }
-                    };
+                    seen.move_to(&renumber, &mut theirs, &mut self.tables);
                     self.records.push(seen);
                     moved.push(next);
                 }
