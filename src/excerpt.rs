@@ -343,6 +343,9 @@ pub fn redact(line: &str, what: &[Redact]) -> String {
         return line.to_string();
     }
     let (mac, dst) = (what.contains(&Redact::Mac), what.contains(&Redact::Dst));
+    if !dst {
+        return redact_macs(line);
+    }
     // A report shows three lines of each of a thousand addresses: each line is written into
     // one string, a word at a time.
     let mut out = String::with_capacity(line.len());
@@ -371,6 +374,43 @@ pub fn redact(line: &str, what: &[Redact]) -> String {
             None => out.push_str(token),
         }
     }
+    out
+}
+
+/// [`redact`] of the MAC addresses alone, the default: only a word that starts with `MAC`
+/// (after one `[`, if any) can change, so the line is searched for those three bytes and
+/// copied around them, rather than split into words and written again word by word.
+fn redact_macs(line: &str) -> String {
+    static MAC: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"MAC"));
+    let bytes = line.as_bytes();
+    let mut out = String::with_capacity(line.len());
+    // Copied up to here.
+    let mut done = 0;
+    for at in MAC.find_iter(bytes) {
+        if at < done {
+            continue;
+        }
+        // A word's start: the line's, or a space's; or a `[` at one of those.
+        let starts_word = |i: usize| i == 0 || bytes[i - 1] == b' ';
+        let word_start =
+            at == 0 || bytes[at - 1] == b' ' || (bytes[at - 1] == b'[' && starts_word(at - 1));
+        let rest = &line[at..];
+        // `--log-macdecode` prints the two addresses as MACSRC= and MACDST=.
+        let Some(key) = ["MAC=", "MACSRC=", "MACDST="]
+            .into_iter()
+            .find(|k| rest.starts_with(k))
+            .filter(|_| word_start)
+        else {
+            continue;
+        };
+        let end = memchr::memchr(b' ', &bytes[at..]).map_or(line.len(), |i| at + i);
+        out.push_str(&line[done..at]);
+        out.push_str(key);
+        out.push_str("redacted");
+        done = end;
+    }
+    out.push_str(&line[done..]);
     out
 }
 
@@ -471,6 +511,12 @@ mod tests {
                     Just("[SRC=198.51.100.10".to_string()),
                     Just("[DST=1.2.3.4".to_string()),
                     Just("[UFW".to_string()),
+                    Just("[[MAC=cc".to_string()),
+                    Just("XMAC=dd".to_string()),
+                    Just("MACX=ee".to_string()),
+                    Just("MAC".to_string()),
+                    Just("[MAC=".to_string()),
+                    Just("MACSRC".to_string()),
                     Just("198.51.100.10".to_string()),
                     Just("2001:db8::10".to_string()),
                     Just("::1".to_string()),
