@@ -875,13 +875,31 @@ fn read_override(dir: Option<&Path>, provider: Option<&str>, name: &str) -> Resu
 /// Whether any template loaded may read `ips`: it names the variable, or it could reach
 /// the context in a way a look at its variables does not see (the `__tera_` variables, which
 /// dump it whole; a component). In doubt, yes.
+///
+/// An operator's text is judged by its words, not by tera's list of the variables it reads:
+/// that list leaves out a name once a `set` of it was seen, taken or not, and a read that
+/// takes a missing variable for an answer (`is defined`, `default`) renders without it and
+/// without failing: a report that lists no address.
 fn may_read_ips(tera: &tera::Tera, overrides: &[(String, String)]) -> bool {
-    overrides.iter().any(|(_, text)| text.contains("__tera_"))
+    overrides
+        .iter()
+        .any(|(_, text)| text.contains("__tera_") || names_word(text, "ips"))
         || tera.get_component_names().next().is_some()
         || tera.get_template_names().any(|name| {
             tera.get_template_variables(name)
                 .map_or(true, |names| names.contains("ips"))
         })
+}
+
+/// Whether `text` holds `word` with no letter, digit or `_` either side: anywhere, in a
+/// tag, a string or plain text alike.
+fn names_word(text: &str, word: &str) -> bool {
+    let part_of_name = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_');
+    let bytes = text.as_bytes();
+    text.match_indices(word).any(|(at, _)| {
+        let before = at.checked_sub(1).and_then(|i| bytes.get(i));
+        !part_of_name(before) && !part_of_name(bytes.get(at + word.len()))
+    })
 }
 
 fn add(tera: &mut tera::Tera, name: &str, text: &str, dir: Option<&Path>) -> Result<()> {
@@ -1195,6 +1213,24 @@ mod tests {
         tera.add_raw_template("body.txt", "{{ ips | length }}")
             .unwrap();
         assert!(may_read_ips(&tera, &[]));
+    }
+
+    /// `ips` as a word of its own, wherever it stands; not part of another name.
+    #[test]
+    fn a_text_names_ips_only_as_a_word_of_its_own() {
+        for text in [
+            "ips",
+            "{{-ips-}}",
+            "{{ ips?.0 }}",
+            "x ips.csv",
+            "(ips)",
+            "[ips]",
+        ] {
+            assert!(names_word(text, "ips"), "{text:?}");
+        }
+        for text in ["tips", "ipsum", "listed_ips", "ips_2", "IPS", "", "ip s"] {
+            assert!(!names_word(text, "ips"), "{text:?}");
+        }
     }
 
     #[test]

@@ -939,3 +939,18 @@ fn a_template_that_reads_ips_sees_every_address_however_it_reads_it() {
     let body = message.body_text(0).unwrap();
     assert!(body.contains("\"ips\": [{"), "{body}");
 }
+
+/// A template that reads `ips` through a test or filter that takes a missing variable for an
+/// answer (`is defined`, `default`) renders without failing when `ips` is left out: were its
+/// read hidden by a `set` on a path not taken, it would list no address, and say so to the
+/// provider. Any template that names `ips` is given it.
+#[test]
+fn a_template_that_reads_ips_past_a_set_not_taken_and_a_default_sees_every_address() {
+    let all = ["2600:1f18:4a3:6901::1", "3.5.140.2", "34.223.47.190"];
+    let defaulted = "{% if ip_count > 1000 %}{% set ips = [] %}{% endif %}\
+                     {% for a in ips | default(value=[]) %}IPS: {{ a.ip }}\n{% endfor %}";
+    assert_eq!(ips_a_body_lists(defaulted), all);
+    let tested = "{% if ip_count > 1000 %}{% set_global ips = [] %}{% endif %}\
+                  {% if ips is defined %}{% for a in ips %}IPS: {{ a.ip }}\n{% endfor %}{% endif %}";
+    assert_eq!(ips_a_body_lists(tested), all);
+}
