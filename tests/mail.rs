@@ -619,3 +619,30 @@ fn the_body_names_exactly_the_files_the_message_attaches() {
         );
     }
 }
+
+/// With `xarf = true` each address goes in a message of its own, which attaches the XARF
+/// document alone, whatever `attach_csv` and `attach_excerpt` say: its body names that file,
+/// and no other.
+#[test]
+fn an_xarf_message_names_only_the_document_it_attaches() {
+    for (csv, excerpt) in [(true, true), (false, false)] {
+        let s = Setup::new(&standard_config(&format!(
+            "xarf = true\nattach_csv = {csv}\nattach_excerpt = {excerpt}"
+        )));
+        s.write("messages", &attack_log());
+        s.run(&["run"]).ok();
+        let sent = s.outbox();
+        assert_eq!(sent.len(), ATTACKERS.len(), "csv {csv}, excerpt {excerpt}");
+        for path in &sent {
+            let data = fs::read(path).unwrap();
+            let msg = MessageParser::default().parse(&data[..]).unwrap();
+            let attached: Vec<String> = msg
+                .attachments()
+                .filter_map(|a| a.attachment_name().map(str::to_string))
+                .collect();
+            assert_eq!(attached, ["xarf.json"], "csv {csv}, excerpt {excerpt}");
+            let body = msg.body_text(0).unwrap();
+            assert_eq!(named_in_body(&body), attached, "{body}");
+        }
+    }
+}
