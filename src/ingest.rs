@@ -605,8 +605,19 @@ enum Ports {
     Aside {
         dst: Vec<u16>,
         src: Vec<u16>,
+        /// `dst`'s values while it has at most [`DST_IN_SIGHT`]: a source that sends from
+        /// many source ports mostly sends to a handful of destination ports, found here
+        /// without following the pointer to the vector (a cache miss on every line).
+        dst_in_sight: [u16; DST_IN_SIGHT],
+        /// `src`'s largest value: once it is full, a larger port is turned away here, for
+        /// the same reason.
+        src_last: u16,
     },
 }
+
+/// Destination ports of a record's vector also held in the record (see `Ports::Aside`): as
+/// many as fit in the room the ports held in place leave.
+const DST_IN_SIGHT: usize = 8;
 
 /// A protocol as a record takes it: its [`protocol_code`], or text no code stands for.
 #[derive(Clone, Copy)]
@@ -877,8 +888,18 @@ impl Ports {
             }
             self.set_aside();
         }
-        if let Ports::Aside { dst, .. } = self {
+        if let Ports::Aside {
+            dst, dst_in_sight, ..
+        } = self
+        {
+            let held = dst.len();
+            if held <= DST_IN_SIGHT && holds(&dst_in_sight[..held], port) {
+                return;
+            }
             add_bounded(dst, port, MAX_PORTS);
+            if let Some(copy) = dst_in_sight.get_mut(..dst.len()) {
+                copy.copy_from_slice(dst);
+            }
         }
     }
 
@@ -895,8 +916,13 @@ impl Ports {
             }
             self.set_aside();
         }
-        if let Ports::Aside { src, .. } = self {
+        if let Ports::Aside { src, src_last, .. } = self {
+            // What `add_bounded` would turn away first, asked without reading the vector.
+            if src.len() >= MAX_SMALL_SET && port >= *src_last {
+                return;
+            }
             add_bounded(src, port, MAX_SMALL_SET);
+            *src_last = src.last().copied().unwrap_or(0);
         }
     }
 
@@ -907,18 +933,28 @@ impl Ports {
                 &ports[..usize::from(*dst)],
                 &ports[PORTS_IN_PLACE - usize::from(*src)..],
             ),
-            Ports::Aside { dst, src } => (dst, src),
+            Ports::Aside { dst, src, .. } => (dst, src),
         }
     }
 
     /// Moves ports held in place to vectors, bounded and sorted.
     fn set_aside(&mut self) {
         let (dst, src) = self.both();
-        let aside = Ports::Aside {
-            dst: smallest_sorted(dst.iter().copied(), MAX_PORTS),
-            src: smallest_sorted(src.iter().copied(), MAX_SMALL_SET),
+        let (dst, src) = (
+            smallest_sorted(dst.iter().copied(), MAX_PORTS),
+            smallest_sorted(src.iter().copied(), MAX_SMALL_SET),
+        );
+        let mut dst_in_sight = [0; DST_IN_SIGHT];
+        if let Some(copy) = dst_in_sight.get_mut(..dst.len()) {
+            copy.copy_from_slice(&dst);
+        }
+        let src_last = src.last().copied().unwrap_or(0);
+        *self = Ports::Aside {
+            dst,
+            src,
+            dst_in_sight,
+            src_last,
         };
-        *self = aside;
     }
 
     /// The bounded sets of destination and source ports.
@@ -931,7 +967,9 @@ impl Ports {
                     smallest_set(src.iter().copied(), MAX_SMALL_SET),
                 )
             }
-            Ports::Aside { dst, src } => (SmallSet::from_sorted(dst), SmallSet::from_sorted(src)),
+            Ports::Aside { dst, src, .. } => {
+                (SmallSet::from_sorted(dst), SmallSet::from_sorted(src))
+            }
         }
     }
 }
@@ -2322,6 +2360,31 @@ mod tests {
         assert_eq!(batch.summary.ips_unattributed, 0);
     }
 
+    /// Ports past a record's room go to vectors, of which the record keeps a few destination
+    /// ports and the largest source port in sight: those copies follow every change, port 0
+    /// (the unset slots' value) included, so that what they turn away the vectors would too.
+    #[test]
+    fn ports_set_aside_keep_their_copies_in_the_record_true() {
+        let mut ports = Ports::new();
+        // Forty source ports: past the room in place.
+        for p in 1000..1040 {
+            ports.add_src(p);
+        }
+        assert!(matches!(ports, Ports::Aside { .. }));
+        for p in [443, 22, 0, 22, 8080, 0] {
+            ports.add_dst(p);
+        }
+        // Full, its largest 1015: a smaller port comes in, a larger one is turned away.
+        for p in [999, 5, 60_000, 1015] {
+            ports.add_src(p);
+        }
+        let (dst, src) = ports.into_sets();
+        assert_eq!(dst.as_slice(), [0, 22, 443, 8080]);
+        let mut wanted: Vec<u16> = [5, 999].into_iter().chain(1000..1014).collect();
+        wanted.sort();
+        assert_eq!(src.as_slice(), wanted);
+    }
+
     /// A million spoofed sources are a million records: a few bytes more each is megabytes.
     #[test]
     #[cfg(target_pointer_width = "64")]
@@ -2524,9 +2587,10 @@ mod tests {
                         _ => IpAddr::from([192, 0, 2, dst]),
                     },
                     proto: SOME_PROTOCOLS[usize::from(proto % protocols)],
-                    // Port 0 stands for none: ICMP has no ports.
-                    dpt: Some(dpt % dst_ports).filter(|&p| p != 0),
-                    spt: Some(spt % src_ports).filter(|&p| p != 0),
+                    // The width itself stands for none (ICMP has no ports); port 0 is a
+                    // port like any other (the kernel logs SPT=0).
+                    dpt: Some(dpt % (dst_ports + 1)).filter(|&p| p != dst_ports),
+                    spt: Some(spt % (src_ports + 1)).filter(|&p| p != src_ports),
                     answer: false,
                 }
             })
