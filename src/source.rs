@@ -1997,12 +1997,8 @@ mod tests {
 
     /// A log over Berlin's repeated autumn hour, a line every second from 01:00 to 04:00 local
     /// time: `34.208.0.1` logs in the first pass of 02:00-03:00 only, `34.208.0.2` in the
-    /// second only, `34.208.0.3` all along.
-    fn autumn_log(path: &Path) {
-        autumn_log_with(path, None);
-    }
-
-    /// [`autumn_log`] with `extra` written after each line of the repeated hour's second pass.
+    /// second only, `34.208.0.3` all along; `extra`, if given, after each line of the second
+    /// pass.
     fn autumn_log_with(path: &Path, extra: Option<&str>) {
         use std::io::Write;
         let mut out = std::io::BufWriter::new(File::create(path).unwrap());
@@ -2041,48 +2037,41 @@ mod tests {
         scan_with(berlin_parser)
     }
 
+    /// The first and last packet times and the packets of `ip` in `batch`.
+    fn seen(batch: &crate::ingest::Batch, ip: &str) -> (i64, i64, u64) {
+        let o = batch.observations.get(&ip.parse().unwrap()).unwrap();
+        (o.first_seen, o.last_seen, o.hits)
+    }
+
+    /// 34.208.0.2's packets in the autumn log: the hour's second pass, 02:00:00 and 02:59:59
+    /// +01:00.
+    const SECOND_PASS: (i64, i64, u64) = (1_792_890_000, 1_792_893_599, 3600);
+
     /// A thread that starts reading in the second pass of the repeated hour reads it as the
     /// second, as one thread reading the whole file does, not an hour early.
     #[test]
     fn a_thread_starting_in_the_repeated_hour_reads_it_as_one_thread_does() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("messages");
-        autumn_log(&path);
-        let size = fs::metadata(&path).unwrap().len();
-        let mut one = berlin_scan();
-        assert_eq!(one.feed(File::open(&path).unwrap()).unwrap(), size);
-        let one = one.finish().unwrap();
-        let seen = |b: &crate::ingest::Batch, ip: &str| {
-            let o = b.observations.get(&ip.parse().unwrap()).unwrap();
-            (o.first_seen, o.last_seen, o.hits)
-        };
+        let one = parts_agree_with_one_thread_in(None, None);
         // 02:00:00 and 02:59:59 +02:00, then +01:00.
-        let first = (1_792_886_400, 1_792_889_999, 3600);
-        let second = (1_792_890_000, 1_792_893_599, 3600);
-        assert_eq!(seen(&one, "34.208.0.1"), first);
-        assert_eq!(seen(&one, "34.208.0.2"), second);
-        let file = OpenFile::open(&path).unwrap().unwrap();
-        for parts in [2, 3, 4, 5, 8, 16] {
-            let mut many = berlin_scan();
-            assert_eq!(
-                read_in_parts(&file, 0, size, parts, &mut many).unwrap(),
-                size
-            );
-            let many = many.finish().unwrap();
-            assert_eq!(seen(&many, "34.208.0.2"), second, "{parts} parts");
-            assert_eq!(many.summary, one.summary, "{parts} parts");
-            assert_eq!(many.observations, one.observations, "{parts} parts");
-        }
+        assert_eq!(
+            seen(&one, "34.208.0.1"),
+            (1_792_886_400, 1_792_889_999, 3600)
+        );
     }
 
     /// Reads the autumn log with `extra` after each second-pass line in one thread and in
     /// several, which must agree line for line.
     fn parts_agree_with_one_thread(extra: &str) {
-        parts_agree_with_one_thread_in(extra, None);
+        parts_agree_with_one_thread_in(Some(extra), None);
     }
 
-    /// [`parts_agree_with_one_thread`] with the reader's buffer `buffer` bytes long.
-    fn parts_agree_with_one_thread_in(extra: &str, buffer: Option<usize>) {
+    /// Reads the autumn log, with `extra` after each second-pass line if given, in one thread
+    /// and in several, the reader's buffer `buffer` bytes long if given: they must agree
+    /// line for line, with the second pass read as the second. What one thread read.
+    fn parts_agree_with_one_thread_in(
+        extra: Option<&str>,
+        buffer: Option<usize>,
+    ) -> crate::ingest::Batch {
         let berlin_scan = || {
             let mut scan = berlin_scan();
             if let Some(bytes) = buffer {
@@ -2092,17 +2081,12 @@ mod tests {
         };
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("messages");
-        autumn_log_with(&path, Some(extra));
+        autumn_log_with(&path, extra);
         let size = fs::metadata(&path).unwrap().len();
         let mut one = berlin_scan();
         assert_eq!(one.feed(File::open(&path).unwrap()).unwrap(), size);
         let one = one.finish().unwrap();
-        let second = (1_792_890_000, 1_792_893_599, 3600);
-        let o = one
-            .observations
-            .get(&"34.208.0.2".parse().unwrap())
-            .unwrap();
-        assert_eq!((o.first_seen, o.last_seen, o.hits), second);
+        assert_eq!(seen(&one, "34.208.0.2"), SECOND_PASS);
         let file = OpenFile::open(&path).unwrap().unwrap();
         for parts in [2, 3, 4, 5, 8, 16] {
             let mut many = berlin_scan();
@@ -2111,9 +2095,11 @@ mod tests {
                 size
             );
             let many = many.finish().unwrap();
+            assert_eq!(seen(&many, "34.208.0.2"), SECOND_PASS, "{parts} parts");
             assert_eq!(many.summary, one.summary, "{parts} parts");
             assert_eq!(many.observations, one.observations, "{parts} parts");
         }
+        one
     }
 
     /// A line stamped after the clock just before a thread's piece is not what the piece
@@ -2140,7 +2126,7 @@ mod tests {
             "Oct 25 01:59:59 late kernel: INPUT-DROP:IN=eth0 OUT= SRC=34.208.0.4 DST=198.51.100.10 LEN=60 PROTO=UDP SPT=4 DPT=53 LEN=40 {}",
             "x".repeat(300)
         );
-        parts_agree_with_one_thread_in(&long, Some(256));
+        parts_agree_with_one_thread_in(Some(&long), Some(256));
     }
 
     /// Nor a line the read would not take a stamp from: a priority that is no number.
