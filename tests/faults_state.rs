@@ -357,15 +357,7 @@ fn an_empty_state_file_is_an_error_not_a_fresh_start() {
 
 /// Runs the binary with the configuration file at `config`.
 fn run_with(s: &Setup, config: &Path, args: &[&str]) -> Ran {
-    let out = Command::new(env!("CARGO_BIN_EXE_abuse-mailer"))
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .env("ABUSE_MAILER_NOW", &s.now)
-        .env_remove("ABUSE_MAILER_CONFIG")
-        .output()
-        .unwrap();
-    Ran::from(out)
+    Ran::from(s.command_with(config, args).output().unwrap())
 }
 
 #[test]

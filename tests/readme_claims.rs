@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::{Ran, Setup, drop_line, observed_hits};
 
 /// The standard set-up with every path relative to the configuration file's folder.
@@ -48,16 +46,12 @@ dir = "outbox"
 
 /// `args` run from `cwd` with `--config` spelled `config` (relative to `cwd`).
 fn run_in(s: &Setup, cwd: &std::path::Path, config: &str, args: &[&str]) -> Ran {
-    let out = Command::new(env!("CARGO_BIN_EXE_abuse-mailer"))
-        .current_dir(cwd)
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .env("ABUSE_MAILER_NOW", &s.now)
-        .env_remove("ABUSE_MAILER_CONFIG")
-        .output()
-        .unwrap();
-    Ran::from(out)
+    Ran::from(
+        s.command_with(config, args)
+            .current_dir(cwd)
+            .output()
+            .unwrap(),
+    )
 }
 
 #[test]

@@ -146,8 +146,14 @@ impl Setup {
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
+        self.command_with(self.path("config.toml"), args)
+    }
+
+    /// [`Setup::command`] with `--config` spelled `config` (a path of another file, or one
+    /// relative to the folder the command is run from).
+    pub fn command_with(&self, config: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_abuse-mailer"));
-        cmd.arg("--config").arg(self.path("config.toml")).args(args);
+        cmd.arg("--config").arg(config).args(args);
         cmd.env("ABUSE_MAILER_NOW", &self.now);
         cmd.env_remove("ABUSE_MAILER_CONFIG");
         for (k, v) in &self.env {
