@@ -734,7 +734,7 @@ fn one_log(mb: u64) {
         thread_root: None,
         date: chrono::Utc::now(),
     };
-    let bytes = message(&head, &subject, &body, &report, &settings.report, None).unwrap();
+    let bytes = message(&head, &subject, &body, &report, None).unwrap();
     println!(
         "{:<28} {:>8.1} ms ({} KiB message)",
         "render 8,000 IPs",

@@ -732,14 +732,7 @@ pub(crate) fn plan_part(
             let document = report
                 .xarf
                 .then(|| crate::xarf::document(&report, &message_id));
-            message(
-                &head,
-                &subject,
-                &body,
-                &report,
-                &settings.report,
-                document.as_ref(),
-            )?
+            message(&head, &subject, &body, &report, document.as_ref())?
         };
         if bytes.len() <= settings.report.max_message_bytes || attackers.len() > 1 || lines == 0 {
             // Each address's own lines are in the message now; what a planned report is

@@ -986,14 +986,14 @@ pub struct Envelope<'a> {
     pub date: DateTime<Utc>,
 }
 
-/// The complete message: headers, the text body, and the attachments the config asks for;
-/// with `xarf`, the XARF document in its e-mail transport's layout instead.
+/// The complete message: headers, the text body, and the attachments the report names (see
+/// [`Report::name_attachments`]), none a plain text; with `xarf`, the XARF document in its
+/// e-mail transport's layout instead.
 pub fn message(
     head: &Envelope<'_>,
     subject: &str,
     body: &str,
     report: &Report,
-    cfg: &ReportConfig,
     xarf: Option<&serde_json::Value>,
 ) -> Result<Vec<u8>> {
     let date = SystemTime::UNIX_EPOCH + Duration::from_secs(head.date.timestamp().max(0) as u64);
@@ -1047,7 +1047,7 @@ pub fn message(
                 ContentType::parse("application/json")?,
             ));
         builder.multipart(parts)
-    } else if cfg.attach_csv || cfg.attach_excerpt {
+    } else if !report.attachments.is_empty() {
         // The files the body names, and no other.
         let mut parts = MultiPart::mixed().boundary(boundary).singlepart(text);
         if report.attaches(CSV_FILE) {

@@ -303,6 +303,23 @@ fn a_report_with_no_log_line_kept_attaches_no_empty_excerpt() {
     assert!(mail.contains("Attached for your tools: ips.csv."), "{mail}");
 }
 
+/// The same without `ips.csv`: the message names no file and attaches none, so it is plain
+/// text, not a multipart message of one part.
+#[test]
+fn a_report_with_nothing_to_attach_is_plain_text() {
+    let s = Setup::new(&cidr_provider_config("attach_csv = false"));
+    s.write("cloud.txt", "3.5.140.0/22\n");
+    s.write("messages", &drop_line("10:00:00", "45.10.0.1", "TCP", 22));
+    s.run(&["run"]).ok();
+    s.write("cloud.txt", "3.5.140.0/22\n45.10.0.0/24\n");
+    s.run(&["run"]).ok();
+    assert_eq!(sent_addresses(&s), ["45.10.0.1"]);
+    let mail = all_mail(&s);
+    assert!(!mail.contains("Attached for your tools"), "{mail}");
+    assert!(!mail.contains("multipart"), "{mail}");
+    assert!(mail.contains("Content-Type: text/plain"), "{mail}");
+}
+
 /// A source taken out of the configuration for a while and put back: it is read on from where
 /// it was left, so the lines logged meanwhile count once and those read before not again.
 #[test]
