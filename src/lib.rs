@@ -25,6 +25,7 @@ pub mod journal;
 pub mod ledger;
 pub mod lock;
 pub mod output;
+pub(crate) mod parallel;
 pub mod parse;
 pub mod plan;
 pub mod provider;

@@ -573,20 +573,34 @@ pub(crate) fn number_parts(
     state: Option<&State>,
 ) -> Result<Vec<Planned>> {
     let mut parts = Vec::with_capacity(ranges.len());
-    let mut thread_root = desk.thread_root.clone();
-    for (k, range) in ranges.iter().enumerate() {
-        let part = plan_part(
-            world,
-            intake,
-            desk,
-            &attackers[range.clone()],
-            (k + 1, ranges.len(), later),
-            thread_root.as_deref(),
-            state,
-        )?;
-        // Later parts reply to the first, so a split report reads as one thread.
-        thread_root.get_or_insert_with(|| part.record.message_id.clone());
-        parts.push(part);
+    // Later parts reply to the first, so a split report reads as one thread.
+    let mut later_root = desk.thread_root.clone();
+    // As many parts at a time as there are cores: the state is asked for them in order, then
+    // their messages are made side by side. A run of many parts holds a few parts' lines at
+    // once, not every part's.
+    let batch = crate::parallel::threads().max(1);
+    for first in (0..ranges.len()).step_by(batch) {
+        let these = &ranges[first..(first + batch).min(ranges.len())];
+        let starts = (these.iter())
+            .map(|range| start_part(world, intake, desk, &attackers[range.clone()], state))
+            .collect::<Result<Vec<_>>>()?;
+        if later_root.is_none() {
+            later_root = starts.first().map(|s| s.message_id.clone());
+        }
+        let jobs = (these.iter().zip(starts).enumerate())
+            .map(|(i, (range, start))| (first + i, range.clone(), start))
+            .collect();
+        let made = crate::parallel::map_in_order(jobs, |(k, range, start)| {
+            let root = match k {
+                0 => desk.thread_root.as_deref(),
+                _ => later_root.as_deref(),
+            };
+            let part = (k + 1, ranges.len(), later);
+            compose_part(world, desk, &attackers[range], part, root, start)
+        });
+        for part in made {
+            parts.push(part?);
+        }
     }
     Ok(parts)
 }
@@ -656,9 +670,53 @@ pub(crate) fn plan_part(
     thread_root: Option<&str>,
     state: Option<&State>,
 ) -> Result<Planned> {
-    let settings = world.settings;
+    let start = start_part(world, intake, desk, attackers, state)?;
+    compose_part(world, desk, attackers, part, thread_root, start)
+}
+
+/// What a part asks of the state, in the order its parts are made: the lines of its
+/// addresses and an id no stored report has.
+pub(crate) struct PartStart {
+    pool: Vec<EvidenceLine>,
+    id: String,
+    message_id: String,
+}
+
+/// A part's [`PartStart`].
+fn start_part(
+    world: &World<'_>,
+    intake: &Intake,
+    desk: &Desk<'_>,
+    attackers: &[Attacker],
+    state: Option<&State>,
+) -> Result<PartStart> {
     let ips: Vec<IpAddr> = attackers.iter().map(|a| a.observation.ip).collect();
     let pool: Vec<EvidenceLine> = intake.evidence_for(world, desk.bucket, &ips, state)?;
+    let id = report_id(world.now, desk.id_name(), &ips, state)?;
+    let message_id = format!("<{id}@{}>", world.settings.report.from.email.domain());
+    Ok(PartStart {
+        pool,
+        id,
+        message_id,
+    })
+}
+
+/// The message of a part from its [`PartStart`]: asks nothing of the state, so that a desk's
+/// parts are made side by side.
+fn compose_part(
+    world: &World<'_>,
+    desk: &Desk<'_>,
+    attackers: &[Attacker],
+    part: (usize, usize, usize),
+    thread_root: Option<&str>,
+    start: PartStart,
+) -> Result<Planned> {
+    let settings = world.settings;
+    let PartStart {
+        pool,
+        id,
+        message_id,
+    } = start;
     let mut window: Option<Window> = densest(
         pool.clone(),
         settings.report.sample_seconds,
@@ -671,16 +729,6 @@ pub(crate) fn plan_part(
         w.count = count;
         !exact
     });
-    let id = report_id(
-        world.now,
-        desk.id_name(),
-        &attackers
-            .iter()
-            .map(|a| a.observation.ip)
-            .collect::<Vec<_>>(),
-        state,
-    )?;
-    let message_id = format!("<{id}@{}>", settings.report.from.email.domain());
     let head = Envelope {
         from: &settings.report.from,
         to: &desk.to,
