@@ -757,9 +757,7 @@ pub(crate) fn unattributed<'a>(
     Ok(Unattributed {
         entries: found,
         held: &intake.observations,
-        entry: Box::new(move |ip, held| match held {
-            Some(o) => Ok(Some(listed(o))),
-            None => intake.with_whole(ip, state, listed),
-        }),
+        listed: Box::new(listed),
+        not_held: Box::new(move |ip| intake.with_whole(ip, state, listed)),
     })
 }

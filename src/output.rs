@@ -89,14 +89,18 @@ pub(crate) struct Unattributed<'a> {
     /// Ascending, each with the place of its whole record in `held`, if it is there.
     pub(crate) entries: Vec<(IpAddr, Option<u32>)>,
     pub(crate) held: &'a Observations,
-    /// Makes the entry of one address from its record if held (`None`: nothing is known of
-    /// it any more).
-    pub(crate) entry: MakeEntry<'a>,
+    /// Makes the entry of an address from its record held in memory, on any thread.
+    pub(crate) listed: Listing<'a>,
+    /// Makes the entry of an address whose record is not held, from the state (`None`:
+    /// nothing is known of it any more).
+    pub(crate) not_held: NotHeld<'a>,
 }
 
-/// Makes the `unattributed` entry of an address, from its record if held in memory.
-pub(crate) type MakeEntry<'a> =
-    Box<dyn Fn(IpAddr, Option<&Observation>) -> Result<Option<Listed>> + 'a>;
+/// Makes the `unattributed` entry of an address from its record.
+pub(crate) type Listing<'a> = Box<dyn Fn(&Observation) -> Listed + Sync + 'a>;
+
+/// Makes the `unattributed` entry of an address whose record is not in memory.
+pub(crate) type NotHeld<'a> = Box<dyn Fn(IpAddr) -> Result<Option<Listed>> + 'a>;
 
 /// An address as `unattributed` lists it: the fields of a report's `ips`, made straight from
 /// the observation (a report's other fields, costly for a flood's hundred thousand sources,
@@ -167,43 +171,99 @@ impl Listed {
     }
 }
 
+/// Entries a thread writes at a time (about 1.4 MB of text): a few such pieces are held at
+/// once, not the whole list.
+const ENTRIES_A_PIECE: usize = 8192;
+
 impl Unattributed<'_> {
     /// The list as the value of the document's last member, as serde_json's pretty printer
-    /// writes it.
-    fn write_pretty(&self, out: &mut impl Write) -> Result<()> {
-        // The records are in the order their addresses were first read, not in the list's:
-        // each would be a cache miss of its own, waited for while its entry is written. A
-        // short loop reads a few dozen ahead first, so that their misses overlap.
-        const AHEAD: usize = 64;
-        let mut text = Vec::with_capacity(AHEAD * 320);
+    /// writes it: pieces of `piece` entries written side by side, as
+    /// many at once as there are cores, and put out in order. A piece with an entry whose
+    /// record is not held is written by this thread, which alone may ask the state.
+    fn write_pretty(&self, out: &mut impl Write, piece: usize) -> Result<()> {
+        let piece = piece.max(1);
+        let (held, listed) = (self.held, &self.listed);
         let mut first = true;
-        let mut records: Vec<Option<&Observation>> = Vec::with_capacity(AHEAD);
         out.write_all(b"[")?;
-        for entries in self.entries.chunks(AHEAD) {
-            records.clear();
-            records.extend((entries.iter()).map(|(_, place)| place.and_then(|p| self.held.at(p))));
-            // Every field an entry is made of: a record spans cache lines, each a miss.
-            let touched = (records.iter().flatten()).fold(0, |acc, o| {
-                let ip = crate::ingest::address_order(o.ip).1 as u64;
-                acc ^ o.hits
-                    ^ ip
-                    ^ o.first_seen as u64
-                    ^ o.last_seen as u64
-                    ^ u64::from(o.dst_ports.first().copied().unwrap_or(0))
+        for batch in self
+            .entries
+            .chunks(piece * crate::parallel::threads().max(1))
+        {
+            let texts = crate::parallel::map_in_order(batch.chunks(piece).collect(), |entries| {
+                held_entries(entries, held, listed)
             });
-            std::hint::black_box(touched);
-            text.clear();
-            for ((ip, _), record) in entries.iter().zip(&records) {
-                if let Some(entry) = (self.entry)(*ip, *record)? {
-                    entry.write_pretty(&mut text, first)?;
-                    first = false;
-                }
+            for (entries, text) in batch.chunks(piece).zip(texts) {
+                let text = match text? {
+                    Some(text) => text,
+                    None => self.entries_here(entries)?,
+                };
+                // Each entry is written after a separator; the list's first has none.
+                let text = match text.split_first() {
+                    Some((_, after)) if first => {
+                        first = false;
+                        after
+                    }
+                    _ => &text[..],
+                };
+                out.write_all(text)?;
             }
-            out.write_all(&text)?;
         }
         out.write_all(if first { b"]" } else { b"\n  ]" })?;
         Ok(())
     }
+
+    /// The text of `entries`, each after its separator, asking the state for those whose
+    /// record is not held.
+    fn entries_here(&self, entries: &[(IpAddr, Option<u32>)]) -> Result<Vec<u8>> {
+        let mut text = Vec::new();
+        for (ip, place) in entries {
+            let entry = match place.and_then(|p| self.held.at(p)) {
+                Some(o) => Some((self.listed)(o)),
+                None => (self.not_held)(*ip)?,
+            };
+            if let Some(entry) = entry {
+                entry.write_pretty(&mut text, false)?;
+            }
+        }
+        Ok(text)
+    }
+}
+
+/// The text of `entries`, each after its separator, when every one's record is held (`None`
+/// when one is not).
+fn held_entries(
+    entries: &[(IpAddr, Option<u32>)],
+    held: &Observations,
+    listed: &Listing<'_>,
+) -> serde_json::Result<Option<Vec<u8>>> {
+    // The records are in the order their addresses were first read, not in the list's: each
+    // would be a cache miss of its own, waited for while its entry is written. A short loop
+    // reads a few dozen ahead first, so that their misses overlap.
+    const AHEAD: usize = 64;
+    let mut records: Vec<&Observation> = Vec::with_capacity(entries.len());
+    for (_, place) in entries {
+        match place.and_then(|p| held.at(p)) {
+            Some(o) => records.push(o),
+            None => return Ok(None),
+        }
+    }
+    let mut text = Vec::with_capacity(entries.len() * 200);
+    for records in records.chunks(AHEAD) {
+        // Every field an entry is made of: a record spans cache lines, each a miss.
+        let touched = records.iter().fold(0, |acc, o| {
+            let ip = crate::ingest::address_order(o.ip).1 as u64;
+            acc ^ o.hits
+                ^ ip
+                ^ o.first_seen as u64
+                ^ o.last_seen as u64
+                ^ u64::from(o.dst_ports.first().copied().unwrap_or(0))
+        });
+        std::hint::black_box(touched);
+        for o in records {
+            listed(o).write_pretty(&mut text, false)?;
+        }
+    }
+    Ok(Some(text))
 }
 
 /// The plain way to write the list, through serde_json's printer: what
@@ -214,9 +274,10 @@ impl Serialize for Unattributed<'_> {
         use serde::ser::{Error, SerializeSeq};
         let mut seq = out.serialize_seq(None)?;
         for (ip, place) in &self.entries {
-            let record = place.and_then(|p| self.held.at(p));
-            let entry =
-                (self.entry)(*ip, record).map_err(|e| S::Error::custom(format!("{e:#}")))?;
+            let entry = match place.and_then(|p| self.held.at(p)) {
+                Some(o) => Some((self.listed)(o)),
+                None => (self.not_held)(*ip).map_err(|e| S::Error::custom(format!("{e:#}")))?,
+            };
             if let Some(entry) = entry {
                 seq.serialize_element(&entry)?;
             }
@@ -245,18 +306,24 @@ pub(crate) fn print_json(
         })
         .collect();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    write_document(&mut out, &JsonHead { reports, summary }, unattributed)?;
+    write_document(
+        &mut out,
+        &JsonHead { reports, summary },
+        unattributed,
+        ENTRIES_A_PIECE,
+    )?;
     writeln!(out)?;
     out.flush()?;
     Ok(())
 }
 
-/// The document of `--json`: `head`'s members, then `unattributed`, as serde_json's pretty
-/// printer writes one object of them all.
+/// The document of `--json`: `head`'s members, then `unattributed` (written `piece` entries
+/// to a thread), as serde_json's pretty printer writes one object of them all.
 fn write_document(
     out: &mut impl Write,
     head: &JsonHead<'_>,
     unattributed: &Unattributed<'_>,
+    piece: usize,
 ) -> Result<()> {
     let text = serde_json::to_vec_pretty(head)?;
     // The head's object, open again for one more member.
@@ -265,7 +332,7 @@ fn write_document(
         .ok_or_else(|| anyhow::anyhow!("the JSON document's head does not end its object"))?;
     out.write_all(open)?;
     out.write_all(b",\n  \"unattributed\": ")?;
-    unattributed.write_pretty(out)?;
+    unattributed.write_pretty(out, piece)?;
     out.write_all(b"\n}")?;
     Ok(())
 }
@@ -562,6 +629,8 @@ mod tests {
         fn the_document_written_in_pieces_is_the_one_the_printer_writes_whole(
             sources in proptest::collection::vec(source(), 0..24),
             kathmandu in any::<bool>(),
+            // Entries written a piece at a time, side by side: pieces of one, a few, or all.
+            piece in prop_oneof![1usize..6, Just(ENTRIES_A_PIECE)],
         ) {
             // A zone whose offset is not whole hours, and UTC.
             let zone = if kathmandu {
@@ -607,10 +676,8 @@ mod tests {
             let list = Unattributed {
                 entries: entries.into_iter().collect(),
                 held: &held,
-                entry: Box::new(|ip, record| {
-                    let o = record.or_else(|| stored.get(&ip));
-                    Ok(o.map(|o| Listed::new(o, asns.get(&ip), zone)))
-                }),
+                listed: Box::new(|o| Listed::new(o, asns.get(&o.ip), zone)),
+                not_held: Box::new(|ip| Ok(stored.get(&ip).map(|o| Listed::new(o, asns.get(&ip), zone)))),
             };
             let summary = Summary {
                 lines_read: 7,
@@ -618,7 +685,7 @@ mod tests {
                 ..Summary::default()
             };
             let mut pieces = Vec::new();
-            write_document(&mut pieces, &JsonHead { reports: Vec::new(), summary }, &list)
+            write_document(&mut pieces, &JsonHead { reports: Vec::new(), summary }, &list, piece)
                 .unwrap();
             let whole = serde_json::to_vec_pretty(&Whole {
                 reports: Vec::new(),
