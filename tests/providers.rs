@@ -358,6 +358,57 @@ fn a_large_delta_is_split_into_numbered_parts_of_one_thread() {
     )));
 }
 
+/// Parts are made a few at a time, side by side: however many there are, and however they
+/// fall into batches, each is numbered in address order and every later one replies to the
+/// first.
+#[test]
+fn parts_made_side_by_side_are_numbered_in_order_and_all_reply_to_the_first() {
+    let s = example_with("");
+    let text = fs::read_to_string(s.path("config.toml"))
+        .unwrap()
+        .replace("[report]\n", "[report]\nmax_ips_per_message = 1\n");
+    fs::write(s.path("config.toml"), text).unwrap();
+    s.run(&["run"]).ok();
+    let history = s
+        .run(&["history", "--json", "--provider", "aws"])
+        .ok()
+        .json();
+    let mut rows = history.as_array().unwrap().clone();
+    let n = rows.len();
+    assert!(n >= 5, "one part per address: {n}");
+    let part = |row: &serde_json::Value| {
+        let subject = row["subject"].as_str().unwrap().to_string();
+        let k = (1..=n)
+            .find(|k| subject.ends_with(&format!("(part {k} of {n})")))
+            .unwrap_or_else(|| panic!("not numbered of {n}: {subject}"));
+        k
+    };
+    rows.sort_by_key(part);
+    let first_id = rows[0]["message_id"].as_str().unwrap().to_string();
+    let mut ips = Vec::new();
+    for (k, row) in rows.iter().enumerate() {
+        assert_eq!(part(row), k + 1);
+        let message = s.run(&["show", row["id"].as_str().unwrap()]).ok().stdout;
+        if k == 0 {
+            assert!(!message.contains("In-Reply-To:"), "{message}");
+        } else {
+            assert!(
+                message.contains(&format!("In-Reply-To: {first_id}")),
+                "part {} does not reply to the first:\n{message}",
+                k + 1
+            );
+        }
+        ips.extend(
+            string_list(&row["ips"])
+                .into_iter()
+                .map(|ip| ip.parse::<std::net::IpAddr>().unwrap()),
+        );
+    }
+    let mut sorted = ips.clone();
+    sorted.sort();
+    assert_eq!(ips, sorted, "parts in address order");
+}
+
 #[test]
 fn rereport_after_days_brings_back_attackers_still_at_it() {
     let mut s = Setup::new(&standard_config("rereport_after_days = 30"));
