@@ -11,7 +11,8 @@ pub(crate) fn threads() -> usize {
 
 /// `f` of each job, in the jobs' order, on up to [`threads`] threads (this one among them).
 /// Each job is taken by the first thread free, so that a long job does not hold the others
-/// back; with one job or one core, nothing is spawned.
+/// back; with one job or one core, nothing is spawned, and with no thread to be had, this one
+/// does every job.
 pub(crate) fn map_in_order<T: Send, R: Send>(jobs: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
     let workers = threads().min(jobs.len());
     if workers <= 1 {
@@ -32,7 +33,12 @@ pub(crate) fn map_in_order<T: Send, R: Send>(jobs: Vec<T>, f: impl Fn(T) -> R + 
     };
     std::thread::scope(|scope| {
         for _ in 1..workers {
-            scope.spawn(work);
+            // A thread the system refuses (a limit on tasks, no memory for a stack) is not
+            // waited for: the jobs go to the threads there are, this one at least.
+            let spawned = std::thread::Builder::new().spawn_scoped(scope, work);
+            if spawned.is_err() {
+                break;
+            }
         }
         work();
     });

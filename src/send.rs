@@ -585,6 +585,24 @@ impl Transport for Sendmail {
                 SendError::Transient(text)
             }
         })?;
+        // What it says on stderr is read on a thread of its own: a sendmail that neither
+        // exits nor stops talking must not hold the run. Started first: with no thread to be
+        // had (a limit on tasks), the message still goes, unheard.
+        let (pipe_tx, pipe_rx) = mpsc::channel::<std::process::ChildStderr>();
+        let (said_tx, said_rx) = mpsc::channel();
+        let reader = std::thread::Builder::new()
+            .name("sendmail".into())
+            .spawn(move || {
+                let mut said = Vec::new();
+                if let Ok(mut pipe) = pipe_rx.recv() {
+                    let _ = pipe.read_to_end(&mut said);
+                }
+                let _ = said_tx.send(said);
+            });
+        let stderr = match reader {
+            Ok(_) => Stdio::piped(),
+            Err(_) => Stdio::null(),
+        };
         // A process group of its own, so that at the deadline whatever it started (an MTA's
         // queue runner, a helper) is killed with it, not left to run on under init.
         let mut child = Command::new(&self.path)
@@ -593,7 +611,7 @@ impl Transport for Sendmail {
             .arg(&from.email)
             .stdin(Stdio::from(whole))
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(stderr)
             .spawn()
             .map_err(|e| {
                 let text = format!("mail.sendmail_path: cannot run {shown}: {e}");
@@ -608,17 +626,10 @@ impl Transport for Sendmail {
                     SendError::Transient(text)
                 }
             })?;
-        // Read on a thread of its own: a sendmail that neither exits nor stops talking must
-        // not hold the run.
-        let mut stderr = child.stderr.take();
-        let (said_tx, said_rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut said = Vec::new();
-            if let Some(e) = stderr.as_mut() {
-                let _ = e.read_to_end(&mut said);
-            }
-            let _ = said_tx.send(said);
-        });
+        if let Some(pipe) = child.stderr.take() {
+            let _ = pipe_tx.send(pipe);
+        }
+        drop(pipe_tx);
         let status = loop {
             match child.try_wait() {
                 Ok(Some(status)) => break status,

@@ -1197,28 +1197,40 @@ fn read_in_parts(
     if starts.len() == 1 {
         return ingest.feed(file.at(offset));
     }
-    let mut forks: Vec<Ingest<'_>> = (after.iter())
+    // Each behind a lock taken once, by whichever thread reads its piece.
+    let forks: Vec<std::sync::Mutex<Ingest<'_>>> = (after.iter())
         .map(|&t| {
             let mut fork = ingest.fork();
             fork.follows(t);
-            fork
+            std::sync::Mutex::new(fork)
         })
         .collect();
+    let piece = |i: usize| {
+        let (from, until) = (starts[i + 1], starts.get(i + 2).copied());
+        let mut fork = forks[i].lock().unwrap_or_else(|e| e.into_inner());
+        match until {
+            Some(until) => fork.feed(file.at_until(from, until)),
+            None => fork.feed(file.at(from)),
+        }
+    };
     let (first, rest) = std::thread::scope(|scope| {
-        let workers: Vec<_> = forks
-            .iter_mut()
-            .enumerate()
-            .map(|(i, fork)| {
-                let from = starts[i + 1];
-                let until = starts.get(i + 2).copied();
-                scope.spawn(move || match until {
-                    Some(until) => fork.feed(file.at_until(from, until)),
-                    None => fork.feed(file.at(from)),
-                })
+        // A piece whose thread the system refuses (a limit on tasks, no memory for a stack)
+        // is read by this thread after its own: slower, the same result.
+        let workers: Vec<_> = (0..forks.len())
+            .map(|i| {
+                std::thread::Builder::new()
+                    .name("read".into())
+                    .spawn_scoped(scope, move || piece(i))
+                    .ok()
             })
             .collect();
         let first = ingest.feed(file.at_until(offset, starts[1]));
-        let rest: Vec<_> = workers.into_iter().map(|w| w.join()).collect();
+        let rest: Vec<_> = (workers.into_iter().enumerate())
+            .map(|(i, worker)| match worker {
+                Some(thread) => thread.join().map_err(|_| ()),
+                None => Ok(piece(i)),
+            })
+            .collect();
         (first, rest)
     });
     let mut total = first?;
@@ -1229,7 +1241,7 @@ fn read_in_parts(
         return Err(lost());
     }
     for (i, read) in rest.into_iter().enumerate() {
-        let read = read.map_err(|_| io::Error::other("reading thread failed"))??;
+        let read = read.map_err(|()| io::Error::other("reading thread failed"))??;
         if let Some(until) = starts.get(i + 2)
             && read < until - starts[i + 1]
         {
@@ -1238,7 +1250,7 @@ fn read_in_parts(
         total += read;
     }
     for fork in forks {
-        ingest.absorb(fork);
+        ingest.absorb(fork.into_inner().unwrap_or_else(|e| e.into_inner()));
     }
     Ok(total)
 }

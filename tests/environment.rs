@@ -516,3 +516,59 @@ fn a_host_folder_above_the_files_of_a_glob_the_run_cannot_read_stops_it() {
         vec![vec!["3.5.140.2".to_string(), "3.5.140.3".to_string()]]
     );
 }
+
+/// A host with no thread to be had: a unit's `TasksMax` reached, or no memory left for a
+/// thread's stack. Here `RUST_MIN_STACK` asks for more address space than a process has, so
+/// the system refuses every thread for real. A log large enough to be read in parts, a report
+/// in several parts and an `unattributed` list of many pieces come out as they do with
+/// threads, and sendmail is still run: nothing panics, nothing is lost.
+#[test]
+fn with_no_thread_to_be_had_a_run_does_on_one_thread_what_it_does_on_several() {
+    use std::io::Write;
+    let config = standard_config("max_ips_per_message = 2").replace(
+        "transport = \"file\"\ndir = \"{dir}/outbox\"",
+        "transport = \"sendmail\"\nsendmail_path = \"{dir}/sendmail\"",
+    );
+    let mut s = Setup::new(&config);
+    healthy_sendmail(&s);
+    // 34 MiB (a file is read in parts from 32 MiB on): 7 EC2 addresses, and 10,000 in no
+    // provider, more than one piece of the list.
+    let mut log = std::io::BufWriter::new(fs::File::create(s.path("messages")).unwrap());
+    let (mut written, mut lines) = (0usize, 0u64);
+    while written < 34 << 20 {
+        let ip = match lines % 4 {
+            0 => format!("34.208.0.{}", lines / 4 % 7 + 1),
+            // The n-th line from no provider comes from the n-th of 10,000 addresses in turn.
+            k => {
+                let n = (lines / 4 * 3 + k - 1) % 10_000;
+                format!("81.2.{}.{}", n / 250, n % 250 + 1)
+            }
+        };
+        let t = lines / 100;
+        let line = drop_line(
+            &format!("10:{:02}:{:02}", t / 60 % 60, t % 60),
+            &ip,
+            "TCP",
+            22,
+        );
+        log.write_all(line.as_bytes()).unwrap();
+        written += line.len();
+        lines += 1;
+    }
+    log.flush().unwrap();
+    drop(log);
+    let threaded = s.run_bounded(&["preview", "--json"]).ok();
+    s.env
+        .push(("RUST_MIN_STACK".into(), (1u64 << 47).to_string()));
+    let alone = s.run_bounded(&["preview", "--json"]).ok();
+    assert!(
+        alone.stdout == threaded.stdout,
+        "one thread and several disagree"
+    );
+    let v = alone.json();
+    assert_eq!(v["summary"]["lines_read"], lines);
+    assert_eq!(v["reports"].as_array().unwrap().len(), 4);
+    assert_eq!(v["unattributed"].as_array().unwrap().len(), 10_000);
+    s.run_bounded(&["run"]).ok();
+    assert_eq!(sent_by_sendmail(&s), 4);
+}
