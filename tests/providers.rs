@@ -378,10 +378,9 @@ fn parts_made_side_by_side_are_numbered_in_order_and_all_reply_to_the_first() {
     assert!(n >= 5, "one part per address: {n}");
     let part = |row: &serde_json::Value| {
         let subject = row["subject"].as_str().unwrap().to_string();
-        let k = (1..=n)
+        (1..=n)
             .find(|k| subject.ends_with(&format!("(part {k} of {n})")))
-            .unwrap_or_else(|| panic!("not numbered of {n}: {subject}"));
-        k
+            .unwrap_or_else(|| panic!("not numbered of {n}: {subject}"))
     };
     rows.sort_by_key(part);
     let first_id = rows[0]["message_id"].as_str().unwrap().to_string();
