@@ -1417,6 +1417,31 @@ pub fn sort_addresses(ips: &mut [IpAddr]) {
     }
 }
 
+/// Sorts addresses each with a place as `(IpAddr, u32)`'s order does: the IPv4 ones as one
+/// 64-bit number each (address, then place), then the IPv6 ones as pairs of numbers. A flood's
+/// unattributed sources sort several times faster so than through [`address_order`].
+pub fn sort_places(entries: &mut [(IpAddr, u32)]) {
+    let mut v4: Vec<u64> = Vec::new();
+    let mut v6: Vec<(u128, u32)> = Vec::new();
+    for &(ip, place) in entries.iter() {
+        match ip {
+            IpAddr::V4(a) => v4.push(u64::from(a.to_bits()) << 32 | u64::from(place)),
+            IpAddr::V6(a) => v6.push((a.to_bits(), place)),
+        }
+    }
+    v4.sort_unstable();
+    v6.sort_unstable();
+    let v4 = v4.into_iter().map(|key| {
+        let ip = std::net::Ipv4Addr::from_bits((key >> 32) as u32);
+        (IpAddr::from(ip), key as u32)
+    });
+    let v6 = (v6.into_iter())
+        .map(|(bits, place)| (IpAddr::from(std::net::Ipv6Addr::from_bits(bits)), place));
+    for (slot, entry) in entries.iter_mut().zip(v4.chain(v6)) {
+        *slot = entry;
+    }
+}
+
 /// The slot of the next record: four billion records would not fit in memory long before
 /// an index of 32 bits ran out.
 fn slot(len: usize) -> u32 {
@@ -2035,7 +2060,7 @@ impl<'a> Ingest<'a> {
             .filter(|(_, s)| !s.in_provider)
             .map(|(place, s)| (s.ip, slot(place)))
             .collect();
-        unattributed.sort_unstable_by_key(|&(ip, place)| (address_order(ip), place));
+        sort_places(&mut unattributed);
         self.summary.ips_unattributed = unattributed.len() as u64;
         let own = self.own_lines();
         let windows = std::mem::take(&mut self.evidence);
@@ -2747,6 +2772,15 @@ mod tests {
             let mut plain = ips.clone();
             plain.sort();
             proptest::prop_assert_eq!(&fast, &plain);
+            // With places, repeated addresses among them: address first, then place.
+            let mut places: Vec<(IpAddr, u32)> = (ips.iter().zip(&raw))
+                .map(|(&ip, &(_, bits))| (ip, (bits >> 64) as u32 % 4 * (u32::MAX / 3)))
+                .chain(ips.iter().take(5).map(|&ip| (ip, 7)))
+                .collect();
+            let mut plain = places.clone();
+            plain.sort();
+            sort_places(&mut places);
+            proptest::prop_assert_eq!(&places, &plain);
             for pair in ips.windows(2) {
                 proptest::prop_assert_eq!(
                     address_order(pair[0]).cmp(&address_order(pair[1])),
