@@ -1288,6 +1288,18 @@ impl SlotIndex {
             }
         }
     }
+
+    /// Reads, through `touch`, every record the index would compare `ip` with, finding
+    /// nothing: a loop doing so for a few addresses ahead has their cache misses overlap
+    /// rather than wait for each in turn. What `touch` reads is folded into the answer.
+    fn touch(&self, ip: &IpAddr, touch: impl Fn(u32) -> u64) -> u64 {
+        let mut read = 0;
+        self.table.find(self.hasher.hash_one(ip), |&s| {
+            read ^= touch(s);
+            false
+        });
+        read
+    }
 }
 
 impl Observations {
@@ -1495,7 +1507,23 @@ impl Sources {
         // Taken from the end, in the order they were read.
         records.reverse();
         let mut since_shrink = 0;
+        // Records of this read that the next few will be merged into: each a cache miss.
+        const AHEAD: usize = 16;
+        let mut ahead = 0;
         while let Some(mut seen) = records.pop() {
+            if ahead == 0 {
+                let coming = &records[records.len().saturating_sub(AHEAD)..];
+                let mine = &self.records;
+                let touched = (coming.iter()).fold(0, |acc, s| {
+                    acc ^ (self.index).touch(&s.ip, |slot| {
+                        let r = &mine[slot as usize];
+                        address_order(r.ip).1 as u64 ^ r.hits ^ r.last_seen as u64
+                    })
+                });
+                std::hint::black_box(touched);
+                ahead = AHEAD;
+            }
+            ahead -= 1;
             // The lines of the other read are counted again as they are taken in.
             seen.first_lines = 0;
             let next = self.slot();
