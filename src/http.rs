@@ -172,7 +172,63 @@ pub fn agent(tls: ureq::tls::TlsConfig, deadline: std::time::Duration, local: bo
     if local {
         config = config.proxy(None);
     }
-    config.build().new_agent()
+    ureq::Agent::with_parts(
+        config.build(),
+        ureq::unversioned::transport::DefaultConnector::default(),
+        Lookup,
+    )
+}
+
+/// Names looked up as ureq's own resolver does: on a thread of their own, so that a lookup
+/// ends with the call's deadline. Its resolver spawns that thread with a panic if the system
+/// refuses it (a unit's `TasksMax` reached, no memory left for a thread's stack); here the
+/// lookup is then made on the calling thread, bounded by the system resolver's own timeouts.
+#[derive(Debug)]
+struct Lookup;
+
+impl ureq::unversioned::resolver::Resolver for Lookup {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        _config: &ureq::config::Config,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        use std::net::ToSocketAddrs;
+        let host = uri.host().ok_or(ureq::Error::HostNotFound)?;
+        let port = (uri.port_u16()).unwrap_or(if uri.scheme_str() == Some("http") {
+            80
+        } else {
+            443
+        });
+        let name = format!("{host}:{port}");
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let asked = name.clone();
+        let thread = std::thread::Builder::new()
+            .name("lookup".into())
+            .spawn(move || tx.send(asked.to_socket_addrs()).ok());
+        let found = match thread {
+            Ok(_) => match rx.recv_timeout(*timeout.after) {
+                Ok(found) => found?,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    return Err(ureq::Error::Timeout(timeout.reason));
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(ureq::Error::HostNotFound);
+                }
+            },
+            Err(_) => name.to_socket_addrs()?,
+        };
+        let mut addresses = self.empty();
+        for address in found {
+            if addresses.try_push(address).is_err() {
+                break;
+            }
+        }
+        if addresses.is_empty() {
+            return Err(ureq::Error::HostNotFound);
+        }
+        Ok(addresses)
+    }
 }
 
 #[cfg(test)]

@@ -572,3 +572,44 @@ fn with_no_thread_to_be_had_a_run_does_on_one_thread_what_it_does_on_several() {
     s.run_bounded(&["run"]).ok();
     assert_eq!(sent_by_sendmail(&s), 4);
 }
+
+/// With no thread to be had, a name the AWS Abuse Signal API is reached by is still looked
+/// up (the HTTP client looks names up on a thread of its own, for its deadline): the report
+/// fails as the call fails, and waits, rather than the run panicking.
+#[test]
+fn with_no_thread_to_be_had_an_api_report_waits_rather_than_the_run_panicking() {
+    // A loopback port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = standard_config("")
+        .replace(
+            "to = [\"ec2-abuse@amazon.com\"]\n",
+            "delivery = \"aws-abuse-api\"\n",
+        )
+        .replace(
+            "[mail]",
+            &format!(
+                "[aws_api]\nregion = \"us-east-1\"\nendpoint = \"http://127.0.0.1:{port}\"\ntimeout_secs = 20\n\n[mail]"
+            ),
+        );
+    let mut s = Setup::new(&config);
+    for (k, v) in [
+        ("AWS_ACCESS_KEY_ID", "AKIAABUSEMAILERTEST1"),
+        ("AWS_SECRET_ACCESS_KEY", "not-a-secret"),
+        ("AWS_SESSION_TOKEN", ""),
+        ("AWS_PROFILE", ""),
+        ("AWS_SHARED_CREDENTIALS_FILE", ""),
+        ("RUST_MIN_STACK", &(1u64 << 47).to_string()),
+    ] {
+        s.env.push((k.to_string(), v.to_string()));
+    }
+    s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    let ran = s.run_bounded(&["run"]);
+    assert!(!ran.stderr.contains("panicked"), "{}", ran.stderr);
+    assert_eq!(ran.code, 75, "{}", ran.stderr);
+    assert!(ran.stderr.contains("not delivered"), "{}", ran.stderr);
+    assert!(history(&s).iter().all(|r| r["status"] != "sent"));
+}
