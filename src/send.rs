@@ -587,7 +587,8 @@ impl Transport for Sendmail {
         })?;
         // What it says on stderr is read on a thread of its own: a sendmail that neither
         // exits nor stops talking must not hold the run. Started first: with no thread to be
-        // had (a limit on tasks), the message still goes, unheard.
+        // had (a limit on tasks), it says it into a file of no name instead, read once it has
+        // ended (a file never fills as a pipe does), so that a refusal still says why.
         let (pipe_tx, pipe_rx) = mpsc::channel::<std::process::ChildStderr>();
         let (said_tx, said_rx) = mpsc::channel();
         let reader = std::thread::Builder::new()
@@ -599,9 +600,18 @@ impl Transport for Sendmail {
                 }
                 let _ = said_tx.send(said);
             });
+        let mut said_file = None;
         let stderr = match reader {
             Ok(_) => Stdio::piped(),
-            Err(_) => Stdio::null(),
+            Err(_) => match crate::spool::unnamed_file(&std::env::temp_dir())
+                .and_then(|file| Ok((file.try_clone()?, file)))
+            {
+                Ok((theirs, ours)) => {
+                    said_file = Some(ours);
+                    Stdio::from(theirs)
+                }
+                Err(_) => Stdio::null(),
+            },
         };
         // A process group of its own, so that at the deadline whatever it started (an MTA's
         // queue runner, a helper) is killed with it, not left to run on under init.
@@ -657,9 +667,18 @@ impl Transport for Sendmail {
         };
         // The pipe may stay open in a child of sendmail's: wait for it a moment only.
         let settle = Instant::now() + Duration::from_secs(1);
-        let said = said_rx
-            .recv_timeout(settle.saturating_duration_since(Instant::now()))
-            .unwrap_or_default();
+        let said = match said_file {
+            Some(mut file) => {
+                let mut said = Vec::new();
+                if file.seek(std::io::SeekFrom::Start(0)).is_ok() {
+                    let _ = file.read_to_end(&mut said);
+                }
+                said
+            }
+            None => said_rx
+                .recv_timeout(settle.saturating_duration_since(Instant::now()))
+                .unwrap_or_default(),
+        };
         let said = clean_line(&String::from_utf8_lossy(&said), REMOTE_TEXT);
         match status.code() {
             // How much of its input an MTA read cannot be told (one that opens `/dev/stdin`

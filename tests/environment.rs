@@ -613,3 +613,23 @@ fn with_no_thread_to_be_had_an_api_report_waits_rather_than_the_run_panicking() 
     assert!(ran.stderr.contains("not delivered"), "{}", ran.stderr);
     assert!(history(&s).iter().all(|r| r["status"] != "sent"));
 }
+
+/// With no thread to be had, what sendmail says when it refuses a message is still read:
+/// the report it rejects for good is recorded with sendmail's reason, not an empty one.
+#[test]
+fn with_no_thread_to_be_had_a_sendmail_refusal_still_says_why() {
+    let mut s = sendmail_setup();
+    s.write(
+        "sendmail",
+        "#!/bin/sh\ncat > /dev/null\necho '550 5.1.1 <ec2-abuse@amazon.com>: no such user here' >&2\nexit 67\n",
+    );
+    s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    s.env
+        .push(("RUST_MIN_STACK".into(), (1u64 << 47).to_string()));
+    let ran = s.run_bounded(&["run"]);
+    assert!(!ran.stderr.contains("panicked"), "{}", ran.stderr);
+    assert!(ran.stderr.contains("no such user here"), "{}", ran.stderr);
+    assert_eq!(history(&s)[0]["status"], "rejected");
+    let listed = s.run(&["history"]).ok().stdout;
+    assert!(listed.contains("no such user here"), "{listed}");
+}
