@@ -190,17 +190,16 @@ impl ureq::unversioned::resolver::Resolver for Lookup {
     fn resolve(
         &self,
         uri: &ureq::http::Uri,
-        _config: &ureq::config::Config,
+        config: &ureq::config::Config,
         timeout: ureq::unversioned::transport::NextTimeout,
     ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
         use std::net::ToSocketAddrs;
-        let host = uri.host().ok_or(ureq::Error::HostNotFound)?;
-        let port = (uri.port_u16()).unwrap_or(if uri.scheme_str() == Some("http") {
-            80
-        } else {
-            443
-        });
-        let name = format!("{host}:{port}");
+        // "host:port" as ureq's own resolver makes it, with the scheme's port (a proxy's too).
+        let name = (uri.scheme().zip(uri.authority()))
+            .and_then(|(scheme, authority)| {
+                ureq::unversioned::resolver::DefaultResolver::host_and_port(scheme, authority)
+            })
+            .ok_or(ureq::Error::HostNotFound)?;
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let asked = name.clone();
         let thread = std::thread::Builder::new()
@@ -219,7 +218,7 @@ impl ureq::unversioned::resolver::Resolver for Lookup {
             Err(_) => name.to_socket_addrs()?,
         };
         let mut addresses = self.empty();
-        for address in found {
+        for address in config.ip_family().keep_wanted(found) {
             if addresses.try_push(address).is_err() {
                 break;
             }
