@@ -408,6 +408,41 @@ fn parts_made_side_by_side_are_numbered_in_order_and_all_reply_to_the_first() {
     assert_eq!(ips, sorted, "parts in address order");
 }
 
+/// A later run's parts, made side by side a few at a time, reply to the provider's first
+/// report, every one of them, the first part too: the thread is the earlier run's.
+#[test]
+fn parts_of_a_later_run_made_side_by_side_all_reply_to_the_first_report() {
+    let s = Setup::new(&standard_config("max_ips_per_message = 1"));
+    s.write("messages", &drop_line("10:00:00", "34.208.0.1", "TCP", 22));
+    s.run(&["run"]).ok();
+    let root = history(&s)[0]["message_id"].as_str().unwrap().to_string();
+    let mut later = String::new();
+    for k in (2..=8).rev() {
+        later.push_str(&drop_line("11:00:00", &format!("34.208.0.{k}"), "TCP", 22));
+    }
+    s.append("messages", &later);
+    s.run(&["run"]).ok();
+    let rows: Vec<_> = (history(&s).into_iter())
+        .filter(|r| r["message_id"] != root.as_str())
+        .collect();
+    assert_eq!(rows.len(), 7);
+    for row in rows {
+        let subject = row["subject"].as_str().unwrap();
+        let ip = string_list(&row["ips"])[0].clone();
+        // Parts are numbered in address order: 34.208.0.2 is the first.
+        let k: u32 = ip.rsplit('.').next().unwrap().parse().unwrap();
+        assert!(
+            subject.ends_with(&format!("(part {} of 7)", k - 1)),
+            "{ip}: {subject}"
+        );
+        let message = s.run(&["show", row["id"].as_str().unwrap()]).ok().stdout;
+        assert!(
+            message.contains(&format!("In-Reply-To: {root}")),
+            "{ip} does not reply to the first report:\n{message}"
+        );
+    }
+}
+
 #[test]
 fn rereport_after_days_brings_back_attackers_still_at_it() {
     let mut s = Setup::new(&standard_config("rereport_after_days = 30"));
