@@ -474,6 +474,10 @@ fn tls_failure(e: &dyn std::error::Error) -> bool {
 /// Longest text of a server's or a program's own that an error or a log line repeats.
 const REMOTE_TEXT: usize = 500;
 
+/// How much of what sendmail says on stderr is kept, whatever it goes on to say: enough for
+/// the line a refusal is recorded with.
+const SAID_KEPT: u64 = 64 << 10;
+
 /// A server's reply as an error repeats it: on one line, without control characters or
 /// invisible formatting (the server's text reaches a terminal and the state).
 fn reply_text(reply: &lettre::transport::smtp::response::Response) -> String {
@@ -585,34 +589,6 @@ impl Transport for Sendmail {
                 SendError::Transient(text)
             }
         })?;
-        // What it says on stderr is read on a thread of its own: a sendmail that neither
-        // exits nor stops talking must not hold the run. Started first: with no thread to be
-        // had (a limit on tasks), it says it into a file of no name instead, read once it has
-        // ended (a file never fills as a pipe does), so that a refusal still says why.
-        let (pipe_tx, pipe_rx) = mpsc::channel::<std::process::ChildStderr>();
-        let (said_tx, said_rx) = mpsc::channel();
-        let reader = std::thread::Builder::new()
-            .name("sendmail".into())
-            .spawn(move || {
-                let mut said = Vec::new();
-                if let Ok(mut pipe) = pipe_rx.recv() {
-                    let _ = pipe.read_to_end(&mut said);
-                }
-                let _ = said_tx.send(said);
-            });
-        let mut said_file = None;
-        let stderr = match reader {
-            Ok(_) => Stdio::piped(),
-            Err(_) => match crate::spool::unnamed_file(&std::env::temp_dir())
-                .and_then(|file| Ok((file.try_clone()?, file)))
-            {
-                Ok((theirs, ours)) => {
-                    said_file = Some(ours);
-                    Stdio::from(theirs)
-                }
-                Err(_) => Stdio::null(),
-            },
-        };
         // A process group of its own, so that at the deadline whatever it started (an MTA's
         // queue runner, a helper) is killed with it, not left to run on under init.
         let mut child = Command::new(&self.path)
@@ -621,7 +597,7 @@ impl Transport for Sendmail {
             .arg(&from.email)
             .stdin(Stdio::from(whole))
             .stdout(Stdio::null())
-            .stderr(stderr)
+            .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| {
                 let text = format!("mail.sendmail_path: cannot run {shown}: {e}");
@@ -636,11 +612,13 @@ impl Transport for Sendmail {
                     SendError::Transient(text)
                 }
             })?;
-        if let Some(pipe) = child.stderr.take() {
-            let _ = pipe_tx.send(pipe);
-        }
-        drop(pipe_tx);
+        // What it says on stderr is read while it runs, as much as is there each time it is
+        // looked at, never waiting: a sendmail that neither exits nor stops talking must not
+        // hold the run, nor block on a full pipe, nor fill the run's memory (the first of it
+        // is kept). No thread is needed for it.
+        let mut said = Said::new(child.stderr.take());
         let status = loop {
+            said.read_what_is_there();
             match child.try_wait() {
                 Ok(Some(status)) => break status,
                 Ok(None) if Instant::now() >= deadline => {
@@ -661,24 +639,16 @@ impl Transport for Sendmail {
                         TIMEOUTS_PER_MESSAGE
                     )));
                 }
-                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+                Ok(None) => said.wait(Duration::from_millis(20)),
                 Err(e) => return Err(SendError::Transient(format!("{shown}: {e}"))),
             }
         };
-        // The pipe may stay open in a child of sendmail's: wait for it a moment only.
+        // The pipe may stay open in a child of sendmail's: read on a moment only.
         let settle = Instant::now() + Duration::from_secs(1);
-        let said = match said_file {
-            Some(mut file) => {
-                let mut said = Vec::new();
-                if file.seek(std::io::SeekFrom::Start(0)).is_ok() {
-                    let _ = file.read_to_end(&mut said);
-                }
-                said
-            }
-            None => said_rx
-                .recv_timeout(settle.saturating_duration_since(Instant::now()))
-                .unwrap_or_default(),
-        };
+        while !said.read_what_is_there() && Instant::now() < settle {
+            said.wait(Duration::from_millis(20));
+        }
+        let said = said.kept;
         let said = clean_line(&String::from_utf8_lossy(&said), REMOTE_TEXT);
         match status.code() {
             // How much of its input an MTA read cannot be told (one that opens `/dev/stdin`
@@ -699,6 +669,83 @@ impl Transport for Sendmail {
                 "{shown} was killed by a signal"
             ))),
         }
+    }
+}
+
+/// What a sendmail says on stderr, read without ever waiting for it: the first [`SAID_KEPT`]
+/// bytes kept, the rest read and let go.
+struct Said {
+    pipe: Option<std::process::ChildStderr>,
+    kept: Vec<u8>,
+}
+
+impl Said {
+    fn new(pipe: Option<std::process::ChildStderr>) -> Self {
+        use std::os::fd::AsRawFd;
+        // A read that would wait returns at once instead. Should the pipe refuse that, it is
+        // not read at all: a read that waits could hold the run past its deadline.
+        let pipe = pipe.filter(|p| {
+            let fd = p.as_raw_fd();
+            // SAFETY: fcntl(2) on the pipe's read end, a descriptor `p` owns while it lives:
+            // it reads and sets that descriptor's flags, and touches no memory.
+            unsafe {
+                let flags = libc::fcntl(fd, libc::F_GETFL);
+                flags >= 0 && libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) == 0
+            }
+        });
+        Said {
+            pipe,
+            kept: Vec::new(),
+        }
+    }
+
+    /// Waits up to `at_most` for something to read (or the pipe's end), no longer; with no
+    /// pipe to read, waits `at_most`.
+    fn wait(&self, at_most: Duration) {
+        use std::os::fd::AsRawFd;
+        let Some(pipe) = &self.pipe else {
+            std::thread::sleep(at_most);
+            return;
+        };
+        let mut watched = libc::pollfd {
+            fd: pipe.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = libc::c_int::try_from(at_most.as_millis()).unwrap_or(libc::c_int::MAX);
+        // SAFETY: poll(2) is given one pollfd that lives on this stack for the call, and a
+        // count of one; it writes only that pollfd's `revents`.
+        let ready = unsafe { libc::poll(&mut watched, 1, ms) };
+        if ready < 0 {
+            // Interrupted, or refused: the wait is not what holds the run back.
+            std::thread::sleep(at_most);
+        }
+    }
+
+    /// Reads what is in the pipe now, up to 4 MiB (so that a sendmail talking without end
+    /// still lets the caller look at the clock); `true` once the pipe has ended.
+    fn read_what_is_there(&mut self) -> bool {
+        let Some(pipe) = self.pipe.as_mut() else {
+            return true;
+        };
+        let mut buf = vec![0u8; 1 << 16];
+        for _ in 0..64 {
+            match pipe.read(&mut buf) {
+                Ok(n) if n > 0 => {
+                    let room = usize::try_from(SAID_KEPT).unwrap_or(usize::MAX);
+                    let room = room.saturating_sub(self.kept.len());
+                    self.kept.extend_from_slice(&buf[..n.min(room)]);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+                // Its end, or a pipe that cannot be read: nothing more will come.
+                _ => {
+                    self.pipe = None;
+                    return true;
+                }
+            }
+        }
+        false
     }
 }
 

@@ -633,3 +633,47 @@ fn with_no_thread_to_be_had_a_sendmail_refusal_still_says_why() {
     let listed = s.run(&["history"]).ok().stdout;
     assert!(listed.contains("no such user here"), "{listed}");
 }
+
+/// A sendmail that says far more than a reason on stderr (a loop, a debug switch left on)
+/// before it refuses the message: the run keeps the first of it and reads the rest away,
+/// with a reading thread and without one. Under an address space of 1 GiB, 1.5 GB of it
+/// held in memory would end the run.
+#[test]
+fn a_sendmail_that_says_too_much_is_heard_only_in_part() {
+    use std::os::unix::process::CommandExt;
+    for threads in [true, false] {
+        let mut s = sendmail_setup();
+        s.write(
+            "sendmail",
+            "#!/bin/sh\ncat > /dev/null\necho 'refused: no such user here' >&2\nhead -c 1500000000 /dev/zero | tr '\\0' x >&2\nexit 67\n",
+        );
+        s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+        if !threads {
+            s.env
+                .push(("RUST_MIN_STACK".into(), (1u64 << 47).to_string()));
+        }
+        let mut run = s.command(&["run"]);
+        // SAFETY: setrlimit(2) in the child between fork and exec touches no memory shared
+        // with the parent.
+        unsafe {
+            run.pre_exec(|| {
+                let limit = libc::rlimit {
+                    rlim_cur: 1 << 30,
+                    rlim_max: 1 << 30,
+                };
+                if libc::setrlimit(libc::RLIMIT_AS, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let ran = Ran::from(run.output().unwrap());
+        assert!(!ran.stderr.contains("panicked"), "{}", ran.stderr);
+        assert!(
+            ran.stderr.contains("refused: no such user here"),
+            "threads {threads}: {}",
+            ran.stderr
+        );
+        assert_eq!(history(&s)[0]["status"], "rejected", "threads {threads}");
+    }
+}
