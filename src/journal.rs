@@ -5,7 +5,7 @@
 //! through the same ingest as file lines, so parsing, counting and evidence are identical.
 //! After `reread`, the stored cursor stands for "the whole journal" or "since a time".
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Seek};
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
@@ -93,10 +93,19 @@ pub fn read(
         }
         None => {}
     }
+    // What journalctl says goes to a file of no name, read once it has ended: through a
+    // pipe not read until then, 64 KiB of warnings (a journal of many damaged files) would
+    // stop it mid-write, and the run with it, for ever.
+    let said =
+        crate::spool::unnamed_file(&std::env::temp_dir()).and_then(|f| Ok((f.try_clone()?, f)));
+    let (stderr, mut said) = match said {
+        Ok((theirs, ours)) => (Stdio::from(theirs), Some(ours)),
+        Err(_) => (Stdio::null(), None),
+    };
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(stderr)
         .spawn()
         .context("source journald: cannot run journalctl")?;
     let stdout = child.stdout.take().context("source journald: no output")?;
@@ -123,11 +132,14 @@ pub fn read(
         }
     }
     ingest.feed(batch.as_slice())?;
-    let mut stderr = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        let _ = e.read_to_string(&mut stderr);
-    }
     let status = child.wait().context("source journald: journalctl")?;
+    let mut stderr = Vec::new();
+    if let Some(file) = said.as_mut()
+        && file.seek(std::io::SeekFrom::Start(0)).is_ok()
+    {
+        let _ = file.take(64 << 10).read_to_end(&mut stderr);
+    }
+    let stderr = String::from_utf8_lossy(&stderr);
     if !status.success() {
         bail!(
             "source journald: journalctl exited with {status}: {}",

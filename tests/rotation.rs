@@ -1356,3 +1356,36 @@ fn a_host_folder_renamed_and_its_log_rotated_before_a_run_counts_every_packet_on
         [s.path("remote/hostb/messages").to_string_lossy()]
     );
 }
+
+/// A journal of many damaged files: journalctl warns about each on stderr (200 KiB of it)
+/// before it prints the entries. The run neither stops on a full pipe nor loses the entries;
+/// when journalctl then fails, its first words say why.
+#[test]
+fn journalctl_warning_at_length_stops_no_run() {
+    let mut s =
+        Setup::new(&standard_config("").replace("path = \"{dir}/messages\"", "journald = true"));
+    let path = fake_journalctl(&s);
+    s.env.push(("PATH".into(), path));
+    let real = s.path("bin/journalctl-real");
+    fs::rename(s.path("bin/journalctl"), &real).unwrap();
+    let talkative = format!(
+        "#!/bin/sh\ni=0\nwhile [ $i -lt 2000 ]; do echo \"Journal file /var/log/journal/x/system@$i.journal~ is truncated, ignoring file.\" >&2; i=$((i+1)); done\n{} \"$@\"\nexit $(cat {}/status 2>/dev/null || echo 0)\n",
+        real.display(),
+        s.dir.path().display()
+    );
+    s.write("bin/journalctl", &talkative);
+    fs::set_permissions(s.path("bin/journalctl"), fs::Permissions::from_mode(0o755)).unwrap();
+    let entries: String = (1..=3).map(|n| journal_entry(n, IPS[2]) + "\n").collect();
+    s.write("journal.json", &entries);
+    let v = s.run_bounded(&["preview", "--json"]).ok().json();
+    assert_eq!(v["reports"][0]["ips"][0]["hits"], 3);
+    s.write("status", "1");
+    let failed = s.run_bounded(&["run"]);
+    assert_eq!(failed.code, 1, "{}", failed.stderr);
+    assert!(
+        failed.stderr.contains("journalctl exited with")
+            && failed.stderr.contains("system@0.journal~ is truncated"),
+        "{}",
+        failed.stderr
+    );
+}
