@@ -240,8 +240,15 @@ impl<T: Ord> SmallSet<T> {
 }
 
 impl<T: Ord> FromIterator<T> for SmallSet<T> {
+    /// No vector for none or one value, the most common sets (a source's one provider).
     fn from_iter<I: IntoIterator<Item = T>>(iter: I) -> Self {
-        let mut values: Vec<T> = iter.into_iter().collect();
+        let mut iter = iter.into_iter();
+        let (first, second) = match (iter.next(), iter.next()) {
+            (None, _) => return SmallSet::new(),
+            (Some(one), None) => return SmallSet(Repr::One(one)),
+            (Some(first), Some(second)) => (first, second),
+        };
+        let mut values: Vec<T> = [first, second].into_iter().chain(iter).collect();
         values.sort();
         values.dedup();
         Self::from_sorted(values)
@@ -2685,6 +2692,21 @@ mod tests {
                 }
             })
             .collect()
+    }
+
+    proptest::proptest! {
+        /// A set collected from values holds them ascending, each once, however few: the
+        /// plain sorted, deduplicated vector is the reference.
+        #[test]
+        fn a_set_collected_holds_its_values_ascending_once(
+            values in proptest::collection::vec(0u16..8, 0..6),
+        ) {
+            let set: SmallSet<u16> = values.iter().copied().collect();
+            let mut plain = values.clone();
+            plain.sort_unstable();
+            plain.dedup();
+            proptest::prop_assert_eq!(set.iter().copied().collect::<Vec<_>>(), plain);
+        }
     }
 
     proptest::proptest! {
