@@ -965,18 +965,12 @@ impl Ports {
     }
 
     /// The bounded sets of destination and source ports.
-    /// The sets of ports held in place, made without taking the record (`None` for ports
-    /// set aside, whose vectors become the sets as they are).
-    fn sets_in_place(&self) -> Option<(SmallSet<u16>, SmallSet<u16>)> {
+    /// Whether the sets made of these ports would take an allocation: ports in place, of
+    /// one kind at least two.
+    fn sets_allocate(&self) -> bool {
         match self {
-            Ports::InPlace { .. } => {
-                let (dst, src) = self.both();
-                Some((
-                    smallest_set(dst.iter().copied(), MAX_PORTS),
-                    smallest_set(src.iter().copied(), MAX_SMALL_SET),
-                ))
-            }
-            Ports::Aside { .. } => None,
+            Ports::InPlace { dst, src, .. } => *dst >= 2 || *src >= 2,
+            Ports::Aside { .. } => false,
         }
     }
 
@@ -1205,12 +1199,7 @@ impl Seen {
     }
 
     /// The observation the record stands for; the values it set aside leave `t`.
-    /// The observation the record becomes; `ports`, its port sets if already made.
-    fn into_observation(
-        self,
-        t: &mut Tables,
-        ports: Option<(SmallSet<u16>, SmallSet<u16>)>,
-    ) -> Observation {
+    fn into_observation(self, t: &mut Tables) -> Observation {
         let Tables { dsts, hosts, aside } = t;
         // Taken from its entry: most records have none.
         let mut aside = aside.get_mut(self.aside as usize);
@@ -1227,10 +1216,7 @@ impl Seen {
                 MAX_SMALL_SET,
             ),
         };
-        (o.dst_ports, o.src_ports) = match ports {
-            Some(sets) => sets,
-            None => self.ports.into_sets(),
-        };
+        (o.dst_ports, o.src_ports) = self.ports.into_sets();
         o.dsts = match self.dst {
             ASIDE => {
                 let held = aside.as_deref_mut().map(|a| std::mem::take(&mut a.dsts));
@@ -1583,25 +1569,24 @@ impl Sources {
     fn into_observations(self) -> Observations {
         let Sources {
             index,
-            records,
+            mut records,
             mut tables,
         } = self;
-        // Port sets are what allocates: made side by side first, a slice of the records to
-        // each core, then taken in as each record becomes its observation where it lies.
+        // Port sets are what allocates: the ports of each record whose sets would are set
+        // aside in the record, as the sets' sorted vectors, side by side first, a slice of the
+        // records to each core. The records then become observations where they lie, taking
+        // those vectors as they are.
         let slice = records
             .len()
             .div_ceil(crate::parallel::threads())
             .max(1 << 12);
-        let ports: Vec<_> = crate::parallel::map_in_order(records.chunks(slice).collect(), |c| {
-            c.iter()
-                .map(|s| s.ports.sets_in_place())
-                .collect::<Vec<_>>()
-        })
-        .into_iter()
-        .flatten()
-        .collect();
-        let observations = (records.into_iter().zip(ports))
-            .map(|(seen, ports)| seen.into_observation(&mut tables, ports))
+        crate::parallel::map_in_order(records.chunks_mut(slice).collect(), |slice| {
+            for seen in slice.iter_mut().filter(|s| s.ports.sets_allocate()) {
+                seen.ports.set_aside();
+            }
+        });
+        let observations = (records.into_iter())
+            .map(|seen| seen.into_observation(&mut tables))
             .collect();
         Observations {
             index,
