@@ -8,7 +8,10 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Ran, Setup, drop_line, history, repo, standard_config, tool, with_other_provider};
+use common::{
+    Ran, Setup, drop_line, history, repo, standard_config, through_aws_api, tool,
+    with_other_provider,
+};
 use serde_json::{Value, json};
 
 const KEY: &str = "AKIAABUSEMAILERTEST1";
@@ -136,18 +139,11 @@ impl Drop for Stub {
 
 /// A setup whose `aws` provider delivers through the stub, credentials in the environment.
 fn setup(stub: &Stub, extra: &str) -> Setup {
-    let config = standard_config("")
-        .replace(
-            "to = [\"ec2-abuse@amazon.com\"]\n",
-            "delivery = \"aws-abuse-api\"\n",
-        )
-        .replace(
-            "[mail]",
-            &format!(
-                "[aws_api]\nregion = \"us-east-1\"\nendpoint = \"{}\"\ntimeout_secs = 20\n{extra}\n\n[mail]",
-                stub.endpoint()
-            ),
-        );
+    let config = through_aws_api(
+        &standard_config(""),
+        &stub.endpoint(),
+        &format!("timeout_secs = 20\n{extra}"),
+    );
     let mut s = Setup::new(&config);
     credentials_in_env(&mut s);
     s
@@ -727,19 +723,11 @@ fn a_provider_switched_between_mail_and_the_api_loses_no_address() {
     credentials_in_env(&mut m);
     attack(&m, &THREE[..1]);
     assert_eq!(m.run(&["run"]).code, 75, "nobody listens on port 9");
-    let text = std::fs::read_to_string(m.path("config.toml"))
-        .unwrap()
-        .replace(
-            "to = [\"ec2-abuse@amazon.com\"]\n",
-            "delivery = \"aws-abuse-api\"\n",
-        )
-        .replace(
-            "[mail]",
-            &format!(
-                "[aws_api]\nregion = \"us-east-1\"\nendpoint = \"{}\"\ntimeout_secs = 20\n\n[mail]",
-                stub2.endpoint()
-            ),
-        );
+    let text = through_aws_api(
+        &std::fs::read_to_string(m.path("config.toml")).unwrap(),
+        &stub2.endpoint(),
+        "timeout_secs = 20",
+    );
     std::fs::write(m.path("config.toml"), text).unwrap();
     m.now = "2026-01-26T09:00:00Z".into();
     assert_eq!(

@@ -601,17 +601,7 @@ fn api_report_waiting() -> Setup {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let endpoint = format!("http://127.0.0.1:{}", closed.local_addr().unwrap().port());
     drop(closed);
-    let config = standard_config("")
-        .replace(
-            "to = [\"ec2-abuse@amazon.com\"]\n",
-            "delivery = \"aws-abuse-api\"\n",
-        )
-        .replace(
-            "[mail]",
-            &format!(
-                "[aws_api]\nregion = \"us-east-1\"\nendpoint = \"{endpoint}\"\ntimeout_secs = 5\n\n[mail]"
-            ),
-        );
+    let config = through_aws_api(&standard_config(""), &endpoint, "timeout_secs = 5");
     let mut s = Setup::new(&config);
     for (k, v) in [
         ("AWS_ACCESS_KEY_ID", "AKIAABUSEMAILERTEST1"),

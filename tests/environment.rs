@@ -584,17 +584,11 @@ fn with_no_thread_to_be_had_an_api_report_waits_rather_than_the_run_panicking() 
         .local_addr()
         .unwrap()
         .port();
-    let config = standard_config("")
-        .replace(
-            "to = [\"ec2-abuse@amazon.com\"]\n",
-            "delivery = \"aws-abuse-api\"\n",
-        )
-        .replace(
-            "[mail]",
-            &format!(
-                "[aws_api]\nregion = \"us-east-1\"\nendpoint = \"http://127.0.0.1:{port}\"\ntimeout_secs = 20\n\n[mail]"
-            ),
-        );
+    let config = through_aws_api(
+        &standard_config(""),
+        &format!("http://127.0.0.1:{port}"),
+        "timeout_secs = 20",
+    );
     let mut s = Setup::new(&config);
     for (k, v) in [
         ("AWS_ACCESS_KEY_ID", "AKIAABUSEMAILERTEST1"),

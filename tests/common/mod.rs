@@ -285,6 +285,22 @@ dir = "{{dir}}/outbox"
     )
 }
 
+/// `config` with its `aws` provider delivering through the AWS Abuse Signal API at `endpoint`,
+/// its `[aws_api]` section holding `section` lines too (`timeout_secs = 20`, say).
+pub fn through_aws_api(config: &str, endpoint: &str, section: &str) -> String {
+    config
+        .replace(
+            "to = [\"ec2-abuse@amazon.com\"]\n",
+            "delivery = \"aws-abuse-api\"\n",
+        )
+        .replace(
+            "[mail]",
+            &format!(
+                "[aws_api]\nregion = \"us-east-1\"\nendpoint = \"{endpoint}\"\n{section}\n\n[mail]"
+            ),
+        )
+}
+
 /// `config` with a second provider, `other`, holding the fixture's plain CIDR ranges
 /// (81.2.69.0/24 among them), its desk `abuse@other.example`.
 pub fn with_other_provider(config: &str) -> String {
