@@ -314,6 +314,21 @@ fn other_services_are_not_the_providers_even_by_asn() {
     assert!(ip_list(&v["unattributed"]).contains(&"54.239.28.85".to_string()));
 }
 
+/// Runs `s` once with `max_ips_per_message = max`; the `aws` rows of its history.
+fn run_in_parts(s: &Setup, max: usize) -> Vec<serde_json::Value> {
+    let text = fs::read_to_string(s.path("config.toml")).unwrap().replace(
+        "[report]\n",
+        &format!("[report]\nmax_ips_per_message = {max}\n"),
+    );
+    fs::write(s.path("config.toml"), text).unwrap();
+    s.run(&["run"]).ok();
+    let history = s
+        .run(&["history", "--json", "--provider", "aws"])
+        .ok()
+        .json();
+    history.as_array().unwrap().clone()
+}
+
 #[test]
 fn a_large_delta_is_split_into_numbered_parts_of_one_thread() {
     let s = example_with("").clone_with_provider(
@@ -321,16 +336,7 @@ fn a_large_delta_is_split_into_numbered_parts_of_one_thread() {
         "x@example.net",
         "{repo}/fixtures/ranges/other-cloud.txt",
     );
-    let text = fs::read_to_string(s.path("config.toml"))
-        .unwrap()
-        .replace("[report]\n", "[report]\nmax_ips_per_message = 4\n");
-    fs::write(s.path("config.toml"), text).unwrap();
-    s.run(&["run"]).ok();
-    let history = s
-        .run(&["history", "--json", "--provider", "aws"])
-        .ok()
-        .json();
-    let rows = history.as_array().unwrap();
+    let rows = run_in_parts(&s, 4);
     assert_eq!(rows.len(), 2);
     assert_eq!(
         rows[0]["ips"].as_array().unwrap().len() + rows[1]["ips"].as_array().unwrap().len(),
@@ -364,16 +370,7 @@ fn a_large_delta_is_split_into_numbered_parts_of_one_thread() {
 #[test]
 fn parts_made_side_by_side_are_numbered_in_order_and_all_reply_to_the_first() {
     let s = example_with("");
-    let text = fs::read_to_string(s.path("config.toml"))
-        .unwrap()
-        .replace("[report]\n", "[report]\nmax_ips_per_message = 1\n");
-    fs::write(s.path("config.toml"), text).unwrap();
-    s.run(&["run"]).ok();
-    let history = s
-        .run(&["history", "--json", "--provider", "aws"])
-        .ok()
-        .json();
-    let mut rows = history.as_array().unwrap().clone();
+    let mut rows = run_in_parts(&s, 1);
     let n = rows.len();
     assert!(n >= 5, "one part per address: {n}");
     let part = |row: &serde_json::Value| {
