@@ -4,9 +4,14 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// How many jobs run at once: one per core the machine gives this process.
+/// Threads at most, however many cores: the work done side by side after the read takes tens
+/// of milliseconds, and each thread holds its job's output (a rendered part, a piece of a
+/// list) until the jobs of its batch are done.
+const MOST: usize = 8;
+
+/// How many jobs run at once: one per core the machine gives this process, up to [`MOST`].
 pub(crate) fn threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(MOST))
 }
 
 /// `f` of each job, in the jobs' order, on up to [`threads`] threads (this one among them).
