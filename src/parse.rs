@@ -623,6 +623,23 @@ fn ipv4(text: &[u8]) -> Option<std::net::Ipv4Addr> {
     (at == text.len()).then(|| std::net::Ipv4Addr::from(octets))
 }
 
+/// Each byte's value as a hex digit, either case; 255 for a byte that is none: one load per
+/// digit of an IPv6 address, not a test of its ranges.
+const HEX: [u8; 256] = {
+    let mut table = [255u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = match b as u8 {
+            d @ b'0'..=b'9' => d - b'0',
+            d @ b'a'..=b'f' => d - b'a' + 10,
+            d @ b'A'..=b'F' => d - b'A' + 10,
+            _ => 255,
+        };
+        b += 1;
+    }
+    table
+};
+
 /// IPv6 as the kernel prints it: groups of up to four hex digits, one `::` at most. `None`
 /// for anything else (an embedded IPv4 address, a zone, junk), which is left to `std`; what
 /// this reads, `std` reads the same (a test holds it to that).
@@ -642,10 +659,11 @@ fn ipv6(text: &[u8]) -> Option<std::net::Ipv6Addr> {
     while i < len {
         let (mut value, mut digits) = (0u16, 0);
         while i < len && digits < 4 {
-            let Some(d) = char::from(text[i]).to_digit(16) else {
+            let d = HEX[usize::from(text[i])];
+            if d > 15 {
                 break;
-            };
-            value = value << 4 | d as u16;
+            }
+            value = value << 4 | u16::from(d);
             digits += 1;
             i += 1;
         }
