@@ -964,7 +964,6 @@ impl Ports {
         };
     }
 
-    /// The bounded sets of destination and source ports.
     /// Whether the sets made of these ports would take an allocation: ports in place, of
     /// one kind at least two.
     fn sets_allocate(&self) -> bool {
@@ -974,6 +973,7 @@ impl Ports {
         }
     }
 
+    /// The bounded sets of destination and source ports.
     fn into_sets(self) -> (SmallSet<u16>, SmallSet<u16>) {
         match self {
             Ports::InPlace { .. } => {
@@ -1400,50 +1400,55 @@ pub fn address_order(ip: IpAddr) -> (bool, u128) {
 /// Sorts `ips` as `IpAddr`'s order does (see [`address_order`]): the IPv4 addresses as 32-bit
 /// numbers, then the IPv6 ones as 128-bit numbers.
 pub fn sort_addresses(ips: &mut [IpAddr]) {
-    let mut v4: Vec<u32> = Vec::new();
-    let mut v6: Vec<u128> = Vec::new();
-    for ip in ips.iter() {
-        match ip {
-            IpAddr::V4(a) => v4.push(a.to_bits()),
-            IpAddr::V6(a) => v6.push(a.to_bits()),
-        }
-    }
-    v4.sort_unstable();
-    v6.sort_unstable();
-    let sorted = (v4
-        .into_iter()
-        .map(|b| IpAddr::from(std::net::Ipv4Addr::from_bits(b))))
-    .chain(
-        v6.into_iter()
-            .map(|b| IpAddr::from(std::net::Ipv6Addr::from_bits(b))),
+    sort_as_numbers(
+        ips,
+        |ip| match ip {
+            IpAddr::V4(a) => Ok(a.to_bits()),
+            IpAddr::V6(a) => Err(a.to_bits()),
+        },
+        |bits| IpAddr::from(std::net::Ipv4Addr::from_bits(bits)),
+        |bits| IpAddr::from(std::net::Ipv6Addr::from_bits(bits)),
     );
-    for (slot, ip) in ips.iter_mut().zip(sorted) {
-        *slot = ip;
-    }
 }
 
 /// Sorts addresses each with a place as `(IpAddr, u32)`'s order does: the IPv4 ones as one
 /// 64-bit number each (address, then place), then the IPv6 ones as pairs of numbers. A flood's
 /// unattributed sources sort several times faster so than through [`address_order`].
 pub fn sort_places(entries: &mut [(IpAddr, u32)]) {
-    let mut v4: Vec<u64> = Vec::new();
-    let mut v6: Vec<(u128, u32)> = Vec::new();
-    for &(ip, place) in entries.iter() {
-        match ip {
-            IpAddr::V4(a) => v4.push(u64::from(a.to_bits()) << 32 | u64::from(place)),
-            IpAddr::V6(a) => v6.push((a.to_bits(), place)),
+    sort_as_numbers(
+        entries,
+        |&(ip, place)| match ip {
+            IpAddr::V4(a) => Ok(u64::from(a.to_bits()) << 32 | u64::from(place)),
+            IpAddr::V6(a) => Err((a.to_bits(), place)),
+        },
+        |key| {
+            let ip = std::net::Ipv4Addr::from_bits((key >> 32) as u32);
+            (IpAddr::from(ip), key as u32)
+        },
+        |(bits, place)| (IpAddr::from(std::net::Ipv6Addr::from_bits(bits)), place),
+    );
+}
+
+/// Sorts `items` by plain keys, every IPv4 one (`Ok`) before every IPv6 one (`Err`), each
+/// key made back into its item: integers sort several times faster than `IpAddr`s compare.
+fn sort_as_numbers<T, V4: Ord, V6: Ord>(
+    items: &mut [T],
+    key: impl Fn(&T) -> Result<V4, V6>,
+    v4_item: impl Fn(V4) -> T,
+    v6_item: impl Fn(V6) -> T,
+) {
+    let (mut v4, mut v6) = (Vec::new(), Vec::new());
+    for item in items.iter() {
+        match key(item) {
+            Ok(k) => v4.push(k),
+            Err(k) => v6.push(k),
         }
     }
     v4.sort_unstable();
     v6.sort_unstable();
-    let v4 = v4.into_iter().map(|key| {
-        let ip = std::net::Ipv4Addr::from_bits((key >> 32) as u32);
-        (IpAddr::from(ip), key as u32)
-    });
-    let v6 = (v6.into_iter())
-        .map(|(bits, place)| (IpAddr::from(std::net::Ipv6Addr::from_bits(bits)), place));
-    for (slot, entry) in entries.iter_mut().zip(v4.chain(v6)) {
-        *slot = entry;
+    let sorted = (v4.into_iter().map(v4_item)).chain(v6.into_iter().map(v6_item));
+    for (slot, item) in items.iter_mut().zip(sorted) {
+        *slot = item;
     }
 }
 
