@@ -185,10 +185,7 @@ impl Unattributed<'_> {
         let (held, listed) = (self.held, &self.listed);
         let mut first = true;
         out.write_all(b"[")?;
-        for batch in self
-            .entries
-            .chunks(piece * crate::parallel::threads().max(1))
-        {
+        for batch in self.entries.chunks(piece * crate::parallel::threads()) {
             let texts = crate::parallel::map_in_order(batch.chunks(piece).collect(), |entries| {
                 held_entries(entries, held, listed)
             });
@@ -216,16 +213,21 @@ impl Unattributed<'_> {
     /// record is not held.
     fn entries_here(&self, entries: &[(IpAddr, Option<u32>)]) -> Result<Vec<u8>> {
         let mut text = Vec::new();
-        for (ip, place) in entries {
-            let entry = match place.and_then(|p| self.held.at(p)) {
-                Some(o) => Some((self.listed)(o)),
-                None => (self.not_held)(*ip)?,
-            };
-            if let Some(entry) = entry {
+        for &(ip, place) in entries {
+            if let Some(entry) = self.entry(ip, place)? {
                 entry.write_pretty(&mut text, false)?;
             }
         }
         Ok(text)
+    }
+
+    /// The entry of `ip`, from its record at `place` if held, else from the state (`None`:
+    /// nothing is known of it any more).
+    fn entry(&self, ip: IpAddr, place: Option<u32>) -> Result<Option<Listed>> {
+        match place.and_then(|p| self.held.at(p)) {
+            Some(o) => Ok(Some((self.listed)(o))),
+            None => (self.not_held)(ip),
+        }
     }
 }
 
@@ -273,11 +275,8 @@ impl Serialize for Unattributed<'_> {
     fn serialize<S: serde::Serializer>(&self, out: S) -> Result<S::Ok, S::Error> {
         use serde::ser::{Error, SerializeSeq};
         let mut seq = out.serialize_seq(None)?;
-        for (ip, place) in &self.entries {
-            let entry = match place.and_then(|p| self.held.at(p)) {
-                Some(o) => Some((self.listed)(o)),
-                None => (self.not_held)(*ip).map_err(|e| S::Error::custom(format!("{e:#}")))?,
-            };
+        for &(ip, place) in &self.entries {
+            let entry = (self.entry(ip, place)).map_err(|e| S::Error::custom(format!("{e:#}")))?;
             if let Some(entry) = entry {
                 seq.serialize_element(&entry)?;
             }

@@ -578,7 +578,7 @@ pub(crate) fn number_parts(
     // As many parts at a time as there are cores: the state is asked for them in order, then
     // their messages are made side by side. A run of many parts holds a few parts' lines at
     // once, not every part's.
-    let batch = crate::parallel::threads().max(1);
+    let batch = crate::parallel::threads();
     for first in (0..ranges.len()).step_by(batch) {
         let these = &ranges[first..(first + batch).min(ranges.len())];
         let starts = (these.iter())
