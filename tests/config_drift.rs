@@ -287,18 +287,24 @@ fn an_address_a_replaced_range_file_now_holds_is_reported_whatever_the_files_tim
     assert_eq!(sent_addresses(&s), ["45.10.0.1"], "{}", out.stderr);
 }
 
-/// An address seen while in no provider, reported once a new range file holds it: no line of
-/// it was kept then, so its report attaches no empty excerpt.log, nor names one.
-#[test]
-fn a_report_with_no_log_line_kept_attaches_no_empty_excerpt() {
-    let s = Setup::new(&cidr_provider_config(""));
+/// The mail of 45.10.0.1, seen while in no provider and reported once the range file grows to
+/// hold it (`extra` in `[report]`).
+fn reported_once_the_ranges_hold_it(extra: &str) -> String {
+    let s = Setup::new(&cidr_provider_config(extra));
     s.write("cloud.txt", "3.5.140.0/22\n");
     s.write("messages", &drop_line("10:00:00", "45.10.0.1", "TCP", 22));
     s.run(&["run"]).ok();
     s.write("cloud.txt", "3.5.140.0/22\n45.10.0.0/24\n");
     s.run(&["run"]).ok();
     assert_eq!(sent_addresses(&s), ["45.10.0.1"]);
-    let mail = all_mail(&s);
+    all_mail(&s)
+}
+
+/// An address seen while in no provider, reported once a new range file holds it: no line of
+/// it was kept then, so its report attaches no empty excerpt.log, nor names one.
+#[test]
+fn a_report_with_no_log_line_kept_attaches_no_empty_excerpt() {
+    let mail = reported_once_the_ranges_hold_it("");
     assert!(!mail.contains("excerpt.log"), "{mail}");
     assert!(mail.contains("Attached for your tools: ips.csv."), "{mail}");
 }
@@ -307,14 +313,7 @@ fn a_report_with_no_log_line_kept_attaches_no_empty_excerpt() {
 /// text, not a multipart message of one part.
 #[test]
 fn a_report_with_nothing_to_attach_is_plain_text() {
-    let s = Setup::new(&cidr_provider_config("attach_csv = false"));
-    s.write("cloud.txt", "3.5.140.0/22\n");
-    s.write("messages", &drop_line("10:00:00", "45.10.0.1", "TCP", 22));
-    s.run(&["run"]).ok();
-    s.write("cloud.txt", "3.5.140.0/22\n45.10.0.0/24\n");
-    s.run(&["run"]).ok();
-    assert_eq!(sent_addresses(&s), ["45.10.0.1"]);
-    let mail = all_mail(&s);
+    let mail = reported_once_the_ranges_hold_it("attach_csv = false");
     assert!(!mail.contains("Attached for your tools"), "{mail}");
     assert!(!mail.contains("multipart"), "{mail}");
     assert!(mail.contains("Content-Type: text/plain"), "{mail}");

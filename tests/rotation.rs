@@ -485,6 +485,15 @@ fn glob_source_follows_every_host_and_keeps_host_names() {
     assert!(eml.contains(" dns1 kernel:"));
 }
 
+/// The standard setup with a journald source, read through [`fake_journalctl`].
+fn journald_setup() -> Setup {
+    let mut s =
+        Setup::new(&standard_config("").replace("path = \"{dir}/messages\"", "journald = true"));
+    let path = fake_journalctl(&s);
+    s.env.push(("PATH".into(), path));
+    s
+}
+
 /// A stand-in `journalctl` that prints journal export JSON after `--after-cursor`.
 fn fake_journalctl(s: &Setup) -> String {
     let bin = s.path("bin");
@@ -526,10 +535,7 @@ fn journal_entry(n: u32, ip: &str) -> String {
 
 #[test]
 fn journald_source_reads_from_its_cursor() {
-    let mut s =
-        Setup::new(&standard_config("").replace("path = \"{dir}/messages\"", "journald = true"));
-    let path = fake_journalctl(&s);
-    s.env.push(("PATH".into(), path));
+    let s = journald_setup();
     let first: String = (1..=3).map(|n| journal_entry(n, IPS[2]) + "\n").collect();
     s.write("journal.json", &first);
     let v = s.run(&["preview", "--json"]).ok().json();
@@ -564,10 +570,7 @@ fn journald_source_reads_from_its_cursor() {
 
 #[test]
 fn journald_reread_reads_the_journal_again_and_sends_nothing_twice() {
-    let mut s =
-        Setup::new(&standard_config("").replace("path = \"{dir}/messages\"", "journald = true"));
-    let path = fake_journalctl(&s);
-    s.env.push(("PATH".into(), path));
+    let s = journald_setup();
     let entries: String = (1..=3).map(|n| journal_entry(n, IPS[2]) + "\n").collect();
     s.write("journal.json", &entries);
     s.run(&["run"]).ok();
@@ -1362,10 +1365,7 @@ fn a_host_folder_renamed_and_its_log_rotated_before_a_run_counts_every_packet_on
 /// when journalctl then fails, its first words say why.
 #[test]
 fn journalctl_warning_at_length_stops_no_run() {
-    let mut s =
-        Setup::new(&standard_config("").replace("path = \"{dir}/messages\"", "journald = true"));
-    let path = fake_journalctl(&s);
-    s.env.push(("PATH".into(), path));
+    let s = journald_setup();
     let real = s.path("bin/journalctl-real");
     fs::rename(s.path("bin/journalctl"), &real).unwrap();
     let talkative = format!(
