@@ -1282,16 +1282,13 @@ impl SlotIndex {
         }
     }
 
-    /// Reads, through `touch`, every record the index would compare `ip` with, finding
-    /// nothing: a loop doing so for a few addresses ahead has their cache misses overlap
-    /// rather than wait for each in turn. What `touch` reads is folded into the answer.
-    fn touch(&self, ip: &IpAddr, touch: impl Fn(u32) -> u64) -> u64 {
-        let mut read = 0;
+    /// Calls `touch` with every slot whose record the index would compare `ip` with (most
+    /// often one): so that those records are asked of the memory before they are needed.
+    fn touch(&self, ip: &IpAddr, mut touch: impl FnMut(u32)) {
         self.table.find(self.hasher.hash_one(ip), |&s| {
-            read ^= touch(s);
+            touch(s);
             false
         });
-        read
     }
 }
 
@@ -1496,7 +1493,6 @@ impl Sources {
             if let Some(record) = records.get(s as usize) {
                 prefetch(record);
             }
-            0
         });
     }
 
@@ -1517,19 +1513,13 @@ impl Sources {
         records.reverse();
         let mut since_shrink = 0;
         // Records of this read that the next few will be merged into: each a cache miss.
-        const AHEAD: usize = 16;
         let mut ahead = 0;
         while let Some(mut seen) = records.pop() {
             if ahead == 0 {
                 let coming = &records[records.len().saturating_sub(AHEAD)..];
-                let mine = &self.records;
-                let touched = (coming.iter()).fold(0, |acc, s| {
-                    acc ^ (self.index).touch(&s.ip, |slot| {
-                        let r = &mine[slot as usize];
-                        address_order(r.ip).1 as u64 ^ r.hits ^ r.last_seen as u64
-                    })
-                });
-                std::hint::black_box(touched);
+                for s in coming {
+                    self.prefetch(&s.ip);
+                }
                 ahead = AHEAD;
             }
             ahead -= 1;
@@ -1674,7 +1664,8 @@ struct Found {
     prefix: usize,
 }
 
-/// How many lines are parsed before their records are counted in (see [`Ingest::scan`]).
+/// How many records are asked of the memory before they are used: the records of the lines
+/// parsed before they are counted in ([`Ingest::scan`]), or of those a merge comes to next.
 const AHEAD: usize = 16;
 
 /// Asks for the cache lines of `value` without waiting for them: a hint, which changes
