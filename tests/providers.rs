@@ -364,6 +364,70 @@ fn a_large_delta_is_split_into_numbered_parts_of_one_thread() {
     )));
 }
 
+/// The whole records a report needs are copied a slice to each core, those only the state
+/// holds asked of it first: a report of 1,400 addresses, half of them stored by an earlier
+/// run (no marker after `min_hits` changed) and half read now, their addresses interleaved,
+/// lists each once, in address order, with its ports, as one thread does.
+#[test]
+fn whole_records_copied_side_by_side_keep_address_order_and_what_the_state_held() {
+    let config = |min_hits: u32| {
+        standard_config("").replace("min_hits = 1", &format!("min_hits = {min_hits}"))
+    };
+    let mut s = Setup::new(&config(3));
+    let line = |n: u32, port: u16| {
+        let ip = format!("34.208.{}.{}", n / 200, n % 200 + 1);
+        drop_line(
+            &format!("10:{:02}:{:02}", n / 60 % 60, n % 60),
+            &ip,
+            "TCP",
+            port,
+        )
+    };
+    // Even numbers first, below `min_hits`: stored, not reported.
+    let stored: String = (0..1400).step_by(2).map(|n| line(n, 22)).collect();
+    s.write("messages", &stored);
+    s.run_bounded(&["run"]).ok();
+    assert!(history(&s).is_empty());
+    // Odd numbers now, with another port; `min_hits = 1` leaves no marker to go by, so the
+    // stored addresses are looked at again.
+    s.reconfigure(&config(1));
+    let read_now: String = (1..1400).step_by(2).map(|n| line(n, 443)).collect();
+    s.append("messages", &read_now);
+    let threaded = s.run_bounded(&["preview", "--json"]).ok();
+    let v = threaded.json();
+    let reports = v["reports"].as_array().unwrap();
+    let ips: Vec<&serde_json::Value> = reports
+        .iter()
+        .flat_map(|r| r["ips"].as_array().unwrap())
+        .collect();
+    let want: Vec<String> = (0..1400)
+        .map(|n| format!("34.208.{}.{}", n / 200, n % 200 + 1))
+        .collect();
+    let mut sorted = want.clone();
+    sorted.sort_by_key(|ip| ip.parse::<std::net::Ipv4Addr>().unwrap());
+    let got: Vec<String> = ips
+        .iter()
+        .map(|i| i["ip"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(got, sorted, "addresses out of order, lost or twice");
+    for ip in &ips {
+        let n = want
+            .iter()
+            .position(|w| w == ip["ip"].as_str().unwrap())
+            .unwrap();
+        let port = if n % 2 == 0 { 22 } else { 443 };
+        assert_eq!(ip["ports"], serde_json::json!([port]), "{ip}");
+        assert_eq!(ip["hits"], 1, "{ip}");
+    }
+    s.env
+        .push(("RUST_MIN_STACK".into(), (1u64 << 47).to_string()));
+    let alone = s.run_bounded(&["preview", "--json"]).ok();
+    assert!(
+        alone.stdout == threaded.stdout,
+        "one thread and several disagree"
+    );
+}
+
 /// Parts are made a few at a time, side by side: however many there are, and however they
 /// fall into batches, each is numbered in address order and every later one replies to the
 /// first.
