@@ -549,7 +549,7 @@ pub(crate) struct Intake {
     /// Per desk: where in `evidence` each address's lines are (sorted by address, then by
     /// place), made when a report first asks, so that each report part finds its addresses'
     /// lines without looking through every line a flood left.
-    by_ip: Vec<std::sync::OnceLock<Vec<u32>>>,
+    by_ip: Vec<std::cell::OnceCell<Vec<u32>>>,
 }
 
 /// For a source read again after `reread`: packets an earlier read counted (per prefix, up
@@ -952,7 +952,7 @@ pub(crate) fn ingest(
         counted,
         by_ip: evidence
             .iter()
-            .map(|_| std::sync::OnceLock::new())
+            .map(|_| std::cell::OnceCell::new())
             .collect(),
         evidence,
         spool,
@@ -1062,16 +1062,13 @@ impl Intake {
 
     /// The whole observation of `ip`: as merged this run, or as stored.
     pub(crate) fn whole(&self, ip: IpAddr, state: Option<&State>) -> Result<Option<Observation>> {
-        match state {
-            Some(s) if !self.holds_whole(ip, state) => s.observation(ip),
-            _ => Ok(self.observations.get(&ip).cloned()),
+        if self.touched.binary_search(&ip).is_ok() {
+            return Ok(self.observations.get(&ip).cloned());
         }
-    }
-
-    /// Whether [`Intake::whole`] finds `ip` in memory rather than asking the state: read this
-    /// run, or there is no state.
-    pub(crate) fn holds_whole(&self, ip: IpAddr, state: Option<&State>) -> bool {
-        state.is_none() || self.touched.binary_search(&ip).is_ok()
+        match state {
+            Some(s) => s.observation(ip),
+            None => Ok(self.observations.get(&ip).cloned()),
+        }
     }
 }
 

@@ -178,38 +178,14 @@ pub(crate) fn whole_records(
     selected: &[&crate::select::Selected<'_>],
     state: Option<&State>,
 ) -> Result<Vec<(Observation, bool)>> {
-    // Selected by their heads; a report needs the whole records. Those only the state holds
-    // are asked of it here, in order (it is one connection); those held in memory are copied
-    // side by side, as many slices as there are cores: a report copies thousands.
-    let whole = |s: &crate::select::Selected<'_>, stored: Option<Observation>| {
-        let o = stored.or_else(|| intake.observations.get(&s.observation.ip).cloned());
-        (o.unwrap_or_else(|| s.observation.clone()), s.rereport)
-    };
-    let slice = selected
-        .len()
-        .div_ceil(crate::parallel::threads())
-        .max(1 << 8);
-    let mut jobs = Vec::new();
-    for part in selected.chunks(slice) {
-        let mut job = Vec::with_capacity(part.len());
-        for &s in part {
-            let ip = s.observation.ip;
-            let stored = match state {
-                Some(st) if !intake.holds_whole(ip, state) => {
-                    Some(st.observation(ip)?.unwrap_or_else(|| s.observation.clone()))
-                }
-                _ => None,
-            };
-            job.push((s, stored));
-        }
-        jobs.push(job);
-    }
-    let made = crate::parallel::map_in_order(jobs, |job| {
-        (job.into_iter())
-            .map(|(s, stored)| whole(s, stored))
-            .collect::<Vec<_>>()
-    });
-    Ok(made.into_iter().flatten().collect())
+    // Selected by their heads; a report needs the whole records.
+    selected
+        .iter()
+        .map(|s| {
+            let o = intake.whole(s.observation.ip, state)?;
+            Ok((o.unwrap_or_else(|| s.observation.clone()), s.rereport))
+        })
+        .collect()
 }
 
 /// What the last report sent to `desk` said of each address reported again: a re-report says

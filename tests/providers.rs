@@ -364,12 +364,12 @@ fn a_large_delta_is_split_into_numbered_parts_of_one_thread() {
     )));
 }
 
-/// The whole records a report needs are copied a slice to each core, those only the state
-/// holds asked of it first: a report of 1,400 addresses, half of them stored by an earlier
-/// run (no marker after `min_hits` changed) and half read now, their addresses interleaved,
-/// lists each once, in address order, with its ports, as one thread does.
+/// A report takes whole records from the state and from what was read now alike: a report
+/// of 1,400 addresses, half of them stored by an earlier run (no marker after `min_hits`
+/// changed) and half read now, their addresses interleaved, lists each once, in address
+/// order, with its ports, and as one thread does.
 #[test]
-fn whole_records_copied_side_by_side_keep_address_order_and_what_the_state_held() {
+fn whole_records_from_the_state_and_from_the_read_keep_address_order_and_their_ports() {
     let config = |min_hits: u32| {
         standard_config("").replace("min_hits = 1", &format!("min_hits = {min_hits}"))
     };
