@@ -2057,9 +2057,13 @@ impl<'a> Ingest<'a> {
             for (_, packet) in &hits {
                 self.seen.prefetch(&packet.src);
             }
-            for (text, packet) in hits.drain(..) {
+            // Counted where they lie: a packet copied out of the vector would be read back
+            // from the stack right after, in other pieces than it was stored in, a load the
+            // processor cannot take from the stores in flight.
+            for (text, packet) in &hits {
                 self.count(text, packet);
             }
+            hits.clear();
         }
         self.starts = starts;
     }
@@ -2103,9 +2107,9 @@ impl<'a> Ingest<'a> {
     }
 
     /// Counts a hit in the record of its source, and keeps its line where evidence wants it.
-    fn count(&mut self, text: &[u8], packet: Packet<'_>) {
+    fn count(&mut self, text: &[u8], packet: &Packet<'_>) {
         let attribute = self.attribute;
-        let (slot, seen) = self.seen.record(&packet, || attribute(packet.src));
+        let (slot, seen) = self.seen.record(packet, || attribute(packet.src));
         Self::raise(&mut self.counted_until, packet.prefix, packet.time);
         if seen.candidates.is_empty() {
             return;
