@@ -1664,6 +1664,46 @@ struct Found {
     prefix: usize,
 }
 
+/// The lines of `region` that hold `finder`'s prefix, into `found`, and the count of line ends
+/// in `region`: one pass over the line ends beside the search for the prefix, rather than a
+/// pass to count them and two searches for each line found, back to its start and on to its
+/// end. A line counts once, however often the prefix is in it; a prefix with a line end in
+/// it is in no line.
+fn lines_found(region: &[u8], finder: &memchr::memmem::Finder<'_>, found: &mut Vec<Found>) -> u64 {
+    let len = finder.needle().len();
+    let mut ends = memchr::memchr_iter(b'\n', region);
+    // The first line end not passed yet, and where the line it ends starts.
+    let (mut end, mut start) = (ends.next(), 0);
+    let mut passed = 0u64;
+    // Where the line after the last one found starts: a prefix before it is in that line.
+    let mut after = 0;
+    for at in finder.find_iter(region) {
+        if at < after {
+            continue;
+        }
+        while let Some(e) = end
+            && e < at
+        {
+            passed += 1;
+            start = e + 1;
+            end = ends.next();
+        }
+        let line_end = end.unwrap_or(region.len());
+        if at + len > line_end {
+            continue;
+        }
+        found.push(Found {
+            start,
+            at,
+            len,
+            end: line_end,
+            prefix: 0,
+        });
+        after = line_end + 1;
+    }
+    passed + end.map_or(0, |_| 1 + ends.count() as u64)
+}
+
 /// How many records are asked of the memory before they are used: the records of the lines
 /// parsed before they are counted in ([`Ingest::scan`]), or of those a merge comes to next.
 const AHEAD: usize = 16;
@@ -2007,11 +2047,17 @@ impl<'a> Ingest<'a> {
     /// carrying a prefix.
     fn scan(&mut self, region: &[u8]) {
         self.summary.bytes_read += region.len() as u64;
+        let mut starts = std::mem::take(&mut self.starts);
+        starts.clear();
+        if let [finder] = &self.finders[..] {
+            self.summary.lines_read += lines_found(region, finder, &mut starts);
+            self.read_lines(region, &starts);
+            self.starts = starts;
+            return;
+        }
         self.summary.lines_read += memchr::memchr_iter(b'\n', region).count() as u64;
         // A prefix found is placed in its line by looking back to the line's start (never
         // further than the end of the line found before it) and on to its end.
-        let mut starts = std::mem::take(&mut self.starts);
-        starts.clear();
         for (prefix, finder) in self.finders.iter().enumerate() {
             let len = finder.needle().len();
             // Where the line after the last one found starts: nothing before it is looked at.
@@ -2037,12 +2083,16 @@ impl<'a> Ingest<'a> {
                 after = end + 1;
             }
         }
-        if self.finders.len() > 1 {
-            // Several prefixes on one line: the first in the line counts, and of prefixes
-            // found at the same place (`DROP ` inside `DROP INVALID `), the longest.
-            starts.sort_unstable_by_key(|f| (f.start, f.at, std::cmp::Reverse(f.len), f.prefix));
-            starts.dedup_by_key(|f| f.start);
-        }
+        // Several prefixes on one line: the first in the line counts, and of prefixes found at
+        // the same place (`DROP ` inside `DROP INVALID `), the longest.
+        starts.sort_unstable_by_key(|f| (f.start, f.at, std::cmp::Reverse(f.len), f.prefix));
+        starts.dedup_by_key(|f| f.start);
+        self.read_lines(region, &starts);
+        self.starts = starts;
+    }
+
+    /// Reads the lines `starts` found in `region`, and counts them in.
+    fn read_lines(&mut self, region: &[u8], starts: &[Found]) {
         // The lines are read a few at a time: all of them parsed, then the records of their
         // sources asked of the memory at once, then counted in. With many sources the records
         // are not in the cache, and their misses overlap rather than wait for each in turn.
@@ -2065,7 +2115,6 @@ impl<'a> Ingest<'a> {
             }
             hits.clear();
         }
-        self.starts = starts;
     }
 
     /// The packet of a line that counts as a hit; any other line is counted in the summary

@@ -177,6 +177,9 @@ const PREFIX_SETS: &[&[&str]] = &[
     &["INVALID ", "DROP INVALID "],
     &["A-B", "B-C"],
     &["DROP ", "DROP ", "DROP INVALID "],
+    // A prefix with a line end in it (the configuration takes any text) is in no line.
+    &["INPUT-DROP:\n"],
+    &["DROP:\n", "INPUT-DROP:"],
 ];
 
 /// Prefix texts the lines use: the configured ones and near misses.
