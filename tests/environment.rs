@@ -558,13 +558,7 @@ fn with_no_thread_to_be_had_a_run_does_on_one_thread_what_it_does_on_several() {
     log.flush().unwrap();
     drop(log);
     let threaded = s.run_bounded(&["preview", "--json"]).ok();
-    s.env
-        .push(("RUST_MIN_STACK".into(), (1u64 << 47).to_string()));
-    let alone = s.run_bounded(&["preview", "--json"]).ok();
-    assert!(
-        alone.stdout == threaded.stdout,
-        "one thread and several disagree"
-    );
+    let alone = s.preview_alone_as(&threaded);
     let v = alone.json();
     assert_eq!(v["summary"]["lines_read"], lines);
     assert_eq!(v["reports"].as_array().unwrap().len(), 4);
@@ -618,8 +612,7 @@ fn with_no_thread_to_be_had_a_sendmail_refusal_still_says_why() {
         "#!/bin/sh\ncat > /dev/null\necho '550 5.1.1 <ec2-abuse@amazon.com>: no such user here' >&2\nexit 67\n",
     );
     s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
-    s.env
-        .push(("RUST_MIN_STACK".into(), (1u64 << 47).to_string()));
+    s.refuse_threads();
     let ran = s.run_bounded(&["run"]);
     assert!(!ran.stderr.contains("panicked"), "{}", ran.stderr);
     assert!(ran.stderr.contains("no such user here"), "{}", ran.stderr);
@@ -643,8 +636,7 @@ fn a_sendmail_that_says_too_much_is_heard_only_in_part() {
         );
         s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
         if !threads {
-            s.env
-                .push(("RUST_MIN_STACK".into(), (1u64 << 47).to_string()));
+            s.refuse_threads();
         }
         let mut run = s.command(&["run"]);
         // SAFETY: setrlimit(2) in the child between fork and exec touches no memory shared

@@ -419,13 +419,7 @@ fn whole_records_from_the_state_and_from_the_read_keep_address_order_and_their_p
         assert_eq!(ip["ports"], serde_json::json!([port]), "{ip}");
         assert_eq!(ip["hits"], 1, "{ip}");
     }
-    s.env
-        .push(("RUST_MIN_STACK".into(), (1u64 << 47).to_string()));
-    let alone = s.run_bounded(&["preview", "--json"]).ok();
-    assert!(
-        alone.stdout == threaded.stdout,
-        "one thread and several disagree"
-    );
+    s.preview_alone_as(&threaded);
 }
 
 /// Parts are made a few at a time, side by side: however many there are, and however they

@@ -136,6 +136,26 @@ impl Setup {
         fs::write(self.path(rel), text).unwrap();
     }
 
+    /// From now on the system refuses every thread the binary asks for: `RUST_MIN_STACK`
+    /// asks for more address space than a process has (as a unit's `TasksMax`, or no memory
+    /// left for a stack, would refuse them).
+    pub fn refuse_threads(&mut self) {
+        self.env
+            .push(("RUST_MIN_STACK".into(), (1u64 << 47).to_string()));
+    }
+
+    /// `preview --json` run again with every thread refused: the same output, byte for byte,
+    /// as `threaded`'s, which is returned.
+    pub fn preview_alone_as(&mut self, threaded: &Ran) -> Ran {
+        self.refuse_threads();
+        let alone = self.run_bounded(&["preview", "--json"]).ok();
+        assert!(
+            alone.stdout == threaded.stdout,
+            "one thread and several disagree"
+        );
+        alone
+    }
+
     pub fn append(&self, rel: &str, text: &str) {
         let mut f = fs::OpenOptions::new()
             .append(true)
