@@ -1705,7 +1705,7 @@ fn lines_found(region: &[u8], finder: &memchr::memmem::Finder<'_>, found: &mut V
 }
 
 /// How many records are asked of the memory before they are used: the records of the lines
-/// parsed before they are counted in ([`Ingest::scan`]), or of those a merge comes to next.
+/// parsed before they are counted in ([`Ingest::read_lines`]), or of those a merge comes to next.
 const AHEAD: usize = 16;
 
 /// Asks for the cache lines of `value` without waiting for them: a hint, which changes
