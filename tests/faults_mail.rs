@@ -299,7 +299,7 @@ fn sendmail_missing_or_not_executable_is_a_config_error() {
 #[test]
 fn sendmail_that_hangs_is_killed_at_the_deadline_and_the_report_waits() {
     let s = Setup::new(&sendmail_config("timeout_secs = 1"));
-    s.write(
+    s.write_program(
         "sendmail",
         &format!(
             // A child of its own too, as an MTA's queue runner would start.
@@ -307,7 +307,6 @@ fn sendmail_that_hangs_is_killed_at_the_deadline_and_the_report_waits() {
             dir = s.dir.path().display()
         ),
     );
-    fs::set_permissions(s.path("sendmail"), fs::Permissions::from_mode(0o755)).unwrap();
     s.write("messages", &attack_log());
     let out = s.run_bounded(&["run"]);
     assert_eq!(out.code, 75, "{}", out.stderr);
@@ -486,7 +485,7 @@ fn a_run_killed_before_sendmail_reads_leaves_it_the_whole_message() {
         "timeout_secs = 60\nmax_messages_per_run = 1",
     ));
     // Reads only once the run is gone, as a slow MTA under load would.
-    s.write(
+    s.write_program(
         "sendmail",
         &format!(
             "#!/bin/sh\ntouch {dir}/started\nwhile [ ! -e {dir}/go ]; do sleep 0.02; done\n\
@@ -494,7 +493,6 @@ fn a_run_killed_before_sendmail_reads_leaves_it_the_whole_message() {
             dir = s.dir.path().display()
         ),
     );
-    fs::set_permissions(s.path("sendmail"), fs::Permissions::from_mode(0o755)).unwrap();
     // A thousand sources with their lines: a message of several pipes' worth.
     let log: String = (0..1000)
         .map(|n| {
@@ -538,14 +536,13 @@ fn a_run_killed_before_sendmail_reads_leaves_it_the_whole_message() {
 #[test]
 fn sendmail_reading_dev_stdin_gets_the_report_once() {
     let s = Setup::new(&sendmail_config(""));
-    s.write(
+    s.write_program(
         "sendmail",
         &format!(
             "#!/bin/sh\nmkdir -p {0}/sent\ncat /dev/stdin > {0}/sent/$$.eml\n",
             s.dir.path().display()
         ),
     );
-    fs::set_permissions(s.path("sendmail"), fs::Permissions::from_mode(0o755)).unwrap();
     s.write("messages", &attack_log());
     let first = s.run_bounded(&["run"]);
     let second = s.run_bounded(&["run"]);

@@ -526,14 +526,13 @@ fn sendmail_transport_pipes_the_message_to_sendmail_t_i() {
         "transport = \"file\"\ndir = \"{dir}/outbox\"",
         "transport = \"sendmail\"\nsendmail_path = \"{dir}/fake-sendmail\"",
     ));
-    s.write(
+    s.write_program(
         "fake-sendmail",
         &format!(
             "#!/bin/sh\necho \"$@\" > {0}/args\ncat > {0}/message\n",
             s.dir.path().display()
         ),
     );
-    fs::set_permissions(s.path("fake-sendmail"), fs::Permissions::from_mode(0o755)).unwrap();
     s.write("messages", &attack_log());
     s.run(&["run"]).ok();
     assert_eq!(

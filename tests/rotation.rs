@@ -8,7 +8,6 @@ mod common;
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
 use common::*;
@@ -496,8 +495,6 @@ fn journald_setup() -> Setup {
 
 /// A stand-in `journalctl` that prints journal export JSON after `--after-cursor`.
 fn fake_journalctl(s: &Setup) -> String {
-    let bin = s.path("bin");
-    fs::create_dir_all(&bin).unwrap();
     let script = format!(
         r#"#!/bin/sh
 after=""
@@ -507,11 +504,10 @@ awk -v c="\"__CURSOR\":\"$after\"" 'found {{ print }} index($0, c) {{ found = 1 
 "#,
         dir = s.dir.path().display()
     );
-    fs::write(bin.join("journalctl"), script).unwrap();
-    fs::set_permissions(bin.join("journalctl"), fs::Permissions::from_mode(0o755)).unwrap();
+    s.write_program("bin/journalctl", &script);
     format!(
         "{}:{}",
-        bin.display(),
+        s.path("bin").display(),
         std::env::var("PATH").unwrap_or_default()
     )
 }
@@ -1285,19 +1281,16 @@ fn a_name_passed_over_for_runs_reads_nothing_twice_once_the_other_goes() {
 fn a_journal_the_run_may_not_read_stops_the_run() {
     let mut s =
         Setup::new(&standard_config("").replace("path = \"{dir}/messages\"", "journald = true"));
-    let bin = s.path("bin");
-    fs::create_dir_all(&bin).unwrap();
     let script = r#"#!/bin/sh
 for a in "$@"; do case "$a" in -q) exit 0;; esac; done
 echo "Hint: You are currently not seeing messages from other users and the system." >&2
 echo "      Users in groups 'adm', 'systemd-journal' can see all messages." >&2
 echo "      Pass -q to turn off this notice." >&2
 "#;
-    fs::write(bin.join("journalctl"), script).unwrap();
-    fs::set_permissions(bin.join("journalctl"), fs::Permissions::from_mode(0o755)).unwrap();
+    s.write_program("bin/journalctl", script);
     let path = format!(
         "{}:{}",
-        bin.display(),
+        s.path("bin").display(),
         std::env::var("PATH").unwrap_or_default()
     );
     s.env.push(("PATH".into(), path));
@@ -1373,8 +1366,7 @@ fn journalctl_warning_at_length_stops_no_run() {
         real.display(),
         s.dir.path().display()
     );
-    s.write("bin/journalctl", &talkative);
-    fs::set_permissions(s.path("bin/journalctl"), fs::Permissions::from_mode(0o755)).unwrap();
+    s.write_program("bin/journalctl", &talkative);
     let entries: String = (1..=3).map(|n| journal_entry(n, IPS[2]) + "\n").collect();
     s.write("journal.json", &entries);
     let v = s.run_bounded(&["preview", "--json"]).ok().json();

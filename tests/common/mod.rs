@@ -136,6 +136,17 @@ impl Setup {
         fs::write(self.path(rel), text).unwrap();
     }
 
+    /// A stand-in program (`sendmail`, `journalctl`): `script` written at `rel`, its folder
+    /// made, and made executable.
+    pub fn write_program(&self, rel: &str, script: &str) {
+        let path = self.path(rel);
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).unwrap();
+        }
+        fs::write(&path, script).unwrap();
+        fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+
     /// From now on the system refuses every thread the binary asks for: `RUST_MIN_STACK`
     /// asks for more address space than a process has (as a unit's `TasksMax`, or no memory
     /// left for a stack, would refuse them).
@@ -261,18 +272,13 @@ impl Setup {
 
 /// Makes `dir/sendmail` a sendmail that keeps each message it is given in `dir/sent/`.
 pub fn healthy_sendmail(s: &Setup) {
-    s.write(
+    s.write_program(
         "sendmail",
         &format!(
             "#!/bin/sh\nmkdir -p {0}/sent\ncat > {0}/sent/$$.eml\n",
             s.dir.path().display()
         ),
     );
-    fs::set_permissions(
-        s.path("sendmail"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
 }
 
 /// A config with one source at `{dir}/messages`, AWS fixture ranges and the file transport;
