@@ -1282,11 +1282,12 @@ impl SlotIndex {
         }
     }
 
-    /// Calls `touch` with every slot whose record the index would compare `ip` with (most
-    /// often one): so that those records are asked of the memory before they are needed.
-    fn touch(&self, ip: &IpAddr, mut touch: impl FnMut(u32)) {
+    /// Calls `f` with every slot whose record the index would compare `ip` with (most often
+    /// one), finding none: so that those records are asked of the memory before they are
+    /// needed.
+    fn each_compared(&self, ip: &IpAddr, mut f: impl FnMut(u32)) {
         self.table.find(self.hasher.hash_one(ip), |&s| {
-            touch(s);
+            f(s);
             false
         });
     }
@@ -1489,7 +1490,7 @@ impl Sources {
     /// Asks the memory for the record of `ip`, if it has one, without waiting for it.
     fn prefetch(&self, ip: &IpAddr) {
         let records = &self.records;
-        self.index.touch(ip, |s| {
+        self.index.each_compared(ip, |s| {
             if let Some(record) = records.get(s as usize) {
                 prefetch(record);
             }
@@ -1708,10 +1709,10 @@ fn lines_found(region: &[u8], finder: &memchr::memmem::Finder<'_>, found: &mut V
 /// parsed before they are counted in ([`Ingest::read_lines`]), or of those a merge comes to next.
 const AHEAD: usize = 16;
 
-/// Asks for the cache lines of `value` without waiting for them: a hint, which changes
-/// nothing a program can see.
+/// Asks for the cache lines of `value` (a record spans several) without waiting for them: a
+/// hint, which changes nothing a program can see.
 #[inline(always)]
-fn prefetch<T>(value: &T) {
+pub(crate) fn prefetch<T>(value: &T) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};

@@ -239,8 +239,8 @@ fn held_entries(
     listed: &Listing<'_>,
 ) -> serde_json::Result<Option<Vec<u8>>> {
     // The records are in the order their addresses were first read, not in the list's: each
-    // would be a cache miss of its own, waited for while its entry is written. A short loop
-    // reads a few dozen ahead first, so that their misses overlap.
+    // would be a cache miss of its own, waited for while its entry is written. A few dozen
+    // are asked of the memory ahead, so that their misses overlap.
     const AHEAD: usize = 64;
     let mut records: Vec<&Observation> = Vec::with_capacity(entries.len());
     for (_, place) in entries {
@@ -251,16 +251,9 @@ fn held_entries(
     }
     let mut text = Vec::with_capacity(entries.len() * 200);
     for records in records.chunks(AHEAD) {
-        // Every field an entry is made of: a record spans cache lines, each a miss.
-        let touched = records.iter().fold(0, |acc, o| {
-            let ip = crate::ingest::address_order(o.ip).1 as u64;
-            acc ^ o.hits
-                ^ ip
-                ^ o.first_seen as u64
-                ^ o.last_seen as u64
-                ^ u64::from(o.dst_ports.first().copied().unwrap_or(0))
-        });
-        std::hint::black_box(touched);
+        for o in records {
+            crate::ingest::prefetch(*o);
+        }
         for o in records {
             listed(o).write_pretty(&mut text, false)?;
         }
