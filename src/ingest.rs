@@ -1705,6 +1705,45 @@ fn lines_found(region: &[u8], finder: &memchr::memmem::Finder<'_>, found: &mut V
     passed + end.map_or(0, |_| 1 + ends.count() as u64)
 }
 
+/// [`lines_found`] for several prefixes, each looked for on its own: a line is placed by
+/// looking back from a prefix found to the line's start (never further than the end of the
+/// line found before it) and on to its end, and the line ends are counted in a pass of
+/// their own. Of several prefixes on one line the first counts, and of prefixes found at the
+/// same place (`DROP ` inside `DROP INVALID `), the longest.
+fn lines_found_by_any(
+    region: &[u8],
+    finders: &[memchr::memmem::Finder<'_>],
+    found: &mut Vec<Found>,
+) -> u64 {
+    for (prefix, finder) in finders.iter().enumerate() {
+        let len = finder.needle().len();
+        // Where the line after the last one found starts: nothing before it is looked at.
+        let mut after = 0;
+        for at in finder.find_iter(region) {
+            if at < after {
+                continue;
+            }
+            let start = memchr::memrchr(b'\n', &region[after..at]).map_or(after, |i| after + i + 1);
+            let end = memchr::memchr(b'\n', &region[at..]).map_or(region.len(), |i| at + i);
+            if at + len > end {
+                // A prefix with a newline in it spans two lines: it is in neither.
+                continue;
+            }
+            found.push(Found {
+                start,
+                at,
+                len,
+                end,
+                prefix,
+            });
+            after = end + 1;
+        }
+    }
+    found.sort_unstable_by_key(|f| (f.start, f.at, std::cmp::Reverse(f.len), f.prefix));
+    found.dedup_by_key(|f| f.start);
+    memchr::memchr_iter(b'\n', region).count() as u64
+}
+
 /// How many records are asked of the memory before they are used: the records of the lines
 /// parsed before they are counted in ([`Ingest::read_lines`]), or of those a merge comes to next.
 const AHEAD: usize = 16;
@@ -2050,44 +2089,10 @@ impl<'a> Ingest<'a> {
         self.summary.bytes_read += region.len() as u64;
         let mut starts = std::mem::take(&mut self.starts);
         starts.clear();
-        if let [finder] = &self.finders[..] {
-            self.summary.lines_read += lines_found(region, finder, &mut starts);
-            self.read_lines(region, &starts);
-            self.starts = starts;
-            return;
-        }
-        self.summary.lines_read += memchr::memchr_iter(b'\n', region).count() as u64;
-        // A prefix found is placed in its line by looking back to the line's start (never
-        // further than the end of the line found before it) and on to its end.
-        for (prefix, finder) in self.finders.iter().enumerate() {
-            let len = finder.needle().len();
-            // Where the line after the last one found starts: nothing before it is looked at.
-            let mut after = 0;
-            for at in finder.find_iter(region) {
-                if at < after {
-                    continue;
-                }
-                let start =
-                    memchr::memrchr(b'\n', &region[after..at]).map_or(after, |i| after + i + 1);
-                let end = memchr::memchr(b'\n', &region[at..]).map_or(region.len(), |i| at + i);
-                if at + len > end {
-                    // A prefix with a newline in it spans two lines: it is in neither.
-                    continue;
-                }
-                starts.push(Found {
-                    start,
-                    at,
-                    len,
-                    end,
-                    prefix,
-                });
-                after = end + 1;
-            }
-        }
-        // Several prefixes on one line: the first in the line counts, and of prefixes found at
-        // the same place (`DROP ` inside `DROP INVALID `), the longest.
-        starts.sort_unstable_by_key(|f| (f.start, f.at, std::cmp::Reverse(f.len), f.prefix));
-        starts.dedup_by_key(|f| f.start);
+        self.summary.lines_read += match &self.finders[..] {
+            [finder] => lines_found(region, finder, &mut starts),
+            finders => lines_found_by_any(region, finders, &mut starts),
+        };
         self.read_lines(region, &starts);
         self.starts = starts;
     }
