@@ -137,7 +137,7 @@ pub fn read(
     if let Some(file) = said.as_mut()
         && file.seek(std::io::SeekFrom::Start(0)).is_ok()
     {
-        let _ = file.take(64 << 10).read_to_end(&mut stderr);
+        let _ = file.take(crate::send::SAID_KEPT).read_to_end(&mut stderr);
     }
     let stderr = String::from_utf8_lossy(&stderr);
     if !status.success() {

@@ -474,9 +474,9 @@ fn tls_failure(e: &dyn std::error::Error) -> bool {
 /// Longest text of a server's or a program's own that an error or a log line repeats.
 const REMOTE_TEXT: usize = 500;
 
-/// How much of what sendmail says on stderr is kept, whatever it goes on to say: enough for
-/// the line a refusal is recorded with.
-const SAID_KEPT: u64 = 64 << 10;
+/// How much of what a program the run starts (sendmail, journalctl) says on stderr is kept,
+/// whatever it goes on to say: enough for the line an error or a refusal is recorded with.
+pub(crate) const SAID_KEPT: u64 = 64 << 10;
 
 /// A server's reply as an error repeats it: on one line, without control characters or
 /// invisible formatting (the server's text reaches a terminal and the state).
