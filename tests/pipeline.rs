@@ -621,3 +621,47 @@ fn the_example_shows_a_report_on_any_day() {
         );
     }
 }
+
+/// What the state keeps of each address seen is small: 30,000 sources, a fifth of them IPv6,
+/// each with three packets to two ports, a fifth in a provider's ranges (as in the
+/// benchmark's many-sources log), none reported yet, take at most 300 bytes an address in
+/// `state.db`. (A source in a provider also keeps its first three lines as evidence until it
+/// is reported: about 700 bytes more.)
+#[test]
+fn the_state_keeps_at_most_300_bytes_an_address_seen() {
+    use std::io::Write;
+    let s = Setup::new(&standard_config("").replace("min_hits = 1", "min_hits = 1000"));
+    let sources: Vec<String> = (0..30_000u32)
+        .map(|n| match n % 5 {
+            0 => format!("2001:db8:{:x}:{:x}::1", n >> 8, n & 0xff),
+            1 => format!("34.{}.{}.{}", 208 + (n >> 16), (n >> 8) & 0xff, n & 0xff),
+            _ => format!("81.{}.{}.{}", 2 + (n >> 16), (n >> 8) & 0xff, n & 0xff),
+        })
+        .collect();
+    let mut log = std::io::BufWriter::new(fs::File::create(s.path("messages")).unwrap());
+    for packet in 0..3u16 {
+        for (n, ip) in sources.iter().enumerate() {
+            let t = n as u64 + u64::from(packet) * 30_000;
+            let time = format!("{:02}:{:02}:{:02}", 10 + t / 3600 % 12, t / 60 % 60, t % 60);
+            log.write_all(
+                drop_line(&time, ip, "TCP", [22, 443][usize::from(packet) % 2]).as_bytes(),
+            )
+            .unwrap();
+        }
+    }
+    drop(log);
+    let ran = s.run_bounded(&["run", "--json"]).ok();
+    assert_eq!(
+        ran.json()["summary"]["ips_observed"],
+        30_000,
+        "{}",
+        ran.stderr
+    );
+    assert!(history(&s).is_empty(), "nothing reaches min_hits");
+    let bytes = fs::metadata(s.path("state/state.db")).unwrap().len();
+    assert!(
+        bytes <= 300 * 30_000,
+        "{bytes} bytes: {} an address",
+        bytes / 30_000
+    );
+}
