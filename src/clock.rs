@@ -94,11 +94,15 @@ impl Stamp {
     /// The text with its digits placed by hand, for years of four digits and whole-minute
     /// offsets, as every log holds; `None` for anything else.
     fn placed(&self) -> Option<[u8; 25]> {
-        use chrono::{Datelike, Timelike};
-        let t = &self.0;
-        let year = t.year();
-        let offset = t.offset().local_minus_utc();
-        if !(0..=9999).contains(&year) || offset % 60 != 0 {
+        let offset = self.0.offset().local_minus_utc();
+        if offset % 60 != 0 {
+            return None;
+        }
+        // The wall clock's seconds since 1970, split into days and the second of the day.
+        let local = self.0.timestamp() + i64::from(offset);
+        let (days, second) = (local.div_euclid(86_400), local.rem_euclid(86_400));
+        let (year, month, day) = civil(days);
+        if !(0..=9999).contains(&year) {
             return None;
         }
         let mut out = *b"0000-00-00T00:00:00+00:00";
@@ -109,12 +113,13 @@ impl Stamp {
                 v /= 10;
             }
         };
-        put(0, year.unsigned_abs(), 4);
-        put(5, t.month(), 2);
-        put(8, t.day(), 2);
-        put(11, t.hour(), 2);
-        put(14, t.minute(), 2);
-        put(17, t.second(), 2);
+        let second = second as u32;
+        put(0, year as u32, 4);
+        put(5, month, 2);
+        put(8, day, 2);
+        put(11, second / 3600, 2);
+        put(14, second / 60 % 60, 2);
+        put(17, second % 60, 2);
         let minutes = offset.unsigned_abs() / 60;
         put(20, minutes / 60, 2);
         put(23, minutes % 60, 2);
@@ -122,6 +127,20 @@ impl Stamp {
             out[19] = b'-';
         }
         Some(out)
+    }
+
+    /// The text as a JSON string, quotes and all, written where it goes: the digits placed
+    /// by hand need no escaping, so the printer's scan for characters to escape is spared.
+    pub(crate) fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        match self.placed() {
+            Some(text) => {
+                out.push(b'"');
+                out.extend_from_slice(&text);
+                out.push(b'"');
+                Ok(())
+            }
+            None => serde_json::to_writer(out, self),
+        }
     }
 
     /// Gives `f` the text: placed by hand where it can be, else in chrono's own words.
@@ -147,6 +166,29 @@ impl serde::Serialize for Stamp {
         // writes two a source.
         self.with_text(|text| out.serialize_str(text))
     }
+}
+
+/// The proleptic Gregorian date (year, month, day) `days` days after 1970-01-01, in plain
+/// arithmetic on 400-year eras (146,097 days each, starting on a March 1st so that a leap
+/// day ends its year): two stamps for each of a flood's sources are written, and asking
+/// chrono for each field of a zoned time adds the offset again each time.
+fn civil(days: i64) -> (i64, u32, u32) {
+    // Days since 0000-03-01.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let of_era = z.rem_euclid(146_097);
+    let year_of_era = (of_era - of_era / 1460 + of_era / 36_524 - of_era / 146_096) / 365;
+    let day_of_year = of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    // Months from March: 0 is March, 11 is February.
+    let shifted_month = (5 * day_of_year + 2) / 153;
+    let day = (day_of_year - (153 * shifted_month + 2) / 5 + 1) as u32;
+    let month = if shifted_month < 10 {
+        shifted_month + 3
+    } else {
+        shifted_month - 9
+    } as u32;
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
 }
 
 /// The system zone's name where `TZ`, `/etc/timezone` or the file `/etc/localtime` links to
@@ -197,6 +239,7 @@ pub fn utc_text(t: DateTime<Utc>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::Datelike;
     use proptest::prelude::*;
 
     /// chrono's own RFC 3339, the reference the hand-placed digits must equal.
@@ -218,6 +261,48 @@ mod tests {
         ) {
             let zone = Zone::parse(zone).unwrap();
             prop_assert_eq!(zone.rfc3339(unix), reference(zone, unix));
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn civil_dates_are_chronos(days in -3_000_000i64..3_000_000) {
+            let date = chrono::NaiveDate::from_num_days_from_ce_opt(
+                i32::try_from(days + 719_163).unwrap(),
+            )
+            .unwrap();
+            prop_assert_eq!(civil(days), (i64::from(date.year()), date.month(), date.day()));
+        }
+
+        #[test]
+        fn stamps_as_json_are_serde_jsons(
+            unix in -70_000_000_000i64..300_000_000_000,
+            zone in prop::sample::select(vec!["UTC", "Asia/Kathmandu", "America/St_Johns"]),
+        ) {
+            let stamp = Zone::parse(zone).unwrap().stamp(unix);
+            let mut out = Vec::new();
+            stamp.write_json(&mut out).unwrap();
+            prop_assert_eq!(out, serde_json::to_vec(&stamp).unwrap());
+        }
+    }
+
+    #[test]
+    fn calendar_turns_are_placed_as_chrono_places_them() {
+        // Leap days of a leap century and of a common one's neighbours, the era's turn, and
+        // the last second of a four-digit year.
+        for text in [
+            "2000-02-29T23:59:59+00:00",
+            "1900-02-28T23:59:59+00:00",
+            "1900-03-01T00:00:00+00:00",
+            "2400-02-29T12:00:00+00:00",
+            "0000-03-01T00:00:00+00:00",
+            "0000-01-01T00:00:00+00:00",
+            "1969-12-31T23:59:59+00:00",
+            "9999-12-31T23:59:59+00:00",
+        ] {
+            let unix = DateTime::parse_from_rfc3339(text).unwrap().timestamp();
+            assert_eq!(Zone::Utc.rfc3339(unix), text);
+            assert_eq!(reference(Zone::Utc, unix), text);
         }
     }
 

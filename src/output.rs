@@ -141,17 +141,23 @@ impl Listed {
     fn write_pretty(&self, out: &mut Vec<u8>, first: bool) -> serde_json::Result<()> {
         /// One member of the entry, after the one before it.
         fn member(out: &mut Vec<u8>, key: &str, value: &impl Serialize) -> serde_json::Result<()> {
+            name(out, key);
+            serde_json::to_writer(&mut *out, value)
+        }
+        /// A member's name, after the one before it.
+        fn name(out: &mut Vec<u8>, key: &str) {
             out.extend_from_slice(b",\n      \"");
             out.extend_from_slice(key.as_bytes());
             out.extend_from_slice(b"\": ");
-            serde_json::to_writer(&mut *out, value)
         }
         out.extend_from_slice(if first { b"\n" } else { b",\n" });
         out.extend_from_slice(b"    {\n      \"ip\": ");
         serde_json::to_writer(&mut *out, &self.ip)?;
         member(out, "hits", &self.hits)?;
-        member(out, "first_seen", &self.first_seen)?;
-        member(out, "last_seen", &self.last_seen)?;
+        name(out, "first_seen");
+        self.first_seen.write_json(out)?;
+        name(out, "last_seen");
+        self.last_seen.write_json(out)?;
         member(out, "asn", &self.asn)?;
         member(out, "as_org", &self.as_org)?;
         out.extend_from_slice(b",\n      \"ports\": ");
