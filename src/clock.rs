@@ -3,7 +3,7 @@
 //! Every stage gets `now` from here, passed in, never from the system directly, so that a run
 //! can be replayed byte for byte: `ABUSE_MAILER_NOW` (RFC 3339) pins the clock.
 
-use chrono::{DateTime, FixedOffset, SecondsFormat, TimeZone, Utc};
+use chrono::{DateTime, FixedOffset, Offset, SecondsFormat, TimeZone, Utc};
 
 /// The environment variable that pins the clock, for reproducible previews and tests.
 pub const NOW_VAR: &str = "ABUSE_MAILER_NOW";
@@ -74,7 +74,17 @@ impl Zone {
     /// [`Zone::rfc3339`] written where it goes, without a string of its own: a list of a
     /// flood's sources writes two for each.
     pub fn stamp(&self, unix: i64) -> Stamp {
-        Stamp(self.at(unix))
+        match self {
+            // No conversion to ask of chrono: the seconds are the wall clock's.
+            Zone::Utc => Stamp { unix, offset: 0 },
+            _ => {
+                let t = self.at(unix);
+                Stamp {
+                    unix: t.timestamp(),
+                    offset: t.offset().local_minus_utc(),
+                }
+            }
+        }
     }
 
     /// What to call the zone in a report: its IANA name, or `UTC`.
@@ -87,19 +97,23 @@ impl Zone {
     }
 }
 
-/// A time as RFC 3339 to the second (see [`Zone::stamp`]).
-pub struct Stamp(DateTime<FixedOffset>);
+/// A time as RFC 3339 to the second (see [`Zone::stamp`]): Unix seconds and the zone's
+/// offset from UTC at that time, in seconds.
+pub struct Stamp {
+    unix: i64,
+    offset: i32,
+}
 
 impl Stamp {
     /// The text with its digits placed by hand, for years of four digits and whole-minute
     /// offsets, as every log holds; `None` for anything else.
     fn placed(&self) -> Option<[u8; 25]> {
-        let offset = self.0.offset().local_minus_utc();
+        let offset = self.offset;
         if offset % 60 != 0 {
             return None;
         }
         // The wall clock's seconds since 1970, split into days and the second of the day.
-        let local = self.0.timestamp() + i64::from(offset);
+        let local = self.unix.saturating_add(i64::from(offset));
         let (days, second) = (local.div_euclid(86_400), local.rem_euclid(86_400));
         let (year, month, day) = civil(days);
         if !(0..=9999).contains(&year) {
@@ -143,13 +157,21 @@ impl Stamp {
         }
     }
 
+    /// The time as chrono holds it, for the text of the times not placed by hand: as
+    /// [`Zone::at`] makes it, with the offset kept.
+    fn chrono(&self) -> DateTime<FixedOffset> {
+        // An offset chrono gave is within a day, so always one it takes back.
+        let offset = FixedOffset::east_opt(self.offset).unwrap_or(Utc.fix());
+        Zone::Utc.at(self.unix).with_timezone(&offset)
+    }
+
     /// Gives `f` the text: placed by hand where it can be, else in chrono's own words.
     fn with_text<R>(&self, f: impl FnOnce(&str) -> R) -> R {
         let placed = self.placed();
         // Only ASCII digits and punctuation were placed.
         match placed.as_ref().and_then(|b| std::str::from_utf8(b).ok()) {
             Some(text) => f(text),
-            None => f(&self.0.to_rfc3339_opts(SecondsFormat::Secs, false)),
+            None => f(&self.chrono().to_rfc3339_opts(SecondsFormat::Secs, false)),
         }
     }
 }
