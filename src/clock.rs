@@ -3,7 +3,7 @@
 //! Every stage gets `now` from here, passed in, never from the system directly, so that a run
 //! can be replayed byte for byte: `ABUSE_MAILER_NOW` (RFC 3339) pins the clock.
 
-use chrono::{DateTime, FixedOffset, Offset, SecondsFormat, TimeZone, Utc};
+use chrono::{DateTime, FixedOffset, SecondsFormat, TimeZone, Utc};
 
 /// The environment variable that pins the clock, for reproducible previews and tests.
 pub const NOW_VAR: &str = "ABUSE_MAILER_NOW";
@@ -158,11 +158,17 @@ impl Stamp {
     }
 
     /// The time as chrono holds it, for the text of the times not placed by hand: as
-    /// [`Zone::at`] makes it, with the offset kept.
+    /// [`Zone::at`] makes it, with the offset kept. A time at the very ends of chrono's
+    /// calendar whose wall clock would fall past them (a corrupt record's seconds, in a zone
+    /// east or west of UTC) is given in UTC: chrono panics writing such a time.
     fn chrono(&self) -> DateTime<FixedOffset> {
-        // An offset chrono gave is within a day, so always one it takes back.
-        let offset = FixedOffset::east_opt(self.offset).unwrap_or(Utc.fix());
-        Zone::Utc.at(self.unix).with_timezone(&offset)
+        let utc = Zone::Utc.at(self.unix);
+        match FixedOffset::east_opt(self.offset) {
+            Some(offset) if utc.naive_utc().checked_add_offset(offset).is_some() => {
+                utc.with_timezone(&offset)
+            }
+            _ => utc.fixed_offset(),
+        }
     }
 
     /// Gives `f` the text: placed by hand where it can be, else in chrono's own words.
@@ -301,10 +307,10 @@ mod tests {
             unix in -70_000_000_000i64..300_000_000_000,
             zone in prop::sample::select(vec!["UTC", "Asia/Kathmandu", "America/St_Johns"]),
         ) {
-            let stamp = Zone::parse(zone).unwrap().stamp(unix);
+            let zone = Zone::parse(zone).unwrap();
             let mut out = Vec::new();
-            stamp.write_json(&mut out).unwrap();
-            prop_assert_eq!(out, serde_json::to_vec(&stamp).unwrap());
+            zone.stamp(unix).write_json(&mut out).unwrap();
+            prop_assert_eq!(out, serde_json::to_vec(&reference(zone, unix)).unwrap());
         }
     }
 
@@ -326,6 +332,65 @@ mod tests {
             assert_eq!(Zone::Utc.rfc3339(unix), text);
             assert_eq!(reference(Zone::Utc, unix), text);
         }
+    }
+
+    #[test]
+    fn the_calendars_edges_are_placed_with_a_zones_offset_as_chrono_places_them() {
+        let zone = |name| Zone::parse(name).unwrap();
+        for (zone, unix, text) in [
+            (
+                zone("Etc/GMT+5"),
+                -62_167_201_200,
+                "0000-01-01T00:00:00-05:00",
+            ),
+            (
+                zone("Etc/GMT+5"),
+                -62_167_201_201,
+                "-0001-12-31T23:59:59-05:00",
+            ),
+            (
+                zone("Etc/GMT-14"),
+                -62_167_269_600,
+                "0000-01-01T00:00:00+14:00",
+            ),
+            (
+                zone("America/Los_Angeles"),
+                253_402_300_800,
+                "9999-12-31T16:00:00-08:00",
+            ),
+            (
+                zone("Europe/Berlin"),
+                253_402_297_200,
+                "+10000-01-01T00:00:00+01:00",
+            ),
+        ] {
+            assert_eq!(reference(zone, unix), text);
+            assert_eq!(zone.rfc3339(unix), text);
+            let mut json = Vec::new();
+            zone.stamp(unix).write_json(&mut json).unwrap();
+            assert_eq!(json, format!("\"{text}\"").into_bytes());
+        }
+    }
+
+    #[test]
+    fn seconds_past_the_calendars_ends_are_written_in_utc_in_any_zone() {
+        // A corrupt record's seconds: chrono's own writing of these panics in a zone whose
+        // wall clock falls past the calendar's ends.
+        let max = DateTime::<Utc>::MAX_UTC.timestamp();
+        for zone in ["America/Los_Angeles", "Europe/Berlin", "Etc/GMT-14", "UTC"] {
+            let zone = Zone::parse(zone).unwrap();
+            for unix in [i64::MIN, i64::MIN + 1, -1 - max, max, i64::MAX] {
+                let text = zone.rfc3339(unix);
+                assert!(text.ends_with('Z') || text.contains(':'), "{text}");
+            }
+        }
+        let berlin = Zone::parse("Europe/Berlin").unwrap();
+        assert_eq!(
+            berlin.rfc3339(max),
+            Zone::Utc
+                .at(max)
+                .to_rfc3339_opts(SecondsFormat::Secs, false)
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Faults of the state database, with the binary run end to end against a real SMTP server on
 //! loopback: a disk that fills up while a message is being accepted, another process holding
-//! the write lock, an emptied `state.db`, two configurations on one `state_dir`, and readers
-//! that meet a writer's lock. Each test counts exactly what reached the server across runs.
+//! the write lock, an emptied `state.db`, two configurations on one `state_dir`, readers
+//! that meet a writer's lock, and stored times past the calendar's ends. Each test counts
+//! exactly what reached the server across runs.
 
 mod common;
 
@@ -489,4 +490,39 @@ fn a_state_it_cannot_open_is_not_called_damaged() {
         );
     }
     assert_eq!(s.outbox().len(), 1, "nothing sent again");
+}
+
+/// Stored times past the calendar's ends (a damaged state, or one written by hand) are
+/// written as times, in a zone west of UTC, not a panic: the address in no provider is listed
+/// by `--json`, and the one in a provider is reported.
+#[test]
+fn stored_times_past_the_calendars_ends_are_written_not_a_panic() {
+    let config = standard_config("")
+        .replace("timezone = \"UTC\"", "timezone = \"America/Los_Angeles\"")
+        .replace("min_hits = 1", "min_hits = 2");
+    let s = Setup::new(&config);
+    let lines = |time| {
+        [
+            drop_line(time, "81.2.69.143", "TCP", 80),
+            drop_line(time, "3.5.140.2", "TCP", 22),
+        ]
+        .concat()
+    };
+    s.write("messages", &lines("10:00:00"));
+    s.run(&["run"]).ok();
+    assert_eq!(s.outbox().len(), 0, "below min_hits");
+    let db = rusqlite::Connection::open(state_db(&s)).unwrap();
+    let changed = db
+        .execute(
+            "UPDATE observation SET first_seen = ?1, last_seen = ?2",
+            [i64::MIN, i64::MAX],
+        )
+        .unwrap();
+    assert_eq!(changed, 2);
+    drop(db);
+    s.append("messages", &lines("10:00:05"));
+    let json = s.run(&["preview", "--json"]).ok();
+    assert!(json.stdout.contains("\"81.2.69.143\""), "{}", json.stdout);
+    let text = s.run(&["preview"]).ok();
+    assert!(text.stdout.contains("3.5.140.2"), "{}", text.stdout);
 }
