@@ -89,7 +89,12 @@ impl ReportIp {
         let protocols = protocol_labels(o.protocols.iter());
         let ports: Vec<u16> = o.dst_ports.iter().copied().collect();
         ReportIp {
-            kind: abuse_kind(&protocols, &ports, o.hits, o.last_seen - o.first_seen),
+            kind: abuse_kind(
+                &protocols,
+                &ports,
+                o.hits,
+                o.last_seen.saturating_sub(o.first_seen),
+            ),
             ip: o.ip.to_string(),
             hits: o.hits,
             first_seen: zone.rfc3339(o.first_seen),
@@ -364,7 +369,12 @@ impl Report {
             version: VERSION.to_string(),
             desk: None,
         };
-        match spread_flood(attackers, &report.protocols, &report.ports, last - first) {
+        match spread_flood(
+            attackers,
+            &report.protocols,
+            &report.ports,
+            last.saturating_sub(first),
+        ) {
             Some(kind) => {
                 report.abuse_kind = kind;
                 report.spoofing_likely = true;
@@ -588,7 +598,7 @@ fn abuse_kind(protocols: &[String], ports: &[u16], hits: u64, span_seconds: i64)
     if ports.len() > 20 {
         return format!("port scan ({} ports, {proto})", ports.len());
     }
-    let rate = hits as f64 / (span_seconds.max(0) + 1) as f64;
+    let rate = hits as f64 / span_seconds.max(0).saturating_add(1) as f64;
     // Sustained packets every second or more is a flood, not probing.
     let flood = rate >= 1.0 && hits >= 10;
     match (ports.len(), flood) {
@@ -628,7 +638,7 @@ fn spread_flood(
         .filter(|a| a.observation.hits <= 10)
         .count();
     let hits: u64 = attackers.iter().map(|a| a.observation.hits).sum();
-    let rate = hits as f64 / (span_seconds.max(0) + 1) as f64;
+    let rate = hits as f64 / span_seconds.max(0).saturating_add(1) as f64;
     let forgeable = matches!(
         protocols,
         [p] if ["UDP", "UDPLITE", "ICMP", "ICMPv6"].contains(&p.as_str())

@@ -494,7 +494,7 @@ fn a_state_it_cannot_open_is_not_called_damaged() {
 
 /// Stored times past the calendar's ends (a damaged state, or one written by hand) are
 /// written as times, in a zone west of UTC, not a panic: the address in no provider is listed
-/// by `--json`, and the one in a provider is reported.
+/// by `--json`, the one in a provider is reported, and both are shown.
 #[test]
 fn stored_times_past_the_calendars_ends_are_written_not_a_panic() {
     let config = standard_config("")
@@ -525,4 +525,11 @@ fn stored_times_past_the_calendars_ends_are_written_not_a_panic() {
     assert!(json.stdout.contains("\"81.2.69.143\""), "{}", json.stdout);
     let text = s.run(&["preview"]).ok();
     assert!(text.stdout.contains("3.5.140.2"), "{}", text.stdout);
+    s.run(&["run"]).ok();
+    assert_eq!(s.reported(), [["3.5.140.2"]]);
+    let ledger = history(&s);
+    let id = ledger[0]["id"].as_str().unwrap();
+    let shown = s.run(&["show", id]).ok();
+    assert!(shown.stdout.contains("3.5.140.2"), "{}", shown.stdout);
+    s.run(&["history"]).ok();
 }
