@@ -492,8 +492,8 @@ fn a_state_it_cannot_open_is_not_called_damaged() {
     assert_eq!(s.outbox().len(), 1, "nothing sent again");
 }
 
-/// Stored times past the calendar's ends (a damaged state, or one written by hand) are
-/// written as times, in a zone west of UTC, not a panic: the address in no provider is listed
+/// Stored times past the calendar's ends and a packet count at its largest (a damaged state,
+/// or one written by hand) are written as they are, in a zone west of UTC, not a panic: the address in no provider is listed
 /// by `--json`, the one in a provider is reported, and both are shown.
 #[test]
 fn stored_times_past_the_calendars_ends_are_written_not_a_panic() {
@@ -514,7 +514,7 @@ fn stored_times_past_the_calendars_ends_are_written_not_a_panic() {
     let db = rusqlite::Connection::open(state_db(&s)).unwrap();
     let changed = db
         .execute(
-            "UPDATE observation SET first_seen = ?1, last_seen = ?2",
+            "UPDATE observation SET first_seen = ?1, last_seen = ?2, hits = ?2",
             [i64::MIN, i64::MAX],
         )
         .unwrap();
