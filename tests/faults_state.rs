@@ -492,8 +492,9 @@ fn a_state_it_cannot_open_is_not_called_damaged() {
     assert_eq!(s.outbox().len(), 1, "nothing sent again");
 }
 
-/// Stored times past the calendar's ends and a packet count at its largest (a damaged state,
-/// or one written by hand) are written as they are, in a zone west of UTC, not a panic: the address in no provider is listed
+/// Stored times past the calendar's ends, of addresses and of their kept lines, and a packet
+/// count at its largest (a damaged state, or one written by hand) are written as they are, in
+/// a zone west of UTC, not a panic: the address in no provider is listed
 /// by `--json`, the one in a provider is reported, and both are shown.
 #[test]
 fn stored_times_past_the_calendars_ends_are_written_not_a_panic() {
@@ -519,6 +520,13 @@ fn stored_times_past_the_calendars_ends_are_written_not_a_panic() {
         )
         .unwrap();
     assert_eq!(changed, 2);
+    let kept = db
+        .execute(
+            "UPDATE evidence SET time = CASE WHEN seq % 2 = 0 THEN ?1 ELSE ?2 END",
+            [i64::MIN, i64::MAX],
+        )
+        .unwrap();
+    assert!(kept > 0);
     drop(db);
     s.append("messages", &lines("10:00:05"));
     let json = s.run(&["preview", "--json"]).ok();
