@@ -501,7 +501,7 @@ impl Observation {
 
     /// Adds what another observation of the same IP saw.
     pub fn merge(&mut self, other: &Observation) {
-        self.hits += other.hits;
+        self.hits = self.hits.saturating_add(other.hits);
         self.first_seen = self.first_seen.min(other.first_seen);
         self.last_seen = self.last_seen.max(other.last_seen);
         self.protocols.merge_capped(&other.protocols, MAX_SMALL_SET);
@@ -1155,7 +1155,7 @@ impl Seen {
     /// Adds what another reader saw of the same address: `other`, whose numbers and side
     /// table are those of `theirs`, that reader's tables.
     fn merge(&mut self, other: &Seen, theirs: &Tables, t: &mut Tables) {
-        self.hits += other.hits;
+        self.hits = self.hits.saturating_add(other.hits);
         self.first_seen = self.first_seen.min(other.first_seen);
         self.last_seen = self.last_seen.max(other.last_seen);
         let aside = theirs.aside.get(other.aside as usize);

@@ -339,7 +339,7 @@ impl Report {
             timezone: zone.name(),
             ip_count: ips.len(),
             rereport_count: ips.iter().filter(|i| i.rereport).count(),
-            total_hits: attackers.iter().map(|a| a.observation.hits).sum(),
+            total_hits: (attackers.iter()).fold(0, |n, a| n.saturating_add(a.observation.hits)),
             first_seen: zone.rfc3339(first),
             last_seen: zone.rfc3339(last),
             protocols: protocol_names,
@@ -637,7 +637,7 @@ fn spread_flood(
         .iter()
         .filter(|a| a.observation.hits <= 10)
         .count();
-    let hits: u64 = attackers.iter().map(|a| a.observation.hits).sum();
+    let hits = (attackers.iter()).fold(0u64, |n, a| n.saturating_add(a.observation.hits));
     let rate = hits as f64 / span_seconds.max(0).saturating_add(1) as f64;
     let forgeable = matches!(
         protocols,

@@ -1373,7 +1373,8 @@ impl State {
                 status: Status::parse(&status)?,
                 created_at: r.get(6)?,
                 sent_at: r.get(7)?,
-                attempts: r.get(8)?,
+                // Written as a u32: a number past it is a damaged row, read as the largest.
+                attempts: u32::try_from(r.get::<_, i64>(8)?.max(0)).unwrap_or(u32::MAX),
                 last_error: r.get(9)?,
                 server_reply: r.get(10)?,
                 ips: Vec::new(),

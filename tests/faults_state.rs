@@ -1,7 +1,7 @@
 //! Faults of the state database, with the binary run end to end against a real SMTP server on
 //! loopback: a disk that fills up while a message is being accepted, another process holding
 //! the write lock, an emptied `state.db`, two configurations on one `state_dir`, readers
-//! that meet a writer's lock, and stored times past the calendar's ends. Each test counts
+//! that meet a writer's lock, and stored times and counts at the ends of their range. Each test counts
 //! exactly what reached the server across runs.
 
 mod common;
@@ -539,5 +539,36 @@ fn stored_times_past_the_calendars_ends_are_written_not_a_panic() {
     let id = ledger[0]["id"].as_str().unwrap();
     let shown = s.run(&["show", id]).ok();
     assert!(shown.stdout.contains("3.5.140.2"), "{}", shown.stdout);
+    s.run(&["history"]).ok();
+}
+
+/// Counts at the ends of their range in a damaged state: a packet count stored as -1 (the
+/// largest a record holds, as counts are written) and a report's tries past any number a run
+/// keeps. The count stays the largest as packets are added to it, and the ledger is listed.
+#[test]
+fn stored_counts_at_the_ends_of_their_range_are_read_not_a_panic() {
+    let s = Setup::new(&standard_config(""));
+    let lines = |time| {
+        [
+            drop_line(time, "81.2.69.143", "TCP", 80),
+            drop_line(time, "3.5.140.2", "TCP", 22),
+        ]
+        .concat()
+    };
+    s.write("messages", &lines("10:00:00"));
+    s.run(&["run"]).ok();
+    assert_eq!(s.reported(), [["3.5.140.2"]]);
+    let db = rusqlite::Connection::open(state_db(&s)).unwrap();
+    db.execute("UPDATE observation SET hits = -1", []).unwrap();
+    db.execute("UPDATE report SET attempts = ?1", [i64::MAX])
+        .unwrap();
+    drop(db);
+    s.append("messages", &lines("10:00:05"));
+    let json = s.run(&["preview", "--json"]).ok();
+    assert!(json.stdout.contains("\"81.2.69.143\""), "{}", json.stdout);
+    s.run(&["run"]).ok();
+    assert_eq!(observed_hits(&s)["81.2.69.143"], u64::MAX);
+    let ledger = history(&s);
+    assert_eq!(ledger.len(), 1);
     s.run(&["history"]).ok();
 }
