@@ -492,6 +492,15 @@ fn a_state_it_cannot_open_is_not_called_damaged() {
     assert_eq!(s.outbox().len(), 1, "nothing sent again");
 }
 
+/// A packet each from an address in no provider and one in AWS's ranges, logged at `time`.
+fn two_addresses(time: &str) -> String {
+    [
+        drop_line(time, "81.2.69.143", "TCP", 80),
+        drop_line(time, "3.5.140.2", "TCP", 22),
+    ]
+    .concat()
+}
+
 /// Stored times past the calendar's ends, of addresses and of their kept lines, and a packet
 /// count at its largest (a damaged state, or one written by hand) are written as they are, in
 /// a zone west of UTC, not a panic: the address in no provider is listed
@@ -502,14 +511,7 @@ fn stored_times_past_the_calendars_ends_are_written_not_a_panic() {
         .replace("timezone = \"UTC\"", "timezone = \"America/Los_Angeles\"")
         .replace("min_hits = 1", "min_hits = 2");
     let s = Setup::new(&config);
-    let lines = |time| {
-        [
-            drop_line(time, "81.2.69.143", "TCP", 80),
-            drop_line(time, "3.5.140.2", "TCP", 22),
-        ]
-        .concat()
-    };
-    s.write("messages", &lines("10:00:00"));
+    s.write("messages", &two_addresses("10:00:00"));
     s.run(&["run"]).ok();
     assert_eq!(s.outbox().len(), 0, "below min_hits");
     let db = rusqlite::Connection::open(state_db(&s)).unwrap();
@@ -528,7 +530,7 @@ fn stored_times_past_the_calendars_ends_are_written_not_a_panic() {
         .unwrap();
     assert!(kept > 0);
     drop(db);
-    s.append("messages", &lines("10:00:05"));
+    s.append("messages", &two_addresses("10:00:05"));
     let json = s.run(&["preview", "--json"]).ok();
     assert!(json.stdout.contains("\"81.2.69.143\""), "{}", json.stdout);
     let text = s.run(&["preview"]).ok();
@@ -548,14 +550,7 @@ fn stored_times_past_the_calendars_ends_are_written_not_a_panic() {
 #[test]
 fn stored_counts_at_the_ends_of_their_range_are_read_not_a_panic() {
     let s = Setup::new(&standard_config(""));
-    let lines = |time| {
-        [
-            drop_line(time, "81.2.69.143", "TCP", 80),
-            drop_line(time, "3.5.140.2", "TCP", 22),
-        ]
-        .concat()
-    };
-    s.write("messages", &lines("10:00:00"));
+    s.write("messages", &two_addresses("10:00:00"));
     s.run(&["run"]).ok();
     assert_eq!(s.reported(), [["3.5.140.2"]]);
     let db = rusqlite::Connection::open(state_db(&s)).unwrap();
@@ -563,7 +558,7 @@ fn stored_counts_at_the_ends_of_their_range_are_read_not_a_panic() {
     db.execute("UPDATE report SET attempts = ?1", [i64::MAX])
         .unwrap();
     drop(db);
-    s.append("messages", &lines("10:00:05"));
+    s.append("messages", &two_addresses("10:00:05"));
     let json = s.run(&["preview", "--json"]).ok();
     assert!(json.stdout.contains("\"81.2.69.143\""), "{}", json.stdout);
     s.run(&["run"]).ok();
