@@ -373,6 +373,7 @@ impl Report {
             attackers,
             &report.protocols,
             &report.ports,
+            report.total_hits,
             last.saturating_sub(first),
         ) {
             Some(kind) => {
@@ -598,7 +599,7 @@ fn abuse_kind(protocols: &[String], ports: &[u16], hits: u64, span_seconds: i64)
     if ports.len() > 20 {
         return format!("port scan ({} ports, {proto})", ports.len());
     }
-    let rate = hits as f64 / span_seconds.max(0).saturating_add(1) as f64;
+    let rate = per_second(hits, span_seconds);
     // Sustained packets every second or more is a flood, not probing.
     let flood = rate >= 1.0 && hits >= 10;
     match (ports.len(), flood) {
@@ -622,6 +623,13 @@ fn abuse_kind(protocols: &[String], ports: &[u16], hits: u64, span_seconds: i64)
 const SPREAD_SOURCES: usize = 50;
 
 /// A flood spread over many sources, each too quiet to be a flood on its own: at least
+/// Packets a second over `span_seconds` (the seconds from the first packet to the last, that
+/// second counted): neither a span from a damaged record nor a negative one overflows or
+/// divides by zero.
+fn per_second(hits: u64, span_seconds: i64) -> f64 {
+    hits as f64 / span_seconds.max(0).saturating_add(1) as f64
+}
+
 /// [`SPREAD_SOURCES`] addresses, nine in ten of them with 10 packets or fewer, UDP or ICMP
 /// alone (a source can be forged there; TCP sources that probe a port are a distributed
 /// scan, real hosts), at most three destination ports, and together ten packets a second or
@@ -631,14 +639,14 @@ fn spread_flood(
     attackers: &[Attacker],
     protocols: &[String],
     ports: &[u16],
+    hits: u64,
     span_seconds: i64,
 ) -> Option<String> {
     let quiet = attackers
         .iter()
         .filter(|a| a.observation.hits <= 10)
         .count();
-    let hits = (attackers.iter()).fold(0u64, |n, a| n.saturating_add(a.observation.hits));
-    let rate = hits as f64 / span_seconds.max(0).saturating_add(1) as f64;
+    let rate = per_second(hits, span_seconds);
     let forgeable = matches!(
         protocols,
         [p] if ["UDP", "UDPLITE", "ICMP", "ICMPv6"].contains(&p.as_str())

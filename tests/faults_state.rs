@@ -1,8 +1,8 @@
 //! Faults of the state database, with the binary run end to end against a real SMTP server on
 //! loopback: a disk that fills up while a message is being accepted, another process holding
-//! the write lock, an emptied `state.db`, two configurations on one `state_dir`, readers
-//! that meet a writer's lock, and stored times and counts at the ends of their range. Each test counts
-//! exactly what reached the server across runs.
+//! the write lock, an emptied `state.db`, two configurations on one `state_dir`, readers that
+//! meet a writer's lock, and stored times and counts at the ends of their range. Each test
+//! counts exactly what reached the server across runs.
 
 mod common;
 
