@@ -1236,43 +1236,126 @@ impl Seen {
 }
 
 /// Everything one run learned from the logs, before it is stored.
-/// Observations by address: the records one after another in one vector, and an index to
-/// them (a few bytes a record), rather than a hash table of whole records, most of its
-/// slots empty. The read's own index and vector become these without a copy.
-#[derive(Debug, Default, Clone)]
+/// Observations by address, in shards chosen by the address's hash: in each, the records one
+/// after another in one vector, and an index to them (a few bytes a record), rather than a
+/// hash table of whole records, most of its slots empty. The read's own shards become these
+/// without a copy, each on a core of its own. A record's place ([`Observations::at`]) is its
+/// position in its shard times the number of shards, plus its shard: places stay as they are
+/// while any shard grows.
+#[derive(Debug, Clone)]
 pub struct Observations {
+    hash: AddressHash,
+    shelves: Vec<Shelf>,
+}
+
+/// One shard of [`Observations`].
+#[derive(Debug, Default, Clone)]
+struct Shelf {
     index: SlotIndex,
     records: Vec<Observation>,
+}
+
+impl Default for Observations {
+    fn default() -> Self {
+        let hash = AddressHash::default();
+        Self {
+            hash,
+            shelves: vec![Shelf {
+                index: SlotIndex::new(hash),
+                records: Vec::new(),
+            }],
+        }
+    }
+}
+
+/// The seeded hash of addresses that every shard of a read, the reads forked from it and the
+/// observations made of them share: it picks an address's shard and its slot in the shard's
+/// index alike, so that an address read is hashed once. Keyed by attacker-chosen addresses:
+/// seeded, not predictable.
+#[derive(Debug, Clone, Copy)]
+struct AddressHash {
+    state: foldhash::fast::RandomState,
+    /// Tells hashes apart: only records hashed alike can be merged shard by shard.
+    id: u64,
+}
+
+impl Default for AddressHash {
+    fn default() -> Self {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        Self {
+            state: foldhash::fast::RandomState::default(),
+            id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+}
+
+impl AddressHash {
+    fn of(&self, ip: &IpAddr) -> u64 {
+        self.state.hash_one(ip)
+    }
+}
+
+/// The shard of `shards` that a hash picks, from bits 32 to 55: bits an index leaves alone
+/// (it places by the low bits and tags with the top seven), so that the addresses of one
+/// shard still spread over all of its index.
+fn shard_of(hash: u64, shards: usize) -> usize {
+    let bits = (hash >> 32) & 0x00ff_ffff;
+    ((bits * shards as u64) >> 24) as usize
+}
+
+/// A place made of a record's position in its shard and the shard.
+fn place_of(local: u32, shard: usize, shards: usize) -> u32 {
+    slot(
+        (local as usize)
+            .saturating_mul(shards)
+            .saturating_add(shard),
+    )
 }
 
 /// Slots of records, found by their address: the table holds each slot (4 bytes) and compares
 /// addresses through the records, rather than holding every address a second time (24 bytes
 /// with its slot): a flood's million sources cost each reading thread 10 MB of index, not 50.
-/// Keyed by attacker-chosen addresses: a seeded fast hash, not a predictable one.
-#[derive(Debug, Default, Clone)]
+/// Asked with the address's hash, made once by the caller.
+#[derive(Debug, Clone)]
 struct SlotIndex {
     table: hashbrown::HashTable<u32>,
-    hasher: foldhash::fast::RandomState,
+    hash: AddressHash,
+}
+
+impl Default for SlotIndex {
+    fn default() -> Self {
+        Self::new(AddressHash::default())
+    }
 }
 
 impl SlotIndex {
-    /// The slot of `ip`, where `ip_at` gives the address of a slot's record.
-    fn find(&self, ip: &IpAddr, ip_at: impl Fn(u32) -> IpAddr) -> Option<u32> {
-        let hash = self.hasher.hash_one(ip);
+    fn new(hash: AddressHash) -> Self {
+        Self {
+            table: hashbrown::HashTable::new(),
+            hash,
+        }
+    }
+
+    /// The slot of `ip`, whose hash is `hash`, where `ip_at` gives the address of a slot's
+    /// record.
+    fn find(&self, hash: u64, ip: &IpAddr, ip_at: impl Fn(u32) -> IpAddr) -> Option<u32> {
         self.table.find(hash, |&s| ip_at(s) == *ip).copied()
     }
 
-    /// The slot of `ip`, and `false`; or, when it has none, `next` entered as its slot (the
-    /// caller puts its record there), and `true`.
+    /// The slot of `ip` (whose hash is `hash`), and `false`; or, when it has none, `next`
+    /// entered as its slot (the caller puts its record there), and `true`.
     fn find_or_enter(
         &mut self,
+        hash: u64,
         ip: IpAddr,
         next: u32,
         ip_at: impl Fn(u32) -> IpAddr,
     ) -> (u32, bool) {
-        let Self { table, hasher } = self;
-        let hash = hasher.hash_one(ip);
-        let rehash = |&s: &u32| hasher.hash_one(ip_at(s));
+        let Self {
+            table,
+            hash: hasher,
+        } = self;
+        let rehash = |&s: &u32| hasher.of(&ip_at(s));
         match table.entry(hash, |&s| ip_at(s) == ip, rehash) {
             hashbrown::hash_table::Entry::Occupied(e) => (*e.get(), false),
             hashbrown::hash_table::Entry::Vacant(e) => {
@@ -1282,14 +1365,22 @@ impl SlotIndex {
         }
     }
 
-    /// Calls `f` with every slot whose record the index would compare `ip` with (most often
-    /// one), finding none: so that those records are asked of the memory before they are
-    /// needed.
-    fn each_compared(&self, ip: &IpAddr, mut f: impl FnMut(u32)) {
-        self.table.find(self.hasher.hash_one(ip), |&s| {
+    /// Calls `f` with every slot whose record the index would compare an address of hash
+    /// `hash` with (most often one), finding none: so that those records are asked of the
+    /// memory before they are needed.
+    fn each_compared(&self, hash: u64, mut f: impl FnMut(u32)) {
+        self.table.find(hash, |&s| {
             f(s);
             false
         });
+    }
+}
+
+impl Shelf {
+    fn get(&self, hash: u64, ip: &IpAddr) -> Option<&Observation> {
+        let records = &self.records;
+        let slot = self.index.find(hash, ip, |s| records[s as usize].ip)?;
+        records.get(slot as usize)
     }
 }
 
@@ -1299,17 +1390,21 @@ impl Observations {
     }
 
     pub fn len(&self) -> usize {
-        self.records.len()
+        self.shelves.iter().map(|s| s.records.len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
+        self.shelves.iter().all(|s| s.records.is_empty())
+    }
+
+    /// The shard of an address of hash `hash`.
+    fn shelf(&self, hash: u64) -> usize {
+        shard_of(hash, self.shelves.len())
     }
 
     pub fn get(&self, ip: &IpAddr) -> Option<&Observation> {
-        let records = &self.records;
-        let slot = self.index.find(ip, |s| records[s as usize].ip)?;
-        records.get(slot as usize)
+        let hash = self.hash.of(ip);
+        self.shelves[self.shelf(hash)].get(hash, ip)
     }
 
     pub fn contains(&self, ip: &IpAddr) -> bool {
@@ -1318,35 +1413,46 @@ impl Observations {
 
     /// Adds `o` unless its address is in already; whether it was added.
     pub fn add(&mut self, o: Observation) -> bool {
-        let next = slot(self.records.len());
-        let records = &self.records;
-        let (_, new) = self
-            .index
-            .find_or_enter(o.ip, next, |s| records[s as usize].ip);
+        let hash = self.hash.of(&o.ip);
+        let k = self.shelf(hash);
+        let shelf = &mut self.shelves[k];
+        let next = slot(shelf.records.len());
+        let records = &shelf.records;
+        let (_, new) = (shelf.index).find_or_enter(hash, o.ip, next, |s| records[s as usize].ip);
         if new {
-            self.records.push(o);
+            shelf.records.push(o);
         }
         new
     }
 
-    /// The record at `place`: its position in [`Observations::iter`], which adding records
-    /// and changing them in place keep.
+    /// The record at `place`, which adding records and changing them in place keep: the
+    /// place the read gave its record, or that [`Observations::places`] gives.
     pub fn at(&self, place: u32) -> Option<&Observation> {
-        self.records.get(place as usize)
+        let n = self.shelves.len();
+        let (local, k) = (place as usize / n, place as usize % n);
+        self.shelves.get(k)?.records.get(local)
+    }
+
+    /// Each record with its place (see [`Observations::at`]), in no particular order.
+    pub fn places(&self) -> impl Iterator<Item = (u32, &Observation)> {
+        let n = self.shelves.len();
+        (self.shelves.iter().enumerate()).flat_map(move |(k, shelf)| {
+            (shelf.records.iter().enumerate()).map(move |(i, o)| (place_of(slot(i), k, n), o))
+        })
     }
 
     /// In no particular order.
-    pub fn iter(&self) -> std::slice::Iter<'_, Observation> {
-        self.records.iter()
+    pub fn iter(&self) -> impl Iterator<Item = &Observation> {
+        self.shelves.iter().flat_map(|s| s.records.iter())
     }
 
     /// In no particular order; a record's address is its key and must stay as it is.
-    pub fn iter_mut(&mut self) -> std::slice::IterMut<'_, Observation> {
-        self.records.iter_mut()
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Observation> {
+        self.shelves.iter_mut().flat_map(|s| s.records.iter_mut())
     }
 
     pub fn ips(&self) -> impl Iterator<Item = IpAddr> + '_ {
-        self.records.iter().map(|o| o.ip)
+        self.iter().map(|o| o.ip)
     }
 }
 
@@ -1378,10 +1484,14 @@ impl FromIterator<Observation> for Observations {
 
 impl IntoIterator for Observations {
     type Item = (IpAddr, Observation);
-    type IntoIter =
-        std::iter::Map<std::vec::IntoIter<Observation>, fn(Observation) -> (IpAddr, Observation)>;
+    type IntoIter = std::iter::Map<
+        std::iter::Flatten<std::vec::IntoIter<Vec<Observation>>>,
+        fn(Observation) -> (IpAddr, Observation),
+    >;
     fn into_iter(self) -> Self::IntoIter {
-        self.records.into_iter().map(|o| (o.ip, o))
+        let shelves: Vec<Vec<Observation>> = self.shelves.into_iter().map(|s| s.records).collect();
+        let pair: fn(Observation) -> (IpAddr, Observation) = |o| (o.ip, o);
+        shelves.into_iter().flatten().map(pair)
     }
 }
 
@@ -1471,38 +1581,124 @@ pub struct Batch {
     pub evidence: Vec<Vec<KeptLine>>,
 }
 
-/// The records of the sources a read saw: an index from address to a slot, and the records
-/// one after another in one vector. A hash table of whole records would hold a power of two
-/// of them, most empty, and copy them all each time it grows; the index's slots are small,
-/// and a large vector grows in place, its capacity not yet written taking no memory.
-#[derive(Default)]
+/// The records of the sources a read saw, in shards chosen by the address's hash (as many as
+/// the run has cores): the reads' records are merged, and become observations, shard by
+/// shard on every core, rather than on one while the others wait. A flood's records are taken
+/// in by the hundred thousand. A record's place is as in [`Observations::at`].
 struct Sources {
+    hash: AddressHash,
+    shards: Vec<Shard>,
+}
+
+/// One shard of [`Sources`]: an index from address to a slot, and the records one after
+/// another in one vector. A hash table of whole records would hold a power of two of them,
+/// most empty, and copy them all each time it grows; the index's slots are small, and a large
+/// vector grows in place, its capacity not yet written taking no memory.
+struct Shard {
     index: SlotIndex,
     records: Vec<Seen>,
     tables: Tables,
 }
 
 impl Sources {
+    /// No records yet, in `shards` shards (at least one) keyed by `hash`.
+    fn new(hash: AddressHash, shards: usize) -> Self {
+        let shards = (0..shards.max(1))
+            .map(|_| Shard {
+                index: SlotIndex::new(hash),
+                records: Vec::new(),
+                tables: Tables::default(),
+            })
+            .collect();
+        Sources { hash, shards }
+    }
+
+    /// No records yet, hashed and sharded as these are: a read whose records these will
+    /// take in.
+    fn fork(&self) -> Self {
+        Self::new(self.hash, self.shards.len())
+    }
+
     fn len(&self) -> usize {
-        self.records.len()
+        self.shards.iter().map(|s| s.records.len()).sum()
     }
 
-    /// Asks the memory for the record of `ip`, if it has one, without waiting for it.
-    fn prefetch(&self, ip: &IpAddr) {
-        let records = &self.records;
-        self.index.each_compared(ip, |s| {
-            if let Some(record) = records.get(s as usize) {
-                prefetch(record);
-            }
-        });
+    /// The hash of an address, which [`Sources::record`] and [`Sources::prefetch`] are asked
+    /// with.
+    fn hash_of(&self, ip: &IpAddr) -> u64 {
+        self.hash.of(ip)
     }
 
-    /// Takes in the records of another read: records of the same address merge, the others
-    /// are added. The other's records are let go of while they are taken in, so that the two
-    /// reads' records are not all held at once (with a million sources, a hundred MiB).
-    /// Returns where each of the other's slots went.
-    fn absorb(&mut self, other: Sources) -> Vec<u32> {
-        let Sources {
+    /// Asks the memory for the record of an address of hash `hash`, if it has one, without
+    /// waiting for it.
+    fn prefetch(&self, hash: u64) {
+        self.shards[shard_of(hash, self.shards.len())].prefetch(hash);
+    }
+
+    /// Counts `p` (its source's hash `hash`) in the record of its source, made with what
+    /// `attribute` says of the source when there is none yet; the record and its place.
+    fn record(
+        &mut self,
+        hash: u64,
+        p: &Packet<'_>,
+        attribute: impl FnOnce() -> Attribution,
+    ) -> (u32, &mut Seen) {
+        let n = self.shards.len();
+        let k = shard_of(hash, n);
+        let (local, seen) = self.shards[k].record(hash, p, attribute);
+        (place_of(local, k, n), seen)
+    }
+
+    /// The record at `place`.
+    fn at(&self, place: u32) -> &Seen {
+        let n = self.shards.len();
+        &self.shards[place as usize % n].records[place as usize / n]
+    }
+
+    fn at_mut(&mut self, place: u32) -> &mut Seen {
+        let n = self.shards.len();
+        &mut self.shards[place as usize % n].records[place as usize / n]
+    }
+
+    /// Each record with its place, shard by shard.
+    fn places(&self) -> impl Iterator<Item = (u32, &Seen)> {
+        let n = self.shards.len();
+        (self.shards.iter().enumerate()).flat_map(move |(k, shard)| {
+            (shard.records.iter().enumerate()).map(move |(i, s)| (place_of(slot(i), k, n), s))
+        })
+    }
+
+    /// Takes in the records of a read forked from this one (see [`Shard::absorb`]), each
+    /// shard on a core of its own. Returns where each of the other's places went.
+    fn absorb(&mut self, other: Sources) -> impl Fn(u32) -> u32 + use<> {
+        debug_assert_eq!(self.hash.id, other.hash.id, "records hashed alike");
+        debug_assert_eq!(self.shards.len(), other.shards.len());
+        let n = self.shards.len();
+        let pairs: Vec<(&mut Shard, Shard)> = self.shards.iter_mut().zip(other.shards).collect();
+        let moved: Vec<Vec<u32>> =
+            crate::parallel::map_in_order(pairs, |(mine, theirs)| mine.absorb(theirs));
+        move |place: u32| {
+            let (local, k) = (place as usize / n, place as usize % n);
+            place_of(moved[k][local], k, n)
+        }
+    }
+
+    /// The observations by address: each shard on a core of its own, its index kept, and
+    /// each record become an observation in its place, in the records' own memory.
+    fn into_observations(self) -> Observations {
+        let Sources { hash, shards } = self;
+        let shelves = crate::parallel::map_in_order(shards, Shard::into_shelf);
+        Observations { hash, shelves }
+    }
+}
+
+impl Shard {
+    /// Takes in the records of the same shard of another read: records of the same address
+    /// merge, the others are added. The other's records are let go of while they are taken
+    /// in, so that the two reads' records are not all held at once (with a million sources,
+    /// a hundred MiB). Returns where each of the other's slots went.
+    fn absorb(&mut self, other: Shard) -> Vec<u32> {
+        let Shard {
             index,
             mut records,
             tables: mut theirs,
@@ -1519,7 +1715,7 @@ impl Sources {
             if ahead == 0 {
                 let coming = &records[records.len().saturating_sub(AHEAD)..];
                 for s in coming {
-                    self.prefetch(&s.ip);
+                    self.prefetch(self.index.hash.of(&s.ip));
                 }
                 ahead = AHEAD;
             }
@@ -1528,7 +1724,8 @@ impl Sources {
             seen.first_lines = 0;
             let next = self.slot();
             let mine = &self.records;
-            match (self.index).find_or_enter(seen.ip, next, |s| mine[s as usize].ip) {
+            let hash = self.index.hash.of(&seen.ip);
+            match (self.index).find_or_enter(hash, seen.ip, next, |s| mine[s as usize].ip) {
                 (slot, false) => {
                     self.records[slot as usize].merge(&seen, &theirs, &mut self.tables);
                     moved.push(slot);
@@ -1548,16 +1745,27 @@ impl Sources {
         moved
     }
 
-    /// Counts `p` in the record of its source, made with what `attribute` says of the
-    /// source when there is none yet; the record and its slot.
+    /// Asks the memory for the record of an address of hash `hash`, if this shard has one.
+    fn prefetch(&self, hash: u64) {
+        let records = &self.records;
+        self.index.each_compared(hash, |s| {
+            if let Some(record) = records.get(s as usize) {
+                prefetch(record);
+            }
+        });
+    }
+
+    /// [`Sources::record`] in this shard: the record's slot here.
     fn record(
         &mut self,
+        hash: u64,
         p: &Packet<'_>,
         attribute: impl FnOnce() -> Attribution,
     ) -> (u32, &mut Seen) {
         let next = self.slot();
         let records = &self.records;
-        let (slot, added) = (self.index).find_or_enter(p.src, next, |s| records[s as usize].ip);
+        let (slot, added) =
+            (self.index).find_or_enter(hash, p.src, next, |s| records[s as usize].ip);
         if added {
             let new = Seen::new(p, attribute(), &mut self.tables);
             self.records.push(new);
@@ -1571,31 +1779,24 @@ impl Sources {
         slot(self.records.len())
     }
 
-    /// The observations by address: the index is kept, and each record becomes an
-    /// observation in its place, in the records' own memory.
-    fn into_observations(self) -> Observations {
-        let Sources {
+    /// The shard's observations: the index is kept, and each record becomes an observation
+    /// in its place, in the records' own memory.
+    fn into_shelf(self) -> Shelf {
+        let Shard {
             index,
             mut records,
             mut tables,
         } = self;
         // Port sets are what allocates: the ports of each record whose sets would are set
-        // aside in the record, as the sets' sorted vectors, side by side first, a slice of the
-        // records to each core. The records then become observations where they lie, taking
-        // those vectors as they are.
-        let slice = records
-            .len()
-            .div_ceil(crate::parallel::threads())
-            .max(1 << 12);
-        crate::parallel::map_in_order(records.chunks_mut(slice).collect(), |slice| {
-            for seen in slice.iter_mut().filter(|s| s.ports.sets_allocate()) {
-                seen.ports.set_aside();
-            }
-        });
+        // aside in the record, as the sets' sorted vectors. The records then become
+        // observations where they lie, taking those vectors as they are.
+        for seen in records.iter_mut().filter(|s| s.ports.sets_allocate()) {
+            seen.ports.set_aside();
+        }
         let observations = (records.into_iter())
             .map(|seen| seen.into_observation(&mut tables))
             .collect();
-        Observations {
+        Shelf {
             index,
             records: observations,
         }
@@ -1790,7 +1991,7 @@ impl<'a> Ingest<'a> {
             parser,
             finders,
             attribute,
-            seen: Sources::default(),
+            seen: Sources::new(AddressHash::default(), crate::parallel::threads()),
             first_lines: Vec::new(),
             spool,
             pen: Pen::default(),
@@ -1905,7 +2106,7 @@ impl<'a> Ingest<'a> {
             parser: self.parser.clone(),
             finders: self.finders.clone(),
             attribute: self.attribute,
-            seen: Sources::default(),
+            seen: self.seen.fork(),
             first_lines: Vec::new(),
             spool: self.spool,
             pen: Pen::default(),
@@ -1981,8 +2182,8 @@ impl<'a> Ingest<'a> {
         let moved = self.seen.absorb(other.seen);
         // An IP's own lines are its first ones: this read's, then the later part's.
         for line in other.first_lines {
-            let slot = moved[line.slot as usize];
-            let mine = &mut self.seen.records[slot as usize];
+            let slot = moved(line.slot);
+            let mine = self.seen.at_mut(slot);
             if mine.wants_a_line() {
                 mine.first_lines += 1;
                 self.first_lines.push(FirstLine { slot, ..line });
@@ -2102,22 +2303,24 @@ impl<'a> Ingest<'a> {
         // The lines are read a few at a time: all of them parsed, then the records of their
         // sources asked of the memory at once, then counted in. With many sources the records
         // are not in the cache, and their misses overlap rather than wait for each in turn.
-        let mut hits: Vec<(&[u8], Packet<'_>)> = Vec::with_capacity(AHEAD);
+        // Each with its source's hash, made once for the prefetch and the count.
+        let mut hits: Vec<(&[u8], Packet<'_>, u64)> = Vec::with_capacity(AHEAD);
         for group in starts.chunks(AHEAD) {
             for f in group {
                 let text = &region[f.start..f.end];
                 if let Some(packet) = self.hit(text, f.prefix, f.at - f.start) {
-                    hits.push((text, packet));
+                    let hash = self.seen.hash_of(&packet.src);
+                    hits.push((text, packet, hash));
                 }
             }
-            for (_, packet) in &hits {
-                self.seen.prefetch(&packet.src);
+            for &(_, _, hash) in &hits {
+                self.seen.prefetch(hash);
             }
             // Counted where they lie: a packet copied out of the vector would be read back
             // from the stack right after, in other pieces than it was stored in, a load the
             // processor cannot take from the stores in flight.
-            for (text, packet) in &hits {
-                self.count(text, packet);
+            for (text, packet, hash) in &hits {
+                self.count(text, packet, *hash);
             }
             hits.clear();
         }
@@ -2162,9 +2365,9 @@ impl<'a> Ingest<'a> {
     }
 
     /// Counts a hit in the record of its source, and keeps its line where evidence wants it.
-    fn count(&mut self, text: &[u8], packet: &Packet<'_>) {
+    fn count(&mut self, text: &[u8], packet: &Packet<'_>, hash: u64) {
         let attribute = self.attribute;
-        let (slot, seen) = self.seen.record(packet, || attribute(packet.src));
+        let (slot, seen) = self.seen.record(hash, packet, || attribute(packet.src));
         Self::raise(&mut self.counted_until, packet.prefix, packet.time);
         if seen.candidates.is_empty() {
             return;
@@ -2191,9 +2394,9 @@ impl<'a> Ingest<'a> {
         self.end_source();
         self.summary.ips_observed = self.seen.len() as u64;
         // Records keep their places in the observations made of them.
-        let mut unattributed: Vec<(IpAddr, u32)> = (self.seen.records.iter().enumerate())
+        let mut unattributed: Vec<(IpAddr, u32)> = (self.seen.places())
             .filter(|(_, s)| !s.in_provider)
-            .map(|(place, s)| (s.ip, slot(place)))
+            .map(|(place, s)| (s.ip, place))
             .collect();
         sort_places(&mut unattributed);
         self.summary.ips_unattributed = unattributed.len() as u64;
@@ -2216,14 +2419,14 @@ impl<'a> Ingest<'a> {
     /// address.
     fn own_lines(&mut self) -> Vec<Vec<KeptLine>> {
         let buckets = self.evidence.len();
-        let records = &self.seen.records;
+        let seen = &self.seen;
         let bucket_of = |slot: u32| {
-            (records[slot as usize].candidates.iter())
+            (seen.at(slot).candidates.iter())
                 .map(|&i| i as usize)
                 .filter(move |&i| i < buckets)
         };
         let kept = |line: &FirstLine| {
-            let ip = records[line.slot as usize].ip;
+            let ip = seen.at(line.slot).ip;
             KeptLine::new(line.time, ip, line.text)
         };
         let mut counts = vec![0usize; buckets];
@@ -2673,7 +2876,7 @@ mod tests {
             .first_lines
             .iter()
             .map(|l| {
-                let ip = first.seen.records[l.slot as usize].ip;
+                let ip = first.seen.at(l.slot).ip;
                 (ip.to_string(), l.time % 60)
             })
             .collect();
@@ -2817,7 +3020,8 @@ mod tests {
         /// A reader's compact records (values in place, set aside past their room, numbered
         /// per reader) come to the observations that plain bounded sets make of the same
         /// packets, value by value, in another order: however the packets are split between
-        /// readers, and whatever each source's variety.
+        /// readers, in however many shards, and whatever each source's variety. Each record
+        /// taken in is found where the merge says it went, and each observation at its place.
         #[test]
         fn compact_records_make_the_observations_plain_sets_make(
             raw in proptest::collection::vec(
@@ -2836,6 +3040,7 @@ mod tests {
                 proptest::prop_oneof![proptest::strategy::Just(1u8), 1u8..24],
             ),
             cuts in (0usize..700, 0usize..700),
+            shards in 1usize..6,
         ) {
             let hosts: Vec<String> = (0..24)
                 .map(|i| match i % 4 {
@@ -2846,19 +3051,49 @@ mod tests {
                 .collect();
             let packets = packets_of(&raw, widths, &hosts);
             let (a, b) = (cuts.0.min(cuts.1).min(packets.len()), cuts.0.max(cuts.1).min(packets.len()));
+            let hash = AddressHash::default();
             let read = |packets: &[Packet<'_>]| {
-                let mut sources = Sources::default();
+                let mut sources = Sources::new(hash, shards);
                 for p in packets {
-                    sources.record(p, Attribution::default);
+                    sources.record(hash.of(&p.src), p, Attribution::default);
                 }
                 sources
+            };
+            let addresses = |sources: &Sources| -> Vec<(u32, IpAddr)> {
+                sources.places().map(|(place, s)| (place, s.ip)).collect()
             };
             // Three readers: the last is taken in by the second, which the first takes in.
             let mut first = read(&packets[..a]);
             let mut second = read(&packets[a..b]);
-            second.absorb(read(&packets[b..]));
-            first.absorb(second);
-            let compact = first.into_observations();
+            let third = read(&packets[b..]);
+            let (of_second, of_third) = (addresses(&second), addresses(&third));
+            let moved = second.absorb(third);
+            for (place, ip) in of_third {
+                proptest::prop_assert_eq!(second.at(moved(place)).ip, ip);
+            }
+            let moved = first.absorb(second);
+            for (place, ip) in of_second {
+                proptest::prop_assert_eq!(first.at(moved(place)).ip, ip);
+            }
+            proptest::prop_assert_eq!(first.places().count(), first.len());
+            let mut compact = first.into_observations();
+            let places: Vec<(u32, Observation)> =
+                compact.places().map(|(place, o)| (place, o.clone())).collect();
+            // Records added later (from the state) leave every place where it was.
+            for i in 0..40u16 {
+                let ip = IpAddr::from([0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, i]);
+                proptest::prop_assert!(compact.add(Observation::new(ip, 0)));
+            }
+            for (place, o) in &places {
+                proptest::prop_assert_eq!(compact.at(*place), Some(o));
+                proptest::prop_assert_eq!(compact.get(&o.ip), Some(o));
+            }
+            proptest::prop_assert_eq!(compact.places().count(), places.len() + 40);
+            for (place, o) in compact.places() {
+                proptest::prop_assert_eq!(compact.at(place), Some(o));
+            }
+            let compact: Observations =
+                compact.into_iter().map(|(_, o)| o).filter(|o| o.ip.is_ipv4()).collect();
             let mut plain: std::collections::BTreeMap<IpAddr, Observation> = Default::default();
             for p in packets.iter().rev() {
                 (plain.entry(p.src))
