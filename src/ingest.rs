@@ -2153,8 +2153,10 @@ impl<'a> Ingest<'a> {
     /// the reading would depend on what came before; `None` for a line the read does not
     /// take as the one before the next (see [`LineParser::time_to_follow`]).
     pub fn stamp_time(&self, line: &[u8]) -> Option<(i64, bool)> {
-        // A line that fills the buffer is junk the read never parses (see `overlong`).
-        if line.len() >= self.buffer {
+        // A line that fills the buffer is junk the read never parses (see `overlong`); NUL
+        // bytes before it are passed over, and are no part of it.
+        let nul = line.iter().take_while(|b| **b == 0).count();
+        if line.len() - nul >= self.buffer {
             return None;
         }
         self.parser.time_to_follow(line)
@@ -2227,6 +2229,9 @@ impl<'a> Ingest<'a> {
             };
             filled += n;
             let mut done = 0;
+            if !skipping {
+                consumed += self.pass_nuls(&mut buf, &mut filled);
+            }
             if skipping {
                 done = match memchr::memchr(b'\n', &buf[..filled]) {
                     Some(i) => {
@@ -2256,6 +2261,9 @@ impl<'a> Ingest<'a> {
                 }
                 buf.copy_within(done..filled, 0);
                 filled -= done;
+                if !skipping {
+                    consumed += self.pass_nuls(&mut buf, &mut filled);
+                }
             }
         }
         if last_line_whole && filled > 0 && !skipping {
@@ -2270,6 +2278,23 @@ impl<'a> Ingest<'a> {
             }
         }
         Ok(consumed)
+    }
+
+    /// Passes over the NUL bytes that start the line at the start of `buf` (`filled` bytes
+    /// held), and returns how many. A crash can leave a block of them, of any length, where
+    /// the file grew and its data never came: they are no part of the line written after them,
+    /// which is read whole however long the block. Counted as read.
+    fn pass_nuls(&mut self, buf: &mut [u8], filled: &mut usize) -> u64 {
+        let nul = buf[..*filled].iter().take_while(|b| **b == 0).count();
+        if nul > 0 {
+            self.summary.bytes_read += nul as u64;
+            if let Some(progress) = self.progress {
+                progress(nul as u64);
+            }
+            buf.copy_within(nul..*filled, 0);
+            *filled -= nul;
+        }
+        nul as u64
     }
 
     /// A whole buffer without a newline: no kernel line is this long (the kernel's own limit
@@ -2576,6 +2601,25 @@ mod tests {
         assert_eq!(batch.summary.lines_malformed, 1);
         assert_eq!(batch.summary.ips_observed, 1);
         assert_eq!(batch.summary.bytes_read as usize, text.len());
+    }
+
+    /// A crash's block of NUL bytes longer than the read buffer, before a packet line: the
+    /// line is read whole, not taken for junk and lost. (A block at the end of the input is
+    /// held to the reference reader in `tests/differential.rs`.)
+    #[test]
+    fn a_packet_after_a_nul_block_longer_than_the_buffer_is_counted() {
+        let packet = "Jan 25 23:51:25 h kernel: INPUT-DROP:IN=eth0 OUT= SRC=3.5.140.2 \
+                      DST=192.0.2.1 PROTO=UDP SPT=5 DPT=53\n";
+        let mut text = packet.to_string();
+        text.push_str(&"\0".repeat(3 * BUFFER + 7));
+        text.push_str(packet);
+        let batch = ingest_text(&text, &|_| aws());
+        assert_eq!(batch.summary.lines_read, 2);
+        assert_eq!(batch.summary.lines_matched, 2);
+        assert_eq!(batch.summary.lines_malformed, 0);
+        assert_eq!(batch.summary.bytes_read as usize, text.len());
+        let ip: IpAddr = "3.5.140.2".parse().unwrap();
+        assert_eq!(batch.observations[&ip].hits, 2);
     }
 
     #[test]

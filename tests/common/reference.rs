@@ -78,11 +78,19 @@ pub fn reference(input: &[u8], setup: &ReadSetup) -> (Summary, Observations, u64
     let mut pos = 0;
     while pos < input.len() {
         let rest = &input[pos..];
-        let (line, taken) = match rest.iter().position(|b| *b == b'\n') {
-            Some(i) => (&rest[..i], i + 1),
-            None if rest.len() >= setup.buffer => (rest, rest.len()),
+        // NUL bytes at a line's start (a crash's block) are no part of it, however many:
+        // passed over and counted as read, even with no line after them yet.
+        let nul = rest.iter().take_while(|b| **b == 0).count();
+        let body = &rest[nul..];
+        let (line, taken) = match body.iter().position(|b| *b == b'\n') {
+            Some(i) => (&body[..i], nul + i + 1),
+            None if body.len() >= setup.buffer => (body, rest.len()),
             // May still be being written: left for the next run.
-            None => break,
+            None => {
+                pos += nul;
+                summary.bytes_read += nul as u64;
+                break;
+            }
         };
         pos += taken;
         summary.lines_read += 1;
