@@ -14,8 +14,11 @@
 //!
 //! Giving up is safe for the ledger: a message is reported accepted only on the server's
 //! reply. A dialogue given up before the body went out stops at its next step and never sends
-//! the body; one given up while waiting for the reply to the body may have been taken by the
-//! server, and goes out again, with the same Message-ID, on the next run.
+//! the body. Once the body is out, the server's reply to it is waited for
+//! [`BODY_REPLY_TIMEOUTS`] × `mail.timeout_secs` (ten minutes at the default, as RFC 5321
+//! asks of a client: a relay's content filter may take minutes), beyond the message's own
+//! deadline: a message given up then may have been taken by the server, and goes out again,
+//! with the same Message-ID, on the next run.
 
 use std::cell::Cell;
 use std::fs;
@@ -25,7 +28,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -44,6 +47,10 @@ use crate::excerpt::clean_line;
 pub const TIMEOUTS_PER_MESSAGE: u32 = 4;
 /// A run's delivery may last this many messages' deadlines; what is left waits for the next.
 pub const MESSAGES_PER_RUN: u32 = 10;
+/// The server's reply to a body that went out is waited for this many `mail.timeout_secs`
+/// (RFC 5321 §4.5.3.2.6: ten minutes), whatever the deadlines: given up, the message would go
+/// out again, and the desk may get it twice.
+pub const BODY_REPLY_TIMEOUTS: u32 = 20;
 
 /// Why a message was not delivered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -230,10 +237,12 @@ impl Smtp {
     fn within(&self, job: Job) -> Result<String, SendError> {
         let deadline = self.deadlines.next()?;
         let abandoned = Arc::new(AtomicBool::new(false));
+        let body_reply = Arc::new(Mutex::new(None));
         let clock = Clock {
             deadline,
             per_read: self.session.timeout,
             abandoned: abandoned.clone(),
+            body_reply: body_reply.clone(),
         };
         let session = self.session.clone();
         let (done, answer) = mpsc::channel();
@@ -241,25 +250,52 @@ impl Smtp {
             .name("smtp".into())
             .spawn(move || session.dialogue(&clock, &job, &done))
             .map_err(|e| SendError::Transient(format!("cannot start the SMTP dialogue: {e}")))?;
-        match answer.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(result) => result,
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                // The dialogue stops at its next step; its thread ends with the process at the
-                // latest. A reply that came in meanwhile still counts: the server has it.
-                abandoned.store(true, Ordering::SeqCst);
-                answer.try_recv().unwrap_or_else(|_| {
-                    Err(SendError::Transient(format!(
-                        "{}:{} did not finish the dialogue within {} s ({} × mail.timeout_secs); given up",
-                        self.session.host,
-                        self.session.port,
-                        self.deadlines.message.as_secs(),
-                        TIMEOUTS_PER_MESSAGE
-                    )))
-                })
+        let mut until = deadline;
+        loop {
+            match answer.recv_timeout(until.saturating_duration_since(Instant::now())) {
+                Ok(result) => return result,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    // The body went out: its reply has a wait of its own.
+                    let due = lock(&body_reply);
+                    if let Some(due) = *due
+                        && Instant::now() < due
+                    {
+                        until = due;
+                        continue;
+                    }
+                    // The dialogue stops at its next step (a body not yet sent is never sent:
+                    // the flag is set under the lock its step takes); its thread ends with the
+                    // process at the latest. A reply that came in meanwhile still counts.
+                    abandoned.store(true, Ordering::SeqCst);
+                    drop(due);
+                    return answer.try_recv().unwrap_or_else(|_| {
+                        Err(SendError::Transient(self.given_up(body_reply.clone())))
+                    });
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(SendError::Transient(
+                        "the SMTP dialogue ended without an answer".into(),
+                    ));
+                }
             }
-            Err(mpsc::RecvTimeoutError::Disconnected) => Err(SendError::Transient(
-                "the SMTP dialogue ended without an answer".into(),
-            )),
+        }
+    }
+
+    /// Why a dialogue was given up: before its body went out, or waiting for the reply to it.
+    fn given_up(&self, body_reply: Arc<Mutex<Option<Instant>>>) -> String {
+        let (host, port) = (&self.session.host, self.session.port);
+        match *lock(&body_reply) {
+            Some(_) => format!(
+                "{host}:{port} took the message body but did not answer it within {} s ({BODY_REPLY_TIMEOUTS} × mail.timeout_secs); given up: the server may have it",
+                self.session
+                    .timeout
+                    .saturating_mul(BODY_REPLY_TIMEOUTS)
+                    .as_secs()
+            ),
+            None => format!(
+                "{host}:{port} did not finish the dialogue within {} s ({TIMEOUTS_PER_MESSAGE} × mail.timeout_secs); given up",
+                self.deadlines.message.as_secs()
+            ),
         }
     }
 }
@@ -280,6 +316,14 @@ struct Clock {
     deadline: Instant,
     per_read: Duration,
     abandoned: Arc<AtomicBool>,
+    /// Once the body is on its way: when its reply is due. Set, and read by the caller before
+    /// it gives up, under the lock, so that a body is never sent after the caller gave up.
+    body_reply: Arc<Mutex<Option<Instant>>>,
+}
+
+/// A lock that a panicked holder leaves usable: what it guards is one value, never half set.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Clock {
@@ -299,6 +343,18 @@ impl Clock {
         let wait = self.next_wait()?;
         conn.set_timeout(Some(wait))
             .map_err(|e| SendError::Transient(format!("setting the SMTP timeout: {e}")))
+    }
+
+    /// Before the body: stop if given up, else the body's writes and the reply to it get
+    /// [`BODY_REPLY_TIMEOUTS`] reads' time, which the caller waits for too.
+    fn body_step(&self, conn: &mut SmtpConnection) -> Result<(), SendError> {
+        let mut due = lock(&self.body_reply);
+        self.next_wait()?;
+        let wait = self.per_read.saturating_mul(BODY_REPLY_TIMEOUTS);
+        conn.set_timeout(Some(wait))
+            .map_err(|e| SendError::Transient(format!("setting the SMTP timeout: {e}")))?;
+        *due = Instant::now().checked_add(wait);
+        Ok(())
     }
 }
 
@@ -417,7 +473,7 @@ impl Session {
         clock.step(conn)?;
         conn.command(Data).map_err(refused)?;
         // The last point at which giving up leaves the server without the message.
-        clock.step(conn)?;
+        clock.body_step(conn)?;
         conn.message(message)
             .map(|r| reply_text(&r))
             .map_err(refused)

@@ -114,6 +114,24 @@ fn hang_after_data_is_given_up_and_the_same_message_goes_out_once_later() {
     healthy_run_delivers_once(&s, || server.accepted(), &id);
 }
 
+/// A relay whose content filter answers the body after longer than a read may wait, and a
+/// whole dialogue may last: the reply to a body that went out is waited for, as RFC 5321
+/// asks, so the message is sent once and marked so, not given up and sent again next run.
+#[test]
+fn a_slow_reply_to_the_body_is_waited_for_and_the_message_goes_out_once() {
+    let server = FaultyServer::start(Mode::SlowBodyReply);
+    let s = Setup::new(&smtp_config(server.port, "none", ""));
+    s.write("messages", &attack_log());
+    let out = s.run_bounded(&["run"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(server.accepted().len(), 1);
+    let out = s.run_bounded(&["run"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(server.received().len(), 1, "sent once, never again");
+    let history = s.run(&["history", "--json"]).stdout;
+    assert!(history.contains("\"status\": \"sent\""), "{history}");
+}
+
 #[test]
 fn drop_mid_data_is_transient() {
     let server = FaultyServer::start(Mode::DropMidData);

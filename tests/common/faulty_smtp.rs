@@ -24,6 +24,9 @@ pub enum Mode {
     Drip,
     /// Reads the whole body and never answers it.
     HangAfterData,
+    /// Answers the body with 250 after 9 s: longer than a read may wait, and than a whole
+    /// dialogue may last, at `timeout_secs = 2` (a relay's slow content filter).
+    SlowBodyReply,
     /// Closes the connection after the first line of the body.
     DropMidData,
     /// Answers the first body with 451, every later one with 250.
@@ -189,6 +192,11 @@ impl FaultyServer {
                                 return Ok(());
                             }
                         },
+                        Mode::SlowBodyReply => {
+                            std::thread::sleep(std::time::Duration::from_secs(9));
+                            self.log.lock().unwrap().accepted.push(body);
+                            say("250 2.0.0 queued after a long look\r\n")?
+                        }
                         Mode::Reject552 => say("552 5.3.4 message too big for this desk\r\n")?,
                         Mode::RejectWithControls => {
                             say("550 5.7.1 \x1b]0;owned\x07\x1b[2Jdenied \u{202e}gnp.exe\r\n")?
