@@ -316,7 +316,7 @@ pub fn clean_line(text: &str, max: usize) -> String {
 
 /// Characters that change how text around them is shown without being seen themselves: a
 /// reader of a report must see the bytes that were logged, in the order they were logged.
-fn is_invisible_format(c: char) -> bool {
+pub(crate) fn is_invisible_format(c: char) -> bool {
     matches!(
         c,
         '\u{00AD}'

@@ -32,9 +32,38 @@ pub(crate) fn tell(line: std::fmt::Arguments<'_>) {
     write_line(std::io::stderr().lock(), line);
 }
 
-/// Writes `line` and a newline, dropping it when the output is gone.
+/// Writes `line` and a newline, dropping it when the output is gone. A line may name what
+/// others chose (a file a log host made from a sender's host name, a server's words): a
+/// control character or invisible formatting in it is shown as its escape (`\x1b`,
+/// `\u{202e}`), so that it can neither act on the terminal nor split the line.
 fn write_line(mut out: impl Write, line: std::fmt::Arguments<'_>) {
-    let _ = out.write_fmt(line).and_then(|()| out.write_all(b"\n"));
+    let text = shown(&line.to_string());
+    let _ = out
+        .write_all(text.as_bytes())
+        .and_then(|()| out.write_all(b"\n"));
+}
+
+/// `text` with every control character (but the tab) and invisible formatting character
+/// written as its escape.
+pub(crate) fn shown(text: &str) -> String {
+    use std::fmt::Write as _;
+    let hidden = |c: char| (c.is_control() && c != '\t') || crate::excerpt::is_invisible_format(c);
+    if !text.chars().any(hidden) {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            c if !hidden(c) => out.push(c),
+            c if u32::from(c) < 0x100 => {
+                let _ = write!(out, "\\x{:02x}", u32::from(c));
+            }
+            c => {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+        }
+    }
+    out
 }
 
 /// `--json`'s document but its last member, `unattributed`, which [`print_json`] writes after

@@ -109,3 +109,42 @@ fn the_line_after_a_block_of_nul_bytes_is_shown_in_the_report() {
     let mail = std::fs::read_to_string(&outbox[0]).unwrap();
     assert!(mail.contains("INPUT-DROP:IN=eth0"), "{mail}");
 }
+
+/// A log host names its per-host folders after what senders call themselves: a folder whose
+/// name carries terminal escapes and a line end, under a glob source. Whatever names it, in
+/// `-v`'s notes, a warning or an error, reaches the terminal as escapes, one line each.
+#[test]
+fn control_characters_in_a_sources_file_name_reach_the_terminal_as_escapes() {
+    let s = Setup::new(&standard_config("").replace(
+        "path = \"{dir}/messages\"",
+        "path = \"{dir}/hosts/*/kern.log\"",
+    ));
+    let evil = "evil\x1b]0;owned\x07\x1b[2J\nx\u{202e}";
+    for host in ["web1", evil] {
+        let dir = s.path("hosts").join(host);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("kern.log"),
+            drop_line("10:00:00", "3.5.140.2", "TCP", 22),
+        )
+        .unwrap();
+    }
+    let out = s.run(&["-v", "run"]).ok();
+    let shown = |text: &str| {
+        assert!(!text.contains(['\x1b', '\x07', '\u{202e}']), "{text:?}");
+        for line in text.lines() {
+            assert!(
+                line.starts_with("abuse-mailer") || line.starts_with("report "),
+                "{line:?}"
+            );
+        }
+    };
+    shown(&out.stderr);
+    shown(&out.stdout);
+    assert!(
+        out.stderr
+            .contains(r"evil\x1b]0;owned\x07\x1b[2J\x0ax\u{202e}/kern.log"),
+        "{}",
+        out.stderr
+    );
+}
