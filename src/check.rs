@@ -321,7 +321,10 @@ fn check_mail(t: &mut Tally, settings: &Settings, smtp: bool) {
                     // A setting to fix is a configuration error: 78, as a run would exit.
                     Err(SendError::Config(e)) => t.config("mail", &format!("{text}: {e}")),
                     Err(
-                        SendError::Transient(e) | SendError::Deferred(e) | SendError::Rejected(e),
+                        SendError::Transient(e)
+                        | SendError::Deferred(e)
+                        | SendError::Rejected(e)
+                        | SendError::Unconfirmed(e),
                     ) => t.other("mail", &format!("{text}: {e}")),
                 }
             } else {

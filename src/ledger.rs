@@ -713,14 +713,21 @@ pub(crate) fn deliver(
     let at = utc_text(clock::now().unwrap_or(now));
     let (status, detail) = match &result {
         Ok(reply) => (Status::Sent, reply.clone()),
-        Err(SendError::Transient(e) | SendError::Deferred(e) | SendError::Config(e)) => {
-            (Status::Failed, e.clone())
-        }
+        Err(
+            SendError::Transient(e)
+            | SendError::Deferred(e)
+            | SendError::Config(e)
+            | SendError::Unconfirmed(e),
+        ) => (Status::Failed, e.clone()),
         Err(SendError::Rejected(e)) => (Status::Rejected, e.clone()),
     };
-    match (api, &result) {
-        (Some(_), Ok(remote_id)) => attempt.record_sent_remote(remote_id, &at),
-        _ => attempt.record(status, &detail, &at),
+    // A body that went out without a readable reply, again: taken as delivered (see
+    // `UNCONFIRMED_AT_MOST`), so that a relay whose replies this client cannot read, or that
+    // answers too late, does not get the message on every run.
+    let status = match (api, &result) {
+        (Some(_), Ok(remote_id)) => attempt.record_sent_remote(remote_id, &at).map(|()| status),
+        (_, Err(SendError::Unconfirmed(_))) => attempt.record_unconfirmed(&detail, &at),
+        _ => attempt.record(status, &detail, &at).map(|()| status),
     }
     .with_context(|| {
         format!(
@@ -738,6 +745,15 @@ pub(crate) fn deliver(
         let _ = state.let_go_of_lines(&record.id);
     }
     match result {
+        Err(SendError::Unconfirmed(_)) if status == Status::Sent => {
+            outcome.sent += 1;
+            crate::output::tell(format_args!(
+                "abuse-mailer: warning: report {} to {}: its body went out {} times without a reply that could be read; taken as delivered and not sent again (the desk may hold it twice): {detail}",
+                record.id,
+                record.recipients.join(", "),
+                crate::state::UNCONFIRMED_AT_MOST
+            ));
+        }
         Ok(_) => {
             outcome.sent += 1;
             outcome.desks_deferred_in_a_row.clear();
@@ -774,9 +790,20 @@ pub(crate) fn deliver(
             }
             outcome.transient = Some(detail);
         }
-        Err(SendError::Transient(_) | SendError::Deferred(_) | SendError::Config(_)) => {
+        Err(
+            SendError::Transient(_)
+            | SendError::Deferred(_)
+            | SendError::Config(_)
+            | SendError::Unconfirmed(_),
+        ) => {
+            let retry = match result {
+                Err(SendError::Unconfirmed(_)) => {
+                    "its body went out without a reply that could be read: the server may have it; sent once more on the next run, never a third time"
+                }
+                _ => "will retry",
+            };
             crate::output::tell(format_args!(
-                "abuse-mailer: report {} not delivered (will retry): {detail}",
+                "abuse-mailer: report {} not delivered ({retry}): {detail}",
                 record.id
             ));
             outcome.failed_routes.insert(match api {

@@ -571,6 +571,13 @@ pub(crate) fn history(
         if let Some(e) = r.last_error.as_deref().filter(|_| r.status != Status::Sent) {
             writeln!(out, "{:<id_width$} last error: {e}", "")?;
         }
+        // Taken as delivered without the server's word: the operator may want to ask the desk.
+        if let Some(reply) = r.server_reply.as_deref().filter(|_| {
+            r.status == Status::Sent
+                && i64::from(r.unconfirmed) >= crate::state::UNCONFIRMED_AT_MOST
+        }) {
+            writeln!(out, "{:<id_width$} {reply}", "")?;
+        }
         let next = match (&world, &state) {
             (Some(w), Some(s)) if waiting(r) => crate::ledger::withdrawn(r, w, s)?,
             _ => None,

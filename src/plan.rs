@@ -819,6 +819,7 @@ fn compose_part(
         attempts: 0,
         last_error: None,
         server_reply: None,
+        unconfirmed: 0,
         ips: attackers
             .iter()
             .map(|a| ReportedIp {

@@ -63,6 +63,10 @@ pub enum SendError {
     Deferred(String),
     /// The server refused the message for good (5xx to the envelope or the body).
     Rejected(String),
+    /// The body went out, and no reply to it could be read: none came in time, the
+    /// connection broke, or the reply was not one this client reads (bytes that are not
+    /// UTF-8, a line too long). The server may have taken the message.
+    Unconfirmed(String),
     /// The transport's settings are wrong and waiting will not heal them: a refused login
     /// (530/534/535/538), STARTTLS not offered, a failed TLS handshake, sendmail missing. The
     /// text names the key to fix; the message is kept to be sent once it is fixed.
@@ -268,8 +272,13 @@ impl Smtp {
                     // process at the latest. A reply that came in meanwhile still counts.
                     abandoned.store(true, Ordering::SeqCst);
                     drop(due);
+                    let body_sent = lock(&body_reply).is_some();
                     return answer.try_recv().unwrap_or_else(|_| {
-                        Err(SendError::Transient(self.given_up(body_reply.clone())))
+                        let why = self.given_up(body_sent);
+                        Err(match body_sent {
+                            true => SendError::Unconfirmed(why),
+                            false => SendError::Transient(why),
+                        })
                     });
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
@@ -282,17 +291,17 @@ impl Smtp {
     }
 
     /// Why a dialogue was given up: before its body went out, or waiting for the reply to it.
-    fn given_up(&self, body_reply: Arc<Mutex<Option<Instant>>>) -> String {
+    fn given_up(&self, body_sent: bool) -> String {
         let (host, port) = (&self.session.host, self.session.port);
-        match *lock(&body_reply) {
-            Some(_) => format!(
+        match body_sent {
+            true => format!(
                 "{host}:{port} took the message body but did not answer it within {} s ({BODY_REPLY_TIMEOUTS} × mail.timeout_secs); given up: the server may have it",
                 self.session
                     .timeout
                     .saturating_mul(BODY_REPLY_TIMEOUTS)
                     .as_secs()
             ),
-            None => format!(
+            false => format!(
                 "{host}:{port} did not finish the dialogue within {} s ({TIMEOUTS_PER_MESSAGE} × mail.timeout_secs); given up",
                 self.deadlines.message.as_secs()
             ),
@@ -474,15 +483,38 @@ impl Session {
         conn.command(Data).map_err(refused)?;
         // The last point at which giving up leaves the server without the message.
         clock.body_step(conn)?;
+        // A 4xx or 5xx is an answer; anything else leaves the body's fate unknown.
         conn.message(message)
             .map(|r| reply_text(&r))
-            .map_err(refused)
+            .map_err(|e| match refused(e) {
+                SendError::Transient(text) | SendError::Config(text) => {
+                    SendError::Unconfirmed(text)
+                }
+                other => other,
+            })
     }
 
     /// What an error from lettre means for the report, and for the operator.
     fn classify(&self, e: &lettre::transport::smtp::Error, stage: Stage) -> SendError {
-        let text = error_text(e);
+        let mut text = error_text(e);
         let (host, port) = (&self.host, self.port);
+        match io_kind(e) {
+            Some(std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                text = format!(
+                    "{host}:{port} did not answer within mail.timeout_secs ({} s): {text}",
+                    self.timeout.as_secs()
+                );
+            }
+            // A reply in bytes that are not UTF-8 (a Latin-1 greeting, say), which this
+            // client cannot read: waiting does not change it. (Once the body is out, the
+            // caller takes it as no reply: the server may have the message.)
+            Some(std::io::ErrorKind::InvalidData) if !tls_failure(e) => {
+                return SendError::Config(format!(
+                    "{host}:{port} answered in bytes that are not UTF-8 text, which this client cannot read ({text}); a relay that answers in ASCII or UTF-8 is needed"
+                ));
+            }
+            _ => {}
+        }
         if self.security != Security::None && (e.is_tls() || tls_failure(e)) {
             let security = match self.security {
                 Security::Tls => "tls",
@@ -509,6 +541,18 @@ impl Session {
             SendError::Transient(text)
         }
     }
+}
+
+/// The kind of the first I/O error among an error's causes.
+fn io_kind(e: &dyn std::error::Error) -> Option<std::io::ErrorKind> {
+    let mut source = e.source();
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return Some(io.kind());
+        }
+        source = s.source();
+    }
+    None
 }
 
 /// A TLS layer's verdict (certificate, name, protocol) rather than the network's: rustls

@@ -272,7 +272,14 @@ CREATE INDEX report_waiting ON report (provider) WHERE status IN ('sending', 'fa
 ALTER TABLE evidence ADD COLUMN dense INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX evidence_dense ON evidence (provider, seq) WHERE dense = 1;
 "#,
+    // 12: how often a report's body went out without a reply that could be read: the
+    // server may hold it, and it is not sent without end.
+    "ALTER TABLE report ADD COLUMN unconfirmed INTEGER NOT NULL DEFAULT 0;",
 ];
+
+/// A report whose body went out this many times without a reply that could be read is taken
+/// as delivered: sent once more after the first, never a third time.
+pub const UNCONFIRMED_AT_MOST: i64 = 2;
 
 /// The oldest schema a reader understands: schemas 5 and 6 add only what a run needs (and
 /// what a reader finds missing it takes as empty), and 7 changes only how rows are laid out,
@@ -348,6 +355,8 @@ pub struct ReportRecord {
     pub attempts: u32,
     pub last_error: Option<String>,
     pub server_reply: Option<String>,
+    /// How often its body went out without a reply that could be read.
+    pub unconfirmed: u32,
     pub ips: Vec<ReportedIp>,
     pub message: Vec<u8>,
     /// For a report to a discovered contact: where its address came from.
@@ -1344,9 +1353,15 @@ impl State {
             false => "NULL, NULL",
         };
         let message = if messages { "message" } else { "X''" };
+        // A state no run has brought to schema 12 never counted them.
+        let unconfirmed = if self.version >= 12 {
+            "unconfirmed"
+        } else {
+            "0"
+        };
         let sql = format!(
             "SELECT id, provider, recipients, subject, message_id, status, created_at, sent_at, attempts,
-                    last_error, server_reply, {message}, {contact_columns}
+                    last_error, server_reply, {message}, {contact_columns}, {unconfirmed}
              FROM report {filter} ORDER BY created_at, rowid"
         );
         let mut stmt = self.conn.prepare(&sql)?;
@@ -1377,6 +1392,7 @@ impl State {
                 attempts: u32::try_from(r.get::<_, i64>(8)?.max(0)).unwrap_or(u32::MAX),
                 last_error: r.get(9)?,
                 server_reply: r.get(10)?,
+                unconfirmed: u32::try_from(r.get::<_, i64>(14)?.max(0)).unwrap_or(u32::MAX),
                 ips: Vec::new(),
                 message: r.get(11)?,
                 contact,
@@ -1974,13 +1990,23 @@ impl Attempt<'_> {
     /// Records the transport's answer. Should the disk refuse it, the reserve is given back and
     /// the outcome written into that space; the next attempt must win the reserve back first.
     pub fn record(self, status: Status, detail: &str, at: &str) -> Result<()> {
-        self.record_outcome(status, detail, at, None)
+        self.record_outcome(status, detail, at, Outcome::Plain)
+            .map(|_| ())
     }
 
     /// [`Attempt::record`] for a report a remote intake accepted: `sent`, with the id the
     /// intake gave it, in the same transaction.
     pub fn record_sent_remote(self, remote_id: &str, at: &str) -> Result<()> {
-        self.record_outcome(Status::Sent, remote_id, at, Some(remote_id))
+        let remote = Outcome::Remote(remote_id);
+        self.record_outcome(Status::Sent, remote_id, at, remote)
+            .map(|_| ())
+    }
+
+    /// Records a body that went out without a reply that could be read: `failed`, to be sent
+    /// again, until it is the [`UNCONFIRMED_AT_MOST`]th such time; then `sent`, its reply
+    /// saying it was not confirmed. Returns the status recorded.
+    pub fn record_unconfirmed(self, detail: &str, at: &str) -> Result<Status> {
+        self.record_outcome(Status::Failed, detail, at, Outcome::Unconfirmed)
     }
 
     fn record_outcome(
@@ -1988,22 +2014,23 @@ impl Attempt<'_> {
         status: Status,
         detail: &str,
         at: &str,
-        remote: Option<&str>,
-    ) -> Result<()> {
-        let Err(first) = self.commit(status, detail, at, remote) else {
-            return Ok(());
+        outcome: Outcome<'_>,
+    ) -> Result<Status> {
+        let first = match self.commit(status, detail, at, outcome) {
+            Ok(status) => return Ok(status),
+            Err(first) => first,
         };
         self.rollback();
         let _ = std::fs::remove_file(self.state.reserve_path());
         let again = match self.state.conn.execute_batch("BEGIN IMMEDIATE") {
             Ok(()) => {
                 self.open = true;
-                self.commit(status, detail, at, remote)
+                self.commit(status, detail, at, outcome)
             }
             Err(e) => Err(e.into()),
         };
         match again {
-            Ok(()) => Ok(()),
+            Ok(status) => Ok(status),
             Err(_) => {
                 self.rollback();
                 Err(first.context(format!("{}: cannot write", self.state.path.display())))
@@ -2016,10 +2043,27 @@ impl Attempt<'_> {
         status: Status,
         detail: &str,
         at: &str,
-        remote: Option<&str>,
-    ) -> Result<()> {
-        write_outcome(&self.state.conn, &self.id, status, detail, at)?;
-        if let Some(remote_id) = remote {
+        outcome: Outcome<'_>,
+    ) -> Result<Status> {
+        let mut status = status;
+        let mut detail = std::borrow::Cow::Borrowed(detail);
+        if let Outcome::Unconfirmed = outcome {
+            let times: i64 = self.state.conn.query_row(
+                "UPDATE report SET unconfirmed = unconfirmed + 1 WHERE id = ?1
+                 RETURNING unconfirmed",
+                [&self.id],
+                |r| r.get(0),
+            )?;
+            if times >= UNCONFIRMED_AT_MOST {
+                status = Status::Sent;
+                detail = format!(
+                    "not confirmed: the body went out {times} times without a reply that could be read (taken as delivered, not sent again): {detail}"
+                )
+                .into();
+            }
+        }
+        write_outcome(&self.state.conn, &self.id, status, &detail, at)?;
+        if let Outcome::Remote(remote_id) = outcome {
             // A stored request tagged `lifecycle:test` is remembered as a test.
             self.state.conn.execute(
                 "UPDATE report SET remote_id = ?2,
@@ -2029,7 +2073,7 @@ impl Attempt<'_> {
         }
         self.state.conn.execute_batch("COMMIT")?;
         self.open = false;
-        Ok(())
+        Ok(status)
     }
 
     fn rollback(&mut self) {
@@ -2038,6 +2082,16 @@ impl Attempt<'_> {
         }
         self.open = false;
     }
+}
+
+/// What else an outcome records beside its status.
+#[derive(Clone, Copy)]
+enum Outcome<'a> {
+    Plain,
+    /// The id a remote intake gave the report.
+    Remote(&'a str),
+    /// The body went out without a reply that could be read.
+    Unconfirmed,
 }
 
 impl Drop for Attempt<'_> {
@@ -2353,6 +2407,7 @@ mod tests {
             attempts: 0,
             last_error: None,
             server_reply: None,
+            unconfirmed: 0,
             ips: ips
                 .iter()
                 .map(|i| ReportedIp {

@@ -228,7 +228,8 @@ fn a_preview_on_a_state_not_yet_migrated_shows_what_the_run_sends() {
     sql(
         &s,
         "DELETE FROM evidence WHERE dense = 1; DROP INDEX evidence_dense;
-         ALTER TABLE evidence DROP COLUMN dense; PRAGMA user_version = 10;",
+         ALTER TABLE evidence DROP COLUMN dense; ALTER TABLE report DROP COLUMN unconfirmed;
+         PRAGMA user_version = 10;",
     );
     s.append(
         "messages",

@@ -132,6 +132,51 @@ fn a_slow_reply_to_the_body_is_waited_for_and_the_message_goes_out_once() {
     assert!(history.contains("\"status\": \"sent\""), "{history}");
 }
 
+/// A relay that takes the body but answers it in bytes that are not UTF-8, which the client
+/// cannot read: the message may be the desk's. It goes out once more on the next run, and
+/// after that is taken as delivered, with a warning: never sent on every run.
+#[test]
+fn a_body_answered_in_unreadable_bytes_goes_out_twice_at_most() {
+    let server = FaultyServer::start(Mode::UnreadableBodyReply);
+    let s = Setup::new(&smtp_config(server.port, "none", ""));
+    s.write("messages", &attack_log());
+    let out = s.run_bounded(&["run"]);
+    assert_eq!(out.code, 75, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("sent once more on the next run"),
+        "{}",
+        out.stderr
+    );
+    let id = one_failed_report(&s);
+    let out = s.run_bounded(&["run"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("taken as delivered"), "{}", out.stderr);
+    for _ in 0..2 {
+        let out = s.run_bounded(&["run"]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    }
+    let received = server.received();
+    assert_eq!(received.len(), 2, "the body went out twice, never more");
+    assert!(received.iter().all(|m| message_id(m) == id));
+    let history = s.run(&["history", "--json"]).stdout;
+    assert!(history.contains("\"status\": \"sent\""), "{history}");
+    let shown = s.run(&["history"]).stdout;
+    assert!(shown.contains("not confirmed"), "{shown}");
+}
+
+/// A server that greets in bytes that are not UTF-8: no message can go through it, and
+/// waiting does not change that. A configuration error (78) that says so, nothing sent.
+#[test]
+fn a_greeting_in_unreadable_bytes_is_a_configuration_error() {
+    let server = FaultyServer::start(Mode::Latin1Greeting);
+    let s = Setup::new(&smtp_config(server.port, "none", ""));
+    s.write("messages", &attack_log());
+    let out = s.run_bounded(&["run"]);
+    assert_eq!(out.code, 78, "{}", out.stderr);
+    assert!(out.stderr.contains("not UTF-8"), "{}", out.stderr);
+    assert!(server.received().is_empty());
+}
+
 #[test]
 fn drop_mid_data_is_transient() {
     let server = FaultyServer::start(Mode::DropMidData);

@@ -27,6 +27,11 @@ pub enum Mode {
     /// Answers the body with 250 after 9 s: longer than a read may wait, and than a whole
     /// dialogue may last, at `timeout_secs = 2` (a relay's slow content filter).
     SlowBodyReply,
+    /// Takes every body, answering `250` with a Latin-1 byte in its text: bytes that are not
+    /// UTF-8, which the client cannot read.
+    UnreadableBodyReply,
+    /// Greets with a Latin-1 byte in the server's name.
+    Latin1Greeting,
     /// Closes the connection after the first line of the body.
     DropMidData,
     /// Answers the first body with 451, every later one with 250.
@@ -130,7 +135,12 @@ impl FaultyServer {
             out.write_all(text.as_bytes())?;
             out.flush()
         };
-        say("220 faulty.test ESMTP\r\n")?;
+        // Bytes that are not text, written as they are.
+        let mut raw = input.get_ref().try_clone()?;
+        match mode {
+            Mode::Latin1Greeting => raw.write_all(b"220 mail.m\xfcller.test ESMTP\r\n")?,
+            _ => say("220 faulty.test ESMTP\r\n")?,
+        }
         let mut line = String::new();
         loop {
             line.clear();
@@ -192,6 +202,10 @@ impl FaultyServer {
                                 return Ok(());
                             }
                         },
+                        Mode::UnreadableBodyReply => {
+                            self.log.lock().unwrap().accepted.push(body);
+                            raw.write_all(b"250 2.0.0 Nachricht \xfcbernommen\r\n")?
+                        }
                         Mode::SlowBodyReply => {
                             std::thread::sleep(std::time::Duration::from_secs(9));
                             self.log.lock().unwrap().accepted.push(body);
