@@ -476,8 +476,17 @@ impl Session {
             .map_err(refused)?;
         for to in envelope.to() {
             clock.step(conn)?;
+            // Of several recipients, the operator must know which one to fix.
             conn.command(Rcpt::new(to.clone(), Vec::new()))
-                .map_err(refused)?;
+                .map_err(|e| match refused(e) {
+                    SendError::Rejected(text) => {
+                        SendError::Rejected(format!("recipient {to}: {text}"))
+                    }
+                    SendError::Deferred(text) => {
+                        SendError::Deferred(format!("recipient {to}: {text}"))
+                    }
+                    other => other,
+                })?;
         }
         clock.step(conn)?;
         conn.command(Data).map_err(refused)?;

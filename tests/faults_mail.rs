@@ -177,6 +177,28 @@ fn a_greeting_in_unreadable_bytes_is_a_configuration_error() {
     assert!(server.received().is_empty());
 }
 
+/// Of a desk's several addresses, one is refused at RCPT: the refusal names it, so that the
+/// operator knows which one to fix.
+#[test]
+fn a_refused_recipient_is_named() {
+    let server = FaultyServer::start(Mode::RefuseRecipient);
+    let config = smtp_config(server.port, "none", "").replace(
+        "to = [\"ec2-abuse@amazon.com\"]",
+        "to = [\"ec2-abuse@amazon.com\", \"refused@example.net\"]",
+    );
+    assert!(config.contains("refused@example.net"));
+    let s = Setup::new(&config);
+    s.write("messages", &attack_log());
+    let out = s.run_bounded(&["run"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("recipient refused@example.net: permanent error (550)"),
+        "{}",
+        out.stderr
+    );
+}
+
 #[test]
 fn drop_mid_data_is_transient() {
     let server = FaultyServer::start(Mode::DropMidData);

@@ -32,6 +32,8 @@ pub enum Mode {
     UnreadableBodyReply,
     /// Greets with a Latin-1 byte in the server's name.
     Latin1Greeting,
+    /// Refuses with 550 every recipient whose address holds `refused`.
+    RefuseRecipient,
     /// Closes the connection after the first line of the body.
     DropMidData,
     /// Answers the first body with 451, every later one with 250.
@@ -162,6 +164,9 @@ impl FaultyServer {
                 "EHLO" => say(
                     "250-faulty.test\r\n250-8BITMIME\r\n250-AUTH PLAIN LOGIN\r\n250 SIZE 10000000\r\n",
                 )?,
+                "RCPT" if mode == Mode::RefuseRecipient && command.contains("refused") => {
+                    say("550 5.1.1 mailbox unavailable\r\n")?
+                }
                 "HELO" | "MAIL" | "RCPT" | "RSET" | "NOOP" => say("250 ok\r\n")?,
                 "AUTH" => {
                     let login = self.auth(&command, &mut input, &mut say)?;
