@@ -1253,23 +1253,25 @@ fn read_in_parts(
             .collect();
         (first, rest)
     });
+    // A piece read short of its end met the end of the file: it was truncated while read
+    // (logrotate's `copytruncate`). What the read counts must be one stretch from `offset`, as
+    // the cursor says: the pieces after a short one are let go of, uncounted, and the next
+    // run reads on from where it stopped (in the copy, where those lines are).
     let mut total = first?;
-    // A piece read short of its end (a line longer than the probe) would leave the next
-    // piece's count starting mid-line. Never happens with newline-terminated text.
-    let lost = || io::Error::other("log line boundary lost while reading in parts");
-    if total < starts[1] - offset {
-        return Err(lost());
-    }
-    for (i, read) in rest.into_iter().enumerate() {
-        let read = read.map_err(|()| io::Error::other("reading thread failed"))??;
-        if let Some(until) = starts.get(i + 2)
-            && read < until - starts[i + 1]
-        {
-            return Err(lost());
+    let mut whole = total >= starts[1] - offset;
+    let mut kept = Vec::with_capacity(forks.len());
+    for ((i, read), fork) in rest.into_iter().enumerate().zip(forks) {
+        if !whole {
+            break;
         }
+        let read = read.map_err(|()| io::Error::other("reading thread failed"))??;
         total += read;
+        kept.push(fork);
+        whole = starts
+            .get(i + 2)
+            .is_none_or(|until| read >= until - starts[i + 1]);
     }
-    for fork in forks {
+    for fork in kept {
         ingest.absorb(fork.into_inner().unwrap_or_else(|e| e.into_inner()));
     }
     Ok(total)
@@ -1858,6 +1860,65 @@ mod tests {
         read_alone(&path, Some(&cursor), &mut second).unwrap();
         let read_second = second.finish().unwrap().summary.lines_matched;
         assert_eq!(read_first + read_second, 2000 + 3000);
+    }
+
+    /// The same, with the file read by several threads: the pieces after the first one read
+    /// short (it met the truncated file's end) are let go of, so that what the read counts is
+    /// one stretch from the start, and the copy read on from there holds the rest: no error,
+    /// every line once.
+    #[test]
+    fn copytruncate_during_a_read_in_parts_counts_every_line_once() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("messages");
+        let line = |n: u64| {
+            format!(
+                "Jan 25 10:{:02}:{:02} web1 kernel: INPUT-DROP:IN=eth0 OUT= SRC=34.208.{}.{} DST=198.51.100.10 LEN=60 PROTO=UDP SPT={} DPT=53 LEN=40\n",
+                n / 60 % 60,
+                n % 60,
+                n % 7,
+                n % 13 + 1,
+                n + 1
+            )
+        };
+        let old: String = (0..40_000).map(line).collect();
+        fs::write(&path, &old).unwrap();
+        let copy = dir.path().join("messages.1");
+        let copied = AtomicBool::new(false);
+        let rotate_then_attribute = |ip| {
+            if !copied.swap(true, Ordering::SeqCst) {
+                fs::copy(&path, &copy).unwrap();
+                File::options()
+                    .write(true)
+                    .open(&path)
+                    .unwrap()
+                    .set_len(0)
+                    .unwrap();
+            }
+            one_provider(ip)
+        };
+        let mut first = Ingest::new(
+            parser(),
+            1,
+            5,
+            50,
+            &rotate_then_attribute,
+            crate::spool::for_tests(),
+        );
+        first.set_buffer_size(4096);
+        first.begin_source(parser());
+        let file = OpenFile::open(&path).unwrap().unwrap();
+        let read = read_in_parts(&file, 0, old.len() as u64, 4, &mut first).unwrap();
+        assert!(copied.load(Ordering::SeqCst));
+        assert!(read < old.len() as u64, "the truncation cut the read short");
+        assert_eq!(old.as_bytes()[read as usize - 1], b'\n', "a line's end");
+        let read_first = first.finish().unwrap().summary.lines_matched;
+        let mut second = scan();
+        let mut rest = File::open(&copy).unwrap();
+        std::io::Seek::seek(&mut rest, std::io::SeekFrom::Start(read)).unwrap();
+        second.feed(rest).unwrap();
+        let read_second = second.finish().unwrap().summary.lines_matched;
+        assert_eq!(read_first + read_second, 40_000);
     }
 
     #[test]
