@@ -992,7 +992,7 @@ pub fn read(
         rotated,
         unreadable,
         mut compressed,
-    } = siblings(path, live.as_ref(), folders);
+    } = siblings(&rotated_beside(path), live.as_ref(), folders);
     // A first read (or one after `reread`) is the one read of the rotated history: a file of
     // it passed over now is never read (later reads count only what is newer), so the read
     // waits for it as for a live file it cannot open.
@@ -1012,6 +1012,26 @@ pub fn read(
     unreadable.append(&mut read.warnings);
     read.warnings = unreadable;
     Ok(read)
+}
+
+/// Where a source's rotated files are: beside the file itself. A path that is a symbolic link
+/// (to a dated file, say, that logrotate renames where it is) has them beside the file it
+/// points to, followed through links (the last one need not exist: its file may have been
+/// renamed away); anything else, beside the path.
+fn rotated_beside(path: &Path) -> PathBuf {
+    let mut at = path.to_path_buf();
+    // As many links as the system itself follows in a path, at most.
+    for _ in 0..40 {
+        let is_link = fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink());
+        let Some(target) = is_link.then(|| fs::read_link(&at).ok()).flatten() else {
+            break;
+        };
+        at = match at.parent() {
+            Some(dir) if target.is_relative() => dir.join(target),
+            _ => target,
+        };
+    }
+    at
 }
 
 /// A source that cannot be opened: a path that names no regular file is a configuration
@@ -1401,7 +1421,7 @@ pub fn reread_from(path: &Path, since: Option<(i64, &mut LineParser)>) -> Result
         rotated,
         unreadable,
         ..
-    } = siblings(path, live.as_ref(), &mut Folders::default());
+    } = siblings(&rotated_beside(path), live.as_ref(), &mut Folders::default());
     // One that is no regular file (a folder named like a rotated file) holds no lines.
     if let Some((_, problem)) = unreadable.iter().find(|(k, _)| *k != NOT_REGULAR) {
         anyhow::bail!("{problem}");

@@ -54,6 +54,27 @@ impl Log {
         }
     }
 
+    /// A log whose configured path is a symbolic link elsewhere, to `logs/messages`: the file
+    /// is rotated where it is, beside the file the link points to.
+    fn behind_a_link() -> Self {
+        let config = standard_config("").replace(
+            "path = \"{dir}/messages\"",
+            "path = \"{dir}/current/messages\"",
+        );
+        let setup = Setup::new(&config);
+        fs::create_dir(setup.path("logs")).unwrap();
+        fs::create_dir(setup.path("current")).unwrap();
+        fs::write(setup.path("logs/messages"), "").unwrap();
+        std::os::unix::fs::symlink("../logs/messages", setup.path("current/messages")).unwrap();
+        Log {
+            setup,
+            written: BTreeMap::new(),
+            seconds: 0,
+            partial: None,
+            renamed_partial: None,
+        }
+    }
+
     fn path(&self, name: &str) -> PathBuf {
         self.setup.path("logs").join(name)
     }
@@ -340,6 +361,25 @@ fn delaycompress_and_two_rotations_between_runs() {
     log.compress(false);
     assert!(log.path("messages.2.gz").exists() && log.path("messages.1").exists());
     log.append(1, false);
+    log.check();
+}
+
+/// The configured path is a link to the live file, which is rotated beside itself: the lines
+/// written to it after the last run, and to it once renamed, are read from where it went.
+#[test]
+fn a_source_that_is_a_link_finds_the_file_rotated_where_it_points() {
+    let mut log = Log::behind_a_link();
+    log.append(3, false);
+    log.run();
+    log.append(2, false);
+    log.rename_rotate(true);
+    log.append_to_renamed(2);
+    log.append(3, false);
+    log.run();
+    log.append(1, false);
+    log.rename_rotate(true);
+    log.compress(true);
+    log.append(2, false);
     log.check();
 }
 
