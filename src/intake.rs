@@ -765,6 +765,13 @@ pub(crate) fn ingest(
                         ));
                     }
                     if verbosity != Verbosity::Quiet {
+                        // Unattended, a log that moved for good (a changed rsyslog rule, a
+                        // disk not mounted) would read nothing for ever: said on every run.
+                        if matches!(read.decision, source::Decision::Missing(_)) {
+                            crate::output::tell(format_args!(
+                                "abuse-mailer: warning: source {key}: no file at the path now; what its last file got was read where it went, if found (if the log moved for good, change the source's path)"
+                            ));
+                        }
                         for warning in &read.warnings {
                             crate::output::tell(format_args!("abuse-mailer: warning: {warning}"));
                         }

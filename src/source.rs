@@ -1421,7 +1421,11 @@ pub fn reread_from(path: &Path, since: Option<(i64, &mut LineParser)>) -> Result
         rotated,
         unreadable,
         ..
-    } = siblings(&rotated_beside(path), live.as_ref(), &mut Folders::default());
+    } = siblings(
+        &rotated_beside(path),
+        live.as_ref(),
+        &mut Folders::default(),
+    );
     // One that is no regular file (a folder named like a rotated file) holds no lines.
     if let Some((_, problem)) = unreadable.iter().find(|(k, _)| *k != NOT_REGULAR) {
         anyhow::bail!("{problem}");

@@ -383,6 +383,30 @@ fn a_source_that_is_a_link_finds_the_file_rotated_where_it_points() {
     log.check();
 }
 
+/// A log that is not at its path any more (renamed away, nothing made in its place) is said
+/// on every run, not only with `-v`: unattended, it would read nothing for ever unnoticed.
+#[test]
+fn a_source_with_no_file_at_its_path_is_said_on_every_run() {
+    let mut log = Log::new(false);
+    log.append(3, false);
+    log.run();
+    log.rename_rotate(false);
+    for _ in 0..2 {
+        let out = log.setup.run(&["run"]).ok();
+        assert!(
+            out.stderr.contains("no file at the path now"),
+            "{}",
+            out.stderr
+        );
+    }
+    let out = log.setup.run(&["-q", "run"]).ok();
+    assert!(
+        !out.stderr.contains("no file at the path now"),
+        "{}",
+        out.stderr
+    );
+}
+
 #[test]
 fn file_missing_for_a_while() {
     let mut log = Log::new(false);
