@@ -48,7 +48,10 @@ pub(crate) fn files_of(
         let matched: std::collections::HashSet<PathBuf> = files.iter().cloned().collect();
         for known in state.cursor_sources()? {
             let known = PathBuf::from(known);
-            if glob.matches_path(&known) && !matched.contains(&known) {
+            // A path that named a file (brackets and all) and has none now is still that
+            // file's name, which a pattern of it may not match.
+            let named = glob.matches_path(&known) || known == pattern;
+            if named && !matched.contains(&known) {
                 files.push(known);
             }
         }
@@ -58,7 +61,15 @@ pub(crate) fn files_of(
         files.retain(|f| !source::is_rotated_sibling_of_any(f, &names));
     }
     if files.is_empty() {
-        return Err(ConfigError(format!("source {}: no file matches", pattern.display())).into());
+        let hint = match pattern.to_string_lossy().contains('[') {
+            true => " (`[` opens a set of characters in a pattern: `[[]` is a `[` itself)",
+            false => "",
+        };
+        return Err(ConfigError(format!(
+            "source {}: no file matches{hint}",
+            pattern.display()
+        ))
+        .into());
     }
     files.sort();
     Ok(files)

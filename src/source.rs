@@ -1577,7 +1577,9 @@ fn unreadable_folder(pattern: &Path) -> Result<()> {
 
 pub fn expand(path: &Path) -> Result<Vec<PathBuf>> {
     let text = path.to_string_lossy();
-    if !text.contains(['*', '?', '[']) {
+    // A path that names a file is that file, whatever its name holds: a log host's folder
+    // named for an IPv6 sender (`[2001:db8::1]`) is no pattern.
+    if !text.contains(['*', '?', '[']) || fs::metadata(path).is_ok_and(|m| m.is_file()) {
         return Ok(vec![path.to_path_buf()]);
     }
     let mut matches: Vec<PathBuf> = glob::glob(&text)
@@ -2540,6 +2542,24 @@ mod tests {
         assert_eq!(
             expand(&dir.path().join("a/messages")).unwrap(),
             vec![dir.path().join("a/messages")]
+        );
+    }
+
+    /// A log host's folder named for an IPv6 sender: the path names a file, and is that file,
+    /// not a pattern that matches nothing.
+    #[test]
+    fn a_path_naming_a_file_is_that_file_whatever_it_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = dir.path().join("[2001:db8::1]");
+        fs::create_dir(&host).unwrap();
+        fs::write(host.join("kern.log"), b"x\n").unwrap();
+        let path = host.join("kern.log");
+        assert_eq!(expand(&path).unwrap(), vec![path.clone()]);
+        // As a pattern, the brackets are a set of characters: it matches nothing here.
+        assert!(
+            expand(&dir.path().join("[2001:db8::2]/kern.log"))
+                .unwrap()
+                .is_empty()
         );
     }
 
