@@ -736,6 +736,13 @@ pub(crate) fn deliver(
             status.as_str()
         )
     })?;
+    if state.reserve_spent() {
+        crate::output::tell(format_args!(
+            "abuse-mailer: warning: {}: the disk is full: the outcome of report {} was written into the space held for it, and nothing more is sent until that space is there again",
+            state.path().display(),
+            record.id
+        ));
+    }
     // Sent, or refused where a refusal keeps the addresses reported (by the API itself, or a
     // discovered desk): their lines have served. A request refused here because its provider
     // reports by mail now gives its addresses to the next mail report, which shows them. Only

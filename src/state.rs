@@ -1213,6 +1213,13 @@ impl State {
         self.path.with_file_name(RESERVE_FILE)
     }
 
+    /// Whether the space held to record outcomes is gone: spent recording one on a full disk
+    /// (see [`Attempt::record`]). Nothing more is sent until it is won back.
+    pub fn reserve_spent(&self) -> bool {
+        std::fs::symlink_metadata(self.reserve_path())
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+    }
+
     /// Reports waiting to be sent again (`sending` after a crash, `failed` after a transient
     /// error), oldest first.
     pub fn pending(&self) -> Result<Vec<ReportRecord>> {

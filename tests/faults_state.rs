@@ -146,6 +146,12 @@ fn disk_full_after_acceptance_sends_each_report_once() {
     let first = s.run(&["run"]);
     fails_naming_the_state(&s, &first);
     assert_eq!(server.received().len(), 1, "{}", first.stderr);
+    // Said when it happens, also when no other report would have gone out in that run.
+    assert!(
+        first.stderr.contains("the disk is full"),
+        "{}",
+        first.stderr
+    );
 
     // Still full: nothing goes out, not even the report the ledger holds as `sending`.
     let again = s.run(&["run"]);
