@@ -461,6 +461,12 @@ fn load_with(
         .build()
         .and_then(|c| c.try_deserialize())
         .map_err(|e| {
+            // The parser's own message names neither the line nor the key: asked again.
+            if let config::ConfigError::FileParse { .. } = &e
+                && let Some(at) = refused_at(path)
+            {
+                return ConfigError(format!("{shown}: {at}"));
+            }
             let text = describe(&e);
             if let Some(var) = unknown_from_environment(&text, &names) {
                 return ConfigError(format!("{var}: {text} (a misspelt environment variable)"));
@@ -475,6 +481,24 @@ fn load_with(
             ConfigError(format!("{shown}: {text}"))
         })?;
     check(path, raw)
+}
+
+/// Where the TOML parser refuses `path`'s text, as `line N (key = …): why` (a value is never
+/// shown: it may be a password); `None` if it does not (or the file cannot be read again).
+fn refused_at(path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let e = text.parse::<toml::Table>().err()?;
+    let start = e.span()?.start.min(text.len());
+    let line = text[..start].matches('\n').count() + 1;
+    let there = text.lines().nth(line - 1).unwrap_or_default().trim();
+    let shown = match there.split_once('=') {
+        Some((key, _)) => format!(" ({} = …)", crate::excerpt::clean_line(key.trim(), 80)),
+        // A table's header; any other line may be inside a value.
+        None if there.starts_with('[') => format!(" ({})", crate::excerpt::clean_line(there, 80)),
+        None => String::new(),
+    };
+    let why = e.message().trim_end_matches('.');
+    Some(format!("line {line}{shown}: {why}"))
 }
 
 /// The `ABUSE_MAILER__…` variable that brought in the unknown key an error names, if one did:
@@ -1303,6 +1327,28 @@ dir = "outbox"
         assert_eq!(s.report.max_message_bytes, 1 << 20);
         assert_eq!(s.mail.max_messages_per_run, 10);
         assert!(matches!(s.mail.transport, TransportConfig::File { .. }));
+    }
+
+    /// The parser refuses a number past its range (or a broken table header) without saying
+    /// where: the error names the line and shows it, key and all.
+    #[test]
+    fn text_the_parser_refuses_is_named_by_its_line() {
+        let line_of = |text: &str, what: &str| 1 + text.lines().position(|l| l == what).unwrap();
+        let text = MINIMAL.replace("[mail]", "min_hits = 18446744073709551615\n[mail]");
+        let e = load_text(&text).unwrap_err().0;
+        let n = line_of(&text, "min_hits = 18446744073709551615");
+        assert!(
+            e.contains(&format!("config.toml: line {n} (min_hits = …)")),
+            "{e}"
+        );
+        let text = MINIMAL.replace("[report]", "[report");
+        let e = load_text(&text).unwrap_err().0;
+        let n = line_of(&text, "[report");
+        assert!(
+            e.contains(&format!("config.toml: line {n} ([report)")),
+            "{e}"
+        );
+        assert!(!e.contains('\n'), "{e}");
     }
 
     #[test]
