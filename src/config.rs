@@ -509,10 +509,12 @@ fn unknown_from_environment(error: &str, names: &[String]) -> Option<String> {
     names
         .iter()
         .filter(|n| n.starts_with("ABUSE_MAILER__"))
+        // The unknown key may be the last part of the name or a section's (a misspelt
+        // `ABUSE_MAILER__REPROT__MIN_HITS`).
         .find(|n| {
-            n.rsplit("__")
-                .next()
-                .is_some_and(|last| last.eq_ignore_ascii_case(field))
+            n.split("__")
+                .skip(1)
+                .any(|part| part.eq_ignore_ascii_case(field))
         })
         .cloned()
 }
@@ -1457,6 +1459,9 @@ dir = "outbox"
         let e = load_env(MINIMAL, &[("ABUSE_MAILER__MAIL__PASWORD", "x")]).unwrap_err();
         assert!(e.0.starts_with("ABUSE_MAILER__MAIL__PASWORD: "), "{e}");
         assert!(e.0.contains("pasword"), "{e}");
+        // A misspelt section, the key right.
+        let e = load_env(MINIMAL, &[("ABUSE_MAILER__REPROT__MIN_HITS", "3")]).unwrap_err();
+        assert!(e.0.starts_with("ABUSE_MAILER__REPROT__MIN_HITS: "), "{e}");
         let e = load_text(&MINIMAL.replace("[mail]", "[mail]\nhots = \"x\"")).unwrap_err();
         assert!(
             e.0.contains("config.toml"),
