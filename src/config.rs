@@ -602,6 +602,14 @@ fn check(file: &Path, raw: RawConfig) -> Result<Settings, ConfigError> {
         Zone::parse(raw.timezone.as_deref().unwrap_or("local")).map_err(|e| err("timezone", e))?;
 
     let sources = sources(raw.source, &err, &resolve)?;
+    // An empty path would put the state beside the configuration, unasked.
+    if raw
+        .state_dir
+        .as_deref()
+        .is_some_and(|d| d.as_os_str().is_empty())
+    {
+        return Err(err("state_dir", "empty: expected a folder".into()));
+    }
     let providers = providers(raw.provider, raw.enrich.asn_db.is_some(), &err, &resolve)?;
     let report = report(raw.report, &err, &resolve)?;
     let (transport, max_messages_per_run) = mail(raw.mail, file, &err, &resolve)?;
@@ -1351,6 +1359,13 @@ dir = "outbox"
             "{e}"
         );
         assert!(!e.contains('\n'), "{e}");
+    }
+
+    #[test]
+    fn an_empty_state_dir_is_refused() {
+        let e =
+            load_text(&MINIMAL.replace("state_dir = \"state\"", "state_dir = \"\"")).unwrap_err();
+        assert!(e.0.contains("state_dir: empty"), "{e}");
     }
 
     #[test]
