@@ -402,10 +402,22 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
     }
     if verbosity != Verbosity::Quiet {
         if outcome.held > 0 || outcome.waiting > 0 || outcome.queued > 0 {
+            // Why they wait: what stopped delivery this run, if anything did.
+            let why = match (&outcome.unauthorized_api, &outcome.unauthorized) {
+                (Some(_), _) | (_, Some(_)) => {
+                    "until the settings named below are fixed".to_string()
+                }
+                _ if !outcome.failed_routes.is_empty() || outcome.transient.is_some() => {
+                    "the way out failed this run".to_string()
+                }
+                _ => format!(
+                    "max_messages_per_run = {}",
+                    settings.mail.max_messages_per_run
+                ),
+            };
             crate::output::tell(format_args!(
-                "abuse-mailer: {} report(s) wait for the next run (max_messages_per_run = {}, or the mail server is unavailable)",
+                "abuse-mailer: {} report(s) wait for the next run ({why})",
                 outcome.held + outcome.waiting + outcome.queued,
-                settings.mail.max_messages_per_run
             ));
         }
         let mut line = summary_line("run", &intake.summary, &made, outcome.sent, started);

@@ -471,6 +471,36 @@ fn a_log_line_cannot_inject_a_header() {
     assert!(!raw.contains('\u{1b}'), "control characters are stripped");
 }
 
+/// A refused login holds back the reports after the first: the run says they wait for the
+/// settings to be fixed, not for the sending budget.
+#[test]
+fn reports_held_back_by_a_refused_login_are_not_blamed_on_the_budget() {
+    let server = smtp::start(Security::StartTls, Some(("abuse", PASSWORD)), 0);
+    let mut s = Setup::new(&with_other_provider(&smtp_config(
+        server.port,
+        "starttls",
+        "username = \"abuse\"",
+    )));
+    s.env.push((
+        "ABUSE_MAILER__MAIL__PASSWORD".into(),
+        "not-the-password-42".into(),
+    ));
+    s.write("messages", &attack_log());
+    let out = s.run(&["run"]);
+    assert_eq!(out.code, 78, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("report(s) wait for the next run (until the settings named below are fixed)"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains("max_messages_per_run"),
+        "{}",
+        out.stderr
+    );
+}
+
 #[test]
 fn the_sending_budget_holds_the_rest_for_the_next_run() {
     let server = smtp::start(Security::Plain, None, 0);
@@ -483,7 +513,8 @@ fn the_sending_budget_holds_the_rest_for_the_next_run() {
     s.write("messages", &attack_log());
     let out = s.run(&["run"]).ok();
     assert!(
-        out.stderr.contains("1 report(s) wait for the next run"),
+        out.stderr
+            .contains("1 report(s) wait for the next run (max_messages_per_run = 1)"),
         "{}",
         out.stderr
     );
