@@ -14,11 +14,11 @@
 //!
 //! Giving up is safe for the ledger: a message is reported accepted only on the server's
 //! reply. A dialogue given up before the body went out stops at its next step and never sends
-//! the body. Once the body is out, the server's reply to it is waited for
-//! [`BODY_REPLY_TIMEOUTS`] × `mail.timeout_secs` (ten minutes at the default, as RFC 5321
-//! asks of a client: a relay's content filter may take minutes), beyond the message's own
-//! deadline: a message given up then may have been taken by the server, and goes out again,
-//! with the same Message-ID, on the next run.
+//! the body. Once the whole body is out, the server's reply to it is waited for
+//! [`body_reply_wait`] (ten minutes at the default, as RFC 5321 asks of a client: a relay's
+//! content filter may take minutes), beyond the message's own deadline; a message starts only
+//! while the run's deadline leaves room for that wait. A message given up then may have been
+//! taken by the server, and goes out again, with the same Message-ID, on the next run.
 
 use std::cell::Cell;
 use std::fs;
@@ -48,9 +48,18 @@ pub const TIMEOUTS_PER_MESSAGE: u32 = 4;
 /// A run's delivery may last this many messages' deadlines; what is left waits for the next.
 pub const MESSAGES_PER_RUN: u32 = 10;
 /// The server's reply to a body that went out is waited for this many `mail.timeout_secs`
-/// (RFC 5321 §4.5.3.2.6: ten minutes), whatever the deadlines: given up, the message would go
-/// out again, and the desk may get it twice.
+/// (RFC 5321 §4.5.3.2.6: ten minutes), up to [`BODY_REPLY_AT_MOST`]: given up, the message
+/// would go out again, and the desk may get it twice.
 pub const BODY_REPLY_TIMEOUTS: u32 = 20;
+/// The longest wait for a reply to a body, unless `mail.timeout_secs` itself is longer.
+pub const BODY_REPLY_AT_MOST: Duration = Duration::from_secs(600);
+
+/// How long the reply to a body that went out is waited for, at `timeout` a read.
+pub fn body_reply_wait(timeout: Duration) -> Duration {
+    (timeout.saturating_mul(BODY_REPLY_TIMEOUTS))
+        .min(BODY_REPLY_AT_MOST)
+        .max(timeout)
+}
 
 /// Why a message was not delivered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,6 +128,9 @@ pub struct Deadlines {
     pub message: Duration,
     /// For the run's delivery, from the start of its first message.
     pub run: Duration,
+    /// For the reply to a body that went out, beyond `message`: a message after the first
+    /// starts only while the run leaves room for both.
+    body_reply: Duration,
     first: Cell<Option<Instant>>,
 }
 
@@ -126,13 +138,17 @@ impl Deadlines {
     /// The deadlines that follow from `mail.timeout_secs`.
     pub fn new(timeout: Duration) -> Self {
         let message = timeout.saturating_mul(TIMEOUTS_PER_MESSAGE);
-        Self::with(message, message.saturating_mul(MESSAGES_PER_RUN))
+        Deadlines {
+            body_reply: body_reply_wait(timeout),
+            ..Self::with(message, message.saturating_mul(MESSAGES_PER_RUN))
+        }
     }
 
     fn with(message: Duration, run: Duration) -> Self {
         Deadlines {
             message,
             run,
+            body_reply: Duration::ZERO,
             first: Cell::new(None),
         }
     }
@@ -141,9 +157,12 @@ impl Deadlines {
     fn next(&self) -> Result<Instant, SendError> {
         let now = Instant::now();
         let first = self.first.get().unwrap_or(now);
+        let later = self.first.get().is_some();
         self.first.set(Some(first));
         let run_end = first.checked_add(self.run).unwrap_or(now + self.message);
-        if now >= run_end {
+        // A message that may wait for its body's reply ends within the run's deadline.
+        let whole = self.message.saturating_add(self.body_reply);
+        if now >= run_end || (later && now.checked_add(whole).is_none_or(|end| end > run_end)) {
             return Err(SendError::Transient(format!(
                 "this run has spent its {} s for delivery ({} × mail.timeout_secs); the rest goes out on the next run",
                 self.run.as_secs(),
@@ -245,6 +264,7 @@ impl Smtp {
         let clock = Clock {
             deadline,
             per_read: self.session.timeout,
+            body_wait: body_reply_wait(self.session.timeout),
             abandoned: abandoned.clone(),
             body_reply: body_reply.clone(),
         };
@@ -295,11 +315,8 @@ impl Smtp {
         let (host, port) = (&self.session.host, self.session.port);
         match body_sent {
             true => format!(
-                "{host}:{port} took the message body but did not answer it within {} s ({BODY_REPLY_TIMEOUTS} × mail.timeout_secs); given up: the server may have it",
-                self.session
-                    .timeout
-                    .saturating_mul(BODY_REPLY_TIMEOUTS)
-                    .as_secs()
+                "{host}:{port} took the message body but did not answer it within {} s; given up: the server may have it",
+                body_reply_wait(self.session.timeout).as_secs()
             ),
             false => format!(
                 "{host}:{port} did not finish the dialogue within {} s ({TIMEOUTS_PER_MESSAGE} × mail.timeout_secs); given up",
@@ -324,9 +341,11 @@ fn client_id(name: &str) -> ClientId {
 struct Clock {
     deadline: Instant,
     per_read: Duration,
+    /// How long the reply to a body that went out is waited for.
+    body_wait: Duration,
     abandoned: Arc<AtomicBool>,
-    /// Once the body is on its way: when its reply is due. Set, and read by the caller before
-    /// it gives up, under the lock, so that a body is never sent after the caller gave up.
+    /// Once the whole body went out: when its reply is due. Set, and read by the caller
+    /// before it gives up, under the lock.
     body_reply: Arc<Mutex<Option<Instant>>>,
 }
 
@@ -354,16 +373,21 @@ impl Clock {
             .map_err(|e| SendError::Transient(format!("setting the SMTP timeout: {e}")))
     }
 
-    /// Before the body: stop if given up, else the body's writes and the reply to it get
-    /// [`BODY_REPLY_TIMEOUTS`] reads' time, which the caller waits for too.
+    /// Before the body: stop if given up, else each of the body's writes, and the read of
+    /// the reply to it, may take as long as the reply is waited for.
     fn body_step(&self, conn: &mut SmtpConnection) -> Result<(), SendError> {
-        let mut due = lock(&self.body_reply);
         self.next_wait()?;
-        let wait = self.per_read.saturating_mul(BODY_REPLY_TIMEOUTS);
-        conn.set_timeout(Some(wait))
-            .map_err(|e| SendError::Transient(format!("setting the SMTP timeout: {e}")))?;
-        *due = Instant::now().checked_add(wait);
-        Ok(())
+        conn.set_timeout(Some(self.body_wait))
+            .map_err(|e| SendError::Transient(format!("setting the SMTP timeout: {e}")))
+    }
+
+    /// The whole body went out: its reply is waited for from now, by the caller too, unless
+    /// it has given up already.
+    fn body_written(&self) {
+        let mut due = lock(&self.body_reply);
+        if !self.abandoned.load(Ordering::SeqCst) {
+            *due = Instant::now().checked_add(self.body_wait);
+        }
     }
 }
 
@@ -492,14 +516,29 @@ impl Session {
         conn.command(Data).map_err(refused)?;
         // The last point at which giving up leaves the server without the message.
         clock.body_step(conn)?;
-        // A 4xx or 5xx is an answer; anything else leaves the body's fate unknown.
-        conn.message(message)
+        // A reply with a code is an answer. Without one, the body's fate is unknown once all
+        // of it went out (the reply never came, or could not be read); a body cut short is
+        // not a message the server can hold.
+        // A connection the server closed without a word is no answer either, but a server
+        // that took a message replies before it lets go: it waits like any transient failure.
+        let written = Cell::new(false);
+        let body = std::iter::once(&message[..]).chain(std::iter::from_fn(|| {
+            written.set(true);
+            clock.body_written();
+            None
+        }));
+        conn.message_iter(body)
             .map(|r| reply_text(&r))
-            .map_err(|e| match refused(e) {
-                SendError::Transient(text) | SendError::Config(text) => {
-                    SendError::Unconfirmed(text)
+            .map_err(|e| {
+                let closed = e.is_response() && e.to_string().contains("incomplete response");
+                match (e.status(), refused(e)) {
+                    (None, SendError::Transient(text) | SendError::Config(text))
+                        if written.get() && !closed =>
+                    {
+                        SendError::Unconfirmed(text)
+                    }
+                    (_, other) => other,
                 }
-                other => other,
             })
     }
 
@@ -1100,6 +1139,35 @@ mod tests {
             "{e:?}"
         );
         assert!(listener.accept().is_err(), "the server was not contacted");
+    }
+
+    /// RFC 5321's ten minutes for the reply to a body at the default, scaled with shorter
+    /// reads, never longer unless a read itself may be.
+    #[test]
+    fn the_reply_to_a_body_is_waited_for_ten_minutes_at_most() {
+        let wait = |secs| body_reply_wait(Duration::from_secs(secs)).as_secs();
+        assert_eq!(wait(30), 600);
+        assert_eq!(wait(2), 40);
+        assert_eq!(wait(100), 600);
+        assert_eq!(wait(3600), 3600);
+    }
+
+    /// A message after the first starts only while the run's deadline leaves room for its
+    /// dialogue and the wait for its body's reply: a run never outlasts 40 × timeout_secs.
+    #[test]
+    fn a_later_message_starts_only_while_the_run_can_wait_for_its_reply() {
+        let d = Deadlines::new(Duration::from_secs(30));
+        d.next().unwrap();
+        let started = |ago: u64| {
+            Instant::now()
+                .checked_sub(Duration::from_secs(ago))
+                .unwrap()
+        };
+        // 1200 s for the run; 120 for a message and 600 for its reply.
+        d.first.set(Some(started(400)));
+        assert!(d.next().is_ok());
+        d.first.set(Some(started(500)));
+        assert!(matches!(d.next(), Err(SendError::Transient(t)) if t.contains("next run")));
     }
 
     #[test]
