@@ -741,7 +741,9 @@ pub(crate) fn ingest(
                     } else if let (Some(s), Some(c)) = (state, cursor.as_ref())
                         && source::may_have_shrunk(&path, c)
                     {
-                        let until = s.counted(&key)?;
+                        // Under the name the cursor was taken over from, if it was.
+                        let named = names.taken_over.get(&key).unwrap_or(&key);
+                        let until = s.counted(named)?;
                         let until = (source_cfg.prefixes.iter())
                             .map(|p| until.get(p).copied())
                             .collect();
@@ -778,7 +780,10 @@ pub(crate) fn ingest(
                     if verbosity != Verbosity::Quiet {
                         // Unattended, a log that moved for good (a changed rsyslog rule, a
                         // disk not mounted) would read nothing for ever: said on every run.
-                        if matches!(read.decision, source::Decision::Missing(_)) {
+                        // A file a pattern matched is let go of when it goes (a host retired,
+                        // a dated file past its retention): only a path is said.
+                        let literal = matches!(&source_cfg.kind, SourceKind::File(p) if *p == path);
+                        if literal && matches!(read.decision, source::Decision::Missing(_)) {
                             crate::output::tell(format_args!(
                                 "abuse-mailer: warning: source {key}: no file at the path now; what its last file got was read where it went, if found (if the log moved for good, change the source's path)"
                             ));

@@ -1123,7 +1123,10 @@ fn read_opened(
         // The same file, shorter than the cursor, its start as it was: it lost its end (a
         // crash before the writes reached the disk) and may have grown since. What it holds
         // of its old text was counted.
+        // (With a copy found, it was a copytruncate under a fixed first line: the copy holds
+        // the old text, and the live file only new lines.)
         if let (Decision::Restarted(_), Some(c)) = (&decision, cursor)
+            && catchup.previous.is_none()
             && (now.dev, now.ino) == (c.dev, c.ino)
             && !now.gzip
             && now.size < c.offset

@@ -407,6 +407,35 @@ fn a_source_with_no_file_at_its_path_is_said_on_every_run() {
     );
 }
 
+/// A file a glob matched and that went (a host retired, a dated file past its retention) is
+/// let go of without a word: only a configured path is said when its file is missing.
+#[test]
+fn a_file_a_glob_matched_that_went_is_not_said_on_every_run() {
+    let s = Setup::new(&standard_config("").replace(
+        "path = \"{dir}/messages\"",
+        "path = \"{dir}/hosts/*/kern.log\"",
+    ));
+    for host in ["web1", "old"] {
+        let dir = s.path("hosts").join(host);
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(
+            dir.join("kern.log"),
+            drop_line("10:00:00", IPS[0], "TCP", 22),
+        )
+        .unwrap();
+    }
+    s.run(&["run"]).ok();
+    fs::remove_dir_all(s.path("hosts").join("old")).unwrap();
+    for _ in 0..2 {
+        let out = s.run(&["run"]).ok();
+        assert!(
+            !out.stderr.contains("no file at the path now"),
+            "{}",
+            out.stderr
+        );
+    }
+}
+
 #[test]
 fn file_missing_for_a_while() {
     let mut log = Log::new(false);
