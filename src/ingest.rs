@@ -1837,9 +1837,6 @@ pub struct Ingest<'a> {
     /// Per prefix of the source being read: packets logged up to this time were counted by
     /// an earlier read (a source read again after `reread`), and are not counted twice.
     counted_before: Vec<Option<i64>>,
-    /// The same, for the source begun last, if its file turns out to have shrunk in place
-    /// keeping its start (see [`Ingest::counted_before_if_shrunk`]).
-    if_shrunk: Option<Vec<Option<i64>>>,
     /// Per prefix of the source being read: the last packet time counted as a hit.
     counted_until: Vec<Option<i64>>,
     /// Told how many bytes each read took, for a progress display.
@@ -2009,7 +2006,6 @@ impl<'a> Ingest<'a> {
             stale_after: None,
             answers_are_hits: true,
             counted_before: Vec::new(),
-            if_shrunk: None,
             counted_until: Vec::new(),
             progress: None,
             buffer: BUFFER,
@@ -2058,7 +2054,6 @@ impl<'a> Ingest<'a> {
         self.end_source();
         self.trackers = self.new_trackers();
         self.counted_before.clear();
-        self.if_shrunk = None;
         self.counted_until.clear();
     }
 
@@ -2067,22 +2062,6 @@ impl<'a> Ingest<'a> {
     /// in `lines_counted_before`), so that no packet counts twice.
     pub fn counted_before(&mut self, until: Vec<Option<i64>>) {
         self.counted_before = until;
-    }
-
-    /// As [`Ingest::counted_before`], but only once [`Ingest::shrunk_in_place`] says the
-    /// source's file shrank in place and kept its start (a crash that lost the file's last
-    /// writes, a hand's `truncate`): the lines it still holds were counted, and the read from
-    /// its start passes over them rather than counting them again.
-    pub fn counted_before_if_shrunk(&mut self, until: Vec<Option<i64>>) {
-        self.if_shrunk = Some(until);
-    }
-
-    /// The source's file shrank in place, keeping its start: see
-    /// [`Ingest::counted_before_if_shrunk`].
-    pub fn shrunk_in_place(&mut self) {
-        if let Some(until) = self.if_shrunk.take() {
-            self.counted_before = until;
-        }
     }
 
     /// Per prefix of the source begun last, the last packet time counted as a hit.
@@ -2142,7 +2121,6 @@ impl<'a> Ingest<'a> {
             stale_after: self.stale_after,
             answers_are_hits: self.answers_are_hits,
             counted_before: self.counted_before.clone(),
-            if_shrunk: None,
             counted_until: Vec::new(),
             progress: self.progress,
             buffer: self.buffer,

@@ -738,18 +738,7 @@ pub(crate) fn ingest(
                     };
                     if let (Some(s), true) = (state, reread) {
                         counted_before(&mut scan, s, &key, &source_cfg.prefixes)?;
-                    } else if let (Some(s), Some(c)) = (state, cursor.as_ref())
-                        && source::may_have_shrunk(&path, c)
-                    {
-                        // Under the name the cursor was taken over from, if it was.
-                        let named = names.taken_over.get(&key).unwrap_or(&key);
-                        let until = s.counted(named)?;
-                        let until = (source_cfg.prefixes.iter())
-                            .map(|p| until.get(p).copied())
-                            .collect();
-                        scan.counted_before_if_shrunk(until);
-                    }
-                    if !reread && cursor.is_some() {
+                    } else if cursor.is_some() {
                         // It goes on where a run stopped (one read again from its start
                         // follows nothing known), under this name or the one it took over.
                         let old = names.taken_over.get(&key);

@@ -971,15 +971,6 @@ fn read_reporting(
 }
 
 /// Feeds `ingest` with what is new in the source at `path` since `cursor`.
-/// Whether the file at `path` is the cursor's own and shorter than its offset: a read of it
-/// may find it shrank in place (see [`Ingest::shrunk_in_place`]). A look only, to spare
-/// asking the state what each source counted on every run.
-pub fn may_have_shrunk(path: &Path, cursor: &Cursor) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(path)
-        .is_ok_and(|m| (m.dev(), m.ino()) == (cursor.dev, cursor.ino) && m.len() < cursor.offset)
-}
-
 pub fn read(
     path: &Path,
     cursor: Option<&Cursor>,
@@ -1120,20 +1111,6 @@ fn read_opened(
         });
     }
     if let (Some(file), Some(now)) = (&live, &now) {
-        // The same file, shorter than the cursor, its start as it was: it lost its end (a
-        // crash before the writes reached the disk) and may have grown since. What it holds
-        // of its old text was counted.
-        // (With a copy found, it was a copytruncate under a fixed first line: the copy holds
-        // the old text, and the live file only new lines.)
-        if let (Decision::Restarted(_), Some(c)) = (&decision, cursor)
-            && catchup.previous.is_none()
-            && (now.dev, now.ino) == (c.dev, c.ino)
-            && !now.gzip
-            && now.size < c.offset
-            && same_start(&c.fingerprint, &now.fingerprint)
-        {
-            ingest.shrunk_in_place();
-        }
         let from = match &decision {
             Decision::Append(_) => cursor.map_or(0, |c| c.offset),
             Decision::Fresh(_) if cursor.is_none() && start == StartAt::End => file

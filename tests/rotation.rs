@@ -461,32 +461,6 @@ fn unrelated_file_on_a_reused_inode_is_read_from_the_start() {
     log.check();
 }
 
-/// A crash loses the log's last writes after a run read them: the file comes back shorter,
-/// its start as it was, and the daemon writes on after what survived. The lines it still
-/// holds were counted and are not counted again; the lines written since are.
-#[test]
-fn a_log_that_lost_its_end_counts_only_the_lines_written_since() {
-    let mut log = Log::new(false);
-    log.append(10, false);
-    log.run();
-    let text = fs::read_to_string(log.path("messages")).unwrap();
-    let kept: usize = text.split_inclusive('\n').take(4).map(str::len).sum();
-    fs::OpenOptions::new()
-        .write(true)
-        .open(log.path("messages"))
-        .unwrap()
-        .set_len(kept as u64)
-        .unwrap();
-    log.run();
-    assert_eq!(
-        log.observed(),
-        log.written,
-        "nothing new, nothing counted twice"
-    );
-    log.append(3, false);
-    log.check();
-}
-
 #[test]
 fn last_line_without_newline_waits_for_the_next_run() {
     let mut log = Log::new(false);
