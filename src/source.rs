@@ -1805,6 +1805,32 @@ mod tests {
         assert_eq!((summary.lines_read, summary.lines_matched), (1, 0));
     }
 
+    /// A drop line, one second after the one before, from one of a few sources.
+    fn numbered_line(n: u64) -> String {
+        format!(
+            "Jan 25 10:{:02}:{:02} web1 kernel: INPUT-DROP:IN=eth0 OUT= SRC=34.208.{}.{} DST=198.51.100.10 LEN=60 PROTO=UDP SPT={} DPT=53 LEN=40\n",
+            n / 60 % 60,
+            n % 60,
+            n % 7,
+            n % 13 + 1,
+            n + 1
+        )
+    }
+
+    /// logrotate's `copytruncate`, the first time it is asked: `path` copied to `copy`, then
+    /// emptied in place.
+    fn copy_truncate_once(done: &std::sync::atomic::AtomicBool, path: &Path, copy: &Path) {
+        if !done.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            fs::copy(path, copy).unwrap();
+            File::options()
+                .write(true)
+                .open(path)
+                .unwrap()
+                .set_len(0)
+                .unwrap();
+        }
+    }
+
     /// logrotate's `copytruncate` lands while a run reads the file: the read has the old text,
     /// the file is empty, then written past where the read stopped. The next run reads the new
     /// text from its start, and the copy no more: every line once.
@@ -1814,30 +1840,13 @@ mod tests {
         use std::sync::atomic::{AtomicBool, Ordering};
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("messages");
-        let line = |n: u64| {
-            format!(
-                "Jan 25 10:{:02}:{:02} web1 kernel: INPUT-DROP:IN=eth0 OUT= SRC=34.208.{}.{} DST=198.51.100.10 LEN=60 PROTO=UDP SPT={} DPT=53 LEN=40\n",
-                n / 60 % 60,
-                n % 60,
-                n % 7,
-                n % 13 + 1,
-                n + 1
-            )
-        };
+        let line = numbered_line;
         let old: String = (0..2000).map(line).collect();
         fs::write(&path, &old).unwrap();
         let copied = AtomicBool::new(false);
         // Called for the first new source of the read: logrotate copies and truncates then.
         let rotate_then_attribute = |ip| {
-            if !copied.swap(true, Ordering::SeqCst) {
-                fs::copy(&path, dir.path().join("messages.1")).unwrap();
-                File::options()
-                    .write(true)
-                    .open(&path)
-                    .unwrap()
-                    .set_len(0)
-                    .unwrap();
-            }
+            copy_truncate_once(&copied, &path, &dir.path().join("messages.1"));
             one_provider(ip)
         };
         let mut first = Ingest::new(
@@ -1877,30 +1886,13 @@ mod tests {
         use std::sync::atomic::{AtomicBool, Ordering};
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("messages");
-        let line = |n: u64| {
-            format!(
-                "Jan 25 10:{:02}:{:02} web1 kernel: INPUT-DROP:IN=eth0 OUT= SRC=34.208.{}.{} DST=198.51.100.10 LEN=60 PROTO=UDP SPT={} DPT=53 LEN=40\n",
-                n / 60 % 60,
-                n % 60,
-                n % 7,
-                n % 13 + 1,
-                n + 1
-            )
-        };
+        let line = numbered_line;
         let old: String = (0..40_000).map(line).collect();
         fs::write(&path, &old).unwrap();
         let copy = dir.path().join("messages.1");
         let copied = AtomicBool::new(false);
         let rotate_then_attribute = |ip| {
-            if !copied.swap(true, Ordering::SeqCst) {
-                fs::copy(&path, &copy).unwrap();
-                File::options()
-                    .write(true)
-                    .open(&path)
-                    .unwrap()
-                    .set_len(0)
-                    .unwrap();
-            }
+            copy_truncate_once(&copied, &path, &copy);
             one_provider(ip)
         };
         let mut first = Ingest::new(

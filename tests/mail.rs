@@ -221,14 +221,17 @@ fn starttls_with_auth_from_a_password_file_never_shows_the_password() {
     assert!(!String::from_utf8_lossy(&got[0].data).contains(PASSWORD));
 }
 
-#[test]
-fn wrong_password_is_a_config_error_and_the_report_waits_for_the_fix() {
+/// A run that logs in to a STARTTLS server with a wrong password, under the configuration
+/// `config` makes of the SMTP one: refused, 78.
+fn run_with_a_wrong_password(
+    config: impl Fn(String) -> String,
+) -> (common::smtp::MailServer, Setup, Ran) {
     let server = smtp::start(Security::StartTls, Some(("abuse", PASSWORD)), 0);
-    let mut s = Setup::new(&smtp_config(
+    let mut s = Setup::new(&config(smtp_config(
         server.port,
         "starttls",
         "username = \"abuse\"",
-    ));
+    )));
     s.env.push((
         "ABUSE_MAILER__MAIL__PASSWORD".into(),
         "not-the-password-42".into(),
@@ -236,6 +239,12 @@ fn wrong_password_is_a_config_error_and_the_report_waits_for_the_fix() {
     s.write("messages", &attack_log());
     let out = s.run(&["run"]);
     assert_eq!(out.code, 78, "{}", out.stderr);
+    (server, s, out)
+}
+
+#[test]
+fn wrong_password_is_a_config_error_and_the_report_waits_for_the_fix() {
+    let (server, mut s, out) = run_with_a_wrong_password(|c| c);
     assert!(
         !out.stderr.contains("not-the-password-42") && !out.stdout.contains("not-the-password-42")
     );
@@ -475,19 +484,7 @@ fn a_log_line_cannot_inject_a_header() {
 /// settings to be fixed, not for the sending budget.
 #[test]
 fn reports_held_back_by_a_refused_login_are_not_blamed_on_the_budget() {
-    let server = smtp::start(Security::StartTls, Some(("abuse", PASSWORD)), 0);
-    let mut s = Setup::new(&with_other_provider(&smtp_config(
-        server.port,
-        "starttls",
-        "username = \"abuse\"",
-    )));
-    s.env.push((
-        "ABUSE_MAILER__MAIL__PASSWORD".into(),
-        "not-the-password-42".into(),
-    ));
-    s.write("messages", &attack_log());
-    let out = s.run(&["run"]);
-    assert_eq!(out.code, 78, "{}", out.stderr);
+    let (_server, _s, out) = run_with_a_wrong_password(|c| with_other_provider(&c));
     assert!(
         out.stderr
             .contains("report(s) wait for the next run (until the settings named below are fixed)"),
