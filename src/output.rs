@@ -284,7 +284,9 @@ fn held_entries(
             None => return Ok(None),
         }
     }
-    let mut text = Vec::with_capacity(entries.len() * 200);
+    // An entry takes about 260 bytes (times, ports, an AS name): a piece sized for them is
+    // not grown, and copied, on the way.
+    let mut text = Vec::with_capacity(entries.len() * 320);
     for records in records.chunks(AHEAD) {
         for o in records {
             crate::ingest::prefetch(*o);
