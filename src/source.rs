@@ -979,11 +979,26 @@ pub fn read(
     folders: &mut Folders,
 ) -> Result<SourceRead> {
     let live = OpenFile::open(path).map_err(|e| source_error(path, e))?;
+    let home = rotated_beside(path);
     let Siblings {
-        rotated,
+        mut rotated,
         unreadable,
         mut compressed,
-    } = siblings(&rotated_beside(path), live.as_ref(), folders);
+    } = siblings(&home, live.as_ref(), folders);
+    // The cursor's file neither at the path nor rotated beside it may have gone elsewhere in
+    // the folder, under another name (a link moved on to the next dated file): it is found
+    // there, as the newest of the files before the live one, to be read on from the cursor.
+    if let Some(c) = cursor.filter(|c| !c.is_reread())
+        && !live
+            .as_ref()
+            .is_some_and(|l| (l.dev, l.ino) == (c.dev, c.ino))
+        && !rotated
+            .iter()
+            .any(|s| (s.open.dev, s.open.ino) == (c.dev, c.ino))
+        && let Some(moved) = moved_in_folder(&home, c, folders)
+    {
+        rotated.insert(0, moved);
+    }
     // A first read (or one after `reread`) is the one read of the rotated history: a file of
     // it passed over now is never read (later reads count only what is newer), so the read
     // waits for it as for a live file it cannot open.
@@ -1003,6 +1018,28 @@ pub fn read(
     unreadable.append(&mut read.warnings);
     read.warnings = unreadable;
     Ok(read)
+}
+
+/// The cursor's own file (its device and inode, and the first line it had) among the files
+/// of `path`'s folder, whatever it is called now; looked for only when it is neither at the
+/// path nor rotated beside it.
+fn moved_in_folder(path: &Path, cursor: &Cursor, folders: &mut Folders) -> Option<Sibling> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let names = folders.names(dir)?.to_vec();
+    names.iter().find_map(|name| {
+        let entry = dir.join(name);
+        let meta = fs::symlink_metadata(&entry).ok()?;
+        if !meta.is_file() || (meta.dev(), meta.ino()) != (cursor.dev, cursor.ino) {
+            return None;
+        }
+        let open = OpenFile::open(&entry).ok()??;
+        let first_line = open.first_line().unwrap_or_default();
+        same_start(&cursor.fingerprint, &first_line).then_some(Sibling { open, first_line })
+    })
 }
 
 /// Where a source's rotated files are: beside the file itself. A path that is a symbolic link

@@ -383,6 +383,31 @@ fn a_source_that_is_a_link_finds_the_file_rotated_where_it_points() {
     log.check();
 }
 
+/// A link moved on to the next dated file at midnight: what the old file got after the last
+/// run is read from where the cursor stopped (the file is found in its folder by what it is,
+/// whatever its name), then the new one from its start; every line once.
+#[test]
+fn a_link_moved_on_to_a_new_dated_file_finishes_the_old_one() {
+    let mut log = Log::behind_a_link();
+    log.append(3, false);
+    log.run();
+    log.append(2, false);
+    // The daemon opens the next day's file; the link moves on to it.
+    let today = log.path("messages");
+    fs::rename(&today, log.path("fw-2026-01-25.log")).unwrap();
+    fs::write(log.path("fw-2026-01-26.log"), "").unwrap();
+    fs::remove_file(log.setup.path("current/messages")).unwrap();
+    std::os::unix::fs::symlink(
+        "../logs/fw-2026-01-26.log",
+        log.setup.path("current/messages"),
+    )
+    .unwrap();
+    // Lines go to the new file through a name the test writes by: `messages`.
+    std::os::unix::fs::symlink("fw-2026-01-26.log", &today).unwrap();
+    log.append(3, false);
+    log.check();
+}
+
 /// Whether a run of `setup` with `args` says a source has no file at its path.
 fn says_no_file(setup: &Setup, args: &[&str]) -> bool {
     let out = setup.run(args).ok();
