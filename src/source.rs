@@ -989,9 +989,9 @@ pub fn read(
     // the folder, under another name (a link moved on to the next dated file): it is found
     // there, as the newest of the files before the live one, to be read on from the cursor.
     if let Some(c) = cursor.filter(|c| !c.is_reread())
-        && !live
+        && live
             .as_ref()
-            .is_some_and(|l| (l.dev, l.ino) == (c.dev, c.ino))
+            .is_none_or(|l| (l.dev, l.ino) != (c.dev, c.ino))
         && !rotated
             .iter()
             .any(|s| (s.open.dev, s.open.ino) == (c.dev, c.ino))
