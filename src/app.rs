@@ -39,9 +39,26 @@ fn dispatch(cli: &Cli) -> Result<u8> {
     let path = config::locate(cli.config.as_deref());
     let settings = config::load(&path)?;
     let now = clock::now()?;
+    let done = command(cli, &settings, now, verbosity);
+    done.map_err(|e| with_the_state_named(e, &settings))
+}
+
+/// An error the state's database raised names the file, if nothing on its way did: a value
+/// of the wrong type in a damaged row says which file is damaged.
+fn with_the_state_named(e: anyhow::Error, settings: &Settings) -> anyhow::Error {
+    let from_the_database = e
+        .chain()
+        .any(|c| c.downcast_ref::<rusqlite::Error>().is_some());
+    if from_the_database && !one_line(&e).contains("state.db") {
+        return e.context(settings.state_db().display().to_string());
+    }
+    e
+}
+
+fn command(cli: &Cli, settings: &Settings, now: DateTime<Utc>, verbosity: Verbosity) -> Result<u8> {
     match &cli.command {
-        Command::Run { dry_run, what } => run_or_preview(&settings, now, *dry_run, what, verbosity),
-        Command::Preview { what } => run_or_preview(&settings, now, true, what, verbosity),
+        Command::Run { dry_run, what } => run_or_preview(settings, now, *dry_run, what, verbosity),
+        Command::Preview { what } => run_or_preview(settings, now, true, what, verbosity),
         Command::History {
             ip,
             provider,
@@ -49,14 +66,14 @@ fn dispatch(cli: &Cli) -> Result<u8> {
             refresh,
         } => {
             if *refresh {
-                crate::aws_api::refresh_command(&settings, provider.as_deref())?;
+                crate::aws_api::refresh_command(settings, provider.as_deref())?;
             }
-            history(&settings, *ip, provider.clone(), *json)
+            history(settings, *ip, provider.clone(), *json)
         }
-        Command::Show { report_id } => show(&settings, report_id),
+        Command::Show { report_id } => show(settings, report_id),
         Command::Check { smtp, aws } => {
-            let local = crate::check::check(&settings, now, *smtp)?;
-            let api = crate::aws_api::check(&settings, *aws);
+            let local = crate::check::check(settings, now, *smtp)?;
+            let api = crate::aws_api::check(settings, *aws);
             // The worse verdict: a configuration error (78) over any other (1).
             Ok([local, api]
                 .into_iter()
@@ -64,18 +81,18 @@ fn dispatch(cli: &Cli) -> Result<u8> {
                 .unwrap_or(local))
         }
         Command::Reread { source, since } => crate::reread::reread(
-            &settings,
+            settings,
             now,
             source,
             since.map(|d| clock::before(now, d)),
             verbosity != Verbosity::Quiet,
         ),
-        Command::Contacts { ip, json } => crate::contacts::command(&settings, now, *ip, *json),
+        Command::Contacts { ip, json } => crate::contacts::command(settings, now, *ip, *json),
         Command::Firewall {
             provider,
             format,
             ports,
-        } => crate::firewall::print(&settings, provider, *format, ports.as_deref()),
+        } => crate::firewall::print(settings, provider, *format, ports.as_deref()),
     }
 }
 

@@ -573,3 +573,23 @@ fn stored_counts_at_the_ends_of_their_range_are_read_not_a_panic() {
     assert_eq!(ledger.len(), 1);
     s.run(&["history"]).ok();
 }
+
+/// A stored value of the wrong type (a hand's `UPDATE`, a damaged row): the error says which
+/// file is damaged, on one line, whichever command meets it.
+#[test]
+fn a_stored_value_of_the_wrong_type_names_the_state_file() {
+    let s = Setup::new(&standard_config(""));
+    s.write("messages", &two_addresses("10:00:00"));
+    s.run(&["run"]).ok();
+    let db = rusqlite::Connection::open(state_db(&s)).unwrap();
+    db.execute("UPDATE observation SET hits = 'many'", [])
+        .unwrap();
+    drop(db);
+    s.append("messages", &two_addresses("10:00:05"));
+    for args in [&["preview"][..], &["run"]] {
+        let out = s.run(args);
+        assert_eq!(out.code, 1, "{}", out.stderr);
+        assert!(out.stderr.contains("state.db"), "{}", out.stderr);
+        assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    }
+}
