@@ -53,8 +53,8 @@ pub(crate) fn map_in_order<T: Send, R: Send>(jobs: Vec<T>, f: impl Fn(T) -> R + 
 }
 
 /// A slot's lock: a job that panicked leaves nothing half-written in it (the panic goes on
-/// to the caller when the threads are joined).
-fn lock<S>(slot: &Mutex<S>) -> std::sync::MutexGuard<'_, S> {
+/// to the caller when the threads are joined). For any lock over one value set whole.
+pub(crate) fn lock<S>(slot: &Mutex<S>) -> std::sync::MutexGuard<'_, S> {
     slot.lock().unwrap_or_else(|e| e.into_inner())
 }
 

@@ -41,6 +41,7 @@ use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter,
 
 use crate::config::{Security, SmtpConfig, TransportConfig};
 use crate::excerpt::clean_line;
+use crate::parallel::lock;
 
 /// One message's whole dialogue may last this many `mail.timeout_secs`: a healthy dialogue is
 /// a handful of quick exchanges, and the reply to the body (the slow one) gets one allowance.
@@ -291,8 +292,8 @@ impl Smtp {
                     // the flag is set under the lock its step takes); its thread ends with the
                     // process at the latest. A reply that came in meanwhile still counts.
                     abandoned.store(true, Ordering::SeqCst);
+                    let body_sent = due.is_some();
                     drop(due);
-                    let body_sent = lock(&body_reply).is_some();
                     return answer.try_recv().unwrap_or_else(|_| {
                         let why = self.given_up(body_sent);
                         Err(match body_sent {
@@ -347,11 +348,6 @@ struct Clock {
     /// Once the whole body went out: when its reply is due. Set, and read by the caller
     /// before it gives up, under the lock.
     body_reply: Arc<Mutex<Option<Instant>>>,
-}
-
-/// A lock that a panicked holder leaves usable: what it guards is one value, never half set.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Clock {
@@ -592,11 +588,16 @@ impl Session {
 }
 
 /// The kind of the first I/O error among an error's causes.
-fn io_kind(e: &dyn std::error::Error) -> Option<std::io::ErrorKind> {
+fn io_kind(e: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
+    io_error(e).map(std::io::Error::kind)
+}
+
+/// The first I/O error among an error's causes.
+fn io_error<'e>(e: &'e (dyn std::error::Error + 'static)) -> Option<&'e std::io::Error> {
     let mut source = e.source();
     while let Some(s) = source {
         if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            return Some(io.kind());
+            return Some(io);
         }
         source = s.source();
     }
@@ -605,18 +606,9 @@ fn io_kind(e: &dyn std::error::Error) -> Option<std::io::ErrorKind> {
 
 /// A TLS layer's verdict (certificate, name, protocol) rather than the network's: rustls
 /// reports it as invalid data with its own error inside; a plain socket never does.
-fn tls_failure(e: &dyn std::error::Error) -> bool {
-    let mut source = e.source();
-    while let Some(s) = source {
-        if let Some(io) = s.downcast_ref::<std::io::Error>()
-            && io.kind() == std::io::ErrorKind::InvalidData
-            && io.get_ref().is_some()
-        {
-            return true;
-        }
-        source = s.source();
-    }
-    false
+fn tls_failure(e: &(dyn std::error::Error + 'static)) -> bool {
+    io_error(e)
+        .is_some_and(|io| io.kind() == std::io::ErrorKind::InvalidData && io.get_ref().is_some())
 }
 
 /// Longest text of a server's or a program's own that an error or a log line repeats.
