@@ -1312,6 +1312,21 @@ fn place_of(local: u32, shard: usize, shards: usize) -> u32 {
     )
 }
 
+/// [`place_of`] undone: the record's position in its shard, and the shard.
+fn parts_of(place: u32, shards: usize) -> (usize, usize) {
+    (place as usize / shards, place as usize % shards)
+}
+
+/// Each record of `shards` (their records in turn) with its place.
+fn places_in<'a, T: 'a>(
+    shards: impl ExactSizeIterator<Item = &'a [T]>,
+) -> impl Iterator<Item = (u32, &'a T)> {
+    let n = shards.len();
+    (shards.enumerate()).flat_map(move |(k, records)| {
+        (records.iter().enumerate()).map(move |(i, r)| (place_of(slot(i), k, n), r))
+    })
+}
+
 /// Slots of records, found by their address: the table holds each slot (4 bytes) and compares
 /// addresses through the records, rather than holding every address a second time (24 bytes
 /// with its slot): a flood's million sources cost each reading thread 10 MB of index, not 50.
@@ -1428,17 +1443,13 @@ impl Observations {
     /// The record at `place`, which adding records and changing them in place keep: the
     /// place the read gave its record, or that [`Observations::places`] gives.
     pub fn at(&self, place: u32) -> Option<&Observation> {
-        let n = self.shelves.len();
-        let (local, k) = (place as usize / n, place as usize % n);
+        let (local, k) = parts_of(place, self.shelves.len());
         self.shelves.get(k)?.records.get(local)
     }
 
     /// Each record with its place (see [`Observations::at`]), in no particular order.
     pub fn places(&self) -> impl Iterator<Item = (u32, &Observation)> {
-        let n = self.shelves.len();
-        (self.shelves.iter().enumerate()).flat_map(move |(k, shelf)| {
-            (shelf.records.iter().enumerate()).map(move |(i, o)| (place_of(slot(i), k, n), o))
-        })
+        places_in(self.shelves.iter().map(|s| &s.records[..]))
     }
 
     /// In no particular order.
@@ -1651,21 +1662,18 @@ impl Sources {
 
     /// The record at `place`.
     fn at(&self, place: u32) -> &Seen {
-        let n = self.shards.len();
-        &self.shards[place as usize % n].records[place as usize / n]
+        let (local, k) = parts_of(place, self.shards.len());
+        &self.shards[k].records[local]
     }
 
     fn at_mut(&mut self, place: u32) -> &mut Seen {
-        let n = self.shards.len();
-        &mut self.shards[place as usize % n].records[place as usize / n]
+        let (local, k) = parts_of(place, self.shards.len());
+        &mut self.shards[k].records[local]
     }
 
     /// Each record with its place, shard by shard.
     fn places(&self) -> impl Iterator<Item = (u32, &Seen)> {
-        let n = self.shards.len();
-        (self.shards.iter().enumerate()).flat_map(move |(k, shard)| {
-            (shard.records.iter().enumerate()).map(move |(i, s)| (place_of(slot(i), k, n), s))
-        })
+        places_in(self.shards.iter().map(|s| &s.records[..]))
     }
 
     /// Takes in the records of a read forked from this one (see [`Shard::absorb`]), each
@@ -1678,7 +1686,7 @@ impl Sources {
         let moved: Vec<Vec<u32>> =
             crate::parallel::map_in_order(pairs, |(mine, theirs)| mine.absorb(theirs));
         move |place: u32| {
-            let (local, k) = (place as usize / n, place as usize % n);
+            let (local, k) = parts_of(place, n);
             place_of(moved[k][local], k, n)
         }
     }

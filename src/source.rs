@@ -740,10 +740,7 @@ impl Folders {
 /// One compressed other than with gzip is left out and named in `compressed`.
 fn siblings(path: &Path, live: Option<&OpenFile>, folders: &mut Folders) -> Siblings {
     let mut found = Siblings::default();
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = folder_of(path);
     let Some(base) = path.file_name().and_then(|n| n.to_str()) else {
         return found;
     };
@@ -1020,17 +1017,20 @@ pub fn read(
     Ok(read)
 }
 
+/// The folder `path` is in (`.` for a bare name).
+fn folder_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
 /// The cursor's own file (its device and inode, and the first line it had) among the files
 /// of `path`'s folder, whatever it is called now; looked for only when it is neither at the
 /// path nor rotated beside it.
 fn moved_in_folder(path: &Path, cursor: &Cursor, folders: &mut Folders) -> Option<Sibling> {
     use std::os::unix::fs::MetadataExt;
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let names = folders.names(dir)?.to_vec();
-    names.iter().find_map(|name| {
+    let dir = folder_of(path);
+    folders.names(dir)?.iter().find_map(|name| {
         let entry = dir.join(name);
         let meta = fs::symlink_metadata(&entry).ok()?;
         if !meta.is_file() || (meta.dev(), meta.ino()) != (cursor.dev, cursor.ino) {
