@@ -763,10 +763,16 @@ pub(crate) fn unattributed<'a>(
         .map(|&(ip, place)| (ip, Some(place)))
         .collect();
     let read_now = |ip: &IpAddr| intake.touched.binary_search(ip).is_ok();
+    // Of those, the ones seen within `max_age_days`: older ones are history, and a run lets
+    // them go from the state (see `State::commit_ingest`).
+    let fresh = world.fresh_since();
     let earlier: Vec<IpAddr> = match (state, intake.partial) {
         // Selection did not look at every IP known: the list does.
-        (Some(s), true) => s.observed_ips()?,
-        (Some(_), false) => intake.observations.ips().collect(),
+        (Some(s), true) => s.observed_ips(fresh)?,
+        (Some(_), false) => (intake.observations.iter())
+            .filter(|o| fresh.is_none_or(|t| o.last_seen >= t))
+            .map(|o| o.ip)
+            .collect(),
         (None, _) => Vec::new(),
     };
     found.extend(

@@ -752,10 +752,13 @@ impl State {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Every IP observed so far, and nothing else about them.
-    pub fn observed_ips(&self) -> Result<Vec<IpAddr>> {
-        let mut stmt = self.conn.prepare("SELECT ip FROM observation")?;
-        let rows = stmt.query_map([], |r| ip_at(r, 0))?;
+    /// Every IP observed so far (last seen at `fresh` or later, if given), and nothing else
+    /// about them.
+    pub fn observed_ips(&self, fresh: Option<i64>) -> Result<Vec<IpAddr>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT ip FROM observation WHERE last_seen >= ?1")?;
+        let rows = stmt.query_map([fresh.unwrap_or(i64::MIN)], |r| ip_at(r, 0))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
@@ -1746,6 +1749,61 @@ fn let_go_of_other_desks(tx: &Transaction<'_>, desks: &[&str], stale_before: i64
 /// At most this many of the lines kept longest are looked at for history by one run.
 const STALE_EVIDENCE_PER_RUN: i64 = 100_000;
 
+/// Lets go of the observations of addresses last seen before `stale_before` (`max_age_days`):
+/// selection passes them over, and an address seen again starts afresh, so they only took
+/// room. A spoofed flood leaves a million of them a day; kept, the state would grow until the
+/// disk is full. Each run looks at `visit` of them on from where the last one stopped, in the
+/// order of the table's key (there is no index by time, which would cost a tenth more per
+/// address): twice as many as it wrote and [`STALE_OBSERVATIONS_VISITED`] more, so that the
+/// search keeps ahead of any flood and a run's cost stays bounded whatever the history.
+fn let_go_of_stale_observations(tx: &Transaction<'_>, stale_before: i64, visit: i64) -> Result<()> {
+    let from: String = tx
+        .query_row(
+            "SELECT value FROM meta WHERE key = ?1",
+            [OBSERVATIONS_VISITED_KEY],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or_default();
+    let (last, visited): (Option<String>, i64) = tx.query_row(
+        "SELECT max(ip), count(*) FROM
+             (SELECT ip FROM observation WHERE ip > ?1 ORDER BY ip LIMIT ?2)",
+        params![from, visit],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let Some(last) = last else {
+        // At the end of the table (or it is empty): the next run starts from its beginning.
+        tx.execute(
+            "DELETE FROM meta WHERE key = ?1",
+            [OBSERVATIONS_VISITED_KEY],
+        )?;
+        return Ok(());
+    };
+    tx.execute(
+        "DELETE FROM observation WHERE ip > ?1 AND ip <= ?2 AND last_seen < ?3",
+        params![from, last, stale_before],
+    )?;
+    if visited < visit {
+        tx.execute(
+            "DELETE FROM meta WHERE key = ?1",
+            [OBSERVATIONS_VISITED_KEY],
+        )?;
+    } else {
+        tx.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+            params![OBSERVATIONS_VISITED_KEY, last],
+        )?;
+    }
+    Ok(())
+}
+
+/// At least this many stored observations are looked at for history by each run that stores
+/// what it read.
+const STALE_OBSERVATIONS_VISITED: i64 = 20_000;
+
+/// Where in the observations' key order the last look for history stopped.
+const OBSERVATIONS_VISITED_KEY: &str = "observations_visited_to";
+
 fn update_evidence(
     tx: &Transaction<'_>,
     update: &EvidenceUpdate<'_>,
@@ -1914,6 +1972,8 @@ fn write_ingest(conn: &mut Connection, ingested: &Ingested<'_>) -> Result<()> {
         }
         if let (false, Some(t)) = (desks.is_empty(), stale_before) {
             let_go_of_other_desks(&tx, desks, t)?;
+            let visit = (observations.len() as i64).saturating_mul(2) + STALE_OBSERVATIONS_VISITED;
+            let_go_of_stale_observations(&tx, t, visit)?;
         }
     }
     tx.commit()?;
@@ -2792,5 +2852,53 @@ mod tests {
         assert!(e.contains("state.db") && e.contains("disk is full"), "{e}");
         assert!(e.contains("restore it from a backup"), "{e}");
         assert_eq!(std::fs::read(&path).unwrap(), junk, "left as it is");
+    }
+
+    /// The search for history goes a bounded stretch a run, on from where the last stopped,
+    /// and comes round again: every stale observation goes in time, no fresh one ever does.
+    #[test]
+    fn stale_observations_go_a_bounded_stretch_a_run_and_every_one_in_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = State::open(dir.path()).unwrap();
+        let tx = s.conn.transaction().unwrap();
+        // Ten addresses, in key order `10.0.0.0` .. `10.0.0.9`; the odd ones last seen at 5,
+        // before the cut at 100.
+        for i in 0..10 {
+            let last = if i % 2 == 1 { 5 } else { 500 };
+            tx.execute(
+                "INSERT INTO observation VALUES (?1, 1, ?2, 1, 'TCP', '22', '', '', '')",
+                params![format!("10.0.0.{i}"), last],
+            )
+            .unwrap();
+        }
+        let left = |tx: &Transaction<'_>| -> Vec<String> {
+            let mut stmt = tx
+                .prepare("SELECT ip FROM observation ORDER BY ip")
+                .unwrap();
+            let rows = stmt.query_map([], |r| r.get(0)).unwrap();
+            rows.collect::<rusqlite::Result<_>>().unwrap()
+        };
+        let_go_of_stale_observations(&tx, 100, 4).unwrap();
+        // The first four looked at: `10.0.0.1` and `10.0.0.3` gone, `10.0.0.5` not yet.
+        let after_one = left(&tx);
+        assert!(!after_one.contains(&"10.0.0.1".to_string()));
+        assert!(!after_one.contains(&"10.0.0.3".to_string()));
+        assert!(after_one.contains(&"10.0.0.5".to_string()));
+        assert_eq!(after_one.len(), 8);
+        let_go_of_stale_observations(&tx, 100, 4).unwrap();
+        let_go_of_stale_observations(&tx, 100, 4).unwrap();
+        let even: Vec<String> = (0..10).step_by(2).map(|i| format!("10.0.0.{i}")).collect();
+        assert_eq!(left(&tx), even);
+        // Round again from the start: a stale one added before the stretch already looked
+        // at is found on the next round.
+        tx.execute(
+            "INSERT INTO observation VALUES ('10.0.0.1', 1, 5, 1, '', '', '', '', '')",
+            [],
+        )
+        .unwrap();
+        for _ in 0..3 {
+            let_go_of_stale_observations(&tx, 100, 4).unwrap();
+        }
+        assert_eq!(left(&tx), even);
     }
 }

@@ -315,6 +315,50 @@ fn kept_lines_older_than_max_age_days_are_let_go() {
     assert_eq!(kept(&s), 0);
 }
 
+/// An address last seen longer ago than `max_age_days` is history: selection passes it over
+/// and it starts afresh if seen again, so its stored observation only takes room (a spoofed
+/// flood leaves a million a day). A run that stores what it read lets it go, and `--json`
+/// no longer lists it, before that run as after.
+#[test]
+fn observations_older_than_max_age_days_are_let_go_and_not_listed() {
+    let s =
+        Setup::new(&standard_config("max_age_days = 1").replace("min_hits = 1", "min_hits = 3"));
+    s.write(
+        "messages",
+        &[
+            drop_line("10:00:00", "3.5.140.2", "TCP", 22),
+            drop_line("10:00:01", "81.2.69.143", "TCP", 22),
+        ]
+        .concat(),
+    );
+    s.run(&["run"]).ok();
+    let stored = |s: &Setup| -> Vec<String> {
+        let conn = rusqlite::Connection::open(s.path("state/state.db")).unwrap();
+        let mut stmt = conn
+            .prepare("SELECT ip FROM observation ORDER BY ip")
+            .unwrap();
+        let rows = stmt.query_map([], |r| r.get(0)).unwrap();
+        rows.collect::<rusqlite::Result<_>>().unwrap()
+    };
+    assert_eq!(stored(&s), ["3.5.140.2", "81.2.69.143"]);
+    let listed = s.run(&["preview", "--json"]).ok().json();
+    assert_eq!(ip_list(&listed["unattributed"]), ["81.2.69.143"]);
+    // Three days on: before any run stores anything, the old address is not listed.
+    let mut s = s;
+    s.now = "2026-01-29T08:00:00Z".to_string();
+    let listed = s.run(&["preview", "--json"]).ok().json();
+    assert!(ip_list(&listed["unattributed"]).is_empty(), "{listed}");
+    // A run reads a new address: the two old ones go from the state.
+    s.append(
+        "messages",
+        &drop_line("07:00:00", "5.6.7.8", "TCP", 80).replace("Jan 25", "Jan 29"),
+    );
+    s.run(&["run"]).ok();
+    assert_eq!(stored(&s), ["5.6.7.8"]);
+    let listed = s.run(&["preview", "--json"]).ok().json();
+    assert_eq!(ip_list(&listed["unattributed"]), ["5.6.7.8"]);
+}
+
 /// `unattributed` joins the addresses read now, attributed as they were read, with those
 /// known from earlier runs, looked up in the ranges: one list in address order either way,
 /// under a settled marker or with every IP known looked at (a changed setting).
