@@ -167,6 +167,23 @@ fn check_sources(t: &mut Tally, settings: &Settings) {
             Err(e) => t.config("source", &format!("{shown}: {e}")),
         }
     }
+    let mut files: Vec<(std::path::PathBuf, &[String])> = Vec::new();
+    for s in &settings.sources {
+        if let SourceKind::File(path) = &s.kind {
+            let matches = crate::source::expand(path).unwrap_or_default();
+            // A match that is another's rotated history is read as that history.
+            let names: std::collections::HashSet<_> = matches.iter().cloned().collect();
+            files.extend(
+                (matches.iter())
+                    .filter(|f| !crate::source::is_rotated_sibling_of_any(f, &names))
+                    .map(|f| (f.clone(), s.prefixes.as_slice())),
+            );
+        }
+    }
+    // The end of each file, a few hundred lines: a log host's glob matches thousands.
+    if let Some(shared) = crate::overlap::shared_packets(&files, 64 << 10) {
+        t.warn("source", &shared.to_string());
+    }
 }
 
 /// Each provider's range file loads; returns those that do.

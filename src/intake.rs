@@ -694,6 +694,9 @@ pub(crate) fn ingest(
         Some(s) if settings.zone.may_repeat_times() => s.last_counted()?,
         _ => HashMap::new(),
     };
+    // The files that gave packets this run, with their sources' prefixes: two copies of one
+    // log among them are said (see `crate::overlap`).
+    let mut with_packets: Vec<(PathBuf, &[String])> = Vec::new();
     for (source_cfg, matches) in settings.sources.iter().zip(matches) {
         match &source_cfg.kind {
             SourceKind::Journald => {
@@ -803,6 +806,9 @@ pub(crate) fn ingest(
                         }
                     }
                     keep_counted(&mut counted, &scan, &key, &source_cfg.prefixes);
+                    if scan.counted().lines_matched > before.lines_matched {
+                        with_packets.push((path.clone(), &source_cfg.prefixes));
+                    }
                     // An unchanged cursor is not written again: a quiet run commits nothing.
                     if let Some(c) = read.cursor.filter(|c| {
                         Some(c) != cursor.as_ref() || names.taken_over.contains_key(&key)
@@ -812,6 +818,13 @@ pub(crate) fn ingest(
                 }
             }
         }
+    }
+    if with_packets.len() > 1
+        && verbosity != Verbosity::Quiet
+        && let Some(shared) =
+            crate::overlap::shared_packets(&with_packets, crate::overlap::RUN_TAIL_BYTES)
+    {
+        crate::output::tell(format_args!("abuse-mailer: warning: {shared}"));
     }
     let mut batch = scan.finish().map_err(crate::spool::read_back_failed)?;
     if let Some(bar) = &bar {

@@ -25,6 +25,7 @@ pub mod journal;
 pub mod ledger;
 pub mod lock;
 pub mod output;
+pub mod overlap;
 pub(crate) mod parallel;
 pub mod parse;
 pub mod plan;

@@ -677,3 +677,52 @@ fn a_preview_pinned_before_the_last_run_works() {
     s.now = "2026-01-20T00:00:00Z".into();
     s.run(&["preview"]).ok();
 }
+
+/// Ubuntu's rsyslog writes ufw's lines to `ufw.log` and to `kern.log`: a configuration that
+/// reads both counts every packet twice. Each run that reads packets from both says so,
+/// naming the two (not under `-q`), and `check` says so before any run.
+#[test]
+fn two_sources_holding_the_same_packets_are_named_by_run_and_check() {
+    let config = standard_config("").replace(
+        "[[source]]\npath = \"{dir}/messages\"",
+        "[[source]]\npath = \"{dir}/messages\"\n\n[[source]]\npath = \"{dir}/kern.log\"",
+    );
+    let s = Setup::new(&config);
+    let packets = [
+        drop_line("10:00:00", "3.5.140.2", "TCP", 22),
+        drop_line("10:00:01", "34.223.47.190", "UDP", 53),
+    ]
+    .concat();
+    s.write("messages", &packets);
+    s.write(
+        "kern.log",
+        &format!("Jan 25 09:59:59 web1 kernel: [810294.000001] usb 1-1: new device\n{packets}"),
+    );
+    let checked = s.run(&["check"]);
+    assert!(
+        checked.stdout.contains("warning source")
+            && checked.stdout.contains("messages and ")
+            && checked.stdout.contains("kern.log hold the same packets"),
+        "{}",
+        checked.stdout
+    );
+    let quiet = s.run(&["-q", "preview"]).ok();
+    assert!(!quiet.stderr.contains("same packets"), "{}", quiet.stderr);
+    let ran = s.run(&["run"]).ok();
+    let warnings: Vec<&str> = (ran.stderr.lines())
+        .filter(|l| l.contains("hold the same packets"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{}", ran.stderr);
+    assert!(warnings[0].contains("counted twice"), "{}", warnings[0]);
+    // A run that reads new packets from one of them only says nothing.
+    s.append("kern.log", &drop_line("10:00:02", "3.5.140.3", "TCP", 22));
+    let ran = s.run(&["run"]).ok();
+    assert!(!ran.stderr.contains("same packets"), "{}", ran.stderr);
+    // Different packets in the two say nothing either.
+    let other = Setup::new(&config);
+    other.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    other.write("kern.log", &drop_line("10:00:00", "3.5.140.9", "TCP", 22));
+    let ran = other.run(&["run"]).ok();
+    assert!(!ran.stderr.contains("same packets"), "{}", ran.stderr);
+    assert!(!other.run(&["check"]).stdout.contains("same packets"));
+}
