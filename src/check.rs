@@ -341,6 +341,7 @@ fn check_mail(t: &mut Tally, settings: &Settings, smtp: bool) {
                         SendError::Transient(e)
                         | SendError::Deferred(e)
                         | SendError::Rejected(e)
+                        | SendError::RecipientRefused { text: e, .. }
                         | SendError::Unconfirmed(e),
                     ) => t.other("mail", &format!("{text}: {e}")),
                 }

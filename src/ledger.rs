@@ -710,6 +710,17 @@ pub(crate) fn deliver(
             &record.message,
         ),
     };
+    // A recipient of the operator's own (`report.cc`, or `from` or `reply_to` given as one)
+    // refused is theirs to fix: the report waits, and no desk is taken to have refused it.
+    let result = result.map_err(|e| match e {
+        SendError::RecipientRefused { recipient, text } if is_own(settings, &recipient) => {
+            SendError::Config(format!(
+                "the mail server refused {recipient}, an address of your own (report.cc): {text}"
+            ))
+        }
+        SendError::RecipientRefused { text, .. } => SendError::Rejected(text),
+        other => other,
+    });
     let at = utc_text(clock::now().unwrap_or(now));
     let (status, detail) = match &result {
         Ok(reply) => (Status::Sent, reply.clone()),
@@ -719,7 +730,9 @@ pub(crate) fn deliver(
             | SendError::Config(e)
             | SendError::Unconfirmed(e),
         ) => (Status::Failed, e.clone()),
-        Err(SendError::Rejected(e)) => (Status::Rejected, e.clone()),
+        Err(SendError::Rejected(e) | SendError::RecipientRefused { text: e, .. }) => {
+            (Status::Rejected, e.clone())
+        }
     };
     // A body that went out without a readable reply, again: taken as delivered (see
     // `UNCONFIRMED_AT_MOST`), so that a relay whose replies this client cannot read, or that
@@ -825,7 +838,7 @@ pub(crate) fn deliver(
             }
             outcome.transient = Some(detail);
         }
-        Err(SendError::Rejected(_)) => {
+        Err(SendError::Rejected(_) | SendError::RecipientRefused { .. }) => {
             crate::output::tell(format_args!(
                 "abuse-mailer: report {} rejected: {detail}",
                 record.id
@@ -835,6 +848,16 @@ pub(crate) fn deliver(
         }
     }
     Ok(())
+}
+
+/// Whether `recipient` is one of the operator's own addresses: `report.cc`, `from`,
+/// `reply_to` (letter case aside).
+fn is_own(settings: &Settings, recipient: &str) -> bool {
+    let report = &settings.report;
+    (report.cc.iter())
+        .chain(std::iter::once(&report.from))
+        .chain(&report.reply_to)
+        .any(|m| m.email.to_string().eq_ignore_ascii_case(recipient))
 }
 
 #[cfg(test)]

@@ -73,6 +73,10 @@ pub enum SendError {
     Deferred(String),
     /// The server refused the message for good (5xx to the envelope or the body).
     Rejected(String),
+    /// The server refused one recipient for good (5xx to its RCPT): a refusal of the message
+    /// when the recipient is the desk's, the operator's own to fix when it is one of theirs
+    /// (`report.cc`). The text names the recipient.
+    RecipientRefused { recipient: String, text: String },
     /// The body went out, and no reply to it could be read: none came in time, the
     /// connection broke, or the reply was not one this client reads (bytes that are not
     /// UTF-8, a line too long). The server may have taken the message.
@@ -492,16 +496,33 @@ impl Session {
             options.push(MailParameter::Body(MailBodyParameter::EightBitMime));
         }
         clock.step(conn)?;
+        // A sender refused for good is refused whoever the message is for: the relay's
+        // rule or `report.from` is what to fix, and no desk refused anything.
         conn.command(Mail::new(envelope.from().cloned(), options))
-            .map_err(refused)?;
+            .map_err(|e| match refused(e) {
+                SendError::Rejected(text) => SendError::Config(format!(
+                    "the mail server refused the sender {} (report.from): {text}",
+                    envelope.from().map_or(String::new(), |a| a.to_string())
+                )),
+                other => other,
+            })?;
         for to in envelope.to() {
             clock.step(conn)?;
             // Of several recipients, the operator must know which one to fix.
             conn.command(Rcpt::new(to.clone(), Vec::new()))
                 .map_err(|e| match refused(e) {
-                    SendError::Rejected(text) => {
-                        SendError::Rejected(format!("recipient {to}: {text}"))
+                    // "Relay access denied", "Unable to relay", "relay not permitted": the
+                    // relay will not pass mail on for us (no login, or a sender it does not
+                    // know), whichever desk it is for.
+                    SendError::Rejected(text) if refuses_to_relay(&text) => {
+                        SendError::Config(format!(
+                            "the mail server will not relay to {to} (check mail.username and mail.security: most relays pass mail on only for a sender that logged in): {text}"
+                        ))
                     }
+                    SendError::Rejected(text) => SendError::RecipientRefused {
+                        recipient: to.to_string(),
+                        text: format!("recipient {to}: {text}"),
+                    },
                     SendError::Deferred(text) => {
                         SendError::Deferred(format!("recipient {to}: {text}"))
                     }
@@ -585,6 +606,27 @@ impl Session {
             SendError::Transient(text)
         }
     }
+}
+
+/// Whether a refusal of a recipient says the server will not pass mail on at all, in the
+/// words of the common servers (Postfix, Exim, Sendmail, Exchange, qmail): not "User unknown
+/// in relay recipient table", a gateway's word that the desk's address does not exist.
+fn refuses_to_relay(text: &str) -> bool {
+    const SAID: &[&str] = &[
+        "relay access denied",
+        "relaying denied",
+        "relay denied",
+        "unable to relay",
+        "relay not permitted",
+        "relaying not permitted",
+        "relaying not allowed",
+        "not permitted to relay",
+        "not allowed to relay",
+        "do not relay",
+        "relaying disallowed",
+    ];
+    let text = text.to_ascii_lowercase();
+    SAID.iter().any(|said| text.contains(said))
 }
 
 /// The kind of the first I/O error among an error's causes.
@@ -968,6 +1010,28 @@ fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The relays' refusals to pass mail on are the operator's to fix; a gateway's "user
+    /// unknown in relay recipient table" is the desk's address gone.
+    #[test]
+    fn a_refusal_to_relay_is_told_from_a_desk_address_gone() {
+        for said in [
+            "permanent error (554): 5.7.1 <a@b.example>: Relay access denied",
+            "permanent error (550): 5.7.1 Unable to relay",
+            "permanent error (550): relay not permitted",
+            "permanent error (550): 5.7.1 Relaying denied. Proper authentication required.",
+            "permanent error (553): sorry, that domain isn't in my list of allowed rcpthosts; no valid cert for gatewaying (#5.7.1) we do not relay",
+        ] {
+            assert!(refuses_to_relay(said), "{said}");
+        }
+        for said in [
+            "permanent error (550): 5.1.1 <abuse@b.example>: Recipient address rejected: User unknown in relay recipient table",
+            "permanent error (550): 5.1.1 mailbox unavailable",
+            "permanent error (550): 5.7.1 message refused",
+        ] {
+            assert!(!refuses_to_relay(said), "{said}");
+        }
+    }
     use std::net::TcpListener;
 
     #[test]

@@ -543,6 +543,90 @@ fn digests_go_over_smtp_to_their_desk_and_a_refusing_desk_is_not_retried_every_r
     assert_eq!(ledger[2]["contact"]["address"], "abuse@zone-c.fr");
 }
 
+/// The operator's own relay refuses what is no desk's doing: the sender (`report.from` not
+/// allowed), the operator's own `cc` mailbox, or relaying at all (no login). Each is a
+/// setting to fix (78): no report is taken as refused, no discovered desk is shut out, and
+/// once the relay is fixed every report goes out once, to its desk.
+#[test]
+fn a_refusal_by_the_operators_own_relay_shuts_out_no_desk_and_loses_no_address() {
+    let (rdap, dns) = (Rdap::start(), Dns::start());
+    four_networks(&rdap, &dns);
+    let server = common::smtp::start(common::smtp::Security::Plain, None, 0);
+    let s = setup(&rdap, &dns, "", "cc = [\"noc@example.org\"]");
+    discovery::use_smtp(&s, server.port);
+    log(&s, &[("10:00:00", "45.2.0.7"), ("10:00:01", AWS_IP)]);
+    let faults: [(&str, Box<dyn Fn()>, &str); 3] = [
+        (
+            "sender",
+            Box::new(|| {
+                *server.mail.lock().unwrap() = Some((
+                    553,
+                    "5.7.1 <abuse@example.org>: Sender address rejected: not owned by user".into(),
+                ))
+            }),
+            "refused the sender abuse@example.org (report.from)",
+        ),
+        (
+            "cc",
+            Box::new(|| {
+                *server.rcpt_of.lock().unwrap() =
+                    Some(("noc@".into(), 550, "5.1.1 mailbox unavailable".into()))
+            }),
+            "refused noc@example.org, an address of your own (report.cc)",
+        ),
+        (
+            "relay",
+            Box::new(|| {
+                *server.rcpt.lock().unwrap() = Some((554, "5.7.1 Relay access denied".into()))
+            }),
+            "will not relay to",
+        ),
+    ];
+    for (fault, inject, said) in &faults {
+        *server.mail.lock().unwrap() = None;
+        *server.rcpt.lock().unwrap() = None;
+        *server.rcpt_of.lock().unwrap() = None;
+        inject();
+        let out = s.run_bounded(&["run"]);
+        assert_eq!(out.code, 78, "{fault}: {}", out.stderr);
+        assert!(out.stderr.contains(said), "{fault}: {}", out.stderr);
+        let refused = (out.stderr.lines()).any(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            words.get(..2) == Some(&["abuse-mailer:", "report"])
+                && words.get(3) == Some(&"rejected:")
+        });
+        assert!(!refused, "{fault}: {}", out.stderr);
+        assert!(server.received().is_empty(), "{fault}");
+    }
+    *server.mail.lock().unwrap() = None;
+    *server.rcpt.lock().unwrap() = None;
+    *server.rcpt_of.lock().unwrap() = None;
+    // The same networks attack from new addresses meanwhile.
+    log(&s, &[("11:00:00", "45.2.0.8")]);
+    s.run_bounded(&["run"]).ok();
+    s.run_bounded(&["run"]).ok();
+    let mut envelopes: Vec<Vec<String>> = server.received().iter().map(|d| d.to.clone()).collect();
+    envelopes.sort();
+    assert_eq!(
+        envelopes,
+        [
+            vec![
+                "abuse@hoster-b.nl".to_string(),
+                "noc@example.org".to_string()
+            ],
+            vec![
+                "ec2-abuse@amazon.com".to_string(),
+                "noc@example.org".to_string()
+            ]
+        ]
+    );
+    let ledger = history(&s);
+    assert!(ledger.iter().all(|r| r["status"] == "sent"), "{ledger:#?}");
+    let digest = String::from_utf8_lossy(&server.received()[0].data).into_owned()
+        + &String::from_utf8_lossy(&server.received()[1].data);
+    assert!(digest.contains("45.2.0.7") && digest.contains("45.2.0.8"));
+}
+
 /// `check` says where discovery looks without contacting anyone, and names a bootstrap
 /// folder that lacks a file.
 #[test]

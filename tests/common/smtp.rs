@@ -28,8 +28,12 @@ pub struct Delivery {
     pub user: Option<String>,
 }
 
-/// What the server says to RCPT: `None` accepts.
+/// What the server says to RCPT (or MAIL): `None` accepts.
 pub type RcptAnswer = Arc<Mutex<Option<(u16, String)>>>;
+
+/// What the server says to RCPT of the recipients whose address holds the text: `None`
+/// accepts.
+pub type RcptOfAnswer = Arc<Mutex<Option<(String, u16, String)>>>;
 
 /// Called with each message once it is accepted, before the client hears so: a test does there
 /// what happens to a host between a server's acceptance and the sender's recording of it.
@@ -38,7 +42,9 @@ pub type AcceptHook = Arc<Mutex<Option<Box<dyn FnMut(&Delivery) + Send>>>>;
 #[derive(Clone)]
 struct Recorder {
     inbox: Arc<Mutex<Vec<Delivery>>>,
+    mail: RcptAnswer,
     rcpt: RcptAnswer,
+    rcpt_of: RcptOfAnswer,
     on_accept: AcceptHook,
     login: Option<(String, String)>,
     current: Delivery,
@@ -59,6 +65,9 @@ impl Recorder {
 
 impl Handler for Recorder {
     fn mail(&mut self, _ip: IpAddr, _domain: &str, from: &str) -> Response {
+        if let Some((code, text)) = self.mail.lock().unwrap().clone() {
+            return Response::custom(code, text);
+        }
         self.current = Delivery {
             from: from.to_string(),
             user: self.user.clone(),
@@ -69,6 +78,11 @@ impl Handler for Recorder {
 
     fn rcpt(&mut self, to: &str) -> Response {
         if let Some((code, text)) = self.rcpt.lock().unwrap().clone() {
+            return Response::custom(code, text);
+        }
+        if let Some((of, code, text)) = self.rcpt_of.lock().unwrap().clone()
+            && to.contains(&of)
+        {
             return Response::custom(code, text);
         }
         self.current.to.push(to.to_string());
@@ -102,7 +116,9 @@ impl Handler for Recorder {
 pub struct MailServer {
     pub port: u16,
     pub inbox: Arc<Mutex<Vec<Delivery>>>,
+    pub mail: RcptAnswer,
     pub rcpt: RcptAnswer,
+    pub rcpt_of: RcptOfAnswer,
     pub on_accept: AcceptHook,
 }
 
@@ -131,11 +147,15 @@ pub fn start(security: Security, login: Option<(&str, &str)>, port: u16) -> Mail
     let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
     let port = listener.local_addr().unwrap().port();
     let inbox = Arc::new(Mutex::new(Vec::new()));
+    let mail: RcptAnswer = Arc::new(Mutex::new(None));
     let rcpt: RcptAnswer = Arc::new(Mutex::new(None));
+    let rcpt_of: RcptOfAnswer = Arc::new(Mutex::new(None));
     let on_accept: AcceptHook = Arc::new(Mutex::new(None));
     let recorder = Recorder {
         inbox: inbox.clone(),
+        mail: mail.clone(),
         rcpt: rcpt.clone(),
+        rcpt_of: rcpt_of.clone(),
         on_accept: on_accept.clone(),
         login: login.map(|(u, p)| (u.to_string(), p.to_string())),
         current: Delivery::default(),
@@ -184,7 +204,9 @@ pub fn start(security: Security, login: Option<(&str, &str)>, port: u16) -> Mail
     MailServer {
         port,
         inbox,
+        mail,
         rcpt,
+        rcpt_of,
         on_accept,
     }
 }
