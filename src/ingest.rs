@@ -533,6 +533,10 @@ pub struct Summary {
     pub lines_backscatter: u64,
     /// Matched lines of a source read again (`reread`) that an earlier read counted already.
     pub lines_counted_before: u64,
+    /// Matched lines of packets the operator's host sent (an empty `IN=`): its own address
+    /// is their source. Never counted as hits. Said on stderr, not a field of the summary.
+    #[serde(skip)]
+    pub lines_outgoing: u64,
     /// Addresses in a provider, not reported yet, held back because they sent fewer than
     /// `min_hits` packets so far.
     pub ips_below_min_hits: u64,
@@ -2182,6 +2186,7 @@ impl<'a> Ingest<'a> {
         s.bytes_read += other.summary.bytes_read;
         s.lines_stale += other.summary.lines_stale;
         s.lines_ahead += other.summary.lines_ahead;
+        s.lines_outgoing += other.summary.lines_outgoing;
         s.lines_backscatter += other.summary.lines_backscatter;
         s.lines_counted_before += other.summary.lines_counted_before;
         for (k, theirs) in other.counted_until.iter().enumerate() {
@@ -2390,6 +2395,10 @@ impl<'a> Ingest<'a> {
             self.summary.lines_ahead += u64::from(ahead);
             return None;
         }
+        if packet.outgoing {
+            self.summary.lines_outgoing += 1;
+            return None;
+        }
         if packet.answer && !self.answers_are_hits {
             self.summary.lines_backscatter += 1;
             return None;
@@ -2571,6 +2580,7 @@ mod tests {
                 ips_unattributed: 1,
                 lines_stale: 0,
                 lines_ahead: 0,
+                lines_outgoing: 0,
                 lines_backscatter: 0,
                 lines_counted_before: 0,
                 ips_below_min_hits: 0,
@@ -2701,6 +2711,7 @@ mod tests {
             spt: Some(port),
             dpt: Some(port),
             answer: false,
+            outgoing: false,
         };
         let ports: Vec<u16> = (0..200).map(|i| (i * 7919 % 1000) as u16).collect();
         let mut forward = Observation::new(ip, 1);
@@ -3044,6 +3055,7 @@ mod tests {
                     dpt: Some(dpt % (dst_ports + 1)).filter(|&p| p != dst_ports),
                     spt: Some(spt % (src_ports + 1)).filter(|&p| p != src_ports),
                     answer: false,
+                    outgoing: false,
                 }
             })
             .collect()

@@ -437,6 +437,12 @@ pub(crate) fn summary_line(
             s.lines_backscatter
         ));
     }
+    if s.lines_outgoing > 0 {
+        left_out.push(format!(
+            "{} lines of packets this host sent (an empty IN=: its own address)",
+            s.lines_outgoing
+        ));
+    }
     if s.lines_counted_before > 0 {
         left_out.push(format!(
             "{} lines read again that an earlier read counted",

@@ -47,6 +47,10 @@ pub struct Packet<'a> {
     /// The packet answers traffic the operator's host started (backscatter): TCP with ACK or
     /// RST set, an ICMP error or echo reply. Not an attack by its sender.
     pub answer: bool,
+    /// The packet left the operator's host: logged with an empty `IN=` (the OUTPUT chain, as
+    /// ufw logs the outgoing packets it blocks, with the same prefix), so its source is the
+    /// host itself. Never an attack by its sender.
+    pub outgoing: bool,
 }
 
 /// What one log line turned out to be.
@@ -490,6 +494,7 @@ impl LineParser {
                 }
                 Line::Packet(Packet {
                     answer: f.tcp_flag.unwrap_or_else(|| is_answer(field_text, f.proto)),
+                    outgoing: field_text.starts_with(b"IN= "),
                     time,
                     host,
                     prefix,
@@ -1256,6 +1261,7 @@ mod tests {
                 spt: Some(37933),
                 dpt: Some(53),
                 answer: false,
+                outgoing: false,
             }
         );
     }

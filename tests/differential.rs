@@ -493,9 +493,14 @@ fn packet_line(r: &mut Pick, out: &mut Vec<u8>, configured: &[&str]) {
             ])
         ),
     };
+    // Now and then a packet the host sent (the OUTPUT chain): an empty `IN=`.
+    let (iface_in, iface_out) = match r.chance(10) {
+        true => ("IN=", "OUT=eth0"),
+        false => ("IN=eth0", "OUT="),
+    };
     let mut fields = vec![
-        "IN=eth0".to_string(),
-        "OUT=".to_string(),
+        iface_in.to_string(),
+        iface_out.to_string(),
         mac.trim_end().to_string(),
         format!("SRC={src}"),
         format!("DST={dst}"),

@@ -954,3 +954,39 @@ fn a_template_that_reads_ips_past_a_set_not_taken_and_a_default_sees_every_addre
                   {% if ips is defined %}{% for a in ips %}IPS: {{ a.ip }}\n{% endfor %}{% endif %}";
     assert_eq!(ips_a_body_lists(tested), all);
 }
+
+/// ufw logs the outgoing packets it blocks with the same `[UFW BLOCK] ` prefix, `IN=` empty
+/// and the host's own address as the source: on a host inside a provider's ranges (a droplet
+/// blocking its own provider), that is the operator's address. It is never reported, nor
+/// shown in the evidence, with or without `backscatter = true`; the run says how many such
+/// lines it passed over.
+#[test]
+fn packets_the_host_sent_never_report_its_own_address() {
+    for extra in ["", "backscatter = true"] {
+        let s = Setup::new(&standard_config(extra));
+        let ours = "Jan 25 10:00:00 web1 kernel: [810294.788657] INPUT-DROP:IN= OUT=eth0 SRC=3.5.140.2 DST=34.223.47.190 LEN=60 TOS=0x00 PREC=0x00 TTL=64 ID=54321 DF PROTO=TCP SPT=40000 DPT=443 WINDOW=64240 RES=0x00 SYN URGP=0 \n";
+        s.write(
+            "messages",
+            &[
+                ours.to_string(),
+                ours.replace("10:00:00", "10:00:01"),
+                drop_line("10:00:02", "18.206.107.24", "TCP", 22),
+            ]
+            .concat(),
+        );
+        let ran = s.run(&["run"]).ok();
+        assert!(
+            ran.stderr.contains("2 lines of packets this host sent"),
+            "{}",
+            ran.stderr
+        );
+        let message = String::from_utf8_lossy(&only_message(&s)).into_owned();
+        assert!(message.contains("18.206.107.24"), "{message}");
+        assert!(!message.contains("3.5.140.2"), "{extra}: {message}");
+        let listed = s.run(&["preview", "--json"]).ok().json();
+        assert_eq!(listed["summary"]["lines_matched"], 0, "nothing new");
+        let ledger = history(&s);
+        assert_eq!(ledger.len(), 1);
+        assert_eq!(string_list(&ledger[0]["ips"]), ["18.206.107.24"]);
+    }
+}

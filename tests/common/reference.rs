@@ -68,6 +68,7 @@ pub struct RefPacket {
     spt: Option<u16>,
     dpt: Option<u16>,
     answer: bool,
+    outgoing: bool,
 }
 
 /// Reads `input` the plain way: returns the summary, the observations and how many bytes
@@ -108,6 +109,10 @@ pub fn reference(input: &[u8], setup: &ReadSetup) -> (Summary, Observations, u64
                     continue;
                 }
                 summary.lines_matched += 1;
+                if p.outgoing {
+                    summary.lines_outgoing += 1;
+                    continue;
+                }
                 if p.answer && !setup.answers_are_hits {
                     summary.lines_backscatter += 1;
                     continue;
@@ -239,6 +244,7 @@ pub fn judge(line: &[u8], prefixes: &[String]) -> Verdict {
             time,
             host: String::from_utf8(host.to_vec()).unwrap(),
             answer: answers(&message[at + len..], &proto),
+            outgoing: sent_by_the_host(&message[at + len..]),
             src,
             dst,
             proto,
@@ -247,6 +253,12 @@ pub fn judge(line: &[u8], prefixes: &[String]) -> Verdict {
         }),
         None => Verdict::Malformed,
     }
+}
+
+/// Whether the packet left the operator's host: its first field is an empty `IN=`.
+fn sent_by_the_host(text: &[u8]) -> bool {
+    let mut words = text.split(|b| *b == b' ').filter(|w| !w.is_empty());
+    words.find(|w| w.contains(&b'=')) == Some(&b"IN="[..])
 }
 
 /// Whether the packet answers the operator's own traffic, judged on the words of the outer
