@@ -445,11 +445,7 @@ impl<'c> Discoverer<'c> {
             .clone()?;
         match dns::query_txt(&servers, &name, self.limits.dns_deadline) {
             Ok(texts) => {
-                let address = texts
-                    .iter()
-                    .flat_map(|t| t.split([',', ';', ' ']))
-                    .find_map(|t| address::check(t).ok())
-                    .map(|a| a.to_string());
+                let address = abusix_address(&texts);
                 Ok(self.entry(Source::Abusix, (ip, ip), address, name, None))
             }
             Err(e) => {
@@ -460,6 +456,20 @@ impl<'c> Discoverer<'c> {
             }
         }
     }
+}
+
+/// The abuse address an Abusix answer gives: the first valid one of its texts' words. An
+/// answer with a control character in any text (`abuse@a.example\r\nBcc: x@y.example`) is
+/// not what the zone publishes: it gives none, as an RDAP contact with one fails, rather than
+/// the address smuggled after it.
+fn abusix_address(texts: &[String]) -> Option<String> {
+    if texts.iter().any(|t| t.chars().any(char::is_control)) {
+        return None;
+    }
+    (texts.iter())
+        .flat_map(|t| t.split([',', ';', ' ']))
+        .find_map(|t| address::check(t).ok())
+        .map(|a| a.to_string())
 }
 
 /// `range` cut to `to` (both hold the address the range was asked for).
@@ -525,6 +535,24 @@ mod tests {
     use super::*;
 
     use chrono::TimeZone;
+
+    /// An Abusix answer smuggling a second address behind a line break gives none: not the
+    /// smuggled one. A plain answer gives its first valid address.
+    #[test]
+    fn an_abusix_answer_with_a_line_break_gives_no_address() {
+        let texts = |t: &[&str]| t.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        for hostile in [
+            texts(&["abuse@a5-net.de\r\nBcc: victim@third-party.de"]),
+            texts(&["abuse@a3-net.de\nBcc: victim@third-party.de"]),
+            texts(&["abuse@a4-net.de", "x\u{7}victim@third-party.de"]),
+        ] {
+            assert_eq!(abusix_address(&hostile), None, "{hostile:?}");
+        }
+        assert_eq!(
+            abusix_address(&texts(&["not-an-address, abuse@a6-net.de; noc@a6-net.de"])),
+            Some("abuse@a6-net.de".to_string())
+        );
+    }
 
     fn cfg(max: u32, abusix: bool) -> DiscoverConfig {
         DiscoverConfig {
