@@ -40,26 +40,13 @@ ruleset(name="remote") {{
 }
 
 fn start(dir: &Path) -> (Rsyslogd, u16) {
-    std::fs::create_dir_all(dir.join("work")).unwrap();
     // A free port: taken from the kernel, then handed to rsyslogd.
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let conf = dir.join("rsyslog.conf");
-    std::fs::write(&conf, log_host_config(dir, port)).unwrap();
-    let child = Command::new("rsyslogd")
-        .arg("-n")
-        .arg("-f")
-        .arg(&conf)
-        .arg("-i")
-        .arg(dir.join("rsyslogd.pid"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("rsyslogd starts");
-    let daemon = Rsyslogd(child);
+    let daemon = spawn(dir, &log_host_config(dir, port));
     let deadline = Instant::now() + Duration::from_secs(30);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(
@@ -69,6 +56,24 @@ fn start(dir: &Path) -> (Rsyslogd, u16) {
         std::thread::sleep(Duration::from_millis(50));
     }
     (daemon, port)
+}
+
+/// rsyslogd in the foreground with the configuration `conf`, its files in `dir`.
+fn spawn(dir: &Path, conf: &str) -> Rsyslogd {
+    std::fs::create_dir_all(dir.join("work")).unwrap();
+    let path = dir.join("rsyslog.conf");
+    std::fs::write(&path, conf).unwrap();
+    let child = Command::new("rsyslogd")
+        .arg("-n")
+        .arg("-f")
+        .arg(&path)
+        .arg("-i")
+        .arg(dir.join("rsyslogd.pid"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("rsyslogd starts");
+    Rsyslogd(child)
 }
 
 /// What a server's rsyslog forwards with `RSYSLOG_ForwardFormat`: `<PRI>RFC3339-STAMP HOST
@@ -170,4 +175,58 @@ fn two_hosts_through_rsyslog_are_reported_with_their_host_names() {
     let v = s.run(&["preview", "--json"]).ok().json();
     assert_eq!(v["summary"]["lines_matched"], 1, "{v}");
     assert_eq!(ip_list(&v["reports"][0]["ips"]), ["18.206.107.24"]);
+}
+
+/// A local user's `logger -t kernel` line, sent with the kernel's own facility: rsyslog
+/// writes it where Ubuntu's ufw rule and `syslog` take it, never to `kern.log`, which the
+/// README tells a host with untrusted users to read. Read from `kern.log`, it reports
+/// nobody; read from `ufw.log`, the forged address would be reported.
+#[test]
+fn a_local_users_kernel_tagged_line_never_reaches_kern_log() {
+    if !tool("rsyslogd", &["-v"]) || !tool("logger", &["--version"]) {
+        return;
+    }
+    let s = Setup::new(&standard_config("").replace(
+        "path = \"{dir}/messages\"",
+        "path = \"{dir}/kern.log\"\nprefixes = [\"[UFW BLOCK] \"]\nstart_at = \"beginning\"",
+    ));
+    let d = s.dir.path().display();
+    s.write("kern.log", "");
+    let _daemon = spawn(
+        s.dir.path(),
+        &format!(
+            r#"global(workDirectory="{d}/work")
+module(load="imuxsock" SysSock.Use="off")
+input(type="imuxsock" Socket="{d}/log.sock")
+:msg,contains,"[UFW " {d}/ufw.log
+kern.* {d}/kern.log
+*.*;kern.none {d}/syslog
+"#
+        ),
+    );
+    let socket = s.path("log.sock");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !socket.exists() {
+        assert!(Instant::now() < deadline, "rsyslogd made no socket");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let forged = "[UFW BLOCK] IN=eth0 OUT= SRC=3.5.140.2 DST=198.51.100.10 LEN=60 TOS=0x00 PREC=0x00 TTL=241 ID=54321 PROTO=TCP SPT=40000 DPT=22 WINDOW=1024 RES=0x00 SYN URGP=0";
+    let sent = Command::new("logger")
+        .arg("-u")
+        .arg(&socket)
+        .args(["-p", "kern.warning", "-t", "kernel", forged])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    wait_for_lines(&s.path("ufw.log"), 1);
+    wait_for_lines(&s.path("syslog"), 1);
+    assert_eq!(std::fs::read_to_string(s.path("kern.log")).unwrap(), "");
+    let v = s.run(&["preview", "--json"]).ok().json();
+    assert_eq!(v["summary"]["lines_matched"], 0, "{v}");
+    assert!(v["reports"].as_array().unwrap().is_empty(), "{v}");
+    // The same line read from ufw.log is taken for a packet: why the README says so.
+    let config = std::fs::read_to_string(s.path("config.toml")).unwrap();
+    s.write("config.toml", &config.replace("/kern.log", "/ufw.log"));
+    let v = s.run(&["preview", "--json"]).ok().json();
+    assert_eq!(v["summary"]["lines_matched"], 1, "{v}");
 }
