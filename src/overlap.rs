@@ -6,7 +6,6 @@
 //! Two copies of one log end in the same lines, so the packet lines at the ends of the files
 //! are compared; lines of different hosts (a log host's files) never are the same.
 
-use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher;
 use std::os::unix::fs::MetadataExt;
@@ -39,42 +38,34 @@ impl std::fmt::Display for Shared {
 /// named before (read once), is passed over: reading it is where its error is said.
 pub fn shared_packets(files: &[(PathBuf, &[String])], tail: u64) -> Option<Shared> {
     let mut identities: HashSet<(u64, u64)> = HashSet::new();
-    let mut samples: Vec<Vec<u8>> = Vec::with_capacity(files.len());
-    // Each packet line by its hash: the file it was met in, and where in that file's sample.
-    let mut lines: HashMap<u64, (usize, usize, usize)> = HashMap::new();
+    // Each packet line by its hash (of 64 bits: two different lines taken for one cost a
+    // warning, and are as likely as a meteor), with the file it was met in. The lines
+    // themselves are not kept: a log host's glob matches thousands of files.
+    let mut lines: HashMap<u64, usize> = HashMap::new();
     let hasher = std::hash::RandomState::new();
     for (i, (path, prefixes)) in files.iter().enumerate() {
         let sample = match std::fs::metadata(path) {
             Ok(m) if identities.insert((m.dev(), m.ino())) => {
                 crate::source::sample(path, tail).unwrap_or_default()
             }
-            _ => Vec::new(),
+            _ => continue,
         };
-        samples.push(sample);
         let finders: Vec<_> = (prefixes.iter())
             .map(|p| memchr::memmem::Finder::new(p.as_bytes()))
             .collect();
-        let mut start = 0;
-        for line in samples[i].split(|b| *b == b'\n') {
-            let (from, to) = (start, start + line.len());
-            start = to + 1;
+        for line in sample.split(|b| *b == b'\n') {
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             if !finders.iter().any(|f| f.find(line).is_some()) {
                 continue;
             }
-            match lines.entry(hasher.hash_one(line)) {
-                Entry::Vacant(e) => {
-                    e.insert((i, from, from + line.len()));
+            match *lines.entry(hasher.hash_one(line)).or_insert(i) {
+                other if other != i => {
+                    return Some(Shared {
+                        first: files[other].0.clone(),
+                        second: path.clone(),
+                    });
                 }
-                Entry::Occupied(e) => {
-                    let &(other, at, end) = e.get();
-                    if other != i && samples[other][at..end] == *line {
-                        return Some(Shared {
-                            first: files[other].0.clone(),
-                            second: path.clone(),
-                        });
-                    }
-                }
+                _ => {}
             }
         }
     }

@@ -608,10 +608,14 @@ impl Session {
     }
 }
 
-/// Whether a refusal of a recipient says the server will not pass mail on at all, in the
-/// words of the common servers (Postfix, Exim, Sendmail, Exchange, qmail): not "User unknown
-/// in relay recipient table", a gateway's word that the desk's address does not exist.
+/// Whether a refusal of a recipient is the relay's own word that it will not pass mail on,
+/// in the words of the common servers (Postfix, Exim, Sendmail, Exchange, qmail): not "User
+/// unknown in relay recipient table", a gateway's word that the desk's address does not
+/// exist, nor the desk's own server's refusal that a relay checking the recipient first
+/// passes on (Postfix's "unverified address: host … said: …", Exim's "Callout verification
+/// failed"): those are the desk's, and must not hold back every other report.
 fn refuses_to_relay(text: &str) -> bool {
+    const PASSED_ON: &[&str] = &[" said:", "verif", "callout", "in reply to", "remote host"];
     const SAID: &[&str] = &[
         "relay access denied",
         "relaying denied",
@@ -627,6 +631,7 @@ fn refuses_to_relay(text: &str) -> bool {
     ];
     let text = text.to_ascii_lowercase();
     SAID.iter().any(|said| text.contains(said))
+        && !PASSED_ON.iter().any(|passed| text.contains(passed))
 }
 
 /// The kind of the first I/O error among an error's causes.
@@ -1012,7 +1017,8 @@ mod tests {
     use super::*;
 
     /// The relays' refusals to pass mail on are the operator's to fix; a gateway's "user
-    /// unknown in relay recipient table" is the desk's address gone.
+    /// unknown in relay recipient table" is the desk's address gone, and a desk's server's
+    /// refusal passed on by a relay that checks recipients is the desk's.
     #[test]
     fn a_refusal_to_relay_is_told_from_a_desk_address_gone() {
         for said in [
@@ -1026,6 +1032,8 @@ mod tests {
         }
         for said in [
             "permanent error (550): 5.1.1 <abuse@b.example>: Recipient address rejected: User unknown in relay recipient table",
+            "permanent error (550): 5.1.1 <abuse@b.example>: Recipient address rejected: unverified address: host mx.b.example[192.0.2.1] said: 554 5.7.1 <abuse@b.example>: Relay access denied (in reply to RCPT TO command)",
+            "permanent error (550): Callout verification failed: 550 Relaying denied",
             "permanent error (550): 5.1.1 mailbox unavailable",
             "permanent error (550): 5.7.1 message refused",
         ] {

@@ -667,3 +667,35 @@ fn a_mail_dir_that_cannot_be_a_folder_is_a_config_error() {
     s.run_bounded(&["run"]).ok();
     assert_eq!(fs::read_dir(s.path("plain/outbox")).unwrap().count(), 1);
 }
+
+/// A relay that checks a recipient with the desk's server before taking it passes that
+/// server's refusal on, "Relay access denied" and all: that is the desk's refusal, not the
+/// relay's, so it refuses that report alone (1), and the other desk's report still goes out,
+/// this run and the next.
+#[test]
+fn a_desks_refusal_passed_on_by_a_verifying_relay_holds_back_no_other_report() {
+    let server = common::smtp::start(common::smtp::Security::Plain, None, 0);
+    *server.rcpt_of.lock().unwrap() = Some((
+        "ec2-abuse@".into(),
+        550,
+        "5.1.1 <ec2-abuse@amazon.com>: Recipient address rejected: unverified address: host mx.amazon.example[192.0.2.1] said: 554 5.7.1 <ec2-abuse@amazon.com>: Relay access denied (in reply to RCPT TO command)".into(),
+    ));
+    let s = Setup::new(&with_other_provider(&smtp_config(server.port, "none", "")));
+    s.write(
+        "messages",
+        &[
+            drop_line("10:00:00", "3.5.140.2", "TCP", 22),
+            drop_line("10:00:01", "81.2.69.143", "TCP", 22),
+        ]
+        .concat(),
+    );
+    let out = s.run_bounded(&["run"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("rejected"), "{}", out.stderr);
+    let to: Vec<Vec<String>> = server.received().iter().map(|d| d.to.clone()).collect();
+    assert_eq!(to, [vec!["abuse@other.example".to_string()]]);
+    s.append("messages", &drop_line("11:00:00", "81.2.69.144", "TCP", 22));
+    let out = s.run_bounded(&["run"]);
+    assert_ne!(out.code, 78, "{}", out.stderr);
+    assert_eq!(server.received().len(), 2, "{}", out.stderr);
+}
