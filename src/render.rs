@@ -782,6 +782,17 @@ impl Templates {
     /// Loads the defaults and any override in `dir` (`dir/NAME` for every provider,
     /// `dir/PROVIDER/NAME` for one).
     pub fn load(dir: Option<&Path>, providers: &[&str]) -> Result<Self> {
+        // A folder that is not there would leave every report on the defaults without a
+        // word: the operator's texts, thought in use, never sent.
+        if let Some(dir) = dir
+            && !dir.is_dir()
+        {
+            let why = match std::fs::metadata(dir) {
+                Ok(_) => "not a folder".to_string(),
+                Err(e) => e.to_string(),
+            };
+            anyhow::bail!("report.templates_dir {}: {why}", dir.display());
+        }
         let mut tera = tera::Tera::new();
         tera.autoescape_on(Vec::<&str>::new());
         tera.register_filter("pad", pad);

@@ -138,6 +138,25 @@ fn check_names_each_broken_part() {
         78,
         "body.txt",
     );
+    // A templates folder that is not there would leave every report on the defaults
+    // unsaid: `check` names it, and a run refuses to send on them.
+    let misspelt = base.replace(
+        "[report]\n",
+        "[report]\ntemplates_dir = \"{dir}/tempaltes\"\n",
+    );
+    broken(
+        "missing templates folder",
+        misspelt.clone(),
+        &|_| {},
+        78,
+        "report.templates_dir",
+    );
+    let s = Setup::new(&misspelt);
+    s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    let out = s.run(&["run"]);
+    assert_eq!(out.code, 78, "{}", out.stderr);
+    assert!(out.stderr.contains("tempaltes"), "{}", out.stderr);
+    assert!(s.outbox().is_empty());
 }
 
 #[test]
