@@ -260,6 +260,14 @@ fn check_templates(t: &mut Tally, settings: &Settings, names: &[&str], now: Date
                 Ok(_) => t.ok("templates", "render with sample data"),
                 Err(e) => t.config("templates", &one_line(&e)),
             }
+            // `redact` replaces its default: `["DST"]` for "hide my addresses too" shows
+            // the MAC, which the default hid.
+            if !settings.report.redact.contains(&crate::config::Redact::Mac) {
+                t.warn(
+                    "templates",
+                    "report.redact leaves out \"MAC\": your own MAC address is shown in every report (redact = [\"MAC\", \"DST\"] hides both)",
+                );
+            }
         }
         Err(e) => t.config("templates", &one_line(&e)),
     }

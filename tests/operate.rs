@@ -378,3 +378,19 @@ fn spans_longer_than_the_calendar_mean_always_not_a_crash() {
         assert_ne!(out.code, 0, "{args:?}");
     }
 }
+
+/// `redact` replaces its default: an operator who writes `["DST"]` to hide their addresses
+/// too shows the MAC the default hid. `check` says so (a warning, exit 0), and says nothing
+/// with both listed.
+#[test]
+fn check_warns_when_redact_leaves_out_the_mac() {
+    for (redact, warned) in [("[\"DST\"]", true), ("[\"MAC\", \"DST\"]", false)] {
+        let s = Setup::new(&standard_config(&format!("redact = {redact}")));
+        s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+        let out = s.run(&["check"]);
+        assert_eq!(out.code, 0, "{}", out.stdout);
+        let warning = (out.stdout.lines())
+            .any(|l| l.starts_with("warning") && l.contains("leaves out \"MAC\""));
+        assert_eq!(warning, warned, "{redact}: {}", out.stdout);
+    }
+}
