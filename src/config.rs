@@ -450,14 +450,27 @@ fn load_with(
             .filter_map(|(k, _)| k.into_string().ok())
             .collect(),
     };
-    let raw: RawConfig = config::Config::builder()
+    let mut builder = config::Config::builder()
         .add_source(config::File::from(path).format(config::FileFormat::Toml))
         .add_source(
             config::Environment::with_prefix("ABUSE_MAILER")
                 .prefix_separator("__")
                 .separator("__")
-                .source(env),
-        )
+                .source(env.clone()),
+        );
+    // The environment gives text: the keys that take a list read it as one.
+    for (key, var) in list_keys_from_environment(&names) {
+        let text = match &env {
+            Some(map) => map.get(&var).cloned(),
+            None => std::env::var(&var).ok(),
+        };
+        let Some(text) = text else { continue };
+        let list = env_list(&text).map_err(|why| ConfigError(format!("{var}: {why}")))?;
+        builder = builder
+            .set_override(key, list)
+            .map_err(|e| ConfigError(format!("{var}: {e}")))?;
+    }
+    let raw: RawConfig = builder
         .build()
         .and_then(|c| c.try_deserialize())
         .map_err(|e| {
@@ -517,6 +530,51 @@ fn unknown_from_environment(error: &str, names: &[String]) -> Option<String> {
                 .any(|part| part.eq_ignore_ascii_case(field))
         })
         .cloned()
+}
+
+/// The keys outside `[[source]]` and `[[provider]]` that take a list.
+const LIST_KEYS: [&str; 4] = [
+    "report.ignore",
+    "report.redact",
+    "report.cc",
+    "discover.never",
+];
+
+/// The list keys set by an `ABUSE_MAILER__…` variable among `names`, with the variable.
+fn list_keys_from_environment(names: &[String]) -> Vec<(&'static str, String)> {
+    let mut found = Vec::new();
+    for key in LIST_KEYS {
+        let wanted = format!("ABUSE_MAILER__{}", key.replace('.', "__"));
+        if let Some(var) = names.iter().find(|n| n.eq_ignore_ascii_case(&wanted)) {
+            found.push((key, var.clone()));
+        }
+    }
+    found
+}
+
+/// A list as an environment variable gives it: a TOML array of strings (`["a", "b"]`), or
+/// its values between commas (`a, b`); empty text is an empty list.
+fn env_list(text: &str) -> Result<Vec<String>, String> {
+    let text = text.trim();
+    if text.starts_with('[') {
+        let table: toml::Table = format!("v = {text}")
+            .parse()
+            .map_err(|_| "not a list of strings: write [\"a\", \"b\"] or a, b".to_string())?;
+        let values = table
+            .get("v")
+            .and_then(|v| v.as_array())
+            .cloned()
+            .unwrap_or_default();
+        return (values.iter())
+            .map(|v| v.as_str().map(str::to_string))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| "not a list of strings: write [\"a\", \"b\"] or a, b".to_string());
+    }
+    Ok((text.split(','))
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
+        .collect())
 }
 
 /// An `ABUSE_MAILER__SOURCE__…` or `ABUSE_MAILER__PROVIDER__…` variable: the environment
@@ -1419,6 +1477,37 @@ dir = "outbox"
             assert!(e.starts_with(var), "{e}");
             assert!(e.contains("cannot be set from the environment"), "{e}");
         }
+    }
+
+    /// The keys that take a list read one from the environment, as a TOML array or between
+    /// commas; a value that is neither is refused naming the variable.
+    #[test]
+    fn list_keys_are_read_from_the_environment() {
+        let text = MINIMAL.replace("[report]", "[report]\nignore = [\"192.0.2.0/24\"]");
+        for given in [
+            "[\"34.223.47.190\", \"198.51.100.0/24\"]",
+            "34.223.47.190, 198.51.100.0/24",
+        ] {
+            let s = load_env(
+                &text,
+                &[
+                    ("ABUSE_MAILER__REPORT__IGNORE", given),
+                    ("abuse_mailer__report__redact", "MAC,DST"),
+                    ("ABUSE_MAILER__REPORT__CC", "noc@example.org"),
+                ],
+            )
+            .unwrap();
+            let ignored: Vec<String> = s.report.ignore.iter().map(|n| n.to_string()).collect();
+            assert_eq!(ignored, ["34.223.47.190/32", "198.51.100.0/24"], "{given}");
+            assert_eq!(s.report.redact, [Redact::Mac, Redact::Dst]);
+            assert_eq!(s.report.cc.len(), 1);
+        }
+        let s = load_env(&text, &[("ABUSE_MAILER__REPORT__IGNORE", "")]).unwrap();
+        assert!(s.report.ignore.is_empty());
+        let e = load_env(&text, &[("ABUSE_MAILER__REPORT__IGNORE", "[1, 2]")])
+            .unwrap_err()
+            .0;
+        assert!(e.starts_with("ABUSE_MAILER__REPORT__IGNORE: not a list"), "{e}");
     }
 
     #[test]
