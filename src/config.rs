@@ -615,7 +615,7 @@ fn is_snippet_line(line: &str) -> bool {
 /// one cursor a timer's run reads on from (by inode alone, a file rotated between the two
 /// spellings' runs would be read again whole). Unless a link before a `..` makes the name
 /// without it another folder: `path` is kept as it is then.
-fn without_dot_dot(path: &Path) -> PathBuf {
+pub(crate) fn without_dot_dot(path: &Path) -> PathBuf {
     use std::os::unix::fs::MetadataExt;
     use std::path::Component;
     let mut out = PathBuf::new();
@@ -1507,7 +1507,10 @@ dir = "outbox"
         let e = load_env(&text, &[("ABUSE_MAILER__REPORT__IGNORE", "[1, 2]")])
             .unwrap_err()
             .0;
-        assert!(e.starts_with("ABUSE_MAILER__REPORT__IGNORE: not a list"), "{e}");
+        assert!(
+            e.starts_with("ABUSE_MAILER__REPORT__IGNORE: not a list"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -109,12 +109,20 @@ pub fn first_read_hint(
 /// `journald`.
 fn configured<'s>(settings: &'s Settings, wanted: &Path) -> Result<&'s SourceConfig> {
     let absolute = std::path::absolute(wanted).unwrap_or_else(|_| wanted.to_path_buf());
-    let names = |p: &Path| p == wanted || p == absolute;
+    let names = |p: &Path| p == wanted || p == absolute || same_file(p, &absolute);
     for s in &settings.sources {
         let found = match &s.kind {
             SourceKind::File(pattern) => {
-                let glob = glob::Pattern::new(&pattern.to_string_lossy()).ok();
-                names(pattern) || glob.is_some_and(|g| g.matches_path(&absolute))
+                // A relative `path` keeps the config folder's `..` in its name
+                // (`/etc/abuse/../logs/*.log`): the file's own name is matched too.
+                let plain = crate::config::without_dot_dot(pattern);
+                let globs = [pattern.as_path(), plain.as_path()]
+                    .map(|p| glob::Pattern::new(&p.to_string_lossy()).ok());
+                names(pattern)
+                    || globs
+                        .iter()
+                        .flatten()
+                        .any(|g| g.matches_path(&absolute) || g.matches_path(&plain_of(&absolute)))
             }
             SourceKind::Journald => wanted == Path::new("journald"),
         };
@@ -142,9 +150,6 @@ fn files(config: &SourceConfig, wanted: &Path, state: &State) -> Result<Vec<Path
     if !text.contains(['*', '?', '[']) {
         return Ok(vec![pattern.clone()]);
     }
-    if wanted != pattern && absolute != *pattern {
-        return Ok(vec![absolute]);
-    }
     let mut files = source::expand(pattern)?;
     if let Ok(glob) = glob::Pattern::new(&text) {
         for known in state.cursor_sources()? {
@@ -154,6 +159,29 @@ fn files(config: &SourceConfig, wanted: &Path, state: &State) -> Result<Vec<Path
             }
         }
     }
+    let whole =
+        wanted == pattern || absolute == *pattern || plain_of(&absolute) == plain_of(pattern);
+    if !whole {
+        // The one file named, under the name runs read it by (its cursor's).
+        let named = (files.iter())
+            .find(|f| **f == absolute || same_file(f, &absolute))
+            .cloned();
+        return Ok(vec![named.unwrap_or(absolute)]);
+    }
     files.sort();
     Ok(files)
+}
+
+/// Whether two names are one file: the same file where both are there, else the same name
+/// once `.` and `..` are taken out.
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => plain_of(a) == plain_of(b),
+    }
+}
+
+/// `path` with `.` and `..` taken out by name.
+fn plain_of(path: &Path) -> PathBuf {
+    crate::config::without_dot_dot(path)
 }

@@ -726,3 +726,45 @@ fn two_sources_holding_the_same_packets_are_named_by_run_and_check() {
     assert!(!ran.stderr.contains("same packets"), "{}", ran.stderr);
     assert!(!other.run(&["check"]).stdout.contains("same packets"));
 }
+
+/// A relative `path` keeps the config folder's `..` in the source's name
+/// (`/etc/abuse/../logs/messages`): `reread --source` takes the file's own absolute name too,
+/// for a path and for a file a glob matches, and the next run reads it again under the
+/// name its cursor has.
+#[test]
+fn reread_takes_a_sources_plain_absolute_name() {
+    let s = Setup::new(
+        &standard_config("")
+            .replace(
+                "path = \"{dir}/messages\"",
+                "path = \"etc/../logs/messages\"",
+            )
+            .replace(
+                "[[provider]]",
+                "[[source]]\npath = \"etc/../hosts/*.log\"\n\n[[provider]]",
+            ),
+    );
+    for folder in ["etc", "logs", "hosts"] {
+        fs::create_dir_all(s.path(folder)).unwrap();
+    }
+    s.write("logs/messages", &lines("Jan 25", 0, A, 2));
+    s.write("hosts/web1.log", &lines("Jan 25", 10, B, 3));
+    assert!(s.run(&["run"]).ok().stderr.contains("read 5 lines"));
+    for plain in [s.path("logs/messages"), s.path("hosts/web1.log")] {
+        let plain = plain.display().to_string();
+        let out = s.run(&["reread", "--source", &plain]).ok();
+        assert!(
+            out.stdout.contains("the next run reads it again"),
+            "{}",
+            out.stdout
+        );
+        // Under the cursor's own name: the run reads that file again, and only it.
+        let again = if plain.ends_with("messages") { 2 } else { 3 };
+        let out = s.run(&["run"]).ok();
+        assert!(
+            out.stderr.contains(&format!("read {again} lines")),
+            "{plain}: {}",
+            out.stderr
+        );
+    }
+}
