@@ -72,8 +72,9 @@ fn command(cli: &Cli, settings: &Settings, now: DateTime<Utc>, verbosity: Verbos
         }
         Command::Show { report_id } => show(settings, report_id),
         Command::Check { smtp, aws } => {
-            let local = crate::check::check(settings, now, *smtp)?;
-            let api = crate::aws_api::check(settings, *aws);
+            let quiet = verbosity == Verbosity::Quiet;
+            let local = crate::check::check(settings, now, *smtp, quiet)?;
+            let api = crate::aws_api::check(settings, *aws, quiet);
             // The worse verdict: a configuration error (78) over any other (1).
             Ok([local, api]
                 .into_iter()

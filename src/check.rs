@@ -24,18 +24,24 @@ pub const ASN_DB_MAX_AGE_DAYS: i64 = 60;
 struct Tally {
     config_errors: usize,
     other_errors: usize,
+    /// `-q`: only the lines that fail the check.
+    quiet: bool,
 }
 
 impl Tally {
     fn ok(&self, item: &str, text: &str) {
-        crate::output::say(format_args!("ok      {item:<10} {text}"));
+        if !self.quiet {
+            crate::output::say(format_args!("ok      {item:<10} {text}"));
+        }
     }
     fn warn(&self, item: &str, text: &str) {
-        crate::output::say(format_args!("warning {item:<10} {text}"));
+        if !self.quiet {
+            crate::output::say(format_args!("warning {item:<10} {text}"));
+        }
     }
     /// A warning that fails the check: what it names loses data if left as it is.
     fn failing_warning(&mut self, item: &str, text: &str) {
-        self.warn(item, text);
+        crate::output::say(format_args!("warning {item:<10} {text}"));
         self.other_errors += 1;
     }
     fn config(&mut self, item: &str, text: &str) {
@@ -81,8 +87,11 @@ fn quoted(prefixes: &[String]) -> String {
 
 /// Checks the configuration and everything it names, one section after the other, and says
 /// so line by line; the exit status is the worst verdict (78 for a setting to fix).
-pub fn check(settings: &Settings, now: DateTime<Utc>, smtp: bool) -> Result<u8> {
-    let mut t = Tally::default();
+pub fn check(settings: &Settings, now: DateTime<Utc>, smtp: bool, quiet: bool) -> Result<u8> {
+    let mut t = Tally {
+        quiet,
+        ..Tally::default()
+    };
     t.ok(
         "config",
         &format!(

@@ -394,3 +394,20 @@ fn check_warns_when_redact_leaves_out_the_mac() {
         assert_eq!(warning, warned, "{redact}: {}", out.stdout);
     }
 }
+
+/// `-q` says only errors, for `check` as for every command: a healthy check prints nothing,
+/// a plain warning nothing either, and a broken part its error line alone.
+#[test]
+fn quiet_check_prints_only_what_fails() {
+    let s = Setup::new(&standard_config("redact = [\"DST\"]"));
+    s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    let out = s.run(&["-q", "check"]);
+    assert_eq!((out.code, out.stdout.as_str()), (0, ""), "{}", out.stdout);
+    let s = Setup::new(&standard_config("templates_dir = \"{dir}/none\""));
+    s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    let out = s.run(&["-q", "check"]);
+    assert_eq!(out.code, 78);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "{}", out.stdout);
+    assert!(lines[0].starts_with("error   templates"), "{}", out.stdout);
+}
