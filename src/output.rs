@@ -428,8 +428,16 @@ pub(crate) fn summary_line(
     };
     // What the defaults left out, so that an operator sees why an address was not reported.
     let mut left_out = Vec::new();
-    if s.lines_stale > 0 {
-        left_out.push(format!("{} lines older than max_age_days", s.lines_stale));
+    // Stale lines are those too old and those dated ahead of the clock, each said as such.
+    let too_old = s.lines_stale.saturating_sub(s.lines_ahead);
+    if too_old > 0 {
+        left_out.push(format!("{too_old} lines older than max_age_days"));
+    }
+    if s.lines_ahead > 0 {
+        left_out.push(format!(
+            "{} lines dated more than a day ahead of the clock",
+            s.lines_ahead
+        ));
     }
     if s.lines_backscatter > 0 {
         left_out.push(format!(

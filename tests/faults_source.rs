@@ -506,6 +506,13 @@ fn lines_stamped_in_the_future_are_stale_and_reread_still_counts_new_ones() {
     let v = s.run(&["preview", "--json"]).ok().json();
     assert_eq!(v["summary"]["lines_stale"], 2, "{}", v["summary"]);
     assert_eq!(ip_list(&v["reports"][0]["ips"]), [A]);
+    // The summary line calls them what they are: ahead, not old.
+    let said = s.run(&["preview"]).ok().stderr;
+    assert!(
+        said.contains("2 lines dated more than a day ahead of the clock")
+            && !said.contains("older than max_age_days"),
+        "{said}"
+    );
     s.run(&["run"]).ok();
     let eml = fs::read_to_string(&s.outbox()[0]).unwrap();
     assert!(!eml.contains("9999") && !eml.contains("2030-06"), "{eml}");
