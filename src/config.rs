@@ -1289,8 +1289,12 @@ fn refuse_readable_by_others(path: &Path) -> Result<(), String> {
         .permissions()
         .mode();
     if mode & 0o077 != 0 {
+        let who = match mode & 0o007 {
+            0 => "its group",
+            _ => "others",
+        };
         return Err(format!(
-            "{} is readable by others (mode {:o}); chmod 600 it",
+            "{} is open to {who} (mode {:o}); chmod 600 it",
             path.display(),
             mode & 0o777
         ));
@@ -1618,10 +1622,14 @@ dir = "outbox"
         std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o644)).unwrap();
         let e = load_text(&text).unwrap_err().0;
         assert!(
-            e.contains("mail.password_file") && e.contains("readable by others"),
+            e.contains("mail.password_file") && e.contains("open to others"),
             "{e}"
         );
         assert!(!e.contains("secret-value"));
+        // Its group alone (0640, the adm group's mode for logs): said as that.
+        std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let e = load_text(&text).unwrap_err().0;
+        assert!(e.contains("open to its group (mode 640)"), "{e}");
         std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
         let s = load_text(&text).unwrap();
         match s.mail.transport {

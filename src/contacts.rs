@@ -76,12 +76,16 @@ pub fn command(
             Some(_) => "",
             None => " ([discover] is not enabled)",
         };
-        match ip {
-            Some(ip) => writeln!(
+        match (ip, &settings.discover) {
+            (Some(ip), Some(_)) => writeln!(
                 out,
-                "no contact known for {ip}{off}; `preview` looks it up without keeping it, a run looks it up and keeps it"
+                "no contact known for {ip}; `preview` looks it up without keeping it, a run looks it up and keeps it"
             )?,
-            None => writeln!(out, "no contacts discovered yet{off}")?,
+            (Some(ip), None) => writeln!(
+                out,
+                "no contact known for {ip}{off}: enable it to have runs look addresses up"
+            )?,
+            (None, _) => writeln!(out, "no contacts discovered yet{off}")?,
         }
         return Ok(EXIT_OK);
     }

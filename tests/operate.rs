@@ -188,7 +188,7 @@ fn a_password_others_can_read_is_refused() {
     let out = s.run(&["run"]);
     assert_eq!(out.code, 78);
     assert!(
-        out.stderr.contains("readable by others") && !out.stderr.contains("s3cret-value"),
+        out.stderr.contains("open to others") && !out.stderr.contains("s3cret-value"),
         "{}",
         out.stderr
     );
@@ -203,7 +203,7 @@ fn a_password_others_can_read_is_refused() {
     let out = s.run(&["preview"]);
     assert_eq!(out.code, 78);
     assert!(
-        out.stderr.contains("config.toml") && out.stderr.contains("readable by others"),
+        out.stderr.contains("config.toml") && out.stderr.contains("open to others"),
         "{}",
         out.stderr
     );
@@ -410,4 +410,18 @@ fn quiet_check_prints_only_what_fails() {
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(lines.len(), 1, "{}", out.stdout);
     assert!(lines[0].starts_with("error   templates"), "{}", out.stdout);
+}
+
+/// `contacts --ip` with discovery off says it is off, not that `preview` would look the
+/// address up (it would not).
+#[test]
+fn contacts_for_an_address_with_discovery_off_says_so() {
+    let s = Setup::standard();
+    s.write("messages", "");
+    let out = s.run(&["contacts", "--ip", "45.1.0.9"]).ok();
+    assert!(
+        out.stdout.contains("[discover] is not enabled") && !out.stdout.contains("looks it up"),
+        "{}",
+        out.stdout
+    );
 }
