@@ -102,6 +102,10 @@ pub fn check(settings: &Settings, now: DateTime<Utc>, smtp: bool, quiet: bool) -
             settings.zone.name()
         ),
     );
+    // A run reads it before any log: a value it refuses stops every run.
+    if let Err(e) = crate::spool::Spool::budget_from_env() {
+        t.config("config", &one_line(&e));
+    }
     check_sources(&mut t, settings);
     let providers = check_providers(&mut t, settings);
     let names: Vec<&str> = providers.iter().map(Provider::name).collect();

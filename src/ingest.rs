@@ -537,6 +537,10 @@ pub struct Summary {
     /// is their source. Never counted as hits. Said on stderr, not a field of the summary.
     #[serde(skip)]
     pub lines_outgoing: u64,
+    /// Packet lines logged before `--since`: passed over, as the option asks. Said on stderr,
+    /// not a field of the summary.
+    #[serde(skip)]
+    pub lines_before_since: u64,
     /// Addresses in a provider, not reported yet, held back because they sent fewer than
     /// `min_hits` packets so far.
     pub ips_below_min_hits: u64,
@@ -2187,6 +2191,7 @@ impl<'a> Ingest<'a> {
         s.lines_stale += other.summary.lines_stale;
         s.lines_ahead += other.summary.lines_ahead;
         s.lines_outgoing += other.summary.lines_outgoing;
+        s.lines_before_since += other.summary.lines_before_since;
         s.lines_backscatter += other.summary.lines_backscatter;
         s.lines_counted_before += other.summary.lines_counted_before;
         for (k, theirs) in other.counted_until.iter().enumerate() {
@@ -2376,6 +2381,7 @@ impl<'a> Ingest<'a> {
             Line::Other => return None,
         };
         if self.since.is_some_and(|since| packet.time < since) {
+            self.summary.lines_before_since += 1;
             return None;
         }
         self.summary.lines_matched += 1;
@@ -2581,6 +2587,7 @@ mod tests {
                 lines_stale: 0,
                 lines_ahead: 0,
                 lines_outgoing: 0,
+                lines_before_since: 0,
                 lines_backscatter: 0,
                 lines_counted_before: 0,
                 ips_below_min_hits: 0,

@@ -445,6 +445,12 @@ pub(crate) fn summary_line(
             s.lines_backscatter
         ));
     }
+    if s.lines_before_since > 0 {
+        left_out.push(format!(
+            "{} lines logged before --since",
+            s.lines_before_since
+        ));
+    }
     if s.lines_outgoing > 0 {
         left_out.push(format!(
             "{} lines of packets this host sent (an empty IN=: its own address)",

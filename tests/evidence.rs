@@ -615,18 +615,19 @@ fn lines_that_cannot_be_set_aside_are_held_and_the_run_says_so() {
     assert!(!nowhere.path("state").exists(), "a preview writes nothing");
 }
 
-/// A budget that is not a number of bytes is a configuration error that names the variable.
+/// A budget that is not a number of bytes is a configuration error that names the variable,
+/// and `check` says so before a run meets it.
 #[test]
 fn a_spool_budget_that_is_not_a_number_is_named() {
     let mut s = waiting_setup("");
     s.write("messages", &lines_of_many_addresses(0));
     s.env
         .push(("ABUSE_MAILER_SPOOL_BYTES".to_string(), "32M".to_string()));
-    for command in ["preview", "run"] {
+    for command in ["preview", "run", "check"] {
         let ran = s.run(&[command]);
         assert_eq!(ran.code, 78, "{command}: {}", ran.stderr);
         assert!(
-            ran.stderr.contains("ABUSE_MAILER_SPOOL_BYTES=\"32M\""),
+            format!("{}{}", ran.stdout, ran.stderr).contains("ABUSE_MAILER_SPOOL_BYTES=\"32M\""),
             "{}",
             ran.stderr
         );

@@ -560,8 +560,14 @@ fn since_skips_old_packets() {
     let mut log = Log::new(false);
     log.append(3, false);
     // The clock is 2026-01-26T08:00Z; the lines are from 2026-01-25 00:00:01 on.
-    log.setup.run(&["run", "--since", "2h"]).ok();
+    let out = log.setup.run(&["run", "--since", "2h"]).ok();
     assert!(log.observed().is_empty());
+    // The summary line says why nothing was counted.
+    assert!(
+        out.stderr.contains("3 lines logged before --since"),
+        "{}",
+        out.stderr
+    );
     let out = log.setup.run(&["preview", "--since", "2x"]);
     assert_eq!(out.code, 1);
     assert!(out.stderr.contains("unknown unit"), "{}", out.stderr);

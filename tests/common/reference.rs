@@ -106,6 +106,7 @@ pub fn reference(input: &[u8], setup: &ReadSetup) -> (Summary, Observations, u64
         match judge(line, &setup.prefixes) {
             Verdict::Packet(p) => {
                 if setup.since.is_some_and(|s| p.time < s) {
+                    summary.lines_before_since += 1;
                     continue;
                 }
                 summary.lines_matched += 1;
