@@ -14,7 +14,7 @@ use crate::config::{self, Settings};
 use crate::discover::{self, Contact, ContactCache, Discoverer, Limits};
 use crate::enrich::{Attacker, enrich};
 use crate::excerpt::{EvidenceLine, Window, densest};
-use crate::ingest::Observation;
+use crate::ingest::{Observation, address_order};
 use crate::intake::{Destination, Intake, Routes, World};
 use crate::ledger::Ledger;
 use crate::provider::Provider;
@@ -110,6 +110,9 @@ pub(crate) struct Unplanned {
     /// A provider's addresses past the parts one run makes for it ([`PARTS_PER_RUN`] times
     /// `max_messages_per_run`, less its parts still waiting), by provider.
     pub(crate) over_run_parts: Vec<(String, usize)>,
+    /// Of those, the addresses that pass `max_age_days` within a day, by provider: unless a
+    /// run sends them first, they become history and are never reported.
+    pub(crate) aging_out: Vec<(String, usize)>,
 }
 
 /// How many parts one run makes for a provider, as a multiple of `max_messages_per_run`:
@@ -165,8 +168,13 @@ impl Unplanned {
         }
         for (provider, left) in &self.over_run_parts {
             crate::output::tell(format_args!(
-                "abuse-mailer: {left} address(es) of {provider} wait for a later run: a run makes at most {} parts for a provider ({PARTS_PER_RUN} x mail.max_messages_per_run), less those still waiting",
+                "abuse-mailer: {left} address(es) of {provider} wait for a later run: a run makes at most {} parts for a provider ({PARTS_PER_RUN} x mail.max_messages_per_run), less those still waiting; those seen longest ago go first",
                 parts_per_run(world.settings)
+            ));
+        }
+        for (provider, soon) in &self.aging_out {
+            crate::output::tell(format_args!(
+                "abuse-mailer: warning: {soon} address(es) of {provider} waiting for a later run pass max_age_days within a day: unless a run sends them first they become history and are never reported; raise mail.max_messages_per_run or report.max_ips_per_message, or run more often"
             ));
         }
     }
@@ -248,7 +256,7 @@ pub(crate) fn plan_providers(
         if only.is_some_and(|o| o != provider.name()) {
             continue;
         }
-        let selected = delta(
+        let mut selected = delta(
             &intake.observations,
             &|ip| routes.goes(ip, Destination::Provider(i)),
             &|ip| ledger.reported(i, ip),
@@ -278,6 +286,12 @@ pub(crate) fn plan_providers(
         };
         let parts = parts_per_run(settings).saturating_sub(waiting);
         let room = desk.part_size(settings).saturating_mul(parts);
+        // More than the run's parts hold: those last seen longest ago go first, as they are
+        // the first to pass `max_age_days` and become history, never reported. (In address
+        // order, a flood of low addresses kept the high ones waiting until they aged out.)
+        if selected.len() > room {
+            selected.sort_by_key(|s| (s.observation.last_seen, address_order(s.observation.ip)));
+        }
         // Taken a slice at a time, whole records and all, until the room is filled with
         // addresses this provider's way out takes: a source the API cannot take (seen only
         // over ICMP) neither holds a place nor keeps the others out.
@@ -299,7 +313,21 @@ pub(crate) fn plan_providers(
             }
             attackers.extend(taken);
         }
+        // Parts list their addresses in address order, whichever were taken.
+        attackers.sort_by_key(|a| address_order(a.observation.ip));
         let mut over = rest.len();
+        // Those of the rest that pass `max_age_days` within a day: said, as a budget too
+        // small for what is logged loses them.
+        if let Some(fresh) = world.fresh_since() {
+            let soon = (rest.iter())
+                .filter(|s| s.observation.last_seen < fresh.saturating_add(86_400))
+                .count();
+            if soon > 0 {
+                unplanned
+                    .aging_out
+                    .push((provider.name().to_string(), soon));
+            }
+        }
         // Said on every run, so that nobody takes them for reported.
         if icmp_only > 0 {
             crate::output::tell(format_args!(

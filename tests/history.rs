@@ -762,3 +762,44 @@ fn a_withdrawn_reports_address_is_reported_again_under_a_settled_marker() {
         out.stderr
     );
 }
+
+/// A budget too small for what is logged: each run makes parts for a few addresses, and the
+/// rest wait. Those seen longest ago go first, as they are the first to pass `max_age_days`
+/// and become history: high addresses logged early are not kept waiting, day after day,
+/// behind new lower ones until they age out unreported. Those about to age out are said.
+#[test]
+fn addresses_held_by_the_budget_go_oldest_first_and_those_aging_out_are_said() {
+    let mut s = Setup::new(
+        &standard_config("max_age_days = 3\nmax_ips_per_message = 1").replace(
+            "dir = \"{dir}/outbox\"",
+            "dir = \"{dir}/outbox\"\nmax_messages_per_run = 1",
+        ),
+    );
+    // The day before the first run, two high addresses (18.204.0.0/14); then every day new
+    // low ones (3.5.140.0/22), more than a run of one message a day sends.
+    let day = |d: u32, ips: &[&str]| -> String {
+        (ips.iter())
+            .map(|ip| drop_line("07:00:00", ip, "TCP", 22).replace("Jan 25", &format!("Jan {d}")))
+            .collect()
+    };
+    s.write("messages", &day(25, &["18.206.107.24", "18.206.107.25"]));
+    let mut said_aging = false;
+    for d in 26..31 {
+        let low: Vec<String> = (0..4)
+            .map(|k| format!("3.5.140.{}", (d - 26) * 4 + k + 1))
+            .collect();
+        let low: Vec<&str> = low.iter().map(String::as_str).collect();
+        s.append("messages", &day(d, &low));
+        s.now = format!("2026-01-{d}T08:00:00Z");
+        let ran = s.run(&["run"]).ok();
+        said_aging |= ran.stderr.contains("pass max_age_days within a day");
+    }
+    let sent: Vec<String> = s.reported().concat();
+    for high in ["18.206.107.24", "18.206.107.25"] {
+        assert!(
+            sent.contains(&high.to_string()),
+            "{high} aged out unreported: {sent:?}"
+        );
+    }
+    assert!(said_aging, "the addresses about to age out were not said");
+}
