@@ -427,48 +427,35 @@ pub(crate) fn summary_line(
             .join(", ")
     };
     // What the defaults left out, so that an operator sees why an address was not reported.
-    let mut left_out = Vec::new();
     // Stale lines are those too old and those dated ahead of the clock, each said as such.
-    let too_old = s.lines_stale.saturating_sub(s.lines_ahead);
-    if too_old > 0 {
-        left_out.push(format!("{too_old} lines older than max_age_days"));
-    }
-    if s.lines_ahead > 0 {
-        left_out.push(format!(
-            "{} lines dated more than a day ahead of the clock",
-            s.lines_ahead
-        ));
-    }
-    if s.lines_backscatter > 0 {
-        left_out.push(format!(
-            "{} lines answering our own traffic (backscatter)",
-            s.lines_backscatter
-        ));
-    }
-    if s.lines_before_since > 0 {
-        left_out.push(format!(
-            "{} lines logged before --since",
-            s.lines_before_since
-        ));
-    }
-    if s.lines_outgoing > 0 {
-        left_out.push(format!(
-            "{} lines of packets this host sent (an empty IN=: its own address)",
-            s.lines_outgoing
-        ));
-    }
-    if s.lines_counted_before > 0 {
-        left_out.push(format!(
-            "{} lines read again that an earlier read counted",
-            s.lines_counted_before
-        ));
-    }
-    if s.ips_below_min_hits > 0 {
-        left_out.push(format!(
-            "{} IPs below min_hits so far",
-            s.ips_below_min_hits
-        ));
-    }
+    let counts = [
+        (
+            s.lines_stale.saturating_sub(s.lines_ahead),
+            "lines older than max_age_days",
+        ),
+        (
+            s.lines_ahead,
+            "lines dated more than a day ahead of the clock",
+        ),
+        (
+            s.lines_backscatter,
+            "lines answering our own traffic (backscatter)",
+        ),
+        (s.lines_before_since, "lines logged before --since"),
+        (
+            s.lines_outgoing,
+            "lines of packets this host sent (an empty IN=: its own address)",
+        ),
+        (
+            s.lines_counted_before,
+            "lines read again that an earlier read counted",
+        ),
+        (s.ips_below_min_hits, "IPs below min_hits so far"),
+    ];
+    let left_out: Vec<String> = (counts.iter())
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!("{n} {what}"))
+        .collect();
     let left_out = if left_out.is_empty() {
         String::new()
     } else {
