@@ -290,7 +290,13 @@ pub(crate) fn plan_providers(
         // the first to pass `max_age_days` and become history, never reported. (In address
         // order, a flood of low addresses kept the high ones waiting until they aged out.)
         if selected.len() > room {
-            selected.sort_by_key(|s| (s.observation.last_seen, address_order(s.observation.ip)));
+            // The oldest `room` found in one pass, then put in order; a flood's million
+            // others are not sorted.
+            let age = |s: &crate::select::Selected<'_>| {
+                (s.observation.last_seen, address_order(s.observation.ip))
+            };
+            selected.select_nth_unstable_by_key(room, age);
+            selected[..room].sort_unstable_by_key(age);
         }
         // Taken a slice at a time, whole records and all, until the room is filled with
         // addresses this provider's way out takes: a source the API cannot take (seen only
