@@ -115,6 +115,9 @@ pub(crate) struct Unplanned {
     pub(crate) aging_out: Vec<(String, usize)>,
 }
 
+/// A day in seconds: waiting addresses that pass `max_age_days` within one are said.
+const DAY: i64 = 86_400;
+
 /// How many parts one run makes for a provider, as a multiple of `max_messages_per_run`:
 /// enough that the budget is spent and a few runs' worth wait, few enough that a flood of a
 /// million reportable sources is rendered a slice at a time, not all at once in memory.
@@ -168,13 +171,13 @@ impl Unplanned {
         }
         for (provider, left) in &self.over_run_parts {
             crate::output::tell(format_args!(
-                "abuse-mailer: {left} address(es) of {provider} wait for a later run: a run makes at most {} parts for a provider ({PARTS_PER_RUN} x mail.max_messages_per_run), less those still waiting; those seen longest ago go first",
+                "abuse-mailer: {left} address(es) of {provider} wait for a later run: a run makes at most {} parts for a provider ({PARTS_PER_RUN} x mail.max_messages_per_run), less those still waiting; those seen first longest ago go first",
                 parts_per_run(world.settings)
             ));
         }
         for (provider, soon) in &self.aging_out {
             crate::output::tell(format_args!(
-                "abuse-mailer: warning: {soon} address(es) of {provider} waiting for a later run pass max_age_days within a day: unless a run sends them first they become history and are never reported; raise mail.max_messages_per_run or report.max_ips_per_message, or run more often"
+                "abuse-mailer: warning: {soon} address(es) of {provider} waiting for a later run pass max_age_days within a day: unless a run sends them first they become history and are never reported; raise mail.max_messages_per_run (or report.max_ips_per_message, for mail), or run more often"
             ));
         }
     }
@@ -286,17 +289,20 @@ pub(crate) fn plan_providers(
         };
         let parts = parts_per_run(settings).saturating_sub(waiting);
         let room = desk.part_size(settings).saturating_mul(parts);
-        // More than the run's parts hold: those last seen longest ago go first, as they are
-        // the first to pass `max_age_days` and become history, never reported. (In address
-        // order, a flood of low addresses kept the high ones waiting until they aged out.)
-        if selected.len() > room {
-            // The oldest `room` found in one pass, then put in order; a flood's million
+        // More than the run's parts hold: first come, first served, by when each was first
+        // seen, so that every address gets its turn, one that goes on attacking too, and those
+        // nearest to passing `max_age_days` (history, never reported) are among the first. (In
+        // address order, a flood of low addresses kept the high ones waiting until they aged
+        // out; by last packet, one that went on attacking was always last.)
+        let fresh = world.fresh_since();
+        let aging = |o: &Observation| fresh.is_some_and(|t| o.last_seen < t.saturating_add(DAY));
+        let turn = |o: &Observation| (o.first_seen, address_order(o.ip));
+        let over_room = selected.len() > room;
+        if over_room {
+            // The first `room` found in one pass, then put in order; a flood's million
             // others are not sorted.
-            let age = |s: &crate::select::Selected<'_>| {
-                (s.observation.last_seen, address_order(s.observation.ip))
-            };
-            selected.select_nth_unstable_by_key(room, age);
-            selected[..room].sort_unstable_by_key(age);
+            selected.select_nth_unstable_by_key(room, |s| turn(s.observation));
+            selected[..room].sort_unstable_by_key(|s| turn(s.observation));
         }
         // Taken a slice at a time, whole records and all, until the room is filled with
         // addresses this provider's way out takes: a source the API cannot take (seen only
@@ -319,21 +325,16 @@ pub(crate) fn plan_providers(
             }
             attackers.extend(taken);
         }
-        // Parts list their addresses in address order, whichever were taken.
-        attackers.sort_by_key(|a| address_order(a.observation.ip));
-        let mut over = rest.len();
-        // Those of the rest that pass `max_age_days` within a day: said, as a budget too
-        // small for what is logged loses them.
-        if let Some(fresh) = world.fresh_since() {
-            let soon = (rest.iter())
-                .filter(|s| s.observation.last_seen < fresh.saturating_add(86_400))
-                .count();
-            if soon > 0 {
-                unplanned
-                    .aging_out
-                    .push((provider.name().to_string(), soon));
+        // In their turn, a part's worth at a time, each part in address order: a part that
+        // size splits further, or the run's last parts, leave the last in turn to wait.
+        if over_room {
+            let size = desk.part_size(settings).max(1);
+            for part in attackers.chunks_mut(size) {
+                part.sort_by_key(|a| address_order(a.observation.ip));
             }
         }
+        let mut over = rest.len();
+        let mut aging_out = rest.iter().filter(|s| aging(s.observation)).count();
         // Said on every run, so that nobody takes them for reported.
         if icmp_only > 0 {
             crate::output::tell(format_args!(
@@ -346,7 +347,14 @@ pub(crate) fn plan_providers(
             // its parts, whatever the lines' length.
             let (parts, left) = plan_desk(world, intake, &desk, &attackers, over, state, parts)?;
             over += left;
+            // What the parts left are the last of those taken.
+            let left_over = &attackers[attackers.len() - left.min(attackers.len())..];
+            aging_out += left_over.iter().filter(|a| aging(&a.observation)).count();
             planned.extend(parts);
+        }
+        // Said, as a budget too small for what is logged loses them.
+        if aging_out > 0 {
+            (unplanned.aging_out).push((provider.name().to_string(), aging_out));
         }
         if over > 0 {
             unplanned

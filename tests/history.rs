@@ -803,3 +803,77 @@ fn addresses_held_by_the_budget_go_oldest_first_and_those_aging_out_are_said() {
     }
     assert!(said_aging, "the addresses about to age out were not said");
 }
+
+/// Under a steady backlog, an address that goes on attacking every day still gets its turn:
+/// addresses go in the order they were first seen, not by their last packet (which kept the
+/// one still attacking last in line for ever).
+#[test]
+fn an_address_that_goes_on_attacking_gets_its_turn_under_a_backlog() {
+    let mut s = Setup::new(
+        &standard_config("max_age_days = 3\nmax_ips_per_message = 1").replace(
+            "dir = \"{dir}/outbox\"",
+            "dir = \"{dir}/outbox\"\nmax_messages_per_run = 1",
+        ),
+    );
+    let line = |d: u32, at: &str, ip: &str| {
+        drop_line(at, ip, "TCP", 22).replace("Jan 25", &format!("Jan {d:02}"))
+    };
+    s.write("messages", "");
+    let mut n = 0;
+    for d in 16..26 {
+        let mut text = String::new();
+        if d >= 17 {
+            text += &line(d, "07:00:00", "18.206.107.24");
+        }
+        for k in 1..=6 {
+            n += 1;
+            text += &line(d, &format!("07:00:0{k}"), &format!("34.223.47.{n}"));
+        }
+        s.append("messages", &text);
+        s.now = format!("2026-01-{d}T08:00:00Z");
+        s.run(&["-q", "run"]).ok();
+    }
+    let reported: Vec<String> = history(&s)
+        .iter()
+        .flat_map(|r| string_list(&r["ips"]))
+        .collect();
+    assert!(
+        reported.contains(&"18.206.107.24".to_string()),
+        "{reported:?}"
+    );
+}
+
+/// A part split by size leaves the last in turn to wait, not the first: those seen first
+/// (high addresses here) go out before newer lower ones, whatever `max_message_bytes` does to
+/// the parts.
+#[test]
+fn parts_split_by_size_leave_the_newest_to_wait() {
+    let mut s = Setup::new(
+        &standard_config(
+            "max_age_days = 3\nmax_ips_per_message = 2\nmax_message_bytes = 16384\nmax_excerpt_lines = 1000",
+        )
+        .replace("dir = \"{dir}/outbox\"", "dir = \"{dir}/outbox\"\nmax_messages_per_run = 1"),
+    );
+    let many = |d: u32, ip: &str| -> String {
+        (0..40)
+            .map(|_| drop_line("09:00:00", ip, "TCP", 22).replace("Jan 25", &format!("Jan {d}")))
+            .collect()
+    };
+    let old: Vec<String> = (1..=4).map(|i| format!("34.223.47.{i}")).collect();
+    let mut text: String = old.iter().map(|ip| many(23, ip)).collect();
+    text += &(1..=8)
+        .map(|i| many(25, &format!("3.5.140.{i}")))
+        .collect::<String>();
+    s.write("messages", &text);
+    for d in [26, 27] {
+        s.now = format!("2026-01-{d}T08:00:00Z");
+        s.run(&["-q", "run"]).ok();
+    }
+    let sent: Vec<String> = (history(&s).iter())
+        .filter(|r| r["status"] == "sent")
+        .flat_map(|r| string_list(&r["ips"]))
+        .collect();
+    for ip in &old {
+        assert!(sent.contains(ip), "{ip} left to age out: {sent:?}");
+    }
+}
