@@ -459,7 +459,9 @@ fn load_with(
                 .source(env.clone()),
         );
     // The environment gives text: the keys that take a list read it as one.
-    for (key, var) in list_keys_from_environment(&names) {
+    let list_vars = list_keys_from_environment(&names)?;
+    for (key, var) in &list_vars {
+        let (key, var) = (*key, var.clone());
         let text = match &env {
             Some(map) => map.get(&var).cloned(),
             None => std::env::var(&var).ok(),
@@ -493,7 +495,14 @@ fn load_with(
             }
             ConfigError(format!("{shown}: {text}"))
         })?;
-    check(path, raw)
+    // A value the checks refuse names the variable it came from, not the file.
+    check(path, raw).map_err(|e| {
+        let from_env = (list_vars.iter()).find(|(key, _)| e.0.contains(&format!("{key}:")));
+        match (from_env, e.0.strip_prefix(&format!("{shown}: "))) {
+            (Some((_, var)), Some(rest)) => ConfigError(format!("{var}: {rest}")),
+            _ => e,
+        }
+    })
 }
 
 /// Where the TOML parser refuses `path`'s text, as `line N (key = …): why` (a value is never
@@ -540,26 +549,41 @@ const LIST_KEYS: [&str; 4] = [
     "discover.never",
 ];
 
-/// The list keys set by an `ABUSE_MAILER__…` variable among `names`, with the variable.
-fn list_keys_from_environment(names: &[String]) -> Vec<(&'static str, String)> {
+/// The list keys set by an `ABUSE_MAILER__…` variable among `names`, with the variable; two
+/// variables for one key (spelt in other cases) are refused, as neither would be sure to win.
+fn list_keys_from_environment(
+    names: &[String],
+) -> Result<Vec<(&'static str, String)>, ConfigError> {
     let mut found = Vec::new();
     for key in LIST_KEYS {
         let wanted = format!("ABUSE_MAILER__{}", key.replace('.', "__"));
-        if let Some(var) = names.iter().find(|n| n.eq_ignore_ascii_case(&wanted)) {
+        let mut vars = names.iter().filter(|n| n.eq_ignore_ascii_case(&wanted));
+        if let Some(var) = vars.next() {
+            if let Some(other) = vars.next() {
+                return Err(ConfigError(format!(
+                    "{var} and {other} both set {key}: keep one"
+                )));
+            }
             found.push((key, var.clone()));
         }
     }
-    found
+    Ok(found)
 }
 
-/// A list as an environment variable gives it: a TOML array of strings (`["a", "b"]`), or
-/// its values between commas (`a, b`); empty text is an empty list.
+/// A list as an environment variable gives it: a TOML array of strings (`["a", "b"]`, and
+/// `[]` for none), or its values between commas (`a, b`; a comma inside double quotes, as in
+/// `"NOC, Example" <noc@example.org>`, is part of its value). Empty text is refused: a
+/// template that left a value out would otherwise empty the file's list (`ignore`, say) in
+/// silence.
 fn env_list(text: &str) -> Result<Vec<String>, String> {
     let text = text.trim();
+    let refused =
+        || "not a list of strings: write [\"a\", \"b\"] (or [] for none) or a, b".to_string();
+    if text.is_empty() {
+        return Err("empty: write [] for no values, or unset the variable".to_string());
+    }
     if text.starts_with('[') {
-        let table: toml::Table = format!("v = {text}")
-            .parse()
-            .map_err(|_| "not a list of strings: write [\"a\", \"b\"] or a, b".to_string())?;
+        let table: toml::Table = format!("v = {text}").parse().map_err(|_| refused())?;
         let values = table
             .get("v")
             .and_then(|v| v.as_array())
@@ -568,10 +592,23 @@ fn env_list(text: &str) -> Result<Vec<String>, String> {
         return (values.iter())
             .map(|v| v.as_str().map(str::to_string))
             .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| "not a list of strings: write [\"a\", \"b\"] or a, b".to_string());
+            .ok_or_else(refused);
     }
-    Ok((text.split(','))
-        .map(str::trim)
+    let mut values = Vec::new();
+    let (mut value, mut quoted) = (String::new(), false);
+    for c in text.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                value.push(c);
+            }
+            ',' if !quoted => values.push(std::mem::take(&mut value)),
+            _ => value.push(c),
+        }
+    }
+    values.push(value);
+    Ok((values.iter())
+        .map(|v| v.trim())
         .filter(|v| !v.is_empty())
         .map(str::to_string)
         .collect())
@@ -1506,8 +1543,14 @@ dir = "outbox"
             assert_eq!(s.report.redact, [Redact::Mac, Redact::Dst]);
             assert_eq!(s.report.cc.len(), 1);
         }
-        let s = load_env(&text, &[("ABUSE_MAILER__REPORT__IGNORE", "")]).unwrap();
+        // `[]` empties the file's list; empty text (a template that left the value out) is
+        // refused rather than silently reporting what `ignore` held.
+        let s = load_env(&text, &[("ABUSE_MAILER__REPORT__IGNORE", "[]")]).unwrap();
         assert!(s.report.ignore.is_empty());
+        let e = load_env(&text, &[("ABUSE_MAILER__REPORT__IGNORE", " ")])
+            .unwrap_err()
+            .0;
+        assert!(e.starts_with("ABUSE_MAILER__REPORT__IGNORE: empty"), "{e}");
         let e = load_env(&text, &[("ABUSE_MAILER__REPORT__IGNORE", "[1, 2]")])
             .unwrap_err()
             .0;
@@ -1515,6 +1558,32 @@ dir = "outbox"
             e.starts_with("ABUSE_MAILER__REPORT__IGNORE: not a list"),
             "{e}"
         );
+        // A comma inside quotes is part of the value; a value the checks refuse names the
+        // variable, not the file.
+        let s = load_env(
+            &text,
+            &[(
+                "ABUSE_MAILER__REPORT__CC",
+                "\"NOC, Example\" <noc@example.org>, x@example.org",
+            )],
+        )
+        .unwrap();
+        assert_eq!(s.report.cc.len(), 2);
+        let e = load_env(&text, &[("ABUSE_MAILER__REPORT__CC", "not an address")])
+            .unwrap_err()
+            .0;
+        assert!(e.starts_with("ABUSE_MAILER__REPORT__CC: report.cc"), "{e}");
+        // Two spellings of one variable: neither is sure to win.
+        let e = load_env(
+            &text,
+            &[
+                ("ABUSE_MAILER__REPORT__IGNORE", "192.0.2.1"),
+                ("abuse_mailer__report__ignore", "192.0.2.2"),
+            ],
+        )
+        .unwrap_err()
+        .0;
+        assert!(e.contains("both set report.ignore"), "{e}");
     }
 
     #[test]
