@@ -166,7 +166,16 @@ fn files(config: &SourceConfig, wanted: &Path, state: &State) -> Result<Vec<Path
         let named = (files.iter())
             .find(|f| **f == absolute || same_file(f, &absolute))
             .cloned();
-        return Ok(vec![named.unwrap_or(absolute)]);
+        return match named {
+            Some(named) => Ok(vec![named]),
+            // A cursor for it would be one no run reads by.
+            None if !absolute.exists() => Err(ConfigError(format!(
+                "reread --source {}: no such file, and no run has read one by that name",
+                wanted.display()
+            ))
+            .into()),
+            None => Ok(vec![absolute]),
+        };
     }
     files.sort();
     Ok(files)

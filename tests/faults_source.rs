@@ -774,4 +774,10 @@ fn reread_takes_a_sources_plain_absolute_name() {
             out.stderr
         );
     }
+    // A file of the glob that is not there, and that no run read: no cursor is left under a
+    // name no run reads by.
+    let missing = s.path("hosts/web9.log").display().to_string();
+    let out = s.run(&["reread", "--source", &missing]);
+    assert_eq!(out.code, 78, "{}", out.stderr);
+    assert!(out.stderr.contains("no such file"), "{}", out.stderr);
 }
