@@ -441,7 +441,10 @@ pub(crate) fn summary_line(
             s.lines_backscatter,
             "lines answering our own traffic (backscatter)",
         ),
-        (s.lines_before_since, "lines logged before --since"),
+        (
+            s.lines_before_since,
+            "lines logged before the time --since gave",
+        ),
         (
             s.lines_outgoing,
             "lines of packets this host sent (an empty IN=: its own address)",
