@@ -96,12 +96,67 @@ pub fn print(
         .first()
         .and_then(|s| s.prefixes.first())
         .map_or(DEFAULT_PREFIX, String::as_str);
+    loggable(prefix, format).map_err(ConfigError)?;
     let text = render(&provider, format, &ports, prefix);
     // Written, not printed: a reader that quits (`iptables-restore` failing) is an error
     // to return, not a panic.
     std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes())?;
     Ok(EXIT_OK)
 }
+
+/// Whether the rules can log `prefix` as the source will read it: iptables' LOG takes at
+/// most 29 bytes and nft's 127, and a prefix the rules cut short, or whose quotes,
+/// backslashes or `$` the rule files would take as their own, is logged as another text,
+/// which no source matches: the firewall would drop and log, and nothing be reported.
+fn loggable(prefix: &str, format: FirewallFormat) -> Result<(), String> {
+    let most = match format {
+        FirewallFormat::Nft => 127,
+        _ => 29,
+    };
+    if prefix.len() > most {
+        return Err(format!(
+            "source.prefixes: {prefix:?} is {} bytes, and the LOG rule {} takes at most {most}: the log would carry it cut short and no line would match; configure a shorter prefix{}",
+            prefix.len(),
+            match format {
+                FirewallFormat::Nft => "of nft",
+                _ => "of iptables",
+            },
+            match format {
+                FirewallFormat::Nft => "",
+                _ => ", or use --format nft (127 bytes)",
+            }
+        ));
+    }
+    if let Some(c) = prefix
+        .chars()
+        .find(|c| c.is_control() || matches!(c, '"' | '\\' | '$'))
+    {
+        return Err(format!(
+            "source.prefixes: {prefix:?} holds {c:?}, which a rule file cannot carry as it is: configure a prefix without it"
+        ));
+    }
+    Ok(())
+}
+
+/// `name` as short as a kernel name with `room` characters for it allows: itself when it
+/// fits, else its start and a hash of the whole (the same on every run and release).
+fn short_name(name: &str, room: usize) -> String {
+    if name.len() <= room {
+        return name.to_string();
+    }
+    // FNV-1a, 32 bits: stable, unlike the standard library's hasher.
+    let hash = name.bytes().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    let keep: String = name.chars().take(room.saturating_sub(9)).collect();
+    format!("{keep}-{hash:08x}")
+}
+
+/// Room for a provider's name in `abuse-NAME-drop`, an iptables chain (28 characters).
+const CHAIN_NAME_ROOM: usize = 28 - "abuse-".len() - "-drop".len();
+
+/// Room for a provider's name in `abuse-NAME-v4-n`, an ipset set (31 characters).
+const SET_NAME_ROOM: usize = 31 - "abuse-".len() - "-v4-n".len();
 
 /// `iptables-restore` (or `ip6tables-restore`) input for one address family: a chain that
 /// sends the provider's ranges to a chain that logs and drops. `other` is how many ranges of
@@ -117,8 +172,9 @@ fn restore_rules(
     ports: &[u16],
     log_prefix: &str,
 ) {
-    let chain = format!("abuse-{name}");
-    let drop = format!("abuse-{name}-drop");
+    let short = short_name(name, CHAIN_NAME_ROOM);
+    let chain = format!("abuse-{short}");
+    let drop = format!("abuse-{short}-drop");
     let _ = writeln!(out, "# {tool}-restore --noflush < this-file");
     let _ = writeln!(
         out,
@@ -159,8 +215,8 @@ pub fn render(
     let (v4, v6) = aggregated(provider);
     let name = provider.name();
     let mut out = String::new();
-    // A LOG prefix is at most 29 characters; quotes would end the argument.
-    let log_prefix: String = log_prefix.chars().filter(|c| *c != '"').take(29).collect();
+    // `print` refused a prefix the rules could not carry as it is (see `loggable`).
+    let log_prefix = log_prefix.to_string();
     match format {
         FirewallFormat::Iptables => restore_rules(
             &mut out,
@@ -185,6 +241,10 @@ pub fn render(
         FirewallFormat::Nft => {
             let table = format!("abuse_{}", name.replace('-', "_"));
             let _ = writeln!(out, "# nft -f this-file");
+            // Made if missing, then deleted and made anew, in the one transaction `nft -f`
+            // is: loaded again after the ranges changed, the table holds the new ranges
+            // alone, and its rules once.
+            let _ = writeln!(out, "table inet {table}\ndelete table inet {table}");
             let _ = writeln!(out, "table inet {table} {{");
             for (set, kind, nets) in [("v4", "ipv4_addr", &v4), ("v6", "ipv6_addr", &v6)] {
                 let _ = writeln!(out, "\tset {set} {{\n\t\ttype {kind}\n\t\tflags interval");
@@ -230,10 +290,11 @@ pub fn render(
                 "# ipset restore < this-file; then hook the sets in (each packet LOGged, then DROPped):"
             );
             let protos = port_matches(ports);
+            let short = short_name(name, SET_NAME_ROOM);
             for (tool, set) in [("iptables", "v4"), ("ip6tables", "v6")] {
                 let mut at = 1;
                 for proto in &protos {
-                    let rule = format!("-m set --match-set abuse-{name}-{set} src{proto}");
+                    let rule = format!("-m set --match-set abuse-{short}-{set} src{proto}");
                     let _ = writeln!(
                         out,
                         "#   {tool} -I INPUT {at} {rule} -j LOG --log-level warning --log-prefix \"{log_prefix}\""
@@ -242,15 +303,25 @@ pub fn render(
                     at += 2;
                 }
             }
+            // Filled under another name and swapped in: loaded again after the ranges
+            // changed, the set holds the new ranges alone, and is never empty meanwhile.
             for (family, set, nets) in [("inet", "v4", &v4), ("inet6", "v6", &v6)] {
-                let _ = writeln!(
-                    out,
-                    "create abuse-{name}-{set} hash:net family {family} maxelem {} -exist",
-                    (nets.len() + 1).next_power_of_two().max(65536)
+                let (live, next) = (
+                    format!("abuse-{short}-{set}"),
+                    format!("abuse-{short}-{set}-n"),
                 );
-                for net in nets.iter() {
-                    let _ = writeln!(out, "add abuse-{name}-{set} {net} -exist");
+                let size = (nets.len() + 1).next_power_of_two().max(65536);
+                for made in [&live, &next] {
+                    let _ = writeln!(
+                        out,
+                        "create {made} hash:net family {family} maxelem {size} -exist"
+                    );
                 }
+                let _ = writeln!(out, "flush {next}");
+                for net in nets.iter() {
+                    let _ = writeln!(out, "add {next} {net} -exist");
+                }
+                let _ = writeln!(out, "swap {next} {live}\ndestroy {next}");
             }
         }
     }
@@ -260,6 +331,45 @@ pub fn render(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A provider's name too long for a kernel name is cut to its start and a stable hash:
+    /// the chain (28 characters) and the sets, the one being filled too (31), always load.
+    #[test]
+    fn long_provider_names_make_names_the_kernel_takes() {
+        let long = "a-provider-with-a-very-long-name";
+        let chain = format!("abuse-{}-drop", short_name(long, CHAIN_NAME_ROOM));
+        let set = format!("abuse-{}-v4-n", short_name(long, SET_NAME_ROOM));
+        assert!(chain.len() <= 28 && set.len() <= 31, "{chain} {set}");
+        assert_eq!(
+            short_name(long, CHAIN_NAME_ROOM),
+            short_name(long, CHAIN_NAME_ROOM)
+        );
+        assert_ne!(
+            short_name(long, CHAIN_NAME_ROOM),
+            short_name("a-provider-with-a-very-long-nam3", CHAIN_NAME_ROOM)
+        );
+        assert_eq!(short_name("aws", CHAIN_NAME_ROOM), "aws");
+    }
+
+    /// A prefix the LOG rule would cut short or could not carry as it is is refused: the
+    /// logs would carry another text, which no source matches.
+    #[test]
+    fn a_prefix_the_log_rule_cannot_carry_is_refused() {
+        let thirty = "X".repeat(30);
+        for format in [FirewallFormat::Iptables, FirewallFormat::Ipset] {
+            let e = loggable(&thirty, format).unwrap_err();
+            assert!(
+                e.contains("at most 29") && e.contains("--format nft"),
+                "{e}"
+            );
+        }
+        assert!(loggable(&thirty, FirewallFormat::Nft).is_ok());
+        assert!(loggable(&"X".repeat(128), FirewallFormat::Nft).is_err());
+        for bad in ["A\"B:", "A\\B:", "A$B:", "A\nB:"] {
+            assert!(loggable(bad, FirewallFormat::Nft).is_err(), "{bad:?}");
+        }
+        assert!(loggable("[UFW BLOCK] ", FirewallFormat::Iptables).is_ok());
+    }
 
     #[test]
     fn restore_rules_match_each_protocol_of_the_ports_or_every_port() {

@@ -298,6 +298,13 @@ fn load_ranges_of(
     services: &[String],
 ) -> Result<(RangeFormat, RangeTable, Vec<RangeInfo>)> {
     let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read: {e}"))?;
+    // A byte-order mark (an editor's, or a download's on another system) is no content; nor
+    // is a line end of CR alone a line's content (old Mac editors write them).
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let text: std::borrow::Cow<'_, str> = match text.contains('\r') {
+        true => text.replace("\r\n", "\n").replace('\r', "\n").into(),
+        false => text.into(),
+    };
     let json: Option<serde_json::Value> = if text.trim_start().starts_with('{') {
         Some(serde_json::from_str(&text).context("not valid JSON")?)
     } else {
@@ -318,6 +325,18 @@ fn load_ranges_of(
         (RangeFormat::Geofeed, _) => parse_geofeed(&text)?,
         (RangeFormat::Cidr, _) => parse_cidr(&text)?,
     };
+    // No provider holds a network this wide; a prefix cut short does make one
+    // (`72.14.177.0/24` read while a download rewrites the file, as `72.14.177.0/2`), which
+    // would give the provider a quarter of the Internet, in reports and in `firewall`.
+    if let Some(wide) = infos
+        .iter()
+        .find(|i| i.prefix.prefix_len() < widest(i.prefix))
+    {
+        bail!(
+            "{} is wider than any network a provider holds (a line cut short? write a new file under a temporary name and rename it into place)",
+            wide.prefix
+        );
+    }
     let mut other_services = Vec::new();
     if !services.is_empty() {
         let wanted = |i: &RangeInfo| {
@@ -334,6 +353,15 @@ fn load_ranges_of(
         bail!("no prefixes of the services {}", services.join(", "));
     }
     Ok((format, RangeTable::new(infos), other_services))
+}
+
+/// The shortest prefix a range file may hold: a /8 for IPv4 (as large as any block ever
+/// allocated), a /16 for IPv6.
+fn widest(net: ipnet::IpNet) -> u8 {
+    match net {
+        ipnet::IpNet::V4(_) => 8,
+        ipnet::IpNet::V6(_) => 16,
+    }
 }
 
 /// The format a file's content shows.
@@ -534,6 +562,47 @@ fn parse_cidr(text: &str) -> Result<Vec<RangeInfo>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn loaded(text: &[u8]) -> Result<(RangeFormat, RangeTable)> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ranges");
+        std::fs::write(&path, text).unwrap();
+        load_ranges(&path, None, &[])
+    }
+
+    /// A line cut short by a download that rewrites the file in place (`72.14.177.0/24` as
+    /// `72.14.177.0/2`) is refused, in every format, rather than giving the provider a
+    /// quarter of the Internet; a /8 (IPv4) or /16 (IPv6) is still a provider's.
+    #[test]
+    fn a_prefix_wider_than_any_providers_is_refused() {
+        for text in [
+            &b"45.33.0.0/16\n72.14.177.0/2"[..],
+            b"72.14.177.0/2,US,US-NJ,Cedar Knolls,\n",
+            b"2600::/12\n",
+            br#"{"prefixes": [{"ip_prefix": "3.0.0.0/7", "region": "x", "service": "EC2"}]}"#,
+        ] {
+            let e = loaded(text).unwrap_err().to_string();
+            assert!(e.contains("wider than any network a provider holds"), "{e}");
+        }
+        let (_, t) = loaded(b"3.0.0.0/8\n2600::/16\n").unwrap();
+        assert_eq!(t.infos().len(), 2);
+    }
+
+    /// A byte-order mark at the start, and line ends of CR alone, are read as what they
+    /// are: the JSON is JSON, and a geofeed of CR lines has all its lines.
+    #[test]
+    fn a_byte_order_mark_and_cr_line_ends_are_read() {
+        let (format, t) = loaded(
+            "\u{feff}{\"prefixes\": [{\"ip_prefix\": \"3.5.140.0/22\", \"region\": \"x\", \"service\": \"EC2\"}]}"
+                .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!((format, t.infos().len()), (RangeFormat::Aws, 1));
+        let (format, t) =
+            loaded(b"45.33.0.0/16,US,US-NJ,,\r45.56.64.0/18,US,US-TX,,\r2600:3c00::/32,US,,,\r")
+                .unwrap();
+        assert_eq!((format, t.infos().len()), (RangeFormat::Geofeed, 3));
+    }
 
     fn info(net: &str, region: &str) -> RangeInfo {
         RangeInfo {

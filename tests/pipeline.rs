@@ -381,7 +381,9 @@ transport = "file"
 dir = "{{dir}}/outbox"
 "#
         ));
-        s.write("all.txt", "0.0.0.0/0\n");
+        // Every IPv4 address, as /8s: no provider's file holds a wider prefix.
+        let all: String = (0..=255).map(|a| format!("{a}.0.0.0/8\n")).collect();
+        s.write("all.txt", &all);
         s.write("messages", &log);
         let seed = Command::new("bash")
             .arg("-c")

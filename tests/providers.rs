@@ -916,3 +916,80 @@ fn latest_mail(s: &Setup) -> String {
         .unwrap();
     fs::read_to_string(newest).unwrap()
 }
+
+/// The nft and ipset rules loaded again after the range file changed hold the new ranges
+/// alone, and their rules once: a timer that reloads them never keeps a removed range
+/// blocked nor piles up rules. Loaded for real in a network namespace of their own (as root,
+/// with `unshare`, `nft` and `ipset`; skipped elsewhere).
+#[test]
+fn firewall_rules_loaded_again_hold_the_new_ranges_alone() {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if !root || !tool("unshare", &["--version"]) || !tool("nft", &["--version"]) {
+        return;
+    }
+    let s = Setup::new(&standard_config("").replace(
+        "ranges = \"{repo}/fixtures/ranges/aws-ip-ranges.json\"\nservices = [\"EC2\"]",
+        "ranges = \"{dir}/ranges.txt\"",
+    ));
+    s.write("messages", "");
+    let rules = |ranges: &str, format: &str| {
+        s.write("ranges.txt", ranges);
+        let out = s
+            .run(&["firewall", "--provider", "aws", "--format", format])
+            .ok();
+        let file = s.path(&format!("{format}-{}", ranges.len()));
+        fs::write(&file, out.stdout).unwrap();
+        file
+    };
+    let (first, second) = ("3.5.140.0/22\n18.204.0.0/14\n", "18.204.0.0/14\n");
+    let nft = (rules(first, "nft"), rules(second, "nft"));
+    let script = format!(
+        "nft -f {} && nft -f {} && nft list ruleset",
+        nft.0.display(),
+        nft.1.display()
+    );
+    let out = Command::new("unshare")
+        .args(["-n", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        listed.contains("18.204.0.0/14") && !listed.contains("3.5.140.0/22"),
+        "{listed}"
+    );
+    assert_eq!(listed.matches("log prefix").count(), 2, "{listed}");
+    if tool("ipset", &["--version"]) {
+        let sets = (rules(first, "ipset"), rules(second, "ipset"));
+        let script = format!(
+            "ipset restore < {} && ipset restore < {} && ipset list abuse-aws-v4 && ipset list -n",
+            sets.0.display(),
+            sets.1.display()
+        );
+        let out = Command::new("unshare")
+            .args(["-n", "sh", "-c", &script])
+            .output()
+            .unwrap();
+        let listed = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            listed.contains("18.204.0.0/14") && !listed.contains("3.5.140.0/22"),
+            "{listed}"
+        );
+        assert!(
+            !listed.contains("abuse-aws-v4-n"),
+            "the set filled is swapped in: {listed}"
+        );
+    }
+}
