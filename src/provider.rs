@@ -217,26 +217,26 @@ impl Provider {
                 config.ranges.as_deref().unwrap_or(Path::new("")).display()
             )
         };
-        let (format, ranges, other_services) = match &config.ranges {
+        let (format, listings, other_services) = match &config.ranges {
             Some(path) => {
-                load_ranges_of(path, config.format, &config.services).with_context(context)?
+                load_listings(path, config.format, &config.services).with_context(context)?
             }
             // Matched by ASN only.
-            None => (RangeFormat::Cidr, RangeTable::default(), Vec::new()),
+            None => (RangeFormat::Cidr, Vec::new(), Vec::new()),
         };
         let (ranges, excluded) = if config.regions.is_empty() && config.exclude_regions.is_empty() {
-            (ranges, RangeTable::new(other_services))
+            (RangeTable::new(listings), RangeTable::new(other_services))
         } else {
-            let (kept, left_out) = by_region(ranges, &config.regions, &config.exclude_regions);
+            let (kept, mut left_out) =
+                by_region(listings, &config.regions, &config.exclude_regions);
             if kept.is_empty() {
                 return Err(anyhow::anyhow!(
                     "no prefixes left after regions / exclude_regions"
                 ))
                 .with_context(context);
             }
-            let mut excluded = left_out.infos().to_vec();
-            excluded.extend(other_services);
-            (kept, RangeTable::new(excluded))
+            left_out.extend(other_services);
+            (RangeTable::new(kept), RangeTable::new(left_out))
         };
         Ok(Provider {
             config: config.clone(),
@@ -261,23 +261,37 @@ impl Provider {
     }
 }
 
-/// Splits a table into the ranges of the wanted regions and the rest. A range with no region
-/// is kept unless an include list is given.
+/// Splits a file's listings into the ranges of the wanted regions and the rest. A prefix
+/// listed more than once (Azure lists one under a region's tag and a service's without one)
+/// is judged by all its listings, whatever their order: kept when any names a wanted region
+/// (or no regions are wanted), unless any names an excluded one. A kept prefix takes its
+/// metadata from a listing of a wanted region. A range with no region is kept unless an
+/// include list is given.
 fn by_region(
-    table: RangeTable,
+    listings: Vec<RangeInfo>,
     include: &[String],
     exclude: &[String],
-) -> (RangeTable, RangeTable) {
+) -> (Vec<RangeInfo>, Vec<RangeInfo>) {
     let named = |list: &[String], region: &Option<String>| {
         region
             .as_deref()
             .is_some_and(|r| list.iter().any(|w| w.eq_ignore_ascii_case(r)))
     };
-    let (kept, left_out): (Vec<RangeInfo>, Vec<RangeInfo>) =
-        table.infos().iter().cloned().partition(|i| {
-            (include.is_empty() || named(include, &i.region)) && !named(exclude, &i.region)
-        });
-    (RangeTable::new(kept), RangeTable::new(left_out))
+    let mut regions: HashMap<IpNet, (bool, bool)> = HashMap::new();
+    for i in &listings {
+        let seen = regions.entry(i.prefix.trunc()).or_default();
+        seen.0 |= named(include, &i.region);
+        seen.1 |= named(exclude, &i.region);
+    }
+    let keep = |i: &RangeInfo| {
+        let (wanted, excluded) = regions[&i.prefix.trunc()];
+        (include.is_empty() || wanted) && !excluded
+    };
+    let (mut kept, left_out): (Vec<RangeInfo>, Vec<RangeInfo>) =
+        listings.into_iter().partition(|i| keep(i));
+    // The table keeps a prefix's first listing's metadata: a wanted region's first.
+    kept.sort_by_key(|i| !named(include, &i.region));
+    (kept, left_out)
 }
 
 /// Reads a range file, detecting its format unless one is given.
@@ -286,17 +300,17 @@ pub fn load_ranges(
     format: Option<RangeFormat>,
     services: &[String],
 ) -> Result<(RangeFormat, RangeTable)> {
-    let (format, table, _) = load_ranges_of(path, format, services)?;
-    Ok((format, table))
+    let (format, listings, _) = load_listings(path, format, services)?;
+    Ok((format, RangeTable::new(listings)))
 }
 
-/// [`load_ranges`], and the file's entries of other services than `services` (none when
-/// every service is wanted).
-fn load_ranges_of(
+/// A range file's listings of `services`, each as the file gives it (a prefix may be listed
+/// more than once, under other regions), and its listings of other services.
+fn load_listings(
     path: &Path,
     format: Option<RangeFormat>,
     services: &[String],
-) -> Result<(RangeFormat, RangeTable, Vec<RangeInfo>)> {
+) -> Result<(RangeFormat, Vec<RangeInfo>, Vec<RangeInfo>)> {
     let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read: {e}"))?;
     // A byte-order mark (an editor's, or a download's on another system) is no content; nor
     // is a line end of CR alone a line's content (old Mac editors write them).
@@ -352,7 +366,7 @@ fn load_ranges_of(
         }
         bail!("no prefixes of the services {}", services.join(", "));
     }
-    Ok((format, RangeTable::new(infos), other_services))
+    Ok((format, infos, other_services))
 }
 
 /// The shortest prefix a range file may hold: a /8 for IPv4 (as large as any block ever
@@ -610,6 +624,36 @@ mod tests {
             region: Some(region.into()),
             services: vec![],
             network_border_group: None,
+        }
+    }
+
+    /// A prefix listed twice, first under a service with no region and then under a region
+    /// (as Azure lists them), is judged by both listings in either order: `regions` keeps it
+    /// with the region's metadata, `exclude_regions` leaves it out.
+    #[test]
+    fn regions_judge_a_prefix_by_all_its_listings_in_any_order() {
+        let regionless = RangeInfo {
+            region: None,
+            ..info("20.0.0.0/16", "-")
+        };
+        let listings = [
+            regionless,
+            info("20.0.0.0/16", "eastus"),
+            info("20.1.0.0/16", "westus"),
+        ];
+        for order in [listings.to_vec(), listings.iter().rev().cloned().collect()] {
+            let (kept, _) = by_region(order.clone(), &["eastus".to_string()], &[]);
+            let t = RangeTable::new(kept);
+            let ip = "20.0.1.1".parse().unwrap();
+            assert_eq!(
+                t.lookup(ip).and_then(|i| i.region.as_deref()),
+                Some("eastus")
+            );
+            assert!(t.lookup("20.1.1.1".parse().unwrap()).is_none());
+            let (kept, _) = by_region(order, &[], &["eastus".to_string()]);
+            let t = RangeTable::new(kept);
+            assert!(t.lookup(ip).is_none(), "excluded whatever the order");
+            assert!(t.lookup("20.1.1.1".parse().unwrap()).is_some());
         }
     }
 
