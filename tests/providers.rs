@@ -945,51 +945,38 @@ fn firewall_rules_loaded_again_hold_the_new_ranges_alone() {
         file
     };
     let (first, second) = ("3.5.140.0/22\n18.204.0.0/14\n", "18.204.0.0/14\n");
-    let nft = (rules(first, "nft"), rules(second, "nft"));
-    let script = format!(
-        "nft -f {} && nft -f {} && nft list ruleset",
-        nft.0.display(),
-        nft.1.display()
-    );
-    let out = Command::new("unshare")
-        .args(["-n", "sh", "-c", &script])
-        .output()
-        .unwrap();
-    let listed = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        listed.contains("18.204.0.0/14") && !listed.contains("3.5.140.0/22"),
-        "{listed}"
-    );
-    assert_eq!(listed.matches("log prefix").count(), 2, "{listed}");
-    if tool("ipset", &["--version"]) {
-        let sets = (rules(first, "ipset"), rules(second, "ipset"));
-        let script = format!(
-            "ipset restore < {} && ipset restore < {} && ipset list abuse-aws-v4 && ipset list -n",
-            sets.0.display(),
-            sets.1.display()
-        );
+    // Each format's rules for the two files, loaded one after the other in a namespace of
+    // their own, then what `list` says: only the second file's ranges.
+    let load_twice = |format: &str, load: &str, list: &str| -> String {
+        let (a, b) = (rules(first, format), rules(second, format));
+        let script = format!("{load} {} && {load} {} && {list}", a.display(), b.display());
         let out = Command::new("unshare")
             .args(["-n", "sh", "-c", &script])
             .output()
             .unwrap();
-        let listed = String::from_utf8_lossy(&out.stdout);
+        let listed = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(
             out.status.success(),
-            "{}",
+            "{format}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         assert!(
             listed.contains("18.204.0.0/14") && !listed.contains("3.5.140.0/22"),
-            "{listed}"
+            "{format}: {listed}"
+        );
+        listed
+    };
+    let nft = load_twice("nft", "nft -f", "nft list ruleset");
+    assert_eq!(nft.matches("log prefix").count(), 2, "{nft}");
+    if tool("ipset", &["--version"]) {
+        let sets = load_twice(
+            "ipset",
+            "ipset restore <",
+            "ipset list abuse-aws-v4 && ipset list -n",
         );
         assert!(
-            !listed.contains("abuse-aws-v4-n"),
-            "the set filled is swapped in: {listed}"
+            !sets.contains("abuse-aws-v4-n"),
+            "the set filled is swapped in: {sets}"
         );
     }
 }
