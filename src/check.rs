@@ -133,12 +133,20 @@ fn check_sources(t: &mut Tally, settings: &Settings) {
                     .arg("--version")
                     .output()
                 {
-                    Ok(out) if out.status.success() => match crate::journal::access_problem() {
-                        None => t.ok("source", "journald: journalctl runs"),
-                        Some(said) => t.config(
+                    Ok(out) if out.status.success() => match crate::journal::probe() {
+                        Ok((_, said)) if crate::journal::denied(&said) => {
+                            t.config(
+                                "source",
+                                &format!("journald: the system journal's kernel messages cannot be read (journalctl: {said}); add the user to the systemd-journal or adm group"),
+                            )
+                        }
+                        Ok((true, _)) => t.ok("source", "journald: journalctl runs"),
+                        // A run would fail the same way.
+                        Ok((false, said)) => t.other(
                             "source",
-                            &format!("journald: the system journal's kernel messages cannot be read (journalctl: {said}); add the user to the systemd-journal or adm group"),
+                            &format!("journald: journalctl -k -n 0 failed: {said}"),
                         ),
+                        Err(why) => t.other("source", &format!("journald: {why}")),
                     },
                     _ => t.config("source", "journald: cannot run journalctl"),
                 }

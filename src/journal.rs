@@ -57,17 +57,153 @@ pub fn reread_since(time: i64) -> String {
 /// and `-q` (which keeps the read's output to entries) hides the hint that says so. Asked when
 /// a read found no entry; the probe shows none (`-n 0`), and its output is not read.
 pub(crate) fn access_problem() -> Option<String> {
-    let out = Command::new("journalctl")
+    let (_, said) = probe().ok()?;
+    denied(&said).then_some(said)
+}
+
+/// Whether journalctl's words say the user may not read the system journal.
+pub(crate) fn denied(said: &str) -> bool {
+    said.contains("insufficient permissions") || said.contains("not seeing messages from other")
+}
+
+/// What `journalctl -k -n 0` says when asked for no entry: whether it ended well, and its
+/// words on stderr (one line); `Err` when it cannot be run or does not end within
+/// [`PROBE_DEADLINE`] (it is stopped then).
+pub(crate) fn probe() -> Result<(bool, String), String> {
+    let said = crate::spool::unnamed_file(&std::env::temp_dir()).map_err(|e| e.to_string())?;
+    let mut child = Command::new("journalctl")
         .args(["-k", "-n", "0", "-o", "json", "--no-pager"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
-        .ok()?;
-    let said = String::from_utf8_lossy(&out.stderr);
-    let said = said.split_whitespace().collect::<Vec<_>>().join(" ");
-    (said.contains("insufficient permissions") || said.contains("not seeing messages from other"))
-        .then_some(said)
+        .stderr(Stdio::from(said.try_clone().map_err(|e| e.to_string())?))
+        .spawn()
+        .map_err(|e| format!("cannot run journalctl: {e}"))?;
+    let started = std::time::Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if started.elapsed() < PROBE_DEADLINE => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "journalctl -k -n 0 did not end within {} s",
+                    PROBE_DEADLINE.as_secs()
+                ));
+            }
+        }
+    };
+    let mut text = Vec::new();
+    let mut said = said;
+    if said.seek(std::io::SeekFrom::Start(0)).is_ok() {
+        let _ = said.take(crate::send::SAID_KEPT).read_to_end(&mut text);
+    }
+    let text = String::from_utf8_lossy(&text);
+    Ok((
+        status.success(),
+        text.split_whitespace().collect::<Vec<_>>().join(" "),
+    ))
+}
+
+/// How long `journalctl -k -n 0` (no entry asked for) may take.
+const PROBE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How long a read lets journalctl go without a line before it takes it for hung (a journal
+/// on a disk that stopped answering, a journalctl waiting on something): stopped then, the
+/// run fails (1) with the cursor where it was, rather than holding the run lock for ever
+/// while every later run says "another run is in progress" and exits 0.
+/// `ABUSE_MAILER_JOURNAL_STALL_SECS` sets it.
+const STALL: u64 = 300;
+
+/// The name of the variable that sets [`STALL`].
+pub const STALL_VAR: &str = "ABUSE_MAILER_JOURNAL_STALL_SECS";
+
+fn stall() -> Result<std::time::Duration> {
+    match std::env::var(STALL_VAR) {
+        Ok(text) => text
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|s| *s > 0)
+            .map(std::time::Duration::from_secs)
+            .ok_or_else(|| {
+                crate::error::ConfigError(format!(
+                    "{STALL_VAR}={text:?} is not a number of seconds"
+                ))
+                .into()
+            }),
+        Err(_) => Ok(std::time::Duration::from_secs(STALL)),
+    }
+}
+
+/// Stops the process `pid` once `progress` (milliseconds since `start`) has not moved for
+/// `stall`, setting `stopped`; ends when `done` is set. `None` when no thread can be had
+/// (the read then goes on unwatched, as it did).
+fn watchdog(
+    pid: u32,
+    stall: std::time::Duration,
+    start: std::time::Instant,
+    progress: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stopped: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Option<std::thread::JoinHandle<()>> {
+    use std::sync::atomic::Ordering;
+    std::thread::Builder::new()
+        .name("journal-watch".into())
+        .spawn(move || {
+            while !done.load(Ordering::Acquire) {
+                let last = std::time::Duration::from_millis(progress.load(Ordering::Acquire));
+                if start.elapsed().saturating_sub(last) > stall {
+                    stopped.store(true, Ordering::Release);
+                    if let Ok(pid) = libc::pid_t::try_from(pid) {
+                        // SAFETY: a signal to our own child, which is not reaped before this
+                        // thread is joined.
+                        unsafe { libc::kill(pid, libc::SIGKILL) };
+                    }
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        })
+        .ok()
+}
+
+/// Reads journalctl's entries into `ingest`, calling `progress` for each line; the last
+/// cursor read (or `cursor`) and how many entries there were.
+fn read_entries(
+    stdout: std::process::ChildStdout,
+    cursor: Option<&str>,
+    skip_history: bool,
+    ingest: &mut Ingest<'_>,
+    progress: &dyn Fn(),
+) -> Result<(Option<String>, u64)> {
+    let mut last = cursor.map(str::to_string);
+    let mut entries = 0u64;
+    let mut batch = Vec::with_capacity(BATCH);
+    for (n, line) in BufReader::new(stdout).lines().enumerate() {
+        progress();
+        let line = line.context("source journald: reading journalctl")?;
+        let entry: serde_json::Value = serde_json::from_str(&line)
+            .with_context(|| format!("source journald: journalctl line {} is not JSON", n + 1))?;
+        entries += 1;
+        if let Some(c) = entry["__CURSOR"].as_str() {
+            last = Some(c.to_string());
+        }
+        if skip_history {
+            continue;
+        }
+        if let Some(text) = syslog_line(&entry) {
+            batch.extend_from_slice(text.as_bytes());
+        }
+        if batch.len() >= BATCH {
+            ingest.feed(batch.as_slice())?;
+            batch.clear();
+        }
+    }
+    ingest.feed(batch.as_slice())?;
+    Ok((last, entries))
 }
 
 /// Feeds `ingest` with the kernel messages after `cursor`; returns the cursor to store.
@@ -76,6 +212,7 @@ pub fn read(
     start: StartAt,
     ingest: &mut Ingest<'_>,
 ) -> Result<Option<String>> {
+    let stall = stall()?;
     let mut cmd = Command::new("journalctl");
     cmd.args(["-k", "-o", "json", "--no-pager", "-q"]);
     let skip_history = cursor.is_none() && start == StartAt::End;
@@ -109,29 +246,41 @@ pub fn read(
         .spawn()
         .context("source journald: cannot run journalctl")?;
     let stdout = child.stdout.take().context("source journald: no output")?;
-    let mut last = cursor.map(str::to_string);
-    let mut entries = 0u64;
-    let mut batch = Vec::with_capacity(BATCH);
-    for (n, line) in BufReader::new(stdout).lines().enumerate() {
-        let line = line.context("source journald: reading journalctl")?;
-        let entry: serde_json::Value = serde_json::from_str(&line)
-            .with_context(|| format!("source journald: journalctl line {} is not JSON", n + 1))?;
-        entries += 1;
-        if let Some(c) = entry["__CURSOR"].as_str() {
-            last = Some(c.to_string());
-        }
-        if skip_history {
-            continue;
-        }
-        if let Some(text) = syslog_line(&entry) {
-            batch.extend_from_slice(text.as_bytes());
-        }
-        if batch.len() >= BATCH {
-            ingest.feed(batch.as_slice())?;
-            batch.clear();
-        }
+    let start = std::time::Instant::now();
+    let progress = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watch = watchdog(
+        child.id(),
+        stall,
+        start,
+        progress.clone(),
+        done.clone(),
+        stopped.clone(),
+    );
+    let read = read_entries(stdout, cursor, skip_history, ingest, &|| {
+        let now = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        progress.store(now, std::sync::atomic::Ordering::Release);
+    });
+    done.store(true, std::sync::atomic::Ordering::Release);
+    if let Some(watch) = watch {
+        let _ = watch.join();
     }
-    ingest.feed(batch.as_slice())?;
+    if stopped.load(std::sync::atomic::Ordering::Acquire) {
+        let _ = child.wait();
+        bail!(
+            "source journald: journalctl printed nothing for {} s and was stopped ({STALL_VAR} sets how long it may); the journal's cursor stays where it was: try `journalctl -k -n 1` by hand",
+            stall.as_secs()
+        );
+    }
+    let (last, entries) = match read {
+        Ok(read) => read,
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
+        }
+    };
     let status = child.wait().context("source journald: journalctl")?;
     let mut stderr = Vec::new();
     if let Some(file) = said.as_mut()

@@ -1495,3 +1495,63 @@ fn journalctl_warning_at_length_stops_no_run() {
         failed.stderr
     );
 }
+
+/// A journalctl that hangs (a journal on a disk that stopped answering) is stopped once it
+/// has printed nothing for `ABUSE_MAILER_JOURNAL_STALL_SECS`: the run fails (1) saying so and
+/// lets go of the run lock, rather than holding it for ever while every later run exits 0
+/// "in progress". The cursor stays: once journalctl answers, its entries are read and
+/// reported. `check` names a journalctl that fails where a run would.
+#[test]
+fn a_journalctl_that_hangs_is_stopped_and_locks_no_later_run_out() {
+    let mut bad = journald_setup();
+    bad.env
+        .push(("ABUSE_MAILER_JOURNAL_STALL_SECS".into(), "soon".into()));
+    let out = bad.run(&["run"]);
+    assert_eq!(out.code, 78, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("ABUSE_MAILER_JOURNAL_STALL_SECS=\"soon\""),
+        "{}",
+        out.stderr
+    );
+    let mut s = journald_setup();
+    s.env
+        .push(("ABUSE_MAILER_JOURNAL_STALL_SECS".into(), "1".into()));
+    let entries: String = (1..=3).map(|n| journal_entry(n, IPS[2]) + "\n").collect();
+    s.write("journal.json", &entries);
+    let real = s.path("bin/journalctl-real");
+    fs::rename(s.path("bin/journalctl"), &real).unwrap();
+    // Hangs after one entry, as one process (its stdout is then let go when it is stopped).
+    let hangs = format!(
+        "#!/bin/sh\nfor a in \"$@\"; do case \"$a\" in --version) echo systemd 252; exit 0;; esac; done\nhead -n 1 {}/journal.json\nexec sleep 3600\n",
+        s.dir.path().display()
+    );
+    s.write_program("bin/journalctl", &hangs);
+    let out = s.run_bounded(&["run"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("journalctl printed nothing for 1 s and was stopped"),
+        "{}",
+        out.stderr
+    );
+    assert!(s.reported().is_empty());
+    fs::rename(&real, s.path("bin/journalctl")).unwrap();
+    let out = s.run_bounded(&["run"]).ok();
+    assert!(!out.stderr.contains("in progress"), "{}", out.stderr);
+    assert_eq!(s.reported(), vec![vec![IPS[2].to_string()]]);
+    // A journalctl that fails when asked for nothing fails a run: `check` says so.
+    s.write_program(
+        "bin/journalctl",
+        "#!/bin/sh\nfor a in \"$@\"; do case \"$a\" in --version) echo systemd 252; exit 0;; esac; done\necho 'Failed to open journal' >&2\nexit 1\n",
+    );
+    let checked = s.run(&["check"]);
+    assert_eq!(checked.code, 1, "{}", checked.stdout);
+    assert!(
+        checked
+            .stdout
+            .contains("journalctl -k -n 0 failed: Failed to open journal"),
+        "{}",
+        checked.stdout
+    );
+}
