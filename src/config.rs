@@ -607,11 +607,18 @@ fn env_list(text: &str) -> Result<Vec<String>, String> {
         }
     }
     values.push(value);
-    Ok((values.iter())
+    let values: Vec<String> = (values.iter())
         .map(|v| v.trim())
         .filter(|v| !v.is_empty())
         .map(str::to_string)
-        .collect())
+        .collect();
+    // Commas alone (`${A},${B}` with both left out) are no list either.
+    if values.is_empty() {
+        return Err(
+            "no values between the commas: write [] for none, or unset the variable".to_string(),
+        );
+    }
+    Ok(values)
 }
 
 /// An `ABUSE_MAILER__SOURCE__…` or `ABUSE_MAILER__PROVIDER__…` variable: the environment
@@ -1551,6 +1558,13 @@ dir = "outbox"
             .unwrap_err()
             .0;
         assert!(e.starts_with("ABUSE_MAILER__REPORT__IGNORE: empty"), "{e}");
+        let e = load_env(&text, &[("ABUSE_MAILER__REPORT__IGNORE", " , ")])
+            .unwrap_err()
+            .0;
+        assert!(
+            e.starts_with("ABUSE_MAILER__REPORT__IGNORE: no values"),
+            "{e}"
+        );
         let e = load_env(&text, &[("ABUSE_MAILER__REPORT__IGNORE", "[1, 2]")])
             .unwrap_err()
             .0;

@@ -144,10 +144,7 @@ fn short_name(name: &str, room: usize) -> String {
     if name.len() <= room {
         return name.to_string();
     }
-    // FNV-1a, 32 bits: stable, unlike the standard library's hasher.
-    let hash = name.bytes().fold(0x811c_9dc5u32, |h, b| {
-        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-    });
+    let hash = fnv(name);
     let keep: String = name.chars().take(room.saturating_sub(9)).collect();
     format!("{keep}-{hash:08x}")
 }
@@ -155,8 +152,24 @@ fn short_name(name: &str, room: usize) -> String {
 /// Room for a provider's name in `abuse-NAME-drop`, an iptables chain (28 characters).
 const CHAIN_NAME_ROOM: usize = 28 - "abuse-".len() - "-drop".len();
 
-/// Room for a provider's name in `abuse-NAME-v4-n`, an ipset set (31 characters).
-const SET_NAME_ROOM: usize = 31 - "abuse-".len() - "-v4-n".len();
+/// Room for a provider's name in `abuse-NAME-v4`, an ipset set (31 characters). The set
+/// being filled is named from a hash alone ([`next_set`]), so that names that fitted before
+/// it was there keep fitting, and rules that match them keep working.
+const SET_NAME_ROOM: usize = 31 - "abuse-".len() - "-v4".len();
+
+/// The set a load fills before it is swapped in for `abuse-NAME-v4`: 21 characters, whatever
+/// the name's length.
+fn next_set(name: &str, set: &str) -> String {
+    format!("abuse-new-{:08x}-{set}", fnv(name))
+}
+
+/// FNV-1a of 32 bits: the same on every run and release, unlike the standard library's
+/// hasher.
+fn fnv(text: &str) -> u32 {
+    text.bytes().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
+}
 
 /// `iptables-restore` (or `ip6tables-restore`) input for one address family: a chain that
 /// sends the provider's ranges to a chain that logs and drops. `other` is how many ranges of
@@ -306,10 +319,7 @@ pub fn render(
             // Filled under another name and swapped in: loaded again after the ranges
             // changed, the set holds the new ranges alone, and is never empty meanwhile.
             for (family, set, nets) in [("inet", "v4", &v4), ("inet6", "v6", &v6)] {
-                let (live, next) = (
-                    format!("abuse-{short}-{set}"),
-                    format!("abuse-{short}-{set}-n"),
-                );
+                let (live, next) = (format!("abuse-{short}-{set}"), next_set(name, set));
                 let size = (nets.len() + 1).next_power_of_two().max(65536);
                 for made in [&live, &next] {
                     let _ = writeln!(
@@ -338,7 +348,13 @@ mod tests {
     fn long_provider_names_make_names_the_kernel_takes() {
         let long = "a-provider-with-a-very-long-name";
         let chain = format!("abuse-{}-drop", short_name(long, CHAIN_NAME_ROOM));
-        let set = format!("abuse-{}-v4-n", short_name(long, SET_NAME_ROOM));
+        let set = format!("abuse-{}-v4", short_name(long, SET_NAME_ROOM));
+        assert!(next_set(long, "v4").len() <= 31);
+        // A name that fitted before the set being filled was named keeps its sets' names.
+        assert_eq!(
+            short_name("twenty-two-characters!", SET_NAME_ROOM),
+            "twenty-two-characters!"
+        );
         assert!(chain.len() <= 28 && set.len() <= 31, "{chain} {set}");
         assert_eq!(
             short_name(long, CHAIN_NAME_ROOM),
