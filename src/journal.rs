@@ -5,7 +5,7 @@
 //! through the same ingest as file lines, so parsing, counting and evidence are identical.
 //! After `reread`, the stored cursor stands for "the whole journal" or "since a time".
 
-use std::io::{BufRead, BufReader, Read, Seek};
+use std::io::{Read, Seek};
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
@@ -138,55 +138,124 @@ fn stall() -> Result<std::time::Duration> {
     }
 }
 
-/// Stops the process `pid` once `progress` (milliseconds since `start`) has not moved for
-/// `stall`, setting `stopped`; ends when `done` is set. `None` when no thread can be had
-/// (the read then goes on unwatched, as it did).
-fn watchdog(
-    pid: u32,
+/// journalctl's output, a line at a time as it comes, waited for at most `stall` between
+/// bytes: a journalctl that sends nothing for that long is left where it is, whatever state it
+/// is in (one waiting on a disk that stopped answering cannot even be killed), and the read
+/// ends with [`Stalled`].
+struct Output {
+    pipe: std::process::ChildStdout,
+    buffer: Vec<u8>,
+    start: usize,
+    ended: bool,
     stall: std::time::Duration,
-    start: std::time::Instant,
-    progress: std::sync::Arc<std::sync::atomic::AtomicU64>,
-    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    stopped: std::sync::Arc<std::sync::atomic::AtomicBool>,
-) -> Option<std::thread::JoinHandle<()>> {
-    use std::sync::atomic::Ordering;
-    std::thread::Builder::new()
-        .name("journal-watch".into())
-        .spawn(move || {
-            while !done.load(Ordering::Acquire) {
-                let last = std::time::Duration::from_millis(progress.load(Ordering::Acquire));
-                if start.elapsed().saturating_sub(last) > stall {
-                    stopped.store(true, Ordering::Release);
-                    if let Ok(pid) = libc::pid_t::try_from(pid) {
-                        // SAFETY: a signal to our own child, which is not reaped before this
-                        // thread is joined.
-                        unsafe { libc::kill(pid, libc::SIGKILL) };
-                    }
-                    return;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            }
-        })
-        .ok()
+    heard: std::time::Instant,
 }
 
-/// Reads journalctl's entries into `ingest`, calling `progress` for each line; the last
-/// cursor read (or `cursor`) and how many entries there were.
+/// What an [`Output`] ends with when journalctl sent nothing for its `stall`.
+#[derive(Debug)]
+struct Stalled;
+
+impl std::fmt::Display for Stalled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("journalctl sent nothing for too long")
+    }
+}
+
+impl std::error::Error for Stalled {}
+
+impl Output {
+    fn new(pipe: std::process::ChildStdout, stall: std::time::Duration) -> Self {
+        Output {
+            pipe,
+            buffer: Vec::new(),
+            start: 0,
+            ended: false,
+            stall,
+            heard: std::time::Instant::now(),
+        }
+    }
+
+    /// The next line, without its line end; `None` at the end of the output.
+    fn next_line(&mut self) -> Result<Option<String>> {
+        use std::os::fd::AsRawFd;
+        loop {
+            if let Some(at) = memchr::memchr(b'\n', &self.buffer[self.start..]) {
+                let line = &self.buffer[self.start..self.start + at];
+                let line = line.strip_suffix(b"\r").unwrap_or(line).to_vec();
+                self.start += at + 1;
+                return String::from_utf8(line).map(Some).context(
+                    "source journald: reading journalctl: stream did not contain valid UTF-8",
+                );
+            }
+            if self.ended {
+                if self.start == self.buffer.len() {
+                    return Ok(None);
+                }
+                let rest = self.buffer.split_off(self.start);
+                self.start = self.buffer.len();
+                return String::from_utf8(rest).map(Some).context(
+                    "source journald: reading journalctl: stream did not contain valid UTF-8",
+                );
+            }
+            self.buffer.drain(..self.start);
+            self.start = 0;
+            let left = self.stall.saturating_sub(self.heard.elapsed());
+            if left.is_zero() {
+                return Err(Stalled.into());
+            }
+            let mut ready = libc::pollfd {
+                fd: self.pipe.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            let wait = i32::try_from(left.as_millis().min(1000)).unwrap_or(1000);
+            // SAFETY: one pollfd, ours, for the duration of the call.
+            let answer = unsafe { libc::poll(&mut ready, 1, wait) };
+            if answer < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(anyhow::Error::from(e).context("source journald: reading journalctl"));
+            }
+            if answer == 0 {
+                continue;
+            }
+            // Readable (or at its end): a read takes what is there without waiting for more.
+            let mut chunk = [0u8; 64 << 10];
+            match self.pipe.read(&mut chunk) {
+                Ok(0) => self.ended = true,
+                Ok(n) => {
+                    self.buffer.extend_from_slice(&chunk[..n]);
+                    self.heard = std::time::Instant::now();
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    return Err(
+                        anyhow::Error::from(e).context("source journald: reading journalctl")
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Reads journalctl's entries into `ingest`; the last cursor read (or `cursor`) and how many
+/// entries there were.
 fn read_entries(
-    stdout: std::process::ChildStdout,
+    output: &mut Output,
     cursor: Option<&str>,
     skip_history: bool,
     ingest: &mut Ingest<'_>,
-    progress: &dyn Fn(),
 ) -> Result<(Option<String>, u64)> {
     let mut last = cursor.map(str::to_string);
     let mut entries = 0u64;
     let mut batch = Vec::with_capacity(BATCH);
-    for (n, line) in BufReader::new(stdout).lines().enumerate() {
-        progress();
-        let line = line.context("source journald: reading journalctl")?;
+    let mut n = 0;
+    while let Some(line) = output.next_line()? {
+        n += 1;
         let entry: serde_json::Value = serde_json::from_str(&line)
-            .with_context(|| format!("source journald: journalctl line {} is not JSON", n + 1))?;
+            .with_context(|| format!("source journald: journalctl line {n} is not JSON"))?;
         entries += 1;
         if let Some(c) = entry["__CURSOR"].as_str() {
             last = Some(c.to_string());
@@ -246,38 +315,19 @@ pub fn read(
         .spawn()
         .context("source journald: cannot run journalctl")?;
     let stdout = child.stdout.take().context("source journald: no output")?;
-    let start = std::time::Instant::now();
-    let progress = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let stopped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let watch = watchdog(
-        child.id(),
-        stall,
-        start,
-        progress.clone(),
-        done.clone(),
-        stopped.clone(),
-    );
-    let read = read_entries(stdout, cursor, skip_history, ingest, &|| {
-        let now = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
-        progress.store(now, std::sync::atomic::Ordering::Release);
-    });
-    done.store(true, std::sync::atomic::Ordering::Release);
-    if let Some(watch) = watch {
-        let _ = watch.join();
-    }
-    if stopped.load(std::sync::atomic::Ordering::Acquire) {
-        let _ = child.wait();
-        bail!(
-            "source journald: journalctl printed nothing for {} s and was stopped ({STALL_VAR} sets how long it may); the journal's cursor stays where it was: try `journalctl -k -n 1` by hand",
-            stall.as_secs()
-        );
-    }
-    let (last, entries) = match read {
+    let mut output = Output::new(stdout, stall);
+    let (last, entries) = match read_entries(&mut output, cursor, skip_history, ingest) {
         Ok(read) => read,
         Err(e) => {
+            // Stopped, and not waited for: one stuck on a disk outlives any signal.
             let _ = child.kill();
-            let _ = child.wait();
+            let _ = child.try_wait();
+            if e.is::<Stalled>() {
+                bail!(
+                    "source journald: journalctl printed nothing for {} s and was stopped ({STALL_VAR} sets how long it may); the journal's cursor stays where it was: try `journalctl -k -n 1` by hand",
+                    stall.as_secs()
+                );
+            }
             return Err(e);
         }
     };
