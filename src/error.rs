@@ -26,6 +26,19 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// The whole number of `unit` the environment variable `var` gives, at least `least`; `None`
+/// when it is not set. Any other value is a configuration error naming the variable: waiting
+/// does not fix it.
+pub fn number_from_env(var: &str, unit: &str, least: u64) -> Result<Option<u64>, ConfigError> {
+    match std::env::var(var) {
+        Ok(text) => (text.trim().parse::<u64>().ok())
+            .filter(|n| *n >= least)
+            .map(Some)
+            .ok_or_else(|| ConfigError(format!("{var}={text:?} is not a number of {unit}"))),
+        Err(_) => Ok(None),
+    }
+}
+
 /// A mail transport failed in a way that may pass: the report is kept and sent again later.
 #[derive(Debug)]
 pub struct TransientError(pub String);

@@ -95,16 +95,18 @@ pub(crate) fn probe() -> Result<(bool, String), String> {
             }
         }
     };
+    Ok((status.success(), said_in(said)))
+}
+
+/// What journalctl wrote to the file of no name its stderr went to: the first
+/// [`crate::send::SAID_KEPT`] bytes, on one line.
+fn said_in(mut file: std::fs::File) -> String {
     let mut text = Vec::new();
-    let mut said = said;
-    if said.seek(std::io::SeekFrom::Start(0)).is_ok() {
-        let _ = said.take(crate::send::SAID_KEPT).read_to_end(&mut text);
+    if file.seek(std::io::SeekFrom::Start(0)).is_ok() {
+        let _ = file.take(crate::send::SAID_KEPT).read_to_end(&mut text);
     }
     let text = String::from_utf8_lossy(&text);
-    Ok((
-        status.success(),
-        text.split_whitespace().collect::<Vec<_>>().join(" "),
-    ))
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// How long `journalctl -k -n 0` (no entry asked for) may take.
@@ -121,21 +123,8 @@ const STALL: u64 = 300;
 pub const STALL_VAR: &str = "ABUSE_MAILER_JOURNAL_STALL_SECS";
 
 fn stall() -> Result<std::time::Duration> {
-    match std::env::var(STALL_VAR) {
-        Ok(text) => text
-            .trim()
-            .parse::<u64>()
-            .ok()
-            .filter(|s| *s > 0)
-            .map(std::time::Duration::from_secs)
-            .ok_or_else(|| {
-                crate::error::ConfigError(format!(
-                    "{STALL_VAR}={text:?} is not a number of seconds"
-                ))
-                .into()
-            }),
-        Err(_) => Ok(std::time::Duration::from_secs(STALL)),
-    }
+    let secs = crate::error::number_from_env(STALL_VAR, "seconds", 1)?.unwrap_or(STALL);
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 /// journalctl's output, a line at a time as it comes, waited for at most `stall` between
@@ -304,7 +293,7 @@ pub fn read(
     // stop it mid-write, and the run with it, for ever.
     let said =
         crate::spool::unnamed_file(&std::env::temp_dir()).and_then(|f| Ok((f.try_clone()?, f)));
-    let (stderr, mut said) = match said {
+    let (stderr, said) = match said {
         Ok((theirs, ours)) => (Stdio::from(theirs), Some(ours)),
         Err(_) => (Stdio::null(), None),
     };
@@ -332,18 +321,9 @@ pub fn read(
         }
     };
     let status = child.wait().context("source journald: journalctl")?;
-    let mut stderr = Vec::new();
-    if let Some(file) = said.as_mut()
-        && file.seek(std::io::SeekFrom::Start(0)).is_ok()
-    {
-        let _ = file.take(crate::send::SAID_KEPT).read_to_end(&mut stderr);
-    }
-    let stderr = String::from_utf8_lossy(&stderr);
     if !status.success() {
-        bail!(
-            "source journald: journalctl exited with {status}: {}",
-            stderr.split_whitespace().collect::<Vec<_>>().join(" ")
-        );
+        let stderr = said.map(said_in).unwrap_or_default();
+        bail!("source journald: journalctl exited with {status}: {stderr}");
     }
     // Nothing at all: read without the system journal, the source would be empty on every
     // run, silently. (A read that found entries could read the journal.)

@@ -169,13 +169,7 @@ impl Spool {
     /// The budget [`BUDGET_VAR`] sets, or [`BUDGET`]; a value that is not a number of bytes
     /// is a configuration error (78) naming the variable: waiting does not fix it.
     pub fn budget_from_env() -> anyhow::Result<u64> {
-        match std::env::var(BUDGET_VAR) {
-            Ok(text) => text.trim().parse().map_err(|_| {
-                crate::error::ConfigError(format!("{BUDGET_VAR}={text:?} is not a number of bytes"))
-                    .into()
-            }),
-            Err(_) => Ok(BUDGET),
-        }
+        Ok(crate::error::number_from_env(BUDGET_VAR, "bytes", 0)?.unwrap_or(BUDGET))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Blocks> {
