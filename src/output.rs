@@ -507,6 +507,19 @@ pub(crate) fn history(
         Some(s) => s.history(&HistoryFilter { ip, provider })?,
         None => Vec::new(),
     };
+    // A name neither configured nor in the ledger is a typo, said as `run --provider` says it,
+    // not an empty history that reads as "nothing was ever sent there".
+    if let Some(name) = only.as_deref()
+        && records.is_empty()
+        && settings.provider(name).is_none()
+    {
+        let known: Vec<&str> = settings.providers.iter().map(|p| p.name.as_str()).collect();
+        return Err(crate::error::ConfigError(format!(
+            "no provider {name:?} configured, and no report to it in the ledger (known: {})",
+            known.join(", ")
+        ))
+        .into());
+    }
     let remotes = match &state {
         Some(s) => s.remotes()?,
         None => HashMap::new(),

@@ -512,6 +512,36 @@ fn history_says_what_the_next_run_does_with_a_removed_providers_parts() {
     assert_eq!(s.outbox().len(), 1, "nothing more to the desk taken out");
 }
 
+/// `history --provider` with a name neither configured nor in the ledger is refused as
+/// `run --provider` refuses it (78, naming it), not answered "no reports"; a provider taken
+/// out of the configuration still lists what went to it, and a configured one with nothing
+/// sent says so and succeeds.
+#[test]
+fn history_of_a_provider_no_one_knows_is_refused_and_of_a_removed_one_is_listed() {
+    let s = two_cloud_parts_waiting();
+    s.reconfigure(
+        &cidr_provider_config("")
+            .replace("name = \"cloud\"", "name = \"other\"")
+            .replace("ec2-abuse@amazon.com", "abuse@other.example")
+            .replace("cloud.txt", "other.txt"),
+    );
+    s.write("other.txt", "192.0.2.0/24\n");
+    for args in [
+        &["history", "--provider", "clodu"][..],
+        &["history", "--provider", "clodu", "--json"][..],
+    ] {
+        let typo = s.run(args);
+        assert_eq!(typo.code, 78, "{args:?}: {}{}", typo.stdout, typo.stderr);
+        assert!(typo.stderr.contains("\"clodu\""), "{}", typo.stderr);
+        assert!(typo.stderr.contains("known: other"), "{}", typo.stderr);
+        assert!(typo.stdout.is_empty(), "{}", typo.stdout);
+    }
+    let removed = s.run(&["history", "--provider", "cloud", "--json"]).ok().json();
+    assert_eq!(removed.as_array().unwrap().len(), 3, "{removed}");
+    let none = s.run(&["history", "--provider", "other"]).ok();
+    assert_eq!(none.stdout, "no reports\n");
+}
+
 /// `max_message_bytes` lowered while a part made under the old limit waits: the part goes as
 /// made, and the run says so.
 #[test]
