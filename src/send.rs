@@ -534,10 +534,12 @@ impl Session {
         // The last point at which giving up leaves the server without the message.
         clock.body_step(conn)?;
         // A reply with a code is an answer. Without one, the body's fate is unknown once all
-        // of it went out (the reply never came, or could not be read); a body cut short is
-        // not a message the server can hold.
-        // A connection the server closed without a word is no answer either, but a server
-        // that took a message replies before it lets go: it waits like any transient failure.
+        // of it went out: the reply never came, could not be read, or the connection closed
+        // first (a server that queued the message and fell over, a balancer in front of a
+        // slow filter that gives up on the connection every time). Such a close cannot be
+        // told from one part way through the body, so both go out at most twice: a resend
+        // every run would give a desk a copy an hour for ever. A body cut short while it was
+        // being written is not a message the server can hold.
         let written = Cell::new(false);
         let body = std::iter::once(&message[..]).chain(std::iter::from_fn(|| {
             written.set(true);
@@ -550,9 +552,14 @@ impl Session {
                 let closed = e.is_response() && e.to_string().contains("incomplete response");
                 match (e.status(), refused(e)) {
                     (None, SendError::Transient(text) | SendError::Config(text))
-                        if written.get() && !closed =>
+                        if written.get() =>
                     {
-                        SendError::Unconfirmed(text)
+                        SendError::Unconfirmed(match closed {
+                            true => format!(
+                                "the server closed the connection after the message body without answering it ({text})"
+                            ),
+                            false => text,
+                        })
                     }
                     (_, other) => other,
                 }

@@ -536,7 +536,10 @@ fn history_of_a_provider_no_one_knows_is_refused_and_of_a_removed_one_is_listed(
         assert!(typo.stderr.contains("known: other"), "{}", typo.stderr);
         assert!(typo.stdout.is_empty(), "{}", typo.stdout);
     }
-    let removed = s.run(&["history", "--provider", "cloud", "--json"]).ok().json();
+    let removed = s
+        .run(&["history", "--provider", "cloud", "--json"])
+        .ok()
+        .json();
     assert_eq!(removed.as_array().unwrap().len(), 3, "{removed}");
     let none = s.run(&["history", "--provider", "other"]).ok();
     assert_eq!(none.stdout, "no reports\n");

@@ -36,6 +36,9 @@ pub enum Mode {
     RefuseRecipient,
     /// Closes the connection after the first line of the body.
     DropMidData,
+    /// Reads the whole body, to its final dot, and closes the connection without answering
+    /// it (a server that queued it and fell over, a balancer giving up on a slow filter).
+    DropAfterBody,
     /// Answers the first body with 451, every later one with 250.
     TempFailThenOk,
     /// Refuses every body with 552.
@@ -200,6 +203,10 @@ impl FaultyServer {
                     }
                     self.log.lock().unwrap().received.push(body.clone());
                     match mode {
+                        Mode::DropAfterBody => {
+                            input.get_ref().shutdown(Shutdown::Both)?;
+                            return Ok(());
+                        }
                         Mode::HangAfterData => loop {
                             // Never answers; ends when the client has gone.
                             line.clear();
