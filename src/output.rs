@@ -447,7 +447,7 @@ pub(crate) fn summary_line(
         ),
         (
             s.lines_outgoing,
-            "lines of packets this host sent (an empty IN=: its own address)",
+            "lines of packets this host sent (an empty IN= or IN=lo: its own address)",
         ),
         (
             s.lines_counted_before,

@@ -48,8 +48,9 @@ pub struct Packet<'a> {
     /// RST set, an ICMP error or echo reply. Not an attack by its sender.
     pub answer: bool,
     /// The packet left the operator's host: logged with an empty `IN=` (the OUTPUT chain, as
-    /// ufw logs the outgoing packets it blocks, with the same prefix), so its source is the
-    /// host itself. Never an attack by its sender.
+    /// ufw logs the outgoing packets it blocks, with the same prefix) or with `IN=lo` (only
+    /// the host itself sends on loopback), so its source is the host itself. Never an attack
+    /// by its sender.
     pub outgoing: bool,
 }
 
@@ -494,7 +495,7 @@ impl LineParser {
                 }
                 Line::Packet(Packet {
                     answer: f.tcp_flag.unwrap_or_else(|| is_answer(field_text, f.proto)),
-                    outgoing: field_text.starts_with(b"IN= "),
+                    outgoing: field_text.starts_with(b"IN= ") || field_text.starts_with(b"IN=lo "),
                     time,
                     host,
                     prefix,
@@ -770,7 +771,9 @@ struct Fields<'a> {
 /// Whether a packet answers the operator's own traffic, from the outer packet's fields (a
 /// quoted packet `[SRC=…` ends them): TCP flags ACK or RST; ICMP echo reply or an error
 /// (unreachable, source quench, redirect, time exceeded, parameter problem) and the
-/// timestamp, information and mask replies; ICMPv6 errors (types 1–4) and echo reply.
+/// timestamp, information and mask replies; ICMPv6 errors (types 1–4), echo reply, and
+/// neighbour discovery (133–137), which only a host on the same link sends (it is never
+/// routed) and which answers or serves the host's own traffic.
 fn is_answer(fields: &[u8], proto: &str) -> bool {
     let words = fields
         .split(|b| *b == b' ')
@@ -789,7 +792,7 @@ fn is_answer(fields: &[u8], proto: &str) -> bool {
         "ICMP" | "1" => {
             icmp_type(words).is_some_and(|t| matches!(t, 0 | 3 | 4 | 5 | 11 | 12 | 14 | 16 | 18))
         }
-        "ICMPv6" | "58" => icmp_type(words).is_some_and(|t| matches!(t, 1..=4 | 129)),
+        "ICMPv6" | "58" => icmp_type(words).is_some_and(|t| matches!(t, 1..=4 | 129 | 133..=137)),
         _ => false,
     }
 }
@@ -1290,6 +1293,26 @@ mod tests {
         assert_eq!(got.proto, "ICMP");
         assert_eq!((got.spt, got.dpt), (None, None));
         assert_eq!(got.time, at("2026-01-08T03:37:09Z"));
+    }
+
+    /// Neighbour discovery comes only from the host's own link: an advertisement from a
+    /// neighbour in the same cloud /64 answers the host and is no attack; an echo request
+    /// from afar is a probe.
+    #[test]
+    fn ipv6_neighbour_discovery_is_an_answer_and_an_echo_request_is_not() {
+        let mut p = parser(&["INPUT-DROP:"]);
+        let line = |kind: u8| {
+            format!(
+                "Jan 25 23:51:25 web1 kernel: INPUT-DROP:IN=eth0 OUT= MAC=02:00:00:00:00:01:02:00:00:00:00:02:86:dd \
+                 SRC=2600:1f00::5 DST=2600:1f00::10 LEN=72 TC=0 HOPLIMIT=255 FLOWLBL=0 PROTO=ICMPv6 TYPE={kind} CODE=0"
+            )
+        };
+        for kind in 133..=137 {
+            assert!(packet(&mut p, &line(kind)).answer, "type {kind}");
+        }
+        for kind in [128, 130, 138] {
+            assert!(!packet(&mut p, &line(kind)).answer, "type {kind}");
+        }
     }
 
     #[test]

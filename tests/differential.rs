@@ -472,7 +472,14 @@ fn packet_line(r: &mut Pick, out: &mut Vec<u8>, configured: &[&str]) {
             0 => format!(
                 "TYPE=3 CODE=3 [SRC={dst} DST={src} LEN=60 PROTO=UDP SPT={dpt} DPT={spt} LEN=40 ]"
             ),
-            1 => "TYPE=8 CODE=0 ID=1 SEQ=2".to_string(),
+            // Echo requests (probes), echo replies, and ICMPv6's neighbour discovery and
+            // its neighbours in number (an ICMP type 136 is none of those).
+            1 => format!(
+                "TYPE={} CODE=0 ID=1 SEQ=2",
+                r.one(&[
+                    "8", "0", "128", "129", "132", "133", "135", "136", "137", "138"
+                ])
+            ),
             2 => format!(
                 "TYPE=3 CODE=3 [SRC={dst} DST={src} PROTO=TCP SPT={dpt} DPT={spt} ] SPT={spt} DPT={dpt}"
             ),
@@ -493,10 +500,13 @@ fn packet_line(r: &mut Pick, out: &mut Vec<u8>, configured: &[&str]) {
             ])
         ),
     };
-    // Now and then a packet the host sent (the OUTPUT chain): an empty `IN=`.
-    let (iface_in, iface_out) = match r.chance(10) {
-        true => ("IN=", "OUT=eth0"),
-        false => ("IN=eth0", "OUT="),
+    // Now and then a packet the host sent: an empty `IN=` (the OUTPUT chain), or one on
+    // loopback; and one on an interface whose name only starts like loopback's.
+    let (iface_in, iface_out) = match r.below(20) {
+        0 | 1 => ("IN=", "OUT=eth0"),
+        2 => ("IN=lo", "OUT="),
+        3 => ("IN=lo0x", "OUT="),
+        _ => ("IN=eth0", "OUT="),
     };
     let mut fields = vec![
         iface_in.to_string(),

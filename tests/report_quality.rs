@@ -965,11 +965,13 @@ fn packets_the_host_sent_never_report_its_own_address() {
     for extra in ["", "backscatter = true"] {
         let s = Setup::new(&standard_config(extra));
         let ours = "Jan 25 10:00:00 web1 kernel: [810294.788657] INPUT-DROP:IN= OUT=eth0 SRC=3.5.140.2 DST=34.223.47.190 LEN=60 TOS=0x00 PREC=0x00 TTL=64 ID=54321 DF PROTO=TCP SPT=40000 DPT=443 WINDOW=64240 RES=0x00 SYN URGP=0 \n";
+        // Loopback: only the host sends there, whatever address it gives as the source.
+        let looped = "Jan 25 10:00:01 web1 kernel: [810294.788657] INPUT-DROP:IN=lo OUT= MAC=00:00:00:00:00:00:00:00:00:00:00:00:08:00 SRC=3.5.140.2 DST=3.5.140.2 LEN=60 TOS=0x00 PREC=0x00 TTL=64 ID=54321 DF PROTO=TCP SPT=49007 DPT=8080 WINDOW=65495 RES=0x00 SYN URGP=0 \n";
         s.write(
             "messages",
             &[
                 ours.to_string(),
-                ours.replace("10:00:00", "10:00:01"),
+                looped.to_string(),
                 drop_line("10:00:02", "18.206.107.24", "TCP", 22),
             ]
             .concat(),

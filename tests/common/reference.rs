@@ -259,12 +259,13 @@ pub fn judge(line: &[u8], prefixes: &[String]) -> Verdict {
 /// Whether the packet left the operator's host: its first field is an empty `IN=`.
 fn sent_by_the_host(text: &[u8]) -> bool {
     let mut words = text.split(|b| *b == b' ').filter(|w| !w.is_empty());
-    words.find(|w| w.contains(&b'=')) == Some(&b"IN="[..])
+    matches!(words.find(|w| w.contains(&b'=')), Some(b"IN=" | b"IN=lo"))
 }
 
 /// Whether the packet answers the operator's own traffic, judged on the words of the outer
 /// packet (from `IN=` up to a quoted one): TCP with an `ACK` or `RST` word; ICMP whose first
-/// `TYPE=` is an echo reply, an error or another reply; ICMPv6 errors and echo reply.
+/// `TYPE=` is an echo reply, an error or another reply; ICMPv6 errors, echo reply and
+/// neighbour discovery.
 fn answers(text: &[u8], proto: &str) -> bool {
     let words: Vec<&[u8]> = text.split(|b| *b == b' ').collect();
     let Some(first) = words.iter().position(|w| w.starts_with(b"IN=")) else {
@@ -282,7 +283,8 @@ fn answers(text: &[u8], proto: &str) -> bool {
     match proto {
         "TCP" | "6" => outer.iter().any(|w| *w == b"ACK" || *w == b"RST"),
         "ICMP" | "1" => icmp_type().is_some_and(|t| [0, 3, 4, 5, 11, 12, 14, 16, 18].contains(&t)),
-        "ICMPv6" | "58" => icmp_type().is_some_and(|t| (1..=4).contains(&t) || t == 129),
+        "ICMPv6" | "58" => icmp_type()
+            .is_some_and(|t| (1..=4).contains(&t) || t == 129 || (133..=137).contains(&t)),
         _ => false,
     }
 }
