@@ -1,5 +1,7 @@
-//! The journald source: kernel messages read with `journalctl -k -o json` from the journal's
-//! own cursor (`--after-cursor`), for hosts that log without rsyslog.
+//! The journald source: kernel messages read with `journalctl _TRANSPORT=kernel -o json`
+//! from the journal's own cursor (`--after-cursor`), for hosts that log without rsyslog.
+//! Not `-k`: it also means "this boot only", and after a reboot it gives nothing after a
+//! cursor of the boot before, so the cursor would never move again.
 //!
 //! Each journal entry becomes a syslog-style line (`RFC3339 host kernel: MESSAGE`) and goes
 //! through the same ingest as file lines, so parsing, counting and evidence are identical.
@@ -272,7 +274,9 @@ pub fn read(
 ) -> Result<Option<String>> {
     let stall = stall()?;
     let mut cmd = Command::new("journalctl");
-    cmd.args(["-k", "-o", "json", "--no-pager", "-q"]);
+    // Every boot's kernel messages: the end of the boot before a reboot, after the cursor,
+    // is read too (see the module's note on `-k`).
+    cmd.args(["_TRANSPORT=kernel", "-o", "json", "--no-pager", "-q"]);
     let skip_history = cursor.is_none() && start == StartAt::End;
     match cursor {
         // Left by `reread`: the whole journal, or what it holds since a time.

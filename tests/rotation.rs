@@ -678,6 +678,106 @@ fn journald_source_reads_from_its_cursor() {
     );
 }
 
+/// Journal export text of one kernel drop line from `ip`, `n` seconds into the test's day,
+/// logged in boot `boot` at `monotonic` microseconds after it started.
+fn exported_entry(n: u64, boot: &str, monotonic: u64, ip: &str) -> String {
+    let realtime = 1_769_385_085_000_000u64 + n * 1_000_000;
+    format!(
+        "__REALTIME_TIMESTAMP={realtime}\n__MONOTONIC_TIMESTAMP={monotonic}\n_BOOT_ID={boot}\n\
+         _TRANSPORT=kernel\nPRIORITY=4\nSYSLOG_FACILITY=0\nSYSLOG_IDENTIFIER=kernel\n_HOSTNAME=web1\n\
+         MESSAGE=INPUT-DROP:IN=eth0 OUT= SRC={ip} DST=198.51.100.10 LEN=60 TOS=0x00 PREC=0x00 TTL=241 ID=54321 PROTO=UDP SPT=4000 DPT=53 LEN=40 \n\n"
+    )
+}
+
+/// A reboot between two runs, on a real journal (written by systemd-journal-remote, read by
+/// the real journalctl): the end of the boot before, logged after the run's cursor, and the
+/// new boot's lines are both read. `journalctl -k` means this boot only, and after a cursor
+/// of the boot before it gives nothing at all: the source read nothing again, ever.
+#[test]
+fn a_reboot_between_runs_loses_neither_boots_lines() {
+    let remote = [
+        "/lib/systemd/systemd-journal-remote",
+        "/usr/lib/systemd/systemd-journal-remote",
+    ]
+    .into_iter()
+    .find(|p| std::path::Path::new(p).exists())
+    .unwrap_or("systemd-journal-remote");
+    if !tool("journalctl", &["--version"]) || !tool(remote, &["--version"]) {
+        return;
+    }
+    let real = std::env::var_os("PATH")
+        .and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join("journalctl"))
+                .find(|p| p.is_file())
+        })
+        .expect("journalctl is on PATH");
+    // The boot journalctl takes for "this boot": the machine's own.
+    let this_boot = fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .unwrap()
+        .trim()
+        .replace('-', "");
+    let before = "0123456789abcdef0123456789abcdef";
+    let mut s =
+        Setup::new(&standard_config("").replace("path = \"{dir}/messages\"", "journald = true"));
+    let journal = s.path("journal");
+    fs::create_dir(&journal).unwrap();
+    s.write_program(
+        "bin/journalctl",
+        &format!(
+            "#!/bin/sh\nexec {} -D {} \"$@\"\n",
+            real.display(),
+            journal.display()
+        ),
+    );
+    let path = format!(
+        "{}:{}",
+        s.path("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    s.env.push(("PATH".into(), path));
+    let log = |export: &str| {
+        let file = s.path("entries.export");
+        fs::write(&file, export).unwrap();
+        let out = std::process::Command::new(remote)
+            .arg(format!(
+                "--output={}",
+                journal.join("remote.journal").display()
+            ))
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    log(&[
+        exported_entry(1, before, 1_000_000, IPS[0]),
+        exported_entry(2, before, 2_000_000, IPS[0]),
+    ]
+    .concat());
+    let first = s.run(&["run"]).ok();
+    assert!(first.stderr.contains("read 2 lines"), "{}", first.stderr);
+    // The boot before logs once more after the run, then the host reboots.
+    log(&[
+        exported_entry(3, before, 3_000_000, IPS[1]),
+        exported_entry(4, &this_boot, 1_000_000, IPS[2]),
+    ]
+    .concat());
+    let v = s.run(&["preview", "--json"]).ok().json();
+    assert_eq!(v["summary"]["lines_read"], 2, "{v}");
+    let mut listed = ip_list(&v["reports"][0]["ips"]);
+    listed.sort();
+    let mut expected = vec![IPS[1].to_string(), IPS[2].to_string()];
+    expected.sort();
+    assert_eq!(listed, expected);
+    s.run(&["run"]).ok();
+    let again = s.run(&["run"]).ok();
+    assert!(again.stderr.contains("read 0 lines"), "{}", again.stderr);
+}
+
 #[test]
 fn journald_reread_reads_the_journal_again_and_sends_nothing_twice() {
     let s = journald_setup();
