@@ -58,9 +58,24 @@ impl Tally {
 /// whole log (or an endless device).
 const SAMPLE_BYTES: u64 = 1 << 20;
 
-/// How many of a sample of the source's lines (the last MiB; a compressed file's first)
-/// carry one of the prefixes, of how many.
-fn recent_matches(path: &std::path::Path, prefixes: &[String]) -> std::io::Result<(usize, usize)> {
+/// What a sample of a source's lines (the last MiB; a compressed file's first) holds.
+struct Sample {
+    /// Lines carrying one of the prefixes.
+    carried: usize,
+    /// Of those, the lines a run reads as packets.
+    packets: usize,
+    /// Lines in the sample.
+    lines: usize,
+}
+
+/// How many of a sample of the source's lines carry one of the prefixes, and how many of
+/// those read as packets, of how many.
+fn recent_matches(
+    path: &std::path::Path,
+    prefixes: &[String],
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> std::io::Result<Sample> {
     let sample = crate::source::sample(path, SAMPLE_BYTES)?;
     let lines: Vec<&[u8]> = sample
         .split(|b| *b == b'\n')
@@ -70,11 +85,18 @@ fn recent_matches(path: &std::path::Path, prefixes: &[String]) -> std::io::Resul
         .iter()
         .map(|p| memchr::memmem::Finder::new(p.as_bytes()))
         .collect();
-    let hits = lines
-        .iter()
+    let carrying: Vec<&[u8]> = (lines.iter().copied())
         .filter(|l| finders.iter().any(|f| f.find(l).is_some()))
+        .collect();
+    let mut parser = crate::parse::LineParser::new(prefixes, settings.zone.clone(), now);
+    let packets = (carrying.iter())
+        .filter(|l| matches!(parser.parse(l), crate::parse::Line::Packet(_)))
         .count();
-    Ok((hits, lines.len()))
+    Ok(Sample {
+        carried: carrying.len(),
+        packets,
+        lines: lines.len(),
+    })
 }
 
 fn quoted(prefixes: &[String]) -> String {
@@ -106,7 +128,7 @@ pub fn check(settings: &Settings, now: DateTime<Utc>, smtp: bool, quiet: bool) -
     if let Err(e) = crate::spool::Spool::budget_from_env() {
         t.config("config", &one_line(&e));
     }
-    check_sources(&mut t, settings);
+    check_sources(&mut t, settings, now);
     let providers = check_providers(&mut t, settings);
     let names: Vec<&str> = providers.iter().map(Provider::name).collect();
     check_asn_db(&mut t, settings, now);
@@ -124,7 +146,7 @@ pub fn check(settings: &Settings, now: DateTime<Utc>, smtp: bool, quiet: bool) -
 }
 
 /// Each source: journalctl runs, or the file exists and its last lines carry a prefix.
-fn check_sources(t: &mut Tally, settings: &Settings) {
+fn check_sources(t: &mut Tally, settings: &Settings, now: DateTime<Utc>) {
     for s in &settings.sources {
         let path = match &s.kind {
             SourceKind::File(path) => path,
@@ -164,24 +186,44 @@ fn check_sources(t: &mut Tally, settings: &Settings) {
                     })?;
                 }
                 match files.first() {
-                    Some(first) => recent_matches(first, &s.prefixes),
+                    Some(first) => recent_matches(first, &s.prefixes, settings, now),
                     None => Err(std::io::Error::other("no file matches")),
                 }
             }) {
-            Ok((0, 0)) => t.ok("source", &format!("{shown}: empty so far")),
+            Ok(Sample { lines: 0, .. }) => t.ok("source", &format!("{shown}: empty so far")),
             // A run would read these lines, match nothing and move on: the history would
             // never be reported once the prefix is fixed.
-            Ok((0, lines)) => t.failing_warning(
+            Ok(Sample {
+                carried: 0, lines, ..
+            }) => t.failing_warning(
                 "source",
                 &format!(
                     "{shown}: none of the last {lines} lines carries {}: check `prefixes` against the log (a run would read it and report nothing)",
                     quoted(&s.prefixes)
                 ),
             ),
-            Ok((hits, lines)) => t.ok(
+            // The prefix is there, the layout is not one read (busybox's `kern.warn kernel:`,
+            // RFC 5424, a stamp with a fraction after the seconds): a run would count these
+            // lines as malformed or pass them over.
+            Ok(Sample {
+                carried,
+                packets: 0,
+                lines,
+            }) => t.failing_warning(
                 "source",
                 &format!(
-                    "{shown}: {hits} of the last {lines} lines carry {}",
+                    "{shown}: {carried} of the last {lines} lines carry {}, but none reads as a packet (`HOST kernel: PREFIX IN=... SRC=...` after a BSD or RFC 3339 time): a run would report nothing from them; see README \"How a run works\" for the layouts read",
+                    quoted(&s.prefixes)
+                ),
+            ),
+            Ok(Sample {
+                carried,
+                packets,
+                lines,
+            }) => t.ok(
+                "source",
+                &format!(
+                    "{shown}: {carried} of the last {lines} lines carry {}, {packets} of them packets",
                     s.prefixes.join(" or ")
                 ),
             ),

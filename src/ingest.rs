@@ -541,6 +541,11 @@ pub struct Summary {
     /// not a field of the summary.
     #[serde(skip)]
     pub lines_before_since: u64,
+    /// Lines carrying a prefix outside a kernel message: another program's text (a user name,
+    /// a web path), or a log layout that is not read (a tag other than `kernel:`). Neither
+    /// packets nor malformed; told when a first read finds nothing else.
+    #[serde(skip)]
+    pub lines_not_kernel: u64,
     /// Addresses in a provider, not reported yet, held back because they sent fewer than
     /// `min_hits` packets so far.
     pub ips_below_min_hits: u64,
@@ -2192,6 +2197,7 @@ impl<'a> Ingest<'a> {
         s.lines_ahead += other.summary.lines_ahead;
         s.lines_outgoing += other.summary.lines_outgoing;
         s.lines_before_since += other.summary.lines_before_since;
+        s.lines_not_kernel += other.summary.lines_not_kernel;
         s.lines_backscatter += other.summary.lines_backscatter;
         s.lines_counted_before += other.summary.lines_counted_before;
         for (k, theirs) in other.counted_until.iter().enumerate() {
@@ -2378,7 +2384,10 @@ impl<'a> Ingest<'a> {
                 self.summary.lines_malformed += 1;
                 return None;
             }
-            Line::Other => return None,
+            Line::Other => {
+                self.summary.lines_not_kernel += 1;
+                return None;
+            }
         };
         if self.since.is_some_and(|since| packet.time < since) {
             self.summary.lines_before_since += 1;
@@ -2588,6 +2597,7 @@ mod tests {
                 lines_ahead: 0,
                 lines_outgoing: 0,
                 lines_before_since: 0,
+                lines_not_kernel: 0,
                 lines_backscatter: 0,
                 lines_counted_before: 0,
                 ips_below_min_hits: 0,

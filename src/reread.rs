@@ -91,17 +91,23 @@ pub fn first_read_hint(
     after: &Summary,
 ) -> Option<String> {
     let read = after.lines_read - before.lines_read;
-    let carried = (after.lines_matched + after.lines_malformed)
-        - (before.lines_matched + before.lines_malformed);
-    (read > 0 && carried == 0).then(|| {
-        format!(
-            "source {source}: first read, {read} lines, none carries {}; check `prefixes` (abuse-mailer check), then `abuse-mailer reread --source {source}` to read it again",
-            prefixes
-                .iter()
-                .map(|p| format!("{p:?}"))
-                .collect::<Vec<_>>()
-                .join(" or ")
-        )
+    let matched = after.lines_matched - before.lines_matched;
+    let malformed = after.lines_malformed - before.lines_malformed;
+    let elsewhere = after.lines_not_kernel - before.lines_not_kernel;
+    let quoted = prefixes
+        .iter()
+        .map(|p| format!("{p:?}"))
+        .collect::<Vec<_>>()
+        .join(" or ");
+    (read > 0 && matched == 0).then(|| match malformed + elsewhere {
+        0 => format!(
+            "source {source}: first read, {read} lines, none carries {quoted}; check `prefixes` (abuse-mailer check), then `abuse-mailer reread --source {source}` to read it again"
+        ),
+        // The prefix is there, the layout is not one read: pointing at `prefixes` would
+        // send the operator after the wrong setting.
+        carried => format!(
+            "source {source}: first read, {read} lines, {carried} carry {quoted} but none reads as a packet ({malformed} malformed, {elsewhere} outside a kernel message): a log layout that is not read, or another program's text; a packet line is `HOST kernel: PREFIX IN=... SRC=...` after a BSD or RFC 3339 time (see README \"How a run works\"); once the log is written so, `abuse-mailer reread --source {source}` reads it again"
+        ),
     })
 }
 

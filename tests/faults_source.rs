@@ -200,6 +200,50 @@ fn check_warns_when_no_line_carries_a_prefix() {
     assert!(out.stdout.contains("empty so far"), "{}", out.stdout);
 }
 
+/// Lines that carry the prefix in a layout a run does not read (busybox syslogd puts the
+/// facility and level before the tag; RFC 5424 has no `kernel:` tag at all): `check` and
+/// the first run say the prefix is there and the layout is the trouble, not "check
+/// `prefixes`", which would send the operator after the wrong setting; a layout read says how
+/// many of its lines are packets.
+#[test]
+fn a_log_layout_not_read_is_named_as_such_not_as_a_wrong_prefix() {
+    let s = Setup::standard();
+    let busybox = lines("Jan 25", 0, A, 3).replace("web1 kernel:", "router kern.warn kernel:");
+    let rfc5424 = drop_line("10:00:09", A, "TCP", 22).replace(
+        "Jan 25 10:00:09 web1 kernel: [810294.788657] ",
+        "<12>1 2026-01-25T10:00:09.123+00:00 web1 kernel - - - ",
+    );
+    s.write("messages", &(busybox + &rfc5424));
+    let out = s.run(&["check"]);
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(
+        out.stdout.contains(&format!(
+            "warning source     {}: 4 of the last 4 lines carry \"INPUT-DROP:\", but none reads as a packet",
+            s.path("messages").display()
+        )),
+        "{}",
+        out.stdout
+    );
+    let source = s.path("messages").display().to_string();
+    let ran = s.run(&["run"]).ok();
+    assert!(
+        ran.stderr.contains(&format!(
+            "warning: source {source}: first read, 4 lines, 4 carry \"INPUT-DROP:\" but none reads as a packet (1 malformed, 3 outside a kernel message)"
+        )),
+        "{}",
+        ran.stderr
+    );
+    assert!(!ran.stderr.contains("check `prefixes`"), "{}", ran.stderr);
+    s.write("messages", &lines("Jan 25", 0, A, 2));
+    let read = s.run(&["check"]).ok();
+    assert!(
+        read.stdout
+            .contains("2 of the last 2 lines carry INPUT-DROP:, 2 of them packets"),
+        "{}",
+        read.stdout
+    );
+}
+
 /// The config with the source's prefix set to `prefix`.
 fn with_prefix(prefix: &str) -> String {
     standard_config("").replace(
