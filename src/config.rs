@@ -1362,9 +1362,20 @@ fn is_helo_name(text: &str) -> bool {
     literal.parse::<std::net::IpAddr>().is_ok()
 }
 
+/// A mailbox whose address is ASCII (its display name may be any text): an address in other
+/// letters goes through a mail server only with SMTPUTF8, which this client does not speak,
+/// and would go out raw in the headers and the envelope, and in every Message-ID.
 fn mailbox(text: &str) -> Result<Mailbox, String> {
-    text.parse::<Mailbox>()
-        .map_err(|e| format!("{text:?} is not a mail address: {e}"))
+    let mailbox = text
+        .parse::<Mailbox>()
+        .map_err(|e| format!("{text:?} is not a mail address: {e}"))?;
+    if !mailbox.email.to_string().is_ascii() {
+        return Err(format!(
+            "{text:?}: the address {} is not ASCII, which mail servers take only with SMTPUTF8 (not used here): give the domain in its ASCII form (xn--..., as `idn2` prints it) and a local part in ASCII",
+            mailbox.email
+        ));
+    }
+    Ok(mailbox)
 }
 
 /// A CIDR (`198.51.100.0/24`) or a single address.
@@ -1687,6 +1698,36 @@ dir = "outbox"
         let text = MINIMAL.replace("from = \"Abuse desk <abuse@example.org>\"", "");
         let e = load_text(&text).unwrap_err().0;
         assert!(e.contains("from"), "{e}");
+    }
+
+    /// An address in other letters than ASCII is refused, naming the key; a display name in
+    /// any letters is kept (it goes out encoded).
+    #[test]
+    fn a_mail_address_that_is_not_ascii_is_refused_and_a_display_name_is_not() {
+        for (key, text) in [
+            (
+                "report.from",
+                MINIMAL.replace("<abuse@example.org>", "<abuse@exämple.org>"),
+            ),
+            (
+                "report.from",
+                MINIMAL.replace("<abuse@example.org>", "<jöhn@example.org>"),
+            ),
+            (
+                "report.cc",
+                MINIMAL.replace("[report]", "[report]\ncc = [\"noc@bücher.example\"]"),
+            ),
+            (
+                "provider[0].to",
+                MINIMAL.replace("ec2-abuse@amazon.com", "abuse@amazön.com"),
+            ),
+        ] {
+            let e = load_text(&text).unwrap_err().0;
+            assert!(e.contains(key) && e.contains("not ASCII"), "{key}: {e}");
+        }
+        let named = MINIMAL.replace("Abuse desk <", "Jöhn Döe <");
+        let settings = load_text(&named).unwrap();
+        assert_eq!(settings.report.from.name.as_deref(), Some("Jöhn Döe"));
     }
 
     #[test]
