@@ -714,6 +714,22 @@ fn check(file: &Path, raw: RawConfig) -> Result<Settings, ConfigError> {
     }
     let providers = providers(raw.provider, raw.enrich.asn_db.is_some(), &err, &resolve)?;
     let report = report(raw.report, &err, &resolve)?;
+    // `cc` goes with every provider's report: a desk's address in it would get every other
+    // provider's reports too, and its own twice.
+    for cc in &report.cc {
+        let cc_text = cc.email.to_string();
+        if let Some(p) = (providers.iter())
+            .find(|p| (p.to.iter()).any(|to| to.email.to_string().eq_ignore_ascii_case(&cc_text)))
+        {
+            return Err(err(
+                "report.cc",
+                format!(
+                    "{cc_text} is provider {:?}'s desk (its `to`): cc goes with every provider's report, so it would get the others' reports too, and its own twice; take it out of cc",
+                    p.name
+                ),
+            ));
+        }
+    }
     let (transport, max_messages_per_run) = mail(raw.mail, file, &err, &resolve)?;
     let aws_api = aws_api(raw.aws_api, &providers, &err, &resolve)?;
     let discover = discover(raw.discover, &err, &resolve)?;
@@ -1698,6 +1714,19 @@ dir = "outbox"
         let text = MINIMAL.replace("from = \"Abuse desk <abuse@example.org>\"", "");
         let e = load_text(&text).unwrap_err().0;
         assert!(e.contains("from"), "{e}");
+    }
+
+    /// A desk's address in `cc` would get every provider's reports: refused, in any case.
+    #[test]
+    fn a_desks_address_in_cc_is_refused() {
+        let text = MINIMAL.replace("[report]", "[report]\ncc = [\"EC2-Abuse@Amazon.com\"]");
+        let e = load_text(&text).unwrap_err().0;
+        assert!(
+            e.contains("report.cc") && e.contains("\"aws\"'s desk"),
+            "{e}"
+        );
+        let text = MINIMAL.replace("[report]", "[report]\ncc = [\"noc@example.org\"]");
+        assert!(load_text(&text).is_ok());
     }
 
     /// An address in other letters than ASCII is refused, naming the key; a display name in
