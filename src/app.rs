@@ -180,9 +180,9 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
             &unattributed(&world, &intake, state.as_ref())?,
         )?;
     } else {
-        // What the next run sends: first the stored reports waiting to be sent again, exactly
-        // as stored, then the new ones. (The JSON lists the new reports: the waiting ones are
-        // in `history --json`.)
+        // What the next run sends: first the stored reports waiting to be sent again, as the
+        // run sends them (a part never tried goes with the day's date), then the new ones.
+        // (The JSON lists the new reports: the waiting ones are in `history --json`.)
         let waiting = match &state {
             Some(s) => s.pending()?,
             None => Vec::new(),
@@ -194,11 +194,14 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
             .filter(|r| !ids.contains(&r.id))
             .collect();
         // In the order a run sends: the providers' reports, then the discovered desks'.
+        let as_sent: Vec<(bool, std::borrow::Cow<'_, [u8]>)> = (waiting.iter())
+            .map(|r| (r.contact.is_some(), crate::ledger::message_sent_at(r, now)))
+            .collect();
         let stored = |desks: bool| {
-            waiting
+            as_sent
                 .iter()
-                .filter(move |r| r.contact.is_some() == desks)
-                .map(|r| r.message.as_slice())
+                .filter(move |(desk, _)| *desk == desks)
+                .map(|(_, message)| message.as_ref())
         };
         let new = |desks: bool| {
             planned

@@ -509,9 +509,28 @@ fn with_date(message: &[u8], now: DateTime<Utc>) -> Option<Vec<u8>> {
     }
     let mut out = Vec::with_capacity(message.len() + 8);
     out.extend_from_slice(&message[..value_at]);
-    out.extend_from_slice(now.to_rfc2822().as_bytes());
+    // In the layout the message was made with (two-digit day), so that parts made at once
+    // and sent on different days look alike.
+    let stamp = now.format("%a, %d %b %Y %H:%M:%S +0000").to_string();
+    out.extend_from_slice(stamp.as_bytes());
     out.extend_from_slice(&message[end..]);
     Some(out)
+}
+
+/// The bytes a waiting report goes out as if sent at `now`: a part never tried yet gets
+/// the day it goes out on (see [`deliver`]); anything else goes as stored. `preview` shows
+/// these, so that it prints what the run sends.
+pub(crate) fn message_sent_at(
+    record: &ReportRecord,
+    now: DateTime<Utc>,
+) -> std::borrow::Cow<'_, [u8]> {
+    match (record.attempts, record.made_for_api()) {
+        (0, false) => match with_date(&record.message, now) {
+            Some(message) => std::borrow::Cow::Owned(message),
+            None => std::borrow::Cow::Borrowed(&record.message),
+        },
+        _ => std::borrow::Cow::Borrowed(&record.message),
+    }
 }
 
 /// Providers that look renamed, read from the state once for what a run refuses and what it
@@ -678,19 +697,16 @@ pub(crate) fn deliver(
     // out on: a Date days old is a spam sign. The stored message follows, so that `show`
     // gives the bytes sent.
     let refreshed;
-    let record = match (record.attempts, record.made_for_api()) {
-        (0, false) => match with_date(&record.message, now) {
-            Some(message) => {
-                state.refresh_unsent_message(&record.id, &message)?;
-                refreshed = ReportRecord {
-                    message,
-                    ..record.clone()
-                };
-                &refreshed
-            }
-            None => record,
-        },
-        _ => record,
+    let record = match message_sent_at(record, now) {
+        std::borrow::Cow::Owned(message) => {
+            state.refresh_unsent_message(&record.id, &message)?;
+            refreshed = ReportRecord {
+                message,
+                ..record.clone()
+            };
+            &refreshed
+        }
+        std::borrow::Cow::Borrowed(_) => record,
     };
     // Whatever the transport answers must reach the ledger: without that proven first, a
     // report could go out on every run.

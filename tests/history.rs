@@ -247,6 +247,40 @@ fn a_part_that_waited_for_its_turn_counts_from_when_it_was_sent() {
     );
 }
 
+/// A part held back by the sending budget goes out days later with the day it goes out on
+/// in its `Date:` (a Date days old is a spam sign); `preview` prints it so, byte for byte
+/// what the run then sends, in the same layout as a message made that day.
+#[test]
+fn preview_shows_a_held_part_with_the_date_it_goes_out_with() {
+    let mut s = Setup::new(&standard_config("max_ips_per_message = 1").replace(
+        "transport = \"file\"",
+        "transport = \"file\"\nmax_messages_per_run = 1",
+    ));
+    s.write(
+        "messages",
+        &(drop_line("07:00:00", "3.5.140.2", "TCP", 22)
+            + &drop_line("07:00:01", "3.5.140.3", "TCP", 22)),
+    );
+    s.run(&["run"]).ok();
+    s.now = "2026-02-03T09:30:00Z".to_string();
+    let preview = s.run(&["preview"]).ok().stdout;
+    let shown: Vec<&str> = preview.split("\nFrom abuse-mailer ").collect();
+    assert_eq!(shown.len(), 1, "one waiting part, nothing new:\n{preview}");
+    assert!(
+        preview.contains("\nDate: Tue, 03 Feb 2026 09:30:00 +0000\n"),
+        "{preview}"
+    );
+    let before: std::collections::BTreeSet<_> = s.outbox().into_iter().collect();
+    s.run(&["run"]).ok();
+    let sent: Vec<_> = (s.outbox().into_iter())
+        .filter(|p| !before.contains(p))
+        .collect();
+    assert_eq!(sent.len(), 1);
+    let bytes = String::from_utf8(fs::read(&sent[0]).unwrap()).unwrap();
+    let body = preview.split_once('\n').unwrap().1;
+    assert_eq!(body.trim_end(), bytes.replace("\r\n", "\n").trim_end());
+}
+
 /// Kept lines no reader can parse, as an address's own and in the desk's window.
 const POISON_EVIDENCE: &str = "INSERT INTO evidence (provider, time, seq, ip, line) VALUES ('aws', 0, 999, 'not an address', 'x')";
 
