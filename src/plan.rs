@@ -362,7 +362,27 @@ pub(crate) fn plan_providers(
                 .push((provider.name().to_string(), over));
         }
     }
-    Ok(planned)
+    Ok(in_turn(planned))
+}
+
+/// The parts of several desks in the order a run sends them, which is the order the budget
+/// serves them in: each desk's first part, then each one's second, and so on (desks in the
+/// order given; one desk's parts are together and in order in `planned`). One after the
+/// other, a desk listed first with a backlog would take every run's budget, and the desks
+/// after it, whose addresses may have been seen first, would wait behind it day after day.
+fn in_turn(planned: Vec<Planned>) -> Vec<Planned> {
+    let mut nth = 0usize;
+    let mut keyed: Vec<(usize, Planned)> = Vec::with_capacity(planned.len());
+    for p in planned {
+        let same_desk = keyed
+            .last()
+            .is_some_and(|(_, last)| last.record.provider == p.record.provider);
+        nth = if same_desk { nth + 1 } else { 0 };
+        keyed.push((nth, p));
+    }
+    // Stable: desks keep their order within each round.
+    keyed.sort_by_key(|(nth, _)| *nth);
+    keyed.into_iter().map(|(_, p)| p).collect()
 }
 
 /// One digest per discovered contact of the addresses in no provider: each address's contact

@@ -247,6 +247,59 @@ fn a_part_that_waited_for_its_turn_counts_from_when_it_was_sent() {
     );
 }
 
+/// Two desks, one with more parts than a run's budget: the budget serves them in turn (each
+/// desk's first part, then each one's second), so the desk listed second, whose addresses
+/// were seen first, does not wait behind the other's backlog; preview prints that order.
+#[test]
+fn the_sending_budget_serves_the_desks_in_turn() {
+    let s = Setup::new(
+        &with_other_provider(&standard_config("max_ips_per_message = 1"))
+            .replace("[mail]", "[mail]\nmax_messages_per_run = 2"),
+    );
+    s.write(
+        "messages",
+        &[
+            drop_line("09:00:00", "81.2.69.143", "TCP", 22),
+            drop_line("09:00:01", "67.43.156.9", "TCP", 22),
+            drop_line("10:00:00", "3.5.140.2", "TCP", 22),
+            drop_line("10:00:01", "3.5.140.3", "TCP", 22),
+            drop_line("10:00:02", "3.5.140.4", "TCP", 22),
+        ]
+        .concat(),
+    );
+    let preview = s.run(&["preview"]).ok().stdout;
+    let to: Vec<&str> = (preview.lines())
+        .filter_map(|l| l.strip_prefix("To: "))
+        .collect();
+    assert_eq!(
+        to,
+        [
+            "ec2-abuse@amazon.com",
+            "abuse@other.example",
+            "ec2-abuse@amazon.com",
+            "abuse@other.example",
+            "ec2-abuse@amazon.com"
+        ]
+    );
+    s.run(&["run"]).ok();
+    assert_eq!(sent(&s), [["3.5.140.2"], ["67.43.156.9"]]);
+    s.run(&["run"]).ok();
+    s.run(&["run"]).ok();
+    let mut all: Vec<String> = sent(&s).concat();
+    all.sort();
+    assert_eq!(
+        all,
+        [
+            "3.5.140.2",
+            "3.5.140.3",
+            "3.5.140.4",
+            "67.43.156.9",
+            "81.2.69.143"
+        ],
+        "each address once"
+    );
+}
+
 /// A part held back by the sending budget goes out days later with the day it goes out on
 /// in its `Date:` (a Date days old is a spam sign); `preview` prints it so, byte for byte
 /// what the run then sends, in the same layout as a message made that day.
