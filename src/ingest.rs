@@ -479,7 +479,7 @@ impl Observation {
     /// `Seen`) must come to, whatever the order and split of their packets.
     #[cfg(test)]
     fn record(&mut self, p: &Packet<'_>) {
-        self.hits += 1;
+        self.hits += u64::from(p.copies);
         self.first_seen = self.first_seen.min(p.time);
         self.last_seen = self.last_seen.max(p.time);
         if takes_name(&self.protocols, p.proto.as_bytes(), MAX_SMALL_SET) {
@@ -1069,7 +1069,7 @@ impl Seen {
     }
 
     fn record(&mut self, p: &Packet<'_>, t: &mut Tables) {
-        self.hits += 1;
+        self.hits += u64::from(p.copies);
         self.first_seen = self.first_seen.min(p.time);
         self.last_seen = self.last_seen.max(p.time);
         self.add_protocol(Protocol::of(p.proto), t);
@@ -2729,6 +2729,7 @@ mod tests {
             dpt: Some(port),
             answer: false,
             outgoing: false,
+            copies: 1,
         };
         let ports: Vec<u16> = (0..200).map(|i| (i * 7919 % 1000) as u16).collect();
         let mut forward = Observation::new(ip, 1);
@@ -3073,6 +3074,8 @@ mod tests {
                     spt: Some(spt % (src_ports + 1)).filter(|&p| p != src_ports),
                     answer: false,
                     outgoing: false,
+                    // Now and then a line of rsyslog's that stands for several packets.
+                    copies: 1 + u32::from(time % 7 == 0) * u32::from(spt % 5),
                 }
             })
             .collect()

@@ -52,6 +52,9 @@ pub struct Packet<'a> {
     /// the host itself sends on loopback), so its source is the host itself. Never an attack
     /// by its sender.
     pub outgoing: bool,
+    /// How many packets the line stands for: 1, or N for rsyslog's `message repeated N
+    /// times: [ ... ]`, which stands for N more of the line before it.
+    pub copies: u32,
 }
 
 /// What one log line turned out to be.
@@ -473,6 +476,19 @@ impl LineParser {
             }
         }
         let message_at = line.len() - message.len();
+        // rsyslog's `message repeated N times: [ <the message>]` (`$RepeatedMsgReduction`,
+        // on in Debian's and Ubuntu's rsyslog.conf): N more packets like the line before.
+        // Its closing bracket is no part of the fields.
+        let (copies, line, message) = match message.first() {
+            Some(b'm') => match repeated(message) {
+                Some(n) => match line.strip_suffix(b"]") {
+                    Some(inner) => (n, inner, &message[..message.len() - 1]),
+                    None => (n, line, message),
+                },
+                None => (1, line, message),
+            },
+            _ => (1, line, message),
+        };
         let len = self.prefixes[prefix].needle().len();
         // The prefix found first may sit in the host, the tag or the uptime stamp: the one
         // that counts is the first in the message.
@@ -496,6 +512,7 @@ impl LineParser {
                 Line::Packet(Packet {
                     answer: f.tcp_flag.unwrap_or_else(|| is_answer(field_text, f.proto)),
                     outgoing: field_text.starts_with(b"IN= ") || field_text.starts_with(b"IN=lo "),
+                    copies,
                     time,
                     host,
                     prefix,
@@ -831,6 +848,18 @@ fn is_protocol(proto: &str) -> bool {
 /// `MAC=` as the kernel prints it: hex bytes joined by `:`.
 fn is_mac(mac: &[u8]) -> bool {
     mac.iter().all(|b| b.is_ascii_hexdigit() || *b == b':')
+}
+
+/// N of a message that starts `message repeated N times: [` (rsyslog's words for N more of
+/// the message before), N from 1 to a billion; `None` for any other message.
+fn repeated(message: &[u8]) -> Option<u32> {
+    let rest = message.strip_prefix(b"message repeated ")?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    if !(1..=9).contains(&digits) || !rest[digits..].starts_with(b" times: [") {
+        return None;
+    }
+    let n: u32 = std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()?;
+    (n > 0).then_some(n)
 }
 
 /// The text from the first field (`IN=`) on: words between the prefix and it (a prefix
@@ -1265,6 +1294,7 @@ mod tests {
                 dpt: Some(53),
                 answer: false,
                 outgoing: false,
+                copies: 1,
             }
         );
     }

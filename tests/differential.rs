@@ -428,6 +428,22 @@ fn packet_line(r: &mut Pick, out: &mut Vec<u8>, configured: &[&str]) {
             return;
         }
     }
+    // rsyslog's stand-in for repeats of the line before, and texts nearly like it.
+    let repeated = r.chance(6);
+    if repeated {
+        out.extend_from_slice(
+            r.one(&[
+                "message repeated 3 times: [ ",
+                "message repeated 2 times: [",
+                "message repeated 4000000000 times: [ ",
+                "message repeated 0 times: [ ",
+                "message repeated x times: [ ",
+                "message repeated 12 times: ",
+                "message repeated 999999999 times: [ ",
+            ])
+            .as_bytes(),
+        );
+    }
     let prefix = if r.chance(75) {
         r.one(configured)
     } else {
@@ -565,6 +581,9 @@ fn packet_line(r: &mut Pick, out: &mut Vec<u8>, configured: &[&str]) {
     out.extend_from_slice(fields.join(" ").as_bytes());
     if r.chance(30) {
         out.push(b' ');
+    }
+    if repeated && r.chance(90) {
+        out.push(b']');
     }
     if r.chance(3) {
         // Cut short, as a full disk or a killed writer leaves a line.

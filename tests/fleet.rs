@@ -23,11 +23,14 @@ impl Drop for Rsyslogd {
     }
 }
 
-/// The log host's configuration: TCP input on `port`, one file per sending host.
+/// The log host's configuration: TCP input on `port`, one file per sending host, after
+/// Ubuntu's `$RepeatedMsgReduction on`, which README's `off` undoes.
 fn log_host_config(dir: &Path, port: u16) -> String {
     let d = dir.display();
     format!(
         r#"global(workDirectory="{d}/work")
+$RepeatedMsgReduction on
+$RepeatedMsgReduction off
 module(load="imtcp")
 input(type="imtcp" address="127.0.0.1" port="{port}" ruleset="remote")
 template(name="PerHostKernLog" type="string" string="{d}/hosts/%HOSTNAME%/kern.log")
@@ -63,7 +66,9 @@ fn spawn(dir: &Path, conf: &str) -> Rsyslogd {
     std::fs::create_dir_all(dir.join("work")).unwrap();
     let path = dir.join("rsyslog.conf");
     std::fs::write(&path, conf).unwrap();
+    // Its BSD stamps in UTC, the zone the tests' configuration reads them in.
     let child = Command::new("rsyslogd")
+        .env("TZ", "UTC")
         .arg("-n")
         .arg("-f")
         .arg(&path)
@@ -229,4 +234,86 @@ kern.* {d}/kern.log
     s.write("config.toml", &config.replace("/kern.log", "/ufw.log"));
     let v = s.run(&["preview", "--json"]).ok().json();
     assert_eq!(v["summary"]["lines_matched"], 1, "{v}");
+}
+
+/// rsyslog's `$RepeatedMsgReduction` (on in Debian's and Ubuntu's rsyslog.conf) writes one
+/// line and then `message repeated N times: [ … ]` for a packet logged again alike (no uptime
+/// stamp, a scanner's fixed IP ID and port): the packets are counted, N more, not one line.
+/// Sent the way the host's own kernel lines reach rsyslog, through its local socket.
+#[test]
+fn rsyslogs_repeated_message_counts_every_packet_it_stands_for() {
+    if !tool("rsyslogd", &["-v"]) {
+        return;
+    }
+    let mut s = Setup::new(&standard_config("").replace(
+        "path = \"{dir}/messages\"",
+        "path = \"{dir}/kern.log\"\nstart_at = \"beginning\"",
+    ));
+    // rsyslog stamps what comes through its socket with the time it came.
+    s.now = chrono::Utc::now().to_rfc3339();
+    let d = s.dir.path().display();
+    let _daemon = spawn(
+        s.dir.path(),
+        &format!(
+            r#"global(workDirectory="{d}/work")
+module(load="imuxsock" SysSock.Use="off")
+input(type="imuxsock" Socket="{d}/log.sock")
+$RepeatedMsgReduction on
+*.* action(type="omfile" file="{d}/kern.log" template="RSYSLOG_TraditionalFileFormat")
+"#
+        ),
+    );
+    let socket = s.path("log.sock");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !socket.exists() {
+        assert!(Instant::now() < deadline, "rsyslogd made no socket");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let kernel_line = |src: &str, proto: &str, dpt: u16| {
+        let line = drop_line("10:00:00", src, proto, dpt);
+        let message = line.split_once("] ").unwrap().1.trim_end().to_string();
+        format!("<4>Jan 25 10:00:00 kernel: {message}")
+    };
+    let sender = std::os::unix::net::UnixDatagram::unbound().unwrap();
+    let same = kernel_line("3.5.140.2", "TCP", 22);
+    for _ in 0..4 {
+        sender.send_to(same.as_bytes(), &socket).unwrap();
+    }
+    let other = kernel_line("34.223.47.190", "UDP", 53);
+    sender.send_to(other.as_bytes(), &socket).unwrap();
+    wait_for_lines(&s.path("kern.log"), 3);
+    let written = std::fs::read_to_string(s.path("kern.log")).unwrap();
+    assert!(written.contains("message repeated 3 times: ["), "{written}");
+    let v = s.run(&["preview", "--json"]).ok().json();
+    assert_eq!(v["summary"]["lines_matched"], 3, "{v}");
+    assert_eq!(v["summary"]["lines_malformed"], 0, "{v}");
+    let ips = &v["reports"][0]["ips"];
+    assert_eq!(ips[0]["ip"], "3.5.140.2", "{v}");
+    assert_eq!(ips[0]["hits"], 4, "{v}");
+    assert_eq!(ips[1]["hits"], 1, "{v}");
+}
+
+/// A server forwards the same packet's line several times over (no uptime stamp, a
+/// scanner's fixed fields): with README's log host configuration each copy is written and
+/// counted. (With Ubuntu's `$RepeatedMsgReduction on` left in force, rsyslog drops the
+/// copies received over TCP without a `message repeated` line.)
+#[test]
+fn identical_lines_forwarded_to_the_log_host_are_each_counted() {
+    if !tool("rsyslogd", &["-v"]) {
+        return;
+    }
+    let s = Setup::new(&standard_config("").replace(
+        "path = \"{dir}/messages\"",
+        "path = \"{dir}/hosts/*/kern.log\"\nstart_at = \"beginning\"",
+    ));
+    let (_daemon, port) = start(s.dir.path());
+    let same = drop_line("10:00:00", "3.5.140.2", "TCP", 22).replace("[810294.788657] ", "");
+    let mut lines = vec![same; 4];
+    lines.push(drop_line("10:00:01", "34.223.47.190", "UDP", 53));
+    forward(port, "web1", ("2026-01-25", "+00:00"), &lines);
+    wait_for_lines(&s.path("hosts/web1/kern.log"), 5);
+    let v = s.run(&["preview", "--json"]).ok().json();
+    let ips = &v["reports"][0]["ips"];
+    assert_eq!(ips[0]["ip"], "3.5.140.2", "{v}");
+    assert_eq!(ips[0]["hits"], 4, "{v}");
 }

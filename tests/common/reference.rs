@@ -69,6 +69,7 @@ pub struct RefPacket {
     dpt: Option<u16>,
     answer: bool,
     outgoing: bool,
+    copies: u32,
 }
 
 /// Reads `input` the plain way: returns the summary, the observations and how many bytes
@@ -121,7 +122,7 @@ pub fn reference(input: &[u8], setup: &ReadSetup) -> (Summary, Observations, u64
                 let o = full
                     .entry(p.src)
                     .or_insert_with(|| Observation::new(p.src, p.time));
-                o.hits += 1;
+                o.hits += u64::from(p.copies);
                 o.first_seen = o.first_seen.min(p.time);
                 o.last_seen = o.last_seen.max(p.time);
                 o.protocols.insert(p.proto.into());
@@ -220,6 +221,26 @@ pub fn judge(line: &[u8], prefixes: &[String]) -> Verdict {
     {
         message = skip_spaces(&inner[close + 1..]);
     }
+    // rsyslog's `message repeated N times: [ <the message>]`: N packets, the closing bracket
+    // no part of the fields.
+    let mut copies = 1;
+    if let Some(after) = message.strip_prefix(b"message repeated ") {
+        let digits: Vec<u8> = after
+            .iter()
+            .copied()
+            .take_while(u8::is_ascii_digit)
+            .collect();
+        let n = String::from_utf8(digits.clone())
+            .ok()
+            .and_then(|d| d.parse::<u32>().ok());
+        if (1..=9).contains(&digits.len())
+            && after[digits.len()..].starts_with(b" times: [")
+            && let Some(n) = n.filter(|n| *n > 0)
+        {
+            copies = n;
+            message = message.strip_suffix(b"]").unwrap_or(message);
+        }
+    }
     // The earliest prefix in the message; of those starting there, the longest.
     let mut found = None;
     'search: for at in 0..message.len() {
@@ -250,6 +271,7 @@ pub fn judge(line: &[u8], prefixes: &[String]) -> Verdict {
             host: String::from_utf8(host.to_vec()).unwrap(),
             answer: answers(&message[at + len..], &proto),
             outgoing: sent_by_the_host(&message[at + len..]),
+            copies,
             src,
             dst,
             proto,
