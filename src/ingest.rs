@@ -1887,14 +1887,35 @@ struct Found {
     prefix: usize,
 }
 
-/// The lines of `region` that hold `finder`'s prefix, into `found`, and the count of line ends
-/// in `region`: one pass over the line ends beside the search for the prefix, rather than a
-/// pass to count them and two searches for each line found, back to its start and on to its
-/// end. A line counts once, however often the prefix is in it; a prefix with a line end in
-/// it is in no line.
+/// Whether the line end at `end` ends a line that started at `start`: a newline always does
+/// (an empty line is a line), a NUL byte only after text. A crash leaves a block of NUL bytes
+/// where the file grew and its data never came, often in the middle of a line; the daemon's
+/// next line follows the block. The text before the block is a line cut short, the block is
+/// no line at all, and the line after it is whole.
+#[inline]
+fn ends_a_line(region: &[u8], start: usize, end: usize) -> bool {
+    region[end] == b'\n' || end > start
+}
+
+/// The lines `region` holds (see [`ends_a_line`]).
+fn lines_in(region: &[u8]) -> u64 {
+    let mut start = 0;
+    let mut lines = 0u64;
+    for end in memchr::memchr2_iter(b'\n', 0, region) {
+        lines += u64::from(ends_a_line(region, start, end));
+        start = end + 1;
+    }
+    lines
+}
+
+/// The lines of `region` that hold `finder`'s prefix, into `found`, and the count of lines in
+/// `region` (a line ends at a newline, or at a NUL byte: see [`ends_a_line`]): one pass over
+/// the line ends beside the search for the prefix, rather than a pass to count them and two
+/// searches for each line found, back to its start and on to its end. A line counts once,
+/// however often the prefix is in it; a prefix with a line end in it is in no line.
 fn lines_found(region: &[u8], finder: &memchr::memmem::Finder<'_>, found: &mut Vec<Found>) -> u64 {
     let len = finder.needle().len();
-    let mut ends = memchr::memchr_iter(b'\n', region);
+    let mut ends = memchr::memchr2_iter(b'\n', 0, region);
     // The first line end not passed yet, and where the line it ends starts.
     let (mut end, mut start) = (ends.next(), 0);
     let mut passed = 0u64;
@@ -1907,7 +1928,7 @@ fn lines_found(region: &[u8], finder: &memchr::memmem::Finder<'_>, found: &mut V
         while let Some(e) = end
             && e < at
         {
-            passed += 1;
+            passed += u64::from(ends_a_line(region, start, e));
             start = e + 1;
             end = ends.next();
         }
@@ -1924,7 +1945,12 @@ fn lines_found(region: &[u8], finder: &memchr::memmem::Finder<'_>, found: &mut V
         });
         after = line_end + 1;
     }
-    passed + end.map_or(0, |_| 1 + ends.count() as u64)
+    while let Some(e) = end {
+        passed += u64::from(ends_a_line(region, start, e));
+        start = e + 1;
+        end = ends.next();
+    }
+    passed
 }
 
 /// [`lines_found`] for several prefixes, each looked for on its own: a line is placed by
@@ -1945,8 +1971,9 @@ fn lines_found_by_any(
             if at < after {
                 continue;
             }
-            let start = memchr::memrchr(b'\n', &region[after..at]).map_or(after, |i| after + i + 1);
-            let end = memchr::memchr(b'\n', &region[at..]).map_or(region.len(), |i| at + i);
+            let start =
+                memchr::memrchr2(b'\n', 0, &region[after..at]).map_or(after, |i| after + i + 1);
+            let end = memchr::memchr2(b'\n', 0, &region[at..]).map_or(region.len(), |i| at + i);
             if at + len > end {
                 // A prefix with a newline in it spans two lines: it is in neither.
                 continue;
@@ -1963,7 +1990,7 @@ fn lines_found_by_any(
     }
     found.sort_unstable_by_key(|f| (f.start, f.at, std::cmp::Reverse(f.len), f.prefix));
     found.dedup_by_key(|f| f.start);
-    memchr::memchr_iter(b'\n', region).count() as u64
+    lines_in(region)
 }
 
 /// How many records are asked of the memory before they are used: the records of the lines
@@ -2257,16 +2284,19 @@ impl<'a> Ingest<'a> {
                 consumed += self.pass_nuls(&mut buf, &mut filled);
             }
             if skipping {
-                done = match memchr::memchr(b'\n', &buf[..filled]) {
+                // To its end: a newline, taken with it, or a crash's NUL bytes, passed over
+                // as at any line's start.
+                done = match memchr::memchr2(b'\n', 0, &buf[..filled]) {
                     Some(i) => {
                         skipping = false;
-                        i + 1
+                        i + usize::from(buf[i] == b'\n')
                     }
                     None => filled,
                 };
                 self.summary.bytes_read += done as u64;
             }
-            match memchr::memrchr(b'\n', &buf[done..filled]) {
+            // Up to the last line end, a newline or a NUL byte (see `ends_a_line`).
+            match memchr::memrchr2(b'\n', 0, &buf[done..filled]) {
                 Some(i) => {
                     self.scan(&buf[done..done + i + 1]);
                     done += i + 1;

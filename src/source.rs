@@ -383,12 +383,13 @@ impl OpenFile {
     }
 
     /// The end of the last complete line within the first `size` bytes of a plain file (a
-    /// line longer than 64 KiB counts as complete: it is junk, passed over).
+    /// line longer than 64 KiB counts as complete: it is junk, passed over). A line ends at a
+    /// newline or at a crash's NUL bytes, as the reader has it.
     fn line_end_within(&self, size: u64) -> io::Result<u64> {
         let from = size.saturating_sub(1 << 16);
         let mut tail = Vec::new();
         self.at_until(from, size).read_to_end(&mut tail)?;
-        Ok(match memchr::memrchr(b'\n', &tail) {
+        Ok(match memchr::memrchr2(b'\n', 0, &tail) {
             Some(i) => from + i as u64 + 1,
             None if from == 0 => 0,
             None => size,
@@ -407,7 +408,7 @@ impl OpenFile {
                     Ok(0) | Err(_) => return Ok(end),
                     Ok(n) => n,
                 };
-                if let Some(i) = memchr::memrchr(b'\n', &buf[..n]) {
+                if let Some(i) = memchr::memrchr2(b'\n', 0, &buf[..n]) {
                     end = pos + i as u64 + 1;
                 }
                 pos += n as u64;

@@ -110,6 +110,47 @@ fn the_line_after_a_block_of_nul_bytes_is_shown_in_the_report() {
     assert!(mail.contains("INPUT-DROP:IN=eth0"), "{mail}");
 }
 
+/// What a crash usually leaves: the data of a line's last block never came, so the line is
+/// cut where the block began, a block of NUL bytes stands for the rest, and the daemon's next
+/// line follows the NULs. The cut line is one line (malformed, its fields cut); the next is
+/// read whole, with its own address and port, and nothing of one is taken for the other.
+#[test]
+fn a_line_cut_by_a_crash_and_the_line_after_its_nul_block_are_two_lines() {
+    let s = Setup::standard();
+    let before = drop_line("09:59:59", "18.206.107.24", "UDP", 53);
+    let cut = drop_line("10:00:00", "3.5.140.2", "TCP", 22);
+    let cut = &cut[..cut.find(" DST=").unwrap() + 3];
+    let after = drop_line("10:00:01", "34.223.47.190", "TCP", 3389);
+    s.write(
+        "messages",
+        &format!("{before}{cut}{}{after}", "\0".repeat(3000)),
+    );
+    let v = s.run(&["preview", "--json"]).ok().json();
+    assert_eq!(v["summary"]["lines_read"], 3, "{v}");
+    assert_eq!(v["summary"]["lines_matched"], 2, "{v}");
+    assert_eq!(v["summary"]["lines_malformed"], 1, "{v}");
+    let ips = &v["reports"][0]["ips"];
+    assert_eq!(ip_list(ips), ["18.206.107.24", "34.223.47.190"], "{v}");
+    assert_eq!(ips[1]["ports"], serde_json::json!([3389]), "{v}");
+    let excerpt = v["reports"][0]["excerpt"].to_string();
+    assert!(!excerpt.contains("3.5.140.2"), "{excerpt}");
+    // The same with the cut line's fields all there: still two packets, not one.
+    let whole_cut = drop_line("10:00:00", "3.5.140.2", "TCP", 22);
+    let whole_cut = whole_cut.trim_end();
+    let fresh = Setup::standard();
+    fresh.write(
+        "messages",
+        &format!("{whole_cut}{}{after}", "\0".repeat(100)),
+    );
+    let v = fresh.run(&["preview", "--json"]).ok().json();
+    assert_eq!(v["summary"]["lines_matched"], 2, "{v}");
+    assert_eq!(
+        ip_list(&v["reports"][0]["ips"]),
+        ["3.5.140.2", "34.223.47.190"],
+        "{v}"
+    );
+}
+
 /// A log host names its per-host folders after what senders call themselves: a folder whose
 /// name carries terminal escapes and a line end, under a glob source. Whatever names it, in
 /// `-v`'s notes, a warning or an error, reaches the terminal as escapes, one line each.

@@ -81,10 +81,13 @@ pub fn reference(input: &[u8], setup: &ReadSetup) -> (Summary, Observations, u64
     while pos < input.len() {
         let rest = &input[pos..];
         // NUL bytes at a line's start (a crash's block) are no part of it, however many:
-        // passed over and counted as read, even with no line after them yet.
+        // passed over and counted as read, even with no line after them yet. A NUL byte
+        // after text ends that text's line (cut short where the block began), and is passed
+        // over with its block at the next line's start.
         let nul = rest.iter().take_while(|b| **b == 0).count();
         let body = &rest[nul..];
-        let (line, taken) = match body.iter().position(|b| *b == b'\n') {
+        let (line, taken) = match body.iter().position(|b| *b == b'\n' || *b == 0) {
+            Some(i) if body[i] == 0 => (&body[..i], nul + i),
             Some(i) => (&body[..i], nul + i + 1),
             None if body.len() >= setup.buffer => (body, rest.len()),
             // May still be being written: left for the next run.
