@@ -601,6 +601,9 @@ fn log(seeds: &[u64], set: usize, last_unfinished: bool) -> Vec<u8> {
             // then the daemon's next line.
             one.truncate((s / 11) as usize % one.len());
             one.extend(std::iter::repeat_n(0u8, 1 + (s / 7 % 600) as usize));
+        } else if s % 13 == 7 && one.len() > 1 {
+            // A line cut short with no block after it: the next line runs on after it.
+            one.truncate((s / 13) as usize % one.len());
         }
         out.extend(one);
     }

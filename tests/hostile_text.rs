@@ -151,6 +151,24 @@ fn a_line_cut_by_a_crash_and_the_line_after_its_nul_block_are_two_lines() {
     );
 }
 
+/// A line cut short with no NUL block after it (a writer killed mid-line, a file cut back by
+/// a crash) and the next line run on after it: the fields end where the prefix comes again,
+/// so the cut line's address gets none of the next line's protocol and port, nor a hit, and
+/// the glued text is evidence to no desk.
+#[test]
+fn a_line_run_on_after_a_cut_one_lends_it_no_fields() {
+    let s = Setup::standard();
+    let cut = drop_line("10:00:00", "3.5.140.2", "TCP", 22);
+    let cut = &cut[..cut.find(" DST=").unwrap() + 3];
+    let next = drop_line("10:00:01", "34.223.47.190", "UDP", 3389).replace("[810294.788657] ", "");
+    s.write("messages", &format!("{cut}{next}"));
+    let v = s.run(&["preview", "--json"]).ok().json();
+    assert_eq!(v["summary"]["lines_read"], 1, "{v}");
+    assert_eq!(v["summary"]["lines_malformed"], 1, "{v}");
+    assert_eq!(v["summary"]["lines_matched"], 0, "{v}");
+    assert!(v["reports"].as_array().unwrap().is_empty(), "{v}");
+}
+
 /// A log host names its per-host folders after what senders call themselves: a folder whose
 /// name carries terminal escapes and a line end, under a glob source. Whatever names it, in
 /// `-v`'s notes, a warning or an error, reaches the terminal as escapes, one line each.

@@ -268,7 +268,7 @@ pub fn judge(line: &[u8], prefixes: &[String]) -> Verdict {
     if !host_ok {
         return Verdict::Malformed;
     }
-    match reference_fields(&message[at + len..]) {
+    match reference_fields(&message[at + len..], prefixes) {
         Some((src, dst, proto, spt, dpt)) => Verdict::Packet(RefPacket {
             time,
             host: String::from_utf8(host.to_vec()).unwrap(),
@@ -322,7 +322,7 @@ pub type RefFields = (IpAddr, IpAddr, String, Option<u16>, Option<u16>);
 
 /// Words before `IN=` are passed over; from `IN=` on, the first of each key counts, up to a
 /// quoted packet (`[`), or up to `DPT=` once the addresses and protocol are known.
-pub fn reference_fields(text: &[u8]) -> Option<RefFields> {
+pub fn reference_fields(text: &[u8], prefixes: &[String]) -> Option<RefFields> {
     let words: Vec<&[u8]> = text
         .split(|b| *b == b' ')
         .filter(|w| !w.is_empty())
@@ -331,6 +331,20 @@ pub fn reference_fields(text: &[u8]) -> Option<RefFields> {
     if !words[first].starts_with(b"IN=") {
         return None;
     }
+    // From the first field on, the fields end where a configured prefix comes again: the
+    // next line, run on after this one was cut.
+    let from = words[first].as_ptr() as usize - text.as_ptr() as usize;
+    let fields = &text[from..];
+    let run_on = (prefixes.iter())
+        .filter(|p| !p.is_empty())
+        .filter_map(|p| (0..fields.len()).find(|&i| fields[i..].starts_with(p.as_bytes())))
+        .min()
+        .unwrap_or(fields.len());
+    let words: Vec<&[u8]> = fields[..run_on]
+        .split(|b| *b == b' ')
+        .filter(|w| !w.is_empty())
+        .collect();
+    let first = 0;
     let mut seen: BTreeMap<&[u8], &[u8]> = BTreeMap::new();
     for w in &words[first..] {
         if w.starts_with(b"[") {
