@@ -541,7 +541,11 @@ impl Session {
         // every run would give a desk a copy an hour for ever. A body cut short while it was
         // being written is not a message the server can hold.
         let written = Cell::new(false);
-        let body = std::iter::once(&message[..]).chain(std::iter::from_fn(|| {
+        // The client ends the data with CRLF `.` CRLF: the message's own last line end is
+        // the first CRLF of it, so that the desk gets the stored bytes, not an empty line
+        // more than `show` prints.
+        let text = message.strip_suffix(b"\r\n").unwrap_or(message);
+        let body = std::iter::once(text).chain(std::iter::from_fn(|| {
             written.set(true);
             clock.body_written();
             None

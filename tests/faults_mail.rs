@@ -252,6 +252,25 @@ fn a_connection_closed_after_the_body_without_an_answer_sends_it_twice_at_most()
     assert!(shown.contains("not confirmed"), "{shown}");
 }
 
+/// What the server takes is, byte for byte, what `show` prints as sent: the message's own
+/// last line end is the first of the data's end, not followed by an empty line more.
+#[test]
+fn the_server_takes_the_bytes_show_prints() {
+    let server = FaultyServer::start(Mode::Healthy);
+    let s = Setup::new(&smtp_config(server.port, "none", ""));
+    s.write("messages", &attack_log());
+    s.run_bounded(&["run"]).ok();
+    let accepted = server.accepted();
+    assert_eq!(accepted.len(), 1);
+    let id = history(&s)[0]["id"].as_str().unwrap().to_string();
+    let shown = s.run(&["show", &id]).ok().raw_stdout;
+    assert!(shown.ends_with(b"\r\n"));
+    assert_eq!(
+        String::from_utf8_lossy(&accepted[0]),
+        String::from_utf8_lossy(&shown)
+    );
+}
+
 #[test]
 fn a_451_then_250_delivers_once_on_the_next_run() {
     let server = FaultyServer::start(Mode::TempFailThenOk);
