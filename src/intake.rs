@@ -607,6 +607,10 @@ pub(crate) fn ingest(
     // The ledger as it is once the reports `leaving_out` are withdrawn (a preview's).
     let ledger_of_run = || world.ledger().map(|l| l.leaving_out(leaving_out.to_vec()));
     let ledger_now = || early.get_or_init(|| ledger_of_run().map_err(|e| format!("{e:#}")));
+    // With `rereport_after_days`, an address reported within the window is reported again
+    // once it passes: the lines it sends meanwhile are kept for that report, which would
+    // otherwise show none of what it did since.
+    let again = settings.report.rereport_after_days.is_some();
     let attribute = |ip: IpAddr| {
         let mut a = Attribution::default();
         let reportable = is_reportable(ip) && !is_ignored(ip, &settings.report.ignore);
@@ -616,7 +620,11 @@ pub(crate) fn ingest(
                 a.in_provider = true;
             }
             // A ledger that cannot be read ends the run after the read (below).
-            if reportable && ledger_now().as_ref().is_ok_and(|l| !l.reported(bucket, ip)) {
+            if reportable
+                && ledger_now()
+                    .as_ref()
+                    .is_ok_and(|l| again || !l.reported(bucket, ip))
+            {
                 a.candidates.insert(bucket as u32);
             }
         }
@@ -944,14 +952,29 @@ pub(crate) fn ingest(
             Some(s) => s.next_evidence_seq(key)?,
             None => 0,
         });
-        // Neither reported addresses' lines nor history are evidence any more.
+        // Neither reported addresses' lines nor history are evidence any more; but with
+        // `rereport_after_days` an address reported within the window keeps the lines it
+        // sends meanwhile for its next report, which would otherwise show none of them. The
+        // desk's window is of the addresses it may get now.
         let fresh = world.fresh_since();
+        let again = settings.report.rereport_after_days.is_some();
         let wanted =
             |ip: IpAddr, time: i64| !ledger.reported(i, ip) && fresh.is_none_or(|t| time >= t);
+        let kept = |ip: IpAddr, time: i64| {
+            (again || !ledger.reported(i, ip)) && fresh.is_none_or(|t| time >= t)
+        };
         let mut lines = std::mem::take(&mut batch.evidence[i]);
-        lines.retain(|l| wanted(l.ip, l.time));
+        lines.retain(|l| kept(l.ip, l.time));
         // Stable: lines of one second keep their log order.
         lines.sort_by_key(|l| l.time);
+        let now_wanted: std::borrow::Cow<'_, [KeptLine]> = match again {
+            true => (lines.iter())
+                .filter(|l| wanted(l.ip, l.time))
+                .copied()
+                .collect::<Vec<_>>()
+                .into(),
+            false => lines.as_slice().into(),
+        };
         let stored = match state {
             Some(s) => s.dense_evidence(key)?,
             None => Vec::new(),
@@ -962,7 +985,7 @@ pub(crate) fn ingest(
             .collect();
         let window = excerpt::densest_of_both(
             &before,
-            &lines,
+            &now_wanted,
             &spool,
             settings.report.sample_seconds,
             settings.report.max_excerpt_lines,

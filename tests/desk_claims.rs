@@ -1237,7 +1237,7 @@ fn the_repeat_line_reads_right_for_one_all_or_some_addresses() {
     s.run(&["run"]).ok();
     assert_eq!(
         repeat(&s),
-        "Repeat: reported to you before, and still sending"
+        "Repeat: reported to you before, and seen again since"
     );
     // Both back.
     s.now = "2026-01-14T12:00:00Z".into();
@@ -1252,7 +1252,7 @@ fn the_repeat_line_reads_right_for_one_all_or_some_addresses() {
     s.run(&["run"]).ok();
     assert_eq!(
         repeat(&s),
-        "Repeat: all were reported to you before and are still sending"
+        "Repeat: all were reported to you before and were seen again since"
     );
     // One back with a new one.
     s.now = "2026-01-16T12:00:00Z".into();
@@ -1267,8 +1267,51 @@ fn the_repeat_line_reads_right_for_one_all_or_some_addresses() {
     s.run(&["run"]).ok();
     assert_eq!(
         repeat(&s),
-        "Repeat: 1 of these addresses was reported to you before and is still sending"
+        "Repeat: 1 of these addresses was reported to you before and seen again since"
     );
+}
+
+/// An address reported, seen again inside `rereport_after_days`, then reported again once
+/// the window passed, on a run that read nothing new: the re-report shows the packets it
+/// sent since the first report as its own lines in evidence.log, not none at all.
+#[test]
+fn a_re_report_shows_the_lines_sent_since_the_report_before() {
+    let mut s = Setup::new(&standard_config("rereport_after_days = 5"));
+    let day = |d: u32, time: &str| {
+        drop_line(time, "3.5.140.2", "TCP", 22).replace("Jan 25", &format!("Jan {d:>2}"))
+    };
+    s.now = "2026-01-10T12:00:00Z".into();
+    s.write("messages", &day(10, "10:00:00"));
+    s.run(&["run"]).ok();
+    assert_eq!(s.outbox().len(), 1);
+    // Two days later, inside the window: nothing is sent, the lines are kept.
+    s.now = "2026-01-12T12:00:00Z".into();
+    s.append(
+        "messages",
+        &[
+            day(12, "10:00:00"),
+            day(12, "10:00:07"),
+            day(12, "10:00:09"),
+        ]
+        .concat(),
+    );
+    s.run(&["run"]).ok();
+    assert_eq!(s.outbox().len(), 1);
+    // The window passed; nothing new logged.
+    s.now = "2026-01-16T12:00:00Z".into();
+    s.run(&["run"]).ok();
+    let outbox = s.outbox();
+    assert_eq!(outbox.len(), 2, "re-reported once");
+    let raw = std::fs::read(outbox.last().unwrap()).unwrap();
+    let message = MessageParser::default().parse(&raw).unwrap();
+    let evidence = attachment(&message, "evidence.log").expect("evidence.log");
+    for time in ["10:00:00", "10:00:07", "10:00:09"] {
+        assert!(
+            evidence.contains(&format!("Jan 12 {time} web1 kernel:")),
+            "{time}: {evidence}"
+        );
+    }
+    assert!(!evidence.contains("Jan 10 "), "{evidence}");
 }
 
 /// A log host names a sender that has no name by its address, which is ours: with `DST`
