@@ -88,7 +88,7 @@ fn recent_matches(
     let carrying: Vec<&[u8]> = (lines.iter().copied())
         .filter(|l| finders.iter().any(|f| f.find(l).is_some()))
         .collect();
-    let mut parser = crate::parse::LineParser::new(prefixes, settings.zone.clone(), now);
+    let mut parser = crate::parse::LineParser::new(prefixes, settings.zone, now);
     let packets = (carrying.iter())
         .filter(|l| matches!(parser.parse(l), crate::parse::Line::Packet(_)))
         .count();
