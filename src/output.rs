@@ -512,6 +512,11 @@ pub(crate) fn history(
     if let Some(name) = only.as_deref()
         && records.is_empty()
         && settings.provider(name).is_none()
+        && !state
+            .as_ref()
+            .map(|s| s.has_reports(name))
+            .transpose()?
+            .unwrap_or(false)
     {
         let known: Vec<&str> = settings.providers.iter().map(|p| p.name.as_str()).collect();
         return Err(crate::error::ConfigError(format!(

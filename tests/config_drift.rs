@@ -541,6 +541,16 @@ fn history_of_a_provider_no_one_knows_is_refused_and_of_a_removed_one_is_listed(
         .ok()
         .json();
     assert_eq!(removed.as_array().unwrap().len(), 3, "{removed}");
+    // Of an address it was never sent: none, said as such, not refused.
+    let none = s.run(&[
+        "history",
+        "--provider",
+        "cloud",
+        "--ip",
+        "192.0.2.1",
+        "--json",
+    ]);
+    assert_eq!(none.ok().json(), serde_json::json!([]));
     let none = s.run(&["history", "--provider", "other"]).ok();
     assert_eq!(none.stdout, "no reports\n");
 }
