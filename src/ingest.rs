@@ -1885,6 +1885,9 @@ struct Found {
     len: usize,
     end: usize,
     prefix: usize,
+    /// A prefix is in the line more than once (or two start at one place): the parser looks
+    /// whether one comes again after the fields begin (a line run on after a cut one).
+    again: bool,
 }
 
 /// Whether the line end at `end` ends a line that started at `start`: a newline always does
@@ -1923,6 +1926,12 @@ fn lines_found(region: &[u8], finder: &memchr::memmem::Finder<'_>, found: &mut V
     let mut after = 0;
     for at in finder.find_iter(region) {
         if at < after {
+            // Once more in the line found last.
+            if let Some(last) = found.last_mut()
+                && at + len <= last.end
+            {
+                last.again = true;
+            }
             continue;
         }
         while let Some(e) = end
@@ -1942,6 +1951,7 @@ fn lines_found(region: &[u8], finder: &memchr::memmem::Finder<'_>, found: &mut V
             len,
             end: line_end,
             prefix: 0,
+            again: false,
         });
         after = line_end + 1;
     }
@@ -1969,6 +1979,11 @@ fn lines_found_by_any(
         let mut after = 0;
         for at in finder.find_iter(region) {
             if at < after {
+                if let Some(last) = found.last_mut()
+                    && at + len <= last.end
+                {
+                    last.again = true;
+                }
                 continue;
             }
             let start =
@@ -1984,12 +1999,18 @@ fn lines_found_by_any(
                 len,
                 end,
                 prefix,
+                again: false,
             });
             after = end + 1;
         }
     }
     found.sort_unstable_by_key(|f| (f.start, f.at, std::cmp::Reverse(f.len), f.prefix));
-    found.dedup_by_key(|f| f.start);
+    // One line found by two prefixes holds more than one.
+    found.dedup_by(|later, kept| {
+        let same = later.start == kept.start;
+        kept.again |= same;
+        same
+    });
     lines_in(region)
 }
 
@@ -2387,7 +2408,7 @@ impl<'a> Ingest<'a> {
         for group in starts.chunks(AHEAD) {
             for f in group {
                 let text = &region[f.start..f.end];
-                if let Some(packet) = self.hit(text, f.prefix, f.at - f.start) {
+                if let Some(packet) = self.hit(text, f.prefix, f.at - f.start, f.again) {
                     let hash = self.seen.hash_of(&packet.src);
                     hits.push((text, packet, hash));
                 }
@@ -2407,8 +2428,14 @@ impl<'a> Ingest<'a> {
 
     /// The packet of a line that counts as a hit; any other line is counted in the summary
     /// for what it is.
-    fn hit<'t>(&mut self, text: &'t [u8], prefix: usize, prefix_at: usize) -> Option<Packet<'t>> {
-        let packet = match self.parser.parse_found(text, prefix, prefix_at) {
+    fn hit<'t>(
+        &mut self,
+        text: &'t [u8],
+        prefix: usize,
+        prefix_at: usize,
+        again: bool,
+    ) -> Option<Packet<'t>> {
+        let packet = match self.parser.parse_found(text, prefix, prefix_at, again) {
             Line::Packet(p) => p,
             Line::Malformed(_) => {
                 self.summary.lines_malformed += 1;
@@ -3060,11 +3087,15 @@ mod tests {
         }
     }
 
+    /// A line with the prefix twice is one line, counted once: the prefix again after the
+    /// fields began is the next line run on after a cut one, so the line is malformed.
     #[test]
     fn prefix_twice_on_one_line_counts_once() {
         let text = "Jan 25 23:51:25 h kernel: INPUT-DROP:IN=eth0 OUT= SRC=3.5.140.2 DST=192.0.2.1 PROTO=UDP INPUT-DROP: x\n";
         let batch = ingest_text(text, &|_| aws());
-        assert_eq!(batch.summary.lines_matched, 1);
+        assert_eq!(batch.summary.lines_read, 1);
+        assert_eq!(batch.summary.lines_malformed, 1);
+        assert_eq!(batch.summary.lines_matched, 0);
     }
 
     /// Protocols as a packet may give them: the kernel's names, numbers, and texts no code

@@ -431,15 +431,22 @@ impl LineParser {
     /// Parses one line, without its trailing newline (a trailing `\r` is ignored).
     pub fn parse<'a>(&mut self, line: &'a [u8]) -> Line<'a> {
         match self.find_prefix(line) {
-            Some((prefix, at)) => self.parse_found(line, prefix, at),
+            Some((prefix, at)) => self.parse_found(line, prefix, at, true),
             None => Line::Other,
         }
     }
 
     /// Parses a line in which prefix number `prefix` was already found at byte `prefix_at`
     /// (the first configured prefix in the line, the longest of those found there), sparing a
-    /// second search.
-    pub fn parse_found<'a>(&mut self, line: &'a [u8], prefix: usize, prefix_at: usize) -> Line<'a> {
+    /// second search. `again`: whether a prefix may be in the line elsewhere too; when not,
+    /// none is looked for after the fields begin.
+    pub fn parse_found<'a>(
+        &mut self,
+        line: &'a [u8],
+        prefix: usize,
+        prefix_at: usize,
+        again: bool,
+    ) -> Line<'a> {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let Ok(rest) = after_priority(line) else {
             return Line::Malformed("bad syslog priority");
@@ -504,7 +511,13 @@ impl LineParser {
             return Line::Malformed("bad host name");
         }
         let field_text = first_field(&line[fields_at..]);
-        match fields(field_text, &mut self.memo, &self.prefixes) {
+        // A prefix again after the fields began: a line cut short (a writer killed mid-line,
+        // a file cut back by a crash) with the next line written on after it. Neither packet
+        // can be told whole, and the text is no evidence of either.
+        if again && self.prefixes.iter().any(|f| f.find(field_text).is_some()) {
+            return Line::Malformed("a line cut short, with the next one run on after it");
+        }
+        match fields(field_text, &mut self.memo) {
             Ok(f) => {
                 if known.is_none() {
                     self.memo.keep_syslog(after_time, host, syslog_message);
@@ -939,11 +952,7 @@ fn address(text: &[u8]) -> Option<IpAddr> {
 /// the general reader looks for sits somewhere this one does not look, or a value is not
 /// ASCII, the line goes there. The words read on the way tell whether a TCP packet carries
 /// ACK or RST, so that [`is_answer`] need not look again.
-fn fields_in_order<'a>(
-    text: &'a [u8],
-    memo: &mut Memo,
-    prefixes: &[memmem::Finder<'_>],
-) -> Option<Fields<'a>> {
+fn fields_in_order<'a>(text: &'a [u8], memo: &mut Memo) -> Option<Fields<'a>> {
     let (mac, mac_seen, rest) = match memo.head_of(text) {
         Some(known) => known,
         None => {
@@ -969,7 +978,7 @@ fn fields_in_order<'a>(
     // any others are read one by one.
     let (skip, flag) = match header_words(rest) {
         Some(skip) => (skip, false),
-        None => words_to_proto(rest, mac_seen, prefixes)?,
+        None => words_to_proto(rest, mac_seen)?,
     };
     let (proto, rest) = take_raw(&rest[skip..], b"PROTO=")?;
     let (spt, rest) = match take_raw(rest, b"SPT=") {
@@ -1018,13 +1027,8 @@ fn read_after_proto(word: &[u8], mac_seen: bool) -> bool {
 
 /// Where the first word that is `PROTO=` starts in `text`, and whether an ACK or RST word
 /// comes before it. `None` when a word before it quotes a packet (`[`: a PROTO= after it is
-/// not ours) or is a key read after PROTO=, or when there is none, or when one of `prefixes`
-/// comes before it (another line run on after this one was cut: see [`fields`]).
-fn words_to_proto(
-    text: &[u8],
-    mac_seen: bool,
-    prefixes: &[memmem::Finder<'_>],
-) -> Option<(usize, bool)> {
+/// not ours) or is a key read after PROTO=, or when there is none.
+fn words_to_proto(text: &[u8], mac_seen: bool) -> Option<(usize, bool)> {
     let mut rest = text;
     let mut flag = false;
     while !rest.starts_with(b"PROTO=") {
@@ -1039,11 +1043,7 @@ fn words_to_proto(
         flag |= is_answer_flag(word);
         rest = rest.get(end + 1..)?;
     }
-    let at = text.len() - rest.len();
-    if prefixes.iter().any(|f| f.find(&text[..at]).is_some()) {
-        return None;
-    }
-    Some((at, flag))
+    Some((text.len() - rest.len(), flag))
 }
 
 /// The length of the words the kernel prints between `DST=` and `PROTO=` when `text` starts
@@ -1122,27 +1122,15 @@ fn kernel_protocol(value: &[u8]) -> Option<&str> {
 
 /// The fields after a prefix, each value checked against the shape the kernel prints it in:
 /// a line whose values have another shape did not come from the kernel, and is malformed.
-/// They end where one of `prefixes` comes again: a line cut short (a writer killed mid-line,
-/// a file cut back by a crash) with the next line run on after it, whose values are not this
-/// packet's. (The kernel's own fields never hold a prefix: the in-order reader, which takes
-/// only values of the kernel's shape, looks for one only where it passes other words.)
-fn fields<'a>(
-    text: &'a [u8],
-    memo: &mut Memo,
-    prefixes: &[memmem::Finder<'_>],
-) -> Result<Fields<'a>, &'static str> {
+fn fields<'a>(text: &'a [u8], memo: &mut Memo) -> Result<Fields<'a>, &'static str> {
     if !text.starts_with(b"IN=") {
         return Err("no IN= after the prefix");
     }
     // The fast reader takes a line only when every value it read has the kernel's shape.
-    if let Some(f) = fields_in_order(text, memo, prefixes) {
+    if let Some(f) = fields_in_order(text, memo) {
         return Ok(f);
     }
-    let run_on = (prefixes.iter())
-        .filter_map(|f| f.find(text))
-        .min()
-        .unwrap_or(text.len());
-    let f = fields_by_name(&text[..run_on])?;
+    let f = fields_by_name(text)?;
     if !is_protocol(f.proto) {
         return Err("bad PROTO=");
     }
@@ -1743,7 +1731,7 @@ mod tests {
             }
             if let Some(at) = header_words(&text) {
                 proptest::prop_assert_eq!(
-                    words_to_proto(&text, mac_seen, &[]),
+                    words_to_proto(&text, mac_seen),
                     Some((at, false)),
                     "{:?}",
                     String::from_utf8_lossy(&text)
@@ -1890,14 +1878,14 @@ mod tests {
         ];
         let fast_taken = lines
             .iter()
-            .filter(|line| fields_in_order(line, &mut Memo::default(), &[]).is_some())
+            .filter(|line| fields_in_order(line, &mut Memo::default()).is_some())
             .count();
         for line in lines {
             readers_agree(line);
         }
         assert_eq!(fast_taken, 8, "the kernel's usual lines take the fast path");
         let tcp = |line: &[u8]| {
-            fields_in_order(line, &mut Memo::default(), &[])
+            fields_in_order(line, &mut Memo::default())
                 .unwrap()
                 .tcp_flag
         };
@@ -1905,19 +1893,19 @@ mod tests {
         assert_eq!(tcp(lines[2]), Some(true), "RST after DPT=");
         assert_eq!(tcp(lines[3]), Some(false), "ACK of the quoted packet");
         assert!(
-            fields_in_order(lines[7], &mut Memo::default(), &[]).is_none(),
+            fields_in_order(lines[7], &mut Memo::default()).is_none(),
             "no outer PROTO: never the quoted one"
         );
         assert_eq!(
-            fields(lines[7], &mut Memo::default(), &[]).err(),
+            fields(lines[7], &mut Memo::default()).err(),
             Some("no PROTO=")
         );
         assert!(
-            fields_in_order(lines[9], &mut Memo::default(), &[]).is_none(),
+            fields_in_order(lines[9], &mut Memo::default()).is_none(),
             "another order goes to the general reader"
         );
         assert_eq!(
-            fields(lines[9], &mut Memo::default(), &[]).unwrap().dpt,
+            fields(lines[9], &mut Memo::default()).unwrap().dpt,
             Some(80)
         );
     }
@@ -1947,17 +1935,17 @@ mod tests {
     #[test]
     fn a_head_is_remembered_only_up_to_its_space() {
         let mut memo = Memo::default();
-        assert!(fields(b"IN=eth0 OUT=", &mut memo, &[]).is_err());
+        assert!(fields(b"IN=eth0 OUT=", &mut memo).is_err());
         // `OUT=` holds `SRC=1.2.3.4` here: there is no SRC= field.
         let glued = b"IN=eth0 OUT=SRC=1.2.3.4 DST=5.6.7.8 PROTO=TCP DPT=2";
-        assert_eq!(fields(glued, &mut memo, &[]).err(), Some("no SRC="));
+        assert_eq!(fields(glued, &mut memo).err(), Some("no SRC="));
         let mut memo = Memo::default();
         let mac = b"IN=eth0 OUT= MAC=aa:bb SRC=1.2.3.4 DST=5.6.7.8 PROTO=TCP DPT=2";
-        assert!(fields(mac, &mut memo, &[]).is_ok());
+        assert!(fields(mac, &mut memo).is_ok());
         assert_eq!(memo.head, b"IN=eth0 OUT= MAC=aa:bb ");
         let longer = b"IN=eth0 OUT= MAC=aa:bbcc SRC=1.2.3.4 DST=5.6.7.8 PROTO=TCP DPT=2";
         assert_eq!(
-            fields(longer, &mut memo, &[]).unwrap().mac,
+            fields(longer, &mut memo).unwrap().mac,
             Some(&b"aa:bbcc"[..])
         );
     }
@@ -1994,8 +1982,8 @@ mod tests {
             };
             for (head, tail) in lines {
                 let line = format!("{head}{tail}");
-                let after = key(fields(line.as_bytes(), &mut memo, &[]));
-                let alone = key(fields(line.as_bytes(), &mut Memo::default(), &[]));
+                let after = key(fields(line.as_bytes(), &mut memo));
+                let alone = key(fields(line.as_bytes(), &mut Memo::default()));
                 proptest::prop_assert_eq!(after, alone, "{}", line);
             }
         }
@@ -2053,7 +2041,7 @@ mod tests {
                 f.dpt,
             )
         };
-        let Some(fast) = fields_in_order(line, &mut Memo::default(), &[]) else {
+        let Some(fast) = fields_in_order(line, &mut Memo::default()) else {
             return;
         };
         let text = String::from_utf8_lossy(line);

@@ -167,6 +167,27 @@ fn a_line_run_on_after_a_cut_one_lends_it_no_fields() {
     assert_eq!(v["summary"]["lines_malformed"], 1, "{v}");
     assert_eq!(v["summary"]["lines_matched"], 0, "{v}");
     assert!(v["reports"].as_array().unwrap().is_empty(), "{v}");
+    // Cut after every field was written: the next line's flags (an answer's ACK) and its
+    // text are not the cut line's either; nor an ICMP type run on after a cut one.
+    for (cut, next) in [
+        (
+            drop_line("10:00:00", "3.5.140.2", "TCP", 22)
+                .replace(" \n", " WIN")
+                .replace("[810294.788657] ", ""),
+            "Jan 25 10:00:01 web1 kernel: INPUT-DROP:IN=eth0 OUT= SRC=34.223.47.190 DST=198.51.100.10 LEN=40 TOS=0x00 PREC=0x00 TTL=49 ID=0 DF PROTO=TCP SPT=443 DPT=51234 WINDOW=0 RES=0x00 ACK RST URGP=0 \n",
+        ),
+        (
+            "Jan 25 10:00:00 web1 kernel: INPUT-DROP:IN=eth0 OUT= SRC=3.5.140.2 DST=198.51.100.10 LEN=84 TOS=0x00 PREC=0x00 TTL=49 ID=0 PROTO=ICMP TY".to_string(),
+            "Jan 25 10:00:01 web1 kernel: INPUT-DROP:IN=eth0 OUT= SRC=34.223.47.190 DST=198.51.100.10 LEN=88 TOS=0x00 PREC=0x00 TTL=49 ID=0 PROTO=ICMP TYPE=3 CODE=3 [SRC=198.51.100.10 DST=34.223.47.190 LEN=60 PROTO=UDP SPT=53 DPT=4000 LEN=40 ] \n",
+        ),
+    ] {
+        let fresh = Setup::standard();
+        fresh.write("messages", &format!("{cut}{next}"));
+        let v = fresh.run(&["preview", "--json"]).ok().json();
+        assert_eq!(v["summary"]["lines_malformed"], 1, "{v}");
+        assert_eq!(v["summary"]["lines_backscatter"], 0, "{v}");
+        assert!(v["reports"].as_array().unwrap().is_empty(), "{v}");
+    }
 }
 
 /// A log host names its per-host folders after what senders call themselves: a folder whose

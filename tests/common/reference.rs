@@ -331,20 +331,15 @@ pub fn reference_fields(text: &[u8], prefixes: &[String]) -> Option<RefFields> {
     if !words[first].starts_with(b"IN=") {
         return None;
     }
-    // From the first field on, the fields end where a configured prefix comes again: the
-    // next line, run on after this one was cut.
+    // A configured prefix again from the first field on: the next line, run on after this
+    // one was cut. No packet.
     let from = words[first].as_ptr() as usize - text.as_ptr() as usize;
-    let fields = &text[from..];
-    let run_on = (prefixes.iter())
-        .filter(|p| !p.is_empty())
-        .filter_map(|p| (0..fields.len()).find(|&i| fields[i..].starts_with(p.as_bytes())))
-        .min()
-        .unwrap_or(fields.len());
-    let words: Vec<&[u8]> = fields[..run_on]
-        .split(|b| *b == b' ')
-        .filter(|w| !w.is_empty())
-        .collect();
-    let first = 0;
+    if prefixes
+        .iter()
+        .any(|p| contains(&text[from..], p.as_bytes()))
+    {
+        return None;
+    }
     let mut seen: BTreeMap<&[u8], &[u8]> = BTreeMap::new();
     for w in &words[first..] {
         if w.starts_with(b"[") {
