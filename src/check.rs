@@ -77,8 +77,9 @@ fn recent_matches(
     now: DateTime<Utc>,
 ) -> std::io::Result<Sample> {
     let sample = crate::source::sample(path, SAMPLE_BYTES)?;
+    // Lines end at a newline or a crash's NUL bytes, as the reader has it.
     let lines: Vec<&[u8]> = sample
-        .split(|b| *b == b'\n')
+        .split(|b| *b == b'\n' || *b == 0)
         .filter(|l| !l.is_empty())
         .collect();
     let finders: Vec<_> = prefixes

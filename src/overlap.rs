@@ -53,7 +53,8 @@ pub fn shared_packets(files: &[(PathBuf, &[String])], tail: u64) -> Option<Share
         let finders: Vec<_> = (prefixes.iter())
             .map(|p| memchr::memmem::Finder::new(p.as_bytes()))
             .collect();
-        for line in sample.split(|b| *b == b'\n') {
+        // Lines end at a newline or a crash's NUL bytes, as the reader has it.
+        for line in sample.split(|b| *b == b'\n' || *b == 0) {
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             if !finders.iter().any(|f| f.find(line).is_some()) {
                 continue;

@@ -388,7 +388,8 @@ impl LineParser {
         }
         let known = self.last;
         self.last = None;
-        for line in text.split(|b| *b == b'\n') {
+        // Lines end at a newline or a crash's NUL bytes, as the reader has it.
+        for line in text.split(|b| *b == b'\n' || *b == 0) {
             if let Some((t, _)) = self
                 .find_prefix(line)
                 .and_then(|_| self.stamp_time(line, self.last))

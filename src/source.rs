@@ -1365,7 +1365,8 @@ fn time_before(file: &OpenFile, start: u64, end: u64, ingest: &Ingest<'_>) -> io
         text.clear();
         file.at_until(from, end).read_to_end(&mut text)?;
         let lines = text.strip_suffix(b"\n").unwrap_or(&text);
-        let mut lines = lines.rsplit(|b| *b == b'\n').peekable();
+        // Lines end at a newline or a crash's NUL bytes, as the reader has it.
+        let mut lines = lines.rsplit(|b| *b == b'\n' || *b == 0).peekable();
         while let Some(line) = lines.next() {
             // The first piece may be the end of a line begun before the window.
             if lines.peek().is_none() && from > start {
@@ -1509,13 +1510,24 @@ fn first_packet_since(file: &OpenFile, since: i64, parser: &mut LineParser) -> O
             Ok(0) | Err(_) => return None,
             Ok(_) => {}
         }
-        if line.last() != Some(&b'\n') {
-            return None;
+        let whole = line.last() == Some(&b'\n');
+        let body = line.strip_suffix(b"\n").unwrap_or(&line);
+        // A crash's NUL bytes end a line too, as the reader has it: the line after them is
+        // one of its own, and may be the first of the time asked for.
+        let mut start = 0;
+        for piece in body.split(|b| *b == 0) {
+            let ended = start + piece.len() < body.len() || whole;
+            if !piece.is_empty()
+                && ended
+                && let Line::Packet(p) = parser.parse(piece)
+                && p.time >= since
+            {
+                return Some(offset + start as u64);
+            }
+            start += piece.len() + 1;
         }
-        if let Line::Packet(p) = parser.parse(&line[..line.len() - 1])
-            && p.time >= since
-        {
-            return Some(offset);
+        if !whole {
+            return None;
         }
         offset += line.len() as u64;
     }

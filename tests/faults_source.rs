@@ -504,6 +504,46 @@ fn reread_since_counts_no_packet_twice() {
     assert!(s.outbox().is_empty(), "two packets are no three");
 }
 
+/// `reread --since` finds the first packet of the time asked for also when it follows a
+/// crash's NUL block on the line a cut one began: it is a line of its own to the reader, and
+/// is read again with the rest (and, counted before, not counted twice).
+#[test]
+fn reread_since_starts_at_a_packet_after_a_nul_block() {
+    let s = Setup::standard();
+    let cut = drop_line("09:30:00", A, "TCP", 22);
+    let cut = &cut[..cut.find(" DST=").unwrap()];
+    s.write(
+        "messages",
+        &format!(
+            "{}{cut}{}{}{}",
+            drop_line("09:00:00", C, "TCP", 22),
+            "\0".repeat(500),
+            drop_line("10:30:00", B, "TCP", 22),
+            drop_line("11:00:00", D, "TCP", 22)
+        ),
+    );
+    s.run(&["run"]).ok();
+    let messages = s.path("messages");
+    // The clock is Jan 26 08:00: 22 hours back is Jan 25 10:00, between the cut line and B.
+    let said = s
+        .run(&[
+            "reread",
+            "--source",
+            messages.to_str().unwrap(),
+            "--since",
+            "22h",
+        ])
+        .ok();
+    assert!(
+        !said.stdout.contains("nothing logged since"),
+        "{}",
+        said.stdout
+    );
+    let v = s.run(&["preview", "--json"]).ok().json();
+    assert_eq!(v["summary"]["lines_read"], 2, "{v}");
+    assert_eq!(v["summary"]["lines_counted_before"], 2, "{v}");
+}
+
 #[test]
 fn packets_older_than_max_age_days_do_not_count_towards_min_hits() {
     // min_hits 3 (the default), max_age_days 30 (the default).
