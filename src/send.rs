@@ -534,12 +534,13 @@ impl Session {
         // The last point at which giving up leaves the server without the message.
         clock.body_step(conn)?;
         // A reply with a code is an answer. Without one, the body's fate is unknown once all
-        // of it went out: the reply never came, could not be read, or the connection closed
-        // first (a server that queued the message and fell over, a balancer in front of a
-        // slow filter that gives up on the connection every time). Such a close cannot be
-        // told from one part way through the body, so both go out at most twice: a resend
-        // every run would give a desk a copy an hour for ever. A body cut short while it was
-        // being written is not a message the server can hold.
+        // of it went out: the reply never came, could not be read, or the connection was
+        // closed first (a server that queued the message and fell over, a balancer in front
+        // of a slow filter that gives up on the connection every time): it goes out at most
+        // twice, as a resend every run would give a desk a copy an hour for ever. A body cut
+        // short while it was being written is not a message the server can hold, and nor is
+        // one the server reset the connection on: a server that goes away with input unread
+        // resets it, while one that read the body to its end closes it.
         let written = Cell::new(false);
         // The client ends the data with CRLF `.` CRLF: the message's own last line end is
         // the first CRLF of it, so that the desk gets the stored bytes, not an empty line
@@ -554,9 +555,18 @@ impl Session {
             .map(|r| reply_text(&r))
             .map_err(|e| {
                 let closed = e.is_response() && e.to_string().contains("incomplete response");
+                let no_reply = closed
+                    || matches!(
+                        io_kind(&e),
+                        Some(
+                            std::io::ErrorKind::WouldBlock
+                                | std::io::ErrorKind::TimedOut
+                                | std::io::ErrorKind::InvalidData
+                        )
+                    );
                 match (e.status(), refused(e)) {
                     (None, SendError::Transient(text) | SendError::Config(text))
-                        if written.get() =>
+                        if written.get() && no_reply =>
                     {
                         SendError::Unconfirmed(match closed {
                             true => format!(

@@ -34,7 +34,8 @@ pub enum Mode {
     Latin1Greeting,
     /// Refuses with 550 every recipient whose address holds `refused`.
     RefuseRecipient,
-    /// Closes the connection after the first line of the body.
+    /// Goes away in the middle of the body: stops reading once it answered DATA, and closes
+    /// the connection with the body unread, which the kernel answers with a reset.
     DropMidData,
     /// Reads the whole body, to its final dot, and closes the connection without answering
     /// it (a server that queued it and fell over, a balancer giving up on a slow filter).
@@ -181,20 +182,20 @@ impl FaultyServer {
                     say("221 bye\r\n")?;
                     return Ok(());
                 }
+                "DATA" if mode == Mode::DropMidData => {
+                    say("354 go ahead\r\n")?;
+                    // The body arrives, and is never read.
+                    std::thread::sleep(Duration::from_millis(300));
+                    return Ok(());
+                }
                 "DATA" => {
                     say("354 go ahead\r\n")?;
                     let mut body = Vec::new();
-                    let mut first = true;
                     loop {
                         line.clear();
                         if input.read_line(&mut line)? == 0 {
                             return Ok(());
                         }
-                        if first && mode == Mode::DropMidData {
-                            input.get_ref().shutdown(Shutdown::Both)?;
-                            return Ok(());
-                        }
-                        first = false;
                         if line == ".\r\n" {
                             break;
                         }
