@@ -685,7 +685,7 @@ pub(crate) fn fit_parts(
         world.now.format("%Y%m%dT%H%M%SZ"),
         desk.id_name(),
         u64::MAX,
-        settings.report.from.email.domain()
+        settings.report.message_id_domain()
     );
     let probe_root = match &desk.thread_root {
         Some(root) if root.len() > probe_root.len() => root.clone(),
@@ -755,7 +755,7 @@ fn start_part(
     let ips: Vec<IpAddr> = attackers.iter().map(|a| a.observation.ip).collect();
     let pool: Vec<EvidenceLine> = intake.evidence_for(world, desk.bucket, &ips, state)?;
     let id = report_id(world.now, desk.id_name(), &ips, state)?;
-    let message_id = format!("<{id}@{}>", world.settings.report.from.email.domain());
+    let message_id = format!("<{id}@{}>", world.settings.report.message_id_domain());
     Ok(PartStart {
         pool,
         id,

@@ -992,3 +992,24 @@ fn packets_the_host_sent_never_report_its_own_address() {
         assert_eq!(string_list(&ledger[0]["ips"]), ["18.206.107.24"]);
     }
 }
+
+/// A `from` whose domain is in other letters than ASCII: the message's Message-ID carries the
+/// domain's `xn--` form, a Message-ID every reader takes, not an encoded word.
+#[test]
+fn a_from_domain_in_other_letters_gives_an_ascii_message_id() {
+    let s = Setup::new(&standard_config("").replace(
+        "from = \"Abuse desk <abuse@example.org>\"",
+        "from = \"Abuse desk <abuse@exämple.org>\"",
+    ));
+    s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    s.run(&["run"]).ok();
+    let message = String::from_utf8_lossy(&only_message(&s)).into_owned();
+    let id = message
+        .lines()
+        .find_map(|l| l.strip_prefix("Message-ID: "))
+        .unwrap_or_else(|| panic!("{message}"));
+    assert!(
+        id.is_ascii() && id.ends_with("@xn--exmple-cua.org>"),
+        "{id}"
+    );
+}
