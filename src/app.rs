@@ -366,11 +366,23 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
         only,
         budget: settings.mail.max_messages_per_run,
         outcome: Outcome::default(),
+        tried: std::collections::HashSet::new(),
     };
     // The configured providers first: a discovered desk (a stranger's mail server) never
     // holds back what the operator configured, and a run killed while it looks contacts up
-    // has sent those already.
-    let resent = out.resend(&mut state, false)?;
+    // has sent those already. The waiting reports go in turn, desk by desk, and leave a
+    // message of the budget to each provider with none waiting, for its new report: a backlog
+    // of one provider would otherwise take every run's budget, and the others' reports would
+    // wait behind it for as long as it lasts. What the new reports leave of it goes to the
+    // waiting ones after them.
+    let waiting_desks: std::collections::HashSet<String> = (state.pending_heads()?.into_iter())
+        .filter(|r| r.contact.is_none())
+        .map(|r| r.provider)
+        .collect();
+    let reserve = (world.providers.iter())
+        .filter(|p| only.is_none_or(|o| o == p.name()) && !waiting_desks.contains(p.name()))
+        .count();
+    let resent = out.resend(&mut state, false, Some(reserve))?;
     // A resend changes the ledger (a rejection frees its IPs, a first delivery starts the
     // provider's thread): read it anew then.
     let ledger = if resent > 0 { world.ledger()? } else { ledger };
@@ -387,8 +399,9 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
     )?;
     ledger.check()?;
     let mut made = out.send(&mut state, planned)?;
+    let resent_after = out.resend(&mut state, false, None)?;
 
-    let resent = out.resend(&mut state, true)?;
+    let resent = out.resend(&mut state, true, None)? + resent_after;
     if world.discover.is_some() && only.is_none() {
         let ledger = if resent > 0 { world.ledger()? } else { ledger };
         // Discovery remembers through a connection of its own: the run's is lent to the plan.
@@ -557,6 +570,9 @@ struct Sending<'a> {
     only: Option<&'a str>,
     budget: u32,
     outcome: Outcome,
+    /// The waiting reports tried this run: one that failed is not tried again by a later
+    /// pass of the same run.
+    tried: std::collections::HashSet<String>,
 }
 
 impl Sending<'_> {
@@ -583,15 +599,25 @@ impl Sending<'_> {
         )
     }
 
-    /// Sends the stored reports waiting to be sent again: those to configured providers, or
-    /// (`discovered`) those to discovered desks, withdrawing those the configuration no
-    /// longer lets go as stored (see [`crate::ledger::withdrawn`]). Returns how many were
-    /// tried or withdrawn.
-    fn resend(&mut self, state: &mut State, discovered: bool) -> Result<usize> {
+    /// Sends the stored reports waiting to be sent again, desk by desk in turn: those to
+    /// configured providers, or (`discovered`) those to discovered desks, withdrawing those
+    /// the configuration no longer lets go as stored (see [`crate::ledger::withdrawn`]). With
+    /// `leave`, that much of the budget is left, and the reports it holds back are not yet
+    /// counted as waiting (a later call this run may send them); a report tried once this run
+    /// is not tried again. Returns how many were tried or withdrawn.
+    fn resend(
+        &mut self,
+        state: &mut State,
+        discovered: bool,
+        leave: Option<usize>,
+    ) -> Result<usize> {
         let mut resent = 0;
-        for mut record in state.pending_heads()? {
+        let pending =
+            crate::plan::in_turn(state.pending_heads()?, |r| r.provider.as_str(), |_| false);
+        for mut record in pending {
             if record.contact.is_some() != discovered
                 || self.only.is_some_and(|o| o != record.provider)
+                || self.tried.contains(&record.id)
             {
                 continue;
             }
@@ -606,18 +632,21 @@ impl Sending<'_> {
                 resent += 1;
                 continue;
             }
-            if self.budget == 0
+            if usize::try_from(self.budget).unwrap_or(usize::MAX) <= leave.unwrap_or(0)
                 || self
                     .outcome
                     .failed_routes
                     .contains(&self.route(&record.provider))
                 || self.outcome.deferred_desks.contains(&record.provider)
             {
-                self.outcome.waiting += 1;
+                if leave.is_none() {
+                    self.outcome.waiting += 1;
+                }
                 continue;
             }
             self.budget -= 1;
             resent += 1;
+            self.tried.insert(record.id.clone());
             if record.message.is_empty() {
                 record.message = state.message_of(&record.id)?;
             }

@@ -362,27 +362,44 @@ pub(crate) fn plan_providers(
                 .push((provider.name().to_string(), over));
         }
     }
-    Ok(in_turn(planned))
+    // Desks with reports waiting had their turn at the budget with those.
+    let backlog: std::collections::HashSet<String> = match state {
+        Some(s) => (world.providers.iter())
+            .map(|p| p.name().to_string())
+            .filter(|name| s.waiting_reports(name).is_ok_and(|n| n > 0))
+            .collect(),
+        None => Default::default(),
+    };
+    Ok(in_turn(
+        planned,
+        |p| p.record.provider.as_str(),
+        |desk| backlog.contains(desk),
+    ))
 }
 
-/// The parts of several desks in the order a run sends them, which is the order the budget
-/// serves them in: each desk's first part, then each one's second, and so on (desks in the
-/// order given; one desk's parts are together and in order in `planned`). One after the
-/// other, a desk listed first with a backlog would take every run's budget, and the desks
-/// after it, whose addresses may have been seen first, would wait behind it day after day.
-fn in_turn(planned: Vec<Planned>) -> Vec<Planned> {
-    let mut nth = 0usize;
-    let mut keyed: Vec<(usize, Planned)> = Vec::with_capacity(planned.len());
-    for p in planned {
-        let same_desk = keyed
-            .last()
-            .is_some_and(|(_, last)| last.record.provider == p.record.provider);
-        nth = if same_desk { nth + 1 } else { 0 };
-        keyed.push((nth, p));
+/// Reports of several desks in the order a run sends them, which is the order the budget
+/// serves them in: each desk's first, then each one's second, and so on; in each round the
+/// desks `later` names (those with a backlog) after the others, and otherwise in the order
+/// given. One after the other, a desk listed first with a backlog would take every run's
+/// budget, and the desks after it, whose addresses may have been seen first, would wait
+/// behind it day after day.
+pub(crate) fn in_turn<T>(
+    items: Vec<T>,
+    desk: impl Fn(&T) -> &str,
+    later: impl Fn(&str) -> bool,
+) -> Vec<T> {
+    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut keyed: Vec<((usize, bool), T)> = Vec::with_capacity(items.len());
+    for item in items {
+        let name = desk(&item);
+        let nth = seen.entry(name.to_string()).or_insert(0);
+        let key = (*nth, later(name));
+        *nth += 1;
+        keyed.push((key, item));
     }
-    // Stable: desks keep their order within each round.
-    keyed.sort_by_key(|(nth, _)| *nth);
-    keyed.into_iter().map(|(_, p)| p).collect()
+    // Stable: within a round, the order given.
+    keyed.sort_by_key(|(key, _)| *key);
+    keyed.into_iter().map(|(_, item)| item).collect()
 }
 
 /// One digest per discovered contact of the addresses in no provider: each address's contact

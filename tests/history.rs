@@ -300,6 +300,52 @@ fn the_sending_budget_serves_the_desks_in_turn() {
     );
 }
 
+/// A provider with a backlog of parts waiting for their turn run after run, and another
+/// with one new address each run: the waiting parts leave the other a message of the budget,
+/// so each of its reports goes out in the run that makes it, not once the backlog is gone;
+/// the backlog still drains, and every address goes once.
+#[test]
+fn a_backlog_of_one_provider_keeps_no_other_provider_waiting() {
+    let mut s = Setup::new(
+        &with_other_provider(&standard_config("max_ips_per_message = 1"))
+            .replace("[mail]", "[mail]\nmax_messages_per_run = 2"),
+    );
+    let aws: Vec<String> = (1..=30).map(|i| format!("3.5.140.{i}")).collect();
+    s.write(
+        "messages",
+        &(aws.iter().enumerate())
+            .map(|(i, ip)| drop_line(&format!("09:{:02}:00", i), ip, "TCP", 22))
+            .collect::<String>(),
+    );
+    s.run(&["run"]).ok();
+    for run in 1..=4u32 {
+        s.now = format!("2026-01-26T{:02}:00:00Z", 8 + run);
+        let ip = format!("81.2.69.{run}");
+        s.append(
+            "messages",
+            &drop_line(&format!("10:00:0{run}"), &ip, "TCP", 22),
+        );
+        s.run(&["run"]).ok();
+        let other: Vec<String> = sent(&s)
+            .concat()
+            .into_iter()
+            .filter(|i| i.starts_with("81.2.69."))
+            .collect();
+        assert_eq!(other.len(), run as usize, "run {run}: {other:?}");
+    }
+    // The backlog drains, two a run.
+    for hour in 13..=40u32 {
+        s.now = format!("2026-01-{:02}T{:02}:00:00Z", 26 + hour / 24, hour % 24);
+        s.run(&["run"]).ok();
+    }
+    let mut all = sent(&s).concat();
+    all.sort();
+    let before = all.len();
+    all.dedup();
+    assert_eq!(all.len(), before, "each address once");
+    assert_eq!(all.len(), 34);
+}
+
 /// A part held back by the sending budget goes out days later with the day it goes out on
 /// in its `Date:` (a Date days old is a spam sign); `preview` prints it so, byte for byte
 /// what the run then sends, in the same layout as a message made that day.
