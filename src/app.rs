@@ -16,7 +16,10 @@ use crate::error::{ConfigError, EXIT_OK, TransientError, exit_code, one_line};
 use crate::ingest::Observation;
 use crate::intake::{Intake, Options, World, ingest};
 use crate::ledger::{Outcome, Route, check_owner, claim, deliver};
-use crate::output::{Listed, Unattributed, history, print_json, print_mbox, show, summary_line};
+use crate::output::{
+    JsonEntry, Listed, Unattributed, history, json_report, json_waiting, print_json, print_mbox,
+    show, summary_line,
+};
 use crate::plan::{Planned, Unplanned, plan, plan_discovered, plan_providers};
 use crate::send::{Transport, transport};
 use crate::state::{EvidenceUpdate, KeptLines};
@@ -174,15 +177,39 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
         unplanned.tell(&world);
     }
     if json {
+        // What the next run sends: the reports waiting to be sent again, as they were listed
+        // when made, then the new ones; the providers', then the discovered desks'.
+        let (waiting, kept) = match &state {
+            Some(s) => (s.pending_heads()?, s.previews()?),
+            None => (Vec::new(), std::collections::HashMap::new()),
+        };
+        let waiting: Vec<&ReportRecord> = (waiting.iter())
+            .filter(|r| only.is_none_or(|o| o == r.provider) && !ids.contains(&r.id))
+            .collect();
+        let mut reports = Vec::new();
+        for desks in [false, true] {
+            reports.extend(
+                (waiting.iter())
+                    .filter(|r| r.contact.is_some() == desks)
+                    .map(|r| {
+                        let kept = kept.get(&r.id).map(String::as_str);
+                        JsonEntry::Waiting(json_waiting(r, kept, settings))
+                    }),
+            );
+            reports.extend(
+                (planned.iter())
+                    .filter(|p| p.record.contact.is_some() == desks)
+                    .map(|p| JsonEntry::Made(json_report(p))),
+            );
+        }
         print_json(
-            &planned,
+            reports,
             intake.summary,
             &unattributed(&world, &intake, state.as_ref())?,
         )?;
     } else {
         // What the next run sends: first the stored reports waiting to be sent again, as the
         // run sends them (a part never tried goes with the day's date), then the new ones.
-        // (The JSON lists the new reports: the waiting ones are in `history --json`.)
         let waiting = match &state {
             Some(s) => s.pending()?,
             None => Vec::new(),
@@ -423,13 +450,17 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
     }
     out.outcome.unplanned = unplanned.any();
     let outcome = out.outcome;
+    // The entries of reports sent or given up are not needed any more.
+    let _ = state.let_go_of_previews();
     settle(&mut state, &intake, &outcome, only, now)?;
     if let Some(api) = &api {
         crate::aws_api::refresh_after_run(&mut state, api);
     }
     if json {
         print_json(
-            &made,
+            made.iter()
+                .map(|p| JsonEntry::Made(json_report(p)))
+                .collect(),
             intake.summary,
             &unattributed(&world, &intake, Some(&state))?,
         )?;
@@ -717,6 +748,7 @@ impl Sending<'_> {
                 // API has no numbers to keep: it is planned afresh.
                 if p.report.parts > 1 && way != Route::Api {
                     state.insert_report(&p.record)?;
+                    keep_preview(state, &p);
                     self.made_under(&mut under, &p.record.provider);
                     self.outcome.queued += 1;
                 } else {
@@ -726,6 +758,7 @@ impl Sending<'_> {
             }
             self.budget -= 1;
             state.insert_report(&p.record)?;
+            keep_preview(state, &p);
             self.made_under(&mut under, &p.record.provider);
             self.deliver(state, &p.record)?;
             made.push(p);
@@ -744,6 +777,15 @@ impl Sending<'_> {
         if !under.contains_key(key) {
             under.insert(key.to_string(), self.world.made_under(desk));
         }
+    }
+}
+
+/// Keeps a report's entry in `preview --json` for as long as it may wait to be sent again.
+/// Only what `preview` shows depends on it: a state that cannot take it (a full disk) loses
+/// the excerpt of that entry, not the report.
+fn keep_preview(state: &mut State, p: &Planned) {
+    if let Ok(entry) = serde_json::to_string(&json_report(p)) {
+        let _ = state.keep_preview(&p.record.id, &entry);
     }
 }
 

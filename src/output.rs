@@ -70,8 +70,17 @@ pub(crate) fn shown(text: &str) -> String {
 /// it (see [`Unattributed::write_pretty`]).
 #[derive(Serialize)]
 pub(crate) struct JsonHead<'a> {
-    pub(crate) reports: Vec<JsonReport<'a>>,
+    pub(crate) reports: Vec<JsonEntry<'a>>,
     pub(crate) summary: Summary,
+}
+
+/// A report in `--json`: one made now, or one made by an earlier run and waiting to be sent
+/// again, as it was listed when made.
+#[derive(Serialize)]
+#[serde(untagged)]
+pub(crate) enum JsonEntry<'a> {
+    Made(JsonReport<'a>),
+    Waiting(serde_json::Value),
 }
 
 #[derive(Serialize)]
@@ -315,25 +324,70 @@ impl Serialize for Unattributed<'_> {
     }
 }
 
+/// A report made now, as `--json` lists it.
+pub(crate) fn json_report(p: &Planned) -> JsonReport<'_> {
+    JsonReport {
+        provider: match p.record.contact {
+            Some(_) => None,
+            None => Some(&p.report.provider),
+        },
+        contact: p.record.contact.as_ref(),
+        to: &p.report.to,
+        subject: &p.record.subject,
+        ips: p.report.ips.iter().map(JsonIp::from).collect(),
+        excerpt: &p.report.excerpt,
+    }
+}
+
+/// A report made by an earlier run and waiting to be sent again, as `--json` lists it: as
+/// listed when it was made, kept in the state; else (made before the state kept that) from
+/// the ledger, its addresses with their counts and times, and no excerpt.
+pub(crate) fn json_waiting(
+    record: &crate::state::ReportRecord,
+    kept: Option<&str>,
+    settings: &Settings,
+) -> serde_json::Value {
+    if let Some(value) = kept.and_then(|k| serde_json::from_str(k).ok()) {
+        return value;
+    }
+    let cc: Vec<String> = (settings.report.cc.iter())
+        .map(|m| m.email.to_string())
+        .collect();
+    // The desk's own addresses (an API request's is its endpoint: none, as when it was made).
+    let to: Vec<&String> = (record.recipients.iter())
+        .filter(|r| !record.made_for_api() && !cc.iter().any(|c| c.eq_ignore_ascii_case(r)))
+        .collect();
+    let ips: Vec<serde_json::Value> = (record.ips.iter())
+        .map(|i| {
+            serde_json::json!({
+                "ip": i.ip.to_string(),
+                "hits": i.hits,
+                "first_seen": settings.zone.rfc3339(i.first_seen),
+                "last_seen": settings.zone.rfc3339(i.last_seen),
+                "asn": null,
+                "as_org": null,
+                "ports": [],
+            })
+        })
+        .collect();
+    let mut entry = serde_json::json!({
+        "provider": record.contact.as_ref().map_or(Some(&record.provider), |_| None),
+        "to": to,
+        "subject": record.subject,
+        "ips": ips,
+        "excerpt": [],
+    });
+    if let Some(contact) = &record.contact {
+        entry["contact"] = serde_json::json!(contact);
+    }
+    entry
+}
+
 pub(crate) fn print_json(
-    planned: &[Planned],
+    reports: Vec<JsonEntry<'_>>,
     summary: Summary,
     unattributed: &Unattributed<'_>,
 ) -> Result<()> {
-    let reports = planned
-        .iter()
-        .map(|p| JsonReport {
-            provider: match p.record.contact {
-                Some(_) => None,
-                None => Some(&p.report.provider),
-            },
-            contact: p.record.contact.as_ref(),
-            to: &p.report.to,
-            subject: &p.record.subject,
-            ips: p.report.ips.iter().map(JsonIp::from).collect(),
-            excerpt: &p.report.excerpt,
-        })
-        .collect();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     write_document(
         &mut out,

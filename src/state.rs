@@ -275,6 +275,8 @@ CREATE INDEX evidence_dense ON evidence (provider, seq) WHERE dense = 1;
     // 12: how often a report's body went out without a reply that could be read: the
     // server may hold it, and it is not sent without end.
     "ALTER TABLE report ADD COLUMN unconfirmed INTEGER NOT NULL DEFAULT 0;",
+    // 13: a waiting report's entry in `preview --json`, as made: kept while it waits.
+    "CREATE TABLE report_preview (report_id TEXT PRIMARY KEY, entry TEXT NOT NULL) WITHOUT ROWID;",
 ];
 
 /// A report whose body went out this many times without a reply that could be read is taken
@@ -1249,6 +1251,39 @@ impl State {
         let mut stmt = self.conn.prepare(PENDING_IPS)?;
         let rows = stmt.query_map([], |r| ip_at(r, 0))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Keeps report `id`'s entry in `preview --json` (JSON text) for as long as it waits.
+    pub fn keep_preview(&mut self, id: &str, entry: &str) -> Result<()> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO report_preview (report_id, entry) VALUES (?1, ?2)",
+            params![id, entry],
+        )?;
+        Ok(())
+    }
+
+    /// The kept `preview --json` entries of the reports waiting to be sent again, by id. A
+    /// state no run has brought to schema 13 keeps none.
+    pub fn previews(&self) -> Result<HashMap<String, String>> {
+        if self.version < 13 {
+            return Ok(HashMap::new());
+        }
+        let mut stmt = self.conn.prepare(
+            "SELECT p.report_id, p.entry FROM report r JOIN report_preview p ON p.report_id = r.id
+             WHERE r.status IN ('sending', 'failed')",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Lets go of the `preview --json` entries of reports that wait no more.
+    pub fn let_go_of_previews(&mut self) -> Result<()> {
+        self.conn.execute(
+            "DELETE FROM report_preview WHERE report_id NOT IN
+                (SELECT id FROM report WHERE status IN ('sending', 'failed'))",
+            [],
+        )?;
+        Ok(())
     }
 
     /// Whether the ledger holds any report to `provider`.

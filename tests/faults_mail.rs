@@ -611,6 +611,70 @@ fn preview_prints_the_reports_waiting_to_be_sent_again_first() {
     assert_eq!(out.stdout.matches("From abuse-mailer ").count(), 2);
 }
 
+/// A failed send loses nothing, and `preview --json` says so: a report waiting to be sent
+/// again is listed first, as it was listed when made (addresses, counts, excerpt), then the
+/// new ones; `run --dry-run --json` gives the same. Once it is sent, it is listed no more.
+/// A waiting report made before the state kept its listing is listed from the ledger.
+#[test]
+fn preview_json_lists_the_reports_waiting_to_be_sent_again() {
+    let config = standard_config("").replace(
+        "[mail]\ntransport = \"file\"\ndir = \"{dir}/outbox\"",
+        "[mail]\ntransport = \"smtp\"\nhost = \"127.0.0.1\"\nport = 9\ntimeout_secs = 2",
+    );
+    let s = Setup::new(&config);
+    s.write("messages", &attack_log());
+    let before = s.run(&["preview", "--json"]).ok().json();
+    assert_eq!(s.run_bounded(&["run"]).code, 75);
+    let waiting = s.run(&["preview", "--json"]).ok().json();
+    assert_eq!(waiting["reports"], before["reports"], "{waiting}");
+    assert_eq!(waiting["summary"]["lines_read"], 0, "nothing new read");
+    let dry = s.run(&["run", "--dry-run", "--json"]).ok().json();
+    assert_eq!(dry["reports"], waiting["reports"]);
+    // New lines: the waiting report first, then the new one.
+    s.append(
+        "messages",
+        &drop_line("10:05:00", "18.206.107.24", "UDP", 53),
+    );
+    let both = s.run(&["preview", "--json"]).ok().json();
+    let reports = both["reports"].as_array().unwrap();
+    assert_eq!(reports.len(), 2, "{both}");
+    assert_eq!(reports[0], before["reports"][0]);
+    assert_eq!(ip_list(&reports[1]["ips"]), ["18.206.107.24"]);
+    // Listed from the ledger when the state kept no listing of it.
+    let conn = rusqlite::Connection::open(s.path("state/state.db")).unwrap();
+    conn.execute("DELETE FROM report_preview", []).unwrap();
+    drop(conn);
+    let from_ledger = s.run(&["preview", "--json"]).ok().json();
+    let first = &from_ledger["reports"][0];
+    assert_eq!(
+        first["ips"].as_array().unwrap().len(),
+        before["reports"][0]["ips"].as_array().unwrap().len()
+    );
+    for (got, was) in first["ips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(before["reports"][0]["ips"].as_array().unwrap())
+    {
+        for key in ["ip", "hits", "first_seen", "last_seen"] {
+            assert_eq!(got[key], was[key], "{key}: {from_ledger}");
+        }
+    }
+    assert_eq!(first["subject"], before["reports"][0]["subject"]);
+    assert_eq!(first["to"], before["reports"][0]["to"]);
+    // Sent: listed no more, and its listing let go.
+    let server = FaultyServer::start(Mode::Healthy);
+    s.reconfigure(&smtp_config(server.port, "none", ""));
+    s.run_bounded(&["run"]).ok();
+    let after = s.run(&["preview", "--json"]).ok().json();
+    assert!(after["reports"].as_array().unwrap().is_empty(), "{after}");
+    let conn = rusqlite::Connection::open(s.path("state/state.db")).unwrap();
+    let kept: i64 = conn
+        .query_row("SELECT count(*) FROM report_preview", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(kept, 0);
+}
+
 /// Waits (boundedly) until `path` exists.
 fn wait_for(path: &std::path::Path) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
