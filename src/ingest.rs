@@ -541,9 +541,9 @@ pub struct Summary {
     /// not a field of the summary.
     #[serde(skip)]
     pub lines_before_since: u64,
-    /// Lines carrying a prefix outside a kernel message: another program's text (a user name,
-    /// a web path), or a log layout that is not read (a tag other than `kernel:`). Neither
-    /// packets nor malformed; told when a first read finds nothing else.
+    /// Of `lines_malformed`, those carrying a prefix outside a kernel message: another
+    /// program's text (a user name, a web path), or a log layout that is not read (a tag other
+    /// than `kernel:`). Told when a first read finds nothing else; not a field of the summary.
     #[serde(skip)]
     pub lines_not_kernel: u64,
     /// Addresses in a provider, not reported yet, held back because they sent fewer than
@@ -2441,8 +2441,11 @@ impl<'a> Ingest<'a> {
                 self.summary.lines_malformed += 1;
                 return None;
             }
+            // A line with a prefix that is no packet, whatever the reason, is malformed (the
+            // summary's definition); the ones outside a kernel message are told apart.
             Line::Other => {
                 self.summary.lines_not_kernel += 1;
+                self.summary.lines_malformed += 1;
                 return None;
             }
         };

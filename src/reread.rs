@@ -99,14 +99,14 @@ pub fn first_read_hint(
         .map(|p| format!("{p:?}"))
         .collect::<Vec<_>>()
         .join(" or ");
-    (read > 0 && matched == 0).then(|| match malformed + elsewhere {
+    (read > 0 && matched == 0).then(|| match malformed {
         0 => format!(
             "source {source}: first read, {read} lines, none carries {quoted}; check `prefixes` (abuse-mailer check), then `abuse-mailer reread --source {source}` to read it again"
         ),
         // The prefix is there, the layout is not one read: pointing at `prefixes` would
         // send the operator after the wrong setting.
         carried => format!(
-            "source {source}: first read, {read} lines, {carried} carry {quoted} but none reads as a packet ({malformed} malformed, {elsewhere} outside a kernel message): a log layout that is not read, or another program's text; a packet line is `HOST kernel: PREFIX IN=... SRC=...` after a BSD or RFC 3339 time (see README \"How a run works\"); once the log is written so, `abuse-mailer reread --source {source}` reads it again"
+            "source {source}: first read, {read} lines, {carried} carry {quoted} but none reads as a packet ({elsewhere} of them outside a kernel message): a log layout that is not read, or another program's text; a packet line is `HOST kernel: PREFIX IN=... SRC=...` after a BSD or RFC 3339 time (see README \"How a run works\"); once the log is written so, `abuse-mailer reread --source {source}` reads it again"
         ),
     })
 }

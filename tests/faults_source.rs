@@ -228,7 +228,7 @@ fn a_log_layout_not_read_is_named_as_such_not_as_a_wrong_prefix() {
     let ran = s.run(&["run"]).ok();
     assert!(
         ran.stderr.contains(&format!(
-            "warning: source {source}: first read, 4 lines, 4 carry \"INPUT-DROP:\" but none reads as a packet (1 malformed, 3 outside a kernel message)"
+            "warning: source {source}: first read, 4 lines, 4 carry \"INPUT-DROP:\" but none reads as a packet (3 of them outside a kernel message)"
         )),
         "{}",
         ran.stderr

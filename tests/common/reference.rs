@@ -137,7 +137,8 @@ pub fn reference(input: &[u8], setup: &ReadSetup) -> (Summary, Observations, u64
             Verdict::Malformed => summary.lines_malformed += 1,
             // A prefix outside a kernel message: another program's text, or another layout.
             Verdict::Other if setup.prefixes.iter().any(|p| contains(line, p.as_bytes())) => {
-                summary.lines_not_kernel += 1
+                summary.lines_not_kernel += 1;
+                summary.lines_malformed += 1;
             }
             Verdict::Other => {}
         }
