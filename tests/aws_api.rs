@@ -391,6 +391,37 @@ fn missing_credentials_is_a_configuration_error_before_any_call() {
     assert!(check.stdout.contains("error   aws_api"), "{}", check.stdout);
 }
 
+/// An `[aws_api]` section that no provider uses (every provider reports by mail), with no
+/// AWS credentials anywhere: no run asks for them, so `check` says the section is unused and
+/// passes, as `preview` and `run` do.
+#[test]
+fn an_aws_api_section_no_provider_uses_needs_no_credentials() {
+    let mut s = Setup::new(
+        &standard_config("").replace("[mail]", "[aws_api]\nregion = \"us-east-1\"\n\n[mail]"),
+    );
+    let home = s.path("home");
+    std::fs::create_dir(&home).unwrap();
+    for (k, v) in [
+        ("AWS_ACCESS_KEY_ID", ""),
+        ("AWS_SECRET_ACCESS_KEY", ""),
+        ("AWS_SHARED_CREDENTIALS_FILE", ""),
+        ("AWS_PROFILE", ""),
+        ("HOME", home.to_str().unwrap()),
+    ] {
+        s.env.push((k.to_string(), v.to_string()));
+    }
+    s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    let check = s.run(&["check"]).ok();
+    assert!(
+        check.stdout.contains("warning aws_api") && check.stdout.contains("not used"),
+        "{}",
+        check.stdout
+    );
+    s.run(&["preview"]).ok();
+    s.run(&["run"]).ok();
+    assert_eq!(s.outbox().len(), 1);
+}
+
 #[test]
 fn refresh_shows_completed_and_actioned() {
     let Some(stub) = Stub::start(None) else {

@@ -444,6 +444,17 @@ pub fn check(settings: &Settings, online: bool, quiet: bool) -> u8 {
             crate::output::say(format_args!("{verdict:<7} {:<10} {text}", "aws_api"));
         }
     };
+    // A section no provider uses is no error: no run asks for credentials or calls the API.
+    if users.is_empty() {
+        line(
+            "warning",
+            &format!(
+                "{} (region {}): no provider has delivery = \"aws-abuse-api\"; the section is not used",
+                cfg.endpoint, cfg.region
+            ),
+        );
+        return EXIT_OK;
+    }
     let what = format!(
         "{} (region {}{}) for {}",
         cfg.endpoint,
