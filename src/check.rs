@@ -288,8 +288,13 @@ fn check_asn_db(t: &mut Tally, settings: &Settings, now: DateTime<Utc>) {
                     .map(|b| b.format("%Y-%m-%d").to_string())
                     .unwrap_or_default();
                 let age = db.age_days(now).unwrap_or(0);
+                // A clock pinned before the build (`ABUSE_MAILER_NOW`) is no negative age.
+                let when = match age {
+                    ..0 => "after the clock's time".to_string(),
+                    _ => format!("{age} days ago"),
+                };
                 let text = format!(
-                    "{}: {} built {built} ({age} days ago)",
+                    "{}: {} built {built} ({when})",
                     path.display(),
                     db.database_type
                 );

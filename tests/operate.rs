@@ -83,6 +83,11 @@ fn check_passes_on_the_example() {
         "{text}"
     );
     assert!(text.contains("(aws format, 5 prefixes)"), "{text}");
+    // The clock is pinned before the example database was built: no negative age.
+    assert!(
+        text.contains("GeoLite2-ASN built 2026-11-25 (after the clock's time)"),
+        "{text}"
+    );
 }
 
 #[test]
