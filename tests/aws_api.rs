@@ -362,12 +362,9 @@ fn access_denied_is_a_configuration_error_and_the_report_waits() {
     assert_eq!(history(&s)[0]["status"], "sent");
 }
 
-#[test]
-fn missing_credentials_is_a_configuration_error_before_any_call() {
-    let Some(stub) = Stub::start(None) else {
-        return;
-    };
-    let mut s = setup(&stub, "");
+/// `s`'s runs find no AWS credentials: none in the environment, no shared files, a home of
+/// their own.
+fn without_aws_credentials(s: &mut Setup) {
     s.env.retain(|(k, _)| !k.starts_with("AWS_"));
     let home = s.path("home");
     std::fs::create_dir(&home).unwrap();
@@ -380,6 +377,15 @@ fn missing_credentials_is_a_configuration_error_before_any_call() {
     ] {
         s.env.push((k.to_string(), v.to_string()));
     }
+}
+
+#[test]
+fn missing_credentials_is_a_configuration_error_before_any_call() {
+    let Some(stub) = Stub::start(None) else {
+        return;
+    };
+    let mut s = setup(&stub, "");
+    without_aws_credentials(&mut s);
     attack(&s, &THREE);
     let ran = s.run(&["run"]);
     assert_eq!(ran.code, 78, "{}", ran.stderr);
@@ -399,17 +405,7 @@ fn an_aws_api_section_no_provider_uses_needs_no_credentials() {
     let mut s = Setup::new(
         &standard_config("").replace("[mail]", "[aws_api]\nregion = \"us-east-1\"\n\n[mail]"),
     );
-    let home = s.path("home");
-    std::fs::create_dir(&home).unwrap();
-    for (k, v) in [
-        ("AWS_ACCESS_KEY_ID", ""),
-        ("AWS_SECRET_ACCESS_KEY", ""),
-        ("AWS_SHARED_CREDENTIALS_FILE", ""),
-        ("AWS_PROFILE", ""),
-        ("HOME", home.to_str().unwrap()),
-    ] {
-        s.env.push((k.to_string(), v.to_string()));
-    }
+    without_aws_credentials(&mut s);
     s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
     let check = s.run(&["check"]).ok();
     assert!(

@@ -118,15 +118,20 @@ fn wait_for_lines(path: &Path, n: usize) {
     }
 }
 
+/// The log host's installation: one source, a glob over the per-host files.
+fn log_host_setup() -> Setup {
+    Setup::new(&standard_config("").replace(
+        "path = \"{dir}/messages\"",
+        "path = \"{dir}/hosts/*/kern.log\"\nstart_at = \"beginning\"",
+    ))
+}
+
 #[test]
 fn two_hosts_through_rsyslog_are_reported_with_their_host_names() {
     if !tool("rsyslogd", &["-v"]) {
         return;
     }
-    let s = Setup::new(&standard_config("").replace(
-        "path = \"{dir}/messages\"",
-        "path = \"{dir}/hosts/*/kern.log\"\nstart_at = \"beginning\"",
-    ));
+    let s = log_host_setup();
     let (_daemon, port) = start(s.dir.path());
     let web1: Vec<String> = (0..3)
         .map(|i| drop_line(&format!("10:00:0{i}"), "3.5.140.2", "TCP", 22))
@@ -302,10 +307,7 @@ fn identical_lines_forwarded_to_the_log_host_are_each_counted() {
     if !tool("rsyslogd", &["-v"]) {
         return;
     }
-    let s = Setup::new(&standard_config("").replace(
-        "path = \"{dir}/messages\"",
-        "path = \"{dir}/hosts/*/kern.log\"\nstart_at = \"beginning\"",
-    ));
+    let s = log_host_setup();
     let (_daemon, port) = start(s.dir.path());
     let same = drop_line("10:00:00", "3.5.140.2", "TCP", 22).replace("[810294.788657] ", "");
     let mut lines = vec![same; 4];
