@@ -555,6 +555,8 @@ impl Session {
             .map(|r| reply_text(&r))
             .map_err(|e| {
                 let closed = e.is_response() && e.to_string().contains("incomplete response");
+                // Over TLS, a close without TLS's close_notify (the usual way a server that
+                // fell over goes) is an unexpected end of file.
                 let no_reply = closed
                     || matches!(
                         io_kind(&e),
@@ -562,6 +564,7 @@ impl Session {
                             std::io::ErrorKind::WouldBlock
                                 | std::io::ErrorKind::TimedOut
                                 | std::io::ErrorKind::InvalidData
+                                | std::io::ErrorKind::UnexpectedEof
                         )
                     );
                 match (e.status(), refused(e)) {

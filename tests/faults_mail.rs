@@ -205,6 +205,35 @@ fn a_refused_recipient_is_named() {
     );
 }
 
+/// The same over TLS, the server dropping the connection without TLS's close_notify, as
+/// most servers that fall over do: sent twice at most, not once a run for ever.
+#[test]
+fn a_tls_server_gone_after_the_body_without_close_notify_gets_it_twice_at_most() {
+    let server = smtp::start(Security::ImplicitTls, None, 0);
+    server
+        .drop_after_body
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let s = Setup::new(&smtp_config(server.port, "tls", ""));
+    s.write("messages", &attack_log());
+    let out = s.run_bounded(&["run"]);
+    assert_eq!(out.code, 75, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("sent once more on the next run"),
+        "{}",
+        out.stderr
+    );
+    let id = one_failed_report(&s);
+    let out = s.run_bounded(&["run"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("taken as delivered"), "{}", out.stderr);
+    for _ in 0..2 {
+        s.run_bounded(&["run"]).ok();
+    }
+    let received = server.received();
+    assert_eq!(received.len(), 2, "the body went out twice, never more");
+    assert!(received.iter().all(|d| message_id(&d.data) == id));
+}
+
 /// A server that goes away in the middle of the body, on every try: it cannot hold a message
 /// it never read to the end, and its reset says so. However often that happens, the report
 /// waits (never taken as delivered) and goes out once the server takes it.

@@ -120,6 +120,10 @@ pub struct MailServer {
     pub rcpt: RcptAnswer,
     pub rcpt_of: RcptOfAnswer,
     pub on_accept: AcceptHook,
+    /// Behind implicit TLS: once a message is taken, the server drops the connection without
+    /// answering and without TLS's close_notify (a process that fell over, a balancer giving
+    /// up), as most such closes come.
+    pub drop_after_body: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl MailServer {
@@ -151,6 +155,7 @@ pub fn start(security: Security, login: Option<(&str, &str)>, port: u16) -> Mail
     let rcpt: RcptAnswer = Arc::new(Mutex::new(None));
     let rcpt_of: RcptOfAnswer = Arc::new(Mutex::new(None));
     let on_accept: AcceptHook = Arc::new(Mutex::new(None));
+    let drop_after_body = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let recorder = Recorder {
         inbox: inbox.clone(),
         mail: mail.clone(),
@@ -189,13 +194,15 @@ pub fn start(security: Security, login: Option<(&str, &str)>, port: u16) -> Mail
         Security::ImplicitTls => {
             let config = Arc::new(tls_config(&tls));
             let with_auth = login.is_some();
+            let drop_after_body = drop_after_body.clone();
             std::thread::spawn(move || {
                 for stream in listener.incoming().flatten() {
                     let config = config.clone();
                     let handler = recorder.clone();
                     let with_auth = with_auth;
+                    let drop_after_body = drop_after_body.clone();
                     std::thread::spawn(move || {
-                        let _ = serve_tls(stream, config, handler, with_auth);
+                        let _ = serve_tls(stream, config, handler, with_auth, &drop_after_body);
                     });
                 }
             });
@@ -208,6 +215,7 @@ pub fn start(security: Security, login: Option<(&str, &str)>, port: u16) -> Mail
         rcpt,
         rcpt_of,
         on_accept,
+        drop_after_body,
     }
 }
 
@@ -228,7 +236,9 @@ fn serve_tls(
     config: Arc<rustls::ServerConfig>,
     handler: Recorder,
     with_auth: bool,
+    drop_after_body: &std::sync::atomic::AtomicBool,
 ) -> std::io::Result<()> {
+    let inbox = handler.inbox.clone();
     let remote = tcp.peer_addr()?.ip();
     let conn = rustls::ServerConnection::new(config).map_err(std::io::Error::other)?;
     let mut stream = BufReader::new(rustls::StreamOwned::new(conn, tcp));
@@ -253,7 +263,15 @@ fn serve_tls(
         if stream.read_until(b'\n', &mut line)? == 0 {
             return Ok(());
         }
+        let taken = inbox.lock().unwrap().len();
         let r = session.process(&line);
+        if drop_after_body.load(std::sync::atomic::Ordering::SeqCst)
+            && inbox.lock().unwrap().len() > taken
+        {
+            // The TCP connection goes, with no TLS record after the body.
+            stream.get_ref().sock.shutdown(std::net::Shutdown::Both)?;
+            return Ok(());
+        }
         match r.action {
             Action::Reply => reply(&mut stream, &r)?,
             Action::Close => {
