@@ -394,6 +394,7 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
         budget: settings.mail.max_messages_per_run,
         outcome: Outcome::default(),
         tried: std::collections::HashSet::new(),
+        backlog: std::collections::HashSet::new(),
     };
     // The configured providers first: a discovered desk (a stranger's mail server) never
     // holds back what the operator configured, and a run killed while it looks contacts up
@@ -425,7 +426,12 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
         &mut unplanned,
     )?;
     ledger.check()?;
+    out.backlog = (world.providers.iter())
+        .map(|p| p.name().to_string())
+        .filter(|name| state.waiting_reports(name).is_ok_and(|n| n > 0))
+        .collect();
     let mut made = out.send(&mut state, planned)?;
+    out.backlog.clear();
     let resent_after = out.resend(&mut state, false, None)?;
 
     let resent = out.resend(&mut state, true, None)? + resent_after;
@@ -601,9 +607,12 @@ struct Sending<'a> {
     only: Option<&'a str>,
     budget: u32,
     outcome: Outcome,
-    /// The waiting reports tried this run: one that failed is not tried again by a later
-    /// pass of the same run.
+    /// The waiting reports tried this run, and the reports made this run: one that failed is
+    /// not tried again by a later pass of the same run, nor one stored to wait counted twice.
     tried: std::collections::HashSet<String>,
+    /// The providers whose reports from earlier runs still wait once the first pass over
+    /// them is done: their new reports wait behind them.
+    backlog: std::collections::HashSet<String>,
 }
 
 impl Sending<'_> {
@@ -740,7 +749,9 @@ impl Sending<'_> {
                 self.outcome.held += 1;
                 continue;
             }
-            if self.budget == 0 {
+            // A desk with reports still waiting gets its new ones after them, whatever the
+            // budget: its older addresses first.
+            if self.budget == 0 || self.backlog.contains(&p.record.provider) {
                 // A part of a split message keeps its number: written now, never tried, it
                 // goes out as stored ("part 11 of 16") before anything new on a later run.
                 // XARF's one message per address is numbered too: planned afresh, the desk
@@ -751,6 +762,8 @@ impl Sending<'_> {
                     keep_preview(state, &p);
                     self.made_under(&mut under, &p.record.provider);
                     self.outcome.queued += 1;
+                    // Counted as queued: not counted again, nor sent, by a later pass.
+                    self.tried.insert(p.record.id.clone());
                 } else {
                     self.outcome.held += 1;
                 }
@@ -758,6 +771,7 @@ impl Sending<'_> {
             }
             self.budget -= 1;
             state.insert_report(&p.record)?;
+            self.tried.insert(p.record.id.clone());
             keep_preview(state, &p);
             self.made_under(&mut under, &p.record.provider);
             self.deliver(state, &p.record)?;

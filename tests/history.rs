@@ -346,6 +346,48 @@ fn a_backlog_of_one_provider_keeps_no_other_provider_waiting() {
     assert_eq!(all.len(), 34);
 }
 
+/// A provider's own new addresses do not go ahead of its addresses waiting from earlier
+/// runs, whatever budget the other providers leave unused: with one message a run, the
+/// addresses go out oldest first; and a run counts each waiting report once.
+#[test]
+fn a_providers_new_reports_wait_behind_its_older_ones() {
+    let mut s = Setup::new(
+        &with_other_provider(&standard_config("max_ips_per_message = 1"))
+            .replace("[mail]", "[mail]\nmax_messages_per_run = 1"),
+    );
+    let first: Vec<String> = (1..=5).map(|i| format!("3.5.140.{i}")).collect();
+    s.write(
+        "messages",
+        &(first.iter().enumerate())
+            .map(|(i, ip)| drop_line(&format!("09:00:0{i}"), ip, "TCP", 22))
+            .collect::<String>(),
+    );
+    let out = s.run(&["run"]).ok();
+    // One sent; three parts of the four made are stored to wait (the fifth address waits
+    // for a later run's parts), said once each.
+    assert!(
+        out.stderr.contains("3 report(s) wait for the next run"),
+        "{}",
+        out.stderr
+    );
+    let mut order = first.clone();
+    for run in 1..=6u32 {
+        s.now = format!("2026-01-26T{:02}:00:00Z", 8 + run);
+        let ip = format!("3.5.141.{run}");
+        s.append(
+            "messages",
+            &drop_line(&format!("10:0{run}:00"), &ip, "TCP", 22),
+        );
+        order.push(ip);
+        s.run(&["run"]).ok();
+        let mut got = sent(&s).concat();
+        got.sort();
+        let mut oldest: Vec<String> = order[..=run as usize].to_vec();
+        oldest.sort();
+        assert_eq!(got, oldest, "after run {run}");
+    }
+}
+
 /// A part held back by the sending budget goes out days later with the day it goes out on
 /// in its `Date:` (a Date days old is a spam sign); `preview` prints it so, byte for byte
 /// what the run then sends, in the same layout as a message made that day.
