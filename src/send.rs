@@ -472,11 +472,16 @@ impl Session {
         };
         let refused = |e: lettre::transport::smtp::Error| self.classify(&e, Stage::Message);
         let mut options = Vec::new();
+        // An address in other letters in the envelope, or in a header (a `reply_to`: names
+        // are encoded, addresses go as they are), needs SMTPUTF8.
+        let head =
+            memchr::memmem::find(message, b"\r\n\r\n").map_or(&message[..], |end| &message[..end]);
         let wide_addresses = envelope
             .from()
             .into_iter()
             .chain(envelope.to())
-            .any(|a: &Address| !AsRef::<str>::as_ref(a).is_ascii());
+            .any(|a: &Address| !AsRef::<str>::as_ref(a).is_ascii())
+            || !head.is_ascii();
         if wide_addresses {
             if !conn.server_info().supports_feature(Extension::SmtpUtfEight) {
                 return Err(SendError::Config(format!(

@@ -234,6 +234,28 @@ fn a_tls_server_gone_after_the_body_without_close_notify_gets_it_twice_at_most()
     assert!(received.iter().all(|d| message_id(&d.data) == id));
 }
 
+/// An address in other letters, in the envelope (`from`) or only in a header (`reply_to`),
+/// through a relay that does not offer SMTPUTF8: a configuration error (78) saying so, and
+/// nothing sent in bytes the relay did not agree to; the report waits.
+#[test]
+fn an_address_in_other_letters_needs_a_relay_with_smtputf8() {
+    for extra in ["reply_to = \"noc@bücher.example\"", "from_is_wide = true"] {
+        let server = FaultyServer::start(Mode::Healthy);
+        let mut config = smtp_config(server.port, "none", "");
+        config = match extra {
+            "from_is_wide = true" => config.replace("<abuse@example.org>", "<abuse@exämple.org>"),
+            _ => config.replace("[report]", &format!("[report]\n{extra}")),
+        };
+        let s = Setup::new(&config);
+        s.write("messages", &attack_log());
+        let out = s.run_bounded(&["run"]);
+        assert_eq!(out.code, 78, "{extra}: {}", out.stderr);
+        assert!(out.stderr.contains("SMTPUTF8"), "{}", out.stderr);
+        assert!(server.received().is_empty());
+        one_failed_report(&s);
+    }
+}
+
 /// A server that goes away in the middle of the body, on every try: it cannot hold a message
 /// it never read to the end, and its reset says so. However often that happens, the report
 /// waits (never taken as delivered) and goes out once the server takes it.
