@@ -1013,3 +1013,24 @@ fn a_from_domain_in_other_letters_gives_an_ascii_message_id() {
         "{id}"
     );
 }
+
+/// A `from` without a display name is named once in the body, not as
+/// `abuse@example.org <abuse@example.org>`.
+#[test]
+fn a_from_without_a_name_is_named_once() {
+    let s = Setup::new(&standard_config("").replace(
+        "from = \"Abuse desk <abuse@example.org>\"",
+        "from = \"abuse@example.org\"",
+    ));
+    s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    s.run(&["run"]).ok();
+    let message = String::from_utf8_lossy(&only_message(&s)).replace("\r\n", "\n");
+    assert!(
+        message.contains("report from abuse@example.org about"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("abuse@example.org <abuse@example.org>"),
+        "{message}"
+    );
+}
