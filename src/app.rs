@@ -176,9 +176,9 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
     if verbosity != Verbosity::Quiet {
         unplanned.tell(&world);
     }
+    // What the next run sends, in the order it sends them: the providers' reports waiting to
+    // be sent again and new ones, desk by desk, then the discovered desks'.
     if json {
-        // What the next run sends: the reports waiting to be sent again, as they were listed
-        // when made, then the new ones; the providers', then the discovered desks'.
         let (waiting, kept) = match &state {
             Some(s) => (s.pending_heads()?, s.previews()?),
             None => (Vec::new(), std::collections::HashMap::new()),
@@ -186,30 +186,22 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
         let waiting: Vec<&ReportRecord> = (waiting.iter())
             .filter(|r| only.is_none_or(|o| o == r.provider) && !ids.contains(&r.id))
             .collect();
-        let mut reports = Vec::new();
-        for desks in [false, true] {
-            reports.extend(
-                (waiting.iter())
-                    .filter(|r| r.contact.is_some() == desks)
-                    .map(|r| {
-                        let kept = kept.get(&r.id).map(String::as_str);
-                        JsonEntry::Waiting(json_waiting(r, kept, settings))
-                    }),
-            );
-            reports.extend(
-                (planned.iter())
-                    .filter(|p| p.record.contact.is_some() == desks)
-                    .map(|p| JsonEntry::Made(json_report(p))),
-            );
-        }
+        let reports = (send_order(waiting, &planned).into_iter())
+            .map(|item| match item {
+                // As listed when it was made.
+                Outgoing::Waiting(r) => {
+                    let kept = kept.get(&r.id).map(String::as_str);
+                    JsonEntry::Waiting(json_waiting(r, kept, settings))
+                }
+                Outgoing::New(p) => JsonEntry::Made(json_report(p)),
+            })
+            .collect();
         print_json(
             reports,
             intake.summary,
             &unattributed(&world, &intake, state.as_ref())?,
         )?;
     } else {
-        // What the next run sends: first the stored reports waiting to be sent again, as the
-        // run sends them (a part never tried goes with the day's date), then the new ones.
         let waiting = match &state {
             Some(s) => s.pending()?,
             None => Vec::new(),
@@ -220,29 +212,14 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
             .filter(|r| !r.made_for_api())
             .filter(|r| !ids.contains(&r.id))
             .collect();
-        // In the order a run sends: the providers' reports, then the discovered desks'.
-        let as_sent: Vec<(bool, std::borrow::Cow<'_, [u8]>)> = (waiting.iter())
-            .map(|r| (r.contact.is_some(), crate::ledger::message_sent_at(r, now)))
+        let messages: Vec<std::borrow::Cow<'_, [u8]>> = (send_order(waiting, &planned).into_iter())
+            .map(|item| match item {
+                // As the run sends it: a part never tried goes with the day's date.
+                Outgoing::Waiting(r) => crate::ledger::message_sent_at(r, now),
+                Outgoing::New(p) => p.record.message.as_slice().into(),
+            })
             .collect();
-        let stored = |desks: bool| {
-            as_sent
-                .iter()
-                .filter(move |(desk, _)| *desk == desks)
-                .map(|(_, message)| message.as_ref())
-        };
-        let new = |desks: bool| {
-            planned
-                .iter()
-                .filter(move |p| p.record.contact.is_some() == desks)
-                .map(|p| p.record.message.as_slice())
-        };
-        print_mbox(
-            stored(false)
-                .chain(new(false))
-                .chain(stored(true))
-                .chain(new(true)),
-            now,
-        )?;
+        print_mbox(messages.iter().map(AsRef::as_ref), now)?;
     }
     let mut waiting = 0;
     if state.is_some() {
@@ -390,26 +367,11 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
         budget: settings.mail.max_messages_per_run,
         outcome: Outcome::default(),
         tried: std::collections::HashSet::new(),
-        backlog: std::collections::HashSet::new(),
     };
     // The configured providers first: a discovered desk (a stranger's mail server) never
     // holds back what the operator configured, and a run killed while it looks contacts up
-    // has sent those already. The waiting reports go in turn, desk by desk, and leave a
-    // message of the budget to each provider with none waiting, for its new report: a backlog
-    // of one provider would otherwise take every run's budget, and the others' reports would
-    // wait behind it for as long as it lasts. What the new reports leave of it goes to the
-    // waiting ones after them.
-    let waiting_desks: std::collections::HashSet<String> = (state.pending_heads()?.into_iter())
-        .filter(|r| r.contact.is_none())
-        .map(|r| r.provider)
-        .collect();
-    let reserve = (world.providers.iter())
-        .filter(|p| only.is_none_or(|o| o == p.name()) && !waiting_desks.contains(p.name()))
-        .count();
-    let resent = out.resend(&mut state, false, Some(reserve))?;
-    // A resend changes the ledger (a rejection frees its IPs, a first delivery starts the
-    // provider's thread): read it anew then.
-    let ledger = if resent > 0 { world.ledger()? } else { ledger };
+    // has sent those already. Their reports waiting from earlier runs and the new ones go in
+    // one order, desk by desk (see [`in_send_order`]).
     let routes = world.routes();
     let mut unplanned = Unplanned::default();
     let planned = plan_providers(
@@ -422,15 +384,19 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
         &mut unplanned,
     )?;
     ledger.check()?;
-    out.backlog = (world.providers.iter())
-        .map(|p| p.name().to_string())
-        .filter(|name| state.waiting_reports(name).is_ok_and(|n| n > 0))
+    let waiting: Vec<ReportRecord> = (state.pending_heads()?.into_iter())
+        .filter(|r| r.contact.is_none() && only.is_none_or(|o| o == r.provider))
         .collect();
-    let mut made = out.send(&mut state, planned)?;
-    out.backlog.clear();
-    let resent_after = out.resend(&mut state, false, None)?;
+    let mut made = Vec::new();
+    let mut resent = 0;
+    for item in in_send_order(waiting, planned) {
+        match item {
+            Outgoing::Waiting(record) => resent += out.resend_one(&mut state, record, false)?,
+            Outgoing::New(p) => made.extend(out.send(&mut state, vec![p])?),
+        }
+    }
 
-    let resent = out.resend(&mut state, true, None)? + resent_after;
+    let resent = out.resend(&mut state, true)? + resent;
     if world.discover.is_some() && only.is_none() {
         let ledger = if resent > 0 { world.ledger()? } else { ledger };
         // Discovery remembers through a connection of its own: the run's is lent to the plan.
@@ -606,9 +572,6 @@ struct Sending<'a> {
     /// The waiting reports tried this run, and the reports made this run: one that failed is
     /// not tried again by a later pass of the same run, nor one stored to wait counted twice.
     tried: std::collections::HashSet<String>,
-    /// The providers whose reports from earlier runs still wait once the first pass over
-    /// them is done: their new reports wait behind them.
-    backlog: std::collections::HashSet<String>,
 }
 
 impl Sending<'_> {
@@ -635,64 +598,60 @@ impl Sending<'_> {
         )
     }
 
-    /// Sends the stored reports waiting to be sent again, desk by desk in turn: those to
-    /// configured providers, or (`discovered`) those to discovered desks, withdrawing those
-    /// the configuration no longer lets go as stored (see [`crate::ledger::withdrawn`]). With
-    /// `leave`, that much of the budget is left, and the reports it holds back are not yet
-    /// counted as waiting (a later call this run may send them); a report tried once this run
-    /// is not tried again. Returns how many were tried or withdrawn.
-    fn resend(
-        &mut self,
-        state: &mut State,
-        discovered: bool,
-        leave: Option<usize>,
-    ) -> Result<usize> {
+    /// Sends the stored reports to discovered desks waiting to be sent again, desk by desk
+    /// (see [`Sending::resend_one`]). Returns how many were tried or withdrawn.
+    fn resend(&mut self, state: &mut State, discovered: bool) -> Result<usize> {
+        let pending = (state.pending_heads()?.into_iter())
+            .filter(|r| r.contact.is_some() == discovered)
+            .filter(|r| self.only.is_none_or(|o| o == r.provider));
         let mut resent = 0;
-        let pending =
-            crate::plan::in_turn(state.pending_heads()?, |r| r.provider.as_str(), |_| false);
-        for mut record in pending {
-            if record.contact.is_some() != discovered
-                || self.only.is_some_and(|o| o != record.provider)
-                || self.tried.contains(&record.id)
-            {
-                continue;
-            }
-            // A request to the API tells by its stored body whether it was made as a test,
-            // which `withdrawn` reads: read once, for that and for the send.
-            if record.made_for_api() && record.contact.is_none() {
-                record.message = state.message_of(&record.id)?;
-            }
-            if let Some(why) = crate::ledger::withdrawn(&record, self.world, state)? {
-                self.put_aside(state, &record, &why)?;
-                // Its addresses are free again: the ledger is read anew.
-                resent += 1;
-                continue;
-            }
-            if usize::try_from(self.budget).unwrap_or(usize::MAX) <= leave.unwrap_or(0)
-                || self
-                    .outcome
-                    .failed_routes
-                    .contains(&self.route(&record.provider))
-                || self.outcome.deferred_desks.contains(&record.provider)
-            {
-                if leave.is_none() {
-                    self.outcome.waiting += 1;
-                }
-                continue;
-            }
-            self.budget -= 1;
-            resent += 1;
-            self.tried.insert(record.id.clone());
-            if record.message.is_empty() {
-                record.message = state.message_of(&record.id)?;
-            }
-            self.deliver(state, &record)?;
-            // Deferred by the desk's own server again, just now: past the patience, given up.
-            if discovered && self.outcome.deferred_desks.contains(&record.provider) {
-                self.give_up(state, &record)?;
-            }
+        for record in crate::plan::in_turn(pending.collect(), |r| r.provider.as_str()) {
+            resent += self.resend_one(state, record, discovered)?;
         }
         Ok(resent)
+    }
+
+    /// Sends a stored report waiting to be sent again, within the budget, or withdraws it if
+    /// the configuration no longer lets it go as stored (see [`crate::ledger::withdrawn`]);
+    /// a report tried once this run is not tried again. Returns 1 if it was tried or
+    /// withdrawn (the ledger changed), else 0.
+    fn resend_one(
+        &mut self,
+        state: &mut State,
+        mut record: ReportRecord,
+        discovered: bool,
+    ) -> Result<usize> {
+        if self.tried.contains(&record.id) {
+            return Ok(0);
+        }
+        // A request to the API tells by its stored body whether it was made as a test,
+        // which `withdrawn` reads: read once, for that and for the send.
+        if record.made_for_api() && record.contact.is_none() {
+            record.message = state.message_of(&record.id)?;
+        }
+        if let Some(why) = crate::ledger::withdrawn(&record, self.world, state)? {
+            self.put_aside(state, &record, &why)?;
+            // Its addresses are free again: the ledger is read anew.
+            return Ok(1);
+        }
+        if self.budget == 0
+            || (self.outcome.failed_routes).contains(&self.route(&record.provider))
+            || self.outcome.deferred_desks.contains(&record.provider)
+        {
+            self.outcome.waiting += 1;
+            return Ok(0);
+        }
+        self.budget -= 1;
+        self.tried.insert(record.id.clone());
+        if record.message.is_empty() {
+            record.message = state.message_of(&record.id)?;
+        }
+        self.deliver(state, &record)?;
+        // Deferred by the desk's own server again, just now: past the patience, given up.
+        if discovered && self.outcome.deferred_desks.contains(&record.provider) {
+            self.give_up(state, &record)?;
+        }
+        Ok(1)
     }
 
     /// Gives up a discovered desk's report that its server deferred, this run and for longer
@@ -709,6 +668,8 @@ impl Sending<'_> {
             "given up: the desk's mail server has deferred it for more than {DESK_PATIENCE_DAYS} days"
         );
         self.put_aside(state, record, &why)?;
+        // Counted as waiting when it was deferred just now: it waits no more.
+        self.outcome.waiting = self.outcome.waiting.saturating_sub(1);
         // Its addresses stay reported to the desks: their lines have served.
         let _ = state.let_go_of_lines(&record.id);
         Ok(())
@@ -745,9 +706,7 @@ impl Sending<'_> {
                 self.outcome.held += 1;
                 continue;
             }
-            // A desk with reports still waiting gets its new ones after them, whatever the
-            // budget: its older addresses first.
-            if self.budget == 0 || self.backlog.contains(&p.record.provider) {
+            if self.budget == 0 {
                 // A part of a split message keeps its number: written now, never tried, it
                 // goes out as stored ("part 11 of 16") before anything new on a later run.
                 // XARF's one message per address is numbered too: planned afresh, the desk
@@ -788,6 +747,50 @@ impl Sending<'_> {
             under.insert(key.to_string(), self.world.made_under(desk));
         }
     }
+}
+
+/// A report a run may send: one waiting from an earlier run, or one made now.
+pub(crate) enum Outgoing<W, N> {
+    Waiting(W),
+    New(N),
+}
+
+/// The order a run sends the configured providers' reports in, which is the order the budget
+/// serves them in: desk by desk, each desk's first, then each one's second, and so on, and a
+/// desk's reports waiting from earlier runs before its new ones. So a provider with a backlog
+/// never keeps another waiting, whatever their order in the configuration, a desk's oldest
+/// addresses go first, and the budget goes wherever there is something to send. `preview`
+/// prints in this order.
+pub(crate) fn in_send_order<W, N>(waiting: Vec<W>, planned: Vec<N>) -> Vec<Outgoing<W, N>>
+where
+    W: std::borrow::Borrow<ReportRecord>,
+    N: std::borrow::Borrow<Planned>,
+{
+    let items: Vec<Outgoing<W, N>> = (waiting.into_iter().map(Outgoing::Waiting))
+        .chain(planned.into_iter().map(Outgoing::New))
+        .collect();
+    crate::plan::in_turn(items, |item| match item {
+        Outgoing::Waiting(r) => r.borrow().provider.as_str(),
+        Outgoing::New(p) => p.borrow().record.provider.as_str(),
+    })
+}
+
+/// The order a run sends reports in (see [`in_send_order`]), for `preview`: the providers'
+/// waiting and new ones, desk by desk, then the discovered desks' waiting ones, desk by desk,
+/// then their new ones.
+fn send_order<'a>(
+    waiting: Vec<&'a ReportRecord>,
+    planned: &'a [Planned],
+) -> Vec<Outgoing<&'a ReportRecord, &'a Planned>> {
+    let (desks_waiting, waiting): (Vec<_>, Vec<_>) =
+        waiting.into_iter().partition(|r| r.contact.is_some());
+    let (desks_new, new): (Vec<_>, Vec<_>) =
+        planned.iter().partition(|p| p.record.contact.is_some());
+    let mut order = in_send_order(waiting, new);
+    let desks_waiting = crate::plan::in_turn(desks_waiting, |r| r.provider.as_str());
+    order.extend(desks_waiting.into_iter().map(Outgoing::Waiting));
+    order.extend(desks_new.into_iter().map(Outgoing::New));
+    order
 }
 
 /// Keeps a report's entry in `preview --json` for as long as it may wait to be sent again.

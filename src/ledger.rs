@@ -809,15 +809,19 @@ pub(crate) fn deliver(
                 }
             }
         }
-        // A discovered desk's report that the server answered with "later": that desk waits
-        // (its other reports are not tried this run), the way out works. Several desks in a
-        // row deferred say it does not. Either way the run ends as a transient failure (75).
-        Err(SendError::Deferred(_)) if record.contact.is_some() && api.is_none() => {
+        // A report the server answered with "later" (a 4xx: a desk's greylisting, its full
+        // mailbox): that desk waits (its other reports are not tried this run), the way out
+        // works and the other desks' reports go. Several desks in a row deferred say it does
+        // not. Either way the run ends as a transient failure (75).
+        Err(SendError::Deferred(_)) if api.is_none() => {
             crate::output::tell(format_args!(
-                "abuse-mailer: report {} to a discovered desk deferred (will retry): {detail}",
-                record.id
+                "abuse-mailer: report {} to {} deferred (will retry): {detail}",
+                record.id,
+                record.recipients.join(", ")
             ));
             outcome.deferred_desks.insert(record.provider.clone());
+            // It waits for the next run, as those not tried do.
+            outcome.waiting += 1;
             outcome
                 .desks_deferred_in_a_row
                 .insert(record.provider.clone());
@@ -842,6 +846,7 @@ pub(crate) fn deliver(
                 "abuse-mailer: report {} not delivered ({retry}): {detail}",
                 record.id
             ));
+            outcome.waiting += 1;
             outcome.failed_routes.insert(match api {
                 Some(_) => Route::Api,
                 None => Route::Mail,

@@ -362,38 +362,18 @@ pub(crate) fn plan_providers(
                 .push((provider.name().to_string(), over));
         }
     }
-    // Desks with reports waiting had their turn at the budget with those.
-    let backlog: std::collections::HashSet<String> = match state {
-        Some(s) => (world.providers.iter())
-            .map(|p| p.name().to_string())
-            .filter(|name| s.waiting_reports(name).is_ok_and(|n| n > 0))
-            .collect(),
-        None => Default::default(),
-    };
-    Ok(in_turn(
-        planned,
-        |p| p.record.provider.as_str(),
-        |desk| backlog.contains(desk),
-    ))
+    // In the order they are sent, with the reports waiting: see `app::in_send_order`.
+    Ok(planned)
 }
 
-/// Reports of several desks in the order a run sends them, which is the order the budget
-/// serves them in: each desk's first, then each one's second, and so on; in each round the
-/// desks `later` names (those with a backlog) after the others, and otherwise in the order
-/// given. One after the other, a desk listed first with a backlog would take every run's
-/// budget, and the desks after it, whose addresses may have been seen first, would wait
-/// behind it day after day.
-pub(crate) fn in_turn<T>(
-    items: Vec<T>,
-    desk: impl Fn(&T) -> &str,
-    later: impl Fn(&str) -> bool,
-) -> Vec<T> {
+/// Items of several desks in turn: each desk's first, then each one's second, and so on; in
+/// each round, and within a desk, in the order they come in `items`.
+pub(crate) fn in_turn<T>(items: Vec<T>, desk: impl Fn(&T) -> &str) -> Vec<T> {
     let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
-    let mut keyed: Vec<((usize, bool), T)> = Vec::with_capacity(items.len());
+    let mut keyed: Vec<(usize, T)> = Vec::with_capacity(items.len());
     for item in items {
-        let name = desk(&item);
-        let nth = seen.entry(name.to_string()).or_insert(0);
-        let key = (*nth, later(name));
+        let nth = seen.entry(desk(&item).to_string()).or_insert(0);
+        let key = *nth;
         *nth += 1;
         keyed.push((key, item));
     }

@@ -256,6 +256,49 @@ fn an_address_in_other_letters_needs_a_relay_with_smtputf8() {
     }
 }
 
+/// One provider's desk answers "later" (451) to its recipient, run after run: that desk's
+/// report waits, and the other provider's reports go in every run meanwhile, not held back
+/// as if the way out had failed.
+#[test]
+fn one_desk_answering_later_holds_back_no_other_desk() {
+    let server = FaultyServer::start(Mode::DeferRecipient);
+    let mut s = Setup::new(
+        &with_other_provider(&smtp_config(server.port, "none", ""))
+            .replace("abuse@other.example", "deferred@other.example"),
+    );
+    s.write("messages", &drop_line("09:00:00", "81.2.69.143", "TCP", 22));
+    for run in 1..=3u32 {
+        s.now = format!("2026-01-26T{:02}:00:00Z", 8 + run);
+        s.append(
+            "messages",
+            &drop_line(
+                &format!("10:0{run}:00"),
+                &format!("3.5.140.{run}"),
+                "TCP",
+                22,
+            ),
+        );
+        let out = s.run_bounded(&["run"]);
+        assert_eq!(out.code, 75, "{}", out.stderr);
+        assert!(
+            out.stderr.contains("deferred (will retry)"),
+            "{}",
+            out.stderr
+        );
+        assert_eq!(
+            server.accepted().len(),
+            run as usize,
+            "run {run}: {}",
+            out.stderr
+        );
+    }
+    let waiting: Vec<_> = (history(&s).into_iter())
+        .filter(|r| r["status"] != "sent")
+        .collect();
+    assert_eq!(waiting.len(), 1, "{waiting:?}");
+    assert_eq!(waiting[0]["provider"], "other");
+}
+
 /// A server that goes away in the middle of the body, on every try: it cannot hold a message
 /// it never read to the end, and its reset says so. However often that happens, the report
 /// waits (never taken as delivered) and goes out once the server takes it.
@@ -670,7 +713,14 @@ fn preview_json_lists_the_reports_waiting_to_be_sent_again() {
     let s = Setup::new(&config);
     s.write("messages", &attack_log());
     let before = s.run(&["preview", "--json"]).ok().json();
-    assert_eq!(s.run_bounded(&["run"]).code, 75);
+    let failed = s.run_bounded(&["run"]);
+    assert_eq!(failed.code, 75);
+    // The report tried and failed waits too, and is counted.
+    assert!(
+        failed.stderr.contains("1 report(s) wait for the next run"),
+        "{}",
+        failed.stderr
+    );
     let waiting = s.run(&["preview", "--json"]).ok().json();
     assert_eq!(waiting["reports"], before["reports"], "{waiting}");
     assert_eq!(waiting["summary"]["lines_read"], 0, "nothing new read");

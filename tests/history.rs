@@ -388,6 +388,78 @@ fn a_providers_new_reports_wait_behind_its_older_ones() {
     }
 }
 
+/// Three providers: one with parts waiting from earlier runs, one with new addresses each
+/// run, one idle. Every run sends the first `max_messages_per_run` messages `preview --json`
+/// listed just before, the backlog goes down by at least one a run (a busy provider does not
+/// starve it, the idle one takes nothing), and a provider's waiting and new reports both go
+/// when the budget has room for them.
+#[test]
+fn the_budget_goes_desk_by_desk_as_preview_lists_it() {
+    let mut s = Setup::new(
+        &with_other_provider(&standard_config("max_ips_per_message = 1"))
+            .replace(
+                "[report]",
+                "[[provider]]\nname = \"idle\"\nto = [\"abuse@idle.example\"]\nranges = \"{dir}/idle.txt\"\n\n[report]",
+            )
+            .replace("[mail]", "[mail]\nmax_messages_per_run = 2"),
+    );
+    s.write("idle.txt", "192.0.2.0/24\n");
+    let aws: Vec<String> = (1..=6).map(|i| format!("3.5.140.{i}")).collect();
+    s.write(
+        "messages",
+        &(aws.iter().enumerate())
+            .map(|(i, ip)| drop_line(&format!("09:00:0{i}"), ip, "TCP", 22))
+            .collect::<String>(),
+    );
+    s.run(&["run"]).ok();
+    let waiting = |s: &Setup| history(s).iter().filter(|r| r["status"] != "sent").count();
+    for run in 1..=3u32 {
+        s.now = format!("2026-01-26T{:02}:00:00Z", 8 + run);
+        s.append(
+            "messages",
+            &[
+                drop_line(
+                    &format!("10:0{run}:00"),
+                    &format!("81.2.69.{run}"),
+                    "TCP",
+                    22,
+                ),
+                drop_line(
+                    &format!("10:0{run}:01"),
+                    &format!("67.43.156.{run}"),
+                    "TCP",
+                    22,
+                ),
+            ]
+            .concat(),
+        );
+        let before = waiting(&s);
+        let listed = s.run(&["preview", "--json"]).ok().json();
+        let first_two: Vec<String> = listed["reports"].as_array().unwrap()[..2]
+            .iter()
+            .flat_map(|r| ip_list(&r["ips"]))
+            .collect();
+        let sent_before: Vec<String> = sent(&s).concat();
+        s.run(&["run"]).ok();
+        let mut now_sent: Vec<String> = (sent(&s).concat().into_iter())
+            .filter(|ip| !sent_before.contains(ip))
+            .collect();
+        now_sent.sort();
+        let mut expected = first_two.clone();
+        expected.sort();
+        assert_eq!(now_sent, expected, "run {run}: preview listed {listed}");
+        assert!(
+            now_sent.iter().any(|ip| ip.starts_with("3.5.140.")),
+            "run {run}: the backlog went on: {now_sent:?}"
+        );
+        assert!(
+            now_sent.iter().any(|ip| !ip.starts_with("3.5.140.")),
+            "run {run}: the new desk had its turn: {now_sent:?}"
+        );
+        assert!(waiting(&s) < before + 2, "run {run}");
+    }
+}
+
 /// A part held back by the sending budget goes out days later with the day it goes out on
 /// in its `Date:` (a Date days old is a spam sign); `preview` prints it so, byte for byte
 /// what the run then sends, in the same layout as a message made that day.

@@ -34,6 +34,9 @@ pub enum Mode {
     Latin1Greeting,
     /// Refuses with 550 every recipient whose address holds `refused`.
     RefuseRecipient,
+    /// Answers 451 ("later") to every recipient whose address holds `deferred`: one desk's
+    /// greylisting, its full mailbox.
+    DeferRecipient,
     /// Goes away in the middle of the body: stops reading once it answered DATA, and closes
     /// the connection with the body unread, which the kernel answers with a reset.
     DropMidData,
@@ -170,6 +173,9 @@ impl FaultyServer {
                 )?,
                 "RCPT" if mode == Mode::RefuseRecipient && command.contains("refused") => {
                     say("550 5.1.1 mailbox unavailable\r\n")?
+                }
+                "RCPT" if mode == Mode::DeferRecipient && command.contains("deferred") => {
+                    say("451 4.2.0 mailbox busy, try again later\r\n")?
                 }
                 "HELO" | "MAIL" | "RCPT" | "RSET" | "NOOP" => say("250 ok\r\n")?,
                 "AUTH" => {
