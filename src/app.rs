@@ -367,6 +367,7 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
         budget: settings.mail.max_messages_per_run,
         outcome: Outcome::default(),
         tried: std::collections::HashSet::new(),
+        aging_held: std::collections::BTreeMap::new(),
     };
     // The configured providers first: a discovered desk (a stranger's mail server) never
     // holds back what the operator configured, and a run killed while it looks contacts up
@@ -412,6 +413,14 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
         )?;
         ledger.check()?;
         made.extend(out.send(&mut state, planned)?);
+    }
+    // Reports held back by the budget are made again by a later run: addresses of theirs
+    // about to pass `max_age_days` are said with the others.
+    for (desk, soon) in std::mem::take(&mut out.aging_held) {
+        match unplanned.aging_out.iter_mut().find(|(d, _)| *d == desk) {
+            Some((_, n)) => *n += soon,
+            None => unplanned.aging_out.push((desk, soon)),
+        }
     }
     if verbosity != Verbosity::Quiet {
         unplanned.tell(&world);
@@ -572,6 +581,9 @@ struct Sending<'a> {
     /// The waiting reports tried this run, and the reports made this run: one that failed is
     /// not tried again by a later pass of the same run, nor one stored to wait counted twice.
     tried: std::collections::HashSet<String>,
+    /// Per desk, the addresses of reports held back by the budget (made again by a later
+    /// run) that pass `max_age_days` within a day.
+    aging_held: std::collections::BTreeMap<String, usize>,
 }
 
 impl Sending<'_> {
@@ -721,6 +733,17 @@ impl Sending<'_> {
                     self.tried.insert(p.record.id.clone());
                 } else {
                     self.outcome.held += 1;
+                    // Made again by a later run, if it comes before they are history.
+                    let soon = self.world.fresh_since().map_or(0, |t| {
+                        let edge = t.saturating_add(86_400);
+                        p.record.ips.iter().filter(|i| i.last_seen < edge).count()
+                    });
+                    if soon > 0 {
+                        *self
+                            .aging_held
+                            .entry(p.record.provider.clone())
+                            .or_default() += soon;
+                    }
                 }
                 continue;
             }

@@ -460,6 +460,34 @@ fn the_budget_goes_desk_by_desk_as_preview_lists_it() {
     }
 }
 
+/// A report held back by the budget (a single message, made again by a later run) whose
+/// addresses pass `max_age_days` within a day: the run says so, as for addresses no part
+/// holds yet, rather than letting them become history unsaid.
+#[test]
+fn a_held_report_about_to_age_out_is_said() {
+    let s = Setup::new(
+        &with_other_provider(&standard_config("max_age_days = 1"))
+            .replace("[mail]", "[mail]\nmax_messages_per_run = 1"),
+    );
+    s.write(
+        "messages",
+        &[
+            drop_line("10:00:00", "3.5.140.2", "TCP", 22),
+            drop_line("10:00:01", "81.2.69.143", "TCP", 22),
+        ]
+        .concat(),
+    );
+    let out = s.run(&["run"]).ok();
+    assert_eq!(sent(&s).len(), 1);
+    assert!(
+        out.stderr.contains(
+            "1 address(es) of other waiting for a later run pass max_age_days within a day"
+        ),
+        "{}",
+        out.stderr
+    );
+}
+
 /// A part held back by the sending budget goes out days later with the day it goes out on
 /// in its `Date:` (a Date days old is a spam sign); `preview` prints it so, byte for byte
 /// what the run then sends, in the same layout as a message made that day.
