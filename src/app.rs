@@ -228,7 +228,7 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
             .count();
         if waiting > 0 && verbosity != Verbosity::Quiet {
             crate::output::tell(format_args!(
-                "abuse-mailer: {waiting} earlier report(s) wait to be sent again by the next run, {} before the new ones",
+                "abuse-mailer: {waiting} earlier report(s) wait to be sent again by the next run, {} with the new ones in the order it sends them",
                 if json { "listed" } else { "printed" }
             ));
         }

@@ -428,6 +428,15 @@ impl Ledger {
         if ids.is_empty() {
             return self;
         }
+        // A thread's first report, waiting, that goes nowhere: the next begins the thread.
+        for root in &mut self.thread_roots {
+            if root
+                .as_deref()
+                .is_some_and(|r| ids.iter().any(|id| r.starts_with(&format!("<{id}@"))))
+            {
+                *root = None;
+            }
+        }
         self.withdrawn = ids;
         if let Known::Asked(asker) = &mut self.known {
             // Asked again, with them left out.

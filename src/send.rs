@@ -509,6 +509,9 @@ impl Session {
                     "the mail server refused the sender {} (report.from): {text}",
                     envelope.from().map_or(String::new(), |a| a.to_string())
                 )),
+                // "Later" to the sender is the relay's, whoever the message is for: the way
+                // out waits, not one desk.
+                SendError::Deferred(text) => SendError::Transient(text),
                 other => other,
             })?;
         for to in envelope.to() {
@@ -629,6 +632,9 @@ impl Session {
             ))
         } else if e.is_permanent() {
             SendError::Rejected(text)
+        } else if e.is_transient() && stage == Stage::Session {
+            // A 4xx to the greeting, EHLO or AUTH is the relay's "later", for every desk.
+            SendError::Transient(text)
         } else if e.is_transient() {
             SendError::Deferred(text)
         } else {

@@ -1354,12 +1354,15 @@ impl State {
         Ok(usize::try_from(n).unwrap_or(0))
     }
 
-    /// The first report sent to a provider: follow-ups reply to it, to keep one thread.
+    /// The first report sent to a provider, or if none was sent yet the first waiting to be
+    /// sent (it goes before anything new to that desk): follow-ups reply to it, to keep one
+    /// thread.
     pub fn thread_root(&self, provider: &str) -> Result<Option<String>> {
         Ok(self
             .conn
             .query_row(
-                "SELECT message_id FROM report WHERE provider = ?1 AND status = 'sent' ORDER BY created_at, rowid LIMIT 1",
+                "SELECT message_id FROM report WHERE provider = ?1 AND status IN ('sent', 'sending', 'failed')
+                 ORDER BY status != 'sent', created_at, rowid LIMIT 1",
                 [provider],
                 |r| r.get(0),
             )

@@ -299,6 +299,71 @@ fn one_desk_answering_later_holds_back_no_other_desk() {
     assert_eq!(waiting[0]["provider"], "other");
 }
 
+/// The relay answers "later" to the sender (451 to MAIL FROM): that is the way out waiting,
+/// for every desk, not one desk's deferral: the first report waits, the others are not tried
+/// in that run, and none is given up for it.
+#[test]
+fn the_relays_later_to_the_sender_holds_every_desk() {
+    let server = FaultyServer::start(Mode::DeferSender);
+    let s = Setup::new(&with_other_provider(&smtp_config(server.port, "none", "")));
+    s.write(
+        "messages",
+        &[
+            drop_line("09:00:00", "81.2.69.143", "TCP", 22),
+            drop_line("09:00:01", "3.5.140.2", "TCP", 22),
+        ]
+        .concat(),
+    );
+    let out = s.run_bounded(&["run"]);
+    assert_eq!(out.code, 75, "{}", out.stderr);
+    assert!(
+        !out.stderr.contains("deferred (will retry)"),
+        "{}",
+        out.stderr
+    );
+    let mails = server
+        .commands()
+        .iter()
+        .filter(|c| c.starts_with("MAIL"))
+        .count();
+    assert_eq!(
+        mails,
+        1,
+        "one try, then the way out waits: {:?}",
+        server.commands()
+    );
+    assert!(
+        out.stderr.contains("2 report(s) wait for the next run"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// A provider's first report waits (the mail server was down); the next run sends it and a
+/// new one: the new one replies to it (In-Reply-To), as follow-ups do, since it went first.
+#[test]
+fn a_new_report_replies_to_the_first_report_sent_in_the_same_run() {
+    let s = Setup::new(&smtp_config(smtp::free_port(), "none", ""));
+    s.write("messages", &drop_line("09:00:00", "3.5.140.2", "TCP", 22));
+    assert_eq!(s.run_bounded(&["run"]).code, 75);
+    let first = history(&s)[0]["message_id"].as_str().unwrap().to_string();
+    let server = FaultyServer::start(Mode::Healthy);
+    s.reconfigure(&smtp_config(server.port, "none", ""));
+    s.append(
+        "messages",
+        &drop_line("09:05:00", "18.206.107.24", "TCP", 22),
+    );
+    s.run_bounded(&["run"]).ok();
+    let accepted = server.accepted();
+    assert_eq!(accepted.len(), 2);
+    assert_eq!(message_id(&accepted[0]), first);
+    let second = String::from_utf8_lossy(&accepted[1]).into_owned();
+    assert!(
+        second.contains(&format!("In-Reply-To: {first}")),
+        "{second}"
+    );
+}
+
 /// A server that goes away in the middle of the body, on every try: it cannot hold a message
 /// it never read to the end, and its reset says so. However often that happens, the report
 /// waits (never taken as delivered) and goes out once the server takes it.

@@ -37,6 +37,8 @@ pub enum Mode {
     /// Answers 451 ("later") to every recipient whose address holds `deferred`: one desk's
     /// greylisting, its full mailbox.
     DeferRecipient,
+    /// Answers 451 to every MAIL FROM: the relay's own "later", whoever the message is for.
+    DeferSender,
     /// Goes away in the middle of the body: stops reading once it answered DATA, and closes
     /// the connection with the body unread, which the kernel answers with a reset.
     DropMidData,
@@ -173,6 +175,9 @@ impl FaultyServer {
                 )?,
                 "RCPT" if mode == Mode::RefuseRecipient && command.contains("refused") => {
                     say("550 5.1.1 mailbox unavailable\r\n")?
+                }
+                "MAIL" if mode == Mode::DeferSender => {
+                    say("451 4.3.2 system not accepting messages now\r\n")?
                 }
                 "RCPT" if mode == Mode::DeferRecipient && command.contains("deferred") => {
                     say("451 4.2.0 mailbox busy, try again later\r\n")?
