@@ -299,21 +299,27 @@ fn one_desk_answering_later_holds_back_no_other_desk() {
     assert_eq!(waiting[0]["provider"], "other");
 }
 
+/// Two providers through the mail server on `port`, each with one address logged.
+fn two_desks_one_address_each(port: u16) -> Setup {
+    let s = Setup::new(&with_other_provider(&smtp_config(port, "none", "")));
+    s.write(
+        "messages",
+        &[
+            drop_line("10:00:00", "3.5.140.2", "TCP", 22),
+            drop_line("10:00:01", "81.2.69.143", "TCP", 22),
+        ]
+        .concat(),
+    );
+    s
+}
+
 /// The relay answers "later" to the sender (451 to MAIL FROM): that is the way out waiting,
 /// for every desk, not one desk's deferral: the first report waits, the others are not tried
 /// in that run, and none is given up for it.
 #[test]
 fn the_relays_later_to_the_sender_holds_every_desk() {
     let server = FaultyServer::start(Mode::DeferSender);
-    let s = Setup::new(&with_other_provider(&smtp_config(server.port, "none", "")));
-    s.write(
-        "messages",
-        &[
-            drop_line("09:00:00", "81.2.69.143", "TCP", 22),
-            drop_line("09:00:01", "3.5.140.2", "TCP", 22),
-        ]
-        .concat(),
-    );
+    let s = two_desks_one_address_each(server.port);
     let out = s.run_bounded(&["run"]);
     assert_eq!(out.code, 75, "{}", out.stderr);
     assert!(
@@ -962,15 +968,7 @@ fn a_desks_refusal_passed_on_by_a_verifying_relay_holds_back_no_other_report() {
         550,
         "5.1.1 <ec2-abuse@amazon.com>: Recipient address rejected: unverified address: host mx.amazon.example[192.0.2.1] said: 554 5.7.1 <ec2-abuse@amazon.com>: Relay access denied (in reply to RCPT TO command)".into(),
     ));
-    let s = Setup::new(&with_other_provider(&smtp_config(server.port, "none", "")));
-    s.write(
-        "messages",
-        &[
-            drop_line("10:00:00", "3.5.140.2", "TCP", 22),
-            drop_line("10:00:01", "81.2.69.143", "TCP", 22),
-        ]
-        .concat(),
-    );
+    let s = two_desks_one_address_each(server.port);
     let out = s.run_bounded(&["run"]);
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(out.stderr.contains("rejected"), "{}", out.stderr);
