@@ -427,8 +427,11 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
     }
     out.outcome.unplanned = unplanned.any();
     let outcome = out.outcome;
-    // The entries of reports sent or given up are not needed any more.
-    let _ = state.let_go_of_previews();
+    // The entries of reports sent or given up are not needed any more. A run that tried
+    // nothing writes nothing: such entries wait for the next run that does.
+    if !out.tried.is_empty() {
+        let _ = state.let_go_of_previews();
+    }
     settle(&mut state, &intake, &outcome, only, now)?;
     if let Some(api) = &api {
         crate::aws_api::refresh_after_run(&mut state, api);
