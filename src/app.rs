@@ -178,14 +178,13 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
     }
     // What the next run sends, in the order it sends them: the providers' reports waiting to
     // be sent again and new ones, desk by desk, then the discovered desks'.
+    let goes = |r: &ReportRecord| only.is_none_or(|o| o == r.provider) && !ids.contains(&r.id);
     if json {
-        let (waiting, kept) = match &state {
-            Some(s) => (s.pending_heads()?, s.previews()?),
-            None => (Vec::new(), std::collections::HashMap::new()),
+        let kept = match &state {
+            Some(s) => s.previews()?,
+            None => std::collections::HashMap::new(),
         };
-        let waiting: Vec<&ReportRecord> = (waiting.iter())
-            .filter(|r| only.is_none_or(|o| o == r.provider) && !ids.contains(&r.id))
-            .collect();
+        let waiting: Vec<&ReportRecord> = heads.iter().filter(|r| goes(r)).collect();
         let reports = (send_order(waiting, &planned).into_iter())
             .map(|item| match item {
                 // As listed when it was made.
@@ -206,11 +205,8 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
             Some(s) => s.pending()?,
             None => Vec::new(),
         };
-        let waiting: Vec<&ReportRecord> = waiting
-            .iter()
-            .filter(|r| only.is_none_or(|o| o == r.provider))
-            .filter(|r| !r.made_for_api())
-            .filter(|r| !ids.contains(&r.id))
+        let waiting: Vec<&ReportRecord> = (waiting.iter())
+            .filter(|r| goes(r) && !r.made_for_api())
             .collect();
         let messages: Vec<std::borrow::Cow<'_, [u8]>> = (send_order(waiting, &planned).into_iter())
             .map(|item| match item {
@@ -223,9 +219,7 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
     }
     let mut waiting = 0;
     if state.is_some() {
-        waiting = (heads.iter())
-            .filter(|r| only.is_none_or(|o| o == r.provider) && !ids.contains(&r.id))
-            .count();
+        waiting = heads.iter().filter(|r| goes(r)).count();
         if waiting > 0 && verbosity != Verbosity::Quiet {
             crate::output::tell(format_args!(
                 "abuse-mailer: {waiting} earlier report(s) wait to be sent again by the next run, {} with the new ones in the order it sends them",
@@ -368,6 +362,7 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
         outcome: Outcome::default(),
         tried: std::collections::HashSet::new(),
         aging_held: std::collections::BTreeMap::new(),
+        under: std::collections::HashMap::new(),
     };
     // The configured providers first: a discovered desk (a stranger's mail server) never
     // holds back what the operator configured, and a run killed while it looks contacts up
@@ -393,9 +388,10 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
     for item in in_send_order(waiting, planned) {
         match item {
             Outgoing::Waiting(record) => resent += out.resend_one(&mut state, record, false)?,
-            Outgoing::New(p) => made.extend(out.send(&mut state, vec![p])?),
+            Outgoing::New(p) => made.extend(out.send_one(&mut state, p)?),
         }
     }
+    out.write_made_under(&mut state);
 
     let resent = out.resend(&mut state, true)? + resent;
     if world.discover.is_some() && only.is_none() {
@@ -413,6 +409,7 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
         )?;
         ledger.check()?;
         made.extend(out.send(&mut state, planned)?);
+        out.write_made_under(&mut state);
     }
     // Reports held back by the budget are made again by a later run: addresses of theirs
     // about to pass `max_age_days` are said with the others.
@@ -587,6 +584,8 @@ struct Sending<'a> {
     /// Per desk, the addresses of reports held back by the budget (made again by a later
     /// run) that pass `max_age_days` within a day.
     aging_held: std::collections::BTreeMap<String, usize>,
+    /// What the reports written this run were made under, per destination, not yet written.
+    under: std::collections::HashMap<String, String>,
 }
 
 impl Sending<'_> {
@@ -706,71 +705,79 @@ impl Sending<'_> {
     /// Records and sends new reports within the budget; returns those sent.
     fn send(&mut self, state: &mut State, planned: Vec<Planned>) -> Result<Vec<Planned>> {
         let mut made = Vec::new();
-        // What the reports written now were made under, per destination.
-        let mut under = std::collections::HashMap::new();
         for p in planned {
-            // A desk that just refused a report is not sent its IPs again in the same run.
-            if self.outcome.rejected_providers.contains(&p.record.provider) {
-                continue;
-            }
-            let way = self.route(&p.record.provider);
-            if self.outcome.failed_routes.contains(&way)
-                || self.outcome.deferred_desks.contains(&p.record.provider)
-            {
-                // Its IPs stay in the delta: the next run plans them again.
-                self.outcome.held += 1;
-                continue;
-            }
-            if self.budget == 0 {
-                // A part of a split message keeps its number: written now, never tried, it
-                // goes out as stored ("part 11 of 16") before anything new on a later run.
-                // XARF's one message per address is numbered too: planned afresh, the desk
-                // would get parts 1 and 2 "of 6" and never the other four. A report to the
-                // API has no numbers to keep: it is planned afresh.
-                if p.report.parts > 1 && way != Route::Api {
-                    state.insert_report(&p.record)?;
-                    keep_preview(state, &p);
-                    self.made_under(&mut under, &p.record.provider);
-                    self.outcome.queued += 1;
-                    // Counted as queued: not counted again, nor sent, by a later pass.
-                    self.tried.insert(p.record.id.clone());
-                } else {
-                    self.outcome.held += 1;
-                    // Made again by a later run, if it comes before they are history.
-                    let soon = self.world.fresh_since().map_or(0, |t| {
-                        let edge = t.saturating_add(86_400);
-                        p.record.ips.iter().filter(|i| i.last_seen < edge).count()
-                    });
-                    if soon > 0 {
-                        *self
-                            .aging_held
-                            .entry(p.record.provider.clone())
-                            .or_default() += soon;
-                    }
-                }
-                continue;
-            }
-            self.budget -= 1;
-            state.insert_report(&p.record)?;
-            self.tried.insert(p.record.id.clone());
-            keep_preview(state, &p);
-            self.made_under(&mut under, &p.record.provider);
-            self.deliver(state, &p.record)?;
-            made.push(p);
-        }
-        // Only what a later run says depends on it: a state that cannot take it (a full
-        // disk) has what was sent recorded, and the run goes on.
-        if !under.is_empty() {
-            let _ = state.set_made_under(&under);
+            made.extend(self.send_one(state, p)?);
         }
         Ok(made)
     }
 
+    /// Records and sends one new report within the budget, or stores it to wait (a numbered
+    /// part), or holds it for a later run to make again; returns it if it was sent.
+    fn send_one(&mut self, state: &mut State, p: Planned) -> Result<Option<Planned>> {
+        // A desk that just refused a report is not sent its IPs again in the same run.
+        if self.outcome.rejected_providers.contains(&p.record.provider) {
+            return Ok(None);
+        }
+        let way = self.route(&p.record.provider);
+        if self.outcome.failed_routes.contains(&way)
+            || self.outcome.deferred_desks.contains(&p.record.provider)
+        {
+            // Its IPs stay in the delta: the next run plans them again.
+            self.outcome.held += 1;
+            return Ok(None);
+        }
+        if self.budget == 0 {
+            // A part of a split message keeps its number: written now, never tried, it goes
+            // out as stored ("part 11 of 16") before anything new on a later run. XARF's one
+            // message per address is numbered too: planned afresh, the desk would get parts 1
+            // and 2 "of 6" and never the other four. A report to the API has no numbers to
+            // keep: it is planned afresh.
+            if p.report.parts > 1 && way != Route::Api {
+                state.insert_report(&p.record)?;
+                keep_preview(state, &p);
+                self.made_under(&p.record.provider);
+                self.outcome.queued += 1;
+                // Counted as queued: not counted again, nor sent, by a later pass.
+                self.tried.insert(p.record.id.clone());
+            } else {
+                self.outcome.held += 1;
+                // Made again by a later run, if it comes before they are history.
+                let soon = (p.record.ips.iter())
+                    .filter(|i| self.world.ages_out_within_a_day(i.last_seen))
+                    .count();
+                if soon > 0 {
+                    *self
+                        .aging_held
+                        .entry(p.record.provider.clone())
+                        .or_default() += soon;
+                }
+            }
+            return Ok(None);
+        }
+        self.budget -= 1;
+        state.insert_report(&p.record)?;
+        self.tried.insert(p.record.id.clone());
+        keep_preview(state, &p);
+        self.made_under(&p.record.provider);
+        self.deliver(state, &p.record)?;
+        Ok(Some(p))
+    }
+
+    /// Writes what the reports written so far were made under. Only what a later run says
+    /// depends on it: a state that cannot take it (a full disk) has what was sent recorded,
+    /// and the run goes on.
+    fn write_made_under(&mut self, state: &mut State) {
+        if !self.under.is_empty() {
+            let _ = state.set_made_under(&std::mem::take(&mut self.under));
+        }
+    }
+
     /// Notes what a report to `desk` was made under (see [`World::made_under`]).
-    fn made_under(&self, under: &mut std::collections::HashMap<String, String>, desk: &str) {
+    fn made_under(&mut self, desk: &str) {
         let key = World::made_under_key(desk);
-        if !under.contains_key(key) {
-            under.insert(key.to_string(), self.world.made_under(desk));
+        if !self.under.contains_key(key) {
+            let made = self.world.made_under(desk);
+            self.under.insert(key.to_string(), made);
         }
     }
 }

@@ -421,6 +421,13 @@ impl<'s> World<'s> {
     }
 
     /// The time before which a packet is history (`max_age_days`), if there is a limit.
+    /// Whether a source last seen at `last_seen` passes `max_age_days` within a day: not
+    /// reported by then, it becomes history.
+    pub(crate) fn ages_out_within_a_day(&self, last_seen: i64) -> bool {
+        self.fresh_since()
+            .is_some_and(|t| last_seen < t.saturating_add(24 * 3600))
+    }
+
     pub(crate) fn fresh_since(&self) -> Option<i64> {
         let days = self.settings.report.max_age_days;
         (days > 0).then(|| days_before(self.now, days).timestamp())

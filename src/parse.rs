@@ -487,16 +487,14 @@ impl LineParser {
         // rsyslog's `message repeated N times: [ <the message>]` (`$RepeatedMsgReduction`,
         // on in Debian's and Ubuntu's rsyslog.conf): N more packets like the line before.
         // Its closing bracket is no part of the fields.
-        let (copies, line, message) = match message.first() {
-            Some(b'm') => match repeated(message) {
-                Some(n) => match line.strip_suffix(b"]") {
-                    Some(inner) => (n, inner, &message[..message.len() - 1]),
-                    None => (n, line, message),
-                },
-                None => (1, line, message),
-            },
-            _ => (1, line, message),
+        let copies = (message.first() == Some(&b'm'))
+            .then(|| repeated(message))
+            .flatten();
+        let (line, message) = match (copies, line.strip_suffix(b"]")) {
+            (Some(_), Some(inner)) => (inner, &message[..message.len() - 1]),
+            _ => (line, message),
         };
+        let copies = copies.unwrap_or(1);
         let len = self.prefixes[prefix].needle().len();
         // The prefix found first may sit in the host, the tag or the uptime stamp: the one
         // that counts is the first in the message.

@@ -115,9 +115,6 @@ pub(crate) struct Unplanned {
     pub(crate) aging_out: Vec<(String, usize)>,
 }
 
-/// A day in seconds: waiting addresses that pass `max_age_days` within one are said.
-const DAY: i64 = 86_400;
-
 /// How many parts one run makes for a provider, as a multiple of `max_messages_per_run`:
 /// enough that the budget is spent and a few runs' worth wait, few enough that a flood of a
 /// million reportable sources is rendered a slice at a time, not all at once in memory.
@@ -294,8 +291,7 @@ pub(crate) fn plan_providers(
         // nearest to passing `max_age_days` (history, never reported) are among the first. (In
         // address order, a flood of low addresses kept the high ones waiting until they aged
         // out; by last packet, one that went on attacking was always last.)
-        let fresh = world.fresh_since();
-        let aging = |o: &Observation| fresh.is_some_and(|t| o.last_seen < t.saturating_add(DAY));
+        let aging = |o: &Observation| world.ages_out_within_a_day(o.last_seen);
         let turn = |o: &Observation| (o.first_seen, address_order(o.ip));
         let over_room = selected.len() > room;
         if over_room {

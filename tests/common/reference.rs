@@ -189,11 +189,8 @@ pub fn judge(line: &[u8], prefixes: &[String]) -> Verdict {
         return Verdict::Other;
     }
     let line = line.strip_suffix(b"\r").unwrap_or(line);
+    // (NUL bytes never reach here: they end lines, and the reader passes over them.)
     let mut rest = line;
-    // NUL bytes a crash left before a line do not belong to it.
-    while let Some(after) = rest.strip_prefix(b"\0") {
-        rest = after;
-    }
     if let Some(after) = rest.strip_prefix(b"<") {
         let digits = after.iter().take_while(|b| b.is_ascii_digit()).count();
         if (1..=3).contains(&digits) && after.get(digits) == Some(&b'>') {
