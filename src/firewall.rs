@@ -12,12 +12,47 @@ use crate::config::{DEFAULT_PREFIX, Settings};
 use crate::error::{ConfigError, EXIT_OK, one_line};
 use crate::provider::Provider;
 
-/// The provider's ranges, aggregated, IPv4 then IPv6.
-pub fn aggregated(provider: &Provider) -> (Vec<IpNet>, Vec<IpNet>) {
+/// The provider's ranges less the networks `report.ignore` holds (the operator's own, which
+/// a block would cut off), aggregated, IPv4 then IPv6.
+pub fn aggregated(provider: &Provider, ignore: &[IpNet]) -> (Vec<IpNet>, Vec<IpNet>) {
     let nets: Vec<IpNet> = provider.ranges.infos().iter().map(|i| i.prefix).collect();
-    IpNet::aggregate(&nets)
-        .into_iter()
-        .partition(|n| matches!(n, IpNet::V4(_)))
+    let nets = IpNet::aggregate(&without(&IpNet::aggregate(&nets), ignore));
+    nets.into_iter().partition(|n| matches!(n, IpNet::V4(_)))
+}
+
+/// The addresses of `nets` that no network of `holes` holds, as networks: a network a hole
+/// covers goes, and one that holds a hole is split into the halves around it, down to it.
+fn without(nets: &[IpNet], holes: &[IpNet]) -> Vec<IpNet> {
+    let mut left = nets.to_vec();
+    for hole in holes.iter().map(IpNet::trunc) {
+        let hole = &hole;
+        let mut next = Vec::with_capacity(left.len());
+        for net in left {
+            if hole.contains(&net) {
+                continue;
+            }
+            if !net.contains(hole) {
+                next.push(net);
+                continue;
+            }
+            // From `net` down to `hole`: at each step the half without the hole is kept.
+            let mut at = net;
+            while at != *hole {
+                let Ok(halves) = at.subnets(at.prefix_len() + 1) else {
+                    break;
+                };
+                let (with, around): (Vec<IpNet>, Vec<IpNet>) =
+                    halves.partition(|half| half.contains(hole));
+                next.extend(around);
+                match with.first() {
+                    Some(half) => at = *half,
+                    None => break,
+                }
+            }
+        }
+        left = next;
+    }
+    left
 }
 
 fn ports(list: Option<&str>, format: FirewallFormat) -> Result<Vec<u16>> {
@@ -44,6 +79,34 @@ fn ports(list: Option<&str>, format: FirewallFormat) -> Result<Vec<u16>> {
     }
     Ok(ports)
 }
+
+/// ICMPv6 neighbour discovery (router solicitation and advertisement, neighbour solicitation
+/// and advertisement, redirect): only the host's own link sends it, and a host whose address
+/// is in the provider's ranges (an instance in that cloud) has neighbours there too. Blocked,
+/// the host could no longer reach them.
+const NEIGHBOUR_DISCOVERY: [u8; 5] = [133, 134, 135, 136, 137];
+
+/// What the rules never block, as iptables matches: the host's own packets to itself (on
+/// `lo`, from an address of its own that may be in the ranges), the answers to connections
+/// the host opened (an instance in that cloud, a package mirror, the provider's own API:
+/// blocked, the host could reach none of them, nor learn a path's MTU from their routers)
+/// and, for IPv6, neighbour discovery, which conntrack counts as no connection.
+fn exempt_matches(v6: bool) -> Vec<String> {
+    let mut matches = vec![
+        "-i lo".to_string(),
+        format!("-m conntrack --ctstate {ANSWERS}"),
+    ];
+    if v6 {
+        matches.extend(
+            NEIGHBOUR_DISCOVERY.map(|t| format!("-p ipv6-icmp -m icmp6 --icmpv6-type {t}")),
+        );
+    }
+    matches
+}
+
+/// The conntrack states of packets that answer the host's own: a connection it opened, or an
+/// ICMP error about one.
+const ANSWERS: &str = "ESTABLISHED,RELATED";
 
 /// The most ports one iptables `multiport` match takes.
 const MULTIPORT_MAX: usize = 15;
@@ -97,7 +160,7 @@ pub fn print(
         .and_then(|s| s.prefixes.first())
         .map_or(DEFAULT_PREFIX, String::as_str);
     loggable(prefix, format).map_err(ConfigError)?;
-    let text = render(&provider, format, &ports, prefix);
+    let text = render(&provider, &settings.report.ignore, format, &ports, prefix);
     // Written, not printed: a reader that quits (`iptables-restore` failing) is an error
     // to return, not a panic.
     std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes())?;
@@ -209,6 +272,9 @@ fn restore_rules(
         "-A {drop} -j LOG --log-level warning --log-prefix \"{log_prefix}\""
     );
     let _ = writeln!(out, "-A {drop} -j DROP");
+    for exempt in exempt_matches(family == "IPv6") {
+        let _ = writeln!(out, "-A {chain} {exempt} -j RETURN");
+    }
     let matches = port_matches(ports);
     for net in nets {
         for ports in &matches {
@@ -221,11 +287,12 @@ fn restore_rules(
 /// The rules as text.
 pub fn render(
     provider: &Provider,
+    ignore: &[IpNet],
     format: FirewallFormat,
     ports: &[u16],
     log_prefix: &str,
 ) -> String {
-    let (v4, v6) = aggregated(provider);
+    let (v4, v6) = aggregated(provider, ignore);
     let name = provider.name();
     let mut out = String::new();
     // `print` refused a prefix the rules could not carry as it is (see `loggable`).
@@ -275,6 +342,11 @@ pub fn render(
                 out,
                 "\tchain input {{\n\t\ttype filter hook input priority filter - 10; policy accept;"
             );
+            // Accepted here, the packet still meets every other table's rules.
+            let _ = writeln!(out, "\t\tiif \"lo\" accept");
+            let _ = writeln!(out, "\t\tct state established,related accept");
+            let types = NEIGHBOUR_DISCOVERY.map(|t| t.to_string()).join(", ");
+            let _ = writeln!(out, "\t\ticmpv6 type {{ {types} }} accept");
             let port_match = if ports.is_empty() {
                 String::new()
             } else {
@@ -300,14 +372,24 @@ pub fn render(
             // they LOG, and keep to --ports, as the other formats do.
             let _ = writeln!(
                 out,
-                "# ipset restore < this-file; then hook the sets in (each packet LOGged, then DROPped):"
+                "# ipset restore < this-file; then hook the sets in (each packet LOGged, then DROPped; not the host's own on lo, answers to its connections or IPv6 neighbour discovery):"
             );
             let protos = port_matches(ports);
             let short = short_name(name, SET_NAME_ROOM);
             for (tool, set) in [("iptables", "v4"), ("ip6tables", "v6")] {
                 let mut at = 1;
+                let members = format!("-m set --match-set abuse-{short}-{set} src");
+                // Accepted: in INPUT itself a RETURN would take the chain's policy.
+                if set == "v6" {
+                    for exempt in exempt_matches(true).iter().skip(2) {
+                        let _ =
+                            writeln!(out, "#   {tool} -I INPUT {at} {members} {exempt} -j ACCEPT");
+                        at += 1;
+                    }
+                }
                 for proto in &protos {
-                    let rule = format!("-m set --match-set abuse-{short}-{set} src{proto}");
+                    let rule =
+                        format!("{members} ! -i lo -m conntrack ! --ctstate {ANSWERS}{proto}");
                     let _ = writeln!(
                         out,
                         "#   {tool} -I INPUT {at} {rule} -j LOG --log-level warning --log-prefix \"{log_prefix}\""
@@ -387,6 +469,63 @@ mod tests {
         assert!(loggable("[UFW BLOCK] ", FirewallFormat::Iptables).is_ok());
     }
 
+    /// Networks in a /16, so that generated ones nest and overlap.
+    fn net_in_a_16() -> impl proptest::strategy::Strategy<Value = IpNet> {
+        use proptest::prelude::*;
+        (any::<u16>(), 16u8..=32).prop_map(|(low, len)| {
+            let addr = std::net::Ipv4Addr::from(0x0a00_0000 | u32::from(low));
+            IpNet::new(addr.into(), len).unwrap().trunc()
+        })
+    }
+
+    proptest::proptest! {
+        /// The ranges less the holes hold exactly the addresses of the ranges that no hole
+        /// holds, asked of each address at and around every network's edges.
+        #[test]
+        fn ranges_without_the_ignored_hold_exactly_the_addresses_left(
+            nets in proptest::collection::vec(net_in_a_16(), 1..6),
+            holes in proptest::collection::vec(net_in_a_16(), 0..4),
+        ) {
+            let left = without(&IpNet::aggregate(&nets), &holes);
+            let holds = |list: &[IpNet], ip: std::net::IpAddr| list.iter().any(|n| n.contains(&ip));
+            for edge in nets.iter().chain(&holes) {
+                let (first, last) = match (edge.network(), edge.broadcast()) {
+                    (std::net::IpAddr::V4(a), std::net::IpAddr::V4(b)) => (u32::from(a), u32::from(b)),
+                    _ => unreachable!(),
+                };
+                for n in [first.wrapping_sub(1), first, first + 1, last - 1, last, last.wrapping_add(1)] {
+                    let ip = std::net::IpAddr::V4(n.into());
+                    proptest::prop_assert_eq!(
+                        holds(&left, ip),
+                        holds(&nets, ip) && !holds(&holes, ip),
+                        "{} in {:?} less {:?}: {:?}", ip, nets, holes, left
+                    );
+                }
+            }
+        }
+    }
+
+    /// A network of `report.ignore` in the ranges (the operator's own /64 in the cloud) is
+    /// left out of the rules; one that covers a range takes it out whole; the other family's
+    /// ranges stay as they were.
+    #[test]
+    fn the_ignored_networks_are_not_blocked() {
+        let nets: Vec<IpNet> = ["2600:1f14::/35", "3.5.140.0/22"]
+            .iter()
+            .map(|n| n.parse().unwrap())
+            .collect();
+        let own: IpNet = "2600:1f14:abc:1::/64".parse().unwrap();
+        let left = without(&nets, &[own, "3.0.0.0/8".parse().unwrap()]);
+        assert!(
+            left.iter().all(|n| !n.contains(&own) && !own.contains(n)),
+            "{left:?}"
+        );
+        assert!(left.iter().all(|n| matches!(n, IpNet::V6(_))), "{left:?}");
+        // The halves around it, one a level: 64 - 35 of them.
+        assert_eq!(left.len(), 29, "{left:?}");
+        assert_eq!(without(&nets, &[]), nets);
+    }
+
     #[test]
     fn restore_rules_match_each_protocol_of_the_ports_or_every_port() {
         let nets: Vec<IpNet> = vec!["3.5.140.0/22".parse().unwrap()];
@@ -402,10 +541,19 @@ mod tests {
                 ports,
                 "P:",
             );
-            out.lines()
+            let rules: Vec<String> = (out.lines())
                 .filter(|l| l.starts_with("-A abuse-aws "))
                 .map(str::to_string)
-                .collect::<Vec<_>>()
+                .collect();
+            // The host's own packets and the answers to its connections go back first.
+            assert_eq!(
+                rules[..2],
+                [
+                    "-A abuse-aws -i lo -j RETURN",
+                    "-A abuse-aws -m conntrack --ctstate ESTABLISHED,RELATED -j RETURN"
+                ]
+            );
+            rules[2..].to_vec()
         };
         assert_eq!(
             rules(&[]),

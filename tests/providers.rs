@@ -980,3 +980,110 @@ fn firewall_rules_loaded_again_hold_the_new_ranges_alone() {
         );
     }
 }
+
+/// A host in the provider's cloud loads the rules and keeps its network: its neighbours in
+/// the same IPv6 /64 (neighbour discovery), the answers to connections it opens to them, and
+/// its own global address over `lo` all still work, while a neighbour's new connection is
+/// still dropped. Loaded for real in two network namespaces joined by a veth pair, in every
+/// format whose tools are there (as root; skipped elsewhere).
+#[test]
+fn the_rules_leave_a_host_in_the_cloud_its_neighbours_and_itself() {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if !root
+        || !tool("unshare", &["--version"])
+        || !tool("nsenter", &["--version"])
+        || !tool("python3", &["--version"])
+    {
+        return;
+    }
+    let s = Setup::new(&standard_config("").replace(
+        "ranges = \"{repo}/fixtures/ranges/aws-ip-ranges.json\"\nservices = [\"EC2\"]",
+        "ranges = \"{dir}/ranges.txt\"",
+    ));
+    s.write("messages", "");
+    s.write("ranges.txt", "2600:1f14::/35\n3.5.140.0/22\n");
+    // Each line: a TCP connection the host opens, and whether it must be answered.
+    let probe = r#"
+import socket, sys
+for target, want in zip(sys.argv[1::2], sys.argv[2::2]):
+    try:
+        socket.create_connection((target, 8080), timeout=2).recv(3)
+        got = "open"
+    except OSError:
+        got = "closed"
+    print(target, got, "ok" if got == want else "WRONG")
+"#;
+    let serve = r#"
+import socket
+s = socket.socket(socket.AF_INET6)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("::", 8080)); s.listen(8); s.settimeout(30)
+while True:
+    c, _ = s.accept(); c.sendall(b"hi\n"); c.close()
+"#;
+    s.write("probe.py", probe);
+    s.write("serve.py", serve);
+    let mut formats: Vec<(&str, String)> = Vec::new();
+    if tool("nft", &["--version"]) {
+        formats.push(("nft", "nft -f RULES".into()));
+    }
+    if tool("ip6tables-restore", &["--version"]) {
+        formats.push((
+            "ip6tables",
+            "ip6tables-restore --noflush < RULES && ip6tables -I INPUT -j abuse-aws".into(),
+        ));
+    }
+    if tool("ipset", &["--version"]) && tool("ip6tables", &["--version"]) {
+        // The rules the file gives as comments, run as they are.
+        formats.push((
+            "ipset",
+            "ipset restore < RULES && grep '^#   ip6tables ' RULES | sed 's/^#   //' | sh -e"
+                .into(),
+        ));
+    }
+    for (format, load) in formats {
+        let rules = s.path(&format!("rules.{format}"));
+        let out = s
+            .run(&["firewall", "--provider", "aws", "--format", format])
+            .ok();
+        fs::write(&rules, out.stdout).unwrap();
+        let load_script = s.path("load.sh");
+        fs::write(&load_script, load.replace("RULES", rules.to_str().unwrap())).unwrap();
+        let (dir, probe, serve) = (s.path(""), s.path("probe.py"), s.path("serve.py"));
+        let script = format!(
+            r#"set -e
+cd {dir}
+SH= SN=
+unshare -n sleep 60 & H=$!
+unshare -n sleep 60 & N=$!
+for pid in $H $N; do
+  until [ "$(readlink /proc/$pid/ns/net)" != "$(readlink /proc/self/ns/net)" ]; do sleep 0.05; done
+done
+trap 'kill $H $N $SH $SN 2>/dev/null' EXIT
+ip link add h0 netns /proc/$H/ns/net type veth peer name n0 netns /proc/$N/ns/net
+nsenter -t $H -n sh -c 'ip link set lo up; ip link set h0 up; ip -6 addr add 2600:1f14:abc:1::10/64 dev h0 nodad'
+nsenter -t $N -n sh -c 'ip link set lo up; ip link set n0 up; ip -6 addr add 2600:1f14:abc:1::20/64 dev n0 nodad'
+nsenter -t $H -n python3 {serve} & SH=$!
+nsenter -t $N -n python3 {serve} & SN=$!
+sleep 0.5
+nsenter -t $H -n sh -e {load}
+nsenter -t $H -n python3 {probe} 2600:1f14:abc:1::20 open 2600:1f14:abc:1::10 open
+nsenter -t $N -n python3 {probe} 2600:1f14:abc:1::10 closed
+"#,
+            dir = dir.display(),
+            probe = probe.display(),
+            serve = serve.display(),
+            load = load_script.display(),
+        );
+        let out = Command::new("sh").arg("-c").arg(&script).output().unwrap();
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && said.matches(" ok").count() == 3 && !said.contains("WRONG"),
+            "{format}: {said}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -152,10 +152,22 @@ fn the_ipset_rules_drop_what_they_log_and_keep_to_the_ports() {
         args.extend_from_slice(extra);
         let out = s.run(&args).ok().stdout;
         out.lines()
-            .filter(|l| l.contains("--match-set"))
+            .filter(|l| l.contains("--match-set") && !l.ends_with("-j ACCEPT"))
             .map(|l| l.trim_start_matches("#   ").to_string())
             .collect()
     };
+    // Neighbour discovery from the host's own link is let through first (IPv6 alone).
+    let all = s
+        .run(&["firewall", "--provider", "aws", "--format", "ipset"])
+        .ok()
+        .stdout;
+    let accepted: Vec<&str> = all.lines().filter(|l| l.ends_with("-j ACCEPT")).collect();
+    assert_eq!(accepted.len(), 5, "{all}");
+    assert!(
+        accepted
+            .iter()
+            .all(|l| l.contains("ip6tables -I INPUT") && l.contains("--icmpv6-type 13"))
+    );
     for family in ["iptables", "ip6tables"] {
         let all = hooks(&[]);
         let ours: Vec<&String> = all.iter().filter(|l| l.starts_with(family)).collect();
