@@ -379,7 +379,14 @@ impl<'s> World<'s> {
     /// whose ranges or ASNs hold it, else, with discovery, the desk of its network; nowhere
     /// (an empty set) without either. Configured providers always win over discovery.
     pub(crate) fn route(&self, ip: IpAddr) -> SmallSet<Destination> {
-        let asn = self.asn(ip);
+        // An address no desk can act on is no AS's host: an ASN database files IPv4's old
+        // `::a.b.c.d` form and 6to4 under the IPv4 address's network. Matched by AS, it
+        // would be a provider's and never reported, and so listed nowhere.
+        let asn = if is_reportable(ip) {
+            self.asn(ip)
+        } else {
+            None
+        };
         let mut to: SmallSet<Destination> = self
             .providers
             .iter()

@@ -52,6 +52,12 @@ fn public_v6(a: Ipv6Addr) -> bool {
         || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
         || (s[0] == 0x3fff && s[1] < 0x1000) // documentation 3fff::/20
         || (s[0] == 0x0100 && s[1] == 0 && s[2] == 0 && s[3] == 0) // discard 100::/64
+        // IETF protocol assignments 2001::/23: Teredo (2001::/32, an IPv4 host behind a
+        // tunnel), benchmarking (2001:2::/48), ORCHID identifiers, anycast services
+        || (s[0] == 0x2001 && s[1] < 0x0200)
+        // 6to4 2002::/16: an IPv4 host's tunnel, which an ASN database files under the
+        // IPv4 address's network, not a provider's host
+        || s[0] == 0x2002
         || (s[0] & 0xe000) != 0x2000) // outside global unicast 2000::/3
 }
 
@@ -155,6 +161,13 @@ mod tests {
             "2001:db8::1",
             "ff02::1",
             "::ffff:10.0.0.1",
+            "2001:2::1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "2001:20::1",
+            "2001:1ff:ffff::1",
+            "2002:c612:1::1",
+            "2002:100:4::1",
+            "::3.5.140.2",
         ] {
             assert!(!is_reportable(ip.parse().unwrap()), "{ip}");
         }
@@ -164,6 +177,8 @@ mod tests {
             "2600:1f18::1",
             "::ffff:52.94.1.7",
             "100.128.0.1",
+            "2001:200::1",
+            "2003::1",
         ] {
             assert!(is_reportable(ip.parse().unwrap()), "{ip}");
         }

@@ -290,6 +290,49 @@ fn provider_matched_by_asn_alone() {
     assert!(out.stderr.contains("asn_db"), "{}", out.stderr);
 }
 
+/// IPv4's old `::a.b.c.d` form and a 6to4 address carry an IPv4 address an ASN database
+/// answers for: neither is an AS16509 host to report, and both are listed in no provider,
+/// not lost between the two.
+#[test]
+fn an_ipv4_address_inside_an_ipv6_one_is_no_providers_by_asn() {
+    let s = Setup::new(
+        &standard_config("")
+            .replace(
+                "ranges = \"{repo}/fixtures/ranges/aws-ip-ranges.json\"\nservices = [\"EC2\"]",
+                "asns = [16509]",
+            )
+            .replace(
+                "[mail]",
+                "[enrich]\nasn_db = \"{repo}/fixtures/asn/example-asn.mmdb\"\n[mail]",
+            ),
+    );
+    let ipv6_line = |src: &str| {
+        drop_line("23:50:10", src, "TCP", 22)
+            .replace("08:00 SRC", "86:dd SRC")
+            .replace(
+                "DST=198.51.100.10 LEN=60 TOS=0x00 PREC=0x00 TTL=241 ID=54321",
+                "DST=2001:db8:10::10 LEN=60 TC=0 HOPLIMIT=52 FLOWLBL=0",
+            )
+    };
+    let log = [
+        drop_line("23:50:10", "3.5.140.2", "TCP", 22),
+        ipv6_line("::3.5.140.2"),
+        ipv6_line("2002:305:8c02::1"),
+    ]
+    .concat();
+    s.write("messages", &log);
+    let v = s.run(&["preview", "--json"]).ok().json();
+    assert_eq!(ips_of(&v["reports"][0]), ["3.5.140.2"], "{v}");
+    let listed = ip_list(&v["unattributed"]);
+    assert!(
+        listed.contains(&"::305:8c02".to_string())
+            && listed.contains(&"2002:305:8c02::1".to_string()),
+        "{listed:?}"
+    );
+    assert_eq!(v["summary"]["ips_observed"], 3, "{v}");
+    assert_eq!(v["summary"]["ips_unattributed"], 2, "{v}");
+}
+
 #[test]
 fn other_services_are_not_the_providers_even_by_asn() {
     let s = Setup::new(
