@@ -71,7 +71,9 @@ fn command(cli: &Cli, settings: &Settings, now: DateTime<Utc>, verbosity: Verbos
             if *refresh {
                 crate::aws_api::refresh_command(settings, provider.as_deref())?;
             }
-            history(settings, *ip, provider.clone(), *json)
+            // An address in IPv4-mapped form is the IPv4 address it maps, as in the logs.
+            let ip = ip.map(crate::provider::canonical);
+            history(settings, ip, provider.clone(), *json)
         }
         Command::Show { report_id } => show(settings, report_id),
         Command::Check { smtp, aws } => {
@@ -91,7 +93,10 @@ fn command(cli: &Cli, settings: &Settings, now: DateTime<Utc>, verbosity: Verbos
             since.map(|d| clock::before(now, d)),
             verbosity != Verbosity::Quiet,
         ),
-        Command::Contacts { ip, json } => crate::contacts::command(settings, now, *ip, *json),
+        Command::Contacts { ip, json } => {
+            let ip = ip.map(crate::provider::canonical);
+            crate::contacts::command(settings, now, ip, *json)
+        }
         Command::Firewall {
             provider,
             format,

@@ -1388,8 +1388,20 @@ pub fn parse_net(text: &str) -> Result<IpNet, String> {
     let text = text.trim();
     text.parse::<IpNet>()
         .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
-        .map(|n| n.trunc())
+        .map(|n| ipv4_of_mapped(n.trunc()))
         .map_err(|_| format!("{text:?} is not a CIDR or IP address"))
+}
+
+/// A network of IPv4-mapped addresses (`::ffff:3.5.140.0/120`) as the IPv4 network it maps,
+/// since an address read in that form is taken as its IPv4 address; any other as it is.
+fn ipv4_of_mapped(net: IpNet) -> IpNet {
+    match net {
+        IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.network().to_ipv4_mapped() {
+            Some(v4) => ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96).map_or(net, IpNet::V4),
+            None => net,
+        },
+        _ => net,
+    }
 }
 
 impl ReportConfig {
@@ -1556,6 +1568,21 @@ dir = "outbox"
             let e = load_env(MINIMAL, &[(var, "x")]).unwrap_err().0;
             assert!(e.starts_with(var), "{e}");
             assert!(e.contains("cannot be set from the environment"), "{e}");
+        }
+    }
+
+    /// A network written in IPv4-mapped form is the IPv4 network, as addresses read in that
+    /// form are their IPv4 addresses; other IPv6 networks stay as they are.
+    #[test]
+    fn an_ipv4_mapped_network_is_read_as_the_ipv4_network() {
+        for (given, read) in [
+            ("::ffff:3.5.140.2", "3.5.140.2/32"),
+            ("::ffff:3.5.140.7/120", "3.5.140.0/24"),
+            ("::ffff:0:0/96", "0.0.0.0/0"),
+            ("::ffff:0:0/95", "::fffe:0:0/95"),
+            ("2600:1f14::/35", "2600:1f14::/35"),
+        ] {
+            assert_eq!(parse_net(given).unwrap().to_string(), read, "{given}");
         }
     }
 

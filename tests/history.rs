@@ -1152,3 +1152,20 @@ fn parts_split_by_size_leave_the_newest_to_wait() {
         assert!(sent.contains(ip), "{ip} left to age out: {sent:?}");
     }
 }
+
+/// An address written in IPv4-mapped form is the IPv4 address, as it is in the logs: for
+/// `history --ip` and for `report.ignore` alike.
+#[test]
+fn an_ipv4_mapped_address_is_its_ipv4_address_in_history_and_ignore() {
+    let s = Setup::new(&standard_config(""));
+    s.write("messages", &drop_line("23:50:10", "3.5.140.2", "TCP", 22));
+    s.run(&["run"]).ok();
+    for spelt in ["3.5.140.2", "::ffff:3.5.140.2", "::FFFF:0305:8C02"] {
+        let rows = s.run(&["history", "--json", "--ip", spelt]).ok().json();
+        assert_eq!(rows.as_array().map(Vec::len), Some(1), "{spelt}: {rows}");
+    }
+    let ignoring = Setup::new(&standard_config("ignore = [\"::ffff:3.5.140.0/120\"]"));
+    ignoring.write("messages", &drop_line("23:50:10", "3.5.140.2", "TCP", 22));
+    let v = ignoring.run(&["preview", "--json"]).ok().json();
+    assert_eq!(v["reports"].as_array().map(Vec::len), Some(0), "{v}");
+}
