@@ -948,7 +948,7 @@ fn tera_message(e: &tera::Error) -> String {
 /// `{{ value | pad(width=15) }}`: left-aligned in a column of at least `width` characters
 /// (`right=true` aligns right), for plain-text tables.
 fn pad(value: tera::Value, kwargs: tera::Kwargs, _: &tera::State) -> tera::TeraResult<String> {
-    let width = kwargs.get::<usize>("width")?.unwrap_or(0);
+    let width = columns(&kwargs, "pad", "width", 0)?;
     let right = kwargs.get::<bool>("right")?.unwrap_or(false);
     let text = match value.as_str() {
         Some(s) => s.to_string(),
@@ -966,16 +966,37 @@ fn pad(value: tera::Value, kwargs: tera::Kwargs, _: &tera::State) -> tera::TeraR
 /// `width` columns (default [`BODY_WIDTH`]), lines after the first indented by `indent`. A word
 /// longer than a line stays whole.
 fn wrap(value: tera::Value, kwargs: tera::Kwargs, _: &tera::State) -> tera::TeraResult<String> {
-    let width = kwargs.get::<usize>("width")?.unwrap_or(BODY_WIDTH);
-    let indent = kwargs.get::<usize>("indent")?.unwrap_or(0);
+    let width = columns(&kwargs, "wrap", "width", BODY_WIDTH)?;
+    let indent = columns(&kwargs, "wrap", "indent", 0)?;
     // `start`: the column the text begins at on its first line (after a label), default the
     // indent.
-    let start = kwargs.get::<usize>("start")?.unwrap_or(indent);
+    let start = columns(&kwargs, "wrap", "start", indent)?;
     let text = match value.as_str() {
         Some(s) => s.to_string(),
         None => value.to_string(),
     };
     Ok(wrap_text(&text, width, indent, start))
+}
+
+/// The longest line a mail may carry (RFC 5322), in characters: no column of a table or a
+/// text can be wider.
+const MAX_COLUMNS: usize = 998;
+
+/// A filter's column count `key`, `default` when not given: one wider than a mail line is
+/// refused naming the filter, rather than a template taking all memory to fill it.
+fn columns(
+    kwargs: &tera::Kwargs,
+    filter: &str,
+    key: &str,
+    default: usize,
+) -> tera::TeraResult<usize> {
+    let n = kwargs.get::<usize>(key)?.unwrap_or(default);
+    if n > MAX_COLUMNS {
+        return Err(tera::Error::message(format!(
+            "{filter}: {key}={n} is wider than a mail line may be ({MAX_COLUMNS} characters)"
+        )));
+    }
+    Ok(n)
 }
 
 fn wrap_text(text: &str, width: usize, indent: usize, start: usize) -> String {

@@ -143,6 +143,50 @@ fn check_names_each_broken_part() {
         78,
         "body.txt",
     );
+    // A column wider than a mail line, asked of a filter, is refused naming the filter; it
+    // made a process that panicked, or that took all memory and was killed.
+    for (template, filter) in [
+        (
+            "{{ provider | pad(width=9223372036854775807) }}",
+            "pad: width",
+        ),
+        (
+            "{{ 'a b c' | wrap(width=1, indent=9223372036854775807) }}",
+            "wrap: indent",
+        ),
+        (
+            "{{ 'a b c' | wrap(start=999) }}",
+            "wrap: start",
+        ),
+    ] {
+        broken(
+            "a column wider than a mail line",
+            base.replace(
+                "[report]\n",
+                "[report]\ntemplates_dir = \"{dir}/templates\"\n",
+            ),
+            &|s| {
+                fs::create_dir(s.path("templates")).unwrap();
+                s.write("templates/subject.txt", template);
+            },
+            78,
+            filter,
+        );
+        let s = Setup::new(&base.replace(
+            "[report]\n",
+            "[report]\ntemplates_dir = \"{dir}/templates\"\n",
+        ));
+        s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+        fs::create_dir(s.path("templates")).unwrap();
+        s.write("templates/subject.txt", template);
+        let out = s.run(&["preview"]);
+        assert_eq!(out.code, 78, "{}", out.stderr);
+        assert!(
+            out.stderr.contains(filter) && !out.stderr.contains("panicked"),
+            "{}",
+            out.stderr
+        );
+    }
     // A templates folder that is not there would leave every report on the defaults
     // unsaid: `check` names it, and a run refuses to send on them.
     let misspelt = base.replace(
