@@ -316,18 +316,28 @@ fn check_asn_db(t: &mut Tally, settings: &Settings, now: DateTime<Utc>) {
 fn check_templates(t: &mut Tally, settings: &Settings, names: &[&str], now: DateTime<Utc>) {
     match Templates::load(settings.report.templates_dir.as_deref(), names) {
         Ok(templates) => {
-            let mut sample = Report::new(
-                "sample",
-                &[],
-                &[],
-                None,
-                &settings.report,
-                settings.zone,
-                now,
-            );
-            match templates.render(&mut sample) {
-                Ok(_) => t.ok("templates", "render with sample data"),
-                Err(e) => t.config("templates", &one_line(&e)),
+            // Each provider's, as its reports render them: its own templates where
+            // `templates_dir/<provider>/` has them, else the shared ones.
+            let desks = match names {
+                [] => &["sample"][..],
+                names => names,
+            };
+            let mut errors: Vec<String> = Vec::new();
+            for desk in desks {
+                let mut sample =
+                    Report::new(desk, &[], &[], None, &settings.report, settings.zone, now);
+                if let Err(e) = templates.render(&mut sample) {
+                    let e = one_line(&e);
+                    if !errors.contains(&e) {
+                        errors.push(e);
+                    }
+                }
+            }
+            for e in &errors {
+                t.config("templates", e);
+            }
+            if errors.is_empty() {
+                t.ok("templates", "render with sample data");
             }
             // `redact` replaces its default: `["DST"]` for "hide my addresses too" shows
             // the MAC, which the default hid.

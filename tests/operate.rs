@@ -143,6 +143,20 @@ fn check_names_each_broken_part() {
         78,
         "body.txt",
     );
+    // A provider's own template is rendered too, as its reports render it.
+    broken(
+        "a provider's own broken template",
+        base.replace(
+            "[report]\n",
+            "[report]\ntemplates_dir = \"{dir}/templates\"\n",
+        ),
+        &|s| {
+            fs::create_dir_all(s.path("templates/aws")).unwrap();
+            s.write("templates/aws/subject.txt", "{{ nonexistent }}");
+        },
+        78,
+        "aws/subject.txt",
+    );
     // A column wider than a mail line, asked of a filter, is refused naming the filter; it
     // made a process that panicked, or that took all memory and was killed.
     for (template, filter) in [
@@ -154,10 +168,7 @@ fn check_names_each_broken_part() {
             "{{ 'a b c' | wrap(width=1, indent=9223372036854775807) }}",
             "wrap: indent",
         ),
-        (
-            "{{ 'a b c' | wrap(start=999) }}",
-            "wrap: start",
-        ),
+        ("{{ 'a b c' | wrap(start=999) }}", "wrap: start"),
     ] {
         broken(
             "a column wider than a mail line",
