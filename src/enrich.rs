@@ -37,8 +37,9 @@ impl AsnDb {
     /// Opens and checks the database: a MaxMind DB whose records carry AS numbers.
     pub fn open(path: &Path) -> Result<Self> {
         let shown = path.display();
-        let bytes =
-            std::fs::read(path).map_err(|e| anyhow::anyhow!("asn_db {shown}: cannot read: {e}"))?;
+        // A full ASN database is tens of MiB; a city one a few hundred.
+        let bytes = crate::source::read_regular(path, 4 << 30)
+            .map_err(|e| anyhow::anyhow!("asn_db {shown}: cannot read: {e}"))?;
         let reader = maxminddb::Reader::from_source(bytes)
             .map_err(|e| anyhow::anyhow!("asn_db {shown}: not a MaxMind DB file: {e}"))?;
         let database_type = reader.metadata().database_type.clone();

@@ -304,6 +304,9 @@ pub fn load_ranges(
     Ok((format, RangeTable::new(listings)))
 }
 
+/// The most a range file is read of: AWS's, the largest, is a few MiB.
+const RANGE_FILE_LIMIT: u64 = 256 << 20;
+
 /// A range file's listings of `services`, each as the file gives it (a prefix may be listed
 /// more than once, under other regions), and its listings of other services.
 fn load_listings(
@@ -311,7 +314,10 @@ fn load_listings(
     format: Option<RangeFormat>,
     services: &[String],
 ) -> Result<(RangeFormat, Vec<RangeInfo>, Vec<RangeInfo>)> {
-    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read: {e}"))?;
+    let bytes = crate::source::read_regular(path, RANGE_FILE_LIMIT)
+        .map_err(|e| anyhow::anyhow!("cannot read: {e}"))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| anyhow::anyhow!("cannot read: stream did not contain valid UTF-8"))?;
     // A byte-order mark (an editor's, or a download's on another system) is no content; nor
     // is a line end of CR alone a line's content (old Mac editors write them).
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);

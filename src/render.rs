@@ -894,7 +894,15 @@ fn read_override(dir: Option<&Path>, provider: Option<&str>, name: &str) -> Resu
         Some(p) => dir.join(p).join(name),
         None => dir.join(name),
     };
-    match std::fs::read_to_string(&path) {
+    let text = crate::source::read_regular(&path, 16 << 20).and_then(|bytes| {
+        String::from_utf8(bytes).map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "stream did not contain valid UTF-8",
+            )
+        })
+    });
+    match text {
         Ok(text) => Ok(Some(text)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(anyhow::anyhow!("template {}: {e}", path.display())),

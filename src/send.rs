@@ -223,8 +223,8 @@ impl Smtp {
             Security::StartTls | Security::Tls => {
                 let mut params = TlsParameters::builder(c.host.clone());
                 if let Some(ca) = &c.ca_file {
-                    let pem =
-                        fs::read(ca).with_context(|| format!("mail.ca_file {}", ca.display()))?;
+                    let pem = crate::source::read_regular(ca, 16 << 20)
+                        .with_context(|| format!("mail.ca_file {}", ca.display()))?;
                     let cert = Certificate::from_pem(&pem)
                         .map_err(|e| anyhow::anyhow!("mail.ca_file {}: {e}", ca.display()))?;
                     params = params.add_root_certificate(cert);

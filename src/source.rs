@@ -296,6 +296,35 @@ fn file_kind(t: &fs::FileType) -> &'static str {
     }
 }
 
+/// The whole of the regular file at `path`, refused as [`OpenFile::open`] refuses what is
+/// not one (a FIFO would block the run, `/dev/zero` never ends), and when it holds more than
+/// `limit` bytes (no range file, database or template comes near it; a sparse file of
+/// gigabytes would take that much memory). For the files a configuration names beside the
+/// logs: range files, the ASN database, templates, certificates.
+pub fn read_regular(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+    let Some(open) = OpenFile::open(path)? else {
+        return Err(io::Error::from(io::ErrorKind::NotFound));
+    };
+    if open.size > limit {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{} bytes, more than the {limit} such a file may hold",
+                open.size
+            ),
+        ));
+    }
+    let mut bytes = Vec::with_capacity(open.size as usize);
+    (&open.file).take(limit + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("more than the {limit} bytes such a file may hold"),
+        ));
+    }
+    Ok(bytes)
+}
+
 impl OpenFile {
     /// Opens a regular file, `None` when nothing is at `path`. Anything else is refused
     /// before a byte is read: a FIFO would block the run, `/dev/zero` never ends. The open
@@ -1630,6 +1659,25 @@ pub fn expand(path: &Path) -> Result<Vec<PathBuf>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A file read whole is read to its end within the limit, and refused past it.
+    #[test]
+    fn a_file_read_whole_is_refused_past_its_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ranges.txt");
+        fs::write(&path, "3.5.140.0/22\n").unwrap();
+        assert_eq!(read_regular(&path, 13).unwrap(), b"3.5.140.0/22\n");
+        let e = read_regular(&path, 12).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
+        assert!(e.to_string().contains("13 bytes"), "{e}");
+        let missing = read_regular(&dir.path().join("nope"), 13).unwrap_err();
+        assert_eq!(missing.kind(), io::ErrorKind::NotFound);
+        let device = read_regular(Path::new("/dev/zero"), 13).unwrap_err();
+        assert!(
+            device.to_string().contains("a character device"),
+            "{device}"
+        );
+    }
 
     fn now(dev: u64, ino: u64, size: u64, fp: &[u8]) -> FileNow {
         FileNow {

@@ -143,6 +143,45 @@ fn check_names_each_broken_part() {
         78,
         "body.txt",
     );
+    // A FIFO or a device where a file is read whole: refused, never waited on or read
+    // without end (a run blocked on a FIFO holds the lock, and every later run gives way).
+    let mkfifo = |s: &Setup, name: &str| {
+        let made = std::process::Command::new("mkfifo")
+            .arg(s.path(name))
+            .status()
+            .unwrap();
+        assert!(made.success());
+    };
+    broken(
+        "ranges a FIFO",
+        base.replace(
+            "{repo}/fixtures/ranges/aws-ip-ranges.json",
+            "{dir}/ranges.json",
+        ),
+        &|s| mkfifo(s, "ranges.json"),
+        78,
+        "not a regular file (a FIFO)",
+    );
+    broken(
+        "asn_db a device",
+        base.replace("[mail]", "[enrich]\nasn_db = \"/dev/zero\"\n[mail]"),
+        &|_| {},
+        78,
+        "not a regular file (a character device)",
+    );
+    broken(
+        "a template a FIFO",
+        base.replace(
+            "[report]\n",
+            "[report]\ntemplates_dir = \"{dir}/templates\"\n",
+        ),
+        &|s| {
+            fs::create_dir(s.path("templates")).unwrap();
+            mkfifo(s, "templates/body.txt");
+        },
+        78,
+        "not a regular file (a FIFO)",
+    );
     // A provider's own template is rendered too, as its reports render it.
     broken(
         "a provider's own broken template",
