@@ -1389,7 +1389,10 @@ pub fn parse_net(text: &str) -> Result<IpNet, String> {
     text.parse::<IpNet>()
         .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
         .map(|n| ipv4_of_mapped(n.trunc()))
-        .map_err(|_| format!("{text:?} is not a CIDR or IP address"))
+        .map_err(|_| {
+            let shown = crate::error::cut_short(text, 100);
+            format!("{shown:?} is not a CIDR or IP address")
+        })
 }
 
 /// A network of IPv4-mapped addresses (`::ffff:3.5.140.0/120`) as the IPv4 network it maps,

@@ -91,13 +91,43 @@ pub fn one_line(err: &anyhow::Error) -> String {
         }
         text.push_str(&part);
     }
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
+    cut_short(
+        &text.split_whitespace().collect::<Vec<_>>().join(" "),
+        MAX_LINE,
+    )
+}
+
+/// The most of an error's line shown: an input quoted whole (a range file's line of a
+/// hundred megabytes of junk) would otherwise be one line of that size, mailed by cron.
+const MAX_LINE: usize = 2000;
+
+/// `text` whole when it holds at most `most` characters, else its start and how much of it
+/// is left out.
+pub fn cut_short(text: &str, most: usize) -> String {
+    match text.char_indices().nth(most) {
+        None => text.to_string(),
+        Some((at, _)) => format!("{}… ({} more bytes)", &text[..at], text.len() - at),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use anyhow::Context;
+
+    /// An error quoting a huge input is one line of bounded length that says how much it
+    /// left out; a range file's junk line is quoted by its start alone.
+    #[test]
+    fn an_error_quoting_a_huge_input_stays_a_short_line() {
+        let junk = "\0".repeat(10_000_000);
+        let e = anyhow::anyhow!("ranges x: line 1: {junk:?}");
+        let line = one_line(&e);
+        assert!(line.chars().count() < MAX_LINE + 40, "{}", line.len());
+        assert!(line.starts_with("ranges x: line 1: \"\\0") && line.ends_with("more bytes)"));
+        assert_eq!(one_line(&anyhow::anyhow!("short")), "short");
+        let net = crate::config::parse_net(&"x".repeat(1_000_000)).unwrap_err();
+        assert!(net.len() < 200 && net.contains("more bytes"), "{net}");
+    }
 
     #[test]
     fn kinds_map_to_exit_codes_through_context() {
