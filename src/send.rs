@@ -119,6 +119,15 @@ pub fn placeable(dir: &Path) -> Result<(), String> {
         match fs::metadata(p) {
             Ok(m) if m.is_dir() => return Ok(()),
             Ok(_) => return Err(format!("{}: not a folder", p.display())),
+            // A link to nothing: the folder cannot be made where it points, ever.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && p.is_symlink() => {
+                let to = fs::read_link(p).unwrap_or_default();
+                return Err(format!(
+                    "{}: a link to {}, which does not exist",
+                    p.display(),
+                    to.display()
+                ));
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => at = p.parent(),
             Err(e) => return Err(format!("{}: {e}", p.display())),
         }

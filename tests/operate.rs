@@ -182,6 +182,21 @@ fn check_names_each_broken_part() {
         78,
         "not a regular file (a FIFO)",
     );
+    // `mail.dir` a link to nothing: no run could ever write there (it said 75, "try again",
+    // on every run).
+    let dangling = |s: &Setup| std::os::unix::fs::symlink("nowhere", s.path("outbox")).unwrap();
+    broken(
+        "mail.dir a dangling link",
+        base.clone(),
+        &dangling,
+        78,
+        "a link to nowhere, which does not exist",
+    );
+    let s = Setup::new(&base);
+    s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    dangling(&s);
+    let out = s.run(&["run"]);
+    assert_eq!(out.code, 78, "{}", out.stderr);
     // A provider's own template is rendered too, as its reports render it.
     broken(
         "a provider's own broken template",
