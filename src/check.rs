@@ -354,6 +354,11 @@ fn check_templates(t: &mut Tally, settings: &Settings, names: &[&str], now: Date
 
 /// The state opens and belongs to this configuration.
 fn check_state(t: &mut Tally, settings: &Settings, providers: &[Provider]) {
+    // A file there, or a link to nothing: a run refuses it (78).
+    if let Err(e) = crate::send::placeable(&settings.state_dir) {
+        t.config("state", &format!("state_dir {e}"));
+        return;
+    }
     match State::open_read_only(&settings.state_dir) {
         Ok(Some(state)) => match crate::ledger::check_owner(&state, settings) {
             // Another configuration runs on this state: a run would refuse it (78).

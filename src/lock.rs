@@ -21,6 +21,10 @@ pub struct RunLock {
 
 /// Takes the lock, waiting up to [`WAIT`]; `None` if another run still holds it then.
 pub fn acquire(state_dir: &Path, say: bool) -> Result<Option<RunLock>> {
+    // A file there, or a link to nothing, is no folder any run could make: said as the
+    // configuration's, as `check` says it.
+    crate::send::placeable(state_dir)
+        .map_err(|e| crate::error::ConfigError(format!("state_dir {e}")))?;
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)

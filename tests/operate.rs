@@ -197,6 +197,27 @@ fn check_names_each_broken_part() {
     dangling(&s);
     let out = s.run(&["run"]);
     assert_eq!(out.code, 78, "{}", out.stderr);
+    // `state_dir` a link to nothing, or a file: no run could make the state there.
+    let link = |s: &Setup| std::os::unix::fs::symlink("nowhere", s.path("state")).unwrap();
+    let file = |s: &Setup| s.write("state", "x");
+    type Prepare<'a> = &'a dyn Fn(&Setup);
+    let no_folder: [(&str, Prepare<'_>); 2] = [
+        ("a link to nowhere, which does not exist", &link),
+        ("not a folder", &file),
+    ];
+    for (what, prepare) in no_folder {
+        broken("state_dir no folder", base.clone(), prepare, 78, what);
+        let s = Setup::new(&base);
+        s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+        prepare(&s);
+        let out = s.run(&["run"]);
+        assert_eq!(out.code, 78, "{}", out.stderr);
+        assert!(
+            out.stderr.contains("state_dir") && out.stderr.contains(what),
+            "{}",
+            out.stderr
+        );
+    }
     // A provider's own template is rendered too, as its reports render it.
     broken(
         "a provider's own broken template",
