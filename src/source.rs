@@ -939,28 +939,70 @@ fn read_file(file: &OpenFile, offset: u64, ingest: &mut Ingest<'_>) -> io::Resul
             offset + read_plain(file, offset, size, ingest)?,
         ));
     }
+    // Only the text that can be trusted is read: see `trusted_text`.
+    let (trusted, damage) = trusted_text(file);
     let mut text = Counted {
-        inner: flate2::read::MultiGzDecoder::new(file.at(0)),
+        inner: flate2::read::MultiGzDecoder::new(file.at(0)).take(trusted),
         count: 0,
+    };
+    let damaged = |at: u64, error: Option<io::Error>| match error {
+        Some(error) => Reached::Damaged { at, error },
+        None => Reached::End(at),
     };
     match io::copy(&mut (&mut text).take(offset), &mut io::sink()) {
         // Shorter than the offset: nothing past it to read.
-        Ok(skipped) if skipped < offset => return Ok(Reached::End(offset)),
-        Ok(_) => {}
-        Err(error) => {
-            return Ok(Reached::Damaged {
-                at: text.count,
-                error,
+        Ok(skipped) if skipped < offset => {
+            return Ok(match damage {
+                Some(error) => Reached::Damaged {
+                    at: text.count,
+                    error,
+                },
+                None => Reached::End(offset),
             });
         }
+        Ok(_) => {}
+        Err(error) => return Ok(damaged(text.count, Some(error))),
     }
-    // A compressed file is written whole: its last line is final, newline or not.
-    match ingest.feed_all(&mut text) {
-        Ok(consumed) => Ok(Reached::End(offset + consumed)),
-        Err(error) => Ok(Reached::Damaged {
-            at: text.count,
-            error,
+    match damage {
+        // A compressed file is written whole: its last line is final, newline or not.
+        None => match ingest.feed_all(&mut text) {
+            Ok(consumed) => Ok(Reached::End(offset + consumed)),
+            Err(error) => Ok(damaged(text.count, Some(error))),
+        },
+        // Cut short: its last line may be cut too, and is not read.
+        Some(error) => Ok(match ingest.feed(&mut text) {
+            Ok(_) => damaged(text.count, Some(error)),
+            Err(error) => damaged(text.count, Some(error)),
         }),
+    }
+}
+
+/// How much of a compressed file's text can be trusted, and what damage ends it: each gzip
+/// member is decompressed once before a line of it is read, and one that fails its checksum
+/// (or is otherwise corrupt) is trusted with none of its text, since the damage may lie
+/// anywhere in it and a flipped bit can make another address of a line: a report to a
+/// stranger about a host that sent nothing. A file cut short (a crash while it was
+/// compressed) has no checksum to fail: its text up to the cut is read, as it was written.
+fn trusted_text(file: &OpenFile) -> (u64, Option<io::Error>) {
+    let mut input = io::BufReader::new(file.at(0));
+    let mut trusted = 0u64;
+    loop {
+        match io::BufRead::fill_buf(&mut input) {
+            Ok([]) => return (trusted, None),
+            Ok(_) => {}
+            Err(e) => return (trusted, Some(e)),
+        }
+        let mut member = Counted {
+            inner: flate2::bufread::GzDecoder::new(&mut input),
+            count: 0,
+        };
+        match io::copy(&mut member, &mut io::sink()) {
+            Ok(n) => trusted += n,
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                return (trusted + member.count, Some(e));
+            }
+            Err(e) => return (trusted, Some(e)),
+        }
     }
 }
 

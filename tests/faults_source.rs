@@ -139,6 +139,43 @@ fn truncated_gz_in_the_first_read_of_history_is_skipped_once() {
     assert!(out.stderr.contains("read 0 lines"), "{}", out.stderr);
 }
 
+/// A rotated file whose gzip member fails its checksum (a bit flipped on disk) is trusted
+/// with none of that member's text: the flip may have made another address of a line, and
+/// a report about a host that sent nothing would go to a stranger. A member before it that
+/// checks out is read; the damage is said once.
+#[test]
+fn a_gzip_member_that_fails_its_checksum_gives_no_line() {
+    let s = Setup::standard();
+    let stored = |text: &str| {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::none());
+        enc.write_all(text.as_bytes()).unwrap();
+        enc.finish().unwrap()
+    };
+    // Stored, not deflated: the text is in the file as it is, and one address is changed
+    // to another of the same length there, as a flipped bit could.
+    let mut damaged = stored(&lines("Jan 24", 100, B, 3));
+    let at = (damaged.windows(B.len()))
+        .position(|w| w == B.as_bytes())
+        .unwrap();
+    damaged[at..at + B.len()].copy_from_slice(b"18.206.107.25");
+    let mut file = gzip(lines("Jan 24", 0, A, 2).as_bytes());
+    file.extend_from_slice(&damaged);
+    fs::write(s.path("messages.1.gz"), &file).unwrap();
+    s.write("messages", &lines("Jan 25", 100, C, 2));
+    let out = s.run(&["run"]).ok();
+    assert_eq!(
+        out.stderr.matches("is damaged").count(),
+        1,
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("checksum"), "{}", out.stderr);
+    assert_eq!(observed_hits(&s), hits(&[(A, 2), (C, 2)]));
+    let out = s.run(&["run"]).ok();
+    assert!(!out.stderr.contains("damaged"), "{}", out.stderr);
+    assert_eq!(observed_hits(&s), hits(&[(A, 2), (C, 2)]));
+}
+
 fn fifo_or_device_is_refused(path: &str, kind: &str) {
     let s = Setup::new(&standard_config("").replace("{dir}/messages", path));
     let shown = path.replace("{dir}", s.dir.path().to_str().unwrap());
