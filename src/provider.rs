@@ -462,12 +462,13 @@ fn parse_gcp(j: &serde_json::Value) -> Result<Vec<RangeInfo>> {
     let list = j["prefixes"]
         .as_array()
         .context("not a GCP cloud.json file: no prefixes")?;
+    // An entry without its prefix (a key misspelt, a value of another type) is refused, not
+    // passed over: the addresses it was to give would be no provider's, without a word.
     list.iter()
-        .filter_map(|p| {
-            let prefix = p["ipv4Prefix"].as_str().or(p["ipv6Prefix"].as_str())?;
-            Some((prefix, p))
-        })
-        .map(|(prefix, p)| {
+        .enumerate()
+        .map(|(i, p)| {
+            let prefix = (p["ipv4Prefix"].as_str().or(p["ipv6Prefix"].as_str()))
+                .with_context(|| format!("prefixes[{i}]: no ipv4Prefix or ipv6Prefix text"))?;
             Ok(RangeInfo {
                 prefix: net(prefix)?,
                 region: non_empty(p["scope"].as_str()),
@@ -485,15 +486,17 @@ fn parse_azure(j: &serde_json::Value) -> Result<Vec<RangeInfo>> {
         .as_array()
         .context("not an Azure service tags file: no values")?;
     let mut infos = Vec::new();
-    for v in values {
+    for (i, v) in values.iter().enumerate() {
         let props = &v["properties"];
         let service =
             non_empty(props["systemService"].as_str()).or_else(|| non_empty(v["name"].as_str()));
         let region = non_empty(props["region"].as_str());
-        for prefix in props["addressPrefixes"].as_array().into_iter().flatten() {
-            let Some(prefix) = prefix.as_str() else {
-                continue;
-            };
+        let prefixes = (props["addressPrefixes"].as_array())
+            .with_context(|| format!("values[{i}]: no addressPrefixes list"))?;
+        for (k, prefix) in prefixes.iter().enumerate() {
+            let prefix = (prefix.as_str()).with_context(|| {
+                format!("values[{i}].addressPrefixes[{k}]: not a prefix's text")
+            })?;
             infos.push(RangeInfo {
                 prefix: net(prefix)?,
                 region: region.clone(),
@@ -511,12 +514,13 @@ fn parse_oracle(j: &serde_json::Value) -> Result<Vec<RangeInfo>> {
         .as_array()
         .context("not an Oracle ranges file: no regions")?;
     let mut infos = Vec::new();
-    for r in regions {
+    for (i, r) in regions.iter().enumerate() {
         let region = non_empty(r["region"].as_str());
-        for c in r["cidrs"].as_array().into_iter().flatten() {
-            let Some(prefix) = c["cidr"].as_str() else {
-                continue;
-            };
+        let cidrs =
+            (r["cidrs"].as_array()).with_context(|| format!("regions[{i}]: no cidrs list"))?;
+        for (k, c) in cidrs.iter().enumerate() {
+            let prefix = (c["cidr"].as_str())
+                .with_context(|| format!("regions[{i}].cidrs[{k}]: no cidr text"))?;
             infos.push(RangeInfo {
                 prefix: net(prefix)?,
                 region: region.clone(),
@@ -588,6 +592,38 @@ mod tests {
         let path = dir.path().join("ranges");
         std::fs::write(&path, text).unwrap();
         load_ranges(&path, None, &[])
+    }
+
+    /// An entry of a JSON range file without its prefix (a key misspelt, a list where text
+    /// goes) is refused naming the entry, not passed over: its addresses would be no
+    /// provider's, and `check` would count one prefix fewer without a word.
+    #[test]
+    fn an_entry_without_its_prefix_is_refused_naming_it() {
+        for (text, entry) in [
+            (
+                r#"{"prefixes": [{"ipv4Prefix": "34.1.208.0/20"}, {"ipv4prefix": "81.2.69.0/24"}]}"#,
+                "prefixes[1]",
+            ),
+            (
+                r#"{"prefixes": [{"ipv4Prefix": ["81.2.69.0/24"]}]}"#,
+                "prefixes[0]",
+            ),
+            (
+                r#"{"changeNumber": 1, "cloud": "Public", "values": [{"name": "A", "properties": {"addressPrefixes": "81.2.69.0/24"}}]}"#,
+                "values[0]",
+            ),
+            (
+                r#"{"changeNumber": 1, "cloud": "Public", "values": [{"name": "A", "properties": {"addressPrefixes": ["1.2.3.0/24", 5]}}]}"#,
+                "values[0].addressPrefixes[1]",
+            ),
+            (
+                r#"{"last_updated_timestamp": "x", "regions": [{"region": "r", "cidrs": [{"cidb": "81.2.69.0/24"}]}]}"#,
+                "regions[0].cidrs[0]",
+            ),
+        ] {
+            let e = format!("{:#}", loaded(text.as_bytes()).unwrap_err());
+            assert!(e.contains(entry), "{text}: {e}");
+        }
     }
 
     /// A line cut short by a download that rewrites the file in place (`72.14.177.0/24` as
