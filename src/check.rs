@@ -476,14 +476,8 @@ fn check_discover(t: &mut Tally, settings: &Settings) {
     let boot = match &d.rdap_bootstrap {
         BootstrapLocation::Url(url) => url.clone(),
         BootstrapLocation::Folder(dir) => {
-            for name in crate::discover::BOOTSTRAP_FILES {
-                let file = dir.join(name);
-                if let Err(e) = std::fs::metadata(&file) {
-                    t.config(
-                        "discover",
-                        &format!("discover.rdap_bootstrap: {}: {e}", file.display()),
-                    );
-                }
+            for problem in crate::discover::bootstrap_folder_problems(d) {
+                t.config("discover", &problem);
             }
             dir.display().to_string()
         }

@@ -355,6 +355,15 @@ impl<'s> World<'s> {
         let names: Vec<&str> = providers.iter().map(|p| p.name()).collect();
         let templates = Templates::load(settings.report.templates_dir.as_deref(), &names)
             .map_err(|e| ConfigError(one_line(&e)))?;
+        // A bootstrap folder without its files (a path misspelt, a copy never made) would
+        // leave every lookup failing, the addresses said to wait for a later run, for ever:
+        // refused as `check` refuses it.
+        if let Some(problem) = (settings.discover.iter())
+            .flat_map(crate::discover::bootstrap_folder_problems)
+            .next()
+        {
+            return Err(ConfigError(problem).into());
+        }
         Ok(World {
             settings,
             providers,

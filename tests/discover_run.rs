@@ -645,6 +645,12 @@ fn check_describes_discovery_without_a_lookup() {
         "{}",
         missing.stdout
     );
+    // A run refuses it as `check` does, rather than saying on every run that the addresses
+    // wait for a lookup that can never be made.
+    s.write("messages", &drop_line("10:00:00", "45.2.0.7", "TCP", 22));
+    let run = s.run(&["run"]);
+    assert_eq!(run.code, 78, "{}", run.stderr);
+    assert!(run.stderr.contains("ipv6.json"), "{}", run.stderr);
     assert!(rdap.asked().is_empty() && dns.asked().is_empty());
 }
 

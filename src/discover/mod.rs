@@ -480,6 +480,21 @@ fn clamp(range: (IpAddr, IpAddr), to: IpNet) -> (IpAddr, IpAddr) {
 /// The IANA bootstrap files: for IPv4, then IPv6.
 pub const BOOTSTRAP_FILES: [&str; 2] = ["ipv4.json", "ipv6.json"];
 
+/// What is wrong with a bootstrap folder: each of its files that cannot be found, as
+/// `discover.rdap_bootstrap: FILE: ERROR`. Nothing for a URL, which a run fetches.
+pub fn bootstrap_folder_problems(config: &DiscoverConfig) -> Vec<String> {
+    let BootstrapLocation::Folder(dir) = &config.rdap_bootstrap else {
+        return Vec::new();
+    };
+    (BOOTSTRAP_FILES.iter())
+        .filter_map(|name| {
+            let file = dir.join(name);
+            let e = std::fs::metadata(&file).err()?;
+            Some(format!("discover.rdap_bootstrap: {}: {e}", file.display()))
+        })
+        .collect()
+}
+
 fn bootstrap_file(ip: IpAddr) -> &'static str {
     BOOTSTRAP_FILES[usize::from(ip.is_ipv6())]
 }
