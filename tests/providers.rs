@@ -264,19 +264,24 @@ fn broken_or_wrong_asn_databases_are_named() {
     }
 }
 
+/// The standard configuration with its provider matched by AS16509 alone, through the
+/// example's ASN database.
+fn matched_by_as16509() -> String {
+    standard_config("")
+        .replace(
+            "ranges = \"{repo}/fixtures/ranges/aws-ip-ranges.json\"\nservices = [\"EC2\"]",
+            "asns = [16509]",
+        )
+        .replace(
+            "[mail]",
+            "[enrich]\nasn_db = \"{repo}/fixtures/asn/example-asn.mmdb\"\n[mail]",
+        )
+}
+
 #[test]
 fn provider_matched_by_asn_alone() {
     let s = Setup::new(
-        &standard_config("")
-            .replace("{dir}/messages", "{repo}/fixtures/logs/messages")
-            .replace(
-                "ranges = \"{repo}/fixtures/ranges/aws-ip-ranges.json\"\nservices = [\"EC2\"]",
-                "asns = [16509]",
-            )
-            .replace(
-                "[mail]",
-                "[enrich]\nasn_db = \"{repo}/fixtures/asn/example-asn.mmdb\"\n[mail]",
-            ),
+        &matched_by_as16509().replace("{dir}/messages", "{repo}/fixtures/logs/messages"),
     );
     let v = s.run(&["preview", "--json"]).ok().json();
     assert_eq!(
@@ -295,17 +300,7 @@ fn provider_matched_by_asn_alone() {
 /// not lost between the two.
 #[test]
 fn an_ipv4_address_inside_an_ipv6_one_is_no_providers_by_asn() {
-    let s = Setup::new(
-        &standard_config("")
-            .replace(
-                "ranges = \"{repo}/fixtures/ranges/aws-ip-ranges.json\"\nservices = [\"EC2\"]",
-                "asns = [16509]",
-            )
-            .replace(
-                "[mail]",
-                "[enrich]\nasn_db = \"{repo}/fixtures/asn/example-asn.mmdb\"\n[mail]",
-            ),
-    );
+    let s = Setup::new(&matched_by_as16509());
     let ipv6_line = |src: &str| {
         drop_line("23:50:10", src, "TCP", 22)
             .replace("08:00 SRC", "86:dd SRC")
@@ -960,16 +955,21 @@ fn latest_mail(s: &Setup) -> String {
     fs::read_to_string(newest).unwrap()
 }
 
+/// Whether the tests run as root, which loading rules in a network namespace needs.
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
 /// The nft and ipset rules loaded again after the range file changed hold the new ranges
 /// alone, and their rules once: a timer that reloads them never keeps a removed range
 /// blocked nor piles up rules. Loaded for real in a network namespace of their own (as root,
 /// with `unshare`, `nft` and `ipset`; skipped elsewhere).
 #[test]
 fn firewall_rules_loaded_again_hold_the_new_ranges_alone() {
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    let root = is_root();
     if !root || !tool("unshare", &["--version"]) || !tool("nft", &["--version"]) {
         return;
     }
@@ -1031,10 +1031,7 @@ fn firewall_rules_loaded_again_hold_the_new_ranges_alone() {
 /// format whose tools are there (as root; skipped elsewhere).
 #[test]
 fn the_rules_leave_a_host_in_the_cloud_its_neighbours_and_itself() {
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    let root = is_root();
     if !root
         || !tool("unshare", &["--version"])
         || !tool("nsenter", &["--version"])
