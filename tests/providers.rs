@@ -1035,6 +1035,7 @@ fn the_rules_leave_a_host_in_the_cloud_its_neighbours_and_itself() {
     if !root
         || !tool("unshare", &["--version"])
         || !tool("nsenter", &["--version"])
+        || !tool("ip", &["-V"])
         || !tool("python3", &["--version"])
     {
         return;
