@@ -972,6 +972,15 @@ fn report(
             )),
         })
         .collect::<Result<Vec<_>, _>>()?;
+    // An empty path would read templates from the configuration's folder, unasked (an
+    // environment template that left the value out), as an empty `state_dir` would put the
+    // state there.
+    if (r.templates_dir.as_deref()).is_some_and(|d| d.as_os_str().is_empty()) {
+        return Err(err(
+            "report.templates_dir",
+            "empty: expected a folder".into(),
+        ));
+    }
     let ignore = r
         .ignore
         .unwrap_or_default()
@@ -1156,6 +1165,10 @@ fn mail(
             timeout,
         },
         "file" => match m.dir {
+            // Empty, the messages would go beside the configuration, unasked.
+            Some(dir) if dir.as_os_str().is_empty() => {
+                return Err(err("mail.dir", "empty: expected a folder".into()));
+            }
             Some(dir) => TransportConfig::File { dir: resolve(&dir) },
             None => {
                 return Err(err(
@@ -1514,11 +1527,19 @@ dir = "outbox"
         assert!(!e.contains('\n'), "{e}");
     }
 
+    /// An empty folder path would put the state, read templates or write messages beside
+    /// the configuration, unasked.
     #[test]
-    fn an_empty_state_dir_is_refused() {
+    fn an_empty_folder_path_is_refused() {
         let e =
             load_text(&MINIMAL.replace("state_dir = \"state\"", "state_dir = \"\"")).unwrap_err();
         assert!(e.0.contains("state_dir: empty"), "{e}");
+        let e =
+            load_text(&MINIMAL.replace("[report]", "[report]\ntemplates_dir = \"\"")).unwrap_err();
+        assert!(e.0.contains("report.templates_dir: empty"), "{e}");
+        let file = MINIMAL.replace("dir = \"outbox\"", "dir = \"\"");
+        let e = load_text(&file).unwrap_err();
+        assert!(e.0.contains("mail.dir: empty"), "{e}");
     }
 
     #[test]
