@@ -800,9 +800,10 @@ struct Fields<'a> {
 /// Whether a packet answers the operator's own traffic, from the outer packet's fields (a
 /// quoted packet `[SRC=…` ends them): TCP flags ACK or RST; ICMP echo reply or an error
 /// (unreachable, source quench, redirect, time exceeded, parameter problem) and the
-/// timestamp, information and mask replies; ICMPv6 errors (types 1–4), echo reply, and
-/// neighbour discovery (133–137), which only a host on the same link sends (it is never
-/// routed) and which answers or serves the host's own traffic.
+/// timestamp, information and mask replies; ICMPv6 errors (types 1–4), echo reply,
+/// multicast listener discovery (130–132, 143) and neighbour discovery (133–137), which only
+/// a host on the same link sends (they are never routed) and which answer or serve the
+/// host's own traffic.
 fn is_answer(fields: &[u8], proto: &str) -> bool {
     let words = fields
         .split(|b| *b == b' ')
@@ -821,7 +822,7 @@ fn is_answer(fields: &[u8], proto: &str) -> bool {
         "ICMP" | "1" => {
             icmp_type(words).is_some_and(|t| matches!(t, 0 | 3 | 4 | 5 | 11 | 12 | 14 | 16 | 18))
         }
-        "ICMPv6" | "58" => icmp_type(words).is_some_and(|t| matches!(t, 1..=4 | 129 | 133..=137)),
+        "ICMPv6" | "58" => icmp_type(words).is_some_and(|t| matches!(t, 1..=4 | 129..=137 | 143)),
         _ => false,
     }
 }
@@ -1349,10 +1350,12 @@ mod tests {
                  SRC=2600:1f00::5 DST=2600:1f00::10 LEN=72 TC=0 HOPLIMIT=255 FLOWLBL=0 PROTO=ICMPv6 TYPE={kind} CODE=0"
             )
         };
-        for kind in 133..=137 {
+        // Neighbour discovery, and multicast listener discovery (a router's query, a
+        // neighbour's report), which a link's routers and hosts send to it alone.
+        for kind in (130..=137).chain([143]) {
             assert!(packet(&mut p, &line(kind)).answer, "type {kind}");
         }
-        for kind in [128, 130, 138] {
+        for kind in [128, 138, 142, 144] {
             assert!(!packet(&mut p, &line(kind)).answer, "type {kind}");
         }
     }

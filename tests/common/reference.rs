@@ -311,7 +311,7 @@ fn answers(text: &[u8], proto: &str) -> bool {
         "TCP" | "6" => outer.iter().any(|w| *w == b"ACK" || *w == b"RST"),
         "ICMP" | "1" => icmp_type().is_some_and(|t| [0, 3, 4, 5, 11, 12, 14, 16, 18].contains(&t)),
         "ICMPv6" | "58" => icmp_type()
-            .is_some_and(|t| (1..=4).contains(&t) || t == 129 || (133..=137).contains(&t)),
+            .is_some_and(|t| (1..=4).contains(&t) || (129..=137).contains(&t) || t == 143),
         _ => false,
     }
 }
