@@ -303,7 +303,7 @@ fn file_kind(t: &fs::FileType) -> &'static str {
 /// logs: range files, the ASN database, templates, certificates.
 pub fn read_regular(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
     let Some(open) = OpenFile::open(path)? else {
-        return Err(io::Error::from(io::ErrorKind::NotFound));
+        return Err(io::Error::from_raw_os_error(libc::ENOENT));
     };
     if open.size > limit {
         return Err(io::Error::new(
@@ -939,24 +939,29 @@ fn read_file(file: &OpenFile, offset: u64, ingest: &mut Ingest<'_>) -> io::Resul
             offset + read_plain(file, offset, size, ingest)?,
         ));
     }
-    // Only the text that can be trusted is read: see `trusted_text`.
-    let (trusted, damage) = trusted_text(file);
+    // Only the text that can be trusted is read (see `trusted_text`); the cursor goes to
+    // the damage's end all the same, never back, so that the damage is said once.
+    let Trusted {
+        trusted,
+        reach,
+        damage,
+    } = trusted_text(file);
     let mut text = Counted {
         inner: flate2::read::MultiGzDecoder::new(file.at(0)).take(trusted),
         count: 0,
     };
     let damaged = |at: u64, error: Option<io::Error>| match error {
-        Some(error) => Reached::Damaged { at, error },
+        Some(error) => Reached::Damaged {
+            at: at.max(reach).max(offset),
+            error,
+        },
         None => Reached::End(at),
     };
     match io::copy(&mut (&mut text).take(offset), &mut io::sink()) {
         // Shorter than the offset: nothing past it to read.
         Ok(skipped) if skipped < offset => {
             return Ok(match damage {
-                Some(error) => Reached::Damaged {
-                    at: text.count,
-                    error,
-                },
+                Some(error) => damaged(text.count, Some(error)),
                 None => Reached::End(offset),
             });
         }
@@ -983,14 +988,19 @@ fn read_file(file: &OpenFile, offset: u64, ingest: &mut Ingest<'_>) -> io::Resul
 /// anywhere in it and a flipped bit can make another address of a line: a report to a
 /// stranger about a host that sent nothing. A file cut short (a crash while it was
 /// compressed) has no checksum to fail: its text up to the cut is read, as it was written.
-fn trusted_text(file: &OpenFile) -> (u64, Option<io::Error>) {
+fn trusted_text(file: &OpenFile) -> Trusted {
     let mut input = io::BufReader::new(file.at(0));
     let mut trusted = 0u64;
+    let end = |trusted: u64, reach: u64, damage: Option<io::Error>| Trusted {
+        trusted,
+        reach,
+        damage,
+    };
     loop {
         match io::BufRead::fill_buf(&mut input) {
-            Ok([]) => return (trusted, None),
+            Ok([]) => return end(trusted, trusted, None),
             Ok(_) => {}
-            Err(e) => return (trusted, Some(e)),
+            Err(e) => return end(trusted, trusted, Some(e)),
         }
         let mut member = Counted {
             inner: flate2::bufread::GzDecoder::new(&mut input),
@@ -999,11 +1009,23 @@ fn trusted_text(file: &OpenFile) -> (u64, Option<io::Error>) {
         match io::copy(&mut member, &mut io::sink()) {
             Ok(n) => trusted += n,
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                return (trusted + member.count, Some(e));
+                let cut = trusted + member.count;
+                return end(cut, cut, Some(e));
             }
-            Err(e) => return (trusted, Some(e)),
+            Err(e) => return end(trusted, trusted + member.count, Some(e)),
         }
     }
+}
+
+/// What [`trusted_text`] found of a compressed file's text.
+struct Trusted {
+    /// The bytes of text that can be read.
+    trusted: u64,
+    /// The bytes of text decompressed before the damage (the untrusted member's included):
+    /// where a cursor goes once the file was read, so that it is not read again.
+    reach: u64,
+    /// What ended the text short of the file's end.
+    damage: Option<io::Error>,
 }
 
 /// Reads `file` from `offset` for the source at `source`: a damaged compressed file is read
