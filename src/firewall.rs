@@ -86,6 +86,10 @@ fn ports(list: Option<&str>, format: FirewallFormat) -> Result<Vec<u16>> {
 /// the host could no longer reach them.
 const NEIGHBOUR_DISCOVERY: [u8; 5] = [133, 134, 135, 136, 137];
 
+/// The hop limit neighbour discovery is sent with, which no router passes on unlowered: a
+/// packet that still has it comes from the host's own link (RFC 4861).
+const ON_LINK_HOPS: u8 = 255;
+
 /// What the rules never block, as iptables matches: the host's own packets to itself (on
 /// `lo`, from an address of its own that may be in the ranges), the answers to connections
 /// the host opened (an instance in that cloud, a package mirror, the provider's own API:
@@ -97,9 +101,9 @@ fn exempt_matches(v6: bool) -> Vec<String> {
         format!("-m conntrack --ctstate {ANSWERS}"),
     ];
     if v6 {
-        matches.extend(
-            NEIGHBOUR_DISCOVERY.map(|t| format!("-p ipv6-icmp -m icmp6 --icmpv6-type {t}")),
-        );
+        matches.extend(NEIGHBOUR_DISCOVERY.map(|t| {
+            format!("-p ipv6-icmp -m icmp6 --icmpv6-type {t} -m hl --hl-eq {ON_LINK_HOPS}")
+        }));
     }
     matches
 }
@@ -149,6 +153,14 @@ pub fn print(
         };
         return Err(ConfigError(format!(
             "firewall --provider {}: no ranges to block: {why}; give the provider a ranges file",
+            config.name
+        ))
+        .into());
+    }
+    // Every range among the operator's own networks: the rules would block nothing.
+    if aggregated(&provider, &settings.report.ignore) == (Vec::new(), Vec::new()) {
+        return Err(ConfigError(format!(
+            "firewall --provider {}: no ranges to block: report.ignore holds every one of them",
             config.name
         ))
         .into());
@@ -346,7 +358,10 @@ pub fn render(
             let _ = writeln!(out, "\t\tiif \"lo\" accept");
             let _ = writeln!(out, "\t\tct state established,related accept");
             let types = NEIGHBOUR_DISCOVERY.map(|t| t.to_string()).join(", ");
-            let _ = writeln!(out, "\t\ticmpv6 type {{ {types} }} accept");
+            let _ = writeln!(
+                out,
+                "\t\ticmpv6 type {{ {types} }} ip6 hoplimit {ON_LINK_HOPS} accept"
+            );
             let port_match = if ports.is_empty() {
                 String::new()
             } else {

@@ -224,6 +224,20 @@ fn firewall_for_a_provider_without_ranges_is_refused_not_an_empty_block() {
         assert!(ran.stdout.is_empty(), "{}", ran.stdout);
         assert!(ran.stderr.contains("no ranges to block"), "{}", ran.stderr);
     }
+    // Every range among the networks `report.ignore` holds: no rule would block a thing.
+    s.reconfigure(&config.replace(
+        "[report]\n",
+        "[report]\nignore = [\"0.0.0.0/0\", \"::/0\"]\n",
+    ));
+    for format in ["iptables", "nft"] {
+        let ran = s.run(&["firewall", "--provider", "aws", "--format", format]);
+        assert_eq!(ran.code, 78, "{format}: {}{}", ran.stdout, ran.stderr);
+        assert!(
+            ran.stderr.contains("report.ignore holds every one"),
+            "{}",
+            ran.stderr
+        );
+    }
 }
 
 #[test]
