@@ -316,12 +316,10 @@ fn check_asn_db(t: &mut Tally, settings: &Settings, now: DateTime<Utc>) {
 fn check_templates(t: &mut Tally, settings: &Settings, names: &[&str], now: DateTime<Utc>) {
     match Templates::load(settings.report.templates_dir.as_deref(), names) {
         Ok(templates) => {
-            // Each provider's, as its reports render them: its own templates where
-            // `templates_dir/<provider>/` has them, else the shared ones.
-            let desks = match names {
-                [] => &["sample"][..],
-                names => names,
-            };
+            // Each provider's, as its reports render them (its own templates where
+            // `templates_dir/<provider>/` has them), and the shared ones, which discovered
+            // desks get.
+            let desks = names.iter().copied().chain(["sample"]);
             let mut errors: Vec<String> = Vec::new();
             for desk in desks {
                 let mut sample =
@@ -355,7 +353,7 @@ fn check_templates(t: &mut Tally, settings: &Settings, names: &[&str], now: Date
 /// The state opens and belongs to this configuration.
 fn check_state(t: &mut Tally, settings: &Settings, providers: &[Provider]) {
     // A file there, or a link to nothing: a run refuses it (78).
-    if let Err(e) = crate::send::placeable(&settings.state_dir) {
+    if let Some(e) = crate::send::never_a_folder(&settings.state_dir) {
         t.config("state", &format!("state_dir {e}"));
         return;
     }

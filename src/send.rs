@@ -111,6 +111,24 @@ pub fn transport(config: &TransportConfig) -> Result<Box<dyn Transport>> {
     })
 }
 
+/// What makes `dir` a folder no run can ever use, if anything: a file there, or a symbolic
+/// link to nothing. Any other trouble looking at it (a slow network mount, permissions) is
+/// not said here: the run that needs the folder meets it and says it.
+pub fn never_a_folder(dir: &Path) -> Option<String> {
+    match fs::metadata(dir) {
+        Ok(m) if !m.is_dir() => Some(format!("{}: not a folder", dir.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && dir.is_symlink() => {
+            let to = fs::read_link(dir).unwrap_or_default();
+            Some(format!(
+                "{}: a link to {}, which does not exist",
+                dir.display(),
+                to.display()
+            ))
+        }
+        _ => None,
+    }
+}
+
 /// Whether `.eml` files can go into `dir`: it is a folder, or can be made one (the nearest
 /// thing on its way that exists is a folder, not a file). Waiting does not change that.
 pub fn placeable(dir: &Path) -> Result<(), String> {

@@ -232,6 +232,22 @@ fn check_names_each_broken_part() {
         78,
         "aws/subject.txt",
     );
+    // The shared ones too, when every provider has its own: discovered desks get them.
+    broken(
+        "a shared template every provider overrides",
+        base.replace(
+            "[report]\n",
+            "[report]\ntemplates_dir = \"{dir}/templates\"\n",
+        ),
+        &|s| {
+            fs::create_dir_all(s.path("templates/aws")).unwrap();
+            s.write("templates/aws/subject.txt", "{{ provider }}");
+            s.write("templates/aws/body.txt", "{{ provider }}");
+            s.write("templates/body.txt", "{{ nonexistent }}");
+        },
+        78,
+        "body.txt",
+    );
     // A column wider than a mail line, asked of a filter, is refused naming the filter; it
     // made a process that panicked, or that took all memory and was killed.
     for (template, filter) in [

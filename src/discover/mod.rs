@@ -480,7 +480,7 @@ fn clamp(range: (IpAddr, IpAddr), to: IpNet) -> (IpAddr, IpAddr) {
 /// The IANA bootstrap files: for IPv4, then IPv6.
 pub const BOOTSTRAP_FILES: [&str; 2] = ["ipv4.json", "ipv6.json"];
 
-/// What is wrong with a bootstrap folder: each of its files that cannot be found, as
+/// What is wrong with a bootstrap folder: each of its files that is not there, as
 /// `discover.rdap_bootstrap: FILE: ERROR`. Nothing for a URL, which a run fetches.
 pub fn bootstrap_folder_problems(config: &DiscoverConfig) -> Vec<String> {
     let BootstrapLocation::Folder(dir) = &config.rdap_bootstrap else {
@@ -489,7 +489,11 @@ pub fn bootstrap_folder_problems(config: &DiscoverConfig) -> Vec<String> {
     (BOOTSTRAP_FILES.iter())
         .filter_map(|name| {
             let file = dir.join(name);
-            let e = std::fs::metadata(&file).err()?;
+            // Not there: no later run finds it either. Other trouble reading it is each
+            // lookup's, and waits.
+            let e = std::fs::metadata(&file)
+                .err()
+                .filter(|e| e.kind() == std::io::ErrorKind::NotFound)?;
             Some(format!("discover.rdap_bootstrap: {}: {e}", file.display()))
         })
         .collect()
