@@ -101,11 +101,15 @@ fn exempt_matches(v6: bool) -> Vec<String> {
         format!("-m conntrack --ctstate {ANSWERS}"),
     ];
     if v6 {
-        matches.extend(NEIGHBOUR_DISCOVERY.map(|t| {
-            format!("-p ipv6-icmp -m icmp6 --icmpv6-type {t} -m hl --hl-eq {ON_LINK_HOPS}")
-        }));
+        matches.extend(neighbour_discovery_matches());
     }
     matches
+}
+
+/// IPv6 neighbour discovery from the host's own link, as iptables matches, one a type.
+fn neighbour_discovery_matches() -> [String; 5] {
+    NEIGHBOUR_DISCOVERY
+        .map(|t| format!("-p ipv6-icmp -m icmp6 --icmpv6-type {t} -m hl --hl-eq {ON_LINK_HOPS}"))
 }
 
 /// The conntrack states of packets that answer the host's own: a connection it opened, or an
@@ -158,7 +162,8 @@ pub fn print(
         .into());
     }
     // Every range among the operator's own networks: the rules would block nothing.
-    if aggregated(&provider, &settings.report.ignore) == (Vec::new(), Vec::new()) {
+    let (v4, v6) = aggregated(&provider, &settings.report.ignore);
+    if v4.is_empty() && v6.is_empty() {
         return Err(ConfigError(format!(
             "firewall --provider {}: no ranges to block: report.ignore holds every one of them",
             config.name
@@ -172,7 +177,7 @@ pub fn print(
         .and_then(|s| s.prefixes.first())
         .map_or(DEFAULT_PREFIX, String::as_str);
     loggable(prefix, format).map_err(ConfigError)?;
-    let text = render(&provider, &settings.report.ignore, format, &ports, prefix);
+    let text = render(provider.name(), (&v4, &v6), format, &ports, prefix);
     // Written, not printed: a reader that quits (`iptables-restore` failing) is an error
     // to return, not a panic.
     std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes())?;
@@ -298,14 +303,12 @@ fn restore_rules(
 
 /// The rules as text.
 pub fn render(
-    provider: &Provider,
-    ignore: &[IpNet],
+    name: &str,
+    (v4, v6): (&[IpNet], &[IpNet]),
     format: FirewallFormat,
     ports: &[u16],
     log_prefix: &str,
 ) -> String {
-    let (v4, v6) = aggregated(provider, ignore);
-    let name = provider.name();
     let mut out = String::new();
     // `print` refused a prefix the rules could not carry as it is (see `loggable`).
     let log_prefix = log_prefix.to_string();
@@ -314,7 +317,7 @@ pub fn render(
             &mut out,
             "iptables",
             "IPv4",
-            &v4,
+            v4,
             (v6.len(), "ip6tables"),
             name,
             ports,
@@ -324,7 +327,7 @@ pub fn render(
             &mut out,
             "ip6tables",
             "IPv6",
-            &v6,
+            v6,
             (v4.len(), "iptables"),
             name,
             ports,
@@ -338,7 +341,7 @@ pub fn render(
             // alone, and its rules once.
             let _ = writeln!(out, "table inet {table}\ndelete table inet {table}");
             let _ = writeln!(out, "table inet {table} {{");
-            for (set, kind, nets) in [("v4", "ipv4_addr", &v4), ("v6", "ipv6_addr", &v6)] {
+            for (set, kind, nets) in [("v4", "ipv4_addr", v4), ("v6", "ipv6_addr", v6)] {
                 let _ = writeln!(out, "\tset {set} {{\n\t\ttype {kind}\n\t\tflags interval");
                 if !nets.is_empty() {
                     let list = nets
@@ -396,7 +399,7 @@ pub fn render(
                 let members = format!("-m set --match-set abuse-{short}-{set} src");
                 // Accepted: in INPUT itself a RETURN would take the chain's policy.
                 if set == "v6" {
-                    for exempt in exempt_matches(true).iter().skip(2) {
+                    for exempt in neighbour_discovery_matches() {
                         let _ =
                             writeln!(out, "#   {tool} -I INPUT {at} {members} {exempt} -j ACCEPT");
                         at += 1;
@@ -415,7 +418,7 @@ pub fn render(
             }
             // Filled under another name and swapped in: loaded again after the ranges
             // changed, the set holds the new ranges alone, and is never empty meanwhile.
-            for (family, set, nets) in [("inet", "v4", &v4), ("inet6", "v6", &v6)] {
+            for (family, set, nets) in [("inet", "v4", v4), ("inet6", "v6", v6)] {
                 let (live, next) = (format!("abuse-{short}-{set}"), next_set(name, set));
                 let size = (nets.len() + 1).next_power_of_two().max(65536);
                 for made in [&live, &next] {
