@@ -447,24 +447,52 @@ impl OpenFile {
     }
 }
 
+/// Compressions other than gzip that logrotate may be told to use: the extension it gives
+/// the file, the magic bytes the file starts with, and the name said.
+const OTHER_COMPRESSIONS: [(&str, &[u8], &str); 5] = [
+    (".xz", b"\xfd7zXZ\x00", "xz"),
+    (".bz2", b"BZh", "bzip2"),
+    (".zst", b"\x28\xb5\x2f\xfd", "zstd"),
+    (".lz4", b"\x04\x22\x4d\x18", "lz4"),
+    (".lzma", b"\x5d\x00\x00", "lzma"),
+];
+
 /// The compression a rotated file has other than gzip (`xz`, `bzip2`, `zstd`, `lz4`), by
 /// its name or the first bytes of its first line: such a file cannot be read as text.
 fn other_compression(name: &str, gzip: bool, first_line: &[u8]) -> Option<&'static str> {
-    const KINDS: [(&str, &[u8], &str); 5] = [
-        (".xz", b"\xfd7zXZ\x00", "xz"),
-        (".bz2", b"BZh", "bzip2"),
-        (".zst", b"\x28\xb5\x2f\xfd", "zstd"),
-        (".lz4", b"\x04\x22\x4d\x18", "lz4"),
-        (".lzma", b"\x5d\x00\x00", "lzma"),
-    ];
     if gzip {
         return None;
     }
     // No magic holds a newline: the first line read as text starts with it.
-    KINDS
+    OTHER_COMPRESSIONS
         .iter()
         .find(|(ext, magic, _)| name.ends_with(ext) || first_line.starts_with(magic))
         .map(|(_, _, kind)| *kind)
+}
+
+/// Whether `suffix`, what follows a log's name in the name of another file of its folder,
+/// is one that logrotate (or savelog) gives a rotated copy of it: `.` and a number (`.1`,
+/// `.2.gz`), or `.` or `-` and a date of at least six digits, with or without separators
+/// (`dateext`: `-20260125`, `-2026012513.gz`, `.2026-01-25`); compressed or not. Any other
+/// suffix names another log: `web-1` and `fw-dmz` are other hosts' or other rules' files,
+/// not the history of `web` and `fw`, and `fw.example.org` is no rotated `fw`.
+fn is_rotation_suffix(suffix: &[u8]) -> bool {
+    let compressed = std::iter::once(".gz")
+        .chain(OTHER_COMPRESSIONS.iter().map(|(ext, _, _)| *ext))
+        .find_map(|ext| suffix.strip_suffix(ext.as_bytes()));
+    let body = compressed.unwrap_or(suffix);
+    let Some((&separator, rest)) = body.split_first() else {
+        return false;
+    };
+    let numeral = |b: &u8| b.is_ascii_digit();
+    if !matches!(separator, b'.' | b'-') || !rest.first().is_some_and(numeral) {
+        return false;
+    }
+    if !(rest.iter()).all(|b| b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')) {
+        return false;
+    }
+    (separator == b'.' && rest.iter().all(numeral))
+        || rest.iter().filter(|b| numeral(b)).count() >= 6
 }
 
 /// The first line of a stream, newline included, at most [`FINGERPRINT_LEN`] bytes.
@@ -784,13 +812,13 @@ fn siblings(path: &Path, live: Option<&OpenFile>, folders: &mut Folders) -> Sibl
     } = &mut found;
     // Sorted: the names that start with the file's are together.
     let from = names.partition_point(|n| n.as_str() < base);
-    let mut listed: Vec<(Option<u64>, std::time::SystemTime, Sibling)> = names[from..]
+    let listed: Vec<(&String, Option<u64>, std::time::SystemTime, Sibling)> = names[from..]
         .iter()
         .take_while(|n| n.starts_with(base))
         .filter_map(|name| {
             let entry = dir.join(name);
             let suffix = &name[base.len()..];
-            if !(suffix.starts_with('.') || suffix.starts_with('-')) {
+            if !is_rotation_suffix(suffix.as_bytes()) {
                 return None;
             }
             let open = match OpenFile::open(&entry) {
@@ -828,17 +856,22 @@ fn siblings(path: &Path, live: Option<&OpenFile>, folders: &mut Folders) -> Sibl
                 .strip_prefix('.')
                 .map(|s| s.trim_end_matches(".gz"))
                 .and_then(|s| s.parse::<u64>().ok());
-            // A .gz beside its plain file is being written by gzip: the plain file holds
-            // the text until gzip removes it.
-            if let Some(plain) = name.strip_suffix(".gz")
-                && plain != base
-                && dir.join(plain).is_file()
-            {
-                return None;
-            }
             let modified = open.modified?;
-            Some((number, modified, Sibling { open, first_line }))
+            Some((name, number, modified, Sibling { open, first_line }))
         })
+        .collect();
+    // A .gz beside its plain file is being written by gzip: the plain file, opened here,
+    // holds the whole text even if gzip removes it now. Looked up among the files opened,
+    // not on disk again: gzip may have finished since, and both would be read.
+    let opened: std::collections::HashSet<&str> =
+        (listed.iter()).map(|&(name, ..)| name.as_str()).collect();
+    let being_compressed = |name: &str| {
+        name.strip_suffix(".gz")
+            .is_some_and(|plain| opened.contains(plain))
+    };
+    let mut listed: Vec<_> = (listed.into_iter())
+        .filter(|(name, ..)| !being_compressed(name))
+        .map(|(_, number, modified, sibling)| (number, modified, sibling))
         .collect();
     if listed.iter().all(|(n, _, _)| n.is_some()) {
         listed.sort_by_key(|(n, _, _)| *n);
@@ -1636,20 +1669,20 @@ pub(crate) fn is_rotated_sibling_of_any(
     is_rotated_from(path, |other| names.contains(other))
 }
 
-/// Whether `path` is `OF.…` or `OF-…`, where `of` is `OF` in its folder.
+/// Whether `path` is a rotated copy of `of` in its folder (`OF.1`, `OF-20260125.gz`: see
+/// [`is_rotation_suffix`]).
 pub(crate) fn is_rotated_sibling_of(path: &Path, of: &Path) -> bool {
     is_rotated_from(path, |other| other == of)
 }
 
-/// Whether `path` is `OTHER.…` or `OTHER-…` for some `OTHER` in its folder that `named` is
-/// true of.
+/// Whether `path` is a rotated copy of some `OTHER` in its folder that `named` is true of.
 fn is_rotated_from(path: &Path, named: impl Fn(&Path) -> bool) -> bool {
     let Some(name) = path.file_name().map(|n| n.as_encoded_bytes()) else {
         return false;
     };
     let folder = path.parent().unwrap_or(Path::new(""));
     (1..name.len())
-        .filter(|&cut| matches!(name[cut], b'.' | b'-'))
+        .filter(|&cut| is_rotation_suffix(&name[cut..]))
         .any(|cut| {
             use std::os::unix::ffi::OsStrExt;
             named(&folder.join(std::ffi::OsStr::from_bytes(&name[..cut])))
@@ -1757,6 +1790,66 @@ mod tests {
     /// The rotated siblings of `path`, its folder listed afresh.
     fn siblings_of(path: &Path, live: Option<&OpenFile>) -> Vec<Sibling> {
         siblings(path, live, &mut Folders::default()).rotated
+    }
+
+    /// What logrotate and savelog name a rotated copy, and what other logs are called.
+    #[test]
+    fn rotated_copies_are_told_from_other_logs_by_their_suffix() {
+        for rotated in [
+            ".1",
+            ".0",
+            ".12",
+            ".2.gz",
+            ".3.xz",
+            ".1.bz2",
+            "-20260125",
+            "-20260125.gz",
+            "-2026012513",
+            ".2026-01-25",
+            "-2026-01-25_1737800000",
+            ".20260125.zst",
+        ] {
+            assert!(is_rotation_suffix(rotated.as_bytes()), "{rotated}");
+        }
+        for other in [
+            "",
+            ".",
+            "-",
+            ".gz",
+            "-1",
+            "-12",
+            "-dmz",
+            ".example.org",
+            ".log",
+            ".bak",
+            "-old",
+            "_20260125",
+            ".1a",
+            "-2026",
+            ".1.log",
+            "-web-20260125",
+            ".-1",
+        ] {
+            assert!(!is_rotation_suffix(other.as_bytes()), "{other}");
+        }
+    }
+
+    /// A rotated file and its `.gz` while gzip writes it: the plain file, opened, is the one
+    /// read; what gzip has written so far is not read as well.
+    #[test]
+    fn a_gz_beside_its_plain_file_is_left_to_gzip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("messages");
+        fs::write(&path, "live\n").unwrap();
+        fs::write(dir.path().join("messages.1"), "one\ntwo\n").unwrap();
+        let gz = File::create(dir.path().join("messages.1.gz")).unwrap();
+        let mut enc = flate2::write::GzEncoder::new(gz, flate2::Compression::fast());
+        std::io::Write::write_all(&mut enc, b"one\n").unwrap();
+        std::io::Write::flush(&mut enc).unwrap();
+        let live = OpenFile::open(&path).unwrap().unwrap();
+        let rotated = siblings_of(&path, Some(&live));
+        let names: Vec<_> = rotated.iter().map(|s| s.open.path.clone()).collect();
+        assert_eq!(names, vec![dir.path().join("messages.1")]);
     }
 
     /// [`read`] of one source in a run of its own.
@@ -2110,7 +2203,7 @@ mod tests {
                         && other.parent() == m.parent()
                         && m.to_string_lossy()
                             .strip_prefix(other.to_string_lossy().as_ref())
-                            .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('-'))
+                            .is_some_and(|rest| is_rotation_suffix(rest.as_bytes()))
                 })
             })
             .cloned()
@@ -2121,7 +2214,7 @@ mod tests {
         #[test]
         fn rotated_siblings_found_by_name_are_those_found_by_comparing_all(
             names in proptest::collection::vec(
-                (0usize..3, "(messages|kern|a)([.-](1|2\\.gz|log|20260125)){0,2}\\.?"),
+                (0usize..3, "(messages|kern|a|web)([.-](1|2\\.gz|log|20260125|2026-01-25|dmz|example)){0,2}\\.?"),
                 0..12,
             ),
         ) {

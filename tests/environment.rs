@@ -456,8 +456,12 @@ fn a_folder_named_like_a_rotated_file_the_run_cannot_open_stops_no_first_read() 
     // and the first read reads the log.
     let s = Setup::standard();
     s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
-    fs::create_dir(s.path("messages-old")).unwrap();
-    fs::set_permissions(s.path("messages-old"), fs::Permissions::from_mode(0o700)).unwrap();
+    fs::create_dir(s.path("messages-20260101")).unwrap();
+    fs::set_permissions(
+        s.path("messages-20260101"),
+        fs::Permissions::from_mode(0o700),
+    )
+    .unwrap();
     let Some(out) = as_service_user(&s, &["run"]) else {
         eprintln!("not root: no run as another user here");
         return;
@@ -472,7 +476,7 @@ fn reread_since_a_time_passes_over_a_folder_named_like_a_rotated_file() {
     // time starts in the log, as a run reads it.
     let s = Setup::standard();
     s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
-    fs::create_dir(s.path("messages-old")).unwrap();
+    fs::create_dir(s.path("messages-20260101")).unwrap();
     s.run(&["run"]).ok();
     let source = s.path("messages").display().to_string();
     s.run(&["reread", "--source", &source, "--since", "1d"])

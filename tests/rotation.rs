@@ -1317,6 +1317,58 @@ fn under_a_glob_two_rotations_count_every_line_once() {
     assert_eq!((hits[a], hits[b], hits[c]), (1, 2, 1), "{hits:?}");
 }
 
+/// A log host's files named by host name under a glob: `web` and `web-1` are two hosts, not
+/// a log and its rotated copy. Each is read as a source of its own when either is rotated:
+/// every line once, none taken for the other's history.
+#[test]
+fn hosts_named_alike_under_a_glob_are_each_a_log_of_its_own() {
+    let s = fw_glob();
+    let (web, web1) = ("3.5.140.2", "3.5.140.3");
+    let lines = |ip: &str, from: u32, n: u32| -> String {
+        (from..from + n)
+            .map(|i| drop_line(&format!("10:{:02}:00", i), ip, "TCP", 22))
+            .collect()
+    };
+    s.write("fw/web", &lines(web, 0, 3));
+    s.write("fw/web-1", &lines(web1, 0, 5));
+    s.run(&["run"]).ok();
+    assert_eq!(observed_hits(&s)[web1], 5, "web-1 read once");
+    // web is rotated; web-1, written to later, is the newest file beside web.1.
+    fs::rename(s.path("fw/web"), s.path("fw/web.1")).unwrap();
+    s.write("fw/web", &lines(web, 10, 2));
+    s.append("fw/web-1", &lines(web1, 10, 1));
+    s.run(&["run"]).ok();
+    let hits = observed_hits(&s);
+    assert_eq!((hits[web], hits[web1]), (5, 6), "{hits:?}");
+    // web-1 is rotated in turn: its new file is its own, not a file of web's history.
+    fs::rename(s.path("fw/web-1"), s.path("fw/web-1.1")).unwrap();
+    s.write("fw/web-1", &lines(web1, 20, 4));
+    s.run(&["run"]).ok();
+    s.append("fw/web-1", &lines(web1, 30, 2));
+    s.run(&["run"]).ok();
+    let hits = observed_hits(&s);
+    assert_eq!((hits[web], hits[web1]), (5, 12), "{hits:?}");
+}
+
+/// Two configured logs of one folder, one named like the other and a word (`fw` and
+/// `fw-dmz`): each is read as its own source only, not also as the other's rotated copy.
+#[test]
+fn a_log_named_like_another_and_a_word_is_no_rotated_copy_of_it() {
+    let config = standard_config("").replace(
+        "{dir}/messages\"",
+        "{dir}/fw\"\n\n[[source]]\npath = \"{dir}/fw-dmz\"",
+    );
+    let s = Setup::new(&config);
+    let (fw, dmz) = ("3.5.140.2", "54.239.28.85");
+    s.write("fw", &drop_line("10:00:00", fw, "TCP", 22));
+    s.write("fw-dmz", &drop_line("10:00:01", dmz, "TCP", 22));
+    s.run(&["run"]).ok();
+    s.append("fw-dmz", &drop_line("10:00:02", dmz, "TCP", 22));
+    s.run(&["run"]).ok();
+    let hits = observed_hits(&s);
+    assert_eq!((hits[fw], hits[dmz]), (1, 2), "{hits:?}");
+}
+
 /// `ufw`'s prefix in place of iptables' own.
 fn ufw(line: String) -> String {
     line.replace("INPUT-DROP:", "[UFW BLOCK] ")
