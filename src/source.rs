@@ -49,6 +49,10 @@ pub struct Cursor {
     /// a file that appears later is new, even when the cursor's own file is gone or was
     /// empty (nothing to fingerprint, as before a copytruncate).
     pub known_siblings: Vec<KnownFile>,
+    /// When the cursor's file was made (seconds, nanoseconds), where the file system says:
+    /// a file that has its inode number since it was deleted was made later. `None` where
+    /// the file system keeps no such time, and in a state an older release wrote.
+    pub born: Option<(i64, u32)>,
 }
 
 /// A rotated file as a cursor remembers it.
@@ -219,6 +223,7 @@ impl Cursor {
             fingerprint: Vec::new(),
             offset: 0,
             known_siblings: Vec::new(),
+            born: None,
         }
     }
 
@@ -1164,6 +1169,16 @@ fn moved_in_folder(path: &Path, cursor: &Cursor, folders: &mut Folders) -> Optio
             return None;
         }
         let open = OpenFile::open(&entry).ok()??;
+        // A file made after the cursor's was (a log of the folder that got its inode number
+        // once it was deleted) is another file, however little of its first line the cursor
+        // knew.
+        if cursor
+            .born
+            .zip(open.born)
+            .is_some_and(|(then, now)| then != now)
+        {
+            return None;
+        }
         let first_line = open.first_line().unwrap_or_default();
         same_start(&cursor.fingerprint, &first_line).then_some(Sibling { open, first_line })
     })
@@ -1257,6 +1272,7 @@ fn read_opened(
             fingerprint,
             offset: end,
             known_siblings: Vec::new(),
+            born: s.open.born.or(cursor.born),
         });
     }
     for file in &catchup.newer {
@@ -1272,6 +1288,7 @@ fn read_opened(
             fingerprint: s.first_line.clone(),
             offset: end,
             known_siblings: Vec::new(),
+            born: s.open.born,
         });
     }
     if let (Some(file), Some(now)) = (&live, &now) {
@@ -1289,6 +1306,7 @@ fn read_opened(
             fingerprint: first_line_after_read(&now.fingerprint, file.first_line()),
             offset: end,
             known_siblings: Vec::new(),
+            born: file.born,
         });
     }
     let next = match next {
@@ -1599,6 +1617,7 @@ pub fn reread_from(path: &Path, since: Option<(i64, &mut LineParser)>) -> Result
                 .with_context(|| format!("source {shown}: {}", file.path.display()))?,
             offset,
             known_siblings: rotated.iter().rev().take(k).map(Sibling::known).collect(),
+            born: file.born,
         };
         return Ok(RereadFrom {
             cursor,
@@ -1619,6 +1638,7 @@ pub fn reread_from(path: &Path, since: Option<(i64, &mut LineParser)>) -> Result
             fingerprint: file.first_line().unwrap_or_default(),
             offset,
             known_siblings: rotated.iter().map(Sibling::known).collect(),
+            born: file.born,
         },
         start: RereadStart::NothingSince,
     })
@@ -1874,6 +1894,7 @@ mod tests {
             fingerprint: fp.to_vec(),
             offset,
             known_siblings: Vec::new(),
+            born: None,
         }
     }
 

@@ -277,6 +277,9 @@ CREATE INDEX evidence_dense ON evidence (provider, seq) WHERE dense = 1;
     "ALTER TABLE report ADD COLUMN unconfirmed INTEGER NOT NULL DEFAULT 0;",
     // 13: a waiting report's entry in `preview --json`, as made: kept while it waits.
     "CREATE TABLE report_preview (report_id TEXT PRIMARY KEY, entry TEXT NOT NULL) WITHOUT ROWID;",
+    // 14: when a cursor's file was made, which tells it from a later file of the folder that
+    // has its inode number.
+    "ALTER TABLE cursor ADD COLUMN born TEXT;",
 ];
 
 /// A report whose body went out this many times without a reply that could be read is taken
@@ -394,7 +397,7 @@ pub enum StoredCursor {
 }
 
 /// A file source's cursor from a row that starts `dev, ino, fingerprint, offset,
-/// known_siblings`.
+/// known_siblings, born` (see [`cursor_columns`]).
 fn file_cursor(r: &rusqlite::Row<'_>) -> rusqlite::Result<Cursor> {
     Ok(Cursor {
         dev: r.get::<_, i64>(0)? as u64,
@@ -405,7 +408,20 @@ fn file_cursor(r: &rusqlite::Row<'_>) -> rusqlite::Result<Cursor> {
             .get::<_, Option<String>>(4)?
             .and_then(|j| serde_json::from_str(&j).ok())
             .unwrap_or_default(),
+        born: r
+            .get::<_, Option<String>>(5)?
+            .and_then(|j| serde_json::from_str(&j).ok()),
     })
+}
+
+/// The columns [`file_cursor`] reads, for a state of schema `version` (one that keeps no
+/// file's time gives none).
+fn cursor_columns(version: i64) -> &'static str {
+    if version >= 14 {
+        "dev, ino, fingerprint, offset, known_siblings, born"
+    } else {
+        "dev, ino, fingerprint, offset, known_siblings, NULL"
+    }
 }
 
 /// Which reports `history` lists.
@@ -627,7 +643,10 @@ impl State {
         Ok(self
             .conn
             .query_row(
-                "SELECT dev, ino, fingerprint, offset, known_siblings FROM cursor WHERE source = ?1 AND journal IS NULL",
+                &format!(
+                    "SELECT {} FROM cursor WHERE source = ?1 AND journal IS NULL",
+                    cursor_columns(self.version)
+                ),
                 [source],
                 file_cursor,
             )
@@ -654,12 +673,13 @@ impl State {
     /// The sources whose cursor follows the file `(dev, ino)`, the one updated last first,
     /// with their cursors.
     pub fn cursors_of_file(&self, dev: u64, ino: u64) -> Result<Vec<(String, Cursor)>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT dev, ino, fingerprint, offset, known_siblings, source FROM cursor
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {}, source FROM cursor
              WHERE dev = ?1 AND ino = ?2 AND journal IS NULL ORDER BY updated_at DESC, source",
-        )?;
+            cursor_columns(self.version)
+        ))?;
         let rows = stmt.query_map(params![dev as i64, ino as i64], |r| {
-            Ok((r.get::<_, String>(5)?, file_cursor(r)?))
+            Ok((r.get::<_, String>(6)?, file_cursor(r)?))
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
@@ -1970,8 +1990,8 @@ fn write_ingest(conn: &mut Connection, ingested: &Ingested<'_>) -> Result<()> {
             put.execute(params![source, prefix, until])?;
         }
         let mut put = tx.prepare(
-            "INSERT OR REPLACE INTO cursor (source, dev, ino, fingerprint, offset, updated_at, journal, known_siblings)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT OR REPLACE INTO cursor (source, dev, ino, fingerprint, offset, updated_at, journal, known_siblings, born)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )?;
         let mut done = tx.prepare("DELETE FROM meta WHERE key = ?1")?;
         for (source, cursor) in cursors {
@@ -1988,7 +2008,8 @@ fn write_ingest(conn: &mut Connection, ingested: &Ingested<'_>) -> Result<()> {
                     None::<String>,
                     (!c.known_siblings.is_empty())
                         .then(|| serde_json::to_string(&c.known_siblings))
-                        .transpose()?
+                        .transpose()?,
+                    c.born.map(|b| serde_json::to_string(&b)).transpose()?
                 ])?,
                 StoredCursor::Journal(j) => put.execute(params![
                     source,
@@ -1998,6 +2019,7 @@ fn write_ingest(conn: &mut Connection, ingested: &Ingested<'_>) -> Result<()> {
                     0,
                     now,
                     j,
+                    None::<String>,
                     None::<String>
                 ])?,
                 StoredCursor::Moved => {

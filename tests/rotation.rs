@@ -1146,6 +1146,53 @@ fn an_empty_renamed_file_written_then_compressed_is_read_when_its_inode_is_reuse
     log.check();
 }
 
+/// The log was empty when a run took its cursor (nothing of a first line to know it by).
+/// Then it is written to, rotated and compressed at once, and the file system gives its inode
+/// number to another log of the folder (`syslog`, rotated next). That file is made later than
+/// the cursor's: it is no file of this source, and none of its lines is counted.
+#[test]
+fn another_log_that_gets_an_empty_logs_inode_number_is_not_read_as_its_history() {
+    use std::os::unix::fs::MetadataExt;
+    let s = Setup::standard();
+    let (mine, other) = ("3.5.140.2", "54.239.28.85");
+    s.write("messages", "");
+    s.write(
+        "syslog",
+        "Jan 25 09:00:00 web1 systemd[1]: Started something.\n",
+    );
+    s.run(&["run"]).ok();
+    let before = fs::metadata(s.path("messages")).unwrap().ino();
+    let four: String = (0..4)
+        .map(|i| drop_line(&format!("10:00:0{i}"), mine, "TCP", 22))
+        .collect();
+    s.append("messages", &four);
+    // logrotate without delaycompress: renamed, a new file made, the old one compressed.
+    fs::rename(s.path("messages"), s.path("messages.1")).unwrap();
+    s.write("messages", "");
+    let text = fs::read(s.path("messages.1")).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(
+        fs::File::create(s.path("messages.1.gz")).unwrap(),
+        flate2::Compression::fast(),
+    );
+    gz.write_all(&text).unwrap();
+    gz.finish().unwrap();
+    fs::remove_file(s.path("messages.1")).unwrap();
+    // The next log of the folder rotated: its new file may get the freed number.
+    fs::rename(s.path("syslog"), s.path("syslog.1")).unwrap();
+    s.write("syslog", "");
+    let reused = fs::metadata(s.path("syslog")).unwrap().ino() == before;
+    s.append("syslog", &drop_line("10:01:00", other, "TCP", 22));
+    let out = s.run(&["-v", "run"]).ok();
+    let hits = observed_hits(&s);
+    assert_eq!(hits.get(mine), Some(&4), "{}", out.stderr);
+    assert_eq!(
+        hits.get(other),
+        None,
+        "inode reused: {reused}; {}",
+        out.stderr
+    );
+}
+
 /// The names under which `s`'s state keeps a cursor.
 fn cursor_names(s: &Setup) -> Vec<String> {
     let conn = rusqlite::Connection::open(s.path("state/state.db")).unwrap();
