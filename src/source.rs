@@ -592,6 +592,33 @@ fn copied_and_rewritten(live: &OpenFile, cursor: &Cursor, rotated: &[Sibling]) -
     Ok(false)
 }
 
+/// Whether the rotated file `s`, read from its start to `end`, held nothing but the live
+/// file's first `end` bytes: a copy of it that logrotate's `copytruncate` is making, or made
+/// and has not truncated the live file after yet. Its lines were read in the copy, and the
+/// live file goes on after them: `end` then, else 0.
+fn copy_read_of(live: &OpenFile, s: &Sibling, end: u64) -> io::Result<u64> {
+    if live.gzip || s.open.gzip || end == 0 || !known_by_first_line(&s.first_line) {
+        return Ok(0);
+    }
+    if live.first_line()? != s.first_line {
+        return Ok(0);
+    }
+    let (mut mine, mut theirs) = (Vec::new(), Vec::new());
+    let mut at = 0;
+    while at < end {
+        let upto = (at + (1 << 16)).min(end);
+        mine.clear();
+        theirs.clear();
+        live.at_until(at, upto).read_to_end(&mut mine)?;
+        s.open.at_until(at, upto).read_to_end(&mut theirs)?;
+        if mine != theirs || mine.len() as u64 != upto - at {
+            return Ok(0);
+        }
+        at = upto;
+    }
+    Ok(end)
+}
+
 /// The decision table: every combination of cursor and file on disk has its named case.
 fn decide(
     cursor: Option<&Cursor>,
@@ -1256,7 +1283,16 @@ fn read_opened(
         && let Some(i) = sibling(old)
     {
         let s = &rotated[i];
-        let end = read_reporting(path, &s.open, cursor.offset, ingest, &mut warnings)?;
+        // A copy of the cursor's file (`copytruncate`'s) that the last run read as a rotated
+        // file, the file itself truncated before the run could read on in it: read on from
+        // where that read ended, not from where the cursor stopped in the file.
+        let read_as_rotated = (cursor.known_siblings.iter())
+            .filter(|k| !s.open.gzip && k.same_inode(&s.open) && k.same_kind(false))
+            .filter(|k| same_start(&k.first_line, &s.first_line))
+            .map(|k| k.size)
+            .max();
+        let from = cursor.offset.max(read_as_rotated.unwrap_or(0));
+        let end = read_reporting(path, &s.open, from, ingest, &mut warnings)?;
         if !s.open.gzip {
             known[i].size = end;
         }
@@ -1275,6 +1311,8 @@ fn read_opened(
             born: s.open.born.or(cursor.born),
         });
     }
+    // The newest rotated file read from its start, and where its read ended.
+    let mut last_read_whole = None;
     for file in &catchup.newer {
         let Some(i) = sibling(file) else { continue };
         let s = &rotated[i];
@@ -1282,6 +1320,7 @@ fn read_opened(
         if !s.open.gzip {
             known[i].size = end;
         }
+        last_read_whole = (file.from == 0).then_some((s, end));
         next = Some(Cursor {
             dev: s.open.dev,
             ino: s.open.ino,
@@ -1297,7 +1336,15 @@ fn read_opened(
             Decision::Fresh(_) if cursor.is_none() && start == StartAt::End => file
                 .last_line_end()
                 .with_context(|| format!("source {shown}"))?,
-            _ => 0,
+            // A rotated file just read that is a copy of the live file's beginning holds
+            // its first lines: logrotate's copytruncate copying it (or done copying, the
+            // truncate still to come). The live file goes on after them.
+            _ => match last_read_whole {
+                Some((s, end)) => {
+                    copy_read_of(file, s, end).with_context(|| format!("source {shown}"))?
+                }
+                None => 0,
+            },
         };
         let end = read_reporting(path, file, from, ingest, &mut warnings)?;
         next = Some(Cursor {
@@ -2151,6 +2198,52 @@ mod tests {
         read_alone(&path, Some(&cursor), &mut second).unwrap();
         let read_second = second.finish().unwrap().summary.lines_matched;
         assert_eq!(read_first + read_second, 2000 + 3000);
+    }
+
+    /// A first read meets `copytruncate` done copying: the copy is read whole as a rotated
+    /// file, and logrotate truncates the log while the run is at the copy, before it reads
+    /// the log. The next run reads on in the copy from where that read ended (nothing is
+    /// left), not from where the cursor stopped in the truncated log, and then the new lines.
+    #[test]
+    fn a_copy_read_whole_before_its_log_was_truncated_is_not_read_again() {
+        use std::io::Write;
+        use std::sync::atomic::AtomicBool;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("messages");
+        let old: String = (0..2000).map(numbered_line).collect();
+        fs::write(&path, &old).unwrap();
+        fs::write(dir.path().join("messages.1"), &old).unwrap();
+        let truncated = AtomicBool::new(false);
+        let truncate_then_attribute = |ip| {
+            if !truncated.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                File::options()
+                    .write(true)
+                    .open(&path)
+                    .unwrap()
+                    .set_len(0)
+                    .unwrap();
+            }
+            one_provider(ip)
+        };
+        let mut first = Ingest::new(
+            parser(),
+            1,
+            5,
+            50,
+            &truncate_then_attribute,
+            crate::spool::for_tests(),
+        );
+        first.begin_source(parser());
+        let cursor = read_alone(&path, None, &mut first).unwrap().cursor.unwrap();
+        let read_first = first.finish().unwrap().summary.lines_matched;
+        assert_eq!(read_first, 2000);
+        let mut log = File::options().append(true).open(&path).unwrap();
+        let new: String = (5000..5100).map(numbered_line).collect();
+        log.write_all(new.as_bytes()).unwrap();
+        let mut second = scan();
+        read_alone(&path, Some(&cursor), &mut second).unwrap();
+        let read_second = second.finish().unwrap().summary.lines_matched;
+        assert_eq!(read_second, 100, "the new lines, and not the copy again");
     }
 
     /// The same, with the file read by several threads: the pieces after the first one read

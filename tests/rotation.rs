@@ -579,9 +579,9 @@ fn glob_source_follows_every_host_and_keeps_host_names() {
     let s = Setup::new(&standard_config("").replace("{dir}/messages", "{dir}/remote/*/messages"));
     for (host, ip) in [("web1", "3.5.140.2"), ("dns1", "34.223.47.190")] {
         fs::create_dir_all(s.path(&format!("remote/{host}"))).unwrap();
-        let line = drop_line("10:00:00", ip, "UDP", 53).replace(" web1 ", &format!(" {host} "));
-        s.write(&format!("remote/{host}/messages"), &line);
-        s.write(&format!("remote/{host}/messages.1"), &line);
+        let line = |time| drop_line(time, ip, "UDP", 53).replace(" web1 ", &format!(" {host} "));
+        s.write(&format!("remote/{host}/messages"), &line("10:00:00"));
+        s.write(&format!("remote/{host}/messages.1"), &line("09:59:00"));
     }
     let v = s.run(&["preview", "--json"]).ok().json();
     assert_eq!(
@@ -1191,6 +1191,66 @@ fn another_log_that_gets_an_empty_logs_inode_number_is_not_read_as_its_history()
         "inode reused: {reused}; {}",
         out.stderr
     );
+}
+
+/// The packets of `ip` at minutes `from..from + n` past 10:00, one a minute.
+fn minutes(ip: &str, from: u32, n: u32) -> String {
+    (from..from + n)
+        .map(|m| drop_line(&format!("10:{m:02}:00"), ip, "TCP", 22))
+        .collect()
+}
+
+/// logrotate's `copytruncate` copies the log to `messages.1`, then truncates it; a run can
+/// come between the two. The log was copied and truncated once before with no run after it,
+/// so its first line is not the one the cursor knows: it is read from its start, and the
+/// copy in the making, which holds nothing but the log's beginning, is not read as well.
+#[test]
+fn a_run_between_copy_and_truncate_after_an_unseen_copytruncate_counts_every_line_once() {
+    let s = Setup::new(&standard_config("min_hits = 3").replace("min_hits = 1\n", ""));
+    let (early, late) = ("3.5.140.9", "3.5.140.2");
+    s.write("messages", &minutes(early, 0, 1));
+    s.run(&["run"]).ok();
+    // copytruncate, no run after it.
+    fs::copy(s.path("messages"), s.path("messages.1")).unwrap();
+    s.write("messages", "");
+    s.append("messages", &minutes(late, 10, 2));
+    // copytruncate again: the old copy moves on, the log is copied, and a run comes before
+    // the truncate.
+    fs::rename(s.path("messages.1"), s.path("messages.2")).unwrap();
+    fs::copy(s.path("messages"), s.path("messages.1")).unwrap();
+    let out = s.run(&["-v", "run"]).ok();
+    assert_eq!(observed_hits(&s)[late], 2, "{}", out.stderr);
+    s.write("messages", "");
+    s.append("messages", &minutes(late, 20, 1));
+    let out = s.run(&["-v", "run"]).ok();
+    assert_eq!(observed_hits(&s)[late], 3, "{}", out.stderr);
+    assert_eq!(
+        s.reported(),
+        vec![vec![late.to_string()]],
+        "three packets, min_hits 3"
+    );
+}
+
+/// The same window on a first run (a new installation, or the first after `reread`): the
+/// copy logrotate has made so far of the log's beginning is read, and the log after it; once
+/// the copy is finished and the log truncated, the rest of the copy is read, once.
+#[test]
+fn a_first_run_during_a_copytruncate_counts_every_line_once() {
+    let s = Setup::new(&standard_config("min_hits = 100").replace("min_hits = 1\n", ""));
+    let ip = "3.5.140.2";
+    s.write("messages", &minutes(ip, 0, 6));
+    // The copy has reached the first four lines when the run comes.
+    let text = fs::read(s.path("messages")).unwrap();
+    let four = text.split_inclusive(|b| *b == b'\n').take(4).flatten();
+    fs::write(s.path("messages.1"), four.copied().collect::<Vec<u8>>()).unwrap();
+    let out = s.run(&["-v", "run"]).ok();
+    assert_eq!(observed_hits(&s)[ip], 6, "{}", out.stderr);
+    // The copy is finished, a line came before the truncate, and one after it.
+    s.append("messages", &minutes(ip, 10, 1));
+    fs::copy(s.path("messages"), s.path("messages.1")).unwrap();
+    s.write("messages", &minutes(ip, 20, 1));
+    let out = s.run(&["-v", "run"]).ok();
+    assert_eq!(observed_hits(&s)[ip], 8, "{}", out.stderr);
 }
 
 /// The names under which `s`'s state keeps a cursor.
