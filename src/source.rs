@@ -1331,20 +1331,21 @@ fn read_opened(
         });
     }
     if let (Some(file), Some(now)) = (&live, &now) {
+        // A rotated file just read whole that is a copy of the live file's beginning holds
+        // its first lines: logrotate's copytruncate copying it (or done copying, the
+        // truncate still to come). The live file goes on after them.
+        let copied = match last_read_whole {
+            Some((s, end)) => {
+                copy_read_of(file, s, end).with_context(|| format!("source {shown}"))?
+            }
+            None => 0,
+        };
         let from = match &decision {
-            Decision::Append(_) => cursor.map_or(0, |c| c.offset),
+            Decision::Append(_) => cursor.map_or(0, |c| c.offset).max(copied),
             Decision::Fresh(_) if cursor.is_none() && start == StartAt::End => file
                 .last_line_end()
                 .with_context(|| format!("source {shown}"))?,
-            // A rotated file just read that is a copy of the live file's beginning holds
-            // its first lines: logrotate's copytruncate copying it (or done copying, the
-            // truncate still to come). The live file goes on after them.
-            _ => match last_read_whole {
-                Some((s, end)) => {
-                    copy_read_of(file, s, end).with_context(|| format!("source {shown}"))?
-                }
-                None => 0,
-            },
+            _ => copied,
         };
         let end = read_reporting(path, file, from, ingest, &mut warnings)?;
         next = Some(Cursor {

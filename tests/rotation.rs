@@ -1206,13 +1206,28 @@ fn minutes(ip: &str, from: u32, n: u32) -> String {
 /// copy in the making, which holds nothing but the log's beginning, is not read as well.
 #[test]
 fn a_run_between_copy_and_truncate_after_an_unseen_copytruncate_counts_every_line_once() {
+    run_between_copy_and_truncate(false);
+}
+
+/// The same when the run after the first copytruncate saw the log empty (nothing of a first
+/// line to know it by): the copy's lines are read once, in the copy.
+#[test]
+fn a_run_between_copy_and_truncate_after_seeing_the_log_empty_counts_every_line_once() {
+    run_between_copy_and_truncate(true);
+}
+
+/// Two copytruncates, a run between the second one's copy and its truncate, and one after;
+/// `seen_empty`: a run came between the first truncate and the next lines.
+fn run_between_copy_and_truncate(seen_empty: bool) {
     let s = Setup::new(&standard_config("min_hits = 3").replace("min_hits = 1\n", ""));
     let (early, late) = ("3.5.140.9", "3.5.140.2");
     s.write("messages", &minutes(early, 0, 1));
     s.run(&["run"]).ok();
-    // copytruncate, no run after it.
     fs::copy(s.path("messages"), s.path("messages.1")).unwrap();
     s.write("messages", "");
+    if seen_empty {
+        s.run(&["run"]).ok();
+    }
     s.append("messages", &minutes(late, 10, 2));
     // copytruncate again: the old copy moves on, the log is copied, and a run comes before
     // the truncate.
