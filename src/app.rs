@@ -242,7 +242,7 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
     if verbosity != Verbosity::Quiet {
         crate::output::tell(format_args!(
             "{}",
-            summary_line("preview", &intake.summary, &planned, 0, started)
+            summary_line("preview", &intake.summary, &planned, false, 0, started)
         ));
     }
     Ok(EXIT_OK)
@@ -467,7 +467,15 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
                 outcome.held + outcome.waiting + outcome.queued,
             ));
         }
-        let mut line = summary_line("run", &intake.summary, &made, outcome.sent, started);
+        let waiting = outcome.held > 0 || outcome.unplanned;
+        let mut line = summary_line(
+            "run",
+            &intake.summary,
+            &made,
+            waiting,
+            outcome.sent,
+            started,
+        );
         if api.is_some() {
             for tally in crate::aws_api::tallies(&state, settings, only)? {
                 line.push_str(&format!("; {tally}"));
@@ -707,7 +715,8 @@ impl Sending<'_> {
         Ok(())
     }
 
-    /// Records and sends new reports within the budget; returns those sent.
+    /// Records and sends new reports within the budget; returns those made (sent, or written
+    /// to wait).
     fn send(&mut self, state: &mut State, planned: Vec<Planned>) -> Result<Vec<Planned>> {
         let mut made = Vec::new();
         for p in planned {
@@ -717,7 +726,8 @@ impl Sending<'_> {
     }
 
     /// Records and sends one new report within the budget, or stores it to wait (a numbered
-    /// part), or holds it for a later run to make again; returns it if it was sent.
+    /// part), or holds it for a later run to make again; returns it if it was made (sent, or
+    /// stored to wait).
     fn send_one(&mut self, state: &mut State, p: Planned) -> Result<Option<Planned>> {
         // A desk that just refused a report is not sent its IPs again in the same run.
         if self.outcome.rejected_providers.contains(&p.record.provider) {
@@ -744,6 +754,7 @@ impl Sending<'_> {
                 self.outcome.queued += 1;
                 // Counted as queued: not counted again, nor sent, by a later pass.
                 self.tried.insert(p.record.id.clone());
+                return Ok(Some(p));
             } else {
                 self.outcome.held += 1;
                 // Made again by a later run, if it comes before they are history.

@@ -445,15 +445,21 @@ pub(crate) fn print_mbox<'a>(
     Ok(())
 }
 
-/// The one line every run ends with.
+/// The one line every run ends with: what was read, the reports made (sent, or written to
+/// wait), how many went out. `waiting`: addresses to report wait for a later run (the
+/// budget, a lookup), said before it; a run that made no report then says so, not that there
+/// was nothing new.
 pub(crate) fn summary_line(
     what: &str,
     s: &Summary,
     reports: &[Planned],
+    waiting: bool,
     sent: usize,
     started: Instant,
 ) -> String {
-    let new = if reports.is_empty() {
+    let new = if reports.is_empty() && waiting {
+        "no new report made, addresses wait for a later run".to_string()
+    } else if reports.is_empty() {
         "nothing new to report".to_string()
     } else {
         let mut by_provider: Vec<(&str, usize, usize)> = Vec::new();

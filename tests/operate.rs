@@ -387,6 +387,33 @@ fn every_run_ends_with_one_summary_line_and_quiet_silences_it() {
     assert_eq!(quiet.stdout, "");
 }
 
+/// The sending budget holds most of a delta back: the summary counts every report the run
+/// made, those written to wait included (as `run --json` lists them), and a run that made
+/// none while addresses wait does not say there was nothing new.
+#[test]
+fn the_summary_counts_the_parts_made_to_wait_and_never_calls_waiting_addresses_nothing_new() {
+    let s = Setup::new(
+        &standard_config("max_ips_per_message = 1")
+            .replace("[mail]", "[mail]\nmax_messages_per_run = 1"),
+    );
+    let log: String = (1..=10)
+        .map(|i| drop_line(&format!("10:00:{i:02}"), &format!("3.5.140.{i}"), "TCP", 22))
+        .collect();
+    s.write("messages", &log);
+    let out = s.run(&["run", "--json"]).ok();
+    let last = out.stderr.lines().last().unwrap();
+    assert!(last.contains("aws: 4 new in 4 messages; 1 sent"), "{last}");
+    assert_eq!(out.json()["reports"].as_array().unwrap().len(), 4);
+    // The next run sends a waiting part and makes none: six addresses wait.
+    let next = s.run(&["run"]).ok();
+    let last = next.stderr.lines().last().unwrap();
+    assert!(
+        !last.contains("nothing new to report") && last.contains("addresses wait"),
+        "{}",
+        next.stderr
+    );
+}
+
 #[test]
 fn systemd_units_verify() {
     if !tool("systemd-analyze", &["--version"]) {
