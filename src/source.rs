@@ -2141,6 +2141,19 @@ mod tests {
         )
     }
 
+    /// A first read of `path` whose sources `attribute` attributes (and which may change the
+    /// files when the read meets its first source): the cursor it leaves, and the lines it
+    /// matched.
+    fn first_read_with(
+        path: &Path,
+        attribute: &(dyn Fn(std::net::IpAddr) -> crate::ingest::Attribution + Sync),
+    ) -> (Cursor, u64) {
+        let mut first = Ingest::new(parser(), 1, 5, 50, attribute, crate::spool::for_tests());
+        first.begin_source(parser());
+        let cursor = read_alone(path, None, &mut first).unwrap().cursor.unwrap();
+        (cursor, first.finish().unwrap().summary.lines_matched)
+    }
+
     /// logrotate's `copytruncate`, the first time it is asked: `path` copied to `copy`, then
     /// emptied in place.
     fn copy_truncate_once(done: &std::sync::atomic::AtomicBool, path: &Path, copy: &Path) {
@@ -2173,23 +2186,13 @@ mod tests {
             copy_truncate_once(&copied, &path, &dir.path().join("messages.1"));
             one_provider(ip)
         };
-        let mut first = Ingest::new(
-            parser(),
-            1,
-            5,
-            50,
-            &rotate_then_attribute,
-            crate::spool::for_tests(),
-        );
-        first.begin_source(parser());
-        let cursor = read_alone(&path, None, &mut first).unwrap().cursor.unwrap();
+        let (cursor, read_first) = first_read_with(&path, &rotate_then_attribute);
         assert!(copied.load(Ordering::SeqCst));
         assert_eq!(
             cursor.fingerprint,
             old.as_bytes()[..=old.find('\n').unwrap()],
             "known by the first line it held"
         );
-        let read_first = first.finish().unwrap().summary.lines_matched;
         // The daemon writes on, past the offset the read stopped at.
         let mut log = File::options().append(true).open(&path).unwrap();
         let new: String = (5000..8000).map(line).collect();
@@ -2226,17 +2229,7 @@ mod tests {
             }
             one_provider(ip)
         };
-        let mut first = Ingest::new(
-            parser(),
-            1,
-            5,
-            50,
-            &truncate_then_attribute,
-            crate::spool::for_tests(),
-        );
-        first.begin_source(parser());
-        let cursor = read_alone(&path, None, &mut first).unwrap().cursor.unwrap();
-        let read_first = first.finish().unwrap().summary.lines_matched;
+        let (cursor, read_first) = first_read_with(&path, &truncate_then_attribute);
         assert_eq!(read_first, 2000);
         let mut log = File::options().append(true).open(&path).unwrap();
         let new: String = (5000..5100).map(numbered_line).collect();
