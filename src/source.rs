@@ -1347,15 +1347,25 @@ fn read_opened(
                 .with_context(|| format!("source {shown}"))?,
             _ => copied,
         };
-        let end = read_reporting(path, file, from, ingest, &mut warnings)?;
-        next = Some(Cursor {
-            dev: now.dev,
-            ino: now.ino,
-            fingerprint: first_line_after_read(&now.fingerprint, file.first_line()),
-            offset: end,
-            known_siblings: Vec::new(),
-            born: file.born,
-        });
+        // Truncated and written to again since it was opened (`copytruncate` while the run
+        // read the rotated files), the file holds another text from `from` on, and the cursor
+        // would take an offset in the one for an offset in the other. It is left to the next
+        // run, which finds the copy and reads the new text from its start. Looked at last
+        // thing before the read: what a truncate during the read does is the read's own.
+        let begins = file
+            .first_line()
+            .with_context(|| format!("source {shown}"))?;
+        if same_start(&now.fingerprint, &begins) {
+            let end = read_reporting(path, file, from, ingest, &mut warnings)?;
+            next = Some(Cursor {
+                dev: now.dev,
+                ino: now.ino,
+                fingerprint: first_line_after_read(&now.fingerprint, file.first_line()),
+                offset: end,
+                known_siblings: Vec::new(),
+                born: file.born,
+            });
+        }
     }
     let next = match next {
         // The rotated files as they were listed before reading, with how far each was
@@ -2238,6 +2248,53 @@ mod tests {
         read_alone(&path, Some(&cursor), &mut second).unwrap();
         let read_second = second.finish().unwrap().summary.lines_matched;
         assert_eq!(read_second, 100, "the new lines, and not the copy again");
+    }
+
+    /// logrotate's `copytruncate` comes twice in a row: the run finishes the first copy, and
+    /// while it does, the log is copied and truncated again and new lines written, more than
+    /// the run would have read past. The log's new text is not read from where the old one
+    /// was to be read, nor taken for the old: it is left to the next run, which reads the
+    /// second copy and then the log, every line once.
+    #[test]
+    fn a_log_truncated_and_written_again_while_the_run_reads_its_copy_is_left_to_the_next_run() {
+        use std::io::Write;
+        use std::sync::atomic::AtomicBool;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("messages");
+        let (copy, older) = (dir.path().join("messages.1"), dir.path().join("messages.2"));
+        let lines = |from: u64, to: u64| -> String { (from..to).map(numbered_line).collect() };
+        fs::write(&path, lines(0, 2)).unwrap();
+        let (cursor, first) = first_read_with(&path, &one_provider);
+        // More lines, then a copytruncate and new lines no run read yet.
+        File::options()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(lines(2, 5).as_bytes())
+            .unwrap();
+        copy_truncate_once(&AtomicBool::new(false), &path, &copy);
+        fs::write(&path, lines(10, 13)).unwrap();
+        // The next copytruncate lands while the run reads the first copy.
+        let again = AtomicBool::new(false);
+        let rotate_again = |ip| {
+            if !again.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                fs::rename(&copy, &older).unwrap();
+                copy_truncate_once(&AtomicBool::new(false), &path, &copy);
+                fs::write(&path, lines(20, 26)).unwrap();
+            }
+            one_provider(ip)
+        };
+        let mut second = Ingest::new(parser(), 1, 5, 50, &rotate_again, crate::spool::for_tests());
+        second.begin_source(parser());
+        let cursor = read_alone(&path, Some(&cursor), &mut second)
+            .unwrap()
+            .cursor
+            .unwrap();
+        let second = second.finish().unwrap().summary.lines_matched;
+        let mut third = scan();
+        read_alone(&path, Some(&cursor), &mut third).unwrap();
+        let third = third.finish().unwrap().summary.lines_matched;
+        assert_eq!((first, second, third), (2, 3, 3 + 6));
     }
 
     /// The same, with the file read by several threads: the pieces after the first one read
