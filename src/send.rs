@@ -570,7 +570,9 @@ impl Session {
                 })?;
         }
         clock.step(conn)?;
+        let asked = Instant::now();
         conn.command(Data).map_err(refused)?;
+        let round_trip = asked.elapsed();
         // The last point at which giving up leaves the server without the message.
         clock.body_step(conn)?;
         // A reply with a code is an answer. Without one, the body's fate is unknown once all
@@ -591,36 +593,46 @@ impl Session {
             clock.body_written();
             None
         }));
-        conn.message_iter(body)
-            .map(|r| reply_text(&r))
-            .map_err(|e| {
-                let closed = e.is_response() && e.to_string().contains("incomplete response");
-                // Over TLS, a close without TLS's close_notify (the usual way a server that
-                // fell over goes) is an unexpected end of file.
-                let no_reply = closed
-                    || matches!(
-                        io_kind(&e),
-                        Some(
-                            std::io::ErrorKind::WouldBlock
-                                | std::io::ErrorKind::TimedOut
-                                | std::io::ErrorKind::InvalidData
-                                | std::io::ErrorKind::UnexpectedEof
-                        )
-                    );
-                match (e.status(), refused(e)) {
-                    (None, SendError::Transient(text) | SendError::Config(text))
-                        if written.get() && no_reply =>
-                    {
-                        SendError::Unconfirmed(match closed {
-                            true => format!(
-                                "the server closed the connection after the message body without answering it ({text})"
-                            ),
-                            false => text,
-                        })
-                    }
-                    (_, other) => other,
-                }
-            })
+        let e = match conn.message_iter(body) {
+            Ok(reply) => return Ok(reply_text(&reply)),
+            Err(e) => e,
+        };
+        let closed = e.is_response() && e.to_string().contains("incomplete response");
+        // Over TLS, a close without TLS's close_notify (the usual way a server that fell over
+        // goes) is an unexpected end of file.
+        let ended = closed || io_kind(&e) == Some(std::io::ErrorKind::UnexpectedEof);
+        let no_reply = ended
+            || matches!(
+                io_kind(&e),
+                Some(
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::InvalidData
+                )
+            );
+        Err(match (e.status(), refused(e)) {
+            // A server that closed the connection when it had read the body so far, before
+            // the end of the data came, resets it when the end comes: it never had the
+            // whole message. Its close is read first all the same.
+            (None, SendError::Transient(text) | SendError::Config(text))
+                if written.get() && ended && reset_after_close(conn, round_trip) =>
+            {
+                SendError::Transient(format!(
+                    "the server closed the connection before the end of the message body came, and reset it then: it does not have the message ({text})"
+                ))
+            }
+            (None, SendError::Transient(text) | SendError::Config(text))
+                if written.get() && no_reply =>
+            {
+                SendError::Unconfirmed(match closed {
+                    true => format!(
+                        "the server closed the connection after the message body without answering it ({text})"
+                    ),
+                    false => text,
+                })
+            }
+            (_, other) => other,
+        })
     }
 
     /// What an error from lettre means for the report, and for the operator.
@@ -702,6 +714,22 @@ fn refuses_to_relay(text: &str) -> bool {
 }
 
 /// The kind of the first I/O error among an error's causes.
+/// Whether the server, whose close was read after the message body, reset the connection
+/// when more data came: the end of the body, written after the body itself, came after the
+/// close. Its reset comes a round trip after that write; `round_trip` is how long the reply
+/// to DATA took. Asked by writing QUIT, which fails on a connection reset.
+fn reset_after_close(conn: &mut SmtpConnection, round_trip: Duration) -> bool {
+    let wait = (round_trip * 4).clamp(Duration::from_millis(20), Duration::from_secs(1));
+    std::thread::sleep(wait);
+    match conn.command(lettre::transport::smtp::commands::Quit) {
+        Ok(_) => false,
+        Err(e) => matches!(
+            io_kind(&e),
+            Some(std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset)
+        ),
+    }
+}
+
 fn io_kind(e: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
     io_error(e).map(std::io::Error::kind)
 }
@@ -1108,6 +1136,50 @@ mod tests {
         }
     }
     use std::net::TcpListener;
+
+    /// A server that reads a command and closes the connection without answering; the
+    /// client reads the close, then, if `more`, writes on (as the end of a message body
+    /// written after the close): the server resets the connection then, and the client's
+    /// look for a reset sees it; without more, it sees none.
+    fn closed_after_a_command(more: bool) -> bool {
+        use std::io::BufRead;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut lines = std::io::BufReader::new(stream.try_clone().unwrap());
+            let mut out = stream;
+            let mut line = String::new();
+            out.write_all(b"220 test\r\n").unwrap();
+            lines.read_line(&mut line).unwrap();
+            out.write_all(b"250 test\r\n").unwrap();
+            line.clear();
+            lines.read_line(&mut line).unwrap();
+            // Dropped here: closed, with nothing unread.
+        });
+        let hello = ClientId::Domain("client.example".into());
+        let mut conn =
+            SmtpConnection::connect(addr, Some(Duration::from_secs(5)), &hello, None, None)
+                .unwrap();
+        assert!(
+            conn.command(lettre::transport::smtp::commands::Noop)
+                .is_err()
+        );
+        server.join().unwrap();
+        if more {
+            let _ = conn.message(b"the end of a body");
+        }
+        reset_after_close(&mut conn, Duration::ZERO)
+    }
+
+    #[test]
+    fn a_server_that_closed_before_the_end_of_the_body_is_told_by_its_reset() {
+        assert!(closed_after_a_command(true), "written to after the close");
+        assert!(
+            !closed_after_a_command(false),
+            "nothing written after the close"
+        );
+    }
 
     #[test]
     fn file_drop_writes_the_exact_bytes() {

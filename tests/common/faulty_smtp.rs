@@ -45,6 +45,10 @@ pub enum Mode {
     /// Reads the whole body, to its final dot, and closes the connection without answering
     /// it (a server that queued it and fell over, a balancer giving up on a slow filter).
     DropAfterBody,
+    /// Reads once what has come of the body and closes the connection: the client writes
+    /// the data's end after the message's text, and when that end comes after the close, the
+    /// kernel answers it with a reset, after the close the client reads first.
+    CloseBeforeEndOfData,
     /// Answers the first body with 451, every later one with 250.
     TempFailThenOk,
     /// Refuses every body with 552.
@@ -76,6 +80,9 @@ pub struct FaultyServer {
     log: Arc<Mutex<Log>>,
     connections: Arc<AtomicUsize>,
     bodies_answered: Arc<AtomicUsize>,
+    /// Connections closed with the body's text read, nothing unread, and the data's end yet
+    /// to come.
+    closed_before_end: Arc<AtomicUsize>,
 }
 
 impl FaultyServer {
@@ -88,6 +95,7 @@ impl FaultyServer {
             log: Arc::default(),
             connections: Arc::default(),
             bodies_answered: Arc::default(),
+            closed_before_end: Arc::default(),
         };
         let shared = server.share();
         std::thread::spawn(move || {
@@ -109,6 +117,7 @@ impl FaultyServer {
             log: self.log.clone(),
             connections: self.connections.clone(),
             bodies_answered: self.bodies_answered.clone(),
+            closed_before_end: self.closed_before_end.clone(),
         }
     }
 
@@ -132,6 +141,11 @@ impl FaultyServer {
 
     pub fn logins(&self) -> Vec<(String, String)> {
         self.log.lock().unwrap().logins.clone()
+    }
+
+    /// How many connections [`Mode::CloseBeforeEndOfData`] closed before the data's end came.
+    pub fn closed_before_end(&self) -> usize {
+        self.closed_before_end.load(Ordering::SeqCst)
     }
 
     pub fn connections(&self) -> usize {
@@ -191,6 +205,18 @@ impl FaultyServer {
                 "STARTTLS" => say("502 5.5.1 STARTTLS not offered\r\n")?,
                 "QUIT" => {
                     say("221 bye\r\n")?;
+                    return Ok(());
+                }
+                "DATA" if mode == Mode::CloseBeforeEndOfData => {
+                    say("354 go ahead\r\n")?;
+                    let got = input.fill_buf()?.to_vec();
+                    input.consume(got.len());
+                    let stream = input.get_ref();
+                    stream.set_nonblocking(true)?;
+                    let queued = stream.peek(&mut [0u8; 1]).is_ok_and(|n| n > 0);
+                    if !queued && !got.ends_with(b"\r\n.\r\n") {
+                        self.closed_before_end.fetch_add(1, Ordering::SeqCst);
+                    }
                     return Ok(());
                 }
                 "DATA" if mode == Mode::DropMidData => {
