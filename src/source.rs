@@ -1355,7 +1355,13 @@ fn read_opened(
         let begins = file
             .first_line()
             .with_context(|| format!("source {shown}"))?;
-        if same_start(&now.fingerprint, &begins) {
+        // Empty when it was opened (or its first line unfinished), the file held nothing to
+        // read then: what it holds now came since, perhaps after a `copytruncate` during the
+        // run, whose copy has what came before and which the listing missed. It is left to
+        // the next run, whose cursor then still knows no first line, and so reads the rotated
+        // files it did not know before the file.
+        let nothing_then = cursor.is_some() && !known_by_first_line(&now.fingerprint);
+        if same_start(&now.fingerprint, &begins) && !nothing_then {
             let end = read_reporting(path, file, from, ingest, &mut warnings)?;
             next = Some(Cursor {
                 dev: now.dev,
@@ -2295,6 +2301,51 @@ mod tests {
         read_alone(&path, Some(&cursor), &mut third).unwrap();
         let third = third.finish().unwrap().summary.lines_matched;
         assert_eq!((first, second, third), (2, 3, 3 + 6));
+    }
+
+    /// The log is empty when the run opens it, just after a `copytruncate`; while the run
+    /// finishes the copy, lines come, the log is copied and truncated again, and more lines
+    /// come. What it holds when it is read came after the second copy: the cursor is not
+    /// moved on in it as if the run had seen it from its start, and the next run reads the
+    /// second copy, which the run's listing missed, and then the log: every line once.
+    #[test]
+    fn a_log_empty_when_opened_and_copytruncated_during_the_run_is_left_to_the_next_run() {
+        use std::io::Write;
+        use std::sync::atomic::AtomicBool;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("messages");
+        let (copy, older) = (dir.path().join("messages.1"), dir.path().join("messages.2"));
+        let lines = |from: u64, to: u64| -> String { (from..to).map(numbered_line).collect() };
+        fs::write(&path, lines(0, 1)).unwrap();
+        let (cursor, first) = first_read_with(&path, &one_provider);
+        File::options()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(lines(1, 3).as_bytes())
+            .unwrap();
+        copy_truncate_once(&AtomicBool::new(false), &path, &copy);
+        let again = AtomicBool::new(false);
+        let rotate_again = |ip| {
+            if !again.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                fs::write(&path, lines(10, 15)).unwrap();
+                fs::rename(&copy, &older).unwrap();
+                copy_truncate_once(&AtomicBool::new(false), &path, &copy);
+                fs::write(&path, lines(20, 23)).unwrap();
+            }
+            one_provider(ip)
+        };
+        let mut second = Ingest::new(parser(), 1, 5, 50, &rotate_again, crate::spool::for_tests());
+        second.begin_source(parser());
+        let cursor = read_alone(&path, Some(&cursor), &mut second)
+            .unwrap()
+            .cursor
+            .unwrap();
+        let second = second.finish().unwrap().summary.lines_matched;
+        let mut third = scan();
+        read_alone(&path, Some(&cursor), &mut third).unwrap();
+        let third = third.finish().unwrap().summary.lines_matched;
+        assert_eq!((first, second, third), (1, 2, 5 + 3));
     }
 
     /// The same, with the file read by several threads: the pieces after the first one read
