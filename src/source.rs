@@ -2256,37 +2256,45 @@ mod tests {
         assert_eq!(read_second, 100, "the new lines, and not the copy again");
     }
 
-    /// logrotate's `copytruncate` comes twice in a row: the run finishes the first copy, and
-    /// while it does, the log is copied and truncated again and new lines written, more than
-    /// the run would have read past. The log's new text is not read from where the old one
-    /// was to be read, nor taken for the old: it is left to the next run, which reads the
-    /// second copy and then the log, every line once.
-    #[test]
-    fn a_log_truncated_and_written_again_while_the_run_reads_its_copy_is_left_to_the_next_run() {
+    /// Numbered lines `from..to`.
+    fn lines(range: std::ops::Range<u64>) -> String {
+        range.map(numbered_line).collect()
+    }
+
+    /// Three reads of a log that `copytruncate` rotates twice: the log starts with `start`,
+    /// gets `appended` and is copied and truncated (then gets `after`, if any); the second
+    /// read meets the second copytruncate while it reads the first copy: the log gets
+    /// `during` (if any), is copied and truncated again, and gets `last`. The lines each read
+    /// matched.
+    fn copytruncated_again_during_a_run(
+        start: std::ops::Range<u64>,
+        appended: std::ops::Range<u64>,
+        after: Option<std::ops::Range<u64>>,
+        during: Option<std::ops::Range<u64>>,
+        last: std::ops::Range<u64>,
+    ) -> (u64, u64, u64) {
         use std::io::Write;
         use std::sync::atomic::AtomicBool;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("messages");
         let (copy, older) = (dir.path().join("messages.1"), dir.path().join("messages.2"));
-        let lines = |from: u64, to: u64| -> String { (from..to).map(numbered_line).collect() };
-        fs::write(&path, lines(0, 2)).unwrap();
+        fs::write(&path, lines(start)).unwrap();
         let (cursor, first) = first_read_with(&path, &one_provider);
-        // More lines, then a copytruncate and new lines no run read yet.
-        File::options()
-            .append(true)
-            .open(&path)
-            .unwrap()
-            .write_all(lines(2, 5).as_bytes())
-            .unwrap();
+        let mut log = File::options().append(true).open(&path).unwrap();
+        log.write_all(lines(appended).as_bytes()).unwrap();
         copy_truncate_once(&AtomicBool::new(false), &path, &copy);
-        fs::write(&path, lines(10, 13)).unwrap();
-        // The next copytruncate lands while the run reads the first copy.
+        if let Some(after) = after {
+            fs::write(&path, lines(after)).unwrap();
+        }
         let again = AtomicBool::new(false);
         let rotate_again = |ip| {
             if !again.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                if let Some(during) = during.clone() {
+                    fs::write(&path, lines(during)).unwrap();
+                }
                 fs::rename(&copy, &older).unwrap();
                 copy_truncate_once(&AtomicBool::new(false), &path, &copy);
-                fs::write(&path, lines(20, 26)).unwrap();
+                fs::write(&path, lines(last.clone())).unwrap();
             }
             one_provider(ip)
         };
@@ -2299,8 +2307,18 @@ mod tests {
         let second = second.finish().unwrap().summary.lines_matched;
         let mut third = scan();
         read_alone(&path, Some(&cursor), &mut third).unwrap();
-        let third = third.finish().unwrap().summary.lines_matched;
-        assert_eq!((first, second, third), (2, 3, 3 + 6));
+        (first, second, third.finish().unwrap().summary.lines_matched)
+    }
+
+    /// logrotate's `copytruncate` comes twice in a row: the run finishes the first copy, and
+    /// while it does, the log is copied and truncated again and new lines written, more than
+    /// the run would have read past. The log's new text is not read from where the old one
+    /// was to be read, nor taken for the old: it is left to the next run, which reads the
+    /// second copy and then the log, every line once.
+    #[test]
+    fn a_log_truncated_and_written_again_while_the_run_reads_its_copy_is_left_to_the_next_run() {
+        let read = copytruncated_again_during_a_run(0..2, 2..5, Some(10..13), None, 20..26);
+        assert_eq!(read, (2, 3, 3 + 6));
     }
 
     /// The log is empty when the run opens it, just after a `copytruncate`; while the run
@@ -2310,42 +2328,8 @@ mod tests {
     /// second copy, which the run's listing missed, and then the log: every line once.
     #[test]
     fn a_log_empty_when_opened_and_copytruncated_during_the_run_is_left_to_the_next_run() {
-        use std::io::Write;
-        use std::sync::atomic::AtomicBool;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("messages");
-        let (copy, older) = (dir.path().join("messages.1"), dir.path().join("messages.2"));
-        let lines = |from: u64, to: u64| -> String { (from..to).map(numbered_line).collect() };
-        fs::write(&path, lines(0, 1)).unwrap();
-        let (cursor, first) = first_read_with(&path, &one_provider);
-        File::options()
-            .append(true)
-            .open(&path)
-            .unwrap()
-            .write_all(lines(1, 3).as_bytes())
-            .unwrap();
-        copy_truncate_once(&AtomicBool::new(false), &path, &copy);
-        let again = AtomicBool::new(false);
-        let rotate_again = |ip| {
-            if !again.swap(true, std::sync::atomic::Ordering::SeqCst) {
-                fs::write(&path, lines(10, 15)).unwrap();
-                fs::rename(&copy, &older).unwrap();
-                copy_truncate_once(&AtomicBool::new(false), &path, &copy);
-                fs::write(&path, lines(20, 23)).unwrap();
-            }
-            one_provider(ip)
-        };
-        let mut second = Ingest::new(parser(), 1, 5, 50, &rotate_again, crate::spool::for_tests());
-        second.begin_source(parser());
-        let cursor = read_alone(&path, Some(&cursor), &mut second)
-            .unwrap()
-            .cursor
-            .unwrap();
-        let second = second.finish().unwrap().summary.lines_matched;
-        let mut third = scan();
-        read_alone(&path, Some(&cursor), &mut third).unwrap();
-        let third = third.finish().unwrap().summary.lines_matched;
-        assert_eq!((first, second, third), (1, 2, 5 + 3));
+        let read = copytruncated_again_during_a_run(0..1, 1..3, None, Some(10..15), 20..23);
+        assert_eq!(read, (1, 2, 5 + 3));
     }
 
     /// The same, with the file read by several threads: the pieces after the first one read
