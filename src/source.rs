@@ -477,8 +477,9 @@ fn other_compression(name: &str, gzip: bool, first_line: &[u8]) -> Option<&'stat
 
 /// Whether `suffix`, what follows a log's name in the name of another file of its folder,
 /// is one that logrotate (or savelog) gives a rotated copy of it: `.` and a number (`.1`,
-/// `.2.gz`), or `.` or `-` and a date of at least six digits, with or without separators
-/// (`dateext`: `-20260125`, `-2026012513.gz`, `.2026-01-25`); compressed or not. Any other
+/// `.2.gz`), or `.` or `-` and a date, with or without separators: six digits or more, or a
+/// year (`dateext`: `-20260125`, `-2026012513.gz`, `.2026-01-25`, `-2026`); compressed or
+/// not. Any other
 /// suffix names another log: `web-1` and `fw-dmz` are other hosts' or other rules' files,
 /// not the history of `web` and `fw`, and `fw.example.org` is no rotated `fw`.
 fn is_rotation_suffix(suffix: &[u8]) -> bool {
@@ -496,8 +497,15 @@ fn is_rotation_suffix(suffix: &[u8]) -> bool {
     if !(rest.iter()).all(|b| b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')) {
         return false;
     }
+    // `yearly` with `dateformat -%Y`: a year alone, which no host's number is taken for
+    // unless it reads as one.
+    let year = (rest.get(..4))
+        .filter(|y| y.iter().all(numeral))
+        .and_then(|y| std::str::from_utf8(y).ok()?.parse::<u16>().ok())
+        .is_some_and(|y| (1970..2100).contains(&y));
     (separator == b'.' && rest.iter().all(numeral))
         || rest.iter().filter(|b| numeral(b)).count() >= 6
+        || year
 }
 
 /// The first line of a stream, newline included, at most [`FINGERPRINT_LEN`] bytes.
@@ -1892,6 +1900,10 @@ mod tests {
             ".2026-01-25",
             "-2026-01-25_1737800000",
             ".20260125.zst",
+            "-2026",
+            "-2026.gz",
+            "-2026-01",
+            "-202601",
         ] {
             assert!(is_rotation_suffix(rotated.as_bytes()), "{rotated}");
         }
@@ -1909,7 +1921,9 @@ mod tests {
             "-old",
             "_20260125",
             ".1a",
-            "-2026",
+            "-1001",
+            "-123",
+            "-3000",
             ".1.log",
             "-web-20260125",
             ".-1",
