@@ -951,10 +951,15 @@ fn catch_up(all: &[Sibling], cursor: &Cursor) -> Catchup {
             .or_else(|| all.iter().position(is_cursor_file))
     };
     match found {
+        // The files listed before the cursor's are those rotated after it, read whole; but
+        // one the cursor knew was there already (known by mtime as the newest only because
+        // gzip, run later, gave it its own time) is read only past what the cursor knew.
         Some(i) => Catchup {
             grown: Vec::new(),
             previous: Some(all[i].rotated_from(0)),
-            newer: all[..i].iter().rev().map(|s| s.rotated_from(0)).collect(),
+            newer: (all[..i].iter().rev())
+                .filter_map(|s| unread_part(cursor, s).map(|from| s.rotated_from(from)))
+                .collect(),
         },
         // Nothing of an empty file (or of one whose first line was unfinished) was read, and
         // a file that is gone was read before it went:

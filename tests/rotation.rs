@@ -1193,6 +1193,48 @@ fn another_log_that_gets_an_empty_logs_inode_number_is_not_read_as_its_history()
     );
 }
 
+/// `dateext` with `delaycompress`: at the second rotation the older dated file is compressed
+/// and the log renamed. A `.gz` made by a tool that gives it its own time looks newer than
+/// the file renamed after it, which the cursor was reading: it is known text all the same,
+/// and is not read again.
+#[test]
+fn a_compressed_dated_file_newer_by_its_time_than_the_cursors_is_not_read_again() {
+    let s = Setup::standard();
+    let (a, b, c) = ("3.5.140.2", "3.5.140.3", "3.5.140.4");
+    s.write("messages", &minutes(a, 0, 2));
+    s.run(&["run"]).ok();
+    fs::rename(s.path("messages"), s.path("messages-20260124")).unwrap();
+    s.write("messages", &minutes(b, 10, 2));
+    s.run(&["run"]).ok();
+    // The next rotation: the older dated file compressed (now), the log renamed.
+    let text = fs::read(s.path("messages-20260124")).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(
+        fs::File::create(s.path("messages-20260124.gz")).unwrap(),
+        flate2::Compression::fast(),
+    );
+    gz.write_all(&text).unwrap();
+    gz.finish().unwrap();
+    fs::remove_file(s.path("messages-20260124")).unwrap();
+    fs::rename(s.path("messages"), s.path("messages-20260125")).unwrap();
+    s.write("messages", &minutes(c, 20, 2));
+    let now = std::time::SystemTime::now();
+    let at = |name: &str, time| {
+        let file = fs::File::options().write(true).open(s.path(name)).unwrap();
+        file.set_modified(time).unwrap();
+    };
+    at(
+        "messages-20260124.gz",
+        now + std::time::Duration::from_secs(60),
+    );
+    at(
+        "messages-20260125",
+        now - std::time::Duration::from_secs(60),
+    );
+    let out = s.run(&["-v", "run"]).ok();
+    let hits = observed_hits(&s);
+    assert_eq!((hits[a], hits[b], hits[c]), (2, 2, 2), "{}", out.stderr);
+}
+
 /// The packets of `ip` at minutes `from..from + n` past 10:00, one a minute.
 fn minutes(ip: &str, from: u32, n: u32) -> String {
     (from..from + n)
