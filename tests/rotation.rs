@@ -1146,6 +1146,18 @@ fn an_empty_renamed_file_written_then_compressed_is_read_when_its_inode_is_reuse
     log.check();
 }
 
+/// `name` compressed as logrotate does it: `name.gz` written, then `name` removed.
+fn gzip_in_place(s: &Setup, name: &str) {
+    let text = fs::read(s.path(name)).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(
+        fs::File::create(s.path(&format!("{name}.gz"))).unwrap(),
+        flate2::Compression::fast(),
+    );
+    gz.write_all(&text).unwrap();
+    gz.finish().unwrap();
+    fs::remove_file(s.path(name)).unwrap();
+}
+
 /// The log was empty when a run took its cursor (nothing of a first line to know it by).
 /// Then it is written to, rotated and compressed at once, and the file system gives its inode
 /// number to another log of the folder (`syslog`, rotated next). That file is made later than
@@ -1169,14 +1181,7 @@ fn another_log_that_gets_an_empty_logs_inode_number_is_not_read_as_its_history()
     // logrotate without delaycompress: renamed, a new file made, the old one compressed.
     fs::rename(s.path("messages"), s.path("messages.1")).unwrap();
     s.write("messages", "");
-    let text = fs::read(s.path("messages.1")).unwrap();
-    let mut gz = flate2::write::GzEncoder::new(
-        fs::File::create(s.path("messages.1.gz")).unwrap(),
-        flate2::Compression::fast(),
-    );
-    gz.write_all(&text).unwrap();
-    gz.finish().unwrap();
-    fs::remove_file(s.path("messages.1")).unwrap();
+    gzip_in_place(&s, "messages.1");
     // The next log of the folder rotated: its new file may get the freed number.
     fs::rename(s.path("syslog"), s.path("syslog.1")).unwrap();
     s.write("syslog", "");
@@ -1207,14 +1212,7 @@ fn a_compressed_dated_file_newer_by_its_time_than_the_cursors_is_not_read_again(
     s.write("messages", &minutes(b, 10, 2));
     s.run(&["run"]).ok();
     // The next rotation: the older dated file compressed (now), the log renamed.
-    let text = fs::read(s.path("messages-20260124")).unwrap();
-    let mut gz = flate2::write::GzEncoder::new(
-        fs::File::create(s.path("messages-20260124.gz")).unwrap(),
-        flate2::Compression::fast(),
-    );
-    gz.write_all(&text).unwrap();
-    gz.finish().unwrap();
-    fs::remove_file(s.path("messages-20260124")).unwrap();
+    gzip_in_place(&s, "messages-20260124");
     fs::rename(s.path("messages"), s.path("messages-20260125")).unwrap();
     s.write("messages", &minutes(c, 20, 2));
     let now = std::time::SystemTime::now();
