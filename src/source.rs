@@ -89,9 +89,14 @@ impl KnownFile {
     /// Whether `open` is this file by its inode: the same number, and, where both birth
     /// times are known, the same birth.
     fn same_inode(&self, open: &OpenFile) -> bool {
-        (self.dev, self.ino) == (open.dev, open.ino)
-            && self.born.zip(open.born).is_none_or(|(a, b)| a == b)
+        (self.dev, self.ino) == (open.dev, open.ino) && born_alike(self.born, open.born)
     }
+}
+
+/// Whether two birth times can be one file's: the same, or one of them unknown (a file
+/// system that keeps none, a state an older release wrote).
+fn born_alike(a: Option<(i64, u32)>, b: Option<(i64, u32)>) -> bool {
+    a.zip(b).is_none_or(|(a, b)| a == b)
 }
 
 /// One file as it is on disk now, as its open descriptor says.
@@ -479,8 +484,7 @@ fn other_compression(name: &str, gzip: bool, first_line: &[u8]) -> Option<&'stat
 /// is one that logrotate (or savelog) gives a rotated copy of it: `.` and a number (`.1`,
 /// `.2.gz`), or `.` or `-` and a date, with or without separators: six digits or more, or a
 /// year (`dateext`: `-20260125`, `-2026012513.gz`, `.2026-01-25`, `-2026`); compressed or
-/// not. Any other
-/// suffix names another log: `web-1` and `fw-dmz` are other hosts' or other rules' files,
+/// not. Any other suffix names another log: `web-1` and `fw-dmz` are other hosts' or other rules' files,
 /// not the history of `web` and `fw`, and `fw.example.org` is no rotated `fw`.
 fn is_rotation_suffix(suffix: &[u8]) -> bool {
     let compressed = std::iter::once(".gz")
@@ -600,15 +604,17 @@ fn copied_and_rewritten(live: &OpenFile, cursor: &Cursor, rotated: &[Sibling]) -
     Ok(false)
 }
 
-/// Whether the rotated file `s`, read from its start to `end`, held nothing but the live
-/// file's first `end` bytes: a copy of it that logrotate's `copytruncate` is making, or made
-/// and has not truncated the live file after yet. Its lines were read in the copy, and the
-/// live file goes on after them: `end` then, else 0.
-fn copy_read_of(live: &OpenFile, s: &Sibling, end: u64) -> io::Result<u64> {
-    if live.gzip || s.open.gzip || end == 0 || !known_by_first_line(&s.first_line) {
-        return Ok(0);
-    }
-    if live.first_line()? != s.first_line {
+/// Whether the rotated file `s`, read from its start to `end`, held nothing but the first
+/// `end` bytes of the live file, which begins with `begins`: a copy of it that logrotate's
+/// `copytruncate` is making, or made and has not truncated the live file after yet. Its
+/// lines were read in the copy, and the live file goes on after them: `end` then, else 0.
+fn copy_read_of(live: &OpenFile, begins: &[u8], s: &Sibling, end: u64) -> io::Result<u64> {
+    if live.gzip
+        || s.open.gzip
+        || end == 0
+        || !known_by_first_line(&s.first_line)
+        || begins != s.first_line
+    {
         return Ok(0);
     }
     let (mut mine, mut theirs) = (Vec::new(), Vec::new());
@@ -1212,11 +1218,7 @@ fn moved_in_folder(path: &Path, cursor: &Cursor, folders: &mut Folders) -> Optio
         // A file made after the cursor's was (a log of the folder that got its inode number
         // once it was deleted) is another file, however little of its first line the cursor
         // knew.
-        if cursor
-            .born
-            .zip(open.born)
-            .is_some_and(|(then, now)| then != now)
-        {
+        if !born_alike(cursor.born, open.born) {
             return None;
         }
         let first_line = open.first_line().unwrap_or_default();
@@ -1344,27 +1346,12 @@ fn read_opened(
         });
     }
     if let (Some(file), Some(now)) = (&live, &now) {
-        // A rotated file just read whole that is a copy of the live file's beginning holds
-        // its first lines: logrotate's copytruncate copying it (or done copying, the
-        // truncate still to come). The live file goes on after them.
-        let copied = match last_read_whole {
-            Some((s, end)) => {
-                copy_read_of(file, s, end).with_context(|| format!("source {shown}"))?
-            }
-            None => 0,
-        };
-        let from = match &decision {
-            Decision::Append(_) => cursor.map_or(0, |c| c.offset).max(copied),
-            Decision::Fresh(_) if cursor.is_none() && start == StartAt::End => file
-                .last_line_end()
-                .with_context(|| format!("source {shown}"))?,
-            _ => copied,
-        };
         // Truncated and written to again since it was opened (`copytruncate` while the run
-        // read the rotated files), the file holds another text from `from` on, and the cursor
-        // would take an offset in the one for an offset in the other. It is left to the next
-        // run, which finds the copy and reads the new text from its start. Looked at last
-        // thing before the read: what a truncate during the read does is the read's own.
+        // read the rotated files), the file holds another text from where its read would
+        // start, and the cursor would take an offset in the one for an offset in the other.
+        // It is left to the next run, which finds the copy and reads the new text from its
+        // start. Looked at last thing before the read: what a truncate during the read does
+        // is the read's own.
         let begins = file
             .first_line()
             .with_context(|| format!("source {shown}"))?;
@@ -1375,6 +1362,21 @@ fn read_opened(
         // files it did not know before the file.
         let nothing_then = cursor.is_some() && !known_by_first_line(&now.fingerprint);
         if same_start(&now.fingerprint, &begins) && !nothing_then {
+            // A rotated file just read whole that is a copy of the live file's beginning
+            // holds its first lines: logrotate's copytruncate copying it (or done copying,
+            // the truncate still to come). The live file goes on after them.
+            let copied = match last_read_whole {
+                Some((s, end)) => copy_read_of(file, &begins, s, end)
+                    .with_context(|| format!("source {shown}"))?,
+                None => 0,
+            };
+            let from = match &decision {
+                Decision::Append(_) => cursor.map_or(0, |c| c.offset).max(copied),
+                Decision::Fresh(_) if cursor.is_none() && start == StartAt::End => file
+                    .last_line_end()
+                    .with_context(|| format!("source {shown}"))?,
+                _ => copied,
+            };
             let end = read_reporting(path, file, from, ingest, &mut warnings)?;
             next = Some(Cursor {
                 dev: now.dev,
