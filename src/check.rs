@@ -353,7 +353,7 @@ fn check_templates(t: &mut Tally, settings: &Settings, names: &[&str], now: Date
 /// The state opens and belongs to this configuration.
 fn check_state(t: &mut Tally, settings: &Settings, providers: &[Provider]) {
     // A file there, or a link to nothing: a run refuses it (78).
-    if let Some(e) = crate::send::never_a_folder(&settings.state_dir) {
+    if let Some(e) = crate::folder::never_a_folder(&settings.state_dir) {
         t.config("state", &format!("state_dir {e}"));
         return;
     }
@@ -454,7 +454,7 @@ fn check_mail(t: &mut Tally, settings: &Settings, smtp: bool) {
             },
             Err(e) => t.config("mail", &format!("mail.sendmail_path {e}")),
         },
-        TransportConfig::File { dir } => match crate::send::placeable(dir) {
+        TransportConfig::File { dir } => match crate::folder::placeable(dir) {
             Ok(()) => t.ok("mail", &format!("file: .eml files into {}", dir.display())),
             Err(e) => t.config("mail", &format!("mail.dir {e}")),
         },

@@ -18,6 +18,7 @@ pub mod enrich;
 pub mod error;
 pub mod excerpt;
 pub mod firewall;
+pub mod folder;
 pub mod http;
 pub mod ingest;
 pub mod intake;

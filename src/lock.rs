@@ -23,7 +23,7 @@ pub struct RunLock {
 pub fn acquire(state_dir: &Path, say: bool) -> Result<Option<RunLock>> {
     // A file there, or a link to nothing, is no folder any run could make: said as the
     // configuration's, as `check` says it.
-    if let Some(e) = crate::send::never_a_folder(state_dir) {
+    if let Some(e) = crate::folder::never_a_folder(state_dir) {
         return Err(crate::error::ConfigError(format!("state_dir {e}")).into());
     }
     std::fs::DirBuilder::new()

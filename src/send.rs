@@ -105,57 +105,10 @@ pub fn transport(config: &TransportConfig) -> Result<Box<dyn Transport>> {
         TransportConfig::Smtp(smtp) => Box::new(Smtp::new(smtp)?),
         TransportConfig::Sendmail { path, timeout } => Box::new(Sendmail::new(path, *timeout)?),
         TransportConfig::File { dir } => {
-            placeable(dir).map_err(|e| anyhow::anyhow!("mail.dir {e}"))?;
+            crate::folder::placeable(dir).map_err(|e| anyhow::anyhow!("mail.dir {e}"))?;
             Box::new(FileDrop { dir: dir.clone() })
         }
     })
-}
-
-/// What makes `dir` a folder no run can ever use, if anything: a file where it or a folder on
-/// its way goes, or a symbolic link to nothing. Other trouble looking at it (a slow network
-/// mount, permissions) is not said here: the run that needs the folder meets it and says it.
-pub fn never_a_folder(dir: &Path) -> Option<String> {
-    match folder_fault(dir) {
-        Err(Fault::Lasting(e)) => Some(e),
-        _ => None,
-    }
-}
-
-/// Whether `.eml` files can go into `dir`: it is a folder, or can be made one (the nearest
-/// thing on its way that exists is a folder, not a file). Waiting does not change that.
-pub fn placeable(dir: &Path) -> Result<(), String> {
-    folder_fault(dir).map_err(|(Fault::Lasting(e) | Fault::Other(e))| e)
-}
-
-/// Why a folder cannot be used or made at `dir`.
-enum Fault {
-    /// A file on its way, or a link to nothing: so until the operator changes it.
-    Lasting(String),
-    /// Anything else met looking.
-    Other(String),
-}
-
-/// Looks at `dir` and, while nothing is there, at the folders it would be made in.
-fn folder_fault(dir: &Path) -> Result<(), Fault> {
-    let mut at = Some(dir);
-    while let Some(p) = at {
-        match fs::metadata(p) {
-            Ok(m) if m.is_dir() => return Ok(()),
-            Ok(_) => return Err(Fault::Lasting(format!("{}: not a folder", p.display()))),
-            // A link to nothing: the folder cannot be made where it points, ever.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && p.is_symlink() => {
-                let to = fs::read_link(p).unwrap_or_default();
-                return Err(Fault::Lasting(format!(
-                    "{}: a link to {}, which does not exist",
-                    p.display(),
-                    to.display()
-                )));
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => at = p.parent(),
-            Err(e) => return Err(Fault::Other(format!("{}: {e}", p.display()))),
-        }
-    }
-    Ok(())
 }
 
 /// The time a run's deliveries may take: each message, and all of them together.

@@ -1,0 +1,53 @@
+//! Whether a configured folder (`state_dir`, `mail.dir`) can be used or made: the check the
+//! run lock, the file transport and `check` share, so that each says the same thing about the
+//! same path.
+
+use std::fs;
+use std::path::Path;
+
+/// What makes `dir` a folder no run can ever use, if anything: a file where it or a folder on
+/// its way goes, or a symbolic link to nothing. Other trouble looking at it (a slow network
+/// mount, permissions) is not said here: the run that needs the folder meets it and says it.
+pub fn never_a_folder(dir: &Path) -> Option<String> {
+    match folder_fault(dir) {
+        Err(Fault::Lasting(e)) => Some(e),
+        _ => None,
+    }
+}
+
+/// Whether `.eml` files can go into `dir`: it is a folder, or can be made one (the nearest
+/// thing on its way that exists is a folder, not a file). Waiting does not change that.
+pub fn placeable(dir: &Path) -> Result<(), String> {
+    folder_fault(dir).map_err(|(Fault::Lasting(e) | Fault::Other(e))| e)
+}
+
+/// Why a folder cannot be used or made at `dir`.
+enum Fault {
+    /// A file on its way, or a link to nothing: so until the operator changes it.
+    Lasting(String),
+    /// Anything else met looking.
+    Other(String),
+}
+
+/// Looks at `dir` and, while nothing is there, at the folders it would be made in.
+fn folder_fault(dir: &Path) -> Result<(), Fault> {
+    let mut at = Some(dir);
+    while let Some(p) = at {
+        match fs::metadata(p) {
+            Ok(m) if m.is_dir() => return Ok(()),
+            Ok(_) => return Err(Fault::Lasting(format!("{}: not a folder", p.display()))),
+            // A link to nothing: the folder cannot be made where it points, ever.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && p.is_symlink() => {
+                let to = fs::read_link(p).unwrap_or_default();
+                return Err(Fault::Lasting(format!(
+                    "{}: a link to {}, which does not exist",
+                    p.display(),
+                    to.display()
+                )));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => at = p.parent(),
+            Err(e) => return Err(Fault::Other(format!("{}: {e}", p.display()))),
+        }
+    }
+    Ok(())
+}
