@@ -522,17 +522,13 @@ fn first_line(reader: impl Read) -> io::Result<Vec<u8>> {
     Ok(head)
 }
 
-/// The first line to know a file by once it was read, given the one it began with when it
-/// was opened and what it begins with now. A first line still being written when the file was
-/// opened is known by all of it; but a file truncated while it was read (logrotate's
-/// `copytruncate`) begins with other bytes or none, and is known by what it held, so that the
-/// next run finds the copy, finishes it from where the read stopped, and reads the new text
-/// from its start.
-fn first_line_after_read(at_open: &[u8], now: io::Result<Vec<u8>>) -> Vec<u8> {
-    match now {
-        Ok(now) if same_start(at_open, &now) => now,
-        _ => at_open.to_vec(),
-    }
+/// The first line to know a file by once it was read, given the one it began with right
+/// before the read and what it begins with now; `None` when it no longer begins that way. A
+/// first line still being written when the read began is known by all of it; but a file
+/// truncated while it was read (logrotate's `copytruncate`) begins with other bytes or none,
+/// and what the read took from it after the truncate was not the text it began in.
+fn first_line_after_read(before: &[u8], now: io::Result<Vec<u8>>) -> Option<Vec<u8>> {
+    now.ok().filter(|now| same_start(before, now))
 }
 
 /// Whether the plain file at `path` begins as a cursor recorded (`fingerprint`): the file a
@@ -1350,8 +1346,7 @@ fn read_opened(
         // read the rotated files), the file holds another text from where its read would
         // start, and the cursor would take an offset in the one for an offset in the other.
         // It is left to the next run, which finds the copy and reads the new text from its
-        // start. Looked at last thing before the read: what a truncate during the read does
-        // is the read's own.
+        // start. Looked at last thing before the read, and again after it (below).
         let begins = file
             .first_line()
             .with_context(|| format!("source {shown}"))?;
@@ -1377,12 +1372,26 @@ fn read_opened(
                     .with_context(|| format!("source {shown}"))?,
                 _ => copied,
             };
-            let end = read_reporting(path, file, from, ingest, &mut warnings)?;
+            // Read apart, and taken in only if the file still begins as it did: truncated and
+            // written past the read's place while it was read (`copytruncate` during the
+            // read), the file gave the read the new text's bytes at the old text's offsets,
+            // lines of neither. The read then counts nothing, and its cursor stays where the
+            // read began, known by the old first line: the next run finds the copy by it and
+            // reads on there, then the new text from its start.
+            let mut part = ingest.fork();
+            let end = read_reporting(path, file, from, &mut part, &mut warnings)?;
+            let (offset, fingerprint) = match first_line_after_read(&begins, file.first_line()) {
+                Some(first) => {
+                    ingest.absorb(part);
+                    (end, first)
+                }
+                None => (from, begins),
+            };
             next = Some(Cursor {
                 dev: now.dev,
                 ino: now.ino,
-                fingerprint: first_line_after_read(&now.fingerprint, file.first_line()),
-                offset: end,
+                fingerprint,
+                offset,
                 known_siblings: Vec::new(),
                 born: file.born,
             });
@@ -2241,6 +2250,59 @@ mod tests {
         assert_eq!(read_first + read_second, 2000 + 3000);
     }
 
+    /// logrotate's `copytruncate` lands while a run reads the log, and the daemon writes more
+    /// than the read had reached before the read goes on: the rest of the read would be the new
+    /// text's bytes at the old text's offsets. The run counts none of that read, and the next
+    /// one reads the copy and then the new text: every line once, none in another's place.
+    #[test]
+    fn copytruncate_and_more_lines_during_the_logs_own_read_count_every_line_once() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("messages");
+        let old = lines(0..2000);
+        let new = lines(5000..8000);
+        fs::write(&path, &old).unwrap();
+        let copied = AtomicBool::new(false);
+        // At the first new source, one buffer into the read.
+        let rotate_and_write_then_attribute = |ip| {
+            if !copied.load(Ordering::SeqCst) {
+                copy_truncate_once(&copied, &path, &dir.path().join("messages.1"));
+                fs::write(&path, &new).unwrap();
+            }
+            one_provider(ip)
+        };
+        let mut first = Ingest::new(
+            parser(),
+            1,
+            5,
+            50,
+            &rotate_and_write_then_attribute,
+            crate::spool::for_tests(),
+        );
+        first.set_buffer_size(4096);
+        first.begin_source(parser());
+        let cursor = read_alone(&path, None, &mut first).unwrap().cursor.unwrap();
+        let first = first.finish().unwrap();
+        assert!(copied.load(Ordering::SeqCst));
+        let mut second = scan();
+        read_alone(&path, Some(&cursor), &mut second).unwrap();
+        let second = second.finish().unwrap();
+        let mut counted = std::collections::BTreeMap::new();
+        for o in first.observations.iter().chain(second.observations.iter()) {
+            *counted.entry(o.ip).or_insert(0) += o.hits;
+        }
+        let mut logged = std::collections::BTreeMap::new();
+        for n in (0..2000).chain(5000..8000) {
+            let ip: std::net::IpAddr = format!("34.208.{}.{}", n % 7, n % 13 + 1).parse().unwrap();
+            *logged.entry(ip).or_insert(0) += 1;
+        }
+        assert!(counted == logged, "each address's packets, once");
+        assert_eq!(
+            first.summary.lines_matched + second.summary.lines_matched,
+            5000
+        );
+    }
+
     /// A first read meets `copytruncate` done copying: the copy is read whole as a rotated
     /// file, and logrotate truncates the log while the run is at the copy, before it reads
     /// the log. The next run reads on in the copy from where that read ended (nothing is
@@ -2398,19 +2460,29 @@ mod tests {
     }
 
     #[test]
-    fn first_line_known_after_a_read_grows_only_from_the_one_opened() {
+    fn first_line_known_after_a_read_grows_only_from_the_one_before() {
         let line = b"Jan 25 10:00:00 web1 kernel: first\n".to_vec();
         let half = line[..10].to_vec();
-        assert_eq!(first_line_after_read(&half, Ok(line.clone())), line);
-        assert_eq!(first_line_after_read(b"", Ok(line.clone())), line);
-        assert_eq!(first_line_after_read(&line, Ok(Vec::new())), line);
+        assert_eq!(
+            first_line_after_read(&half, Ok(line.clone())),
+            Some(line.clone())
+        );
+        assert_eq!(
+            first_line_after_read(b"", Ok(line.clone())),
+            Some(line.clone())
+        );
+        assert_eq!(
+            first_line_after_read(&line, Ok(line.clone())),
+            Some(line.clone())
+        );
+        assert_eq!(first_line_after_read(&line, Ok(Vec::new())), None);
         assert_eq!(
             first_line_after_read(&line, Ok(b"Jan 26 other\n".to_vec())),
-            line
+            None
         );
         assert_eq!(
             first_line_after_read(&line, Err(io::Error::other("gone"))),
-            line
+            None
         );
     }
 
