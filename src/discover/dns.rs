@@ -221,22 +221,40 @@ fn ask_tcp(
     let mut framed = (query.len() as u16).to_be_bytes().to_vec();
     framed.extend_from_slice(query);
     stream.write_all(&framed).map_err(io)?;
-    stream.set_read_timeout(Some(left()?)).map_err(io)?;
     let mut len = [0u8; 2];
-    stream.read_exact(&mut len).map_err(io)?;
+    read_before(&mut stream, &mut len, end).map_err(io)?;
     let len = u16::from_be_bytes(len) as usize;
     if len > MAX_TCP_ANSWER {
         return Err(DnsError::Malformed(format!("{len}-byte answer")));
     }
     let mut buf = vec![0u8; len];
-    stream.set_read_timeout(Some(left()?)).map_err(io)?;
-    stream.read_exact(&mut buf).map_err(io)?;
+    read_before(&mut stream, &mut buf, end).map_err(io)?;
     match parse_answer(&buf, id, name) {
         Ok(Answer::Texts(t)) => Ok(t),
         Ok(Answer::Truncated) => Err(DnsError::Malformed("truncated over TCP".into())),
         Err(Parse::NotOurs) => Err(DnsError::Malformed("an answer to another question".into())),
         Err(Parse::Error(e)) => Err(e),
     }
+}
+
+/// Fills `buf` from `stream` by `end`: a timeout on each read alone would let a server that
+/// sends a byte now and then hold the question for as long as the answer is long.
+fn read_before(stream: &mut TcpStream, buf: &mut [u8], end: Instant) -> std::io::Result<()> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        stream.set_read_timeout(Some(left))?;
+        match stream.read(&mut buf[filled..]) {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// A recursive query for `name` TXT IN, with an EDNS(0) OPT record.
@@ -531,6 +549,31 @@ mod tests {
             parse_answer(&bad, 1, name),
             Err(Parse::Error(DnsError::Malformed(_)))
         ));
+    }
+
+    /// A resolver that answers over TCP a byte at a time, each byte within any one read's
+    /// timeout: the question still ends at its deadline.
+    #[test]
+    fn an_answer_trickled_over_tcp_ends_at_the_questions_deadline() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let server = listener.local_addr().unwrap();
+        let name = "1.2.0.192.abuse-contacts.abusix.zone";
+        let answer = reply(9, 0, &[(16, b"\x06abuse@\x0bhoster.test")], name);
+        std::thread::spawn(move || {
+            let (mut client, _) = listener.accept().unwrap();
+            let mut framed = (answer.len() as u16).to_be_bytes().to_vec();
+            framed.extend_from_slice(&answer);
+            for byte in framed {
+                std::thread::sleep(Duration::from_millis(100));
+                if client.write_all(&[byte]).is_err() {
+                    return;
+                }
+            }
+        });
+        let query = build_query(9, name).unwrap();
+        let end = Instant::now() + Duration::from_millis(500);
+        let asked = ask_tcp(server, &query, 9, name, end);
+        assert!(matches!(asked, Err(DnsError::Timeout)), "{asked:?}");
     }
 
     #[test]
