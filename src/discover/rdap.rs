@@ -292,6 +292,8 @@ fn jcard_emails(entity: &Value) -> Vec<String> {
 pub struct Http {
     remote: ureq::Agent,
     local: ureq::Agent,
+    /// How long one [`Http::get`] may take, its redirects included.
+    deadline: Duration,
 }
 
 /// One answer: the URL that gave it, its status and body.
@@ -310,14 +312,26 @@ impl Http {
         Http {
             remote: crate::http::agent(tls.clone(), deadline, false),
             local: crate::http::agent(tls, deadline, true),
+            deadline,
         }
     }
 
-    /// GETs `url`, following redirects; at most `limit` bytes of the body are read.
+    /// GETs `url`, following redirects; at most `limit` bytes of the body are read. The whole
+    /// of it, every redirect's hop included, ends within the agents' deadline: a registry that
+    /// answers each hop slowly costs no more than one that answers once slowly.
     pub fn get(&self, url: &str, accept: &str, limit: u64) -> Result<Fetched, RdapError> {
+        let end = std::time::Instant::now() + self.deadline;
         let start = url;
         let mut url = url.to_string();
         for _ in 0..=MAX_REDIRECTS {
+            let left = end.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(RdapError::Transport(format!(
+                    "{}: no answer within {} s, redirects included",
+                    crate::excerpt::clean_line(&url, 200),
+                    self.deadline.as_secs_f32()
+                )));
+            }
             if !hop_allowed(start, &url) {
                 return Err(RdapError::Refused(format!(
                     "{}: only https:// (or http:// to loopback) is used",
@@ -331,6 +345,9 @@ impl Http {
             };
             let mut response = agent
                 .get(&url)
+                .config()
+                .timeout_global(Some(left))
+                .build()
                 .header("accept", accept)
                 .call()
                 .map_err(|e| RdapError::Transport(network(&e)))?;
@@ -413,6 +430,56 @@ mod tests {
         assert_eq!(at("198.51.100.7"), Some("http://127.0.0.1:9/rdap/"));
         assert_eq!(at("2001:db8::1"), Some("https://v6.example.test/"));
         assert_eq!(at("203.0.113.1"), None);
+    }
+
+    /// A loopback server that answers each request after `delay`: a redirect to the next
+    /// hop for the first `hops`, then an RDAP object.
+    fn slow_redirects(hops: usize, delay: Duration) -> String {
+        use std::io::{BufRead, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for hop in 0..=hops {
+                let Ok((client, _)) = listener.accept() else {
+                    return;
+                };
+                let mut reader = std::io::BufReader::new(client);
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                std::thread::sleep(delay);
+                let answer = if hop < hops {
+                    format!(
+                        "HTTP/1.1 302 Found\r\nlocation: /hop{}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                        hop + 1
+                    )
+                } else {
+                    let body = r#"{"objectClassName":"ip network"}"#;
+                    format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/rdap+json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                };
+                let _ = reader.get_mut().write_all(answer.as_bytes());
+            }
+        });
+        format!("{base}/hop0")
+    }
+
+    #[test]
+    fn redirects_share_one_deadline() {
+        let http = Http::new(Duration::from_millis(900));
+        // Each hop within the deadline, the three together past it.
+        let url = slow_redirects(2, Duration::from_millis(400));
+        let got = http.get(&url, "application/rdap+json", 1 << 20);
+        assert!(matches!(&got, Err(RdapError::Transport(_))), "{got:?}");
+        // The same server, answering at once: the redirects are followed.
+        let http = Http::new(Duration::from_secs(30));
+        let url = slow_redirects(2, Duration::ZERO);
+        let got = http.get(&url, "application/rdap+json", 1 << 20).unwrap();
+        assert_eq!(got.status, 200);
+        assert!(got.url.ends_with("/hop2"), "{}", got.url);
     }
 
     #[test]
