@@ -434,6 +434,49 @@ fn hostile_registry_answers_fail_only_their_address() {
     }
 }
 
+/// A registry names a mailbox with a quoted local part (`"abuse desk"@…`): no desk writes one,
+/// and its header did not read back as an address, so building its message failed the whole
+/// command, `preview` and the providers' reports included, for as long as it was cached.
+#[test]
+fn a_quoted_local_part_is_no_desk_and_fails_nothing_else() {
+    let (rdap, dns) = (Rdap::start(), Dns::start());
+    abuse_net(
+        &rdap,
+        &["45.1.0.6"],
+        "45.1.0.0",
+        "45.1.255.255",
+        "NET-QUOTED",
+        "\\\"abuse desk\\\"@hoster.de",
+    );
+    abuse_net(
+        &rdap,
+        &["45.2.0.1"],
+        "45.2.0.0",
+        "45.2.255.255",
+        "NET-GOOD",
+        "abuse@good.de",
+    );
+    let s = setup(&rdap, &dns, "abusix = false", "");
+    log(
+        &s,
+        &[
+            ("10:00:01", "45.1.0.6"),
+            ("10:00:02", "45.2.0.1"),
+            ("10:00:03", "3.5.140.2"),
+        ],
+    );
+    let previewed = s.run_bounded(&["preview"]);
+    assert_eq!(previewed.code, 0, "{}", previewed.stderr);
+    let ran = s.run_bounded(&["run"]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_eq!(
+        outbox_to(&s),
+        ["abuse@good.de", "ec2-abuse@amazon.com"],
+        "{}",
+        ran.stderr
+    );
+}
+
 /// A preview against a bootstrap URL keeps nothing: not the bootstrap file, not the answers.
 #[test]
 fn a_preview_with_a_bootstrap_url_changes_nothing_in_state_dir() {

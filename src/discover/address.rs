@@ -38,7 +38,8 @@ const PLACEHOLDER_WORDS: &[&str] = &[
     "notavailable",
 ];
 
-/// Domains of RFC 2606 / RFC 6761 that never have a real desk.
+/// Domains of RFC 2606 / RFC 6761 and the other special-use names (`.onion`, `.arpa` with
+/// `home.arpa`, `.internal`, `.alt`) that never have a real desk on the public network.
 const RESERVED_DOMAINS: &[&str] = &[
     "example.com",
     "example.net",
@@ -48,6 +49,10 @@ const RESERVED_DOMAINS: &[&str] = &[
     "test",
     "localhost",
     "local",
+    "onion",
+    "arpa",
+    "internal",
+    "alt",
 ];
 
 /// The registries themselves: their desks appear on blocks they do not manage (unallocated
@@ -79,7 +84,13 @@ pub fn check(text: &str) -> Result<Address, Refusal> {
     let address: Address = text.parse().map_err(|_| Refusal::Invalid)?;
     let user = address.user().to_ascii_lowercase();
     let domain = address.domain().to_ascii_lowercase();
-    if domain.starts_with('[') || !domain.contains('.') || domain.ends_with('.') {
+    // A mailbox as a desk writes it: a dot-atom before the `@` (a quoted one, `"a b"@…`, is
+    // no desk's, and its header may not read back as one address), a host name after it.
+    if !is_dot_atom(&user)
+        || !crate::http::is_host_name(&domain)
+        || !domain.contains('.')
+        || domain.ends_with('.')
+    {
         return Err(Refusal::Invalid);
     }
     if domain
@@ -99,6 +110,17 @@ pub fn check(text: &str) -> Result<Address, Refusal> {
         return Err(Refusal::Placeholder);
     }
     Address::new(address.user(), domain).map_err(|_| Refusal::Invalid)
+}
+
+/// RFC 5322's dot-atom: atoms of letters, digits and ``!#$%&'*+-/=?^_`{|}~``, joined by
+/// single dots.
+fn is_dot_atom(local: &str) -> bool {
+    local.split('.').all(|atom| {
+        !atom.is_empty()
+            && atom
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~".contains(&b))
+    })
 }
 
 /// Whether `domain` is one of `never` (lower case, no trailing dot) or below one.
@@ -166,8 +188,55 @@ mod tests {
             "abuse@hoster.net\r\nBcc: x@y.net",
             "abusé@hoster.net",
             "abuse@hoster.net.",
+            // Quoted local parts: no desk writes one, and the header of one with a space or an
+            // `@` did not read back as one address, which failed the whole run.
+            "\"abuse desk\"@hoster.net",
+            "\"victim@b.net\"@hoster.net",
+            "\"x>, <y\"@hoster.net",
+            "\"abuse\"@hoster.net",
+            ".abuse@hoster.net",
+            "ab..use@hoster.net",
+            // Domains that are no host name.
+            "mailto:abuse@a26.net?subject=x",
+            "abuse@a26.net?subject=x",
+            "abuse@hos/ter.net",
+            "abuse@hos%ter.net",
+            "abuse@hos!ter.net",
+            "abuse@-hoster.net",
         ] {
             assert_eq!(check(text), Err(Refusal::Invalid), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn special_use_domains_are_placeholders() {
+        for text in [
+            "abuse@hoster.internal",
+            "abuse@hiddenservice.onion",
+            "abuse@1.2.3.4.in-addr.arpa",
+            "abuse@router.home.arpa",
+            "abuse@hoster.alt",
+        ] {
+            assert_eq!(check(text), Err(Refusal::Placeholder), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn every_dot_atom_character_passes() {
+        for text in [
+            "abuse+reports@hoster.net",
+            "abuse_desk@hoster.net",
+            "o'brien@hoster.net",
+            "a.b-c=d@xn--hster-jua.net",
+        ] {
+            let address = check(text).unwrap_or_else(|e| panic!("{text:?}: {e:?}"));
+            // A message to it can be made: its header reads back as its envelope.
+            let message = lettre::Message::builder()
+                .from("reports@example.org".parse().unwrap())
+                .to(lettre::message::Mailbox::new(None, address))
+                .subject("report")
+                .body(String::new());
+            assert!(message.is_ok(), "{text:?}: {message:?}");
         }
     }
 
