@@ -281,14 +281,16 @@ pub struct ReadThrough<'s> {
 }
 
 impl ContactCache for ReadThrough<'_> {
+    /// The best of what was looked up now and what the state keeps, as a run that had
+    /// stored what it looked up would find it: a network asked now does not hide a more
+    /// specific one kept from before.
     fn find(&self, source: Source, ip: IpAddr, now: DateTime<Utc>) -> Result<Option<CacheEntry>> {
-        if let Some(e) = self.fresh.find(source, ip, now)? {
-            return Ok(Some(e));
-        }
-        match self.state {
-            Some(s) => s.find(source, ip, now),
-            None => Ok(None),
-        }
+        let fresh = self.fresh.find(source, ip, now)?;
+        let kept = match self.state {
+            Some(s) => s.find(source, ip, now)?,
+            None => None,
+        };
+        Ok(fresh.into_iter().chain(kept).min_by_key(CacheEntry::rank))
     }
 
     fn store(&mut self, entry: CacheEntry) -> Result<()> {
@@ -344,6 +346,45 @@ mod tests {
             fetched_at: at(day),
             expires: at(day) + chrono::Duration::days(10),
         }
+    }
+
+    /// A preview looks a network up that holds a more specific one the state keeps: the
+    /// address in the kept one still gets the kept desk, as it does in a run, where what
+    /// was looked up is stored beside it.
+    #[test]
+    fn a_preview_finds_what_a_run_would_of_what_it_looked_up_and_what_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = State::open(dir.path()).unwrap();
+        let customer = entry(
+            Source::Rdap,
+            "45.1.2.0",
+            "45.1.2.255",
+            "abuse@customer.net",
+            1,
+        );
+        state.store(customer.clone()).unwrap();
+        let isp = entry(Source::Rdap, "45.1.0.0", "45.1.255.255", "abuse@isp.net", 3);
+        let mut preview = ReadThrough {
+            state: Some(&state),
+            fresh: MemoryCache::default(),
+        };
+        preview.store(isp.clone()).unwrap();
+        let mut run = MemoryCache::default();
+        run.store(customer).unwrap();
+        run.store(isp).unwrap();
+        for ip in ["45.1.2.77", "45.1.0.5", "45.2.0.1"] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(
+                preview.find(Source::Rdap, ip, at(4)).unwrap(),
+                run.find(Source::Rdap, ip, at(4)).unwrap(),
+                "{ip}"
+            );
+        }
+        let desk = preview.find(Source::Rdap, "45.1.2.77".parse().unwrap(), at(4));
+        assert_eq!(
+            desk.unwrap().unwrap().address.unwrap(),
+            "abuse@customer.net"
+        );
     }
 
     /// The SQL store and the in-memory reference agree on every question, over nested,
