@@ -416,6 +416,11 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
         made.extend(out.send(&mut state, planned)?);
         out.write_made_under(&mut state);
     }
+    if only.is_none() {
+        // The addresses discovery held back that were due were decided again above: those it
+        // still holds have a later time.
+        state.forget_contact_rechecks(now.timestamp())?;
+    }
     // Reports held back by the budget are made again by a later run: addresses of theirs
     // about to pass `max_age_days` are said with the others.
     for (desk, soon) in std::mem::take(&mut out.aging_held) {

@@ -928,6 +928,8 @@ pub(crate) fn ingest(
     if let (Some(s), Some(m)) = (state, &marker) {
         // Reports waiting to be sent again may be refused, giving their IPs back.
         let mut extra: Vec<IpAddr> = s.pending_ips()?;
+        // Addresses discovery held back, when what held them may have changed.
+        extra.extend(s.contact_rechecks_due(world.now.timestamp())?);
         // Reports that left the re-report window since the marker free their IPs.
         if let Some(days) = settings.report.rereport_after_days {
             let at = DateTime::<Utc>::from_timestamp(m.at, 0).unwrap_or(world.now);

@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::net::IpAddr;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 
 use crate::clock::utc_text;
@@ -378,6 +378,11 @@ pub(crate) fn in_turn<T>(items: Vec<T>, desk: impl Fn(&T) -> &str) -> Vec<T> {
     keyed.into_iter().map(|(_, item)| item).collect()
 }
 
+/// How long an address discovery held back is left before it is decided again (from the
+/// cache, unless what decided expired): a registry's "none" is trusted for a week at most,
+/// and a refused desk for `cache_days`.
+const RECHECK_DAYS: i64 = 1;
+
 /// One digest per discovered contact of the addresses in no provider: each address's contact
 /// is looked up (the cache first, then the network within `max_lookups_per_run`), and each
 /// contact gets at most one report this run. Addresses whose lookup waits stay in the delta.
@@ -445,6 +450,10 @@ pub(crate) fn plan_discovered(
     let mut networks: std::collections::HashMap<IpAddr, ipnet::IpNet> =
         std::collections::HashMap::new();
     let mut failures = Vec::new();
+    // Addresses decided not to be reported for now: decided again a day on, when what
+    // decided may have changed (a "none" expired, a refusal forgotten), even if nothing new
+    // is logged from them.
+    let mut held = Vec::new();
     for s in order {
         let ip = s.observation.ip;
         let lookup = discoverer.lookup(ip);
@@ -452,6 +461,7 @@ pub(crate) fn plan_discovered(
             discover::Outcome::Found(c) => {
                 let key = c.address.to_ascii_lowercase();
                 if own.contains(&key) || refused.contains(&crate::state::contact_key(&key)) {
+                    held.push(ip);
                     continue;
                 }
                 if let Some(net) = c.network {
@@ -464,7 +474,7 @@ pub(crate) fn plan_discovered(
                     .push(s);
             }
             // Decided: nobody to write to (until the cache entry expires).
-            discover::Outcome::Never(_) | discover::Outcome::NoContact => {}
+            discover::Outcome::Never(_) | discover::Outcome::NoContact => held.push(ip),
             discover::Outcome::Failed(why) => {
                 unplanned.lookups_waiting += 1;
                 if !lookup.cached {
@@ -481,6 +491,12 @@ pub(crate) fn plan_discovered(
     for ip in failures {
         // Not remembering it only loses the order: the address is looked up again anyway.
         let _ = cache.note_failure(ip, world.now);
+    }
+    let recheck = world.now + chrono::Duration::days(RECHECK_DAYS);
+    for ip in held {
+        cache
+            .note_held(ip, recheck)
+            .context("remembering the addresses discovery held back")?;
     }
     // The desk whose address has waited longest goes first: within max_messages_per_run, no
     // desk waits for ever behind others.

@@ -280,6 +280,10 @@ CREATE INDEX evidence_dense ON evidence (provider, seq) WHERE dense = 1;
     // 14: when a cursor's file was made, which tells it from a later file of the folder that
     // has its inode number.
     "ALTER TABLE cursor ADD COLUMN born TEXT;",
+    // 15: the addresses discovery decided not to report for now (no desk, a desk refused or
+    // the operator's own, a `never` domain), each with when to decide again: what decided
+    // may change (a registry's "none" expires) while nothing new is logged from them.
+    "CREATE TABLE contact_recheck (ip TEXT PRIMARY KEY, due INTEGER NOT NULL) WITHOUT ROWID; CREATE INDEX contact_recheck_by_due ON contact_recheck (due);",
 ];
 
 /// A report whose body went out this many times without a reply that could be read is taken

@@ -812,3 +812,61 @@ fn three_desks_deferred_in_a_row_are_the_relays_trouble() {
     let ledger = history(&s);
     assert_eq!(ledger.len(), 3, "{ledger:?}");
 }
+
+/// The registry names nobody for a network (only a registrant, and Abusix knows no desk): its
+/// attacker is not reported, and that "none" is trusted for a week. A week later the registry
+/// names a desk. With nothing new in the log, the next run after the "none" expired looks the
+/// address up again and reports it while its packets are recent; before, the run took
+/// everything as settled and the address was never looked at again.
+#[test]
+fn an_address_held_back_by_a_registrys_none_is_looked_up_again_when_it_expires() {
+    let (rdap, dns) = (Rdap::start(), Dns::start());
+    let nobody = network(
+        "45.1.0.0",
+        "45.1.255.255",
+        "NET-ISP",
+        &[entity(&["registrant"], Some("noc@isp.de"), &[])],
+    );
+    rdap.route("/rdap/ip/45.1.2.3", Reply::Json(200, nobody));
+    let mut s = setup(&rdap, &dns, "", "");
+    log(&s, &[("10:00:01", "45.1.2.3"), ("10:00:02", "3.5.140.2")]);
+    let first = s.run_bounded(&["run"]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert_eq!(outbox_to(&s), ["ec2-abuse@amazon.com"], "{}", first.stderr);
+    // The registry names a desk; the "none" is still trusted the next day.
+    abuse_net(
+        &rdap,
+        &["45.1.2.3"],
+        "45.1.0.0",
+        "45.1.255.255",
+        "NET-ISP",
+        "abuse@isp.de",
+    );
+    s.now = "2026-01-27T08:00:00Z".into();
+    let next_day = s.run_bounded(&["run"]);
+    assert_eq!(next_day.code, 0, "{}", next_day.stderr);
+    assert_eq!(outbox_to(&s), ["ec2-abuse@amazon.com"]);
+    // Eight days on, within max_age_days of the packets.
+    s.now = "2026-02-03T08:00:00Z".into();
+    let previewed = s.run_bounded(&["preview", "--json"]);
+    assert!(
+        previewed.stdout.contains("abuse@isp.de"),
+        "{}",
+        previewed.stderr
+    );
+    let later = s.run_bounded(&["run"]);
+    assert_eq!(later.code, 0, "{}", later.stderr);
+    assert_eq!(
+        outbox_to(&s),
+        ["abuse@isp.de", "ec2-abuse@amazon.com"],
+        "{}",
+        later.stderr
+    );
+    // Reported, it is not looked at again.
+    let asked = rdap.asked().len();
+    s.now = "2026-02-05T08:00:00Z".into();
+    let after = s.run_bounded(&["run"]);
+    assert_eq!(after.code, 0, "{}", after.stderr);
+    assert_eq!(outbox_to(&s).len(), 2);
+    assert_eq!(rdap.asked().len(), asked);
+}

@@ -230,6 +230,11 @@ pub trait ContactCache {
     fn note_failure(&mut self, _ip: IpAddr, _at: DateTime<Utc>) -> anyhow::Result<()> {
         Ok(())
     }
+    /// Remembers that `ip` is not reported for now, whatever its desk (none, refused, the
+    /// operator's own, `never`), and is to be decided again at `due`.
+    fn note_held(&mut self, _ip: IpAddr, _due: DateTime<Utc>) -> anyhow::Result<()> {
+        Ok(())
+    }
 }
 
 /// Entries in memory, for tests and for a run without a state table.

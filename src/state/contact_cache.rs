@@ -220,6 +220,16 @@ impl ContactCache for State {
         write().with_context(|| format!("{}: cannot write lookup_failure", self.path.display()))
     }
 
+    fn note_held(&mut self, ip: IpAddr, due: DateTime<Utc>) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO contact_recheck (ip, due) VALUES (?1, ?2)",
+                params![ip.to_string(), due.timestamp()],
+            )
+            .with_context(|| format!("{}: cannot write contact_recheck", self.path.display()))?;
+        Ok(())
+    }
+
     fn store_bootstrap(&mut self, copy: BootstrapCopy) -> Result<()> {
         self.conn
             .execute(
@@ -251,6 +261,38 @@ impl State {
         ))?;
         let rows = stmt.query_map([since], |r| r.get(0))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The addresses discovery held back whose time to be decided again has come by `now`
+    /// (Unix seconds): a run whose selection is settled looks at them as at those it read.
+    pub fn contact_rechecks_due(&self, now: i64) -> Result<Vec<IpAddr>> {
+        if self.version < 15 {
+            return Ok(Vec::new());
+        }
+        let mut stmt = self
+            .conn
+            .prepare("SELECT ip FROM contact_recheck WHERE due <= ?1")?;
+        let rows = stmt.query_map([now], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for row in rows {
+            // A row edited by hand into something else is passed over.
+            if let Ok(ip) = row?.parse() {
+                out.push(ip);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Lets go of the rechecks due by `now`: the run that looked at those addresses held
+    /// back again those it still holds, with a later time.
+    pub fn forget_contact_rechecks(&mut self, now: i64) -> Result<()> {
+        if self.version < 15 {
+            return Ok(());
+        }
+        self.conn
+            .execute("DELETE FROM contact_recheck WHERE due <= ?1", [now])
+            .with_context(|| format!("{}: cannot write contact_recheck", self.path.display()))?;
+        Ok(())
     }
 
     fn contact_failures(&self) -> Result<HashMap<IpAddr, i64>> {
