@@ -305,6 +305,42 @@ fn throttled_call_waits_as_told_and_is_sent_once() {
     assert!(rows.iter().all(|r| r["status"] == "sent"), "nothing lost");
 }
 
+/// `Retry-After` past any clock (2^64 - 1 seconds): the report waits for a later run (75)
+/// rather than the run panicking on the sum; and `Retry-After: 0` again and again is waited
+/// out with the backoff's growing waits, not called ten times a second.
+#[test]
+fn throttling_with_absurd_retry_after_values_neither_panics_nor_hammers() {
+    let Some(stub) = Stub::start(None) else {
+        return;
+    };
+    let throttle = |after: &str| {
+        json!({"status": 429, "headers": {"Retry-After": after}, "body": {
+        "__type": "ThrottlingException", "message": "Rate exceeded"}})
+    };
+    stub.script(json!({"create": {"0": throttle("18446744073709551615")}}));
+    let mut s = setup(&stub, "");
+    attack(&s, &THREE[..1]);
+    let ran = s.run(&["run"]);
+    assert_eq!(ran.code, 75, "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("past this run's deadline"),
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(history(&s)[0]["status"], "failed");
+    stub.script(json!({"create": {"1": throttle("0"), "2": throttle("0")}}));
+    s.now = "2026-01-26T09:00:00Z".into();
+    let ran = s.run(&["run"]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert!(ran.stderr.contains("waiting 2s"), "{}", ran.stderr);
+    assert!(!ran.stderr.contains("waiting 0s"), "{}", ran.stderr);
+    let creates = stub.creates();
+    assert_eq!(creates.len(), 4, "one try, then three");
+    let rows = history(&s);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["status"], "sent");
+}
+
 #[test]
 fn submission_requirement_rejects_with_aws_text_and_is_not_resent() {
     let Some(stub) = Stub::start(None) else {
@@ -360,6 +396,47 @@ fn access_denied_is_a_configuration_error_and_the_report_waits() {
         "the same report, resent"
     );
     assert_eq!(history(&s)[0]["status"], "sent");
+}
+
+/// AWS's JSON services refuse an expired token with a 400 as often as with a 403: that is
+/// the credentials' fault (78), and the report waits for them, not refused for good with
+/// its address used up.
+#[test]
+fn an_expired_token_refused_with_a_400_is_the_credentials_and_the_report_waits() {
+    let Some(stub) = Stub::start(None) else {
+        return;
+    };
+    stub.script(json!({"create": {"0": {"status": 400, "body": {
+        "__type": "ExpiredTokenException", "message": "The security token included in the request is expired"}}}}));
+    let s = setup(&stub, "");
+    attack(&s, &THREE[..1]);
+    let ran = s.run(&["run"]);
+    assert_eq!(ran.code, 78, "{}", ran.stderr);
+    assert_eq!(history(&s)[0]["status"], "failed", "waiting, not rejected");
+    s.run(&["run"]).ok();
+    assert_eq!(stub.creates().len(), 2);
+    assert_eq!(history(&s)[0]["status"], "sent");
+}
+
+/// A key pasted with a character no header carries: `check` and `run` say so (78) before
+/// any call, rather than `check` panicking or a run taking the failed request for AWS's
+/// refusal of the report.
+#[test]
+fn a_key_no_header_can_carry_is_a_configuration_error_before_any_call() {
+    let Some(stub) = Stub::start(None) else {
+        return;
+    };
+    let mut s = setup(&stub, "");
+    s.env
+        .push(("AWS_ACCESS_KEY_ID".into(), "€€€€€€€€€€".into()));
+    attack(&s, &THREE[..1]);
+    let checked = s.run(&["check"]);
+    assert_eq!(checked.code, 78, "{}{}", checked.stdout, checked.stderr);
+    let ran = s.run(&["run"]);
+    assert_eq!(ran.code, 78, "{}", ran.stderr);
+    assert!(ran.stderr.contains("printable ASCII"), "{}", ran.stderr);
+    assert!(stub.log().is_empty(), "no call made");
+    assert!(history(&s).iter().all(|r| r["status"] != "rejected"));
 }
 
 /// `s`'s runs find no AWS credentials: none in the environment, no shared files, a home of
@@ -661,6 +738,46 @@ fn report_retried_after_the_token_window_is_looked_up_not_sent_twice() {
     assert_eq!(stub.creates().len(), 1, "not created a second time");
     let rows = history(&s);
     assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["status"], "sent");
+    assert_eq!(rows[0]["remote"]["id"], stub.creates()[0]["report_id"]);
+}
+
+/// The same, but asking AWS whether it has the report fails (a 500, or a policy without
+/// the list permission): the report is not sent again on a guess, which with the token
+/// expired would file it twice. It waits until AWS can say, then is found, not created.
+#[test]
+fn a_report_whose_lookup_fails_after_the_token_window_waits_rather_than_going_twice() {
+    let Some(stub) = Stub::start(None) else {
+        return;
+    };
+    stub.script(
+        json!({"create": {"0": {"status": 503, "after_storing": true, "body": {
+        "__type": "InternalServerException", "message": "Service unavailable"}}}}),
+    );
+    let mut s = setup(&stub, "");
+    attack(&s, &THREE[..1]);
+    assert_eq!(s.run(&["run"]).code, 75);
+    s.now = "2026-01-28T08:00:00Z".to_string();
+    for (answer, code) in [
+        (
+            json!({"status": 500, "body": {"__type": "InternalServerException", "message": "down"}}),
+            75,
+        ),
+        (
+            json!({"status": 403, "body": {"__type": "AccessDeniedException", "message": "not allowed: abuse:ListAbuseReportStatuses"}}),
+            78,
+        ),
+    ] {
+        stub.script(json!({"list": answer}));
+        let ran = s.run(&["run"]);
+        assert_eq!(ran.code, code, "{}", ran.stderr);
+        assert_eq!(stub.creates().len(), 1, "not created again: {}", ran.stderr);
+        assert_eq!(history(&s)[0]["status"], "failed");
+    }
+    stub.script(json!({}));
+    s.run(&["run"]).ok();
+    assert_eq!(stub.creates().len(), 1, "found, not created a second time");
+    let rows = history(&s);
     assert_eq!(rows[0]["status"], "sent");
     assert_eq!(rows[0]["remote"]["id"], stub.creates()[0]["report_id"]);
 }

@@ -175,6 +175,9 @@ class Handler(BaseHTTPRequestHandler):
         if method == "GET" and m:
             return self.status(m.group(1), script, entry)
         if method == "GET" and split.path == "/v1/abusestatuses":
+            canned = script.get("list")
+            if canned:
+                return self.answer(canned["status"], canned.get("body", {}), entry=entry)
             q = dict(parse_qsl(split.query))
             items = [
                 self.describe(rid, script)

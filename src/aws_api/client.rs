@@ -36,6 +36,9 @@ pub enum ApiError {
     NotFound(String),
     /// 5xx, a timeout, a refused or broken connection: try again later.
     Transient(String),
+    /// The request could not be made here (a value no header may carry): nothing was sent,
+    /// and the configuration is at fault.
+    Local(String),
 }
 
 impl std::fmt::Display for ApiError {
@@ -45,7 +48,8 @@ impl std::fmt::Display for ApiError {
             ApiError::Rejected(m)
             | ApiError::Denied(m)
             | ApiError::NotFound(m)
-            | ApiError::Transient(m) => f.write_str(m),
+            | ApiError::Transient(m)
+            | ApiError::Local(m) => f.write_str(m),
         }
     }
 }
@@ -189,7 +193,7 @@ impl Client {
         let result = match body {
             Some(b) => request
                 .body(b.to_vec())
-                .map_err(|e| ApiError::Rejected(format!("request: {e}")))
+                .map_err(|e| ApiError::Local(format!("the request cannot be made: {e}")))
                 .and_then(|r| {
                     self.agent
                         .run(r)
@@ -197,7 +201,7 @@ impl Client {
                 }),
             None => request
                 .body(())
-                .map_err(|e| ApiError::Rejected(format!("request: {e}")))
+                .map_err(|e| ApiError::Local(format!("the request cannot be made: {e}")))
                 .and_then(|r| {
                     self.agent
                         .run(r)
@@ -348,6 +352,20 @@ fn remote_status(v: &Value) -> Option<RemoteStatus> {
     })
 }
 
+/// The error types AWS gives for credentials it does not take, of any status.
+const CREDENTIAL_ERRORS: &[&str] = &[
+    "UnrecognizedClientException",
+    "InvalidSignatureException",
+    "SignatureDoesNotMatch",
+    "IncompleteSignatureException",
+    "MissingAuthenticationTokenException",
+    "InvalidClientTokenId",
+    "ExpiredTokenException",
+    "ExpiredToken",
+    "AccessDeniedException",
+    "UnauthorizedException",
+];
+
 /// An error answer in the caller's terms, with AWS's own words.
 fn classify(status: u16, retry_after: Option<Duration>, answer: &[u8]) -> ApiError {
     let v: Value = serde_json::from_slice(answer).unwrap_or(Value::Null);
@@ -396,12 +414,23 @@ fn classify(status: u16, retry_after: Option<Duration>, answer: &[u8]) -> ApiErr
     if !details.is_empty() {
         text.push_str(&format!(" ({})", details.join("; ")));
     }
+    // AWS's JSON services answer a key, token or signature they do not take with a 400 as
+    // often as with a 403: the credentials, whatever the status.
+    let name = kind.rsplit('#').next().unwrap_or(&kind);
+    let name = name.split(':').next().unwrap_or(name);
+    if CREDENTIAL_ERRORS.contains(&name) {
+        return ApiError::Denied(text);
+    }
+    // A refusal is AWS's when it speaks JSON; a page of a proxy or balancer between (an
+    // HTML 413, a 400 of its own) says nothing of the report: it waits.
+    let aws_spoke = v.is_object();
     match status {
         429 => ApiError::Throttled {
             retry_after,
             message: text,
         },
         401 | 403 => ApiError::Denied(text),
+        400..=499 if !aws_spoke && status != 404 => ApiError::Transient(text),
         404 => ApiError::NotFound(text),
         // A redirect is an endpoint problem, not the report's: keep the report.
         300..=399 | 408 | 500..=599 => ApiError::Transient(text),
@@ -441,6 +470,23 @@ mod tests {
             ApiError::Transient(_)
         ));
         assert!(matches!(classify(409, None, b"{}"), ApiError::Rejected(_)));
+        // Credentials refused with a 400, as AWS's JSON services do.
+        for kind in [
+            "ExpiredTokenException",
+            "UnrecognizedClientException",
+            "com.amazonaws.abuse#InvalidSignatureException",
+        ] {
+            let answer = format!(r#"{{"__type":"{kind}","message":"no"}}"#);
+            assert!(
+                matches!(classify(400, None, answer.as_bytes()), ApiError::Denied(_)),
+                "{kind}"
+            );
+        }
+        // A proxy's page, not AWS's refusal: the report waits.
+        assert!(matches!(
+            classify(413, None, b"<html>Request Entity Too Large</html>"),
+            ApiError::Transient(_)
+        ));
         assert!(matches!(classify(301, None, b""), ApiError::Transient(_)));
         let hostile = classify(
             400,

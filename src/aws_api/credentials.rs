@@ -19,9 +19,13 @@ pub struct Credentials {
 impl Credentials {
     /// Where these came from, for `check`: the key id's first and last characters only.
     pub fn describe(&self) -> String {
-        let id = &self.access_key_id;
+        let id: Vec<char> = self.access_key_id.chars().collect();
         let shown = if id.len() > 8 {
-            format!("{}…{}", &id[..4], &id[id.len() - 4..])
+            let (head, tail): (String, String) = (
+                id[..4].iter().collect(),
+                id[id.len() - 4..].iter().collect(),
+            );
+            format!("{head}…{tail}")
         } else {
             "…".to_string()
         };
@@ -45,6 +49,32 @@ pub fn load(profile: Option<&str>) -> Result<Credentials, ConfigError> {
 
 /// [`load`] with the environment given as a function (for tests).
 pub fn load_with(
+    profile: Option<&str>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Credentials, ConfigError> {
+    let creds = found(profile, env)?;
+    // Each goes into a header as it is: a character no header may carry (a pasted line
+    // break, a typographic quote) would fail every request, as if AWS had refused the report.
+    let plain = |value: &str| value.bytes().all(|b| b.is_ascii_graphic());
+    for (name, value) in [
+        ("access key id", Some(creds.access_key_id.as_str())),
+        ("secret access key", Some(creds.secret_access_key.expose())),
+        (
+            "session token",
+            creds.session_token.as_ref().map(Secret::expose),
+        ),
+    ] {
+        if value.is_some_and(|v| !plain(v)) {
+            return Err(ConfigError(format!(
+                "aws_api: the AWS {name} holds a character other than printable ASCII (a space, a line break, a letter outside ASCII): copy it again"
+            )));
+        }
+    }
+    Ok(creds)
+}
+
+/// The credentials the environment or the shared file gives, as written.
+fn found(
     profile: Option<&str>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Credentials, ConfigError> {
@@ -182,6 +212,37 @@ mod tests {
         assert!(!shown.contains("very-secret-value") && !shown.contains("token-value"));
         let e = load_with(None, &env(&[("AWS_ACCESS_KEY_ID", "x")])).unwrap_err();
         assert!(e.0.contains("AWS_SECRET_ACCESS_KEY"), "{e}");
+    }
+
+    /// A key pasted with a character no header carries is the configuration's fault, said
+    /// at once, not a request that fails as if AWS had refused the report; and `check`
+    /// shows a key of any characters without a panic.
+    #[test]
+    fn credentials_no_header_can_carry_are_refused_at_once() {
+        for (name, value) in [
+            ("AWS_ACCESS_KEY_ID", "€€€€€€€€€€"),
+            ("AWS_SECRET_ACCESS_KEY", "secret\u{1b}x"),
+            ("AWS_SESSION_TOKEN", "tok en"),
+            ("AWS_SESSION_TOKEN", "token\u{201d}"),
+        ] {
+            let mut pairs = vec![
+                ("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE123456"),
+                ("AWS_SECRET_ACCESS_KEY", "secretexample"),
+            ];
+            pairs.retain(|(k, _)| *k != name);
+            pairs.push((name, value));
+            let got = load_with(None, &env(&pairs));
+            let Err(ConfigError(why)) = got else {
+                panic!("{name}={value:?} was taken");
+            };
+            assert!(!why.contains(value), "the value is not echoed: {why}");
+        }
+        let odd = Credentials {
+            access_key_id: "€€€€€€€€€€".into(),
+            secret_access_key: Secret::new("s"),
+            session_token: None,
+        };
+        assert_eq!(odd.describe(), "access key €€€€…€€€€");
     }
 
     #[test]

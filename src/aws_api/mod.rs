@@ -188,7 +188,7 @@ impl Api {
                 record.id
             )));
         };
-        if let Some(id) = self.already_there(record, &request) {
+        if let Some(id) = self.already_there(record, &request)? {
             return Ok(id);
         }
         let mut backoff = Duration::from_secs(1);
@@ -200,7 +200,9 @@ impl Api {
                     retry_after,
                     message,
                 }) => {
-                    let wait = retry_after.unwrap_or(backoff);
+                    // What AWS asks, but never less than the backoff: `Retry-After: 0`
+                    // again and again would make a run call ten times a second.
+                    let wait = retry_after.unwrap_or(backoff).max(backoff);
                     backoff = (backoff * 2).min(Duration::from_secs(30));
                     let deadline = match self.deadline.get() {
                         Some(d) => d,
@@ -210,7 +212,9 @@ impl Api {
                             d
                         }
                     };
-                    if Instant::now() + wait > deadline {
+                    // Compared as what is left: a wait of any length (a `Retry-After` of
+                    // 2^64 seconds) cannot overflow the clock.
+                    if wait > deadline.saturating_duration_since(Instant::now()) {
                         return Err(SendError::Transient(format!(
                             "{NAME}: {message}; waiting {}s more is past this run's deadline",
                             wait.as_secs()
@@ -233,6 +237,7 @@ impl Api {
                         "{NAME} refused our credentials: {m} (check the key and that its IAM policy allows abuse:CreateAbuseReport)"
                     )));
                 }
+                Err(ApiError::Local(m)) => return Err(SendError::Config(format!("{NAME}: {m}"))),
                 Err(e @ (ApiError::NotFound(_) | ApiError::Transient(_))) => {
                     return Err(SendError::Transient(format!("{NAME}: {e}")));
                 }
@@ -242,21 +247,42 @@ impl Api {
 
     /// A report first tried more than [`TOKEN_WINDOW`] ago may have reached AWS on that try
     /// (a crash or a lost answer after the 202), and its clientToken no longer protects it:
-    /// AWS is asked by correlationId first. Best effort: any failure here leaves it to the
-    /// clientToken.
-    fn already_there(&self, record: &ReportRecord, request: &Value) -> Option<String> {
-        let created = chrono::DateTime::parse_from_rfc3339(&record.created_at).ok()?;
-        let now = crate::clock::now().ok()?;
+    /// AWS is asked by correlationId first. Sent again only on AWS's word that it does not
+    /// have it: a question that fails leaves the report waiting, since sending it on a
+    /// guess could file it twice.
+    fn already_there(
+        &self,
+        record: &ReportRecord,
+        request: &Value,
+    ) -> Result<Option<String>, SendError> {
+        let created = chrono::DateTime::parse_from_rfc3339(&record.created_at).ok();
+        let now = crate::clock::now().ok();
+        let (Some(created), Some(now)) = (created, now) else {
+            return Ok(None);
+        };
         if now.signed_duration_since(created) < TOKEN_WINDOW {
-            return None;
+            return Ok(None);
         }
-        let correlation = request.get("correlationId").and_then(Value::as_str)?;
+        let Some(correlation) = request.get("correlationId").and_then(Value::as_str) else {
+            return Ok(None);
+        };
         self.pace();
-        let found = self.client.list(Some(correlation), 50).ok()?;
-        found
+        let found = self.client.list(Some(correlation), 50).map_err(|e| {
+            let asked = format!(
+                "{NAME}: report {} was first tried over a day ago, and whether AWS has it could not be asked",
+                record.id
+            );
+            match e {
+                ApiError::Denied(m) | ApiError::Local(m) => SendError::Config(format!(
+                    "{asked}: {m} (the IAM policy needs abuse:ListAbuseReportStatuses); it waits"
+                )),
+                other => SendError::Transient(format!("{asked}: {other}; it waits")),
+            }
+        })?;
+        Ok(found
             .into_iter()
             .find(|s| s.correlation_id.as_deref() == Some(correlation))
-            .map(|s| s.report_id)
+            .map(|s| s.report_id))
     }
 
     /// Asks AWS about up to `limit` unfinished reports, newest first, and stores what it
@@ -282,6 +308,7 @@ impl Api {
                     ))
                     .into());
                 }
+                Err(ApiError::Local(m)) => return Err(ConfigError(format!("{NAME}: {m}")).into()),
                 Err(e) => {
                     return Err(TransientError(format!(
                         "{NAME}: status of report {id} not refreshed: {e}"
@@ -504,6 +531,10 @@ pub fn check(settings: &Settings, online: bool, quiet: bool) -> u8 {
                     "{what}: {shown}: refused: {m} (IAM policy: abuse:ListAbuseReportStatuses)"
                 ),
             );
+            EXIT_CONFIG
+        }
+        Err(ApiError::Local(m)) => {
+            line("error", &format!("{what}: {m}"));
             EXIT_CONFIG
         }
         Err(e) => {
