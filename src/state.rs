@@ -539,6 +539,12 @@ impl State {
         .with_context(|| format!("cannot open {}", path.display()))?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.pragma_update(None, "query_only", true)?;
+        // The last connection to close folds a write-ahead log left by a killed run into the
+        // file: a reader that promises to change nothing leaves that to the next run.
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+            true,
+        )?;
         let mut state = State {
             conn,
             path,

@@ -311,6 +311,39 @@ fn run_writes_one_message_then_reports_only_new_ips() {
     );
 }
 
+/// A run killed before SQLite folded its log into the file leaves `state.db-wal` beside it.
+/// `preview` and `history` read it as it is: the file keeps its bytes and the log stays,
+/// rather than the last reader to close writing the log into the file.
+#[test]
+fn preview_and_history_leave_a_write_ahead_log_as_they_found_it() {
+    let s = Setup::standard();
+    s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    s.run(&["run"]).ok();
+    let db = rusqlite::Connection::open(s.path("state/state.db")).unwrap();
+    db.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+        true,
+    )
+    .unwrap();
+    db.execute(
+        "INSERT OR REPLACE INTO meta (key, value) VALUES ('left-in-the-log', 'x')",
+        [],
+    )
+    .unwrap();
+    drop(db);
+    let read = || {
+        (
+            std::fs::read(s.path("state/state.db")).unwrap(),
+            std::fs::read(s.path("state/state.db-wal")).unwrap(),
+        )
+    };
+    let before = read();
+    assert!(!before.1.is_empty(), "a log left beside the file");
+    s.run(&["preview", "--json"]).ok();
+    s.run(&["history"]).ok();
+    assert!(read() == before, "state.db and its log as they were");
+}
+
 #[test]
 fn preview_changes_nothing_in_the_state_dir() {
     let s = Setup::standard();
