@@ -210,9 +210,8 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
             Some(s) => s.pending()?,
             None => Vec::new(),
         };
-        let waiting: Vec<&ReportRecord> = (waiting.iter())
-            .filter(|r| goes(r) && !r.made_for_api())
-            .collect();
+        // An API report's request is printed as it would be sent, as a new one's is.
+        let waiting: Vec<&ReportRecord> = waiting.iter().filter(|r| goes(r)).collect();
         let messages: Vec<std::borrow::Cow<'_, [u8]>> = (send_order(waiting, &planned).into_iter())
             .map(|item| match item {
                 // As the run sends it: a part never tried goes with the day's date.

@@ -742,6 +742,32 @@ fn report_retried_after_the_token_window_is_looked_up_not_sent_twice() {
     assert_eq!(rows[0]["remote"]["id"], stub.creates()[0]["report_id"]);
 }
 
+/// A report waiting for the API (a 5xx) is printed by `preview` with the new ones, as its
+/// request, as stderr says; it was left out of the messages while said to be printed.
+#[test]
+fn preview_prints_a_waiting_api_report_with_the_new_ones() {
+    let Some(stub) = Stub::start(None) else {
+        return;
+    };
+    stub.script(json!({"create": {"0": {"status": 503, "body": {
+        "__type": "InternalServerException", "message": "Service unavailable"}}}}));
+    let s = setup(&stub, "");
+    attack(&s, &THREE[..1]);
+    assert_eq!(s.run(&["run"]).code, 75);
+    let token = stub.creates()[0]["client_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let previewed = s.run(&["preview"]).ok();
+    assert!(
+        previewed.stderr.contains("1 earlier report(s) wait"),
+        "{}",
+        previewed.stderr
+    );
+    assert!(previewed.stdout.contains(&token), "{}", previewed.stdout);
+    assert_eq!(stub.creates().len(), 1, "a preview calls nothing");
+}
+
 /// The same, but asking AWS whether it has the report fails (a 500, or a policy without
 /// the list permission): the report is not sent again on a guess, which with the token
 /// expired would file it twice. It waits until AWS can say, then is found, not created.
