@@ -846,7 +846,8 @@ fn compose_part(
         // with the same payload.
         let bytes = if api {
             let test = settings.aws_api.as_ref().is_some_and(|a| a.test);
-            crate::aws_api::request_body(&report, &id, &message_id, test)?
+            let installation = crate::aws_api::installation(&settings.state_dir);
+            crate::aws_api::request_body(&report, &id, &installation, &message_id, test)?
         } else {
             let document = report
                 .xarf

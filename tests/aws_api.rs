@@ -214,13 +214,19 @@ fn three_sources_make_three_signed_reports_with_aws_ids() {
         assert_eq!(row["status"], "sent");
         assert_eq!(row["to"], json!([stub.endpoint()]));
         let id = row["id"].as_str().unwrap();
+        let ours = |c: &serde_json::Value, key: &str| {
+            c[key]
+                .as_str()
+                .and_then(|t| t.strip_prefix(id))
+                .is_some_and(|tag| tag.len() == 9 && tag.starts_with('-'))
+        };
         let call = creates
             .iter()
-            .find(|c| c["correlation_id"] == id)
+            .find(|c| ours(c, "correlation_id"))
             .expect("the correlationId names the ledger row");
-        assert_eq!(
-            call["client_token"], id,
-            "the clientToken is the report's id"
+        assert!(
+            ours(call, "client_token"),
+            "the clientToken is the report's id and the installation's tag"
         );
         assert_eq!(row["remote"]["id"], call["report_id"], "AWS's id is kept");
         assert_eq!(call["xarf"]["source_identifier"], row["ips"][0]);
@@ -740,6 +746,35 @@ fn report_retried_after_the_token_window_is_looked_up_not_sent_twice() {
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0]["status"], "sent");
     assert_eq!(rows[0]["remote"]["id"], stub.creates()[0]["report_id"]);
+}
+
+/// Two hosts on one AWS account see the same scanner and run at the same second: their
+/// ledger ids are alike, but their requests' tokens are not, so AWS takes both reports
+/// rather than refusing the second as the first's token reused with another body (409),
+/// which lost that host's report.
+#[test]
+fn two_installations_reporting_alike_in_one_second_are_two_reports() {
+    let Some(stub) = Stub::start(None) else {
+        return;
+    };
+    let (a, b) = (setup(&stub, ""), setup(&stub, ""));
+    for s in [&a, &b] {
+        attack(s, &THREE[..1]);
+        let ran = s.run(&["run"]);
+        assert_eq!(ran.code, 0, "{}", ran.stderr);
+    }
+    assert_eq!(
+        history(&a)[0]["id"],
+        history(&b)[0]["id"],
+        "alike ledger ids"
+    );
+    let creates = stub.creates();
+    assert_eq!(creates.len(), 2);
+    assert_ne!(creates[0]["client_token"], creates[1]["client_token"]);
+    assert!(creates.iter().all(|c| c["answer"] == 202), "{creates:?}");
+    for s in [&a, &b] {
+        assert_eq!(history(s)[0]["status"], "sent");
+    }
 }
 
 /// A report waiting for the API (a 5xx) is printed by `preview` with the new ones, as its

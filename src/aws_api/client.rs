@@ -369,7 +369,11 @@ const CREDENTIAL_ERRORS: &[&str] = &[
 /// An error answer in the caller's terms, with AWS's own words.
 fn classify(status: u16, retry_after: Option<Duration>, answer: &[u8]) -> ApiError {
     let v: Value = serde_json::from_slice(answer).unwrap_or(Value::Null);
-    let kind = token(v.get("__type"))
+    // `__type` may carry the service's namespace before a `#` and a link after a `:`.
+    let named = (v.get("__type").and_then(Value::as_str))
+        .map(|t| t.rsplit('#').next().unwrap_or(t))
+        .map(|t| Value::from(t.split(':').next().unwrap_or(t)));
+    let kind = token(named.as_ref())
         .or_else(|| token(v.get("code")))
         .unwrap_or_else(|| match status {
             400 => "ValidationException".into(),
@@ -416,9 +420,7 @@ fn classify(status: u16, retry_after: Option<Duration>, answer: &[u8]) -> ApiErr
     }
     // AWS's JSON services answer a key, token or signature they do not take with a 400 as
     // often as with a 403: the credentials, whatever the status.
-    let name = kind.rsplit('#').next().unwrap_or(&kind);
-    let name = name.split(':').next().unwrap_or(name);
-    if CREDENTIAL_ERRORS.contains(&name) {
+    if CREDENTIAL_ERRORS.contains(&kind.as_str()) {
         return ApiError::Denied(text);
     }
     // A refusal is AWS's when it speaks JSON; a page of a proxy or balancer between (an

@@ -58,6 +58,33 @@ pub fn destination(settings: &Settings) -> String {
         .unwrap_or_default()
 }
 
+/// A tag of this installation: eight hex digits of its machine's id, host name and
+/// `state_dir`. Ledger ids are alike on two hosts that report the same address in the same
+/// second to one AWS account; AWS would take the second host's report, of another body, for
+/// the first one's token reused, and refuse it. The same on every run of one installation,
+/// so that `preview` shows the request the run sends.
+pub fn installation(state_dir: &std::path::Path) -> String {
+    let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
+    let machine = match read("/etc/machine-id") {
+        id if !id.trim().is_empty() => id,
+        _ => read("/var/lib/dbus/machine-id"),
+    };
+    let folder = std::fs::canonicalize(state_dir).unwrap_or_else(|_| state_dir.to_path_buf());
+    let mut hash = Sha256::new();
+    for part in [
+        machine.trim().as_bytes(),
+        read("/proc/sys/kernel/hostname").trim().as_bytes(),
+        folder.as_os_str().as_encoded_bytes(),
+    ] {
+        hash.update(part);
+        hash.update([0]);
+    }
+    hash.finalize()[..4]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// The `clientToken` of a report: its ledger id (`[\x21-\x7E]{1,128}`), so that a retry after
 /// a crash or a 5xx is the same report to AWS; a hash where the id does not fit.
 pub fn client_token(report_id: &str) -> String {
@@ -91,13 +118,16 @@ pub fn correlation_id(report_id: &str) -> String {
 
 /// The CreateAbuseReport request body for a one-address report: the project's XARF document,
 /// dated by the latest sighting (AWS refuses a `timestamp` older than its lookback window),
-/// tagged `lifecycle:test` when `test`.
+/// tagged `lifecycle:test` when `test`. Its `clientToken` and `correlationId` are the ledger
+/// id with the [`installation`] tag.
 pub fn request_body(
     report: &Report,
     report_id: &str,
+    installation: &str,
     message_id: &str,
     test: bool,
 ) -> Result<Vec<u8>> {
+    let ours = format!("{report_id}-{installation}");
     let mut doc = crate::xarf::document(report, message_id);
     if let Some(last) = doc.get("last_seen").cloned() {
         doc["timestamp"] = last;
@@ -109,8 +139,8 @@ pub fn request_body(
     }
     let body = json!({
         "report": { "xarf": doc },
-        "clientToken": client_token(report_id),
-        "correlationId": correlation_id(report_id),
+        "clientToken": client_token(&ours),
+        "correlationId": correlation_id(&ours),
     });
     Ok(serde_json::to_vec(&body)?)
 }
@@ -549,8 +579,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_installation_is_tagged_by_its_state_dir_too() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let tag = installation(a.path());
+        assert_eq!(tag.len(), 8);
+        assert!(tag.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(tag, installation(a.path()), "the same on every run");
+        assert_ne!(tag, installation(b.path()));
+    }
+
+    #[test]
     fn tokens_follow_the_model_patterns() {
-        let id = "20260125T235125Z-aws-1a2b3c4d";
+        let id = "20260125T235125Z-aws-1a2b3c4d-0f1e2d3c";
         assert_eq!(client_token(id), id);
         assert_eq!(correlation_id(id), id);
         let long = "x".repeat(200);
