@@ -691,6 +691,9 @@ fn report_aws_no_longer_has_is_not_asked_about_again() {
     // The interface's statuses only: AWS is done with it, and the reason says it is gone.
     assert_eq!(rows[0]["remote"]["status"], "COMPLETED");
     assert_eq!(rows[0]["remote"]["reason"], "GONE");
+    // AWS gave no time: the change is stamped with the run's clock, the injected one here.
+    let text = s.run(&["history"]).ok().stdout;
+    assert!(text.contains(&format!("[since {}]", s.now)), "{text}");
     let asked = stub.log().len();
     s.run(&["history", "--refresh"]).ok();
     s.run(&["run"]).ok();

@@ -318,7 +318,7 @@ impl Api {
     /// Asks AWS about up to `limit` unfinished reports, newest first, and stores what it
     /// says. Returns how many were asked and how many changed.
     pub fn refresh(&self, state: &mut State, limit: usize) -> Result<(usize, usize)> {
-        let now = crate::clock::utc_text(chrono::Utc::now());
+        let now = crate::clock::utc_text(crate::clock::now()?);
         let (mut asked, mut changed) = (0, 0);
         for (id, remote) in state.remote_open(&self.providers, limit)? {
             self.pace();
