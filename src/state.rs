@@ -540,11 +540,15 @@ impl State {
         conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.pragma_update(None, "query_only", true)?;
         // The last connection to close folds a write-ahead log left by a killed run into the
-        // file: a reader that promises to change nothing leaves that to the next run.
-        conn.set_db_config(
-            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
-            true,
-        )?;
+        // file: a reader that promises to change nothing leaves that to the next run. (With
+        // no log there, closing removes the one this reader opened, as it should.)
+        let left_by_a_run = std::fs::metadata(dir.join("state.db-wal")).is_ok_and(|m| m.len() > 0);
+        if left_by_a_run {
+            conn.set_db_config(
+                rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+                true,
+            )?;
+        }
         let mut state = State {
             conn,
             path,

@@ -583,6 +583,33 @@ fn check_names_a_bootstrap_folder_that_does_not_exist() {
     );
 }
 
+/// A bootstrap file in the folder that is no bootstrap file (a download cut short) is as
+/// much a configuration mistake as a missing one: `check` fails naming it, and `run` refuses
+/// (78) rather than saying on every run that addresses wait.
+#[test]
+fn a_bootstrap_file_that_does_not_parse_is_a_configuration_mistake() {
+    let (rdap, dns) = (Rdap::start(), Dns::start());
+    let s = setup(&rdap, &dns, "", "");
+    let whole = std::fs::read_to_string(s.path("bootstrap/ipv4.json")).unwrap();
+    s.write("bootstrap/ipv4.json", &whole[..whole.len() / 2]);
+    log(&s, &[("10:00:00", "45.1.0.9")]);
+    let checked = s.run(&["check"]);
+    assert_eq!(checked.code, 78, "{}{}", checked.stdout, checked.stderr);
+    assert!(
+        (checked.stdout.clone() + &checked.stderr).contains("ipv4.json"),
+        "{}{}",
+        checked.stdout,
+        checked.stderr
+    );
+    let ran = s.run(&["run"]);
+    assert_eq!(ran.code, 78, "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("not an RDAP bootstrap file"),
+        "{}",
+        ran.stderr
+    );
+}
+
 /// A registrant can name any mailbox as its abuse contact, the operator's own among them: the
 /// tool then writes its reports to itself (and into its own ticket system). The operator's
 /// `from`, `reply_to` and `cc` are never a discovered desk.

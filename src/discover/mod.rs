@@ -489,12 +489,21 @@ pub fn bootstrap_folder_problems(config: &DiscoverConfig) -> Vec<String> {
     (BOOTSTRAP_FILES.iter())
         .filter_map(|name| {
             let file = dir.join(name);
-            // Not there: no later run finds it either. Other trouble reading it is each
-            // lookup's, and waits.
-            let e = std::fs::metadata(&file)
-                .err()
-                .filter(|e| e.kind() == std::io::ErrorKind::NotFound)?;
-            Some(format!("discover.rdap_bootstrap: {}: {e}", file.display()))
+            // Not there, or not a bootstrap file: no later run finds it otherwise. Other
+            // trouble reading it is each lookup's, and waits.
+            let said = |e: &dyn std::fmt::Display| {
+                Some(format!("discover.rdap_bootstrap: {}: {e}", file.display()))
+            };
+            match read_limited(&file, Limits::default().max_answer) {
+                Ok(body) => match rdap::Bootstrap::parse(&body) {
+                    Ok(_) => None,
+                    Err(e) => said(&format_args!("not an RDAP bootstrap file ({e})")),
+                },
+                Err(_) => match std::fs::metadata(&file) {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => said(&e),
+                    _ => None,
+                },
+            }
         })
         .collect()
 }
