@@ -596,3 +596,34 @@ fn a_truncated_answer_is_asked_again_over_tcp() {
     assert_eq!(got, ["abuse@mu.net"]);
     assert_eq!(dns.asked().len(), 2);
 }
+
+/// A bootstrap file whose registry for a prefix is named only at URLs that are not used
+/// (`http://` off this machine): no lookup can reach it, so its addresses fail and wait, said
+/// on stderr, rather than being taken as reserved space and cached as having nobody to write
+/// to.
+#[test]
+fn a_registry_named_only_at_unused_urls_fails_the_lookup_rather_than_saying_none() {
+    let (dns, dir) = (Dns::start(), tempfile::tempdir().unwrap());
+    std::fs::write(
+        dir.path().join("ipv4.json"),
+        bootstrap(&[("192.0.2.0/24", "http://rdap.example.test/")]),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("ipv6.json"),
+        bootstrap(&[("2001:db8::/32", "http://rdap.example.test/")]),
+    )
+    .unwrap();
+    let cfg = config(BootstrapLocation::Folder(dir.path().to_path_buf()), &dns);
+    let mut cache = MemoryCache::default();
+    let got = run(&cfg, &mut cache, &["192.0.2.7"]);
+    let Outcome::Failed(why) = &got[0].outcome else {
+        panic!("{:?}", got[0])
+    };
+    assert!(why.contains("not used"), "{why}");
+    assert!(cache.entries.is_empty(), "no \"none\" remembered");
+    assert!(
+        dns.asked().is_empty(),
+        "not taken for a registry's \"none\""
+    );
+}

@@ -306,6 +306,13 @@ impl<'c> Discoverer<'c> {
             )
         };
         let Some((served, base)) = served else {
+            // A registry serves it, at no URL that is used: no lookup can say "none" for it.
+            if let Some(urls) = self.bootstrap(ip)?.unusable_for(ip) {
+                return Err(format!(
+                    "the bootstrap file names for {ip} only registry URLs that are not used (https://, or http:// to this machine): {}",
+                    crate::excerpt::clean_line(&urls.join(" "), 200)
+                ));
+            }
             // No registry serves the address (reserved space): nothing RDAP can say.
             return Ok(self.entry(Source::Rdap, (ip, ip), None, boot_origin, None));
         };

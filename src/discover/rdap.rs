@@ -123,6 +123,19 @@ impl Bootstrap {
     }
 }
 
+impl Bootstrap {
+    /// The URLs the prefix holding `ip` lists when none of them is used (`http://` off this
+    /// machine, another scheme): a registry serves the address, but no lookup can reach it.
+    pub fn unusable_for(&self, ip: IpAddr) -> Option<&[String]> {
+        self.services
+            .iter()
+            .filter(|(net, _)| net.contains(&ip))
+            .max_by_key(|(net, _)| net.prefix_len())
+            .map(|(_, urls)| urls.as_slice())
+            .filter(|urls| !urls.iter().any(|u| allowed(u)))
+    }
+}
+
 /// `https://`, or `http://` to a loopback host.
 pub fn allowed(url: &str) -> bool {
     if url.starts_with("https://") {
@@ -430,6 +443,16 @@ mod tests {
         assert_eq!(at("198.51.100.7"), Some("http://127.0.0.1:9/rdap/"));
         assert_eq!(at("2001:db8::1"), Some("https://v6.example.test/"));
         assert_eq!(at("203.0.113.1"), None);
+        // Served by a registry, but at no URL that is used.
+        let plain = Bootstrap::parse(
+            br#"{"services":[[["203.0.113.0/24"],["http://rdap.example.test/","ftp://x/"]]]}"#,
+        )
+        .unwrap();
+        let ip = "203.0.113.9".parse().unwrap();
+        assert_eq!(plain.server_for(ip), None);
+        assert_eq!(plain.unusable_for(ip).map(<[String]>::len), Some(2));
+        assert_eq!(b.unusable_for("203.0.113.1".parse().unwrap()), None);
+        assert_eq!(b.unusable_for("192.0.3.1".parse().unwrap()), None);
     }
 
     /// A loopback server that answers each request after `delay`: a redirect to the next
