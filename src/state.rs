@@ -1561,8 +1561,10 @@ pub struct RemoteTally {
     pub actioned: u64,
     /// COMPLETED with NEED_MORE_INFORMATION.
     pub need_info: u64,
-    /// COMPLETED with any other reason: not AWS's, no action warranted, already down.
+    /// COMPLETED as not AWS's, no action warranted, or already down.
     pub declined: u64,
+    /// COMPLETED with a reason this version does not know (AWS may add some), or none.
+    pub other: u64,
     /// Not COMPLETED yet (or never asked).
     pub open: u64,
 }
@@ -1692,7 +1694,15 @@ impl State {
             match (status.as_deref(), reason.as_deref()) {
                 (Some("COMPLETED"), Some("ACTIONED")) => tally.actioned += n,
                 (Some("COMPLETED"), Some("NEED_MORE_INFORMATION")) => tally.need_info += n,
-                (Some("COMPLETED"), _) => tally.declined += n,
+                (
+                    Some("COMPLETED"),
+                    Some(
+                        "NOT_RESOLVABLE_TO_AWS"
+                        | "REVIEWED_NO_AWS_ACTION"
+                        | "CONTENT_DOWN_OR_INACCESSIBLE",
+                    ),
+                ) => tally.declined += n,
+                (Some("COMPLETED"), _) => tally.other += n,
                 (Some("GONE"), _) => {}
                 _ => tally.open += n,
             }
@@ -2691,6 +2701,33 @@ mod tests {
         assert!(!remotes.contains_key("c"), "not sent through an API");
         let tally = s.remote_tally("aws").unwrap();
         assert_eq!((tally.actioned, tally.open), (1, 0));
+    }
+
+    /// A report finished for a reason AWS added after this version is not counted as
+    /// declined: it is counted apart.
+    #[test]
+    fn a_finished_report_of_a_reason_not_known_is_not_counted_declined() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = State::open(dir.path()).unwrap();
+        let reasons = [
+            Some("NOT_RESOLVABLE_TO_AWS"),
+            Some("REVIEWED_NO_AWS_ACTION"),
+            Some("CONTENT_DOWN_OR_INACCESSIBLE"),
+            Some("FORWARDED_TO_CUSTOMER"),
+            None,
+        ];
+        for (n, reason) in reasons.iter().enumerate() {
+            let id = format!("r{n}");
+            let ip = format!("3.5.140.{n}");
+            s.insert_report(&record(&id, "aws", &[&ip], Status::Sending))
+                .unwrap();
+            s.mark_sent_remote(&id, &format!("R{n:0>20}"), "2026-01-01T00:00:01Z")
+                .unwrap();
+            s.set_remote_status(&id, "COMPLETED", *reason, None, "t1")
+                .unwrap();
+        }
+        let tally = s.remote_tally("aws").unwrap();
+        assert_eq!((tally.declined, tally.other), (3, 2));
     }
 
     #[test]

@@ -474,10 +474,17 @@ pub fn tallies(state: &State, settings: &Settings, only: Option<&str>) -> Result
         if t == Default::default() {
             continue;
         }
-        out.push(format!(
+        let mut line = format!(
             "{}: AWS actioned {}, declined {}, needs more information for {}, {} open",
             p.name, t.actioned, t.declined, t.need_info, t.open
-        ));
+        );
+        if t.other > 0 {
+            line.push_str(&format!(
+                ", {} finished for a reason this version does not know",
+                t.other
+            ));
+        }
+        out.push(line);
     }
     Ok(out)
 }
