@@ -728,27 +728,38 @@ fn https_endpoint_is_verified_against_the_roots_and_ca_file() {
     assert_eq!(history(&s)[0]["status"], "sent");
 }
 
+/// AWS keeps a report but its answer never arrives (a 503 after storing it); the setup's
+/// clock is then two days on, past the clientToken's 24 hours.
+fn stored_unanswered_two_days_ago(stub: &Stub) -> Setup {
+    stub.script(
+        json!({"create": {"0": {"status": 503, "after_storing": true, "body": {
+        "__type": "InternalServerException", "message": "Service unavailable"}}}}),
+    );
+    let mut s = setup(stub, "");
+    attack(&s, &THREE[..1]);
+    assert_eq!(s.run(&["run"]).code, 75);
+    s.now = "2026-01-28T08:00:00Z".to_string();
+    s
+}
+
+/// The one report is recorded as the one AWS stored on the first try: not created again.
+fn found_not_created_again(stub: &Stub, s: &Setup) {
+    assert_eq!(stub.creates().len(), 1, "not created a second time");
+    let rows = history(s);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["status"], "sent");
+    assert_eq!(rows[0]["remote"]["id"], stub.creates()[0]["report_id"]);
+}
+
 #[test]
 fn report_retried_after_the_token_window_is_looked_up_not_sent_twice() {
     let Some(stub) = Stub::start(None) else {
         return;
     };
-    // AWS keeps the report but the answer never arrives.
-    stub.script(
-        json!({"create": {"0": {"status": 503, "after_storing": true, "body": {
-        "__type": "InternalServerException", "message": "Service unavailable"}}}}),
-    );
-    let mut s = setup(&stub, "");
-    attack(&s, &THREE[..1]);
-    assert_eq!(s.run(&["run"]).code, 75);
-    // Two days later the clientToken has expired at AWS: the report is found by correlationId.
-    s.now = "2026-01-28T08:00:00Z".to_string();
+    let s = stored_unanswered_two_days_ago(&stub);
+    // The clientToken has expired at AWS: the report is found by correlationId.
     s.run(&["run"]).ok();
-    assert_eq!(stub.creates().len(), 1, "not created a second time");
-    let rows = history(&s);
-    assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0]["status"], "sent");
-    assert_eq!(rows[0]["remote"]["id"], stub.creates()[0]["report_id"]);
+    found_not_created_again(&stub, &s);
 }
 
 /// Two hosts on one AWS account see the same scanner and run at the same second: their
@@ -814,14 +825,7 @@ fn a_report_whose_lookup_fails_after_the_token_window_waits_rather_than_going_tw
     let Some(stub) = Stub::start(None) else {
         return;
     };
-    stub.script(
-        json!({"create": {"0": {"status": 503, "after_storing": true, "body": {
-        "__type": "InternalServerException", "message": "Service unavailable"}}}}),
-    );
-    let mut s = setup(&stub, "");
-    attack(&s, &THREE[..1]);
-    assert_eq!(s.run(&["run"]).code, 75);
-    s.now = "2026-01-28T08:00:00Z".to_string();
+    let s = stored_unanswered_two_days_ago(&stub);
     for (answer, code) in [
         (
             json!({"status": 500, "body": {"__type": "InternalServerException", "message": "down"}}),
@@ -840,10 +844,7 @@ fn a_report_whose_lookup_fails_after_the_token_window_waits_rather_than_going_tw
     }
     stub.script(json!({}));
     s.run(&["run"]).ok();
-    assert_eq!(stub.creates().len(), 1, "found, not created a second time");
-    let rows = history(&s);
-    assert_eq!(rows[0]["status"], "sent");
-    assert_eq!(rows[0]["remote"]["id"], stub.creates()[0]["report_id"]);
+    found_not_created_again(&stub, &s);
 }
 
 #[test]
