@@ -136,14 +136,23 @@ impl Bootstrap {
     }
 }
 
-/// `https://`, or `http://` to a loopback host.
+/// `https://`, or `http://` to a loopback host; never with user information or a backslash
+/// in the authority (`http://evil\@127.0.0.1/`), which parsers read as different hosts.
 pub fn allowed(url: &str) -> bool {
-    if url.starts_with("https://") {
-        return true;
+    let plain = |authority: &str| !authority.contains(['@', '\\']) && !authority.is_empty();
+    if let Some(rest) = url.strip_prefix("https://") {
+        return plain(authority_of(rest));
     }
     url.strip_prefix("http://")
-        .map(|rest| rest.split(['/', '?', '#']).next().unwrap_or(""))
-        .is_some_and(|authority| crate::http::is_loopback_host(host_of(authority)))
+        .map(authority_of)
+        .is_some_and(|authority| {
+            plain(authority) && crate::http::is_loopback_host(host_of(authority))
+        })
+}
+
+/// The authority of a URL's text after its `scheme://`.
+fn authority_of(rest: &str) -> &str {
+    rest.split(['/', '?', '#']).next().unwrap_or("")
 }
 
 /// A redirect target may be used: [`allowed`], and on this machine only when the first URL
@@ -154,7 +163,7 @@ pub fn hop_allowed(first: &str, to: &str) -> bool {
 
 fn is_local(url: &str) -> bool {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    crate::http::is_loopback_host(host_of(rest.split(['/', '?', '#']).next().unwrap_or("")))
+    crate::http::is_loopback_host(host_of(authority_of(rest)))
 }
 
 fn host_of(authority: &str) -> &str {
@@ -503,6 +512,25 @@ mod tests {
         let got = http.get(&url, "application/rdap+json", 1 << 20).unwrap();
         assert_eq!(got.status, 200);
         assert!(got.url.ends_with("/hop2"), "{}", got.url);
+    }
+
+    /// A URL with user information or a backslash before its host is read as one host here
+    /// and as another by an HTTP client: never used, for a first request or a redirect.
+    #[test]
+    fn urls_with_user_information_or_a_backslash_are_not_used() {
+        for url in [
+            "http://evil\\@127.0.0.1/",
+            "http://evil.example@127.0.0.1/",
+            "https://user@rdap.example.test/",
+            "https://rdap.example.test\\@other.test/",
+            "https:///ip/1.2.3.4",
+        ] {
+            assert!(!allowed(url), "{url}");
+            assert!(!hop_allowed("http://127.0.0.1:9/rdap/", url), "{url}");
+        }
+        assert!(allowed("https://rdap.example.test/ip/"));
+        assert!(allowed("http://127.0.0.1:9/rdap/"));
+        assert!(allowed("http://[::1]:9/rdap/"));
     }
 
     #[test]
