@@ -2231,38 +2231,11 @@ impl<'a> Ingest<'a> {
         self.parser.time_to_follow(line)
     }
 
-    /// Takes in what a fork saw (a later part of the same file, or a file read apart): its
-    /// counts add up, and its densest window joins the evidence (a window across the two
-    /// reads' border is not seen).
+    /// Takes in what a fork saw in a later part of the same source: its counts add up, and its
+    /// densest window joins the evidence (a window across the two parts' border is not seen).
     pub fn absorb(&mut self, mut other: Ingest<'a>) {
         other.end_source();
         other.pen.hand_over(self.spool);
-        self.add_counts(&other);
-        if self.seen.len() == 0 && self.first_lines.is_empty() {
-            // Nothing seen here yet (a file read apart while it was the run's first): the
-            // other's records and lines are this scan's as they are, not merged one by one.
-            self.seen = other.seen;
-            self.first_lines = other.first_lines;
-        } else {
-            let moved = self.seen.absorb(other.seen);
-            // An IP's own lines are its first ones: this read's, then the later part's.
-            for line in other.first_lines {
-                let slot = moved(line.slot);
-                let mine = self.seen.at_mut(slot);
-                if mine.wants_a_line() {
-                    mine.first_lines += 1;
-                    self.first_lines.push(FirstLine { slot, ..line });
-                }
-            }
-        }
-        for (pool, lines) in self.evidence.iter_mut().zip(other.evidence) {
-            pool.extend(lines);
-        }
-    }
-
-    /// Adds what `other` counted (lines, bytes, the last packet counted per prefix) to this
-    /// scan's counts.
-    fn add_counts(&mut self, other: &Ingest<'a>) {
         let s = &mut self.summary;
         s.lines_read += other.summary.lines_read;
         s.lines_matched += other.summary.lines_matched;
@@ -2279,6 +2252,19 @@ impl<'a> Ingest<'a> {
             if let Some(t) = *theirs {
                 Self::raise(&mut self.counted_until, k, t);
             }
+        }
+        let moved = self.seen.absorb(other.seen);
+        // An IP's own lines are its first ones: this read's, then the later part's.
+        for line in other.first_lines {
+            let slot = moved(line.slot);
+            let mine = self.seen.at_mut(slot);
+            if mine.wants_a_line() {
+                mine.first_lines += 1;
+                self.first_lines.push(FirstLine { slot, ..line });
+            }
+        }
+        for (pool, lines) in self.evidence.iter_mut().zip(other.evidence) {
+            pool.extend(lines);
         }
     }
 

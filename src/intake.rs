@@ -19,7 +19,7 @@ use crate::cli::Verbosity;
 use crate::clock::utc_text;
 use crate::config::{self, Settings, SourceKind};
 use crate::enrich::AsnDb;
-use crate::error::{ConfigError, one_line};
+use crate::error::{ConfigError, TransientError, one_line};
 use crate::excerpt::{self, EvidenceLine};
 use crate::ingest::{Attribution, Ingest, Observation, Observations, SmallSet, Summary};
 use crate::journal;
@@ -619,6 +619,48 @@ fn keep_counted(
 /// connection of its own: the reading threads cannot share the run's), so a run that reads no
 /// packet line from a settled state does not read it at all.
 pub(crate) fn ingest(
+    world: &World<'_>,
+    state: Option<&State>,
+    options: &Options<'_>,
+    leaving_out: &[String],
+) -> Result<(Intake, Ledger)> {
+    read_again_if_rewritten(options.verbosity, || {
+        ingest_once(world, state, options, leaving_out)
+    })
+}
+
+/// `read()` again while a log was rewritten in place during its own read (`copytruncate`
+/// then new lines, within the read's milliseconds): that spoils what the run read, of which
+/// nothing was kept, and the read starts over from the cursors, which then find the copy.
+/// [`READS`] times in a row is no race: the run ends as one to try again later.
+fn read_again_if_rewritten<T>(
+    verbosity: Verbosity,
+    mut read: impl FnMut() -> Result<T>,
+) -> Result<T> {
+    for _ in 1..READS {
+        match read() {
+            Err(e) if e.is::<source::RewrittenWhileRead>() => {
+                if verbosity == Verbosity::Verbose {
+                    crate::output::tell(format_args!("abuse-mailer: {e}: read again"));
+                }
+            }
+            done => return done,
+        }
+    }
+    read().map_err(|e| match e.downcast::<source::RewrittenWhileRead>() {
+        Ok(rewritten) => TransientError(format!(
+            "{rewritten}, on each of {READS} reads: nothing of this run was kept, and the next run reads it again"
+        ))
+        .into(),
+        Err(other) => other,
+    })
+}
+
+/// How many times a run reads its sources when a log is rewritten during its read.
+const READS: usize = 3;
+
+/// [`ingest`] once.
+fn ingest_once(
     world: &World<'_>,
     state: Option<&State>,
     options: &Options<'_>,
@@ -1248,6 +1290,39 @@ pub(crate) fn count_below_min_hits<'o>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Reads spoilt by a log rewritten during them are done again, up to three in all; a
+    /// run whose every read is spoilt ends as one to try later (75), and any other error is
+    /// the run's at once.
+    #[test]
+    fn a_read_spoilt_by_a_rewritten_log_is_done_again_three_times_at_most() {
+        let spoilt =
+            || anyhow::Error::from(source::RewrittenWhileRead(PathBuf::from("/var/log/x")));
+        let mut calls = 0;
+        let got = read_again_if_rewritten(Verbosity::Quiet, || {
+            calls += 1;
+            if calls < 3 { Err(spoilt()) } else { Ok(calls) }
+        });
+        assert_eq!(got.unwrap(), 3);
+        let mut calls = 0;
+        let got = read_again_if_rewritten(Verbosity::Quiet, || -> Result<()> {
+            calls += 1;
+            Err(spoilt())
+        });
+        let e = got.unwrap_err();
+        assert_eq!(calls, READS);
+        assert_eq!(crate::error::exit_code(&e), crate::error::EXIT_TEMPFAIL);
+        assert!(e.to_string().contains("/var/log/x"), "{e}");
+        let mut calls = 0;
+        let got = read_again_if_rewritten(Verbosity::Quiet, || -> Result<()> {
+            calls += 1;
+            Err(anyhow::anyhow!("disk gone"))
+        });
+        assert_eq!(
+            (calls, got.unwrap_err().to_string()),
+            (1, "disk gone".to_string())
+        );
+    }
 
     #[test]
     pub(crate) fn progress_bar_only_on_a_terminal_for_a_long_read() {

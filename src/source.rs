@@ -531,6 +531,25 @@ fn first_line_after_read(before: &[u8], now: io::Result<Vec<u8>>) -> Option<Vec<
     now.ok().filter(|now| same_start(before, now))
 }
 
+/// A log that began otherwise once read than when its read began: truncated in place and
+/// written again meanwhile (logrotate's `copytruncate`), it gave the read bytes of two texts.
+/// Nothing the run read may be kept: the run reads again from where it began, and then finds
+/// the copy.
+#[derive(Debug)]
+pub struct RewrittenWhileRead(pub PathBuf);
+
+impl std::fmt::Display for RewrittenWhileRead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "source {}: truncated and written again while it was read (logrotate's copytruncate)",
+            self.0.display()
+        )
+    }
+}
+
+impl std::error::Error for RewrittenWhileRead {}
+
 /// Whether the plain file at `path` begins as a cursor recorded (`fingerprint`): the file a
 /// cursor followed, not another that has its inode number since.
 pub fn begins_as(path: &Path, fingerprint: &[u8]) -> bool {
@@ -1372,26 +1391,18 @@ fn read_opened(
                     .with_context(|| format!("source {shown}"))?,
                 _ => copied,
             };
-            // Read apart, and taken in only if the file still begins as it did: truncated and
-            // written past the read's place while it was read (`copytruncate` during the
-            // read), the file gave the read the new text's bytes at the old text's offsets,
-            // lines of neither. The read then counts nothing, and its cursor stays where the
-            // read began, known by the old first line: the next run finds the copy by it and
-            // reads on there, then the new text from its start.
-            let mut part = ingest.fork();
-            let end = read_reporting(path, file, from, &mut part, &mut warnings)?;
-            let (offset, fingerprint) = match first_line_after_read(&begins, file.first_line()) {
-                Some(first) => {
-                    ingest.absorb(part);
-                    (end, first)
-                }
-                None => (from, begins),
+            let end = read_reporting(path, file, from, ingest, &mut warnings)?;
+            // Truncated and written past the read's place while it was read (`copytruncate`
+            // during the read), the file gave the read the new text's bytes at the old text's
+            // offsets, lines of neither: what this run read cannot be kept, and it reads again.
+            let Some(fingerprint) = first_line_after_read(&begins, file.first_line()) else {
+                return Err(RewrittenWhileRead(path.to_path_buf()).into());
             };
             next = Some(Cursor {
                 dev: now.dev,
                 ino: now.ino,
                 fingerprint,
-                offset,
+                offset: end,
                 known_siblings: Vec::new(),
                 born: file.born,
             });
@@ -2214,60 +2225,17 @@ mod tests {
         }
     }
 
-    /// logrotate's `copytruncate` lands while a run reads the file: the read has the old text,
-    /// the file is empty, then written past where the read stopped. The next run reads the new
-    /// text from its start, and the copy no more: every line once.
-    #[test]
-    fn copytruncate_during_a_read_then_more_lines_counts_every_line_once() {
-        use std::io::Write;
-        use std::sync::atomic::{AtomicBool, Ordering};
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("messages");
-        let line = numbered_line;
-        let old: String = (0..2000).map(line).collect();
-        fs::write(&path, &old).unwrap();
-        let copied = AtomicBool::new(false);
-        // Called for the first new source of the read: logrotate copies and truncates then.
-        let rotate_then_attribute = |ip| {
-            copy_truncate_once(&copied, &path, &dir.path().join("messages.1"));
-            one_provider(ip)
-        };
-        let (cursor, read_first) = first_read_with(&path, &rotate_then_attribute);
-        assert!(copied.load(Ordering::SeqCst));
-        assert_eq!(
-            cursor.fingerprint,
-            old.as_bytes()[..=old.find('\n').unwrap()],
-            "known by the first line it held"
-        );
-        // The daemon writes on, past the offset the read stopped at.
-        let mut log = File::options().append(true).open(&path).unwrap();
-        let new: String = (5000..8000).map(line).collect();
-        log.write_all(new.as_bytes()).unwrap();
-        assert!(new.len() as u64 > cursor.offset);
-        let mut second = scan();
-        read_alone(&path, Some(&cursor), &mut second).unwrap();
-        let read_second = second.finish().unwrap().summary.lines_matched;
-        assert_eq!(read_first + read_second, 2000 + 3000);
-    }
-
-    /// logrotate's `copytruncate` lands while a run reads the log, and the daemon writes more
-    /// than the read had reached before the read goes on: the rest of the read would be the new
-    /// text's bytes at the old text's offsets. The run counts none of that read, and the next
-    /// one reads the copy and then the new text: every line once, none in another's place.
-    #[test]
-    fn copytruncate_and_more_lines_during_the_logs_own_read_count_every_line_once() {
-        use std::sync::atomic::{AtomicBool, Ordering};
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("messages");
-        let old = lines(0..2000);
-        let new = lines(5000..8000);
-        fs::write(&path, &old).unwrap();
-        let copied = AtomicBool::new(false);
-        // At the first new source, one buffer into the read.
-        let rotate_and_write_then_attribute = |ip| {
-            if !copied.load(Ordering::SeqCst) {
-                copy_truncate_once(&copied, &path, &dir.path().join("messages.1"));
-                fs::write(&path, &new).unwrap();
+    /// A first read whose attribution does `during` once, at the first new source (a buffer
+    /// of 4 KiB into the read): whether the read was spoilt by a log rewritten while it was
+    /// read, and else its cursor and the lines it matched.
+    fn first_read_disturbed(
+        path: &Path,
+        during: &(dyn Fn() + Sync),
+    ) -> Result<(Cursor, crate::ingest::Batch)> {
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let disturb_then_attribute = |ip| {
+            if !done.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                during();
             }
             one_provider(ip)
         };
@@ -2276,31 +2244,87 @@ mod tests {
             1,
             5,
             50,
-            &rotate_and_write_then_attribute,
+            &disturb_then_attribute,
             crate::spool::for_tests(),
         );
         first.set_buffer_size(4096);
         first.begin_source(parser());
-        let cursor = read_alone(&path, None, &mut first).unwrap().cursor.unwrap();
-        let first = first.finish().unwrap();
-        assert!(copied.load(Ordering::SeqCst));
-        let mut second = scan();
-        read_alone(&path, Some(&cursor), &mut second).unwrap();
-        let second = second.finish().unwrap();
+        let read = read_alone(path, None, &mut first)?;
+        Ok((read.cursor.unwrap(), first.finish().unwrap()))
+    }
+
+    /// The first read is spoilt by a log rewritten in place while it was read: the run reads
+    /// again from where it began, as `intake` does, and then each run after it reads what is
+    /// new. Each address's packets of `logged`, counted by those reads, once each.
+    fn counted_after_reading_again(
+        path: &Path,
+        during: &(dyn Fn() + Sync),
+        then: impl FnOnce(),
+        logged: impl Iterator<Item = u64>,
+    ) {
+        let Err(spoilt) = first_read_disturbed(path, during) else {
+            panic!("the read is not spoilt");
+        };
+        assert!(spoilt.is::<RewrittenWhileRead>(), "{spoilt:#}");
+        let mut again = scan();
+        let cursor = read_alone(path, None, &mut again).unwrap().cursor.unwrap();
+        let again = again.finish().unwrap();
+        then();
+        let mut next = scan();
+        read_alone(path, Some(&cursor), &mut next).unwrap();
+        let next = next.finish().unwrap();
         let mut counted = std::collections::BTreeMap::new();
-        for o in first.observations.iter().chain(second.observations.iter()) {
+        for o in again.observations.iter().chain(next.observations.iter()) {
             *counted.entry(o.ip).or_insert(0) += o.hits;
         }
-        let mut logged = std::collections::BTreeMap::new();
-        for n in (0..2000).chain(5000..8000) {
+        let mut expected = std::collections::BTreeMap::new();
+        let mut lines = 0;
+        for n in logged {
             let ip: std::net::IpAddr = format!("34.208.{}.{}", n % 7, n % 13 + 1).parse().unwrap();
-            *logged.entry(ip).or_insert(0) += 1;
+            *expected.entry(ip).or_insert(0) += 1;
+            lines += 1;
         }
-        assert!(counted == logged, "each address's packets, once");
+        assert!(counted == expected, "each address's packets, once");
         assert_eq!(
-            first.summary.lines_matched + second.summary.lines_matched,
-            5000
+            again.summary.lines_matched + next.summary.lines_matched,
+            lines
         );
+    }
+
+    /// logrotate's `copytruncate` lands while a run reads the file; then the daemon writes
+    /// past where the read stopped. The run reads again (the copy, then the empty log), and
+    /// the next run reads the new text from its start: every line once.
+    #[test]
+    fn copytruncate_during_a_read_then_more_lines_counts_every_line_once() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("messages");
+        fs::write(&path, lines(0..2000)).unwrap();
+        let copy = dir.path().join("messages.1");
+        let copytruncate = || copy_truncate_once(&Default::default(), &path, &copy);
+        let write_on = || {
+            let mut log = File::options().append(true).open(&path).unwrap();
+            log.write_all(lines(5000..8000).as_bytes()).unwrap();
+        };
+        counted_after_reading_again(&path, &copytruncate, write_on, (0..2000).chain(5000..8000));
+    }
+
+    /// logrotate's `copytruncate` lands while a run reads the log, and the daemon writes more
+    /// than the read had reached before the read goes on: the rest of the read would be the new
+    /// text's bytes at the old text's offsets, lines of neither. The run keeps none of that
+    /// read and reads again: the copy, then the new text; every line once, none in another's
+    /// place.
+    #[test]
+    fn copytruncate_and_more_lines_during_the_logs_own_read_count_every_line_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("messages");
+        fs::write(&path, lines(0..2000)).unwrap();
+        let copy = dir.path().join("messages.1");
+        let rewrite = || {
+            copy_truncate_once(&Default::default(), &path, &copy);
+            fs::write(&path, lines(5000..8000)).unwrap();
+        };
+        counted_after_reading_again(&path, &rewrite, || {}, (0..2000).chain(5000..8000));
     }
 
     /// A first read meets `copytruncate` done copying: the copy is read whole as a rotated
