@@ -970,8 +970,13 @@ fn ingest_once(
     if let (Some(s), Some(m)) = (state, &marker) {
         // Reports waiting to be sent again may be refused, giving their IPs back.
         let mut extra: Vec<IpAddr> = s.pending_ips()?;
-        // Addresses discovery held back, when what held them may have changed.
-        extra.extend(s.contact_rechecks_due(world.now.timestamp())?);
+        // Addresses discovery held back, when what held them may have changed (those not
+        // observed any more are let go of by the run).
+        for ip in s.contact_rechecks_due(world.now.timestamp())? {
+            if s.observation(ip)?.is_some() {
+                extra.push(ip);
+            }
+        }
         // Reports that left the re-report window since the marker free their IPs.
         if let Some(days) = settings.report.rereport_after_days {
             let at = DateTime::<Utc>::from_timestamp(m.at, 0).unwrap_or(world.now);

@@ -378,10 +378,14 @@ pub(crate) fn in_turn<T>(items: Vec<T>, desk: impl Fn(&T) -> &str) -> Vec<T> {
     keyed.into_iter().map(|(_, item)| item).collect()
 }
 
-/// How long an address discovery held back is left before it is decided again (from the
-/// cache, unless what decided expired): a registry's "none" is trusted for a week at most,
-/// and a refused desk for `cache_days`.
-const RECHECK_DAYS: i64 = 1;
+/// When an address discovery holds back at `now` is decided again (from the cache, unless
+/// what decided expired; a registry's "none" is trusted for a week at most, a refused desk
+/// for `cache_days`): the next midnight (UTC) at least a day on, so that the addresses held
+/// in a day are looked at again together, by one run, not each by another.
+fn recheck_at(now: DateTime<Utc>) -> DateTime<Utc> {
+    let next = now.timestamp() + 2 * 86_400;
+    DateTime::from_timestamp(next - next.rem_euclid(86_400), 0).unwrap_or(now)
+}
 
 /// One digest per discovered contact of the addresses in no provider: each address's contact
 /// is looked up (the cache first, then the network within `max_lookups_per_run`), and each
@@ -492,12 +496,9 @@ pub(crate) fn plan_discovered(
         // Not remembering it only loses the order: the address is looked up again anyway.
         let _ = cache.note_failure(ip, world.now);
     }
-    let recheck = world.now + chrono::Duration::days(RECHECK_DAYS);
-    for ip in held {
-        cache
-            .note_held(ip, recheck)
-            .context("remembering the addresses discovery held back")?;
-    }
+    cache
+        .note_held(&held, recheck_at(world.now))
+        .context("remembering the addresses discovery held back")?;
     // The desk whose address has waited longest goes first: within max_messages_per_run, no
     // desk waits for ever behind others.
     let mut groups: Vec<(String, Contact, Vec<&crate::select::Selected<'_>>)> = by_contact
@@ -979,4 +980,26 @@ pub(crate) fn report_id(
         n += 1;
     }
     Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn held_addresses_are_decided_again_at_a_midnight_a_day_or_two_on() {
+        let at = |t: &str| DateTime::parse_from_rfc3339(t).unwrap().with_timezone(&Utc);
+        let morning = recheck_at(at("2026-01-26T08:00:00Z"));
+        let night = recheck_at(at("2026-01-26T23:59:00Z"));
+        assert_eq!(morning, at("2026-01-28T00:00:00Z"));
+        assert_eq!(
+            night,
+            at("2026-01-28T00:00:00Z"),
+            "one run takes a day's together"
+        );
+        assert_eq!(
+            recheck_at(at("2026-01-27T00:00:00Z")),
+            at("2026-01-29T00:00:00Z")
+        );
+    }
 }

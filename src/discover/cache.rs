@@ -230,9 +230,10 @@ pub trait ContactCache {
     fn note_failure(&mut self, _ip: IpAddr, _at: DateTime<Utc>) -> anyhow::Result<()> {
         Ok(())
     }
-    /// Remembers that `ip` is not reported for now, whatever its desk (none, refused, the
-    /// operator's own, `never`), and is to be decided again at `due`.
-    fn note_held(&mut self, _ip: IpAddr, _due: DateTime<Utc>) -> anyhow::Result<()> {
+    /// Remembers that the addresses `held` are not reported for now, whatever their desk
+    /// (none, refused, the operator's own, `never`), and are to be decided again at `due`;
+    /// one already due later keeps its time.
+    fn note_held(&mut self, _held: &[IpAddr], _due: DateTime<Utc>) -> anyhow::Result<()> {
         Ok(())
     }
 }

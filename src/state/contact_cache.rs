@@ -220,14 +220,27 @@ impl ContactCache for State {
         write().with_context(|| format!("{}: cannot write lookup_failure", self.path.display()))
     }
 
-    fn note_held(&mut self, ip: IpAddr, due: DateTime<Utc>) -> Result<()> {
-        self.conn
-            .execute(
-                "INSERT OR REPLACE INTO contact_recheck (ip, due) VALUES (?1, ?2)",
-                params![ip.to_string(), due.timestamp()],
-            )
-            .with_context(|| format!("{}: cannot write contact_recheck", self.path.display()))?;
-        Ok(())
+    fn note_held(&mut self, held: &[IpAddr], due: DateTime<Utc>) -> Result<()> {
+        if held.is_empty() {
+            return Ok(());
+        }
+        // One transaction, and a row only where none is due later: a run without a settled
+        // selection decides every held address again, and writes none of them twice.
+        let write = || -> rusqlite::Result<()> {
+            let tx = self.conn.unchecked_transaction()?;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT INTO contact_recheck (ip, due) VALUES (?1, ?2)
+                     ON CONFLICT (ip) DO UPDATE SET due = excluded.due
+                     WHERE contact_recheck.due < excluded.due",
+                )?;
+                for ip in held {
+                    stmt.execute(params![ip.to_string(), due.timestamp()])?;
+                }
+            }
+            tx.commit()
+        };
+        write().with_context(|| format!("{}: cannot write contact_recheck", self.path.display()))
     }
 
     fn store_bootstrap(&mut self, copy: BootstrapCopy) -> Result<()> {
@@ -427,6 +440,35 @@ mod tests {
             desk.unwrap().unwrap().address.unwrap(),
             "abuse@customer.net"
         );
+    }
+
+    /// Held addresses are written together; one held again keeps the later of its times,
+    /// and those due are listed, then let go of.
+    #[test]
+    fn held_addresses_keep_their_latest_time_and_are_let_go_of_when_due() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = State::open(dir.path()).unwrap();
+        let (a, b): (IpAddr, IpAddr) = ("45.1.2.3".parse().unwrap(), "45.1.2.4".parse().unwrap());
+        state.note_held(&[a, b], at(5)).unwrap();
+        state.note_held(&[a], at(3)).unwrap();
+        assert!(
+            state
+                .contact_rechecks_due(at(4).timestamp())
+                .unwrap()
+                .is_empty()
+        );
+        let mut due = state.contact_rechecks_due(at(5).timestamp()).unwrap();
+        due.sort();
+        assert_eq!(due, [a, b]);
+        state.note_held(&[b], at(9)).unwrap();
+        state.forget_contact_rechecks(at(5).timestamp()).unwrap();
+        assert!(
+            state
+                .contact_rechecks_due(at(8).timestamp())
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(state.contact_rechecks_due(at(9).timestamp()).unwrap(), [b]);
     }
 
     /// The SQL store and the in-memory reference agree on every question, over nested,
