@@ -69,7 +69,9 @@ pub fn installation(state_dir: &std::path::Path) -> String {
         id if !id.trim().is_empty() => id,
         _ => read("/var/lib/dbus/machine-id"),
     };
-    let folder = std::fs::canonicalize(state_dir).unwrap_or_else(|_| state_dir.to_path_buf());
+    // As written, made absolute: the same before the folder exists (a preview before the
+    // first run) as after.
+    let folder = std::path::absolute(state_dir).unwrap_or_else(|_| state_dir.to_path_buf());
     let mut hash = Sha256::new();
     for part in [
         machine.trim().as_bytes(),
@@ -127,7 +129,7 @@ pub fn request_body(
     message_id: &str,
     test: bool,
 ) -> Result<Vec<u8>> {
-    let ours = format!("{report_id}-{installation}");
+    let (token, correlation) = request_ids(report_id, installation);
     let mut doc = crate::xarf::document(report, message_id);
     if let Some(last) = doc.get("last_seen").cloned() {
         doc["timestamp"] = last;
@@ -139,10 +141,18 @@ pub fn request_body(
     }
     let body = json!({
         "report": { "xarf": doc },
-        "clientToken": client_token(&ours),
-        "correlationId": correlation_id(&ours),
+        "clientToken": token,
+        "correlationId": correlation,
     });
     Ok(serde_json::to_vec(&body)?)
+}
+
+/// The `clientToken` and `correlationId` of a report: its ledger id and the installation's
+/// tag, which is kept whole however long the id (a long provider name).
+fn request_ids(report_id: &str, installation: &str) -> (String, String) {
+    let id: String = report_id.chars().take(200).collect();
+    let ours = format!("{id}-{installation}");
+    (client_token(&ours), correlation_id(&ours))
 }
 
 /// The API as one run uses it: the client and which providers it serves.
@@ -305,6 +315,10 @@ impl Api {
             match e {
                 ApiError::Denied(m) | ApiError::Local(m) => SendError::Config(format!(
                     "{asked}: {m} (the IAM policy needs abuse:ListAbuseReportStatuses); it waits"
+                )),
+                // The question itself refused: no later run asks it better.
+                ApiError::Rejected(m) | ApiError::NotFound(m) => SendError::Config(format!(
+                    "{asked}: {m} (check aws_api.endpoint); it waits"
                 )),
                 other => SendError::Transient(format!("{asked}: {other}; it waits")),
             }
@@ -593,6 +607,26 @@ mod tests {
         assert!(tag.bytes().all(|b| b.is_ascii_hexdigit()));
         assert_eq!(tag, installation(a.path()), "the same on every run");
         assert_ne!(tag, installation(b.path()));
+        // The same before the folder is made (a preview before the first run) as after.
+        let later = a.path().join("state");
+        let before = installation(&later);
+        std::fs::create_dir(&later).unwrap();
+        assert_eq!(before, installation(&later));
+    }
+
+    /// However long the ledger id, both ids keep the installation's tag.
+    #[test]
+    fn a_long_report_id_keeps_the_installation_tag() {
+        let id = format!("20260125T235125Z-{}-1a2b3c4d", "p".repeat(300));
+        let (token, correlation) = request_ids(&id, "0f1e2d3c");
+        assert!(correlation.ends_with("-0f1e2d3c") && correlation.len() <= 256);
+        assert!(token.len() <= 128);
+        assert_ne!(request_ids(&id, "99999999").0, token);
+        let short = "20260125T235125Z-aws-1a2b3c4d";
+        assert_eq!(
+            request_ids(short, "0f1e2d3c"),
+            (format!("{short}-0f1e2d3c"), format!("{short}-0f1e2d3c"))
+        );
     }
 
     #[test]

@@ -132,7 +132,7 @@ impl Bootstrap {
             .filter(|(net, _)| net.contains(&ip))
             .max_by_key(|(net, _)| net.prefix_len())
             .map(|(_, urls)| urls.as_slice())
-            .filter(|urls| !urls.iter().any(|u| allowed(u)))
+            .filter(|urls| !urls.is_empty() && !urls.iter().any(|u| allowed(u)))
     }
 }
 
@@ -461,6 +461,9 @@ mod tests {
         assert_eq!(plain.server_for(ip), None);
         assert_eq!(plain.unusable_for(ip).map(<[String]>::len), Some(2));
         assert_eq!(b.unusable_for("203.0.113.1".parse().unwrap()), None);
+        // A prefix listed with no URL at all is served by nobody.
+        let none = Bootstrap::parse(br#"{"services":[[["203.0.113.0/24"],[]]]}"#).unwrap();
+        assert_eq!(none.unusable_for(ip), None);
         assert_eq!(b.unusable_for("192.0.3.1".parse().unwrap()), None);
     }
 
