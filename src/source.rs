@@ -624,28 +624,47 @@ fn copied_and_rewritten(live: &OpenFile, cursor: &Cursor, rotated: &[Sibling]) -
 /// `copytruncate` is making, or made and has not truncated the live file after yet. Its
 /// lines were read in the copy, and the live file goes on after them: `end` then, else 0.
 fn copy_read_of(live: &OpenFile, begins: &[u8], s: &Sibling, end: u64) -> io::Result<u64> {
-    if live.gzip
-        || s.open.gzip
-        || end == 0
-        || !known_by_first_line(&s.first_line)
-        || begins != s.first_line
-    {
+    if !may_copy(live, begins, s) || end == 0 || !same_bytes_until(live, &s.open, end)? {
         return Ok(0);
     }
+    Ok(end)
+}
+
+/// The size of the rotated file `s` when it holds nothing but the live file's first bytes
+/// (the live file beginning with `begins`): a copy `copytruncate` is making, or made and has
+/// not truncated the live file after yet.
+fn copy_of_live(live: &OpenFile, begins: &[u8], s: &Sibling) -> io::Result<Option<u64>> {
+    if !may_copy(live, begins, s) {
+        return Ok(None);
+    }
+    let size = s.open.file.metadata()?.len();
+    if size == 0 || size > live.file.metadata()?.len() {
+        return Ok(None);
+    }
+    Ok(same_bytes_until(live, &s.open, size)?.then_some(size))
+}
+
+/// Whether `s` can be a copy of the live file, by their kind and first lines.
+fn may_copy(live: &OpenFile, begins: &[u8], s: &Sibling) -> bool {
+    !live.gzip && !s.open.gzip && known_by_first_line(&s.first_line) && begins == s.first_line
+}
+
+/// Whether the two files hold the same bytes up to `end`.
+fn same_bytes_until(a: &OpenFile, b: &OpenFile, end: u64) -> io::Result<bool> {
     let (mut mine, mut theirs) = (Vec::new(), Vec::new());
     let mut at = 0;
     while at < end {
         let upto = (at + (1 << 16)).min(end);
         mine.clear();
         theirs.clear();
-        live.at_until(at, upto).read_to_end(&mut mine)?;
-        s.open.at_until(at, upto).read_to_end(&mut theirs)?;
+        a.at_until(at, upto).read_to_end(&mut mine)?;
+        b.at_until(at, upto).read_to_end(&mut theirs)?;
         if mine != theirs || mine.len() as u64 != upto - at {
-            return Ok(0);
+            return Ok(false);
         }
         at = upto;
     }
-    Ok(end)
+    Ok(true)
 }
 
 /// The decision table: every combination of cursor and file on disk has its named case.
@@ -1304,6 +1323,15 @@ fn read_opened(
     for file in &catchup.grown {
         let Some(i) = sibling(file) else { continue };
         let s = &rotated[i];
+        // `copytruncate` still copying the live file, which this run reads on in from the
+        // cursor: the copy's growth is the live file's text, counted there.
+        if let (Decision::Append(_), Some(live), Some(now)) = (&decision, &live, &now)
+            && let Some(size) = copy_of_live(live, &now.fingerprint, s)
+                .with_context(|| format!("source {shown}"))?
+        {
+            known[i].size = size;
+            continue;
+        }
         let end = read_reporting(path, &s.open, file.from, ingest, &mut warnings)?;
         if !s.open.gzip {
             known[i].size = end;
@@ -2325,6 +2353,45 @@ mod tests {
             fs::write(&path, lines(5000..8000)).unwrap();
         };
         counted_after_reading_again(&path, &rewrite, || {}, (0..2000).chain(5000..8000));
+    }
+
+    /// A run lists the log's copy while logrotate's `copytruncate` is still making it (half
+    /// its bytes there); the next run finds the copy grown, with the log not truncated yet.
+    /// The growth is the log's own text, which the cursor reads on in: not counted again
+    /// from the copy. After the truncate, the new lines: every line once.
+    #[test]
+    fn a_copy_still_being_made_that_grows_is_not_read_as_new_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("messages");
+        let copy = dir.path().join("messages.1");
+        let old = lines(0..100);
+        fs::write(&path, &old).unwrap();
+        let (cursor, first) = first_read_with(&path, &one_provider);
+        assert_eq!(first, 100);
+        let read_on = |cursor: &Cursor| {
+            let mut next = scan();
+            let read = read_alone(&path, Some(cursor), &mut next).unwrap();
+            let counted = next.finish().unwrap().summary.lines_matched;
+            (read.cursor.unwrap(), counted)
+        };
+        fs::write(&copy, &old.as_bytes()[..old.len() / 2]).unwrap();
+        let (cursor, during) = read_on(&cursor);
+        fs::write(&copy, &old).unwrap();
+        let (cursor, copied) = read_on(&cursor);
+        assert_eq!(
+            (during, copied),
+            (0, 0),
+            "the copy's lines are the log's, counted once"
+        );
+        File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        fs::write(&path, lines(200..230)).unwrap();
+        let (_, after) = read_on(&cursor);
+        assert_eq!(after, 30, "then the new lines alone");
     }
 
     /// A first read meets `copytruncate` done copying: the copy is read whole as a rotated
