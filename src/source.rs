@@ -2253,6 +2253,17 @@ mod tests {
         }
     }
 
+    /// A scan of one source, its sources attributed by `attribute`, reading 4 KiB at a time:
+    /// a file changed from `attribute` is changed a buffer or so into the read.
+    fn scan_in_small_buffers<'a>(
+        attribute: &'a (dyn Fn(std::net::IpAddr) -> crate::ingest::Attribution + Sync),
+    ) -> Ingest<'a> {
+        let mut scan = Ingest::new(parser(), 1, 5, 50, attribute, crate::spool::for_tests());
+        scan.set_buffer_size(4096);
+        scan.begin_source(parser());
+        scan
+    }
+
     /// A first read whose attribution does `during` once, at the first new source (a buffer
     /// of 4 KiB into the read): whether the read was spoilt by a log rewritten while it was
     /// read, and else its cursor and the lines it matched.
@@ -2267,16 +2278,7 @@ mod tests {
             }
             one_provider(ip)
         };
-        let mut first = Ingest::new(
-            parser(),
-            1,
-            5,
-            50,
-            &disturb_then_attribute,
-            crate::spool::for_tests(),
-        );
-        first.set_buffer_size(4096);
-        first.begin_source(parser());
+        let mut first = scan_in_small_buffers(&disturb_then_attribute);
         let read = read_alone(path, None, &mut first)?;
         Ok((read.cursor.unwrap(), first.finish().unwrap()))
     }
@@ -2524,16 +2526,7 @@ mod tests {
             copy_truncate_once(&copied, &path, &copy);
             one_provider(ip)
         };
-        let mut first = Ingest::new(
-            parser(),
-            1,
-            5,
-            50,
-            &rotate_then_attribute,
-            crate::spool::for_tests(),
-        );
-        first.set_buffer_size(4096);
-        first.begin_source(parser());
+        let mut first = scan_in_small_buffers(&rotate_then_attribute);
         let file = OpenFile::open(&path).unwrap().unwrap();
         let read = read_in_parts(&file, 0, old.len() as u64, 4, &mut first).unwrap();
         assert!(copied.load(Ordering::SeqCst));
