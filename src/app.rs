@@ -415,7 +415,7 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
         made.extend(out.send(&mut state, planned)?);
         out.write_made_under(&mut state);
     }
-    if only.is_none() {
+    if only.is_none() && intake.rechecks_due {
         // The addresses discovery held back that were due were decided again above: those it
         // still holds have a later time.
         state.forget_contact_rechecks(now.timestamp())?;

@@ -316,6 +316,9 @@ pub(crate) struct World<'s> {
     pub(crate) asn_db: Option<AsnDb>,
     pub(crate) templates: Templates,
     pub(crate) now: DateTime<Utc>,
+    /// This installation's tag in the requests of API reports (see
+    /// [`crate::aws_api::installation`]).
+    pub(crate) installation: String,
 }
 
 impl<'s> World<'s> {
@@ -371,6 +374,7 @@ impl<'s> World<'s> {
             asn_db,
             templates,
             now,
+            installation: crate::aws_api::installation(&settings.state_dir),
         })
     }
 
@@ -554,9 +558,13 @@ pub(crate) struct Intake {
     pub(crate) observations: Observations,
     /// Selection looks at the IPs read and those the ledger moved, under a settled marker.
     pub(crate) partial: bool,
-    /// IPs the ledger moved since the marker (resends, re-report windows): this run may
-    /// report them, so the marker does not hold past it.
+    /// IPs the ledger moved since the marker (resends, re-report windows), or that discovery
+    /// held back and are due to be decided again: this run may report them, so the marker
+    /// does not hold past it.
     pub(crate) moved: bool,
+    /// Addresses discovery held back are due to be decided again by this run, which then
+    /// lets go of their times.
+    pub(crate) rechecks_due: bool,
     /// The marker as stored, and the digest a new one is written with.
     pub(crate) stored_marker: Option<Settled>,
     pub(crate) selection_key: String,
@@ -967,16 +975,14 @@ fn ingest_once(
         }
     }
     let mut moved = false;
+    // Addresses discovery held back whose time to be decided again has come.
+    let due = match state {
+        Some(s) => s.contact_rechecks_due(world.now.timestamp())?,
+        None => Vec::new(),
+    };
     if let (Some(s), Some(m)) = (state, &marker) {
         // Reports waiting to be sent again may be refused, giving their IPs back.
         let mut extra: Vec<IpAddr> = s.pending_ips()?;
-        // Addresses discovery held back, when what held them may have changed (those not
-        // observed any more are let go of by the run).
-        for ip in s.contact_rechecks_due(world.now.timestamp())? {
-            if s.observation(ip)?.is_some() {
-                extra.push(ip);
-            }
-        }
         // Reports that left the re-report window since the marker free their IPs.
         if let Some(days) = settings.report.rereport_after_days {
             let at = DateTime::<Utc>::from_timestamp(m.at, 0).unwrap_or(world.now);
@@ -993,6 +999,16 @@ fn ingest_once(
                 && let Some(o) = s.observation(ip)?
             {
                 observations.add(o);
+            }
+        }
+        // Addresses discovery held back, when what held them may have changed; one no longer
+        // observed moves nothing, and the run lets its time go.
+        for &ip in &due {
+            if observations.contains(&ip) {
+                moved = true;
+            } else if let Some(o) = s.observation(ip)? {
+                observations.add(o);
+                moved = true;
             }
         }
     }
@@ -1073,6 +1089,7 @@ fn ingest_once(
         observations,
         partial: marker.is_some(),
         moved,
+        rechecks_due: !due.is_empty(),
         stored_marker,
         selection_key,
         touched,

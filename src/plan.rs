@@ -847,8 +847,7 @@ fn compose_part(
         // with the same payload.
         let bytes = if api {
             let test = settings.aws_api.as_ref().is_some_and(|a| a.test);
-            let installation = crate::aws_api::installation(&settings.state_dir);
-            crate::aws_api::request_body(&report, &id, &installation, &message_id, test)?
+            crate::aws_api::request_body(&report, &id, &world.installation, &message_id, test)?
         } else {
             let document = report
                 .xarf
