@@ -2291,7 +2291,7 @@ mod tests {
         during: &(dyn Fn() + Sync),
         then: impl FnOnce(),
         logged: impl Iterator<Item = u64>,
-    ) {
+    ) -> Cursor {
         let Err(spoilt) = first_read_disturbed(path, during) else {
             panic!("the read is not spoilt");
         };
@@ -2319,6 +2319,7 @@ mod tests {
             again.summary.lines_matched + next.summary.lines_matched,
             lines
         );
+        cursor
     }
 
     /// logrotate's `copytruncate` lands while a run reads the file; then the daemon writes
@@ -2332,11 +2333,20 @@ mod tests {
         fs::write(&path, lines(0..2000)).unwrap();
         let copy = dir.path().join("messages.1");
         let copytruncate = || copy_truncate_once(&Default::default(), &path, &copy);
+        let new = lines(5000..8000);
         let write_on = || {
             let mut log = File::options().append(true).open(&path).unwrap();
-            log.write_all(lines(5000..8000).as_bytes()).unwrap();
+            log.write_all(new.as_bytes()).unwrap();
         };
-        counted_after_reading_again(&path, &copytruncate, write_on, (0..2000).chain(5000..8000));
+        let cursor = counted_after_reading_again(
+            &path,
+            &copytruncate,
+            write_on,
+            (0..2000).chain(5000..8000),
+        );
+        assert!(copy.exists(), "logrotate copied the log during the read");
+        // The daemon wrote on past where the read after the copy stopped.
+        assert!(new.len() as u64 > cursor.offset);
     }
 
     /// logrotate's `copytruncate` lands while a run reads the log, and the daemon writes more
@@ -2355,6 +2365,7 @@ mod tests {
             fs::write(&path, lines(5000..8000)).unwrap();
         };
         counted_after_reading_again(&path, &rewrite, || {}, (0..2000).chain(5000..8000));
+        assert!(copy.exists(), "logrotate copied the log during the read");
     }
 
     /// A run lists the log's copy while logrotate's `copytruncate` is still making it (half
