@@ -115,24 +115,24 @@ impl Bootstrap {
     /// The most specific prefix of the file that holds `ip`, and its registry's base URL: that
     /// registry speaks for the prefix, and for nothing outside it.
     pub fn service_for(&self, ip: IpAddr) -> Option<(IpNet, &str)> {
-        self.services
-            .iter()
-            .filter(|(net, _)| net.contains(&ip))
-            .max_by_key(|(net, _)| net.prefix_len())
+        self.prefix_holding(ip)
             .and_then(|(net, urls)| urls.iter().find(|u| allowed(u)).map(|u| (*net, u.as_str())))
     }
-}
 
-impl Bootstrap {
     /// The URLs the prefix holding `ip` lists when none of them is used (`http://` off this
     /// machine, another scheme): a registry serves the address, but no lookup can reach it.
     pub fn unusable_for(&self, ip: IpAddr) -> Option<&[String]> {
+        self.prefix_holding(ip)
+            .map(|(_, urls)| urls.as_slice())
+            .filter(|urls| !urls.is_empty() && !urls.iter().any(|u| allowed(u)))
+    }
+
+    /// The most specific prefix of the file that holds `ip`, with its registry's URLs.
+    fn prefix_holding(&self, ip: IpAddr) -> Option<&(IpNet, Vec<String>)> {
         self.services
             .iter()
             .filter(|(net, _)| net.contains(&ip))
             .max_by_key(|(net, _)| net.prefix_len())
-            .map(|(_, urls)| urls.as_slice())
-            .filter(|urls| !urls.is_empty() && !urls.iter().any(|u| allowed(u)))
     }
 }
 
