@@ -2364,8 +2364,15 @@ mod tests {
             copy_truncate_once(&Default::default(), &path, &copy);
             fs::write(&path, lines(5000..8000)).unwrap();
         };
-        counted_after_reading_again(&path, &rewrite, || {}, (0..2000).chain(5000..8000));
+        let cursor =
+            counted_after_reading_again(&path, &rewrite, || {}, (0..2000).chain(5000..8000));
         assert!(copy.exists(), "logrotate copied the log during the read");
+        let new = lines(5000..5001);
+        assert_eq!(
+            cursor.fingerprint,
+            new.as_bytes(),
+            "known by the first line it holds now"
+        );
     }
 
     /// A run lists the log's copy while logrotate's `copytruncate` is still making it (half
