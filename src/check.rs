@@ -248,6 +248,17 @@ fn check_sources(t: &mut Tally, settings: &Settings, now: DateTime<Utc>) {
     if let Some(shared) = crate::overlap::shared_packets(&files, 64 << 10) {
         t.warn("source", &shared.to_string());
     }
+    // And the journal's last kernel messages beside them (journalctl's failures are said
+    // above).
+    let journald = (settings.sources.iter()).find(|s| matches!(s.kind, SourceKind::Journald));
+    if let Some(journald) = journald.filter(|_| !files.is_empty()) {
+        let mut heard = crate::overlap::Heard::new(&journald.prefixes);
+        if crate::journal::hear_last(&mut heard).is_ok()
+            && let Some(shared) = heard.copied_in(&files, 64 << 10)
+        {
+            t.warn("source", &shared.to_string());
+        }
+    }
 }
 
 /// Each provider's range file loads; returns those that do.

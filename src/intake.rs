@@ -778,6 +778,8 @@ fn ingest_once(
     // The files that gave packets this run, with their sources' prefixes: two copies of one
     // log among them are said (see `crate::overlap`).
     let mut with_packets: Vec<(PathBuf, &[String])> = Vec::new();
+    // The packet lines a journald source read this run, to look for in those files.
+    let mut heard: Option<crate::overlap::Heard> = None;
     for (source_cfg, matches) in settings.sources.iter().zip(matches) {
         match &source_cfg.kind {
             SourceKind::Journald => {
@@ -792,7 +794,8 @@ fn ingest_once(
                 {
                     counted_before(&mut scan, s, &key, &source_cfg.prefixes)?;
                 }
-                let read = journal::read(cursor.as_deref(), source_cfg.start_at, &mut scan)?;
+                let heard = heard.insert(crate::overlap::Heard::new(&source_cfg.prefixes));
+                let read = journal::read(cursor.as_deref(), source_cfg.start_at, &mut scan, heard)?;
                 keep_counted(&mut counted, &scan, &key, &source_cfg.prefixes);
                 if let Some(c) = read.filter(|c| Some(c) != cursor.as_ref()) {
                     cursors.push((key, StoredCursor::Journal(c)));
@@ -900,12 +903,17 @@ fn ingest_once(
             }
         }
     }
-    if with_packets.len() > 1
-        && verbosity != Verbosity::Quiet
-        && let Some(shared) =
-            crate::overlap::shared_packets(&with_packets, crate::overlap::RUN_TAIL_BYTES)
-    {
-        crate::output::tell(format_args!("abuse-mailer: warning: {shared}"));
+    if verbosity != Verbosity::Quiet {
+        let tail = crate::overlap::RUN_TAIL_BYTES;
+        let files = (with_packets.len() > 1)
+            .then(|| crate::overlap::shared_packets(&with_packets, tail))
+            .flatten();
+        let journal = (heard.as_ref())
+            .filter(|h| !h.is_empty() && !with_packets.is_empty())
+            .and_then(|h| h.copied_in(&with_packets, tail));
+        for shared in files.iter().chain(&journal) {
+            crate::output::tell(format_args!("abuse-mailer: warning: {shared}"));
+        }
     }
     let mut batch = scan.finish().map_err(crate::spool::read_back_failed)?;
     if let Some(bar) = &bar {

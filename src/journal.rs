@@ -15,6 +15,7 @@ use chrono::{DateTime, SecondsFormat};
 
 use crate::config::StartAt;
 use crate::ingest::Ingest;
+use crate::overlap::Heard;
 
 /// Lines are handed to ingest in batches of about this size.
 const BATCH: usize = 1 << 20;
@@ -98,6 +99,36 @@ pub(crate) fn probe() -> Result<(bool, String), String> {
         }
     };
     Ok((status.success(), said_in(said)))
+}
+
+/// Notes in `heard` the packet lines among the journal's last kernel messages, as many as it
+/// keeps: for `check`, which compares them with the file sources' ends. journalctl has
+/// [`PROBE_DEADLINE`] between lines, and is stopped past it.
+pub(crate) fn hear_last(heard: &mut Heard) -> Result<()> {
+    let mut child = Command::new("journalctl")
+        .args(["_TRANSPORT=kernel", "-o", "json", "--no-pager", "-q", "-n"])
+        .arg(crate::overlap::HEARD_LINES.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("cannot run journalctl")?;
+    let stdout = child.stdout.take().context("journalctl: no output")?;
+    let mut output = Output::new(stdout, PROBE_DEADLINE);
+    let heard_all = (|| -> Result<()> {
+        while let Some(line) = output.next_line()? {
+            let entry: serde_json::Value = serde_json::from_str(&line)?;
+            if let Some(text) = syslog_line(&entry) {
+                heard.note(text.as_bytes());
+            }
+        }
+        Ok(())
+    })();
+    if heard_all.is_err() {
+        let _ = child.kill();
+    }
+    let _ = child.try_wait();
+    heard_all
 }
 
 /// What journalctl wrote to the file of no name its stderr went to: the first
@@ -238,6 +269,7 @@ fn read_entries(
     cursor: Option<&str>,
     skip_history: bool,
     ingest: &mut Ingest<'_>,
+    heard: &mut Heard,
 ) -> Result<(Option<String>, u64)> {
     let mut last = cursor.map(str::to_string);
     let mut entries = 0u64;
@@ -255,6 +287,7 @@ fn read_entries(
             continue;
         }
         if let Some(text) = syslog_line(&entry) {
+            heard.note(text.as_bytes());
             batch.extend_from_slice(text.as_bytes());
         }
         if batch.len() >= BATCH {
@@ -266,11 +299,13 @@ fn read_entries(
     Ok((last, entries))
 }
 
-/// Feeds `ingest` with the kernel messages after `cursor`; returns the cursor to store.
+/// Feeds `ingest` with the kernel messages after `cursor`, and `heard` with the packet lines
+/// among them; returns the cursor to store.
 pub fn read(
     cursor: Option<&str>,
     start: StartAt,
     ingest: &mut Ingest<'_>,
+    heard: &mut Heard,
 ) -> Result<Option<String>> {
     let stall = stall()?;
     let mut cmd = Command::new("journalctl");
@@ -309,7 +344,7 @@ pub fn read(
         .context("source journald: cannot run journalctl")?;
     let stdout = child.stdout.take().context("source journald: no output")?;
     let mut output = Output::new(stdout, stall);
-    let (last, entries) = match read_entries(&mut output, cursor, skip_history, ingest) {
+    let (last, entries) = match read_entries(&mut output, cursor, skip_history, ingest, heard) {
         Ok(read) => read,
         Err(e) => {
             // Stopped, and not waited for: one stuck on a disk outlives any signal.

@@ -318,6 +318,14 @@ fn after_priority(line: &[u8]) -> Result<&[u8], ()> {
     }
 }
 
+/// The host a syslog line names and the text after it (its tag and message), however the
+/// line is stamped: what a journal entry and a file's line of the same packet share. `None`
+/// for a line without a syslog head.
+pub(crate) fn host_and_rest(line: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (_, rest) = split_stamp(after_priority(line).ok()?)?;
+    token(rest)
+}
+
 /// The syslog stamp at the start of `text` and the text after it: RFC 3339 up to its space,
 /// or BSD's `Mmm dd HH:MM:SS` (15 bytes, the day padded with a space) followed by one.
 fn split_stamp(text: &[u8]) -> Option<(&[u8], &[u8])> {

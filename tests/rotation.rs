@@ -678,6 +678,83 @@ fn journald_source_reads_from_its_cursor() {
     );
 }
 
+/// `journal_entry(n, ip)` as rsyslog writes the same kernel message to `kern.log` on `host`:
+/// a BSD stamp and the kernel's uptime before the text.
+fn kern_log_line(n: u32, ip: &str, host: &str) -> String {
+    let entry: serde_json::Value = serde_json::from_str(&journal_entry(n, ip)).unwrap();
+    format!(
+        "Jan 25 23:51:{:02} {host} kernel: [810294.{n:06}] {}\n",
+        25 + n,
+        entry["MESSAGE"].as_str().unwrap()
+    )
+}
+
+/// rsyslog writes the kernel's messages to `kern.log` as journald keeps them: a journald
+/// source beside a file source on `kern.log` counts every packet twice. A run that reads
+/// packets from both says so, naming the file (not under `-q`); a file of another host's
+/// lines of the same packets, or of other packets, is no copy.
+#[test]
+fn a_file_source_holding_the_journals_packets_is_named() {
+    let setup = || {
+        let mut s = Setup::new(&standard_config("").replace(
+            "path = \"{dir}/messages\"",
+            "journald = true\n\n[[source]]\npath = \"{dir}/kern.log\"",
+        ));
+        let path = fake_journalctl(&s);
+        s.env.push(("PATH".into(), path));
+        s
+    };
+    let entries = |range: std::ops::RangeInclusive<u32>| -> String {
+        range.map(|n| journal_entry(n, IPS[2]) + "\n").collect()
+    };
+    let kern = |range: std::ops::RangeInclusive<u32>, host: &str| -> String {
+        range.map(|n| kern_log_line(n, IPS[2], host)).collect()
+    };
+    let s = setup();
+    s.write("journal.json", &entries(1..=3));
+    s.write(
+        "kern.log",
+        &format!(
+            "Jan 25 23:51:20 web1 kernel: [810290.000001] usb 1-1: new device\n{}",
+            kern(1..=3, "web1")
+        ),
+    );
+    let checked = s.run(&["check"]);
+    assert!(
+        checked.stdout.contains("warning source")
+            && checked.stdout.contains("sources journald and ")
+            && checked.stdout.contains("kern.log hold the same packets"),
+        "{}",
+        checked.stdout
+    );
+    let ran = s.run(&["run"]).ok();
+    let warnings: Vec<&str> = (ran.stderr.lines())
+        .filter(|l| l.contains("hold the same packets"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{}", ran.stderr);
+    assert!(
+        warnings[0].contains("sources journald and ")
+            && warnings[0].contains("kern.log hold the same packets")
+            && warnings[0].contains("counted twice"),
+        "{}",
+        warnings[0]
+    );
+    assert_eq!(observed_hits(&s)[IPS[2]], 6, "both sources counted");
+    s.append("journal.json", &entries(4..=4));
+    s.append("kern.log", &kern(4..=4, "web1"));
+    let quiet = s.run(&["-q", "run"]).ok();
+    assert!(!quiet.stderr.contains("same packets"), "{}", quiet.stderr);
+    // A file of another host's lines of the same packets (a log host's), or of other packets.
+    for other in [kern(1..=3, "web2"), kern_log_line(9, IPS[0], "web1")] {
+        let s = setup();
+        s.write("journal.json", &entries(1..=3));
+        s.write("kern.log", &other);
+        let ran = s.run(&["run"]).ok();
+        assert!(!ran.stderr.contains("same packets"), "{}", ran.stderr);
+        assert!(!s.run(&["check"]).stdout.contains("same packets"));
+    }
+}
+
 /// Journal export text of one kernel drop line from `ip`, `n` seconds into the test's day,
 /// logged in boot `boot` at `monotonic` microseconds after it started.
 fn exported_entry(n: u64, boot: &str, monotonic: u64, ip: &str) -> String {
