@@ -67,16 +67,8 @@ fn finish(ingest: Ingest<'_>) -> (Summary, Observations) {
     (batch.summary, batch.observations.into_iter().collect())
 }
 
-/// The real reader over `input`, cut into `parts` at line ends (after the given fractions of
-/// the input, as the threaded read cuts a file), each part read in `sizes` on its own thread.
-fn real(
-    input: &[u8],
-    setup: &Setup,
-    sizes: &[usize],
-    cuts: &[usize],
-) -> (Summary, Observations, u64) {
-    let attribute: &(dyn Fn(IpAddr) -> Attribution + Sync) = &attribute;
-    let mut main = scan(setup, attribute);
+/// `input` cut at the line ends after the given places, as the threaded read cuts a file.
+fn parts<'i>(input: &'i [u8], cuts: &[usize]) -> Vec<&'i [u8]> {
     let mut bounds = vec![0];
     for &cut in cuts {
         let from = cut.min(input.len()).max(*bounds.last().unwrap());
@@ -85,11 +77,24 @@ fn real(
         }
     }
     bounds.dedup();
-    let parts: Vec<&[u8]> = bounds
+    bounds
         .iter()
         .enumerate()
         .map(|(i, &from)| &input[from..bounds.get(i + 1).copied().unwrap_or(input.len())])
-        .collect();
+        .collect()
+}
+
+/// The real reader over `input`, cut into [`parts`] at line ends, each part read in `sizes`
+/// on its own thread.
+fn real(
+    input: &[u8],
+    setup: &Setup,
+    sizes: &[usize],
+    cuts: &[usize],
+) -> (Summary, Observations, u64) {
+    let attribute: &(dyn Fn(IpAddr) -> Attribution + Sync) = &attribute;
+    let mut main = scan(setup, attribute);
+    let parts = parts(input, cuts);
     let mut forks: Vec<Ingest<'_>> = parts[1..].iter().map(|_| main.fork()).collect();
     let consumed = std::thread::scope(|scope| {
         let workers: Vec<_> = forks
@@ -120,6 +125,31 @@ fn real(
         main.absorb(fork);
     }
     let (summary, observations) = finish(main);
+    (summary, observations, consumed)
+}
+
+/// The real reader over `input` cut into [`parts`], the parts read one after another by one
+/// reader, in `sizes`, as a run reads the files of a glob: what one read leaves in the reader's
+/// buffer is no part of the next.
+fn real_in_turn(
+    input: &[u8],
+    setup: &Setup,
+    sizes: &[usize],
+    cuts: &[usize],
+) -> (Summary, Observations, u64) {
+    let attribute: &(dyn Fn(IpAddr) -> Attribution + Sync) = &attribute;
+    let mut ingest = scan(setup, attribute);
+    let consumed = (parts(input, cuts).into_iter())
+        .map(|data| {
+            let chunked = Chunked {
+                data,
+                sizes,
+                turn: 0,
+            };
+            ingest.feed(chunked).unwrap()
+        })
+        .sum();
+    let (summary, observations) = finish(ingest);
     (summary, observations, consumed)
 }
 
@@ -670,6 +700,8 @@ proptest! {
         cuts.sort_unstable();
         let threads = real(&input, &setup, &sizes, &cuts);
         assert_same("chunked reads, several threads", &input, &want, &threads);
+        let in_turn = real_in_turn(&input, &setup, &sizes, &cuts);
+        assert_same("parts read in turn by one reader", &input, &want, &in_turn);
         let file = real_file(&input, &setup);
         assert_same("source::read", &input, &want, &file);
     }
