@@ -109,6 +109,16 @@ fn of_one_address(sql: &str, n: usize) -> String {
     format!("{address_first} AND i.ip = ?{n} LIMIT 1")
 }
 
+/// The cursors of a file by its device and inode, newest first: asked of every name a run
+/// has no cursor for, through the `cursor_by_file` index.
+fn cursors_of_file_sql(version: i64) -> String {
+    format!(
+        "SELECT {}, source FROM cursor
+         WHERE dev = ?1 AND ino = ?2 AND journal IS NULL ORDER BY updated_at DESC, source",
+        cursor_columns(version)
+    )
+}
+
 /// The addresses of the reports waiting to be sent again: the few waiting reports first, then
 /// their addresses (CROSS JOIN keeps that order). The other way round walks every address
 /// ever reported, on every run, a quiet one too.
@@ -284,6 +294,9 @@ CREATE INDEX evidence_dense ON evidence (provider, seq) WHERE dense = 1;
     // the operator's own, a `never` domain), each with when to decide again: what decided
     // may change (a registry's "none" expires) while nothing new is logged from them.
     "CREATE TABLE contact_recheck (ip TEXT PRIMARY KEY, due INTEGER NOT NULL) WITHOUT ROWID; CREATE INDEX contact_recheck_by_due ON contact_recheck (due);",
+    // 16: cursors by their file, which a run asks of each name it has no cursor for (a file
+    // renamed keeps its cursor): a log host's new files each walked every cursor.
+    "CREATE INDEX cursor_by_file ON cursor (dev, ino);",
 ];
 
 /// A report whose body went out this many times without a reply that could be read is taken
@@ -687,11 +700,7 @@ impl State {
     /// The sources whose cursor follows the file `(dev, ino)`, the one updated last first,
     /// with their cursors.
     pub fn cursors_of_file(&self, dev: u64, ino: u64) -> Result<Vec<(String, Cursor)>> {
-        let mut stmt = self.conn.prepare(&format!(
-            "SELECT {}, source FROM cursor
-             WHERE dev = ?1 AND ino = ?2 AND journal IS NULL ORDER BY updated_at DESC, source",
-            cursor_columns(self.version)
-        ))?;
+        let mut stmt = self.conn.prepare(&cursors_of_file_sql(self.version))?;
         let rows = stmt.query_map(params![dev as i64, ino as i64], |r| {
             Ok((r.get::<_, String>(6)?, file_cursor(r)?))
         })?;
@@ -2479,6 +2488,29 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A run asks for the cursors of each file it has no cursor for by name: through the
+    /// index, never by walking every cursor (a log host has thousands).
+    #[test]
+    fn a_files_cursors_are_found_through_the_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = State::open(dir.path()).unwrap();
+        let plan: Vec<String> = s
+            .conn
+            .prepare(&format!(
+                "EXPLAIN QUERY PLAN {}",
+                cursors_of_file_sql(s.version)
+            ))
+            .unwrap()
+            .query_map([1, 2], |r| r.get(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert!(
+            plan[0].starts_with("SEARCH cursor USING INDEX cursor_by_file (dev=? AND ino=?)"),
+            "{plan:?}"
+        );
     }
 
     /// A quiet run asks for the waiting reports' addresses: from the waiting reports, never
