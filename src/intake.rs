@@ -632,8 +632,12 @@ pub(crate) fn ingest(
     options: &Options<'_>,
     leaving_out: &[String],
 ) -> Result<(Intake, Ledger)> {
-    read_again_if_rewritten(options.verbosity, || {
-        ingest_once(world, state, options, leaving_out)
+    read_again_if_rewritten(options.verbosity, || match state {
+        // The read's many small questions (a cursor and a flag for each file of a glob, of
+        // which a log host has thousands) share one read transaction: each on its own took
+        // and gave back the file's lock.
+        Some(s) => s.reading(|| ingest_once(world, state, options, leaving_out)),
+        None => ingest_once(world, state, options, leaving_out),
     })
 }
 

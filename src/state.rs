@@ -667,16 +667,13 @@ impl State {
     }
 
     pub fn cursor(&self, source: &str) -> Result<Option<Cursor>> {
-        Ok(self
-            .conn
-            .query_row(
-                &format!(
-                    "SELECT {} FROM cursor WHERE source = ?1 AND journal IS NULL",
-                    cursor_columns(self.version)
-                ),
-                [source],
-                file_cursor,
-            )
+        // Asked of every file of a run (thousands, on a log host): parsed once a run.
+        let sql = format!(
+            "SELECT {} FROM cursor WHERE source = ?1 AND journal IS NULL",
+            cursor_columns(self.version)
+        );
+        Ok((self.conn.prepare_cached(&sql)?)
+            .query_row([source], file_cursor)
             .optional()?)
     }
 
@@ -700,7 +697,9 @@ impl State {
     /// The sources whose cursor follows the file `(dev, ino)`, the one updated last first,
     /// with their cursors.
     pub fn cursors_of_file(&self, dev: u64, ino: u64) -> Result<Vec<(String, Cursor)>> {
-        let mut stmt = self.conn.prepare(&cursors_of_file_sql(self.version))?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(&cursors_of_file_sql(self.version))?;
         let rows = stmt.query_map(params![dev as i64, ino as i64], |r| {
             Ok((r.get::<_, String>(6)?, file_cursor(r)?))
         })?;
@@ -1541,15 +1540,12 @@ impl State {
         if !self.has_meta()? {
             return Ok(false);
         }
-        Ok(self
+        Ok((self
             .conn
-            .query_row(
-                "SELECT 1 FROM meta WHERE key = ?1",
-                [format!("{REREAD_KEY}{source}")],
-                |_| Ok(()),
-            )
-            .optional()?
-            .is_some())
+            .prepare_cached("SELECT 1 FROM meta WHERE key = ?1")?)
+        .query_row([format!("{REREAD_KEY}{source}")], |_| Ok(()))
+        .optional()?
+        .is_some())
     }
 }
 
