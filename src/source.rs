@@ -796,6 +796,19 @@ struct Sibling {
 }
 
 impl Sibling {
+    /// The first line to know the file by once it was read: the one it was listed with, or,
+    /// listed empty or with its first line unfinished (a rotated file the daemon still
+    /// writes to, its reopen not done yet), the one it holds now, which the read began with.
+    /// Known by the listing's empty text, the file compressed later (a new inode, and text no
+    /// known file starts with) would be read again from its start.
+    fn first_line_read(&self) -> Vec<u8> {
+        if known_by_first_line(&self.first_line) {
+            return self.first_line.clone();
+        }
+        first_line_after_read(&self.first_line, self.open.first_line())
+            .unwrap_or_else(|| self.first_line.clone())
+    }
+
     fn rotated_from(&self, from: u64) -> Rotated {
         Rotated {
             path: self.open.path.clone(),
@@ -961,7 +974,13 @@ fn siblings(path: &Path, live: Option<&OpenFile>, folders: &mut Folders) -> Sibl
                 .then_with(|| b.2.open.path.cmp(&a.2.open.path))
         });
     }
-    *rotated = listed.into_iter().map(|(_, _, s)| s).collect();
+    // One file opened under two names: logrotate shifted it (`.1.gz` to `.2.gz`) between the
+    // opens of the two. It is one file, read once, under the place it was listed at first.
+    let mut identities = std::collections::HashSet::new();
+    *rotated = (listed.into_iter())
+        .map(|(_, _, s)| s)
+        .filter(|s| identities.insert((s.open.dev, s.open.ino)))
+        .collect();
     found
 }
 
@@ -1336,6 +1355,7 @@ fn read_opened(
         if !s.open.gzip {
             known[i].size = end;
         }
+        known[i].first_line = s.first_line_read();
     }
     if let (Some(old), Some(cursor)) = (&catchup.previous, cursor)
         && let Some(i) = sibling(old)
@@ -1354,11 +1374,12 @@ fn read_opened(
         if !s.open.gzip {
             known[i].size = end;
         }
+        known[i].first_line = s.first_line_read();
         // Its first line may have been written since the cursor was taken.
-        let fingerprint = if s.first_line.is_empty() {
+        let fingerprint = if known[i].first_line.is_empty() {
             cursor.fingerprint.clone()
         } else {
-            s.first_line.clone()
+            known[i].first_line.clone()
         };
         next = Some(Cursor {
             dev: cursor.dev,
@@ -1378,11 +1399,12 @@ fn read_opened(
         if !s.open.gzip {
             known[i].size = end;
         }
+        known[i].first_line = s.first_line_read();
         last_read_whole = (file.from == 0).then_some((s, end));
         next = Some(Cursor {
             dev: s.open.dev,
             ino: s.open.ino,
-            fingerprint: s.first_line.clone(),
+            fingerprint: known[i].first_line.clone(),
             offset: end,
             known_siblings: Vec::new(),
             born: s.open.born,
@@ -2373,6 +2395,82 @@ mod tests {
             new.as_bytes(),
             "known by the first line it holds now"
         );
+    }
+
+    /// Writes `text` gzip-compressed to `path`, as logrotate's `compress` does (a new file).
+    fn write_gz(path: &Path, text: &[u8]) {
+        let mut enc =
+            flate2::write::GzEncoder::new(File::create(path).unwrap(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut enc, text).unwrap();
+        enc.finish().unwrap();
+    }
+
+    /// `delaycompress`, the daemon's reopen still to come: a run lists `messages.1` empty (or
+    /// with its first line unfinished), and the daemon's lines land in it before the run
+    /// reads it. The run reads them; once logrotate has compressed the file (another inode),
+    /// the next run knows its text and does not count it again.
+    #[test]
+    fn a_rotated_file_listed_empty_that_got_lines_before_its_read_is_known_once_compressed() {
+        use std::io::Write;
+        for unfinished in [0, 20] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("messages");
+            let rotated = dir.path().join("messages.1");
+            let text = lines(0..3);
+            fs::write(&path, &text.as_bytes()[..unfinished]).unwrap();
+            let (cursor, first) = first_read_with(&path, &one_provider);
+            assert_eq!(first, 0);
+            // The daemon keeps writing to the file it has open, renamed.
+            let mut daemon = File::options().append(true).open(&path).unwrap();
+            fs::rename(&path, &rotated).unwrap();
+            fs::write(&path, b"").unwrap();
+            // The run lists the folder; then the daemon's lines land; then the run reads.
+            let live = OpenFile::open(&path).unwrap();
+            let listed = siblings_of(&path, live.as_ref());
+            assert_eq!(listed[0].first_line, &text.as_bytes()[..unfinished]);
+            daemon.write_all(&text.as_bytes()[unfinished..]).unwrap();
+            let mut second = scan();
+            let read = read_opened(
+                &path,
+                live,
+                &listed,
+                Some(&cursor),
+                StartAt::Beginning,
+                &mut second,
+            )
+            .unwrap();
+            assert_eq!(second.finish().unwrap().summary.lines_matched, 3);
+            let cursor = read.cursor.unwrap();
+            // logrotate's next run compresses it.
+            write_gz(&dir.path().join("messages.1.gz"), text.as_bytes());
+            fs::remove_file(&rotated).unwrap();
+            let mut third = scan();
+            read_alone(&path, Some(&cursor), &mut third).unwrap();
+            assert_eq!(
+                third.finish().unwrap().summary.lines_matched,
+                0,
+                "read once, unfinished first line: {unfinished} bytes"
+            );
+        }
+    }
+
+    /// logrotate shifts a compressed file (`.1.gz` to `.2.gz`) between a run's opens of the
+    /// names it listed, and the run opens the one file under both: a file with two names
+    /// (here two links) is read once.
+    #[test]
+    fn a_rotated_file_under_two_names_is_read_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("messages");
+        fs::write(&path, lines(10..12)).unwrap();
+        let one = dir.path().join("messages.1.gz");
+        write_gz(&one, lines(0..5).as_bytes());
+        fs::hard_link(&one, dir.path().join("messages.2.gz")).unwrap();
+        let live = OpenFile::open(&path).unwrap();
+        let listed = siblings_of(&path, live.as_ref());
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].open.path, one, "under the newer name");
+        let (_, first) = first_read_with(&path, &one_provider);
+        assert_eq!(first, 7);
     }
 
     /// A run lists the log's copy while logrotate's `copytruncate` is still making it (half
