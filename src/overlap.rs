@@ -10,10 +10,10 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasher, RandomState};
-
-use memchr::memmem::Finder;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
+
+use memchr::memmem::Finder;
 
 /// How much of each file's end a run compares: the lines logged last, which two copies of
 /// one log both hold when they are read moments apart.
@@ -45,7 +45,7 @@ pub fn shared_packets(files: &[(PathBuf, &[String])], tail: u64) -> Option<Share
     // warning, and are as likely as a meteor), with the file it was met in. The lines
     // themselves are not kept: a log host's glob matches thousands of files.
     let mut lines: HashMap<u64, usize> = HashMap::new();
-    let hasher = std::hash::RandomState::new();
+    let hasher = RandomState::new();
     for (i, path, finders, sample) in tails(files, tail) {
         for line in lines_of(&sample) {
             if !finders.iter().any(|f| f.find(line).is_some()) {
@@ -70,7 +70,7 @@ pub fn shared_packets(files: &[(PathBuf, &[String])], tail: u64) -> Option<Share
 /// `kern.log` with another stamp (and often the kernel's uptime before the text), so a file
 /// source beside the journal counts every packet twice as surely as two files do.
 pub struct Heard {
-    finders: Vec<memchr::memmem::Finder<'static>>,
+    finders: Vec<Finder<'static>>,
     keys: VecDeque<u64>,
     hasher: RandomState,
 }
