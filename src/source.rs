@@ -846,6 +846,29 @@ pub struct Folders {
     listed: std::collections::HashMap<PathBuf, (std::time::SystemTime, Vec<String>)>,
     /// The last listing of a folder that was changing, not kept.
     fresh: Vec<String>,
+    /// Run once, right after the first listing or once the listed files are opened:
+    /// logrotate at work while a read opens files.
+    #[cfg(test)]
+    meanwhile: Option<(Moment, Box<dyn FnOnce()>)>,
+}
+
+/// Where in a read's opening of files a test's `meanwhile` runs.
+#[cfg(test)]
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Moment {
+    Listed,
+    Opened,
+}
+
+#[cfg(test)]
+impl Folders {
+    fn at(&mut self, moment: Moment) {
+        if self.meanwhile.as_ref().is_some_and(|(m, _)| *m == moment)
+            && let Some((_, meanwhile)) = self.meanwhile.take()
+        {
+            meanwhile();
+        }
+    }
 }
 
 /// How old a folder's modification time must be for its listing to be kept.
@@ -862,6 +885,8 @@ impl Folders {
                 .filter_map(|e| e.ok()?.file_name().into_string().ok())
                 .collect();
             names.sort_unstable();
+            #[cfg(test)]
+            self.at(Moment::Listed);
             let settled = modified.filter(|m| {
                 std::time::SystemTime::now()
                     .duration_since(*m)
@@ -899,21 +924,17 @@ fn siblings(path: &Path, live: Option<&OpenFile>, folders: &mut Folders) -> Sibl
         return found;
     };
     let Siblings {
+        listed: listed_names,
         rotated,
         unreadable,
         compressed,
     } = &mut found;
-    // Sorted: the names that start with the file's are together.
-    let from = names.partition_point(|n| n.as_str() < base);
-    let listed: Vec<(&String, Option<u64>, std::time::SystemTime, Sibling)> = names[from..]
-        .iter()
-        .take_while(|n| n.starts_with(base))
+    *listed_names = rotation_names(names, base);
+    let listed: Vec<(&String, Option<u64>, std::time::SystemTime, Sibling)> = (listed_names
+        .iter())
         .filter_map(|name| {
             let entry = dir.join(name);
             let suffix = &name[base.len()..];
-            if !is_rotation_suffix(suffix.as_bytes()) {
-                return None;
-            }
             let open = match OpenFile::open(&entry) {
                 Ok(open) => open?,
                 Err(err) => {
@@ -981,12 +1002,57 @@ fn siblings(path: &Path, live: Option<&OpenFile>, folders: &mut Folders) -> Sibl
         .map(|(_, _, s)| s)
         .filter(|s| identities.insert((s.open.dev, s.open.ino)))
         .collect();
+    #[cfg(test)]
+    folders.at(Moment::Opened);
     found
+}
+
+/// The names among a folder's `names` (sorted) that are rotated files of `base`.
+fn rotation_names(names: &[String], base: &str) -> Vec<String> {
+    // Sorted: the names that start with the file's are together.
+    let from = names.partition_point(|n| n.as_str() < base);
+    (names[from..].iter())
+        .take_while(|n| n.starts_with(base))
+        .filter(|n| is_rotation_suffix(&n.as_bytes()[base.len()..]))
+        .cloned()
+        .collect()
+}
+
+/// How many times a read opens a source's files for a picture of one moment.
+const LOOKS: usize = 3;
+
+/// Whether the files a read opened are still what their names name: the live file at the
+/// path, each rotated file under its name, and the same rotated names listed. logrotate at
+/// work between the listing and the opens (a shift, a copy and its truncate, a `gzip` and its
+/// unlink) leaves a picture of no one moment, in which a file is missed (its lines never
+/// read) or seen twice (under its old name, open, and as its new `.gz`).
+fn still_as_opened(
+    path: &Path,
+    home: &Path,
+    live: Option<&OpenFile>,
+    found: &Siblings,
+    folders: &mut Folders,
+) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let identity = |p: &Path| fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+    if identity(path) != live.map(|l| (l.dev, l.ino))
+        || (found.rotated.iter()).any(|s| identity(&s.open.path) != Some((s.open.dev, s.open.ino)))
+    {
+        return false;
+    }
+    let Some(base) = home.file_name().and_then(|n| n.to_str()) else {
+        return true;
+    };
+    folders
+        .names(folder_of(home))
+        .is_none_or(|names| rotation_names(names, base) == found.listed)
 }
 
 /// What [`siblings`] found of a path's rotated files.
 #[derive(Default)]
 struct Siblings {
+    /// The names listed that are the path's rotated files', opened or not.
+    listed: Vec<String>,
     /// Newest first.
     rotated: Vec<Sibling>,
     /// Those that could not be opened (or are no regular file), each with why.
@@ -1206,13 +1272,26 @@ pub fn read(
     ingest: &mut Ingest<'_>,
     folders: &mut Folders,
 ) -> Result<SourceRead> {
-    let live = OpenFile::open(path).map_err(|e| source_error(path, e))?;
-    let home = rotated_beside(path);
+    let mut looks = 0;
+    let (live, now, home, found) = loop {
+        looks += 1;
+        let live = OpenFile::open(path).map_err(|e| source_error(path, e))?;
+        // The live file as it was opened, before the folder is listed: a rotation after
+        // this moment shows in the listing, or in the file's own text when it is read.
+        let now = (live.as_ref().map(OpenFile::now).transpose())
+            .with_context(|| format!("source {}", path.display()))?;
+        let home = rotated_beside(path);
+        let found = siblings(&home, live.as_ref(), folders);
+        if looks == LOOKS || still_as_opened(path, &home, live.as_ref(), &found, folders) {
+            break (live, now, home, found);
+        }
+    };
     let Siblings {
         mut rotated,
         unreadable,
         mut compressed,
-    } = siblings(&home, live.as_ref(), folders);
+        ..
+    } = found;
     // The cursor's file neither at the path nor rotated beside it may have gone elsewhere in
     // the folder, under another name (a link moved on to the next dated file): it is found
     // there, as the newest of the files before the live one, to be read on from the cursor.
@@ -1240,7 +1319,7 @@ pub fn read(
             "{problem}; the first read of a source reads its rotated files, so nothing of it is read until the run's user may read them (or they are moved away)"
         );
     }
-    let mut read = read_opened(path, live, &rotated, cursor, start, ingest)?;
+    let mut read = read_opened(path, live, now, &rotated, cursor, start, ingest)?;
     let mut unreadable: Vec<String> = unreadable.into_iter().map(|(_, text)| text).collect();
     unreadable.append(&mut compressed);
     unreadable.append(&mut read.warnings);
@@ -1315,17 +1394,13 @@ fn source_error(path: &Path, e: io::Error) -> anyhow::Error {
 fn read_opened(
     path: &Path,
     live: Option<OpenFile>,
+    mut now: Option<FileNow>,
     rotated: &[Sibling],
     cursor: Option<&Cursor>,
     start: StartAt,
     ingest: &mut Ingest<'_>,
 ) -> Result<SourceRead> {
     let shown = path.display();
-    let mut now = live
-        .as_ref()
-        .map(OpenFile::now)
-        .transpose()
-        .with_context(|| format!("source {shown}"))?;
     if let (Some(n), Some(file), Some(c)) = (now.as_mut(), live.as_ref(), cursor) {
         n.rewritten =
             copied_and_rewritten(file, c, rotated).with_context(|| format!("source {shown}"))?;
@@ -2206,9 +2281,11 @@ mod tests {
             "the renamed live file is not also history"
         );
         let mut first = scan();
+        let now = live.now().unwrap();
         let done = read_opened(
             &path,
             Some(live),
+            Some(now),
             &rotated,
             None,
             StartAt::Beginning,
@@ -2426,6 +2503,7 @@ mod tests {
             fs::write(&path, b"").unwrap();
             // The run lists the folder; then the daemon's lines land; then the run reads.
             let live = OpenFile::open(&path).unwrap();
+            let now = live.as_ref().map(|l| l.now().unwrap());
             let listed = siblings_of(&path, live.as_ref());
             assert_eq!(listed[0].first_line, &text.as_bytes()[..unfinished]);
             daemon.write_all(&text.as_bytes()[unfinished..]).unwrap();
@@ -2433,6 +2511,7 @@ mod tests {
             let read = read_opened(
                 &path,
                 live,
+                now,
                 &listed,
                 Some(&cursor),
                 StartAt::Beginning,
@@ -2471,6 +2550,156 @@ mod tests {
         assert_eq!(listed[0].open.path, one, "under the newer name");
         let (_, first) = first_read_with(&path, &one_provider);
         assert_eq!(first, 7);
+    }
+
+    /// A read of `path` from `cursor` during which `meanwhile` runs at `moment`: right after
+    /// the folder is listed, or once the files listed are opened. The cursor it leaves and
+    /// the lines it matched.
+    fn read_while(
+        path: &Path,
+        cursor: &Cursor,
+        moment: Moment,
+        meanwhile: impl FnOnce() + 'static,
+    ) -> (Cursor, u64) {
+        let mut folders = Folders {
+            meanwhile: Some((moment, Box::new(meanwhile))),
+            ..Folders::default()
+        };
+        let mut ingest = scan();
+        let read = read(
+            path,
+            Some(cursor),
+            StartAt::Beginning,
+            &mut ingest,
+            &mut folders,
+        )
+        .unwrap();
+        (
+            read.cursor.unwrap(),
+            ingest.finish().unwrap().summary.lines_matched,
+        )
+    }
+
+    /// A read of `path` from `cursor` with nothing happening meanwhile.
+    fn read_quietly(path: &Path, cursor: &Cursor) -> (Cursor, u64) {
+        read_while(path, cursor, Moment::Listed, || {})
+    }
+
+    /// `path`'s text compressed beside it as `path.gz`, and `path` removed: logrotate's
+    /// `compress`.
+    fn gzip_away(path: &Path) {
+        let mut gz = path.as_os_str().to_owned();
+        gz.push(".gz");
+        write_gz(Path::new(&gz), &fs::read(path).unwrap());
+        fs::remove_file(path).unwrap();
+    }
+
+    fn append(path: &Path, text: &str) {
+        use std::io::Write;
+        let mut file = File::options()
+            .append(true)
+            .create(true)
+            .open(path)
+            .unwrap();
+        file.write_all(text.as_bytes()).unwrap();
+    }
+
+    /// `create` and `compress` without `delaycompress`: a whole rotation lands between a
+    /// read's listing and its opens. The live file it opened before (renamed, compressed and
+    /// gone meanwhile) and the new `messages.1.gz` hold one text: read once.
+    #[test]
+    fn a_rotation_between_the_listing_and_the_opens_counts_the_old_live_file_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("messages");
+        let (one, one_gz, two_gz) = (
+            dir.path().join("messages.1"),
+            dir.path().join("messages.1.gz"),
+            dir.path().join("messages.2.gz"),
+        );
+        fs::write(&path, lines(0..1)).unwrap();
+        let (cursor, first) = first_read_with(&path, &one_provider);
+        fs::rename(&path, &one).unwrap();
+        fs::write(&path, "").unwrap();
+        gzip_away(&one);
+        append(&path, &lines(1..2));
+        let rotate = {
+            let (path, one, one_gz, two_gz) = (path.clone(), one.clone(), one_gz, two_gz);
+            move || {
+                fs::rename(&one_gz, &two_gz).unwrap();
+                fs::rename(&path, &one).unwrap();
+                fs::write(&path, "").unwrap();
+                gzip_away(&one);
+            }
+        };
+        let (cursor, during) = read_while(&path, &cursor, Moment::Listed, rotate);
+        let (_, after) = read_quietly(&path, &cursor);
+        assert_eq!((first, during, after), (1, 1, 0));
+    }
+
+    /// `copytruncate` lands once a read has opened the files it listed, before it reads, and
+    /// the daemon writes on: the lines logged before the copy, unread, are in a copy the
+    /// read did not open.
+    /// Every line counted once over the reads.
+    #[test]
+    fn a_copytruncate_between_the_opens_and_the_read_loses_no_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("messages");
+        let (one, two) = (dir.path().join("messages.1"), dir.path().join("messages.2"));
+        let copytruncate = |path: &Path, one: &Path, two: &Path| {
+            if one.exists() {
+                fs::rename(one, two).unwrap();
+            }
+            fs::copy(path, one).unwrap();
+            File::options()
+                .write(true)
+                .open(path)
+                .unwrap()
+                .set_len(0)
+                .unwrap();
+        };
+        fs::write(&path, lines(0..1)).unwrap();
+        let (cursor, mut counted) = first_read_with(&path, &one_provider);
+        copytruncate(&path, &one, &two);
+        append(&path, &lines(1..2));
+        let (cursor, n) = read_quietly(&path, &cursor);
+        counted += n;
+        append(&path, &lines(2..4));
+        let rotate = {
+            let (path, one, two) = (path.clone(), one.clone(), two.clone());
+            move || {
+                copytruncate(&path, &one, &two);
+                append(&path, &lines(4..6));
+            }
+        };
+        let (cursor, n) = read_while(&path, &cursor, Moment::Opened, rotate);
+        counted += n;
+        let (_, n) = read_quietly(&path, &cursor);
+        assert_eq!(counted + n, 6, "every line once");
+    }
+
+    /// `compress` done, and its unlink, between a read's listing and its opens: the cursor's
+    /// file, renamed with lines unread, is gone under the name listed and is the new `.gz`.
+    /// Every line counted once over the reads.
+    #[test]
+    fn a_compress_between_the_listing_and_the_opens_loses_no_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("messages");
+        let one = dir.path().join("messages.1");
+        fs::write(&path, lines(0..1)).unwrap();
+        let (cursor, first) = first_read_with(&path, &one_provider);
+        append(&path, &lines(1..2));
+        fs::rename(&path, &one).unwrap();
+        fs::write(&path, "").unwrap();
+        let compress = {
+            let (path, one) = (path.clone(), one.clone());
+            move || {
+                gzip_away(&one);
+                append(&path, &lines(2..4));
+            }
+        };
+        let (cursor, during) = read_while(&path, &cursor, Moment::Listed, compress);
+        let (_, after) = read_quietly(&path, &cursor);
+        assert_eq!(first + during + after, 4, "every line once");
     }
 
     /// A run lists the log's copy while logrotate's `copytruncate` is still making it (half
