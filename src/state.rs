@@ -772,10 +772,11 @@ impl State {
         if !self.has_meta()? {
             return Ok(None);
         }
-        Ok(self
+        Ok((self
             .conn
-            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
-            .optional()?)
+            .prepare_cached("SELECT value FROM meta WHERE key = ?1")?)
+        .query_row([key], |r| r.get(0))
+        .optional()?)
     }
 
     /// IPs of a provider's reports that a re-report window counts and that it counts from a
@@ -1537,15 +1538,7 @@ impl State {
 
     /// Whether `reread` chose the source's cursor and no run has read it since.
     pub fn reread_pending(&self, source: &str) -> Result<bool> {
-        if !self.has_meta()? {
-            return Ok(false);
-        }
-        Ok((self
-            .conn
-            .prepare_cached("SELECT 1 FROM meta WHERE key = ?1")?)
-        .query_row([format!("{REREAD_KEY}{source}")], |_| Ok(()))
-        .optional()?
-        .is_some())
+        Ok(self.meta(&format!("{REREAD_KEY}{source}"))?.is_some())
     }
 }
 
