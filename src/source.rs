@@ -2172,7 +2172,6 @@ mod tests {
 
     #[test]
     fn finds_renamed_and_compressed_siblings_and_what_rotated_since() {
-        use std::io::Write;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("messages");
         fs::write(&path, b"first line\nsecond\n").unwrap();
@@ -2192,10 +2191,7 @@ mod tests {
         assert!(found.newer.is_empty());
 
         // Compressed later, and the log rotated once more since.
-        let gz = File::create(dir.path().join("messages.2.gz")).unwrap();
-        let mut enc = flate2::write::GzEncoder::new(gz, flate2::Compression::fast());
-        enc.write_all(b"first line\nsecond\n").unwrap();
-        enc.finish().unwrap();
+        write_gz(&dir.path().join("messages.2.gz"), b"first line\nsecond\n");
         fs::remove_file(dir.path().join("messages.1")).unwrap();
         fs::rename(&path, dir.path().join("messages.1")).unwrap();
         fs::write(&path, b"newest\n").unwrap();
@@ -2958,17 +2954,16 @@ mod tests {
 
     #[test]
     fn first_read_goes_through_rotated_history_oldest_first() {
-        use std::io::Write;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("messages");
         for (name, text) in [("messages.1", "one\n"), ("messages", "live\n")] {
             fs::write(dir.path().join(name), text).unwrap();
         }
         for n in 2..=4 {
-            let gz = File::create(dir.path().join(format!("messages.{n}.gz"))).unwrap();
-            let mut enc = flate2::write::GzEncoder::new(gz, flate2::Compression::fast());
-            writeln!(enc, "{n}").unwrap();
-            enc.finish().unwrap();
+            write_gz(
+                &dir.path().join(format!("messages.{n}.gz")),
+                format!("{n}\n").as_bytes(),
+            );
         }
         let live = OpenFile::open(&path).unwrap().unwrap();
         let rotated = siblings_of(&path, Some(&live));
