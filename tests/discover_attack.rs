@@ -434,6 +434,59 @@ fn hostile_registry_answers_fail_only_their_address() {
     }
 }
 
+/// A contact with a line break, a NUL or a bidi mark inside it named a mailbox once that
+/// character was taken out (`abuse@hoster.de\r\n.attacker-site.com` went to
+/// `abuse@hoster.de.attacker-site.com`); and an answer about another network (its range not
+/// holding the address asked about) gave its desk to the address. Neither mails anyone: the
+/// good desk beside them still gets its address, and the run exits 0.
+#[test]
+fn a_contact_with_a_hidden_character_or_of_another_network_gets_no_mail() {
+    let (rdap, dns) = (Rdap::start(), Dns::start());
+    let joined = [
+        ("45.1.0.1", "abuse@hoster.de\\r\\n.attacker-site.com"),
+        ("45.1.0.2", "abuse@isp-two.net\\u0000x"),
+        ("45.1.0.3", "abuse@isp-three.net\\u202e.attacker-site.com"),
+    ];
+    for (ip, email) in joined {
+        abuse_net(&rdap, &[ip], ip, ip, "NET-HIDDEN", email);
+    }
+    abuse_net(
+        &rdap,
+        &["45.2.0.1"],
+        "99.0.0.0",
+        "99.0.0.255",
+        "NET-ELSEWHERE",
+        "abuse@wrongnet.net",
+    );
+    abuse_net(
+        &rdap,
+        &["45.3.0.1"],
+        "45.3.0.0",
+        "45.3.255.255",
+        "NET-GOOD",
+        "abuse@good.de",
+    );
+    let s = setup(&rdap, &dns, "abusix = false", "");
+    log(
+        &s,
+        &[
+            ("10:00:01", "45.1.0.1"),
+            ("10:00:02", "45.1.0.2"),
+            ("10:00:03", "45.1.0.3"),
+            ("10:00:04", "45.2.0.1"),
+            ("10:00:05", "45.3.0.1"),
+        ],
+    );
+    let ran = s.run_bounded(&["run"]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_eq!(outbox_to(&s), ["abuse@good.de"], "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("does not hold 45.2.0.1"),
+        "the lookup says why it failed: {}",
+        ran.stderr
+    );
+}
+
 /// A registry names a mailbox with a quoted local part (`"abuse desk"@…`): no desk writes one,
 /// and its header did not read back as an address, so building its message failed the whole
 /// command, `preview` and the providers' reports included, for as long as it was cached.

@@ -341,11 +341,7 @@ impl<'c> Discoverer<'c> {
         }
         let network = rdap::parse_network(&fetched.body, ip)
             .map_err(|e| format!("RDAP {}: {e}", fetched.url))?;
-        let address = network
-            .abuse_emails
-            .iter()
-            .find_map(|e| address::check(e).ok())
-            .map(|a| a.to_string());
+        let address = rdap_address(&network.abuse_emails);
         // A registry answers for the prefix the bootstrap gave it, not beyond (an answer of
         // 0.0.0.0 - 255.255.255.255 must not stand for the other registries' space); an
         // allocation answers for the address's own /24 or /48 only (an assignment inside it
@@ -476,6 +472,22 @@ fn abusix_address(texts: &[String]) -> Option<String> {
     (texts.iter())
         .flat_map(|t| t.split([',', ';', ' ']))
         .find_map(|t| address::check(t).ok())
+        .map(|a| a.to_string())
+}
+
+/// The abuse address an RDAP answer gives: the first valid one of its abuse contacts. A
+/// contact with a character no mailbox holds inside it (a line break, NUL, a bidi mark:
+/// `abuse@a.example\r\n.b.example`) is not what the registry means to publish: the answer
+/// gives none, as an Abusix answer with one does, rather than the text with the character
+/// taken out (`abuse@a.example.b.example`, a mailbox the registry never named) or another
+/// contact beside it.
+fn rdap_address(emails: &[String]) -> Option<String> {
+    let hidden = |c: char| c.is_control() || crate::excerpt::is_invisible_format(c);
+    if emails.iter().any(|e| e.trim().chars().any(hidden)) {
+        return None;
+    }
+    (emails.iter())
+        .find_map(|e| address::check(e).ok())
         .map(|a| a.to_string())
 }
 

@@ -210,30 +210,35 @@ pub fn parse_network(body: &[u8], ip: IpAddr) -> Result<Network, RdapError> {
         .is_some_and(|t| t.to_ascii_uppercase().contains("ALLOCAT"));
     Ok(Network {
         handle,
-        range: range(&v, ip),
+        range: range(&v, ip)?,
         abuse_emails: abuse_emails(&v),
         allocation,
     })
 }
 
-fn range(v: &Value, ip: IpAddr) -> Option<(IpAddr, IpAddr)> {
+/// The range the object gives for `ip`: its first and last address, or the most specific
+/// of its cidr0 prefixes that holds the address. `None` when it gives neither; an error when
+/// what it gives does not hold the address, since then the answer is about another network,
+/// and its abuse contact is that network's, not the address's.
+fn range(v: &Value, ip: IpAddr) -> Result<Option<(IpAddr, IpAddr)>, RdapError> {
     let addr = |k: &str| {
         v.get(k)
             .and_then(Value::as_str)
             .and_then(|s| s.trim().parse::<IpAddr>().ok())
     };
-    if let (Some(first), Some(last)) = (addr("startAddress"), addr("endAddress"))
+    let given = addr("startAddress").zip(addr("endAddress"));
+    if let Some((first, last)) = given
         && first.is_ipv4() == ip.is_ipv4()
         && last.is_ipv4() == ip.is_ipv4()
         && first <= ip
         && ip <= last
     {
-        return Some((first, last));
+        return Ok(Some((first, last)));
     }
     // The cidr0 extension: the range as prefixes.
-    v.get("cidr0_cidrs")
-        .and_then(Value::as_array)?
-        .iter()
+    let prefixes: Vec<IpNet> = (v.get("cidr0_cidrs").and_then(Value::as_array))
+        .into_iter()
+        .flatten()
         .filter_map(|c| {
             let prefix = c
                 .get("v4prefix")
@@ -244,9 +249,22 @@ fn range(v: &Value, ip: IpAddr) -> Option<(IpAddr, IpAddr)> {
                 .ok()
                 .map(|n| n.trunc())
         })
+        .collect();
+    let holding = (prefixes.iter())
         .filter(|n| n.contains(&ip))
-        .min_by_key(|n| std::cmp::Reverse(n.prefix_len()))
-        .map(|n| (n.network(), n.broadcast()))
+        .max_by_key(|n| n.prefix_len());
+    match (holding, given) {
+        (Some(n), _) => Ok(Some((n.network(), n.broadcast()))),
+        (None, Some((first, last))) => Err(RdapError::Malformed(format!(
+            "the network it describes ({first} - {last}) does not hold {ip}"
+        ))),
+        (None, None) => match prefixes.first() {
+            Some(n) => Err(RdapError::Malformed(format!(
+                "the network it describes ({n}) does not hold {ip}"
+            ))),
+            None => Ok(None),
+        },
+    }
 }
 
 /// Breadth first through `entities`, so a top-level abuse entity wins over a nested one.
@@ -305,7 +323,7 @@ fn jcard_emails(entity: &Value) -> Vec<String> {
         })
         .filter_map(|p| p.get(3).and_then(Value::as_str))
         .take(10)
-        .map(|e| crate::excerpt::clean_line(e, 300))
+        .map(str::to_owned)
         .collect()
 }
 
@@ -606,10 +624,47 @@ mod tests {
                 "2001:db8:1:ffff:ffff:ffff:ffff:ffff".parse().unwrap()
             ))
         );
-        // A range that does not hold the address is not believed.
-        let body = r#"{"objectClassName":"ip network","startAddress":"10.0.0.0","endAddress":"10.0.0.255"}"#;
-        let n = parse_network(body.as_bytes(), "192.0.2.1".parse().unwrap()).unwrap();
-        assert_eq!(n.range, None);
+    }
+
+    /// An answer whose network does not hold the address asked about (another network, or
+    /// another family) is about another network: its abuse contact is not the address's, so
+    /// the answer is malformed, and the address waits for a later lookup. An answer that
+    /// gives no range at all is read as before.
+    #[test]
+    fn an_answer_about_another_network_is_malformed() {
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let desk = vcard("abuse@other.test");
+        for (range, said) in [
+            (
+                r#""startAddress":"10.0.0.0","endAddress":"10.0.0.255""#,
+                "10.0.0.0 - 10.0.0.255",
+            ),
+            (
+                r#""startAddress":"2001:db8::","endAddress":"2001:db8::ffff""#,
+                "2001:db8:: - ",
+            ),
+            (
+                r#""cidr0_cidrs":[{"v4prefix":"198.51.100.0","length":24}]"#,
+                "198.51.100.0/24",
+            ),
+        ] {
+            let body = format!(
+                r#"{{"objectClassName":"ip network",{range},"entities":[{{"roles":["abuse"],"vcardArray":{desk}}}]}}"#
+            );
+            let e = parse_network(body.as_bytes(), ip).unwrap_err().to_string();
+            assert!(
+                e.contains(said) && e.contains("does not hold 192.0.2.1"),
+                "{e}"
+            );
+        }
+        let body = format!(
+            r#"{{"objectClassName":"ip network","startAddress":"junk","entities":[{{"roles":["abuse"],"vcardArray":{desk}}}]}}"#
+        );
+        let n = parse_network(body.as_bytes(), ip).unwrap();
+        assert_eq!(
+            (n.range, &n.abuse_emails[..]),
+            (None, &["abuse@other.test".to_string()][..])
+        );
     }
 
     #[test]
