@@ -302,9 +302,9 @@ pub(crate) fn plan_providers(
         }
         // Taken a slice at a time, whole records and all, until the room is filled with
         // addresses this provider's way out takes: a source the API cannot take (seen only
-        // over ICMP) neither holds a place nor keeps the others out.
+        // over ICMP, or only to or from port 0) neither holds a place nor keeps the others out.
         let mut attackers = Vec::new();
-        let mut icmp_only = 0;
+        let mut untold = 0;
         let mut rest = &selected[..];
         while attackers.len() < room && !rest.is_empty() {
             let (slice, after) = rest.split_at((room - attackers.len()).min(rest.len()));
@@ -312,12 +312,12 @@ pub(crate) fn plan_providers(
             let whole = whole_records(intake, &slice.iter().collect::<Vec<_>>(), state)?;
             let mut taken = enrich(whole, Some(provider), world.asn_db.as_ref());
             with_earlier_reports(&mut taken, provider.name(), state)?;
-            // XARF v4 wants a source port for an address, and the API refuses a document
-            // without one: a source seen only over ICMP is for mail, not for the API.
+            // The API takes XARF only: a source XARF cannot tell (no source or destination
+            // port) is for mail, not for the API.
             if desk.api() {
                 let before = taken.len();
-                taken.retain(|a| a.observation.src_ports.iter().any(|p| *p > 0));
-                icmp_only += before - taken.len();
+                taken.retain(|a| crate::xarf::tells(&a.observation));
+                untold += before - taken.len();
             }
             attackers.extend(taken);
         }
@@ -332,9 +332,9 @@ pub(crate) fn plan_providers(
         let mut over = rest.len();
         let mut aging_out = rest.iter().filter(|s| aging(s.observation)).count();
         // Said on every run, so that nobody takes them for reported.
-        if icmp_only > 0 {
+        if untold > 0 {
             crate::output::tell(format_args!(
-                "abuse-mailer: warning: {icmp_only} address(es) of {} were seen only over ICMP (no source port); the AWS API takes no such report, so they are not reported",
+                "abuse-mailer: warning: {untold} address(es) of {} were seen with no source or destination port (only over ICMP, or only to or from port 0); the AWS API takes no such report, so they are not reported",
                 provider.name()
             ));
         }
@@ -849,9 +849,10 @@ fn compose_part(
             let test = settings.aws_api.as_ref().is_some_and(|a| a.test);
             crate::aws_api::request_body(&report, &id, &world.installation, &message_id, test)?
         } else {
-            let document = report
-                .xarf
-                .then(|| crate::xarf::document(&report, &message_id));
+            let document = match report.xarf {
+                true => crate::xarf::document(&report, &message_id),
+                false => None,
+            };
             message(&head, &subject, &body, &report, document.as_ref())?
         };
         if bytes.len() <= settings.report.max_message_bytes || attackers.len() > 1 || lines == 0 {

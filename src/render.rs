@@ -194,8 +194,9 @@ pub struct Report {
     /// Many sources, each a few packets to the same port or two within minutes: the shape of
     /// a flood whose source addresses may be forged (see [`spread_flood`]).
     pub spoofing_likely: bool,
-    /// Whether the message carries XARF (`xarf = true`, one IP, with a source port: XARF v4
-    /// requires one for an IP source, so ICMP-only sources get the plain report).
+    /// Whether the message carries XARF (`xarf = true`, one IP that XARF can tell, with a
+    /// source and a destination port: see [`crate::xarf::tells`]; others get the plain
+    /// report).
     pub xarf: bool,
     /// This message's part of a split report, and how many parts there are.
     pub part: usize,
@@ -309,7 +310,7 @@ impl Report {
         let protocol_names = protocol_labels(protocols.iter());
         let email = cfg.from.email.to_string();
         let xarf_applies =
-            cfg.xarf && attackers.len() == 1 && !attackers[0].observation.src_ports.is_empty();
+            cfg.xarf && attackers.len() == 1 && crate::xarf::tells(&attackers[0].observation);
         let mut report = Report {
             provider: provider.to_string(),
             provider_label: provider_label(provider),

@@ -10,6 +10,7 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::ingest::Observation;
 use crate::render::{Report, fnv1a};
 
 /// The XARF version these reports follow.
@@ -35,30 +36,47 @@ fn uuid(seed: &str) -> String {
     )
 }
 
-/// XARF's protocol names: `tcp`, `udp`, `icmp`, `sctp`.
-fn protocol(protocols: &[String]) -> &'static str {
-    let has = |p: &str| protocols.iter().any(|x| x.eq_ignore_ascii_case(p));
-    if has("TCP") {
-        "tcp"
-    } else if has("UDP") {
-        "udp"
-    } else if has("SCTP") {
-        "sctp"
-    } else {
-        "icmp"
-    }
+/// XARF's name for the traffic of an address seen over `protocols` (as the kernel names
+/// them): `tcp`, `udp` (UDP-Lite is UDP's variant, as its ports are), `sctp` or `icmp`, the
+/// first of these it was seen over. `None` when it was seen over none of them (ESP, GRE):
+/// XARF has no name for its traffic, and no other name is true.
+fn protocol<'a>(protocols: impl IntoIterator<Item = &'a str> + Clone) -> Option<&'static str> {
+    let has = |names: &[&str]| {
+        (protocols.clone().into_iter()).any(|x| names.iter().any(|p| x.eq_ignore_ascii_case(p)))
+    };
+    [
+        (&["TCP", "6"][..], "tcp"),
+        (&["UDP", "17", "UDPLITE", "136"][..], "udp"),
+        (&["SCTP", "132"][..], "sctp"),
+        (&["ICMP", "1", "ICMPv6", "58"][..], "icmp"),
+    ]
+    .into_iter()
+    .find_map(|(names, xarf)| has(names).then_some(xarf))
+}
+
+/// Whether XARF v4 can tell what an address did: traffic it names ([`protocol`]), a source
+/// port (v4 requires one for an address source) and a destination port (which the v4 types
+/// recommend, and which a strict validator requires). Port 0 is no port. An address that
+/// cannot be told gets the plain report, and no API report.
+pub fn tells(observation: &Observation) -> bool {
+    protocol(observation.protocols.iter().map(|p| p.as_str())).is_some()
+        && observation.src_ports.iter().any(|p| *p > 0)
+        && observation.dst_ports.iter().any(|p| *p > 0)
 }
 
 /// The XARF document for a report of one IP; `message_id` seeds its stable `report_id`.
-pub fn document(report: &Report, message_id: &str) -> Value {
-    let ip = &report.ips[0];
+/// `None` for an address XARF cannot tell ([`tells`]).
+pub fn document(report: &Report, message_id: &str) -> Option<Value> {
+    let ip = report.ips.first()?;
+    let proto = protocol(ip.protocols.iter().map(String::as_str))?;
+    let source_port = ip.source_ports.iter().find(|p| **p > 0)?;
+    let destination_port = ip.ports.iter().find(|p| **p > 0)?;
     let contact = json!({
         "org": report.reporter.name,
         "contact": report.reporter.email,
         "domain": report.reporter.domain,
     });
     let flood = report.abuse_kind.ends_with("flood");
-    let proto = protocol(&ip.protocols);
     let log = report
         .excerpt
         .iter()
@@ -89,17 +107,13 @@ pub fn document(report: &Report, message_id: &str) -> Value {
             "hash": format!("sha256:{:x}", Sha256::digest(log.as_bytes())),
             "size": log.len(),
         }],
+        "source_port": source_port,
+        "destination_port": destination_port,
         "tags": [format!("protocol:{proto}"), "evidence:firewall-drop".to_string()],
     });
-    let fields = doc.as_object_mut().expect("an object");
-    if let Some(port) = ip.source_ports.iter().find(|p| **p > 0) {
-        fields.insert("source_port".into(), json!(port));
-    }
+    let fields = doc.as_object_mut()?;
     if let Some(target) = ip.targets.first() {
         fields.insert("destination_ip".into(), json!(target));
-    }
-    if let Some(port) = ip.ports.iter().find(|p| **p > 0) {
-        fields.insert("destination_port".into(), json!(port));
     }
     if flood {
         fields.insert("attack_vector".into(), json!(format!("{proto}_flood")));
@@ -108,7 +122,7 @@ pub fn document(report: &Report, message_id: &str) -> Value {
     if let Some(tags) = fields.get_mut("tags").and_then(Value::as_array_mut) {
         tags.extend(ip.ports.iter().take(18).map(|p| json!(format!("port:{p}"))));
     }
-    doc
+    Some(doc)
 }
 
 #[cfg(test)]
@@ -127,9 +141,15 @@ mod tests {
 
     #[test]
     fn protocol_names_follow_xarf() {
-        let p = |v: &[&str]| protocol(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
-        assert_eq!(p(&["UDP"]), "udp");
-        assert_eq!(p(&["ICMP", "TCP"]), "tcp");
-        assert_eq!(p(&["ICMPv6"]), "icmp");
+        let p = |v: &[&str]| protocol(v.iter().copied());
+        assert_eq!(p(&["UDP"]), Some("udp"));
+        assert_eq!(p(&["ICMP", "TCP"]), Some("tcp"));
+        assert_eq!(p(&["ICMPv6"]), Some("icmp"));
+        assert_eq!(p(&["132"]), Some("sctp"));
+        // UDP-Lite was told as ICMP, with its ports beside it.
+        assert_eq!(p(&["UDPLITE"]), Some("udp"));
+        assert_eq!(p(&["ICMP", "UDPLITE"]), Some("udp"));
+        // XARF has no name for ESP or GRE: no name at all rather than a wrong one.
+        assert_eq!(p(&["ESP", "47"]), None);
     }
 }

@@ -646,13 +646,24 @@ fn plain_http_endpoint_off_loopback_is_refused() {
     );
 }
 
+/// XARF v4 cannot tell a source without a source or destination port: one seen only over
+/// ICMP, or only to port 0 (a common probe, whose document went without `destination_port`,
+/// was refused, and the run exited 1). Neither is sent, and the operator is told. A UDP-Lite
+/// source is told as UDP (it was told as ICMP, beside its ports).
 #[test]
-fn source_seen_only_over_icmp_is_not_sent_to_the_api() {
+fn sources_xarf_cannot_tell_are_not_sent_to_the_api() {
     let Some(stub) = Stub::start(None) else {
         return;
     };
     let s = setup(&stub, "");
-    attack(&s, &THREE[..1]);
+    attack(
+        &s,
+        &[
+            ("3.5.140.2", "TCP", 22),
+            ("34.223.47.190", "TCP", 0),
+            ("35.180.0.9", "UDPLITE", 53),
+        ],
+    );
     let icmp = (0..3)
         .map(|k| {
             format!(
@@ -664,18 +675,23 @@ fn source_seen_only_over_icmp_is_not_sent_to_the_api() {
     let ran = s.run(&["run"]).ok();
     assert!(
         ran.stderr
-            .contains("1 address(es) of aws were seen only over ICMP"),
+            .contains("2 address(es) of aws were seen with no source or destination port"),
         "the operator is told: {}",
         ran.stderr
     );
     let creates = stub.creates();
-    assert_eq!(
-        creates.len(),
-        1,
-        "XARF cannot carry a source without a port"
-    );
-    assert_eq!(creates[0]["xarf"]["source_identifier"], "3.5.140.2");
-    assert_eq!(history(&s).len(), 1);
+    let told: Vec<(&str, &str)> = (creates.iter())
+        .map(|c| {
+            let x = &c["xarf"];
+            (
+                x["source_identifier"].as_str().unwrap(),
+                x["protocol"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(told, [("3.5.140.2", "tcp"), ("35.180.0.9", "udp")]);
+    assert_eq!(creates[1]["xarf"]["destination_port"], 53);
+    assert_eq!(history(&s).len(), 2);
 }
 
 #[test]

@@ -773,6 +773,62 @@ fn xarf_mode_sends_one_valid_xarf_report_per_ip_in_one_thread() {
     eprintln!("{validated} XARF documents validated against the v4 schema");
 }
 
+/// XARF tells what it has words for: a UDP-Lite source as UDP (it said `icmp`, beside the
+/// source's ports), and a source seen only to port 0 (a common probe) gets the plain report,
+/// since its document went without `destination_port`, which strict validation requires.
+#[test]
+fn xarf_tells_udp_lite_as_udp_and_leaves_port_zero_to_the_plain_report() {
+    use mail_parser::{MessageParser, MimeHeaders};
+    let s = Setup::new(&standard_config("xarf = true"));
+    s.write(
+        "messages",
+        &[
+            drop_line("10:00:00", "3.5.140.2", "TCP", 0),
+            drop_line("10:00:01", "3.5.140.3", "UDPLITE", 53),
+            drop_line("10:00:02", "3.5.140.4", "TCP", 22),
+        ]
+        .concat(),
+    );
+    s.run(&["run"]).ok();
+    let mut told = Vec::new();
+    for file in s.outbox() {
+        let raw = fs::read(&file).unwrap();
+        let m = MessageParser::default().parse(&raw).unwrap();
+        let subject = m.subject().unwrap().to_string();
+        let ip = ["3.5.140.2", "3.5.140.3", "3.5.140.4"]
+            .into_iter()
+            .find(|ip| String::from_utf8_lossy(&raw).contains(&format!("SRC={ip} ")))
+            .unwrap();
+        let Some(json) = m
+            .attachments()
+            .find(|a| a.attachment_name() == Some("xarf.json"))
+        else {
+            told.push((ip, "plain".to_string()));
+            continue;
+        };
+        let document = json.text_contents().unwrap().to_string();
+        let v: serde_json::Value = serde_json::from_str(&document).unwrap();
+        told.push((ip, v["protocol"].as_str().unwrap().to_string()));
+        match xarf_errors(&document) {
+            Some(errors) => assert!(errors.is_empty(), "{ip}: {errors:?}\n{document}"),
+            None => assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must install PyPI's xarf to validate"
+            ),
+        }
+        assert!(!subject.is_empty());
+    }
+    told.sort();
+    assert_eq!(
+        told,
+        [
+            ("3.5.140.2", "plain".to_string()),
+            ("3.5.140.3", "udp".to_string()),
+            ("3.5.140.4", "tcp".to_string())
+        ]
+    );
+}
+
 /// There is no bound on how many providers a configuration names: with a hundred, each
 /// address goes to its own, with its own log lines.
 #[test]

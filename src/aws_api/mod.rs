@@ -130,7 +130,15 @@ pub fn request_body(
     test: bool,
 ) -> Result<Vec<u8>> {
     let (token, correlation) = request_ids(report_id, installation);
-    let mut doc = crate::xarf::document(report, message_id);
+    let Some(mut doc) = crate::xarf::document(report, message_id) else {
+        anyhow::bail!(
+            "XARF cannot tell what {} did (no source or destination port, or traffic it has no name for); the API takes no other report",
+            report
+                .ips
+                .first()
+                .map_or("the address", |ip| ip.ip.as_str())
+        );
+    };
     if let Some(last) = doc.get("last_seen").cloned() {
         doc["timestamp"] = last;
     }
