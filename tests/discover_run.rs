@@ -739,3 +739,39 @@ fn history_columns_hold_discovered_desks() {
         "{text}"
     );
 }
+
+/// With `xarf = true`, a configured provider gets a report per address, but a discovered
+/// desk still gets its one plain digest a run: a desk that never asked for reports is not
+/// sent a message per address.
+#[test]
+fn with_xarf_a_discovered_desk_still_gets_one_plain_digest() {
+    let (rdap, dns) = (Rdap::start(), Dns::start());
+    four_networks(&rdap, &dns);
+    let s = setup(
+        &rdap,
+        &dns,
+        "never = [\"example-isp.co.uk\"]",
+        "xarf = true",
+    );
+    log(&s, FOUR_NETWORK_LINES);
+    s.run(&["run"]).ok();
+    let to_hoster_a: Vec<String> = (s.outbox().iter())
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .filter(|m| m.contains("\r\nTo: abuse@hoster-a.de\r\n"))
+        .collect();
+    assert_eq!(to_hoster_a.len(), 1, "one digest");
+    let digest = &to_hoster_a[0];
+    assert!(
+        digest.contains("45.1.0.9") && digest.contains("45.1.0.10"),
+        "both of the desk's addresses in it"
+    );
+    assert!(!digest.contains("xarf.json"), "a plain digest");
+    let to_aws = (s.outbox().iter())
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .filter(|m| m.contains("\r\nTo: ec2-abuse@amazon.com\r\n"))
+        .collect::<Vec<_>>();
+    assert!(
+        !to_aws.is_empty() && to_aws.iter().all(|m| m.contains("xarf.json")),
+        "the provider's reports carry XARF"
+    );
+}
