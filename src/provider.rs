@@ -27,6 +27,29 @@ pub struct RangeInfo {
     pub network_border_group: Option<String>,
 }
 
+impl RangeInfo {
+    /// Its words as reports show them and `services` and `regions` match them: one line,
+    /// cleaned as log text is (no control characters, line breaks or bidirectional marks),
+    /// at most [`MAX_WORD`] characters. A range file is outside input like a log.
+    fn tidied(mut self) -> Self {
+        fn tidy(word: String) -> Option<String> {
+            let plain = word.len() <= MAX_WORD && word.bytes().all(|b| (0x20..0x7f).contains(&b));
+            let word = match plain {
+                true => word,
+                false => crate::excerpt::clean_line(&word, MAX_WORD),
+            };
+            (!word.trim().is_empty()).then_some(word)
+        }
+        self.region = self.region.and_then(tidy);
+        self.network_border_group = self.network_border_group.and_then(tidy);
+        self.services = self.services.into_iter().filter_map(tidy).collect();
+        self
+    }
+}
+
+/// The longest region, service or border group name shown; AWS's longest are near 30.
+const MAX_WORD: usize = 100;
+
 /// A set of prefixes with longest-prefix-match lookup.
 #[derive(Debug, Default)]
 pub struct RangeTable {
@@ -345,6 +368,7 @@ fn load_listings(
         (RangeFormat::Geofeed, _) => parse_geofeed(&text)?,
         (RangeFormat::Cidr, _) => parse_cidr(&text)?,
     };
+    infos = infos.into_iter().map(RangeInfo::tidied).collect();
     // No provider holds a network this wide; a prefix cut short does make one
     // (`72.14.177.0/24` read while a download rewrites the file, as `72.14.177.0/2`), which
     // would give the provider a quarter of the Internet, in reports and in `firewall`.
@@ -592,6 +616,30 @@ mod tests {
         let path = dir.path().join("ranges");
         std::fs::write(&path, text).unwrap();
         load_ranges(&path, None, &[])
+    }
+
+    /// A range file's words reached `ips.csv` as written: ESC sequences, BEL, U+202E, line
+    /// breaks. They are cleaned as log text is, on one line, at most 100 characters; a word
+    /// with nothing left is no word; `services` matches the cleaned word.
+    #[test]
+    fn a_range_files_words_are_cleaned() {
+        let text = format!(
+            r#"{{"prefixes": [
+                {{"ip_prefix": "3.5.140.0/22", "region": "us-east-1\u001b[31m\u0007\u202e\r\nX", "service": "EC2\u200b", "network_border_group": "{}"}},
+                {{"ip_prefix": "18.204.0.0/14", "region": "\u0007", "service": "EC2"}}]}}"#,
+            "g".repeat(300)
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ranges");
+        std::fs::write(&path, text).unwrap();
+        let (_, table) = load_ranges(&path, None, &["EC2".to_string()]).unwrap();
+        let info = table.lookup("3.5.140.2".parse().unwrap()).unwrap();
+        assert_eq!(info.region.as_deref(), Some("us-east-1[31mX"));
+        assert_eq!(info.services, ["EC2"]);
+        let group = info.network_border_group.as_deref().unwrap();
+        assert_eq!(group.chars().count(), 101, "100 and the mark of the cut");
+        let bare = table.lookup("18.204.0.1".parse().unwrap()).unwrap();
+        assert_eq!(bare.region, None);
     }
 
     /// An entry of a JSON range file without its prefix (a key misspelt, a list where text
