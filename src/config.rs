@@ -495,6 +495,9 @@ fn load_with(
             }
             ConfigError(format!("{shown}: {text}"))
         })?;
+    if let Some(at) = mistyped_in_file(path) {
+        return Err(ConfigError(format!("{shown}: {at}")));
+    }
     // A value the checks refuse names the variable it came from, not the file.
     check(path, raw).map_err(|e| {
         let from_env = (list_vars.iter()).find(|(key, _)| e.0.contains(&format!("{key}:")));
@@ -510,7 +513,30 @@ fn load_with(
 fn refused_at(path: &Path) -> Option<String> {
     let text = std::fs::read_to_string(path).ok()?;
     let e = text.parse::<toml::Table>().err()?;
-    let start = e.span()?.start.min(text.len());
+    Some(located(&text, e.span()?.start, e.message()))
+}
+
+/// A value of the file that is not of its key's type, as [`refused_at`] says it; `None`
+/// when each is. The reading that merges the environment's text converts what it can: a
+/// number with a fraction rounded into a whole one (`max_age_days = 0.4` read as 0, no limit
+/// at all), `"yes"` or `1` read as true, `state_dir = 5` as a folder named `5`, an unquoted
+/// password of digits as text. The file's own values are held to their types here; the
+/// environment's, which are text, are converted as before.
+fn mistyped_in_file(path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let e = toml::from_str::<RawConfig>(&text).err()?;
+    let why = e.message();
+    // Unknown keys and the rest were judged by the merged reading.
+    if !(why.starts_with("invalid type") || why.starts_with("invalid value")) {
+        return None;
+    }
+    Some(located(&text, e.span()?.start, why))
+}
+
+/// `line N (key = …): why` for a refusal at byte `at` of `text`, the value `why` quotes
+/// left out.
+fn located(text: &str, at: usize, why: &str) -> String {
+    let start = at.min(text.len());
     let line = text[..start].matches('\n').count() + 1;
     let there = text.lines().nth(line - 1).unwrap_or_default().trim();
     let shown = match there.split_once('=') {
@@ -519,8 +545,29 @@ fn refused_at(path: &Path) -> Option<String> {
         None if there.starts_with('[') => format!(" ({})", crate::excerpt::clean_line(there, 80)),
         None => String::new(),
     };
-    let why = e.message().trim_end_matches('.');
-    Some(format!("line {line}{shown}: {why}"))
+    let why = without_value(why.trim_end_matches('.'));
+    format!("line {line}{shown}: {why}")
+}
+
+/// A parser's reason without the value it quotes: `invalid type: integer `1234`, expected a
+/// string` is said as `invalid type: integer, expected a string`. Only reasons about a value
+/// quote one; the others (`expected `=``) quote the syntax, and are kept whole.
+fn without_value(why: &str) -> String {
+    if !(why.starts_with("invalid type") || why.starts_with("invalid value")) {
+        return why.to_string();
+    }
+    let mut out = String::new();
+    let mut rest = why;
+    while let Some(open) = rest.find(['`', '"']) {
+        let quote = &rest[open..open + 1];
+        let Some(close) = rest[open + 1..].find(quote) else {
+            break;
+        };
+        out.push_str(rest[..open].trim_end());
+        rest = &rest[open + 1 + close + 1..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The `ABUSE_MAILER__…` variable that brought in the unknown key an error names, if one did:
@@ -1567,6 +1614,49 @@ dir = "outbox"
         let text = MINIMAL.replace("[report]", "[report]\nmin_hits = \"many\"");
         let e = load_text(&text).unwrap_err().0;
         assert!(e.contains("min_hits"), "{e}");
+    }
+
+    /// A file's value of another type than its key's was converted where it could be: a
+    /// fraction rounded (`max_age_days = 0.4` read as 0, which is no limit), `"yes"` or `1`
+    /// read as true, a number as a folder's name or a password. Each is refused naming its
+    /// line and key, the value left out (it may be a password); the environment's text is
+    /// still read as the key's type.
+    #[test]
+    fn a_file_value_of_another_type_is_refused_not_converted() {
+        for (section, line, key) in [
+            ("[report]", "max_age_days = 0.4", "max_age_days"),
+            ("[report]", "min_hits = 2.6", "min_hits"),
+            ("[report]", "xarf = \"yes\"", "xarf"),
+            ("[report]", "attach_csv = 0", "attach_csv"),
+            ("[mail]", "password = 918273645546372819283746", "password"),
+            ("[mail]", "password = 1234", "password"),
+            ("[[provider]]", "asns = [true]", "asns"),
+            ("[[provider]]", "asns = [14617.6]", "asns"),
+        ] {
+            let text = MINIMAL.replace(section, &format!("{section}\n{line}"));
+            let e = load_text(&text).unwrap_err().0;
+            assert!(e.contains(&format!("({key} = …): invalid")), "{line}: {e}");
+            let value = line
+                .split(" = ")
+                .nth(1)
+                .unwrap()
+                .trim_matches(['[', ']', '"']);
+            assert!(!e.contains(value), "{line}: the value is shown: {e}");
+        }
+        let text = MINIMAL.replace("state_dir = \"state\"", "state_dir = 5");
+        let e = load_text(&text).unwrap_err().0;
+        assert!(e.contains("(state_dir = …): invalid type"), "{e}");
+        let s = load_env(
+            MINIMAL,
+            &[
+                ("ABUSE_MAILER__REPORT__MAX_AGE_DAYS", "3"),
+                ("ABUSE_MAILER__REPORT__XARF", "true"),
+                ("ABUSE_MAILER__MAIL__PASSWORD", "0123"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(s.report.max_age_days, 3);
+        assert!(s.report.xarf);
     }
 
     fn load_env(text: &str, env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
