@@ -136,6 +136,9 @@ struct RawDiscover {
     never: Option<Vec<String>>,
 }
 
+/// The longest provider name: a report's id (its time, the name and a hash) names a file.
+pub const MAX_PROVIDER_NAME: usize = 64;
+
 /// The checked configuration.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -880,7 +883,18 @@ fn providers(
         {
             return Err(err(
                 &format!("{key}.name"),
-                format!("{:?}: expected letters, digits, - or _", p.name),
+                format!(
+                    "{:?}: expected letters, digits, - or _",
+                    crate::excerpt::clean_line(&p.name, 80)
+                ),
+            ));
+        }
+        // The name is part of each report's id, which names its file in `mail.dir` and its
+        // Message-ID: a name too long for a file name failed every send, run after run.
+        if name.len() > MAX_PROVIDER_NAME {
+            return Err(err(
+                &format!("{key}.name"),
+                format!("{} characters: at most {MAX_PROVIDER_NAME}", name.len()),
             ));
         }
         if providers.iter().any(|q| q.name == name) {
@@ -1607,6 +1621,22 @@ dir = "outbox"
         let text = MINIMAL.replace("[report]", "[report]\nmax_message_bytes = 4294967295");
         let e = load_text(&text).unwrap_err().0;
         assert!(e.contains("report.max_message_bytes"), "{e}");
+    }
+
+    /// A provider's name is part of each report's id, which names its file in `mail.dir`: a
+    /// name of a few hundred characters made every send fail as temporary, run after run,
+    /// while `check` said it was fine.
+    #[test]
+    fn a_provider_name_too_long_for_a_report_id_is_refused() {
+        let long = "a".repeat(MAX_PROVIDER_NAME + 1);
+        let text = MINIMAL.replace("name = \"aws\"", &format!("name = \"{long}\""));
+        let e = load_text(&text).unwrap_err().0;
+        assert!(
+            e.contains("provider[0].name") && e.contains("at most 64"),
+            "{e}"
+        );
+        let text = MINIMAL.replace("name = \"aws\"", &format!("name = \"{}\"", &long[1..]));
+        assert_eq!(load_text(&text).unwrap().providers[0].name.len(), 64);
     }
 
     #[test]

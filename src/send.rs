@@ -1011,10 +1011,13 @@ impl Transport for FileDrop {
         let path = self.dir.join(format!("{id}.eml"));
         write_atomically(&self.dir, &path, message).map_err(|e| {
             let text = format!("cannot write {}: {e}", path.display());
-            // A full disk empties; a folder that is a file, or not ours to write, does not.
-            use std::io::ErrorKind::{NotADirectory, PermissionDenied, ReadOnlyFilesystem};
+            // A full disk empties; a folder that is a file, or not ours to write, or one
+            // that takes no name this long, does not.
+            use std::io::ErrorKind::{
+                InvalidFilename, NotADirectory, PermissionDenied, ReadOnlyFilesystem,
+            };
             match e.kind() {
-                NotADirectory | PermissionDenied | ReadOnlyFilesystem => {
+                NotADirectory | PermissionDenied | ReadOnlyFilesystem | InvalidFilename => {
                     SendError::Config(format!("mail.dir: {text}"))
                 }
                 _ => SendError::Transient(text),
@@ -1153,6 +1156,22 @@ mod tests {
             fs::read_dir(dir.path().join("out")).unwrap().count(),
             1,
             "no temp file left"
+        );
+    }
+
+    /// A file name the folder's file system cannot hold waits for nothing: it is the
+    /// configuration's to mend (78), not a send to try again on every run (75).
+    #[test]
+    fn a_name_too_long_for_the_folder_is_no_temporary_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = FileDrop {
+            dir: dir.path().join("out"),
+        };
+        let from: Mailbox = "a@example.org".parse().unwrap();
+        let e = t.send(&"x".repeat(300), &from, &[], b"x").unwrap_err();
+        assert!(
+            matches!(&e, SendError::Config(text) if text.starts_with("mail.dir: ")),
+            "{e:?}"
         );
     }
 
