@@ -13,8 +13,9 @@
 //! thread of its own that the caller stops waiting for at the deadline.
 //!
 //! Giving up is safe for the ledger: a message is reported accepted only on the server's
-//! reply. A dialogue given up before the body went out stops at its next step and never sends
-//! the body. Once the whole body is out, the server's reply to it is waited for
+//! reply (a 2xx to the body). A dialogue given up before the body went out stops at its next
+//! step and never sends the body; one given up while the body goes out writes no more of it,
+//! and never the data's end, so that the server holds no message. Once the whole body is out, the server's reply to it is waited for
 //! [`body_reply_wait`] (ten minutes at the default, as RFC 5321 asks of a client: a relay's
 //! content filter may take minutes), beyond the message's own deadline; a message starts only
 //! while the run's deadline leaves room for that wait. A message given up then may have been
@@ -38,6 +39,7 @@ use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
 use lettre::transport::smtp::client::{Certificate, SmtpConnection, TlsParameters};
 use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
+use lettre::transport::smtp::response::Severity;
 
 use crate::config::{Security, SmtpConfig, TransportConfig};
 use crate::excerpt::clean_line;
@@ -366,13 +368,34 @@ impl Clock {
             .map_err(|e| SendError::Transient(format!("setting the SMTP timeout: {e}")))
     }
 
-    /// The whole body went out: its reply is waited for from now, by the caller too, unless
-    /// it has given up already.
-    fn body_written(&self) {
+    /// The whole body went out: its reply is waited for from now, by the caller too. `false`
+    /// if the caller has given up already: then the data's end must not go out.
+    fn body_written(&self) -> bool {
         let mut due = lock(&self.body_reply);
-        if !self.abandoned.load(Ordering::SeqCst) {
-            *due = Instant::now().checked_add(self.body_wait);
+        if self.abandoned.load(Ordering::SeqCst) {
+            return false;
         }
+        *due = Instant::now().checked_add(self.body_wait);
+        true
+    }
+
+    /// Whether the caller has stopped waiting for this dialogue.
+    fn given_up(&self) -> bool {
+        self.abandoned.load(Ordering::SeqCst)
+    }
+}
+
+/// How much of a body is written at a time: between pieces, a dialogue given up stops.
+const BODY_PIECE: usize = 64 << 10;
+
+/// A dialogue given up while its body was going out waits here until the process ends, its
+/// connection open and the data's end never written: a server holds no message whose data
+/// never ended (RFC 5321 §4.1.1.4), and whatever it read of this one it throws away when the
+/// connection goes. Returning would have the client write the data's end after the rest:
+/// a message delivered while the ledger says it failed, and sent again by the next run.
+fn wait_for_the_end() -> ! {
+    loop {
+        std::thread::park();
     }
 }
 
@@ -524,8 +547,18 @@ impl Session {
         }
         clock.step(conn)?;
         let asked = Instant::now();
-        conn.command(Data).map_err(refused)?;
+        let go_ahead = conn.command(Data).map_err(refused)?;
         let round_trip = asked.elapsed();
+        // Only 354 asks for the body: a server that says anything else (a 250) is out of
+        // step with the dialogue, and its next reply would be taken for the body's.
+        if go_ahead.code().severity != Severity::PositiveIntermediate {
+            return Err(SendError::Transient(format!(
+                "{}:{} answered DATA with {}, not 354: the body was not sent",
+                self.host,
+                self.port,
+                reply_text(&go_ahead)
+            )));
+        }
         // The last point at which giving up leaves the server without the message.
         clock.body_step(conn)?;
         // A reply with a code is an answer. Without one, the body's fate is unknown once all
@@ -541,20 +574,47 @@ impl Session {
         // the first CRLF of it, so that the desk gets the stored bytes, not an empty line
         // more than `show` prints.
         let text = message.strip_suffix(b"\r\n").unwrap_or(message);
-        let body = std::iter::once(text).chain(std::iter::from_fn(|| {
-            written.set(true);
-            clock.body_written();
-            None
-        }));
+        let mut pieces = text.chunks(BODY_PIECE);
+        let body = std::iter::from_fn(|| {
+            // Given up while the body goes out (a relay that drains it slowly): the rest of
+            // it never goes, nor the data's end.
+            if clock.given_up() {
+                wait_for_the_end();
+            }
+            match pieces.next() {
+                Some(piece) => Some(piece),
+                None if clock.body_written() => {
+                    written.set(true);
+                    None
+                }
+                None => wait_for_the_end(),
+            }
+        });
         let e = match conn.message_iter(body) {
-            Ok(reply) => return Ok(reply_text(&reply)),
+            // Only a 2xx takes the message: a 354 again (a server a reply out of step, whose
+            // answer to the body is still to come) or another code says nothing of it.
+            Ok(reply) if reply.code().severity == Severity::PositiveCompletion => {
+                return Ok(reply_text(&reply));
+            }
+            Ok(reply) => {
+                return Err(SendError::Unconfirmed(format!(
+                    "{}:{} answered the message body with {}, which neither takes nor refuses it",
+                    self.host,
+                    self.port,
+                    reply_text(&reply)
+                )));
+            }
             Err(e) => e,
         };
         let closed = e.is_response() && e.to_string().contains("incomplete response");
+        // A reply that is no SMTP reply (`Thank you`, a code of 999, lines with two codes) is
+        // no answer either: the server may have the message.
+        let unreadable = e.is_response() && e.status().is_none() && !closed;
         // Over TLS, a close without TLS's close_notify (the usual way a server that fell over
         // goes) is an unexpected end of file.
         let ended = closed || io_kind(&e) == Some(std::io::ErrorKind::UnexpectedEof);
         let no_reply = ended
+            || unreadable
             || matches!(
                 io_kind(&e),
                 Some(
@@ -577,11 +637,15 @@ impl Session {
             (None, SendError::Transient(text) | SendError::Config(text))
                 if written.get() && no_reply =>
             {
-                SendError::Unconfirmed(match closed {
-                    true => format!(
+                SendError::Unconfirmed(match (closed, unreadable) {
+                    (true, _) => format!(
                         "the server closed the connection after the message body without answering it ({text})"
                     ),
-                    false => text,
+                    (_, true) => format!(
+                        "{}:{} answered the message body with a reply this client cannot read ({text})",
+                        self.host, self.port
+                    ),
+                    _ => text,
                 })
             }
             (_, other) => other,
@@ -1314,6 +1378,99 @@ mod tests {
             "{e:?}"
         );
         assert!(listener.accept().is_err(), "the server was not contacted");
+    }
+
+    /// A relay that drains the body slowly (here: reads none of it for two seconds, then
+    /// all there is): the dialogue is given up while its body goes out, a failure to try
+    /// again. Its thread wrote on to the end, then the data's end, and the server took the
+    /// message the ledger said had failed, which the next run sent again, run after run.
+    /// Given up, the rest of the body and the data's end never go out.
+    #[test]
+    fn a_dialogue_given_up_while_its_body_goes_out_never_ends_the_data() {
+        use std::io::{BufRead, BufReader};
+        use std::os::fd::AsRawFd;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let small: libc::c_int = 4096;
+        // SAFETY: setsockopt(2) on the listener's own descriptor, with a pointer to an int
+        // that lives across the call and its size.
+        let set = unsafe {
+            libc::setsockopt(
+                listener.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                (&small as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(set, 0);
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut input = BufReader::new(stream.try_clone().unwrap());
+            let mut out = stream;
+            out.write_all(b"220 test\r\n").unwrap();
+            for answer in [
+                "250 test\r\n",
+                "250 ok\r\n",
+                "250 ok\r\n",
+                "354 go ahead\r\n",
+            ] {
+                let mut line = String::new();
+                input.read_line(&mut line).unwrap();
+                out.write_all(answer.as_bytes()).unwrap();
+            }
+            std::thread::sleep(Duration::from_secs(2));
+            let timeout = Some(Duration::from_secs(2));
+            input.get_ref().set_read_timeout(timeout).unwrap();
+            let (mut read, mut last) = (0, Vec::new());
+            let mut buf = vec![0u8; 1 << 16];
+            while let Ok(n @ 1..) = input.read(&mut buf) {
+                read += n;
+                last.extend_from_slice(&buf[..n]);
+                last.drain(..last.len().saturating_sub(5));
+                if last == b"\r\n.\r\n" {
+                    out.write_all(b"250 queued\r\n").unwrap();
+                    return (read, true);
+                }
+            }
+            (read, false)
+        });
+        let config = SmtpConfig {
+            host: "127.0.0.1".into(),
+            port,
+            security: Security::None,
+            username: None,
+            password: None,
+            timeout: Duration::from_secs(1),
+            helo_name: None,
+            ca_file: None,
+        };
+        let mut smtp = Smtp::new(&config).unwrap();
+        smtp.deadlines = Deadlines::with(Duration::from_millis(500), Duration::from_secs(60));
+        // Far more than the kernel buffers on the way (Linux's largest send buffer: the last
+        // of `tcp_wmem`).
+        let buffered: usize = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem")
+            .ok()
+            .and_then(|t| t.split_whitespace().last()?.parse().ok())
+            .unwrap_or(4 << 20);
+        let size = buffered.saturating_mul(4).clamp(16 << 20, 256 << 20);
+        let line = format!("{}\r\n", "x".repeat(998));
+        let message = line.repeat(size / line.len()).into_bytes();
+        let from: Mailbox = "a@example.org".parse().unwrap();
+        let e = (smtp.send("r", &from, &["b@example.org".into()], &message)).unwrap_err();
+        assert!(
+            matches!(&e, SendError::Transient(t) if t.contains("given up")),
+            "{e:?}"
+        );
+        let (read, ended) = server.join().unwrap();
+        assert!(
+            !ended,
+            "the data's end went out: the server took the message"
+        );
+        assert!(
+            read > 0 && read < message.len(),
+            "given up while the body went out: {read} bytes read"
+        );
     }
 
     /// RFC 5321's ten minutes for the reply to a body at the default, scaled with shorter

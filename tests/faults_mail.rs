@@ -144,6 +144,62 @@ fn a_body_answered_in_unreadable_bytes_goes_out_twice_at_most() {
     sent_again_once_then_taken_as_delivered(&s, || server.received());
 }
 
+/// A relay that takes the body and answers it with text that is no SMTP reply (a banner,
+/// a code of 999, a reply whose lines carry two codes): it was a failure to try again, so
+/// every run sent the message once more, for ever. It goes out once more, then is taken as
+/// delivered, as a reply in unreadable bytes is.
+#[test]
+fn a_body_answered_with_no_smtp_reply_goes_out_twice_at_most() {
+    let server = FaultyServer::start(Mode::NoSmtpReplyToBody);
+    let s = Setup::new(&smtp_config(server.port, "none", ""));
+    s.write("messages", &attack_log());
+    let out = first_try_unconfirmed(&s);
+    assert!(
+        out.stderr.contains("a reply this client cannot read"),
+        "{}",
+        out.stderr
+    );
+    sent_again_once_then_taken_as_delivered(&s, || server.received());
+}
+
+/// A server that answers the body with 354 (one reply out of step, whose answer to the body
+/// is still to come, and may be a refusal) has not taken the message: it was recorded sent,
+/// with the 354 as the server's reply, and its addresses never reported again.
+#[test]
+fn a_354_to_the_body_is_not_taken_for_acceptance() {
+    let server = FaultyServer::start(Mode::GoAheadToBody);
+    let s = Setup::new(&smtp_config(server.port, "none", ""));
+    s.write("messages", &attack_log());
+    let out = first_try_unconfirmed(&s);
+    assert!(out.stderr.contains("354"), "{}", out.stderr);
+    let history = s.run(&["history", "--json"]).stdout;
+    assert!(!history.contains("\"status\": \"sent\""), "{history}");
+    server.set_mode(Mode::Healthy);
+    let out = s.run_bounded(&["run"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        server.accepted().len(),
+        1,
+        "taken once, by the healthy server"
+    );
+}
+
+/// A server that answers DATA with 250 rather than 354 is out of step: the body is not
+/// sent (the server's next reply would be taken for its answer), and the message waits.
+#[test]
+fn a_data_not_answered_with_354_sends_no_body() {
+    let server = FaultyServer::start(Mode::OkToData);
+    let s = Setup::new(&smtp_config(server.port, "none", ""));
+    s.write("messages", &attack_log());
+    let out = s.run_bounded(&["run"]);
+    assert_eq!(out.code, 75, "{}", out.stderr);
+    assert!(out.stderr.contains("not 354"), "{}", out.stderr);
+    assert!(server.received().is_empty(), "no body went out");
+    let id = one_failed_report(&s);
+    server.set_mode(Mode::Healthy);
+    healthy_run_delivers_once(&s, || server.accepted(), &id);
+}
+
 /// A first run whose body went out without a reply that could be read: 75, said to be
 /// sent once more. Its output, for more to be asked of it.
 fn first_try_unconfirmed(s: &Setup) -> Ran {

@@ -30,6 +30,14 @@ pub enum Mode {
     /// Takes every body, answering `250` with a Latin-1 byte in its text: bytes that are not
     /// UTF-8, which the client cannot read.
     UnreadableBodyReply,
+    /// Takes every body and answers it with text that is no SMTP reply: each of
+    /// [`NO_REPLIES`] in turn, one a body (a banner, a code of 999, lines with two codes).
+    NoSmtpReplyToBody,
+    /// Takes every body and answers it with 354 again, as a server one reply out of step
+    /// does (a stray line after its greeting): its real answer to the body is still to come.
+    GoAheadToBody,
+    /// Answers DATA with 250 rather than 354, and reads on as if it had said 354.
+    OkToData,
     /// Greets with a Latin-1 byte in the server's name.
     Latin1Greeting,
     /// Refuses with 550 every recipient whose address holds `refused`.
@@ -59,6 +67,14 @@ pub enum Mode {
     /// Healthy, and (like every mode) never offers STARTTLS: for clients that require it.
     NoStartTls,
 }
+
+/// Answers to a body that are no SMTP reply, in the order [`Mode::NoSmtpReplyToBody`] gives
+/// them.
+pub const NO_REPLIES: [&str; 3] = [
+    "Thank you, message queued\r\n",
+    "999 what\r\n",
+    "250-2.0.0 queued\r\n550 5.7.1 refused\r\n",
+];
 
 /// What the server saw and took.
 #[derive(Default)]
@@ -226,7 +242,10 @@ impl FaultyServer {
                     return Ok(());
                 }
                 "DATA" => {
-                    say("354 go ahead\r\n")?;
+                    match mode {
+                        Mode::OkToData => say("250 ok\r\n")?,
+                        _ => say("354 go ahead\r\n")?,
+                    }
                     let mut body = Vec::new();
                     loop {
                         line.clear();
@@ -256,6 +275,11 @@ impl FaultyServer {
                             self.log.lock().unwrap().accepted.push(body);
                             raw.write_all(b"250 2.0.0 Nachricht \xfcbernommen\r\n")?
                         }
+                        Mode::NoSmtpReplyToBody => {
+                            let k = self.bodies_answered.fetch_add(1, Ordering::SeqCst);
+                            say(NO_REPLIES[k % NO_REPLIES.len()])?
+                        }
+                        Mode::GoAheadToBody => say("354 go ahead\r\n")?,
                         Mode::SlowBodyReply => {
                             std::thread::sleep(std::time::Duration::from_secs(9));
                             self.log.lock().unwrap().accepted.push(body);
