@@ -888,6 +888,9 @@ impl Transport for Sendmail {
                 SendError::Transient(text)
             }
         })?;
+        // The same open file as its input: where it got to in it says, at the deadline,
+        // whether it had read the whole message.
+        let its_input = whole.try_clone().ok();
         // A process group of its own, so that at the deadline whatever it started (an MTA's
         // queue runner, a helper) is killed with it, not left to run on under init.
         let mut child = Command::new(&self.path)
@@ -932,11 +935,23 @@ impl Transport for Sendmail {
                     let _ = child.kill();
                     // Reaped, so that no zombie is left behind.
                     let _ = child.wait();
-                    return Err(SendError::Transient(format!(
+                    let killed = format!(
                         "{shown} did not finish within {} s ({} × mail.timeout_secs); killed",
                         self.deadlines.message.as_secs(),
                         TIMEOUTS_PER_MESSAGE
-                    )));
+                    );
+                    // One that read the whole message (msmtp waiting on a relay's content
+                    // filter, an MTA delivering in the foreground) may have passed it on: as
+                    // an SMTP body without an answer, it goes out at most twice, not once a
+                    // run. One that had not read it all cannot have.
+                    let read_all = (its_input.and_then(|mut f| f.stream_position().ok()))
+                        .is_some_and(|at| at >= unix.len() as u64);
+                    return Err(match read_all {
+                        true => SendError::Unconfirmed(format!(
+                            "{killed}, after it read the whole message: it may have passed it on"
+                        )),
+                        false => SendError::Transient(killed),
+                    });
                 }
                 Ok(None) => said.wait(Duration::from_millis(20)),
                 Err(e) => return Err(SendError::Transient(format!("{shown}: {e}"))),
@@ -957,8 +972,9 @@ impl Transport for Sendmail {
             Some(code @ (65 | 67 | 68)) => Err(SendError::Rejected(format!(
                 "{shown} exited {code}: {said}"
             ))),
-            // sysexits: permission denied, configuration error: waiting will not fix either.
-            Some(code @ (77 | 78)) => Err(SendError::Config(format!(
+            // sysexits: its command line refused (one that takes no `-t -i -f`), its input not
+            // there, permission denied, configuration error: waiting will not fix any.
+            Some(code @ (64 | 66 | 77 | 78)) => Err(SendError::Config(format!(
                 "mail.sendmail_path: {shown} exited {code}: {said}"
             ))),
             Some(code) => Err(SendError::Transient(format!(
@@ -1298,10 +1314,39 @@ mod tests {
             exits(67).send("r", &from, &[], b"x"),
             Err(SendError::Rejected(_))
         ));
-        assert!(matches!(
-            exits(78).send("r", &from, &[], b"x"),
-            Err(SendError::Config(_))
-        ));
+        // Its command line refused (EX_USAGE): waiting does not change it.
+        for code in [64, 78] {
+            assert!(matches!(
+                exits(code).send("r", &from, &[], b"x"),
+                Err(SendError::Config(_))
+            ));
+        }
+    }
+
+    /// A sendmail that read the whole message, then did not finish (msmtp waiting on a
+    /// relay's content filter): killed at the deadline, it may have passed the message on.
+    /// It was a failure to try again, and the desk got a copy on every run; now it is one
+    /// whose body went out without an answer, sent at most twice. One that read none of it
+    /// cannot have passed it on.
+    #[test]
+    fn a_sendmail_killed_after_it_read_the_whole_message_may_have_passed_it_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let from: Mailbox = "a@example.org".parse().unwrap();
+        let message = "A: b\r\n\r\nx\r\n".repeat(20_000);
+        for (name, reads, unconfirmed) in [("whole", "cat > /dev/null", true), ("none", ":", false)]
+        {
+            let path = script(dir.path(), name, &format!("{reads}\nexec sleep 600"));
+            let mut t = Sendmail::new(&path, Duration::from_secs(1)).unwrap();
+            t.deadlines = Deadlines::with(Duration::from_millis(500), Duration::from_secs(60));
+            let e = t.send("r", &from, &[], message.as_bytes()).unwrap_err();
+            match unconfirmed {
+                true => assert!(
+                    matches!(&e, SendError::Unconfirmed(t) if t.contains("read the whole message")),
+                    "{name}: {e:?}"
+                ),
+                false => assert!(matches!(&e, SendError::Transient(_)), "{name}: {e:?}"),
+            }
+        }
     }
 
     #[test]
