@@ -458,7 +458,7 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
                 (Some(_), _) | (_, Some(_)) => {
                     "until the settings named below are fixed".to_string()
                 }
-                _ if !outcome.failed_routes.is_empty() || outcome.transient.is_some() => {
+                _ if !outcome.failed_routes.is_empty() || outcome.transient_reason().is_some() => {
                     "the way out failed this run".to_string()
                 }
                 _ => format!(
@@ -487,13 +487,13 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
         }
         crate::output::tell(format_args!("{line}"));
     }
-    if let Some(reason) = outcome.unauthorized_api.or(outcome.unauthorized) {
+    if let Some(reason) = (outcome.unauthorized_api.as_ref()).or(outcome.unauthorized.as_ref()) {
         return Err(ConfigError(format!(
             "{reason}; the report is kept and goes out once that is fixed"
         ))
         .into());
     }
-    if let Some(reason) = outcome.transient {
+    if let Some(reason) = outcome.transient_reason() {
         return Err(TransientError(format!(
             "report not delivered, will retry on the next run: {reason}"
         ))
@@ -686,21 +686,24 @@ impl Sending<'_> {
     }
 
     /// Gives up a discovered desk's report that its server deferred, this run and for longer
-    /// than [`DESK_PATIENCE_DAYS`] since it was made (an outage of the operator's own relay
-    /// defers nothing: it fails to connect, and the report waits as long as it takes).
+    /// than [`DESK_PATIENCE_DAYS`] since it first did (an outage of the operator's own relay
+    /// defers nothing: it fails to connect, and the report waits as long as it takes, and
+    /// the desk's patience starts when the desk is first asked).
     fn give_up(&mut self, state: &mut State, record: &ReportRecord) -> Result<()> {
-        let created = DateTime::parse_from_rfc3339(&record.created_at)
-            .map(|t| t.with_timezone(&Utc))
-            .unwrap_or(self.world.now);
-        if self.world.now - created < chrono::Duration::days(DESK_PATIENCE_DAYS) {
+        let since = (state.deferred_since(&record.id)?)
+            .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+            .map_or(self.world.now, |t| t.with_timezone(&Utc));
+        if self.world.now - since < chrono::Duration::days(DESK_PATIENCE_DAYS) {
             return Ok(());
         }
         let why = format!(
             "given up: the desk's mail server has deferred it for more than {DESK_PATIENCE_DAYS} days"
         );
         self.put_aside(state, record, &why)?;
-        // Counted as waiting when it was deferred just now: it waits no more.
+        // Counted as waiting, and as the run's transient failure, when it was deferred just
+        // now: it waits no more.
         self.outcome.waiting = self.outcome.waiting.saturating_sub(1);
+        self.outcome.deferred.remove(&record.id);
         // Its addresses stay reported to the desks: their lines have served.
         let _ = state.let_go_of_lines(&record.id);
         Ok(())
@@ -865,7 +868,7 @@ fn settle(
     now: DateTime<Utc>,
 ) -> Result<()> {
     let settled = only.is_none()
-        && outcome.transient.is_none()
+        && outcome.transient_reason().is_none()
         && outcome.unauthorized.is_none()
         && outcome.unauthorized_api.is_none()
         && outcome.rejected.is_none()

@@ -680,8 +680,19 @@ pub(crate) struct Outcome {
     pub(crate) unplanned: bool,
     /// Discovered desks whose server deferred a report this run: their other reports wait.
     pub(crate) deferred_desks: HashSet<String>,
+    /// The reports deferred this run and still waiting, each with what its server said: a
+    /// transient failure of the run, unless given up (see `app`).
+    pub(crate) deferred: std::collections::BTreeMap<String, String>,
     /// Those deferred since the last report that went out.
     pub(crate) desks_deferred_in_a_row: HashSet<String>,
+}
+
+impl Outcome {
+    /// Why the run ends as a transient failure (75), if it does: a failure to try again, or
+    /// a report deferred and still waiting.
+    pub(crate) fn transient_reason(&self) -> Option<&str> {
+        (self.transient.as_deref()).or_else(|| self.deferred.values().next().map(String::as_str))
+    }
 }
 
 /// Distinct discovered desks deferred in a row after which the mail route counts as down for
@@ -765,6 +776,9 @@ pub(crate) fn deliver(
     let status = match (api, &result) {
         (Some(_), Ok(remote_id)) => attempt.record_sent_remote(remote_id, &at).map(|()| status),
         (_, Err(SendError::Unconfirmed(_))) => attempt.record_unconfirmed(&detail, &at),
+        (None, Err(SendError::Deferred(_))) => {
+            attempt.record_deferred(&detail, &at).map(|()| status)
+        }
         _ => attempt.record(status, &detail, &at).map(|()| status),
     }
     .with_context(|| {
@@ -837,7 +851,7 @@ pub(crate) fn deliver(
             if outcome.desks_deferred_in_a_row.len() >= DESKS_DEFERRED_IS_AN_OUTAGE {
                 outcome.failed_routes.insert(Route::Mail);
             }
-            outcome.transient = Some(detail);
+            outcome.deferred.insert(record.id.clone(), detail);
         }
         Err(
             SendError::Transient(_)

@@ -297,6 +297,10 @@ CREATE INDEX evidence_dense ON evidence (provider, seq) WHERE dense = 1;
     // 16: cursors by their file, which a run asks of each name it has no cursor for (a file
     // renamed keeps its cursor): a log host's new files each walked every cursor.
     "CREATE INDEX cursor_by_file ON cursor (dev, ino);",
+    // 17: when a desk's server first deferred a report, from which a discovered desk's
+    // patience is counted (from when the report was made, a relay's own outage of days
+    // spent it before the desk was ever asked).
+    "ALTER TABLE report ADD COLUMN deferred_since TEXT;",
 ];
 
 /// A report whose body went out this many times without a reply that could be read is taken
@@ -1280,6 +1284,15 @@ impl State {
         self.query_reports("WHERE status IN ('sending', 'failed')", params![], false)
     }
 
+    /// When report `id`'s desk first deferred it (RFC 3339), if it ever did.
+    pub fn deferred_since(&self, id: &str) -> Result<Option<String>> {
+        Ok(self.conn.query_row(
+            "SELECT deferred_since FROM report WHERE id = ?1",
+            [id],
+            |r| r.get(0),
+        )?)
+    }
+
     /// The stored message of report `id`, exactly as it is sent.
     pub fn message_of(&self, id: &str) -> Result<Vec<u8>> {
         Ok(self
@@ -2151,6 +2164,13 @@ impl Attempt<'_> {
             .map(|_| ())
     }
 
+    /// Records a report its desk's server deferred (a 4xx): `failed`, to be sent again, and
+    /// the first time it was deferred kept (see [`State::deferred_since`]).
+    pub fn record_deferred(self, detail: &str, at: &str) -> Result<()> {
+        self.record_outcome(Status::Failed, detail, at, Outcome::Deferred)
+            .map(|_| ())
+    }
+
     /// Records a body that went out without a reply that could be read: `failed`, to be sent
     /// again, until it is the [`UNCONFIRMED_AT_MOST`]th such time; then `sent`, its reply
     /// saying it was not confirmed. Returns the status recorded.
@@ -2212,6 +2232,12 @@ impl Attempt<'_> {
             }
         }
         write_outcome(&self.state.conn, &self.id, status, &detail, at)?;
+        if let Outcome::Deferred = outcome {
+            self.state.conn.execute(
+                "UPDATE report SET deferred_since = coalesce(deferred_since, ?2) WHERE id = ?1",
+                params![self.id, at],
+            )?;
+        }
         if let Outcome::Remote(remote_id) = outcome {
             // A stored request tagged `lifecycle:test` is remembered as a test.
             self.state.conn.execute(
@@ -2241,6 +2267,8 @@ enum Outcome<'a> {
     Remote(&'a str),
     /// The body went out without a reply that could be read.
     Unconfirmed,
+    /// The desk's server said later (a 4xx): the first such time is kept.
+    Deferred,
 }
 
 impl Drop for Attempt<'_> {

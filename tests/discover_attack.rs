@@ -859,6 +859,59 @@ fn a_relay_outage_of_three_days_does_not_give_up_the_desks_reports() {
     );
 }
 
+/// The relay was down for three days; when it is back, the desk's server greylists the
+/// report once. The desk's patience starts when it is first asked: the report was given up
+/// on that one deferral ("deferred it for more than 3 days"), never to reach the desk, and
+/// the run still said it would retry. It waits, and goes out once the desk takes it.
+#[test]
+fn a_desk_that_defers_once_after_a_relay_outage_is_not_given_up() {
+    let (rdap, dns) = (Rdap::start(), Dns::start());
+    abuse_net(
+        &rdap,
+        &["45.2.0.7"],
+        "45.2.0.0",
+        "45.2.0.255",
+        "NET-B",
+        "abuse@bbb-hoster.nl",
+    );
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut s = setup(&rdap, &dns, "abusix = false", "");
+    use_smtp(&s, closed);
+    log(&s, &[("10:00:00", "45.2.0.7")]);
+    assert_eq!(s.run_bounded(&["run"]).code, 75);
+    let config = std::fs::read_to_string(s.path("config.toml")).unwrap();
+    let (greylisting, _) = stalling_smtp("bbb-hoster.nl");
+    s.write(
+        "config.toml",
+        &config.replace(
+            &format!("port = {closed}"),
+            &format!("port = {greylisting}"),
+        ),
+    );
+    s.now = "2026-01-29T09:00:00Z".into();
+    let back = s.run_bounded(&["run"]);
+    assert_eq!(back.code, 75, "{}", back.stderr);
+    assert!(!back.stderr.contains("given up"), "{}", back.stderr);
+    let ledger = history(&s);
+    assert_eq!(ledger[0]["status"], "failed", "{ledger:?}");
+    let (port, accepted) = stalling_smtp("nobody.invalid");
+    s.write(
+        "config.toml",
+        &config.replace(&format!("port = {closed}"), &format!("port = {port}")),
+    );
+    s.now = "2026-01-29T10:00:00Z".into();
+    let taken = s.run_bounded(&["run"]);
+    assert_eq!(taken.code, 0, "{}", taken.stderr);
+    let got = accepted.lock().unwrap().clone();
+    assert!(
+        got.iter().any(|m| m.contains("abuse@bbb-hoster.nl")),
+        "{got:?}"
+    );
+}
+
 /// Three desks in a row deferred by the server: the way out itself defers (the relay's own
 /// trouble), so the run stops trying, the rest waits, and the run says so with 75.
 #[test]
