@@ -461,6 +461,9 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
                 _ if !outcome.failed_routes.is_empty() || outcome.transient_reason().is_some() => {
                     "the way out failed this run".to_string()
                 }
+                _ if outcome.out_of_time.is_some() => {
+                    "this run's time for delivery is spent".to_string()
+                }
                 _ => format!(
                     "max_messages_per_run = {}",
                     settings.mail.max_messages_per_run
@@ -615,6 +618,24 @@ impl Sending<'_> {
         }
     }
 
+    /// Whether the run's time for delivery has no room for another message by mail: then
+    /// nothing more is tried, as when the budget is spent. A message refused for time before
+    /// any server saw it is no attempt: it was counted as one, and recorded failed, and so
+    /// went out later with the day it was made as its Date.
+    fn out_of_time(&mut self, way: Route) -> bool {
+        if way != Route::Mail {
+            return false;
+        }
+        match self.transport.room() {
+            Ok(()) => false,
+            Err(why) => {
+                self.budget = 0;
+                self.outcome.out_of_time = Some(why);
+                true
+            }
+        }
+    }
+
     fn deliver(&mut self, state: &mut State, record: &ReportRecord) -> Result<()> {
         deliver(
             state,
@@ -665,8 +686,10 @@ impl Sending<'_> {
             // Its addresses are free again: the ledger is read anew.
             return Ok(1);
         }
+        let way = self.route(&record.provider);
         if self.budget == 0
-            || (self.outcome.failed_routes).contains(&self.route(&record.provider))
+            || self.out_of_time(way)
+            || (self.outcome.failed_routes).contains(&way)
             || self.outcome.deferred_desks.contains(&record.provider)
         {
             self.outcome.waiting += 1;
@@ -748,7 +771,7 @@ impl Sending<'_> {
             self.outcome.held += 1;
             return Ok(None);
         }
-        if self.budget == 0 {
+        if self.budget == 0 || self.out_of_time(way) {
             // A part of a split message keeps its number: written now, never tried, it goes
             // out as stored ("part 11 of 16") before anything new on a later run. XARF's one
             // message per address is numbered too: planned afresh, the desk would get parts 1

@@ -678,6 +678,8 @@ pub(crate) struct Outcome {
     pub(crate) waiting: usize,
     /// Addresses left for a later run by discovery (lookups, a contact's one report a run).
     pub(crate) unplanned: bool,
+    /// Why the run's time for delivery left no room for more messages, if it did.
+    pub(crate) out_of_time: Option<String>,
     /// Discovered desks whose server deferred a report this run: their other reports wait.
     pub(crate) deferred_desks: HashSet<String>,
     /// The reports deferred this run and still waiting, each with what its server said: a

@@ -99,6 +99,11 @@ pub trait Transport {
         recipients: &[String],
         message: &[u8],
     ) -> Result<String, SendError>;
+
+    /// Whether a message may start now within the run's time for delivery; why not if not.
+    fn room(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// The transport the configuration names.
@@ -148,23 +153,35 @@ impl Deadlines {
     /// When the next message must be done by: its own deadline, or the run's if that is sooner.
     fn next(&self) -> Result<Instant, SendError> {
         let now = Instant::now();
-        let first = self.first.get().unwrap_or(now);
-        let later = self.first.get().is_some();
-        self.first.set(Some(first));
-        let run_end = first.checked_add(self.run).unwrap_or(now + self.message);
-        // A message that may wait for its body's reply ends within the run's deadline.
-        let whole = self.message.saturating_add(self.body_reply);
-        if now >= run_end || (later && now.checked_add(whole).is_none_or(|end| end > run_end)) {
-            return Err(SendError::Transient(format!(
-                "this run has spent its {} s for delivery ({} × mail.timeout_secs); the rest goes out on the next run",
-                self.run.as_secs(),
-                TIMEOUTS_PER_MESSAGE * MESSAGES_PER_RUN
-            )));
-        }
+        let run_end = self.room_at(now).map_err(SendError::Transient)?;
+        self.first.set(Some(self.first.get().unwrap_or(now)));
         Ok(now
             .checked_add(self.message)
             .unwrap_or(run_end)
             .min(run_end))
+    }
+
+    /// Whether the run's deadline leaves room for a message started now; why not if it does
+    /// not. Nothing is counted.
+    pub fn room(&self) -> Result<(), String> {
+        self.room_at(Instant::now()).map(|_| ())
+    }
+
+    /// [`Deadlines::room`] at `now`: when the run's delivery must end.
+    fn room_at(&self, now: Instant) -> Result<Instant, String> {
+        let first = self.first.get().unwrap_or(now);
+        let later = self.first.get().is_some();
+        let run_end = first.checked_add(self.run).unwrap_or(now + self.message);
+        // A message that may wait for its body's reply ends within the run's deadline.
+        let whole = self.message.saturating_add(self.body_reply);
+        if now >= run_end || (later && now.checked_add(whole).is_none_or(|end| end > run_end)) {
+            return Err(format!(
+                "this run's time for delivery ({} s: {} × mail.timeout_secs) has no room for another message and the wait for its reply; the rest goes out on the next run",
+                self.run.as_secs(),
+                TIMEOUTS_PER_MESSAGE * MESSAGES_PER_RUN
+            ));
+        }
+        Ok(run_end)
     }
 }
 
@@ -811,6 +828,10 @@ fn envelope(from: &Mailbox, recipients: &[String]) -> Result<Envelope, SendError
 }
 
 impl Transport for Smtp {
+    fn room(&self) -> Result<(), String> {
+        self.deadlines.room()
+    }
+
     fn send(
         &self,
         _id: &str,
@@ -856,6 +877,10 @@ impl Sendmail {
 }
 
 impl Transport for Sendmail {
+    fn room(&self) -> Result<(), String> {
+        self.deadlines.room()
+    }
+
     fn send(
         &self,
         _id: &str,

@@ -200,6 +200,52 @@ fn a_data_not_answered_with_354_sends_no_body() {
     healthy_run_delivers_once(&s, || server.accepted(), &id);
 }
 
+/// A relay whose content filter took 17 s over the first part: the run's time for delivery
+/// has no room for the second part and the wait for its reply. That part was counted as
+/// tried and recorded failed (75, "not delivered", though no server saw it), and went out
+/// on the next day's run with the Date of the day it was made. It waits untried, as parts
+/// past the budget do (exit 0), and goes out dated the day it is sent.
+#[test]
+fn a_part_the_runs_time_has_no_room_for_waits_untried() {
+    let server = FaultyServer::start(Mode::SlowFirstBodyReply);
+    let mut s = Setup::new(
+        &smtp_config(server.port, "none", "")
+            .replace("timeout_secs = 2", "timeout_secs = 1")
+            .replace("min_hits = 1", "min_hits = 1\nmax_ips_per_message = 1"),
+    );
+    s.write(
+        "messages",
+        &[
+            drop_line("10:00:00", "3.5.140.2", "TCP", 22),
+            drop_line("10:00:01", "34.223.47.190", "UDP", 53),
+        ]
+        .concat(),
+    );
+    let first = s.run_bounded(&["run"]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert!(
+        first
+            .stderr
+            .contains("1 report(s) wait for the next run (this run's time for delivery is spent)"),
+        "{}",
+        first.stderr
+    );
+    assert_eq!(server.accepted().len(), 1);
+    let history = s.run(&["history", "--json"]).ok().json();
+    let waiting: Vec<_> = (history.as_array().unwrap().iter())
+        .filter(|r| r["status"] != "sent")
+        .collect();
+    assert_eq!(waiting.len(), 1, "{history}");
+    assert!(waiting[0]["sent_at"].is_null());
+    s.now = "2026-01-27T12:00:00Z".into();
+    let next = s.run_bounded(&["run"]);
+    assert_eq!(next.code, 0, "{}", next.stderr);
+    let accepted = server.accepted();
+    assert_eq!(accepted.len(), 2);
+    let text = String::from_utf8_lossy(&accepted[1]);
+    assert!(text.contains("Date: Tue, 27 Jan 2026 12:00:00"), "{text}");
+}
+
 /// A first run whose body went out without a reply that could be read: 75, said to be
 /// sent once more. Its output, for more to be asked of it.
 fn first_try_unconfirmed(s: &Setup) -> Ran {

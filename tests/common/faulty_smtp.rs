@@ -36,6 +36,10 @@ pub enum Mode {
     /// Takes every body and answers it with 354 again, as a server one reply out of step
     /// does (a stray line after its greeting): its real answer to the body is still to come.
     GoAheadToBody,
+    /// Answers the first body with 250 after 17 s, later ones at once: at `timeout_secs = 1`,
+    /// a run's time for delivery (40 s) then has no room for another message and the wait
+    /// for its reply (4 s and 20 s).
+    SlowFirstBodyReply,
     /// Answers DATA with 250 rather than 354, and reads on as if it had said 354.
     OkToData,
     /// Greets with a Latin-1 byte in the server's name.
@@ -274,6 +278,13 @@ impl FaultyServer {
                         Mode::UnreadableBodyReply => {
                             self.log.lock().unwrap().accepted.push(body);
                             raw.write_all(b"250 2.0.0 Nachricht \xfcbernommen\r\n")?
+                        }
+                        Mode::SlowFirstBodyReply
+                            if self.bodies_answered.fetch_add(1, Ordering::SeqCst) == 0 =>
+                        {
+                            std::thread::sleep(Duration::from_secs(17));
+                            self.log.lock().unwrap().accepted.push(body);
+                            say("250 2.0.0 queued after a long look\r\n")?
                         }
                         Mode::NoSmtpReplyToBody => {
                             let k = self.bodies_answered.fetch_add(1, Ordering::SeqCst);
