@@ -688,6 +688,19 @@ impl Session {
                     "{host}:{port} answered in bytes that are not UTF-8 text, which this client cannot read ({text}); a relay that answers in ASCII or UTF-8 is needed"
                 ));
             }
+            // The resolver's word that there is no such name (not "try again": that is
+            // EAI_AGAIN's, a resolver not reachable yet): a `mail.host` misspelt, which no
+            // waiting mends.
+            _ if NO_SUCH_HOST.iter().any(|said| text.contains(said)) => {
+                return SendError::Config(format!("mail.host {host}: no such host ({text})"));
+            }
+            // An error that is no reply of the server's names the server it came from.
+            _ if e.is_response() && text.contains("incomplete response") => {
+                text = format!("{host}:{port} closed the connection without an answer ({text})");
+            }
+            _ if e.status().is_none() && !text.contains(&format!("{host}:{port}")) => {
+                text = format!("{host}:{port}: {text}");
+            }
             _ => {}
         }
         if self.security != Security::None && (e.is_tls() || tls_failure(e)) {
@@ -720,6 +733,14 @@ impl Session {
         }
     }
 }
+
+/// What the system's resolver says of a name that does not exist: glibc's EAI_NONAME and
+/// EAI_NODATA, musl's.
+const NO_SUCH_HOST: [&str; 3] = [
+    "Name or service not known",
+    "No address associated with hostname",
+    "Name does not resolve",
+];
 
 /// Whether a refusal of a recipient is the relay's own word that it will not pass mail on,
 /// in the words of the common servers (Postfix, Exim, Sendmail, Exchange, qmail): not "User

@@ -246,6 +246,56 @@ fn a_part_the_runs_time_has_no_room_for_waits_untried() {
     assert!(text.contains("Date: Tue, 27 Jan 2026 12:00:00"), "{text}");
 }
 
+/// Errors that are no reply of a server's name the server: "Connection refused", "response
+/// error: incomplete response" said neither which server nor that it had closed the
+/// connection. A `mail.host` that does not exist is a setting to fix (78), not a failure
+/// to try again on every run (75), which the unit counts as success.
+#[test]
+fn mail_errors_name_the_server_and_a_host_that_does_not_exist_is_a_setting() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let s = Setup::new(&smtp_config(closed, "none", ""));
+    s.write("messages", &attack_log());
+    let out = s.run_bounded(&["run"]);
+    assert_eq!(out.code, 75, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains(&format!("127.0.0.1:{closed}: Connection error")),
+        "{}",
+        out.stderr
+    );
+    let server = FaultyServer::start(Mode::CloseBeforeEndOfData);
+    let s = Setup::new(&smtp_config(server.port, "none", ""));
+    s.write("messages", &attack_log());
+    let out = s.run_bounded(&["run"]);
+    assert!(
+        out.stderr.contains(&format!("127.0.0.1:{} ", server.port)),
+        "{}",
+        out.stderr
+    );
+    let s = Setup::new(
+        &smtp_config(closed, "none", "")
+            .replace("host = \"127.0.0.1\"", "host = \"no-such-host.invalid\""),
+    );
+    s.write("messages", &attack_log());
+    let out = s.run_bounded(&["run"]);
+    // A resolver that cannot be reached says "try again", which waiting may mend.
+    if out.stderr.contains("Temporary failure in name resolution") {
+        assert_eq!(out.code, 75, "{}", out.stderr);
+        return;
+    }
+    assert_eq!(out.code, 78, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("mail.host no-such-host.invalid: no such host"),
+        "{}",
+        out.stderr
+    );
+}
+
 /// A first run whose body went out without a reply that could be read: 75, said to be
 /// sent once more. Its output, for more to be asked of it.
 fn first_try_unconfirmed(s: &Setup) -> Ran {
