@@ -368,6 +368,12 @@ fn check_state(t: &mut Tally, settings: &Settings, providers: &[Provider]) {
         t.config("state", &format!("state_dir {e}"));
         return;
     }
+    // A run writes there, first of all to make the state or to take its lock: a folder this
+    // user cannot write in (or make) fails every run.
+    if let Err(e) = crate::folder::writable(&settings.state_dir) {
+        t.other("state", &format!("state_dir {e}"));
+        return;
+    }
     match State::open_read_only(&settings.state_dir) {
         Ok(Some(state)) => match crate::ledger::check_owner(&state, settings) {
             // Another configuration runs on this state: a run would refuse it (78).

@@ -21,6 +21,38 @@ pub fn placeable(dir: &Path) -> Result<(), String> {
     folder_fault(dir).map_err(|(Fault::Lasting(e) | Fault::Other(e))| e)
 }
 
+/// Whether this process may write in `dir`, or make it: the nearest of it and the folders
+/// it would be made in that exists is one this user may write in and enter (a read-only
+/// mount says no too). The reason if not, naming that folder.
+pub fn writable(dir: &Path) -> Result<(), String> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut at = Some(dir);
+    while let Some(p) = at {
+        match fs::symlink_metadata(p) {
+            Ok(_) => {
+                let Ok(text) = std::ffi::CString::new(p.as_os_str().as_bytes()) else {
+                    return Ok(());
+                };
+                // SAFETY: access(2) reads the NUL-terminated path it is given, which lives
+                // across the call, and nothing else.
+                let allowed = unsafe { libc::access(text.as_ptr(), libc::W_OK | libc::X_OK) };
+                if allowed == 0 {
+                    return Ok(());
+                }
+                let e = std::io::Error::last_os_error();
+                let made = if p == dir { "" } else { " to be made in" };
+                return Err(format!(
+                    "{}{made}: not writable by this user: {e}",
+                    p.display()
+                ));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => at = p.parent(),
+            Err(e) => return Err(format!("{}: {e}", p.display())),
+        }
+    }
+    Ok(())
+}
+
 /// Why a folder cannot be used or made at `dir`.
 enum Fault {
     /// A file on its way, or a link to nothing: so until the operator changes it.

@@ -667,3 +667,43 @@ fn a_sendmail_that_says_too_much_is_heard_only_in_part() {
         assert_eq!(history(&s)[0]["status"], "rejected", "threads {threads}");
     }
 }
+
+/// `check` said "ok" for a `state_dir` the run's user cannot make (under a folder root owns),
+/// and the run then failed: it names the folder it cannot write in, and exits 1 as the run
+/// would. As root the check runs as the unprivileged user 65534; otherwise as this user,
+/// the folder made read-only.
+#[test]
+fn check_names_a_state_dir_this_user_cannot_make() {
+    use std::os::unix::process::CommandExt;
+    const USER: u32 = 65534;
+    let s =
+        Setup::new(&standard_config("").replace("{dir}/state", "{dir}/locked/abuse-mailer/state"));
+    s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    fs::create_dir(s.path("locked")).unwrap();
+    fs::set_permissions(s.path("locked"), fs::Permissions::from_mode(0o555)).unwrap();
+    let root = std::os::unix::fs::chown(s.path("config.toml"), Some(USER), Some(USER)).is_ok();
+    let mut check = s.command(&["check"]);
+    if root {
+        fs::set_permissions(s.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::create_dir_all(s.path("outbox")).unwrap();
+        std::os::unix::fs::chown(s.path("outbox"), Some(USER), Some(USER)).unwrap();
+        check.uid(USER).gid(USER);
+    }
+    let out = Ran::from(check.output().unwrap());
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    let said = format!("{}{}", out.stdout, out.stderr);
+    assert!(
+        said.contains(&format!(
+            "{}/locked to be made in: not writable by this user",
+            s.dir.path().display()
+        )),
+        "{said}"
+    );
+    // Where this user may write, the same configuration checks out.
+    fs::set_permissions(s.path("locked"), fs::Permissions::from_mode(0o777)).unwrap();
+    let out = Ran::from(match root {
+        true => s.command(&["check"]).uid(USER).gid(USER).output().unwrap(),
+        false => s.command(&["check"]).output().unwrap(),
+    });
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+}
