@@ -486,6 +486,9 @@ fn load_with(
                 return ConfigError(format!("{shown}: {at}"));
             }
             let text = describe(&e);
+            if let Some(var) = value_from_environment(&text, &names) {
+                return ConfigError(format!("{var}: {}", text.trim_end_matches(" in the environment")));
+            }
             if let Some(var) = unknown_from_environment(&text, &names) {
                 return ConfigError(format!("{var}: {text} (a misspelt environment variable)"));
             }
@@ -503,9 +506,12 @@ fn load_with(
     }
     // A value the checks refuse names the variable it came from, not the file.
     check(path, raw).map_err(|e| {
-        let from_env = (list_vars.iter()).find(|(key, _)| e.0.contains(&format!("{key}:")));
+        let from_env = (list_vars.iter())
+            .find(|(key, _)| e.0.contains(&format!("{key}:")))
+            .map(|(_, var)| var.clone())
+            .or_else(|| value_from_environment(&e.0, &names));
         match (from_env, e.0.strip_prefix(&format!("{shown}: "))) {
-            (Some((_, var)), Some(rest)) => ConfigError(format!("{var}: {rest}")),
+            (Some(var), Some(rest)) => ConfigError(format!("{var}: {rest}")),
             _ => e,
         }
     })
@@ -571,6 +577,24 @@ fn without_value(why: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// The `ABUSE_MAILER__SECTION__KEY` variable among `names` that set the value an error is
+/// about (`mail.port: …`, or the parser's ``for key `mail.port` ``), if one did: the error
+/// then names the variable, which holds the value, not the file, which may not.
+fn value_from_environment(error: &str, names: &[String]) -> Option<String> {
+    names.iter().find_map(|name| {
+        let rest = name
+            .get(..14)?
+            .eq_ignore_ascii_case("ABUSE_MAILER__")
+            .then(|| &name[14..])?;
+        let key = rest.to_ascii_lowercase().replace("__", ".");
+        (!key.is_empty()
+            && (error.starts_with(&format!("{key}:"))
+                || error.contains(&format!(": {key}:"))
+                || error.contains(&format!("for key `{key}`"))))
+        .then(|| name.clone())
+    })
 }
 
 /// The `ABUSE_MAILER__…` variable that brought in the unknown key an error names, if one did:
@@ -1704,6 +1728,33 @@ dir = "outbox"
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         load_with(&path, Some(env))
+    }
+
+    /// A value from an `ABUSE_MAILER__…` variable that the checks or the parser refuse was
+    /// said to be the file's (`config.toml: mail.transport: …`), a file that holds no such
+    /// value: the error names the variable.
+    #[test]
+    fn a_bad_value_from_the_environment_names_the_variable_not_the_file() {
+        for (var, value, about) in [
+            (
+                "ABUSE_MAILER__MAIL__TRANSPORT",
+                "carrier-pigeon",
+                "mail.transport",
+            ),
+            ("ABUSE_MAILER__MAIL__PORT", "99999", "mail.port"),
+            ("ABUSE_MAILER__TIMEZONE", "Mars/Base", "timezone"),
+            ("abuse_mailer__report__min_hits", "abc", "report.min_hits"),
+        ] {
+            let e = load_env(MINIMAL, &[(var, value)]).unwrap_err().0;
+            assert!(e.starts_with(&format!("{var}: ")), "{e}");
+            assert!(e.contains(about), "{e}");
+        }
+        // The file's own bad value still names the file.
+        let text = MINIMAL.replace("transport = \"file\"", "transport = \"pigeon\"");
+        let e = load_env(&text, &[("ABUSE_MAILER__MAIL__PORT", "25")])
+            .unwrap_err()
+            .0;
+        assert!(e.contains("config.toml: mail.transport"), "{e}");
     }
 
     #[test]
