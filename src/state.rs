@@ -618,6 +618,14 @@ impl State {
                 path.display()
             );
         }
+        // No abuse-mailer writes a schema below 0: taken for an old one, the file was
+        // stamped current without a migration.
+        if version < 0 {
+            bail!(
+                "{}: schema {version}, which no abuse-mailer writes (a damaged or hand-edited state); {RESTORE}",
+                path.display()
+            );
+        }
         if version > MIGRATIONS.len() as i64 {
             bail!(
                 "{}: written by a newer abuse-mailer (schema {version}, this one knows {})",
@@ -1486,7 +1494,13 @@ impl State {
             out.push(ReportRecord {
                 id: r.get(0)?,
                 provider,
-                recipients: serde_json::from_str(&recipients).context("ledger: bad recipients")?,
+                recipients: serde_json::from_str(&recipients).with_context(|| {
+                    format!(
+                        "{}: report {}: its recipients are not a list of addresses (a damaged or hand-edited row)",
+                        self.path.display(),
+                        r.get::<_, String>(0).unwrap_or_default()
+                    )
+                })?,
                 subject: r.get(3)?,
                 message_id: r.get(4)?,
                 status: Status::parse(&status)?,

@@ -593,3 +593,42 @@ fn a_stored_value_of_the_wrong_type_names_the_state_file() {
         assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
     }
 }
+
+/// A report's recipients that are not JSON (a hand's `UPDATE`, as README invites for
+/// `status`): `history` said only "ledger: bad recipients". It names the file and the
+/// report. A schema number below 0 was taken for an old state, and a run stamped it current
+/// without a migration: it is refused, naming the file, and left as it is.
+#[test]
+fn a_damaged_ledger_row_or_schema_number_is_named() {
+    let s = Setup::new(&standard_config(""));
+    s.write("messages", &two_addresses("10:00:00"));
+    s.run(&["run"]).ok();
+    let db = rusqlite::Connection::open(state_db(&s)).unwrap();
+    db.execute("UPDATE report SET recipients = 'abuse@x'", [])
+        .unwrap();
+    let id: String = db
+        .query_row("SELECT id FROM report", [], |r| r.get(0))
+        .unwrap();
+    drop(db);
+    for args in [&["history"][..], &["history", "--json"]] {
+        let out = s.run(args);
+        assert_eq!(out.code, 1, "{}", out.stderr);
+        assert!(
+            out.stderr.contains("state.db") && out.stderr.contains(&id),
+            "{}",
+            out.stderr
+        );
+        assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    }
+    let db = rusqlite::Connection::open(state_db(&s)).unwrap();
+    db.execute_batch("PRAGMA user_version = -1").unwrap();
+    drop(db);
+    let out = s.run(&["run"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("schema -1"), "{}", out.stderr);
+    let db = rusqlite::Connection::open(state_db(&s)).unwrap();
+    let version: i64 = db
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, -1, "left as it is");
+}
