@@ -715,6 +715,15 @@ fn list_from_environment(names: &[String]) -> Option<String> {
 fn describe(err: &config::ConfigError) -> String {
     let text = err.to_string();
     let text = text.replace(" in the configuration file", "");
+    // The parser writes a key inside a list without its dot (`provider[0]to`).
+    let mut dotted = String::with_capacity(text.len());
+    for c in text.chars() {
+        if dotted.ends_with(']') && c.is_ascii_alphabetic() {
+            dotted.push('.');
+        }
+        dotted.push(c);
+    }
+    let text = dotted;
     let kept: Vec<&str> = text.lines().filter(|l| !is_snippet_line(l)).collect();
     kept.join(" ")
         .split_whitespace()
@@ -1668,6 +1677,13 @@ dir = "outbox"
         let text = MINIMAL.replace("[report]", "[report]\nmin_hits = \"many\"");
         let e = load_text(&text).unwrap_err().0;
         assert!(e.contains("min_hits"), "{e}");
+        // A key in a list of tables is named with its dot (the parser says `provider[0]to`).
+        let text = MINIMAL.replace(
+            "to = [\"ec2-abuse@amazon.com\"]",
+            "to = \"ec2-abuse@amazon.com\"",
+        );
+        let e = load_text(&text).unwrap_err().0;
+        assert!(e.contains("`provider[0].to`"), "{e}");
     }
 
     /// A file's value of another type than its key's was converted where it could be: a

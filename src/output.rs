@@ -695,8 +695,10 @@ pub(crate) fn history(
 pub(crate) fn show(settings: &Settings, id: &str) -> Result<u8> {
     let state = State::open_read_only(&settings.state_dir)?;
     let Some(record) = state.as_ref().map(|s| s.report(id)).transpose()?.flatten() else {
+        // Cut as every error is: an id is whatever was typed, or pasted.
+        let id = crate::error::cut_short(&format!("{id:?}"), 200);
         crate::output::tell(format_args!(
-            "abuse-mailer: no report {id:?} in the ledger (see `abuse-mailer history`)"
+            "abuse-mailer: no report {id} in the ledger (see `abuse-mailer history`)"
         ));
         return Ok(EXIT_ERROR);
     };

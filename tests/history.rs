@@ -1169,3 +1169,17 @@ fn an_ipv4_mapped_address_is_its_ipv4_address_in_history_and_ignore() {
     let v = ignoring.run(&["preview", "--json"]).ok().json();
     assert_eq!(v["reports"].as_array().map(Vec::len), Some(0), "{v}");
 }
+
+/// `show` with an id of 100,000 characters (pasted wrong) said it whole, on one line of
+/// 100 KB, where every other error is cut: it is cut too.
+#[test]
+fn show_with_a_huge_id_says_it_cut_short() {
+    let s = Setup::standard();
+    s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    s.run(&["run"]).ok();
+    let id = "x".repeat(100_000);
+    let out = s.run(&["show", &id]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("no report \"xxx"), "{}", out.stderr);
+    assert!(out.stderr.len() < 1_000, "{} bytes", out.stderr.len());
+}
