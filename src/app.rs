@@ -258,7 +258,10 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
         return Ok(EXIT_OK);
     };
     let mut state = State::open(&settings.state_dir)?;
-    claim(&mut state, settings)?;
+    // Another configuration's state is refused before anything is read into it; this one
+    // claims it once its sources have been read, so that a run refused for a source that is
+    // not there (78) leaves the state to whichever configuration runs right.
+    crate::ledger::check_owner(&state, settings)?;
     let renames = crate::ledger::renames(&state, settings, &world.providers)?;
     if let Some(renamed) = renames.refused.into_iter().next() {
         return Err(ConfigError(renamed).into());
@@ -282,6 +285,7 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
     // Store what the logs say before any mail goes out: a mail outage must not lose lines
     // that rotate away meanwhile.
     let (intake, ledger) = ingest(&world, Some(&state), options, &leaving_out)?;
+    claim(&mut state, settings)?;
     let intake = at_exit(intake);
     tell_lines_ahead(&intake.summary, now, verbosity);
     let touched: Vec<&Observation> = intake

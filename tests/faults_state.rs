@@ -367,6 +367,23 @@ fn run_with(s: &Setup, config: &Path, args: &[&str]) -> Ran {
     Ran::from(s.command_with(config, args).output().unwrap())
 }
 
+/// A first run refused for its configuration (a source path misspelt: 78) made the state
+/// and claimed it for its file: the corrected configuration, in another file, was then
+/// refused as a second configuration on one state. A refused run claims nothing.
+#[test]
+fn a_run_refused_for_its_sources_claims_no_state() {
+    let s = Setup::new(&standard_config(""));
+    let typo = s.path("typo.toml");
+    let text = fs::read_to_string(s.path("config.toml")).unwrap();
+    fs::write(&typo, text.replace("/messages\"", "/mesages\"")).unwrap();
+    s.write("messages", &attack_log());
+    let refused = run_with(&s, &typo, &["run"]);
+    assert_eq!(refused.code, 78, "{}", refused.stderr);
+    let right = s.run(&["run"]);
+    assert_eq!(right.code, 0, "{}", right.stderr);
+    assert_eq!(s.outbox().len(), 1);
+}
+
 #[test]
 fn two_configurations_on_one_state_dir_are_refused_and_a_moved_one_is_not() {
     let server = smtp::start(Security::Plain, None, 0);
