@@ -549,10 +549,16 @@ impl State {
             return Ok(None);
         }
         refuse_empty(&path)?;
-        let conn = Connection::open_with_flags(
-            &path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
+        // A state this user may not write beside (a backup, a snapshot, a read-only mount,
+        // another user's state looked at): read as it is, where a connection that may
+        // write would need to make its WAL files there, and fail.
+        let conn = match crate::folder::writable(dir) {
+            Ok(()) => Connection::open_with_flags(
+                &path,
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            ),
+            Err(_) => open_unwritable(&path, dir),
+        }
         .with_context(|| format!("cannot open {}", path.display()))?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.pragma_update(None, "query_only", true)?;
@@ -2289,6 +2295,27 @@ impl Drop for Attempt<'_> {
     fn drop(&mut self) {
         self.rollback();
     }
+}
+
+/// Opens `path` in a folder this user may not write in, to read only. Without a
+/// write-ahead log beside it the file is all there is, and is read as a file that does not
+/// change (no WAL files are made); with one, SQLite reads the log as it stands.
+fn open_unwritable(path: &Path, dir: &Path) -> rusqlite::Result<Connection> {
+    let log = std::fs::metadata(dir.join("state.db-wal")).is_ok_and(|m| m.len() > 0);
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    if log {
+        return Connection::open_with_flags(path, flags);
+    }
+    // A URI's path: its `%`, `?` and `#` written as escapes.
+    let mut uri = String::from("file:");
+    for c in path.to_string_lossy().chars() {
+        match c {
+            '%' | '?' | '#' => uri.push_str(&format!("%{:02X}", c as u32)),
+            c => uri.push(c),
+        }
+    }
+    uri.push_str("?immutable=1");
+    Connection::open_with_flags(uri, flags | OpenFlags::SQLITE_OPEN_URI)
 }
 
 /// Whether `path` exists; an error other than "not there" is not taken as a no.

@@ -707,3 +707,47 @@ fn check_names_a_state_dir_this_user_cannot_make() {
     });
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
 }
+
+/// `history`, `show` and `preview` on a state this user may not write beside (a backup, a
+/// snapshot, another user's state): they failed (exit 1), as opening it for writing needs
+/// its WAL files made there. They read it as it is, and leave the folder as it was. As root
+/// they run as the unprivileged user 65534; otherwise as this user, the folder read-only.
+#[test]
+fn a_state_in_a_folder_this_user_cannot_write_is_still_read() {
+    use std::os::unix::process::CommandExt;
+    const USER: u32 = 65534;
+    let s = Setup::standard();
+    s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    s.run(&["run"]).ok();
+    let id = history(&s)[0]["id"].as_str().unwrap().to_string();
+    let root = std::os::unix::fs::chown(s.path("config.toml"), Some(USER), Some(USER)).is_ok();
+    fs::set_permissions(s.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(s.path("state"), fs::Permissions::from_mode(0o555)).unwrap();
+    for file in ["state.db", "state.reserve"] {
+        let _ = fs::set_permissions(
+            s.path("state").join(file),
+            fs::Permissions::from_mode(0o644),
+        );
+    }
+    let before: Vec<_> = fs::read_dir(s.path("state"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    for args in [&["history"][..], &["show", &id], &["preview", "--json"]] {
+        let mut cmd = s.command(args);
+        if root {
+            cmd.uid(USER).gid(USER);
+        }
+        let out = Ran::from(cmd.output().unwrap());
+        assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
+        if args[0] == "history" {
+            assert!(out.stdout.contains(&id), "{}", out.stdout);
+        }
+    }
+    let after: Vec<_> = fs::read_dir(s.path("state"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(before, after, "the folder as it was");
+    fs::set_permissions(s.path("state"), fs::Permissions::from_mode(0o755)).unwrap();
+}
