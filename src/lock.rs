@@ -40,7 +40,22 @@ pub fn acquire(state_dir: &Path, say: bool) -> Result<Option<RunLock>> {
         // Never through a link planted in a folder others may write to.
         .custom_flags(libc::O_NOFOLLOW)
         .open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
+        .map_err(|e| {
+            // A folder this user may not write in (another owner, a read-only mount): the
+            // state is fine, the user is not the one to run on it.
+            let not_ours = matches!(
+                e.kind(),
+                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+            );
+            let advice = match not_ours {
+                true => format!(
+                    "; run abuse-mailer as the user that owns {}, which must be writable",
+                    state_dir.display()
+                ),
+                false => String::new(),
+            };
+            anyhow::anyhow!("cannot open {}: {e}{advice}", path.display())
+        })?;
     crate::state::keep_owner(state_dir, &file);
     let started = Instant::now();
     let mut told = false;

@@ -749,5 +749,18 @@ fn a_state_in_a_folder_this_user_cannot_write_is_still_read() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(before, after, "the folder as it was");
+    // A run there cannot take its lock: it says whose state to run as, not just a path.
+    let mut run = s.command(&["run"]);
+    if root {
+        run.uid(USER).gid(USER);
+    }
+    let out = Ran::from(run.output().unwrap());
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("run abuse-mailer as the user that owns"),
+        "{}",
+        out.stderr
+    );
     fs::set_permissions(s.path("state"), fs::Permissions::from_mode(0o755)).unwrap();
 }
