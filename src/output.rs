@@ -6,7 +6,7 @@ use std::io::Write;
 use std::net::IpAddr;
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -389,15 +389,20 @@ pub(crate) fn print_json(
     unattributed: &Unattributed<'_>,
 ) -> Result<()> {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    write_document(
-        &mut out,
-        &JsonHead { reports, summary },
-        unattributed,
-        ENTRIES_A_PIECE,
-    )?;
-    writeln!(out)?;
-    out.flush()?;
-    Ok(())
+    // Written after the run did its work: a standard output that takes no more (a full
+    // disk under a redirect) loses the document, not what was sent, which the ledger holds.
+    (|| -> Result<()> {
+        write_document(
+            &mut out,
+            &JsonHead { reports, summary },
+            unattributed,
+            ENTRIES_A_PIECE,
+        )?;
+        writeln!(out)?;
+        out.flush()?;
+        Ok(())
+    })()
+    .context("cannot write the JSON document to standard output (what a run sent is recorded: see `abuse-mailer history`)")
 }
 
 /// The document of `--json`: `head`'s members, then `unattributed` (written `piece` entries

@@ -603,3 +603,27 @@ fn contacts_for_an_address_with_discovery_off_says_so() {
         out.stdout
     );
 }
+
+/// `run --json` into a standard output that takes no more (a full disk under a redirect):
+/// the run's work is done and recorded, and the error says what was lost (it was a bare
+/// "No space left on device").
+#[test]
+fn a_json_document_that_cannot_be_written_says_so() {
+    let s = Setup::standard();
+    s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    let Ok(full) = std::fs::File::options().write(true).open("/dev/full") else {
+        eprintln!("no /dev/full here");
+        return;
+    };
+    let out = s.command(&["run", "--json"]).stdout(full).output().unwrap();
+    let out = Ran::from(out);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("cannot write the JSON document to standard output"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(s.outbox().len(), 1, "the report went out");
+    assert_eq!(history(&s).len(), 1, "and is recorded");
+}
