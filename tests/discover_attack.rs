@@ -819,12 +819,11 @@ fn one_deferring_desk_with_three_waiting_reports_holds_back_no_other_desk() {
     );
 }
 
-/// The operator's own relay is down over a long weekend: every report fails with a
-/// connection error, the providers' and the discovered desks' alike. When it is back, the
-/// desks' reports are given up as if their servers had deferred them, without being tried
-/// once more: addresses reported to nobody, and a false reason in the ledger.
-#[test]
-fn a_relay_outage_of_three_days_does_not_give_up_the_desks_reports() {
+/// A desk's network (45.2.0.0/24, `abuse@bbb-hoster.nl`) attacking, and a first run while
+/// the operator's relay is down (75). The registry and resolver stubs, the setup, and a
+/// function that points the relay setting at a port.
+fn a_desks_report_waiting_for_the_relay() -> (Rdap, Dns, common::Setup, impl Fn(&common::Setup, u16))
+{
     let (rdap, dns) = (Rdap::start(), Dns::start());
     abuse_net(
         &rdap,
@@ -838,17 +837,28 @@ fn a_relay_outage_of_three_days_does_not_give_up_the_desks_reports() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let mut s = setup(&rdap, &dns, "abusix = false", "");
+    let s = setup(&rdap, &dns, "abusix = false", "");
     use_smtp(&s, closed);
     log(&s, &[("10:00:00", "45.2.0.7")]);
     let down = s.run_bounded(&["run"]);
     assert_eq!(down.code, 75, "{}", down.stderr);
-    let (port, accepted) = stalling_smtp("nobody.invalid");
     let config = std::fs::read_to_string(s.path("config.toml")).unwrap();
-    s.write(
-        "config.toml",
-        &config.replace(&format!("port = {closed}"), &format!("port = {port}")),
-    );
+    let relay_at = move |s: &common::Setup, port: u16| {
+        let text = config.replace(&format!("port = {closed}"), &format!("port = {port}"));
+        s.write("config.toml", &text);
+    };
+    (rdap, dns, s, relay_at)
+}
+
+/// The operator's own relay is down over a long weekend: every report fails with a
+/// connection error, the providers' and the discovered desks' alike. When it is back, the
+/// desks' reports are given up as if their servers had deferred them, without being tried
+/// once more: addresses reported to nobody, and a false reason in the ledger.
+#[test]
+fn a_relay_outage_of_three_days_does_not_give_up_the_desks_reports() {
+    let (_rdap, _dns, mut s, relay_at) = a_desks_report_waiting_for_the_relay();
+    let (port, accepted) = stalling_smtp("nobody.invalid");
+    relay_at(&s, port);
     s.now = "2026-01-29T09:00:00Z".into();
     let back = s.run_bounded(&["run"]);
     let got = accepted.lock().unwrap().clone();
@@ -865,32 +875,9 @@ fn a_relay_outage_of_three_days_does_not_give_up_the_desks_reports() {
 /// the run still said it would retry. It waits, and goes out once the desk takes it.
 #[test]
 fn a_desk_that_defers_once_after_a_relay_outage_is_not_given_up() {
-    let (rdap, dns) = (Rdap::start(), Dns::start());
-    abuse_net(
-        &rdap,
-        &["45.2.0.7"],
-        "45.2.0.0",
-        "45.2.0.255",
-        "NET-B",
-        "abuse@bbb-hoster.nl",
-    );
-    let closed = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let mut s = setup(&rdap, &dns, "abusix = false", "");
-    use_smtp(&s, closed);
-    log(&s, &[("10:00:00", "45.2.0.7")]);
-    assert_eq!(s.run_bounded(&["run"]).code, 75);
-    let config = std::fs::read_to_string(s.path("config.toml")).unwrap();
+    let (_rdap, _dns, mut s, relay_at) = a_desks_report_waiting_for_the_relay();
     let (greylisting, _) = stalling_smtp("bbb-hoster.nl");
-    s.write(
-        "config.toml",
-        &config.replace(
-            &format!("port = {closed}"),
-            &format!("port = {greylisting}"),
-        ),
-    );
+    relay_at(&s, greylisting);
     s.now = "2026-01-29T09:00:00Z".into();
     let back = s.run_bounded(&["run"]);
     assert_eq!(back.code, 75, "{}", back.stderr);
@@ -898,10 +885,7 @@ fn a_desk_that_defers_once_after_a_relay_outage_is_not_given_up() {
     let ledger = history(&s);
     assert_eq!(ledger[0]["status"], "failed", "{ledger:?}");
     let (port, accepted) = stalling_smtp("nobody.invalid");
-    s.write(
-        "config.toml",
-        &config.replace(&format!("port = {closed}"), &format!("port = {port}")),
-    );
+    relay_at(&s, port);
     s.now = "2026-01-29T10:00:00Z".into();
     let taken = s.run_bounded(&["run"]);
     assert_eq!(taken.code, 0, "{}", taken.stderr);
