@@ -532,6 +532,80 @@ fn refresh_shows_completed_and_actioned() {
     );
 }
 
+/// One report whose status cannot be read (AWS answers a status this client does not know)
+/// held back every other: the refresh stopped there, and as the newest is asked first, the
+/// older reports were never refreshed. The others are refreshed, and the one is named (75).
+#[test]
+fn a_status_that_cannot_be_read_holds_back_no_other_report() {
+    let Some(stub) = Stub::start(None) else {
+        return;
+    };
+    let s = setup(&stub, "");
+    attack(&s, &THREE);
+    s.run(&["run"]).ok();
+    let rows = s.run(&["history", "--json"]).ok().json();
+    let newest = rows.as_array().unwrap().last().unwrap()["remote"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    stub.script(json!({"status": {
+        newest.as_str(): {"status": "IN PROGRESS"},
+        "*": {"status": "COMPLETED", "reasonCode": "ACTIONED"}}}));
+    let ran = s.run(&["history", "--refresh"]);
+    assert_eq!(ran.code, 75, "{}", ran.stderr);
+    assert!(ran.stderr.contains("not refreshed"), "{}", ran.stderr);
+    let rows = s.run(&["history", "--json"]).ok().json();
+    let actioned = (rows.as_array().unwrap().iter())
+        .filter(|r| r["remote"]["reason"] == "ACTIONED")
+        .count();
+    assert_eq!(actioned, 2, "{rows}");
+}
+
+/// A 404 page that is not AWS's (a proxy's, or an endpoint misspelt) was taken for AWS's
+/// word that each report was gone: every open report was marked GONE and never asked about
+/// again. It is a failure to try again; once the endpoint is right, AWS's answers count.
+#[test]
+fn a_404_page_that_is_not_aws_marks_no_report_gone() {
+    use std::io::{Read, Write};
+    let Some(stub) = Stub::start(None) else {
+        return;
+    };
+    let s = setup(&stub, "");
+    attack(&s, &THREE[..2]);
+    s.run(&["run"]).ok();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let page = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut buf = [0u8; 8192];
+            let _ = stream.read(&mut buf);
+            let body = "<html><body>404 Not Found</body></html>";
+            let _ = write!(
+                stream,
+                "HTTP/1.1 404 Not Found\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let config = std::fs::read_to_string(s.path("config.toml")).unwrap();
+    let proxied = config.replace(&stub.endpoint(), &format!("http://127.0.0.1:{page}"));
+    assert_ne!(proxied, config);
+    s.write("config.toml", &proxied);
+    let ran = s.run(&["history", "--refresh"]);
+    assert_eq!(ran.code, 75, "{}", ran.stderr);
+    let rows = s.run(&["history", "--json"]).ok().json();
+    for row in rows.as_array().unwrap() {
+        assert_eq!(row["remote"]["status"], "QUEUED", "{row}");
+    }
+    s.write("config.toml", &config);
+    stub.script(json!({"status": {"*": {"status": "COMPLETED", "reasonCode": "ACTIONED"}}}));
+    s.run(&["history", "--refresh"]).ok();
+    let rows = s.run(&["history", "--json"]).ok().json();
+    for row in rows.as_array().unwrap() {
+        assert_eq!(row["remote"]["reason"], "ACTIONED", "{row}");
+    }
+}
+
 #[test]
 fn test_mode_tags_every_report_lifecycle_test() {
     let Some(stub) = Stub::start(None) else {

@@ -432,7 +432,9 @@ fn classify(status: u16, retry_after: Option<Duration>, answer: &[u8]) -> ApiErr
             message: text,
         },
         401 | 403 => ApiError::Denied(text),
-        400..=499 if !aws_spoke && status != 404 => ApiError::Transient(text),
+        // A 404 too: a proxy's page, or an endpoint misspelt, says nothing of a report, and
+        // taken for AWS's word that the report is gone, it was never asked about again.
+        400..=499 if !aws_spoke => ApiError::Transient(text),
         404 => ApiError::NotFound(text),
         // A redirect is an endpoint problem, not the report's: keep the report.
         300..=399 | 408 | 500..=599 => ApiError::Transient(text),
@@ -490,6 +492,19 @@ mod tests {
             ApiError::Transient(_)
         ));
         assert!(matches!(classify(301, None, b""), ApiError::Transient(_)));
+        // A 404 is AWS's "no such report" only when AWS says it.
+        assert!(matches!(
+            classify(404, None, b"<html>Not Found</html>"),
+            ApiError::Transient(_)
+        ));
+        assert!(matches!(
+            classify(
+                404,
+                None,
+                br#"{"__type":"ResourceNotFoundException","message":"no"}"#
+            ),
+            ApiError::NotFound(_)
+        ));
         let hostile = classify(
             400,
             None,

@@ -342,6 +342,10 @@ impl Api {
     pub fn refresh(&self, state: &mut State, limit: usize) -> Result<(usize, usize)> {
         let now = crate::clock::utc_text(crate::clock::now()?);
         let (mut asked, mut changed) = (0, 0);
+        // One report whose status cannot be had (an answer not read, a failure for that id)
+        // holds back no other: the newest is asked first, and stopping there left every
+        // older one unasked for good. The first such failure is said at the end.
+        let mut failed: Option<(String, usize)> = None;
         for (id, remote) in state.remote_open(&self.providers, limit)? {
             self.pace();
             asked += 1;
@@ -362,10 +366,10 @@ impl Api {
                 }
                 Err(ApiError::Local(m)) => return Err(ConfigError(format!("{NAME}: {m}")).into()),
                 Err(e) => {
-                    return Err(TransientError(format!(
-                        "{NAME}: status of report {id} not refreshed: {e}"
-                    ))
-                    .into());
+                    let first = format!("status of report {id} not refreshed: {e}");
+                    let (_, more) = failed.get_or_insert((first, 0));
+                    *more += 1;
+                    continue;
                 }
             };
             if state.set_remote_status(
@@ -377,6 +381,16 @@ impl Api {
             )? {
                 changed += 1;
             }
+        }
+        if let Some((first, count)) = failed {
+            let others = match count {
+                1 => String::new(),
+                n => format!(" ({} more not refreshed)", n - 1),
+            };
+            return Err(TransientError(format!(
+                "{NAME}: {first}{others}; asked about {asked}, {changed} changed"
+            ))
+            .into());
         }
         Ok((asked, changed))
     }
