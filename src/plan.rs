@@ -434,9 +434,10 @@ pub(crate) fn plan_discovered(
     // Desks that refused a report (a mailbox that does not exist) are not written to again
     // while what discovery found is trusted.
     let refused = match state {
-        Some(s) => s.refused_desks(&utc_text(
-            world.now - chrono::Duration::days(i64::from(cfg.cache_days)),
-        ))?,
+        Some(s) => s.refused_desks(
+            &utc_text(world.now - chrono::Duration::days(i64::from(cfg.cache_days))),
+            &utc_text(crate::discover::cache::ahead_of(world.now)),
+        )?,
         None => HashSet::new(),
     };
     // The operator's own mailboxes are never a desk (a registrant may name them).

@@ -2942,7 +2942,11 @@ mod tests {
         assert_eq!(s.bootstrap(4).unwrap(), None);
         assert!(s.failures().unwrap().is_empty());
         assert!(s.contacts(None).unwrap().is_empty());
-        assert!(s.refused_desks("2026-01-01T00:00:00Z").unwrap().is_empty());
+        assert!(
+            (s.refused_desks("2026-01-01T00:00:00Z", "2027-01-01T00:00:00Z")
+                .unwrap())
+            .is_empty()
+        );
         assert!(s.reported(CONTACT_DESKS, None).unwrap().is_empty());
         let history = s.history(&HistoryFilter::default()).unwrap();
         assert_eq!(history.len(), 1);

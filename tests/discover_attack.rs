@@ -896,6 +896,38 @@ fn a_desk_that_defers_once_after_a_relay_outage_is_not_given_up() {
     );
 }
 
+/// The clock ran 60 days ahead for a run (a bad hardware clock before NTP) that learnt a
+/// registry's "none"; once the clock was set back, that "none" was trusted for 60 days
+/// more, not a week, and the network's attackers were held until their lines aged out. An
+/// answer fetched later than the clock allows is not believed: the registry is asked again.
+#[test]
+fn a_none_learnt_while_the_clock_ran_ahead_is_not_trusted_once_it_is_back() {
+    let (rdap, dns) = (Rdap::start(), Dns::start());
+    let none = network("45.1.0.0", "45.1.0.255", "NET-A", &[]);
+    rdap.route("/rdap/ip/45.1.0.1", Reply::Json(200, none));
+    // The log's own stamps are right; only the run's clock is ahead (and no line is too old
+    // for it to count).
+    let mut s = setup(&rdap, &dns, "abusix = false", "max_age_days = 0");
+    s.now = "2026-03-27T12:00:00Z".into();
+    log(&s, &[("10:00:00", "45.1.0.1")]);
+    s.run_bounded(&["run"]).ok();
+    assert!(s.outbox().is_empty());
+    // The registry names a desk now.
+    abuse_net(
+        &rdap,
+        &["45.1.0.1", "45.1.0.2"],
+        "45.1.0.0",
+        "45.1.0.255",
+        "NET-A",
+        "abuse@a-hoster.de",
+    );
+    s.now = "2026-01-26T12:00:00Z".into();
+    log(&s, &[("10:00:00", "45.1.0.2")]);
+    let back = s.run_bounded(&["run"]);
+    assert_eq!(back.code, 0, "{}", back.stderr);
+    assert_eq!(outbox_to(&s), ["abuse@a-hoster.de"], "{}", back.stderr);
+}
+
 /// Three desks in a row deferred by the server: the way out itself defers (the relay's own
 /// trouble), so the run stops trying, the rest waits, and the run says so with 75.
 #[test]

@@ -47,10 +47,24 @@ pub struct CacheEntry {
     pub expires: DateTime<Utc>,
 }
 
+/// How far ahead of a run's clock a time stored by an earlier run may be and still be
+/// believed. Further ahead, it was stored by a clock that ran ahead and has been set back
+/// since: an entry fetched then would be trusted for as long as the clock was ahead beyond
+/// `cache_days` (a registry's "none" for weeks, not a week), and is not.
+pub fn ahead_of(now: DateTime<Utc>) -> DateTime<Utc> {
+    now + chrono::Duration::hours(1)
+}
+
 impl CacheEntry {
+    /// Whether the entry answers at `now`: not expired, and fetched no later than `now`
+    /// allows (see [`ahead_of`]).
+    pub fn current(&self, now: DateTime<Utc>) -> bool {
+        self.expires > now && self.fetched_at <= ahead_of(now)
+    }
+
     /// Whether the entry answers for `ip` at `now`.
     pub fn covers(&self, ip: IpAddr, now: DateTime<Utc>) -> bool {
-        self.expires > now
+        self.current(now)
             && self.first.is_ipv4() == ip.is_ipv4()
             && self.last.is_ipv4() == ip.is_ipv4()
             && self.first <= ip
@@ -115,7 +129,7 @@ impl Stabbing {
         let entries: Vec<CacheEntry> = entries
             .into_iter()
             .filter(|e| {
-                e.expires > now && e.first.is_ipv4() == e.last.is_ipv4() && e.first <= e.last
+                e.current(now) && e.first.is_ipv4() == e.last.is_ipv4() && e.first <= e.last
             })
             .collect();
         let mut groups: std::collections::HashMap<(Source, bool), Vec<u32>> =

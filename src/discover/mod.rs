@@ -400,6 +400,7 @@ impl<'c> Discoverer<'c> {
                     .filter(|c| c.origin == origin);
                 if let Some(c) = &copy
                     && self.now - c.fetched_at < self.limits.bootstrap_max_age
+                    && c.fetched_at <= cache::ahead_of(self.now)
                     && let Ok(b) = rdap::Bootstrap::parse(&c.body)
                 {
                     return Ok(b);

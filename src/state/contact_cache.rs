@@ -142,11 +142,14 @@ impl ContactCache for State {
         // Read once, indexed: a run asks for every address waiting for its contact.
         let mut index = self.contacts.borrow_mut();
         if index.as_ref().is_none_or(|i| i.now != now) {
+            // Fetched later than the clock allows: by a clock that ran ahead (see
+            // `cache::ahead_of`).
             let mut stmt = self.conn.prepare(&format!(
-                "SELECT {COLUMNS} FROM contact_cache WHERE expires > ?1"
+                "SELECT {COLUMNS} FROM contact_cache WHERE expires > ?1 AND fetched_at <= ?2"
             ))?;
+            let ahead = crate::discover::cache::ahead_of(now).timestamp();
             let rows = stmt
-                .query_map([now.timestamp()], entry)
+                .query_map([now.timestamp(), ahead], entry)
                 .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
                 .with_context(|| format!("{}: cannot read contact_cache", self.path.display()))?;
             *index = Some(Stabbing::new(rows.into_iter().flatten().collect(), now));
@@ -260,19 +263,33 @@ impl ContactCache for State {
     }
 }
 
+/// The latest time a recheck stored by an earlier run may be due at and be believed (Unix
+/// seconds): a recheck is set at most two days on; one due later was set by a clock that
+/// ran ahead and has been set back since, and is due now, not weeks from now.
+fn recheck_believed_until(now: i64) -> i64 {
+    now + 3 * 86_400
+}
+
 /// Failures older than this are forgotten: by then the address has had its turns.
 const FAILURE_MEMORY_DAYS: i64 = 30;
 
 impl State {
     /// The ledger keys of discovered desks that refused a report created at or after `since`.
-    pub fn refused_desks(&self, since: &str) -> Result<std::collections::HashSet<String>> {
+    /// A report created after `until` was made by a clock that ran ahead: its refusal is
+    /// not held for longer than the clock was ahead.
+    pub fn refused_desks(
+        &self,
+        since: &str,
+        until: &str,
+    ) -> Result<std::collections::HashSet<String>> {
         let mut stmt = self.conn.prepare(&format!(
             "SELECT DISTINCT provider FROM report r
-             WHERE provider LIKE '{}' AND status = 'rejected' AND created_at >= ?1 AND {}",
+             WHERE provider LIKE '{}' AND status = 'rejected' AND created_at >= ?1
+               AND created_at <= ?2 AND {}",
             super::CONTACT_DESKS,
             super::not_withdrawn("r"),
         ))?;
-        let rows = stmt.query_map([since], |r| r.get(0))?;
+        let rows = stmt.query_map([since, until], |r| r.get(0))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
@@ -284,8 +301,10 @@ impl State {
         }
         let mut stmt = self
             .conn
-            .prepare("SELECT ip FROM contact_recheck WHERE due <= ?1")?;
-        let rows = stmt.query_map([now], |r| r.get::<_, String>(0))?;
+            .prepare("SELECT ip FROM contact_recheck WHERE due <= ?1 OR due > ?2")?;
+        let rows = stmt.query_map([now, recheck_believed_until(now)], |r| {
+            r.get::<_, String>(0)
+        })?;
         let mut out = Vec::new();
         for row in rows {
             // A row edited by hand into something else is passed over.
@@ -303,7 +322,10 @@ impl State {
             return Ok(());
         }
         self.conn
-            .execute("DELETE FROM contact_recheck WHERE due <= ?1", [now])
+            .execute(
+                "DELETE FROM contact_recheck WHERE due <= ?1 OR due > ?2",
+                [now, recheck_believed_until(now)],
+            )
             .with_context(|| format!("{}: cannot write contact_recheck", self.path.display()))?;
         Ok(())
     }
