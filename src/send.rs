@@ -965,10 +965,24 @@ impl Transport for Sendmail {
         // hold the run, nor block on a full pipe, nor fill the run's memory (the first of it
         // is kept). No thread is needed for it.
         let mut said = Said::new(child.stderr.take());
+        // Whether it had read the whole message when its deadline came: it is then waited
+        // for as an SMTP body's reply is (msmtp waiting on a relay's content filter, or on
+        // a relay that does not answer: its own timeouts end it well within that wait).
+        let read_all = || {
+            (its_input
+                .as_ref()
+                .and_then(|f| (&*f).stream_position().ok()))
+            .is_some_and(|at| at >= unix.len() as u64)
+        };
+        let (mut deadline, mut waited_for_its_reply) = (deadline, false);
         let status = loop {
             said.read_what_is_there();
             match child.try_wait() {
                 Ok(Some(status)) => break status,
+                Ok(None) if Instant::now() >= deadline && !waited_for_its_reply && read_all() => {
+                    waited_for_its_reply = true;
+                    deadline = Instant::now() + self.deadlines.body_reply;
+                }
                 Ok(None) if Instant::now() >= deadline => {
                     if let Ok(group) = i32::try_from(child.id()) {
                         // SAFETY: kill(2) with a negative pid signals that process group;
@@ -986,15 +1000,14 @@ impl Transport for Sendmail {
                         self.deadlines.message.as_secs(),
                         TIMEOUTS_PER_MESSAGE
                     );
-                    // One that read the whole message (msmtp waiting on a relay's content
-                    // filter, an MTA delivering in the foreground) may have passed it on: as
-                    // an SMTP body without an answer, it goes out at most twice, not once a
-                    // run. One that had not read it all cannot have.
-                    let read_all = (its_input.and_then(|mut f| f.stream_position().ok()))
-                        .is_some_and(|at| at >= unix.len() as u64);
-                    return Err(match read_all {
+                    // One that read the whole message and went on for as long as a reply
+                    // to a body is waited for may have passed it on: as an SMTP body
+                    // without an answer, it goes out at most twice, not once a run. One that
+                    // had not read it all cannot have.
+                    return Err(match waited_for_its_reply {
                         true => SendError::Unconfirmed(format!(
-                            "{killed}, after it read the whole message: it may have passed it on"
+                            "{killed}, {} s after it read the whole message: it may have passed it on",
+                            self.deadlines.body_reply.as_secs()
                         )),
                         false => SendError::Transient(killed),
                     });
@@ -1370,27 +1383,36 @@ mod tests {
     }
 
     /// A sendmail that read the whole message, then did not finish (msmtp waiting on a
-    /// relay's content filter): killed at the deadline, it may have passed the message on.
-    /// It was a failure to try again, and the desk got a copy on every run; now it is one
-    /// whose body went out without an answer, sent at most twice. One that read none of it
-    /// cannot have passed it on.
+    /// relay's content filter, or on a relay that does not answer): it is waited for as a
+    /// body's reply is, and one that finishes then is taken at its word. Killed only after
+    /// that wait, it may have passed the message on: it was a failure to try again, and the
+    /// desk got a copy on every run; now it is a body without an answer, sent at most twice.
+    /// One that read none of it cannot have passed it on.
     #[test]
-    fn a_sendmail_killed_after_it_read_the_whole_message_may_have_passed_it_on() {
+    fn a_sendmail_that_read_the_whole_message_is_waited_for_as_a_body_reply_is() {
         let dir = tempfile::tempdir().unwrap();
         let from: Mailbox = "a@example.org".parse().unwrap();
-        let message = "A: b\r\n\r\nx\r\n".repeat(20_000);
-        for (name, reads, unconfirmed) in [("whole", "cat > /dev/null", true), ("none", ":", false)]
-        {
-            let path = script(dir.path(), name, &format!("{reads}\nexec sleep 600"));
+        let message = "A: b\r\n\r\nx\r\n".repeat(2_000);
+        for (name, script_text, outcome) in [
+            ("slow", "cat > /dev/null\nsleep 2\nexit 0", "sent"),
+            ("whole", "cat > /dev/null\nexec sleep 600", "unconfirmed"),
+            ("none", "exec sleep 600", "transient"),
+        ] {
+            let path = script(dir.path(), name, script_text);
             let mut t = Sendmail::new(&path, Duration::from_secs(1)).unwrap();
-            t.deadlines = Deadlines::with(Duration::from_millis(500), Duration::from_secs(60));
-            let e = t.send("r", &from, &[], message.as_bytes()).unwrap_err();
-            match unconfirmed {
-                true => assert!(
-                    matches!(&e, SendError::Unconfirmed(t) if t.contains("read the whole message")),
-                    "{name}: {e:?}"
+            t.deadlines = Deadlines::with(Duration::from_secs(1), Duration::from_secs(60));
+            t.deadlines.body_reply = Duration::from_secs(3);
+            let got = t.send("r", &from, &[], message.as_bytes());
+            match outcome {
+                "sent" => assert!(got.is_ok(), "{name}: {got:?}"),
+                "unconfirmed" => assert!(
+                    matches!(&got, Err(SendError::Unconfirmed(t)) if t.contains("read the whole message")),
+                    "{name}: {got:?}"
                 ),
-                false => assert!(matches!(&e, SendError::Transient(_)), "{name}: {e:?}"),
+                _ => assert!(
+                    matches!(&got, Err(SendError::Transient(_))),
+                    "{name}: {got:?}"
+                ),
             }
         }
     }
