@@ -15,7 +15,8 @@
 //! Giving up is safe for the ledger: a message is reported accepted only on the server's
 //! reply (a 2xx to the body). A dialogue given up before the body went out stops at its next
 //! step and never sends the body; one given up while the body goes out writes no more of it,
-//! and never the data's end, so that the server holds no message. Once the whole body is out, the server's reply to it is waited for
+//! and never the data's end, so that the server holds no message. The body as a whole has
+//! the wait its reply has, beyond the message's own deadline: a slow link carries it whole. Once the whole body is out, the server's reply to it is waited for
 //! [`body_reply_wait`] (ten minutes at the default, as RFC 5321 asks of a client: a relay's
 //! content filter may take minutes), beyond the message's own deadline; a message starts only
 //! while the run's deadline leaves room for that wait. A message given up then may have been
@@ -269,13 +270,13 @@ impl Smtp {
     fn within(&self, job: Job) -> Result<String, SendError> {
         let deadline = self.deadlines.next()?;
         let abandoned = Arc::new(AtomicBool::new(false));
-        let body_reply = Arc::new(Mutex::new(None));
+        let body = Arc::new(Mutex::new(Body::NotYet));
         let clock = Clock {
             deadline,
             per_read: self.session.timeout,
-            body_wait: body_reply_wait(self.session.timeout),
+            body_wait: self.deadlines.body_reply.max(self.session.timeout),
             abandoned: abandoned.clone(),
-            body_reply: body_reply.clone(),
+            body: body.clone(),
         };
         let session = self.session.clone();
         let (done, answer) = mpsc::channel();
@@ -288,20 +289,23 @@ impl Smtp {
             match answer.recv_timeout(until.saturating_duration_since(Instant::now())) {
                 Ok(result) => return result,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
-                    // The body went out: its reply has a wait of its own.
-                    let due = lock(&body_reply);
-                    if let Some(due) = *due
+                    // The body going out, and its reply once it went out, have a wait of
+                    // their own: a body a slow link carries steadily is not given up at the
+                    // dialogue's deadline.
+                    let body = lock(&body);
+                    if let Body::Writing { until: due } | Body::Written { reply_due: due } = *body
                         && Instant::now() < due
                     {
                         until = due;
                         continue;
                     }
-                    // The dialogue stops at its next step (a body not yet sent is never sent:
-                    // the flag is set under the lock its step takes); its thread ends with the
-                    // process at the latest. A reply that came in meanwhile still counts.
+                    // The dialogue stops at its next step (a body not yet sent is never sent,
+                    // and one going out is not ended: the flag is set under the lock those
+                    // steps take); its thread ends with the process at the latest. A reply
+                    // that came in meanwhile still counts.
                     abandoned.store(true, Ordering::SeqCst);
-                    let body_sent = due.is_some();
-                    drop(due);
+                    let body_sent = matches!(*body, Body::Written { .. });
+                    drop(body);
                     return answer.try_recv().unwrap_or_else(|_| {
                         let why = self.given_up(body_sent);
                         Err(match body_sent {
@@ -325,7 +329,10 @@ impl Smtp {
         match body_sent {
             true => format!(
                 "{host}:{port} took the message body but did not answer it within {} s; given up: the server may have it",
-                body_reply_wait(self.session.timeout).as_secs()
+                self.deadlines
+                    .body_reply
+                    .max(self.session.timeout)
+                    .as_secs()
             ),
             false => format!(
                 "{host}:{port} did not finish the dialogue within {} s ({TIMEOUTS_PER_MESSAGE} × mail.timeout_secs); given up",
@@ -353,9 +360,23 @@ struct Clock {
     /// How long the reply to a body that went out is waited for.
     body_wait: Duration,
     abandoned: Arc<AtomicBool>,
-    /// Once the whole body went out: when its reply is due. Set, and read by the caller
-    /// before it gives up, under the lock.
-    body_reply: Arc<Mutex<Option<Instant>>>,
+    /// Where the body is, and when the dialogue's wait for it ends. Set, and read by the
+    /// caller before it gives up, under the lock.
+    body: Arc<Mutex<Body>>,
+}
+
+/// Where a dialogue's body is.
+#[derive(Debug, Clone, Copy)]
+enum Body {
+    NotYet,
+    /// Going out, at the pace the server reads it, until at the latest.
+    Writing {
+        until: Instant,
+    },
+    /// All of it went out: its reply is due by then.
+    Written {
+        reply_due: Instant,
+    },
 }
 
 impl Clock {
@@ -378,21 +399,34 @@ impl Clock {
     }
 
     /// Before the body: stop if given up, else each of the body's writes, and the read of
-    /// the reply to it, may take as long as the reply is waited for.
+    /// the reply to it, may take as long as the reply is waited for, and so may the body
+    /// as a whole.
     fn body_step(&self, conn: &mut SmtpConnection) -> Result<(), SendError> {
         self.next_wait()?;
         conn.set_timeout(Some(self.body_wait))
-            .map_err(|e| SendError::Transient(format!("setting the SMTP timeout: {e}")))
+            .map_err(|e| SendError::Transient(format!("setting the SMTP timeout: {e}")))?;
+        let mut body = lock(&self.body);
+        if self.abandoned.load(Ordering::SeqCst) {
+            return Err(SendError::Transient(
+                "the dialogue's deadline passed".into(),
+            ));
+        }
+        *body = Body::Writing {
+            until: Instant::now() + self.body_wait,
+        };
+        Ok(())
     }
 
     /// The whole body went out: its reply is waited for from now, by the caller too. `false`
     /// if the caller has given up already: then the data's end must not go out.
     fn body_written(&self) -> bool {
-        let mut due = lock(&self.body_reply);
+        let mut body = lock(&self.body);
         if self.abandoned.load(Ordering::SeqCst) {
             return false;
         }
-        *due = Instant::now().checked_add(self.body_wait);
+        *body = Body::Written {
+            reply_due: Instant::now() + self.body_wait,
+        };
         true
     }
 
@@ -1493,31 +1527,15 @@ mod tests {
         assert!(listener.accept().is_err(), "the server was not contacted");
     }
 
-    /// A relay that drains the body slowly (here: reads none of it for two seconds, then
-    /// all there is): the dialogue is given up while its body goes out, a failure to try
-    /// again. Its thread wrote on to the end, then the data's end, and the server took the
-    /// message the ledger said had failed, which the next run sent again, run after run.
-    /// Given up, the rest of the body and the data's end never go out.
-    #[test]
-    fn a_dialogue_given_up_while_its_body_goes_out_never_ends_the_data() {
+    /// A server on `listener` that reads a body 64 KiB at a time, `pause` apart, until its
+    /// end (answered 250) or until nothing more comes for two seconds. How much it read,
+    /// and whether the data's end came.
+    fn slow_reader(
+        listener: TcpListener,
+        pause: Duration,
+    ) -> std::thread::JoinHandle<(usize, bool)> {
         use std::io::{BufRead, BufReader};
-        use std::os::fd::AsRawFd;
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let small: libc::c_int = 4096;
-        // SAFETY: setsockopt(2) on the listener's own descriptor, with a pointer to an int
-        // that lives across the call and its size.
-        let set = unsafe {
-            libc::setsockopt(
-                listener.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUF,
-                (&small as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(set, 0);
-        let port = listener.local_addr().unwrap().port();
-        let server = std::thread::spawn(move || {
+        std::thread::spawn(move || {
             let (stream, _) = listener.accept().unwrap();
             let mut input = BufReader::new(stream.try_clone().unwrap());
             let mut out = stream;
@@ -1532,11 +1550,10 @@ mod tests {
                 input.read_line(&mut line).unwrap();
                 out.write_all(answer.as_bytes()).unwrap();
             }
-            std::thread::sleep(Duration::from_secs(2));
             let timeout = Some(Duration::from_secs(2));
             input.get_ref().set_read_timeout(timeout).unwrap();
             let (mut read, mut last) = (0, Vec::new());
-            let mut buf = vec![0u8; 1 << 16];
+            let mut buf = vec![0u8; 64 << 10];
             while let Ok(n @ 1..) = input.read(&mut buf) {
                 read += n;
                 last.extend_from_slice(&buf[..n]);
@@ -1545,30 +1562,50 @@ mod tests {
                     out.write_all(b"250 queued\r\n").unwrap();
                     return (read, true);
                 }
+                std::thread::sleep(pause);
             }
             (read, false)
-        });
+        })
+    }
+
+    /// A body of 16 MiB or more (far more than the kernel buffers on the way: Linux's
+    /// largest send buffer is the last of `tcp_wmem`), and an SMTP client on `port` whose
+    /// dialogue may last `dialogue`, and whose body, with its reply, `body`.
+    fn big_body_and_client(port: u16, dialogue: Duration, body: Duration) -> (Vec<u8>, Smtp) {
         let config = SmtpConfig {
             host: "127.0.0.1".into(),
             port,
             security: Security::None,
             username: None,
             password: None,
-            timeout: Duration::from_secs(1),
+            timeout: Duration::from_secs(5),
             helo_name: None,
             ca_file: None,
         };
         let mut smtp = Smtp::new(&config).unwrap();
-        smtp.deadlines = Deadlines::with(Duration::from_millis(500), Duration::from_secs(60));
-        // Far more than the kernel buffers on the way (Linux's largest send buffer: the last
-        // of `tcp_wmem`).
+        smtp.deadlines = Deadlines::with(dialogue, Duration::from_secs(120));
+        smtp.deadlines.body_reply = body;
         let buffered: usize = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem")
             .ok()
             .and_then(|t| t.split_whitespace().last()?.parse().ok())
             .unwrap_or(4 << 20);
         let size = buffered.saturating_mul(4).clamp(16 << 20, 256 << 20);
         let line = format!("{}\r\n", "x".repeat(998));
-        let message = line.repeat(size / line.len()).into_bytes();
+        (line.repeat(size / line.len()).into_bytes(), smtp)
+    }
+
+    /// A relay that drains the body slowly but steadily, too slowly for all of it to go out
+    /// within the wait a body has: the dialogue is given up while its body goes out, a
+    /// failure to try again. Its thread wrote on to the end, then the data's end, and the
+    /// server took the message the ledger said had failed, which the next run sent again,
+    /// run after run. Given up, the rest of the body and the data's end never go out.
+    #[test]
+    fn a_dialogue_given_up_while_its_body_goes_out_never_ends_the_data() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = slow_reader(listener, Duration::from_millis(50));
+        let (message, smtp) =
+            big_body_and_client(port, Duration::from_secs(5), Duration::from_secs(1));
         let from: Mailbox = "a@example.org".parse().unwrap();
         let e = (smtp.send("r", &from, &["b@example.org".into()], &message)).unwrap_err();
         assert!(
@@ -1584,6 +1621,22 @@ mod tests {
             read > 0 && read < message.len(),
             "given up while the body went out: {read} bytes read"
         );
+    }
+
+    /// A body a slow link carries steadily outlasts the dialogue's own deadline: it has the
+    /// wait a body's reply has, and goes out whole, taken by the server, not given up
+    /// halfway on every run.
+    #[test]
+    fn a_body_a_slow_link_carries_steadily_goes_out_whole() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = slow_reader(listener, Duration::from_millis(5));
+        let (message, smtp) =
+            big_body_and_client(port, Duration::from_millis(300), Duration::from_secs(60));
+        let from: Mailbox = "a@example.org".parse().unwrap();
+        let reply = smtp.send("r", &from, &["b@example.org".into()], &message);
+        assert!(reply.is_ok(), "{reply:?}");
+        assert!(server.join().unwrap().1);
     }
 
     /// RFC 5321's ten minutes for the reply to a body at the default, scaled with shorter
