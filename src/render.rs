@@ -485,8 +485,13 @@ impl Report {
         out
     }
 
-    /// The report as a discovered desk gets it, saying why it does.
+    /// The report as a discovered desk gets it, saying why it does. A discovered desk's
+    /// digest is plain, of one address or many: a desk that never asked for reports gets no
+    /// XARF (and no message per address).
     pub fn for_desk(mut self, desk: Option<Desk>) -> Self {
+        if desk.is_some() {
+            self.xarf = false;
+        }
         self.desk = desk;
         self
     }

@@ -766,6 +766,15 @@ fn with_xarf_a_discovered_desk_still_gets_one_plain_digest() {
         "both of the desk's addresses in it"
     );
     assert!(!digest.contains("xarf.json"), "a plain digest");
+    // A desk with one address gets a plain digest too (it got a XARF message).
+    let to_desks: Vec<String> = (s.outbox().iter())
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .filter(|m| !m.contains("\r\nTo: ec2-abuse@amazon.com\r\n"))
+        .collect();
+    assert!(to_desks.len() > 1, "{}", to_desks.len());
+    for m in &to_desks {
+        assert!(!m.contains("xarf.json"), "{m}");
+    }
     let to_aws = (s.outbox().iter())
         .map(|p| std::fs::read_to_string(p).unwrap())
         .filter(|m| m.contains("\r\nTo: ec2-abuse@amazon.com\r\n"))
