@@ -500,12 +500,11 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
         ))
         .into());
     }
-    // Each report not delivered was named above, with its reason: the run's last word
-    // says what follows, not the reason again (under `-q`, cron mailed it twice).
-    if outcome.transient_reason().is_some() {
-        return Err(TransientError(
-            "not every report was delivered (each is named above); they are tried again on the next run".into(),
-        )
+    // Under `-q` this is the one line said of it (each report's own line is not).
+    if let Some(reason) = outcome.transient_reason() {
+        return Err(TransientError(format!(
+            "report not delivered, will retry on the next run: {reason}"
+        ))
         .into());
     }
     if let Some(reason) = outcome.rejected {
@@ -625,7 +624,7 @@ impl Sending<'_> {
     }
 
     /// Whether the run's time for delivery has no room for another message by mail: then
-    /// nothing more is tried, as when the budget is spent. A message refused for time before
+    /// nothing more is tried that way, as when the budget is spent (the API's reports go on). A message refused for time before
     /// any server saw it is no attempt: it was counted as one, and recorded failed, and so
     /// went out later with the day it was made as its Date.
     fn out_of_time(&mut self, way: Route) -> bool {
@@ -635,7 +634,6 @@ impl Sending<'_> {
         match self.transport.room() {
             Ok(()) => false,
             Err(why) => {
-                self.budget = 0;
                 self.outcome.out_of_time = Some(why);
                 true
             }

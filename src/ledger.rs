@@ -839,11 +839,14 @@ pub(crate) fn deliver(
         // works and the other desks' reports go. Several desks in a row deferred say it does
         // not. Either way the run ends as a transient failure (75).
         Err(SendError::Deferred(_)) if api.is_none() => {
-            crate::output::tell(format_args!(
-                "abuse-mailer: report {} to {} deferred (will retry): {detail}",
-                record.id,
-                record.recipients.join(", ")
-            ));
+            // Under `-q`, the run's last line says it (once), with the first reason.
+            if verbosity != Verbosity::Quiet {
+                crate::output::tell(format_args!(
+                    "abuse-mailer: report {} to {} deferred (will retry): {detail}",
+                    record.id,
+                    record.recipients.join(", ")
+                ));
+            }
             outcome.deferred_desks.insert(record.provider.clone());
             // It waits for the next run, as those not tried do.
             outcome.waiting += 1;
@@ -852,6 +855,11 @@ pub(crate) fn deliver(
                 .insert(record.provider.clone());
             if outcome.desks_deferred_in_a_row.len() >= DESKS_DEFERRED_IS_AN_OUTAGE {
                 outcome.failed_routes.insert(Route::Mail);
+                // The way out's trouble, not the desks': 75 even once the reports it
+                // deferred are given up.
+                outcome.transient = Some(format!(
+                    "{DESKS_DEFERRED_IS_AN_OUTAGE} desks in a row deferred their reports: the way out defers ({detail})"
+                ));
             }
             outcome.deferred.insert(record.id.clone(), detail);
         }
@@ -867,10 +875,12 @@ pub(crate) fn deliver(
                 }
                 _ => "will retry",
             };
-            crate::output::tell(format_args!(
-                "abuse-mailer: report {} not delivered ({retry}): {detail}",
-                record.id
-            ));
+            if verbosity != Verbosity::Quiet {
+                crate::output::tell(format_args!(
+                    "abuse-mailer: report {} not delivered ({retry}): {detail}",
+                    record.id
+                ));
+            }
             outcome.waiting += 1;
             outcome.failed_routes.insert(match api {
                 Some(_) => Route::Api,

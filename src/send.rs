@@ -163,9 +163,11 @@ impl Deadlines {
     }
 
     /// Whether the run's deadline leaves room for a message started now; why not if it does
-    /// not. Nothing is counted.
+    /// not. Nothing is counted. Asked a moment before the message starts (its ledger row is
+    /// written between), it leaves [`ROOM_MARGIN`] more, so that the start then finds the
+    /// room too: a message refused then is counted as tried.
     pub fn room(&self) -> Result<(), String> {
-        self.room_at(Instant::now()).map(|_| ())
+        self.room_at(Instant::now() + ROOM_MARGIN).map(|_| ())
     }
 
     /// [`Deadlines::room`] at `now`: when the run's delivery must end.
@@ -185,6 +187,9 @@ impl Deadlines {
         Ok(run_end)
     }
 }
+
+/// How much sooner [`Deadlines::room`] says no than a message's start would.
+const ROOM_MARGIN: Duration = Duration::from_secs(5);
 
 /// SMTP: each message in a dialogue of its own, on a connection of its own.
 pub struct Smtp {
@@ -602,7 +607,7 @@ impl Session {
         let round_trip = asked.elapsed();
         // Only 354 asks for the body: a server that says anything else (a 250) is out of
         // step with the dialogue, and its next reply would be taken for the body's.
-        if go_ahead.code().severity != Severity::PositiveIntermediate {
+        if go_ahead.code().to_string() != "354" {
             return Err(SendError::Transient(format!(
                 "{}:{} answered DATA with {}, not 354: the body was not sent",
                 self.host,
@@ -725,7 +730,7 @@ impl Session {
             // The resolver's word that there is no such name (not "try again": that is
             // EAI_AGAIN's, a resolver not reachable yet): a `mail.host` misspelt, which no
             // waiting mends.
-            _ if NO_SUCH_HOST.iter().any(|said| text.contains(said)) => {
+            _ if e.status().is_none() && NO_SUCH_HOST.iter().any(|said| text.contains(said)) => {
                 return SendError::Config(format!("mail.host {host}: no such host ({text})"));
             }
             // An error that is no reply of the server's names the server it came from.

@@ -2297,13 +2297,16 @@ impl Drop for Attempt<'_> {
     }
 }
 
-/// Opens `path` in a folder this user may not write in, to read only. Without a
-/// write-ahead log beside it the file is all there is, and is read as a file that does not
-/// change (no WAL files are made); with one, SQLite reads the log as it stands.
+/// Opens `path` in a folder this user may not write in, to read only. With no WAL files
+/// beside it (no run has it open: a backup, a snapshot) the file is all there is, and is
+/// read as a file that does not change, which needs no WAL files made; with them (a run
+/// may be writing it), SQLite reads through them as they stand, under their locks.
 fn open_unwritable(path: &Path, dir: &Path) -> rusqlite::Result<Connection> {
-    let log = std::fs::metadata(dir.join("state.db-wal")).is_ok_and(|m| m.len() > 0);
+    let in_use = ["state.db-wal", "state.db-shm"]
+        .iter()
+        .any(|f| std::fs::symlink_metadata(dir.join(f)).is_ok());
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    if log {
+    if in_use {
         return Connection::open_with_flags(path, flags);
     }
     // A URI's path: its `%`, `?` and `#` written as escapes.

@@ -960,6 +960,15 @@ fn three_desks_deferred_in_a_row_are_the_relays_trouble() {
     // The fourth desk's report is not lost: it goes out once the relay takes mail again.
     let ledger = history(&s);
     assert_eq!(ledger.len(), 3, "{ledger:?}");
+    // Days later, the three deferred again: each is given up, and the way out still defers,
+    // so the run is still the relay's transient failure (it ended 0 once the reports it
+    // deferred were given up), and the fourth desk's report still waits.
+    let mut s = s;
+    s.now = "2026-01-30T08:00:00Z".into();
+    let later = s.run_bounded(&["run"]);
+    assert!(later.stderr.contains("given up"), "{}", later.stderr);
+    assert_eq!(later.code, 75, "{}", later.stderr);
+    assert!(accepted.lock().unwrap().is_empty());
 }
 
 /// The registry names nobody for a network (only a registrant, and Abusix knows no desk): its

@@ -267,8 +267,8 @@ fn mail_errors_name_the_server_and_a_host_that_does_not_exist_is_a_setting() {
         "{}",
         out.stderr
     );
-    // Under -q, the reason once: the report's line names it, the run's last line does not
-    // say it again (cron mailed every failure twice).
+    // Under -q, the reason once, in the run's last line (each report's line said it too:
+    // cron mailed every failure twice).
     let quiet = s.run_bounded(&["-q", "run"]);
     assert_eq!(quiet.code, 75, "{}", quiet.stderr);
     assert_eq!(

@@ -482,15 +482,29 @@ mod tests {
         let mut due = state.contact_rechecks_due(at(5).timestamp()).unwrap();
         due.sort();
         assert_eq!(due, [a, b]);
-        state.note_held(&[b], at(9)).unwrap();
+        state.note_held(&[b], at(7)).unwrap();
         state.forget_contact_rechecks(at(5).timestamp()).unwrap();
         assert!(
             state
-                .contact_rechecks_due(at(8).timestamp())
+                .contact_rechecks_due(at(6).timestamp())
                 .unwrap()
                 .is_empty()
         );
-        assert_eq!(state.contact_rechecks_due(at(9).timestamp()).unwrap(), [b]);
+        assert_eq!(state.contact_rechecks_due(at(7).timestamp()).unwrap(), [b]);
+        // Due later than any run sets it (more than three days on): set by a clock that ran
+        // ahead and was set back since, and due now.
+        state.note_held(&[a], at(30)).unwrap();
+        assert_eq!(
+            state.contact_rechecks_due(at(7).timestamp()).unwrap().len(),
+            2
+        );
+        state.forget_contact_rechecks(at(7).timestamp()).unwrap();
+        assert!(
+            state
+                .contact_rechecks_due(at(7).timestamp())
+                .unwrap()
+                .is_empty()
+        );
     }
 
     /// The SQL store and the in-memory reference agree on every question, over nested,
