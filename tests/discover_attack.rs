@@ -928,6 +928,50 @@ fn a_none_learnt_while_the_clock_ran_ahead_is_not_trusted_once_it_is_back() {
     assert_eq!(outbox_to(&s), ["abuse@a-hoster.de"], "{}", back.stderr);
 }
 
+/// A bootstrap file that gives `45.0.0.0/8` to one registry and `45.1.0.0/16` within it to
+/// another: the wider registry's answer for 45.0.0.1 (all of 45/8) was cut to its /8 and
+/// stood for the /16 too, so 45.1.0.9 went to the wider registry's desk and the other
+/// registry was never asked. It stands for the /8 without the /16.
+#[test]
+fn a_registrys_answer_does_not_stand_for_a_prefix_the_bootstrap_gives_another() {
+    let (wide, narrow, dns) = (Rdap::start(), Rdap::start(), Dns::start());
+    abuse_net(
+        &wide,
+        &["45.0.0.1"],
+        "45.0.0.0",
+        "45.255.255.255",
+        "NET-WIDE",
+        "abuse@big-member.de",
+    );
+    abuse_net(
+        &narrow,
+        &["45.1.0.9"],
+        "45.1.0.0",
+        "45.1.0.255",
+        "NET-NARROW",
+        "abuse@b-customer.de",
+    );
+    let s = setup(&wide, &dns, "abusix = false", "");
+    s.write(
+        "bootstrap/ipv4.json",
+        &bootstrap(&[
+            ("45.0.0.0/8", &wide.base()),
+            ("45.1.0.0/16", &narrow.base()),
+        ]),
+    );
+    // The wider registry's address first, so that its answer is in hand for the other.
+    log(&s, &[("10:00:00", "45.0.0.1"), ("10:00:01", "45.1.0.9")]);
+    let ran = s.run_bounded(&["run"]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_eq!(
+        outbox_to(&s),
+        ["abuse@b-customer.de", "abuse@big-member.de"],
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(narrow.asked(), ["/rdap/ip/45.1.0.9"]);
+}
+
 /// Three desks in a row deferred by the server: the way out itself defers (the relay's own
 /// trouble), so the run stops trying, the rest waits, and the run says so with 75.
 #[test]

@@ -346,7 +346,8 @@ impl<'c> Discoverer<'c> {
         // 0.0.0.0 - 255.255.255.255 must not stand for the other registries' space); an
         // allocation answers for the address's own /24 or /48 only (an assignment inside it
         // may have a desk of its own).
-        let mut range = clamp(network.range.unwrap_or((ip, ip)), served);
+        let answers_for = self.bootstrap(ip)?.answers_for(served, ip);
+        let mut range = clamp(network.range.unwrap_or((ip, ip)), answers_for);
         if network.allocation {
             let neighbours = match ip {
                 IpAddr::V4(_) => IpNet::new(ip, 24),
@@ -354,7 +355,7 @@ impl<'c> Discoverer<'c> {
             }
             .map(|n| n.trunc())
             .unwrap_or_else(|_| IpNet::from(ip));
-            range = clamp(range, neighbours);
+            range = clamp(range, (neighbours.network(), neighbours.broadcast()));
         }
         Ok(self.entry(Source::Rdap, range, address, fetched.url, network.handle))
     }
@@ -493,8 +494,8 @@ fn rdap_address(emails: &[String]) -> Option<String> {
 }
 
 /// `range` cut to `to` (both hold the address the range was asked for).
-fn clamp(range: (IpAddr, IpAddr), to: IpNet) -> (IpAddr, IpAddr) {
-    (range.0.max(to.network()), range.1.min(to.broadcast()))
+fn clamp(range: (IpAddr, IpAddr), to: (IpAddr, IpAddr)) -> (IpAddr, IpAddr) {
+    (range.0.max(to.0), range.1.min(to.1))
 }
 
 /// The IANA bootstrap files: for IPv4, then IPv6.

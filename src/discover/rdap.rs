@@ -119,6 +119,36 @@ impl Bootstrap {
             .and_then(|(net, urls)| urls.iter().find(|u| allowed(u)).map(|u| (*net, u.as_str())))
     }
 
+    /// The addresses around `ip` that the registry serving it at `served` (the most specific
+    /// prefix holding it) answers for: `served`, without the more specific prefixes inside
+    /// it that the file gives to other registries (`45.1.0.0/16` within `45.0.0.0/8`). An
+    /// answer cut to `served` alone stood for those too, and their addresses went to the
+    /// wider registry's desk.
+    pub fn answers_for(&self, served: IpNet, ip: IpAddr) -> (IpAddr, IpAddr) {
+        let number = |a: IpAddr| match a {
+            IpAddr::V4(v4) => u128::from(u32::from(v4)),
+            IpAddr::V6(v6) => u128::from(v6),
+        };
+        let address = |n: u128| match ip {
+            IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::from(n as u32)),
+            IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::from(n)),
+        };
+        let (mut first, mut last) = (number(served.network()), number(served.broadcast()));
+        let at = number(ip);
+        let inside = (self.services.iter())
+            .map(|(net, _)| *net)
+            .filter(|net| net.prefix_len() > served.prefix_len() && served.contains(net));
+        for net in inside.filter(|net| !net.contains(&ip)) {
+            let (start, end) = (number(net.network()), number(net.broadcast()));
+            if end < at {
+                first = first.max(end + 1);
+            } else if start > at {
+                last = last.min(start - 1);
+            }
+        }
+        (address(first), address(last))
+    }
+
     /// The URLs the prefix holding `ip` lists when none of them is used (`http://` off this
     /// machine, another scheme): a registry serves the address, but no lookup can reach it.
     pub fn unusable_for(&self, ip: IpAddr) -> Option<&[String]> {
