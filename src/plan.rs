@@ -42,8 +42,9 @@ pub(crate) struct Desk<'w> {
     pub(crate) to: Vec<Mailbox>,
     /// The first report sent to it, which later ones reply to.
     pub(crate) thread_root: Option<String>,
-    /// For a discovered desk: the network it was found for, per address.
-    pub(crate) networks: Option<&'w std::collections::HashMap<IpAddr, ipnet::IpNet>>,
+    /// For a discovered desk: how it was found, per address (the network RDAP found it
+    /// for, or the Abusix name asked).
+    pub(crate) found: Option<&'w std::collections::HashMap<IpAddr, Contact>>,
 }
 
 impl Desk<'_> {
@@ -52,7 +53,7 @@ impl Desk<'_> {
     fn networks_of(&self, attackers: &[Attacker]) -> Option<(String, usize)> {
         let mut all: Vec<ipnet::IpNet> = attackers
             .iter()
-            .filter_map(|a| self.networks?.get(&a.observation.ip).copied())
+            .filter_map(|a| self.found?.get(&a.observation.ip)?.network)
             .collect();
         all.dedup();
         let first = *all.first()?;
@@ -275,7 +276,7 @@ pub(crate) fn plan_providers(
             contact: None,
             to: provider.config.to.clone(),
             thread_root: ledger.thread_roots[i].clone(),
-            networks: None,
+            found: None,
         };
         // The first addresses, as many as the parts this run makes hold; the others are
         // selected again by a later run. Parts still waiting count against the run's: a
@@ -451,9 +452,9 @@ pub(crate) fn plan_discovered(
     // One digest per mailbox, however its registry spells it.
     let mut by_contact: std::collections::BTreeMap<String, (Contact, Vec<&_>)> =
         std::collections::BTreeMap::new();
-    // The network each address's desk was found for.
-    let mut networks: std::collections::HashMap<IpAddr, ipnet::IpNet> =
-        std::collections::HashMap::new();
+    // How each address's desk was found: a mailbox may be named by RDAP for some of its
+    // addresses and by Abusix for others, and a digest says which for which.
+    let mut found: std::collections::HashMap<IpAddr, Contact> = std::collections::HashMap::new();
     let mut failures = Vec::new();
     // Addresses decided not to be reported for now: decided again a day on, when what
     // decided may have changed (a "none" expired, a refusal forgotten), even if nothing new
@@ -469,9 +470,7 @@ pub(crate) fn plan_discovered(
                     held.push(ip);
                     continue;
                 }
-                if let Some(net) = c.network {
-                    networks.insert(ip, net);
-                }
+                found.insert(ip, c.clone());
                 by_contact
                     .entry(key)
                     .or_insert_with(|| (c, Vec::new()))
@@ -507,10 +506,18 @@ pub(crate) fn plan_discovered(
         .map(|(key, (mut contact, mut group))| {
             contact.address = key.clone();
             group.sort_by_key(|s| s.observation.ip);
-            // The network named is the first address's.
-            contact.network = group
-                .first()
-                .and_then(|s| networks.get(&s.observation.ip).copied());
+            // The contact named is the first address's that RDAP found, with its network;
+            // else the first's (Abusix names no network).
+            let lead = (group.iter())
+                .filter_map(|s| found.get(&s.observation.ip))
+                .find(|c| c.source == discover::Source::Rdap)
+                .or_else(|| group.first().and_then(|s| found.get(&s.observation.ip)));
+            if let Some(lead) = lead {
+                contact.source = lead.source;
+                contact.network = lead.network;
+                contact.origin = lead.origin.clone();
+                contact.handle = lead.handle.clone();
+            }
             (key, contact, group)
         })
         .collect();
@@ -553,7 +560,7 @@ pub(crate) fn plan_discovered(
             contact: Some(contact),
             to: vec![Mailbox::new(None, email)],
             thread_root,
-            networks: Some(&networks),
+            found: Some(&found),
         };
         let (parts, left) = plan_desk(world, intake, &desk, &attackers, 0, state, 1)?;
         unplanned.over_contact_report += left;
@@ -831,12 +838,27 @@ fn compose_part(
             let networks = desk.networks_of(attackers);
             // A handle and a URL name one network's record: given only when there is one.
             let one = networks.as_ref().is_none_or(|(_, n)| *n == 1);
+            // This part's addresses: by RDAP (the sentence names its network), or by Abusix.
+            let by = |source| {
+                (attackers.iter())
+                    .filter_map(|a| desk.found?.get(&a.observation.ip))
+                    .filter(|f| f.source == source)
+                    .collect::<Vec<_>>()
+            };
+            let (rdap, abusix) = (by(discover::Source::Rdap), by(discover::Source::Abusix));
+            let lead = rdap.first().or(abusix.first()).copied().unwrap_or(c);
             crate::render::Desk {
                 address: c.address.clone(),
-                source: c.source.name().to_string(),
+                source: lead.source.name().to_string(),
                 network: networks.map(|(text, _)| text),
-                handle: c.handle.clone().filter(|_| one),
-                origin: c.origin.clone(),
+                handle: lead.handle.clone().filter(|_| one),
+                origin: lead.origin.clone(),
+                abusix_also: (!rdap.is_empty() && !abusix.is_empty()).then(|| {
+                    crate::render::AbusixAlso {
+                        addresses: abusix.len(),
+                        origin: abusix[0].origin.clone(),
+                    }
+                }),
             }
         }))
         .with_evidence(&pool, &settings.report, lines);

@@ -222,6 +222,16 @@ pub struct Desk {
     pub handle: Option<String>,
     /// Where the answer came from: the RDAP URL, or the DNS name asked.
     pub origin: String,
+    /// When RDAP named the desk for some of the addresses and Abusix for the others: how
+    /// many Abusix named it for, and the first DNS name asked.
+    pub abusix_also: Option<AbusixAlso>,
+}
+
+/// The addresses of a digest that Abusix, not RDAP, named the desk for.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct AbusixAlso {
+    pub addresses: usize,
+    pub origin: String,
 }
 
 impl Report {

@@ -784,3 +784,45 @@ fn with_xarf_a_discovered_desk_still_gets_one_plain_digest() {
         "the provider's reports carry XARF"
     );
 }
+
+/// One mailbox that RDAP names for one address and Abusix for another (RDAP naming nobody
+/// there): the digest said only one of them ("the registry's RDAP record NET-A names … as
+/// the abuse contact of 45.1.0.0/24", or the Abusix sentence alone), as if it held for
+/// every address. It says both: the RDAP record for its network, and Abusix for the rest.
+#[test]
+fn a_desk_named_by_rdap_and_by_abusix_is_told_both() {
+    let (rdap, dns) = (Rdap::start(), Dns::start());
+    abuse_net(
+        &rdap,
+        &["45.1.0.1"],
+        "45.1.0.0",
+        "45.1.0.255",
+        "NET-A",
+        "abuse@hoster.de",
+    );
+    rdap.route(
+        "/rdap/ip/45.9.0.1",
+        Reply::Json(200, network("45.9.0.0", "45.9.0.255", "NET-Z", &[])),
+    );
+    dns.txt("1.0.9.45.abuse-contacts.abusix.zone", &["abuse@hoster.de"]);
+    let s = setup(&rdap, &dns, "", "");
+    log(&s, &[("10:00:00", "45.9.0.1"), ("10:00:01", "45.1.0.1")]);
+    s.run(&["run"]).ok();
+    let sent = s.outbox();
+    assert_eq!(sent.len(), 1);
+    let text = std::fs::read_to_string(&sent[0]).unwrap();
+    let body = text.replace("\r\n", "\n");
+    let one_line = body.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        one_line.contains(
+            "RDAP record NET-A names abuse@hoster.de as the abuse contact of 45.1.0.0/24"
+        ),
+        "{one_line}"
+    );
+    assert!(
+        one_line.contains(
+            "For 1 other address, the Abusix abuse contact database names it (1.0.9.45.abuse-contacts.abusix.zone)"
+        ),
+        "{one_line}"
+    );
+}
