@@ -136,8 +136,10 @@ struct RawDiscover {
     never: Option<Vec<String>>,
 }
 
-/// The longest provider name: a report's id (its time, the name and a hash) names a file.
-pub const MAX_PROVIDER_NAME: usize = 64;
+/// The longest provider name the file transport takes: a report's id (its time, the name and
+/// a hash, 34 bytes besides) names its file there, and a file name is at most 255 bytes (its
+/// temporary name, `.<id>.eml.tmp`, 9 more). Other transports take any length.
+pub const MAX_FILE_PROVIDER_NAME: usize = 200;
 
 /// The checked configuration.
 #[derive(Debug, Clone)]
@@ -814,6 +816,20 @@ fn check(file: &Path, raw: RawConfig) -> Result<Settings, ConfigError> {
         }
     }
     let (transport, max_messages_per_run) = mail(raw.mail, file, &err, &resolve)?;
+    // The name is part of each report's id, which names its file in `mail.dir`: a name too
+    // long for a file name failed every send to the folder, run after run.
+    if let TransportConfig::File { .. } = transport
+        && let Some((i, p)) =
+            (providers.iter().enumerate()).find(|(_, p)| p.name.len() > MAX_FILE_PROVIDER_NAME)
+    {
+        return Err(err(
+            &format!("provider[{i}].name"),
+            format!(
+                "{} characters: at most {MAX_FILE_PROVIDER_NAME} with transport = \"file\", whose files are named by it",
+                p.name.len()
+            ),
+        ));
+    }
     let aws_api = aws_api(raw.aws_api, &providers, &err, &resolve)?;
     let discover = discover(raw.discover, &err, &resolve)?;
 
@@ -920,14 +936,6 @@ fn providers(
                     "{:?}: expected letters, digits, - or _",
                     crate::excerpt::clean_line(&p.name, 80)
                 ),
-            ));
-        }
-        // The name is part of each report's id, which names its file in `mail.dir` and its
-        // Message-ID: a name too long for a file name failed every send, run after run.
-        if name.len() > MAX_PROVIDER_NAME {
-            return Err(err(
-                &format!("{key}.name"),
-                format!("{} characters: at most {MAX_PROVIDER_NAME}", name.len()),
             ));
         }
         if providers.iter().any(|q| q.name == name) {
@@ -1661,15 +1669,21 @@ dir = "outbox"
     /// while `check` said it was fine.
     #[test]
     fn a_provider_name_too_long_for_a_report_id_is_refused() {
-        let long = "a".repeat(MAX_PROVIDER_NAME + 1);
+        let long = "a".repeat(MAX_FILE_PROVIDER_NAME + 1);
         let text = MINIMAL.replace("name = \"aws\"", &format!("name = \"{long}\""));
         let e = load_text(&text).unwrap_err().0;
         assert!(
-            e.contains("provider[0].name") && e.contains("at most 64"),
+            e.contains("provider[0].name") && e.contains("at most 200"),
             "{e}"
         );
         let text = MINIMAL.replace("name = \"aws\"", &format!("name = \"{}\"", &long[1..]));
-        assert_eq!(load_text(&text).unwrap().providers[0].name.len(), 64);
+        assert_eq!(load_text(&text).unwrap().providers[0].name.len(), 200);
+        // Over SMTP no file is named by it: a name that worked there goes on working.
+        let smtp = text.replace(&long[1..], &long).replace(
+            "transport = \"file\"\ndir = \"outbox\"",
+            "transport = \"smtp\"\nhost = \"mail.example.org\"",
+        );
+        assert_eq!(load_text(&smtp).unwrap().providers[0].name.len(), 201);
     }
 
     #[test]
