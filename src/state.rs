@@ -299,8 +299,12 @@ CREATE INDEX evidence_dense ON evidence (provider, seq) WHERE dense = 1;
     "CREATE INDEX cursor_by_file ON cursor (dev, ino);",
     // 17: when a desk's server first deferred a report, from which a discovered desk's
     // patience is counted (from when the report was made, a relay's own outage of days
-    // spent it before the desk was ever asked).
-    "ALTER TABLE report ADD COLUMN deferred_since TEXT;",
+    // spent it before the desk was ever asked). And the registries' answers remembered so
+    // far are asked again: an earlier release took a contact with a line break in it for
+    // the text around it, an answer about another network for the address's, and an answer
+    // for a prefix the bootstrap gives in part to another registry for all of it.
+    "ALTER TABLE report ADD COLUMN deferred_since TEXT;
+     UPDATE contact_cache SET expires = 0 WHERE source = 'rdap';",
 ];
 
 /// A report whose body went out this many times without a reply that could be read is taken

@@ -972,6 +972,46 @@ fn a_registrys_answer_does_not_stand_for_a_prefix_the_bootstrap_gives_another() 
     assert_eq!(narrow.asked(), ["/rdap/ip/45.1.0.9"]);
 }
 
+/// What the release before remembered of a registry's answers, taken with rules since
+/// mended (a contact with a line break in it joined to the text around it, as
+/// `abuse@hoster.de.attacker-site.com`), went on being used after the upgrade: the new
+/// rules act only on answers stored by them. The upgrade asks the registries again.
+#[test]
+fn registry_answers_remembered_before_the_upgrade_are_asked_again() {
+    let (rdap, dns) = (Rdap::start(), Dns::start());
+    abuse_net(
+        &rdap,
+        &["45.1.0.1", "45.1.0.2"],
+        "45.1.0.0",
+        "45.1.0.255",
+        "NET-A",
+        "abuse@hoster.de",
+    );
+    let s = setup(&rdap, &dns, "abusix = false", "");
+    log(&s, &[("10:00:00", "45.1.0.1")]);
+    s.run_bounded(&["run"]).ok();
+    assert_eq!(outbox_to(&s), ["abuse@hoster.de"]);
+    // The state as the release before left it, with the answer it took.
+    let db = rusqlite::Connection::open(s.path("state/state.db")).unwrap();
+    db.execute_batch(
+        "UPDATE contact_cache SET address = 'abuse@hoster.de.attacker-site.com';
+         ALTER TABLE report DROP COLUMN deferred_since;
+         PRAGMA user_version = 16;",
+    )
+    .unwrap();
+    drop(db);
+    log(&s, &[("10:00:05", "45.1.0.2")]);
+    let ran = s.run_bounded(&["run"]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_eq!(
+        outbox_to(&s),
+        ["abuse@hoster.de", "abuse@hoster.de"],
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(rdap.asked().len(), 2, "asked again: {:?}", rdap.asked());
+}
+
 /// Three desks in a row deferred by the server: the way out itself defers (the relay's own
 /// trouble), so the run stops trying, the rest waits, and the run says so with 75.
 #[test]
