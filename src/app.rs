@@ -371,6 +371,7 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
         tried: std::collections::HashSet::new(),
         aging_held: std::collections::BTreeMap::new(),
         under: std::collections::HashMap::new(),
+        give_ups: Vec::new(),
     };
     // The configured providers first: a discovered desk (a stranger's mail server) never
     // holds back what the operator configured, and a run killed while it looks contacts up
@@ -419,6 +420,7 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
         made.extend(out.send(&mut state, planned)?);
         out.write_made_under(&mut state);
     }
+    out.settle_give_ups(&mut state)?;
     if only.is_none() && intake.rechecks_due {
         // The addresses discovery held back that were due were decided again above: those it
         // still holds have a later time.
@@ -611,6 +613,10 @@ struct Sending<'a> {
     aging_held: std::collections::BTreeMap<String, usize>,
     /// What the reports written this run were made under, per destination, not yet written.
     under: std::collections::HashMap<String, String>,
+    /// Discovered desks' reports deferred again this run, to give up once the run knows
+    /// whether the deferrals were the desks' or the way out's (see
+    /// [`Sending::settle_give_ups`]).
+    give_ups: Vec<ReportRecord>,
 }
 
 impl Sending<'_> {
@@ -705,11 +711,30 @@ impl Sending<'_> {
             record.message = state.message_of(&record.id)?;
         }
         self.deliver(state, &record)?;
-        // Deferred by the desk's own server again, just now: past the patience, given up.
+        // Deferred by the desk's own server again, just now: past the patience, given up
+        // once the run is done with sending (see `settle_give_ups`).
         if discovered && self.outcome.deferred_desks.contains(&record.provider) {
-            self.give_up(state, &record)?;
+            self.give_ups.push(record);
         }
         Ok(1)
+    }
+
+    /// Gives up the discovered desks' reports deferred again this run past their patience,
+    /// unless the way out itself failed this run (a relay that answers "later" for every
+    /// desk, or went down): then the deferrals were the relay's, not the desks', and each
+    /// desk's patience starts again when the desk itself next defers.
+    fn settle_give_ups(&mut self, state: &mut State) -> Result<()> {
+        let candidates = std::mem::take(&mut self.give_ups);
+        if self.outcome.failed_routes.contains(&Route::Mail) {
+            for id in self.outcome.deferred.keys() {
+                state.forget_deferral(id)?;
+            }
+            return Ok(());
+        }
+        for record in &candidates {
+            self.give_up(state, record)?;
+        }
+        Ok(())
     }
 
     /// Gives up a discovered desk's report that its server deferred, this run and for longer

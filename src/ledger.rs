@@ -797,6 +797,12 @@ pub(crate) fn deliver(
             record.id
         ));
     }
+    // Not a word from the desk (the relay down, a dialogue given up): a discovered desk's
+    // patience, counted from its first deferral, starts again when it next defers, so that
+    // the operator's own outage between two deferrals is not the desk's.
+    if record.contact.is_some() && matches!(result, Err(SendError::Transient(_))) {
+        state.forget_deferral(&record.id)?;
+    }
     // Sent, or refused where a refusal keeps the addresses reported (by the API itself, or a
     // discovered desk): their lines have served. A request refused here because its provider
     // reports by mail now gives its addresses to the next mail report, which shows them. Only

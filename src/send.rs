@@ -309,10 +309,11 @@ impl Smtp {
                     // steps take); its thread ends with the process at the latest. A reply
                     // that came in meanwhile still counts.
                     abandoned.store(true, Ordering::SeqCst);
-                    let body_sent = matches!(*body, Body::Written { .. });
+                    let at = *body;
+                    let body_sent = matches!(at, Body::Written { .. });
                     drop(body);
                     return answer.try_recv().unwrap_or_else(|_| {
-                        let why = self.given_up(body_sent);
+                        let why = self.given_up(at);
                         Err(match body_sent {
                             true => SendError::Unconfirmed(why),
                             false => SendError::Transient(why),
@@ -329,17 +330,21 @@ impl Smtp {
     }
 
     /// Why a dialogue was given up: before its body went out, or waiting for the reply to it.
-    fn given_up(&self, body_sent: bool) -> String {
+    fn given_up(&self, at: Body) -> String {
         let (host, port) = (&self.session.host, self.session.port);
-        match body_sent {
-            true => format!(
-                "{host}:{port} took the message body but did not answer it within {} s; given up: the server may have it",
-                self.deadlines
-                    .body_reply
-                    .max(self.session.timeout)
-                    .as_secs()
+        let body_wait = self
+            .deadlines
+            .body_reply
+            .max(self.session.timeout)
+            .as_secs();
+        match at {
+            Body::Written { .. } => format!(
+                "{host}:{port} took the message body but did not answer it within {body_wait} s of its start; given up: the server may have it"
             ),
-            false => format!(
+            Body::Writing { .. } => format!(
+                "{host}:{port} did not take the whole message body within {body_wait} s; given up, and the end of the data not sent: the server holds no message"
+            ),
+            Body::NotYet => format!(
                 "{host}:{port} did not finish the dialogue within {} s ({TIMEOUTS_PER_MESSAGE} × mail.timeout_secs); given up",
                 self.deadlines.message.as_secs()
             ),
@@ -429,9 +434,14 @@ impl Clock {
         if self.abandoned.load(Ordering::SeqCst) {
             return false;
         }
-        *body = Body::Written {
-            reply_due: Instant::now() + self.body_wait,
+        // One wait for the body, from its first byte to its reply: a message's time is its
+        // dialogue's and that one wait, as the run's room for it counts (the body written,
+        // then a wait of its own for the reply, made a run last half as long again).
+        let reply_due = match *body {
+            Body::Writing { until } => until,
+            _ => Instant::now() + self.body_wait,
         };
+        *body = Body::Written { reply_due };
         true
     }
 
@@ -973,9 +983,6 @@ impl Transport for Sendmail {
                 SendError::Transient(text)
             }
         })?;
-        // The same open file as its input: where it got to in it says, at the deadline,
-        // whether it had read the whole message.
-        let its_input = whole.try_clone().ok();
         // A process group of its own, so that at the deadline whatever it started (an MTA's
         // queue runner, a helper) is killed with it, not left to run on under init.
         let mut child = Command::new(&self.path)
@@ -1004,24 +1011,16 @@ impl Transport for Sendmail {
         // hold the run, nor block on a full pipe, nor fill the run's memory (the first of it
         // is kept). No thread is needed for it.
         let mut said = Said::new(child.stderr.take());
-        // Whether it had read the whole message when its deadline came: it is then waited
-        // for as an SMTP body's reply is (msmtp waiting on a relay's content filter, or on
-        // a relay that does not answer: its own timeouts end it well within that wait).
-        let read_all = || {
-            (its_input
-                .as_ref()
-                .and_then(|f| (&*f).stream_position().ok()))
-            .is_some_and(|at| at >= unix.len() as u64)
-        };
-        let (mut deadline, mut waited_for_its_reply) = (deadline, false);
+        // It has the message's deadline and the wait an SMTP body's reply has: msmtp or
+        // ssmtp waits on its relay as this client would (its content filter, its answer).
+        // How far it read cannot be told (one that opens `/dev/stdin` reads the file afresh,
+        // and msmtp reads a message whole before it connects): whatever it did, a sendmail
+        // killed is a failure to try again, never taken as delivered.
+        let deadline = deadline + self.deadlines.body_reply;
         let status = loop {
             said.read_what_is_there();
             match child.try_wait() {
                 Ok(Some(status)) => break status,
-                Ok(None) if Instant::now() >= deadline && !waited_for_its_reply && read_all() => {
-                    waited_for_its_reply = true;
-                    deadline = Instant::now() + self.deadlines.body_reply;
-                }
                 Ok(None) if Instant::now() >= deadline => {
                     if let Ok(group) = i32::try_from(child.id()) {
                         // SAFETY: kill(2) with a negative pid signals that process group;
@@ -1034,22 +1033,11 @@ impl Transport for Sendmail {
                     let _ = child.kill();
                     // Reaped, so that no zombie is left behind.
                     let _ = child.wait();
-                    let killed = format!(
+                    return Err(SendError::Transient(format!(
                         "{shown} did not finish within {} s ({} × mail.timeout_secs); killed",
-                        self.deadlines.message.as_secs(),
-                        TIMEOUTS_PER_MESSAGE
-                    );
-                    // One that read the whole message and went on for as long as a reply
-                    // to a body is waited for may have passed it on: as an SMTP body
-                    // without an answer, it goes out at most twice, not once a run. One that
-                    // had not read it all cannot have.
-                    return Err(match waited_for_its_reply {
-                        true => SendError::Unconfirmed(format!(
-                            "{killed}, {} s after it read the whole message: it may have passed it on",
-                            self.deadlines.body_reply.as_secs()
-                        )),
-                        false => SendError::Transient(killed),
-                    });
+                        (self.deadlines.message + self.deadlines.body_reply).as_secs(),
+                        TIMEOUTS_PER_MESSAGE + BODY_REPLY_TIMEOUTS
+                    )));
                 }
                 Ok(None) => said.wait(Duration::from_millis(20)),
                 Err(e) => return Err(SendError::Transient(format!("{shown}: {e}"))),
@@ -1421,35 +1409,31 @@ mod tests {
         }
     }
 
-    /// A sendmail that read the whole message, then did not finish (msmtp waiting on a
-    /// relay's content filter, or on a relay that does not answer): it is waited for as a
-    /// body's reply is, and one that finishes then is taken at its word. Killed only after
-    /// that wait, it may have passed the message on: it was a failure to try again, and the
-    /// desk got a copy on every run; now it is a body without an answer, sent at most twice.
-    /// One that read none of it cannot have passed it on.
+    /// A sendmail that did not finish by the message's deadline (msmtp waiting on a relay's
+    /// content filter, whether it read its input through fd 0 or `/dev/stdin`): it is
+    /// waited for as an SMTP body's reply is, and one that finishes then is taken at its
+    /// word. One killed after that wait is a failure to try again, never taken as delivered:
+    /// reading the message (msmtp reads it whole before it connects) is not passing it on.
     #[test]
-    fn a_sendmail_that_read_the_whole_message_is_waited_for_as_a_body_reply_is() {
+    fn a_sendmail_is_waited_for_as_a_body_reply_is_and_killed_is_never_delivered() {
         let dir = tempfile::tempdir().unwrap();
         let from: Mailbox = "a@example.org".parse().unwrap();
         let message = "A: b\r\n\r\nx\r\n".repeat(2_000);
-        for (name, script_text, outcome) in [
-            ("slow", "cat > /dev/null\nsleep 2\nexit 0", "sent"),
-            ("whole", "cat > /dev/null\nexec sleep 600", "unconfirmed"),
-            ("none", "exec sleep 600", "transient"),
+        for (name, script_text, sent) in [
+            ("slow", "cat > /dev/null\nsleep 2\nexit 0", true),
+            ("stdin", "cat /dev/stdin > /dev/null\nsleep 2\nexit 0", true),
+            ("whole", "cat > /dev/null\nexec sleep 600", false),
+            ("none", "exec sleep 600", false),
         ] {
             let path = script(dir.path(), name, script_text);
             let mut t = Sendmail::new(&path, Duration::from_secs(1)).unwrap();
             t.deadlines = Deadlines::with(Duration::from_secs(1), Duration::from_secs(60));
             t.deadlines.body_reply = Duration::from_secs(3);
             let got = t.send("r", &from, &[], message.as_bytes());
-            match outcome {
-                "sent" => assert!(got.is_ok(), "{name}: {got:?}"),
-                "unconfirmed" => assert!(
-                    matches!(&got, Err(SendError::Unconfirmed(t)) if t.contains("read the whole message")),
-                    "{name}: {got:?}"
-                ),
-                _ => assert!(
-                    matches!(&got, Err(SendError::Transient(_))),
+            match sent {
+                true => assert!(got.is_ok(), "{name}: {got:?}"),
+                false => assert!(
+                    matches!(&got, Err(SendError::Transient(t)) if t.contains("killed")),
                     "{name}: {got:?}"
                 ),
             }
@@ -1489,7 +1473,8 @@ mod tests {
             "hang",
             &format!("echo $$ > {}\nexec sleep 600", pid.display()),
         );
-        let t = Sendmail::new(&path, Duration::from_secs(1)).unwrap();
+        let mut t = Sendmail::new(&path, Duration::from_secs(1)).unwrap();
+        t.deadlines = Deadlines::with(Duration::from_secs(1), Duration::from_secs(60));
         let from: Mailbox = "a@example.org".parse().unwrap();
         let e = t.send("r", &from, &[], b"x").unwrap_err();
         assert!(
@@ -1642,6 +1627,29 @@ mod tests {
         let reply = smtp.send("r", &from, &["b@example.org".into()], &message);
         assert!(reply.is_ok(), "{reply:?}");
         assert!(server.join().unwrap().1);
+    }
+
+    /// A body's reply is due when the wait its body began ends, not a whole wait after the
+    /// body went out: a body written slowly, then a reply waited for as long again, made a
+    /// message last 44 × `timeout_secs` where the run's room counts 24, and a run half as
+    /// long again as its bound.
+    #[test]
+    fn a_bodys_reply_is_due_when_the_wait_its_body_began_ends() {
+        let clock = Clock {
+            deadline: Instant::now() + Duration::from_secs(4),
+            per_read: Duration::from_secs(1),
+            body_wait: Duration::from_secs(20),
+            abandoned: Arc::new(AtomicBool::new(false)),
+            body: Arc::new(Mutex::new(Body::NotYet)),
+        };
+        let until = Instant::now() + Duration::from_secs(20);
+        *lock(&clock.body) = Body::Writing { until };
+        assert!(clock.body_written());
+        assert!(matches!(*lock(&clock.body), Body::Written { reply_due } if reply_due == until));
+        // Given up meanwhile: the data's end must not go out.
+        *lock(&clock.body) = Body::Writing { until };
+        clock.abandoned.store(true, Ordering::SeqCst);
+        assert!(!clock.body_written());
     }
 
     /// RFC 5321's ten minutes for the reply to a body at the default, scaled with shorter

@@ -1302,6 +1302,19 @@ impl State {
         self.query_reports("WHERE status IN ('sending', 'failed')", params![], false)
     }
 
+    /// Forgets when report `id`'s desk first deferred it: what answered was not the desk (the
+    /// operator's relay, down or deferring every desk), and the desk's patience starts again
+    /// when it next defers.
+    pub fn forget_deferral(&mut self, id: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE report SET deferred_since = NULL WHERE id = ?1",
+                [id],
+            )
+            .with_context(|| format!("{}: cannot write", self.path.display()))?;
+        Ok(())
+    }
+
     /// When report `id`'s desk first deferred it (RFC 3339), if it ever did.
     pub fn deferred_since(&self, id: &str) -> Result<Option<String>> {
         Ok(self.conn.query_row(

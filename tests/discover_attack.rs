@@ -928,6 +928,39 @@ fn a_none_learnt_while_the_clock_ran_ahead_is_not_trusted_once_it_is_back() {
     assert_eq!(outbox_to(&s), ["abuse@a-hoster.de"], "{}", back.stderr);
 }
 
+/// The desk greylists the report once, then the operator's relay is down for days, then
+/// the desk greylists the first try after it again (greylisting does): the desk was asked
+/// twice, and the days between were the operator's outage, yet the report was given up as
+/// deferred by the desk for more than three days. The outage restarts the desk's patience.
+#[test]
+fn a_desk_that_deferred_before_a_relay_outage_is_not_given_up_after_it() {
+    let (_rdap, _dns, mut s, relay_at) = a_desks_report_waiting_for_the_relay();
+    let (greylisting, _) = stalling_smtp("bbb-hoster.nl");
+    relay_at(&s, greylisting);
+    s.now = "2026-01-26T10:00:00Z".into();
+    assert_eq!(s.run_bounded(&["run"]).code, 75);
+    let down = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    relay_at(&s, down);
+    for day in [
+        "2026-01-27T10:00:00Z",
+        "2026-01-28T10:00:00Z",
+        "2026-01-29T10:00:00Z",
+    ] {
+        s.now = day.into();
+        assert_eq!(s.run_bounded(&["run"]).code, 75);
+    }
+    relay_at(&s, greylisting);
+    s.now = "2026-01-30T10:00:00Z".into();
+    let back = s.run_bounded(&["run"]);
+    assert_eq!(back.code, 75, "{}", back.stderr);
+    assert!(!back.stderr.contains("given up"), "{}", back.stderr);
+    assert_eq!(history(&s)[0]["status"], "failed");
+}
+
 /// A bootstrap file that gives `45.0.0.0/8` to one registry and `45.1.0.0/16` within it to
 /// another: the wider registry's answer for 45.0.0.1 (all of 45/8) was cut to its /8 and
 /// stood for the /16 too, so 45.1.0.9 went to the wider registry's desk and the other
@@ -1044,15 +1077,27 @@ fn three_desks_deferred_in_a_row_are_the_relays_trouble() {
     // The fourth desk's report is not lost: it goes out once the relay takes mail again.
     let ledger = history(&s);
     assert_eq!(ledger.len(), 3, "{ledger:?}");
-    // Days later, the three deferred again: each is given up, and the way out still defers,
-    // so the run is still the relay's transient failure (it ended 0 once the reports it
-    // deferred were given up), and the fourth desk's report still waits.
+    // Days later, the three deferred again, in a row: the way out's trouble, not the
+    // desks'. Nothing is given up (each was, as if its desk had deferred it for three days,
+    // and the desks never got them), and the run is the relay's transient failure.
     let mut s = s;
     s.now = "2026-01-30T08:00:00Z".into();
     let later = s.run_bounded(&["run"]);
-    assert!(later.stderr.contains("given up"), "{}", later.stderr);
+    assert!(!later.stderr.contains("given up"), "{}", later.stderr);
     assert_eq!(later.code, 75, "{}", later.stderr);
-    assert!(accepted.lock().unwrap().is_empty());
+    let ledger = history(&s);
+    assert!(ledger.iter().all(|r| r["status"] == "failed"), "{ledger:?}");
+    // Once the way out takes mail again, every desk gets its report.
+    let (open, taken) = stalling_smtp("nobody.invalid");
+    let config = std::fs::read_to_string(s.path("config.toml")).unwrap();
+    s.write(
+        "config.toml",
+        &config.replace(&format!("port = {port}"), &format!("port = {open}")),
+    );
+    s.now = "2026-01-30T09:00:00Z".into();
+    let mended = s.run_bounded(&["run"]);
+    assert_eq!(mended.code, 0, "{}", mended.stderr);
+    assert_eq!(taken.lock().unwrap().len(), 4, "{}", mended.stderr);
 }
 
 /// The registry names nobody for a network (only a registrant, and Abusix knows no desk): its
