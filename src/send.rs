@@ -1494,16 +1494,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         listener.set_nonblocking(true).unwrap();
-        let config = SmtpConfig {
-            host: "127.0.0.1".into(),
-            port,
-            security: Security::None,
-            username: None,
-            password: None,
-            timeout: Duration::from_secs(5),
-            helo_name: None,
-            ca_file: None,
-        };
+        let config = loopback(port);
         let mut smtp = Smtp::new(&config).unwrap();
         smtp.deadlines = Deadlines::with(Duration::from_secs(5), Duration::ZERO);
         let from: Mailbox = "a@example.org".parse().unwrap();
@@ -1558,11 +1549,9 @@ mod tests {
         })
     }
 
-    /// A body of 16 MiB or more (far more than the kernel buffers on the way: Linux's
-    /// largest send buffer is the last of `tcp_wmem`), and an SMTP client on `port` whose
-    /// dialogue may last `dialogue`, and whose body, with its reply, `body`.
-    fn big_body_and_client(port: u16, dialogue: Duration, body: Duration) -> (Vec<u8>, Smtp) {
-        let config = SmtpConfig {
+    /// Plain SMTP to `port` on loopback, five seconds a read.
+    fn loopback(port: u16) -> SmtpConfig {
+        SmtpConfig {
             host: "127.0.0.1".into(),
             port,
             security: Security::None,
@@ -1571,7 +1560,14 @@ mod tests {
             timeout: Duration::from_secs(5),
             helo_name: None,
             ca_file: None,
-        };
+        }
+    }
+
+    /// A body of 16 MiB or more (far more than the kernel buffers on the way: Linux's
+    /// largest send buffer is the last of `tcp_wmem`), and an SMTP client on `port` whose
+    /// dialogue may last `dialogue`, and whose body, with its reply, `body`.
+    fn big_body_and_client(port: u16, dialogue: Duration, body: Duration) -> (Vec<u8>, Smtp) {
+        let config = loopback(port);
         let mut smtp = Smtp::new(&config).unwrap();
         smtp.deadlines = Deadlines::with(dialogue, Duration::from_secs(120));
         smtp.deadlines.body_reply = body;
@@ -1620,9 +1616,11 @@ mod tests {
     fn a_body_a_slow_link_carries_steadily_goes_out_whole() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let server = slow_reader(listener, Duration::from_millis(5));
+        // 64 KiB every 40 ms: the body outlasts the dialogue's three seconds (which leave a
+        // busy machine time for the commands before it).
+        let server = slow_reader(listener, Duration::from_millis(40));
         let (message, smtp) =
-            big_body_and_client(port, Duration::from_millis(300), Duration::from_secs(60));
+            big_body_and_client(port, Duration::from_secs(3), Duration::from_secs(60));
         let from: Mailbox = "a@example.org".parse().unwrap();
         let reply = smtp.send("r", &from, &["b@example.org".into()], &message);
         assert!(reply.is_ok(), "{reply:?}");
