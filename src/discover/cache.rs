@@ -304,7 +304,7 @@ impl ContactCache for MemoryCache {
 }
 
 /// An address as a number; IPv4 as itself (families are compared separately).
-fn number(ip: IpAddr) -> u128 {
+pub(super) fn number(ip: IpAddr) -> u128 {
     match ip {
         IpAddr::V4(v4) => u32::from(v4) as u128,
         IpAddr::V6(v6) => u128::from(v6),

@@ -125,10 +125,7 @@ impl Bootstrap {
     /// answer cut to `served` alone stood for those too, and their addresses went to the
     /// wider registry's desk.
     pub fn answers_for(&self, served: IpNet, ip: IpAddr) -> (IpAddr, IpAddr) {
-        let number = |a: IpAddr| match a {
-            IpAddr::V4(v4) => u128::from(u32::from(v4)),
-            IpAddr::V6(v6) => u128::from(v6),
-        };
+        use super::cache::number;
         let address = |n: u128| match ip {
             IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::from(n as u32)),
             IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::from(n)),
