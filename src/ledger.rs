@@ -781,6 +781,12 @@ pub(crate) fn deliver(
         (None, Err(SendError::Deferred(_))) => {
             attempt.record_deferred(&detail, &at).map(|()| status)
         }
+        // Not a word from the desk (the relay down, a dialogue given up): a discovered desk's
+        // patience, counted from its first deferral, starts again when it next defers, so
+        // that the operator's own outage between two deferrals is not the desk's.
+        (None, Err(SendError::Transient(_))) if record.contact.is_some() => {
+            attempt.record_unreached(&detail, &at).map(|()| status)
+        }
         _ => attempt.record(status, &detail, &at).map(|()| status),
     }
     .with_context(|| {
@@ -796,12 +802,6 @@ pub(crate) fn deliver(
             state.path().display(),
             record.id
         ));
-    }
-    // Not a word from the desk (the relay down, a dialogue given up): a discovered desk's
-    // patience, counted from its first deferral, starts again when it next defers, so that
-    // the operator's own outage between two deferrals is not the desk's.
-    if record.contact.is_some() && matches!(result, Err(SendError::Transient(_))) {
-        state.forget_deferral(&record.id)?;
     }
     // Sent, or refused where a refusal keeps the addresses reported (by the API itself, or a
     // discovered desk): their lines have served. A request refused here because its provider

@@ -2208,6 +2208,13 @@ impl Attempt<'_> {
             .map(|_| ())
     }
 
+    /// Records a report that did not reach its desk (the relay down, a dialogue given up):
+    /// `failed`, to be sent again, and when the desk first deferred it forgotten.
+    pub fn record_unreached(self, detail: &str, at: &str) -> Result<()> {
+        self.record_outcome(Status::Failed, detail, at, Outcome::Unreached)
+            .map(|_| ())
+    }
+
     /// Records a body that went out without a reply that could be read: `failed`, to be sent
     /// again, until it is the [`UNCONFIRMED_AT_MOST`]th such time; then `sent`, its reply
     /// saying it was not confirmed. Returns the status recorded.
@@ -2269,12 +2276,17 @@ impl Attempt<'_> {
             }
         }
         write_outcome(&self.state.conn, &self.id, status, &detail, at)?;
-        if let Outcome::Deferred = outcome {
-            self.state.conn.execute(
+        match outcome {
+            Outcome::Deferred => self.state.conn.execute(
                 "UPDATE report SET deferred_since = coalesce(deferred_since, ?2) WHERE id = ?1",
                 params![self.id, at],
-            )?;
-        }
+            )?,
+            Outcome::Unreached => self.state.conn.execute(
+                "UPDATE report SET deferred_since = NULL WHERE id = ?1",
+                [&self.id],
+            )?,
+            _ => 0,
+        };
         if let Outcome::Remote(remote_id) = outcome {
             // A stored request tagged `lifecycle:test` is remembered as a test.
             self.state.conn.execute(
@@ -2306,6 +2318,10 @@ enum Outcome<'a> {
     Unconfirmed,
     /// The desk's server said later (a 4xx): the first such time is kept.
     Deferred,
+    /// No word from the desk (the relay down, a dialogue given up): when it first deferred
+    /// is forgotten, so that the operator's own outage between two deferrals is not the
+    /// desk's.
+    Unreached,
 }
 
 impl Drop for Attempt<'_> {
