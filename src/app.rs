@@ -630,9 +630,10 @@ impl Sending<'_> {
     }
 
     /// Whether the run's time for delivery has no room for another message by mail: then
-    /// nothing more is tried that way, as when the budget is spent (the API's reports go on). A message refused for time before
-    /// any server saw it is no attempt: it was counted as one, and recorded failed, and so
-    /// went out later with the day it was made as its Date.
+    /// nothing more is tried that way, as when the budget is spent (the API's reports go
+    /// on). A message refused for time before any server saw it is no attempt: it was
+    /// counted as one, and recorded failed, and so went out later with the day it was made
+    /// as its Date.
     fn out_of_time(&mut self, way: Route) -> bool {
         if way != Route::Mail {
             return false;

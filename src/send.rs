@@ -6,8 +6,8 @@
 //! `sendmail -t -i`, or a folder of `.eml` files. Messages are sent as the exact stored bytes,
 //! so a retry sends the same Message-ID.
 //!
-//! Time is bounded twice, so that a run always ends: one message's whole dialogue (or
-//! sendmail's whole run) has [`Deadlines::message`], and a run's delivery as a whole has
+//! Time is bounded twice, so that a run always ends: one message's whole dialogue has
+//! [`Deadlines::message`], and a run's delivery as a whole has
 //! [`Deadlines::run`]. lettre's own timeout bounds each read only, and a server that drips a
 //! continuation line now and then would hold a run forever; the dialogue therefore runs on a
 //! thread of its own that the caller stops waiting for at the deadline.
@@ -15,12 +15,13 @@
 //! Giving up is safe for the ledger: a message is reported accepted only on the server's
 //! reply (a 2xx to the body). A dialogue given up before the body went out stops at its next
 //! step and never sends the body; one given up while the body goes out writes no more of it,
-//! and never the data's end, so that the server holds no message. The body as a whole has
-//! the wait its reply has, beyond the message's own deadline: a slow link carries it whole. Once the whole body is out, the server's reply to it is waited for
-//! [`body_reply_wait`] (ten minutes at the default, as RFC 5321 asks of a client: a relay's
-//! content filter may take minutes), beyond the message's own deadline; a message starts only
-//! while the run's deadline leaves room for that wait. A message given up then may have been
-//! taken by the server, and goes out again, with the same Message-ID, on the next run.
+//! and never the data's end, so that the server holds no message. The body, from its first
+//! byte to its reply, has a wait of its own beyond the message's deadline,
+//! [`body_reply_wait`] (ten minutes at the default, as RFC 5321 asks of a client: a slow link
+//! carries a body whole, a relay's content filter may take minutes); a message starts only
+//! while the run's deadline leaves room for that wait. A message given up once its body is
+//! out may have been taken by the server, and goes out again, with the same Message-ID, on
+//! the next run. A sendmail has the message's deadline and that wait together.
 
 use std::cell::Cell;
 use std::fs;
@@ -279,7 +280,7 @@ impl Smtp {
         let clock = Clock {
             deadline,
             per_read: self.session.timeout,
-            body_wait: self.deadlines.body_reply.max(self.session.timeout),
+            body_wait: self.body_wait(),
             abandoned: abandoned.clone(),
             body: body.clone(),
         };
@@ -329,14 +330,15 @@ impl Smtp {
         }
     }
 
+    /// How long a body may take, from its first byte to its reply: never less than a read.
+    fn body_wait(&self) -> Duration {
+        self.deadlines.body_reply.max(self.session.timeout)
+    }
+
     /// Why a dialogue was given up: before its body went out, or waiting for the reply to it.
     fn given_up(&self, at: Body) -> String {
         let (host, port) = (&self.session.host, self.session.port);
-        let body_wait = self
-            .deadlines
-            .body_reply
-            .max(self.session.timeout)
-            .as_secs();
+        let body_wait = self.body_wait().as_secs();
         match at {
             Body::Written { .. } => format!(
                 "{host}:{port} took the message body but did not answer it within {body_wait} s of its start; given up: the server may have it"
@@ -707,9 +709,9 @@ impl Session {
                     (true, _) => format!(
                         "the server closed the connection after the message body without answering it ({text})"
                     ),
+                    // The text names the server already.
                     (_, true) => format!(
-                        "{}:{} answered the message body with a reply this client cannot read ({text})",
-                        self.host, self.port
+                        "the message body was answered with a reply this client cannot read ({text})"
                     ),
                     _ => text,
                 })
