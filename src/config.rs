@@ -449,6 +449,10 @@ fn load_with(
             "{shown}: configuration file not found (give --config PATH or set {PATH_VAR})"
         )));
     }
+    // Read once: the merged reading, and the looks at where the parser or a type refuses
+    // it, are of the same text.
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("{shown}: cannot read: {e}")))?;
     let names: Vec<String> = match &env {
         Some(map) => map.keys().cloned().collect(),
         None => std::env::vars_os()
@@ -456,7 +460,7 @@ fn load_with(
             .collect(),
     };
     let mut builder = config::Config::builder()
-        .add_source(config::File::from(path).format(config::FileFormat::Toml))
+        .add_source(config::File::from_str(&text, config::FileFormat::Toml))
         .add_source(
             config::Environment::with_prefix("ABUSE_MAILER")
                 .prefix_separator("__")
@@ -483,7 +487,7 @@ fn load_with(
         .map_err(|e| {
             // The parser's own message names neither the line nor the key: asked again.
             if let config::ConfigError::FileParse { .. } = &e
-                && let Some(at) = refused_at(path)
+                && let Some(at) = refused_at(&text)
             {
                 return ConfigError(format!("{shown}: {at}"));
             }
@@ -503,28 +507,26 @@ fn load_with(
             }
             ConfigError(format!("{shown}: {text}"))
         })?;
-    if let Some(at) = mistyped_in_file(path) {
+    if let Some(at) = mistyped_in_file(&text) {
         return Err(ConfigError(format!("{shown}: {at}")));
     }
     // A value the checks refuse names the variable it came from, not the file.
     check(path, raw).map_err(|e| {
-        let from_env = (list_vars.iter())
-            .find(|(key, _)| e.0.contains(&format!("{key}:")))
-            .map(|(_, var)| var.clone())
-            .or_else(|| value_from_environment(&e.0, &names));
-        match (from_env, e.0.strip_prefix(&format!("{shown}: "))) {
+        match (
+            value_from_environment(&e.0, &names),
+            e.0.strip_prefix(&format!("{shown}: ")),
+        ) {
             (Some(var), Some(rest)) => ConfigError(format!("{var}: {rest}")),
             _ => e,
         }
     })
 }
 
-/// Where the TOML parser refuses `path`'s text, as `line N (key = …): why` (a value is never
-/// shown: it may be a password); `None` if it does not (or the file cannot be read again).
-fn refused_at(path: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(path).ok()?;
+/// Where the TOML parser refuses `text`, as `line N (key = …): why` (a value is never shown:
+/// it may be a password); `None` if it does not.
+fn refused_at(text: &str) -> Option<String> {
     let e = text.parse::<toml::Table>().err()?;
-    Some(located(&text, e.span()?.start, e.message()))
+    Some(located(text, e.span()?.start, e.message()))
 }
 
 /// A value of the file that is not of its key's type, as [`refused_at`] says it; `None`
@@ -533,15 +535,14 @@ fn refused_at(path: &Path) -> Option<String> {
 /// at all), `"yes"` or `1` read as true, `state_dir = 5` as a folder named `5`, an unquoted
 /// password of digits as text. The file's own values are held to their types here; the
 /// environment's, which are text, are converted as before.
-fn mistyped_in_file(path: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let e = toml::from_str::<RawConfig>(&text).err()?;
+fn mistyped_in_file(text: &str) -> Option<String> {
+    let e = toml::from_str::<RawConfig>(text).err()?;
     let why = e.message();
     // Unknown keys and the rest were judged by the merged reading.
     if !(why.starts_with("invalid type") || why.starts_with("invalid value")) {
         return None;
     }
-    Some(located(&text, e.span()?.start, why))
+    Some(located(text, e.span()?.start, why))
 }
 
 /// `line N (key = …): why` for a refusal at byte `at` of `text`, the value `why` quotes
