@@ -2338,14 +2338,19 @@ mod tests {
     /// emptied in place.
     fn copy_truncate_once(done: &std::sync::atomic::AtomicBool, path: &Path, copy: &Path) {
         if !done.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            fs::copy(path, copy).unwrap();
-            File::options()
-                .write(true)
-                .open(path)
-                .unwrap()
-                .set_len(0)
-                .unwrap();
+            copy_truncate(path, copy);
         }
+    }
+
+    /// logrotate's `copytruncate`: `path` copied to `copy`, then emptied in place.
+    fn copy_truncate(path: &Path, copy: &Path) {
+        fs::copy(path, copy).unwrap();
+        File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
     }
 
     /// A scan of one source, its sources attributed by `attribute`, reading 4 KiB at a time:
@@ -2645,13 +2650,7 @@ mod tests {
             if one.exists() {
                 fs::rename(one, two).unwrap();
             }
-            fs::copy(path, one).unwrap();
-            File::options()
-                .write(true)
-                .open(path)
-                .unwrap()
-                .set_len(0)
-                .unwrap();
+            copy_truncate(path, one);
         };
         fs::write(&path, lines(0..1)).unwrap();
         let (cursor, mut counted) = first_read_with(&path, &one_provider);
