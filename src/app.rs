@@ -12,7 +12,7 @@ use crate::cli::{Cli, Command, ReportArgs, Verbosity};
 use crate::clock::{self, utc_text};
 use crate::config::{self, Settings};
 use crate::discover;
-use crate::error::{ConfigError, EXIT_OK, TransientError, exit_code, one_line};
+use crate::error::{ConfigError, EXIT_ERROR, EXIT_OK, TransientError, exit_code, one_line};
 use crate::ingest::Observation;
 use crate::intake::{Intake, Options, World, ingest};
 use crate::ledger::{Outcome, Route, check_owner, claim, deliver};
@@ -80,8 +80,18 @@ fn command(cli: &Cli, settings: &Settings, now: DateTime<Utc>, verbosity: Verbos
             let quiet = verbosity == Verbosity::Quiet;
             let local = crate::check::check(settings, now, *smtp, quiet)?;
             let api = crate::aws_api::check(settings, *aws, quiet);
+            // Lines that could not be written are a check nobody sees: it did not pass.
+            let shown = match crate::output::lines_lost() {
+                Some(why) => {
+                    crate::output::tell(format_args!(
+                        "abuse-mailer: cannot write the check's lines to standard output: {why}"
+                    ));
+                    EXIT_ERROR
+                }
+                None => EXIT_OK,
+            };
             // The worse verdict: a configuration error (78) over any other (1).
-            Ok([local, api]
+            Ok([local, api, shown]
                 .into_iter()
                 .max_by_key(|c| (*c == 78, *c))
                 .unwrap_or(local))

@@ -64,7 +64,7 @@ pub fn command(
         Some(s) => s.contacts(ip)?,
         None => Vec::new(),
     };
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::output::stdout();
     if as_json {
         let rows: Vec<JsonContact<'_>> = found.iter().map(|c| json(c, now)).collect();
         serde_json::to_writer_pretty(&mut out, &rows)?;

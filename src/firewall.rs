@@ -180,7 +180,7 @@ pub fn print(
     let text = render(provider.name(), (&v4, &v6), format, &ports, prefix);
     // Written, not printed: a reader that quits (`iptables-restore` failing) is an error
     // to return, not a panic.
-    std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes())?;
+    std::io::Write::write_all(&mut crate::output::stdout(), text.as_bytes())?;
     Ok(EXIT_OK)
 }
 

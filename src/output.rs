@@ -21,26 +21,65 @@ use crate::state::{HistoryFilter, ReportContact, State, Status};
 
 /// A line for the operator on standard output. Output closed or gone (a pager quit, `| head`,
 /// a closed descriptor under a daemon) neither stops the work the line is about nor panics
-/// as `println!` would: a line that cannot be shown is dropped.
+/// as `println!` would: a line that cannot be shown is dropped, and the first failure other
+/// than a reader gone is kept for the commands whose lines are their answer (see
+/// [`lines_lost`]).
 pub(crate) fn say(line: std::fmt::Arguments<'_>) {
-    write_line(std::io::stdout().lock(), line);
+    if let Err(e) = write_line(std::io::stdout().lock(), line)
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        let _ = STDOUT_FAILED.set(e.to_string());
+    }
+}
+
+/// The first failure to write a line of [`say`]'s other than a reader gone: a command whose
+/// lines are what it is for (`check`) fails with it.
+static STDOUT_FAILED: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Why a line of [`say`]'s was lost, if one was (a full disk under a redirect).
+pub(crate) fn lines_lost() -> Option<&'static str> {
+    STDOUT_FAILED.get().map(String::as_str)
+}
+
+/// Standard output for a command's answer (messages, rows, rules): an error writing it says
+/// where the text was going, not only why it did not get there.
+pub(crate) fn stdout() -> Stdout {
+    Stdout(std::io::stdout().lock())
+}
+
+/// See [`stdout`].
+pub(crate) struct Stdout(std::io::StdoutLock<'static>);
+
+impl Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf).map_err(to_stdout)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush().map_err(to_stdout)
+    }
+}
+
+/// `e` met writing standard output, saying so; of the same kind, so that a reader gone is
+/// still told from a full disk.
+fn to_stdout(e: std::io::Error) -> std::io::Error {
+    std::io::Error::new(e.kind(), format!("cannot write to standard output: {e}"))
 }
 
 /// A line for the operator on standard error: [`say`]'s rule, for warnings and summaries (a
 /// pipe into `head` with `2>&1` closes both).
 pub(crate) fn tell(line: std::fmt::Arguments<'_>) {
-    write_line(std::io::stderr().lock(), line);
+    let _ = write_line(std::io::stderr().lock(), line);
 }
 
-/// Writes `line` and a newline, dropping it when the output is gone. A line may name what
+/// Writes `line` and a newline. A line may name what
 /// others chose (a file a log host made from a sender's host name, a server's words): a
 /// control character or invisible formatting in it is shown as its escape (`\x1b`,
 /// `\u{202e}`), so that it can neither act on the terminal nor split the line.
-fn write_line(mut out: impl Write, line: std::fmt::Arguments<'_>) {
+fn write_line(mut out: impl Write, line: std::fmt::Arguments<'_>) -> std::io::Result<()> {
     let text = shown(&line.to_string());
-    let _ = out
-        .write_all(text.as_bytes())
-        .and_then(|()| out.write_all(b"\n"));
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.write_all(b"\n"))
 }
 
 /// `text` with every control character (but the tab) and invisible formatting character
@@ -430,7 +469,7 @@ pub(crate) fn print_mbox<'a>(
     messages: impl Iterator<Item = &'a [u8]>,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut out = std::io::BufWriter::new(stdout());
     for message in messages {
         writeln!(
             out,
@@ -594,7 +633,7 @@ pub(crate) fn history(
         Some(s) => s.remotes()?,
         None => HashMap::new(),
     };
-    let mut out = std::io::stdout().lock();
+    let mut out = stdout();
     if json {
         let rows: Vec<JsonHistory<'_>> = records
             .iter()
@@ -707,7 +746,7 @@ pub(crate) fn show(settings: &Settings, id: &str) -> Result<u8> {
         ));
         return Ok(EXIT_ERROR);
     };
-    std::io::stdout().lock().write_all(&record.message)?;
+    stdout().write_all(&record.message)?;
     Ok(EXIT_OK)
 }
 

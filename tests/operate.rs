@@ -627,3 +627,39 @@ fn a_json_document_that_cannot_be_written_says_so() {
     assert_eq!(s.outbox().len(), 1, "the report went out");
     assert_eq!(history(&s).len(), 1, "and is recorded");
 }
+
+/// The commands whose output is their answer, into a standard output that takes no more:
+/// each fails, saying where the text was going. `check` said ok (exit 0) with its lines
+/// lost, and the others gave a bare "No space left on device".
+#[test]
+fn an_answer_that_cannot_be_written_fails_and_says_where_it_went() {
+    let s = Setup::standard();
+    s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    let Ok(full) = std::fs::File::options().write(true).open("/dev/full") else {
+        eprintln!("no /dev/full here");
+        return;
+    };
+    // The preview while there is a report to show, then the others with one in the ledger.
+    let out = s.command(&["preview"]).stdout(full.try_clone().unwrap()).output();
+    let out = Ran::from(out.unwrap());
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("cannot write to standard output: No space left on device"));
+    s.run(&["run"]).ok();
+    let commands: [&[&str]; 5] = [
+        &["check"],
+        &["history"],
+        &["history", "--json"],
+        &["contacts"],
+        &["firewall", "--provider", "aws"],
+    ];
+    for args in commands {
+        let out = s.command(args).stdout(full.try_clone().unwrap()).output();
+        let out = Ran::from(out.unwrap());
+        assert_eq!(out.code, 1, "{args:?}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("standard output: No space left on device"),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+}
