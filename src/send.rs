@@ -774,8 +774,11 @@ impl Session {
             ))
         } else if e.is_permanent() {
             SendError::Rejected(text)
-        } else if e.is_transient() && stage == Stage::Session {
-            // A 4xx to the greeting, EHLO or AUTH is the relay's "later", for every desk.
+        } else if e.is_transient() && (stage == Stage::Session || mail_system_status(e)) {
+            // A 4xx to the greeting, EHLO or AUTH is the relay's "later", for every desk; so
+            // is one whose enhanced code says the mail system itself is in trouble (RFC
+            // 3463's 4.3.x: Postfix's "452 4.3.1 Insufficient system storage", "451 4.3.0
+            // queue file write error"), whatever stage it came at.
             SendError::Transient(text)
         } else if e.is_transient() {
             SendError::Deferred(text)
@@ -783,6 +786,19 @@ impl Session {
             SendError::Transient(text)
         }
     }
+}
+
+/// Whether a server's reply begins with an enhanced status code of class 4.3 ("mail system
+/// status", RFC 3463): the server's own storage or software, not anything about the recipient.
+/// (A relay that passes on a recipient's server's word gives it a code of its own, such as
+/// Postfix's 4.1.1 for an address it could not verify.)
+fn mail_system_status(e: &lettre::transport::smtp::Error) -> bool {
+    let Some(text) = std::error::Error::source(e).map(ToString::to_string) else {
+        return false;
+    };
+    let code = text.split_whitespace().next().unwrap_or_default();
+    code.strip_prefix("4.3.")
+        .is_some_and(|n| (1..=3).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// What the system's resolver says of a name that does not exist: glibc's EAI_NONAME and

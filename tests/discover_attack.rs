@@ -205,6 +205,17 @@ fn a_desk_that_refused_is_not_written_to_again_for_each_new_address() {
 /// A small SMTP server that answers RCPT with 450 for one recipient (a relay whose recipient
 /// verification cannot reach that domain's MX) and accepts everything else.
 fn stalling_smtp(stall: &'static str) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    stalling_smtp_saying(
+        stall,
+        b"450 4.1.1 recipient address verification in progress\r\n",
+    )
+}
+
+/// [`stalling_smtp`], answering the stalled recipients with `later`.
+fn stalling_smtp_saying(
+    stall: &'static str,
+    later: &'static [u8],
+) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
     use std::io::{BufRead, BufReader, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -232,7 +243,7 @@ fn stalling_smtp(stall: &'static str) -> (u16, std::sync::Arc<std::sync::Mutex<V
                         b"250 ok\r\n"
                     } else if upper.starts_with("RCPT") {
                         if line.contains(stall) {
-                            b"450 4.1.1 recipient address verification in progress\r\n"
+                            later
                         } else {
                             rcpts.push(line.trim().to_string());
                             b"250 ok\r\n"
@@ -892,6 +903,55 @@ fn a_desk_that_defers_once_after_a_relay_outage_is_not_given_up() {
     let got = accepted.lock().unwrap().clone();
     assert!(
         got.iter().any(|m| m.contains("abuse@bbb-hoster.nl")),
+        "{got:?}"
+    );
+}
+
+/// The operator's relay is out of disk for days and says so to the one desk's recipient
+/// (Postfix's "452 4.3.1 Insufficient system storage"): the mail system's own trouble, by its
+/// enhanced code, not the desk's. The desk's report was given up after three days as if its
+/// server had deferred it; it waits, and goes out once the relay has room again.
+#[test]
+fn a_relays_own_trouble_at_a_recipient_is_not_the_desks() {
+    let (rdap, dns) = (Rdap::start(), Dns::start());
+    abuse_net(
+        &rdap,
+        &["45.1.0.9"],
+        "45.1.0.0",
+        "45.1.255.255",
+        "NET-A",
+        "abuse@hoster-a.de",
+    );
+    let (full, accepted) =
+        stalling_smtp_saying("hoster-a.de", b"452 4.3.1 Insufficient system storage\r\n");
+    let mut s = setup(&rdap, &dns, "abusix = false", "");
+    use_smtp(&s, full);
+    log(&s, &[("10:00:00", "45.1.0.9")]);
+    let first = s.run_bounded(&["run"]);
+    assert_eq!(first.code, 75, "{}", first.stderr);
+    for day in ["2026-01-27", "2026-01-28", "2026-01-29", "2026-01-30"] {
+        s.now = format!("{day}T09:00:00Z");
+        let later = s.run_bounded(&["run"]);
+        assert_eq!(later.code, 75, "{day}: {}", later.stderr);
+        assert!(
+            !later.stderr.contains("given up"),
+            "{day}: {}",
+            later.stderr
+        );
+    }
+    assert!(accepted.lock().unwrap().is_empty());
+    let (port, taken) = stalling_smtp("nobody.invalid");
+    let config = std::fs::read_to_string(s.path("config.toml")).unwrap();
+    s.write(
+        "config.toml",
+        &config.replace(&format!("port = {full}"), &format!("port = {port}")),
+    );
+    s.now = "2026-01-30T10:00:00Z".into();
+    let mended = s.run_bounded(&["run"]);
+    assert_eq!(mended.code, 0, "{}", mended.stderr);
+    let got = taken.lock().unwrap().clone();
+    assert!(
+        got.iter().any(|m| m.contains("abuse@hoster-a.de")),
         "{got:?}"
     );
 }

@@ -640,10 +640,16 @@ fn an_answer_that_cannot_be_written_fails_and_says_where_it_went() {
         return;
     };
     // The preview while there is a report to show, then the others with one in the ledger.
-    let out = s.command(&["preview"]).stdout(full.try_clone().unwrap()).output();
+    let out = s
+        .command(&["preview"])
+        .stdout(full.try_clone().unwrap())
+        .output();
     let out = Ran::from(out.unwrap());
     assert_eq!(out.code, 1, "{}", out.stderr);
-    assert!(out.stderr.contains("cannot write to standard output: No space left on device"));
+    assert!(
+        out.stderr
+            .contains("cannot write to standard output: No space left on device")
+    );
     s.run(&["run"]).ok();
     let commands: [&[&str]; 5] = [
         &["check"],
@@ -657,7 +663,8 @@ fn an_answer_that_cannot_be_written_fails_and_says_where_it_went() {
         let out = Ran::from(out.unwrap());
         assert_eq!(out.code, 1, "{args:?}: {}", out.stderr);
         assert!(
-            out.stderr.contains("standard output: No space left on device"),
+            out.stderr
+                .contains("standard output: No space left on device"),
             "{args:?}: {}",
             out.stderr
         );
