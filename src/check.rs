@@ -58,7 +58,13 @@ impl Tally {
 /// whole log (or an endless device).
 const SAMPLE_BYTES: u64 = 1 << 20;
 
+/// How many bytes of a glob's files `check` reads in all, a log host's thousands of files
+/// shared out, each at least [`SAMPLE_AT_LEAST`].
+const SAMPLES_BYTES: u64 = 16 << 20;
+const SAMPLE_AT_LEAST: u64 = 16 << 10;
+
 /// What a sample of a source's lines (the last MiB; a compressed file's first) holds.
+#[derive(Default, Clone, Copy)]
 struct Sample {
     /// Lines carrying one of the prefixes.
     carried: usize,
@@ -72,11 +78,12 @@ struct Sample {
 /// those read as packets, of how many.
 fn recent_matches(
     path: &std::path::Path,
+    bytes: u64,
     prefixes: &[String],
     settings: &Settings,
     now: DateTime<Utc>,
 ) -> std::io::Result<Sample> {
-    let sample = crate::source::sample(path, SAMPLE_BYTES)?;
+    let sample = crate::source::sample(path, bytes)?;
     // Lines end at a newline or a crash's NUL bytes, as the reader has it.
     let lines: Vec<&[u8]> = sample
         .split(|b| *b == b'\n' || *b == 0)
@@ -177,58 +184,102 @@ fn check_sources(t: &mut Tally, settings: &Settings, now: DateTime<Utc>) {
             }
         };
         let shown = path.display();
-        match crate::source::expand(path)
-            .map_err(|e| std::io::Error::other(one_line(&e)))
-            .and_then(|files| {
-                // A run opens every match, and stops at one it cannot open.
-                for other in files.iter().skip(1) {
-                    crate::source::OpenFile::open(other).map_err(|e| {
-                        std::io::Error::new(e.kind(), format!("{}: {e}", other.display()))
-                    })?;
+        let files = match crate::source::expand(path) {
+            Ok(files) if files.is_empty() => Err("no file matches".to_string()),
+            Ok(files) => Ok(files),
+            Err(e) => Err(one_line(&e)),
+        };
+        let files = match files {
+            Ok(files) => files,
+            Err(e) => {
+                t.config("source", &format!("{shown}: {e}"));
+                continue;
+            }
+        };
+        // A run opens every match, and stops at one it cannot open.
+        let unopened = (files.iter()).find_map(|file| {
+            let opened = crate::source::OpenFile::open(file);
+            opened.err().map(|e| format!("{}: {e}", file.display()))
+        });
+        if let Some(e) = unopened {
+            t.config("source", &format!("{shown}: {e}"));
+            continue;
+        }
+        // What keeps a run from a file's rotated history stops it (a folder it may not
+        // list: every run; a rotated file it may not open: the first read).
+        for problem in files
+            .iter()
+            .filter_map(|f| crate::source::history_unreadable(f))
+        {
+            t.other("source", &problem);
+        }
+        // Every file a run reads, a log host's thousands included: one host's lines in a
+        // layout the run does not read are as lost as a lone file's.
+        let each = match files.len() {
+            0..=16 => SAMPLE_BYTES,
+            n => (SAMPLES_BYTES / n as u64).max(SAMPLE_AT_LEAST),
+        };
+        let mut sum = Sample::default();
+        let mut unread: Vec<(&std::path::Path, Sample)> = Vec::new();
+        for file in &files {
+            match recent_matches(file, each, &s.prefixes, settings, now) {
+                Ok(sample) => {
+                    if sample.carried > 0 && sample.packets == 0 {
+                        unread.push((file, sample));
+                    }
+                    sum.carried += sample.carried;
+                    sum.packets += sample.packets;
+                    sum.lines += sample.lines;
                 }
-                match files.first() {
-                    Some(first) => recent_matches(first, &s.prefixes, settings, now),
-                    None => Err(std::io::Error::other("no file matches")),
-                }
-            }) {
-            Ok(Sample { lines: 0, .. }) => t.ok("source", &format!("{shown}: empty so far")),
+                Err(e) => t.config("source", &format!("{shown}: {}: {e}", file.display())),
+            }
+        }
+        let within = match files.len() {
+            1 => String::new(),
+            n => format!(" (in the ends of its {n} files)"),
+        };
+        if let Some((first, sample)) = unread.first() {
+            // The prefix is there, the layout is not one read (busybox's `kern.warn
+            // kernel:`, RFC 5424, a stamp with a fraction after the seconds): a run would
+            // count these lines as malformed or pass them over.
+            let more = match unread.len() {
+                1 => String::new(),
+                n => format!(" (and {} more of its files)", n - 1),
+            };
+            t.failing_warning(
+                "source",
+                &format!(
+                    "{}{more}: {} of the last {} lines carry {}, but none reads as a packet (`HOST kernel: PREFIX IN=... SRC=...` after a BSD or RFC 3339 time): a run would report nothing from them; see README \"How a run works\" for the layouts read",
+                    first.display(),
+                    sample.carried,
+                    sample.lines,
+                    quoted(&s.prefixes)
+                ),
+            );
+        } else if sum.lines == 0 {
+            t.ok("source", &format!("{shown}: empty so far"));
+        } else if sum.carried == 0 {
             // A run would read these lines, match nothing and move on: the history would
             // never be reported once the prefix is fixed.
-            Ok(Sample {
-                carried: 0, lines, ..
-            }) => t.failing_warning(
+            t.failing_warning(
                 "source",
                 &format!(
-                    "{shown}: none of the last {lines} lines carries {}: check `prefixes` against the log (a run would read it and report nothing)",
+                    "{shown}: none of the last {} lines{within} carries {}: check `prefixes` against the log (a run would read it and report nothing)",
+                    sum.lines,
                     quoted(&s.prefixes)
                 ),
-            ),
-            // The prefix is there, the layout is not one read (busybox's `kern.warn kernel:`,
-            // RFC 5424, a stamp with a fraction after the seconds): a run would count these
-            // lines as malformed or pass them over.
-            Ok(Sample {
-                carried,
-                packets: 0,
-                lines,
-            }) => t.failing_warning(
+            );
+        } else {
+            t.ok(
                 "source",
                 &format!(
-                    "{shown}: {carried} of the last {lines} lines carry {}, but none reads as a packet (`HOST kernel: PREFIX IN=... SRC=...` after a BSD or RFC 3339 time): a run would report nothing from them; see README \"How a run works\" for the layouts read",
-                    quoted(&s.prefixes)
+                    "{shown}: {} of the last {} lines{within} carry {}, {} of them packets",
+                    sum.carried,
+                    sum.lines,
+                    s.prefixes.join(" or "),
+                    sum.packets
                 ),
-            ),
-            Ok(Sample {
-                carried,
-                packets,
-                lines,
-            }) => t.ok(
-                "source",
-                &format!(
-                    "{shown}: {carried} of the last {lines} lines carry {}, {packets} of them packets",
-                    s.prefixes.join(" or ")
-                ),
-            ),
-            Err(e) => t.config("source", &format!("{shown}: {e}")),
+            );
         }
     }
     let mut files: Vec<(std::path::PathBuf, &[String])> = Vec::new();

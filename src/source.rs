@@ -921,6 +921,17 @@ fn siblings(path: &Path, live: Option<&OpenFile>, folders: &mut Folders) -> Sibl
         return found;
     };
     let Some(names) = folders.names(dir) else {
+        // A folder the run may enter but not list (0711): the file is read, and its rotated
+        // files are not seen, so the end of one renamed away is never read.
+        if let Err(e) = fs::read_dir(dir)
+            && e.kind() != io::ErrorKind::NotFound
+        {
+            found.unlistable = Some(format!(
+                "source {}: folder {} cannot be listed: {e}; its rotated files, which hold what no run has read yet after a rotation, are not seen until the run's user may list it",
+                path.display(),
+                dir.display()
+            ));
+        }
         return found;
     };
     let Siblings {
@@ -928,6 +939,7 @@ fn siblings(path: &Path, live: Option<&OpenFile>, folders: &mut Folders) -> Sibl
         rotated,
         unreadable,
         compressed,
+        ..
     } = &mut found;
     *listed_names = rotation_names(names, base);
     let listed: Vec<(&String, Option<u64>, std::time::SystemTime, Sibling)> = (listed_names
@@ -1057,6 +1069,8 @@ struct Siblings {
     rotated: Vec<Sibling>,
     /// Those that could not be opened (or are no regular file), each with why.
     unreadable: Vec<(io::ErrorKind, String)>,
+    /// Why the folder could not be listed, if it could not: no rotated file is seen.
+    unlistable: Option<String>,
     /// Those compressed other than with gzip, named.
     compressed: Vec<String>,
 }
@@ -1290,8 +1304,12 @@ pub fn read(
         mut rotated,
         unreadable,
         mut compressed,
+        unlistable,
         ..
     } = found;
+    if let Some(problem) = unlistable {
+        anyhow::bail!("{problem}");
+    }
     // The cursor's file neither at the path nor rotated beside it may have gone elsewhere in
     // the folder, under another name (a link moved on to the next dated file): it is found
     // there, as the newest of the files before the live one, to be read on from the cursor.
@@ -1325,6 +1343,23 @@ pub fn read(
     unreadable.append(&mut read.warnings);
     read.warnings = unreadable;
     Ok(read)
+}
+
+/// What keeps a run from the rotated files of the plain file `path`, as the run would say
+/// it: a folder it may not list (which stops every run), or a rotated file it may not open
+/// (which stops a first read, and is passed over, with a warning, by later ones).
+pub fn history_unreadable(path: &Path) -> Option<String> {
+    let live = OpenFile::open(path).ok()?;
+    let found = siblings(
+        &rotated_beside(path),
+        live.as_ref(),
+        &mut Folders::default(),
+    );
+    (found.unlistable).or_else(|| {
+        (found.unreadable.into_iter())
+            .find(|(k, _)| *k != NOT_REGULAR)
+            .map(|(_, problem)| problem)
+    })
 }
 
 /// The folder `path` is in (`.` for a bare name).
@@ -1807,6 +1842,7 @@ pub fn reread_from(path: &Path, since: Option<(i64, &mut LineParser)>) -> Result
     let Siblings {
         rotated,
         unreadable,
+        unlistable,
         ..
     } = siblings(
         &rotated_beside(path),
@@ -1814,7 +1850,15 @@ pub fn reread_from(path: &Path, since: Option<(i64, &mut LineParser)>) -> Result
         &mut Folders::default(),
     );
     // One that is no regular file (a folder named like a rotated file) holds no lines.
-    if let Some((_, problem)) = unreadable.iter().find(|(k, _)| *k != NOT_REGULAR) {
+    if let Some(problem) = (unlistable.into_iter())
+        .chain(
+            unreadable
+                .into_iter()
+                .filter(|(k, _)| *k != NOT_REGULAR)
+                .map(|(_, p)| p),
+        )
+        .next()
+    {
         anyhow::bail!("{problem}");
     }
     let oldest_first: Vec<&OpenFile> = rotated

@@ -219,6 +219,10 @@ fn a_rotated_file_the_first_read_cannot_open_is_waited_for_not_passed_over() {
     assert!(s.outbox().is_empty(), "nothing read, nothing sent");
     let preview = s.run(&["preview"]);
     assert_eq!(preview.code, 1, "{}", preview.stderr);
+    // `check` says so as the run does (it said ok).
+    let check = s.run(&["check"]);
+    assert_eq!(check.code, 1, "{}", check.stdout);
+    assert!(check.stdout.contains("rotated file"), "{}", check.stdout);
 
     // Once it can be read, the first read reads it: passed over, it was never read, not
     // even by `reread`, which counts nothing older than what was counted.
@@ -400,6 +404,55 @@ fn links_planted_in_the_state_folder_are_never_written_through() {
     s.run(&["run"]).ok();
     s.run(&["run"]).ok();
     assert_eq!(s.outbox().len(), 1);
+}
+
+/// The run's user may enter the log's folder but not list it (0711): the file is read, and
+/// its rotated files are not seen. The end of one renamed away by logrotate was never read,
+/// without a word (exit 0), and `check` said ok. The run now stops, naming the folder, and
+/// the lines are read once it may list it.
+#[test]
+fn a_log_folder_the_run_may_not_list_stops_it_rather_than_lose_the_rotated_end() {
+    let s = Setup::standard();
+    s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    let Some(first) = as_service_user(&s, &["run"]) else {
+        eprintln!("not root: no run as another user here");
+        return;
+    };
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    fs::set_permissions(s.dir.path(), fs::Permissions::from_mode(0o711)).unwrap();
+    // Logged after the run, then rotated away.
+    let mut log = fs::read_to_string(s.path("messages")).unwrap();
+    log.push_str(&drop_line("10:05:00", "3.5.140.3", "TCP", 22));
+    s.write("messages", &log);
+    fs::rename(s.path("messages"), s.path("messages.1")).unwrap();
+    s.write("messages", &drop_line("10:10:00", "3.5.140.4", "TCP", 22));
+    let as_user = |args: &[&str]| {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = s.command(args);
+        cmd.uid(65534).gid(65534);
+        Ran::from(cmd.output().unwrap())
+    };
+    let stopped = as_user(&["run"]);
+    assert_eq!(stopped.code, 1, "{}", stopped.stderr);
+    assert!(
+        stopped.stderr.contains("cannot be listed"),
+        "{}",
+        stopped.stderr
+    );
+    let check = as_user(&["check"]);
+    assert_eq!(check.code, 1, "{}", check.stdout);
+    assert!(
+        check.stdout.contains("cannot be listed"),
+        "{}",
+        check.stdout
+    );
+    assert_eq!(s.outbox().len(), 1, "nothing more sent");
+
+    fs::set_permissions(s.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    as_user(&["run"]).ok();
+    let mut reported: Vec<String> = s.reported().concat();
+    reported.sort();
+    assert_eq!(reported, ["3.5.140.2", "3.5.140.3", "3.5.140.4"]);
 }
 
 /// Runs `args` as the unprivileged user 65534 on `s`, its state and outbox that user's;

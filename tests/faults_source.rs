@@ -258,6 +258,43 @@ fn check_warns_when_no_line_carries_a_prefix() {
     assert!(out.stdout.contains("empty so far"), "{}", out.stdout);
 }
 
+/// A glob's files are each looked at by `check`, not only the first: another host's lines in
+/// a layout the run does not read passed `check`, and the run moved past them reporting
+/// nothing from that host; and a first host with nothing dropped yet failed `check` while the
+/// run reported the others.
+#[test]
+fn check_looks_at_every_file_of_a_glob() {
+    let config = standard_config("").replace("{dir}/messages", "{dir}/hosts/*.log");
+    let s = Setup::new(&config);
+    std::fs::create_dir(s.path("hosts")).unwrap();
+    s.write("hosts/a.log", &lines("Jan 25", 0, A, 3));
+    let busybox = lines("Jan 25", 0, A, 3).replace("web1 kernel:", "router kern.warn kernel:");
+    s.write("hosts/b.log", &busybox);
+    let out = s.run(&["check"]);
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(
+        out.stdout.contains(&format!(
+            "warning source     {}: 3 of the last 3 lines carry \"INPUT-DROP:\", but none reads as a packet",
+            s.path("hosts/b.log").display()
+        )),
+        "{}",
+        out.stdout
+    );
+    // A quiet first host, a second one dropping: what a run reads is fine.
+    s.write(
+        "hosts/a.log",
+        "Jan 25 10:00:00 web1 sshd[1]: session opened\n",
+    );
+    s.write("hosts/b.log", &lines("Jan 25", 0, A, 3));
+    let out = s.run(&["check"]);
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    assert!(
+        out.stdout.contains("in the ends of its 2 files"),
+        "{}",
+        out.stdout
+    );
+}
+
 /// Lines that carry the prefix in a layout a run does not read (busybox syslogd puts the
 /// facility and level before the tag; RFC 5424 has no `kernel:` tag at all): `check` and
 /// the first run say the prefix is there and the layout is the trouble, not "check
