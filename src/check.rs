@@ -343,7 +343,11 @@ fn check_providers(t: &mut Tally, settings: &Settings) -> Vec<Provider> {
 fn check_asn_db(t: &mut Tally, settings: &Settings, now: DateTime<Utc>) {
     match &settings.asn_db {
         None => t.ok("asn_db", "not configured: reports carry no AS numbers"),
-        Some(path) => match AsnDb::open(path) {
+        Some(path) => match AsnDb::open(path).and_then(|db| {
+            db.verify()
+                .map_err(|e| anyhow::anyhow!("asn_db {}: {e}", path.display()))?;
+            Ok(db)
+        }) {
             Ok(db) => {
                 let built = db
                     .built

@@ -25,6 +25,9 @@ pub struct AsnDb {
     reader: maxminddb::Reader<Vec<u8>>,
     pub database_type: String,
     pub built: Option<DateTime<Utc>>,
+    /// The first lookup that failed: a damaged file (a bad block, a download cut short over
+    /// the old one) opens, and then answers some or all lookups with errors.
+    damage: std::sync::OnceLock<String>,
 }
 
 #[derive(Deserialize)]
@@ -50,28 +53,70 @@ impl AsnDb {
             );
         }
         let built = DateTime::from_timestamp(reader.metadata().build_epoch as i64, 0);
-        Ok(AsnDb {
+        let db = AsnDb {
             reader,
             database_type,
             built,
-        })
+            damage: std::sync::OnceLock::new(),
+        };
+        // A damaged search tree opens: a few lookups across the address space find most
+        // damage at once (one at its top fails every lookup), rather than the run taking the
+        // addresses for no one's.
+        for ip in probes() {
+            db.lookup(ip);
+            if let Some(damage) = db.damage() {
+                bail!("asn_db {shown}: the file is damaged: {damage}");
+            }
+        }
+        Ok(db)
     }
 
-    /// The AS of `ip`; `None` when the database has no record (or a broken one) for it.
+    /// The AS of `ip`; `None` when the database has no record for it, or when its record
+    /// cannot be read (kept, for [`AsnDb::damage`]).
     pub fn lookup(&self, ip: IpAddr) -> Option<AsnInfo> {
         let ip = canonical(ip);
-        let found = self.reader.lookup(ip).ok()?;
-        let record: AsnRecord<'_> = found.decode().ok()??;
+        // An IPv4 database knows no IPv6 address, and says so as an error.
+        if ip.is_ipv6() && self.reader.metadata().ip_version == 4 {
+            return None;
+        }
+        let record = (self.reader.lookup(ip))
+            .and_then(|found| found.decode::<AsnRecord<'_>>())
+            .map_err(|e| {
+                let _ = self.damage.set(format!("looking up {ip} fails: {e}"));
+            })
+            .ok()??;
         Some(AsnInfo {
             asn: record.autonomous_system_number?,
             org: record.autonomous_system_organization.map(str::to_string),
         })
     }
 
+    /// Why a lookup failed, if one did: the file is damaged.
+    pub fn damage(&self) -> Option<&str> {
+        self.damage.get().map(String::as_str)
+    }
+
+    /// Every record of the file checked (a full pass: `check`'s, not every run's).
+    pub fn verify(&self) -> Result<()> {
+        self.reader
+            .verify()
+            .map_err(|e| anyhow::anyhow!("the file is damaged: {e}"))
+    }
+
     /// Days since the database was built, as of `now`.
     pub fn age_days(&self, now: DateTime<Utc>) -> Option<i64> {
         self.built.map(|b| (now - b).num_days())
     }
+}
+
+/// Addresses an opened database is asked about at once: the first of each IPv4 /8 that is
+/// routed, and of the IPv6 regional blocks.
+fn probes() -> impl Iterator<Item = IpAddr> {
+    let v4 = (1..=223u8).map(|a| IpAddr::from([a, 0, 0, 1]));
+    let v6 = [0x2001u16, 0x2400, 0x2600, 0x2800, 0x2a00, 0x2c00]
+        .into_iter()
+        .map(|a| IpAddr::from([a, 0, 0, 0, 0, 0, 0, 1]));
+    v4.chain(v6)
 }
 
 /// A selected IP with everything known about it: what a report lists.

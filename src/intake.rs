@@ -632,13 +632,27 @@ pub(crate) fn ingest(
     options: &Options<'_>,
     leaving_out: &[String],
 ) -> Result<(Intake, Ledger)> {
-    read_again_if_rewritten(options.verbosity, || match state {
+    let read = read_again_if_rewritten(options.verbosity, || match state {
         // The read's many small questions (a cursor and a flag for each file of a glob, of
         // which a log host has thousands) share one read transaction: each on its own took
         // and gave back the file's lock.
         Some(s) => s.reading(|| ingest_once(world, state, options, leaving_out)),
         None => ingest_once(world, state, options, leaving_out),
-    })
+    })?;
+    // Addresses a damaged ASN database could not answer for were taken for no provider's (an
+    // `asns` provider's reports never made): nothing of the read is kept, and it is read
+    // again once the file is mended.
+    if let (Some(path), Some(damage)) = (
+        &world.settings.asn_db,
+        world.asn_db.as_ref().and_then(AsnDb::damage),
+    ) {
+        return Err(ConfigError(format!(
+            "asn_db {}: the file is damaged: {damage}; nothing read was kept, and the run reads it again once the file is replaced",
+            path.display()
+        ))
+        .into());
+    }
+    Ok(read)
 }
 
 /// `read()` again while a log was rewritten in place during its own read (`copytruncate`

@@ -295,6 +295,50 @@ fn provider_matched_by_asn_alone() {
     assert!(out.stderr.contains("asn_db"), "{}", out.stderr);
 }
 
+/// A damaged ASN database opens (its metadata is at the end): lookups then fail, and a
+/// provider matched by `asns` had every address taken for no one's, with exit 0 and no
+/// word, while `check` said ok. Damage at the top of the search tree is found when the file is
+/// opened; damage only some addresses meet, when they are looked up: the run stops (78)
+/// keeping nothing it read, and reports them once the file is replaced.
+#[test]
+fn a_damaged_asn_database_stops_the_run_rather_than_lose_its_providers_addresses() {
+    let config =
+        matched_by_as16509().replace("{repo}/fixtures/asn/example-asn.mmdb", "{dir}/asn.mmdb");
+    let s = Setup::new(&config);
+    s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    let intact = std::fs::read(repo().join("fixtures/asn/example-asn.mmdb")).unwrap();
+    // The top of the search tree overwritten: no lookup works.
+    let mut top = intact.clone();
+    top[..64].fill(0xff);
+    std::fs::write(s.path("asn.mmdb"), &top).unwrap();
+    let out = s.run(&["run"]);
+    assert_eq!(out.code, 78, "{}", out.stderr);
+    assert!(out.stderr.contains("is damaged"), "{}", out.stderr);
+    // Amazon's record alone broken: the addresses probed at opening are no one's, and the
+    // attacker's lookup is the one that fails.
+    let mut record = intact.clone();
+    let at = (record.windows(16))
+        .position(|w| w == b"Amazon.com, Inc.")
+        .unwrap();
+    record[at - 1] = 0;
+    std::fs::write(s.path("asn.mmdb"), &record).unwrap();
+    let out = s.run(&["run"]);
+    assert_eq!(out.code, 78, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("is damaged") && out.stderr.contains("3.5.140.2"),
+        "{}",
+        out.stderr
+    );
+    assert!(s.outbox().is_empty());
+    let check = s.run(&["check"]);
+    assert_eq!(check.code, 78, "{}", check.stdout);
+    assert!(check.stdout.contains("is damaged"), "{}", check.stdout);
+    // Mended: the address read before is read again and reported.
+    std::fs::write(s.path("asn.mmdb"), &intact).unwrap();
+    s.run(&["run"]).ok();
+    assert_eq!(s.reported(), vec![vec!["3.5.140.2".to_string()]]);
+}
+
 /// IPv4's old `::a.b.c.d` form and a 6to4 address carry an IPv4 address an ASN database
 /// answers for: neither is an AS16509 host to report, and both are listed in no provider,
 /// not lost between the two.
