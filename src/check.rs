@@ -385,15 +385,16 @@ fn check_templates(t: &mut Tally, settings: &Settings, names: &[&str], now: Date
             // Each provider's, as its reports render them (its own templates where
             // `templates_dir/<provider>/` has them), and the shared ones, which discovered
             // desks get.
-            let desks = names.iter().copied().chain(["sample"]);
+            let desks = (names.iter().map(|n| (*n, false))).chain([("sample", true)]);
             let mut errors: Vec<String> = Vec::new();
-            for desk in desks {
-                let mut sample =
-                    Report::new(desk, &[], &[], None, &settings.report, settings.zone, now);
-                if let Err(e) = templates.render(&mut sample) {
-                    let e = one_line(&e);
-                    if !errors.contains(&e) {
-                        errors.push(e);
+            for (desk, discovered) in desks {
+                for whole in [true, false] {
+                    let mut sample = sample_report(desk, discovered, whole, settings, now);
+                    if let Err(e) = templates.render(&mut sample) {
+                        let e = one_line(&e);
+                        if !errors.contains(&e) {
+                            errors.push(e);
+                        }
                     }
                 }
             }
@@ -414,6 +415,131 @@ fn check_templates(t: &mut Tally, settings: &Settings, names: &[&str], now: Date
         }
         Err(e) => t.config("templates", &one_line(&e)),
     }
+}
+
+/// A report such as runs make for `desk` (a `discovered` one's digest, or a provider's), to
+/// render the templates with: every branch a real report can take is taken by one of the two
+/// kinds. A `whole` one is the only part, of two addresses: one with everything a record can
+/// hold (a range with its words, an AS, ports, a re-report), one seen over ICMP alone with
+/// nothing known of it. The other is part 2 of 3, of the bare address, with addresses left
+/// for later and a desk known only by its address.
+fn sample_report(
+    desk: &str,
+    discovered: bool,
+    whole: bool,
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> Report {
+    use crate::enrich::{AsnInfo, Attacker, Reported};
+    use crate::ingest::{Name, Observation};
+    let time = now.timestamp() - 3600;
+    let (full_ip, bare_ip): (std::net::IpAddr, std::net::IpAddr) = (
+        std::net::Ipv4Addr::new(192, 0, 2, 10).into(),
+        std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x20).into(),
+    );
+    let mut full = Observation::new(full_ip, time);
+    full.last_seen = time + 60;
+    full.hits = 12;
+    full.protocols.insert(Name::from("TCP"));
+    full.dst_ports.extend([22, 443]);
+    full.src_ports.insert(51234);
+    full.dsts
+        .insert(std::net::Ipv4Addr::new(198, 51, 100, 1).into());
+    full.hosts.insert(Name::from("web1"));
+    let mut bare = Observation::new(bare_ip, time);
+    bare.hits = 1;
+    bare.protocols.insert(Name::from("ICMPv6"));
+    let range = crate::provider::RangeInfo {
+        prefix: "192.0.2.0/24".parse().expect("a prefix"),
+        region: Some("eu-west-1".into()),
+        services: vec!["EC2".into()],
+        network_border_group: Some("eu-west-1".into()),
+    };
+    let attackers = match whole {
+        true => vec![
+            Attacker {
+                observation: full,
+                range: Some(range),
+                asn: Some(AsnInfo {
+                    asn: 64496,
+                    org: Some("Example AS".into()),
+                }),
+                rereport: true,
+                before: Some(Reported {
+                    at: time - 86_400 * 30,
+                    hits: 3,
+                    first_seen: time,
+                }),
+            },
+            Attacker {
+                observation: bare.clone(),
+                range: None,
+                asn: None,
+                rereport: false,
+                before: None,
+            },
+        ],
+        false => vec![Attacker {
+            observation: bare,
+            range: None,
+            asn: None,
+            rereport: false,
+            before: None,
+        }],
+    };
+    let line = |ip: std::net::IpAddr, at: i64| crate::excerpt::EvidenceLine {
+        time: at,
+        ip,
+        text: format!(
+            "Jan  1 00:00:00 web1 kernel: INPUT-DROP:IN=eth0 OUT= SRC={ip} DST=198.51.100.1 LEN=60 PROTO=TCP SPT=51234 DPT=22"
+        ),
+    };
+    let pool: Vec<_> = (attackers.iter())
+        .map(|a| line(a.observation.ip, a.observation.first_seen))
+        .collect();
+    let window = crate::excerpt::Window {
+        start: time,
+        count: pool.len() as u64,
+        lines: pool.clone(),
+    };
+    let to: Vec<lettre::message::Mailbox> = match discovered {
+        true => "abuse@hoster.example".parse().into_iter().collect(),
+        false => (settings.providers.iter())
+            .find(|p| p.name == desk)
+            .map(|p| p.to.clone())
+            .unwrap_or_default(),
+    };
+    let contact = discovered.then(|| crate::render::Desk {
+        address: "abuse@hoster.example".into(),
+        source: "rdap".into(),
+        network: whole.then(|| "192.0.2.0/24".into()),
+        handle: whole.then(|| "NET-EXAMPLE".into()),
+        origin: "https://rdap.example/ip/192.0.2.10".into(),
+        abusix_also: whole.then(|| crate::render::AbusixAlso {
+            addresses: 1,
+            origin: "20.0.db8.2.0.0.1.0.0.2.abuse-contacts.abusix.zone".into(),
+        }),
+    });
+    let (part, parts, later) = match whole {
+        true => (1, 1, 0),
+        false => (2, 3, 5),
+    };
+    let mut report = Report::new(
+        desk,
+        &to,
+        &attackers,
+        Some(&window),
+        &settings.report,
+        settings.zone,
+        now,
+    )
+    .part(part, parts)
+    .later(later)
+    .for_desk(contact)
+    .with_evidence(&pool, &settings.report, usize::MAX);
+    report.name_attachments(&settings.report);
+    report.excerpt_window_at_least = !whole;
+    report
 }
 
 /// The state opens and belongs to this configuration.

@@ -824,11 +824,11 @@ impl Templates {
             if let Some(text) = &shared {
                 overrides.push((name.to_string(), text.clone()));
             }
+            // A provider's own, where it has one; the others render the shared one under its
+            // own name, which is the name an error gives.
             for provider in providers {
-                let own = read_override(dir, Some(provider), name)?;
-                let text = own.as_deref().or(shared.as_deref()).unwrap_or(default);
-                add(&mut tera, &format!("{provider}/{name}"), text, dir)?;
-                if let Some(text) = own {
+                if let Some(text) = read_override(dir, Some(provider), name)? {
+                    add(&mut tera, &format!("{provider}/{name}"), &text, dir)?;
                     overrides.push((format!("{provider}/{name}"), text));
                 }
             }

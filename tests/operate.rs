@@ -670,3 +670,41 @@ fn an_answer_that_cannot_be_written_fails_and_says_where_it_went() {
         );
     }
 }
+
+/// `check` renders the templates as reports are: with addresses. It rendered them with none,
+/// so a mistake inside `{% for ip in ips %}` passed it and failed every run (78), while
+/// `{{ ips[0].ip }}`, which every report can render, failed it. And the run's error named
+/// `aws/body.txt`, a file nobody wrote, for the shared `body.txt`.
+#[test]
+fn check_renders_the_templates_with_addresses_as_reports_do() {
+    let s = Setup::new(&standard_config("templates_dir = \"{dir}/templates\""));
+    s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    std::fs::create_dir(s.path("templates")).unwrap();
+    let body = std::fs::read_to_string(repo().join("templates/body.txt")).unwrap();
+    s.write(
+        "templates/body.txt",
+        &format!("{body}{{% for i in ips %}}{{{{ i.adress }}}}{{% endfor %}}\n"),
+    );
+    let check = s.run(&["check"]);
+    assert_eq!(check.code, 78, "{}", check.stdout);
+    assert!(
+        check.stdout.contains("template body.txt") && check.stdout.contains("adress"),
+        "{}",
+        check.stdout
+    );
+    let run = s.run(&["run"]);
+    assert_eq!(run.code, 78, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("template body.txt") && !run.stderr.contains("aws/body.txt"),
+        "{}",
+        run.stderr
+    );
+    s.write(
+        "templates/body.txt",
+        &format!("{body}First: {{{{ ips[0].ip }}}}\n"),
+    );
+    let check = s.run(&["check"]);
+    assert_eq!(check.code, 0, "{}", check.stdout);
+    let run = s.run(&["run"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}
