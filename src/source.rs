@@ -512,6 +512,19 @@ fn is_rotation_suffix(suffix: &[u8]) -> bool {
         || year
 }
 
+/// The digits of a dated rotation suffix (`-20260102`, `-2026-01-02.gz`), which sort as the
+/// dates do; `None` for logrotate's numbering (`.1`), or a suffix with fewer than six digits.
+fn date_digits(suffix: &str) -> Option<String> {
+    if suffix.starts_with('.') && suffix[1..].bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let body = (std::iter::once(".gz").chain(OTHER_COMPRESSIONS.iter().map(|(ext, _, _)| *ext)))
+        .find_map(|ext| suffix.strip_suffix(ext))
+        .unwrap_or(suffix);
+    let digits: String = body.chars().filter(char::is_ascii_digit).collect();
+    (digits.len() >= 6).then_some(digits)
+}
+
 /// The first line of a stream, newline included, at most [`FINGERPRINT_LEN`] bytes.
 fn first_line(reader: impl Read) -> io::Result<Vec<u8>> {
     let mut head = Vec::with_capacity(FINGERPRINT_LEN);
@@ -997,10 +1010,22 @@ fn siblings(path: &Path, live: Option<&OpenFile>, folders: &mut Folders) -> Sibl
     };
     let mut listed: Vec<_> = (listed.into_iter())
         .filter(|(name, ..)| !being_compressed(name))
-        .map(|(_, number, modified, sibling)| (number, modified, sibling))
+        .map(|(name, number, modified, sibling)| {
+            (number, modified, sibling, date_digits(&name[base.len()..]))
+        })
         .collect();
-    if listed.iter().all(|(n, _, _)| n.is_some()) {
-        listed.sort_by_key(|(n, _, _)| *n);
+    // Dated names (logrotate's `dateext`) sort as their dates: logrotate requires them to
+    // sort lexically, and a file's time is not its place (a `.gz` written by `gzip -c` has
+    // the time it was compressed at, after the newer dated file's).
+    let dated_alike = (listed.first())
+        .and_then(|(_, _, _, d)| d.as_ref().map(String::len))
+        .is_some_and(|len| {
+            (listed.iter()).all(|(_, _, _, d)| d.as_ref().map(String::len) == Some(len))
+        });
+    if listed.iter().all(|(n, ..)| n.is_some()) {
+        listed.sort_by_key(|(n, ..)| *n);
+    } else if dated_alike {
+        listed.sort_by(|a, b| b.3.cmp(&a.3).then_with(|| b.1.cmp(&a.1)));
     } else {
         listed.sort_by(|a, b| {
             b.1.cmp(&a.1)
@@ -1011,7 +1036,7 @@ fn siblings(path: &Path, live: Option<&OpenFile>, folders: &mut Folders) -> Sibl
     // opens of the two. It is one file, read once, under the place it was listed at first.
     let mut identities = std::collections::HashSet::new();
     *rotated = (listed.into_iter())
-        .map(|(_, _, s)| s)
+        .map(|(_, _, s, _)| s)
         .filter(|s| identities.insert((s.open.dev, s.open.ino)))
         .collect();
     #[cfg(test)]

@@ -1310,6 +1310,46 @@ fn a_compressed_dated_file_newer_by_its_time_than_the_cursors_is_not_read_again(
     assert_eq!((hits[a], hits[b], hits[c]), (2, 2, 2), "{}", out.stderr);
 }
 
+/// Two `dateext` rotations between runs (the timer off for a day), with `delaycompress`: the
+/// older dated file is compressed by a tool that gives the `.gz` its own time, later than the
+/// newer dated file's. Sorted by time, the newer dated file, which no run had read, came
+/// after the one the cursor was in and was taken for older history: never read. Dated names
+/// sort as their dates.
+#[test]
+fn two_dated_rotations_between_runs_are_read_in_their_dates_order() {
+    let s = Setup::standard();
+    let (a, b, c, d) = ("3.5.140.2", "3.5.140.3", "3.5.140.4", "3.5.140.5");
+    s.write("messages", &minutes(a, 0, 2));
+    s.run(&["run"]).ok();
+    s.append("messages", &minutes(b, 2, 2));
+    fs::rename(s.path("messages"), s.path("messages-20260124")).unwrap();
+    s.write("messages", &minutes(c, 10, 2));
+    fs::rename(s.path("messages"), s.path("messages-20260125")).unwrap();
+    s.write("messages", &minutes(d, 20, 2));
+    gzip_in_place(&s, "messages-20260124");
+    let now = std::time::SystemTime::now();
+    let at = |name: &str, time| {
+        let file = fs::File::options().write(true).open(s.path(name)).unwrap();
+        file.set_modified(time).unwrap();
+    };
+    at(
+        "messages-20260124.gz",
+        now + std::time::Duration::from_secs(60),
+    );
+    at(
+        "messages-20260125",
+        now - std::time::Duration::from_secs(60),
+    );
+    let out = s.run(&["-v", "run"]).ok();
+    let hits = observed_hits(&s);
+    assert_eq!(
+        (hits.get(a), hits.get(b), hits.get(c), hits.get(d)),
+        (Some(&2), Some(&2), Some(&2), Some(&2)),
+        "{}",
+        out.stderr
+    );
+}
+
 /// The packets of `ip` at minutes `from..from + n` past 10:00, one a minute.
 fn minutes(ip: &str, from: u32, n: u32) -> String {
     (from..from + n)
