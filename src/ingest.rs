@@ -1858,6 +1858,10 @@ pub struct Ingest<'a> {
     /// Per prefix of the source being read: packets logged up to this time were counted by
     /// an earlier read (a source read again after `reread`), and are not counted twice.
     counted_before: Vec<Option<i64>>,
+    /// The last packet time an earlier run counted from the file being read (of any of its
+    /// prefixes): what a read of a file cut back in place passes over (see
+    /// [`Ingest::pass_over_counted_earlier`]).
+    counted_earlier: Option<i64>,
     /// Per prefix of the source being read: the last packet time counted as a hit.
     counted_until: Vec<Option<i64>>,
     /// Told how many bytes each read took, for a progress display.
@@ -2079,6 +2083,7 @@ impl<'a> Ingest<'a> {
             stale_after: None,
             answers_are_hits: true,
             counted_before: Vec::new(),
+            counted_earlier: None,
             counted_until: Vec::new(),
             progress: None,
             buffer: BUFFER,
@@ -2128,6 +2133,7 @@ impl<'a> Ingest<'a> {
         self.end_source();
         self.trackers = self.new_trackers();
         self.counted_before.clear();
+        self.counted_earlier = None;
         self.counted_until.clear();
     }
 
@@ -2136,6 +2142,23 @@ impl<'a> Ingest<'a> {
     /// in `lines_counted_before`), so that no packet counts twice.
     pub fn counted_before(&mut self, until: Vec<Option<i64>>) {
         self.counted_before = until;
+    }
+
+    /// For the file about to be read: the last packet time an earlier run counted from it.
+    pub fn counted_earlier(&mut self, until: Option<i64>) {
+        self.counted_earlier = until;
+    }
+
+    /// Until the returned rule is given back to [`Ingest::counted_before`], packets logged up
+    /// to [`Ingest::counted_earlier`] are passed over as counted: a file cut back in place (a
+    /// crash that lost its unwritten end, `truncate -s`) and written on is read from its
+    /// start, where the lines an earlier run counted are still.
+    pub fn pass_over_counted_earlier(&mut self) -> Vec<Option<i64>> {
+        let earlier = self.counted_earlier;
+        let rule = (0..self.finders.len())
+            .map(|k| self.counted_before.get(k).copied().flatten().max(earlier))
+            .collect();
+        std::mem::replace(&mut self.counted_before, rule)
     }
 
     /// Per prefix of the source begun last, the last packet time counted as a hit.
@@ -2195,6 +2218,7 @@ impl<'a> Ingest<'a> {
             stale_after: self.stale_after,
             answers_are_hits: self.answers_are_hits,
             counted_before: self.counted_before.clone(),
+            counted_earlier: None,
             counted_until: Vec::new(),
             progress: self.progress,
             buffer: self.buffer,

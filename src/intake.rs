@@ -793,6 +793,15 @@ fn ingest_once(
         Some(s) if settings.zone.may_repeat_times() => s.last_counted()?,
         _ => HashMap::new(),
     };
+    // What earlier runs counted of each file, for one found cut back in place.
+    let earlier = match state {
+        Some(s) if !settings.zone.may_repeat_times() => s.last_counted()?,
+        _ => HashMap::new(),
+    };
+    let earlier = match settings.zone.may_repeat_times() {
+        true => &resumed,
+        false => &earlier,
+    };
     // The files that gave packets this run, with their sources' prefixes: two copies of one
     // log among them are said (see `crate::overlap`).
     let mut with_packets: Vec<(PathBuf, &[String])> = Vec::new();
@@ -835,6 +844,7 @@ fn ingest_once(
                     };
                     // Each file of a glob is a timeline of its own.
                     scan.begin_source(parser(&source_cfg.prefixes));
+                    scan.counted_earlier(earlier.get(&key).copied());
                     // Read again after `reread`: what an earlier read counted is not counted
                     // twice (a packet logged up to the last one counted, per prefix).
                     let reread = match (state, cursor.as_ref()) {

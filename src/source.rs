@@ -584,6 +584,25 @@ fn same_start(then: &[u8], now: &[u8]) -> bool {
     now.starts_with(then)
 }
 
+/// Whether the live file, the cursor's own and at least as long as its offset, holds
+/// something other than a line's end just before it: cut back in place (a crash that lost
+/// what was not on the disk yet, `truncate -s`) and written on past the offset since, so that
+/// the offset is in the middle of a line written later. (A cursor always stops after a line
+/// end: a newline, or a crash's NUL bytes.)
+fn cut_back_and_rewritten(live: &OpenFile, cursor: &Cursor) -> io::Result<bool> {
+    if (live.dev, live.ino) != (cursor.dev, cursor.ino)
+        || live.gzip
+        || cursor.offset == 0
+        || live.size < cursor.offset
+    {
+        return Ok(false);
+    }
+    let mut before = Vec::with_capacity(1);
+    live.at_until(cursor.offset - 1, cursor.offset)
+        .read_to_end(&mut before)?;
+    Ok(before.first().is_some_and(|b| !matches!(b, b'\n' | 0)))
+}
+
 /// Whether the live file, the cursor's own (same inode, same first line) and at least as long
 /// as the cursor's offset, was copied away and truncated (logrotate's `copytruncate`) and
 /// written past the offset again since: a rotated file the cursor did not know starts like
@@ -1462,8 +1481,9 @@ fn read_opened(
 ) -> Result<SourceRead> {
     let shown = path.display();
     if let (Some(n), Some(file), Some(c)) = (now.as_mut(), live.as_ref(), cursor) {
-        n.rewritten =
-            copied_and_rewritten(file, c, rotated).with_context(|| format!("source {shown}"))?;
+        n.rewritten = copied_and_rewritten(file, c, rotated)
+            .and_then(|copied| Ok(copied || cut_back_and_rewritten(file, c)?))
+            .with_context(|| format!("source {shown}"))?;
     }
     if now.is_none() && cursor.is_none() {
         anyhow::bail!("source {shown}: no such file");
@@ -1576,7 +1596,22 @@ fn read_opened(
                     .with_context(|| format!("source {shown}"))?,
                 _ => copied,
             };
-            let end = read_reporting(path, file, from, ingest, &mut warnings)?;
+            // The cursor's own file, with the text it began with, read again from its start
+            // where no copy of it was found: cut back in place (a crash that lost what was
+            // not written to the disk yet, `truncate -s`) and perhaps written on. What is
+            // left of the text an earlier run counted is passed over, as after `reread`.
+            let cut_back = matches!(&decision, Decision::Restarted(c) if c.previous.is_none())
+                && cursor.is_some_and(|c| {
+                    (c.dev, c.ino) == (now.dev, now.ino)
+                        && known_by_first_line(&c.fingerprint)
+                        && same_start(&c.fingerprint, &now.fingerprint)
+                });
+            let rule = cut_back.then(|| ingest.pass_over_counted_earlier());
+            let end = read_reporting(path, file, from, ingest, &mut warnings);
+            if let Some(rule) = rule {
+                ingest.counted_before(rule);
+            }
+            let end = end?;
             // Truncated and written past the read's place while it was read (`copytruncate`
             // during the read), the file gave the read the new text's bytes at the old text's
             // offsets, lines of neither: what this run read cannot be kept, and it reads again.

@@ -1350,6 +1350,68 @@ fn two_dated_rotations_between_runs_are_read_in_their_dates_order() {
     );
 }
 
+/// A log cut back in place, its first line kept (a crash that lost what was not on the disk
+/// yet, `truncate -s`), then written on. Written past the cursor, the run read on from the
+/// cursor, in the middle of a new line, and the new lines before it were never read;
+/// written less, the file was read from its start and the lines left of the earlier read
+/// counted twice (an address logged once passed `min_hits = 2`). The file is read from its
+/// start, passing over what an earlier run counted.
+#[test]
+fn a_log_cut_back_in_place_and_written_on_is_read_once() {
+    for more in [true, false] {
+        let s = Setup::standard();
+        let earlier: Vec<String> = (0..10)
+            .map(|k| {
+                drop_line(
+                    &format!("10:0{k}:00"),
+                    &format!("3.5.140.{}", 10 + k),
+                    "TCP",
+                    22,
+                )
+            })
+            .collect();
+        s.write("messages", &earlier.concat());
+        s.run(&["run"]).ok();
+        // The last five lines lost, then new ones.
+        let kept: usize = earlier[..5].iter().map(String::len).sum();
+        let file = fs::File::options()
+            .write(true)
+            .open(s.path("messages"))
+            .unwrap();
+        file.set_len(kept as u64).unwrap();
+        let n = if more { 8 } else { 2 };
+        let later: String = (0..n)
+            .map(|k| {
+                drop_line(
+                    &format!("11:0{k}:00"),
+                    &format!("3.5.140.{}", 100 + k),
+                    "TCP",
+                    22,
+                )
+            })
+            .collect();
+        s.append("messages", &later);
+        let out = s.run(&["-v", "run"]).ok();
+        let hits = observed_hits(&s);
+        for k in 0..10 {
+            assert_eq!(
+                hits.get(&format!("3.5.140.{}", 10 + k)),
+                Some(&1),
+                "{more}: {}",
+                out.stderr
+            );
+        }
+        for k in 0..n {
+            assert_eq!(
+                hits.get(&format!("3.5.140.{}", 100 + k)),
+                Some(&1),
+                "{more}: {}",
+                out.stderr
+            );
+        }
+    }
+}
+
 /// The packets of `ip` at minutes `from..from + n` past 10:00, one a minute.
 fn minutes(ip: &str, from: u32, n: u32) -> String {
     (from..from + n)
