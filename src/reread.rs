@@ -58,7 +58,13 @@ pub fn reread(
     }
     for file in files(config, wanted, &state)? {
         let mut parser = LineParser::new(&config.prefixes, settings.zone, now);
-        let from = source::reread_from(&file, since.map(|t| (t.timestamp(), &mut parser)))?;
+        let key = file.to_string_lossy().into_owned();
+        let current = match since {
+            Some(_) => state.cursor(&key)?,
+            None => None,
+        };
+        let since_at = since.map(|t| (t.timestamp(), &mut parser));
+        let from = source::reread_from(&file, since_at, current.as_ref())?;
         let shown = file.display();
         match &from.start {
             RereadStart::Oldest => tell(format_args!(
@@ -71,11 +77,15 @@ pub fn reread(
             RereadStart::NothingSince => tell(format_args!(
                 "source {shown}: nothing logged since {since_text}; the next run reads what is written from now on"
             )),
+            // Left as it is: moved on to the point, it would pass over lines no run read.
+            RereadStart::Behind => {
+                tell(format_args!(
+                    "source {shown}: the last run stopped before {since_text}; the next run reads on from there, which reads everything since"
+                ));
+                continue;
+            }
         }
-        cursors.push((
-            file.to_string_lossy().into_owned(),
-            StoredCursor::File(from.cursor),
-        ));
+        cursors.push((key, StoredCursor::File(from.cursor)));
     }
     state.set_cursors(&cursors, &utc_text(now))?;
     Ok(EXIT_OK)

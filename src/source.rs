@@ -1884,12 +1884,19 @@ pub enum RereadStart {
     At(PathBuf, u64),
     /// Nothing was logged since then: at the end of the live file.
     NothingSince,
+    /// The source's cursor is before that point already: the next run reads on from it, and
+    /// so reads everything since then, and what no run read before it.
+    Behind,
 }
 
 /// The cursor that makes the next run read the source at `path` again: from the start of its
 /// oldest rotated file, or, with `since` (Unix seconds), from the first packet logged at or
 /// after that time (a log's files are in time order: what precedes it is not read again).
-pub fn reread_from(path: &Path, since: Option<(i64, &mut LineParser)>) -> Result<RereadFrom> {
+pub fn reread_from(
+    path: &Path,
+    since: Option<(i64, &mut LineParser)>,
+    current: Option<&Cursor>,
+) -> Result<RereadFrom> {
     let shown = path.display();
     let Some((since, parser)) = since else {
         return Ok(RereadFrom {
@@ -1927,10 +1934,26 @@ pub fn reread_from(path: &Path, since: Option<(i64, &mut LineParser)>) -> Result
         .map(|s| &s.open)
         .chain(live.as_ref())
         .collect();
+    // Where the source's cursor is among them: a point after it would have the next run pass
+    // over lines no run has read.
+    let at = (current.filter(|c| !c.is_reread())).and_then(|c| {
+        (oldest_first.iter())
+            .position(|f| (f.dev, f.ino) == (c.dev, c.ino))
+            .map(|k| (k, c.offset))
+    });
+    let behind = |point: (usize, u64)| {
+        at.is_some_and(|here| here < point).then(|| RereadFrom {
+            cursor: current.cloned().unwrap_or_else(Cursor::reread),
+            start: RereadStart::Behind,
+        })
+    };
     for (k, file) in oldest_first.iter().enumerate() {
         let Some(offset) = first_packet_since(file, since, parser) else {
             continue;
         };
+        if let Some(behind) = behind((k, offset)) {
+            return Ok(behind);
+        }
         if k == 0 && offset == 0 {
             return Ok(RereadFrom {
                 cursor: Cursor::reread(),
@@ -1953,12 +1976,15 @@ pub fn reread_from(path: &Path, since: Option<(i64, &mut LineParser)>) -> Result
         });
     }
     // Nothing logged since then: the next run reads only what comes.
-    let Some(file) = live else {
+    let Some(file) = live.as_ref() else {
         anyhow::bail!("source {shown}: no such file");
     };
     let offset = file
         .last_line_end()
         .with_context(|| format!("source {shown}"))?;
+    if let Some(behind) = behind((oldest_first.len() - 1, offset)) {
+        return Ok(behind);
+    }
     Ok(RereadFrom {
         cursor: Cursor {
             dev: file.dev,
@@ -3375,7 +3401,7 @@ mod tests {
         let path = dir.path().join("messages");
         fs::write(&path, &text).unwrap();
         let mut parser = berlin_parser();
-        let from = reread_from(&path, Some((since, &mut parser))).unwrap();
+        let from = reread_from(&path, Some((since, &mut parser)), None).unwrap();
         assert!(matches!(from.start, RereadStart::At(_, _)));
         let mut scan = berlin_scan();
         scan.counted_before(vec![Some(counted)]);

@@ -599,6 +599,52 @@ fn reread_since_counts_no_packet_twice() {
     assert!(s.outbox().is_empty(), "two packets are no three");
 }
 
+/// `reread --since` to a point after where the last run stopped: the lines logged between,
+/// which no run had read, were passed over for good (the way back made the next run read
+/// less than a plain run). The cursor is left where it is, and the run reads them.
+#[test]
+fn reread_since_never_moves_a_cursor_past_lines_no_run_read() {
+    let s = Setup::standard();
+    let (x, y, z) = ("3.5.140.2", "3.5.140.3", "3.5.140.4");
+    s.write(
+        "messages",
+        &drop_line("09:00:00", x, "TCP", 22).replace("Jan 25", "Jan 22"),
+    );
+    s.run(&["run"]).ok();
+    // Logged after that run: one before the point asked for, one after.
+    s.append(
+        "messages",
+        &drop_line("10:00:00", y, "TCP", 22).replace("Jan 25", "Jan 23"),
+    );
+    s.append(
+        "messages",
+        &drop_line("07:00:00", z, "TCP", 22).replace("Jan 25", "Jan 26"),
+    );
+    let messages = s.path("messages");
+    let said = s
+        .run(&[
+            "reread",
+            "--source",
+            messages.to_str().unwrap(),
+            "--since",
+            "1d",
+        ])
+        .ok();
+    assert!(
+        said.stdout.contains("reads on from there"),
+        "{}",
+        said.stdout
+    );
+    let out = s.run(&["run"]).ok();
+    let hits = observed_hits(&s);
+    assert_eq!(
+        (hits.get(x), hits.get(y), hits.get(z)),
+        (Some(&1), Some(&1), Some(&1)),
+        "{}",
+        out.stderr
+    );
+}
+
 /// `reread --since` finds the first packet of the time asked for also when it follows a
 /// crash's NUL block on the line a cut one began: it is a line of its own to the reader, and
 /// is read again with the rest (and, counted before, not counted twice).
