@@ -177,6 +177,25 @@ pub fn print(
         .and_then(|s| s.prefixes.first())
         .map_or(DEFAULT_PREFIX, String::as_str);
     loggable(prefix, format).map_err(ConfigError)?;
+    // Each provider's rules replace what has their names when loaded: two providers whose
+    // names meet (`cloud-a` and `cloud_a` in one nft table; `x`'s drop chain and `x-drop`'s
+    // own) would each unblock the other.
+    let mine = kernel_names(provider.name(), format);
+    for other in settings
+        .providers
+        .iter()
+        .filter(|p| p.name != provider.name())
+    {
+        if let Some(shared) = (kernel_names(&other.name, format).iter()).find(|n| mine.contains(n))
+        {
+            return Err(ConfigError(format!(
+                "firewall --provider {}: its rules would be named {shared:?}, as provider {:?}'s are: loading either would replace the other's; rename one of them",
+                provider.name(),
+                other.name
+            ))
+            .into());
+        }
+    }
     let text = render(provider.name(), (&v4, &v6), format, &ports, prefix);
     // Written, not printed: a reader that quits (`iptables-restore` failing) is an error
     // to return, not a panic.
@@ -209,7 +228,7 @@ fn loggable(prefix: &str, format: FirewallFormat) -> Result<(), String> {
     }
     if let Some(c) = prefix
         .chars()
-        .find(|c| c.is_control() || matches!(c, '"' | '\\' | '$'))
+        .find(|c| c.is_control() || matches!(c, '"' | '\\' | '$' | '`'))
     {
         return Err(format!(
             "source.prefixes: {prefix:?} holds {c:?}, which a rule file cannot carry as it is: configure a prefix without it"
@@ -227,6 +246,33 @@ fn short_name(name: &str, room: usize) -> String {
     let hash = fnv(name);
     let keep: String = name.chars().take(room.saturating_sub(9)).collect();
     format!("{keep}-{hash:08x}")
+}
+
+/// The names the rules for provider `name` give what they make in the kernel: chains, a
+/// table, sets.
+fn kernel_names(name: &str, format: FirewallFormat) -> Vec<String> {
+    match format {
+        FirewallFormat::Iptables | FirewallFormat::Ip6tables => {
+            let short = short_name(name, CHAIN_NAME_ROOM);
+            vec![format!("abuse-{short}"), format!("abuse-{short}-drop")]
+        }
+        FirewallFormat::Nft => vec![nft_table(name)],
+        FirewallFormat::Ipset => {
+            let short = short_name(name, SET_NAME_ROOM);
+            let sets = ["v4", "v6"].map(|set| format!("abuse-{short}-{set}"));
+            let next = ["v4", "v6"].map(|set| next_set(name, set));
+            sets.into_iter().chain(next).collect()
+        }
+    }
+}
+
+/// The nft table of provider `name`. nft takes names of 255 characters at most: a longer one
+/// is cut to its start and a hash, as the other formats' are.
+fn nft_table(name: &str) -> String {
+    format!(
+        "abuse_{}",
+        short_name(name, 255 - "abuse_".len()).replace('-', "_")
+    )
 }
 
 /// Room for a provider's name in `abuse-NAME-drop`, an iptables chain (28 characters).
@@ -334,7 +380,7 @@ pub fn render(
             &log_prefix,
         ),
         FirewallFormat::Nft => {
-            let table = format!("abuse_{}", name.replace('-', "_"));
+            let table = nft_table(name);
             let _ = writeln!(out, "# nft -f this-file");
             // Made if missing, then deleted and made anew, in the one transaction `nft -f`
             // is: loaded again after the ranges changed, the table holds the new ranges
@@ -481,10 +527,51 @@ mod tests {
         }
         assert!(loggable(&thirty, FirewallFormat::Nft).is_ok());
         assert!(loggable(&"X".repeat(128), FirewallFormat::Nft).is_err());
-        for bad in ["A\"B:", "A\\B:", "A$B:", "A\nB:"] {
+        // A backtick too: the ipset hook lines are shell commands with the prefix in double
+        // quotes, where it runs what it holds.
+        for bad in ["A\"B:", "A\\B:", "A$B:", "A\nB:", "A`touch x`B:"] {
             assert!(loggable(bad, FirewallFormat::Nft).is_err(), "{bad:?}");
         }
         assert!(loggable("[UFW BLOCK] ", FirewallFormat::Iptables).is_ok());
+    }
+
+    /// Two providers whose rules would have one name (`cloud-a` and `cloud_a` one nft table,
+    /// `x`'s drop chain and `x-drop`'s own chain): loading either replaced the other's, and
+    /// unblocked it. Names apart in every format are told apart.
+    #[test]
+    fn providers_whose_rules_share_a_name_are_found() {
+        let meet = |a: &str, b: &str, format| {
+            let theirs = kernel_names(b, format);
+            kernel_names(a, format).iter().any(|n| theirs.contains(n))
+        };
+        assert!(meet("cloud-a", "cloud_a", FirewallFormat::Nft));
+        assert!(meet("x", "x-drop", FirewallFormat::Iptables));
+        assert!(meet("x", "x-drop", FirewallFormat::Ip6tables));
+        for format in [
+            FirewallFormat::Iptables,
+            FirewallFormat::Ip6tables,
+            FirewallFormat::Nft,
+            FirewallFormat::Ipset,
+        ] {
+            assert!(!meet("aws", "gcp", format));
+            assert!(meet("aws", "aws", format));
+        }
+    }
+
+    /// nft takes table names of 255 characters at most: a provider's longer name is cut to
+    /// its start and a hash (a file for a 251-character name did not load); a name that fitted
+    /// keeps its table.
+    #[test]
+    fn an_nft_table_name_fits_nft() {
+        let long = "p".repeat(300);
+        let table = nft_table(&long);
+        assert!(table.len() <= 255, "{}", table.len());
+        assert_ne!(table, nft_table(&"p".repeat(301)));
+        assert_eq!(nft_table("cloud-a"), "abuse_cloud_a");
+        assert_eq!(
+            nft_table(&"q".repeat(249)),
+            format!("abuse_{}", "q".repeat(249))
+        );
     }
 
     /// Networks in a /16, so that generated ones nest and overlap.

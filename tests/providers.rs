@@ -1228,3 +1228,21 @@ nsenter -t $N -n python3 {probe} 2600:1f14:abc:1::10 closed
         );
     }
 }
+
+/// Two providers whose rules would have one name: `aws`'s drop chain is `aws-drop`'s own
+/// chain, and loading one's file flushed the other's, unblocking it. `firewall` refuses
+/// (78) naming the other; in a format where their names are apart it prints the rules.
+#[test]
+fn firewall_refuses_rules_that_would_replace_another_providers() {
+    let second = "[[provider]]\nname = \"aws-drop\"\nto = [\"abuse@example.net\"]\nranges = \"{repo}/fixtures/ranges/aws-ip-ranges.json\"\n\n[report]";
+    let s = Setup::new(&standard_config("").replace("[report]", second));
+    let out = s.run(&["firewall", "--provider", "aws", "--format", "iptables"]);
+    assert_eq!(out.code, 78, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("\"aws-drop\"") && out.stderr.contains("abuse-aws-drop"),
+        "{}",
+        out.stderr
+    );
+    let nft = s.run(&["firewall", "--provider", "aws", "--format", "nft"]);
+    assert_eq!(nft.code, 0, "{}", nft.stderr);
+}
