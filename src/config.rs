@@ -1513,7 +1513,7 @@ pub fn parse_net(text: &str) -> Result<IpNet, String> {
 
 /// A network of IPv4-mapped addresses (`::ffff:3.5.140.0/120`) as the IPv4 network it maps,
 /// since an address read in that form is taken as its IPv4 address; any other as it is.
-fn ipv4_of_mapped(net: IpNet) -> IpNet {
+pub(crate) fn ipv4_of_mapped(net: IpNet) -> IpNet {
     match net {
         IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.network().to_ipv4_mapped() {
             Some(v4) => ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96).map_or(net, IpNet::V4),

@@ -453,9 +453,13 @@ struct AwsPrefix {
     network_border_group: Option<String>,
 }
 
+/// A range file's prefix; one of IPv4-mapped addresses as the IPv4 network it maps, as in a
+/// CIDR list (an address read in that form is its IPv4 address: as IPv6, the prefix would
+/// hold no address a log gives).
 fn net(text: &str) -> Result<IpNet> {
     text.trim()
         .parse()
+        .map(crate::config::ipv4_of_mapped)
         .with_context(|| format!("bad prefix {text:?}"))
 }
 
@@ -858,6 +862,20 @@ mod tests {
             t.lookup(ip("::ffff:3.5.1.1")).unwrap().region.as_deref(),
             Some("v4")
         );
+    }
+
+    /// A prefix of IPv4-mapped addresses in a JSON range file is the IPv4 network it maps,
+    /// as in a CIDR list: read as IPv6, it went into the IPv6 rules, and no address in it was
+    /// ever the provider's.
+    #[test]
+    fn a_mapped_prefix_in_a_json_file_is_the_ipv4_network() {
+        let text = r#"{"syncToken":"1","createDate":"x","prefixes":[
+            {"ip_prefix":"::ffff:3.5.140.0/120","region":"us-east-1","service":"EC2","network_border_group":"us-east-1"}],
+            "ipv6_prefixes":[]}"#;
+        let ranges = parse_aws(text).unwrap();
+        assert_eq!(ranges[0].prefix, "3.5.140.0/24".parse::<IpNet>().unwrap());
+        let t = RangeTable::new(ranges);
+        assert!(t.lookup("3.5.140.9".parse().unwrap()).is_some());
     }
 
     #[test]
