@@ -136,6 +136,11 @@ pub fn check(settings: &Settings, now: DateTime<Utc>, smtp: bool, quiet: bool) -
     if let Err(e) = crate::spool::Spool::budget_from_env() {
         t.config("config", &one_line(&e));
     }
+    // A journald source's run reads it too.
+    let journald = (settings.sources.iter()).any(|s| matches!(s.kind, SourceKind::Journald));
+    if journald && let Err(e) = crate::journal::stall() {
+        t.config("config", &one_line(&e));
+    }
     check_sources(&mut t, settings, now);
     let providers = check_providers(&mut t, settings);
     let names: Vec<&str> = providers.iter().map(Provider::name).collect();
@@ -555,6 +560,9 @@ fn check_state(t: &mut Tally, settings: &Settings, providers: &[Provider]) {
         t.other("state", &format!("state_dir {e}"));
         return;
     }
+    if let Some(e) = crate::lock::unusable(&settings.state_dir) {
+        t.other("state", &e);
+    }
     match State::open_read_only(&settings.state_dir) {
         Ok(Some(state)) => match crate::ledger::check_owner(&state, settings) {
             // Another configuration runs on this state: a run would refuse it (78).
@@ -652,10 +660,14 @@ fn check_mail(t: &mut Tally, settings: &Settings, smtp: bool) {
             },
             Err(e) => t.config("mail", &format!("mail.sendmail_path {e}")),
         },
-        TransportConfig::File { dir } => match crate::folder::placeable(dir) {
-            Ok(()) => t.ok("mail", &format!("file: .eml files into {}", dir.display())),
-            Err(e) => t.config("mail", &format!("mail.dir {e}")),
-        },
+        // Written by the run's user, as the state is: a folder it may not write in fails every
+        // run (78), the reports waiting.
+        TransportConfig::File { dir } => {
+            match crate::folder::placeable(dir).and_then(|()| crate::folder::writable(dir)) {
+                Ok(()) => t.ok("mail", &format!("file: .eml files into {}", dir.display())),
+                Err(e) => t.config("mail", &format!("mail.dir {e}")),
+            }
+        }
     }
 }
 

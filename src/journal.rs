@@ -155,7 +155,7 @@ const STALL: u64 = 300;
 /// The name of the variable that sets [`STALL`].
 pub const STALL_VAR: &str = "ABUSE_MAILER_JOURNAL_STALL_SECS";
 
-fn stall() -> Result<std::time::Duration> {
+pub(crate) fn stall() -> Result<std::time::Duration> {
     let secs = crate::error::number_from_env(STALL_VAR, "seconds", 1)?.unwrap_or(STALL);
     Ok(std::time::Duration::from_secs(secs))
 }

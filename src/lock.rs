@@ -19,6 +19,33 @@ pub struct RunLock {
     _file: File,
 }
 
+/// Why no run could take the lock in `state_dir` as it stands, if none could: the lock file
+/// is a link or a folder (never opened through), or this user may not write it (one root's
+/// run left). `check` asks; a run would fail (1) on it every time.
+pub fn unusable(state_dir: &Path) -> Option<String> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = state_dir.join("run.lock");
+    let meta = std::fs::symlink_metadata(&path).ok()?;
+    if !meta.is_file() {
+        return Some(format!(
+            "{} is not a regular file (a link or a folder): no run can take its lock; remove it",
+            path.display()
+        ));
+    }
+    let text = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: access(2) reads the NUL-terminated path it is given, which lives across the
+    // call, and nothing else.
+    if unsafe { libc::access(text.as_ptr(), libc::W_OK) } != 0 {
+        let e = std::io::Error::last_os_error();
+        return Some(format!(
+            "{}: not writable by this user ({e}): no run can take its lock; run abuse-mailer as the user that owns {}",
+            path.display(),
+            state_dir.display()
+        ));
+    }
+    None
+}
+
 /// Takes the lock, waiting up to [`WAIT`]; `None` if another run still holds it then.
 pub fn acquire(state_dir: &Path, say: bool) -> Result<Option<RunLock>> {
     // A file there, or a link to nothing, is no folder any run could make: said as the

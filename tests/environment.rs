@@ -455,6 +455,32 @@ fn a_log_folder_the_run_may_not_list_stops_it_rather_than_lose_the_rotated_end()
     assert_eq!(reported, ["3.5.140.2", "3.5.140.3", "3.5.140.4"]);
 }
 
+/// `mail.dir` the run's user may not write in: `check` said ok, and every run then made its
+/// report and failed (78) writing it. `check` says so now.
+#[test]
+fn check_names_a_mail_dir_this_user_cannot_write() {
+    let s = Setup::standard();
+    s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    let Some(_) = as_service_user(&s, &["check"]) else {
+        eprintln!("not root: no run as another user here");
+        return;
+    };
+    std::os::unix::fs::chown(s.path("outbox"), Some(0), Some(0)).unwrap();
+    fs::set_permissions(s.path("outbox"), fs::Permissions::from_mode(0o755)).unwrap();
+    let check = {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = s.command(&["check"]);
+        cmd.uid(65534).gid(65534);
+        Ran::from(cmd.output().unwrap())
+    };
+    assert_eq!(check.code, 78, "{}", check.stdout);
+    assert!(
+        check.stdout.contains("mail.dir") && check.stdout.contains("not writable"),
+        "{}",
+        check.stdout
+    );
+}
+
 /// Runs `args` as the unprivileged user 65534 on `s`, its state and outbox that user's;
 /// `None` when this test is not root and cannot run as another user.
 fn as_service_user(s: &Setup, args: &[&str]) -> Option<Ran> {

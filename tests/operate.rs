@@ -708,3 +708,37 @@ fn check_renders_the_templates_with_addresses_as_reports_do() {
     let run = s.run(&["run"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
 }
+
+/// What fails every run, `check` fails too: a `run.lock` that is a link (never opened
+/// through) or a folder, and an `ABUSE_MAILER_JOURNAL_STALL_SECS` that is no number with a
+/// journald source. `check` said ok to both.
+#[test]
+fn check_fails_on_what_fails_every_run() {
+    let s = Setup::standard();
+    s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    std::fs::create_dir(s.path("state")).unwrap();
+    std::os::unix::fs::symlink("elsewhere", s.path("state/run.lock")).unwrap();
+    let check = s.run(&["check"]);
+    assert_eq!(check.code, 1, "{}", check.stdout);
+    assert!(
+        check.stdout.contains("run.lock is not a regular file"),
+        "{}",
+        check.stdout
+    );
+    assert_eq!(s.run(&["run"]).code, 1);
+
+    let journald =
+        Setup::new(&standard_config("").replace("path = \"{dir}/messages\"", "journald = true"));
+    let check = journald
+        .command(&["check"])
+        .env("ABUSE_MAILER_JOURNAL_STALL_SECS", "5m")
+        .output()
+        .unwrap();
+    let check = Ran::from(check);
+    assert_eq!(check.code, 78, "{}", check.stdout);
+    assert!(
+        check.stdout.contains("ABUSE_MAILER_JOURNAL_STALL_SECS"),
+        "{}",
+        check.stdout
+    );
+}
