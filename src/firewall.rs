@@ -283,6 +283,17 @@ const CHAIN_NAME_ROOM: usize = 28 - "abuse-".len() - "-drop".len();
 /// it was there keep fitting, and rules that match them keep working.
 const SET_NAME_ROOM: usize = 31 - "abuse-".len() - "-v4".len();
 
+/// The `maxelem` of a provider's sets for `n` ranges. ipset makes a set only if one of its
+/// name has the same settings (`-exist`), so a size that moved with the count refused every
+/// load that crossed a power of two: ipset's default below 65,536 ranges, as sets made
+/// before were, and one size above, so that only crossing 65,536 needs the set made anew.
+fn set_size(n: usize) -> usize {
+    match n {
+        ..65_536 => 65_536,
+        _ => (1 << 24usize).max((n + 1).next_power_of_two()),
+    }
+}
+
 /// The set a load fills before it is swapped in for `abuse-NAME-v4`: 21 characters, whatever
 /// the name's length.
 fn next_set(name: &str, set: &str) -> String {
@@ -466,7 +477,7 @@ pub fn render(
             // changed, the set holds the new ranges alone, and is never empty meanwhile.
             for (family, set, nets) in [("inet", "v4", v4), ("inet6", "v6", v6)] {
                 let (live, next) = (format!("abuse-{short}-{set}"), next_set(name, set));
-                let size = (nets.len() + 1).next_power_of_two().max(65536);
+                let size = set_size(nets.len());
                 for made in [&live, &next] {
                     let _ = writeln!(
                         out,
@@ -533,6 +544,18 @@ mod tests {
             assert!(loggable(bad, FirewallFormat::Nft).is_err(), "{bad:?}");
         }
         assert!(loggable("[UFW BLOCK] ", FirewallFormat::Iptables).is_ok());
+    }
+
+    /// A set's size moves only where it must: loaded again with more ranges, `create -exist`
+    /// refuses a set of its name with another `maxelem`, and the load failed at each power
+    /// of two.
+    #[test]
+    fn a_sets_size_moves_once() {
+        assert_eq!(set_size(0), 65_536);
+        assert_eq!(set_size(65_535), 65_536);
+        assert_eq!(set_size(65_536), set_size(500_000));
+        assert_eq!(set_size(131_072), set_size(1_000_000));
+        assert!(set_size(20_000_000) > 20_000_000);
     }
 
     /// Two providers whose rules would have one name (`cloud-a` and `cloud_a` one nft table,
