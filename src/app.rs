@@ -186,6 +186,7 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
         fresh: discover::MemoryCache::default(),
     };
     let (planned, unplanned) = plan(&world, &intake, &ledger, only, state.as_ref(), &mut cache)?;
+    world.asn_intact(UNPLANNED)?;
     ledger.check()?;
     let planned = at_exit(planned);
     if verbosity != Verbosity::Quiet {
@@ -398,6 +399,8 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
         &routes,
         &mut unplanned,
     )?;
+    // Addresses held from earlier runs are looked up as reports are planned.
+    world.asn_intact(UNPLANNED)?;
     ledger.check()?;
     let waiting: Vec<ReportRecord> = (state.pending_heads()?.into_iter())
         .filter(|r| r.contact.is_none() && only.is_none_or(|o| o == r.provider))
@@ -426,6 +429,7 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
             &routes,
             &mut unplanned,
         )?;
+        world.asn_intact(UNPLANNED)?;
         ledger.check()?;
         made.extend(out.send(&mut state, planned)?);
         out.write_made_under(&mut state);
@@ -528,6 +532,10 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
 /// Packet lines dated more than a day ahead of the clock are passed over: a host's clock set
 /// back (a bad hardware clock at boot, before NTP) takes every line since for one. The
 /// operator learns it, and how to have them read again once the clock is right.
+/// What a run stopped by a damaged ASN database at planning did: the read is kept, and the
+/// reports are made once the file is replaced.
+const UNPLANNED: &str = "no report was made from the addresses it could not answer for; what was read is kept, and they are reported once the file is replaced";
+
 fn tell_lines_ahead(summary: &crate::ingest::Summary, now: DateTime<Utc>, verbosity: Verbosity) {
     if summary.lines_ahead > 0 && verbosity != Verbosity::Quiet {
         crate::output::tell(format_args!(

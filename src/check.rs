@@ -160,6 +160,12 @@ pub fn check(settings: &Settings, now: DateTime<Utc>, smtp: bool, quiet: bool) -
 
 /// Each source: journalctl runs, or the file exists and its last lines carry a prefix.
 fn check_sources(t: &mut Tally, settings: &Settings, now: DateTime<Utc>) {
+    let mut folders = crate::source::Folders::default();
+    // Whether a run read a file before (a first read stops on what a later one passes over).
+    let state = State::open_read_only(&settings.state_dir).ok().flatten();
+    let read_before = |file: &std::path::Path| {
+        (state.as_ref()).is_some_and(|s| s.cursor(&file.to_string_lossy()).ok().flatten().is_some())
+    };
     for s in &settings.sources {
         let path = match &s.kind {
             SourceKind::File(path) => path,
@@ -211,12 +217,17 @@ fn check_sources(t: &mut Tally, settings: &Settings, now: DateTime<Utc>) {
             continue;
         }
         // What keeps a run from a file's rotated history stops it (a folder it may not
-        // list: every run; a rotated file it may not open: the first read).
-        for problem in files
-            .iter()
-            .filter_map(|f| crate::source::history_unreadable(f))
-        {
-            t.other("source", &problem);
+        // list: every run; a rotated file it may not open: the first read, while later
+        // reads pass it over, and the lines in it no run read with it).
+        for file in &files {
+            match crate::source::history_unreadable(file, &mut folders) {
+                Some((problem, true)) if read_before(file) => t.warn(
+                    "source",
+                    &format!("{problem}; runs pass it over, with lines in it no run has read"),
+                ),
+                Some((problem, _)) => t.other("source", &problem),
+                None => {}
+            }
         }
         // Every file a run reads, a log host's thousands included: one host's lines in a
         // layout the run does not read are as lost as a lone file's.
@@ -348,12 +359,19 @@ fn check_providers(t: &mut Tally, settings: &Settings) -> Vec<Provider> {
 fn check_asn_db(t: &mut Tally, settings: &Settings, now: DateTime<Utc>) {
     match &settings.asn_db {
         None => t.ok("asn_db", "not configured: reports carry no AS numbers"),
-        Some(path) => match AsnDb::open(path).and_then(|db| {
-            db.verify()
-                .map_err(|e| anyhow::anyhow!("asn_db {}: {e}", path.display()))?;
-            Ok(db)
-        }) {
+        Some(path) => match AsnDb::open(path) {
             Ok(db) => {
+                // Stricter than the format: a file that fails it may still answer, and a
+                // run stops only on a lookup that fails.
+                if let Err(e) = db.verify() {
+                    t.warn(
+                        "asn_db",
+                        &format!(
+                            "{}: {e}; a run stops (78) on a lookup that meets the damage",
+                            path.display()
+                        ),
+                    );
+                }
                 let built = db
                     .built
                     .map(|b| b.format("%Y-%m-%d").to_string())

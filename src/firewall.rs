@@ -181,10 +181,9 @@ pub fn print(
     // names meet (`cloud-a` and `cloud_a` in one nft table; `x`'s drop chain and `x-drop`'s
     // own) would each unblock the other.
     let mine = kernel_names(provider.name(), format);
-    for other in settings
-        .providers
-        .iter()
-        .filter(|p| p.name != provider.name())
+    // (One without ranges has no rules to load.)
+    for other in
+        (settings.providers.iter()).filter(|p| p.name != provider.name() && p.ranges.is_some())
     {
         if let Some(shared) = (kernel_names(&other.name, format).iter()).find(|n| mine.contains(n))
         {

@@ -1858,10 +1858,10 @@ pub struct Ingest<'a> {
     /// Per prefix of the source being read: packets logged up to this time were counted by
     /// an earlier read (a source read again after `reread`), and are not counted twice.
     counted_before: Vec<Option<i64>>,
-    /// The last packet time an earlier run counted from the file being read (of any of its
-    /// prefixes): what a read of a file cut back in place passes over (see
+    /// Per prefix, the last packet time an earlier run counted from the file being read: what
+    /// a read of a file cut back in place passes over (see
     /// [`Ingest::pass_over_counted_earlier`]).
-    counted_earlier: Option<i64>,
+    counted_earlier: Vec<Option<i64>>,
     /// Per prefix of the source being read: the last packet time counted as a hit.
     counted_until: Vec<Option<i64>>,
     /// Told how many bytes each read took, for a progress display.
@@ -2083,7 +2083,7 @@ impl<'a> Ingest<'a> {
             stale_after: None,
             answers_are_hits: true,
             counted_before: Vec::new(),
-            counted_earlier: None,
+            counted_earlier: Vec::new(),
             counted_until: Vec::new(),
             progress: None,
             buffer: BUFFER,
@@ -2133,7 +2133,7 @@ impl<'a> Ingest<'a> {
         self.end_source();
         self.trackers = self.new_trackers();
         self.counted_before.clear();
-        self.counted_earlier = None;
+        self.counted_earlier.clear();
         self.counted_until.clear();
     }
 
@@ -2144,8 +2144,9 @@ impl<'a> Ingest<'a> {
         self.counted_before = until;
     }
 
-    /// For the file about to be read: the last packet time an earlier run counted from it.
-    pub fn counted_earlier(&mut self, until: Option<i64>) {
+    /// For the file about to be read: per prefix, the last packet time an earlier run counted
+    /// from it.
+    pub fn counted_earlier(&mut self, until: Vec<Option<i64>>) {
         self.counted_earlier = until;
     }
 
@@ -2154,9 +2155,9 @@ impl<'a> Ingest<'a> {
     /// crash that lost its unwritten end, `truncate -s`) and written on is read from its
     /// start, where the lines an earlier run counted are still.
     pub fn pass_over_counted_earlier(&mut self) -> Vec<Option<i64>> {
-        let earlier = self.counted_earlier;
+        let at = |rule: &[Option<i64>], k: usize| rule.get(k).copied().flatten();
         let rule = (0..self.finders.len())
-            .map(|k| self.counted_before.get(k).copied().flatten().max(earlier))
+            .map(|k| at(&self.counted_before, k).max(at(&self.counted_earlier, k)))
             .collect();
         std::mem::replace(&mut self.counted_before, rule)
     }
@@ -2218,7 +2219,7 @@ impl<'a> Ingest<'a> {
             stale_after: self.stale_after,
             answers_are_hits: self.answers_are_hits,
             counted_before: self.counted_before.clone(),
-            counted_earlier: None,
+            counted_earlier: Vec::new(),
             counted_until: Vec::new(),
             progress: self.progress,
             buffer: self.buffer,

@@ -433,6 +433,22 @@ impl<'s> World<'s> {
     }
 
     /// The origin AS of `ip`, when an ASN database is configured.
+    /// An error (78) if a lookup in the ASN database failed: the addresses it could not
+    /// answer for were taken for no provider's. `then` says what the run did about it.
+    pub(crate) fn asn_intact(&self, then: &str) -> Result<()> {
+        match (
+            &self.settings.asn_db,
+            self.asn_db.as_ref().and_then(AsnDb::damage),
+        ) {
+            (Some(path), Some(damage)) => Err(ConfigError(format!(
+                "asn_db {}: the file is damaged: {damage}; {then}",
+                path.display()
+            ))
+            .into()),
+            _ => Ok(()),
+        }
+    }
+
     pub(crate) fn asn(&self, ip: IpAddr) -> Option<u32> {
         self.asn_db
             .as_ref()
@@ -642,16 +658,9 @@ pub(crate) fn ingest(
     // Addresses a damaged ASN database could not answer for were taken for no provider's (an
     // `asns` provider's reports never made): nothing of the read is kept, and it is read
     // again once the file is mended.
-    if let (Some(path), Some(damage)) = (
-        &world.settings.asn_db,
-        world.asn_db.as_ref().and_then(AsnDb::damage),
-    ) {
-        return Err(ConfigError(format!(
-            "asn_db {}: the file is damaged: {damage}; nothing read was kept, and the run reads it again once the file is replaced",
-            path.display()
-        ))
-        .into());
-    }
+    world.asn_intact(
+        "nothing read was kept, and the run reads it again once the file is replaced",
+    )?;
     Ok(read)
 }
 
@@ -793,14 +802,10 @@ fn ingest_once(
         Some(s) if settings.zone.may_repeat_times() => s.last_counted()?,
         _ => HashMap::new(),
     };
-    // What earlier runs counted of each file, for one found cut back in place.
+    // What earlier runs counted of each file, per prefix, for one found cut back in place.
     let earlier = match state {
-        Some(s) if !settings.zone.may_repeat_times() => s.last_counted()?,
-        _ => HashMap::new(),
-    };
-    let earlier = match settings.zone.may_repeat_times() {
-        true => &resumed,
-        false => &earlier,
+        Some(s) => s.counted_all()?,
+        None => HashMap::new(),
     };
     // The files that gave packets this run, with their sources' prefixes: two copies of one
     // log among them are said (see `crate::overlap`).
@@ -844,7 +849,12 @@ fn ingest_once(
                     };
                     // Each file of a glob is a timeline of its own.
                     scan.begin_source(parser(&source_cfg.prefixes));
-                    scan.counted_earlier(earlier.get(&key).copied());
+                    let until = earlier.get(&key);
+                    scan.counted_earlier(
+                        (source_cfg.prefixes.iter())
+                            .map(|p| until.and_then(|u| u.get(p)).copied())
+                            .collect(),
+                    );
                     // Read again after `reread`: what an earlier read counted is not counted
                     // twice (a packet logged up to the last one counted, per prefix).
                     let reread = match (state, cursor.as_ref()) {

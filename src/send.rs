@@ -610,6 +610,11 @@ impl Session {
                     SendError::Deferred(text) => {
                         SendError::Deferred(format!("recipient {to}: {text}"))
                     }
+                    // The relay's own trouble (4.3.x) said of a recipient: the run's mail
+                    // waits, and the line says where it was met.
+                    SendError::Transient(text) => {
+                        SendError::Transient(format!("recipient {to}: {text}"))
+                    }
                     other => other,
                 })?;
         }

@@ -515,14 +515,28 @@ fn is_rotation_suffix(suffix: &[u8]) -> bool {
 /// The digits of a dated rotation suffix (`-20260102`, `-2026-01-02.gz`), which sort as the
 /// dates do; `None` for logrotate's numbering (`.1`), or a suffix with fewer than six digits.
 fn date_digits(suffix: &str) -> Option<String> {
-    if suffix.starts_with('.') && suffix[1..].bytes().all(|b| b.is_ascii_digit()) {
+    if numbering(suffix).is_some() {
         return None;
     }
-    let body = (std::iter::once(".gz").chain(OTHER_COMPRESSIONS.iter().map(|(ext, _, _)| *ext)))
-        .find_map(|ext| suffix.strip_suffix(ext))
-        .unwrap_or(suffix);
-    let digits: String = body.chars().filter(char::is_ascii_digit).collect();
+    let digits: String = (without_compression(suffix).chars())
+        .filter(char::is_ascii_digit)
+        .collect();
     (digits.len() >= 6).then_some(digits)
+}
+
+/// logrotate's number of a rotated file (`.1`, `.2.gz`): a dot and at most five digits. More
+/// are a date (`dateformat .%Y%m%d`), which sorts the other way.
+fn numbering(suffix: &str) -> Option<u64> {
+    let digits = without_compression(suffix).strip_prefix('.')?;
+    let numeral = (1..6).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit());
+    numeral.then(|| digits.parse().ok()).flatten()
+}
+
+/// A rotation suffix without the extension of its compression, if it has one.
+fn without_compression(suffix: &str) -> &str {
+    (std::iter::once(".gz").chain(OTHER_COMPRESSIONS.iter().map(|(ext, _, _)| *ext)))
+        .find_map(|ext| suffix.strip_suffix(ext))
+        .unwrap_or(suffix)
 }
 
 /// The first line of a stream, newline included, at most [`FINGERPRINT_LEN`] bytes.
@@ -587,8 +601,8 @@ fn same_start(then: &[u8], now: &[u8]) -> bool {
 /// Whether the live file, the cursor's own and at least as long as its offset, holds
 /// something other than a line's end just before it: cut back in place (a crash that lost
 /// what was not on the disk yet, `truncate -s`) and written on past the offset since, so that
-/// the offset is in the middle of a line written later. (A cursor always stops after a line
-/// end: a newline, or a crash's NUL bytes.)
+/// the offset is in the middle of a line written later. (A cursor stops after a line end, a
+/// newline or a crash's NUL bytes, or inside a line of junk longer than the read's buffer.)
 fn cut_back_and_rewritten(live: &OpenFile, cursor: &Cursor) -> io::Result<bool> {
     if (live.dev, live.ino) != (cursor.dev, cursor.ino)
         || live.gzip
@@ -597,10 +611,20 @@ fn cut_back_and_rewritten(live: &OpenFile, cursor: &Cursor) -> io::Result<bool> 
     {
         return Ok(false);
     }
+    let ends_a_line = |b: &u8| matches!(b, b'\n' | 0);
     let mut before = Vec::with_capacity(1);
     live.at_until(cursor.offset - 1, cursor.offset)
         .read_to_end(&mut before)?;
-    Ok(before.first().is_some_and(|b| !matches!(b, b'\n' | 0)))
+    if before.first().is_none_or(ends_a_line) {
+        return Ok(false);
+    }
+    // Except inside a line too long to be one (junk, passed over to the end of the file while
+    // it was still being written): no line end in the 64 KiB before the offset.
+    let from = cursor.offset.saturating_sub(LOOK_BACK);
+    let mut window = Vec::new();
+    live.at_until(from, cursor.offset)
+        .read_to_end(&mut window)?;
+    Ok(window.iter().any(ends_a_line))
 }
 
 /// Whether the live file, the cursor's own (same inode, same first line) and at least as long
@@ -1010,10 +1034,7 @@ fn siblings(path: &Path, live: Option<&OpenFile>, folders: &mut Folders) -> Sibl
                 ));
                 return None;
             }
-            let number = suffix
-                .strip_prefix('.')
-                .map(|s| s.trim_end_matches(".gz"))
-                .and_then(|s| s.parse::<u64>().ok());
+            let number = numbering(suffix);
             let modified = open.modified?;
             Some((name, number, modified, Sibling { open, first_line }))
         })
@@ -1391,18 +1412,15 @@ pub fn read(
 
 /// What keeps a run from the rotated files of the plain file `path`, as the run would say
 /// it: a folder it may not list (which stops every run), or a rotated file it may not open
-/// (which stops a first read, and is passed over, with a warning, by later ones).
-pub fn history_unreadable(path: &Path) -> Option<String> {
+/// (which stops a first read, and is passed over, with a warning, by later ones: the flag).
+/// `folders` serves the files of one folder (a log host's thousands) with one listing.
+pub fn history_unreadable(path: &Path, folders: &mut Folders) -> Option<(String, bool)> {
     let live = OpenFile::open(path).ok()?;
-    let found = siblings(
-        &rotated_beside(path),
-        live.as_ref(),
-        &mut Folders::default(),
-    );
-    (found.unlistable).or_else(|| {
+    let found = siblings(&rotated_beside(path), live.as_ref(), folders);
+    (found.unlistable.map(|problem| (problem, false))).or_else(|| {
         (found.unreadable.into_iter())
             .find(|(k, _)| *k != NOT_REGULAR)
-            .map(|(_, problem)| problem)
+            .map(|(_, problem)| (problem, true))
     })
 }
 
@@ -1603,6 +1621,7 @@ fn read_opened(
             let cut_back = matches!(&decision, Decision::Restarted(c) if c.previous.is_none())
                 && cursor.is_some_and(|c| {
                     (c.dev, c.ino) == (now.dev, now.ino)
+                        && born_alike(c.born, file.born)
                         && known_by_first_line(&c.fingerprint)
                         && same_start(&c.fingerprint, &now.fingerprint)
                 });
@@ -1936,9 +1955,27 @@ pub fn reread_from(
         .collect();
     // Where the source's cursor is among them: a point after it would have the next run pass
     // over lines no run has read.
+    // Its file by its inode (not one that has its number since: made later, or beginning
+    // otherwise), or compressed since (a new inode) by the text it began with.
+    let live_first = match &live {
+        Some(l) => l.first_line().unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let first_lines: Vec<&[u8]> = (rotated.iter().rev())
+        .map(|s| s.first_line.as_slice())
+        .chain(live.as_ref().map(|_| live_first.as_slice()))
+        .collect();
     let at = (current.filter(|c| !c.is_reread())).and_then(|c| {
-        (oldest_first.iter())
-            .position(|f| (f.dev, f.ino) == (c.dev, c.ino))
+        let begins = |first: &[u8]| same_start(&c.fingerprint, first);
+        let its_own = |(f, first): (&&OpenFile, &&[u8])| {
+            (f.dev, f.ino) == (c.dev, c.ino) && born_alike(c.born, f.born) && begins(first)
+        };
+        let compressed = |(f, first): (&&OpenFile, &&[u8])| {
+            f.gzip && known_by_first_line(&c.fingerprint) && begins(first)
+        };
+        let files = || oldest_first.iter().zip(&first_lines);
+        (files().position(its_own))
+            .or_else(|| files().position(compressed))
             .map(|k| (k, c.offset))
     });
     let behind = |point: (usize, u64)| {

@@ -1026,6 +1026,24 @@ impl State {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// Per source and prefix, the last packet time counted as a hit (none on a state no run
+    /// has brought to schema 8 yet): [`State::counted`] of every source at once.
+    pub fn counted_all(&self) -> Result<HashMap<String, HashMap<String, i64>>> {
+        let mut all: HashMap<String, HashMap<String, i64>> = HashMap::new();
+        if self.version < 8 {
+            return Ok(all);
+        }
+        let mut stmt = self
+            .conn
+            .prepare("SELECT source, prefix, until FROM counted")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        for row in rows {
+            let (source, prefix, until): (String, String, i64) = row?;
+            all.entry(source).or_default().insert(prefix, until);
+        }
+        Ok(all)
+    }
+
     /// Per source, the last packet time any of its prefixes counted as a hit (none on a state
     /// no run has brought to schema 8 yet): about where an earlier run stopped reading it, for
     /// a run that reads on from its cursor in the hour the clock shows twice.

@@ -11,7 +11,9 @@ mod discovery;
 mod stubs;
 
 use common::history;
-use discovery::{abuse_net, desk_nets, log, outbox_to, setup, use_smtp, with_mail_budget};
+use discovery::{
+    abuse_net, desk_nets, log, outbox_to, setup, smtp_moved, use_smtp, with_mail_budget,
+};
 use stubs::{Dns, Rdap, Reply, bootstrap, entity, network};
 
 /// A registry answers for one of its addresses with a network that spans all of IPv4 (RIPE's
@@ -941,11 +943,7 @@ fn a_relays_own_trouble_at_a_recipient_is_not_the_desks() {
     }
     assert!(accepted.lock().unwrap().is_empty());
     let (port, taken) = stalling_smtp("nobody.invalid");
-    let config = std::fs::read_to_string(s.path("config.toml")).unwrap();
-    s.write(
-        "config.toml",
-        &config.replace(&format!("port = {full}"), &format!("port = {port}")),
-    );
+    smtp_moved(&s, full, port);
     s.now = "2026-01-30T10:00:00Z".into();
     let mended = s.run_bounded(&["run"]);
     assert_eq!(mended.code, 0, "{}", mended.stderr);
@@ -1149,11 +1147,7 @@ fn three_desks_deferred_in_a_row_are_the_relays_trouble() {
     assert!(ledger.iter().all(|r| r["status"] == "failed"), "{ledger:?}");
     // Once the way out takes mail again, every desk gets its report.
     let (open, taken) = stalling_smtp("nobody.invalid");
-    let config = std::fs::read_to_string(s.path("config.toml")).unwrap();
-    s.write(
-        "config.toml",
-        &config.replace(&format!("port = {port}"), &format!("port = {open}")),
-    );
+    smtp_moved(&s, port, open);
     s.now = "2026-01-30T09:00:00Z".into();
     let mended = s.run_bounded(&["run"]);
     assert_eq!(mended.code, 0, "{}", mended.stderr);

@@ -426,12 +426,7 @@ fn a_log_folder_the_run_may_not_list_stops_it_rather_than_lose_the_rotated_end()
     s.write("messages", &log);
     fs::rename(s.path("messages"), s.path("messages.1")).unwrap();
     s.write("messages", &drop_line("10:10:00", "3.5.140.4", "TCP", 22));
-    let as_user = |args: &[&str]| {
-        use std::os::unix::process::CommandExt;
-        let mut cmd = s.command(args);
-        cmd.uid(65534).gid(65534);
-        Ran::from(cmd.output().unwrap())
-    };
+    let as_user = |args: &[&str]| as_user_65534(&s, args);
     let stopped = as_user(&["run"]);
     assert_eq!(stopped.code, 1, "{}", stopped.stderr);
     assert!(
@@ -467,12 +462,7 @@ fn check_names_a_mail_dir_this_user_cannot_write() {
     };
     std::os::unix::fs::chown(s.path("outbox"), Some(0), Some(0)).unwrap();
     fs::set_permissions(s.path("outbox"), fs::Permissions::from_mode(0o755)).unwrap();
-    let check = {
-        use std::os::unix::process::CommandExt;
-        let mut cmd = s.command(&["check"]);
-        cmd.uid(65534).gid(65534);
-        Ran::from(cmd.output().unwrap())
-    };
+    let check = as_user_65534(&s, &["check"]);
     assert_eq!(check.code, 78, "{}", check.stdout);
     assert!(
         check.stdout.contains("mail.dir") && check.stdout.contains("not writable"),
@@ -481,10 +471,18 @@ fn check_names_a_mail_dir_this_user_cannot_write() {
     );
 }
 
+/// Runs `args` as the unprivileged user 65534 on `s` as it stands (see [`as_service_user`],
+/// which gives that user the state and the outbox first).
+fn as_user_65534(s: &Setup, args: &[&str]) -> Ran {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = s.command(args);
+    cmd.uid(65534).gid(65534);
+    Ran::from(cmd.output().unwrap())
+}
+
 /// Runs `args` as the unprivileged user 65534 on `s`, its state and outbox that user's;
 /// `None` when this test is not root and cannot run as another user.
 fn as_service_user(s: &Setup, args: &[&str]) -> Option<Ran> {
-    use std::os::unix::process::CommandExt;
     const USER: u32 = 65534;
     std::os::unix::fs::chown(s.path("config.toml"), Some(USER), Some(USER)).ok()?;
     fs::set_permissions(s.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
@@ -492,9 +490,7 @@ fn as_service_user(s: &Setup, args: &[&str]) -> Option<Ran> {
         fs::create_dir_all(s.path(dir)).unwrap();
         std::os::unix::fs::chown(s.path(dir), Some(USER), Some(USER)).unwrap();
     }
-    let mut cmd = s.command(args);
-    cmd.uid(USER).gid(USER);
-    Some(Ran::from(cmd.output().unwrap()))
+    Some(as_user_65534(s, args))
 }
 
 #[test]

@@ -114,6 +114,16 @@ pub fn use_smtp(s: &Setup, port: u16) {
     );
 }
 
+/// The SMTP server [`use_smtp`] gave moved from port `from` to `to` (a relay mended).
+pub fn smtp_moved(s: &Setup, from: u16, to: u16) {
+    let config = std::fs::read_to_string(s.path("config.toml")).unwrap();
+    assert!(config.contains(&format!("port = {from}\n")));
+    s.write(
+        "config.toml",
+        &config.replace(&format!("port = {from}\n"), &format!("port = {to}\n")),
+    );
+}
+
 /// The file transport with `max_messages_per_run = n`.
 pub fn with_mail_budget(s: &Setup, n: u32) {
     let config = std::fs::read_to_string(s.path("config.toml"))
