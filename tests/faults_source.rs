@@ -585,15 +585,7 @@ fn reread_since_counts_no_packet_twice() {
     s.write("messages", &(older + &two));
     s.run(&["run"]).ok();
     assert_eq!(observed_hits(&s).get(A), Some(&2));
-    let messages = s.path("messages");
-    s.run(&[
-        "reread",
-        "--source",
-        messages.to_str().unwrap(),
-        "--since",
-        "2d",
-    ])
-    .ok();
+    s.reread_since("2d");
     let out = s.run(&["run"]).ok();
     assert_eq!(observed_hits(&s).get(A), Some(&2), "{}", out.stderr);
     assert!(s.outbox().is_empty(), "two packets are no three");
@@ -620,16 +612,7 @@ fn reread_since_never_moves_a_cursor_past_lines_no_run_read() {
         "messages",
         &drop_line("07:00:00", z, "TCP", 22).replace("Jan 25", "Jan 26"),
     );
-    let messages = s.path("messages");
-    let said = s
-        .run(&[
-            "reread",
-            "--source",
-            messages.to_str().unwrap(),
-            "--since",
-            "1d",
-        ])
-        .ok();
+    let said = s.reread_since("1d");
     assert!(
         said.stdout.contains("reads on from there"),
         "{}",
@@ -664,17 +647,8 @@ fn reread_since_starts_at_a_packet_after_a_nul_block() {
         ),
     );
     s.run(&["run"]).ok();
-    let messages = s.path("messages");
     // The clock is Jan 26 08:00: 22 hours back is Jan 25 10:00, between the cut line and B.
-    let said = s
-        .run(&[
-            "reread",
-            "--source",
-            messages.to_str().unwrap(),
-            "--since",
-            "22h",
-        ])
-        .ok();
+    let said = s.reread_since("22h");
     assert!(
         !said.stdout.contains("nothing logged since"),
         "{}",
@@ -780,15 +754,7 @@ fn a_rotated_file_compressed_other_than_gzip_is_named_not_taken_as_read() {
         out.stderr
     );
     // Nothing a reread needs is in it: a reread is not refused for it.
-    let messages = s.path("messages");
-    let out = s.run(&[
-        "reread",
-        "--source",
-        messages.to_str().unwrap(),
-        "--since",
-        "2d",
-    ]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    s.reread_since("2d");
 }
 
 #[test]

@@ -316,12 +316,7 @@ fn a_damaged_asn_database_stops_the_run_rather_than_lose_its_providers_addresses
     assert!(out.stderr.contains("is damaged"), "{}", out.stderr);
     // Amazon's record alone broken: the addresses probed at opening are no one's, and the
     // attacker's lookup is the one that fails.
-    let mut record = intact.clone();
-    let at = (record.windows(16))
-        .position(|w| w == b"Amazon.com, Inc.")
-        .unwrap();
-    record[at - 1] = 0;
-    std::fs::write(s.path("asn.mmdb"), &record).unwrap();
+    std::fs::write(s.path("asn.mmdb"), amazon_record_broken(&intact)).unwrap();
     let out = s.run(&["run"]);
     assert_eq!(out.code, 78, "{}", out.stderr);
     assert!(
@@ -341,6 +336,17 @@ fn a_damaged_asn_database_stops_the_run_rather_than_lose_its_providers_addresses
     std::fs::write(s.path("asn.mmdb"), &intact).unwrap();
     s.run(&["run"]).ok();
     assert_eq!(s.reported(), vec![vec!["3.5.140.2".to_string()]]);
+}
+
+/// The example ASN database with Amazon's record broken: its organisation's string is
+/// marked with a type no reader knows.
+fn amazon_record_broken(intact: &[u8]) -> Vec<u8> {
+    let mut record = intact.to_vec();
+    let at = (record.windows(16))
+        .position(|w| w == b"Amazon.com, Inc.")
+        .unwrap();
+    record[at - 1] = 0;
+    record
 }
 
 /// The damage met only when reports are planned: an address read by an earlier run and left
@@ -372,12 +378,7 @@ fn asn_damage_met_when_reports_are_planned_stops_the_run() {
     s.write("messages", &log);
     s.run(&["run"]).ok();
     assert!(!s.reported().concat().contains(&"3.5.140.2".to_string()));
-    let mut record = intact.clone();
-    let at = (record.windows(16))
-        .position(|w| w == b"Amazon.com, Inc.")
-        .unwrap();
-    record[at - 1] = 0;
-    std::fs::write(s.path("asn.mmdb"), &record).unwrap();
+    std::fs::write(s.path("asn.mmdb"), amazon_record_broken(&intact)).unwrap();
     let out = s.run(&["run"]);
     assert_eq!(out.code, 78, "{}", out.stderr);
     assert!(out.stderr.contains("3.5.140.2"), "{}", out.stderr);

@@ -1437,16 +1437,7 @@ fn reread_since_finds_the_cursors_file_compressed_since() {
         "messages",
         &(at("Jan 24", "09:00:00", "3.5.140.4") + &at("Jan 26", "07:00:00", "3.5.140.5")),
     );
-    let messages = s.path("messages");
-    let said = s
-        .run(&[
-            "reread",
-            "--source",
-            messages.to_str().unwrap(),
-            "--since",
-            "1d",
-        ])
-        .ok();
+    let said = s.reread_since("1d");
     assert!(
         said.stdout.contains("reads on from there"),
         "{}",

@@ -197,6 +197,14 @@ impl Setup {
         Ran::from(self.command(args).output().unwrap())
     }
 
+    /// `reread --source {dir}/messages --since ago`, which must succeed.
+    pub fn reread_since(&self, ago: &str) -> Ran {
+        let messages = self.path("messages");
+        let source = messages.to_str().unwrap();
+        self.run(&["reread", "--source", source, "--since", ago])
+            .ok()
+    }
+
     /// [`Setup::run`], failing the test if the run has not ended within 60 s (for faults
     /// that could make it hang). Its output is read while it runs, so a talkative run never
     /// blocks on a full pipe.
