@@ -432,7 +432,6 @@ impl<'s> World<'s> {
         }
     }
 
-    /// The origin AS of `ip`, when an ASN database is configured.
     /// An error (78) if a lookup in the ASN database failed: the addresses it could not
     /// answer for were taken for no provider's. `then` says what the run did about it.
     pub(crate) fn asn_intact(&self, then: &str) -> Result<()> {
@@ -449,6 +448,7 @@ impl<'s> World<'s> {
         }
     }
 
+    /// The origin AS of `ip`, when an ASN database is configured.
     pub(crate) fn asn(&self, ip: IpAddr) -> Option<u32> {
         self.asn_db
             .as_ref()
@@ -610,17 +610,18 @@ pub(crate) struct Intake {
     by_ip: Vec<std::cell::OnceCell<Vec<u32>>>,
 }
 
-/// For a source read again after `reread`: packets an earlier read counted (per prefix, up
-/// to the last one it counted) are passed over, wherever the cursor now points.
-fn counted_before(
-    scan: &mut Ingest<'_>,
-    state: &State,
-    key: &str,
+/// Per prefix of `prefixes`, the last packet time earlier runs counted from `source`, as
+/// `counted` ([`State::counted_all`]) holds it: what a read after `reread`, or of a file cut
+/// back in place, passes over.
+fn counted_of(
+    counted: &HashMap<String, HashMap<String, i64>>,
+    source: &str,
     prefixes: &[String],
-) -> Result<()> {
-    let until = state.counted(key)?;
-    scan.counted_before(prefixes.iter().map(|p| until.get(p).copied()).collect());
-    Ok(())
+) -> Vec<Option<i64>> {
+    let until = counted.get(source);
+    (prefixes.iter())
+        .map(|p| until.and_then(|u| u.get(p)).copied())
+        .collect()
 }
 
 /// Notes, per prefix of the source just read, the last packet time counted as a hit: what a
@@ -798,14 +799,16 @@ fn ingest_once(
     // Where earlier runs stopped reading each file, told to a read that goes on from its
     // cursor: in the hour a zone's clock shows twice it decides which of the two a line is
     // in. A zone without summer time never needs it.
-    let resumed = match state {
-        Some(s) if settings.zone.may_repeat_times() => s.last_counted()?,
-        _ => HashMap::new(),
-    };
-    // What earlier runs counted of each file, per prefix, for one found cut back in place.
+    // What earlier runs counted, per source and prefix: read once for every file.
     let earlier = match state {
         Some(s) => s.counted_all()?,
         None => HashMap::new(),
+    };
+    let resumed = |key: &str| -> Option<i64> {
+        let repeats = settings.zone.may_repeat_times();
+        repeats
+            .then(|| earlier.get(key)?.values().max().copied())
+            .flatten()
     };
     // The files that gave packets this run, with their sources' prefixes: two copies of one
     // log among them are said (see `crate::overlap`).
@@ -824,7 +827,7 @@ fn ingest_once(
                 if let Some(s) = state
                     && s.reread_pending(&key)?
                 {
-                    counted_before(&mut scan, s, &key, &source_cfg.prefixes)?;
+                    scan.counted_before(counted_of(&earlier, &key, &source_cfg.prefixes));
                 }
                 let heard = heard.insert(crate::overlap::Heard::new(&source_cfg.prefixes));
                 let read = journal::read(cursor.as_deref(), source_cfg.start_at, &mut scan, heard)?;
@@ -849,26 +852,20 @@ fn ingest_once(
                     };
                     // Each file of a glob is a timeline of its own.
                     scan.begin_source(parser(&source_cfg.prefixes));
-                    let until = earlier.get(&key);
-                    scan.counted_earlier(
-                        (source_cfg.prefixes.iter())
-                            .map(|p| until.and_then(|u| u.get(p)).copied())
-                            .collect(),
-                    );
+                    scan.counted_earlier(counted_of(&earlier, &key, &source_cfg.prefixes));
                     // Read again after `reread`: what an earlier read counted is not counted
                     // twice (a packet logged up to the last one counted, per prefix).
                     let reread = match (state, cursor.as_ref()) {
                         (Some(s), Some(c)) => c.is_reread() || s.reread_pending(&key)?,
                         _ => false,
                     };
-                    if let (Some(s), true) = (state, reread) {
-                        counted_before(&mut scan, s, &key, &source_cfg.prefixes)?;
+                    if reread {
+                        scan.counted_before(counted_of(&earlier, &key, &source_cfg.prefixes));
                     } else if cursor.is_some() {
                         // It goes on where a run stopped (one read again from its start
                         // follows nothing known), under this name or the one it took over.
                         let old = names.taken_over.get(&key);
-                        let stopped = resumed.get(&key).or_else(|| resumed.get(old?));
-                        scan.follows(stopped.copied());
+                        scan.follows(resumed(&key).or_else(|| resumed(old?)));
                     }
                     let before = scan.counted();
                     let read = source::read(
@@ -920,10 +917,10 @@ fn ingest_once(
                     }
                     // A cursor taken over keeps what its old name counted: a `reread` under
                     // the new name passes over those packets too.
-                    if let (Some(s), Some(old)) = (state, names.taken_over.get(&key)) {
-                        for (prefix, until) in s.counted(old)? {
-                            if source_cfg.prefixes.contains(&prefix) {
-                                counted.push((key.clone(), prefix, until));
+                    if let Some(old) = names.taken_over.get(&key) {
+                        for (prefix, until) in earlier.get(old).into_iter().flatten() {
+                            if source_cfg.prefixes.contains(prefix) {
+                                counted.push((key.clone(), prefix.clone(), *until));
                             }
                         }
                     }

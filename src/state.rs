@@ -1013,21 +1013,9 @@ impl State {
         })
     }
 
-    /// Per prefix, the last packet time counted as a hit from `source` (none on a state no
-    /// run has brought to schema 8 yet).
-    pub fn counted(&self, source: &str) -> Result<HashMap<String, i64>> {
-        if self.version < 8 {
-            return Ok(HashMap::new());
-        }
-        let mut stmt = self
-            .conn
-            .prepare("SELECT prefix, until FROM counted WHERE source = ?1")?;
-        let rows = stmt.query_map([source], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-
     /// Per source and prefix, the last packet time counted as a hit (none on a state no run
-    /// has brought to schema 8 yet): [`State::counted`] of every source at once.
+    /// has brought to schema 8 yet): where earlier runs stopped reading each source, and what a
+    /// read after `reread` passes over.
     pub fn counted_all(&self) -> Result<HashMap<String, HashMap<String, i64>>> {
         let mut all: HashMap<String, HashMap<String, i64>> = HashMap::new();
         if self.version < 8 {
@@ -1042,20 +1030,6 @@ impl State {
             all.entry(source).or_default().insert(prefix, until);
         }
         Ok(all)
-    }
-
-    /// Per source, the last packet time any of its prefixes counted as a hit (none on a state
-    /// no run has brought to schema 8 yet): about where an earlier run stopped reading it, for
-    /// a run that reads on from its cursor in the hour the clock shows twice.
-    pub fn last_counted(&self) -> Result<HashMap<String, i64>> {
-        if self.version < 8 {
-            return Ok(HashMap::new());
-        }
-        let mut stmt = self
-            .conn
-            .prepare("SELECT source, max(until) FROM counted GROUP BY source")?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// IPs that a report to `provider` holds and that must not go into another one: those
