@@ -487,10 +487,10 @@ fn other_compression(name: &str, gzip: bool, first_line: &[u8]) -> Option<&'stat
 /// not. Any other suffix names another log: `web-1` and `fw-dmz` are other hosts' or other rules' files,
 /// not the history of `web` and `fw`, and `fw.example.org` is no rotated `fw`.
 fn is_rotation_suffix(suffix: &[u8]) -> bool {
-    let compressed = std::iter::once(".gz")
-        .chain(OTHER_COMPRESSIONS.iter().map(|(ext, _, _)| *ext))
-        .find_map(|ext| suffix.strip_suffix(ext.as_bytes()));
-    let body = compressed.unwrap_or(suffix);
+    let Ok(text) = std::str::from_utf8(suffix) else {
+        return false;
+    };
+    let body = without_compression(text).as_bytes();
     let Some((&separator, rest)) = body.split_first() else {
         return false;
     };
@@ -931,13 +931,12 @@ impl Folders {
 const SETTLED_FOLDER: std::time::Duration = std::time::Duration::from_secs(3);
 
 impl Folders {
-    /// The names in `dir` that are UTF-8, sorted; `None` if it cannot be listed.
-    fn names(&mut self, dir: &Path) -> Option<&[String]> {
+    /// The names in `dir` that are UTF-8, sorted; why not, if it cannot be listed.
+    fn names(&mut self, dir: &Path) -> io::Result<&[String]> {
         let modified = fs::metadata(dir).and_then(|m| m.modified()).ok();
         let still = |(then, _): &(std::time::SystemTime, Vec<String>)| Some(*then) == modified;
         if !self.listed.get(dir).is_some_and(still) {
-            let mut names: Vec<String> = fs::read_dir(dir)
-                .ok()?
+            let mut names: Vec<String> = fs::read_dir(dir)?
                 .filter_map(|e| e.ok()?.file_name().into_string().ok())
                 .collect();
             names.sort_unstable();
@@ -956,11 +955,14 @@ impl Folders {
                     // Changing now: listed afresh for each source that asks.
                     self.listed.remove(dir);
                     self.fresh = names;
-                    return Some(&self.fresh);
+                    return Ok(&self.fresh);
                 }
             }
         }
-        self.listed.get(dir).map(|(_, names)| names.as_slice())
+        Ok(self
+            .listed
+            .get(dir)
+            .map_or(&[][..], |(_, names)| names.as_slice()))
     }
 }
 
@@ -976,19 +978,19 @@ fn siblings(path: &Path, live: Option<&OpenFile>, folders: &mut Folders) -> Sibl
     let Some(base) = path.file_name().and_then(|n| n.to_str()) else {
         return found;
     };
-    let Some(names) = folders.names(dir) else {
+    let names = match folders.names(dir) {
+        Ok(names) => names,
         // A folder the run may enter but not list (0711): the file is read, and its rotated
         // files are not seen, so the end of one renamed away is never read.
-        if let Err(e) = fs::read_dir(dir)
-            && e.kind() != io::ErrorKind::NotFound
-        {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
             found.unlistable = Some(format!(
                 "source {}: folder {} cannot be listed: {e}; its rotated files, which hold what no run has read yet after a rotation, are not seen until the run's user may list it",
                 path.display(),
                 dir.display()
             ));
+            return found;
         }
-        return found;
+        Err(_) => return found,
     };
     let Siblings {
         listed: listed_names,
@@ -1122,6 +1124,7 @@ fn still_as_opened(
     };
     folders
         .names(folder_of(home))
+        .ok()
         .is_none_or(|names| rotation_names(names, base) == found.listed)
 }
 
@@ -1437,7 +1440,7 @@ fn folder_of(path: &Path) -> &Path {
 fn moved_in_folder(path: &Path, cursor: &Cursor, folders: &mut Folders) -> Option<Sibling> {
     use std::os::unix::fs::MetadataExt;
     let dir = folder_of(path);
-    folders.names(dir)?.iter().find_map(|name| {
+    folders.names(dir).ok()?.iter().find_map(|name| {
         let entry = dir.join(name);
         let meta = fs::symlink_metadata(&entry).ok()?;
         if !meta.is_file() || (meta.dev(), meta.ino()) != (cursor.dev, cursor.ino) {
