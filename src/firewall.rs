@@ -251,18 +251,24 @@ fn short_name(name: &str, room: usize) -> String {
 /// table, sets.
 fn kernel_names(name: &str, format: FirewallFormat) -> Vec<String> {
     match format {
-        FirewallFormat::Iptables | FirewallFormat::Ip6tables => {
-            let short = short_name(name, CHAIN_NAME_ROOM);
-            vec![format!("abuse-{short}"), format!("abuse-{short}-drop")]
-        }
+        FirewallFormat::Iptables | FirewallFormat::Ip6tables => chains(name).to_vec(),
         FirewallFormat::Nft => vec![nft_table(name)],
-        FirewallFormat::Ipset => {
-            let short = short_name(name, SET_NAME_ROOM);
-            let sets = ["v4", "v6"].map(|set| format!("abuse-{short}-{set}"));
-            let next = ["v4", "v6"].map(|set| next_set(name, set));
-            sets.into_iter().chain(next).collect()
-        }
+        FirewallFormat::Ipset => (["v4", "v6"].iter())
+            .flat_map(|set| [live_set(name, set), next_set(name, set)])
+            .collect(),
     }
+}
+
+/// The chains of provider `name`'s iptables rules: the one hooked in, and the one it sends
+/// the provider's ranges to, which logs and drops.
+fn chains(name: &str) -> [String; 2] {
+    let short = short_name(name, CHAIN_NAME_ROOM);
+    [format!("abuse-{short}"), format!("abuse-{short}-drop")]
+}
+
+/// The ipset set of provider `name`'s ranges of family `set` (`v4`, `v6`) that rules match.
+fn live_set(name: &str, set: &str) -> String {
+    format!("abuse-{}-{set}", short_name(name, SET_NAME_ROOM))
 }
 
 /// The nft table of provider `name`. nft takes names of 255 characters at most: a longer one
@@ -321,9 +327,7 @@ fn restore_rules(
     ports: &[u16],
     log_prefix: &str,
 ) {
-    let short = short_name(name, CHAIN_NAME_ROOM);
-    let chain = format!("abuse-{short}");
-    let drop = format!("abuse-{short}-drop");
+    let [chain, drop] = chains(name);
     let _ = writeln!(out, "# {tool}-restore --noflush < this-file");
     let _ = writeln!(
         out,
@@ -449,10 +453,9 @@ pub fn render(
                 "# ipset restore < this-file; then hook the sets in (each packet LOGged, then DROPped; not the host's own on lo, answers to its connections or IPv6 neighbour discovery):"
             );
             let protos = port_matches(ports);
-            let short = short_name(name, SET_NAME_ROOM);
             for (tool, set) in [("iptables", "v4"), ("ip6tables", "v6")] {
                 let mut at = 1;
-                let members = format!("-m set --match-set abuse-{short}-{set} src");
+                let members = format!("-m set --match-set {} src", live_set(name, set));
                 // Accepted: in INPUT itself a RETURN would take the chain's policy.
                 if set == "v6" {
                     for exempt in neighbour_discovery_matches() {
@@ -475,7 +478,7 @@ pub fn render(
             // Filled under another name and swapped in: loaded again after the ranges
             // changed, the set holds the new ranges alone, and is never empty meanwhile.
             for (family, set, nets) in [("inet", "v4", v4), ("inet6", "v6", v6)] {
-                let (live, next) = (format!("abuse-{short}-{set}"), next_set(name, set));
+                let (live, next) = (live_set(name, set), next_set(name, set));
                 let size = set_size(nets.len());
                 for made in [&live, &next] {
                     let _ = writeln!(
