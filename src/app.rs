@@ -529,13 +529,13 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
     Ok(EXIT_OK)
 }
 
-/// Packet lines dated more than a day ahead of the clock are passed over: a host's clock set
-/// back (a bad hardware clock at boot, before NTP) takes every line since for one. The
-/// operator learns it, and how to have them read again once the clock is right.
 /// What a run stopped by a damaged ASN database at planning did: the read is kept, and the
 /// reports are made once the file is replaced.
 const UNPLANNED: &str = "no report was made from the addresses it could not answer for; what was read is kept, and they are reported once the file is replaced";
 
+/// Packet lines dated more than a day ahead of the clock are passed over: a host's clock set
+/// back (a bad hardware clock at boot, before NTP) takes every line since for one. The
+/// operator learns it, and how to have them read again once the clock is right.
 fn tell_lines_ahead(summary: &crate::ingest::Summary, now: DateTime<Utc>, verbosity: Verbosity) {
     if summary.lines_ahead > 0 && verbosity != Verbosity::Quiet {
         crate::output::tell(format_args!(

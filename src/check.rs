@@ -472,6 +472,13 @@ fn sample_report(
     let mut bare = Observation::new(bare_ip, time);
     bare.hits = 1;
     bare.protocols.insert(Name::from("ICMPv6"));
+    let bare = Attacker {
+        observation: bare,
+        range: None,
+        asn: None,
+        rereport: false,
+        before: None,
+    };
     let range = crate::provider::RangeInfo {
         prefix: "192.0.2.0/24".parse().expect("a prefix"),
         region: Some("eu-west-1".into()),
@@ -494,21 +501,9 @@ fn sample_report(
                     first_seen: time,
                 }),
             },
-            Attacker {
-                observation: bare.clone(),
-                range: None,
-                asn: None,
-                rereport: false,
-                before: None,
-            },
+            bare,
         ],
-        false => vec![Attacker {
-            observation: bare,
-            range: None,
-            asn: None,
-            rereport: false,
-            before: None,
-        }],
+        false => vec![bare],
     };
     let line = |ip: std::net::IpAddr, at: i64| crate::excerpt::EvidenceLine {
         time: at,
