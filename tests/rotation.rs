@@ -1305,17 +1305,34 @@ fn a_compressed_dated_file_newer_by_its_time_than_the_cursors_is_not_read_again(
 /// sort as their dates.
 #[test]
 fn two_dated_rotations_between_runs_are_read_in_their_dates_order() {
+    two_dated_rotations_between_runs("-", |s| {
+        gzip_in_place(s, "messages-20260124");
+        compressed_after_the_newer(s, "messages-20260124.gz", "messages-20260125");
+    });
+}
+
+/// A run, then two rotations to dated names (`messages{sep}20260124`, then `…25`) before the
+/// next run, `meanwhile` done to the files before it: every packet counted once, the newer
+/// dated file's too.
+fn two_dated_rotations_between_runs(sep: &str, meanwhile: impl FnOnce(&Setup)) {
     let s = Setup::standard();
     let (a, b, c, d) = ("3.5.140.2", "3.5.140.3", "3.5.140.4", "3.5.140.5");
     s.write("messages", &minutes(a, 0, 2));
     s.run(&["run"]).ok();
     s.append("messages", &minutes(b, 2, 2));
-    fs::rename(s.path("messages"), s.path("messages-20260124")).unwrap();
+    fs::rename(
+        s.path("messages"),
+        s.path(&format!("messages{sep}20260124")),
+    )
+    .unwrap();
     s.write("messages", &minutes(c, 10, 2));
-    fs::rename(s.path("messages"), s.path("messages-20260125")).unwrap();
+    fs::rename(
+        s.path("messages"),
+        s.path(&format!("messages{sep}20260125")),
+    )
+    .unwrap();
     s.write("messages", &minutes(d, 20, 2));
-    gzip_in_place(&s, "messages-20260124");
-    compressed_after_the_newer(&s, "messages-20260124.gz", "messages-20260125");
+    meanwhile(&s);
     let out = s.run(&["-v", "run"]).ok();
     let hits = observed_hits(&s);
     assert_eq!(
@@ -1455,23 +1472,7 @@ fn reread_since_finds_the_cursors_file_compressed_since() {
 /// then left the newer dated file, which no run had read, taken for older history.
 #[test]
 fn dated_names_with_a_dot_sort_as_dates() {
-    let s = Setup::standard();
-    let (a, b, c, d) = ("3.5.140.2", "3.5.140.3", "3.5.140.4", "3.5.140.5");
-    s.write("messages", &minutes(a, 0, 2));
-    s.run(&["run"]).ok();
-    s.append("messages", &minutes(b, 2, 2));
-    fs::rename(s.path("messages"), s.path("messages.20260124")).unwrap();
-    s.write("messages", &minutes(c, 10, 2));
-    fs::rename(s.path("messages"), s.path("messages.20260125")).unwrap();
-    s.write("messages", &minutes(d, 20, 2));
-    let out = s.run(&["-v", "run"]).ok();
-    let hits = observed_hits(&s);
-    assert_eq!(
-        (hits.get(a), hits.get(b), hits.get(c), hits.get(d)),
-        (Some(&2), Some(&2), Some(&2), Some(&2)),
-        "{}",
-        out.stderr
-    );
+    two_dated_rotations_between_runs(".", |_| {});
 }
 
 /// `gz` given a time a minute from now and `newer` one a minute ago: a compressor that gives
