@@ -1858,6 +1858,10 @@ pub struct Ingest<'a> {
     /// Per prefix of the source being read: packets logged up to this time were counted by
     /// an earlier read (a source read again after `reread`), and are not counted twice.
     counted_before: Vec<Option<i64>>,
+    /// Where in the next feed the rule of `counted_before` ends: the lines that start within
+    /// its first this many bytes are held to it, the rest count whatever their time (they
+    /// lie past where the runs before `reread` had read). `None`: the whole feed is.
+    rule_ends: Option<u64>,
     /// Per prefix, the last packet time an earlier run counted from the file being read: what
     /// a read of a file cut back in place passes over (see
     /// [`Ingest::pass_over_counted_earlier`]).
@@ -2083,6 +2087,7 @@ impl<'a> Ingest<'a> {
             stale_after: None,
             answers_are_hits: true,
             counted_before: Vec::new(),
+            rule_ends: None,
             counted_earlier: Vec::new(),
             counted_until: Vec::new(),
             progress: None,
@@ -2133,6 +2138,7 @@ impl<'a> Ingest<'a> {
         self.end_source();
         self.trackers = self.new_trackers();
         self.counted_before.clear();
+        self.rule_ends = None;
         self.counted_earlier.clear();
         self.counted_until.clear();
     }
@@ -2142,6 +2148,33 @@ impl<'a> Ingest<'a> {
     /// in `lines_counted_before`), so that no packet counts twice.
     pub fn counted_before(&mut self, until: Vec<Option<i64>>) {
         self.counted_before = until;
+        self.rule_ends = None;
+    }
+
+    /// For the next feed: the rule of [`Ingest::counted_before`] holds for the lines that
+    /// start within its first `bytes` (the text earlier runs read), and is let go of for the
+    /// rest, which no run has read and which counts whatever its lines' time. With 0, it is
+    /// let go of at once.
+    pub fn counted_before_ends(&mut self, bytes: u64) {
+        if bytes == 0 {
+            self.counted_before(Vec::new());
+        } else {
+            self.rule_ends = Some(bytes);
+        }
+    }
+
+    /// [`Ingest::fork`] for the piece of the next feed's text that starts `at` bytes into it:
+    /// where the rule of [`Ingest::counted_before`] ends is moved to the piece's own start.
+    pub fn fork_at(&self, at: u64) -> Ingest<'a> {
+        let mut fork = self.fork();
+        fork.rule_from(at);
+        fork
+    }
+
+    fn rule_from(&mut self, at: u64) {
+        if let Some(end) = self.rule_ends {
+            self.counted_before_ends(end.saturating_sub(at));
+        }
     }
 
     /// For the file about to be read: per prefix, the last packet time an earlier run counted
@@ -2219,6 +2252,7 @@ impl<'a> Ingest<'a> {
             stale_after: self.stale_after,
             answers_are_hits: self.answers_are_hits,
             counted_before: self.counted_before.clone(),
+            rule_ends: self.rule_ends,
             counted_earlier: Vec::new(),
             counted_until: Vec::new(),
             progress: self.progress,
@@ -2324,6 +2358,8 @@ impl<'a> Ingest<'a> {
         }
         let read = self.feed_through(&mut buf, reader, last_line_whole);
         self.spare = buf;
+        // Where the rule ends was said of this feed alone.
+        self.rule_ends = None;
         read
     }
 
@@ -2365,7 +2401,7 @@ impl<'a> Ingest<'a> {
             // Up to the last line end, a newline or a NUL byte (see `ends_a_line`).
             match memchr::memrchr2(b'\n', 0, &buf[done..filled]) {
                 Some(i) => {
-                    self.scan(&buf[done..done + i + 1]);
+                    self.scan_at(&buf[done..done + i + 1], consumed + done as u64);
                     done += i + 1;
                 }
                 None if done == 0 && filled == buf.len() => {
@@ -2391,7 +2427,7 @@ impl<'a> Ingest<'a> {
             // Never a whole buffer here (that one is junk, passed over above): there is room
             // for the newline it lacks, which is not counted as read.
             buf[filled] = b'\n';
-            self.scan(&buf[..=filled]);
+            self.scan_at(&buf[..=filled], consumed);
             self.summary.bytes_read -= 1;
             consumed += filled as u64;
             if let Some(progress) = self.progress {
@@ -2427,6 +2463,29 @@ impl<'a> Ingest<'a> {
         self.summary.bytes_read += head.len() as u64;
         if self.finders.iter().any(|f| f.find(head).is_some()) {
             self.summary.lines_malformed += 1;
+        }
+    }
+
+    /// [`Ingest::scan`] of `region`, which starts `at` bytes into the feed: the lines that
+    /// start before where the rule of [`Ingest::counted_before`] ends are held to it, and it is
+    /// let go of for the rest.
+    fn scan_at(&mut self, region: &[u8], at: u64) {
+        let Some(end) = self.rule_ends.filter(|&end| end < at + region.len() as u64) else {
+            self.scan(region);
+            return;
+        };
+        // The line holding the last byte before the end ends the part held to the rule.
+        let split = match usize::try_from(end.saturating_sub(at)) {
+            Ok(0) | Err(_) => 0,
+            Ok(before) => memchr::memchr2(b'\n', 0, &region[before - 1..])
+                .map_or(region.len(), |i| before + i),
+        };
+        if split > 0 {
+            self.scan(&region[..split]);
+        }
+        self.counted_before(Vec::new());
+        if split < region.len() {
+            self.scan(&region[split..]);
         }
     }
 

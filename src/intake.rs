@@ -859,8 +859,11 @@ fn ingest_once(
                         (Some(s), Some(c)) => c.is_reread() || s.reread_pending(&key)?,
                         _ => false,
                     };
+                    // Up to where the runs before `reread` had read: past it, no run read.
+                    let mut through = None;
                     if reread {
                         scan.counted_before(counted_of(&earlier, &key, &source_cfg.prefixes));
+                        through = state.map(|s| s.reread_through(&key)).transpose()?.flatten();
                     } else if cursor.is_some() {
                         // It goes on where a run stopped (one read again from its start
                         // follows nothing known), under this name or the one it took over.
@@ -871,6 +874,7 @@ fn ingest_once(
                     let read = source::read(
                         &path,
                         cursor.as_ref(),
+                        through.as_ref(),
                         source_cfg.start_at,
                         &mut scan,
                         &mut folders,

@@ -14,7 +14,7 @@ use crate::error::{ConfigError, EXIT_OK};
 use crate::ingest::Summary;
 use crate::journal;
 use crate::parse::LineParser;
-use crate::source::{self, RereadStart};
+use crate::source::{self, Cursor, RereadStart};
 use crate::state::{State, StoredCursor};
 
 /// Leaves a cursor for each file of the source named `wanted` so that the next run reads it
@@ -54,15 +54,12 @@ pub fn reread(
                 journal::REREAD_ALL.to_string()
             }
         };
-        cursors.push((config.name(), StoredCursor::Journal(cursor)));
+        cursors.push((config.name(), StoredCursor::Journal(cursor), None));
     }
     for file in files(config, wanted, &state)? {
         let mut parser = LineParser::new(&config.prefixes, settings.zone, now);
         let key = file.to_string_lossy().into_owned();
-        let current = match since {
-            Some(_) => state.cursor(&key)?,
-            None => None,
-        };
+        let current = state.cursor(&key)?;
         let since_at = since.map(|t| (t.timestamp(), &mut parser));
         let from = source::reread_from(&file, since_at, current.as_ref())?;
         let shown = file.display();
@@ -85,7 +82,13 @@ pub fn reread(
                 continue;
             }
         }
-        cursors.push((key, StoredCursor::File(from.cursor)));
+        // Where the text earlier runs read ends: the next run counts what lies after it
+        // whatever its lines' time.
+        let through = current.filter(|c| !c.is_reread()).map(|c| Cursor {
+            known_siblings: Vec::new(),
+            ..c
+        });
+        cursors.push((key, StoredCursor::File(from.cursor), through));
     }
     state.set_cursors(&cursors, &utc_text(now))?;
     Ok(EXIT_OK)

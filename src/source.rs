@@ -37,7 +37,7 @@ pub const FINGERPRINT_LEN: usize = 256;
 const LOOK_BACK: u64 = 1 << 16;
 
 /// Where a source stopped reading.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Cursor {
     pub dev: u64,
     pub ino: u64,
@@ -1346,10 +1346,13 @@ fn read_reporting(
     }
 }
 
-/// Feeds `ingest` with what is new in the source at `path` since `cursor`.
+/// Feeds `ingest` with what is new in the source at `path` since `cursor`. After `reread`,
+/// `through` is the cursor the source had before it: the rule of [`Ingest::counted_before`]
+/// holds up to that point, and what lies after it counts whatever its time.
 pub fn read(
     path: &Path,
     cursor: Option<&Cursor>,
+    through: Option<&Cursor>,
     start: StartAt,
     ingest: &mut Ingest<'_>,
     folders: &mut Folders,
@@ -1405,7 +1408,12 @@ pub fn read(
             "{problem}; the first read of a source reads its rotated files, so nothing of it is read until the run's user may read them (or they are moved away)"
         );
     }
-    let mut read = read_opened(path, live, now, &rotated, cursor, start, ingest)?;
+    let through = match through {
+        Some(t) => ReadThrough::among(t, live.as_ref(), &rotated)
+            .with_context(|| format!("source {}", path.display()))?,
+        None => ReadThrough::default(),
+    };
+    let mut read = read_opened(path, live, now, &rotated, cursor, start, through, ingest)?;
     let mut unreadable: Vec<String> = unreadable.into_iter().map(|(_, text)| text).collect();
     unreadable.append(&mut compressed);
     unreadable.append(&mut read.warnings);
@@ -1489,8 +1497,63 @@ fn source_error(path: &Path, e: io::Error) -> anyhow::Error {
     }
 }
 
+/// Where the text earlier runs read ends, for a read after `reread`: what lies before it
+/// (the files before the one the source's cursor was in, and that file up to the cursor) was
+/// read, and its packets counted then are passed over by their time; what lies after it no
+/// run has read, and all of it counts, even lines stamped earlier than the last one counted
+/// (a log host's host whose clock is behind). Where the cursor's file is not found (none was
+/// kept, or the file is gone), the time alone decides everywhere, as it always did.
+#[derive(Default)]
+struct ReadThrough {
+    /// The file (device and inode as it is now) and the offset in its text.
+    file: Option<((u64, u64), u64)>,
+    /// Whether that file was read, and the rule let go of.
+    passed: bool,
+}
+
+impl ReadThrough {
+    /// Where `through` is among a source's files now.
+    fn among(through: &Cursor, live: Option<&OpenFile>, rotated: &[Sibling]) -> io::Result<Self> {
+        let live_first = live.map(OpenFile::first_line).transpose()?;
+        let files = (rotated.iter().map(|s| (&s.open, s.first_line.as_slice())))
+            .chain(live.zip(live_first.as_deref()));
+        let file = (cursors_file(through, files.clone()))
+            .and_then(|k| files.clone().nth(k))
+            .map(|(f, _)| ((f.dev, f.ino), through.offset));
+        Ok(Self {
+            file,
+            passed: false,
+        })
+    }
+
+    /// [`read_reporting`] of `file` from `from`, held to the rule up to the point, and with
+    /// the rule let go of once past it.
+    fn read(
+        &mut self,
+        source: &Path,
+        file: &OpenFile,
+        from: u64,
+        ingest: &mut Ingest<'_>,
+        warnings: &mut Vec<String>,
+    ) -> Result<u64> {
+        let point = (self.file)
+            .filter(|(id, _)| !self.passed && *id == (file.dev, file.ino))
+            .map(|(_, offset)| offset);
+        if let Some(offset) = point {
+            ingest.counted_before_ends(offset.saturating_sub(from));
+        }
+        let end = read_reporting(source, file, from, ingest, warnings);
+        if point.is_some() {
+            ingest.counted_before(Vec::new());
+            self.passed = true;
+        }
+        end
+    }
+}
+
 /// Reads a source whose live file (if any) and rotated siblings are open already: nothing
 /// here opens by path.
+#[allow(clippy::too_many_arguments)]
 fn read_opened(
     path: &Path,
     live: Option<OpenFile>,
@@ -1498,6 +1561,7 @@ fn read_opened(
     rotated: &[Sibling],
     cursor: Option<&Cursor>,
     start: StartAt,
+    mut through: ReadThrough,
     ingest: &mut Ingest<'_>,
 ) -> Result<SourceRead> {
     let shown = path.display();
@@ -1527,7 +1591,7 @@ fn read_opened(
             known[i].size = size;
             continue;
         }
-        let end = read_reporting(path, &s.open, file.from, ingest, &mut warnings)?;
+        let end = through.read(path, &s.open, file.from, ingest, &mut warnings)?;
         if !s.open.gzip {
             known[i].size = end;
         }
@@ -1546,7 +1610,7 @@ fn read_opened(
             .map(|k| k.size)
             .max();
         let from = cursor.offset.max(read_as_rotated.unwrap_or(0));
-        let end = read_reporting(path, &s.open, from, ingest, &mut warnings)?;
+        let end = through.read(path, &s.open, from, ingest, &mut warnings)?;
         if !s.open.gzip {
             known[i].size = end;
         }
@@ -1571,7 +1635,7 @@ fn read_opened(
     for file in &catchup.newer {
         let Some(i) = sibling(file) else { continue };
         let s = &rotated[i];
-        let end = read_reporting(path, &s.open, file.from, ingest, &mut warnings)?;
+        let end = through.read(path, &s.open, file.from, ingest, &mut warnings)?;
         if !s.open.gzip {
             known[i].size = end;
         }
@@ -1628,8 +1692,13 @@ fn read_opened(
                         && known_by_first_line(&c.fingerprint)
                         && same_start(&c.fingerprint, &now.fingerprint)
                 });
+            // Cut back, its offsets are no longer those of the text earlier runs read: where
+            // that text ends is not known by position, and the time alone decides.
             let rule = cut_back.then(|| ingest.pass_over_counted_earlier());
-            let end = read_reporting(path, file, from, ingest, &mut warnings);
+            let end = match rule {
+                Some(_) => read_reporting(path, file, from, ingest, &mut warnings),
+                None => through.read(path, file, from, ingest, &mut warnings),
+            };
             if let Some(rule) = rule {
                 ingest.counted_before(rule);
             }
@@ -1741,9 +1810,9 @@ fn read_in_parts(
         return ingest.feed(file.at(offset));
     }
     // Each behind a lock taken once, by whichever thread reads its piece.
-    let forks: Vec<std::sync::Mutex<Ingest<'_>>> = (after.iter())
-        .map(|&t| {
-            let mut fork = ingest.fork();
+    let forks: Vec<std::sync::Mutex<Ingest<'_>>> = (after.iter().zip(&starts[1..]))
+        .map(|(&t, &from)| {
+            let mut fork = ingest.fork_at(from - offset);
             fork.follows(t);
             std::sync::Mutex::new(fork)
         })
@@ -1958,8 +2027,6 @@ pub fn reread_from(
         .collect();
     // Where the source's cursor is among them: a point after it would have the next run pass
     // over lines no run has read.
-    // Its file by its inode (not one that has its number since: made later, or beginning
-    // otherwise), or compressed since (a new inode) by the text it began with.
     let live_first = match &live {
         Some(l) => l.first_line().unwrap_or_default(),
         None => Vec::new(),
@@ -1969,17 +2036,11 @@ pub fn reread_from(
         .chain(live.as_ref().map(|_| live_first.as_slice()))
         .collect();
     let at = (current.filter(|c| !c.is_reread())).and_then(|c| {
-        let begins = |first: &[u8]| same_start(&c.fingerprint, first);
-        let its_own = |(f, first): (&&OpenFile, &&[u8])| {
-            (f.dev, f.ino) == (c.dev, c.ino) && born_alike(c.born, f.born) && begins(first)
-        };
-        let compressed = |(f, first): (&&OpenFile, &&[u8])| {
-            f.gzip && known_by_first_line(&c.fingerprint) && begins(first)
-        };
-        let files = || oldest_first.iter().zip(&first_lines);
-        (files().position(its_own))
-            .or_else(|| files().position(compressed))
-            .map(|k| (k, c.offset))
+        let files = oldest_first
+            .iter()
+            .copied()
+            .zip(first_lines.iter().copied());
+        cursors_file(c, files).map(|k| (k, c.offset))
     });
     let behind = |point: (usize, u64)| {
         at.is_some_and(|here| here < point).then(|| RereadFrom {
@@ -2036,6 +2097,23 @@ pub fn reread_from(
         },
         start: RereadStart::NothingSince,
     })
+}
+
+/// Which of a source's files (each with the text it begins with) is the one `c` was taken
+/// in: its own inode (not a file that has its number since: made later, or beginning
+/// otherwise), or, compressed since under a new inode, the gzip file that begins as it did.
+fn cursors_file<'f>(
+    c: &Cursor,
+    files: impl Iterator<Item = (&'f OpenFile, &'f [u8])> + Clone,
+) -> Option<usize> {
+    let begins = |first: &[u8]| same_start(&c.fingerprint, first);
+    let its_own = |(f, first): (&OpenFile, &[u8])| {
+        (f.dev, f.ino) == (c.dev, c.ino) && born_alike(c.born, f.born) && begins(first)
+    };
+    let compressed = |(f, first): (&OpenFile, &[u8])| {
+        f.gzip && known_by_first_line(&c.fingerprint) && begins(first)
+    };
+    (files.clone().position(its_own)).or_else(|| files.clone().position(compressed))
 }
 
 /// The offset of the first complete line of `file` holding a packet logged at or after
@@ -2281,6 +2359,7 @@ mod tests {
         read(
             path,
             cursor,
+            None,
             StartAt::Beginning,
             ingest,
             &mut Folders::default(),
@@ -2455,6 +2534,7 @@ mod tests {
             &rotated,
             None,
             StartAt::Beginning,
+            ReadThrough::default(),
             &mut first,
         )
         .unwrap();
@@ -2686,6 +2766,7 @@ mod tests {
                 &listed,
                 Some(&cursor),
                 StartAt::Beginning,
+                ReadThrough::default(),
                 &mut second,
             )
             .unwrap();
@@ -2740,6 +2821,7 @@ mod tests {
         let read = read(
             path,
             Some(cursor),
+            None,
             StartAt::Beginning,
             &mut ingest,
             &mut folders,
@@ -3336,6 +3418,58 @@ mod tests {
         one
     }
 
+    /// After `reread`, the rule of what earlier runs counted holds up to where they had read,
+    /// and no further: read by one thread or in pieces, with any read size, the packet lines
+    /// that start before that point are passed over, and those after it count.
+    #[test]
+    fn the_rule_of_what_was_counted_ends_where_earlier_runs_read_in_every_piece() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("messages");
+        let mut text = String::new();
+        let mut packets_at = Vec::new();
+        for i in 0..40 {
+            if i % 7 == 3 {
+                text.push_str("Jan 25 10:00:00 web1 sshd[7]: Connection closed by 192.0.2.1\n");
+            }
+            packets_at.push(text.len() as u64);
+            text.push_str(&format!(
+                "Jan 25 10:00:00 web1 kernel: INPUT-DROP:IN=eth0 OUT= SRC=34.208.0.{i} DST=198.51.100.10 LEN=60 PROTO=UDP SPT=4 DPT=53 LEN=40\n"
+            ));
+        }
+        fs::write(&path, &text).unwrap();
+        let size = text.len() as u64;
+        let file = OpenFile::open(&path).unwrap().unwrap();
+        let mut points: Vec<u64> = (packets_at.iter())
+            .flat_map(|&at| [at.saturating_sub(1), at, at + 1])
+            .chain([0, size - 1, size, size + 9])
+            .collect();
+        points.sort_unstable();
+        points.dedup();
+        for through in points {
+            let before = packets_at.iter().filter(|&&at| at < through).count() as u64;
+            for buffer in [None, Some(200), Some(333)] {
+                for parts in [1, 2, 3, 5] {
+                    let mut scan = scan_with(parser);
+                    if let Some(bytes) = buffer {
+                        scan.set_buffer_size(bytes);
+                    }
+                    scan.counted_before(vec![Some(i64::MAX)]);
+                    scan.counted_before_ends(through);
+                    let read = match parts {
+                        1 => scan.feed(File::open(&path).unwrap()).unwrap(),
+                        _ => read_in_parts(&file, 0, size, parts, &mut scan).unwrap(),
+                    };
+                    assert_eq!(read, size);
+                    let summary = scan.finish().unwrap().summary;
+                    let case = format!("through {through}, buffer {buffer:?}, {parts} parts");
+                    assert_eq!(summary.lines_read, 46, "{case}");
+                    assert_eq!(summary.lines_matched, 40, "{case}");
+                    assert_eq!(summary.lines_counted_before, before, "{case}");
+                }
+            }
+        }
+    }
+
     /// A line stamped after the clock just before a thread's piece is not what the piece
     /// follows (the one thread passes over it too): the line before it is.
     #[test]
@@ -3405,7 +3539,7 @@ mod tests {
         let folders = &mut Folders::default();
         fs::write(&path, &before).unwrap();
         let mut first = scan();
-        let read = super::read(&path, None, StartAt::Beginning, &mut first, folders).unwrap();
+        let read = super::read(&path, None, None, StartAt::Beginning, &mut first, folders).unwrap();
         let cursor = read.cursor.unwrap();
         // What the state keeps: the last packet counted.
         let counted = first.counted_until().iter().flatten().max().copied();
@@ -3416,6 +3550,7 @@ mod tests {
         super::read(
             &path,
             Some(&cursor),
+            None,
             StartAt::Beginning,
             &mut resumed,
             folders,
@@ -3449,6 +3584,7 @@ mod tests {
         super::read(
             &path,
             Some(&from.cursor),
+            None,
             StartAt::Beginning,
             &mut scan,
             folders,
@@ -3551,13 +3687,13 @@ mod tests {
             let folders = &mut Folders::default();
             fs::write(&path, &head).unwrap();
             let mut first = scan();
-            let read = super::read(&path, None, StartAt::Beginning, &mut first, folders).unwrap();
+            let read = super::read(&path, None, None, StartAt::Beginning, &mut first, folders).unwrap();
             let counted = first.counted_until().iter().flatten().max().copied();
             let mut both = seen_at(&first.finish().unwrap());
             fs::write(&path, &text).unwrap();
             let mut second = scan();
             second.follows(counted);
-            super::read(&path, read.cursor.as_ref(), StartAt::Beginning, &mut second, folders)
+            super::read(&path, read.cursor.as_ref(), None, StartAt::Beginning, &mut second, folders)
                 .unwrap();
             both.extend(seen_at(&second.finish().unwrap()));
             proptest::prop_assert_eq!(both, seen_at(&one), "cut after {} lines", k);

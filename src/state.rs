@@ -1553,11 +1553,31 @@ impl State {
     /// are, so what the next run reads again is merged into them and nothing reported goes
     /// out again.
     /// Each source is marked as read again until a run stores its next cursor, so that the
-    /// run counts no packet an earlier read counted, wherever the cursor points.
-    pub fn set_cursors(&mut self, cursors: &[(String, StoredCursor)], now: &str) -> Result<()> {
+    /// run counts no packet an earlier read counted, wherever the cursor points. The mark
+    /// keeps the cursor the source had (`through`, beside each cursor): where the text earlier
+    /// runs read ends. A source marked already keeps the point it was marked with, as no run
+    /// has read past it since.
+    pub fn set_cursors(
+        &mut self,
+        cursors: &[(String, StoredCursor, Option<Cursor>)],
+        now: &str,
+    ) -> Result<()> {
+        let stored: Vec<(String, StoredCursor)> = (cursors.iter())
+            .map(|(source, cursor, _)| (source.clone(), cursor.clone()))
+            .collect();
+        let mut marked = Vec::with_capacity(cursors.len());
+        for (source, _, through) in cursors {
+            let key = format!("{REREAD_KEY}{source}");
+            let value = match (self.meta(&key)?, through) {
+                (Some(had), _) => had,
+                (None, Some(c)) => serde_json::to_string(c)?,
+                (None, None) => "1".to_string(),
+            };
+            marked.push((key, value));
+        }
         self.commit_ingest(
             &[],
-            cursors,
+            &stored,
             &[],
             &KeptLines {
                 updates: &[],
@@ -1567,11 +1587,11 @@ impl State {
             now,
             false,
         )?;
-        for (source, _) in cursors {
+        for (key, value) in marked {
             self.conn
                 .execute(
-                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, '1')",
-                    [format!("{REREAD_KEY}{source}")],
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+                    [key, value],
                 )
                 .with_context(|| format!("{}: cannot write", self.path.display()))?;
         }
@@ -1581,6 +1601,13 @@ impl State {
     /// Whether `reread` chose the source's cursor and no run has read it since.
     pub fn reread_pending(&self, source: &str) -> Result<bool> {
         Ok(self.meta(&format!("{REREAD_KEY}{source}"))?.is_some())
+    }
+
+    /// For a source `reread` chose, the cursor it had then: where the text earlier runs read
+    /// ends. `None` where it had none, or a release that kept no such point marked it.
+    pub fn reread_through(&self, source: &str) -> Result<Option<Cursor>> {
+        Ok((self.meta(&format!("{REREAD_KEY}{source}"))?)
+            .and_then(|value| serde_json::from_str(&value).ok()))
     }
 }
 

@@ -161,7 +161,7 @@ fn real_file(input: &[u8], setup: &Setup) -> (Summary, Observations, u64) {
     let attribute: &(dyn Fn(IpAddr) -> Attribution + Sync) = &attribute;
     let mut ingest = scan(setup, attribute);
     let folders = &mut source::Folders::default();
-    let read = source::read(&path, None, StartAt::Beginning, &mut ingest, folders).unwrap();
+    let read = source::read(&path, None, None, StartAt::Beginning, &mut ingest, folders).unwrap();
     let (summary, observations) = finish(ingest);
     (summary, observations, read.cursor.map_or(0, |c| c.offset))
 }

@@ -571,6 +571,58 @@ fn reread_counts_no_packet_twice() {
     assert_eq!(csv_row.split(',').nth(3), Some("3"), "{csv_row}");
 }
 
+/// Three packets of `src`, at 10:00 and `from` seconds and the two seconds after.
+fn three(src: &str, from: u32) -> String {
+    (from..from + 3)
+        .map(|i| drop_line(&format!("10:00:{i:02}"), src, "TCP", 22))
+        .collect()
+}
+
+/// Lines logged since the last run, stamped before the last packet it counted (a log host's
+/// host whose clock is behind), then `reread`: no run read them, and the run after it counts
+/// them (it passed them over as counted, by their time alone), in the cursor's file and in
+/// the file the log rotated to since, while the packets the last run counted still count once.
+#[test]
+fn reread_counts_the_lines_no_run_read_whatever_their_time() {
+    let s = Setup::new(&standard_config("").replace("min_hits = 1\n", ""));
+    s.write("messages", &three(A, 20));
+    s.run(&["run"]).ok();
+    assert_eq!(observed_hits(&s).get(A), Some(&3));
+    // Behind the last packet counted: in the file the run read, and after it rotated.
+    s.append("messages", &three(B, 10));
+    let messages = s.path("messages");
+    fs::rename(&messages, s.path("messages.1")).unwrap();
+    s.write("messages", &three(C, 14));
+    s.run(&["reread", "--source", messages.to_str().unwrap()])
+        .ok();
+    let out = s.run(&["run"]).ok();
+    let hits = observed_hits(&s);
+    assert_eq!(hits.get(B), Some(&3), "{}", out.stderr);
+    assert_eq!(hits.get(C), Some(&3), "{}", out.stderr);
+    assert_eq!(hits.get(A), Some(&3), "counted once: {}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("3 lines read again that an earlier read counted"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// The same after `reread --since`, whose point is before where the last run stopped: the
+/// lines logged after that are counted, whatever their time.
+#[test]
+fn reread_since_counts_the_lines_no_run_read_whatever_their_time() {
+    let s = Setup::new(&standard_config("").replace("min_hits = 1\n", ""));
+    s.write("messages", &three(A, 20));
+    s.run(&["run"]).ok();
+    s.append("messages", &three(B, 10));
+    s.reread_since("2d");
+    let out = s.run(&["run"]).ok();
+    let hits = observed_hits(&s);
+    assert_eq!(hits.get(B), Some(&3), "{}", out.stderr);
+    assert_eq!(hits.get(A), Some(&3), "counted once: {}", out.stderr);
+}
+
 /// `reread --since` over lines a run counted already: the cursor it leaves is a real one
 /// (a file and an offset), and the packets from there on were counted; they are not
 /// counted again.
