@@ -760,17 +760,36 @@ pub(crate) fn deliver(
         other => other,
     });
     let at = utc_text(clock::now().unwrap_or(now));
-    let (status, detail) = match &result {
-        Ok(reply) => (Status::Sent, reply.clone()),
-        Err(
-            SendError::Transient(e)
-            | SendError::Deferred(e)
-            | SendError::Config(e)
-            | SendError::Unconfirmed(e),
-        ) => (Status::Failed, e.clone()),
-        Err(SendError::Rejected(e) | SendError::RecipientRefused { text: e, .. }) => {
-            (Status::Rejected, e.clone())
-        }
+    // A refusal of a body that may have reached the desk on an earlier try (its body went out
+    // without a reply that could be read, or a run stopped while sending it and never heard
+    // how it went) may be the desk turning away a copy it holds, by its Message-ID: the
+    // report is taken as delivered rather than its addresses going out again in a new one.
+    let maybe_held = api.is_none()
+        && !record.made_for_api()
+        && (record.unconfirmed > 0 || (record.status == Status::Sending && record.attempts > 0));
+    let refused_held = match &result {
+        Err(SendError::Rejected(e)) if maybe_held => Some(e.clone()),
+        _ => None,
+    };
+    let (status, detail) = match (&result, &refused_held) {
+        (_, Some(e)) => (
+            Status::Sent,
+            format!(
+                "taken as delivered: an earlier try may have reached the desk, and this one was refused: {e}"
+            ),
+        ),
+        (result, None) => match result {
+            Ok(reply) => (Status::Sent, reply.clone()),
+            Err(
+                SendError::Transient(e)
+                | SendError::Deferred(e)
+                | SendError::Config(e)
+                | SendError::Unconfirmed(e),
+            ) => (Status::Failed, e.clone()),
+            Err(SendError::Rejected(e) | SendError::RecipientRefused { text: e, .. }) => {
+                (Status::Rejected, e.clone())
+            }
+        },
     };
     // A body that went out without a readable reply, again: taken as delivered (see
     // `UNCONFIRMED_AT_MOST`), so that a relay whose replies this client cannot read, or that
@@ -819,6 +838,14 @@ pub(crate) fn deliver(
                 record.id,
                 record.recipients.join(", "),
                 crate::state::UNCONFIRMED_AT_MOST
+            ));
+        }
+        Err(SendError::Rejected(_)) if let Some(refusal) = &refused_held => {
+            outcome.sent += 1;
+            crate::output::tell(format_args!(
+                "abuse-mailer: warning: report {} to {}: refused when sent again, after an earlier try whose body may have reached the desk (it went out without a reply that could be read, or a run stopped while sending it): taken as delivered, and its addresses are not sent again in a new report: {refusal}",
+                record.id,
+                record.recipients.join(", "),
             ));
         }
         Ok(_) => {

@@ -591,6 +591,56 @@ fn a_connection_closed_after_the_body_without_an_answer_sends_it_twice_at_most()
     assert!(server.accepted().is_empty());
 }
 
+/// A body that went out without an answer, then refused when sent again (a desk that turns
+/// away a Message-ID it holds): the desk may have the first copy, so the report is taken as
+/// delivered, and its addresses do not go out again in a new report (they did, under a new
+/// Message-ID, with the first copy perhaps in the desk's hands).
+#[test]
+fn a_refusal_after_a_body_that_went_unanswered_sends_its_addresses_no_second_time() {
+    let server = FaultyServer::start(Mode::DropAfterBody);
+    let s = Setup::new(&smtp_config(server.port, "none", ""));
+    s.write("messages", &attack_log());
+    first_try_unconfirmed(&s);
+    refused_again_then_taken_as_delivered(&s, &server);
+}
+
+/// The same after a run killed while it waited for the answer to the body: the next run
+/// cannot know whether the desk has it.
+#[test]
+fn a_refusal_after_a_run_killed_while_sending_sends_its_addresses_no_second_time() {
+    let server = FaultyServer::start(Mode::HangAfterData);
+    let s = Setup::new(&smtp_config(server.port, "none", ""));
+    s.write("messages", &attack_log());
+    let mut run = s.command(&["run"]).spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while server.received().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the body never came");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    run.kill().unwrap();
+    run.wait().unwrap();
+    refused_again_then_taken_as_delivered(&s, &server);
+}
+
+/// The one report, refused when sent again: taken as delivered, said so, and no later run
+/// sends anything more.
+fn refused_again_then_taken_as_delivered(s: &Setup, server: &FaultyServer) {
+    server.set_mode(Mode::Reject552);
+    let out = s.run_bounded(&["run"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("refused when sent again") && out.stderr.contains("552"),
+        "{}",
+        out.stderr
+    );
+    server.set_mode(Mode::Healthy);
+    s.run_bounded(&["run"]).ok();
+    assert!(server.accepted().is_empty(), "no second report");
+    let h = history(s);
+    assert_eq!(h.len(), 1, "{h:?}");
+    assert_eq!(h[0]["status"], "sent");
+}
+
 /// What the server takes is, byte for byte, what `show` prints as sent: the message's own
 /// last line end is the first of the data's end, not followed by an empty line more.
 #[test]
