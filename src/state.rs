@@ -612,6 +612,11 @@ impl State {
                             path.display(),
                             path.parent().unwrap_or(Path::new(".")).display()
                         )
+                    } else if no_room(&e) {
+                        format!(
+                            "the disk is full: SQLite cannot make the room it needs to open it ({}-shm); left as it is: make room and run again",
+                            path.display()
+                        )
                     } else {
                         format!(
                             "cannot read it as a state database (left as it is; if the disk is full or failing, make room and run again; only if the file itself is damaged, {RESTORE})"
@@ -2393,6 +2398,19 @@ fn cannot_open(e: &rusqlite::Error) -> bool {
                 | rusqlite::ErrorCode::PermissionDenied
         )
     )
+}
+
+/// Whether SQLite failed for want of room on the disk: said so, or unable to grow the
+/// shared-memory file it keeps beside the database (what a full disk gives when a state is
+/// opened).
+fn no_room(e: &rusqlite::Error) -> bool {
+    match e {
+        rusqlite::Error::SqliteFailure(f, _) => {
+            f.code == rusqlite::ErrorCode::DiskFull
+                || f.extended_code == rusqlite::ffi::SQLITE_IOERR_SHMSIZE
+        }
+        _ => false,
+    }
 }
 
 /// What an operator can do about a state that cannot be read.

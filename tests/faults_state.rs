@@ -178,6 +178,36 @@ fn disk_full_after_acceptance_sends_each_report_once() {
     assert_all_sent_once(&s, &ips);
 }
 
+/// A state closed cleanly (its shared-memory file gone), then the disk filled: opening it
+/// needs room for that file. Said as a full disk, not as a file that cannot be read as a
+/// state (which sent operators after a damage that is not there).
+#[test]
+fn a_state_opened_on_a_full_disk_says_the_disk_is_full() {
+    let server = smtp::start(Security::Plain, None, 0);
+    let s = Setup::new(&smtp_config(server.port, ""));
+    let state_dir = s.path("state");
+    let _fs = match Tmpfs::mount(&state_dir, "4m") {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("SKIPPED: cannot mount a size-limited tmpfs here (needs root): {e}");
+            return;
+        }
+    };
+    s.write("messages", &attack_log());
+    s.run(&["run"]).ok();
+    fill(&state_dir);
+    for command in [&["run"][..], &["history"]] {
+        let full = s.run(command);
+        fails_naming_the_state(&s, &full);
+        assert!(
+            full.stderr.contains("the disk is full")
+                && !full.stderr.contains("cannot read it as a state database"),
+            "{}",
+            full.stderr
+        );
+    }
+}
+
 #[test]
 fn a_state_made_on_a_full_disk_is_never_left_half_made() {
     let server = smtp::start(Security::Plain, None, 0);
