@@ -702,6 +702,9 @@ impl Outcome {
 /// everything does not cost an attempt per desk.
 const DESKS_DEFERRED_IS_AN_OUTAGE: usize = 3;
 
+/// How the reply kept for a report taken as delivered after a refusal begins.
+pub(crate) const TAKEN_AS_DELIVERED: &str = "taken as delivered";
+
 // The mail transport and the API are the two ways out; the ledger step is shared.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn deliver(
@@ -748,6 +751,18 @@ pub(crate) fn deliver(
             &record.message,
         ),
     };
+    // A mail server's refusal of the body (not of a recipient) of a report whose body went
+    // out before without a reply that could be read: the desk may hold that copy, and the
+    // refusal may be it turning away a Message-ID it has. Giving the addresses back would
+    // report them again in a new message: the report is taken as delivered instead.
+    let refused_held = match (&result, &settings.mail.transport) {
+        (Err(SendError::Rejected(e)), config::TransportConfig::Smtp(_))
+            if api.is_none() && !record.made_for_api() && record.unconfirmed > 0 =>
+        {
+            Some(e.clone())
+        }
+        _ => None,
+    };
     // A recipient of the operator's own (`report.cc`, or `from` or `reply_to` given as one)
     // refused is theirs to fix: the report waits, and no desk is taken to have refused it.
     let result = result.map_err(|e| match e {
@@ -760,22 +775,11 @@ pub(crate) fn deliver(
         other => other,
     });
     let at = utc_text(clock::now().unwrap_or(now));
-    // A refusal of a body that may have reached the desk on an earlier try (its body went out
-    // without a reply that could be read, or a run stopped while sending it and never heard
-    // how it went) may be the desk turning away a copy it holds, by its Message-ID: the
-    // report is taken as delivered rather than its addresses going out again in a new one.
-    let maybe_held = api.is_none()
-        && !record.made_for_api()
-        && (record.unconfirmed > 0 || (record.status == Status::Sending && record.attempts > 0));
-    let refused_held = match &result {
-        Err(SendError::Rejected(e)) if maybe_held => Some(e.clone()),
-        _ => None,
-    };
     let (status, detail) = match (&result, &refused_held) {
         (_, Some(e)) => (
             Status::Sent,
             format!(
-                "taken as delivered: an earlier try may have reached the desk, and this one was refused: {e}"
+                "{TAKEN_AS_DELIVERED}: its body went out before without a reply that could be read, and was refused when sent again: {e}"
             ),
         ),
         (result, None) => match result {
@@ -843,7 +847,7 @@ pub(crate) fn deliver(
         Err(SendError::Rejected(_)) if let Some(refusal) = &refused_held => {
             outcome.sent += 1;
             crate::output::tell(format_args!(
-                "abuse-mailer: warning: report {} to {}: refused when sent again, after an earlier try whose body may have reached the desk (it went out without a reply that could be read, or a run stopped while sending it): taken as delivered, and its addresses are not sent again in a new report: {refusal}",
+                "abuse-mailer: warning: report {} to {}: refused when sent again, after its body went out without a reply that could be read (the desk may hold that copy): taken as delivered, and its addresses are not sent again in a new report: {refusal}",
                 record.id,
                 record.recipients.join(", "),
             ));

@@ -705,10 +705,12 @@ pub(crate) fn history(
         if let Some(e) = r.last_error.as_deref().filter(|_| r.status != Status::Sent) {
             writeln!(out, "{:<id_width$} last error: {e}", "")?;
         }
-        // Taken as delivered without the server's word: the operator may want to ask the desk.
-        if let Some(reply) = r.server_reply.as_deref().filter(|_| {
+        // Taken as delivered without the server's word, or against its refusal of a copy sent
+        // again: the operator may want to ask the desk.
+        if let Some(reply) = r.server_reply.as_deref().filter(|reply| {
             r.status == Status::Sent
-                && i64::from(r.unconfirmed) >= crate::state::UNCONFIRMED_AT_MOST
+                && (i64::from(r.unconfirmed) >= crate::state::UNCONFIRMED_AT_MOST
+                    || (r.unconfirmed > 0 && reply.starts_with(crate::ledger::TAKEN_AS_DELIVERED)))
         }) {
             writeln!(out, "{:<id_width$} {reply}", "")?;
         }
