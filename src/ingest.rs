@@ -2151,6 +2151,11 @@ impl<'a> Ingest<'a> {
         self.rule_ends = None;
     }
 
+    /// The rule of [`Ingest::counted_before`] as it stands.
+    pub fn counted_before_rule(&self) -> &[Option<i64>] {
+        &self.counted_before
+    }
+
     /// For the next feed: the rule of [`Ingest::counted_before`] holds for the lines that
     /// start within its first `bytes` (the text earlier runs read), and is let go of for the
     /// rest, which no run has read and which counts whatever its lines' time. With 0, it is

@@ -14,7 +14,7 @@ use crate::error::{ConfigError, EXIT_OK};
 use crate::ingest::Summary;
 use crate::journal;
 use crate::parse::LineParser;
-use crate::source::{self, Cursor, RereadStart};
+use crate::source::{self, RereadStart};
 use crate::state::{State, StoredCursor};
 
 /// Leaves a cursor for each file of the source named `wanted` so that the next run reads it
@@ -59,9 +59,15 @@ pub fn reread(
     for file in files(config, wanted, &state)? {
         let mut parser = LineParser::new(&config.prefixes, settings.zone, now);
         let key = file.to_string_lossy().into_owned();
-        let current = state.cursor(&key)?;
+        // Where the runs had read: the cursor, or, chosen by `reread` already and not read
+        // since, the cursor it had then.
+        let pending = state.reread_pending(&key)?;
+        let read_up_to = match pending {
+            true => state.reread_through(&key)?,
+            false => state.cursor(&key)?.filter(|c| !c.is_reread()),
+        };
         let since_at = since.map(|t| (t.timestamp(), &mut parser));
-        let from = source::reread_from(&file, since_at, current.as_ref())?;
+        let from = source::reread_from(&file, since_at, read_up_to.as_ref())?;
         let shown = file.display();
         match &from.start {
             RereadStart::Oldest => tell(format_args!(
@@ -75,20 +81,19 @@ pub fn reread(
                 "source {shown}: nothing logged since {since_text}; the next run reads what is written from now on"
             )),
             // Left as it is: moved on to the point, it would pass over lines no run read.
+            // Chosen by `reread` already, it goes back to where the runs had read.
             RereadStart::Behind => {
                 tell(format_args!(
                     "source {shown}: the last run stopped before {since_text}; the next run reads on from there, which reads everything since"
                 ));
-                continue;
+                if !pending {
+                    continue;
+                }
             }
         }
         // Where the text earlier runs read ends: the next run counts what lies after it
         // whatever its lines' time.
-        let through = current.filter(|c| !c.is_reread()).map(|c| Cursor {
-            known_siblings: Vec::new(),
-            ..c
-        });
-        cursors.push((key, StoredCursor::File(from.cursor), through));
+        cursors.push((key, StoredCursor::File(from.cursor), read_up_to));
     }
     state.set_cursors(&cursors, &utc_text(now))?;
     Ok(EXIT_OK)

@@ -1501,53 +1501,76 @@ fn source_error(path: &Path, e: io::Error) -> anyhow::Error {
 /// (the files before the one the source's cursor was in, and that file up to the cursor) was
 /// read, and its packets counted then are passed over by their time; what lies after it no
 /// run has read, and all of it counts, even lines stamped earlier than the last one counted
-/// (a log host's host whose clock is behind). Where the cursor's file is not found (none was
-/// kept, or the file is gone), the time alone decides everywhere, as it always did.
+/// (a log host's host whose clock is behind). A file read after the cursor's that the cursor
+/// knew as read (an older one that sorts after it by its time, compressed since) stays held to
+/// the rule, up to where it was known. Where the cursor's file is not found (none was kept,
+/// or the file is gone), the time alone decides everywhere, as it always did.
 #[derive(Default)]
-struct ReadThrough {
-    /// The file (device and inode as it is now) and the offset in its text.
-    file: Option<((u64, u64), u64)>,
-    /// Whether that file was read, and the rule let go of.
+struct ReadThrough<'c> {
+    /// The cursor, and its file (device and inode as it is now).
+    through: Option<(&'c Cursor, (u64, u64))>,
+    /// Whether that file was read.
     passed: bool,
+    /// The rule as the source's read began.
+    rule: Option<Vec<Option<i64>>>,
 }
 
-impl ReadThrough {
+impl<'c> ReadThrough<'c> {
     /// Where `through` is among a source's files now.
-    fn among(through: &Cursor, live: Option<&OpenFile>, rotated: &[Sibling]) -> io::Result<Self> {
+    fn among(
+        through: &'c Cursor,
+        live: Option<&OpenFile>,
+        rotated: &[Sibling],
+    ) -> io::Result<Self> {
         let live_first = live.map(OpenFile::first_line).transpose()?;
         let files = (rotated.iter().map(|s| (&s.open, s.first_line.as_slice())))
             .chain(live.zip(live_first.as_deref()));
         let file = (cursors_file(through, files.clone()))
             .and_then(|k| files.clone().nth(k))
-            .map(|(f, _)| ((f.dev, f.ino), through.offset));
+            .map(|(f, _)| (f.dev, f.ino));
         Ok(Self {
-            file,
+            through: file.map(|file| (through, file)),
             passed: false,
+            rule: None,
         })
     }
 
-    /// [`read_reporting`] of `file` from `from`, held to the rule up to the point, and with
-    /// the rule let go of once past it.
+    /// [`read_reporting`] of `file` (`rotated`: as a rotated file) from `from`, held to the
+    /// rule up to where earlier runs had read in it.
     fn read(
         &mut self,
         source: &Path,
         file: &OpenFile,
+        rotated: Option<&Sibling>,
         from: u64,
         ingest: &mut Ingest<'_>,
         warnings: &mut Vec<String>,
     ) -> Result<u64> {
-        let point = (self.file)
-            .filter(|(id, _)| !self.passed && *id == (file.dev, file.ino))
-            .map(|(_, offset)| offset);
-        if let Some(offset) = point {
-            ingest.counted_before_ends(offset.saturating_sub(from));
-        }
-        let end = read_reporting(source, file, from, ingest, warnings);
-        if point.is_some() {
-            ingest.counted_before(Vec::new());
+        let Some((cursor, id)) = self.through else {
+            return read_reporting(source, file, from, ingest, warnings);
+        };
+        // Where in the file the rule ends (`None`: it holds for all of it). A file read after
+        // the cursor's holds only what the cursor knew as read.
+        let ends = if !self.passed && id == (file.dev, file.ino) {
             self.passed = true;
+            Some(cursor.offset)
+        } else if self.passed {
+            match rotated {
+                Some(s) => unread_part(cursor, s),
+                None => Some(0),
+            }
+        } else {
+            None
+        };
+        // The rule is given again for each file: a read lets go of it where it ends.
+        let rule = self
+            .rule
+            .get_or_insert_with(|| ingest.counted_before_rule().to_vec());
+        ingest.counted_before(rule.clone());
+        if let Some(end) = ends {
+            ingest.counted_before_ends(end.saturating_sub(from));
         }
-        end
+        read_reporting(source, file, from, ingest, warnings)
     }
 }
 
@@ -1591,7 +1614,7 @@ fn read_opened(
             known[i].size = size;
             continue;
         }
-        let end = through.read(path, &s.open, file.from, ingest, &mut warnings)?;
+        let end = through.read(path, &s.open, Some(s), file.from, ingest, &mut warnings)?;
         if !s.open.gzip {
             known[i].size = end;
         }
@@ -1610,7 +1633,7 @@ fn read_opened(
             .map(|k| k.size)
             .max();
         let from = cursor.offset.max(read_as_rotated.unwrap_or(0));
-        let end = through.read(path, &s.open, from, ingest, &mut warnings)?;
+        let end = through.read(path, &s.open, Some(s), from, ingest, &mut warnings)?;
         if !s.open.gzip {
             known[i].size = end;
         }
@@ -1635,7 +1658,7 @@ fn read_opened(
     for file in &catchup.newer {
         let Some(i) = sibling(file) else { continue };
         let s = &rotated[i];
-        let end = through.read(path, &s.open, file.from, ingest, &mut warnings)?;
+        let end = through.read(path, &s.open, Some(s), file.from, ingest, &mut warnings)?;
         if !s.open.gzip {
             known[i].size = end;
         }
@@ -1697,7 +1720,7 @@ fn read_opened(
             let rule = cut_back.then(|| ingest.pass_over_counted_earlier());
             let end = match rule {
                 Some(_) => read_reporting(path, file, from, ingest, &mut warnings),
-                None => through.read(path, file, from, ingest, &mut warnings),
+                None => through.read(path, file, None, from, ingest, &mut warnings),
             };
             if let Some(rule) = rule {
                 ingest.counted_before(rule);

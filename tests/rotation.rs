@@ -2126,3 +2126,49 @@ fn a_journalctl_that_hangs_is_stopped_and_locks_no_later_run_out() {
         checked.stdout
     );
 }
+
+/// After `reread`, a rotated file older than the one the cursor was in, that is read after it
+/// because it sorts after it by its time (names mixed, numbered and dated: compressed after
+/// the switch to `dateext`), is still text earlier runs read: the packets they counted in it
+/// are not counted twice (one packet made two, and a report, at `min_hits = 2`).
+#[test]
+fn reread_holds_an_older_file_read_after_the_cursors_to_what_was_counted() {
+    let s = Setup::new(&standard_config("").replace("min_hits = 1\n", "min_hits = 2\n"));
+    s.write("messages.1", &drop_line("09:00:00", IPS[2], "TCP", 22));
+    s.write("messages", &minutes(IPS[0], 0, 2));
+    s.run(&["run"]).ok();
+    fs::rename(s.path("messages"), s.path("messages-20260125")).unwrap();
+    s.write("messages", &minutes(IPS[0], 30, 1));
+    gzip_in_place(&s, "messages.1");
+    compressed_after_the_newer(&s, "messages.1.gz", "messages-20260125");
+    let messages = s.path("messages");
+    s.run(&["reread", "--source", messages.to_str().unwrap()])
+        .ok();
+    let out = s.run(&["run"]).ok();
+    let hits = observed_hits(&s);
+    assert_eq!(hits.get(IPS[2]), Some(&1), "{}", out.stderr);
+    assert_eq!(hits.get(IPS[0]), Some(&3), "{}", out.stderr);
+}
+
+/// `reread`, then `reread --since` a time after where the last run stopped, with no run
+/// between: the first left no position to tell that by, so the cursor moved on to the time and
+/// the lines logged between were never read. It goes back to where the runs had read.
+#[test]
+fn a_reread_since_after_a_reread_never_moves_past_lines_no_run_read() {
+    let s = Setup::standard();
+    s.write("messages", &minutes(IPS[0], 0, 2));
+    s.run(&["run"]).ok();
+    s.append(
+        "messages",
+        &(drop_line("10:02:00", IPS[2], "TCP", 22) + &drop_line("10:05:00", IPS[0], "TCP", 22)),
+    );
+    let messages = s.path("messages");
+    s.run(&["reread", "--source", messages.to_str().unwrap()])
+        .ok();
+    // 10:04 on the day before the setup's clock.
+    s.reread_since("1316m");
+    let out = s.run(&["run"]).ok();
+    let hits = observed_hits(&s);
+    assert_eq!(hits.get(IPS[2]), Some(&1), "{}", out.stderr);
+    assert_eq!(hits.get(IPS[0]), Some(&3), "{}", out.stderr);
+}
