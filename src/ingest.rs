@@ -1862,6 +1862,10 @@ pub struct Ingest<'a> {
     /// its first this many bytes are held to it, the rest count whatever their time (they
     /// lie past where the runs before `reread` had read). `None`: the whole feed is.
     rule_ends: Option<u64>,
+    /// Whether the next feed starts inside a line: the rest of a line longer than the read
+    /// buffer, which an earlier read passed over up to the end of the file while it was still
+    /// being written, and counted then.
+    inside_a_line: bool,
     /// Per prefix, the last packet time an earlier run counted from the file being read: what
     /// a read of a file cut back in place passes over (see
     /// [`Ingest::pass_over_counted_earlier`]).
@@ -2088,6 +2092,7 @@ impl<'a> Ingest<'a> {
             answers_are_hits: true,
             counted_before: Vec::new(),
             rule_ends: None,
+            inside_a_line: false,
             counted_earlier: Vec::new(),
             counted_until: Vec::new(),
             progress: None,
@@ -2139,6 +2144,7 @@ impl<'a> Ingest<'a> {
         self.trackers = self.new_trackers();
         self.counted_before.clear();
         self.rule_ends = None;
+        self.inside_a_line = false;
         self.counted_earlier.clear();
         self.counted_until.clear();
     }
@@ -2154,6 +2160,12 @@ impl<'a> Ingest<'a> {
     /// The rule of [`Ingest::counted_before`] as it stands.
     pub fn counted_before_rule(&self) -> &[Option<i64>] {
         &self.counted_before
+    }
+
+    /// The next feed starts inside a line an earlier read counted (see
+    /// [`Ingest::overlong`]): its rest, up to its end, is passed over, not read as a line.
+    pub fn begins_inside_a_line(&mut self) {
+        self.inside_a_line = true;
     }
 
     /// For the next feed: the rule of [`Ingest::counted_before`] holds for the lines that
@@ -2258,6 +2270,7 @@ impl<'a> Ingest<'a> {
             answers_are_hits: self.answers_are_hits,
             counted_before: self.counted_before.clone(),
             rule_ends: self.rule_ends,
+            inside_a_line: false,
             counted_earlier: Vec::new(),
             counted_until: Vec::new(),
             progress: self.progress,
@@ -2361,24 +2374,26 @@ impl<'a> Ingest<'a> {
         if buf.len() != self.buffer {
             buf = vec![0u8; self.buffer];
         }
-        let read = self.feed_through(&mut buf, reader, last_line_whole);
+        let inside = std::mem::take(&mut self.inside_a_line);
+        let read = self.feed_through(&mut buf, reader, last_line_whole, inside);
         self.spare = buf;
         // Where the rule ends was said of this feed alone.
         self.rule_ends = None;
         read
     }
 
-    /// [`Ingest::feed_until`] through `buf`, of the read size.
+    /// [`Ingest::feed_until`] through `buf`, of the read size, starting `inside_a_line` or not.
     fn feed_through(
         &mut self,
         buf: &mut [u8],
         mut reader: impl Read,
         last_line_whole: bool,
+        inside_a_line: bool,
     ) -> io::Result<u64> {
         let mut filled = 0;
         let mut consumed = 0u64;
         // Inside a line longer than the buffer: the rest of it is passed over.
-        let mut skipping = false;
+        let mut skipping = inside_a_line;
         loop {
             let n = match reader.read(&mut buf[filled..]) {
                 Ok(0) => break,

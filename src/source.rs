@@ -611,13 +611,10 @@ fn cut_back_and_rewritten(live: &OpenFile, cursor: &Cursor) -> io::Result<bool> 
     {
         return Ok(false);
     }
-    let ends_a_line = |b: &u8| matches!(b, b'\n' | 0);
-    let mut before = Vec::with_capacity(1);
-    live.at_until(cursor.offset - 1, cursor.offset)
-        .read_to_end(&mut before)?;
-    if before.first().is_none_or(ends_a_line) {
+    if after_a_line_end(live, cursor.offset)? {
         return Ok(false);
     }
+    let ends_a_line = |b: &u8| matches!(b, b'\n' | 0);
     // Except inside a line too long to be one (junk, passed over to the end of the file while
     // it was still being written): no line end in the 64 KiB before the offset.
     let from = cursor.offset.saturating_sub(LOOK_BACK);
@@ -625,6 +622,13 @@ fn cut_back_and_rewritten(live: &OpenFile, cursor: &Cursor) -> io::Result<bool> 
     live.at_until(from, cursor.offset)
         .read_to_end(&mut window)?;
     Ok(window.iter().any(ends_a_line))
+}
+
+/// Whether `offset` of `file` follows a line end (a newline, or a crash's NUL byte).
+fn after_a_line_end(file: &OpenFile, offset: u64) -> io::Result<bool> {
+    let mut before = Vec::with_capacity(1);
+    file.at_until(offset - 1, offset).read_to_end(&mut before)?;
+    Ok(before.first().is_none_or(|b| matches!(b, b'\n' | 0)))
 }
 
 /// Whether the live file, the cursor's own (same inode, same first line) and at least as long
@@ -1219,6 +1223,12 @@ enum Reached {
 fn read_file(file: &OpenFile, offset: u64, ingest: &mut Ingest<'_>) -> io::Result<Reached> {
     if !file.gzip {
         let size = file.file.metadata()?.len();
+        // A read that stopped inside a line stopped inside one too long to be one (junk,
+        // passed over to the end of the file while it was still being written, and counted
+        // then; a file cut back is read from its start): its rest is no line of its own.
+        if offset > 0 && offset < size && !after_a_line_end(file, offset)? {
+            ingest.begins_inside_a_line();
+        }
         follow_lines_before(file, offset, size, ingest)?;
         return Ok(Reached::End(
             offset + read_plain(file, offset, size, ingest)?,
@@ -3491,6 +3501,57 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A line longer than the read's buffer, still being written when a run came, is counted
+    /// once, as junk, by the read that met its start (which passes over it to the end of the
+    /// file); the next read starts inside it, and passes over its rest rather than count it as
+    /// a line of its own (it was counted twice, and as malformed when a prefix was in it).
+    #[test]
+    fn the_rest_of_a_junk_line_a_read_stopped_in_is_no_line_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("messages");
+        let packet = |ip: &str| {
+            format!(
+                "Jan 25 10:00:00 web1 kernel: INPUT-DROP:IN=eth0 OUT= SRC={ip} DST=198.51.100.10 LEN=60 PROTO=UDP SPT=4 DPT=53 LEN=40\n"
+            )
+        };
+        // Longer than the 64 KiB a cut back is looked for in: no line end before the cursor.
+        let junk = format!("Jan 25 10:00:00 web1 app: {}", "x".repeat(70_000));
+        fs::write(&path, packet("34.208.0.1") + &junk).unwrap();
+        let folders = &mut Folders::default();
+        let scan_of = || {
+            let mut scan = scan_with(parser);
+            scan.set_buffer_size(256);
+            scan
+        };
+        let mut first = scan_of();
+        let read = super::read(&path, None, None, StartAt::Beginning, &mut first, folders).unwrap();
+        assert_eq!(first.finish().unwrap().summary.lines_read, 2);
+        // Its rest, a prefix in it, then a line of its own.
+        let rest = " INPUT-DROP: the rest of the junk\n".to_string() + &packet("34.208.0.2");
+        use std::io::Write;
+        fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(rest.as_bytes())
+            .unwrap();
+        let mut second = scan_of();
+        super::read(
+            &path,
+            read.cursor.as_ref(),
+            None,
+            StartAt::Beginning,
+            &mut second,
+            folders,
+        )
+        .unwrap();
+        let summary = second.finish().unwrap().summary;
+        assert_eq!(summary.lines_read, 1, "{summary:?}");
+        assert_eq!(summary.lines_malformed, 0, "{summary:?}");
+        assert_eq!(summary.lines_matched, 1, "{summary:?}");
+        assert_eq!(summary.bytes_read, rest.len() as u64, "{summary:?}");
     }
 
     /// A line stamped after the clock just before a thread's piece is not what the piece
