@@ -71,11 +71,15 @@ pub fn document(report: &Report, message_id: &str) -> Option<Value> {
     let proto = protocol(ip.protocols.iter().map(String::as_str))?;
     let source_port = ip.source_ports.iter().find(|p| **p > 0)?;
     let destination_port = ip.ports.iter().find(|p| **p > 0)?;
-    let contact = json!({
-        "org": report.reporter.name,
-        "contact": report.reporter.email,
-        "domain": report.reporter.domain,
-    });
+    // The reporter is reached where replies go (`reply_to`, when there is one); the sender is
+    // the address the message comes from.
+    let party = |email: &str| {
+        json!({
+            "org": report.reporter.name,
+            "contact": email,
+            "domain": report.reporter.domain,
+        })
+    };
     let flood = report.abuse_kind.ends_with("flood");
     let log = report
         .excerpt
@@ -86,8 +90,8 @@ pub fn document(report: &Report, message_id: &str) -> Option<Value> {
         "xarf_version": XARF_VERSION,
         "report_id": uuid(message_id),
         "timestamp": ip.first_seen,
-        "reporter": contact,
-        "sender": contact,
+        "reporter": party(&report.reply_address),
+        "sender": party(&report.reporter.email),
         "source_identifier": ip.ip,
         "category": "connection",
         "type": if flood { "ddos" } else { "port_scan" },

@@ -801,7 +801,10 @@ fn xarf_mode_sends_one_valid_xarf_report_per_ip_in_one_thread() {
     let text = fs::read_to_string(s.path("config.toml"))
         .unwrap()
         // backscatter = true: the ICMP error's sender is reported too, without a source port.
-        .replace("[report]\n", "[report]\nxarf = true\nbackscatter = true\n")
+        .replace(
+            "[report]\n",
+            "[report]\nxarf = true\nbackscatter = true\nreply_to = \"replies@example.org\"\n",
+        )
         .replace(
             "[[provider]]\nname = \"x\"\nto = [\"x@example.net\"]\nranges = \"/dev/null\"\n\n",
             "",
@@ -846,6 +849,9 @@ fn xarf_mode_sends_one_valid_xarf_report_per_ip_in_one_thread() {
         assert_eq!(v["source_identifier"], ip);
         assert_eq!(v["category"], "connection");
         assert_eq!(v["reporter"]["domain"], "example.org");
+        // Replies reach the reporter where the message says they do.
+        assert_eq!(v["reporter"]["contact"], "replies@example.org");
+        assert_eq!(v["sender"]["contact"], "abuse@example.org");
         assert!(v["source_port"].as_u64().unwrap() > 0);
         let evidence = &v["evidence"][0];
         let payload = base64::engine::general_purpose::STANDARD
