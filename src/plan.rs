@@ -18,7 +18,7 @@ use crate::ingest::{Observation, address_order};
 use crate::intake::{Destination, Intake, Routes, World};
 use crate::ledger::Ledger;
 use crate::provider::Provider;
-use crate::render::{Envelope, Report, fnv1a, message};
+use crate::render::{Envelope, Report, fnv1a, fnv1a_on, message};
 use crate::select::delta;
 use crate::state::{ReportContact, ReportRecord, ReportedIp, State, Status};
 use lettre::message::Mailbox;
@@ -772,7 +772,7 @@ fn start_part(
 ) -> Result<PartStart> {
     let ips: Vec<IpAddr> = attackers.iter().map(|a| a.observation.ip).collect();
     let pool: Vec<EvidenceLine> = intake.evidence_for(world, desk.bucket, &ips, state)?;
-    let id = report_id(world.now, desk.id_name(), &ips, state)?;
+    let id = report_id(world.now, desk.id_name(), &ips, &pool, state)?;
     let message_id = format!("<{id}@{}>", world.settings.report.message_id_domain());
     Ok(PartStart {
         pool,
@@ -974,13 +974,17 @@ fn lines_in_window(
     (count, exact)
 }
 
-/// `20260125T235125Z-aws-1a2b3c4d5e6f7a8b`: time, provider and a 64-bit hash of the IPs, so
-/// that ids from several writers, and the thousands of one-address reports of one run, do not
-/// collide; a taken id gets a counter.
+/// `20260125T235125Z-aws-1a2b3c4d5e6f7a8b`: time, provider and a 64-bit hash of the IPs and
+/// of the log lines the message is made from, so that ids from several writers, and the thousands of
+/// one-address reports of one run, do not collide; a taken id gets a counter. The lines tell
+/// apart the reports of a fleet's hosts that report the same addresses in the same second
+/// (a timer fires on all of them at once): the Message-ID is made of the id, and a desk's
+/// mail system keeps one message of each Message-ID.
 pub(crate) fn report_id(
     now: DateTime<Utc>,
     provider: &str,
     ips: &[IpAddr],
+    lines: &[EvidenceLine],
     state: Option<&State>,
 ) -> Result<String> {
     let text = ips
@@ -988,11 +992,10 @@ pub(crate) fn report_id(
         .map(|i| i.to_string())
         .collect::<Vec<_>>()
         .join(",");
-    let base = format!(
-        "{}-{provider}-{:016x}",
-        now.format("%Y%m%dT%H%M%SZ"),
-        fnv1a(text.as_bytes())
-    );
+    let hash = (lines.iter()).fold(fnv1a(text.as_bytes()), |h, line| {
+        fnv1a_on(fnv1a_on(h, b"\n"), line.text.as_bytes())
+    });
+    let base = format!("{}-{provider}-{hash:016x}", now.format("%Y%m%dT%H%M%SZ"));
     let Some(state) = state else {
         return Ok(base);
     };

@@ -1199,9 +1199,14 @@ fn seven_bit(text: &str) -> Option<Vec<u8>> {
 
 /// FNV-1a: a small stable hash for ids and boundaries (not for security).
 pub fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
+    fnv1a_on(0xcbf2_9ce4_8422_2325, bytes)
+}
+
+/// [`fnv1a`] of what the hash `h` was made of, followed by `bytes`.
+pub fn fnv1a_on(h: u64, bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .fold(h, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 #[cfg(test)]

@@ -1034,3 +1034,28 @@ fn a_from_without_a_name_is_named_once() {
         "{message}"
     );
 }
+
+/// Two hosts of a fleet that see the same address, each reporting it in the same second (a
+/// timer fires on all of them at once): their messages differ (another host, another target),
+/// and so do their Message-IDs, which a desk's mail system keeps one message of. Made of the
+/// time, the provider and the addresses alone, the two were alike.
+#[test]
+fn two_hosts_reporting_the_same_address_at_once_send_two_message_ids() {
+    let log: String = (0..3)
+        .map(|i| drop_line(&format!("10:00:0{i}"), "3.5.140.2", "TCP", 22))
+        .collect();
+    let message_id = |host: &str, target: &str| {
+        let s = Setup::standard();
+        s.write(
+            "messages",
+            &log.replace("web1", host).replace("198.51.100.10", target),
+        );
+        s.run(&["run"]).ok();
+        let message = only_message(&s);
+        let parsed = MessageParser::default().parse(&message).unwrap();
+        parsed.message_id().unwrap().to_string()
+    };
+    let one = message_id("web1", "198.51.100.10");
+    assert_eq!(one, message_id("web1", "198.51.100.10"), "made alike");
+    assert_ne!(one, message_id("web2", "198.51.100.11"));
+}
