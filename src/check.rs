@@ -216,6 +216,17 @@ fn check_sources(t: &mut Tally, settings: &Settings, now: DateTime<Utc>) {
             t.config("source", &format!("{shown}: {e}"));
             continue;
         }
+        // `check` run as root reads what the service's own user may not: a file only root
+        // may read passes here and fails every run of the shipped unit.
+        if let Some(file) = files.iter().find(|f| only_root_reads(f)) {
+            t.warn(
+                "source",
+                &format!(
+                    "{}: only root may read it, and check runs as root: a run as another user (the shipped unit's dynamic user, in the adm group) cannot; make it readable by that group (root:adm, mode 0640)",
+                    file.display()
+                ),
+            );
+        }
         // What keeps a run from a file's rotated history stops it (a folder it may not
         // list: every run; a rotated file it may not open: the first read, while later
         // reads pass it over, and the lines in it no run read with it).
@@ -611,6 +622,15 @@ fn check_state(t: &mut Tally, settings: &Settings, providers: &[Provider]) {
 }
 
 /// The mail transport: described, and with `smtp` contacted (EHLO, STARTTLS, AUTH).
+/// Whether this process runs as root and `file` is one only root may read: root's own, and
+/// neither its group nor others may read it.
+fn only_root_reads(file: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    root && std::fs::metadata(file).is_ok_and(|m| m.uid() == 0 && m.mode() & 0o044 == 0)
+}
+
 fn check_mail(t: &mut Tally, settings: &Settings, smtp: bool) {
     match &settings.mail.transport {
         TransportConfig::Smtp(c) => {
