@@ -88,13 +88,17 @@ impl ReportIp {
         let o = &a.observation;
         let protocols = protocol_labels(o.protocols.iter());
         let ports: Vec<u16> = o.dst_ports.iter().copied().collect();
-        ReportIp {
-            kind: abuse_kind(
+        let source_ports: Vec<u16> = o.src_ports.iter().copied().collect();
+        let kind = reflection(&protocols, &source_ports, &ports).unwrap_or_else(|| {
+            abuse_kind(
                 &protocols,
                 &ports,
                 o.hits,
                 o.last_seen.saturating_sub(o.first_seen),
-            ),
+            )
+        });
+        ReportIp {
+            kind,
             ip: o.ip.to_string(),
             hits: o.hits,
             first_seen: zone.rfc3339(o.first_seen),
@@ -107,7 +111,7 @@ impl ReportIp {
                 .and_then(|x| x.org.as_deref())
                 .map(|t| clean(t.as_bytes())),
             ports,
-            source_ports: o.src_ports.iter().copied().collect(),
+            source_ports,
             protocols,
             targets: o.dsts.iter().map(|d| d.to_string()).collect(),
             hosts: o.hosts.iter().map(|h| clean(h.as_bytes())).collect(),
@@ -633,6 +637,36 @@ fn abuse_kind(protocols: &[String], ports: &[u16], hits: u64, span_seconds: i64)
         (n, true) => format!("{proto} flood on {n} ports"),
         (n, false) => format!("{proto} probes of {n} ports"),
     }
+}
+
+/// UDP services whose answers, many times the size of a forged question, reflection attacks
+/// send to the address the questions claimed to come from.
+const REFLECTED: [(u16, &str); 12] = [
+    (17, "QOTD"),
+    (19, "chargen"),
+    (53, "DNS"),
+    (111, "portmap"),
+    (123, "NTP"),
+    (137, "NetBIOS"),
+    (161, "SNMP"),
+    (389, "CLDAP"),
+    (1900, "SSDP"),
+    (3702, "WS-Discovery"),
+    (5353, "mDNS"),
+    (11211, "memcached"),
+];
+
+/// `UDP 53 answers (DNS reflection)`: UDP alone, from one such service's port, to ports of
+/// the operator's other than that service's own (the asker's ports, that the forged questions
+/// named). What the desk acts on is an open service answering anyone, not a host probing, and
+/// the report says so rather than call the answers probes. `None` for anything else.
+fn reflection(protocols: &[String], source_ports: &[u16], ports: &[u16]) -> Option<String> {
+    let ([proto], [port]) = (protocols, source_ports) else {
+        return None;
+    };
+    let (_, service) = REFLECTED.iter().find(|(p, _)| p == port)?;
+    (proto == "UDP" && !ports.is_empty() && !ports.contains(port))
+        .then(|| format!("UDP {port} answers ({service} reflection)"))
 }
 
 /// Sources a flood needs before its shape says more than each host's does.
@@ -1307,6 +1341,31 @@ mod tests {
         for text in ["tips", "ipsum", "listed_ips", "ips_2", "IPS", "", "ip s"] {
             assert!(!names_word(text, "ips"), "{text:?}");
         }
+    }
+
+    /// Answers from one reflected service's port to the operator's other ports are told as
+    /// reflection, not probes; a service's port on both ends (NTP's 123 to 123), other
+    /// protocols, or several source ports are not.
+    #[test]
+    fn answers_from_a_reflected_services_port_are_told_as_reflection() {
+        let udp = ["UDP".to_string()];
+        assert_eq!(
+            reflection(&udp, &[53], &[40_001, 51_234]).as_deref(),
+            Some("UDP 53 answers (DNS reflection)")
+        );
+        assert_eq!(
+            reflection(&udp, &[11211], &[80]).as_deref(),
+            Some("UDP 11211 answers (memcached reflection)")
+        );
+        assert_eq!(reflection(&udp, &[123], &[123]), None);
+        assert_eq!(reflection(&udp, &[53, 54], &[40_001]), None);
+        assert_eq!(reflection(&udp, &[40_000], &[53]), None);
+        assert_eq!(reflection(&["TCP".to_string()], &[53], &[40_001]), None);
+        assert_eq!(
+            reflection(&["TCP".to_string(), "UDP".to_string()], &[53], &[40_001]),
+            None
+        );
+        assert_eq!(reflection(&udp, &[53], &[]), None);
     }
 
     #[test]

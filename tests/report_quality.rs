@@ -1059,3 +1059,28 @@ fn two_hosts_reporting_the_same_address_at_once_send_two_message_ids() {
     assert_eq!(one, message_id("web1", "198.51.100.10"), "made alike");
     assert_ne!(one, message_id("web2", "198.51.100.11"));
 }
+
+/// UDP from a DNS server's port 53 to the operator's high ports: answers to questions forged
+/// in the operator's name (reflection). The subject says so, where it called them probes and
+/// the desk went after a scanner rather than an open resolver.
+#[test]
+fn dns_answers_are_reported_as_reflection_not_probes() {
+    let s = Setup::standard();
+    let log: String = [40_001, 40_002, 40_003]
+        .iter()
+        .enumerate()
+        .map(|(i, port)| {
+            drop_line(&format!("10:00:0{i}"), "3.5.140.2", "UDP", *port)
+                .replace("SPT=40000", "SPT=53")
+        })
+        .collect();
+    s.write("messages", &log);
+    s.run(&["run"]).ok();
+    let message = only_message(&s);
+    let parsed = MessageParser::default().parse(&message).unwrap();
+    let subject = parsed.subject().unwrap();
+    assert!(
+        subject.contains("UDP 53 answers (DNS reflection)") && !subject.contains("probes"),
+        "{subject}"
+    );
+}
