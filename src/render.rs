@@ -477,12 +477,12 @@ impl Report {
             .sum();
         let mut out = String::with_capacity(size);
         for ip in with_lines() {
+            let name = named_as_in_lines(&ip.ip, &ip.evidence);
             let heading = if ip.hits == 1 {
-                format!("# {}: 1 packet at {}; its line\n", ip.ip, ip.first_seen)
+                format!("# {name}: 1 packet at {}; its line\n", ip.first_seen)
             } else {
                 format!(
-                    "# {}: {} packets from {} to {}; {} of its lines\n",
-                    ip.ip,
+                    "# {name}: {} packets from {} to {}; {} of its lines\n",
                     ip.hits,
                     ip.first_seen,
                     ip.last_seen,
@@ -636,6 +636,24 @@ fn abuse_kind(protocols: &[String], ports: &[u16], hits: u64, span_seconds: i64)
         ),
         (n, true) => format!("{proto} flood on {n} ports"),
         (n, false) => format!("{proto} probes of {n} ports"),
+    }
+}
+
+/// An address as the list names it, and, for an IPv6 address its lines spell in full as
+/// the kernel writes it (`2600:1f30:a400:0000:0000:0000:0000:c7de`), that spelling too: a
+/// desk that looks for the listed address in the lines finds it.
+fn named_as_in_lines(ip: &str, lines: &[String]) -> String {
+    let Ok(std::net::IpAddr::V6(v6)) = ip.parse::<std::net::IpAddr>() else {
+        return ip.to_string();
+    };
+    let full = (v6.segments().iter())
+        .map(|s| format!("{s:04x}"))
+        .collect::<Vec<_>>()
+        .join(":");
+    let spelt = format!("SRC={full} ");
+    match full != ip && lines.iter().any(|l| l.contains(&spelt)) {
+        true => format!("{ip} (written {full} in its lines)"),
+        false => ip.to_string(),
     }
 }
 
@@ -1341,6 +1359,25 @@ mod tests {
         for text in ["tips", "ipsum", "listed_ips", "ips_2", "IPS", "", "ip s"] {
             assert!(!names_word(text, "ips"), "{text:?}");
         }
+    }
+
+    /// An IPv6 address the kernel spelt in full in its lines is named both ways in the
+    /// evidence's heading, so that the listed spelling finds its lines' heading and the lines'
+    /// spelling finds the heading; other addresses, and lines in the short form, as listed.
+    #[test]
+    fn an_ipv6_address_spelt_in_full_in_its_lines_is_named_both_ways() {
+        let full =
+            "x SRC=2600:1f30:a400:0000:0000:0000:0000:c7de DST=2001:db8::1 LEN=60".to_string();
+        assert_eq!(
+            named_as_in_lines("2600:1f30:a400::c7de", std::slice::from_ref(&full)),
+            "2600:1f30:a400::c7de (written 2600:1f30:a400:0000:0000:0000:0000:c7de in its lines)"
+        );
+        let short = "x SRC=2600:1f30:a400::c7de DST=2001:db8::1 LEN=60".to_string();
+        assert_eq!(
+            named_as_in_lines("2600:1f30:a400::c7de", &[short]),
+            "2600:1f30:a400::c7de"
+        );
+        assert_eq!(named_as_in_lines("3.5.140.2", &[full]), "3.5.140.2");
     }
 
     /// Answers from one reflected service's port to the operator's other ports are told as
