@@ -735,13 +735,20 @@ fn spread_flood(
 }
 
 /// The kinds of the hosts of a report in a few words: the one kind they share, or the most
-/// common ones and how many more (`TCP 22 probes, TCP 80 probes and 3 other kinds`).
-fn summarise_kinds<'a>(kinds: impl Iterator<Item = &'a str>) -> String {
-    let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+/// common ones and how many more (`TCP 22 probes, TCP 80 probes and 3 other kinds`). Past
+/// three kinds, kinds that differ only in how many ports they count are one kind (`TCP probes`
+/// for `TCP probes of 7 ports` and `of 8 ports`), so that the words name different things.
+fn summarise_kinds<'a>(kinds: impl Iterator<Item = &'a str> + Clone) -> String {
+    let distinct: std::collections::BTreeSet<&str> = kinds.clone().collect();
+    let mut counts: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
     for k in kinds {
+        let k = match distinct.len() {
+            0..=3 => k.to_string(),
+            _ => kind_family(k),
+        };
         *counts.entry(k).or_default() += 1;
     }
-    let mut ranked: Vec<(&str, usize)> = counts.into_iter().collect();
+    let mut ranked: Vec<(&str, usize)> = counts.iter().map(|(k, n)| (k.as_str(), *n)).collect();
     ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
     match ranked.as_slice() {
         [] => "traffic".to_string(),
@@ -750,6 +757,31 @@ fn summarise_kinds<'a>(kinds: impl Iterator<Item = &'a str>) -> String {
         [(a, _), (b, _), (c, _)] => format!("{a}, {b} and {c}"),
         [(a, _), (b, _), rest @ ..] => format!("{a}, {b} and {} other kinds", rest.len()),
     }
+}
+
+/// A kind without its count of ports: `TCP probes of 7 ports` is `TCP probes`, `UDP flood
+/// on 5 ports` is `UDP flood`, `port scan (120 ports, TCP)` is `TCP port scans`.
+fn kind_family(kind: &str) -> String {
+    if let Some((head, _)) = kind
+        .split_once(" of ")
+        .filter(|(_, n)| n.ends_with(" ports"))
+    {
+        return head.to_string();
+    }
+    if let Some((head, _)) = kind
+        .split_once(" on ")
+        .filter(|(_, n)| n.ends_with(" ports"))
+    {
+        return head.to_string();
+    }
+    if let Some(inner) = kind
+        .strip_prefix("port scan (")
+        .and_then(|k| k.strip_suffix(')'))
+        && let Some((_, proto)) = inner.rsplit_once(", ")
+    {
+        return format!("{proto} port scans");
+    }
+    kind.to_string()
 }
 
 /// Numbers as `22, 80, 443`, cut to fit `width` columns with ` and N more` when needed.
@@ -1470,6 +1502,37 @@ mod tests {
             .parse()
             .unwrap();
         assert_eq!(shown + rest, 30);
+    }
+
+    /// Many hosts, each probing its own number of ports: the words name what they did, not
+    /// two of the counts (`TCP probes of 7 ports, TCP probes of 8 ports and 136 other kinds`).
+    #[test]
+    fn kinds_that_differ_in_their_count_of_ports_alone_are_one_kind_past_three() {
+        let mut kinds: Vec<String> = (4..=20)
+            .map(|n| format!("TCP probes of {n} ports"))
+            .collect();
+        kinds.extend((4..=9).map(|n| format!("UDP flood on {n} ports")));
+        kinds.push("port scan (40 ports, TCP)".to_string());
+        kinds.push("port scan (64 or more ports, TCP)".to_string());
+        kinds.push("TCP 22 probes".to_string());
+        assert_eq!(
+            summarise_kinds(kinds.iter().map(String::as_str)),
+            "TCP probes, UDP flood and 2 other kinds"
+        );
+        // Three kinds or fewer are named as they are.
+        let few = ["TCP probes of 7 ports", "TCP probes of 8 ports"];
+        assert_eq!(
+            summarise_kinds(few.into_iter()),
+            "TCP probes of 7 ports and TCP probes of 8 ports"
+        );
+        assert_eq!(
+            kind_family("UDP 53 answers (DNS reflection)"),
+            "UDP 53 answers (DNS reflection)"
+        );
+        assert_eq!(
+            kind_family("port scan (64 or more ports, TCP/UDP)"),
+            "TCP/UDP port scans"
+        );
     }
 
     #[test]
