@@ -601,12 +601,6 @@ fn a_refusal_after_a_body_that_went_unanswered_sends_its_addresses_no_second_tim
     let s = Setup::new(&smtp_config(server.port, "none", ""));
     s.write("messages", &attack_log());
     first_try_unconfirmed(&s);
-    refused_again_then_taken_as_delivered(&s, &server);
-}
-
-/// The one report, refused when sent again: taken as delivered, said so, and no later run
-/// sends anything more.
-fn refused_again_then_taken_as_delivered(s: &Setup, server: &FaultyServer) {
     server.set_mode(Mode::Reject552);
     let out = s.run_bounded(&["run"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
@@ -618,7 +612,7 @@ fn refused_again_then_taken_as_delivered(s: &Setup, server: &FaultyServer) {
     server.set_mode(Mode::Healthy);
     s.run_bounded(&["run"]).ok();
     assert!(server.accepted().is_empty(), "no second report");
-    let h = history(s);
+    let h = history(&s);
     assert_eq!(h.len(), 1, "{h:?}");
     assert_eq!(h[0]["status"], "sent");
     let shown = s.run(&["history"]).stdout;

@@ -120,17 +120,26 @@ fn fill(dir: &Path) {
     let _ = f.sync_all();
 }
 
-#[test]
-fn disk_full_after_acceptance_sends_each_report_once() {
+/// A mail server, and a setup with `extra` in its report settings whose `state_dir` is a
+/// 4 MiB file system of its own (unmounted when the last part is dropped); `None`, said,
+/// where no such file system can be mounted (not root).
+fn on_a_small_disk(extra: &str) -> Option<(MailServer, Setup, PathBuf, Tmpfs)> {
     let server = smtp::start(Security::Plain, None, 0);
-    let s = Setup::new(&smtp_config(server.port, "max_ips_per_message = 1"));
+    let s = Setup::new(&smtp_config(server.port, extra));
     let state_dir = s.path("state");
-    let _fs = match Tmpfs::mount(&state_dir, "4m") {
-        Ok(m) => m,
+    match Tmpfs::mount(&state_dir, "4m") {
+        Ok(m) => Some((server, s, state_dir, m)),
         Err(e) => {
             eprintln!("SKIPPED: cannot mount a size-limited tmpfs here (needs root): {e}");
-            return;
+            None
         }
+    }
+}
+
+#[test]
+fn disk_full_after_acceptance_sends_each_report_once() {
+    let Some((server, s, state_dir, _fs)) = on_a_small_disk("max_ips_per_message = 1") else {
+        return;
     };
     // The disk fills up while the first message is being accepted.
     let accepted = Arc::new(AtomicUsize::new(0));
@@ -183,15 +192,8 @@ fn disk_full_after_acceptance_sends_each_report_once() {
 /// state (which sent operators after a damage that is not there).
 #[test]
 fn a_state_opened_on_a_full_disk_says_the_disk_is_full() {
-    let server = smtp::start(Security::Plain, None, 0);
-    let s = Setup::new(&smtp_config(server.port, ""));
-    let state_dir = s.path("state");
-    let _fs = match Tmpfs::mount(&state_dir, "4m") {
-        Ok(m) => m,
-        Err(e) => {
-            eprintln!("SKIPPED: cannot mount a size-limited tmpfs here (needs root): {e}");
-            return;
-        }
+    let Some((_server, s, state_dir, _fs)) = on_a_small_disk("") else {
+        return;
     };
     s.write("messages", &attack_log());
     s.run(&["run"]).ok();
@@ -210,15 +212,8 @@ fn a_state_opened_on_a_full_disk_says_the_disk_is_full() {
 
 #[test]
 fn a_state_made_on_a_full_disk_is_never_left_half_made() {
-    let server = smtp::start(Security::Plain, None, 0);
-    let s = Setup::new(&smtp_config(server.port, ""));
-    let state_dir = s.path("state");
-    let _fs = match Tmpfs::mount(&state_dir, "4m") {
-        Ok(m) => m,
-        Err(e) => {
-            eprintln!("SKIPPED: cannot mount a size-limited tmpfs here (needs root): {e}");
-            return;
-        }
+    let Some((server, s, state_dir, _fs)) = on_a_small_disk("") else {
+        return;
     };
     fill(&state_dir);
     s.write("messages", &attack_log());
