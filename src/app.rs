@@ -402,11 +402,17 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
     // Addresses held from earlier runs are looked up as reports are planned.
     world.asn_intact(UNPLANNED)?;
     ledger.check()?;
-    let waiting: Vec<ReportRecord> = (state.pending_heads()?.into_iter())
-        .filter(|r| r.contact.is_none() && only.is_none_or(|o| o == r.provider))
-        .collect();
+    // Reports withdrawn now take no turn: they go first, and the rest in the order `preview`
+    // lists (a withdrawn report took its desk's turn, and another desk's report went instead).
+    let (withdrawn, waiting): (Vec<ReportRecord>, Vec<ReportRecord>) =
+        (state.pending_heads()?.into_iter())
+            .filter(|r| r.contact.is_none() && only.is_none_or(|o| o == r.provider))
+            .partition(|r| leaving_out.contains(&r.id));
     let mut made = Vec::new();
     let mut resent = 0;
+    for record in withdrawn {
+        resent += out.resend_one(&mut state, record, false)?;
+    }
     for item in in_send_order(waiting, planned) {
         match item {
             Outgoing::Waiting(record) => resent += out.resend_one(&mut state, record, false)?,

@@ -863,3 +863,44 @@ fn parts_waiting_in_a_state_without_a_made_under_record_go_as_made() {
         assert!(!text.contains("(new)"), "{text}");
     }
 }
+
+/// Parts waiting for the budget, two of them withdrawn now (an address of each left the
+/// provider's ranges), and another provider's new report: the run sends what `preview` lists
+/// first. A withdrawn part took its provider's turn, and the other provider's report went
+/// instead of the part `preview` said.
+#[test]
+fn a_withdrawn_report_takes_no_turn_from_what_preview_lists_first() {
+    let s = Setup::new(
+        &cidr_provider_config("max_ips_per_message = 2")
+            .replace("[mail]", "[mail]\nmax_messages_per_run = 1")
+            .replace(
+                "[report]",
+                "[[provider]]\nname = \"other\"\nto = [\"abuse@other.example\"]\nranges = \"{dir}/other.txt\"\n\n[report]",
+            ),
+    );
+    s.write("cloud.txt", "92.118.10.0/24\n92.118.11.0/24\n");
+    s.write("other.txt", "45.77.1.0/24\n");
+    // Four parts of two, each but the first with one address of 92.118.10.0/24.
+    let cloud = [
+        "10.1", "10.2", "10.3", "11.1", "10.4", "11.2", "10.5", "11.3",
+    ];
+    let mut log: String = (cloud.iter().enumerate())
+        .map(|(n, x)| drop_line(&format!("10:00:0{n}"), &format!("92.118.{x}"), "TCP", 22))
+        .collect();
+    log.push_str(&drop_line("10:00:08", "45.77.1.1", "TCP", 22));
+    log.push_str(&drop_line("10:00:09", "45.77.1.2", "TCP", 22));
+    s.write("messages", &log);
+    s.run(&["run"]).ok();
+    let before = sent_addresses(&s);
+    assert_eq!(before.len(), 2, "{before:?}");
+    s.write("cloud.txt", "92.118.11.0/24\n");
+    let preview = s.run(&["preview", "--json"]).ok().json();
+    let first: Vec<String> = (preview["reports"][0]["ips"].as_array().unwrap().iter())
+        .map(|i| i["ip"].as_str().unwrap().to_string())
+        .collect();
+    let out = s.run(&["run"]).ok();
+    let mut sent = sent_addresses(&s);
+    sent.retain(|ip| !before.contains(ip));
+    assert_eq!(sent, first, "{}", out.stderr);
+    assert!(out.stderr.contains("withdrawn unsent"), "{}", out.stderr);
+}
