@@ -80,6 +80,9 @@ pub struct ReportIp {
     pub ports_text: String,
     /// This address's own log lines (cleaned and redacted), for the evidence attachment.
     pub evidence: Vec<String>,
+    /// Whether its packets came at a flood's rate, whatever its kind says.
+    #[serde(skip)]
+    pub flood: bool,
 }
 
 impl ReportIp {
@@ -89,14 +92,9 @@ impl ReportIp {
         let protocols = protocol_labels(o.protocols.iter());
         let ports: Vec<u16> = o.dst_ports.iter().copied().collect();
         let source_ports: Vec<u16> = o.src_ports.iter().copied().collect();
-        let kind = reflection(&protocols, &source_ports, &ports).unwrap_or_else(|| {
-            abuse_kind(
-                &protocols,
-                &ports,
-                o.hits,
-                o.last_seen.saturating_sub(o.first_seen),
-            )
-        });
+        let span = o.last_seen.saturating_sub(o.first_seen);
+        let kind = reflection(&protocols, &source_ports, &ports)
+            .unwrap_or_else(|| abuse_kind(&protocols, &ports, o.hits, span));
         ReportIp {
             kind,
             ip: o.ip.to_string(),
@@ -136,6 +134,7 @@ impl ReportIp {
             },
             ports_text: String::new(),
             evidence: Vec::new(),
+            flood: is_flood(o.hits, span),
         }
     }
 }
@@ -619,9 +618,7 @@ fn abuse_kind(protocols: &[String], ports: &[u16], hits: u64, span_seconds: i64)
     if ports.len() > 20 {
         return format!("port scan ({} ports, {proto})", ports.len());
     }
-    let rate = per_second(hits, span_seconds);
-    // Sustained packets every second or more is a flood, not probing.
-    let flood = rate >= 1.0 && hits >= 10;
+    let flood = is_flood(hits, span_seconds);
     match (ports.len(), flood) {
         (0, true) => format!("{proto} flood"),
         (0, false) => format!("{proto} probes"),
@@ -674,17 +671,35 @@ const REFLECTED: [(u16, &str); 12] = [
     (11211, "memcached"),
 ];
 
-/// `UDP 53 answers (DNS reflection)`: UDP alone, from one such service's port, to ports of
-/// the operator's other than that service's own (the asker's ports, that the forged questions
-/// named). What the desk acts on is an open service answering anyone, not a host probing, and
-/// the report says so rather than call the answers probes. `None` for anything else.
-fn reflection(protocols: &[String], source_ports: &[u16], ports: &[u16]) -> Option<String> {
+/// The service whose answers these are (its port and name): UDP alone, from one such
+/// service's port, to the operator's ephemeral ports (1024 and up, other than the service's
+/// own), where the forged questions named the asker's port. What the desk acts on is an open
+/// service answering anyone, not a host probing. A host that sends from port 53 to well-known
+/// ports is a scan past firewalls that trust that port (`nmap -g 53`), not answers. `None`
+/// for anything else.
+pub(crate) fn reflected(
+    protocols: &[String],
+    source_ports: &[u16],
+    ports: &[u16],
+) -> Option<(u16, &'static str)> {
     let ([proto], [port]) = (protocols, source_ports) else {
         return None;
     };
     let (_, service) = REFLECTED.iter().find(|(p, _)| p == port)?;
-    (proto == "UDP" && !ports.is_empty() && !ports.contains(port))
-        .then(|| format!("UDP {port} answers ({service} reflection)"))
+    let to_askers = !ports.is_empty() && ports.iter().all(|p| *p >= 1024 && p != port);
+    (proto == "UDP" && to_askers).then_some((*port, *service))
+}
+
+/// `UDP 53 answers (DNS reflection)` for the answers of a [`reflected`] service.
+fn reflection(protocols: &[String], source_ports: &[u16], ports: &[u16]) -> Option<String> {
+    reflected(protocols, source_ports, ports)
+        .map(|(port, service)| format!("UDP {port} answers ({service} reflection)"))
+}
+
+/// Whether `hits` packets over `span_seconds` are a flood: sustained packets every second or
+/// more, not probing.
+pub(crate) fn is_flood(hits: u64, span_seconds: i64) -> bool {
+    per_second(hits, span_seconds) >= 1.0 && hits >= 10
 }
 
 /// Sources a flood needs before its shape says more than each host's does.
@@ -1423,10 +1438,13 @@ mod tests {
             Some("UDP 53 answers (DNS reflection)")
         );
         assert_eq!(
-            reflection(&udp, &[11211], &[80]).as_deref(),
+            reflection(&udp, &[11211], &[8080]).as_deref(),
             Some("UDP 11211 answers (memcached reflection)")
         );
         assert_eq!(reflection(&udp, &[123], &[123]), None);
+        // From port 53 to well-known ports: a scan past firewalls that trust port 53.
+        assert_eq!(reflection(&udp, &[53], &[7, 9, 111, 40_001]), None);
+        assert_eq!(reflection(&udp, &[1900], &[1900, 40_001]), None);
         assert_eq!(reflection(&udp, &[53, 54], &[40_001]), None);
         assert_eq!(reflection(&udp, &[40_000], &[53]), None);
         assert_eq!(reflection(&["TCP".to_string()], &[53], &[40_001]), None);

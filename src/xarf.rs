@@ -80,7 +80,13 @@ pub fn document(report: &Report, message_id: &str) -> Option<Value> {
             "domain": report.reporter.domain,
         })
     };
-    let flood = report.abuse_kind.ends_with("flood");
+    // Answers of an open service reflected at the operator (whose kind says so, not its
+    // rate): at a flood's rate, an amplification attack.
+    let reflected = crate::render::reflected(&ip.protocols, &ip.source_ports, &ip.ports);
+    let flood = match reflected {
+        Some(_) => ip.flood,
+        None => report.abuse_kind.ends_with("flood"),
+    };
     let log = report
         .excerpt
         .iter()
@@ -119,8 +125,18 @@ pub fn document(report: &Report, message_id: &str) -> Option<Value> {
     if let Some(target) = ip.targets.first() {
         fields.insert("destination_ip".into(), json!(target));
     }
-    if flood {
-        fields.insert("attack_vector".into(), json!(format!("{proto}_flood")));
+    match reflected {
+        Some((_, service)) if flood => {
+            let service = service.to_ascii_lowercase().replace('-', "_");
+            fields.insert(
+                "attack_vector".into(),
+                json!(format!("{service}_amplification")),
+            );
+        }
+        _ if flood => {
+            fields.insert("attack_vector".into(), json!(format!("{proto}_flood")));
+        }
+        _ => {}
     }
     // Every destination port, as tags (XARF allows 20).
     if let Some(tags) = fields.get_mut("tags").and_then(Value::as_array_mut) {

@@ -1309,3 +1309,51 @@ fn firewall_refuses_rules_that_would_replace_another_providers() {
     let nft = s.run(&["firewall", "--provider", "aws", "--format", "nft"]);
     assert_eq!(nft.code, 0, "{}", nft.stderr);
 }
+
+/// UDP answers from a DNS server's port 53 to the operator's high ports: three of them are a
+/// port scan to XARF as before (which passes the XARF project's own validation), and at a
+/// flood's rate an amplification attack (`ddos`, `dns_amplification`), as XARF's DDoS type
+/// files reflection. Told as answers, their flood lost its `ddos`.
+#[test]
+fn xarf_files_reflected_answers_at_a_floods_rate_as_amplification() {
+    use mail_parser::{MessageParser, MimeHeaders};
+    let document_of = |packets: u16| {
+        let s = Setup::new(&standard_config("xarf = true"));
+        let log: String = (0..packets)
+            .map(|i| {
+                drop_line(
+                    &format!("10:00:{:02}", i / 4),
+                    "3.5.140.2",
+                    "UDP",
+                    40_001 + i,
+                )
+                .replace("SPT=40000", "SPT=53")
+            })
+            .collect();
+        s.write("messages", &log);
+        s.run(&["run"]).ok();
+        let files = s.outbox();
+        assert_eq!(files.len(), 1);
+        let raw = fs::read(&files[0]).unwrap();
+        let m = MessageParser::default().parse(&raw).unwrap();
+        let json = m
+            .attachments()
+            .find(|a| a.attachment_name() == Some("xarf.json"))
+            .expect("xarf.json");
+        json.text_contents().unwrap().to_string()
+    };
+    let few = document_of(3);
+    let v: serde_json::Value = serde_json::from_str(&few).unwrap();
+    assert_eq!(v["type"], "port_scan", "{few}");
+    match xarf_errors(&few) {
+        Some(errors) => assert!(errors.is_empty(), "{errors:?}\n{few}"),
+        None => assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install PyPI's xarf to validate"
+        ),
+    }
+    let flood = document_of(12);
+    let v: serde_json::Value = serde_json::from_str(&flood).unwrap();
+    assert_eq!(v["type"], "ddos", "{flood}");
+    assert_eq!(v["attack_vector"], "dns_amplification", "{flood}");
+}
