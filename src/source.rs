@@ -624,6 +624,28 @@ fn cut_back_and_rewritten(live: &OpenFile, cursor: &Cursor) -> io::Result<bool> 
     Ok(window.iter().any(ends_a_line))
 }
 
+/// Reads past the first `n` bytes of `text`: how many there were, and the last of them.
+fn skip(text: &mut impl Read, n: u64) -> io::Result<(u64, Option<u8>)> {
+    if n == 0 {
+        return Ok((0, None));
+    }
+    let mut buf = vec![0u8; 64 << 10];
+    let (mut done, mut last) = (0u64, None);
+    while done < n {
+        let want = usize::try_from(n - done).map_or(buf.len(), |left| left.min(buf.len()));
+        match text.read(&mut buf[..want]) {
+            Ok(0) => break,
+            Ok(k) => {
+                last = Some(buf[k - 1]);
+                done += k as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((done, last))
+}
+
 /// Whether `offset` of `file` follows a line end (a newline, or a crash's NUL byte).
 fn after_a_line_end(file: &OpenFile, offset: u64) -> io::Result<bool> {
     let mut before = Vec::with_capacity(1);
@@ -1252,15 +1274,20 @@ fn read_file(file: &OpenFile, offset: u64, ingest: &mut Ingest<'_>) -> io::Resul
         },
         None => Reached::End(at),
     };
-    match io::copy(&mut (&mut text).take(offset), &mut io::sink()) {
+    match skip(&mut text, offset) {
         // Shorter than the offset: nothing past it to read.
-        Ok(skipped) if skipped < offset => {
+        Ok((skipped, _)) if skipped < offset => {
             return Ok(match damage {
                 Some(error) => damaged(text.count, Some(error)),
                 None => Reached::End(offset),
             });
         }
-        Ok(_) => {}
+        // Stopped inside a line, as a plain file's read may (see below).
+        Ok((_, last)) => {
+            if offset > 0 && !last.is_some_and(|b| matches!(b, b'\n' | 0)) {
+                ingest.begins_inside_a_line();
+            }
+        }
         Err(error) => return Ok(damaged(text.count, Some(error))),
     }
     match damage {
@@ -3503,6 +3530,30 @@ mod tests {
         }
     }
 
+    /// A packet line, then a line longer than the read's buffer and than the 64 KiB a cut back
+    /// is looked for in, still being written (no line end yet); and what is written after: the
+    /// junk line's rest, a prefix in it, then a packet line of its own.
+    fn junk_being_written() -> (String, String) {
+        let packet = |ip: &str| {
+            format!(
+                "Jan 25 10:00:00 web1 kernel: INPUT-DROP:IN=eth0 OUT= SRC={ip} DST=198.51.100.10 LEN=60 PROTO=UDP SPT=4 DPT=53 LEN=40\n"
+            )
+        };
+        let junk = format!("Jan 25 10:00:00 web1 app: {}", "x".repeat(70_000));
+        (
+            packet("34.208.0.1") + &junk,
+            " INPUT-DROP: the rest of the junk\n".to_string() + &packet("34.208.0.2"),
+        )
+    }
+
+    /// A read of the junk line's rest and the line after it: one line, a packet.
+    fn rest_read_as_one_line(summary: &crate::ingest::Summary, rest: &str) {
+        assert_eq!(summary.lines_read, 1, "{summary:?}");
+        assert_eq!(summary.lines_malformed, 0, "{summary:?}");
+        assert_eq!(summary.lines_matched, 1, "{summary:?}");
+        assert_eq!(summary.bytes_read, rest.len() as u64, "{summary:?}");
+    }
+
     /// A line longer than the read's buffer, still being written when a run came, is counted
     /// once, as junk, by the read that met its start (which passes over it to the end of the
     /// file); the next read starts inside it, and passes over its rest rather than count it as
@@ -3511,14 +3562,8 @@ mod tests {
     fn the_rest_of_a_junk_line_a_read_stopped_in_is_no_line_of_its_own() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("messages");
-        let packet = |ip: &str| {
-            format!(
-                "Jan 25 10:00:00 web1 kernel: INPUT-DROP:IN=eth0 OUT= SRC={ip} DST=198.51.100.10 LEN=60 PROTO=UDP SPT=4 DPT=53 LEN=40\n"
-            )
-        };
-        // Longer than the 64 KiB a cut back is looked for in: no line end before the cursor.
-        let junk = format!("Jan 25 10:00:00 web1 app: {}", "x".repeat(70_000));
-        fs::write(&path, packet("34.208.0.1") + &junk).unwrap();
+        let (head, rest) = junk_being_written();
+        fs::write(&path, &head).unwrap();
         let folders = &mut Folders::default();
         let scan_of = || {
             let mut scan = scan_with(parser);
@@ -3528,8 +3573,6 @@ mod tests {
         let mut first = scan_of();
         let read = super::read(&path, None, None, StartAt::Beginning, &mut first, folders).unwrap();
         assert_eq!(first.finish().unwrap().summary.lines_read, 2);
-        // Its rest, a prefix in it, then a line of its own.
-        let rest = " INPUT-DROP: the rest of the junk\n".to_string() + &packet("34.208.0.2");
         use std::io::Write;
         fs::OpenOptions::new()
             .append(true)
@@ -3547,11 +3590,28 @@ mod tests {
             folders,
         )
         .unwrap();
-        let summary = second.finish().unwrap().summary;
-        assert_eq!(summary.lines_read, 1, "{summary:?}");
-        assert_eq!(summary.lines_malformed, 0, "{summary:?}");
-        assert_eq!(summary.lines_matched, 1, "{summary:?}");
-        assert_eq!(summary.bytes_read, rest.len() as u64, "{summary:?}");
+        rest_read_as_one_line(&second.finish().unwrap().summary, &rest);
+    }
+
+    /// The same in the file compressed since (rotated and gzipped before the next run), which
+    /// is read on from the same place in its text.
+    #[test]
+    fn the_rest_of_a_junk_line_is_no_line_of_its_own_in_the_file_compressed_since() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("messages.1.gz");
+        let (head, rest) = junk_being_written();
+        let mut gz = flate2::write::GzEncoder::new(
+            fs::File::create(&path).unwrap(),
+            flate2::Compression::fast(),
+        );
+        gz.write_all((head.clone() + &rest).as_bytes()).unwrap();
+        gz.finish().unwrap();
+        let file = OpenFile::open(&path).unwrap().unwrap();
+        let mut scan = scan_with(parser);
+        scan.set_buffer_size(256);
+        read_file(&file, head.len() as u64, &mut scan).unwrap();
+        rest_read_as_one_line(&scan.finish().unwrap().summary, &rest);
     }
 
     /// A line stamped after the clock just before a thread's piece is not what the piece
