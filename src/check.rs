@@ -222,7 +222,7 @@ fn check_sources(t: &mut Tally, settings: &Settings, now: DateTime<Utc>) {
             t.warn(
                 "source",
                 &format!(
-                    "{}: only root may read it, and check runs as root: a run as another user (the shipped unit's dynamic user, in the adm group) cannot; make it readable by that group (root:adm, mode 0640)",
+                    "{}: only root may read it, and check runs as root: a run as another user (the shipped unit's dynamic user, in the adm group) cannot; make it readable by that group (root:adm, mode 0640, its folders open to it)",
                     file.display()
                 ),
             );
@@ -621,16 +621,36 @@ fn check_state(t: &mut Tally, settings: &Settings, providers: &[Provider]) {
     }
 }
 
-/// The mail transport: described, and with `smtp` contacted (EHLO, STARTTLS, AUTH).
-/// Whether this process runs as root and `file` is one only root may read: root's own, and
-/// neither its group nor others may read it.
+/// Whether this process runs as root and `file` is one the shipped unit's user, a dynamic
+/// user in the `adm` group, could not read: neither others nor `adm` may read it, or may pass
+/// through a folder on its way.
 fn only_root_reads(file: &std::path::Path) -> bool {
     use std::os::unix::fs::MetadataExt;
     // SAFETY: geteuid has no preconditions and cannot fail.
-    let root = unsafe { libc::geteuid() } == 0;
-    root && std::fs::metadata(file).is_ok_and(|m| m.uid() == 0 && m.mode() & 0o044 == 0)
+    if unsafe { libc::geteuid() } != 0 {
+        return false;
+    }
+    let adm = adm_group();
+    let may = |path: &std::path::Path, other: u32, group: u32| {
+        std::fs::metadata(path)
+            .is_ok_and(|m| m.mode() & other != 0 || (m.mode() & group != 0 && Some(m.gid()) == adm))
+    };
+    let file = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
+    !may(&file, 0o004, 0o040) || (file.ancestors().skip(1)).any(|folder| !may(folder, 0o001, 0o010))
 }
 
+/// The `adm` group's id, from `/etc/group`.
+fn adm_group() -> Option<u32> {
+    let groups = std::fs::read_to_string("/etc/group").ok()?;
+    groups.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        (fields.next() == Some("adm"))
+            .then(|| fields.nth(1)?.parse().ok())
+            .flatten()
+    })
+}
+
+/// The mail transport: described, and with `smtp` contacted (EHLO, STARTTLS, AUTH).
 fn check_mail(t: &mut Tally, settings: &Settings, smtp: bool) {
     match &settings.mail.transport {
         TransportConfig::Smtp(c) => {

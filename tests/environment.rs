@@ -863,29 +863,44 @@ fn as_root_then_as(s: &Setup, user: u32) -> Option<bool> {
 }
 
 /// `check` run as root (with `sudo`, as README's install steps do) reads a log only root may
-/// read, as the service's own user cannot: it says so, where it said ok and every run of the
-/// shipped unit failed. Not said of a log its group may read (root:adm 0640).
+/// read, as the service's own user (a dynamic user in `adm`) cannot: it says so, where it said
+/// ok and every run of the shipped unit failed. So for a log its group may read when that
+/// group is not `adm`, and for one in a folder only root may enter; not for `root:adm 0640`.
 #[test]
 fn check_as_root_warns_of_a_log_only_root_may_read() {
+    use std::os::unix::fs::chown;
     let s = Setup::standard();
     s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
     let log = s.path("messages");
-    fs::set_permissions(&log, fs::Permissions::from_mode(0o600)).unwrap();
-    if std::os::unix::fs::chown(&log, Some(0), Some(0)).is_err() {
+    if chown(&log, Some(0), Some(0)).is_err() {
         eprintln!("SKIPPED: not root");
         return;
     }
-    let check = s.run(&["check"]);
-    assert!(
-        check.stdout.contains("only root may read it"),
-        "{}",
-        check.stdout
-    );
-    fs::set_permissions(&log, fs::Permissions::from_mode(0o640)).unwrap();
-    let check = s.run(&["check"]);
-    assert!(
-        !check.stdout.contains("only root may read it"),
-        "{}",
-        check.stdout
-    );
+    let warned = |s: &Setup| {
+        let check = s.run(&["check"]);
+        check.stdout.contains("only root may read it")
+    };
+    fs::set_permissions(s.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    for mode in [0o600, 0o640] {
+        fs::set_permissions(&log, fs::Permissions::from_mode(mode)).unwrap();
+        assert!(warned(&s), "root:root {mode:o}");
+    }
+    let adm = fs::read_to_string("/etc/group")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("adm:x:")?
+                .split(':')
+                .next()?
+                .parse::<u32>()
+                .ok()
+        });
+    let Some(adm) = adm else {
+        eprintln!("SKIPPED the rest: no adm group here");
+        return;
+    };
+    chown(&log, Some(0), Some(adm)).unwrap();
+    assert!(!warned(&s), "root:adm 0640");
+    fs::set_permissions(s.dir.path(), fs::Permissions::from_mode(0o700)).unwrap();
+    assert!(warned(&s), "in a folder only root may enter");
 }
