@@ -390,6 +390,11 @@ impl Report {
             report.total_hits,
             last.saturating_sub(first),
         ) {
+            // Answers of one reflected service from many hosts: servers answering questions
+            // forged in the operator's name, whose own addresses are real.
+            Some(_) if let Some((port, service)) = reflected_by_all(&report.ips) => {
+                report.abuse_kind = format!("UDP {port} answers ({service} reflection)");
+            }
             Some(kind) => {
                 report.abuse_kind = kind;
                 report.spoofing_likely = true;
@@ -688,6 +693,24 @@ pub(crate) fn reflected(
     let (_, service) = REFLECTED.iter().find(|(p, _)| p == port)?;
     let to_askers = !ports.is_empty() && ports.iter().all(|p| *p >= 1024 && p != port);
     (proto == "UDP" && to_askers).then_some((*port, *service))
+}
+
+/// The service all of `ips` answered from, when each sent UDP alone from that one reflected
+/// service's port to ports other than its own. Many hosts doing that at once are a reflection
+/// attack (to the operator's well-known ports too), not one host scanning.
+fn reflected_by_all(ips: &[ReportIp]) -> Option<(u16, &'static str)> {
+    let first = ips.first()?;
+    let [port] = first.source_ports[..] else {
+        return None;
+    };
+    let (_, service) = REFLECTED.iter().find(|(p, _)| *p == port)?;
+    ips.iter()
+        .all(|i| {
+            matches!(&i.protocols[..], [p] if p == "UDP")
+                && i.source_ports == [port]
+                && !i.ports.contains(&port)
+        })
+        .then_some((port, *service))
 }
 
 /// `UDP 53 answers (DNS reflection)` for the answers of a [`reflected`] service.

@@ -823,6 +823,23 @@ fn a_flood_spread_over_many_quiet_sources_is_called_a_flood_that_may_be_spoofed(
         assert!(line.chars().count() <= 78, "{line:?}");
     }
 
+    // Sixty DNS servers' answers to the same port (questions forged in the operator's
+    // name): their addresses are real, and the report says what they are, not forged.
+    let reflected = Setup::new(&standard_config(""));
+    reflected.write(
+        "messages",
+        &log.replace("SPT=40000 DPT=53", "SPT=53 DPT=80"),
+    );
+    reflected.run(&["run"]).ok();
+    let raw = std::fs::read(&reflected.outbox()[0]).unwrap();
+    let m = MessageParser::default().parse(&raw).unwrap();
+    let subject = m.subject().unwrap();
+    assert!(
+        subject.starts_with("Abuse report: UDP 53 answers (DNS reflection) from 60 AWS hosts"),
+        "{subject}"
+    );
+    assert!(!m.body_text(0).unwrap().contains("spoofed"));
+
     // Fifty hosts probing SSH, two SYNs each over a minute and a half, are a distributed
     // scan by real hosts: not that.
     let scan = Setup::new(&standard_config(""));
