@@ -796,9 +796,21 @@ fn parts_split_by_size_still_keep_to_the_parts_a_run_makes() {
     assert_eq!(all.len(), 120, "every address once");
 }
 
+/// The subject and plain text of the one message a run of a fresh setup makes of `log`.
+fn subject_and_body_of(log: &str) -> (String, String) {
+    let s = Setup::new(&standard_config(""));
+    s.write("messages", log);
+    s.run(&["run"]).ok();
+    let raw = std::fs::read(&s.outbox()[0]).unwrap();
+    let m = MessageParser::default().parse(&raw).unwrap();
+    (
+        m.subject().unwrap().to_string(),
+        m.body_text(0).unwrap().to_string(),
+    )
+}
+
 #[test]
 fn a_flood_spread_over_many_quiet_sources_is_called_a_flood_that_may_be_spoofed() {
-    let s = Setup::new(&standard_config(""));
     // 60 sources in two seconds, one or two UDP 53 packets each.
     let log: String = (0..60)
         .map(|i| {
@@ -807,16 +819,11 @@ fn a_flood_spread_over_many_quiet_sources_is_called_a_flood_that_may_be_spoofed(
             if i % 3 == 0 { line.repeat(2) } else { line }
         })
         .collect();
-    s.write("messages", &log);
-    s.run(&["run"]).ok();
-    let raw = std::fs::read(&s.outbox()[0]).unwrap();
-    let m = MessageParser::default().parse(&raw).unwrap();
-    let subject = m.subject().unwrap();
+    let (subject, body) = subject_and_body_of(&log);
     assert!(
         subject.starts_with("Abuse report: UDP 53 flood from 60 AWS hosts"),
         "{subject}"
     );
-    let body = m.body_text(0).unwrap();
     assert!(body.contains("may be forged (spoofed)"), "{body}");
     assert!(!body.contains("Please make the hosts below stop"), "{body}");
     for line in body.lines().take(25) {
@@ -825,24 +832,15 @@ fn a_flood_spread_over_many_quiet_sources_is_called_a_flood_that_may_be_spoofed(
 
     // Sixty DNS servers' answers to the same port (questions forged in the operator's
     // name): their addresses are real, and the report says what they are, not forged.
-    let reflected = Setup::new(&standard_config(""));
-    reflected.write(
-        "messages",
-        &log.replace("SPT=40000 DPT=53", "SPT=53 DPT=80"),
-    );
-    reflected.run(&["run"]).ok();
-    let raw = std::fs::read(&reflected.outbox()[0]).unwrap();
-    let m = MessageParser::default().parse(&raw).unwrap();
-    let subject = m.subject().unwrap();
+    let (subject, body) = subject_and_body_of(&log.replace("SPT=40000 DPT=53", "SPT=53 DPT=80"));
     assert!(
         subject.starts_with("Abuse report: UDP 53 answers (DNS reflection) from 60 AWS hosts"),
         "{subject}"
     );
-    assert!(!m.body_text(0).unwrap().contains("spoofed"));
+    assert!(!body.contains("spoofed"), "{body}");
 
     // Fifty hosts probing SSH, two SYNs each over a minute and a half, are a distributed
     // scan by real hosts: not that.
-    let scan = Setup::new(&standard_config(""));
     let syns: String = (0..50)
         .map(|i| {
             let ip = format!("34.223.0.{}", i + 1);
@@ -850,30 +848,13 @@ fn a_flood_spread_over_many_quiet_sources_is_called_a_flood_that_may_be_spoofed(
             drop_line(&t(0), &ip, "TCP", 22) + &drop_line(&t(1), &ip, "TCP", 22)
         })
         .collect();
-    scan.write("messages", &syns);
-    scan.run(&["run"]).ok();
-    let raw = std::fs::read(&scan.outbox()[0]).unwrap();
-    let m = MessageParser::default().parse(&raw).unwrap();
-    assert!(!m.subject().unwrap().contains("flood"), "{:?}", m.subject());
-    assert!(!m.body_text(0).unwrap().contains("spoofed"));
+    let (subject, body) = subject_and_body_of(&syns);
+    assert!(!subject.contains("flood"), "{subject}");
+    assert!(!body.contains("spoofed"), "{body}");
 
     // A few hosts probing are not that.
-    let few = Setup::new(&standard_config(""));
-    few.write(
-        "messages",
-        &log.lines()
-            .take(6)
-            .map(|l| format!("{l}\n"))
-            .collect::<String>(),
-    );
-    few.run(&["run"]).ok();
-    let raw = std::fs::read(&few.outbox()[0]).unwrap();
-    let body = MessageParser::default()
-        .parse(&raw)
-        .unwrap()
-        .body_text(0)
-        .unwrap()
-        .to_string();
+    let few: String = log.lines().take(6).map(|l| format!("{l}\n")).collect();
+    let (_, body) = subject_and_body_of(&few);
     assert!(body.contains("Please make the hosts below stop"), "{body}");
 }
 
