@@ -2968,14 +2968,19 @@ mod tests {
         assert_eq!(one.into_iter().collect::<Vec<_>>(), ["TCP"]);
     }
 
+    /// An IPv4 packet written in the mapped form (both addresses so, as a collector may
+    /// write them) is the IPv4 host's: one source with its plain spelling. A mapped source in
+    /// an IPv6 packet is no IPv4 host's: a source of its own, in the mapped form.
     #[test]
     fn ipv4_mapped_and_plain_source_are_one_ip() {
         let text = "Jan 25 23:51:25 h kernel: INPUT-DROP:IN=eth0 OUT= SRC=3.5.140.2 DST=192.0.2.1 PROTO=UDP SPT=5 DPT=53\n\
-                    Jan 25 23:51:26 h kernel: INPUT-DROP:IN=eth0 OUT= SRC=::ffff:3.5.140.2 DST=2001:db8::1 PROTO=TCP SPT=6 DPT=80\n";
+                    Jan 25 23:51:26 h kernel: INPUT-DROP:IN=eth0 OUT= SRC=::ffff:3.5.140.2 DST=::ffff:192.0.2.1 PROTO=TCP SPT=6 DPT=80\n\
+                    Jan 25 23:51:27 h kernel: INPUT-DROP:IN=eth0 OUT= SRC=::ffff:3.5.140.2 DST=2001:db8::1 PROTO=TCP SPT=6 DPT=80\n";
         let batch = ingest_text(text, &|_| aws());
-        assert_eq!(batch.summary.ips_observed, 1);
-        let o = &batch.observations[&"3.5.140.2".parse::<IpAddr>().unwrap()];
-        assert_eq!(o.hits, 2);
+        assert_eq!(batch.summary.ips_observed, 2);
+        let hits = |ip: &str| batch.observations[&ip.parse::<IpAddr>().unwrap()].hits;
+        assert_eq!(hits("3.5.140.2"), 2);
+        assert_eq!(hits("::ffff:3.5.140.2"), 1);
     }
 
     /// An address only a discovered desk may get keeps one line of its own, others three.

@@ -392,6 +392,13 @@ impl<'s> World<'s> {
     /// whose ranges or ASNs hold it, else, with discovery, the desk of its network; nowhere
     /// (an empty set) without either. Configured providers always win over discovery.
     pub(crate) fn route(&self, ip: IpAddr) -> SmallSet<Destination> {
+        // A source in IPv4-mapped form is no host's (see `parse::source_of`): the ranges that
+        // hold the IPv4 address it names are not asked, nor is any desk.
+        if let IpAddr::V6(v6) = ip
+            && v6.to_ipv4_mapped().is_some()
+        {
+            return SmallSet::default();
+        }
         // An address no desk can act on is no AS's host: an ASN database files IPv4's old
         // `::a.b.c.d` form and 6to4 under the IPv4 address's network. Matched by AS, it
         // would be a provider's and never reported, and so listed nowhere.

@@ -18,7 +18,8 @@
 //!   is hex and colons, the host name is ASCII letters, digits and `. _ - :`. A line with any
 //!   other shape was not written by the kernel (anyone may log a line tagged `kernel:`), so it
 //!   is malformed: counted, never reported, and its text never reaches a message.
-//! - An IPv4-mapped IPv6 address (`::ffff:3.5.140.2`) is the IPv4 address.
+//! - An IPv4-mapped IPv6 address (`::ffff:3.5.140.2`) is the IPv4 address, but for the
+//!   source of an IPv6 packet, which no IPv4 host sent (see [`source_of`]).
 
 use std::net::IpAddr;
 
@@ -536,7 +537,7 @@ impl LineParser {
                     time,
                     host,
                     prefix,
-                    src: f.src,
+                    src: source_of(f.src, f.dst),
                     dst: f.dst,
                     proto: f.proto,
                     spt: f.spt,
@@ -951,6 +952,20 @@ fn address(text: &[u8]) -> Option<IpAddr> {
             .parse::<IpAddr>()
             .ok()
             .map(|a| a.to_canonical()),
+    }
+}
+
+/// The source a packet line names, as a report may take it: an IPv4 address in an IPv6
+/// packet (`SRC=::ffff:3.5.140.2 DST=2001:db8::1`) is no IPv4 host's. No IPv6 packet travels
+/// with a mapped source (Linux drops one before the firewall since 5.3): the line is forged,
+/// or the packet was, and the host it names sent nothing. It keeps its mapped form, which
+/// no provider's ranges and no desk are asked about. An IPv4 packet written in the mapped form
+/// (both addresses so, as a collector may write them) is the IPv4 host's.
+#[inline(always)]
+pub(crate) fn source_of(src: IpAddr, dst: IpAddr) -> IpAddr {
+    match (src, dst) {
+        (IpAddr::V4(v4), IpAddr::V6(_)) => IpAddr::V6(v4.to_ipv6_mapped()),
+        _ => src,
     }
 }
 
@@ -2151,6 +2166,18 @@ mod tests {
         // Not the IPv4-compatible form, which is a real IPv6 address.
         let line = "Jan 25 23:51:25 h kernel: INPUT-DROP:IN=eth0 OUT= SRC=::3.5.140.2 DST=192.0.2.1 PROTO=TCP";
         assert!(packet(&mut p, line).src.is_ipv6());
+        // Nor a mapped source in an IPv6 packet, which no such packet travels with: it keeps
+        // its mapped form, no IPv4 host's address (in the fast reader and the general one).
+        for line in [
+            "Jan 25 23:51:25 h kernel: INPUT-DROP:IN=eth0 OUT= SRC=::ffff:3.5.140.2 DST=2001:db8::1 LEN=60 TC=0 HOPLIMIT=50 FLOWLBL=0 PROTO=TCP SPT=1 DPT=22",
+            "Jan 25 23:51:25 h kernel: INPUT-DROP:IN=eth0 OUT= DST=2001:db8::1 SRC=::ffff:3.5.140.2 PROTO=TCP",
+        ] {
+            assert_eq!(
+                packet(&mut p, line).src,
+                "::ffff:3.5.140.2".parse::<std::net::Ipv6Addr>().unwrap(),
+                "{line}"
+            );
+        }
     }
 
     #[test]

@@ -1082,3 +1082,21 @@ fn dns_answers_are_reported_as_reflection_not_probes() {
         "{subject}"
     );
 }
+
+/// An IPv6 packet line whose source is an EC2 host's IPv4 address in mapped form
+/// (`SRC=::ffff:3.5.140.2 DST=2001:db8::10`): no such packet travels (Linux drops one before
+/// the firewall since 5.3), so the line or the packet was forged, and the host sent nothing.
+/// It is never reported, and is listed in its mapped form among the addresses in no provider;
+/// it was reported as the IPv4 host, an IPv4 address hitting an IPv6 target.
+#[test]
+fn a_mapped_source_in_an_ipv6_packet_is_no_ipv4_hosts() {
+    let s = Setup::standard();
+    let line = drop_line("10:00:00", "::ffff:3.5.140.2", "TCP", 22)
+        .replace("DST=198.51.100.10", "DST=2001:db8::10");
+    s.write("messages", &line.repeat(3));
+    let preview = s.run(&["preview", "--json"]).ok();
+    let v = preview.json();
+    assert_eq!(v["reports"].as_array().map(Vec::len), Some(0), "{v}");
+    let unattributed = v["unattributed"].to_string();
+    assert!(unattributed.contains("::ffff:3.5.140.2"), "{unattributed}");
+}

@@ -407,13 +407,13 @@ pub fn reference_fields(text: &[u8], prefixes: &[String]) -> Option<RefFields> {
             Some(_) => None,
         }
     };
-    Some((
-        addr(b"SRC")?,
-        addr(b"DST")?,
-        proto.to_string(),
-        port(b"SPT")?,
-        port(b"DPT")?,
-    ))
+    let (src, dst) = (addr(b"SRC")?, addr(b"DST")?);
+    // An IPv4 source in an IPv6 packet (a mapped one) is no IPv4 host's: it stays mapped.
+    let src = match (src, dst) {
+        (IpAddr::V4(v4), IpAddr::V6(_)) => IpAddr::V6(v4.to_ipv6_mapped()),
+        _ => src,
+    };
+    Some((src, dst, proto.to_string(), port(b"SPT")?, port(b"DPT")?))
 }
 
 /// The syslog timestamp at the start and the text after it: RFC 3339 up to the first space, or
