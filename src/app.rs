@@ -998,16 +998,22 @@ pub(crate) fn unattributed<'a>(
     };
     found.extend(
         (earlier.into_iter())
+            // Routed as the read routes them: a provider's by its ranges or its AS (asked
+            // only of an address a desk could act on), and a mapped source nobody's.
             .filter(|ip| {
-                let asn = world.asn(*ip);
-                !read_now(ip) && !world.providers.iter().any(|p| p.matches(*ip, asn))
+                !read_now(ip)
+                    && !(world.route(*ip).iter())
+                        .any(|to| matches!(to, crate::intake::Destination::Provider(_)))
             })
             .map(|ip| (ip, None)),
     );
     found.sort_unstable_by_key(|&(ip, place)| (crate::ingest::address_order(ip), place.is_none()));
     found.dedup_by_key(|(ip, _)| *ip);
     let listed = move |o: &Observation| {
-        let asn = world.asn_db.as_ref().and_then(|db| db.lookup(o.ip));
+        // A mapped source is no IPv4 host's: its AS is not that host's either.
+        let asn = (world.asn_db.as_ref())
+            .filter(|_| !matches!(o.ip, IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some()))
+            .and_then(|db| db.lookup(o.ip));
         Listed::new(o, asn.as_ref(), world.settings.zone)
     };
     Ok(Unattributed {

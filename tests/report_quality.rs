@@ -1099,4 +1099,9 @@ fn a_mapped_source_in_an_ipv6_packet_is_no_ipv4_hosts() {
     assert_eq!(v["reports"].as_array().map(Vec::len), Some(0), "{v}");
     let unattributed = v["unattributed"].to_string();
     assert!(unattributed.contains("::ffff:3.5.140.2"), "{unattributed}");
+    // Also once a run has stored it, in a later run that does not read it again.
+    s.run(&["run"]).ok();
+    let v = s.run(&["preview", "--json"]).ok().json();
+    let unattributed = v["unattributed"].to_string();
+    assert!(unattributed.contains("::ffff:3.5.140.2"), "{unattributed}");
 }
