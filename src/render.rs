@@ -695,22 +695,16 @@ pub(crate) fn reflected(
     (proto == "UDP" && to_askers).then_some((*port, *service))
 }
 
-/// The service all of `ips` answered from, when each sent UDP alone from that one reflected
-/// service's port to ports other than its own. Many hosts doing that at once are a reflection
-/// attack (to the operator's well-known ports too), not one host scanning.
+/// The service all of `ips` answered from: each one's packets are [`reflected`] answers of
+/// that one service. Many hosts doing that at once are a reflection attack, not forged
+/// sources. Answers to a well-known port are not answers ([`reflected`]), however many send
+/// them: a flood with forged sources may claim port 53 as well.
 fn reflected_by_all(ips: &[ReportIp]) -> Option<(u16, &'static str)> {
     let first = ips.first()?;
-    let [port] = first.source_ports[..] else {
-        return None;
-    };
-    let (_, service) = REFLECTED.iter().find(|(p, _)| *p == port)?;
+    let service = reflected(&first.protocols, &first.source_ports, &first.ports)?;
     ips.iter()
-        .all(|i| {
-            matches!(&i.protocols[..], [p] if p == "UDP")
-                && i.source_ports == [port]
-                && !i.ports.contains(&port)
-        })
-        .then_some((port, *service))
+        .all(|i| reflected(&i.protocols, &i.source_ports, &i.ports) == Some(service))
+        .then_some(service)
 }
 
 /// `UDP 53 answers (DNS reflection)` for the answers of a [`reflected`] service.

@@ -832,12 +832,20 @@ fn a_flood_spread_over_many_quiet_sources_is_called_a_flood_that_may_be_spoofed(
 
     // Sixty DNS servers' answers to the same port (questions forged in the operator's
     // name): their addresses are real, and the report says what they are, not forged.
-    let (subject, body) = subject_and_body_of(&log.replace("SPT=40000 DPT=53", "SPT=53 DPT=80"));
+    let (subject, body) = subject_and_body_of(&log.replace("SPT=40000 DPT=53", "SPT=53 DPT=40001"));
     assert!(
         subject.starts_with("Abuse report: UDP 53 answers (DNS reflection) from 60 AWS hosts"),
         "{subject}"
     );
     assert!(!body.contains("spoofed"), "{body}");
+    // From port 53 to a well-known port, the flood may still be forged (`hping3
+    // --rand-source -s 53 -p 80`): no answers, whatever their number.
+    let (subject, body) = subject_and_body_of(&log.replace("SPT=40000 DPT=53", "SPT=53 DPT=80"));
+    assert!(
+        subject.starts_with("Abuse report: UDP 80 flood from 60 AWS hosts"),
+        "{subject}"
+    );
+    assert!(body.contains("may be forged (spoofed)"), "{body}");
 
     // Fifty hosts probing SSH, two SYNs each over a minute and a half, are a distributed
     // scan by real hosts: not that.
