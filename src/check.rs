@@ -222,7 +222,7 @@ fn check_sources(t: &mut Tally, settings: &Settings, now: DateTime<Utc>) {
             t.warn(
                 "source",
                 &format!(
-                    "{}: only root may read it, and check runs as root: a run as another user (the shipped unit's dynamic user, in the adm group) cannot; make it readable by that group (root:adm, mode 0640, its folders open to it)",
+                    "{}: the shipped unit's user (a dynamic user in the adm group) may not read it, and check runs as root: make it readable by adm (root:adm, mode 0640, its folders open to adm, or an access list)",
                     file.display()
                 ),
             );
@@ -622,8 +622,9 @@ fn check_state(t: &mut Tally, settings: &Settings, providers: &[Provider]) {
 }
 
 /// Whether this process runs as root and `file` is one the shipped unit's user, a dynamic
-/// user in the `adm` group, could not read: neither others nor `adm` may read it, or may pass
-/// through a folder on its way.
+/// user in the `adm` group, could not read: as the kernel judges it, by the group's bits
+/// where the file (or a folder on its way) is `adm`'s, and by the others' bits elsewhere. One
+/// with an access list is not judged: its bits do not tell.
 fn only_root_reads(file: &std::path::Path) -> bool {
     use std::os::unix::fs::MetadataExt;
     // SAFETY: geteuid has no preconditions and cannot fail.
@@ -632,11 +633,33 @@ fn only_root_reads(file: &std::path::Path) -> bool {
     }
     let adm = adm_group();
     let may = |path: &std::path::Path, other: u32, group: u32| {
-        std::fs::metadata(path)
-            .is_ok_and(|m| m.mode() & other != 0 || (m.mode() & group != 0 && Some(m.gid()) == adm))
+        has_access_list(path)
+            || std::fs::metadata(path).is_ok_and(|m| match Some(m.gid()) == adm {
+                true => m.mode() & group != 0,
+                false => m.mode() & other != 0,
+            })
     };
     let file = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
     !may(&file, 0o004, 0o040) || (file.ancestors().skip(1)).any(|folder| !may(folder, 0o001, 0o010))
+}
+
+/// Whether `path` carries a POSIX access list (`setfacl -m g:adm:r`).
+fn has_access_list(path: &std::path::Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(name) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: both strings are NUL-terminated and live across the call; a size of 0 asks
+    // only whether the attribute is there, and nothing is written.
+    let size = unsafe {
+        libc::getxattr(
+            name.as_ptr(),
+            c"system.posix_acl_access".as_ptr(),
+            std::ptr::null_mut(),
+            0,
+        )
+    };
+    size >= 0
 }
 
 /// The `adm` group's id, from `/etc/group`.
