@@ -83,6 +83,9 @@ pub struct ReportIp {
     /// Whether its packets came at a flood's rate, whatever its kind says.
     #[serde(skip)]
     pub flood: bool,
+    /// Seconds from its first packet to its last.
+    #[serde(skip)]
+    pub span_seconds: i64,
 }
 
 impl ReportIp {
@@ -135,6 +138,7 @@ impl ReportIp {
             ports_text: String::new(),
             evidence: Vec::new(),
             flood: is_flood(o.hits, span),
+            span_seconds: span,
         }
     }
 }

@@ -138,11 +138,40 @@ pub fn document(report: &Report, message_id: &str) -> Option<Value> {
         }
         _ => {}
     }
+    if flood {
+        // The busiest second is not kept: the rate said is the average over the address's
+        // packets, which the peak was at least.
+        let pps = ip
+            .hits
+            .div_ceil(ip.span_seconds.max(0).unsigned_abs() + 1)
+            .max(1);
+        fields.insert("peak_pps".into(), json!(pps));
+        if let Some(bytes) = mean_length(&ip.evidence) {
+            fields.insert(
+                "peak_bps".into(),
+                json!(pps.saturating_mul(bytes).saturating_mul(8)),
+            );
+        }
+    }
     // Every destination port, as tags (XARF allows 20).
     if let Some(tags) = fields.get_mut("tags").and_then(Value::as_array_mut) {
         tags.extend(ip.ports.iter().take(18).map(|p| json!(format!("port:{p}"))));
     }
     Some(doc)
+}
+
+/// The mean of the packet lengths (`LEN=`, the first in a line: the IP packet's) the lines
+/// give, in bytes; `None` when none gives one.
+fn mean_length(lines: &[String]) -> Option<u64> {
+    let lengths: Vec<u64> = (lines.iter())
+        .filter_map(|l| {
+            let at = l.find(" LEN=")? + 5;
+            let digits = l[at..].split(' ').next()?;
+            digits.parse::<u64>().ok().filter(|n| *n > 0)
+        })
+        .collect();
+    let n = u64::try_from(lengths.len()).ok().filter(|n| *n > 0)?;
+    Some(lengths.iter().sum::<u64>().div_ceil(n))
 }
 
 #[cfg(test)]

@@ -1356,4 +1356,14 @@ fn xarf_files_reflected_answers_at_a_floods_rate_as_amplification() {
     let v: serde_json::Value = serde_json::from_str(&flood).unwrap();
     assert_eq!(v["type"], "ddos", "{flood}");
     assert_eq!(v["attack_vector"], "dns_amplification", "{flood}");
+    // Twelve packets over three seconds, 60 bytes each: 4 a second, 1,920 bits.
+    assert_eq!(v["peak_pps"], 4, "{flood}");
+    assert_eq!(v["peak_bps"], 1920, "{flood}");
+    match xarf_errors(&flood) {
+        Some(errors) => assert!(errors.is_empty(), "{errors:?}\n{flood}"),
+        None => assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install PyPI's xarf to validate"
+        ),
+    }
 }
