@@ -495,8 +495,16 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
                     settings.mail.max_messages_per_run
                 ),
             };
+            // Held back before it was written, a report is made by the run that sends it:
+            // `history` lists it then, not now.
+            let unwritten = match outcome.held {
+                0 => String::new(),
+                n => format!(
+                    "; {n} of them not written yet: the next run makes them of the addresses they hold, and history lists them once made"
+                ),
+            };
             crate::output::tell(format_args!(
-                "abuse-mailer: {} report(s) wait for the next run ({why})",
+                "abuse-mailer: {} report(s) wait for the next run ({why}){unwritten}",
                 outcome.held + outcome.waiting + outcome.queued,
             ));
         }

@@ -1183,3 +1183,28 @@ fn show_with_a_huge_id_says_it_cut_short() {
     assert!(out.stderr.contains("no report \"xxx"), "{}", out.stderr);
     assert!(out.stderr.len() < 1_000, "{} bytes", out.stderr.len());
 }
+
+/// Two providers' reports of one part each, one message a run: the other provider's report is
+/// held back before it is written, so `history` does not list it yet. The run says so, where
+/// it counted it among the reports waiting and `history` showed none.
+#[test]
+fn a_report_held_back_unwritten_is_said_to_be_unwritten() {
+    let s = Setup::new(
+        &with_other_provider(&standard_config(""))
+            .replace("[mail]", "[mail]\nmax_messages_per_run = 1"),
+    );
+    s.write(
+        "messages",
+        &(drop_line("09:00:00", "3.5.140.2", "TCP", 22)
+            + &drop_line("09:00:01", "81.2.69.160", "TCP", 22)),
+    );
+    let out = s.run(&["run"]).ok();
+    assert!(
+        out.stderr.contains(
+            "1 report(s) wait for the next run (max_messages_per_run = 1); 1 of them not written yet"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(history(&s).len(), 1, "the one sent");
+}
