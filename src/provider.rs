@@ -573,13 +573,13 @@ fn parse_geofeed(text: &str) -> Result<Vec<RangeInfo>> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
-        let prefix = crate::config::parse_net(fields[0])
+        let fields = csv_fields(line);
+        let prefix = crate::config::parse_net(&fields[0])
             .map_err(|e| anyhow::anyhow!("line {}: {e}", n + 1))?;
         let place: Vec<&str> = [fields.get(3), fields.get(2), fields.get(1)]
             .into_iter()
             .flatten()
-            .copied()
+            .map(String::as_str)
             .filter(|f| !f.is_empty())
             .collect();
         infos.push(RangeInfo {
@@ -590,6 +590,32 @@ fn parse_geofeed(text: &str) -> Result<Vec<RangeInfo>> {
         });
     }
     Ok(infos)
+}
+
+/// The fields of a CSV line (RFC 4180, as a geofeed is written): a field in double quotes may
+/// hold commas, and `""` in it is one quote; fields are trimmed of the spaces around them.
+fn csv_fields(line: &str) -> Vec<String> {
+    let mut fields = Vec::new();
+    let mut field = String::new();
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            '"' if quoted => quoted = false,
+            '"' if field.trim().is_empty() => {
+                field.clear();
+                quoted = true;
+            }
+            ',' if !quoted => fields.push(std::mem::take(&mut field).trim().to_string()),
+            c => field.push(c),
+        }
+    }
+    fields.push(field.trim().to_string());
+    fields
 }
 
 fn parse_cidr(text: &str) -> Result<Vec<RangeInfo>> {
@@ -614,6 +640,25 @@ fn parse_cidr(text: &str) -> Result<Vec<RangeInfo>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A geofeed's fields in quotes (RFC 4180) keep their commas and quotes: the place is
+    /// read whole, not cut at a comma inside it and left with its quote marks.
+    #[test]
+    fn a_geofeed_reads_quoted_fields_whole() {
+        assert_eq!(csv_fields("a, b ,c"), ["a", "b", "c"]);
+        assert_eq!(
+            csv_fields(r#"1.2.3.0/24,US,"New York, NY","Say ""hi""",10001"#),
+            ["1.2.3.0/24", "US", "New York, NY", r#"Say "hi""#, "10001"]
+        );
+        assert_eq!(csv_fields(r#" "x" ,"#), ["x", ""]);
+        let infos =
+            parse_geofeed("192.0.2.0/24,US,\"New York, NY\",\"=HYPERLINK(\"\"http://x\"\",1)\",\n")
+                .unwrap();
+        assert_eq!(
+            infos[0].region.as_deref(),
+            Some(r#"=HYPERLINK("http://x",1), New York, NY, US"#)
+        );
+    }
 
     fn loaded(text: &[u8]) -> Result<(RangeFormat, RangeTable)> {
         let dir = tempfile::tempdir().unwrap();
