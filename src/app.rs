@@ -1020,7 +1020,7 @@ pub(crate) fn unattributed<'a>(
     let listed = move |o: &Observation| {
         // A mapped source is no IPv4 host's: its AS is not that host's either.
         let asn = (world.asn_db.as_ref())
-            .filter(|_| !matches!(o.ip, IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some()))
+            .filter(|_| !crate::select::is_mapped(o.ip))
             .and_then(|db| db.lookup(o.ip));
         Listed::new(o, asn.as_ref(), world.settings.zone)
     };

@@ -394,9 +394,7 @@ impl<'s> World<'s> {
     pub(crate) fn route(&self, ip: IpAddr) -> SmallSet<Destination> {
         // A source in IPv4-mapped form is no host's (see `parse::source_of`): the ranges that
         // hold the IPv4 address it names are not asked, nor is any desk.
-        if let IpAddr::V6(v6) = ip
-            && v6.to_ipv4_mapped().is_some()
-        {
+        if crate::select::is_mapped(ip) {
             return SmallSet::default();
         }
         // An address no desk can act on is no AS's host: an ASN database files IPv4's old

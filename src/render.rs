@@ -80,9 +80,6 @@ pub struct ReportIp {
     pub ports_text: String,
     /// This address's own log lines (cleaned and redacted), for the evidence attachment.
     pub evidence: Vec<String>,
-    /// Whether its packets came at a flood's rate, whatever its kind says.
-    #[serde(skip)]
-    pub flood: bool,
     /// Seconds from its first packet to its last.
     #[serde(skip)]
     pub span_seconds: i64,
@@ -137,7 +134,6 @@ impl ReportIp {
             },
             ports_text: String::new(),
             evidence: Vec::new(),
-            flood: is_flood(o.hits, span),
             span_seconds: span,
         }
     }

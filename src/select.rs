@@ -63,6 +63,12 @@ fn public_v6(a: Ipv6Addr) -> bool {
         || (s[0] & 0xe000) != 0x2000) // outside global unicast 2000::/3
 }
 
+/// Whether `ip` is written in IPv4-mapped form (`::ffff:3.5.140.2`): what the reader keeps
+/// for a source no packet could have (see `parse::source_of`), no host's.
+pub fn is_mapped(ip: IpAddr) -> bool {
+    matches!(ip, IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some())
+}
+
 /// Whether the operator asked never to report this address.
 pub fn is_ignored(ip: IpAddr, ignore: &[IpNet]) -> bool {
     let ip = canonical(ip);

@@ -84,7 +84,7 @@ pub fn document(report: &Report, message_id: &str) -> Option<Value> {
     // rate): at a flood's rate, an amplification attack.
     let reflected = crate::render::reflected(&ip.protocols, &ip.source_ports, &ip.ports);
     let flood = match reflected {
-        Some(_) => ip.flood,
+        Some(_) => crate::render::is_flood(ip.hits, ip.span_seconds),
         None => report.abuse_kind.ends_with("flood"),
     };
     let log = report
