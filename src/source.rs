@@ -611,17 +611,11 @@ fn cut_back_and_rewritten(live: &OpenFile, cursor: &Cursor) -> io::Result<bool> 
     {
         return Ok(false);
     }
-    if after_a_line_end(live, cursor.offset)? {
-        return Ok(false);
-    }
-    let ends_a_line = |b: &u8| matches!(b, b'\n' | 0);
-    // Except inside a line too long to be one (junk, passed over to the end of the file while
-    // it was still being written): no line end in the 64 KiB before the offset.
-    let from = cursor.offset.saturating_sub(LOOK_BACK);
-    let mut window = Vec::new();
-    live.at_until(from, cursor.offset)
-        .read_to_end(&mut window)?;
-    Ok(window.iter().any(ends_a_line))
+    // The last line end before the offset: the offset itself after a line end, or where no
+    // line end is in the 64 KiB before it (inside a line too long to be one: junk, passed over
+    // to the end of the file while it was still being written); 0 where none is before it.
+    let end = live.line_end_within(cursor.offset)?;
+    Ok(end != 0 && end != cursor.offset)
 }
 
 /// Reads past the first `n` bytes of `text`: how many there were, and the last of them.
@@ -1446,8 +1440,10 @@ pub fn read(
         );
     }
     let through = match through {
-        Some(t) => ReadThrough::among(t, live.as_ref(), &rotated)
-            .with_context(|| format!("source {}", path.display()))?,
+        Some(t) => {
+            let live_first = now.as_ref().map(|n| n.fingerprint.as_slice());
+            ReadThrough::among(t, live.as_ref().zip(live_first), &rotated)
+        }
         None => ReadThrough::default(),
     };
     let mut read = read_opened(path, live, now, &rotated, cursor, start, through, ingest)?;
@@ -1553,23 +1549,18 @@ struct ReadThrough<'c> {
 }
 
 impl<'c> ReadThrough<'c> {
-    /// Where `through` is among a source's files now.
-    fn among(
-        through: &'c Cursor,
-        live: Option<&OpenFile>,
-        rotated: &[Sibling],
-    ) -> io::Result<Self> {
-        let live_first = live.map(OpenFile::first_line).transpose()?;
-        let files = (rotated.iter().map(|s| (&s.open, s.first_line.as_slice())))
-            .chain(live.zip(live_first.as_deref()));
+    /// Where `through` is among a source's files now: `live` (with its first line) and the
+    /// rotated ones.
+    fn among(through: &'c Cursor, live: Option<(&OpenFile, &[u8])>, rotated: &[Sibling]) -> Self {
+        let files = (rotated.iter().map(|s| (&s.open, s.first_line.as_slice()))).chain(live);
         let file = (cursors_file(through, files.clone()))
             .and_then(|k| files.clone().nth(k))
             .map(|(f, _)| (f.dev, f.ino));
-        Ok(Self {
+        Self {
             through: file.map(|file| (through, file)),
             passed: false,
             rule: None,
-        })
+        }
     }
 
     /// [`read_reporting`] of `file` (`rotated`: as a rotated file) from `from`, held to the
