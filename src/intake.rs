@@ -860,15 +860,17 @@ fn ingest_once(
                     scan.counted_earlier(counted_of(&earlier, &key, &source_cfg.prefixes));
                     // Read again after `reread`: what an earlier read counted is not counted
                     // twice (a packet logged up to the last one counted, per prefix).
-                    let reread = match (state, cursor.as_ref()) {
-                        (Some(s), Some(c)) => c.is_reread() || s.reread_pending(&key)?,
-                        _ => false,
+                    // That holds up to where the runs before `reread` had read: past it, no run
+                    // read.
+                    let (reread, through) = match (state, cursor.as_ref()) {
+                        (Some(s), Some(c)) => {
+                            let mark = s.reread_mark(&key)?;
+                            (c.is_reread() || mark.is_some(), mark.flatten())
+                        }
+                        _ => (false, None),
                     };
-                    // Up to where the runs before `reread` had read: past it, no run read.
-                    let mut through = None;
                     if reread {
                         scan.counted_before(counted_of(&earlier, &key, &source_cfg.prefixes));
-                        through = state.map(|s| s.reread_through(&key)).transpose()?.flatten();
                     } else if cursor.is_some() {
                         // It goes on where a run stopped (one read again from its start
                         // follows nothing known), under this name or the one it took over.

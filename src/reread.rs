@@ -61,10 +61,11 @@ pub fn reread(
         let key = file.to_string_lossy().into_owned();
         // Where the runs had read: the cursor, or, chosen by `reread` already and not read
         // since, the cursor it had then.
-        let pending = state.reread_pending(&key)?;
-        let read_up_to = match pending {
-            true => state.reread_through(&key)?,
-            false => state.cursor(&key)?.filter(|c| !c.is_reread()),
+        let mark = state.reread_mark(&key)?;
+        let pending = mark.is_some();
+        let read_up_to = match mark {
+            Some(through) => through,
+            None => state.cursor(&key)?.filter(|c| !c.is_reread()),
         };
         let since_at = since.map(|t| (t.timestamp(), &mut parser));
         let from = source::reread_from(&file, since_at, read_up_to.as_ref())?;

@@ -1559,9 +1559,8 @@ impl State {
     /// out again.
     /// Each source is marked as read again until a run stores its next cursor, so that the
     /// run counts no packet an earlier read counted, wherever the cursor points. The mark
-    /// keeps the cursor the source had (`through`, beside each cursor): where the text earlier
-    /// runs read ends. A source marked already keeps the point it was marked with, as no run
-    /// has read past it since.
+    /// keeps the point given beside each cursor (`through`): where the text earlier runs read
+    /// ends (for a source marked already, the point it was marked with).
     pub fn set_cursors(
         &mut self,
         cursors: &[(String, StoredCursor, Option<Cursor>)],
@@ -1572,13 +1571,11 @@ impl State {
             .collect();
         let mut marked = Vec::with_capacity(cursors.len());
         for (source, _, through) in cursors {
-            let key = format!("{REREAD_KEY}{source}");
-            let value = match (self.meta(&key)?, through) {
-                (Some(had), _) => had,
-                (None, Some(c)) => serde_json::to_string(c)?,
-                (None, None) => "1".to_string(),
+            let value = match through {
+                Some(c) => serde_json::to_string(c)?,
+                None => "1".to_string(),
             };
-            marked.push((key, value));
+            marked.push((format!("{REREAD_KEY}{source}"), value));
         }
         self.commit_ingest(
             &[],
@@ -1608,11 +1605,12 @@ impl State {
         Ok(self.meta(&format!("{REREAD_KEY}{source}"))?.is_some())
     }
 
-    /// For a source `reread` chose, the cursor it had then: where the text earlier runs read
-    /// ends. `None` where it had none, or a release that kept no such point marked it.
-    pub fn reread_through(&self, source: &str) -> Result<Option<Cursor>> {
+    /// Whether `reread` chose the source's cursor and no run has read it since (`Some`), and
+    /// then the cursor it had: where the text earlier runs read ends (`None` where it had
+    /// none, or a release that kept no such point marked it).
+    pub fn reread_mark(&self, source: &str) -> Result<Option<Option<Cursor>>> {
         Ok((self.meta(&format!("{REREAD_KEY}{source}"))?)
-            .and_then(|value| serde_json::from_str(&value).ok()))
+            .map(|value| serde_json::from_str(&value).ok()))
     }
 }
 
