@@ -166,6 +166,8 @@ fn check_sources(t: &mut Tally, settings: &Settings, now: DateTime<Utc>) {
     let read_before = |file: &std::path::Path| {
         (state.as_ref()).is_some_and(|s| s.cursor(&file.to_string_lossy()).ok().flatten().is_some())
     };
+    // Run as root, the logs are judged as the shipped unit's user would find them.
+    let unit_reads = UnitUser::when_root();
     for s in &settings.sources {
         let path = match &s.kind {
             SourceKind::File(path) => path,
@@ -218,7 +220,10 @@ fn check_sources(t: &mut Tally, settings: &Settings, now: DateTime<Utc>) {
         }
         // `check` run as root reads what the service's own user may not: a file only root
         // may read passes here and fails every run of the shipped unit.
-        if let Some(file) = files.iter().find(|f| only_root_reads(f)) {
+        if let Some(file) = files
+            .iter()
+            .find(|f| unit_reads.is_some_and(|r| !r.may_read(f)))
+        {
             t.warn(
                 "source",
                 &format!(
@@ -621,26 +626,37 @@ fn check_state(t: &mut Tally, settings: &Settings, providers: &[Provider]) {
     }
 }
 
-/// Whether this process runs as root and `file` is one the shipped unit's user, a dynamic
-/// user in the `adm` group, could not read: as the kernel judges it, by the group's bits
-/// where the file (or a folder on its way) is `adm`'s, and by the others' bits elsewhere. One
-/// with an access list is not judged: its bits do not tell.
-fn only_root_reads(file: &std::path::Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        return false;
+/// The shipped unit's user, a dynamic user in the `adm` group, as `check` run as root judges
+/// what it may read.
+#[derive(Clone, Copy)]
+struct UnitUser {
+    /// The `adm` group's id.
+    adm: Option<u32>,
+}
+
+impl UnitUser {
+    /// `None` unless this process runs as root (as another user, what it reads is what it may).
+    fn when_root() -> Option<Self> {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        (unsafe { libc::geteuid() } == 0).then(|| UnitUser { adm: adm_group() })
     }
-    let adm = adm_group();
-    let may = |path: &std::path::Path, other: u32, group: u32| {
-        has_access_list(path)
-            || std::fs::metadata(path).is_ok_and(|m| match Some(m.gid()) == adm {
-                true => m.mode() & group != 0,
-                false => m.mode() & other != 0,
-            })
-    };
-    let file = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
-    !may(&file, 0o004, 0o040) || (file.ancestors().skip(1)).any(|folder| !may(folder, 0o001, 0o010))
+
+    /// Whether it may read `file`: as the kernel judges it, by the group's bits where the
+    /// file (or a folder on its way) is `adm`'s, and by the others' bits elsewhere. One with
+    /// an access list is not judged: its bits do not tell.
+    fn may_read(self, file: &std::path::Path) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let may = |path: &std::path::Path, other: u32, group: u32| {
+            has_access_list(path)
+                || std::fs::metadata(path).is_ok_and(|m| match Some(m.gid()) == self.adm {
+                    true => m.mode() & group != 0,
+                    false => m.mode() & other != 0,
+                })
+        };
+        let file = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
+        may(&file, 0o004, 0o040)
+            && (file.ancestors().skip(1)).all(|folder| may(folder, 0o001, 0o010))
+    }
 }
 
 /// Whether `path` carries a POSIX access list (`setfacl -m g:adm:r`).

@@ -726,7 +726,7 @@ const SPREAD_SOURCES: usize = 50;
 /// Packets a second over `span_seconds` (the seconds from the first packet to the last, that
 /// second counted): neither a span from a damaged record nor a negative one overflows or
 /// divides by zero.
-fn per_second(hits: u64, span_seconds: i64) -> f64 {
+pub(crate) fn per_second(hits: u64, span_seconds: i64) -> f64 {
     hits as f64 / span_seconds.max(0).saturating_add(1) as f64
 }
 
@@ -770,15 +770,18 @@ fn spread_flood(
 /// common ones and how many more (`TCP 22 probes, TCP 80 probes and 3 other kinds`). Past
 /// three kinds, kinds that differ only in how many ports they count are one kind (`TCP probes`
 /// for `TCP probes of 7 ports` and `of 8 ports`), so that the words name different things.
-fn summarise_kinds<'a>(kinds: impl Iterator<Item = &'a str> + Clone) -> String {
-    let distinct: std::collections::BTreeSet<&str> = kinds.clone().collect();
-    let mut counts: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+fn summarise_kinds<'a>(kinds: impl Iterator<Item = &'a str>) -> String {
+    let mut exact: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
     for k in kinds {
-        let k = match distinct.len() {
+        *exact.entry(k).or_default() += 1;
+    }
+    let mut counts: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    for (k, n) in exact.iter() {
+        let k = match exact.len() {
             0..=3 => k.to_string(),
             _ => kind_family(k),
         };
-        *counts.entry(k).or_default() += 1;
+        *counts.entry(k).or_default() += n;
     }
     let mut ranked: Vec<(&str, usize)> = counts.iter().map(|(k, n)| (k.as_str(), *n)).collect();
     ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));

@@ -141,10 +141,7 @@ pub fn document(report: &Report, message_id: &str) -> Option<Value> {
     if flood {
         // The busiest second is not kept: the rate said is the average over the address's
         // packets, which the peak was at least.
-        let pps = ip
-            .hits
-            .div_ceil(ip.span_seconds.max(0).unsigned_abs() + 1)
-            .max(1);
+        let pps = (crate::render::per_second(ip.hits, ip.span_seconds).ceil() as u64).max(1);
         fields.insert("peak_pps".into(), json!(pps));
         if let Some(bytes) = mean_length(&ip.evidence) {
             fields.insert(
