@@ -601,6 +601,10 @@ struct Seen {
 /// Lines of its own kept per IP, beside the densest window.
 pub const LINES_PER_IP: usize = 3;
 
+/// From this many sources' lines kept on, a read chooses among them as it goes (see
+/// [`Ingest::choose_own_lines`]).
+const CHOOSE_FROM: usize = 1 << 16;
+
 /// A number that stands for none: the values of its kind are in the side table.
 const ASIDE: u32 = u32::MAX;
 const ASIDE_COUNT: u8 = u8::MAX;
@@ -824,6 +828,15 @@ fn protocol_name(code: u16) -> Name {
     }
 }
 
+/// A host name as a number that stands for it among a source's hosts (FNV-1a): kept with
+/// each of the source's lines, so that the first line from each host is found without a
+/// name kept per line.
+fn host_key(name: &[u8]) -> u32 {
+    name.iter().fold(0x811c_9dc5, |h: u32, &b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
+}
+
 /// A host name as its bytes spell it (the parser let only ASCII through).
 fn host_name(bytes: &[u8]) -> Name {
     Name::from(String::from_utf8_lossy(bytes).as_ref())
@@ -843,19 +856,27 @@ fn add_bounded<T: Ord>(set: &mut Vec<T>, value: T, cap: usize) {
     }
 }
 
-/// [`add_bounded`] for a name given as its bytes, made into a [`Name`] only when taken.
-fn add_bounded_name(set: &mut Vec<Name>, name: &[u8], make: impl FnOnce() -> Name, cap: usize) {
+/// [`add_bounded`] for a name given as its bytes, made into a [`Name`] only when taken;
+/// whether it was (a name the set did not hold, and is among its `cap` smallest).
+fn add_bounded_name(
+    set: &mut Vec<Name>,
+    name: &[u8],
+    make: impl FnOnce() -> Name,
+    cap: usize,
+) -> bool {
     // Most lines repeat a name the set holds (one host or two), compared in place.
     let held = |n: &Name| crate::parse::same_bytes(n.as_bytes(), name);
     if set.iter().take(2).any(held) {
-        return;
+        return false;
     }
     if let Err(at) = set.binary_search_by(|n| n.as_bytes().cmp(name))
         && at < cap
     {
         set.truncate(cap - 1);
         set.insert(at, make());
+        return true;
     }
+    false
 }
 
 /// The `cap` smallest of distinct `values`, ascending.
@@ -1022,8 +1043,9 @@ impl Aside {
         }
     }
 
-    fn add_host(&mut self, name: &[u8]) {
-        add_bounded_name(&mut self.hosts, name, || host_name(name), MAX_SMALL_SET);
+    /// Whether the host is new to the record (see [`add_bounded_name`]).
+    fn add_host(&mut self, name: &[u8]) -> bool {
+        add_bounded_name(&mut self.hosts, name, || host_name(name), MAX_SMALL_SET)
     }
 
     /// The protocols, bounded and ascending.
@@ -1064,12 +1086,15 @@ impl Seen {
 
     /// Whether another of its lines is kept as its own.
     fn wants_a_line(&self) -> bool {
-        let keep = if self.few_lines { 1 } else { LINES_PER_IP };
-        usize::from(self.first_lines) < keep
+        usize::from(self.first_lines) < self.lines_kept()
     }
 
-    fn record(&mut self, p: &Packet<'_>, t: &mut Tables) {
+    /// Counts `p` in; whether its line is one the source's evidence shows whatever lines
+    /// were kept before it (see [`Ingest::choose_own_lines`]): the earliest yet, or the
+    /// first from a host.
+    fn record(&mut self, p: &Packet<'_>, t: &mut Tables) -> bool {
         self.hits += u64::from(p.copies);
+        let earliest = p.time < self.first_seen;
         self.first_seen = self.first_seen.min(p.time);
         self.last_seen = self.last_seen.max(p.time);
         self.add_protocol(Protocol::of(p.proto), t);
@@ -1080,7 +1105,13 @@ impl Seen {
             self.ports.add_src(port);
         }
         self.add_dst(p.dst, t);
-        self.add_host(p.host, t);
+        let new_host = self.add_host(p.host, t);
+        earliest || (new_host && !self.few_lines)
+    }
+
+    /// How many of its first lines read are its own.
+    fn lines_kept(&self) -> usize {
+        if self.few_lines { 1 } else { LINES_PER_IP }
     }
 
     /// Its place in the side table, made when it has none.
@@ -1147,22 +1178,34 @@ impl Seen {
         self.aside(t).add_dst(ip);
     }
 
+    /// Whether the host is new to the record.
     #[inline]
-    fn add_host(&mut self, name: &[u8], t: &mut Tables) {
+    fn add_host(&mut self, name: &[u8], t: &mut Tables) -> bool {
         let same = |n: u32| crate::parse::same_bytes(t.hosts.get(n).as_bytes(), name);
         if self.host == ASIDE || !same(self.host) {
-            self.add_other_host(name, t);
+            return self.add_other_host(name, t);
         }
+        false
     }
 
     #[inline(never)]
-    fn add_other_host(&mut self, name: &[u8], t: &mut Tables) {
+    fn add_other_host(&mut self, name: &[u8], t: &mut Tables) -> bool {
         if self.host != ASIDE {
             let held = t.hosts.get(self.host).clone();
             self.aside(t).hosts = vec![held];
             self.host = ASIDE;
         }
-        self.aside(t).add_host(name);
+        self.aside(t).add_host(name)
+    }
+
+    /// The [`host_key`]s of the hosts it was seen by.
+    fn host_keys(&self, t: &Tables) -> Vec<u32> {
+        match self.host {
+            ASIDE => (t.aside.get(self.aside as usize).iter())
+                .flat_map(|a| a.hosts.iter().map(|h| host_key(h.as_bytes())))
+                .collect(),
+            n => vec![host_key(t.hosts.get(n).as_bytes())],
+        }
     }
 
     /// Adds what another reader saw of the same address: `other`, whose numbers and side
@@ -1194,9 +1237,13 @@ impl Seen {
         }
         match other.host {
             ASIDE => (aside.iter()).for_each(|a| {
-                a.hosts.iter().for_each(|h| self.add_host(h.as_bytes(), t));
+                a.hosts.iter().for_each(|h| {
+                    self.add_host(h.as_bytes(), t);
+                });
             }),
-            n => self.add_host(theirs.hosts.get(n).as_bytes(), t),
+            n => {
+                self.add_host(theirs.hosts.get(n).as_bytes(), t);
+            }
         }
     }
 
@@ -1601,7 +1648,8 @@ pub struct Batch {
     pub unattributed: Vec<(IpAddr, u32)>,
     /// Evidence per provider (same order as the configured providers): the lines of each
     /// source's densest window, pooled, so that one attack seen by several hosts shows them all,
-    /// and each candidate address's first lines; their text is in the read's [`Spool`].
+    /// and each candidate address's own lines (see [`Ingest::choose_own_lines`]); their text
+    /// is in the read's [`Spool`].
     pub evidence: Vec<Vec<KeptLine>>,
 }
 
@@ -1660,28 +1708,31 @@ impl Sources {
     }
 
     /// Counts `p` (its source's hash `hash`) in the record of its source, made with what
-    /// `attribute` says of the source when there is none yet; the record and its place.
+    /// `attribute` says of the source when there is none yet; the record and its place, and
+    /// whether the line is one its evidence shows (see [`Seen::record`]).
     fn record(
         &mut self,
         hash: u64,
         p: &Packet<'_>,
         attribute: impl FnOnce() -> Attribution,
-    ) -> (u32, &mut Seen) {
+    ) -> (u32, &mut Seen, bool) {
         let n = self.shards.len();
         let k = shard_of(hash, n);
-        let (local, seen) = self.shards[k].record(hash, p, attribute);
-        (place_of(local, k, n), seen)
+        let (local, seen, shown) = self.shards[k].record(hash, p, attribute);
+        (place_of(local, k, n), seen, shown)
+    }
+
+    /// The [`host_key`]s of the hosts that saw the source at `place`.
+    fn host_keys(&self, place: u32) -> Vec<u32> {
+        let (local, k) = parts_of(place, self.shards.len());
+        let shard = &self.shards[k];
+        shard.records[local].host_keys(&shard.tables)
     }
 
     /// The record at `place`.
     fn at(&self, place: u32) -> &Seen {
         let (local, k) = parts_of(place, self.shards.len());
         &self.shards[k].records[local]
-    }
-
-    fn at_mut(&mut self, place: u32) -> &mut Seen {
-        let (local, k) = parts_of(place, self.shards.len());
-        &mut self.shards[k].records[local]
     }
 
     /// Each record with its place, shard by shard.
@@ -1741,14 +1792,16 @@ impl Shard {
                 ahead = AHEAD;
             }
             ahead -= 1;
-            // The lines of the other read are counted again as they are taken in.
-            seen.first_lines = 0;
             let next = self.slot();
             let mine = &self.records;
             let hash = self.index.hash.of(&seen.ip);
             match (self.index).find_or_enter(hash, seen.ip, next, |s| mine[s as usize].ip) {
                 (slot, false) => {
-                    self.records[slot as usize].merge(&seen, &theirs, &mut self.tables);
+                    let mine = &mut self.records[slot as usize];
+                    // The other read's first lines follow this one's (see `Ingest::absorb`).
+                    let first = usize::from(mine.first_lines) + usize::from(seen.first_lines);
+                    mine.first_lines = first.min(mine.lines_kept()) as u8;
+                    mine.merge(&seen, &theirs, &mut self.tables);
                     moved.push(slot);
                 }
                 (_, true) => {
@@ -1782,7 +1835,7 @@ impl Shard {
         hash: u64,
         p: &Packet<'_>,
         attribute: impl FnOnce() -> Attribution,
-    ) -> (u32, &mut Seen) {
+    ) -> (u32, &mut Seen, bool) {
         let next = self.slot();
         let records = &self.records;
         let (slot, added) =
@@ -1792,8 +1845,8 @@ impl Shard {
             self.records.push(new);
         }
         let seen = &mut self.records[slot as usize];
-        seen.record(p, &mut self.tables);
-        (slot, seen)
+        let shown = seen.record(p, &mut self.tables);
+        (slot, seen, shown)
     }
 
     fn slot(&self) -> u32 {
@@ -1830,12 +1883,17 @@ pub struct Ingest<'a> {
     finders: Vec<memchr::memmem::Finder<'static>>,
     attribute: &'a (dyn Fn(IpAddr) -> Attribution + Sync),
     seen: Sources,
-    /// The first lines of each candidate IP, in the order read: its own evidence wherever
-    /// the densest window is. Beside the records rather than in them, as most IPs have none;
+    /// The lines of each candidate IP that may be its own evidence wherever the densest
+    /// window is (see [`Ingest::choose_own_lines`]), in the order read. Beside the records rather than in them, as most IPs have none;
     /// each with its record's slot, so that a flood's million lines find their records
     /// without a million lookups by address. Their text is in the spool: a flood's lines
     /// would not fit in memory.
     first_lines: Vec<FirstLine>,
+    /// Whether `first_lines` holds lines beyond those [`Ingest::choose_own_lines`] keeps;
+    /// and from how many lines it is asked to choose while the read goes on, so that a log
+    /// read in no order of time keeps a bounded number.
+    lines_to_choose: bool,
+    choose_from: usize,
     spool: &'a Spool,
     /// The block of text this reader is writing into the spool.
     pen: Pen,
@@ -1889,6 +1947,8 @@ struct FirstLine {
     time: i64,
     text: Placed,
     slot: u32,
+    /// The [`host_key`] of the host that logged it.
+    host: u32,
 }
 
 /// A line that carries a prefix: where it starts and ends in the buffer, where the prefix is,
@@ -2078,6 +2138,8 @@ impl<'a> Ingest<'a> {
             attribute,
             seen: Sources::new(AddressHash::default(), crate::parallel::threads()),
             first_lines: Vec::new(),
+            lines_to_choose: false,
+            choose_from: CHOOSE_FROM,
             spool,
             pen: Pen::default(),
             summary: Summary::default(),
@@ -2256,6 +2318,8 @@ impl<'a> Ingest<'a> {
             attribute: self.attribute,
             seen: self.seen.fork(),
             first_lines: Vec::new(),
+            lines_to_choose: false,
+            choose_from: CHOOSE_FROM,
             spool: self.spool,
             pen: Pen::default(),
             summary: Summary::default(),
@@ -2337,15 +2401,14 @@ impl<'a> Ingest<'a> {
             }
         }
         let moved = self.seen.absorb(other.seen);
-        // An IP's own lines are its first ones: this read's, then the later part's.
-        for line in other.first_lines {
-            let slot = moved(line.slot);
-            let mine = self.seen.at_mut(slot);
-            if mine.wants_a_line() {
-                mine.first_lines += 1;
-                self.first_lines.push(FirstLine { slot, ..line });
-            }
-        }
+        // This read's lines, then the later part's: which of them each source shows is
+        // chosen when the read ends, of them all.
+        self.lines_to_choose |= other.lines_to_choose || !other.first_lines.is_empty();
+        self.first_lines
+            .extend((other.first_lines.into_iter()).map(|line| FirstLine {
+                slot: moved(line.slot),
+                ..line
+            }));
         for (pool, lines) in self.evidence.iter_mut().zip(other.evidence) {
             pool.extend(lines);
         }
@@ -2609,18 +2672,24 @@ impl<'a> Ingest<'a> {
     /// Counts a hit in the record of its source, and keeps its line where evidence wants it.
     fn count(&mut self, text: &[u8], packet: &Packet<'_>, hash: u64) {
         let attribute = self.attribute;
-        let (slot, seen) = self.seen.record(hash, packet, || attribute(packet.src));
+        let (slot, seen, shown) = self.seen.record(hash, packet, || attribute(packet.src));
         Self::raise(&mut self.counted_until, packet.prefix, packet.time);
         if seen.candidates.is_empty() {
             return;
         }
         let kept = kept_text(text);
-        if seen.wants_a_line() {
-            seen.first_lines += 1;
+        let first = seen.wants_a_line();
+        if first || shown {
+            if first {
+                seen.first_lines += 1;
+            } else {
+                self.lines_to_choose = true;
+            }
             self.first_lines.push(FirstLine {
                 time: packet.time,
                 text: self.pen.keep(self.spool, &clean(&kept)),
                 slot,
+                host: host_key(packet.host),
             });
         }
         for &i in &seen.candidates {
@@ -2628,6 +2697,83 @@ impl<'a> Ingest<'a> {
                 tracker.push(packet.time, packet.src, &kept);
             }
         }
+        if self.first_lines.len() >= self.choose_from {
+            self.choose_own_lines(false);
+            self.choose_from = (2 * self.first_lines.len()).max(CHOOSE_FROM);
+        }
+    }
+
+    /// Of each source's lines kept so far, those that may be among the ones its evidence
+    /// shows (or with `last`, those it shows), in the order read. A source shows its
+    /// earliest line, so that the time it was first seen is in a line whatever order the
+    /// files were read in; unless it keeps few lines, then the first line read from each
+    /// other host it is recorded with, earliest first (a log host's files, one per host, are
+    /// read one after another), and its first lines read, up to [`LINES_PER_IP`] in all.
+    /// Each is the first or least of its kind over every line of the source, so the choice is
+    /// the same however the lines were split between readers: before the last, a reader keeps
+    /// every line that may be one of them.
+    fn choose_own_lines(&mut self, last: bool) {
+        if !self.lines_to_choose {
+            return;
+        }
+        // Lines kept before the last choice are more than it keeps.
+        self.lines_to_choose = !last;
+        let lines = std::mem::take(&mut self.first_lines);
+        let mut order: Vec<(u32, u32)> = (lines.iter().enumerate())
+            .map(|(i, l)| (l.slot, i as u32))
+            .collect();
+        order.sort_unstable();
+        let mut chosen = vec![false; lines.len()];
+        let (mut picked, mut firsts, mut hosts_shown) = (Vec::new(), Vec::new(), Vec::new());
+        for group in order.chunk_by(|a, b| a.0 == b.0) {
+            let slot = group[0].0;
+            let seen = self.seen.at(slot);
+            let at = |i: u32| &lines[i as usize];
+            let Some(&(_, earliest)) = group.iter().min_by_key(|&&(_, i)| (at(i).time, i)) else {
+                continue;
+            };
+            picked.clear();
+            picked.push(earliest);
+            firsts.clear();
+            if !seen.few_lines && seen.host == ASIDE {
+                let hosts = self.seen.host_keys(slot);
+                hosts_shown.clear();
+                for &(_, i) in group {
+                    let host = at(i).host;
+                    if hosts.contains(&host) && !hosts_shown.contains(&host) {
+                        hosts_shown.push(host);
+                        firsts.push((at(i).time, i));
+                    }
+                }
+            }
+            if seen.few_lines {
+                // Its earliest line alone.
+            } else if last {
+                firsts.sort_unstable();
+                hosts_shown.clear();
+                hosts_shown.push(at(earliest).host);
+                for &(_, i) in &firsts {
+                    if picked.len() < LINES_PER_IP && !hosts_shown.contains(&at(i).host) {
+                        hosts_shown.push(at(i).host);
+                        picked.push(i);
+                    }
+                }
+                for &(_, i) in group {
+                    if picked.len() < LINES_PER_IP && !picked.contains(&i) {
+                        picked.push(i);
+                    }
+                }
+            } else {
+                picked.extend(group.iter().take(LINES_PER_IP).map(|&(_, i)| i));
+                picked.extend(firsts.iter().map(|&(_, i)| i));
+            }
+            for &i in &picked {
+                chosen[i as usize] = true;
+            }
+        }
+        self.first_lines = (lines.into_iter().zip(chosen))
+            .filter_map(|(line, chosen)| chosen.then_some(line))
+            .collect();
     }
 
     /// What the run saw. Its lines' text is in the spool; `Err` if the spool cannot give
@@ -2660,6 +2806,7 @@ impl<'a> Ingest<'a> {
     /// The first lines read, per bucket: those of the addresses it may get, each with its
     /// address.
     fn own_lines(&mut self) -> Vec<Vec<KeptLine>> {
+        self.choose_own_lines(true);
         let buckets = self.evidence.len();
         let seen = &self.seen;
         let bucket_of = |slot: u32| {
@@ -2684,6 +2831,12 @@ impl<'a> Ingest<'a> {
             }
         }
         self.first_lines = Vec::new();
+        // In the order of time, those of a time in the order read (see `EvidenceUpdate`).
+        for lines in &mut own {
+            if !lines.is_sorted_by_key(|l| l.time) {
+                lines.sort_by_key(|l| l.time);
+            }
+        }
         own
     }
 
@@ -3143,6 +3296,7 @@ mod tests {
         let late = line(3, "3.5.140.2") + &line(4, "3.5.140.2") + &line(5, "3.5.140.9");
         later.feed(late.as_bytes()).unwrap();
         first.absorb(later);
+        first.choose_own_lines(true);
         let kept: Vec<(String, i64)> = first
             .first_lines
             .iter()
@@ -3450,6 +3604,144 @@ mod tests {
                     pair[0].cmp(&pair[1])
                 );
             }
+        }
+    }
+
+    /// A generated packet line: its second of the hour, host, source and a number of its
+    /// own (its source port), so that each line is told apart.
+    fn own_line(second: u32, host: &str, ip: &str, number: usize) -> String {
+        format!(
+            "Jan 25 10:{:02}:{:02} {host} kernel: INPUT-DROP:IN=eth0 OUT= SRC={ip} DST=192.0.2.1 PROTO=UDP SPT={number} DPT=53",
+            second / 60,
+            second % 60
+        )
+    }
+
+    /// The sources' own lines as a plain reading of the rule says, every line of a source
+    /// looked at: its earliest (the first read of the earliest time); unless it keeps few
+    /// lines, then the first from each other host of the sixteen whose names sort first,
+    /// earliest first, then its first lines read, three in all. In the order of time, then
+    /// of reading.
+    fn own_lines_by_the_rule(
+        lines: &[(u32, String, String)],
+        few: impl Fn(&str) -> bool,
+    ) -> Vec<String> {
+        let mut chosen = Vec::new();
+        let ips: std::collections::BTreeSet<&str> = lines.iter().map(|l| l.2.as_str()).collect();
+        for ip in ips {
+            let mine: Vec<usize> = (0..lines.len()).filter(|&i| lines[i].2 == ip).collect();
+            let earliest = *mine.iter().min_by_key(|&&i| (lines[i].0, i)).unwrap();
+            let mut picked = vec![earliest];
+            if !few(ip) {
+                let hosts: std::collections::BTreeSet<&str> =
+                    mine.iter().map(|&i| lines[i].1.as_str()).collect();
+                let mut firsts: Vec<(u32, usize)> = (hosts.into_iter().take(MAX_SMALL_SET))
+                    .map(|host| *mine.iter().find(|&&i| lines[i].1 == host).unwrap())
+                    .map(|i| (lines[i].0, i))
+                    .collect();
+                firsts.sort();
+                for (_, i) in firsts {
+                    let shown = picked.iter().any(|&p| lines[p].1 == lines[i].1);
+                    if picked.len() < LINES_PER_IP && !shown {
+                        picked.push(i);
+                    }
+                }
+                for &i in &mine {
+                    if picked.len() < LINES_PER_IP && !picked.contains(&i) {
+                        picked.push(i);
+                    }
+                }
+            }
+            chosen.extend(picked);
+        }
+        chosen.sort_by_key(|&i| (lines[i].0, i));
+        (chosen.into_iter())
+            .map(|i| own_line(lines[i].0, &lines[i].1, &lines[i].2, i))
+            .collect()
+    }
+
+    /// What a reader's own lines are once the read ends, in the order it holds them.
+    fn own_lines_read(mut ingest: Ingest<'_>) -> Vec<String> {
+        let own = ingest.own_lines();
+        ingest.pen.hand_over(ingest.spool);
+        own.into_iter()
+            .flatten()
+            .map(|line| ingest.spool.text(&line).unwrap())
+            .collect()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(256))]
+
+        /// Each source's own lines are its earliest, then its first from other hosts, then
+        /// its first read, whatever order of time its lines were logged in, however many
+        /// files they are in and however a file is split between readers; and a read that
+        /// chooses among its lines as it goes (to keep few of a log read in no order of
+        /// time) keeps the same.
+        #[test]
+        fn own_lines_are_the_earliest_each_hosts_first_and_the_first_however_read(
+            raw in proptest::collection::vec((0u32..3600, 0usize..20, 0usize..5), 1..160),
+            files in proptest::collection::vec(0usize..160, 0..4),
+            cuts in proptest::collection::vec(0usize..160, 0..4),
+            choose_from in proptest::prop_oneof![proptest::strategy::Just(CHOOSE_FROM), 1usize..12],
+        ) {
+            let hosts: Vec<String> = (0..20).map(|h| format!("host{h:02}")).collect();
+            let ips = ["3.5.140.2", "3.5.140.3", "3.5.140.4", "2600:1f18::1", "2600:1f18::2"];
+            // Sources ending in an even digit keep few lines.
+            let few = |ip: &str| ip.ends_with(['2', '4']);
+            let lines: Vec<(u32, String, String)> = (raw.iter())
+                .map(|&(second, host, ip)| (second, hosts[host].clone(), ips[ip].to_string()))
+                .collect();
+            let text: Vec<String> = (lines.iter().enumerate())
+                .map(|(i, (second, host, ip))| own_line(*second, host, ip, i) + "\n")
+                .collect();
+            let want = own_lines_by_the_rule(&lines, few);
+            let attribute = |ip: IpAddr| Attribution {
+                few_lines: few(&ip.to_string()),
+                ..aws()
+            };
+            let parser = || LineParser::new(&["INPUT-DROP:".to_string()], Zone::Utc, Utc::now());
+            let reader = || {
+                let mut ingest = Ingest::new(parser(), 1, 5, 50, &attribute, crate::spool::for_tests());
+                ingest.choose_from = choose_from;
+                ingest.begin_source(parser());
+                ingest
+            };
+            // Bounds of pieces: files read one after another, or one file's parts.
+            let bounds = |at: &[usize]| {
+                let mut b: Vec<usize> = at.iter().map(|&i| i.min(text.len())).collect();
+                b.extend([0, text.len()]);
+                b.sort_unstable();
+                b.dedup();
+                b
+            };
+            // One reader, one file.
+            let mut one = reader();
+            one.feed(text.concat().as_bytes()).unwrap();
+            proptest::prop_assert_eq!(&own_lines_read(one), &want);
+            // One reader, the lines in several files read in turn.
+            let mut in_turn = reader();
+            for w in bounds(&files).windows(2) {
+                in_turn.begin_source(parser());
+                in_turn.feed(text[w[0]..w[1]].concat().as_bytes()).unwrap();
+            }
+            proptest::prop_assert_eq!(&own_lines_read(in_turn), &want);
+            // One file split between readers, each later part taken in in turn.
+            let pieces = bounds(&cuts);
+            let mut main = reader();
+            main.feed(text[pieces[0]..pieces[1]].concat().as_bytes()).unwrap();
+            let forks: Vec<Ingest<'_>> = (pieces.windows(2).skip(1))
+                .map(|w| {
+                    let mut fork = main.fork();
+                    fork.choose_from = choose_from;
+                    fork.feed(text[w[0]..w[1]].concat().as_bytes()).unwrap();
+                    fork
+                })
+                .collect();
+            for fork in forks {
+                main.absorb(fork);
+            }
+            proptest::prop_assert_eq!(&own_lines_read(main), &want);
         }
     }
 }

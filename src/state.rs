@@ -1841,8 +1841,8 @@ pub struct KeptLines<'a> {
 pub struct EvidenceUpdate<'a> {
     pub desk: &'a str,
     /// Lines read now, in time order: each is kept if its address has fewer than `per_ip`
-    /// lines of its own kept (its first lines are kept, as they are found). Their text is in
-    /// `spool`.
+    /// lines of its own kept (those a run gives are kept, the earliest first). Their text
+    /// is in `spool`.
     pub lines: &'a [KeptLine],
     pub spool: &'a Spool,
     pub per_ip: usize,
