@@ -239,6 +239,68 @@ fn no_abuse_entity_falls_back_to_abusix_and_none_is_remembered() {
     assert_eq!((rdap.asked().len(), dns.asked().len()), (2, 2));
 }
 
+/// A registry that answers about another network (its range does not hold the address) names
+/// that network's desk, not the address's. The lookup failed on every run, and the address
+/// was never reported; Abusix's desk for it is now taken instead, remembered as Abusix's,
+/// while the registry is asked again on a later run. Without a desk from Abusix either, the
+/// lookup fails saying both why.
+#[test]
+fn an_answer_about_another_network_asks_abusix_instead() {
+    let (rdap, dns, dir) = (Rdap::start(), Dns::start(), tempfile::tempdir().unwrap());
+    for ip in ["192.0.2.1", "192.0.2.2"] {
+        rdap.route(
+            &format!("/rdap/ip/{ip}"),
+            Reply::Json(
+                200,
+                network(
+                    "10.0.0.0",
+                    "10.0.0.255",
+                    "NET-ELSEWHERE",
+                    &[entity(&["abuse"], Some("abuse@elsewhere.net"), &[])],
+                ),
+            ),
+        );
+    }
+    dns.txt(
+        "1.2.0.192.abuse-contacts.abusix.zone",
+        &["abuse@right-desk.net"],
+    );
+    let cfg = config(folder(dir.path(), &rdap), &dns);
+    let mut cache = MemoryCache::default();
+    let got = run(&cfg, &mut cache, &["192.0.2.1", "192.0.2.2"]);
+    let c = found(&got[0]);
+    assert_eq!(c.address, "abuse@right-desk.net");
+    assert_eq!(c.source, Source::Abusix);
+    let Outcome::Failed(why) = &got[1].outcome else {
+        panic!("{:?}", got[1])
+    };
+    assert!(
+        why.contains("does not hold 192.0.2.2") && why.contains("Abusix"),
+        "{why}"
+    );
+    // The next run asks the registry again, and takes Abusix's answer from the cache.
+    let again = run(&cfg, &mut cache, &["192.0.2.1"]);
+    assert_eq!(found(&again[0]).address, "abuse@right-desk.net");
+    let asked = |ip: &str| rdap.asked().iter().filter(|p| p.ends_with(ip)).count();
+    assert_eq!(asked("192.0.2.1"), 2);
+    assert_eq!(
+        dns.asked(),
+        [
+            "1.2.0.192.abuse-contacts.abusix.zone",
+            "2.2.0.192.abuse-contacts.abusix.zone"
+        ]
+    );
+    // With Abusix off, the address waits, as before.
+    let mut off = cfg.clone();
+    off.abusix = false;
+    let waiting = run(&off, &mut MemoryCache::default(), &["192.0.2.1"]);
+    assert!(
+        matches!(&waiting[0].outcome, Outcome::Failed(why) if why.contains("does not hold 192.0.2.1")),
+        "{:?}",
+        waiting[0]
+    );
+}
+
 #[test]
 fn malformed_json_fails_only_its_address_and_is_asked_again_later() {
     let (rdap, dns, dir) = (Rdap::start(), Dns::start(), tempfile::tempdir().unwrap());

@@ -132,6 +132,14 @@ const NONE_TRUSTED_DAYS: u32 = 7;
 /// RDAP answers are asked for with this media type (RFC 9083 §4).
 const RDAP_JSON: &str = "application/rdap+json, application/json;q=0.9";
 
+/// What a registry said of an address.
+enum RdapAnswer {
+    /// Its network and desk, or that it has none: remembered.
+    Entry(CacheEntry),
+    /// A network that does not hold the address (see [`rdap::RdapError::OtherNetwork`]).
+    OtherNetwork(String),
+}
+
 /// One run's discovery: lookups share the bound, the cache, and what is known to be down.
 pub struct Discoverer<'c> {
     cfg: DiscoverConfig,
@@ -229,7 +237,10 @@ impl<'c> Discoverer<'c> {
         }
         self.used += 1;
         if rdap_entry.is_none() {
-            let entry = self.rdap(ip)?;
+            let entry = match self.rdap(ip)? {
+                RdapAnswer::Entry(entry) => entry,
+                RdapAnswer::OtherNetwork(why) => return self.instead_of_another_network(ip, why),
+            };
             self.cache.store(entry.clone()).map_err(store)?;
             if entry.address.is_some() {
                 return Ok((Outcome::Found(contact(&entry, ip)), false));
@@ -241,6 +252,37 @@ impl<'c> Discoverer<'c> {
         let entry = self.abusix(ip)?;
         self.cache.store(entry.clone()).map_err(store)?;
         Ok((found_or_none(&entry, ip), false))
+    }
+
+    /// The registry answered for `ip` about another network (`why` says which): the desk it
+    /// names is that network's. Abusix's desk for the address is taken instead, from the
+    /// cache or asked; without one (or with Abusix off) the address waits, the lookup failed
+    /// for `why`. Nothing is remembered of the registry's answer: it is asked again next run.
+    fn instead_of_another_network(
+        &mut self,
+        ip: IpAddr,
+        why: String,
+    ) -> Result<(Outcome, bool), String> {
+        if !self.cfg.abusix {
+            return Err(why);
+        }
+        let store = |e: anyhow::Error| format!("contact cache: {e:#}");
+        let entry = match self
+            .cache
+            .find(Source::Abusix, ip, self.now)
+            .map_err(store)?
+        {
+            Some(entry) => entry,
+            None => {
+                let entry = self.abusix(ip).map_err(|e| format!("{why}; {e}"))?;
+                self.cache.store(entry.clone()).map_err(store)?;
+                entry
+            }
+        };
+        match entry.address {
+            Some(_) => Ok((found_or_none(&entry, ip), false)),
+            None => Err(format!("{why}; Abusix names no desk for {ip}")),
+        }
     }
 
     /// Why the server `ip` would go to first is not asked: it failed earlier in this run,
@@ -295,7 +337,7 @@ impl<'c> Discoverer<'c> {
     }
 
     /// The registry's answer for `ip` as an entry to remember, or why there is none yet.
-    fn rdap(&mut self, ip: IpAddr) -> Result<CacheEntry, String> {
+    fn rdap(&mut self, ip: IpAddr) -> Result<RdapAnswer, String> {
         let (boot_origin, served) = {
             let origin = self.bootstrap_origin(ip);
             let boot = self.bootstrap(ip)?;
@@ -314,7 +356,8 @@ impl<'c> Discoverer<'c> {
                 ));
             }
             // No registry serves the address (reserved space): nothing RDAP can say.
-            return Ok(self.entry(Source::Rdap, (ip, ip), None, boot_origin, None));
+            let none = self.entry(Source::Rdap, (ip, ip), None, boot_origin, None);
+            return Ok(RdapAnswer::Entry(none));
         };
         // (A server that failed earlier in this run is not asked: see `known_down`.)
         let url = rdap::ip_url(&base, ip);
@@ -330,7 +373,10 @@ impl<'c> Discoverer<'c> {
         };
         match fetched.status {
             200 => {}
-            404 => return Ok(self.entry(Source::Rdap, (ip, ip), None, fetched.url, None)),
+            404 => {
+                let none = self.entry(Source::Rdap, (ip, ip), None, fetched.url, None);
+                return Ok(RdapAnswer::Entry(none));
+            }
             status => {
                 let e = rdap::RdapError::Status(status);
                 if e.server_down() {
@@ -339,8 +385,16 @@ impl<'c> Discoverer<'c> {
                 return Err(format!("RDAP {}: {e}", fetched.url));
             }
         }
-        let network = rdap::parse_network(&fetched.body, ip)
-            .map_err(|e| format!("RDAP {}: {e}", fetched.url))?;
+        let network = match rdap::parse_network(&fetched.body, ip) {
+            Ok(network) => network,
+            Err(e @ rdap::RdapError::OtherNetwork(_)) => {
+                return Ok(RdapAnswer::OtherNetwork(format!(
+                    "RDAP {}: {e}",
+                    fetched.url
+                )));
+            }
+            Err(e) => return Err(format!("RDAP {}: {e}", fetched.url)),
+        };
         let address = rdap_address(&network.abuse_emails);
         // A registry answers for the prefix the bootstrap gave it, not beyond (an answer of
         // 0.0.0.0 - 255.255.255.255 must not stand for the other registries' space); an
@@ -357,7 +411,8 @@ impl<'c> Discoverer<'c> {
             .unwrap_or_else(|_| IpNet::from(ip));
             range = clamp(range, (neighbours.network(), neighbours.broadcast()));
         }
-        Ok(self.entry(Source::Rdap, range, address, fetched.url, network.handle))
+        let entry = self.entry(Source::Rdap, range, address, fetched.url, network.handle);
+        Ok(RdapAnswer::Entry(entry))
     }
 
     fn bootstrap_origin(&self, ip: IpAddr) -> String {

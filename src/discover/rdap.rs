@@ -32,6 +32,9 @@ pub enum RdapError {
     Malformed(String),
     /// A URL (in a bootstrap file or a redirect) that is not https, or not loopback http.
     Refused(String),
+    /// A well-formed answer about another network than the address's: the registry's own
+    /// answer, not a fault, but its desk is that network's.
+    OtherNetwork(String),
 }
 
 impl RdapError {
@@ -54,6 +57,7 @@ impl std::fmt::Display for RdapError {
             RdapError::TooLarge(n) => write!(f, "answer larger than {n} bytes"),
             RdapError::Malformed(m) => write!(f, "malformed answer: {m}"),
             RdapError::Refused(m) => f.write_str(m),
+            RdapError::OtherNetwork(m) => write!(f, "an answer about another network: {m}"),
         }
     }
 }
@@ -282,11 +286,11 @@ fn range(v: &Value, ip: IpAddr) -> Result<Option<(IpAddr, IpAddr)>, RdapError> {
         .max_by_key(|n| n.prefix_len());
     match (holding, given) {
         (Some(n), _) => Ok(Some((n.network(), n.broadcast()))),
-        (None, Some((first, last))) => Err(RdapError::Malformed(format!(
+        (None, Some((first, last))) => Err(RdapError::OtherNetwork(format!(
             "the network it describes ({first} - {last}) does not hold {ip}"
         ))),
         (None, None) => match prefixes.first() {
-            Some(n) => Err(RdapError::Malformed(format!(
+            Some(n) => Err(RdapError::OtherNetwork(format!(
                 "the network it describes ({n}) does not hold {ip}"
             ))),
             None => Ok(None),
@@ -654,11 +658,11 @@ mod tests {
     }
 
     /// An answer whose network does not hold the address asked about (another network, or
-    /// another family) is about another network: its abuse contact is not the address's, so
-    /// the answer is malformed, and the address waits for a later lookup. An answer that
-    /// gives no range at all is read as before.
+    /// another family) is about another network: its abuse contact is not the address's, and
+    /// the answer says so (the lookup asks Abusix instead, or the address waits). An answer
+    /// that gives no range at all is read as before.
     #[test]
-    fn an_answer_about_another_network_is_malformed() {
+    fn an_answer_about_another_network_is_told_apart() {
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         let desk = vcard("abuse@other.test");
         for (range, said) in [
@@ -678,7 +682,9 @@ mod tests {
             let body = format!(
                 r#"{{"objectClassName":"ip network",{range},"entities":[{{"roles":["abuse"],"vcardArray":{desk}}}]}}"#
             );
-            let e = parse_network(body.as_bytes(), ip).unwrap_err().to_string();
+            let e = parse_network(body.as_bytes(), ip).unwrap_err();
+            assert!(matches!(e, RdapError::OtherNetwork(_)), "{e:?}");
+            let e = e.to_string();
             assert!(
                 e.contains(said) && e.contains("does not hold 192.0.2.1"),
                 "{e}"
