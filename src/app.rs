@@ -550,7 +550,22 @@ const UNPLANNED: &str = "no report was made from the addresses it could not answ
 /// Packet lines dated more than a day ahead of the clock are passed over: a host's clock set
 /// back (a bad hardware clock at boot, before NTP) takes every line since for one. The
 /// operator learns it, and how to have them read again once the clock is right.
+///
+/// Lines dated ahead by less than a day are counted, and reported at the times they give: the
+/// operator learns of them too, since the likely cause (a `timezone` that is not the log's)
+/// puts every time of every report out by as much, and a desk reads a report whose packets
+/// come after its Date.
 fn tell_lines_ahead(summary: &crate::ingest::Summary, now: DateTime<Utc>, verbosity: Verbosity) {
+    if summary.lines_soon > 0 && verbosity != Verbosity::Quiet {
+        let latest = DateTime::from_timestamp(summary.latest_soon, 0).unwrap_or(now);
+        crate::output::tell(format_args!(
+            "abuse-mailer: warning: {} packet line(s) are dated ahead of this host's clock ({}), the latest {} minute(s) ahead, at {}: counted, and reported at those times; if the log is written in another zone than `timezone`, or a host's clock runs ahead, fix that",
+            summary.lines_soon,
+            utc_text(now),
+            (latest - now).num_minutes(),
+            utc_text(latest)
+        ));
+    }
     if summary.lines_ahead > 0 && verbosity != Verbosity::Quiet {
         crate::output::tell(format_args!(
             "abuse-mailer: warning: {} packet line(s) are dated more than a day ahead of this host's clock ({}): passed over, not counted; if the clock is wrong, fix it, then `abuse-mailer reread --source PATH` reads them again (nothing counted before is counted twice)",

@@ -528,6 +528,14 @@ pub struct Summary {
     /// line since for one. Said on stderr, not a field of the summary.
     #[serde(skip)]
     pub lines_ahead: u64,
+    /// Hits dated ahead of the clock by less than a day, more than a few minutes (see
+    /// [`Ingest::soon_after`]), and the latest time among them: a `timezone` that is not
+    /// the log's, or a host's clock ahead, puts the report's times out by as much. Said on
+    /// stderr, not a field of the summary.
+    #[serde(skip)]
+    pub lines_soon: u64,
+    #[serde(skip)]
+    pub latest_soon: i64,
     /// Matched lines that answer the operator's own traffic (TCP ACK/RST, ICMP errors):
     /// not counted as hits unless `backscatter = true`.
     pub lines_backscatter: u64,
@@ -1911,6 +1919,8 @@ pub struct Ingest<'a> {
     stale_before: Option<i64>,
     /// Packets stamped after this time come from a clock set wrong: stale too.
     stale_after: Option<i64>,
+    /// Hits stamped after this time are counted in `lines_soon` too.
+    soon_after: Option<i64>,
     /// Whether answers to the operator's own traffic count as hits.
     answers_are_hits: bool,
     /// Per prefix of the source being read: packets logged up to this time were counted by
@@ -2151,6 +2161,7 @@ impl<'a> Ingest<'a> {
             since: None,
             stale_before: None,
             stale_after: None,
+            soon_after: None,
             answers_are_hits: true,
             counted_before: Vec::new(),
             rule_ends: None,
@@ -2189,6 +2200,12 @@ impl<'a> Ingest<'a> {
     /// logged yet: counted in `lines_stale`, never hits, and never the last packet counted.
     pub fn stale_after(&mut self, time: i64) {
         self.stale_after = Some(time);
+    }
+
+    /// Hits stamped after `time` but not stale are counted in `lines_soon` as well: lines the
+    /// clock says are not written yet.
+    pub fn soon_after(&mut self, time: i64) {
+        self.soon_after = Some(time);
     }
 
     /// Answers to the operator's own traffic (see [`crate::parse::Packet::answer`]) are
@@ -2331,6 +2348,7 @@ impl<'a> Ingest<'a> {
             since: self.since,
             stale_before: self.stale_before,
             stale_after: self.stale_after,
+            soon_after: self.soon_after,
             answers_are_hits: self.answers_are_hits,
             counted_before: self.counted_before.clone(),
             rule_ends: self.rule_ends,
@@ -2390,6 +2408,8 @@ impl<'a> Ingest<'a> {
         s.bytes_read += other.summary.bytes_read;
         s.lines_stale += other.summary.lines_stale;
         s.lines_ahead += other.summary.lines_ahead;
+        s.lines_soon += other.summary.lines_soon;
+        s.latest_soon = s.latest_soon.max(other.summary.latest_soon);
         s.lines_outgoing += other.summary.lines_outgoing;
         s.lines_before_since += other.summary.lines_before_since;
         s.lines_not_kernel += other.summary.lines_not_kernel;
@@ -2666,6 +2686,10 @@ impl<'a> Ingest<'a> {
             self.summary.lines_backscatter += 1;
             return None;
         }
+        if self.soon_after.is_some_and(|t| packet.time > t) {
+            self.summary.lines_soon += 1;
+            self.summary.latest_soon = self.summary.latest_soon.max(packet.time);
+        }
         Some(packet)
     }
 
@@ -2933,6 +2957,8 @@ mod tests {
                 ips_unattributed: 1,
                 lines_stale: 0,
                 lines_ahead: 0,
+                lines_soon: 0,
+                latest_soon: 0,
                 lines_outgoing: 0,
                 lines_before_since: 0,
                 lines_not_kernel: 0,

@@ -765,6 +765,7 @@ fn ingest_once(
         scan.stale_before(t);
     }
     scan.stale_after(world.now.timestamp() + crate::parse::CLOCK_SLACK);
+    scan.soon_after(world.now.timestamp() + crate::parse::CLOCK_AHEAD_TOLD);
     if !report.backscatter {
         scan.pass_over_answers();
     }

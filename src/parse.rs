@@ -73,6 +73,10 @@ pub enum Line<'a> {
 /// Later than that, a line is not this year's (BSD stamps) or not to be trusted at all.
 pub const CLOCK_SLACK: i64 = 86_400;
 
+/// Seconds a counted line's stamp may lie ahead of now before the operator is told: more than
+/// hosts' clocks drift apart, less than any zone's offset from another.
+pub const CLOCK_AHEAD_TOLD: i64 = 600;
+
 /// Parses lines for a fixed set of LOG prefixes, inferring the year of BSD timestamps
 /// from `now` in `zone`.
 #[derive(Clone)]

@@ -867,6 +867,36 @@ fn copytruncate_under_a_fixed_header_longer_than_before_is_read_from_its_start()
     assert!(observed_hits(&s).values().all(|h| *h == 1), "nothing twice");
 }
 
+/// A log written in another zone than `timezone` says (a server on local time, read as UTC)
+/// puts its latest lines hours ahead of the clock: they were counted and reported at those
+/// times, a report's packets coming after its Date, and nothing told the operator. The run
+/// and the preview now say how far ahead; lines a few minutes ahead (clocks that drift) are
+/// no cause to warn.
+#[test]
+fn lines_dated_hours_ahead_are_counted_and_said() {
+    let mut s = Setup::standard();
+    s.now = "2026-01-25T08:00:00Z".into();
+    // 10:00:00 and 10:00:01 written on a server two hours east of UTC, at 08:00 UTC.
+    s.write(
+        "messages",
+        &(lines("Jan 25", 7 * 3600, B, 1) + &lines("Jan 25", 8 * 3600 + 240, B, 1)),
+    );
+    let quiet = s.run(&["preview"]).ok();
+    assert!(!quiet.stderr.contains("dated ahead"), "{}", quiet.stderr);
+    s.append("messages", &lines("Jan 25", 10 * 3600, A, 2));
+    for command in ["preview", "run"] {
+        let out = s.run(&[command]).ok();
+        assert!(
+            out.stderr.contains(
+                "2 packet line(s) are dated ahead of this host's clock (2026-01-25T08:00:00Z), the latest 120 minute(s) ahead, at 2026-01-25T10:00:01Z: counted"
+            ) && out.stderr.contains("`timezone`"),
+            "{command}: {}",
+            out.stderr
+        );
+    }
+    assert_eq!(observed_hits(&s).get(A), Some(&2));
+}
+
 /// The host's clock is set back two days (a bad hardware clock at boot, before NTP): every
 /// line logged since looks dated ahead of it and is passed over. The run says so and how to
 /// get them back; once the clock is right, `reread` counts them, and nothing twice.
