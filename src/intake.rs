@@ -470,8 +470,13 @@ impl<'s> World<'s> {
     }
 
     pub(crate) fn fresh_since(&self) -> Option<i64> {
+        self.fresh_since_at(self.now)
+    }
+
+    /// [`World::fresh_since`] as a run at `at` had it.
+    fn fresh_since_at(&self, at: DateTime<Utc>) -> Option<i64> {
         let days = self.settings.report.max_age_days;
-        (days > 0).then(|| days_before(self.now, days).timestamp())
+        (days > 0).then(|| days_before(at, days).timestamp())
     }
 
     /// A digest of everything that decides which stored IPs are in a delta: the providers
@@ -1160,13 +1165,18 @@ fn ingest_once(
         dense,
         kept_before,
     };
+    let fresh = world.fresh_since();
     intake.summary.ips_below_min_hits = match &marker {
-        None => count_below_min_hits(world, intake.observations.iter(), &ledger),
-        // The IPs read are the only ones whose hits changed: the count moves by theirs.
+        None => count_below_min_hits(world, fresh, intake.observations.iter(), &ledger),
+        // The IPs read are the only ones whose hits changed: the count moves by theirs, each
+        // taken out as the run that stored the count judged it (its packets may have grown
+        // too old since, and it was counted then all the same).
         Some(m) => {
             let now = (intake.touched.iter()).filter_map(|ip| intake.observations.get(ip));
-            (m.below_min_hits + count_below_min_hits(world, now, &ledger))
-                .saturating_sub(count_below_min_hits(world, earlier.iter(), &ledger))
+            let then =
+                DateTime::from_timestamp(m.at, 0).map_or(fresh, |at| world.fresh_since_at(at));
+            (m.below_min_hits + count_below_min_hits(world, fresh, now, &ledger))
+                .saturating_sub(count_below_min_hits(world, then, earlier.iter(), &ledger))
         }
     };
     ledger.check()?;
@@ -1348,11 +1358,11 @@ impl Routes<'_, '_> {
 /// from a destination they were not reported to yet.
 pub(crate) fn count_below_min_hits<'o>(
     world: &World<'_>,
+    fresh: Option<i64>,
     observations: impl Iterator<Item = &'o Observation>,
     ledger: &Ledger,
 ) -> u64 {
     let report = &world.settings.report;
-    let fresh = world.fresh_since();
     observations
         .filter(|o| crate::select::held_by_min_hits(o, fresh, report))
         .filter(|o| {

@@ -743,6 +743,30 @@ fn packets_older_than_max_age_days_do_not_count_towards_min_hits() {
     );
 }
 
+/// An address held back by `min_hits` whose packets grew older than `max_age_days`, seen
+/// again: the runs' count of addresses held back took the new sighting in, and the old one
+/// out only if it was still fresh, so it counted the one address twice, and once more each
+/// time such an address came back.
+#[test]
+fn an_address_held_back_counts_once_when_it_comes_back_after_its_packets_grew_old() {
+    let mut s = Setup::new(&standard_config("").replace("min_hits = 1\n", ""));
+    let below = |s: &Setup| {
+        let v = s.run(&["preview", "--json"]).ok().json();
+        v["summary"]["ips_below_min_hits"].as_u64().unwrap()
+    };
+    s.write("messages", &lines("Jan 25", 36_000, A, 2));
+    s.run(&["run"]).ok();
+    assert_eq!(below(&s), 1);
+    s.now = "2026-04-26T08:00:00Z".to_string();
+    s.append("messages", &lines("Apr 25", 36_000, A, 1));
+    s.run(&["run"]).ok();
+    assert_eq!(below(&s), 1, "one address, one fresh packet");
+    s.append("messages", &lines("Apr 25", 36_010, A, 2));
+    s.run(&["run"]).ok();
+    assert_eq!(history(&s).len(), 1, "three fresh packets are reported");
+    assert_eq!(below(&s), 0);
+}
+
 #[test]
 fn lines_stamped_in_the_future_are_stale_and_reread_still_counts_new_ones() {
     let s = Setup::new(&standard_config(""));
