@@ -1997,20 +1997,35 @@ fn update_evidence(
          WHERE (SELECT count(*) FROM evidence INDEXED BY evidence_by_ip
                 WHERE provider = ?1 AND ip = ?4 AND dense = 0 AND time >= ?7) < ?6",
     )?;
+    // An address with its lines kept already keeps a line earlier than them all in place of
+    // its latest: the time a report says it was first seen is in a line, whatever order the
+    // runs found its lines in (a log host's file of another host read later, a line logged
+    // late).
+    let mut earliest = tx.prepare(
+        "INSERT INTO evidence (provider, time, seq, ip, line, dense)
+         SELECT ?1, ?2, ?3, ?4, ?5, 0
+         WHERE ?2 < (SELECT min(time) FROM evidence INDEXED BY evidence_by_ip
+                     WHERE provider = ?1 AND ip = ?4 AND dense = 0 AND time >= ?6)",
+    )?;
+    let mut latest_out = tx.prepare(
+        "DELETE FROM evidence WHERE provider = ?1 AND seq =
+            (SELECT seq FROM evidence INDEXED BY evidence_by_ip
+             WHERE provider = ?1 AND ip = ?2 AND dense = 0 AND time >= ?3
+             ORDER BY time DESC, seq DESC LIMIT 1)",
+    )?;
     let per_ip = i64::try_from(update.per_ip).unwrap_or(i64::MAX);
     let fresh = stale_before.unwrap_or(i64::MIN);
     let mut texts = update.spool.reader();
     for l in update.lines {
         let text = texts.text(l).map_err(crate::spool::read_back_failed)?;
-        let put = own.execute(params![
-            desk,
-            l.time,
-            seq,
-            l.ip.to_string(),
-            text,
-            per_ip,
-            fresh
-        ])?;
+        let ip = l.ip.to_string();
+        let mut put = own.execute(params![desk, l.time, seq, ip, text, per_ip, fresh])?;
+        if put == 0 {
+            put = earliest.execute(params![desk, l.time, seq, ip, text, fresh])?;
+            if put > 0 {
+                latest_out.execute(params![desk, ip, fresh])?;
+            }
+        }
         seq += put as i64;
     }
     let mut window = tx.prepare(

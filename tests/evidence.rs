@@ -794,3 +794,56 @@ fn an_address_seen_by_three_hosts_shows_a_line_of_each() {
     assert_eq!(shown(&mail), want, "{mail}");
     assert_eq!(shown(&preview.stdout), want, "{}", preview.stdout);
 }
+
+/// An address below `min_hits` had its three lines kept when a later run read an earlier one
+/// (the file of a host read for the first time, or a line logged late): the state kept the
+/// first three it was given, so the report said when the address was first seen, and which
+/// port it tried then, with no line that showed it. The earlier line now takes the place of
+/// the latest kept.
+#[test]
+fn an_earlier_line_read_by_a_later_run_is_kept_in_place_of_the_latest() {
+    let mut s = Setup::new(
+        &standard_config("")
+            .replace("min_hits = 1", "min_hits = 6")
+            .replace(
+                "path = \"{dir}/messages\"",
+                "path = \"{dir}/hosts/*/kern.log\"\nstart_at = \"beginning\"",
+            ),
+    );
+    let web1: String = (0..3)
+        .map(|i| drop_line(&format!("10:00:0{i}"), "3.5.140.2", "TCP", 22))
+        .collect();
+    fs::create_dir_all(s.path("hosts/web1")).unwrap();
+    s.write("hosts/web1/kern.log", &web1);
+    s.run(&["run"]).ok();
+    // A host whose file appears now logged the address two hours before.
+    fs::create_dir_all(s.path("hosts/web2")).unwrap();
+    s.write(
+        "hosts/web2/kern.log",
+        &drop_line("08:00:00", "3.5.140.2", "TCP", 3389).replace(" web1 kernel:", " web2 kernel:"),
+    );
+    s.now = "2026-01-26T09:00:00Z".into();
+    s.run(&["run"]).ok();
+    assert!(s.outbox().is_empty(), "four packets wait for six");
+    let later: String = (0..2)
+        .map(|i| drop_line(&format!("11:00:0{i}"), "3.5.140.2", "TCP", 22))
+        .collect();
+    s.append("hosts/web1/kern.log", &later);
+    s.now = "2026-01-26T10:00:00Z".into();
+    let preview = s.run(&["preview"]).ok();
+    s.run(&["run"]).ok();
+    let sent = s.outbox();
+    assert_eq!(sent.len(), 1);
+    let mail = fs::read_to_string(&sent[0]).unwrap();
+    for text in [&mail, &preview.stdout] {
+        let own = text
+            .split("# 3.5.140.2: 6 packets from 2026-01-25T08:00:00+00:00")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{text}"));
+        let own = own.split("\n\n").next().unwrap();
+        assert!(
+            own.contains("Jan 25 08:00:00 web2 kernel:") && own.contains("DPT=3389"),
+            "the first-seen line is missing:\n{own}"
+        );
+    }
+}
