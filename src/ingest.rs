@@ -782,6 +782,14 @@ impl<T: Keyed> Numbered<T> {
         }
     }
 
+    /// The number of the value `key` finds, if there is one.
+    fn find(&self, key: &T::Key) -> Option<u32> {
+        let hash = self.hasher.hash_one(key);
+        (self.index)
+            .find(hash, |&n| self.values[n as usize].key() == key)
+            .copied()
+    }
+
     fn get(&self, number: u32) -> &T {
         &self.values[number as usize]
     }
@@ -834,15 +842,6 @@ fn protocol_name(code: u16) -> Name {
         Some(i) => Name::from(crate::parse::PROTOCOLS[usize::from(i)]),
         None => Name::from(code.to_string()),
     }
-}
-
-/// A host name as a number that stands for it among a source's hosts (FNV-1a): kept with
-/// each of the source's lines, so that the first line from each host is found without a
-/// name kept per line.
-fn host_key(name: &[u8]) -> u32 {
-    name.iter().fold(0x811c_9dc5, |h: u32, &b| {
-        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-    })
 }
 
 /// A host name as its bytes spell it (the parser let only ASCII through).
@@ -1206,13 +1205,13 @@ impl Seen {
         self.aside(t).add_host(name)
     }
 
-    /// The [`host_key`]s of the hosts it was seen by.
-    fn host_keys(&self, t: &Tables) -> Vec<u32> {
+    /// The names of the hosts it was seen by.
+    fn host_names<'t>(&self, t: &'t Tables) -> Vec<&'t Name> {
         match self.host {
             ASIDE => (t.aside.get(self.aside as usize).iter())
-                .flat_map(|a| a.hosts.iter().map(|h| host_key(h.as_bytes())))
+                .flat_map(|a| a.hosts.iter())
                 .collect(),
-            n => vec![host_key(t.hosts.get(n).as_bytes())],
+            n => vec![t.hosts.get(n)],
         }
     }
 
@@ -1730,11 +1729,11 @@ impl Sources {
         (place_of(local, k, n), seen, shown)
     }
 
-    /// The [`host_key`]s of the hosts that saw the source at `place`.
-    fn host_keys(&self, place: u32) -> Vec<u32> {
+    /// The names of the hosts that saw the source at `place`.
+    fn host_names(&self, place: u32) -> Vec<&Name> {
         let (local, k) = parts_of(place, self.shards.len());
         let shard = &self.shards[k];
-        shard.records[local].host_keys(&shard.tables)
+        shard.records[local].host_names(&shard.tables)
     }
 
     /// The record at `place`.
@@ -1902,6 +1901,11 @@ pub struct Ingest<'a> {
     /// read in no order of time keeps a bounded number.
     lines_to_choose: bool,
     choose_from: usize,
+    /// The names of the hosts that logged the lines in `first_lines`, numbered.
+    line_hosts: Numbered<Name>,
+    /// The text of the lines in `first_lines` that may yet be let go of (those kept beyond
+    /// the first read): a log read in no order of time would fill the spool with them.
+    held: Vec<u8>,
     spool: &'a Spool,
     /// The block of text this reader is writing into the spool.
     pen: Pen,
@@ -1950,6 +1954,20 @@ pub struct Ingest<'a> {
     spare: Vec<u8>,
 }
 
+/// `text` put at the end of `held`, a reader's own text; in the spool, through `pen`, when
+/// `held` would pass 4 GiB.
+fn hold(held: &mut Vec<u8>, pen: &mut Pen, spool: &Spool, text: &str) -> Placed {
+    let at = u32::try_from(held.len()).ok();
+    let end = u32::try_from(held.len() + text.len()).ok();
+    match at.zip(end) {
+        Some((at, end)) => {
+            held.extend_from_slice(text.as_bytes());
+            Placed::outside(at, end - at)
+        }
+        None => pen.keep(spool, text),
+    }
+}
+
 /// One of a source's first lines, as a read holds it: its record's slot stands for its address
 /// (24 bytes a line; a flood's sources each keep three).
 #[derive(Debug, Clone, Copy)]
@@ -1957,7 +1975,7 @@ struct FirstLine {
     time: i64,
     text: Placed,
     slot: u32,
-    /// The [`host_key`] of the host that logged it.
+    /// The host that logged it, as [`Ingest::line_hosts`] numbers it.
     host: u32,
 }
 
@@ -2150,6 +2168,8 @@ impl<'a> Ingest<'a> {
             first_lines: Vec::new(),
             lines_to_choose: false,
             choose_from: CHOOSE_FROM,
+            line_hosts: Numbered::default(),
+            held: Vec::new(),
             spool,
             pen: Pen::default(),
             summary: Summary::default(),
@@ -2337,6 +2357,8 @@ impl<'a> Ingest<'a> {
             first_lines: Vec::new(),
             lines_to_choose: false,
             choose_from: CHOOSE_FROM,
+            line_hosts: Numbered::default(),
+            held: Vec::new(),
             spool: self.spool,
             pen: Pen::default(),
             summary: Summary::default(),
@@ -2424,11 +2446,24 @@ impl<'a> Ingest<'a> {
         // This read's lines, then the later part's: which of them each source shows is
         // chosen when the read ends, of them all.
         self.lines_to_choose |= other.lines_to_choose || !other.first_lines.is_empty();
-        self.first_lines
-            .extend((other.first_lines.into_iter()).map(|line| FirstLine {
+        let hosts: Vec<u32> = (other.line_hosts.values.iter())
+            .map(|name| self.line_hosts.number(name.as_bytes(), || name.clone()))
+            .collect();
+        for line in other.first_lines {
+            let text = match line.text.outside_at() {
+                Some(range) => {
+                    let text = String::from_utf8_lossy(other.held.get(range).unwrap_or_default());
+                    self.hold(&text)
+                }
+                None => line.text,
+            };
+            self.first_lines.push(FirstLine {
                 slot: moved(line.slot),
+                host: hosts[line.host as usize],
+                text,
                 ..line
-            }));
+            });
+        }
         for (pool, lines) in self.evidence.iter_mut().zip(other.evidence) {
             pool.extend(lines);
         }
@@ -2709,11 +2744,16 @@ impl<'a> Ingest<'a> {
             } else {
                 self.lines_to_choose = true;
             }
+            let text = clean(&kept);
+            let text = match first {
+                true => self.pen.keep(self.spool, &text),
+                false => hold(&mut self.held, &mut self.pen, self.spool, &text),
+            };
             self.first_lines.push(FirstLine {
                 time: packet.time,
-                text: self.pen.keep(self.spool, &clean(&kept)),
+                text,
                 slot,
-                host: host_key(packet.host),
+                host: (self.line_hosts).number(packet.host, || host_name(packet.host)),
             });
         }
         for &i in &seen.candidates {
@@ -2725,6 +2765,11 @@ impl<'a> Ingest<'a> {
             self.choose_own_lines(false);
             self.choose_from = (2 * self.first_lines.len()).max(CHOOSE_FROM);
         }
+    }
+
+    /// Holds `text` in [`Ingest::held`] (see [`hold`]).
+    fn hold(&mut self, text: &str) -> Placed {
+        hold(&mut self.held, &mut self.pen, self.spool, text)
     }
 
     /// Of each source's lines kept so far, those that may be among the ones its evidence
@@ -2760,7 +2805,9 @@ impl<'a> Ingest<'a> {
             picked.push(earliest);
             firsts.clear();
             if !seen.few_lines && seen.host == ASIDE {
-                let hosts = self.seen.host_keys(slot);
+                let hosts: Vec<u32> = (self.seen.host_names(slot).into_iter())
+                    .filter_map(|name| self.line_hosts.find(name.as_bytes()))
+                    .collect();
                 hosts_shown.clear();
                 for &(_, i) in group {
                     let host = at(i).host;
@@ -2795,9 +2842,22 @@ impl<'a> Ingest<'a> {
                 chosen[i as usize] = true;
             }
         }
-        self.first_lines = (lines.into_iter().zip(chosen))
+        let mut lines: Vec<FirstLine> = (lines.into_iter().zip(chosen))
             .filter_map(|(line, chosen)| chosen.then_some(line))
             .collect();
+        // The text of the lines held goes with them: into the spool with the last choice, else
+        // to the front of what is held, the rest let go.
+        let held = std::mem::take(&mut self.held);
+        for line in &mut lines {
+            if let Some(range) = line.text.outside_at() {
+                let text = String::from_utf8_lossy(held.get(range).unwrap_or_default());
+                line.text = match last {
+                    true => self.pen.keep(self.spool, &text),
+                    false => self.hold(&text),
+                };
+            }
+        }
+        self.first_lines = lines;
     }
 
     /// What the run saw. Its lines' text is in the spool; `Err` if the spool cannot give
@@ -3694,6 +3754,56 @@ mod tests {
             .flatten()
             .map(|line| ingest.spool.text(&line).unwrap())
             .collect()
+    }
+
+    /// A log in falling time order makes every line of a source its earliest yet, each kept
+    /// until the next: their text was written to the spool (set aside on disk past its
+    /// budget) as they came, the spool growing with the log. Only the lines chosen reach it.
+    #[test]
+    fn a_log_in_falling_time_order_sets_aside_only_the_lines_chosen() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::new(vec![dir.path().to_path_buf()], 0);
+        let text: String = (0..3000)
+            .map(|i| own_line(3599 - i, "a", "3.5.140.3", i as usize) + "\n")
+            .collect();
+        let attribute = |_| aws();
+        let parser = || LineParser::new(&["INPUT-DROP:".to_string()], Zone::Utc, Utc::now());
+        let mut ingest = Ingest::new(parser(), 1, 5, 50, &attribute, &spool);
+        ingest.choose_from = 16;
+        ingest.begin_source(parser());
+        ingest.feed(text.as_bytes()).unwrap();
+        let own = ingest.own_lines();
+        ingest.pen.hand_over(&spool);
+        let texts: Vec<String> = own[0].iter().map(|l| spool.text(l).unwrap()).collect();
+        // Its earliest, then its first two read.
+        assert_eq!(texts.len(), 3);
+        assert!(
+            texts[0].contains("10:10:00 ") && texts[0].contains("SPT=2999 "),
+            "{texts:?}"
+        );
+        let (_, bytes) = spool.set_aside().unwrap();
+        assert!(bytes < 1000, "{bytes} bytes set aside for three lines");
+    }
+
+    /// Two host names whose 32-bit FNV-1a hashes are alike were one host to the choice of
+    /// lines, and the second's first line was not shown: hosts are told apart by name.
+    #[test]
+    fn hosts_whose_names_hash_alike_are_told_apart() {
+        let hosts = ["a", "a", "a", "web1522789", "web1739192"];
+        let lines: Vec<(u32, String, String)> = (hosts.iter().enumerate())
+            .map(|(i, host)| (i as u32 * 600, host.to_string(), "3.5.140.3".to_string()))
+            .collect();
+        let text: String = (lines.iter().enumerate())
+            .map(|(i, (second, host, ip))| own_line(*second, host, ip, i) + "\n")
+            .collect();
+        let attribute = |_| aws();
+        let parser = || LineParser::new(&["INPUT-DROP:".to_string()], Zone::Utc, Utc::now());
+        let mut ingest = Ingest::new(parser(), 1, 5, 50, &attribute, crate::spool::for_tests());
+        ingest.begin_source(parser());
+        ingest.feed(text.as_bytes()).unwrap();
+        let want = own_lines_by_the_rule(&lines, |_| false);
+        assert!(want[2].contains(" web1739192 "), "{want:?}");
+        assert_eq!(own_lines_read(ingest), want);
     }
 
     proptest::proptest! {

@@ -58,6 +58,28 @@ pub struct Placed {
     len: u32,
 }
 
+/// The block number of a place outside the spool (see [`Placed::outside`]): no spool has that
+/// many blocks.
+const OUTSIDE: u32 = u32::MAX;
+
+impl Placed {
+    /// `len` bytes from `at` of a reader's own text, outside the spool: a line the reader may
+    /// yet let go of, written into the spool only if it keeps it.
+    pub(crate) fn outside(at: u32, len: u32) -> Self {
+        Placed {
+            block: OUTSIDE,
+            place: at,
+            len,
+        }
+    }
+
+    /// Where a place made by [`Placed::outside`] is, as a range of the reader's text.
+    pub(crate) fn outside_at(&self) -> Option<std::ops::Range<usize>> {
+        let at = self.place as usize;
+        (self.block == OUTSIDE).then(|| at..at + self.len as usize)
+    }
+}
+
 /// A kept line: when it was logged, its source address, and where its text is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeptLine {
