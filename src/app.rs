@@ -179,7 +179,7 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
     }
     let (intake, ledger) = ingest(&world, state.as_ref(), options, &ids)?;
     let intake = at_exit(intake);
-    tell_lines_ahead(&intake.summary, now, verbosity);
+    tell_lines_ahead(&intake, now, verbosity);
     // What discovery learns here is not kept: a preview changes nothing.
     let mut cache = crate::state::ReadThrough {
         state: state.as_ref(),
@@ -298,7 +298,7 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
     let (intake, ledger) = ingest(&world, Some(&state), options, &leaving_out)?;
     claim(&mut state, settings)?;
     let intake = at_exit(intake);
-    tell_lines_ahead(&intake.summary, now, verbosity);
+    tell_lines_ahead(&intake, now, verbosity);
     let touched: Vec<&Observation> = intake
         .touched
         .iter()
@@ -555,24 +555,59 @@ const UNPLANNED: &str = "no report was made from the addresses it could not answ
 /// operator learns of them too, since the likely cause (a `timezone` that is not the log's)
 /// puts every time of every report out by as much, and a desk reads a report whose packets
 /// come after its Date.
-fn tell_lines_ahead(summary: &crate::ingest::Summary, now: DateTime<Utc>, verbosity: Verbosity) {
-    if summary.lines_soon > 0 && verbosity != Verbosity::Quiet {
+fn tell_lines_ahead(intake: &crate::intake::Intake, now: DateTime<Utc>, verbosity: Verbosity) {
+    if verbosity == Verbosity::Quiet {
+        return;
+    }
+    let summary = &intake.summary;
+    let files = |count: fn(&crate::intake::AheadIn) -> u64| -> Vec<(&str, u64)> {
+        (intake.ahead_in.iter())
+            .filter(|a| count(a) > 0)
+            .map(|a| (a.file.as_str(), count(a)))
+            .collect()
+    };
+    if summary.lines_soon > 0 {
         let latest = DateTime::from_timestamp(summary.latest_soon, 0).unwrap_or(now);
         crate::output::tell(format_args!(
-            "abuse-mailer: warning: {} packet line(s) are dated ahead of this host's clock ({}), the latest {} minute(s) ahead, at {}: counted, and reported at those times; if the log is written in another zone than `timezone`, or a host's clock runs ahead, fix that",
+            "abuse-mailer: warning: {} packet line(s) are dated ahead of this host's clock ({}), the latest {} minute(s) ahead, at {}{}: counted, and reported at those times; if the log is written in another zone than `timezone`, or a host's clock runs ahead, fix that",
             summary.lines_soon,
             utc_text(now),
             (latest - now).num_minutes(),
-            utc_text(latest)
+            utc_text(latest),
+            in_files(&files(|a| a.soon))
         ));
     }
-    if summary.lines_ahead > 0 && verbosity != Verbosity::Quiet {
+    if summary.lines_ahead > 0 {
+        let far = files(|a| a.far);
+        let path = match &far[..] {
+            [(one, _)] => (*one).to_string(),
+            _ => "PATH".to_string(),
+        };
         crate::output::tell(format_args!(
-            "abuse-mailer: warning: {} packet line(s) are dated more than a day ahead of this host's clock ({}): passed over, not counted; if the clock is wrong, fix it, then `abuse-mailer reread --source PATH` reads them again (nothing counted before is counted twice)",
+            "abuse-mailer: warning: {} packet line(s) are dated more than a day ahead of this host's clock ({}){}: passed over, not counted; if the clock is wrong, fix it, then `abuse-mailer reread --source {path}` reads them again (nothing counted before is counted twice)",
             summary.lines_ahead,
-            utc_text(now)
+            utc_text(now),
+            in_files(&far)
         ));
     }
+}
+
+/// `, in FILE` or `, in FILE (N), FILE (M) and K more files`: where lines a warning is about
+/// were read, the first three named.
+fn in_files(files: &[(&str, u64)]) -> String {
+    const NAMED: usize = 3;
+    let named: Vec<String> = match files {
+        [] => return String::new(),
+        [(one, _)] => vec![(*one).to_string()],
+        many => (many.iter().take(NAMED))
+            .map(|(file, n)| format!("{file} ({n})"))
+            .collect(),
+    };
+    let more = match files.len().saturating_sub(NAMED) {
+        0 => String::new(),
+        n => format!(" and {n} more file(s)"),
+    };
+    format!(", in {}{more}", named.join(", "))
 }
 
 /// Reports waiting to be sent again go as they were made, also when the templates or the

@@ -618,6 +618,19 @@ pub(crate) struct Intake {
     /// place), made when a report first asks, so that each report part finds its addresses'
     /// lines without looking through every line a flood left.
     by_ip: Vec<std::cell::OnceCell<Vec<u32>>>,
+    /// The files that held packet lines dated ahead of the clock, with how many more than a
+    /// day ahead and how many less: a log host's operator learns which host's clock (or
+    /// zone) to fix.
+    pub(crate) ahead_in: Vec<AheadIn>,
+}
+
+/// A file's packet lines dated ahead of the clock (see [`crate::ingest::Summary::lines_ahead`]
+/// and [`crate::ingest::Summary::lines_soon`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AheadIn {
+    pub(crate) file: String,
+    pub(crate) far: u64,
+    pub(crate) soon: u64,
 }
 
 /// Per prefix of `prefixes`, the last packet time earlier runs counted from `source`, as
@@ -824,6 +837,7 @@ fn ingest_once(
     // The files that gave packets this run, with their sources' prefixes: two copies of one
     // log among them are said (see `crate::overlap`).
     let mut with_packets: Vec<(PathBuf, &[String])> = Vec::new();
+    let mut ahead_in = Vec::new();
     // The packet lines a journald source read this run, to look for in those files.
     let mut heard: Option<crate::overlap::Heard> = None;
     for (source_cfg, matches) in settings.sources.iter().zip(matches) {
@@ -942,8 +956,18 @@ fn ingest_once(
                         }
                     }
                     keep_counted(&mut counted, &scan, &key, &source_cfg.prefixes);
-                    if scan.counted().lines_matched > before.lines_matched {
+                    let after = scan.counted();
+                    if after.lines_matched > before.lines_matched {
                         with_packets.push((path.clone(), &source_cfg.prefixes));
+                    }
+                    let far = after.lines_ahead - before.lines_ahead;
+                    let soon = after.lines_soon - before.lines_soon;
+                    if far + soon > 0 {
+                        ahead_in.push(AheadIn {
+                            file: key.clone(),
+                            far,
+                            soon,
+                        });
                     }
                     // An unchanged cursor is not written again: a quiet run commits nothing.
                     if let Some(c) = read.cursor.filter(|c| {
@@ -1164,6 +1188,7 @@ fn ingest_once(
         spool,
         dense,
         kept_before,
+        ahead_in,
     };
     let fresh = world.fresh_since();
     intake.summary.ips_below_min_hits = match &marker {

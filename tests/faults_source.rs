@@ -910,15 +910,68 @@ fn lines_dated_hours_ahead_are_counted_and_said() {
     s.append("messages", &lines("Jan 25", 10 * 3600, A, 2));
     for command in ["preview", "run"] {
         let out = s.run(&[command]).ok();
+        let messages = s.path("messages");
         assert!(
-            out.stderr.contains(
-                "2 packet line(s) are dated ahead of this host's clock (2026-01-25T08:00:00Z), the latest 120 minute(s) ahead, at 2026-01-25T10:00:01Z: counted"
-            ) && out.stderr.contains("`timezone`"),
+            out.stderr.contains(&format!(
+                "2 packet line(s) are dated ahead of this host's clock (2026-01-25T08:00:00Z), the latest 120 minute(s) ahead, at 2026-01-25T10:00:01Z, in {}: counted",
+                messages.display()
+            )) && out.stderr.contains("`timezone`"),
             "{command}: {}",
             out.stderr
         );
     }
     assert_eq!(observed_hits(&s).get(A), Some(&2));
+}
+
+/// On a log host, the warnings about lines dated ahead blamed "this host's clock" and asked
+/// for `reread --source PATH` without saying which host's file held them: the operator could
+/// not tell which server's clock (or zone) to fix. They now name the files.
+#[test]
+fn lines_dated_ahead_are_said_with_the_files_that_hold_them() {
+    let mut s = Setup::new(&standard_config("").replace(
+        "path = \"{dir}/messages\"",
+        "path = \"{dir}/hosts/*/kern.log\"\nstart_at = \"beginning\"",
+    ));
+    s.now = "2026-01-25T08:00:00Z".into();
+    let stamped = |stamp: &str, host: &str| {
+        drop_line("10:00:00", A, "TCP", 22)
+            .replace("Jan 25 10:00:00", stamp)
+            .replace(" web1 kernel:", &format!(" {host} kernel:"))
+    };
+    for (host, stamp) in [
+        ("web1", "2026-01-25T07:59:00+00:00"),
+        ("web2", "2026-01-25T11:00:00+00:00"),
+        ("web3", "2026-01-27T08:00:00+00:00"),
+    ] {
+        fs::create_dir_all(s.path(&format!("hosts/{host}"))).unwrap();
+        s.write(&format!("hosts/{host}/kern.log"), &stamped(stamp, host));
+    }
+    let out = s.run(&["run"]).ok();
+    let web2 = s.path("hosts/web2/kern.log");
+    let web3 = s.path("hosts/web3/kern.log");
+    let said = |text: &str| {
+        out.stderr
+            .lines()
+            .find(|l| l.contains(text))
+            .unwrap_or_default()
+    };
+    let soon = said("dated ahead of this host's clock");
+    assert!(
+        soon.contains(&format!(
+            "at 2026-01-25T11:00:00Z, in {}: counted",
+            web2.display()
+        )),
+        "{}",
+        out.stderr
+    );
+    let far = said("more than a day ahead");
+    assert!(
+        far.contains(&format!(", in {}: passed over", web3.display()))
+            && far.contains(&format!("reread --source {}`", web3.display())),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("hosts/web1/"), "{}", out.stderr);
 }
 
 /// The host's clock is set back two days (a bad hardware clock at boot, before NTP): every
