@@ -297,7 +297,7 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
     // that rotate away meanwhile.
     let (intake, ledger) = ingest(&world, Some(&state), options, &leaving_out)?;
     claim(&mut state, settings)?;
-    let intake = at_exit(intake);
+    let mut intake = at_exit(intake);
     tell_lines_ahead(&intake, now, verbosity);
     let touched: Vec<&Observation> = intake
         .touched
@@ -358,13 +358,22 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
             ));
         }
     };
-    if let Err(e) = store(&mut state) {
-        let Some(aside) = intake.spool.set_aside().filter(|_| disk_full(&e)) else {
-            return Err(e);
-        };
-        intake.spool.take_back()?;
-        gave_way(aside);
-        store(&mut state)?;
+    let let_go = match store(&mut state) {
+        Ok(let_go) => let_go,
+        Err(e) => {
+            let Some(aside) = intake.spool.set_aside().filter(|_| disk_full(&e)) else {
+                return Err(e);
+            };
+            intake.spool.take_back()?;
+            gave_way(aside);
+            store(&mut state)?
+        }
+    };
+    // Under a settled marker, the count of addresses `min_hits` holds back moves by those
+    // read (see `crate::intake::ingest`): one let go of as history leaves it too.
+    if intake.partial {
+        let gone = crate::intake::count_below_min_hits(&world, None, let_go.iter(), &ledger);
+        intake.summary.ips_below_min_hits = intake.summary.ips_below_min_hits.saturating_sub(gone);
     }
     if let Some(aside) = intake.spool.give_way_to(&settings.state_dir)? {
         gave_way(aside);

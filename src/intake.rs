@@ -470,13 +470,8 @@ impl<'s> World<'s> {
     }
 
     pub(crate) fn fresh_since(&self) -> Option<i64> {
-        self.fresh_since_at(self.now)
-    }
-
-    /// [`World::fresh_since`] as a run at `at` had it.
-    fn fresh_since_at(&self, at: DateTime<Utc>) -> Option<i64> {
         let days = self.settings.report.max_age_days;
-        (days > 0).then(|| days_before(at, days).timestamp())
+        (days > 0).then(|| days_before(self.now, days).timestamp())
     }
 
     /// A digest of everything that decides which stored IPs are in a delta: the providers
@@ -1194,14 +1189,13 @@ fn ingest_once(
     intake.summary.ips_below_min_hits = match &marker {
         None => count_below_min_hits(world, fresh, intake.observations.iter(), &ledger),
         // The IPs read are the only ones whose hits changed: the count moves by theirs, each
-        // taken out as the run that stored the count judged it (its packets may have grown
-        // too old since, and it was counted then all the same).
-        Some(m) => {
+        // taken out as the run that read it last counted it, when its packets were fresh (they
+        // may have grown too old since, and it was counted all the same).
+        Some(_) => {
             let now = (intake.touched.iter()).filter_map(|ip| intake.observations.get(ip));
-            let then =
-                DateTime::from_timestamp(m.at, 0).map_or(fresh, |at| world.fresh_since_at(at));
-            (m.below_min_hits + count_below_min_hits(world, fresh, now, &ledger))
-                .saturating_sub(count_below_min_hits(world, then, earlier.iter(), &ledger))
+            let stored = marker.as_ref().map_or(0, |m| m.below_min_hits);
+            (stored + count_below_min_hits(world, fresh, now, &ledger))
+                .saturating_sub(count_below_min_hits(world, None, earlier.iter(), &ledger))
         }
     };
     ledger.check()?;

@@ -983,7 +983,7 @@ impl State {
         kept: &KeptLines<'_>,
         now: &str,
         unsettle: bool,
-    ) -> Result<()> {
+    ) -> Result<Vec<Observation>> {
         let KeptLines {
             updates: evidence,
             desks,
@@ -991,7 +991,7 @@ impl State {
         } = *kept;
         let unsettle = (unsettle || !observations.is_empty()) && self.settled()?.is_some();
         if observations.is_empty() && cursors.is_empty() && evidence.is_empty() && !unsettle {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let ingested = Ingested {
             observations,
@@ -1908,7 +1908,12 @@ const STALE_EVIDENCE_PER_RUN: i64 = 100_000;
 /// order of the table's key (there is no index by time, which would cost a tenth more per
 /// address): twice as many as it wrote and [`STALE_OBSERVATIONS_VISITED`] more, so that the
 /// search keeps ahead of any flood and a run's cost stays bounded whatever the history.
-fn let_go_of_stale_observations(tx: &Transaction<'_>, stale_before: i64, visit: i64) -> Result<()> {
+/// Returns the heads of those let go of.
+fn let_go_of_stale_observations(
+    tx: &Transaction<'_>,
+    stale_before: i64,
+    visit: i64,
+) -> Result<Vec<Observation>> {
     let from: String = tx
         .query_row(
             "SELECT value FROM meta WHERE key = ?1",
@@ -1929,12 +1934,20 @@ fn let_go_of_stale_observations(tx: &Transaction<'_>, stale_before: i64, visit: 
             "DELETE FROM meta WHERE key = ?1",
             [OBSERVATIONS_VISITED_KEY],
         )?;
-        return Ok(());
+        return Ok(Vec::new());
     };
-    tx.execute(
-        "DELETE FROM observation WHERE ip > ?1 AND ip <= ?2 AND last_seen < ?3",
-        params![from, last, stale_before],
-    )?;
+    let let_go = tx
+        .prepare(
+            "DELETE FROM observation WHERE ip > ?1 AND ip <= ?2 AND last_seen < ?3
+             RETURNING ip, first_seen, last_seen, hits",
+        )?
+        .query_map(params![from, last, stale_before], |r| {
+            let mut o = Observation::new(ip_at(r, 0)?, r.get(1)?);
+            o.last_seen = r.get(2)?;
+            o.hits = r.get::<_, i64>(3)? as u64;
+            Ok(o)
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
     if visited < visit {
         tx.execute(
             "DELETE FROM meta WHERE key = ?1",
@@ -1946,7 +1959,7 @@ fn let_go_of_stale_observations(tx: &Transaction<'_>, stale_before: i64, visit: 
             params![OBSERVATIONS_VISITED_KEY, last],
         )?;
     }
-    Ok(())
+    Ok(let_go)
 }
 
 /// At least this many stored observations are looked at for history by each run that stores
@@ -2058,7 +2071,9 @@ struct Ingested<'a> {
     unsettle: bool,
 }
 
-fn write_ingest(conn: &mut Connection, ingested: &Ingested<'_>) -> Result<()> {
+/// Stores what a run read; returns the heads (address, times, packets) of the observations it
+/// let go of as history.
+fn write_ingest(conn: &mut Connection, ingested: &Ingested<'_>) -> Result<Vec<Observation>> {
     let Ingested {
         observations,
         cursors,
@@ -2070,6 +2085,7 @@ fn write_ingest(conn: &mut Connection, ingested: &Ingested<'_>) -> Result<()> {
         unsettle,
     } = *ingested;
     let tx = conn.transaction()?;
+    let mut let_go = Vec::new();
     if unsettle {
         tx.execute("DELETE FROM meta WHERE key = 'settled'", [])?;
     }
@@ -2142,11 +2158,11 @@ fn write_ingest(conn: &mut Connection, ingested: &Ingested<'_>) -> Result<()> {
         if let (false, Some(t)) = (desks.is_empty(), stale_before) {
             let_go_of_other_desks(&tx, desks, t)?;
             let visit = (observations.len() as i64).saturating_mul(2) + STALE_OBSERVATIONS_VISITED;
-            let_go_of_stale_observations(&tx, t, visit)?;
+            let_go = let_go_of_stale_observations(&tx, t, visit)?;
         }
     }
     tx.commit()?;
-    Ok(())
+    Ok(let_go)
 }
 
 fn write_report(conn: &mut Connection, r: &ReportRecord) -> Result<()> {

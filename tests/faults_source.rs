@@ -765,6 +765,18 @@ fn an_address_held_back_counts_once_when_it_comes_back_after_its_packets_grew_ol
     s.run(&["run"]).ok();
     assert_eq!(history(&s).len(), 1, "three fresh packets are reported");
     assert_eq!(below(&s), 0);
+    // Runs in between that read other addresses (a timer's) change nothing of it.
+    s.append("messages", &lines("Apr 25", 36_100, B, 2));
+    s.run(&["run"]).ok();
+    assert_eq!(below(&s), 1);
+    s.now = "2026-07-20T08:00:00Z".to_string();
+    s.append("messages", &lines("Jul 19", 36_000, C, 1));
+    s.run(&["run"]).ok();
+    s.now = "2026-07-26T08:00:00Z".to_string();
+    s.append("messages", &lines("Jul 25", 36_000, B, 1));
+    s.run(&["run"]).ok();
+    // B's April packets grew old before it came back, after C's run: B and C, once each.
+    assert_eq!(below(&s), 2);
 }
 
 #[test]
