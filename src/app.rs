@@ -322,11 +322,7 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
             spool: &intake.spool,
             // An address only a discovered desk may get keeps one line (see
             // `Attribution::few_lines`), across runs as within one.
-            per_ip: if desk == crate::state::CONTACT_DESKS {
-                1
-            } else {
-                crate::ingest::LINES_PER_IP
-            },
+            per_ip: crate::intake::own_lines_kept(desk),
             dense: intake.dense[i].as_deref(),
             first_seq: intake.kept_before[i],
         })

@@ -1232,8 +1232,12 @@ impl Intake {
         };
         // Lines kept by earlier runs and lines read now are different packets, however alike
         // (a packet is read once); the window's lines are copies of some of them.
-        let mut own = own_before;
-        own.extend(self.read_now_of(bucket, ips)?);
+        let read_now = self.read_now_of(bucket, ips)?;
+        let mut own = match state.is_some() && self.kept_before[bucket] != i64::MAX {
+            true => as_stored(own_before, &read_now, own_lines_kept(key)),
+            false => own_before,
+        };
+        own.extend(read_now);
         Ok(excerpt::union(own, window))
     }
 
@@ -1371,6 +1375,52 @@ impl Routes<'_, '_> {
         });
         bits & bit != 0
     }
+}
+
+/// How many of its own lines an address keeps for desk `desk`: one for the desks discovery
+/// finds (an address only they may get is most often one of a spoofed flood's), else
+/// [`crate::ingest::LINES_PER_IP`].
+pub(crate) fn own_lines_kept(desk: &str) -> usize {
+    if desk == crate::state::CONTACT_DESKS {
+        1
+    } else {
+        crate::ingest::LINES_PER_IP
+    }
+}
+
+/// An address's own lines kept by earlier runs (`kept`, in the order kept) as the state holds
+/// them once the lines `read_now` are stored: an address with `per_ip` lines kept that reads
+/// a line earlier than them all keeps it in place of its latest (see
+/// [`State::commit_ingest`]). A run has stored them when it asks; a preview, which stores
+/// nothing, shows the same lines.
+fn as_stored(
+    mut kept: Vec<EvidenceLine>,
+    read_now: &[EvidenceLine],
+    per_ip: usize,
+) -> Vec<EvidenceLine> {
+    let mut earliest_now: HashMap<IpAddr, i64> = HashMap::new();
+    for l in read_now {
+        let t = earliest_now.entry(l.ip).or_insert(l.time);
+        *t = (*t).min(l.time);
+    }
+    let mut by_ip: HashMap<IpAddr, Vec<usize>> = HashMap::new();
+    for (i, l) in kept.iter().enumerate() {
+        by_ip.entry(l.ip).or_default().push(i);
+    }
+    let mut given_way: Vec<usize> = (by_ip.iter())
+        .filter(|(ip, at)| {
+            let least = at.iter().map(|&i| kept[i].time).min();
+            at.len() >= per_ip
+                && least.is_some_and(|least| earliest_now.get(ip).is_some_and(|&t| t < least))
+        })
+        // The latest, of equal times the one kept last.
+        .filter_map(|(_, at)| at.iter().copied().max_by_key(|&i| (kept[i].time, i)))
+        .collect();
+    given_way.sort_unstable();
+    for i in given_way.into_iter().rev() {
+        kept.remove(i);
+    }
+    kept
 }
 
 /// How many addresses `min_hits` holds back this run, for the summary: those it holds back

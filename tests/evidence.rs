@@ -847,3 +847,57 @@ fn an_earlier_line_read_by_a_later_run_is_kept_in_place_of_the_latest() {
         );
     }
 }
+
+/// A run stores what it read before it makes its reports, and an address given an earlier
+/// line lets go of its latest kept one there: the report made in that run lacked a line the
+/// preview just before it showed (and so had another id). The preview now shows the lines
+/// as the run will have stored them.
+#[test]
+fn a_line_given_way_in_the_state_is_shown_alike_by_preview_and_run() {
+    let mut s = Setup::new(&standard_config("").replace("min_hits = 1", "min_hits = 6"));
+    let (a, b) = ("3.5.140.2", "18.206.107.24");
+    let mut first: String = (0..3)
+        .map(|i| drop_line(&format!("10:00:0{i}"), a, "TCP", 22))
+        .collect();
+    // A denser attacker holds the desk's window, so that A's lines are only its own.
+    first += &(0..5)
+        .map(|_| drop_line("12:00:00", b, "TCP", 23))
+        .collect::<String>();
+    s.write("messages", &first);
+    s.run(&["run"]).ok();
+    assert!(s.outbox().is_empty());
+    let late = [
+        drop_line("08:00:00", a, "TCP", 3389),
+        drop_line("13:00:00", a, "TCP", 22),
+        drop_line("13:00:01", a, "TCP", 22),
+    ];
+    s.append("messages", &late.concat());
+    s.now = "2026-01-26T09:00:00Z".into();
+    let preview = s.run(&["preview"]).ok();
+    s.run(&["run"]).ok();
+    let sent = s.outbox();
+    assert_eq!(sent.len(), 1);
+    let mail = fs::read_to_string(&sent[0]).unwrap().replace("\r\n", "\n");
+    let own = |text: &str| -> Vec<String> {
+        let own = text
+            .split("# 3.5.140.2: 6 packets")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{text}"));
+        (own.lines().skip(1))
+            .take_while(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(own(&preview.stdout), own(&mail));
+    assert!(
+        own(&mail)[0].starts_with("Jan 25 08:00:00 "),
+        "{:?}",
+        own(&mail)
+    );
+    let id = |text: &str| {
+        text.lines()
+            .find(|l| l.starts_with("Message-ID:"))
+            .map(str::to_string)
+    };
+    assert_eq!(id(&preview.stdout), id(&mail));
+}
