@@ -613,6 +613,11 @@ pub const LINES_PER_IP: usize = 3;
 /// [`Ingest::choose_own_lines`]).
 const CHOOSE_FROM: usize = 1 << 16;
 
+/// A read chooses among its lines as well when the text of those it may let go of reaches
+/// this many bytes: those it keeps go into the spool, so a log host's thousands of hosts cost
+/// disk, not memory.
+const HELD_AT_MOST: usize = 16 << 20;
+
 /// A number that stands for none: the values of its kind are in the side table.
 const ASIDE: u32 = u32::MAX;
 const ASIDE_COUNT: u8 = u8::MAX;
@@ -782,14 +787,6 @@ impl<T: Keyed> Numbered<T> {
         }
     }
 
-    /// The number of the value `key` finds, if there is one.
-    fn find(&self, key: &T::Key) -> Option<u32> {
-        let hash = self.hasher.hash_one(key);
-        (self.index)
-            .find(hash, |&n| self.values[n as usize].key() == key)
-            .copied()
-    }
-
     fn get(&self, number: u32) -> &T {
         &self.values[number as usize]
     }
@@ -863,27 +860,19 @@ fn add_bounded<T: Ord>(set: &mut Vec<T>, value: T, cap: usize) {
     }
 }
 
-/// [`add_bounded`] for a name given as its bytes, made into a [`Name`] only when taken;
-/// whether it was (a name the set did not hold, and is among its `cap` smallest).
-fn add_bounded_name(
-    set: &mut Vec<Name>,
-    name: &[u8],
-    make: impl FnOnce() -> Name,
-    cap: usize,
-) -> bool {
+/// [`add_bounded`] for a name given as its bytes, made into a [`Name`] only when taken.
+fn add_bounded_name(set: &mut Vec<Name>, name: &[u8], make: impl FnOnce() -> Name, cap: usize) {
     // Most lines repeat a name the set holds (one host or two), compared in place.
     let held = |n: &Name| crate::parse::same_bytes(n.as_bytes(), name);
     if set.iter().take(2).any(held) {
-        return false;
+        return;
     }
     if let Err(at) = set.binary_search_by(|n| n.as_bytes().cmp(name))
         && at < cap
     {
         set.truncate(cap - 1);
         set.insert(at, make());
-        return true;
     }
-    false
 }
 
 /// The `cap` smallest of distinct `values`, ascending.
@@ -1050,9 +1039,8 @@ impl Aside {
         }
     }
 
-    /// Whether the host is new to the record (see [`add_bounded_name`]).
-    fn add_host(&mut self, name: &[u8]) -> bool {
-        add_bounded_name(&mut self.hosts, name, || host_name(name), MAX_SMALL_SET)
+    fn add_host(&mut self, name: &[u8]) {
+        add_bounded_name(&mut self.hosts, name, || host_name(name), MAX_SMALL_SET);
     }
 
     /// The protocols, bounded and ascending.
@@ -1097,8 +1085,7 @@ impl Seen {
     }
 
     /// Counts `p` in; whether its line is one the source's evidence shows whatever lines
-    /// were kept before it (see [`Ingest::choose_own_lines`]): the earliest yet, or the
-    /// first from a host.
+    /// were kept before it (see [`Ingest::choose_own_lines`]): the earliest yet.
     fn record(&mut self, p: &Packet<'_>, t: &mut Tables) -> bool {
         self.hits += u64::from(p.copies);
         let earliest = p.time < self.first_seen;
@@ -1112,8 +1099,8 @@ impl Seen {
             self.ports.add_src(port);
         }
         self.add_dst(p.dst, t);
-        let new_host = self.add_host(p.host, t);
-        earliest || (new_host && !self.few_lines)
+        self.add_host(p.host, t);
+        earliest
     }
 
     /// How many of its first lines read are its own.
@@ -1185,34 +1172,22 @@ impl Seen {
         self.aside(t).add_dst(ip);
     }
 
-    /// Whether the host is new to the record.
     #[inline]
-    fn add_host(&mut self, name: &[u8], t: &mut Tables) -> bool {
+    fn add_host(&mut self, name: &[u8], t: &mut Tables) {
         let same = |n: u32| crate::parse::same_bytes(t.hosts.get(n).as_bytes(), name);
         if self.host == ASIDE || !same(self.host) {
-            return self.add_other_host(name, t);
+            self.add_other_host(name, t);
         }
-        false
     }
 
     #[inline(never)]
-    fn add_other_host(&mut self, name: &[u8], t: &mut Tables) -> bool {
+    fn add_other_host(&mut self, name: &[u8], t: &mut Tables) {
         if self.host != ASIDE {
             let held = t.hosts.get(self.host).clone();
             self.aside(t).hosts = vec![held];
             self.host = ASIDE;
         }
-        self.aside(t).add_host(name)
-    }
-
-    /// The names of the hosts it was seen by.
-    fn host_names<'t>(&self, t: &'t Tables) -> Vec<&'t Name> {
-        match self.host {
-            ASIDE => (t.aside.get(self.aside as usize).iter())
-                .flat_map(|a| a.hosts.iter())
-                .collect(),
-            n => vec![t.hosts.get(n)],
-        }
+        self.aside(t).add_host(name);
     }
 
     /// Adds what another reader saw of the same address: `other`, whose numbers and side
@@ -1244,13 +1219,9 @@ impl Seen {
         }
         match other.host {
             ASIDE => (aside.iter()).for_each(|a| {
-                a.hosts.iter().for_each(|h| {
-                    self.add_host(h.as_bytes(), t);
-                });
+                a.hosts.iter().for_each(|h| self.add_host(h.as_bytes(), t));
             }),
-            n => {
-                self.add_host(theirs.hosts.get(n).as_bytes(), t);
-            }
+            n => self.add_host(theirs.hosts.get(n).as_bytes(), t),
         }
     }
 
@@ -1729,13 +1700,6 @@ impl Sources {
         (place_of(local, k, n), seen, shown)
     }
 
-    /// The names of the hosts that saw the source at `place`.
-    fn host_names(&self, place: u32) -> Vec<&Name> {
-        let (local, k) = parts_of(place, self.shards.len());
-        let shard = &self.shards[k];
-        shard.records[local].host_names(&shard.tables)
-    }
-
     /// The record at `place`.
     fn at(&self, place: u32) -> &Seen {
         let (local, k) = parts_of(place, self.shards.len());
@@ -1901,11 +1865,11 @@ pub struct Ingest<'a> {
     /// read in no order of time keeps a bounded number.
     lines_to_choose: bool,
     choose_from: usize,
-    /// The names of the hosts that logged the lines in `first_lines`, numbered.
-    line_hosts: Numbered<Name>,
     /// The text of the lines in `first_lines` that may yet be let go of (those kept beyond
     /// the first read): a log read in no order of time would fill the spool with them.
     held: Vec<u8>,
+    /// [`HELD_AT_MOST`], or less in tests.
+    held_at_most: usize,
     spool: &'a Spool,
     /// The block of text this reader is writing into the spool.
     pen: Pen,
@@ -1975,8 +1939,6 @@ struct FirstLine {
     time: i64,
     text: Placed,
     slot: u32,
-    /// The host that logged it, as [`Ingest::line_hosts`] numbers it.
-    host: u32,
 }
 
 /// A line that carries a prefix: where it starts and ends in the buffer, where the prefix is,
@@ -2168,8 +2130,8 @@ impl<'a> Ingest<'a> {
             first_lines: Vec::new(),
             lines_to_choose: false,
             choose_from: CHOOSE_FROM,
-            line_hosts: Numbered::default(),
             held: Vec::new(),
+            held_at_most: HELD_AT_MOST,
             spool,
             pen: Pen::default(),
             summary: Summary::default(),
@@ -2357,8 +2319,8 @@ impl<'a> Ingest<'a> {
             first_lines: Vec::new(),
             lines_to_choose: false,
             choose_from: CHOOSE_FROM,
-            line_hosts: Numbered::default(),
             held: Vec::new(),
+            held_at_most: HELD_AT_MOST,
             spool: self.spool,
             pen: Pen::default(),
             summary: Summary::default(),
@@ -2446,9 +2408,6 @@ impl<'a> Ingest<'a> {
         // This read's lines, then the later part's: which of them each source shows is
         // chosen when the read ends, of them all.
         self.lines_to_choose |= other.lines_to_choose || !other.first_lines.is_empty();
-        let hosts: Vec<u32> = (other.line_hosts.values.iter())
-            .map(|name| self.line_hosts.number(name.as_bytes(), || name.clone()))
-            .collect();
         for line in other.first_lines {
             let text = match line.text.outside_at() {
                 Some(range) => {
@@ -2459,10 +2418,12 @@ impl<'a> Ingest<'a> {
             };
             self.first_lines.push(FirstLine {
                 slot: moved(line.slot),
-                host: hosts[line.host as usize],
                 text,
                 ..line
             });
+        }
+        if self.held.len() >= self.held_at_most {
+            self.choose_own_lines(false);
         }
         for (pool, lines) in self.evidence.iter_mut().zip(other.evidence) {
             pool.extend(lines);
@@ -2753,7 +2714,6 @@ impl<'a> Ingest<'a> {
                 time: packet.time,
                 text,
                 slot,
-                host: (self.line_hosts).number(packet.host, || host_name(packet.host)),
             });
         }
         for &i in &seen.candidates {
@@ -2761,7 +2721,7 @@ impl<'a> Ingest<'a> {
                 tracker.push(packet.time, packet.src, &kept);
             }
         }
-        if self.first_lines.len() >= self.choose_from {
+        if self.first_lines.len() >= self.choose_from || self.held.len() >= self.held_at_most {
             self.choose_own_lines(false);
             self.choose_from = (2 * self.first_lines.len()).max(CHOOSE_FROM);
         }
@@ -2775,12 +2735,11 @@ impl<'a> Ingest<'a> {
     /// Of each source's lines kept so far, those that may be among the ones its evidence
     /// shows (or with `last`, those it shows), in the order read. A source shows its
     /// earliest line, so that the time it was first seen is in a line whatever order the
-    /// files were read in; unless it keeps few lines, then the first line read from each
-    /// other host it is recorded with, earliest first (a log host's files, one per host, are
-    /// read one after another), and its first lines read, up to [`LINES_PER_IP`] in all.
-    /// Each is the first or least of its kind over every line of the source, so the choice is
-    /// the same however the lines were split between readers: before the last, a reader keeps
-    /// every line that may be one of them.
+    /// files were read in (a log host's files, one per host, are read one after another), then
+    /// unless it keeps few lines its first lines read, up to [`LINES_PER_IP`] in all. Each is
+    /// the first or least of its kind over every line of the source, so the choice is the same
+    /// however the lines were split between readers: before the last, a reader keeps every
+    /// line that may be one of them.
     fn choose_own_lines(&mut self, last: bool) {
         if !self.lines_to_choose {
             return;
@@ -2793,68 +2752,34 @@ impl<'a> Ingest<'a> {
             .collect();
         order.sort_unstable();
         let mut chosen = vec![false; lines.len()];
-        let (mut picked, mut firsts, mut hosts_shown) = (Vec::new(), Vec::new(), Vec::new());
         for group in order.chunk_by(|a, b| a.0 == b.0) {
-            let slot = group[0].0;
-            let seen = self.seen.at(slot);
-            let at = |i: u32| &lines[i as usize];
-            let Some(&(_, earliest)) = group.iter().min_by_key(|&&(_, i)| (at(i).time, i)) else {
+            let earliest = group
+                .iter()
+                .min_by_key(|&&(_, i)| (lines[i as usize].time, i));
+            let Some(&(_, earliest)) = earliest else {
                 continue;
             };
-            picked.clear();
-            picked.push(earliest);
-            firsts.clear();
-            if !seen.few_lines && seen.host == ASIDE {
-                let hosts: Vec<u32> = (self.seen.host_names(slot).into_iter())
-                    .filter_map(|name| self.line_hosts.find(name.as_bytes()))
-                    .collect();
-                hosts_shown.clear();
-                for &(_, i) in group {
-                    let host = at(i).host;
-                    if hosts.contains(&host) && !hosts_shown.contains(&host) {
-                        hosts_shown.push(host);
-                        firsts.push((at(i).time, i));
-                    }
-                }
+            chosen[earliest as usize] = true;
+            if self.seen.at(group[0].0).few_lines {
+                continue;
             }
-            if seen.few_lines {
-                // Its earliest line alone.
-            } else if last {
-                firsts.sort_unstable();
-                hosts_shown.clear();
-                hosts_shown.push(at(earliest).host);
-                for &(_, i) in &firsts {
-                    if picked.len() < LINES_PER_IP && !hosts_shown.contains(&at(i).host) {
-                        hosts_shown.push(at(i).host);
-                        picked.push(i);
-                    }
-                }
-                for &(_, i) in group {
-                    if picked.len() < LINES_PER_IP && !picked.contains(&i) {
-                        picked.push(i);
-                    }
-                }
-            } else {
-                picked.extend(group.iter().take(LINES_PER_IP).map(|&(_, i)| i));
-                picked.extend(firsts.iter().map(|&(_, i)| i));
-            }
-            for &i in &picked {
-                chosen[i as usize] = true;
-            }
+            // Its first read: all that may be among them, or as many as there is room for.
+            let room = if last { LINES_PER_IP - 1 } else { LINES_PER_IP };
+            (group.iter())
+                .filter(|&&(_, i)| i != earliest)
+                .take(room)
+                .for_each(|&(_, i)| chosen[i as usize] = true);
         }
         let mut lines: Vec<FirstLine> = (lines.into_iter().zip(chosen))
             .filter_map(|(line, chosen)| chosen.then_some(line))
             .collect();
-        // The text of the lines held goes with them: into the spool with the last choice, else
-        // to the front of what is held, the rest let go.
+        // The text of the lines held that are chosen, or may be, goes into the spool (which sets
+        // aside on disk what its budget does not hold), the rest is let go.
         let held = std::mem::take(&mut self.held);
         for line in &mut lines {
             if let Some(range) = line.text.outside_at() {
                 let text = String::from_utf8_lossy(held.get(range).unwrap_or_default());
-                line.text = match last {
-                    true => self.pen.keep(self.spool, &text),
-                    false => self.hold(&text),
-                };
+                line.text = self.pen.keep(self.spool, &text);
             }
         }
         self.first_lines = lines;
@@ -3704,10 +3629,8 @@ mod tests {
     }
 
     /// The sources' own lines as a plain reading of the rule says, every line of a source
-    /// looked at: its earliest (the first read of the earliest time); unless it keeps few
-    /// lines, then the first from each other host of the sixteen whose names sort first,
-    /// earliest first, then its first lines read, three in all. In the order of time, then
-    /// of reading.
+    /// looked at: its earliest (the first read of the earliest time), and unless it keeps few
+    /// lines, then its first lines read, three in all. In the order of time, then of reading.
     fn own_lines_by_the_rule(
         lines: &[(u32, String, String)],
         few: impl Fn(&str) -> bool,
@@ -3719,19 +3642,6 @@ mod tests {
             let earliest = *mine.iter().min_by_key(|&&i| (lines[i].0, i)).unwrap();
             let mut picked = vec![earliest];
             if !few(ip) {
-                let hosts: std::collections::BTreeSet<&str> =
-                    mine.iter().map(|&i| lines[i].1.as_str()).collect();
-                let mut firsts: Vec<(u32, usize)> = (hosts.into_iter().take(MAX_SMALL_SET))
-                    .map(|host| *mine.iter().find(|&&i| lines[i].1 == host).unwrap())
-                    .map(|i| (lines[i].0, i))
-                    .collect();
-                firsts.sort();
-                for (_, i) in firsts {
-                    let shown = picked.iter().any(|&p| lines[p].1 == lines[i].1);
-                    if picked.len() < LINES_PER_IP && !shown {
-                        picked.push(i);
-                    }
-                }
                 for &i in &mine {
                     if picked.len() < LINES_PER_IP && !picked.contains(&i) {
                         picked.push(i);
@@ -3785,41 +3695,20 @@ mod tests {
         assert!(bytes < 1000, "{bytes} bytes set aside for three lines");
     }
 
-    /// Two host names whose 32-bit FNV-1a hashes are alike were one host to the choice of
-    /// lines, and the second's first line was not shown: hosts are told apart by name.
-    #[test]
-    fn hosts_whose_names_hash_alike_are_told_apart() {
-        let hosts = ["a", "a", "a", "web1522789", "web1739192"];
-        let lines: Vec<(u32, String, String)> = (hosts.iter().enumerate())
-            .map(|(i, host)| (i as u32 * 600, host.to_string(), "3.5.140.3".to_string()))
-            .collect();
-        let text: String = (lines.iter().enumerate())
-            .map(|(i, (second, host, ip))| own_line(*second, host, ip, i) + "\n")
-            .collect();
-        let attribute = |_| aws();
-        let parser = || LineParser::new(&["INPUT-DROP:".to_string()], Zone::Utc, Utc::now());
-        let mut ingest = Ingest::new(parser(), 1, 5, 50, &attribute, crate::spool::for_tests());
-        ingest.begin_source(parser());
-        ingest.feed(text.as_bytes()).unwrap();
-        let want = own_lines_by_the_rule(&lines, |_| false);
-        assert!(want[2].contains(" web1739192 "), "{want:?}");
-        assert_eq!(own_lines_read(ingest), want);
-    }
-
     proptest::proptest! {
         #![proptest_config(proptest::test_runner::Config::with_cases(256))]
 
-        /// Each source's own lines are its earliest, then its first from other hosts, then
-        /// its first read, whatever order of time its lines were logged in, however many
-        /// files they are in and however a file is split between readers; and a read that
-        /// chooses among its lines as it goes (to keep few of a log read in no order of
-        /// time) keeps the same.
+        /// Each source's own lines are its earliest, then its first read, whatever order of
+        /// time its lines were logged in, however many files they are in and however a file
+        /// is split between readers; and a read that chooses among its lines as it goes (to
+        /// keep few of a log read in no order of time, or of many hosts) keeps the same.
         #[test]
-        fn own_lines_are_the_earliest_each_hosts_first_and_the_first_however_read(
+        fn own_lines_are_the_earliest_and_the_first_however_read(
             raw in proptest::collection::vec((0u32..3600, 0usize..20, 0usize..5), 1..160),
             files in proptest::collection::vec(0usize..160, 0..4),
             cuts in proptest::collection::vec(0usize..160, 0..4),
             choose_from in proptest::prop_oneof![proptest::strategy::Just(CHOOSE_FROM), 1usize..12],
+            held_at_most in proptest::prop_oneof![proptest::strategy::Just(HELD_AT_MOST), 1usize..600],
         ) {
             let hosts: Vec<String> = (0..20).map(|h| format!("host{h:02}")).collect();
             let ips = ["3.5.140.2", "3.5.140.3", "3.5.140.4", "2600:1f18::1", "2600:1f18::2"];
@@ -3840,6 +3729,7 @@ mod tests {
             let reader = || {
                 let mut ingest = Ingest::new(parser(), 1, 5, 50, &attribute, crate::spool::for_tests());
                 ingest.choose_from = choose_from;
+                ingest.held_at_most = held_at_most;
                 ingest.begin_source(parser());
                 ingest
             };
@@ -3870,12 +3760,16 @@ mod tests {
                 .map(|w| {
                     let mut fork = main.fork();
                     fork.choose_from = choose_from;
+                    fork.held_at_most = held_at_most;
                     fork.feed(text[w[0]..w[1]].concat().as_bytes()).unwrap();
-                    fork
+                    // What may be let go of stays within its bound, a line past it at most.
+                    proptest::prop_assert!(fork.held.len() < held_at_most + 200);
+                    Ok(fork)
                 })
-                .collect();
+                .collect::<Result<_, proptest::test_runner::TestCaseError>>()?;
             for fork in forks {
                 main.absorb(fork);
+                proptest::prop_assert!(main.held.len() < held_at_most + 200);
             }
             proptest::prop_assert_eq!(&own_lines_read(main), &want);
         }

@@ -716,9 +716,9 @@ fn a_window_line_kept_with_a_later_second_is_shown_once() {
 /// A log host's glob reads one host's file after another. An address that reached the host
 /// read second first, hours before the other, and outside that host's densest window, showed
 /// only the first file's lines: none at the time the report says it was first seen, none
-/// from that host. Its own lines now hold its earliest and the first from each host.
+/// from that host. Its own lines now hold its earliest, then its first read.
 #[test]
-fn an_address_seen_by_two_hosts_shows_its_earliest_line_and_each_host() {
+fn an_address_seen_by_two_hosts_shows_its_earliest_line() {
     let s = Setup::new(&standard_config("").replace(
         "path = \"{dir}/messages\"",
         "path = \"{dir}/hosts/*/kern.log\"\nstart_at = \"beginning\"",
@@ -748,51 +748,6 @@ fn an_address_seen_by_two_hosts_shows_its_earliest_line_and_each_host() {
         "the first-seen line, web2's only one, is missing:\n{own}"
     );
     assert!(own.contains("Jan 25 12:00:00 web1 kernel:"), "{own}");
-}
-
-/// An address that reached three hosts, the first file read holding its earliest lines: it
-/// showed three lines of that host alone. It now shows its earliest and each other host's
-/// first, kept so in the state (three lines an address) and sent so.
-#[test]
-fn an_address_seen_by_three_hosts_shows_a_line_of_each() {
-    let s = Setup::new(&standard_config("").replace(
-        "path = \"{dir}/messages\"",
-        "path = \"{dir}/hosts/*/kern.log\"\nstart_at = \"beginning\"",
-    ));
-    // Each host's densest window is another address's burst.
-    let file = |host: &str, hour: u32, ours: usize| -> String {
-        let ours = (0..ours).map(|i| drop_line(&format!("{hour}:00:0{i}"), "3.5.140.2", "TCP", 22));
-        let burst =
-            (0..6).map(|i| drop_line(&format!("{hour}:30:0{i}"), "34.223.47.190", "UDP", 53));
-        ours.chain(burst)
-            .collect::<String>()
-            .replace(" web1 kernel:", &format!(" {host} kernel:"))
-    };
-    for (host, hour, ours) in [("web1", 10, 3), ("web2", 11, 1), ("web3", 12, 2)] {
-        fs::create_dir_all(s.path(&format!("hosts/{host}"))).unwrap();
-        s.write(&format!("hosts/{host}/kern.log"), &file(host, hour, ours));
-    }
-    let preview = s.run(&["preview"]).ok();
-    s.run(&["run"]).ok();
-    let sent = s.outbox();
-    assert_eq!(sent.len(), 1);
-    let heading = "# 3.5.140.2: 6 packets from 2026-01-25T10:00:00+00:00";
-    // The time and host of each line under the heading.
-    let shown = |text: &str| -> Vec<String> {
-        let own = text.split(heading).nth(1).unwrap_or_default();
-        (own.lines().skip(1))
-            .take_while(|l| !l.is_empty())
-            .map(|l| l.find(" kernel:").map_or(l, |end| &l[..end]).to_string())
-            .collect()
-    };
-    let want = [
-        "Jan 25 10:00:00 web1",
-        "Jan 25 11:00:00 web2",
-        "Jan 25 12:00:00 web3",
-    ];
-    let mail = fs::read_to_string(&sent[0]).unwrap();
-    assert_eq!(shown(&mail), want, "{mail}");
-    assert_eq!(shown(&preview.stdout), want, "{}", preview.stdout);
 }
 
 /// An address below `min_hits` had its three lines kept when a later run read an earlier one
