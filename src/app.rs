@@ -568,7 +568,7 @@ fn tell_lines_ahead(intake: &crate::intake::Intake, now: DateTime<Utc>, verbosit
     let files = |count: fn(&crate::intake::AheadIn) -> u64| -> Vec<(&str, u64)> {
         (intake.ahead_in.iter())
             .filter(|a| count(a) > 0)
-            .map(|a| (a.file.as_str(), count(a)))
+            .map(|a| (a.source.as_str(), count(a)))
             .collect()
     };
     if summary.lines_soon > 0 {

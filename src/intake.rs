@@ -619,13 +619,27 @@ pub(crate) struct Intake {
     pub(crate) ahead_in: Vec<AheadIn>,
 }
 
-/// A file's packet lines dated ahead of the clock (see [`crate::ingest::Summary::lines_ahead`]
-/// and [`crate::ingest::Summary::lines_soon`]).
+/// A source's packet lines dated ahead of the clock (see
+/// [`crate::ingest::Summary::lines_ahead`] and [`crate::ingest::Summary::lines_soon`]): a file,
+/// or `journald`, named as `reread --source` takes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct AheadIn {
-    pub(crate) file: String,
+    pub(crate) source: String,
     pub(crate) far: u64,
     pub(crate) soon: u64,
+}
+
+impl AheadIn {
+    /// Those of `source` its read counted, from the counts `before` it and `after`.
+    fn of(source: &str, before: &Summary, after: &Summary) -> Option<Self> {
+        let far = after.lines_ahead - before.lines_ahead;
+        let soon = after.lines_soon - before.lines_soon;
+        (far + soon > 0).then(|| AheadIn {
+            source: source.to_string(),
+            far,
+            soon,
+        })
+    }
 }
 
 /// Per prefix of `prefixes`, the last packet time earlier runs counted from `source`, as
@@ -850,7 +864,9 @@ fn ingest_once(
                     scan.counted_before(counted_of(&earlier, &key, &source_cfg.prefixes));
                 }
                 let heard = heard.insert(crate::overlap::Heard::new(&source_cfg.prefixes));
+                let before = scan.counted();
                 let read = journal::read(cursor.as_deref(), source_cfg.start_at, &mut scan, heard)?;
+                ahead_in.extend(AheadIn::of(&key, &before, &scan.counted()));
                 keep_counted(&mut counted, &scan, &key, &source_cfg.prefixes);
                 if let Some(c) = read.filter(|c| Some(c) != cursor.as_ref()) {
                     cursors.push((key, StoredCursor::Journal(c)));
@@ -955,15 +971,7 @@ fn ingest_once(
                     if after.lines_matched > before.lines_matched {
                         with_packets.push((path.clone(), &source_cfg.prefixes));
                     }
-                    let far = after.lines_ahead - before.lines_ahead;
-                    let soon = after.lines_soon - before.lines_soon;
-                    if far + soon > 0 {
-                        ahead_in.push(AheadIn {
-                            file: key.clone(),
-                            far,
-                            soon,
-                        });
-                    }
+                    ahead_in.extend(AheadIn::of(&key, &before, &after));
                     // An unchanged cursor is not written again: a quiet run commits nothing.
                     if let Some(c) = read.cursor.filter(|c| {
                         Some(c) != cursor.as_ref() || names.taken_over.contains_key(&key)

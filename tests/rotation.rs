@@ -678,6 +678,37 @@ fn journald_source_reads_from_its_cursor() {
     );
 }
 
+/// The warnings about lines dated ahead of the clock name where they were read: a journal's
+/// lines beside a file's were said to be the file's, and `reread --source` named the file
+/// for them.
+#[test]
+fn lines_dated_ahead_in_the_journal_are_said_to_be_the_journals() {
+    let mut s = Setup::new(&standard_config("").replace(
+        "path = \"{dir}/messages\"",
+        "journald = true\n\n[[source]]\npath = \"{dir}/messages\"",
+    ));
+    let path = fake_journalctl(&s);
+    s.env.push(("PATH".into(), path));
+    // The journal's entries are of Jan 25 23:51; the clock is two days before.
+    s.now = "2026-01-23T20:00:00Z".into();
+    let entries: String = (1..=2).map(|n| journal_entry(n, IPS[2]) + "\n").collect();
+    s.write("journal.json", &entries);
+    s.write(
+        "messages",
+        &drop_line("19:00:00", IPS[0], "TCP", 22).replace("Jan 25", "Jan 23"),
+    );
+    let out = s.run(&["run"]).ok();
+    let far = (out.stderr.lines())
+        .find(|l| l.contains("more than a day ahead"))
+        .unwrap_or_else(|| panic!("{}", out.stderr));
+    assert!(
+        far.contains("2 packet line(s)")
+            && far.contains(", in journald: passed over")
+            && far.contains("reread --source journald`"),
+        "{far}"
+    );
+}
+
 /// `journal_entry(n, ip)` as rsyslog writes the same kernel message to `kern.log` on `host`:
 /// a BSD stamp and the kernel's uptime before the text.
 fn kern_log_line(n: u32, ip: &str, host: &str) -> String {
