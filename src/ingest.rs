@@ -2825,7 +2825,9 @@ impl<'a> Ingest<'a> {
         };
         let kept = |line: &FirstLine| {
             let ip = seen.at(line.slot).ip;
-            KeptLine::new(line.time, ip, line.text)
+            let mut kept = KeptLine::new(line.time, ip, line.text);
+            kept.own = true;
+            kept
         };
         let mut counts = vec![0usize; buckets];
         for line in &self.first_lines {
@@ -2858,18 +2860,22 @@ impl<'a> Ingest<'a> {
         window: Vec<EvidenceLine>,
         own: Vec<KeptLine>,
     ) -> io::Result<Vec<KeptLine>> {
-        let mut have: HashMap<(i64, IpAddr), Vec<(String, usize)>, foldhash::fast::RandomState> =
+        // Per second and address, each text of the window with the places in `pool` of its
+        // lines not yet matched by an own line.
+        type Places = Vec<(String, Vec<usize>)>;
+        let mut have: HashMap<(i64, IpAddr), Places, foldhash::fast::RandomState> =
             HashMap::default();
         let mut pool = Vec::with_capacity(window.len() + own.len());
         for line in window {
+            let at = pool.len();
             pool.push(
                 self.pen
                     .keep_line(self.spool, line.time, line.ip, &line.text),
             );
             let texts = have.entry((line.time, line.ip)).or_default();
             match texts.iter_mut().find(|(t, _)| *t == line.text) {
-                Some((_, n)) => *n += 1,
-                None => texts.push((line.text, 1)),
+                Some((_, places)) => places.push(at),
+                None => texts.push((line.text, vec![at])),
             }
         }
         if have.is_empty() {
@@ -2880,8 +2886,10 @@ impl<'a> Ingest<'a> {
         for line in own {
             if let Some(texts) = have.get_mut(&(line.time, line.ip)) {
                 let text = self.spool.text(&line)?;
-                if let Some((_, n)) = texts.iter_mut().find(|(t, n)| *n > 0 && *t == text) {
-                    *n -= 1;
+                let copy = texts.iter_mut().find(|(t, p)| !p.is_empty() && *t == text);
+                // The window's copy of it stands for it, as its own line.
+                if let Some(at) = copy.and_then(|(_, places)| places.pop()) {
+                    pool[at].own = true;
                     continue;
                 }
             }

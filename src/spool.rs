@@ -86,12 +86,20 @@ pub struct KeptLine {
     pub time: i64,
     pub ip: IpAddr,
     text: Placed,
+    /// One of its address's own lines (see `Ingest::choose_own_lines`), not a window's only:
+    /// the state keeps these first.
+    pub own: bool,
 }
 
 impl KeptLine {
     /// The line logged at `time` by `ip`, its text kept at `text`.
     pub fn new(time: i64, ip: IpAddr, text: Placed) -> Self {
-        Self { time, ip, text }
+        Self {
+            time,
+            ip,
+            text,
+            own: false,
+        }
     }
 }
 

@@ -1841,8 +1841,8 @@ pub struct KeptLines<'a> {
 pub struct EvidenceUpdate<'a> {
     pub desk: &'a str,
     /// Lines read now, in time order: each is kept if its address has fewer than `per_ip`
-    /// lines of its own kept (those a run gives are kept, the earliest first). Their text
-    /// is in `spool`.
+    /// lines kept, its own lines ([`KeptLine::own`]) before the windows' (and an earlier line
+    /// than all kept in place of the latest). Their text is in `spool`.
     pub lines: &'a [KeptLine],
     pub spool: &'a Spool,
     pub per_ip: usize,
@@ -2029,18 +2029,20 @@ fn update_evidence(
     let per_ip = i64::try_from(update.per_ip).unwrap_or(i64::MAX);
     let fresh = stale_before.unwrap_or(i64::MIN);
     let mut texts = update.spool.reader();
-    for l in update.lines {
+    // An address's own lines are kept first, then those of the run's densest windows while
+    // it has room; each is numbered by its place in time order, so that the lines of one
+    // second read back in the order logged.
+    let numbered = || update.lines.iter().zip(seq..);
+    let own_first = (numbered().filter(|(l, _)| l.own)).chain(numbered().filter(|(l, _)| !l.own));
+    for (l, seq) in own_first {
         let text = texts.text(l).map_err(crate::spool::read_back_failed)?;
         let ip = l.ip.to_string();
-        let mut put = own.execute(params![desk, l.time, seq, ip, text, per_ip, fresh])?;
-        if put == 0 {
-            put = earliest.execute(params![desk, l.time, seq, ip, text, fresh])?;
-            if put > 0 {
-                latest_out.execute(params![desk, ip, fresh])?;
-            }
+        let put = own.execute(params![desk, l.time, seq, ip, text, per_ip, fresh])?;
+        if put == 0 && earliest.execute(params![desk, l.time, seq, ip, text, fresh])? > 0 {
+            latest_out.execute(params![desk, ip, fresh])?;
         }
-        seq += put as i64;
     }
+    seq += update.lines.len() as i64;
     let mut window = tx.prepare(
         "INSERT INTO evidence (provider, time, seq, ip, line, dense) VALUES (?1, ?2, ?3, ?4, ?5, 1)",
     )?;

@@ -856,3 +856,38 @@ fn a_line_given_way_in_the_state_is_shown_alike_by_preview_and_run() {
     };
     assert_eq!(id(&preview.stdout), id(&mail));
 }
+
+/// The state kept an address's first three lines in time order of all a run gave it, its
+/// own and those of the densest window alike: a log in falling time order, whose window
+/// holds most of its lines, kept the earliest and two of the window's, not the lines read
+/// first. Its own lines are kept first.
+#[test]
+fn the_state_keeps_an_addresses_own_lines_before_the_windows() {
+    let s = Setup::new(&standard_config("").replace("min_hits = 1", "min_hits = 50"));
+    // Twenty packets a minute apart, written latest first, each to its own port.
+    let falling: String = (0..20u16)
+        .map(|i| {
+            let t = 1200 - 60 * u32::from(i);
+            drop_line(
+                &format!("10:{:02}:00", t / 60),
+                "3.5.140.2",
+                "TCP",
+                1000 + i,
+            )
+        })
+        .collect();
+    s.write("messages", &falling);
+    s.run(&["run"]).ok();
+    assert!(s.outbox().is_empty());
+    let db = rusqlite::Connection::open(s.path("state/state.db")).unwrap();
+    let mut stmt = db
+        .prepare("SELECT line FROM evidence WHERE dense = 0 AND ip = '3.5.140.2' ORDER BY time")
+        .unwrap();
+    let ports: Vec<String> = stmt
+        .query_map([], |r| r.get::<_, String>(0))
+        .unwrap()
+        .map(|l| l.unwrap().split("DPT=").nth(1).unwrap().trim().to_string())
+        .collect();
+    // The earliest, then the first two read.
+    assert_eq!(ports, ["1019", "1001", "1000"]);
+}
