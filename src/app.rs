@@ -178,7 +178,19 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
         tell_made_before(s, &world, &heads, &ids, only, verbosity)?;
     }
     let (intake, ledger) = ingest(&world, state.as_ref(), options, &ids)?;
-    let intake = at_exit(intake);
+    let mut intake = at_exit(intake);
+    // The run that stores this read lets old records go as history, and they leave the count
+    // of addresses `min_hits` holds back (see `run`): counted here as that run will.
+    let read = !intake.touched.is_empty();
+    if let (Some(s), Some(t), true) = (&state, world.fresh_since(), intake.partial && read) {
+        let touched: std::collections::HashSet<&IpAddr> = intake.touched.iter().collect();
+        let gone: Vec<Observation> = (s.stale_observations_ahead(t, intake.touched.len())?)
+            .into_iter()
+            .filter(|o| !touched.contains(&o.ip))
+            .collect();
+        let gone = crate::intake::count_below_min_hits(&world, None, gone.iter(), &ledger);
+        intake.summary.ips_below_min_hits = intake.summary.ips_below_min_hits.saturating_sub(gone);
+    }
     tell_lines_ahead(&intake, now, verbosity);
     // What discovery learns here is not kept: a preview changes nothing.
     let mut cache = crate::state::ReadThrough {

@@ -826,6 +826,32 @@ impl State {
 
     /// Every IP observed so far (last seen at `fresh` or later, if given), and nothing else
     /// about them.
+    /// The heads of the observations last seen before `stale_before` that a run storing
+    /// `stored` addresses would let go of as history (see [`let_go_of_stale_observations`]),
+    /// left in place: what a preview counts of that run.
+    pub fn stale_observations_ahead(
+        &self,
+        stale_before: i64,
+        stored: usize,
+    ) -> Result<Vec<Observation>> {
+        let visit = (stored as i64).saturating_mul(2) + STALE_OBSERVATIONS_VISITED;
+        let (from, last, _) = stale_pass(&self.conn, visit)?;
+        let Some(last) = last else {
+            return Ok(Vec::new());
+        };
+        let mut stmt = self.conn.prepare(
+            "SELECT ip, first_seen, last_seen, hits FROM observation
+             WHERE ip > ?1 AND ip <= ?2 AND last_seen < ?3",
+        )?;
+        let rows = stmt.query_map(params![from, last, stale_before], |r| {
+            let mut o = Observation::new(ip_at(r, 0)?, r.get(1)?);
+            o.last_seen = r.get(2)?;
+            o.hits = r.get::<_, i64>(3)? as u64;
+            Ok(o)
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     pub fn observed_ips(&self, fresh: Option<i64>) -> Result<Vec<IpAddr>> {
         let mut stmt = self
             .conn
@@ -1914,20 +1940,7 @@ fn let_go_of_stale_observations(
     stale_before: i64,
     visit: i64,
 ) -> Result<Vec<Observation>> {
-    let from: String = tx
-        .query_row(
-            "SELECT value FROM meta WHERE key = ?1",
-            [OBSERVATIONS_VISITED_KEY],
-            |r| r.get(0),
-        )
-        .optional()?
-        .unwrap_or_default();
-    let (last, visited): (Option<String>, i64) = tx.query_row(
-        "SELECT max(ip), count(*) FROM
-             (SELECT ip FROM observation WHERE ip > ?1 ORDER BY ip LIMIT ?2)",
-        params![from, visit],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
+    let (from, last, visited) = stale_pass(tx, visit)?;
     let Some(last) = last else {
         // At the end of the table (or it is empty): the next run starts from its beginning.
         tx.execute(
@@ -1960,6 +1973,26 @@ fn let_go_of_stale_observations(
         )?;
     }
     Ok(let_go)
+}
+
+/// Where the next look for history (of `visit` observations) starts, where it ends (`None`
+/// at the end of the table), and how many it looks at.
+fn stale_pass(conn: &Connection, visit: i64) -> Result<(String, Option<String>, i64)> {
+    let from: String = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = ?1",
+            [OBSERVATIONS_VISITED_KEY],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or_default();
+    let (last, visited) = conn.query_row(
+        "SELECT max(ip), count(*) FROM
+             (SELECT ip FROM observation WHERE ip > ?1 ORDER BY ip LIMIT ?2)",
+        params![from, visit],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    Ok((from, last, visited))
 }
 
 /// At least this many stored observations are looked at for history by each run that stores

@@ -779,6 +779,29 @@ fn an_address_held_back_counts_once_when_it_comes_back_after_its_packets_grew_ol
     assert_eq!(below(&s), 2);
 }
 
+/// A run that stores what it read lets old records go as history, and they leave the count
+/// of addresses `min_hits` holds back; the preview before it counted them still, so the two
+/// gave different counts for the same state and log.
+#[test]
+fn the_count_held_back_is_the_same_in_a_preview_and_the_run_after_it() {
+    let mut s = Setup::new(&standard_config("").replace("min_hits = 1\n", ""));
+    let count = |s: &Setup, command: &[&str]| {
+        let v = s.run(command).ok().json();
+        v["summary"]["ips_below_min_hits"].as_u64().unwrap()
+    };
+    let two = |ip| lines("Jan 25", 36_000, ip, 2);
+    s.write("messages", &(two(A) + &two(B) + &two(C)));
+    s.run(&["run"]).ok();
+    assert_eq!(count(&s, &["preview", "--json"]), 3);
+    // Weeks on, B's and C's packets are history; A sends one more.
+    s.now = "2026-03-05T08:00:00Z".to_string();
+    s.append("messages", &lines("Mar  5", 7_200, A, 1));
+    let previewed = count(&s, &["preview", "--json"]);
+    let ran = count(&s, &["run", "--json"]);
+    assert_eq!(previewed, ran);
+    assert_eq!(ran, 1, "A alone");
+}
+
 #[test]
 fn lines_stamped_in_the_future_are_stale_and_reread_still_counts_new_ones() {
     let s = Setup::new(&standard_config(""));
