@@ -843,13 +843,10 @@ impl State {
             "SELECT ip, first_seen, last_seen, hits FROM observation
              WHERE ip > ?1 AND ip <= ?2 AND last_seen < ?3",
         )?;
-        let rows = stmt.query_map(params![from, last, stale_before], |r| {
-            let mut o = Observation::new(ip_at(r, 0)?, r.get(1)?);
-            o.last_seen = r.get(2)?;
-            o.hits = r.get::<_, i64>(3)? as u64;
-            Ok(o)
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        let rows = stmt.query_map(params![from, last, stale_before], stale_head)?;
+        Ok(rows
+            .filter_map(Result::transpose)
+            .collect::<rusqlite::Result<_>>()?)
     }
 
     pub fn observed_ips(&self, fresh: Option<i64>) -> Result<Vec<IpAddr>> {
@@ -1954,12 +1951,8 @@ fn let_go_of_stale_observations(
             "DELETE FROM observation WHERE ip > ?1 AND ip <= ?2 AND last_seen < ?3
              RETURNING ip, first_seen, last_seen, hits",
         )?
-        .query_map(params![from, last, stale_before], |r| {
-            let mut o = Observation::new(ip_at(r, 0)?, r.get(1)?);
-            o.last_seen = r.get(2)?;
-            o.hits = r.get::<_, i64>(3)? as u64;
-            Ok(o)
-        })?
+        .query_map(params![from, last, stale_before], stale_head)?
+        .filter_map(Result::transpose)
         .collect::<rusqlite::Result<Vec<_>>>()?;
     if visited < visit {
         tx.execute(
@@ -1973,6 +1966,19 @@ fn let_go_of_stale_observations(
         )?;
     }
     Ok(let_go)
+}
+
+/// The head (address, times, packets) of an observation let go of as history, from a row of
+/// `ip, first_seen, last_seen, hits`; `None` for a row whose address is no address (a state
+/// edited by hand), which is let go of all the same.
+fn stale_head(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<Observation>> {
+    let Ok(ip) = ip_at(r, 0) else {
+        return Ok(None);
+    };
+    let mut o = Observation::new(ip, r.get(1)?);
+    o.last_seen = r.get(2)?;
+    o.hits = r.get::<_, i64>(3)? as u64;
+    Ok(Some(o))
 }
 
 /// Where the next look for history (of `visit` observations) starts, where it ends (`None`

@@ -523,6 +523,33 @@ fn preview_shows_a_held_part_with_the_date_it_goes_out_with() {
 }
 
 /// Kept lines no reader can parse, as an address's own and in the desk's window.
+/// A record whose address is no address (a state edited by hand), old enough to be let go
+/// of as history: a run that reads something lets it go, as any other, and goes on; the
+/// count of addresses held back, which such records leave, is not stopped by it either.
+#[test]
+fn a_record_that_is_no_address_is_let_go_of_as_history_without_stopping_the_run() {
+    let s = Setup::standard();
+    s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    s.run(&["run"]).ok();
+    sql(&s, &POISON[..1]);
+    s.append(
+        "messages",
+        &drop_line("10:00:05", "34.223.47.190", "UDP", 53),
+    );
+    s.run(&["preview"]).ok();
+    s.run(&["run"]).ok();
+    let left: i64 = rusqlite::Connection::open(s.path("state/state.db"))
+        .unwrap()
+        .query_row(
+            "SELECT count(*) FROM observation WHERE ip = 'not an address'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(left, 0);
+    assert_eq!(s.reported().len(), 2);
+}
+
 const POISON_EVIDENCE: &str = "INSERT INTO evidence (provider, time, seq, ip, line) VALUES ('aws', 0, 999, 'not an address', 'x')";
 
 #[test]
