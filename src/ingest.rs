@@ -1855,10 +1855,10 @@ pub struct Ingest<'a> {
     attribute: &'a (dyn Fn(IpAddr) -> Attribution + Sync),
     seen: Sources,
     /// The lines of each candidate IP that may be its own evidence wherever the densest
-    /// window is (see [`Ingest::choose_own_lines`]), in the order read. Beside the records rather than in them, as most IPs have none;
-    /// each with its record's slot, so that a flood's million lines find their records
-    /// without a million lookups by address. Their text is in the spool: a flood's lines
-    /// would not fit in memory.
+    /// window is (see [`Ingest::choose_own_lines`]), in the order read. Beside the records
+    /// rather than in them, as most IPs have none; each with its record's slot, so that a
+    /// flood's million lines find their records without a million lookups by address. Their
+    /// text is in the spool (a flood's lines would not fit in memory), or in `held`.
     first_lines: Vec<FirstLine>,
     /// Whether `first_lines` holds lines beyond those [`Ingest::choose_own_lines`] keeps;
     /// and from how many lines it is asked to choose while the read goes on, so that a log

@@ -824,8 +824,6 @@ impl State {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Every IP observed so far (last seen at `fresh` or later, if given), and nothing else
-    /// about them.
     /// The heads of the observations last seen before `stale_before` that a run storing
     /// `stored` addresses would let go of as history (see [`let_go_of_stale_observations`]),
     /// left in place: what a preview counts of that run.
@@ -849,6 +847,8 @@ impl State {
             .collect::<rusqlite::Result<_>>()?)
     }
 
+    /// Every IP observed so far (last seen at `fresh` or later, if given), and nothing else
+    /// about them.
     pub fn observed_ips(&self, fresh: Option<i64>) -> Result<Vec<IpAddr>> {
         let mut stmt = self
             .conn
@@ -997,7 +997,8 @@ impl State {
 
     /// Stores what one run read, all or nothing: observations (merged totals for the IPs it
     /// saw), cursors and evidence. With new observations or `unsettle`, the [`Settled`] marker
-    /// goes in the same transaction: this run may change what is to be reported.
+    /// goes in the same transaction: this run may change what is to be reported. Returns the
+    /// heads of the observations it let go of as history.
     pub fn commit_ingest(
         &mut self,
         observations: &[&Observation],
