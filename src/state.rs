@@ -832,8 +832,7 @@ impl State {
         stale_before: i64,
         stored: usize,
     ) -> Result<Vec<Observation>> {
-        let visit = (stored as i64).saturating_mul(2) + STALE_OBSERVATIONS_VISITED;
-        let (from, last, _) = stale_pass(&self.conn, visit)?;
+        let StalePass { from, last, .. } = stale_pass(&self.conn, stale_visit(stored))?;
         let Some(last) = last else {
             return Ok(Vec::new());
         };
@@ -1936,9 +1935,14 @@ const STALE_EVIDENCE_PER_RUN: i64 = 100_000;
 fn let_go_of_stale_observations(
     tx: &Transaction<'_>,
     stale_before: i64,
-    visit: i64,
+    pass: StalePass,
 ) -> Result<Vec<Observation>> {
-    let (from, last, visited) = stale_pass(tx, visit)?;
+    let StalePass {
+        from,
+        last,
+        visited,
+        visit,
+    } = pass;
     let Some(last) = last else {
         // At the end of the table (or it is empty): the next run starts from its beginning.
         tx.execute(
@@ -1982,9 +1986,22 @@ fn stale_head(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<Observation>> {
     Ok(Some(o))
 }
 
-/// Where the next look for history (of `visit` observations) starts, where it ends (`None`
-/// at the end of the table), and how many it looks at.
-fn stale_pass(conn: &Connection, visit: i64) -> Result<(String, Option<String>, i64)> {
+/// A look for history: the observations after `from` up to `last` (`None` at the end of the
+/// table) in key order, `visited` of the `visit` it may look at.
+struct StalePass {
+    from: String,
+    last: Option<String>,
+    visited: i64,
+    visit: i64,
+}
+
+/// How many observations the look for history of a run that stores `stored` looks at.
+fn stale_visit(stored: usize) -> i64 {
+    (stored as i64).saturating_mul(2) + STALE_OBSERVATIONS_VISITED
+}
+
+/// The next look for history, of `visit` observations, on the table as it is.
+fn stale_pass(conn: &Connection, visit: i64) -> Result<StalePass> {
     let from: String = conn
         .query_row(
             "SELECT value FROM meta WHERE key = ?1",
@@ -1999,7 +2016,12 @@ fn stale_pass(conn: &Connection, visit: i64) -> Result<(String, Option<String>, 
         params![from, visit],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
-    Ok((from, last, visited))
+    Ok(StalePass {
+        from,
+        last,
+        visited,
+        visit,
+    })
 }
 
 /// At least this many stored observations are looked at for history by each run that stores
@@ -2128,6 +2150,12 @@ fn write_ingest(conn: &mut Connection, ingested: &Ingested<'_>) -> Result<Vec<Ob
     } = *ingested;
     let tx = conn.transaction()?;
     let mut let_go = Vec::new();
+    // The look for history is fixed on the table as it is before this run's records go in, as
+    // a preview sees it (see [`State::stale_observations_ahead`]).
+    let pass = match (desks.is_empty(), stale_before) {
+        (false, Some(_)) => Some(stale_pass(&tx, stale_visit(observations.len()))?),
+        _ => None,
+    };
     if unsettle {
         tx.execute("DELETE FROM meta WHERE key = 'settled'", [])?;
     }
@@ -2199,8 +2227,9 @@ fn write_ingest(conn: &mut Connection, ingested: &Ingested<'_>) -> Result<Vec<Ob
         }
         if let (false, Some(t)) = (desks.is_empty(), stale_before) {
             let_go_of_other_desks(&tx, desks, t)?;
-            let visit = (observations.len() as i64).saturating_mul(2) + STALE_OBSERVATIONS_VISITED;
-            let_go = let_go_of_stale_observations(&tx, t, visit)?;
+            if let Some(pass) = pass {
+                let_go = let_go_of_stale_observations(&tx, t, pass)?;
+            }
         }
     }
     tx.commit()?;
@@ -3227,15 +3256,15 @@ mod tests {
             let rows = stmt.query_map([], |r| r.get(0)).unwrap();
             rows.collect::<rusqlite::Result<_>>().unwrap()
         };
-        let_go_of_stale_observations(&tx, 100, 4).unwrap();
+        let_go_of_stale_observations(&tx, 100, stale_pass(&tx, 4).unwrap()).unwrap();
         // The first four looked at: `10.0.0.1` and `10.0.0.3` gone, `10.0.0.5` not yet.
         let after_one = left(&tx);
         assert!(!after_one.contains(&"10.0.0.1".to_string()));
         assert!(!after_one.contains(&"10.0.0.3".to_string()));
         assert!(after_one.contains(&"10.0.0.5".to_string()));
         assert_eq!(after_one.len(), 8);
-        let_go_of_stale_observations(&tx, 100, 4).unwrap();
-        let_go_of_stale_observations(&tx, 100, 4).unwrap();
+        let_go_of_stale_observations(&tx, 100, stale_pass(&tx, 4).unwrap()).unwrap();
+        let_go_of_stale_observations(&tx, 100, stale_pass(&tx, 4).unwrap()).unwrap();
         let even: Vec<String> = (0..10).step_by(2).map(|i| format!("10.0.0.{i}")).collect();
         assert_eq!(left(&tx), even);
         // Round again from the start: a stale one added before the stretch already looked
@@ -3246,7 +3275,7 @@ mod tests {
         )
         .unwrap();
         for _ in 0..3 {
-            let_go_of_stale_observations(&tx, 100, 4).unwrap();
+            let_go_of_stale_observations(&tx, 100, stale_pass(&tx, 4).unwrap()).unwrap();
         }
         assert_eq!(left(&tx), even);
     }

@@ -802,6 +802,31 @@ fn the_count_held_back_is_the_same_in_a_preview_and_the_run_after_it() {
     assert_eq!(ran, 1, "A alone");
 }
 
+/// The run looked for old records after storing its own, whose places in key order pushed
+/// the end of its bounded look back: past 20,000 stored addresses, the preview before it,
+/// which looks at the table as it was, counted records the run did not let go of.
+#[test]
+fn the_count_held_back_is_alike_past_the_bounded_look_for_history() {
+    let mut s = Setup::new(&standard_config("").replace("min_hits = 1\n", ""));
+    let address = |i: u32| format!("34.208.{}.{}", i / 250, i % 250 + 1);
+    let old: String = (0..20_100)
+        .map(|i| drop_line("10:00:00", &address(i), "TCP", 22))
+        .collect();
+    s.write("messages", &old);
+    s.run(&["run"]).ok();
+    s.now = "2026-03-05T08:00:00Z".to_string();
+    let new: String = (1..=10)
+        .map(|i| drop_line("07:00:00", &format!("18.204.0.{i}"), "TCP", 22))
+        .collect();
+    s.append("messages", &new.replace("Jan 25", "Mar  5"));
+    let count = |s: &Setup, command: &[&str]| {
+        let v = s.run(command).ok().json();
+        v["summary"]["ips_below_min_hits"].as_u64().unwrap()
+    };
+    let previewed = count(&s, &["preview", "--json"]);
+    assert_eq!(previewed, count(&s, &["run", "--json"]));
+}
+
 #[test]
 fn lines_stamped_in_the_future_are_stale_and_reread_still_counts_new_ones() {
     let s = Setup::new(&standard_config(""));
