@@ -181,15 +181,12 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
     let mut intake = at_exit(intake);
     // The run that stores this read lets old records go as history, and they leave the count
     // of addresses `min_hits` holds back (see `run`): counted here as that run will.
-    let read = !intake.touched.is_empty();
-    if let (Some(s), Some(t), true) = (&state, world.fresh_since(), intake.partial && read) {
+    // (The records read now are fresh once that run stores them: none of them goes.)
+    if let (Some(s), Some(t), false) = (&state, world.fresh_since(), intake.touched.is_empty()) {
         let touched: std::collections::HashSet<&IpAddr> = intake.touched.iter().collect();
-        let gone: Vec<Observation> = (s.stale_observations_ahead(t, intake.touched.len())?)
-            .into_iter()
-            .filter(|o| !touched.contains(&o.ip))
-            .collect();
-        let gone = crate::intake::count_below_min_hits(&world, None, gone.iter(), &ledger);
-        intake.summary.ips_below_min_hits = intake.summary.ips_below_min_hits.saturating_sub(gone);
+        let mut gone = s.stale_observations_ahead(t, intake.touched.len())?;
+        gone.retain(|o| !touched.contains(&o.ip));
+        intake.let_go(&world, &ledger, &gone);
     }
     tell_lines_ahead(&intake, now, verbosity);
     // What discovery learns here is not kept: a preview changes nothing.
@@ -377,12 +374,7 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
             store(&mut state)?
         }
     };
-    // Under a settled marker, the count of addresses `min_hits` holds back moves by those
-    // read (see `crate::intake::ingest`): one let go of as history leaves it too.
-    if intake.partial {
-        let gone = crate::intake::count_below_min_hits(&world, None, let_go.iter(), &ledger);
-        intake.summary.ips_below_min_hits = intake.summary.ips_below_min_hits.saturating_sub(gone);
-    }
+    intake.let_go(&world, &ledger, &let_go);
     if let Some(aside) = intake.spool.give_way_to(&settings.state_dir)? {
         gave_way(aside);
     }

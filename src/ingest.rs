@@ -2412,7 +2412,7 @@ impl<'a> Ingest<'a> {
             let text = match line.text.outside_at() {
                 Some(range) => {
                     let text = String::from_utf8_lossy(other.held.get(range).unwrap_or_default());
-                    self.hold(&text)
+                    hold(&mut self.held, &mut self.pen, self.spool, &text)
                 }
                 None => line.text,
             };
@@ -2725,11 +2725,6 @@ impl<'a> Ingest<'a> {
             self.choose_own_lines(false);
             self.choose_from = (2 * self.first_lines.len()).max(CHOOSE_FROM);
         }
-    }
-
-    /// Holds `text` in [`Ingest::held`] (see [`hold`]).
-    fn hold(&mut self, text: &str) -> Placed {
-        hold(&mut self.held, &mut self.pen, self.spool, text)
     }
 
     /// Of each source's lines kept so far, those that may be among the ones its evidence

@@ -1199,10 +1199,9 @@ fn ingest_once(
         // The IPs read are the only ones whose hits changed: the count moves by theirs, each
         // taken out as the run that read it last counted it, when its packets were fresh (they
         // may have grown too old since, and it was counted all the same).
-        Some(_) => {
+        Some(m) => {
             let now = (intake.touched.iter()).filter_map(|ip| intake.observations.get(ip));
-            let stored = marker.as_ref().map_or(0, |m| m.below_min_hits);
-            (stored + count_below_min_hits(world, fresh, now, &ledger))
+            (m.below_min_hits + count_below_min_hits(world, fresh, now, &ledger))
                 .saturating_sub(count_below_min_hits(world, None, earlier.iter(), &ledger))
         }
     };
@@ -1211,6 +1210,16 @@ fn ingest_once(
 }
 
 impl Intake {
+    /// Takes the observations `gone`, let go of as history, out of the count of addresses
+    /// `min_hits` holds back, which under a settled marker counted them as they were read.
+    pub(crate) fn let_go(&mut self, world: &World<'_>, ledger: &Ledger, gone: &[Observation]) {
+        if self.partial {
+            let held = count_below_min_hits(world, None, gone.iter(), ledger);
+            let count = &mut self.summary.ips_below_min_hits;
+            *count = count.saturating_sub(held);
+        }
+    }
+
     /// The evidence of `ips` for desk number `bucket`: their lines kept by earlier runs, read
     /// from the state address by address, those read now, and the desk's densest window as it
     /// stands after this run. A packet in several of these is one line; within a second, the
@@ -1433,7 +1442,7 @@ fn as_stored(
 
 /// How many addresses `min_hits` holds back this run, for the summary: those it holds back
 /// from a destination they were not reported to yet.
-pub(crate) fn count_below_min_hits<'o>(
+fn count_below_min_hits<'o>(
     world: &World<'_>,
     fresh: Option<i64>,
     observations: impl Iterator<Item = &'o Observation>,
