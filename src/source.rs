@@ -53,7 +53,17 @@ pub struct Cursor {
     /// a file that has its inode number since it was deleted was made later. `None` where
     /// the file system keeps no such time, and in a state an older release wrote.
     pub born: Option<(i64, u32)>,
+    /// The last bytes before `offset` (at most [`TAIL_LEN`]), as the file held them when the
+    /// cursor was taken: a file cut back in place and written on past the offset holds other
+    /// bytes there. Empty where unknown (a state an older release wrote, a compressed file).
+    #[serde(default)]
+    pub tail: Vec<u8>,
 }
+
+/// How many bytes before its offset a cursor keeps (see [`Cursor::tail`]): the end of the
+/// last line read, which a line written since differs from in its time, its packet's
+/// counter or its ports.
+pub const TAIL_LEN: u64 = 256;
 
 /// A rotated file as a cursor remembers it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -229,6 +239,7 @@ impl Cursor {
             offset: 0,
             known_siblings: Vec::new(),
             born: None,
+            tail: Vec::new(),
         }
     }
 
@@ -611,11 +622,32 @@ fn cut_back_and_rewritten(live: &OpenFile, cursor: &Cursor) -> io::Result<bool> 
     {
         return Ok(false);
     }
+    // Other bytes before the offset than the cursor saw there: written anew since, whatever
+    // byte ends them.
+    if !cursor.tail.is_empty() && tail_before(live, cursor.offset)? != cursor.tail {
+        return Ok(true);
+    }
     // The last line end before the offset: the offset itself after a line end, or where no
     // line end is in the 64 KiB before it (inside a line too long to be one: junk, passed over
     // to the end of the file while it was still being written); 0 where none is before it.
     let end = live.line_end_within(cursor.offset)?;
     Ok(end != 0 && end != cursor.offset)
+}
+
+/// The last bytes of `file` before `offset` (at most [`TAIL_LEN`]): none if the file no
+/// longer holds them all (cut back since it was read, the next run's to find), or if it is
+/// compressed (its offsets are into its text).
+fn tail_before(file: &OpenFile, offset: u64) -> io::Result<Vec<u8>> {
+    if file.gzip {
+        return Ok(Vec::new());
+    }
+    let from = offset.saturating_sub(TAIL_LEN);
+    let mut tail = Vec::with_capacity((offset - from) as usize);
+    file.at_until(from, offset).read_to_end(&mut tail)?;
+    if tail.len() as u64 != offset - from {
+        tail.clear();
+    }
+    Ok(tail)
 }
 
 /// Reads past the first `n` bytes of `text`: how many there were, and the last of them.
@@ -1627,6 +1659,13 @@ fn read_opened(
     let decision = decide(cursor, now.as_ref(), rotated, start);
     let mut known: Vec<KnownFile> = rotated.iter().map(Sibling::known).collect();
     let mut warnings = Vec::new();
+    if let Some(c) = cursor
+        && let Some(offset) = text_gone(c, now.as_ref(), &decision)
+    {
+        warnings.push(format!(
+            "source {shown}: the text it was read in last (to byte {offset}) is neither in the file at the path nor in a file rotated beside it: lines logged there after the last run, if any, were not read (rotated files are looked for beside the log; logrotate's `olddir` moves them away, `rotate 0` deletes them)"
+        ));
+    }
     let mut next: Option<Cursor> = None;
     let sibling = |r: &Rotated| rotated.iter().position(|s| s.open.path == r.path);
     let catchup = decision.catchup();
@@ -1679,6 +1718,7 @@ fn read_opened(
             offset: end,
             known_siblings: Vec::new(),
             born: s.open.born.or(cursor.born),
+            tail: Vec::new(),
         });
     }
     // The newest rotated file read from its start, and where its read ended.
@@ -1699,6 +1739,7 @@ fn read_opened(
             offset: end,
             known_siblings: Vec::new(),
             born: s.open.born,
+            tail: Vec::new(),
         });
     }
     if let (Some(file), Some(now)) = (&live, &now) {
@@ -1767,6 +1808,7 @@ fn read_opened(
                 offset: end,
                 known_siblings: Vec::new(),
                 born: file.born,
+                tail: Vec::new(),
             });
         }
     }
@@ -1775,6 +1817,10 @@ fn read_opened(
         // read: whatever appears later, or grows past that, holds unread lines.
         Some(mut c) => {
             c.known_siblings = known;
+            let mut files = live.iter().chain(rotated.iter().map(|s| &s.open));
+            if let Some(file) = files.find(|f| (f.dev, f.ino) == (c.dev, c.ino)) {
+                c.tail = tail_before(file, c.offset).with_context(|| format!("source {shown}"))?;
+            }
             Some(c)
         }
         None => cursor.cloned(),
@@ -1784,6 +1830,24 @@ fn read_opened(
         cursor: next,
         warnings,
     })
+}
+
+/// Where the cursor's text ended, when a file other than the cursor's is at the path (or the
+/// cursor's was truncated and begins otherwise) and the cursor's text is not found beside it:
+/// what was logged to it between the last run and its rotation is out of the run's reach. A
+/// file cut back in place still holds its text, and nothing is said of a cursor that read
+/// nothing.
+fn text_gone(cursor: &Cursor, now: Option<&FileNow>, decision: &Decision) -> Option<u64> {
+    let cut_back = now.is_some_and(|n| {
+        (n.dev, n.ino) == (cursor.dev, cursor.ino)
+            && same_start(&cursor.fingerprint, &n.fingerprint)
+    });
+    let gone = match decision {
+        Decision::Replaced(c) => c.previous.is_none(),
+        Decision::Restarted(c) => c.previous.is_none() && !cut_back,
+        _ => false,
+    };
+    (gone && cursor.offset > 0 && known_by_first_line(&cursor.fingerprint)).then_some(cursor.offset)
 }
 
 /// Reads complete lines from `offset` on, in as many threads as the `size` the file had
@@ -2121,6 +2185,8 @@ pub fn reread_from(
             offset,
             known_siblings: rotated.iter().rev().take(k).map(Sibling::known).collect(),
             born: file.born,
+            tail: tail_before(file, offset)
+                .with_context(|| format!("source {shown}: {}", file.path.display()))?,
         };
         return Ok(RereadFrom {
             cursor,
@@ -2145,6 +2211,7 @@ pub fn reread_from(
             offset,
             known_siblings: rotated.iter().map(Sibling::known).collect(),
             born: file.born,
+            tail: tail_before(file, offset).with_context(|| format!("source {shown}"))?,
         },
         start: RereadStart::NothingSince,
     })
@@ -2425,6 +2492,7 @@ mod tests {
             offset,
             known_siblings: Vec::new(),
             born: None,
+            tail: Vec::new(),
         }
     }
 

@@ -305,6 +305,10 @@ CREATE INDEX evidence_dense ON evidence (provider, seq) WHERE dense = 1;
     // for a prefix the bootstrap gives in part to another registry for all of it.
     "ALTER TABLE report ADD COLUMN deferred_since TEXT;
      UPDATE contact_cache SET expires = 0 WHERE source = 'rdap';",
+    // 18: the bytes a cursor's file held just before its offset, which tell a file cut back
+    // in place and written on past the offset from the same file grown (the byte before the
+    // offset alone, a line end either way a line in so many, did not).
+    "ALTER TABLE cursor ADD COLUMN tail BLOB;",
 ];
 
 /// A report whose body went out this many times without a reply that could be read is taken
@@ -422,7 +426,7 @@ pub enum StoredCursor {
 }
 
 /// A file source's cursor from a row that starts `dev, ino, fingerprint, offset,
-/// known_siblings, born` (see [`cursor_columns`]).
+/// known_siblings, born, tail` (see [`cursor_columns`]).
 fn file_cursor(r: &rusqlite::Row<'_>) -> rusqlite::Result<Cursor> {
     Ok(Cursor {
         dev: r.get::<_, i64>(0)? as u64,
@@ -436,16 +440,19 @@ fn file_cursor(r: &rusqlite::Row<'_>) -> rusqlite::Result<Cursor> {
         born: r
             .get::<_, Option<String>>(5)?
             .and_then(|j| serde_json::from_str(&j).ok()),
+        tail: r.get::<_, Option<Vec<u8>>>(6)?.unwrap_or_default(),
     })
 }
 
 /// The columns [`file_cursor`] reads, for a state of schema `version` (one that keeps no
-/// file's time gives none).
+/// file's time or tail gives none).
 fn cursor_columns(version: i64) -> &'static str {
-    if version >= 14 {
-        "dev, ino, fingerprint, offset, known_siblings, born"
+    if version >= 18 {
+        "dev, ino, fingerprint, offset, known_siblings, born, tail"
+    } else if version >= 14 {
+        "dev, ino, fingerprint, offset, known_siblings, born, NULL"
     } else {
-        "dev, ino, fingerprint, offset, known_siblings, NULL"
+        "dev, ino, fingerprint, offset, known_siblings, NULL, NULL"
     }
 }
 
@@ -728,7 +735,7 @@ impl State {
             .conn
             .prepare_cached(&cursors_of_file_sql(self.version))?;
         let rows = stmt.query_map(params![dev as i64, ino as i64], |r| {
-            Ok((r.get::<_, String>(6)?, file_cursor(r)?))
+            Ok((r.get::<_, String>(7)?, file_cursor(r)?))
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
@@ -2185,8 +2192,8 @@ fn write_ingest(conn: &mut Connection, ingested: &Ingested<'_>) -> Result<Vec<Ob
             put.execute(params![source, prefix, until])?;
         }
         let mut put = tx.prepare(
-            "INSERT OR REPLACE INTO cursor (source, dev, ino, fingerprint, offset, updated_at, journal, known_siblings, born)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            "INSERT OR REPLACE INTO cursor (source, dev, ino, fingerprint, offset, updated_at, journal, known_siblings, born, tail)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )?;
         let mut done = tx.prepare("DELETE FROM meta WHERE key = ?1")?;
         for (source, cursor) in cursors {
@@ -2204,7 +2211,8 @@ fn write_ingest(conn: &mut Connection, ingested: &Ingested<'_>) -> Result<Vec<Ob
                     (!c.known_siblings.is_empty())
                         .then(|| serde_json::to_string(&c.known_siblings))
                         .transpose()?,
-                    c.born.map(|b| serde_json::to_string(&b)).transpose()?
+                    c.born.map(|b| serde_json::to_string(&b)).transpose()?,
+                    (!c.tail.is_empty()).then_some(&c.tail)
                 ])?,
                 StoredCursor::Journal(j) => put.execute(params![
                     source,
@@ -2215,7 +2223,8 @@ fn write_ingest(conn: &mut Connection, ingested: &Ingested<'_>) -> Result<Vec<Ob
                     now,
                     j,
                     None::<String>,
-                    None::<String>
+                    None::<String>,
+                    None::<Vec<u8>>
                 ])?,
                 StoredCursor::Moved => {
                     tx.execute("DELETE FROM cursor WHERE source = ?1", [source])?
@@ -3124,6 +3133,66 @@ mod tests {
         let history = s.history(&HistoryFilter::default()).unwrap();
         assert_eq!(history.len(), 1);
         assert_eq!(history[0].contact, None);
+    }
+
+    /// A state of schema 17 keeps no bytes before a cursor's offset: read as it is (a
+    /// preview's) and migrated (a run's), its cursors are there with none, and a cursor
+    /// written since keeps them. A `reread` mark written by that release still reads.
+    #[test]
+    fn a_schema_17_states_cursors_read_without_their_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let conn = state_at_schema(&dir.path().join("state.db"), 17);
+            conn.execute_batch(
+                "INSERT INTO cursor (source, dev, ino, fingerprint, offset, updated_at, born)
+                     VALUES ('/var/log/messages', 3, 7, x'4a616e', 120, '2026-01-01T00:00:00Z', '[1,2]');
+                 INSERT INTO meta (key, value) VALUES ('reread:/var/log/messages',
+                     '{\"dev\":3,\"ino\":7,\"fingerprint\":[74],\"offset\":120,\"known_siblings\":[],\"born\":null}');",
+            )
+            .unwrap();
+        }
+        let old = Cursor {
+            dev: 3,
+            ino: 7,
+            fingerprint: b"Jan".to_vec(),
+            offset: 120,
+            known_siblings: Vec::new(),
+            born: Some((1, 2)),
+            tail: Vec::new(),
+        };
+        let read_only = State::open_read_only(dir.path()).unwrap().unwrap();
+        assert_eq!(
+            read_only.cursor("/var/log/messages").unwrap(),
+            Some(old.clone())
+        );
+        assert_eq!(
+            read_only.cursors_of_file(3, 7).unwrap(),
+            [("/var/log/messages".to_string(), old.clone())]
+        );
+        drop(read_only);
+        let mut s = State::open(dir.path()).unwrap();
+        assert_eq!(s.cursor("/var/log/messages").unwrap(), Some(old.clone()));
+        let mark = s.reread_mark("/var/log/messages").unwrap();
+        assert!(matches!(mark, Some(Some(ref c)) if c.offset == 120 && c.tail.is_empty()));
+        let new = Cursor {
+            offset: 180,
+            tail: b"URGP=0 \n".to_vec(),
+            ..old
+        };
+        s.set_cursors(
+            &[(
+                "/var/log/messages".to_string(),
+                StoredCursor::File(new.clone()),
+                None,
+            )],
+            "2026-01-02T00:00:00Z",
+        )
+        .unwrap();
+        assert_eq!(s.cursor("/var/log/messages").unwrap(), Some(new.clone()));
+        assert_eq!(
+            s.cursors_of_file(3, 7).unwrap(),
+            [("/var/log/messages".to_string(), new)]
+        );
     }
 
     #[test]

@@ -1087,6 +1087,7 @@ fn registry_answers_remembered_before_the_upgrade_are_asked_again() {
     db.execute_batch(
         "UPDATE contact_cache SET address = 'abuse@hoster.de.attacker-site.com';
          ALTER TABLE report DROP COLUMN deferred_since;
+         ALTER TABLE cursor DROP COLUMN tail;
          PRAGMA user_version = 16;",
     )
     .unwrap();

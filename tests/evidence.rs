@@ -232,6 +232,7 @@ fn a_preview_on_a_state_not_yet_migrated_shows_what_the_run_sends() {
          DROP TABLE report_preview; ALTER TABLE cursor DROP COLUMN born;
          DROP TABLE contact_recheck; DROP INDEX cursor_by_file;
          ALTER TABLE report DROP COLUMN deferred_since;
+         ALTER TABLE cursor DROP COLUMN tail;
          PRAGMA user_version = 10;",
     );
     s.append(

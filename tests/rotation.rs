@@ -1436,6 +1436,76 @@ fn a_log_cut_back_in_place_and_written_on_is_read_once() {
     }
 }
 
+/// A log cut back in place and written on so that a new line ends where the cursor is: the
+/// byte before the cursor was a line end again, and the run read on from it, never reading the
+/// new lines before it (all lines one length: cut back by five, written on by eight). The
+/// bytes before the cursor tell the new text from the old, and the file is read from its
+/// start, passing over what an earlier run counted.
+#[test]
+fn a_log_cut_back_and_written_on_to_a_line_end_at_the_cursor_is_read_once() {
+    let s = Setup::standard();
+    let line = |time: &str, ip: &str| drop_line(time, ip, "TCP", 22);
+    let earlier: Vec<String> = (0..10)
+        .map(|k| line(&format!("10:0{k}:00"), &format!("3.5.140.{}", 10 + k)))
+        .collect();
+    s.write("messages", &earlier.concat());
+    s.run(&["run"]).ok();
+    let kept: usize = earlier[..5].iter().map(String::len).sum();
+    let file = fs::File::options()
+        .write(true)
+        .open(s.path("messages"))
+        .unwrap();
+    file.set_len(kept as u64).unwrap();
+    let later: Vec<String> = (0..8)
+        .map(|k| line(&format!("11:0{k}:00"), &format!("3.5.140.{}", 30 + k)))
+        .collect();
+    assert!(
+        later
+            .iter()
+            .chain(&earlier)
+            .all(|l| l.len() == earlier[0].len())
+    );
+    s.append("messages", &later.concat());
+    let out = s.run(&["-v", "run"]).ok();
+    let hits = observed_hits(&s);
+    for ip in (10..20).chain(30..38).map(|k| format!("3.5.140.{k}")) {
+        assert_eq!(hits.get(&ip), Some(&1), "{ip}: {}", out.stderr);
+    }
+}
+
+/// logrotate's `olddir` (the rotated file moved into another folder) or `rotate 0` (deleted),
+/// with lines logged after the last run: the run read the new file from its start and said
+/// only "rotated", the lines it could not reach lost without a word. It says so, naming the
+/// source; a rotation beside the log is read on and says nothing of the kind.
+#[test]
+fn a_log_rotated_out_of_reach_with_unread_lines_is_said() {
+    let line = |time: &str, ip: &str| drop_line(time, ip, "TCP", 22);
+    for away in ["old/messages.1", "messages.1"] {
+        let s = Setup::standard();
+        s.write("messages", &line("10:00:00", "3.5.140.2"));
+        s.run(&["run"]).ok();
+        s.append("messages", &line("10:00:05", "3.5.140.3"));
+        fs::create_dir_all(s.path("old")).unwrap();
+        fs::rename(s.path("messages"), s.path(away)).unwrap();
+        s.write("messages", &line("10:00:09", "3.5.140.4"));
+        let out = s.run(&["run"]).ok();
+        let hits = observed_hits(&s);
+        assert_eq!(hits.get("3.5.140.4"), Some(&1), "{}", out.stderr);
+        let said = out.stderr.contains("were not read");
+        if away == "messages.1" {
+            assert!(!said, "{}", out.stderr);
+            assert_eq!(hits.get("3.5.140.3"), Some(&1), "{}", out.stderr);
+        } else {
+            assert!(said, "{}", out.stderr);
+            let warning = (out.stderr.lines())
+                .find(|l| l.contains("were not read"))
+                .unwrap();
+            assert!(warning.contains(&format!("source {}", s.path("messages").display())));
+            assert!(warning.contains("olddir"), "{warning}");
+        }
+    }
+}
+
 /// A line of junk longer than the read's buffer, still being written when a run came: the run
 /// passes over it to the end of the file, and its cursor is inside it. That is no log cut back
 /// in place: the next run reads on, and a packet logged in the same second as the last one
