@@ -2523,7 +2523,7 @@ fn no_room(e: &rusqlite::Error) -> bool {
 }
 
 /// What an operator can do about a state that cannot be read.
-const RESTORE: &str = "restore it from a backup, or move it away to start afresh (every IP seen before is then reported again)";
+const RESTORE: &str = "restore it from a backup, or move it away (with its state.db-wal, if there is one) to start afresh (every IP seen before is then reported again)";
 
 /// A state is never empty (see [`create`]): an empty file is damage, not a new state.
 fn refuse_empty(path: &Path) -> Result<()> {
@@ -2613,6 +2613,7 @@ fn process_alive(pid: u32) -> bool {
 /// Makes a new state under a temporary name and links it into place only when it is whole,
 /// so no crash or full disk can leave a `state.db` that looks new but is not.
 fn create(dir: &Path, path: &Path) -> Result<()> {
+    set_aside_orphans(path)?;
     let temp = dir.join(creation_name(std::process::id()));
     let _ = std::fs::remove_file(&temp);
     let made = (|| -> Result<()> {
@@ -2645,6 +2646,37 @@ fn create(dir: &Path, path: &Path) -> Result<()> {
         let _ = std::fs::remove_file(format!("{}{leftover}", temp.display()));
     }
     made.with_context(|| format!("{}: cannot create a new state", path.display()))
+}
+
+/// A write-ahead log beside no `state.db` (the state moved away while a killed run had it
+/// open, its last changes not yet folded in): SQLite would replay it into the new state made
+/// there, a file then damaged, or the old state back. It is set aside under a name of its
+/// own, and said: it belongs beside the state it came from. Its index (`-shm`) only speeds
+/// up reading it, and goes.
+fn set_aside_orphans(path: &Path) -> Result<()> {
+    let wal = PathBuf::from(format!("{}-wal", path.display()));
+    if std::fs::symlink_metadata(&wal).is_ok() {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let aside = PathBuf::from(format!("{}-wal.orphan-{stamp}", path.display()));
+        std::fs::rename(&wal, &aside).with_context(|| {
+            format!(
+                "{} is beside no state.db (the state moved away while a run had it open) and cannot be set aside: move it away too, to where that state went",
+                wal.display()
+            )
+        })?;
+        crate::output::tell(format_args!(
+            "abuse-mailer: warning: {} was beside no state.db (the state moved away while a run had it open): set aside as {}, as it holds that state's last changes; put it back beside that state as state.db-wal before opening it",
+            wal.display(),
+            aside.display()
+        ));
+    }
+    match std::fs::remove_file(format!("{}-shm", path.display())) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e)
+            .with_context(|| format!("cannot remove {}-shm, beside no state.db", path.display())),
+        _ => Ok(()),
+    }
 }
 
 /// Gives `file`, made in the state folder `dir`, to the owner of the state (of `state.db`, or

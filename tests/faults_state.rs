@@ -279,6 +279,67 @@ fn the_files_of_a_state_creation_killed_midway_are_removed_by_a_later_run() {
     assert!(alive.exists());
 }
 
+/// `state.db` moved away (to start afresh, as the tool advises for a damaged one) after a run
+/// was killed with changes in its write-ahead log: the log stayed beside the new state, and
+/// SQLite replayed the old state's pages into it. Every later run and `history` then failed
+/// on a damaged file. The log is set aside and said; the new state is whole and empty, and
+/// the old one, given its log back, holds what that run wrote.
+#[test]
+fn a_write_ahead_log_left_beside_no_state_is_set_aside_not_replayed() {
+    let server = smtp::start(Security::Plain, None, 0);
+    let s = Setup::new(&smtp_config(server.port, ""));
+    s.write("messages", &attack_log());
+    s.run(&["run"]).ok();
+    // A run killed before SQLite folded its last changes into the file.
+    let db = rusqlite::Connection::open(state_db(&s)).unwrap();
+    db.execute_batch(
+        "PRAGMA wal_autocheckpoint = 0;
+         CREATE TABLE killed (n INTEGER);
+         INSERT INTO killed VALUES (1);
+         UPDATE report SET status = 'sent';",
+    )
+    .unwrap();
+    std::mem::forget(db);
+    let wal = s.path("state/state.db-wal");
+    assert!(fs::metadata(&wal).unwrap().len() > 0);
+    fs::rename(state_db(&s), s.path("old.db")).unwrap();
+    let ran = s.run(&["run"]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert!(ran.stderr.contains("state.db-wal"), "{}", ran.stderr);
+    assert!(!wal.exists());
+    let history = s.run(&["history", "--json"]).ok();
+    assert_eq!(
+        history.json().as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        history.stdout
+    );
+    let check = rusqlite::Connection::open(state_db(&s)).unwrap();
+    let whole: String = check
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(whole, "ok");
+    let tables: i64 = check
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'killed'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(tables, 0, "the old state's changes are not in the new one");
+    // The log set aside, put back beside the old state: its last changes are there.
+    let aside = (fs::read_dir(s.path("state")).unwrap())
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().contains("state.db-wal.orphan-"))
+        .unwrap();
+    fs::rename(&aside, s.path("old.db-wal")).unwrap();
+    let old = rusqlite::Connection::open(s.path("old.db")).unwrap();
+    let n: i64 = old
+        .query_row("SELECT n FROM killed", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 1);
+}
+
 #[test]
 fn a_lock_taken_when_the_server_accepts_cannot_keep_the_outcome_out() {
     let server = smtp::start(Security::Plain, None, 0);
