@@ -541,8 +541,9 @@ pub struct Summary {
     pub lines_backscatter: u64,
     /// Matched lines of a source read again (`reread`) that an earlier read counted already.
     pub lines_counted_before: u64,
-    /// Matched lines of packets the operator's host sent (an empty `IN=`, or `IN=lo`): its own address
-    /// is their source. Never counted as hits. Said on stderr, not a field of the summary.
+    /// Matched lines of packets the operator's host sent (an empty `IN=`, or `IN=lo`) or that
+    /// give its address as their source (`SRC=` the same as `DST=`). Never counted as hits.
+    /// Said on stderr, not a field of the summary.
     #[serde(skip)]
     pub lines_outgoing: u64,
     /// Packet lines logged before `--since`: passed over, as the option asks. Said on stderr,

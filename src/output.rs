@@ -551,7 +551,7 @@ pub(crate) fn summary_line(
         ),
         (
             s.lines_outgoing,
-            "lines of packets this host sent (an empty IN= or IN=lo: its own address)",
+            "lines of packets this host sent (an empty IN= or IN=lo, or a SRC= that is the DST=: its own address)",
         ),
         (
             s.lines_counted_before,

@@ -50,8 +50,9 @@ pub struct Packet<'a> {
     pub answer: bool,
     /// The packet left the operator's host: logged with an empty `IN=` (the OUTPUT chain, as
     /// ufw logs the outgoing packets it blocks, with the same prefix) or with `IN=lo` (only
-    /// the host itself sends on loopback), so its source is the host itself. Never an attack
-    /// by its sender.
+    /// the host itself sends on loopback), so its source is the host itself; or its source is
+    /// its destination, the host's own address (forged, as the raw table may log before the
+    /// kernel drops it). Never an attack by its sender.
     pub outgoing: bool,
     /// How many packets the line stands for: 1, or N for rsyslog's `message repeated N
     /// times: [ ... ]`, which stands for N more of the line before it.
@@ -536,7 +537,9 @@ impl LineParser {
                 }
                 Line::Packet(Packet {
                     answer: f.tcp_flag.unwrap_or_else(|| is_answer(field_text, f.proto)),
-                    outgoing: field_text.starts_with(b"IN= ") || field_text.starts_with(b"IN=lo "),
+                    outgoing: field_text.starts_with(b"IN= ")
+                        || field_text.starts_with(b"IN=lo ")
+                        || f.src == f.dst,
                     copies,
                     time,
                     host,

@@ -965,7 +965,9 @@ fn a_template_that_reads_ips_past_a_set_not_taken_and_a_default_sees_every_addre
 /// and the host's own address as the source: on a host inside a provider's ranges (a droplet
 /// blocking its own provider), that is the operator's address. It is never reported, nor
 /// shown in the evidence, with or without `backscatter = true`; the run says how many such
-/// lines it passed over.
+/// lines it passed over. A packet that comes in (`IN=eth0`) with the host's own address as its
+/// source, as a raw-table rule logs one before the kernel drops it, was reported to the
+/// host's own provider: its address is never an attacker's either.
 #[test]
 fn packets_the_host_sent_never_report_its_own_address() {
     for extra in ["", "backscatter = true"] {
@@ -973,18 +975,20 @@ fn packets_the_host_sent_never_report_its_own_address() {
         let ours = "Jan 25 10:00:00 web1 kernel: [810294.788657] INPUT-DROP:IN= OUT=eth0 SRC=3.5.140.2 DST=34.223.47.190 LEN=60 TOS=0x00 PREC=0x00 TTL=64 ID=54321 DF PROTO=TCP SPT=40000 DPT=443 WINDOW=64240 RES=0x00 SYN URGP=0 \n";
         // Loopback: only the host sends there, whatever address it gives as the source.
         let looped = "Jan 25 10:00:01 web1 kernel: [810294.788657] INPUT-DROP:IN=lo OUT= MAC=00:00:00:00:00:00:00:00:00:00:00:00:08:00 SRC=3.5.140.2 DST=3.5.140.2 LEN=60 TOS=0x00 PREC=0x00 TTL=64 ID=54321 DF PROTO=TCP SPT=49007 DPT=8080 WINDOW=65495 RES=0x00 SYN URGP=0 \n";
+        let forged = "Jan 25 10:00:01 web1 kernel: [810294.788657] INPUT-DROP:IN=eth0 OUT= MAC=0e:1f:2a:3b:4c:5d:0e:1f:2a:3b:4c:5e:08:00 SRC=3.5.140.2 DST=3.5.140.2 LEN=60 TOS=0x00 PREC=0x00 TTL=52 ID=54321 DF PROTO=TCP SPT=41000 DPT=22 WINDOW=64240 RES=0x00 SYN URGP=0 \n";
         s.write(
             "messages",
             &[
                 ours.to_string(),
                 looped.to_string(),
+                forged.to_string(),
                 drop_line("10:00:02", "18.206.107.24", "TCP", 22),
             ]
             .concat(),
         );
         let ran = s.run(&["run"]).ok();
         assert!(
-            ran.stderr.contains("2 lines of packets this host sent"),
+            ran.stderr.contains("3 lines of packets this host sent"),
             "{}",
             ran.stderr
         );

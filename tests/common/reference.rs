@@ -271,7 +271,7 @@ pub fn judge(line: &[u8], prefixes: &[String]) -> Verdict {
             time,
             host: String::from_utf8(host.to_vec()).unwrap(),
             answer: answers(&message[at + len..], &proto),
-            outgoing: sent_by_the_host(&message[at + len..]),
+            outgoing: sent_by_the_host(&message[at + len..]) || src == dst,
             copies,
             src,
             dst,
@@ -283,7 +283,8 @@ pub fn judge(line: &[u8], prefixes: &[String]) -> Verdict {
     }
 }
 
-/// Whether the packet left the operator's host: its first field is an empty `IN=`.
+/// Whether the packet left the operator's host: its first field is an empty `IN=` or `IN=lo`.
+/// (One whose source is its destination claims to have: see [`judge`].)
 fn sent_by_the_host(text: &[u8]) -> bool {
     let mut words = text.split(|b| *b == b' ').filter(|w| !w.is_empty());
     matches!(words.find(|w| w.contains(&b'=')), Some(b"IN=" | b"IN=lo"))
