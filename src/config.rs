@@ -510,6 +510,18 @@ fn load_with(
     if let Some(at) = mistyped_in_file(&text) {
         return Err(ConfigError(format!("{shown}: {at}")));
     }
+    let values: Vec<(String, String)> = (names.iter())
+        .filter_map(|name| {
+            let value = match &env {
+                Some(map) => map.get(name).cloned(),
+                None => std::env::var(name).ok(),
+            };
+            Some((name.clone(), value?))
+        })
+        .collect();
+    if let Some(refused) = number_said_in_words(&text, &values) {
+        return Err(ConfigError(refused));
+    }
     // A value the checks refuse names the variable it came from, not the file.
     check(path, raw).map_err(|e| {
         match (
@@ -543,6 +555,52 @@ fn mistyped_in_file(text: &str) -> Option<String> {
         return None;
     }
     Some(located(text, e.span()?.start, why))
+}
+
+/// An `ABUSE_MAILER__…` variable (among `vars`, each with its value) that gives a key wanting
+/// a number a yes/no word, said as the merged reading says a value it refuses. That reading
+/// takes `yes`, `on` and `true` for 1 and their opposites for 0 (a typo that lowers `min_hits`
+/// without a word), where the file's `min_hits = true` is refused. Whether a key wants a
+/// number is asked of the types themselves: in the file's text, 1 there is taken and `true`
+/// refused.
+fn number_said_in_words(text: &str, vars: &[(String, String)]) -> Option<String> {
+    const WORDS: [&str; 6] = ["true", "false", "yes", "no", "on", "off"];
+    let table: toml::Table = text.parse().ok()?;
+    vars.iter().find_map(|(var, value)| {
+        let word = value.trim().to_ascii_lowercase();
+        if !WORDS.contains(&word.as_str()) {
+            return None;
+        }
+        let rest = (var.get(..14)?.eq_ignore_ascii_case("ABUSE_MAILER__")).then(|| &var[14..])?;
+        let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+        let refusal = |value: toml::Value| {
+            let mut with = table.clone();
+            let (key, tables) = path.split_last()?;
+            let mut at = &mut with;
+            for name in tables {
+                at = (at.entry(name.as_str()))
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                    .as_table_mut()?;
+            }
+            at.insert(key.clone(), value);
+            Some(
+                toml::Value::Table(with)
+                    .try_into::<RawConfig>()
+                    .err()?
+                    .to_string(),
+            )
+        };
+        let number_refused = refusal(toml::Value::Integer(1))
+            .is_some_and(|why| why.starts_with("invalid type: integer"));
+        let word_refused = refusal(toml::Value::Boolean(true))
+            .is_some_and(|why| why.starts_with("invalid type: boolean"));
+        (word_refused && !number_refused).then(|| {
+            format!(
+                "{var}: invalid type: the word {word:?}, expected an integer for key `{}`",
+                path.join(".")
+            )
+        })
+    })
 }
 
 /// `line N (key = …): why` for a refusal at byte `at` of `text`, the value `why` quotes
@@ -1786,6 +1844,37 @@ dir = "outbox"
             .unwrap_err()
             .0;
         assert!(e.contains("config.toml: mail.transport"), "{e}");
+    }
+
+    /// The merged reading took `yes`, `on` and `true` for 1 and their opposites for 0, so
+    /// `ABUSE_MAILER__REPORT__MIN_HITS=yes` lowered `min_hits` to 1 without a word, where
+    /// `min_hits = true` in the file is refused. A key that wants a yes/no word still takes
+    /// every spelling of one, and a key that wants text takes the word as text.
+    #[test]
+    fn a_yes_no_word_for_a_number_from_the_environment_is_refused() {
+        for (var, value) in [
+            ("ABUSE_MAILER__REPORT__MIN_HITS", "yes"),
+            ("ABUSE_MAILER__REPORT__MIN_HITS", "Off"),
+            ("abuse_mailer__mail__port", "on"),
+            ("ABUSE_MAILER__REPORT__MAX_EXCERPT_LINES", "false"),
+            ("ABUSE_MAILER__REPORT__REREPORT_AFTER_DAYS", "true"),
+        ] {
+            let e = load_env(MINIMAL, &[(var, value)]).unwrap_err().0;
+            assert!(e.starts_with(&format!("{var}: ")), "{e}");
+            assert!(e.contains("expected an integer"), "{e}");
+        }
+        for word in ["yes", "on", "true", "no", "off", "false"] {
+            let s = load_env(MINIMAL, &[("ABUSE_MAILER__REPORT__XARF", word)]).unwrap();
+            assert_eq!(
+                s.report.xarf,
+                ["yes", "on", "true"].contains(&word),
+                "{word}"
+            );
+        }
+        let s = load_env(MINIMAL, &[("ABUSE_MAILER__STATE_DIR", "yes")]).unwrap();
+        assert!(s.state_dir.ends_with("yes"), "{:?}", s.state_dir);
+        let s = load_env(MINIMAL, &[("ABUSE_MAILER__REPORT__MIN_HITS", "4")]).unwrap();
+        assert_eq!(s.report.min_hits, 4);
     }
 
     #[test]
