@@ -918,7 +918,11 @@ fn ingest_once(
                         &mut folders,
                     )
                     .map_err(|e| {
-                        if cursor.is_none() && !path.exists() {
+                        // Absent, not out of the run's reach: a folder on the way the run's
+                        // user may not enter hides the file from `exists()` too.
+                        let absent = std::fs::symlink_metadata(&path)
+                            .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound);
+                        if cursor.is_none() && absent {
                             anyhow::Error::from(ConfigError(one_line(&e)))
                         } else {
                             e

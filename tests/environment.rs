@@ -367,6 +367,45 @@ fn a_host_folder_under_a_glob_the_run_cannot_read_stops_it_not_passed_over() {
     );
 }
 
+/// A source's file in a folder the run's user may not enter: the file is there, out of the
+/// run's reach, as a file it may not read is (exit 1). The run took it for a path naming no
+/// file and ended 78, telling the operator to fix a configuration that was right.
+#[test]
+fn a_log_in_a_folder_the_run_cannot_enter_is_no_configuration_error() {
+    use std::os::unix::process::CommandExt;
+    const USER: u32 = 65534;
+    let config = standard_config("").replace("{dir}/messages", "{dir}/log/messages");
+    let s = Setup::new(&config);
+    if std::os::unix::fs::chown(s.path("config.toml"), Some(USER), Some(USER)).is_err() {
+        eprintln!("not root: no run as another user here");
+        return;
+    }
+    fs::set_permissions(s.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::create_dir(s.path("log")).unwrap();
+    fs::write(
+        s.path("log/messages"),
+        drop_line("10:00:00", "3.5.140.2", "TCP", 22),
+    )
+    .unwrap();
+    fs::set_permissions(s.path("log/messages"), fs::Permissions::from_mode(0o644)).unwrap();
+    fs::set_permissions(s.path("log"), fs::Permissions::from_mode(0o700)).unwrap();
+    for dir in ["state", "outbox"] {
+        fs::create_dir(s.path(dir)).unwrap();
+        std::os::unix::fs::chown(s.path(dir), Some(USER), Some(USER)).unwrap();
+    }
+    let as_user = |args: &[&str]| {
+        let mut cmd = s.command(args);
+        cmd.uid(USER).gid(USER);
+        Ran::from(cmd.output().unwrap())
+    };
+    let out = as_user(&["run"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("log/messages"), "{}", out.stderr);
+    fs::set_permissions(s.path("log"), fs::Permissions::from_mode(0o755)).unwrap();
+    as_user(&["run"]).ok();
+    assert_eq!(s.reported(), vec![vec!["3.5.140.2".to_string()]]);
+}
+
 #[test]
 fn links_planted_in_the_state_folder_are_never_written_through() {
     // A state_dir others may write to (mode 0777, by mistake): what the run makes there by
