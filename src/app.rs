@@ -885,10 +885,19 @@ impl Sending<'_> {
             return Ok(None);
         }
         let way = self.route(&p.record.provider);
+        // Addresses of the report whose packets are history within a day.
+        let soon = (p.record.ips.iter())
+            .filter(|i| self.world.ages_out_within_a_day(i.last_seen))
+            .count();
         if self.outcome.failed_routes.contains(&way)
             || self.outcome.deferred_desks.contains(&p.record.provider)
         {
-            // Its IPs stay in the delta: the next run plans them again.
+            // Its IPs stay in the delta: the next run plans them again. Unless some of them
+            // would be history by then (the way out down for about `max_age_days`): written
+            // now, it waits with the report that failed, and none of them ages out unsent.
+            if soon > 0 {
+                return self.queue(state, p).map(Some);
+            }
             self.outcome.held += 1;
             return Ok(None);
         }
@@ -899,19 +908,10 @@ impl Sending<'_> {
             // and 2 "of 6" and never the other four. A report to the API has no numbers to
             // keep: it is planned afresh.
             if p.report.parts > 1 && way != Route::Api {
-                state.insert_report(&p.record)?;
-                keep_preview(state, &p);
-                self.made_under(&p.record.provider);
-                self.outcome.queued += 1;
-                // Counted as queued: not counted again, nor sent, by a later pass.
-                self.tried.insert(p.record.id.clone());
-                return Ok(Some(p));
+                return self.queue(state, p).map(Some);
             } else {
                 self.outcome.held += 1;
                 // Made again by a later run, if it comes before they are history.
-                let soon = (p.record.ips.iter())
-                    .filter(|i| self.world.ages_out_within_a_day(i.last_seen))
-                    .count();
                 if soon > 0 {
                     *self
                         .aging_held
@@ -928,6 +928,18 @@ impl Sending<'_> {
         self.made_under(&p.record.provider);
         self.deliver(state, &p.record)?;
         Ok(Some(p))
+    }
+
+    /// Writes a new report to wait, never tried: it goes out as stored before anything new
+    /// on a later run.
+    fn queue(&mut self, state: &mut State, p: Planned) -> Result<Planned> {
+        state.insert_report(&p.record)?;
+        keep_preview(state, &p);
+        self.made_under(&p.record.provider);
+        self.outcome.queued += 1;
+        // Counted as queued: not counted again, nor sent, by a later pass.
+        self.tried.insert(p.record.id.clone());
+        Ok(p)
     }
 
     /// Writes what the reports written so far were made under. Only what a later run says

@@ -1183,3 +1183,48 @@ fn a_desks_refusal_passed_on_by_a_verifying_relay_holds_back_no_other_report() {
     assert_ne!(out.code, 78, "{}", out.stderr);
     assert_eq!(server.received().len(), 2, "{}", out.stderr);
 }
+
+/// The way out down for about `max_age_days` (a relay refusing, a sendmail deferring) with
+/// two providers' addresses logged: the first report made is written and waits, the other's
+/// was held back unwritten, to be made again by a later run, until its addresses' packets
+/// were history and it was made by none, without a word. A report held back by the failure
+/// whose addresses pass `max_age_days` within a day is written to wait with the first: when
+/// the way out is back, both go.
+#[test]
+fn a_report_held_back_by_a_long_outage_is_written_before_its_addresses_age_out() {
+    let mut s = Setup::new(
+        &with_other_provider(&sendmail_config(""))
+            .replace("min_hits = 1", "min_hits = 1\nmax_age_days = 3"),
+    );
+    let deferring = "#!/bin/sh\ncat > /dev/null\necho 'queue full' >&2\nexit 75\n";
+    s.write_program("sendmail", deferring);
+    s.write(
+        "messages",
+        &[
+            drop_line("07:00:00", "3.5.140.2", "TCP", 22),
+            drop_line("07:00:01", "81.2.69.142", "TCP", 22),
+        ]
+        .concat(),
+    );
+    s.now = "2026-01-25T08:00:00Z".to_string();
+    let first = s.run(&["run"]);
+    assert_eq!(first.code, 75, "{}", first.stderr);
+    assert_eq!(history(&s).len(), 1, "{}", first.stderr);
+    // The evening before their packets are three days old.
+    s.now = "2026-01-27T20:00:00Z".to_string();
+    let second = s.run(&["run"]);
+    assert_eq!(second.code, 75, "{}", second.stderr);
+    assert_eq!(history(&s).len(), 2, "{}", second.stderr);
+    // The way out is back, after they passed max_age_days.
+    healthy_sendmail(&s);
+    s.now = "2026-01-28T09:00:00Z".to_string();
+    let third = s.run(&["run"]).ok();
+    let sent: BTreeSet<String> = s.reported().concat().into_iter().collect();
+    assert_eq!(
+        sent,
+        BTreeSet::from(["3.5.140.2".to_string(), "81.2.69.142".to_string()]),
+        "{}",
+        third.stderr
+    );
+    assert_eq!(sendmail_got(&s).len(), 2);
+}
