@@ -2,7 +2,8 @@
 //!
 //! A second run waits a bounded time for the first to finish (then reads what is new since),
 //! and gives up quietly if it does not: under a timer the next tick will try again, and two
-//! runs must never send the same report twice.
+//! runs must never send the same report twice. A lock held for hours is no run in progress
+//! but a stuck one (a disk that stopped answering): the run that finds it says so, and fails.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -13,6 +14,10 @@ use anyhow::{Context, Result};
 
 /// How long a run waits for another one to finish.
 pub const WAIT: Duration = Duration::from_secs(60);
+
+/// How long a run may hold the lock before a run that finds it held takes it for stuck: far
+/// longer than a run takes, its deadlines for mail and lookups spent included.
+pub const STUCK: Duration = Duration::from_secs(6 * 3600);
 
 /// The held lock; dropping it releases it.
 pub struct RunLock {
@@ -46,8 +51,18 @@ pub fn unusable(state_dir: &Path) -> Option<String> {
     None
 }
 
-/// Takes the lock, waiting up to [`WAIT`]; `None` if another run still holds it then.
+/// Takes the lock, waiting up to [`WAIT`]; `None` if another run still holds it then, an
+/// error if that run has held it past [`STUCK`].
 pub fn acquire(state_dir: &Path, say: bool) -> Result<Option<RunLock>> {
+    acquire_within(state_dir, say, WAIT, STUCK)
+}
+
+fn acquire_within(
+    state_dir: &Path,
+    say: bool,
+    wait: Duration,
+    stuck: Duration,
+) -> Result<Option<RunLock>> {
     // A file there, or a link to nothing, is no folder any run could make: said as the
     // configuration's, as `check` says it.
     if let Some(e) = crate::folder::never_a_folder(state_dir) {
@@ -94,7 +109,16 @@ pub fn acquire(state_dir: &Path, say: bool) -> Result<Option<RunLock>> {
                 return Err(e).with_context(|| format!("cannot lock {}", path.display()));
             }
         }
-        if started.elapsed() >= WAIT {
+        if started.elapsed() >= wait {
+            if let Some((pid, age)) = holder(&file)
+                && age >= stuck
+            {
+                anyhow::bail!(
+                    "another run (pid {pid}) has held the lock {} for {} hours or more: a run takes minutes, so it may be stuck (a disk or mount that stopped answering, a hung process), and no run goes on until it ends; look at it (ps -p {pid}) and stop it if it is",
+                    path.display(),
+                    age.as_secs() / 3600
+                );
+            }
             if say {
                 crate::output::tell(format_args!(
                     "abuse-mailer: another run is in progress (lock {}); not running",
@@ -110,5 +134,82 @@ pub fn acquire(state_dir: &Path, say: bool) -> Result<Option<RunLock>> {
             told = true;
         }
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The process holding the lock on `file` and how long it has run (no shorter than it has
+/// held the lock), as Linux tells any process in `/proc`: nothing is written to tell it, so a
+/// quiet run still writes nothing. `None` where it cannot be told (no `/proc`, a holder in
+/// another process namespace).
+fn holder(file: &File) -> Option<(u32, Duration)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = file.metadata().ok()?;
+    let dev = meta.dev();
+    // The kernel's split of a device number (glibc's `major` and `minor`).
+    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    // `1: FLOCK  ADVISORY  WRITE 3965 fe:00:10010751 0 EOF`; a waiter's line has `->` first.
+    let pid = locks.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let [_, "FLOCK", _, _, pid, id, ..] = fields.as_slice() else {
+            return None;
+        };
+        let mut id = id.split(':');
+        let mut next = |radix| u64::from_str_radix(id.next()?, radix).ok();
+        let held = (next(16)?, next(16)?, next(10)?);
+        (held == (major, minor, meta.ino())).then(|| pid.parse::<u32>().ok())?
+    })?;
+    Some((pid, running_for(pid)?))
+}
+
+/// How long process `pid` has run: the system's uptime less the process's start, in clock
+/// ticks since boot (the 22nd field of its `stat`, after a name that may hold anything).
+fn running_for(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let start: u64 = after_name.split_whitespace().nth(19)?.parse().ok()?;
+    // SAFETY: sysconf(3) takes a name and reads nothing of the caller's.
+    let ticks = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).ok()?;
+    let uptime: f64 = (std::fs::read_to_string("/proc/uptime").ok()?)
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    let started = start.checked_div(ticks)? as f64;
+    Some(Duration::from_secs_f64((uptime - started).max(0.0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run that finds the lock held waits, then gives up quietly (the holder is a run in
+    /// progress); held past [`STUCK`], it fails, naming the holder, for the operator to look
+    /// at. A stuck run made every later run exit 0, silent under `-q`, for ever. (The holder
+    /// here is this test's own process, as long-lived as it is; `stuck` stands for six hours.)
+    #[test]
+    fn a_lock_held_for_hours_is_said_to_be_stuck() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = acquire_within(dir.path(), false, Duration::ZERO, STUCK)
+            .unwrap()
+            .unwrap();
+        let lock = File::open(dir.path().join("run.lock")).unwrap();
+        let (pid, age) = holder(&lock).unwrap();
+        assert_eq!(pid, std::process::id());
+        assert!(age < STUCK, "{age:?}");
+        assert!((acquire_within(dir.path(), false, Duration::ZERO, STUCK).unwrap()).is_none());
+        let e = acquire_within(dir.path(), false, Duration::ZERO, Duration::ZERO)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains(&format!("pid {pid}")) && e.contains("may be stuck"),
+            "{e}"
+        );
+        drop(held);
+        assert!(holder(&lock).is_none());
+        let taken = acquire_within(dir.path(), false, Duration::ZERO, Duration::ZERO).unwrap();
+        assert!(taken.is_some());
     }
 }
