@@ -716,7 +716,7 @@ impl Session {
                     ),
                     // The text names the server already.
                     (_, true) => format!(
-                        "the message body was answered with a reply this client cannot read ({text})"
+                        "the message body was answered with a reply this client cannot read ({text}; a reply code with no text after it, `250` alone, is one)"
                     ),
                     _ => text,
                 })
@@ -742,6 +742,16 @@ impl Session {
             Some(std::io::ErrorKind::InvalidData) if !tls_failure(e) => {
                 return SendError::Config(format!(
                     "{host}:{port} answered in bytes that are not UTF-8 text, which this client cannot read ({text}); a relay that answers in ASCII or UTF-8 is needed"
+                ));
+            }
+            // A reply this client cannot read, before the body went (after it, the caller
+            // takes it as no reply): a server that answers so answers so every time.
+            _ if e.is_response()
+                && e.status().is_none()
+                && !text.contains("incomplete response") =>
+            {
+                return SendError::Config(format!(
+                    "{host}:{port} answered with a reply this client cannot read ({text}): a reply code with no text after it (`220` alone, which some servers send), or text that is no SMTP reply; a relay that answers with a code and text is needed"
                 ));
             }
             // The resolver's word that there is no such name (not "try again": that is

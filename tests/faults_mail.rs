@@ -352,6 +352,25 @@ fn a_greeting_in_unreadable_bytes_is_a_configuration_error() {
     assert!(server.received().is_empty());
 }
 
+/// A server whose replies are bare codes (`220`, no text: RFC 5321 allows it, and the client
+/// cannot read it): every run ended 75 ("later", which waiting never mends, and which
+/// systemd does not show as a failure), saying only `response error: error Tag at:`. It is
+/// a configuration error that says what the server sent; nothing is sent, nothing lost.
+#[test]
+fn a_server_answering_with_bare_codes_is_a_configuration_error_said_plainly() {
+    let server = FaultyServer::start(Mode::BareGreeting);
+    let s = Setup::new(&smtp_config(server.port, "none", ""));
+    s.write("messages", &attack_log());
+    let out = s.run_bounded(&["run"]);
+    assert_eq!(out.code, 78, "{}", out.stderr);
+    assert!(out.stderr.contains("cannot read"), "{}", out.stderr);
+    assert!(out.stderr.contains("no text after it"), "{}", out.stderr);
+    assert!(server.received().is_empty());
+    let h = history(&s);
+    assert_eq!(h.len(), 1);
+    assert_ne!(h[0]["status"], "sent");
+}
+
 /// Of a desk's several addresses, one is refused at RCPT: the refusal names it, so that the
 /// operator knows which one to fix.
 #[test]

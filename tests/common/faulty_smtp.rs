@@ -44,6 +44,9 @@ pub enum Mode {
     OkToData,
     /// Greets with a Latin-1 byte in the server's name.
     Latin1Greeting,
+    /// Greets with a reply code and no text (`220`, which RFC 5321 allows and the client
+    /// cannot read).
+    BareGreeting,
     /// Refuses with 550 every recipient whose address holds `refused`.
     RefuseRecipient,
     /// Answers 451 ("later") to every recipient whose address holds `deferred`: one desk's
@@ -184,6 +187,7 @@ impl FaultyServer {
         let mut raw = input.get_ref().try_clone()?;
         match mode {
             Mode::Latin1Greeting => raw.write_all(b"220 mail.m\xfcller.test ESMTP\r\n")?,
+            Mode::BareGreeting => say("220\r\n")?,
             _ => say("220 faulty.test ESMTP\r\n")?,
         }
         let mut line = String::new();
