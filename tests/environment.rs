@@ -304,17 +304,40 @@ fn a_local_zone_given_as_a_file_is_named_not_shown_as_a_path() {
     }
 }
 
-#[test]
-fn a_host_folder_under_a_glob_the_run_cannot_read_stops_it_not_passed_over() {
-    use std::os::unix::process::CommandExt;
-    const USER: u32 = 65534;
-    let config = standard_config("").replace("{dir}/messages", "{dir}/remote/*/kern.log");
-    let s = Setup::new(&config);
-    if std::os::unix::fs::chown(s.path("config.toml"), Some(USER), Some(USER)).is_err() {
+/// The unprivileged user some tests run the tool as.
+const NOBODY: u32 = 65534;
+
+/// `s` made ready for runs as [`NOBODY`]: its configuration, `state` and `outbox` theirs, its
+/// folder open to them. `false` where this process may not give files away (not root): such
+/// a test has nothing to run.
+fn ready_for_nobody(s: &Setup) -> bool {
+    if std::os::unix::fs::chown(s.path("config.toml"), Some(NOBODY), Some(NOBODY)).is_err() {
         eprintln!("not root: no run as another user here");
-        return;
+        return false;
     }
     fs::set_permissions(s.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    for dir in ["state", "outbox"] {
+        fs::create_dir(s.path(dir)).unwrap();
+        std::os::unix::fs::chown(s.path(dir), Some(NOBODY), Some(NOBODY)).unwrap();
+    }
+    true
+}
+
+/// The tool run as [`NOBODY`] (see [`ready_for_nobody`]).
+fn as_nobody(s: &Setup, args: &[&str]) -> Ran {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = s.command(args);
+    cmd.uid(NOBODY).gid(NOBODY);
+    Ran::from(cmd.output().unwrap())
+}
+
+#[test]
+fn a_host_folder_under_a_glob_the_run_cannot_read_stops_it_not_passed_over() {
+    let config = standard_config("").replace("{dir}/messages", "{dir}/remote/*/kern.log");
+    let s = Setup::new(&config);
+    if !ready_for_nobody(&s) {
+        return;
+    }
     for (host, ip) in [("web1", "3.5.140.2"), ("web2", "3.5.140.3")] {
         let folder = s.path("remote").join(host);
         fs::create_dir_all(&folder).unwrap();
@@ -328,15 +351,7 @@ fn a_host_folder_under_a_glob_the_run_cannot_read_stops_it_not_passed_over() {
     fs::set_permissions(s.path("remote"), fs::Permissions::from_mode(0o755)).unwrap();
     // rsyslog's dirCreateMode = "0700", the folder root's: the run's user cannot look in.
     fs::set_permissions(s.path("remote/web2"), fs::Permissions::from_mode(0o700)).unwrap();
-    for dir in ["state", "outbox"] {
-        fs::create_dir(s.path(dir)).unwrap();
-        std::os::unix::fs::chown(s.path(dir), Some(USER), Some(USER)).unwrap();
-    }
-    let as_user = |args: &[&str]| {
-        let mut cmd = s.command(args);
-        cmd.uid(USER).gid(USER);
-        Ran::from(cmd.output().unwrap())
-    };
+    let as_user = |args: &[&str]| as_nobody(&s, args);
     let out = as_user(&["run"]);
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(out.stderr.contains("remote/web2"), "{}", out.stderr);
@@ -372,15 +387,11 @@ fn a_host_folder_under_a_glob_the_run_cannot_read_stops_it_not_passed_over() {
 /// file and ended 78, telling the operator to fix a configuration that was right.
 #[test]
 fn a_log_in_a_folder_the_run_cannot_enter_is_no_configuration_error() {
-    use std::os::unix::process::CommandExt;
-    const USER: u32 = 65534;
     let config = standard_config("").replace("{dir}/messages", "{dir}/log/messages");
     let s = Setup::new(&config);
-    if std::os::unix::fs::chown(s.path("config.toml"), Some(USER), Some(USER)).is_err() {
-        eprintln!("not root: no run as another user here");
+    if !ready_for_nobody(&s) {
         return;
     }
-    fs::set_permissions(s.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
     fs::create_dir(s.path("log")).unwrap();
     fs::write(
         s.path("log/messages"),
@@ -389,15 +400,7 @@ fn a_log_in_a_folder_the_run_cannot_enter_is_no_configuration_error() {
     .unwrap();
     fs::set_permissions(s.path("log/messages"), fs::Permissions::from_mode(0o644)).unwrap();
     fs::set_permissions(s.path("log"), fs::Permissions::from_mode(0o700)).unwrap();
-    for dir in ["state", "outbox"] {
-        fs::create_dir(s.path(dir)).unwrap();
-        std::os::unix::fs::chown(s.path(dir), Some(USER), Some(USER)).unwrap();
-    }
-    let as_user = |args: &[&str]| {
-        let mut cmd = s.command(args);
-        cmd.uid(USER).gid(USER);
-        Ran::from(cmd.output().unwrap())
-    };
+    let as_user = |args: &[&str]| as_nobody(&s, args);
     let out = as_user(&["run"]);
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(out.stderr.contains("log/messages"), "{}", out.stderr);

@@ -1374,6 +1374,17 @@ fn two_dated_rotations_between_runs(sep: &str, meanwhile: impl FnOnce(&Setup)) {
     );
 }
 
+/// `messages` cut back in place to its first `lines`, as a crash that lost what was not on the
+/// disk yet leaves it (`truncate -s`).
+fn cut_back_to(s: &Setup, lines: &[String]) {
+    let kept: usize = lines.iter().map(String::len).sum();
+    let file = fs::File::options()
+        .write(true)
+        .open(s.path("messages"))
+        .unwrap();
+    file.set_len(kept as u64).unwrap();
+}
+
 /// A log cut back in place, its first line kept (a crash that lost what was not on the disk
 /// yet, `truncate -s`), then written on. Written past the cursor, the run read on from the
 /// cursor, in the middle of a new line, and the new lines before it were never read;
@@ -1397,12 +1408,7 @@ fn a_log_cut_back_in_place_and_written_on_is_read_once() {
         s.write("messages", &earlier.concat());
         s.run(&["run"]).ok();
         // The last five lines lost, then new ones.
-        let kept: usize = earlier[..5].iter().map(String::len).sum();
-        let file = fs::File::options()
-            .write(true)
-            .open(s.path("messages"))
-            .unwrap();
-        file.set_len(kept as u64).unwrap();
+        cut_back_to(&s, &earlier[..5]);
         let n = if more { 8 } else { 2 };
         let later: String = (0..n)
             .map(|k| {
@@ -1450,12 +1456,7 @@ fn a_log_cut_back_and_written_on_to_a_line_end_at_the_cursor_is_read_once() {
         .collect();
     s.write("messages", &earlier.concat());
     s.run(&["run"]).ok();
-    let kept: usize = earlier[..5].iter().map(String::len).sum();
-    let file = fs::File::options()
-        .write(true)
-        .open(s.path("messages"))
-        .unwrap();
-    file.set_len(kept as u64).unwrap();
+    cut_back_to(&s, &earlier[..5]);
     let later: Vec<String> = (0..8)
         .map(|k| line(&format!("11:0{k}:00"), &format!("3.5.140.{}", 30 + k)))
         .collect();
