@@ -606,6 +606,90 @@ fn a_404_page_that_is_not_aws_marks_no_report_gone() {
     }
 }
 
+/// A status endpoint that answers too slowly (a hung gateway): each open report was asked in
+/// turn and waited out the whole deadline, a refresh of hundreds taking hours with the run
+/// lock held, and every cron run meanwhile skipped. The first such failure stops the
+/// refresh; the others are asked by a later one.
+#[test]
+fn a_status_endpoint_that_does_not_answer_is_asked_once_a_refresh() {
+    let Some(stub) = Stub::start(None) else {
+        return;
+    };
+    let config = through_aws_api(&standard_config(""), &stub.endpoint(), "timeout_secs = 1");
+    let mut s = Setup::new(&config);
+    credentials_in_env(&mut s);
+    attack(&s, &THREE);
+    s.run(&["run"]).ok();
+    let questions = || {
+        (stub.log().iter())
+            .filter(|e| {
+                e["method"] == "GET" && e["path"].as_str().unwrap().starts_with("/v1/abuse/")
+            })
+            .count()
+    };
+    let before = questions();
+    stub.script(json!({"status_delay": 3}));
+    let ran = s.run(&["history", "--refresh"]);
+    assert_eq!(ran.code, 75, "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("2 not asked, left for a later refresh"),
+        "{}",
+        ran.stderr
+    );
+    // The stub logs a question once its late answer is written.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(questions() - before, 1);
+    stub.script(json!({"status": {"*": {"status": "COMPLETED", "reasonCode": "ACTIONED"}}}));
+    s.run(&["history", "--refresh"]).ok();
+    let rows = s.run(&["history", "--json"]).ok().json();
+    for row in rows.as_array().unwrap() {
+        assert_eq!(row["remote"]["reason"], "ACTIONED", "{row}");
+    }
+}
+
+/// A status answer about another report than the one asked (a cache or gateway mixing
+/// answers up) was stored as the asked one's: COMPLETED, and never asked about again. It is
+/// no answer: the reports stay open.
+#[test]
+fn a_status_answer_about_another_report_is_not_taken() {
+    let Some(stub) = Stub::start(None) else {
+        return;
+    };
+    let s = setup(&stub, "");
+    attack(&s, &THREE[..2]);
+    s.run(&["run"]).ok();
+    stub.script(json!({
+        "status_about": "ROTHERREPORTOTHERREPORT0000",
+        "status": {"*": {"status": "COMPLETED", "reasonCode": "ACTIONED"}}}));
+    let ran = s.run(&["history", "--refresh"]);
+    assert_eq!(ran.code, 75, "{}", ran.stderr);
+    assert!(ran.stderr.contains("answered about"), "{}", ran.stderr);
+    let rows = s.run(&["history", "--json"]).ok().json();
+    for row in rows.as_array().unwrap() {
+        assert_eq!(row["remote"]["status"], "QUEUED", "{row}");
+    }
+}
+
+/// A JSON 404 that is not AWS's (`{"message":"Not Found"}`, an API gateway's for a path it
+/// does not serve) marked every open report GONE for good. Only AWS's own
+/// ResourceNotFoundException does.
+#[test]
+fn a_gateways_json_404_marks_no_report_gone() {
+    let Some(stub) = Stub::start(None) else {
+        return;
+    };
+    let s = setup(&stub, "");
+    attack(&s, &THREE[..2]);
+    s.run(&["run"]).ok();
+    stub.script(json!({"status_answer": {"status": 404, "body": {"message": "Not Found"}}}));
+    let ran = s.run(&["history", "--refresh"]);
+    assert_eq!(ran.code, 75, "{}", ran.stderr);
+    let rows = s.run(&["history", "--json"]).ok().json();
+    for row in rows.as_array().unwrap() {
+        assert_eq!(row["remote"]["status"], "QUEUED", "{row}");
+    }
+}
+
 #[test]
 fn test_mode_tags_every_report_lifecycle_test() {
     let Some(stub) = Stub::start(None) else {

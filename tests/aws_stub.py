@@ -12,7 +12,10 @@ A scenario file (JSON, read at each request) scripts the answers:
                       "after_storing": false}},                        # true: keep the report, lose the answer
    "status": {"<reportId>" or "*": {"status": "COMPLETED", "reasonCode": "ACTIONED", ...}},
    "deny": false,                                                         # answer 403 to everything
-   "forget": false}                                                       # status queries: 404
+   "forget": false,                                                       # status queries: 404
+   "status_delay": 0,                                                     # seconds before each status answer
+   "status_about": "<reportId>",                                          # status answers name this report
+   "status_answer": {"status": 404, "body": {...}}}                       # every status query answered so
 Without a script a create is accepted (202); the same clientToken with the same body returns
 the same reportId, with another body 409 ConflictException, as the model says.
 
@@ -266,6 +269,11 @@ class Handler(BaseHTTPRequestHandler):
         return s
 
     def status(self, rid, script, entry):
+        if script.get("status_delay"):
+            time.sleep(script["status_delay"])
+        canned = script.get("status_answer")
+        if canned:
+            return self.answer(canned["status"], canned.get("body", {}), canned.get("headers"), entry=entry)
         # "forget": AWS deletes test reports shortly after submission.
         if rid not in reports or script.get("forget"):
             return self.answer(
@@ -273,7 +281,10 @@ class Handler(BaseHTTPRequestHandler):
                 {"__type": "ResourceNotFoundException", "message": "no such report", "resourceId": rid},
                 entry=entry,
             )
-        return self.answer(200, self.describe(rid, script), entry=entry)
+        described = self.describe(rid, script)
+        if script.get("status_about"):
+            described["reportId"] = script["status_about"]
+        return self.answer(200, described, entry=entry)
 
     def do_POST(self):
         self.handle_any("POST")

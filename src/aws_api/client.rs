@@ -34,8 +34,12 @@ pub enum ApiError {
     Denied(String),
     /// 404 of a status query.
     NotFound(String),
-    /// 5xx, a timeout, a refused or broken connection: try again later.
+    /// An answer that says nothing of the report (a proxy's page, one that cannot be read, one
+    /// about another report): try again later.
     Transient(String),
+    /// 5xx, a redirect, a timeout, a refused or broken connection: the endpoint's trouble, not
+    /// the report's, and every other call now would meet it too. Try again later.
+    Unreachable(String),
     /// The request could not be made here (a value no header may carry): nothing was sent,
     /// and the configuration is at fault.
     Local(String),
@@ -49,6 +53,7 @@ impl std::fmt::Display for ApiError {
             | ApiError::Denied(m)
             | ApiError::NotFound(m)
             | ApiError::Transient(m)
+            | ApiError::Unreachable(m)
             | ApiError::Local(m) => f.write_str(m),
         }
     }
@@ -148,7 +153,7 @@ impl Client {
         path: &str,
         query: &str,
         body: Option<&[u8]>,
-    ) -> Result<(u16, Option<Duration>, Vec<u8>), ApiError> {
+    ) -> Result<Answer, ApiError> {
         let now = chrono::Utc::now();
         let date = sigv4::amz_date(now);
         let mut headers = vec![
@@ -197,7 +202,7 @@ impl Client {
                 .and_then(|r| {
                     self.agent
                         .run(r)
-                        .map_err(|e| ApiError::Transient(network(&e)))
+                        .map_err(|e| ApiError::Unreachable(network(&e)))
                 }),
             None => request
                 .body(())
@@ -205,7 +210,7 @@ impl Client {
                 .and_then(|r| {
                     self.agent
                         .run(r)
-                        .map_err(|e| ApiError::Transient(network(&e)))
+                        .map_err(|e| ApiError::Unreachable(network(&e)))
                 }),
         };
         let mut response = result?;
@@ -216,18 +221,32 @@ impl Client {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let text = response
+        // REST-JSON services name an error in this header, and not always in the body.
+        let error_type = (response.headers().get("x-amzn-errortype"))
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = response
             .body_mut()
             .with_config()
             .limit(MAX_ANSWER)
             .read_to_vec()
-            .map_err(|e| ApiError::Transient(format!("reading AWS's answer: {}", network(&e))))?;
-        Ok((status, retry_after, text))
+            .map_err(|e| ApiError::Unreachable(format!("reading AWS's answer: {}", network(&e))))?;
+        Ok(Answer {
+            status,
+            retry_after,
+            error_type,
+            body,
+        })
     }
 
     /// CreateAbuseReport with a stored request body; AWS's reportId when accepted.
     pub fn create(&self, body: &[u8]) -> Result<String, ApiError> {
-        let (status, retry_after, answer) = self.call("POST", "/v1/abuse", "", Some(body))?;
+        let Answer {
+            status,
+            retry_after,
+            error_type,
+            body: answer,
+        } = self.call("POST", "/v1/abuse", "", Some(body))?;
         if (200..300).contains(&status) {
             let v: Value = serde_json::from_slice(&answer).unwrap_or(Value::Null);
             return match v.get("reportId").and_then(Value::as_str) {
@@ -237,7 +256,12 @@ impl Client {
                 ))),
             };
         }
-        Err(classify(status, retry_after, &answer))
+        Err(classify(
+            status,
+            retry_after,
+            error_type.as_deref(),
+            &answer,
+        ))
     }
 
     /// GetAbuseReportStatus.
@@ -248,16 +272,34 @@ impl Client {
             )));
         }
         let path = format!("/v1/abuse/{report_id}");
-        let (status, retry_after, answer) = self.call("GET", &path, "", None)?;
+        let Answer {
+            status,
+            retry_after,
+            error_type,
+            body: answer,
+        } = self.call("GET", &path, "", None)?;
         if status == 200 {
             let v: Value = serde_json::from_slice(&answer).map_err(|e| {
                 ApiError::Transient(format!("GetAbuseReportStatus: not JSON ({e})"))
             })?;
-            return remote_status(&v).ok_or_else(|| {
+            let found = remote_status(&v).ok_or_else(|| {
                 ApiError::Transient("GetAbuseReportStatus: no status in the answer".into())
-            });
+            })?;
+            // Stored as this report's, an answer about another would settle it for good.
+            if found.report_id != report_id {
+                return Err(ApiError::Transient(format!(
+                    "GetAbuseReportStatus: asked about report {report_id}, answered about {}",
+                    found.report_id
+                )));
+            }
+            return Ok(found);
         }
-        Err(classify(status, retry_after, &answer))
+        Err(classify(
+            status,
+            retry_after,
+            error_type.as_deref(),
+            &answer,
+        ))
     }
 
     /// One page of ListAbuseReportStatuses (at most `max` items, 1 to 50), optionally for
@@ -271,7 +313,12 @@ impl Client {
         if let Some(c) = correlation_id {
             query = format!("correlationId={}&{query}", sigv4::encode(c, false));
         }
-        let (status, retry_after, answer) = self.call("GET", "/v1/abusestatuses", &query, None)?;
+        let Answer {
+            status,
+            retry_after,
+            error_type,
+            body: answer,
+        } = self.call("GET", "/v1/abusestatuses", &query, None)?;
         if status == 200 {
             let v: Value = serde_json::from_slice(&answer).map_err(|e| {
                 ApiError::Transient(format!("ListAbuseReportStatuses: not JSON ({e})"))
@@ -282,8 +329,22 @@ impl Client {
                 .map(|a| a.iter().filter_map(remote_status).collect())
                 .unwrap_or_default());
         }
-        Err(classify(status, retry_after, &answer))
+        Err(classify(
+            status,
+            retry_after,
+            error_type.as_deref(),
+            &answer,
+        ))
     }
+}
+
+/// What an HTTP call to the API got back.
+struct Answer {
+    status: u16,
+    retry_after: Option<Duration>,
+    /// The `x-amzn-ErrorType` header, naming the error of a refusal.
+    error_type: Option<String>,
+    body: Vec<u8>,
 }
 
 /// AWS's report ids: `[a-zA-Z0-9]{20,64}`.
@@ -367,10 +428,17 @@ const CREDENTIAL_ERRORS: &[&str] = &[
 ];
 
 /// An error answer in the caller's terms, with AWS's own words.
-fn classify(status: u16, retry_after: Option<Duration>, answer: &[u8]) -> ApiError {
+fn classify(
+    status: u16,
+    retry_after: Option<Duration>,
+    error_type: Option<&str>,
+    answer: &[u8],
+) -> ApiError {
     let v: Value = serde_json::from_slice(answer).unwrap_or(Value::Null);
-    // `__type` may carry the service's namespace before a `#` and a link after a `:`.
+    // `__type` (or the `x-amzn-ErrorType` header) may carry the service's namespace before a
+    // `#` and a link after a `:`.
     let named = (v.get("__type").and_then(Value::as_str))
+        .or(error_type)
         .map(|t| t.rsplit('#').next().unwrap_or(t))
         .map(|t| Value::from(t.split(':').next().unwrap_or(t)));
     let kind = token(named.as_ref())
@@ -435,9 +503,12 @@ fn classify(status: u16, retry_after: Option<Duration>, answer: &[u8]) -> ApiErr
         // A 404 too: a proxy's page, or an endpoint misspelt, says nothing of a report, and
         // taken for AWS's word that the report is gone, it was never asked about again.
         400..=499 if !aws_spoke => ApiError::Transient(text),
-        404 => ApiError::NotFound(text),
+        // AWS's own word that it has no such report; a gateway's JSON 404 (`{"message":
+        // "Not Found"}`, a path it does not serve) says nothing of the report.
+        404 if kind == "ResourceNotFoundException" => ApiError::NotFound(text),
+        404 => ApiError::Transient(text),
         // A redirect is an endpoint problem, not the report's: keep the report.
-        300..=399 | 408 | 500..=599 => ApiError::Transient(text),
+        300..=399 | 408 | 500..=599 => ApiError::Unreachable(text),
         _ => ApiError::Rejected(text),
     }
 }
@@ -451,6 +522,7 @@ mod tests {
         let e = classify(
             422,
             None,
+            None,
             br#"{"message":"Report does not meet requirements","unmetRequirements":[{"code":"rule.timestamp.too_old","path":"/timestamp","message":"older than 90 days"}]}"#,
         );
         let ApiError::Rejected(text) = e else {
@@ -462,18 +534,24 @@ mod tests {
             "{text}"
         );
         assert!(matches!(
-            classify(429, Some(Duration::from_secs(2)), b"{}"),
+            classify(429, Some(Duration::from_secs(2)), None, b"{}"),
             ApiError::Throttled {
                 retry_after: Some(_),
                 ..
             }
         ));
-        assert!(matches!(classify(403, None, b""), ApiError::Denied(_)));
         assert!(matches!(
-            classify(503, None, b"<html>"),
-            ApiError::Transient(_)
+            classify(403, None, None, b""),
+            ApiError::Denied(_)
         ));
-        assert!(matches!(classify(409, None, b"{}"), ApiError::Rejected(_)));
+        assert!(matches!(
+            classify(503, None, None, b"<html>"),
+            ApiError::Unreachable(_)
+        ));
+        assert!(matches!(
+            classify(409, None, None, b"{}"),
+            ApiError::Rejected(_)
+        ));
         // Credentials refused with a 400, as AWS's JSON services do.
         for kind in [
             "ExpiredTokenException",
@@ -482,31 +560,54 @@ mod tests {
         ] {
             let answer = format!(r#"{{"__type":"{kind}","message":"no"}}"#);
             assert!(
-                matches!(classify(400, None, answer.as_bytes()), ApiError::Denied(_)),
+                matches!(
+                    classify(400, None, None, answer.as_bytes()),
+                    ApiError::Denied(_)
+                ),
                 "{kind}"
             );
         }
         // A proxy's page, not AWS's refusal: the report waits.
         assert!(matches!(
-            classify(413, None, b"<html>Request Entity Too Large</html>"),
+            classify(413, None, None, b"<html>Request Entity Too Large</html>"),
             ApiError::Transient(_)
         ));
-        assert!(matches!(classify(301, None, b""), ApiError::Transient(_)));
+        assert!(matches!(
+            classify(301, None, None, b""),
+            ApiError::Unreachable(_)
+        ));
         // A 404 is AWS's "no such report" only when AWS says it.
         assert!(matches!(
-            classify(404, None, b"<html>Not Found</html>"),
+            classify(404, None, None, b"<html>Not Found</html>"),
             ApiError::Transient(_)
         ));
         assert!(matches!(
             classify(
                 404,
                 None,
+                None,
                 br#"{"__type":"ResourceNotFoundException","message":"no"}"#
+            ),
+            ApiError::NotFound(_)
+        ));
+        // A gateway's JSON 404 is no word of AWS's about the report; AWS's own, named in the
+        // header alone, is.
+        assert!(matches!(
+            classify(404, None, None, br#"{"message":"Not Found"}"#),
+            ApiError::Transient(_)
+        ));
+        assert!(matches!(
+            classify(
+                404,
+                None,
+                Some("ResourceNotFoundException:http://internal.amazon.com/"),
+                br#"{"message":"no such report"}"#
             ),
             ApiError::NotFound(_)
         ));
         let hostile = classify(
             400,
+            None,
             None,
             "{\"message\":\"bad\\nline\\u001b[31m\"}".as_bytes(),
         );

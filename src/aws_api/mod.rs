@@ -286,7 +286,9 @@ impl Api {
                     )));
                 }
                 Err(ApiError::Local(m)) => return Err(SendError::Config(format!("{NAME}: {m}"))),
-                Err(e @ (ApiError::NotFound(_) | ApiError::Transient(_))) => {
+                Err(
+                    e @ (ApiError::NotFound(_) | ApiError::Transient(_) | ApiError::Unreachable(_)),
+                ) => {
                     return Err(SendError::Transient(format!("{NAME}: {e}")));
                 }
             }
@@ -346,10 +348,12 @@ impl Api {
         // holds back no other: the newest is asked first, and stopping there left every
         // older one unasked for good. The first such failure is said at the end.
         let mut failed: Option<(String, usize)> = None;
-        for (id, remote) in state.remote_open(&self.providers, limit)? {
+        let open = state.remote_open(&self.providers, limit)?;
+        let mut unasked = 0;
+        for (k, (id, remote)) in open.iter().enumerate() {
             self.pace();
             asked += 1;
-            let (status, reason, description, at) = match self.client.status(&remote) {
+            let (status, reason, description, at) = match self.client.status(remote) {
                 Ok(s) => (s.status, s.reason, s.description, s.updated_at),
                 // Test reports are deleted soon after submission: nothing more will come.
                 Err(ApiError::NotFound(_)) => (
@@ -365,6 +369,16 @@ impl Api {
                     .into());
                 }
                 Err(ApiError::Local(m)) => return Err(ConfigError(format!("{NAME}: {m}")).into()),
+                // The endpoint down, slow or throttling: every other question would wait out
+                // the same deadline (an hour for a few hundred open reports, the run lock
+                // held throughout). The others are asked by a later refresh.
+                Err(e @ (ApiError::Unreachable(_) | ApiError::Throttled { .. })) => {
+                    let first = format!("status of report {id} not refreshed: {e}");
+                    let (_, more) = failed.get_or_insert((first, 0));
+                    *more += 1;
+                    unasked = open.len() - k - 1;
+                    break;
+                }
                 Err(e) => {
                     let first = format!("status of report {id} not refreshed: {e}");
                     let (_, more) = failed.get_or_insert((first, 0));
@@ -373,7 +387,7 @@ impl Api {
                 }
             };
             if state.set_remote_status(
-                &id,
+                id,
                 &status,
                 reason.as_deref(),
                 description.as_deref(),
@@ -387,8 +401,12 @@ impl Api {
                 1 => String::new(),
                 n => format!(" ({} more not refreshed)", n - 1),
             };
+            let later = match unasked {
+                0 => String::new(),
+                n => format!("; {n} not asked, left for a later refresh"),
+            };
             return Err(TransientError(format!(
-                "{NAME}: {first}{others}; asked about {asked}, {changed} changed"
+                "{NAME}: {first}{others}; asked about {asked}, {changed} changed{later}"
             ))
             .into());
         }
