@@ -97,6 +97,8 @@ pub(crate) struct Unplanned {
     /// In no provider, and their contact not known yet: past `max_lookups_per_run`, or a
     /// registry or resolver failed.
     pub(crate) lookups_waiting: usize,
+    /// The run's time for lookups ran out (not `max_lookups_per_run`), in seconds.
+    pub(crate) lookup_time_spent: Option<u64>,
     /// A few of the failures, to name them.
     pub(crate) failures: Vec<String>,
     /// Past what one report to a contact holds (a contact gets one report a run).
@@ -138,9 +140,12 @@ impl Unplanned {
     pub(crate) fn tell(&self, world: &World<'_>) {
         if self.lookups_waiting > 0 {
             let max = world.discover.map_or(0, |d| d.max_lookups_per_run);
-            let why = match self.failures.first() {
-                Some(first) => format!("a lookup failed ({first})"),
-                None => format!("discover.max_lookups_per_run = {max} reached"),
+            let why = match (self.failures.first(), self.lookup_time_spent) {
+                (Some(first), _) => format!("a lookup failed ({first})"),
+                (None, Some(secs)) => format!(
+                    "this run's {secs} s for lookups were spent (registries answering slowly) before discover.max_lookups_per_run = {max}"
+                ),
+                (None, None) => format!("discover.max_lookups_per_run = {max} reached"),
             };
             crate::output::tell(format_args!(
                 "abuse-mailer: {} address(es) in no provider wait for their abuse contact to be looked up by a later run: {why}",
@@ -490,6 +495,9 @@ pub(crate) fn plan_discovered(
             }
             discover::Outcome::Deferred => unplanned.lookups_waiting += 1,
         }
+    }
+    if unplanned.lookups_waiting > 0 && discoverer.out_of_time() {
+        unplanned.lookup_time_spent = Some(discoverer.time_for_lookups().as_secs());
     }
     drop(discoverer);
     for ip in failures {

@@ -183,6 +183,20 @@ impl<'c> Discoverer<'c> {
         self.used
     }
 
+    /// How long a run may spend looking addresses up.
+    pub fn time_for_lookups(&self) -> Duration {
+        self.limits.run_budget
+    }
+
+    /// Whether the run's time for lookups ran out before `max_lookups_per_run` did: the
+    /// addresses deferred wait for that, not for the count.
+    pub fn out_of_time(&self) -> bool {
+        self.used < self.cfg.max_lookups_per_run
+            && self
+                .started
+                .is_some_and(|s| s.elapsed() >= self.limits.run_budget)
+    }
+
     /// Each address in turn; the order is the caller's (the bound falls on the last ones).
     pub fn lookup_all(&mut self, ips: impl IntoIterator<Item = IpAddr>) -> Vec<Lookup> {
         ips.into_iter().map(|ip| self.lookup(ip)).collect()
@@ -717,6 +731,8 @@ mod tests {
             d.lookup("192.0.2.9".parse().unwrap()).outcome,
             Outcome::Deferred
         );
+        // Deferred for the count, not the time: the run says which.
+        assert!(!d.out_of_time());
     }
 
     #[test]
@@ -738,6 +754,9 @@ mod tests {
             Outcome::Deferred
         );
         assert_eq!(d.lookups_used(), 0);
+        // The run said max_lookups_per_run was reached, and an operator raised a limit that
+        // was never hit: it says the time ran out.
+        assert!(d.out_of_time());
     }
 
     #[test]
