@@ -895,7 +895,10 @@ impl Sending<'_> {
             // Its IPs stay in the delta: the next run plans them again. Unless some of them
             // would be history by then (the way out down for about `max_age_days`): written
             // now, it waits with the report that failed, and none of them ages out unsent.
-            if soon > 0 {
+            // A part of a split message is written whatever its addresses' age, as when the
+            // budget holds it (below): its thread's first part was tried, and is stored with
+            // its number, and the desk gets the thread's parts with the numbers they began with.
+            if soon > 0 || (p.report.parts > 1 && way != Route::Api) {
                 return self.queue(state, p).map(Some);
             }
             self.outcome.held += 1;

@@ -1247,3 +1247,41 @@ fn a_report_held_back_by_a_long_outage_is_written_before_its_addresses_age_out()
     );
     assert_eq!(sendmail_got(&s).len(), 2);
 }
+
+/// The way out down while a delta is split into parts: the first part was tried and stored
+/// to wait ("part 1 of 3"), the others held back unwritten and made again later as a thread
+/// of their own ("part 1 of 2"), or, once some were about to age out, only those written:
+/// the desk got part 1 and part 3 of 3, then parts of another count. Every part is written
+/// to wait, and the desk gets parts 1, 2 and 3 of 3.
+#[test]
+fn parts_held_back_by_a_failed_way_out_keep_their_numbers() {
+    let s = Setup::new(
+        &sendmail_config("").replace("min_hits = 1", "min_hits = 1\nmax_ips_per_message = 1"),
+    );
+    s.write_program(
+        "sendmail",
+        "#!/bin/sh\ncat > /dev/null\necho 'queue full' >&2\nexit 75\n",
+    );
+    s.write("messages", &attack_log());
+    assert_eq!(s.run(&["run"]).code, 75);
+    assert_eq!(history(&s).len(), 3);
+    healthy_sendmail(&s);
+    s.run(&["run"]).ok();
+    let subjects: Vec<String> = (sendmail_got(&s).iter())
+        .map(|m| {
+            // The header unfolded.
+            let text = (String::from_utf8_lossy(m).replace("\r\n", "\n")).replace("\n ", " ");
+            let subject = text.lines().find(|l| l.starts_with("Subject: ")).unwrap();
+            subject.to_string()
+        })
+        .collect();
+    assert_eq!(subjects.len(), 3, "{subjects:?}");
+    for k in 1..=3 {
+        let part = format!("(part {k} of 3)");
+        assert_eq!(
+            subjects.iter().filter(|s| s.ends_with(&part)).count(),
+            1,
+            "{subjects:?}"
+        );
+    }
+}
