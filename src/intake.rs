@@ -918,10 +918,15 @@ fn ingest_once(
                         &mut folders,
                     )
                     .map_err(|e| {
-                        // Absent, not out of the run's reach: a folder on the way the run's
-                        // user may not enter hides the file from `exists()` too.
-                        let absent = std::fs::symlink_metadata(&path)
-                            .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound);
+                        // Absent (a link to nothing, a file where a folder should be on the
+                        // way), not out of the run's reach: a folder on the way the run's user
+                        // may not enter hides the file from `exists()` too.
+                        let absent = std::fs::metadata(&path).is_err_and(|e| {
+                            matches!(
+                                e.kind(),
+                                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                            )
+                        });
                         if cursor.is_none() && absent {
                             anyhow::Error::from(ConfigError(one_line(&e)))
                         } else {

@@ -518,6 +518,14 @@ fn missing_source_and_ranges_files_are_named() {
         out.stderr
     );
     assert_eq!(out.stderr.trim().lines().count(), 1);
+    // A link to nothing, and a path through a file where a folder should be, name no file
+    // either (a folder the run may not enter is another matter: see `environment`).
+    std::os::unix::fs::symlink(s.path("gone"), s.path("messages")).unwrap();
+    assert_eq!(s.run(&["run"]).code, 78);
+    let s = Setup::new(&standard_config("").replace("{dir}/messages", "{dir}/afile/messages"));
+    s.write("afile", "");
+    let out = s.run(&["run"]);
+    assert_eq!(out.code, 78, "{}", out.stderr);
 
     let s = Setup::new(&standard_config("").replace(
         "fixtures/ranges/aws-ip-ranges.json",
