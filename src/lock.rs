@@ -140,27 +140,36 @@ fn acquire_within(
 /// The process holding the lock on `file` and how long it has run (no shorter than it has
 /// held the lock), as Linux tells any process in `/proc`: nothing is written to tell it, so a
 /// quiet run still writes nothing. `None` where it cannot be told (no `/proc`, a holder in
-/// another process namespace).
+/// another process namespace, or of another user).
 fn holder(file: &File) -> Option<(u32, Duration)> {
     use std::os::unix::fs::MetadataExt;
     let meta = file.metadata().ok()?;
-    let dev = meta.dev();
-    // The kernel's split of a device number (glibc's `major` and `minor`).
-    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
-    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
     let locks = std::fs::read_to_string("/proc/locks").ok()?;
     // `1: FLOCK  ADVISORY  WRITE 3965 fe:00:10010751 0 EOF`; a waiter's line has `->` first.
+    // The device there is the file system's own, which on btrfs is not the one `stat` gives
+    // (each subvolume has its own): the inode picks the lines, and the holder is the process
+    // that has this very file open.
     let pid = locks.lines().find_map(|line| {
         let fields: Vec<&str> = line.split_whitespace().collect();
         let [_, "FLOCK", _, _, pid, id, ..] = fields.as_slice() else {
             return None;
         };
-        let mut id = id.split(':');
-        let mut next = |radix| u64::from_str_radix(id.next()?, radix).ok();
-        let held = (next(16)?, next(16)?, next(10)?);
-        (held == (major, minor, meta.ino())).then(|| pid.parse::<u32>().ok())?
+        let ino: u64 = id.rsplit(':').next()?.parse().ok()?;
+        let pid: u32 = pid.parse().ok()?;
+        (ino == meta.ino() && has_open(pid, &meta)).then_some(pid)
     })?;
     Some((pid, running_for(pid)?))
+}
+
+/// Whether process `pid` has the file `meta` describes open.
+fn has_open(pid: u32, meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(open) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    open.flatten().any(|fd| {
+        std::fs::metadata(fd.path()).is_ok_and(|m| (m.dev(), m.ino()) == (meta.dev(), meta.ino()))
+    })
 }
 
 /// How long process `pid` has run: the system's uptime less the process's start, in clock
