@@ -1478,7 +1478,20 @@ pub fn read(
         }
         None => ReadThrough::default(),
     };
+    let seen = now.clone();
     let mut read = read_opened(path, live, now, &rotated, cursor, start, through, ingest)?;
+    // Where a rotated file was passed over (one compressed otherwise than with gzip, one the
+    // run may not read), the text may be there: that is said instead.
+    if unreadable.is_empty()
+        && compressed.is_empty()
+        && let Some(c) = cursor
+        && let Some(offset) = text_gone(c, seen.as_ref(), &read.decision)
+    {
+        read.warnings.push(format!(
+            "source {}: the text it was read in last (to byte {offset}) is neither in the file at the path nor in a file rotated beside it: lines logged there after the last run, if any, were not read (rotated files are looked for beside the log; logrotate's `olddir` moves them away, `rotate 0` deletes them)",
+            path.display()
+        ));
+    }
     let mut unreadable: Vec<String> = unreadable.into_iter().map(|(_, text)| text).collect();
     unreadable.append(&mut compressed);
     unreadable.append(&mut read.warnings);
@@ -1659,13 +1672,6 @@ fn read_opened(
     let decision = decide(cursor, now.as_ref(), rotated, start);
     let mut known: Vec<KnownFile> = rotated.iter().map(Sibling::known).collect();
     let mut warnings = Vec::new();
-    if let Some(c) = cursor
-        && let Some(offset) = text_gone(c, now.as_ref(), &decision)
-    {
-        warnings.push(format!(
-            "source {shown}: the text it was read in last (to byte {offset}) is neither in the file at the path nor in a file rotated beside it: lines logged there after the last run, if any, were not read (rotated files are looked for beside the log; logrotate's `olddir` moves them away, `rotate 0` deletes them)"
-        ));
-    }
     let mut next: Option<Cursor> = None;
     let sibling = |r: &Rotated| rotated.iter().position(|s| s.open.path == r.path);
     let catchup = decision.catchup();

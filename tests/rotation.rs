@@ -1477,17 +1477,24 @@ fn a_log_cut_back_and_written_on_to_a_line_end_at_the_cursor_is_read_once() {
 /// logrotate's `olddir` (the rotated file moved into another folder) or `rotate 0` (deleted),
 /// with lines logged after the last run: the run read the new file from its start and said
 /// only "rotated", the lines it could not reach lost without a word. It says so, naming the
-/// source; a rotation beside the log is read on and says nothing of the kind.
+/// source; a rotation beside the log is read on and says nothing of the kind, nor does one
+/// whose rotated file is beside it in a compression the run cannot read (said as that).
 #[test]
 fn a_log_rotated_out_of_reach_with_unread_lines_is_said() {
     let line = |time: &str, ip: &str| drop_line(time, ip, "TCP", 22);
-    for away in ["old/messages.1", "messages.1"] {
+    for away in ["old/messages.1", "messages.1", "messages.1.zst"] {
         let s = Setup::standard();
         s.write("messages", &line("10:00:00", "3.5.140.2"));
         s.run(&["run"]).ok();
         s.append("messages", &line("10:00:05", "3.5.140.3"));
         fs::create_dir_all(s.path("old")).unwrap();
-        fs::rename(s.path("messages"), s.path(away)).unwrap();
+        if away.ends_with(".zst") {
+            // Compressed, so a file of its own (its text, as the run cannot read it anyway).
+            fs::copy(s.path("messages"), s.path(away)).unwrap();
+            fs::remove_file(s.path("messages")).unwrap();
+        } else {
+            fs::rename(s.path("messages"), s.path(away)).unwrap();
+        }
         s.write("messages", &line("10:00:09", "3.5.140.4"));
         let out = s.run(&["run"]).ok();
         let hits = observed_hits(&s);
@@ -1496,6 +1503,9 @@ fn a_log_rotated_out_of_reach_with_unread_lines_is_said() {
         if away == "messages.1" {
             assert!(!said, "{}", out.stderr);
             assert_eq!(hits.get("3.5.140.3"), Some(&1), "{}", out.stderr);
+        } else if away == "messages.1.zst" {
+            assert!(!said, "{}", out.stderr);
+            assert!(out.stderr.contains("zstd"), "{}", out.stderr);
         } else {
             assert!(said, "{}", out.stderr);
             let warning = (out.stderr.lines())
