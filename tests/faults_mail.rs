@@ -162,6 +162,19 @@ fn a_body_answered_with_no_smtp_reply_goes_out_twice_at_most() {
     sent_again_once_then_taken_as_delivered(&s, || server.received());
 }
 
+/// A body answered with a bare `250` (no text): the client cannot read it, and it is a
+/// reply that cannot be read, as above: sent once more, then taken as delivered, the
+/// warning naming a bare code as one such reply.
+#[test]
+fn a_body_answered_with_a_bare_code_goes_out_twice_at_most() {
+    let server = FaultyServer::start(Mode::BareOkToBody);
+    let s = Setup::new(&smtp_config(server.port, "none", ""));
+    s.write("messages", &attack_log());
+    let out = first_try_unconfirmed(&s);
+    assert!(out.stderr.contains("`250` alone"), "{}", out.stderr);
+    sent_again_once_then_taken_as_delivered(&s, || server.received());
+}
+
 /// A server that answers the body with 354 (one reply out of step, whose answer to the body
 /// is still to come, and may be a refusal) has not taken the message: it was recorded sent,
 /// with the 354 as the server's reply, and its addresses never reported again.

@@ -47,6 +47,8 @@ pub enum Mode {
     /// Greets with a reply code and no text (`220`, which RFC 5321 allows and the client
     /// cannot read).
     BareGreeting,
+    /// Takes every body, answering it with `250` and no text.
+    BareOkToBody,
     /// Refuses with 550 every recipient whose address holds `refused`.
     RefuseRecipient,
     /// Answers 451 ("later") to every recipient whose address holds `deferred`: one desk's
@@ -295,6 +297,10 @@ impl FaultyServer {
                             say(NO_REPLIES[k % NO_REPLIES.len()])?
                         }
                         Mode::GoAheadToBody => say("354 go ahead\r\n")?,
+                        Mode::BareOkToBody => {
+                            self.log.lock().unwrap().accepted.push(body);
+                            say("250\r\n")?
+                        }
                         Mode::SlowBodyReply => {
                             std::thread::sleep(std::time::Duration::from_secs(9));
                             self.log.lock().unwrap().accepted.push(body);
