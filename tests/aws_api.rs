@@ -652,22 +652,29 @@ fn a_status_endpoint_that_does_not_answer_is_asked_once_a_refresh() {
 /// no answer: the reports stay open.
 #[test]
 fn a_status_answer_about_another_report_is_not_taken() {
-    let Some(stub) = Stub::start(None) else {
-        return;
-    };
+    let ran = refreshed_and_left_open(json!({
+        "status_about": "ROTHERREPORTOTHERREPORT0000",
+        "status": {"*": {"status": "COMPLETED", "reasonCode": "ACTIONED"}}}));
+    if let Some(ran) = ran {
+        assert!(ran.stderr.contains("answered about"), "{}", ran.stderr);
+    }
+}
+
+/// Two reports sent through the stub, then a `history --refresh` under `scenario`: it fails
+/// to try again (75), and both reports are still open. `None` where the stub cannot run.
+fn refreshed_and_left_open(scenario: Value) -> Option<Ran> {
+    let stub = Stub::start(None)?;
     let s = setup(&stub, "");
     attack(&s, &THREE[..2]);
     s.run(&["run"]).ok();
-    stub.script(json!({
-        "status_about": "ROTHERREPORTOTHERREPORT0000",
-        "status": {"*": {"status": "COMPLETED", "reasonCode": "ACTIONED"}}}));
+    stub.script(scenario);
     let ran = s.run(&["history", "--refresh"]);
     assert_eq!(ran.code, 75, "{}", ran.stderr);
-    assert!(ran.stderr.contains("answered about"), "{}", ran.stderr);
     let rows = s.run(&["history", "--json"]).ok().json();
     for row in rows.as_array().unwrap() {
         assert_eq!(row["remote"]["status"], "QUEUED", "{row}");
     }
+    Some(ran)
 }
 
 /// A JSON 404 that is not AWS's (`{"message":"Not Found"}`, an API gateway's for a path it
@@ -675,19 +682,9 @@ fn a_status_answer_about_another_report_is_not_taken() {
 /// ResourceNotFoundException does.
 #[test]
 fn a_gateways_json_404_marks_no_report_gone() {
-    let Some(stub) = Stub::start(None) else {
-        return;
-    };
-    let s = setup(&stub, "");
-    attack(&s, &THREE[..2]);
-    s.run(&["run"]).ok();
-    stub.script(json!({"status_answer": {"status": 404, "body": {"message": "Not Found"}}}));
-    let ran = s.run(&["history", "--refresh"]);
-    assert_eq!(ran.code, 75, "{}", ran.stderr);
-    let rows = s.run(&["history", "--json"]).ok().json();
-    for row in rows.as_array().unwrap() {
-        assert_eq!(row["remote"]["status"], "QUEUED", "{row}");
-    }
+    refreshed_and_left_open(
+        json!({"status_answer": {"status": 404, "body": {"message": "Not Found"}}}),
+    );
 }
 
 #[test]
