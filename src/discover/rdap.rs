@@ -450,12 +450,16 @@ impl Http {
     }
 }
 
-/// A redirect target against the URL that sent it (absolute, or a path on the same host).
+/// A redirect target against the URL that sent it (absolute, with the sender's scheme
+/// (`//host/path`), or a path on the same host).
 fn join(base: &str, location: &str) -> String {
     if location.contains("://") {
         return location.to_string();
     }
     let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    if location.starts_with("//") {
+        return format!("{}{location}", &base[..scheme_end.saturating_sub(2)]);
+    }
     let host_end = base[scheme_end..]
         .find('/')
         .map_or(base.len(), |i| scheme_end + i);
@@ -741,6 +745,12 @@ mod tests {
         assert_eq!(
             join("http://127.0.0.1:9/a/b", "c"),
             "http://127.0.0.1:9/a/c"
+        );
+        // Another host, the sender's scheme: it was asked as a path on the sender's host,
+        // and the 404 there taken for the registry naming nobody, for a week.
+        assert_eq!(
+            join("https://a.test/ip/1", "//b.test/rdap/ip/1"),
+            "https://b.test/rdap/ip/1"
         );
     }
 }
