@@ -647,6 +647,40 @@ fn a_status_endpoint_that_does_not_answer_is_asked_once_a_refresh() {
     }
 }
 
+/// A 5xx about one report (AWS's InternalServerException on one record) is an answer, not an
+/// endpoint that cannot answer: the refresh goes on to the others, as for any one report's
+/// failure, and the one is named.
+#[test]
+fn a_server_error_about_one_report_holds_back_no_other() {
+    let Some(stub) = Stub::start(None) else {
+        return;
+    };
+    let s = setup(&stub, "");
+    attack(&s, &THREE);
+    s.run(&["run"]).ok();
+    let rows = s.run(&["history", "--json"]).ok().json();
+    let newest = rows.as_array().unwrap().last().unwrap()["remote"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    stub.script(json!({
+        "status_answer_for": {newest.as_str(): {"status": 500,
+            "body": {"__type": "InternalServerException", "message": "try later"}}},
+        "status": {"*": {"status": "COMPLETED", "reasonCode": "ACTIONED"}}}));
+    let ran = s.run(&["history", "--refresh"]);
+    assert_eq!(ran.code, 75, "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("InternalServerException"),
+        "{}",
+        ran.stderr
+    );
+    let rows = s.run(&["history", "--json"]).ok().json();
+    let actioned = (rows.as_array().unwrap().iter())
+        .filter(|r| r["remote"]["reason"] == "ACTIONED")
+        .count();
+    assert_eq!(actioned, 2, "{rows}");
+}
+
 /// A status answer about another report than the one asked (a cache or gateway mixing
 /// answers up) was stored as the asked one's: COMPLETED, and never asked about again. It is
 /// no answer: the reports stay open.

@@ -15,7 +15,8 @@ A scenario file (JSON, read at each request) scripts the answers:
    "forget": false,                                                       # status queries: 404
    "status_delay": 0,                                                     # seconds before each status answer
    "status_about": "<reportId>",                                          # status answers name this report
-   "status_answer": {"status": 404, "body": {...}}}                       # every status query answered so
+   "status_answer": {"status": 404, "body": {...}},                       # every status query answered so
+   "status_answer_for": {"<reportId>": {"status": 500, "body": {...}}}}   # one report's queries answered so
 Without a script a create is accepted (202); the same clientToken with the same body returns
 the same reportId, with another body 409 ConflictException, as the model says.
 
@@ -271,7 +272,7 @@ class Handler(BaseHTTPRequestHandler):
     def status(self, rid, script, entry):
         if script.get("status_delay"):
             time.sleep(script["status_delay"])
-        canned = script.get("status_answer")
+        canned = script.get("status_answer") or (script.get("status_answer_for") or {}).get(rid)
         if canned:
             return self.answer(canned["status"], canned.get("body", {}), canned.get("headers"), entry=entry)
         # "forget": AWS deletes test reports shortly after submission.

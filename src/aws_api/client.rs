@@ -37,8 +37,9 @@ pub enum ApiError {
     /// An answer that says nothing of the report (a proxy's page, one that cannot be read, one
     /// about another report): try again later.
     Transient(String),
-    /// 5xx, a redirect, a timeout, a refused or broken connection: the endpoint's trouble, not
-    /// the report's, and every other call now would meet it too. Try again later.
+    /// No answer at all (a timeout, a refused or broken connection): every other call now
+    /// would wait out the same deadline. Try again later. (A 5xx is an answer, and may be
+    /// about one report: it is [`ApiError::Transient`].)
     Unreachable(String),
     /// The request could not be made here (a value no header may carry): nothing was sent,
     /// and the configuration is at fault.
@@ -230,7 +231,14 @@ impl Client {
             .with_config()
             .limit(MAX_ANSWER)
             .read_to_vec()
-            .map_err(|e| ApiError::Unreachable(format!("reading AWS's answer: {}", network(&e))))?;
+            .map_err(|e| {
+                let why = format!("reading AWS's answer: {}", network(&e));
+                // An answer too long is that answer's; one cut off, the connection's.
+                match e {
+                    ureq::Error::BodyExceedsLimit(_) => ApiError::Transient(why),
+                    _ => ApiError::Unreachable(why),
+                }
+            })?;
         Ok(Answer {
             status,
             retry_after,
@@ -329,12 +337,20 @@ impl Client {
                 .map(|a| a.iter().filter_map(remote_status).collect())
                 .unwrap_or_default());
         }
-        Err(classify(
-            status,
-            retry_after,
-            error_type.as_deref(),
-            &answer,
-        ))
+        Err(
+            match classify(status, retry_after, error_type.as_deref(), &answer) {
+                // A list has no report to be gone: a 404 in JSON (an API gateway's, a path
+                // it does not serve) is the endpoint's, which no later run asks better.
+                ApiError::Transient(text)
+                    if status == 404
+                        && serde_json::from_slice::<Value>(&answer)
+                            .is_ok_and(|v| v.is_object()) =>
+                {
+                    ApiError::NotFound(text)
+                }
+                other => other,
+            },
+        )
     }
 }
 
@@ -508,7 +524,7 @@ fn classify(
         404 if kind == "ResourceNotFoundException" => ApiError::NotFound(text),
         404 => ApiError::Transient(text),
         // A redirect is an endpoint problem, not the report's: keep the report.
-        300..=399 | 408 | 500..=599 => ApiError::Unreachable(text),
+        300..=399 | 408 | 500..=599 => ApiError::Transient(text),
         _ => ApiError::Rejected(text),
     }
 }
@@ -546,7 +562,7 @@ mod tests {
         ));
         assert!(matches!(
             classify(503, None, None, b"<html>"),
-            ApiError::Unreachable(_)
+            ApiError::Transient(_)
         ));
         assert!(matches!(
             classify(409, None, None, b"{}"),
@@ -574,7 +590,7 @@ mod tests {
         ));
         assert!(matches!(
             classify(301, None, None, b""),
-            ApiError::Unreachable(_)
+            ApiError::Transient(_)
         ));
         // A 404 is AWS's "no such report" only when AWS says it.
         assert!(matches!(

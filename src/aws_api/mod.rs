@@ -369,10 +369,12 @@ impl Api {
                     .into());
                 }
                 Err(ApiError::Local(m)) => return Err(ConfigError(format!("{NAME}: {m}")).into()),
-                // The endpoint down, slow or throttling: every other question would wait out
-                // the same deadline (an hour for a few hundred open reports, the run lock
-                // held throughout). The others are asked by a later refresh.
-                Err(e @ (ApiError::Unreachable(_) | ApiError::Throttled { .. })) => {
+                // No answer at all (the endpoint down or hung): every other question would
+                // wait out the same deadline (an hour for a few hundred open reports, the
+                // run lock held throughout). The others are asked by a later refresh. (An
+                // answer, a 5xx or a 429 too, may be about this report alone: the others are
+                // asked.)
+                Err(e @ ApiError::Unreachable(_)) => {
                     let first = format!("status of report {id} not refreshed: {e}");
                     let (_, more) = failed.get_or_insert((first, 0));
                     *more += 1;
