@@ -110,7 +110,7 @@ fn acquire_within(
             }
         }
         if started.elapsed() >= wait {
-            if let Some((pid, age)) = holder(&file)
+            if let Some((pid, age)) = holder(&file, &path)
                 && age >= stuck
             {
                 anyhow::bail!(
@@ -140,36 +140,38 @@ fn acquire_within(
 /// The process holding the lock on `file` and how long it has run (no shorter than it has
 /// held the lock), as Linux tells any process in `/proc`: nothing is written to tell it, so a
 /// quiet run still writes nothing. `None` where it cannot be told (no `/proc`, a holder in
-/// another process namespace, or of another user).
-fn holder(file: &File) -> Option<(u32, Duration)> {
+/// another process namespace).
+fn holder(file: &File, path: &Path) -> Option<(u32, Duration)> {
     use std::os::unix::fs::MetadataExt;
-    let meta = file.metadata().ok()?;
+    let ino = file.metadata().ok()?.ino();
+    let path = std::fs::canonicalize(path).ok()?;
     let locks = std::fs::read_to_string("/proc/locks").ok()?;
     // `1: FLOCK  ADVISORY  WRITE 3965 fe:00:10010751 0 EOF`; a waiter's line has `->` first.
     // The device there is the file system's own, which on btrfs is not the one `stat` gives
     // (each subvolume has its own): the inode picks the lines, and the holder is the process
-    // that has this very file open.
+    // that has this very file open, where its open files may be looked at.
     let pid = locks.lines().find_map(|line| {
         let fields: Vec<&str> = line.split_whitespace().collect();
         let [_, "FLOCK", _, _, pid, id, ..] = fields.as_slice() else {
             return None;
         };
-        let ino: u64 = id.rsplit(':').next()?.parse().ok()?;
         let pid: u32 = pid.parse().ok()?;
-        (ino == meta.ino() && has_open(pid, &meta)).then_some(pid)
+        let same_inode = id.rsplit(':').next()?.parse::<u64>().ok()? == ino;
+        (same_inode && has_open(pid, &path) != Some(false)).then_some(pid)
     })?;
     Some((pid, running_for(pid)?))
 }
 
-/// Whether process `pid` has the file `meta` describes open.
-fn has_open(pid: u32, meta: &std::fs::Metadata) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(open) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return false;
-    };
-    open.flatten().any(|fd| {
-        std::fs::metadata(fd.path()).is_ok_and(|m| (m.dev(), m.ino()) == (meta.dev(), meta.ino()))
-    })
+/// Whether process `pid` has the file at `path` open, by the names of its open files (read
+/// from the links, never by a look at the files: the holder may be stuck on a mount that
+/// answers nothing, and a look at its files would hang too). `None` where its open files
+/// cannot be listed (another user's process).
+fn has_open(pid: u32, path: &Path) -> Option<bool> {
+    let open = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    Some(
+        open.flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|p| p == path)),
+    )
 }
 
 /// How long process `pid` has run: the system's uptime less the process's start, in clock
@@ -203,8 +205,9 @@ mod tests {
         let held = acquire_within(dir.path(), false, Duration::ZERO, STUCK)
             .unwrap()
             .unwrap();
-        let lock = File::open(dir.path().join("run.lock")).unwrap();
-        let (pid, age) = holder(&lock).unwrap();
+        let path = dir.path().join("run.lock");
+        let lock = File::open(&path).unwrap();
+        let (pid, age) = holder(&lock, &path).unwrap();
         assert_eq!(pid, std::process::id());
         assert!(age < STUCK, "{age:?}");
         assert!((acquire_within(dir.path(), false, Duration::ZERO, STUCK).unwrap()).is_none());
@@ -216,8 +219,13 @@ mod tests {
             e.contains(&format!("pid {pid}")) && e.contains("may be stuck"),
             "{e}"
         );
+        assert_eq!(
+            has_open(pid, &std::fs::canonicalize(&path).unwrap()),
+            Some(true)
+        );
+        assert_eq!(has_open(pid, Path::new("/no/such/run.lock")), Some(false));
         drop(held);
-        assert!(holder(&lock).is_none());
+        assert!(holder(&lock, &path).is_none());
         let taken = acquire_within(dir.path(), false, Duration::ZERO, Duration::ZERO).unwrap();
         assert!(taken.is_some());
     }
