@@ -1481,8 +1481,9 @@ pub fn read(
     let seen = now.clone();
     let mut read = read_opened(path, live, now, &rotated, cursor, start, through, ingest)?;
     // Where a rotated file was passed over (one compressed otherwise than with gzip, one the
-    // run may not read), the text may be there: that is said instead.
-    if unreadable.is_empty()
+    // run may not read), the text may be there: that is said instead. (A folder named like a
+    // rotated file holds no text.)
+    if unreadable.iter().all(|(k, _)| *k == NOT_REGULAR)
         && compressed.is_empty()
         && let Some(c) = cursor
         && let Some(offset) = text_gone(c, seen.as_ref(), &read.decision)

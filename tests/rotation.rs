@@ -1488,6 +1488,8 @@ fn a_log_rotated_out_of_reach_with_unread_lines_is_said() {
         s.run(&["run"]).ok();
         s.append("messages", &line("10:00:05", "3.5.140.3"));
         fs::create_dir_all(s.path("old")).unwrap();
+        // A folder named like a rotated file holds no text: the warning is still given.
+        fs::create_dir_all(s.path("messages.2")).unwrap();
         if away.ends_with(".zst") {
             // Compressed, so a file of its own (its text, as the run cannot read it anyway).
             fs::copy(s.path("messages"), s.path(away)).unwrap();
