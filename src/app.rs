@@ -896,8 +896,8 @@ impl Sending<'_> {
             // would be history by then (the way out down for about `max_age_days`): written
             // now, it waits with the report that failed, and none of them ages out unsent.
             // A part of a split message is written whatever its addresses' age, as when the
-            // budget holds it (below): its thread's first part was tried, and is stored with
-            // its number, and the desk gets the thread's parts with the numbers they began with.
+            // budget holds it (below): its thread's parts go out with the numbers they were
+            // made with (an earlier part, tried and stored, keeps its own).
             if soon > 0 || (p.report.parts > 1 && way != Route::Api) {
                 return self.queue(state, p).map(Some);
             }

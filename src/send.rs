@@ -751,7 +751,7 @@ impl Session {
                 && !text.contains("incomplete response") =>
             {
                 return SendError::Config(format!(
-                    "{host}:{port} answered with a reply this client cannot read ({text}): a reply code with no text after it (a bare `250`, which RFC 5321 allows), or text that is no SMTP reply; a relay that answers with a code and text is needed"
+                    "{host}:{port} answered with a reply this client cannot read ({text}): a reply code with no text after it (a bare `220`, which RFC 5321 allows), or text that is no SMTP reply; a relay that answers with a code and text is needed"
                 ));
             }
             // The resolver's word that there is no such name (not "try again": that is
