@@ -537,6 +537,20 @@ fn refresh_shows_completed_and_actioned() {
 /// older reports were never refreshed. The others are refreshed, and the one is named (75).
 #[test]
 fn a_status_that_cannot_be_read_holds_back_no_other_report() {
+    one_failing_report_holds_back_no_other(
+        |newest| {
+            json!({"status": {
+            newest: {"status": "IN PROGRESS"},
+            "*": {"status": "COMPLETED", "reasonCode": "ACTIONED"}}})
+        },
+        "not refreshed",
+    );
+}
+
+/// Three reports sent through the stub, then a `history --refresh` with the newest answered
+/// as `scenario` says (every other COMPLETED / ACTIONED): it fails to try again (75), saying
+/// `said`, and the two others are refreshed.
+fn one_failing_report_holds_back_no_other(scenario: impl Fn(&str) -> Value, said: &str) {
     let Some(stub) = Stub::start(None) else {
         return;
     };
@@ -548,12 +562,10 @@ fn a_status_that_cannot_be_read_holds_back_no_other_report() {
         .as_str()
         .unwrap()
         .to_string();
-    stub.script(json!({"status": {
-        newest.as_str(): {"status": "IN PROGRESS"},
-        "*": {"status": "COMPLETED", "reasonCode": "ACTIONED"}}}));
+    stub.script(scenario(&newest));
     let ran = s.run(&["history", "--refresh"]);
     assert_eq!(ran.code, 75, "{}", ran.stderr);
-    assert!(ran.stderr.contains("not refreshed"), "{}", ran.stderr);
+    assert!(ran.stderr.contains(said), "{}", ran.stderr);
     let rows = s.run(&["history", "--json"]).ok().json();
     let actioned = (rows.as_array().unwrap().iter())
         .filter(|r| r["remote"]["reason"] == "ACTIONED")
@@ -653,33 +665,15 @@ fn a_status_endpoint_that_does_not_answer_is_asked_once_a_refresh() {
 /// failure, and the one is named.
 #[test]
 fn a_server_error_about_one_report_holds_back_no_other() {
-    let Some(stub) = Stub::start(None) else {
-        return;
-    };
-    let s = setup(&stub, "");
-    attack(&s, &THREE);
-    s.run(&["run"]).ok();
-    let rows = s.run(&["history", "--json"]).ok().json();
-    let newest = rows.as_array().unwrap().last().unwrap()["remote"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    stub.script(json!({
-        "status_answer_for": {newest.as_str(): {"status": 500,
-            "body": {"__type": "InternalServerException", "message": "try later"}}},
-        "status": {"*": {"status": "COMPLETED", "reasonCode": "ACTIONED"}}}));
-    let ran = s.run(&["history", "--refresh"]);
-    assert_eq!(ran.code, 75, "{}", ran.stderr);
-    assert!(
-        ran.stderr.contains("InternalServerException"),
-        "{}",
-        ran.stderr
+    one_failing_report_holds_back_no_other(
+        |newest| {
+            json!({
+            "status_answer_for": {newest: {"status": 500,
+                "body": {"__type": "InternalServerException", "message": "try later"}}},
+            "status": {"*": {"status": "COMPLETED", "reasonCode": "ACTIONED"}}})
+        },
+        "InternalServerException",
     );
-    let rows = s.run(&["history", "--json"]).ok().json();
-    let actioned = (rows.as_array().unwrap().iter())
-        .filter(|r| r["remote"]["reason"] == "ACTIONED")
-        .count();
-    assert_eq!(actioned, 2, "{rows}");
 }
 
 /// A status answer about another report than the one asked (a cache or gateway mixing
