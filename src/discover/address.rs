@@ -39,7 +39,10 @@ const PLACEHOLDER_WORDS: &[&str] = &[
 ];
 
 /// Domains of RFC 2606 / RFC 6761 and the other special-use names (`.onion`, `.arpa` with
-/// `home.arpa`, `.internal`, `.alt`) that never have a real desk on the public network.
+/// `home.arpa`, `.internal`, `.alt`) that never have a real desk on the public network, and
+/// the private names in common use that the root never delegated (RFC 6762's appendix G:
+/// `.lan`, `.home`, `.corp`, `.intranet`, `.private`; and `localhost.localdomain`): mail to
+/// one of them stays on the operator's own hosts.
 const RESERVED_DOMAINS: &[&str] = &[
     "example.com",
     "example.net",
@@ -53,6 +56,12 @@ const RESERVED_DOMAINS: &[&str] = &[
     "arpa",
     "internal",
     "alt",
+    "localdomain",
+    "lan",
+    "home",
+    "corp",
+    "intranet",
+    "private",
 ];
 
 /// The registries themselves: their desks appear on blocks they do not manage (unallocated
@@ -216,6 +225,13 @@ mod tests {
             "abuse@1.2.3.4.in-addr.arpa",
             "abuse@router.home.arpa",
             "abuse@hoster.alt",
+            // Mailed to the operator's own hosts, and counted as reported.
+            "abuse@localhost.localdomain",
+            "abuse@mail.lan",
+            "abuse@nas.home",
+            "abuse@it.corp",
+            "abuse@noc.intranet",
+            "abuse@desk.private",
         ] {
             assert_eq!(check(text), Err(Refusal::Placeholder), "{text:?}");
         }
