@@ -546,8 +546,9 @@ fn abusix_address(texts: &[String]) -> Option<String> {
         .map(|a| a.to_string())
 }
 
-/// The abuse address an RDAP answer gives: the first valid one of its abuse contacts. A
-/// contact with a character no mailbox holds inside it (a line break, NUL, a bidi mark:
+/// The abuse address an RDAP answer gives: the first valid one of its abuse contacts (of the
+/// addresses in a value that lists several, `abuse@a.example, noc@a.example`, as an Abusix
+/// text may: it gave none). A contact with a character no mailbox holds inside it (a line break, NUL, a bidi mark:
 /// `abuse@a.example\r\n.b.example`) is not what the registry means to publish: the answer
 /// gives none, as an Abusix answer with one does, rather than the text with the character
 /// taken out (`abuse@a.example.b.example`, a mailbox the registry never named) or another
@@ -558,6 +559,7 @@ fn rdap_address(emails: &[String]) -> Option<String> {
         return None;
     }
     (emails.iter())
+        .flat_map(|e| e.split([',', ';', ' ']))
         .find_map(|e| address::check(e).ok())
         .map(|a| a.to_string())
 }
@@ -669,6 +671,25 @@ mod tests {
         assert_eq!(
             abusix_address(&texts(&["not-an-address, abuse@a6-net.de; noc@a6-net.de"])),
             Some("abuse@a6-net.de".to_string())
+        );
+    }
+
+    /// A registry's e-mail value listing two addresses gave no desk at all; its first valid
+    /// one is the desk, as for Abusix. One with a line break in it still gives none.
+    #[test]
+    fn an_rdap_value_listing_addresses_gives_its_first_valid_one() {
+        let emails = |t: &[&str]| t.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            rdap_address(&emails(&["abuse@a7-net.de, noc@a7-net.de"])),
+            Some("abuse@a7-net.de".to_string())
+        );
+        assert_eq!(
+            rdap_address(&emails(&["redacted@redacted.invalid; abuse@a8-net.de"])),
+            Some("abuse@a8-net.de".to_string())
+        );
+        assert_eq!(
+            rdap_address(&emails(&["abuse@a9-net.de\r\nnoc@x.de"])),
+            None
         );
     }
 
