@@ -1478,7 +1478,11 @@ pub fn read(
         }
         None => ReadThrough::default(),
     };
-    let seen = now.clone();
+    // The cursor's own file at the path, its text begun as before (a file cut back in place
+    // still holds the text read last).
+    let in_place = cursor.zip(now.as_ref()).is_some_and(|(c, n)| {
+        (n.dev, n.ino) == (c.dev, c.ino) && same_start(&c.fingerprint, &n.fingerprint)
+    });
     let mut read = read_opened(path, live, now, &rotated, cursor, start, through, ingest)?;
     // Where a rotated file was passed over (one compressed otherwise than with gzip, one the
     // run may not read), the text may be there: that is said instead. (A folder named like a
@@ -1486,7 +1490,7 @@ pub fn read(
     if unreadable.iter().all(|(k, _)| *k == NOT_REGULAR)
         && compressed.is_empty()
         && let Some(c) = cursor
-        && let Some(offset) = text_gone(c, seen.as_ref(), &read.decision)
+        && let Some(offset) = text_gone(c, in_place, &read.decision)
     {
         read.warnings.push(format!(
             "source {}: the text it was read in last (to byte {offset}) is neither in the file at the path nor in a file rotated beside it: lines logged there after the last run, if any, were not read (rotated files are looked for beside the log; logrotate's `olddir` moves them away, `rotate 0` deletes them)",
@@ -1824,8 +1828,17 @@ fn read_opened(
         // read: whatever appears later, or grows past that, holds unread lines.
         Some(mut c) => {
             c.known_siblings = known;
+            // Read on to where it was (nothing new), the file's bytes there are the ones the
+            // cursor kept, as the look for a cut-back has just found: not read again.
+            let unmoved = cursor.filter(|o| {
+                matches!(decision, Decision::Append(_))
+                    && (o.dev, o.ino, o.offset) == (c.dev, c.ino, c.offset)
+                    && !o.tail.is_empty()
+            });
             let mut files = live.iter().chain(rotated.iter().map(|s| &s.open));
-            if let Some(file) = files.find(|f| (f.dev, f.ino) == (c.dev, c.ino)) {
+            if let Some(o) = unmoved {
+                c.tail = o.tail.clone();
+            } else if let Some(file) = files.find(|f| (f.dev, f.ino) == (c.dev, c.ino)) {
                 c.tail = tail_before(file, c.offset).with_context(|| format!("source {shown}"))?;
             }
             Some(c)
@@ -1840,18 +1853,13 @@ fn read_opened(
 }
 
 /// Where the cursor's text ended, when a file other than the cursor's is at the path (or the
-/// cursor's was truncated and begins otherwise) and the cursor's text is not found beside it:
-/// what was logged to it between the last run and its rotation is out of the run's reach. A
-/// file cut back in place still holds its text, and nothing is said of a cursor that read
-/// nothing.
-fn text_gone(cursor: &Cursor, now: Option<&FileNow>, decision: &Decision) -> Option<u64> {
-    let cut_back = now.is_some_and(|n| {
-        (n.dev, n.ino) == (cursor.dev, cursor.ino)
-            && same_start(&cursor.fingerprint, &n.fingerprint)
-    });
+/// cursor's was truncated and begins otherwise: not `in_place`) and the cursor's text is not
+/// found beside it: what was logged to it between the last run and its rotation is out of the
+/// run's reach. Nothing is said of a cursor that read nothing.
+fn text_gone(cursor: &Cursor, in_place: bool, decision: &Decision) -> Option<u64> {
     let gone = match decision {
         Decision::Replaced(c) => c.previous.is_none(),
-        Decision::Restarted(c) => c.previous.is_none() && !cut_back,
+        Decision::Restarted(c) => c.previous.is_none() && !in_place,
         _ => false,
     };
     (gone && cursor.offset > 0 && known_by_first_line(&cursor.fingerprint)).then_some(cursor.offset)
