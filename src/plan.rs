@@ -496,8 +496,8 @@ pub(crate) fn plan_discovered(
             discover::Outcome::Deferred => unplanned.lookups_waiting += 1,
         }
     }
-    if unplanned.lookups_waiting > 0 && discoverer.out_of_time() {
-        unplanned.lookup_time_spent = Some(discoverer.time_for_lookups().as_secs());
+    if unplanned.lookups_waiting > 0 {
+        unplanned.lookup_time_spent = discoverer.time_spent().map(|t| t.as_secs());
     }
     drop(discoverer);
     for ip in failures {

@@ -183,18 +183,13 @@ impl<'c> Discoverer<'c> {
         self.used
     }
 
-    /// How long a run may spend looking addresses up.
-    pub fn time_for_lookups(&self) -> Duration {
-        self.limits.run_budget
-    }
-
-    /// Whether the run's time for lookups ran out before `max_lookups_per_run` did: the
+    /// The run's time for lookups, when it ran out before `max_lookups_per_run` did: the
     /// addresses deferred wait for that, not for the count.
-    pub fn out_of_time(&self) -> bool {
-        self.used < self.cfg.max_lookups_per_run
-            && self
-                .started
-                .is_some_and(|s| s.elapsed() >= self.limits.run_budget)
+    pub fn time_spent(&self) -> Option<Duration> {
+        let budget = self.limits.run_budget;
+        (self.used < self.cfg.max_lookups_per_run
+            && self.started.is_some_and(|s| s.elapsed() >= budget))
+        .then_some(budget)
     }
 
     /// Each address in turn; the order is the caller's (the bound falls on the last ones).
@@ -548,7 +543,8 @@ fn abusix_address(texts: &[String]) -> Option<String> {
 
 /// The abuse address an RDAP answer gives: the first valid one of its abuse contacts (of the
 /// addresses in a value that lists several, `abuse@a.example, noc@a.example`, as an Abusix
-/// text may: it gave none). A contact with a character no mailbox holds inside it (a line break, NUL, a bidi mark:
+/// text may: it gave none). A contact with a character no mailbox holds inside it (a line
+/// break, NUL, a bidi mark:
 /// `abuse@a.example\r\n.b.example`) is not what the registry means to publish: the answer
 /// gives none, as an Abusix answer with one does, rather than the text with the character
 /// taken out (`abuse@a.example.b.example`, a mailbox the registry never named) or another
@@ -753,7 +749,7 @@ mod tests {
             Outcome::Deferred
         );
         // Deferred for the count, not the time: the run says which.
-        assert!(!d.out_of_time());
+        assert_eq!(d.time_spent(), None);
     }
 
     #[test]
@@ -777,7 +773,7 @@ mod tests {
         assert_eq!(d.lookups_used(), 0);
         // The run said max_lookups_per_run was reached, and an operator raised a limit that
         // was never hit: it says the time ran out.
-        assert!(d.out_of_time());
+        assert_eq!(d.time_spent(), Some(Duration::ZERO));
     }
 
     #[test]
