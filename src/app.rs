@@ -885,10 +885,14 @@ impl Sending<'_> {
             return Ok(None);
         }
         let way = self.route(&p.record.provider);
-        // Addresses of the report whose packets are history within a day.
-        let soon = (p.record.ips.iter())
-            .filter(|i| self.world.ages_out_within_a_day(i.last_seen))
-            .count();
+        // Addresses of the report whose packets are history within a day: asked only of a
+        // report held back.
+        let world = self.world;
+        let soon = |p: &Planned| {
+            (p.record.ips.iter())
+                .filter(|i| world.ages_out_within_a_day(i.last_seen))
+                .count()
+        };
         if self.outcome.failed_routes.contains(&way)
             || self.outcome.deferred_desks.contains(&p.record.provider)
         {
@@ -898,7 +902,7 @@ impl Sending<'_> {
             // A part of a split message is written whatever its addresses' age, as when the
             // budget holds it (below): its thread's parts go out with the numbers they were
             // made with (an earlier part, tried and stored, keeps its own).
-            if soon > 0 || (p.report.parts > 1 && way != Route::Api) {
+            if soon(&p) > 0 || (p.report.parts > 1 && way != Route::Api) {
                 return self.queue(state, p).map(Some);
             }
             self.outcome.held += 1;
@@ -915,6 +919,7 @@ impl Sending<'_> {
             } else {
                 self.outcome.held += 1;
                 // Made again by a later run, if it comes before they are history.
+                let soon = soon(&p);
                 if soon > 0 {
                     *self
                         .aging_held
