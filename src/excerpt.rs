@@ -331,7 +331,8 @@ pub(crate) fn is_invisible_format(c: char) -> bool {
 }
 
 /// Hides the operator's own details in a line: `MAC=` values, and for `DST` the destination
-/// address, the quoted source of an ICMP error (which is also the operator's address), and a
+/// address, the quoted source of an ICMP error (which is also the operator's address), the
+/// router an ICMP redirect names (`GATEWAY=`, on the operator's own network), and a
 /// host field that is an address (a log host writes the sender's address when it has no
 /// name, and that is the operator's own: a packet line names the attacker only in `SRC=`).
 ///
@@ -364,7 +365,8 @@ pub fn redact(line: &str, what: &[Redact]) -> String {
             .any(|k| bare.starts_with(k));
         let hide = (mac && is_mac)
             || (dst
-                && ((!inner && bare.starts_with("DST=")) || (inner && bare.starts_with("SRC="))));
+                && ((!inner && (bare.starts_with("DST=") || bare.starts_with("GATEWAY=")))
+                    || (inner && bare.starts_with("SRC="))));
         match token.find('=').filter(|_| hide) {
             Some(eq) => {
                 out.push_str(&token[..=eq]);
@@ -442,10 +444,10 @@ mod tests {
                 let mac = ["MAC=", "MACSRC=", "MACDST="]
                     .iter()
                     .any(|k| bare.starts_with(k));
+                let ours = ["DST=", "GATEWAY="].iter().any(|k| bare.starts_with(k));
                 let hide = (what.contains(&Redact::Mac) && mac)
                     || (what.contains(&Redact::Dst)
-                        && ((!inner && bare.starts_with("DST="))
-                            || (inner && bare.starts_with("SRC="))));
+                        && ((!inner && ours) || (inner && bare.starts_with("SRC="))));
                 if hide {
                     let eq = token.find('=').unwrap_or(0);
                     format!("{}redacted", &token[..=eq])
@@ -507,6 +509,8 @@ mod tests {
                     Just("MACSRC=aa".to_string()),
                     Just("[MACDST=bb".to_string()),
                     Just("DST=198.51.100.10".to_string()),
+                    Just("GATEWAY=198.51.100.1".to_string()),
+                    Just("[GATEWAY=1.2.3.4".to_string()),
                     Just("SRC=3.5.140.2".to_string()),
                     Just("[SRC=198.51.100.10".to_string()),
                     Just("[DST=1.2.3.4".to_string()),
@@ -635,6 +639,13 @@ mod tests {
             "h kernel: D:IN=eth0 OUT= MAC=redacted SRC=3.5.140.2 DST=redacted PROTO=ICMP TYPE=3 [SRC=redacted DST=3.5.140.2 ]"
         );
         assert_eq!(redact(l, &[]), l);
+        // A redirect names the router the host should use: one on the operator's network.
+        let redirect = "h kernel: D:IN=eth0 OUT= SRC=3.5.140.2 DST=192.0.2.1 PROTO=ICMP TYPE=5 CODE=1 GATEWAY=192.0.2.254 [SRC=192.0.2.1 DST=3.5.140.9 ]";
+        assert_eq!(
+            redact(redirect, &[Redact::Dst]),
+            "h kernel: D:IN=eth0 OUT= SRC=3.5.140.2 DST=redacted PROTO=ICMP TYPE=5 CODE=1 GATEWAY=redacted [SRC=redacted DST=3.5.140.9 ]"
+        );
+        assert_eq!(redact(redirect, &[Redact::Mac]), redirect);
         let decoded = "h kernel: D:IN=eth0 OUT= MACSRC=52:54:00:12:34:56 MACDST=fe:54:00:ab:cd:ef MACPROTO=0800 SRC=3.5.140.2 DST=192.0.2.1";
         assert_eq!(
             redact(decoded, &[Redact::Mac]),
