@@ -2,7 +2,7 @@
 //! single-IP [`Report`] (XARF names one source per report).
 //!
 //! The traffic decides the type: a flood is `connection/ddos`, anything else dropped at the
-//! firewall is `connection/port_scan`; the excerpt travels as base64 evidence with its
+//! firewall is `connection/port_scan`; the address's own lines travel as base64 evidence with their
 //! sha256. Sending it the way XARF's e-mail transport describes (a `multipart/report` with a
 //! `message/feedback-report` part saying `Feedback-Type: xarf`) is `render`'s job.
 
@@ -87,11 +87,13 @@ pub fn document(report: &Report, message_id: &str) -> Option<Value> {
         Some(_) => crate::render::is_flood(ip.hits, ip.span_seconds),
         None => report.abuse_kind.ends_with("flood"),
     };
-    let log = report
-        .excerpt
-        .iter()
-        .map(|l| format!("{l}\n"))
-        .collect::<String>();
+    // Its own lines (its earliest, its first read, and those of its densest window), as the
+    // plain report's evidence.log gives them; the window alone when none were kept.
+    let lines = match ip.evidence.is_empty() {
+        true => &report.excerpt,
+        false => &ip.evidence,
+    };
+    let log = lines.iter().map(|l| format!("{l}\n")).collect::<String>();
     let mut doc = json!({
         "xarf_version": XARF_VERSION,
         "report_id": uuid(message_id),

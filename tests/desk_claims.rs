@@ -955,6 +955,22 @@ fn each_xarf_document_agrees_with_the_log() {
                 .unwrap();
             let payload = String::from_utf8(payload).unwrap();
             assert!(!payload.is_empty(), "{ip}");
+            // Its earliest line and as many as its own lines are (three), not its densest
+            // few seconds alone: the first-seen time the document gives is in a line.
+            let earliest = (e.times.iter().zip(&e.lines))
+                .min_by_key(|(t, _)| **t)
+                .map(|(_, l)| shown_as(l, dst_hidden))
+                .unwrap();
+            assert!(
+                payload.lines().any(|l| l == earliest),
+                "{ip}: its earliest line is not in the evidence:\n{payload}"
+            );
+            assert!(
+                payload.lines().count() >= e.lines.len().min(3),
+                "{ip}: {} of its {} lines:\n{payload}",
+                payload.lines().count(),
+                e.lines.len()
+            );
             for l in payload.lines() {
                 assert!(
                     e.lines
