@@ -90,6 +90,38 @@ fn many_sources_log(n: usize, v6: bool) -> String {
     log
 }
 
+/// A sender's name that ends a sentence itself (`Example, Inc.`) is not given a second full
+/// stop at the end of the body.
+#[test]
+fn a_senders_name_ending_in_a_full_stop_gets_no_second_one() {
+    for (from, signed) in [
+        (
+            "\"Example, Inc.\" <abuse@example.org>",
+            "on behalf of Example, Inc.\n",
+        ),
+        (
+            "Abuse desk <abuse@example.org>",
+            "on behalf of Abuse desk.\n",
+        ),
+    ] {
+        let s = Setup::new(&standard_config("").replace(
+            "from = \"Abuse desk <abuse@example.org>\"",
+            &format!("from = {from:?}"),
+        ));
+        s.write("messages", &many_sources_log(3, false));
+        s.run(&["run"]).ok();
+        let raw = only_message(&s);
+        let body = MessageParser::default()
+            .parse(&raw)
+            .unwrap()
+            .body_text(0)
+            .unwrap()
+            .replace("\r\n", "\n");
+        assert!(body.contains(signed), "{from}: {body}");
+        assert!(!body.contains(".."), "{from}: {body}");
+    }
+}
+
 #[test]
 fn subject_names_provider_count_kind_and_target_not_our_domain() {
     let s = Setup::new(&standard_config("reply_to = \"noc@example.net\""));
