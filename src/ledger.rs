@@ -23,7 +23,7 @@ use crate::error::ConfigError;
 use crate::intake::{Destination, World};
 use crate::provider::Provider;
 use crate::send::{SendError, Transport};
-use crate::state::{CONTACT_DESKS, IpSet, ReportRecord, State, Status};
+use crate::state::{CONTACT_DESKS, IpSet, ReportRecord, SentAt, State, Status};
 
 /// What the ledger says each destination must not be sent again: one entry per evidence
 /// bucket (each provider, in order, then, with discovery, every discovered desk together).
@@ -71,7 +71,7 @@ const QUESTIONS_BEFORE_READING_ALL: usize = 2_000;
 /// whole; every answer kept. Reader threads ask too, over a connection of its own.
 struct Asker {
     state: std::sync::Mutex<State>,
-    answers: std::sync::Mutex<std::collections::HashMap<(usize, std::net::IpAddr), (bool, bool)>>,
+    answers: std::sync::Mutex<std::collections::HashMap<(usize, std::net::IpAddr), Answer>>,
     /// Each destination's addresses reported and ever sent, once read whole.
     whole: std::sync::OnceLock<Result<Whole, String>>,
     /// Questions asked one at a time so far.
@@ -83,8 +83,12 @@ struct Asker {
 /// Every destination's addresses reported and ever sent.
 struct Whole {
     reported: Vec<IpSet>,
-    ever_sent: Vec<IpSet>,
+    ever_sent: Vec<SentAt>,
 }
+
+/// Of one address and destination: whether it must not be sent again, and when a report
+/// listing it was last sent, if one was.
+type Answer = (bool, Option<i64>);
 
 /// The start of the reason a waiting report is withdrawn with: a withdrawn report's addresses
 /// are free again, also where a rejected report's stay reported (an API's refusal, a
@@ -324,7 +328,7 @@ impl Ledger {
         s: &State,
         bucket: usize,
         only: Option<std::net::IpAddr>,
-    ) -> Result<(IpSet, IpSet)> {
+    ) -> Result<(IpSet, SentAt)> {
         let rule = &self.desks[bucket];
         let (key, since) = (rule.key.as_str(), self.since.as_deref());
         let withdrawn: Vec<&str> = self.withdrawn.iter().map(String::as_str).collect();
@@ -333,7 +337,7 @@ impl Ledger {
         // is in `reported` and never selected again.
         let mut ever_sent = match self.rereport {
             true => s.ever_sent(key, only)?,
-            false => IpSet::default(),
+            false => SentAt::default(),
         };
         // An intake that refused a report's content refuses it again, and a desk found by a
         // lookup that refuses mail refuses each new report too: wait for a re-report instead
@@ -357,14 +361,15 @@ impl Ledger {
         self.answer(bucket, ip).0
     }
 
-    /// Whether destination `bucket` was ever sent `ip` (with `rereport_after_days`).
-    pub(crate) fn ever_sent(&self, bucket: usize, ip: std::net::IpAddr) -> bool {
+    /// When destination `bucket` was last sent `ip` (Unix seconds), if it ever was (with
+    /// `rereport_after_days`).
+    pub(crate) fn last_sent(&self, bucket: usize, ip: std::net::IpAddr) -> Option<i64> {
         self.answer(bucket, ip).1
     }
 
-    fn answer(&self, bucket: usize, ip: std::net::IpAddr) -> (bool, bool) {
+    fn answer(&self, bucket: usize, ip: std::net::IpAddr) -> Answer {
         let Known::Asked(asker) = &self.known else {
-            return (false, false);
+            return (false, None);
         };
         let Asker {
             state,
@@ -379,12 +384,12 @@ impl Ledger {
             if let Ok(mut f) = failed.lock() {
                 f.get_or_insert(e);
             }
-            (true, true)
+            (true, Some(i64::MAX))
         };
         let from_whole = |w: &Result<Whole, String>| match w {
             Ok(w) => (
                 w.reported.get(bucket).is_some_and(|r| r.contains(&ip)),
-                w.ever_sent.get(bucket).is_some_and(|e| e.contains(&ip)),
+                w.ever_sent.get(bucket).and_then(|e| e.get(&ip).copied()),
             ),
             Err(e) => fail(e.clone()),
         };
@@ -413,7 +418,7 @@ impl Ledger {
             Err(_) => Err("the ledger's connection was lost".to_string()),
         };
         let one = match one {
-            Ok((r, e)) => (r.contains(&ip), e.contains(&ip)),
+            Ok((r, e)) => (r.contains(&ip), e.get(&ip).copied()),
             Err(e) => fail(e),
         };
         if let Ok(mut a) = answers.lock() {

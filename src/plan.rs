@@ -266,7 +266,7 @@ pub(crate) fn plan_providers(
             &intake.observations,
             &|ip| routes.goes(ip, Destination::Provider(i)),
             &|ip| ledger.reported(i, ip),
-            &|ip| ledger.ever_sent(i, ip),
+            &|ip| ledger.last_sent(i, ip),
             since,
             &settings.report,
         );
@@ -413,7 +413,7 @@ pub(crate) fn plan_discovered(
         &intake.observations,
         &|ip| routes.goes(ip, Destination::Discovered),
         &|ip| ledger.reported(n, ip),
-        &|ip| ledger.ever_sent(n, ip),
+        &|ip| ledger.last_sent(n, ip),
         world.since(),
         &world.settings.report,
     );

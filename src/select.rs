@@ -99,7 +99,7 @@ pub fn delta<'a>(
     observations: &'a Observations,
     belongs: &dyn Fn(IpAddr) -> bool,
     reported: &dyn Fn(IpAddr) -> bool,
-    ever_sent: &dyn Fn(IpAddr) -> bool,
+    last_sent: &dyn Fn(IpAddr) -> Option<i64>,
     since: Since,
     report: &ReportConfig,
 ) -> Vec<Selected<'a>> {
@@ -113,9 +113,16 @@ pub fn delta<'a>(
         .filter(|o| belongs(o.ip))
         .filter(|o| !reported(o.ip))
         .filter_map(|o| {
-            let rereport = ever_sent(o.ip);
-            // A re-report is for an attacker still at it, not for history.
-            if rereport && rereport_since.is_some_and(|since| o.last_seen < since) {
+            let sent = last_sent(o.ip);
+            let rereport = sent.is_some();
+            // A re-report is for an attacker seen again since it was last reported, not for
+            // history: seen in the window, or after that report. (Measured by the window
+            // alone, one seen again just after its report was due for the one run at the
+            // window's end: a run that could not make the report then, its budget spent or
+            // killed, lost it for good.)
+            let quiet = sent.is_some_and(|at| o.last_seen <= at)
+                && rereport_since.is_some_and(|since| o.last_seen < since);
+            if quiet {
                 return None;
             }
             Some(Selected {

@@ -510,6 +510,9 @@ fn ip(text: &str) -> rusqlite::Result<IpAddr> {
 /// a predictable one; the ledger holds every address ever reported to a destination.
 pub type IpSet = HashSet<IpAddr, foldhash::fast::RandomState>;
 
+/// Addresses with a time each (see [`State::ever_sent`]).
+pub type SentAt = HashMap<IpAddr, i64, foldhash::fast::RandomState>;
+
 /// The address in column `i` of a row, read in place (the ledger reads a row per address
 /// ever reported).
 fn ip_at(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<IpAddr> {
@@ -1092,17 +1095,38 @@ impl State {
         )
     }
 
-    /// Every IP a provider was ever sent, for marking re-reports; with `only`, of that one.
-    pub fn ever_sent(&self, provider: &str, only: Option<IpAddr>) -> Result<IpSet> {
-        self.addresses(
-            &format!(
-                "SELECT i.ip FROM report_ip i JOIN report r ON r.id = i.report_id
-                 WHERE {} AND r.status = 'sent'",
-                desk_condition(provider)
-            ),
-            &[&provider],
-            only,
-        )
+    /// Every IP a provider was ever sent, with when the last report listing it was sent (Unix
+    /// seconds; [`i64::MAX`] for a time that cannot be read), for marking re-reports and
+    /// telling whether the address was seen since; with `only`, of that one.
+    pub fn ever_sent(&self, provider: &str, only: Option<IpAddr>) -> Result<SentAt> {
+        let sent_at = |text: Option<String>| {
+            (text.as_deref())
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map_or(i64::MAX, |t| t.timestamp())
+        };
+        let desk = desk_condition(provider);
+        let Some(ip) = only else {
+            let mut stmt = self.conn.prepare(&format!(
+                "SELECT i.ip, MAX(COALESCE(r.sent_at, r.created_at))
+                 FROM report_ip i JOIN report r ON r.id = i.report_id
+                 WHERE {desk} AND r.status = 'sent' GROUP BY i.ip"
+            ))?;
+            let rows = stmt.query_map(params![provider], |r| {
+                Ok((ip_at(r, 0)?, sent_at(r.get(1)?)))
+            })?;
+            return Ok(rows.collect::<rusqlite::Result<_>>()?);
+        };
+        // Through the address index, as the other questions about one address are.
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT COUNT(*), MAX(COALESCE(r.sent_at, r.created_at))
+             FROM report_ip i CROSS JOIN report r ON r.id = i.report_id
+             WHERE {desk} AND r.status = 'sent' AND i.ip = ?2"
+        ))?;
+        let (n, at): (i64, Option<String>) = stmt
+            .query_row(params![provider, ip.to_string()], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
+        Ok((n > 0).then(|| (ip, sent_at(at))).into_iter().collect())
     }
 
     /// The addresses a ledger query (`sql`, over `report_ip i`, with `args`) gives; with
@@ -2921,7 +2945,6 @@ mod tests {
                 let queries: Vec<Query<'_>> = vec![
                     Box::new(|only| s.reported_but(desk, since, &[], only)),
                     Box::new(|only| s.reported_but(desk, since, &withdrawn, only)),
-                    Box::new(|only| s.ever_sent(desk, only)),
                     Box::new(|only| s.rejected_ips(desk, since, only)),
                     Box::new(|only| s.test_only_ips(desk, only)),
                 ];
@@ -2933,6 +2956,14 @@ mod tests {
                         proptest::prop_assert_eq!(one.contains(&ip), all.contains(&ip));
                         proptest::prop_assert!(one.len() <= 1);
                     }
+                }
+                // The time of the last report sent too, asked either way.
+                let all = s.ever_sent(desk, None).unwrap();
+                for i in 0..8 {
+                    let ip: IpAddr = format!("3.5.140.{i}").parse().unwrap();
+                    let one = s.ever_sent(desk, Some(ip)).unwrap();
+                    proptest::prop_assert_eq!(one.get(&ip), all.get(&ip));
+                    proptest::prop_assert!(one.len() <= 1);
                 }
             }
         }

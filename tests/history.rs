@@ -196,6 +196,50 @@ fn a_re_report_window_passing_with_nothing_new_read_brings_the_ip_back() {
     );
 }
 
+/// An address seen again just after its report is due for a re-report at the one run where
+/// the window ends; when that run's sending budget is spent on a part that waited, or the run
+/// is killed, a later run makes the re-report (it was lost: by then the address had been
+/// quiet for longer than the window).
+#[test]
+fn a_re_report_due_at_a_run_that_cannot_make_it_is_made_by_a_later_run() {
+    let mut s = Setup::new(
+        &standard_config("max_ips_per_message = 1\nrereport_after_days = 7").replace(
+            "transport = \"file\"",
+            "transport = \"file\"\nmax_messages_per_run = 1",
+        ),
+    );
+    let (x, a, b) = ("3.5.140.2", "3.5.140.3", "3.5.140.4");
+    let on =
+        |day: &str, time: &str, ip: &str| drop_line(time, ip, "TCP", 22).replace("Jan 25", day);
+    s.now = "2026-01-01T10:00:00Z".into();
+    s.write("messages", &on("Jan  1", "09:00:00", x));
+    s.run(&["run"]).ok();
+    // Seen again half an hour after its report.
+    s.now = "2026-01-01T11:00:00Z".into();
+    s.append("messages", &on("Jan  1", "10:30:00", x));
+    s.run(&["run"]).ok();
+    // Two new addresses a week on, one part each: the second waits for the next run.
+    s.now = "2026-01-08T09:55:00Z".into();
+    s.append(
+        "messages",
+        &(on("Jan  8", "09:50:00", a) + &on("Jan  8", "09:50:01", b)),
+    );
+    s.run(&["run"]).ok();
+    assert_eq!(sent(&s), [[x], [a]]);
+    // X's re-report is due; the run's one message is the waiting part.
+    s.now = "2026-01-08T10:15:00Z".into();
+    s.run(&["run"]).ok();
+    assert_eq!(sent(&s), [[x], [a], [b]]);
+    // The window now reaches back past X's last packet: it is re-reported all the same.
+    s.now = "2026-01-08T11:15:00Z".into();
+    s.run(&["run"]).ok();
+    assert_eq!(sent(&s), [[x], [a], [b], [x]]);
+    // Once, and an address not seen since its report is not re-reported.
+    s.now = "2026-01-16T12:00:00Z".into();
+    s.run(&["run"]).ok();
+    assert_eq!(sent(&s), [[x], [a], [b], [x]]);
+}
+
 /// The addresses of each report sent so far, in the order they were made.
 fn sent(s: &Setup) -> Vec<Vec<String>> {
     let history = s.run(&["history", "--json"]).ok().json();
