@@ -843,6 +843,20 @@ fn is_answer(fields: &[u8], proto: &str) -> bool {
     }
 }
 
+/// Whether a kept log line is an answer (see [`is_answer`]), read from its first `IN=` on:
+/// for judging what a source's lines show once they are kept, when the packets themselves
+/// are no longer at hand.
+pub(crate) fn is_answer_line(line: &[u8]) -> bool {
+    let Some(at) = memmem::find(line, b"IN=") else {
+        return false;
+    };
+    let fields = &line[at..];
+    let proto = (words(fields).take_while(|w| w.first() != Some(&b'[')))
+        .find_map(|w| w.strip_prefix(b"PROTO="))
+        .and_then(|p| std::str::from_utf8(p).ok());
+    proto.is_some_and(|p| is_answer(fields, p))
+}
+
 /// The value of the first `TYPE=` word.
 fn icmp_type<'a>(mut words: impl Iterator<Item = &'a [u8]>) -> Option<u8> {
     let digits = words.find_map(|w| w.strip_prefix(b"TYPE="))?;
@@ -1315,6 +1329,30 @@ mod tests {
 
     fn at(text: &str) -> i64 {
         DateTime::parse_from_rfc3339(text).unwrap().timestamp()
+    }
+
+    /// A kept line is judged an answer as the reader judged its packet when it read it.
+    #[test]
+    fn a_kept_line_is_an_answer_as_its_packet_was() {
+        let mut p = parser(&["INPUT-DROP:", "[UFW BLOCK] "]);
+        let head = "Jan 25 10:00:00 web1 kernel: [1.000000] ";
+        let tcp = "SRC=3.5.140.2 DST=192.0.2.10 LEN=40 TOS=0x00 PREC=0x00 TTL=49 ID=1 PROTO=TCP SPT=443 DPT=51234 WINDOW=65535 RES=0x00";
+        let icmp = "SRC=3.5.140.2 DST=192.0.2.10 LEN=88 PROTO=ICMP";
+        for (fields, answer) in [
+            (format!("{tcp} ACK SYN URGP=0"), true),
+            (format!("{tcp} RST URGP=0"), true),
+            (format!("{tcp} SYN URGP=0"), false),
+            (format!("{icmp} TYPE=3 CODE=3 [SRC=192.0.2.10 DST=3.5.140.2 LEN=40 PROTO=TCP SPT=1 DPT=2 ACK ]"), true),
+            (format!("{icmp} TYPE=8 CODE=0 ID=1 SEQ=1"), false),
+            (format!("{icmp} TYPE=0 CODE=0 ID=1 SEQ=1"), true),
+            ("SRC=2600:1f18::1 DST=2001:db8::1 LEN=72 TC=0 HOPLIMIT=255 FLOWLBL=0 PROTO=ICMPv6 TYPE=136 CODE=0".to_string(), true),
+        ] {
+            for prefix in ["INPUT-DROP:", "[UFW BLOCK] "] {
+                let line = format!("{head}{prefix}IN=eth0 OUT= {fields}");
+                assert_eq!(packet(&mut p, &line).answer, answer, "{line}");
+                assert_eq!(is_answer_line(line.as_bytes()), answer, "{line}");
+            }
+        }
     }
 
     #[test]

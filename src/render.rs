@@ -83,6 +83,11 @@ pub struct ReportIp {
     /// Seconds from its first packet to its last.
     #[serde(skip)]
     pub span_seconds: i64,
+    /// Every line of it kept is an answer (TCP ACK or RST, an ICMP error or reply), and its
+    /// ports have an answer's shape: counted only with `backscatter = true`, and named as
+    /// answers, not probes.
+    #[serde(skip)]
+    pub answers: bool,
 }
 
 impl ReportIp {
@@ -135,6 +140,7 @@ impl ReportIp {
             ports_text: String::new(),
             evidence: Vec::new(),
             span_seconds: span,
+            answers: false,
         }
     }
 }
@@ -450,6 +456,14 @@ impl Report {
             };
             lines.sort_by_key(|l| l.time);
             lines.dedup_by(|a, b| a.time == b.time && a.text == b.text);
+            // The lines kept are a few of its packets: the ports of all of them must have an
+            // answer's shape too, from a service's port to the operator's ephemeral ones.
+            let shaped =
+                ip.ports.iter().all(|p| *p >= 1024) && ip.source_ports.iter().all(|p| *p < 1024);
+            if shaped && (lines.iter()).all(|l| crate::parse::is_answer_line(l.text.as_bytes())) {
+                ip.answers = true;
+                ip.kind = answers_kind(&ip.protocols, &ip.source_ports);
+            }
             ip.evidence = lines
                 .iter()
                 .take(EVIDENCE_PER_ADDRESS.min(cap))
@@ -458,13 +472,24 @@ impl Report {
         }
         // The body's list is a copy of the busiest entries, made before their lines were
         // known: a template that shows each listed address's lines needs them there too.
-        let own: std::collections::HashMap<&str, &Vec<String>> = (self.ips.iter())
+        let own: std::collections::HashMap<&str, &ReportIp> = (self.ips.iter())
             .filter(|i| !i.evidence.is_empty())
-            .map(|i| (i.ip.as_str(), &i.evidence))
+            .map(|i| (i.ip.as_str(), i))
             .collect();
         for listed in &mut self.listed {
-            if let Some(lines) = own.get(listed.ip.as_str()) {
-                listed.evidence = (*lines).clone();
+            if let Some(ip) = own.get(listed.ip.as_str()) {
+                listed.evidence = ip.evidence.clone();
+                listed.kind = ip.kind.clone();
+                listed.answers = ip.answers;
+            }
+        }
+        // Answers are no probes, and hosts that answered are no forged sources: they answer
+        // packets forged with the operator's address.
+        if self.ips.iter().any(|i| i.answers) {
+            let all = self.ips.iter().all(|i| i.answers);
+            if all || (!self.spoofing_likely && reflected_by_all(&self.ips).is_none()) {
+                self.spoofing_likely = false;
+                self.abuse_kind = summarise_kinds(self.ips.iter().map(|i| i.kind.as_str()));
             }
         }
         self.name_attachments(cfg);
@@ -638,6 +663,31 @@ fn abuse_kind(protocols: &[String], ports: &[u16], hits: u64, span_seconds: i64)
         ),
         (n, true) => format!("{proto} flood on {n} ports"),
         (n, false) => format!("{proto} probes of {n} ports"),
+    }
+}
+
+/// What a host whose every line kept is an answer sent, in a few words: `TCP answers from
+/// port 443`, `TCP answers from 12 ports`, `ICMP answers`.
+fn answers_kind(protocols: &[String], source_ports: &[u16]) -> String {
+    let proto = match protocols.is_empty() {
+        true => "IP".to_string(),
+        false => protocols.join("/"),
+    };
+    let ports: Vec<u16> = source_ports.iter().copied().filter(|p| *p > 0).collect();
+    match ports.len() {
+        0 => format!("{proto} answers"),
+        1 => format!("{proto} answers from port {}", ports[0]),
+        2 | 3 => format!(
+            "{proto} answers from ports {}",
+            ports
+                .iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join("/")
+        ),
+        // A record keeps an address's lowest source ports only.
+        n if n >= crate::ingest::MAX_SMALL_SET => format!("{proto} answers from {n} or more ports"),
+        n => format!("{proto} answers from {n} ports"),
     }
 }
 

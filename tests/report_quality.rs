@@ -313,6 +313,57 @@ fn backscatter_is_never_a_reason_to_report() {
     );
 }
 
+/// With `backscatter = true` answers are reported, and named for what they are: a host
+/// whose lines are all SYN-ACKs or RSTs from port 443 sent answers, not probes, and hosts
+/// that answer are not forged sources. A host that also sent a SYN is probing.
+#[test]
+fn answers_counted_with_backscatter_are_named_answers_not_probes() {
+    let icmp = |time: &str, src: &str| {
+        format!(
+            "Jan 25 {time} web1 kernel: INPUT-DROP:IN=eth0 OUT= SRC={src} DST=198.51.100.10 LEN=88 PROTO=ICMP TYPE=3 CODE=3 [SRC=198.51.100.10 DST={src} LEN=60 PROTO=UDP SPT=53 DPT=62936 LEN=40 ] \n"
+        )
+    };
+    let mut answers = String::new();
+    for i in 0..5 {
+        answers.push_str(&tcp_answer(&format!("10:00:0{i}"), "3.5.140.2", "ACK SYN"));
+        answers.push_str(&tcp_answer(&format!("10:00:0{i}"), "3.5.140.3", "RST"));
+        answers.push_str(&icmp(&format!("10:00:0{i}"), "3.5.140.5"));
+    }
+    let s = with_defaults("backscatter = true");
+    s.write("messages", &answers);
+    let v = s.run(&["preview", "--json"]).ok().json();
+    let subject = v["reports"][0]["subject"].as_str().unwrap();
+    assert!(
+        subject.contains("TCP answers from port 443 and ICMP answers"),
+        "{subject}"
+    );
+    assert!(!subject.contains("probes"), "{subject}");
+    s.run(&["run"]).ok();
+    let raw = only_message(&s);
+    let body = MessageParser::default()
+        .parse(&raw)
+        .unwrap()
+        .body_text(0)
+        .unwrap()
+        .replace("\r\n", "\n");
+    assert!(
+        body.contains("  What:     TCP answers from port 443 and ICMP answers"),
+        "{body}"
+    );
+    assert!(!body.contains("may be forged"), "{body}");
+
+    // A SYN to port 22 among a host's answers, after the lines kept of it: it probes.
+    let s = with_defaults("backscatter = true");
+    s.write(
+        "messages",
+        &(answers + &drop_line("10:00:09", "3.5.140.2", "TCP", 22)),
+    );
+    let v = s.run(&["preview", "--json"]).ok().json();
+    let subject = v["reports"][0]["subject"].as_str().unwrap();
+    assert!(subject.contains("TCP 22/51234 probes"), "{subject}");
+    assert!(subject.contains("TCP answers from port 443"), "{subject}");
+}
+
 #[test]
 fn stale_packets_are_not_reported_and_are_counted() {
     let s = with_defaults("");
