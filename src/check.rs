@@ -64,7 +64,7 @@ const SAMPLES_BYTES: u64 = 16 << 20;
 const SAMPLE_AT_LEAST: u64 = 16 << 10;
 
 /// What a sample of a source's lines (the last MiB; a compressed file's first) holds.
-#[derive(Default, Clone, Copy)]
+#[derive(Default, Clone)]
 struct Sample {
     /// Lines carrying one of the prefixes.
     carried: usize,
@@ -72,6 +72,8 @@ struct Sample {
     packets: usize,
     /// Lines in the sample.
     lines: usize,
+    /// The first line carrying a prefix that is no packet, cleaned and cut, and why.
+    unread: Option<(String, &'static str)>,
 }
 
 /// How many of a sample of the source's lines carry one of the prefixes, and how many of
@@ -97,13 +99,27 @@ fn recent_matches(
         .filter(|l| finders.iter().any(|f| f.find(l).is_some()))
         .collect();
     let mut parser = crate::parse::LineParser::new(prefixes, settings.zone, now);
-    let packets = (carrying.iter())
-        .filter(|l| matches!(parser.parse(l), crate::parse::Line::Packet(_)))
-        .count();
+    let mut packets = 0;
+    let mut unread = None;
+    for line in &carrying {
+        let why = match parser.parse(line) {
+            crate::parse::Line::Packet(_) => {
+                packets += 1;
+                continue;
+            }
+            crate::parse::Line::Malformed(why) => why,
+            crate::parse::Line::Other => "the prefix is not in a kernel message",
+        };
+        unread.get_or_insert_with(|| {
+            let text = String::from_utf8_lossy(line);
+            (crate::excerpt::clean_line(&text, 160), why)
+        });
+    }
     Ok(Sample {
         carried: carrying.len(),
         packets,
         lines: lines.len(),
+        unread,
     })
 }
 
@@ -256,12 +272,15 @@ fn check_sources(t: &mut Tally, settings: &Settings, now: DateTime<Utc>) {
         for file in &files {
             match recent_matches(file, each, &s.prefixes, settings, now) {
                 Ok(sample) => {
-                    if sample.carried > 0 && sample.packets == 0 {
-                        unread.push((file, sample));
-                    }
                     sum.carried += sample.carried;
                     sum.packets += sample.packets;
                     sum.lines += sample.lines;
+                    if sum.unread.is_none() {
+                        sum.unread = sample.unread.clone();
+                    }
+                    if sample.carried > 0 && sample.packets == 0 {
+                        unread.push((file, sample));
+                    }
                 }
                 Err(e) => t.config("source", &format!("{shown}: {}: {e}", file.display())),
             }
@@ -312,6 +331,16 @@ fn check_sources(t: &mut Tally, settings: &Settings, now: DateTime<Utc>) {
                     sum.packets
                 ),
             );
+            // The others are counted as malformed by a run, which says how many, not which.
+            if let Some((line, why)) = &sum.unread {
+                t.warn(
+                    "source",
+                    &format!(
+                        "{shown}: {} of those lines are no packet (a run counts them as malformed); the first, {why}: {line}",
+                        sum.carried - sum.packets
+                    ),
+                );
+            }
         }
     }
     let mut files: Vec<(std::path::PathBuf, &[String])> = Vec::new();

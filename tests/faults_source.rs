@@ -258,6 +258,35 @@ fn check_warns_when_no_line_carries_a_prefix() {
     assert!(out.stdout.contains("empty so far"), "{}", out.stdout);
 }
 
+/// Lines that carry the prefix but are no packet are counted as malformed by a run, which
+/// says how many, never which: `check` shows the first of them and why, cleaned of what a
+/// terminal would act on, without failing (some such lines are normal in a real log).
+#[test]
+fn check_shows_the_first_line_that_carries_a_prefix_and_is_no_packet() {
+    let s = Setup::new(&standard_config(""));
+    let bad = drop_line("10:00:05", A, "TCP", 22).replace("web1", "<b>web\u{1b}[31m1</b>");
+    s.write(
+        "messages",
+        &(lines("Jan 25", 0, A, 2)
+            + &bad
+            + &drop_line("10:00:06", A, "TCP", 22).replace("PROTO=TCP", "PROTO=06")),
+    );
+    let out = s.run(&["check"]).ok();
+    let said = out
+        .stdout
+        .lines()
+        .find(|l| l.contains("are no packet"))
+        .unwrap_or_else(|| panic!("{}", out.stdout));
+    assert!(
+        said.contains("2 of those lines are no packet (a run counts them as malformed); the first, bad host name: Jan 25 10:00:05 <b>web[31m1</b> kernel:"),
+        "{said}"
+    );
+    assert!(!said.contains('\u{1b}'), "{said}");
+    s.write("messages", &lines("Jan 25", 0, A, 3));
+    let out = s.run(&["check"]).ok();
+    assert!(!out.stdout.contains("no packet"), "{}", out.stdout);
+}
+
 /// A glob's files are each looked at by `check`, not only the first: another host's lines in
 /// a layout the run does not read passed `check`, and the run moved past them reporting
 /// nothing from that host; and a first host with nothing dropped yet failed `check` while the
