@@ -14,6 +14,13 @@ fn only_message(s: &Setup) -> Vec<u8> {
     std::fs::read(&files[0]).unwrap()
 }
 
+/// The text body of the one message in the outbox after a run, lines ending in `\n`.
+fn only_body(s: &Setup) -> String {
+    let raw = only_message(s);
+    let message = MessageParser::default().parse(&raw).unwrap();
+    message.body_text(0).unwrap().replace("\r\n", "\n")
+}
+
 fn attachment(message: &Message<'_>, name: &str) -> String {
     let part = message
         .attachments()
@@ -110,13 +117,7 @@ fn a_senders_name_ending_in_a_full_stop_gets_no_second_one() {
         ));
         s.write("messages", &many_sources_log(3, false));
         s.run(&["run"]).ok();
-        let raw = only_message(&s);
-        let body = MessageParser::default()
-            .parse(&raw)
-            .unwrap()
-            .body_text(0)
-            .unwrap()
-            .replace("\r\n", "\n");
+        let body = only_body(&s);
         assert!(body.contains(signed), "{from}: {body}");
         assert!(!body.contains(".."), "{from}: {body}");
     }
@@ -339,13 +340,7 @@ fn answers_counted_with_backscatter_are_named_answers_not_probes() {
     );
     assert!(!subject.contains("probes"), "{subject}");
     s.run(&["run"]).ok();
-    let raw = only_message(&s);
-    let body = MessageParser::default()
-        .parse(&raw)
-        .unwrap()
-        .body_text(0)
-        .unwrap()
-        .replace("\r\n", "\n");
+    let body = only_body(&s);
     assert!(
         body.contains("  What:     TCP answers from port 443 and ICMP answers"),
         "{body}"
