@@ -139,6 +139,20 @@ pub struct Reported {
     pub first_seen: i64,
 }
 
+impl Reported {
+    /// The packets of `now` (the address's record) that came after this report: the totals
+    /// still hold the packets reported then, unless the address's stored packets all aged
+    /// out meanwhile and it began counting afresh (a later first packet), when all are new.
+    /// Counted in packets, not judged by time: a log's clock a little ahead of the one the
+    /// report was sent by would make its last packets look later than the report.
+    pub fn hits_since(&self, now: &Observation) -> u64 {
+        match now.first_seen <= self.first_seen {
+            true => now.hits.saturating_sub(self.hits),
+            false => now.hits,
+        }
+    }
+}
+
 /// Annotates a provider's delta (whole observations, and whether each is a re-report) with
 /// range and ASN data.
 pub fn enrich(

@@ -19,6 +19,7 @@ use chrono::{DateTime, Utc};
 use crate::cli::Verbosity;
 use crate::clock::{self, utc_text};
 use crate::config::{self, Settings};
+use crate::enrich::Reported;
 use crate::error::ConfigError;
 use crate::intake::{Destination, World};
 use crate::provider::Provider;
@@ -86,9 +87,9 @@ struct Whole {
     ever_sent: Vec<SentAt>,
 }
 
-/// Of one address and destination: whether it must not be sent again, and when a report
-/// listing it was last sent, if one was.
-type Answer = (bool, Option<i64>);
+/// Of one address and destination: whether it must not be sent again, and how the last
+/// report sent listing it gave it, if one did.
+type Answer = (bool, Option<Reported>);
 
 /// The start of the reason a waiting report is withdrawn with: a withdrawn report's addresses
 /// are free again, also where a rejected report's stay reported (an API's refusal, a
@@ -361,9 +362,9 @@ impl Ledger {
         self.answer(bucket, ip).0
     }
 
-    /// When destination `bucket` was last sent `ip` (Unix seconds), if it ever was (with
-    /// `rereport_after_days`).
-    pub(crate) fn last_sent(&self, bucket: usize, ip: std::net::IpAddr) -> Option<i64> {
+    /// How the last report sent to destination `bucket` listing `ip` gave it, if one did
+    /// (with `rereport_after_days`).
+    pub(crate) fn last_sent(&self, bucket: usize, ip: std::net::IpAddr) -> Option<Reported> {
         self.answer(bucket, ip).1
     }
 
@@ -384,12 +385,18 @@ impl Ledger {
             if let Ok(mut f) = failed.lock() {
                 f.get_or_insert(e);
             }
-            (true, Some(i64::MAX))
+            // Sent, and nothing since.
+            let last = Reported {
+                at: i64::MAX,
+                hits: u64::MAX,
+                first_seen: i64::MIN,
+            };
+            (true, Some(last))
         };
         let from_whole = |w: &Result<Whole, String>| match w {
             Ok(w) => (
                 w.reported.get(bucket).is_some_and(|r| r.contains(&ip)),
-                w.ever_sent.get(bucket).and_then(|e| e.get(&ip).copied()),
+                w.ever_sent.get(bucket).and_then(|e| e.get(&ip).cloned()),
             ),
             Err(e) => fail(e.clone()),
         };
@@ -399,7 +406,7 @@ impl Ledger {
         if let Some(known) = answers
             .lock()
             .ok()
-            .and_then(|a| a.get(&(bucket, ip)).copied())
+            .and_then(|a| a.get(&(bucket, ip)).cloned())
         {
             return known;
         }
@@ -418,11 +425,11 @@ impl Ledger {
             Err(_) => Err("the ledger's connection was lost".to_string()),
         };
         let one = match one {
-            Ok((r, e)) => (r.contains(&ip), e.get(&ip).copied()),
+            Ok((r, e)) => (r.contains(&ip), e.get(&ip).cloned()),
             Err(e) => fail(e),
         };
         if let Ok(mut a) = answers.lock() {
-            a.insert((bucket, ip), one);
+            a.insert((bucket, ip), one.clone());
         }
         one
     }

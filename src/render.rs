@@ -132,11 +132,7 @@ impl ReportIp {
             rereport: a.rereport,
             reported_on: a.before.as_ref().map(|b| zone.rfc3339(b.at)),
             hits_then: a.before.as_ref().map_or(0, |b| b.hits),
-            hits_since: match &a.before {
-                // The totals still hold the packets reported then.
-                Some(b) if o.first_seen <= b.first_seen => o.hits.saturating_sub(b.hits),
-                _ => o.hits,
-            },
+            hits_since: a.before.as_ref().map_or(o.hits, |b| b.hits_since(o)),
             ports_text: String::new(),
             evidence: Vec::new(),
             span_seconds: span,

@@ -14,6 +14,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use ipnet::IpNet;
 
 use crate::config::ReportConfig;
+use crate::enrich::Reported;
 use crate::ingest::{Observation, Observations};
 use crate::provider::canonical;
 
@@ -99,7 +100,7 @@ pub fn delta<'a>(
     observations: &'a Observations,
     belongs: &dyn Fn(IpAddr) -> bool,
     reported: &dyn Fn(IpAddr) -> bool,
-    last_sent: &dyn Fn(IpAddr) -> Option<i64>,
+    last_sent: &dyn Fn(IpAddr) -> Option<Reported>,
     since: Since,
     report: &ReportConfig,
 ) -> Vec<Selected<'a>> {
@@ -107,24 +108,27 @@ pub fn delta<'a>(
         rereport: rereport_since,
         fresh: fresh_since,
     } = since;
+    let window = i64::from(report.rereport_after_days.unwrap_or(0)).saturating_mul(86_400);
     let mut out: Vec<Selected<'a>> = observations
         .iter()
         .filter(|o| o.hits >= report.min_hits && eligible(o, fresh_since, report))
         .filter(|o| belongs(o.ip))
         .filter(|o| !reported(o.ip))
         .filter_map(|o| {
-            let sent = last_sent(o.ip);
-            let rereport = sent.is_some();
-            // A re-report is for an attacker seen again since it was last reported, not for
-            // history: seen in the window, or after that report. (Measured by the window
-            // alone, one seen again just after its report was due for the one run at the
-            // window's end: a run that could not make the report then, its budget spent or
-            // killed, lost it for good.)
-            let quiet = sent.is_some_and(|at| o.last_seen <= at)
-                && rereport_since.is_some_and(|since| o.last_seen < since);
-            if quiet {
-                return None;
+            let before = last_sent(o.ip);
+            // A re-report is for an attacker that sent more since it was last reported, not
+            // for history: in the window, or in the one before it, so that a run that comes
+            // late (its budget spent on parts that waited, a run killed, a timer that did not
+            // fire) makes it. (Measured by the window alone, an address seen again just after
+            // its report was due at the one run where the window ended.)
+            if let Some(b) = &before {
+                let reach = rereport_since.map(|since| since.saturating_sub(window));
+                let again = b.hits_since(o) > 0 && reach.is_none_or(|t| o.last_seen >= t);
+                if !again {
+                    return None;
+                }
             }
+            let rereport = before.is_some();
             Some(Selected {
                 observation: o,
                 rereport,

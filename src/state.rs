@@ -27,6 +27,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
 
+use crate::enrich::Reported;
 use crate::excerpt::EvidenceLine;
 use crate::ingest::{Observation, Observations, SmallSet};
 use crate::source::Cursor;
@@ -510,8 +511,8 @@ fn ip(text: &str) -> rusqlite::Result<IpAddr> {
 /// a predictable one; the ledger holds every address ever reported to a destination.
 pub type IpSet = HashSet<IpAddr, foldhash::fast::RandomState>;
 
-/// Addresses with a time each (see [`State::ever_sent`]).
-pub type SentAt = HashMap<IpAddr, i64, foldhash::fast::RandomState>;
+/// Addresses, each as the last report sent listing it gave it (see [`State::ever_sent`]).
+pub type SentAt = HashMap<IpAddr, Reported, foldhash::fast::RandomState>;
 
 /// The address in column `i` of a row, read in place (the ledger reads a row per address
 /// ever reported).
@@ -1095,38 +1096,52 @@ impl State {
         )
     }
 
-    /// Every IP a provider was ever sent, with when the last report listing it was sent (Unix
-    /// seconds; [`i64::MAX`] for a time that cannot be read), for marking re-reports and
-    /// telling whether the address was seen since; with `only`, of that one.
+    /// Every IP a provider was ever sent, each as the last report sent listing it gave it
+    /// (its packets and first packet then, and when that report was sent, [`i64::MAX`] for a
+    /// time that cannot be read): for marking re-reports and telling whether the address sent
+    /// more since; with `only`, of that one. Of two reports sent at one time, the one that
+    /// counted more packets.
     pub fn ever_sent(&self, provider: &str, only: Option<IpAddr>) -> Result<SentAt> {
-        let sent_at = |text: Option<String>| {
-            (text.as_deref())
+        let row = |r: &rusqlite::Row<'_>| -> rusqlite::Result<(IpAddr, Reported)> {
+            let at: Option<String> = r.get(3)?;
+            let at = (at.as_deref())
                 .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                .map_or(i64::MAX, |t| t.timestamp())
+                .map_or(i64::MAX, |t| t.timestamp());
+            let reported = Reported {
+                at,
+                hits: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+                first_seen: r.get(2)?,
+            };
+            Ok((ip_at(r, 0)?, reported))
         };
-        let desk = desk_condition(provider);
-        let Some(ip) = only else {
-            let mut stmt = self.conn.prepare(&format!(
-                "SELECT i.ip, MAX(COALESCE(r.sent_at, r.created_at))
-                 FROM report_ip i JOIN report r ON r.id = i.report_id
-                 WHERE {desk} AND r.status = 'sent' GROUP BY i.ip"
-            ))?;
-            let rows = stmt.query_map(params![provider], |r| {
-                Ok((ip_at(r, 0)?, sent_at(r.get(1)?)))
-            })?;
-            return Ok(rows.collect::<rusqlite::Result<_>>()?);
+        let sql = format!(
+            "SELECT i.ip, i.hits, i.first_seen, COALESCE(r.sent_at, r.created_at)
+             FROM report_ip i JOIN report r ON r.id = i.report_id
+             WHERE {} AND r.status = 'sent'",
+            desk_condition(provider)
+        );
+        let text = only.map(|ip| ip.to_string());
+        let mut stmt = match &text {
+            // Through the address index, as the other questions about one address are.
+            Some(_) => self.conn.prepare_cached(&format!(
+                "{} AND i.ip = ?2",
+                sql.replacen("JOIN report r", "CROSS JOIN report r", 1)
+            ))?,
+            None => self.conn.prepare_cached(&sql)?,
         };
-        // Through the address index, as the other questions about one address are.
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT COUNT(*), MAX(COALESCE(r.sent_at, r.created_at))
-             FROM report_ip i CROSS JOIN report r ON r.id = i.report_id
-             WHERE {desk} AND r.status = 'sent' AND i.ip = ?2"
-        ))?;
-        let (n, at): (i64, Option<String>) = stmt
-            .query_row(params![provider, ip.to_string()], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })?;
-        Ok((n > 0).then(|| (ip, sent_at(at))).into_iter().collect())
+        let rows = match &text {
+            Some(ip) => stmt.query_map(params![provider, ip], row)?,
+            None => stmt.query_map(params![provider], row)?,
+        };
+        let mut out = SentAt::default();
+        for found in rows {
+            let (ip, reported) = found?;
+            let last = out.entry(ip).or_insert_with(|| reported.clone());
+            if (reported.at, reported.hits) > (last.at, last.hits) {
+                *last = reported;
+            }
+        }
+        Ok(out)
     }
 
     /// The addresses a ledger query (`sql`, over `report_ip i`, with `args`) gives; with

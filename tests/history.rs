@@ -240,6 +240,64 @@ fn a_re_report_due_at_a_run_that_cannot_make_it_is_made_by_a_later_run() {
     assert_eq!(sent(&s), [[x], [a], [b], [x]]);
 }
 
+/// Whether an address sent more since its report is counted in packets, not judged by the
+/// time of its last one: a log's clock minutes ahead of the mailer's stamped a packet the
+/// report counted after the report, and the address was re-reported once the window passed
+/// with nothing new, its body saying it was seen again.
+#[test]
+fn a_log_clock_minutes_ahead_is_no_reason_to_report_again() {
+    let mut s = Setup::new(&standard_config("rereport_after_days = 7"));
+    let x = "3.5.140.2";
+    let on = |day: &str, time: &str| drop_line(time, x, "TCP", 22).replace("Jan 25", day);
+    s.now = "2026-01-01T10:00:30Z".into();
+    s.write(
+        "messages",
+        &(on("Jan  1", "10:00:00") + &on("Jan  1", "10:04:00")),
+    );
+    s.run(&["run"]).ok();
+    assert_eq!(sent(&s), [[x]]);
+    s.now = "2026-01-09T10:00:00Z".into();
+    s.run(&["run"]).ok();
+    assert_eq!(sent(&s), [[x]], "re-reported with nothing since its report");
+    // One packet more, and it is.
+    s.append("messages", &on("Jan  9", "09:00:00"));
+    s.run(&["run"]).ok();
+    assert_eq!(sent(&s), [[x], [x]]);
+}
+
+/// A run that comes late makes a re-report while the address's last packet is within two
+/// windows, not for ever after: an address seen again just after a report a year ago is
+/// history (with `max_age_days = 0`, which keeps every address, or once `rereport_after_days`
+/// is set later). A window of 0 re-reports nothing, as before, rather than on every run.
+#[test]
+fn a_late_re_report_reaches_back_one_window_and_no_further() {
+    let x = "3.5.140.2";
+    let on = |day: &str, time: &str| drop_line(time, x, "TCP", 22).replace("Jan 25", day);
+    for (days, late_by, expected) in [
+        ("7", "2026-01-15T10:00:00Z", 2),
+        ("7", "2026-01-15T11:00:00Z", 1),
+        ("0", "2026-01-01T13:00:00Z", 1),
+    ] {
+        let mut s = Setup::new(&standard_config(&format!(
+            "rereport_after_days = {days}\nmax_age_days = 0"
+        )));
+        s.now = "2026-01-01T10:00:30Z".into();
+        s.write("messages", &on("Jan  1", "10:00:00"));
+        s.run(&["run"]).ok();
+        s.now = "2026-01-01T11:00:00Z".into();
+        s.append("messages", &on("Jan  1", "10:30:00"));
+        s.run(&["run"]).ok();
+        // No run until `late_by`: due on Jan 8, its last packet Jan 1 10:30.
+        s.now = late_by.into();
+        s.run(&["run"]).ok();
+        assert_eq!(
+            sent(&s).len(),
+            expected,
+            "rereport_after_days = {days}, run at {late_by}"
+        );
+    }
+}
+
 /// The addresses of each report sent so far, in the order they were made.
 fn sent(s: &Setup) -> Vec<Vec<String>> {
     let history = s.run(&["history", "--json"]).ok().json();
