@@ -111,8 +111,13 @@ fn recent_matches(
             crate::parse::Line::Other => "the prefix is not in a kernel message",
         };
         unread.get_or_insert_with(|| {
-            let text = String::from_utf8_lossy(line);
-            (crate::excerpt::clean_line(&text, 160), why)
+            // As logged, spaces too (`Jan  1`), but for what a terminal would act on.
+            let text = crate::excerpt::clean(line);
+            let shown = match text.char_indices().nth(160) {
+                Some((at, _)) => format!("{}…", &text[..at]),
+                None => text.to_string(),
+            };
+            (shown, why)
         });
     }
     Ok(Sample {
@@ -336,8 +341,9 @@ fn check_sources(t: &mut Tally, settings: &Settings, now: DateTime<Utc>) {
                 t.warn(
                     "source",
                     &format!(
-                        "{shown}: {} of those lines are no packet (a run counts them as malformed); the first, {why}: {line}",
-                        sum.carried - sum.packets
+                        "{shown}: {} of those lines {} no packet (a run counts them as malformed); the first, {why}: {line}",
+                        sum.carried - sum.packets,
+                        if sum.carried - sum.packets == 1 { "is" } else { "are" }
                     ),
                 );
             }

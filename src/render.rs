@@ -91,6 +91,35 @@ pub struct ReportIp {
 }
 
 impl ReportIp {
+    /// Names this host for the answers its lines kept all are (TCP ACK or RST, ICMP errors
+    /// and replies, counted with `backscatter = true`); whether its kind changed. The lines
+    /// kept are a few of its packets: a host with ports is taken for an answerer only when
+    /// the ports of all its packets have an answer's shape too, from a service's port to the
+    /// operator's ephemeral ones. ICMP has no ports to tell by: such a host's packets are
+    /// named without a word for what they were (a host that answered a few pings and sent
+    /// sixty of its own keeps its replies among the lines kept).
+    fn name_answers(&mut self) -> bool {
+        let icmp = |p: &String| p.starts_with("ICMP");
+        if !self.protocols.is_empty() && self.protocols.iter().all(icmp) {
+            self.kind = format!("{} packets", self.protocols.join("/"));
+            return true;
+        }
+        let shaped = !self.ports.is_empty()
+            && self.ports.iter().all(|p| *p >= 1024)
+            && self.source_ports.iter().all(|p| *p < 1024);
+        if !shaped {
+            return false;
+        }
+        self.answers = true;
+        self.kind = answers_kind(&self.protocols, &self.source_ports);
+        // At a flood's rate, reflection: servers answering packets forged in the operator's
+        // name (a SYN-ACK reflection), named as a flood, as XARF files it.
+        if is_flood(self.hits, self.span_seconds) {
+            self.kind.push_str(" (flood)");
+        }
+        true
+    }
+
     /// An attacker as templates and JSON show it, times in `zone`.
     pub fn new(a: &Attacker, zone: Zone) -> Self {
         let o = &a.observation;
@@ -446,19 +475,16 @@ impl Report {
         for line in pool {
             by_ip.entry(line.ip).or_default().push(line);
         }
+        // Whether a host's kind was named anew from its lines.
+        let mut renamed = false;
         for ip in &mut self.ips {
             let Some(lines) = ip.ip.parse().ok().and_then(|a: IpAddr| by_ip.get_mut(&a)) else {
                 continue;
             };
             lines.sort_by_key(|l| l.time);
             lines.dedup_by(|a, b| a.time == b.time && a.text == b.text);
-            // The lines kept are a few of its packets: the ports of all of them must have an
-            // answer's shape too, from a service's port to the operator's ephemeral ones.
-            let shaped =
-                ip.ports.iter().all(|p| *p >= 1024) && ip.source_ports.iter().all(|p| *p < 1024);
-            if shaped && (lines.iter()).all(|l| crate::parse::is_answer_line(l.text.as_bytes())) {
-                ip.answers = true;
-                ip.kind = answers_kind(&ip.protocols, &ip.source_ports);
+            if (lines.iter()).all(|l| crate::parse::is_answer_line(l.text.as_bytes())) {
+                renamed |= ip.name_answers();
             }
             ip.evidence = lines
                 .iter()
@@ -481,10 +507,10 @@ impl Report {
         }
         // Answers are no probes, and hosts that answered are no forged sources: they answer
         // packets forged with the operator's address.
-        if self.ips.iter().any(|i| i.answers) {
+        if renamed {
             let all = self.ips.iter().all(|i| i.answers);
             if all || (!self.spoofing_likely && reflected_by_all(&self.ips).is_none()) {
-                self.spoofing_likely = false;
+                self.spoofing_likely &= !all;
                 self.abuse_kind = summarise_kinds(self.ips.iter().map(|i| i.kind.as_str()));
             }
         }
@@ -682,7 +708,9 @@ fn answers_kind(protocols: &[String], source_ports: &[u16]) -> String {
                 .join("/")
         ),
         // A record keeps an address's lowest source ports only.
-        n if n >= crate::ingest::MAX_SMALL_SET => format!("{proto} answers from {n} or more ports"),
+        n if n >= crate::ingest::MAX_SMALL_SET => {
+            format!("{proto} answers from {n} or more ports")
+        }
         n => format!("{proto} answers from {n} ports"),
     }
 }
@@ -843,6 +871,13 @@ fn summarise_kinds<'a>(kinds: impl Iterator<Item = &'a str>) -> String {
 /// A kind without its count of ports: `TCP probes of 7 ports` is `TCP probes`, `UDP flood
 /// on 5 ports` is `UDP flood`, `port scan (120 ports, TCP)` is `TCP port scans`.
 fn kind_family(kind: &str) -> String {
+    let kind = kind.strip_suffix(" (flood)").unwrap_or(kind);
+    if let Some((head, _)) = kind
+        .split_once(" answers from ")
+        .filter(|(_, n)| n.ends_with(" ports"))
+    {
+        return format!("{head} answers");
+    }
     if let Some((head, _)) = kind
         .split_once(" of ")
         .filter(|(_, n)| n.ends_with(" ports"))
@@ -1612,6 +1647,14 @@ mod tests {
         assert_eq!(
             kind_family("UDP 53 answers (DNS reflection)"),
             "UDP 53 answers (DNS reflection)"
+        );
+        assert_eq!(
+            kind_family("TCP answers from 12 ports (flood)"),
+            "TCP answers"
+        );
+        assert_eq!(
+            kind_family("TCP answers from port 443 (flood)"),
+            "TCP answers from port 443"
         );
         assert_eq!(
             kind_family("port scan (64 or more ports, TCP/UDP)"),

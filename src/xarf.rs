@@ -85,7 +85,8 @@ pub fn document(report: &Report, message_id: &str) -> Option<Value> {
     let reflected = crate::render::reflected(&ip.protocols, &ip.source_ports, &ip.ports);
     let flood = match reflected {
         Some(_) => crate::render::is_flood(ip.hits, ip.span_seconds),
-        None => report.abuse_kind.ends_with("flood"),
+        // Answers at a flood's rate (a SYN-ACK reflection) are named so on the host.
+        None => report.abuse_kind.ends_with("flood") || ip.kind.ends_with("(flood)"),
     };
     // Its own lines (its earliest, its first read, and those of its densest window), as the
     // plain report's evidence.log gives them; the window alone when none were kept.

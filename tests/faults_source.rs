@@ -264,7 +264,9 @@ fn check_warns_when_no_line_carries_a_prefix() {
 #[test]
 fn check_shows_the_first_line_that_carries_a_prefix_and_is_no_packet() {
     let s = Setup::new(&standard_config(""));
-    let bad = drop_line("10:00:05", A, "TCP", 22).replace("web1", "<b>web\u{1b}[31m1</b>");
+    let bad = drop_line("10:00:05", A, "TCP", 22)
+        .replace("Jan 25", "Jan  5")
+        .replace("web1", "<b>web\u{1b}[31m1</b>");
     s.write(
         "messages",
         &(lines("Jan 25", 0, A, 2)
@@ -278,10 +280,17 @@ fn check_shows_the_first_line_that_carries_a_prefix_and_is_no_packet() {
         .find(|l| l.contains("are no packet"))
         .unwrap_or_else(|| panic!("{}", out.stdout));
     assert!(
-        said.contains("2 of those lines are no packet (a run counts them as malformed); the first, bad host name: Jan 25 10:00:05 <b>web[31m1</b> kernel:"),
+        said.contains("2 of those lines are no packet (a run counts them as malformed); the first, bad host name: Jan  5 10:00:05 <b>web[31m1</b> kernel:"),
         "{said}"
     );
     assert!(!said.contains('\u{1b}'), "{said}");
+    s.write("messages", &(lines("Jan 25", 0, A, 2) + &bad));
+    let out = s.run(&["check"]).ok();
+    assert!(
+        out.stdout.contains("1 of those lines is no packet"),
+        "{}",
+        out.stdout
+    );
     s.write("messages", &lines("Jan 25", 0, A, 3));
     let out = s.run(&["check"]).ok();
     assert!(!out.stdout.contains("no packet"), "{}", out.stdout);

@@ -335,14 +335,14 @@ fn answers_counted_with_backscatter_are_named_answers_not_probes() {
     let v = s.run(&["preview", "--json"]).ok().json();
     let subject = v["reports"][0]["subject"].as_str().unwrap();
     assert!(
-        subject.contains("TCP answers from port 443 and ICMP answers"),
+        subject.contains("TCP answers from port 443 and ICMP packets"),
         "{subject}"
     );
     assert!(!subject.contains("probes"), "{subject}");
     s.run(&["run"]).ok();
     let body = only_body(&s);
     assert!(
-        body.contains("  What:     TCP answers from port 443 and ICMP answers"),
+        body.contains("  What:     TCP answers from port 443 and ICMP packets"),
         "{body}"
     );
     assert!(!body.contains("may be forged"), "{body}");
@@ -357,6 +357,49 @@ fn answers_counted_with_backscatter_are_named_answers_not_probes() {
     let subject = v["reports"][0]["subject"].as_str().unwrap();
     assert!(subject.contains("TCP 22/51234 probes"), "{subject}");
     assert!(subject.contains("TCP answers from port 443"), "{subject}");
+
+    // ICMP has no ports to judge all of a host's packets by: three echo replies kept of a host
+    // that then sent sixty pings do not make it an answerer.
+    let ping = |time: &str, kind: u8| {
+        format!(
+            "Jan 25 {time} web1 kernel: INPUT-DROP:IN=eth0 OUT= SRC=3.5.140.2 DST=198.51.100.10 LEN=84 TOS=0x00 PREC=0x00 TTL=49 ID=0 PROTO=ICMP TYPE={kind} CODE=0 ID=7 SEQ=1 \n"
+        )
+    };
+    let mut pings: String = (0..3).map(|i| ping(&format!("09:00:0{i}"), 0)).collect();
+    pings.extend((1..=60).map(|m| ping(&format!("{:02}:{:02}:30", 9 + m / 60, m % 60), 8)));
+    let s = with_defaults("backscatter = true");
+    s.write("messages", &pings);
+    let v = s.run(&["preview", "--json"]).ok().json();
+    let subject = v["reports"][0]["subject"].as_str().unwrap();
+    assert!(!subject.contains("answers"), "{subject}");
+}
+
+/// Answers at a flood's rate are named a flood, and XARF files them as one (`ddos`, with the
+/// rate): 200 SYN-ACKs in 20 seconds, a SYN-ACK reflection at the operator.
+#[test]
+fn a_flood_of_answers_is_a_flood_to_the_desk_and_to_xarf() {
+    let mut log = String::new();
+    for i in 0..200 {
+        log.push_str(&tcp_answer(
+            &format!("10:00:{:02}", i / 10),
+            "3.5.140.2",
+            "ACK SYN",
+        ));
+    }
+    let s = with_defaults("backscatter = true\nxarf = true");
+    s.write("messages", &log);
+    s.run(&["run"]).ok();
+    let raw = only_message(&s);
+    let message = MessageParser::default().parse(&raw).unwrap();
+    let subject = message.subject().unwrap();
+    assert!(
+        subject.contains("TCP answers from port 443 (flood)"),
+        "{subject}"
+    );
+    let doc: serde_json::Value = serde_json::from_str(&attachment(&message, "xarf.json")).unwrap();
+    assert_eq!(doc["type"], "ddos", "{doc}");
+    assert_eq!(doc["attack_vector"], "tcp_flood", "{doc}");
+    assert_eq!(doc["peak_pps"], 10, "{doc}");
 }
 
 #[test]
