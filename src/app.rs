@@ -463,8 +463,9 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
             None => unplanned.aging_out.push((desk, soon)),
         }
     }
-    if verbosity != Verbosity::Quiet {
-        unplanned.tell(&world);
+    match verbosity {
+        Verbosity::Quiet => unplanned.tell_losses(),
+        _ => unplanned.tell(&world),
     }
     out.outcome.unplanned = unplanned.any();
     let outcome = out.outcome;

@@ -939,19 +939,23 @@ fn ingest_once(
                             read.decision
                         ));
                     }
+                    // Said under `-q` too, as errors are: each says lines that were not
+                    // read (a run from cron says nothing else).
+                    for warning in &read.warnings {
+                        crate::output::tell(format_args!("abuse-mailer: warning: {warning}"));
+                    }
                     if verbosity != Verbosity::Quiet {
                         // Unattended, a log that moved for good (a changed rsyslog rule, a
-                        // disk not mounted) would read nothing for ever: said on every run.
-                        // A file a pattern matched is let go of when it goes (a host retired,
-                        // a dated file past its retention): only a path is said.
+                        // disk not mounted) would read nothing for ever: said on every run
+                        // but under `-q` (a daemon makes its file anew with its next line,
+                        // which on a quiet host may be hours after a rotation). A file a
+                        // pattern matched is let go of when it goes (a host retired, a dated
+                        // file past its retention): only a path is said.
                         let literal = matches!(&source_cfg.kind, SourceKind::File(p) if *p == path);
                         if literal && matches!(read.decision, source::Decision::Missing(_)) {
                             crate::output::tell(format_args!(
                                 "abuse-mailer: warning: source {key}: no file at the path now; what its last file got was read where it went, if found (if the log moved for good, change the source's path)"
                             ));
-                        }
-                        for warning in &read.warnings {
-                            crate::output::tell(format_args!("abuse-mailer: warning: {warning}"));
                         }
                         let first = cursor.as_ref().is_none_or(source::Cursor::is_reread);
                         if first

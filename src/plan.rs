@@ -178,6 +178,11 @@ impl Unplanned {
                 parts_per_run(world.settings)
             ));
         }
+        self.tell_losses();
+    }
+
+    /// What is said under `-q` too, as errors are: addresses about to be lost.
+    pub(crate) fn tell_losses(&self) {
         for (provider, soon) in &self.aging_out {
             crate::output::tell(format_args!(
                 "abuse-mailer: warning: {soon} address(es) of {provider} waiting for a later run pass max_age_days within a day: unless a run sends them first they become history and are never reported; raise mail.max_messages_per_run (or report.max_ips_per_message, for mail), or run more often"

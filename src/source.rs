@@ -1497,7 +1497,13 @@ pub fn read(
             path.display()
         ));
     }
-    let mut unreadable: Vec<String> = unreadable.into_iter().map(|(_, text)| text).collect();
+    // A folder or a pipe named like a rotated file holds none of the log's text: nothing is
+    // lost by passing it over, and nothing is said (warnings of lines not read are said under
+    // `-q` too).
+    let mut unreadable: Vec<String> = (unreadable.into_iter())
+        .filter(|(kind, _)| *kind != NOT_REGULAR)
+        .map(|(_, text)| text)
+        .collect();
     unreadable.append(&mut compressed);
     unreadable.append(&mut read.warnings);
     read.warnings = unreadable;
