@@ -375,6 +375,12 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
         }
     };
     intake.let_go(&world, &ledger, &let_go);
+    // Said under `-q` too: addresses lost.
+    for (provider, n) in Intake::never_reported(&world, &ledger, &let_go) {
+        crate::output::tell(format_args!(
+            "abuse-mailer: warning: {n} address(es) of {provider} became history (last seen more than max_age_days ago) before a run reported them: they are not reported; runs that wait for days, or a sending budget smaller than what is logged, lose addresses so"
+        ));
+    }
     if let Some(aside) = intake.spool.give_way_to(&settings.state_dir)? {
         gave_way(aside);
     }

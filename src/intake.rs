@@ -1233,6 +1233,40 @@ impl Intake {
         }
     }
 
+    /// Of the observations `gone`, let go of as history, those a provider's desk never got,
+    /// counted per provider (in configuration order, those with none left out): addresses
+    /// that waited for a run to report them (a sending budget, a host down for weeks) and
+    /// passed `max_age_days` first. A run said they would wait; this says they are lost.
+    pub(crate) fn never_reported(
+        world: &World<'_>,
+        ledger: &Ledger,
+        gone: &[Observation],
+    ) -> Vec<(String, usize)> {
+        if !ledger.knows() {
+            return Vec::new();
+        }
+        let report = &world.settings.report;
+        let mut lost = vec![0usize; world.providers.len()];
+        let reportable = |o: &&Observation| {
+            o.hits >= report.min_hits && is_reportable(o.ip) && !is_ignored(o.ip, &report.ignore)
+        };
+        for o in gone.iter().filter(reportable) {
+            for to in world.route(o.ip).iter() {
+                let Destination::Provider(i) = *to else {
+                    continue;
+                };
+                let bucket = world.bucket(*to);
+                if !ledger.reported(bucket, o.ip) && ledger.last_sent(bucket, o.ip).is_none() {
+                    lost[i] += 1;
+                }
+            }
+        }
+        (world.providers.iter().zip(lost))
+            .filter(|(_, n)| *n > 0)
+            .map(|(p, n)| (p.name().to_string(), n))
+            .collect()
+    }
+
     /// The evidence of `ips` for desk number `bucket`: their lines kept by earlier runs, read
     /// from the state address by address, those read now, and the desk's densest window as it
     /// stands after this run. A packet in several of these is one line; within a second, the

@@ -460,6 +460,12 @@ impl Ledger {
         self
     }
 
+    /// Whether the answers come from a state (not a ledger that knows nothing, made for a
+    /// run that selects nothing).
+    pub(crate) fn knows(&self) -> bool {
+        matches!(self.known, Known::Asked(_))
+    }
+
     /// The first question about an address the state could not answer, as an error: the
     /// run that asked ends with it rather than act on a guess.
     pub(crate) fn check(&self) -> Result<()> {

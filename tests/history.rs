@@ -591,6 +591,46 @@ fn a_held_report_about_to_age_out_is_said() {
     );
 }
 
+/// Addresses that waited for a run to report them and passed `max_age_days` first (runs that
+/// stopped for weeks behind a sending budget) are said lost, under `-q` too, by the run that
+/// lets them go as history; addresses reported before they aged out are not. They went
+/// without a word: the run before had said they would wait.
+#[test]
+fn addresses_that_became_history_before_a_run_reported_them_are_said_lost() {
+    let mut s = Setup::new(
+        &standard_config("max_ips_per_message = 1\nmax_age_days = 30")
+            .replace("[mail]", "[mail]\nmax_messages_per_run = 1"),
+    );
+    // Six addresses; a run makes four parts at most (sends one, three wait), two wait unmade.
+    let log: String = (2..8)
+        .map(|i| {
+            drop_line("10:00:00", &format!("3.5.140.{i}"), "TCP", 22).replace("Jan 25", "Jan  1")
+        })
+        .collect();
+    s.now = "2026-01-01T11:00:00Z".into();
+    s.write("messages", &log);
+    let first = s.run(&["-q", "run"]).ok();
+    assert!(!first.stderr.contains("became history"), "{}", first.stderr);
+    // No run for five weeks; then one that reads a line.
+    s.now = "2026-02-05T12:00:00Z".into();
+    s.append(
+        "messages",
+        &drop_line("11:00:00", "3.5.140.99", "TCP", 22).replace("Jan 25", "Feb  5"),
+    );
+    let late = s.run(&["-q", "run"]).ok();
+    let said: Vec<&str> = (late.stderr.lines())
+        .filter(|l| l.contains("became history"))
+        .collect();
+    assert_eq!(said.len(), 1, "{}", late.stderr);
+    assert!(
+        said[0].contains("warning: 2 address(es) of aws became history"),
+        "{}",
+        said[0]
+    );
+    // The parts written to wait go as made, one a run; their addresses were not lost.
+    assert_eq!(sent(&s).len(), 2);
+}
+
 /// A part held back by the sending budget goes out days later with the day it goes out on
 /// in its `Date:` (a Date days old is a spam sign); `preview` prints it so, byte for byte
 /// what the run then sends, in the same layout as a message made that day.
