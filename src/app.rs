@@ -378,7 +378,7 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
     // Said under `-q` too: addresses lost.
     for (provider, n) in Intake::never_reported(&world, &ledger, &let_go) {
         crate::output::tell(format_args!(
-            "abuse-mailer: warning: {n} address(es) of {provider} became history (last seen more than max_age_days ago) before a run reported them: they are not reported; runs that wait for days, or a sending budget smaller than what is logged, lose addresses so"
+            "abuse-mailer: warning: {n} address(es) of {provider} that no report listed became history (last seen more than max_age_days ago): they are not reported (those that waited for a run were lost to runs stopped for longer than that, or to a sending budget smaller than what is logged)"
         ));
     }
     if let Some(aside) = intake.spool.give_way_to(&settings.state_dir)? {

@@ -623,7 +623,7 @@ fn addresses_that_became_history_before_a_run_reported_them_are_said_lost() {
         .collect();
     assert_eq!(said.len(), 1, "{}", late.stderr);
     assert!(
-        said[0].contains("warning: 2 address(es) of aws became history"),
+        said[0].contains("warning: 2 address(es) of aws that no report listed became history"),
         "{}",
         said[0]
     );
