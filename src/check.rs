@@ -550,6 +550,7 @@ fn sample_report(
                     at: time - 86_400 * 30,
                     hits: 3,
                     first_seen: time,
+                    last_seen: time,
                 }),
             },
             bare,

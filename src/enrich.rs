@@ -137,15 +137,27 @@ pub struct Reported {
     pub at: i64,
     pub hits: u64,
     pub first_seen: i64,
+    /// Its last packet the report counted, by the log's clock.
+    pub last_seen: i64,
 }
 
 impl Reported {
+    /// Whether the address sent packets since this report: more than it counted, and one
+    /// logged after the last it counted (by the log's clock both, not the mailer's: a log a
+    /// little ahead stamps a counted packet after the report went). A packet logged before
+    /// the report but counted since (a source added, a `reread`, a log host's late lines) is
+    /// no reason to report again.
+    pub fn seen_since(&self, now: &Observation) -> bool {
+        self.hits_since(now) > 0 && now.last_seen > self.last_seen
+    }
+
     /// The packets of `now` (the address's record) that came after this report: the totals
     /// still hold the packets reported then, unless the address's stored packets all aged
     /// out meanwhile and it began counting afresh (a later first packet), when all are new.
     /// Counted in packets, not judged by time: a log's clock a little ahead of the one the
     /// report was sent by would make its last packets look later than the report.
     pub fn hits_since(&self, now: &Observation) -> u64 {
+        // (Whether any of them was logged after the report is [`Reported::seen_since`].)
         match now.first_seen <= self.first_seen {
             true => now.hits.saturating_sub(self.hits),
             false => now.hits,

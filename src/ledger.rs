@@ -390,6 +390,7 @@ impl Ledger {
                 at: i64::MAX,
                 hits: u64::MAX,
                 first_seen: i64::MIN,
+                last_seen: i64::MAX,
             };
             (true, Some(last))
         };

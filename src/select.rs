@@ -123,7 +123,7 @@ pub fn delta<'a>(
             // its report was due at the one run where the window ended.)
             if let Some(b) = &before {
                 let reach = rereport_since.map(|since| since.saturating_sub(window));
-                let again = b.hits_since(o) > 0 && reach.is_none_or(|t| o.last_seen >= t);
+                let again = b.seen_since(o) && reach.is_none_or(|t| o.last_seen >= t);
                 if !again {
                     return None;
                 }

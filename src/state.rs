@@ -1111,11 +1111,12 @@ impl State {
                 at,
                 hits: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
                 first_seen: r.get(2)?,
+                last_seen: r.get(4)?,
             };
             Ok((ip_at(r, 0)?, reported))
         };
         let sql = format!(
-            "SELECT i.ip, i.hits, i.first_seen, COALESCE(r.sent_at, r.created_at)
+            "SELECT i.ip, i.hits, i.first_seen, COALESCE(r.sent_at, r.created_at), i.last_seen
              FROM report_ip i JOIN report r ON r.id = i.report_id
              WHERE {} AND r.status = 'sent'",
             desk_condition(provider)
@@ -1170,7 +1171,7 @@ impl State {
     /// How the last report sent to `provider` (a desk key) listed `ip`, if one did.
     pub fn last_sent(&self, provider: &str, ip: IpAddr) -> Result<Option<crate::enrich::Reported>> {
         let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT i.hits, i.first_seen, COALESCE(r.sent_at, r.created_at)
+            "SELECT i.hits, i.first_seen, COALESCE(r.sent_at, r.created_at), i.last_seen
              FROM report_ip i CROSS JOIN report r ON r.id = i.report_id
              WHERE i.ip = ?2 AND {} AND r.status = 'sent'
              ORDER BY 3 DESC LIMIT 1",
@@ -1182,15 +1183,17 @@ impl State {
                     r.get::<_, i64>(0)?,
                     r.get::<_, i64>(1)?,
                     r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
                 ))
             })
             .optional()?;
-        Ok(row.and_then(|(hits, first_seen, at)| {
+        Ok(row.and_then(|(hits, first_seen, at, last_seen)| {
             let at = chrono::DateTime::parse_from_rfc3339(&at).ok()?.timestamp();
             Some(crate::enrich::Reported {
                 at,
                 hits: u64::try_from(hits).unwrap_or(0),
                 first_seen,
+                last_seen,
             })
         }))
     }
