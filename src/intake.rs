@@ -939,12 +939,17 @@ fn ingest_once(
                             read.decision
                         ));
                     }
-                    // Said under `-q` too, as errors are: each says lines that were not
-                    // read (a run from cron says nothing else).
-                    for warning in &read.warnings {
-                        crate::output::tell(format_args!("abuse-mailer: warning: {warning}"));
+                    // Said under `-q` too, as errors are, and once: lines lost for good (a
+                    // run from cron says nothing else).
+                    for lost in &read.lost {
+                        crate::output::tell(format_args!("abuse-mailer: warning: {lost}"));
                     }
                     if verbosity != Verbosity::Quiet {
+                        // Said on every run that lists them, so not under `-q`, which cron
+                        // would mail every quarter of an hour for as long as they are kept.
+                        for warning in &read.warnings {
+                            crate::output::tell(format_args!("abuse-mailer: warning: {warning}"));
+                        }
                         // Unattended, a log that moved for good (a changed rsyslog rule, a
                         // disk not mounted) would read nothing for ever: said on every run
                         // but under `-q` (a daemon makes its file anew with its next line,
@@ -1236,7 +1241,9 @@ impl Intake {
     /// Of the observations `gone`, let go of as history, those a provider's desk never got,
     /// counted per provider (in configuration order, those with none left out): addresses
     /// that waited for a run to report them (a sending budget, a host down for weeks) and
-    /// passed `max_age_days` first. A run said they would wait; this says they are lost.
+    /// passed `max_age_days` first. A run said they would wait; this says they are lost. Not
+    /// for a provider reported to through the AWS API, which is not sent some addresses by
+    /// design.
     pub(crate) fn never_reported(
         world: &World<'_>,
         ledger: &Ledger,
@@ -1255,6 +1262,11 @@ impl Intake {
                 let Destination::Provider(i) = *to else {
                     continue;
                 };
+                // The API takes only what XARF can tell (a source seen over ICMP alone is
+                // not reported through it, as every run says): a head cannot tell which.
+                if world.providers[i].config.delivery == crate::config::Delivery::AwsAbuseApi {
+                    continue;
+                }
                 let bucket = world.bucket(*to);
                 if !ledger.reported(bucket, o.ip) && ledger.last_sent(bucket, o.ip).is_none() {
                     lost[i] += 1;

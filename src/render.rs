@@ -28,6 +28,10 @@ use crate::excerpt::{EvidenceLine, Window, clean, is_address, redact};
 /// The version that `User-Agent` and report footers name.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// Where Linux's ephemeral ports begin (`net.ipv4.ip_local_port_range`, 32768 to 60999 by
+/// default): the ports a host's own connections come from, and answers to them go to.
+const EPHEMERAL_FROM: u16 = 32768;
+
 /// At most this many sources are listed in a body; every one is in ips.csv and the JSON.
 pub const BODY_LISTED: usize = 100;
 /// The width a body's lines keep to, log lines apart (ticket systems and mail readers wrap
@@ -95,7 +99,8 @@ impl ReportIp {
     /// and replies, counted with `backscatter = true`); whether its kind changed. The lines
     /// kept are a few of its packets: a host with ports is taken for an answerer only when
     /// the ports of all its packets have an answer's shape too, from a service's port to the
-    /// operator's ephemeral ones. ICMP has no ports to tell by: such a host's packets are
+    /// operator's ephemeral ones (Linux's, from [`EPHEMERAL_FROM`]: a scan from port 443 to
+    /// 3389 is no answer). ICMP has no ports to tell by: such a host's packets are
     /// named without a word for what they were (a host that answered a few pings and sent
     /// sixty of its own keeps its replies among the lines kept).
     fn name_answers(&mut self) -> bool {
@@ -105,7 +110,7 @@ impl ReportIp {
             return true;
         }
         let shaped = !self.ports.is_empty()
-            && self.ports.iter().all(|p| *p >= 1024)
+            && self.ports.iter().all(|p| *p >= EPHEMERAL_FROM)
             && self.source_ports.iter().all(|p| *p < 1024);
         if !shaped {
             return false;

@@ -223,8 +223,13 @@ pub struct SourceRead {
     /// The cursor to store, or `None` when there is nothing to remember yet.
     pub cursor: Option<Cursor>,
     /// Files that could be read only in part (a truncated `.gz`): what they held up to the
-    /// damage was read, the rest is skipped, and they are not read again.
+    /// damage was read, the rest is skipped, and they are not read again; rotated files
+    /// passed over (compressed otherwise than with gzip, one the run may not open), said on
+    /// every run that lists them.
     pub warnings: Vec<String>,
+    /// Text this read lost for good (the text it read last rotated out of reach): said once,
+    /// by the run that finds it gone, and said under `-q` too.
+    pub lost: Vec<String>,
 }
 
 impl Cursor {
@@ -1492,14 +1497,13 @@ pub fn read(
         && let Some(c) = cursor
         && let Some(offset) = text_gone(c, in_place, &read.decision)
     {
-        read.warnings.push(format!(
+        read.lost.push(format!(
             "source {}: the text it was read in last (to byte {offset}) is neither in the file at the path nor in a file rotated beside it: lines logged there after the last run, if any, were not read (rotated files are looked for beside the log; logrotate's `olddir` moves them away, `rotate 0` deletes them)",
             path.display()
         ));
     }
     // A folder or a pipe named like a rotated file holds none of the log's text: nothing is
-    // lost by passing it over, and nothing is said (warnings of lines not read are said under
-    // `-q` too).
+    // lost by passing it over, and nothing is said.
     let mut unreadable: Vec<String> = (unreadable.into_iter())
         .filter(|(kind, _)| *kind != NOT_REGULAR)
         .map(|(_, text)| text)
@@ -1855,6 +1859,7 @@ fn read_opened(
         decision,
         cursor: next,
         warnings,
+        lost: Vec::new(),
     })
 }
 

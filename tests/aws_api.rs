@@ -839,7 +839,7 @@ fn sources_xarf_cannot_tell_are_not_sent_to_the_api() {
     let Some(stub) = Stub::start(None) else {
         return;
     };
-    let s = setup(&stub, "");
+    let mut s = setup(&stub, "");
     attack(
         &s,
         &[
@@ -876,6 +876,15 @@ fn sources_xarf_cannot_tell_are_not_sent_to_the_api() {
     assert_eq!(told, [("3.5.140.2", "tcp"), ("35.180.0.9", "udp")]);
     assert_eq!(creates[1]["xarf"]["destination_port"], 53);
     assert_eq!(history(&s).len(), 2);
+    // Weeks on, a run lets them go as history: they were never for the API, which every run
+    // said; no loss is said of them.
+    s.now = "2026-03-10T08:00:00Z".into();
+    s.append(
+        "messages",
+        &drop_line("07:00:00", "3.5.140.99", "TCP", 22).replace("Jan 25", "Mar 10"),
+    );
+    let later = s.run(&["-q", "run"]).ok();
+    assert!(!later.stderr.contains("became history"), "{}", later.stderr);
 }
 
 #[test]

@@ -351,12 +351,26 @@ fn answers_counted_with_backscatter_are_named_answers_not_probes() {
     let s = with_defaults("backscatter = true");
     s.write(
         "messages",
-        &(answers + &drop_line("10:00:09", "3.5.140.2", "TCP", 22)),
+        &(answers.clone() + &drop_line("10:00:09", "3.5.140.2", "TCP", 22)),
     );
     let v = s.run(&["preview", "--json"]).ok().json();
     let subject = v["reports"][0]["subject"].as_str().unwrap();
     assert!(subject.contains("TCP 22/51234 probes"), "{subject}");
     assert!(subject.contains("TCP answers from port 443"), "{subject}");
+
+    // A scan from port 443 (`nmap -g 443`) to a port below the ephemeral ones, after SYN-ACKs
+    // the lines kept are all of: no answers.
+    let s = with_defaults("backscatter = true");
+    let scan: String = (0..10)
+        .map(|i| {
+            tcp_answer(&format!("10:01:{i:02}"), "3.5.140.2", "SYN")
+                .replace("DPT=51234", "DPT=3389")
+        })
+        .collect();
+    s.write("messages", &(answers.clone() + &scan));
+    let v = s.run(&["preview", "--json"]).ok().json();
+    let subject = v["reports"][0]["subject"].as_str().unwrap();
+    assert!(subject.contains("TCP 3389/51234 probes"), "{subject}");
 
     // ICMP has no ports to judge all of a host's packets by: three echo replies kept of a host
     // that then sent sixty pings do not make it an answerer.
