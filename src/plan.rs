@@ -561,6 +561,11 @@ pub(crate) fn plan_discovered(
         let mut attackers = enrich(whole, None, world.asn_db.as_ref());
         let key = crate::state::contact_key(key);
         with_earlier_reports(&mut attackers, &key, state)?;
+        // Discovered desks share one ledger entry (an address goes to one of them): an
+        // address sent to another desk before, and due again now, is new to this one.
+        for a in attackers.iter_mut().filter(|a| a.before.is_none()) {
+            a.rereport = false;
+        }
         let thread_root = match state {
             Some(s) => s.thread_root(&key)?,
             None => None,

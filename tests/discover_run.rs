@@ -826,3 +826,51 @@ fn a_desk_named_by_rdap_and_by_abusix_is_told_both() {
         "{one_line}"
     );
 }
+
+/// An address re-reported once `rereport_after_days` passed, whose network names another
+/// desk by then: that desk gets a first report, not one saying the address was "reported to
+/// you before" (the desk it went to before is another).
+#[test]
+fn a_re_report_to_a_desk_that_did_not_get_the_first_is_a_first_report() {
+    let (rdap, dns) = (Rdap::start(), Dns::start());
+    let ip = "45.1.0.9";
+    abuse_net(
+        &rdap,
+        &[ip],
+        "45.1.0.0",
+        "45.1.255.255",
+        "NET-A",
+        "abuse@hoster-a.de",
+    );
+    let mut s = setup(
+        &rdap,
+        &dns,
+        "abusix = false\ncache_days = 1",
+        "rereport_after_days = 7",
+    );
+    log(&s, &[("10:00:00", ip)]);
+    s.run(&["run"]).ok();
+    assert_eq!(outbox_to(&s), ["abuse@hoster-a.de"]);
+    // The network changes hands; the address attacks on.
+    abuse_net(
+        &rdap,
+        &[ip],
+        "45.1.0.0",
+        "45.1.255.255",
+        "NET-B",
+        "abuse@hoster-b.de",
+    );
+    s.append(
+        "messages",
+        &drop_line("07:00:00", ip, "TCP", 22).replace("Jan 25", "Feb  3"),
+    );
+    s.now = "2026-02-03T08:00:00Z".to_string();
+    s.run(&["run"]).ok();
+    let to_b: Vec<String> = (s.outbox().iter())
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .filter(|m| m.contains("To: abuse@hoster-b.de"))
+        .collect();
+    assert_eq!(to_b.len(), 1, "{:?}", outbox_to(&s));
+    assert!(!to_b[0].contains("reported to you"), "{}", to_b[0]);
+    assert!(!to_b[0].contains("Repeat:"), "{}", to_b[0]);
+}
