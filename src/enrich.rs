@@ -142,13 +142,16 @@ pub struct Reported {
 }
 
 impl Reported {
-    /// Whether the address sent packets since this report: more than it counted, and one
-    /// logged after the last it counted (by the log's clock both, not the mailer's: a log a
-    /// little ahead stamps a counted packet after the report went). A packet logged before
-    /// the report but counted since (a source added, a `reread`, a log host's late lines) is
-    /// no reason to report again.
+    /// Whether the address sent packets since this report: more than it counted, and its last
+    /// logged after the report, or after the last packet the report counted if that is
+    /// earlier. A packet logged before the report but counted since (a source added, a
+    /// `reread`, a log host's late lines) is no reason to report again; the record's last
+    /// time is the latest of all its hosts' stamps, so a report that counted a stamp from a
+    /// clock ahead (a host's clock hours out, a log host's host in another zone) is measured
+    /// from when it went, not from that stamp, which the packets since, correctly stamped,
+    /// may never pass.
     pub fn seen_since(&self, now: &Observation) -> bool {
-        self.hits_since(now) > 0 && now.last_seen > self.last_seen
+        self.hits_since(now) > 0 && now.last_seen > self.last_seen.min(self.at)
     }
 
     /// The packets of `now` (the address's record) that came after this report: the totals

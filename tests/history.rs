@@ -296,6 +296,33 @@ fn packets_logged_before_a_report_and_counted_after_it_bring_no_re_report() {
     assert_eq!(sent(&s), [[x]], "{}", out.stderr);
 }
 
+/// A report that counted a stamp from a clock hours ahead (a log host's sender on local time
+/// read as UTC, or a clock NTP puts right later) is measured from when it went: the packets
+/// since, correctly stamped, are re-reported, though none is later than that stamp.
+#[test]
+fn packets_since_a_report_that_counted_a_stamp_from_a_clock_ahead_are_re_reported() {
+    let mut s = Setup::new(&standard_config("rereport_after_days = 7"));
+    let x = "3.5.140.2";
+    let on = |host: &str, time: &str| {
+        (drop_line(time, x, "TCP", 22).replace("Jan 25", "Jan  1"))
+            .replace(" web1 ", &format!(" {host} "))
+    };
+    // web5 logs on UTC+5: its 15:00 is 10:00 UTC.
+    s.now = "2026-01-01T10:00:30Z".into();
+    s.write("messages", &on("web5", "15:00:00"));
+    s.run(&["run"]).ok();
+    assert_eq!(sent(&s), [[x]]);
+    s.now = "2026-01-01T14:30:00Z".into();
+    let more: String = (10..14)
+        .map(|h| on("web1", &format!("{h}:30:00")))
+        .collect();
+    s.append("messages", &more);
+    s.run(&["run"]).ok();
+    s.now = "2026-01-09T10:00:00Z".into();
+    let out = s.run(&["run"]).ok();
+    assert_eq!(sent(&s), [[x], [x]], "{}", out.stderr);
+}
+
 /// A run that comes late makes a re-report while the address's last packet is within two
 /// windows, not for ever after: an address seen again just after a report a year ago is
 /// history (with `max_age_days = 0`, which keeps every address, or once `rereport_after_days`
