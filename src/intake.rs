@@ -1242,8 +1242,8 @@ impl Intake {
     /// counted per provider (in configuration order, those with none left out): addresses
     /// that waited for a run to report them (a sending budget, a host down for weeks) and
     /// passed `max_age_days` first. A run said they would wait; this says they are lost. Not
-    /// for a provider reported to through the AWS API, which is not sent some addresses by
-    /// design.
+    /// those a provider reported to through the AWS API is never sent (XARF cannot tell
+    /// them).
     pub(crate) fn never_reported(
         world: &World<'_>,
         ledger: &Ledger,
@@ -1263,8 +1263,10 @@ impl Intake {
                     continue;
                 };
                 // The API takes only what XARF can tell (a source seen over ICMP alone is
-                // not reported through it, as every run says): a head cannot tell which.
-                if world.providers[i].config.delivery == crate::config::Delivery::AwsAbuseApi {
+                // not reported through it, as every run says).
+                let api =
+                    world.providers[i].config.delivery == crate::config::Delivery::AwsAbuseApi;
+                if api && !crate::xarf::tells(o) {
                     continue;
                 }
                 let bucket = world.bucket(*to);

@@ -848,8 +848,8 @@ impl State {
             return Ok(Vec::new());
         };
         let mut stmt = self.conn.prepare(
-            "SELECT ip, first_seen, last_seen, hits FROM observation
-             WHERE ip > ?1 AND ip <= ?2 AND last_seen < ?3",
+            "SELECT ip, first_seen, last_seen, hits, protocols, dst_ports, src_ports
+             FROM observation WHERE ip > ?1 AND ip <= ?2 AND last_seen < ?3",
         )?;
         let rows = stmt.query_map(params![from, last, stale_before], stale_head)?;
         Ok(rows
@@ -2003,7 +2003,7 @@ fn let_go_of_stale_observations(
     let let_go = tx
         .prepare(
             "DELETE FROM observation WHERE ip > ?1 AND ip <= ?2 AND last_seen < ?3
-             RETURNING ip, first_seen, last_seen, hits",
+             RETURNING ip, first_seen, last_seen, hits, protocols, dst_ports, src_ports",
         )?
         .query_map(params![from, last, stale_before], stale_head)?
         .filter_map(Result::transpose)
@@ -2022,9 +2022,10 @@ fn let_go_of_stale_observations(
     Ok(let_go)
 }
 
-/// The head (address, times, packets) of an observation let go of as history, from a row of
-/// `ip, first_seen, last_seen, hits`; `None` for a row whose address is no address (a state
-/// edited by hand), which is let go of all the same.
+/// The head (address, times, packets) of an observation let go of as history, and its
+/// protocols and ports (whether XARF can tell it), from a row of `ip, first_seen, last_seen,
+/// hits, protocols, dst_ports, src_ports`; `None` for a row whose address is no address (a
+/// state edited by hand), which is let go of all the same.
 fn stale_head(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<Observation>> {
     let Ok(ip) = ip_at(r, 0) else {
         return Ok(None);
@@ -2032,6 +2033,9 @@ fn stale_head(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<Observation>> {
     let mut o = Observation::new(ip, r.get(1)?);
     o.last_seen = r.get(2)?;
     o.hits = r.get::<_, i64>(3)? as u64;
+    o.protocols = split(&r.get::<_, String>(4)?);
+    o.dst_ports = split(&r.get::<_, String>(5)?);
+    o.src_ports = split(&r.get::<_, String>(6)?);
     Ok(Some(o))
 }
 

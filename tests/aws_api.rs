@@ -887,6 +887,42 @@ fn sources_xarf_cannot_tell_are_not_sent_to_the_api() {
     assert!(!later.stderr.contains("became history"), "{}", later.stderr);
 }
 
+/// Addresses waiting for the API's sending budget when runs stop for longer than
+/// `max_age_days` become history unreported, and the run that lets them go says so, under
+/// `-q`, as for mail (the sources the API is never sent are no such loss: see above).
+#[test]
+fn addresses_waiting_for_the_apis_budget_that_age_out_are_said_lost() {
+    let Some(stub) = Stub::start(None) else {
+        return;
+    };
+    let mut s = setup(&stub, "");
+    let config = std::fs::read_to_string(s.path("config.toml"))
+        .unwrap()
+        .replace("[mail]", "[mail]\nmax_messages_per_run = 1")
+        .replace("[report]", "[report]\nmax_age_days = 30");
+    std::fs::write(s.path("config.toml"), config).unwrap();
+    let log: String = (2..12)
+        .map(|i| {
+            drop_line("10:00:00", &format!("3.5.140.{i}"), "TCP", 22).replace("Jan 25", "Jan  1")
+        })
+        .collect();
+    s.now = "2026-01-01T11:00:00Z".into();
+    s.write("messages", &log);
+    s.run(&["-q", "run"]).ok();
+    s.now = "2026-02-05T12:00:00Z".into();
+    s.append(
+        "messages",
+        &drop_line("11:00:00", "3.5.140.99", "TCP", 22).replace("Jan 25", "Feb  5"),
+    );
+    let late = s.run(&["-q", "run"]).ok();
+    assert!(
+        late.stderr
+            .contains("9 address(es) of aws that no report listed became history"),
+        "{}",
+        late.stderr
+    );
+}
+
 #[test]
 fn report_aws_no_longer_has_is_not_asked_about_again() {
     let Some(stub) = Stub::start(None) else {
