@@ -266,6 +266,20 @@ fn check_sources(t: &mut Tally, settings: &Settings, now: DateTime<Utc>) {
                 None => {}
             }
         }
+        // A rotation compressed otherwise than with gzip: a run passes such files over, and
+        // the lines in them it had not read are lost (each rotation's last ones, without
+        // `delaycompress`). Said of the first file of a source that has one.
+        if let Some((rotated, kind)) =
+            (files.iter()).find_map(|f| crate::source::rotated_in_other_compression(f))
+        {
+            t.warn(
+                "source",
+                &format!(
+                    "{}: rotated file compressed with {kind}, which abuse-mailer does not read (only gzip): lines a rotation moves into such a file before a run reads them are lost; set logrotate's compresscmd to gzip",
+                    rotated.display()
+                ),
+            );
+        }
         // Every file a run reads, a log host's thousands included: one host's lines in a
         // layout the run does not read are as lost as a lone file's.
         let each = match files.len() {

@@ -222,13 +222,13 @@ pub struct SourceRead {
     pub decision: Decision,
     /// The cursor to store, or `None` when there is nothing to remember yet.
     pub cursor: Option<Cursor>,
-    /// Files that could be read only in part (a truncated `.gz`): what they held up to the
-    /// damage was read, the rest is skipped, and they are not read again; rotated files
-    /// passed over (compressed otherwise than with gzip, one the run may not open), said on
-    /// every run that lists them.
+    /// Rotated files passed over (compressed otherwise than with gzip, one the run may not
+    /// open), said on every run that lists them.
     pub warnings: Vec<String>,
-    /// Text this read lost for good (the text it read last rotated out of reach): said once,
-    /// by the run that finds it gone, and said under `-q` too.
+    /// Text this read lost for good, said once, by the run that finds it so, and under `-q`
+    /// too: files that could be read only in part (a truncated `.gz`: what they held up to the
+    /// damage was read, the rest is skipped, and they are not read again), and the text read
+    /// last rotated out of reach (with the rotated files passed over, where it may be).
     pub lost: Vec<String>,
 }
 
@@ -1489,28 +1489,40 @@ pub fn read(
         (n.dev, n.ino) == (c.dev, c.ino) && same_start(&c.fingerprint, &n.fingerprint)
     });
     let mut read = read_opened(path, live, now, &rotated, cursor, start, through, ingest)?;
-    // Where a rotated file was passed over (one compressed otherwise than with gzip, one the
-    // run may not read), the text may be there: that is said instead. (A folder named like a
-    // rotated file holds no text.)
-    if unreadable.iter().all(|(k, _)| *k == NOT_REGULAR)
-        && compressed.is_empty()
-        && let Some(c) = cursor
-        && let Some(offset) = text_gone(c, in_place, &read.decision)
-    {
-        read.lost.push(format!(
-            "source {}: the text it was read in last (to byte {offset}) is neither in the file at the path nor in a file rotated beside it: lines logged there after the last run, if any, were not read (rotated files are looked for beside the log; logrotate's `olddir` moves them away, `rotate 0` deletes them)",
-            path.display()
-        ));
-    }
     // A folder or a pipe named like a rotated file holds none of the log's text: nothing is
-    // lost by passing it over, and nothing is said.
-    let mut unreadable: Vec<String> = (unreadable.into_iter())
+    // lost by passing it over, and nothing is said. The others (compressed otherwise than
+    // with gzip, a file the run may not open) are said on every run that lists them.
+    let mut standing: Vec<String> = (unreadable.into_iter())
         .filter(|(kind, _)| *kind != NOT_REGULAR)
         .map(|(_, text)| text)
         .collect();
-    unreadable.append(&mut compressed);
-    unreadable.append(&mut read.warnings);
-    read.warnings = unreadable;
+    standing.append(&mut compressed);
+    // The text read last gone from the path and from the rotated files the run can read: a
+    // loss, said once, by the run whose cursor leaves it for the file at the path (until that
+    // file holds a line, the cursor stays, and each run would say it again). Where a rotated
+    // file was passed over, the text may be there: those are named with it.
+    let moved = |c: &Cursor| {
+        (read.cursor.as_ref()).is_some_and(|n| {
+            (n.dev, n.ino, n.offset, &n.fingerprint) != (c.dev, c.ino, c.offset, &c.fingerprint)
+        })
+    };
+    if let Some(c) = cursor.filter(|c| moved(c))
+        && let Some(offset) = text_gone(c, in_place, &read.decision)
+    {
+        let (where_, passed) = match standing.is_empty() {
+            true => ("", "rotated files are looked for beside the log"),
+            false => (
+                " that the run can read",
+                "the rotated files it cannot read are named after this",
+            ),
+        };
+        read.lost.push(format!(
+            "source {}: the text it was read in last (to byte {offset}) is neither in the file at the path nor in a file rotated beside it{where_}: lines logged there after the last run, if any, were not read ({passed}; logrotate's `olddir` moves them away, `rotate 0` deletes them)",
+            path.display()
+        ));
+        read.lost.append(&mut standing);
+    }
+    read.warnings = standing;
     Ok(read)
 }
 
@@ -1855,11 +1867,12 @@ fn read_opened(
         }
         None => cursor.cloned(),
     };
+    // A file read only up to its damage lost the rest for good: said once, by this run.
     Ok(SourceRead {
         decision,
         cursor: next,
-        warnings,
-        lost: Vec::new(),
+        warnings: Vec::new(),
+        lost: warnings,
     })
 }
 
@@ -2303,6 +2316,27 @@ pub(crate) fn is_rotated_sibling_of_any(
     names: &std::collections::HashSet<PathBuf>,
 ) -> bool {
     is_rotated_from(path, |other| names.contains(other))
+}
+
+/// The first rotated copy of `path` beside it, by name, in a compression a run cannot read
+/// (`messages.2.xz`), and the compression: what logrotate's `compresscmd` makes of every
+/// rotation. Lines such a file got that no run read are lost; without `delaycompress`, those
+/// logged between the last run and each rotation are.
+pub(crate) fn rotated_in_other_compression(path: &Path) -> Option<(PathBuf, &'static str)> {
+    let folder = path.parent().unwrap_or(Path::new(""));
+    let mut found: Vec<(PathBuf, &'static str)> = fs::read_dir(folder)
+        .ok()?
+        .filter_map(|entry| {
+            let entry = entry.ok()?.path();
+            let name = entry.file_name()?.to_str()?;
+            let (_, _, kind) = OTHER_COMPRESSIONS
+                .iter()
+                .find(|(ext, _, _)| name.ends_with(ext))?;
+            is_rotated_sibling_of(&entry, path).then_some((entry, *kind))
+        })
+        .collect();
+    found.sort();
+    found.into_iter().next()
 }
 
 /// Whether `path` is a rotated copy of `of` in its folder (`OF.1`, `OF-20260125.gz`: see

@@ -1477,12 +1477,20 @@ fn a_log_cut_back_and_written_on_to_a_line_end_at_the_cursor_is_read_once() {
 /// logrotate's `olddir` (the rotated file moved into another folder) or `rotate 0` (deleted),
 /// with lines logged after the last run: the run read the new file from its start and said
 /// only "rotated", the lines it could not reach lost without a word. It says so, naming the
-/// source; a rotation beside the log is read on and says nothing of the kind, nor does one
-/// whose rotated file is beside it in a compression the run cannot read (said as that).
+/// source, under `-q` too (as cron runs it: said only without `-q`, a loss reached nobody); a
+/// rotation beside the log is read on and says nothing of the kind. Rotated into a file in a
+/// compression the run cannot read (logrotate's `compress` with `zstd`, no `delaycompress`),
+/// the lines are lost as well: said so, naming the file, under `-q` too; and so when the text
+/// went to `olddir` while an old such file sits beside the log.
 #[test]
 fn a_log_rotated_out_of_reach_with_unread_lines_is_said() {
     let line = |time: &str, ip: &str| drop_line(time, ip, "TCP", 22);
-    for away in ["old/messages.1", "messages.1", "messages.1.zst"] {
+    for away in [
+        "old/messages.1",
+        "messages.1",
+        "messages.1.zst",
+        "old xz beside",
+    ] {
         let s = Setup::standard();
         s.write("messages", &line("10:00:00", "3.5.140.2"));
         s.run(&["run"]).ok();
@@ -1494,14 +1502,14 @@ fn a_log_rotated_out_of_reach_with_unread_lines_is_said() {
             // Compressed, so a file of its own (its text, as the run cannot read it anyway).
             fs::copy(s.path("messages"), s.path(away)).unwrap();
             fs::remove_file(s.path("messages")).unwrap();
+        } else if away == "old xz beside" {
+            fs::write(s.path("messages.4.xz"), b"\xfd7zXZ\x00weeks old").unwrap();
+            fs::rename(s.path("messages"), s.path("old/messages.1")).unwrap();
         } else {
             fs::rename(s.path("messages"), s.path(away)).unwrap();
         }
         s.write("messages", &line("10:00:09", "3.5.140.4"));
-        // A loss is said under `-q`, as cron runs it: said only without it, it reached nobody.
-        // A rotated file the run cannot read is said on every run that lists it: not so.
-        let quiet = if away.ends_with(".zst") { "-v" } else { "-q" };
-        let out = s.run(&[quiet, "run"]).ok();
+        let out = s.run(&["-q", "run"]).ok();
         let hits = observed_hits(&s);
         assert_eq!(hits.get("3.5.140.4"), Some(&1), "{}", out.stderr);
         let said = out.stderr.contains("were not read");
@@ -1509,8 +1517,20 @@ fn a_log_rotated_out_of_reach_with_unread_lines_is_said() {
             assert!(out.stderr.is_empty(), "{}", out.stderr);
             assert_eq!(hits.get("3.5.140.3"), Some(&1), "{}", out.stderr);
         } else if away == "messages.1.zst" {
-            assert!(!said, "{}", out.stderr);
-            assert!(out.stderr.contains("zstd"), "{}", out.stderr);
+            assert!(said, "{}", out.stderr);
+            assert!(
+                out.stderr
+                    .contains("messages.1.zst is compressed with zstd"),
+                "{}",
+                out.stderr
+            );
+        } else if away == "old xz beside" {
+            assert!(said, "{}", out.stderr);
+            assert!(
+                out.stderr.contains("messages.4.xz is compressed with xz"),
+                "{}",
+                out.stderr
+            );
         } else {
             assert!(said, "{}", out.stderr);
             let warning = (out.stderr.lines())
@@ -1522,9 +1542,44 @@ fn a_log_rotated_out_of_reach_with_unread_lines_is_said() {
     }
 }
 
+/// A log rotated out of reach (`olddir`) is said once, not by every run until its new file
+/// gets a line (cron mailed the same loss every quarter of an hour of a quiet night): by the
+/// run that leaves the text for the new file.
+#[test]
+fn a_log_rotated_out_of_reach_is_said_once_however_long_its_new_file_stays_empty() {
+    let s = Setup::standard();
+    s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    s.run(&["run"]).ok();
+    s.append("messages", &drop_line("10:00:05", "3.5.140.3", "TCP", 22));
+    fs::create_dir_all(s.path("old")).unwrap();
+    fs::rename(s.path("messages"), s.path("old/messages.1")).unwrap();
+    s.write("messages", "");
+    let mut said = 0;
+    for _ in 0..3 {
+        said += s
+            .run(&["-q", "run"])
+            .ok()
+            .stderr
+            .matches("were not read")
+            .count();
+    }
+    s.append("messages", &drop_line("10:00:09", "3.5.140.4", "TCP", 22));
+    for _ in 0..2 {
+        said += s
+            .run(&["-q", "run"])
+            .ok()
+            .stderr
+            .matches("were not read")
+            .count();
+    }
+    assert_eq!(said, 1);
+    assert_eq!(observed_hits(&s).get("3.5.140.4"), Some(&1));
+}
+
 /// A rotated file in a compression the run cannot read, kept beside the log for weeks (xz
 /// with `delaycompress`): said on every run that lists it, so not under `-q`, which cron would
-/// mail every quarter of an hour for as long as logrotate keeps it.
+/// mail every quarter of an hour for as long as logrotate keeps it; and by `check`, which said
+/// every line was ok.
 #[test]
 fn a_rotated_file_the_run_cannot_read_is_not_said_on_every_quiet_run() {
     let s = Setup::standard();
@@ -1540,6 +1595,23 @@ fn a_rotated_file_the_run_cannot_read_is_not_said_on_every_quiet_run() {
     }
     let out = s.run(&["run"]).ok();
     assert!(out.stderr.contains("compressed with xz"), "{}", out.stderr);
+    // `check` says it too: without `delaycompress`, each rotation's last lines are lost.
+    let check = s.run(&["check"]).ok();
+    assert!(
+        check.stdout.contains(&format!(
+            "warning source     {}: rotated file compressed with xz",
+            s.path("messages.2.xz").display()
+        )),
+        "{}",
+        check.stdout
+    );
+    fs::remove_file(s.path("messages.2.xz")).unwrap();
+    let check = s.run(&["check"]).ok();
+    assert!(
+        !check.stdout.contains("compressed with"),
+        "{}",
+        check.stdout
+    );
 }
 
 /// A line of junk longer than the read's buffer, still being written when a run came: the run
