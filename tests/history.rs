@@ -323,6 +323,34 @@ fn packets_since_a_report_that_counted_a_stamp_from_a_clock_ahead_are_re_reporte
     assert_eq!(sent(&s), [[x], [x]], "{}", out.stderr);
 }
 
+/// The two before at once: a log a few minutes ahead, and packets logged before the report
+/// but counted after it. Neither is a new attack: no second report.
+#[test]
+fn a_log_minutes_ahead_and_packets_counted_late_bring_no_re_report() {
+    let mut s = Setup::new(&standard_config("rereport_after_days = 7"));
+    let x = "3.5.140.2";
+    let on = |time: &str| drop_line(time, x, "TCP", 22).replace("Jan 25", "Jan  1");
+    s.now = "2026-01-01T10:00:30Z".into();
+    s.write("messages", &(on("10:00:00") + &on("10:04:00")));
+    s.run(&["run"]).ok();
+    s.write("host2.log", &(on("09:00:00") + &on("09:10:00")));
+    let config = std::fs::read_to_string(s.path("config.toml"))
+        .unwrap()
+        .replace(
+            "[[provider]]",
+            &format!(
+                "[[source]]\npath = \"{}\"\n\n[[provider]]",
+                s.path("host2.log").display()
+            ),
+        );
+    std::fs::write(s.path("config.toml"), config).unwrap();
+    s.now = "2026-01-01T11:00:00Z".into();
+    s.run(&["run"]).ok();
+    s.now = "2026-01-09T10:00:00Z".into();
+    let out = s.run(&["run"]).ok();
+    assert_eq!(sent(&s), [[x]], "{}", out.stderr);
+}
+
 /// A run that comes late makes a re-report while the address's last packet is within two
 /// windows, not for ever after: an address seen again just after a report a year ago is
 /// history (with `max_age_days = 0`, which keeps every address, or once `rereport_after_days`
