@@ -1506,7 +1506,14 @@ pub fn read(
             (n.dev, n.ino, n.offset, &n.fingerprint) != (c.dev, c.ino, c.offset, &c.fingerprint)
         })
     };
-    if let Some(c) = cursor.filter(|c| moved(c))
+    // A cursor left on a rotated file it read to its end (the file at the path was empty
+    // then) lost nothing when that file went on (compressed in another way, deleted by
+    // `rotate 1`): the last run read all it held.
+    let read_whole = |c: &Cursor| {
+        (c.known_siblings.iter())
+            .any(|k| (k.dev, k.ino) == (c.dev, c.ino) && k.gzip != Some(true) && k.size == c.offset)
+    };
+    if let Some(c) = cursor.filter(|c| moved(c) && !read_whole(c))
         && let Some(offset) = text_gone(c, in_place, &read.decision)
     {
         let (where_, passed) = match standing.is_empty() {
@@ -2323,6 +2330,8 @@ pub(crate) fn is_rotated_sibling_of_any(
 /// rotation. Lines such a file got that no run read are lost; without `delaycompress`, those
 /// logged between the last run and each rotation are.
 pub(crate) fn rotated_in_other_compression(path: &Path) -> Option<(PathBuf, &'static str)> {
+    // Where a run looks: beside the file a link names.
+    let path = &rotated_beside(path);
     let folder = path.parent().unwrap_or(Path::new(""));
     let mut found: Vec<(PathBuf, &'static str)> = fs::read_dir(folder)
         .ok()?

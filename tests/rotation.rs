@@ -1576,6 +1576,36 @@ fn a_log_rotated_out_of_reach_is_said_once_however_long_its_new_file_stays_empty
     assert_eq!(observed_hits(&s).get("3.5.140.4"), Some(&1));
 }
 
+/// A cursor left on a rotated file it read to its end (the file at the path empty then) lost
+/// nothing when that file went on: compressed with xz at the next rotation, or deleted by
+/// `rotate 1`. Nothing is said, though the text read last is gone (it was said as lost).
+#[test]
+fn a_rotated_file_read_to_its_end_and_then_compressed_or_deleted_is_no_loss() {
+    let line = |n: u32, ip: &str| drop_line(&format!("10:00:{n:02}"), ip, "TCP", 22);
+    for next in ["xz", "rotate 1"] {
+        let s = Setup::standard();
+        s.write("messages", &line(0, "3.5.140.2"));
+        let mut said = s.run(&["-q", "run"]).ok().stderr;
+        s.append("messages", &line(1, "3.5.140.3"));
+        fs::rename(s.path("messages"), s.path("messages.1")).unwrap();
+        s.write("messages", "");
+        said += &s.run(&["-q", "run"]).ok().stderr;
+        assert_eq!(observed_hits(&s).get("3.5.140.3"), Some(&1));
+        // The next rotation, the file at the path still empty.
+        fs::remove_file(s.path("messages.1")).unwrap();
+        if next == "xz" {
+            fs::write(s.path("messages.2.xz"), b"\xfd7zXZ\x00text read before").unwrap();
+        }
+        fs::rename(s.path("messages"), s.path("messages.1")).unwrap();
+        s.write("messages", "");
+        said += &s.run(&["-q", "run"]).ok().stderr;
+        s.append("messages", &line(2, "3.5.140.4"));
+        said += &s.run(&["-q", "run"]).ok().stderr;
+        assert!(said.is_empty(), "{next}: {said}");
+        assert_eq!(observed_hits(&s).get("3.5.140.4"), Some(&1), "{next}");
+    }
+}
+
 /// A rotated file in a compression the run cannot read, kept beside the log for weeks (xz
 /// with `delaycompress`): said on every run that lists it, so not under `-q`, which cron would
 /// mail every quarter of an hour for as long as logrotate keeps it; and by `check`, which said
@@ -1609,6 +1639,17 @@ fn a_rotated_file_the_run_cannot_read_is_not_said_on_every_quiet_run() {
     let check = s.run(&["check"]).ok();
     assert!(
         !check.stdout.contains("compressed with"),
+        "{}",
+        check.stdout
+    );
+    // Beside the file a link at the path names, where a run looks.
+    fs::create_dir_all(s.path("logs")).unwrap();
+    fs::rename(s.path("messages"), s.path("logs/messages")).unwrap();
+    std::os::unix::fs::symlink(s.path("logs/messages"), s.path("messages")).unwrap();
+    fs::write(s.path("logs/messages.1.zst"), b"\x28\xb5\x2f\xfdold").unwrap();
+    let check = s.run(&["check"]).ok();
+    assert!(
+        check.stdout.contains("compressed with zstd"),
         "{}",
         check.stdout
     );
