@@ -130,11 +130,6 @@ pub struct Attacker {
     pub before: Option<Reported>,
 }
 
-/// How far ahead of the report's own time a stamp it counted may be and still be taken as
-/// the log's clock (a host's or a log host's clock a few minutes out); further ahead, it is
-/// another zone's or a wrong clock's, which later packets may never pass.
-const CLOCK_AHEAD: i64 = 15 * 60;
-
 /// An address as a report sent earlier listed it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reported {
@@ -148,21 +143,16 @@ pub struct Reported {
 
 impl Reported {
     /// Whether the address sent packets since this report: more than it counted, and its last
-    /// logged after the last packet the report counted, or, when that was stamped more than
-    /// [`CLOCK_AHEAD`] after the report went, after the report. A packet logged before the
-    /// report but counted since (a source added, a `reread`, a log host's late lines) is no
-    /// reason to report again; the record's last time is the latest of all its hosts'
-    /// stamps, so a report that counted a stamp from a clock hours ahead (a log host's host in
-    /// another zone) is measured from when it went, not from that stamp, which the packets
-    /// since, correctly stamped, may never pass.
+    /// logged after the report, or after the last packet the report counted if that is
+    /// earlier. A packet logged before the report but counted since (a source added, a
+    /// `reread`, a log host's late lines) is no reason to report again. The record's last
+    /// time is the latest of all its hosts' stamps: a report that counted a stamp from a clock
+    /// ahead is measured from when it went, not from that stamp, which the packets since,
+    /// from a host whose clock is right, may never pass. (So packets counted late still bring
+    /// a re-report when the report counted a stamp after its own time: the one record cannot
+    /// tell them from new ones stamped before that stamp, and an attack missed is the worse.)
     pub fn seen_since(&self, now: &Observation) -> bool {
-        // A stamp a few minutes ahead is a log's clock, and still the measure: packets logged
-        // before it but counted since do not pass it. Hours ahead, the report's time is.
-        let from = match self.last_seen > self.at.saturating_add(CLOCK_AHEAD) {
-            true => self.at,
-            false => self.last_seen,
-        };
-        self.hits_since(now) > 0 && now.last_seen > from
+        self.hits_since(now) > 0 && now.last_seen > self.last_seen.min(self.at)
     }
 
     /// The packets of `now` (the address's record) that came after this report: the totals
