@@ -1507,13 +1507,13 @@ pub fn read(
         })
     };
     // A cursor left on a rotated file it read to its end (the file at the path was empty
-    // then) lost nothing when that file went on (compressed in another way, deleted by
-    // `rotate 1`): the last run read all it held.
+    // then) is said as that: a daemon not told of the rotation yet may have written on to it,
+    // and a run cannot know how long the file was when it went.
     let read_whole = |c: &Cursor| {
         (c.known_siblings.iter())
             .any(|k| (k.dev, k.ino) == (c.dev, c.ino) && k.gzip != Some(true) && k.size == c.offset)
     };
-    if let Some(c) = cursor.filter(|c| moved(c) && !read_whole(c))
+    if let Some(c) = cursor.filter(|c| moved(c))
         && let Some(offset) = text_gone(c, in_place, &read.decision)
     {
         let (where_, passed) = match standing.is_empty() {
@@ -1523,8 +1523,16 @@ pub fn read(
                 "the rotated files it cannot read are named after this",
             ),
         };
+        let what = match read_whole(c) {
+            true => format!(
+                "the rotated file the last run read to its end (byte {offset}) is neither beside the log nor at its path any more{where_}: lines written to it after that run, if any, were not read"
+            ),
+            false => format!(
+                "the text it was read in last (to byte {offset}) is neither in the file at the path nor in a file rotated beside it{where_}: lines logged there after the last run, if any, were not read"
+            ),
+        };
         read.lost.push(format!(
-            "source {}: the text it was read in last (to byte {offset}) is neither in the file at the path nor in a file rotated beside it{where_}: lines logged there after the last run, if any, were not read ({passed}; logrotate's `olddir` moves them away, `rotate 0` deletes them)",
+            "source {}: {what} ({passed}; logrotate's `olddir` moves them away, `rotate 0` deletes them)",
             path.display()
         ));
         read.lost.append(&mut standing);
