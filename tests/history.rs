@@ -296,59 +296,64 @@ fn packets_logged_before_a_report_and_counted_after_it_bring_no_re_report() {
     assert_eq!(sent(&s), [[x]], "{}", out.stderr);
 }
 
-/// A report that counted a stamp from a clock hours ahead (a log host's sender on local time
-/// read as UTC, or a clock NTP puts right later) is measured from when it went: the packets
-/// since, correctly stamped, are re-reported, though none is later than that stamp.
+/// A report that counted a stamp from a clock ahead (a log host's sender on local time read
+/// as UTC, hours ahead; a host's clock minutes out) is measured from when it went: the packets
+/// since, from a host whose clock is right (or the same host once NTP set it back), are
+/// re-reported, though none is later than that stamp.
 #[test]
 fn packets_since_a_report_that_counted_a_stamp_from_a_clock_ahead_are_re_reported() {
-    let mut s = Setup::new(&standard_config("rereport_after_days = 7"));
+    // (the host and stamp ahead the report counts, the host logging after it, when the
+    // run after it comes, the times it logs)
+    let cases: [(&str, &str, &str, &str, Vec<String>); 3] = [
+        // web5 logs on UTC+5: its 15:00 is 10:00 UTC.
+        (
+            "web5",
+            "15:00:00",
+            "web1",
+            "14:30",
+            (10..14).map(|h| format!("{h}:30:00")).collect(),
+        ),
+        (
+            "web1",
+            "10:10:00",
+            "web1",
+            "10:07",
+            (1..6).map(|m| format!("10:0{m}:30")).collect(),
+        ),
+        (
+            "web1",
+            "10:10:00",
+            "web2",
+            "10:07",
+            (1..6).map(|m| format!("10:0{m}:30")).collect(),
+        ),
+    ];
     let x = "3.5.140.2";
     let on = |host: &str, time: &str| {
         (drop_line(time, x, "TCP", 22).replace("Jan 25", "Jan  1"))
             .replace(" web1 ", &format!(" {host} "))
     };
-    // web5 logs on UTC+5: its 15:00 is 10:00 UTC.
-    s.now = "2026-01-01T10:00:30Z".into();
-    s.write("messages", &on("web5", "15:00:00"));
-    s.run(&["run"]).ok();
-    assert_eq!(sent(&s), [[x]]);
-    s.now = "2026-01-01T14:30:00Z".into();
-    let more: String = (10..14)
-        .map(|h| on("web1", &format!("{h}:30:00")))
-        .collect();
-    s.append("messages", &more);
-    s.run(&["run"]).ok();
-    s.now = "2026-01-09T10:00:00Z".into();
-    let out = s.run(&["run"]).ok();
-    assert_eq!(sent(&s), [[x], [x]], "{}", out.stderr);
-}
-
-/// A report that counted a stamp minutes ahead (a host's clock out) is measured from when it
-/// went: a burst after it, stamped before that stamp (by a host whose clock is right, or the
-/// same host once NTP set it back), is re-reported.
-#[test]
-fn a_burst_stamped_before_a_stamp_minutes_ahead_is_re_reported() {
-    for host in ["web1", "web2"] {
+    for (ahead_host, ahead, host, then, times) in cases {
         let mut s = Setup::new(&standard_config("rereport_after_days = 7"));
-        let x = "3.5.140.2";
-        let on = |host: &str, time: &str| {
-            (drop_line(time, x, "TCP", 22).replace("Jan 25", "Jan  1"))
-                .replace(" web1 ", &format!(" {host} "))
-        };
         s.now = "2026-01-01T10:00:30Z".into();
         s.write(
             "messages",
-            &(on("web1", "10:00:00") + &on("web1", "10:10:00")),
+            &(on("web1", "10:00:00") + &on(ahead_host, ahead)),
         );
         s.run(&["run"]).ok();
         assert_eq!(sent(&s), [[x]]);
-        s.now = "2026-01-01T10:07:00Z".into();
-        let burst: String = (1..6).map(|m| on(host, &format!("10:0{m}:30"))).collect();
-        s.append("messages", &burst);
+        s.now = format!("2026-01-01T{then}:00Z");
+        let since: String = times.iter().map(|t| on(host, t)).collect();
+        s.append("messages", &since);
         s.run(&["run"]).ok();
         s.now = "2026-01-09T10:00:00Z".into();
         let out = s.run(&["run"]).ok();
-        assert_eq!(sent(&s), [[x], [x]], "{host}: {}", out.stderr);
+        assert_eq!(
+            sent(&s),
+            [[x], [x]],
+            "{ahead_host} {ahead}, {host}: {}",
+            out.stderr
+        );
     }
 }
 
