@@ -43,6 +43,11 @@ ruleset(name="remote") {{
 }
 
 fn start(dir: &Path) -> (Rsyslogd, u16) {
+    // One daemon starts at a time: between a free port's being taken from the kernel and
+    // rsyslogd's listening on it, another test of this file could be handed the same port;
+    // one daemon then went without its input, and that test's lines reached the other's.
+    static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = STARTING.lock().unwrap_or_else(|e| e.into_inner());
     // A free port: taken from the kernel, then handed to rsyslogd.
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
