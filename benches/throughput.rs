@@ -730,7 +730,6 @@ fn one_log(mb: u64) {
                 observation: o,
                 range: None,
                 asn: None,
-                rereport: false,
                 before: None,
             }
         })

@@ -541,7 +541,6 @@ fn sample_report(
         observation: bare,
         range: None,
         asn: None,
-        rereport: false,
         before: None,
     };
     let range = crate::provider::RangeInfo {
@@ -559,9 +558,8 @@ fn sample_report(
                     asn: 64496,
                     org: Some("Example AS".into()),
                 }),
-                rereport: true,
                 before: Some(Reported {
-                    at: time - 86_400 * 30,
+                    at: Some(time - 86_400 * 30),
                     hits: 3,
                     first_seen: time,
                     last_seen: time,

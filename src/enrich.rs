@@ -125,7 +125,6 @@ pub struct Attacker {
     pub observation: Observation,
     pub range: Option<RangeInfo>,
     pub asn: Option<AsnInfo>,
-    pub rereport: bool,
     /// For a re-report: what the last report sent to this destination said of it.
     pub before: Option<Reported>,
 }
@@ -133,8 +132,8 @@ pub struct Attacker {
 /// An address as a report sent earlier listed it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reported {
-    /// When the report was sent (Unix seconds).
-    pub at: i64,
+    /// When the report was sent (Unix seconds); `None` for a time that cannot be read.
+    pub at: Option<i64>,
     pub hits: u64,
     pub first_seen: i64,
     /// Its last packet the report counted, by the log's clock.
@@ -152,7 +151,8 @@ impl Reported {
     /// a re-report when the report counted a stamp after its own time: the one record cannot
     /// tell them from new ones stamped before that stamp, and an attack missed is the worse.)
     pub fn seen_since(&self, now: &Observation) -> bool {
-        self.hits_since(now) > 0 && now.last_seen > self.last_seen.min(self.at)
+        let from = self.at.map_or(self.last_seen, |at| self.last_seen.min(at));
+        self.hits_since(now) > 0 && now.last_seen > from
     }
 
     /// The packets of `now` (the address's record) that came after this report: the totals
@@ -169,21 +169,20 @@ impl Reported {
     }
 }
 
-/// Annotates a provider's delta (whole observations, and whether each is a re-report) with
-/// range and ASN data.
+/// Annotates a provider's delta (whole observations, and for a re-report what the last report
+/// said of each) with range and ASN data.
 pub fn enrich(
-    selected: impl IntoIterator<Item = (Observation, bool)>,
+    selected: impl IntoIterator<Item = (Observation, Option<Reported>)>,
     provider: Option<&Provider>,
     asn_db: Option<&AsnDb>,
 ) -> Vec<Attacker> {
     selected
         .into_iter()
-        .map(|(observation, rereport)| Attacker {
+        .map(|(observation, before)| Attacker {
             range: provider.and_then(|p| p.lookup(observation.ip).cloned()),
             asn: asn_db.and_then(|db| db.lookup(observation.ip)),
             observation,
-            rereport,
-            before: None,
+            before,
         })
         .collect()
 }

@@ -387,7 +387,7 @@ impl Ledger {
             }
             // Sent, and nothing since.
             let last = Reported {
-                at: i64::MAX,
+                at: None,
                 hits: u64::MAX,
                 first_seen: i64::MIN,
                 last_seen: i64::MAX,

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use crate::clock::utc_text;
 use crate::config::{self, Settings};
 use crate::discover::{self, Contact, ContactCache, Discoverer, Limits};
-use crate::enrich::{Attacker, enrich};
+use crate::enrich::{Attacker, Reported, enrich};
 use crate::excerpt::{EvidenceLine, Window, densest};
 use crate::ingest::{Observation, address_order};
 use crate::intake::{Destination, Intake, Routes, World};
@@ -191,36 +191,22 @@ impl Unplanned {
     }
 }
 
-/// The records of `selected` as a report needs them: whole, with whether each is a re-report.
+/// The records of `selected` as a report needs them: whole, with what the last report said of
+/// each one reported again (a re-report says what came since, not only the totals, which hold
+/// what the desk was told before).
 pub(crate) fn whole_records(
     intake: &Intake,
     selected: &[&crate::select::Selected<'_>],
     state: Option<&State>,
-) -> Result<Vec<(Observation, bool)>> {
+) -> Result<Vec<(Observation, Option<Reported>)>> {
     // Selected by their heads; a report needs the whole records.
     selected
         .iter()
         .map(|s| {
             let o = intake.whole(s.observation.ip, state)?;
-            Ok((o.unwrap_or_else(|| s.observation.clone()), s.rereport))
+            Ok((o.unwrap_or_else(|| s.observation.clone()), s.before.clone()))
         })
         .collect()
-}
-
-/// What the last report sent to `desk` said of each address reported again: a re-report says
-/// what came since, not only the totals, which hold what the desk was told before.
-fn with_earlier_reports(
-    attackers: &mut [Attacker],
-    desk: &str,
-    state: Option<&State>,
-) -> Result<()> {
-    let Some(s) = state else {
-        return Ok(());
-    };
-    for a in attackers.iter_mut().filter(|a| a.rereport) {
-        a.before = s.last_sent(desk, a.observation.ip)?;
-    }
-    Ok(())
 }
 
 /// The reports this run would make: each provider's delta, then, with discovery, one digest
@@ -322,7 +308,6 @@ pub(crate) fn plan_providers(
             rest = after;
             let whole = whole_records(intake, &slice.iter().collect::<Vec<_>>(), state)?;
             let mut taken = enrich(whole, Some(provider), world.asn_db.as_ref());
-            with_earlier_reports(&mut taken, provider.name(), state)?;
             // The API takes XARF only: a source XARF cannot tell (no source or destination
             // port) is for mail, not for the API.
             if desk.api() {
@@ -560,11 +545,13 @@ pub(crate) fn plan_discovered(
         let whole = whole_records(intake, group, state)?;
         let mut attackers = enrich(whole, None, world.asn_db.as_ref());
         let key = crate::state::contact_key(key);
-        with_earlier_reports(&mut attackers, &key, state)?;
-        // Discovered desks share one ledger entry (an address goes to one of them): an
-        // address sent to another desk before, and due again now, is new to this one.
-        for a in attackers.iter_mut().filter(|a| a.before.is_none()) {
-            a.rereport = false;
+        // Discovered desks share one ledger entry (an address goes to one of them): what this
+        // desk was told is its own last report's, and an address sent to another desk before,
+        // due again now, is new to this one.
+        if let Some(s) = state {
+            for a in attackers.iter_mut().filter(|a| a.before.is_some()) {
+                a.before = s.last_sent(&key, a.observation.ip)?;
+            }
         }
         let thread_root = match state {
             Some(s) => s.thread_root(&key)?,

@@ -163,8 +163,10 @@ impl ReportIp {
                 .range
                 .as_ref()
                 .and_then(|r| r.network_border_group.clone()),
-            rereport: a.rereport,
-            reported_on: a.before.as_ref().map(|b| zone.rfc3339(b.at)),
+            rereport: a.before.is_some(),
+            reported_on: (a.before.as_ref())
+                .and_then(|b| b.at)
+                .map(|at| zone.rfc3339(at)),
             hits_then: a.before.as_ref().map_or(0, |b| b.hits),
             hits_since: a.before.as_ref().map_or(o.hits, |b| b.hits_since(o)),
             ports_text: String::new(),

@@ -89,8 +89,9 @@ pub struct Since {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Selected<'a> {
     pub observation: &'a Observation,
-    /// It was sent to this provider before, longer ago than `rereport_after_days`.
-    pub rereport: bool,
+    /// For a re-report (it was sent to this destination before, longer ago than
+    /// `rereport_after_days`): what the last report sent listing it said of it.
+    pub before: Option<Reported>,
 }
 
 /// A destination's attackers not yet reported to it, sorted by address (IPv4 first):
@@ -128,10 +129,9 @@ pub fn delta<'a>(
                     return None;
                 }
             }
-            let rereport = before.is_some();
             Some(Selected {
                 observation: o,
-                rereport,
+                before,
             })
         })
         .collect();

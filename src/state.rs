@@ -1097,16 +1097,16 @@ impl State {
     }
 
     /// Every IP a provider was ever sent, each as the last report sent listing it gave it
-    /// (its packets and first packet then, and when that report was sent, [`i64::MAX`] for a
-    /// time that cannot be read): for marking re-reports and telling whether the address sent
-    /// more since; with `only`, of that one. Of two reports sent at one time, the one that
-    /// counted more packets.
+    /// (its packets, first and last packet then, and when that report was sent): for marking
+    /// re-reports, telling whether the address sent more since, and saying what the desk was
+    /// told; with `only`, of that one. Of two reports sent at one time, the one that counted
+    /// more packets; a time that cannot be read comes before any other.
     pub fn ever_sent(&self, provider: &str, only: Option<IpAddr>) -> Result<SentAt> {
         let row = |r: &rusqlite::Row<'_>| -> rusqlite::Result<(IpAddr, Reported)> {
             let at: Option<String> = r.get(3)?;
             let at = (at.as_deref())
                 .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                .map_or(i64::MAX, |t| t.timestamp());
+                .map(|t| t.timestamp());
             let reported = Reported {
                 at,
                 hits: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
@@ -1169,33 +1169,8 @@ impl State {
     }
 
     /// How the last report sent to `provider` (a desk key) listed `ip`, if one did.
-    pub fn last_sent(&self, provider: &str, ip: IpAddr) -> Result<Option<crate::enrich::Reported>> {
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT i.hits, i.first_seen, COALESCE(r.sent_at, r.created_at), i.last_seen
-             FROM report_ip i CROSS JOIN report r ON r.id = i.report_id
-             WHERE i.ip = ?2 AND {} AND r.status = 'sent'
-             ORDER BY 3 DESC LIMIT 1",
-            desk_condition(provider)
-        ))?;
-        let row = stmt
-            .query_row(params![provider, ip.to_string()], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, i64>(3)?,
-                ))
-            })
-            .optional()?;
-        Ok(row.and_then(|(hits, first_seen, at, last_seen)| {
-            let at = chrono::DateTime::parse_from_rfc3339(&at).ok()?.timestamp();
-            Some(crate::enrich::Reported {
-                at,
-                hits: u64::try_from(hits).unwrap_or(0),
-                first_seen,
-                last_seen,
-            })
-        }))
+    pub fn last_sent(&self, provider: &str, ip: IpAddr) -> Result<Option<Reported>> {
+        Ok(self.ever_sent(provider, Some(ip))?.remove(&ip))
     }
 
     /// Writes a new report with status `sending`, before any transport sees it.
