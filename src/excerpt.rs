@@ -307,10 +307,14 @@ pub fn clean(text: &[u8]) -> String {
 /// cut).
 pub fn clean_line(text: &str, max: usize) -> String {
     let one = clean(text.as_bytes());
-    let one = one.split_whitespace().collect::<Vec<_>>().join(" ");
-    match one.char_indices().nth(max) {
-        Some((i, _)) => format!("{}…", &one[..i]),
-        None => one,
+    cut(one.split_whitespace().collect::<Vec<_>>().join(" "), max)
+}
+
+/// `text`, at most `max` characters (`…` marks a cut).
+pub fn cut(text: String, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text,
     }
 }
 

@@ -106,7 +106,7 @@ impl ReportIp {
     fn name_answers(&mut self) -> bool {
         let icmp = |p: &String| p.starts_with("ICMP");
         if !self.protocols.is_empty() && self.protocols.iter().all(icmp) {
-            self.kind = format!("{} packets", self.protocols.join("/"));
+            self.kind = format!("{} packets", protocol_words(&self.protocols));
             return true;
         }
         let shaped = !self.ports.is_empty()
@@ -509,7 +509,6 @@ impl Report {
             if let Some(ip) = own.get(listed.ip.as_str()) {
                 listed.evidence = ip.evidence.clone();
                 listed.kind = ip.kind.clone();
-                listed.answers = ip.answers;
             }
         }
         // Answers are no probes, and hosts that answered are no forged sources: they answer
@@ -665,11 +664,7 @@ fn hide_addresses(hosts: Vec<String>) -> Vec<String> {
 /// probes`, `UDP 53 flood`, `TCP probes of 12 ports`, `port scan (120 ports, TCP)`. Short
 /// whatever the ports: it goes into a subject and a body line.
 fn abuse_kind(protocols: &[String], ports: &[u16], hits: u64, span_seconds: i64) -> String {
-    let proto = if protocols.is_empty() {
-        "IP".to_string()
-    } else {
-        protocols.join("/")
-    };
+    let proto = protocol_words(protocols);
     if ports.len() >= crate::ingest::MAX_PORTS {
         // A source's record keeps its lowest ports only: a full set may stand for thousands.
         return format!("port scan ({} or more ports, {proto})", ports.len());
@@ -683,11 +678,7 @@ fn abuse_kind(protocols: &[String], ports: &[u16], hits: u64, span_seconds: i64)
         (0, false) => format!("{proto} probes"),
         (1..=3, _) => format!(
             "{proto} {} {}",
-            ports
-                .iter()
-                .map(u16::to_string)
-                .collect::<Vec<_>>()
-                .join("/"),
+            slashed(ports),
             if flood { "flood" } else { "probes" }
         ),
         (n, true) => format!("{proto} flood on {n} ports"),
@@ -695,25 +686,31 @@ fn abuse_kind(protocols: &[String], ports: &[u16], hits: u64, span_seconds: i64)
     }
 }
 
+/// The protocols of a kind (`TCP/UDP`), `IP` for none.
+fn protocol_words(protocols: &[String]) -> String {
+    match protocols.is_empty() {
+        true => "IP".to_string(),
+        false => protocols.join("/"),
+    }
+}
+
+/// A few ports as a kind names them: `22/80/443`.
+fn slashed(ports: &[u16]) -> String {
+    (ports.iter())
+        .map(u16::to_string)
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 /// What a host whose every line kept is an answer sent, in a few words: `TCP answers from
 /// port 443`, `TCP answers from 12 ports`, `ICMP answers`.
 fn answers_kind(protocols: &[String], source_ports: &[u16]) -> String {
-    let proto = match protocols.is_empty() {
-        true => "IP".to_string(),
-        false => protocols.join("/"),
-    };
+    let proto = protocol_words(protocols);
     let ports: Vec<u16> = source_ports.iter().copied().filter(|p| *p > 0).collect();
     match ports.len() {
         0 => format!("{proto} answers"),
         1 => format!("{proto} answers from port {}", ports[0]),
-        2 | 3 => format!(
-            "{proto} answers from ports {}",
-            ports
-                .iter()
-                .map(u16::to_string)
-                .collect::<Vec<_>>()
-                .join("/")
-        ),
+        2 | 3 => format!("{proto} answers from ports {}", slashed(&ports)),
         // A record keeps an address's lowest source ports only.
         n if n >= crate::ingest::MAX_SMALL_SET => {
             format!("{proto} answers from {n} or more ports")
