@@ -110,15 +110,8 @@ fn recent_matches(
             crate::parse::Line::Malformed(why) => why,
             crate::parse::Line::Other => "the prefix is not in a kernel message",
         };
-        unread.get_or_insert_with(|| {
-            // As logged, spaces too (`Jan  1`), but for what a terminal would act on.
-            let text = crate::excerpt::clean(line);
-            let shown = match text.char_indices().nth(160) {
-                Some((at, _)) => format!("{}…", &text[..at]),
-                None => text.to_string(),
-            };
-            (shown, why)
-        });
+        // As logged, spaces too (`Jan  1`), but for what a terminal would act on.
+        unread.get_or_insert_with(|| (crate::excerpt::cut(crate::excerpt::clean(line), 160), why));
     }
     Ok(Sample {
         carried: carrying.len(),
@@ -256,8 +249,13 @@ fn check_sources(t: &mut Tally, settings: &Settings, now: DateTime<Utc>) {
         // What keeps a run from a file's rotated history stops it (a folder it may not
         // list: every run; a rotated file it may not open: the first read, while later
         // reads pass it over, and the lines in it no run read with it).
+        // A rotation compressed otherwise than with gzip is said of the first file of a
+        // source that has one: a run passes such files over, and the lines in them it had not
+        // read are lost (each rotation's last ones, without `delaycompress`).
+        let mut compressed = None;
         for file in &files {
-            match crate::source::history_unreadable(file, &mut folders) {
+            let (unreadable, other) = crate::source::history_unreadable(file, &mut folders);
+            match unreadable {
                 Some((problem, true)) if read_before(file) => t.warn(
                     "source",
                     &format!("{problem}; runs pass it over, with lines in it no run has read"),
@@ -265,20 +263,10 @@ fn check_sources(t: &mut Tally, settings: &Settings, now: DateTime<Utc>) {
                 Some((problem, _)) => t.other("source", &problem),
                 None => {}
             }
+            compressed = compressed.or(other);
         }
-        // A rotation compressed otherwise than with gzip: a run passes such files over, and
-        // the lines in them it had not read are lost (each rotation's last ones, without
-        // `delaycompress`). Said of the first file of a source that has one.
-        if let Some((rotated, kind)) =
-            (files.iter()).find_map(|f| crate::source::rotated_in_other_compression(f))
-        {
-            t.warn(
-                "source",
-                &format!(
-                    "{}: rotated file compressed with {kind}, which abuse-mailer does not read (only gzip): lines a rotation moves into such a file before a run reads them are lost; set logrotate's compresscmd to gzip",
-                    rotated.display()
-                ),
-            );
+        if let Some(problem) = compressed {
+            t.warn("source", &problem);
         }
         // Every file a run reads, a log host's thousands included: one host's lines in a
         // layout the run does not read are as lost as a lone file's.

@@ -1390,7 +1390,7 @@ fn read_reporting(
     file: &OpenFile,
     offset: u64,
     ingest: &mut Ingest<'_>,
-    warnings: &mut Vec<String>,
+    damaged: &mut Vec<String>,
 ) -> Result<u64> {
     let which = if file.path == source {
         format!("source {}", source.display())
@@ -1405,7 +1405,7 @@ fn read_reporting(
         Reached::End(end) => Ok(end),
         Reached::Damaged { at, error } => {
             if at != offset || offset == 0 {
-                warnings.push(format!(
+                damaged.push(format!(
                     "{which} is damaged ({error}): read what it holds up to the damage, skipped the rest"
                 ));
             }
@@ -1545,14 +1545,24 @@ pub fn read(
 /// it: a folder it may not list (which stops every run), or a rotated file it may not open
 /// (which stops a first read, and is passed over, with a warning, by later ones: the flag).
 /// `folders` serves the files of one folder (a log host's thousands) with one listing.
-pub fn history_unreadable(path: &Path, folders: &mut Folders) -> Option<(String, bool)> {
-    let live = OpenFile::open(path).ok()?;
+/// Also the first rotated file compressed otherwise than with gzip, as a run says it: what
+/// logrotate's `compresscmd` makes of every rotation, whose lines no run read are lost
+/// (without `delaycompress`, those logged between the last run and each rotation).
+pub fn history_unreadable(
+    path: &Path,
+    folders: &mut Folders,
+) -> (Option<(String, bool)>, Option<String>) {
+    let Some(live) = OpenFile::open(path).ok() else {
+        return (None, None);
+    };
     let found = siblings(&rotated_beside(path), live.as_ref(), folders);
-    (found.unlistable.map(|problem| (problem, false))).or_else(|| {
+    let compressed = found.compressed.into_iter().next();
+    let unreadable = (found.unlistable.map(|problem| (problem, false))).or_else(|| {
         (found.unreadable.into_iter())
             .find(|(k, _)| *k != NOT_REGULAR)
             .map(|(_, problem)| (problem, true))
-    })
+    });
+    (unreadable, compressed)
 }
 
 /// The folder `path` is in (`.` for a bare name).
@@ -1659,10 +1669,10 @@ impl<'c> ReadThrough<'c> {
         rotated: Option<&Sibling>,
         from: u64,
         ingest: &mut Ingest<'_>,
-        warnings: &mut Vec<String>,
+        damaged: &mut Vec<String>,
     ) -> Result<u64> {
         let Some((cursor, id)) = self.through else {
-            return read_reporting(source, file, from, ingest, warnings);
+            return read_reporting(source, file, from, ingest, damaged);
         };
         // Where in the file the rule ends (`None`: it holds for all of it). A file read after
         // the cursor's holds only what the cursor knew as read.
@@ -1685,7 +1695,7 @@ impl<'c> ReadThrough<'c> {
         if let Some(end) = ends {
             ingest.counted_before_ends(end.saturating_sub(from));
         }
-        read_reporting(source, file, from, ingest, warnings)
+        read_reporting(source, file, from, ingest, damaged)
     }
 }
 
@@ -1713,7 +1723,7 @@ fn read_opened(
     }
     let decision = decide(cursor, now.as_ref(), rotated, start);
     let mut known: Vec<KnownFile> = rotated.iter().map(Sibling::known).collect();
-    let mut warnings = Vec::new();
+    let mut damaged = Vec::new();
     let mut next: Option<Cursor> = None;
     let sibling = |r: &Rotated| rotated.iter().position(|s| s.open.path == r.path);
     let catchup = decision.catchup();
@@ -1729,7 +1739,7 @@ fn read_opened(
             known[i].size = size;
             continue;
         }
-        let end = through.read(path, &s.open, Some(s), file.from, ingest, &mut warnings)?;
+        let end = through.read(path, &s.open, Some(s), file.from, ingest, &mut damaged)?;
         if !s.open.gzip {
             known[i].size = end;
         }
@@ -1748,7 +1758,7 @@ fn read_opened(
             .map(|k| k.size)
             .max();
         let from = cursor.offset.max(read_as_rotated.unwrap_or(0));
-        let end = through.read(path, &s.open, Some(s), from, ingest, &mut warnings)?;
+        let end = through.read(path, &s.open, Some(s), from, ingest, &mut damaged)?;
         if !s.open.gzip {
             known[i].size = end;
         }
@@ -1774,7 +1784,7 @@ fn read_opened(
     for file in &catchup.newer {
         let Some(i) = sibling(file) else { continue };
         let s = &rotated[i];
-        let end = through.read(path, &s.open, Some(s), file.from, ingest, &mut warnings)?;
+        let end = through.read(path, &s.open, Some(s), file.from, ingest, &mut damaged)?;
         if !s.open.gzip {
             known[i].size = end;
         }
@@ -1836,8 +1846,8 @@ fn read_opened(
             // that text ends is not known by position, and the time alone decides.
             let rule = cut_back.then(|| ingest.pass_over_counted_earlier());
             let end = match rule {
-                Some(_) => read_reporting(path, file, from, ingest, &mut warnings),
-                None => through.read(path, file, None, from, ingest, &mut warnings),
+                Some(_) => read_reporting(path, file, from, ingest, &mut damaged),
+                None => through.read(path, file, None, from, ingest, &mut damaged),
             };
             if let Some(rule) = rule {
                 ingest.counted_before(rule);
@@ -1886,8 +1896,9 @@ fn read_opened(
     Ok(SourceRead {
         decision,
         cursor: next,
+        // The rotated files passed over are said by the caller, which listed them.
         warnings: Vec::new(),
-        lost: warnings,
+        lost: damaged,
     })
 }
 
@@ -2331,29 +2342,6 @@ pub(crate) fn is_rotated_sibling_of_any(
     names: &std::collections::HashSet<PathBuf>,
 ) -> bool {
     is_rotated_from(path, |other| names.contains(other))
-}
-
-/// The first rotated copy of `path` beside it, by name, in a compression a run cannot read
-/// (`messages.2.xz`), and the compression: what logrotate's `compresscmd` makes of every
-/// rotation. Lines such a file got that no run read are lost; without `delaycompress`, those
-/// logged between the last run and each rotation are.
-pub(crate) fn rotated_in_other_compression(path: &Path) -> Option<(PathBuf, &'static str)> {
-    // Where a run looks: beside the file a link names.
-    let path = &rotated_beside(path);
-    let folder = path.parent().unwrap_or(Path::new(""));
-    let mut found: Vec<(PathBuf, &'static str)> = fs::read_dir(folder)
-        .ok()?
-        .filter_map(|entry| {
-            let entry = entry.ok()?.path();
-            let name = entry.file_name()?.to_str()?;
-            let (_, _, kind) = OTHER_COMPRESSIONS
-                .iter()
-                .find(|(ext, _, _)| name.ends_with(ext))?;
-            is_rotated_sibling_of(&entry, path).then_some((entry, *kind))
-        })
-        .collect();
-    found.sort();
-    found.into_iter().next()
 }
 
 /// Whether `path` is a rotated copy of `of` in its folder (`OF.1`, `OF-20260125.gz`: see

@@ -1641,7 +1641,8 @@ fn a_rotated_file_the_run_cannot_read_is_not_said_on_every_quiet_run() {
     let check = s.run(&["check"]).ok();
     assert!(
         check.stdout.contains(&format!(
-            "warning source     {}: rotated file compressed with xz",
+            "warning source     source {}: rotated file {} is compressed with xz",
+            s.path("messages").display(),
             s.path("messages.2.xz").display()
         )),
         "{}",
