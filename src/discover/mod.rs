@@ -532,13 +532,7 @@ impl<'c> Discoverer<'c> {
 /// not what the zone publishes: it gives none, as an RDAP contact with one fails, rather than
 /// the address smuggled after it.
 fn abusix_address(texts: &[String]) -> Option<String> {
-    if texts.iter().any(|t| t.chars().any(char::is_control)) {
-        return None;
-    }
-    (texts.iter())
-        .flat_map(|t| t.split([',', ';', ' ']))
-        .find_map(|t| address::check(t).ok())
-        .map(|a| a.to_string())
+    first_address(texts, |t| t.chars().any(char::is_control))
 }
 
 /// The abuse address an RDAP answer gives: the first valid one of its abuse contacts (of the
@@ -551,12 +545,18 @@ fn abusix_address(texts: &[String]) -> Option<String> {
 /// contact beside it.
 fn rdap_address(emails: &[String]) -> Option<String> {
     let hidden = |c: char| c.is_control() || crate::excerpt::is_invisible_format(c);
-    if emails.iter().any(|e| e.trim().chars().any(hidden)) {
+    first_address(emails, |e| e.trim().chars().any(hidden))
+}
+
+/// The first valid address among the words of `values` (split at `,`, `;` and spaces), none
+/// when a value is `smuggled` (holds what no published address does).
+fn first_address(values: &[String], smuggled: impl Fn(&str) -> bool) -> Option<String> {
+    if values.iter().any(|v| smuggled(v)) {
         return None;
     }
-    (emails.iter())
-        .flat_map(|e| e.split([',', ';', ' ']))
-        .find_map(|e| address::check(e).ok())
+    (values.iter())
+        .flat_map(|v| v.split([',', ';', ' ']))
+        .find_map(|v| address::check(v).ok())
         .map(|a| a.to_string())
 }
 
