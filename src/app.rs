@@ -470,7 +470,16 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
         }
     }
     match verbosity {
-        Verbosity::Quiet => unplanned.tell_losses(),
+        // Cron mails what a quiet run says: addresses about to age out are said once a day
+        // for each desk, not by every run of their last day. A mark that cannot be written
+        // leaves the warning said.
+        Verbosity::Quiet => {
+            unplanned.aging_out.retain(|(desk, _)| {
+                let what = format!("aging_out:{desk}");
+                !(state.said_lately(&what, now.timestamp(), crate::clock::DAY)).unwrap_or(false)
+            });
+            unplanned.tell_losses()
+        }
         _ => unplanned.tell(&world),
     }
     out.outcome.unplanned = unplanned.any();

@@ -8,6 +8,9 @@ use chrono::{DateTime, FixedOffset, SecondsFormat, TimeZone, Utc};
 /// The environment variable that pins the clock, for reproducible previews and tests.
 pub const NOW_VAR: &str = "ABUSE_MAILER_NOW";
 
+/// Seconds in a day (of the clock's count, which has no leap seconds).
+pub const DAY: i64 = 86_400;
+
 /// The current time, or the time pinned in `ABUSE_MAILER_NOW`. A pin that is not a time is
 /// a configuration error: the run must not go on with another clock than the one asked for.
 pub fn now() -> anyhow::Result<DateTime<Utc>> {

@@ -328,6 +328,8 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A `meta` key: this source (the rest of the key) was chosen by `reread` to be read again.
 const REREAD_KEY: &str = "reread:";
+/// `meta` keys of when a warning said once a day under `-q` was last said.
+const SAID_KEY: &str = "said:";
 
 /// The file that holds disk space for recording outcomes, beside `state.db`.
 const RESERVE_FILE: &str = "state.reserve";
@@ -815,6 +817,23 @@ impl State {
             .prepare_cached("SELECT value FROM meta WHERE key = ?1")?)
         .query_row([key], |r| r.get(0))
         .optional()?)
+    }
+
+    /// Whether the warning `what` was said in the `every` seconds before `now`; if it was not,
+    /// it is marked said at `now`. A mark ahead of `now` (a clock stepped back) is no mark.
+    pub fn said_lately(&mut self, what: &str, now: i64, every: i64) -> Result<bool> {
+        let key = format!("{SAID_KEY}{what}");
+        let said = self.meta(&key)?.and_then(|v| v.parse::<i64>().ok());
+        if said.is_some_and(|at| at <= now && now - at < every) {
+            return Ok(true);
+        }
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+                params![key, now.to_string()],
+            )
+            .with_context(|| format!("{}: cannot write", self.path.display()))?;
+        Ok(false)
     }
 
     /// IPs of a provider's reports that a re-report window counts and that it counts from a

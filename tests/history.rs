@@ -683,6 +683,36 @@ fn a_held_report_about_to_age_out_is_said() {
     );
 }
 
+/// Cron mails what a `-q` run says: addresses about to age out are said once a day, not by
+/// every quarter-hourly run of their last day; a run without `-q` says them each time.
+#[test]
+fn addresses_about_to_age_out_are_said_once_a_day_under_q() {
+    let mut s = Setup::new(
+        &with_other_provider(&standard_config(
+            "max_age_days = 1\nmax_ips_per_message = 1",
+        ))
+        .replace("[mail]", "[mail]\nmax_messages_per_run = 1"),
+    );
+    // A run makes four parts at most (four times the budget), less those still waiting: a
+    // dozen addresses leave some unmade for runs to come.
+    let log: String = (143..155)
+        .map(|i| drop_line("10:00:00", &format!("81.2.69.{i}"), "TCP", 22))
+        .collect();
+    s.write("messages", &log);
+    let aging =
+        |stderr: &str| stderr.contains("of other waiting for a later run pass max_age_days");
+    let first = s.run(&["-q", "run"]).ok();
+    assert!(aging(&first.stderr), "{}", first.stderr);
+    s.now = "2026-01-26T08:15:00Z".into();
+    let again = s.run(&["-q", "run"]).ok();
+    assert!(!aging(&again.stderr), "{}", again.stderr);
+    s.now = "2026-01-26T08:30:00Z".into();
+    let loud = s.run(&["run"]).ok();
+    assert!(aging(&loud.stderr), "{}", loud.stderr);
+    // Each run still sent its one message: the warning is what changed, not the sending.
+    assert_eq!(sent(&s).len(), 3);
+}
+
 /// Addresses that waited for a run to report them and passed `max_age_days` first (runs that
 /// stopped for weeks behind a sending budget) are said lost, under `-q` too, by the run that
 /// lets them go as history; addresses reported before they aged out are not. They went
