@@ -2352,6 +2352,21 @@ impl<'a> Ingest<'a> {
         self.parser.follows(time);
     }
 
+    /// When the file read next was written (see [`LineParser::written_at`]).
+    pub fn written_at(&mut self, modified: Option<i64>, last_line: Option<i64>) {
+        self.parser.written_at(modified, last_line);
+    }
+
+    /// The time of a packet line written about `near` (see [`LineParser::time_near`]); `None`
+    /// for a line the read never parses.
+    pub fn time_near(&self, line: &[u8], near: i64) -> Option<i64> {
+        let nul = line.iter().take_while(|b| **b == 0).count();
+        if line.len() - nul >= self.buffer {
+            return None;
+        }
+        self.parser.time_near(line, near)
+    }
+
     /// Reads on after `text`, the whole lines before where a read resumes a file (see
     /// [`LineParser::follows_lines`]).
     pub fn follows_lines(&mut self, text: &[u8], from_start: bool) {

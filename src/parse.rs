@@ -92,6 +92,9 @@ pub struct LineParser {
     /// time in the hour repeated in autumn a line has (syslog writes a file in time order);
     /// `None` when nothing came before that this reader knows of.
     last: Option<i64>,
+    /// When the file being read was last written, as far as it tells (see
+    /// [`LineParser::written_at`]): a year-less stamp takes its year from that, not from now.
+    written: Option<i64>,
     /// What the lines read so far leave for the next.
     memo: Memo,
 }
@@ -357,6 +360,7 @@ impl LineParser {
             cached_stamp: Vec::new(),
             cached_time: 0,
             last: None,
+            written: None,
             memo: Memo::default(),
         }
     }
@@ -368,6 +372,45 @@ impl LineParser {
     pub fn follows(&mut self, time: Option<i64>) {
         self.last = time.filter(|t| *t <= self.now.timestamp());
         self.cached_stamp.clear();
+    }
+
+    /// The file read next was last modified at `modified` (`None`: unknown, and nothing is
+    /// taken from it), and its last packet line is stamped `last_line` (see
+    /// [`LineParser::time_near`]). A year-less stamp in it takes the latest year that does
+    /// not put it after the later of the two (by more than clocks disagree), not after now:
+    /// the January lines of a file last written in December are that January's, not this
+    /// one's; the lines of a file whose last line is stamped in the new year (a host in a
+    /// zone ahead, on New Year's Eve) are read from there. The file's time counts up to now
+    /// (a clock set back since, or pinned), its last line up to a day ahead.
+    pub fn written_at(&mut self, modified: Option<i64>, last_line: Option<i64>) {
+        let now = self.now.timestamp();
+        self.written = modified.map(|m| {
+            m.min(now)
+                .max(last_line.unwrap_or(i64::MIN))
+                .min(now + CLOCK_SLACK)
+        });
+        self.cached_stamp.clear();
+    }
+
+    /// The time of a line that carries a prefix, for a line written about `near`: of the
+    /// years a year-less stamp may be in, the one within a day of `near`, if any; otherwise
+    /// as [`LineParser::time_to_follow`] reads it, without its bound.
+    pub fn time_near(&self, line: &[u8], near: i64) -> Option<i64> {
+        self.find_prefix(line)?;
+        let (stamp, _) = split_stamp(after_priority(line).ok()?)?;
+        if !stamp[0].is_ascii_digit() {
+            let year = (self.zone).year_of(DateTime::from_timestamp(near, 0).unwrap_or(self.now));
+            let (month, day, (h, m, s)) = bsd_fields(stamp)?;
+            let found = (year - 1..=year + 1).find_map(|y| {
+                let local = NaiveDate::from_ymd_opt(y, month, day)?.and_hms_opt(h, m, s)?;
+                let (t, _) = self.zone.reading(local, None)?;
+                ((t - near).abs() <= CLOCK_SLACK).then_some(t)
+            });
+            if found.is_some() {
+                return found;
+            }
+        }
+        self.stamp_value(stamp, None).map(|(t, _)| t)
     }
 
     /// The time of a line's syslog stamp (after an optional `<N>` priority), read as if it
@@ -589,38 +632,15 @@ impl LineParser {
     /// in January belong to last year). A time the clock showed twice is the one nearer a
     /// line stamped `after` (see [`Zone::reading`]); the flag says it was such a time.
     fn bsd_after(&self, stamp: &[u8], after: Option<i64>) -> Option<(i64, bool)> {
-        let month = match &stamp[0..3] {
-            b"Jan" => 1,
-            b"Feb" => 2,
-            b"Mar" => 3,
-            b"Apr" => 4,
-            b"May" => 5,
-            b"Jun" => 6,
-            b"Jul" => 7,
-            b"Aug" => 8,
-            b"Sep" => 9,
-            b"Oct" => 10,
-            b"Nov" => 11,
-            b"Dec" => 12,
-            _ => return None,
-        };
-        if stamp[3] != b' ' || stamp[6] != b' ' {
-            return None;
-        }
-        let day = match (stamp[4], stamp[5]) {
-            (b' ', d) if d.is_ascii_digit() => u32::from(d - b'0'),
-            (t, d) if t.is_ascii_digit() && d.is_ascii_digit() => {
-                u32::from(t - b'0') * 10 + u32::from(d - b'0')
-            }
-            _ => return None,
-        };
-        let (h, m, s) = hms(&stamp[7..15])?;
-        let year = self.zone.year_of(self.now);
-        let limit = self.now.timestamp() + CLOCK_SLACK;
+        let (month, day, (h, m, s)) = bsd_fields(stamp)?;
+        // No line is later than the file it is in was last written, nor than now.
+        let base = self.written.unwrap_or(self.now.timestamp());
+        let year = (self.zone).year_of(DateTime::from_timestamp(base, 0).unwrap_or(self.now));
+        let limit = base + CLOCK_SLACK;
         // Next year only just ahead: `Jan  1 00:00:05` from a host whose clock is a little
         // ahead, read seconds before midnight on Dec 31, is in a few seconds, not a year
         // ago; a `Jan  1 10:00` read at noon on Dec 31 is last January's.
-        let next_limit = self.now.timestamp() + 3600;
+        let next_limit = base + 3600;
         // Every date but Feb 29 is this year's or last; Feb 29 is the last leap year's, which
         // may be up to eight years back (2096 read in 2104).
         for y in (year - 8..=year + 1).rev() {
@@ -636,6 +656,36 @@ impl LineParser {
         }
         None
     }
+}
+
+/// A BSD stamp's month, day and time of day (`Jan  5 23:51:25`); `None` for any other text.
+fn bsd_fields(stamp: &[u8]) -> Option<(u32, u32, (u32, u32, u32))> {
+    let month = match stamp.get(0..3)? {
+        b"Jan" => 1,
+        b"Feb" => 2,
+        b"Mar" => 3,
+        b"Apr" => 4,
+        b"May" => 5,
+        b"Jun" => 6,
+        b"Jul" => 7,
+        b"Aug" => 8,
+        b"Sep" => 9,
+        b"Oct" => 10,
+        b"Nov" => 11,
+        b"Dec" => 12,
+        _ => return None,
+    };
+    if stamp.len() < 15 || stamp[3] != b' ' || stamp[6] != b' ' {
+        return None;
+    }
+    let day = match (stamp[4], stamp[5]) {
+        (b' ', d) if d.is_ascii_digit() => u32::from(d - b'0'),
+        (t, d) if t.is_ascii_digit() && d.is_ascii_digit() => {
+            u32::from(t - b'0') * 10 + u32::from(d - b'0')
+        }
+        _ => return None,
+    };
+    Some((month, day, hms(&stamp[7..15])?))
 }
 
 /// Dotted-quad IPv4 from bytes, the common case done without the general parser; anything
@@ -2311,6 +2361,81 @@ mod tests {
         let mut p = LineParser::new(&["D:".to_string()], Zone::Utc, noon);
         let morning = jan.replace("00:00:01", "10:00:00");
         assert_eq!(packet(&mut p, &morning).time, at("2026-01-01T10:00:00Z"));
+    }
+
+    /// A file last written in December holds no line of this January: its January is last
+    /// January (a yearly rotated `fw-2025`, read on Jan 20), whether its time or its last line
+    /// says so. Neither can move a line into an earlier year alone: a file written after now
+    /// (a clock set back since, or a pinned one) leaves the year to now, and so does a last
+    /// line older than the file's time (forged, or a host's clock set wrong).
+    #[test]
+    fn a_year_less_stamp_is_no_later_than_its_file_was_written() {
+        let now = DateTime::parse_from_rfc3339("2026-01-20T10:00:00Z")
+            .unwrap()
+            .to_utc();
+        let mut p = LineParser::new(&["D:".to_string()], Zone::Utc, now);
+        let jan = "Jan 12 08:00:00 h kernel: D:IN=eth0 OUT= SRC=1.2.3.4 DST=5.6.7.8 PROTO=TCP";
+        let december = Some(at("2025-12-31T23:59:00Z"));
+        for (modified, last_line, year) in [
+            (december, None, "2025"),
+            (december, december, "2025"),
+            (Some(at("2025-06-01T00:00:00Z")), december, "2025"),
+            (Some(at("2026-01-19T00:00:00Z")), december, "2026"),
+            (Some(at("2026-06-01T00:00:00Z")), december, "2026"),
+            (None, december, "2026"),
+        ] {
+            p.written_at(modified, last_line);
+            let got = packet(&mut p, jan).time;
+            assert_eq!(
+                got,
+                at(&format!("{year}-01-12T08:00:00Z")),
+                "{modified:?} {last_line:?}"
+            );
+        }
+    }
+
+    /// On New Year's Eve a host two hours ahead of UTC logs the new year: a file whose last
+    /// line is stamped then (in the year nearest the file's time) has its `Jan  1` lines read
+    /// as the new year's, not as last January's; a line alone, or a file whose last line is
+    /// this year's, still takes last January.
+    #[test]
+    fn a_file_whose_last_line_is_in_the_new_year_is_read_from_there() {
+        let now = DateTime::parse_from_rfc3339("2026-12-31T22:15:00Z")
+            .unwrap()
+            .to_utc();
+        let mut p = LineParser::new(&["D:".to_string()], Zone::Utc, now);
+        let line = |stamp: &str| {
+            format!("{stamp} h kernel: D:IN=eth0 OUT= SRC=1.2.3.4 DST=5.6.7.8 PROTO=TCP")
+        };
+        let modified = at("2026-12-31T22:14:00Z");
+        let last = p.time_near(line("Jan  1 00:14:00").as_bytes(), modified);
+        assert_eq!(last, Some(at("2027-01-01T00:14:00Z")));
+        p.written_at(Some(modified), last);
+        assert_eq!(
+            packet(&mut p, &line("Jan  1 00:05:00")).time,
+            at("2027-01-01T00:05:00Z")
+        );
+        assert_eq!(
+            packet(&mut p, &line("Dec 31 23:59:00")).time,
+            at("2026-12-31T23:59:00Z")
+        );
+        // A yearly file's last line is this evening's: its first lines are last January's.
+        let last = p.time_near(line("Dec 31 22:13:00").as_bytes(), modified);
+        p.written_at(Some(modified), last);
+        assert_eq!(
+            packet(&mut p, &line("Jan  1 00:05:00")).time,
+            at("2026-01-01T00:05:00Z")
+        );
+        p.written_at(None, None);
+        assert_eq!(
+            packet(&mut p, &line("Jan  1 00:06:00")).time,
+            at("2026-01-01T00:06:00Z")
+        );
+        // No line without a prefix tells the file's time.
+        assert_eq!(
+            p.time_near(b"Jan  1 00:14:00 h kernel: other", modified),
+            None
+        );
     }
 
     /// A Feb 29 line read in a year that has none is the last leap year's: stale, not a line

@@ -1264,6 +1264,35 @@ fn unread_part(cursor: &Cursor, s: &Sibling) -> Option<u64> {
     from
 }
 
+/// Tells `ingest` when `file` was written (see [`Ingest::written_at`]): when it was last
+/// modified (a compressed file keeps the time of the text it holds), and, for a plain file,
+/// the time of its last packet line, in the year nearest that. A file's time set back by
+/// hand, or its last line forged, moves no line into an earlier year: the later counts.
+fn tell_written(file: &OpenFile, ingest: &mut Ingest<'_>) -> io::Result<()> {
+    let modified = (file.modified)
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .and_then(|d| i64::try_from(d.as_secs()).ok());
+    // The file before's time is no part of this one's.
+    ingest.written_at(None, None);
+    let Some(near) = modified.filter(|_| !file.gzip) else {
+        ingest.written_at(modified, None);
+        return Ok(());
+    };
+    let mut tail = Vec::new();
+    file.at_until(file.size.saturating_sub(LOOK_BACK), file.size)
+        .read_to_end(&mut tail)?;
+    // Whole lines only: the first piece may have begun before the tail, the last may be
+    // being written.
+    let whole = match (memchr::memchr(b'\n', &tail), memchr::memrchr(b'\n', &tail)) {
+        (Some(first), Some(last)) if file.size > LOOK_BACK => &tail[first + 1..last],
+        (_, Some(last)) => &tail[..last],
+        _ => &[][..],
+    };
+    let last = (whole.rsplit(|b| *b == b'\n' || *b == 0)).find_map(|l| ingest.time_near(l, near));
+    ingest.written_at(modified, last);
+    Ok(())
+}
+
 /// How far reading a file got.
 enum Reached {
     /// To its end (complete lines), at this offset.
@@ -1274,6 +1303,7 @@ enum Reached {
 
 /// Reads the complete lines of `file` from `offset` on, through its descriptor.
 fn read_file(file: &OpenFile, offset: u64, ingest: &mut Ingest<'_>) -> io::Result<Reached> {
+    tell_written(file, ingest)?;
     if !file.gzip {
         let size = file.file.metadata()?.len();
         // A read that stopped inside a line stopped inside one too long to be one (junk,

@@ -392,3 +392,86 @@ fn zone_names_in_any_case_of_local_and_utc_are_those_zones() {
     assert_eq!(ran.code, 78, "{}", ran.stderr);
     assert!(ran.stderr.contains("Europe/Berlln"), "{}", ran.stderr);
 }
+
+/// Sets the time `rel` of `s` was last modified, as the clock of the host that wrote it had it.
+fn modified_at(s: &Setup, rel: &str, time: &str) {
+    let time = chrono::DateTime::parse_from_rfc3339(time).unwrap();
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(time.timestamp() as u64);
+    let file = std::fs::File::options()
+        .write(true)
+        .open(s.path(rel))
+        .unwrap();
+    file.set_modified(at).unwrap();
+}
+
+/// A yearly rotated log (`messages.1`, last written on New Year's Eve) read by a first run on
+/// Jan 20: its January lines are last January's, a year old, not this January's. They were
+/// reported as attacks of Jan 12, a year after they were logged.
+#[test]
+fn a_rotated_years_january_is_that_years_not_this_ones() {
+    let s = setup_in("UTC", "", "2026-01-20T10:00:00Z");
+    s.write(
+        "messages.1",
+        &[
+            line("Jan 12 08:00:00", "3.5.140.2"),
+            line("Jan 12 08:00:01", "3.5.140.2"),
+            line("Jan 12 08:00:02", "3.5.140.2"),
+            line("Jun 15 08:00:00", "34.223.47.190"),
+            line("Dec 30 08:00:00", "34.223.47.190"),
+        ]
+        .concat(),
+    );
+    modified_at(&s, "messages.1", "2026-01-01T00:00:00Z");
+    s.write(
+        "messages",
+        &[
+            line("Jan 19 08:00:00", "34.223.47.190"),
+            line("Jan 19 08:00:01", "34.223.47.190"),
+        ]
+        .concat(),
+    );
+    modified_at(&s, "messages", "2026-01-19T08:00:01Z");
+    let preview = s.run(&["preview", "--json"]).ok().json();
+    assert_eq!(ip_list(&preview["reports"][0]["ips"]), ["34.223.47.190"]);
+    assert_eq!(
+        seen(&preview, "34.223.47.190"),
+        pair("2025-12-30T08:00:00+00:00", "2026-01-19T08:00:01+00:00")
+    );
+    // The three January lines and June's: older than max_age_days.
+    assert_eq!(preview["summary"]["lines_stale"], 4);
+}
+
+/// On New Year's Eve a host whose log is two hours ahead of `timezone` logs the new year
+/// while runs go on every quarter of an hour: its `Jan  1` lines are counted (and said to be
+/// ahead), as its lines of any other day are. They were read as last January's and passed
+/// over as history without a word, so the attacker of that evening was never reported.
+#[test]
+fn a_log_ahead_on_new_years_eve_has_its_new_year_counted() {
+    let mut s = setup_in("UTC", "", "2026-12-31T22:00:00Z");
+    s.write("messages", &line("Dec 31 23:59:58", "3.5.140.2"));
+    modified_at(&s, "messages", "2026-12-31T21:59:58Z");
+    s.run(&["run"]).ok();
+    s.now = "2026-12-31T22:15:00Z".into();
+    s.append(
+        "messages",
+        &[
+            line("Jan  1 00:10:00", "34.223.47.190"),
+            line("Jan  1 00:10:01", "34.223.47.190"),
+            line("Jan  1 00:10:02", "34.223.47.190"),
+        ]
+        .concat(),
+    );
+    modified_at(&s, "messages", "2026-12-31T22:10:02Z");
+    let out = s.run(&["run", "--json"]).ok();
+    let json = out.json();
+    assert_eq!(
+        seen(&json, "34.223.47.190"),
+        pair("2027-01-01T00:10:00+00:00", "2027-01-01T00:10:02+00:00")
+    );
+    assert!(
+        out.stderr.contains("dated ahead of this host's clock"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(json["summary"]["lines_stale"], 0);
+}
