@@ -1278,17 +1278,25 @@ fn tell_written(file: &OpenFile, ingest: &mut Ingest<'_>) -> io::Result<()> {
         ingest.written_at(modified, None);
         return Ok(());
     };
+    // The last few lines first (a log host's run reads thousands of files), then more.
     let mut tail = Vec::new();
-    file.at_until(file.size.saturating_sub(LOOK_BACK), file.size)
-        .read_to_end(&mut tail)?;
-    // Whole lines only: the first piece may have begun before the tail, the last may be
-    // being written.
-    let whole = match (memchr::memchr(b'\n', &tail), memchr::memrchr(b'\n', &tail)) {
-        (Some(first), Some(last)) if file.size > LOOK_BACK => &tail[first + 1..last],
-        (_, Some(last)) => &tail[..last],
-        _ => &[][..],
-    };
-    let last = (whole.rsplit(|b| *b == b'\n' || *b == 0)).find_map(|l| ingest.time_near(l, near));
+    let mut last = None;
+    for reach in [4 << 10, LOOK_BACK] {
+        tail.clear();
+        file.at_until(file.size.saturating_sub(reach), file.size)
+            .read_to_end(&mut tail)?;
+        // Whole lines only: the first piece may have begun before the tail, the last may be
+        // being written.
+        let whole = match (memchr::memchr(b'\n', &tail), memchr::memrchr(b'\n', &tail)) {
+            (Some(first), Some(end)) if file.size > reach => &tail[first + 1..end],
+            (_, Some(end)) => &tail[..end],
+            _ => &[][..],
+        };
+        last = (whole.rsplit(|b| *b == b'\n' || *b == 0)).find_map(|l| ingest.time_near(l, near));
+        if last.is_some() || file.size <= reach {
+            break;
+        }
+    }
     ingest.written_at(modified, last);
     Ok(())
 }
