@@ -770,7 +770,11 @@ fn check_mail(t: &mut Tally, settings: &Settings, smtp: bool) {
                     ) => t.other("mail", &format!("{text}: {e}")),
                 }
             } else {
-                t.ok("mail", &format!("{text} (not contacted; add --smtp)"));
+                // Set up as a run would (its `ca_file` read), without a connection.
+                match Smtp::new(c) {
+                    Ok(_) => t.ok("mail", &format!("{text} (not contacted; add --smtp)")),
+                    Err(e) => t.config("mail", &format!("{text}: {}", one_line(&e))),
+                }
             }
         }
         TransportConfig::Sendmail { path, .. } => match runnable(path) {

@@ -973,6 +973,45 @@ fn https_endpoint_is_verified_against_the_roots_and_ca_file() {
     assert_eq!(history(&s)[0]["status"], "sent");
 }
 
+/// `[aws_api] ca_file` a FIFO or a device: `check` names it and a run is refused, as for
+/// `mail.ca_file`. A run read `/dev/zero` until memory ran out, and blocked on a FIFO for
+/// ever holding the run lock, every later run giving way to it; `check` said ok.
+#[test]
+fn an_aws_api_ca_file_that_is_a_fifo_or_a_device_is_refused() {
+    for (ca, kind) in [
+        ("{dir}/ca.pem", "a FIFO"),
+        ("/dev/zero", "a character device"),
+    ] {
+        let config = through_aws_api(
+            &standard_config(""),
+            "https://abuse.us-east-1.amazonaws.com",
+            &format!("ca_file = \"{ca}\""),
+        );
+        let mut s = Setup::new(&config);
+        credentials_in_env(&mut s);
+        if ca.starts_with("{dir}") {
+            let made = Command::new("mkfifo")
+                .arg(s.path("ca.pem"))
+                .status()
+                .unwrap();
+            assert!(made.success());
+        }
+        attack(&s, &THREE[..1]);
+        let checked = s.run_bounded(&["check"]);
+        assert_eq!(checked.code, 78, "{kind}: {}", checked.stdout);
+        let line = (checked.stdout.lines())
+            .find(|l| l.starts_with("error") && l.contains("aws_api"))
+            .unwrap_or_else(|| panic!("{kind}: {}", checked.stdout));
+        assert!(
+            line.contains("aws_api.ca_file") && line.contains(kind),
+            "{line}"
+        );
+        let ran = s.run_bounded(&["run"]);
+        assert_eq!(ran.code, 78, "{kind}: {}", ran.stderr);
+        assert!(ran.stderr.contains("aws_api.ca_file"), "{}", ran.stderr);
+    }
+}
+
 /// AWS keeps a report but its answer never arrives (a 503 after storing it); the setup's
 /// clock is then two days on, past the clientToken's 24 hours.
 fn stored_unanswered_two_days_ago(stub: &Stub) -> Setup {

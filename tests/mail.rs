@@ -301,6 +301,39 @@ fn tls_to_an_unknown_ca_is_a_config_error_and_sends_nothing() {
     assert_eq!(history(&s)[0]["status"], "failed");
 }
 
+/// `mail.ca_file` that cannot be a certificate (a device, a FIFO): plain `check`, the one
+/// README's set-up runs, names it as every run would. It said ok unless given `--smtp`.
+#[test]
+fn check_names_a_mail_ca_file_that_is_no_file_without_contacting_the_server() {
+    for (ca, kind) in [
+        ("/dev/zero", "a character device"),
+        ("{dir}/ca.pem", "a FIFO"),
+    ] {
+        // No server listens: `check` without `--smtp` contacts none.
+        let s = Setup::new(&smtp_config(9, "tls", "").replace(
+            "ca_file = \"{repo}/fixtures/tls/ca.pem\"",
+            &format!("ca_file = \"{ca}\""),
+        ));
+        if ca.starts_with("{dir}") {
+            let made = std::process::Command::new("mkfifo")
+                .arg(s.path("ca.pem"))
+                .status()
+                .unwrap();
+            assert!(made.success());
+        }
+        s.write("messages", &attack_log());
+        let out = s.run_bounded(&["check"]);
+        assert_eq!(out.code, 78, "{kind}: {}", out.stdout);
+        let line = (out.stdout.lines())
+            .find(|l| l.starts_with("error") && l.contains("mail"))
+            .unwrap_or_else(|| panic!("{kind}: {}", out.stdout));
+        assert!(
+            line.contains("mail.ca_file") && line.contains(kind),
+            "{line}"
+        );
+    }
+}
+
 #[test]
 fn server_down_exits_75_then_the_same_message_is_delivered() {
     let port = smtp::free_port();

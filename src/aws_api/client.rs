@@ -113,7 +113,8 @@ impl Client {
             // A host without system roots can still work with ca_file alone.
             roots = crate::http::system_roots();
             if let Some(ca) = &cfg.ca_file {
-                let pem = std::fs::read(ca).map_err(|e| {
+                // Never a FIFO waited on or a device read without end: a run holds its lock.
+                let pem = crate::source::read_regular(ca, 16 << 20).map_err(|e| {
                     anyhow::Error::from(crate::error::ConfigError(format!(
                         "aws_api.ca_file {}: {e}",
                         ca.display()

@@ -594,10 +594,7 @@ pub fn check(settings: &Settings, online: bool, quiet: bool) -> u8 {
         }
     };
     let shown = creds.describe();
-    if !online {
-        line("ok", &format!("{what}: {shown} (not contacted; add --aws)"));
-        return EXIT_OK;
-    }
+    // Made offline too: it reads `ca_file`, which every run would.
     let client = match Client::new(cfg, creds) {
         Ok(c) => c,
         Err(e) => {
@@ -605,6 +602,10 @@ pub fn check(settings: &Settings, online: bool, quiet: bool) -> u8 {
             return EXIT_CONFIG;
         }
     };
+    if !online {
+        line("ok", &format!("{what}: {shown} (not contacted; add --aws)"));
+        return EXIT_OK;
+    }
     let started = Instant::now();
     match client.list(None, 1) {
         Ok(_) => {
