@@ -2195,7 +2195,10 @@ fn write_ingest(conn: &mut Connection, ingested: &Ingested<'_>) -> Result<Vec<Ob
         now,
         unsettle,
     } = *ingested;
-    let tx = conn.transaction()?;
+    // The write lock is taken first, waiting its turn: a transaction that read first and then
+    // met another writer would be refused at once ("database is locked"), SQLite giving a
+    // reader no wait for a writer's lock.
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut let_go = Vec::new();
     // The look for history is fixed on the table as it is before this run's records go in, as
     // a preview sees it (see [`State::stale_observations_ahead`]).
@@ -2286,7 +2289,7 @@ fn write_ingest(conn: &mut Connection, ingested: &Ingested<'_>) -> Result<Vec<Ob
 }
 
 fn write_report(conn: &mut Connection, r: &ReportRecord) -> Result<()> {
-    let tx = conn.transaction()?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     tx.execute(
         "INSERT INTO report (id, provider, recipients, subject, message_id, status, created_at, sent_at, attempts, message,
                              contact_source, contact_network)
@@ -2594,7 +2597,7 @@ fn wal(conn: &Connection, path: &Path) -> Result<()> {
 
 /// Takes the schema from `version` to the newest, all or nothing.
 fn migrate(conn: &mut Connection, version: i64, path: &Path) -> Result<()> {
-    let tx = conn.transaction()?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     for (i, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         tx.execute_batch(migration)
             .with_context(|| format!("{}: migration to schema {}", path.display(), i + 1))?;

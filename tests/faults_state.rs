@@ -404,6 +404,40 @@ fn a_state_locked_by_another_writer_sends_nothing_not_even_a_retry() {
     assert_all_sent_once(&s, &ATTACKERS);
 }
 
+/// Another writer (an operator's `sqlite3`, a `.backup`) holds the state's write lock for a
+/// few seconds while a run comes to store what it read: the run waits its turn and goes on.
+/// It was refused at once ("database is locked", exit 1): it read the state first, and
+/// SQLite gives a reader no wait for a writer's lock.
+#[test]
+fn a_run_waits_for_a_write_lock_held_a_few_seconds() {
+    let server = smtp::start(Security::Plain, None, 0);
+    let s = Setup::new(&smtp_config(server.port, ""));
+    s.write("messages", &attack_log());
+    s.run(&["run"]).ok();
+    s.append(
+        "messages",
+        &[
+            drop_line("10:30:00", "18.206.107.24", "TCP", 22),
+            drop_line("10:30:01", "18.206.107.24", "TCP", 22),
+            drop_line("10:30:02", "18.206.107.24", "TCP", 22),
+        ]
+        .concat(),
+    );
+    let db = rusqlite::Connection::open(state_db(&s)).unwrap();
+    db.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let holder = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(3));
+        db.execute_batch("COMMIT").unwrap();
+    });
+    let ran = s.run_bounded(&["run"]);
+    holder.join().unwrap();
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_eq!(server.received().len(), 2, "{}", ran.stderr);
+    let mut all = ATTACKERS.to_vec();
+    all.push("18.206.107.24");
+    assert_all_sent_once(&s, &all);
+}
+
 #[test]
 fn an_empty_state_file_is_an_error_not_a_fresh_start() {
     let server = smtp::start(Security::Plain, None, 0);
