@@ -424,6 +424,30 @@ fn an_expired_token_refused_with_a_400_is_the_credentials_and_the_report_waits()
     assert_eq!(history(&s)[0]["status"], "sent");
 }
 
+/// A signature made by a clock more than 15 minutes off AWS's is refused with words that say
+/// so: the host's clock is at fault, not the key. The run says so and ends 75 (NTP sets the
+/// clock right), the report waiting; it ended 78, sending the operator to the key and its
+/// IAM policy.
+#[test]
+fn a_signature_from_a_clock_far_off_is_the_clocks_fault_and_the_report_waits() {
+    let Some(stub) = Stub::start(None) else {
+        return;
+    };
+    stub.script(json!({"create": {"0": {"status": 403, "body": {
+        "__type": "InvalidSignatureException",
+        "message": "Signature expired: 20260126T073000Z is now earlier than 20260126T074500Z (20260126T080000Z - 15 min.)"}}}}));
+    let s = setup(&stub, "");
+    attack(&s, &THREE[..1]);
+    let ran = s.run(&["run"]);
+    assert_eq!(ran.code, 75, "{}", ran.stderr);
+    assert!(ran.stderr.contains("clock"), "{}", ran.stderr);
+    assert!(!ran.stderr.contains("IAM"), "{}", ran.stderr);
+    assert_eq!(history(&s)[0]["status"], "failed", "waiting, not rejected");
+    s.run(&["run"]).ok();
+    assert_eq!(stub.creates().len(), 2);
+    assert_eq!(history(&s)[0]["status"], "sent");
+}
+
 /// A key pasted with a character no header carries: `check` and `run` say so (78) before
 /// any call, rather than `check` panicking or a run taking the failed request for AWS's
 /// refusal of the report.

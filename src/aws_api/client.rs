@@ -503,6 +503,18 @@ fn classify(
     if !details.is_empty() {
         text.push_str(&format!(" ({})", details.join("; ")));
     }
+    // A signature made by a clock more than 15 minutes off AWS's is refused as one it does
+    // not take, in words that say so: the host's clock is at fault, not the key, and a clock
+    // set right (NTP) sends the report as it is.
+    let skewed = ["Signature expired", "Signature not yet current"]
+        .iter()
+        .any(|words| message.contains(words))
+        || ["RequestExpired", "RequestTimeTooSkewed"].contains(&kind.as_str());
+    if skewed {
+        return ApiError::Transient(format!(
+            "{text} (this host's clock is more than 15 minutes off AWS's: set it right, as NTP does; the report waits)"
+        ));
+    }
     // AWS's JSON services answer a key, token or signature they do not take with a 400 as
     // often as with a 403: the credentials, whatever the status.
     if CREDENTIAL_ERRORS.contains(&kind.as_str()) {
