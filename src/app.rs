@@ -59,6 +59,15 @@ fn with_the_state_named(e: anyhow::Error, settings: &Settings) -> anyhow::Error 
 }
 
 fn command(cli: &Cli, settings: &Settings, now: DateTime<Utc>, verbosity: Verbosity) -> Result<u8> {
+    // What writes the state, or mails, waits for a clock that is set.
+    let writes = match &cli.command {
+        Command::Run { dry_run, .. } => !dry_run,
+        Command::Reread { .. } => true,
+        _ => false,
+    };
+    if let Some(why) = clock::unset(now).filter(|_| writes) {
+        return Err(TransientError(why).into());
+    }
     match &cli.command {
         Command::Run { dry_run, what } => run_or_preview(settings, now, *dry_run, what, verbosity),
         Command::Preview { what } => run_or_preview(settings, now, true, what, verbosity),

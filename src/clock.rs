@@ -11,6 +11,23 @@ pub const NOW_VAR: &str = "ABUSE_MAILER_NOW";
 /// Seconds in a day (of the clock's count, which has no leap seconds).
 pub const DAY: i64 = 86_400;
 
+/// No clock that is set shows a time before this (2026-01-01T00:00:00Z): this release was
+/// made after it.
+const SET_CLOCKS_SHOW_FROM: i64 = 1_767_225_600;
+
+/// Why `now`, the host's clock (not one pinned in `ABUSE_MAILER_NOW`), cannot be the time: it
+/// shows a time before this release was made, as a hardware clock without a battery does
+/// until NTP sets it. A run under it would send reports dated 1970 and take their addresses
+/// for reported; waiting sets it right.
+pub fn unset(now: DateTime<Utc>) -> Option<String> {
+    (std::env::var_os(NOW_VAR).is_none() && now.timestamp() < SET_CLOCKS_SHOW_FROM).then(|| {
+        format!(
+            "this host's clock shows {}, before this release was made: it is not set yet (a hardware clock without a battery, before NTP); nothing was read or sent, and the next run once it is set does both",
+            utc_text(now)
+        )
+    })
+}
+
 /// The current time, or the time pinned in `ABUSE_MAILER_NOW`. A pin that is not a time is
 /// a configuration error: the run must not go on with another clock than the one asked for.
 pub fn now() -> anyhow::Result<DateTime<Utc>> {

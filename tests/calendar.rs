@@ -7,6 +7,7 @@ mod common;
 
 use common::*;
 use mail_parser::MimeHeaders;
+use std::process::Command;
 
 /// A packet line with a BSD stamp (`Oct 25 02:30:00`) from `src`.
 fn line(stamp: &str, src: &str) -> String {
@@ -474,4 +475,61 @@ fn a_log_ahead_on_new_years_eve_has_its_new_year_counted() {
         out.stderr
     );
     assert_eq!(json["summary"]["lines_stale"], 0);
+}
+
+/// A host whose clock is not set yet (a hardware clock without a battery, before NTP) runs
+/// the timer at "1970": the run reads and sends nothing and ends 75, saying why; once the
+/// clock is set, the next run reads the lines and reports them. It sent a report dated 1970,
+/// and the address was taken for reported. Runs under the host's own clock (`faketime` sets
+/// it for the process), not a pinned one, which is always taken as asked.
+#[test]
+fn a_run_under_a_clock_not_yet_set_reads_and_sends_nothing() {
+    if !tool("faketime", &["2026-01-01", "true"]) {
+        return;
+    }
+    let s = setup_in("UTC", "", "2026-01-26T08:00:00Z");
+    s.write(
+        "messages",
+        &[
+            line("Jan 25 10:00:00", "3.5.140.2"),
+            line("Jan 25 10:00:01", "3.5.140.2"),
+            line("Jan 25 10:00:02", "3.5.140.2"),
+        ]
+        .concat(),
+    );
+    let unset = |args: &[&str]| {
+        let mut cmd = Command::new("faketime");
+        cmd.arg("1970-01-01 00:05:00")
+            .arg(env!("CARGO_BIN_EXE_abuse-mailer"))
+            .arg("--config")
+            .arg(s.path("config.toml"))
+            .args(args)
+            .env_remove("ABUSE_MAILER_NOW");
+        Ran::from(cmd.output().unwrap())
+    };
+    for args in [&["run"][..], &["reread", "--source", "{dir}/messages"]] {
+        let messages = s.path("messages");
+        let args: Vec<&str> = (args.iter())
+            .map(|a| {
+                if a.starts_with("{dir}") {
+                    messages.to_str().unwrap()
+                } else {
+                    a
+                }
+            })
+            .collect();
+        let ran = unset(&args);
+        assert_eq!(ran.code, 75, "{args:?}: {}", ran.stderr);
+        assert!(ran.stderr.contains("not set yet"), "{}", ran.stderr);
+    }
+    assert!(
+        !s.path("outbox").exists() || std::fs::read_dir(s.path("outbox")).unwrap().count() == 0
+    );
+    // A preview changes nothing: it runs, under any clock.
+    assert_eq!(unset(&["preview"]).code, 0);
+    let ran = s.run(&["run", "--json"]).ok().json();
+    assert_eq!(
+        seen(&ran, "3.5.140.2"),
+        pair("2026-01-25T10:00:00+00:00", "2026-01-25T10:00:02+00:00")
+    );
 }
