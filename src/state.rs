@@ -561,6 +561,10 @@ impl State {
     /// only a connection that may write removes the WAL files it made when it closes, and a
     /// preview must leave `state_dir` as it found it.
     pub fn open_read_only(dir: &Path) -> Result<Option<Self>> {
+        // A file there, or a link to nothing, is the configuration's fault, as a run says it.
+        if let Some(e) = crate::folder::never_a_folder(dir) {
+            return Err(crate::error::ConfigError(format!("state_dir {e}")).into());
+        }
         let path = dir.join("state.db");
         if !exists(&path)? {
             return Ok(None);
