@@ -233,6 +233,7 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
             reports,
             intake.summary,
             &unattributed(&world, &intake, state.as_ref())?,
+            false,
         )?;
     } else {
         let waiting = match &state {
@@ -509,6 +510,7 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
                 .collect(),
             intake.summary,
             &unattributed(&world, &intake, Some(&state))?,
+            true,
         )?;
     }
     if verbosity != Verbosity::Quiet {

@@ -426,10 +426,12 @@ pub(crate) fn print_json(
     reports: Vec<JsonEntry<'_>>,
     summary: Summary,
     unattributed: &Unattributed<'_>,
+    of_a_run: bool,
 ) -> Result<()> {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     // Written after the run did its work: a standard output that takes no more (a full
-    // disk under a redirect) loses the document, not what was sent, which the ledger holds.
+    // disk under a redirect) loses the document, not what was sent, which the ledger holds
+    // (`of_a_run`; a preview sent nothing).
     (|| -> Result<()> {
         write_document(
             &mut out,
@@ -441,7 +443,10 @@ pub(crate) fn print_json(
         out.flush()?;
         Ok(())
     })()
-    .context("cannot write the JSON document to standard output (what a run sent is recorded: see `abuse-mailer history`)")
+    .with_context(|| match of_a_run {
+        true => "cannot write the JSON document to standard output (what a run sent is recorded: see `abuse-mailer history`)",
+        false => "cannot write the JSON document to standard output (a preview changes nothing)",
+    })
 }
 
 /// The document of `--json`: `head`'s members, then `unattributed` (written `piece` entries

@@ -332,6 +332,23 @@ const RANGE_FILE_LIMIT: u64 = 256 << 20;
 
 /// A range file's listings of `services`, each as the file gives it (a prefix may be listed
 /// more than once, under other regions), and its listings of other services.
+/// `prefix` as the file writes it, with its line (`line 2: 72.14.177.0/2`): a prefix read
+/// is its network (`64.0.0.0/2`), which the file may not hold as text. The network alone
+/// where no text of the file reads as it.
+fn as_written(text: &str, prefix: IpNet) -> String {
+    let is_cidr_byte = |c: char| c.is_ascii_hexdigit() || matches!(c, '.' | ':' | '/');
+    (text.lines().enumerate())
+        .find_map(|(n, line)| {
+            line.split(|c: char| !is_cidr_byte(c))
+                .find(|word| {
+                    word.parse::<IpNet>()
+                        .is_ok_and(|p| p.trunc() == prefix.trunc())
+                })
+                .map(|word| format!("line {}: {word}", n + 1))
+        })
+        .unwrap_or_else(|| prefix.to_string())
+}
+
 fn load_listings(
     path: &Path,
     format: Option<RangeFormat>,
@@ -378,7 +395,7 @@ fn load_listings(
     {
         bail!(
             "{} is wider than any network a provider holds (a line cut short? write a new file under a temporary name and rename it into place)",
-            wide.prefix
+            as_written(&text, wide.prefix)
         );
     }
     let mut other_services = Vec::new();
@@ -728,14 +745,23 @@ mod tests {
     /// quarter of the Internet; a /8 (IPv4) or /16 (IPv6) is still a provider's.
     #[test]
     fn a_prefix_wider_than_any_providers_is_refused() {
-        for text in [
-            &b"45.33.0.0/16\n72.14.177.0/2"[..],
-            b"72.14.177.0/2,US,US-NJ,Cedar Knolls,\n",
-            b"2600::/12\n",
-            br#"{"prefixes": [{"ip_prefix": "3.0.0.0/7", "region": "x", "service": "EC2"}]}"#,
+        // Quoted as the file writes it, with its line: the network read (`64.0.0.0/2`) is no
+        // text of the file, and `grep` found nothing.
+        for (text, quoted) in [
+            (&b"45.33.0.0/16\n72.14.177.0/2"[..], "line 2: 72.14.177.0/2"),
+            (
+                b"72.14.177.0/2,US,US-NJ,Cedar Knolls,\n",
+                "line 1: 72.14.177.0/2",
+            ),
+            (b"2600::/12\n", "line 1: 2600::/12"),
+            (
+                br#"{"prefixes": [{"ip_prefix": "3.0.0.0/7", "region": "x", "service": "EC2"}]}"#,
+                "line 1: 3.0.0.0/7",
+            ),
         ] {
             let e = loaded(text).unwrap_err().to_string();
             assert!(e.contains("wider than any network a provider holds"), "{e}");
+            assert!(e.contains(&format!("{quoted} is wider")), "{e}");
         }
         let (_, t) = loaded(b"3.0.0.0/8\n2600::/16\n").unwrap();
         assert_eq!(t.infos().len(), 2);

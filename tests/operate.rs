@@ -628,8 +628,31 @@ fn a_json_document_that_cannot_be_written_says_so() {
         "{}",
         out.stderr
     );
+    assert!(
+        out.stderr.contains("what a run sent is recorded"),
+        "{}",
+        out.stderr
+    );
     assert_eq!(s.outbox().len(), 1, "the report went out");
     assert_eq!(history(&s).len(), 1, "and is recorded");
+    // A preview sent nothing: it does not say a run's words (it did).
+    let full = std::fs::File::options()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = Ran::from(
+        s.command(&["preview", "--json"])
+            .stdout(full)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("a preview changes nothing"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("what a run sent"), "{}", out.stderr);
 }
 
 /// The commands whose output is their answer, into a standard output that takes no more:
