@@ -227,6 +227,34 @@ enum Stage {
     Message,
 }
 
+/// The first address in other letters than ASCII that a message carries, with the setting
+/// it comes from, so that the operator knows what to change.
+fn wide_address_named(envelope: &lettre::address::Envelope, head: &[u8]) -> String {
+    let wide = |a: &&Address| !AsRef::<str>::as_ref(*a).is_ascii();
+    if let Some(from) = envelope.from().filter(wide) {
+        return format!("{from} (report.from)");
+    }
+    // A header line, as written: its field names the setting.
+    let header = String::from_utf8_lossy(head);
+    for (field, key) in [
+        ("From:", "report.from"),
+        ("Reply-To:", "report.reply_to"),
+        ("Cc:", "report.cc"),
+        ("To:", "the provider's to"),
+    ] {
+        if let Some(line) = (header.split("\r\n"))
+            .find(|l| l.len() >= field.len() && l[..field.len()].eq_ignore_ascii_case(field))
+            .filter(|l| !l.is_ascii())
+        {
+            return format!("{} ({key})", line[field.len()..].trim());
+        }
+    }
+    match envelope.to().iter().find(wide) {
+        Some(to) => format!("{to} (the provider's to, or report.cc)"),
+        None => "an address in the message's header".to_string(),
+    }
+}
+
 impl Smtp {
     pub fn new(c: &SmtpConfig) -> Result<Self> {
         let tls = match c.security {
@@ -561,8 +589,10 @@ impl Session {
         if wide_addresses {
             if !conn.server_info().supports_feature(Extension::SmtpUtfEight) {
                 return Err(SendError::Config(format!(
-                    "{}:{} does not take non-ASCII addresses (no SMTPUTF8)",
-                    self.host, self.port
+                    "{}:{} does not take non-ASCII addresses (no SMTPUTF8): {}",
+                    self.host,
+                    self.port,
+                    wide_address_named(envelope, head)
                 )));
             }
             options.push(MailParameter::SmtpUtfEight);

@@ -423,11 +423,18 @@ fn a_tls_server_gone_after_the_body_without_close_notify_gets_it_twice_at_most()
 }
 
 /// An address in other letters, in the envelope (`from`) or only in a header (`reply_to`),
-/// through a relay that does not offer SMTPUTF8: a configuration error (78) saying so, and
-/// nothing sent in bytes the relay did not agree to; the report waits.
+/// through a relay that does not offer SMTPUTF8: a configuration error (78) saying so, naming
+/// the address and its setting (it named neither), and nothing sent in bytes the relay did
+/// not agree to; the report waits.
 #[test]
 fn an_address_in_other_letters_needs_a_relay_with_smtputf8() {
-    for extra in ["reply_to = \"noc@bücher.example\"", "from_is_wide = true"] {
+    for (extra, named) in [
+        (
+            "reply_to = \"noc@bücher.example\"",
+            "noc@bücher.example (report.reply_to)",
+        ),
+        ("from_is_wide = true", "abuse@exämple.org (report.from)"),
+    ] {
         let server = FaultyServer::start(Mode::Healthy);
         let mut config = smtp_config(server.port, "none", "");
         config = match extra {
@@ -439,6 +446,7 @@ fn an_address_in_other_letters_needs_a_relay_with_smtputf8() {
         let out = s.run_bounded(&["run"]);
         assert_eq!(out.code, 78, "{extra}: {}", out.stderr);
         assert!(out.stderr.contains("SMTPUTF8"), "{}", out.stderr);
+        assert!(out.stderr.contains(named), "{}", out.stderr);
         assert!(server.received().is_empty());
         one_failed_report(&s);
     }
