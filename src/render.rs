@@ -1094,7 +1094,8 @@ impl Templates {
                 .render(&key, context)
                 // A template that cannot render (a variable that is not there, a filter
                 // misused) is the operator's to fix, as `check` says: waiting fixes nothing.
-                .map_err(|e| ConfigError(format!("template {name}: {}", tera_message(&e))).into())
+                // Named as the file that failed: the provider's own, where it has one.
+                .map_err(|e| ConfigError(format!("template {key}: {}", tera_message(&e))).into())
         };
         let subject = render("subject.txt")?;
         let subject = clean(subject.as_bytes())

@@ -222,7 +222,8 @@ fn check_names_each_broken_part() {
             );
         }
     }
-    // A provider's own template is rendered too, as its reports render it.
+    // A provider's own template is rendered too, as its reports render it, and named first
+    // as that file (it led with the shared `subject.txt`, which holds nothing wrong).
     broken(
         "a provider's own broken template",
         base.replace(
@@ -234,7 +235,7 @@ fn check_names_each_broken_part() {
             s.write("templates/aws/subject.txt", "{{ nonexistent }}");
         },
         78,
-        "aws/subject.txt",
+        "template aws/subject.txt: ",
     );
     // The shared ones too, when every provider has its own: discovered desks get them.
     broken(
