@@ -491,6 +491,7 @@ fn load_with(
             {
                 return ConfigError(format!("{shown}: {at}"));
             }
+            let in_file = refused_by_file(&text);
             let text = describe(&e);
             if let Some(var) = value_from_environment(&text, &names) {
                 return ConfigError(format!("{var}: {}", text.trim_end_matches(" in the environment")));
@@ -504,6 +505,11 @@ fn load_with(
                 return ConfigError(format!(
                     "{var}: [[source]] and [[provider]] are lists, whose keys cannot be set from the environment: set them in {shown}"
                 ));
+            }
+            // The file's own fault (a negative number, a key misspelt): said with its line.
+            if let Some(at) = in_file {
+                let key = text.rfind(" for key `").map_or("", |i| &text[i..]);
+                return ConfigError(format!("{shown}: {at}{key}"));
             }
             ConfigError(format!("{shown}: {text}"))
         })?;
@@ -538,6 +544,13 @@ fn load_with(
 /// it may be a password); `None` if it does not.
 fn refused_at(text: &str) -> Option<String> {
     let e = text.parse::<toml::Table>().err()?;
+    Some(located(text, e.span()?.start, e.message()))
+}
+
+/// What the file alone is refused for, read as its own types, as [`refused_at`] says it;
+/// `None` when it is read well (the merged reading's fault is the environment's).
+fn refused_by_file(text: &str) -> Option<String> {
+    let e = toml::from_str::<RawConfig>(text).err()?;
     Some(located(text, e.span()?.start, e.message()))
 }
 
@@ -615,7 +628,20 @@ fn located(text: &str, at: usize, why: &str) -> String {
         None if there.starts_with('[') => format!(" ({})", crate::excerpt::clean_line(there, 80)),
         None => String::new(),
     };
-    let why = without_value(why.trim_end_matches('.'));
+    // Whole numbers out of a key's range in words (the parser names the type it wanted, or
+    // a 128-bit one for a number past 64 bits); any other reason without the value it quotes.
+    let why = if why.starts_with("invalid type: integer")
+        && why.contains("as i128")
+        && why.contains("expected any valid TOML value")
+    {
+        "invalid number: a whole number past 64 bits, too large to read".to_string()
+    } else if why.starts_with("invalid value: integer `-") {
+        "a negative number, where this key takes 0 or more".to_string()
+    } else if why.starts_with("invalid value: integer `") && why.contains("expected u") {
+        "a number larger than any this key takes".to_string()
+    } else {
+        without_value(why.trim_end_matches('.'))
+    };
     format!("line {line}{shown}: {why}")
 }
 
@@ -1686,6 +1712,33 @@ dir = "outbox"
             "{e}"
         );
         assert!(!e.contains('\n'), "{e}");
+        // Numbers out of a key's range, and a key misspelt, are named by their line too, in
+        // words (they were said with no line, as "64-bit integer `-1`, expected an unsigned
+        // 64 bit or less integer", or as "integer as i128").
+        for (line, why) in [
+            (
+                "min_hits = -1",
+                "a negative number, where this key takes 0 or more",
+            ),
+            (
+                "min_hits = 99999999999999999999",
+                "invalid number: a whole number past 64 bits, too large to read",
+            ),
+            (
+                "max_age_days = 99999999999",
+                "a number larger than any this key takes",
+            ),
+            ("bogus_key = 1", "unknown field `bogus_key`"),
+        ] {
+            let text = MINIMAL.replace("[mail]", &format!("{line}\n[mail]"));
+            let e = load_text(&text).unwrap_err().0;
+            let (key, _) = line.split_once(" = ").unwrap();
+            let n = line_of(&text, line);
+            assert!(
+                e.contains(&format!("config.toml: line {n} ({key} = …): {why}")),
+                "{e}"
+            );
+        }
     }
 
     /// An empty folder path would put the state, read templates or write messages beside
