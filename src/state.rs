@@ -1570,6 +1570,15 @@ impl State {
         let mut rows = stmt.query(args)?;
         let mut out = Vec::new();
         while let Some(r) = rows.next()? {
+            let id: String = r.get(0)?;
+            // An id names files (`mail.dir/ID.eml`): one this tool never makes (`../x`, a
+            // path) would write outside the folder, as the run's user, often root.
+            if !is_report_id(&id) {
+                bail!(
+                    "{}: report {id:?}: not an id this tool makes (a damaged or hand-edited row); restore the state from a backup, or delete that row",
+                    self.path.display()
+                );
+            }
             let recipients: String = r.get(2)?;
             let status: String = r.get(5)?;
             let provider: String = r.get(1)?;
@@ -1582,7 +1591,7 @@ impl State {
                 _ => None,
             };
             out.push(ReportRecord {
-                id: r.get(0)?,
+                id,
                 provider,
                 recipients: serde_json::from_str(&recipients).with_context(|| {
                     format!(
@@ -2532,6 +2541,16 @@ fn open_unwritable(path: &Path, dir: &Path) -> rusqlite::Result<Connection> {
     }
     uri.push_str("?immutable=1");
     Connection::open_with_flags(uri, flags | OpenFlags::SQLITE_OPEN_URI)
+}
+
+/// Whether `id` could be a report id this tool makes: a file name of its own, never a path
+/// or a hidden file.
+fn is_report_id(id: &str) -> bool {
+    !id.is_empty()
+        && !id.starts_with('.')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'/' && b != b'\\')
 }
 
 /// Whether `path` exists; an error other than "not there" is not taken as a no.

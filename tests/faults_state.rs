@@ -731,6 +731,35 @@ fn a_stored_value_of_the_wrong_type_names_the_state_file() {
     }
 }
 
+/// A waiting report whose id is a path (`../x`: a damaged or hand-edited row) is refused,
+/// naming `state.db` and the id, before anything is written: the file transport wrote it to
+/// `mail.dir/../x.eml`, outside the folder, as the run's user (often root).
+#[test]
+fn a_report_id_that_is_a_path_writes_nothing_outside_the_folder() {
+    let s = Setup::new(&standard_config(""));
+    s.write("messages", &two_addresses("10:00:00"));
+    s.run(&["run"]).ok();
+    let db = rusqlite::Connection::open(state_db(&s)).unwrap();
+    db.execute_batch(
+        "PRAGMA foreign_keys = OFF;
+         UPDATE report SET id = '../outside', status = 'failed';
+         UPDATE report_ip SET report_id = '../outside';",
+    )
+    .unwrap();
+    drop(db);
+    for args in [&["run"][..], &["history"], &["preview"]] {
+        let out = s.run(args);
+        assert_eq!(out.code, 1, "{args:?}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("state.db") && out.stderr.contains("../outside"),
+            "{args:?}: {}",
+            out.stderr
+        );
+        assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    }
+    assert!(!s.path("outside.eml").exists());
+}
+
 /// A report's recipients that are not JSON (a hand's `UPDATE`, as README invites for
 /// `status`): `history` said only "ledger: bad recipients". It names the file and the
 /// report. A schema number below 0 was taken for an old state, and a run stamped it current
