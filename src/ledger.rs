@@ -726,6 +726,66 @@ pub(crate) const TAKEN_AS_DELIVERED: &str = "taken as delivered";
 
 // The mail transport and the API are the two ways out; the ledger step is shared.
 #[allow(clippy::too_many_arguments)]
+/// The file beside `state.db` where a run notes the outcomes it met and could not record.
+const UNRECORDED: &str = "unrecorded";
+
+/// Notes beside the state at `db` that report `id` went out (`status`, at `at`) and the state
+/// could not record it. Best effort: a note that cannot be written either leaves things as
+/// they were (the report goes out again next run, as after a crash).
+fn note_unrecorded(db: &Path, id: &str, status: Status, at: &str, detail: &str) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let Some(dir) = db.parent() else { return };
+    let detail = crate::excerpt::clean_line(detail, 500).replace('\t', " ");
+    let line = format!("{id}\t{}\t{at}\t{detail}\n", status.as_str());
+    let _ = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(dir.join(UNRECORDED))
+        .and_then(|mut f| f.write_all(line.as_bytes()).and_then(|()| f.sync_all()));
+}
+
+/// Records the outcomes an earlier run noted it could not record, before this run sends
+/// anything: a report that went out is not sent again while its outcome is unrecorded. A
+/// state that still cannot record them stops the run (exit 1), sending nothing.
+pub(crate) fn record_unrecorded(state: &mut State) -> Result<()> {
+    let Some(dir) = state.path().parent().map(Path::to_path_buf) else {
+        return Ok(());
+    };
+    let path = dir.join(UNRECORDED);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        let mut fields = line.splitn(4, '\t');
+        let (Some(id), Some(status), Some(at)) = (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        let Ok(status) = Status::parse(status) else {
+            continue;
+        };
+        let detail = format!(
+            "recorded by a later run: {}",
+            fields.next().unwrap_or_default()
+        );
+        state
+            .record_outcome_again(id, status, &detail, at)
+            .with_context(|| {
+                format!(
+                    "report {id} went out on an earlier run ({}), and the state cannot record it: nothing is sent until it can (restore state.db from a backup, or move it away and start afresh); {} holds what to record",
+                    status.as_str(),
+                    path.display()
+                )
+            })?;
+    }
+    std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+    Ok(())
+}
+
 pub(crate) fn deliver(
     state: &mut State,
     transport: &dyn Transport,
@@ -831,12 +891,17 @@ pub(crate) fn deliver(
         }
         _ => attempt.record(status, &detail, &at).map(|()| status),
     }
-    .with_context(|| {
-        format!(
+    .map_err(|e| {
+        // One that went out (sent, or refused by its desk) must not go out again on every
+        // run while the state cannot record it: noted beside the state for the next run.
+        if matches!(status, Status::Sent | Status::Rejected) {
+            note_unrecorded(state.path(), &record.id, status, &at, &detail);
+        }
+        e.context(format!(
             "report {} was {}, but recording that failed",
             record.id,
             status.as_str()
-        )
+        ))
     })?;
     if state.reserve_spent() {
         crate::output::tell(format_args!(

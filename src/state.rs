@@ -358,7 +358,7 @@ impl Status {
         }
     }
 
-    fn parse(text: &str) -> Result<Self> {
+    pub(crate) fn parse(text: &str) -> Result<Self> {
         Ok(match text {
             "sending" => Status::Sending,
             "sent" => Status::Sent,
@@ -1367,6 +1367,23 @@ impl State {
     /// not held in memory to send a few of them (see [`State::message_of`]).
     pub fn pending_heads(&self) -> Result<Vec<ReportRecord>> {
         self.query_reports("WHERE status IN ('sending', 'failed')", params![], false)
+    }
+
+    /// Records the outcome of report `id` that an earlier run met and could not record (see
+    /// `ledger::record_unrecorded`).
+    pub fn record_outcome_again(
+        &mut self,
+        id: &str,
+        status: Status,
+        detail: &str,
+        at: &str,
+    ) -> Result<()> {
+        // A state put back from a backup older than the report has nothing to record.
+        if !self.report_exists(id)? {
+            return Ok(());
+        }
+        write_outcome(&self.conn, id, status, detail, at)
+            .with_context(|| format!("{}: cannot write", self.path.display()))
     }
 
     /// Forgets when report `id`'s desk first deferred it: what answered was not the desk (the

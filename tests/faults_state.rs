@@ -731,6 +731,64 @@ fn a_stored_value_of_the_wrong_type_names_the_state_file() {
     }
 }
 
+/// A state that cannot record a send (a damaged page under the ledger's index, here a trigger
+/// refusing the write): the report went out once, the run ends 1, and later runs send it no
+/// more while its outcome cannot be recorded, ending 1 naming the state; once the state can
+/// record, the next run records it as sent and sends nothing again. Every run sent it anew.
+#[test]
+fn a_send_the_state_cannot_record_is_not_sent_again_on_every_run() {
+    let server = smtp::start(Security::Plain, None, 0);
+    let s = Setup::new(&smtp_config(server.port, ""));
+    s.write("messages", &attack_log());
+    let first = s.run(&["run"]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert_eq!(server.received().len(), 1);
+    // The next report's outcome cannot be written.
+    s.append(
+        "messages",
+        &[
+            drop_line("10:30:00", "18.206.107.24", "TCP", 22),
+            drop_line("10:30:01", "18.206.107.24", "TCP", 22),
+            drop_line("10:30:02", "18.206.107.24", "TCP", 22),
+        ]
+        .concat(),
+    );
+    let db = rusqlite::Connection::open(state_db(&s)).unwrap();
+    db.execute_batch(
+        "CREATE TRIGGER damaged BEFORE UPDATE OF status ON report WHEN NEW.status = 'sent'
+         BEGIN SELECT RAISE(ABORT, 'database disk image is malformed'); END;",
+    )
+    .unwrap();
+    let failed = s.run(&["run"]);
+    assert_eq!(failed.code, 1, "{}", failed.stderr);
+    assert!(
+        failed.stderr.contains("recording that failed"),
+        "{}",
+        failed.stderr
+    );
+    assert_eq!(server.received().len(), 2);
+    for _ in 0..2 {
+        let stopped = s.run(&["run"]);
+        assert_eq!(stopped.code, 1, "{}", stopped.stderr);
+        assert!(
+            stopped.stderr.contains("went out on an earlier run")
+                && stopped.stderr.contains("state.db"),
+            "{}",
+            stopped.stderr
+        );
+        assert_eq!(server.received().len(), 2, "not sent again");
+    }
+    db.execute_batch("DROP TRIGGER damaged").unwrap();
+    drop(db);
+    s.run(&["run"]).ok();
+    s.run(&["run"]).ok();
+    assert_eq!(server.received().len(), 2, "not sent again once recorded");
+    let mut all = ATTACKERS.to_vec();
+    all.push("18.206.107.24");
+    assert_all_sent_once(&s, &all);
+    assert!(!s.path("state/unrecorded").exists());
+}
+
 /// A waiting report whose id is a path (`../x`: a damaged or hand-edited row) is refused,
 /// naming `state.db` and the id, before anything is written: the file transport wrote it to
 /// `mail.dir/../x.eml`, outside the folder, as the run's user (often root).
