@@ -724,8 +724,6 @@ const DESKS_DEFERRED_IS_AN_OUTAGE: usize = 3;
 /// How the reply kept for a report taken as delivered after a refusal begins.
 pub(crate) const TAKEN_AS_DELIVERED: &str = "taken as delivered";
 
-// The mail transport and the API are the two ways out; the ledger step is shared.
-#[allow(clippy::too_many_arguments)]
 /// The file beside `state.db` where a run notes the outcomes it met and could not record.
 const UNRECORDED: &str = "unrecorded";
 
@@ -786,6 +784,8 @@ pub(crate) fn record_unrecorded(state: &mut State) -> Result<()> {
     Ok(())
 }
 
+// The mail transport and the API are the two ways out; the ledger step is shared.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn deliver(
     state: &mut State,
     transport: &dyn Transport,
