@@ -1287,11 +1287,12 @@ fn tell_written(file: &OpenFile, ingest: &mut Ingest<'_>) -> io::Result<()> {
             .read_to_end(&mut tail)?;
         // Whole lines only: the first piece may have begun before the tail, the last may be
         // being written.
-        let whole = match (memchr::memchr(b'\n', &tail), memchr::memrchr(b'\n', &tail)) {
-            (Some(first), Some(end)) if file.size > reach => &tail[first + 1..end],
-            (_, Some(end)) => &tail[..end],
-            _ => &[][..],
+        let end = memchr::memrchr(b'\n', &tail).unwrap_or(0);
+        let start = match file.size > reach {
+            true => memchr::memchr(b'\n', &tail).map_or(end, |i| i + 1),
+            false => 0,
         };
+        let whole = tail.get(start..end).unwrap_or_default();
         last = (whole.rsplit(|b| *b == b'\n' || *b == 0)).find_map(|l| ingest.time_near(l, near));
         if last.is_some() || file.size <= reach {
             break;
@@ -3504,6 +3505,34 @@ mod tests {
         assert_eq!(two.summary.lines_matched, n);
         assert_eq!(two.observations, one.observations);
         assert!(!two.evidence[0].is_empty());
+    }
+
+    /// The file's last lines are looked at for when it was written: a tail of one line end
+    /// (a long last line), none, or nothing at all is read as any file is, never a panic (a
+    /// tail with one line end was cut from after it to before it).
+    #[test]
+    fn a_file_whose_tail_holds_one_line_end_or_none_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let line = "Jan 25 10:00:00 web1 kernel: INPUT-DROP:IN=eth0 OUT= SRC=3.5.140.2 DST=198.51.100.10 LEN=60 PROTO=UDP SPT=4 DPT=53 LEN=40\n";
+        let long = "x".repeat(5000);
+        for (name, text) in [
+            ("one end in the tail", format!("{line}{long}\n")),
+            ("an end at the tail's start", format!("{long}\n{line}")),
+            ("none", long.clone()),
+            ("empty", String::new()),
+            ("one line", line.to_string()),
+            ("past 64 KiB", format!("{}{line}", "y".repeat(70_000))),
+        ] {
+            let path = dir.path().join("messages");
+            fs::write(&path, &text).unwrap();
+            let file = OpenFile::open(&path).unwrap().unwrap();
+            let mut read = scan();
+            let Reached::End(consumed) = read_file(&file, 0, &mut read).unwrap() else {
+                panic!("{name}: damaged")
+            };
+            let whole = text.rfind('\n').map_or(0, |i| i + 1) as u64;
+            assert_eq!(consumed, whole, "{name}");
+        }
     }
 
     /// As many threads as the machine has cores, not two: every count is the same.
