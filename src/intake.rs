@@ -1122,7 +1122,12 @@ fn ingest_once(
     // stored; neither the ledger nor the evidence is needed.
     let quiet = marker.is_some() && touched.is_empty() && !moved;
     let ledger = match early.into_inner() {
-        Some(read) => read.map_err(anyhow::Error::msg)?,
+        // Read while the log was, its error kept as text: named as the state's, as the
+        // database's own errors are.
+        Some(read) => read.map_err(|e| match state {
+            Some(s) if !e.contains("state.db") => anyhow::anyhow!("{}: {e}", s.path().display()),
+            _ => anyhow::Error::msg(e),
+        })?,
         None if quiet => Ledger::none(world.desk_keys().len()),
         None => ledger_of_run()?,
     };

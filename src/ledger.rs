@@ -472,6 +472,12 @@ impl Ledger {
     pub(crate) fn check(&self) -> Result<()> {
         match &self.known {
             Known::Asked(asker) => match asker.failed.lock().ok().and_then(|f| f.clone()) {
+                // Kept as text across the reading threads: named as the state's, as the
+                // database's own errors are.
+                Some(e) if !e.contains("state.db") => {
+                    let state = crate::parallel::lock(&asker.state);
+                    anyhow::bail!("{}: {e}", state.path().display())
+                }
                 Some(e) => anyhow::bail!("{e}"),
                 None => Ok(()),
             },

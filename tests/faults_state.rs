@@ -818,6 +818,58 @@ fn a_report_id_that_is_a_path_writes_nothing_outside_the_folder() {
     assert!(!s.path("outside.eml").exists());
 }
 
+/// The ledger that cannot be read (a stored id that is not UTF-8, or a page of its index
+/// zeroed by a bad block), met by `preview` and `run` while they read the log: the error
+/// names `state.db` (it named no file: the reading threads kept it as text).
+#[test]
+fn a_ledger_that_cannot_be_read_is_named_as_the_states() {
+    use std::io::{Seek, SeekFrom};
+    type Damage = fn(&Path);
+    let not_utf8: Damage = |db| {
+        let c = rusqlite::Connection::open(db).unwrap();
+        c.execute("UPDATE report SET message_id = CAST(x'41ff42' AS TEXT)", [])
+            .unwrap();
+    };
+    let zeroed_index: Damage = |db| {
+        let c = rusqlite::Connection::open(db).unwrap();
+        c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .unwrap();
+        let (root, size): (i64, i64) = c
+            .query_row(
+                "SELECT rootpage, (SELECT page_size FROM pragma_page_size())
+                 FROM sqlite_master WHERE name = 'report_ip_by_ip'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        drop(c);
+        let mut f = fs::OpenOptions::new().write(true).open(db).unwrap();
+        f.seek(SeekFrom::Start(((root - 1) * size) as u64)).unwrap();
+        f.write_all(&vec![0u8; size as usize]).unwrap();
+    };
+    for (what, damage) in [
+        ("not UTF-8", not_utf8),
+        ("a zeroed index page", zeroed_index),
+    ] {
+        let s = Setup::new(&standard_config(""));
+        s.write("messages", &two_addresses("10:00:00"));
+        s.run(&["run"]).ok();
+        damage(&state_db(&s));
+        s.append("messages", &two_addresses("10:00:05"));
+        for args in [&["preview"][..], &["run"]] {
+            let out = s.run(args);
+            assert_eq!(out.code, 1, "{what} {args:?}: {}", out.stderr);
+            assert!(
+                out.stderr.contains("state.db"),
+                "{what} {args:?}: {}",
+                out.stderr
+            );
+            assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+        }
+        assert_eq!(s.outbox().len(), 1, "{what}: nothing more sent");
+    }
+}
+
 /// A report's recipients that are not JSON (a hand's `UPDATE`, as README invites for
 /// `status`): `history` said only "ledger: bad recipients". It names the file and the
 /// report. A schema number below 0 was taken for an old state, and a run stamped it current
