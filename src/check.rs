@@ -641,6 +641,25 @@ fn check_state(t: &mut Tally, settings: &Settings, providers: &[Provider]) {
                 for taking_over in &renames.taking_over {
                     t.warn("state", taking_over);
                 }
+                // A damaged page a run would not notice (an index that lost rows: the
+                // ledger's answers "never reported" would report addresses again).
+                match state.damage() {
+                    Ok(None) => {}
+                    Ok(Some(damage)) => {
+                        t.other(
+                            "state",
+                            &format!(
+                                "{}: damaged ({damage}): a run may report addresses again or fail; restore it from a backup, or move it away to start afresh",
+                                settings.state_db().display()
+                            ),
+                        );
+                        return;
+                    }
+                    Err(e) => {
+                        t.other("state", &one_line(&e));
+                        return;
+                    }
+                }
                 let pending = state.pending_heads().map(|p| p.len()).unwrap_or(0);
                 t.ok(
                     "state",

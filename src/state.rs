@@ -1369,6 +1369,17 @@ impl State {
         self.query_reports("WHERE status IN ('sending', 'failed')", params![], false)
     }
 
+    /// What SQLite's full check finds wrong with the file (its first finding), if anything:
+    /// pages damaged, an index that lost or gained rows. It reads the whole file: `check`'s,
+    /// not a run's.
+    pub fn damage(&self) -> Result<Option<String>> {
+        let first: String = self
+            .conn
+            .query_row("PRAGMA integrity_check(1)", [], |r| r.get(0))
+            .with_context(|| format!("{}: cannot read", self.path.display()))?;
+        Ok((first != "ok").then(|| crate::excerpt::clean_line(&first, 200)))
+    }
+
     /// Records the outcome of report `id` that an earlier run met and could not record (see
     /// `ledger::record_unrecorded`).
     pub fn record_outcome_again(

@@ -820,7 +820,8 @@ fn a_report_id_that_is_a_path_writes_nothing_outside_the_folder() {
 
 /// The ledger that cannot be read (a stored id that is not UTF-8, or a page of its index
 /// zeroed by a bad block), met by `preview` and `run` while they read the log: the error
-/// names `state.db` (it named no file: the reading threads kept it as text).
+/// names `state.db` (it named no file: the reading threads kept it as text), and `check`
+/// says the damaged page.
 #[test]
 fn a_ledger_that_cannot_be_read_is_named_as_the_states() {
     use std::io::{Seek, SeekFrom};
@@ -867,6 +868,15 @@ fn a_ledger_that_cannot_be_read_is_named_as_the_states() {
             assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
         }
         assert_eq!(s.outbox().len(), 1, "{what}: nothing more sent");
+        // `check` reads the whole file: a damaged page is said (it said the state was ok).
+        if what == "a zeroed index page" {
+            let checked = s.run(&["check"]);
+            assert_eq!(checked.code, 1, "{}", checked.stdout);
+            let line = (checked.stdout.lines())
+                .find(|l| l.starts_with("error") && l.contains("state"))
+                .unwrap_or_else(|| panic!("{}", checked.stdout));
+            assert!(line.contains("state.db: damaged"), "{line}");
+        }
     }
 }
 
