@@ -78,6 +78,14 @@ fn folder_fault(dir: &Path) -> Result<(), Fault> {
                 )));
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => at = p.parent(),
+            // A file where a folder is on the way (`state_dir = "messages/"`, written with
+            // its slash): as lasting as the file at the path itself.
+            Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
+                return Err(Fault::Lasting(format!(
+                    "{}: not a folder (a file is on its way)",
+                    p.display()
+                )));
+            }
             Err(e) => return Err(Fault::Other(format!("{}: {e}", p.display()))),
         }
     }

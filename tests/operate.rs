@@ -222,6 +222,32 @@ fn check_names_each_broken_part() {
             );
         }
     }
+    // Written with its slash (`state_dir = "state/"`), a file there is as lasting: 78 naming
+    // the key, where it was 1 ("File exists", "Not a directory").
+    let slashed = base.replace(
+        "state_dir = \"{dir}/state\"",
+        "state_dir = \"{dir}/state/\"",
+    );
+    assert_ne!(slashed, base);
+    broken(
+        "state_dir a file, with its slash",
+        slashed.clone(),
+        &file,
+        78,
+        "not a folder",
+    );
+    let s = Setup::new(&slashed);
+    s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    file(&s);
+    for command in ["run", "preview", "history"] {
+        let out = s.run(&[command]);
+        assert_eq!(out.code, 78, "{command}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("state_dir"),
+            "{command}: {}",
+            out.stderr
+        );
+    }
     // A provider's own template is rendered too, as its reports render it, and named first
     // as that file (it led with the shared `subject.txt`, which holds nothing wrong).
     broken(
