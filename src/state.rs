@@ -2650,8 +2650,24 @@ fn wal(conn: &Connection, path: &Path) -> Result<()> {
 fn migrate(conn: &mut Connection, version: i64, path: &Path) -> Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     for (i, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-        tx.execute_batch(migration)
-            .with_context(|| format!("{}: migration to schema {}", path.display(), i + 1))?;
+        // A migration that meets what it makes already there: the schema number says less
+        // than the tables do (a damaged or hand-edited file), and running it again will not
+        // mend that.
+        tx.execute_batch(migration).map_err(|e| {
+            let text = e.to_string();
+            let met = text.contains("duplicate column name") || text.contains("already exists");
+            let why = match met {
+                true => format!(
+                    ": its schema number ({version}) does not match its tables (a damaged or hand-edited file); restore it from a backup, or move it away to start afresh"
+                ),
+                false => String::new(),
+            };
+            anyhow::Error::from(e).context(format!(
+                "{}: migration to schema {}{why}",
+                path.display(),
+                i + 1
+            ))
+        })?;
     }
     tx.pragma_update(None, "application_id", APPLICATION_ID)?;
     tx.pragma_update(None, "user_version", MIGRATIONS.len() as i64)?;

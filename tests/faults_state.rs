@@ -917,4 +917,18 @@ fn a_damaged_ledger_row_or_schema_number_is_named() {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
     assert_eq!(version, -1, "left as it is");
+    // A number below the tables (0 or 1, the tables current): the migration meets what it
+    // makes; said as damage with the way out, not "run once to upgrade it" again and again.
+    for number in [0, 1] {
+        db.execute_batch(&format!("PRAGMA user_version = {number}"))
+            .unwrap();
+        let out = s.run(&["run"]);
+        assert_eq!(out.code, 1, "{}", out.stderr);
+        assert!(
+            out.stderr.contains("does not match its tables")
+                && out.stderr.contains("restore it from a backup"),
+            "{}",
+            out.stderr
+        );
+    }
 }
