@@ -467,6 +467,9 @@ fn load_with(
                 .separator("__")
                 .source(env.clone()),
         );
+    if let Some(refused) = misshapen_in_environment(&names) {
+        return Err(ConfigError(refused));
+    }
     // The environment gives text: the keys that take a list read it as one.
     let list_vars = list_keys_from_environment(&names)?;
     for (key, var) in &list_vars {
@@ -700,6 +703,30 @@ fn unknown_from_environment(error: &str, names: &[String]) -> Option<String> {
                 .any(|part| part.eq_ignore_ascii_case(field))
         })
         .cloned()
+}
+
+/// An `ABUSE_MAILER__…` variable among `names` whose name has no setting's shape (an empty
+/// part, `ABUSE_MAILER__REPORT__`, or a part past the key, `ABUSE_MAILER__REPORT__MIN_HITS__X`),
+/// named with the shape expected: the merged reading blamed the configuration file for it.
+fn misshapen_in_environment(names: &[String]) -> Option<String> {
+    const PREFIX: &str = "ABUSE_MAILER__";
+    names
+        .iter()
+        .filter_map(|n| {
+            let prefix = n.get(..PREFIX.len())?;
+            prefix.eq_ignore_ascii_case(PREFIX).then(|| (n, &n[PREFIX.len()..]))
+        })
+        .find(|(_, rest)| {
+            let parts: Vec<&str> = rest.split("__").collect();
+            // The lists' keys are said as such (they cannot be set from the environment).
+            let list = ["source", "provider"].iter().any(|l| parts[0].eq_ignore_ascii_case(l));
+            !list && (parts.len() > 2 || parts.iter().any(|p| p.is_empty()))
+        })
+        .map(|(n, _)| {
+            format!(
+                "{n}: not a setting's name: expected ABUSE_MAILER__SECTION__KEY (ABUSE_MAILER__KEY for a key outside a section)"
+            )
+        })
 }
 
 /// The keys outside `[[source]]` and `[[provider]]` that take a list.
@@ -1739,6 +1766,19 @@ dir = "outbox"
                 "{e}"
             );
         }
+        // A long value of another type: the line and the key, not the value cut short before
+        // the key was named.
+        let long = format!("min_hits = \"{}\"", "x".repeat(3000));
+        let text = MINIMAL.replace("[mail]", &format!("{long}\n[mail]"));
+        let e = load_text(&text).unwrap_err().0;
+        let n = line_of(&text, &long);
+        assert!(
+            e.contains(&format!(
+                "config.toml: line {n} (min_hits = …): invalid type"
+            )),
+            "{e}"
+        );
+        assert!(e.len() < 300, "{e}");
     }
 
     /// An empty folder path would put the state, read templates or write messages beside
@@ -1890,6 +1930,19 @@ dir = "outbox"
             let e = load_env(MINIMAL, &[(var, value)]).unwrap_err().0;
             assert!(e.starts_with(&format!("{var}: ")), "{e}");
             assert!(e.contains(about), "{e}");
+        }
+        // A name of no setting's shape: named, with the shape (it blamed the file).
+        for var in [
+            "ABUSE_MAILER__REPORT__MIN_HITS__X",
+            "ABUSE_MAILER__REPORT__",
+            "ABUSE_MAILER____",
+            "abuse_mailer__mail__port__",
+        ] {
+            let e = load_env(MINIMAL, &[(var, "5")]).unwrap_err().0;
+            assert!(
+                e.starts_with(&format!("{var}: not a setting's name")),
+                "{e}"
+            );
         }
         // The file's own bad value still names the file.
         let text = MINIMAL.replace("transport = \"file\"", "transport = \"pigeon\"");
