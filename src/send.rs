@@ -242,10 +242,12 @@ fn wide_address_named(envelope: &lettre::address::Envelope, head: &[u8]) -> Stri
         ("Cc:", "report.cc"),
         ("To:", "the provider's to"),
     ] {
-        if let Some(line) = (header.split("\r\n"))
-            .find(|l| l.len() >= field.len() && l[..field.len()].eq_ignore_ascii_case(field))
-            .filter(|l| !l.is_ascii())
-        {
+        // Compared as bytes: a line may begin with a letter of several bytes.
+        let named = |l: &&str| {
+            (l.as_bytes().get(..field.len()))
+                .is_some_and(|b| b.eq_ignore_ascii_case(field.as_bytes()))
+        };
+        if let Some(line) = (header.split("\r\n")).find(named).filter(|l| !l.is_ascii()) {
             return format!("{} ({key})", line[field.len()..].trim());
         }
     }
