@@ -1266,8 +1266,9 @@ fn unread_part(cursor: &Cursor, s: &Sibling) -> Option<u64> {
 
 /// Tells `ingest` when `file` was written (see [`Ingest::written_at`]): when it was last
 /// modified (a compressed file keeps the time of the text it holds), and, for a plain file,
-/// the time of its last packet line, in the year nearest that. A file's time set back by
-/// hand, or its last line forged, moves no line into an earlier year: the later counts.
+/// the time of its last packet line, in the year nearest that, without which its time is not
+/// taken. A file's time set back by hand, or its last line forged, moves no line into an
+/// earlier year: the later counts.
 fn tell_written(file: &OpenFile, ingest: &mut Ingest<'_>) -> io::Result<()> {
     let modified = (file.modified)
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
@@ -1298,7 +1299,9 @@ fn tell_written(file: &OpenFile, ingest: &mut Ingest<'_>) -> io::Result<()> {
             break;
         }
     }
-    ingest.written_at(modified, last);
+    // The file's time alone says nothing of a plain file's lines: one set back by hand, or
+    // by a clock behind (a network file system's), would put its new lines a year back.
+    ingest.written_at(modified.filter(|_| last.is_some()), last);
     Ok(())
 }
 
@@ -1312,9 +1315,13 @@ enum Reached {
 
 /// Reads the complete lines of `file` from `offset` on, through its descriptor.
 fn read_file(file: &OpenFile, offset: u64, ingest: &mut Ingest<'_>) -> io::Result<Reached> {
-    tell_written(file, ingest)?;
     if !file.gzip {
         let size = file.file.metadata()?.len();
+        // A file with nothing new is not looked at again (a log host's run lists thousands).
+        match offset < size {
+            true => tell_written(file, ingest)?,
+            false => ingest.written_at(None, None),
+        }
         // A read that stopped inside a line stopped inside one too long to be one (junk,
         // passed over to the end of the file while it was still being written, and counted
         // then; a file cut back is read from its start): its rest is no line of its own.
@@ -1326,6 +1333,7 @@ fn read_file(file: &OpenFile, offset: u64, ingest: &mut Ingest<'_>) -> io::Resul
             offset + read_plain(file, offset, size, ingest)?,
         ));
     }
+    tell_written(file, ingest)?;
     // Only the text that can be trusted is read (see `trusted_text`); the cursor goes to
     // the damage's end all the same, never back, so that the damage is said once.
     let Trusted {

@@ -533,3 +533,31 @@ fn a_run_under_a_clock_not_yet_set_reads_and_sends_nothing() {
         pair("2026-01-25T10:00:00+00:00", "2026-01-25T10:00:02+00:00")
     );
 }
+
+/// A file's time says nothing without a packet line at its end to agree: a log whose last
+/// 64 KiB are other programs' lines, on a network file system whose clock is two hours
+/// behind, at New Year, has its new year's packets counted as the new year's. Its time
+/// alone put them a year back, passed over as history without a word.
+#[test]
+fn a_files_time_alone_moves_no_line_into_last_year() {
+    let s = setup_in("UTC", "", "2027-01-01T00:35:00Z");
+    let noise: String = (0..1200)
+        .map(|i| format!("Jan  1 00:31:{:02} web1 sshd[812]: Connection closed by 192.0.2.77 port 51234 [preauth] {i}\n", i % 60))
+        .collect();
+    s.write(
+        "messages",
+        &[
+            line("Jan  1 00:30:00", "34.223.47.190"),
+            line("Jan  1 00:30:01", "34.223.47.190"),
+            line("Jan  1 00:30:02", "34.223.47.190"),
+            noise,
+        ]
+        .concat(),
+    );
+    modified_at(&s, "messages", "2026-12-31T22:31:59Z");
+    let preview = s.run(&["preview", "--json"]).ok().json();
+    assert_eq!(
+        seen(&preview, "34.223.47.190"),
+        pair("2027-01-01T00:30:00+00:00", "2027-01-01T00:30:02+00:00")
+    );
+}
