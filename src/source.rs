@@ -1264,20 +1264,30 @@ fn unread_part(cursor: &Cursor, s: &Sibling) -> Option<u64> {
     from
 }
 
-/// Tells `ingest` when `file` was written (see [`Ingest::written_at`]): when it was last
-/// modified (a compressed file keeps the time of the text it holds), and, for a plain file,
-/// the time of its last packet line, in the year nearest that, without which its time is not
-/// taken. A file's time set back by hand, or its last line forged, moves no line into an
-/// earlier year: the later counts.
+/// Tells `ingest` when `file` was written (see [`Ingest::written_at`] and [`written`]).
 fn tell_written(file: &OpenFile, ingest: &mut Ingest<'_>) -> io::Result<()> {
+    // The file before's time is no part of this one's.
+    ingest.written_at(None, None);
+    let (modified, last) = written(file, |line, near| ingest.time_near(line, near))?;
+    ingest.written_at(modified, last);
+    Ok(())
+}
+
+/// When `file` was written, as [`LineParser::written_at`] takes it: when it was last modified
+/// (a compressed file keeps the time of the text it holds), and, for a plain file, the time
+/// of its last packet line (`time_near` reads it in the year nearest the file's time),
+/// without which its time is not taken: set back by hand, or by a network file system's
+/// clock behind, it would move new lines a year back. A forged last line moves no line into
+/// an earlier year either: the later of the two counts.
+fn written(
+    file: &OpenFile,
+    time_near: impl Fn(&[u8], i64) -> Option<i64>,
+) -> io::Result<(Option<i64>, Option<i64>)> {
     let modified = (file.modified)
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .and_then(|d| i64::try_from(d.as_secs()).ok());
-    // The file before's time is no part of this one's.
-    ingest.written_at(None, None);
     let Some(near) = modified.filter(|_| !file.gzip) else {
-        ingest.written_at(modified, None);
-        return Ok(());
+        return Ok((modified, None));
     };
     // The last few lines first (a log host's run reads thousands of files), then more.
     let mut tail = Vec::new();
@@ -1294,15 +1304,12 @@ fn tell_written(file: &OpenFile, ingest: &mut Ingest<'_>) -> io::Result<()> {
             false => 0,
         };
         let whole = tail.get(start..end).unwrap_or_default();
-        last = (whole.rsplit(|b| *b == b'\n' || *b == 0)).find_map(|l| ingest.time_near(l, near));
+        last = (whole.rsplit(|b| *b == b'\n' || *b == 0)).find_map(|l| time_near(l, near));
         if last.is_some() || file.size <= reach {
             break;
         }
     }
-    // The file's time alone says nothing of a plain file's lines: one set back by hand, or
-    // by a clock behind (a network file system's), would put its new lines a year back.
-    ingest.written_at(modified.filter(|_| last.is_some()), last);
-    Ok(())
+    Ok((modified.filter(|_| last.is_some()), last))
 }
 
 /// How far reading a file got.
@@ -2349,6 +2356,10 @@ fn cursors_file<'f>(
 /// The offset of the first complete line of `file` holding a packet logged at or after
 /// `since`; a damaged compressed file is searched up to the damage.
 fn first_packet_since(file: &OpenFile, since: i64, parser: &mut LineParser) -> Option<u64> {
+    // Its lines dated as a run dates them (see `written`).
+    parser.written_at(None, None);
+    let (modified, last) = written(file, |line, near| parser.time_near(line, near)).ok()?;
+    parser.written_at(modified, last);
     let mut text = io::BufReader::with_capacity(1 << 20, file.text());
     let mut line = Vec::new();
     let mut offset = 0u64;

@@ -440,6 +440,24 @@ fn a_rotated_years_january_is_that_years_not_this_ones() {
     );
     // The three January lines and June's: older than max_age_days.
     assert_eq!(preview["summary"]["lines_stale"], 4);
+    // `reread --since` dates them as a run does: thirty days back is December's line, not
+    // the rotated year's first (it said it would read again from the oldest file's start).
+    let messages = s.path("messages");
+    let out = (s.run(&[
+        "reread",
+        "--source",
+        messages.to_str().unwrap(),
+        "--since",
+        "30d",
+    ]))
+    .ok()
+    .stdout;
+    let december = line("Jun 15 08:00:00", "34.223.47.190");
+    let at = 3 * line("Jan 12 08:00:00", "3.5.140.2").len() + december.len();
+    assert!(
+        out.contains("messages.1 at byte") && out.contains(&format!("at byte {at} ")),
+        "{out}"
+    );
 }
 
 /// On New Year's Eve a host whose log is two hours ahead of `timezone` logs the new year
