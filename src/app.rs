@@ -288,12 +288,12 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
         return Ok(EXIT_OK);
     };
     let mut state = State::open(&settings.state_dir)?;
-    // What an earlier run sent and could not record is recorded first, or nothing is sent.
-    crate::ledger::record_unrecorded(&mut state)?;
     // Another configuration's state is refused before anything is read into it; this one
     // claims it once its sources have been read, so that a run refused for a source that is
     // not there (78) leaves the state to whichever configuration runs right.
     crate::ledger::check_owner(&state, settings)?;
+    // What an earlier run sent and could not record is recorded first, or nothing is sent.
+    crate::ledger::record_unrecorded(&mut state)?;
     let renames = crate::ledger::renames(&state, settings, &world.providers)?;
     if let Some(renamed) = renames.refused.into_iter().next() {
         return Err(ConfigError(renamed).into());

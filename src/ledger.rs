@@ -736,12 +736,20 @@ const UNRECORDED: &str = "unrecorded";
 /// Notes beside the state at `db` that report `id` went out (`status`, at `at`) and the state
 /// could not record it. Best effort: a note that cannot be written either leaves things as
 /// they were (the report goes out again next run, as after a crash).
-fn note_unrecorded(db: &Path, id: &str, status: Status, at: &str, detail: &str) {
+fn note_unrecorded(
+    db: &Path,
+    id: &str,
+    status: Status,
+    at: &str,
+    remote: Option<&str>,
+    detail: &str,
+) {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let Some(dir) = db.parent() else { return };
     let detail = crate::excerpt::clean_line(detail, 500).replace('\t', " ");
-    let line = format!("{id}\t{}\t{at}\t{detail}\n", status.as_str());
+    let remote = crate::excerpt::clean_line(remote.unwrap_or_default(), 500).replace('\t', " ");
+    let line = format!("{id}\t{}\t{at}\t{remote}\t{detail}\n", status.as_str());
     let _ = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -764,11 +772,13 @@ pub(crate) fn record_unrecorded(state: &mut State) -> Result<()> {
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     };
     for line in text.lines().filter(|l| !l.is_empty()) {
-        let mut fields = line.splitn(4, '\t');
-        let (Some(id), Some(status), Some(at)) = (fields.next(), fields.next(), fields.next())
+        let mut fields = line.splitn(5, '\t');
+        let (Some(id), Some(status), Some(at), Some(remote)) =
+            (fields.next(), fields.next(), fields.next(), fields.next())
         else {
             continue;
         };
+        let remote = Some(remote).filter(|r| !r.is_empty());
         let Ok(status) = Status::parse(status) else {
             continue;
         };
@@ -777,7 +787,7 @@ pub(crate) fn record_unrecorded(state: &mut State) -> Result<()> {
             fields.next().unwrap_or_default()
         );
         state
-            .record_outcome_again(id, status, &detail, at)
+            .record_outcome_again(id, status, &detail, at, remote)
             .with_context(|| {
                 format!(
                     "report {id} went out on an earlier run ({}), and the state cannot record it: nothing is sent until it can (restore state.db from a backup, or move it away and start afresh); {} holds what to record",
@@ -785,6 +795,10 @@ pub(crate) fn record_unrecorded(state: &mut State) -> Result<()> {
                     path.display()
                 )
             })?;
+        // Its lines have served, as after any report sent.
+        if status == Status::Sent {
+            let _ = state.let_go_of_lines(id);
+        }
     }
     std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
     Ok(())
@@ -900,8 +914,19 @@ pub(crate) fn deliver(
     .map_err(|e| {
         // One that went out (sent, or refused by its desk) must not go out again on every
         // run while the state cannot record it: noted beside the state for the next run.
-        if matches!(status, Status::Sent | Status::Rejected) {
-            note_unrecorded(state.path(), &record.id, status, &at, &detail);
+        // A body that went out without a reply that could be read is noted as sent: a state
+        // that cannot count its tries would send it on every run.
+        let went_out = match (&result, status) {
+            (Err(SendError::Unconfirmed(_)), _) => Some(Status::Sent),
+            (_, Status::Sent | Status::Rejected) => Some(status),
+            _ => None,
+        };
+        let remote = match (api, &result) {
+            (Some(_), Ok(remote_id)) => Some(remote_id.as_str()),
+            _ => None,
+        };
+        if let Some(status) = went_out {
+            note_unrecorded(state.path(), &record.id, status, &at, remote, &detail);
         }
         e.context(format!(
             "report {} was {}, but recording that failed",

@@ -1388,13 +1388,23 @@ impl State {
         status: Status,
         detail: &str,
         at: &str,
+        remote: Option<&str>,
     ) -> Result<()> {
         // A state put back from a backup older than the report has nothing to record.
         if !self.report_exists(id)? {
             return Ok(());
         }
-        write_outcome(&self.conn, id, status, detail, at)
-            .with_context(|| format!("{}: cannot write", self.path.display()))
+        let written = write_outcome(&self.conn, id, status, detail, at).and_then(|()| {
+            // The id an API's intake gave it, so that `history --refresh` asks about it.
+            if let Some(remote) = remote {
+                self.conn.execute(
+                    "UPDATE report SET remote_id = ?2 WHERE id = ?1",
+                    params![id, remote],
+                )?;
+            }
+            Ok(())
+        });
+        written.with_context(|| format!("{}: cannot write", self.path.display()))
     }
 
     /// Forgets when report `id`'s desk first deferred it: what answered was not the desk (the

@@ -787,6 +787,16 @@ fn a_send_the_state_cannot_record_is_not_sent_again_on_every_run() {
     all.push("18.206.107.24");
     assert_all_sent_once(&s, &all);
     assert!(!s.path("state/unrecorded").exists());
+    // Its log lines have served, as a report's recorded when it went out.
+    let db = rusqlite::Connection::open(state_db(&s)).unwrap();
+    let kept: i64 = db
+        .query_row(
+            "SELECT count(*) FROM evidence WHERE ip = '18.206.107.24' AND dense = 0",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(kept, 0);
 }
 
 /// A waiting report whose id is a path (`../x`: a damaged or hand-edited row) is refused,
