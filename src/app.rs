@@ -483,12 +483,13 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
     }
     match verbosity {
         // Cron mails what a quiet run says: addresses about to age out are said once a day
-        // for each desk, not by every run of their last day. A mark that cannot be written
-        // leaves the warning said.
+        // for each desk, not by every run of their last day, unless more are about to than
+        // were said. A mark that cannot be written leaves the warning said.
         Verbosity::Quiet => {
-            unplanned.aging_out.retain(|(desk, _)| {
+            unplanned.aging_out.retain(|(desk, soon)| {
                 let what = format!("aging_out:{desk}");
-                !(state.said_lately(&what, now.timestamp(), crate::clock::DAY)).unwrap_or(false)
+                let (now, day, soon) = (now.timestamp(), crate::clock::DAY, *soon as u64);
+                !(state.said_lately(&what, now, day, soon)).unwrap_or(false)
             });
             unplanned.tell_losses()
         }

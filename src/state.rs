@@ -823,18 +823,23 @@ impl State {
         .optional()?)
     }
 
-    /// Whether the warning `what` was said in the `every` seconds before `now`; if it was not,
-    /// it is marked said at `now`. A mark ahead of `now` (a clock stepped back) is no mark.
-    pub fn said_lately(&mut self, what: &str, now: i64, every: i64) -> Result<bool> {
+    /// Whether the warning `what`, of `count` things, was said in the `every` seconds before
+    /// `now` of as many or more; if it was not, it is marked said at `now` of `count`. A mark
+    /// ahead of `now` (a clock stepped back) is no mark, and more things than the mark's are
+    /// said again.
+    pub fn said_lately(&mut self, what: &str, now: i64, every: i64, count: u64) -> Result<bool> {
         let key = format!("{SAID_KEY}{what}");
-        let said = self.meta(&key)?.and_then(|v| v.parse::<i64>().ok());
-        if said.is_some_and(|at| at <= now && now - at < every) {
+        let said = self.meta(&key)?.and_then(|v| {
+            let (at, of) = v.split_once(' ').unwrap_or((&v, "0"));
+            Some((at.parse::<i64>().ok()?, of.parse::<u64>().unwrap_or(0)))
+        });
+        if said.is_some_and(|(at, of)| at <= now && now - at < every && count <= of) {
             return Ok(true);
         }
         self.conn
             .execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
-                params![key, now.to_string()],
+                params![key, format!("{now} {count}")],
             )
             .with_context(|| format!("{}: cannot write", self.path.display()))?;
         Ok(false)

@@ -706,11 +706,19 @@ fn addresses_about_to_age_out_are_said_once_a_day_under_q() {
     s.now = "2026-01-26T08:15:00Z".into();
     let again = s.run(&["-q", "run"]).ok();
     assert!(!aging(&again.stderr), "{}", again.stderr);
+    // More about to age out than were said: said again the same day.
+    let more: String = (160..190)
+        .map(|i| drop_line("10:30:00", &format!("81.2.69.{i}"), "TCP", 22))
+        .collect();
+    s.append("messages", &more);
+    s.now = "2026-01-26T08:20:00Z".into();
+    let grown = s.run(&["-q", "run"]).ok();
+    assert!(aging(&grown.stderr), "{}", grown.stderr);
     s.now = "2026-01-26T08:30:00Z".into();
     let loud = s.run(&["run"]).ok();
     assert!(aging(&loud.stderr), "{}", loud.stderr);
     // Each run still sent its one message: the warning is what changed, not the sending.
-    assert_eq!(sent(&s).len(), 3);
+    assert_eq!(sent(&s).len(), 4);
 }
 
 /// Addresses that waited for a run to report them and passed `max_age_days` first (runs that
