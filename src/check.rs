@@ -224,9 +224,14 @@ fn check_sources(t: &mut Tally, settings: &Settings, now: DateTime<Utc>) {
             }
         };
         // A run opens every match, and stops at one it cannot open.
+        // A match of a pattern is named; the path itself is named once.
+        let named = |file: &std::path::Path, e: &dyn std::fmt::Display| match file == path {
+            true => e.to_string(),
+            false => format!("{}: {e}", file.display()),
+        };
         let unopened = (files.iter()).find_map(|file| {
             let opened = crate::source::OpenFile::open(file);
-            opened.err().map(|e| format!("{}: {e}", file.display()))
+            opened.err().map(|e| named(file, &e))
         });
         if let Some(e) = unopened {
             t.config("source", &format!("{shown}: {e}"));
@@ -289,7 +294,7 @@ fn check_sources(t: &mut Tally, settings: &Settings, now: DateTime<Utc>) {
                         unread.push((file, sample));
                     }
                 }
-                Err(e) => t.config("source", &format!("{shown}: {}: {e}", file.display())),
+                Err(e) => t.config("source", &format!("{shown}: {}", named(file, &e))),
             }
         }
         let within = match files.len() {

@@ -244,6 +244,12 @@ fn fifo_or_device_is_refused(path: &str, kind: &str) {
         "{}",
         check.stdout
     );
+    // The path is named once (it was twice: the source, then the file it is).
+    assert!(
+        !check.stdout.contains(&format!("{shown}: {shown}")),
+        "{}",
+        check.stdout
+    );
     for command in ["run", "preview"] {
         let out = s.run_bounded(&[command]);
         assert_eq!(out.code, 78, "{command}: {}", out.stderr);
