@@ -375,7 +375,8 @@ impl LineParser {
     }
 
     /// The file read next was last modified at `modified` (`None`: unknown, and nothing is
-    /// taken from it), and its last packet line is stamped `last_line` (see
+    /// taken from it; nor from a time less than a day old without a last line), and its last
+    /// packet line is stamped `last_line` (see
     /// [`LineParser::time_near`]). A year-less stamp in it takes the latest year that does
     /// not put it after the later of the two (by more than clocks disagree), not after now:
     /// the January lines of a file last written in December are that January's, not this
@@ -384,6 +385,10 @@ impl LineParser {
     /// (a clock set back since, or pinned), its last line up to a day ahead.
     pub fn written_at(&mut self, modified: Option<i64>, last_line: Option<i64>) {
         let now = self.now.timestamp();
+        // Without a last line to agree, a time less than a day old says nothing a file being
+        // written does not (a network file system's clock behind, lines written after it was
+        // looked at would move a year back); an older one is a file no longer written.
+        let modified = modified.filter(|m| last_line.is_some() || *m < now - CLOCK_SLACK);
         self.written = modified.map(|m| {
             m.min(now)
                 .max(last_line.unwrap_or(i64::MIN))
@@ -2383,6 +2388,8 @@ mod tests {
             (Some(at("2026-01-19T00:00:00Z")), december, "2026"),
             (Some(at("2026-06-01T00:00:00Z")), december, "2026"),
             (None, december, "2026"),
+            // Without a last line, a time less than a day old says nothing of the lines.
+            (Some(at("2026-01-19T12:00:00Z")), None, "2026"),
         ] {
             p.written_at(modified, last_line);
             let got = packet(&mut p, jan).time;

@@ -1275,10 +1275,7 @@ fn tell_written(file: &OpenFile, ingest: &mut Ingest<'_>) -> io::Result<()> {
 
 /// When `file` was written, as [`LineParser::written_at`] takes it: when it was last modified
 /// (a compressed file keeps the time of the text it holds), and, for a plain file, the time
-/// of its last packet line (`time_near` reads it in the year nearest the file's time),
-/// without which its time is not taken: set back by hand, or by a network file system's
-/// clock behind, it would move new lines a year back. A forged last line moves no line into
-/// an earlier year either: the later of the two counts.
+/// of its last packet line (`time_near` reads it in the year nearest the file's time).
 fn written(
     file: &OpenFile,
     time_near: impl Fn(&[u8], i64) -> Option<i64>,
@@ -1309,7 +1306,7 @@ fn written(
             break;
         }
     }
-    Ok((modified.filter(|_| last.is_some()), last))
+    Ok((modified, last))
 }
 
 /// How far reading a file got.

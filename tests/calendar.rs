@@ -579,3 +579,33 @@ fn a_files_time_alone_moves_no_line_into_last_year() {
         pair("2027-01-01T00:30:00+00:00", "2027-01-01T00:30:02+00:00")
     );
 }
+
+/// A rotated year of a mixed syslog, its last 64 KiB other programs' lines, last written on
+/// New Year's Eve and read on Jan 20: its time alone dates its January packets a year back
+/// (a file no longer written). They were reported as this January's attacks.
+#[test]
+fn a_rotated_years_time_alone_dates_its_january() {
+    let s = setup_in("UTC", "", "2026-01-20T10:00:00Z");
+    let noise: String = (0..1200)
+        .map(|i| format!("Dec 31 23:{:02}:00 web1 sshd[812]: Connection closed by 192.0.2.77 port 51234 [preauth] {i}\n", i % 60))
+        .collect();
+    s.write(
+        "messages.1",
+        &[
+            line("Jan 12 08:00:00", "3.5.140.2"),
+            line("Jan 12 08:00:01", "3.5.140.2"),
+            line("Jan 12 08:00:02", "3.5.140.2"),
+            noise,
+        ]
+        .concat(),
+    );
+    modified_at(&s, "messages.1", "2025-12-31T23:59:00Z");
+    s.write("messages", "");
+    let preview = s.run(&["preview", "--json"]).ok().json();
+    assert_eq!(
+        preview["reports"].as_array().map(Vec::len),
+        Some(0),
+        "{preview}"
+    );
+    assert_eq!(preview["summary"]["lines_stale"], 3);
+}
