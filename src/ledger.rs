@@ -750,10 +750,12 @@ fn note_unrecorded(
     let detail = crate::excerpt::clean_line(detail, 500).replace('\t', " ");
     let remote = crate::excerpt::clean_line(remote.unwrap_or_default(), 500).replace('\t', " ");
     let line = format!("{id}\t{}\t{at}\t{remote}\t{detail}\n", status.as_str());
+    // Never through a link: the run is often root.
     let _ = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(dir.join(UNRECORDED))
         .and_then(|mut f| f.write_all(line.as_bytes()).and_then(|()| f.sync_all()));
 }
@@ -766,26 +768,27 @@ pub(crate) fn record_unrecorded(state: &mut State) -> Result<()> {
         return Ok(());
     };
     let path = dir.join(UNRECORDED);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
+    // A regular file of a bounded size, as every file a run reads whole: never a FIFO waited
+    // on with the lock held, nor a device read without end.
+    let bytes = match crate::source::read_regular(&path, 16 << 20) {
+        Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     };
+    let text = String::from_utf8_lossy(&bytes);
     for line in text.lines().filter(|l| !l.is_empty()) {
-        let mut fields = line.splitn(5, '\t');
-        let (Some(id), Some(status), Some(at), Some(remote)) =
-            (fields.next(), fields.next(), fields.next(), fields.next())
-        else {
-            continue;
+        // `id status at remote detail`; a note without the API's id has four.
+        let fields: Vec<&str> = line.splitn(5, '\t').collect();
+        let (id, status, at, remote, detail) = match fields[..] {
+            [id, status, at, remote, detail] => (id, status, at, remote, detail),
+            [id, status, at, detail] => (id, status, at, "", detail),
+            _ => continue,
         };
         let remote = Some(remote).filter(|r| !r.is_empty());
         let Ok(status) = Status::parse(status) else {
             continue;
         };
-        let detail = format!(
-            "recorded by a later run: {}",
-            fields.next().unwrap_or_default()
-        );
+        let detail = format!("recorded by a later run: {detail}");
         state
             .record_outcome_again(id, status, &detail, at, remote)
             .with_context(|| {

@@ -824,16 +824,17 @@ impl State {
     }
 
     /// Whether the warning `what`, of `count` things, was said in the `every` seconds before
-    /// `now` of as many or more; if it was not, it is marked said at `now` of `count`. A mark
-    /// ahead of `now` (a clock stepped back) is no mark, and more things than the mark's are
-    /// said again.
+    /// `now` of at least two thirds as many; if it was not, it is marked said at `now` of
+    /// `count`. A mark ahead of `now` (a clock stepped back) is no mark, and half as many
+    /// again as the mark's are said again.
     pub fn said_lately(&mut self, what: &str, now: i64, every: i64, count: u64) -> Result<bool> {
         let key = format!("{SAID_KEY}{what}");
         let said = self.meta(&key)?.and_then(|v| {
             let (at, of) = v.split_once(' ').unwrap_or((&v, "0"));
             Some((at.parse::<i64>().ok()?, of.parse::<u64>().unwrap_or(0)))
         });
-        if said.is_some_and(|(at, of)| at <= now && now - at < every && count <= of) {
+        // A clear rise, not one more (a growing backlog would be said by every run).
+        if said.is_some_and(|(at, of)| at <= now && now - at < every && count <= of + of / 2) {
             return Ok(true);
         }
         self.conn
@@ -1401,10 +1402,13 @@ impl State {
         }
         let written = write_outcome(&self.conn, id, status, detail, at).and_then(|()| {
             // The id an API's intake gave it, so that `history --refresh` asks about it.
+            // A stored request tagged `lifecycle:test` is remembered as a test, as when the
+            // outcome is recorded at once.
             if let Some(remote) = remote {
                 self.conn.execute(
-                    "UPDATE report SET remote_id = ?2 WHERE id = ?1",
-                    params![id, remote],
+                    "UPDATE report SET remote_id = ?2,
+                            remote_test = instr(CAST(message AS TEXT), ?3) > 0 WHERE id = ?1",
+                    params![id, remote, "\"lifecycle:test\""],
                 )?;
             }
             Ok(())

@@ -787,6 +787,20 @@ fn a_send_the_state_cannot_record_is_not_sent_again_on_every_run() {
         )
         .unwrap();
     assert_eq!(kept, 0);
+    // A note that is no regular file (a FIFO) is refused at once, naming it: never waited on
+    // with the run lock held.
+    let made = Command::new("mkfifo")
+        .arg(s.path("state/unrecorded"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let refused = s.run_bounded(&["run"]);
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("unrecorded") && refused.stderr.contains("not a regular file"),
+        "{}",
+        refused.stderr
+    );
 }
 
 /// A waiting report whose id is a path (`../x`: a damaged or hand-edited row) is refused,
