@@ -2675,17 +2675,17 @@ fn migrate(conn: &mut Connection, version: i64, path: &Path) -> Result<()> {
         tx.execute_batch(migration).map_err(|e| {
             let text = e.to_string();
             let met = text.contains("duplicate column name") || text.contains("already exists");
-            let why = match met {
-                true => format!(
-                    ": its schema number ({version}) does not match its tables (a damaged or hand-edited file); restore it from a backup, or move it away to start afresh"
-                ),
-                false => String::new(),
-            };
-            anyhow::Error::from(e).context(format!(
-                "{}: migration to schema {}{why}",
+            if !met {
+                return anyhow::Error::from(e)
+                    .context(format!("{}: migration to schema {}", path.display(), i + 1));
+            }
+            // Said without the migration's SQL, which the error quotes whole.
+            let found = crate::excerpt::clean_line(text.lines().next().unwrap_or_default(), 120);
+            anyhow::anyhow!(
+                "{}: migration to schema {} met its tables already there ({found}): its schema number ({version}) is below its tables' (a damaged or hand-edited file); restore it from a backup, or move it away to start afresh",
                 path.display(),
                 i + 1
-            ))
+            )
         })?;
     }
     tx.pragma_update(None, "application_id", APPLICATION_ID)?;

@@ -939,10 +939,13 @@ fn a_damaged_ledger_row_or_schema_number_is_named() {
         let out = s.run(&["run"]);
         assert_eq!(out.code, 1, "{}", out.stderr);
         assert!(
-            out.stderr.contains("does not match its tables")
+            out.stderr.contains("is below its tables'")
                 && out.stderr.contains("restore it from a backup"),
             "{}",
             out.stderr
         );
+        // Said in a line, not with the migration's SQL.
+        assert!(out.stderr.len() < 600, "{}", out.stderr);
+        assert!(!out.stderr.contains("CREATE"), "{}", out.stderr);
     }
 }
