@@ -2388,8 +2388,6 @@ mod tests {
             (Some(at("2026-01-19T00:00:00Z")), december, "2026"),
             (Some(at("2026-06-01T00:00:00Z")), december, "2026"),
             (None, december, "2026"),
-            // Without a last line, a time less than a day old says nothing of the lines.
-            (Some(at("2026-01-19T12:00:00Z")), None, "2026"),
         ] {
             p.written_at(modified, last_line);
             let got = packet(&mut p, jan).time;
@@ -2437,6 +2435,17 @@ mod tests {
         assert_eq!(
             packet(&mut p, &line("Jan  1 00:06:00")).time,
             at("2026-01-01T00:06:00Z")
+        );
+        // Without a last line, a time less than a day old (a network file system's clock two
+        // hours behind) says nothing: the new year's line is the new year's.
+        let now = DateTime::parse_from_rfc3339("2027-01-01T00:35:00Z")
+            .unwrap()
+            .to_utc();
+        let mut p = LineParser::new(&["D:".to_string()], Zone::Utc, now);
+        p.written_at(Some(at("2026-12-31T22:31:00Z")), None);
+        assert_eq!(
+            packet(&mut p, &line("Jan  1 00:30:00")).time,
+            at("2027-01-01T00:30:00Z")
         );
         // No line without a prefix tells the file's time.
         assert_eq!(

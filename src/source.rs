@@ -1280,7 +1280,8 @@ fn written(
     file: &OpenFile,
     time_near: impl Fn(&[u8], i64) -> Option<i64>,
 ) -> io::Result<(Option<i64>, Option<i64>)> {
-    let modified = (file.modified)
+    // Its time as the read begins, not as it was opened: lines written since count.
+    let modified = (file.file.metadata()?.modified().ok())
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .and_then(|d| i64::try_from(d.as_secs()).ok());
     let Some(near) = modified.filter(|_| !file.gzip) else {

@@ -801,6 +801,14 @@ fn a_send_the_state_cannot_record_is_not_sent_again_on_every_run() {
         "{}",
         refused.stderr
     );
+    // Nor a link, followed by a run as root to whatever it names, and then removed.
+    fs::remove_file(s.path("state/unrecorded")).unwrap();
+    s.write("elsewhere", "secret\n");
+    std::os::unix::fs::symlink(s.path("elsewhere"), s.path("state/unrecorded")).unwrap();
+    let refused = s.run_bounded(&["run"]);
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    assert!(refused.stderr.contains("a link"), "{}", refused.stderr);
+    assert!(s.path("state/unrecorded").is_symlink(), "left as it is");
 }
 
 /// A waiting report whose id is a path (`../x`: a damaged or hand-edited row) is refused,
