@@ -602,6 +602,19 @@ impl State {
         let version = state.check_identity()?;
         state.version = version;
         if version < READABLE_SINCE {
+            // Tables a later schema made (its `meta`, schema 5) under an earlier number: no
+            // run upgrades that, as the run says too.
+            let later: bool = state.conn.query_row(
+                "SELECT count(*) > 0 FROM sqlite_master WHERE name = 'meta'",
+                [],
+                |r| r.get(0),
+            )?;
+            if version < 5 && later {
+                bail!(
+                    "{}: its schema number ({version}) is below its tables' (a damaged or hand-edited file); restore it from a backup, or move it away to start afresh",
+                    state.path.display()
+                );
+            }
             bail!(
                 "{}: written by an older abuse-mailer (schema {version}); run `abuse-mailer run` once to upgrade it",
                 state.path.display()

@@ -955,5 +955,13 @@ fn a_damaged_ledger_row_or_schema_number_is_named() {
         // Said in a line, not with the migration's SQL.
         assert!(out.stderr.len() < 600, "{}", out.stderr);
         assert!(!out.stderr.contains("CREATE"), "{}", out.stderr);
+        // `history` says it alike, not "run once to upgrade it", which loops.
+        let out = s.run(&["history"]);
+        assert_eq!(out.code, 1, "{}", out.stderr);
+        assert!(
+            out.stderr.contains("is below its tables'"),
+            "{}",
+            out.stderr
+        );
     }
 }
