@@ -665,6 +665,17 @@ fn check_state(t: &mut Tally, settings: &Settings, providers: &[Provider]) {
                         return;
                     }
                 }
+                // Outcomes an earlier run could not record: the next run records them first.
+                let note = settings.state_dir.join(crate::ledger::UNRECORDED);
+                if note.symlink_metadata().is_ok() {
+                    t.warn(
+                        "state",
+                        &format!(
+                            "{}: an earlier run noted outcomes of reports it could not record; the next run records them before it sends anything, or stops until the state can",
+                            note.display()
+                        ),
+                    );
+                }
                 let pending = state.pending_heads().map(|p| p.len()).unwrap_or(0);
                 t.ok(
                     "state",

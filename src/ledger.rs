@@ -731,7 +731,7 @@ const DESKS_DEFERRED_IS_AN_OUTAGE: usize = 3;
 pub(crate) const TAKEN_AS_DELIVERED: &str = "taken as delivered";
 
 /// The file beside `state.db` where a run notes the outcomes it met and could not record.
-const UNRECORDED: &str = "unrecorded";
+pub(crate) const UNRECORDED: &str = "unrecorded";
 
 /// Notes beside the state at `db` that report `id` went out (`status`, at `at`) and the state
 /// could not record it. Best effort: a note that cannot be written either leaves things as

@@ -759,6 +759,16 @@ fn a_send_the_state_cannot_record_is_not_sent_again_on_every_run() {
         failed.stderr
     );
     assert_eq!(server.received().len(), 2);
+    // `check` says the note is there (it said the state was ok).
+    let checked = s.run(&["check"]);
+    assert!(
+        checked
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("warning state") && l.contains("unrecorded")),
+        "{}",
+        checked.stdout
+    );
     for _ in 0..2 {
         let stopped = s.run(&["run"]);
         assert_eq!(stopped.code, 1, "{}", stopped.stderr);
