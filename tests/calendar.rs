@@ -552,6 +552,19 @@ fn a_run_under_a_clock_not_yet_set_reads_and_sends_nothing() {
     );
 }
 
+/// Three packet lines from `src` in the minute `minute` (`Jan  1 00:30`), then some 70 KiB of
+/// another program's lines stamped in `noise_minute`: a log whose last 64 KiB hold no packet.
+fn three_then_noise(minute: &str, src: &str, noise_minute: &str) -> String {
+    let packets = (0..3).map(|i| line(&format!("{minute}:0{i}"), src));
+    let noise = (0..1200).map(|i| {
+        format!(
+            "{noise_minute}:{:02} web1 sshd[812]: Connection closed by 192.0.2.77 port 51234 [preauth] {i}\n",
+            i % 60
+        )
+    });
+    packets.chain(noise).collect()
+}
+
 /// A file's time says nothing without a packet line at its end to agree: a log whose last
 /// 64 KiB are other programs' lines, on a network file system whose clock is two hours
 /// behind, at New Year, has its new year's packets counted as the new year's. Its time
@@ -559,18 +572,9 @@ fn a_run_under_a_clock_not_yet_set_reads_and_sends_nothing() {
 #[test]
 fn a_files_time_alone_moves_no_line_into_last_year() {
     let s = setup_in("UTC", "", "2027-01-01T00:35:00Z");
-    let noise: String = (0..1200)
-        .map(|i| format!("Jan  1 00:31:{:02} web1 sshd[812]: Connection closed by 192.0.2.77 port 51234 [preauth] {i}\n", i % 60))
-        .collect();
     s.write(
         "messages",
-        &[
-            line("Jan  1 00:30:00", "34.223.47.190"),
-            line("Jan  1 00:30:01", "34.223.47.190"),
-            line("Jan  1 00:30:02", "34.223.47.190"),
-            noise,
-        ]
-        .concat(),
+        &three_then_noise("Jan  1 00:30", "34.223.47.190", "Jan  1 00:31"),
     );
     modified_at(&s, "messages", "2026-12-31T22:31:59Z");
     let preview = s.run(&["preview", "--json"]).ok().json();
@@ -586,18 +590,9 @@ fn a_files_time_alone_moves_no_line_into_last_year() {
 #[test]
 fn a_rotated_years_time_alone_dates_its_january() {
     let s = setup_in("UTC", "", "2026-01-20T10:00:00Z");
-    let noise: String = (0..1200)
-        .map(|i| format!("Dec 31 23:{:02}:00 web1 sshd[812]: Connection closed by 192.0.2.77 port 51234 [preauth] {i}\n", i % 60))
-        .collect();
     s.write(
         "messages.1",
-        &[
-            line("Jan 12 08:00:00", "3.5.140.2"),
-            line("Jan 12 08:00:01", "3.5.140.2"),
-            line("Jan 12 08:00:02", "3.5.140.2"),
-            noise,
-        ]
-        .concat(),
+        &three_then_noise("Jan 12 08:00", "3.5.140.2", "Dec 31 23:59"),
     );
     modified_at(&s, "messages.1", "2025-12-31T23:59:00Z");
     s.write("messages", "");
