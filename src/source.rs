@@ -1287,26 +1287,14 @@ fn written(
     let Some(near) = modified.filter(|_| !file.gzip) else {
         return Ok((modified, None));
     };
-    // The last few lines first (a log host's run reads thousands of files), then more.
-    let mut tail = Vec::new();
-    let mut last = None;
-    for reach in [4 << 10, LOOK_BACK] {
-        tail.clear();
-        file.at_until(file.size.saturating_sub(reach), file.size)
-            .read_to_end(&mut tail)?;
-        // Whole lines only: the first piece may have begun before the tail, the last may be
-        // being written.
-        let end = memchr::memrchr(b'\n', &tail).unwrap_or(0);
-        let start = match file.size > reach {
-            true => memchr::memchr(b'\n', &tail).map_or(end, |i| i + 1),
-            false => 0,
-        };
-        let whole = tail.get(start..end).unwrap_or_default();
-        last = (whole.rsplit(|b| *b == b'\n' || *b == 0)).find_map(|l| time_near(l, near));
-        if last.is_some() || file.size <= reach {
-            break;
-        }
-    }
+    // The last few lines first (a log host's run reads thousands of files), then more. A
+    // last line being written, if it carries a stamp and a prefix, was written now.
+    let last = match last_line_before(file, 0, file.size, &[4 << 10, LOOK_BACK], |line| {
+        time_near(line, near)
+    })? {
+        Before::Line(t) => Some(t),
+        Before::None | Before::Unknown => None,
+    };
     Ok((modified, last))
 }
 
@@ -2127,26 +2115,28 @@ fn follow_lines_before(
     Ok(())
 }
 
-/// What comes before a line of a file, for a read starting there.
-enum Before {
-    /// The line a read of what lies before would follow (see [`Ingest::stamp_time`]).
-    Line((i64, bool)),
-    /// No such line since the read began.
+/// What comes before a point of a file: the last line there that a search takes.
+enum Before<T> {
+    /// What the search took of the last line it takes.
+    Line(T),
+    /// No such line since the start looked from.
     None,
     /// None in as much as is looked at.
     Unknown,
 }
 
-/// The last line before `end` (a line end) of `file` that a read from `start` (a line start)
-/// would follow: looked for in the 64 KiB before `end`, then in the MiB before, never before
-/// `start`. In a zone whose clock never shows a time twice, nothing is looked for: what came
-/// before changes no reading.
-fn time_before(file: &OpenFile, start: u64, end: u64, ingest: &Ingest<'_>) -> io::Result<Before> {
-    if !ingest.reads_on_from_lines() {
-        return Ok(Before::None);
-    }
+/// The last line of `file` before `end` (a line end, or the end of a file being written) and
+/// from `start` (a line start) on that `take` takes, and what it took: looked for in each of
+/// `reaches` bytes before `end` in turn, never before `start`.
+fn last_line_before<T>(
+    file: &OpenFile,
+    start: u64,
+    end: u64,
+    reaches: &[u64],
+    mut take: impl FnMut(&[u8]) -> Option<T>,
+) -> io::Result<Before<T>> {
     let mut text = Vec::new();
-    for reach in [LOOK_BACK, 1 << 20] {
+    for &reach in reaches {
         let from = end.saturating_sub(reach).max(start);
         text.clear();
         file.at_until(from, end).read_to_end(&mut text)?;
@@ -2158,7 +2148,7 @@ fn time_before(file: &OpenFile, start: u64, end: u64, ingest: &Ingest<'_>) -> io
             if lines.peek().is_none() && from > start {
                 break;
             }
-            if let Some(found) = ingest.stamp_time(line) {
+            if let Some(found) = take(line) {
                 return Ok(Before::Line(found));
             }
         }
@@ -2167,6 +2157,24 @@ fn time_before(file: &OpenFile, start: u64, end: u64, ingest: &Ingest<'_>) -> io
         }
     }
     Ok(Before::Unknown)
+}
+
+/// The last line before `end` (a line end) of `file` that a read from `start` (a line start)
+/// would follow (see [`Ingest::stamp_time`]): looked for in the 64 KiB before `end`, then in
+/// the MiB before, never before `start`. In a zone whose clock never shows a time twice,
+/// nothing is looked for: what came before changes no reading.
+fn time_before(
+    file: &OpenFile,
+    start: u64,
+    end: u64,
+    ingest: &Ingest<'_>,
+) -> io::Result<Before<(i64, bool)>> {
+    if !ingest.reads_on_from_lines() {
+        return Ok(Before::None);
+    }
+    last_line_before(file, start, end, &[LOOK_BACK, 1 << 20], |line| {
+        ingest.stamp_time(line)
+    })
 }
 
 /// A sample of a source's text for `check`, read from a regular file only and never more
