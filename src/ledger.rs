@@ -760,32 +760,6 @@ fn note_unrecorded(
         .and_then(|mut f| f.write_all(line.as_bytes()).and_then(|()| f.sync_all()));
 }
 
-/// The note at `path`, opened without following a link or waiting on a FIFO, if it is a
-/// regular file of at most 16 MiB.
-fn read_note(path: &Path) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| match e.raw_os_error() {
-            Some(libc::ELOOP) => std::io::Error::other("a link, not a regular file"),
-            _ => e,
-        })?;
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
-    }
-    const MOST: u64 = 16 << 20;
-    let mut bytes = Vec::new();
-    file.take(MOST + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > MOST {
-        return Err(std::io::Error::other("larger than such a note may be"));
-    }
-    Ok(bytes)
-}
-
 /// Records the outcomes an earlier run noted it could not record, before this run sends
 /// anything: a report that went out is not sent again while its outcome is unrecorded. A
 /// state that still cannot record them stops the run (exit 1), sending nothing.
@@ -796,7 +770,7 @@ pub(crate) fn record_unrecorded(state: &mut State) -> Result<()> {
     let path = dir.join(UNRECORDED);
     // A regular file of a bounded size, never through a link: never a FIFO waited on with
     // the lock held, a device read without end, or another file read as root.
-    let bytes = match read_note(&path) {
+    let bytes = match crate::source::read_own_regular(&path, 16 << 20) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => {

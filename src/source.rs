@@ -328,7 +328,17 @@ fn file_kind(t: &fs::FileType) -> &'static str {
 /// gigabytes would take that much memory). For the files a configuration names beside the
 /// logs: range files, the ASN database, templates, certificates.
 pub fn read_regular(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
-    let Some(open) = OpenFile::open(path)? else {
+    read_regular_opened(OpenFile::open(path)?, limit)
+}
+
+/// [`read_regular`] of a file the tool writes itself beside the state, never through a link
+/// at `path` (a run is often root): a link is refused as not a regular file.
+pub fn read_own_regular(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+    read_regular_opened(OpenFile::open_with(path, libc::O_NOFOLLOW)?, limit)
+}
+
+fn read_regular_opened(open: Option<OpenFile>, limit: u64) -> io::Result<Vec<u8>> {
+    let Some(open) = open else {
         return Err(io::Error::from_raw_os_error(libc::ENOENT));
     };
     if open.size > limit {
@@ -357,13 +367,21 @@ impl OpenFile {
     /// itself does not wait for a FIFO's writer (`O_NONBLOCK`, which changes nothing for a
     /// regular file).
     pub fn open(path: &Path) -> io::Result<Option<Self>> {
+        Self::open_with(path, 0)
+    }
+
+    /// [`OpenFile::open`] with more of `open(2)`'s `flags`: `O_NOFOLLOW` refuses a link.
+    fn open_with(path: &Path, flags: i32) -> io::Result<Option<Self>> {
         let file = match fs::OpenOptions::new()
             .read(true)
-            .custom_flags(libc::O_NONBLOCK)
+            .custom_flags(libc::O_NONBLOCK | flags)
             .open(path)
         {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) && flags & libc::O_NOFOLLOW != 0 => {
+                return Err(io::Error::new(NOT_REGULAR, "not a regular file (a link)"));
+            }
             Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
                 return Err(io::Error::new(
                     NOT_REGULAR,
