@@ -1125,8 +1125,8 @@ fn ingest_once(
         // Read while the log was, its error kept as text: named as the state's, as the
         // database's own errors are.
         Some(read) => read.map_err(|e| match state {
-            Some(s) if !e.contains("state.db") => anyhow::anyhow!("{}: {e}", s.path().display()),
-            _ => anyhow::Error::msg(e),
+            Some(s) => crate::state::named_as_the_states(s.path(), &e),
+            None => anyhow::Error::msg(e),
         })?,
         None if quiet => Ledger::none(world.desk_keys().len()),
         None => ledger_of_run()?,

@@ -474,11 +474,10 @@ impl Ledger {
             Known::Asked(asker) => match asker.failed.lock().ok().and_then(|f| f.clone()) {
                 // Kept as text across the reading threads: named as the state's, as the
                 // database's own errors are.
-                Some(e) if !e.contains("state.db") => {
+                Some(e) => {
                     let state = crate::parallel::lock(&asker.state);
-                    anyhow::bail!("{}: {e}", state.path().display())
+                    Err(crate::state::named_as_the_states(state.path(), &e))
                 }
-                Some(e) => anyhow::bail!("{e}"),
                 None => Ok(()),
             },
             _ => Ok(()),

@@ -610,10 +610,7 @@ impl State {
                 |r| r.get(0),
             )?;
             if version < 5 && later {
-                bail!(
-                    "{}: its schema number ({version}) is below its tables' (a damaged or hand-edited file); restore it from a backup, or move it away to start afresh",
-                    state.path.display()
-                );
+                bail!(below_its_tables(&state.path, version, ""));
             }
             bail!(
                 "{}: written by an older abuse-mailer (schema {version}); run `abuse-mailer run` once to upgrade it",
@@ -2603,6 +2600,24 @@ fn open_unwritable(path: &Path, dir: &Path) -> rusqlite::Result<Connection> {
     Connection::open_with_flags(uri, flags | OpenFlags::SQLITE_OPEN_URI)
 }
 
+/// A state at `path` whose schema number (`version`) is below what its tables are, said with
+/// the way out; `how` says how it was found (after the path's colon).
+fn below_its_tables(path: &Path, version: i64, how: &str) -> String {
+    format!(
+        "{}:{how} its schema number ({version}) is below its tables' (a damaged or hand-edited file); restore it from a backup, or move it away to start afresh",
+        path.display()
+    )
+}
+
+/// Text an error was kept as (across threads), named as the state's at `path` unless it
+/// names the state already, as the database's own errors are (see `app`).
+pub(crate) fn named_as_the_states(path: &Path, e: &str) -> anyhow::Error {
+    match e.contains("state.db") {
+        true => anyhow::anyhow!("{e}"),
+        false => anyhow::anyhow!("{}: {e}", path.display()),
+    }
+}
+
 /// Whether `id` could be a report id this tool makes: a file name of its own, never a path
 /// or a hidden file.
 fn is_report_id(id: &str) -> bool {
@@ -2689,16 +2704,19 @@ fn migrate(conn: &mut Connection, version: i64, path: &Path) -> Result<()> {
             let text = e.to_string();
             let met = text.contains("duplicate column name") || text.contains("already exists");
             if !met {
-                return anyhow::Error::from(e)
-                    .context(format!("{}: migration to schema {}", path.display(), i + 1));
+                return anyhow::Error::from(e).context(format!(
+                    "{}: migration to schema {}",
+                    path.display(),
+                    i + 1
+                ));
             }
             // Said without the migration's SQL, which the error quotes whole.
             let found = crate::excerpt::clean_line(text.lines().next().unwrap_or_default(), 120);
-            anyhow::anyhow!(
-                "{}: migration to schema {} met its tables already there ({found}): its schema number ({version}) is below its tables' (a damaged or hand-edited file); restore it from a backup, or move it away to start afresh",
-                path.display(),
+            let met = format!(
+                " migration to schema {} met its tables already there ({found}):",
                 i + 1
-            )
+            );
+            anyhow::anyhow!(below_its_tables(path, version, &met))
         })?;
     }
     tx.pragma_update(None, "application_id", APPLICATION_ID)?;
