@@ -553,8 +553,16 @@ fn refused_at(text: &str) -> Option<String> {
 /// What the file alone is refused for, read as its own types, as [`refused_at`] says it;
 /// `None` when it is read well (the merged reading's fault is the environment's).
 fn refused_by_file(text: &str) -> Option<String> {
+    refused_as_its_types(text, |_| true)
+}
+
+/// What the file alone is refused for, read as its own types, if `counts` takes the
+/// parser's reason, as [`refused_at`] says it.
+fn refused_as_its_types(text: &str, counts: impl Fn(&str) -> bool) -> Option<String> {
     let e = toml::from_str::<RawConfig>(text).err()?;
-    Some(located(text, e.span()?.start, e.message()))
+    let why = e.message();
+    counts(why).then_some(())?;
+    Some(located(text, e.span()?.start, why))
 }
 
 /// A value of the file that is not of its key's type, as [`refused_at`] says it; `None`
@@ -564,13 +572,10 @@ fn refused_by_file(text: &str) -> Option<String> {
 /// password of digits as text. The file's own values are held to their types here; the
 /// environment's, which are text, are converted as before.
 fn mistyped_in_file(text: &str) -> Option<String> {
-    let e = toml::from_str::<RawConfig>(text).err()?;
-    let why = e.message();
     // Unknown keys and the rest were judged by the merged reading.
-    if !(why.starts_with("invalid type") || why.starts_with("invalid value")) {
-        return None;
-    }
-    Some(located(text, e.span()?.start, why))
+    refused_as_its_types(text, |why| {
+        why.starts_with("invalid type") || why.starts_with("invalid value")
+    })
 }
 
 /// An `ABUSE_MAILER__…` variable (among `vars`, each with its value) that gives a key wanting
