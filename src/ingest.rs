@@ -642,20 +642,22 @@ enum Ports {
     },
     Aside {
         dst: Vec<u16>,
-        src: Vec<u16>,
         /// `dst`'s values while it has at most [`DST_IN_SIGHT`]: a source that sends from
         /// many source ports mostly sends to a handful of destination ports, found here
         /// without following the pointer to the vector (a cache miss on every line).
         dst_in_sight: [u16; DST_IN_SIGHT],
-        /// `src`'s largest value: once it is full, a larger port is turned away here, for
-        /// the same reason.
-        src_last: u16,
+        /// The smallest source ports, ascending: the first `src_len`. Held in the record,
+        /// not behind a pointer: a source that sends from a new port on many of its lines
+        /// followed it on each, a cache miss (the costliest instruction of counting a line
+        /// in, on the benchmark's log), and took an allocation of its own.
+        src: [u16; MAX_SMALL_SET],
+        src_len: u8,
     },
 }
 
 /// Destination ports of a record's vector also held in the record (see `Ports::Aside`): as
 /// many as fit in the room the ports held in place leave.
-const DST_IN_SIGHT: usize = 8;
+const DST_IN_SIGHT: usize = 7;
 
 /// A protocol as a record takes it: its [`protocol_code`], or text no code stands for.
 #[derive(Clone, Copy)]
@@ -954,13 +956,19 @@ impl Ports {
             }
             self.set_aside();
         }
-        if let Ports::Aside { src, src_last, .. } = self {
-            // What `add_bounded` would turn away first, asked without reading the vector.
-            if src.len() >= MAX_SMALL_SET && port >= *src_last {
+        if let Ports::Aside { src, src_len, .. } = self {
+            // `add_bounded` in place: the smallest ports kept, a larger one turned away once
+            // they fill the room.
+            let held = usize::from(*src_len);
+            if held == MAX_SMALL_SET && port >= src[held - 1] {
                 return;
             }
-            add_bounded(src, port, MAX_SMALL_SET);
-            *src_last = src.last().copied().unwrap_or(0);
+            if let Err(at) = src[..held].binary_search(&port) {
+                let kept = held.min(MAX_SMALL_SET - 1);
+                src.copy_within(at..kept, at + 1);
+                src[at] = port;
+                *src_len = (kept + 1) as u8;
+            }
         }
     }
 
@@ -971,11 +979,14 @@ impl Ports {
                 &ports[..usize::from(*dst)],
                 &ports[PORTS_IN_PLACE - usize::from(*src)..],
             ),
-            Ports::Aside { dst, src, .. } => (dst, src),
+            Ports::Aside {
+                dst, src, src_len, ..
+            } => (dst, &src[..usize::from(*src_len)]),
         }
     }
 
-    /// Moves ports held in place to vectors, bounded and sorted.
+    /// Moves ports held in place to their bounded, sorted places: destination ports to a
+    /// vector, source ports to the record's own room.
     fn set_aside(&mut self) {
         let (dst, src) = self.both();
         let (dst, src) = (
@@ -986,12 +997,13 @@ impl Ports {
         if let Some(copy) = dst_in_sight.get_mut(..dst.len()) {
             copy.copy_from_slice(&dst);
         }
-        let src_last = src.last().copied().unwrap_or(0);
+        let mut src_held = [0; MAX_SMALL_SET];
+        src_held[..src.len()].copy_from_slice(&src);
         *self = Ports::Aside {
             dst,
-            src,
             dst_in_sight,
-            src_last,
+            src: src_held,
+            src_len: src.len() as u8,
         };
     }
 
@@ -1014,9 +1026,12 @@ impl Ports {
                     smallest_set(src.iter().copied(), MAX_SMALL_SET),
                 )
             }
-            Ports::Aside { dst, src, .. } => {
-                (SmallSet::from_sorted(dst), SmallSet::from_sorted(src))
-            }
+            Ports::Aside {
+                dst, src, src_len, ..
+            } => (
+                SmallSet::from_sorted(dst),
+                SmallSet::from_sorted(src[..usize::from(src_len)].to_vec()),
+            ),
         }
     }
 }
@@ -3214,9 +3229,10 @@ mod tests {
         assert_eq!(batch.summary.ips_unattributed, 0);
     }
 
-    /// Ports past a record's room go to vectors, of which the record keeps a few destination
-    /// ports and the largest source port in sight: those copies follow every change, port 0
-    /// (the unset slots' value) included, so that what they turn away the vectors would too.
+    /// Ports past a record's room go aside: destination ports to a vector, of which the record
+    /// keeps a few in sight, and the smallest source ports to the record's own room. The copies
+    /// follow every change, port 0 (the unset slots' value) included, so that what they turn
+    /// away the vector would too, and the source ports kept are the smallest whatever came.
     #[test]
     fn ports_set_aside_keep_their_copies_in_the_record_true() {
         let mut ports = Ports::new();
