@@ -38,4 +38,5 @@ pub mod send;
 pub mod source;
 pub mod spool;
 pub mod state;
+pub(crate) mod watchdog;
 pub mod xarf;

@@ -1090,6 +1090,13 @@ impl Templates {
             } else {
                 name.to_string()
             };
+            // A render past its patience ends the run (see `crate::watchdog`).
+            let _watch = crate::watchdog::watch(RENDER_PATIENCE, || {
+                format!(
+                    "template {key}: still rendering after {} s (a loop over a large range, or one inside another?): the run stops here, and its reports wait until the template is fixed (`check` renders it)",
+                    RENDER_PATIENCE.as_secs()
+                )
+            });
             self.tera
                 .render(&key, context)
                 // A template that cannot render (a variable that is not there, a filter
@@ -1106,6 +1113,11 @@ impl Templates {
         Ok((subject, body))
     }
 }
+
+/// How long one template may take to render a report. A part of a thousand addresses renders
+/// in milliseconds: ten seconds is no template's that sends mail, and a run stuck on one holds
+/// the lock of every run after it.
+const RENDER_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn read_override(dir: Option<&Path>, provider: Option<&str>, name: &str) -> Result<Option<String>> {
     let Some(dir) = dir else {

@@ -117,6 +117,43 @@ fn a_template_that_cannot_render_stops_a_run_as_a_configuration_error() {
     assert_eq!(s.outbox().len(), 1);
 }
 
+/// A template that renders without end (one loop inside another over large ranges, its
+/// output growing in memory) ends `check` and `run` with a configuration error naming it once
+/// it has rendered for ten seconds: a run stuck on it held the lock for hours, every later run
+/// giving way, no report going out and cron hearing nothing. What the run read is kept: once
+/// the template is fixed, the report goes out.
+#[test]
+fn a_template_that_renders_without_end_stops_the_run_naming_it() {
+    let s = relative_setup();
+    let config = std::fs::read_to_string(s.path("config.toml")).unwrap();
+    s.reconfigure(&config.replace("[report]", "[report]\ntemplates_dir = \"templates\""));
+    std::fs::create_dir(s.path("templates")).unwrap();
+    s.write(
+        "templates/body.txt",
+        "{% for i in range(end=100000) %}{% for j in range(end=100000) %}ab{% endfor %}{% endfor %}\n",
+    );
+    // Both at once: each waits out the same patience.
+    let ran = std::thread::scope(|scope| {
+        let started = ["check", "run"].map(|command| {
+            let s = &s;
+            (command, scope.spawn(move || s.run_bounded(&[command])))
+        });
+        started.map(|(command, ran)| (command, ran.join().unwrap()))
+    });
+    for (command, ran) in ran {
+        assert_eq!(ran.code, 78, "{command}: {}{}", ran.stdout, ran.stderr);
+        let said = format!("{}{}", ran.stdout, ran.stderr);
+        assert!(
+            said.contains("template body.txt: still rendering after 10 s"),
+            "{command}: {said}"
+        );
+    }
+    assert!(s.outbox().is_empty());
+    std::fs::remove_file(s.path("templates/body.txt")).unwrap();
+    s.run(&["run"]).ok();
+    assert_eq!(s.outbox().len(), 1);
+}
+
 #[test]
 fn listed_addresses_carry_their_own_log_lines_in_a_template() {
     let s = relative_setup();
