@@ -969,14 +969,19 @@ impl Sibling {
 /// Folder listings one run shares between its sources: a log host's flat folder of thousands
 /// of per-host files is listed once a run, not once for each file in it (which grew with the
 /// square of the files). A listing serves while the folder's modification time, which every
-/// create, rename and removal in it moves, is what it was; and only if that time was a few
-/// seconds old when the folder was listed, so that a change in the same tick of a coarse
-/// file system clock cannot hide. A rotation during the run is seen as it was without it.
+/// create, rename and removal in it moves, is what it was; and only if that time was older
+/// than a tick of the file system's clock when the listing began (see [`settles_after`]), so
+/// that a change in the same tick cannot hide. A rotation during the run is seen as it was
+/// without it, and a folder that keeps changing (a log host making files as hosts appear) is
+/// listed again after each change, not for each file.
 #[derive(Default)]
 pub struct Folders {
     listed: std::collections::HashMap<PathBuf, (std::time::SystemTime, Vec<String>)>,
     /// The last listing of a folder that was changing, not kept.
     fresh: Vec<String>,
+    /// How many times a folder was listed.
+    #[cfg(test)]
+    listings: usize,
     /// Run once, right after the first listing or once the listed files are opened:
     /// logrotate at work while a read opens files.
     #[cfg(test)]
@@ -1002,8 +1007,25 @@ impl Folders {
     }
 }
 
-/// How old a folder's modification time must be for its listing to be kept.
+/// How old a folder's modification time must be for its listing to be kept, on a file system
+/// whose clock is coarse (a FAT volume's ticks are two seconds, some network file systems'
+/// one).
 const SETTLED_FOLDER: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// The same on a file system whose clock is fine: a local one's ticks are a few milliseconds.
+const SETTLED_FINE_FOLDER: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// How long after `modified`, a folder's modification time, a listing must begin for any
+/// later change to move that time: longer than a tick of the clock that set it. A time with
+/// digits below the hundredth of a second comes from a fine clock; a coarse one shows none
+/// (nor, once in a while, does a fine one, which then waits as long as a coarse one).
+fn settles_after(modified: std::time::SystemTime) -> std::time::Duration {
+    let nanos = (modified.duration_since(std::time::UNIX_EPOCH)).map_or(0, |d| d.subsec_nanos());
+    match nanos % 10_000_000 {
+        0 => SETTLED_FOLDER,
+        _ => SETTLED_FINE_FOLDER,
+    }
+}
 
 impl Folders {
     /// The names in `dir` that are UTF-8, sorted; why not, if it cannot be listed.
@@ -1011,17 +1033,19 @@ impl Folders {
         let modified = fs::metadata(dir).and_then(|m| m.modified()).ok();
         let still = |(then, _): &(std::time::SystemTime, Vec<String>)| Some(*then) == modified;
         if !self.listed.get(dir).is_some_and(still) {
+            // Whatever changes once the listing begins may be missing from it.
+            let begun = std::time::SystemTime::now();
             let mut names: Vec<String> = fs::read_dir(dir)?
                 .filter_map(|e| e.ok()?.file_name().into_string().ok())
                 .collect();
             names.sort_unstable();
             #[cfg(test)]
-            self.at(Moment::Listed);
-            let settled = modified.filter(|m| {
-                std::time::SystemTime::now()
-                    .duration_since(*m)
-                    .is_ok_and(|age| age >= SETTLED_FOLDER)
-            });
+            {
+                self.listings += 1;
+                self.at(Moment::Listed);
+            }
+            let settled = modified
+                .filter(|m| (begun.duration_since(*m)).is_ok_and(|age| age >= settles_after(*m)));
             match settled {
                 Some(m) => {
                     self.listed.insert(dir.to_path_buf(), (m, names));
@@ -4153,6 +4177,51 @@ mod tests {
         // A rotation moves the folder's time: listed afresh.
         fs::rename(dir.path().join("b.log"), dir.path().join("b.log.1")).unwrap();
         assert_eq!(folders.names(dir.path()).unwrap(), ["a.log.1", "b.log.1"]);
+    }
+
+    /// A folder that keeps changing (a log host making a file as each new host appears) is
+    /// listed again after each change, not for each of its files: over ten thousand files a
+    /// run with nothing new listed it ten thousand times, and took a minute and a half. A
+    /// time of a coarse clock (whole seconds) keeps a listing only once a few seconds old.
+    #[test]
+    fn a_folder_that_keeps_changing_is_listed_once_for_each_change() {
+        use std::time::{Duration, SystemTime, UNIX_EPOCH};
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..200 {
+            fs::write(dir.path().join(format!("h{i}.log")), "x\n").unwrap();
+        }
+        let set = |t: SystemTime| File::open(dir.path()).unwrap().set_modified(t).unwrap();
+        // Changed a tenth of a second ago, by a fine clock.
+        let fine = || {
+            let t = SystemTime::now() - Duration::from_millis(100);
+            match settles_after(t) == SETTLED_FINE_FOLDER {
+                true => t,
+                false => t - Duration::from_nanos(1),
+            }
+        };
+        set(fine());
+        let mut folders = Folders::default();
+        for _ in 0..200 {
+            assert_eq!(folders.names(dir.path()).unwrap().len(), 200);
+        }
+        assert_eq!(folders.listings, 1);
+        // A file made moves the folder's time: listed again once, the file in it.
+        fs::write(dir.path().join("h200.log"), "x\n").unwrap();
+        set(fine());
+        for _ in 0..200 {
+            assert_eq!(folders.names(dir.path()).unwrap().len(), 201);
+        }
+        assert_eq!(folders.listings, 2);
+        // A whole second's time a second old may hide a change in its tick: listed each time.
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        set(UNIX_EPOCH + Duration::from_secs(now - 1));
+        for _ in 0..3 {
+            folders.names(dir.path()).unwrap();
+        }
+        assert_eq!(folders.listings, 5);
     }
 
     #[test]
