@@ -1093,7 +1093,7 @@ impl Templates {
             // A render past its patience ends the run (see `crate::watchdog`).
             let _watch = crate::watchdog::watch(RENDER_PATIENCE, || {
                 format!(
-                    "template {key}: still rendering after {} s (a loop over a large range, or one inside another?): the run stops here, and its reports wait until the template is fixed (`check` renders it)",
+                    "template {key}: still rendering after {} s of work (a loop over a large range, or one inside another?): stopped; the reports made with it wait until it is fixed",
                     RENDER_PATIENCE.as_secs()
                 )
             });
@@ -1114,9 +1114,9 @@ impl Templates {
     }
 }
 
-/// How long one template may take to render a report. A part of a thousand addresses renders
-/// in milliseconds: ten seconds is no template's that sends mail, and a run stuck on one holds
-/// the lock of every run after it.
+/// How long one template may work at rendering a report (its thread's own time). A part of a
+/// thousand addresses renders in milliseconds: ten seconds is no template's that sends mail,
+/// and a run stuck on one holds the lock of every run after it.
 const RENDER_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn read_override(dir: Option<&Path>, provider: Option<&str>, name: &str) -> Result<Option<String>> {

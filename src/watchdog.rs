@@ -2,20 +2,78 @@
 //! template's render, which Tera gives no way to interrupt. An operator's template with one
 //! loop inside another over large ranges renders for hours, its output growing in memory, and
 //! a run that never ends holds the lock: every later run gives way to it, and no report goes
-//! out while cron says nothing. Watched work past its patience ends the process with a
-//! configuration error (78) that names it; what the run recorded before stays, as after a
-//! kill (the state is made to survive one).
+//! out while cron says nothing. Watched work past its patience (the time its thread worked,
+//! not the time the process was stopped or waited) ends the process with a configuration
+//! error (78) that names it; what the run recorded before stays, as after a kill (the state
+//! is made to survive one). Nothing here bounds the memory such work takes meanwhile. Work is
+//! watched only where nothing is being sent or recorded: a message the server accepted is
+//! recorded before any render that could end the process.
 
 use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::parallel::lock;
 
-/// Work being watched: what to say if it runs past `until`.
+/// Work being watched: what to say if it works past its patience.
 struct Watched {
     id: u64,
-    until: Instant,
+    spent: Spent,
+    patience: Duration,
     said: String,
+}
+
+/// How the time watched work spent is told.
+enum Spent {
+    /// The working thread's own processor time, from what it was when the watch began: a
+    /// process stopped (`SIGSTOP`, a virtual machine paused) or waiting on a disk spends
+    /// none, and is not taken for work that never ends.
+    #[cfg(target_os = "linux")]
+    Working(libc::clockid_t, Duration),
+    /// Time on the clock, where a thread's own time cannot be read.
+    Waited(Instant),
+}
+
+impl Spent {
+    /// The time watched so far from the calling thread.
+    fn begin() -> Spent {
+        #[cfg(target_os = "linux")]
+        {
+            let mut clock: libc::clockid_t = 0;
+            // SAFETY: the calling thread's handle is valid while it runs, and `clock` is a
+            // place of the type the call writes.
+            let found = unsafe { libc::pthread_getcpuclockid(libc::pthread_self(), &mut clock) };
+            if found == 0
+                && let Some(now) = thread_time(clock)
+            {
+                return Spent::Working(clock, now);
+            }
+        }
+        Spent::Waited(Instant::now())
+    }
+
+    /// The time spent so far; `None` if it cannot be read.
+    fn so_far(&self) -> Option<Duration> {
+        match self {
+            #[cfg(target_os = "linux")]
+            Spent::Working(clock, from) => thread_time(*clock).map(|t| t.saturating_sub(*from)),
+            Spent::Waited(from) => Some(from.elapsed()),
+        }
+    }
+}
+
+/// The processor time a thread of this process has used, by its clock.
+#[cfg(target_os = "linux")]
+fn thread_time(clock: libc::clockid_t) -> Option<Duration> {
+    let mut at = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `at` is a place of the type the call writes; a clock that is no longer valid
+    // (its thread gone) is an error, not a fault.
+    let read = unsafe { libc::clock_gettime(clock, &mut at) };
+    let secs = u64::try_from(at.tv_sec).ok()?;
+    let nanos = u32::try_from(at.tv_nsec).ok()?;
+    (read == 0).then(|| Duration::new(secs, nanos))
 }
 
 /// The watched work, and the watchdog's wake-up call.
@@ -32,18 +90,21 @@ static DOG: OnceLock<Option<&'static Dog>> = OnceLock::new();
 /// A watch on work under way, ended when dropped.
 pub(crate) struct Watch(Option<u64>);
 
-/// Watches the work that follows until the returned [`Watch`] is dropped: past `patience`,
-/// the process says `said()` on stderr and ends with the configuration error's status.
+/// Watches the work the calling thread does until the returned [`Watch`] is dropped: once it
+/// has worked for `patience`, the process says `said()` on stderr and ends with the
+/// configuration error's status.
 pub(crate) fn watch(patience: Duration, said: impl FnOnce() -> String) -> Watch {
     let Some(dog) = DOG.get_or_init(start) else {
         return Watch(None);
     };
+    let spent = Spent::begin();
     let mut held = lock(&dog.watched);
     let id = held.0;
     held.0 += 1;
     held.1.push(Watched {
         id,
-        until: Instant::now() + patience,
+        spent,
+        patience,
         said: said(),
     });
     dog.wake.notify_one();
@@ -52,6 +113,7 @@ pub(crate) fn watch(patience: Duration, said: impl FnOnce() -> String) -> Watch 
 
 impl Drop for Watch {
     fn drop(&mut self) {
+        // Under the lock the watchdog reads a thread's time by: the thread is there.
         if let (Some(id), Some(Some(dog))) = (self.0, DOG.get()) {
             lock(&dog.watched).1.retain(|w| w.id != id);
         }
@@ -71,19 +133,24 @@ fn start() -> Option<&'static Dog> {
         .map(|_| dog)
 }
 
-/// Sleeps until the earliest time watched work must end by, and ends the process if it has
-/// not.
+/// Sleeps until the earliest time watched work could have worked its patience (no thread
+/// works faster than the clock), and ends the process if it has.
 fn keep(dog: &'static Dog) {
     let mut held = lock(&dog.watched);
     loop {
-        let now = Instant::now();
-        if let Some(late) = held.1.iter().find(|w| w.until <= now) {
-            crate::output::tell(format_args!("abuse-mailer: {}", late.said));
-            std::process::exit(i32::from(crate::error::EXIT_CONFIG));
+        let mut sleep: Option<Duration> = None;
+        for w in &held.1 {
+            let spent = w.spent.so_far().unwrap_or_default();
+            if spent >= w.patience {
+                crate::output::tell(format_args!("abuse-mailer: {}", w.said));
+                std::process::exit(i32::from(crate::error::EXIT_CONFIG));
+            }
+            let left = w.patience - spent;
+            sleep = Some(sleep.map_or(left, |s| s.min(left)));
         }
-        held = match held.1.iter().map(|w| w.until).min() {
-            Some(until) => {
-                (dog.wake.wait_timeout(held, until - now))
+        held = match sleep {
+            Some(left) => {
+                (dog.wake.wait_timeout(held, left))
                     .unwrap_or_else(|e| e.into_inner())
                     .0
             }
@@ -95,6 +162,24 @@ fn keep(dog: &'static Dog) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Time a watched thread does not work (stopped, paused, waiting) is not counted: a
+    /// machine paused for longer than the patience did not find a template that never ends.
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn time_a_thread_does_not_work_is_not_counted() {
+        let spent = Spent::begin();
+        assert!(matches!(spent, Spent::Working(..)));
+        std::thread::sleep(Duration::from_millis(300));
+        let idle = spent.so_far().unwrap();
+        assert!(idle < Duration::from_millis(100), "{idle:?}");
+        // Work is counted: the time moves while the thread works (however slowly, on a busy
+        // machine).
+        let from = Instant::now();
+        while spent.so_far().unwrap() < idle + Duration::from_millis(50) {
+            assert!(from.elapsed() < Duration::from_secs(60), "no work counted");
+        }
+    }
 
     /// Work that ends in time leaves nothing watched, however many watches ran at once.
     #[test]

@@ -144,7 +144,7 @@ fn a_template_that_renders_without_end_stops_the_run_naming_it() {
         assert_eq!(ran.code, 78, "{command}: {}{}", ran.stdout, ran.stderr);
         let said = format!("{}{}", ran.stdout, ran.stderr);
         assert!(
-            said.contains("template body.txt: still rendering after 10 s"),
+            said.contains("template body.txt: still rendering after 10 s of work"),
             "{command}: {said}"
         );
     }
