@@ -632,7 +632,8 @@ const PORTS_IN_PLACE: usize = 34;
 
 /// A source's ports: in place, each as first seen, and every distinct one it took (its sets
 /// are bounded when they leave the record, so that they keep their smallest values whatever
-/// the order); or, past that room, ascending and bounded in vectors that grow by doubling.
+/// the order); or, past that room, ascending and bounded: destination ports in a vector that
+/// grows by doubling, source ports in the record.
 enum Ports {
     InPlace {
         /// Destination ports from the front, source ports from the back.
@@ -1030,7 +1031,7 @@ impl Ports {
                 dst, src, src_len, ..
             } => (
                 SmallSet::from_sorted(dst),
-                SmallSet::from_sorted(src[..usize::from(src_len)].to_vec()),
+                smallest_set(src[..usize::from(src_len)].iter().copied(), MAX_SMALL_SET),
             ),
         }
     }
@@ -1849,8 +1850,9 @@ impl Shard {
             mut tables,
         } = self;
         // Port sets are what allocates: the ports of each record whose sets would are set
-        // aside in the record, as the sets' sorted vectors. The records then become
-        // observations where they lie, taking those vectors as they are.
+        // aside, as sorted and bounded. The records then become observations where they lie,
+        // taking the destination ports' vectors as they are and copying out the source ports
+        // held in the record.
         for seen in records.iter_mut().filter(|s| s.ports.sets_allocate()) {
             seen.ports.set_aside();
         }
