@@ -96,12 +96,18 @@ fn run_json_prints_one_json_document_on_stdout() {
     assert!(ran.stderr.contains(": sent: "), "{}", ran.stderr);
 }
 
-#[test]
-fn a_template_that_cannot_render_stops_a_run_as_a_configuration_error() {
+/// [`relative_setup`] with a `templates_dir`, `templates`, made empty.
+fn with_templates() -> Setup {
     let s = relative_setup();
     let config = std::fs::read_to_string(s.path("config.toml")).unwrap();
     s.reconfigure(&config.replace("[report]", "[report]\ntemplates_dir = \"templates\""));
     std::fs::create_dir(s.path("templates")).unwrap();
+    s
+}
+
+#[test]
+fn a_template_that_cannot_render_stops_a_run_as_a_configuration_error() {
+    let s = with_templates();
     s.write("templates/subject.txt", "Abuse from {{ provder_label }}\n");
     let check = s.run(&["check"]);
     assert_eq!(check.code, 78, "{}", check.stdout);
@@ -124,10 +130,7 @@ fn a_template_that_cannot_render_stops_a_run_as_a_configuration_error() {
 /// the template is fixed, the report goes out.
 #[test]
 fn a_template_that_renders_without_end_stops_the_run_naming_it() {
-    let s = relative_setup();
-    let config = std::fs::read_to_string(s.path("config.toml")).unwrap();
-    s.reconfigure(&config.replace("[report]", "[report]\ntemplates_dir = \"templates\""));
-    std::fs::create_dir(s.path("templates")).unwrap();
+    let s = with_templates();
     s.write(
         "templates/body.txt",
         "{% for i in range(end=100000) %}{% for j in range(end=100000) %}ab{% endfor %}{% endfor %}\n",
@@ -156,10 +159,7 @@ fn a_template_that_renders_without_end_stops_the_run_naming_it() {
 
 #[test]
 fn listed_addresses_carry_their_own_log_lines_in_a_template() {
-    let s = relative_setup();
-    let config = std::fs::read_to_string(s.path("config.toml")).unwrap();
-    s.reconfigure(&config.replace("[report]", "[report]\ntemplates_dir = \"templates\""));
-    std::fs::create_dir(s.path("templates")).unwrap();
+    let s = with_templates();
     s.write(
         "templates/body.txt",
         "{% for a in listed %}{{ a.ip }} {{ a.evidence | length }};{% endfor %}\n\
