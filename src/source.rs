@@ -1016,14 +1016,54 @@ const SETTLED_FOLDER: std::time::Duration = std::time::Duration::from_secs(3);
 const SETTLED_FINE_FOLDER: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// How long after `modified`, a folder's modification time, a listing must begin for any
-/// later change to move that time: longer than a tick of the clock that set it. A time with
-/// digits below the hundredth of a second comes from a fine clock; a coarse one shows none
-/// (nor, once in a while, does a fine one, which then waits as long as a coarse one).
-fn settles_after(modified: std::time::SystemTime) -> std::time::Duration {
+/// later change to move that time: longer than a tick of the clock that set it. Only a
+/// folder whose times this host's own clock sets (`here`: see [`stamped_here`]) can be judged
+/// by this host's clock to the hundredth of a second; of those, a time with digits below the
+/// hundredth comes from a fine clock, and a coarse one shows none (nor, once in a while, does a
+/// fine one, which then waits as long as a coarse one). Another machine's clock (a network
+/// file system's server) may be behind this one by more than a tick.
+fn settles_after(modified: std::time::SystemTime, here: bool) -> std::time::Duration {
     let nanos = (modified.duration_since(std::time::UNIX_EPOCH)).map_or(0, |d| d.subsec_nanos());
-    match nanos % 10_000_000 {
-        0 => SETTLED_FOLDER,
-        _ => SETTLED_FINE_FOLDER,
+    match (here, nanos % 10_000_000) {
+        (true, 1..) => SETTLED_FINE_FOLDER,
+        _ => SETTLED_FOLDER,
+    }
+}
+
+/// Whether the times of `dir` are set by this host's own clock: a file system on a local disk
+/// or in memory (ext2/3/4, XFS, Btrfs, F2FS, ZFS, tmpfs, or an overlay of these). A network's
+/// (NFS, SMB), a user-space one (FUSE, sshfs) or a virtual machine's host's (9p, virtiofs) may
+/// stamp with another clock; so may any other, for all this knows.
+fn stamped_here(dir: &Path) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+            return false;
+        };
+        // SAFETY: a zeroed `statfs` is a valid value of it (integers and arrays of them).
+        let mut found: libc::statfs = unsafe { std::mem::zeroed() };
+        // SAFETY: `path` is a NUL-terminated string that outlives the call, and `found` is a
+        // place of the type the call writes.
+        if unsafe { libc::statfs(path.as_ptr(), &mut found) } != 0 {
+            return false;
+        }
+        // The kinds' numbers as the kernel gives them (`linux/magic.h`), 32 bits each.
+        const LOCAL: [u32; 7] = [
+            0xEF53,      // ext2, ext3, ext4
+            0x5846_5342, // XFS
+            0x9123_683E, // Btrfs
+            0xF2F5_2010, // F2FS
+            0x2FC1_2FC1, // ZFS
+            0x0102_1994, // tmpfs
+            0x794C_7630, // overlay
+        ];
+        LOCAL.contains(&(found.f_type as u32))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = dir;
+        false
     }
 }
 
@@ -1044,8 +1084,10 @@ impl Folders {
                 self.listings += 1;
                 self.at(Moment::Listed);
             }
-            let settled = modified
-                .filter(|m| (begun.duration_since(*m)).is_ok_and(|age| age >= settles_after(*m)));
+            let settled = modified.filter(|m| {
+                let wait = settles_after(*m, stamped_here(dir));
+                (begun.duration_since(*m)).is_ok_and(|age| age >= wait)
+            });
             match settled {
                 Some(m) => {
                     self.listed.insert(dir.to_path_buf(), (m, names));
@@ -4182,10 +4224,26 @@ mod tests {
     /// A folder that keeps changing (a log host making a file as each new host appears) is
     /// listed again after each change, not for each of its files: over ten thousand files a
     /// run with nothing new listed it ten thousand times, and took a minute and a half. A
-    /// time of a coarse clock (whole seconds) keeps a listing only once a few seconds old.
+    /// time of a coarse clock (whole seconds), or of a folder on a file system whose times
+    /// another machine's clock may set, keeps a listing only once a few seconds old.
     #[test]
     fn a_folder_that_keeps_changing_is_listed_once_for_each_change() {
         use std::time::{Duration, SystemTime, UNIX_EPOCH};
+        let at = |secs: u64, nanos: u32| UNIX_EPOCH + Duration::new(secs, nanos);
+        assert_eq!(
+            settles_after(at(1_800_000_000, 123_456_789), true),
+            SETTLED_FINE_FOLDER
+        );
+        assert_eq!(
+            settles_after(at(1_800_000_000, 120_000_000), true),
+            SETTLED_FOLDER
+        );
+        assert_eq!(settles_after(at(1_800_000_000, 0), true), SETTLED_FOLDER);
+        // A network file system's server's clock may be seconds behind this host's.
+        assert_eq!(
+            settles_after(at(1_800_000_000, 123_456_789), false),
+            SETTLED_FOLDER
+        );
         let dir = tempfile::tempdir().unwrap();
         for i in 0..200 {
             fs::write(dir.path().join(format!("h{i}.log")), "x\n").unwrap();
@@ -4194,24 +4252,30 @@ mod tests {
         // Changed a tenth of a second ago, by a fine clock.
         let fine = || {
             let t = SystemTime::now() - Duration::from_millis(100);
-            match settles_after(t) == SETTLED_FINE_FOLDER {
+            match settles_after(t, true) == SETTLED_FINE_FOLDER {
                 true => t,
                 false => t - Duration::from_nanos(1),
             }
+        };
+        // Where the temporary folder's times are this host's own (a local disk, memory), a
+        // listing is kept; elsewhere the folder is listed for each file, as it changed now.
+        let kept = |listings: usize| match stamped_here(dir.path()) {
+            true => listings,
+            false => listings * 200,
         };
         set(fine());
         let mut folders = Folders::default();
         for _ in 0..200 {
             assert_eq!(folders.names(dir.path()).unwrap().len(), 200);
         }
-        assert_eq!(folders.listings, 1);
+        assert_eq!(folders.listings, kept(1));
         // A file made moves the folder's time: listed again once, the file in it.
         fs::write(dir.path().join("h200.log"), "x\n").unwrap();
         set(fine());
         for _ in 0..200 {
             assert_eq!(folders.names(dir.path()).unwrap().len(), 201);
         }
-        assert_eq!(folders.listings, 2);
+        assert_eq!(folders.listings, kept(2));
         // A whole second's time a second old may hide a change in its tick: listed each time.
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -4221,7 +4285,19 @@ mod tests {
         for _ in 0..3 {
             folders.names(dir.path()).unwrap();
         }
-        assert_eq!(folders.listings, 5);
+        assert_eq!(folders.listings, kept(2) + 3);
+    }
+
+    /// The temporary folder of the machines this is built on is on a local disk or in memory:
+    /// its times are this host's. A file system type unknown here would leave every folder
+    /// listed as a network file system's is (correct, slower), which this would show.
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn a_local_folders_times_are_this_hosts() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(stamped_here(dir.path()));
+        assert!(!stamped_here(Path::new("/proc")));
+        assert!(!stamped_here(Path::new("/no/such/folder")));
     }
 
     #[test]
