@@ -504,7 +504,7 @@ fn check_templates(t: &mut Tally, settings: &Settings, names: &[&str], now: Date
 /// hold (a range with its words, an AS, ports, a re-report), one seen over ICMP alone with
 /// nothing known of it. The other is part 2 of 3, of the bare address, with addresses left
 /// for later and a desk known only by its address.
-fn sample_report(
+pub(crate) fn sample_report(
     desk: &str,
     discovered: bool,
     whole: bool,

@@ -884,12 +884,9 @@ fn compose_part(
             message(&head, &subject, &body, &report, document.as_ref())?
         };
         if bytes.len() <= settings.report.max_message_bytes || attackers.len() > 1 || lines == 0 {
-            // Each address's own lines are in the message now; what a planned report is
-            // kept for (the summary, `--json`, sending) does not show them, and a flood's
-            // parts would hold a hundred thousand of them until the run ends.
-            for ip in &mut report.ips {
-                ip.evidence = Vec::new();
-            }
+            // Each address's own lines are in the message now: a flood's parts would hold a
+            // hundred thousand of them until the run ends, with what else only templates read.
+            report.let_go_of_template_values();
             break (report, subject, bytes);
         }
         lines = lines.min(

@@ -445,6 +445,22 @@ impl Report {
         report
     }
 
+    /// Lets go of what only the templates read, once the message is made: each address's own
+    /// lines, hosts and targets, the report's hosts and targets, and the copies of the
+    /// addresses the body lists. A planned report is kept for the summary, `--json` and
+    /// sending, which show none of them, and a flood's parts held them until the run ended
+    /// (a log host's forged senders, up to 16 long names an address: megabytes a part).
+    pub fn let_go_of_template_values(&mut self) {
+        for ip in &mut self.ips {
+            ip.evidence = Vec::new();
+            ip.hosts = Vec::new();
+            ip.targets = Vec::new();
+        }
+        self.hosts = Vec::new();
+        self.targets = Vec::new();
+        self.listed = Vec::new();
+    }
+
     /// Names the files the message attaches, from what the report holds now: the one rule
     /// for what the body says is attached and for what [`message`] attaches. XARF carries its
     /// document alone; otherwise `ips.csv` if asked for, and the logs if asked for and not
@@ -1491,6 +1507,58 @@ mod tests {
             let text = pieces.concat();
             let body = readable(&text);
             prop_assert_eq!((body.encoding(), body.into_vec()), readable_by_replacing(&text));
+        }
+    }
+
+    /// A report, once its message is made, keeps what the summary, `--json` and sending show
+    /// of it, and nothing that only its templates read.
+    #[test]
+    fn a_made_report_keeps_only_what_is_shown_of_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        let config = "state_dir = \"state\"\n[[source]]\npath = \"messages\"\n\
+            [[provider]]\nname = \"aws\"\nto = [\"ec2-abuse@amazon.com\"]\nranges = \"ranges.json\"\n\
+            [report]\nfrom = \"abuse@example.org\"\n[mail]\ntransport = \"file\"\ndir = \"outbox\"\n";
+        std::fs::write(&path, config).unwrap();
+        let settings = crate::config::load(&path).unwrap();
+        let now = chrono::Utc::now();
+        let mut report = crate::check::sample_report("aws", false, true, &settings, now);
+        assert!(!report.hosts.is_empty() && !report.targets.is_empty());
+        assert!(!report.listed.is_empty() && !report.ips[0].hosts.is_empty());
+        assert!(!report.ips[0].evidence.is_empty() && !report.ips[0].targets.is_empty());
+        let shown = |r: &Report| {
+            let ips: Vec<_> = (r.ips.iter())
+                .map(|i| {
+                    (
+                        i.ip.clone(),
+                        i.hits,
+                        i.first_seen.clone(),
+                        i.last_seen.clone(),
+                    )
+                })
+                .chain(r.ips.iter().map(|i| {
+                    (
+                        format!("{:?}{:?}", i.asn, i.as_org),
+                        0,
+                        String::new(),
+                        format!("{:?}", i.ports),
+                    )
+                }))
+                .collect();
+            (
+                r.provider.clone(),
+                r.to.clone(),
+                r.parts,
+                r.excerpt.clone(),
+                ips,
+            )
+        };
+        let before = shown(&report);
+        report.let_go_of_template_values();
+        assert_eq!(shown(&report), before);
+        assert!(report.hosts.is_empty() && report.targets.is_empty() && report.listed.is_empty());
+        for ip in &report.ips {
+            assert!(ip.hosts.is_empty() && ip.targets.is_empty() && ip.evidence.is_empty());
         }
     }
 
