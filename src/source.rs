@@ -4288,14 +4288,40 @@ mod tests {
         assert_eq!(folders.listings, kept(2) + 3);
     }
 
-    /// The temporary folder of the machines this is built on is on a local disk or in memory:
-    /// its times are this host's. A file system type unknown here would leave every folder
-    /// listed as a network file system's is (correct, slower), which this would show.
+    /// Each mount of a kind of file system whose times this host's clock sets is told as such
+    /// by its number (`statfs`), and the kernel's own kinds are not: told from the machine's
+    /// own mounts (`/proc/self/mountinfo`: the mount point, and after ` - ` its kind), the
+    /// last mounted at each point.
     #[test]
     #[cfg(target_os = "linux")]
-    fn a_local_folders_times_are_this_hosts() {
-        let dir = tempfile::tempdir().unwrap();
-        assert!(stamped_here(dir.path()));
+    fn the_local_kinds_of_file_system_are_told_by_their_numbers() {
+        let local = [
+            "ext2", "ext3", "ext4", "xfs", "btrfs", "f2fs", "zfs", "tmpfs", "overlay",
+        ];
+        let kernels = ["proc", "sysfs", "devpts", "cgroup", "cgroup2"];
+        let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let mut kinds = std::collections::HashMap::new();
+        for line in mounts.lines() {
+            let fields: Vec<&str> = line.split(' ').collect();
+            if let (Some(point), Some(dash)) =
+                (fields.get(4), fields.iter().position(|f| *f == "-"))
+                && let Some(kind) = fields.get(dash + 1)
+            {
+                kinds.insert(*point, *kind);
+            }
+        }
+        for (point, kind) in kinds {
+            // A point spelt with escapes (`\040` for a space), or out of this user's reach.
+            if point.contains('\\') || fs::metadata(point).is_err() {
+                continue;
+            }
+            let here = stamped_here(Path::new(point));
+            if local.contains(&kind) {
+                assert!(here, "{point} ({kind})");
+            } else if kernels.contains(&kind) {
+                assert!(!here, "{point} ({kind})");
+            }
+        }
         assert!(!stamped_here(Path::new("/proc")));
         assert!(!stamped_here(Path::new("/no/such/folder")));
     }

@@ -124,7 +124,8 @@ fn a_template_that_cannot_render_stops_a_run_as_a_configuration_error() {
 }
 
 /// A template that renders without end (one loop inside another over large ranges, its
-/// output growing in memory) ends `check` and `run` with a configuration error naming it once
+/// output growing in memory) ends `check`, `preview` and `run` with a configuration error
+/// naming it once
 /// it has rendered for ten seconds: a run stuck on it held the lock for hours, every later run
 /// giving way, no report going out and cron hearing nothing. What the run read is kept: once
 /// the template is fixed, the report goes out.
@@ -135,9 +136,9 @@ fn a_template_that_renders_without_end_stops_the_run_naming_it() {
         "templates/body.txt",
         "{% for i in range(end=100000) %}{% for j in range(end=100000) %}ab{% endfor %}{% endfor %}\n",
     );
-    // Both at once: each waits out the same patience.
+    // All at once: each works out the same patience.
     let ran = std::thread::scope(|scope| {
-        let started = ["check", "run"].map(|command| {
+        let started = ["check", "preview", "run"].map(|command| {
             let s = &s;
             (command, scope.spawn(move || s.run_bounded(&[command])))
         });
