@@ -296,7 +296,7 @@ enum NameRepr {
 }
 
 /// Bytes a name holds in place: with its length and the variant's tag, three words.
-const INLINE_NAME: usize = 22;
+pub const INLINE_NAME: usize = 22;
 
 impl Name {
     pub fn as_str(&self) -> &str {
@@ -476,7 +476,8 @@ impl Observation {
     }
 
     /// Counts `p`, one value at a time into the sets: what a reader's compact records (see
-    /// `Seen`) must come to, whatever the order and split of their packets.
+    /// `Seen`) must come to, whatever the order and split of their packets, once the hosts,
+    /// all kept here, are bounded.
     #[cfg(test)]
     fn record(&mut self, p: &Packet<'_>) {
         self.hits += u64::from(p.copies);
@@ -492,11 +493,10 @@ impl Observation {
             insert_capped(&mut self.src_ports, port, MAX_SMALL_SET);
         }
         insert_capped(&mut self.dsts, p.dst, MAX_SMALL_SET);
-        if takes_name(&self.hosts, p.host, MAX_SMALL_SET) {
-            // The parser let only ASCII through.
-            let host = String::from_utf8_lossy(p.host);
-            insert_capped(&mut self.hosts, Name::from(host.as_ref()), MAX_SMALL_SET);
-        }
+        // Every host, bounded once all are in (see `kept_hosts` in the tests).
+        // The parser let only ASCII through.
+        self.hosts
+            .insert(Name::from(String::from_utf8_lossy(p.host).as_ref()));
     }
 
     /// Adds what another observation of the same IP saw.
@@ -508,7 +508,7 @@ impl Observation {
         self.dst_ports.merge_capped(&other.dst_ports, MAX_PORTS);
         self.src_ports.merge_capped(&other.src_ports, MAX_SMALL_SET);
         self.dsts.merge_capped(&other.dsts, MAX_SMALL_SET);
-        self.hosts.merge_capped(&other.hosts, MAX_SMALL_SET);
+        merge_hosts(&mut self.hosts, &other.hosts);
     }
 }
 
@@ -864,6 +864,59 @@ fn add_bounded<T: Ord>(set: &mut Vec<T>, value: T, cap: usize) {
     }
 }
 
+/// Host names longer than a record holds in place ([`INLINE_NAME`] bytes) that a source keeps:
+/// its smallest. Each costs an allocation of its own, up to 255 bytes: a log host's forged
+/// senders may name a new host on every line, and sixteen such names were 4 KB a source.
+pub const LONG_NAMES: usize = 4;
+
+/// Whether a name is longer than a record holds in place.
+fn is_long(name: &[u8]) -> bool {
+    name.len() > INLINE_NAME
+}
+
+/// Adds host `name` to `set` (ascending, distinct), made into a [`Name`] only when taken. Of
+/// all the names added, the set holds the [`MAX_SMALL_SET`] smallest of those that are short
+/// and the [`LONG_NAMES`] smallest long ones, whatever the order they came in: a long name
+/// with as many long ones before it is turned away, and one taken in puts out the largest long
+/// name past that many.
+fn add_host_name(set: &mut Vec<Name>, name: &[u8], make: impl FnOnce() -> Name) {
+    // Most lines repeat a name the set holds (one host or two), compared in place.
+    let held = |n: &Name| crate::parse::same_bytes(n.as_bytes(), name);
+    if set.iter().take(2).any(held) {
+        return;
+    }
+    let Err(at) = set.binary_search_by(|n| n.as_bytes().cmp(name)) else {
+        return;
+    };
+    let long_before = || set[..at].iter().filter(|n| is_long(n.as_bytes())).count();
+    if at >= MAX_SMALL_SET || (is_long(name) && long_before() >= LONG_NAMES) {
+        return;
+    }
+    set.insert(at, make());
+    if is_long(name)
+        && set.iter().filter(|n| is_long(n.as_bytes())).count() > LONG_NAMES
+        && let Some(last) = set.iter().rposition(|n| is_long(n.as_bytes()))
+    {
+        set.remove(last);
+    }
+    set.truncate(MAX_SMALL_SET);
+}
+
+/// [`Observation::merge`]'s hosts: those of both, as [`add_host_name`] adds them (a record a
+/// state kept before long names were bounded is bounded when it is next merged).
+fn merge_hosts(set: &mut SmallSet<Name>, other: &SmallSet<Name>) {
+    let long = |s: &SmallSet<Name>| s.iter().any(|n| is_long(n.as_bytes()));
+    if !long(set) && !long(other) {
+        set.merge_capped(other, MAX_SMALL_SET);
+        return;
+    }
+    let mut names: Vec<Name> = Vec::with_capacity(MAX_SMALL_SET);
+    for name in set.iter().chain(other) {
+        add_host_name(&mut names, name.as_bytes(), || name.clone());
+    }
+    *set = SmallSet::from_sorted(names);
+}
+
 /// [`add_bounded`] for a name given as its bytes, made into a [`Name`] only when taken.
 fn add_bounded_name(set: &mut Vec<Name>, name: &[u8], make: impl FnOnce() -> Name, cap: usize) {
     // Most lines repeat a name the set holds (one host or two), compared in place.
@@ -1057,7 +1110,7 @@ impl Aside {
     }
 
     fn add_host(&mut self, name: &[u8]) {
-        add_bounded_name(&mut self.hosts, name, || host_name(name), MAX_SMALL_SET);
+        add_host_name(&mut self.hosts, name, || host_name(name));
     }
 
     /// The protocols, bounded and ascending.
@@ -3492,6 +3545,62 @@ mod tests {
         }
     }
 
+    /// The hosts a source keeps of all it was seen by, the plain way: every short name and
+    /// the [`LONG_NAMES`] smallest long ones, then the [`MAX_SMALL_SET`] smallest of those.
+    fn kept_hosts(all: &SmallSet<Name>) -> SmallSet<Name> {
+        let long: Vec<&Name> = (all.iter())
+            .filter(|n| n.len() > INLINE_NAME)
+            .take(LONG_NAMES)
+            .collect();
+        (all.iter())
+            .filter(|n| n.len() <= INLINE_NAME || long.contains(n))
+            .take(MAX_SMALL_SET)
+            .cloned()
+            .collect()
+    }
+
+    proptest::proptest! {
+        /// A source's hosts, added one at a time in any order and merged from any split,
+        /// are the plain bound of all of them: long names (a log host's forged senders) take
+        /// at most a few places, short ones the rest.
+        #[test]
+        fn hosts_kept_are_the_plain_bound_of_all_whatever_the_order(
+            picks in proptest::collection::vec((0usize..12, proptest::bool::ANY), 0..60),
+            cut in 0usize..60,
+        ) {
+            let names: Vec<String> = (0..12)
+                .map(|i| match i % 3 {
+                    0 => format!("web{i}"),
+                    _ => format!("{i:02}-a-sender-named-at-more-length-than-a-record-holds"),
+                })
+                .collect();
+            let picked: Vec<&str> = picks.iter().map(|&(i, _)| names[i].as_str()).collect();
+            let all: SmallSet<Name> = picked.iter().map(|&n| Name::from(n)).collect();
+            let one_by_one = |names: &[&str]| {
+                let mut set = Vec::new();
+                for n in names {
+                    add_host_name(&mut set, n.as_bytes(), || Name::from(*n));
+                }
+                SmallSet::from_sorted(set)
+            };
+            let (whole, kept) = (one_by_one(&picked), kept_hosts(&all));
+            proptest::prop_assert_eq!(whole.as_slice(), kept.as_slice());
+            // Two readers' halves, merged as observations are.
+            let cut = cut.min(picked.len());
+            let mut first = Observation::new(IpAddr::from([192, 0, 2, 1]), 0);
+            first.hosts = one_by_one(&picked[..cut]);
+            let mut second = Observation::new(IpAddr::from([192, 0, 2, 1]), 0);
+            second.hosts = one_by_one(&picked[cut..]);
+            first.merge(&second);
+            proptest::prop_assert_eq!(first.hosts.as_slice(), kept.as_slice());
+            // A record kept before long names were bounded: every name, the smallest 16.
+            let mut older = Observation::new(IpAddr::from([192, 0, 2, 1]), 0);
+            older.hosts = all.iter().take(MAX_SMALL_SET).cloned().collect();
+            older.merge(&second);
+            proptest::prop_assert_eq!(older.hosts.as_slice(), kept.as_slice());
+        }
+    }
+
     proptest::proptest! {
         // Many cases: a bug in the rarer paths (two readers' records of one source, each in
         // place, that do not fit together) shows in a few of them.
@@ -3579,6 +3688,9 @@ mod tests {
                 (plain.entry(p.src))
                     .or_insert_with(|| Observation::new(p.src, p.time))
                     .record(p);
+            }
+            for o in plain.values_mut() {
+                o.hosts = kept_hosts(&o.hosts);
             }
             let plain: Observations = plain.into_values().collect();
             proptest::prop_assert_eq!(compact, plain);

@@ -385,7 +385,18 @@ fn packet_line(r: &mut Pick, out: &mut Vec<u8>, configured: &[&str]) {
     if r.chance(3) {
         out.push(b' ');
     }
-    let host = if r.chance(85) {
+    let host = if r.chance(25) {
+        // A log host's senders named at length (past what a record holds in place): a source
+        // keeps a few of them.
+        r.one(&[
+            "sender-1-named-at.length",
+            "sender-2-named-at.length",
+            "sender-3-named-at.length",
+            "sender-4-named-at.length",
+            "sender-5-named-at.length",
+            "sender-6-named-at.length",
+        ])
+    } else if r.chance(85) {
         r.one(&[
             "web1",
             "web10",

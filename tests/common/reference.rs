@@ -7,7 +7,9 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use abuse_mailer::ingest::{Attribution, MAX_PORTS, MAX_SMALL_SET, Observation, SmallSet, Summary};
+use abuse_mailer::ingest::{
+    Attribution, INLINE_NAME, LONG_NAMES, MAX_PORTS, MAX_SMALL_SET, Observation, SmallSet, Summary,
+};
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 
 pub const NOW: &str = "2026-02-01T00:00:00Z";
@@ -152,7 +154,18 @@ pub fn reference(input: &[u8], setup: &ReadSetup) -> (Summary, Observations, u64
         o.dst_ports = smallest(&o.dst_ports, MAX_PORTS);
         o.src_ports = smallest(&o.src_ports, MAX_SMALL_SET);
         o.dsts = smallest(&o.dsts, MAX_SMALL_SET);
-        o.hosts = smallest(&o.hosts, MAX_SMALL_SET);
+        // Of the hosts, the long names (past what a record holds in place) take at most
+        // LONG_NAMES places, their smallest.
+        let long: Vec<_> = (o.hosts.iter())
+            .filter(|n| n.len() > INLINE_NAME)
+            .take(LONG_NAMES)
+            .cloned()
+            .collect();
+        let hosts: SmallSet<_> = (o.hosts.iter())
+            .filter(|n| n.len() <= INLINE_NAME || long.contains(n))
+            .cloned()
+            .collect();
+        o.hosts = smallest(&hosts, MAX_SMALL_SET);
     }
     summary.ips_observed = full.len() as u64;
     summary.ips_unattributed = full
