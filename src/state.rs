@@ -942,7 +942,7 @@ impl State {
                     dst_ports: split(&r.get::<_, String>(5)?),
                     src_ports: split(&r.get::<_, String>(6)?),
                     dsts: split(&r.get::<_, String>(7)?),
-                    hosts: split(&r.get::<_, String>(8)?),
+                    hosts: crate::ingest::bounded_hosts(&split(&r.get::<_, String>(8)?)),
                 })
             })
             .optional()?)
@@ -3392,6 +3392,31 @@ mod tests {
             s.cursors_of_file(3, 7).unwrap(),
             [("/var/log/messages".to_string(), new)]
         );
+    }
+
+    /// A record an older version stored with more long host names than are kept now (a log
+    /// host's forged senders) reads as bounded: the short names and the four smallest long
+    /// ones.
+    #[test]
+    fn a_stored_record_with_many_long_host_names_reads_as_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = State::open(dir.path()).unwrap();
+        let long = |i: u32| format!("h{i}-a-sender-named-at-more-length-than-a-record-holds");
+        let hosts: Vec<String> = (0..6).map(long).chain(["web1".to_string()]).collect();
+        s.conn
+            .execute(
+                "INSERT INTO observation VALUES ('3.5.140.2', 10, 20, 7, 'TCP', '22', '40000', '198.51.100.10', ?1)",
+                [hosts.join(" ")],
+            )
+            .unwrap();
+        let read = s
+            .observation("3.5.140.2".parse().unwrap())
+            .unwrap()
+            .unwrap();
+        let names: Vec<&str> = read.hosts.iter().map(|n| n.as_str()).collect();
+        let mut wanted: Vec<String> = (0..4).map(long).collect();
+        wanted.push("web1".into());
+        assert_eq!(names, wanted);
     }
 
     #[test]
