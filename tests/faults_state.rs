@@ -751,13 +751,7 @@ fn a_send_the_state_cannot_record_is_not_sent_again_on_every_run() {
          BEGIN SELECT RAISE(ABORT, 'database disk image is malformed'); END;",
     )
     .unwrap();
-    let failed = s.run(&["run"]);
-    assert_eq!(failed.code, 1, "{}", failed.stderr);
-    assert!(
-        failed.stderr.contains("recording that failed"),
-        "{}",
-        failed.stderr
-    );
+    s.run(&["run"]).ended(1, &["recording that failed"]);
     assert_eq!(server.received().len(), 2);
     // `check` says the note is there (it said the state was ok).
     let checked = s.run(&["check"]);
@@ -770,14 +764,8 @@ fn a_send_the_state_cannot_record_is_not_sent_again_on_every_run() {
         checked.stdout
     );
     for _ in 0..2 {
-        let stopped = s.run(&["run"]);
-        assert_eq!(stopped.code, 1, "{}", stopped.stderr);
-        assert!(
-            stopped.stderr.contains("went out on an earlier run")
-                && stopped.stderr.contains("state.db"),
-            "{}",
-            stopped.stderr
-        );
+        s.run(&["run"])
+            .ended(1, &["went out on an earlier run", "state.db"]);
         assert_eq!(server.received().len(), 2, "not sent again");
     }
     db.execute_batch("DROP TRIGGER damaged").unwrap();
@@ -804,13 +792,8 @@ fn a_send_the_state_cannot_record_is_not_sent_again_on_every_run() {
         .status()
         .unwrap();
     assert!(made.success());
-    let refused = s.run_bounded(&["run"]);
-    assert_eq!(refused.code, 1, "{}", refused.stderr);
-    assert!(
-        refused.stderr.contains("unrecorded") && refused.stderr.contains("not a regular file"),
-        "{}",
-        refused.stderr
-    );
+    s.run_bounded(&["run"])
+        .ended(1, &["unrecorded", "not a regular file"]);
     // Nor a link, followed by a run as root to whatever it names, and then removed.
     fs::remove_file(s.path("state/unrecorded")).unwrap();
     s.write("elsewhere", "secret\n");
@@ -954,24 +937,13 @@ fn a_damaged_ledger_row_or_schema_number_is_named() {
     for number in [0, 1] {
         db.execute_batch(&format!("PRAGMA user_version = {number}"))
             .unwrap();
-        let out = s.run(&["run"]);
-        assert_eq!(out.code, 1, "{}", out.stderr);
-        assert!(
-            out.stderr.contains("is below its tables'")
-                && out.stderr.contains("restore it from a backup"),
-            "{}",
-            out.stderr
-        );
+        let out = s
+            .run(&["run"])
+            .ended(1, &["is below its tables'", "restore it from a backup"]);
         // Said in a line, not with the migration's SQL.
         assert!(out.stderr.len() < 600, "{}", out.stderr);
         assert!(!out.stderr.contains("CREATE"), "{}", out.stderr);
         // `history` says it alike, not "run once to upgrade it", which loops.
-        let out = s.run(&["history"]);
-        assert_eq!(out.code, 1, "{}", out.stderr);
-        assert!(
-            out.stderr.contains("is below its tables'"),
-            "{}",
-            out.stderr
-        );
+        s.run(&["history"]).ended(1, &["is below its tables'"]);
     }
 }

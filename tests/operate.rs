@@ -647,14 +647,7 @@ fn a_json_document_that_cannot_be_written_says_so() {
         return;
     };
     let out = s.command(&["run", "--json"]).stdout(full).output().unwrap();
-    let out = Ran::from(out);
-    assert_eq!(out.code, 1, "{}", out.stderr);
-    assert!(
-        out.stderr
-            .contains("cannot write the JSON document to standard output"),
-        "{}",
-        out.stderr
-    );
+    let out = Ran::from(out).ended(1, &["cannot write the JSON document to standard output"]);
     assert!(
         out.stderr.contains("what a run sent is recorded"),
         "{}",
@@ -672,13 +665,8 @@ fn a_json_document_that_cannot_be_written_says_so() {
             .stdout(full)
             .output()
             .unwrap(),
-    );
-    assert_eq!(out.code, 1, "{}", out.stderr);
-    assert!(
-        out.stderr.contains("a preview changes nothing"),
-        "{}",
-        out.stderr
-    );
+    )
+    .ended(1, &["a preview changes nothing"]);
     assert!(!out.stderr.contains("what a run sent"), "{}", out.stderr);
 }
 

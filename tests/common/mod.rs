@@ -80,6 +80,20 @@ impl Ran {
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", self.stdout, self.stderr))
     }
 
+    /// Asserts that the command ended with `code` and said each of `said` on standard error,
+    /// and returns self.
+    pub fn ended(self, code: i32, said: &[&str]) -> Self {
+        assert_eq!(
+            self.code, code,
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        for words in said {
+            assert!(self.stderr.contains(words), "{words:?} in {}", self.stderr);
+        }
+        self
+    }
+
     /// Asserts success and returns self.
     pub fn ok(self) -> Self {
         assert_eq!(
