@@ -1526,25 +1526,10 @@ mod tests {
         assert!(!report.hosts.is_empty() && !report.targets.is_empty());
         assert!(!report.listed.is_empty() && !report.ips[0].hosts.is_empty());
         assert!(!report.ips[0].evidence.is_empty() && !report.ips[0].targets.is_empty());
+        // What `--json` writes of each address, and what sending and the summary read.
         let shown = |r: &Report| {
-            let ips: Vec<_> = (r.ips.iter())
-                .map(|i| {
-                    (
-                        i.ip.clone(),
-                        i.hits,
-                        i.first_seen.clone(),
-                        i.last_seen.clone(),
-                    )
-                })
-                .chain(r.ips.iter().map(|i| {
-                    (
-                        format!("{:?}{:?}", i.asn, i.as_org),
-                        0,
-                        String::new(),
-                        format!("{:?}", i.ports),
-                    )
-                }))
-                .collect();
+            let ips: Vec<crate::output::JsonIp<'_>> = r.ips.iter().map(Into::into).collect();
+            let ips = serde_json::to_string(&ips).unwrap();
             (
                 r.provider.clone(),
                 r.to.clone(),
