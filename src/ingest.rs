@@ -904,8 +904,8 @@ fn add_host_name(set: &mut Vec<Name>, name: &[u8], make: impl FnOnce() -> Name) 
 
 /// A source's hosts as a record keeps them (see [`add_host_name`]): a stored record that an
 /// older version kept with more long names, or one edited by hand, is bounded when read.
-pub fn bounded_hosts(hosts: &SmallSet<Name>) -> SmallSet<Name> {
-    let mut names: Vec<Name> = Vec::with_capacity(hosts.len().min(MAX_SMALL_SET));
+pub fn bounded_hosts<'a>(hosts: impl IntoIterator<Item = &'a Name>) -> SmallSet<Name> {
+    let mut names: Vec<Name> = Vec::with_capacity(MAX_SMALL_SET);
     for name in hosts {
         add_host_name(&mut names, name.as_bytes(), || name.clone());
     }
@@ -920,11 +920,7 @@ fn merge_hosts(set: &mut SmallSet<Name>, other: &SmallSet<Name>) {
         set.merge_capped(other, MAX_SMALL_SET);
         return;
     }
-    let mut names: Vec<Name> = Vec::with_capacity(MAX_SMALL_SET);
-    for name in set.iter().chain(other) {
-        add_host_name(&mut names, name.as_bytes(), || name.clone());
-    }
-    *set = SmallSet::from_sorted(names);
+    *set = bounded_hosts(set.iter().chain(other));
 }
 
 /// [`add_bounded`] for a name given as its bytes, made into a [`Name`] only when taken.
