@@ -953,7 +953,7 @@ fn provider_label(name: &str) -> String {
         "gcp" | "google" => "Google Cloud".to_string(),
         "azure" | "microsoft" => "Azure".to_string(),
         "oracle" | "oci" => "Oracle Cloud".to_string(),
-        "digitalocean" => "DigitalOcean".to_string(),
+        "digitalocean" | "do" => "DigitalOcean".to_string(),
         "linode" | "akamai" => "Linode".to_string(),
         "ovh" => "OVH".to_string(),
         "hetzner" => "Hetzner".to_string(),
@@ -962,11 +962,22 @@ fn provider_label(name: &str) -> String {
 }
 
 /// Protocol names as a report shows them: a name of letters and digits as logged, anything
-/// else (text smuggled into a `PROTO=` field) as `other`; sorted, without repeats.
+/// else (text smuggled into a `PROTO=` field) as `other`; sorted, without repeats. The kernel
+/// names the protocols it reads further (TCP, UDP, ICMP, ESP…) and logs any other by its
+/// number: those are named as IANA does (`GRE` for 47), or `protocol 253`, never a bare
+/// number, which a body's list of ports or a subject (`47 probes`) would take for a port or
+/// a count.
 fn protocol_labels<'a>(names: impl Iterator<Item = &'a crate::ingest::Name>) -> Vec<String> {
     let labels: std::collections::BTreeSet<String> = names
         .map(|p| {
-            if !p.is_empty() && p.len() <= 16 && p.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            let digits = !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+            if digits {
+                match p.parse::<u8>() {
+                    Ok(n) => protocol_named(n).map_or_else(|| format!("protocol {n}"), Into::into),
+                    Err(_) => "other".to_string(),
+                }
+            } else if !p.is_empty() && p.len() <= 16 && p.bytes().all(|b| b.is_ascii_alphanumeric())
+            {
                 p.to_string()
             } else {
                 "other".to_string()
@@ -974,6 +985,33 @@ fn protocol_labels<'a>(names: impl Iterator<Item = &'a crate::ingest::Name>) -> 
         })
         .collect();
     labels.into_iter().collect()
+}
+
+/// IANA's name of an IP protocol the kernel logs by number, for those a firewall meets.
+fn protocol_named(number: u8) -> Option<&'static str> {
+    Some(match number {
+        0 => "HOPOPT",
+        1 => "ICMP",
+        2 => "IGMP",
+        4 => "IPIP",
+        6 => "TCP",
+        17 => "UDP",
+        33 => "DCCP",
+        41 => "IPv6",
+        47 => "GRE",
+        50 => "ESP",
+        51 => "AH",
+        58 => "ICMPv6",
+        89 => "OSPF",
+        97 => "ETHERIP",
+        103 => "PIM",
+        112 => "VRRP",
+        115 => "L2TP",
+        132 => "SCTP",
+        136 => "UDPLITE",
+        137 => "MPLS",
+        _ => return None,
+    })
 }
 
 /// One CSV cell, onto `out`. A cell that a spreadsheet would take for a formula (`=`, `+`,
@@ -1742,10 +1780,35 @@ mod tests {
         );
     }
 
+    /// The short names people configure are brands in the subject (`from 5 do hosts` read
+    /// as a verb); a name of the operator's own is kept as written.
+    #[test]
+    fn providers_are_named_as_people_name_them() {
+        let label = |name: &str| provider_label(name);
+        assert_eq!(label("do"), "DigitalOcean");
+        assert_eq!(label("AWS"), "AWS");
+        assert_eq!(label("gcp"), "Google Cloud");
+        assert_eq!(label("my-colo"), "my-colo");
+    }
+
+    /// GRE is logged as `PROTO=47`: it is named, where the body's column of ports and the
+    /// subject showed `47` (`47 probes` read as a count of packets).
     #[test]
     fn protocol_text_from_a_log_is_a_name_or_other() {
-        let names = ["TCP", "TCP\rBcc:y@evil.test", "47", "=HYPERLINK(1)", "UDP"]
-            .map(crate::ingest::Name::from);
-        assert_eq!(protocol_labels(names.iter()), ["47", "TCP", "UDP", "other"]);
+        let names = [
+            "TCP",
+            "TCP\rBcc:y@evil.test",
+            "47",
+            "=HYPERLINK(1)",
+            "UDP",
+            "253",
+            "300",
+        ]
+        .map(crate::ingest::Name::from);
+        assert_eq!(
+            protocol_labels(names.iter()),
+            ["GRE", "TCP", "UDP", "other", "protocol 253"]
+        );
+        assert_eq!(abuse_kind(&["GRE".into()], &[], 3, 2), "GRE probes");
     }
 }
