@@ -24,6 +24,7 @@ use crate::config::ReportConfig;
 use crate::enrich::Attacker;
 use crate::error::ConfigError;
 use crate::excerpt::{EvidenceLine, Window, clean, is_address, redact};
+use crate::ingest::MAX_PORTS;
 
 /// The version that `User-Agent` and report footers name.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -335,7 +336,7 @@ impl Report {
             ip.ports_text = if ip.ports.is_empty() {
                 ip.protocols.join(", ")
             } else {
-                list_within(&ip.ports, ports_budget)
+                list_within(&ip.ports, ports_budget, ip.ports.len() >= MAX_PORTS)
             };
         }
         // The most packets first, then by address; only those listed are copied.
@@ -376,6 +377,11 @@ impl Report {
                 BODY_WIDTH
                     .saturating_sub(12 + protocol_names.join(", ").len() + 20)
                     .max(12),
+                // An address's full set stands for more ports than it holds, and so does
+                // the report's.
+                attackers
+                    .iter()
+                    .any(|a| a.observation.dst_ports.len() >= MAX_PORTS),
             ),
             listed,
             not_listed,
@@ -681,7 +687,7 @@ fn hide_addresses(hosts: Vec<String>) -> Vec<String> {
 /// whatever the ports: it goes into a subject and a body line.
 fn abuse_kind(protocols: &[String], ports: &[u16], hits: u64, span_seconds: i64) -> String {
     let proto = protocol_words(protocols);
-    if ports.len() >= crate::ingest::MAX_PORTS {
+    if ports.len() >= MAX_PORTS {
         // A source's record keeps its lowest ports only: a full set may stand for thousands.
         return format!("port scan ({} or more ports, {proto})", ports.len());
     }
@@ -921,29 +927,30 @@ fn kind_family(kind: &str) -> String {
 }
 
 /// Numbers as `22, 80, 443`, cut to fit `width` columns with ` and N more` when needed.
-fn list_within(values: &[u16], width: usize) -> String {
-    let all = values
-        .iter()
-        .map(u16::to_string)
-        .collect::<Vec<_>>()
-        .join(", ");
-    if all.len() <= width {
-        return all;
-    }
+/// `partial`: `values` are the smallest of more than they hold (a source's record keeps
+/// [`crate::ingest::MAX_PORTS`]), so what the text leaves out is `at least N more`, and a
+/// list shown whole ends `and more`.
+fn list_within(values: &[u16], width: usize, partial: bool) -> String {
+    let rest = |n: usize| match (partial, n) {
+        (true, 0) => " and more".to_string(),
+        (true, n) => format!(" and at least {n} more"),
+        (false, 0) => String::new(),
+        (false, n) => format!(" and {n} more"),
+    };
     let mut shown = String::new();
     for (i, v) in values.iter().enumerate() {
-        let next = if shown.is_empty() {
-            v.to_string()
-        } else {
-            format!("{shown}, {v}")
-        };
-        let tail = format!(" and {} more", values.len() - i - 1);
-        if next.len() + tail.len() > width && !shown.is_empty() {
-            return format!("{shown} and {} more", values.len() - i);
+        let mut next = shown.clone();
+        if !next.is_empty() {
+            next.push_str(", ");
+        }
+        next.push_str(&v.to_string());
+        // The rest after this value, were the list cut there: none at the last.
+        if next.len() + rest(values.len() - i - 1).len() > width && !shown.is_empty() {
+            return shown + &rest(values.len() - i);
         }
         shown = next;
     }
-    shown
+    shown + &rest(0)
 }
 
 /// How people name a provider: the well-known ones by their brand, others as configured.
@@ -1712,9 +1719,9 @@ mod tests {
 
     #[test]
     fn lists_are_cut_to_fit_with_a_count_of_the_rest() {
-        assert_eq!(list_within(&[22, 80, 443], 30), "22, 80, 443");
+        assert_eq!(list_within(&[22, 80, 443], 30, false), "22, 80, 443");
         let many: Vec<u16> = (1000..1030).collect();
-        let cut = list_within(&many, 25);
+        let cut = list_within(&many, 25, false);
         assert!(cut.len() <= 25, "{cut}");
         assert!(
             cut.starts_with("1000, 1001") && cut.ends_with(" more"),
@@ -1729,6 +1736,23 @@ mod tests {
             .parse()
             .unwrap();
         assert_eq!(shown + rest, 30);
+    }
+
+    /// A source that probed 100 ports keeps its 64 smallest: the list says what it leaves out
+    /// is at least that many, not that it is all (`… 10 and 54 more` read as 64 ports).
+    #[test]
+    fn a_list_of_the_smallest_ports_kept_says_the_rest_is_at_least_its_count() {
+        let kept: Vec<u16> = (1..=MAX_PORTS as u16).collect();
+        let cut = list_within(&kept, 40, true);
+        assert!(cut.len() <= 40, "{cut}");
+        let shown = cut.split(" and ").next().unwrap().split(", ").count();
+        let rest: usize = (cut.split(" and at least ").nth(1))
+            .and_then(|r| r.strip_suffix(" more"))
+            .and_then(|r| r.parse().ok())
+            .unwrap_or_else(|| panic!("{cut}"));
+        assert_eq!(shown + rest, MAX_PORTS);
+        assert_eq!(list_within(&[22, 80], 40, true), "22, 80 and more");
+        assert_eq!(list_within(&[22, 80], 40, false), "22, 80");
     }
 
     /// Many hosts, each probing its own number of ports: the words name what they did, not

@@ -754,6 +754,46 @@ fn many_ports_and_protocols_still_keep_to_78_columns() {
     );
 }
 
+/// A host that scanned a hundred ports is kept with its 64 smallest: the body said
+/// `… 10 and 54 more` of it, sixty-four ports in all, where it probed a hundred.
+#[test]
+fn a_host_with_more_ports_than_its_record_keeps_is_said_to_have_at_least_that_many() {
+    let s = Setup::standard();
+    let log: String = (1..=100u16)
+        .map(|port| drop_line(&format!("10:00:{:02}", port % 60), "3.5.140.2", "TCP", port))
+        .collect();
+    s.write("messages", &log);
+    s.run(&["run"]).ok();
+    let raw = only_message(&s);
+    let message = MessageParser::default().parse(&raw).unwrap();
+    let body = message.body_text(0).unwrap().replace("\r\n", "\n");
+    let row = (body.lines())
+        .find(|l| l.trim_start().starts_with("3.5.140.2 "))
+        .unwrap_or_else(|| panic!("{body}"));
+    let traffic = (body.lines())
+        .find(|l| l.trim_start().starts_with("Traffic:"))
+        .unwrap_or_else(|| panic!("{body}"));
+    for line in [row, traffic] {
+        let (shown, rest) = line
+            .rsplit_once(" and at least ")
+            .unwrap_or_else(|| panic!("{line}"));
+        let rest: usize = rest.trim_end_matches(" more").parse().unwrap();
+        // The row's column of ports, or what follows `destination ports`.
+        let list = shown
+            .rsplit("  ")
+            .next()
+            .unwrap()
+            .rsplit("ports ")
+            .next()
+            .unwrap();
+        let listed = list
+            .split(", ")
+            .filter(|p| p.parse::<u16>().is_ok())
+            .count();
+        assert!(listed + rest == 64 && line.contains(" 1, 2, 3"), "{line}");
+    }
+}
+
 #[test]
 fn a_report_too_large_even_without_lines_waits_and_names_itself() {
     let s = Setup::new(&standard_config(
