@@ -813,10 +813,18 @@ fn reflection(protocols: &[String], source_ports: &[u16], ports: &[u16]) -> Opti
         .map(|(port, service)| format!("UDP {port} answers ({service} reflection)"))
 }
 
-/// Whether `hits` packets over `span_seconds` are a flood: sustained packets every second or
-/// more, not probing.
+/// Packets a second a flood keeps up on average, from one host or from many together.
+const FLOOD_RATE: f64 = 10.0;
+
+/// Packets one host sends before its rate can make it a flood.
+const FLOOD_PACKETS: u64 = 100;
+
+/// Whether `hits` packets over `span_seconds` are a flood: [`FLOOD_PACKETS`] or more at
+/// [`FLOOD_RATE`] a second or more, not probing. What is called a flood goes to XARF as
+/// `ddos`: ten SYNs in nine seconds (the bar was ten packets at one a second) are not what
+/// a desk takes a denial of service to be.
 pub(crate) fn is_flood(hits: u64, span_seconds: i64) -> bool {
-    per_second(hits, span_seconds) >= 1.0 && hits >= 10
+    hits >= FLOOD_PACKETS && per_second(hits, span_seconds) >= FLOOD_RATE
 }
 
 /// Sources a flood needs before its shape says more than each host's does.
@@ -855,7 +863,7 @@ fn spread_flood(
         && quiet * 10 >= attackers.len() * 9
         && forgeable
         && ports.len() <= 3
-        && rate >= 10.0;
+        && rate >= FLOOD_RATE;
     shaped.then(|| {
         let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
         if ports.is_empty() {
@@ -1669,6 +1677,21 @@ mod tests {
             None
         );
         assert_eq!(reflection(&udp, &[53], &[]), None);
+    }
+
+    /// A hundred packets or more at ten a second or more: ten SYNs in nine seconds were a
+    /// `TCP 22 flood`, and XARF's `ddos`.
+    #[test]
+    fn a_flood_is_a_hundred_packets_at_ten_a_second_or_more() {
+        assert!(!is_flood(10, 9));
+        assert!(!is_flood(99, 0));
+        assert!(is_flood(100, 9));
+        assert!(!is_flood(100, 10));
+        assert!(!is_flood(1_000, 200));
+        assert!(is_flood(u64::MAX, -5) && !is_flood(u64::MAX, i64::MAX));
+        let tcp = ["TCP".to_string()];
+        assert_eq!(abuse_kind(&tcp, &[22], 10, 9), "TCP 22 probes");
+        assert_eq!(abuse_kind(&tcp, &[22], 200, 9), "TCP 22 flood");
     }
 
     #[test]

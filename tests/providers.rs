@@ -1322,7 +1322,7 @@ fn xarf_files_reflected_answers_at_a_floods_rate_as_amplification() {
         let log: String = (0..packets)
             .map(|i| {
                 drop_line(
-                    &format!("10:00:{:02}", i / 4),
+                    &format!("10:00:{:02}", i / 40),
                     "3.5.140.2",
                     "UDP",
                     40_001 + i,
@@ -1352,13 +1352,17 @@ fn xarf_files_reflected_answers_at_a_floods_rate_as_amplification() {
             "CI must install PyPI's xarf to validate"
         ),
     }
-    let flood = document_of(12);
+    let flood = document_of(400);
     let v: serde_json::Value = serde_json::from_str(&flood).unwrap();
     assert_eq!(v["type"], "ddos", "{flood}");
     assert_eq!(v["attack_vector"], "dns_amplification", "{flood}");
-    // Twelve packets over three seconds, 60 bytes each: 4 a second, 1,920 bits.
-    assert_eq!(v["peak_pps"], 4, "{flood}");
-    assert_eq!(v["peak_bps"], 1920, "{flood}");
+    // 400 packets over ten seconds, 60 bytes each: 40 a second, 19,200 bits.
+    assert_eq!(v["peak_pps"], 40, "{flood}");
+    assert_eq!(v["peak_bps"], 19_200, "{flood}");
+    // Forty in a second, fewer than a flood's hundred, are answers: a port scan to XARF.
+    let answers = document_of(40);
+    let v: serde_json::Value = serde_json::from_str(&answers).unwrap();
+    assert_eq!(v["type"], "port_scan", "{answers}");
     match xarf_errors(&flood) {
         Some(errors) => assert!(errors.is_empty(), "{errors:?}\n{flood}"),
         None => assert!(

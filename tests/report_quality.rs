@@ -747,7 +747,7 @@ fn many_ports_and_protocols_still_keep_to_78_columns() {
             line.chars().count()
         );
     }
-    assert!(body.contains("TCP/UDP flood on 20 ports"), "{body}");
+    assert!(body.contains("TCP/UDP probes of 20 ports"), "{body}");
     assert!(
         body.contains("\n  Traffic:  ICMP, TCP, UDP, destination ports 10000,"),
         "{body}"
