@@ -18,7 +18,7 @@ use crate::ingest::{Observation, address_order};
 use crate::intake::{Destination, Intake, Routes, World};
 use crate::ledger::Ledger;
 use crate::provider::Provider;
-use crate::render::{Envelope, Report, fnv1a, fnv1a_on, message};
+use crate::render::{Envelope, Report, Spread, fnv1a, fnv1a_on, message};
 use crate::select::delta;
 use crate::state::{ReportContact, ReportRecord, ReportedIp, State, Status};
 use lettre::message::Mailbox;
@@ -663,6 +663,8 @@ pub(crate) fn number_parts(
     // As many parts at a time as there are cores: the state is asked for them in order, then
     // their messages are made side by side. A run of many parts holds a few parts' lines at
     // once, not every part's.
+    // Every part says what all the addresses are together.
+    let whole = Spread::of(attackers);
     let batch = crate::parallel::threads();
     for first in (0..ranges.len()).step_by(batch) {
         let these = &ranges[first..(first + batch).min(ranges.len())];
@@ -681,7 +683,7 @@ pub(crate) fn number_parts(
                 _ => later_root.as_deref(),
             };
             let part = (k + 1, ranges.len(), later);
-            compose_part(world, desk, &attackers[range], part, root, start)
+            compose_part(world, desk, &attackers[range], part, root, &whole, start)
         });
         for part in made {
             parts.push(part?);
@@ -714,6 +716,7 @@ pub(crate) fn fit_parts(
         Some(root) if root.len() > probe_root.len() => root.clone(),
         _ => probe_root,
     };
+    let whole = Spread::of(attackers);
     let mut fitted = Vec::with_capacity(chunks.len());
     let mut queue: std::collections::VecDeque<std::ops::Range<usize>> = chunks.into();
     // In address order: once `max_parts` fit, the rest wait for a later run unrendered.
@@ -722,16 +725,11 @@ pub(crate) fn fit_parts(
             break;
         }
         if range.len() > 1 {
-            let trial = plan_part(
-                world,
-                intake,
-                desk,
-                &attackers[range.clone()],
-                // The longest numbering and count of what follows it could get.
-                (99_999, 99_999, usize::MAX),
-                Some(&probe_root),
-                state,
-            )?;
+            let these = &attackers[range.clone()];
+            let start = start_part(world, intake, desk, these, state)?;
+            // The longest numbering and count of what follows it could get.
+            let part = (99_999, 99_999, usize::MAX);
+            let trial = compose_part(world, desk, these, part, Some(&probe_root), &whole, start)?;
             if trial.record.message.len() > settings.report.max_message_bytes {
                 let mid = range.start + range.len() / 2;
                 queue.push_front(mid..range.end);
@@ -742,21 +740,6 @@ pub(crate) fn fit_parts(
         fitted.push(range);
     }
     Ok(fitted)
-}
-
-/// One message: part `part.0` of `part.1` of a destination's delta, `part.2` of whose
-/// addresses are left for later reports.
-pub(crate) fn plan_part(
-    world: &World<'_>,
-    intake: &Intake,
-    desk: &Desk<'_>,
-    attackers: &[Attacker],
-    part: (usize, usize, usize),
-    thread_root: Option<&str>,
-    state: Option<&State>,
-) -> Result<Planned> {
-    let start = start_part(world, intake, desk, attackers, state)?;
-    compose_part(world, desk, attackers, part, thread_root, start)
 }
 
 /// What a part asks of the state, in the order its parts are made: the lines of its
@@ -794,6 +777,7 @@ fn compose_part(
     attackers: &[Attacker],
     part: (usize, usize, usize),
     thread_root: Option<&str>,
+    whole: &Spread,
     start: PartStart,
 ) -> Result<Planned> {
     let settings = world.settings;
@@ -866,6 +850,7 @@ fn compose_part(
                 }),
             }
         }))
+        .of_whole(whole)
         .with_evidence(&pool, &settings.report, lines);
         report.excerpt.truncate(lines);
         report.name_attachments(&settings.report);

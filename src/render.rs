@@ -427,28 +427,46 @@ impl Report {
             version: VERSION.to_string(),
             desk: None,
         };
-        match spread_flood(
+        let spread = match spread_flood(
             attackers,
             &report.protocols,
             &report.ports,
             report.total_hits,
             last.saturating_sub(first),
         ) {
-            // Answers of one reflected service from many hosts: servers answering questions
-            // forged in the operator's name, whose own addresses are real.
-            Some(_) if let Some((port, service)) = reflected_by_all(&report.ips) => {
-                report.abuse_kind = format!("UDP {port} answers ({service} reflection)");
-            }
-            Some(kind) => {
-                report.abuse_kind = kind;
-                report.spoofing_likely = true;
-            }
-            None => {
-                report.abuse_kind = summarise_kinds(report.ips.iter().map(|i| i.kind.as_str()));
-            }
-        }
+            None => Spread::None,
+            Some(kind) => match reflected_by_all(&report.ips) {
+                Some((port, service)) => Spread::Reflection(port, service),
+                None => Spread::Flood(kind),
+            },
+        };
+        report.tell(&spread);
         report.name_attachments(cfg);
         report
+    }
+
+    /// This report as one part of several, made of `whole`'s addresses ([`Spread::of`]): what
+    /// they are together is what every part says of its own.
+    pub fn of_whole(mut self, whole: &Spread) -> Self {
+        self.tell(whole);
+        self
+    }
+
+    /// `abuse_kind` and `spoofing_likely` for addresses that are together `spread`.
+    fn tell(&mut self, spread: &Spread) {
+        self.spoofing_likely = false;
+        self.abuse_kind = match spread {
+            // Answers of one reflected service from many hosts: servers answering questions
+            // forged in the operator's name, whose own addresses are real.
+            Spread::Reflection(port, service) => {
+                format!("UDP {port} answers ({service} reflection)")
+            }
+            Spread::Flood(kind) => {
+                self.spoofing_likely = true;
+                kind.clone()
+            }
+            Spread::None => summarise_kinds(self.ips.iter().map(|i| i.kind.as_str())),
+        };
     }
 
     /// Lets go of what only the templates read, once the message is made: each address's own
@@ -795,6 +813,60 @@ pub(crate) fn reflected(
     (proto == "UDP" && to_askers).then_some((*port, *service))
 }
 
+/// What the addresses of a report are together: a flood spread over many quiet sources
+/// ([`spread_flood`]), the answers of one reflected service from every one of them (a
+/// reflection attack, real servers), or neither (each host is told by its own kind). A report
+/// split into parts is told by all its addresses at once: a part alone (the twenty addresses
+/// left after 280) can be too few to tell, and it said `probes` without the caveat beside a
+/// part that said `flood`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Spread {
+    None,
+    Flood(String),
+    Reflection(u16, &'static str),
+}
+
+impl Spread {
+    /// What `attackers`, all the parts of a report, are together.
+    pub fn of(attackers: &[Attacker]) -> Self {
+        let mut protocols = std::collections::BTreeSet::new();
+        let mut ports = std::collections::BTreeSet::new();
+        let (mut hits, mut first, mut last) = (0u64, i64::MAX, i64::MIN);
+        for a in attackers {
+            let o = &a.observation;
+            protocols.extend(o.protocols.iter());
+            ports.extend(o.dst_ports.iter().copied());
+            hits = hits.saturating_add(o.hits);
+            first = first.min(o.first_seen);
+            last = last.max(o.last_seen);
+        }
+        let protocols = protocol_labels(protocols.into_iter());
+        let ports: Vec<u16> = ports.into_iter().collect();
+        let Some(kind) = spread_flood(
+            attackers,
+            &protocols,
+            &ports,
+            hits,
+            last.saturating_sub(first),
+        ) else {
+            return Spread::None;
+        };
+        let answered = |a: &Attacker| {
+            let o = &a.observation;
+            reflected(
+                &protocol_labels(o.protocols.iter()),
+                &o.src_ports.iter().copied().collect::<Vec<_>>(),
+                &o.dst_ports.iter().copied().collect::<Vec<_>>(),
+            )
+        };
+        let service = attackers.first().and_then(answered);
+        match service.filter(|s| attackers.iter().all(|a| answered(a) == Some(*s))) {
+            Some((port, service)) => Spread::Reflection(port, service),
+            None => Spread::Flood(kind),
+        }
+    }
+}
+
 /// The service all of `ips` answered from: each one's packets are [`reflected`] answers of
 /// that one service. Many hosts doing that at once are a reflection attack, not forged
 /// sources. Answers to a well-known port are not answers ([`reflected`]), however many send
@@ -830,7 +902,6 @@ pub(crate) fn is_flood(hits: u64, span_seconds: i64) -> bool {
 /// Sources a flood needs before its shape says more than each host's does.
 const SPREAD_SOURCES: usize = 50;
 
-/// A flood spread over many sources, each too quiet to be a flood on its own: at least
 /// Packets a second over `span_seconds` (the seconds from the first packet to the last, that
 /// second counted): neither a span from a damaged record nor a negative one overflows or
 /// divides by zero.
@@ -838,6 +909,7 @@ pub(crate) fn per_second(hits: u64, span_seconds: i64) -> f64 {
     hits as f64 / span_seconds.max(0).saturating_add(1) as f64
 }
 
+/// A flood spread over many sources, each too quiet to be a flood on its own: at least
 /// [`SPREAD_SOURCES`] addresses, nine in ten of them with 10 packets or fewer, UDP or ICMP
 /// alone (a source can be forged there; TCP sources that probe a port are a distributed
 /// scan, real hosts), at most three destination ports, and together ten packets a second or

@@ -1041,6 +1041,64 @@ fn a_flood_spread_over_many_quiet_sources_is_called_a_flood_that_may_be_spoofed(
     assert!(body.contains("Please make the hosts below stop"), "{body}");
 }
 
+/// Subjects and bodies of every message a run sends with `extra` in `[report]`.
+fn parts_of(log: &str, extra: &str) -> Vec<(String, String)> {
+    let s = Setup::new(&standard_config(extra));
+    s.write("messages", log);
+    s.run(&["run"]).ok();
+    (s.outbox().iter())
+        .map(|path| {
+            let raw = std::fs::read(path).unwrap();
+            let m = MessageParser::default().parse(&raw).unwrap();
+            let subject = m.subject().unwrap().to_string();
+            (subject, m.body_text(0).unwrap().to_string())
+        })
+        .collect()
+}
+
+/// A flood split into parts is a flood in every part: the twenty addresses left after forty
+/// were too few to tell on their own, and their part said `probes` and asked the desk to stop
+/// hosts whose addresses may be forged, beside a part that said `flood`. Nor is a part a
+/// flood of forged sources when the report's addresses together are not.
+#[test]
+fn a_report_split_into_parts_says_in_each_what_its_addresses_are_together() {
+    let quiet = |i: u32| format!("34.223.0.{}", i + 1);
+    let flood: String = (0..60)
+        .map(|i| drop_line(&format!("10:00:0{}", i % 2), &quiet(i), "UDP", 53))
+        .collect();
+    let parts = parts_of(&flood, "max_ips_per_message = 40");
+    assert_eq!(parts.len(), 2);
+    for (subject, body) in &parts {
+        assert!(
+            subject.starts_with("Abuse report: UDP 53 flood from "),
+            "{subject}"
+        );
+        assert!(body.contains("may be forged (spoofed)"), "{body}");
+        assert!(!body.contains("Please make the hosts below stop"), "{body}");
+    }
+
+    // The same sixty, and forty hosts above them probing SSH twenty times each: the first
+    // part holds sixty quiet UDP sources alone, and is no flood of forged ones either.
+    let probes: String = (0..40)
+        .flat_map(|i| {
+            (0..20).map(move |k| {
+                drop_line(
+                    &format!("10:0{}:{:02}", k / 10, k * 5 % 60),
+                    &format!("34.223.1.{}", i + 1),
+                    "TCP",
+                    22,
+                )
+            })
+        })
+        .collect();
+    let parts = parts_of(&(flood + &probes), "max_ips_per_message = 60");
+    assert_eq!(parts.len(), 2);
+    for (subject, body) in &parts {
+        assert!(!subject.contains("flood"), "{subject}");
+        assert!(!body.contains("spoofed"), "{body}");
+    }
+}
+
 #[test]
 fn a_part_that_waited_goes_out_with_the_date_it_is_sent() {
     let mut s = Setup::new(
