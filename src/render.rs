@@ -465,7 +465,7 @@ impl Report {
                 self.spoofing_likely = true;
                 kind.clone()
             }
-            Spread::None => summarise_kinds(self.ips.iter().map(|i| i.kind.as_str())),
+            Spread::None => summarise_kinds(self.ips.iter().map(|i| (i.kind.as_str(), i.hits))),
         };
     }
 
@@ -557,7 +557,8 @@ impl Report {
             let all = self.ips.iter().all(|i| i.answers);
             if all || (!self.spoofing_likely && reflected_by_all(&self.ips).is_none()) {
                 self.spoofing_likely &= !all;
-                self.abuse_kind = summarise_kinds(self.ips.iter().map(|i| i.kind.as_str()));
+                self.abuse_kind =
+                    summarise_kinds(self.ips.iter().map(|i| (i.kind.as_str(), i.hits)));
             }
         }
         self.name_attachments(cfg);
@@ -946,25 +947,34 @@ fn spread_flood(
     })
 }
 
-/// The kinds of the hosts of a report in a few words: the one kind they share, or the most
-/// common ones and how many more (`TCP 22 probes, TCP 80 probes and 3 other kinds`). Past
-/// three kinds, kinds that differ only in how many ports they count are one kind (`TCP probes`
-/// for `TCP probes of 7 ports` and `of 8 ports`), so that the words name different things.
-fn summarise_kinds<'a>(kinds: impl Iterator<Item = &'a str>) -> String {
-    let mut exact: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
-    for k in kinds {
-        *exact.entry(k).or_default() += 1;
+/// The kinds of the hosts of a report in a few words, from each host's kind and packets: the
+/// one kind they share, or the most common ones and how many more (`TCP 22 probes, TCP 80
+/// probes and 3 other kinds`), kinds shared by as many hosts first by their packets (five
+/// pings came before a scan of a hundred packets, by name). Past three kinds, kinds that
+/// differ only in how many ports they count are one kind (`TCP probes` for `TCP probes of 7
+/// ports` and `of 8 ports`), so that the words name different things.
+fn summarise_kinds<'a>(kinds: impl Iterator<Item = (&'a str, u64)>) -> String {
+    let mut exact: std::collections::BTreeMap<&str, (usize, u64)> =
+        std::collections::BTreeMap::new();
+    for (k, hits) in kinds {
+        let (hosts, packets) = exact.entry(k).or_default();
+        *hosts += 1;
+        *packets = packets.saturating_add(hits);
     }
-    let mut counts: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
-    for (k, n) in exact.iter() {
+    let mut counts: std::collections::BTreeMap<String, (usize, u64)> =
+        std::collections::BTreeMap::new();
+    for (k, (hosts, packets)) in exact.iter() {
         let k = match exact.len() {
             0..=3 => k.to_string(),
             _ => kind_family(k),
         };
-        *counts.entry(k).or_default() += n;
+        let (h, p) = counts.entry(k).or_default();
+        *h += hosts;
+        *p = p.saturating_add(*packets);
     }
-    let mut ranked: Vec<(&str, usize)> = counts.iter().map(|(k, n)| (k.as_str(), *n)).collect();
-    ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let mut ranked: Vec<(&str, (usize, u64))> =
+        counts.iter().map(|(k, n)| (k.as_str(), *n)).collect();
+    ranked.sort_by(|a, b| (b.1).cmp(&a.1).then(a.0.cmp(b.0)));
     match ranked.as_slice() {
         [] => "traffic".to_string(),
         [(one, _)] => one.to_string(),
@@ -1862,13 +1872,13 @@ mod tests {
         kinds.push("port scan (64 or more ports, TCP)".to_string());
         kinds.push("TCP 22 probes".to_string());
         assert_eq!(
-            summarise_kinds(kinds.iter().map(String::as_str)),
+            summarise_kinds(kinds.iter().map(|k| (k.as_str(), 1))),
             "TCP probes, UDP flood and 2 other kinds"
         );
         // Three kinds or fewer are named as they are.
         let few = ["TCP probes of 7 ports", "TCP probes of 8 ports"];
         assert_eq!(
-            summarise_kinds(few.into_iter()),
+            summarise_kinds(few.into_iter().map(|k| (k, 1))),
             "TCP probes of 7 ports and TCP probes of 8 ports"
         );
         assert_eq!(
@@ -1891,12 +1901,33 @@ mod tests {
 
     #[test]
     fn kinds_are_summarised_by_how_many_hosts_share_them() {
-        assert_eq!(summarise_kinds(["a", "a", "b"].into_iter()), "a and b");
-        assert_eq!(summarise_kinds(["x"].into_iter()), "x");
+        let once = |kinds: &[&'static str]| summarise_kinds(kinds.iter().map(|k| (*k, 1)));
+        assert_eq!(once(&["a", "a", "b"]), "a and b");
+        assert_eq!(once(&["x"]), "x");
+        assert_eq!(once(&["c", "b", "b", "a", "d"]), "b, a and 2 other kinds");
+    }
+
+    /// Six hosts of six kinds: five pings and a hundred-packet scan came in the order of
+    /// their names (`ICMP probes, TCP 22 probes and 4 other kinds`), the scan among the rest.
+    #[test]
+    fn kinds_shared_by_as_many_hosts_come_by_their_packets() {
+        let kinds = [
+            ("ICMP probes", 5),
+            ("TCP 22 probes", 3),
+            ("UDP 53 probes", 4),
+            ("port scan (64 or more ports, TCP)", 100),
+            ("TCP 80 probes", 3),
+            ("UDP 123 probes", 6),
+        ];
         assert_eq!(
-            summarise_kinds(["c", "b", "b", "a", "d"].into_iter()),
-            "b, a and 2 other kinds"
+            summarise_kinds(kinds.into_iter()),
+            "TCP port scans, UDP 123 probes and 4 other kinds"
         );
+        let few = [("b", 3), ("a", 5), ("c", 5)];
+        assert_eq!(summarise_kinds(few.into_iter()), "a, c and b");
+        // As many hosts come first whatever their packets.
+        let shared = [("b", 1), ("b", 1), ("a", 500)];
+        assert_eq!(summarise_kinds(shared.into_iter()), "b and a");
     }
 
     /// The short names people configure are brands in the subject (`from 5 do hosts` read

@@ -58,7 +58,7 @@ fn check_message(data: &[u8], stored_id: &str) {
     assert_eq!(
         msg.subject(),
         Some(
-            "Abuse report: TCP 22 probes, TCP 443 probes and UDP 53 probes from 3 AWS hosts to 198.51.100.10"
+            "Abuse report: UDP 53 probes, TCP 22 probes and TCP 443 probes from 3 AWS hosts to 198.51.100.10"
         )
     );
     assert_eq!(msg.date().unwrap().to_rfc3339(), "2026-01-26T08:00:00Z");

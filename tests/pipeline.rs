@@ -47,7 +47,7 @@ fn example_preview_prints_a_complete_message() {
     assert!(text.contains("\nTo: ec2-abuse@amazon.com\n"), "{text}");
     assert!(text.contains("\nFrom: \"Example Hosting abuse desk\" <abuse@example.org>\n"));
     assert!(
-        text.contains("\nSubject: Abuse report: TCP 22 probes, TCP 80/443 probes and 2 other kinds\n from 4 AWS hosts to 2 of our addresses\n"),
+        text.contains("\nSubject: Abuse report: UDP 53 probes, TCP 22 probes and 2 other kinds from 4\n AWS hosts to 2 of our addresses\n"),
         "the subject names the kind, the provider, the count and the target: {text}"
     );
     assert!(text.contains("\nMessage-ID: <20260126T080000Z-aws-"));
