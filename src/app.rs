@@ -151,10 +151,11 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
     let state = State::open_read_only(&settings.state_dir)?;
     if let Some(s) = &state {
         check_owner(s, settings)?;
-        // A run would refuse: the preview shows what it would send, and says why not.
+        // A run would refuse, and so does its preview: it showed a message no run sends,
+        // and ended 0 where the run ends 78.
         let renames = crate::ledger::renames(s, settings, &world.providers)?;
-        for renamed in &renames.refused {
-            crate::output::tell(format_args!("abuse-mailer: warning: {renamed}"));
+        if let Some(renamed) = renames.refused.into_iter().next() {
+            return Err(ConfigError(renamed).into());
         }
         if verbosity != Verbosity::Quiet {
             for taking_over in &renames.taking_over {

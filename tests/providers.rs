@@ -1009,12 +1009,18 @@ fn a_renamed_provider_is_refused_rather_than_reporting_everything_again() {
     let check = s.run(&["check"]);
     assert_eq!(check.code, 78, "{}", check.stdout);
     assert!(check.stdout.contains("\"amazon\""), "{}", check.stdout);
-    let preview = s.run(&["preview"]);
-    assert!(
-        preview.stderr.contains("warning: provider \"amazon\""),
-        "{}",
-        preview.stderr
-    );
+    // Its preview refuses as the run does: it showed a message no run sends, and ended 0.
+    for dry in [&["preview"][..], &["run", "--dry-run"], &["preview", "--json"]] {
+        let preview = s.run(dry);
+        assert_eq!(preview.code, 78, "{dry:?}: {}", preview.stderr);
+        assert!(preview.stdout.is_empty(), "{dry:?}: {}", preview.stdout);
+        assert!(
+            preview.stderr.contains("provider \"amazon\"")
+                && preview.stderr.contains("Give it back the name \"aws\""),
+            "{dry:?}: {}",
+            preview.stderr
+        );
+    }
     // Its old name back: nothing new, nothing again.
     fs::write(s.path("config.toml"), &config).unwrap();
     s.run(&["run"]).ok();
