@@ -358,7 +358,10 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
         state.commit_ingest(
             &touched,
             &intake.cursors,
-            &intake.counted,
+            crate::state::Counted {
+                times: &intake.counted,
+                zone: &settings.zone.name(),
+            },
             &kept,
             &utc_text(now),
             intake.moved || !intake.partial,

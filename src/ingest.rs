@@ -1971,6 +1971,11 @@ pub struct Ingest<'a> {
     /// Per prefix of the source being read: packets logged up to this time were counted by
     /// an earlier read (a source read again after `reread`), and are not counted twice.
     counted_before: Vec<Option<i64>>,
+    /// The times of `counted_before` were made in another zone than this run's: where a read
+    /// knows where the runs before `reread` stopped, every packet before that point of a
+    /// prefix that counted any is passed over by its place (see
+    /// [`Ingest::counted_before_rule`]).
+    counted_in_another_zone: bool,
     /// Where in the next feed the rule of `counted_before` ends: the lines that start within
     /// its first this many bytes are held to it, the rest count whatever their time (they
     /// lie past where the runs before `reread` had read). `None`: the whole feed is.
@@ -2223,6 +2228,7 @@ impl<'a> Ingest<'a> {
             soon_after: None,
             answers_are_hits: true,
             counted_before: Vec::new(),
+            counted_in_another_zone: false,
             rule_ends: None,
             inside_a_line: false,
             counted_earlier: Vec::new(),
@@ -2281,6 +2287,7 @@ impl<'a> Ingest<'a> {
         self.end_source();
         self.trackers = self.new_trackers();
         self.counted_before.clear();
+        self.counted_in_another_zone = false;
         self.rule_ends = None;
         self.inside_a_line = false;
         self.counted_earlier.clear();
@@ -2295,9 +2302,24 @@ impl<'a> Ingest<'a> {
         self.rule_ends = None;
     }
 
-    /// The rule of [`Ingest::counted_before`] as it stands.
-    pub fn counted_before_rule(&self) -> &[Option<i64>] {
-        &self.counted_before
+    /// The times of the rule of [`Ingest::counted_before`] were made in another zone than
+    /// this run's (`timezone` changed since): a year-less stamp read now is another instant
+    /// than it was then, and a packet counted then may read as later than the last counted.
+    pub fn counted_in_another_zone(&mut self) {
+        self.counted_in_another_zone = true;
+    }
+
+    /// The rule of [`Ingest::counted_before`] for text that lies before where the runs before
+    /// `reread` stopped: as it stands, or, when its times were made in another zone, every
+    /// packet of a prefix that counted any (a packet stamped in the zone of then would be
+    /// compared with a time made in another).
+    pub fn counted_before_rule(&self) -> Vec<Option<i64>> {
+        match self.counted_in_another_zone {
+            true => (self.counted_before.iter())
+                .map(|t| t.map(|_| i64::MAX))
+                .collect(),
+            false => self.counted_before.clone(),
+        }
     }
 
     /// The next feed starts inside a line an earlier read counted (see
@@ -2412,6 +2434,7 @@ impl<'a> Ingest<'a> {
             soon_after: self.soon_after,
             answers_are_hits: self.answers_are_hits,
             counted_before: self.counted_before.clone(),
+            counted_in_another_zone: self.counted_in_another_zone,
             rule_ends: self.rule_ends,
             inside_a_line: false,
             counted_earlier: Vec::new(),

@@ -837,6 +837,13 @@ fn ingest_once(
         Some(s) => s.counted_all()?,
         None => HashMap::new(),
     };
+    // The zone each source's counted times were made in: with `timezone` changed since, a
+    // year-less stamp is another instant now than when it was counted.
+    let zones = match state {
+        Some(s) => s.counted_zones()?,
+        None => HashMap::new(),
+    };
+    let zone = settings.zone.name();
     let resumed = |key: &str| -> Option<i64> {
         let repeats = settings.zone.may_repeat_times();
         repeats
@@ -902,6 +909,9 @@ fn ingest_once(
                     };
                     if reread {
                         scan.counted_before(counted_of(&earlier, &key, &source_cfg.prefixes));
+                        if zones.get(&key).is_some_and(|z| *z != zone) {
+                            scan.counted_in_another_zone();
+                        }
                     } else if cursor.is_some() {
                         // It goes on where a run stopped (one read again from its start
                         // follows nothing known), under this name or the one it took over.

@@ -1814,7 +1814,7 @@ impl<'c> ReadThrough<'c> {
         // The rule is given again for each file: a read lets go of it where it ends.
         let rule = self
             .rule
-            .get_or_insert_with(|| ingest.counted_before_rule().to_vec());
+            .get_or_insert_with(|| ingest.counted_before_rule());
         ingest.counted_before(rule.clone());
         if let Some(end) = ends {
             ingest.counted_before_ends(end.saturating_sub(from));

@@ -328,6 +328,10 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A `meta` key: this source (the rest of the key) was chosen by `reread` to be read again.
 const REREAD_KEY: &str = "reread:";
+
+/// A `meta` key: the zone (`timezone`) the times counted from this source (the rest of the
+/// key) were made in, by the last run that counted from it.
+const COUNTED_ZONE_KEY: &str = "counted-zone:";
 /// `meta` keys of when a warning said once a day under `-q` was last said.
 const SAID_KEY: &str = "said:";
 
@@ -1052,11 +1056,15 @@ impl State {
         &mut self,
         observations: &[&Observation],
         cursors: &[(String, StoredCursor)],
-        counted: &[(String, String, i64)],
+        counted: Counted<'_>,
         kept: &KeptLines<'_>,
         now: &str,
         unsettle: bool,
     ) -> Result<Vec<Observation>> {
+        let Counted {
+            times: counted,
+            zone,
+        } = counted;
         let KeptLines {
             updates: evidence,
             desks,
@@ -1074,6 +1082,7 @@ impl State {
             desks,
             stale_before,
             now,
+            zone,
             unsettle,
         };
         // A flood's lines and addresses land all over the tables' indexes: with SQLite's few
@@ -1108,6 +1117,30 @@ impl State {
             all.entry(source).or_default().insert(prefix, until);
         }
         Ok(all)
+    }
+
+    /// Per source, the zone the times of [`State::counted_all`] were made in (none for a
+    /// source counted from before the zone was kept).
+    pub fn counted_zones(&self) -> Result<HashMap<String, String>> {
+        if !self.has_meta()? {
+            return Ok(HashMap::new());
+        }
+        let mut stmt = self
+            .conn
+            .prepare("SELECT key, value FROM meta WHERE key >= ?1 AND key < ?2")?;
+        // Every key that begins with the prefix: the next character after its `:` bounds it.
+        let end = COUNTED_ZONE_KEY.replace(':', ";");
+        let rows = stmt.query_map([COUNTED_ZONE_KEY, end.as_str()], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
+        let mut zones = HashMap::new();
+        for row in rows {
+            let (key, zone) = row?;
+            if let Some(source) = key.strip_prefix(COUNTED_ZONE_KEY) {
+                zones.insert(source.to_string(), zone);
+            }
+        }
+        Ok(zones)
     }
 
     /// IPs that a report to `provider` holds and that must not go into another one: those
@@ -1716,7 +1749,7 @@ impl State {
         self.commit_ingest(
             &[],
             &stored,
-            &[],
+            Counted::default(),
             &KeptLines {
                 updates: &[],
                 desks: &[],
@@ -2237,6 +2270,15 @@ fn update_evidence(
 /// larger one would take the run that stores them past half a GiB.
 const INGEST_CACHE_KIB: u32 = 48 << 10;
 
+/// Per source and prefix, the last packet time a run counted as a hit, and the zone
+/// (`timezone`) those times were made in: what a read after `reread` passes over.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Counted<'a> {
+    /// (source, prefix, last packet time counted as a hit).
+    pub times: &'a [(String, String, i64)],
+    pub zone: &'a str,
+}
+
 /// What [`State::commit_ingest`] writes.
 struct Ingested<'a> {
     observations: &'a [&'a Observation],
@@ -2249,6 +2291,8 @@ struct Ingested<'a> {
     desks: &'a [&'a str],
     stale_before: Option<i64>,
     now: &'a str,
+    /// The zone the times of `counted` were made in.
+    zone: &'a str,
     unsettle: bool,
 }
 
@@ -2263,6 +2307,7 @@ fn write_ingest(conn: &mut Connection, ingested: &Ingested<'_>) -> Result<Vec<Ob
         desks,
         stale_before,
         now,
+        zone,
         unsettle,
     } = *ingested;
     // The write lock is taken first, waiting its turn: a transaction that read first and then
@@ -2303,6 +2348,11 @@ fn write_ingest(conn: &mut Connection, ingested: &Ingested<'_>) -> Result<Vec<Ob
         )?;
         for (source, prefix, until) in counted {
             put.execute(params![source, prefix, until])?;
+        }
+        let mut put = tx.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")?;
+        let sources: std::collections::BTreeSet<&String> = counted.iter().map(|c| &c.0).collect();
+        for source in sources {
+            put.execute(params![format!("{COUNTED_ZONE_KEY}{source}"), zone])?;
         }
         let mut put = tx.prepare(
             "INSERT OR REPLACE INTO cursor (source, dev, ino, fingerprint, offset, updated_at, journal, known_siblings, born, tail)

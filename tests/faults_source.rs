@@ -419,6 +419,38 @@ fn with_prefix(prefix: &str) -> String {
     )
 }
 
+/// `timezone` corrected from UTC to New York, then `reread`: the year-less stamps counted
+/// then read five hours later now, past the last packet counted, and each was counted again:
+/// an address of two packets crossed `min_hits` on four, with no warning. What the runs
+/// before `reread` read is passed over by its place when its times were made in another
+/// zone; what was logged since counts.
+#[test]
+fn a_reread_after_the_timezone_changed_counts_no_packet_twice() {
+    let s = Setup::new(&standard_config("").replace("min_hits = 1", "min_hits = 3"));
+    let log: String = [(A, 2), (B, 3)]
+        .iter()
+        .flat_map(|&(ip, n)| (0..n).map(move |k| drop_line(&format!("10:00:0{k}"), ip, "TCP", 22)))
+        .collect();
+    s.write("messages", &log);
+    s.run(&["run"]).ok();
+    assert_eq!(s.outbox().len(), 1);
+    assert_eq!(observed_hits(&s), hits(&[(A, 2), (B, 3)]));
+    let config = fs::read_to_string(s.path("config.toml")).unwrap();
+    let moved = config.replace("timezone = \"UTC\"", "timezone = \"America/New_York\"");
+    assert_ne!(moved, config);
+    fs::write(s.path("config.toml"), moved).unwrap();
+    let source = s.path("messages").display().to_string();
+    s.run(&["reread", "--source", &source]).ok();
+    let v = s.run(&["preview", "--json"]).ok().json();
+    assert_eq!(v["summary"]["lines_counted_before"], 5, "{v}");
+    assert_eq!(v["reports"].as_array().map(Vec::len), Some(0), "{v}");
+    // A packet logged since counts, once: the address has three now, and is reported.
+    s.append("messages", &drop_line("10:05:00", A, "TCP", 22));
+    s.run(&["run"]).ok();
+    assert_eq!(observed_hits(&s), hits(&[(A, 3), (B, 3)]));
+    assert_eq!(s.outbox().len(), 2);
+}
+
 #[test]
 fn wrong_prefix_then_reread_reports_the_history_once() {
     let s = Setup::new(&with_prefix("UFW BLOCK:"));

@@ -1010,7 +1010,11 @@ fn a_renamed_provider_is_refused_rather_than_reporting_everything_again() {
     assert_eq!(check.code, 78, "{}", check.stdout);
     assert!(check.stdout.contains("\"amazon\""), "{}", check.stdout);
     // Its preview refuses as the run does: it showed a message no run sends, and ended 0.
-    for dry in [&["preview"][..], &["run", "--dry-run"], &["preview", "--json"]] {
+    for dry in [
+        &["preview"][..],
+        &["run", "--dry-run"],
+        &["preview", "--json"],
+    ] {
         let preview = s.run(dry);
         assert_eq!(preview.code, 78, "{dry:?}: {}", preview.stderr);
         assert!(preview.stdout.is_empty(), "{dry:?}: {}", preview.stdout);
