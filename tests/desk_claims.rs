@@ -794,7 +794,7 @@ fn check_part(
     } else {
         assert_eq!(said, held, "{heading}");
     }
-    let unit = if said == 1 { "line" } else { "lines" };
+    let unit = if said == 1 { "packet" } else { "packets" };
     assert!(
         rest.starts_with(&format!("{said} {unit} from these addresses")),
         "{heading}"
@@ -1464,7 +1464,7 @@ fn the_excerpt_heading_counts_packets_not_the_lines_kept() {
     s.write("messages", &flood);
     s.run(&["run"]).ok();
     assert!(
-        heading(&s).contains("held 200 lines from these addresses; the first 50 follow"),
+        heading(&s).contains("held 200 packets from these addresses; 50 log lines follow"),
         "{}",
         heading(&s)
     );

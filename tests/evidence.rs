@@ -32,7 +32,7 @@ fn waiting_setup(extra_report: &str) -> Setup {
     Setup::new(&standard_config(extra_report).replace("min_hits = 1", "min_hits = 3"))
 }
 
-/// The "Log excerpt: ... held N lines ..." sentence of a message, on one line.
+/// The "Log excerpt: ... held N packets ..." sentence of a message, on one line.
 fn held(message: &str) -> String {
     let from = message.find("Log excerpt").unwrap();
     let to = message[from..].find("addresses:").unwrap();
@@ -68,7 +68,7 @@ fn a_line_kept_as_its_addresses_own_and_in_the_window_is_shown_once() {
         "{}",
         preview.stdout
     );
-    assert!(held(&sent).contains("held 1 line"), "{}", held(&sent));
+    assert!(held(&sent).contains("held 1 packet"), "{}", held(&sent));
 }
 
 #[test]
@@ -91,7 +91,7 @@ fn a_report_held_by_the_budget_shows_its_one_packet_once_when_it_goes() {
     assert_eq!(sent.len(), 2);
     for message in sent {
         let text = fs::read_to_string(&message).unwrap();
-        assert!(held(&text).contains("held 1 line"), "{}", held(&text));
+        assert!(held(&text).contains("held 1 packet"), "{}", held(&text));
         let lines = text
             .lines()
             .filter(|l| l.starts_with("Jan 25 10:00"))
@@ -366,7 +366,7 @@ fn identical_packets_read_in_two_runs_are_two_packets_as_in_one() {
         held_by_split.push((held(&sent), sent.matches("DPT=22 ").count()));
     }
     assert!(
-        held_by_split[0].0.contains("held 2 lines"),
+        held_by_split[0].0.contains("held 2 packets"),
         "{held_by_split:?}"
     );
     assert_eq!(held_by_split[0], held_by_split[1]);

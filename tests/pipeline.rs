@@ -74,7 +74,7 @@ fn example_preview_prints_a_complete_message() {
         );
     }
     assert!(
-        body.contains("Log excerpt: the 5 seconds from 2026-01-25T23:51:25+00:00 held at least 7\nlines from these addresses:")
+        body.contains("Log excerpt: the 5 seconds from 2026-01-25T23:51:25+00:00 held at least 7\npackets from these addresses:")
     );
     assert!(body.contains("SRC=34.223.47.190 DST=198.51.100.10"));
     assert!(
