@@ -45,6 +45,18 @@ pub(crate) struct Desk<'w> {
     /// For a discovered desk: how it was found, per address (the network RDAP found it
     /// for, or the Abusix name asked).
     pub(crate) found: Option<&'w std::collections::HashMap<IpAddr, Contact>>,
+    /// What all the addresses selected for it are together (see [`Spread`]), when more are
+    /// selected than a run's parts hold: its parts say so of theirs. `None`: what the parts
+    /// planned are together.
+    pub(crate) spread: Option<Spread>,
+}
+
+impl Desk<'_> {
+    /// What the addresses of its parts are together: all those selected for it, or `attackers`.
+    fn spread_of(&self, attackers: &[Attacker]) -> Spread {
+        (self.spread.clone())
+            .unwrap_or_else(|| Spread::of(attackers.iter().map(|a| &a.observation)))
+    }
 }
 
 impl Desk<'_> {
@@ -273,6 +285,8 @@ pub(crate) fn plan_providers(
             to: provider.config.to.clone(),
             thread_root: ledger.thread_roots[i].clone(),
             found: None,
+            // Of every address selected: those the run's parts hold are a few of a flood's.
+            spread: Some(Spread::of(selected.iter().map(|s| s.observation))),
         };
         // The first addresses, as many as the parts this run makes hold; the others are
         // selected again by a later run. Parts still waiting count against the run's: a
@@ -566,6 +580,7 @@ pub(crate) fn plan_discovered(
             to: vec![Mailbox::new(None, email)],
             thread_root,
             found: Some(&found),
+            spread: None,
         };
         let (parts, left) = plan_desk(world, intake, &desk, &attackers, 0, state, 1)?;
         unplanned.over_contact_report += left;
@@ -664,7 +679,7 @@ pub(crate) fn number_parts(
     // their messages are made side by side. A run of many parts holds a few parts' lines at
     // once, not every part's.
     // Every part says what all the addresses are together.
-    let whole = Spread::of(attackers);
+    let whole = desk.spread_of(attackers);
     let batch = crate::parallel::threads();
     for first in (0..ranges.len()).step_by(batch) {
         let these = &ranges[first..(first + batch).min(ranges.len())];
@@ -716,7 +731,7 @@ pub(crate) fn fit_parts(
         Some(root) if root.len() > probe_root.len() => root.clone(),
         _ => probe_root,
     };
-    let whole = Spread::of(attackers);
+    let whole = desk.spread_of(attackers);
     let mut fitted = Vec::with_capacity(chunks.len());
     let mut queue: std::collections::VecDeque<std::ops::Range<usize>> = chunks.into();
     // In address order: once `max_parts` fit, the rest wait for a later run unrendered.

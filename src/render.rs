@@ -24,7 +24,7 @@ use crate::config::ReportConfig;
 use crate::enrich::Attacker;
 use crate::error::ConfigError;
 use crate::excerpt::{EvidenceLine, Window, clean, is_address, redact};
-use crate::ingest::MAX_PORTS;
+use crate::ingest::{MAX_PORTS, Observation};
 
 /// The version that `User-Agent` and report footers name.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -427,8 +427,11 @@ impl Report {
             version: VERSION.to_string(),
             desk: None,
         };
+        let quiet = (attackers.iter())
+            .filter(|a| a.observation.hits <= QUIET_PACKETS)
+            .count();
         let spread = match spread_flood(
-            attackers,
+            (attackers.len(), quiet),
             &report.protocols,
             &report.ports,
             report.total_hits,
@@ -828,40 +831,39 @@ pub enum Spread {
 }
 
 impl Spread {
-    /// What `attackers`, all the parts of a report, are together.
-    pub fn of(attackers: &[Attacker]) -> Self {
+    /// What `observations`, all the addresses of a report, are together.
+    pub fn of<'a>(observations: impl Iterator<Item = &'a Observation> + Clone) -> Self {
         let mut protocols = std::collections::BTreeSet::new();
         let mut ports = std::collections::BTreeSet::new();
         let (mut hits, mut first, mut last) = (0u64, i64::MAX, i64::MIN);
-        for a in attackers {
-            let o = &a.observation;
+        let (mut sources, mut quiet) = (0, 0);
+        for o in observations.clone() {
             protocols.extend(o.protocols.iter());
             ports.extend(o.dst_ports.iter().copied());
             hits = hits.saturating_add(o.hits);
             first = first.min(o.first_seen);
             last = last.max(o.last_seen);
+            sources += 1;
+            quiet += usize::from(o.hits <= QUIET_PACKETS);
         }
         let protocols = protocol_labels(protocols.into_iter());
         let ports: Vec<u16> = ports.into_iter().collect();
-        let Some(kind) = spread_flood(
-            attackers,
-            &protocols,
-            &ports,
-            hits,
-            last.saturating_sub(first),
-        ) else {
+        let span = last.saturating_sub(first);
+        let Some(kind) = spread_flood((sources, quiet), &protocols, &ports, hits, span) else {
             return Spread::None;
         };
-        let answered = |a: &Attacker| {
-            let o = &a.observation;
-            reflected(
-                &protocol_labels(o.protocols.iter()),
-                &o.src_ports.iter().copied().collect::<Vec<_>>(),
-                &o.dst_ports.iter().copied().collect::<Vec<_>>(),
-            )
+        // A flood of one protocol, UDP or ICMP: answers if every source's packets are a
+        // reflected service's, each asked as `reflected` asks a host.
+        let answered = |o: &Observation| {
+            let (Some(port), 1) = (o.src_ports.iter().next(), o.src_ports.len()) else {
+                return None;
+            };
+            let ports: Vec<u16> = o.dst_ports.iter().copied().collect();
+            reflected(&protocols, &[*port], &ports)
         };
-        let service = attackers.first().and_then(answered);
-        match service.filter(|s| attackers.iter().all(|a| answered(a) == Some(*s))) {
+        let mut all = observations.clone().map(answered);
+        let service = all.next().flatten();
+        match service.filter(|s| all.all(|a| a == Some(*s))) {
             Some((port, service)) => Spread::Reflection(port, service),
             None => Spread::Flood(kind),
         }
@@ -900,6 +902,10 @@ pub(crate) fn is_flood(hits: u64, span_seconds: i64) -> bool {
     hits >= FLOOD_PACKETS && per_second(hits, span_seconds) >= FLOOD_RATE
 }
 
+/// Packets a source of a flood spread over many sends at most, most of them: each too quiet
+/// to be a flood of its own.
+const QUIET_PACKETS: u64 = 10;
+
 /// Sources a flood needs before its shape says more than each host's does.
 const SPREAD_SOURCES: usize = 50;
 
@@ -913,30 +919,26 @@ pub(crate) fn per_second(hits: u64, span_seconds: i64) -> f64 {
 /// A flood spread over many sources, each too quiet to be a flood on its own: at least
 /// [`SPREAD_SOURCES`] addresses, nine in ten of them with 10 packets or fewer, UDP or ICMP
 /// alone (a source can be forged there; TCP sources that probe a port are a distributed
-/// scan, real hosts), at most three destination ports, and together ten packets a second or
-/// more. Spoofed source addresses look like this, so the report says they may be forged.
+/// scan, real hosts), at most three destination ports, and together a flood ([`is_flood`]:
+/// what one host's packets would be). Spoofed source addresses look like this, so the report
+/// says they may be forged. `sources` and how many of them are `quiet` (10 packets or fewer);
 /// `None` otherwise.
 fn spread_flood(
-    attackers: &[Attacker],
+    (sources, quiet): (usize, usize),
     protocols: &[String],
     ports: &[u16],
     hits: u64,
     span_seconds: i64,
 ) -> Option<String> {
-    let quiet = attackers
-        .iter()
-        .filter(|a| a.observation.hits <= 10)
-        .count();
-    let rate = per_second(hits, span_seconds);
     let forgeable = matches!(
         protocols,
         [p] if ["UDP", "UDPLITE", "ICMP", "ICMPv6"].contains(&p.as_str())
     );
-    let shaped = attackers.len() >= SPREAD_SOURCES
-        && quiet * 10 >= attackers.len() * 9
+    let shaped = sources >= SPREAD_SOURCES
+        && quiet * 10 >= sources * 9
         && forgeable
         && ports.len() <= 3
-        && rate >= FLOOD_RATE;
+        && is_flood(hits, span_seconds);
     shaped.then(|| {
         let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
         if ports.is_empty() {
@@ -1061,16 +1063,16 @@ fn provider_label(name: &str) -> String {
 /// Protocol names as a report shows them: a name of letters and digits as logged, anything
 /// else (text smuggled into a `PROTO=` field) as `other`; sorted, without repeats. The kernel
 /// names the protocols it reads further (TCP, UDP, ICMP, ESP…) and logs any other by its
-/// number: those are named as IANA does (`GRE` for 47), or `protocol 253`, never a bare
+/// number: those are named by their usual names (`GRE` for 47), or `proto-253`, never a bare
 /// number, which a body's list of ports or a subject (`47 probes`) would take for a port or
-/// a count.
+/// a count; one word, as `ips.csv` lists a host's protocols between spaces.
 fn protocol_labels<'a>(names: impl Iterator<Item = &'a crate::ingest::Name>) -> Vec<String> {
     let labels: std::collections::BTreeSet<String> = names
         .map(|p| {
             let digits = !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
             if digits {
                 match p.parse::<u8>() {
-                    Ok(n) => protocol_named(n).map_or_else(|| format!("protocol {n}"), Into::into),
+                    Ok(n) => protocol_named(n).map_or_else(|| format!("proto-{n}"), Into::into),
                     Err(_) => "other".to_string(),
                 }
             } else if !p.is_empty() && p.len() <= 16 && p.bytes().all(|b| b.is_ascii_alphanumeric())
@@ -1084,7 +1086,8 @@ fn protocol_labels<'a>(names: impl Iterator<Item = &'a crate::ingest::Name>) -> 
     labels.into_iter().collect()
 }
 
-/// IANA's name of an IP protocol the kernel logs by number, for those a firewall meets.
+/// The usual name of an IP protocol the kernel logs by number (IANA's keyword, or the name
+/// Linux gives it), for those a firewall meets.
 fn protocol_named(number: u8) -> Option<&'static str> {
     Some(match number {
         0 => "HOPOPT",
@@ -1957,7 +1960,7 @@ mod tests {
         .map(crate::ingest::Name::from);
         assert_eq!(
             protocol_labels(names.iter()),
-            ["GRE", "TCP", "UDP", "other", "protocol 253"]
+            ["GRE", "TCP", "UDP", "other", "proto-253"]
         );
         assert_eq!(abuse_kind(&["GRE".into()], &[], 3, 2), "GRE probes");
     }

@@ -83,11 +83,10 @@ pub fn document(report: &Report, message_id: &str) -> Option<Value> {
     // Answers of an open service reflected at the operator (whose kind says so, not its
     // rate): at a flood's rate, an amplification attack.
     let reflected = crate::render::reflected(&ip.protocols, &ip.source_ports, &ip.ports);
-    let flood = match reflected {
-        Some(_) => crate::render::is_flood(ip.hits, ip.span_seconds),
-        // Answers at a flood's rate (a SYN-ACK reflection) are named so on the host.
-        None => report.abuse_kind.ends_with("flood") || ip.kind.ends_with("(flood)"),
-    };
+    // Told by the host's own packets, as its kind is: one source of a flood spread over
+    // many sent a packet or two, which no desk takes for a denial of service (the report's
+    // words are the whole flood's).
+    let flood = crate::render::is_flood(ip.hits, ip.span_seconds);
     // Its own lines (its earliest, its first read, and those of its densest window), as the
     // plain report's evidence.log gives them; the window alone when none were kept.
     let lines = match ip.evidence.is_empty() {
@@ -111,7 +110,7 @@ pub fn document(report: &Report, message_id: &str) -> Option<Value> {
         "confidence": 0.9,
         "description": format!(
             "{}: {} packets from {} dropped by our firewall between {} and {}",
-            report.abuse_kind, ip.hits, ip.ip, ip.first_seen, ip.last_seen
+            ip.kind, ip.hits, ip.ip, ip.first_seen, ip.last_seen
         ),
         "evidence": [{
             "content_type": "text/plain",

@@ -986,12 +986,16 @@ fn subject_and_body_of(log: &str) -> (String, String) {
 
 #[test]
 fn a_flood_spread_over_many_quiet_sources_is_called_a_flood_that_may_be_spoofed() {
-    // 60 sources in two seconds, one or two UDP 53 packets each.
+    // 60 sources in two seconds, two or three UDP 53 packets each: 140, a flood together.
     let log: String = (0..60)
         .map(|i| {
             let ip = format!("34.223.{}.{}", i / 200, i % 200 + 1);
             let line = drop_line(&format!("10:00:0{}", i % 2), &ip, "UDP", 53);
-            if i % 3 == 0 { line.repeat(2) } else { line }
+            if i % 3 == 0 {
+                line.repeat(3)
+            } else {
+                line.repeat(2)
+            }
         })
         .collect();
     let (subject, body) = subject_and_body_of(&log);
@@ -1056,15 +1060,16 @@ fn parts_of(log: &str, extra: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// A flood split into parts is a flood in every part: the twenty addresses left after forty
-/// were too few to tell on their own, and their part said `probes` and asked the desk to stop
-/// hosts whose addresses may be forged, beside a part that said `flood`. Nor is a part a
+/// A flood split into parts is a flood in every part: each part was told by its own addresses,
+/// and one of fewer than fifty (the twenty left after 280) said `probes` and asked the desk to
+/// stop hosts whose addresses may be forged, beside parts that said `flood`. Nor is a part a
 /// flood of forged sources when the report's addresses together are not.
 #[test]
 fn a_report_split_into_parts_says_in_each_what_its_addresses_are_together() {
     let quiet = |i: u32| format!("34.223.0.{}", i + 1);
+    // Two packets each: 120 in two seconds together, each source quiet.
     let flood: String = (0..60)
-        .map(|i| drop_line(&format!("10:00:0{}", i % 2), &quiet(i), "UDP", 53))
+        .map(|i| drop_line(&format!("10:00:0{}", i % 2), &quiet(i), "UDP", 53).repeat(2))
         .collect();
     let parts = parts_of(&flood, "max_ips_per_message = 40");
     assert_eq!(parts.len(), 2);
@@ -1096,6 +1101,44 @@ fn a_report_split_into_parts_says_in_each_what_its_addresses_are_together() {
     for (subject, body) in &parts {
         assert!(!subject.contains("flood"), "{subject}");
         assert!(!body.contains("spoofed"), "{body}");
+    }
+}
+
+/// The same flood reported one address a message (XARF), ten a run: every message says what
+/// the flood is, with the caveat, though the run's ten hold ten of its sixty sources (they were
+/// told by those ten: probes); and each XARF document files its own source by its own two
+/// packets, not as a denial of service (`ddos` with a peak of one packet a second).
+#[test]
+fn xarf_messages_of_a_spread_flood_say_the_flood_and_file_each_source_by_its_packets() {
+    let flood: String = (0..60)
+        .map(|i| {
+            let ip = format!("34.223.0.{}", i + 1);
+            drop_line(&format!("10:00:0{}", i % 2), &ip, "UDP", 53).repeat(2)
+        })
+        .collect();
+    let s = Setup::new(&standard_config("xarf = true"));
+    s.write("messages", &flood);
+    s.run(&["run"]).ok();
+    let sent = s.outbox();
+    assert_eq!(sent.len(), 10);
+    for path in sent {
+        let raw = std::fs::read(&path).unwrap();
+        let message = MessageParser::default().parse(&raw).unwrap();
+        let subject = message.subject().unwrap();
+        assert!(
+            subject.contains("UDP 53 flood from one AWS host"),
+            "{subject}"
+        );
+        let body = message.body_text(0).unwrap();
+        assert!(body.contains("may be forged (spoofed)"), "{body}");
+        let doc: serde_json::Value =
+            serde_json::from_str(&attachment(&message, "xarf.json")).unwrap();
+        assert_eq!(doc["type"], "port_scan", "{doc}");
+        let description = doc["description"].as_str().unwrap();
+        assert!(
+            description.starts_with("UDP 53 probes: 2 packets from 34.223.0."),
+            "{doc}"
+        );
     }
 }
 
