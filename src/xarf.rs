@@ -145,12 +145,15 @@ pub fn document(report: &Report, message_id: &str) -> Option<Value> {
         // packets, which the peak was at least.
         let pps = (crate::render::per_second(ip.hits, ip.span_seconds).ceil() as u64).max(1);
         fields.insert("peak_pps".into(), json!(pps));
-        if let Some(bytes) = mean_length(&ip.evidence) {
-            fields.insert(
-                "peak_bps".into(),
-                json!(pps.saturating_mul(bytes).saturating_mul(8)),
-            );
-        }
+        // XARF's DDoS type requires a rate in bits: with no line of the address kept to
+        // average `LEN=` over, the smallest such packet can be (a request without it was
+        // refused, on every run).
+        let v6 = ip.ip.contains(':');
+        let bytes = mean_length(&ip.evidence).unwrap_or_else(|| headers_only(proto, v6));
+        fields.insert(
+            "peak_bps".into(),
+            json!(pps.saturating_mul(bytes).saturating_mul(8)),
+        );
     }
     // Every destination port, as tags (XARF allows 20).
     if let Some(tags) = fields.get_mut("tags").and_then(Value::as_array_mut) {
@@ -173,9 +176,33 @@ fn mean_length(lines: &[String]) -> Option<u64> {
     Some(lengths.iter().sum::<u64>().div_ceil(n))
 }
 
+/// Bytes of the smallest packet of XARF's protocol `proto`, its IP and transport headers
+/// alone (`LEN=` counts the IP header).
+fn headers_only(proto: &str, v6: bool) -> u64 {
+    let ip = if v6 { 40 } else { 20 };
+    ip + match proto {
+        "tcp" => 20,
+        "sctp" => 12,
+        _ => 8,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A flood whose lines are all gone still tells XARF a rate in bits, the least its
+    /// packets could make: the API refused a `ddos` without `peak_bps`, on every run.
+    #[test]
+    fn a_floods_rate_in_bits_is_its_smallest_packets_without_lines() {
+        let line = "Jan 25 10:00:00 web1 kernel: INPUT-DROP:IN=eth0 SRC=3.5.140.2 LEN=80 PROTO=UDP";
+        assert_eq!(mean_length(&[line.to_string()]), Some(80));
+        assert_eq!(mean_length(&[]), None);
+        assert_eq!(headers_only("udp", false), 28);
+        assert_eq!(headers_only("tcp", false), 40);
+        assert_eq!(headers_only("tcp", true), 60);
+        assert_eq!(headers_only("icmp", true), 48);
+    }
 
     #[test]
     fn uuid_is_stable_and_version_4() {

@@ -740,6 +740,75 @@ fn a_gateways_json_404_marks_no_report_gone() {
     );
 }
 
+/// Test reports, then `test = false` with nothing new logged: the real reports carry the
+/// lines the test reports showed. They went out with none, and a flood's without the rate in
+/// bits XARF requires: refused, made again and refused on every run, holding the provider's
+/// other addresses back for good.
+#[test]
+fn real_reports_after_test_reports_carry_their_lines_and_go_once() {
+    let Some(stub) = Stub::start(None) else {
+        return;
+    };
+    let s = setup(&stub, "test = true");
+    attack(&s, &THREE);
+    // 150 packets in five seconds from one source: a flood, `ddos` to XARF.
+    let flood: String = (0..150)
+        .map(|i| drop_line(&format!("10:10:0{}", i / 30), "3.5.140.9", "UDP", 53))
+        .collect();
+    s.append("messages", &flood);
+    s.run(&["run"]).ok();
+    assert_eq!(stub.creates().len(), 4);
+    let config = std::fs::read_to_string(s.path("config.toml")).unwrap();
+    s.write(
+        "config.toml",
+        &config.replace("test = true", "test = false"),
+    );
+    let ran = s.run(&["run"]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let creates = stub.creates();
+    assert_eq!(creates.len(), 8, "{}", ran.stderr);
+    for c in &creates[4..] {
+        let xarf = &c["xarf"];
+        let evidence = xarf["evidence"][0]["payload"].as_str().unwrap_or_default();
+        assert!(!evidence.is_empty(), "a real report with no line: {xarf}");
+        if xarf["type"] == "ddos" {
+            assert!(xarf["peak_bps"].as_u64().is_some_and(|b| b > 0), "{xarf}");
+        }
+    }
+    assert!(creates[4..].iter().any(|c| c["xarf"]["type"] == "ddos"));
+    s.run(&["run"]).ok();
+    assert_eq!(stub.creates().len(), 8, "each once");
+}
+
+/// A real report refused after a test report of the same address waits as any refused
+/// report does: the test report made it a first report again on every run, refused every
+/// time, with the provider's other reports held back behind it.
+#[test]
+fn a_real_report_refused_after_a_test_report_is_not_made_again_every_run() {
+    let Some(stub) = Stub::start(None) else {
+        return;
+    };
+    stub.script(json!({"create": {"1": {"status": 400, "body": {
+        "__type": "ValidationException", "message": "Invalid request"}}}}));
+    let s = setup(&stub, "test = true");
+    attack(&s, &THREE[..1]);
+    s.run(&["run"]).ok();
+    let config = std::fs::read_to_string(s.path("config.toml")).unwrap();
+    s.write(
+        "config.toml",
+        &config.replace("test = true", "test = false"),
+    );
+    s.run(&["run"]).ended(1, &["Invalid request"]);
+    assert_eq!(stub.creates().len(), 2);
+    s.run(&["run"]).ok();
+    s.run(&["run"]).ok();
+    assert_eq!(
+        stub.creates().len(),
+        2,
+        "a refused report is not made again"
+    );
+}
+
 #[test]
 fn test_mode_tags_every_report_lifecycle_test() {
     let Some(stub) = Stub::start(None) else {
