@@ -122,9 +122,13 @@ pub fn delta<'a>(
             // late (its budget spent on parts that waited, a run killed, a timer that did not
             // fire) makes it. (Measured by the window alone, an address seen again just after
             // its report was due at the one run where the window ended.)
+            // And, as a first report, it needs `min_hits` packets: since the report before
+            // (one packet after a report of hundreds proves as little as one alone).
             if let Some(b) = &before {
                 let reach = rereport_since.map(|since| since.saturating_sub(window));
-                let again = b.seen_since(o) && reach.is_none_or(|t| o.last_seen >= t);
+                let again = b.seen_since(o)
+                    && b.hits_since(o) >= report.min_hits
+                    && reach.is_none_or(|t| o.last_seen >= t);
                 if !again {
                     return None;
                 }

@@ -1118,6 +1118,39 @@ fn a_rereport_says_what_came_since_the_last_report() {
     );
 }
 
+/// With `min_hits = 3`, a re-report needs three packets since the report before, as a first
+/// report needs three: one packet a few days on was reported again ("4 packets; 1 since").
+#[test]
+fn a_rereport_needs_min_hits_packets_since_the_report_before() {
+    let mut s = Setup::new(
+        &standard_config("rereport_after_days = 1\nmax_age_days = 0")
+            .replace("min_hits = 1", "min_hits = 3"),
+    );
+    let at = |day: &str, t: &str| drop_line(t, "3.5.140.2", "TCP", 22).replace("Jan 25", day);
+    s.write(
+        "messages",
+        &(at("Jan 25", "10:00:00") + &at("Jan 25", "10:00:01") + &at("Jan 25", "10:00:02")),
+    );
+    s.run(&["run"]).ok();
+    assert_eq!(s.outbox().len(), 1);
+    s.now = "2026-01-28T12:00:00Z".into();
+    s.append("messages", &at("Jan 28", "11:00:00"));
+    s.run(&["run"]).ok();
+    assert_eq!(s.outbox().len(), 1, "one packet since is no re-report");
+    s.now = "2026-01-28T13:00:00Z".into();
+    s.append(
+        "messages",
+        &(at("Jan 28", "12:00:00") + &at("Jan 28", "12:00:01")),
+    );
+    s.run(&["run"]).ok();
+    assert_eq!(s.outbox().len(), 2);
+    assert!(
+        latest_mail(&s).contains("with 3 packets; 3 since"),
+        "{}",
+        latest_mail(&s)
+    );
+}
+
 /// The message written last to the outbox.
 fn latest_mail(s: &Setup) -> String {
     let newest = s
