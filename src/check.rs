@@ -410,6 +410,22 @@ fn check_providers(t: &mut Tally, settings: &Settings) -> Vec<Provider> {
             Err(e) => t.config("ranges", &one_line(&e)),
         }
     }
+    // Each provider reports what its ranges hold: an address in two providers' ranges (a
+    // list of one's own that holds a cloud's, a range file given twice) goes to both desks.
+    for (k, a) in loaded.iter().enumerate() {
+        for b in &loaded[k + 1..] {
+            if let Some(ip) = a.ranges.first_shared(&b.ranges) {
+                t.warn(
+                    "ranges",
+                    &format!(
+                        "{} and {} share addresses ({ip} is in both): an attacker there is reported to both desks",
+                        a.name(),
+                        b.name()
+                    ),
+                );
+            }
+        }
+    }
     loaded
 }
 

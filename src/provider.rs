@@ -112,6 +112,21 @@ impl Spans {
         to.checked_add(1)
     }
 
+    /// The first value both hold: the spans of each are apart and ascending, so one walk.
+    fn first_shared(&self, other: &Spans) -> Option<u128> {
+        let (mut i, mut j) = (0, 0);
+        while i < self.starts.len() && j < other.starts.len() {
+            if self.ends[i] < other.starts[j] {
+                i += 1;
+            } else if other.ends[j] < self.starts[i] {
+                j += 1;
+            } else {
+                return Some(self.starts[i].max(other.starts[j]));
+            }
+        }
+        None
+    }
+
     fn get(&self, value: u128) -> Option<usize> {
         let i = self
             .starts
@@ -192,6 +207,16 @@ impl RangeTable {
             IpAddr::V6(_) => &self.v6,
         };
         spans.get(bits(ip)).map(|i| &self.infos[i])
+    }
+
+    /// An address both tables hold, the lowest (IPv4 first), if they share any.
+    pub fn first_shared(&self, other: &RangeTable) -> Option<IpAddr> {
+        if let Some(v4) = self.v4.first_shared(&other.v4) {
+            return u32::try_from(v4)
+                .ok()
+                .map(|a| IpAddr::from(std::net::Ipv4Addr::from(a)));
+        }
+        (self.v6.first_shared(&other.v6)).map(|a| IpAddr::from(std::net::Ipv6Addr::from(a)))
     }
 
     pub fn len(&self) -> usize {
@@ -820,6 +845,31 @@ mod tests {
             assert!(t.lookup(ip).is_none(), "excluded whatever the order");
             assert!(t.lookup("20.1.1.1".parse().unwrap()).is_some());
         }
+    }
+
+    /// Two providers' ranges that share addresses are found by the first address they share,
+    /// and tables that only touch share none.
+    #[test]
+    fn ranges_two_tables_share_are_found() {
+        let table = |cidrs: &[&str]| RangeTable::new(cidrs.iter().map(|c| info(c, "-")));
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let aws = table(&["35.180.0.0/16", "52.94.0.0/22", "2600:1f18::/32"]);
+        assert_eq!(
+            aws.first_shared(&table(&["10.0.0.0/8", "35.180.128.0/17"])),
+            Some(ip("35.180.128.0"))
+        );
+        assert_eq!(
+            aws.first_shared(&table(&["35.179.0.0/16", "35.181.0.0/16", "52.94.4.0/22"])),
+            None
+        );
+        assert_eq!(
+            aws.first_shared(&table(&["2600:1f18:4a3::/48"])),
+            Some(ip("2600:1f18:4a3::"))
+        );
+        assert_eq!(
+            table(&["0.0.0.0/0"]).first_shared(&aws),
+            Some(ip("35.180.0.0"))
+        );
     }
 
     #[test]

@@ -1151,6 +1151,30 @@ fn a_rereport_needs_min_hits_packets_since_the_report_before() {
     );
 }
 
+/// A list of the operator's own that holds part of a cloud's ranges: `check` says the two
+/// providers share addresses, and which, since an attacker there goes to both desks (nothing
+/// said so).
+#[test]
+fn check_says_when_two_providers_share_addresses() {
+    let hoster = "[[provider]]\nname = \"hoster\"\nto = [\"abuse@hoster.example\"]\nranges = \"{dir}/hoster.txt\"\n\n[report]";
+    let s = Setup::new(&standard_config("").replace("[report]", hoster));
+    s.write("hoster.txt", "192.0.2.0/24\n3.5.140.0/24\n");
+    s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    let out = s.run(&["check"]);
+    assert!(
+        out.stdout
+            .contains("warning ranges     aws and hoster share addresses (3.5.140.0 is in both)"),
+        "{}",
+        out.stdout
+    );
+    s.run(&["run"]).ok();
+    assert_eq!(s.outbox().len(), 2, "one report to each desk, as it says");
+    // Apart, nothing is said.
+    s.write("hoster.txt", "192.0.2.0/24\n");
+    let out = s.run(&["check"]);
+    assert!(!out.stdout.contains("share addresses"), "{}", out.stdout);
+}
+
 /// The message written last to the outbox.
 fn latest_mail(s: &Setup) -> String {
     let newest = s
