@@ -1971,11 +1971,11 @@ pub struct Ingest<'a> {
     /// Per prefix of the source being read: packets logged up to this time were counted by
     /// an earlier read (a source read again after `reread`), and are not counted twice.
     counted_before: Vec<Option<i64>>,
-    /// The times of `counted_before` were made in another zone than this run's: where a read
-    /// knows where the runs before `reread` stopped, every packet before that point of a
-    /// prefix that counted any is passed over by its place (see
+    /// Per prefix: the time of `counted_before` was made in another zone than this run's.
+    /// Where a read knows where the runs before `reread` stopped, every packet of such a
+    /// prefix before that point is passed over by its place (see
     /// [`Ingest::counted_before_rule`]).
-    counted_in_another_zone: bool,
+    counted_in_another_zone: Vec<bool>,
     /// Where in the next feed the rule of `counted_before` ends: the lines that start within
     /// its first this many bytes are held to it, the rest count whatever their time (they
     /// lie past where the runs before `reread` had read). `None`: the whole feed is.
@@ -2228,7 +2228,7 @@ impl<'a> Ingest<'a> {
             soon_after: None,
             answers_are_hits: true,
             counted_before: Vec::new(),
-            counted_in_another_zone: false,
+            counted_in_another_zone: Vec::new(),
             rule_ends: None,
             inside_a_line: false,
             counted_earlier: Vec::new(),
@@ -2287,7 +2287,7 @@ impl<'a> Ingest<'a> {
         self.end_source();
         self.trackers = self.new_trackers();
         self.counted_before.clear();
-        self.counted_in_another_zone = false;
+        self.counted_in_another_zone.clear();
         self.rule_ends = None;
         self.inside_a_line = false;
         self.counted_earlier.clear();
@@ -2302,11 +2302,13 @@ impl<'a> Ingest<'a> {
         self.rule_ends = None;
     }
 
-    /// The times of the rule of [`Ingest::counted_before`] were made in another zone than
-    /// this run's (`timezone` changed since): a year-less stamp read now is another instant
-    /// than it was then, and a packet counted then may read as later than the last counted.
-    pub fn counted_in_another_zone(&mut self) {
-        self.counted_in_another_zone = true;
+    /// Which prefixes' times of the rule of [`Ingest::counted_before`] were made in another
+    /// zone than this run's (`timezone` changed since): a year-less stamp read now is another
+    /// instant than it was then, and a packet counted then may read as later than the last
+    /// counted.
+    /// Per prefix, as the rule is given.
+    pub fn counted_in_another_zone(&mut self, moved: Vec<bool>) {
+        self.counted_in_another_zone = moved;
     }
 
     /// The rule of [`Ingest::counted_before`] for text that lies before where the runs before
@@ -2314,12 +2316,15 @@ impl<'a> Ingest<'a> {
     /// packet of a prefix that counted any (a packet stamped in the zone of then would be
     /// compared with a time made in another).
     pub fn counted_before_rule(&self) -> Vec<Option<i64>> {
-        match self.counted_in_another_zone {
-            true => (self.counted_before.iter())
-                .map(|t| t.map(|_| i64::MAX))
-                .collect(),
-            false => self.counted_before.clone(),
-        }
+        let moved = |k: usize| {
+            self.counted_in_another_zone
+                .get(k)
+                .copied()
+                .unwrap_or(false)
+        };
+        (self.counted_before.iter().enumerate())
+            .map(|(k, t)| t.map(|t| if moved(k) { i64::MAX } else { t }))
+            .collect()
     }
 
     /// The next feed starts inside a line an earlier read counted (see
@@ -2434,7 +2439,7 @@ impl<'a> Ingest<'a> {
             soon_after: self.soon_after,
             answers_are_hits: self.answers_are_hits,
             counted_before: self.counted_before.clone(),
-            counted_in_another_zone: self.counted_in_another_zone,
+            counted_in_another_zone: self.counted_in_another_zone.clone(),
             rule_ends: self.rule_ends,
             inside_a_line: false,
             counted_earlier: Vec::new(),

@@ -909,9 +909,12 @@ fn ingest_once(
                     };
                     if reread {
                         scan.counted_before(counted_of(&earlier, &key, &source_cfg.prefixes));
-                        if zones.get(&key).is_some_and(|z| *z != zone) {
-                            scan.counted_in_another_zone();
-                        }
+                        let made_in = zones.get(&key);
+                        scan.counted_in_another_zone(
+                            (source_cfg.prefixes.iter())
+                                .map(|p| made_in.and_then(|z| z.get(p)).is_some_and(|z| *z != zone))
+                                .collect(),
+                        );
                     } else if cursor.is_some() {
                         // It goes on where a run stopped (one read again from its start
                         // follows nothing known), under this name or the one it took over.

@@ -17,7 +17,7 @@
 //! the write lock (no other process can take it until the outcome is in) and space on the disk
 //! (`state.reserve`, a file given back to record an outcome the full disk would refuse).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{Seek, SeekFrom, Write};
 use std::net::IpAddr;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -1119,9 +1119,9 @@ impl State {
         Ok(all)
     }
 
-    /// Per source, the zone the times of [`State::counted_all`] were made in (none for a
-    /// source counted from before the zone was kept).
-    pub fn counted_zones(&self) -> Result<HashMap<String, String>> {
+    /// Per source and prefix, the zone the times of [`State::counted_all`] were made in (none
+    /// for one counted from before the zone was kept).
+    pub fn counted_zones(&self) -> Result<HashMap<String, BTreeMap<String, String>>> {
         if !self.has_meta()? {
             return Ok(HashMap::new());
         }
@@ -1135,9 +1135,9 @@ impl State {
         })?;
         let mut zones = HashMap::new();
         for row in rows {
-            let (key, zone) = row?;
+            let (key, value) = row?;
             if let Some(source) = key.strip_prefix(COUNTED_ZONE_KEY) {
-                zones.insert(source.to_string(), zone);
+                zones.insert(source.to_string(), zones_of(Some(&value)));
             }
         }
         Ok(zones)
@@ -2270,6 +2270,14 @@ fn update_evidence(
 /// larger one would take the run that stores them past half a GiB.
 const INGEST_CACHE_KIB: u32 = 48 << 10;
 
+/// The zones of a source's prefixes as kept in `meta` (a JSON object, prefix to zone); none
+/// from a value that is not one.
+fn zones_of(value: Option<&str>) -> BTreeMap<String, String> {
+    value
+        .and_then(|v| serde_json::from_str(v).ok())
+        .unwrap_or_default()
+}
+
 /// Per source and prefix, the last packet time a run counted as a hit, and the zone
 /// (`timezone`) those times were made in: what a read after `reread` passes over.
 #[derive(Debug, Clone, Copy, Default)]
@@ -2342,17 +2350,39 @@ fn write_ingest(conn: &mut Connection, ingested: &Ingested<'_>) -> Result<Vec<Ob
                 join(&o.hosts),
             ])?;
         }
-        let mut put = tx.prepare(
+        // Per source, the zone each prefix's time was made in: a time made in another zone
+        // than this run's is replaced, not kept when later (a year-less stamp is another
+        // instant in each), and the prefix is labelled with this run's zone.
+        let mut zones: BTreeMap<&str, BTreeMap<String, String>> = BTreeMap::new();
+        let mut get = tx.prepare("SELECT value FROM meta WHERE key = ?1")?;
+        for (source, ..) in counted {
+            if !zones.contains_key(source.as_str()) {
+                let stored: Option<String> = get
+                    .query_row([format!("{COUNTED_ZONE_KEY}{source}")], |r| r.get(0))
+                    .optional()?;
+                zones.insert(source, zones_of(stored.as_deref()));
+            }
+        }
+        let mut later = tx.prepare(
             "INSERT INTO counted (source, prefix, until) VALUES (?1, ?2, ?3)
              ON CONFLICT (source, prefix) DO UPDATE SET until = max(until, excluded.until)",
         )?;
+        let mut replace = tx.prepare(
+            "INSERT OR REPLACE INTO counted (source, prefix, until) VALUES (?1, ?2, ?3)",
+        )?;
         for (source, prefix, until) in counted {
+            let of_source = zones.entry(source).or_default();
+            let put = match of_source.get(prefix).is_some_and(|z| z != zone) {
+                true => &mut replace,
+                false => &mut later,
+            };
             put.execute(params![source, prefix, until])?;
+            of_source.insert(prefix.clone(), zone.to_string());
         }
         let mut put = tx.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")?;
-        let sources: std::collections::BTreeSet<&String> = counted.iter().map(|c| &c.0).collect();
-        for source in sources {
-            put.execute(params![format!("{COUNTED_ZONE_KEY}{source}"), zone])?;
+        for (source, of_source) in &zones {
+            let value = serde_json::to_string(of_source)?;
+            put.execute(params![format!("{COUNTED_ZONE_KEY}{source}"), value])?;
         }
         let mut put = tx.prepare(
             "INSERT OR REPLACE INTO cursor (source, dev, ino, fingerprint, offset, updated_at, journal, known_siblings, born, tail)

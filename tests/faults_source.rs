@@ -451,6 +451,42 @@ fn a_reread_after_the_timezone_changed_counts_no_packet_twice() {
     assert_eq!(s.outbox().len(), 2);
 }
 
+/// Two prefixes, `timezone` changed, then a run that counts a packet of the first prefix
+/// only: the second prefix's time was still made in the old zone, though the source's zone
+/// said the new one, and a `reread` counted its packets again. Each prefix's time keeps the
+/// zone it was made in.
+#[test]
+fn a_reread_after_the_timezone_changed_knows_each_prefixs_zone() {
+    const C: &str = "34.223.47.190";
+    let s = Setup::new(
+        &standard_config("")
+            .replace("min_hits = 1", "min_hits = 3")
+            .replace(
+                "path = \"{dir}/messages\"",
+                "path = \"{dir}/messages\"\nprefixes = [\"INPUT-DROP:\", \"UFW BLOCK:\"]",
+            ),
+    );
+    let ufw = |t: &str, ip: &str| drop_line(t, ip, "TCP", 22).replace("INPUT-DROP:", "UFW BLOCK:");
+    let log: String = (0..2)
+        .map(|k| {
+            let t = format!("10:00:0{k}");
+            drop_line(&t, A, "TCP", 22) + &ufw(&t, C)
+        })
+        .collect();
+    s.write("messages", &log);
+    s.run(&["run"]).ok();
+    let config = fs::read_to_string(s.path("config.toml")).unwrap();
+    let moved = config.replace("timezone = \"UTC\"", "timezone = \"America/New_York\"");
+    fs::write(s.path("config.toml"), moved).unwrap();
+    s.append("messages", &drop_line("10:05:00", B, "TCP", 22));
+    s.run(&["run"]).ok();
+    let source = s.path("messages").display().to_string();
+    s.run(&["reread", "--source", &source]).ok();
+    s.run(&["run"]).ok();
+    assert_eq!(observed_hits(&s), hits(&[(A, 2), (B, 1), (C, 2)]));
+    assert!(s.outbox().is_empty());
+}
+
 #[test]
 fn wrong_prefix_then_reread_reports_the_history_once() {
     let s = Setup::new(&with_prefix("UFW BLOCK:"));
