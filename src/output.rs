@@ -511,26 +511,38 @@ pub(crate) fn summary_line(
     } else if reports.is_empty() {
         "nothing new to report".to_string()
     } else {
-        let mut by_provider: Vec<(&str, usize, usize)> = Vec::new();
+        // Per desk: addresses, those of them reported before (`rereport_after_days`), and
+        // messages.
+        let mut by_provider: Vec<(&str, usize, usize, usize)> = Vec::new();
         for p in reports {
             // Discovered contacts are many: they are counted together.
             let name = match p.record.contact {
                 Some(_) => "discovered contacts",
                 None => p.record.provider.as_str(),
             };
+            let (ips, again) = (p.record.ips.len(), p.report.rereport_count);
             match by_provider.iter_mut().find(|(n, ..)| *n == name) {
-                Some((_, ips, messages)) => {
-                    *ips += p.record.ips.len();
+                Some((_, all, before, messages)) => {
+                    *all += ips;
+                    *before += again;
                     *messages += 1;
                 }
-                None => by_provider.push((name, p.record.ips.len(), 1)),
+                None => by_provider.push((name, ips, again, 1)),
             }
         }
         by_provider
             .iter()
-            .map(|(name, ips, messages)| match messages {
-                1 => format!("{name}: {ips} new"),
-                _ => format!("{name}: {ips} new in {messages} messages"),
+            .map(|&(name, ips, again, messages)| {
+                // Re-reports are no new addresses: said apart.
+                let what = match (ips.saturating_sub(again), again) {
+                    (new, 0) => format!("{new} new"),
+                    (0, again) => format!("{again} again"),
+                    (new, again) => format!("{new} new and {again} again"),
+                };
+                match messages {
+                    1 => format!("{name}: {what}"),
+                    _ => format!("{name}: {what} in {messages} messages"),
+                }
             })
             .collect::<Vec<_>>()
             .join(", ")

@@ -1109,8 +1109,14 @@ fn a_rereport_says_what_came_since_the_last_report() {
         })
         .collect();
     s.append("messages", &three);
-    s.run(&["run"]).ok();
+    let ran = s.run(&["run"]).ok();
     assert_eq!(s.outbox().len(), 2);
+    // The run's line says it reported an address again, not a new one.
+    assert!(
+        ran.stderr.contains("aws: 1 again; 1 sent"),
+        "{}",
+        ran.stderr
+    );
     let second = latest_mail(&s);
     assert!(
         second.contains("reported to you on 2026-01-26T08:00:00+00:00 with 2 packets; 3 since"),
