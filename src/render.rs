@@ -427,23 +427,9 @@ impl Report {
             version: VERSION.to_string(),
             desk: None,
         };
-        let quiet = (attackers.iter())
-            .filter(|a| a.observation.hits <= QUIET_PACKETS)
-            .count();
-        let spread = match spread_flood(
-            (attackers.len(), quiet),
-            &report.protocols,
-            &report.ports,
-            report.total_hits,
-            last.saturating_sub(first),
-        ) {
-            None => Spread::None,
-            Some(kind) => match reflected_by_all(&report.ips) {
-                Some((port, service)) => Spread::Reflection(port, service),
-                None => Spread::Flood(kind),
-            },
-        };
-        report.tell(&spread);
+        // What these addresses are together; a part of several is told what all its
+        // report's are ([`Report::of_whole`]).
+        report.tell(&Spread::of(attackers.iter().map(|a| &a.observation)));
         report.name_attachments(cfg);
         report
     }
