@@ -97,6 +97,12 @@ type Answer = (bool, Option<Reported>);
 /// begins so.
 pub(crate) const WITHDRAWN: &str = "withdrawn unsent:";
 
+/// Whether a stored API request was made as a test: tagged `lifecycle:test`.
+fn made_as_test(request: &[u8]) -> bool {
+    let tag = format!("\"{}\"", crate::aws_api::TEST_TAG);
+    memchr::memmem::find(request, tag.as_bytes()).is_some()
+}
+
 /// Why a report waiting to be sent again must not go as stored, if so: the configuration
 /// changed since it was made. One of its addresses is in `report.ignore` now; a provider's
 /// report: its provider is gone, no longer holds one of its addresses (a range file replaced,
@@ -125,8 +131,7 @@ pub(crate) fn withdrawn(
         true => state.message_of(&record.id)?,
         false => record.message.clone(),
     };
-    let tag = format!("\"{}\"", crate::aws_api::TEST_TAG);
-    let test = memchr::memmem::find(&message, tag.as_bytes()).is_some();
+    let test = made_as_test(&message);
     Ok((test != now).then(|| match test {
         true => format!("{WITHDRAWN} made as a test report, and aws_api.test is off now"),
         false => format!("{WITHDRAWN} made as a real report, and aws_api.test is on now"),
@@ -964,10 +969,7 @@ pub(crate) fn deliver(
     // A test report was validated and acted on by nobody: its lines are kept for the real
     // report made once `aws_api.test` is off (which went out with none, and a flood's
     // without the rate XARF asks of it, refused on every run).
-    let test = record.made_for_api() && {
-        let tag = format!("\"{}\"", crate::aws_api::TEST_TAG);
-        memchr::memmem::find(&record.message, tag.as_bytes()).is_some()
-    };
+    let test = record.made_for_api() && made_as_test(&record.message);
     if (status == Status::Sent && !test) || (status == Status::Rejected && for_good) {
         let _ = state.let_go_of_lines(&record.id);
     }
