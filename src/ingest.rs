@@ -2302,11 +2302,10 @@ impl<'a> Ingest<'a> {
         self.rule_ends = None;
     }
 
-    /// Which prefixes' times of the rule of [`Ingest::counted_before`] were made in another
-    /// zone than this run's (`timezone` changed since): a year-less stamp read now is another
-    /// instant than it was then, and a packet counted then may read as later than the last
-    /// counted.
-    /// Per prefix, as the rule is given.
+    /// Per prefix, as the rule is given: whether the time of the rule of
+    /// [`Ingest::counted_before`] was made in another zone than this run's (`timezone` changed
+    /// since). A year-less stamp read now is another instant than it was then, and a packet
+    /// counted then may read as later than the last counted.
     pub fn counted_in_another_zone(&mut self, moved: Vec<bool>) {
         self.counted_in_another_zone = moved;
     }

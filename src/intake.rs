@@ -837,8 +837,8 @@ fn ingest_once(
         Some(s) => s.counted_all()?,
         None => HashMap::new(),
     };
-    // The zone each source's counted times were made in: with `timezone` changed since, a
-    // year-less stamp is another instant now than when it was counted.
+    // The zone each source's counted time of each prefix was made in: with `timezone`
+    // changed since, a year-less stamp is another instant now than when it was counted.
     let zones = match state {
         Some(s) => s.counted_zones()?,
         None => HashMap::new(),

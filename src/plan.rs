@@ -57,9 +57,7 @@ impl Desk<'_> {
         (self.spread.clone())
             .unwrap_or_else(|| Spread::of(attackers.iter().map(|a| &a.observation)))
     }
-}
 
-impl Desk<'_> {
     /// The networks the desk was found for, of `attackers`, in words (one CIDR, or the first
     /// and how many others), and how many there are.
     fn networks_of(&self, attackers: &[Attacker]) -> Option<(String, usize)> {
@@ -675,11 +673,11 @@ pub(crate) fn number_parts(
     let mut parts = Vec::with_capacity(ranges.len());
     // Later parts reply to the first, so a split report reads as one thread.
     let mut later_root = desk.thread_root.clone();
+    // Every part says what all the addresses are together.
+    let whole = desk.spread_of(attackers);
     // As many parts at a time as there are cores: the state is asked for them in order, then
     // their messages are made side by side. A run of many parts holds a few parts' lines at
     // once, not every part's.
-    // Every part says what all the addresses are together.
-    let whole = desk.spread_of(attackers);
     let batch = crate::parallel::threads();
     for first in (0..ranges.len()).step_by(batch) {
         let these = &ranges[first..(first + batch).min(ranges.len())];

@@ -329,8 +329,9 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// A `meta` key: this source (the rest of the key) was chosen by `reread` to be read again.
 const REREAD_KEY: &str = "reread:";
 
-/// A `meta` key: the zone (`timezone`) the times counted from this source (the rest of the
-/// key) were made in, by the last run that counted from it.
+/// A `meta` key: the zones (`timezone`) the times counted from this source (the rest of the
+/// key) were made in, a JSON object from each prefix to the zone of the last run that
+/// counted a packet of it.
 const COUNTED_ZONE_KEY: &str = "counted-zone:";
 /// `meta` keys of when a warning said once a day under `-q` was last said.
 const SAID_KEY: &str = "said:";
