@@ -520,7 +520,7 @@ fn check_templates(t: &mut Tally, settings: &Settings, names: &[&str], now: Date
 /// hold (a range with its words, an AS, ports, a re-report), one seen over ICMP alone with
 /// nothing known of it. The other is part 2 of 3, of the bare address, with addresses left
 /// for later and a desk known only by its address.
-pub(crate) fn sample_report(
+fn sample_report(
     desk: &str,
     discovered: bool,
     whole: bool,
@@ -631,6 +631,20 @@ pub(crate) fn sample_report(
     report.name_attachments(&settings.report);
     report.excerpt_window_at_least = !whole;
     report
+}
+
+/// The sample report a provider `aws` of a minimal configuration gets ([`sample_report`], the
+/// whole one), for unit tests of what is done with a report.
+#[cfg(test)]
+pub(crate) fn sample_aws_report() -> Report {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    let config = "state_dir = \"state\"\n[[source]]\npath = \"messages\"\n\
+        [[provider]]\nname = \"aws\"\nto = [\"ec2-abuse@amazon.com\"]\nranges = \"ranges.json\"\n\
+        [report]\nfrom = \"abuse@example.org\"\n[mail]\ntransport = \"file\"\ndir = \"outbox\"\n";
+    std::fs::write(&path, config).unwrap();
+    let settings = crate::config::load(&path).unwrap();
+    sample_report("aws", false, true, &settings, chrono::Utc::now())
 }
 
 /// The state opens and belongs to this configuration.

@@ -1638,15 +1638,7 @@ mod tests {
     /// of it, and nothing that only its templates read.
     #[test]
     fn a_made_report_keeps_only_what_is_shown_of_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("config.toml");
-        let config = "state_dir = \"state\"\n[[source]]\npath = \"messages\"\n\
-            [[provider]]\nname = \"aws\"\nto = [\"ec2-abuse@amazon.com\"]\nranges = \"ranges.json\"\n\
-            [report]\nfrom = \"abuse@example.org\"\n[mail]\ntransport = \"file\"\ndir = \"outbox\"\n";
-        std::fs::write(&path, config).unwrap();
-        let settings = crate::config::load(&path).unwrap();
-        let now = chrono::Utc::now();
-        let mut report = crate::check::sample_report("aws", false, true, &settings, now);
+        let mut report = crate::check::sample_aws_report();
         assert!(!report.hosts.is_empty() && !report.targets.is_empty());
         assert!(!report.listed.is_empty() && !report.ips[0].hosts.is_empty());
         assert!(!report.ips[0].evidence.is_empty() && !report.ips[0].targets.is_empty());

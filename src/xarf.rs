@@ -203,15 +203,7 @@ mod tests {
         assert_eq!(headers_only("tcp", true), 60);
         assert_eq!(headers_only("icmp", true), 48);
         // A flood's document whose address kept no line.
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("config.toml");
-        let config = "state_dir = \"state\"\n[[source]]\npath = \"messages\"\n\
-            [[provider]]\nname = \"aws\"\nto = [\"ec2-abuse@amazon.com\"]\nranges = \"r.json\"\n\
-            [report]\nfrom = \"abuse@example.org\"\n[mail]\ntransport = \"file\"\ndir = \"o\"\n";
-        std::fs::write(&path, config).unwrap();
-        let settings = crate::config::load(&path).unwrap();
-        let now = chrono::Utc::now();
-        let mut report = crate::check::sample_report("aws", false, true, &settings, now);
+        let mut report = crate::check::sample_aws_report();
         report.ips.truncate(1);
         report.excerpt.clear();
         let ip = &mut report.ips[0];
