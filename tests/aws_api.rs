@@ -163,6 +163,15 @@ fn credentials_in_env(s: &mut Setup) {
 }
 
 /// Three lines from each source, so any threshold passes.
+/// `aws_api.test` turned off in the configuration, as an operator does after trying it.
+fn test_mode_off(s: &Setup) {
+    let config = std::fs::read_to_string(s.path("config.toml")).unwrap();
+    s.write(
+        "config.toml",
+        &config.replace("test = true", "test = false"),
+    );
+}
+
 fn attack(s: &Setup, sources: &[(&str, &str, u16)]) {
     let mut text = String::new();
     for (i, (ip, proto, port)) in sources.iter().enumerate() {
@@ -758,11 +767,7 @@ fn real_reports_after_test_reports_carry_their_lines_and_go_once() {
     s.append("messages", &flood);
     s.run(&["run"]).ok();
     assert_eq!(stub.creates().len(), 4);
-    let config = std::fs::read_to_string(s.path("config.toml")).unwrap();
-    s.write(
-        "config.toml",
-        &config.replace("test = true", "test = false"),
-    );
+    test_mode_off(&s);
     let ran = s.run(&["run"]);
     assert_eq!(ran.code, 0, "{}", ran.stderr);
     let creates = stub.creates();
@@ -793,11 +798,7 @@ fn a_real_report_refused_after_a_test_report_is_not_made_again_every_run() {
     let s = setup(&stub, "test = true");
     attack(&s, &THREE[..1]);
     s.run(&["run"]).ok();
-    let config = std::fs::read_to_string(s.path("config.toml")).unwrap();
-    s.write(
-        "config.toml",
-        &config.replace("test = true", "test = false"),
-    );
+    test_mode_off(&s);
     s.run(&["run"]).ended(1, &["Invalid request"]);
     assert_eq!(stub.creates().len(), 2);
     s.run(&["run"]).ok();
@@ -825,11 +826,7 @@ fn test_mode_tags_every_report_lifecycle_test() {
         assert!(tags.len() <= 20);
     }
     // AWS did not act on the tests: with test off, the same sources are reported for real.
-    let config = std::fs::read_to_string(s.path("config.toml")).unwrap();
-    s.write(
-        "config.toml",
-        &config.replace("test = true", "test = false"),
-    );
+    test_mode_off(&s);
     attack(&s, &THREE);
     s.run(&["run"]).ok();
     let creates = stub.creates();
