@@ -2354,16 +2354,10 @@ fn write_ingest(conn: &mut Connection, ingested: &Ingested<'_>) -> Result<Vec<Ob
         // Per source, the zone each prefix's time was made in: a time made in another zone
         // than this run's is replaced, not kept when later (a year-less stamp is another
         // instant in each), and the prefix is labelled with this run's zone.
-        let mut zones: BTreeMap<&str, BTreeMap<String, String>> = BTreeMap::new();
+        // Each with whether this run changed it: a log host's thousands of files keep
+        // their zones from run to run, and are not written again.
+        let mut zones: BTreeMap<&str, (BTreeMap<String, String>, bool)> = BTreeMap::new();
         let mut get = tx.prepare("SELECT value FROM meta WHERE key = ?1")?;
-        for (source, ..) in counted {
-            if !zones.contains_key(source.as_str()) {
-                let stored: Option<String> = get
-                    .query_row([format!("{COUNTED_ZONE_KEY}{source}")], |r| r.get(0))
-                    .optional()?;
-                zones.insert(source, zones_of(stored.as_deref()));
-            }
-        }
         let mut later = tx.prepare(
             "INSERT INTO counted (source, prefix, until) VALUES (?1, ?2, ?3)
              ON CONFLICT (source, prefix) DO UPDATE SET until = max(until, excluded.until)",
@@ -2372,16 +2366,27 @@ fn write_ingest(conn: &mut Connection, ingested: &Ingested<'_>) -> Result<Vec<Ob
             "INSERT OR REPLACE INTO counted (source, prefix, until) VALUES (?1, ?2, ?3)",
         )?;
         for (source, prefix, until) in counted {
-            let of_source = zones.entry(source).or_default();
+            let (of_source, changed) = match zones.entry(source) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    let stored: Option<String> = get
+                        .query_row([format!("{COUNTED_ZONE_KEY}{source}")], |r| r.get(0))
+                        .optional()?;
+                    e.insert((zones_of(stored.as_deref()), false))
+                }
+            };
             let put = match of_source.get(prefix).is_some_and(|z| z != zone) {
                 true => &mut replace,
                 false => &mut later,
             };
             put.execute(params![source, prefix, until])?;
-            of_source.insert(prefix.clone(), zone.to_string());
+            if of_source.get(prefix).is_none_or(|z| z != zone) {
+                of_source.insert(prefix.clone(), zone.to_string());
+                *changed = true;
+            }
         }
         let mut put = tx.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")?;
-        for (source, of_source) in &zones {
+        for (source, (of_source, _)) in zones.iter().filter(|(_, (_, changed))| *changed) {
             let value = serde_json::to_string(of_source)?;
             put.execute(params![format!("{COUNTED_ZONE_KEY}{source}"), value])?;
         }
