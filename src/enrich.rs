@@ -151,8 +151,15 @@ impl Reported {
     /// a re-report when the report counted a stamp after its own time: the one record cannot
     /// tell them from new ones stamped before that stamp, and an attack missed is the worse.)
     pub fn seen_since(&self, now: &Observation) -> bool {
-        let from = self.at.map_or(self.last_seen, |at| self.last_seen.min(at));
-        self.hits_since(now) > 0 && now.last_seen > from
+        self.hits_since(now) > 0 && now.last_seen > self.counted_through()
+    }
+
+    /// The time a packet is logged after to be one since this report: the last packet it
+    /// counted, or when it went if that is earlier (see [`Reported::seen_since`]). A line
+    /// stamped at or before it is one the desk was told of, or one logged before the report
+    /// and read late: no evidence of what the address did since.
+    pub fn counted_through(&self) -> i64 {
+        self.at.map_or(self.last_seen, |at| self.last_seen.min(at))
     }
 
     /// The packets of `now` (the address's record) that came after this report: the totals

@@ -116,6 +116,9 @@ pub(crate) struct Unplanned {
     /// In no provider with no log line kept (seen before discovery was enabled): not
     /// reported to a discovered desk unless they are logged again.
     pub(crate) without_lines: usize,
+    /// Seen again since a provider's report with no log line of that kept: not reported
+    /// again unless they are logged again.
+    pub(crate) rereports_without_lines: usize,
     /// Discovered desks past the digests one run makes (as many as a provider's parts), and
     /// their addresses: their turn comes in later runs, the longest waiting first.
     pub(crate) desks_waiting: usize,
@@ -166,6 +169,12 @@ impl Unplanned {
             crate::output::tell(format_args!(
                 "abuse-mailer: {} address(es) in no provider have no log lines kept (seen before [discover] was enabled): they are reported to their network's desk only if they are logged again",
                 self.without_lines
+            ));
+        }
+        if self.rereports_without_lines > 0 {
+            crate::output::tell(format_args!(
+                "abuse-mailer: {} address(es) sent packets since their report but no log line of them is kept (re-reporting was off while they were logged, or the lines are older than the report): each is reported again once it is logged again",
+                self.rereports_without_lines
             ));
         }
         if self.over_contact_report > 0 {
@@ -271,6 +280,22 @@ pub(crate) fn plan_providers(
             since,
             &settings.report,
         );
+        // A re-report shows what the address did since the report before: one with no line
+        // of that kept (re-reporting was off while it was logged, or its lines were logged
+        // before the report and read late) waits until it is logged again.
+        if selected.iter().any(|s| s.before.is_some()) {
+            let mut has_evidence = intake.has_evidence(world, i, state);
+            let before = selected.len();
+            let mut shown = Vec::with_capacity(selected.len());
+            for s in selected {
+                let after = s.before.as_ref().map(Reported::counted_through);
+                if after.is_none() || has_evidence(s.observation.ip, after)? {
+                    shown.push(s);
+                }
+            }
+            selected = shown;
+            unplanned.rereports_without_lines += before - selected.len();
+        }
         if selected.is_empty() {
             continue;
         }
@@ -422,15 +447,17 @@ pub(crate) fn plan_discovered(
     // A desk that never heard from us is shown the log lines: an address with none kept (seen
     // before discovery was enabled) is not reported to it, unless it is logged again.
     let mut has_evidence = intake.has_evidence(world, n, state);
-    let before = selected.len();
     let mut shown = Vec::with_capacity(selected.len());
     for s in selected {
-        if has_evidence(s.observation.ip)? {
-            shown.push(s);
+        // A re-report's lines are those since the report before (see `plan_providers`).
+        let after = s.before.as_ref().map(Reported::counted_through);
+        match has_evidence(s.observation.ip, after)? {
+            true => shown.push(s),
+            false if after.is_some() => unplanned.rereports_without_lines += 1,
+            false => unplanned.without_lines += 1,
         }
     }
     let selected = shown;
-    unplanned.without_lines += before - selected.len();
     if selected.is_empty() {
         return Ok(Vec::new());
     }
@@ -772,7 +799,15 @@ fn start_part(
     state: Option<&State>,
 ) -> Result<PartStart> {
     let ips: Vec<IpAddr> = attackers.iter().map(|a| a.observation.ip).collect();
-    let pool: Vec<EvidenceLine> = intake.evidence_for(world, desk.bucket, &ips, state)?;
+    let mut pool: Vec<EvidenceLine> = intake.evidence_for(world, desk.bucket, &ips, state)?;
+    // A re-reported address shows what it did since the report before: its lines stamped
+    // before that are what the desk was told then, or late ones of no new attack.
+    let since: std::collections::HashMap<IpAddr, i64> = (attackers.iter())
+        .filter_map(|a| Some((a.observation.ip, a.before.as_ref()?.counted_through())))
+        .collect();
+    if !since.is_empty() {
+        pool.retain(|l| since.get(&l.ip).is_none_or(|&after| l.time > after));
+    }
     let id = report_id(world.now, desk.id_name(), &ips, &pool, state)?;
     let message_id = format!("<{id}@{}>", world.settings.report.message_id_domain());
     Ok(PartStart {

@@ -1157,6 +1157,81 @@ fn a_rereport_needs_min_hits_packets_since_the_report_before() {
     );
 }
 
+/// `rereport_after_days` turned on for a state whose address went on sending while it was
+/// off: those packets were counted but none of their lines kept, and the re-report went out
+/// with no excerpt and no evidence.log ("6 dropped; 3 since", nothing to show). It waits until
+/// the address is logged again, and then shows that line.
+#[test]
+fn a_rereport_with_no_line_since_the_report_waits_until_it_is_logged_again() {
+    let config = |extra: &str| {
+        standard_config(&format!("max_age_days = 0\n{extra}"))
+            .replace("min_hits = 1", "min_hits = 3")
+    };
+    let mut s = Setup::new(&config(""));
+    let at = |day: &str, t: &str| drop_line(t, "3.5.140.2", "TCP", 22).replace("Jan 25", day);
+    let three = |day: &str, h: &str| {
+        (0..3)
+            .map(|i| at(day, &format!("{h}:00:0{i}")))
+            .collect::<String>()
+    };
+    s.write("messages", &three("Jan 25", "10"));
+    s.run(&["run"]).ok();
+    assert_eq!(s.outbox().len(), 1);
+    s.now = "2026-01-27T12:00:00Z".into();
+    s.append("messages", &three("Jan 27", "11"));
+    s.run(&["run"]).ok();
+    assert_eq!(s.outbox().len(), 1, "re-reporting is off");
+    s.reconfigure(&config("rereport_after_days = 1"));
+    s.now = "2026-01-28T12:00:00Z".into();
+    let held = s.run(&["run"]).ok();
+    assert_eq!(s.outbox().len(), 1, "nothing to show: {}", latest_mail(&s));
+    assert!(
+        held.stderr.contains("1 address(es) sent packets since their report but no log line"),
+        "{}",
+        held.stderr
+    );
+    s.now = "2026-01-28T13:00:00Z".into();
+    s.append("messages", &at("Jan 28", "12:30:00"));
+    s.run(&["run"]).ok();
+    assert_eq!(s.outbox().len(), 2);
+    let mail = latest_mail(&s);
+    assert!(mail.contains("with 3 packets; 4 since"), "{mail}");
+    assert!(mail.contains("Jan 28 12:30:00 web1"), "{mail}");
+}
+
+/// Lines a log host forwards late, stamped before a report, are no evidence of what came
+/// since: the re-report a day on showed them as its excerpt and as the address's lines since,
+/// earlier even than the first report's own period. It shows the lines logged after it.
+#[test]
+fn a_rereport_shows_no_line_stamped_before_the_report_before() {
+    let mut s = Setup::new(
+        &standard_config("rereport_after_days = 1\nmax_age_days = 0")
+            .replace("min_hits = 1", "min_hits = 3"),
+    );
+    let at = |day: &str, t: &str| drop_line(t, "3.5.140.2", "TCP", 22).replace("Jan 25", day);
+    let three = |day: &str, h: &str| {
+        (0..3)
+            .map(|i| at(day, &format!("{h}:00:0{i}")))
+            .collect::<String>()
+    };
+    s.now = "2026-01-25T20:00:00Z".into();
+    s.write("messages", &three("Jan 25", "10"));
+    s.run(&["run"]).ok();
+    assert_eq!(s.outbox().len(), 1);
+    s.now = "2026-01-26T20:00:00Z".into();
+    s.append("messages", &three("Jan 25", "08"));
+    s.run(&["run"]).ok();
+    assert_eq!(s.outbox().len(), 1, "late lines are no new attack");
+    s.now = "2026-01-27T20:00:00Z".into();
+    s.append("messages", &three("Jan 27", "10"));
+    s.run(&["run"]).ok();
+    assert_eq!(s.outbox().len(), 2);
+    let mail = latest_mail(&s);
+    assert!(mail.contains("Jan 27 10:00:00 web1"), "{mail}");
+    assert!(!mail.contains("Jan 25 08:00:0"), "{mail}");
+    assert!(!mail.contains("Jan 25 10:00:0"), "{mail}");
+}
+
 /// A list of the operator's own that holds part of a cloud's ranges: `check` says the two
 /// providers share addresses, and which, since an attacker there goes to both desks (nothing
 /// said so).
