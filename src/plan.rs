@@ -119,6 +119,9 @@ pub(crate) struct Unplanned {
     /// Seen again since a provider's report with no log line of that kept: not reported
     /// again unless they are logged again.
     pub(crate) rereports_without_lines: usize,
+    /// Parts of one address over `max_message_bytes` even without log lines: they wait for
+    /// a larger limit or shorter templates, and the next run looks at them again.
+    pub(crate) oversized: usize,
     /// Discovered desks past the digests one run makes (as many as a provider's parts), and
     /// their addresses: their turn comes in later runs, the longest waiting first.
     pub(crate) desks_waiting: usize,
@@ -147,6 +150,7 @@ impl Unplanned {
             || self.over_contact_report > 0
             || self.desks_waiting > 0
             || !self.over_run_parts.is_empty()
+            || self.oversized > 0
     }
 
     /// Says on stderr what waits, and why.
@@ -374,7 +378,9 @@ pub(crate) fn plan_providers(
         if !attackers.is_empty() {
             // Parts split further by size count too: the run makes no more messages than
             // its parts, whatever the lines' length.
-            let (parts, left) = plan_desk(world, intake, &desk, &attackers, over, state, parts)?;
+            let (parts, left, oversized) =
+                plan_desk(world, intake, &desk, &attackers, over, state, parts)?;
+            unplanned.oversized += oversized;
             over += left;
             // What the parts left are the last of those taken.
             let left_over = &attackers[attackers.len() - left.min(attackers.len())..];
@@ -607,7 +613,8 @@ pub(crate) fn plan_discovered(
             found: Some(&found),
             spread: None,
         };
-        let (parts, left) = plan_desk(world, intake, &desk, &attackers, 0, state, 1)?;
+        let (parts, left, oversized) = plan_desk(world, intake, &desk, &attackers, 0, state, 1)?;
+        unplanned.oversized += oversized;
         unplanned.over_contact_report += left;
         planned.extend(parts);
     }
@@ -616,8 +623,9 @@ pub(crate) fn plan_discovered(
 
 /// The reports of one destination's attackers: split by `max_ips_per_message` (one address
 /// each for XARF and the API) and `max_message_bytes`, numbered as parts of one thread, at
-/// most `max_parts` of them (a discovered contact is given 1); returns how many addresses
-/// that leaves for a later run. `beyond`: the destination's addresses already left for a
+/// most `max_parts` of them (a discovered contact is given 1); returns the parts, how many
+/// addresses that leaves for a later run, and how many parts of one address wait as too
+/// large even without log lines. `beyond`: the destination's addresses already left for a
 /// later run besides `attackers`, which the parts say are still to come.
 pub(crate) fn plan_desk(
     world: &World<'_>,
@@ -627,7 +635,7 @@ pub(crate) fn plan_desk(
     beyond: usize,
     state: Option<&State>,
     max_parts: usize,
-) -> Result<(Vec<Planned>, usize)> {
+) -> Result<(Vec<Planned>, usize, usize)> {
     let settings = world.settings;
     let size = desk.part_size(settings);
     let limit = settings.report.max_message_bytes;
@@ -671,6 +679,7 @@ pub(crate) fn plan_desk(
         chunks = fitted;
     }
     let mut kept = Vec::with_capacity(parts.len());
+    let mut oversized = 0;
     for (part, range) in parts.into_iter().zip(&chunks) {
         // One address, too large even without log lines (a template that says a lot):
         // it waits, named, and the others go out.
@@ -679,11 +688,12 @@ pub(crate) fn plan_desk(
                 "abuse-mailer: warning: the report on {} to {} is over report.max_message_bytes = {limit} even without log lines; it waits (raise the limit or shorten the templates)",
                 attackers[range.start].observation.ip, desk.name
             ));
+            oversized += 1;
             continue;
         }
         kept.push(part);
     }
-    Ok((kept, left))
+    Ok((kept, left, oversized))
 }
 
 /// Renders `ranges` of `attackers` as the numbered parts of one thread; `later` addresses

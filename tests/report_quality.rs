@@ -826,6 +826,28 @@ fn a_report_too_large_even_without_lines_waits_and_names_itself() {
     assert_eq!(s.outbox().len(), 1);
 }
 
+/// The same report, made small enough by a shorter template rather than a larger limit: the
+/// run that held it back had marked the state settled, and a template's text is no setting,
+/// so no later run looked at the address again until it sent more.
+#[test]
+fn a_report_held_back_as_too_large_goes_once_the_template_is_shortened() {
+    let s = Setup::new(&standard_config(
+        "max_message_bytes = 16384\ntemplates_dir = \"{dir}/templates\"",
+    ));
+    std::fs::create_dir(s.path("templates")).unwrap();
+    let long = "This paragraph repeats. ".repeat(1000);
+    s.write(
+        "templates/body.txt",
+        &format!("{long}\n{{{{ ip_count }}}}\n"),
+    );
+    s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    s.run(&["run"]).ok();
+    assert!(s.outbox().is_empty());
+    s.write("templates/body.txt", "{{ ip_count }} address(es).\n");
+    s.run(&["run"]).ok();
+    assert_eq!(s.outbox().len(), 1, "held back, not forgotten");
+}
+
 #[test]
 fn an_address_last_seen_before_max_age_days_is_history_not_a_report() {
     let mut s = with_defaults("");
