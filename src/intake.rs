@@ -1369,7 +1369,10 @@ impl Intake {
         let fresh = world.fresh_since();
         let (before, window) = (self.kept_before[bucket], self.dense[bucket].is_none());
         move |ip, after| {
-            if read_now.get(&ip).is_some_and(|&t| after.is_none_or(|a| t > a)) {
+            if read_now
+                .get(&ip)
+                .is_some_and(|&t| after.is_none_or(|a| t > a))
+            {
                 return Ok(true);
             }
             let since = match (fresh, after) {

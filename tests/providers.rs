@@ -1186,7 +1186,8 @@ fn a_rereport_with_no_line_since_the_report_waits_until_it_is_logged_again() {
     let held = s.run(&["run"]).ok();
     assert_eq!(s.outbox().len(), 1, "nothing to show: {}", latest_mail(&s));
     assert!(
-        held.stderr.contains("1 address(es) sent packets since their report but no log line"),
+        held.stderr
+            .contains("1 address(es) sent packets since their report but no log line"),
         "{}",
         held.stderr
     );
