@@ -164,8 +164,14 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
         }
     }
     // Read once: a preview's state is read only, and the same heads are asked of throughout.
+    // Those an earlier run noted as gone out are recorded by the run before it sends.
+    let gone = (state.as_ref()).map_or_else(Default::default, crate::ledger::noted_as_gone_out);
     let heads = match &state {
-        Some(s) => s.pending_heads()?,
+        Some(s) => {
+            let mut heads = s.pending_heads()?;
+            heads.retain(|r| !gone.contains(&r.id));
+            heads
+        }
         None => Vec::new(),
     };
     // Reports the run would withdraw rather than send (the configuration changed since they
@@ -213,7 +219,9 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
     }
     // What the next run sends, in the order it sends them: the providers' reports waiting to
     // be sent again and new ones, desk by desk, then the discovered desks'.
-    let goes = |r: &ReportRecord| only.is_none_or(|o| o == r.provider) && !ids.contains(&r.id);
+    let goes = |r: &ReportRecord| {
+        only.is_none_or(|o| o == r.provider) && !ids.contains(&r.id) && !gone.contains(&r.id)
+    };
     if json {
         let kept = match &state {
             Some(s) => s.previews()?,

@@ -770,6 +770,51 @@ fn note_unrecorded(
         .and_then(|mut f| f.write_all(line.as_bytes()).and_then(|()| f.sync_all()));
 }
 
+/// One outcome of [`UNRECORDED`]: a report that went out.
+struct Noted<'a> {
+    id: &'a str,
+    status: Status,
+    at: &'a str,
+    remote: Option<&'a str>,
+    detail: &'a str,
+}
+
+/// The outcomes of a note's `text`, one a line (`id status at remote detail`, or without the
+/// API's id four fields); a line of another shape is passed over.
+fn noted(text: &str) -> impl Iterator<Item = Noted<'_>> {
+    text.lines().filter_map(|line| {
+        let fields: Vec<&str> = line.splitn(5, '\t').collect();
+        let (id, status, at, remote, detail) = match fields[..] {
+            [id, status, at, remote, detail] => (id, status, at, remote, detail),
+            [id, status, at, detail] => (id, status, at, "", detail),
+            _ => return None,
+        };
+        Some(Noted {
+            id,
+            status: Status::parse(status).ok()?,
+            at,
+            remote: Some(remote).filter(|r| !r.is_empty()),
+            detail,
+        })
+    })
+}
+
+/// The reports an earlier run noted as gone out and could not record (see
+/// [`record_unrecorded`]): the next run records them before it sends anything, so none of
+/// them waits to be sent. Read only, as a preview reads; a note that cannot be read names
+/// none (the run then stops before sending, and says why).
+pub(crate) fn noted_as_gone_out(state: &State) -> HashSet<String> {
+    let Some(dir) = state.path().parent() else {
+        return HashSet::new();
+    };
+    match crate::source::read_own_regular(&dir.join(UNRECORDED), 16 << 20) {
+        Ok(bytes) => noted(&String::from_utf8_lossy(&bytes))
+            .map(|n| n.id.to_string())
+            .collect(),
+        Err(_) => HashSet::new(),
+    }
+}
+
 /// Records the outcomes an earlier run noted it could not record, before this run sends
 /// anything: a report that went out is not sent again while its outcome is unrecorded. A
 /// state that still cannot record them stops the run (exit 1), sending nothing.
@@ -793,18 +838,14 @@ pub(crate) fn record_unrecorded(state: &mut State) -> Result<()> {
         }
     };
     let text = String::from_utf8_lossy(&bytes);
-    for line in text.lines().filter(|l| !l.is_empty()) {
-        // `id status at remote detail`; a note without the API's id has four.
-        let fields: Vec<&str> = line.splitn(5, '\t').collect();
-        let (id, status, at, remote, detail) = match fields[..] {
-            [id, status, at, remote, detail] => (id, status, at, remote, detail),
-            [id, status, at, detail] => (id, status, at, "", detail),
-            _ => continue,
-        };
-        let remote = Some(remote).filter(|r| !r.is_empty());
-        let Ok(status) = Status::parse(status) else {
-            continue;
-        };
+    for Noted {
+        id,
+        status,
+        at,
+        remote,
+        detail,
+    } in noted(&text)
+    {
         let detail = format!("recorded by a later run: {detail}");
         state
             .record_outcome_again(id, status, &detail, at, remote)

@@ -768,6 +768,16 @@ fn a_send_the_state_cannot_record_is_not_sent_again_on_every_run() {
             .ended(1, &["went out on an earlier run", "state.db"]);
         assert_eq!(server.received().len(), 2, "not sent again");
     }
+    // Nor does `preview` list it as one to send again: it showed a message no run sends.
+    let preview = s.run(&["preview"]).ok();
+    assert!(!preview.stdout.contains("Message-ID"), "{}", preview.stdout);
+    assert!(
+        !preview.stderr.contains("wait to be sent again"),
+        "{}",
+        preview.stderr
+    );
+    let json = s.run(&["preview", "--json"]).ok();
+    assert!(json.stdout.contains("\"reports\": []"), "{}", json.stdout);
     db.execute_batch("DROP TRIGGER damaged").unwrap();
     drop(db);
     s.run(&["run"]).ok();
