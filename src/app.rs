@@ -27,14 +27,50 @@ use crate::state::{ReportRecord, Settled, State};
 
 /// Runs the command line and returns the exit status; errors are printed as one line.
 pub fn main(cli: Cli) -> u8 {
+    // A write past a file size limit (`ulimit -f`, systemd's `LimitFSIZE=`) fails with an
+    // error, said and handled as a full disk is, rather than killing the process unheard
+    // halfway through writing the state.
+    // SAFETY: setting a signal's disposition to "ignore" runs no handler and touches no memory.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     match dispatch(&cli) {
         Ok(code) => code,
         Err(e) if crate::error::stdout_closed(&e) => crate::error::EXIT_OK,
         Err(e) => {
-            crate::output::tell(format_args!("abuse-mailer: {}", one_line(&e)));
+            let limit = write_failed(&e).then(file_size_limit).flatten();
+            let hint = limit.map_or_else(String::new, |bytes| {
+                format!(
+                    " (this process may write files of at most {bytes} bytes: a file size limit, `ulimit -f` or systemd's LimitFSIZE=)"
+                )
+            });
+            crate::output::tell(format_args!("abuse-mailer: {}{hint}", one_line(&e)));
             exit_code(&e)
         }
     }
+}
+
+/// Whether `e` is a write that failed: SQLite's, or a file's.
+fn write_failed(e: &anyhow::Error) -> bool {
+    use rusqlite::ErrorCode::{DiskFull, SystemIoFailure};
+    e.chain().any(|c| {
+        let sqlite =
+            (c.downcast_ref::<rusqlite::Error>()).and_then(rusqlite::Error::sqlite_error_code);
+        matches!(sqlite, Some(DiskFull | SystemIoFailure))
+            || (c.downcast_ref::<std::io::Error>())
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::FileTooLarge)
+    })
+}
+
+/// The largest file this process may write, if it is limited.
+fn file_size_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one struct we own.
+    let got = unsafe { libc::getrlimit(libc::RLIMIT_FSIZE, &mut limit) };
+    (got == 0 && limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur)
 }
 
 fn dispatch(cli: &Cli) -> Result<u8> {

@@ -814,6 +814,53 @@ fn a_send_the_state_cannot_record_is_not_sent_again_on_every_run() {
     assert!(s.path("state/unrecorded").is_symlink(), "left as it is");
 }
 
+/// A file size limit (`ulimit -f`, systemd's `LimitFSIZE=`) below what the state grows to: the
+/// write past it raised a signal that killed the run unheard, halfway through the state (exit
+/// 153, nothing said, on every run). The write fails instead: the run ends 1 on one line that
+/// names `state.db` and the limit, and once the limit is gone every address goes once.
+#[test]
+fn a_file_size_limit_ends_the_run_with_a_line_not_a_signal() {
+    use std::os::unix::process::CommandExt;
+    let s = Setup::new(&standard_config(""));
+    s.write("messages", &attack_log());
+    s.run(&["run"]).ok();
+    let small = fs::metadata(state_db(&s)).unwrap().len() + (64 << 10);
+    let many: Vec<String> = (0..5_000u32)
+        .map(|i| format!("18.206.{}.{}", i / 250, i % 250 + 1))
+        .collect();
+    let log: String = (many.iter())
+        .map(|ip| drop_line("10:00:09", ip, "TCP", 22))
+        .collect();
+    s.append("messages", &log);
+    let mut limited = s.command(&["run"]);
+    // SAFETY: setrlimit is async-signal-safe, called between fork and exec.
+    unsafe {
+        limited.pre_exec(move || {
+            let limit = libc::rlimit {
+                rlim_cur: small,
+                rlim_max: small,
+            };
+            match libc::setrlimit(libc::RLIMIT_FSIZE, &limit) {
+                0 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            }
+        });
+    }
+    let ran = Ran::from(limited.output().unwrap());
+    assert_eq!(ran.code, 1, "{}", ran.stderr);
+    assert_eq!(ran.stderr.lines().count(), 1, "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("state.db") && ran.stderr.contains(&format!("at most {small} bytes")),
+        "{}",
+        ran.stderr
+    );
+    s.run(&["run"]).ok();
+    let all: Vec<&str> = (ATTACKERS.iter().copied())
+        .chain(many.iter().map(String::as_str))
+        .collect();
+    assert_all_sent_once(&s, &all);
+}
+
 /// A waiting report whose id is a path (`../x`: a damaged or hand-edited row) is refused,
 /// naming `state.db` and the id, before anything is written: the file transport wrote it to
 /// `mail.dir/../x.eml`, outside the folder, as the run's user (often root).
