@@ -617,15 +617,23 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
         ))
         .into());
     }
-    // Under `-q` this is the one line said of it (each report's own line is not).
-    if let Some(reason) = outcome.transient_reason() {
+    // Under `-q` this is the one line said of it (each report's own line is not). A refusal
+    // wins over a deferral: waiting fixes the one, not the other, and a unit that takes 75
+    // for success would never show a dead mailbox while another desk defers.
+    let transient = outcome.transient_reason();
+    if let Some(reason) = &outcome.rejected {
+        match transient {
+            Some(later) => bail!(
+                "report rejected: {reason}; and a report not delivered, will retry on the next run: {later}"
+            ),
+            None => bail!("report rejected: {reason}"),
+        }
+    }
+    if let Some(reason) = transient {
         return Err(TransientError(format!(
             "report not delivered, will retry on the next run: {reason}"
         ))
         .into());
-    }
-    if let Some(reason) = outcome.rejected {
-        bail!("report rejected: {reason}");
     }
     Ok(EXIT_OK)
 }

@@ -1232,6 +1232,31 @@ fn a_desks_refusal_passed_on_by_a_verifying_relay_holds_back_no_other_report() {
     assert_eq!(server.received().len(), 2, "{}", out.stderr);
 }
 
+/// One desk's mailbox refused for good (550) while another desk's server defers (451): the
+/// run ended 75, "waiting fixes it", on every run, so a unit that takes 75 for success never
+/// showed the dead mailbox. The refusal wins (1), and the line says the deferral too.
+#[test]
+fn a_refusal_is_not_hidden_behind_another_desks_deferral() {
+    let server = common::smtp::start(common::smtp::Security::Plain, None, 0);
+    *server.rcpt_of.lock().unwrap() =
+        Some(("ec2-abuse@".into(), 550, "5.1.1 no such mailbox".into()));
+    *server.rcpt.lock().unwrap() = Some((451, "4.3.0 try again later".into()));
+    let s = two_desks_one_address_each(server.port);
+    let out = s.run_bounded(&["run"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let last = out.stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("5.1.1 no such mailbox") && last.contains("4.3.0 try again later"),
+        "{}",
+        out.stderr
+    );
+    // The deferred report goes once its desk takes it; the refused desk refuses again.
+    *server.rcpt.lock().unwrap() = None;
+    s.run_bounded(&["run"]).ended(1, &["5.1.1 no such mailbox"]);
+    let to: Vec<Vec<String>> = server.received().iter().map(|d| d.to.clone()).collect();
+    assert_eq!(to, [vec!["abuse@other.example".to_string()]]);
+}
+
 /// The way out down for about `max_age_days` (a relay refusing, a sendmail deferring) with
 /// two providers' addresses logged: the first report made is written and waits, the other's
 /// was held back unwritten, to be made again by a later run, until its addresses' packets

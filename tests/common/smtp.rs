@@ -77,12 +77,13 @@ impl Handler for Recorder {
     }
 
     fn rcpt(&mut self, to: &str) -> Response {
-        if let Some((code, text)) = self.rcpt.lock().unwrap().clone() {
-            return Response::custom(code, text);
-        }
+        // The answer for one recipient first, then the one for all others.
         if let Some((of, code, text)) = self.rcpt_of.lock().unwrap().clone()
             && to.contains(&of)
         {
+            return Response::custom(code, text);
+        }
+        if let Some((code, text)) = self.rcpt.lock().unwrap().clone() {
             return Response::custom(code, text);
         }
         self.current.to.push(to.to_string());
