@@ -328,7 +328,7 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
     let world = World::load(settings, now, only, verbosity)?;
     let transport = transport(&settings.mail.transport).map_err(|e| ConfigError(one_line(&e)))?;
     let api = crate::aws_api::Api::for_run(settings, only, verbosity == Verbosity::Quiet)?;
-    let Some(_lock) = crate::lock::acquire(&settings.state_dir, verbosity != Verbosity::Quiet)?
+    let Some(lock) = crate::lock::acquire(&settings.state_dir, verbosity != Verbosity::Quiet)?
     else {
         return Ok(EXIT_OK);
     };
@@ -446,6 +446,7 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
     }
 
     let mut out = Sending {
+        lock: &lock,
         world: &world,
         transport: transport.as_ref(),
         api: api.as_ref(),
@@ -771,6 +772,8 @@ const DESK_PATIENCE_DAYS: i64 = 3;
 
 /// One run's sending: the ways out, what the run may still send, and what came of it.
 struct Sending<'a> {
+    /// The run's lock: nothing is written or sent once it is no longer this run's alone.
+    lock: &'a crate::lock::RunLock,
     /// What the configuration says now (a waiting report it no longer lets go is withdrawn),
     /// and the run's time.
     world: &'a World<'a>,
@@ -825,6 +828,7 @@ impl Sending<'_> {
     }
 
     fn deliver(&mut self, state: &mut State, record: &ReportRecord) -> Result<()> {
+        self.lock.still_held()?;
         deliver(
             state,
             self.transport,
@@ -1016,6 +1020,7 @@ impl Sending<'_> {
             return Ok(None);
         }
         self.budget -= 1;
+        self.lock.still_held()?;
         state.insert_report(&p.record)?;
         self.tried.insert(p.record.id.clone());
         keep_preview(state, &p);
@@ -1027,6 +1032,7 @@ impl Sending<'_> {
     /// Writes a new report to wait, never tried: it goes out as stored before anything new
     /// on a later run.
     fn queue(&mut self, state: &mut State, p: Planned) -> Result<Planned> {
+        self.lock.still_held()?;
         state.insert_report(&p.record)?;
         keep_preview(state, &p);
         self.made_under(&p.record.provider);

@@ -21,7 +21,33 @@ pub const STUCK: Duration = Duration::from_secs(6 * 3600);
 
 /// The held lock; dropping it releases it.
 pub struct RunLock {
-    _file: File,
+    file: File,
+    path: std::path::PathBuf,
+}
+
+impl RunLock {
+    /// Fails unless the lock file at its path is still the one this run locked. One removed
+    /// (by a hand taking it for a stale lock) or replaced lets another run start beside this
+    /// one, each thinking itself alone: this run then stops before sending or writing more,
+    /// and the other goes on.
+    pub fn still_held(&self) -> Result<()> {
+        if same_file(&self.file, &self.path) {
+            return Ok(());
+        }
+        anyhow::bail!(
+            "{} was removed or replaced while this run held it, so another run may have started beside it: this run stops before sending more (the lock goes with the process that holds it; never remove it by hand)",
+            self.path.display()
+        )
+    }
+}
+
+/// Whether `path` names `file` (the same device and inode), never through a link.
+fn same_file(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::symlink_metadata(path)) {
+        (Ok(held), Ok(there)) => (held.dev(), held.ino()) == (there.dev(), there.ino()),
+        _ => false,
+    }
 }
 
 /// Why no run could take the lock in `state_dir` as it stands, if none could: the lock file
@@ -74,6 +100,21 @@ fn acquire_within(
         .create(state_dir)
         .with_context(|| format!("cannot create state_dir {}", state_dir.display()))?;
     let path = state_dir.join("run.lock");
+    let started = Instant::now();
+    let mut told = false;
+    loop {
+        let file = open_lock_file(state_dir, &path)?;
+        // Locked, but removed or replaced between the open and the lock: another run may
+        // lock the file there now, so this one is opened again.
+        match wait_for(file, &path, say, wait, stuck, started, &mut told)? {
+            Some(lock) if !same_file(&lock.file, &path) => continue,
+            taken => return Ok(taken),
+        }
+    }
+}
+
+/// Opens (or makes) the lock file at `path` in `state_dir`.
+fn open_lock_file(state_dir: &Path, path: &Path) -> Result<File> {
     let file = OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -81,7 +122,7 @@ fn acquire_within(
         .mode(0o600)
         // Never through a link planted in a folder others may write to.
         .custom_flags(libc::O_NOFOLLOW)
-        .open(&path)
+        .open(path)
         .map_err(|e| {
             // A folder this user may not write in (another owner, a read-only mount): the
             // state is fine, the user is not the one to run on it.
@@ -99,18 +140,33 @@ fn acquire_within(
             anyhow::anyhow!("cannot open {}: {e}{advice}", path.display())
         })?;
     crate::state::keep_owner(state_dir, &file);
-    let started = Instant::now();
-    let mut told = false;
+    Ok(file)
+}
+
+/// Takes the lock on `file` once another run lets it go, waiting up to `wait` from
+/// `started`; `None` if the wait ends (see [`acquire`]).
+fn wait_for(
+    file: File,
+    path: &Path,
+    say: bool,
+    wait: Duration,
+    stuck: Duration,
+    started: Instant,
+    told: &mut bool,
+) -> Result<Option<RunLock>> {
     loop {
         match file.try_lock() {
-            Ok(()) => return Ok(Some(RunLock { _file: file })),
+            Ok(()) => {
+                let path = path.to_path_buf();
+                return Ok(Some(RunLock { file, path }));
+            }
             Err(TryLockError::WouldBlock) => {}
             Err(TryLockError::Error(e)) => {
                 return Err(e).with_context(|| format!("cannot lock {}", path.display()));
             }
         }
         if started.elapsed() >= wait {
-            if let Some((pid, age)) = holder(&file, &path)
+            if let Some((pid, age)) = holder(&file, path)
                 && age >= stuck
             {
                 anyhow::bail!(
@@ -127,11 +183,11 @@ fn acquire_within(
             }
             return Ok(None);
         }
-        if say && !told {
+        if say && !*told {
             crate::output::tell(format_args!(
                 "abuse-mailer: waiting for another run to finish"
             ));
-            told = true;
+            *told = true;
         }
         std::thread::sleep(Duration::from_millis(100));
     }

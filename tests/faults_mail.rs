@@ -1257,6 +1257,67 @@ fn a_refusal_is_not_hidden_behind_another_desks_deferral() {
     assert_eq!(to, [vec!["abuse@other.example".to_string()]]);
 }
 
+/// `run.lock` removed by hand while a run sends (taken for a stale lock), and the next run
+/// started at once: the second ran beside the first, and both sent the addresses the first
+/// had not written yet, under two Message-IDs. The first stops before it writes or sends
+/// more; every address reaches the desk under one Message-ID.
+#[test]
+fn a_run_whose_lock_is_removed_stops_before_sending_what_another_run_sends() {
+    let s = Setup::new(
+        &sendmail_config("").replace("min_hits = 1", "min_hits = 1\nmax_ips_per_message = 1"),
+    );
+    s.write("messages", &attack_log());
+    let (dir, bin) = (s.path(""), env!("CARGO_BIN_EXE_abuse-mailer"));
+    let dir = dir.display();
+    // At the first message sent, the lock is removed and the next run started.
+    s.write_program(
+        "sendmail",
+        &format!(
+            "#!/bin/sh\ncat > \"{dir}/sent.$$\"\nif mkdir \"{dir}/once\" 2>/dev/null; then\n  rm -f \"{dir}/state/run.lock\"\n  ( \"{bin}\" --config \"{dir}/config.toml\" run 2> \"{dir}/second.err\"; echo $? > \"{dir}/second.tmp\"; mv \"{dir}/second.tmp\" \"{dir}/second.code\" ) < /dev/null > /dev/null 2>&1 &\nfi\nexit 0\n"
+        ),
+    );
+    let first = s.run_bounded(&["run"]);
+    assert_eq!(first.code, 1, "{}", first.stderr);
+    assert!(
+        first.stderr.contains("removed or replaced"),
+        "{}",
+        first.stderr
+    );
+    // The second run, started beside it, runs to its end.
+    let waited = std::time::Instant::now();
+    while !s.path("second.code").exists() && waited.elapsed().as_secs() < 60 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let second = fs::read_to_string(s.path("second.code")).unwrap();
+    assert_eq!(
+        second.trim(),
+        "0",
+        "{:?}",
+        fs::read_to_string(s.path("second.err"))
+    );
+    let mut ids: std::collections::BTreeMap<&str, BTreeSet<String>> = Default::default();
+    for entry in fs::read_dir(s.path("")).unwrap() {
+        let path = entry.unwrap().path();
+        if !path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("sent.")
+        {
+            continue;
+        }
+        let data = fs::read(&path).unwrap();
+        let text = String::from_utf8_lossy(&data);
+        for ip in ["3.5.140.2", "34.223.47.190", "2600:1f18:4a3:6901::1"] {
+            if text.contains(ip) {
+                ids.entry(ip).or_default().insert(message_id(&data));
+            }
+        }
+    }
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    assert!(ids.values().all(|m| m.len() == 1), "{ids:?}");
+}
+
 /// The way out down for about `max_age_days` (a relay refusing, a sendmail deferring) with
 /// two providers' addresses logged: the first report made is written and waits, the other's
 /// was held back unwritten, to be made again by a later run, until its addresses' packets
