@@ -1095,6 +1095,10 @@ fn fields_in_order<'a>(text: &'a [u8], memo: &mut Memo) -> Option<Fields<'a>> {
         }
         None => (None, rest),
     };
+    // A source port alone is a line cut short (the general reader says so).
+    if spt.is_some() && dpt.is_none() {
+        return None;
+    }
     let proto = kernel_protocol(proto)?;
     let tcp_flag = matches!(proto, "TCP" | "6").then(|| {
         flag || words(rest)
@@ -1282,6 +1286,11 @@ fn fields_by_name(text: &[u8]) -> Result<Fields<'_>, &'static str> {
         Some(p) if !p.is_empty() => p,
         _ => return Err("no PROTO="),
     };
+    // The kernel prints the two ports together: a source port alone is a line cut short,
+    // inside its value perhaps.
+    if spt.is_some() && dpt.is_none() {
+        return Err("SPT= without DPT= (a line cut short)");
+    }
     Ok(Fields {
         mac: mac.filter(|m| !m.is_empty()).map(str::as_bytes),
         src: ip(src, "no SRC=", "bad SRC= address")?,
@@ -1566,6 +1575,8 @@ mod tests {
             "Jan 25 23:51:25 web1 kernel: INPUT-DROP:IN=eth0 OUT= SRC=34.22",
             "Jan 25 23:51:25 web1 kernel: INPUT-DROP:IN=eth0 OUT= SRC=34.223.47.190 DST=192.0",
             "Jan 25 23:51:25 web1 kernel: INPUT-DROP:IN=eth0 OUT= SRC=34.223.47.190 DST=192.0.2.10 LEN=40",
+            // Cut inside the source port: a packet from port 1 to none was counted.
+            "Jan 25 23:51:25 web1 kernel: INPUT-DROP:IN=eth0 OUT= SRC=34.223.47.190 DST=192.0.2.10 LEN=40 PROTO=TCP SPT=1",
         ] {
             assert!(base.starts_with(cut));
             assert!(

@@ -427,7 +427,12 @@ pub fn reference_fields(text: &[u8], prefixes: &[String]) -> Option<RefFields> {
         (IpAddr::V4(v4), IpAddr::V6(_)) => IpAddr::V6(v4.to_ipv6_mapped()),
         _ => src,
     };
-    Some((src, dst, proto.to_string(), port(b"SPT")?, port(b"DPT")?))
+    // A source port without a destination port: a line cut short.
+    let (spt, dpt) = (port(b"SPT")?, port(b"DPT")?);
+    if spt.is_some() && dpt.is_none() {
+        return None;
+    }
+    Some((src, dst, proto.to_string(), spt, dpt))
 }
 
 /// The syslog timestamp at the start and the text after it: RFC 3339 up to the first space, or
