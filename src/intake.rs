@@ -1171,8 +1171,14 @@ fn ingest_once(
         let again = settings.report.rereport_after_days.is_some();
         let wanted =
             |ip: IpAddr, time: i64| !ledger.reported(i, ip) && fresh.is_none_or(|t| time >= t);
+        // A reported address's line logged at or before what its report counted (a log
+        // host's late lines) is no evidence of what it did since: kept, it would take the
+        // place of one that is.
         let kept = |ip: IpAddr, time: i64| {
-            (again || !ledger.reported(i, ip)) && fresh.is_none_or(|t| time >= t)
+            let since_report =
+                || (ledger.last_sent(i, ip)).is_none_or(|b| time > b.counted_through());
+            fresh.is_none_or(|t| time >= t)
+                && (!ledger.reported(i, ip) || (again && since_report()))
         };
         let mut lines = std::mem::take(&mut batch.evidence[i]);
         lines.retain(|l| kept(l.ip, l.time));
@@ -1348,37 +1354,26 @@ impl Intake {
     }
 
     /// For desk number `bucket`, whether [`Intake::evidence_for`] would give an address a
-    /// line stamped after `after` (any line, for `None`): read now, in the window made now, or
-    /// kept by an earlier run. What does not change from one address to the next is worked
-    /// out once.
+    /// line: read now, in the window made now, or kept by an earlier run. What does not
+    /// change from one address to the next is worked out once.
     pub(crate) fn has_evidence<'a>(
         &'a self,
         world: &World<'_>,
         bucket: usize,
         state: Option<&'a State>,
-    ) -> impl FnMut(IpAddr, Option<i64>) -> Result<bool> + 'a {
-        // The latest line read now of each address.
-        let mut read_now: HashMap<IpAddr, i64> = HashMap::new();
-        let lines = (self.evidence[bucket].iter().map(|l| (l.ip, l.time)))
-            .chain(self.dense[bucket].iter().flatten().map(|l| (l.ip, l.time)));
-        for (ip, time) in lines {
-            let latest = read_now.entry(ip).or_insert(time);
-            *latest = (*latest).max(time);
-        }
+    ) -> impl FnMut(IpAddr) -> Result<bool> + 'a {
+        let read_now: std::collections::HashSet<IpAddr> = self.evidence[bucket]
+            .iter()
+            .map(|l| l.ip)
+            .chain(self.dense[bucket].iter().flatten().map(|l| l.ip))
+            .collect();
         let key = world.desk_keys()[bucket].to_string();
-        let fresh = world.fresh_since();
+        let since = world.fresh_since();
         let (before, window) = (self.kept_before[bucket], self.dense[bucket].is_none());
-        move |ip, after| {
-            if read_now
-                .get(&ip)
-                .is_some_and(|&t| after.is_none_or(|a| t > a))
-            {
+        move |ip| {
+            if read_now.contains(&ip) {
                 return Ok(true);
             }
-            let since = match (fresh, after) {
-                (Some(f), Some(a)) => Some(f.max(a.saturating_add(1))),
-                (f, a) => f.or(a.map(|a| a.saturating_add(1))),
-            };
             match state {
                 Some(s) => s.has_evidence(&key, ip, since, before, window),
                 None => Ok(false),

@@ -284,21 +284,9 @@ pub(crate) fn plan_providers(
             since,
             &settings.report,
         );
-        // A re-report shows what the address did since the report before: one with no line
-        // of that kept (re-reporting was off while it was logged, or its lines were logged
-        // before the report and read late) waits until it is logged again.
         if selected.iter().any(|s| s.before.is_some()) {
-            let mut has_evidence = intake.has_evidence(world, i, state);
-            let before = selected.len();
-            let mut shown = Vec::with_capacity(selected.len());
-            for s in selected {
-                let after = s.before.as_ref().map(Reported::counted_through);
-                if after.is_none() || has_evidence(s.observation.ip, after)? {
-                    shown.push(s);
-                }
-            }
-            selected = shown;
-            unplanned.rereports_without_lines += before - selected.len();
+            let first = |_| Ok(true);
+            selected = with_lines_to_show(world, intake, i, state, selected, first, unplanned)?;
         }
         if selected.is_empty() {
             continue;
@@ -452,18 +440,8 @@ pub(crate) fn plan_discovered(
     );
     // A desk that never heard from us is shown the log lines: an address with none kept (seen
     // before discovery was enabled) is not reported to it, unless it is logged again.
-    let mut has_evidence = intake.has_evidence(world, n, state);
-    let mut shown = Vec::with_capacity(selected.len());
-    for s in selected {
-        // A re-report's lines are those since the report before (see `plan_providers`).
-        let after = s.before.as_ref().map(Reported::counted_through);
-        match has_evidence(s.observation.ip, after)? {
-            true => shown.push(s),
-            false if after.is_some() => unplanned.rereports_without_lines += 1,
-            false => unplanned.without_lines += 1,
-        }
-    }
-    let selected = shown;
+    let first = intake.has_evidence(world, n, state);
+    let selected = with_lines_to_show(world, intake, n, state, selected, first, unplanned)?;
     if selected.is_empty() {
         return Ok(Vec::new());
     }
@@ -619,6 +597,42 @@ pub(crate) fn plan_discovered(
         planned.extend(parts);
     }
     Ok(planned)
+}
+
+/// `selected` less the addresses with no log line to show desk number `bucket`: a re-report
+/// shows what the address did since the report before, and one with no line of that (logged
+/// while re-reporting was off, or only late lines stamped before the report) waits until it is
+/// logged again; a first report goes where `first` says of its address. Each left out is
+/// counted in `unplanned`.
+fn with_lines_to_show<'s>(
+    world: &World<'_>,
+    intake: &Intake,
+    bucket: usize,
+    state: Option<&State>,
+    selected: Vec<crate::select::Selected<'s>>,
+    mut first: impl FnMut(IpAddr) -> Result<bool>,
+    unplanned: &mut Unplanned,
+) -> Result<Vec<crate::select::Selected<'s>>> {
+    let mut shown = Vec::with_capacity(selected.len());
+    for s in selected {
+        let ip = s.observation.ip;
+        match &s.before {
+            // Asked as its report's lines are chosen (see `start_part`).
+            Some(before) => {
+                let after = before.counted_through();
+                let lines = intake.evidence_for(world, bucket, &[ip], state)?;
+                match lines.iter().any(|l| l.ip == ip && l.time > after) {
+                    true => shown.push(s),
+                    false => unplanned.rereports_without_lines += 1,
+                }
+            }
+            None => match first(ip)? {
+                true => shown.push(s),
+                false => unplanned.without_lines += 1,
+            },
+        }
+    }
+    Ok(shown)
 }
 
 /// The reports of one destination's attackers: split by `max_ips_per_message` (one address

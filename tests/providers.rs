@@ -1233,6 +1233,40 @@ fn a_rereport_shows_no_line_stamped_before_the_report_before() {
     assert!(!mail.contains("Jan 25 10:00:0"), "{mail}");
 }
 
+/// Late lines, stamped before the report, read before the address's lines since: they took
+/// the places of the lines an address keeps, and the lines since were never kept, so the
+/// re-report due two days on had nothing to show and waited for good. Late lines of a
+/// reported address are not kept; the re-report shows the lines since.
+#[test]
+fn late_lines_take_no_place_of_the_lines_a_rereport_shows() {
+    let mut s = Setup::new(
+        &standard_config("rereport_after_days = 2\nmax_age_days = 0")
+            .replace("min_hits = 1", "min_hits = 3"),
+    );
+    let at = |day: &str, t: &str| drop_line(t, "3.5.140.2", "TCP", 22).replace("Jan 25", day);
+    let three = |day: &str, h: &str| {
+        (0..3)
+            .map(|i| at(day, &format!("{h}:00:0{i}")))
+            .collect::<String>()
+    };
+    s.now = "2026-01-25T20:00:00Z".into();
+    s.write("messages", &three("Jan 25", "10"));
+    s.run(&["run"]).ok();
+    s.now = "2026-01-26T12:00:00Z".into();
+    s.append("messages", &three("Jan 25", "08"));
+    s.run(&["run"]).ok();
+    s.now = "2026-01-26T13:00:00Z".into();
+    s.append("messages", &three("Jan 26", "12"));
+    s.run(&["run"]).ok();
+    assert_eq!(s.outbox().len(), 1, "not due yet");
+    s.now = "2026-01-28T12:00:00Z".into();
+    s.run(&["run"]).ok();
+    assert_eq!(s.outbox().len(), 2, "due, with lines since to show");
+    let mail = latest_mail(&s);
+    assert!(mail.contains("Jan 26 12:00:00 web1"), "{mail}");
+    assert!(!mail.contains("Jan 25 08:00:0"), "{mail}");
+}
+
 /// A list of the operator's own that holds part of a cloud's ranges: `check` says the two
 /// providers share addresses, and which, since an attacker there goes to both desks (nothing
 /// said so).
