@@ -202,14 +202,15 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
     // Read once: a preview's state is read only, and the same heads are asked of throughout.
     // Those an earlier run noted as gone out are recorded by the run before it sends.
     let gone = (state.as_ref()).map_or_else(Default::default, crate::ledger::noted_as_gone_out);
-    let heads = match &state {
-        Some(s) => {
-            let mut heads = s.pending_heads()?;
-            heads.retain(|r| !gone.contains(&r.id));
-            heads
-        }
-        None => Vec::new(),
+    let (noted, heads): (Vec<ReportRecord>, Vec<ReportRecord>) = match &state {
+        Some(s) => (s.pending_heads()?.into_iter()).partition(|r| gone.contains_key(&r.id)),
+        None => Default::default(),
     };
+    // A provider's report noted as refused frees its addresses for a new report, as the
+    // run records it.
+    let freed = (noted.iter())
+        .filter(|r| r.contact.is_none() && gone.get(&r.id) == Some(&crate::state::Status::Rejected))
+        .map(|r| r.id.clone());
     // Reports the run would withdraw rather than send (the configuration changed since they
     // were made) are not shown, and the read asks a ledger that leaves them out, as the run's
     // does: their addresses are free for the new reports shown, with the lines read now.
@@ -229,7 +230,8 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
     if let Some(s) = &state {
         tell_made_before(s, &world, &heads, &ids, only, verbosity)?;
     }
-    let (intake, ledger) = ingest(&world, state.as_ref(), options, &ids)?;
+    let leaving_out: Vec<String> = ids.iter().cloned().chain(freed).collect();
+    let (intake, ledger) = ingest(&world, state.as_ref(), options, &leaving_out)?;
     let mut intake = at_exit(intake);
     // The run that stores this read lets old records go as history, and they leave the count
     // of addresses `min_hits` holds back (see `run`): counted here as that run will.
@@ -256,7 +258,7 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
     // What the next run sends, in the order it sends them: the providers' reports waiting to
     // be sent again and new ones, desk by desk, then the discovered desks'.
     let goes = |r: &ReportRecord| {
-        only.is_none_or(|o| o == r.provider) && !ids.contains(&r.id) && !gone.contains(&r.id)
+        only.is_none_or(|o| o == r.provider) && !ids.contains(&r.id) && !gone.contains_key(&r.id)
     };
     if json {
         let kept = match &state {

@@ -800,18 +800,18 @@ fn noted(text: &str) -> impl Iterator<Item = Noted<'_>> {
 }
 
 /// The reports an earlier run noted as gone out and could not record (see
-/// [`record_unrecorded`]): the next run records them before it sends anything, so none of
-/// them waits to be sent. Read only, as a preview reads; a note that cannot be read names
-/// none (the run then stops before sending, and says why).
-pub(crate) fn noted_as_gone_out(state: &State) -> HashSet<String> {
+/// [`record_unrecorded`]), with how they went: the next run records them before it sends
+/// anything, so none of them waits to be sent. Read only, as a preview reads; a note that
+/// cannot be read names none (the run then stops before sending, and says why).
+pub(crate) fn noted_as_gone_out(state: &State) -> std::collections::HashMap<String, Status> {
     let Some(dir) = state.path().parent() else {
-        return HashSet::new();
+        return Default::default();
     };
     match crate::source::read_own_regular(&dir.join(UNRECORDED), 16 << 20) {
         Ok(bytes) => noted(&String::from_utf8_lossy(&bytes))
-            .map(|n| n.id.to_string())
+            .map(|n| (n.id.to_string(), n.status))
             .collect(),
-        Err(_) => HashSet::new(),
+        Err(_) => Default::default(),
     }
 }
 

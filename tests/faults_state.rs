@@ -861,6 +861,41 @@ fn a_file_size_limit_ends_the_run_with_a_line_not_a_signal() {
     assert_all_sent_once(&s, &all);
 }
 
+/// A note that a waiting report was refused for good (550) and the state could not record it:
+/// the run records it, and its addresses, given back, go in a new report. `preview` left the
+/// report out but still held its addresses as reported, and showed nothing to send.
+#[test]
+fn a_report_noted_as_refused_frees_its_addresses_in_preview_as_in_the_run() {
+    let server = smtp::start(Security::Plain, None, 0);
+    *server.rcpt.lock().unwrap() = Some((451, "4.3.0 later".into()));
+    let s = Setup::new(&smtp_config(server.port, ""));
+    s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    s.run(&["run"]).ended(75, &["later"]);
+    let waiting = history(&s);
+    let id = waiting[0]["id"].as_str().unwrap().to_string();
+    s.write(
+        "state/unrecorded",
+        &format!("{id}\trejected\t2026-01-26T08:00:00+00:00\t\t550 5.1.1 no such mailbox\n"),
+    );
+    *server.rcpt.lock().unwrap() = None;
+    let preview = s.run(&["preview", "--json"]).ok().json();
+    let shown = preview["reports"].as_array().unwrap();
+    assert_eq!(shown.len(), 1, "{preview}");
+    assert_eq!(shown[0]["ips"][0]["ip"], "3.5.140.2", "{preview}");
+    s.run(&["run"]).ok();
+    assert_eq!(
+        server.received().len(),
+        1,
+        "the new report, as preview showed"
+    );
+    let ledger = history(&s);
+    assert!(
+        ledger
+            .iter()
+            .any(|r| r["id"] == id.as_str() && r["status"] == "rejected")
+    );
+}
+
 /// A waiting report whose id is a path (`../x`: a damaged or hand-edited row) is refused,
 /// naming `state.db` and the id, before anything is written: the file transport wrote it to
 /// `mail.dir/../x.eml`, outside the folder, as the run's user (often root).
