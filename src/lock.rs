@@ -23,6 +23,10 @@ pub const STUCK: Duration = Duration::from_secs(6 * 3600);
 pub struct RunLock {
     file: File,
     path: std::path::PathBuf,
+    /// Whether the file system tells the file at the path for the one locked: where the
+    /// open file and the path never agree (a file system that numbers them apart), nothing
+    /// is checked rather than every run stopped.
+    told: bool,
 }
 
 impl RunLock {
@@ -31,7 +35,7 @@ impl RunLock {
     /// one, each thinking itself alone: this run then stops before sending or writing more,
     /// and the other goes on.
     pub fn still_held(&self) -> Result<()> {
-        if same_file(&self.file, &self.path) {
+        if !self.told || same_file(&self.file, &self.path) {
             return Ok(());
         }
         anyhow::bail!(
@@ -102,16 +106,26 @@ fn acquire_within(
     let path = state_dir.join("run.lock");
     let started = Instant::now();
     let mut told = false;
-    loop {
+    // Locked, but removed or replaced between the open and the lock: another run may lock
+    // the file there now, so it is opened again; a few times, since a file system that never
+    // tells the two for one would have this loop for ever.
+    for _ in 0..REOPENS {
         let file = open_lock_file(state_dir, &path)?;
-        // Locked, but removed or replaced between the open and the lock: another run may
-        // lock the file there now, so this one is opened again.
         match wait_for(file, &path, say, wait, stuck, started, &mut told)? {
             Some(lock) if !same_file(&lock.file, &path) => continue,
             taken => return Ok(taken),
         }
     }
+    let file = open_lock_file(state_dir, &path)?;
+    let taken = wait_for(file, &path, say, wait, stuck, started, &mut told)?;
+    Ok(taken.map(|lock| RunLock {
+        told: false,
+        ..lock
+    }))
 }
+
+/// How many times a lock file found removed or replaced once locked is opened again.
+const REOPENS: usize = 5;
 
 /// Opens (or makes) the lock file at `path` in `state_dir`.
 fn open_lock_file(state_dir: &Path, path: &Path) -> Result<File> {
@@ -158,7 +172,11 @@ fn wait_for(
         match file.try_lock() {
             Ok(()) => {
                 let path = path.to_path_buf();
-                return Ok(Some(RunLock { file, path }));
+                return Ok(Some(RunLock {
+                    file,
+                    path,
+                    told: true,
+                }));
             }
             Err(TryLockError::WouldBlock) => {}
             Err(TryLockError::Error(e)) => {
