@@ -53,12 +53,19 @@ pub fn main(cli: Cli) -> u8 {
 /// Whether `e` is a write that failed: SQLite's, or a file's.
 fn write_failed(e: &anyhow::Error) -> bool {
     use rusqlite::ErrorCode::{DiskFull, SystemIoFailure};
-    e.chain().any(|c| {
-        let sqlite =
-            (c.downcast_ref::<rusqlite::Error>()).and_then(rusqlite::Error::sqlite_error_code);
-        matches!(sqlite, Some(DiskFull | SystemIoFailure))
-            || (c.downcast_ref::<std::io::Error>())
+    sqlite_says(e, |code| matches!(code, DiskFull | SystemIoFailure))
+        || e.chain().any(|c| {
+            (c.downcast_ref::<std::io::Error>())
                 .is_some_and(|io| io.kind() == std::io::ErrorKind::FileTooLarge)
+        })
+}
+
+/// Whether SQLite raised `e`, or an error on its way, with a code `of` takes.
+fn sqlite_says(e: &anyhow::Error, of: impl Fn(rusqlite::ErrorCode) -> bool) -> bool {
+    e.chain().any(|c| {
+        (c.downcast_ref::<rusqlite::Error>())
+            .and_then(rusqlite::Error::sqlite_error_code)
+            .is_some_and(&of)
     })
 }
 
@@ -754,11 +761,7 @@ fn tell_made_before(
 
 /// Whether `e` is SQLite saying the disk is full.
 fn disk_full(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<rusqlite::Error>()
-            .and_then(rusqlite::Error::sqlite_error_code)
-            == Some(rusqlite::ErrorCode::DiskFull)
-    })
+    sqlite_says(e, |code| code == rusqlite::ErrorCode::DiskFull)
 }
 
 /// What a read built, held until the process ends and let go with it: a million sources'
