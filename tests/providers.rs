@@ -1128,10 +1128,7 @@ fn a_rereport_says_what_came_since_the_last_report() {
 /// report needs three: one packet a few days on was reported again ("4 packets; 1 since").
 #[test]
 fn a_rereport_needs_min_hits_packets_since_the_report_before() {
-    let mut s = Setup::new(
-        &standard_config("rereport_after_days = 1\nmax_age_days = 0")
-            .replace("min_hits = 1", "min_hits = 3"),
-    );
+    let mut s = Setup::new(&min_hits_3("rereport_after_days = 1"));
     let at = |day: &str, t: &str| drop_line(t, "3.5.140.2", "TCP", 22).replace("Jan 25", day);
     s.write(
         "messages",
@@ -1163,25 +1160,15 @@ fn a_rereport_needs_min_hits_packets_since_the_report_before() {
 /// the address is logged again, and then shows that line.
 #[test]
 fn a_rereport_with_no_line_since_the_report_waits_until_it_is_logged_again() {
-    let config = |extra: &str| {
-        standard_config(&format!("max_age_days = 0\n{extra}"))
-            .replace("min_hits = 1", "min_hits = 3")
-    };
-    let mut s = Setup::new(&config(""));
-    let at = |day: &str, t: &str| drop_line(t, "3.5.140.2", "TCP", 22).replace("Jan 25", day);
-    let three = |day: &str, h: &str| {
-        (0..3)
-            .map(|i| at(day, &format!("{h}:00:0{i}")))
-            .collect::<String>()
-    };
-    s.write("messages", &three("Jan 25", "10"));
+    let mut s = Setup::new(&min_hits_3(""));
+    s.write("messages", &three_packets("Jan 25", "10"));
     s.run(&["run"]).ok();
     assert_eq!(s.outbox().len(), 1);
     s.now = "2026-01-27T12:00:00Z".into();
-    s.append("messages", &three("Jan 27", "11"));
+    s.append("messages", &three_packets("Jan 27", "11"));
     s.run(&["run"]).ok();
     assert_eq!(s.outbox().len(), 1, "re-reporting is off");
-    s.reconfigure(&config("rereport_after_days = 1"));
+    s.reconfigure(&min_hits_3("rereport_after_days = 1"));
     s.now = "2026-01-28T12:00:00Z".into();
     let held = s.run(&["run"]).ok();
     assert_eq!(s.outbox().len(), 1, "nothing to show: {}", latest_mail(&s));
@@ -1192,7 +1179,7 @@ fn a_rereport_with_no_line_since_the_report_waits_until_it_is_logged_again() {
         held.stderr
     );
     s.now = "2026-01-28T13:00:00Z".into();
-    s.append("messages", &at("Jan 28", "12:30:00"));
+    s.append("messages", &packet_on("Jan 28", "12:30:00"));
     s.run(&["run"]).ok();
     assert_eq!(s.outbox().len(), 2);
     let mail = latest_mail(&s);
@@ -1205,26 +1192,17 @@ fn a_rereport_with_no_line_since_the_report_waits_until_it_is_logged_again() {
 /// earlier even than the first report's own period. It shows the lines logged after it.
 #[test]
 fn a_rereport_shows_no_line_stamped_before_the_report_before() {
-    let mut s = Setup::new(
-        &standard_config("rereport_after_days = 1\nmax_age_days = 0")
-            .replace("min_hits = 1", "min_hits = 3"),
-    );
-    let at = |day: &str, t: &str| drop_line(t, "3.5.140.2", "TCP", 22).replace("Jan 25", day);
-    let three = |day: &str, h: &str| {
-        (0..3)
-            .map(|i| at(day, &format!("{h}:00:0{i}")))
-            .collect::<String>()
-    };
+    let mut s = Setup::new(&min_hits_3("rereport_after_days = 1"));
     s.now = "2026-01-25T20:00:00Z".into();
-    s.write("messages", &three("Jan 25", "10"));
+    s.write("messages", &three_packets("Jan 25", "10"));
     s.run(&["run"]).ok();
     assert_eq!(s.outbox().len(), 1);
     s.now = "2026-01-26T20:00:00Z".into();
-    s.append("messages", &three("Jan 25", "08"));
+    s.append("messages", &three_packets("Jan 25", "08"));
     s.run(&["run"]).ok();
     assert_eq!(s.outbox().len(), 1, "late lines are no new attack");
     s.now = "2026-01-27T20:00:00Z".into();
-    s.append("messages", &three("Jan 27", "10"));
+    s.append("messages", &three_packets("Jan 27", "10"));
     s.run(&["run"]).ok();
     assert_eq!(s.outbox().len(), 2);
     let mail = latest_mail(&s);
@@ -1239,24 +1217,15 @@ fn a_rereport_shows_no_line_stamped_before_the_report_before() {
 /// reported address are not kept; the re-report shows the lines since.
 #[test]
 fn late_lines_take_no_place_of_the_lines_a_rereport_shows() {
-    let mut s = Setup::new(
-        &standard_config("rereport_after_days = 2\nmax_age_days = 0")
-            .replace("min_hits = 1", "min_hits = 3"),
-    );
-    let at = |day: &str, t: &str| drop_line(t, "3.5.140.2", "TCP", 22).replace("Jan 25", day);
-    let three = |day: &str, h: &str| {
-        (0..3)
-            .map(|i| at(day, &format!("{h}:00:0{i}")))
-            .collect::<String>()
-    };
+    let mut s = Setup::new(&min_hits_3("rereport_after_days = 2"));
     s.now = "2026-01-25T20:00:00Z".into();
-    s.write("messages", &three("Jan 25", "10"));
+    s.write("messages", &three_packets("Jan 25", "10"));
     s.run(&["run"]).ok();
     s.now = "2026-01-26T12:00:00Z".into();
-    s.append("messages", &three("Jan 25", "08"));
+    s.append("messages", &three_packets("Jan 25", "08"));
     s.run(&["run"]).ok();
     s.now = "2026-01-26T13:00:00Z".into();
-    s.append("messages", &three("Jan 26", "12"));
+    s.append("messages", &three_packets("Jan 26", "12"));
     s.run(&["run"]).ok();
     assert_eq!(s.outbox().len(), 1, "not due yet");
     s.now = "2026-01-28T12:00:00Z".into();
@@ -1265,6 +1234,23 @@ fn late_lines_take_no_place_of_the_lines_a_rereport_shows() {
     let mail = latest_mail(&s);
     assert!(mail.contains("Jan 26 12:00:00 web1"), "{mail}");
     assert!(!mail.contains("Jan 25 08:00:0"), "{mail}");
+}
+
+/// A configuration of `min_hits = 3`, `max_age_days = 0` and `extra` in `[report]`.
+fn min_hits_3(extra: &str) -> String {
+    standard_config(&format!("max_age_days = 0\n{extra}")).replace("min_hits = 1", "min_hits = 3")
+}
+
+/// One packet of 3.5.140.2 logged on `day` (`Jan 27`) at `time`.
+fn packet_on(day: &str, time: &str) -> String {
+    drop_line(time, "3.5.140.2", "TCP", 22).replace("Jan 25", day)
+}
+
+/// Three packets of 3.5.140.2 logged on `day`, a second apart from `hour`:00:00.
+fn three_packets(day: &str, hour: &str) -> String {
+    (0..3)
+        .map(|i| packet_on(day, &format!("{hour}:00:0{i}")))
+        .collect()
 }
 
 /// A list of the operator's own that holds part of a cloud's ranges: `check` says the two

@@ -794,18 +794,24 @@ fn a_host_with_more_ports_than_its_record_keeps_is_said_to_have_at_least_that_ma
     }
 }
 
-#[test]
-fn a_report_too_large_even_without_lines_waits_and_names_itself() {
+/// A setup whose body template says more than `max_message_bytes = 16384` allows, whatever
+/// the log holds.
+fn with_a_body_too_large() -> Setup {
     let s = Setup::new(&standard_config(
         "max_message_bytes = 16384\ntemplates_dir = \"{dir}/templates\"",
     ));
     std::fs::create_dir(s.path("templates")).unwrap();
-    // A body that says more than the limit allows, whatever the log holds.
     let long = "This paragraph repeats. ".repeat(1000);
     s.write(
         "templates/body.txt",
         &format!("{long}\n{{{{ ip_count }}}}\n"),
     );
+    s
+}
+
+#[test]
+fn a_report_too_large_even_without_lines_waits_and_names_itself() {
+    let s = with_a_body_too_large();
     let log: String = (0..3)
         .map(|i| drop_line(&format!("10:00:0{i}"), "3.5.140.2", "TCP", 22))
         .collect();
@@ -831,15 +837,7 @@ fn a_report_too_large_even_without_lines_waits_and_names_itself() {
 /// so no later run looked at the address again until it sent more.
 #[test]
 fn a_report_held_back_as_too_large_goes_once_the_template_is_shortened() {
-    let s = Setup::new(&standard_config(
-        "max_message_bytes = 16384\ntemplates_dir = \"{dir}/templates\"",
-    ));
-    std::fs::create_dir(s.path("templates")).unwrap();
-    let long = "This paragraph repeats. ".repeat(1000);
-    s.write(
-        "templates/body.txt",
-        &format!("{long}\n{{{{ ip_count }}}}\n"),
-    );
+    let s = with_a_body_too_large();
     s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
     s.run(&["run"]).ok();
     assert!(s.outbox().is_empty());
