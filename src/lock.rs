@@ -26,7 +26,7 @@ pub struct RunLock {
     /// Whether the file system tells the file at the path for the one locked: where the
     /// open file and the path never agree (a file system that numbers them apart), nothing
     /// is checked rather than every run stopped.
-    told: bool,
+    checkable: bool,
 }
 
 impl RunLock {
@@ -35,7 +35,7 @@ impl RunLock {
     /// one, each thinking itself alone: this run then stops before sending or writing more,
     /// and the other goes on.
     pub fn still_held(&self) -> Result<()> {
-        if !self.told || same_file(&self.file, &self.path) {
+        if !self.checkable || same_file(&self.file, &self.path) {
             return Ok(());
         }
         anyhow::bail!(
@@ -119,7 +119,7 @@ fn acquire_within(
     let file = open_lock_file(state_dir, &path)?;
     let taken = wait_for(file, &path, say, wait, stuck, started, &mut told)?;
     Ok(taken.map(|lock| RunLock {
-        told: false,
+        checkable: false,
         ..lock
     }))
 }
@@ -175,7 +175,7 @@ fn wait_for(
                 return Ok(Some(RunLock {
                     file,
                     path,
-                    told: true,
+                    checkable: true,
                 }));
             }
             Err(TryLockError::WouldBlock) => {}
