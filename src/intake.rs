@@ -1169,16 +1169,17 @@ fn ingest_once(
         // desk's window is of the addresses it may get now.
         let fresh = world.fresh_since();
         let again = settings.report.rereport_after_days.is_some();
-        let wanted =
-            |ip: IpAddr, time: i64| !ledger.reported(i, ip) && fresh.is_none_or(|t| time >= t);
         // A reported address's line logged at or before what its report counted (a log
-        // host's late lines) is no evidence of what it did since: kept, it would take the
-        // place of one that is.
+        // host's late lines) is no evidence of what it did since, also once it is due to be
+        // reported again: kept, it would take the place of one that is.
+        let late = |ip: IpAddr, time: i64| {
+            again && (ledger.last_sent(i, ip)).is_some_and(|b| time <= b.counted_through())
+        };
+        let wanted = |ip: IpAddr, time: i64| {
+            !ledger.reported(i, ip) && fresh.is_none_or(|t| time >= t) && !late(ip, time)
+        };
         let kept = |ip: IpAddr, time: i64| {
-            let since_report =
-                || (ledger.last_sent(i, ip)).is_none_or(|b| time > b.counted_through());
-            fresh.is_none_or(|t| time >= t)
-                && (!ledger.reported(i, ip) || (again && since_report()))
+            (again || !ledger.reported(i, ip)) && fresh.is_none_or(|t| time >= t) && !late(ip, time)
         };
         let mut lines = std::mem::take(&mut batch.evidence[i]);
         lines.retain(|l| kept(l.ip, l.time));

@@ -116,8 +116,9 @@ pub(crate) struct Unplanned {
     /// In no provider with no log line kept (seen before discovery was enabled): not
     /// reported to a discovered desk unless they are logged again.
     pub(crate) without_lines: usize,
-    /// Seen again since a provider's report with no log line of that kept: not reported
-    /// again unless they are logged again.
+    /// Due to be reported again with no log line since the report kept: they wait to be
+    /// logged again, until `rereport_after_days` after their last packet at most, and the
+    /// next run looks at them again.
     pub(crate) rereports_without_lines: usize,
     /// Parts of one address over `max_message_bytes` even without log lines: they wait for
     /// a larger limit or shorter templates, and the next run looks at them again.
@@ -151,6 +152,7 @@ impl Unplanned {
             || self.desks_waiting > 0
             || !self.over_run_parts.is_empty()
             || self.oversized > 0
+            || self.rereports_without_lines > 0
     }
 
     /// Says on stderr what waits, and why.
@@ -177,7 +179,7 @@ impl Unplanned {
         }
         if self.rereports_without_lines > 0 {
             crate::output::tell(format_args!(
-                "abuse-mailer: {} address(es) sent packets since their report but no log line of them is kept (re-reporting was off while they were logged, or the lines are older than the report): each is reported again once it is logged again",
+                "abuse-mailer: {} address(es) due to be reported again have no log line kept since their report (logged while re-reporting was off, or their lines crowded out by others): each waits to be logged again, and goes without one once rereport_after_days have passed since its last packet",
                 self.rereports_without_lines
             ));
         }
@@ -600,9 +602,10 @@ pub(crate) fn plan_discovered(
 }
 
 /// `selected` less the addresses with no log line to show desk number `bucket`: a re-report
-/// shows what the address did since the report before, and one with no line of that (logged
-/// while re-reporting was off, or only late lines stamped before the report) waits until it is
-/// logged again; a first report goes where `first` says of its address. Each left out is
+/// shows what the address did since the report before, and one with no line of that kept
+/// (logged while re-reporting was off, its lines crowded out by others) waits until it is
+/// logged again, until `rereport_after_days` after its last packet at most: then it goes
+/// without, rather than never. A first report goes where `first` says of its address. Each left out is
 /// counted in `unplanned`.
 fn with_lines_to_show<'s>(
     world: &World<'_>,
@@ -613,15 +616,20 @@ fn with_lines_to_show<'s>(
     mut first: impl FnMut(IpAddr) -> Result<bool>,
     unplanned: &mut Unplanned,
 ) -> Result<Vec<crate::select::Selected<'s>>> {
+    let window = i64::from(world.settings.report.rereport_after_days.unwrap_or(0)) * 86_400;
+    let now = world.now.timestamp();
     let mut shown = Vec::with_capacity(selected.len());
     for s in selected {
         let ip = s.observation.ip;
         match &s.before {
-            // Asked as its report's lines are chosen (see `start_part`).
             Some(before) => {
+                // Its last packet a window ago, it is not waited for longer: a window more,
+                // and it is no re-report at all (see `select::delta`).
+                let waited = now >= s.observation.last_seen.saturating_add(window);
+                // Asked as its report's lines are chosen (see `start_part`).
                 let after = before.counted_through();
                 let lines = intake.evidence_for(world, bucket, &[ip], state)?;
-                match lines.iter().any(|l| l.ip == ip && l.time > after) {
+                match waited || lines.iter().any(|l| l.ip == ip && l.time > after) {
                     true => shown.push(s),
                     false => unplanned.rereports_without_lines += 1,
                 }

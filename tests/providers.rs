@@ -1154,12 +1154,10 @@ fn a_rereport_needs_min_hits_packets_since_the_report_before() {
     );
 }
 
-/// `rereport_after_days` turned on for a state whose address went on sending while it was
-/// off: those packets were counted but none of their lines kept, and the re-report went out
-/// with no excerpt and no evidence.log ("6 dropped; 3 since", nothing to show). It waits until
-/// the address is logged again, and then shows that line.
-#[test]
-fn a_rereport_with_no_line_since_the_report_waits_until_it_is_logged_again() {
+/// A report sent on Jan 26, its address sending three more packets on Jan 27 while
+/// re-reporting is off, and `rereport_after_days = 2` turned on then: those packets were
+/// counted but none of their lines kept.
+fn due_with_no_line_since() -> Setup {
     let mut s = Setup::new(&min_hits_3(""));
     s.write("messages", &three_packets("Jan 25", "10"));
     s.run(&["run"]).ok();
@@ -1168,16 +1166,25 @@ fn a_rereport_with_no_line_since_the_report_waits_until_it_is_logged_again() {
     s.append("messages", &three_packets("Jan 27", "11"));
     s.run(&["run"]).ok();
     assert_eq!(s.outbox().len(), 1, "re-reporting is off");
-    s.reconfigure(&min_hits_3("rereport_after_days = 1"));
+    s.reconfigure(&min_hits_3("rereport_after_days = 2"));
     s.now = "2026-01-28T12:00:00Z".into();
     let held = s.run(&["run"]).ok();
     assert_eq!(s.outbox().len(), 1, "nothing to show: {}", latest_mail(&s));
     assert!(
         held.stderr
-            .contains("1 address(es) sent packets since their report but no log line"),
+            .contains("1 address(es) due to be reported again have no log line kept since"),
         "{}",
         held.stderr
     );
+    s
+}
+
+/// The re-report of [`due_with_no_line_since`] went out with no excerpt and no evidence.log
+/// ("6 dropped; 3 since", nothing to show). It waits until the address is logged again, and
+/// then shows that line.
+#[test]
+fn a_rereport_with_no_line_since_the_report_waits_until_it_is_logged_again() {
+    let mut s = due_with_no_line_since();
     s.now = "2026-01-28T13:00:00Z".into();
     s.append("messages", &packet_on("Jan 28", "12:30:00"));
     s.run(&["run"]).ok();
@@ -1185,6 +1192,31 @@ fn a_rereport_with_no_line_since_the_report_waits_until_it_is_logged_again() {
     let mail = latest_mail(&s);
     assert!(mail.contains("with 3 packets; 4 since"), "{mail}");
     assert!(mail.contains("Jan 28 12:30:00 web1"), "{mail}");
+}
+
+/// Not logged again, the re-report of [`due_with_no_line_since`] waits until
+/// `rereport_after_days` after the address's last packet, then goes without a line rather
+/// than never (a run looks at it again on every run meanwhile, and says why it waits).
+#[test]
+fn a_rereport_with_no_line_since_goes_without_one_a_window_on() {
+    let mut s = due_with_no_line_since();
+    s.now = "2026-01-29T10:00:00Z".into();
+    let held = s.run(&["run"]).ok();
+    assert_eq!(s.outbox().len(), 1);
+    assert!(
+        held.stderr.contains("no log line kept since"),
+        "{}",
+        held.stderr
+    );
+    s.now = "2026-01-29T12:00:00Z".into();
+    s.run(&["run"]).ok();
+    assert_eq!(s.outbox().len(), 2);
+    let mail = latest_mail(&s);
+    assert!(mail.contains("with 3 packets; 3 since"), "{mail}");
+    assert!(
+        !mail.contains("Jan 25 10:00:0"),
+        "no line the desk was told of: {mail}"
+    );
 }
 
 /// Lines a log host forwards late, stamped before a report, are no evidence of what came
@@ -1234,6 +1266,29 @@ fn late_lines_take_no_place_of_the_lines_a_rereport_shows() {
     let mail = latest_mail(&s);
     assert!(mail.contains("Jan 26 12:00:00 web1"), "{mail}");
     assert!(!mail.contains("Jan 25 08:00:0"), "{mail}");
+}
+
+/// A late line read on the run the re-report is due: the address counted as reported no more,
+/// so the line was kept, and as the earliest took the place of one of the lines since.
+#[test]
+fn a_late_line_read_when_the_rereport_is_due_takes_no_place_of_a_line_since() {
+    let mut s = Setup::new(&min_hits_3("rereport_after_days = 1"));
+    s.now = "2026-01-25T20:00:00Z".into();
+    s.write("messages", &three_packets("Jan 25", "10"));
+    s.run(&["run"]).ok();
+    s.now = "2026-01-26T12:00:00Z".into();
+    s.append("messages", &three_packets("Jan 26", "11"));
+    s.run(&["run"]).ok();
+    assert_eq!(s.outbox().len(), 1, "not due yet");
+    s.now = "2026-01-27T12:00:00Z".into();
+    s.append("messages", &packet_on("Jan 25", "08:00:00"));
+    s.run(&["run"]).ok();
+    assert_eq!(s.outbox().len(), 2);
+    let mail = latest_mail(&s);
+    for t in ["11:00:00", "11:00:01", "11:00:02"] {
+        assert!(mail.contains(&format!("Jan 26 {t} web1")), "{t}: {mail}");
+    }
+    assert!(!mail.contains("Jan 25 08:00:00"), "{mail}");
 }
 
 /// A configuration of `min_hits = 3`, `max_age_days = 0` and `extra` in `[report]`.
