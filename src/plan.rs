@@ -117,8 +117,8 @@ pub(crate) struct Unplanned {
     /// reported to a discovered desk unless they are logged again.
     pub(crate) without_lines: usize,
     /// Due to be reported again with no log line since the report kept: they wait to be
-    /// logged again, until `rereport_after_days` after their last packet at most, and the
-    /// next run looks at them again.
+    /// logged again, a window at most (see `with_lines_to_show`), and the next run looks
+    /// at them again.
     pub(crate) rereports_without_lines: usize,
     /// Parts of one address over `max_message_bytes` even without log lines: they wait for
     /// a larger limit or shorter templates, and the next run looks at them again.
@@ -179,7 +179,7 @@ impl Unplanned {
         }
         if self.rereports_without_lines > 0 {
             crate::output::tell(format_args!(
-                "abuse-mailer: {} address(es) due to be reported again have no log line kept since their report (logged while re-reporting was off, or their lines crowded out by others): each waits to be logged again, and goes without one once rereport_after_days have passed since its last packet",
+                "abuse-mailer: {} address(es) due to be reported again have no log line kept since their report (logged while re-reporting was off, or their lines crowded out by others): each waits to be logged again, and goes without one at most rereport_after_days after it came due or after its last packet",
                 self.rereports_without_lines
             ));
         }
@@ -604,8 +604,8 @@ pub(crate) fn plan_discovered(
 /// `selected` less the addresses with no log line to show desk number `bucket`: a re-report
 /// shows what the address did since the report before, and one with no line of that kept
 /// (logged while re-reporting was off, its lines crowded out by others) waits until it is
-/// logged again, until `rereport_after_days` after its last packet at most: then it goes
-/// without, rather than never. A first report goes where `first` says of its address. Each left out is
+/// logged again, at most until `rereport_after_days` after it came due or after its last
+/// packet, whichever is first: then it goes without, rather than never. A first report goes where `first` says of its address. Each left out is
 /// counted in `unplanned`.
 fn with_lines_to_show<'s>(
     world: &World<'_>,
@@ -623,9 +623,13 @@ fn with_lines_to_show<'s>(
         let ip = s.observation.ip;
         match &s.before {
             Some(before) => {
-                // Its last packet a window ago, it is not waited for longer: a window more,
-                // and it is no re-report at all (see `select::delta`).
-                let waited = now >= s.observation.last_seen.saturating_add(window);
+                // Not longer than a window after it came due (an address logged every day
+                // whose lines since are crowded out every day), nor than a window after its
+                // last packet: a window more, and it is no re-report at all (see
+                // `select::delta`).
+                let due_until = (before.at).map_or(i64::MIN, |at| at.saturating_add(2 * window));
+                let quiet_until = s.observation.last_seen.saturating_add(window);
+                let waited = now >= due_until.min(quiet_until);
                 // Asked as its report's lines are chosen (see `start_part`).
                 let after = before.counted_through();
                 let lines = intake.evidence_for(world, bucket, &[ip], state)?;

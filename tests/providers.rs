@@ -1291,6 +1291,29 @@ fn a_late_line_read_when_the_rereport_is_due_takes_no_place_of_a_line_since() {
     assert!(!mail.contains("Jan 25 08:00:00"), "{mail}");
 }
 
+/// A backlog drained every day just before the address's new lines (a lagging server's
+/// queue, stamped before the report): the late lines came first in each run's read and kept
+/// the new ones out, so the re-report had a line to show on no day, and never went though
+/// the address was logged every day. It goes a window after it came due.
+#[test]
+fn a_rereport_crowded_out_every_day_goes_a_window_after_it_came_due() {
+    let mut s = Setup::new(&min_hits_3("rereport_after_days = 1"));
+    s.now = "2026-01-25T20:00:00Z".into();
+    s.write("messages", &three_packets("Jan 25", "10"));
+    s.run(&["run"]).ok();
+    for (day, late) in [("26", "07"), ("27", "08"), ("28", "09")] {
+        s.now = format!("2026-01-{day}T20:00:00Z");
+        s.append("messages", &three_packets("Jan 25", late));
+        s.append("messages", &three_packets(&format!("Jan {day}"), "19"));
+        s.run(&["run"]).ok();
+    }
+    assert!(
+        s.outbox().len() >= 2,
+        "re-reported by Jan 28: {}",
+        s.outbox().len()
+    );
+}
+
 /// A configuration of `min_hits = 3`, `max_age_days = 0` and `extra` in `[report]`.
 fn min_hits_3(extra: &str) -> String {
     standard_config(&format!("max_age_days = 0\n{extra}")).replace("min_hits = 1", "min_hits = 3")
