@@ -605,8 +605,8 @@ pub(crate) fn plan_discovered(
 /// shows what the address did since the report before, and one with no line of that kept
 /// (logged while re-reporting was off, its lines crowded out by others) waits until it is
 /// logged again, at most until `rereport_after_days` after it came due or after its last
-/// packet, whichever is first: then it goes without, rather than never. A first report goes where `first` says of its address. Each left out is
-/// counted in `unplanned`.
+/// packet, whichever is first: then it goes without, rather than never. A first report goes
+/// where `first` says of its address. Each left out is counted in `unplanned`.
 fn with_lines_to_show<'s>(
     world: &World<'_>,
     intake: &Intake,
@@ -618,6 +618,21 @@ fn with_lines_to_show<'s>(
 ) -> Result<Vec<crate::select::Selected<'s>>> {
     let window = i64::from(world.settings.report.rereport_after_days.unwrap_or(0)) * 86_400;
     let now = world.now.timestamp();
+    // The re-reported addresses with a line since, asked as their reports' lines are chosen
+    // (see `start_part`), a few thousand addresses at a time.
+    let rereported: Vec<(IpAddr, i64)> = (selected.iter())
+        .filter_map(|s| Some((s.observation.ip, s.before.as_ref()?.counted_through())))
+        .collect();
+    let mut with_line = HashSet::new();
+    for chunk in rereported.chunks(4096) {
+        let after: std::collections::HashMap<IpAddr, i64> = chunk.iter().copied().collect();
+        let ips: Vec<IpAddr> = chunk.iter().map(|&(ip, _)| ip).collect();
+        for line in intake.evidence_for(world, bucket, &ips, state)? {
+            if after.get(&line.ip).is_some_and(|&a| line.time > a) {
+                with_line.insert(line.ip);
+            }
+        }
+    }
     let mut shown = Vec::with_capacity(selected.len());
     for s in selected {
         let ip = s.observation.ip;
@@ -629,11 +644,7 @@ fn with_lines_to_show<'s>(
                 // `select::delta`).
                 let due_until = (before.at).map_or(i64::MIN, |at| at.saturating_add(2 * window));
                 let quiet_until = s.observation.last_seen.saturating_add(window);
-                let waited = now >= due_until.min(quiet_until);
-                // Asked as its report's lines are chosen (see `start_part`).
-                let after = before.counted_through();
-                let lines = intake.evidence_for(world, bucket, &[ip], state)?;
-                match waited || lines.iter().any(|l| l.ip == ip && l.time > after) {
+                match now >= due_until.min(quiet_until) || with_line.contains(&ip) {
                     true => shown.push(s),
                     false => unplanned.rereports_without_lines += 1,
                 }
