@@ -1170,14 +1170,17 @@ fn ingest_once(
         let fresh = world.fresh_since();
         let again = settings.report.rereport_after_days.is_some();
         // A reported address's line logged at or before what its report counted (a log
-        // host's late lines) is no evidence of what it did since, also once it is due to be
-        // reported again: kept, it would take the place of one that is.
+        // host's late lines) is no evidence of what it did since: kept, it would take the
+        // place of one that is. (Once its re-report is due, a late line is kept as any line
+        // of an address to report is: left out there, the run stored other lines than its
+        // preview showed.)
         let late = |ip: IpAddr, time: i64| {
-            again && (ledger.last_sent(i, ip)).is_some_and(|b| time <= b.counted_through())
+            again
+                && ledger.reported(i, ip)
+                && (ledger.last_sent(i, ip)).is_some_and(|b| time <= b.counted_through())
         };
-        let wanted = |ip: IpAddr, time: i64| {
-            !ledger.reported(i, ip) && fresh.is_none_or(|t| time >= t) && !late(ip, time)
-        };
+        let wanted =
+            |ip: IpAddr, time: i64| !ledger.reported(i, ip) && fresh.is_none_or(|t| time >= t);
         let kept = |ip: IpAddr, time: i64| {
             (again || !ledger.reported(i, ip)) && fresh.is_none_or(|t| time >= t) && !late(ip, time)
         };
