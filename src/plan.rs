@@ -616,7 +616,13 @@ fn with_lines_to_show<'s>(
     mut first: impl FnMut(IpAddr) -> Result<bool>,
     unplanned: &mut Unplanned,
 ) -> Result<Vec<crate::select::Selected<'s>>> {
-    let window = i64::from(world.settings.report.rereport_after_days.unwrap_or(0)) * 86_400;
+    let report = &world.settings.report;
+    let window = i64::from(report.rereport_after_days.unwrap_or(0)) * 86_400;
+    // Nor so long that its packets pass `max_age_days` meanwhile, and it is never reported.
+    let quiet = match report.max_age_days {
+        0 => window,
+        days => window.min(i64::from(days) * 86_400 / 2),
+    };
     let now = world.now.timestamp();
     // The re-reported addresses with a line since, asked as their reports' lines are chosen
     // (see `start_part`), a few thousand addresses at a time.
@@ -643,7 +649,7 @@ fn with_lines_to_show<'s>(
                 // last packet: a window more, and it is no re-report at all (see
                 // `select::delta`).
                 let due_until = (before.at).map_or(i64::MIN, |at| at.saturating_add(2 * window));
-                let quiet_until = s.observation.last_seen.saturating_add(window);
+                let quiet_until = s.observation.last_seen.saturating_add(quiet);
                 match now >= due_until.min(quiet_until) || with_line.contains(&ip) {
                     true => shown.push(s),
                     false => unplanned.rereports_without_lines += 1,
@@ -855,7 +861,20 @@ fn start_part(
     if !since.is_empty() {
         pool.retain(|l| since.get(&l.ip).is_none_or(|&after| l.time > after));
     }
-    let id = report_id(world.now, desk.id_name(), &ips, &pool, state)?;
+    // A report with no line to make its id of (a re-report whose lines since were not kept)
+    // is told apart by the hosts that logged its packets and their targets: two servers of
+    // one operator re-reporting one address in the same second gave one Message-ID.
+    let seen_by = match pool.is_empty() {
+        true => (attackers.iter())
+            .flat_map(|a| {
+                let o = &a.observation;
+                (o.hosts.iter().map(|h| h.to_string())).chain(o.dsts.iter().map(|d| d.to_string()))
+            })
+            .collect::<Vec<_>>()
+            .join(","),
+        false => String::new(),
+    };
+    let id = report_id(world.now, desk.id_name(), &ips, &pool, &seen_by, state)?;
     let message_id = format!("<{id}@{}>", world.settings.report.message_id_domain());
     Ok(PartStart {
         pool,
@@ -1061,12 +1080,14 @@ fn lines_in_window(
 /// one-address reports of one run, do not collide; a taken id gets a counter. The lines tell
 /// apart the reports of a fleet's hosts that report the same addresses in the same second
 /// (a timer fires on all of them at once): the Message-ID is made of the id, and a desk's
-/// mail system keeps one message of each Message-ID.
+/// mail system keeps one message of each Message-ID. A report without lines is told apart
+/// by `seen_by` (the hosts that logged its packets, and their targets).
 pub(crate) fn report_id(
     now: DateTime<Utc>,
     provider: &str,
     ips: &[IpAddr],
     lines: &[EvidenceLine],
+    seen_by: &str,
     state: Option<&State>,
 ) -> Result<String> {
     let text = ips
@@ -1074,9 +1095,14 @@ pub(crate) fn report_id(
         .map(|i| i.to_string())
         .collect::<Vec<_>>()
         .join(",");
-    let hash = (lines.iter()).fold(fnv1a(text.as_bytes()), |h, line| {
+    let mut hash = (lines.iter()).fold(fnv1a(text.as_bytes()), |h, line| {
         fnv1a_on(fnv1a_on(h, b"\n"), line.text.as_bytes())
     });
+    // Folded in only when there is something to fold: the ids of reports with lines are as
+    // they always were.
+    if !seen_by.is_empty() {
+        hash = fnv1a_on(fnv1a_on(hash, b"\t"), seen_by.as_bytes());
+    }
     let base = format!("{}-{provider}-{hash:016x}", now.format("%Y%m%dT%H%M%SZ"));
     let Some(state) = state else {
         return Ok(base);

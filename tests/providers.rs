@@ -1158,12 +1158,21 @@ fn a_rereport_needs_min_hits_packets_since_the_report_before() {
 /// re-reporting is off, and `rereport_after_days = 2` turned on then: those packets were
 /// counted but none of their lines kept.
 fn due_with_no_line_since() -> Setup {
+    due_with_no_line_since_on("web1", "198.51.100.10")
+}
+
+/// [`due_with_no_line_since`] logged by `host`, its packets sent to `target`.
+fn due_with_no_line_since_on(host: &str, target: &str) -> Setup {
+    let on = |text: String| {
+        text.replace(" web1 ", &format!(" {host} "))
+            .replace("198.51.100.10", target)
+    };
     let mut s = Setup::new(&min_hits_3(""));
-    s.write("messages", &three_packets("Jan 25", "10"));
+    s.write("messages", &on(three_packets("Jan 25", "10")));
     s.run(&["run"]).ok();
     assert_eq!(s.outbox().len(), 1);
     s.now = "2026-01-27T12:00:00Z".into();
-    s.append("messages", &three_packets("Jan 27", "11"));
+    s.append("messages", &on(three_packets("Jan 27", "11")));
     s.run(&["run"]).ok();
     assert_eq!(s.outbox().len(), 1, "re-reporting is off");
     s.reconfigure(&min_hits_3("rereport_after_days = 2"));
@@ -1217,6 +1226,52 @@ fn a_rereport_with_no_line_since_goes_without_one_a_window_on() {
         !mail.contains("Jan 25 10:00:0"),
         "no line the desk was told of: {mail}"
     );
+}
+
+/// `rereport_after_days` as long as `max_age_days` (README's example has 30 and 30): the wait
+/// for a line ended when the address's packets became history, and it was never reported
+/// again, nothing said. The wait ends in half of `max_age_days` after its last packet.
+#[test]
+fn a_rereport_waiting_for_a_line_goes_before_its_packets_are_history() {
+    let config = |extra: &str| {
+        standard_config(&format!("max_age_days = 2\n{extra}"))
+            .replace("min_hits = 1", "min_hits = 3")
+    };
+    let mut s = Setup::new(&config(""));
+    s.write("messages", &three_packets("Jan 25", "10"));
+    s.run(&["run"]).ok();
+    s.now = "2026-01-27T12:00:00Z".into();
+    s.append("messages", &three_packets("Jan 27", "11"));
+    s.run(&["run"]).ok();
+    s.reconfigure(&config("rereport_after_days = 2"));
+    for now in ["2026-01-28T12:00:00Z", "2026-01-29T12:00:00Z"] {
+        s.now = now.into();
+        s.run(&["run"]).ok();
+    }
+    assert_eq!(
+        s.outbox().len(),
+        2,
+        "re-reported before its packets were history"
+    );
+}
+
+/// Two servers of one operator re-reporting one address without a line, in the same second:
+/// a report's id is made of its lines, and with none both made one Message-ID, of which a
+/// desk keeps one message. The hosts and targets of its packets tell them apart.
+#[test]
+fn rereports_without_lines_from_two_hosts_have_two_message_ids() {
+    let message_id = |host: &str, target: &str| {
+        let mut s = due_with_no_line_since_on(host, target);
+        s.now = "2026-01-29T12:00:00Z".into();
+        s.run(&["run"]).ok();
+        assert_eq!(s.outbox().len(), 2);
+        let mail = latest_mail(&s);
+        let id = mail.lines().find(|l| l.starts_with("Message-ID:"));
+        id.unwrap_or_else(|| panic!("{mail}")).to_string()
+    };
+    let one = message_id("web1", "198.51.100.10");
+    assert_eq!(one, message_id("web1", "198.51.100.10"), "made alike");
+    assert_ne!(one, message_id("web2", "198.51.100.11"));
 }
 
 /// Lines a log host forwards late, stamped before a report, are no evidence of what came
