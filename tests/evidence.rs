@@ -834,16 +834,7 @@ fn a_line_given_way_in_the_state_is_shown_alike_by_preview_and_run() {
     let sent = s.outbox();
     assert_eq!(sent.len(), 1);
     let mail = fs::read_to_string(&sent[0]).unwrap().replace("\r\n", "\n");
-    let own = |text: &str| -> Vec<String> {
-        let own = text
-            .split("# 3.5.140.2: 6 packets")
-            .nth(1)
-            .unwrap_or_else(|| panic!("{text}"));
-        (own.lines().skip(1))
-            .take_while(|l| !l.is_empty())
-            .map(str::to_string)
-            .collect()
-    };
+    let own = |text: &str| lines_under(text, "# 3.5.140.2: 6 packets");
     assert_eq!(own(&preview.stdout), own(&mail));
     assert!(
         own(&mail)[0].starts_with("Jan 25 08:00:00 "),

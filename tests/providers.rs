@@ -1353,16 +1353,7 @@ fn a_late_line_in_the_run_a_rereport_is_due_leaves_preview_and_run_alike() {
     s.run(&["run"]).ok();
     assert_eq!(s.outbox().len(), 2);
     let mail = latest_mail(&s).replace("\r\n", "\n");
-    let own = |text: &str| -> Vec<String> {
-        let own = text
-            .split("# 3.5.140.2: ")
-            .nth(1)
-            .unwrap_or_else(|| panic!("{text}"));
-        (own.lines().skip(1))
-            .take_while(|l| !l.is_empty())
-            .map(str::to_string)
-            .collect()
-    };
+    let own = |text: &str| lines_under(text, "# 3.5.140.2: ");
     assert_eq!(own(&preview.stdout), own(&mail));
 }
 

@@ -448,3 +448,16 @@ pub fn observed_hits(s: &Setup) -> std::collections::BTreeMap<String, u64> {
     .map(|r| r.unwrap())
     .collect()
 }
+
+/// The log lines under the evidence heading that begins `heading` (`# 3.5.140.2: `) in a
+/// message's text, up to the blank line after them.
+pub fn lines_under(text: &str, heading: &str) -> Vec<String> {
+    let under = text
+        .split(heading)
+        .nth(1)
+        .unwrap_or_else(|| panic!("no {heading:?} in {text}"));
+    (under.lines().skip(1))
+        .take_while(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
+}
