@@ -325,7 +325,14 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
     if verbosity != Verbosity::Quiet {
         crate::output::tell(format_args!(
             "{}",
-            summary_line("preview", &intake.summary, &planned, false, 0, started)
+            summary_line(
+                "preview",
+                &intake.summary,
+                &planned,
+                unplanned.any(),
+                0,
+                started
+            )
         ));
     }
     Ok(EXIT_OK)

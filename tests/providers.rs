@@ -1177,7 +1177,20 @@ fn due_with_no_line_since_on(host: &str, target: &str) -> Setup {
     assert_eq!(s.outbox().len(), 1, "re-reporting is off");
     s.reconfigure(&min_hits_3("rereport_after_days = 2"));
     s.now = "2026-01-28T12:00:00Z".into();
+    // The preview's summary says what the run's says (it said "nothing new to report").
+    let preview = s.run(&["preview"]).ok();
+    let last = |text: &str| text.lines().last().unwrap_or_default().to_string();
+    assert!(
+        last(&preview.stderr).contains("no new report made, addresses wait for a later run"),
+        "{}",
+        preview.stderr
+    );
     let held = s.run(&["run"]).ok();
+    assert!(
+        last(&held.stderr).contains("no new report made, addresses wait for a later run"),
+        "{}",
+        held.stderr
+    );
     assert_eq!(s.outbox().len(), 1, "nothing to show: {}", latest_mail(&s));
     assert!(
         held.stderr
