@@ -116,9 +116,9 @@ pub(crate) struct Unplanned {
     /// In no provider with no log line kept (seen before discovery was enabled): not
     /// reported to a discovered desk unless they are logged again.
     pub(crate) without_lines: usize,
-    /// Due to be reported again with no log line since the report kept: they wait to be
-    /// logged again, a window at most (see `with_lines_to_show`), and the next run looks
-    /// at them again.
+    /// Re-reports due with no log line since the report kept, one per desk and address: they
+    /// wait for it to be logged again, a window at most (see `with_lines_to_show`), and the
+    /// next run looks at them again.
     pub(crate) rereports_without_lines: usize,
     /// Parts of one address over `max_message_bytes` even without log lines: they wait for
     /// a larger limit or shorter templates, and the next run looks at them again.
@@ -179,7 +179,7 @@ impl Unplanned {
         }
         if self.rereports_without_lines > 0 {
             crate::output::tell(format_args!(
-                "abuse-mailer: {} address(es) due to be reported again have no log line kept since their report (logged while re-reporting was off, or their lines crowded out by others): each waits to be logged again, and goes without one at most rereport_after_days after it came due or after its last packet",
+                "abuse-mailer: {} re-report(s) wait: the address has no log line kept since its report to that desk (logged while re-reporting was off, or its lines crowded out by others); each waits for it to be logged again, and goes without one at most rereport_after_days after it came due or after its last packet",
                 self.rereports_without_lines
             ));
         }

@@ -1194,7 +1194,7 @@ fn due_with_no_line_since_on(host: &str, target: &str) -> Setup {
     assert_eq!(s.outbox().len(), 1, "nothing to show: {}", latest_mail(&s));
     assert!(
         held.stderr
-            .contains("1 address(es) due to be reported again have no log line kept since"),
+            .contains("1 re-report(s) wait: the address has no log line kept since"),
         "{}",
         held.stderr
     );
