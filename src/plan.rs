@@ -624,37 +624,38 @@ fn with_lines_to_show<'s>(
         days => window.min(i64::from(days) * 86_400 / 2),
     };
     let now = world.now.timestamp();
-    // The re-reported addresses with a line since, asked as their reports' lines are chosen
-    // (see `start_part`), a few thousand addresses at a time.
-    let rereported: Vec<(IpAddr, i64)> = (selected.iter())
-        .filter_map(|s| Some((s.observation.ip, s.before.as_ref()?.counted_through())))
+    // Not longer than a window after it came due (an address logged every day whose lines
+    // since are crowded out every day), nor than a window after its last packet: a window
+    // more, and it is no re-report at all (see `select::delta`).
+    let waited = |s: &crate::select::Selected<'_>, before: &Reported| {
+        let due_until = (before.at).map_or(i64::MIN, |at| at.saturating_add(2 * window));
+        let quiet_until = s.observation.last_seen.saturating_add(quiet);
+        now >= due_until.min(quiet_until)
+    };
+    // The re-reports still waited for with a line since, asked as their reports' lines are
+    // chosen (see `start_part`), a few thousand addresses at a time.
+    let asked: Vec<(IpAddr, i64)> = (selected.iter())
+        .filter_map(|s| s.before.as_ref().filter(|b| !waited(s, b)).map(|b| (s, b)))
+        .map(|(s, b)| (s.observation.ip, b.counted_through()))
         .collect();
     let mut with_line = HashSet::new();
-    for chunk in rereported.chunks(4096) {
-        let after: std::collections::HashMap<IpAddr, i64> = chunk.iter().copied().collect();
+    for chunk in asked.chunks(4096) {
         let ips: Vec<IpAddr> = chunk.iter().map(|&(ip, _)| ip).collect();
-        for line in intake.evidence_for(world, bucket, &ips, state)? {
-            if after.get(&line.ip).is_some_and(|&a| line.time > a) {
-                with_line.insert(line.ip);
-            }
-        }
+        let lines = intake.evidence_for(world, bucket, &ips, state)?;
+        with_line.extend(
+            lines_to_show(lines, &chunk.iter().copied().collect())
+                .iter()
+                .map(|l| l.ip),
+        );
     }
     let mut shown = Vec::with_capacity(selected.len());
     for s in selected {
         let ip = s.observation.ip;
         match &s.before {
-            Some(before) => {
-                // Not longer than a window after it came due (an address logged every day
-                // whose lines since are crowded out every day), nor than a window after its
-                // last packet: a window more, and it is no re-report at all (see
-                // `select::delta`).
-                let due_until = (before.at).map_or(i64::MIN, |at| at.saturating_add(2 * window));
-                let quiet_until = s.observation.last_seen.saturating_add(quiet);
-                match now >= due_until.min(quiet_until) || with_line.contains(&ip) {
-                    true => shown.push(s),
-                    false => unplanned.rereports_without_lines += 1,
-                }
-            }
+            Some(before) => match waited(&s, before) || with_line.contains(&ip) {
+                true => shown.push(s),
+                false => unplanned.rereports_without_lines += 1,
+            },
             None => match first(ip)? {
                 true => shown.push(s),
                 false => unplanned.without_lines += 1,
@@ -662,6 +663,19 @@ fn with_lines_to_show<'s>(
         }
     }
     Ok(shown)
+}
+
+/// `lines` less those of a re-reported address stamped at or before what its report counted
+/// (`since`, by address: [`Reported::counted_through`]): what the desk was told then, or
+/// late lines of no new attack. A re-report shows what its address did since.
+fn lines_to_show(
+    mut lines: Vec<EvidenceLine>,
+    since: &std::collections::HashMap<IpAddr, i64>,
+) -> Vec<EvidenceLine> {
+    if !since.is_empty() {
+        lines.retain(|l| since.get(&l.ip).is_none_or(|&after| l.time > after));
+    }
+    lines
 }
 
 /// The reports of one destination's attackers: split by `max_ips_per_message` (one address
@@ -852,15 +866,13 @@ fn start_part(
     state: Option<&State>,
 ) -> Result<PartStart> {
     let ips: Vec<IpAddr> = attackers.iter().map(|a| a.observation.ip).collect();
-    let mut pool: Vec<EvidenceLine> = intake.evidence_for(world, desk.bucket, &ips, state)?;
-    // A re-reported address shows what it did since the report before: its lines stamped
-    // before that are what the desk was told then, or late ones of no new attack.
-    let since: std::collections::HashMap<IpAddr, i64> = (attackers.iter())
+    let since = (attackers.iter())
         .filter_map(|a| Some((a.observation.ip, a.before.as_ref()?.counted_through())))
         .collect();
-    if !since.is_empty() {
-        pool.retain(|l| since.get(&l.ip).is_none_or(|&after| l.time > after));
-    }
+    let pool = lines_to_show(
+        intake.evidence_for(world, desk.bucket, &ips, state)?,
+        &since,
+    );
     // A report with no line to make its id of (a re-report whose lines since were not kept)
     // is told apart by the hosts that logged its packets and their targets: two servers of
     // one operator re-reporting one address in the same second gave one Message-ID.
