@@ -1174,15 +1174,14 @@ fn ingest_once(
         // place of one that is. (Once its re-report is due, a late line is kept as any line
         // of an address to report is: left out there, the run stored other lines than its
         // preview showed.)
-        let late = |ip: IpAddr, time: i64| {
-            again
-                && ledger.reported(i, ip)
-                && (ledger.last_sent(i, ip)).is_some_and(|b| time <= b.counted_through())
+        let since_report = |ip: IpAddr, time: i64| {
+            (ledger.last_sent(i, ip)).is_none_or(|b| time > b.counted_through())
         };
         let wanted =
             |ip: IpAddr, time: i64| !ledger.reported(i, ip) && fresh.is_none_or(|t| time >= t);
         let kept = |ip: IpAddr, time: i64| {
-            (again || !ledger.reported(i, ip)) && fresh.is_none_or(|t| time >= t) && !late(ip, time)
+            fresh.is_none_or(|t| time >= t)
+                && (!ledger.reported(i, ip) || (again && since_report(ip, time)))
         };
         let mut lines = std::mem::take(&mut batch.evidence[i]);
         lines.retain(|l| kept(l.ip, l.time));
