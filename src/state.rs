@@ -2375,12 +2375,13 @@ fn write_ingest(conn: &mut Connection, ingested: &Ingested<'_>) -> Result<Vec<Ob
                     e.insert((zones_of(stored.as_deref()), false))
                 }
             };
-            let put = match of_source.get(prefix).is_some_and(|z| z != zone) {
-                true => &mut replace,
-                false => &mut later,
+            let made_in = of_source.get(prefix).map(String::as_str);
+            let put = match made_in {
+                Some(z) if z != zone => &mut replace,
+                _ => &mut later,
             };
             put.execute(params![source, prefix, until])?;
-            if of_source.get(prefix).is_none_or(|z| z != zone) {
+            if made_in != Some(zone) {
                 of_source.insert(prefix.clone(), zone.to_string());
                 *changed = true;
             }
