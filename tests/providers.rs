@@ -1129,22 +1129,16 @@ fn a_rereport_says_what_came_since_the_last_report() {
 #[test]
 fn a_rereport_needs_min_hits_packets_since_the_report_before() {
     let mut s = Setup::new(&min_hits_3("rereport_after_days = 1"));
-    let at = |day: &str, t: &str| drop_line(t, "3.5.140.2", "TCP", 22).replace("Jan 25", day);
-    s.write(
-        "messages",
-        &(at("Jan 25", "10:00:00") + &at("Jan 25", "10:00:01") + &at("Jan 25", "10:00:02")),
-    );
+    s.write("messages", &three_packets("Jan 25", "10"));
     s.run(&["run"]).ok();
     assert_eq!(s.outbox().len(), 1);
     s.now = "2026-01-28T12:00:00Z".into();
-    s.append("messages", &at("Jan 28", "11:00:00"));
+    s.append("messages", &packet_on("Jan 28", "11:00:00"));
     s.run(&["run"]).ok();
     assert_eq!(s.outbox().len(), 1, "one packet since is no re-report");
     s.now = "2026-01-28T13:00:00Z".into();
-    s.append(
-        "messages",
-        &(at("Jan 28", "12:00:00") + &at("Jan 28", "12:00:01")),
-    );
+    s.append("messages", &packet_on("Jan 28", "12:00:00"));
+    s.append("messages", &packet_on("Jan 28", "12:00:01"));
     s.run(&["run"]).ok();
     assert_eq!(s.outbox().len(), 2);
     assert!(
