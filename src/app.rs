@@ -569,7 +569,7 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
     }
     settle(&mut state, &intake, &outcome, only, now)?;
     if let Some(api) = &api {
-        crate::aws_api::refresh_after_run(&mut state, api);
+        crate::aws_api::refresh_after_run(&mut state, &lock, api);
     }
     if json {
         print_json(

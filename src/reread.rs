@@ -33,7 +33,7 @@ pub fn reread(
             crate::output::say(line);
         }
     };
-    let Some(_lock) = crate::lock::acquire(&settings.state_dir, say)? else {
+    let Some(lock) = crate::lock::acquire(&settings.state_dir, say)? else {
         bail!("another run holds the state; try again when it is done");
     };
     let mut state = State::open(&settings.state_dir)?;
@@ -96,6 +96,9 @@ pub fn reread(
         // whatever its lines' time.
         cursors.push((key, StoredCursor::File(from.cursor), read_up_to));
     }
+    // Looking for where to start again reads the files (a large one compressed takes
+    // seconds): a run let in meanwhile by a lock file removed may have moved the cursors.
+    lock.still_held()?;
     state.set_cursors(&cursors, &utc_text(now))?;
     Ok(EXIT_OK)
 }

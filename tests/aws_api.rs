@@ -9,8 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    Ran, Setup, drop_line, history, repo, standard_config, through_aws_api, tool,
-    with_other_provider,
+    Ran, Setup, drop_line, history, remove_the_lock_once_held, repo, standard_config,
+    through_aws_api, tool, with_other_provider,
 };
 use serde_json::{Value, json};
 
@@ -691,6 +691,31 @@ fn a_status_endpoint_that_does_not_answer_is_asked_once_a_refresh() {
     std::thread::sleep(Duration::from_secs(4));
     assert_eq!(questions() - before, 1);
     every_report_actioned_after_a_refresh(&stub, &s);
+}
+
+/// `run.lock` removed by hand while a refresh waits for AWS's answer: a run let in beside it
+/// writes the same rows. The refresh stops before it writes (1), and writes nothing.
+#[test]
+fn a_refresh_whose_lock_is_removed_stops_before_it_writes() {
+    let Some(stub) = Stub::start(None) else {
+        return;
+    };
+    let s = setup(&stub, "");
+    attack(&s, &THREE[..1]);
+    s.run(&["run"]).ok();
+    stub.script(json!({"status_delay": 3, "status": {"*": {"status": "COMPLETED", "reasonCode": "ACTIONED"}}}));
+    let refresh = s
+        .command(&["history", "--refresh"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    remove_the_lock_once_held(&s);
+    let ran = Ran::from(refresh.wait_with_output().unwrap());
+    assert_eq!(ran.code, 1, "{}", ran.stderr);
+    assert!(ran.stderr.contains("removed or replaced"), "{}", ran.stderr);
+    for row in history(&s) {
+        assert_eq!(row["remote"]["status"], "QUEUED", "{row}");
+    }
 }
 
 /// A 5xx about one report (AWS's InternalServerException on one record) is an answer, not an

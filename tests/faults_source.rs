@@ -763,6 +763,35 @@ fn reread_since_counts_the_lines_no_run_read_whatever_their_time() {
     assert_eq!(hits.get(A), Some(&3), "counted once: {}", out.stderr);
 }
 
+/// `run.lock` removed by hand while `reread --since` looks through a large rotated `.gz`
+/// for where to start: a run let in beside it may move the cursors meanwhile. The reread
+/// stops (1) and leaves them as they were: the next run reads on, nothing again.
+#[test]
+fn a_reread_whose_lock_is_removed_leaves_the_cursors_alone() {
+    let s = Setup::standard();
+    s.write("messages", &lines("Jan 25", 0, A, 1));
+    s.run(&["run"]).ok();
+    // About 200 MB of other programs' lines: one compressed piece, written many times over
+    // (a `.gz` may hold members one after another), takes the reread seconds to go through.
+    let other = "Jan 24 10:00:00 host cron[123]: (root) CMD (run-parts /etc/cron.hourly)\n";
+    let member = gzip(other.repeat(40_000).as_bytes());
+    fs::write(s.path("messages.1.gz"), member.repeat(70)).unwrap();
+    let source = s.path("messages").display().to_string();
+    let reread = (s.command(&["reread", "--source", &source, "--since", "3d"]))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    remove_the_lock_once_held(&s);
+    let ran = Ran::from(reread.wait_with_output().unwrap());
+    assert_eq!(ran.code, 1, "{}", ran.stderr);
+    assert!(ran.stderr.contains("removed or replaced"), "{}", ran.stderr);
+    s.append("messages", &lines("Jan 25", 60, B, 1));
+    let out = s.run(&["run"]).ok();
+    assert!(out.stderr.contains("read 1 lines"), "{}", out.stderr);
+    assert_eq!(observed_hits(&s), hits(&[(A, 1), (B, 1)]));
+}
+
 /// `reread --since` over lines a run counted already: the cursor it leaves is a real one
 /// (a file and an offset), and the packets from there on were counted; they are not
 /// counted again.

@@ -23,6 +23,7 @@ pub use client::{ApiError, Client, RemoteStatus};
 
 use crate::config::{Delivery, Settings};
 use crate::error::{ConfigError, EXIT_CONFIG, EXIT_ERROR, EXIT_OK, TransientError};
+use crate::lock::RunLock;
 use crate::render::Report;
 use crate::send::SendError;
 use crate::state::{Remote, ReportRecord, State};
@@ -341,7 +342,12 @@ impl Api {
 
     /// Asks AWS about up to `limit` unfinished reports, newest first, and stores what it
     /// says. Returns how many were asked and how many changed.
-    pub fn refresh(&self, state: &mut State, limit: usize) -> Result<(usize, usize)> {
+    pub fn refresh(
+        &self,
+        state: &mut State,
+        lock: &RunLock,
+        limit: usize,
+    ) -> Result<(usize, usize)> {
         let now = crate::clock::utc_text(crate::clock::now()?);
         let (mut asked, mut changed) = (0, 0);
         // One report whose status cannot be had (an answer not read, a failure for that id)
@@ -388,6 +394,9 @@ impl Api {
                     continue;
                 }
             };
+            // An answer can take its deadline: the lock is asked for again before each
+            // write, as a run does before each report.
+            lock.still_held()?;
             if state.set_remote_status(
                 id,
                 &status,
@@ -421,8 +430,8 @@ pub const GONE: &str = "GONE";
 
 /// After a run's deliveries: refresh a few unfinished reports. A failure here is a warning;
 /// the run's deliveries stand.
-pub fn refresh_after_run(state: &mut State, api: &Api) {
-    if let Err(e) = api.refresh(state, REFRESH_PER_RUN) {
+pub fn refresh_after_run(state: &mut State, lock: &RunLock, api: &Api) {
+    if let Err(e) = api.refresh(state, lock, REFRESH_PER_RUN) {
         crate::output::tell(format_args!(
             "abuse-mailer: warning: {}",
             crate::error::one_line(&e)
@@ -442,11 +451,11 @@ pub fn refresh_command(settings: &Settings, provider: Option<&str>) -> Result<()
         return Ok(());
     }
     // A run writes the same rows: refresh between runs, not across one.
-    let Some(_lock) = crate::lock::acquire(&settings.state_dir, true)? else {
+    let Some(lock) = crate::lock::acquire(&settings.state_dir, true)? else {
         return Ok(());
     };
     let mut state = State::open(&settings.state_dir)?;
-    let (asked, changed) = api.refresh(&mut state, REFRESH_ON_DEMAND)?;
+    let (asked, changed) = api.refresh(&mut state, &lock, REFRESH_ON_DEMAND)?;
     crate::output::tell(format_args!(
         "abuse-mailer: asked AWS about {asked} report(s); {changed} changed"
     ));

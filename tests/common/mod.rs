@@ -427,6 +427,19 @@ pub fn xarf_errors(document: &str) -> Option<Vec<String>> {
     Some(serde_json::from_slice(&out.stdout).unwrap())
 }
 
+/// Removes `state/run.lock` once another process holds it (a lock of the test's own is
+/// refused), as a hand taking it for a stale lock would, mid-command.
+pub fn remove_the_lock_once_held(s: &Setup) {
+    let lock = s.path("state/run.lock");
+    let waited = std::time::Instant::now();
+    while !fs::File::open(&lock).is_ok_and(|f| f.try_lock().is_err())
+        && waited.elapsed().as_secs() < 30
+    {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    fs::remove_file(&lock).unwrap();
+}
+
 /// The ledger of `s` as `history --json` prints it, oldest first.
 pub fn history(s: &Setup) -> Vec<serde_json::Value> {
     s.run(&["history", "--json"])
