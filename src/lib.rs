@@ -19,6 +19,7 @@ pub mod error;
 pub mod excerpt;
 pub mod firewall;
 pub mod folder;
+pub mod header;
 pub mod http;
 pub mod ingest;
 pub mod intake;

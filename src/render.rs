@@ -5,7 +5,7 @@
 //! Default templates are compiled in; `templates_dir` may override any of them, per provider
 //! in `templates_dir/<provider>/`. Nothing from a log line reaches a header: the subject is
 //! rendered from counts and names, then stripped of control characters, and every header value
-//! is encoded by lettre.
+//! is encoded by lettre (folded by [`crate::header`] where lettre leaves a line too long).
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
-use lettre::message::header::ContentTransferEncoding;
+use lettre::message::header::{self, ContentTransferEncoding};
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Attachment, Body, Mailbox, MultiPart, SinglePart};
 use serde::Serialize;
@@ -1249,9 +1249,22 @@ impl Templates {
             .split_whitespace()
             .collect::<Vec<_>>()
             .join(" ");
-        let body = render("body.txt")?;
+        let body = body_text(render("body.txt")?);
         Ok((subject, body))
     }
+}
+
+/// A rendered body as a mail body carries it: line ends of any kind (a template saved with
+/// CRLF or lone CRs) as newlines, and no other control character but tabs (a NUL or a lone
+/// CR in a text part is no text, and a reader shows one run-together line).
+fn body_text(text: String) -> String {
+    if !(text.chars()).any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return text;
+    }
+    let text = text.replace("\r\n", "\n").replace('\r', "\n");
+    (text.chars())
+        .filter(|&c| c == '\n' || c == '\t' || !c.is_control())
+        .collect()
 }
 
 /// How long one template may work at rendering a report (its thread's own time). A part of a
@@ -1451,6 +1464,18 @@ pub fn message(
         builder = builder
             .in_reply_to(root.to_string())
             .references(root.to_string());
+    }
+    // Each in its place, folded where lettre would leave a line too long for a mail server.
+    let refolded = [
+        crate::header::subject(subject),
+        crate::header::mailboxes::<header::From>(std::slice::from_ref(head.from)),
+        crate::header::mailboxes::<header::To>(head.to),
+        crate::header::mailboxes::<header::Cc>(head.cc),
+        (head.reply_to)
+            .and_then(|r| crate::header::mailboxes::<header::ReplyTo>(std::slice::from_ref(r))),
+    ];
+    for value in refolded.into_iter().flatten() {
+        builder = builder.raw_header(value);
     }
     let text = SinglePart::builder()
         .header(ContentType::TEXT_PLAIN)

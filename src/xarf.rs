@@ -64,6 +64,9 @@ pub fn tells(observation: &Observation) -> bool {
         && observation.dst_ports.iter().any(|p| *p > 0)
 }
 
+/// The longest `org` of a party XARF's schema takes, in characters.
+const ORG_MAX: usize = 200;
+
 /// The XARF document for a report of one IP; `message_id` seeds its stable `report_id`.
 /// `None` for an address XARF cannot tell ([`tells`]).
 pub fn document(report: &Report, message_id: &str) -> Option<Value> {
@@ -73,9 +76,11 @@ pub fn document(report: &Report, message_id: &str) -> Option<Value> {
     let destination_port = ip.ports.iter().find(|p| **p > 0)?;
     // The reporter is reached where replies go (`reply_to`, when there is one); the sender is
     // the address the message comes from.
+    // XARF's schema takes an organisation's name of at most 200 characters.
+    let org = crate::excerpt::cut(report.reporter.name.clone(), ORG_MAX - 1);
     let party = |email: &str| {
         json!({
-            "org": report.reporter.name,
+            "org": org,
             "contact": email,
             "domain": report.reporter.domain,
         })

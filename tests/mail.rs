@@ -706,3 +706,99 @@ fn an_xarf_message_names_only_the_document_it_attaches() {
         }
     }
 }
+
+/// What the operator configures reaches the headers and the body: a subject template that
+/// lists a hundred IPv6 addresses (one word without a space) after a word that looks
+/// encoded, a `from` whose display name is one long word, thirty `cc` addresses, and a body
+/// template saved with lone CRs and a NUL. Every header line is within 78 columns and every
+/// line within 998 (lettre left them on one line, up to thousands of bytes, which a strict
+/// server refuses), CRLF ends every line, and a reader reads what was rendered.
+#[test]
+fn every_line_of_a_message_fits_whatever_the_templates_and_addresses() {
+    let name = "X".repeat(300);
+    let cc: Vec<String> = (0..30)
+        .map(|i| format!("abuse-archive-{i:02}@reports.example.org"))
+        .collect();
+    let s = Setup::new(
+        &standard_config(&format!(
+            "cc = {cc:?}\ntemplates_dir = \"{{dir}}/templates\""
+        ))
+        .replace("Abuse desk <", &format!("{name} <")),
+    );
+    fs::create_dir_all(s.path("templates")).unwrap();
+    s.write(
+        "templates/subject.txt",
+        "=?utf-8?q?Totally_legit?= {% for a in ips %}{{ a.ip }}{% if not loop.last %},{% endif %}{% endfor %}",
+    );
+    s.write("templates/body.txt", "Hello,\rthis is\r\0a report\r\n");
+    let ips: Vec<String> = (1..=100)
+        .map(|i| format!("2600:1f18:4a3:6901::{i:x}"))
+        .collect();
+    let log: String = (ips.iter().enumerate())
+        .map(|(i, ip)| drop_line(&format!("10:{:02}:{:02}", i / 60, i % 60), ip, "TCP", 22))
+        .collect();
+    s.write("messages", &log);
+    s.run(&["run"]).ok();
+    let sent = s.outbox();
+    assert_eq!(sent.len(), 1);
+    let raw = fs::read(&sent[0]).unwrap();
+    let text = String::from_utf8(raw.clone()).unwrap();
+    let (head, _) = text.split_once("\r\n\r\n").unwrap();
+    for line in head.split("\r\n") {
+        assert!(line.len() <= 78, "{} columns: {line}", line.len());
+    }
+    for line in text.split("\r\n") {
+        assert!(
+            line.len() <= 998 && !line.contains(['\r', '\n', '\0']),
+            "{line:?}"
+        );
+    }
+    let message = MessageParser::default().parse(&raw[..]).unwrap();
+    let mut sorted = ips.clone();
+    sorted.sort_by_key(|ip| ip.parse::<std::net::IpAddr>().unwrap());
+    assert_eq!(
+        message.subject().unwrap(),
+        format!("=?utf-8?q?Totally_legit?= {}", sorted.join(","))
+    );
+    let from = message.from().unwrap().first().unwrap();
+    assert_eq!(from.name(), Some(name.as_str()));
+    assert_eq!(from.address(), Some("abuse@example.org"));
+    let copied: Vec<&str> = (message.cc().unwrap().iter())
+        .filter_map(|a| a.address())
+        .collect();
+    assert_eq!(copied, cc);
+    let body = message.body_text(0).unwrap().replace("\r\n", "\n");
+    assert_eq!(body, "Hello,\nthis is\na report\n");
+}
+
+/// A `from` display name longer than XARF's schema takes for an organisation (200
+/// characters): the document's reporter and sender name it cut to 200, and the document is
+/// valid (it named it whole, and a desk that validates XARF refused it).
+#[test]
+fn a_long_display_name_is_cut_to_what_xarf_takes() {
+    let name = "Example Hosting Operations Centre ".repeat(8);
+    let s = Setup::new(
+        &standard_config("xarf = true").replace("Abuse desk <", &format!("{} <", name.trim())),
+    );
+    s.write("messages", &attack_log());
+    s.run(&["run"]).ok();
+    let sent = s.outbox();
+    assert!(!sent.is_empty());
+    for path in sent {
+        let data = fs::read(path).unwrap();
+        let msg = MessageParser::default().parse(&data[..]).unwrap();
+        let document = (msg.attachments())
+            .find(|a| a.attachment_name() == Some("xarf.json"))
+            .and_then(|a| a.text_contents().map(str::to_string))
+            .unwrap();
+        let doc: serde_json::Value = serde_json::from_str(&document).unwrap();
+        for party in ["reporter", "sender"] {
+            let org = doc[party]["org"].as_str().unwrap();
+            assert_eq!(org.chars().count(), 200, "{org}");
+            assert!(name.starts_with(org.trim_end_matches('…')), "{org}");
+        }
+        if let Some(errors) = xarf_errors(&document) {
+            assert!(errors.is_empty(), "{errors:?}");
+        }
+    }
+}

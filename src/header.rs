@@ -1,0 +1,226 @@
+//! Header fields a strict mail server takes whatever text they are given: lines folded
+//! within 78 columns where lettre leaves them long (a word without a space in the subject, a
+//! list of addresses, a display name of one long word), and words that only look encoded
+//! (`=?utf-8?q?...?=`) written encoded, so that every reader shows what was rendered.
+//!
+//! Where lettre's own encoding fits, it is kept byte for byte.
+
+use base64::Engine as _;
+use lettre::message::header::{Header, HeaderValue, Headers};
+use lettre::message::{Mailbox, Mailboxes};
+
+/// RFC 5322's recommended length of a line (the limit is 998).
+const LINE: usize = 78;
+
+/// Bytes of text in one encoded-word: its base64 (48 columns) in the charset's frame is 60,
+/// which fits a folded line after any header's name.
+const CHUNK: usize = 36;
+
+/// The `Subject` field for `text` (one line, control characters removed), when lettre's
+/// would not do: `None` keeps lettre's.
+pub fn subject(text: &str) -> Option<HeaderValue> {
+    let name = lettre::message::header::Subject::name();
+    let lettre = encoded(lettre::message::header::Subject::from(text.to_string()));
+    // A word of ours that a reader would decode as an encoded-word shows other text than
+    // the one rendered (or none, when it is no valid one).
+    let looks_encoded = text.split(' ').any(|w| w.is_ascii() && w.contains("=?"));
+    if fits(&name, &lettre) && !looks_encoded {
+        return None;
+    }
+    Some(HeaderValue::dangerous_new_pre_encoded(
+        name,
+        text.to_string(),
+        encoded_words(text),
+    ))
+}
+
+/// A field of addresses (`From`, `To`, `Cc`, `Reply-To`) holding `list`, when lettre's would
+/// not do: lettre puts every address on one line, and a display name of one word on one
+/// line however long. `None` keeps lettre's.
+pub fn mailboxes<H: Header + From<Mailboxes>>(list: &[Mailbox]) -> Option<HeaderValue> {
+    let name = H::name();
+    let all: Mailboxes = list.iter().cloned().collect();
+    if fits(&name, &encoded(H::from(all.clone()))) {
+        return None;
+    }
+    let mut value = String::new();
+    let mut column = name.len() + ": ".len();
+    for (i, mailbox) in list.iter().enumerate() {
+        let one = one_mailbox::<H>(mailbox);
+        let first = one.split("\r\n").next().unwrap_or_default().len();
+        if i > 0 {
+            // Room for the comma after it too.
+            if column + ", ".len() + first + ",".len() <= LINE {
+                value.push_str(", ");
+                column += ", ".len();
+            } else {
+                value.push_str(",\r\n ");
+                column = " ".len();
+            }
+        }
+        value.push_str(&one);
+        column = match one.rsplit_once("\r\n") {
+            Some((_, last)) => last.len(),
+            None => column + one.len(),
+        };
+    }
+    Some(HeaderValue::dangerous_new_pre_encoded(
+        name,
+        all.to_string(),
+        value,
+    ))
+}
+
+/// One address as lettre encodes it, or, with a display name lettre leaves too long on a
+/// line, that name in encoded-words before the address on a line of its own.
+fn one_mailbox<H: Header + From<Mailboxes>>(mailbox: &Mailbox) -> String {
+    let lettre = encoded(H::from(Mailboxes::from(mailbox.clone())));
+    match &mailbox.name {
+        Some(name) if !fits(&H::name(), &lettre) => {
+            format!("{}\r\n <{}>", encoded_words(name), mailbox.email)
+        }
+        _ => lettre,
+    }
+}
+
+/// The value lettre writes for `header`, folded as it folds it.
+fn encoded(header: impl Header) -> String {
+    let mut headers = Headers::new();
+    headers.set(header);
+    let text = headers.to_string();
+    let value = text.split_once(": ").map_or(text.as_str(), |(_, v)| v);
+    value.strip_suffix("\r\n").unwrap_or(value).to_string()
+}
+
+/// Whether every line of the field `name: value` is within [`LINE`].
+fn fits(name: &str, value: &str) -> bool {
+    let mut lines = value.split("\r\n");
+    let first = lines.next().unwrap_or_default();
+    name.len() + ": ".len() + first.len() <= LINE && lines.all(|l| l.len() <= LINE)
+}
+
+/// `text` as RFC 2047 encoded-words of whole characters, one to a folded line: adjacent
+/// encoded-words are read as one text, the folds between them no part of it.
+fn encoded_words(text: &str) -> String {
+    let mut words = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        let mut end = rest.len().min(CHUNK);
+        while !rest.is_char_boundary(end) {
+            end -= 1;
+        }
+        let (chunk, after) = rest.split_at(end);
+        let b64 = base64::engine::general_purpose::STANDARD.encode(chunk);
+        words.push(format!("=?utf-8?b?{b64}?="));
+        rest = after;
+    }
+    words.join("\r\n ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lettre::message::header::{Cc, From, Subject, To};
+    use proptest::prelude::*;
+
+    /// What a reader decodes from a value of encoded-words alone (as this module writes
+    /// them): the folds and the spaces between adjacent encoded-words are no part of the text.
+    fn decoded(value: &str) -> String {
+        let mut bytes = Vec::new();
+        for word in value.split("\r\n ") {
+            let b64 = (word.strip_prefix("=?utf-8?b?"))
+                .and_then(|w| w.strip_suffix("?="))
+                .expect("an encoded-word");
+            bytes.extend(
+                base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .unwrap(),
+            );
+        }
+        String::from_utf8(bytes).expect("whole characters")
+    }
+
+    fn value_of(header: &HeaderValue) -> String {
+        let mut headers = Headers::new();
+        headers.insert_raw(header.clone());
+        let text = headers.to_string();
+        let (_, value) = text.split_once(": ").unwrap();
+        value.strip_suffix("\r\n").unwrap().to_string()
+    }
+
+    #[test]
+    fn a_subject_lettre_folds_well_is_left_to_it() {
+        for text in [
+            "Abuse from 3.5.140.2",
+            "Missbrauch: Angriffe von 3 Adressen – bitte prüfen",
+        ] {
+            assert!(subject(text).is_none(), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_subject_of_a_long_word_is_folded_in_encoded_words() {
+        let ips = (0..120)
+            .map(|i| format!("2600:1f18:4a3:6901:1:abcd:ef01:{i:04x}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let text = format!("Abuse from {ips}");
+        let value = value_of(&subject(&text).expect("folded here"));
+        assert!(fits("Subject", &value), "{value}");
+        assert_eq!(decoded(&value), text);
+    }
+
+    #[test]
+    fn a_subject_word_that_looks_encoded_is_encoded() {
+        let text = "=?utf-8?q?Totally_legit?= from 4 hosts";
+        let value = value_of(&subject(text).expect("encoded here"));
+        assert!(!value.contains("=?utf-8?q?"), "{value}");
+        assert_eq!(decoded(&value), text);
+    }
+
+    #[test]
+    fn a_list_of_addresses_is_folded_between_them() {
+        let list: Vec<Mailbox> = (0..30)
+            .map(|i| {
+                format!("abuse-archive-{i:02}@reports.example.org")
+                    .parse()
+                    .unwrap()
+            })
+            .collect();
+        let value = value_of(&mailboxes::<Cc>(&list).expect("folded here"));
+        assert!(fits("Cc", &value), "{value}");
+        let again: Mailboxes = value.replace("\r\n", "").parse().unwrap();
+        assert_eq!(again.into_iter().collect::<Vec<_>>(), list);
+        // Three short ones on a line stay lettre's.
+        assert!(mailboxes::<To>(&list[..1]).is_none());
+    }
+
+    #[test]
+    fn a_display_name_of_one_long_word_is_encoded() {
+        let name = "X".repeat(1200);
+        let from: Mailbox = format!("{name} <abuse@example.org>").parse().unwrap();
+        let value = value_of(&mailboxes::<From>(std::slice::from_ref(&from)).unwrap());
+        assert!(fits("From", &value), "{value}");
+        let (words, address) = value.rsplit_once("\r\n ").unwrap();
+        assert_eq!(address, "<abuse@example.org>");
+        assert_eq!(decoded(words), name);
+    }
+
+    proptest! {
+        /// Whatever the text, the subject's lines fit, and a reader decodes the text.
+        #[test]
+        fn every_subject_fits_and_reads_as_rendered(
+            words in proptest::collection::vec("[ -~]{0,120}|[a-zé€😀=?]{0,90}", 0..12)
+        ) {
+            let text = words.join(" ").split_whitespace().collect::<Vec<_>>().join(" ");
+            match subject(&text) {
+                Some(header) => {
+                    let value = value_of(&header);
+                    prop_assert!(fits("Subject", &value), "{}", value);
+                    prop_assert_eq!(decoded(&value), text);
+                }
+                None => prop_assert!(fits("Subject", &encoded(Subject::from(text.clone())))),
+            }
+        }
+    }
+}
