@@ -272,6 +272,16 @@ impl Provider {
             // Matched by ASN only.
             None => (RangeFormat::Cidr, Vec::new(), Vec::new()),
         };
+        // A name the file does not know is a misspelling (`cn-north1`): left out of the
+        // lists, it would keep a region the operator left out, or drop one wanted, unsaid.
+        for (key, names) in [
+            ("regions", &config.regions),
+            ("exclude_regions", &config.exclude_regions),
+        ] {
+            unknown_region(key, names, listings.iter().chain(&other_services))
+                .map_err(anyhow::Error::msg)
+                .with_context(context)?;
+        }
         let (ranges, excluded) = if config.regions.is_empty() && config.exclude_regions.is_empty() {
             (RangeTable::new(listings), RangeTable::new(other_services))
         } else {
@@ -307,6 +317,50 @@ impl Provider {
     pub fn lookup(&self, ip: IpAddr) -> Option<&RangeInfo> {
         self.ranges.lookup(ip)
     }
+}
+
+/// Fails naming the first of `names` (the setting `key`) that no listing's region is, with
+/// the region of the file nearest to it in spelling.
+fn unknown_region<'a>(
+    key: &str,
+    names: &[String],
+    listings: impl Iterator<Item = &'a RangeInfo>,
+) -> std::result::Result<(), String> {
+    if names.is_empty() {
+        return Ok(());
+    }
+    let known: std::collections::BTreeSet<&str> =
+        listings.filter_map(|i| i.region.as_deref()).collect();
+    let Some(unknown) = (names.iter()).find(|n| !known.iter().any(|k| k.eq_ignore_ascii_case(n)))
+    else {
+        return Ok(());
+    };
+    let nearest = (known.iter())
+        .min_by_key(|k| edits(&k.to_ascii_lowercase(), &unknown.to_ascii_lowercase()));
+    Err(match nearest {
+        Some(near) => format!(
+            "{key}: {unknown:?} is no region of this file (the nearest it names is {near:?})"
+        ),
+        None => format!("{key}: {unknown:?}: this file names no regions"),
+    })
+}
+
+/// How many characters must be inserted, removed or changed to turn `a` into `b`.
+fn edits(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let next = (diagonal + usize::from(ca != *cb))
+                .min(row[j] + 1)
+                .min(row[j + 1] + 1);
+            diagonal = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
 }
 
 /// Splits a file's listings into the ranges of the wanted regions and the rest. A prefix
@@ -845,6 +899,37 @@ mod tests {
             assert!(t.lookup(ip).is_none(), "excluded whatever the order");
             assert!(t.lookup("20.1.1.1".parse().unwrap()).is_some());
         }
+    }
+
+    /// A region the file does not name (`cn-north1`) is refused, naming the setting, the name
+    /// and the file's region nearest to it; names match in any case, as `by_region` matches.
+    #[test]
+    fn a_region_the_file_does_not_name_is_refused_with_the_nearest() {
+        let listings = [
+            info("52.80.0.0/16", "cn-north-1"),
+            info("3.5.140.0/22", "ap-northeast-2"),
+        ];
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(unknown_region("regions", &names(&["CN-North-1"]), listings.iter()).is_ok());
+        assert_eq!(
+            unknown_region(
+                "exclude_regions",
+                &names(&["cn-north-1", "cn-north1"]),
+                listings.iter()
+            ),
+            Err("exclude_regions: \"cn-north1\" is no region of this file (the nearest it names is \"cn-north-1\")".to_string())
+        );
+        let regionless = RangeInfo {
+            region: None,
+            ..info("20.0.0.0/16", "-")
+        };
+        assert_eq!(
+            unknown_region("regions", &names(&["eastus"]), [regionless].iter()),
+            Err("regions: \"eastus\": this file names no regions".to_string())
+        );
+        assert_eq!(edits("cn-north1", "cn-north-1"), 1);
+        assert_eq!(edits("kitten", "sitting"), 3);
+        assert_eq!(edits("", "abc"), 3);
     }
 
     /// Two providers' ranges that share addresses are found by the first address they share,

@@ -713,3 +713,36 @@ fn the_state_keeps_at_most_300_bytes_an_address_seen() {
         bytes / 30_000
     );
 }
+
+/// A misspelt region in `exclude_regions` (`cn-north1`) matched no range: AWS China went in
+/// the report to AWS's desk, and `check` said all was well. `check` and `preview` refuse it
+/// (78), naming the setting, the name and the region of the file nearest to it.
+#[test]
+fn a_misspelt_region_is_refused_not_passed_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = repo();
+    let config = fs::read_to_string(repo.join("config/example.toml"))
+        .unwrap()
+        .replace("\"../target/", &format!("\"{}/", dir.path().display()))
+        .replace("\"../", &format!("\"{}/", repo.display()))
+        .replace("\"cn-north-1\"", "\"cn-north1\"");
+    let path = dir.path().join("config.toml");
+    fs::write(&path, config).unwrap();
+    for command in ["check", "preview"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_abuse-mailer"))
+            .args(["--config", path.to_str().unwrap(), command])
+            .env("ABUSE_MAILER_NOW", NOW)
+            .output()
+            .unwrap();
+        let ran = Ran::from(out);
+        assert_eq!(ran.code, 78, "{command}: {}{}", ran.stdout, ran.stderr);
+        let said = format!("{}{}", ran.stdout, ran.stderr);
+        assert!(
+            said.contains(
+                "exclude_regions: \"cn-north1\" is no region of this file (the nearest it names is \"cn-north-1\")"
+            ),
+            "{command}: {said}"
+        );
+        assert!(!said.contains("52.80.174.40"), "{command}: {said}");
+    }
+}
