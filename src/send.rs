@@ -1128,8 +1128,16 @@ impl Transport for Sendmail {
             Some(code @ (64 | 66 | 77 | 78)) => Err(SendError::Config(format!(
                 "mail.sendmail_path: {shown} exited {code}: {said}"
             ))),
-            Some(code) => Err(SendError::Transient(format!(
+            // sysexits' failures of the moment: the service, the system, a file it could not
+            // make, input or output, the remote side, a temporary failure: tried again.
+            Some(code @ 69..=76) => Err(SendError::Transient(format!(
                 "{shown} exited {code}: {said}"
+            ))),
+            // No sysexits status (ssmtp's 1 for a mail hub it cannot reach, a shell's 127):
+            // whether waiting helps cannot be told, and taking it for a wait ended every run
+            // 75, which the shipped unit counts as success, for ever.
+            Some(code) => Err(SendError::Config(format!(
+                "mail.sendmail_path: {shown} exited {code}, which is no sysexits status (75 says try later): {said}"
             ))),
             None => Err(SendError::Transient(format!(
                 "{shown} was killed by a signal"
@@ -1465,8 +1473,16 @@ mod tests {
             exits(67).send("r", &from, &[], b"x"),
             Err(SendError::Rejected(_))
         ));
-        // Its command line refused (EX_USAGE): waiting does not change it.
-        for code in [64, 78] {
+        // Other failures of the moment that sysexits names: tried again.
+        for code in [69, 74, 76] {
+            assert!(matches!(
+                exits(code).send("r", &from, &[], b"x"),
+                Err(SendError::Transient(_))
+            ));
+        }
+        // Its command line refused (EX_USAGE): waiting does not change it. No sysexits
+        // status at all (ssmtp's 1, a shell's 127): no wait that may last for ever either.
+        for code in [64, 78, 1, 2, 127] {
             assert!(matches!(
                 exits(code).send("r", &from, &[], b"x"),
                 Err(SendError::Config(_))
