@@ -109,7 +109,10 @@ fn command(cli: &Cli, settings: &Settings, now: DateTime<Utc>, verbosity: Verbos
         _ => false,
     };
     if let Some(why) = clock::unset(now).filter(|_| writes) {
-        return Err(TransientError(why).into());
+        return Err(TransientError(format!(
+            "{why}; nothing was read or sent, and the next run once it is set does both"
+        ))
+        .into());
     }
     match &cli.command {
         Command::Run { dry_run, what } => run_or_preview(settings, now, *dry_run, what, verbosity),

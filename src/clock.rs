@@ -22,7 +22,7 @@ const SET_CLOCKS_SHOW_FROM: i64 = 1_767_225_600;
 pub fn unset(now: DateTime<Utc>) -> Option<String> {
     (std::env::var_os(NOW_VAR).is_none() && now.timestamp() < SET_CLOCKS_SHOW_FROM).then(|| {
         format!(
-            "this host's clock shows {}, before this release was made: it is not set yet (a hardware clock without a battery, before NTP); nothing was read or sent, and the next run once it is set does both",
+            "this host's clock shows {}, before this release was made: it is not set yet (a hardware clock without a battery, before NTP)",
             utc_text(now)
         )
     })

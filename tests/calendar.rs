@@ -543,8 +543,16 @@ fn a_run_under_a_clock_not_yet_set_reads_and_sends_nothing() {
     assert!(
         !s.path("outbox").exists() || std::fs::read_dir(s.path("outbox")).unwrap().count() == 0
     );
-    // A preview changes nothing: it runs, under any clock.
+    // A preview changes nothing: it runs, under any clock. `check` fails (1) saying why
+    // every run waits: it said all was well while the runs ended 75 for ever.
     assert_eq!(unset(&["preview"]).code, 0);
+    let check = unset(&["check"]);
+    assert_eq!(check.code, 1, "{}", check.stdout);
+    assert!(
+        check.stdout.contains("error   clock") && check.stdout.contains("not set yet"),
+        "{}",
+        check.stdout
+    );
     let ran = s.run(&["run", "--json"]).ok().json();
     assert_eq!(
         seen(&ran, "3.5.140.2"),
