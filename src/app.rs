@@ -641,12 +641,16 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
     // wins over a deferral: waiting fixes the one, not the other, and a unit that takes 75
     // for success would never show a dead mailbox while another desk defers.
     let transient = outcome.transient_reason();
-    if let Some(reason) = &outcome.rejected {
+    if let Some(last) = &outcome.rejected {
+        let refused = match outcome.rejections {
+            1 => last.clone(),
+            n => format!("{n} reports rejected (history lists each); the last: {last}"),
+        };
         match transient {
-            Some(later) => bail!(
-                "report rejected: {reason}; and a report not delivered, will retry on the next run: {later}"
-            ),
-            None => bail!("report rejected: {reason}"),
+            Some(later) => {
+                bail!("{refused}; and a report not delivered, will retry on the next run: {later}")
+            }
+            None => bail!("{refused}"),
         }
     }
     if let Some(reason) = transient {

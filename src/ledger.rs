@@ -703,7 +703,9 @@ pub(crate) struct Outcome {
     pub(crate) unauthorized: Option<String>,
     /// The same for the AWS API's credentials.
     pub(crate) unauthorized_api: Option<String>,
+    /// The last report refused for good this run, with its id, and how many were.
     pub(crate) rejected: Option<String>,
+    pub(crate) rejections: usize,
     pub(crate) rejected_providers: HashSet<String>,
     /// New reports not made this run (budget or outage); their IPs stay in the delta.
     pub(crate) held: usize,
@@ -1112,11 +1114,15 @@ pub(crate) fn deliver(
             outcome.transient = Some(detail);
         }
         Err(SendError::Rejected(_) | SendError::RecipientRefused { .. }) => {
-            crate::output::tell(format_args!(
-                "abuse-mailer: report {} rejected: {detail}",
-                record.id
-            ));
-            outcome.rejected = Some(detail);
+            // Under `-q` the run's last line says it (said here too, it reached cron twice).
+            if verbosity != Verbosity::Quiet {
+                crate::output::tell(format_args!(
+                    "abuse-mailer: report {} rejected: {detail}",
+                    record.id
+                ));
+            }
+            outcome.rejected = Some(format!("report {} rejected: {detail}", record.id));
+            outcome.rejections += 1;
             outcome.rejected_providers.insert(record.provider.clone());
         }
     }

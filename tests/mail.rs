@@ -422,6 +422,28 @@ fn rcpt_451_is_transient_and_550_is_rejected() {
     assert_ne!(h[1]["message_id"].as_str().unwrap(), first_id);
 }
 
+/// Under `-q` (as cron runs it) a refusal is said once, on the run's last line, with the
+/// report's id: it was said twice, the report's own line and the run's, and cron mailed both.
+#[test]
+fn a_refusal_is_said_once_under_q() {
+    let server = smtp::start(Security::Plain, None, 0);
+    let s = Setup::new(&smtp_config(server.port, "none", ""));
+    s.write("messages", &attack_log());
+    *server.rcpt.lock().unwrap() = Some((550, "no such user here".into()));
+    let out = s.run(&["-q", "run"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let said: Vec<&str> = (out.stderr.lines())
+        .filter(|l| l.contains("no such user here"))
+        .collect();
+    assert_eq!(said.len(), 1, "{}", out.stderr);
+    let id = history(&s)[0]["id"].as_str().unwrap().to_string();
+    assert!(
+        said[0].contains(&format!("report {id} rejected")),
+        "{}",
+        said[0]
+    );
+}
+
 #[test]
 fn crash_after_acceptance_resends_the_same_message_and_never_splits_an_ip() {
     let server = smtp::start(Security::Plain, None, 0);
