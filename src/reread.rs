@@ -26,7 +26,8 @@ pub fn reread(
     since: Option<DateTime<Utc>>,
     say: bool,
 ) -> Result<u8> {
-    let config = configured(settings, wanted)?;
+    let (config, wanted) = configured_as(settings, wanted)?;
+    let wanted = wanted.as_path();
     // `-q`: only errors, as for every command.
     let tell = |line: std::fmt::Arguments<'_>| {
         if say {
@@ -131,6 +132,20 @@ pub fn first_read_hint(
             "source {source}: first read, {read} lines, {carried} carry {quoted} but none reads as a packet ({elsewhere} of them outside a kernel message): a log layout that is not read, or another program's text; a packet line is `HOST kernel: PREFIX IN=... SRC=...` after a BSD or RFC 3339 time (see README \"How a run works\"); once the log is written so, `abuse-mailer reread --source {source}` reads it again"
         ),
     })
+}
+
+/// [`configured`], with a relative `wanted` taken from the current folder, or failing that,
+/// as the configuration spells its paths, from its file's folder (`--source log` for
+/// `path = "log"`, from wherever the command is run); and the path it names.
+fn configured_as<'s>(settings: &'s Settings, wanted: &Path) -> Result<(&'s SourceConfig, PathBuf)> {
+    let found = configured(settings, wanted);
+    let beside = (settings.file.parent()).filter(|_| found.is_err() && wanted.is_relative());
+    if let Some(folder) = beside
+        && let Ok(config) = configured(settings, &folder.join(wanted))
+    {
+        return Ok((config, folder.join(wanted)));
+    }
+    Ok((found?, wanted.to_path_buf()))
 }
 
 /// The configured source that `wanted` names: its `path` itself, a file its glob matches, or

@@ -763,6 +763,30 @@ fn reread_since_counts_the_lines_no_run_read_whatever_their_time() {
     assert_eq!(hits.get(A), Some(&3), "counted once: {}", out.stderr);
 }
 
+/// A `path` relative to the configuration's folder, named to `reread` as the configuration
+/// spells it from another folder (cron's, a root shell in `/`): that source (it was "no such
+/// source configured", 78, anywhere but in the configuration's folder).
+#[test]
+fn reread_takes_the_configured_spelling_from_any_folder() {
+    let s = Setup::new(&standard_config("").replace("\"{dir}/messages\"", "\"messages\""));
+    s.write("messages", &lines("Jan 25", 0, A, 1));
+    s.run(&["run"]).ok();
+    let out = s
+        .command(&["reread", "--source", "messages"])
+        .current_dir("/")
+        .output()
+        .unwrap();
+    let ran = Ran::from(out).ok();
+    assert!(
+        ran.stdout.contains("the next run reads it again"),
+        "{}",
+        ran.stdout
+    );
+    let out = s.run(&["run"]).ok();
+    assert!(out.stderr.contains("read 1 lines"), "{}", out.stderr);
+    assert_eq!(observed_hits(&s), hits(&[(A, 1)]));
+}
+
 /// `run.lock` removed by hand while `reread --since` looks through a large rotated `.gz`
 /// for where to start: a run let in beside it may move the cursors meanwhile. The reread
 /// stops (1) and leaves them as they were: the next run reads on, nothing again.
