@@ -873,6 +873,26 @@ fn ingest_once(
                 let heard = heard.insert(crate::overlap::Heard::new(&source_cfg.prefixes));
                 let before = scan.counted();
                 let read = journal::read(cursor.as_deref(), source_cfg.start_at, &mut scan, heard)?;
+                // A first read of the history (or one `reread` asked for) with lines and
+                // none that carries a prefix: said as for a file, or the cursor moves on
+                // past what a wrong prefix missed, unsaid. (Started at the end, a first read
+                // takes the last entry alone, for its cursor.)
+                let history = match cursor.as_deref() {
+                    None => source_cfg.start_at == crate::config::StartAt::Beginning,
+                    Some(c) => c == journal::REREAD_ALL || c.starts_with('@'),
+                };
+                if history
+                    && verbosity != Verbosity::Quiet
+                    && options.since.is_none()
+                    && let Some(hint) = crate::reread::first_read_hint(
+                        &key,
+                        &source_cfg.prefixes,
+                        &before,
+                        &scan.counted(),
+                    )
+                {
+                    crate::output::tell(format_args!("abuse-mailer: warning: {hint}"));
+                }
                 ahead_in.extend(AheadIn::of(&key, &before, &scan.counted()));
                 keep_counted(&mut counted, &scan, &key, &source_cfg.prefixes);
                 if let Some(c) = read.filter(|c| Some(c) != cursor.as_ref()) {

@@ -643,6 +643,31 @@ fn journal_entry(n: u32, ip: &str) -> String {
     .to_string()
 }
 
+/// A journald source's first read with entries and none that carries its prefix (a wrong
+/// one) is said as a file's is, with the way back: the cursor moved on past them unsaid.
+#[test]
+fn a_journald_first_read_that_matches_nothing_is_said() {
+    let mut s = Setup::new(&standard_config("").replace(
+        "path = \"{dir}/messages\"",
+        "journald = true\nprefixes = [\"UFW BLOCK:\"]",
+    ));
+    let path = fake_journalctl(&s);
+    s.env.push(("PATH".into(), path));
+    let entries: String = (1..=3).map(|n| journal_entry(n, IPS[2]) + "\n").collect();
+    s.write("journal.json", &entries);
+    let out = s.run(&["run"]).ok();
+    assert!(
+        out.stderr
+            .contains("source journald: first read, 3 lines, none carries \"UFW BLOCK:\"")
+            && out.stderr.contains("reread --source journald"),
+        "{}",
+        out.stderr
+    );
+    // Said of the first read alone: the next run reads on from the cursor.
+    let again = s.run(&["run"]).ok();
+    assert!(!again.stderr.contains("first read"), "{}", again.stderr);
+}
+
 #[test]
 fn journald_source_reads_from_its_cursor() {
     let s = journald_setup();
