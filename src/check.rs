@@ -54,6 +54,24 @@ impl Tally {
     }
 }
 
+/// For a source of one file whose lines carry no prefix, its newest rotated file and what
+/// a sample of it holds, when some of its lines are packets: a log just rotated holds a line
+/// or two of other programs' (rsyslog's restart) until the next packet is logged.
+fn carried_before_rotation(
+    path: &std::path::Path,
+    files: &[std::path::PathBuf],
+    prefixes: &[String],
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> Option<(std::path::PathBuf, Sample)> {
+    if files != [path] {
+        return None;
+    }
+    let rotated = crate::source::newest_rotated(path)?;
+    let sample = recent_matches(&rotated, SAMPLE_BYTES, prefixes, settings, now).ok()?;
+    (sample.packets > 0).then_some((rotated, sample))
+}
+
 /// How many bytes of a source `check` reads: enough lines to judge the prefixes, never a
 /// whole log (or an endless device).
 const SAMPLE_BYTES: u64 = 1 << 20;
@@ -328,6 +346,23 @@ fn check_sources(t: &mut Tally, settings: &Settings, now: DateTime<Utc>) {
             );
         } else if sum.lines == 0 {
             t.ok("source", &format!("{shown}: empty so far"));
+        } else if let Some((rotated, sample)) = (sum.carried == 0)
+            .then(|| carried_before_rotation(path, &files, &s.prefixes, settings, now))
+            .flatten()
+        {
+            // Just rotated: the new file holds a line or two of other programs' so far.
+            t.ok(
+                "source",
+                &format!(
+                    "{shown}: none of its {} lines so far carries {}; its rotated file {} has {} of the last {} lines that do, {} of them packets",
+                    sum.lines,
+                    s.prefixes.join(" or "),
+                    rotated.display(),
+                    sample.carried,
+                    sample.lines,
+                    sample.packets
+                ),
+            );
         } else if sum.carried == 0 {
             // A run would read these lines, match nothing and move on: the history would
             // never be reported once the prefix is fixed.

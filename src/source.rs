@@ -1724,6 +1724,18 @@ fn moved_in_folder(path: &Path, cursor: &Cursor, folders: &mut Folders) -> Optio
 /// (to a dated file, say, that logrotate renames where it is) has them beside the file it
 /// points to, followed through links (the last one need not exist: its file may have been
 /// renamed away); anything else, beside the path.
+/// The newest of `path`'s rotated files that can be opened (`messages.1`, `ufw.log-20261128`,
+/// compressed or not), if any.
+pub fn newest_rotated(path: &Path) -> Option<PathBuf> {
+    let live = OpenFile::open(path).ok()?;
+    let found = siblings(
+        &rotated_beside(path),
+        live.as_ref(),
+        &mut Folders::default(),
+    );
+    found.rotated.into_iter().next().map(|s| s.open.path)
+}
+
 fn rotated_beside(path: &Path) -> PathBuf {
     let mut at = path.to_path_buf();
     // As many links as the system itself follows in a path, at most.

@@ -292,6 +292,36 @@ fn check_warns_when_no_line_carries_a_prefix() {
     assert!(out.stdout.contains("empty so far"), "{}", out.stdout);
 }
 
+/// Just after a rotation the new file holds rsyslog's restart line alone: `check` looks at
+/// the newest rotated file before it warns (it failed, 1, on every host right after each
+/// rotation, a health probe's false alarm). With no packet there either, it warns as before.
+#[test]
+fn check_just_after_a_rotation_looks_at_the_rotated_file() {
+    let s = Setup::standard();
+    s.write("messages.1", &lines("Jan 25", 0, A, 3));
+    let restart =
+        "Jan 25 06:25:01 web1 rsyslogd: [origin software=\"rsyslogd\"] rsyslogd was HUPed\n";
+    s.write("messages", restart);
+    let out = s.run(&["check"]).ok();
+    assert!(
+        out.stdout.contains(&format!(
+            "ok      source     {}: none of its 1 lines so far carries INPUT-DROP:; its rotated file {} has 3 of the last 3 lines that do, 3 of them packets",
+            s.path("messages").display(),
+            s.path("messages.1").display()
+        )),
+        "{}",
+        out.stdout
+    );
+    s.write("messages.1", restart);
+    let out = s.run(&["check"]);
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(
+        out.stdout.contains("none of the last 1 lines carries"),
+        "{}",
+        out.stdout
+    );
+}
+
 /// Lines that carry the prefix but are no packet are counted as malformed by a run, which
 /// says how many, never which: `check` shows the first of them and why, cleaned of what a
 /// terminal would act on, without failing (some such lines are normal in a real log).
