@@ -4,6 +4,7 @@
 //! refused login) is wrong, 1 when something else is (the state database, the mail server
 //! unreachable or slow).
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use anyhow::Result;
@@ -51,6 +52,44 @@ impl Tally {
     fn other(&mut self, item: &str, text: &str) {
         crate::output::say(format_args!("error   {item:<10} {text}"));
         self.other_errors += 1;
+    }
+}
+
+/// One file under two names (a link, a second source, globs that overlap): a run reads it
+/// once, under the first, and says so; prefixes only another name has are not read, which
+/// loses their lines. `check` says it as the run does, and fails on such a loss.
+fn one_file_under_two_names(t: &mut Tally, settings: &Settings) {
+    use std::os::unix::fs::MetadataExt;
+    let mut first: HashMap<(u64, u64), (std::path::PathBuf, &[String])> = HashMap::new();
+    for s in &settings.sources {
+        let SourceKind::File(pattern) = &s.kind else {
+            continue;
+        };
+        for file in crate::source::expand(pattern).unwrap_or_default() {
+            let Ok(meta) = std::fs::metadata(&file) else {
+                continue;
+            };
+            let Some((name, read_for)) = first.get(&(meta.dev(), meta.ino())) else {
+                first.insert((meta.dev(), meta.ino()), (file, &s.prefixes));
+                continue;
+            };
+            let left: Vec<&String> = (s.prefixes.iter())
+                .filter(|p| !read_for.contains(p))
+                .collect();
+            let (file, name) = (file.display(), name.display());
+            match left.is_empty() {
+                true => t.warn(
+                    "source",
+                    &format!("{file} is the file {name} names: a run reads it once, as {name}"),
+                ),
+                false => t.failing_warning(
+                    "source",
+                    &format!(
+                        "{file} is the file {name} names: a run reads it once, as {name}, so lines with {left:?} are not counted; give those prefixes to {name}'s source"
+                    ),
+                ),
+            }
+        }
     }
 }
 
@@ -398,6 +437,7 @@ fn check_sources(t: &mut Tally, settings: &Settings, now: DateTime<Utc>) {
             }
         }
     }
+    one_file_under_two_names(t, settings);
     let mut files: Vec<(std::path::PathBuf, &[String])> = Vec::new();
     for s in &settings.sources {
         if let SourceKind::File(path) = &s.kind {

@@ -1942,8 +1942,8 @@ fn one_file_under_two_names_is_read_once() {
 
 /// Two sources name one file (one through a symlink) for different prefixes (iptables' own
 /// and ufw's): the file is read once a run, as the first names it, and the run says which
-/// prefix is then not counted and what to do: a line is never counted twice (prefixes are
-/// found anywhere in a line, so two prefixes can match one).
+/// prefix is then not counted and what to do, as `check` does: a line is never counted twice
+/// (prefixes are found anywhere in a line, so two prefixes can match one).
 #[test]
 fn one_file_under_two_sources_for_other_prefixes_is_read_once_and_says_what_is_not_counted() {
     let s = linked_sources(1, &[("linked", r#"["[UFW BLOCK] "]"#)]);
@@ -1952,6 +1952,16 @@ fn one_file_under_two_sources_for_other_prefixes_is_read_once_and_says_what_is_n
     s.write(
         "messages",
         &(drop_line("10:00:00", "3.5.140.2", "TCP", 22) + &ufw),
+    );
+    // `check` says it too, and fails on the lines lost (it said both sources were ok).
+    let check = s.run(&["check"]);
+    assert_eq!(check.code, 1, "{}", check.stdout);
+    assert!(
+        check
+            .stdout
+            .contains("are not counted; give those prefixes to"),
+        "{}",
+        check.stdout
     );
     let out = s.run(&["run"]).ok();
     s.run(&["run"]).ok();
