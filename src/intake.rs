@@ -900,7 +900,22 @@ fn ingest_once(
                 }
             }
             SourceKind::File(pattern) => {
-                for path in files_of(pattern, matches, state)? {
+                let matched_none = matches.is_empty();
+                let files = files_of(pattern, matches, state)?;
+                // A pattern that matches nothing now, where files it matched were read: the
+                // logs moved (a changed rsyslog rule, a log host's folder renamed), and the
+                // source reads nothing for ever, said on every run as a path gone is.
+                if matched_none
+                    && verbosity != Verbosity::Quiet
+                    && !files.is_empty()
+                    && files.iter().all(|f| f != pattern)
+                {
+                    crate::output::tell(format_args!(
+                        "abuse-mailer: warning: source {}: no file matches it now (the files it matched are gone; what they got before they went was read where they went, if found); if the logs moved for good, change the source's path",
+                        pattern.display()
+                    ));
+                }
+                for path in files {
                     let key = path.to_string_lossy().to_string();
                     let Some(cursor) = names.cursor(
                         &path,

@@ -428,7 +428,8 @@ fn a_source_with_no_file_at_its_path_is_said_on_every_run() {
 }
 
 /// A file a glob matched and that went (a host retired, a dated file past its retention) is
-/// let go of without a word: only a configured path is said when its file is missing.
+/// let go of without a word: only a configured path is said when its file is missing, and a
+/// glob when it matches no file at all.
 #[test]
 fn a_file_a_glob_matched_that_went_is_not_said_on_every_run() {
     let s = Setup::new(&standard_config("").replace(
@@ -448,6 +449,17 @@ fn a_file_a_glob_matched_that_went_is_not_said_on_every_run() {
     fs::remove_dir_all(s.path("hosts").join("old")).unwrap();
     assert!(!says_no_file(&s, &["run"]));
     assert!(!says_no_file(&s, &["run"]));
+    // Every file it matched gone (the log host's folder renamed): the source reads nothing
+    // for ever, and that is said on every run but under `-q` (the run said nothing).
+    fs::rename(s.path("hosts"), s.path("hosts-moved")).unwrap();
+    let no_match = |args: &[&str]| {
+        let out = s.run(args).ok();
+        out.stderr
+            .contains("no file matches it now (the files it matched are gone")
+    };
+    assert!(no_match(&["run"]));
+    assert!(no_match(&["run"]));
+    assert!(!no_match(&["-q", "run"]));
 }
 
 #[test]
