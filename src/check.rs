@@ -93,6 +93,52 @@ fn one_file_under_two_names(t: &mut Tally, settings: &Settings) {
     }
 }
 
+/// How many of the journal's last kernel messages `check` judges a journald source's
+/// prefixes by.
+const JOURNAL_SAMPLE: usize = 4096;
+
+/// A journald source whose journalctl runs: its prefixes judged by the journal's last kernel
+/// messages, as a file's are by its end (a wrong prefix went unsaid, and a first read of
+/// the history moved the cursor on past what it missed).
+fn journal_prefixes(
+    t: &mut Tally,
+    source: &crate::config::SourceConfig,
+    settings: &Settings,
+    now: DateTime<Utc>,
+) {
+    let lines = match crate::journal::last_lines(JOURNAL_SAMPLE) {
+        Ok(lines) => lines,
+        Err(e) => return t.other("source", &format!("journald: {}", one_line(&e))),
+    };
+    let sample = matches_in(&lines, &source.prefixes, settings, now);
+    if sample.lines == 0 {
+        t.ok(
+            "source",
+            "journald: journalctl runs; no kernel message so far",
+        );
+    } else if sample.carried == 0 {
+        t.failing_warning(
+            "source",
+            &format!(
+                "journald: none of the last {} kernel messages carries {}: check `prefixes` against them (`journalctl -k`; a run would read them and report nothing)",
+                sample.lines,
+                quoted(&source.prefixes)
+            ),
+        );
+    } else {
+        t.ok(
+            "source",
+            &format!(
+                "journald: {} of the last {} kernel messages carry {}, {} of them packets",
+                sample.carried,
+                sample.lines,
+                source.prefixes.join(" or "),
+                sample.packets
+            ),
+        );
+    }
+}
+
 /// For a source of one file whose lines carry no prefix, its newest rotated file and what
 /// a sample of it holds, when some of its lines are packets: a log just rotated holds a line
 /// or two of other programs' (rsyslog's restart) until the next packet is logged.
@@ -142,7 +188,21 @@ fn recent_matches(
     settings: &Settings,
     now: DateTime<Utc>,
 ) -> std::io::Result<Sample> {
-    let sample = crate::source::sample(path, bytes)?;
+    Ok(matches_in(
+        &crate::source::sample(path, bytes)?,
+        prefixes,
+        settings,
+        now,
+    ))
+}
+
+/// [`recent_matches`] of lines read already.
+fn matches_in(
+    sample: &[u8],
+    prefixes: &[String],
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> Sample {
     // Lines end at a newline or a crash's NUL bytes, as the reader has it.
     let lines: Vec<&[u8]> = sample
         .split(|b| *b == b'\n' || *b == 0)
@@ -170,12 +230,12 @@ fn recent_matches(
         // As logged, spaces too (`Jan  1`), but for what a terminal would act on.
         unread.get_or_insert_with(|| (crate::excerpt::cut(crate::excerpt::clean(line), 160), why));
     }
-    Ok(Sample {
+    Sample {
         carried: carrying.len(),
         packets,
         lines: lines.len(),
         unread,
-    })
+    }
 }
 
 fn quoted(prefixes: &[String]) -> String {
@@ -261,7 +321,7 @@ fn check_sources(t: &mut Tally, settings: &Settings, now: DateTime<Utc>) {
                                 &format!("journald: the system journal's kernel messages cannot be read (journalctl: {said}); add the user to the systemd-journal or adm group"),
                             )
                         }
-                        Ok((true, _)) => t.ok("source", "journald: journalctl runs"),
+                        Ok((true, _)) => journal_prefixes(t, s, settings, now),
                         // A run would fail the same way.
                         Ok((false, said)) => t.other(
                             "source",

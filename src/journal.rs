@@ -105,9 +105,24 @@ pub(crate) fn probe() -> Result<(bool, String), String> {
 /// keeps: for `check`, which compares them with the file sources' ends. journalctl has
 /// [`PROBE_DEADLINE`] between lines, and is stopped past it.
 pub(crate) fn hear_last(heard: &mut Heard) -> Result<()> {
+    each_of_the_last(crate::overlap::HEARD_LINES, |text| {
+        heard.note(text.as_bytes())
+    })
+}
+
+/// The last `count` kernel messages as syslog lines, each ended by a newline, for `check` to
+/// judge the prefixes by, as it judges a file by its end.
+pub(crate) fn last_lines(count: usize) -> Result<Vec<u8>> {
+    let mut lines = Vec::new();
+    each_of_the_last(count, |text| lines.extend_from_slice(text.as_bytes()))?;
+    Ok(lines)
+}
+
+/// Gives `each` the syslog line of each of the journal's last `count` kernel messages.
+fn each_of_the_last(count: usize, mut each: impl FnMut(&str)) -> Result<()> {
     let mut child = Command::new("journalctl")
         .args(["_TRANSPORT=kernel", "-o", "json", "--no-pager", "-q", "-n"])
-        .arg(crate::overlap::HEARD_LINES.to_string())
+        .arg(count.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -119,7 +134,7 @@ pub(crate) fn hear_last(heard: &mut Heard) -> Result<()> {
         while let Some(line) = output.next_line()? {
             let entry: serde_json::Value = serde_json::from_str(&line)?;
             if let Some(text) = syslog_line(&entry) {
-                heard.note(text.as_bytes());
+                each(&text);
             }
         }
         Ok(())

@@ -656,7 +656,8 @@ fn journal_entry(n: u32, ip: &str) -> String {
 }
 
 /// A journald source's first read with entries and none that carries its prefix (a wrong
-/// one) is said as a file's is, with the way back: the cursor moved on past them unsaid.
+/// one) is said as a file's is, with the way back: the cursor moved on past them unsaid; and
+/// `check` says the prefix carries nothing, as for a file.
 #[test]
 fn a_journald_first_read_that_matches_nothing_is_said() {
     let mut s = Setup::new(&standard_config("").replace(
@@ -678,6 +679,26 @@ fn a_journald_first_read_that_matches_nothing_is_said() {
     // Said of the first read alone: the next run reads on from the cursor.
     let again = s.run(&["run"]).ok();
     assert!(!again.stderr.contains("first read"), "{}", again.stderr);
+    // `check` judges the prefixes by the journal's last kernel messages, as by a file's end
+    // (it said "journalctl runs" and all was well).
+    let check = s.run(&["check"]);
+    assert_eq!(check.code, 1, "{}", check.stdout);
+    assert!(
+        check
+            .stdout
+            .contains("journald: none of the last 3 kernel messages carries \"UFW BLOCK:\""),
+        "{}",
+        check.stdout
+    );
+    s.reconfigure(&standard_config("").replace("path = \"{dir}/messages\"", "journald = true"));
+    let check = s.run(&["check"]).ok();
+    assert!(
+        check.stdout.contains(
+            "journald: 3 of the last 3 kernel messages carry INPUT-DROP:, 3 of them packets"
+        ),
+        "{}",
+        check.stdout
+    );
 }
 
 #[test]
