@@ -23,15 +23,64 @@ pub fn subject(text: &str) -> Option<HeaderValue> {
     let lettre = encoded(lettre::message::header::Subject::from(text.to_string()));
     // A word of ours that a reader would decode as an encoded-word shows other text than
     // the one rendered (or none, when it is no valid one).
-    let looks_encoded = text.split(' ').any(|w| w.is_ascii() && w.contains("=?"));
+    let looks_encoded = text.split(' ').any(|w| w.contains("=?"));
     if fits(&name, &lettre) && !looks_encoded {
         return None;
     }
     Some(HeaderValue::dangerous_new_pre_encoded(
-        name,
+        name.clone(),
         text.to_string(),
-        encoded_words(text),
+        folded_text(&name, text),
     ))
+}
+
+/// The longest word written as it is: with a header's name before it, it fits a line.
+const PLAIN_WORD: usize = 60;
+
+/// Whether `word` goes in a header as it is: printable ASCII, short enough for a line, and
+/// nothing a reader would take for the start of an encoded-word.
+fn plain(word: &str) -> bool {
+    word.len() <= PLAIN_WORD
+        && word.bytes().all(|b| (0x21..0x7f).contains(&b))
+        && !word.contains("=?")
+}
+
+/// Text of words between single spaces, folded within [`LINE`]: its plain words as they are,
+/// each run of others (with the spaces inside the run) in encoded-words, which a reader joins
+/// again. A space between a plain word and an encoded-word is kept by readers; between two
+/// encoded-words it is not, and none is there but the ones the run holds.
+fn folded_text(name: &str, text: &str) -> String {
+    let words: Vec<&str> = text.split(' ').collect();
+    let mut tokens: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < words.len() {
+        if plain(words[i]) {
+            tokens.push(words[i].to_string());
+            i += 1;
+            continue;
+        }
+        let end = (i..words.len())
+            .find(|&j| plain(words[j]))
+            .unwrap_or(words.len());
+        tokens.extend(encoded_words(&words[i..end].join(" ")));
+        i = end;
+    }
+    let mut out = String::new();
+    let mut column = name.len() + ": ".len();
+    for (n, token) in tokens.iter().enumerate() {
+        if n > 0 {
+            if column + " ".len() + token.len() <= LINE {
+                out.push(' ');
+                column += " ".len();
+            } else {
+                out.push_str("\r\n ");
+                column = " ".len();
+            }
+        }
+        out.push_str(token);
+        column += token.len();
+    }
+    out
 }
 
 /// A field of addresses (`From`, `To`, `Cc`, `Reply-To`) holding `list`, when lettre's would
@@ -71,16 +120,21 @@ pub fn mailboxes<H: Header + From<Mailboxes>>(list: &[Mailbox]) -> Option<Header
     ))
 }
 
-/// One address as lettre encodes it, or, with a display name lettre leaves too long on a
-/// line, that name in encoded-words before the address on a line of its own.
+/// One address as lettre encodes it; where that is too long for a line, the address on a
+/// line of its own after the display name, which lettre folds at its spaces; and a name
+/// with a word too long for any line in encoded-words.
 fn one_mailbox<H: Header + From<Mailboxes>>(mailbox: &Mailbox) -> String {
     let lettre = encoded(H::from(Mailboxes::from(mailbox.clone())));
-    match &mailbox.name {
-        Some(name) if !fits(&H::name(), &lettre) => {
-            format!("{}\r\n <{}>", encoded_words(name), mailbox.email)
-        }
-        _ => lettre,
+    let Some(name) = mailbox.name.as_ref().filter(|_| !fits(&H::name(), &lettre)) else {
+        return lettre;
+    };
+    let address = format!("<{}>", mailbox.email);
+    if let Some(named) = lettre.strip_suffix(&format!(" {address}"))
+        && fits(&H::name(), named)
+    {
+        return format!("{named}\r\n {address}");
     }
+    format!("{}\r\n {address}", encoded_words(name).join("\r\n "))
 }
 
 /// The value lettre writes for `header`, folded as it folds it.
@@ -99,9 +153,9 @@ fn fits(name: &str, value: &str) -> bool {
     name.len() + ": ".len() + first.len() <= LINE && lines.all(|l| l.len() <= LINE)
 }
 
-/// `text` as RFC 2047 encoded-words of whole characters, one to a folded line: adjacent
-/// encoded-words are read as one text, the folds between them no part of it.
-fn encoded_words(text: &str) -> String {
+/// `text` as RFC 2047 encoded-words of whole characters: adjacent encoded-words are read
+/// as one text, the white space between them no part of it.
+fn encoded_words(text: &str) -> Vec<String> {
     let mut words = Vec::new();
     let mut rest = text;
     while !rest.is_empty() {
@@ -114,7 +168,7 @@ fn encoded_words(text: &str) -> String {
         words.push(format!("=?utf-8?b?{b64}?="));
         rest = after;
     }
-    words.join("\r\n ")
+    words
 }
 
 #[cfg(test)]
@@ -123,21 +177,37 @@ mod tests {
     use lettre::message::header::{Cc, From, Subject, To};
     use proptest::prelude::*;
 
-    /// What a reader decodes from a value of encoded-words alone (as this module writes
-    /// them): the folds and the spaces between adjacent encoded-words are no part of the text.
+    /// What a reader decodes from a field value of plain words and encoded-words, as RFC
+    /// 2047 says: folds are white space; white space between two adjacent encoded-words is
+    /// no part of the text, between an encoded-word and a plain word it is.
     fn decoded(value: &str) -> String {
-        let mut bytes = Vec::new();
-        for word in value.split("\r\n ") {
-            let b64 = (word.strip_prefix("=?utf-8?b?"))
-                .and_then(|w| w.strip_suffix("?="))
-                .expect("an encoded-word");
-            bytes.extend(
-                base64::engine::general_purpose::STANDARD
-                    .decode(b64)
-                    .unwrap(),
-            );
+        let unfolded = value.replace("\r\n ", " ");
+        let mut text = String::new();
+        let mut bytes: Vec<u8> = Vec::new();
+        let mut last_encoded = false;
+        for (n, token) in unfolded.split(' ').enumerate() {
+            let b64 = (token.strip_prefix("=?utf-8?b?")).and_then(|w| w.strip_suffix("?="));
+            match b64 {
+                Some(b64) => {
+                    if n > 0 && !last_encoded {
+                        text.push(' ');
+                    }
+                    let raw = base64::engine::general_purpose::STANDARD.decode(b64);
+                    bytes.extend(raw.expect("base64"));
+                    last_encoded = true;
+                }
+                None => {
+                    text.push_str(&String::from_utf8(std::mem::take(&mut bytes)).expect("whole"));
+                    if n > 0 {
+                        text.push(' ');
+                    }
+                    text.push_str(token);
+                    last_encoded = false;
+                }
+            }
         }
-        String::from_utf8(bytes).expect("whole characters")
+        text.push_str(&String::from_utf8(bytes).expect("whole characters"));
+        text
     }
 
     fn value_of(header: &HeaderValue) -> String {
@@ -170,12 +240,37 @@ mod tests {
         assert_eq!(decoded(&value), text);
     }
 
+    /// The word alone is encoded: a subject all in base64 is a spam filter's sign.
     #[test]
     fn a_subject_word_that_looks_encoded_is_encoded() {
         let text = "=?utf-8?q?Totally_legit?= from 4 hosts";
         let value = value_of(&subject(text).expect("encoded here"));
-        assert!(!value.contains("=?utf-8?q?"), "{value}");
+        assert!(
+            value.starts_with("=?utf-8?b?") && value.ends_with("?= from 4 hosts"),
+            "{value}"
+        );
         assert_eq!(decoded(&value), text);
+    }
+
+    /// A display name of words too long for a line with its address: the name as lettre
+    /// folds it (at its spaces), the address on a line of its own; nothing encoded (it was
+    /// cut into encoded-words mid-word, which a reader showed with spaces in the words). A
+    /// short name before a long address: the address on its own line.
+    #[test]
+    fn a_long_display_name_of_words_is_folded_not_encoded() {
+        for text in [
+            "Example Hosting GmbH Network Operations Center Abuse Team <abuse@example-hosting.de>",
+            "Abuse <abuse-desk-of-a-very-long-organisation-name-department@subdomain.example.org>",
+        ] {
+            let from: Mailbox = text.parse().unwrap();
+            let value = value_of(&mailboxes::<From>(std::slice::from_ref(&from)).unwrap());
+            assert!(!value.contains("=?"), "{value}");
+            let (named, address) = value.rsplit_once("\r\n ").unwrap();
+            assert!(fits("From", named), "{value}");
+            assert_eq!(address, format!("<{}>", from.email));
+            let again: Mailbox = value.replace("\r\n", "").parse().unwrap();
+            assert_eq!(again, from);
+        }
     }
 
     #[test]

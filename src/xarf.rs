@@ -77,7 +77,11 @@ pub fn document(report: &Report, message_id: &str) -> Option<Value> {
     // The reporter is reached where replies go (`reply_to`, when there is one); the sender is
     // the address the message comes from.
     // XARF's schema takes an organisation's name of at most 200 characters.
-    let org = crate::excerpt::cut(report.reporter.name.clone(), ORG_MAX - 1);
+    let name = &report.reporter.name;
+    let org = match name.chars().count() > ORG_MAX {
+        true => crate::excerpt::cut(name.clone(), ORG_MAX - 1),
+        false => name.clone(),
+    };
     let party = |email: &str| {
         json!({
             "org": org,
