@@ -547,6 +547,15 @@ fn check_providers(t: &mut Tally, settings: &Settings) -> Vec<Provider> {
                         provider.ranges.len()
                     ),
                 );
+                for name in &provider.unmatched_exclusions {
+                    t.warn(
+                        "ranges",
+                        &format!(
+                            "{}: exclude_regions: {name:?} is no region of its range file, and excludes nothing",
+                            p.name
+                        ),
+                    );
+                }
                 loaded.push(provider);
             }
             Err(e) => t.config("ranges", &one_line(&e)),

@@ -249,6 +249,9 @@ pub struct Provider {
     /// Ranges of the file left out by `services`, `regions` or `exclude_regions`: addresses
     /// in them are not this provider's, even when their AS is.
     pub excluded: RangeTable,
+    /// Names in `exclude_regions` that are no region of the file, far from all of them (a
+    /// region left out beforehand): they exclude nothing.
+    pub unmatched_exclusions: Vec<String>,
 }
 
 impl Provider {
@@ -272,15 +275,31 @@ impl Provider {
             // Matched by ASN only.
             None => (RangeFormat::Cidr, Vec::new(), Vec::new()),
         };
-        // A name the file does not know is a misspelling (`cn-north1`): left out of the
-        // lists, it would keep a region the operator left out, or drop one wanted, unsaid.
+        // A wanted region the file does not name keeps nothing of it; an excluded one that is
+        // a misspelling (`cn-north1`) keeps the region the operator left out, unsaid. One
+        // far from every name is left out beforehand (Azure China, not in the public file):
+        // `check` says it excludes nothing.
+        let all = || listings.iter().chain(&other_services);
+        let mut unmatched_exclusions = Vec::new();
         for (key, names) in [
             ("regions", &config.regions),
             ("exclude_regions", &config.exclude_regions),
         ] {
-            unknown_region(key, names, listings.iter().chain(&other_services))
-                .map_err(anyhow::Error::msg)
-                .with_context(context)?;
+            for (unknown, nearest) in unknown_regions(names, all()) {
+                let misspelt = nearest.as_ref().is_none_or(|n| n.edits <= MISSPELT);
+                if key == "exclude_regions" && !misspelt {
+                    unmatched_exclusions.push(unknown);
+                    continue;
+                }
+                let why = match nearest {
+                    Some(n) => format!(
+                        "{key}: {unknown:?} is no region of this file (the nearest it names is {:?})",
+                        n.name
+                    ),
+                    None => format!("{key}: {unknown:?}: this file names no regions"),
+                };
+                return Err(anyhow::Error::msg(why)).with_context(context);
+            }
         }
         let (ranges, excluded) = if config.regions.is_empty() && config.exclude_regions.is_empty() {
             (RangeTable::new(listings), RangeTable::new(other_services))
@@ -301,6 +320,7 @@ impl Provider {
             ranges,
             format,
             excluded,
+            unmatched_exclusions,
         })
     }
 
@@ -319,30 +339,46 @@ impl Provider {
     }
 }
 
-/// Fails naming the first of `names` (the setting `key`) that no listing's region is, with
-/// the region of the file nearest to it in spelling.
-fn unknown_region<'a>(
-    key: &str,
+/// An excluded name this many edits or fewer from a region of the file is taken for a
+/// misspelling of it (`cn-north1`, `eu-west3`, `useast`).
+const MISSPELT: usize = 2;
+
+/// A region of the file, with how far a name is from it.
+#[derive(Debug, PartialEq)]
+struct Nearest {
+    name: String,
+    edits: usize,
+}
+
+/// Each of `names` that no listing's region is (letter case aside), with the region of the
+/// file nearest to it: the one that shares the longest start with it (Azure's file writes
+/// `germanywc` for `germanywestcentral`), then the fewest edits away.
+fn unknown_regions<'a>(
     names: &[String],
     listings: impl Iterator<Item = &'a RangeInfo>,
-) -> std::result::Result<(), String> {
+) -> Vec<(String, Option<Nearest>)> {
     if names.is_empty() {
-        return Ok(());
+        return Vec::new();
     }
-    let known: std::collections::BTreeSet<&str> =
-        listings.filter_map(|i| i.region.as_deref()).collect();
-    let Some(unknown) = (names.iter()).find(|n| !known.iter().any(|k| k.eq_ignore_ascii_case(n)))
-    else {
-        return Ok(());
-    };
-    let nearest = (known.iter())
-        .min_by_key(|k| edits(&k.to_ascii_lowercase(), &unknown.to_ascii_lowercase()));
-    Err(match nearest {
-        Some(near) => format!(
-            "{key}: {unknown:?} is no region of this file (the nearest it names is {near:?})"
-        ),
-        None => format!("{key}: {unknown:?}: this file names no regions"),
-    })
+    let known: std::collections::BTreeSet<String> = listings
+        .filter_map(|i| i.region.as_deref())
+        .map(str::to_ascii_lowercase)
+        .collect();
+    let shared = |a: &str, b: &str| a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
+    (names.iter())
+        .filter(|n| !known.contains(&n.to_ascii_lowercase()))
+        .map(|n| {
+            let n_low = n.to_ascii_lowercase();
+            let nearest = (known.iter())
+                .map(|k| (std::cmp::Reverse(shared(k, &n_low)), edits(k, &n_low), k))
+                .min()
+                .map(|(_, edits, k)| Nearest {
+                    name: k.clone(),
+                    edits,
+                });
+            (n.clone(), nearest)
+        })
+        .collect()
 }
 
 /// How many characters must be inserted, removed or changed to turn `a` into `b`.
@@ -901,35 +937,82 @@ mod tests {
         }
     }
 
-    /// A region the file does not name (`cn-north1`) is refused, naming the setting, the name
-    /// and the file's region nearest to it; names match in any case, as `by_region` matches.
+    /// A region the file does not name is found, with the file's region nearest to it (the
+    /// longest shared start, then the fewest edits); names match in any case, as
+    /// `by_region` matches them.
     #[test]
-    fn a_region_the_file_does_not_name_is_refused_with_the_nearest() {
+    fn regions_the_file_does_not_name_are_found_with_the_nearest() {
         let listings = [
             info("52.80.0.0/16", "cn-north-1"),
-            info("3.5.140.0/22", "ap-northeast-2"),
+            info("52.83.0.0/16", "cn-northwest-1"),
+            info("20.0.0.0/16", "germanywc"),
+            info("20.1.0.0/16", "israelcentral"),
         ];
         let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert!(unknown_region("regions", &names(&["CN-North-1"]), listings.iter()).is_ok());
+        let near = |name: &str, edits| {
+            Some(Nearest {
+                name: name.to_string(),
+                edits,
+            })
+        };
+        assert!(unknown_regions(&names(&["CN-North-1"]), listings.iter()).is_empty());
         assert_eq!(
-            unknown_region(
-                "exclude_regions",
-                &names(&["cn-north-1", "cn-north1"]),
+            unknown_regions(
+                &names(&["cn-north-1", "cn-north1", "germanywestcentral"]),
                 listings.iter()
             ),
-            Err("exclude_regions: \"cn-north1\" is no region of this file (the nearest it names is \"cn-north-1\")".to_string())
+            [
+                ("cn-north1".to_string(), near("cn-north-1", 1)),
+                ("germanywestcentral".to_string(), near("germanywc", 9)),
+            ]
         );
         let regionless = RangeInfo {
             region: None,
             ..info("20.0.0.0/16", "-")
         };
         assert_eq!(
-            unknown_region("regions", &names(&["eastus"]), [regionless].iter()),
-            Err("regions: \"eastus\": this file names no regions".to_string())
+            unknown_regions(&names(&["eastus"]), [regionless].iter()),
+            [("eastus".to_string(), None)]
         );
         assert_eq!(edits("cn-north1", "cn-north-1"), 1);
         assert_eq!(edits("kitten", "sitting"), 3);
         assert_eq!(edits("", "abc"), 3);
+    }
+
+    /// A wanted region the file does not name is refused, and so is an excluded one that is
+    /// a misspelling of one it names; an excluded one far from every name (a region left out
+    /// beforehand) excludes nothing, and is kept to be said by `check`.
+    #[test]
+    fn a_misspelt_region_is_refused_and_a_far_exclusion_is_kept_to_be_said() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ranges.json");
+        std::fs::write(
+            &file,
+            r#"{"prefixes": [{"ip_prefix": "52.80.0.0/16", "region": "cn-north-1", "service": "EC2"}, {"ip_prefix": "3.5.140.0/22", "region": "ap-northeast-2", "service": "EC2"}], "ipv6_prefixes": []}"#,
+        )
+        .unwrap();
+        let config = |regions: &[&str], exclude: &[&str]| ProviderConfig {
+            name: "aws".into(),
+            ranges: Some(file.clone()),
+            regions: regions.iter().map(|s| s.to_string()).collect(),
+            exclude_regions: exclude.iter().map(|s| s.to_string()).collect(),
+            to: Vec::new(),
+            format: None,
+            services: Vec::new(),
+            asns: Vec::new(),
+            delivery: crate::config::Delivery::Mail,
+        };
+        let refused = |c: ProviderConfig| format!("{:#}", Provider::load(&c).unwrap_err());
+        assert!(
+            refused(config(&[], &["cn-north1"])).contains(
+                "exclude_regions: \"cn-north1\" is no region of this file (the nearest it names is \"cn-north-1\")"
+            )
+        );
+        assert!(refused(config(&["ap-northeast2"], &[])).contains("regions: \"ap-northeast2\""));
+        assert!(refused(config(&["chinaeast2"], &[])).contains("regions: \"chinaeast2\""));
+        let loaded = Provider::load(&config(&[], &["cn-north-1", "chinaeast2"])).unwrap();
+        assert_eq!(loaded.unmatched_exclusions, ["chinaeast2"]);
+        assert!(loaded.lookup("52.80.1.1".parse().unwrap()).is_none());
     }
 
     /// Two providers' ranges that share addresses are found by the first address they share,

@@ -716,7 +716,8 @@ fn the_state_keeps_at_most_300_bytes_an_address_seen() {
 
 /// A misspelt region in `exclude_regions` (`cn-north1`) matched no range: AWS China went in
 /// the report to AWS's desk, and `check` said all was well. `check` and `preview` refuse it
-/// (78), naming the setting, the name and the region of the file nearest to it.
+/// (78), naming the setting, the name and the region of the file nearest to it; a name far
+/// from all of them is a region left out beforehand, which `check` says excludes nothing.
 #[test]
 fn a_misspelt_region_is_refused_not_passed_over() {
     let dir = tempfile::tempdir().unwrap();
@@ -745,4 +746,26 @@ fn a_misspelt_region_is_refused_not_passed_over() {
         );
         assert!(!said.contains("52.80.174.40"), "{command}: {said}");
     }
+    // A region left out beforehand, far from every name of the file (Azure China is not in
+    // Azure's public file): it excludes nothing, which `check` says; runs go on.
+    let config = fs::read_to_string(&path)
+        .unwrap()
+        .replace("\"cn-north1\"", "\"cn-north-1\", \"chinaeast2\"");
+    fs::write(&path, config).unwrap();
+    let run = |command: &str| {
+        Command::new(env!("CARGO_BIN_EXE_abuse-mailer"))
+            .args(["--config", path.to_str().unwrap(), command])
+            .env("ABUSE_MAILER_NOW", NOW)
+            .output()
+            .unwrap()
+    };
+    let check = Ran::from(run("check")).ok();
+    assert!(
+        check.stdout.contains(
+            "warning ranges     aws: exclude_regions: \"chinaeast2\" is no region of its range file, and excludes nothing"
+        ),
+        "{}",
+        check.stdout
+    );
+    Ran::from(run("preview")).ok();
 }
