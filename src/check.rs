@@ -982,7 +982,8 @@ fn check_mail(t: &mut Tally, settings: &Settings, smtp: bool) {
                         | SendError::Deferred(e)
                         | SendError::Rejected(e)
                         | SendError::RecipientRefused { text: e, .. }
-                        | SendError::Unconfirmed(e),
+                        | SendError::Unconfirmed(e)
+                        | SendError::Unclear(e),
                     ) => t.other("mail", &format!("{text}: {e}")),
                 }
             } else {

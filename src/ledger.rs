@@ -934,6 +934,15 @@ pub(crate) fn deliver(
             ))
         }
         SendError::RecipientRefused { text, .. } => SendError::Rejected(text),
+        // Tried again while the report is young; after that, a setting to fix, not a wait
+        // that ends every run 75 for ever.
+        SendError::Unclear(text) => match waited_since(&record.created_at, now) {
+            Some(waited) if waited >= crate::send::UNCLEAR_FOR => SendError::Config(format!(
+                "{text}; the report has waited since {} for it",
+                record.created_at
+            )),
+            _ => SendError::Transient(text),
+        },
         other => other,
     });
     let at = utc_text(clock::now().unwrap_or(now));
@@ -950,7 +959,8 @@ pub(crate) fn deliver(
                 SendError::Transient(e)
                 | SendError::Deferred(e)
                 | SendError::Config(e)
-                | SendError::Unconfirmed(e),
+                | SendError::Unconfirmed(e)
+                | SendError::Unclear(e),
             ) => (Status::Failed, e.clone()),
             Err(SendError::Rejected(e) | SendError::RecipientRefused { text: e, .. }) => {
                 (Status::Rejected, e.clone())
@@ -1086,7 +1096,8 @@ pub(crate) fn deliver(
             SendError::Transient(_)
             | SendError::Deferred(_)
             | SendError::Config(_)
-            | SendError::Unconfirmed(_),
+            | SendError::Unconfirmed(_)
+            | SendError::Unclear(_),
         ) => {
             let retry = match result {
                 Err(SendError::Unconfirmed(_)) => {
@@ -1127,6 +1138,12 @@ pub(crate) fn deliver(
         }
     }
     Ok(())
+}
+
+/// How long ago `created` (an RFC 3339 time the state wrote) was, if it reads as a time.
+fn waited_since(created: &str, now: DateTime<Utc>) -> Option<chrono::Duration> {
+    let created = DateTime::parse_from_rfc3339(created).ok()?;
+    Some(now.signed_duration_since(created))
 }
 
 /// Whether `recipient` is one of the operator's own addresses: `report.cc`, `from`,

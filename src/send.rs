@@ -85,11 +85,20 @@ pub enum SendError {
     /// connection broke, or the reply was not one this client reads (bytes that are not
     /// UTF-8, a line too long). The server may have taken the message.
     Unconfirmed(String),
+    /// A failure that may pass or may not: a sendmail's exit status that is no sysexits one
+    /// (ssmtp's 1, for a mail hub it cannot reach or one misnamed; qmail's 111 is its own
+    /// word for later). Tried again as a transient failure while the report is young, then
+    /// taken for a setting to fix (see [`UNCLEAR_FOR`]).
+    Unclear(String),
     /// The transport's settings are wrong and waiting will not heal them: a refused login
     /// (530/534/535/538), STARTTLS not offered, a failed TLS handshake, sendmail missing. The
     /// text names the key to fix; the message is kept to be sent once it is fixed.
     Config(String),
 }
+
+/// How long a report is tried again after an [`SendError::Unclear`] failure before the
+/// failure is taken for a setting to fix (exit 78): a mail hub down for a day is looked at.
+pub const UNCLEAR_FOR: chrono::Duration = chrono::Duration::days(1);
 
 /// Something that delivers a message.
 pub trait Transport {
@@ -1133,10 +1142,13 @@ impl Transport for Sendmail {
             Some(code @ 69..=76) => Err(SendError::Transient(format!(
                 "{shown} exited {code}: {said}"
             ))),
-            // No sysexits status (ssmtp's 1 for a mail hub it cannot reach, a shell's 127):
-            // whether waiting helps cannot be told, and taking it for a wait ended every run
-            // 75, which the shipped unit counts as success, for ever.
-            Some(code) => Err(SendError::Config(format!(
+            // qmail's own words: 111 later, 100 never.
+            Some(111) => Err(SendError::Transient(format!("{shown} exited 111: {said}"))),
+            Some(100) => Err(SendError::Rejected(format!("{shown} exited 100: {said}"))),
+            // No sysexits status (ssmtp's 1, for a mail hub down or misnamed; Exim's for a
+            // full spool; a shell's 127): whether waiting helps cannot be told. Taken for a
+            // wait for ever, every run ended 75, which the shipped unit counts as success.
+            Some(code) => Err(SendError::Unclear(format!(
                 "mail.sendmail_path: {shown} exited {code}, which is no sysexits status (75 says try later): {said}"
             ))),
             None => Err(SendError::Transient(format!(
@@ -1480,9 +1492,24 @@ mod tests {
                 Err(SendError::Transient(_))
             ));
         }
-        // Its command line refused (EX_USAGE): waiting does not change it. No sysexits
-        // status at all (ssmtp's 1, a shell's 127): no wait that may last for ever either.
-        for code in [64, 78, 1, 2, 127] {
+        // qmail's words for later and never.
+        assert!(matches!(
+            exits(111).send("r", &from, &[], b"x"),
+            Err(SendError::Transient(_))
+        ));
+        assert!(matches!(
+            exits(100).send("r", &from, &[], b"x"),
+            Err(SendError::Rejected(_))
+        ));
+        // No sysexits status at all (ssmtp's 1, a shell's 127): it may pass or not.
+        for code in [1, 2, 127] {
+            assert!(matches!(
+                exits(code).send("r", &from, &[], b"x"),
+                Err(SendError::Unclear(_))
+            ));
+        }
+        // Its command line refused (EX_USAGE): waiting does not change it.
+        for code in [64, 78] {
             assert!(matches!(
                 exits(code).send("r", &from, &[], b"x"),
                 Err(SendError::Config(_))

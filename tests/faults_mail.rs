@@ -259,6 +259,41 @@ fn a_part_the_runs_time_has_no_room_for_waits_untried() {
     assert!(text.contains("Date: Tue, 27 Jan 2026 12:00:00"), "{text}");
 }
 
+/// A sendmail whose exit status is no sysexits one (ssmtp's 1, for a mail hub down or
+/// misnamed): tried again (75) while the report is young, as a failure that may pass; once
+/// the report has waited a day, a setting to fix (78), the report still kept. It was 75 on
+/// every run for ever, which the shipped unit counts as success.
+#[test]
+fn a_sendmail_status_that_is_no_sysexits_one_waits_a_day_then_is_a_setting() {
+    let mut s = Setup::new(&sendmail_config(""));
+    s.write("messages", &attack_log());
+    s.write_program(
+        "sendmail",
+        "#!/bin/sh\ncat >/dev/null\necho 'ssmtp: Cannot open mailhub:25' >&2\nexit 1\n",
+    );
+    let first = s.run_bounded(&["run"]);
+    assert_eq!(first.code, 75, "{}", first.stderr);
+    assert!(
+        first.stderr.contains("Cannot open mailhub:25"),
+        "{}",
+        first.stderr
+    );
+    s.now = "2026-01-27T09:00:00Z".into();
+    let later = s.run_bounded(&["run"]);
+    assert_eq!(later.code, 78, "{}", later.stderr);
+    assert!(
+        later
+            .stderr
+            .contains("exited 1, which is no sysexits status")
+            && later.stderr.contains("the report has waited since"),
+        "{}",
+        later.stderr
+    );
+    healthy_sendmail(&s);
+    s.run_bounded(&["run"]).ok();
+    assert_eq!(history(&s)[0]["status"], "sent");
+}
+
 /// Errors that are no reply of a server's name the server: "Connection refused", "response
 /// error: incomplete response" said neither which server nor that it had closed the
 /// connection. A `mail.host` that does not exist is a setting to fix (78), not a failure
