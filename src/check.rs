@@ -56,11 +56,15 @@ impl Tally {
 }
 
 /// One file under two names (a link, a second source, globs that overlap): a run reads it
-/// once, under the first, and says so; prefixes only another name has are not read, which
-/// loses their lines. `check` says it as the run does, and fails on such a loss.
+/// once, under the name that has a cursor for it (or the first configured), and says so;
+/// prefixes only another name has are not read, which loses their lines. `check` says it
+/// as the run does, and fails on such a loss.
 fn one_file_under_two_names(t: &mut Tally, settings: &Settings) {
     use std::os::unix::fs::MetadataExt;
-    let mut first: HashMap<(u64, u64), (std::path::PathBuf, &[String])> = HashMap::new();
+    // Each file's names (device and inode), in the order the sources give them.
+    type Names<'s> = Vec<(std::path::PathBuf, &'s [String])>;
+    let mut names: HashMap<(u64, u64), Names<'_>> = HashMap::new();
+    let mut order = Vec::new();
     for s in &settings.sources {
         let SourceKind::File(pattern) = &s.kind else {
             continue;
@@ -69,11 +73,31 @@ fn one_file_under_two_names(t: &mut Tally, settings: &Settings) {
             let Ok(meta) = std::fs::metadata(&file) else {
                 continue;
             };
-            let Some((name, read_for)) = first.get(&(meta.dev(), meta.ino())) else {
-                first.insert((meta.dev(), meta.ino()), (file, &s.prefixes));
+            let named = names.entry((meta.dev(), meta.ino())).or_default();
+            if named.is_empty() {
+                order.push((meta.dev(), meta.ino()));
+            }
+            if !named.iter().any(|(f, _)| *f == file) {
+                named.push((file, &s.prefixes));
+            }
+        }
+    }
+    let state = State::open_read_only(&settings.state_dir).ok().flatten();
+    let has_cursor = |file: &std::path::Path| {
+        (state.as_ref()).is_some_and(|s| s.cursor(&file.to_string_lossy()).ok().flatten().is_some())
+    };
+    for key in order {
+        let named = &names[&key];
+        if named.len() < 2 {
+            continue;
+        }
+        let reader = named.iter().position(|(f, _)| has_cursor(f)).unwrap_or(0);
+        let (name, read_for) = &named[reader];
+        for (k, (file, prefixes)) in named.iter().enumerate() {
+            if k == reader {
                 continue;
-            };
-            let left: Vec<&String> = (s.prefixes.iter())
+            }
+            let left: Vec<&String> = (prefixes.iter())
                 .filter(|p| !read_for.contains(p))
                 .collect();
             let (file, name) = (file.display(), name.display());

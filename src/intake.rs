@@ -77,8 +77,9 @@ pub(crate) fn files_of(
 
 /// The names the file sources go by this run, and the files read under them so far.
 struct FileNames {
-    /// Every name a file source matches now (not names known only from the state).
-    configured: std::collections::HashSet<String>,
+    /// Every name a file source matches now (not names known only from the state), with the
+    /// prefixes of the first source that matches it.
+    configured: HashMap<String, Vec<String>>,
     /// Files read this run, by device and inode, with the name and prefixes each was first
     /// read under.
     read: HashMap<(u64, u64), (String, Vec<String>)>,
@@ -94,11 +95,14 @@ struct FileNames {
 }
 
 impl FileNames {
-    /// The names of the file sources' `matches` (each as [`source::expand`] gives them).
-    fn new<'p>(matches: impl IntoIterator<Item = &'p PathBuf>) -> Self {
-        let configured = (matches.into_iter())
-            .map(|path| path.to_string_lossy().to_string())
-            .collect();
+    /// The names of the file sources' `matches` (each as [`source::expand`] gives them), each
+    /// with its source's prefixes.
+    fn new<'p>(matches: impl IntoIterator<Item = (&'p PathBuf, &'p [String])>) -> Self {
+        let mut configured = HashMap::new();
+        for (path, prefixes) in matches {
+            (configured.entry(path.to_string_lossy().to_string()))
+                .or_insert_with(|| prefixes.to_vec());
+        }
         FileNames {
             configured,
             read: HashMap::new(),
@@ -126,7 +130,7 @@ impl FileNames {
         };
         if self.orphans.is_none() {
             let names = s.cursor_sources()?.into_iter();
-            self.orphans = Some(names.filter(|n| !self.configured.contains(n)).collect());
+            self.orphans = Some(names.filter(|n| !self.configured.contains_key(n)).collect());
         }
         // Most states have no such name: the folder is not looked at then.
         let maybe = |n: &String| {
@@ -150,7 +154,7 @@ impl FileNames {
             for (name, cursor) in s.cursors_of_file(meta.dev(), meta.ino())? {
                 // A file that has a gone file's inode number since begins otherwise.
                 if maybe(&name)
-                    && !self.configured.contains(&name)
+                    && !self.configured.contains_key(&name)
                     && source::begins_as(&sibling, &cursor.fingerprint)
                 {
                     return Ok(Some((name, cursor)));
@@ -219,11 +223,14 @@ impl FileNames {
             // Another name that will be read this run has a cursor for this file: it reads it.
             let other = (s.cursors_of_file(dev, ino)?.into_iter()).find(|(name, cursor)| {
                 name != key
-                    && self.configured.contains(name)
+                    && self.configured.contains_key(name)
                     && source::begins_as(path, &cursor.fingerprint)
             });
             if let Some((other, _)) = other {
-                pass_over(self, &other, prefixes);
+                // Read for that name's prefixes: this one's others are not (they were said
+                // to be read, and their lines were lost unsaid).
+                let read_for = self.configured.get(&other).cloned().unwrap_or_default();
+                pass_over(self, &other, &read_for);
                 return Ok(None);
             }
         }
@@ -248,7 +255,7 @@ impl FileNames {
             .into_iter()
             .find(|(name, cursor)| {
                 name != key
-                    && !self.configured.contains(name)
+                    && !self.configured.contains_key(name)
                     && !self.moved.contains(name)
                     && !source::is_rotated_sibling_of(path, Path::new(name))
                     && source::begins_as(path, &cursor.fingerprint)
@@ -828,7 +835,10 @@ fn ingest_once(
             SourceKind::Journald => Vec::new(),
         });
     }
-    let mut names = FileNames::new(matches.iter().flatten());
+    let mut names = FileNames::new(
+        (settings.sources.iter().zip(&matches))
+            .flat_map(|(s, m)| m.iter().map(move |path| (path, s.prefixes.as_slice()))),
+    );
     // Where earlier runs stopped reading each file, told to a read that goes on from its
     // cursor: in the hour a zone's clock shows twice it decides which of the two a line is
     // in. A zone without summer time never needs it.

@@ -2013,6 +2013,41 @@ fn one_file_under_two_sources_for_other_prefixes_is_read_once_and_says_what_is_n
     );
 }
 
+/// A new name of a file read before, listed first and for more prefixes: the run reads the
+/// file under the name that has its cursor, for that name's prefixes, and says the new
+/// name's others are not counted, as `check` does (the run said nothing of the lines lost,
+/// and `check` named the new name as the one read, exit 0).
+#[test]
+fn a_new_name_listed_first_for_more_prefixes_is_said_to_lose_them() {
+    let s = Setup::standard();
+    s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    s.run(&["run"]).ok();
+    std::os::unix::fs::symlink(s.dir.path(), s.path("linked")).unwrap();
+    s.reconfigure(&standard_config("").replace(
+        "[[source]]\npath = \"{dir}/messages\"",
+        "[[source]]\npath = \"{dir}/linked/messages\"\nprefixes = [\"INPUT-DROP:\", \"[UFW BLOCK] \"]\n\n[[source]]\npath = \"{dir}/messages\"",
+    ));
+    let ufw =
+        drop_line("10:00:01", "18.206.107.24", "TCP", 22).replace("INPUT-DROP:", "[UFW BLOCK] ");
+    s.append("messages", &ufw);
+    let messages = s.path("messages").display().to_string();
+    let lost = format!(
+        "is the file {messages} names: a run reads it once, as {messages}, so lines with [\"[UFW BLOCK] \"] are not counted"
+    );
+    let check = s.run(&["check"]);
+    assert_eq!(check.code, 1, "{}", check.stdout);
+    assert!(check.stdout.contains(&lost), "{}", check.stdout);
+    let out = s.run(&["run"]).ok();
+    assert!(
+        out.stderr.contains(&format!(
+            "is the file {messages} names: read once, as {messages}, so lines with [\"[UFW BLOCK] \"] are not counted"
+        )),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(observed_hits(&s).get("18.206.107.24"), None);
+}
+
 /// A setup whose one source is the glob `fw/*` (min_hits high: nothing is sent).
 fn fw_glob() -> Setup {
     let s = Setup::new(
