@@ -122,6 +122,11 @@ struct FileNow {
     /// was copied away and truncated, and written past the cursor again since (see
     /// [`copied_and_rewritten`]).
     rewritten: bool,
+    /// Another file than the cursor's, holding its text up to its offset: the same first
+    /// line, the same bytes just before the offset, and the cursor's own file nowhere among
+    /// the rotated ones (the log moved to another disk, restored from a backup, copied and
+    /// renamed over, edited in place by `sed -i`). See [`moved_here`].
+    moved: bool,
 }
 
 /// What happened to a source since its cursor was taken.
@@ -447,6 +452,7 @@ impl OpenFile {
             gzip: self.gzip,
             fingerprint: self.first_line()?,
             rewritten: false,
+            moved: false,
         })
     }
 
@@ -657,6 +663,27 @@ fn cut_back_and_rewritten(live: &OpenFile, cursor: &Cursor) -> io::Result<bool> 
     Ok(end != 0 && end != cursor.offset)
 }
 
+/// Whether the live file, another than the cursor's, holds the cursor's text up to its
+/// offset: it starts like it, holds the bytes the cursor stopped after just before the
+/// offset, and no rotated file starts like it (one that does is the cursor's file renamed
+/// away, a rotation). The text was moved: to another disk (`rsync -a`), back from a backup,
+/// copied and renamed over, rewritten whole by an editor. Read from the start, every packet
+/// in it was counted twice.
+fn moved_here(live: &OpenFile, cursor: &Cursor, rotated: &[Sibling]) -> io::Result<bool> {
+    if (live.dev, live.ino) == (cursor.dev, cursor.ino)
+        || live.gzip
+        || !known_by_first_line(&cursor.fingerprint)
+        || cursor.tail.is_empty()
+        || cursor.offset == 0
+        || live.size < cursor.offset
+        || (rotated.iter()).any(|s| same_start(&cursor.fingerprint, &s.first_line))
+    {
+        return Ok(false);
+    }
+    Ok(same_start(&cursor.fingerprint, &live.first_line()?)
+        && tail_before(live, cursor.offset)? == cursor.tail)
+}
+
 /// The last bytes of `file` before `offset` (at most [`TAIL_LEN`]): none if the file no
 /// longer holds them all (cut back since it was read, the next run's to find), or if it is
 /// compressed (its offsets are into its text).
@@ -851,6 +878,14 @@ fn grown(all: &[Sibling], cursor: &Cursor, planned: &Catchup) -> Vec<Rotated> {
                 // Compressed when it was known (also as a state from before `gzip` was kept
                 // says it): not appended to since.
                 None
+            } else if known.iter().any(|k| {
+                k.gzip == Some(true)
+                    && known_by_first_line(&k.first_line)
+                    && same_start(&k.first_line, &s.first_line)
+            }) {
+                // Known compressed, on another inode now (moved to another disk, compressed
+                // again at another level): read whole when it was known.
+                None
             } else {
                 // Compressed since: the plain file is gone, and its text is here (recognised
                 // by its first line, or, known empty, by being the one text no known file
@@ -906,6 +941,8 @@ fn decide_case(
         }
         (true, true, true) if now.rewritten => Decision::Restarted(catch_up(siblings, cursor)),
         (true, true, true) => Decision::Append(Catchup::default()),
+        // The same text on another inode: read on from the offset, as in the file it was.
+        (false, true, true) if now.moved => Decision::Append(Catchup::default()),
         (true, true, false) | (true, false, _) => Decision::Restarted(catch_up(siblings, cursor)),
         (false, _, _) => Decision::Replaced(catch_up(siblings, cursor)),
     }
@@ -1853,6 +1890,7 @@ fn read_opened(
         n.rewritten = copied_and_rewritten(file, c, rotated)
             .and_then(|copied| Ok(copied || cut_back_and_rewritten(file, c)?))
             .with_context(|| format!("source {shown}"))?;
+        n.moved = moved_here(file, c, rotated).with_context(|| format!("source {shown}"))?;
     }
     if now.is_none() && cursor.is_none() {
         anyhow::bail!("source {shown}: no such file");
@@ -2619,6 +2657,7 @@ mod tests {
             gzip: false,
             fingerprint: fp.to_vec(),
             rewritten: false,
+            moved: false,
         }
     }
 

@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 
 use common::*;
@@ -406,6 +406,109 @@ fn a_link_moved_on_to_a_new_dated_file_finishes_the_old_one() {
     std::os::unix::fs::symlink("fw-2026-01-26.log", &today).unwrap();
     log.append(3, false);
     log.check();
+}
+
+/// The log's folder copied to another disk (`rsync -a`, a restore from a backup, `cp -p` and
+/// `mv`, `sed -i`): every file on another inode with the same text, a rotated `.gz`
+/// compressed again at another level. The live file is read on from the cursor, and the
+/// rotated ones are not read again: every packet was counted twice (a two-packet address
+/// reported), and a warning said the text read last was nowhere.
+#[test]
+fn a_log_folder_copied_to_new_inodes_is_read_on_not_again() {
+    let mut log = Log::new(false);
+    log.append(3, false);
+    log.rename_rotate(true);
+    log.append(3, false);
+    log.rename_rotate(true);
+    log.compress(false);
+    log.append(3, false);
+    log.run();
+    log.append(2, false);
+    let spare = log.setup.path("copy");
+    for entry in fs::read_dir(log.setup.path("logs")).unwrap() {
+        let path = entry.unwrap().path();
+        fs::copy(&path, &spare).unwrap();
+        fs::rename(&spare, &path).unwrap();
+    }
+    let gz = log.path("messages.2.gz");
+    let mut text = Vec::new();
+    flate2::read::GzDecoder::new(fs::File::open(&gz).unwrap())
+        .read_to_end(&mut text)
+        .unwrap();
+    let mut again = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    again.write_all(&text).unwrap();
+    fs::write(&spare, again.finish().unwrap()).unwrap();
+    fs::rename(&spare, &gz).unwrap();
+    log.append(1, false);
+    let out = log.setup.run(&["run"]).ok();
+    assert!(
+        !out.stderr.contains("is neither in the file"),
+        "{}",
+        out.stderr
+    );
+    log.check();
+}
+
+/// Rotated `.gz` files compressed again at another level (`gzip -9`, `pigz`, to save
+/// space): the same text on other inodes, in other bytes. Not read again: what lay past the
+/// compressed size they had when known was counted a second time.
+#[test]
+fn rotated_files_compressed_again_are_not_read_again() {
+    let s = Setup::new(&standard_config("").replace("{dir}/messages", "{dir}/logs/fw.log"));
+    fs::create_dir(s.path("logs")).unwrap();
+    let mut n = 0;
+    let mut append = |count: u32| {
+        let mut text = String::new();
+        for _ in 0..count {
+            n += 1;
+            text += &format!(
+                "2026-01-25T10:00:{:02}.{n:06}+00:00 host kernel: INPUT-DROP:IN=eth0 OUT= SRC=3.5.140.{n} DST=198.51.100.10 LEN=60 PROTO=TCP SPT=40000 DPT=22 \n",
+                n % 60
+            );
+        }
+        s.append("logs/fw.log", &text);
+    };
+    let gzip = |text: &[u8], level| {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level));
+        enc.write_all(text).unwrap();
+        enc.finish().unwrap()
+    };
+    // logrotate with `compress` and `delaycompress`: `fw.log.1` plain, the older ones `.gz`.
+    let rotate = || {
+        for k in (2..=3).rev() {
+            let from = s.path(&format!("logs/fw.log.{k}.gz"));
+            if from.exists() {
+                fs::rename(from, s.path(&format!("logs/fw.log.{}.gz", k + 1))).unwrap();
+            }
+        }
+        if let Ok(text) = fs::read(s.path("logs/fw.log.1")) {
+            fs::write(s.path("logs/fw.log.2.gz"), gzip(&text, 6)).unwrap();
+            fs::remove_file(s.path("logs/fw.log.1")).unwrap();
+        }
+        fs::rename(s.path("logs/fw.log"), s.path("logs/fw.log.1")).unwrap();
+        fs::write(s.path("logs/fw.log"), "").unwrap();
+    };
+    append(5);
+    s.run(&["run"]).ok();
+    for _ in 0..3 {
+        append(3);
+        rotate();
+        s.run(&["run"]).ok();
+    }
+    for k in [2, 3] {
+        let path = s.path(&format!("logs/fw.log.{k}.gz"));
+        let mut text = Vec::new();
+        flate2::read::MultiGzDecoder::new(fs::File::open(&path).unwrap())
+            .read_to_end(&mut text)
+            .unwrap();
+        fs::write(s.path("again"), gzip(&text, 9)).unwrap();
+        fs::rename(s.path("again"), &path).unwrap();
+    }
+    append(1);
+    s.run(&["run"]).ok();
+    let hits = observed_hits(&s);
+    assert_eq!(hits.len(), 15);
+    assert!(hits.values().all(|h| *h == 1), "{hits:?}");
 }
 
 /// Whether a run of `setup` with `args` says a source has no file at its path.
