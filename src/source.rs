@@ -1757,10 +1757,6 @@ fn moved_in_folder(path: &Path, cursor: &Cursor, folders: &mut Folders) -> Optio
     })
 }
 
-/// Where a source's rotated files are: beside the file itself. A path that is a symbolic link
-/// (to a dated file, say, that logrotate renames where it is) has them beside the file it
-/// points to, followed through links (the last one need not exist: its file may have been
-/// renamed away); anything else, beside the path.
 /// The newest of `path`'s rotated files that can be opened (`messages.1`, `ufw.log-20261128`,
 /// compressed or not), if any.
 pub fn newest_rotated(path: &Path) -> Option<PathBuf> {
@@ -1773,6 +1769,10 @@ pub fn newest_rotated(path: &Path) -> Option<PathBuf> {
     found.rotated.into_iter().next().map(|s| s.open.path)
 }
 
+/// Where a source's rotated files are: beside the file itself. A path that is a symbolic link
+/// (to a dated file, say, that logrotate renames where it is) has them beside the file it
+/// points to, followed through links (the last one need not exist: its file may have been
+/// renamed away); anything else, beside the path.
 fn rotated_beside(path: &Path) -> PathBuf {
     let mut at = path.to_path_buf();
     // As many links as the system itself follows in a path, at most.
