@@ -1622,7 +1622,16 @@ pub fn read(
             .any(|s| (s.open.dev, s.open.ino) == (c.dev, c.ino))
         && let Some(moved) = moved_in_folder(&home, c, folders)
     {
+        // And the files the link pointed to in between (a day without a run: the link
+        // moved on twice), newest first, before the cursor's.
+        let between = live
+            .as_ref()
+            .map(|l| moved_on_between(&home, &moved, l, &rotated, folders))
+            .unwrap_or_default();
         rotated.insert(0, moved);
+        for (k, file) in between.into_iter().enumerate() {
+            rotated.insert(k, file);
+        }
     }
     // A first read (or one after `reread`) is the one read of the rotated history: a file of
     // it passed over now is never read (later reads count only what is newer), so the read
@@ -1755,6 +1764,72 @@ fn moved_in_folder(path: &Path, cursor: &Cursor, folders: &mut Folders) -> Optio
         let first_line = open.first_line().unwrap_or_default();
         same_start(&cursor.fingerprint, &first_line).then_some(Sibling { open, first_line })
     })
+}
+
+/// The files of `live`'s folder a link pointed to between `moved` (the cursor's file, found
+/// elsewhere in the folder) and `live`: named alike but for their digits (`fw-20261102.log`
+/// between `fw-20261101.log` and `fw-20261103.log`), made after the one and before the
+/// other, none a rotated file listed already; newest first. Only where the file system
+/// says when each was made: without that, none.
+fn moved_on_between(
+    live_at: &Path,
+    moved: &Sibling,
+    live: &OpenFile,
+    rotated: &[Sibling],
+    folders: &mut Folders,
+) -> Vec<Sibling> {
+    use std::os::unix::fs::MetadataExt;
+    let (Some(after), Some(before)) = (moved.open.born, live.born) else {
+        return Vec::new();
+    };
+    let shape = |name: &str| -> String {
+        name.chars()
+            .map(|c| if c.is_ascii_digit() { '#' } else { c })
+            .collect()
+    };
+    let Some(live_name) = live_at.file_name().and_then(|n| n.to_str()) else {
+        return Vec::new();
+    };
+    let moved_name = (moved.open.path.file_name())
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    let dir = folder_of(live_at);
+    let Ok(names) = folders.names(dir) else {
+        return Vec::new();
+    };
+    let known = |dev: u64, ino: u64| {
+        (dev, ino) == (live.dev, live.ino)
+            || (moved.open.dev, moved.open.ino) == (dev, ino)
+            || rotated
+                .iter()
+                .any(|s| (s.open.dev, s.open.ino) == (dev, ino))
+    };
+    let mut found: Vec<Sibling> = (names.iter())
+        .filter(|name| *name != live_name && shape(name) == shape(live_name))
+        .filter_map(|name| {
+            let entry = dir.join(name);
+            let meta = fs::symlink_metadata(&entry).ok()?;
+            if !meta.is_file() || known(meta.dev(), meta.ino()) {
+                return None;
+            }
+            let open = OpenFile::open(&entry).ok()??;
+            // Files made in one tick of the file system's clock are told apart by their
+            // names, which for dated files sort as their dates.
+            let at = (open.born?, name.as_str());
+            if at <= (after, moved_name) || at >= (before, live_name) {
+                return None;
+            }
+            let first_line = open.first_line().unwrap_or_default();
+            Some(Sibling { open, first_line })
+        })
+        .collect();
+    found.sort_by(|a, b| (b.open.born, &b.open.path).cmp(&(a.open.born, &a.open.path)));
+    found
+}
+
+/// Whether `path` is a symbolic link.
+fn is_link(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
 }
 
 /// The newest of `path`'s rotated files that can be opened (`messages.1`, `ufw.log-20261128`,
@@ -1989,6 +2064,22 @@ fn read_opened(
         // the next run, whose cursor then still knows no first line, and so reads the rotated
         // files it did not know before the file.
         let nothing_then = cursor.is_some() && !known_by_first_line(&now.fingerprint);
+        // Behind a link moved on to a new file (a dated one, still empty): the cursor moves
+        // to it, read from its start by the next run. Left on the file before, it lost this
+        // one once the link moved on again: a dated file is no rotated file of the next,
+        // and only the cursor's own file is looked for elsewhere in the folder.
+        let moved_on = cursor.is_some_and(|c| (c.dev, c.ino) != (now.dev, now.ino));
+        if nothing_then && moved_on && is_link(path) {
+            next = Some(Cursor {
+                dev: now.dev,
+                ino: now.ino,
+                fingerprint: Vec::new(),
+                offset: 0,
+                known_siblings: Vec::new(),
+                born: file.born,
+                tail: Vec::new(),
+            });
+        }
         if same_start(&now.fingerprint, &begins) && !nothing_then {
             // A rotated file just read whole that is a copy of the live file's beginning
             // holds its first lines: logrotate's copytruncate copying it (or done copying,

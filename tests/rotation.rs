@@ -511,6 +511,64 @@ fn rotated_files_compressed_again_are_not_read_again() {
     assert!(hits.values().all(|h| *h == 1), "{hits:?}");
 }
 
+/// A source that is a link the daemon moves each midnight to a new dated file (`fw.log ->
+/// fw-20260121.log`). A run that comes while the new day's file is still empty, and a day
+/// without a run (the link moved on twice), lose nothing: the cursor stayed on the day
+/// before, and once the link moved on again the empty day's file was no file any run looked
+/// at (a dated file is no rotated file of the next), its lines lost unsaid.
+#[test]
+fn a_link_moved_on_to_dated_files_loses_no_day() {
+    let s = Setup::new(&standard_config("").replace("{dir}/messages", "{dir}/logs/fw.log"));
+    fs::create_dir(s.path("logs")).unwrap();
+    let new_day = |day: u32| {
+        let name = format!("fw-202601{day:02}.log");
+        fs::write(s.path(&format!("logs/{name}")), "").unwrap();
+        let link = s.path("logs/.fw.log");
+        std::os::unix::fs::symlink(&name, &link).unwrap();
+        fs::rename(&link, s.path("logs/fw.log")).unwrap();
+    };
+    let mut n = 0;
+    let mut log = |day: u32, count: u32| {
+        for _ in 0..count {
+            n += 1;
+            let line = drop_line(
+                &format!("10:00:{:02}", n),
+                &format!("3.5.140.{n}"),
+                "TCP",
+                22,
+            );
+            s.append(&format!("logs/fw-202601{day:02}.log"), &line);
+        }
+        n
+    };
+    new_day(20);
+    log(20, 2);
+    s.run(&["run"]).ok();
+    new_day(21);
+    s.run(&["run"]).ok();
+    log(21, 3);
+    new_day(22);
+    log(22, 1);
+    s.run(&["run"]).ok();
+    let hits = observed_hits(&s);
+    assert_eq!(hits.len(), 6, "{hits:?}");
+    // A day without a run, where the file system says when each file was made.
+    if fs::metadata(s.path("logs/fw-20260122.log"))
+        .and_then(|m| m.created())
+        .is_err()
+    {
+        return;
+    }
+    new_day(23);
+    log(23, 2);
+    new_day(24);
+    let written = log(24, 1);
+    s.run(&["run"]).ok();
+    let hits = observed_hits(&s);
+    assert_eq!(hits.len() as u32, written, "{hits:?}");
+    assert!(hits.values().all(|h| *h == 1), "{hits:?}");
+}
+
 /// Whether a run of `setup` with `args` says a source has no file at its path.
 fn says_no_file(setup: &Setup, args: &[&str]) -> bool {
     let out = setup.run(args).ok();
