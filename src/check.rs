@@ -385,6 +385,27 @@ fn check_sources(t: &mut Tally, settings: &Settings, now: DateTime<Utc>) {
             t.config("source", &format!("{shown}: {e}"));
             continue;
         }
+        // A file of a glob that runs read, something else now: runs pass it over, its lines
+        // not read, and say so.
+        let glob = (files.len(), files.first()) != (1, Some(path));
+        if let Some(state) = state.as_ref().filter(|_| glob)
+            && let Ok(pattern) = glob::Pattern::new(&path.to_string_lossy())
+        {
+            for known in state.cursor_sources().unwrap_or_default() {
+                let known = std::path::PathBuf::from(known);
+                if pattern.matches_path(&known)
+                    && let Some(why) = crate::source::no_file_now(&known)
+                {
+                    t.failing_warning(
+                        "source",
+                        &format!(
+                            "{}: {why}: runs pass it over, and its lines are not read until it is a file again",
+                            known.display()
+                        ),
+                    );
+                }
+            }
+        }
         // `check` run as root reads what the service's own user may not: a file only root
         // may read passes here and fails every run of the shipped unit.
         if let Some(file) = files

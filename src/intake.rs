@@ -938,6 +938,18 @@ fn ingest_once(
                     else {
                         continue;
                     };
+                    // A file a glob matched, something else now (a folder, a FIFO, a link
+                    // that loops): passed over, where its runs had read kept, said on every
+                    // run and under `-q` (its lines are not read). It stopped every run, and
+                    // every other file of the glob with it.
+                    if path != *pattern
+                        && let Some(why) = source::no_file_now(&path)
+                    {
+                        crate::output::tell(format_args!(
+                            "abuse-mailer: warning: source {key}: {why}: passed over, where the runs had read it kept; its lines are read once it is a file again"
+                        ));
+                        continue;
+                    }
                     // Each file of a glob is a timeline of its own.
                     scan.begin_source(parser(&source_cfg.prefixes));
                     scan.counted_earlier(counted_of(&earlier, &key, &source_cfg.prefixes));

@@ -2695,6 +2695,22 @@ fn unreadable_folder(pattern: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Why `path`, a file a glob matched before, is no file to read now: something else in its
+/// place (a folder, a FIFO, a socket, a device) or a link that loops. `None` for a regular
+/// file, and for nothing at all (a file that went is followed where it went).
+pub fn no_file_now(path: &Path) -> Option<String> {
+    match fs::metadata(path) {
+        Ok(meta) if !meta.is_file() => Some(format!(
+            "not a regular file now ({})",
+            file_kind(&meta.file_type())
+        )),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            Some("a link that loops now (too many levels of links)".to_string())
+        }
+        _ => None,
+    }
+}
+
 pub fn expand(path: &Path) -> Result<Vec<PathBuf>> {
     let text = path.to_string_lossy();
     // A path that names a file is that file, whatever its name holds: a log host's folder

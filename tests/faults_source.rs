@@ -292,6 +292,52 @@ fn check_warns_when_no_line_carries_a_prefix() {
     assert!(out.stdout.contains("empty so far"), "{}", out.stdout);
 }
 
+/// A log host's file that runs read, replaced by something else (a FIFO, a folder, a link
+/// that loops): passed over with a warning on every run, `-q` too, the other hosts read on;
+/// `check` fails (1) naming it. It stopped every run (78), every host's lines with it, while
+/// `check` said all was well.
+#[test]
+fn a_glob_file_that_is_no_file_now_is_passed_over_and_said() {
+    for kind in ["fifo", "folder", "loop"] {
+        let s = Setup::new(&standard_config("").replace("{dir}/messages", "{dir}/remote/*.log"));
+        fs::create_dir(s.path("remote")).unwrap();
+        s.write("remote/a.log", &lines("Jan 25", 0, A, 1));
+        s.write("remote/b.log", &lines("Jan 25", 10, B, 1));
+        s.run(&["run"]).ok();
+        let b = s.path("remote/b.log");
+        fs::remove_file(&b).unwrap();
+        match kind {
+            "fifo" => assert!(
+                std::process::Command::new("mkfifo")
+                    .arg(&b)
+                    .status()
+                    .unwrap()
+                    .success()
+            ),
+            "folder" => fs::create_dir(&b).unwrap(),
+            _ => std::os::unix::fs::symlink("b.log", &b).unwrap(),
+        }
+        s.append("remote/a.log", &lines("Jan 25", 20, C, 1));
+        let out = s.run(&["-q", "run"]).ok();
+        assert!(
+            out.stderr.contains(&format!("source {}: ", b.display()))
+                && out
+                    .stderr
+                    .contains("passed over, where the runs had read it kept"),
+            "{kind}: {}",
+            out.stderr
+        );
+        assert_eq!(observed_hits(&s), hits(&[(A, 1), (B, 1), (C, 1)]), "{kind}");
+        let check = s.run(&["check"]);
+        assert_eq!(check.code, 1, "{kind}: {}", check.stdout);
+        assert!(
+            check.stdout.contains("runs pass it over"),
+            "{kind}: {}",
+            check.stdout
+        );
+    }
+}
+
 /// Just after a rotation the new file holds rsyslog's restart line alone: `check` looks at
 /// the newest rotated file before it warns (it failed, 1, on every host right after each
 /// rotation, a health probe's false alarm). With no packet there either, it warns as before.
