@@ -807,6 +807,40 @@ fn may_copy(live: &OpenFile, begins: &[u8], s: &Sibling) -> bool {
     !live.gzip && !s.open.gzip && known_by_first_line(&s.first_line) && begins == s.first_line
 }
 
+/// Whether the compressed rotated file `s` holds the start of the live file, which begins
+/// with `begins`, and nothing else: a copy of it that logrotate's `copy` made and compressed,
+/// leaving the live file as it was.
+fn compressed_copy_of(live: &OpenFile, begins: &[u8], s: &Sibling) -> io::Result<bool> {
+    if live.gzip || !s.open.gzip || !known_by_first_line(&s.first_line) || s.first_line != begins {
+        return Ok(false);
+    }
+    let (mut theirs, mut mine) = (s.open.text(), live.at(0));
+    let (mut a, mut b) = (vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
+    loop {
+        let n = fill(&mut theirs, &mut a)?;
+        if n == 0 {
+            return Ok(true);
+        }
+        if fill(&mut mine, &mut b[..n])? != n || a[..n] != b[..n] {
+            return Ok(false);
+        }
+    }
+}
+
+/// Reads into `buf` until it is full or the text ends; how many bytes were read.
+fn fill(text: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match text.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(k) => got += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
 /// Whether the two files hold the same bytes up to `end`.
 fn same_bytes_until(a: &OpenFile, b: &OpenFile, end: u64) -> io::Result<bool> {
     let (mut mine, mut theirs) = (Vec::new(), Vec::new());
@@ -1970,7 +2004,23 @@ fn read_opened(
     if now.is_none() && cursor.is_none() {
         anyhow::bail!("source {shown}: no such file");
     }
-    let decision = decide(cursor, now.as_ref(), rotated, start);
+    let mut decision = decide(cursor, now.as_ref(), rotated, start);
+    // logrotate's `copy` with `compress` leaves the log as it was beside a compressed copy
+    // of it: the copy's text is the log's, read there (it was counted twice, then once more
+    // on every run once the oldest copies were deleted).
+    if let (Some(file), Some(now)) = (live.as_ref(), now.as_ref()) {
+        let c = decision.catchup_mut();
+        let read: Vec<&Path> = (c.newer.iter().chain(&c.grown))
+            .map(|r| r.path.as_path())
+            .collect();
+        let copies: Vec<PathBuf> = (rotated.iter())
+            .filter(|s| read.contains(&s.open.path.as_path()))
+            .filter(|s| compressed_copy_of(file, &now.fingerprint, s).unwrap_or(false))
+            .map(|s| s.open.path.clone())
+            .collect();
+        c.newer.retain(|r| !copies.contains(&r.path));
+        c.grown.retain(|r| !copies.contains(&r.path));
+    }
     let mut known: Vec<KnownFile> = rotated.iter().map(Sibling::known).collect();
     let mut damaged = Vec::new();
     let mut next: Option<Cursor> = None;

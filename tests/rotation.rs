@@ -569,6 +569,50 @@ fn a_link_moved_on_to_dated_files_loses_no_day() {
     assert!(hits.values().all(|h| *h == 1), "{hits:?}");
 }
 
+/// logrotate's `copy` with `compress` (and `rotate 2`): each rotation compresses a copy of
+/// the log and leaves the log as it was. The copies' text is the log's, counted once, there:
+/// a first read counted every packet twice (a two-packet address reported as four), and once
+/// the oldest copy was deleted every run counted the newest copy again.
+#[test]
+fn copies_that_logrotate_compresses_are_not_counted_again() {
+    let s = Setup::new(&standard_config("").replace("{dir}/messages", "{dir}/logs/fw.log"));
+    fs::create_dir(s.path("logs")).unwrap();
+    let mut n = 0;
+    let mut append = |count: u32| {
+        for _ in 0..count {
+            n += 1;
+            let line = drop_line(&format!("10:00:{n:02}"), &format!("3.5.140.{n}"), "TCP", 22);
+            s.append("logs/fw.log", &line);
+        }
+        n
+    };
+    let copy = || {
+        let _ = fs::remove_file(s.path("logs/fw.log.2.gz"));
+        if s.path("logs/fw.log.1.gz").exists() {
+            fs::rename(s.path("logs/fw.log.1.gz"), s.path("logs/fw.log.2.gz")).unwrap();
+        }
+        let text = fs::read(s.path("logs/fw.log")).unwrap();
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(&text).unwrap();
+        fs::write(s.path("logs/fw.log.1.gz"), enc.finish().unwrap()).unwrap();
+    };
+    append(2);
+    copy();
+    let written = append(1);
+    s.run(&["run"]).ok();
+    let hits = observed_hits(&s);
+    assert_eq!(hits.len() as u32, written, "{hits:?}");
+    assert!(hits.values().all(|h| *h == 1), "first read: {hits:?}");
+    for _ in 0..4 {
+        let written = append(1);
+        copy();
+        s.run(&["run"]).ok();
+        let hits = observed_hits(&s);
+        assert_eq!(hits.len() as u32, written, "{hits:?}");
+        assert!(hits.values().all(|h| *h == 1), "{hits:?}");
+    }
+}
+
 /// Whether a run of `setup` with `args` says a source has no file at its path.
 fn says_no_file(setup: &Setup, args: &[&str]) -> bool {
     let out = setup.run(args).ok();
