@@ -32,6 +32,14 @@ use crate::source;
 use crate::spool::{KeptLine, Spool};
 use crate::state::{CONTACT_DESKS, Settled, State, StoredCursor};
 
+/// Says what a first read of a source found, when it read lines and none carried a prefix
+/// (see [`crate::reread::first_read_hint`]).
+fn say_first_read(source: &str, prefixes: &[String], before: &Summary, after: &Summary) {
+    if let Some(hint) = crate::reread::first_read_hint(source, prefixes, before, after) {
+        crate::output::tell(format_args!("abuse-mailer: warning: {hint}"));
+    }
+}
+
 /// The files a file source names now: the path itself, or a glob's `matches` (as
 /// [`source::expand`] gives them) plus files it matched before that are gone for the moment
 /// (their rotated rest is still read).
@@ -891,17 +899,8 @@ fn ingest_once(
                     None => source_cfg.start_at == crate::config::StartAt::Beginning,
                     Some(c) => c == journal::REREAD_ALL || c.starts_with('@'),
                 };
-                if history
-                    && verbosity != Verbosity::Quiet
-                    && options.since.is_none()
-                    && let Some(hint) = crate::reread::first_read_hint(
-                        &key,
-                        &source_cfg.prefixes,
-                        &before,
-                        &scan.counted(),
-                    )
-                {
-                    crate::output::tell(format_args!("abuse-mailer: warning: {hint}"));
+                if history && verbosity != Verbosity::Quiet && options.since.is_none() {
+                    say_first_read(&key, &source_cfg.prefixes, &before, &scan.counted());
                 }
                 ahead_in.extend(AheadIn::of(&key, &before, &scan.counted()));
                 keep_counted(&mut counted, &scan, &key, &source_cfg.prefixes);
@@ -1033,16 +1032,8 @@ fn ingest_once(
                             ));
                         }
                         let first = cursor.as_ref().is_none_or(source::Cursor::is_reread);
-                        if first
-                            && options.since.is_none()
-                            && let Some(hint) = crate::reread::first_read_hint(
-                                &key,
-                                &source_cfg.prefixes,
-                                &before,
-                                &scan.counted(),
-                            )
-                        {
-                            crate::output::tell(format_args!("abuse-mailer: warning: {hint}"));
+                        if first && options.since.is_none() {
+                            say_first_read(&key, &source_cfg.prefixes, &before, &scan.counted());
                         }
                     }
                     // A cursor taken over keeps what its old name counted: a `reread` under
