@@ -498,7 +498,7 @@ fn check_sources(t: &mut Tally, settings: &Settings, now: DateTime<Utc>) {
             t.ok(
                 "source",
                 &format!(
-                    "{shown}: none of its {} lines so far carries {}; its rotated file {} has {} of the last {} lines that do, {} of them packets",
+                    "{shown}: none of its {} lines so far carries {}; its rotated file {} has {} of {} lines looked at that do, {} of them packets",
                     sum.lines,
                     s.prefixes.join(" or "),
                     rotated.display(),

@@ -351,7 +351,7 @@ fn check_just_after_a_rotation_looks_at_the_rotated_file() {
     let out = s.run(&["check"]).ok();
     assert!(
         out.stdout.contains(&format!(
-            "ok      source     {}: none of its 1 lines so far carries INPUT-DROP:; its rotated file {} has 3 of the last 3 lines that do, 3 of them packets",
+            "ok      source     {}: none of its 1 lines so far carries INPUT-DROP:; its rotated file {} has 3 of 3 lines looked at that do, 3 of them packets",
             s.path("messages").display(),
             s.path("messages.1").display()
         )),
