@@ -1128,9 +1128,14 @@ impl Transport for Sendmail {
             // How much of its input an MTA read cannot be told (one that opens `/dev/stdin`
             // reads the file afresh): its exit status is its word.
             Some(0) => Ok(format!("{shown} accepted the message")),
-            // sysexits: data error, no such user, no such host: the message itself is refused.
-            Some(code @ (65 | 67 | 68)) => Err(SendError::Rejected(format!(
+            // sysexits: data error, no such user: the message itself is refused.
+            Some(code @ (65 | 67)) => Err(SendError::Rejected(format!(
                 "{shown} exited {code}: {said}"
+            ))),
+            // sysexits' no such host: msmtp says it of its own relay whenever a lookup fails,
+            // for a moment too (a name server that did not answer), which refuses no message.
+            Some(68) => Err(SendError::Unclear(format!(
+                "mail.sendmail_path: {shown} exited 68 (host name unknown): {said}"
             ))),
             // sysexits: its command line refused (one that takes no `-t -i -f`), its input not
             // there, permission denied, configuration error: waiting will not fix any.
@@ -1484,6 +1489,11 @@ mod tests {
         assert!(matches!(
             exits(67).send("r", &from, &[], b"x"),
             Err(SendError::Rejected(_))
+        ));
+        // No such host: msmtp's for its relay's name not found, for a moment too.
+        assert!(matches!(
+            exits(68).send("r", &from, &[], b"x"),
+            Err(SendError::Unclear(_))
         ));
         // Other failures of the moment that sysexits names: tried again.
         for code in [69, 74, 76] {
