@@ -912,11 +912,7 @@ fn grown(all: &[Sibling], cursor: &Cursor, planned: &Catchup) -> Vec<Rotated> {
                 // Compressed when it was known (also as a state from before `gzip` was kept
                 // says it): not appended to since.
                 None
-            } else if known.iter().any(|k| {
-                k.gzip == Some(true)
-                    && known_by_first_line(&k.first_line)
-                    && same_start(&k.first_line, &s.first_line)
-            }) {
+            } else if compressed_again(all, known, s) {
                 // Known compressed, on another inode now (moved to another disk, compressed
                 // again at another level): read whole when it was known.
                 None
@@ -944,6 +940,21 @@ fn grown(all: &[Sibling], cursor: &Cursor, planned: &Catchup) -> Vec<Rotated> {
             Some(s.rotated_from(from))
         })
         .collect()
+}
+
+/// Whether the compressed rotated file `s`, on an inode no known file had, is a file known
+/// compressed before, compressed again or moved: the one file known, and the one file on
+/// disk, that start with its first line. A first line many files share (a header each new
+/// file gets) tells none of them apart, and such a file is not taken for a known one.
+fn compressed_again(all: &[Sibling], known: &[KnownFile], s: &Sibling) -> bool {
+    if !known_by_first_line(&s.first_line) {
+        return false;
+    }
+    let alike = |first: &[u8]| !first.is_empty() && same_start(first, &s.first_line);
+    let mut knowns = known.iter().filter(|k| alike(&k.first_line));
+    let one_known = knowns.next().filter(|_| knowns.next().is_none());
+    let on_disk = all.iter().filter(|o| alike(&o.first_line)).count();
+    one_known.is_some_and(|k| k.gzip == Some(true)) && on_disk == 1
 }
 
 /// The case of [`decide`], before grown rotated files are added.
@@ -1656,15 +1667,20 @@ pub fn read(
             .any(|s| (s.open.dev, s.open.ino) == (c.dev, c.ino))
         && let Some(moved) = moved_in_folder(&home, c, folders)
     {
-        // And the files the link pointed to in between (a day without a run: the link
-        // moved on twice), newest first, before the cursor's.
-        let between = live
-            .as_ref()
-            .map(|l| moved_on_between(&home, &moved, l, &rotated, folders))
-            .unwrap_or_default();
         rotated.insert(0, moved);
-        for (k, file) in between.into_iter().enumerate() {
-            rotated.insert(k, file);
+    }
+    // Behind a link, a file the cursor knows that is neither at the path nor rotated beside
+    // it: the link's file a run found empty (see `read_opened`), which the link has moved on
+    // from since. It is found in its folder by what it is, to be read from where it was known.
+    if let Some(c) = cursor.filter(|c| !c.is_reread() && is_link(path)) {
+        for k in &c.known_siblings {
+            let here = |o: &OpenFile| (o.dev, o.ino) == (k.dev, k.ino);
+            if live.as_ref().is_some_and(here) || rotated.iter().any(|s| here(&s.open)) {
+                continue;
+            }
+            if let Some(found) = in_folder(&home, (k.dev, k.ino), k.born, &k.first_line, folders) {
+                rotated.insert(0, found);
+            }
         }
     }
     // A first read (or one after `reread`) is the one read of the rotated history: a file of
@@ -1780,85 +1796,46 @@ fn folder_of(path: &Path) -> &Path {
 /// of `path`'s folder, whatever it is called now; looked for only when it is neither at the
 /// path nor rotated beside it.
 fn moved_in_folder(path: &Path, cursor: &Cursor, folders: &mut Folders) -> Option<Sibling> {
+    in_folder(
+        path,
+        (cursor.dev, cursor.ino),
+        cursor.born,
+        &cursor.fingerprint,
+        folders,
+    )
+}
+
+/// The file of `path`'s folder that is the one known as `file` (device and inode), made
+/// when it was (where the file system says) and starting with `first_line`, whatever its
+/// name now.
+fn in_folder(
+    path: &Path,
+    file: (u64, u64),
+    born: Option<(i64, u32)>,
+    first_line: &[u8],
+    folders: &mut Folders,
+) -> Option<Sibling> {
     use std::os::unix::fs::MetadataExt;
     let dir = folder_of(path);
     folders.names(dir).ok()?.iter().find_map(|name| {
         let entry = dir.join(name);
         let meta = fs::symlink_metadata(&entry).ok()?;
-        if !meta.is_file() || (meta.dev(), meta.ino()) != (cursor.dev, cursor.ino) {
+        if !meta.is_file() || (meta.dev(), meta.ino()) != file {
             return None;
         }
         let open = OpenFile::open(&entry).ok()??;
-        // A file made after the cursor's was (a log of the folder that got its inode number
-        // once it was deleted) is another file, however little of its first line the cursor
-        // knew.
-        if !born_alike(cursor.born, open.born) {
+        // A file made after the known one was (a log of the folder that got its inode
+        // number once it was deleted) is another file, however little of its first line
+        // was known.
+        if !born_alike(born, open.born) {
             return None;
         }
-        let first_line = open.first_line().unwrap_or_default();
-        same_start(&cursor.fingerprint, &first_line).then_some(Sibling { open, first_line })
-    })
-}
-
-/// The files of `live`'s folder a link pointed to between `moved` (the cursor's file, found
-/// elsewhere in the folder) and `live`: named alike but for their digits (`fw-20261102.log`
-/// between `fw-20261101.log` and `fw-20261103.log`), made after the one and before the
-/// other, none a rotated file listed already; newest first. Only where the file system
-/// says when each was made: without that, none.
-fn moved_on_between(
-    live_at: &Path,
-    moved: &Sibling,
-    live: &OpenFile,
-    rotated: &[Sibling],
-    folders: &mut Folders,
-) -> Vec<Sibling> {
-    use std::os::unix::fs::MetadataExt;
-    let (Some(after), Some(before)) = (moved.open.born, live.born) else {
-        return Vec::new();
-    };
-    let shape = |name: &str| -> String {
-        name.chars()
-            .map(|c| if c.is_ascii_digit() { '#' } else { c })
-            .collect()
-    };
-    let Some(live_name) = live_at.file_name().and_then(|n| n.to_str()) else {
-        return Vec::new();
-    };
-    let moved_name = (moved.open.path.file_name())
-        .and_then(|n| n.to_str())
-        .unwrap_or_default();
-    let dir = folder_of(live_at);
-    let Ok(names) = folders.names(dir) else {
-        return Vec::new();
-    };
-    let known = |dev: u64, ino: u64| {
-        (dev, ino) == (live.dev, live.ino)
-            || (moved.open.dev, moved.open.ino) == (dev, ino)
-            || rotated
-                .iter()
-                .any(|s| (s.open.dev, s.open.ino) == (dev, ino))
-    };
-    let mut found: Vec<Sibling> = (names.iter())
-        .filter(|name| *name != live_name && shape(name) == shape(live_name))
-        .filter_map(|name| {
-            let entry = dir.join(name);
-            let meta = fs::symlink_metadata(&entry).ok()?;
-            if !meta.is_file() || known(meta.dev(), meta.ino()) {
-                return None;
-            }
-            let open = OpenFile::open(&entry).ok()??;
-            // Files made in one tick of the file system's clock are told apart by their
-            // names, which for dated files sort as their dates.
-            let at = (open.born?, name.as_str());
-            if at <= (after, moved_name) || at >= (before, live_name) {
-                return None;
-            }
-            let first_line = open.first_line().unwrap_or_default();
-            Some(Sibling { open, first_line })
+        let first = open.first_line().unwrap_or_default();
+        same_start(first_line, &first).then_some(Sibling {
+            open,
+            first_line: first,
         })
-        .collect();
-    found.sort_by(|a, b| (b.open.born, &b.open.path).cmp(&(a.open.born, &a.open.path)));
-    found
+    })
 }
 
 /// Whether `path` is a symbolic link.
@@ -2024,6 +2001,7 @@ fn read_opened(
     let mut known: Vec<KnownFile> = rotated.iter().map(Sibling::known).collect();
     let mut damaged = Vec::new();
     let mut next: Option<Cursor> = None;
+    let mut known_empty: Option<KnownFile> = None;
     let sibling = |r: &Rotated| rotated.iter().position(|s| s.open.path == r.path);
     let catchup = decision.catchup();
     for file in &catchup.grown {
@@ -2114,20 +2092,19 @@ fn read_opened(
         // the next run, whose cursor then still knows no first line, and so reads the rotated
         // files it did not know before the file.
         let nothing_then = cursor.is_some() && !known_by_first_line(&now.fingerprint);
-        // Behind a link moved on to a new file (a dated one, still empty): the cursor moves
-        // to it, read from its start by the next run. Left on the file before, it lost this
-        // one once the link moved on again: a dated file is no rotated file of the next,
-        // and only the cursor's own file is looked for elsewhere in the folder.
+        // Behind a link moved on to a new file (a dated one, still empty): the cursor stays
+        // on the file before, whose late lines are still read, and the new one is known as
+        // it is, empty, so that the next run finds it wherever the link has moved on to by
+        // then (a dated file is no rotated file of the next: it was lost, a day's lines).
         let moved_on = cursor.is_some_and(|c| (c.dev, c.ino) != (now.dev, now.ino));
         if nothing_then && moved_on && is_link(path) {
-            next = Some(Cursor {
+            known_empty = Some(KnownFile {
                 dev: now.dev,
                 ino: now.ino,
-                fingerprint: Vec::new(),
-                offset: 0,
-                known_siblings: Vec::new(),
+                first_line: Vec::new(),
+                size: 0,
+                gzip: Some(false),
                 born: file.born,
-                tail: Vec::new(),
             });
         }
         if same_start(&now.fingerprint, &begins) && !nothing_then {
@@ -2207,6 +2184,10 @@ fn read_opened(
         }
         None => cursor.cloned(),
     };
+    let next = next.map(|mut c| {
+        c.known_siblings.extend(known_empty);
+        c
+    });
     // A file read only up to its damage lost the rest for good: said once, by this run.
     Ok(SourceRead {
         decision,
