@@ -511,6 +511,29 @@ fn rotated_files_compressed_again_are_not_read_again() {
     assert!(hits.values().all(|h| *h == 1), "{hits:?}");
 }
 
+/// `count` drop lines, each from an address of its own (`3.5.140.N`, `N` counting on from
+/// `n`), a second apart.
+fn fresh_lines(n: &mut u32, count: u32) -> String {
+    let mut text = String::new();
+    for _ in 0..count {
+        *n += 1;
+        text += &drop_line(
+            &format!("10:00:{:02}", *n % 60),
+            &format!("3.5.140.{n}"),
+            "TCP",
+            22,
+        );
+    }
+    text
+}
+
+/// Every one of the first `written` addresses of [`fresh_lines`] was counted, each once.
+fn each_counted_once(s: &Setup, written: u32) {
+    let hits = observed_hits(s);
+    assert_eq!(hits.len() as u32, written, "{hits:?}");
+    assert!(hits.values().all(|h| *h == 1), "{hits:?}");
+}
+
 /// A source that is a link the daemon moves each midnight to a new dated file (`fw.log ->
 /// fw-20260121.log`), and a run that comes while the new day's file is still empty: that
 /// day's lines are read once the link has moved on again, and the lines the day before got
@@ -530,16 +553,10 @@ fn a_link_moved_on_to_dated_files_loses_no_day() {
     };
     let mut n = 0;
     let mut log = |day: u32, count: u32| {
-        for _ in 0..count {
-            n += 1;
-            let line = drop_line(
-                &format!("10:00:{:02}", n),
-                &format!("3.5.140.{n}"),
-                "TCP",
-                22,
-            );
-            s.append(&format!("logs/fw-202601{day:02}.log"), &line);
-        }
+        s.append(
+            &format!("logs/fw-202601{day:02}.log"),
+            &fresh_lines(&mut n, count),
+        );
         n
     };
     new_day(20);
@@ -552,9 +569,7 @@ fn a_link_moved_on_to_dated_files_loses_no_day() {
     new_day(22);
     let written = log(22, 1);
     s.run(&["run"]).ok();
-    let hits = observed_hits(&s);
-    assert_eq!(hits.len() as u32, written, "{hits:?}");
-    assert!(hits.values().all(|h| *h == 1), "{hits:?}");
+    each_counted_once(&s, written);
 }
 
 /// logrotate's `copy` with `compress` (and `rotate 2`): each rotation compresses a copy of
@@ -567,11 +582,7 @@ fn copies_that_logrotate_compresses_are_not_counted_again() {
     fs::create_dir(s.path("logs")).unwrap();
     let mut n = 0;
     let mut append = |count: u32| {
-        for _ in 0..count {
-            n += 1;
-            let line = drop_line(&format!("10:00:{n:02}"), &format!("3.5.140.{n}"), "TCP", 22);
-            s.append("logs/fw.log", &line);
-        }
+        s.append("logs/fw.log", &fresh_lines(&mut n, count));
         n
     };
     let copy = || {
@@ -588,16 +599,12 @@ fn copies_that_logrotate_compresses_are_not_counted_again() {
     copy();
     let written = append(1);
     s.run(&["run"]).ok();
-    let hits = observed_hits(&s);
-    assert_eq!(hits.len() as u32, written, "{hits:?}");
-    assert!(hits.values().all(|h| *h == 1), "first read: {hits:?}");
+    each_counted_once(&s, written);
     for _ in 0..4 {
         let written = append(1);
         copy();
         s.run(&["run"]).ok();
-        let hits = observed_hits(&s);
-        assert_eq!(hits.len() as u32, written, "{hits:?}");
-        assert!(hits.values().all(|h| *h == 1), "{hits:?}");
+        each_counted_once(&s, written);
     }
 }
 
@@ -616,20 +623,13 @@ fn links_to_dated_files_of_two_hosts_read_their_own_alone() {
     for day in 20..24u32 {
         for host in ["web1", "web2"] {
             let name = format!("{host}-202601{day:02}.log");
-            let mut text = String::new();
-            for _ in 0..2 {
-                n += 1;
-                text += &drop_line(&format!("10:00:{n:02}"), &format!("3.5.140.{n}"), "TCP", 22);
-            }
-            fs::write(s.path(&format!("logs/{name}")), text).unwrap();
+            fs::write(s.path(&format!("logs/{name}")), fresh_lines(&mut n, 2)).unwrap();
             let link = s.path("logs/.link");
             std::os::unix::fs::symlink(&name, &link).unwrap();
             fs::rename(&link, s.path(&format!("logs/{host}.log"))).unwrap();
         }
         s.run(&["run"]).ok();
-        let hits = observed_hits(&s);
-        assert_eq!(hits.len(), n as usize, "{hits:?}");
-        assert!(hits.values().all(|h| *h == 1), "day {day}: {hits:?}");
+        each_counted_once(&s, n);
     }
 }
 
