@@ -663,6 +663,16 @@ fn cut_back_and_rewritten(live: &OpenFile, cursor: &Cursor) -> io::Result<bool> 
     Ok(end != 0 && end != cursor.offset)
 }
 
+/// Whether the live file, another than the cursor's and not holding its text up to its
+/// offset, is the cursor's log edited: it starts as the cursor's file did, and no rotated
+/// file starts so (one that does is the cursor's file renamed away, a rotation).
+fn edited_elsewhere(cursor: &Cursor, now: &FileNow, rotated: &[Sibling]) -> bool {
+    (cursor.dev, cursor.ino) != (now.dev, now.ino)
+        && known_by_first_line(&cursor.fingerprint)
+        && same_start(&cursor.fingerprint, &now.fingerprint)
+        && !(rotated.iter()).any(|s| same_start(&cursor.fingerprint, &s.first_line))
+}
+
 /// Whether the live file, another than the cursor's, holds the cursor's text up to its
 /// offset: it starts like it, holds the bytes the cursor stopped after just before the
 /// offset, and no rotated file starts like it (one that does is the cursor's file renamed
@@ -1706,7 +1716,8 @@ pub fn read(
     // The cursor's own file at the path, its text begun as before (a file cut back in place
     // still holds the text read last).
     let in_place = cursor.zip(now.as_ref()).is_some_and(|(c, n)| {
-        (n.dev, n.ino) == (c.dev, c.ino) && same_start(&c.fingerprint, &n.fingerprint)
+        ((n.dev, n.ino) == (c.dev, c.ino) && same_start(&c.fingerprint, &n.fingerprint))
+            || edited_elsewhere(c, n, &rotated)
     });
     let mut read = read_opened(path, live, now, &rotated, cursor, start, through, ingest)?;
     // A folder or a pipe named like a rotated file holds none of the log's text: nothing is
@@ -2134,9 +2145,14 @@ fn read_opened(
                         && known_by_first_line(&c.fingerprint)
                         && same_start(&c.fingerprint, &now.fingerprint)
                 });
-            // Cut back, its offsets are no longer those of the text earlier runs read: where
-            // that text ends is not known by position, and the time alone decides.
-            let rule = cut_back.then(|| ingest.pass_over_counted_earlier());
+            // The same log on another inode, changed before where the runs had read (an
+            // editor, `sed -i` on its earlier lines): it was read again whole, every packet
+            // counted twice.
+            let edited = matches!(&decision, Decision::Replaced(c) if c.previous.is_none())
+                && cursor.is_some_and(|c| edited_elsewhere(c, now, rotated));
+            // Cut back or edited, its offsets are no longer those of the text earlier runs
+            // read: where that text ends is not known by position, and the time alone decides.
+            let rule = (cut_back || edited).then(|| ingest.pass_over_counted_earlier());
             let end = match rule {
                 Some(_) => read_reporting(path, file, from, ingest, &mut damaged),
                 None => through.read(path, file, None, from, ingest, &mut damaged),
@@ -2198,14 +2214,14 @@ fn read_opened(
     })
 }
 
-/// Where the cursor's text ended, when a file other than the cursor's is at the path (or the
-/// cursor's was truncated and begins otherwise: not `in_place`) and the cursor's text is not
+/// Where the cursor's text ended, when a file other than the cursor's is at the path, and not
+/// the cursor's log edited (or the cursor's was truncated and begins otherwise: not
+/// `in_place`), and the cursor's text is not
 /// found beside it: what was logged to it between the last run and its rotation is out of the
 /// run's reach. Nothing is said of a cursor that read nothing.
 fn text_gone(cursor: &Cursor, in_place: bool, decision: &Decision) -> Option<u64> {
     let gone = match decision {
-        Decision::Replaced(c) => c.previous.is_none(),
-        Decision::Restarted(c) => c.previous.is_none() && !in_place,
+        Decision::Replaced(c) | Decision::Restarted(c) => c.previous.is_none() && !in_place,
         _ => false,
     };
     (gone && cursor.offset > 0 && known_by_first_line(&cursor.fingerprint)).then_some(cursor.offset)
