@@ -125,7 +125,7 @@ struct FileNow {
     /// Another file than the cursor's, holding its text up to its offset: the same first
     /// line, the same bytes just before the offset, and the cursor's own file nowhere among
     /// the rotated ones (the log moved to another disk, restored from a backup, copied and
-    /// renamed over, edited in place by `sed -i`). See [`moved_here`].
+    /// renamed over). See [`moved_here`].
     moved: bool,
 }
 
@@ -663,9 +663,9 @@ fn cut_back_and_rewritten(live: &OpenFile, cursor: &Cursor) -> io::Result<bool> 
     Ok(end != 0 && end != cursor.offset)
 }
 
-/// Whether the live file, another than the cursor's and not holding its text up to its
-/// offset, is the cursor's log edited: it starts as the cursor's file did, and no rotated
-/// file starts so (one that does is the cursor's file renamed away, a rotation).
+/// Whether the live file (`now`), another than the cursor's, is the cursor's log, moved or
+/// edited: it starts as the cursor's file did, and no rotated file starts so (one that does
+/// is the cursor's file renamed away, a rotation).
 fn edited_elsewhere(cursor: &Cursor, now: &FileNow, rotated: &[Sibling]) -> bool {
     (cursor.dev, cursor.ino) != (now.dev, now.ino)
         && known_by_first_line(&cursor.fingerprint)
@@ -673,25 +673,26 @@ fn edited_elsewhere(cursor: &Cursor, now: &FileNow, rotated: &[Sibling]) -> bool
         && !(rotated.iter()).any(|s| same_start(&cursor.fingerprint, &s.first_line))
 }
 
-/// Whether the live file, another than the cursor's, holds the cursor's text up to its
-/// offset: it starts like it, holds the bytes the cursor stopped after just before the
-/// offset, and no rotated file starts like it (one that does is the cursor's file renamed
-/// away, a rotation). The text was moved: to another disk (`rsync -a`), back from a backup,
-/// copied and renamed over, rewritten whole by an editor. Read from the start, every packet
-/// in it was counted twice.
-fn moved_here(live: &OpenFile, cursor: &Cursor, rotated: &[Sibling]) -> io::Result<bool> {
-    if (live.dev, live.ino) == (cursor.dev, cursor.ino)
+/// Whether the live file (`now`), another than the cursor's, holds the cursor's text up to
+/// its offset: the cursor's log (see [`edited_elsewhere`]) holding the bytes the cursor
+/// stopped after just before the offset. The text was moved: to another disk (`rsync -a`),
+/// back from a backup, copied and renamed over. Read from the start, every packet in it was
+/// counted twice.
+fn moved_here(
+    live: &OpenFile,
+    now: &FileNow,
+    cursor: &Cursor,
+    rotated: &[Sibling],
+) -> io::Result<bool> {
+    if !edited_elsewhere(cursor, now, rotated)
         || live.gzip
-        || !known_by_first_line(&cursor.fingerprint)
         || cursor.tail.is_empty()
         || cursor.offset == 0
         || live.size < cursor.offset
-        || (rotated.iter()).any(|s| same_start(&cursor.fingerprint, &s.first_line))
     {
         return Ok(false);
     }
-    Ok(same_start(&cursor.fingerprint, &live.first_line()?)
-        && tail_before(live, cursor.offset)? == cursor.tail)
+    Ok(tail_before(live, cursor.offset)? == cursor.tail)
 }
 
 /// The last bytes of `file` before `offset` (at most [`TAIL_LEN`]): none if the file no
@@ -1987,7 +1988,7 @@ fn read_opened(
         n.rewritten = copied_and_rewritten(file, c, rotated)
             .and_then(|copied| Ok(copied || cut_back_and_rewritten(file, c)?))
             .with_context(|| format!("source {shown}"))?;
-        n.moved = moved_here(file, c, rotated).with_context(|| format!("source {shown}"))?;
+        n.moved = moved_here(file, n, c, rotated).with_context(|| format!("source {shown}"))?;
     }
     if now.is_none() && cursor.is_none() {
         anyhow::bail!("source {shown}: no such file");
