@@ -56,44 +56,40 @@ impl Tally {
 }
 
 /// One file under two names (a link, a second source, globs that overlap): a run reads it
-/// once, under the name that has a cursor for it (or the first configured), and says so;
-/// prefixes only another name has are not read, which loses their lines. `check` says it
-/// as the run does, and fails on such a loss.
-fn one_file_under_two_names(t: &mut Tally, settings: &Settings) {
+/// once, under the name that has a cursor for it (`read_before`; or the first configured),
+/// and says so; prefixes only another name has are not read, which loses their lines.
+/// `check` says it as the run does, and fails on such a loss. `files` are the files the
+/// sources read, in their order, each with its source's prefixes.
+fn one_file_under_two_names(
+    t: &mut Tally,
+    files: &[(std::path::PathBuf, &[String])],
+    read_before: impl Fn(&std::path::Path) -> bool,
+) {
     use std::os::unix::fs::MetadataExt;
     // Each file's names (device and inode), in the order the sources give them.
-    type Names<'s> = Vec<(std::path::PathBuf, &'s [String])>;
-    let mut names: HashMap<(u64, u64), Names<'_>> = HashMap::new();
+    type Named<'f, 's> = Vec<&'f (std::path::PathBuf, &'s [String])>;
+    let mut names: HashMap<(u64, u64), Named<'_, '_>> = HashMap::new();
     let mut order = Vec::new();
-    for s in &settings.sources {
-        let SourceKind::File(pattern) = &s.kind else {
+    for named in files {
+        let Ok(meta) = std::fs::metadata(&named.0) else {
             continue;
         };
-        for file in crate::source::expand(pattern).unwrap_or_default() {
-            let Ok(meta) = std::fs::metadata(&file) else {
-                continue;
-            };
-            let named = names.entry((meta.dev(), meta.ino())).or_default();
-            if named.is_empty() {
-                order.push((meta.dev(), meta.ino()));
-            }
-            if !named.iter().any(|(f, _)| *f == file) {
-                named.push((file, &s.prefixes));
-            }
+        let all = names.entry((meta.dev(), meta.ino())).or_default();
+        if all.is_empty() {
+            order.push((meta.dev(), meta.ino()));
+        }
+        if !all.iter().any(|(f, _)| *f == named.0) {
+            all.push(named);
         }
     }
-    let state = State::open_read_only(&settings.state_dir).ok().flatten();
-    let has_cursor = |file: &std::path::Path| {
-        (state.as_ref()).is_some_and(|s| s.cursor(&file.to_string_lossy()).ok().flatten().is_some())
-    };
     for key in order {
         let named = &names[&key];
         if named.len() < 2 {
             continue;
         }
-        let reader = named.iter().position(|(f, _)| has_cursor(f)).unwrap_or(0);
-        let (name, read_for) = &named[reader];
-        for (k, (file, prefixes)) in named.iter().enumerate() {
+        let reader = named.iter().position(|(f, _)| read_before(f)).unwrap_or(0);
+        let (name, read_for) = named[reader];
+        for (k, (file, prefixes)) in named.iter().map(|n| (&n.0, n.1)).enumerate() {
             if k == reader {
                 continue;
             }
@@ -168,14 +164,10 @@ fn journal_prefixes(
 /// or two of other programs' (rsyslog's restart) until the next packet is logged.
 fn carried_before_rotation(
     path: &std::path::Path,
-    files: &[std::path::PathBuf],
     prefixes: &[String],
     settings: &Settings,
     now: DateTime<Utc>,
 ) -> Option<(std::path::PathBuf, Sample)> {
-    if files != [path] {
-        return None;
-    }
     let rotated = crate::source::newest_rotated(path)?;
     let sample = recent_matches(&rotated, SAMPLE_BYTES, prefixes, settings, now).ok()?;
     (sample.packets > 0).then_some((rotated, sample))
@@ -385,9 +377,10 @@ fn check_sources(t: &mut Tally, settings: &Settings, now: DateTime<Utc>) {
             t.config("source", &format!("{shown}: {e}"));
             continue;
         }
+        // A glob's files, or the one file a path names.
+        let glob = files != [path.as_path()];
         // A file of a glob that runs read, something else now: runs pass it over, its lines
         // not read, and say so.
-        let glob = (files.len(), files.first()) != (1, Some(path));
         if let Some(state) = state.as_ref().filter(|_| glob)
             && let Ok(pattern) = glob::Pattern::new(&path.to_string_lossy())
         {
@@ -490,8 +483,8 @@ fn check_sources(t: &mut Tally, settings: &Settings, now: DateTime<Utc>) {
             );
         } else if sum.lines == 0 {
             t.ok("source", &format!("{shown}: empty so far"));
-        } else if let Some((rotated, sample)) = (sum.carried == 0)
-            .then(|| carried_before_rotation(path, &files, &s.prefixes, settings, now))
+        } else if let Some((rotated, sample)) = (sum.carried == 0 && !glob)
+            .then(|| carried_before_rotation(path, &s.prefixes, settings, now))
             .flatten()
         {
             // Just rotated: the new file holds a line or two of other programs' so far.
@@ -542,7 +535,6 @@ fn check_sources(t: &mut Tally, settings: &Settings, now: DateTime<Utc>) {
             }
         }
     }
-    one_file_under_two_names(t, settings);
     let mut files: Vec<(std::path::PathBuf, &[String])> = Vec::new();
     for s in &settings.sources {
         if let SourceKind::File(path) = &s.kind {
@@ -556,6 +548,7 @@ fn check_sources(t: &mut Tally, settings: &Settings, now: DateTime<Utc>) {
             );
         }
     }
+    one_file_under_two_names(t, &files, read_before);
     // The end of each file, a few hundred lines: a log host's glob matches thousands.
     if let Some(shared) = crate::overlap::shared_packets(&files, 64 << 10) {
         t.warn("source", &shared.to_string());
