@@ -910,6 +910,8 @@ fn ingest_once(
             }
             SourceKind::File(pattern) => {
                 let matched_none = matches.is_empty();
+                // Matches are regular files; a file only remembered may be something else now.
+                let matched: std::collections::HashSet<PathBuf> = matches.iter().cloned().collect();
                 let files = files_of(pattern, matches, state)?;
                 // A pattern that matches nothing now, where files it matched were read: the
                 // logs moved (a changed rsyslog rule, a log host's folder renamed), and the
@@ -942,6 +944,7 @@ fn ingest_once(
                     // run and under `-q` (its lines are not read). It stopped every run, and
                     // every other file of the glob with it.
                     if path != *pattern
+                        && !matched.contains(&path)
                         && let Some(why) = source::no_file_now(&path)
                     {
                         crate::output::tell(format_args!(
