@@ -65,22 +65,34 @@ fn folded_text(name: &str, text: &str) -> String {
         tokens.extend(encoded_words(&words[i..end].join(" ")));
         i = end;
     }
-    let mut out = String::new();
+    laid_out(name, &tokens, "")
+}
+
+/// `tokens` (words, addresses, perhaps folded within) after `name: `, each followed by
+/// `after` but the last, and each on the line before it where it fits there (`after`
+/// included), on a folded line of its own where not.
+fn laid_out(name: &str, tokens: &[String], after: &str) -> String {
+    let mut value = String::new();
     let mut column = name.len() + ": ".len();
-    for (n, token) in tokens.iter().enumerate() {
-        if n > 0 {
-            if column + " ".len() + token.len() <= LINE {
-                out.push(' ');
-                column += " ".len();
+    for (i, token) in tokens.iter().enumerate() {
+        let first = token.split("\r\n").next().unwrap_or_default().len();
+        if i > 0 {
+            value.push_str(after);
+            if column + after.len() + " ".len() + first + after.len() <= LINE {
+                value.push(' ');
+                column += after.len() + " ".len();
             } else {
-                out.push_str("\r\n ");
+                value.push_str("\r\n ");
                 column = " ".len();
             }
         }
-        out.push_str(token);
-        column += token.len();
+        value.push_str(token);
+        column = match token.rsplit_once("\r\n") {
+            Some((_, last)) => last.len(),
+            None => column + token.len(),
+        };
     }
-    out
+    value
 }
 
 /// A field of addresses (`From`, `To`, `Cc`, `Reply-To`) holding `list`, when lettre's would
@@ -92,27 +104,8 @@ pub fn mailboxes<H: Header + From<Mailboxes>>(list: &[Mailbox]) -> Option<Header
     if fits(&name, &encoded(H::from(all.clone()))) {
         return None;
     }
-    let mut value = String::new();
-    let mut column = name.len() + ": ".len();
-    for (i, mailbox) in list.iter().enumerate() {
-        let one = one_mailbox::<H>(mailbox);
-        let first = one.split("\r\n").next().unwrap_or_default().len();
-        if i > 0 {
-            // Room for the comma after it too.
-            if column + ", ".len() + first + ",".len() <= LINE {
-                value.push_str(", ");
-                column += ", ".len();
-            } else {
-                value.push_str(",\r\n ");
-                column = " ".len();
-            }
-        }
-        value.push_str(&one);
-        column = match one.rsplit_once("\r\n") {
-            Some((_, last)) => last.len(),
-            None => column + one.len(),
-        };
-    }
+    let each: Vec<String> = list.iter().map(one_mailbox::<H>).collect();
+    let value = laid_out(&name, &each, ",");
     Some(HeaderValue::dangerous_new_pre_encoded(
         name,
         all.to_string(),
