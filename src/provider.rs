@@ -286,7 +286,8 @@ impl Provider {
             ("exclude_regions", &config.exclude_regions),
         ] {
             for (unknown, nearest) in unknown_regions(names, all()) {
-                let misspelt = nearest.as_ref().is_none_or(|n| n.edits <= MISSPELT);
+                // A file that names no regions (one CIDR a line) has nothing to misspell.
+                let misspelt = nearest.as_ref().is_some_and(|n| n.edits <= MISSPELT);
                 if key == "exclude_regions" && !misspelt {
                     unmatched_exclusions.push(unknown);
                     continue;
@@ -1013,6 +1014,12 @@ mod tests {
         let loaded = Provider::load(&config(&[], &["cn-north-1", "chinaeast2"])).unwrap();
         assert_eq!(loaded.unmatched_exclusions, ["chinaeast2"]);
         assert!(loaded.lookup("52.80.1.1".parse().unwrap()).is_none());
+        // A file of one CIDR a line names no regions: an exclusion excludes nothing, and
+        // is said, as it loaded before; a wanted region keeps nothing, refused.
+        std::fs::write(&file, "52.80.0.0/16\n").unwrap();
+        let loaded = Provider::load(&config(&[], &["cn-north-1"])).unwrap();
+        assert_eq!(loaded.unmatched_exclusions, ["cn-north-1"]);
+        assert!(refused(config(&["cn-north-1"], &[])).contains("this file names no regions"));
     }
 
     /// Two providers' ranges that share addresses are found by the first address they share,
