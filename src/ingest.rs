@@ -2111,6 +2111,16 @@ fn lines_found(region: &[u8], finder: &memchr::memmem::Finder<'_>, found: &mut V
     passed
 }
 
+/// A line a crash's NUL bytes end, back to its last whole word: it never got its newline, so
+/// its data stopped there, maybe inside a value (`DPT=2` of `DPT=22`, `SRC=3.5.14` of
+/// `SRC=3.5.140.2`), and a value cut so would be read as another port or address. The kernel
+/// ends every field with a space, so the text up to the last space is whole. `None` when that
+/// leaves the prefix, which ends at `prefix_end`, cut too: nothing of the packet is whole.
+fn cut_back(text: &[u8], prefix_end: usize) -> Option<&[u8]> {
+    let whole = memchr::memrchr(b' ', text).map_or(0, |space| space + 1);
+    (prefix_end <= whole).then(|| &text[..whole])
+}
+
 /// [`lines_found`] for several prefixes, each looked for on its own: a line is placed by
 /// looking back from a prefix found to the line's start (never further than the end of the
 /// line found before it) and on to its end, and the line ends are counted in a pass of
@@ -2730,7 +2740,16 @@ impl<'a> Ingest<'a> {
         let mut hits: Vec<(&[u8], Packet<'_>, u64)> = Vec::with_capacity(AHEAD);
         for group in starts.chunks(AHEAD) {
             for f in group {
-                let text = &region[f.start..f.end];
+                let mut text = &region[f.start..f.end];
+                if region.get(f.end) == Some(&0) {
+                    match cut_back(text, f.at - f.start + f.len) {
+                        Some(whole) => text = whole,
+                        None => {
+                            self.summary.lines_malformed += 1;
+                            continue;
+                        }
+                    }
+                }
                 if let Some(packet) = self.hit(text, f.prefix, f.at - f.start, f.again) {
                     let hash = self.seen.hash_of(&packet.src);
                     hits.push((text, packet, hash));

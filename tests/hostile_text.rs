@@ -134,9 +134,10 @@ fn a_line_cut_by_a_crash_and_the_line_after_its_nul_block_are_two_lines() {
     assert_eq!(ips[1]["ports"], serde_json::json!([3389]), "{v}");
     let excerpt = v["reports"][0]["excerpt"].to_string();
     assert!(!excerpt.contains("3.5.140.2"), "{excerpt}");
-    // The same with the cut line's fields all there: still two packets, not one.
+    // The same with the cut line's fields all there, up to the space after the last: still
+    // two packets, not one.
     let whole_cut = drop_line("10:00:00", "3.5.140.2", "TCP", 22);
-    let whole_cut = whole_cut.trim_end();
+    let whole_cut = whole_cut.trim_end_matches('\n');
     let fresh = Setup::standard();
     fresh.write(
         "messages",
@@ -149,6 +150,48 @@ fn a_line_cut_by_a_crash_and_the_line_after_its_nul_block_are_two_lines() {
         ["3.5.140.2", "34.223.47.190"],
         "{v}"
     );
+}
+
+/// A crash's NUL block that cuts a line inside a value: `DPT=2` of `DPT=22` or `SRC=3.5.14` of
+/// `SRC=3.5.140.2` would name a port or an address the packet never had, to a desk. Only the
+/// words up to the line's last space are whole: cut inside a value the packet reads needs,
+/// the line is malformed; cut after them (inside `WINDOW=`), it is the packet it was.
+#[test]
+fn a_line_a_crash_cut_inside_a_value_names_no_other_port_or_address() {
+    let line = drop_line("10:00:00", "3.5.140.2", "TCP", 22);
+    let after = drop_line("10:00:01", "34.223.47.190", "TCP", 3389);
+    let cut_after = |word: &str, keep: usize| {
+        let at = line.find(word).unwrap() + word.len() + keep;
+        format!("{}{}{after}", &line[..at], "\0".repeat(512))
+    };
+    for (log, what) in [
+        (cut_after(" DPT=", 1), "DPT=2 of DPT=22"),
+        (cut_after(" SRC=", 6), "SRC=3.5.14 of SRC=3.5.140.2"),
+        (
+            cut_after("INPUT-DROP:IN=", 2),
+            "IN=et of IN=eth0, right after the prefix",
+        ),
+    ] {
+        let s = Setup::standard();
+        s.write("messages", &log);
+        let v = s.run(&["preview", "--json"]).ok().json();
+        assert_eq!(v["summary"]["lines_read"], 2, "{what}: {v}");
+        assert_eq!(v["summary"]["lines_malformed"], 1, "{what}: {v}");
+        let ips = &v["reports"][0]["ips"];
+        assert_eq!(ip_list(ips), ["34.223.47.190"], "{what}: {v}");
+    }
+    let windowed = line.replace(" \n", " WINDOW=1024 RES=0x00 SYN URGP=0 \n");
+    let at = windowed.find("WINDOW=10").unwrap() + "WINDOW=10".len();
+    let s = Setup::standard();
+    s.write(
+        "messages",
+        &format!("{}{}{after}", &windowed[..at], "\0".repeat(512)),
+    );
+    let v = s.run(&["preview", "--json"]).ok().json();
+    assert_eq!(v["summary"]["lines_malformed"], 0, "{v}");
+    let ips = &v["reports"][0]["ips"];
+    assert_eq!(ip_list(ips), ["3.5.140.2", "34.223.47.190"], "{v}");
+    assert_eq!(ips[0]["ports"], serde_json::json!([22]), "{v}");
 }
 
 /// A line cut short with no NUL block after it (a writer killed mid-line, a file cut back by

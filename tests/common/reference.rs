@@ -109,6 +109,21 @@ pub fn reference(input: &[u8], setup: &ReadSetup) -> (Summary, Observations, u64
             }
             continue;
         }
+        // A line a NUL byte ends was cut by a crash: only its words up to its last space are
+        // whole, and when its first prefix is not among them, nothing of it is.
+        let line = match body.get(line.len()) {
+            Some(0) => {
+                let whole = line.iter().rposition(|b| *b == b' ').map_or(0, |i| i + 1);
+                match first_prefix_end(line, &setup.prefixes) {
+                    Some(end) if end > whole => {
+                        summary.lines_malformed += 1;
+                        continue;
+                    }
+                    _ => &line[..whole],
+                }
+            }
+            _ => line,
+        };
         match judge(line, &setup.prefixes) {
             Verdict::Packet(p) => {
                 if setup.since.is_some_and(|s| p.time < s) {
@@ -173,6 +188,16 @@ pub fn reference(input: &[u8], setup: &ReadSetup) -> (Summary, Observations, u64
         .filter(|ip| !attribute(**ip).in_provider)
         .count() as u64;
     (summary, full, pos as u64)
+}
+
+/// Where the earliest prefix in `line` ends (of those starting there, the longest).
+fn first_prefix_end(line: &[u8], prefixes: &[String]) -> Option<usize> {
+    (0..line.len()).find_map(|at| {
+        (prefixes.iter())
+            .filter(|p| line[at..].starts_with(p.as_bytes()))
+            .map(|p| at + p.len())
+            .max()
+    })
 }
 
 pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
