@@ -1044,6 +1044,16 @@ pub(crate) fn deliver(
                 record.recipients.join(", "),
             ));
         }
+        // Taken by the local MTA, which cannot send it yet: said even under `-q`, since
+        // nothing leaves the host until the operator starts it.
+        Ok(reply) if reply.starts_with(crate::send::KEPT_FOR_LATER) => {
+            outcome.sent += 1;
+            crate::output::tell(format_args!(
+                "abuse-mailer: warning: report {} to {}: {reply}",
+                record.id,
+                record.recipients.join(", "),
+            ));
+        }
         Ok(_) => {
             outcome.sent += 1;
             outcome.desks_deferred_in_a_row.clear();

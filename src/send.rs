@@ -1007,6 +1007,8 @@ pub fn runnable(path: &Path) -> Result<(), String> {
 pub struct Sendmail {
     path: PathBuf,
     deadlines: Deadlines,
+    /// It is OpenSMTPD's (see [`is_opensmtpd`]), whose 75 says the message was kept.
+    opensmtpd: bool,
 }
 
 impl Sendmail {
@@ -1016,8 +1018,22 @@ impl Sendmail {
         Ok(Sendmail {
             path: path.to_path_buf(),
             deadlines: Deadlines::new(timeout),
+            opensmtpd: is_opensmtpd(path),
         })
     }
+}
+
+/// The start of what a sendmail that kept a message for later is taken to have said: the
+/// run tells the operator, whatever its verbosity (see [`Sendmail`]'s exit 75).
+pub const KEPT_FOR_LATER: &str = "kept for later";
+
+/// Whether `path` is OpenSMTPD's sendmail: its `smtpctl`, which Debian's package links
+/// `/usr/sbin/sendmail` to. With `smtpd` not running it keeps the message in its offline
+/// queue (`/var/spool/smtpd/offline`), which `smtpd` sends once it starts, and exits 75:
+/// sent again on each run, every copy would reach the desk. No other of its failures exits
+/// 75 (they exit 1, 69 or 70).
+fn is_opensmtpd(path: &Path) -> bool {
+    fs::canonicalize(path).is_ok_and(|real| real.file_name().is_some_and(|n| n == "smtpctl"))
 }
 
 impl Transport for Sendmail {
@@ -1142,6 +1158,9 @@ impl Transport for Sendmail {
             Some(code @ (64 | 66 | 77 | 78)) => Err(SendError::Config(format!(
                 "mail.sendmail_path: {shown} exited {code}: {said}"
             ))),
+            Some(75) if self.opensmtpd => Ok(format!(
+                "{KEPT_FOR_LATER} by {shown} (OpenSMTPD) in its offline queue: smtpd is not running, and sends it once it starts; not sent again"
+            )),
             // sysexits' failures of the moment: the service, the system, a file it could not
             // make, input or output, the remote side, a temporary failure: tried again.
             Some(code @ 69..=76) => Err(SendError::Transient(format!(

@@ -294,6 +294,44 @@ fn a_sendmail_status_that_is_no_sysexits_one_waits_a_day_then_is_a_setting() {
     assert_eq!(history(&s)[0]["status"], "sent");
 }
 
+/// OpenSMTPD's sendmail (`smtpctl`, which Debian links `/usr/sbin/sendmail` to) with `smtpd`
+/// not running keeps the message in its offline queue, which `smtpd` sends once it starts,
+/// and exits 75. Taken as "later", the report was queued again on every run, and the desk got
+/// every copy. The stand-in does what `smtpctl`'s offline enqueue does: the message kept in a
+/// folder, nothing said, 75. The same program under another name is any sendmail's 75.
+#[test]
+fn opensmtpd_keeping_a_report_offline_is_not_asked_to_again() {
+    let mut s = Setup::new(&sendmail_config(""));
+    s.write("messages", &attack_log());
+    let offline = s.dir.path().join("offline");
+    let enqueue = format!(
+        "#!/bin/sh\nmkdir -p {0}\ncat > {0}/$$.msg\nexit 75\n",
+        offline.display()
+    );
+    s.write_program("smtpctl", &enqueue);
+    std::os::unix::fs::symlink(s.path("smtpctl"), s.path("sendmail")).unwrap();
+    let kept = || fs::read_dir(&offline).map_or(0, |d| d.count());
+    let first = s.run_bounded(&["-q", "run"]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert!(
+        first.stderr.contains("offline queue") && first.stderr.contains("smtpd is not running"),
+        "{}",
+        first.stderr
+    );
+    assert_eq!(kept(), 1);
+    assert_eq!(history(&s)[0]["status"], "sent");
+    s.now = "2026-01-26T12:00:00Z".into();
+    s.run_bounded(&["run"]).ok();
+    assert_eq!(kept(), 1, "the report was queued again");
+    // Any other sendmail's 75 is "later": the report waits.
+    let other = Setup::new(&sendmail_config(""));
+    other.write("messages", &attack_log());
+    other.write_program("sendmail", &enqueue);
+    let ran = other.run_bounded(&["run"]);
+    assert_eq!(ran.code, 75, "{}", ran.stderr);
+    assert_eq!(history(&other)[0]["status"], "failed");
+}
+
 /// Errors that are no reply of a server's name the server: "Connection refused", "response
 /// error: incomplete response" said neither which server nor that it had closed the
 /// connection. A `mail.host` that does not exist is a setting to fix (78), not a failure
