@@ -3,7 +3,7 @@
 //! Every stage gets `now` from here, passed in, never from the system directly, so that a run
 //! can be replayed byte for byte: `ABUSE_MAILER_NOW` (RFC 3339) pins the clock.
 
-use chrono::{DateTime, FixedOffset, SecondsFormat, TimeZone, Utc};
+use chrono::{DateTime, Datelike, FixedOffset, SecondsFormat, TimeZone, Utc};
 
 /// The environment variable that pins the clock, for reproducible previews and tests.
 pub const NOW_VAR: &str = "ABUSE_MAILER_NOW";
@@ -30,18 +30,24 @@ pub fn unset(now: DateTime<Utc>) -> Option<String> {
 
 /// The current time, or the time pinned in `ABUSE_MAILER_NOW`. A pin that is not a time is
 /// a configuration error: the run must not go on with another clock than the one asked for.
+/// So is one outside the years a message's `Date:` can carry, 1970 to 9999 in UTC: later, the
+/// mail library gave up mid-run (a panic); earlier, the message was dated 1970.
 pub fn now() -> anyhow::Result<DateTime<Utc>> {
-    match std::env::var(NOW_VAR) {
-        Ok(text) => DateTime::parse_from_rfc3339(&text)
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(|e| {
-                crate::error::ConfigError(format!(
-                    "{NOW_VAR}={text:?} is not an RFC 3339 time: {e}"
-                ))
-                .into()
-            }),
-        Err(_) => Ok(Utc::now()),
+    let Ok(text) = std::env::var(NOW_VAR) else {
+        return Ok(Utc::now());
+    };
+    let bad = |why: String| crate::error::ConfigError(format!("{NOW_VAR}={text:?} {why}"));
+    let time = DateTime::parse_from_rfc3339(&text)
+        .map_err(|e| bad(format!("is not an RFC 3339 time: {e}")))?
+        .with_timezone(&Utc);
+    if !(1970..=9999).contains(&time.year()) {
+        return Err(bad(format!(
+            "is {}, outside the years 1970 to 9999 (UTC) that a message's Date can carry",
+            utc_text(time)
+        ))
+        .into());
     }
+    Ok(time)
 }
 
 /// The zone of syslog timestamps that carry none, and of every time a report shows.
@@ -287,7 +293,6 @@ pub fn utc_text(t: DateTime<Utc>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::Datelike;
     use proptest::prelude::*;
 
     /// chrono's own RFC 3339, the reference the hand-placed digits must equal.

@@ -644,16 +644,26 @@ fn a_spool_budget_that_is_not_a_number_is_named() {
 fn a_pinned_clock_that_is_not_a_time_is_named() {
     let mut s = waiting_setup("");
     s.write("messages", &lines_of_many_addresses(0));
-    s.env
-        .push(("ABUSE_MAILER_NOW".to_string(), "yesterday".to_string()));
-    for command in ["preview", "run", "history"] {
-        let ran = s.run(&[command]);
-        assert_eq!(ran.code, 78, "{command}: {}", ran.stderr);
-        assert!(
-            ran.stderr.contains("ABUSE_MAILER_NOW=\"yesterday\""),
-            "{}",
-            ran.stderr
-        );
+    // Times outside the years a Date header carries too: past 9999 in UTC the run stopped
+    // mid-way (a panic, 101) once it had a report to make; before 1970 it was dated 1970.
+    for pin in [
+        "yesterday",
+        "10000-01-01T00:00:00Z",
+        "9999-12-31T23:59:59-00:01",
+        "1969-12-31T23:59:59Z",
+    ] {
+        s.env
+            .push(("ABUSE_MAILER_NOW".to_string(), pin.to_string()));
+        for command in ["preview", "run", "history"] {
+            let ran = s.run(&[command]);
+            assert_eq!(ran.code, 78, "{pin} {command}: {}", ran.stderr);
+            assert!(
+                ran.stderr.contains(&format!("ABUSE_MAILER_NOW={pin:?}")),
+                "{}",
+                ran.stderr
+            );
+        }
+        s.env.pop();
     }
 }
 
