@@ -36,10 +36,22 @@ struct AsnRecord<'a> {
     autonomous_system_organization: Option<&'a str>,
 }
 
+/// What starts a MaxMind DB's metadata, which lies within its last [`METADATA_WITHIN`] bytes.
+const METADATA_MARKER: &[u8] = b"\xab\xcd\xefMaxMind.com";
+const METADATA_WITHIN: u64 = 128 << 10;
+
 impl AsnDb {
     /// Opens and checks the database: a MaxMind DB whose records carry AS numbers.
     pub fn open(path: &Path) -> Result<Self> {
         let shown = path.display();
+        // A MaxMind DB says it is one in its last 128 KiB, its metadata: looked at first, so
+        // that a file of another kind, or a sparse one of gigabytes, is not read whole into
+        // memory to be refused.
+        let tail = crate::source::tail_of_regular(path, METADATA_WITHIN)
+            .map_err(|e| anyhow::anyhow!("asn_db {shown}: cannot read: {e}"))?;
+        if memchr::memmem::find(&tail, METADATA_MARKER).is_none() {
+            bail!("asn_db {shown}: not a MaxMind DB file: no metadata marker in its last 128 KiB");
+        }
         // A full ASN database is tens of MiB; a city one a few hundred.
         let bytes = crate::source::read_regular(path, 4 << 30)
             .map_err(|e| anyhow::anyhow!("asn_db {shown}: cannot read: {e}"))?;
@@ -203,6 +215,29 @@ mod tests {
         let dir = std::env::var_os("ABUSE_MAILER_DATA")
             .expect("ABUSE_MAILER_DATA names the real test data (../shared/data)");
         std::path::PathBuf::from(dir).join(rel)
+    }
+
+    /// A sparse file of gigabytes, or any file that is no MaxMind DB, is refused from its last
+    /// 128 KiB: it was read whole first (1.5 GB of memory for this one, an abort for larger).
+    #[test]
+    fn a_file_without_the_metadata_marker_is_refused_before_it_is_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sparse.mmdb");
+        std::fs::File::create(&path)
+            .unwrap()
+            .set_len(3 << 29)
+            .unwrap();
+        let e = AsnDb::open(&path).err().unwrap().to_string();
+        assert!(e.contains("no metadata marker"), "{e}");
+        // The marker further from the end than the metadata may lie is none either.
+        let mut far = METADATA_MARKER.to_vec();
+        far.resize(METADATA_WITHIN as usize + 1, 0);
+        std::fs::write(&path, far).unwrap();
+        let e = AsnDb::open(&path).err().unwrap().to_string();
+        assert!(e.contains("no metadata marker"), "{e}");
+        // The shipped example opens.
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/asn/example-asn.mmdb");
+        assert!(AsnDb::open(&example).is_ok());
     }
 
     #[test]

@@ -336,6 +336,20 @@ pub fn read_regular(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
     read_regular_opened(OpenFile::open(path)?, limit)
 }
 
+/// The last `len` bytes (all, in a shorter file) of the regular file at `path`, refused as
+/// [`read_regular`] refuses what is not one: a look at where a format keeps what says it is
+/// one, before the whole file is read.
+pub fn tail_of_regular(path: &Path, len: u64) -> io::Result<Vec<u8>> {
+    let Some(open) = OpenFile::open(path)? else {
+        return Err(io::Error::from_raw_os_error(libc::ENOENT));
+    };
+    let mut bytes = Vec::new();
+    open.at(open.size.saturating_sub(len))
+        .take(len)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 /// [`read_regular`] of a file the tool writes itself beside the state, never through a link
 /// at `path` (a run is often root): a link is refused as not a regular file.
 pub fn read_own_regular(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
