@@ -21,38 +21,63 @@ pub fn aggregated(provider: &Provider, ignore: &[IpNet]) -> (Vec<IpNet>, Vec<IpN
 }
 
 /// The addresses of `nets` that no network of `holes` holds, as networks: a network a hole
-/// covers goes, and one that holds a hole is split into the halves around it, down to it.
+/// covers goes, and one that holds holes is split into halves, down to each hole, keeping the
+/// halves that hold none. Each network is asked only of the holes that touch it, found by a
+/// binary search: asked of every hole, with the pieces each hole leaves asked of the next, ten
+/// thousand `/128`s in `report.ignore` took minutes.
 fn without(nets: &[IpNet], holes: &[IpNet]) -> Vec<IpNet> {
-    let mut left = nets.to_vec();
-    for hole in holes.iter().map(IpNet::trunc) {
-        let hole = &hole;
-        let mut next = Vec::with_capacity(left.len());
-        for net in left {
-            if hole.contains(&net) {
-                continue;
-            }
-            if !net.contains(hole) {
-                next.push(net);
-                continue;
-            }
-            // From `net` down to `hole`: at each step the half without the hole is kept.
-            let mut at = net;
-            while at != *hole {
-                let Ok(halves) = at.subnets(at.prefix_len() + 1) else {
-                    break;
-                };
-                let (with, around): (Vec<IpNet>, Vec<IpNet>) =
-                    halves.partition(|half| half.contains(hole));
-                next.extend(around);
-                match with.first() {
-                    Some(half) => at = *half,
-                    None => break,
-                }
-            }
+    let mut holes = IpNet::aggregate(&holes.iter().map(IpNet::trunc).collect::<Vec<_>>());
+    holes.sort_by_key(start_of);
+    let mut left = Vec::with_capacity(nets.len());
+    for net in nets.iter().map(IpNet::trunc) {
+        // Holes are disjoint after aggregation: only the last one starting at or before the
+        // network may hold it, and the ones that start inside it are all it holds.
+        let from = holes.partition_point(|h| start_of(h) < start_of(&net));
+        let to = holes.partition_point(|h| start_of(h) <= end_of(&net));
+        if from > 0 && holes[from - 1].contains(&net) {
+            continue;
         }
-        left = next;
+        cut_around(net, &holes[from..to], &mut left);
     }
     left
+}
+
+/// Where a network starts, its family first: sorted by it, networks of one family that do
+/// not overlap are in address order.
+fn start_of(net: &IpNet) -> (bool, u128) {
+    match net.network() {
+        std::net::IpAddr::V4(a) => (false, u128::from(u32::from(a))),
+        std::net::IpAddr::V6(a) => (true, u128::from(a)),
+    }
+}
+
+fn end_of(net: &IpNet) -> (bool, u128) {
+    match net.broadcast() {
+        std::net::IpAddr::V4(a) => (false, u128::from(u32::from(a))),
+        std::net::IpAddr::V6(a) => (true, u128::from(a)),
+    }
+}
+
+/// `net` less `holes` (each inside it) into `out`, as the halves that hold no hole.
+fn cut_around(net: IpNet, holes: &[IpNet], out: &mut Vec<IpNet>) {
+    if holes.is_empty() {
+        out.push(net);
+        return;
+    }
+    if holes.iter().any(|h| h.contains(&net)) {
+        return;
+    }
+    let Ok(halves) = net.subnets(net.prefix_len() + 1) else {
+        return;
+    };
+    for half in halves {
+        let inside: Vec<IpNet> = holes
+            .iter()
+            .filter(|h| half.contains(*h))
+            .copied()
+            .collect();
+        cut_around(half, &inside, out);
+    }
 }
 
 fn ports(list: Option<&str>, format: FirewallFormat) -> Result<Vec<u16>> {
@@ -608,7 +633,58 @@ mod tests {
         })
     }
 
+    /// The plain way, the reference [`without`] must agree with: each hole in turn taken out
+    /// of every piece the holes before it left.
+    fn without_one_hole_at_a_time(nets: &[IpNet], holes: &[IpNet]) -> Vec<IpNet> {
+        let mut left = nets.to_vec();
+        for hole in holes.iter().map(IpNet::trunc) {
+            let mut next = Vec::new();
+            for net in left {
+                if hole.contains(&net) {
+                    continue;
+                }
+                if !net.contains(&hole) {
+                    next.push(net);
+                    continue;
+                }
+                let mut at = net;
+                while at != hole {
+                    let halves: Vec<IpNet> = at.subnets(at.prefix_len() + 1).unwrap().collect();
+                    next.extend(halves.iter().filter(|h| !h.contains(&hole)));
+                    at = *halves.iter().find(|h| h.contains(&hole)).unwrap();
+                }
+            }
+            left = next;
+        }
+        left
+    }
+
+    /// Networks of both families, nesting and overlapping.
+    fn net_of_either_family() -> impl proptest::strategy::Strategy<Value = IpNet> {
+        use proptest::prelude::*;
+        prop_oneof![
+            net_in_a_16(),
+            (any::<u16>(), 32u8..=128).prop_map(|(low, len)| {
+                let addr = std::net::Ipv6Addr::from(0x2600_1f14_u128 << 96 | u128::from(low) << 80);
+                IpNet::new(addr.into(), len).unwrap().trunc()
+            }),
+        ]
+    }
+
     proptest::proptest! {
+        /// The holes looked up per network leave what taking out one hole at a time leaves.
+        #[test]
+        fn ranges_without_holes_agree_with_one_hole_at_a_time(
+            nets in proptest::collection::vec(net_of_either_family(), 1..8),
+            holes in proptest::collection::vec(net_of_either_family(), 0..16),
+        ) {
+            let nets = IpNet::aggregate(&nets);
+            proptest::prop_assert_eq!(
+                IpNet::aggregate(&without(&nets, &holes)),
+                IpNet::aggregate(&without_one_hole_at_a_time(&nets, &holes))
+            );
+        }
+
         /// The ranges less the holes hold exactly the addresses of the ranges that no hole
         /// holds, asked of each address at and around every network's edges.
         #[test]
