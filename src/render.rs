@@ -1237,12 +1237,24 @@ impl Templates {
                     RENDER_PATIENCE.as_secs()
                 )
             });
-            self.tera
-                .render(&key, context)
+            let mut out = Capped {
+                text: Vec::new(),
+                room: RENDERED_AT_MOST,
+            };
+            match self.tera.render_to(&key, context, &mut out) {
+                Ok(()) => Ok(String::from_utf8_lossy(&out.text).into_owned()),
+                Err(_) if out.room == 0 => Err(ConfigError(format!(
+                    "template {key}: rendered more than {} MiB (a loop over a large range, or one inside another?): stopped; the reports made with it wait until it is fixed",
+                    RENDERED_AT_MOST >> 20
+                ))
+                .into()),
                 // A template that cannot render (a variable that is not there, a filter
                 // misused) is the operator's to fix, as `check` says: waiting fixes nothing.
                 // Named as the file that failed: the provider's own, where it has one.
-                .map_err(|e| ConfigError(format!("template {key}: {}", tera_message(&e))).into())
+                Err(e) => {
+                    Err(ConfigError(format!("template {key}: {}", tera_message(&e))).into())
+                }
+            }
         };
         let subject = render("subject.txt")?;
         let subject = clean(subject.as_bytes())
@@ -1265,6 +1277,33 @@ fn body_text(text: String) -> String {
     (text.chars())
         .filter(|&c| c == '\n' || c == '\t' || !c.is_control())
         .collect()
+}
+
+/// How much text one template may render for a report: twice the largest message
+/// (`report.max_message_bytes`, 64 MiB at most). A loop inside another that writes a line each
+/// time reached gigabytes of memory, and an abort, well within [`RENDER_PATIENCE`].
+const RENDERED_AT_MOST: usize = 128 << 20;
+
+/// What a template renders, refused past the `room` it has left (set to 0 when it is spent).
+struct Capped {
+    text: Vec<u8>,
+    room: usize,
+}
+
+impl std::io::Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if buf.len() > self.room {
+            self.room = 0;
+            return Err(std::io::Error::other("rendered too much"));
+        }
+        self.room -= buf.len();
+        self.text.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// How long one template may work at rendering a report (its thread's own time). A part of a

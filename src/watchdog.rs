@@ -5,9 +5,10 @@
 //! out while cron says nothing. Watched work past its patience (the time its thread worked,
 //! not the time the process was stopped or waited) ends the process with a configuration
 //! error (78) that names it; what the run recorded before stays, as after a kill (the state
-//! is made to survive one). Nothing here bounds the memory such work takes meanwhile. Work is
-//! watched only where nothing is being sent or recorded: a message the server accepted is
-//! recorded before any render that could end the process.
+//! is made to survive one). Nothing here bounds the memory such work takes meanwhile (a
+//! template's text is bounded where it is rendered). Work is watched only where nothing is
+//! being sent or recorded: a message the server accepted is recorded before any render that
+//! could end the process.
 
 use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};

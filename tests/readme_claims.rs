@@ -123,18 +123,17 @@ fn a_template_that_cannot_render_stops_a_run_as_a_configuration_error() {
     assert_eq!(s.outbox().len(), 1);
 }
 
-/// A template that renders without end (one loop inside another over large ranges, its
-/// output growing in memory) ends `check`, `preview` and `run` with a configuration error
-/// naming it once
-/// it has rendered for ten seconds: a run stuck on it held the lock for hours, every later run
-/// giving way, no report going out and cron hearing nothing. What the run read is kept: once
-/// the template is fixed, the report goes out.
+/// A template that renders without end (one loop inside another over large ranges) ends
+/// `check`, `preview` and `run` with a configuration error naming it once it has rendered for
+/// ten seconds: a run stuck on it held the lock for hours, every later run giving way, no
+/// report going out and cron hearing nothing. What the run read is kept: once the template is
+/// fixed, the report goes out.
 #[test]
 fn a_template_that_renders_without_end_stops_the_run_naming_it() {
     let s = with_templates();
     s.write(
         "templates/body.txt",
-        "{% for i in range(end=100000) %}{% for j in range(end=100000) %}ab{% endfor %}{% endfor %}\n",
+        "{% for i in range(end=100000) %}{% for j in range(end=100000) %}{% endfor %}{% endfor %}\n",
     );
     // All at once: each works out the same patience.
     let ran = std::thread::scope(|scope| {
@@ -150,6 +149,32 @@ fn a_template_that_renders_without_end_stops_the_run_naming_it() {
         assert!(
             said.contains("template body.txt: still rendering after 10 s of work"),
             "{command}: {said}"
+        );
+    }
+    assert!(s.outbox().is_empty());
+    std::fs::remove_file(s.path("templates/body.txt")).unwrap();
+    s.run(&["run"]).ok();
+    assert_eq!(s.outbox().len(), 1);
+}
+
+/// A template whose loops write as they go stops once it has rendered more than 128 MiB,
+/// named: its text grew by hundreds of MiB a second, and the run used gigabytes of memory, or
+/// aborted, before it had worked ten seconds.
+#[test]
+fn a_template_that_renders_too_much_text_stops_the_run_naming_it() {
+    let s = with_templates();
+    s.write(
+        "templates/body.txt",
+        "{% for i in range(end=100000) %}{% for j in range(end=100000) %}{{ \"x\" | pad(width=998) }}{% endfor %}{% endfor %}\n",
+    );
+    for command in ["preview", "run"] {
+        let ran = s.run_bounded(&[command]);
+        assert_eq!(ran.code, 78, "{command}: {}", ran.stderr);
+        assert!(
+            ran.stderr
+                .contains("template body.txt: rendered more than 128 MiB"),
+            "{command}: {}",
+            ran.stderr
         );
     }
     assert!(s.outbox().is_empty());
