@@ -1297,9 +1297,8 @@ fn ingest_once(
         // may have grown too old since, and it was counted all the same).
         Some(m) => {
             let now = (intake.touched.iter()).filter_map(|ip| intake.observations.get(ip));
-            (m.below_min_hits
-                .saturating_add(count_below_min_hits(world, fresh, now, &ledger)))
-            .saturating_sub(count_below_min_hits(world, None, earlier.iter(), &ledger))
+            (m.below_min_hits + count_below_min_hits(world, fresh, now, &ledger))
+                .saturating_sub(count_below_min_hits(world, None, earlier.iter(), &ledger))
         }
     };
     ledger.check()?;

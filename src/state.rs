@@ -921,7 +921,7 @@ impl State {
         let rows = stmt.query_map([], |r| {
             let mut o = Observation::new(ip_at(r, 0)?, r.get(1)?);
             o.last_seen = r.get(2)?;
-            o.hits = r.get::<_, u64>(3)?;
+            o.hits = r.get::<_, i64>(3)? as u64;
             Ok(o)
         })?;
         for row in rows {
@@ -942,7 +942,7 @@ impl State {
                     ip: ip_at(r, 0)?,
                     first_seen: r.get(1)?,
                     last_seen: r.get(2)?,
-                    hits: r.get::<_, u64>(3)?,
+                    hits: r.get::<_, i64>(3)? as u64,
                     protocols: split(&r.get::<_, String>(4)?),
                     dst_ports: split(&r.get::<_, String>(5)?),
                     src_ports: split(&r.get::<_, String>(6)?),
@@ -1713,7 +1713,7 @@ impl State {
             let rows = stmt.query_map([&record.id], |r| {
                 Ok(ReportedIp {
                     ip: ip_at(r, 0)?,
-                    hits: r.get::<_, u64>(1)?,
+                    hits: r.get::<_, i64>(1)? as u64,
                     first_seen: r.get(2)?,
                     last_seen: r.get(3)?,
                 })
@@ -2130,7 +2130,7 @@ fn stale_head(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<Observation>> {
     };
     let mut o = Observation::new(ip, r.get(1)?);
     o.last_seen = r.get(2)?;
-    o.hits = r.get::<_, u64>(3)?;
+    o.hits = r.get::<_, i64>(3)? as u64;
     o.protocols = split(&r.get::<_, String>(4)?);
     o.dst_ports = split(&r.get::<_, String>(5)?);
     o.src_ports = split(&r.get::<_, String>(6)?);

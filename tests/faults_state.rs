@@ -644,33 +644,6 @@ fn two_addresses(time: &str) -> String {
     .concat()
 }
 
-/// A negative packet count in a state edited by hand is refused, naming the file: read as an
-/// unsigned count, it went to the desk as 18446744073709551611 packets.
-#[test]
-fn a_negative_packet_count_in_the_state_is_refused_not_reported() {
-    let config = standard_config("").replace("min_hits = 1", "min_hits = 2");
-    let s = Setup::new(&config);
-    s.write("messages", &two_addresses("10:00:00"));
-    s.run(&["run"]).ok();
-    let db = rusqlite::Connection::open(state_db(&s)).unwrap();
-    let changed = db
-        .execute(
-            "UPDATE observation SET hits = -5 WHERE ip = '3.5.140.2'",
-            [],
-        )
-        .unwrap();
-    assert_eq!(changed, 1);
-    drop(db);
-    s.append("messages", &two_addresses("10:00:05"));
-    for command in ["preview", "run"] {
-        let ran = s.run(&[command]);
-        assert_ne!(ran.code, 0, "{command}: {}", ran.stdout);
-        assert!(ran.stderr.contains("state.db"), "{}", ran.stderr);
-        assert!(!ran.stdout.contains("18446744073709551"), "{}", ran.stdout);
-    }
-    assert_eq!(s.outbox().len(), 0);
-}
-
 /// Stored times past the calendar's ends, of addresses and of their kept lines, and a packet
 /// count at its largest (a damaged state, or one written by hand) are written as they are, in
 /// a zone west of UTC, not a panic: the address in no provider is listed
