@@ -636,6 +636,17 @@ impl Session {
             // Of several recipients, the operator must know which one to fix.
             conn.command(Rcpt::new(to.clone(), Vec::new()))
                 .map_err(|e| match refused(e) {
+                    // The relay's verdict on the sender, this host or its HELO name, given at
+                    // RCPT (Postfix's `smtpd_delay_reject`, on by default; Exim's ACLs): a
+                    // setting of the operator's, or the relay's "later", for every desk.
+                    SendError::Rejected(text) if let Some(what) = ours_refused(&text) => {
+                        SendError::Config(format!(
+                            "the mail server refused {what}, answering for recipient {to}: {text}"
+                        ))
+                    }
+                    SendError::Deferred(text) if ours_refused(&text).is_some() => {
+                        SendError::Transient(format!("recipient {to}: {text}"))
+                    }
                     // "Relay access denied", "Unable to relay", "relay not permitted": the
                     // relay will not pass mail on for us (no login, or a sender it does not
                     // know), whichever desk it is for.
@@ -865,6 +876,49 @@ const NO_SUCH_HOST: [&str; 3] = [
     "Name does not resolve",
 ];
 
+/// What of the operator's own a reply to a recipient refuses, when it is not the recipient:
+/// Postfix, whose `smtpd_delay_reject` (on by default) holds its verdict on the client, its
+/// HELO name and the sender until RCPT, names them (`<abuse@example.org>: Sender address
+/// rejected`, `<unknown[192.0.2.1]>: Client host rejected`, `Helo command rejected`), Exim's
+/// ACLs say `Sender verify failed`, and RFC 3463's X.1.7 and X.1.8 are the sender's address.
+/// Taken for the desk's, a refusal shut a discovered desk out and a "later" gave it up. Not
+/// when the relay passes on another server's word (`host … said:`): that is the desk's.
+fn ours_refused(text: &str) -> Option<&'static str> {
+    const PASSED_ON: &[&str] = &[" said:", "in reply to", "remote host"];
+    const SAID: &[(&str, &str)] = &[
+        ("sender address rejected", "the sender (report.from)"),
+        ("sender verify failed", "the sender (report.from)"),
+        (
+            "could not complete sender verify",
+            "the sender (report.from)",
+        ),
+        ("client host rejected", "this host as its client"),
+        (
+            "helo command rejected",
+            "this host's HELO name (mail.helo_name)",
+        ),
+    ];
+    let lower = text.to_ascii_lowercase();
+    if PASSED_ON.iter().any(|passed| lower.contains(passed)) {
+        return None;
+    }
+    let sender_status = |word: &str| {
+        let mut parts = word.split('.');
+        matches!(
+            (parts.next(), parts.next(), parts.next(), parts.next()),
+            (Some("4" | "5"), Some("1"), Some("7" | "8"), None)
+        )
+    };
+    SAID.iter()
+        .find(|(said, _)| lower.contains(said))
+        .map(|(_, what)| *what)
+        .or_else(|| {
+            (lower.split_whitespace())
+                .any(sender_status)
+                .then_some("the sender (report.from)")
+        })
+}
+
 /// Whether a refusal of a recipient is the relay's own word that it will not pass mail on,
 /// in the words of the common servers (Postfix, Exim, Sendmail, Exchange, qmail): not "User
 /// unknown in relay recipient table", a gateway's word that the desk's address does not
@@ -891,7 +945,6 @@ fn refuses_to_relay(text: &str) -> bool {
         && !PASSED_ON.iter().any(|passed| text.contains(passed))
 }
 
-/// The kind of the first I/O error among an error's causes.
 /// Whether the server, whose close was read after the message body, reset the connection
 /// when more data came: the end of the body, written after the body itself, came after the
 /// close. Its reset comes a round trip after that write; `round_trip` is how long the reply
@@ -908,6 +961,7 @@ fn reset_after_close(conn: &mut SmtpConnection, round_trip: Duration) -> bool {
     }
 }
 
+/// The kind of the first I/O error among an error's causes.
 fn io_kind(e: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
     io_error(e).map(std::io::Error::kind)
 }
@@ -1364,6 +1418,50 @@ mod tests {
             "permanent error (550): 5.7.1 message refused",
         ] {
             assert!(!refuses_to_relay(said), "{said}");
+        }
+    }
+
+    /// A relay's verdict on the sender, this host or its HELO name, given in its reply to a
+    /// recipient, is told from the desk's refusal of its address, and from a desk's server's
+    /// word that the relay passes on.
+    #[test]
+    fn a_relays_refusal_of_the_sender_at_rcpt_is_told_from_the_desks() {
+        for (said, what) in [
+            (
+                "permanent error (554): 5.7.1 <abuse@example.org>: Sender address rejected: Access denied",
+                "report.from",
+            ),
+            (
+                "transient error (450): 4.1.8 <abuse@example.org>: Sender address rejected: Domain not found",
+                "report.from",
+            ),
+            ("permanent error (550): Sender verify failed", "report.from"),
+            (
+                "permanent error (553): 5.1.7 bad sender address syntax",
+                "report.from",
+            ),
+            (
+                "transient error (450): 4.7.1 <unknown[127.0.0.1]>: Client host rejected: try again later",
+                "client",
+            ),
+            (
+                "permanent error (504): 5.5.2 <localhost>: Helo command rejected: need fully-qualified hostname",
+                "mail.helo_name",
+            ),
+        ] {
+            assert!(
+                ours_refused(said).is_some_and(|w| w.contains(what)),
+                "{said}: {:?}",
+                ours_refused(said)
+            );
+        }
+        for said in [
+            "permanent error (550): 5.1.1 <abuse@b.example>: Recipient address rejected: User unknown in local recipient table",
+            "permanent error (550): 5.1.1 <abuse@b.example>: Recipient address rejected: unverified address: host mx.b.example[192.0.2.1] said: 550 5.7.1 <probe@relay.example>: Sender address rejected (in reply to RCPT TO command)",
+            "transient error (450): 4.2.0 <abuse@b.example>: Recipient address rejected: Greylisted",
+            "permanent error (552): 5.2.2 mailbox full",
+        ] {
+            assert_eq!(ours_refused(said), None, "{said}");
         }
     }
     use std::net::TcpListener;

@@ -912,9 +912,21 @@ fn a_desk_that_defers_once_after_a_relay_outage_is_not_given_up() {
 /// The operator's relay is out of disk for days and says so to the one desk's recipient
 /// (Postfix's "452 4.3.1 Insufficient system storage"): the mail system's own trouble, by its
 /// enhanced code, not the desk's. The desk's report was given up after three days as if its
-/// server had deferred it; it waits, and goes out once the relay has room again.
+/// server had deferred it; it waits, and goes out once the relay has room again. So for
+/// Postfix's "later" to this host or to the sender, which its `smtpd_delay_reject` (on by
+/// default) gives at RCPT: a client restriction, or the sender's domain not found in DNS.
 #[test]
 fn a_relays_own_trouble_at_a_recipient_is_not_the_desks() {
+    for said in [
+        &b"452 4.3.1 Insufficient system storage\r\n"[..],
+        b"450 4.7.1 <unknown[127.0.0.1]>: Client host rejected: try again later\r\n",
+        b"450 4.1.8 <abuse@example.org>: Sender address rejected: Domain not found\r\n",
+    ] {
+        the_relay_says_later_for_days(said);
+    }
+}
+
+fn the_relay_says_later_for_days(said: &'static [u8]) {
     let (rdap, dns) = (Rdap::start(), Dns::start());
     abuse_net(
         &rdap,
@@ -924,8 +936,7 @@ fn a_relays_own_trouble_at_a_recipient_is_not_the_desks() {
         "NET-A",
         "abuse@hoster-a.de",
     );
-    let (full, accepted) =
-        stalling_smtp_saying("hoster-a.de", b"452 4.3.1 Insufficient system storage\r\n");
+    let (full, accepted) = stalling_smtp_saying("hoster-a.de", said);
     let mut s = setup(&rdap, &dns, "abusix = false", "");
     use_smtp(&s, full);
     log(&s, &[("10:00:00", "45.1.0.9")]);

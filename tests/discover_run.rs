@@ -544,9 +544,10 @@ fn digests_go_over_smtp_to_their_desk_and_a_refusing_desk_is_not_retried_every_r
 }
 
 /// The operator's own relay refuses what is no desk's doing: the sender (`report.from` not
-/// allowed), the operator's own `cc` mailbox, or relaying at all (no login). Each is a
-/// setting to fix (78): no report is taken as refused, no discovered desk is shut out, and
-/// once the relay is fixed every report goes out once, to its desk.
+/// allowed, at MAIL or, as Postfix's `smtpd_delay_reject` gives it, at RCPT), this host as its
+/// client, the operator's own `cc` mailbox, or relaying at all (no login). Each is a setting
+/// to fix (78): no report is taken as refused, no discovered desk is shut out, and once the
+/// relay is fixed every report goes out once, to its desk.
 #[test]
 fn a_refusal_by_the_operators_own_relay_shuts_out_no_desk_and_loses_no_address() {
     let (rdap, dns) = (Rdap::start(), Dns::start());
@@ -565,6 +566,11 @@ fn a_refusal_by_the_operators_own_relay_shuts_out_no_desk_and_loses_no_address()
             "refused noc@example.org, an address of your own (report.cc)",
         ),
         ("relay", "will not relay to"),
+        (
+            "sender at rcpt",
+            "refused the sender (report.from), answering for recipient",
+        ),
+        ("client at rcpt", "refused this host as its client"),
     ];
     for (fault, said) in faults {
         *server.mail.lock().unwrap() = None;
@@ -580,6 +586,18 @@ fn a_refusal_by_the_operators_own_relay_shuts_out_no_desk_and_loses_no_address()
             "cc" => {
                 *server.rcpt_of.lock().unwrap() =
                     Some(("noc@".into(), 550, "5.1.1 mailbox unavailable".into()))
+            }
+            "sender at rcpt" => {
+                *server.rcpt.lock().unwrap() = Some((
+                    554,
+                    "5.7.1 <abuse@example.org>: Sender address rejected: Access denied".into(),
+                ))
+            }
+            "client at rcpt" => {
+                *server.rcpt.lock().unwrap() = Some((
+                    554,
+                    "5.7.1 <unknown[127.0.0.1]>: Client host rejected: Access denied".into(),
+                ))
             }
             _ => *server.rcpt.lock().unwrap() = Some((554, "5.7.1 Relay access denied".into())),
         }
