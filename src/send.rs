@@ -86,9 +86,10 @@ pub enum SendError {
     /// UTF-8, a line too long). The server may have taken the message.
     Unconfirmed(String),
     /// A failure that may pass or may not: a sendmail's exit status that is no sysexits one
-    /// (ssmtp's 1, for a mail hub it cannot reach or one misnamed; qmail's 111 is its own
-    /// word for later). Tried again as a transient failure while the report is young, then
-    /// taken for a setting to fix (see [`UNCLEAR_FOR`]).
+    /// (ssmtp's 1, for a mail hub it cannot reach or one misnamed), or one that says "later"
+    /// (sysexits' 69–76, qmail's 111), which a local MTA says of refusals that never pass too.
+    /// Tried again as a transient failure while the report is young, then taken for a setting
+    /// to fix (see [`UNCLEAR_FOR`]).
     Unclear(String),
     /// The transport's settings are wrong and waiting will not heal them: a refused login
     /// (530/534/535/538), STARTTLS not offered, a failed TLS handshake, sendmail missing. The
@@ -1216,12 +1217,18 @@ impl Transport for Sendmail {
                 "{KEPT_FOR_LATER} by {shown} (OpenSMTPD) in its offline queue: smtpd is not running, and sends it once it starts; not sent again"
             )),
             // sysexits' failures of the moment: the service, the system, a file it could not
-            // make, input or output, the remote side, a temporary failure: tried again.
-            Some(code @ 69..=76) => Err(SendError::Transient(format!(
-                "{shown} exited {code}: {said}"
+            // make, input or output, the remote side, a temporary failure: tried again, for a
+            // day. A local MTA says so of refusals that do not pass too: Postfix's sendmail
+            // exits 75 for a message larger than `message_size_limit` or a user not allowed
+            // to submit, msmtp 69 for its relay's 552; taken for "later" for ever, each run
+            // ended 75, which the shipped unit counts as success, and the report never went.
+            Some(code @ 69..=76) => Err(SendError::Unclear(format!(
+                "mail.sendmail_path: {shown} exited {code}: {said}"
             ))),
             // qmail's own words: 111 later, 100 never.
-            Some(111) => Err(SendError::Transient(format!("{shown} exited 111: {said}"))),
+            Some(111) => Err(SendError::Unclear(format!(
+                "mail.sendmail_path: {shown} exited 111: {said}"
+            ))),
             Some(100) => Err(SendError::Rejected(format!("{shown} exited 100: {said}"))),
             // No sysexits status (ssmtp's 1, for a mail hub down or misnamed; Exim's for a
             // full spool; a shell's 127): whether waiting helps cannot be told. Taken for a
@@ -1601,7 +1608,7 @@ mod tests {
         assert_eq!(out, "A: b\n\nx\n", "Unix line ends for the local MTA");
         assert!(matches!(
             exits(75).send("r", &from, &[], b"x"),
-            Err(SendError::Transient(_))
+            Err(SendError::Unclear(_))
         ));
         assert!(matches!(
             exits(67).send("r", &from, &[], b"x"),
@@ -1612,17 +1619,17 @@ mod tests {
             exits(68).send("r", &from, &[], b"x"),
             Err(SendError::Unclear(_))
         ));
-        // Other failures of the moment that sysexits names: tried again.
+        // Other failures of the moment that sysexits names: tried again, for a day.
         for code in [69, 74, 76] {
             assert!(matches!(
                 exits(code).send("r", &from, &[], b"x"),
-                Err(SendError::Transient(_))
+                Err(SendError::Unclear(_))
             ));
         }
-        // qmail's words for later and never.
+        // qmail's words for later (for a day) and never.
         assert!(matches!(
             exits(111).send("r", &from, &[], b"x"),
-            Err(SendError::Transient(_))
+            Err(SendError::Unclear(_))
         ));
         assert!(matches!(
             exits(100).send("r", &from, &[], b"x"),

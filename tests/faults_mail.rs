@@ -260,38 +260,48 @@ fn a_part_the_runs_time_has_no_room_for_waits_untried() {
 }
 
 /// A sendmail whose exit status is no sysexits one (ssmtp's 1, for a mail hub down or
-/// misnamed): tried again (75) while the report is young, as a failure that may pass; once
-/// the report has waited a day, a setting to fix (78), the report still kept. It was 75 on
-/// every run for ever, which the shipped unit counts as success.
+/// misnamed), or says "later" of a refusal that never passes (Postfix's sendmail exits 75 for
+/// a message larger than `message_size_limit`): tried again (75) while the report is young,
+/// as a failure that may pass; once the report has waited a day, a setting to fix (78), the
+/// report still kept. It was 75 on every run for ever, which the shipped unit counts as
+/// success, and the report never went.
 #[test]
 fn a_sendmail_status_that_is_no_sysexits_one_waits_a_day_then_is_a_setting() {
-    let mut s = Setup::new(&sendmail_config(""));
-    s.write("messages", &attack_log());
-    s.write_program(
-        "sendmail",
-        "#!/bin/sh\ncat >/dev/null\necho 'ssmtp: Cannot open mailhub:25' >&2\nexit 1\n",
-    );
-    let first = s.run_bounded(&["run"]);
-    assert_eq!(first.code, 75, "{}", first.stderr);
-    assert!(
-        first.stderr.contains("Cannot open mailhub:25"),
-        "{}",
-        first.stderr
-    );
-    s.now = "2026-01-27T09:00:00Z".into();
-    let later = s.run_bounded(&["run"]);
-    assert_eq!(later.code, 78, "{}", later.stderr);
-    assert!(
-        later
-            .stderr
-            .contains("exited 1, which is no sysexits status")
-            && later.stderr.contains("the report has waited since"),
-        "{}",
-        later.stderr
-    );
-    healthy_sendmail(&s);
-    s.run_bounded(&["run"]).ok();
-    assert_eq!(history(&s)[0]["status"], "sent");
+    for (code, said, named) in [
+        (
+            1,
+            "ssmtp: Cannot open mailhub:25",
+            "exited 1, which is no sysexits status",
+        ),
+        (
+            75,
+            "sendmail: fatal: abuse@example.org(0): message file too big",
+            "exited 75: sendmail: fatal",
+        ),
+    ] {
+        let mut s = Setup::new(&sendmail_config(""));
+        s.write("messages", &attack_log());
+        s.write_program(
+            "sendmail",
+            &format!("#!/bin/sh\ncat >/dev/null\necho '{said}' >&2\nexit {code}\n"),
+        );
+        let first = s.run_bounded(&["run"]);
+        assert_eq!(first.code, 75, "{}", first.stderr);
+        assert!(first.stderr.contains(said), "{}", first.stderr);
+        s.now = "2026-01-27T09:00:00Z".into();
+        let later = s.run_bounded(&["run"]);
+        assert_eq!(later.code, 78, "{}", later.stderr);
+        assert!(
+            later.stderr.contains(named)
+                && later.stderr.contains("mail.sendmail_path")
+                && later.stderr.contains("the report has waited since"),
+            "{}",
+            later.stderr
+        );
+        healthy_sendmail(&s);
+        s.run_bounded(&["run"]).ok();
+        assert_eq!(history(&s)[0]["status"], "sent");
+    }
 }
 
 /// OpenSMTPD's sendmail (`smtpctl`, which Debian links `/usr/sbin/sendmail` to) with `smtpd`
@@ -1417,10 +1427,11 @@ fn a_report_held_back_by_a_long_outage_is_written_before_its_addresses_age_out()
     let first = s.run(&["run"]);
     assert_eq!(first.code, 75, "{}", first.stderr);
     assert_eq!(history(&s).len(), 1, "{}", first.stderr);
-    // The evening before their packets are three days old.
+    // The evening before their packets are three days old: the first report has waited more
+    // than a day for a sendmail that says "later", which is now a setting to look at.
     s.now = "2026-01-27T20:00:00Z".to_string();
     let second = s.run(&["run"]);
-    assert_eq!(second.code, 75, "{}", second.stderr);
+    assert_eq!(second.code, 78, "{}", second.stderr);
     assert_eq!(history(&s).len(), 2, "{}", second.stderr);
     // The way out is back, after they passed max_age_days.
     healthy_sendmail(&s);
