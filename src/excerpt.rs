@@ -306,7 +306,8 @@ pub fn clean(text: &[u8]) -> String {
 /// line: cleaned as log text is, white space folded, at most `max` characters (`…` marks a
 /// cut).
 pub fn clean_line(text: &str, max: usize) -> String {
-    let one = clean(text.as_bytes());
+    // Line ends part words: a program's lines run together read as one word across them.
+    let one = clean(text.replace(['\n', '\r'], " ").as_bytes());
     cut(one.split_whitespace().collect::<Vec<_>>().join(" "), max)
 }
 

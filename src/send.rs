@@ -1178,8 +1178,17 @@ impl Transport for Sendmail {
                     let _ = child.kill();
                     // Reaped, so that no zombie is left behind.
                     let _ = child.wait();
+                    // What it said may say why (postdrop retrying a maildrop it may not
+                    // write, for ever).
+                    said.read_what_is_there();
+                    let said = clean_line(&String::from_utf8_lossy(&said.kept), REMOTE_TEXT);
+                    let said = if said.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": it said: {said}")
+                    };
                     return Err(SendError::Transient(format!(
-                        "{shown} did not finish within {} s ({} × mail.timeout_secs); killed",
+                        "{shown} did not finish within {} s ({} × mail.timeout_secs); killed{said}",
                         (self.deadlines.message + self.deadlines.body_reply).as_secs(),
                         TIMEOUTS_PER_MESSAGE + BODY_REPLY_TIMEOUTS
                     )));

@@ -945,15 +945,25 @@ fn sendmail_that_hangs_is_killed_at_the_deadline_and_the_report_waits() {
     s.write_program(
         "sendmail",
         &format!(
-            // A child of its own too, as an MTA's queue runner would start.
-            "#!/bin/sh\necho $$ > {dir}/pid\nsleep 600 &\necho $! > {dir}/child\ncat > /dev/null\nexec sleep 600\n",
+            // A child of its own too, as an MTA's queue runner would start; what it says
+            // before it hangs (postdrop, retrying a maildrop it may not write) says why.
+            "#!/bin/sh\necho $$ > {dir}/pid\nsleep 600 &\necho $! > {dir}/child\ncat > /dev/null\n\
+             echo 'postdrop: warning: create file maildrop/1: Permission denied' >&2\n\
+             echo 'postdrop: warning: create file maildrop/2: Permission denied' >&2\n\
+             exec sleep 600\n",
             dir = s.dir.path().display()
         ),
     );
     s.write("messages", &attack_log());
     let out = s.run_bounded(&["run"]);
     assert_eq!(out.code, 75, "{}", out.stderr);
-    assert!(out.stderr.contains("killed"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(
+            "killed: it said: postdrop: warning: create file maildrop/1: Permission denied postdrop:"
+        ),
+        "{}",
+        out.stderr
+    );
     let pid = fs::read_to_string(s.path("pid")).unwrap();
     assert!(
         !std::path::Path::new(&format!("/proc/{}", pid.trim())).exists(),
