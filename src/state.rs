@@ -1358,6 +1358,13 @@ impl State {
         // Never through a link: in a folder others may write to, a link planted here would
         // have the run write its reserve into a file of their choosing.
         let have = match std::fs::symlink_metadata(&file) {
+            // Nor into a file with other names, linked here: this name is let go, and the
+            // reserve made afresh under it.
+            Ok(m) if std::os::unix::fs::MetadataExt::nlink(&m) > 1 => {
+                std::fs::remove_file(&file)
+                    .with_context(|| format!("cannot remove {}", file.display()))?;
+                0
+            }
             Ok(m) => m.len(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", file.display())),
@@ -1373,6 +1380,13 @@ impl State {
             .custom_flags(libc::O_NOFOLLOW)
             .open(&file)
             .with_context(|| format!("cannot create {}", file.display()))?;
+        // Linked to another file between the look and the open.
+        if std::os::unix::fs::MetadataExt::nlink(&f.metadata()?) > 1 {
+            bail!(
+                "{}: another name was linked to it as it was opened: not written",
+                file.display()
+            );
+        }
         keep_owner(file.parent().unwrap_or(Path::new(".")), &f);
         f.seek(SeekFrom::Start(have))?;
         // Bytes that do not compress, so that no file system can store them in less space.
@@ -2937,6 +2951,12 @@ pub(crate) fn keep_owner(dir: &Path, file: &std::fs::File) {
     let (Ok(owner), Ok(file_meta)) = (owner, file.metadata()) else {
         return;
     };
+    // A file with other names is no file of ours alone: the owner of a folder the run is
+    // given may have linked one of root's files there (where `fs.protected_hardlinks` is
+    // off), for a run as root to hand it over.
+    if file_meta.nlink() > 1 {
+        return;
+    }
     if (owner.uid(), owner.gid()) != (file_meta.uid(), file_meta.gid()) {
         let _ = std::os::unix::fs::fchown(file, Some(owner.uid()), Some(owner.gid()));
     }

@@ -644,6 +644,33 @@ fn two_addresses(time: &str) -> String {
     .concat()
 }
 
+/// The folder's owner links another file in place of the space the state holds in reserve
+/// (a service account's folder, a run as root, `fs.protected_hardlinks` off): the run wrote a
+/// MiB of random bytes into that file, and handed it to the folder's owner. The name is let
+/// go and the reserve made afresh; the other file is left as it was.
+#[test]
+fn a_file_linked_in_place_of_the_reserve_is_not_written() {
+    use std::os::unix::fs::MetadataExt;
+    let s = Setup::new(&standard_config(""));
+    s.write("messages", &two_addresses("10:00:00"));
+    s.run(&["run"]).ok();
+    let reserve = s.path("state/state.reserve");
+    assert!(reserve.exists());
+    let victim = s.path("victim");
+    fs::write(&victim, "someone else's file\n").unwrap();
+    fs::remove_file(&reserve).unwrap();
+    fs::hard_link(&victim, &reserve).unwrap();
+    s.append("messages", &drop_line("10:00:05", "34.223.47.190", "TCP", 22));
+    s.run(&["run"]).ok();
+    assert_eq!(s.outbox().len(), 2);
+    assert_eq!(
+        fs::read_to_string(&victim).unwrap(),
+        "someone else's file\n"
+    );
+    assert_eq!(fs::metadata(&victim).unwrap().nlink(), 1);
+    assert!(fs::metadata(&reserve).unwrap().len() > 0);
+}
+
 /// Stored times past the calendar's ends, of addresses and of their kept lines, and a packet
 /// count at its largest (a damaged state, or one written by hand) are written as they are, in
 /// a zone west of UTC, not a panic: the address in no provider is listed
