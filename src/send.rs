@@ -774,6 +774,12 @@ impl Session {
                     _ => text,
                 })
             }
+            // A size limit: the relay's own, most often (it takes what it passes on, and a
+            // desk's refusal comes back later as a bounce), which only a smaller report meets.
+            (_, SendError::Rejected(text)) if size_refused(&text) => SendError::Rejected(format!(
+                "{text} (the message is {} bytes: if the limit is your mail server's own, lower report.max_message_bytes below it)",
+                message.len()
+            )),
             (_, other) => other,
         })
     }
@@ -876,6 +882,19 @@ const NO_SUCH_HOST: [&str; 3] = [
     "No address associated with hostname",
     "Name does not resolve",
 ];
+
+/// Whether a refusal of a message's body is one of its size: RFC 3463's X.3.4 (too big for
+/// the system) or X.2.3 (past a limit), or a 552 that says so in words.
+fn size_refused(text: &str) -> bool {
+    let lower = text.to_ascii_lowercase();
+    let words: Vec<&str> = lower.split_whitespace().collect();
+    words.iter().any(|w| matches!(*w, "5.3.4" | "5.2.3"))
+        || (lower.contains("552")
+            && lower.contains("size")
+            && ["exceed", "too big", "too large", "limit"]
+                .iter()
+                .any(|said| lower.contains(said)))
+}
 
 /// What of the operator's own a reply to a recipient refuses, when it is not the recipient:
 /// Postfix, whose `smtpd_delay_reject` (on by default) holds its verdict on the client, its

@@ -789,6 +789,13 @@ fn a_552_is_rejected_and_the_ips_go_out_once_in_a_new_report() {
     let out = s.run_bounded(&["run"]);
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(out.stderr.contains("552"), "{}", out.stderr);
+    // A size limit says what meets it, if it is the operator's own relay's.
+    assert!(
+        out.stderr
+            .contains("lower report.max_message_bytes below it"),
+        "{}",
+        out.stderr
+    );
     let h = history(&s);
     assert_eq!(h.len(), 1);
     assert_eq!(h[0]["status"], "rejected");

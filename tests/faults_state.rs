@@ -660,7 +660,10 @@ fn a_file_linked_in_place_of_the_reserve_is_not_written() {
     fs::write(&victim, "someone else's file\n").unwrap();
     fs::remove_file(&reserve).unwrap();
     fs::hard_link(&victim, &reserve).unwrap();
-    s.append("messages", &drop_line("10:00:05", "34.223.47.190", "TCP", 22));
+    s.append(
+        "messages",
+        &drop_line("10:00:05", "34.223.47.190", "TCP", 22),
+    );
     s.run(&["run"]).ok();
     assert_eq!(s.outbox().len(), 2);
     assert_eq!(
