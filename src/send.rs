@@ -834,7 +834,8 @@ impl Session {
                 _ => "starttls",
             };
             return SendError::Config(format!(
-                "mail.security = \"{security}\": TLS with {host}:{port} failed: {text} (check mail.port, mail.ca_file, and that mail.host is the name on the server's certificate)"
+                "mail.security = \"{security}\": TLS with {host}:{port} failed: {text} ({})",
+                tls_advice(&text)
             ));
         }
         let code = e.status().map(|c| c.to_string());
@@ -882,6 +883,37 @@ const NO_SUCH_HOST: [&str; 3] = [
     "No address associated with hostname",
     "Name does not resolve",
 ];
+
+/// What to do about a failed TLS handshake, in words, for the verdicts rustls names in its
+/// own (`UnknownIssuer`, `CaUsedAsEndEntity`) that an operator cannot be expected to read.
+fn tls_advice(text: &str) -> &'static str {
+    const SAID: &[(&str, &str)] = &[
+        (
+            "UnknownIssuer",
+            "the server's certificate is signed by a CA this host does not trust: give that CA's certificate as mail.ca_file",
+        ),
+        (
+            "CaUsedAsEndEntity",
+            "the server shows a CA's own certificate (CA:TRUE, which `openssl req -x509` makes by default): it needs a certificate that a CA signed, and that CA as mail.ca_file",
+        ),
+        (
+            "NotValidForName",
+            "the server's certificate is not for mail.host: set mail.host to a name on it",
+        ),
+        (
+            "Expired",
+            "the server's certificate has expired, or this host's clock is wrong",
+        ),
+        (
+            "NotValidYet",
+            "the server's certificate is not valid yet, or this host's clock is wrong",
+        ),
+    ];
+    SAID.iter().find(|(said, _)| text.contains(said)).map_or(
+        "check mail.port, mail.ca_file, and that mail.host is the name on the server's certificate",
+        |(_, advice)| *advice,
+    )
+}
 
 /// Whether a refusal of a message's body is one of its size: RFC 3463's X.3.4 (too big for
 /// the system) or X.2.3 (past a limit), or a 552 that says so in words.
@@ -1454,6 +1486,17 @@ mod tests {
         ] {
             assert!(!refuses_to_relay(said), "{said}");
         }
+    }
+
+    /// rustls's verdicts are told in words, with what to do; one it gives no name for falls
+    /// back to what to check.
+    #[test]
+    fn a_failed_handshake_says_what_to_do() {
+        let advice = tls_advice("invalid peer certificate: Other(OtherError(CaUsedAsEndEntity))");
+        assert!(advice.contains("a CA's own certificate"), "{advice}");
+        assert!(tls_advice("invalid peer certificate: UnknownIssuer").contains("mail.ca_file"));
+        assert!(tls_advice("invalid peer certificate: NotValidForName").contains("mail.host"));
+        assert!(tls_advice("received fatal alert: HandshakeFailure").contains("check mail.port"));
     }
 
     /// A relay's verdict on the sender, this host or its HELO name, given in its reply to a
