@@ -895,6 +895,8 @@ pub(crate) fn deliver(
         }
         std::borrow::Cow::Borrowed(_) => record,
     };
+    // A failure that may pass or not waits a day from its first time.
+    let unclear_since = state.unclear_since(&record.id)?;
     // Whatever the transport answers must reach the ledger: without that proven first, a
     // report could go out on every run.
     let attempt = state.begin_attempt(&record.id, record.message.len())?;
@@ -917,6 +919,7 @@ pub(crate) fn deliver(
     // out before without a reply that could be read: the desk may hold that copy, and the
     // refusal may be it turning away a Message-ID it has. Giving the addresses back would
     // report them again in a new message: the report is taken as delivered instead.
+    let unclear = matches!(result, Err(SendError::Unclear(_)));
     let refused_held = match (&result, &settings.mail.transport) {
         (Err(SendError::Rejected(e)), config::TransportConfig::Smtp(_))
             if api.is_none() && !record.made_for_api() && record.unconfirmed > 0 =>
@@ -934,13 +937,14 @@ pub(crate) fn deliver(
             ))
         }
         SendError::RecipientRefused { text, .. } => SendError::Rejected(text),
-        // Tried again while the report is young; after that, a setting to fix, not a wait
-        // that ends every run 75 for ever.
-        SendError::Unclear(text) => match waited_since(&record.created_at, now) {
-            Some(waited) if waited >= crate::send::UNCLEAR_FOR => SendError::Config(format!(
-                "{text}; the report has waited since {} for it",
-                record.created_at
-            )),
+        // Tried again for a day from the first such failure; after that, a setting to fix,
+        // not a wait that ends every run 75 for ever.
+        SendError::Unclear(text) => match unclear_since.as_deref() {
+            Some(since)
+                if waited_since(since, now).is_some_and(|w| w >= crate::send::UNCLEAR_FOR) =>
+            {
+                SendError::Config(format!("{text}; it has failed so since {since}"))
+            }
             _ => SendError::Transient(text),
         },
         other => other,
@@ -972,6 +976,9 @@ pub(crate) fn deliver(
     // answers too late, does not get the message on every run.
     let status = match (api, &result) {
         (Some(_), Ok(remote_id)) => attempt.record_sent_remote(remote_id, &at).map(|()| status),
+        (_, Err(SendError::Transient(_))) if unclear => {
+            attempt.record_unclear(&detail, &at).map(|()| status)
+        }
         (_, Err(SendError::Unconfirmed(_))) => attempt.record_unconfirmed(&detail, &at),
         (None, Err(SendError::Deferred(_))) => {
             attempt.record_deferred(&detail, &at).map(|()| status)
@@ -1150,10 +1157,10 @@ pub(crate) fn deliver(
     Ok(())
 }
 
-/// How long ago `created` (an RFC 3339 time the state wrote) was, if it reads as a time.
-fn waited_since(created: &str, now: DateTime<Utc>) -> Option<chrono::Duration> {
-    let created = DateTime::parse_from_rfc3339(created).ok()?;
-    Some(now.signed_duration_since(created))
+/// How long ago `since` (an RFC 3339 time the state wrote) was, if it reads as a time.
+fn waited_since(since: &str, now: DateTime<Utc>) -> Option<chrono::Duration> {
+    let since = DateTime::parse_from_rfc3339(since).ok()?;
+    Some(now.signed_duration_since(since))
 }
 
 /// Whether `recipient` is one of the operator's own addresses: `report.cc`, `from`,

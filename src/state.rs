@@ -310,6 +310,11 @@ CREATE INDEX evidence_dense ON evidence (provider, seq) WHERE dense = 1;
     // in place and written on past the offset from the same file grown (the byte before the
     // offset alone, a line end either way a line in so many, did not).
     "ALTER TABLE cursor ADD COLUMN tail BLOB;",
+    // 19: when a local MTA first failed a report in a way that may pass or not (see
+    // `SendError::Unclear`), from which its patience is counted: from when the report was
+    // made, a report that had waited days for its turn was a setting to fix at its first
+    // "later".
+    "ALTER TABLE report ADD COLUMN unclear_since TEXT;",
 ];
 
 /// A report whose body went out this many times without a reply that could be read is taken
@@ -1487,6 +1492,15 @@ impl State {
         Ok(())
     }
 
+    /// When report `id` first failed in a way that may pass or not (RFC 3339), if it did.
+    pub fn unclear_since(&self, id: &str) -> Result<Option<String>> {
+        Ok(self.conn.query_row(
+            "SELECT unclear_since FROM report WHERE id = ?1",
+            [id],
+            |r| r.get(0),
+        )?)
+    }
+
     /// When report `id`'s desk first deferred it (RFC 3339), if it ever did.
     pub fn deferred_since(&self, id: &str) -> Result<Option<String>> {
         Ok(self.conn.query_row(
@@ -2562,6 +2576,14 @@ impl Attempt<'_> {
             .map(|_| ())
     }
 
+    /// Records a failure that may pass or not (see `SendError::Unclear`): `failed`, to be
+    /// sent again, the first such time kept (see [`State::unclear_since`]); no word from the
+    /// desk either (as [`Attempt::record_unreached`]).
+    pub fn record_unclear(self, detail: &str, at: &str) -> Result<()> {
+        self.record_outcome(Status::Failed, detail, at, Outcome::Unclear)
+            .map(|_| ())
+    }
+
     /// Records a body that went out without a reply that could be read: `failed`, to be sent
     /// again, until it is the [`UNCONFIRMED_AT_MOST`]th such time; then `sent`, its reply
     /// saying it was not confirmed. Returns the status recorded.
@@ -2632,6 +2654,11 @@ impl Attempt<'_> {
                 "UPDATE report SET deferred_since = NULL WHERE id = ?1",
                 [&self.id],
             )?,
+            Outcome::Unclear => self.state.conn.execute(
+                "UPDATE report SET deferred_since = NULL,
+                        unclear_since = coalesce(unclear_since, ?2) WHERE id = ?1",
+                params![self.id, at],
+            )?,
             _ => 0,
         };
         if let Outcome::Remote(remote_id) = outcome {
@@ -2669,6 +2696,9 @@ enum Outcome<'a> {
     /// is forgotten, so that the operator's own outage between two deferrals is not the
     /// desk's.
     Unreached,
+    /// A failure that may pass or not: its first time is kept, and it is no word from the
+    /// desk (as `Unreached`).
+    Unclear,
 }
 
 impl Drop for Attempt<'_> {

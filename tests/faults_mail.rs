@@ -294,7 +294,7 @@ fn a_sendmail_status_that_is_no_sysexits_one_waits_a_day_then_is_a_setting() {
         assert!(
             later.stderr.contains(named)
                 && later.stderr.contains("mail.sendmail_path")
-                && later.stderr.contains("the report has waited since"),
+                && later.stderr.contains("it has failed so since"),
             "{}",
             later.stderr
         );
@@ -340,6 +340,37 @@ fn opensmtpd_keeping_a_report_offline_is_not_asked_to_again() {
     let ran = other.run_bounded(&["run"]);
     assert_eq!(ran.code, 75, "{}", ran.stderr);
     assert_eq!(history(&other)[0]["status"], "failed");
+}
+
+/// The day a failure that may pass or not is tried again is counted from its first time, not
+/// from when the report was made: a report that waited days for its turn (a sendmail killed,
+/// a backlog) was a setting to fix (78) at its first "later".
+#[test]
+fn a_sendmails_later_waits_a_day_from_its_first_time() {
+    let mut s = Setup::new(&sendmail_config(""));
+    s.write("messages", &attack_log());
+    s.write_program("sendmail", "#!/bin/sh\ncat >/dev/null\nkill -9 $$\n");
+    let killed = s.run_bounded(&["run"]);
+    assert_eq!(killed.code, 75, "{}", killed.stderr);
+    s.write_program(
+        "sendmail",
+        "#!/bin/sh\ncat >/dev/null\necho 'queue file write error' >&2\nexit 75\n",
+    );
+    s.now = "2026-01-29T08:00:00Z".into();
+    let first = s.run_bounded(&["run"]);
+    assert_eq!(first.code, 75, "{}", first.stderr);
+    s.now = "2026-01-29T20:00:00Z".into();
+    assert_eq!(s.run_bounded(&["run"]).code, 75);
+    s.now = "2026-01-30T09:00:00Z".into();
+    let later = s.run_bounded(&["run"]);
+    assert_eq!(later.code, 78, "{}", later.stderr);
+    assert!(
+        later
+            .stderr
+            .contains("it has failed so since 2026-01-29T08:00:00Z"),
+        "{}",
+        later.stderr
+    );
 }
 
 /// Errors that are no reply of a server's name the server: "Connection refused", "response
