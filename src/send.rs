@@ -932,28 +932,33 @@ fn size_refused(text: &str) -> bool {
 /// Postfix, whose `smtpd_delay_reject` (on by default) holds its verdict on the client, its
 /// HELO name and the sender until RCPT, names them (`<abuse@example.org>: Sender address
 /// rejected`, `<unknown[192.0.2.1]>: Client host rejected`, `Helo command rejected`), Exim's
-/// ACLs say `Sender verify failed`, and RFC 3463's X.1.7 and X.1.8 are the sender's address.
-/// Taken for the desk's, a refusal shut a discovered desk out and a "later" gave it up. Not
-/// when the relay passes on another server's word (`host … said:`): that is the desk's.
+/// ACLs say `Sender verify failed` (their verdict on the sender, whatever its callout was
+/// told), and RFC 3463's X.1.7 and X.1.8 are the sender's address. Taken for the desk's, a
+/// refusal shut a discovered desk out and a "later" gave it up. Only the relay's own words
+/// count: what it passes on of another server's (Postfix's `host … said: …`, Exim's
+/// `Callout verification failed:` of a recipient) is the desk's, unless the relay's own part
+/// says it refuses the sender (Postfix's `reject_unverified_sender`: `Sender address
+/// rejected: unverified address: host … said: …`).
 fn ours_refused(text: &str) -> Option<&'static str> {
     const PASSED_ON: &[&str] = &[" said:", "in reply to", "remote host"];
     const SAID: &[(&str, &str)] = &[
         ("sender address rejected", "the sender (report.from)"),
-        ("sender verify failed", "the sender (report.from)"),
-        (
-            "could not complete sender verify",
-            "the sender (report.from)",
-        ),
         ("client host rejected", "this host as its client"),
         (
             "helo command rejected",
             "this host's HELO name (mail.helo_name)",
         ),
     ];
+    const EXIM_SENDER: &[&str] = &["sender verify failed", "could not complete sender verify"];
     let lower = text.to_ascii_lowercase();
-    if PASSED_ON.iter().any(|passed| lower.contains(passed)) {
+    if lower.contains("callout verification failed") {
         return None;
     }
+    let own = PASSED_ON
+        .iter()
+        .filter_map(|passed| lower.find(passed))
+        .min()
+        .map_or(&lower[..], |end| &lower[..end]);
     let sender_status = |word: &str| {
         let mut parts = word.split('.');
         matches!(
@@ -962,12 +967,12 @@ fn ours_refused(text: &str) -> Option<&'static str> {
         )
     };
     SAID.iter()
-        .find(|(said, _)| lower.contains(said))
+        .find(|(said, _)| own.contains(said))
         .map(|(_, what)| *what)
         .or_else(|| {
-            (lower.split_whitespace())
-                .any(sender_status)
-                .then_some("the sender (report.from)")
+            (EXIM_SENDER.iter().any(|said| lower.contains(said))
+                || own.split_whitespace().any(sender_status))
+            .then_some("the sender (report.from)")
         })
 }
 
@@ -1518,6 +1523,16 @@ mod tests {
                 "permanent error (553): 5.1.7 bad sender address syntax",
                 "report.from",
             ),
+            // Postfix checking the sender's address with its own MX.
+            (
+                "permanent error (550): 5.1.7 <abuse@example.org>: Sender address rejected: unverified address: host mx.example.org[192.0.2.9] said: 550 5.1.1 no such user (in reply to RCPT TO command)",
+                "report.from",
+            ),
+            // Exim's callout to the sender's domain, and its verdict on the sender.
+            (
+                "permanent error (550): Verification failed for <abuse@example.org> Called: 192.0.2.9 Sent: RCPT TO:<abuse@example.org> Response: 550 no such user Sender verify failed",
+                "report.from",
+            ),
             (
                 "transient error (450): 4.7.1 <unknown[127.0.0.1]>: Client host rejected: try again later",
                 "client",
@@ -1537,6 +1552,8 @@ mod tests {
             "permanent error (550): 5.1.1 <abuse@b.example>: Recipient address rejected: User unknown in local recipient table",
             "permanent error (550): 5.1.1 <abuse@b.example>: Recipient address rejected: unverified address: host mx.b.example[192.0.2.1] said: 550 5.7.1 <probe@relay.example>: Sender address rejected (in reply to RCPT TO command)",
             "transient error (450): 4.2.0 <abuse@b.example>: Recipient address rejected: Greylisted",
+            // Exim passing on the desk's refusal of its callout's sender.
+            "permanent error (550): Callout verification failed: 550 550 5.7.1 <postmaster@relay.example>: Sender address rejected: Domain not found",
             "permanent error (552): 5.2.2 mailbox full",
         ] {
             assert_eq!(ours_refused(said), None, "{said}");
