@@ -1240,10 +1240,12 @@ impl Templates {
             let mut out = Capped {
                 text: Vec::new(),
                 room: RENDERED_AT_MOST,
+                refused: false,
             };
             match self.tera.render_to(&key, context, &mut out) {
-                Ok(()) => Ok(String::from_utf8_lossy(&out.text).into_owned()),
-                Err(_) if out.room == 0 => Err(ConfigError(format!(
+                Ok(()) => Ok(String::from_utf8(out.text)
+                    .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())),
+                Err(_) if out.refused => Err(ConfigError(format!(
                     "template {key}: rendered more than {} MiB (a loop over a large range, or one inside another?): stopped; the reports made with it wait until it is fixed",
                     RENDERED_AT_MOST >> 20
                 ))
@@ -1284,16 +1286,19 @@ fn body_text(text: String) -> String {
 /// time reached gigabytes of memory, and an abort, well within [`RENDER_PATIENCE`].
 const RENDERED_AT_MOST: usize = 128 << 20;
 
-/// What a template renders, refused past the `room` it has left (set to 0 when it is spent).
+/// What a template renders, refused past the `room` it has left (`refused` once it was).
+/// Text Tera keeps for itself before it writes it (a `filter` section, a `set` block) is not
+/// counted until it is written: only the time that takes is bounded.
 struct Capped {
     text: Vec<u8>,
     room: usize,
+    refused: bool,
 }
 
 impl std::io::Write for Capped {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         if buf.len() > self.room {
-            self.room = 0;
+            self.refused = true;
             return Err(std::io::Error::other("rendered too much"));
         }
         self.room -= buf.len();
