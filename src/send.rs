@@ -887,32 +887,37 @@ const NO_SUCH_HOST: [&str; 3] = [
 /// What to do about a failed TLS handshake, in words, for the verdicts rustls names in its
 /// own (`UnknownIssuer`, `CaUsedAsEndEntity`) that an operator cannot be expected to read.
 fn tls_advice(text: &str) -> &'static str {
-    const SAID: &[(&str, &str)] = &[
+    // rustls's words as its errors print them, and the names they are printed under in
+    // debug form (`invalid peer certificate: UnknownIssuer`).
+    const SAID: &[(&[&str], &str)] = &[
         (
-            "UnknownIssuer",
+            &["unknownissuer"],
             "the server's certificate is signed by a CA this host does not trust: give that CA's certificate as mail.ca_file",
         ),
         (
-            "CaUsedAsEndEntity",
+            &["causedasendentity"],
             "the server shows a CA's own certificate (CA:TRUE, which `openssl req -x509` makes by default): it needs a certificate that a CA signed, and that CA as mail.ca_file",
         ),
         (
-            "NotValidForName",
+            &["not valid for name", "notvalidforname"],
             "the server's certificate is not for mail.host: set mail.host to a name on it",
         ),
         (
-            "Expired",
+            &["certificate expired", "expired"],
             "the server's certificate has expired, or this host's clock is wrong",
         ),
         (
-            "NotValidYet",
+            &["not valid yet", "notvalidyet"],
             "the server's certificate is not valid yet, or this host's clock is wrong",
         ),
     ];
-    SAID.iter().find(|(said, _)| text.contains(said)).map_or(
-        "check mail.port, mail.ca_file, and that mail.host is the name on the server's certificate",
-        |(_, advice)| *advice,
-    )
+    let lower = text.to_ascii_lowercase();
+    SAID.iter()
+        .find(|(said, _)| said.iter().any(|s| lower.contains(s)))
+        .map_or(
+            "check mail.port, mail.ca_file, and that mail.host is the name on the server's certificate",
+            |(_, advice)| *advice,
+        )
 }
 
 /// Whether a refusal of a message's body is one of its size: RFC 3463's X.3.4 (too big for
@@ -1497,11 +1502,46 @@ mod tests {
     /// back to what to check.
     #[test]
     fn a_failed_handshake_says_what_to_do() {
+        use rustls::CertificateError as E;
+        use rustls::pki_types::{ServerName, UnixTime};
+        // As rustls prints its verdicts, in the words an error's text carries.
+        let said = |e: E| rustls::Error::InvalidCertificate(e).to_string();
+        let at = UnixTime::since_unix_epoch(Duration::from_secs(2_000_000_000));
+        let before = UnixTime::since_unix_epoch(Duration::from_secs(1_000_000_000));
+        for (error, advice) in [
+            (E::UnknownIssuer, "mail.ca_file"),
+            (E::BadSignature, "check mail.port"),
+            (
+                E::NotValidForNameContext {
+                    expected: ServerName::try_from("mail.example.org").unwrap(),
+                    presented: vec!["localhost".into()],
+                },
+                "not for mail.host",
+            ),
+            (
+                E::ExpiredContext {
+                    time: at,
+                    not_after: before,
+                },
+                "has expired",
+            ),
+            (
+                E::NotValidYetContext {
+                    time: before,
+                    not_before: at,
+                },
+                "not valid yet",
+            ),
+        ] {
+            let text = said(error);
+            assert!(
+                tls_advice(&text).contains(advice),
+                "{text}: {}",
+                tls_advice(&text)
+            );
+        }
         let advice = tls_advice("invalid peer certificate: Other(OtherError(CaUsedAsEndEntity))");
         assert!(advice.contains("a CA's own certificate"), "{advice}");
-        assert!(tls_advice("invalid peer certificate: UnknownIssuer").contains("mail.ca_file"));
-        assert!(tls_advice("invalid peer certificate: NotValidForName").contains("mail.host"));
-        assert!(tls_advice("received fatal alert: HandshakeFailure").contains("check mail.port"));
     }
 
     /// A relay's verdict on the sender, this host or its HELO name, given in its reply to a
