@@ -976,7 +976,9 @@ pub(crate) fn deliver(
     // answers too late, does not get the message on every run.
     let status = match (api, &result) {
         (Some(_), Ok(remote_id)) => attempt.record_sent_remote(remote_id, &at).map(|()| status),
-        (_, Err(SendError::Transient(_))) if unclear => {
+        // Tried again, or a setting to fix after a day of it: the run of such failures goes
+        // on either way until something else comes of a try.
+        (_, Err(SendError::Transient(_) | SendError::Config(_))) if unclear => {
             attempt.record_unclear(&detail, &at).map(|()| status)
         }
         (_, Err(SendError::Unconfirmed(_))) => attempt.record_unconfirmed(&detail, &at),

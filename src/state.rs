@@ -2577,8 +2577,9 @@ impl Attempt<'_> {
     }
 
     /// Records a failure that may pass or not (see `SendError::Unclear`): `failed`, to be
-    /// sent again, the first such time kept (see [`State::unclear_since`]); no word from the
-    /// desk either (as [`Attempt::record_unreached`]).
+    /// sent again, the first of an unbroken run of such times kept (see
+    /// [`State::unclear_since`]; any other outcome ends the run); no word from the desk
+    /// either (as [`Attempt::record_unreached`]).
     pub fn record_unclear(self, detail: &str, at: &str) -> Result<()> {
         self.record_outcome(Status::Failed, detail, at, Outcome::Unclear)
             .map(|_| ())
@@ -2654,13 +2655,24 @@ impl Attempt<'_> {
                 "UPDATE report SET deferred_since = NULL WHERE id = ?1",
                 [&self.id],
             )?,
+            // Kept from the first of an unbroken run of such failures; one stored by a clock
+            // that was ahead counts from now.
             Outcome::Unclear => self.state.conn.execute(
                 "UPDATE report SET deferred_since = NULL,
-                        unclear_since = coalesce(unclear_since, ?2) WHERE id = ?1",
+                        unclear_since = CASE WHEN unclear_since IS NULL OR unclear_since > ?2
+                                             THEN ?2 ELSE unclear_since END
+                 WHERE id = ?1",
                 params![self.id, at],
             )?,
             _ => 0,
         };
+        // Any other outcome ends such a run of failures.
+        if !matches!(outcome, Outcome::Unclear) {
+            self.state.conn.execute(
+                "UPDATE report SET unclear_since = NULL WHERE id = ?1 AND unclear_since IS NOT NULL",
+                [&self.id],
+            )?;
+        }
         if let Outcome::Remote(remote_id) = outcome {
             // A stored request tagged `lifecycle:test` is remembered as a test.
             self.state.conn.execute(

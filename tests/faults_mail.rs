@@ -371,6 +371,42 @@ fn a_sendmails_later_waits_a_day_from_its_first_time() {
         "{}",
         later.stderr
     );
+    s.run_bounded(&["run"]);
+    // Another outcome between (sendmail killed) ends the run of such failures: the next
+    // "later" is a first one again.
+    s.write_program("sendmail", "#!/bin/sh\ncat >/dev/null\nkill -9 $$\n");
+    s.now = "2026-01-30T10:00:00Z".into();
+    assert_eq!(s.run_bounded(&["run"]).code, 75);
+    s.write_program(
+        "sendmail",
+        "#!/bin/sh\ncat >/dev/null\necho 'queue file write error' >&2\nexit 75\n",
+    );
+    s.now = "2026-01-30T11:00:00Z".into();
+    let again = s.run_bounded(&["run"]);
+    assert_eq!(again.code, 75, "{}", again.stderr);
+    // One stored by a clock sixty days ahead counts from when the clock is right again, not
+    // from sixty days on.
+    s.write_program("sendmail", "#!/bin/sh\ncat >/dev/null\nkill -9 $$\n");
+    s.now = "2026-01-30T11:30:00Z".into();
+    s.run_bounded(&["run"]);
+    s.write_program(
+        "sendmail",
+        "#!/bin/sh\ncat >/dev/null\necho 'queue file write error' >&2\nexit 75\n",
+    );
+    s.now = "2026-03-31T11:00:00Z".into();
+    assert_eq!(s.run_bounded(&["run"]).code, 75);
+    s.now = "2026-01-30T12:00:00Z".into();
+    assert_eq!(s.run_bounded(&["run"]).code, 75);
+    s.now = "2026-01-31T13:00:00Z".into();
+    let day_on = s.run_bounded(&["run"]);
+    assert_eq!(day_on.code, 78, "{}", day_on.stderr);
+    assert!(
+        day_on
+            .stderr
+            .contains("it has failed so since 2026-01-30T12:00:00Z"),
+        "{}",
+        day_on.stderr
+    );
 }
 
 /// Errors that are no reply of a server's name the server: "Connection refused", "response
