@@ -307,7 +307,10 @@ pub fn clean(text: &[u8]) -> String {
 /// cut).
 pub fn clean_line(text: &str, max: usize) -> String {
     // Line ends part words: a program's lines run together read as one word across them.
-    let one = clean(text.replace(['\n', '\r'], " ").as_bytes());
+    const BREAKS: [char; 7] = [
+        '\n', '\r', '\u{0B}', '\u{0C}', '\u{85}', '\u{2028}', '\u{2029}',
+    ];
+    let one = clean(text.replace(BREAKS, " ").as_bytes());
     cut(one.split_whitespace().collect::<Vec<_>>().join(" "), max)
 }
 
@@ -433,6 +436,28 @@ pub(crate) fn is_address(word: &str) -> bool {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// A program's or a server's lines, quoted on one line, stay apart as words whatever
+    /// breaks them; other control characters are dropped.
+    #[test]
+    fn line_breaks_of_every_kind_part_the_words_they_stood_between() {
+        for text in [
+            "File too large\nsendmail: warning",
+            "File too large\r\nsendmail: warning",
+            "File too large\u{0B}sendmail: warning",
+            "File too large\u{0C}sendmail: warning",
+            "File too large\u{85}sendmail: warning",
+            "File too large\u{2028}sendmail: warning",
+            "File too large\u{2029}sendmail: warning",
+        ] {
+            assert_eq!(
+                clean_line(text, 100),
+                "File too large sendmail: warning",
+                "{text:?}"
+            );
+        }
+        assert_eq!(clean_line("a\u{7}b\u{1b}[2Jc", 100), "ab[2Jc");
+    }
 
     /// The plain way to redact: every word its own string, joined again.
     fn redact_reference(line: &str, what: &[Redact]) -> String {
