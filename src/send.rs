@@ -1265,14 +1265,20 @@ impl Transport for Sendmail {
         }
         let said = said.kept;
         let said = clean_line(&String::from_utf8_lossy(&said), REMOTE_TEXT);
+        // Exim, refusing a message it will not take, says nothing and mails the error to the
+        // sender instead.
+        let said = match said.is_empty() {
+            true => "it said nothing (its own log, or a bounce to report.from, says why)".into(),
+            false => said,
+        };
+        let refused = |code: i32| sendmail_refusal(&shown.to_string(), code, &said);
         match status.code() {
             // How much of its input an MTA read cannot be told (one that opens `/dev/stdin`
             // reads the file afresh): its exit status is its word.
             Some(0) => Ok(format!("{shown} accepted the message")),
-            // sysexits: data error, no such user: the message itself is refused.
-            Some(code @ (65 | 67)) => Err(SendError::Rejected(format!(
-                "{shown} exited {code}: {said}"
-            ))),
+            // sysexits: data error, no such user: the message itself is refused, unless what
+            // it says is the relay refusing the operator's own (see `sendmail_refusal`).
+            Some(code @ (65 | 67 | 100)) => Err(refused(code)),
             // sysexits' no such host: msmtp says it of its own relay whenever a lookup fails,
             // for a moment too (a name server that did not answer), which refuses no message.
             Some(68) => Err(SendError::Unclear(format!(
@@ -1286,20 +1292,23 @@ impl Transport for Sendmail {
             Some(75) if self.opensmtpd => Ok(format!(
                 "{KEPT_FOR_LATER} by {shown} (OpenSMTPD) in its offline queue: smtpd is not running, and sends it once it starts; not sent again"
             )),
+            // A status that says nothing of why, with the server's permanent refusal in what it
+            // says (ssmtp exits 1 for every failure: `RCPT TO:<…> (550 …)`; msmtp 69 for any
+            // refusal of the body: `server message: 552 …`): a refusal, not a "later".
+            Some(code) if code != 75 && permanent_reply_said(&said) => Err(refused(code)),
             // sysexits' failures of the moment: the service, the system, a file it could not
             // make, input or output, the remote side, a temporary failure: tried again, for a
             // day. A local MTA says so of refusals that do not pass too: Postfix's sendmail
             // exits 75 for a message larger than `message_size_limit` or a user not allowed
-            // to submit, msmtp 69 for its relay's 552; taken for "later" for ever, each run
-            // ended 75, which the shipped unit counts as success, and the report never went.
+            // to submit; taken for "later" for ever, each run ended 75, which the shipped
+            // unit counts as success, and the report never went.
             Some(code @ 69..=76) => Err(SendError::Unclear(format!(
                 "mail.sendmail_path: {shown} exited {code}: {said}"
             ))),
-            // qmail's own words: 111 later, 100 never.
+            // qmail's own word for later (100, never, is a refusal above).
             Some(111) => Err(SendError::Unclear(format!(
                 "mail.sendmail_path: {shown} exited 111: {said}"
             ))),
-            Some(100) => Err(SendError::Rejected(format!("{shown} exited 100: {said}"))),
             // No sysexits status (ssmtp's 1, for a mail hub down or misnamed; Exim's for a
             // full spool; a shell's 127): whether waiting helps cannot be told. Taken for a
             // wait for ever, every run ended 75, which the shipped unit counts as success.
@@ -1311,6 +1320,51 @@ impl Transport for Sendmail {
             ))),
         }
     }
+}
+
+/// A sendmail's refusal, by what it said: the relay refusing the sender, this host or to
+/// relay at all is the operator's to fix (78), as over SMTP (msmtp: `envelope from address …
+/// not accepted by the server`; ssmtp: `MAIL FROM:<…> (550 …)`); any other refuses the
+/// message. msmtp's 65 for a refused sender was taken for the desk's refusal, which shut a
+/// discovered desk out.
+fn sendmail_refusal(shown: &str, code: i32, said: &str) -> SendError {
+    let lower = said.to_ascii_lowercase();
+    let head = format!("mail.sendmail_path: {shown} exited {code}");
+    if lower.contains("envelope from address") || replied_to(&lower, "mail from:<", '5') {
+        return SendError::Config(format!(
+            "{head}: the mail server refused the sender (report.from): {said}"
+        ));
+    }
+    if let Some(what) = ours_refused(said) {
+        return SendError::Config(format!("{head}: the mail server refused {what}: {said}"));
+    }
+    if refuses_to_relay(said) {
+        return SendError::Config(format!(
+            "{head}: the mail server will not relay (check the login sendmail's own settings give it): {said}"
+        ));
+    }
+    SendError::Rejected(format!("{shown} exited {code}: {said}"))
+}
+
+/// Whether what a sendmail said quotes a server's permanent refusal: ssmtp's
+/// `RCPT TO:<…> (550 …)` or `MAIL FROM:<…> (550 …)`, msmtp's `server message: 550 …`.
+fn permanent_reply_said(said: &str) -> bool {
+    let lower = said.to_ascii_lowercase();
+    replied_to(&lower, "rcpt to:<", '5')
+        || replied_to(&lower, "mail from:<", '5')
+        || lower.contains("server message: 5")
+}
+
+/// Whether `lower` holds `command` (`rcpt to:<`), its address, and then `(` and a reply
+/// code starting with `class`, as ssmtp quotes a server's reply.
+fn replied_to(lower: &str, command: &str, class: char) -> bool {
+    lower.match_indices(command).any(|(at, _)| {
+        let rest = &lower[at + command.len()..];
+        rest.find('>').is_some_and(|end| {
+            let mut after = rest[end + 1..].trim_start().chars();
+            after.next() == Some('(') && after.next() == Some(class)
+        })
+    })
 }
 
 /// What a sendmail says on stderr, read without ever waiting for it: the first [`SAID_KEPT`]
@@ -1716,6 +1770,81 @@ mod tests {
         fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
         path
+    }
+
+    /// What msmtp and ssmtp say tells a refusal of the operator's own (the sender, relaying)
+    /// from a desk's, and a refusal from a "later", whatever status they exit with; Exim's
+    /// silence is said.
+    #[test]
+    fn what_a_sendmail_says_tells_whose_refusal_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let from: Mailbox = "a@example.org".parse().unwrap();
+        let says = |n: usize, code: i32, said: &str| {
+            let path = script(
+                dir.path(),
+                &format!("sendmail-says-{n}"),
+                &format!("cat > /dev/null\nprintf '%s\\n' '{said}' >&2\nexit {code}"),
+            );
+            Sendmail::new(&path, Duration::from_secs(5))
+                .unwrap()
+                .send("r", &from, &[], b"x")
+        };
+        type Expected = fn(&SendError) -> bool;
+        let cases: [(i32, &str, Expected); 8] = [
+            (
+                65,
+                "msmtp: envelope from address a@example.org not accepted by the server",
+                |e| matches!(e, SendError::Config(t) if t.contains("report.from")),
+            ),
+            (
+                65,
+                "msmtp: server message: 554 5.7.1 <x@y.example>: Relay access denied",
+                |e| matches!(e, SendError::Config(t) if t.contains("will not relay")),
+            ),
+            (65, "msmtp: server message: 550 5.1.1 no such user", |e| {
+                matches!(e, SendError::Rejected(_))
+            }),
+            (
+                1,
+                "sendmail: RCPT TO:<ec2-abuse@amazon.com> (550 5.1.1 no such user)",
+                |e| matches!(e, SendError::Rejected(_)),
+            ),
+            (
+                1,
+                "sendmail: MAIL FROM:<a@example.org> (550 5.7.1 not yours)",
+                |e| matches!(e, SendError::Config(t) if t.contains("report.from")),
+            ),
+            (
+                1,
+                "sendmail: RCPT TO:<ec2-abuse@amazon.com> (451 4.7.1 later)",
+                |e| matches!(e, SendError::Unclear(_)),
+            ),
+            (
+                69,
+                "msmtp: server message: 552 5.3.4 message file too big",
+                |e| matches!(e, SendError::Rejected(_)),
+            ),
+            (
+                69,
+                "msmtp: server message: 451 4.3.0 queue file write error",
+                |e| matches!(e, SendError::Unclear(_)),
+            ),
+        ];
+        for (n, (code, said, expected)) in cases.into_iter().enumerate() {
+            let got = says(n, code, said);
+            assert!(
+                got.as_ref().err().is_some_and(expected),
+                "{code} {said}: {got:?}"
+            );
+        }
+        let silent = script(dir.path(), "sendmail-silent", "cat > /dev/null\nexit 1");
+        let got = Sendmail::new(&silent, Duration::from_secs(5))
+            .unwrap()
+            .send("r", &from, &[], b"x");
+        assert!(
+            matches!(&got, Err(SendError::Unclear(t)) if t.contains("it said nothing")),
+            "{got:?}"
+        );
     }
 
     #[test]
