@@ -317,6 +317,18 @@ CREATE INDEX evidence_dense ON evidence (provider, seq) WHERE dense = 1;
     "ALTER TABLE report ADD COLUMN unclear_since TEXT;",
 ];
 
+/// The parts of migrations added to them after states were made with the migration's
+/// earlier form, made again wherever they are missing: what a migration makes must be there
+/// whatever form of it a state went through.
+const AFTERTHOUGHTS: &str = "
+CREATE TABLE IF NOT EXISTS lookup_failure (
+    ip        TEXT PRIMARY KEY,
+    failed_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS report_waiting ON report (provider) WHERE status IN ('sending', 'failed');
+CREATE INDEX IF NOT EXISTS evidence_dense ON evidence (provider, seq) WHERE dense = 1;
+";
+
 /// A report whose body went out this many times without a reply that could be read is taken
 /// as delivered: sent once more after the first, never a third time.
 pub const UNCONFIRMED_AT_MOST: i64 = 2;
@@ -892,7 +904,8 @@ impl State {
         stale_before: i64,
         stored: usize,
     ) -> Result<Vec<Observation>> {
-        let StalePass { from, last, .. } = stale_pass(&self.conn, stale_visit(stored))?;
+        let StalePass { from, last, .. } =
+            stale_pass(&self.conn, stale_visit(stored), self.has_meta()?)?;
         let Some(last) = last else {
             return Ok(Vec::new());
         };
@@ -2180,15 +2193,20 @@ fn stale_visit(stored: usize) -> i64 {
 }
 
 /// The next look for history, of `visit` observations, on the table as it is.
-fn stale_pass(conn: &Connection, visit: i64) -> Result<StalePass> {
-    let from: String = conn
-        .query_row(
-            "SELECT value FROM meta WHERE key = ?1",
-            [OBSERVATIONS_VISITED_KEY],
-            |r| r.get(0),
-        )
-        .optional()?
-        .unwrap_or_default();
+/// `has_meta`: whether the state has the table that keeps where the last look ended (a state
+/// no run has brought to schema 5 has none, and is looked at from its start).
+fn stale_pass(conn: &Connection, visit: i64, has_meta: bool) -> Result<StalePass> {
+    let from: String = match has_meta {
+        true => conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = ?1",
+                [OBSERVATIONS_VISITED_KEY],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or_default(),
+        false => String::new(),
+    };
     let (last, visited) = conn.query_row(
         "SELECT max(ip), count(*) FROM
              (SELECT ip FROM observation WHERE ip > ?1 ORDER BY ip LIMIT ?2)",
@@ -2355,7 +2373,7 @@ fn write_ingest(conn: &mut Connection, ingested: &Ingested<'_>) -> Result<Vec<Ob
     // The look for history is fixed on the table as it is before this run's records go in, as
     // a preview sees it (see [`State::stale_observations_ahead`]).
     let pass = match (desks.is_empty(), stale_before) {
-        (false, Some(_)) => Some(stale_pass(&tx, stale_visit(observations.len()))?),
+        (false, Some(_)) => Some(stale_pass(&tx, stale_visit(observations.len()), true)?),
         _ => None,
     };
     if unsettle {
@@ -2862,6 +2880,15 @@ fn migrate(conn: &mut Connection, version: i64, path: &Path) -> Result<()> {
             anyhow::anyhow!(below_its_tables(path, version, &met))
         })?;
     }
+    // What migrations were given after states were made with them: a state made in between
+    // has the migration's number without it (`evidence_dense` missing stopped every run).
+    tx.execute_batch(AFTERTHOUGHTS).with_context(|| {
+        format!(
+            "{}: migration to schema {}",
+            path.display(),
+            MIGRATIONS.len()
+        )
+    })?;
     tx.pragma_update(None, "application_id", APPLICATION_ID)?;
     tx.pragma_update(None, "user_version", MIGRATIONS.len() as i64)?;
     tx.commit()
@@ -3677,6 +3704,24 @@ mod tests {
     /// The search for history goes a bounded stretch a run, on from where the last stopped,
     /// and comes round again: every stale observation goes in time, no fresh one ever does.
     #[test]
+    fn stale_observations_ahead_are_told_on_a_state_older_than_its_meta_table() {
+        // A state no run has brought to schema 5 has no `meta`: `preview` of what the next
+        // run lets go of stopped on "no such table: meta".
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = State::open(dir.path()).unwrap();
+        s.conn
+            .execute(
+                "INSERT INTO observation VALUES ('10.0.0.1', 1, 5, 1, 'TCP', '22', '', '', '')",
+                [],
+            )
+            .unwrap();
+        s.conn.execute_batch("DROP TABLE meta").unwrap();
+        s.version = 4;
+        let ahead = s.stale_observations_ahead(100, 1).unwrap();
+        assert_eq!(ahead.len(), 1);
+    }
+
+    #[test]
     fn stale_observations_go_a_bounded_stretch_a_run_and_every_one_in_time() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = State::open(dir.path()).unwrap();
@@ -3698,15 +3743,15 @@ mod tests {
             let rows = stmt.query_map([], |r| r.get(0)).unwrap();
             rows.collect::<rusqlite::Result<_>>().unwrap()
         };
-        let_go_of_stale_observations(&tx, 100, stale_pass(&tx, 4).unwrap()).unwrap();
+        let_go_of_stale_observations(&tx, 100, stale_pass(&tx, 4, true).unwrap()).unwrap();
         // The first four looked at: `10.0.0.1` and `10.0.0.3` gone, `10.0.0.5` not yet.
         let after_one = left(&tx);
         assert!(!after_one.contains(&"10.0.0.1".to_string()));
         assert!(!after_one.contains(&"10.0.0.3".to_string()));
         assert!(after_one.contains(&"10.0.0.5".to_string()));
         assert_eq!(after_one.len(), 8);
-        let_go_of_stale_observations(&tx, 100, stale_pass(&tx, 4).unwrap()).unwrap();
-        let_go_of_stale_observations(&tx, 100, stale_pass(&tx, 4).unwrap()).unwrap();
+        let_go_of_stale_observations(&tx, 100, stale_pass(&tx, 4, true).unwrap()).unwrap();
+        let_go_of_stale_observations(&tx, 100, stale_pass(&tx, 4, true).unwrap()).unwrap();
         let even: Vec<String> = (0..10).step_by(2).map(|i| format!("10.0.0.{i}")).collect();
         assert_eq!(left(&tx), even);
         // Round again from the start: a stale one added before the stretch already looked
@@ -3717,7 +3762,7 @@ mod tests {
         )
         .unwrap();
         for _ in 0..3 {
-            let_go_of_stale_observations(&tx, 100, stale_pass(&tx, 4).unwrap()).unwrap();
+            let_go_of_stale_observations(&tx, 100, stale_pass(&tx, 4, true).unwrap()).unwrap();
         }
         assert_eq!(left(&tx), even);
     }

@@ -674,6 +674,45 @@ fn a_file_linked_in_place_of_the_reserve_is_not_written() {
     assert!(fs::metadata(&reserve).unwrap().len() > 0);
 }
 
+/// A state made while a migration had an earlier form carries the migration's number without
+/// what was added to it later: schema 11 once made `evidence.dense` without its index, schema
+/// 9 its tables without `lookup_failure`, schema 10 one index of two. After the upgrade every
+/// run stopped on "no such index: evidence_dense", for good. The upgrade makes what is missing.
+#[test]
+fn a_state_made_by_an_earlier_form_of_a_migration_is_made_whole() {
+    let s = Setup::new(&standard_config(""));
+    s.write("messages", &two_addresses("10:00:00"));
+    s.run(&["run"]).ok();
+    let db = rusqlite::Connection::open(state_db(&s)).unwrap();
+    db.execute_batch(
+        "DROP INDEX evidence_dense; DROP INDEX report_waiting; DROP TABLE lookup_failure;
+         ALTER TABLE report DROP COLUMN unconfirmed; DROP TABLE report_preview;
+         ALTER TABLE cursor DROP COLUMN born; DROP TABLE contact_recheck;
+         DROP INDEX cursor_by_file; ALTER TABLE report DROP COLUMN deferred_since;
+         ALTER TABLE cursor DROP COLUMN tail; ALTER TABLE report DROP COLUMN unclear_since;
+         PRAGMA user_version = 11;",
+    )
+    .unwrap();
+    drop(db);
+    s.append(
+        "messages",
+        &drop_line("10:00:05", "34.223.47.190", "TCP", 22),
+    );
+    let ran = s.run(&["run"]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_eq!(s.outbox().len(), 2);
+    let db = rusqlite::Connection::open(state_db(&s)).unwrap();
+    let made: i64 = db
+        .query_row(
+            "SELECT count(*) FROM sqlite_master
+             WHERE name IN ('evidence_dense', 'report_waiting', 'lookup_failure')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(made, 3);
+}
+
 /// Stored times past the calendar's ends, of addresses and of their kept lines, and a packet
 /// count at its largest (a damaged state, or one written by hand) are written as they are, in
 /// a zone west of UTC, not a panic: the address in no provider is listed
