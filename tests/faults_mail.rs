@@ -347,65 +347,41 @@ fn opensmtpd_keeping_a_report_offline_is_not_asked_to_again() {
 /// a backlog) was a setting to fix (78) at its first "later".
 #[test]
 fn a_sendmails_later_waits_a_day_from_its_first_time() {
+    const KILLED: &str = "#!/bin/sh\ncat >/dev/null\nkill -9 $$\n";
+    const LATER: &str = "#!/bin/sh\ncat >/dev/null\necho 'queue file write error' >&2\nexit 75\n";
     let mut s = Setup::new(&sendmail_config(""));
     s.write("messages", &attack_log());
-    s.write_program("sendmail", "#!/bin/sh\ncat >/dev/null\nkill -9 $$\n");
-    let killed = s.run_bounded(&["run"]);
-    assert_eq!(killed.code, 75, "{}", killed.stderr);
-    s.write_program(
-        "sendmail",
-        "#!/bin/sh\ncat >/dev/null\necho 'queue file write error' >&2\nexit 75\n",
+    // A run at `when`, with `sendmail` as the program it hands reports to.
+    let mut run_at = |when: &str, sendmail: &str| {
+        s.write_program("sendmail", sendmail);
+        s.now = when.into();
+        s.run_bounded(&["run"])
+    };
+    assert_eq!(run_at("2026-01-26T08:00:00Z", KILLED).code, 75);
+    assert_eq!(run_at("2026-01-29T08:00:00Z", LATER).code, 75);
+    assert_eq!(run_at("2026-01-29T20:00:00Z", LATER).code, 75);
+    // A setting to look at (78), failing so since `since`.
+    let failing_since = |ran: Ran, since: &str| {
+        assert_eq!(ran.code, 78, "{}", ran.stderr);
+        let said = format!("it has failed so since {since}");
+        assert!(ran.stderr.contains(&said), "{}", ran.stderr);
+    };
+    failing_since(
+        run_at("2026-01-30T09:00:00Z", LATER),
+        "2026-01-29T08:00:00Z",
     );
-    s.now = "2026-01-29T08:00:00Z".into();
-    let first = s.run_bounded(&["run"]);
-    assert_eq!(first.code, 75, "{}", first.stderr);
-    s.now = "2026-01-29T20:00:00Z".into();
-    assert_eq!(s.run_bounded(&["run"]).code, 75);
-    s.now = "2026-01-30T09:00:00Z".into();
-    let later = s.run_bounded(&["run"]);
-    assert_eq!(later.code, 78, "{}", later.stderr);
-    assert!(
-        later
-            .stderr
-            .contains("it has failed so since 2026-01-29T08:00:00Z"),
-        "{}",
-        later.stderr
-    );
-    s.run_bounded(&["run"]);
     // Another outcome between (sendmail killed) ends the run of such failures: the next
     // "later" is a first one again.
-    s.write_program("sendmail", "#!/bin/sh\ncat >/dev/null\nkill -9 $$\n");
-    s.now = "2026-01-30T10:00:00Z".into();
-    assert_eq!(s.run_bounded(&["run"]).code, 75);
-    s.write_program(
-        "sendmail",
-        "#!/bin/sh\ncat >/dev/null\necho 'queue file write error' >&2\nexit 75\n",
-    );
-    s.now = "2026-01-30T11:00:00Z".into();
-    let again = s.run_bounded(&["run"]);
-    assert_eq!(again.code, 75, "{}", again.stderr);
+    assert_eq!(run_at("2026-01-30T10:00:00Z", KILLED).code, 75);
+    assert_eq!(run_at("2026-01-30T11:00:00Z", LATER).code, 75);
     // One stored by a clock sixty days ahead counts from when the clock is right again, not
     // from sixty days on.
-    s.write_program("sendmail", "#!/bin/sh\ncat >/dev/null\nkill -9 $$\n");
-    s.now = "2026-01-30T11:30:00Z".into();
-    s.run_bounded(&["run"]);
-    s.write_program(
-        "sendmail",
-        "#!/bin/sh\ncat >/dev/null\necho 'queue file write error' >&2\nexit 75\n",
-    );
-    s.now = "2026-03-31T11:00:00Z".into();
-    assert_eq!(s.run_bounded(&["run"]).code, 75);
-    s.now = "2026-01-30T12:00:00Z".into();
-    assert_eq!(s.run_bounded(&["run"]).code, 75);
-    s.now = "2026-01-31T13:00:00Z".into();
-    let day_on = s.run_bounded(&["run"]);
-    assert_eq!(day_on.code, 78, "{}", day_on.stderr);
-    assert!(
-        day_on
-            .stderr
-            .contains("it has failed so since 2026-01-30T12:00:00Z"),
-        "{}",
-        day_on.stderr
+    run_at("2026-01-30T11:30:00Z", KILLED);
+    assert_eq!(run_at("2026-03-31T11:00:00Z", LATER).code, 75);
+    assert_eq!(run_at("2026-01-30T12:00:00Z", LATER).code, 75);
+    failing_since(
+        run_at("2026-01-31T13:00:00Z", LATER),
+        "2026-01-30T12:00:00Z",
     );
 }
 
