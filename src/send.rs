@@ -933,6 +933,17 @@ fn size_refused(text: &str) -> bool {
                 .any(|said| lower.contains(said)))
 }
 
+/// A relay's own words in a reply (lowercased): what comes before the words it passes on of
+/// another server's (Postfix's `host … said: …`, `(in reply to …)`, `remote host`).
+fn own_part(lower: &str) -> &str {
+    const PASSED_ON: &[&str] = &[" said:", "in reply to", "remote host"];
+    PASSED_ON
+        .iter()
+        .filter_map(|passed| lower.find(passed))
+        .min()
+        .map_or(lower, |end| &lower[..end])
+}
+
 /// What of the operator's own a reply to a recipient refuses, when it is not the recipient:
 /// Postfix, whose `smtpd_delay_reject` (on by default) holds its verdict on the client, its
 /// HELO name and the sender until RCPT, names them (`<abuse@example.org>: Sender address
@@ -945,7 +956,6 @@ fn size_refused(text: &str) -> bool {
 /// says it refuses the sender (Postfix's `reject_unverified_sender`: `Sender address
 /// rejected: unverified address: host … said: …`).
 fn ours_refused(text: &str) -> Option<&'static str> {
-    const PASSED_ON: &[&str] = &[" said:", "in reply to", "remote host"];
     const SAID: &[(&str, &str)] = &[
         ("sender address rejected", "the sender (report.from)"),
         ("client host rejected", "this host as its client"),
@@ -959,11 +969,7 @@ fn ours_refused(text: &str) -> Option<&'static str> {
     if lower.contains("callout verification failed") {
         return None;
     }
-    let own = PASSED_ON
-        .iter()
-        .filter_map(|passed| lower.find(passed))
-        .min()
-        .map_or(&lower[..], |end| &lower[..end]);
+    let own = own_part(&lower);
     let sender_status = |word: &str| {
         let mut parts = word.split('.');
         matches!(
@@ -975,7 +981,7 @@ fn ours_refused(text: &str) -> Option<&'static str> {
         .find(|(said, _)| own.contains(said))
         .map(|(_, what)| *what)
         .or_else(|| {
-            (EXIM_SENDER.iter().any(|said| lower.contains(said))
+            (EXIM_SENDER.iter().any(|said| own.contains(said))
                 || own.split_whitespace().any(sender_status))
             .then_some("the sender (report.from)")
         })
@@ -1324,13 +1330,17 @@ impl Transport for Sendmail {
 
 /// A sendmail's refusal, by what it said: the relay refusing the sender, this host or to
 /// relay at all is the operator's to fix (78), as over SMTP (msmtp: `envelope from address …
-/// not accepted by the server`; ssmtp: `MAIL FROM:<…> (550 …)`); any other refuses the
-/// message. msmtp's 65 for a refused sender was taken for the desk's refusal, which shut a
-/// discovered desk out.
+/// not accepted by the server`; ssmtp quotes the server's reply bare: `550 … Sender address
+/// rejected`); a refused recipient is named, so that one of the operator's own (`report.cc`)
+/// is a setting to fix too (ssmtp: `RCPT TO:<…> (550 …)`; msmtp: `recipient address … not
+/// accepted by the server`); any other refuses the message. msmtp's 65 for a refused sender
+/// was taken for the desk's refusal, which shut a discovered desk out. Only the relay's own
+/// words count, not what it passes on of the desk's server's.
 fn sendmail_refusal(shown: &str, code: i32, said: &str) -> SendError {
     let lower = said.to_ascii_lowercase();
+    let own = own_part(&lower);
     let head = format!("mail.sendmail_path: {shown} exited {code}");
-    if lower.contains("envelope from address") || replied_to(&lower, "mail from:<", '5') {
+    if own.contains("envelope from address") {
         return SendError::Config(format!(
             "{head}: the mail server refused the sender (report.from): {said}"
         ));
@@ -1343,16 +1353,42 @@ fn sendmail_refusal(shown: &str, code: i32, said: &str) -> SendError {
             "{head}: the mail server will not relay (check the login sendmail's own settings give it): {said}"
         ));
     }
-    SendError::Rejected(format!("{shown} exited {code}: {said}"))
+    let text = format!("{shown} exited {code}: {said}");
+    match refused_recipient(own) {
+        Some(recipient) => SendError::RecipientRefused { recipient, text },
+        None => SendError::Rejected(text),
+    }
+}
+
+/// The recipient a sendmail says the server refused: ssmtp's `RCPT TO:<x> (5…`, msmtp's
+/// `recipient address x not accepted by the server`.
+fn refused_recipient(lower: &str) -> Option<String> {
+    if let Some((at, _)) = (lower.match_indices("rcpt to:<"))
+        .find(|&(at, _)| replied_to(&lower[at..], "rcpt to:<", '5'))
+    {
+        let rest = &lower[at + "rcpt to:<".len()..];
+        return rest.find('>').map(|end| rest[..end].to_string());
+    }
+    let rest = &lower[lower.find("recipient address ")? + "recipient address ".len()..];
+    let (address, after) = rest.split_once(' ')?;
+    after
+        .starts_with("not accepted")
+        .then(|| address.to_string())
 }
 
 /// Whether what a sendmail said quotes a server's permanent refusal: ssmtp's
-/// `RCPT TO:<…> (550 …)` or `MAIL FROM:<…> (550 …)`, msmtp's `server message: 550 …`.
+/// `RCPT TO:<…> (550 …)`, or the server's reply bare after its name (`sendmail: 550 …`, as
+/// ssmtp says a refusal of the sender or the body), msmtp's `server message: 550 …`.
 fn permanent_reply_said(said: &str) -> bool {
     let lower = said.to_ascii_lowercase();
-    replied_to(&lower, "rcpt to:<", '5')
-        || replied_to(&lower, "mail from:<", '5')
-        || lower.contains("server message: 5")
+    let bare_reply = lower.split_once(": ").is_some_and(|(_, rest)| {
+        let code = rest.as_bytes();
+        code.len() > 3
+            && code[0] == b'5'
+            && code[1..3].iter().all(u8::is_ascii_digit)
+            && matches!(code[3], b' ' | b'-')
+    });
+    replied_to(&lower, "rcpt to:<", '5') || bare_reply || lower.contains("server message: 5")
 }
 
 /// Whether `lower` holds `command` (`rcpt to:<`), its address, and then `(` and a reply
@@ -1790,7 +1826,7 @@ mod tests {
                 .send("r", &from, &[], b"x")
         };
         type Expected = fn(&SendError) -> bool;
-        let cases: [(i32, &str, Expected); 8] = [
+        let cases: [(i32, &str, Expected); 12] = [
             (
                 65,
                 "msmtp: envelope from address a@example.org not accepted by the server",
@@ -1804,14 +1840,37 @@ mod tests {
             (65, "msmtp: server message: 550 5.1.1 no such user", |e| {
                 matches!(e, SendError::Rejected(_))
             }),
+            // The refused recipient named, for the ledger to tell the operator's own.
             (
                 1,
                 "sendmail: RCPT TO:<ec2-abuse@amazon.com> (550 5.1.1 no such user)",
+                |e| matches!(e, SendError::RecipientRefused { recipient, .. } if recipient == "ec2-abuse@amazon.com"),
+            ),
+            (
+                65,
+                "msmtp: recipient address noc@example.org not accepted by the server msmtp: server message: 550 5.1.1 no such user",
+                |e| matches!(e, SendError::RecipientRefused { recipient, .. } if recipient == "noc@example.org"),
+            ),
+            // A desk's server's words passed on by the relay are the desk's, whatever they say.
+            (
+                1,
+                "sendmail: RCPT TO:<ec2-abuse@amazon.com> (550 5.1.1 <ec2-abuse@amazon.com>: Recipient address rejected: unverified address: host mx.amazon.example[192.0.2.1] said: 550 Sender verify failed (in reply to RCPT TO command))",
+                |e| matches!(e, SendError::RecipientRefused { .. }),
+            ),
+            (
+                65,
+                "msmtp: server message: 550 5.1.1 <x@y.example>: Recipient address rejected: host mx.y.example said: 553 5.1.8 envelope from address <double-bounce@relay.example> rejected",
+                |e| matches!(e, SendError::Rejected(_)),
+            ),
+            // ssmtp says a refusal of the body with the server's reply bare.
+            (
+                1,
+                "sendmail: 552 5.3.4 Message size exceeds fixed limit",
                 |e| matches!(e, SendError::Rejected(_)),
             ),
             (
                 1,
-                "sendmail: MAIL FROM:<a@example.org> (550 5.7.1 not yours)",
+                "sendmail: 550 5.7.1 <a@example.org>: Sender address rejected: not yours",
                 |e| matches!(e, SendError::Config(t) if t.contains("report.from")),
             ),
             (

@@ -342,6 +342,25 @@ fn opensmtpd_keeping_a_report_offline_is_not_asked_to_again() {
     assert_eq!(history(&other)[0]["status"], "failed");
 }
 
+/// ssmtp refusing the operator's own `cc` mailbox (it exits 1 for everything, naming the
+/// recipient): a setting to fix (78), the report kept, as over SMTP. Read as the desk's
+/// refusal, the report was refused for good, and a discovered desk shut out.
+#[test]
+fn a_sendmail_refusing_the_operators_own_cc_is_a_setting() {
+    let s = Setup::new(
+        &sendmail_config("").replace("min_hits = 1", "min_hits = 1\ncc = [\"noc@example.org\"]"),
+    );
+    s.write("messages", &attack_log());
+    s.write_program(
+        "sendmail",
+        "#!/bin/sh\ncat >/dev/null\necho 'sendmail: RCPT TO:<noc@example.org> (550 5.1.1 no such user)' >&2\nexit 1\n",
+    );
+    let ran = s.run_bounded(&["run"]);
+    assert_eq!(ran.code, 78, "{}", ran.stderr);
+    assert!(ran.stderr.contains("report.cc"), "{}", ran.stderr);
+    assert_eq!(history(&s)[0]["status"], "failed");
+}
+
 /// The day a failure that may pass or not is tried again is counted from its first time, not
 /// from when the report was made: a report that waited days for its turn (a sendmail killed,
 /// a backlog) was a setting to fix (78) at its first "later".
