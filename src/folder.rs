@@ -21,6 +21,19 @@ pub fn placeable(dir: &Path) -> Result<(), String> {
     folder_fault(dir).map_err(|(Fault::Lasting(e) | Fault::Other(e))| e)
 }
 
+/// Makes what was written in `dir` (a file made, a name changed) last through a crash: the
+/// folder is opened as a folder only, so that something else put at its name meanwhile (a
+/// FIFO, by whoever may write where it lies) is refused at once, not waited on for ever with
+/// the run's lock held.
+pub fn sync(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY)
+        .open(dir)?
+        .sync_all()
+}
+
 /// Whether this process may write in `dir`, or make it: the nearest of it and the folders
 /// it would be made in that exists is one this user may write in and enter (a read-only
 /// mount says no too). The reason if not, naming that folder.
@@ -90,4 +103,25 @@ fn folder_fault(dir: &Path) -> Result<(), Fault> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A FIFO put where the folder was is refused at once: opened as a file for its sync, it
+    /// was waited on for ever (a writer that never comes), with the run's lock held.
+    #[test]
+    fn a_fifo_at_the_folders_name_is_refused_not_waited_on() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(sync(dir.path()).is_ok());
+        let fifo = dir.path().join("outbox");
+        let name = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo reads the NUL-terminated path it is given, nothing else.
+        assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(sync(&fifo).is_err()).unwrap());
+        let refused = rx.recv_timeout(std::time::Duration::from_secs(10));
+        assert_eq!(refused, Ok(true), "waited on the FIFO");
+    }
 }

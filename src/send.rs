@@ -1556,7 +1556,7 @@ fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()
         return Err(e);
     }
     fs::rename(&tmp, path)?;
-    fs::File::open(dir)?.sync_all()
+    crate::folder::sync(dir)
 }
 
 #[cfg(test)]

@@ -2985,7 +2985,7 @@ fn create(dir: &Path, path: &Path) -> Result<()> {
             other => other,
         }
         .with_context(|| format!("cannot create {}", path.display()))?;
-        std::fs::File::open(dir)?.sync_all()?;
+        crate::folder::sync(dir)?;
         Ok(())
     })();
     for leftover in ["", "-wal", "-shm"] {
