@@ -1057,6 +1057,7 @@ pub(crate) fn deliver(
         // nothing leaves the host until the operator starts it.
         Ok(reply) if reply.starts_with(crate::send::KEPT_FOR_LATER) => {
             outcome.sent += 1;
+            outcome.desks_deferred_in_a_row.clear();
             crate::output::tell(format_args!(
                 "abuse-mailer: warning: report {} to {}: {reply}",
                 record.id,
