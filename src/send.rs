@@ -934,9 +934,15 @@ fn size_refused(text: &str) -> bool {
 }
 
 /// A relay's own words in a reply (lowercased): what comes before the words it passes on of
-/// another server's (Postfix's `host … said: …`, `(in reply to …)`, `remote host`).
+/// another server's (Postfix's `host … said: …`, `(in reply to …)`, `remote host`, Exim's
+/// `Callout verification failed:` and the recipient's server's reply after it).
 fn own_part(lower: &str) -> &str {
-    const PASSED_ON: &[&str] = &[" said:", "in reply to", "remote host"];
+    const PASSED_ON: &[&str] = &[
+        " said:",
+        "in reply to",
+        "remote host",
+        "callout verification failed",
+    ];
     PASSED_ON
         .iter()
         .filter_map(|passed| lower.find(passed))
@@ -966,9 +972,6 @@ fn ours_refused(text: &str) -> Option<&'static str> {
     ];
     const EXIM_SENDER: &[&str] = &["sender verify failed", "could not complete sender verify"];
     let lower = text.to_ascii_lowercase();
-    if lower.contains("callout verification failed") {
-        return None;
-    }
     let own = own_part(&lower);
     let sender_status = |word: &str| {
         let mut parts = word.split('.');
@@ -994,7 +997,6 @@ fn ours_refused(text: &str) -> Option<&'static str> {
 /// passes on (Postfix's "unverified address: host … said: …", Exim's "Callout verification
 /// failed"): those are the desk's, and must not hold back every other report.
 fn refuses_to_relay(text: &str) -> bool {
-    const PASSED_ON: &[&str] = &[" said:", "verif", "callout", "in reply to", "remote host"];
     const SAID: &[&str] = &[
         "relay access denied",
         "relaying denied",
@@ -1008,9 +1010,9 @@ fn refuses_to_relay(text: &str) -> bool {
         "do not relay",
         "relaying disallowed",
     ];
-    let text = text.to_ascii_lowercase();
-    SAID.iter().any(|said| text.contains(said))
-        && !PASSED_ON.iter().any(|passed| text.contains(passed))
+    let lower = text.to_ascii_lowercase();
+    let own = own_part(&lower);
+    SAID.iter().any(|said| own.contains(said))
 }
 
 /// Whether the server, whose close was read after the message body, reset the connection
@@ -1355,25 +1357,35 @@ fn sendmail_refusal(shown: &str, code: i32, said: &str) -> SendError {
     }
     let text = format!("{shown} exited {code}: {said}");
     match refused_recipient(own) {
-        Some(recipient) => SendError::RecipientRefused { recipient, text },
+        Some(recipient) => SendError::RecipientRefused {
+            recipient: recipient.to_string(),
+            text,
+        },
         None => SendError::Rejected(text),
     }
 }
 
-/// The recipient a sendmail says the server refused: ssmtp's `RCPT TO:<x> (5…`, msmtp's
-/// `recipient address x not accepted by the server`.
-fn refused_recipient(lower: &str) -> Option<String> {
-    if let Some((at, _)) = (lower.match_indices("rcpt to:<"))
-        .find(|&(at, _)| replied_to(&lower[at..], "rcpt to:<", '5'))
-    {
-        let rest = &lower[at + "rcpt to:<".len()..];
-        return rest.find('>').map(|end| rest[..end].to_string());
-    }
-    let rest = &lower[lower.find("recipient address ")? + "recipient address ".len()..];
-    let (address, after) = rest.split_once(' ')?;
-    after
-        .starts_with("not accepted")
-        .then(|| address.to_string())
+/// The recipient a sendmail says the server refused for good: ssmtp's `RCPT TO:<x> (5…`,
+/// msmtp's `recipient address x not accepted by the server`.
+fn refused_recipient(lower: &str) -> Option<&str> {
+    refused_rcpt(lower).or_else(|| {
+        let rest = &lower[lower.find("recipient address ")? + "recipient address ".len()..];
+        let (address, after) = rest.split_once(' ')?;
+        after.starts_with("not accepted").then_some(address)
+    })
+}
+
+/// The address of ssmtp's `RCPT TO:<x> (5…`: a server's permanent refusal of recipient `x`.
+fn refused_rcpt(lower: &str) -> Option<&str> {
+    const RCPT: &str = "rcpt to:<";
+    lower.match_indices(RCPT).find_map(|(at, _)| {
+        let rest = &lower[at + RCPT.len()..];
+        let end = rest.find('>')?;
+        rest[end + 1..]
+            .trim_start()
+            .starts_with("(5")
+            .then(|| &rest[..end])
+    })
 }
 
 /// Whether what a sendmail said quotes a server's permanent refusal: ssmtp's
@@ -1388,19 +1400,7 @@ fn permanent_reply_said(said: &str) -> bool {
             && code[1..3].iter().all(u8::is_ascii_digit)
             && matches!(code[3], b' ' | b'-')
     });
-    replied_to(&lower, "rcpt to:<", '5') || bare_reply || lower.contains("server message: 5")
-}
-
-/// Whether `lower` holds `command` (`rcpt to:<`), its address, and then `(` and a reply
-/// code starting with `class`, as ssmtp quotes a server's reply.
-fn replied_to(lower: &str, command: &str, class: char) -> bool {
-    lower.match_indices(command).any(|(at, _)| {
-        let rest = &lower[at + command.len()..];
-        rest.find('>').is_some_and(|end| {
-            let mut after = rest[end + 1..].trim_start().chars();
-            after.next() == Some('(') && after.next() == Some(class)
-        })
-    })
+    refused_rcpt(&lower).is_some() || bare_reply || lower.contains("server message: 5")
 }
 
 /// What a sendmail says on stderr, read without ever waiting for it: the first [`SAID_KEPT`]
