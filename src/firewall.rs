@@ -27,13 +27,14 @@ pub fn aggregated(provider: &Provider, ignore: &[IpNet]) -> (Vec<IpNet>, Vec<IpN
 /// thousand `/128`s in `report.ignore` took minutes.
 fn without(nets: &[IpNet], holes: &[IpNet]) -> Vec<IpNet> {
     let mut holes = IpNet::aggregate(&holes.iter().map(IpNet::trunc).collect::<Vec<_>>());
-    holes.sort_by_key(start_of);
+    holes.sort_by_key(|h| span(h).0);
     let mut left = Vec::with_capacity(nets.len());
     for net in nets.iter().map(IpNet::trunc) {
         // Holes are disjoint after aggregation: only the last one starting at or before the
         // network may hold it, and the ones that start inside it are all it holds.
-        let from = holes.partition_point(|h| start_of(h) < start_of(&net));
-        let to = holes.partition_point(|h| start_of(h) <= end_of(&net));
+        let (start, end) = span(&net);
+        let from = holes.partition_point(|h| span(h).0 < start);
+        let to = holes.partition_point(|h| span(h).0 <= end);
         if from > 0 && holes[from - 1].contains(&net) {
             continue;
         }
@@ -42,19 +43,15 @@ fn without(nets: &[IpNet], holes: &[IpNet]) -> Vec<IpNet> {
     left
 }
 
-/// Where a network starts, its family first: sorted by it, networks of one family that do
-/// not overlap are in address order.
-fn start_of(net: &IpNet) -> (bool, u128) {
-    match net.network() {
-        std::net::IpAddr::V4(a) => (false, u128::from(u32::from(a))),
-        std::net::IpAddr::V6(a) => (true, u128::from(a)),
-    }
-}
-
-fn end_of(net: &IpNet) -> (bool, u128) {
-    match net.broadcast() {
-        std::net::IpAddr::V4(a) => (false, u128::from(u32::from(a))),
-        std::net::IpAddr::V6(a) => (true, u128::from(a)),
+/// Where a network starts and ends, its family first: sorted by its start, networks of one
+/// family that do not overlap are in address order.
+fn span(net: &IpNet) -> ((bool, u128), (bool, u128)) {
+    match net {
+        IpNet::V4(n) => (
+            (false, u32::from(n.network()).into()),
+            (false, u32::from(n.broadcast()).into()),
+        ),
+        IpNet::V6(n) => ((true, n.network().into()), (true, n.broadcast().into())),
     }
 }
 
