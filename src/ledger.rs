@@ -895,8 +895,6 @@ pub(crate) fn deliver(
         }
         std::borrow::Cow::Borrowed(_) => record,
     };
-    // A failure that may pass or not waits a day from its first time.
-    let unclear_since = state.unclear_since(&record.id)?;
     // Whatever the transport answers must reach the ledger: without that proven first, a
     // report could go out on every run.
     let attempt = state.begin_attempt(&record.id, record.message.len())?;
@@ -920,6 +918,11 @@ pub(crate) fn deliver(
     // refusal may be it turning away a Message-ID it has. Giving the addresses back would
     // report them again in a new message: the report is taken as delivered instead.
     let unclear = matches!(result, Err(SendError::Unclear(_)));
+    // A failure that may pass or not waits a day from its first time.
+    let unclear_since = match unclear {
+        true => attempt.unclear_since()?,
+        false => None,
+    };
     let refused_held = match (&result, &settings.mail.transport) {
         (Err(SendError::Rejected(e)), config::TransportConfig::Smtp(_))
             if api.is_none() && !record.made_for_api() && record.unconfirmed > 0 =>

@@ -2581,6 +2581,12 @@ pub struct Attempt<'a> {
 }
 
 impl Attempt<'_> {
+    /// When the report first failed in a way that may pass or not (see
+    /// [`State::unclear_since`]).
+    pub fn unclear_since(&self) -> Result<Option<String>> {
+        self.state.unclear_since(&self.id)
+    }
+
     /// Records the transport's answer. Should the disk refuse it, the reserve is given back and
     /// the outcome written into that space; the next attempt must win the reserve back first.
     pub fn record(self, status: Status, detail: &str, at: &str) -> Result<()> {
