@@ -1237,11 +1237,7 @@ impl Templates {
                     RENDER_PATIENCE.as_secs()
                 )
             });
-            let mut out = Capped {
-                text: Vec::new(),
-                room: RENDERED_AT_MOST,
-                refused: false,
-            };
+            let mut out = Capped::default();
             match self.tera.render_to(&key, context, &mut out) {
                 Ok(()) => Ok(String::from_utf8(out.text)
                     .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())),
@@ -1286,22 +1282,21 @@ fn body_text(text: String) -> String {
 /// time reached gigabytes of memory, and an abort, well within [`RENDER_PATIENCE`].
 const RENDERED_AT_MOST: usize = 128 << 20;
 
-/// What a template renders, refused past the `room` it has left (`refused` once it was).
-/// Text Tera keeps for itself before it writes it (a `filter` section, a `set` block) is not
+/// What a template renders, refused past [`RENDERED_AT_MOST`] (`refused` once it was). Text
+/// Tera keeps for itself before it writes it (a `filter` section, a `set` block) is not
 /// counted until it is written: only the time that takes is bounded.
+#[derive(Default)]
 struct Capped {
     text: Vec<u8>,
-    room: usize,
     refused: bool,
 }
 
 impl std::io::Write for Capped {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if buf.len() > self.room {
+        if self.text.len() + buf.len() > RENDERED_AT_MOST {
             self.refused = true;
             return Err(std::io::Error::other("rendered too much"));
         }
-        self.room -= buf.len();
         self.text.extend_from_slice(buf);
         Ok(buf.len())
     }
