@@ -71,9 +71,24 @@ const ORG_MAX: usize = 200;
 /// `None` for an address XARF cannot tell ([`tells`]).
 pub fn document(report: &Report, message_id: &str) -> Option<Value> {
     let ip = report.ips.first()?;
-    let proto = protocol(ip.protocols.iter().map(String::as_str))?;
-    let source_port = ip.source_ports.iter().find(|p| **p > 0)?;
-    let destination_port = ip.ports.iter().find(|p| **p > 0)?;
+    // Its own lines (its earliest, its first read, and those of its densest window), as the
+    // plain report's evidence.log gives them; the window alone when none were kept.
+    let lines = match ip.evidence.is_empty() {
+        true => &report.excerpt,
+        false => &ip.evidence,
+    };
+    // One packet it sent, as a desk checks it against its flow logs: the protocol and ports
+    // taken one by one from the address's sets made a flow no one sent (a UDP packet's
+    // source port with a TCP packet's destination). Only when no line kept shows a whole
+    // one are the sets' first taken.
+    let (proto, source_port, destination_port) = match one_flow(lines) {
+        Some(flow) => flow,
+        None => (
+            protocol(ip.protocols.iter().map(String::as_str))?,
+            *ip.source_ports.iter().find(|p| **p > 0)?,
+            *ip.ports.iter().find(|p| **p > 0)?,
+        ),
+    };
     // The reporter is reached where replies go (`reply_to`, when there is one); the sender is
     // the address the message comes from.
     // XARF's schema takes an organisation's name of at most 200 characters.
@@ -96,12 +111,6 @@ pub fn document(report: &Report, message_id: &str) -> Option<Value> {
     // many sent a packet or two, which no desk takes for a denial of service (the report's
     // words are the whole flood's).
     let flood = crate::render::is_flood(ip.hits, ip.span_seconds);
-    // Its own lines (its earliest, its first read, and those of its densest window), as the
-    // plain report's evidence.log gives them; the window alone when none were kept.
-    let lines = match ip.evidence.is_empty() {
-        true => &report.excerpt,
-        false => &ip.evidence,
-    };
     let log = lines.iter().map(|l| format!("{l}\n")).collect::<String>();
     let mut doc = json!({
         "xarf_version": XARF_VERSION,
@@ -169,6 +178,21 @@ pub fn document(report: &Report, message_id: &str) -> Option<Value> {
         tags.extend(ip.ports.iter().take(18).map(|p| json!(format!("port:{p}"))));
     }
     Some(doc)
+}
+
+/// The first packet of `lines` (log lines of one address) that XARF can tell whole: its
+/// protocol ([`protocol`]), and its source and destination ports (neither 0). Only the
+/// packet's own fields count, not those of the packet an ICMP error quotes (in brackets).
+fn one_flow(lines: &[String]) -> Option<(&'static str, u16, u16)> {
+    lines.iter().find_map(|line| {
+        // From the packet's protocol (the uptime stamp before it is in brackets too) up to
+        // the packet an ICMP error quotes.
+        let own = &line[line.find(" PROTO=")? + 1..];
+        let own = own.split(" [").next().unwrap_or(own);
+        let field = |name: &str| own.split(' ').find_map(|word| word.strip_prefix(name));
+        let port = |name: &str| field(name)?.parse::<u16>().ok().filter(|p| *p > 0);
+        Some((protocol([field("PROTO=")?])?, port("SPT=")?, port("DPT=")?))
+    })
 }
 
 /// The mean of the packet lengths (`LEN=`, the first in a line: the IP packet's) the lines
@@ -247,5 +271,46 @@ mod tests {
         assert_eq!(p(&["ICMP", "UDPLITE"]), Some("udp"));
         // XARF has no name for ESP or GRE: no name at all rather than a wrong one.
         assert_eq!(p(&["ESP", "47"]), None);
+    }
+
+    /// The protocol and ports are one packet the address sent, as a desk checks against its
+    /// flow logs: taken one by one from its sets, they named a UDP packet's source port with
+    /// a TCP packet's destination port, a flow no one sent.
+    #[test]
+    fn the_flow_named_is_one_packet_the_address_sent() {
+        let head = "Nov 28 10:04:38 web1 kernel: [ 1234.567890] INPUT-DROP:IN=eth0 OUT= SRC=15.193.9.24 DST=198.51.100.10 LEN=40 TOS=0x00 PREC=0x00 TTL=50 ID=1";
+        let lines = [
+            // An ICMP error: the ports in brackets are the quoted packet's, not its own.
+            format!(
+                "{head} PROTO=ICMP TYPE=3 CODE=3 [SRC=198.51.100.10 DST=15.193.9.24 LEN=40 PROTO=TCP SPT=80 DPT=4444 ] "
+            ),
+            format!("{head} PROTO=UDP SPT=30438 DPT=53 LEN=20 "),
+            format!("{head} PROTO=TCP SPT=34574 DPT=22 WINDOW=1024 RES=0x00 SYN URGP=0 "),
+        ];
+        assert_eq!(one_flow(&lines), Some(("udp", 30438, 53)));
+        assert_eq!(one_flow(&lines[2..]), Some(("tcp", 34574, 22)));
+        assert_eq!(one_flow(&lines[..1]), None);
+        let mut report = crate::check::sample_aws_report();
+        report.ips.truncate(1);
+        let ip = &mut report.ips[0];
+        ip.protocols = vec!["TCP".into(), "UDP".into()];
+        ip.source_ports = vec![30438, 34574];
+        ip.ports = vec![22, 53];
+        ip.evidence = lines.to_vec();
+        let doc = document(&report, "<x@example.org>").unwrap();
+        assert_eq!(
+            (
+                &doc["protocol"],
+                &doc["source_port"],
+                &doc["destination_port"]
+            ),
+            (&json!("udp"), &json!(30438), &json!(53)),
+            "{doc}"
+        );
+        // With no line that shows a whole packet, the sets still give a document.
+        report.ips[0].evidence = lines[..1].to_vec();
+        report.excerpt.clear();
+        let doc = document(&report, "<x@example.org>").unwrap();
+        assert_eq!(doc["protocol"], "tcp", "{doc}");
     }
 }
