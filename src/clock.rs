@@ -266,6 +266,128 @@ fn iana_local() -> Option<String> {
         .or_else(|| zoneinfo_name(std::path::Path::new("/etc/localtime")))
 }
 
+/// Where the system keeps zone files, looked in for a `TZ` that names one.
+const ZONE_FOLDERS: [&str; 4] = [
+    "/usr/share/zoneinfo",
+    "/share/zoneinfo",
+    "/etc/zoneinfo",
+    "/usr/share/lib/zoneinfo",
+];
+
+/// Why `TZ` names no zone, when it is set and does not: a name with no zone file (a case
+/// slip, `Europe/berlin`), a file that is not there, or text that is no POSIX zone rule.
+/// The time library reads such a `TZ` as the system's zone or UTC without a word, while a
+/// report names the zone `TZ` says: every time in it would be off by the zone's offset,
+/// under a name that says otherwise.
+pub fn local_zone_problem() -> Option<String> {
+    let tz = std::env::var_os("TZ")?;
+    let Some(tz) = tz.to_str() else {
+        return Some("TZ is not UTF-8 text".to_string());
+    };
+    if tz.is_empty() || tz == "localtime" {
+        return None;
+    }
+    let named = tz.strip_prefix(':');
+    let file = named.unwrap_or(tz);
+    let is_zone_file = |path: &std::path::Path| {
+        let mut magic = [0u8; 4];
+        std::fs::File::open(path)
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+            .is_ok_and(|()| &magic == b"TZif")
+    };
+    let found = match std::path::Path::new(file).is_absolute() {
+        true => is_zone_file(std::path::Path::new(file)),
+        false => (ZONE_FOLDERS.iter()).any(|d| is_zone_file(&std::path::Path::new(d).join(file))),
+    };
+    if found || (named.is_none() && is_posix_rule(tz)) {
+        return None;
+    }
+    Some(format!(
+        "TZ={tz:?} names no time zone (no zone file of that name, and no POSIX zone rule), so timezone = \"local\" would read every time stamp in another zone than the one a report names; set TZ to a zone such as Europe/Berlin, unset it, or set timezone"
+    ))
+}
+
+/// Whether `text` is a POSIX `TZ` rule: a zone's abbreviation and its offset from UTC
+/// (`EST5`, `<+0330>-3:30`), optionally a summer zone with its own offset and the rules of
+/// its start and end (`EST5EDT,M3.2.0,M11.1.0`, `CET-1CEST,M3.5.0,M10.5.0/3`).
+fn is_posix_rule(text: &str) -> bool {
+    fn name(t: &str) -> Option<&str> {
+        if let Some(rest) = t.strip_prefix('<') {
+            let end = rest.find('>')?;
+            let inner = &rest[..end];
+            let ok = inner.len() >= 3
+                && inner
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'-');
+            return ok.then_some(&rest[end + 1..]);
+        }
+        let end = t
+            .find(|c: char| !c.is_ascii_alphabetic())
+            .unwrap_or(t.len());
+        (end >= 3).then_some(&t[end..])
+    }
+    // `[+-]hh[:mm[:ss]]`, hours up to `most`.
+    fn offset(t: &str, most: u32) -> Option<&str> {
+        let t = t.strip_prefix(['+', '-']).unwrap_or(t);
+        let mut rest = t;
+        for (i, limit) in [most, 59, 59].into_iter().enumerate() {
+            if i > 0 {
+                match rest.strip_prefix(':') {
+                    Some(r) => rest = r,
+                    None => break,
+                }
+            }
+            let end = rest
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(rest.len());
+            let value: u32 = rest[..end].parse().ok().filter(|_| end <= 3)?;
+            if value > limit {
+                return None;
+            }
+            rest = &rest[end..];
+        }
+        Some(rest)
+    }
+    // `Mm.w.d`, `Jn` or `n`, with an optional `/time`.
+    fn date(t: &str) -> bool {
+        let (day, time) = t.split_once('/').unwrap_or((t, "0"));
+        let numbers =
+            |s: &str| -> Option<Vec<u32>> { s.split('.').map(|n| n.parse().ok()).collect() };
+        let day_ok = if let Some(m) = day.strip_prefix('M') {
+            numbers(m).is_some_and(|v| {
+                matches!(v[..], [m, w, d] if (1..=12).contains(&m) && (1..=5).contains(&w) && d <= 6)
+            })
+        } else {
+            let n = day.strip_prefix('J').unwrap_or(day);
+            n.parse::<u32>().is_ok_and(|n| n <= 365)
+        };
+        day_ok && offset(time, 167).is_some_and(str::is_empty)
+    }
+    let Some(rest) = name(text).and_then(|r| offset(r, 24)) else {
+        return false;
+    };
+    if rest.is_empty() {
+        return true;
+    }
+    let Some(rest) = name(rest) else {
+        return false;
+    };
+    let rest = match rest.starts_with(',') || rest.is_empty() {
+        true => rest,
+        false => match offset(rest, 24) {
+            Some(r) => r,
+            None => return false,
+        },
+    };
+    match rest
+        .strip_prefix(',')
+        .map(|r| r.split(',').collect::<Vec<_>>())
+    {
+        None => rest.is_empty(),
+        Some(rules) => rules.len() == 2 && rules.iter().all(|r| date(r)),
+    }
+}
+
 /// The IANA name of a zone file, from where it lies under a `zoneinfo` folder (through
 /// links): `/usr/share/zoneinfo/Europe/Berlin` is `Europe/Berlin`.
 fn zoneinfo_name(path: &std::path::Path) -> Option<String> {
@@ -450,5 +572,39 @@ mod tests {
                 .unwrap_err()
                 .contains("Mars/Olympus")
         );
+    }
+
+    /// POSIX zone rules as `TZ` takes them, and text that is none (which the time library
+    /// reads as another zone without a word).
+    #[test]
+    fn posix_zone_rules_are_told_from_other_text() {
+        for rule in [
+            "UTC0",
+            "EST5",
+            "EST+5",
+            "<+0330>-3:30",
+            "EST5EDT",
+            "EST5EDT4,M3.2.0/2,M11.1.0",
+            "CET-1CEST,M3.5.0,M10.5.0/3",
+            "NZST-12NZDT,M9.5.0,M4.1.0/3",
+            "<-03>3<-02>,M3.5.0/-2,M10.5.0/-1",
+            "WART4WARST,J1/0,J365/25",
+            "IST-2IDT,M3.4.4/26,M10.5.0",
+        ] {
+            assert!(is_posix_rule(rule), "{rule}");
+        }
+        for text in [
+            "Europe/berlin",
+            "EST",
+            "ES5",
+            "EST25",
+            "EST5EDT,M3.2.0",
+            "EST5EDT,M13.2.0,M11.1.0",
+            "CET-1CEST,M3.5.0,M10.5.0/3,x",
+            "<ab>5",
+            "5",
+        ] {
+            assert!(!is_posix_rule(text), "{text}");
+        }
     }
 }

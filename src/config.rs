@@ -904,6 +904,11 @@ fn check(file: &Path, raw: RawConfig) -> Result<Settings, ConfigError> {
     };
     let zone =
         Zone::parse(raw.timezone.as_deref().unwrap_or("local")).map_err(|e| err("timezone", e))?;
+    if zone == Zone::Local
+        && let Some(problem) = crate::clock::local_zone_problem()
+    {
+        return Err(err("timezone", problem));
+    }
 
     let sources = sources(raw.source, &err, &resolve)?;
     // An empty path would put the state beside the configuration, unasked.

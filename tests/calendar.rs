@@ -7,6 +7,7 @@ mod common;
 
 use common::*;
 use mail_parser::MimeHeaders;
+use std::path::Path;
 use std::process::Command;
 
 /// A packet line with a BSD stamp (`Oct 25 02:30:00`) from `src`.
@@ -392,6 +393,48 @@ fn zone_names_in_any_case_of_local_and_utc_are_those_zones() {
     let ran = s.run(&["preview", "--json"]);
     assert_eq!(ran.code, 78, "{}", ran.stderr);
     assert!(ran.stderr.contains("Europe/Berlln"), "{}", ran.stderr);
+}
+
+/// `timezone = "local"` under a `TZ` that names no zone (a case slip, a file not there,
+/// no zone rule) is a setting to fix, naming `TZ`: every stamp was read as UTC, without a
+/// word, under the name `TZ` gives. A zone file's name, a file, and a POSIX rule are zones.
+#[test]
+fn a_tz_that_names_no_zone_is_a_setting_to_fix() {
+    for tz in [
+        "Europe/berlin",
+        "Nowhere/Invalid",
+        ":/nonexistent/zone",
+        "CET-1CEST,M3.5.0",
+    ] {
+        let mut s = setup_in("local", "", "2026-01-26T08:00:00Z");
+        s.env.push(("TZ".to_string(), tz.to_string()));
+        s.write("messages", &line("Jan 25 10:00:00", "3.5.140.2"));
+        let ran = s.run(&["preview", "--json"]);
+        assert_eq!(ran.code, 78, "{tz}: {}", ran.stderr);
+        assert!(ran.stderr.contains(&format!("TZ={tz:?}")), "{}", ran.stderr);
+        assert!(ran.stderr.contains("timezone"), "{}", ran.stderr);
+        let checked = s.run(&["check"]);
+        assert_eq!(checked.code, 78, "{tz}: {}", checked.stdout);
+    }
+    for (tz, offset) in [
+        ("Europe/Berlin", "+01:00"),
+        (":Europe/Berlin", "+01:00"),
+        ("/usr/share/zoneinfo/Europe/Berlin", "+01:00"),
+        ("CET-1CEST,M3.5.0,M10.5.0/3", "+01:00"),
+        ("<+0330>-3:30", "+03:30"),
+        ("EST5EDT", "-05:00"),
+        ("", "+00:00"),
+    ] {
+        if tz.contains("Europe") && !Path::new("/usr/share/zoneinfo/Europe/Berlin").exists() {
+            continue;
+        }
+        let mut s = setup_in("local", "", "2026-01-26T08:00:00Z");
+        s.env.push(("TZ".to_string(), tz.to_string()));
+        s.write("messages", &line("Jan 25 10:00:00", "3.5.140.2"));
+        let preview = s.run(&["preview", "--json"]).ok().json();
+        let (first, _) = seen(&preview, "3.5.140.2");
+        assert!(first.ends_with(offset), "{tz:?}: {first}");
+    }
 }
 
 /// Sets the time `rel` of `s` was last modified, as the clock of the host that wrote it had it.
