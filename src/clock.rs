@@ -274,18 +274,23 @@ const ZONE_FOLDERS: [&str; 4] = [
     "/usr/share/lib/zoneinfo",
 ];
 
-/// Why `TZ` names no zone, when it is set and does not: a name with no zone file (a case
-/// slip, `Europe/berlin`), a file that is not there, or text that is no POSIX zone rule.
-/// The time library reads such a `TZ` as the system's zone or UTC without a word, while a
-/// report names the zone `TZ` says: every time in it would be off by the zone's offset,
-/// under a name that says otherwise.
-pub fn local_zone_problem() -> Option<String> {
-    let tz = std::env::var_os("TZ")?;
+/// The zone `timezone = "local"` is: the system's, or why `TZ` names none when it is set
+/// and does not: a name with no zone file (a case slip, `Europe/berlin`), a file that is not
+/// there, or text that is no POSIX zone rule. The time library reads such a `TZ` as the
+/// system's zone or UTC without a word, while a report names the zone `TZ` says: every time
+/// in it would be off by the zone's offset, under a name that says otherwise.
+///
+/// A zone's name that the system has no file for (no zone files installed) is the zone of
+/// that name all the same, from the data this program carries.
+pub fn local_zone() -> Result<Zone, String> {
+    let Some(tz) = std::env::var_os("TZ") else {
+        return Ok(Zone::Local);
+    };
     let Some(tz) = tz.to_str() else {
-        return Some("TZ is not UTF-8 text".to_string());
+        return Err("TZ is not UTF-8 text".to_string());
     };
     if tz.is_empty() || tz == "localtime" {
-        return None;
+        return Ok(Zone::Local);
     }
     let named = tz.strip_prefix(':');
     let file = named.unwrap_or(tz);
@@ -300,9 +305,12 @@ pub fn local_zone_problem() -> Option<String> {
         false => (ZONE_FOLDERS.iter()).any(|d| is_zone_file(&std::path::Path::new(d).join(file))),
     };
     if found || (named.is_none() && is_posix_rule(tz)) {
-        return None;
+        return Ok(Zone::Local);
     }
-    Some(format!(
+    if let Ok(zone) = file.parse::<chrono_tz::Tz>() {
+        return Ok(Zone::Named(zone));
+    }
+    Err(format!(
         "TZ={tz:?} names no time zone (no zone file of that name, and no POSIX zone rule), so timezone = \"local\" would read every time stamp in another zone than the one a report names; set TZ to a zone such as Europe/Berlin, unset it, or set timezone"
     ))
 }

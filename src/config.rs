@@ -902,13 +902,11 @@ fn check(file: &Path, raw: RawConfig) -> Result<Settings, ConfigError> {
             base.join(p)
         }
     };
-    let zone =
-        Zone::parse(raw.timezone.as_deref().unwrap_or("local")).map_err(|e| err("timezone", e))?;
-    if zone == Zone::Local
-        && let Some(problem) = crate::clock::local_zone_problem()
-    {
-        return Err(err("timezone", problem));
+    let zone = match Zone::parse(raw.timezone.as_deref().unwrap_or("local")) {
+        Ok(Zone::Local) => crate::clock::local_zone(),
+        other => other,
     }
+    .map_err(|e| err("timezone", e))?;
 
     let sources = sources(raw.source, &err, &resolve)?;
     // An empty path would put the state beside the configuration, unasked.
