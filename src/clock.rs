@@ -33,13 +33,24 @@ pub fn unset(now: DateTime<Utc>) -> Option<String> {
 /// So is one outside the years a message's `Date:` can carry, 1970 to 9999 in UTC: later, the
 /// mail library gave up mid-run (a panic); earlier, the message was dated 1970.
 pub fn now() -> anyhow::Result<DateTime<Utc>> {
-    let Ok(text) = std::env::var(NOW_VAR) else {
-        return Ok(Utc::now());
-    };
+    match std::env::var(NOW_VAR) {
+        Ok(text) => pinned(&text),
+        Err(_) => Ok(Utc::now()),
+    }
+}
+
+/// The time `text` pins the clock at (see [`now`]). A leap second (`23:59:60`) is the second
+/// before it, as the clock's count has it: the `Date:` header said `:59`, and the
+/// Message-ID and the file name of the same message `60`.
+fn pinned(text: &str) -> anyhow::Result<DateTime<Utc>> {
+    use chrono::Timelike as _;
     let bad = |why: String| crate::error::ConfigError(format!("{NOW_VAR}={text:?} {why}"));
-    let time = DateTime::parse_from_rfc3339(&text)
+    let time = DateTime::parse_from_rfc3339(text)
         .map_err(|e| bad(format!("is not an RFC 3339 time: {e}")))?
         .with_timezone(&Utc);
+    let time = time
+        .with_nanosecond(time.nanosecond() % 1_000_000_000)
+        .unwrap_or(time);
     if !(1970..=9999).contains(&time.year()) {
         return Err(bad(format!(
             "is {}, outside the years 1970 to 9999 (UTC) that a message's Date can carry",
@@ -614,5 +625,15 @@ mod tests {
         ] {
             assert!(!is_posix_rule(text), "{text}");
         }
+    }
+
+    /// A leap second pinned is the second before it, in every place a message gives it.
+    #[test]
+    fn a_pinned_leap_second_is_the_second_before_it() {
+        let t = pinned("2026-01-26T09:10:60+14:00").unwrap();
+        assert_eq!(t.format("%H%M%S").to_string(), "191059");
+        assert_eq!(utc_text(t), "2026-01-25T19:10:59Z");
+        assert_eq!(pinned("2026-06-30T23:59:59Z").unwrap().timestamp() % 60, 59);
+        assert!(pinned("2026-06-30T23:59:61Z").is_err());
     }
 }
