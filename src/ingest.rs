@@ -2465,6 +2465,12 @@ impl<'a> Ingest<'a> {
         self.parser.follows(time);
     }
 
+    /// A run read the source up to where this read resumes it at `time` (see
+    /// [`LineParser::not_before`]).
+    pub fn not_before(&mut self, time: Option<i64>) {
+        self.parser.not_before(time);
+    }
+
     /// When the file read next was written (see [`LineParser::written_at`]).
     pub fn written_at(&mut self, modified: Option<i64>, last_line: Option<i64>) {
         self.parser.written_at(modified, last_line);

@@ -861,6 +861,12 @@ fn ingest_once(
         Some(s) => s.counted_zones()?,
         None => HashMap::new(),
     };
+    // When a run last read each file to its cursor: in the hour shown twice, what lies past
+    // it was written after that.
+    let read_at = match state {
+        Some(s) if settings.zone.may_repeat_times() => s.cursor_times()?,
+        _ => HashMap::new(),
+    };
     let zone = settings.zone.name();
     let resumed = |key: &str| -> Option<i64> {
         let repeats = settings.zone.may_repeat_times();
@@ -979,6 +985,8 @@ fn ingest_once(
                         // follows nothing known), under this name or the one it took over.
                         let old = names.taken_over.get(&key);
                         scan.follows(resumed(&key).or_else(|| resumed(old?)));
+                        let at = |k: &str| read_at.get(k).copied();
+                        scan.not_before(at(&key).or_else(|| at(old?)));
                     }
                     let before = scan.counted();
                     let read = source::read(

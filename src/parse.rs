@@ -74,6 +74,11 @@ pub enum Line<'a> {
 /// Later than that, a line is not this year's (BSD stamps) or not to be trusted at all.
 pub const CLOCK_SLACK: i64 = 86_400;
 
+/// How far a log's clock may disagree with this host's, or its lines lag, where it decides
+/// which pass of the hour a zone's clock shows twice a line is in: ten minutes, as clocks
+/// that drift a little are told apart from a log ahead.
+pub const PASS_SLACK: i64 = 600;
+
 /// Seconds a counted line's stamp may lie ahead of now before the operator is told: more than
 /// hosts' clocks drift apart, less than any zone's offset from another.
 pub const CLOCK_AHEAD_TOLD: i64 = 600;
@@ -95,6 +100,9 @@ pub struct LineParser {
     /// When the file being read was last written, as far as it tells (see
     /// [`LineParser::written_at`]): a year-less stamp takes its year from that, not from now.
     written: Option<i64>,
+    /// When a run last read the source up to where this read resumes it (see
+    /// [`LineParser::not_before`]).
+    floor: Option<i64>,
     /// What the lines read so far leave for the next.
     memo: Memo,
 }
@@ -361,8 +369,20 @@ impl LineParser {
             cached_time: 0,
             last: None,
             written: None,
+            floor: None,
             memo: Memo::default(),
         }
+    }
+
+    /// The text read next was written after `time` (less [`PASS_SLACK`]): a run read the
+    /// source up to where this read resumes it then. Of the two readings of a time in the
+    /// hour a zone's clock shows twice, one before that is not taken when the other is not:
+    /// a run that read to 02:35 summer time before the clock went back, and resumes after
+    /// it, reads an appended `02:10` as winter time's (the half-hour rule took it for a host
+    /// behind, and dated it before the run that had read the file). `None`: nothing known.
+    pub fn not_before(&mut self, time: Option<i64>) {
+        self.floor = time.map(|t| t.saturating_sub(PASS_SLACK));
+        self.cached_stamp.clear();
     }
 
     /// Reads on after a line stamped `time` (`None`: after nothing known), as a reader that
@@ -654,7 +674,10 @@ impl LineParser {
             else {
                 continue;
             };
-            let (t, twice) = self.zone.reading(local, after)?;
+            // Neither reading of a time shown twice lies after the file was written, nor
+            // (when the other does not) before a run read on from here.
+            let bounds = (self.floor, Some(base.saturating_add(PASS_SLACK)));
+            let (t, twice) = self.zone.reading_within(local, after, bounds)?;
             if t <= if y > year { next_limit } else { limit } {
                 return Some((t, twice));
             }
@@ -1327,10 +1350,26 @@ impl Zone {
     /// at 02:00. A line of a host whose clock is a little behind (less than half the hour)
     /// stays in its pass. Without `after`, the first of the two.
     pub fn reading(&self, local: NaiveDateTime, after: Option<i64>) -> Option<(i64, bool)> {
+        self.reading_within(local, after, (None, None))
+    }
+
+    /// [`Zone::reading`] of a line known to be written within `bounds` (not before the
+    /// first, not after the second, either may be unknown): of the two readings of a time
+    /// shown twice, one outside them is not taken when the other is inside. The second
+    /// pass of a line read while the clock was still in the first is in the future: a line
+    /// 34 minutes behind the one before it was taken for the second pass, an hour ahead of
+    /// the file's last write. The later bound wins when both say no.
+    pub fn reading_within(
+        &self,
+        local: NaiveDateTime,
+        after: Option<i64>,
+        bounds: (Option<i64>, Option<i64>),
+    ) -> Option<(i64, bool)> {
         fn pick<T: TimeZone>(
             tz: &T,
             local: NaiveDateTime,
             after: Option<i64>,
+            (floor, ceiling): (Option<i64>, Option<i64>),
         ) -> Option<(i64, bool)> {
             use chrono::Offset;
             match tz.from_local_datetime(&local) {
@@ -1352,6 +1391,13 @@ impl Zone {
                                     == late.offset().fix()
                             })
                     });
+                    let past = |t: i64| ceiling.is_some_and(|c| t > c);
+                    let before = |t: i64| floor.is_some_and(|f| t < f);
+                    let later = match later {
+                        true if past(to) && !past(from) => false,
+                        false if before(from) && !before(to) && !past(to) => true,
+                        chosen => chosen,
+                    };
                     Some((if later { to } else { from }, true))
                 }
                 LocalResult::None => {
@@ -1365,8 +1411,8 @@ impl Zone {
         }
         match self {
             Zone::Utc => Some((local.and_utc().timestamp(), false)),
-            Zone::Local => pick(&chrono::Local, local, after),
-            Zone::Named(tz) => pick(tz, local, after),
+            Zone::Local => pick(&chrono::Local, local, after, bounds),
+            Zone::Named(tz) => pick(tz, local, after, bounds),
         }
     }
 }

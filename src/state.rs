@@ -1154,6 +1154,22 @@ impl State {
         Ok(all)
     }
 
+    /// Per file source, when a run last stored where it had read it to (Unix seconds): the
+    /// text past its cursor was written after that.
+    pub fn cursor_times(&self) -> Result<HashMap<String, i64>> {
+        let mut stmt =
+            (self.conn).prepare("SELECT source, updated_at FROM cursor WHERE journal IS NULL")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut times = HashMap::new();
+        for row in rows {
+            let (source, at) = row?;
+            if let Ok(at) = chrono::DateTime::parse_from_rfc3339(&at) {
+                times.insert(source, at.timestamp());
+            }
+        }
+        Ok(times)
+    }
+
     /// Per source and prefix, the zone the times of [`State::counted_all`] were made in (none
     /// for one counted from before the zone was kept).
     pub fn counted_zones(&self) -> Result<HashMap<String, BTreeMap<String, String>>> {

@@ -111,6 +111,61 @@ fn a_run_resuming_in_the_repeated_hours_second_pass_reads_it_as_the_second() {
     );
 }
 
+/// A run read the log to 02:35 summer time before the clock went back; the next reads an
+/// appended `02:10`, 25 minutes behind that, as winter time's: summer time's would be
+/// before the run that had read the file. The half-hour rule alone took it for a host a
+/// little behind, and dated it half an hour before that run.
+#[test]
+fn a_line_appended_after_a_run_is_not_dated_before_that_run() {
+    let mut s = setup_in("Europe/Berlin", "", "2026-10-25T00:40:00Z");
+    s.write(
+        "messages",
+        &[
+            line("Oct 25 02:30:00", "34.223.47.190"),
+            line("Oct 25 02:35:00", "34.223.47.190"),
+        ]
+        .concat(),
+    );
+    s.run(&["run"]).ok();
+    s.append(
+        "messages",
+        &[
+            line("Oct 25 02:10:00", "3.5.140.2"),
+            line("Oct 25 02:12:00", "3.5.140.2"),
+        ]
+        .concat(),
+    );
+    s.now = "2026-10-25T01:20:00Z".to_string();
+    let preview = s.run(&["preview", "--json"]).ok().json();
+    assert_eq!(
+        seen(&preview, "3.5.140.2"),
+        pair("2026-10-25T02:10:00+01:00", "2026-10-25T02:12:00+01:00")
+    );
+}
+
+/// Lines 34 minutes behind the one before them, read while the clock is still in the first
+/// pass of the repeated hour (the file last written then): they are in the first pass too.
+/// The half-hour rule alone put them in the second, an hour after the file was written.
+#[test]
+fn a_line_is_not_put_in_a_second_pass_that_has_not_begun() {
+    let s = setup_in("Europe/Berlin", "", "2026-10-25T00:40:00Z");
+    s.write(
+        "messages",
+        &[
+            line("Oct 25 02:39:00", "34.223.47.190"),
+            line("Oct 25 02:05:00", "3.5.140.2"),
+            line("Oct 25 02:06:00", "3.5.140.2"),
+        ]
+        .concat(),
+    );
+    modified_at(&s, "messages", "2026-10-25T00:39:30Z");
+    let preview = s.run(&["preview", "--json"]).ok().json();
+    assert_eq!(
+        seen(&preview, "3.5.140.2"),
+        pair("2026-10-25T02:05:00+02:00", "2026-10-25T02:06:00+02:00")
+    );
+}
+
 /// A run that counted its last packet long before the lines it read last (answers to the
 /// host's own traffic, which count as no packet) stopped in the first pass; the next reads on
 /// into the second pass from what those lines say, not from the last packet counted, which
