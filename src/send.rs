@@ -66,6 +66,10 @@ pub fn body_reply_wait(timeout: Duration) -> Duration {
         .max(timeout)
 }
 
+/// How long a reply already in the socket is given to be read, once the wait for the reply
+/// to a body that went out is over.
+const UNREAD_REPLY_WAIT: Duration = Duration::from_millis(500);
+
 /// Why a message was not delivered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendError {
@@ -353,7 +357,15 @@ impl Smtp {
                     let at = *body;
                     let body_sent = matches!(at, Body::Written { .. });
                     drop(body);
-                    return answer.try_recv().unwrap_or_else(|_| {
+                    // A reply to a body that went out may be waiting unread: a process held
+                    // still past the wait (a suspended machine, a frozen cgroup) finds it in
+                    // the socket when it goes on, before the dialogue's thread has read it.
+                    // Given up at once, a body the server had answered 250 went again.
+                    let unread = match body_sent {
+                        true => UNREAD_REPLY_WAIT,
+                        false => Duration::ZERO,
+                    };
+                    return answer.recv_timeout(unread).unwrap_or_else(|_| {
                         let why = self.given_up(at);
                         Err(match body_sent {
                             true => SendError::Unconfirmed(why),

@@ -10,6 +10,7 @@ mod faulty_smtp;
 use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
 
 use abuse_mailer::send::{MESSAGES_PER_RUN, TIMEOUTS_PER_MESSAGE};
 use common::smtp::{self, Security};
@@ -462,6 +463,48 @@ fn mail_errors_name_the_server_and_a_host_that_does_not_exist_is_a_setting() {
         "{}",
         out.stderr
     );
+}
+
+/// A run held still (SIGSTOP: a suspended machine, a frozen cgroup) from the moment its
+/// body reached the server until past the wait for the reply, which the server gave half a
+/// second after the body: the reply waiting in the socket is read, and the report is sent,
+/// once. It was given up at the deadline before the dialogue's thread read it, and sent
+/// again by the next run.
+#[test]
+fn a_reply_waiting_unread_after_the_process_was_held_still_counts() {
+    let server = FaultyServer::start(Mode::HalfSecondBodyReply);
+    let s = Setup::new(
+        &smtp_config(server.port, "none", "").replace("timeout_secs = 2", "timeout_secs = 1"),
+    );
+    s.write("messages", &attack_log());
+    let child = s
+        .command(&["run"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    let started = std::time::Instant::now();
+    while server.received().is_empty() && started.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    // SAFETY: signals to the child this test started, by its process id.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    assert_eq!(server.received().len(), 1);
+    // Past the wait for the body's reply at `timeout_secs = 1` (4 s and 20 s).
+    std::thread::sleep(Duration::from_secs(26));
+    assert_eq!(
+        server.accepted().len(),
+        1,
+        "the server answered while it was held"
+    );
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    let out = Ran::from(child.wait_with_output().unwrap());
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    s.run_bounded(&["run"]).ok();
+    assert_eq!(server.received().len(), 1, "sent once");
+    let history = s.run(&["history", "--json"]).stdout;
+    assert!(history.contains("\"status\": \"sent\""), "{history}");
 }
 
 /// A first run whose body went out without a reply that could be read: 75, said to be

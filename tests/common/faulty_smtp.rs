@@ -40,6 +40,9 @@ pub enum Mode {
     /// a run's time for delivery (40 s) then has no room for another message and the wait
     /// for its reply (4 s and 20 s).
     SlowFirstBodyReply,
+    /// Answers every body with 250 half a second after it came ([`FaultyServer::received`]
+    /// has it before then).
+    HalfSecondBodyReply,
     /// Answers DATA with 250 rather than 354, and reads on as if it had said 354.
     OkToData,
     /// Greets with a Latin-1 byte in the server's name.
@@ -305,6 +308,11 @@ impl FaultyServer {
                             std::thread::sleep(std::time::Duration::from_secs(9));
                             self.log.lock().unwrap().accepted.push(body);
                             say("250 2.0.0 queued after a long look\r\n")?
+                        }
+                        Mode::HalfSecondBodyReply => {
+                            std::thread::sleep(Duration::from_millis(500));
+                            self.log.lock().unwrap().accepted.push(body);
+                            say("250 2.0.0 queued\r\n")?
                         }
                         Mode::Reject552 => say("552 5.3.4 message too big for this desk\r\n")?,
                         Mode::RejectWithControls => {
