@@ -925,14 +925,34 @@ fn is_answer(fields: &[u8], proto: &str) -> bool {
 /// for judging what a source's lines show once they are kept, when the packets themselves
 /// are no longer at hand.
 pub(crate) fn is_answer_line(line: &[u8]) -> bool {
-    let Some(at) = memmem::find(line, b"IN=") else {
+    let Some(fields) = kept_fields(line) else {
         return false;
     };
-    let fields = &line[at..];
-    let proto = (words(fields).take_while(|w| w.first() != Some(&b'[')))
-        .find_map(|w| w.strip_prefix(b"PROTO="))
-        .and_then(|p| std::str::from_utf8(p).ok());
+    let proto = own_value(fields, b"PROTO=").and_then(|p| std::str::from_utf8(p).ok());
     proto.is_some_and(|p| is_answer(fields, p))
+}
+
+/// A kept log line's packet fields, from its first `IN=` on.
+fn kept_fields(line: &[u8]) -> Option<&[u8]> {
+    memmem::find(line, b"IN=").map(|at| &line[at..])
+}
+
+/// The value of the first word `name` of a packet's own `fields`, before the packet an ICMP
+/// error quotes (`[SRC=…`).
+fn own_value<'a>(fields: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    (words(fields).take_while(|w| w.first() != Some(&b'['))).find_map(|w| w.strip_prefix(name))
+}
+
+/// A kept log line's packet as a flow: its `PROTO=` as the kernel wrote it, and its source
+/// and destination ports, neither 0 (see [`is_answer_line`] for how a kept line is read).
+pub(crate) fn kept_flow(line: &[u8]) -> Option<(&str, u16, u16)> {
+    let fields = kept_fields(line)?;
+    let port = |name: &[u8]| {
+        let digits = std::str::from_utf8(own_value(fields, name)?).ok()?;
+        digits.parse::<u16>().ok().filter(|p| *p > 0)
+    };
+    let proto = std::str::from_utf8(own_value(fields, b"PROTO=")?).ok()?;
+    Some((proto, port(b"SPT=")?, port(b"DPT=")?))
 }
 
 /// The value of the first `TYPE=` word.

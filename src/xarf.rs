@@ -185,13 +185,8 @@ pub fn document(report: &Report, message_id: &str) -> Option<Value> {
 /// packet's own fields count, not those of the packet an ICMP error quotes (in brackets).
 fn one_flow(lines: &[String]) -> Option<(&'static str, u16, u16)> {
     lines.iter().find_map(|line| {
-        // From the packet's protocol (the uptime stamp before it is in brackets too) up to
-        // the packet an ICMP error quotes.
-        let own = &line[line.find(" PROTO=")? + 1..];
-        let own = own.split(" [").next().unwrap_or(own);
-        let field = |name: &str| own.split(' ').find_map(|word| word.strip_prefix(name));
-        let port = |name: &str| field(name)?.parse::<u16>().ok().filter(|p| *p > 0);
-        Some((protocol([field("PROTO=")?])?, port("SPT=")?, port("DPT=")?))
+        let (proto, spt, dpt) = crate::parse::kept_flow(line.as_bytes())?;
+        Some((protocol([proto])?, spt, dpt))
     })
 }
 
