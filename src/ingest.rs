@@ -2797,11 +2797,12 @@ impl<'a> Ingest<'a> {
                 return None;
             }
         };
+        // A line before `--since` parsed: matched (the summary's definition), not counted.
+        self.summary.lines_matched += 1;
         if self.since.is_some_and(|since| packet.time < since) {
             self.summary.lines_before_since += 1;
             return None;
         }
-        self.summary.lines_matched += 1;
         if self
             .counted_before
             .get(packet.prefix)

@@ -825,6 +825,10 @@ fn since_skips_old_packets() {
     let mut log = Log::new(false);
     log.append(3, false);
     // The clock is 2026-01-26T08:00Z; the lines are from 2026-01-25 00:00:01 on.
+    // Lines passed over by `--since` parsed: matched, as the summary defines it, not counted.
+    let v = (log.setup.run(&["preview", "--since", "2h", "--json"]).ok()).json();
+    assert_eq!(v["summary"]["lines_matched"], 3, "{v}");
+    assert_eq!(v["summary"]["ips_observed"], 0, "{v}");
     let out = log.setup.run(&["run", "--since", "2h"]).ok();
     assert!(log.observed().is_empty());
     // The summary line says why nothing was counted.

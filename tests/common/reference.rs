@@ -126,11 +126,11 @@ pub fn reference(input: &[u8], setup: &ReadSetup) -> (Summary, Observations, u64
         };
         match judge(line, &setup.prefixes) {
             Verdict::Packet(p) => {
+                summary.lines_matched += 1;
                 if setup.since.is_some_and(|s| p.time < s) {
                     summary.lines_before_since += 1;
                     continue;
                 }
-                summary.lines_matched += 1;
                 if p.outgoing {
                     summary.lines_outgoing += 1;
                     continue;
