@@ -369,9 +369,12 @@ fn check_sources(t: &mut Tally, settings: &Settings, now: DateTime<Utc>) {
             true => e.to_string(),
             false => format!("{}: {e}", file.display()),
         };
-        let unopened = (files.iter()).find_map(|file| {
-            let opened = crate::source::OpenFile::open(file);
-            opened.err().map(|e| named(file, &e))
+        // A file missing stops a run as one it cannot open does (and is said once: neither
+        // who may read it nor its being empty is told of a file that is not there).
+        let unopened = (files.iter()).find_map(|file| match crate::source::OpenFile::open(file) {
+            Ok(Some(_)) => None,
+            Ok(None) => Some(named(file, &"no such file")),
+            Err(e) => Some(named(file, &e)),
         });
         if let Some(e) = unopened {
             t.config("source", &format!("{shown}: {e}"));
@@ -572,19 +575,17 @@ fn check_providers(t: &mut Tally, settings: &Settings) -> Vec<Provider> {
     for p in &settings.providers {
         match Provider::load(p) {
             Ok(provider) => {
-                t.ok(
-                    "ranges",
-                    &format!(
-                        "{}: {} ({} format, {} prefixes)",
-                        p.name,
-                        p.ranges
-                            .as_ref()
-                            .map(|r| r.display().to_string())
-                            .unwrap_or_default(),
+                let what = match &p.ranges {
+                    Some(file) => format!(
+                        "{} ({} format, {} prefixes)",
+                        file.display(),
                         provider.format.name(),
                         provider.ranges.len()
                     ),
-                );
+                    // A provider known by its AS numbers alone has no file to tell of.
+                    None => format!("no range file; the addresses {} announce", as_list(&p.asns)),
+                };
+                t.ok("ranges", &format!("{}: {what}", p.name));
                 for name in &provider.unmatched_exclusions {
                     t.warn(
                         "ranges",
@@ -616,6 +617,16 @@ fn check_providers(t: &mut Tally, settings: &Settings) -> Vec<Provider> {
         }
     }
     loaded
+}
+
+/// `AS 16509`, `ASes 16509 and 14618`, `ASes 1, 2 and 3`.
+fn as_list(asns: &[u32]) -> String {
+    let each: Vec<String> = asns.iter().map(u32::to_string).collect();
+    match each.as_slice() {
+        [one] => format!("AS {one}"),
+        [rest @ .., last] => format!("ASes {} and {last}", rest.join(", ")),
+        [] => "no AS".to_string(),
+    }
 }
 
 /// The ASN database opens and is recent enough.

@@ -113,6 +113,19 @@ fn check_names_each_broken_part() {
         78,
         "nope.log",
     );
+    // Said once: a file that is not there is neither unreadable to the unit's user nor
+    // "empty so far".
+    let s = Setup::new(&base.replace("{dir}/messages", "{dir}/nope.log"));
+    let out = s.run(&["check"]);
+    let said: Vec<&str> = (out.stdout.lines())
+        .filter(|l| l.contains("nope.log"))
+        .collect();
+    assert_eq!(said.len(), 1, "{}", out.stdout);
+    assert!(
+        said[0].ends_with("nope.log: no such file"),
+        "{}",
+        out.stdout
+    );
     broken(
         "bad ranges",
         base.replace(

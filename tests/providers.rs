@@ -289,6 +289,16 @@ fn provider_matched_by_asn_alone() {
         ["3.5.140.2", "34.223.47.190", "54.239.28.85"],
         "every AS16509 address, and no other (35.180.1.1 sent only an ICMP error: backscatter)"
     );
+    // `check` tells what the provider is known by (it named an empty file in a format).
+    let out = s.run(&["check"]).ok();
+    let ranges = (out.stdout.lines())
+        .find(|l| l.contains(" ranges "))
+        .unwrap();
+    assert!(
+        ranges.ends_with("aws: no range file; the addresses AS 16509 announce"),
+        "{}",
+        out.stdout
+    );
     let bad = Setup::new(&standard_config("").replace("services = [\"EC2\"]", "asns = [16509]"));
     let out = bad.run(&["preview"]);
     assert_eq!(out.code, 78);
