@@ -417,18 +417,21 @@ fn check_sources(t: &mut Tally, settings: &Settings, now: DateTime<Utc>) {
             );
         }
         // What keeps a run from a file's rotated history stops it (a folder it may not
-        // list: every run; a rotated file it may not open: the first read, while later
-        // reads pass it over, and the lines in it no run read with it).
+        // list: every run; a rotated file it may not open: the first read, and a later one
+        // when the file may hold lines no run read, while one read to its end is passed over).
         // A rotation compressed otherwise than with gzip is said of the first file of a
         // source that has one: a run passes such files over, and the lines in them it had not
         // read are lost (each rotation's last ones, without `delaycompress`).
         let mut compressed = None;
         for file in &files {
-            let (unreadable, other) = crate::source::history_unreadable(file, &mut folders);
+            let cursor =
+                (state.as_ref()).and_then(|s| s.cursor(&file.to_string_lossy()).ok().flatten());
+            let (unreadable, other) =
+                crate::source::history_unreadable(file, &mut folders, cursor.as_ref());
             match unreadable {
-                Some((problem, true)) if read_before(file) => t.warn(
+                Some((problem, true)) => t.warn(
                     "source",
-                    &format!("{problem}; runs pass it over, with lines in it no run has read"),
+                    &format!("{problem}; runs pass it over: it holds no line they have not read"),
                 ),
                 Some((problem, _)) => t.other("source", &problem),
                 None => {}

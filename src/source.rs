@@ -1257,18 +1257,20 @@ fn siblings(path: &Path, live: Option<&OpenFile>, folders: &mut Folders) -> Sibl
                 Ok(open) => open?,
                 Err(err) => {
                     // A folder the run may not open is still no regular file: no history.
-                    let kind = match fs::metadata(&entry) {
-                        Ok(meta) if !meta.is_file() => NOT_REGULAR,
+                    let meta = fs::metadata(&entry).ok();
+                    let kind = match &meta {
+                        Some(meta) if !meta.is_file() => NOT_REGULAR,
                         _ => err.kind(),
                     };
-                    unreadable.push((
+                    unreadable.push(Unreadable {
                         kind,
-                        format!(
+                        problem: format!(
                             "source {}: rotated file {} is not read: {err}",
                             path.display(),
                             entry.display()
                         ),
-                    ));
+                        file: meta.map(|m| SeenFile::of(&m)),
+                    });
                     return None;
                 }
             };
@@ -1377,6 +1379,57 @@ fn still_as_opened(
 }
 
 /// What [`siblings`] found of a path's rotated files.
+/// A rotated file that could not be opened (or is no regular file).
+struct Unreadable {
+    kind: io::ErrorKind,
+    /// Why, as a run says it.
+    problem: String,
+    /// What its folder says of it, where it says anything.
+    file: Option<SeenFile>,
+}
+
+/// A file as `stat(2)` sees it, without opening it.
+struct SeenFile {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    born: Option<(i64, u32)>,
+}
+
+impl SeenFile {
+    fn of(meta: &fs::Metadata) -> Self {
+        SeenFile {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.len(),
+            born: (meta.created().ok())
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| (d.as_secs() as i64, d.subsec_nanos())),
+        }
+    }
+}
+
+impl Unreadable {
+    /// Whether it may hold text of the log that no run has read, after a read that stopped
+    /// at `cursor`: the cursor's own file grown past it, a rotated file the cursor knew grown
+    /// since, or a file it did not know (a rotation since). Only what the cursor knew, read
+    /// up to its size then, is not.
+    fn may_hold_unread(&self, cursor: &Cursor) -> bool {
+        if self.kind == NOT_REGULAR {
+            return false;
+        }
+        let Some(f) = &self.file else {
+            return true;
+        };
+        let same = |dev, ino, born| (f.dev, f.ino) == (dev, ino) && born_alike(f.born, born);
+        if same(cursor.dev, cursor.ino, cursor.born) {
+            return f.size > cursor.offset;
+        }
+        !(cursor.known_siblings.iter())
+            .any(|k| same(k.dev, k.ino, k.born) && (k.gzip == Some(true) || f.size <= k.size))
+    }
+}
+
 #[derive(Default)]
 struct Siblings {
     /// The names listed that are the path's rotated files', opened or not.
@@ -1384,7 +1437,7 @@ struct Siblings {
     /// Newest first.
     rotated: Vec<Sibling>,
     /// Those that could not be opened (or are no regular file), each with why.
-    unreadable: Vec<(io::ErrorKind, String)>,
+    unreadable: Vec<Unreadable>,
     /// Why the folder could not be listed, if it could not: no rotated file is seen.
     unlistable: Option<String>,
     /// Those compressed other than with gzip, named.
@@ -1716,9 +1769,21 @@ pub fn read(
         Some(c) => c.is_reread(),
     };
     // One that is no regular file (a folder named like a rotated file) holds no lines.
-    if history && let Some((_, problem)) = unreadable.iter().find(|(k, _)| *k != NOT_REGULAR) {
+    if history && let Some(u) = unreadable.iter().find(|u| u.kind != NOT_REGULAR) {
         anyhow::bail!(
-            "{problem}; the first read of a source reads its rotated files, so nothing of it is read until the run's user may read them (or they are moved away)"
+            "{}; the first read of a source reads its rotated files, so nothing of it is read until the run's user may read them (or they are moved away)",
+            u.problem
+        );
+    }
+    // A later read reads on where the last one stopped, through the files rotated since: one
+    // of those it cannot open holds lines no run read, which passing it over would lose for
+    // good (the cursor moves on to the file at the path). The read waits for it.
+    if let Some(c) = cursor.filter(|_| !history)
+        && let Some(u) = unreadable.iter().find(|u| u.may_hold_unread(c))
+    {
+        anyhow::bail!(
+            "{}; it may hold lines logged since the last run, so the source is not read until the run's user may read it (or it is moved away)",
+            u.problem
         );
     }
     let through = match through {
@@ -1735,12 +1800,25 @@ pub fn read(
             || edited_elsewhere(c, n, &rotated)
     });
     let mut read = read_opened(path, live, now, &rotated, cursor, start, through, ingest)?;
+    // A file read to its end that cannot be opened now stays known as read, so that the
+    // next run passes it over too (it knows only the files it listed and opened).
+    if let (Some(old), Some(next)) = (cursor, read.cursor.as_mut()) {
+        for f in unreadable.iter().filter_map(|u| u.file.as_ref()) {
+            let known =
+                |k: &&KnownFile| (k.dev, k.ino) == (f.dev, f.ino) && born_alike(k.born, f.born);
+            if !next.known_siblings.iter().any(|k| known(&k))
+                && let Some(k) = old.known_siblings.iter().find(known)
+            {
+                next.known_siblings.push(k.clone());
+            }
+        }
+    }
     // A folder or a pipe named like a rotated file holds none of the log's text: nothing is
     // lost by passing it over, and nothing is said. The others (compressed otherwise than
     // with gzip, a file the run may not open) are said on every run that lists them.
     let mut standing: Vec<String> = (unreadable.into_iter())
-        .filter(|(kind, _)| *kind != NOT_REGULAR)
-        .map(|(_, text)| text)
+        .filter(|u| u.kind != NOT_REGULAR)
+        .map(|u| u.problem)
         .collect();
     standing.append(&mut compressed);
     // The text read last gone from the path and from the rotated files the run can read: a
@@ -1789,7 +1867,8 @@ pub fn read(
 
 /// What keeps a run from the rotated files of the plain file `path`, as the run would say
 /// it: a folder it may not list (which stops every run), or a rotated file it may not open
-/// (which stops a first read, and is passed over, with a warning, by later ones: the flag).
+/// (which stops a first read, and a later one, after `cursor`, when it may hold lines no run
+/// read; the flag: passed over, with a warning, holding none).
 /// `folders` serves the files of one folder (a log host's thousands) with one listing.
 /// Also the first rotated file compressed otherwise than with gzip, as a run says it: what
 /// logrotate's `compresscmd` makes of every rotation, whose lines no run read are lost
@@ -1797,16 +1876,23 @@ pub fn read(
 pub fn history_unreadable(
     path: &Path,
     folders: &mut Folders,
+    cursor: Option<&Cursor>,
 ) -> (Option<(String, bool)>, Option<String>) {
     let Some(live) = OpenFile::open(path).ok() else {
         return (None, None);
     };
     let found = siblings(&rotated_beside(path), live.as_ref(), folders);
     let compressed = found.compressed.into_iter().next();
+    let later = cursor.filter(|c| !c.is_reread());
+    let mut files: Vec<Unreadable> = (found.unreadable.into_iter())
+        .filter(|u| u.kind != NOT_REGULAR)
+        .collect();
+    // One a run stops at first, else one it passes over.
+    files.sort_by_key(|u| later.is_some_and(|c| !u.may_hold_unread(c)));
     let unreadable = (found.unlistable.map(|problem| (problem, false))).or_else(|| {
-        (found.unreadable.into_iter())
-            .find(|(k, _)| *k != NOT_REGULAR)
-            .map(|(_, problem)| (problem, true))
+        let u = files.into_iter().next()?;
+        let passed = later.is_some_and(|c| !u.may_hold_unread(c));
+        Some((u.problem, passed))
     });
     (unreadable, compressed)
 }
@@ -2539,8 +2625,8 @@ pub fn reread_from(
         .chain(
             unreadable
                 .into_iter()
-                .filter(|(k, _)| *k != NOT_REGULAR)
-                .map(|(_, p)| p),
+                .filter(|u| u.kind != NOT_REGULAR)
+                .map(|u| u.problem),
         )
         .next()
     {

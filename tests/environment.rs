@@ -382,6 +382,65 @@ fn a_host_folder_under_a_glob_the_run_cannot_read_stops_it_not_passed_over() {
     );
 }
 
+/// A file rotated since the last run that the run's user may not open (logrotate's `create
+/// 0600` for a while, the operator fixing only the file the error named) holds the lines
+/// logged between that run and the rotation: the read stops (1) until it can be read. It
+/// was passed over with a warning, the cursor moved on to the new file, and its lines were
+/// never read, also once it was readable. One the runs read to its end is passed over.
+#[test]
+fn a_rotated_file_a_later_read_cannot_open_stops_it_until_it_can() {
+    let s = Setup::standard();
+    if !ready_for_nobody(&s) {
+        return;
+    }
+    let line = |time, ip| drop_line(time, ip, "TCP", 22);
+    s.write("messages", &line("10:00:00", "3.5.140.2"));
+    as_nobody(&s, &["run"]).ok();
+    s.append("messages", &line("10:01:00", "3.5.140.3"));
+    fs::rename(s.path("messages"), s.path("messages.1")).unwrap();
+    fs::set_permissions(s.path("messages.1"), fs::Permissions::from_mode(0o600)).unwrap();
+    s.write("messages", &line("10:02:00", "3.5.140.4"));
+    for _ in 0..2 {
+        let out = as_nobody(&s, &["-q", "run"]);
+        assert_eq!(out.code, 1, "{}", out.stderr);
+        assert!(
+            out.stderr.contains("messages.1") && out.stderr.contains("may hold lines"),
+            "{}",
+            out.stderr
+        );
+    }
+    let check = as_nobody(&s, &["check"]);
+    assert_eq!(check.code, 1, "{}", check.stdout);
+    assert!(check.stdout.contains("messages.1"), "{}", check.stdout);
+
+    fs::set_permissions(s.path("messages.1"), fs::Permissions::from_mode(0o644)).unwrap();
+    as_nobody(&s, &["run"]).ok();
+    // Read to its end, then closed again: nothing in it is unread, the run goes on.
+    fs::set_permissions(s.path("messages.1"), fs::Permissions::from_mode(0o600)).unwrap();
+    s.append("messages", &line("10:03:00", "3.5.140.5"));
+    let out = as_nobody(&s, &["run"]).ok();
+    assert!(out.stderr.contains("messages.1"), "said: {}", out.stderr);
+    // And on every later run: the cursor still knows it as read.
+    s.append("messages", &line("10:04:00", "3.5.140.6"));
+    as_nobody(&s, &["run"]).ok();
+    let check = as_nobody(&s, &["check"]);
+    assert!(
+        check.stdout.contains("runs pass it over"),
+        "{}",
+        check.stdout
+    );
+    let ips = |ips: &[&str]| ips.iter().map(|ip| ip.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        s.reported(),
+        vec![
+            ips(&["3.5.140.2"]),
+            ips(&["3.5.140.3", "3.5.140.4"]),
+            ips(&["3.5.140.5"]),
+            ips(&["3.5.140.6"])
+        ]
+    );
+}
+
 /// A source's file in a folder the run's user may not enter: the file is there, out of the
 /// run's reach, as a file it may not read is (exit 1). The run took it for a path naming no
 /// file and ended 78, telling the operator to fix a configuration that was right.
