@@ -932,6 +932,14 @@ fn tls_advice(text: &str) -> &'static str {
         )
 }
 
+/// Whether a sendmail said that the message is larger than the mail system takes: a relay's
+/// size refusal passed on (see [`size_refused`]), or Postfix's own words when `postdrop`
+/// stops at `message_size_limit` (`message file too big`, `File too large`).
+fn sendmail_size_refused(said: &str) -> bool {
+    let lower = said.to_ascii_lowercase();
+    size_refused(said) || lower.contains("message file too big")
+}
+
 /// Whether a refusal of a message's body is one of its size: RFC 3463's X.3.4 (too big for
 /// the system) or X.2.3 (past a limit), or a 552 that says so in words.
 fn size_refused(text: &str) -> bool {
@@ -1316,6 +1324,14 @@ impl Transport for Sendmail {
             // says (ssmtp exits 1 for every failure: `RCPT TO:<…> (550 …)`; msmtp 69 for any
             // refusal of the body: `server message: 552 …`): a refusal, not a "later".
             Some(code) if code != 75 && permanent_reply_said(&said) => Err(refused(code)),
+            // A size limit, whatever the status: Postfix's sendmail exits 75 for a message
+            // over `message_size_limit` ("message file too big"), which was taken for "later"
+            // until it became a setting to fix a day on; the report waited, made as it was,
+            // and held back every report behind it. Only a smaller report meets it.
+            Some(code) if sendmail_size_refused(&said) => Err(SendError::Rejected(format!(
+                "{shown} exited {code}: {said} (the message is {} bytes: lower report.max_message_bytes below the mail system's limit, Postfix's message_size_limit)",
+                message.len()
+            ))),
             // sysexits' failures of the moment: the service, the system, a file it could not
             // make, input or output, the remote side, a temporary failure: tried again, for a
             // day. A local MTA says so of refusals that do not pass too: Postfix's sendmail
@@ -1838,7 +1854,7 @@ mod tests {
                 .send("r", &from, &[], b"x")
         };
         type Expected = fn(&SendError) -> bool;
-        let cases: [(i32, &str, Expected); 12] = [
+        let cases: [(i32, &str, Expected); 14] = [
             (
                 65,
                 "msmtp: envelope from address a@example.org not accepted by the server",
@@ -1898,6 +1914,19 @@ mod tests {
             (
                 69,
                 "msmtp: server message: 451 4.3.0 queue file write error",
+                |e| matches!(e, SendError::Unclear(_)),
+            ),
+            // Postfix's sendmail over `message_size_limit`: 75, which says "later", in words
+            // that say never at this size.
+            (
+                75,
+                "postdrop: warning: uid=0: File too large sendmail: warning: mail_stream_cleanup: close error sendmail: fatal: abuse@example.org(0): message file too big",
+                |e| matches!(e, SendError::Rejected(t) if t.contains("max_message_bytes")),
+            ),
+            // Its other 75s stay failures of the moment.
+            (
+                75,
+                "sendmail: fatal: abuse@example.org(0): queue file write error",
                 |e| matches!(e, SendError::Unclear(_)),
             ),
         ];

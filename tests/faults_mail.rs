@@ -261,8 +261,8 @@ fn a_part_the_runs_time_has_no_room_for_waits_untried() {
 }
 
 /// A sendmail whose exit status is no sysexits one (ssmtp's 1, for a mail hub down or
-/// misnamed), or says "later" of a refusal that never passes (Postfix's sendmail exits 75 for
-/// a message larger than `message_size_limit`): tried again (75) while the report is young,
+/// misnamed), or says "later" of what may never pass (Postfix's sendmail exits 75 for a queue
+/// it cannot write, and for a user not allowed to submit): tried again (75) while the report is young,
 /// as a failure that may pass; once the report has waited a day, a setting to fix (78), the
 /// report still kept. It was 75 on every run for ever, which the shipped unit counts as
 /// success, and the report never went.
@@ -276,7 +276,7 @@ fn a_sendmail_status_that_is_no_sysexits_one_waits_a_day_then_is_a_setting() {
         ),
         (
             75,
-            "sendmail: fatal: abuse@example.org(0): message file too big",
+            "sendmail: fatal: abuse@example.org(0): queue file write error",
             "exited 75: sendmail: fatal",
         ),
     ] {
@@ -1009,6 +1009,46 @@ fn tls_against_a_plaintext_port_is_a_config_error() {
         || healthy.received().into_iter().map(|d| d.data).collect(),
         &id,
     );
+}
+
+/// Postfix's sendmail with a message over `message_size_limit`: `postdrop` stops, and it
+/// exits 75 ("later") saying "message file too big". Taken for a failure of the moment, the
+/// report waited as made for a day, then was a setting to fix (78), and held back every
+/// report behind it; lowering `max_message_bytes` changed nothing. It is refused as a size,
+/// as a relay's 552 is: the addresses go out in a report made anew.
+#[test]
+fn a_sendmail_refusing_a_message_over_its_size_limit_is_a_refusal_not_a_later() {
+    let s = Setup::new(&sendmail_config(""));
+    s.write("messages", &attack_log());
+    s.write_program(
+        "sendmail",
+        "#!/bin/sh\ncat >/dev/null\necho 'postdrop: warning: uid=0: File too large' >&2\n\
+         echo 'sendmail: fatal: abuse@example.org(0): message file too big' >&2\nexit 75\n",
+    );
+    let out = s.run_bounded(&["run"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("max_message_bytes"), "{}", out.stderr);
+    let h = history(&s);
+    assert_eq!(h.len(), 1);
+    assert_eq!(h[0]["status"], "rejected");
+
+    // The limit met: every address goes, once.
+    s.write_program(
+        "sendmail",
+        &format!(
+            "#!/bin/sh\nmkdir -p {0}/sent\ncat > {0}/sent/$$.eml\n",
+            s.dir.path().display()
+        ),
+    );
+    s.run_bounded(&["run"]).ok();
+    let got = sendmail_got(&s);
+    assert_eq!(got.len(), 1);
+    let text = String::from_utf8_lossy(&got[0]);
+    for ip in ["3.5.140.2", "34.223.47.190", "2600:1f18:4a3:6901::1"] {
+        assert!(text.contains(ip), "{ip}: {text}");
+    }
+    s.run_bounded(&["run"]).ok();
+    assert_eq!(sendmail_got(&s).len(), 1, "sent once");
 }
 
 fn sendmail_got(s: &Setup) -> Vec<Vec<u8>> {
