@@ -60,12 +60,10 @@ fn same_file(file: &File, path: &Path) -> bool {
 pub fn unusable(state_dir: &Path) -> Option<String> {
     use std::os::unix::ffi::OsStrExt;
     let path = state_dir.join("run.lock");
-    let meta = std::fs::symlink_metadata(&path).ok()?;
-    if !meta.is_file() {
-        return Some(format!(
-            "{} is not a regular file (a link or a folder): no run can take its lock; remove it",
-            path.display()
-        ));
+    // None there yet: the first run makes it.
+    std::fs::symlink_metadata(&path).ok()?;
+    if let Some(problem) = not_regular(&path) {
+        return Some(problem);
     }
     let text = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
     // SAFETY: access(2) reads the NUL-terminated path it is given, which lives across the
@@ -128,16 +126,33 @@ fn acquire_within(
 const REOPENS: usize = 5;
 
 /// Opens (or makes) the lock file at `path` in `state_dir`.
+/// What is wrong with `path` when something other than a regular file is there (a link, a
+/// folder, a FIFO that would hold the run in `open(2)` for ever, a socket).
+fn not_regular(path: &Path) -> Option<String> {
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    (!meta.is_file()).then(|| {
+        format!(
+            "{} is not a regular file ({}): no run can take its lock; remove it",
+            path.display(),
+            crate::source::file_kind(&meta.file_type())
+        )
+    })
+}
+
 fn open_lock_file(state_dir: &Path, path: &Path) -> Result<File> {
     let file = OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .mode(0o600)
-        // Never through a link planted in a folder others may write to.
-        .custom_flags(libc::O_NOFOLLOW)
+        // Never through a link planted in a folder others may write to, and never waiting
+        // in `open(2)` for a reader of a FIFO planted there.
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
         .map_err(|e| {
+            if let Some(problem) = not_regular(path) {
+                return anyhow::anyhow!(problem);
+            }
             // A folder this user may not write in (another owner, a read-only mount): the
             // state is fine, the user is not the one to run on it.
             let not_ours = matches!(
@@ -153,6 +168,12 @@ fn open_lock_file(state_dir: &Path, path: &Path) -> Result<File> {
             };
             anyhow::anyhow!("cannot open {}: {e}{advice}", path.display())
         })?;
+    if !file.metadata()?.is_file() {
+        anyhow::bail!(
+            not_regular(path)
+                .unwrap_or_else(|| format!("{} is not a regular file: remove it", path.display()))
+        );
+    }
     crate::state::keep_owner(state_dir, &file);
     Ok(file)
 }

@@ -311,8 +311,10 @@ pub struct OpenFile {
 /// wrong `path` from a read error.
 const NOT_REGULAR: io::ErrorKind = io::ErrorKind::InvalidInput;
 
-fn file_kind(t: &fs::FileType) -> &'static str {
-    if t.is_fifo() {
+pub(crate) fn file_kind(t: &fs::FileType) -> &'static str {
+    if t.is_symlink() {
+        "a link"
+    } else if t.is_fifo() {
         "a FIFO"
     } else if t.is_char_device() {
         "a character device"

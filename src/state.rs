@@ -1415,6 +1415,14 @@ impl State {
                     .with_context(|| format!("cannot remove {}", file.display()))?;
                 0
             }
+            // A FIFO (which would hold the run in `open(2)` for ever), a socket or a device
+            // holds no reserve: let go of, and the reserve made afresh. (A link is refused
+            // when opened, naming it.)
+            Ok(m) if !m.is_file() && !m.is_dir() && !m.is_symlink() => {
+                std::fs::remove_file(&file)
+                    .with_context(|| format!("cannot remove {}", file.display()))?;
+                0
+            }
             Ok(m) => m.len(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", file.display())),
@@ -1427,9 +1435,12 @@ impl State {
             .create(true)
             .truncate(false)
             .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
             .open(&file)
             .with_context(|| format!("cannot create {}", file.display()))?;
+        if !f.metadata()?.is_file() {
+            bail!("{} is not a regular file: remove it", file.display());
+        }
         // Linked to another file between the look and the open.
         if std::os::unix::fs::MetadataExt::nlink(&f.metadata()?) > 1 {
             bail!(

@@ -674,6 +674,52 @@ fn a_file_linked_in_place_of_the_reserve_is_not_written() {
     assert!(fs::metadata(&reserve).unwrap().len() > 0);
 }
 
+/// A FIFO made where the state keeps its reserve or its run lock (by the folder's owner, under
+/// a run as root): the run waited in `open(2)` for a reader for ever, the lock held or not
+/// yet taken, and every run after it waited behind it, unsaid. The reserve's is let go and
+/// made afresh; the lock's stops the run (1) naming it, as `check` does.
+#[test]
+fn a_fifo_in_place_of_the_reserve_or_the_lock_holds_no_run() {
+    let mkfifo = |path: &std::path::Path| {
+        let made = std::process::Command::new("mkfifo").arg(path).status();
+        made.unwrap().success()
+    };
+    let s = Setup::new(&standard_config(""));
+    s.write("messages", &two_addresses("10:00:00"));
+    s.run(&["run"]).ok();
+    let reserve = s.path("state/state.reserve");
+    fs::remove_file(&reserve).unwrap();
+    if !mkfifo(&reserve) {
+        eprintln!("no mkfifo here");
+        return;
+    }
+    s.append(
+        "messages",
+        &drop_line("10:00:05", "34.223.47.190", "TCP", 22),
+    );
+    s.run_bounded(&["run"]).ok();
+    assert_eq!(s.outbox().len(), 2);
+    assert!(fs::symlink_metadata(&reserve).unwrap().is_file());
+
+    let lock = s.path("state/run.lock");
+    fs::remove_file(&lock).unwrap();
+    assert!(mkfifo(&lock));
+    s.append("messages", &drop_line("10:00:09", "3.5.140.9", "TCP", 22));
+    let out = s.run_bounded(&["run"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("run.lock is not a regular file (a FIFO)"),
+        "{}",
+        out.stderr
+    );
+    let check = s.run_bounded(&["check"]);
+    assert!(check.stdout.contains("(a FIFO)"), "{}", check.stdout);
+    fs::remove_file(&lock).unwrap();
+    s.run_bounded(&["run"]).ok();
+    assert_eq!(s.outbox().len(), 3);
+}
+
 /// A state made while a migration had an earlier form carries the migration's number without
 /// what was added to it later: schema 11 once made `evidence.dense` without its index, schema
 /// 9 its tables without `lookup_failure`, schema 10 one index of two. After the upgrade every
