@@ -851,7 +851,19 @@ impl Session {
             ));
         }
         let code = e.status().map(|c| c.to_string());
-        if matches!(code.as_deref(), Some("530" | "534" | "535" | "538")) {
+        // RFC 3207's "530 Must issue a STARTTLS command first": no login was refused.
+        let tls_first = code.as_deref() == Some("530")
+            && self.security == Security::None
+            && text.to_ascii_lowercase().contains("starttls");
+        if tls_first {
+            SendError::Config(format!(
+                "{host}:{port} takes mail only over TLS (mail.security = \"none\"): set mail.security = \"starttls\" (with mail.ca_file if its certificate is your own CA's): {text}"
+            ))
+        } else if code.as_deref() == Some("530") && self.credentials.is_none() {
+            SendError::Config(format!(
+                "{host}:{port} takes mail only after a login, and none is set (mail.username, mail.password_file): {text}"
+            ))
+        } else if matches!(code.as_deref(), Some("530" | "534" | "535" | "538")) {
             SendError::Config(format!(
                 "the mail server refused the login (mail.username / password): {text}"
             ))

@@ -886,6 +886,30 @@ fn a_451_then_250_delivers_once_on_the_next_run() {
     healthy_run_delivers_once(&s, || server.accepted(), &id);
 }
 
+/// A relay that takes mail only over TLS answers a client that did not start it with `530
+/// 5.7.0 Must issue a STARTTLS command first`: a setting to fix, `mail.security`. It was said
+/// to be a refused login (`mail.username / password`), with no login configured.
+#[test]
+fn a_relay_that_wants_starttls_first_names_mail_security_not_the_login() {
+    let server = FaultyServer::start(Mode::TlsFirst);
+    let s = Setup::new(&smtp_config(server.port, "none", ""));
+    s.write("messages", &attack_log());
+    let out = s.run_bounded(&["run"]);
+    assert_eq!(out.code, 78, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("mail.security = \"starttls\""),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("refused the login"), "{}", out.stderr);
+    assert!(server.accepted().is_empty());
+    // One that wants a login, with none set, says that none is set.
+    server.set_mode(Mode::LoginFirst);
+    let out = s.run_bounded(&["run"]);
+    assert_eq!(out.code, 78, "{}", out.stderr);
+    assert!(out.stderr.contains("none is set"), "{}", out.stderr);
+}
+
 #[test]
 fn a_552_is_rejected_and_the_ips_go_out_once_in_a_new_report() {
     let server = FaultyServer::start(Mode::Reject552);

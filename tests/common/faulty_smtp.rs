@@ -59,6 +59,12 @@ pub enum Mode {
     DeferRecipient,
     /// Answers 451 to every MAIL FROM: the relay's own "later", whoever the message is for.
     DeferSender,
+    /// Answers every MAIL FROM with RFC 3207's `530 5.7.0 Must issue a STARTTLS command
+    /// first`, as Postfix does with `smtpd_tls_security_level = encrypt`.
+    TlsFirst,
+    /// Answers every MAIL FROM with `530 5.7.0 Authentication required`: a relay that takes
+    /// mail only after a login.
+    LoginFirst,
     /// Goes away in the middle of the body: stops reading once it answered DATA, and closes
     /// the connection with the body unread, which the kernel answers with a reset.
     DropMidData,
@@ -219,6 +225,10 @@ impl FaultyServer {
                 "RCPT" if mode == Mode::RefuseRecipient && command.contains("refused") => {
                     say("550 5.1.1 mailbox unavailable\r\n")?
                 }
+                "MAIL" if mode == Mode::TlsFirst => {
+                    say("530 5.7.0 Must issue a STARTTLS command first\r\n")?
+                }
+                "MAIL" if mode == Mode::LoginFirst => say("530 5.7.0 Authentication required\r\n")?,
                 "MAIL" if mode == Mode::DeferSender => {
                     say("451 4.3.2 system not accepting messages now\r\n")?
                 }
