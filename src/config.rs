@@ -444,10 +444,22 @@ fn load_with(
     env: Option<std::collections::HashMap<String, String>>,
 ) -> Result<Settings, ConfigError> {
     let shown = path.display();
-    if !path.is_file() {
-        return Err(ConfigError(format!(
-            "{shown}: configuration file not found (give --config PATH or set {PATH_VAR})"
-        )));
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() => {}
+        // A pipe (`--config <(…)`), a folder, a device: there, but no file its paths can be
+        // relative to, and a pipe would hold the run until something writes to it.
+        Ok(meta) => {
+            return Err(ConfigError(format!(
+                "{shown}: not a regular file ({}); give the path of the configuration file itself",
+                crate::source::file_kind(&meta.file_type())
+            )));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ConfigError(format!(
+                "{shown}: configuration file not found (give --config PATH or set {PATH_VAR})"
+            )));
+        }
+        Err(e) => return Err(ConfigError(format!("{shown}: cannot read: {e}"))),
     }
     // Read once: the merged reading, and the looks at where the parser or a type refuses
     // it, are of the same text.
@@ -1904,6 +1916,29 @@ dir = "outbox"
         .unwrap();
         assert_eq!(s.report.max_age_days, 3);
         assert!(s.report.xarf);
+    }
+
+    /// A configuration path that names a pipe (`--config <(cat config.toml)`) or a folder
+    /// is said to be one: it was "not found", though it was there.
+    #[test]
+    fn a_config_path_that_is_no_file_is_said_to_be_what_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pipe");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        let said = |path: &Path| {
+            load_with(path, Some(std::collections::HashMap::new()))
+                .unwrap_err()
+                .0
+        };
+        if made.is_ok_and(|s| s.success()) {
+            assert!(
+                said(&fifo).contains("not a regular file (a FIFO)"),
+                "{}",
+                said(&fifo)
+            );
+        }
+        assert!(said(dir.path()).contains("not a regular file (a directory)"));
+        assert!(said(&dir.path().join("none.toml")).contains("not found"));
     }
 
     fn load_env(text: &str, env: &[(&str, &str)]) -> Result<Settings, ConfigError> {

@@ -830,6 +830,9 @@ pub(crate) fn record_unrecorded(state: &mut State) -> Result<()> {
     let bytes = match crate::source::read_own_regular(&path, 16 << 20) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if let Some(advice) = crate::state::out_of_descriptors(&e) => {
+            anyhow::bail!("cannot open {}: {e}; {advice}", path.display())
+        }
         Err(e) => {
             return Err(e).with_context(|| {
                 format!(
@@ -1042,7 +1045,7 @@ pub(crate) fn deliver(
         Err(SendError::Unconfirmed(_)) if status == Status::Sent => {
             outcome.sent += 1;
             crate::output::tell(format_args!(
-                "abuse-mailer: warning: report {} to {}: its body went out {} times without a reply that could be read; taken as delivered and not sent again (the desk may hold it twice): {detail}",
+                "abuse-mailer: warning: report {} to {}: its body went out {} times without a reply that could be read; taken as delivered and not sent again (the desk may hold it twice, once, or not at all, if the server kept none of them: `history` says it is not confirmed): {detail}",
                 record.id,
                 record.recipients.join(", "),
                 crate::state::UNCONFIRMED_AT_MOST

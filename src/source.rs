@@ -1233,8 +1233,11 @@ fn siblings(path: &Path, live: Option<&OpenFile>, folders: &mut Folders) -> Sibl
         // A folder the run may enter but not list (0711): the file is read, and its rotated
         // files are not seen, so the end of one renamed away is never read.
         Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            let until = crate::state::out_of_descriptors(&e).unwrap_or_else(|| {
+                "its rotated files, which hold what no run has read yet after a rotation, are not seen until the run's user may list it".to_string()
+            });
             found.unlistable = Some(format!(
-                "source {}: folder {} cannot be listed: {e}; its rotated files, which hold what no run has read yet after a rotation, are not seen until the run's user may list it",
+                "source {}: folder {} cannot be listed: {e}; {until}",
                 path.display(),
                 dir.display()
             ));

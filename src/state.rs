@@ -565,8 +565,7 @@ impl State {
             create(dir, &path)?;
         }
         refuse_empty(&path)?;
-        let conn =
-            Connection::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+        let conn = Connection::open(&path).with_context(|| open_failed(&path, "cannot open"))?;
         let mut state = State {
             conn,
             path,
@@ -592,6 +591,17 @@ impl State {
             return Ok(None);
         }
         refuse_empty(&path)?;
+        // One this user may not read at all (the service user's state, 0600, looked at by
+        // another): SQLite says only that it cannot open the database file.
+        if let Err(e) = std::fs::File::open(&path)
+            && e.kind() == std::io::ErrorKind::PermissionDenied
+        {
+            bail!(
+                "cannot read {}: {e}; run abuse-mailer as the user that owns {} (or as root)",
+                path.display(),
+                dir.display()
+            );
+        }
         // A state this user may not write beside (a backup, a snapshot, a read-only mount,
         // another user's state looked at): read as it is, where a connection that may
         // write would need to make its WAL files there, and fail.
@@ -602,7 +612,7 @@ impl State {
             ),
             Err(_) => open_unwritable(&path, dir),
         }
-        .with_context(|| format!("cannot open {}", path.display()))?;
+        .with_context(|| open_failed(&path, "cannot open"))?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.pragma_update(None, "query_only", true)?;
         // The last connection to close folds a write-ahead log left by a killed run into the
@@ -653,7 +663,18 @@ impl State {
             self.conn
                 .query_row(&format!("PRAGMA {pragma}"), [], |r| r.get(0))
                 .map_err(|e| {
-                    let advice = if cannot_open(&e) {
+                    // Out of file descriptors (`ulimit -n`): SQLite says only that it could
+                    // not open the file, which looked like a permission.
+                    let no_descriptors = cannot_open(&e)
+                        && std::fs::File::open(path).is_err_and(|o| {
+                            matches!(o.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+                        });
+                    let advice = if no_descriptors {
+                        format!(
+                            "cannot open it: this process may open no more files (ulimit -n {}); it is left as it is: raise the limit",
+                            open_files_limit()
+                        )
+                    } else if cannot_open(&e) {
                         // Permissions or a read-only mount, not damage: moving the file
                         // away would report every address again.
                         format!(
@@ -2839,10 +2860,49 @@ fn is_report_id(id: &str) -> bool {
 }
 
 /// Whether `path` exists; an error other than "not there" is not taken as a no.
+/// What to say when SQLite could not open `path` ("cannot open …"): with the limit of open
+/// files when that is why, which SQLite does not say.
+fn open_failed(path: &Path, what: &str) -> String {
+    match (std::fs::File::open(path).err().as_ref()).and_then(out_of_descriptors) {
+        Some(advice) => format!("{what} {}: {advice}", path.display()),
+        None => format!("{what} {}", path.display()),
+    }
+}
+
+/// What to say of an error that is this process having no file descriptor left (EMFILE,
+/// ENFILE): no file is at fault, and advice about the file would mislead.
+pub(crate) fn out_of_descriptors(e: &std::io::Error) -> Option<String> {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)).then(|| {
+        format!(
+            "this process may open no more files (ulimit -n {}): raise the limit",
+            open_files_limit()
+        )
+    })
+}
+
+/// This process's limit of open files (`RLIMIT_NOFILE`'s soft limit), as text.
+fn open_files_limit() -> String {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit(2) writes the one struct it is given, which lives across the call.
+    match unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } {
+        0 => limit.rlim_cur.to_string(),
+        _ => "unknown".to_string(),
+    }
+}
+
 fn exists(path: &Path) -> Result<bool> {
     match std::fs::symlink_metadata(path) {
         Ok(_) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        // A folder this user may not enter: the state is another user's.
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => bail!(
+            "cannot read {}: {e}; run abuse-mailer as the user that owns {} (or as root)",
+            path.display(),
+            path.parent().unwrap_or(Path::new(".")).display()
+        ),
         Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
 }
@@ -2998,7 +3058,7 @@ fn create(dir: &Path, path: &Path) -> Result<()> {
     let made = (|| -> Result<()> {
         create_private(&temp)?;
         let mut conn =
-            Connection::open(&temp).with_context(|| format!("cannot create {}", temp.display()))?;
+            Connection::open(&temp).with_context(|| open_failed(&temp, "cannot create"))?;
         wal(&conn, &temp)?;
         migrate(&mut conn, 0, &temp)?;
         // Migrations that rebuild a table leave its old pages free: a new state starts

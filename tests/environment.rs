@@ -441,6 +441,32 @@ fn a_rotated_file_a_later_read_cannot_open_stops_it_until_it_can() {
     );
 }
 
+/// `history` or `preview` by a user who may not read the state (the service user's, 0600 in
+/// a 0700 folder): SQLite said only "unable to open database file: file:…?immutable=1".
+#[test]
+fn a_state_this_user_may_not_read_says_whose_it_is() {
+    let s = Setup::standard();
+    s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    s.run(&["run"]).ok();
+    if std::os::unix::fs::chown(s.path("config.toml"), Some(NOBODY), Some(NOBODY)).is_err() {
+        return;
+    }
+    fs::set_permissions(s.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    for folder in [0o700, 0o755] {
+        fs::set_permissions(s.path("state"), fs::Permissions::from_mode(folder)).unwrap();
+        for command in ["history", "preview"] {
+            let out = as_nobody(&s, &[command]);
+            assert_eq!(out.code, 1, "{}", out.stderr);
+            assert!(
+                out.stderr
+                    .contains("run abuse-mailer as the user that owns"),
+                "{folder:o} {command}: {}",
+                out.stderr
+            );
+        }
+    }
+}
+
 /// A source's file in a folder the run's user may not enter: the file is there, out of the
 /// run's reach, as a file it may not read is (exit 1). The run took it for a path naming no
 /// file and ended 78, telling the operator to fix a configuration that was right.
@@ -799,6 +825,53 @@ fn with_no_thread_to_be_had_a_sendmail_refusal_still_says_why() {
     assert_eq!(history(&s)[0]["status"], "rejected");
     let listed = s.run(&["history"]).ok().stdout;
     assert!(listed.contains("no such user here"), "{listed}");
+}
+
+/// A run with few file descriptors left (`ulimit -n`, a unit's `LimitNOFILE`): whatever it
+/// could not open, it says the limit, not a permission to fix ("run abuse-mailer as the
+/// user that owns …") or a note to remove ("… remove it", of a file that was not there),
+/// either of which would send the operator after the wrong thing. Nothing is lost.
+#[test]
+fn a_run_out_of_file_descriptors_says_the_limit() {
+    use std::os::unix::process::CommandExt;
+    let s = Setup::standard();
+    s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    s.run(&["run"]).ok();
+    s.append("messages", &drop_line("10:00:05", "3.5.140.3", "TCP", 22));
+    let mut failed = 0;
+    for open_files in 4..=12 {
+        let mut run = s.command(&["run"]);
+        // SAFETY: setrlimit(2) in the child between fork and exec touches no memory shared
+        // with the parent.
+        unsafe {
+            run.pre_exec(move || {
+                let limit = libc::rlimit {
+                    rlim_cur: open_files,
+                    rlim_max: open_files,
+                };
+                match libc::setrlimit(libc::RLIMIT_NOFILE, &limit) {
+                    0 => Ok(()),
+                    _ => Err(std::io::Error::last_os_error()),
+                }
+            });
+        }
+        let ran = Ran::from(run.output().unwrap());
+        assert!(!ran.stderr.contains("panicked"), "{}", ran.stderr);
+        if ran.code != 0 {
+            failed += 1;
+            assert!(
+                ran.stderr.contains(&format!("ulimit -n {open_files}"))
+                    && !ran.stderr.contains("remove it")
+                    && !ran.stderr.contains("the user that owns"),
+                "{open_files}: {}",
+                ran.stderr
+            );
+        }
+    }
+    assert!(failed > 0, "no limit was low enough to fail a run");
+    s.run(&["run"]).ok();
+    let reported: Vec<String> = s.reported().concat();
+    assert_eq!(reported, ["3.5.140.2", "3.5.140.3"]);
 }
 
 /// A sendmail that says far more than a reason on stderr (a loop, a debug switch left on)
