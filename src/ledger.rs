@@ -121,6 +121,23 @@ pub(crate) fn withdrawn(
     if let Some(why) = withdrawn_as_made(record, world) {
         return Ok(Some(why));
     }
+    // Made with a `report.from` changed since (a relay refused it: "kept and goes out once
+    // that is fixed") and never handed to any server: it would go under the new envelope
+    // sender with the old From, which DMARC fails and the desk answers, and a Message-ID in
+    // the old domain. No copy of it is anywhere, so it is made anew. (One that may have
+    // reached a server goes as stored, alike to any copy there.)
+    if record.handed == 0 && !record.made_for_api() {
+        let message = match record.message.is_empty() {
+            true => state.message_start(&record.id, HEAD_AT_MOST)?,
+            false => record.message.clone(),
+        };
+        if let Some(old) = made_from_another(&message, world.settings) {
+            return Ok(Some(format!(
+                "{WITHDRAWN} made with From {old}, and report.from is {} now; it never reached a server",
+                world.settings.report.from.email
+            )));
+        }
+    }
     let Some(now) = (world.settings.aws_api.as_ref())
         .map(|a| a.test)
         .filter(|_| record.made_for_api() && record.contact.is_none())
@@ -561,14 +578,15 @@ fn with_date(message: &[u8], now: DateTime<Utc>) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// The bytes a waiting report goes out as if sent at `now`: a part never tried yet gets
-/// the day it goes out on (see [`deliver`]); anything else goes as stored. `preview` shows
-/// these, so that it prints what the run sends.
+/// The bytes a waiting report goes out as if sent at `now`: a part no attempt handed to a
+/// server yet (never tried, or tried while the server was down) gets the day it goes out on
+/// (see [`deliver`]); anything else goes as stored, alike to the byte to any copy a server
+/// may hold. `preview` shows these, so that it prints what the run sends.
 pub(crate) fn message_sent_at(
     record: &ReportRecord,
     now: DateTime<Utc>,
 ) -> std::borrow::Cow<'_, [u8]> {
-    match (record.attempts, record.made_for_api()) {
+    match (record.handed, record.made_for_api()) {
         (0, false) => match with_date(&record.message, now) {
             Some(message) => std::borrow::Cow::Owned(message),
             None => std::borrow::Cow::Borrowed(&record.message),
@@ -883,9 +901,9 @@ pub(crate) fn deliver(
     verbosity: Verbosity,
     json: bool,
 ) -> Result<()> {
-    // A part that waited runs for its turn, never tried yet, goes out with the day it goes
-    // out on: a Date days old is a spam sign. The stored message follows, so that `show`
-    // gives the bytes sent.
+    // A part that waited runs for its turn, or for a server that was down, goes out with the
+    // day it goes out on: a Date days old is a spam sign. The stored message follows, so
+    // that `show` gives the bytes sent.
     let refreshed;
     let record = match message_sent_at(record, now) {
         std::borrow::Cow::Owned(message) => {
@@ -900,7 +918,7 @@ pub(crate) fn deliver(
     };
     // Whatever the transport answers must reach the ledger: without that proven first, a
     // report could go out on every run.
-    let attempt = state.begin_attempt(&record.id, record.message.len())?;
+    let mut attempt = state.begin_attempt(&record.id, record.message.len())?;
     let api = api.filter(|a| a.serves(&record.provider));
     let result = match api {
         Some(api) => api.send(record),
@@ -909,12 +927,18 @@ pub(crate) fn deliver(
             "report {} was made for the AWS API, and the provider now reports by mail: its addresses go into the next report",
             record.id
         ))),
-        None => transport.send(
-            &record.id,
-            &settings.report.from,
-            &record.recipients,
-            &record.message,
-        ),
+        None => {
+            let sent = transport.send(
+                &record.id,
+                &settings.report.from,
+                &record.recipients,
+                &record.message,
+            );
+            if sent.is_err() && !transport.handed() {
+                attempt.not_handed();
+            }
+            sent
+        }
     };
     // A mail server's refusal of the body (not of a recipient) of a report whose body went
     // out before without a reply that could be read: the desk may hold that copy, and the
@@ -1164,6 +1188,37 @@ pub(crate) fn deliver(
         }
     }
     Ok(())
+}
+
+/// How much of a stored message is read for its head (see [`made_from_another`]): a report's
+/// head is a few hundred bytes, its subject and recipients included.
+const HEAD_AT_MOST: usize = 16 << 10;
+
+/// The address a stored message's `From:` names, when it is not `report.from`'s (letter case
+/// aside): the message was made under another setting.
+fn made_from_another(message: &[u8], settings: &Settings) -> Option<String> {
+    let head_end = (message.windows(4)).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&message[..head_end]);
+    // The field with its folded lines.
+    let mut from = None::<String>;
+    for line in head.split("\r\n") {
+        match (&mut from, line.starts_with([' ', '\t'])) {
+            (Some(f), true) => f.push_str(line),
+            (Some(_), false) => break,
+            (None, _) if line.len() > 5 && line[..5].eq_ignore_ascii_case("from:") => {
+                from = Some(line[5..].to_string());
+            }
+            _ => {}
+        }
+    }
+    let from = from?;
+    // The address in angle brackets, or the whole field when it has none.
+    let address = match (from.rfind('<'), from.rfind('>')) {
+        (Some(a), Some(b)) if a < b => from[a + 1..b].trim().to_string(),
+        _ => from.trim().to_string(),
+    };
+    let now = settings.report.from.email.to_string();
+    (!address.is_empty() && !address.eq_ignore_ascii_case(&now)).then_some(address)
 }
 
 /// How long ago `since` (an RFC 3339 time the state wrote) was, if it reads as a time.

@@ -1029,6 +1029,7 @@ fn compose_part(
         last_error: None,
         server_reply: None,
         unconfirmed: 0,
+        handed: 0,
         ips: attackers
             .iter()
             .map(|a| ReportedIp {

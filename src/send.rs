@@ -120,6 +120,13 @@ pub trait Transport {
     fn room(&self) -> Result<(), String> {
         Ok(())
     }
+
+    /// Whether the last [`Transport::send`] may have handed the message's body to a server
+    /// or a program (`false` only when it surely did not: the dialogue ended before its
+    /// body began to go out). A report no attempt handed may be made anew.
+    fn handed(&self) -> bool {
+        true
+    }
 }
 
 /// The transport the configuration names.
@@ -210,6 +217,8 @@ const ROOM_MARGIN: Duration = Duration::from_secs(5);
 pub struct Smtp {
     session: Arc<Session>,
     deadlines: Deadlines,
+    /// Whether the last dialogue's body began to go out (see [`Transport::handed`]).
+    handed: AtomicBool,
 }
 
 /// What one SMTP dialogue needs; shared with the thread that holds the connection.
@@ -308,6 +317,7 @@ impl Smtp {
                 timeout: c.timeout,
             }),
             deadlines: Deadlines::new(c.timeout),
+            handed: AtomicBool::new(true),
         })
     }
 
@@ -316,11 +326,20 @@ impl Smtp {
         self.within(Job::Probe).map(|_| ())
     }
 
-    /// Runs a dialogue on its own thread and waits for it until the deadline, no longer.
+    /// Runs a dialogue on its own thread and waits for it until the deadline, no longer;
+    /// notes whether its body began to go out.
     fn within(&self, job: Job) -> Result<String, SendError> {
+        let body = Arc::new(Mutex::new(Body::NotYet));
+        let result = self.within_as(job, &body);
+        let begun = !matches!(*lock(&body), Body::NotYet);
+        self.handed.store(begun, Ordering::SeqCst);
+        result
+    }
+
+    /// [`Smtp::within`], the body's progress kept in `body`.
+    fn within_as(&self, job: Job, body: &Arc<Mutex<Body>>) -> Result<String, SendError> {
         let deadline = self.deadlines.next()?;
         let abandoned = Arc::new(AtomicBool::new(false));
-        let body = Arc::new(Mutex::new(Body::NotYet));
         let clock = Clock {
             deadline,
             per_read: self.session.timeout,
@@ -342,7 +361,7 @@ impl Smtp {
                     // The body going out, and its reply once it went out, have a wait of
                     // their own: a body a slow link carries steadily is not given up at the
                     // dialogue's deadline.
-                    let body = lock(&body);
+                    let body = lock(body);
                     if let Body::Writing { until: due } | Body::Written { reply_due: due } = *body
                         && Instant::now() < due
                     {
@@ -1130,6 +1149,10 @@ fn envelope(from: &Mailbox, recipients: &[String]) -> Result<Envelope, SendError
 impl Transport for Smtp {
     fn room(&self) -> Result<(), String> {
         self.deadlines.room()
+    }
+
+    fn handed(&self) -> bool {
+        self.handed.load(Ordering::SeqCst)
     }
 
     fn send(

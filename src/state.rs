@@ -315,6 +315,12 @@ CREATE INDEX evidence_dense ON evidence (provider, seq) WHERE dense = 1;
     // made, a report that had waited days for its turn was a setting to fix at its first
     // "later".
     "ALTER TABLE report ADD COLUMN unclear_since TEXT;",
+    // 20: how many of a report's attempts may have handed its body to a server (counted
+    // before the transport sees it, and taken back when the attempt ended before the body
+    // went): one that never reached any may be made anew (its Date, its From), since no
+    // copy of it can be anywhere. Earlier attempts are taken to have.
+    "ALTER TABLE report ADD COLUMN handed INTEGER NOT NULL DEFAULT 0;
+     UPDATE report SET handed = attempts;",
 ];
 
 /// The parts of migrations added to them after states were made with the migration's
@@ -416,6 +422,9 @@ pub struct ReportRecord {
     pub server_reply: Option<String>,
     /// How often its body went out without a reply that could be read.
     pub unconfirmed: u32,
+    /// How many of its attempts may have handed its body to a server: none, and no copy of
+    /// it is anywhere (see [`Attempt::not_handed`]).
+    pub handed: u32,
     pub ips: Vec<ReportedIp>,
     pub message: Vec<u8>,
     /// For a report to a discovered contact: where its address came from.
@@ -1367,7 +1376,7 @@ impl State {
     pub fn refresh_unsent_message(&mut self, id: &str, message: &[u8]) -> Result<()> {
         self.conn
             .execute(
-                "UPDATE report SET message = ?2 WHERE id = ?1 AND attempts = 0",
+                "UPDATE report SET message = ?2 WHERE id = ?1 AND handed = 0",
                 params![id, message],
             )
             .with_context(|| format!("{}: cannot write", self.path.display()))?;
@@ -1397,7 +1406,7 @@ impl State {
         let counted = self
             .conn
             .execute(
-                "UPDATE report SET attempts = attempts + 1 WHERE id = ?1",
+                "UPDATE report SET attempts = attempts + 1, handed = handed + 1 WHERE id = ?1",
                 [id],
             )
             .map_err(anyhow::Error::from)
@@ -1418,6 +1427,7 @@ impl State {
             state: self,
             id: id.to_string(),
             open: true,
+            handed: true,
         })
     }
 
@@ -1596,6 +1606,16 @@ impl State {
             })?)
     }
 
+    /// The first `bytes` of report `id`'s stored message: its head, without reading a
+    /// report of a MiB whole.
+    pub fn message_start(&self, id: &str, bytes: usize) -> Result<Vec<u8>> {
+        Ok(self.conn.query_row(
+            "SELECT substr(message, 1, ?2) FROM report WHERE id = ?1",
+            params![id, bytes as i64],
+            |r| r.get(0),
+        )?)
+    }
+
     /// The addresses of [`State::pending`]'s reports, without their messages.
     pub fn pending_ips(&self) -> Result<Vec<IpAddr>> {
         let mut stmt = self.conn.prepare(PENDING_IPS)?;
@@ -1757,9 +1777,15 @@ impl State {
         } else {
             "0"
         };
+        // Nor told an attempt that handed nothing from one that may have.
+        let handed = if self.version >= 20 {
+            "handed"
+        } else {
+            "attempts"
+        };
         let sql = format!(
             "SELECT id, provider, recipients, subject, message_id, status, created_at, sent_at, attempts,
-                    last_error, server_reply, {message}, {contact_columns}, {unconfirmed}
+                    last_error, server_reply, {message}, {contact_columns}, {unconfirmed}, {handed}
              FROM report {filter} ORDER BY created_at, rowid"
         );
         let mut stmt = self.conn.prepare(&sql)?;
@@ -1806,6 +1832,7 @@ impl State {
                 last_error: r.get(9)?,
                 server_reply: r.get(10)?,
                 unconfirmed: u32::try_from(r.get::<_, i64>(14)?.max(0)).unwrap_or(u32::MAX),
+                handed: u32::try_from(r.get::<_, i64>(15)?.max(0)).unwrap_or(u32::MAX),
                 ips: Vec::new(),
                 message: r.get(11)?,
                 contact,
@@ -2559,8 +2586,8 @@ fn write_report(conn: &mut Connection, r: &ReportRecord) -> Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     tx.execute(
         "INSERT INTO report (id, provider, recipients, subject, message_id, status, created_at, sent_at, attempts, message,
-                             contact_source, contact_network)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                             contact_source, contact_network, handed)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         params![
             r.id,
             r.provider,
@@ -2574,6 +2601,7 @@ fn write_report(conn: &mut Connection, r: &ReportRecord) -> Result<()> {
             r.message,
             r.contact.as_ref().map(|c| &c.source),
             r.contact.as_ref().and_then(|c| c.network.as_ref()),
+            r.handed,
         ],
     )?;
     {
@@ -2626,9 +2654,18 @@ pub struct Attempt<'a> {
     state: &'a mut State,
     id: String,
     open: bool,
+    /// Whether the body may have reached a server (see [`Attempt::not_handed`]).
+    handed: bool,
 }
 
 impl Attempt<'_> {
+    /// Says that this attempt ended before the report's body went to any server (a refused
+    /// sender, a connection refused): recorded with its outcome, it is not counted among
+    /// those that may have handed it.
+    pub fn not_handed(&mut self) {
+        self.handed = false;
+    }
+
     /// When the report first failed in a way that may pass or not (see
     /// [`State::unclear_since`]).
     pub fn unclear_since(&self) -> Result<Option<String>> {
@@ -2734,6 +2771,12 @@ impl Attempt<'_> {
             }
         }
         write_outcome(&self.state.conn, &self.id, status, &detail, at)?;
+        if !self.handed {
+            self.state.conn.execute(
+                "UPDATE report SET handed = max(handed - 1, 0) WHERE id = ?1",
+                [&self.id],
+            )?;
+        }
         match outcome {
             Outcome::Deferred => self.state.conn.execute(
                 "UPDATE report SET deferred_since = coalesce(deferred_since, ?2) WHERE id = ?1",
@@ -3308,6 +3351,7 @@ mod tests {
             last_error: None,
             server_reply: None,
             unconfirmed: 0,
+            handed: 0,
             ips: ips
                 .iter()
                 .map(|i| ReportedIp {
@@ -3617,6 +3661,34 @@ mod tests {
         let history = s.history(&HistoryFilter::default()).unwrap();
         assert_eq!(history.len(), 1);
         assert_eq!(history[0].contact, None);
+    }
+
+    /// A report of a state of schema 19 (which did not tell an attempt that handed nothing
+    /// from one that may have) counts each of its attempts as one that may have handed its
+    /// body, read as it is and once migrated: it goes as stored, never dated anew or remade.
+    #[test]
+    fn a_schema_19_states_attempts_count_as_handed() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let conn = state_at_schema(&dir.path().join("state.db"), 19);
+            conn.execute_batch(
+                "INSERT INTO report (id, provider, recipients, subject, message_id, status, created_at, attempts, message)
+                     VALUES ('a', 'aws', '[\"abuse@example.net\"]', 's', '<a@example.org>', 'failed', '2026-01-01T00:00:00Z', 2, x'6d7367'),
+                            ('b', 'aws', '[\"abuse@example.net\"]', 's', '<b@example.org>', 'failed', '2026-01-01T00:00:01Z', 0, x'6d7367');",
+            )
+            .unwrap();
+        }
+        let handed = |s: &State| {
+            (s.history(&HistoryFilter::default()).unwrap().iter())
+                .map(|r| (r.id.clone(), r.handed))
+                .collect::<Vec<_>>()
+        };
+        let want = vec![("a".to_string(), 2), ("b".to_string(), 0)];
+        let read_only = State::open_read_only(dir.path()).unwrap().unwrap();
+        assert_eq!(handed(&read_only), want);
+        drop(read_only);
+        let migrated = State::open(dir.path()).unwrap();
+        assert_eq!(handed(&migrated), want);
     }
 
     /// A state of schema 17 keeps no bytes before a cursor's offset: read as it is (a

@@ -1099,7 +1099,7 @@ fn registry_answers_remembered_before_the_upgrade_are_asked_again() {
         "UPDATE contact_cache SET address = 'abuse@hoster.de.attacker-site.com';
          ALTER TABLE report DROP COLUMN deferred_since;
          ALTER TABLE cursor DROP COLUMN tail;
-         ALTER TABLE report DROP COLUMN unclear_since;
+         ALTER TABLE report DROP COLUMN unclear_since; ALTER TABLE report DROP COLUMN handed;
          PRAGMA user_version = 16;",
     )
     .unwrap();

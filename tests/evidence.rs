@@ -233,7 +233,7 @@ fn a_preview_on_a_state_not_yet_migrated_shows_what_the_run_sends() {
          DROP TABLE contact_recheck; DROP INDEX cursor_by_file;
          ALTER TABLE report DROP COLUMN deferred_since;
          ALTER TABLE cursor DROP COLUMN tail;
-         ALTER TABLE report DROP COLUMN unclear_since;
+         ALTER TABLE report DROP COLUMN unclear_since; ALTER TABLE report DROP COLUMN handed;
          PRAGMA user_version = 10;",
     );
     s.append(

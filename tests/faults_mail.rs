@@ -910,6 +910,87 @@ fn a_relay_that_wants_starttls_first_names_mail_security_not_the_login() {
     assert!(out.stderr.contains("none is set"), "{}", out.stderr);
 }
 
+/// A report no server took yet (the relay answered "later" to the sender, before the body)
+/// goes out with the day it goes out on: it went with the Date it was made on, a week old,
+/// which spam filters count against it. Its Message-ID stays.
+#[test]
+fn a_report_no_server_took_goes_with_the_day_it_goes_out_on() {
+    let server = FaultyServer::start(Mode::DeferSender);
+    let mut s = Setup::new(&smtp_config(server.port, "none", ""));
+    s.write("messages", &attack_log());
+    assert_eq!(s.run_bounded(&["run"]).code, 75);
+    let id = one_failed_report(&s);
+    server.set_mode(Mode::Healthy);
+    s.now = "2026-02-02T09:00:00Z".into();
+    s.run_bounded(&["run"]).ok();
+    let got = server.accepted();
+    assert_eq!(got.len(), 1);
+    assert_eq!(message_id(&got[0]), id);
+    let text = String::from_utf8_lossy(&got[0]);
+    assert!(text.contains("Date: Mon, 02 Feb 2026 09:00:00"), "{text}");
+    // The ledger holds the bytes sent.
+    let report = history(&s)[0]["id"].as_str().unwrap().to_string();
+    let shown = s.run(&["show", &report]).ok();
+    assert!(
+        shown.stdout.contains("Date: Mon, 02 Feb 2026 09:00:00"),
+        "{}",
+        shown.stdout
+    );
+}
+
+/// A relay refuses `report.from`: 78, "kept and goes out once that is fixed". Once the
+/// operator sets another `from`, the report, which never reached a server, is made anew with
+/// it: it went under the new envelope sender with the refused address in its From (which
+/// DMARC fails, and which the desk's answers go to) and a Message-ID in that domain.
+#[test]
+fn a_report_whose_sender_was_refused_goes_with_the_from_set_since() {
+    let server = FaultyServer::start(Mode::RefuseSender);
+    let config = smtp_config(server.port, "none", "");
+    assert!(config.contains("abuse@example.org"), "{config}");
+    let s = Setup::new(&config.replace("abuse@example.org", "abuse@refused.example"));
+    s.write("messages", &attack_log());
+    for _ in 0..2 {
+        let out = s.run_bounded(&["run"]);
+        assert_eq!(out.code, 78, "{}", out.stderr);
+    }
+    assert!(server.accepted().is_empty());
+    s.reconfigure(&config);
+    let out = s.run_bounded(&["run"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let got = server.accepted();
+    assert_eq!(got.len(), 1);
+    let text = String::from_utf8_lossy(&got[0]);
+    assert!(!text.contains("refused.example"), "{text}");
+    assert!(text.contains("abuse@example.org"), "{text}");
+    for ip in ["3.5.140.2", "34.223.47.190", "2600:1f18:4a3:6901::1"] {
+        assert!(text.contains(ip), "{ip}: {text}");
+    }
+    let h = history(&s);
+    assert_eq!(h.len(), 2, "{h:?}");
+    assert!(h.iter().any(|r| r["status"] == "rejected"), "{h:?}");
+    s.run_bounded(&["run"]).ok();
+    assert_eq!(server.accepted().len(), 1, "sent once");
+}
+
+/// One whose body went out (and was answered with "later") goes as stored, From, Date and
+/// all, whatever `from` says since: a copy of it may be on a server.
+#[test]
+fn a_report_whose_body_went_out_goes_as_stored_after_from_changes() {
+    let server = FaultyServer::start(Mode::TempFailThenOk);
+    let config = smtp_config(server.port, "none", "");
+    let mut s = Setup::new(&config);
+    s.write("messages", &attack_log());
+    assert_eq!(s.run_bounded(&["run"]).code, 75);
+    let stored = server.received();
+    assert_eq!(stored.len(), 1);
+    s.reconfigure(&config.replace("abuse@example.org", "desk@example.net"));
+    s.now = "2026-02-02T09:00:00Z".into();
+    s.run_bounded(&["run"]).ok();
+    let got = server.accepted();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0], stored[0], "the bytes first sent");
+}
+
 #[test]
 fn a_552_is_rejected_and_the_ips_go_out_once_in_a_new_report() {
     let server = FaultyServer::start(Mode::Reject552);

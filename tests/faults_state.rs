@@ -735,7 +735,7 @@ fn a_state_made_by_an_earlier_form_of_a_migration_is_made_whole() {
          ALTER TABLE report DROP COLUMN unconfirmed; DROP TABLE report_preview;
          ALTER TABLE cursor DROP COLUMN born; DROP TABLE contact_recheck;
          DROP INDEX cursor_by_file; ALTER TABLE report DROP COLUMN deferred_since;
-         ALTER TABLE cursor DROP COLUMN tail; ALTER TABLE report DROP COLUMN unclear_since;
+         ALTER TABLE cursor DROP COLUMN tail; ALTER TABLE report DROP COLUMN unclear_since; ALTER TABLE report DROP COLUMN handed;
          PRAGMA user_version = 11;",
     )
     .unwrap();

@@ -62,6 +62,9 @@ pub enum Mode {
     /// Answers every MAIL FROM with RFC 3207's `530 5.7.0 Must issue a STARTTLS command
     /// first`, as Postfix does with `smtpd_tls_security_level = encrypt`.
     TlsFirst,
+    /// Refuses every MAIL FROM whose address holds `refused` with `553 5.7.1 sender
+    /// rejected`: a relay that will not send for the operator's `report.from`.
+    RefuseSender,
     /// Answers every MAIL FROM with `530 5.7.0 Authentication required`: a relay that takes
     /// mail only after a login.
     LoginFirst,
@@ -227,6 +230,9 @@ impl FaultyServer {
                 }
                 "MAIL" if mode == Mode::TlsFirst => {
                     say("530 5.7.0 Must issue a STARTTLS command first\r\n")?
+                }
+                "MAIL" if mode == Mode::RefuseSender && command.contains("refused") => {
+                    say("553 5.7.1 sender rejected: not yours\r\n")?
                 }
                 "MAIL" if mode == Mode::LoginFirst => say("530 5.7.0 Authentication required\r\n")?,
                 "MAIL" if mode == Mode::DeferSender => {
