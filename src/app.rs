@@ -574,16 +574,19 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
     if let Some(api) = &api {
         crate::aws_api::refresh_after_run(&mut state, &lock, api);
     }
-    if json {
-        print_json(
+    // A document its reader did not take (a closed pipe, a full disk) is said after what
+    // the run itself ends with: a failed delivery's status, and its lines, come first.
+    let printed = match json {
+        true => print_json(
             made.iter()
                 .map(|p| JsonEntry::Made(json_report(p)))
                 .collect(),
             intake.summary,
             &unattributed(&world, &intake, Some(&state))?,
             true,
-        )?;
-    }
+        ),
+        false => Ok(()),
+    };
     if verbosity != Verbosity::Quiet {
         if outcome.held > 0 || outcome.waiting > 0 || outcome.queued > 0 {
             // Why they wait: what stopped delivery this run, if anything did.
@@ -659,7 +662,7 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
         ))
         .into());
     }
-    Ok(EXIT_OK)
+    printed.map(|()| EXIT_OK)
 }
 
 /// What a run stopped by a damaged ASN database at planning did: the read is kept, and the

@@ -517,6 +517,26 @@ fn status_with_all_output_closed(s: &Setup, args: &[&str]) -> std::process::Exit
     child.wait().unwrap()
 }
 
+/// `run --json | head -c 10` (or a reader gone before the document came) on a run whose
+/// delivery failed: the run ends with its own status, 75, and says why, as without `--json`.
+/// It ended 0 with its last lines unsaid: the document's write failed first, and a closed
+/// output is no error of the run's.
+#[test]
+fn a_json_reader_gone_hides_no_failed_delivery() {
+    let s = Setup::new(&standard_config("").replace(
+        "transport = \"file\"\ndir = \"{dir}/outbox\"",
+        "transport = \"sendmail\"\nsendmail_path = \"{dir}/sendmail\"",
+    ));
+    s.write_program(
+        "sendmail",
+        "#!/bin/sh\ncat >/dev/null\necho 'queue file write error' >&2\nexit 75\n",
+    );
+    s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    let out = run_with_closed_stdout(&s, &["-q", "run", "--json"]);
+    assert_eq!(out.code, 75, "{}", out.stderr);
+    assert!(out.stderr.contains("will retry"), "{}", out.stderr);
+}
+
 #[test]
 fn output_closed_by_its_reader_neither_panics_nor_stops_a_run() {
     let s = Setup::new(&standard_config("max_ips_per_message = 1"));
