@@ -30,7 +30,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
@@ -1206,6 +1206,65 @@ impl Sendmail {
 /// run tells the operator, whatever its verbosity (see [`Sendmail`]'s exit 75).
 pub const KEPT_FOR_LATER: &str = "kept for later";
 
+/// The process group of the sendmail running now, 0 for none (see [`SendmailGroup`]).
+static SENDMAIL_GROUP: AtomicI32 = AtomicI32::new(0);
+
+/// A sendmail running, in a process group of its own (so that at its deadline whatever it
+/// started is killed with it): a signal that ends the run (Ctrl-C, `timeout`, a hangup,
+/// `kill` of the run's group) reached the run alone, and the sendmail, under init, went on
+/// delivering a report the state still held as being sent, which the next run sent again.
+/// While one runs, TERM, INT and HUP (where they would end the process) kill its group
+/// first, and then end the run as they would have.
+struct SendmailGroup;
+
+impl SendmailGroup {
+    fn running(child: &std::process::Child) -> Self {
+        static HANDLERS: std::sync::Once = std::sync::Once::new();
+        HANDLERS.call_once(|| {
+            for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+                // SAFETY: sigaction(2) reads and writes the structs given, which live across
+                // the calls; the handler only calls async-signal-safe functions.
+                unsafe {
+                    let mut old: libc::sigaction = std::mem::zeroed();
+                    if libc::sigaction(signal, std::ptr::null(), &mut old) != 0
+                        || old.sa_sigaction != libc::SIG_DFL
+                    {
+                        // Ignored (`nohup`, a background job's SIGINT) or handled: left so.
+                        continue;
+                    }
+                    let mut new: libc::sigaction = std::mem::zeroed();
+                    new.sa_sigaction = end_with_sendmail as extern "C" fn(libc::c_int) as usize;
+                    libc::sigemptyset(&mut new.sa_mask);
+                    libc::sigaction(signal, &new, std::ptr::null_mut());
+                }
+            }
+        });
+        SENDMAIL_GROUP.store(i32::try_from(child.id()).unwrap_or(0), Ordering::SeqCst);
+        SendmailGroup
+    }
+}
+
+impl Drop for SendmailGroup {
+    fn drop(&mut self) {
+        SENDMAIL_GROUP.store(0, Ordering::SeqCst);
+    }
+}
+
+/// The handler of [`SendmailGroup`]: kills the running sendmail's group, then ends the
+/// process by `signal` as its default action does.
+extern "C" fn end_with_sendmail(signal: libc::c_int) {
+    let group = SENDMAIL_GROUP.load(Ordering::SeqCst);
+    // SAFETY: kill(2), signal(2) and raise(3) are async-signal-safe and touch no memory of
+    // ours; the group is the sendmail's own.
+    unsafe {
+        if group > 0 {
+            libc::kill(-group, libc::SIGKILL);
+        }
+        libc::signal(signal, libc::SIG_DFL);
+        libc::raise(signal);
+    }
+}
+
 /// Whether `path` is OpenSMTPD's sendmail: its `smtpctl`, which Debian's package links
 /// `/usr/sbin/sendmail` to. With `smtpd` not running it keeps the message in its offline
 /// queue (`/var/spool/smtpd/offline`), which `smtpd` sends once it starts, and exits 75:
@@ -1275,6 +1334,7 @@ impl Transport for Sendmail {
                     SendError::Transient(text)
                 }
             })?;
+        let _group = SendmailGroup::running(&child);
         // What it says on stderr is read while it runs, as much as is there each time it is
         // looked at, never waiting: a sendmail that neither exits nor stops talking must not
         // hold the run, nor block on a full pipe, nor fill the run's memory (the first of it

@@ -1156,6 +1156,56 @@ fn a_sendmail_refusing_a_message_over_its_size_limit_is_a_refusal_not_a_later() 
     assert_eq!(sendmail_got(&s).len(), 1, "sent once");
 }
 
+/// A run ended by a signal while its sendmail delivers (Ctrl-C, `timeout`, a hangup): the
+/// sendmail, in a process group of its own, went on under init and delivered the report,
+/// which the state still held as being sent, and the next run sent it again. It is killed
+/// with the run; the next run sends the report once.
+#[test]
+fn a_run_ended_by_a_signal_takes_its_sendmail_with_it() {
+    for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        let s = Setup::new(&sendmail_config(""));
+        s.write("messages", &attack_log());
+        let dir = s.dir.path().display().to_string();
+        s.write_program(
+            "sendmail",
+            &format!(
+                "#!/bin/sh\ntouch {dir}/started\nsleep 3\nmkdir -p {dir}/sent\ncat > {dir}/sent/$$.eml\n"
+            ),
+        );
+        let mut run = s.command(&["-q", "run"]).spawn().unwrap();
+        let waited = std::time::Instant::now();
+        while !s.path("started").exists() {
+            assert!(
+                waited.elapsed() < std::time::Duration::from_secs(30),
+                "no sendmail"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        // SAFETY: kill(2) of the run's own process id touches no memory of ours.
+        unsafe {
+            libc::kill(run.id() as i32, signal);
+        }
+        let status = run.wait().unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(signal),
+            "ended by the signal, as before"
+        );
+        std::thread::sleep(std::time::Duration::from_secs(4));
+        assert!(
+            sendmail_got(&s).is_empty(),
+            "{signal}: the sendmail went on"
+        );
+        s.write_program(
+            "sendmail",
+            &format!("#!/bin/sh\nmkdir -p {dir}/sent\ncat > {dir}/sent/$$.eml\n"),
+        );
+        s.run_bounded(&["run"]).ok();
+        s.run_bounded(&["run"]).ok();
+        assert_eq!(sendmail_got(&s).len(), 1, "{signal}: sent once");
+    }
+}
+
 fn sendmail_got(s: &Setup) -> Vec<Vec<u8>> {
     match fs::read_dir(s.path("sent")) {
         Ok(entries) => entries
