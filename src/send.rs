@@ -1012,6 +1012,10 @@ fn own_part(lower: &str) -> &str {
 /// `Callout verification failed:` of a recipient) is the desk's, unless the relay's own part
 /// says it refuses the sender (Postfix's `reject_unverified_sender`: `Sender address
 /// rejected: unverified address: host … said: …`).
+/// What a refusal of the sender is said as, by either way [`sendmail_refusal`] finds one
+/// (see [`Transport::handed`]).
+const SENDER_REFUSED: &str = "the mail server refused the sender (report.from)";
+
 fn ours_refused(text: &str) -> Option<&'static str> {
     const SAID: &[(&str, &str)] = &[
         ("sender address rejected", "the sender (report.from)"),
@@ -1188,6 +1192,8 @@ pub struct Sendmail {
     deadlines: Deadlines,
     /// It is OpenSMTPD's (see [`is_opensmtpd`]), whose 75 says the message was kept.
     opensmtpd: bool,
+    /// Whether the last message may have reached a server (see [`Transport::handed`]).
+    handed: AtomicBool,
 }
 
 impl Sendmail {
@@ -1198,6 +1204,7 @@ impl Sendmail {
             path: path.to_path_buf(),
             deadlines: Deadlines::new(timeout),
             opensmtpd: is_opensmtpd(path),
+            handed: AtomicBool::new(true),
         })
     }
 }
@@ -1274,18 +1281,9 @@ fn is_opensmtpd(path: &Path) -> bool {
     fs::canonicalize(path).is_ok_and(|real| real.file_name().is_some_and(|n| n == "smtpctl"))
 }
 
-impl Transport for Sendmail {
-    fn room(&self) -> Result<(), String> {
-        self.deadlines.room()
-    }
-
-    fn send(
-        &self,
-        _id: &str,
-        from: &Mailbox,
-        _recipients: &[String],
-        message: &[u8],
-    ) -> Result<String, SendError> {
+impl Sendmail {
+    /// Hands `message` to the sendmail once, and says what came of it.
+    fn send_once(&self, from: &Mailbox, message: &[u8]) -> Result<String, SendError> {
         let deadline = self.deadlines.next()?;
         let shown = self.path.display();
         // A local MTA reads Unix line ends.
@@ -1453,6 +1451,32 @@ impl Transport for Sendmail {
     }
 }
 
+impl Transport for Sendmail {
+    fn room(&self) -> Result<(), String> {
+        self.deadlines.room()
+    }
+
+    fn send(
+        &self,
+        _id: &str,
+        from: &Mailbox,
+        _recipients: &[String],
+        message: &[u8],
+    ) -> Result<String, SendError> {
+        let sent = self.send_once(from, message);
+        // A sendmail that says its relay refused the sender (msmtp, ssmtp: they keep no
+        // queue) handed the body to no server: that comes after the sender is taken.
+        let refused_sender =
+            matches!(&sent, Err(SendError::Config(t)) if t.contains(SENDER_REFUSED));
+        self.handed.store(!refused_sender, Ordering::SeqCst);
+        sent
+    }
+
+    fn handed(&self) -> bool {
+        self.handed.load(Ordering::SeqCst)
+    }
+}
+
 /// A sendmail's refusal, by what it said: the relay refusing the sender, this host or to
 /// relay at all is the operator's to fix (78), as over SMTP (msmtp: `envelope from address …
 /// not accepted by the server`; ssmtp quotes the server's reply bare: `550 … Sender address
@@ -1466,9 +1490,7 @@ fn sendmail_refusal(shown: &str, code: i32, said: &str) -> SendError {
     let own = own_part(&lower);
     let head = format!("mail.sendmail_path: {shown} exited {code}");
     if own.contains("envelope from address") {
-        return SendError::Config(format!(
-            "{head}: the mail server refused the sender (report.from): {said}"
-        ));
+        return SendError::Config(format!("{head}: {SENDER_REFUSED}: {said}"));
     }
     if let Some(what) = ours_refused(said) {
         return SendError::Config(format!("{head}: the mail server refused {what}: {said}"));

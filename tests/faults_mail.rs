@@ -1206,6 +1206,39 @@ fn a_run_ended_by_a_signal_takes_its_sendmail_with_it() {
     }
 }
 
+/// The same through msmtp, which keeps no queue: its relay refusing the sender handed the
+/// body to no server, and the report is made anew with the `from` set since.
+#[test]
+fn a_report_whose_sender_msmtp_saw_refused_goes_with_the_from_set_since() {
+    let config = sendmail_config("");
+    let s = Setup::new(&config.replace("abuse@example.org", "abuse@refused.example"));
+    s.write("messages", &attack_log());
+    let dir = s.dir.path().display().to_string();
+    s.write_program(
+        "sendmail",
+        &format!(
+            "#!/bin/sh\ncase \"$*\" in *refused*) cat >/dev/null\n\
+             echo 'msmtp: envelope from address abuse@refused.example not accepted by the server' >&2\n\
+             echo 'msmtp: server message: 553 5.7.1 not yours' >&2\nexit 65;; esac\n\
+             mkdir -p {dir}/sent\ncat > {dir}/sent/$$.eml\n"
+        ),
+    );
+    for _ in 0..2 {
+        let out = s.run_bounded(&["run"]);
+        assert_eq!(out.code, 78, "{}", out.stderr);
+    }
+    s.reconfigure(&config);
+    s.run_bounded(&["run"]).ok();
+    s.run_bounded(&["run"]).ok();
+    let got = sendmail_got(&s);
+    assert_eq!(got.len(), 1);
+    let text = String::from_utf8_lossy(&got[0]);
+    assert!(!text.contains("refused.example"), "{text}");
+    for ip in ["3.5.140.2", "34.223.47.190", "2600:1f18:4a3:6901::1"] {
+        assert!(text.contains(ip), "{ip}: {text}");
+    }
+}
+
 fn sendmail_got(s: &Setup) -> Vec<Vec<u8>> {
     match fs::read_dir(s.path("sent")) {
         Ok(entries) => entries
