@@ -318,10 +318,23 @@ CREATE INDEX evidence_dense ON evidence (provider, seq) WHERE dense = 1;
     // 20: how many of a report's attempts may have handed its body to a server (counted
     // before the transport sees it, and taken back when the attempt ended before the body
     // went): one that never reached any may be made anew (its Date, its From), since no
-    // copy of it can be anywhere. Earlier attempts are taken to have.
+    // copy of it can be anywhere. Earlier attempts are taken to have, but for a report tried
+    // once whose one failure came before any body (see [`HANDED_BEFORE_20`]).
     "ALTER TABLE report ADD COLUMN handed INTEGER NOT NULL DEFAULT 0;
-     UPDATE report SET handed = attempts;",
+     UPDATE report SET handed = CASE
+         WHEN attempts = 1 AND status = 'failed'
+              AND (last_error LIKE '%refused the sender%' OR last_error LIKE '%Connection refused%')
+         THEN 0 ELSE attempts END;",
 ];
+
+/// How many attempts of a report a state before schema 20 made may have handed its body to a
+/// server, as migration 20 sets it: all of them, but for a report tried once whose failure
+/// came before any body (a relay that refused the sender, a connection refused). Its other
+/// failures may have come after the body (a 451 is the same words before it and after).
+const HANDED_BEFORE_20: &str = "CASE
+    WHEN attempts = 1 AND status = 'failed'
+         AND (last_error LIKE '%refused the sender%' OR last_error LIKE '%Connection refused%')
+    THEN 0 ELSE attempts END";
 
 /// The parts of migrations added to them after states were made with the migration's
 /// earlier form, made again wherever they are missing: what a migration makes must be there
@@ -1777,11 +1790,12 @@ impl State {
         } else {
             "0"
         };
-        // Nor told an attempt that handed nothing from one that may have.
+        // Nor told an attempt that handed nothing from one that may have: read as migration
+        // 20 makes it.
         let handed = if self.version >= 20 {
             "handed"
         } else {
-            "attempts"
+            HANDED_BEFORE_20
         };
         let sql = format!(
             "SELECT id, provider, recipients, subject, message_id, status, created_at, sent_at, attempts,
@@ -3666,24 +3680,52 @@ mod tests {
     /// A report of a state of schema 19 (which did not tell an attempt that handed nothing
     /// from one that may have) counts each of its attempts as one that may have handed its
     /// body, read as it is and once migrated: it goes as stored, never dated anew or remade.
+    /// But for one tried once whose failure came before any body: a relay that refused the
+    /// sender, a connection refused (it went with the From refused, and a day-old Date, after
+    /// the upgrade and `from` fixed together). A 451 may have answered the body.
     #[test]
     fn a_schema_19_states_attempts_count_as_handed() {
         let dir = tempfile::tempdir().unwrap();
         {
             let conn = state_at_schema(&dir.path().join("state.db"), 19);
-            conn.execute_batch(
-                "INSERT INTO report (id, provider, recipients, subject, message_id, status, created_at, attempts, message)
-                     VALUES ('a', 'aws', '[\"abuse@example.net\"]', 's', '<a@example.org>', 'failed', '2026-01-01T00:00:00Z', 2, x'6d7367'),
-                            ('b', 'aws', '[\"abuse@example.net\"]', 's', '<b@example.org>', 'failed', '2026-01-01T00:00:01Z', 0, x'6d7367');",
-            )
-            .unwrap();
+            let row = |id: &str, attempts: u32, error: &str| {
+                format!(
+                    "INSERT INTO report (id, provider, recipients, subject, message_id, status, created_at, attempts, last_error, message)
+                         VALUES ('{id}', 'aws', '[\"abuse@example.net\"]', 's', '<{id}@example.org>', 'failed', '2026-01-01T00:00:0{attempts}Z', {attempts}, '{error}', x'6d7367');"
+                )
+            };
+            for sql in [
+                row(
+                    "a",
+                    2,
+                    "the mail server refused the sender abuse@example.org (report.from)",
+                ),
+                row("b", 0, ""),
+                row(
+                    "c",
+                    1,
+                    "the mail server refused the sender abuse@example.org (report.from)",
+                ),
+                row(
+                    "d",
+                    1,
+                    "127.0.0.1:25: Connection error: Connection refused (os error 111)",
+                ),
+                row("e", 1, "transient error (451): 4.3.0 later"),
+            ] {
+                conn.execute_batch(&sql).unwrap();
+            }
         }
         let handed = |s: &State| {
             (s.history(&HistoryFilter::default()).unwrap().iter())
                 .map(|r| (r.id.clone(), r.handed))
+                .collect::<std::collections::BTreeMap<_, _>>()
+                .into_iter()
                 .collect::<Vec<_>>()
         };
-        let want = vec![("a".to_string(), 2), ("b".to_string(), 0)];
+        let want: Vec<(String, u32)> = [("a", 2), ("b", 0), ("c", 0), ("d", 0), ("e", 1)]
+            .map(|(id, n)| (id.to_string(), n))
+            .to_vec();
         let read_only = State::open_read_only(dir.path()).unwrap().unwrap();
         assert_eq!(handed(&read_only), want);
         drop(read_only);
