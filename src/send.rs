@@ -874,7 +874,16 @@ impl Session {
         let tls_first = code.as_deref() == Some("530")
             && self.security == Security::None
             && text.to_ascii_lowercase().contains("starttls");
-        if tls_first {
+        // RFC 5321's 452 for a recipient past the relay's limit ("4.5.3 too many
+        // recipients"): the same at every try, for every report to so many addresses.
+        let lower = text.to_ascii_lowercase();
+        let too_many = code.as_deref() == Some("452")
+            && (lower.contains("4.5.3") || lower.contains("too many recipients"));
+        if too_many {
+            SendError::Config(format!(
+                "{host}:{port} takes fewer recipients a message than this report has (the provider's to and report.cc): raise the relay's limit (Postfix's smtpd_recipient_limit) or name fewer addresses: {text}"
+            ))
+        } else if tls_first {
             SendError::Config(format!(
                 "{host}:{port} takes mail only over TLS (mail.security = \"none\"): set mail.security = \"starttls\" (with mail.ca_file if its certificate is your own CA's): {text}"
             ))

@@ -991,6 +991,28 @@ fn a_report_whose_body_went_out_goes_as_stored_after_from_changes() {
     assert_eq!(got[0], stored[0], "the bytes first sent");
 }
 
+/// A relay that takes fewer recipients a message than a report has (Postfix's
+/// `smtpd_recipient_limit`, `452 4.5.3 too many recipients`): a setting to fix, said as one
+/// (78), the report kept. It was deferred (75) on every run for ever.
+#[test]
+fn a_relay_taking_fewer_recipients_than_a_report_has_is_a_setting() {
+    let server = FaultyServer::start(Mode::OneRecipient);
+    let config = smtp_config(server.port, "none", "");
+    let s = Setup::new(&config.replace("[report]\n", "[report]\ncc = [\"noc@example.org\"]\n"));
+    s.write("messages", &attack_log());
+    let out = s.run_bounded(&["run"]);
+    assert_eq!(out.code, 78, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("smtpd_recipient_limit"),
+        "{}",
+        out.stderr
+    );
+    assert!(server.accepted().is_empty());
+    let id = one_failed_report(&s);
+    server.set_mode(Mode::Healthy);
+    healthy_run_delivers_once(&s, || server.accepted(), &id);
+}
+
 #[test]
 fn a_552_is_rejected_and_the_ips_go_out_once_in_a_new_report() {
     let server = FaultyServer::start(Mode::Reject552);

@@ -65,6 +65,9 @@ pub enum Mode {
     /// Refuses every MAIL FROM whose address holds `refused` with `553 5.7.1 sender
     /// rejected`: a relay that will not send for the operator's `report.from`.
     RefuseSender,
+    /// Takes one recipient a message: answers every later RCPT with `452 4.5.3 Error: too
+    /// many recipients`, as Postfix does past `smtpd_recipient_limit`.
+    OneRecipient,
     /// Answers every MAIL FROM with `530 5.7.0 Authentication required`: a relay that takes
     /// mail only after a login.
     LoginFirst,
@@ -205,12 +208,21 @@ impl FaultyServer {
             _ => say("220 faulty.test ESMTP\r\n")?,
         }
         let mut line = String::new();
+        // Recipients taken in this dialogue.
+        let mut recipients = 0;
         loop {
             line.clear();
             if input.read_line(&mut line)? == 0 {
                 return Ok(());
             }
             let command = line.trim_end_matches(['\r', '\n']).to_string();
+            if command.to_ascii_uppercase().starts_with("RCPT") && mode == Mode::OneRecipient {
+                recipients += 1;
+                if recipients > 1 {
+                    say("452 4.5.3 Error: too many recipients\r\n")?;
+                    continue;
+                }
+            }
             self.log.lock().unwrap().commands.push(command.clone());
             let verb = command.split(' ').next().unwrap_or("").to_ascii_uppercase();
             match verb.as_str() {
