@@ -614,8 +614,9 @@ impl State {
         }
         refuse_empty(&path)?;
         // One this user may not read at all (the service user's state, 0600, looked at by
-        // another): SQLite says only that it cannot open the database file.
-        if let Err(e) = std::fs::File::open(&path)
+        // another): SQLite says only that it cannot open the database file. Asked without
+        // opening it (see [`descriptors_left`]).
+        if let Err(e) = may_read(&path)
             && e.kind() == std::io::ErrorKind::PermissionDenied
         {
             bail!(
@@ -687,10 +688,7 @@ impl State {
                 .map_err(|e| {
                     // Out of file descriptors (`ulimit -n`): SQLite says only that it could
                     // not open the file, which looked like a permission.
-                    let no_descriptors = cannot_open(&e)
-                        && std::fs::File::open(path).is_err_and(|o| {
-                            matches!(o.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
-                        });
+                    let no_descriptors = cannot_open(&e) && descriptors_left().is_some();
                     let advice = if no_descriptors {
                         format!(
                             "cannot open it: this process may open no more files (ulimit -n {}); it is left as it is: raise the limit",
@@ -2920,9 +2918,34 @@ fn is_report_id(id: &str) -> bool {
 /// What to say when SQLite could not open `path` ("cannot open …"): with the limit of open
 /// files when that is why, which SQLite does not say.
 fn open_failed(path: &Path, what: &str) -> String {
-    match (std::fs::File::open(path).err().as_ref()).and_then(out_of_descriptors) {
+    match descriptors_left() {
         Some(advice) => format!("{what} {}: {advice}", path.display()),
         None => format!("{what} {}", path.display()),
+    }
+}
+
+/// Whether this process may open no more files, and what to say of it: found by opening the
+/// root folder, never the state's file. A process's locks on a file go with any descriptor
+/// of it that it closes (`fcntl(2)`), and SQLite's on `state.db`, which keep another process
+/// from folding away a write-ahead log a run still writes to, would go with them.
+fn descriptors_left() -> Option<String> {
+    std::fs::File::open("/")
+        .err()
+        .as_ref()
+        .and_then(out_of_descriptors)
+}
+
+/// Whether this user may read `path`, asked of the kernel without opening it (see
+/// [`descriptors_left`]).
+fn may_read(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let text = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: access(2) reads the NUL-terminated path it is given, which lives across the
+    // call, and nothing else.
+    match unsafe { libc::access(text.as_ptr(), libc::R_OK) } {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
     }
 }
 
@@ -3675,6 +3698,37 @@ mod tests {
         let history = s.history(&HistoryFilter::default()).unwrap();
         assert_eq!(history.len(), 1);
         assert_eq!(history[0].contact, None);
+    }
+
+    /// A reader opened beside a run's connection (a run asks for the ledger that way) leaves
+    /// the run's locks on `state.db` as they are: another process that then closes its own
+    /// connection finds the file in use and leaves the write-ahead log the run writes to.
+    /// The reader had opened and closed `state.db` itself, to see whether it was readable,
+    /// and a process's `fcntl` locks on a file go with any descriptor of it it closes.
+    #[test]
+    fn a_reader_beside_a_run_leaves_the_runs_locks() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = State::open(dir.path()).unwrap();
+        run.conn
+            .execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);")
+            .unwrap();
+        let wal = dir.path().join("state.db-wal");
+        assert!(wal.exists());
+        drop(State::open_read_only(dir.path()).unwrap());
+        let other = std::process::Command::new("python3")
+            .arg("-c")
+            .arg("import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute('SELECT count(*) FROM t').fetchall(); c.close()")
+            .arg(dir.path().join("state.db"))
+            .status();
+        if !other.is_ok_and(|s| s.success()) {
+            eprintln!("no python3 with sqlite3 here");
+            return;
+        }
+        assert!(
+            wal.exists(),
+            "the run's write-ahead log was folded away under it"
+        );
+        run.conn.execute_batch("INSERT INTO t VALUES (2);").unwrap();
     }
 
     /// A report of a state of schema 19 (which did not tell an attempt that handed nothing
