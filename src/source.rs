@@ -1399,17 +1399,23 @@ struct SeenFile {
     ino: u64,
     size: u64,
     born: Option<(i64, u32)>,
+    /// Last written (seconds, nanoseconds).
+    modified: Option<(i64, u32)>,
 }
 
 impl SeenFile {
     fn of(meta: &fs::Metadata) -> Self {
+        let seconds = |t: std::io::Result<std::time::SystemTime>| {
+            (t.ok())
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| (d.as_secs() as i64, d.subsec_nanos()))
+        };
         SeenFile {
             dev: meta.dev(),
             ino: meta.ino(),
             size: meta.len(),
-            born: (meta.created().ok())
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map(|d| (d.as_secs() as i64, d.subsec_nanos())),
+            born: seconds(meta.created()),
+            modified: seconds(meta.modified()),
         }
     }
 }
@@ -1417,8 +1423,10 @@ impl SeenFile {
 impl Unreadable {
     /// Whether it may hold text of the log that no run has read, after a read that stopped
     /// at `cursor`: the cursor's own file grown past it, a rotated file the cursor knew grown
-    /// since, or a file it did not know (a rotation since). Only what the cursor knew, read
-    /// up to its size then, is not.
+    /// since, or a file it did not know (a rotation since). Not what the cursor knew, read up
+    /// to its size then; nor an empty file; nor one last written before the cursor's file was
+    /// made, which holds only lines logged before the runs that read that file (history an
+    /// earlier release passed over, as one it could not open).
     fn may_hold_unread(&self, cursor: &Cursor) -> bool {
         if self.kind == NOT_REGULAR {
             return false;
@@ -1426,6 +1434,9 @@ impl Unreadable {
         let Some(f) = &self.file else {
             return true;
         };
+        if f.size == 0 || f.modified.zip(cursor.born).is_some_and(|(m, b)| m < b) {
+            return false;
+        }
         let same = |dev, ino, born| (f.dev, f.ino) == (dev, ino) && born_alike(f.born, born);
         if same(cursor.dev, cursor.ino, cursor.born) {
             return f.size > cursor.offset;
@@ -1806,13 +1817,24 @@ pub fn read(
     });
     let mut read = read_opened(path, live, now, &rotated, cursor, start, through, ingest)?;
     // A file read to its end that cannot be opened now stays known as read, so that the
-    // next run passes it over too (it knows only the files it listed and opened).
+    // next run passes it over too (it knows only the files it listed and opened); so does
+    // the file the last run's cursor was on, read to where it stopped.
     if let (Some(old), Some(next)) = (cursor, read.cursor.as_mut()) {
+        let own = KnownFile {
+            dev: old.dev,
+            ino: old.ino,
+            first_line: old.fingerprint.clone(),
+            size: old.offset,
+            gzip: Some(false),
+            born: old.born,
+        };
         for f in unreadable.iter().filter_map(|u| u.file.as_ref()) {
             let known =
                 |k: &&KnownFile| (k.dev, k.ino) == (f.dev, f.ino) && born_alike(k.born, f.born);
             if !next.known_siblings.iter().any(|k| known(&k))
-                && let Some(k) = old.known_siblings.iter().find(known)
+                && let Some(k) = (old.known_siblings.iter())
+                    .chain(std::iter::once(&own).filter(|_| f.size <= old.offset))
+                    .find(known)
             {
                 next.known_siblings.push(k.clone());
             }

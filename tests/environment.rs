@@ -441,6 +441,53 @@ fn a_rotated_file_a_later_read_cannot_open_stops_it_until_it_can() {
     );
 }
 
+/// Rotated files the run's user cannot open that hold nothing no run read: the file the last
+/// run's cursor was on, read to its end and rotated and closed since; an empty one; one last
+/// written before the file the cursor is on was made (history a release before this one
+/// passed over). Each is passed over with a warning, on every run; they stopped the runs
+/// (the first only from the second run on, once the cursor that had been on it was gone).
+#[test]
+fn a_rotated_file_that_holds_nothing_unread_stops_no_run() {
+    let s = Setup::standard();
+    if !ready_for_nobody(&s) {
+        return;
+    }
+    let closed = |name: &str| {
+        fs::set_permissions(s.path(name), fs::Permissions::from_mode(0o600)).unwrap();
+    };
+    let line = |time, ip| drop_line(time, ip, "TCP", 22);
+    s.write("messages", &line("10:00:00", "3.5.140.2"));
+    as_nobody(&s, &["run"]).ok();
+    fs::rename(s.path("messages"), s.path("messages.1")).unwrap();
+    closed("messages.1");
+    s.write("messages", &line("10:01:00", "3.5.140.3"));
+    // Touched after the new file was made (by a daemon not told of the rotation yet, with
+    // nothing more to write): known by the cursor, not by its time.
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
+    let set_time = |name: &str, time| {
+        let file = fs::File::options().write(true).open(s.path(name)).unwrap();
+        file.set_modified(time).unwrap();
+    };
+    set_time("messages.1", later);
+    // Older history, closed: empty, and last written long before.
+    s.write("messages.3", "");
+    closed("messages.3");
+    s.write("messages.4", &line("09:00:00", "3.5.140.9"));
+    let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_600_000_000);
+    set_time("messages.4", old);
+    closed("messages.4");
+    for (time, ip) in [("10:02:00", "3.5.140.4"), ("10:03:00", "3.5.140.5")] {
+        s.append("messages", &line(time, ip));
+        let out = as_nobody(&s, &["run"]).ok();
+        assert!(out.stderr.contains("messages.1"), "said: {}", out.stderr);
+    }
+    let reported: Vec<String> = s.reported().concat();
+    assert_eq!(
+        reported,
+        ["3.5.140.2", "3.5.140.3", "3.5.140.4", "3.5.140.5"]
+    );
+}
+
 /// `history` or `preview` by a user who may not read the state (the service user's, 0600 in
 /// a 0700 folder): SQLite said only "unable to open database file: file:…?immutable=1".
 #[test]
