@@ -1175,6 +1175,8 @@ impl Transport for Smtp {
         recipients: &[String],
         message: &[u8],
     ) -> Result<String, SendError> {
+        // No envelope, nothing sent (and nothing of the last dialogue said of this one).
+        self.handed.store(false, Ordering::SeqCst);
         let envelope = envelope(from, recipients)?;
         self.within(Job::Send {
             envelope,
