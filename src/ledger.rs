@@ -967,6 +967,17 @@ pub(crate) fn deliver(
             ))
         }
         SendError::RecipientRefused { text, .. } => SendError::Rejected(text),
+        // A discovered desk's digest refused for its size: by the operator's own relay or
+        // local MTA, which a run hands it to (a desk's own refusal comes back as a bounce),
+        // not by the desk, which is not shut out for it (a desk that refused is not written
+        // to again). Withdrawn: its addresses go in the next digest, as a provider's do.
+        SendError::Rejected(text)
+            if record.contact.is_some() && crate::send::sendmail_size_refused(&text) =>
+        {
+            SendError::Rejected(format!(
+                "{WITHDRAWN} refused for its size by your own mail system, not by the desk: {text}"
+            ))
+        }
         // Tried again for a day from the first such failure; after that, a setting to fix,
         // not a wait that ends every run 75 for ever.
         SendError::Unclear(text) => match unclear_since.as_deref() {
@@ -1057,7 +1068,9 @@ pub(crate) fn deliver(
     // discovered desk): their lines have served. A request refused here because its provider
     // reports by mail now gives its addresses to the next mail report, which shows them. Only
     // what a later report shows depends on it: the outcome is recorded already.
-    let for_good = record.contact.is_some() || (record.made_for_api() && api.is_some());
+    let withdrawn_now = matches!(&result, Err(SendError::Rejected(t)) if t.starts_with(WITHDRAWN));
+    let for_good =
+        !withdrawn_now && (record.contact.is_some() || (record.made_for_api() && api.is_some()));
     // A test report was validated and acted on by nobody: its lines are kept for the real
     // report made once `aws_api.test` is off (which went out with none, and a flood's
     // without the rate XARF asks of it, refused on every run).

@@ -975,7 +975,7 @@ fn tls_advice(text: &str) -> &'static str {
 /// Whether a sendmail said that the message is larger than the mail system takes: a relay's
 /// size refusal passed on (see [`size_refused`]), or Postfix's own words when `postdrop`
 /// stops at `message_size_limit` (`message file too big`, `File too large`).
-fn sendmail_size_refused(said: &str) -> bool {
+pub(crate) fn sendmail_size_refused(said: &str) -> bool {
     let lower = said.to_ascii_lowercase();
     size_refused(said) || lower.contains("message file too big")
 }

@@ -767,7 +767,8 @@ fn lines_kept(s: &Setup, ip: &str) -> i64 {
 /// A report the mail server refuses (552) gives its address back: the report that replaces
 /// it, once the mail goes, shows the address's log line, and once that is sent the line is
 /// let go. A digest a discovered desk's server refuses keeps its addresses from that desk,
-/// and their lines are let go at once.
+/// and their lines are let go at once; but not one refused for its size, which the
+/// operator's own relay refuses (withdrawn: its addresses and lines wait for the next).
 #[test]
 fn lines_stay_until_a_report_is_sent_or_refused_for_good() {
     let server = faulty_smtp::FaultyServer::start(faulty_smtp::Mode::Reject552);
@@ -789,6 +790,13 @@ fn lines_stay_until_a_report_is_sent_or_refused_for_good() {
     discovery::use_smtp(&d, server.port);
     assert_eq!(d.run_bounded(&["run"]).code, 1);
     assert_eq!(history(&d)[0]["status"], "rejected");
+    assert!(
+        lines_kept(&d, "45.10.0.1") > 0,
+        "refused for its size: kept"
+    );
+    server.set_mode(faulty_smtp::Mode::RejectWithControls);
+    assert_eq!(d.run_bounded(&["run"]).code, 1);
+    assert_eq!(history(&d).len(), 2, "a digest made anew");
     assert_eq!(lines_kept(&d, "45.10.0.1"), 0, "refused for good: let go");
 }
 

@@ -12,7 +12,7 @@ mod stubs;
 
 use common::history;
 use discovery::{
-    abuse_net, desk_nets, log, outbox_to, setup, smtp_moved, use_smtp, with_mail_budget,
+    abuse_net, desk_nets, log, outbox_to, setup, smtp_moved, use_mail, use_smtp, with_mail_budget,
 };
 use stubs::{Dns, Rdap, Reply, bootstrap, entity, network};
 
@@ -202,6 +202,55 @@ fn a_desk_that_refused_is_not_written_to_again_for_each_new_address() {
         (1, vec![0, 0, 0]),
         "one refusal is enough to know the desk is gone"
     );
+}
+
+/// A discovered desk's digest that the operator's own mail system refuses for its size
+/// (Postfix's sendmail over `message_size_limit`): the desk refused nothing, and is written
+/// to once the limit is met. It was taken for the desk's refusal, and the desk was never
+/// written to again.
+#[test]
+fn a_digest_your_own_mail_system_refuses_for_its_size_does_not_shut_the_desk_out() {
+    let (rdap, dns) = (Rdap::start(), Dns::start());
+    abuse_net(
+        &rdap,
+        &["45.1.0.9", "45.1.0.10"],
+        "45.1.0.0",
+        "45.1.255.255",
+        "NET-A",
+        "abuse@hoster.de",
+    );
+    let s = setup(&rdap, &dns, "abusix = false", "");
+    let dir = s.dir.path().display().to_string();
+    use_mail(
+        &s,
+        &format!("transport = \"sendmail\"\nsendmail_path = \"{dir}/sendmail\""),
+    );
+    s.write_program(
+        "sendmail",
+        "#!/bin/sh\ncat >/dev/null\necho 'sendmail: fatal: abuse@example.org(0): message file too big' >&2\nexit 75\n",
+    );
+    log(&s, &[("10:00:00", "45.1.0.9")]);
+    let first = s.run_bounded(&["run"]);
+    assert_eq!(first.code, 1, "{}", first.stderr);
+    assert!(
+        first.stderr.contains("max_message_bytes"),
+        "{}",
+        first.stderr
+    );
+    s.write_program(
+        "sendmail",
+        &format!("#!/bin/sh\nmkdir -p {dir}/sent\ncat > {dir}/sent/$$.eml\n"),
+    );
+    log(&s, &[("10:00:05", "45.1.0.10")]);
+    s.run_bounded(&["run"]).ok();
+    let sent: Vec<String> = match std::fs::read_dir(s.path("sent")) {
+        Ok(files) => (files.map(|f| std::fs::read_to_string(f.unwrap().path()).unwrap())).collect(),
+        Err(_) => Vec::new(),
+    };
+    assert_eq!(sent.len(), 1, "the desk is written to");
+    for ip in ["45.1.0.9", "45.1.0.10"] {
+        assert!(sent[0].contains(ip), "{ip}: {}", sent[0]);
+    }
 }
 
 /// A small SMTP server that answers RCPT with 450 for one recipient (a relay whose recipient
