@@ -34,25 +34,34 @@ pub fn sync(dir: &Path) -> std::io::Result<()> {
         .sync_all()
 }
 
+/// Whether this user may use `path` as `mode` asks (`libc::R_OK`, `W_OK`, `X_OK`), asked of
+/// the kernel by name (access(2)), without opening it.
+pub fn access(path: &Path, mode: libc::c_int) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let text = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: access(2) reads the NUL-terminated path it is given, which lives across the
+    // call, and nothing else.
+    match unsafe { libc::access(text.as_ptr(), mode) } {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
+    }
+}
+
 /// Whether this process may write in `dir`, or make it: the nearest of it and the folders
 /// it would be made in that exists is one this user may write in and enter (a read-only
 /// mount says no too). The reason if not, naming that folder.
 pub fn writable(dir: &Path) -> Result<(), String> {
-    use std::os::unix::ffi::OsStrExt;
     let mut at = Some(dir);
     while let Some(p) = at {
         match fs::symlink_metadata(p) {
             Ok(_) => {
-                let Ok(text) = std::ffi::CString::new(p.as_os_str().as_bytes()) else {
-                    return Ok(());
+                let e = match access(p, libc::W_OK | libc::X_OK) {
+                    Ok(()) => return Ok(()),
+                    // A name no C string holds (a NUL in it): not this check's to refuse.
+                    Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => return Ok(()),
+                    Err(e) => e,
                 };
-                // SAFETY: access(2) reads the NUL-terminated path it is given, which lives
-                // across the call, and nothing else.
-                let allowed = unsafe { libc::access(text.as_ptr(), libc::W_OK | libc::X_OK) };
-                if allowed == 0 {
-                    return Ok(());
-                }
-                let e = std::io::Error::last_os_error();
                 let made = if p == dir { "" } else { " to be made in" };
                 return Err(format!(
                     "{}{made}: not writable by this user: {e}",

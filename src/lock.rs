@@ -58,18 +58,13 @@ fn same_file(file: &File, path: &Path) -> bool {
 /// is a link or a folder (never opened through), or this user may not write it (one root's
 /// run left). `check` asks; a run would fail (1) on it every time.
 pub fn unusable(state_dir: &Path) -> Option<String> {
-    use std::os::unix::ffi::OsStrExt;
     let path = state_dir.join("run.lock");
     // None there yet: the first run makes it.
-    std::fs::symlink_metadata(&path).ok()?;
-    if let Some(problem) = not_regular(&path) {
+    let meta = std::fs::symlink_metadata(&path).ok()?;
+    if let Some(problem) = not_regular_as(&path, &meta) {
         return Some(problem);
     }
-    let text = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    // SAFETY: access(2) reads the NUL-terminated path it is given, which lives across the
-    // call, and nothing else.
-    if unsafe { libc::access(text.as_ptr(), libc::W_OK) } != 0 {
-        let e = std::io::Error::last_os_error();
+    if let Err(e) = crate::folder::access(&path, libc::W_OK) {
         return Some(format!(
             "{}: not writable by this user ({e}): no run can take its lock; run abuse-mailer as the user that owns {}",
             path.display(),
@@ -129,7 +124,11 @@ const REOPENS: usize = 5;
 /// What is wrong with `path` when something other than a regular file is there (a link, a
 /// folder, a FIFO that would hold the run in `open(2)` for ever, a socket).
 fn not_regular(path: &Path) -> Option<String> {
-    let meta = std::fs::symlink_metadata(path).ok()?;
+    not_regular_as(path, &std::fs::symlink_metadata(path).ok()?)
+}
+
+/// [`not_regular`] of what `lstat(2)` said of `path`.
+fn not_regular_as(path: &Path, meta: &std::fs::Metadata) -> Option<String> {
     (!meta.is_file()).then(|| {
         format!(
             "{} is not a regular file ({}): no run can take its lock; remove it",

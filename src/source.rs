@@ -424,11 +424,7 @@ impl OpenFile {
             ino: meta.ino(),
             size: meta.len(),
             modified: meta.modified().ok(),
-            born: meta
-                .created()
-                .ok()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map(|d| (d.as_secs() as i64, d.subsec_nanos())),
+            born: unix_time(meta.created()),
             gzip: path.extension().is_some_and(|e| e == "gz"),
             file,
         }))
@@ -1405,19 +1401,27 @@ struct SeenFile {
 
 impl SeenFile {
     fn of(meta: &fs::Metadata) -> Self {
-        let seconds = |t: std::io::Result<std::time::SystemTime>| {
-            (t.ok())
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map(|d| (d.as_secs() as i64, d.subsec_nanos()))
-        };
         SeenFile {
             dev: meta.dev(),
             ino: meta.ino(),
             size: meta.len(),
-            born: seconds(meta.created()),
-            modified: seconds(meta.modified()),
+            born: unix_time(meta.created()),
+            modified: unix_time(meta.modified()),
         }
     }
+
+    /// Whether it is the file of inode `ino` on `dev`, made at `born` (see [`born_alike`]).
+    fn is(&self, dev: u64, ino: u64, born: Option<(i64, u32)>) -> bool {
+        (self.dev, self.ino) == (dev, ino) && born_alike(self.born, born)
+    }
+}
+
+/// A file time the file system gives (its birth, its last write) as Unix seconds and
+/// nanoseconds, where it gives one.
+fn unix_time(time: io::Result<std::time::SystemTime>) -> Option<(i64, u32)> {
+    (time.ok())
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| (d.as_secs() as i64, d.subsec_nanos()))
 }
 
 impl Unreadable {
@@ -1437,12 +1441,11 @@ impl Unreadable {
         if f.size == 0 || f.modified.zip(cursor.born).is_some_and(|(m, b)| m < b) {
             return false;
         }
-        let same = |dev, ino, born| (f.dev, f.ino) == (dev, ino) && born_alike(f.born, born);
-        if same(cursor.dev, cursor.ino, cursor.born) {
+        if f.is(cursor.dev, cursor.ino, cursor.born) {
             return f.size > cursor.offset;
         }
         !(cursor.known_siblings.iter())
-            .any(|k| same(k.dev, k.ino, k.born) && (k.gzip == Some(true) || f.size <= k.size))
+            .any(|k| f.is(k.dev, k.ino, k.born) && (k.gzip == Some(true) || f.size <= k.size))
     }
 }
 
@@ -1829,8 +1832,7 @@ pub fn read(
             born: old.born,
         };
         for f in unreadable.iter().filter_map(|u| u.file.as_ref()) {
-            let known =
-                |k: &&KnownFile| (k.dev, k.ino) == (f.dev, f.ino) && born_alike(k.born, f.born);
+            let known = |k: &&KnownFile| f.is(k.dev, k.ino, k.born);
             if !next.known_siblings.iter().any(|k| known(&k))
                 && let Some(k) = (old.known_siblings.iter())
                     .chain(std::iter::once(&own).filter(|_| f.size <= old.offset))

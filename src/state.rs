@@ -130,6 +130,15 @@ const PENDING_IPS: &str =
 /// `ABML` in ASCII: marks the file as ours.
 const APPLICATION_ID: i32 = 0x4142_4d4c;
 
+/// The SQL of [`HANDED_BEFORE_20`], which migration 20 is written with too.
+macro_rules! handed_before_20 {
+    () => {
+        "CASE WHEN attempts = 1 AND status = 'failed'
+              AND (last_error LIKE '%refused the sender%' OR last_error LIKE '%Connection refused%')
+         THEN 0 ELSE attempts END"
+    };
+}
+
 /// Each migration takes the schema from its index to the next version.
 const MIGRATIONS: &[&str] = &[
     r#"
@@ -320,21 +329,19 @@ CREATE INDEX evidence_dense ON evidence (provider, seq) WHERE dense = 1;
     // went): one that never reached any may be made anew (its Date, its From), since no
     // copy of it can be anywhere. Earlier attempts are taken to have, but for a report tried
     // once whose one failure came before any body (see [`HANDED_BEFORE_20`]).
-    "ALTER TABLE report ADD COLUMN handed INTEGER NOT NULL DEFAULT 0;
-     UPDATE report SET handed = CASE
-         WHEN attempts = 1 AND status = 'failed'
-              AND (last_error LIKE '%refused the sender%' OR last_error LIKE '%Connection refused%')
-         THEN 0 ELSE attempts END;",
+    concat!(
+        "ALTER TABLE report ADD COLUMN handed INTEGER NOT NULL DEFAULT 0;
+         UPDATE report SET handed = ",
+        handed_before_20!(),
+        ";"
+    ),
 ];
 
 /// How many attempts of a report a state before schema 20 made may have handed its body to a
 /// server, as migration 20 sets it: all of them, but for a report tried once whose failure
 /// came before any body (a relay that refused the sender, a connection refused). Its other
 /// failures may have come after the body (a 451 is the same words before it and after).
-const HANDED_BEFORE_20: &str = "CASE
-    WHEN attempts = 1 AND status = 'failed'
-         AND (last_error LIKE '%refused the sender%' OR last_error LIKE '%Connection refused%')
-    THEN 0 ELSE attempts END";
+const HANDED_BEFORE_20: &str = handed_before_20!();
 
 /// The parts of migrations added to them after states were made with the migration's
 /// earlier form, made again wherever they are missing: what a migration makes must be there
@@ -616,7 +623,7 @@ impl State {
         // One this user may not read at all (the service user's state, 0600, looked at by
         // another): SQLite says only that it cannot open the database file. Asked without
         // opening it (see [`descriptors_left`]).
-        if let Err(e) = may_read(&path)
+        if let Err(e) = crate::folder::access(&path, libc::R_OK)
             && e.kind() == std::io::ErrorKind::PermissionDenied
         {
             bail!(
@@ -2933,20 +2940,6 @@ fn descriptors_left() -> Option<String> {
         .err()
         .as_ref()
         .and_then(out_of_descriptors)
-}
-
-/// Whether this user may read `path`, asked of the kernel without opening it (see
-/// [`descriptors_left`]).
-fn may_read(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    let text = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-    // SAFETY: access(2) reads the NUL-terminated path it is given, which lives across the
-    // call, and nothing else.
-    match unsafe { libc::access(text.as_ptr(), libc::R_OK) } {
-        0 => Ok(()),
-        _ => Err(std::io::Error::last_os_error()),
-    }
 }
 
 /// What to say of an error that is this process having no file descriptor left (EMFILE,
