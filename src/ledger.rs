@@ -131,7 +131,7 @@ pub(crate) fn withdrawn(
             true => state.message_start(&record.id, HEAD_AT_MOST)?,
             false => record.message.clone(),
         };
-        if let Some(old) = made_from_another(&message, world.settings) {
+        if let Some(old) = made_from_another(&message, &world.settings.report.from) {
             return Ok(Some(format!(
                 "{WITHDRAWN} made with From {old}, and report.from is {} now; it never reached a server",
                 world.settings.report.from.email
@@ -553,17 +553,8 @@ pub fn check_owner(state: &State, settings: &Settings) -> Result<()> {
 /// `message` with its `Date:` header set to `now`, when that header says a time more than an
 /// hour earlier; `None` when it is recent or cannot be read (the message is sent as made).
 fn with_date(message: &[u8], now: DateTime<Utc>) -> Option<Vec<u8>> {
-    let head_end = memchr::memmem::find(message, b"\r\n\r\n")?;
-    let head = &message[..head_end];
-    let start = if head.starts_with(b"Date: ") {
-        0
-    } else {
-        memchr::memmem::find(head, b"\r\nDate: ")? + 2
-    };
-    let value_at = start + b"Date: ".len();
-    let end = value_at
-        + memchr::memmem::find(&head[value_at..], b"\r\n").unwrap_or(head.len() - value_at);
-    let old = std::str::from_utf8(&head[value_at..end]).ok()?;
+    let (value_at, end) = field_value(message, "Date")?;
+    let old = std::str::from_utf8(&message[value_at..end]).ok()?;
     let dated = DateTime::parse_from_rfc2822(old).ok()?;
     if now.signed_duration_since(dated) <= chrono::Duration::hours(1) {
         return None;
@@ -950,6 +941,12 @@ pub(crate) fn deliver(
         true => attempt.unclear_since()?,
         false => None,
     };
+    // A discovered desk's digest refused for its size: by the operator's own relay or local
+    // MTA, which a run hands it to (a desk's own refusal comes back as a bounce), not by the
+    // desk, which is not shut out for it (a desk that refused is not written to again).
+    // Withdrawn: its addresses and their lines go in the next digest, as a provider's do.
+    let own_size_limit = record.contact.is_some()
+        && matches!(&result, Err(SendError::Rejected(t)) if crate::send::refused_for_size(t));
     let refused_held = match (&result, &settings.mail.transport) {
         (Err(SendError::Rejected(e)), config::TransportConfig::Smtp(_))
             if api.is_none() && !record.made_for_api() && record.unconfirmed > 0 =>
@@ -967,17 +964,9 @@ pub(crate) fn deliver(
             ))
         }
         SendError::RecipientRefused { text, .. } => SendError::Rejected(text),
-        // A discovered desk's digest refused for its size: by the operator's own relay or
-        // local MTA, which a run hands it to (a desk's own refusal comes back as a bounce),
-        // not by the desk, which is not shut out for it (a desk that refused is not written
-        // to again). Withdrawn: its addresses go in the next digest, as a provider's do.
-        SendError::Rejected(text)
-            if record.contact.is_some() && crate::send::sendmail_size_refused(&text) =>
-        {
-            SendError::Rejected(format!(
-                "{WITHDRAWN} refused for its size by your own mail system, not by the desk: {text}"
-            ))
-        }
+        SendError::Rejected(text) if own_size_limit => SendError::Rejected(format!(
+            "{WITHDRAWN} refused for its size by your own mail system, not by the desk: {text}"
+        )),
         // Tried again for a day from the first such failure; after that, a setting to fix,
         // not a wait that ends every run 75 for ever.
         SendError::Unclear(text) => match unclear_since.as_deref() {
@@ -1068,9 +1057,8 @@ pub(crate) fn deliver(
     // discovered desk): their lines have served. A request refused here because its provider
     // reports by mail now gives its addresses to the next mail report, which shows them. Only
     // what a later report shows depends on it: the outcome is recorded already.
-    let withdrawn_now = matches!(&result, Err(SendError::Rejected(t)) if t.starts_with(WITHDRAWN));
     let for_good =
-        !withdrawn_now && (record.contact.is_some() || (record.made_for_api() && api.is_some()));
+        !own_size_limit && (record.contact.is_some() || (record.made_for_api() && api.is_some()));
     // A test report was validated and acted on by nobody: its lines are kept for the real
     // report made once `aws_api.test` is off (which went out with none, and a flood's
     // without the rate XARF asks of it, refused on every run).
@@ -1207,30 +1195,38 @@ pub(crate) fn deliver(
 /// head is a few hundred bytes, its subject and recipients included.
 const HEAD_AT_MOST: usize = 16 << 10;
 
-/// The address a stored message's `From:` names, when it is not `report.from`'s (letter case
-/// aside): the message was made under another setting.
-fn made_from_another(message: &[u8], settings: &Settings) -> Option<String> {
-    let head_end = (message.windows(4)).position(|w| w == b"\r\n\r\n")?;
-    let head = String::from_utf8_lossy(&message[..head_end]);
-    // The field with its folded lines.
-    let mut from = None::<String>;
-    for line in head.split("\r\n") {
-        match (&mut from, line.starts_with([' ', '\t'])) {
-            (Some(f), true) => f.push_str(line),
-            (Some(_), false) => break,
-            (None, _) if line.len() > 5 && line[..5].eq_ignore_ascii_case("from:") => {
-                from = Some(line[5..].to_string());
-            }
-            _ => {}
+/// Where the value of the header field `name` of a message this tool made lies (after
+/// `Name: `, up to the end of its last folded line), as byte offsets into `message`.
+fn field_value(message: &[u8], name: &str) -> Option<(usize, usize)> {
+    let head = &message[..memchr::memmem::find(message, b"\r\n\r\n")?];
+    let field = format!("{name}: ");
+    let start = match head.starts_with(field.as_bytes()) {
+        true => 0,
+        false => memchr::memmem::find(head, format!("\r\n{field}").as_bytes())? + 2,
+    };
+    let value_at = start + field.len();
+    // The field ends at a line end not followed by a folded line's space or tab.
+    let mut end = value_at;
+    loop {
+        match memchr::memmem::find(&head[end..], b"\r\n") {
+            Some(at) if matches!(head.get(end + at + 2), Some(b' ' | b'\t')) => end += at + 2,
+            Some(at) => return Some((value_at, end + at)),
+            None => return Some((value_at, head.len())),
         }
     }
-    let from = from?;
+}
+
+/// The address a stored message's `From:` names, when it is not `from`'s (`report.from` now;
+/// letter case aside): the message was made under another setting.
+fn made_from_another(message: &[u8], from_now: &lettre::message::Mailbox) -> Option<String> {
+    let (value_at, end) = field_value(message, "From")?;
+    let from = String::from_utf8_lossy(&message[value_at..end]).replace("\r\n", "");
     // The address in angle brackets, or the whole field when it has none.
     let address = match (from.rfind('<'), from.rfind('>')) {
         (Some(a), Some(b)) if a < b => from[a + 1..b].trim().to_string(),
         _ => from.trim().to_string(),
     };
-    let now = settings.report.from.email.to_string();
+    let now = from_now.email.to_string();
     (!address.is_empty() && !address.eq_ignore_ascii_case(&now)).then_some(address)
 }
 
@@ -1253,6 +1249,23 @@ fn is_own(settings: &Settings, recipient: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The address of a message's From is read whole: after a field in other letters than
+    /// ASCII (where slicing the text at a byte count could land inside a letter), with its
+    /// display name folded onto a second line; a field merely ending in `From: ` is not it.
+    #[test]
+    fn the_from_a_message_was_made_with_is_read_whole() {
+        let message = "X-Ünïcode: é\r\nReply-From: <not@example.net>\r\nFrom: \"A long\r\n name\" <Abuse@Example.ORG>\r\nDate: x\r\n\r\nFrom: <body@example.net>\r\n";
+        let (at, end) = field_value(message.as_bytes(), "From").unwrap();
+        assert_eq!(&message[at..end], "\"A long\r\n name\" <Abuse@Example.ORG>");
+        let from = |text: &str| text.parse::<lettre::message::Mailbox>().unwrap();
+        let made = |now: &str| made_from_another(message.as_bytes(), &from(now));
+        assert_eq!(made("Desk <abuse@example.org>"), None);
+        assert_eq!(
+            made("Desk <abuse@example.net>").as_deref(),
+            Some("Abuse@Example.ORG")
+        );
+    }
 
     #[test]
     fn an_old_date_header_is_set_to_now_and_nothing_else_changes() {

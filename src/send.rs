@@ -871,12 +871,12 @@ impl Session {
         }
         let code = e.status().map(|c| c.to_string());
         // RFC 3207's "530 Must issue a STARTTLS command first": no login was refused.
+        let lower = text.to_ascii_lowercase();
         let tls_first = code.as_deref() == Some("530")
             && self.security == Security::None
-            && text.to_ascii_lowercase().contains("starttls");
+            && lower.contains("starttls");
         // RFC 5321's 452 for a recipient past the relay's limit ("4.5.3 too many
         // recipients"): the same at every try, for every report to so many addresses.
-        let lower = text.to_ascii_lowercase();
         let too_many = code.as_deref() == Some("452")
             && (lower.contains("4.5.3") || lower.contains("too many recipients"));
         if too_many {
@@ -972,10 +972,10 @@ fn tls_advice(text: &str) -> &'static str {
         )
 }
 
-/// Whether a sendmail said that the message is larger than the mail system takes: a relay's
-/// size refusal passed on (see [`size_refused`]), or Postfix's own words when `postdrop`
-/// stops at `message_size_limit` (`message file too big`, `File too large`).
-pub(crate) fn sendmail_size_refused(said: &str) -> bool {
+/// Whether a refusal, over SMTP or as a sendmail says it, is of the message's size: a
+/// relay's (see [`size_refused`]), or Postfix's own words when `postdrop` stops at
+/// `message_size_limit` (`message file too big`).
+pub(crate) fn refused_for_size(said: &str) -> bool {
     let lower = said.to_ascii_lowercase();
     size_refused(said) || lower.contains("message file too big")
 }
@@ -992,6 +992,10 @@ fn size_refused(text: &str) -> bool {
                 .iter()
                 .any(|said| lower.contains(said)))
 }
+
+/// What a refusal of the sender is said as, by either way [`sendmail_refusal`] finds one
+/// (see [`Transport::handed`]).
+const SENDER_REFUSED: &str = "the mail server refused the sender (report.from)";
 
 /// A relay's own words in a reply (lowercased): what comes before the words it passes on of
 /// another server's (Postfix's `host … said: …`, `(in reply to …)`, `remote host`, Exim's
@@ -1021,10 +1025,6 @@ fn own_part(lower: &str) -> &str {
 /// `Callout verification failed:` of a recipient) is the desk's, unless the relay's own part
 /// says it refuses the sender (Postfix's `reject_unverified_sender`: `Sender address
 /// rejected: unverified address: host … said: …`).
-/// What a refusal of the sender is said as, by either way [`sendmail_refusal`] finds one
-/// (see [`Transport::handed`]).
-const SENDER_REFUSED: &str = "the mail server refused the sender (report.from)";
-
 fn ours_refused(text: &str) -> Option<&'static str> {
     const SAID: &[(&str, &str)] = &[
         ("sender address rejected", "the sender (report.from)"),
@@ -1432,7 +1432,7 @@ impl Sendmail {
             // over `message_size_limit` ("message file too big"), which was taken for "later"
             // until it became a setting to fix a day on; the report waited, made as it was,
             // and held back every report behind it. Only a smaller report meets it.
-            Some(code) if sendmail_size_refused(&said) => Err(SendError::Rejected(format!(
+            Some(code) if refused_for_size(&said) => Err(SendError::Rejected(format!(
                 "{shown} exited {code}: {said} (the message is {} bytes: lower report.max_message_bytes below the mail system's limit, Postfix's message_size_limit)",
                 message.len()
             ))),
