@@ -255,6 +255,18 @@ fn write_config(dir: &Path, log: &Path) -> std::path::PathBuf {
     config
 }
 
+/// A folder for one case's log, state and output: removed when the case ends, unless
+/// `BENCH_KEEP` is set (to profile the binary on the same logs afterwards; the path is
+/// printed).
+fn bench_dir() -> tempfile::TempDir {
+    let mut dir = tempfile::tempdir().unwrap();
+    if std::env::var_os("BENCH_KEEP").is_some() {
+        println!("  (kept: {})", dir.path().display());
+        dir.disable_cleanup(true);
+    }
+    dir
+}
+
 fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
@@ -280,7 +292,7 @@ fn many_sources() {
     if mb > 0 {
         let mut times = Vec::new();
         for sources in [8_000, many] {
-            let dir = tempfile::tempdir().unwrap();
+            let dir = bench_dir();
             let log = dir.path().join("messages");
             let lines = generate_sources(&log, mb << 20, sources, 0x5eed_0ab0_5e00_0002);
             let config = write_config(dir.path(), &log);
@@ -331,7 +343,7 @@ fn many_sources() {
     }
     let distinct = env_number("BENCH_DISTINCT", 1_000_000) as usize;
     if distinct > 0 {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = bench_dir();
         let log = dir.path().join("messages");
         let lines = generate_sources(&log, 0, distinct, 0x5eed_0ab0_5e00_0003);
         let config = write_config(dir.path(), &log);
@@ -347,7 +359,7 @@ fn many_sources() {
     if flood > 0 {
         // Every source in the provider, one packet each: read only (min_hits 3, the
         // default), then every one of them reported (min_hits 1).
-        let dir = tempfile::tempdir().unwrap();
+        let dir = bench_dir();
         let log = dir.path().join("messages");
         let lines = generate_flood(&log, flood);
         let config = write_config(dir.path(), &log);
@@ -580,7 +592,7 @@ fn rdap_stub() -> String {
 /// cache, nothing new to send).
 fn discovered_contacts(contacts: u32) {
     let bin = env!("CARGO_BIN_EXE_abuse-mailer");
-    let dir = tempfile::tempdir().unwrap();
+    let dir = bench_dir();
     let log = dir.path().join("messages");
     let mut text = String::new();
     for k in 0..contacts {
@@ -633,7 +645,7 @@ fn discovered_contacts(contacts: u32) {
 /// The cases on one log of a few thousand sources.
 fn one_log(mb: u64) {
     let seed = seed_wanted();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = bench_dir();
     let log = dir.path().join("messages");
     let started = Instant::now();
     let lines = generate(&log, mb << 20);
