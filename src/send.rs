@@ -1227,19 +1227,75 @@ pub const KEPT_FOR_LATER: &str = "kept for later";
 /// The process group of the sendmail running now, 0 for none (see [`SendmailGroup`]).
 static SENDMAIL_GROUP: AtomicI32 = AtomicI32::new(0);
 
+/// The signals that end a run and, while a sendmail runs, its group first.
+const ENDING: [libc::c_int; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT];
+
+/// A signal that came while a sendmail was being started, before its group was known: the
+/// run takes it once the group is noted (see [`Deferral`]).
+static STARTING: Deferral = Deferral::new();
+
+/// A signal that comes between a sendmail's start and its group being noted: held, and
+/// taken by whichever of the handler and the starting thread sees it last, so that it is
+/// neither lost nor taken twice, and never before the group is known.
+struct Deferral {
+    starting: AtomicBool,
+    signal: AtomicI32,
+}
+
+impl Deferral {
+    const fn new() -> Self {
+        Deferral {
+            starting: AtomicBool::new(false),
+            signal: AtomicI32::new(0),
+        }
+    }
+
+    /// A sendmail is about to start.
+    fn begin(&self) {
+        self.signal.store(0, Ordering::SeqCst);
+        self.starting.store(true, Ordering::SeqCst);
+    }
+
+    /// The handler got `signal`: the signal to take now, or `None` when the starting thread
+    /// takes it (or already took it).
+    fn signalled(&self, signal: libc::c_int) -> Option<libc::c_int> {
+        self.signal.store(signal, Ordering::SeqCst);
+        if self.starting.load(Ordering::SeqCst) {
+            return None;
+        }
+        match self.signal.swap(0, Ordering::SeqCst) {
+            0 => None,
+            taken => Some(taken),
+        }
+    }
+
+    /// The sendmail started (its group noted) or failed to: the signal that came meanwhile,
+    /// to take now.
+    fn end(&self) -> Option<libc::c_int> {
+        self.starting.store(false, Ordering::SeqCst);
+        match self.signal.swap(0, Ordering::SeqCst) {
+            0 => None,
+            taken => Some(taken),
+        }
+    }
+}
+
 /// A sendmail running, in a process group of its own (so that at its deadline whatever it
 /// started is killed with it): a signal that ends the run (Ctrl-C, `timeout`, a hangup,
 /// `kill` of the run's group) reached the run alone, and the sendmail, under init, went on
 /// delivering a report the state still held as being sent, which the next run sent again.
-/// While one runs, TERM, INT and HUP (where they would end the process) kill its group
-/// first, and then end the run as they would have.
+/// While one runs, TERM, INT, HUP and QUIT (where they would end the process) kill its
+/// group first, and then end the run as they would have. One that comes while it is being
+/// started is taken once its group is known.
 struct SendmailGroup;
 
 impl SendmailGroup {
-    fn running(child: &std::process::Child) -> Self {
+    /// Before a sendmail is started: the handlers are in place, and a signal from now on is
+    /// held until [`SendmailGroup::started`] says what was started.
+    fn starting() {
         static HANDLERS: std::sync::Once = std::sync::Once::new();
         HANDLERS.call_once(|| {
-            for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+            for signal in ENDING {
                 // SAFETY: sigaction(2) reads and writes the structs given, which live across
                 // the calls; the handler only calls async-signal-safe functions.
                 unsafe {
@@ -1252,12 +1308,25 @@ impl SendmailGroup {
                     }
                     let mut new: libc::sigaction = std::mem::zeroed();
                     new.sa_sigaction = end_with_sendmail as extern "C" fn(libc::c_int) as usize;
+                    // A signal held while a sendmail starts returns to the code it came in.
+                    new.sa_flags = libc::SA_RESTART;
                     libc::sigemptyset(&mut new.sa_mask);
                     libc::sigaction(signal, &new, std::ptr::null_mut());
                 }
             }
         });
-        SENDMAIL_GROUP.store(i32::try_from(child.id()).unwrap_or(0), Ordering::SeqCst);
+        STARTING.begin();
+    }
+
+    /// The sendmail started as `child` (its group noted from now on), or could not be
+    /// started (`None`); a signal held meanwhile is taken now.
+    fn started(child: Option<&std::process::Child>) -> Self {
+        if let Some(child) = child {
+            SENDMAIL_GROUP.store(i32::try_from(child.id()).unwrap_or(0), Ordering::SeqCst);
+        }
+        if let Some(signal) = STARTING.end() {
+            end_by(signal);
+        }
         SendmailGroup
     }
 }
@@ -1269,8 +1338,16 @@ impl Drop for SendmailGroup {
 }
 
 /// The handler of [`SendmailGroup`]: kills the running sendmail's group, then ends the
-/// process by `signal` as its default action does.
+/// process by `signal` as its default action does; while one is being started, leaves that
+/// to the starting thread.
 extern "C" fn end_with_sendmail(signal: libc::c_int) {
+    if let Some(signal) = STARTING.signalled(signal) {
+        end_by(signal);
+    }
+}
+
+/// Kills the running sendmail's group, if one runs, and ends the process by `signal`.
+fn end_by(signal: libc::c_int) {
     let group = SENDMAIL_GROUP.load(Ordering::SeqCst);
     // SAFETY: kill(2), signal(2) and raise(3) are async-signal-safe and touch no memory of
     // ours; the group is the sendmail's own.
@@ -1322,7 +1399,8 @@ impl Sendmail {
         })?;
         // A process group of its own, so that at the deadline whatever it started (an MTA's
         // queue runner, a helper) is killed with it, not left to run on under init.
-        let mut child = Command::new(&self.path)
+        SendmailGroup::starting();
+        let child = Command::new(&self.path)
             .process_group(0)
             .args(["-t", "-i", "-f"])
             .arg(&from.email)
@@ -1342,8 +1420,9 @@ impl Sendmail {
                 } else {
                     SendError::Transient(text)
                 }
-            })?;
-        let _group = SendmailGroup::running(&child);
+            });
+        let _group = SendmailGroup::started(child.as_ref().ok());
+        let mut child = child?;
         // What it says on stderr is read while it runs, as much as is there each time it is
         // looked at, never waiting: a sendmail that neither exits nor stops talking must not
         // hold the run, nor block on a full pipe, nor fill the run's memory (the first of it
@@ -1967,6 +2046,44 @@ mod tests {
     /// What msmtp and ssmtp say tells a refusal of the operator's own (the sender, relaying)
     /// from a desk's, and a refusal from a "later", whatever status they exit with; Exim's
     /// silence is said.
+    /// A signal between a sendmail's start and its group being known is held for the
+    /// starting thread, and taken once, whichever side sees it last; any other is taken by
+    /// the handler at once.
+    #[test]
+    fn a_signal_while_a_sendmail_starts_is_taken_once_its_group_is_known() {
+        let d = Deferral::new();
+        assert_eq!(
+            d.signalled(libc::SIGTERM),
+            Some(libc::SIGTERM),
+            "none starting"
+        );
+        d.begin();
+        assert_eq!(d.signalled(libc::SIGTERM), None, "held while starting");
+        assert_eq!(d.end(), Some(libc::SIGTERM), "taken once started");
+        assert_eq!(
+            d.signalled(libc::SIGINT),
+            Some(libc::SIGINT),
+            "started: at once"
+        );
+        d.begin();
+        assert_eq!(d.end(), None, "nothing came");
+        assert_eq!(d.end(), None);
+        // A handler on another thread and the starting thread, racing: each signal sent is
+        // taken exactly once.
+        for _ in 0..2_000 {
+            let d = std::sync::Arc::new(Deferral::new());
+            d.begin();
+            let other = std::sync::Arc::clone(&d);
+            let handler = std::thread::spawn(move || other.signalled(libc::SIGHUP));
+            let by_starter = d.end();
+            let by_handler = handler.join().unwrap();
+            assert!(
+                by_starter.is_some() != by_handler.is_some(),
+                "taken once: {by_starter:?} {by_handler:?}"
+            );
+        }
+    }
+
     #[test]
     fn what_a_sendmail_says_tells_whose_refusal_it_is() {
         let dir = tempfile::tempdir().unwrap();
