@@ -267,6 +267,10 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
     }
     // What the next run sends, in the order it sends them: the providers' reports waiting to
     // be sent again and new ones, desk by desk, then the discovered desks'.
+    let turns = match &state {
+        Some(s) => s.turns()?,
+        None => std::collections::HashMap::new(),
+    };
     let goes = |r: &ReportRecord| {
         only.is_none_or(|o| o == r.provider) && !ids.contains(&r.id) && !gone.contains_key(&r.id)
     };
@@ -276,7 +280,7 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
             None => std::collections::HashMap::new(),
         };
         let waiting: Vec<&ReportRecord> = heads.iter().filter(|r| goes(r)).collect();
-        let reports = (send_order(waiting, &planned).into_iter())
+        let reports = (send_order(waiting, &planned, &turns).into_iter())
             .map(|item| match item {
                 // As listed when it was made.
                 Outgoing::Waiting(r) => {
@@ -299,13 +303,14 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
         };
         // An API report's request is printed as it would be sent, as a new one's is.
         let waiting: Vec<&ReportRecord> = waiting.iter().filter(|r| goes(r)).collect();
-        let messages: Vec<std::borrow::Cow<'_, [u8]>> = (send_order(waiting, &planned).into_iter())
-            .map(|item| match item {
-                // As the run sends it: a part never tried goes with the day's date.
-                Outgoing::Waiting(r) => crate::ledger::message_sent_at(r, now),
-                Outgoing::New(p) => p.record.message.as_slice().into(),
-            })
-            .collect();
+        let messages: Vec<std::borrow::Cow<'_, [u8]>> = (send_order(waiting, &planned, &turns)
+            .into_iter())
+        .map(|item| match item {
+            // As the run sends it: a part never tried goes with the day's date.
+            Outgoing::Waiting(r) => crate::ledger::message_sent_at(r, now),
+            Outgoing::New(p) => p.record.message.as_slice().into(),
+        })
+        .collect();
         print_mbox(messages.iter().map(AsRef::as_ref), now)?;
     }
     let mut waiting = 0;
@@ -464,6 +469,8 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
         gave_way(aside);
     }
 
+    // Each round of desks goes in the order their desks were last tried (see `in_turn_after`).
+    let turns = state.turns()?;
     let mut out = Sending {
         lock: &lock,
         world: &world,
@@ -478,6 +485,7 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
         aging_held: std::collections::BTreeMap::new(),
         under: std::collections::HashMap::new(),
         give_ups: Vec::new(),
+        next_turn: turns.values().max().map_or(0, |t| t + 1),
     };
     // The configured providers first: a discovered desk (a stranger's mail server) never
     // holds back what the operator configured, and a run killed while it looks contacts up
@@ -508,7 +516,7 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
     for record in withdrawn {
         resent += out.resend_one(&mut state, record, false)?;
     }
-    for item in in_send_order(waiting, planned) {
+    for item in in_send_order(waiting, planned, &turns) {
         match item {
             Outgoing::Waiting(record) => resent += out.resend_one(&mut state, record, false)?,
             Outgoing::New(p) => made.extend(out.send_one(&mut state, p)?),
@@ -819,6 +827,8 @@ struct Sending<'a> {
     /// whether the deferrals were the desks' or the way out's (see
     /// [`Sending::settle_give_ups`]).
     give_ups: Vec<ReportRecord>,
+    /// The turn the next provider's desk tried takes (see [`State::turns`]).
+    next_turn: u64,
 }
 
 impl Sending<'_> {
@@ -846,6 +856,19 @@ impl Sending<'_> {
                 self.outcome.out_of_time = Some(why);
                 true
             }
+        }
+    }
+
+    /// Notes that a configured provider's desk was just tried, for the order of the rounds
+    /// of later runs (see [`crate::plan::in_turn_after`]), whatever came of it: a try the
+    /// way out failed took the run's budget too, and a desk whose way is down (an API key
+    /// expired) that kept its place went first in every run, the budget of one message a run
+    /// spent on it while the desks whose way works waited. Only that order depends on the
+    /// note: a state that cannot take it (a full disk) loses the note, not the report.
+    fn took_turn(&mut self, state: &mut State, record: &ReportRecord) {
+        if record.contact.is_none() {
+            let _ = state.took_turn(&record.provider, self.next_turn);
+            self.next_turn += 1;
         }
     }
 
@@ -915,6 +938,7 @@ impl Sending<'_> {
             record.message = state.message_of(&record.id)?;
         }
         self.deliver(state, &record)?;
+        self.took_turn(state, &record);
         // Deferred by the desk's own server again, just now: past the patience, given up
         // once the run is done with sending (see `settle_give_ups`).
         if discovered && self.outcome.deferred_desks.contains(&record.provider) {
@@ -1048,6 +1072,7 @@ impl Sending<'_> {
         keep_preview(state, &p);
         self.made_under(&p.record.provider);
         self.deliver(state, &p.record)?;
+        self.took_turn(state, &p.record);
         Ok(Some(p))
     }
 
@@ -1095,7 +1120,11 @@ pub(crate) enum Outgoing<W, N> {
 /// never keeps another waiting, whatever their order in the configuration, a desk's oldest
 /// addresses go first, and the budget goes wherever there is something to send. `preview`
 /// prints in this order.
-pub(crate) fn in_send_order<W, N>(waiting: Vec<W>, planned: Vec<N>) -> Vec<Outgoing<W, N>>
+pub(crate) fn in_send_order<W, N>(
+    waiting: Vec<W>,
+    planned: Vec<N>,
+    turns: &std::collections::HashMap<String, u64>,
+) -> Vec<Outgoing<W, N>>
 where
     W: std::borrow::Borrow<ReportRecord>,
     N: std::borrow::Borrow<Planned>,
@@ -1103,10 +1132,14 @@ where
     let items: Vec<Outgoing<W, N>> = (waiting.into_iter().map(Outgoing::Waiting))
         .chain(planned.into_iter().map(Outgoing::New))
         .collect();
-    crate::plan::in_turn(items, |item| match item {
-        Outgoing::Waiting(r) => r.borrow().provider.as_str(),
-        Outgoing::New(p) => p.borrow().record.provider.as_str(),
-    })
+    crate::plan::in_turn_after(
+        items,
+        |item| match item {
+            Outgoing::Waiting(r) => r.borrow().provider.as_str(),
+            Outgoing::New(p) => p.borrow().record.provider.as_str(),
+        },
+        turns,
+    )
 }
 
 /// The order a run sends reports in (see [`in_send_order`]), for `preview`: the providers'
@@ -1115,12 +1148,13 @@ where
 fn send_order<'a>(
     waiting: Vec<&'a ReportRecord>,
     planned: &'a [Planned],
+    turns: &std::collections::HashMap<String, u64>,
 ) -> Vec<Outgoing<&'a ReportRecord, &'a Planned>> {
     let (desks_waiting, waiting): (Vec<_>, Vec<_>) =
         waiting.into_iter().partition(|r| r.contact.is_some());
     let (desks_new, new): (Vec<_>, Vec<_>) =
         planned.iter().partition(|p| p.record.contact.is_some());
-    let mut order = in_send_order(waiting, new);
+    let mut order = in_send_order(waiting, new, turns);
     let desks_waiting = crate::plan::in_turn(desks_waiting, |r| r.provider.as_str());
     order.extend(desks_waiting.into_iter().map(Outgoing::Waiting));
     order.extend(desks_new.into_iter().map(Outgoing::New));

@@ -394,17 +394,30 @@ pub(crate) fn plan_providers(
 /// Items of several desks in turn: each desk's first, then each one's second, and so on; in
 /// each round, and within a desk, in the order they come in `items`.
 pub(crate) fn in_turn<T>(items: Vec<T>, desk: impl Fn(&T) -> &str) -> Vec<T> {
+    in_turn_after(items, desk, &std::collections::HashMap::new())
+}
+
+/// [`in_turn`], the desks of each round in the order of their last turns (`turns`, the
+/// higher the later): a desk never tried first, then the one tried longest ago. A budget
+/// spent within the first round (one message a run) so goes to each desk in turn over the
+/// runs, not to the same first desk every run.
+pub(crate) fn in_turn_after<T>(
+    items: Vec<T>,
+    desk: impl Fn(&T) -> &str,
+    turns: &std::collections::HashMap<String, u64>,
+) -> Vec<T> {
     let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
-    let mut keyed: Vec<(usize, T)> = Vec::with_capacity(items.len());
+    let mut keyed: Vec<(usize, Option<u64>, T)> = Vec::with_capacity(items.len());
     for item in items {
-        let nth = seen.entry(desk(&item).to_string()).or_insert(0);
-        let key = *nth;
+        let name = desk(&item);
+        let nth = seen.entry(name.to_string()).or_insert(0);
+        let key = (*nth, turns.get(name).copied());
         *nth += 1;
-        keyed.push((key, item));
+        keyed.push((key.0, key.1, item));
     }
-    // Stable: within a round, the order given.
-    keyed.sort_by_key(|(key, _)| *key);
-    keyed.into_iter().map(|(_, item)| item).collect()
+    // Stable: within a round, desks alike in their turns in the order given.
+    keyed.sort_by_key(|(round, turn, _)| (*round, *turn));
+    keyed.into_iter().map(|(_, _, item)| item).collect()
 }
 
 /// When an address discovery holds back at `now` is decided again (from the cache, unless

@@ -378,6 +378,9 @@ const REREAD_KEY: &str = "reread:";
 const COUNTED_ZONE_KEY: &str = "counted-zone:";
 /// `meta` keys of when a warning said once a day under `-q` was last said.
 const SAID_KEY: &str = "said:";
+/// `meta` keys of when a provider's desk (the rest of the key) was last tried, for the
+/// order the next run's budget goes in (see [`State::turns`]).
+const TURN_KEY: &str = "turn:";
 
 /// The file that holds disk space for recording outcomes, beside `state.db`.
 const RESERVE_FILE: &str = "state.reserve";
@@ -1221,25 +1224,56 @@ impl State {
     /// Per source and prefix, the zone the times of [`State::counted_all`] were made in (none
     /// for one counted from before the zone was kept).
     pub fn counted_zones(&self) -> Result<HashMap<String, BTreeMap<String, String>>> {
+        Ok((self.meta_under(COUNTED_ZONE_KEY)?.into_iter())
+            .map(|(source, value)| (source, zones_of(Some(&value))))
+            .collect())
+    }
+
+    /// The `meta` rows whose key begins with `prefix`, by the rest of their key; none on a
+    /// state older than the table.
+    fn meta_under(&self, prefix: &str) -> Result<Vec<(String, String)>> {
         if !self.has_meta()? {
-            return Ok(HashMap::new());
+            return Ok(Vec::new());
         }
         let mut stmt = self
             .conn
-            .prepare("SELECT key, value FROM meta WHERE key >= ?1 AND key < ?2")?;
+            .prepare_cached("SELECT key, value FROM meta WHERE key >= ?1 AND key < ?2")?;
         // Every key that begins with the prefix: the next character after its `:` bounds it.
-        let end = COUNTED_ZONE_KEY.replace(':', ";");
-        let rows = stmt.query_map([COUNTED_ZONE_KEY, end.as_str()], |r| {
+        let end = prefix.replace(':', ";");
+        let rows = stmt.query_map([prefix, end.as_str()], |r| {
             Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
         })?;
-        let mut zones = HashMap::new();
+        let mut found = Vec::new();
         for row in rows {
             let (key, value) = row?;
-            if let Some(source) = key.strip_prefix(COUNTED_ZONE_KEY) {
-                zones.insert(source.to_string(), zones_of(Some(&value)));
+            if let Some(rest) = key.strip_prefix(prefix) {
+                found.push((rest.to_string(), value));
             }
         }
-        Ok(zones)
+        Ok(found)
+    }
+
+    /// When each provider's desk was last tried, as [`State::took_turn`] noted it: the
+    /// higher, the later (a count, not a time, so that no clock can put a desk's turn ahead).
+    pub fn turns(&self) -> Result<HashMap<String, u64>> {
+        Ok((self.meta_under(TURN_KEY)?.into_iter())
+            .filter_map(|(desk, value)| Some((desk, value.parse().ok()?)))
+            .collect())
+    }
+
+    /// Notes that `provider`'s desk was tried as turn `turn` (higher than every turn noted
+    /// before it).
+    pub fn took_turn(&mut self, provider: &str, turn: u64) -> Result<()> {
+        if !self.has_meta()? {
+            return Ok(());
+        }
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+                params![format!("{TURN_KEY}{provider}"), turn.to_string()],
+            )
+            .with_context(|| format!("{}: cannot write", self.path.display()))?;
+        Ok(())
     }
 
     /// IPs that a report to `provider` holds and that must not go into another one: those

@@ -1409,3 +1409,48 @@ fn sources_the_api_cannot_take_do_not_fill_a_runs_room() {
     assert_eq!(creates.len(), 1, "{creates:?}");
     assert_eq!(creates[0]["xarf"]["source_identifier"], "18.206.107.24");
 }
+
+/// One message a run, and the API down (its endpoint refuses connections): the provider
+/// reported through it takes its turn when tried, as any desk does, and the provider
+/// reported by mail goes in the runs between. Kept first in every run while its way was
+/// down, it spent every run's one message, and the other desk's reports waited.
+#[test]
+fn a_desk_whose_way_is_down_takes_its_turn_and_no_more() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://127.0.0.1:{}", closed.local_addr().unwrap().port());
+    drop(closed);
+    let config = through_aws_api(
+        &with_other_provider(&standard_config("")),
+        &endpoint,
+        "timeout_secs = 5",
+    )
+    .replace("[mail]", "[mail]\nmax_messages_per_run = 1");
+    let mut s = Setup::new(&config);
+    credentials_in_env(&mut s);
+    s.write("messages", "");
+    for run in 1..=4u32 {
+        s.now = format!("2026-01-26T{:02}:00:00Z", 8 + run);
+        s.append(
+            "messages",
+            &[
+                drop_line(
+                    &format!("10:00:0{run}"),
+                    &format!("3.5.140.{run}"),
+                    "TCP",
+                    22,
+                ),
+                drop_line(
+                    &format!("10:00:1{run}"),
+                    &format!("81.2.69.{run}"),
+                    "TCP",
+                    22,
+                ),
+            ]
+            .concat(),
+        );
+        let out = s.run(&["run"]);
+        assert!(matches!(out.code, 0 | 75), "run {run}: {}", out.stderr);
+    }
+    let other = s.outbox().len();
+    assert!(other >= 2, "the desk whose way works, in 4 runs: {other}");
+}

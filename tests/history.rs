@@ -101,12 +101,14 @@ fn ips_held_by_the_sending_budget_go_out_on_a_quiet_run() {
     let out = s.run(&["run"]).ok();
     assert!(out.stderr.contains("1 report(s) wait"), "{}", out.stderr);
     s.run(&["run"]).ok();
+    // The other provider's desk, never tried, takes the one message of the second run; the
+    // first desk, tried by the first run, the third's.
     assert_eq!(
         s.reported(),
         vec![
             vec!["3.5.140.2".to_string()],
-            vec!["34.223.47.190".to_string()],
-            vec!["81.2.69.143".to_string()]
+            vec!["81.2.69.143".to_string()],
+            vec!["34.223.47.190".to_string()]
         ]
     );
     s.run(&["run"]).ok();
@@ -538,6 +540,70 @@ fn a_backlog_of_one_provider_keeps_no_other_provider_waiting() {
     all.dedup();
     assert_eq!(all.len(), before, "each address once");
     assert_eq!(all.len(), 34);
+}
+
+/// With one message a run the budget is spent within the first round: the desks take it in
+/// turn over the runs, the one tried longest ago first. Each run gave it to the provider
+/// with a backlog, whose waiting part came first in every round, and the other provider's
+/// addresses waited until they passed `max_age_days`.
+#[test]
+fn a_budget_of_one_message_a_run_goes_to_each_desk_in_turn() {
+    let mut s = Setup::new(
+        &with_other_provider(&standard_config("max_ips_per_message = 1"))
+            .replace("[mail]", "[mail]\nmax_messages_per_run = 1"),
+    );
+    let aws: Vec<String> = (1..=12).map(|i| format!("3.5.140.{i}")).collect();
+    s.write(
+        "messages",
+        &(aws.iter().enumerate())
+            .map(|(i, ip)| drop_line(&format!("09:{:02}:00", i), ip, "TCP", 22))
+            .collect::<String>(),
+    );
+    s.run(&["run"]).ok();
+    for run in 1..=3u32 {
+        s.now = format!("2026-01-26T{:02}:00:00Z", 8 + 2 * run);
+        let ip = format!("81.2.69.{run}");
+        s.append(
+            "messages",
+            &drop_line(&format!("10:00:0{run}"), &ip, "TCP", 22),
+        );
+        // Preview lists first what the run sends.
+        let preview = s.run(&["preview"]).ok();
+        let first = preview.stdout.find("To: ").map(|at| &preview.stdout[at..]);
+        assert!(
+            first.is_some_and(|t| t.starts_with("To: abuse@other.example")),
+            "run {run}: {}",
+            preview.stdout
+        );
+        s.run(&["run"]).ok();
+        let other: Vec<String> = (sent(&s).concat().into_iter())
+            .filter(|i| i.starts_with("81.2.69."))
+            .collect();
+        assert_eq!(other.len(), run as usize, "run {run}: {other:?}");
+        // Then the provider with the backlog: its turn came before the other's.
+        s.now = format!("2026-01-26T{:02}:30:00Z", 8 + 2 * run);
+        let before = sent(&s).len();
+        s.run(&["run"]).ok();
+        let sent_now = sent(&s);
+        assert_eq!(sent_now.len(), before + 1);
+        assert!(
+            (sent_now.concat().iter())
+                .filter(|i| i.starts_with("3.5.140."))
+                .count()
+                == run as usize + 1,
+            "run {run}: the backlog's turn"
+        );
+    }
+    for hour in 15..=40u32 {
+        s.now = format!("2026-01-{:02}T{:02}:00:00Z", 26 + hour / 24, hour % 24);
+        s.run(&["run"]).ok();
+    }
+    let mut all = sent(&s).concat();
+    all.sort();
+    let before = all.len();
+    all.dedup();
+    assert_eq!(all.len(), before, "each address once");
+    assert_eq!(all.len(), 15);
 }
 
 /// A provider's own new addresses do not go ahead of its addresses waiting from earlier
