@@ -100,12 +100,18 @@ struct FileNames {
     taken_over: HashMap<String, String>,
     /// The stored names no source matches now, looked up once a run when needed.
     orphans: Option<Vec<String>>,
+    /// The file sources' paths as configured (a glob's pattern among them, which names no
+    /// file it matches).
+    paths: std::collections::HashSet<String>,
 }
 
 impl FileNames {
     /// The names of the file sources' `matches` (each as [`source::expand`] gives them), each
     /// with its source's prefixes.
-    fn new<'p>(matches: impl IntoIterator<Item = (&'p PathBuf, &'p [String])>) -> Self {
+    fn new<'p>(
+        matches: impl IntoIterator<Item = (&'p PathBuf, &'p [String])>,
+        paths: std::collections::HashSet<String>,
+    ) -> Self {
         let mut configured = HashMap::new();
         for (path, prefixes) in matches {
             (configured.entry(path.to_string_lossy().to_string()))
@@ -118,7 +124,17 @@ impl FileNames {
             moved: std::collections::HashSet::new(),
             taken_over: HashMap::new(),
             orphans: None,
+            paths,
         }
+    }
+
+    /// Reads, once a run, the names with a cursor that no source matches now.
+    fn load_orphans(&mut self, s: &State) -> Result<()> {
+        if self.orphans.is_none() {
+            let names = s.cursor_sources()?.into_iter();
+            self.orphans = Some(names.filter(|n| !self.configured.contains_key(n)).collect());
+        }
+        Ok(())
     }
 
     /// The cursor of a name no source matches now, for the file at `path` (named `key`) that
@@ -136,10 +152,7 @@ impl FileNames {
         let Some(file_name) = path.file_name() else {
             return Ok(None);
         };
-        if self.orphans.is_none() {
-            let names = s.cursor_sources()?.into_iter();
-            self.orphans = Some(names.filter(|n| !self.configured.contains_key(n)).collect());
-        }
+        self.load_orphans(s)?;
         // Most states have no such name: the folder is not looked at then.
         let maybe = |n: &String| {
             *n != key && !self.moved.contains(n) && Path::new(n).file_name() == Some(file_name)
@@ -167,6 +180,33 @@ impl FileNames {
                 {
                     return Ok(Some((name, cursor)));
                 }
+            }
+        }
+        Ok(None)
+    }
+
+    /// The cursor of a name no source matches now, for the file at `path` (named `key`) that
+    /// is a copy of that name's file (see [`source::copy_of`]): a source's path changed to a
+    /// copy of the log it read (its folder moved to another disk, a backup restored to
+    /// another place, the old one left or not). Read from the start, every packet was counted
+    /// twice, with nothing said; the read goes on from the cursor as from any of its own,
+    /// which finds its place in a copy as it does in one at the same path.
+    fn copied_from(
+        &mut self,
+        key: &str,
+        path: &Path,
+        s: &State,
+    ) -> Result<Option<(String, source::Cursor)>> {
+        self.load_orphans(s)?;
+        let candidates: Vec<String> = (self.orphans.iter().flatten())
+            .filter(|n| *n != key && !self.moved.contains(*n))
+            .cloned()
+            .collect();
+        for name in candidates {
+            if let Some(cursor) = s.cursor(&name)?
+                && source::copy_of(path, &cursor)
+            {
+                return Ok(Some((name, cursor)));
             }
         }
         Ok(None)
@@ -270,7 +310,12 @@ impl FileNames {
             });
         let earlier = match earlier {
             Some(found) => Some(found),
-            None => self.rotated_since(key, path, s)?,
+            None => match self.rotated_since(key, path, s)? {
+                Some(found) => Some(found),
+                // A glob's new file (a log host's new host) is no configured path changed.
+                None if self.paths.contains(key) => self.copied_from(key, path, s)?,
+                None => None,
+            },
         };
         Ok(Some(earlier.map(|(name, cursor)| {
             if verbosity == Verbosity::Verbose {
@@ -846,6 +891,12 @@ fn ingest_once(
     let mut names = FileNames::new(
         (settings.sources.iter().zip(&matches))
             .flat_map(|(s, m)| m.iter().map(move |path| (path, s.prefixes.as_slice()))),
+        (settings.sources.iter())
+            .filter_map(|s| match &s.kind {
+                SourceKind::File(p) => Some(p.to_string_lossy().to_string()),
+                SourceKind::Journald => None,
+            })
+            .collect(),
     );
     // Where earlier runs stopped reading each file, told to a read that goes on from its
     // cursor: in the hour a zone's clock shows twice it decides which of the two a line is

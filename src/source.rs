@@ -637,6 +637,29 @@ pub fn begins_as(path: &Path, fingerprint: &[u8]) -> bool {
         .is_ok_and(|now| same_start(fingerprint, &now))
 }
 
+/// Whether the plain file at `path` is a copy of the file `cursor` followed, whatever its
+/// inode: it begins as that file did (a first line that was whole when the cursor was
+/// taken), and holds the bytes the cursor stopped after just before its offset, as
+/// [`moved_here`] asks of a copy at the cursor's own path. Two logs a daemon rotates together
+/// (`kern.log` and `ufw.log`) may begin with the same line; they hold other bytes further on.
+pub fn copy_of(path: &Path, cursor: &Cursor) -> bool {
+    use std::os::unix::fs::FileExt;
+    let tail = &cursor.tail;
+    if !known_by_first_line(&cursor.fingerprint)
+        || tail.is_empty()
+        || cursor.offset < tail.len() as u64
+        || !begins_as(path, &cursor.fingerprint)
+    {
+        return false;
+    }
+    let Ok(file) = File::open(path) else {
+        return false;
+    };
+    let mut there = vec![0u8; tail.len()];
+    file.read_exact_at(&mut there, cursor.offset - tail.len() as u64)
+        .is_ok_and(|()| there == *tail)
+}
+
 /// Whether a cursor's first line tells its file from others: it was whole (or as long as a
 /// fingerprint gets) when the cursor was taken. A file seen empty, or with its first line
 /// still being written, is known by nothing or by a few bytes (a timestamp's first digits)

@@ -449,6 +449,84 @@ fn a_log_folder_copied_to_new_inodes_is_read_on_not_again() {
     log.check();
 }
 
+/// A source's path changed to a copy of the log it read (the log folder moved to another
+/// disk and the configuration changed to the new place; the old copy left or removed): the
+/// copy is read on from where the runs stopped. Each packet was counted a second time, with
+/// nothing said: two-packet addresses below `min_hits = 3` were reported as four-packet ones.
+#[test]
+fn a_source_changed_to_a_copy_of_its_log_is_read_on_not_again() {
+    for keep_old in [false, true] {
+        let config = standard_config("").replace("min_hits = 1", "min_hits = 3");
+        let s = Setup::new(&config);
+        let ips = ["3.5.140.2", "3.5.140.3", "34.223.47.190"];
+        let twice: String = (ips.iter().enumerate())
+            .flat_map(|(i, ip)| {
+                [
+                    drop_line(&format!("10:00:0{i}"), ip, "TCP", 22),
+                    drop_line(&format!("10:00:1{i}"), ip, "TCP", 22),
+                ]
+            })
+            .collect();
+        s.write("messages", &twice);
+        s.run(&["run"]).ok();
+        assert!(s.outbox().is_empty(), "below min_hits");
+        fs::create_dir(s.path("disk2")).unwrap();
+        fs::copy(s.path("messages"), s.path("disk2/messages")).unwrap();
+        if !keep_old {
+            fs::remove_file(s.path("messages")).unwrap();
+        }
+        s.reconfigure(&config.replace("{dir}/messages", "{dir}/disk2/messages"));
+        let out = s.run(&["-v", "run"]).ok();
+        assert!(
+            s.outbox().is_empty(),
+            "{keep_old}: counted again: {}",
+            out.stderr
+        );
+        assert!(
+            out.stderr.contains("read on from there"),
+            "{keep_old}: {}",
+            out.stderr
+        );
+        // The third packet of one of them, logged to the new place, reaches `min_hits`.
+        s.append("disk2/messages", &drop_line("10:00:30", ips[0], "TCP", 22));
+        s.run(&["run"]).ok();
+        assert_eq!(s.reported(), vec![vec![ips[0].to_string()]], "{keep_old}");
+        let text = fs::read_to_string(&s.outbox()[0]).unwrap();
+        let packets = (text.lines())
+            .find_map(|l| l.trim().strip_prefix("Packets:"))
+            .map(str::trim);
+        assert_eq!(packets, Some("3 dropped"), "{keep_old}: {text}");
+    }
+}
+
+/// Two logs a daemon rotates together (`kern.log` and `ufw.log`) begin with the same packet
+/// line, and hold other lines after it: a source changed from one to the other is no copy.
+/// Taken for one, the new file was read from the start and the old one's rest read on too,
+/// each packet counted twice.
+#[test]
+fn a_sister_log_that_begins_with_the_same_line_is_no_copy() {
+    let config = standard_config("").replace("{dir}/messages", "{dir}/kern.log");
+    let s = Setup::new(&config);
+    let first = drop_line("10:00:00", "3.5.140.2", "TCP", 22);
+    let kernel = "Jan 25 10:00:01 web1 kernel: [810294.9] eth0: link up\n";
+    s.write("kern.log", &format!("{first}{kernel}{kernel}"));
+    s.write("ufw.log", &first);
+    s.run(&["run"]).ok();
+    let more = drop_line("10:00:05", "34.223.47.190", "TCP", 22);
+    s.append("kern.log", &more);
+    s.append("ufw.log", &more);
+    s.reconfigure(&config.replace("{dir}/kern.log", "{dir}/ufw.log"));
+    let out = s.run(&["-v", "run"]).ok();
+    assert!(!out.stderr.contains("read on from there"), "{}", out.stderr);
+    let json = s.run(&["history", "--json"]).ok().json();
+    assert_eq!(json.as_array().map(Vec::len), Some(2), "{json}");
+    // Each address's packets as logged: one each, not two.
+    let text: String = (s.outbox().iter())
+        .map(|p| fs::read_to_string(p).unwrap())
+        .collect();
+    assert!(!text.contains("Packets:  2"), "{text}");
+}
+
 /// Rotated `.gz` files compressed again at another level (`gzip -9`, `pigz`, to save
 /// space): the same text on other inodes, in other bytes. Not read again: what lay past the
 /// compressed size they had when known was counted a second time.
