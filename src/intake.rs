@@ -418,6 +418,12 @@ impl<'s> World<'s> {
         let names: Vec<&str> = providers.iter().map(|p| p.name()).collect();
         let templates = Templates::load(settings.report.templates_dir.as_deref(), &names)
             .map_err(|e| ConfigError(one_line(&e)))?;
+        if let Some(dir) = settings.report.templates_dir.as_deref()
+            && let Some(warning) = templates.unused_warning(dir, &names)
+            && verbosity != Verbosity::Quiet
+        {
+            crate::output::tell(format_args!("abuse-mailer: warning: {warning}"));
+        }
         // A bootstrap folder without its files (a path misspelt, a copy never made) would
         // leave every lookup failing, the addresses said to wait for a later run, for ever:
         // refused as `check` refuses it.

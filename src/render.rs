@@ -1136,6 +1136,8 @@ pub struct Templates {
     /// Whether a template may read `ips`: the defaults do not (the body lists `listed`, and
     /// `ips.csv` holds them all).
     reads_ips: bool,
+    /// What the folder holds that no report reads (see [`unused_in`]).
+    pub unused: Vec<String>,
 }
 
 impl Templates {
@@ -1178,11 +1180,37 @@ impl Templates {
             }
         }
         let reads_ips = may_read_ips(&tera, &overrides);
+        let unused = dir.map_or_else(Vec::new, |dir| unused_in(dir, providers));
         Ok(Templates {
             tera,
             overrides,
             reads_ips,
+            unused,
         })
+    }
+
+    /// The warning for what the folder holds that no report reads, if anything.
+    pub fn unused_warning(&self, dir: &Path, providers: &[&str]) -> Option<String> {
+        if self.unused.is_empty() {
+            return None;
+        }
+        let folders = match providers {
+            [] => String::new(),
+            names => format!(
+                ", or in a folder named as a provider: {}",
+                names
+                    .iter()
+                    .map(|n| format!("{n}/"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        Some(format!(
+            "report.templates_dir {}: {}: no report reads them (a template misspelt so leaves its reports on the default text); a template is {} in that folder{folders}",
+            dir.display(),
+            self.unused.join(", "),
+            TEMPLATE_NAMES.join(" or ")
+        ))
     }
 
     /// A digest of the texts a report to `provider` (`None`: a discovered desk) is made
@@ -1260,6 +1288,24 @@ impl Templates {
             .collect::<Vec<_>>()
             .join(" ");
         let body = body_text(render("body.txt")?);
+        // A report that says nothing of what it is (a template left empty, or one whose
+        // text for this report is all in a branch not taken) is the operator's to fix: it
+        // went out with `Subject: ` and nothing after it, or an empty text part.
+        for (name, text) in [("subject.txt", &subject), ("body.txt", &body)] {
+            if text.trim().is_empty() {
+                let own = format!("{}/{name}", report.provider);
+                let key = if self.tera.contains_template(&own) {
+                    own
+                } else {
+                    name.to_string()
+                };
+                return Err(ConfigError(format!(
+                    "template {key}: rendered nothing for the report to {}: a report must say what it is; the reports made with it wait until it is fixed",
+                    report.provider
+                ))
+                .into());
+            }
+        }
         Ok((subject, body))
     }
 }
@@ -1311,6 +1357,66 @@ impl std::io::Write for Capped {
 /// and a run stuck on one holds the lock of every run after it.
 const RENDER_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// What the templates folder `dir` holds that no report reads: files other than the
+/// templates' names, and folders not named as a provider, at its top; files other than the
+/// templates' names in a provider's folder. A name misspelt (`subjet.txt`, `Subject.txt`,
+/// `body.tera`, a folder `AWS/` for the provider `aws`) left the reports on the default texts
+/// while the operator's were thought in use. Hidden files, notes (`README`, `*.md`) and the
+/// copies editors and package managers leave (`body.txt~`, `#body.txt#`, `.bak`, `.orig`,
+/// `.rej`, `.swp`, `.dpkg-old`, `.dpkg-dist`, `.ucf-old`, `.rpmnew`, `.rpmsave`) are passed
+/// over.
+fn unused_in(dir: &Path, providers: &[&str]) -> Vec<String> {
+    fn passed_over(name: &str) -> bool {
+        const COPIES: [&str; 12] = [
+            ".bak",
+            ".orig",
+            ".rej",
+            ".swp",
+            ".dpkg-old",
+            ".dpkg-dist",
+            ".dpkg-new",
+            ".ucf-old",
+            ".ucf-dist",
+            ".rpmnew",
+            ".rpmsave",
+            ".md",
+        ];
+        name.starts_with('.')
+            || name.starts_with('#')
+            || name.ends_with('~')
+            || name.starts_with("README")
+            || COPIES.iter().any(|c| name.ends_with(c))
+    }
+    let listed = |folder: &Path| -> Vec<(String, bool)> {
+        let mut entries: Vec<(String, bool)> = (std::fs::read_dir(folder).into_iter().flatten())
+            .flatten()
+            .map(|e| {
+                let folder = e.path().is_dir();
+                (e.file_name().to_string_lossy().into_owned(), folder)
+            })
+            .filter(|(name, _)| !passed_over(name))
+            .collect();
+        entries.sort();
+        entries
+    };
+    let mut unused = Vec::new();
+    for (name, folder) in listed(dir) {
+        if folder && providers.contains(&name.as_str()) {
+            for (inner, inner_folder) in listed(&dir.join(&name)) {
+                if inner_folder || !TEMPLATE_NAMES.contains(&inner.as_str()) {
+                    let slash = if inner_folder { "/" } else { "" };
+                    unused.push(format!("{name}/{inner}{slash}"));
+                }
+            }
+        } else if folder {
+            unused.push(format!("{name}/"));
+        } else if !TEMPLATE_NAMES.contains(&name.as_str()) {
+            unused.push(name);
+        }
+    }
+    unused
+}
+
 fn read_override(dir: Option<&Path>, provider: Option<&str>, name: &str) -> Result<Option<String>> {
     let Some(dir) = dir else {
         return Ok(None);
@@ -1329,6 +1435,17 @@ fn read_override(dir: Option<&Path>, provider: Option<&str>, name: &str) -> Resu
     });
     match text {
         Ok(text) => Ok(Some(text)),
+        // A link to nothing is the operator's template, not there: its reports went on the
+        // default text, unsaid.
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                && std::fs::symlink_metadata(&path).is_ok() =>
+        {
+            Err(anyhow::anyhow!(
+                "template {}: a link to nothing ({e})",
+                path.display()
+            ))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(anyhow::anyhow!("template {}: {e}", path.display())),
     }

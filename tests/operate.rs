@@ -784,6 +784,77 @@ fn check_renders_the_templates_with_addresses_as_reports_do() {
     assert_eq!(run.code, 0, "{}", run.stderr);
 }
 
+/// Template files no report reads, which left the reports on the default texts unsaid: a
+/// link to nothing is refused (78) by `check` and `run`, a name misspelt or a folder that
+/// names no provider is said by `check`, `preview` and `run`; a template that renders
+/// nothing for a report (a subject left empty, or all in a branch not taken) is refused.
+/// Each went out as the default text, or as `Subject: ` with nothing after it.
+#[test]
+fn templates_no_report_reads_or_that_say_nothing_are_said() {
+    let s = Setup::new(&standard_config("templates_dir = \"{dir}/templates\""));
+    s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    std::fs::create_dir_all(s.path("templates/AWS")).unwrap();
+    s.write(
+        "templates/AWS/subject.txt",
+        "Abuse from {{ ip_count }} hosts\n",
+    );
+    s.write("templates/subjet.txt", "Abuse from {{ ip_count }} hosts\n");
+    for harmless in [".notes", "README.md", "#body.txt#", "subject.txt.dpkg-old"] {
+        s.write(&format!("templates/{harmless}"), "mine\n");
+    }
+    std::os::unix::fs::symlink(s.path("nowhere/body.txt"), s.path("templates/body.txt")).unwrap();
+    for args in [&["check"][..], &["run"]] {
+        let out = s.run(args);
+        assert_eq!(out.code, 78, "{args:?}: {}{}", out.stdout, out.stderr);
+        assert!(
+            (out.stdout.clone() + &out.stderr).contains("body.txt: a link to nothing"),
+            "{args:?}: {}{}",
+            out.stdout,
+            out.stderr
+        );
+    }
+    assert!(s.outbox().is_empty());
+    std::fs::remove_file(s.path("templates/body.txt")).unwrap();
+    let check = s.run(&["check"]);
+    assert_eq!(check.code, 0, "{}", check.stdout);
+    let said = |text: &str| {
+        text.contains("AWS/, subjet.txt: no report reads them")
+            && text.contains("subject.txt or body.txt")
+            && text.contains("named as a provider: aws/")
+            && !text.contains(".notes")
+            && !text.contains("README")
+            && !text.contains("#body")
+            && !text.contains("dpkg")
+    };
+    assert!(said(&check.stdout), "{}", check.stdout);
+    let preview = s.run(&["preview"]).ok();
+    assert!(said(&preview.stderr), "{}", preview.stderr);
+    let quiet = s.run(&["-q", "preview"]).ok();
+    assert!(!quiet.stderr.contains("not read"), "{}", quiet.stderr);
+    // A subject that is empty for this report.
+    std::fs::remove_dir_all(s.path("templates/AWS")).unwrap();
+    std::fs::remove_file(s.path("templates/subjet.txt")).unwrap();
+    s.write(
+        "templates/subject.txt",
+        "{% if ip_count > 1 %}Abuse from {{ ip_count }} hosts{% endif %}\n",
+    );
+    let run = s.run(&["run"]);
+    assert_eq!(run.code, 78, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("template subject.txt: rendered nothing"),
+        "{}",
+        run.stderr
+    );
+    assert!(s.outbox().is_empty());
+    s.write(
+        "templates/subject.txt",
+        "Abuse from {{ ip_count }} host{% if ip_count > 1 %}s{% endif %}\n",
+    );
+    s.run(&["run"]).ok();
+    assert_eq!(s.outbox().len(), 1, "sent once fixed");
+}
+
 /// What fails every run, `check` fails too: a `run.lock` that is a link (never opened
 /// through) or a folder, and an `ABUSE_MAILER_JOURNAL_STALL_SECS` that is no number with a
 /// journald source. `check` said ok to both.
