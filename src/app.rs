@@ -195,6 +195,7 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
     let started = Instant::now();
     let world = World::load(settings, now, only, verbosity)?;
     let state = State::open_read_only(&settings.state_dir)?;
+    crate::ledger::check_not_older(state.as_ref(), &settings.state_dir)?;
     if let Some(s) = &state {
         check_owner(s, settings)?;
         // A run would refuse, and so does its preview: it showed a message no run sends,
@@ -356,11 +357,16 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
     else {
         return Ok(EXIT_OK);
     };
+    // A state removed where runs made reports: refused before one is made in its place.
+    if !settings.state_db().exists() {
+        crate::ledger::check_not_older(None, &settings.state_dir)?;
+    }
     let mut state = State::open(&settings.state_dir)?;
     // Another configuration's state is refused before anything is read into it; this one
     // claims it once its sources have been read, so that a run refused for a source that is
     // not there (78) leaves the state to whichever configuration runs right.
     crate::ledger::check_owner(&state, settings)?;
+    crate::ledger::check_not_older(Some(&state), &settings.state_dir)?;
     // What an earlier run sent and could not record is recorded first, or nothing is sent.
     crate::ledger::record_unrecorded(&mut state)?;
     let renames = crate::ledger::renames(&state, settings, &world.providers)?;
@@ -1095,6 +1101,7 @@ impl Sending<'_> {
     fn write_made_under(&mut self, state: &mut State) {
         if !self.under.is_empty() {
             let _ = state.set_made_under(&std::mem::take(&mut self.under));
+            crate::ledger::mark_reports(state, &self.world.settings.state_dir);
         }
     }
 

@@ -892,7 +892,7 @@ fn check_state(t: &mut Tally, settings: &Settings, providers: &[Provider]) {
                         t.other(
                             "state",
                             &format!(
-                                "{}: damaged ({damage}): a run may report addresses again or fail; restore it from a backup, or move it away to start afresh",
+                                "{}: damaged ({damage}): a run may report addresses again or fail; restore it from a backup, or move it away with reports.mark to start afresh",
                                 settings.state_db().display()
                             ),
                         );
@@ -902,6 +902,11 @@ fn check_state(t: &mut Tally, settings: &Settings, providers: &[Provider]) {
                         t.other("state", &one_line(&e));
                         return;
                     }
+                }
+                // An older copy of the state put back: a run refuses it (78).
+                if let Err(e) = crate::ledger::check_not_older(Some(&state), &settings.state_dir) {
+                    t.config("state", &one_line(&e));
+                    return;
                 }
                 // Outcomes an earlier run could not record: the next run records them first.
                 let note = settings.state_dir.join(crate::ledger::UNRECORDED);
@@ -924,13 +929,16 @@ fn check_state(t: &mut Tally, settings: &Settings, providers: &[Provider]) {
                 );
             }
         },
-        Ok(None) => t.ok(
-            "state",
-            &format!(
-                "{}: not created yet (the first run creates it)",
-                settings.state_db().display()
+        Ok(None) => match crate::ledger::check_not_older(None, &settings.state_dir) {
+            Err(e) => t.config("state", &one_line(&e)),
+            Ok(()) => t.ok(
+                "state",
+                &format!(
+                    "{}: not created yet (the first run creates it)",
+                    settings.state_db().display()
+                ),
             ),
-        ),
+        },
         Err(e) => t.other("state", &one_line(&e)),
     }
 }

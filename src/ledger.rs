@@ -550,6 +550,77 @@ pub fn check_owner(state: &State, settings: &Settings) -> Result<()> {
     .into())
 }
 
+/// The file beside `state.db` that says how far the ledger of the runs in `state_dir` went
+/// ([`State::reports_made`]), written after the runs that made reports: a state that goes
+/// less far is an older copy (a backup put back, a file replaced or deleted), whose runs
+/// would report again every address reported since it was taken.
+pub(crate) fn mark_path(state_dir: &Path) -> std::path::PathBuf {
+    state_dir.join("reports.mark")
+}
+
+/// How far the mark says the ledger went; none when there is no mark, or it says nothing
+/// readable (a damaged mark holds back no run). Never read through a link.
+fn marked(state_dir: &Path) -> Option<i64> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut text = String::new();
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(mark_path(state_dir))
+        .ok()?
+        .take(64)
+        .read_to_string(&mut text)
+        .ok()?;
+    text.trim().strip_prefix("reports ")?.parse().ok()
+}
+
+/// Notes how far the ledger of `state` (in `state_dir`) goes, where it went further than the
+/// mark says. Only the check of a state put back depends on it: a mark that cannot be written
+/// (a full disk) is left as it was, and the check may then miss the last reports.
+pub(crate) fn mark_reports(state: &State, state_dir: &Path) {
+    let Ok(made) = state.reports_made() else {
+        return;
+    };
+    if made > 0 && marked(state_dir).is_none_or(|m| m < made) {
+        let path = mark_path(state_dir);
+        let _ =
+            crate::send::write_atomically(state_dir, &path, format!("reports {made}\n").as_bytes());
+    }
+}
+
+/// Refuses a state that goes less far than the runs in `state_dir` went (see [`mark_path`]),
+/// or none there (`None`) where they made reports: its runs would report again, unsaid,
+/// every address reported since it was taken.
+pub fn check_not_older(state: Option<&State>, state_dir: &Path) -> Result<()> {
+    let Some(mark) = marked(state_dir) else {
+        return Ok(());
+    };
+    let made = match state {
+        Some(s) => s.reports_made()?,
+        None => 0,
+    };
+    if made >= mark {
+        return Ok(());
+    }
+    let db = state_dir.join("state.db");
+    let what = match made {
+        0 => format!(
+            "{} has no report, while the runs here made {mark}",
+            db.display()
+        ),
+        _ => format!(
+            "{} goes as far as report {made}, while the runs here made {mark}",
+            db.display()
+        ),
+    };
+    Err(ConfigError(format!(
+        "{what}: it is an older state (a backup put back, the file replaced or removed), and the addresses reported since would be reported again; put back the newer state.db, or, to go on with this one and report them again, remove {}",
+        mark_path(state_dir).display()
+    ))
+    .into())
+}
+
 /// `message` with its `Date:` header set to `now`, when that header says a time more than an
 /// hour earlier; `None` when it is recent or cannot be read (the message is sent as made).
 fn with_date(message: &[u8], now: DateTime<Utc>) -> Option<Vec<u8>> {
@@ -865,7 +936,7 @@ pub(crate) fn record_unrecorded(state: &mut State) -> Result<()> {
             .record_outcome_again(id, status, &detail, at, remote)
             .with_context(|| {
                 format!(
-                    "report {id} went out on an earlier run ({}), and the state cannot record it: nothing is sent until it can (restore state.db from a backup, or move it away and start afresh); {} holds what to record",
+                    "report {id} went out on an earlier run ({}), and the state cannot record it: nothing is sent until it can (restore state.db from a backup, or move it away with reports.mark and start afresh); {} holds what to record",
                     status.as_str(),
                     path.display()
                 )

@@ -1761,7 +1761,7 @@ impl Transport for FileDrop {
 /// Writes a file so that it is either absent or complete: temp file, fsync, rename, fsync dir.
 /// The file is the operator's only (0600, in a 0700 folder if this creates it): a message
 /// quotes their logs.
-fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)

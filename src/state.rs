@@ -774,6 +774,16 @@ impl State {
         self.meta("config")
     }
 
+    /// How far the ledger goes: the number of the last report written (reports are never
+    /// taken out of it), 0 for none. A copy of the state taken earlier goes less far.
+    pub fn reports_made(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .query_row("SELECT COALESCE(MAX(rowid), 0) FROM report", [], |r| {
+                r.get(0)
+            })?)
+    }
+
     /// Records the configuration file that runs on this state.
     pub fn set_owner(&mut self, config: &str) -> Result<()> {
         self.conn
@@ -2931,7 +2941,7 @@ fn open_unwritable(path: &Path, dir: &Path) -> rusqlite::Result<Connection> {
 /// the way out; `how` says how it was found (after the path's colon).
 fn below_its_tables(path: &Path, version: i64, how: &str) -> String {
     format!(
-        "{}:{how} its schema number ({version}) is below its tables' (a damaged or hand-edited file); restore it from a backup, or move it away to start afresh",
+        "{}:{how} its schema number ({version}) is below its tables' (a damaged or hand-edited file); restore it from a backup, or move it away with reports.mark to start afresh",
         path.display()
     )
 }
@@ -3041,7 +3051,7 @@ fn no_room(e: &rusqlite::Error) -> bool {
 }
 
 /// What an operator can do about a state that cannot be read.
-const RESTORE: &str = "restore it from a backup, or move it away (with its state.db-wal, if there is one) to start afresh (every IP seen before is then reported again)";
+const RESTORE: &str = "restore it from a backup, or move it away (with its state.db-wal, if there is one, and reports.mark) to start afresh (every IP seen before is then reported again)";
 
 /// A state is never empty (see [`create`]): an empty file is damage, not a new state.
 fn refuse_empty(path: &Path) -> Result<()> {

@@ -302,7 +302,9 @@ fn a_write_ahead_log_left_beside_no_state_is_set_aside_not_replayed() {
     std::mem::forget(db);
     let wal = s.path("state/state.db-wal");
     assert!(fs::metadata(&wal).unwrap().len() > 0);
+    // Moved away to start afresh, with the mark of how far its ledger went.
     fs::rename(state_db(&s), s.path("old.db")).unwrap();
+    fs::rename(s.path("state/reports.mark"), s.path("old.mark")).unwrap();
     let ran = s.run(&["run"]);
     assert_eq!(ran.code, 0, "{}", ran.stderr);
     assert!(ran.stderr.contains("state.db-wal"), "{}", ran.stderr);
@@ -470,8 +472,13 @@ fn an_empty_state_file_is_an_error_not_a_fresh_start() {
     assert!(out.stderr.contains(db.to_str().unwrap()), "{}", out.stderr);
     assert_eq!(server.received().len(), 1);
 
-    // A missing state is a new one.
+    // A missing state where runs made reports is refused (see
+    // `an_older_state_put_back_is_refused_not_reported_from_again`); without the mark of
+    // how far they went, it is a new one.
     fs::remove_file(&db).unwrap();
+    assert_eq!(s.run(&["run"]).code, 78);
+    assert_eq!(server.received().len(), 1);
+    fs::remove_file(s.path("state/reports.mark")).unwrap();
     s.run(&["run"]).ok();
     assert_eq!(server.received().len(), 2);
     let names: Vec<String> = fs::read_dir(s.path("state"))
@@ -1172,4 +1179,57 @@ fn a_damaged_ledger_row_or_schema_number_is_named() {
         // `history` says it alike, not "run once to upgrade it", which loops.
         s.run(&["history"]).ended(1, &["is below its tables'"]);
     }
+}
+
+/// An older copy of the state put back (a backup restored, `state.db` replaced), or the state
+/// removed, where the runs had made reports: a run, its preview and `check` refuse it (78),
+/// naming `reports.mark`, and nothing is sent. Every address reported since the copy was
+/// taken went to its desk again, with nothing said. Once the mark is removed, as the message
+/// says, the run goes on with that state.
+#[test]
+fn an_older_state_put_back_is_refused_not_reported_from_again() {
+    let mut s = Setup::standard();
+    s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    s.run(&["run"]).ok();
+    let backup = s.path("state.db.backup");
+    fs::copy(s.path("state/state.db"), &backup).unwrap();
+    s.now = "2026-01-26T09:00:00Z".to_string();
+    s.append(
+        "messages",
+        &drop_line("10:00:01", "34.223.47.190", "UDP", 53),
+    );
+    s.run(&["run"]).ok();
+    assert_eq!(s.outbox().len(), 2);
+    fs::copy(&backup, s.path("state/state.db")).unwrap();
+    s.now = "2026-01-26T10:00:00Z".to_string();
+    for args in [&["run"][..], &["preview"], &["check"]] {
+        let out = s.run(args);
+        assert_eq!(out.code, 78, "{args:?}: {}{}", out.stdout, out.stderr);
+        let said = out.stdout + &out.stderr;
+        assert!(
+            said.contains("goes as far as report 1, while the runs here made 2")
+                && said.contains("reports.mark"),
+            "{args:?}: {said}"
+        );
+    }
+    assert_eq!(s.outbox().len(), 2, "nothing sent again");
+    // Removed: refused as well.
+    fs::remove_file(s.path("state/state.db")).unwrap();
+    let out = s.run(&["preview"]);
+    assert_eq!(out.code, 78, "{}", out.stderr);
+    assert!(out.stderr.contains("has no report"), "{}", out.stderr);
+    let out = s.run(&["run"]);
+    assert_eq!(out.code, 78, "{}", out.stderr);
+    assert_eq!(s.outbox().len(), 2, "nothing sent again");
+    assert!(!s.path("state/state.db").exists(), "none made in its place");
+    // The operator's choice, as the message says: on with the state there.
+    fs::remove_file(s.path("state/reports.mark")).unwrap();
+    s.run(&["run"]).ok();
+    assert_eq!(
+        s.reported(),
+        vec![vec!["3.5.140.2".to_string(), "34.223.47.190".to_string()]],
+        "both reported again, as chosen"
+    );
+    assert_eq!(s.outbox().len(), 3);
+    assert!(s.run(&["check"]).code == 0);
 }
