@@ -344,6 +344,10 @@ fn preview(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Re
             )
         ));
     }
+    // As the run ends (see `run`).
+    if unplanned.oversized > 0 {
+        return Err(ConfigError(too_large(unplanned.oversized)).into());
+    }
     Ok(EXIT_OK)
 }
 
@@ -578,6 +582,7 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
         _ => unplanned.tell(&world),
     }
     out.outcome.unplanned = unplanned.any();
+    let oversized = unplanned.oversized;
     let outcome = out.outcome;
     // The entries of reports sent or given up are not needed any more. A run that tried
     // nothing writes nothing: such entries wait for the next run that does.
@@ -676,7 +681,20 @@ fn run(settings: &Settings, now: DateTime<Utc>, options: &Options<'_>) -> Result
         ))
         .into());
     }
+    // Waiting does not make a report smaller: each run said so and ended 0, for ever. Said
+    // last, so that a refusal or a failed delivery is not hidden behind it, run after run.
+    if oversized > 0 {
+        return Err(ConfigError(too_large(oversized)).into());
+    }
     printed.map(|()| EXIT_OK)
+}
+
+/// What ends a run (and its preview) that left reports of one address each over
+/// `report.max_message_bytes` even without log lines.
+fn too_large(reports: usize) -> String {
+    format!(
+        "{reports} report(s) of one address are over report.max_message_bytes even without log lines (named above): they wait until the limit is raised or the templates are shortened"
+    )
 }
 
 /// What a run stopped by a damaged ASN database at planning did: the read is kept, and the

@@ -1875,3 +1875,43 @@ fn parts_held_back_by_a_failed_way_out_keep_their_numbers() {
         );
     }
 }
+
+/// A report too large to go even without log lines (78 once the run is done) beside another
+/// desk's delivery the way out deferred (75): the run ends 75, the deferral said under `-q`,
+/// and the report too large is named as well. The 78 came first and hid the deferral, run
+/// after run.
+#[test]
+fn a_report_too_large_hides_no_failed_delivery() {
+    let config = with_other_provider(&sendmail_config("")).replace(
+        "[report]",
+        "[report]\nmax_message_bytes = 16384\ntemplates_dir = \"{dir}/templates\"",
+    );
+    let s = Setup::new(&config);
+    fs::create_dir_all(s.path("templates/aws")).unwrap();
+    s.write(
+        "templates/aws/body.txt",
+        &format!(
+            "{}\n{{{{ ip_count }}}}\n",
+            "This paragraph repeats. ".repeat(1000)
+        ),
+    );
+    s.write_program(
+        "sendmail",
+        "#!/bin/sh\ncat > /dev/null\necho 'queue full' >&2\nexit 75\n",
+    );
+    s.write(
+        "messages",
+        &[
+            drop_line("10:00:00", "3.5.140.2", "TCP", 22),
+            drop_line("10:00:01", "81.2.69.142", "TCP", 22),
+        ]
+        .concat(),
+    );
+    let out = s.run_bounded(&["-q", "run"]);
+    assert_eq!(out.code, 75, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("queue full") && out.stderr.contains("report.max_message_bytes"),
+        "{}",
+        out.stderr
+    );
+}

@@ -809,6 +809,8 @@ fn with_a_body_too_large() -> Setup {
     s
 }
 
+/// It waits, named, and the run and its preview end 78: waiting makes it no smaller (each
+/// run ended 0, for ever, under `-q` a warning mailed by cron every run).
 #[test]
 fn a_report_too_large_even_without_lines_waits_and_names_itself() {
     let s = with_a_body_too_large();
@@ -816,12 +818,18 @@ fn a_report_too_large_even_without_lines_waits_and_names_itself() {
         .map(|i| drop_line(&format!("10:00:0{i}"), "3.5.140.2", "TCP", 22))
         .collect();
     s.write("messages", &log);
-    let out = s.run(&["run"]).ok();
-    assert!(
-        out.stderr.contains("3.5.140.2") && out.stderr.contains("max_message_bytes"),
-        "{}",
-        out.stderr
-    );
+    for args in [&["preview"][..], &["run"], &["-q", "run"]] {
+        let out = s.run(args);
+        assert_eq!(out.code, 78, "{args:?}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("3.5.140.2")
+                && out
+                    .stderr
+                    .contains("1 report(s) of one address are over report.max_message_bytes"),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
     assert!(s.outbox().is_empty());
     // With room, it goes out: nothing was lost meanwhile.
     let text = std::fs::read_to_string(s.path("config.toml"))
@@ -839,7 +847,7 @@ fn a_report_too_large_even_without_lines_waits_and_names_itself() {
 fn a_report_held_back_as_too_large_goes_once_the_template_is_shortened() {
     let s = with_a_body_too_large();
     s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
-    s.run(&["run"]).ok();
+    assert_eq!(s.run(&["run"]).code, 78);
     assert!(s.outbox().is_empty());
     s.write("templates/body.txt", "{{ ip_count }} address(es).\n");
     s.run(&["run"]).ok();
