@@ -496,10 +496,23 @@ fn load_with(
             .set_override(key, list)
             .map_err(|e| ConfigError(format!("{var}: {e}")))?;
     }
+    let values: Vec<(String, String)> = (names.iter())
+        .filter_map(|name| {
+            let value = match &env {
+                Some(map) => map.get(name).cloned(),
+                None => std::env::var(name).ok(),
+            };
+            Some((name.clone(), value?))
+        })
+        .collect();
     let raw: RawConfig = builder
         .build()
         .and_then(|c| c.try_deserialize())
         .map_err(|e| {
+            // A negative number from the environment, which the merged reading calls text.
+            if let Some(refused) = number_said_in_words(&text, &values) {
+                return ConfigError(refused);
+            }
             // The parser's own message names neither the line nor the key: asked again.
             if let config::ConfigError::FileParse { .. } = &e
                 && let Some(at) = refused_at(&text)
@@ -531,15 +544,6 @@ fn load_with(
     if let Some(at) = mistyped_in_file(&text) {
         return Err(ConfigError(format!("{shown}: {at}")));
     }
-    let values: Vec<(String, String)> = (names.iter())
-        .filter_map(|name| {
-            let value = match &env {
-                Some(map) => map.get(name).cloned(),
-                None => std::env::var(name).ok(),
-            };
-            Some((name.clone(), value?))
-        })
-        .collect();
     if let Some(refused) = number_said_in_words(&text, &values) {
         return Err(ConfigError(refused));
     }
@@ -591,17 +595,19 @@ fn mistyped_in_file(text: &str) -> Option<String> {
 }
 
 /// An `ABUSE_MAILER__…` variable (among `vars`, each with its value) that gives a key wanting
-/// a number a yes/no word, said as the merged reading says a value it refuses. That reading
-/// takes `yes`, `on` and `true` for 1 and their opposites for 0 (a typo that lowers `min_hits`
-/// without a word), where the file's `min_hits = true` is refused. Whether a key wants a
-/// number is asked of the types themselves: in the file's text, 1 there is taken and `true`
-/// refused.
+/// a number a yes/no word, or a negative number where it takes 0 or more, said as the file's
+/// reading says such a value. The merged reading takes `yes`, `on` and `true` for 1 and their
+/// opposites for 0 (a typo that lowers `min_hits` without a word), where the file's
+/// `min_hits = true` is refused; and it said `-1` was a string where an integer was expected.
+/// Whether a key wants a number is asked of the types themselves: in the file's text, 1 there
+/// is taken and `true` refused.
 fn number_said_in_words(text: &str, vars: &[(String, String)]) -> Option<String> {
     const WORDS: [&str; 6] = ["true", "false", "yes", "no", "on", "off"];
     let table: toml::Table = text.parse().ok()?;
     vars.iter().find_map(|(var, value)| {
         let word = value.trim().to_ascii_lowercase();
-        if !WORDS.contains(&word.as_str()) {
+        let negative = word.parse::<i64>().ok().filter(|n| *n < 0);
+        if !WORDS.contains(&word.as_str()) && negative.is_none() {
             return None;
         }
         let rest = (var.get(..14)?.eq_ignore_ascii_case("ABUSE_MAILER__")).then(|| &var[14..])?;
@@ -623,15 +629,22 @@ fn number_said_in_words(text: &str, vars: &[(String, String)]) -> Option<String>
                     .to_string(),
             )
         };
+        let key = path.join(".");
+        if let Some(n) = negative {
+            return refusal(toml::Value::Integer(n))
+                .is_some_and(|why| why.starts_with("invalid value: integer `-"))
+                .then(|| {
+                    format!(
+                        "{var}: a negative number, where this key takes 0 or more, for key `{key}`"
+                    )
+                });
+        }
         let number_refused = refusal(toml::Value::Integer(1))
             .is_some_and(|why| why.starts_with("invalid type: integer"));
         let word_refused = refusal(toml::Value::Boolean(true))
             .is_some_and(|why| why.starts_with("invalid type: boolean"));
         (word_refused && !number_refused).then(|| {
-            format!(
-                "{var}: invalid type: the word {word:?}, expected an integer for key `{}`",
-                path.join(".")
-            )
+            format!("{var}: invalid type: the word {word:?}, expected an integer for key `{key}`")
         })
     })
 }
@@ -657,7 +670,10 @@ fn located(text: &str, at: usize, why: &str) -> String {
         "invalid number: a whole number past 64 bits, too large to read".to_string()
     } else if why.starts_with("invalid value: integer `-") {
         "a negative number, where this key takes 0 or more".to_string()
-    } else if why.starts_with("invalid value: integer `") && why.contains("expected u") {
+    } else if (why.starts_with("invalid value: integer `") && why.contains("expected u"))
+        // Past the 63 bits of TOML's integers, within 64: the parser's own words.
+        || why.starts_with("u64 value was too large")
+    {
         "a number larger than any this key takes".to_string()
     } else {
         without_value(why.trim_end_matches('.'))
@@ -1391,12 +1407,20 @@ fn mail(
                 ca_file: m.ca_file.as_deref().map(resolve),
             })
         }
-        "sendmail" => TransportConfig::Sendmail {
-            path: m
-                .sendmail_path
-                .map(|p| resolve(&p))
-                .unwrap_or_else(|| PathBuf::from("/usr/sbin/sendmail")),
-            timeout,
+        "sendmail" => match m.sendmail_path {
+            // Empty, it named the configuration's folder ("…/: not a file").
+            Some(p) if p.as_os_str().is_empty() => {
+                return Err(err(
+                    "mail.sendmail_path",
+                    "empty: expected a program (leave the key out for /usr/sbin/sendmail)".into(),
+                ));
+            }
+            path => TransportConfig::Sendmail {
+                path: path
+                    .map(|p| resolve(&p))
+                    .unwrap_or_else(|| PathBuf::from("/usr/sbin/sendmail")),
+                timeout,
+            },
         },
         "file" => match m.dir {
             // Empty, the messages would go beside the configuration, unasked.
@@ -1775,6 +1799,10 @@ dir = "outbox"
                 "max_age_days = 99999999999",
                 "a number larger than any this key takes",
             ),
+            (
+                "min_hits = 18446744073709551615",
+                "a number larger than any this key takes",
+            ),
             ("bogus_key = 1", "unknown field `bogus_key`"),
         ] {
             let text = MINIMAL.replace("[mail]", &format!("{line}\n[mail]"));
@@ -1814,6 +1842,14 @@ dir = "outbox"
         let file = MINIMAL.replace("dir = \"outbox\"", "dir = \"\"");
         let e = load_text(&file).unwrap_err();
         assert!(e.0.contains("mail.dir: empty"), "{e}");
+        // An empty program path named the configuration's folder, "…/: not a file".
+        let sendmail = MINIMAL.replace(
+            "transport = \"file\"",
+            "transport = \"sendmail\"\nsendmail_path = \"\"",
+        );
+        assert_ne!(sendmail, MINIMAL);
+        let e = load_text(&sendmail).unwrap_err();
+        assert!(e.0.contains("mail.sendmail_path: empty"), "{e}");
     }
 
     #[test]
@@ -2018,6 +2054,20 @@ dir = "outbox"
                 s.report.xarf,
                 ["yes", "on", "true"].contains(&word),
                 "{word}"
+            );
+        }
+        // A negative number for a key that takes 0 or more, in the file's words (it was "a
+        // string, expected an integer").
+        for var in [
+            "ABUSE_MAILER__REPORT__MIN_HITS",
+            "ABUSE_MAILER__REPORT__MAX_EXCERPT_LINES",
+        ] {
+            let e = load_env(MINIMAL, &[(var, "-1")]).unwrap_err().0;
+            assert!(
+                e.starts_with(&format!(
+                    "{var}: a negative number, where this key takes 0 or more"
+                )),
+                "{e}"
             );
         }
         let s = load_env(MINIMAL, &[("ABUSE_MAILER__STATE_DIR", "yes")]).unwrap();
