@@ -184,7 +184,11 @@ fn withdrawn_as_made(record: &ReportRecord, world: &World<'_>) -> Option<String>
         return None;
     }
     let now = mailboxes(provider.config.to.iter().chain(&settings.report.cc));
-    recipients_changed(record, now, &format!("provider {}", record.provider))
+    recipients_changed(
+        &record.recipients,
+        now,
+        &format!("provider {}", record.provider),
+    )
 }
 
 /// [`withdrawn`] for a digest to a discovered desk.
@@ -216,7 +220,11 @@ fn contact_withdrawn(
     }
     let mut now = mailboxes(&world.settings.report.cc);
     now.insert(contact.address.to_lowercase());
-    recipients_changed(record, now, &format!("the desk {}", contact.address))
+    recipients_changed(
+        &record.recipients,
+        now,
+        &format!("the desk {}", contact.address),
+    )
 }
 
 /// Mail addresses as a set, in lower case: a desk is one desk however it is spelt.
@@ -226,18 +234,42 @@ fn mailboxes<'m>(of: impl IntoIterator<Item = &'m lettre::message::Mailbox>) -> 
         .collect()
 }
 
+/// A stored recipient as the configuration gives one now: in lower case, its domain in its
+/// `xn--` form where it is in other letters (an earlier release kept `abuse@bücher.example`
+/// as written).
+fn desk_address(recipient: &str) -> String {
+    let lower = recipient.to_lowercase();
+    match lower.rsplit_once('@') {
+        Some((user, domain)) if !domain.is_ascii() => idna::domain_to_ascii(domain)
+            .ok()
+            .filter(|d| d.is_ascii() && !d.is_empty())
+            .map_or(lower.clone(), |d| format!("{user}@{d}")),
+        _ => lower,
+    }
+}
+
 /// Why a report to `whom` is withdrawn when it was made for other recipients than `now`.
-fn recipients_changed(record: &ReportRecord, now: BTreeSet<String>, whom: &str) -> Option<String> {
-    let then: BTreeSet<String> = (record.recipients.iter())
-        .map(|r| r.to_lowercase())
-        .collect();
-    (now != then).then(|| {
-        format!(
-            "{WITHDRAWN} {whom} is mailed at {} now, not {}",
-            now.into_iter().collect::<Vec<_>>().join(", "),
-            then.into_iter().collect::<Vec<_>>().join(", ")
-        )
-    })
+fn recipients_changed(recipients: &[String], now: BTreeSet<String>, whom: &str) -> Option<String> {
+    let then: BTreeSet<String> = (recipients.iter()).map(|r| r.to_lowercase()).collect();
+    if now == then {
+        return None;
+    }
+    let shown = |set: BTreeSet<String>| set.into_iter().collect::<Vec<_>>().join(", ");
+    // The same desk, its domain written in other letters when the report was made: made
+    // anew with the `xn--` form, which any relay takes (sent as made, it needs SMTPUTF8).
+    let ascii: BTreeSet<String> = then.iter().map(|r| desk_address(r)).collect();
+    if now == ascii {
+        return Some(format!(
+            "{WITHDRAWN} {whom}'s address, written in other letters when it was made ({}), goes out in its xn-- form now ({}), which any mail server takes",
+            shown(then),
+            shown(now)
+        ));
+    }
+    Some(format!(
+        "{WITHDRAWN} {whom} is mailed at {} now, not {}",
+        shown(now),
+        shown(then)
+    ))
 }
 
 /// The reports waiting to be sent again that the configuration no longer lets go as stored,
@@ -707,7 +739,7 @@ pub fn renames(state: &State, settings: &Settings, providers: &[Provider]) -> Re
         if configured.contains(old.as_str()) {
             continue;
         }
-        let desk: BTreeSet<String> = recipients.iter().map(|r| r.to_lowercase()).collect();
+        let desk: BTreeSet<String> = recipients.iter().map(|r| desk_address(r)).collect();
         // Asked for once an old desk, and only when a new provider writes to it.
         let mut sample = None;
         for (p, to) in &fresh {
@@ -1320,6 +1352,30 @@ fn is_own(settings: &Settings, recipient: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A desk's address stored as an earlier release wrote it, in other letters, is the
+    /// address the configuration gives now, in its `xn--` form.
+    #[test]
+    fn a_stored_address_in_other_letters_is_the_desk_it_was() {
+        assert_eq!(
+            desk_address("Abuse@Bücher.example"),
+            "abuse@xn--bcher-kva.example"
+        );
+        assert_eq!(desk_address("Abuse@Example.org"), "abuse@example.org");
+        let then = ["abuse@bücher.example".to_string()];
+        let now = BTreeSet::from(["abuse@xn--bcher-kva.example".to_string()]);
+        let why = recipients_changed(&then, now.clone(), "provider aws").unwrap();
+        assert!(why.contains("goes out in its xn-- form now"), "{why}");
+        assert!(!why.contains("is mailed at"), "{why}");
+        let other = BTreeSet::from(["abuse@other.example".to_string()]);
+        let why = recipients_changed(&then, other, "provider aws").unwrap();
+        assert!(
+            why.contains("is mailed at abuse@other.example now"),
+            "{why}"
+        );
+        let same = ["abuse@xn--bcher-kva.example".to_string()];
+        assert_eq!(recipients_changed(&same, now, "provider aws"), None);
+    }
 
     /// The address of a message's From is read whole: after a field in other letters than
     /// ASCII (where slicing the text at a byte count could land inside a letter), with its

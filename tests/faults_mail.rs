@@ -610,30 +610,35 @@ fn a_tls_server_gone_after_the_body_without_close_notify_gets_it_twice_at_most()
     });
 }
 
-/// An address in other letters, in the envelope (`from`) or only in a header (`reply_to`),
-/// through a relay that does not offer SMTPUTF8: a configuration error (78) saying so, naming
-/// the address and its setting (it named neither), and nothing sent in bytes the relay did
-/// not agree to; the report waits.
+/// An address with other letters than ASCII before its `@`, in the envelope (`from`) or
+/// only in a header (`reply_to`), through a relay that does not offer SMTPUTF8: a
+/// configuration error (78) saying so, naming the address and its setting (it named
+/// neither), and nothing sent in bytes the relay did not agree to; the report waits. A
+/// domain in other letters goes out in its `xn--` form through any relay (it stopped the
+/// run's mail as well).
 #[test]
 fn an_address_in_other_letters_needs_a_relay_with_smtputf8() {
     for (extra, named) in [
         (
-            "reply_to = \"noc@bücher.example\"",
-            "noc@bücher.example (report.reply_to)",
+            "reply_to = \"nöc@bücher.example\"",
+            "nöc@xn--bcher-kva.example (report.reply_to)",
         ),
-        ("from_is_wide = true", "abuse@exämple.org (report.from)"),
+        (
+            "from_is_wide = true",
+            "abüse@xn--exmple-cua.org (report.from)",
+        ),
         // A letter of two bytes across the end of `Reply-To:` as the `To:` line is looked
         // at: compared as bytes (cut there as text, it panicked, a failure taken for the
         // relay's, 75, the report first in line holding every other desk's back).
         (
             "to_is_wide = true",
-            "andré@bücher.example (the provider's to)",
+            "andré@xn--bcher-kva.example (the provider's to)",
         ),
     ] {
         let server = FaultyServer::start(Mode::Healthy);
         let mut config = smtp_config(server.port, "none", "");
         config = match extra {
-            "from_is_wide = true" => config.replace("<abuse@example.org>", "<abuse@exämple.org>"),
+            "from_is_wide = true" => config.replace("<abuse@example.org>", "<abüse@exämple.org>"),
             "to_is_wide = true" => config.replace("ec2-abuse@amazon.com", "andré@bücher.example"),
             _ => config.replace("[report]", &format!("[report]\n{extra}")),
         };
@@ -646,6 +651,25 @@ fn an_address_in_other_letters_needs_a_relay_with_smtputf8() {
         assert!(server.received().is_empty());
         one_failed_report(&s);
     }
+    let server = FaultyServer::start(Mode::Healthy);
+    let config = smtp_config(server.port, "none", "")
+        .replace("<abuse@example.org>", "<abuse@exämple.org>")
+        .replace("ec2-abuse@amazon.com", "abuse@bücher.example")
+        .replace("[report]", "[report]\nreply_to = \"noc@bücher.example\"");
+    let s = Setup::new(&config);
+    s.write("messages", &attack_log());
+    s.run_bounded(&["run"]).ok();
+    let got = server.received();
+    assert_eq!(got.len(), 1);
+    let text = String::from_utf8_lossy(&got[0]).to_string();
+    for header in [
+        "To: abuse@xn--bcher-kva.example",
+        "From: \"Abuse desk\" <abuse@xn--exmple-cua.org>",
+        "Reply-To: noc@xn--bcher-kva.example",
+    ] {
+        assert!(text.contains(header), "{header}: {text}");
+    }
+    assert!(text.is_ascii(), "{text}");
 }
 
 /// One provider's desk answers "later" (451) to its recipient, run after run: that desk's
