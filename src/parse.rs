@@ -955,6 +955,16 @@ pub(crate) fn kept_flow(line: &[u8]) -> Option<(&str, u16, u16)> {
     Some((proto, port(b"SPT=")?, port(b"DPT=")?))
 }
 
+/// A kept log line's packet's destination, its `DST=` as the kernel wrote it (none where the
+/// report hides it: a value redacted is no address).
+pub(crate) fn kept_destination(line: &[u8]) -> Option<std::net::IpAddr> {
+    let fields = kept_fields(line)?;
+    std::str::from_utf8(own_value(fields, b"DST=")?)
+        .ok()?
+        .parse()
+        .ok()
+}
+
 /// The value of the first `TYPE=` word.
 fn icmp_type<'a>(mut words: impl Iterator<Item = &'a [u8]>) -> Option<u8> {
     let digits = words.find_map(|w| w.strip_prefix(b"TYPE="))?;

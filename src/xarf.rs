@@ -81,12 +81,16 @@ pub fn document(report: &Report, message_id: &str) -> Option<Value> {
     // taken one by one from the address's sets made a flow no one sent (a UDP packet's
     // source port with a TCP packet's destination). Only when no line kept shows a whole
     // one are the sets' first taken.
-    let (proto, source_port, destination_port) = match one_flow(lines) {
-        Some(flow) => flow,
+    // Its destination, as the ports are: the packet's own (none where `redact` hid it, its
+    // line then reading `DST=redacted`, and the targets are gone too), or the first target
+    // beside the sets' first ports.
+    let (proto, source_port, destination_port, destination) = match one_flow(lines) {
+        Some((proto, spt, dpt, dst)) => (proto, spt, dpt, dst.map(|d| d.to_string())),
         None => (
             protocol(ip.protocols.iter().map(String::as_str))?,
             *ip.source_ports.iter().find(|p| **p > 0)?,
             *ip.ports.iter().find(|p| **p > 0)?,
+            ip.targets.first().cloned(),
         ),
     };
     // The reporter is reached where replies go (`reply_to`, when there is one); the sender is
@@ -142,7 +146,9 @@ pub fn document(report: &Report, message_id: &str) -> Option<Value> {
         "tags": [format!("protocol:{proto}"), "evidence:firewall-drop".to_string()],
     });
     let fields = doc.as_object_mut()?;
-    if let Some(target) = ip.targets.first() {
+    // The address's first target with another packet's ports was a connection no one made;
+    // so was one of its 16 lowest targets, where the packet's own was not among them.
+    if let Some(target) = destination {
         fields.insert("destination_ip".into(), json!(target));
     }
     match reflected {
@@ -181,12 +187,14 @@ pub fn document(report: &Report, message_id: &str) -> Option<Value> {
 }
 
 /// The first packet of `lines` (log lines of one address) that XARF can tell whole: its
-/// protocol ([`protocol`]), and its source and destination ports (neither 0). Only the
-/// packet's own fields count, not those of the packet an ICMP error quotes (in brackets).
-fn one_flow(lines: &[String]) -> Option<(&'static str, u16, u16)> {
+/// protocol ([`protocol`]), its source and destination ports (neither 0), and its
+/// destination address where the line shows one. Only the packet's own fields count, not
+/// those of the packet an ICMP error quotes (in brackets).
+fn one_flow(lines: &[String]) -> Option<(&'static str, u16, u16, Option<std::net::IpAddr>)> {
     lines.iter().find_map(|line| {
         let (proto, spt, dpt) = crate::parse::kept_flow(line.as_bytes())?;
-        Some((protocol([proto])?, spt, dpt))
+        let dst = crate::parse::kept_destination(line.as_bytes());
+        Some((protocol([proto])?, spt, dpt, dst))
     })
 }
 
@@ -282,8 +290,9 @@ mod tests {
             format!("{head} PROTO=UDP SPT=30438 DPT=53 LEN=20 "),
             format!("{head} PROTO=TCP SPT=34574 DPT=22 WINDOW=1024 RES=0x00 SYN URGP=0 "),
         ];
-        assert_eq!(one_flow(&lines), Some(("udp", 30438, 53)));
-        assert_eq!(one_flow(&lines[2..]), Some(("tcp", 34574, 22)));
+        let dst = "198.51.100.10".parse().ok();
+        assert_eq!(one_flow(&lines), Some(("udp", 30438, 53, dst)));
+        assert_eq!(one_flow(&lines[2..]), Some(("tcp", 34574, 22, dst)));
         assert_eq!(one_flow(&lines[..1]), None);
         let mut report = crate::check::sample_aws_report();
         report.ips.truncate(1);
@@ -302,6 +311,23 @@ mod tests {
             (&json!("udp"), &json!(30438), &json!(53)),
             "{doc}"
         );
+        // The packet's own destination, not the address's first target: the pair was a
+        // connection no one made.
+        report.ips[0].targets = vec!["198.51.100.5".into(), "198.51.100.10".into()];
+        let doc = document(&report, "<x@example.org>").unwrap();
+        assert_eq!(doc["destination_ip"], "198.51.100.10", "{doc}");
+        // Also when the report's targets, the 16 lowest kept, leave it out.
+        report.ips[0].targets = vec!["198.51.100.1".into()];
+        let doc = document(&report, "<x@example.org>").unwrap();
+        assert_eq!(doc["destination_ip"], "198.51.100.10", "{doc}");
+        // One the report hides (`redact`) is not named.
+        report.ips[0].targets.clear();
+        report.ips[0].evidence = (lines.iter())
+            .map(|l| l.replace("DST=198.51.100.10", "DST=redacted"))
+            .collect();
+        let doc = document(&report, "<x@example.org>").unwrap();
+        assert!(doc.get("destination_ip").is_none(), "{doc}");
+        report.ips[0].evidence = lines.to_vec();
         // With no line that shows a whole packet, the sets still give a document.
         report.ips[0].evidence = lines[..1].to_vec();
         report.excerpt.clear();
