@@ -470,6 +470,10 @@ impl LineParser {
         }
         let known = self.last;
         self.last = None;
+        // These lines were read by the run the floor comes from, so written before it (see
+        // [`LineParser::not_before`]): held to it, a first pass's lines were taken for the
+        // second's, and the new lines after them too, dated an hour late.
+        let floor = self.floor.take();
         // Lines end at a newline or a crash's NUL bytes, as the reader has it.
         for line in text.split(|b| *b == b'\n' || *b == 0) {
             if let Some((t, _)) = self
@@ -483,6 +487,7 @@ impl LineParser {
         if !from_start || self.last.is_none() {
             self.last = self.last.max(known);
         }
+        self.floor = floor;
         self.cached_stamp.clear();
     }
 

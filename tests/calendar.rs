@@ -111,6 +111,43 @@ fn a_run_resuming_in_the_repeated_hours_second_pass_reads_it_as_the_second() {
     );
 }
 
+/// A run read two lines of the repeated hour's first pass; the next, an hour later, reads on
+/// from its cursor through more of the first pass into the second. Each line is read in the
+/// pass it was logged in: the lines before the cursor were held to the time that run began,
+/// which they were written before, and taken for the second pass, and the new first-pass
+/// lines after them with them, an hour late (a report's times after its own Date).
+#[test]
+fn lines_before_the_cursor_in_the_repeated_hour_keep_their_pass() {
+    let mut s = setup_in("America/New_York", "", "2026-11-01T05:17:00Z");
+    s.write(
+        "messages",
+        &[
+            line("Nov  1 01:05:00", "34.223.47.190"),
+            line("Nov  1 01:15:00", "34.223.47.190"),
+        ]
+        .concat(),
+    );
+    s.run(&["run"]).ok();
+    s.append(
+        "messages",
+        &[
+            line("Nov  1 01:20:00", "3.5.140.2"),
+            line("Nov  1 01:40:00", "3.5.140.3"),
+            line("Nov  1 01:10:00", "18.204.1.7"),
+        ]
+        .concat(),
+    );
+    s.now = "2026-11-01T06:17:00Z".to_string();
+    let preview = s.run(&["preview", "--json"]).ok().json();
+    for (ip, at) in [
+        ("3.5.140.2", "2026-11-01T01:20:00-04:00"),
+        ("3.5.140.3", "2026-11-01T01:40:00-04:00"),
+        ("18.204.1.7", "2026-11-01T01:10:00-05:00"),
+    ] {
+        assert_eq!(seen(&preview, ip), pair(at, at), "{ip}");
+    }
+}
+
 /// A run read the log to 02:35 summer time before the clock went back; the next reads an
 /// appended `02:10`, 25 minutes behind that, as winter time's: summer time's would be
 /// before the run that had read the file. The half-hour rule alone took it for a host a
