@@ -380,11 +380,36 @@ pub fn redact(line: &str, what: &[Redact]) -> String {
                 out.push_str(&token[..=eq]);
                 out.push_str("redacted");
             }
-            None if dst && is_address(token) => out.push_str("redacted"),
+            None if dst && (is_address(token) || spells_an_address(token)) => {
+                out.push_str("redacted")
+            }
             None => out.push_str(token),
         }
     }
     out
+}
+
+/// Whether `word`, no `key=value`, spells an IPv4 address as host names do: four numbers of
+/// 0 to 255 in a row between dots or dashes, in either order (`ip-198-51-100-10`,
+/// `static.10.100.51.198.clients.example.net`). A log line's syslog host is the machine
+/// that logged it, ours: a name that spells an address spells one of ours (its IPv4 one,
+/// also on a line about an IPv6 packet, or another of its addresses).
+pub(crate) fn spells_an_address(word: &str) -> bool {
+    if word.contains('=') {
+        return false;
+    }
+    let mut in_a_row = 0;
+    for part in word.split(['.', '-']) {
+        let number = !part.is_empty()
+            && part.len() <= 3
+            && part.bytes().all(|b| b.is_ascii_digit())
+            && part.parse::<u16>().is_ok_and(|n| n <= 255);
+        in_a_row = if number { in_a_row + 1 } else { 0 };
+        if in_a_row == 4 {
+            return true;
+        }
+    }
+    false
 }
 
 /// [`redact`] of the MAC addresses alone, the default: only a word that starts with `MAC`
@@ -481,7 +506,9 @@ mod tests {
                 if hide {
                     let eq = token.find('=').unwrap_or(0);
                     format!("{}redacted", &token[..=eq])
-                } else if what.contains(&Redact::Dst) && token.parse::<IpAddr>().is_ok() {
+                } else if what.contains(&Redact::Dst)
+                    && (token.parse::<IpAddr>().is_ok() || spells_an_address(token))
+                {
                     "redacted".to_string()
                 } else {
                     token.to_string()
@@ -554,6 +581,11 @@ mod tests {
                     Just("198.51.100.10".to_string()),
                     Just("2001:db8::10".to_string()),
                     Just("::1".to_string()),
+                    Just("ip-198-51-100-10".to_string()),
+                    Just("static.10.100.51.198.clients.example".to_string()),
+                    Just("ip-198-51-100-100".to_string()),
+                    Just("DST=1.2.3.4".to_string()),
+                    Just("1-2-3-4".to_string()),
                     Just(String::new()),
                     "[A-Z\\[=:é.0-9]{0,12}",
                 ],
@@ -711,6 +743,63 @@ mod tests {
         );
         let padded = "Jan  5 10:00:00 cafe kernel: D:IN=eth0 SRC=3.5.140.2 DST=1.2.3.4";
         assert!(redact(padded, &[Redact::Dst]).starts_with("Jan  5 10:00:00 cafe kernel:"));
+        // A name that spells our address, as hosting providers' names do: it was shown.
+        for host in [
+            "ip-94-130-10-20",
+            "static.20.10.130.94.clients.your-server.de",
+            "94-130-10-20.example.net",
+        ] {
+            let l = format!(
+                "Jan 25 10:00:00 {host} kernel: D:IN=eth0 SRC=3.5.140.2 DST=94.130.10.20 PROTO=TCP"
+            );
+            assert!(
+                redact(&l, &[Redact::Dst]).starts_with("Jan 25 10:00:00 redacted kernel:"),
+                "{host}"
+            );
+        }
+        // Another of our addresses than the packet's (a dual-stack host named after its IPv4
+        // address, logging an IPv6 packet; a second address): ours all the same.
+        let l =
+            "Jan 25 10:00:00 ip-94-130-10-20 kernel: D:IN=eth0 SRC=2600:1f18::5 DST=2a01:4f8::10";
+        assert!(redact(l, &[Redact::Dst]).starts_with("Jan 25 10:00:00 redacted kernel:"));
+        // Names that spell no address are left.
+        for host in [
+            "web1",
+            "host-12-34",
+            "node-300-1-1-1",
+            "db-10-0-0",
+            "a1.b2.c3.d4",
+        ] {
+            let l =
+                format!("Jan 25 10:00:00 {host} kernel: D:IN=eth0 SRC=3.5.140.2 DST=94.130.10.20");
+            assert!(redact(&l, &[Redact::Dst]).contains(host), "{host}");
+        }
+    }
+
+    /// A word spells an address when four numbers of 0 to 255 come in a row between dots or
+    /// dashes.
+    #[test]
+    fn a_name_spells_an_address_by_four_numbers_in_a_row() {
+        for yes in [
+            "ip-198-51-100-10",
+            "static.10.100.51.198.clients.example.net",
+            "198-51-100-10.example.net",
+            "k8s-node-10-0-0-1",
+            "1.2.3.4.5",
+        ] {
+            assert!(spells_an_address(yes), "{yes}");
+        }
+        for no in [
+            "web1",
+            "ip-198-51-100",
+            "ip-198-51-100-256",
+            "ip-198-51-1000-10",
+            "DST=1.2.3.4",
+            "[810294.788657]",
+            "",
+        ] {
+            assert!(!spells_an_address(no), "{no}");
+        }
     }
 
     #[test]

@@ -675,12 +675,13 @@ fn push_joined(out: &mut String, items: &[String]) {
 }
 
 /// Host names with those that are addresses (a log host names a sender without a name by its
-/// address, which is the operator's) as `redacted`, once.
+/// address, which is the operator's) or that spell one (`ip-198-51-100-10`, see
+/// [`crate::excerpt::spells_an_address`]) as `redacted`, once.
 fn hide_addresses(hosts: Vec<String>) -> Vec<String> {
     let hosts: std::collections::BTreeSet<String> = hosts
         .into_iter()
         .map(|h| {
-            if is_address(&h) {
+            if is_address(&h) || crate::excerpt::spells_an_address(&h) {
                 "redacted".to_string()
             } else {
                 h

@@ -1351,6 +1351,10 @@ fn redact_dst_hides_our_address_where_the_log_host_names_a_sender_by_it() {
                 .replace(" web1 ", " 2001:db8::10 ")
                 .replace("DST=198.51.100.10", "DST=2001:db8::10"),
             drop_line("10:00:02", "3.5.140.3", "TCP", 22),
+            // A hosting provider's name for our address, in its order or reversed.
+            drop_line("10:00:03", "3.5.140.4", "TCP", 22).replace(" web1 ", " ip-198-51-100-10 "),
+            drop_line("10:00:04", "3.5.140.4", "TCP", 22)
+                .replace(" web1 ", " static.10.100.51.198.clients.example.net "),
         ]
         .concat(),
     );
@@ -1359,12 +1363,18 @@ fn redact_dst_hides_our_address_where_the_log_host_names_a_sender_by_it() {
     let raw = std::fs::read(&s.outbox()[0]).unwrap();
     let message = MessageParser::default().parse(raw.as_slice()).unwrap();
     let text = all_text(&message, &raw) + &preview.stdout;
-    for ours in ["198.51.100.10", "2001:db8::10"] {
+    for ours in [
+        "198.51.100.10",
+        "2001:db8::10",
+        "198-51-100-10",
+        "10.100.51.198",
+    ] {
         assert!(!text.contains(ours), "{ours} shown:\n{text}");
     }
     let body = message.body_text(0).unwrap().replace("\r\n", "\n");
     assert!(body.contains("hosts: redacted, web1\n"), "{body}");
     assert!(body.contains("3.5.140.2: redacted\n"), "{body}");
+    assert!(body.contains("3.5.140.4: redacted\n"), "{body}");
     assert!(body.contains("Jan 25 10:00:00 redacted kernel: "), "{body}");
     // The attacker stays, and so does a host's name.
     assert!(body.contains("SRC=3.5.140.2 DST=redacted"), "{body}");
