@@ -823,8 +823,10 @@ impl Spread {
         let mut protocols = std::collections::BTreeSet::new();
         let mut ports = std::collections::BTreeSet::new();
         let (mut hits, mut first, mut last) = (0u64, i64::MAX, i64::MIN);
-        let (mut sources, mut quiet) = (0, 0);
+        let (mut sources, mut quiet, mut retried) = (0, 0, 0);
         for o in observations.clone() {
+            // A source port sent from again: a real TCP stack retrying its SYN.
+            retried += usize::from(usize::try_from(o.hits).is_ok_and(|h| o.src_ports.len() < h));
             protocols.extend(o.protocols.iter());
             ports.extend(o.dst_ports.iter().copied());
             hits = hits.saturating_add(o.hits);
@@ -836,7 +838,8 @@ impl Spread {
         let protocols = protocol_labels(protocols.into_iter());
         let ports: Vec<u16> = ports.into_iter().collect();
         let span = last.saturating_sub(first);
-        let Some(kind) = spread_flood((sources, quiet), &protocols, &ports, hits, span) else {
+        let shape = (sources, quiet, retried);
+        let Some(kind) = spread_flood(shape, &protocols, &ports, hits, span) else {
             return Spread::None;
         };
         // A flood of one protocol, UDP or ICMP: answers if every source's packets are a
@@ -911,16 +914,21 @@ pub(crate) fn per_second(hits: u64, span_seconds: i64) -> f64 {
 /// says they may be forged. `sources` and how many of them are `quiet` (10 packets or fewer);
 /// `None` otherwise.
 fn spread_flood(
-    (sources, quiet): (usize, usize),
+    (sources, quiet, retried): (usize, usize, usize),
     protocols: &[String],
     ports: &[u16],
     hits: u64,
     span_seconds: i64,
 ) -> Option<String> {
-    let forgeable = matches!(
-        protocols,
-        [p] if ["UDP", "UDPLITE", "ICMP", "ICMPv6"].contains(&p.as_str())
-    );
+    // TCP too: a SYN flood is the flood most often sent from forged addresses. Not when
+    // one source in ten or more sent again from a port it had sent from (`retried`): real
+    // hosts' stacks retrying their SYNs, a burst of connections by real hosts; a forged
+    // flood's packets each name a port of their own.
+    let forgeable = match protocols {
+        [p] if p == "TCP" => retried * 10 < sources,
+        [p] => ["UDP", "UDPLITE", "ICMP", "ICMPv6"].contains(&p.as_str()),
+        _ => false,
+    };
     let shaped = sources >= SPREAD_SOURCES
         && quiet * 10 >= sources * 9
         && forgeable

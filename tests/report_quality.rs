@@ -1066,6 +1066,33 @@ fn a_flood_spread_over_many_quiet_sources_is_called_a_flood_that_may_be_spoofed(
     let (subject, body) = subject_and_body_of(&syns);
     assert!(!subject.contains("flood"), "{subject}");
     assert!(!body.contains("spoofed"), "{body}");
+    // The same sixty sources' SYNs to port 80 within two seconds, each from a port of its
+    // own: a SYN flood, the flood most often forged. It asked sixty customers to stop, with
+    // no word of forgery.
+    let mut port = 40_000;
+    let syn_flood: String = (log.lines())
+        .map(|l| {
+            port += 1;
+            let l = l.replace("PROTO=UDP", "PROTO=TCP");
+            format!(
+                "{}\n",
+                l.replace("SPT=40000 DPT=53", &format!("SPT={port} DPT=80"))
+            )
+        })
+        .collect();
+    let (subject, body) = subject_and_body_of(&syn_flood);
+    assert!(
+        subject.starts_with("Abuse report: TCP 80 flood from 60 AWS hosts"),
+        "{subject}"
+    );
+    assert!(body.contains("may be forged (spoofed)"), "{body}");
+    // Each source's SYN and its retries from one port: real hosts' stacks, not forged ones.
+    let retries = log
+        .replace("PROTO=UDP", "PROTO=TCP")
+        .replace("DPT=53", "DPT=80");
+    let (subject, body) = subject_and_body_of(&retries);
+    assert!(!body.contains("spoofed"), "{subject}\n{body}");
+    assert!(body.contains("Please make the hosts below stop"), "{body}");
 
     // A few hosts probing are not that.
     let few: String = log.lines().take(6).map(|l| format!("{l}\n")).collect();
