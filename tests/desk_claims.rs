@@ -1515,3 +1515,20 @@ fn the_excerpt_heading_counts_packets_not_the_lines_kept() {
     };
     assert!(count <= logged, "{said}");
 }
+
+/// A report of one source lists it as one: "The source, most packets first:" ordered a list
+/// of one.
+#[test]
+fn a_report_of_one_source_lists_it_as_one() {
+    let s = Setup::standard();
+    s.write("messages", &drop_line("10:00:00", "3.5.140.2", "TCP", 22));
+    let one = s.run(&["preview"]).ok().stdout.replace("\r\n", "\n");
+    assert!(one.contains("\nThe source:\n"), "{one}");
+    assert!(!one.contains("most packets first"), "{one}");
+    s.append("messages", &drop_line("10:00:01", "3.5.140.3", "TCP", 22));
+    let two = s.run(&["preview"]).ok().stdout.replace("\r\n", "\n");
+    assert!(
+        two.contains("\nThe sources, most packets first:\n"),
+        "{two}"
+    );
+}
