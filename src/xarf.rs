@@ -116,6 +116,19 @@ pub fn document(report: &Report, message_id: &str) -> Option<Value> {
     // words are the whole flood's).
     let flood = crate::render::is_flood(ip.hits, ip.span_seconds);
     let log = lines.iter().map(|l| format!("{l}\n")).collect::<String>();
+    // One of many quiet sources of a flood whose addresses may be forged, as the message's
+    // text says: its own packets are filed, with less confidence that it sent them, and the
+    // flood named (the text said flood and forged, the document a port scan, sure at 0.9).
+    let (confidence, spread) = match report.spoofing_likely {
+        true => (
+            0.5,
+            format!(
+                "; one of many sources of a {} whose source addresses may be forged",
+                report.abuse_kind
+            ),
+        ),
+        false => (0.9, String::new()),
+    };
     let mut doc = json!({
         "xarf_version": XARF_VERSION,
         "report_id": uuid(message_id),
@@ -129,9 +142,9 @@ pub fn document(report: &Report, message_id: &str) -> Option<Value> {
         "first_seen": ip.first_seen,
         "last_seen": ip.last_seen,
         "evidence_source": "firewall_logs",
-        "confidence": 0.9,
+        "confidence": confidence,
         "description": format!(
-            "{}: {} packets from {} dropped by our firewall between {} and {}",
+            "{}: {} packets from {} dropped by our firewall between {} and {}{spread}",
             ip.kind, ip.hits, ip.ip, ip.first_seen, ip.last_seen
         ),
         "evidence": [{

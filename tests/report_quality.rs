@@ -1194,6 +1194,14 @@ fn xarf_messages_of_a_spread_flood_say_the_flood_and_file_each_source_by_its_pac
             description.starts_with("UDP 53 probes: 2 packets from 34.223.0."),
             "{doc}"
         );
+        // The flood the text names, and less confidence that this source sent its packets.
+        assert!(
+            description.ends_with(
+                "; one of many sources of a UDP 53 flood whose source addresses may be forged"
+            ),
+            "{doc}"
+        );
+        assert_eq!(doc["confidence"], 0.5, "{doc}");
     }
 }
 
