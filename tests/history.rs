@@ -502,18 +502,7 @@ fn the_sending_budget_serves_the_desks_in_turn() {
 /// the backlog still drains, and every address goes once.
 #[test]
 fn a_backlog_of_one_provider_keeps_no_other_provider_waiting() {
-    let mut s = Setup::new(
-        &with_other_provider(&standard_config("max_ips_per_message = 1"))
-            .replace("[mail]", "[mail]\nmax_messages_per_run = 2"),
-    );
-    let aws: Vec<String> = (1..=30).map(|i| format!("3.5.140.{i}")).collect();
-    s.write(
-        "messages",
-        &(aws.iter().enumerate())
-            .map(|(i, ip)| drop_line(&format!("09:{:02}:00", i), ip, "TCP", 22))
-            .collect::<String>(),
-    );
-    s.run(&["run"]).ok();
+    let mut s = with_a_backlog(30, 2);
     for run in 1..=4u32 {
         s.now = format!("2026-01-26T{:02}:00:00Z", 8 + run);
         let ip = format!("81.2.69.{run}");
@@ -530,16 +519,48 @@ fn a_backlog_of_one_provider_keeps_no_other_provider_waiting() {
         assert_eq!(other.len(), run as usize, "run {run}: {other:?}");
     }
     // The backlog drains, two a run.
-    for hour in 13..=40u32 {
+    assert_eq!(drained_once(&mut s, 13), 34);
+}
+
+/// Runs hourly from `hour` on Jan 26 to 16:00 on Jan 27, and returns how many addresses the
+/// sent reports hold, each once.
+fn drained_once(s: &mut Setup, from: u32) -> usize {
+    for hour in from..=40u32 {
         s.now = format!("2026-01-{:02}T{:02}:00:00Z", 26 + hour / 24, hour % 24);
         s.run(&["run"]).ok();
     }
-    let mut all = sent(&s).concat();
+    let mut all = sent(s).concat();
     all.sort();
     let before = all.len();
     all.dedup();
     assert_eq!(all.len(), before, "each address once");
-    assert_eq!(all.len(), 34);
+    all.len()
+}
+
+/// Two providers, one address a message and `budget` messages a run, after a first run that
+/// read `addresses` of the first provider's: its backlog.
+fn with_a_backlog(addresses: u32, budget: u32) -> Setup {
+    let s = Setup::new(
+        &with_other_provider(&standard_config("max_ips_per_message = 1")).replace(
+            "[mail]",
+            &format!("[mail]\nmax_messages_per_run = {budget}"),
+        ),
+    );
+    s.write(
+        "messages",
+        &(1..=addresses)
+            .map(|i| {
+                drop_line(
+                    &format!("09:{:02}:00", i - 1),
+                    &format!("3.5.140.{i}"),
+                    "TCP",
+                    22,
+                )
+            })
+            .collect::<String>(),
+    );
+    s.run(&["run"]).ok();
+    s
 }
 
 /// With one message a run the budget is spent within the first round: the desks take it in
@@ -548,18 +569,7 @@ fn a_backlog_of_one_provider_keeps_no_other_provider_waiting() {
 /// addresses waited until they passed `max_age_days`.
 #[test]
 fn a_budget_of_one_message_a_run_goes_to_each_desk_in_turn() {
-    let mut s = Setup::new(
-        &with_other_provider(&standard_config("max_ips_per_message = 1"))
-            .replace("[mail]", "[mail]\nmax_messages_per_run = 1"),
-    );
-    let aws: Vec<String> = (1..=12).map(|i| format!("3.5.140.{i}")).collect();
-    s.write(
-        "messages",
-        &(aws.iter().enumerate())
-            .map(|(i, ip)| drop_line(&format!("09:{:02}:00", i), ip, "TCP", 22))
-            .collect::<String>(),
-    );
-    s.run(&["run"]).ok();
+    let mut s = with_a_backlog(12, 1);
     for run in 1..=3u32 {
         s.now = format!("2026-01-26T{:02}:00:00Z", 8 + 2 * run);
         let ip = format!("81.2.69.{run}");
@@ -594,16 +604,7 @@ fn a_budget_of_one_message_a_run_goes_to_each_desk_in_turn() {
             "run {run}: the backlog's turn"
         );
     }
-    for hour in 15..=40u32 {
-        s.now = format!("2026-01-{:02}T{:02}:00:00Z", 26 + hour / 24, hour % 24);
-        s.run(&["run"]).ok();
-    }
-    let mut all = sent(&s).concat();
-    all.sort();
-    let before = all.len();
-    all.dedup();
-    assert_eq!(all.len(), before, "each address once");
-    assert_eq!(all.len(), 15);
+    assert_eq!(drained_once(&mut s, 15), 15);
 }
 
 /// A provider's own new addresses do not go ahead of its addresses waiting from earlier
