@@ -1661,13 +1661,19 @@ fn mailbox(text: &str) -> Result<Mailbox, String> {
     if domain.is_ascii() {
         return Ok(mailbox);
     }
-    let ascii = idna::domain_to_ascii(domain)
-        .ok()
-        .filter(|d| d.is_ascii() && !d.is_empty())
+    let ascii = ascii_domain(domain)
         .ok_or_else(|| format!("{text:?}: {domain:?} is no domain name (IDNA)"))?;
     let email = lettre::Address::new(mailbox.email.user(), ascii)
         .map_err(|e| format!("{text:?} is not a mail address: {e}"))?;
     Ok(Mailbox::new(mailbox.name, email))
+}
+
+/// A domain in other letters than ASCII in its `xn--` form, as mail carries it (IDNA); `None`
+/// for text that is no domain name.
+pub(crate) fn ascii_domain(domain: &str) -> Option<String> {
+    idna::domain_to_ascii(domain)
+        .ok()
+        .filter(|d| d.is_ascii() && !d.is_empty())
 }
 
 /// A CIDR (`198.51.100.0/24`) or a single address.
@@ -1702,10 +1708,7 @@ impl ReportConfig {
         let domain = self.from.email.domain();
         match domain.is_ascii() {
             true => domain.to_string(),
-            false => idna::domain_to_ascii(domain)
-                .ok()
-                .filter(|d| d.is_ascii() && !d.is_empty())
-                .unwrap_or_else(|| "abuse-mailer.invalid".to_string()),
+            false => ascii_domain(domain).unwrap_or_else(|| "abuse-mailer.invalid".to_string()),
         }
     }
 }

@@ -240,10 +240,9 @@ fn mailboxes<'m>(of: impl IntoIterator<Item = &'m lettre::message::Mailbox>) -> 
 fn desk_address(recipient: &str) -> String {
     let lower = recipient.to_lowercase();
     match lower.rsplit_once('@') {
-        Some((user, domain)) if !domain.is_ascii() => idna::domain_to_ascii(domain)
-            .ok()
-            .filter(|d| d.is_ascii() && !d.is_empty())
-            .map_or(lower.clone(), |d| format!("{user}@{d}")),
+        Some((user, domain)) if !domain.is_ascii() => {
+            config::ascii_domain(domain).map_or(lower.clone(), |d| format!("{user}@{d}"))
+        }
         _ => lower,
     }
 }
