@@ -935,13 +935,19 @@ impl State {
         if said.is_some_and(|(at, of)| at <= now && now - at < every && count <= of + of / 2) {
             return Ok(true);
         }
+        self.put_meta(&key, &format!("{now} {count}"))?;
+        Ok(false)
+    }
+
+    /// Keeps `value` under `key` in `meta`.
+    fn put_meta(&self, key: &str, value: &str) -> Result<()> {
         self.conn
             .execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
-                params![key, format!("{now} {count}")],
+                params![key, value],
             )
             .with_context(|| format!("{}: cannot write", self.path.display()))?;
-        Ok(false)
+        Ok(())
     }
 
     /// IPs of a provider's reports that a re-report window counts and that it counts from a
@@ -1277,13 +1283,7 @@ impl State {
         if !self.has_meta()? {
             return Ok(());
         }
-        self.conn
-            .execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
-                params![format!("{TURN_KEY}{provider}"), turn.to_string()],
-            )
-            .with_context(|| format!("{}: cannot write", self.path.display()))?;
-        Ok(())
+        self.put_meta(&format!("{TURN_KEY}{provider}"), &turn.to_string())
     }
 
     /// IPs that a report to `provider` holds and that must not go into another one: those
