@@ -648,7 +648,6 @@ pub fn copy_of(path: &Path, cursor: &Cursor) -> bool {
     if !known_by_first_line(&cursor.fingerprint)
         || tail.is_empty()
         || cursor.offset < tail.len() as u64
-        || !begins_as(path, &cursor.fingerprint)
     {
         return false;
     }
@@ -656,8 +655,9 @@ pub fn copy_of(path: &Path, cursor: &Cursor) -> bool {
         return false;
     };
     let mut there = vec![0u8; tail.len()];
-    file.read_exact_at(&mut there, cursor.offset - tail.len() as u64)
-        .is_ok_and(|()| there == *tail)
+    first_line(&file).is_ok_and(|now| same_start(&cursor.fingerprint, &now))
+        && (file.read_exact_at(&mut there, cursor.offset - tail.len() as u64))
+            .is_ok_and(|()| there == *tail)
 }
 
 /// Whether a cursor's first line tells its file from others: it was whole (or as long as a
