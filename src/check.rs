@@ -704,10 +704,8 @@ fn check_templates(t: &mut Tally, settings: &Settings, names: &[&str], now: Date
             if errors.is_empty() {
                 t.ok("templates", "render with sample data");
             }
-            if let Some(dir) = settings.report.templates_dir.as_deref()
-                && let Some(warning) = templates.unused_warning(dir, names)
-            {
-                t.warn("templates", &warning);
+            if let Some(warning) = &templates.unused {
+                t.warn("templates", warning);
             }
             // `redact` replaces its default: `["DST"]` for "hide my addresses too" shows
             // the MAC, which the default hid.

@@ -418,8 +418,7 @@ impl<'s> World<'s> {
         let names: Vec<&str> = providers.iter().map(|p| p.name()).collect();
         let templates = Templates::load(settings.report.templates_dir.as_deref(), &names)
             .map_err(|e| ConfigError(one_line(&e)))?;
-        if let Some(dir) = settings.report.templates_dir.as_deref()
-            && let Some(warning) = templates.unused_warning(dir, &names)
+        if let Some(warning) = &templates.unused
             && verbosity != Verbosity::Quiet
         {
             crate::output::tell(format_args!("abuse-mailer: warning: {warning}"));

@@ -410,10 +410,10 @@ pub(crate) fn in_turn_after<T>(
     let mut keyed: Vec<(usize, Option<u64>, T)> = Vec::with_capacity(items.len());
     for item in items {
         let name = desk(&item);
+        let turn = turns.get(name).copied();
         let nth = seen.entry(name.to_string()).or_insert(0);
-        let key = (*nth, turns.get(name).copied());
+        keyed.push((*nth, turn, item));
         *nth += 1;
-        keyed.push((key.0, key.1, item));
     }
     // Stable: within a round, desks alike in their turns in the order given.
     keyed.sort_by_key(|(round, turn, _)| (*round, *turn));

@@ -1145,8 +1145,9 @@ pub struct Templates {
     /// Whether a template may read `ips`: the defaults do not (the body lists `listed`, and
     /// `ips.csv` holds them all).
     reads_ips: bool,
-    /// What the folder holds that no report reads (see [`unused_in`]).
-    pub unused: Vec<String>,
+    /// What to say of what the folder holds that no report reads (see [`unused_in`]), if it
+    /// holds any.
+    pub unused: Option<String>,
 }
 
 impl Templates {
@@ -1189,37 +1190,13 @@ impl Templates {
             }
         }
         let reads_ips = may_read_ips(&tera, &overrides);
-        let unused = dir.map_or_else(Vec::new, |dir| unused_in(dir, providers));
+        let unused = dir.and_then(|dir| unused_warning(dir, &unused_in(dir, providers), providers));
         Ok(Templates {
             tera,
             overrides,
             reads_ips,
             unused,
         })
-    }
-
-    /// The warning for what the folder holds that no report reads, if anything.
-    pub fn unused_warning(&self, dir: &Path, providers: &[&str]) -> Option<String> {
-        if self.unused.is_empty() {
-            return None;
-        }
-        let folders = match providers {
-            [] => String::new(),
-            names => format!(
-                ", or in a folder named as a provider: {}",
-                names
-                    .iter()
-                    .map(|n| format!("{n}/"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        };
-        Some(format!(
-            "report.templates_dir {}: {}: no report reads them (a template misspelt so leaves its reports on the default text); a template is {} in that folder{folders}",
-            dir.display(),
-            self.unused.join(", "),
-            TEMPLATE_NAMES.join(" or ")
-        ))
     }
 
     /// A digest of the texts a report to `provider` (`None`: a discovered desk) is made
@@ -1258,15 +1235,20 @@ impl Templates {
         self.render_with(report, &context)
     }
 
+    /// The template a report to `provider` renders as `name`: the provider's own, where it
+    /// has one (`PROVIDER/NAME`), else the shared one; the name an error gives.
+    fn key_of(&self, provider: &str, name: &str) -> String {
+        let own = format!("{provider}/{name}");
+        match self.tera.contains_template(&own) {
+            true => own,
+            false => name.to_string(),
+        }
+    }
+
     /// [`Templates::render`] with the context made.
     fn render_with(&self, report: &Report, context: &tera::Context) -> Result<(String, String)> {
         let render = |name: &str| -> Result<String> {
-            let key = format!("{}/{name}", report.provider);
-            let key = if self.tera.contains_template(&key) {
-                key
-            } else {
-                name.to_string()
-            };
+            let key = self.key_of(&report.provider, name);
             // A render past its patience ends the run (see `crate::watchdog`).
             let _watch = crate::watchdog::watch(RENDER_PATIENCE, || {
                 format!(
@@ -1302,12 +1284,7 @@ impl Templates {
         // went out with `Subject: ` and nothing after it, or an empty text part.
         for (name, text) in [("subject.txt", &subject), ("body.txt", &body)] {
             if text.trim().is_empty() {
-                let own = format!("{}/{name}", report.provider);
-                let key = if self.tera.contains_template(&own) {
-                    own
-                } else {
-                    name.to_string()
-                };
+                let key = self.key_of(&report.provider, name);
                 return Err(ConfigError(format!(
                     "template {key}: rendered nothing for the report to {}: a report must say what it is; the reports made with it wait until it is fixed",
                     report.provider
@@ -1365,6 +1342,31 @@ impl std::io::Write for Capped {
 /// thousand addresses renders in milliseconds: ten seconds is no template's that sends mail,
 /// and a run stuck on one holds the lock of every run after it.
 const RENDER_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The warning for what the templates folder `dir` holds that no report reads (`unused`), if
+/// anything.
+fn unused_warning(dir: &Path, unused: &[String], providers: &[&str]) -> Option<String> {
+    if unused.is_empty() {
+        return None;
+    }
+    let folders = match providers {
+        [] => String::new(),
+        names => format!(
+            ", or in a folder named as a provider: {}",
+            names
+                .iter()
+                .map(|n| format!("{n}/"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    Some(format!(
+        "report.templates_dir {}: {}: no report reads them (a template misspelt so leaves its reports on the default text); a template is {} in that folder{folders}",
+        dir.display(),
+        unused.join(", "),
+        TEMPLATE_NAMES.join(" or ")
+    ))
+}
 
 /// What the templates folder `dir` holds that no report reads: files other than the
 /// templates' names, and folders not named as a provider, at its top; files other than the
